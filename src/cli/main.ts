@@ -1,0 +1,28 @@
+#!/usr/bin/env node
+// dsv32 command-line entry point. Each command lives in its own module and registers itself here.
+import { Command, CommanderError } from 'commander';
+import { DsvError } from '../errors.js';
+
+const program = new Command();
+program
+  .name('dsv32')
+  .description('DeepSeek-V3.2 (DeepSeek Sparse Attention) in TypeScript: model, engine, agents, environments')
+  .version('0.1.0')
+  .showHelpAfterError()
+  .exitOverride();
+
+// command registrations (one line each)
+
+async function main(): Promise<void> {
+  try {
+    await program.parseAsync(process.argv);
+  } catch (e) {
+    if (e instanceof CommanderError) process.exit(e.exitCode);
+    if (e instanceof DsvError) {
+      process.stderr.write(`dsv32: ${e.message}\n`);
+      process.exit(2);
+    }
+    throw e;
+  }
+}
+await main();
