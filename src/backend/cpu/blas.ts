@@ -1,0 +1,121 @@
+// OpenBLAS through koffi: finds the shared library, binds cblas_sgemm/cblas_dgemm once, and reports what
+// it loaded. gemm.ts validates every argument before calling in here, because a wrong leading dimension or
+// offset would make the C code read or write outside the typed array instead of throwing.
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import koffi from 'koffi';
+import { DsvError } from '../../errors.js';
+
+/** DSV32_BLAS_LIB names a library that cannot be loaded or lacks the CBLAS GEMM symbols. */
+export class BlasLoadError extends DsvError {}
+
+/** Debian/Ubuntu and RHEL-family locations, pthread variant first (the one scripts/setup-system.sh installs). */
+const KNOWN_PATHS = [
+  '/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0',
+  '/usr/lib/x86_64-linux-gnu/libopenblas.so.0',
+  '/usr/lib/aarch64-linux-gnu/openblas-pthread/libopenblas.so.0',
+  '/usr/lib/aarch64-linux-gnu/libopenblas.so.0',
+  '/usr/lib64/libopenblas.so.0',
+  '/usr/lib/libopenblas.so.0',
+  '/usr/local/lib/libopenblas.so.0',
+];
+
+// CBLAS enum values from cblas.h
+const CBLAS_ROW_MAJOR = 101;
+const CBLAS_NO_TRANS = 111;
+const CBLAS_TRANS = 112;
+
+type GemmFn<T> = (
+  order: number, transA: number, transB: number, M: number, N: number, K: number, alpha: number,
+  A: T, lda: number, B: T, ldb: number, beta: number, C: T, ldc: number,
+) => void;
+
+export interface Blas {
+  /** Absolute path (or soname) that was loaded. */
+  library: string;
+  /** OpenBLAS's configuration string, e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH ... SkylakeX", when exported. */
+  config?: string;
+  /** Threads OpenBLAS will use for one call. */
+  threads: number;
+  /** Row-major cblas_sgemm; arrays are passed as views already positioned at their offsets. */
+  sgemm(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
+    A: Float32Array, lda: number, B: Float32Array, ldb: number, beta: number, C: Float32Array, ldc: number): void;
+  dgemm(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
+    A: Float64Array, lda: number, B: Float64Array, ldb: number, beta: number, C: Float64Array, ldc: number): void;
+}
+
+/** Candidate library paths in lookup order: DSV32_BLAS_LIB, then ldconfig's cache, then known paths. */
+export function blasCandidates(env: NodeJS.ProcessEnv = process.env): { explicit: boolean; paths: string[] } {
+  const forced = env.DSV32_BLAS_LIB;
+  if (forced) return { explicit: true, paths: [forced] };
+  const paths: string[] = [];
+  for (const p of ldconfigLookup('libopenblas.so.0')) if (!paths.includes(p)) paths.push(p);
+  for (const p of KNOWN_PATHS) if (!paths.includes(p) && existsSync(p)) paths.push(p);
+  return { explicit: false, paths };
+}
+
+function ldconfigLookup(soname: string): string[] {
+  for (const bin of ['ldconfig', '/sbin/ldconfig', '/usr/sbin/ldconfig']) {
+    try {
+      const out = execFileSync(bin, ['-p'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 });
+      const found: string[] = [];
+      for (const line of out.split('\n')) {
+        // "\tlibopenblas.so.0 (libc6,x86-64) => /lib/x86_64-linux-gnu/libopenblas.so.0"
+        const m = /^\s*(\S+)\s+\(([^)]*)\)\s+=>\s+(\S+)/.exec(line);
+        if (m && m[1] === soname && (process.arch !== 'x64' || m[2]!.includes('x86-64'))) found.push(m[3]!);
+      }
+      return found;
+    } catch {
+      // not on PATH or not Linux: try the next spelling, then fall back to known paths
+    }
+  }
+  return [];
+}
+
+/**
+ * Loads OpenBLAS, or returns null when none is installed. A library named by DSV32_BLAS_LIB that fails to
+ * load is an error rather than a silent fallback, since the user asked for that file.
+ */
+export function loadBlas(env: NodeJS.ProcessEnv = process.env): Blas | null {
+  const { explicit, paths } = blasCandidates(env);
+  for (const path of paths) {
+    try {
+      return bind(path);
+    } catch (e) {
+      if (explicit) {
+        throw new BlasLoadError(
+          `DSV32_BLAS_LIB=${path}: cannot load a CBLAS library with cblas_sgemm and cblas_dgemm (${(e as Error).message})`,
+          { cause: e },
+        );
+      }
+    }
+  }
+  return null;
+}
+
+function bind(path: string): Blas {
+  const lib = koffi.load(path);
+  const sig = (name: string, t: string): string =>
+    `void ${name}(int order, int transA, int transB, int M, int N, int K, ${t} alpha, const ${t} *A, int lda, ` +
+    `const ${t} *B, int ldb, ${t} beta, ${t} *C, int ldc)`;
+  const s = lib.func(sig('cblas_sgemm', 'float')) as GemmFn<Float32Array>;
+  const d = lib.func(sig('cblas_dgemm', 'double')) as GemmFn<Float64Array>;
+  let config: string | undefined;
+  let threads = 1;
+  try {
+    config = (lib.func('const char *openblas_get_config(void)') as () => string)();
+    threads = (lib.func('int openblas_get_num_threads(void)') as () => number)();
+  } catch {
+    // a reference CBLAS has neither; it is single-threaded
+  }
+  const t = (x: boolean): number => (x ? CBLAS_TRANS : CBLAS_NO_TRANS);
+  return {
+    library: path,
+    config,
+    threads,
+    sgemm: (ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) =>
+      s(CBLAS_ROW_MAJOR, t(ta), t(tb), M, N, K, alpha, A, lda, B, ldb, beta, C, ldc),
+    dgemm: (ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) =>
+      d(CBLAS_ROW_MAJOR, t(ta), t(tb), M, N, K, alpha, A, lda, B, ldb, beta, C, ldc),
+  };
+}

@@ -1,0 +1,292 @@
+// The pure-TypeScript GEMM kernel: C[m0:m1, n0:n1] = alpha * op(A) op(B) + beta * C on that rectangle.
+// It is the fallback when no BLAS is installed, and the unit of work that gemm.ts hands to worker threads
+// (each worker owns disjoint rectangles of C, so no two threads ever write the same element).
+//
+// Layout follows the Goto/BLIS scheme:
+//   for each column block jc of NC columns
+//     for each depth block pc of KC
+//       pack op(B)[pc:pc+kc, jc:jc+nc] into NR-wide micro-panels   (kc x NR each, contiguous, L1-sized)
+//       for each row block ic of MC rows
+//         pack op(A)[ic:ic+mc, pc:pc+kc] into MR-tall micro-panels  (kc x MR each; the block sits in L2)
+//         for each B micro-panel, for each A micro-panel: an MR x NR register-tile microkernel
+// Packing does the transposes and the f32 -> f64 widening once per block, so the microkernel reads two
+// contiguous Float64Array streams and never converts or branches on layout. JavaScript arithmetic is
+// f64 anyway, so accumulating in f64 costs nothing and rounds once when the tile is added into C.
+// Rows of A (when M is tiny) or columns of B (when N is tiny) are never worth packing; those shapes go to
+// the streaming kernels at the bottom of this file.
+
+export type FloatArray = Float32Array | Float64Array;
+
+/** Register tile: MR rows of A times NR columns of B, 16 accumulators (V8 has 16 xmm registers on x64). */
+export const MR = 4;
+export const NR = 4;
+/** Depth block: an A and a B micro-panel (KC*4*8 bytes each = 8 KiB) fit L1 together. */
+export const KC = 256;
+/** Row block: MC*KC*8 = 256 KiB of packed A stays in L2 while every B micro-panel sweeps over it. */
+export const MC = 128;
+/** Column block: KC*NC*8 = 4 MiB of packed B, streamed from L2/L3 once per A block. */
+export const NC = 2048;
+
+/** Everything the kernel needs about one GEMM call; plain data so it can be posted to a worker. */
+export interface GemmProblem<T extends FloatArray = FloatArray> {
+  transA: boolean;
+  transB: boolean;
+  M: number;
+  N: number;
+  K: number;
+  alpha: number;
+  A: T;
+  aOff: number;
+  lda: number;
+  B: T;
+  bOff: number;
+  ldb: number;
+  beta: number;
+  C: T;
+  cOff: number;
+  ldc: number;
+}
+
+/** Per-thread packing buffers, grown on demand and reused across calls. */
+export class GemmScratch {
+  ap = new Float64Array(MC * KC);
+  bp = new Float64Array(KC * NC);
+  tile = new Float64Array(MR * NR);
+  ensure(apLen: number, bpLen: number): void {
+    if (this.ap.length < apLen) this.ap = new Float64Array(apLen);
+    if (this.bp.length < bpLen) this.bp = new Float64Array(bpLen);
+  }
+}
+
+/**
+ * C[m0:m1, n0:n1] = beta * C. beta = 0 overwrites (so NaN/Inf already in C do not survive), as BLAS does.
+ */
+export function scaleC(C: FloatArray, cOff: number, ldc: number, m0: number, m1: number, n0: number, n1: number, beta: number): void {
+  if (beta === 1) return;
+  for (let i = m0; i < m1; i++) {
+    const row = cOff + i * ldc;
+    if (beta === 0) C.fill(0, row + n0, row + n1);
+    else for (let j = row + n0; j < row + n1; j++) C[j] *= beta;
+  }
+}
+
+/** Computes the rectangle C[m0:m1, n0:n1] of the product (beta applied here too). */
+export function gemmRect(p: GemmProblem, m0: number, m1: number, n0: number, n1: number, scratch: GemmScratch): void {
+  if (m1 <= m0 || n1 <= n0) return;
+  scaleC(p.C, p.cOff, p.ldc, m0, m1, n0, n1, p.beta);
+  if (p.K === 0 || p.alpha === 0) return;
+  const m = m1 - m0;
+  const n = n1 - n0;
+  // Packing pays when each packed element is reused by several micro-tiles; with fewer than MR rows
+  // (or NR columns) there is no reuse, so stream the operands directly.
+  if (m < MR) {
+    if (p.transB) rowsDotKernel(p, m0, m1, n0, n1);
+    else rowsAxpyKernel(p, m0, m1, n0, n1);
+    return;
+  }
+  if (n < NR) {
+    colsKernel(p, m0, m1, n0, n1);
+    return;
+  }
+  blocked(p, m0, m1, n0, n1, scratch);
+}
+
+function blocked(p: GemmProblem, m0: number, m1: number, n0: number, n1: number, s: GemmScratch): void {
+  const { K, alpha, C, cOff, ldc } = p;
+  const kcMax = Math.min(KC, K);
+  s.ensure(Math.ceil(Math.min(MC, m1 - m0) / MR) * MR * kcMax, Math.ceil(Math.min(NC, n1 - n0) / NR) * NR * kcMax);
+  const ap = s.ap;
+  const bp = s.bp;
+  const tile = s.tile;
+  for (let jc = n0; jc < n1; jc += NC) {
+    const nc = Math.min(NC, n1 - jc);
+    for (let pc = 0; pc < K; pc += KC) {
+      const kc = Math.min(KC, K - pc);
+      packB(p, pc, kc, jc, nc, bp);
+      for (let ic = m0; ic < m1; ic += MC) {
+        const mc = Math.min(MC, m1 - ic);
+        packA(p, ic, mc, pc, kc, ap);
+        for (let jr = 0; jr < nc; jr += NR) {
+          const nr = Math.min(NR, nc - jr);
+          const bi = jr * kc; // panel jr/NR starts at (jr/NR)*kc*NR
+          for (let ir = 0; ir < mc; ir += MR) {
+            const mr = Math.min(MR, mc - ir);
+            micro4x4(kc, ap, ir * kc, bp, bi, tile);
+            addTile(C, cOff + (ic + ir) * ldc + jc + jr, ldc, alpha, tile, mr, nr);
+          }
+        }
+      }
+    }
+  }
+}
+
+/** op(A)[ic:ic+mc, pc:pc+kc] -> ap as ceil(mc/MR) panels, each kc rows of MR values (zero-padded). */
+function packA(p: GemmProblem, ic: number, mc: number, pc: number, kc: number, ap: Float64Array): void {
+  const { A, aOff, lda, transA } = p;
+  for (let ir = 0; ir < mc; ir += MR) {
+    const base = ir * kc;
+    const rows = Math.min(MR, mc - ir);
+    for (let r = 0; r < MR; r++) {
+      let d = base + r;
+      if (r >= rows) {
+        for (let q = 0; q < kc; q++, d += MR) ap[d] = 0;
+      } else if (!transA) {
+        // op(A)[i, k] = A[i*lda + k]: read a row of A contiguously
+        let s = aOff + (ic + ir + r) * lda + pc;
+        for (let q = 0; q < kc; q++, d += MR) ap[d] = A[s++];
+      } else {
+        // op(A)[i, k] = A[k*lda + i]
+        let s = aOff + pc * lda + ic + ir + r;
+        for (let q = 0; q < kc; q++, d += MR, s += lda) ap[d] = A[s];
+      }
+    }
+  }
+}
+
+/** op(B)[pc:pc+kc, jc:jc+nc] -> bp as ceil(nc/NR) panels, each kc rows of NR values (zero-padded). */
+function packB(p: GemmProblem, pc: number, kc: number, jc: number, nc: number, bp: Float64Array): void {
+  const { B, bOff, ldb, transB } = p;
+  for (let jr = 0; jr < nc; jr += NR) {
+    const base = jr * kc;
+    const cols = Math.min(NR, nc - jr);
+    if (!transB) {
+      // op(B)[k, j] = B[k*ldb + j]: each depth step copies NR neighbours of one row
+      let s = bOff + pc * ldb + jc + jr;
+      let d = base;
+      if (cols === NR) {
+        for (let q = 0; q < kc; q++, s += ldb, d += NR) {
+          bp[d] = B[s];
+          bp[d + 1] = B[s + 1];
+          bp[d + 2] = B[s + 2];
+          bp[d + 3] = B[s + 3];
+        }
+      } else {
+        for (let q = 0; q < kc; q++, s += ldb, d += NR) {
+          for (let c = 0; c < NR; c++) bp[d + c] = c < cols ? B[s + c] : 0;
+        }
+      }
+    } else {
+      // op(B)[k, j] = B[j*ldb + k]: read each row of B (a column of op(B)) contiguously
+      for (let c = 0; c < NR; c++) {
+        let d = base + c;
+        if (c >= cols) {
+          for (let q = 0; q < kc; q++, d += NR) bp[d] = 0;
+        } else {
+          let s = bOff + (jc + jr + c) * ldb + pc;
+          for (let q = 0; q < kc; q++, d += NR) bp[d] = B[s++];
+        }
+      }
+    }
+  }
+}
+
+/** tile = sum over kc of an MR-column of packed A times an NR-row of packed B (outer products). */
+function micro4x4(kc: number, ap: Float64Array, ai: number, bp: Float64Array, bi: number, tile: Float64Array): void {
+  let c00 = 0, c01 = 0, c02 = 0, c03 = 0;
+  let c10 = 0, c11 = 0, c12 = 0, c13 = 0;
+  let c20 = 0, c21 = 0, c22 = 0, c23 = 0;
+  let c30 = 0, c31 = 0, c32 = 0, c33 = 0;
+  const end = ai + kc * MR;
+  for (; ai < end; ai += MR, bi += NR) {
+    const b0 = bp[bi], b1 = bp[bi + 1], b2 = bp[bi + 2], b3 = bp[bi + 3];
+    let a = ap[ai];
+    c00 += a * b0; c01 += a * b1; c02 += a * b2; c03 += a * b3;
+    a = ap[ai + 1];
+    c10 += a * b0; c11 += a * b1; c12 += a * b2; c13 += a * b3;
+    a = ap[ai + 2];
+    c20 += a * b0; c21 += a * b1; c22 += a * b2; c23 += a * b3;
+    a = ap[ai + 3];
+    c30 += a * b0; c31 += a * b1; c32 += a * b2; c33 += a * b3;
+  }
+  tile[0] = c00; tile[1] = c01; tile[2] = c02; tile[3] = c03;
+  tile[4] = c10; tile[5] = c11; tile[6] = c12; tile[7] = c13;
+  tile[8] = c20; tile[9] = c21; tile[10] = c22; tile[11] = c23;
+  tile[12] = c30; tile[13] = c31; tile[14] = c32; tile[15] = c33;
+}
+
+/** C[ci + r*ldc + c] += alpha * tile[r][c] for the valid mr x nr corner of the tile. */
+function addTile(C: FloatArray, ci: number, ldc: number, alpha: number, tile: Float64Array, mr: number, nr: number): void {
+  for (let r = 0; r < mr; r++, ci += ldc) {
+    const t = r * NR;
+    for (let c = 0; c < nr; c++) C[ci + c] += alpha * tile[t + c];
+  }
+}
+
+/**
+ * Few rows, op(B) = B^T (the usual `x W^T` of a linear layer): C[i, j] = alpha * dot(op(A) row i, B row j).
+ * Both rows are contiguous when A is not transposed; four B rows share each load of A.
+ */
+function rowsDotKernel(p: GemmProblem, m0: number, m1: number, n0: number, n1: number): void {
+  const { A, aOff, lda, transA, B, bOff, ldb, C, cOff, ldc, K, alpha } = p;
+  const aStep = transA ? lda : 1;
+  for (let i = m0; i < m1; i++) {
+    const aRow = transA ? aOff + i : aOff + i * lda;
+    const cRow = cOff + i * ldc;
+    let j = n0;
+    for (; j + 4 <= n1; j += 4) {
+      let b0 = bOff + j * ldb, b1 = b0 + ldb, b2 = b1 + ldb, b3 = b2 + ldb;
+      let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      let a = aRow;
+      for (let k = 0; k < K; k++, a += aStep) {
+        const av = A[a];
+        s0 += av * B[b0++];
+        s1 += av * B[b1++];
+        s2 += av * B[b2++];
+        s3 += av * B[b3++];
+      }
+      C[cRow + j] += alpha * s0;
+      C[cRow + j + 1] += alpha * s1;
+      C[cRow + j + 2] += alpha * s2;
+      C[cRow + j + 3] += alpha * s3;
+    }
+    for (; j < n1; j++) {
+      let b = bOff + j * ldb;
+      let s = 0;
+      let a = aRow;
+      for (let k = 0; k < K; k++, a += aStep) s += A[a] * B[b++];
+      C[cRow + j] += alpha * s;
+    }
+  }
+}
+
+/**
+ * Few rows, op(B) = B: C row i += alpha * sum_k op(A)[i, k] * B row k, streaming rows of B.
+ * Four depth steps are fused per pass so each C element is loaded and stored once per four rows of B.
+ */
+function rowsAxpyKernel(p: GemmProblem, m0: number, m1: number, n0: number, n1: number): void {
+  const { A, aOff, lda, transA, B, bOff, ldb, C, cOff, ldc, K, alpha } = p;
+  for (let i = m0; i < m1; i++) {
+    const cRow = cOff + i * ldc;
+    const aAt = (k: number): number => (transA ? A[aOff + k * lda + i] : A[aOff + i * lda + k]);
+    let k = 0;
+    for (; k + 4 <= K; k += 4) {
+      const a0 = alpha * aAt(k), a1 = alpha * aAt(k + 1), a2 = alpha * aAt(k + 2), a3 = alpha * aAt(k + 3);
+      let b0 = bOff + k * ldb + n0, b1 = b0 + ldb, b2 = b1 + ldb, b3 = b2 + ldb;
+      for (let c = cRow + n0, e = cRow + n1; c < e; c++) {
+        C[c] += a0 * B[b0++] + a1 * B[b1++] + a2 * B[b2++] + a3 * B[b3++];
+      }
+    }
+    for (; k < K; k++) {
+      const a0 = alpha * aAt(k);
+      let b0 = bOff + k * ldb + n0;
+      for (let c = cRow + n0, e = cRow + n1; c < e; c++) C[c] += a0 * B[b0++];
+    }
+  }
+}
+
+/** Few columns: each C[i, j] is one dot product of a row of op(A) with a column of op(B). */
+function colsKernel(p: GemmProblem, m0: number, m1: number, n0: number, n1: number): void {
+  const { A, aOff, lda, transA, B, bOff, ldb, transB, C, cOff, ldc, K, alpha } = p;
+  const aStep = transA ? lda : 1;
+  const bStep = transB ? 1 : ldb;
+  for (let j = n0; j < n1; j++) {
+    const bCol = transB ? bOff + j * ldb : bOff + j;
+    for (let i = m0; i < m1; i++) {
+      let a = transA ? aOff + i : aOff + i * lda;
+      let b = bCol;
+      let s = 0;
+      for (let k = 0; k < K; k++, a += aStep, b += bStep) s += A[a] * B[b];
+      C[cOff + i * ldc + j] += alpha * s;
+    }
+  }
+}

@@ -1,0 +1,231 @@
+// The CPU backend's GEMM entry points, with the semantics of row-major cblas_?gemm:
+//   C[m, n] = alpha * sum_k op(A)[m, k] * op(B)[k, n] + beta * C[m, n]
+// where op(X) is X or X^T and each matrix is addressed as X[off + row * ld + col].
+// Calls go to OpenBLAS when it is installed (blas.ts) and to the TypeScript kernel (gemm-kernel.ts)
+// otherwise, split across worker threads (gemm-pool.ts) when the problem is large enough to pay for it.
+// DSV32_BLAS=off forces the TypeScript path; DSV32_GEMM_THREADS caps its threads.
+import { DsvError } from '../../errors.js';
+import { loadBlas, type Blas } from './blas.js';
+import { GemmScratch, MR, NR, gemmRect, type FloatArray, type GemmProblem } from './gemm-kernel.js';
+import { GemmPool, gemmThreads } from './gemm-pool.js';
+
+/** A GEMM argument is out of range: a negative size, a leading dimension too small, or an array too short. */
+export class GemmArgumentError extends DsvError {}
+
+export interface GemmInfo {
+  path: 'openblas' | 'typescript';
+  /** The shared library in use, on the OpenBLAS path. */
+  library?: string;
+  /** OpenBLAS's build/kernel description, on the OpenBLAS path. */
+  config?: string;
+  threads: number;
+}
+
+let blasState: { blas: Blas | null } | undefined;
+
+function blas(): Blas | null {
+  if (process.env.DSV32_BLAS === 'off') return null;
+  blasState ??= { blas: loadBlas() };
+  return blasState.blas;
+}
+
+/** Which implementation sgemm/dgemm use right now, and with how many threads. */
+export function gemmInfo(): GemmInfo {
+  const b = blas();
+  if (b) return { path: 'openblas', library: b.library, config: b.config, threads: b.threads };
+  return { path: 'typescript', threads: gemmThreads() };
+}
+
+export function sgemm(
+  transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
+  A: Float32Array, aOff: number, lda: number, B: Float32Array, bOff: number, ldb: number, beta: number,
+  C: Float32Array, cOff: number, ldc: number,
+): void {
+  const p = checked('sgemm', Float32Array, transA, transB, M, N, K, alpha, A, aOff, lda, B, bOff, ldb, beta, C, cOff, ldc);
+  if (!p) return;
+  const b = blas();
+  if (b) b.sgemm(transA, transB, M, N, K, alpha, at(A, aOff), lda, at(B, bOff), ldb, beta, at(C, cOff), ldc);
+  else gemmTypeScript(p, Float32Array);
+}
+
+export function dgemm(
+  transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
+  A: Float64Array, aOff: number, lda: number, B: Float64Array, bOff: number, ldb: number, beta: number,
+  C: Float64Array, cOff: number, ldc: number,
+): void {
+  const p = checked('dgemm', Float64Array, transA, transB, M, N, K, alpha, A, aOff, lda, B, bOff, ldb, beta, C, cOff, ldc);
+  if (!p) return;
+  const b = blas();
+  if (b) b.dgemm(transA, transB, M, N, K, alpha, at(A, aOff), lda, at(B, bOff), ldb, beta, at(C, cOff), ldc);
+  else gemmTypeScript(p, Float64Array);
+}
+
+/** A view starting at `off`; koffi passes a typed array as a pointer to its first element. */
+function at<T extends FloatArray>(x: T, off: number): T {
+  return (off === 0 ? x : x.subarray(off)) as T;
+}
+
+type FloatCtor<T extends FloatArray> = { new (buf: ArrayBufferLike, byteOffset: number, length: number): T; BYTES_PER_ELEMENT: number };
+
+/**
+ * Validates every argument (a bad one would make BLAS touch memory outside the arrays), and settles the
+ * cases with no product to compute. Returns the problem when a product remains, else null.
+ */
+function checked<T extends FloatArray>(
+  fn: string, ctor: FloatCtor<T>,
+  transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
+  A: T, aOff: number, lda: number, B: T, bOff: number, ldb: number, beta: number,
+  C: T, cOff: number, ldc: number,
+): GemmProblem<T> | null {
+  for (const [name, v] of [['M', M], ['N', N], ['K', K]] as const) {
+    if (!Number.isSafeInteger(v) || v < 0) throw new GemmArgumentError(`${fn}: ${name} must be a non-negative integer, got ${v}`);
+  }
+  if (typeof alpha !== 'number') throw new GemmArgumentError(`${fn}: alpha must be a number, got ${typeof alpha}`);
+  if (typeof beta !== 'number') throw new GemmArgumentError(`${fn}: beta must be a number, got ${typeof beta}`);
+  // op(A) is M x K, op(B) is K x N; stored rows/cols are swapped when transposed.
+  checkMatrix(fn, ctor, 'A', A, aOff, lda, transA ? K : M, transA ? M : K);
+  checkMatrix(fn, ctor, 'B', B, bOff, ldb, transB ? N : K, transB ? K : N);
+  checkMatrix(fn, ctor, 'C', C, cOff, ldc, M, N);
+  if (M === 0 || N === 0) return null;
+  const p: GemmProblem<T> = { transA: !!transA, transB: !!transB, M, N, K, alpha, A, aOff, lda, B, bOff, ldb, beta, C, cOff, ldc };
+  if (K === 0 || alpha === 0) {
+    // Nothing to multiply: C = beta * C (BLAS skips reading A and B here too).
+    for (let i = 0; i < M; i++) {
+      const row = cOff + i * ldc;
+      if (beta === 0) C.fill(0, row, row + N);
+      else if (beta !== 1) for (let j = row; j < row + N; j++) C[j] *= beta;
+    }
+    return null;
+  }
+  return p;
+}
+
+function checkMatrix(
+  fn: string, ctor: FloatCtor<FloatArray>, name: string, X: FloatArray, off: number, ld: number, rows: number, cols: number,
+): void {
+  if (!(X instanceof ctor)) {
+    const got = X === null || typeof X !== 'object' ? String(X) : (X as object).constructor.name;
+    throw new GemmArgumentError(`${fn}: ${name} must be a ${(ctor as unknown as { name: string }).name}, got ${got}`);
+  }
+  if (!Number.isSafeInteger(off) || off < 0 || off > X.length) {
+    throw new GemmArgumentError(`${fn}: offset of ${name} must be an integer in [0, ${X.length}], got ${off}`);
+  }
+  if (!Number.isSafeInteger(ld) || ld < Math.max(1, cols)) {
+    throw new GemmArgumentError(`${fn}: ld${name.toLowerCase()} must be an integer >= max(1, ${cols}) (the stored row width of ${name}), got ${ld}`);
+  }
+  if (rows > 0 && cols > 0) {
+    const end = off + (rows - 1) * ld + cols;
+    if (end > X.length) {
+      throw new GemmArgumentError(
+        `${fn}: ${name} is ${rows}x${cols} with ld=${ld} at offset ${off}, so it needs ${end} elements, but the array has ${X.length}`,
+      );
+    }
+  }
+}
+
+// ---- TypeScript path: serial or split across the worker pool ----
+
+/** Below this many flops (about a millisecond on one core) threads cost more than they save. */
+const PARALLEL_MIN_FLOPS = 4e6;
+/** Measured single-thread rate of gemm-kernel.ts on x86-64 (flop/s), used only to weigh copies against compute. */
+const KERNEL_FLOPS_PER_S = 4e9;
+/** Copying into SharedArrayBuffers runs at memcpy speed, several elements per nanosecond. */
+const COPY_ELEMS_PER_S = 1.5e9;
+/** Waking workers and collecting them costs tens of microseconds. */
+const PARALLEL_OVERHEAD_S = 50e-6;
+
+const mainScratch = new GemmScratch();
+let pool: GemmPool | undefined;
+
+/**
+ * Serial or parallel, for an M x N x K product on `threads` threads when `copyElems` elements must first be
+ * copied into shared memory (operands not already SharedArrayBuffer-backed, and C both ways).
+ */
+export function typescriptGemmPlan(M: number, N: number, K: number, copyElems: number, threads: number): 'serial' | 'parallel' {
+  const flops = 2 * M * N * K;
+  if (threads <= 1 || flops < PARALLEL_MIN_FLOPS) return 'serial';
+  const serialS = flops / KERNEL_FLOPS_PER_S;
+  const parallelS = serialS / threads + copyElems / COPY_ELEMS_PER_S + PARALLEL_OVERHEAD_S;
+  return parallelS < serialS ? 'parallel' : 'serial';
+}
+
+function gemmTypeScript<T extends FloatArray>(p: GemmProblem<T>, ctor: FloatCtor<T>): void {
+  const threads = gemmThreads();
+  if (threads > 1 && 2 * p.M * p.N * p.K >= PARALLEL_MIN_FLOPS) {
+    // Operands that are not already in shared memory must be copied (and C copied back) for workers to see them.
+    const aSpan = span(p.transA ? p.K : p.M, p.transA ? p.M : p.K, p.lda);
+    const bSpan = span(p.transB ? p.N : p.K, p.transB ? p.K : p.N, p.ldb);
+    const cSpan = span(p.M, p.N, p.ldc);
+    const copy = (shared(p.A) ? 0 : aSpan) + (shared(p.B) ? 0 : bSpan) + (shared(p.C) ? 0 : 2 * cSpan);
+    if (typescriptGemmPlan(p.M, p.N, p.K, copy, threads) === 'parallel') {
+      pool ??= new GemmPool(threads - 1);
+      gemmParallel(p, ctor, threads, aSpan, bSpan, cSpan, pool);
+      return;
+    }
+  }
+  gemmSerial(p);
+}
+
+function gemmSerial(p: GemmProblem): void {
+  gemmRect(p, 0, p.M, 0, p.N, mainScratch);
+}
+
+function span(rows: number, cols: number, ld: number): number {
+  return rows === 0 || cols === 0 ? 0 : (rows - 1) * ld + cols;
+}
+
+function shared(x: FloatArray): boolean {
+  return typeof SharedArrayBuffer !== 'undefined' && x.buffer instanceof SharedArrayBuffer;
+}
+
+function gemmParallel<T extends FloatArray>(
+  p: GemmProblem<T>, ctor: FloatCtor<T>, threads: number, aSpan: number, bSpan: number, cSpan: number, workers: GemmPool,
+): void {
+  const q: GemmProblem<T> = { ...p };
+  const toShared = (x: T, off: number, len: number, copyIn: boolean): T => {
+    const y = new ctor(new SharedArrayBuffer(len * ctor.BYTES_PER_ELEMENT), 0, len);
+    if (copyIn) y.set(x.subarray(off, off + len));
+    return y;
+  };
+  if (!shared(p.A)) { q.A = toShared(p.A, p.aOff, aSpan, true); q.aOff = 0; }
+  if (!shared(p.B)) { q.B = toShared(p.B, p.bOff, bSpan, true); q.bOff = 0; }
+  const copyC = !shared(p.C);
+  // With beta = 0 the old C is never read, so it need not be copied in.
+  if (copyC) { q.C = toShared(p.C, p.cOff, cSpan, p.beta !== 0); q.cOff = 0; }
+  workers.run(q, splitC(p.M, p.N, threads), mainScratch);
+  if (copyC) {
+    // Row by row: the shared copy's ld padding was never copied in (beta = 0) and must not be copied out.
+    for (let i = 0; i < p.M; i++) p.C.set(q.C.subarray(i * p.ldc, i * p.ldc + p.N), p.cOff + i * p.ldc);
+  }
+}
+
+/**
+ * Cuts C into about 4 chunks per thread (so dynamic claiming balances uneven cores) along its longer side.
+ * Each chunk re-packs the full other operand, so chunks stay at least 64 wide to keep that re-packing
+ * under ~1/64 of the chunk's flops; widths are multiples of the register tile.
+ */
+function splitC(M: number, N: number, threads: number): Int32Array {
+  const alongN = N >= M || M < 2 * MR;
+  const len = alongN ? N : M;
+  const tile = alongN ? NR : MR;
+  const want = 4 * threads;
+  let width = Math.max(64, Math.ceil(len / want));
+  width = Math.ceil(width / tile) * tile;
+  const n = Math.ceil(len / width);
+  const out = new Int32Array(4 * n);
+  for (let c = 0; c < n; c++) {
+    const a = c * width;
+    const b = Math.min(len, a + width);
+    if (alongN) out.set([0, M, a, b], 4 * c);
+    else out.set([a, b, 0, N], 4 * c);
+  }
+  return out;
+}
+
+/** Starts the TypeScript path's worker threads now and waits (up to timeoutMs) until they listen. */
+export function warmGemmPool(timeoutMs = 10_000): boolean {
+  const threads = gemmThreads();
+  if (threads <= 1) return true;
+  pool ??= new GemmPool(threads - 1);
+  return pool.waitReady(timeoutMs);
+}
