@@ -2,6 +2,7 @@
 // dsv32 command-line entry point. Each command lives in its own module and registers itself here.
 import { Command, CommanderError } from 'commander';
 import { DsvError } from '../errors.js';
+import { register as registerSandbox } from './sandbox.js';
 
 const program = new Command();
 program
@@ -12,6 +13,7 @@ program
   .exitOverride();
 
 // command registrations (one line each)
+registerSandbox(program);
 
 async function main(): Promise<void> {
   try {
