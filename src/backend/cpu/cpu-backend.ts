@@ -1,0 +1,587 @@
+// The CPU backend: the numerical reference. Every kernel decodes its inputs to f32 (f64 for f64
+// tensors), computes with double-precision intermediates, and rounds once into the output dtype.
+import type { Backend, BinaryOp, ReduceOp, UnaryOp, View } from '../../tensor/backend.js';
+import {
+  type DType, type HostArray, allocHost, fromFloatArray, f32ToE4m3Bits, f32Bits, E4M3_MAX, convertHost,
+} from '../../tensor/dtype.js';
+import { CpuStorage } from './storage.js';
+import { type FArr, computeType, dataOf, isContiguousView, rawContiguous, readF, readIndex, stridedOffsets, viewNumel } from './strided.js';
+import { sgemm, dgemm } from './gemm.js';
+
+const fround = Math.fround;
+
+/** Output buffer to compute into: the storage itself when out is contiguous f32/f64 of the compute type. */
+function outBuffer(out: View, ct: 'f32' | 'f64'): FArr {
+  const n = viewNumel(out);
+  if (out.dtype === ct && isContiguousView(out)) return dataOf(out).subarray(out.offset, out.offset + n) as FArr;
+  return ct === 'f64' ? new Float64Array(n) : new Float32Array(n);
+}
+
+/** Store computed values into a contiguous out view (no-op when vals already is out's storage). */
+function commit(out: View, vals: FArr): void {
+  const data = dataOf(out);
+  if (vals.buffer === data.buffer && out.dtype === (vals instanceof Float64Array ? 'f64' : 'f32')) return;
+  const n = viewNumel(out);
+  fromFloatArray(vals, out.dtype, data.subarray(out.offset, out.offset + n) as HostArray);
+}
+
+function unaryFn(op: UnaryOp, alpha: number): (x: number) => number {
+  switch (op) {
+    case 'neg': return (x) => -x;
+    case 'exp': return Math.exp;
+    case 'log': return Math.log;
+    case 'sqrt': return Math.sqrt;
+    case 'rsqrt': return (x) => 1 / Math.sqrt(x);
+    case 'abs': return Math.abs;
+    case 'sigmoid': return (x) => 1 / (1 + Math.exp(-x));
+    case 'silu': return (x) => x / (1 + Math.exp(-x));
+    case 'relu': return (x) => (x > 0 ? x : x === 0 || x < 0 ? 0 : x);
+    case 'tanh': return Math.tanh;
+    case 'sign': return (x) => (x > 0 ? 1 : x < 0 ? -1 : x === 0 ? 0 : NaN);
+    case 'square': return (x) => x * x;
+    case 'recip': return (x) => 1 / x;
+    case 'floor': return Math.floor;
+    case 'ceil': return Math.ceil;
+    case 'not': return (x) => (x === 0 ? 1 : 0);
+    case 'adds': return (x) => x + alpha;
+    case 'muls': return (x) => x * alpha;
+    case 'pows': return alpha === 2 ? (x) => x * x : (x) => Math.pow(x, alpha);
+    case 'rpows': return (x) => Math.pow(alpha, x);
+    case 'clampmin': return (x) => (x < alpha ? alpha : x);
+    case 'clampmax': return (x) => (x > alpha ? alpha : x);
+  }
+}
+
+function binaryFn(op: BinaryOp): (a: number, b: number) => number {
+  switch (op) {
+    case 'add': return (a, b) => a + b;
+    case 'sub': return (a, b) => a - b;
+    case 'mul': return (a, b) => a * b;
+    case 'div': return (a, b) => a / b;
+    case 'pow': return Math.pow;
+    case 'maximum': return (a, b) => (a !== a || b !== b ? NaN : a > b ? a : b);
+    case 'minimum': return (a, b) => (a !== a || b !== b ? NaN : a < b ? a : b);
+    case 'eq': return (a, b) => (a === b ? 1 : 0);
+    case 'ne': return (a, b) => (a !== b ? 1 : 0);
+    case 'lt': return (a, b) => (a < b ? 1 : 0);
+    case 'le': return (a, b) => (a <= b ? 1 : 0);
+    case 'gt': return (a, b) => (a > b ? 1 : 0);
+    case 'ge': return (a, b) => (a >= b ? 1 : 0);
+    case 'and': return (a, b) => (a !== 0 && b !== 0 ? 1 : 0);
+    case 'or': return (a, b) => (a !== 0 || b !== 0 ? 1 : 0);
+  }
+}
+
+/** Integer dtypes compute in f64 so i64 values up to 2^53 stay exact. */
+function ctFor(...views: View[]): 'f32' | 'f64' {
+  const ds = views.map((v) => v.dtype);
+  if (ds.some((d) => d === 'i64' || d === 'i32')) return 'f64';
+  return computeType(...ds);
+}
+
+export class CpuBackend implements Backend {
+  readonly name = 'cpu';
+
+  alloc(dtype: DType, numel: number): CpuStorage {
+    return new CpuStorage(this, dtype, allocHost(dtype, numel));
+  }
+  fromHost(data: HostArray, dtype: DType): CpuStorage {
+    return new CpuStorage(this, dtype, data.slice() as HostArray);
+  }
+  toHost(v: View): HostArray {
+    const raw = rawContiguous(v);
+    return raw.buffer === dataOf(v).buffer ? (raw.slice() as HostArray) : raw;
+  }
+  synchronize(): void {}
+
+  copy(dst: View, src: View): void {
+    const n = viewNumel(dst);
+    if (n === 0) return;
+    let raw = rawContiguous(src);
+    if (src.dtype !== dst.dtype) raw = convertHost(raw, src.dtype, dst.dtype);
+    const data = dataOf(dst);
+    if (isContiguousView(dst)) {
+      (data as Float32Array).set(raw as Float32Array, dst.offset);
+      return;
+    }
+    const offs = stridedOffsets(dst.shape, dst.strides, dst.offset);
+    if (data instanceof BigInt64Array) for (let i = 0; i < n; i++) data[offs[i]!] = (raw as BigInt64Array)[i]!;
+    else for (let i = 0; i < n; i++) (data as Float32Array)[offs[i]!] = (raw as Float32Array)[i]!;
+  }
+
+  fill(dst: View, value: number): void {
+    const enc = fromFloatArray([value], dst.dtype);
+    const data = dataOf(dst);
+    if (isContiguousView(dst)) {
+      const n = viewNumel(dst);
+      (data as Float32Array).fill((enc as Float32Array)[0]!, dst.offset, dst.offset + n);
+      return;
+    }
+    const offs = stridedOffsets(dst.shape, dst.strides, dst.offset);
+    for (let i = 0; i < offs.length; i++) (data as Float32Array)[offs[i]!] = (enc as Float32Array)[0]!;
+  }
+
+  unary(op: UnaryOp, out: View, x: View, alpha = 0): void {
+    const ct = ctFor(x, out);
+    const a = readF(x, ct);
+    const o = outBuffer(out, ct);
+    const n = o.length;
+    switch (op) {
+      // the hot ones get their own loops (no closure call per element)
+      case 'exp': for (let i = 0; i < n; i++) o[i] = Math.exp(a[i]!); break;
+      case 'muls': for (let i = 0; i < n; i++) o[i] = a[i]! * alpha; break;
+      case 'adds': for (let i = 0; i < n; i++) o[i] = a[i]! + alpha; break;
+      case 'silu': for (let i = 0; i < n; i++) { const v = a[i]!; o[i] = v / (1 + Math.exp(-v)); } break;
+      case 'sigmoid': for (let i = 0; i < n; i++) o[i] = 1 / (1 + Math.exp(-a[i]!)); break;
+      default: {
+        const f = unaryFn(op, alpha);
+        for (let i = 0; i < n; i++) o[i] = f(a[i]!);
+      }
+    }
+    commit(out, o);
+  }
+
+  binary(op: BinaryOp, out: View, a: View, b: View): void {
+    const ct = ctFor(a, b);
+    const n = viewNumel(out);
+    if (n === 0) return;
+    // A broadcast scalar operand is read once instead of materialised.
+    const bScalar = b.strides.every((s, i) => s === 0 || b.shape[i] === 1);
+    const av = readF(a, ct);
+    const o = outBuffer(out, ct === 'f64' || out.dtype === 'f64' ? 'f64' : 'f32');
+    if (bScalar) {
+      const s = readF({ ...b, shape: [], strides: [] } as View, ct)[0]!;
+      switch (op) {
+        case 'add': for (let i = 0; i < n; i++) o[i] = av[i]! + s; break;
+        case 'sub': for (let i = 0; i < n; i++) o[i] = av[i]! - s; break;
+        case 'mul': for (let i = 0; i < n; i++) o[i] = av[i]! * s; break;
+        case 'div': for (let i = 0; i < n; i++) o[i] = av[i]! / s; break;
+        default: { const f = binaryFn(op); for (let i = 0; i < n; i++) o[i] = f(av[i]!, s); }
+      }
+    } else {
+      const bv = readF(b, ct);
+      switch (op) {
+        case 'add': for (let i = 0; i < n; i++) o[i] = av[i]! + bv[i]!; break;
+        case 'sub': for (let i = 0; i < n; i++) o[i] = av[i]! - bv[i]!; break;
+        case 'mul': for (let i = 0; i < n; i++) o[i] = av[i]! * bv[i]!; break;
+        case 'div': for (let i = 0; i < n; i++) o[i] = av[i]! / bv[i]!; break;
+        default: { const f = binaryFn(op); for (let i = 0; i < n; i++) o[i] = f(av[i]!, bv[i]!); }
+      }
+    }
+    commit(out, o);
+  }
+
+  where(out: View, cond: View, a: View, b: View): void {
+    const ct = ctFor(a, b, out);
+    const c = readIndex(cond);
+    const av = readF(a, ct);
+    const bv = readF(b, ct);
+    const o = outBuffer(out, ct);
+    for (let i = 0; i < o.length; i++) o[i] = c[i] !== 0 ? av[i]! : bv[i]!;
+    commit(out, o);
+  }
+
+  reduce(op: ReduceOp, out: View, x: View, axes: readonly number[]): void {
+    // Permute the reduced axes to the end, gather contiguous, then reduce rows of length R.
+    const keep: number[] = [];
+    for (let i = 0; i < x.shape.length; i++) if (!axes.includes(i)) keep.push(i);
+    const perm = [...keep, ...axes];
+    const pv: View = { ...x, shape: perm.map((p) => x.shape[p]!), strides: perm.map((p) => x.strides[p]!) } as View;
+    const ct = ctFor(x, out);
+    const v = readF(pv, ct);
+    let R = 1;
+    for (const a of axes) R *= x.shape[a]!;
+    const o = outBuffer(out, ct);
+    const rows = o.length;
+    for (let r = 0; r < rows; r++) {
+      const base = r * R;
+      let acc: number;
+      if (op === 'sum') {
+        acc = 0;
+        for (let j = 0; j < R; j++) acc += v[base + j]!;
+      } else if (op === 'max') {
+        acc = -Infinity;
+        for (let j = 0; j < R; j++) {
+          const e = v[base + j]!;
+          if (e > acc || e !== e) acc = e;
+          if (acc !== acc) break;
+        }
+      } else {
+        acc = Infinity;
+        for (let j = 0; j < R; j++) {
+          const e = v[base + j]!;
+          if (e < acc || e !== e) acc = e;
+          if (acc !== acc) break;
+        }
+      }
+      o[r] = acc;
+    }
+    commit(out, o);
+  }
+
+  matmul(out: View, a: View, b: View): void {
+    const r = out.shape.length;
+    const M = out.shape[r - 2]!;
+    const N = out.shape[r - 1]!;
+    const K = a.shape[a.shape.length - 1]!;
+    const batchShape = out.shape.slice(0, r - 2);
+    const ct = ctFor(a, b, out);
+    const A = asGemmOperand(a, ct, M, K);
+    const B = asGemmOperand(b, ct, K, N);
+    const o = outBuffer(out, ct);
+    const aOffs = stridedOffsets(batchShape, A.v.strides.slice(0, r - 2), A.v.offset);
+    const bOffs = stridedOffsets(batchShape, B.v.strides.slice(0, r - 2), B.v.offset);
+    const la = A.layout;
+    const lb = B.layout;
+    const gemm = ct === 'f64' ? dgemm : sgemm;
+    for (let i = 0; i < aOffs.length; i++) {
+      (gemm as typeof sgemm)(la.trans, lb.trans, M, N, K, 1, A.data as Float32Array, aOffs[i]!, la.ld,
+        B.data as Float32Array, bOffs[i]!, lb.ld, 0, o as Float32Array, i * M * N, Math.max(N, 1));
+    }
+    commit(out, o);
+  }
+
+  softmax(out: View, x: View, log: boolean): void {
+    const ct = ctFor(x, out);
+    const v = readF(x, ct);
+    const o = outBuffer(out, ct);
+    const D = x.shape[x.shape.length - 1] ?? 1;
+    const rows = D === 0 ? 0 : v.length / D;
+    for (let r = 0; r < rows; r++) {
+      const base = r * D;
+      let m = -Infinity;
+      for (let j = 0; j < D; j++) if (v[base + j]! > m) m = v[base + j]!;
+      if (m === -Infinity) m = 0; // a fully masked row: exp(-inf - 0) = 0 → 0/0 = NaN as in torch
+      let s = 0;
+      for (let j = 0; j < D; j++) s += Math.exp(v[base + j]! - m);
+      if (log) {
+        const ls = Math.log(s) + m;
+        for (let j = 0; j < D; j++) o[base + j] = v[base + j]! - ls;
+      } else {
+        const inv = 1 / s;
+        for (let j = 0; j < D; j++) o[base + j] = Math.exp(v[base + j]! - m) * inv;
+      }
+    }
+    commit(out, o);
+  }
+
+  rmsNorm(out: View, x: View, w: View, eps: number): void {
+    const ct = ctFor(x, out);
+    const v = readF(x, ct);
+    const wv = readF(w, ct);
+    const o = outBuffer(out, ct);
+    const D = wv.length;
+    const rows = D === 0 ? 0 : v.length / D;
+    const f = ct === 'f32' ? fround : (z: number) => z;
+    for (let r = 0; r < rows; r++) {
+      const base = r * D;
+      let ss = 0;
+      for (let j = 0; j < D; j++) ss += v[base + j]! * v[base + j]!;
+      // torch: x * rsqrt(mean(x²) + eps), then * weight — each step rounded in the compute dtype
+      const inv = f(1 / Math.sqrt(f(f(ss / D) + eps)));
+      for (let j = 0; j < D; j++) o[base + j] = f(v[base + j]! * inv) * wv[j]!;
+    }
+    commit(out, o);
+  }
+
+  layerNorm(out: View, x: View, w: View, b: View, eps: number): void {
+    const ct = ctFor(x, out);
+    const v = readF(x, ct);
+    const wv = readF(w, ct);
+    const bv = readF(b, ct);
+    const o = outBuffer(out, ct);
+    const D = wv.length;
+    const rows = D === 0 ? 0 : v.length / D;
+    for (let r = 0; r < rows; r++) {
+      const base = r * D;
+      let mean = 0;
+      for (let j = 0; j < D; j++) mean += v[base + j]!;
+      mean /= D;
+      let vr = 0;
+      for (let j = 0; j < D; j++) {
+        const d = v[base + j]! - mean;
+        vr += d * d;
+      }
+      const inv = 1 / Math.sqrt(vr / D + eps);
+      for (let j = 0; j < D; j++) o[base + j] = (v[base + j]! - mean) * inv * wv[j]! + bv[j]!;
+    }
+    commit(out, o);
+  }
+
+  rope(out: View, x: View, cos: View, sin: View, interleaved: boolean, inverse: boolean): void {
+    const [Nb, S, H, D] = x.shape as [number, number, number, number];
+    const ct = ctFor(x, out);
+    const v = readF(x, ct);
+    const c = readF(cos, 'f64');
+    const s = readF(sin, 'f64');
+    const o = outBuffer(out, ct);
+    const half = D / 2;
+    const sg = inverse ? -1 : 1;
+    for (let n = 0; n < Nb; n++) {
+      for (let t = 0; t < S; t++) {
+        const cb = t * half;
+        for (let h = 0; h < H; h++) {
+          const base = ((n * S + t) * H + h) * D;
+          for (let i = 0; i < half; i++) {
+            const ci = c[cb + i]!;
+            const si = sg * s[cb + i]!;
+            const i0 = interleaved ? base + 2 * i : base + i;
+            const i1 = interleaved ? i0 + 1 : i0 + half;
+            const x0 = v[i0]!;
+            const x1 = v[i1]!;
+            o[i0] = x0 * ci - x1 * si;
+            o[i1] = x1 * ci + x0 * si;
+          }
+        }
+      }
+    }
+    commit(out, o);
+  }
+
+  hadamard(out: View, x: View, scale: number): void {
+    const ct = ctFor(x, out);
+    const v = readF(x, ct);
+    const n = x.shape[x.shape.length - 1] ?? 1;
+    const rows = n === 0 ? 0 : v.length / n;
+    const o = outBuffer(out, ct);
+    const row = new Float64Array(n);
+    for (let r = 0; r < rows; r++) {
+      const base = r * n;
+      for (let j = 0; j < n; j++) row[j] = v[base + j]!;
+      // Sylvester order: H_{2m} = [[H_m, H_m], [H_m, −H_m]] ⇒ butterflies with doubling stride.
+      for (let h = 1; h < n; h <<= 1) {
+        for (let i = 0; i < n; i += h << 1) {
+          for (let j = i; j < i + h; j++) {
+            const a0 = row[j]!;
+            const b0 = row[j + h]!;
+            row[j] = a0 + b0;
+            row[j + h] = a0 - b0;
+          }
+        }
+      }
+      for (let j = 0; j < n; j++) o[base + j] = row[j]! * scale;
+    }
+    commit(out, o);
+  }
+
+  topk(values: View, indices: View, x: View, k: number, largest: boolean): void {
+    const ct = ctFor(x);
+    const v = readF(x, ct);
+    const n = x.shape[x.shape.length - 1] ?? 0;
+    const rows = n === 0 ? viewNumel(values) / Math.max(k, 1) : v.length / n;
+    const ov = outBuffer(values, ct);
+    const oi = dataOf(indices) as BigInt64Array;
+    const ioff = indices.offset;
+    const order = new Int32Array(n);
+    // larger-first key with NaN on top; equal keys keep ascending index (stable tie rule)
+    const sgn = largest ? 1 : -1;
+    for (let r = 0; r < rows; r++) {
+      const base = r * n;
+      for (let j = 0; j < n; j++) order[j] = j;
+      const cmp = (i: number, j: number): number => {
+        const a = v[base + i]!;
+        const b = v[base + j]!;
+        const an = a !== a;
+        const bn = b !== b;
+        if (an || bn) return an && bn ? i - j : an ? -1 : 1;
+        if (a !== b) return a > b ? -sgn : sgn;
+        return i - j;
+      };
+      const sorted = partialSort(order, k, cmp);
+      for (let j = 0; j < k; j++) {
+        ov[r * k + j] = v[base + sorted[j]!]!;
+        oi[ioff + r * k + j] = BigInt(sorted[j]!);
+      }
+    }
+    commit(values, ov);
+  }
+
+  gather(out: View, x: View, axis: number, idx: View): void {
+    const ct = ctFor(x, out);
+    const v = readF(x, ct);
+    const id = readIndex(idx);
+    const o = outBuffer(out, ct);
+    const { outer, inner } = splitAt(out.shape, axis);
+    const J = out.shape[axis]!;
+    const X = x.shape[axis]!;
+    const xInner = innerSize(x.shape, axis);
+    for (let a = 0; a < outer; a++) {
+      for (let j = 0; j < J; j++) {
+        for (let c = 0; c < inner; c++) {
+          const p = (a * J + j) * inner + c;
+          const k = checkIndex(id[p]!, X, 'gather');
+          o[p] = v[(a * X + k) * xInner + c]!;
+        }
+      }
+    }
+    commit(out, o);
+  }
+
+  scatterAdd(out: View, axis: number, idx: View, src: View): void {
+    const ct = ctFor(out, src);
+    const o = readF(out, ct).slice();
+    const s = readF(src, ct);
+    const id = readIndex(idx);
+    const { outer, inner } = splitAt(idx.shape, axis);
+    const J = idx.shape[axis]!;
+    const X = out.shape[axis]!;
+    const oInner = innerSize(out.shape, axis);
+    const sInner = innerSize(src.shape, axis);
+    const sAxis = src.shape[axis]!;
+    for (let a = 0; a < outer; a++) {
+      for (let j = 0; j < J; j++) {
+        for (let c = 0; c < inner; c++) {
+          const p = (a * J + j) * inner + c;
+          const k = checkIndex(id[p]!, X, 'scatterAdd');
+          o[(a * X + k) * oInner + c] += s[(a * sAxis + j) * sInner + c]!;
+        }
+      }
+    }
+    commit(out, o);
+  }
+
+  indexSelect(out: View, x: View, axis: number, idx: View): void {
+    const raw = rawContiguous(x);
+    const id = readIndex(idx);
+    const data = dataOf(out);
+    const inner = innerSize(x.shape, axis);
+    const X = x.shape[axis]!;
+    let outer = 1;
+    for (let i = 0; i < axis; i++) outer *= x.shape[i]!;
+    const J = id.length;
+    for (let a = 0; a < outer; a++) {
+      for (let j = 0; j < J; j++) {
+        const k = checkIndex(id[j]!, X, 'indexSelect');
+        const src = (a * X + k) * inner;
+        (data as Float32Array).set((raw as Float32Array).subarray(src, src + inner), out.offset + (a * J + j) * inner);
+      }
+    }
+  }
+
+  indexAdd(out: View, axis: number, idx: View, src: View): void {
+    const ct = ctFor(out, src);
+    const o = readF(out, ct).slice();
+    const s = readF(src, ct);
+    const id = readIndex(idx);
+    const inner = innerSize(out.shape, axis);
+    const X = out.shape[axis]!;
+    let outer = 1;
+    for (let i = 0; i < axis; i++) outer *= out.shape[i]!;
+    const J = id.length;
+    for (let a = 0; a < outer; a++) {
+      for (let j = 0; j < J; j++) {
+        const k = checkIndex(id[j]!, X, 'indexAdd');
+        const d = (a * X + k) * inner;
+        const sb = (a * J + j) * inner;
+        for (let c = 0; c < inner; c++) o[d + c] += s[sb + c]!;
+      }
+    }
+    commit(out, o);
+  }
+
+  actQuant(q: View, s: View, x: View, block: number, ue8m0: boolean): void {
+    const v = readF(x, 'f32');
+    const N = x.shape[x.shape.length - 1] ?? 0;
+    const nb = Math.ceil(N / block);
+    const rows = N === 0 ? 0 : v.length / N;
+    const qd = dataOf(q) as Uint8Array;
+    const sd = dataOf(s) as Float32Array;
+    const inv448 = fround(1 / E4M3_MAX);
+    for (let r = 0; r < rows; r++) {
+      for (let bi = 0; bi < nb; bi++) {
+        const lo = r * N + bi * block;
+        const hi = r * N + Math.min(N, (bi + 1) * block);
+        let amax = 0;
+        for (let j = lo; j < hi; j++) {
+          const a = Math.abs(v[j]!);
+          if (a > amax || a !== a) amax = a;
+        }
+        amax = Math.max(amax, 1e-4);
+        let sc = fround(amax * inv448);
+        if (ue8m0) {
+          // 2^ceil(log2(sc)) from the f32 bits: exponent, plus one when any mantissa bit is set
+          const bits = f32Bits(sc);
+          const e = ((bits >>> 23) & 0xff) - 127 + ((bits & 0x7fffff) !== 0 ? 1 : 0);
+          sc = 2 ** e;
+        }
+        sd[s.offset + r * nb + bi] = sc;
+        for (let j = lo; j < hi; j++) {
+          let y = fround(v[j]! / sc);
+          if (y > E4M3_MAX) y = E4M3_MAX;
+          else if (y < -E4M3_MAX) y = -E4M3_MAX;
+          qd[q.offset + j] = f32ToE4m3Bits(y);
+        }
+      }
+    }
+  }
+}
+
+function innerSize(shape: readonly number[], axis: number): number {
+  let n = 1;
+  for (let i = axis + 1; i < shape.length; i++) n *= shape[i]!;
+  return n;
+}
+function splitAt(shape: readonly number[], axis: number): { outer: number; inner: number } {
+  let outer = 1;
+  for (let i = 0; i < axis; i++) outer *= shape[i]!;
+  return { outer, inner: innerSize(shape, axis) };
+}
+function checkIndex(k: number, size: number, op: string): number {
+  if (!(k >= 0 && k < size) || !Number.isInteger(k)) throw new RangeError(`${op}: index ${k} out of range for a dim of size ${size}`);
+  return k;
+}
+
+/** First k positions of `order` sorted by cmp: a full sort for large k, a bounded insertion for small k. */
+function partialSort(order: Int32Array, k: number, cmp: (i: number, j: number) => number): Int32Array {
+  const n = order.length;
+  if (k * 16 >= n) return order.sort(cmp);
+  const best = new Int32Array(k);
+  let len = 0;
+  for (let t = 0; t < n; t++) {
+    const c = order[t]!;
+    if (len === k && cmp(c, best[k - 1]!) >= 0) continue;
+    let p = len < k ? len++ : k - 1;
+    while (p > 0 && cmp(c, best[p - 1]!) < 0) {
+      best[p] = best[p - 1]!;
+      p--;
+    }
+    best[p] = c;
+  }
+  return best;
+}
+
+interface Layout { trans: boolean; ld: number }
+interface GemmOperand { v: View; data: FArr; layout: Layout }
+/**
+ * A matmul operand as BLAS wants it: data of the compute type, each matrix row- or column-major.
+ * Anything else (another dtype, a doubly-strided matrix) becomes a contiguous copy first.
+ */
+function asGemmOperand(v: View, ct: 'f32' | 'f64', R: number, C: number): GemmOperand {
+  const l = v.dtype === ct ? layout(v, R, C) : null;
+  if (l) return { v, data: dataOf(v) as FArr, layout: l };
+  const data = readF(v, ct); // contiguous; only read
+  const strides: number[] = [];
+  let acc = 1;
+  for (let i = v.shape.length - 1; i >= 0; i--) {
+    strides[i] = acc;
+    acc *= v.shape[i]!;
+  }
+  const cv = { ...v, strides, offset: 0, dtype: ct } as View;
+  return { v: cv, data, layout: layout(cv, R, C)! };
+}
+
+/** Row-major (trans=false) or column-major (trans=true) matrix part, with its leading dim; null if neither. */
+function layout(v: View, R: number, C: number): Layout | null {
+  const r = v.shape.length;
+  const sr = v.strides[r - 2]!;
+  const sc = v.strides[r - 1]!;
+  if (C <= 1 || sc === 1) {
+    const ld = R <= 1 ? Math.max(C, 1) : sr;
+    if (ld >= Math.max(C, 1)) return { trans: false, ld };
+  }
+  if (R <= 1 || sr === 1) {
+    const ld = C <= 1 ? Math.max(R, 1) : sc;
+    if (ld >= Math.max(R, 1)) return { trans: true, ld };
+  }
+  return null;
+}

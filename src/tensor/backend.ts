@@ -1,0 +1,120 @@
+// The Backend interface: everything a device must provide so model code runs unchanged on it.
+//
+// Contract shared by all kernels:
+//  - `out` views are freshly allocated and contiguous unless a kernel says otherwise (copy/fill accept
+//    any strided destination).
+//  - Inputs marked "strided" may be arbitrary views (including stride-0 broadcast dims); inputs marked
+//    "contiguous" have been made contiguous by the op layer (src/tensor/ops) before the call.
+//  - Floating math accumulates in f32 (f64 for f64 tensors); results are rounded to the out dtype.
+import type { DType, HostArray } from './dtype.js';
+
+export interface Storage {
+  readonly backend: Backend;
+  readonly dtype: DType;
+  /** capacity in elements */
+  readonly numel: number;
+}
+
+/** A strided window onto a Storage; Tensor implements it. */
+export interface View {
+  readonly storage: Storage;
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+  readonly strides: readonly number[];
+  readonly offset: number;
+}
+
+export type UnaryOp =
+  | 'neg' | 'exp' | 'log' | 'sqrt' | 'rsqrt' | 'abs' | 'sigmoid' | 'silu' | 'relu' | 'tanh' | 'sign'
+  | 'square' | 'recip' | 'floor' | 'ceil' | 'not'
+  // parameterised by `alpha`:
+  | 'adds' | 'muls' | 'pows' | 'rpows' | 'clampmin' | 'clampmax';
+
+export type BinaryOp = 'add' | 'sub' | 'mul' | 'div' | 'pow' | 'maximum' | 'minimum'
+  | 'eq' | 'ne' | 'lt' | 'le' | 'gt' | 'ge' | 'and' | 'or';
+
+export type ReduceOp = 'sum' | 'max' | 'min';
+
+export interface Backend {
+  readonly name: string;
+  alloc(dtype: DType, numel: number): Storage;
+  /** Copy a host array (its whole length) into a new storage. */
+  fromHost(data: HostArray, dtype: DType): Storage;
+  /** The view's elements, row-major, in a new host array of the view's dtype. */
+  toHost(v: View): HostArray;
+  /** dst[i] = cast(src[i]); both strided, same shape. */
+  copy(dst: View, src: View): void;
+  /** dst[i] = value (rounded to dst's dtype); dst strided. */
+  fill(dst: View, value: number): void;
+  /** out = op(x); x strided, out contiguous with x's shape. */
+  unary(op: UnaryOp, out: View, x: View, alpha?: number): void;
+  /** out = a op b; a and b strided and already broadcast to out's shape; comparisons write bool. */
+  binary(op: BinaryOp, out: View, a: View, b: View): void;
+  /** out = cond ? a : b; all strided, broadcast to out's shape. */
+  where(out: View, cond: View, a: View, b: View): void;
+  /** Reduce x (strided) over `axes` (sorted, unique); out holds the kept dims in order. */
+  reduce(op: ReduceOp, out: View, x: View, axes: readonly number[]): void;
+  /**
+   * out[..., m, n] = Σ_k a[..., m, k] · b[..., k, n]. a, b strided: batch dims broadcast to out's;
+   * each matrix's last two dims may be row- or column-major (transposed views stay zero-copy).
+   */
+  matmul(out: View, a: View, b: View): void;
+  /** Softmax (or log-softmax) over the last dim; x contiguous. */
+  softmax(out: View, x: View, log: boolean): void;
+  /** out = x / sqrt(mean(x², last) + eps) · w; x contiguous [..., D], w [D]. */
+  rmsNorm(out: View, x: View, w: View, eps: number): void;
+  /** out = (x − mean) / sqrt(var + eps) · w + b over the last dim (biased variance). */
+  layerNorm(out: View, x: View, w: View, b: View, eps: number): void;
+  /**
+   * Rotary embedding. x contiguous [N, S, H, D]; cos, sin contiguous [S, D/2] (f32).
+   * interleaved: pairs (x[2i], x[2i+1]); otherwise half-split (x[i], x[i + D/2]) ("NeoX").
+   * inverse rotates by −θ (the backward of the forward rotation).
+   */
+  rope(out: View, x: View, cos: View, sin: View, interleaved: boolean, inverse: boolean): void;
+  /** Unnormalised Sylvester-order Walsh–Hadamard transform over the last dim (a power of 2), times scale. */
+  hadamard(out: View, x: View, scale: number): void;
+  /**
+   * Top-k over the last dim of contiguous x: values descending (largest=true) or ascending; ties broken
+   * by the lowest index; NaN counts as larger than everything. indices are i64.
+   */
+  topk(values: View, indices: View, x: View, k: number, largest: boolean): void;
+  /** out[..i.., j, ..] = x[..i.., idx[..i.., j, ..], ..] along `axis` (torch.gather); x, idx contiguous. */
+  gather(out: View, x: View, axis: number, idx: View): void;
+  /** out[.., idx[.., j, ..], ..] += src[.., j, ..] along `axis` (torch.scatter_add_); out contiguous, modified in place. */
+  scatterAdd(out: View, axis: number, idx: View, src: View): void;
+  /** out = x.index_select(axis, idx) with idx 1-D; x contiguous. */
+  indexSelect(out: View, x: View, axis: number, idx: View): void;
+  /** out.index_add_(axis, idx, src) in place; out contiguous. */
+  indexAdd(out: View, axis: number, idx: View, src: View): void;
+  /**
+   * Block FP8 quantisation over the last dim in blocks of `block` (a trailing partial block is its own
+   * block): amax = max(|x|, 1e-4); s = amax/448, or 2^ceil(log2(amax/448)) when ue8m0;
+   * q = e4m3(clamp(x/s, ±448)). x contiguous [..., N]; q f8e4m3 [..., N]; s f32 [..., ceil(N/block)].
+   */
+  actQuant(q: View, s: View, x: View, block: number, ue8m0: boolean): void;
+  /** Wait for queued work (no-op on synchronous backends). */
+  synchronize(): void;
+}
+
+const registry = new Map<string, Backend>();
+const factories = new Map<string, () => Backend>();
+
+export function registerBackend(name: string, make: () => Backend): void {
+  factories.set(name, make);
+}
+
+/** The backend named `name`, created on first use. Throws a clear error when it is unavailable. */
+export function getBackend(name: string): Backend {
+  let b = registry.get(name);
+  if (!b) {
+    const make = factories.get(name);
+    if (!make) throw new Error(`unknown device '${name}' (known: ${[...factories.keys()].join(', ')})`);
+    b = make();
+    registry.set(name, b);
+  }
+  return b;
+}
+
+export function registeredBackends(): string[] {
+  return [...factories.keys()];
+}

@@ -1,0 +1,15 @@
+// The tensor runtime's public surface. Importing it registers the CPU backend.
+import '../backend/cpu/index.js';
+
+export * from './dtype.js';
+export * from './tensor.js';
+export * from './backend.js';
+export * from './autograd.js';
+export * from './random.js';
+export * from './ops/shape.js';
+export * from './ops/view.js';
+export * from './ops/elementwise.js';
+export * from './ops/reduce.js';
+export * from './ops/matmul.js';
+export * from './ops/softmax.js';
+export * from './gradcheck.js';
