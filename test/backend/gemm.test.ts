@@ -130,6 +130,16 @@ for (const path of PATHS) {
       withEnv(path.env, () => {
         check(fn, { ta: false, tb: true, M: 9, N: 10, K: 11, alpha: 2, beta: 0, pad: 1, off: 2, nanC: true }, 7);
         check(fn, { ta: true, tb: false, M: 9, N: 10, K: 11, alpha: 1, beta: 1, pad: 0, off: 0 }, 8);
+        // One row or one column (matrix-vector shapes, which the BLAS path routes to ?gemv).
+        let seed = 20;
+        for (const ta of [false, true]) {
+          for (const tb of [false, true]) {
+            check(fn, { ta, tb, M: 1, N: 40, K: 9, alpha: 1.5, beta: 0, pad: 2, off: 1, nanC: true }, seed++);
+            check(fn, { ta, tb, M: 40, N: 1, K: 9, alpha: -1, beta: 0, pad: 2, off: 1, nanC: true }, seed++);
+            check(fn, { ta, tb, M: 1, N: 40, K: 9, alpha: 1, beta: 0.5, pad: 0, off: 0 }, seed++);
+            check(fn, { ta, tb, M: 40, N: 1, K: 9, alpha: 1, beta: -2, pad: 3, off: 2 }, seed++);
+          }
+        }
         check(fn, { ta: false, tb: false, M: 5, N: 6, K: 0, alpha: 1, beta: 0.5, pad: 2, off: 1 }, 9);
         check(fn, { ta: false, tb: false, M: 5, N: 6, K: 0, alpha: 1, beta: 0, pad: 0, off: 0, nanC: true }, 10);
         check(fn, { ta: false, tb: false, M: 5, N: 6, K: 4, alpha: 0, beta: 2, pad: 0, off: 0 }, 11);

@@ -25,6 +25,11 @@ const CBLAS_ROW_MAJOR = 101;
 const CBLAS_NO_TRANS = 111;
 const CBLAS_TRANS = 112;
 
+type GemvFn<T> = (
+  order: number, trans: number, M: number, N: number, alpha: number, A: T, lda: number,
+  x: T, incx: number, beta: number, y: T, incy: number,
+) => void;
+
 type GemmFn<T> = (
   order: number, transA: number, transB: number, M: number, N: number, K: number, alpha: number,
   A: T, lda: number, B: T, ldb: number, beta: number, C: T, ldc: number,
@@ -84,7 +89,7 @@ export function loadBlas(env: NodeJS.ProcessEnv = process.env): Blas | null {
     } catch (e) {
       if (explicit) {
         throw new BlasLoadError(
-          `DSV32_BLAS_LIB=${path}: cannot load a CBLAS library with cblas_sgemm and cblas_dgemm (${(e as Error).message})`,
+          `DSV32_BLAS_LIB=${path}: cannot load a CBLAS library with cblas_sgemm, cblas_dgemm, cblas_sgemv and cblas_dgemv (${(e as Error).message})`,
           { cause: e },
         );
       }
@@ -108,14 +113,48 @@ function bind(path: string): Blas {
   } catch {
     // a reference CBLAS has neither; it is single-threaded
   }
-  const t = (x: boolean): number => (x ? CBLAS_TRANS : CBLAS_NO_TRANS);
+  const sv = lib.func(gemvSig('cblas_sgemv', 'float')) as GemvFn<Float32Array>;
+  const dv = lib.func(gemvSig('cblas_dgemv', 'double')) as GemvFn<Float64Array>;
   return {
     library: path,
     config,
     threads,
     sgemm: (ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) =>
-      s(CBLAS_ROW_MAJOR, t(ta), t(tb), M, N, K, alpha, A, lda, B, ldb, beta, C, ldc),
+      gemm(s, sv, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc),
     dgemm: (ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) =>
-      d(CBLAS_ROW_MAJOR, t(ta), t(tb), M, N, K, alpha, A, lda, B, ldb, beta, C, ldc),
+      gemm(d, dv, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc),
   };
+}
+
+function gemvSig(name: string, t: string): string {
+  return `void ${name}(int order, int trans, int M, int N, ${t} alpha, const ${t} *A, int lda, ` +
+    `const ${t} *x, int incx, ${t} beta, ${t} *y, int incy)`;
+}
+
+const tr = (x: boolean): number => (x ? CBLAS_TRANS : CBLAS_NO_TRANS);
+
+/**
+ * A product with one row (M = 1, a decode step) or one column (N = 1) is a matrix-vector product. OpenBLAS
+ * 0.3.21's ?gemm runs those several times slower than ?gemv (newer releases forward them itself), so they
+ * are sent to ?gemv here. C's window is zeroed first when beta = 0 so that NaN already in C cannot
+ * survive as 0 * NaN in builds whose ?gemv scales y by beta instead of overwriting it.
+ */
+function gemm<T extends Float32Array | Float64Array>(
+  mm: GemmFn<T>, mv: GemvFn<T>, ta: boolean, tb: boolean, M: number, N: number, K: number, alpha: number,
+  A: T, lda: number, B: T, ldb: number, beta: number, C: T, ldc: number,
+): void {
+  if (M === 1) {
+    // C[0, :] = alpha * op(B)^T x + beta * C[0, :] with x = row 0 of op(A), i.e. A[0, :] or A[:, 0].
+    if (beta === 0) C.fill(0, 0, N);
+    // op(B) = B^T: B is N x K, y = B x.   op(B) = B: B is K x N, y = B^T x.
+    if (tb) mv(CBLAS_ROW_MAJOR, CBLAS_NO_TRANS, N, K, alpha, B, ldb, A, ta ? lda : 1, beta, C, 1);
+    else mv(CBLAS_ROW_MAJOR, CBLAS_TRANS, K, N, alpha, B, ldb, A, ta ? lda : 1, beta, C, 1);
+  } else if (N === 1) {
+    // C[:, 0] = alpha * op(A) x + beta * C[:, 0] with x = column 0 of op(B), i.e. B[:, 0] or B[0, :].
+    if (beta === 0) for (let i = 0; i < M; i++) C[i * ldc] = 0;
+    if (ta) mv(CBLAS_ROW_MAJOR, CBLAS_TRANS, K, M, alpha, A, lda, B, tb ? 1 : ldb, beta, C, ldc);
+    else mv(CBLAS_ROW_MAJOR, CBLAS_NO_TRANS, M, K, alpha, A, lda, B, tb ? 1 : ldb, beta, C, ldc);
+  } else {
+    mm(CBLAS_ROW_MAJOR, tr(ta), tr(tb), M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  }
 }

@@ -1,0 +1,77 @@
+// GEMM benchmark for LLM-like shapes: C[M, N] = A[M, K] * B[N, K]^T in f32 (a linear layer y = x W^T),
+// through the OpenBLAS path and the TypeScript fallback of src/backend/cpu/gemm.ts, beside numpy's matmul
+// timed in the same run. Run: `node dist/bench/gemm.js [--quick] [--reps N] [--min-time S]`.
+import { parseArgs } from 'node:util';
+import { gemmInfo, sgemm, warmGemmPool } from '../src/backend/cpu/gemm.js';
+import { geomean, machine, medianSeconds, numpyReference, printTable } from './harness.js';
+
+const { values } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    reps: { type: 'string', default: '5' },
+    'min-time': { type: 'string', default: '0.3' },
+  },
+});
+const reps = Number(values.reps);
+const minTime = Number(values['min-time']);
+if (!Number.isInteger(reps) || reps < 1) throw new Error(`--reps must be a positive integer, got ${values.reps}`);
+if (!(minTime >= 0)) throw new Error(`--min-time must be a non-negative number of seconds, got ${values['min-time']}`);
+
+const Ms = values.quick ? [1, 128] : [1, 16, 128, 512];
+const NKs: Array<[number, number]> = values.quick ? [[1024, 1024]] : [[1024, 1024], [4096, 1024], [1024, 4096], [2048, 2048]];
+const shapes: Array<[number, number, number]> = [];
+for (const [N, K] of NKs) for (const M of Ms) shapes.push([M, N, K]);
+
+function fill(n: number, seed: number): Float32Array {
+  const x = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    x[i] = s / 2 ** 31 - 1;
+  }
+  return x;
+}
+
+function timePath(path: 'openblas' | 'typescript', M: number, N: number, K: number): number {
+  const prev = process.env.DSV32_BLAS;
+  if (path === 'typescript') process.env.DSV32_BLAS = 'off';
+  else delete process.env.DSV32_BLAS;
+  try {
+    if (gemmInfo().path !== path) return NaN;
+    const A = fill(M * K, 1), B = fill(N * K, 2), C = new Float32Array(M * N);
+    return medianSeconds(() => sgemm(false, true, M, N, K, 1, A, 0, K, B, 0, K, 0, C, 0, N), reps, minTime);
+  } finally {
+    if (prev === undefined) delete process.env.DSV32_BLAS;
+    else process.env.DSV32_BLAS = prev;
+  }
+}
+
+console.log(`# GEMM benchmark (f32, C = A * B^T): ${machine()}`);
+const blasInfo = gemmInfo();
+process.env.DSV32_BLAS = 'off';
+const tsInfo = gemmInfo();
+delete process.env.DSV32_BLAS;
+console.log(`openblas path: ${blasInfo.path === 'openblas' ? `${blasInfo.library} (${blasInfo.config ?? '?'}), ${blasInfo.threads} threads` : 'not installed'}`);
+console.log(`typescript path: ${tsInfo.threads} threads; OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? '(unset)'}`);
+if (tsInfo.threads > 1 && !warmGemmPool(30_000)) console.log('warning: GEMM worker threads not ready after 30 s');
+
+const np = numpyReference('gemm', shapes, reps, minTime);
+if (typeof np === 'string') console.log(`numpy: unavailable: ${np}`);
+else console.log(`numpy ${np.numpy}: ${JSON.stringify(np.blas)} (OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset for numpy)`);
+
+const gf = (M: number, N: number, K: number, s: number): number => (2 * M * N * K) / s / 1e9;
+const fmt = (x: number, d = 2): string => (Number.isFinite(x) ? x.toFixed(d) : '-');
+const rows: string[][] = [];
+const blasRatios: number[] = [];
+const tsRatios: number[] = [];
+for (let i = 0; i < shapes.length; i++) {
+  const [M, N, K] = shapes[i]!;
+  const npG = typeof np === 'string' ? NaN : gf(M, N, K, np.results[i]!.seconds);
+  const blasG = gf(M, N, K, timePath('openblas', M, N, K));
+  const tsG = gf(M, N, K, timePath('typescript', M, N, K));
+  blasRatios.push(blasG / npG);
+  tsRatios.push(tsG / npG);
+  rows.push([`${M}`, `${N}`, `${K}`, fmt(npG, 1), fmt(blasG, 1), `${fmt((100 * blasG) / npG, 0)}%`, fmt(tsG), `${fmt((100 * tsG) / npG, 1)}%`]);
+}
+printTable(['M', 'N', 'K', 'numpy GFLOP/s', 'openblas GFLOP/s', 'vs numpy', 'typescript GFLOP/s', 'vs numpy'], rows);
+console.log(`geometric mean vs numpy: openblas ${fmt(100 * geomean(blasRatios), 0)}%, typescript ${fmt(100 * geomean(tsRatios), 1)}%`);
