@@ -1,0 +1,97 @@
+// Softmax benchmark: softmax over the last dim of an f32 [rows, cols] array, for LLM-like shapes
+// (decode-step logits over the vocabulary, attention score rows), beside numpy in the same run.
+// GB/s counts the bytes a single streaming implementation must move: read x once, write y once.
+// Run: `node dist/bench/softmax.js [--reps N] [--min-time S]`.
+import { parseArgs } from 'node:util';
+import { geomean, machine, medianSeconds, numpyReference, printTable } from './harness.js';
+
+/**
+ * y = softmax(x) per row, stable: subtracting the row max first keeps every exp() argument <= 0, so
+ * nothing overflows and the largest term is exactly 1. Three streaming passes: max, exp + sum (y holds
+ * the exponentials), scale by 1/sum. Four running maxima/sums break the dependency chain of the loop.
+ */
+function softmaxRows(x: Float32Array, y: Float32Array, rows: number, cols: number): void {
+  for (let r = 0; r < rows; r++) {
+    const o = r * cols;
+    const e = o + cols;
+    let m0 = -Infinity, m1 = -Infinity, m2 = -Infinity, m3 = -Infinity;
+    let i = o;
+    for (; i + 4 <= e; i += 4) {
+      const a = x[i]!, b = x[i + 1]!, c = x[i + 2]!, d = x[i + 3]!;
+      if (a > m0) m0 = a;
+      if (b > m1) m1 = b;
+      if (c > m2) m2 = c;
+      if (d > m3) m3 = d;
+    }
+    for (; i < e; i++) if (x[i]! > m0) m0 = x[i]!;
+    const m = Math.max(m0, m1, m2, m3);
+    let s0 = 0, s1 = 0;
+    i = o;
+    for (; i + 2 <= e; i += 2) {
+      const a = Math.exp(x[i]! - m), b = Math.exp(x[i + 1]! - m);
+      y[i] = a;
+      y[i + 1] = b;
+      s0 += a;
+      s1 += b;
+    }
+    for (; i < e; i++) {
+      const a = Math.exp(x[i]! - m);
+      y[i] = a;
+      s0 += a;
+    }
+    const inv = 1 / (s0 + s1);
+    for (i = o; i < e; i++) y[i] = y[i]! * inv;
+  }
+}
+
+/** A softmax row must sum to 1 and match exp(x - max)/sum computed in f64; guards the timed code. */
+function selfCheck(): void {
+  const cols = 1001;
+  const x = new Float32Array(2 * cols);
+  for (let i = 0; i < x.length; i++) x[i] = Math.sin(i) * 30 + (i % 7 === 0 ? 80 : 0);
+  const y = new Float32Array(x.length);
+  softmaxRows(x, y, 2, cols);
+  for (let r = 0; r < 2; r++) {
+    let m = -Infinity, s = 0;
+    for (let j = 0; j < cols; j++) m = Math.max(m, x[r * cols + j]!);
+    for (let j = 0; j < cols; j++) s += Math.exp(x[r * cols + j]! - m);
+    for (let j = 0; j < cols; j++) {
+      const want = Math.exp(x[r * cols + j]! - m) / s;
+      if (Math.abs(y[r * cols + j]! - want) > 1e-6 * want + 1e-12) throw new Error(`softmax self-check failed at row ${r}, col ${j}`);
+    }
+  }
+}
+
+const { values } = parseArgs({
+  options: { reps: { type: 'string', default: '7' }, 'min-time': { type: 'string', default: '0.3' } },
+});
+const reps = Number(values.reps);
+const minTime = Number(values['min-time']);
+if (!Number.isInteger(reps) || reps < 1) throw new Error(`--reps must be a positive integer, got ${values.reps}`);
+if (!(minTime >= 0)) throw new Error(`--min-time must be a non-negative number of seconds, got ${values['min-time']}`);
+
+// [1, 129280]: one decode step's logits over DeepSeek-V3's vocabulary; [16, 129280]: a small batch;
+// [512, 1024], [2048, 2048], [64, 8192]: attention-score rows of a prefill.
+const shapes: Array<[number, number]> = [[1, 129280], [16, 129280], [512, 1024], [2048, 2048], [64, 8192]];
+
+selfCheck();
+console.log(`# softmax benchmark (f32, last dim): ${machine()}`);
+const np = numpyReference('softmax', shapes, reps, minTime);
+if (typeof np === 'string') console.log(`numpy: unavailable: ${np}`);
+else console.log(`numpy ${np.numpy} (max, subtract, exp, sum, divide with preallocated outputs)`);
+
+const rows: string[][] = [];
+const ratios: number[] = [];
+for (let i = 0; i < shapes.length; i++) {
+  const [r, c] = shapes[i]!;
+  const x = new Float32Array(r * c);
+  for (let j = 0; j < x.length; j++) x[j] = Math.sin(j * 0.37) * 8;
+  const y = new Float32Array(r * c);
+  const gb = (2 * 4 * r * c) / 1e9;
+  const ts = gb / medianSeconds(() => softmaxRows(x, y, r, c), reps, minTime);
+  const npGb = typeof np === 'string' ? NaN : gb / np.results[i]!.seconds;
+  ratios.push(ts / npGb);
+  rows.push([`${r}`, `${c}`, npGb.toFixed(2), ts.toFixed(2), `${((100 * ts) / npGb).toFixed(0)}%`]);
+}
+printTable(['rows', 'cols', 'numpy GB/s', 'typescript GB/s', 'vs numpy'], rows);
+console.log(`geometric mean vs numpy: typescript ${(100 * geomean(ratios)).toFixed(0)}%`);
