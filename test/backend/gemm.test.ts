@@ -4,6 +4,7 @@ import { dgemm, gemmInfo, GemmArgumentError, sgemm, warmGemmPool } from '../../s
 import { BlasLoadError, blasCandidates, loadBlas } from '../../src/backend/cpu/blas.js';
 import { GemmConfigError, gemmThreads } from '../../src/backend/cpu/gemm-pool.js';
 import { typescriptGemmPlan } from '../../src/backend/cpu/gemm.js';
+import { instantiateWasmKernel } from '../../src/backend/cpu/gemm-wasm.js';
 
 type F = Float32Array | Float64Array;
 type Ctor = Float32ArrayConstructor | Float64ArrayConstructor;
@@ -175,11 +176,43 @@ test('typescript path splits large products across worker threads, with plain an
   });
 });
 
-test('typescript path with one thread never starts workers and gives the same results', () => {
+test('typescript path with one thread gives the same results', () => {
   withEnv({ DSV32_BLAS: 'off', DSV32_GEMM_THREADS: '1' }, () => {
     assert.equal(gemmInfo().threads, 1);
     check('sgemm', { ta: true, tb: true, M: 130, N: 129, K: 131, alpha: 1, beta: 0.25, pad: 2, off: 4 }, 200);
   });
+});
+
+test('f32 typescript path: the WebAssembly SIMD kernel and the scalar kernel agree with the reference', () => {
+  assert.ok(instantiateWasmKernel(), 'WebAssembly SIMD should be available in Node >= 20');
+  let seed = 300;
+  for (const wasm of [undefined, 'off']) {
+    withEnv({ DSV32_BLAS: 'off', DSV32_GEMM_THREADS: '1', DSV32_GEMM_WASM: wasm }, () => {
+      // K > KC (256) and N > NC (2048) cross block boundaries; 9 x 13 leaves partial 4 x 8 tiles.
+      check('sgemm', { ta: false, tb: true, M: 9, N: 13, K: 300, alpha: 1, beta: 0, pad: 1, off: 2 }, seed++);
+      check('sgemm', { ta: true, tb: false, M: 6, N: 2050, K: 5, alpha: 2, beta: 1, pad: 0, off: 0 }, seed++);
+      check('sgemm', { ta: false, tb: false, M: 133, N: 17, K: 513, alpha: -1, beta: 0.5, pad: 2, off: 1 }, seed++);
+    });
+  }
+});
+
+test('the SIMD microkernel computes a 4 x 8 tile of packed panels exactly as f32 dot products', () => {
+  const w = instantiateWasmKernel()!;
+  w.memory.grow(1);
+  const f = new Float32Array(w.memory.buffer);
+  const kc = 37, bAt = 4 * kc, tAt = bAt + 8 * kc;
+  for (let i = 0; i < tAt; i++) f[i] = ((i * 7919) % 23) - 11; // small integers: every sum is exact in f32
+  f.fill(NaN, tAt, tAt + 32);
+  w.k(kc, 0, 4 * bAt, 4 * tAt);
+  for (let r = 0; r < 4; r++) {
+    for (let c = 0; c < 8; c++) {
+      let s = 0;
+      for (let q = 0; q < kc; q++) s += f[q * 4 + r]! * f[bAt + q * 8 + c]!;
+      assert.equal(f[tAt + r * 8 + c], s, `tile[${r}][${c}]`);
+    }
+  }
+  w.k(0, 0, 4 * bAt, 4 * tAt); // kc = 0 writes zeros
+  assert.deepEqual(Array.from(f.subarray(tAt, tAt + 32)), new Array(32).fill(0));
 });
 
 test('bad arguments throw GemmArgumentError naming the argument', () => {

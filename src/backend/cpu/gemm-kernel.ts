@@ -15,6 +15,8 @@
 // Rows of A (when M is tiny) or columns of B (when N is tiny) are never worth packing; those shapes go to
 // the streaming kernels at the bottom of this file.
 
+import { WASM_MR, WASM_NR, instantiateWasmKernel, type WasmKernel } from './gemm-wasm.js';
+
 export type FloatArray = Float32Array | Float64Array;
 
 /** Register tile: MR rows of A times NR columns of B, 16 accumulators (V8 has 16 xmm registers on x64). */
@@ -47,14 +49,35 @@ export interface GemmProblem<T extends FloatArray = FloatArray> {
   ldc: number;
 }
 
+/** DSV32_GEMM_WASM=off selects the scalar f32 kernel (to measure it, or where SIMD misbehaves). */
+export function wasmEnabled(): boolean {
+  return process.env.DSV32_GEMM_WASM !== 'off';
+}
+
 /** Per-thread packing buffers, grown on demand and reused across calls. */
 export class GemmScratch {
-  ap = new Float64Array(MC * KC);
-  bp = new Float64Array(KC * NC);
+  ap = new Float64Array(0);
+  bp = new Float64Array(0);
   tile = new Float64Array(MR * NR);
+  /** The f32 SIMD kernel's instance (null where WebAssembly SIMD is missing), created on first f32 use. */
+  private wasm: WasmKernel | null | undefined;
+  private wasmView = new Float32Array(0);
+
   ensure(apLen: number, bpLen: number): void {
     if (this.ap.length < apLen) this.ap = new Float64Array(apLen);
     if (this.bp.length < bpLen) this.bp = new Float64Array(bpLen);
+  }
+
+  /** The SIMD kernel with at least `floats` f32 of memory, and a view of that memory; null if unavailable. */
+  wasmKernel(floats: number): { w: WasmKernel; f: Float32Array } | null {
+    if (!wasmEnabled()) return null;
+    if (this.wasm === undefined) this.wasm = instantiateWasmKernel();
+    const w = this.wasm;
+    if (!w) return null;
+    const have = w.memory.buffer.byteLength;
+    if (have < floats * 4) w.memory.grow(Math.ceil((floats * 4 - have) / 65536));
+    if (this.wasmView.buffer !== w.memory.buffer) this.wasmView = new Float32Array(w.memory.buffer);
+    return { w, f: this.wasmView };
   }
 }
 
@@ -88,7 +111,41 @@ export function gemmRect(p: GemmProblem, m0: number, m1: number, n0: number, n1:
     colsKernel(p, m0, m1, n0, n1);
     return;
   }
+  if (p.C instanceof Float32Array && blockedWasm(p, m0, m1, n0, n1, scratch)) return;
   blocked(p, m0, m1, n0, n1, scratch);
+}
+
+/** The f32 blocked loop with packing into WebAssembly memory and the 4 x 8 SIMD microkernel. */
+function blockedWasm(p: GemmProblem, m0: number, m1: number, n0: number, n1: number, s: GemmScratch): boolean {
+  const { K, alpha, C, cOff, ldc } = p;
+  const kcMax = Math.min(KC, K);
+  const apLen = Math.ceil(Math.min(MC, m1 - m0) / WASM_MR) * WASM_MR * kcMax;
+  const bpLen = Math.ceil(Math.min(NC, n1 - n0) / WASM_NR) * WASM_NR * kcMax;
+  const k = s.wasmKernel(apLen + bpLen + WASM_MR * WASM_NR);
+  if (!k) return false;
+  const { w, f } = k;
+  const bpAt = apLen; // element offsets in f; the kernel takes byte addresses
+  const tAt = apLen + bpLen;
+  for (let jc = n0; jc < n1; jc += NC) {
+    const nc = Math.min(NC, n1 - jc);
+    for (let pc = 0; pc < K; pc += KC) {
+      const kc = Math.min(KC, K - pc);
+      packB(p, pc, kc, jc, nc, f, bpAt, WASM_NR);
+      for (let ic = m0; ic < m1; ic += MC) {
+        const mc = Math.min(MC, m1 - ic);
+        packA(p, ic, mc, pc, kc, f, 0, WASM_MR);
+        for (let jr = 0; jr < nc; jr += WASM_NR) {
+          const nr = Math.min(WASM_NR, nc - jr);
+          const bByte = 4 * (bpAt + jr * kc);
+          for (let ir = 0; ir < mc; ir += WASM_MR) {
+            w.k(kc, 4 * ir * kc, bByte, 4 * tAt);
+            addTile(C, cOff + (ic + ir) * ldc + jc + jr, ldc, alpha, f, tAt, WASM_NR, Math.min(WASM_MR, mc - ir), nr);
+          }
+        }
+      }
+    }
+  }
+  return true;
 }
 
 function blocked(p: GemmProblem, m0: number, m1: number, n0: number, n1: number, s: GemmScratch): void {
@@ -102,17 +159,17 @@ function blocked(p: GemmProblem, m0: number, m1: number, n0: number, n1: number,
     const nc = Math.min(NC, n1 - jc);
     for (let pc = 0; pc < K; pc += KC) {
       const kc = Math.min(KC, K - pc);
-      packB(p, pc, kc, jc, nc, bp);
+      packB(p, pc, kc, jc, nc, bp, 0, NR);
       for (let ic = m0; ic < m1; ic += MC) {
         const mc = Math.min(MC, m1 - ic);
-        packA(p, ic, mc, pc, kc, ap);
+        packA(p, ic, mc, pc, kc, ap, 0, MR);
         for (let jr = 0; jr < nc; jr += NR) {
           const nr = Math.min(NR, nc - jr);
           const bi = jr * kc; // panel jr/NR starts at (jr/NR)*kc*NR
           for (let ir = 0; ir < mc; ir += MR) {
             const mr = Math.min(MR, mc - ir);
             micro4x4(kc, ap, ir * kc, bp, bi, tile);
-            addTile(C, cOff + (ic + ir) * ldc + jc + jr, ldc, alpha, tile, mr, nr);
+            addTile(C, cOff + (ic + ir) * ldc + jc + jr, ldc, alpha, tile, 0, NR, mr, nr);
           }
         }
       }
@@ -120,60 +177,53 @@ function blocked(p: GemmProblem, m0: number, m1: number, n0: number, n1: number,
   }
 }
 
-/** op(A)[ic:ic+mc, pc:pc+kc] -> ap as ceil(mc/MR) panels, each kc rows of MR values (zero-padded). */
-function packA(p: GemmProblem, ic: number, mc: number, pc: number, kc: number, ap: Float64Array): void {
+/** op(A)[ic:ic+mc, pc:pc+kc] -> ap[at...] as ceil(mc/mr) panels, each kc depth steps of mr values (zero-padded). */
+function packA(p: GemmProblem, ic: number, mc: number, pc: number, kc: number, ap: FloatArray, at: number, mr: number): void {
   const { A, aOff, lda, transA } = p;
-  for (let ir = 0; ir < mc; ir += MR) {
-    const base = ir * kc;
-    const rows = Math.min(MR, mc - ir);
-    for (let r = 0; r < MR; r++) {
+  for (let ir = 0; ir < mc; ir += mr) {
+    const base = at + ir * kc;
+    const rows = Math.min(mr, mc - ir);
+    for (let r = 0; r < mr; r++) {
       let d = base + r;
       if (r >= rows) {
-        for (let q = 0; q < kc; q++, d += MR) ap[d] = 0;
+        for (let q = 0; q < kc; q++, d += mr) ap[d] = 0;
       } else if (!transA) {
         // op(A)[i, k] = A[i*lda + k]: read a row of A contiguously
         let s = aOff + (ic + ir + r) * lda + pc;
-        for (let q = 0; q < kc; q++, d += MR) ap[d] = A[s++];
+        for (let q = 0; q < kc; q++, d += mr) ap[d] = A[s++]!;
       } else {
         // op(A)[i, k] = A[k*lda + i]
         let s = aOff + pc * lda + ic + ir + r;
-        for (let q = 0; q < kc; q++, d += MR, s += lda) ap[d] = A[s];
+        for (let q = 0; q < kc; q++, d += mr, s += lda) ap[d] = A[s]!;
       }
     }
   }
 }
 
-/** op(B)[pc:pc+kc, jc:jc+nc] -> bp as ceil(nc/NR) panels, each kc rows of NR values (zero-padded). */
-function packB(p: GemmProblem, pc: number, kc: number, jc: number, nc: number, bp: Float64Array): void {
+/** op(B)[pc:pc+kc, jc:jc+nc] -> bp[at...] as ceil(nc/nr) panels, each kc depth steps of nr values (zero-padded). */
+function packB(p: GemmProblem, pc: number, kc: number, jc: number, nc: number, bp: FloatArray, at: number, nr: number): void {
   const { B, bOff, ldb, transB } = p;
-  for (let jr = 0; jr < nc; jr += NR) {
-    const base = jr * kc;
-    const cols = Math.min(NR, nc - jr);
+  for (let jr = 0; jr < nc; jr += nr) {
+    const base = at + jr * kc;
+    const cols = Math.min(nr, nc - jr);
     if (!transB) {
-      // op(B)[k, j] = B[k*ldb + j]: each depth step copies NR neighbours of one row
+      // op(B)[k, j] = B[k*ldb + j]: each depth step copies nr neighbours of one row of B
       let s = bOff + pc * ldb + jc + jr;
       let d = base;
-      if (cols === NR) {
-        for (let q = 0; q < kc; q++, s += ldb, d += NR) {
-          bp[d] = B[s];
-          bp[d + 1] = B[s + 1];
-          bp[d + 2] = B[s + 2];
-          bp[d + 3] = B[s + 3];
-        }
-      } else {
-        for (let q = 0; q < kc; q++, s += ldb, d += NR) {
-          for (let c = 0; c < NR; c++) bp[d + c] = c < cols ? B[s + c] : 0;
-        }
+      for (let q = 0; q < kc; q++, s += ldb, d += nr) {
+        let c = 0;
+        for (; c < cols; c++) bp[d + c] = B[s + c]!;
+        for (; c < nr; c++) bp[d + c] = 0;
       }
     } else {
       // op(B)[k, j] = B[j*ldb + k]: read each row of B (a column of op(B)) contiguously
-      for (let c = 0; c < NR; c++) {
+      for (let c = 0; c < nr; c++) {
         let d = base + c;
         if (c >= cols) {
-          for (let q = 0; q < kc; q++, d += NR) bp[d] = 0;
+          for (let q = 0; q < kc; q++, d += nr) bp[d] = 0;
         } else {
           let s = bOff + (jc + jr + c) * ldb + pc;
-          for (let q = 0; q < kc; q++, d += NR) bp[d] = B[s++];
+          for (let q = 0; q < kc; q++, d += nr) bp[d] = B[s++]!;
         }
       }
     }
@@ -204,11 +254,12 @@ function micro4x4(kc: number, ap: Float64Array, ai: number, bp: Float64Array, bi
   tile[12] = c30; tile[13] = c31; tile[14] = c32; tile[15] = c33;
 }
 
-/** C[ci + r*ldc + c] += alpha * tile[r][c] for the valid mr x nr corner of the tile. */
-function addTile(C: FloatArray, ci: number, ldc: number, alpha: number, tile: Float64Array, mr: number, nr: number): void {
-  for (let r = 0; r < mr; r++, ci += ldc) {
-    const t = r * NR;
-    for (let c = 0; c < nr; c++) C[ci + c] += alpha * tile[t + c];
+/** C[ci + r*ldc + c] += alpha * tile[t + r*stride + c] for the valid mr x nr corner of the tile. */
+function addTile(
+  C: FloatArray, ci: number, ldc: number, alpha: number, tile: FloatArray, t: number, stride: number, mr: number, nr: number,
+): void {
+  for (let r = 0; r < mr; r++, ci += ldc, t += stride) {
+    for (let c = 0; c < nr; c++) C[ci + c] += alpha * tile[t + c]!;
   }
 }
 

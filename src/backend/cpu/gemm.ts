@@ -6,7 +6,7 @@
 // DSV32_BLAS=off forces the TypeScript path; DSV32_GEMM_THREADS caps its threads.
 import { DsvError } from '../../errors.js';
 import { loadBlas, type Blas } from './blas.js';
-import { GemmScratch, MR, NR, gemmRect, type FloatArray, type GemmProblem } from './gemm-kernel.js';
+import { GemmScratch, MR, NR, gemmRect, wasmEnabled, type FloatArray, type GemmProblem } from './gemm-kernel.js';
 import { GemmPool, gemmThreads } from './gemm-pool.js';
 
 /** A GEMM argument is out of range: a negative size, a leading dimension too small, or an array too short. */
@@ -127,8 +127,12 @@ function checkMatrix(
 
 /** Below this many flops (about a millisecond on one core) threads cost more than they save. */
 const PARALLEL_MIN_FLOPS = 4e6;
-/** Measured single-thread rate of gemm-kernel.ts on x86-64 (flop/s), used only to weigh copies against compute. */
-const KERNEL_FLOPS_PER_S = 4e9;
+/**
+ * Single-thread rates of gemm-kernel.ts measured on a 2.6 GHz x86-64 core (flop/s), used only to weigh
+ * copies against compute: the f32 WebAssembly SIMD kernel, and the scalar kernel (f64, or SIMD off).
+ */
+const SIMD_FLOPS_PER_S = 25e9;
+const SCALAR_FLOPS_PER_S = 4e9;
 /** Copying into SharedArrayBuffers runs at memcpy speed, several elements per nanosecond. */
 const COPY_ELEMS_PER_S = 1.5e9;
 /** Waking workers and collecting them costs tens of microseconds. */
@@ -141,10 +145,12 @@ let pool: GemmPool | undefined;
  * Serial or parallel, for an M x N x K product on `threads` threads when `copyElems` elements must first be
  * copied into shared memory (operands not already SharedArrayBuffer-backed, and C both ways).
  */
-export function typescriptGemmPlan(M: number, N: number, K: number, copyElems: number, threads: number): 'serial' | 'parallel' {
+export function typescriptGemmPlan(
+  M: number, N: number, K: number, copyElems: number, threads: number, flopsPerS = SCALAR_FLOPS_PER_S,
+): 'serial' | 'parallel' {
   const flops = 2 * M * N * K;
   if (threads <= 1 || flops < PARALLEL_MIN_FLOPS) return 'serial';
-  const serialS = flops / KERNEL_FLOPS_PER_S;
+  const serialS = flops / flopsPerS;
   const parallelS = serialS / threads + copyElems / COPY_ELEMS_PER_S + PARALLEL_OVERHEAD_S;
   return parallelS < serialS ? 'parallel' : 'serial';
 }
@@ -157,7 +163,9 @@ function gemmTypeScript<T extends FloatArray>(p: GemmProblem<T>, ctor: FloatCtor
     const bSpan = span(p.transB ? p.N : p.K, p.transB ? p.K : p.N, p.ldb);
     const cSpan = span(p.M, p.N, p.ldc);
     const copy = (shared(p.A) ? 0 : aSpan) + (shared(p.B) ? 0 : bSpan) + (shared(p.C) ? 0 : 2 * cSpan);
-    if (typescriptGemmPlan(p.M, p.N, p.K, copy, threads) === 'parallel') {
+    // Fewer than MR rows run the scalar streaming kernel even for f32.
+    const rate = p.C instanceof Float32Array && p.M >= MR && wasmEnabled() ? SIMD_FLOPS_PER_S : SCALAR_FLOPS_PER_S;
+    if (typescriptGemmPlan(p.M, p.N, p.K, copy, threads, rate) === 'parallel') {
       pool ??= new GemmPool(threads - 1);
       gemmParallel(p, ctor, threads, aSpan, bSpan, cSpan, pool);
       return;
