@@ -55,9 +55,15 @@ console.log(`openblas path: ${blasInfo.path === 'openblas' ? `${blasInfo.library
 console.log(`typescript path: ${tsInfo.threads} threads; OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? '(unset)'}`);
 if (tsInfo.threads > 1 && !warmGemmPool(30_000)) console.log('warning: GEMM worker threads not ready after 30 s');
 
-const np = numpyReference('gemm', shapes, reps, minTime);
-if (typeof np === 'string') console.log(`numpy: unavailable: ${np}`);
-else console.log(`numpy ${np.numpy}: ${JSON.stringify(np.blas)} (OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset for numpy)`);
+// numpy is timed shape by shape between our two paths, so all three see the same machine load.
+const np0 = numpyReference('gemm', [[1, 1, 1]], 1, 0);
+if (typeof np0 === 'string') console.log(`numpy: unavailable: ${np0}`);
+else console.log(`numpy ${np0.numpy}: ${JSON.stringify(np0.blas)} (OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset for numpy)`);
+const numpySeconds = (shape: number[]): number => {
+  if (typeof np0 === 'string') return NaN;
+  const r = numpyReference('gemm', [shape], reps, minTime);
+  return typeof r === 'string' ? NaN : r.results[0]!.seconds;
+};
 
 const gf = (M: number, N: number, K: number, s: number): number => (2 * M * N * K) / s / 1e9;
 const fmt = (x: number, d = 2): string => (Number.isFinite(x) ? x.toFixed(d) : '-');
@@ -66,7 +72,7 @@ const blasRatios: number[] = [];
 const tsRatios: number[] = [];
 for (let i = 0; i < shapes.length; i++) {
   const [M, N, K] = shapes[i]!;
-  const npG = typeof np === 'string' ? NaN : gf(M, N, K, np.results[i]!.seconds);
+  const npG = gf(M, N, K, numpySeconds([M, N, K]));
   const blasG = gf(M, N, K, timePath('openblas', M, N, K));
   const tsG = gf(M, N, K, timePath('typescript', M, N, K));
   blasRatios.push(blasG / npG);
