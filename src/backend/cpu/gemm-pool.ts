@@ -61,7 +61,7 @@ interface Slot {
 
 export class GemmPool {
   private readonly slots: Slot[] = [];
-  /** Words 0..n-1: each worker's mailbox sequence; words n..2n-1: 1 once that worker is listening. */
+  /** Words 0..n-1: each worker's mailbox sequence; words n..2n-1: 0 loading, 1 listening, 2 gone. */
   private readonly ctl: Int32Array;
 
   constructor(readonly workers: number) {
@@ -72,6 +72,11 @@ export class GemmPool {
         workerData: { ctl: this.ctl, index: i, readyIndex: workers + i, port: port2 },
         transferList: [port2],
       });
+      // A worker that fails to load or dies only stops taking chunks (the others and this thread take
+      // them), so its error must not become an uncaught exception in the caller's process.
+      const ready = workers + i;
+      worker.on('error', () => Atomics.store(this.ctl, ready, 2));
+      worker.on('exit', () => Atomics.store(this.ctl, ready, 2));
       // The pool must never keep the process alive, and an idle worker holds no event-loop work anyway.
       worker.unref();
       port1.unref();
@@ -104,11 +109,12 @@ export class GemmPool {
   waitReady(timeoutMs: number): boolean {
     const deadline = Date.now() + timeoutMs;
     for (let i = 0; i < this.workers; i++) {
-      while (Atomics.load(this.ctl, this.workers + i) !== 1) {
+      while (Atomics.load(this.ctl, this.workers + i) === 0) {
         const left = deadline - Date.now();
         if (left <= 0) return false;
         Atomics.wait(this.ctl, this.workers + i, 0, left);
       }
+      if (Atomics.load(this.ctl, this.workers + i) !== 1) return false;
     }
     return true;
   }
