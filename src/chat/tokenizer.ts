@@ -9,13 +9,8 @@ import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { DsvError } from '../errors.js';
+import { ASSISTANT, BOS, EOS, THINK_END, THINK_START, USER } from './tokens.js';
 
-export const BOS = '<｜begin▁of▁sentence｜>';
-export const EOS = '<｜end▁of▁sentence｜>';
-export const USER = '<｜User｜>';
-export const ASSISTANT = '<｜Assistant｜>';
-export const THINK_START = '<think>';
-export const THINK_END = '</think>';
 /** The strings that must each be one token in a DeepSeek-V3.2 vocabulary. */
 export const DSV32_SPECIAL_TOKENS = [BOS, EOS, USER, ASSISTANT, THINK_START, THINK_END] as const;
 
