@@ -8,14 +8,21 @@ export class SandboxUnavailableError extends DsvError {}
 /** A sandbox request itself is malformed (bad limits, bad mount path, unknown language). */
 export class SandboxSpecError extends DsvError {}
 
-/** An environment directory breaks the format; `file` is the offending path relative to the env root. */
+export interface FormatProblem {
+  /** Path relative to the environment root (or "." for the directory itself). */
+  file: string;
+  problem: string;
+}
+
+/** An environment directory breaks the format; every problem names the offending file. */
 export class EnvFormatError extends DsvError {
   constructor(
     readonly envDir: string,
-    readonly file: string,
-    readonly problem: string,
+    readonly problems: FormatProblem[],
   ) {
-    super(`environment ${envDir}: ${file}: ${problem}`);
+    super(
+      `environment ${envDir} is invalid:\n` + problems.map((p) => `  ${p.file}: ${p.problem}`).join('\n'),
+    );
   }
 }
 

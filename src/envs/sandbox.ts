@@ -172,8 +172,9 @@ function checkLimits(l: SandboxLimits): void {
 function interpreter(lang: SandboxLang): { exe: string; mounts: string[]; argv: (l: SandboxLimits) => string[] } {
   if (lang === 'python') {
     if (!existsSync(PYTHON)) throw new SandboxUnavailableError(`${PYTHON} is missing; install the Debian package python3`);
-    // -I: ignore PYTHON* variables and user site dirs; -B: never write .pyc next to read-only sources.
-    return { exe: PYTHON, mounts: [], argv: () => [PYTHON, '-I', '-B'] };
+    // -s: no user site dir; -B: never write .pyc next to read-only sources. Not -I: the environment
+    // is already cleared by bwrap and PYTHONPATH is how environment programs find their helpers.
+    return { exe: PYTHON, mounts: [], argv: () => [PYTHON, '-s', '-B'] };
   }
   if (lang === 'node') {
     const exe = realpathSync(process.execPath);
