@@ -192,6 +192,10 @@ test('f32 typescript path: the WebAssembly SIMD kernel and the scalar kernel agr
       check('sgemm', { ta: false, tb: true, M: 9, N: 13, K: 300, alpha: 1, beta: 0, pad: 1, off: 2 }, seed++);
       check('sgemm', { ta: true, tb: false, M: 6, N: 2050, K: 5, alpha: 2, beta: 1, pad: 0, off: 0 }, seed++);
       check('sgemm', { ta: false, tb: false, M: 133, N: 17, K: 513, alpha: -1, beta: 0.5, pad: 2, off: 1 }, seed++);
+      // Fewer than 4 rows with op(B) = B^T: the SIMD dot path, over several 32-row blocks of B (K = 2001
+      // pads to 2004, so 32 rows fill its 256 KiB block) and a partial last group of four.
+      check('sgemm', { ta: true, tb: true, M: 3, N: 70, K: 2001, alpha: 0.5, beta: 1, pad: 1, off: 3 }, seed++);
+      check('sgemm', { ta: false, tb: true, M: 1, N: 66, K: 2004, alpha: 1, beta: 0, pad: 0, off: 0, nanC: true }, seed++);
     });
   }
 });

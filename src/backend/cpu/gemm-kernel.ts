@@ -103,6 +103,7 @@ export function gemmRect(p: GemmProblem, m0: number, m1: number, n0: number, n1:
   // Packing pays when each packed element is reused by several micro-tiles; with fewer than MR rows
   // (or NR columns) there is no reuse, so stream the operands directly.
   if (m < MR) {
+    if (p.transB && p.C instanceof Float32Array && rowsDotWasm(p as GemmProblem<Float32Array>, m0, m1, n0, n1, scratch)) return;
     if (p.transB) rowsDotKernel(p, m0, m1, n0, n1);
     else rowsAxpyKernel(p, m0, m1, n0, n1);
     return;
@@ -261,6 +262,60 @@ function addTile(
   for (let r = 0; r < mr; r++, ci += ldc, t += stride) {
     for (let c = 0; c < nr; c++) C[ci + c] += alpha * tile[t + c]!;
   }
+}
+
+/**
+ * Few rows, op(B) = B^T, f32, with the SIMD dot kernel: rows of B are copied (memcpy-speed .set) into
+ * WebAssembly memory a block at a time, each row zero-padded to kp, a multiple of 4, so that the kernel
+ * needs no tail loop; the padding of x is zero too, so the pad lanes add exactly 0.
+ */
+function rowsDotWasm(p: GemmProblem<Float32Array>, m0: number, m1: number, n0: number, n1: number, s: GemmScratch): boolean {
+  const { A, aOff, lda, transA, B, bOff, ldb, C, cOff, ldc, K, alpha } = p;
+  const kp = (K + 3) & ~3;
+  const m = m1 - m0;
+  // Rows of B per block: about 256 KiB, so the kernel reads the block back from L2.
+  const nb = Math.max(4, Math.floor(65536 / kp) & ~3);
+  const bAt = m * kp;
+  const tAt = bAt + nb * kp;
+  const k = s.wasmKernel(tAt + 16);
+  if (!k) return false;
+  const { w, f } = k;
+  for (let r = 0; r < m; r++) {
+    const d = r * kp;
+    if (!transA) {
+      const src = aOff + (m0 + r) * lda;
+      f.set(A.subarray(src, src + K), d);
+    } else {
+      for (let q = 0, src = aOff + m0 + r; q < K; q++, src += lda) f[d + q] = A[src]!;
+    }
+    f.fill(0, d + K, d + kp);
+  }
+  for (let j0 = n0; j0 < n1; j0 += nb) {
+    const rows = Math.min(nb, n1 - j0);
+    const padded = (rows + 3) & ~3;
+    for (let jj = 0; jj < padded; jj++) {
+      const d = bAt + jj * kp;
+      if (jj < rows) {
+        const src = bOff + (j0 + jj) * ldb;
+        f.set(B.subarray(src, src + K), d);
+        if (kp !== K) f.fill(0, d + K, d + kp);
+      } else {
+        f.fill(0, d, d + kp); // rows past N: their sums are discarded, but must not be NaN garbage
+      }
+    }
+    for (let g = 0; g < padded; g += 4) {
+      const valid = Math.min(4, rows - g);
+      for (let r = 0; r < m; r++) {
+        w.d(kp, 4 * r * kp, 4 * (bAt + g * kp), 4 * tAt);
+        const c = cOff + (m0 + r) * ldc + j0 + g;
+        for (let i = 0; i < valid; i++) {
+          const t = tAt + 4 * i;
+          C[c + i] += alpha * (f[t]! + f[t + 1]! + f[t + 2]! + f[t + 3]!);
+        }
+      }
+    }
+  }
+  return true;
 }
 
 /**

@@ -7,6 +7,11 @@
 //   t[r][c] = sum_{q < kc} a[q][r] * b[q][c]
 // row-major at byte address t. Eight v128 accumulators (two per row) plus two B vectors and one splatted
 // A value fit the 16 SIMD registers of x86-64, so the loop never spills.
+//
+// Export `d(kp, x, b, t)`: four dot products of length kp (a multiple of 4) of the vector at x with the
+// rows b, b + 4kp, b + 8kp, b + 12kp (bytes), stored as four v128 partial sums (16 f32) at t; the caller
+// adds each group of four lanes. It serves matrix-vector shapes (a decode step's x W^T), where packing
+// would cost as much as the product: rows of W are copied in with memcpy-speed TypedArray.set instead.
 // The module exports its memory ("mem"); callers grow it and pack into Float32Array views of it.
 
 export const WASM_MR = 4;
@@ -84,14 +89,48 @@ function kernelBody(): number[] {
   return [...uleb(body.length), ...body];
 }
 
+function dotBody(): number[] {
+  // params: 0 kp, 1 x, 2 b, 3 t; locals: 4 end, 5..7 b1..b3 (i32), 8..11 acc (v128), 12 xv (v128)
+  const KP = 0, X = 1, B = 2, T = 3, ENDP = 4, ACC = 8, XV = 12;
+  const ROWS = [B, 5, 6, 7];
+  const code: number[] = [];
+  const get = (i: number): void => void code.push(LOCAL_GET, i);
+  const set = (i: number): void => void code.push(LOCAL_SET, i);
+  const bump = (i: number, by: number): void => {
+    get(i); code.push(I32_CONST, ...sleb(by), I32_ADD); set(i);
+  };
+  for (let r = 1; r < 4; r++) {
+    // row r starts kp * 4 bytes after row r - 1
+    get(ROWS[r - 1]!); get(KP); code.push(I32_CONST, ...sleb(2), I32_SHL, I32_ADD); set(ROWS[r]!);
+  }
+  get(X); get(KP); code.push(I32_CONST, ...sleb(2), I32_SHL, I32_ADD); set(ENDP);
+  code.push(BLOCK, VOID);
+  get(KP); code.push(I32_EQZ, BR_IF, 0);
+  code.push(LOOP, VOID);
+  get(X); code.push(...V128_LOAD, ...memarg(4, 0)); set(XV);
+  for (let r = 0; r < 4; r++) {
+    get(ACC + r); get(XV); get(ROWS[r]!); code.push(...V128_LOAD, ...memarg(4, 0), ...F32X4_MUL, ...F32X4_ADD); set(ACC + r);
+    bump(ROWS[r]!, 16);
+  }
+  get(X); code.push(I32_CONST, ...sleb(16), I32_ADD, LOCAL_TEE, X);
+  get(ENDP); code.push(I32_LT_U, BR_IF, 0);
+  code.push(END, END);
+  for (let r = 0; r < 4; r++) {
+    get(T); get(ACC + r); code.push(...V128_STORE, ...memarg(4, 16 * r));
+  }
+  code.push(END);
+  const body = [...vec([[...uleb(4), I32], [...uleb(5), V128]]), ...code];
+  return [...uleb(body.length), ...body];
+}
+
 function moduleBytes(): Uint8Array {
   const bytes = [
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
     ...section(1, vec([[0x60, ...uleb(4), I32, I32, I32, I32, ...uleb(0)]])), // type 0: (i32 x4) -> ()
-    ...section(3, vec([uleb(0)])), // function 0 has type 0
+    ...section(3, vec([uleb(0), uleb(0)])), // functions 0 (k) and 1 (d) have type 0
     ...section(5, vec([[0x00, ...uleb(1)]])), // one memory, 1 page minimum, no maximum
-    ...section(7, vec([[...str('mem'), 0x02, ...uleb(0)], [...str('k'), 0x00, ...uleb(0)]])),
-    ...section(10, vec([kernelBody()])),
+    ...section(7, vec([[...str('mem'), 0x02, ...uleb(0)], [...str('k'), 0x00, ...uleb(0)], [...str('d'), 0x00, ...uleb(1)]])),
+    ...section(10, vec([kernelBody(), dotBody()])),
   ];
   return new Uint8Array(bytes);
 }
@@ -112,6 +151,8 @@ const wasmApi = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly
 export interface WasmKernel {
   /** Computes one 4 x 8 tile; addresses are byte offsets into `memory`. */
   k(kc: number, a: number, b: number, t: number): void;
+  /** Four length-kp dot products as 16 partial sums; addresses are byte offsets into `memory`. */
+  d(kp: number, x: number, b: number, t: number): void;
   memory: WasmMemory;
 }
 
@@ -129,6 +170,6 @@ export function instantiateWasmKernel(): WasmKernel | null {
   }
   if (!compiled) return null;
   const inst = new wasmApi!.Instance(compiled, {});
-  const ex = inst.exports as unknown as { k: WasmKernel['k']; mem: WasmMemory };
-  return { k: ex.k, memory: ex.mem };
+  const ex = inst.exports as unknown as { k: WasmKernel['k']; d: WasmKernel['d']; mem: WasmMemory };
+  return { k: ex.k, d: ex.d, memory: ex.mem };
 }
