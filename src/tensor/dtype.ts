@@ -4,7 +4,7 @@
 //   f32 Float32Array · f64 Float64Array · bf16/f16 Uint16Array (raw bits) · f8e4m3 Uint8Array (raw bits)
 //   i32 Int32Array · i64 BigInt64Array · u8/bool Uint8Array
 // Floating conversions round to nearest even and follow PyTorch's c10 rules:
-//   bf16: NaN → 0x7FC0 (sign kept); overflow rounds to ±inf.
+//   bf16: NaN → 0x7FC0 (sign dropped, as c10::detail::round_to_nearest_even); overflow rounds to ±inf.
 //   f16:  IEEE binary16, subnormals kept, overflow → ±inf, NaN → 0x7E00 (sign kept).
 //   f8 e4m3fn: no infinities; |x| ≥ 480 (and inf, NaN) → NaN 0x7F (sign kept), so values in (464, 480)
 //   round up into the NaN code exactly as c10::Float8_e4m3fn does. Saturation is NOT implicit: callers
@@ -82,7 +82,7 @@ export function bitsToF32(b: number): number {
 export function f32ToBf16Bits(x: number): number {
   f32buf[0] = x;
   const b = u32buf[0]!;
-  if ((b & 0x7fffffff) > 0x7f800000) return ((b >>> 16) & 0x8000) | 0x7fc0;
+  if ((b & 0x7fffffff) > 0x7f800000) return 0x7fc0; // c10 round_to_nearest_even: every NaN → 0x7FC0
   return ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
 }
 export function bf16BitsToF32(h: number): number {
@@ -125,7 +125,8 @@ export function f16BitsToF32(h: number): number {
   const e = (h >>> 10) & 0x1f;
   const m = h & 0x3ff;
   if (e === 0) return sign * m * 2 ** -24;
-  if (e === 31) return m ? NaN : sign * Infinity;
+  // NaN keeps its sign and payload (as c10's fp16 → fp32), so a decode → encode round trip keeps the sign
+  if (e === 31) return m ? bitsToF32(((h & 0x8000) << 16) | 0x7fc00000 | (m << 13)) : sign * Infinity;
   return sign * (1 + m / 1024) * 2 ** (e - 15);
 }
 
@@ -157,7 +158,7 @@ const E4M3_TABLE = (() => {
     const s = i & 0x80 ? -1 : 1;
     const e = (i >>> 3) & 0xf;
     const m = i & 7;
-    if (e === 15 && m === 7) t[i] = NaN;
+    if (e === 15 && m === 7) t[i] = bitsToF32(i & 0x80 ? 0xffc00000 : 0x7fc00000); // signed NaN
     else if (e === 0) t[i] = s * m * 2 ** -9;
     else t[i] = s * (1 + m / 8) * 2 ** (e - 7);
   }
@@ -232,7 +233,7 @@ export function fromFloatArray(src: ArrayLike<number>, dtype: DType, out?: HostA
         const su = new Uint32Array(src.buffer, src.byteOffset, n);
         for (let i = 0; i < n; i++) {
           const b = su[i]!;
-          ou[i] = (b & 0x7fffffff) > 0x7f800000 ? ((b >>> 16) & 0x8000) | 0x7fc0 : (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
+          ou[i] = (b & 0x7fffffff) > 0x7f800000 ? 0x7fc0 : (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
         }
       } else for (let i = 0; i < n; i++) ou[i] = f32ToBf16Bits(src[i]!);
       break;

@@ -1,0 +1,85 @@
+// RMSNorm and LayerNorm over the last dim, fused in the backend (f32 math for every float dtype but
+// f64; the output keeps x's dtype). Backward passes are written with other ops, in the compute dtype,
+// from the closed forms below, so they run on every backend.
+import { record } from '../autograd.js';
+import { computeDtype } from '../dtype.js';
+import { ShapeError, Tensor, fmtShape } from '../tensor.js';
+import { adds, mul, muls, rsqrt, square, sub } from './elementwise.js';
+import { mean, sum } from './reduce.js';
+import { alloc, requireFloat, sameDevice } from './util.js';
+import { cast, contiguous, reshape } from './view.js';
+
+function checkNormArgs(op: string, x: Tensor, w: Tensor, b?: Tensor): number {
+  requireFloat(op, x);
+  requireFloat(op, w);
+  sameDevice(op, x, w, ...(b ? [b] : []));
+  if (x.rank === 0) throw new ShapeError(`${op}: input must have rank ≥ 1, got shape ${fmtShape(x.shape)}`);
+  const D = x.shape[x.rank - 1]!;
+  if (w.rank !== 1 || w.shape[0] !== D) {
+    throw new ShapeError(`${op}: weight of shape ${fmtShape(w.shape)} does not match input ${fmtShape(x.shape)} (expected [${D}])`);
+  }
+  if (b && (b.rank !== 1 || b.shape[0] !== D)) {
+    throw new ShapeError(`${op}: bias of shape ${fmtShape(b.shape)} does not match input ${fmtShape(x.shape)} (expected [${D}])`);
+  }
+  return D;
+}
+
+/** Sum a [..., D] tensor over every leading dim → [D] (the weight/bias gradient). */
+function sumRows(t: Tensor, D: number): Tensor {
+  return sum(reshape(t, [-1, D]), 0);
+}
+
+/** y = x · rsqrt(mean(x², -1) + eps) · w. */
+export function rmsNorm(x: Tensor, w: Tensor, eps: number): Tensor {
+  const D = checkNormArgs('rmsNorm', x, w);
+  const xc = contiguous(x);
+  const wc = contiguous(w);
+  const out = alloc(x.backend, x.shape, x.dtype);
+  x.backend.rmsNorm(out, xc, wc, eps);
+  return record(out, 'rmsNorm', [x, w], (g) => {
+    // r = (mean(x²) + eps)^(−½), y_j = x_j·r·w_j:
+    //   dw_j = Σ_rows g_j·x_j·r
+    //   dx_i = r·(g_i·w_i) − x_i·r³·(1/D)·Σ_j g_j·w_j·x_j
+    const ct = computeDtype(x.dtype);
+    const xf = cast(xc, ct);
+    const gf = cast(g, ct);
+    const wf = cast(wc, ct);
+    const r = rsqrt(adds(mean(square(xf), -1, true), eps));
+    const gw = mul(gf, wf);
+    const dot = sum(mul(gw, xf), -1, true);
+    const dx = sub(mul(gw, r), mul(xf, muls(mul(mul(square(r), r), dot), 1 / D)));
+    const dw = w.requiresGrad ? cast(sumRows(mul(gf, mul(xf, r)), D), w.dtype) : null;
+    return [cast(dx, x.dtype), dw];
+  });
+}
+
+/** y = (x − mean) · rsqrt(var + eps) · w + b over the last dim (biased variance, as torch). */
+export function layerNorm(x: Tensor, w: Tensor, b: Tensor, eps: number): Tensor {
+  const D = checkNormArgs('layerNorm', x, w, b);
+  requireFloat('layerNorm', b);
+  const xc = contiguous(x);
+  const wc = contiguous(w);
+  const bc = contiguous(b);
+  const out = alloc(x.backend, x.shape, x.dtype);
+  x.backend.layerNorm(out, xc, wc, bc, eps);
+  return record(out, 'layerNorm', [x, w, b], (g) => {
+    // x̂ = (x − μ)·r, y = x̂·w + b:
+    //   db = Σ_rows g, dw = Σ_rows g·x̂
+    //   dx = r·(g·w − mean(g·w) − x̂·mean(g·w·x̂))
+    const ct = computeDtype(x.dtype);
+    const xf = cast(xc, ct);
+    const gf = cast(g, ct);
+    const wf = cast(wc, ct);
+    const mu = mean(xf, -1, true);
+    const xm = sub(xf, mu);
+    const r = rsqrt(adds(mean(square(xm), -1, true), eps));
+    const xhat = mul(xm, r);
+    const gw = mul(gf, wf);
+    const dx = mul(r, sub(sub(gw, mean(gw, -1, true)), mul(xhat, mean(mul(gw, xhat), -1, true))));
+    return [
+      cast(dx, x.dtype),
+      w.requiresGrad ? cast(sumRows(mul(gf, xhat), D), w.dtype) : null,
+      b.requiresGrad ? cast(sumRows(gf, D), b.dtype) : null,
+    ];
+  });
+}

@@ -1,0 +1,91 @@
+// Shared helpers of the tensor tests. Tests that take a `dev` run once per available backend
+// (`devices()`), building inputs on the CPU and moving them over, so a new backend (CUDA) is checked
+// against the CPU oracle by the same test bodies. DSV32_TEST_DEVICES=cpu,cuda narrows or widens the set.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as T from '../../src/tensor/index.js';
+
+/** Backends that can be created on this machine (every registered one unless the env var narrows it). */
+export function devices(): string[] {
+  const want = process.env.DSV32_TEST_DEVICES?.split(',').map((s) => s.trim()).filter(Boolean);
+  const out: string[] = [];
+  for (const name of want ?? T.registeredBackends()) {
+    try {
+      T.getBackend(name);
+      out.push(name);
+    } catch {
+      // not available here (no GPU, no driver): skipped
+    }
+  }
+  return out;
+}
+
+/** One node:test case per device: `name [dev]`. */
+export function testEachDevice(name: string, fn: (dev: string) => void | Promise<void>): void {
+  for (const dev of devices()) test(`${name} [${dev}]`, () => fn(dev));
+}
+
+/** A copy of t on `dev` (same dtype, bits and shape; not part of any graph). */
+export function to(t: T.Tensor, dev: string, requiresGrad = false): T.Tensor {
+  const out = T.fromBits(t.toHost(), t.dtype, t.shape, { device: dev });
+  out.requiresGrad = requiresGrad;
+  return out;
+}
+
+/** Seeded normal tensor on `dev`. */
+export function randn(shape: number[], seed: number, dev = 'cpu', dtype: T.DType = 'f64', requiresGrad = false): T.Tensor {
+  return to(T.randn(shape, new T.Rng(seed), { dtype }), dev, requiresGrad);
+}
+
+/** Seeded integer tensor with values in [0, n). */
+export function randint(shape: number[], n: number, seed: number, dev = 'cpu'): T.Tensor {
+  const rng = new T.Rng(seed);
+  const v = new BigInt64Array(T.numelOf(shape));
+  for (let i = 0; i < v.length; i++) v[i] = BigInt(rng.int(n));
+  return T.fromArray(v, shape, { dtype: 'i64', device: dev });
+}
+
+export function ints(vals: number[], shape?: number[], dev = 'cpu'): T.Tensor {
+  return T.fromArray(BigInt64Array.from(vals.map(BigInt)), shape ?? [vals.length], { dtype: 'i64', device: dev });
+}
+
+/** Assert gradcheck passes for f over the given leaves (all f64 with requiresGrad). */
+export function assertGradcheck(f: (...xs: T.Tensor[]) => T.Tensor, inputs: T.Tensor[], opts: T.GradcheckOptions = {}): void {
+  for (const x of inputs) x.requiresGrad = true;
+  const r = T.gradcheck(f, inputs, opts);
+  assert.ok(r.ok, `gradcheck failed: ${r.detail} (max abs err ${r.maxAbsErr})`);
+}
+
+/** |a − e| ≤ atol + rtol·|e| elementwise, NaN matching NaN; shapes must agree. */
+export function assertClose(actual: T.Tensor, expected: T.Tensor | ArrayLike<number>, atol = 1e-6, rtol = 1e-6, what = ''): void {
+  if (expected instanceof T.Tensor) assert.deepEqual(actual.shape, expected.shape, `${what} shape`);
+  const a = actual.toFloat64();
+  const e = expected instanceof T.Tensor ? expected.toFloat64() : Float64Array.from(expected);
+  assert.equal(a.length, e.length, `${what} length`);
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]!;
+    const y = e[i]!;
+    if (Number.isNaN(y)) {
+      assert.ok(Number.isNaN(x), `${what} element ${i}: expected NaN, got ${x}`);
+      continue;
+    }
+    if (x === y) continue;
+    assert.ok(Math.abs(x - y) <= atol + rtol * Math.abs(y), `${what} element ${i}: got ${x}, expected ${y}`);
+  }
+}
+
+/** Run f on the CPU and on dev with the same inputs and compare results (no-op comparison on cpu). */
+export function matchesCpu(dev: string, f: (dev: string) => T.Tensor, atol = 1e-5, rtol = 1e-5): T.Tensor {
+  const got = f(dev);
+  if (dev !== 'cpu') assertClose(got, f('cpu'), atol, rtol, `${dev} vs cpu`);
+  return got;
+}
+
+/** Assert fn throws a ShapeError (or `cls`) whose message contains every fragment. */
+export function assertThrowsWith(fn: () => unknown, fragments: string[], cls: new (...a: never[]) => Error = T.ShapeError): void {
+  assert.throws(fn, (e: unknown) => {
+    assert.ok(e instanceof cls, `expected ${cls.name}, got ${(e as Error)?.constructor?.name}: ${(e as Error)?.message}`);
+    for (const f of fragments) assert.ok((e as Error).message.includes(f), `message "${(e as Error).message}" lacks "${f}"`);
+    return true;
+  });
+}
