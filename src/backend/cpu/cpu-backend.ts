@@ -383,7 +383,7 @@ export class CpuBackend implements Backend {
         const b = v[base + j]!;
         const an = a !== a;
         const bn = b !== b;
-        if (an || bn) return an && bn ? i - j : an ? -1 : 1;
+        if (an || bn) return an && bn ? i - j : an ? -sgn : sgn; // NaN is the largest: first when largest, last otherwise
         if (a !== b) return a > b ? -sgn : sgn;
         return i - j;
       };
@@ -496,7 +496,7 @@ export class CpuBackend implements Backend {
           const a = Math.abs(v[j]!);
           if (a > amax || a !== a) amax = a;
         }
-        amax = Math.max(amax, 1e-4);
+        amax = Math.max(amax, fround(1e-4)); // the clamp happens in f32: 1e-4 rounded to f32
         let sc = fround(amax * inv448);
         if (ue8m0) {
           // 2^ceil(log2(sc)) from the f32 bits: exponent, plus one when any mantissa bit is set
