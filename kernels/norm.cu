@@ -1,0 +1,109 @@
+// Row normalisations over the last dim, one block per row; the row is re-read from L2 for the output
+// pass. Weight (and bias) are either the input dtype or f32 (template W).
+//   rmsnorm:    y = x · 1/sqrt(mean(x²) + eps) · w      (torch order: normalise, round, then scale)
+//   rmsnorm_res: h = x + r (written out, rounded to T), y = rmsnorm(h): the pre-norm residual stream
+//               of a transformer block in one pass over x and r.
+//   layernorm:  y = (x − mean) / sqrt(var + eps) · w + b, biased variance from a second pass (no
+//               E[x²] − mean² cancellation).
+#include "common.cuh"
+
+template <class T, class W, int VEC>
+__device__ void rmsnorm_rows(int64_t rows, int64_t D, double eps, T* out, T* hout, const T* x, const T* r, const W* w) {
+  typedef typename Acc<T>::type A;
+  __shared__ A red[33];
+  const int64_t nv = D / VEC;
+  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+    const Vec<T, VEC>* xr = reinterpret_cast<const Vec<T, VEC>*>(x + row * D);
+    const Vec<T, VEC>* rr = r ? reinterpret_cast<const Vec<T, VEC>*>(r + row * D) : nullptr;
+    Vec<T, VEC>* hr = hout ? reinterpret_cast<Vec<T, VEC>*>(hout + row * D) : nullptr;
+    Vec<T, VEC>* orow = reinterpret_cast<Vec<T, VEC>*>(out + row * D);
+    A ss = 0;
+    for (int64_t j = threadIdx.x; j < nv; j += blockDim.x) {
+      Vec<T, VEC> v = xr[j];
+      if (rr) {
+        const Vec<T, VEC> u = rr[j];
+#pragma unroll
+        for (int k = 0; k < VEC; k++) v.v[k] = from_acc<T>(to_acc<T>(v.v[k]) + to_acc<T>(u.v[k]));
+        hr[j] = v;
+      }
+#pragma unroll
+      for (int k = 0; k < VEC; k++) {
+        const A a = to_acc<T>(v.v[k]);
+        ss += a * a;
+      }
+    }
+    ss = block_sum(ss, red);
+    const A inv = (A)1 / sqrt(ss / (A)D + (A)eps);
+    for (int64_t j = threadIdx.x; j < nv; j += blockDim.x) {
+      Vec<T, VEC> v = xr[j], o;
+      if (rr) {
+        const Vec<T, VEC> u = rr[j];
+#pragma unroll
+        for (int k = 0; k < VEC; k++) v.v[k] = from_acc<T>(to_acc<T>(v.v[k]) + to_acc<T>(u.v[k]));
+      }
+#pragma unroll
+      for (int k = 0; k < VEC; k++) o.v[k] = from_acc<T>((to_acc<T>(v.v[k]) * inv) * (A)to_acc<W>(w[j * VEC + k]));
+      orow[j] = o;
+    }
+  }
+}
+
+#define RMS(NAME, T, W, VEC)                                                                                       \
+  extern "C" __global__ void NAME(int64_t rows, int64_t D, double eps, T* out, T* hout, const T* x, const T* r, const W* w) { \
+    rmsnorm_rows<T, W, VEC>(rows, D, eps, out, hout, x, r, w);                                                      \
+  }
+RMS(rmsnorm_f32, float, float, 1)
+RMS(rmsnorm_f32_v4, float, float, 4)
+RMS(rmsnorm_bf16, __nv_bfloat16, __nv_bfloat16, 1)
+RMS(rmsnorm_bf16_v8, __nv_bfloat16, __nv_bfloat16, 8)
+RMS(rmsnorm_bf16w32, __nv_bfloat16, float, 1)
+RMS(rmsnorm_bf16w32_v8, __nv_bfloat16, float, 8)
+RMS(rmsnorm_f16, __half, __half, 1)
+RMS(rmsnorm_f64, double, double, 1)
+
+template <class T, class W, int VEC>
+__device__ void layernorm_rows(int64_t rows, int64_t D, double eps, T* out, const T* x, const W* w, const W* b) {
+  typedef typename Acc<T>::type A;
+  __shared__ A red[33];
+  const int64_t nv = D / VEC;
+  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+    const Vec<T, VEC>* xr = reinterpret_cast<const Vec<T, VEC>*>(x + row * D);
+    Vec<T, VEC>* orow = reinterpret_cast<Vec<T, VEC>*>(out + row * D);
+    A s = 0;
+    for (int64_t j = threadIdx.x; j < nv; j += blockDim.x) {
+      const Vec<T, VEC> v = xr[j];
+#pragma unroll
+      for (int k = 0; k < VEC; k++) s += to_acc<T>(v.v[k]);
+    }
+    const A mean = block_sum(s, red) / (A)D;
+    A q = 0;
+    for (int64_t j = threadIdx.x; j < nv; j += blockDim.x) {
+      const Vec<T, VEC> v = xr[j];
+#pragma unroll
+      for (int k = 0; k < VEC; k++) {
+        const A d = to_acc<T>(v.v[k]) - mean;
+        q += d * d;
+      }
+    }
+    const A inv = (A)1 / sqrt(block_sum(q, red) / (A)D + (A)eps);
+    for (int64_t j = threadIdx.x; j < nv; j += blockDim.x) {
+      const Vec<T, VEC> v = xr[j];
+      Vec<T, VEC> o;
+#pragma unroll
+      for (int k = 0; k < VEC; k++)
+        o.v[k] = from_acc<T>((to_acc<T>(v.v[k]) - mean) * inv * (A)to_acc<W>(w[j * VEC + k]) + (A)to_acc<W>(b[j * VEC + k]));
+      orow[j] = o;
+    }
+  }
+}
+#define LN(NAME, T, W, VEC)                                                                                      \
+  extern "C" __global__ void NAME(int64_t rows, int64_t D, double eps, T* out, const T* x, const W* w, const W* b) { \
+    layernorm_rows<T, W, VEC>(rows, D, eps, out, x, w, b);                                                        \
+  }
+LN(layernorm_f32, float, float, 1)
+LN(layernorm_f32_v4, float, float, 4)
+LN(layernorm_bf16, __nv_bfloat16, __nv_bfloat16, 1)
+LN(layernorm_bf16_v8, __nv_bfloat16, __nv_bfloat16, 8)
+LN(layernorm_bf16w32, __nv_bfloat16, float, 1)
+LN(layernorm_f16, __half, __half, 1)
+LN(layernorm_f64, double, double, 1)

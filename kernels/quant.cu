@@ -1,0 +1,96 @@
+// Block FP8 quantisation of activations (DeepSeek's act_quant) and its inverse.
+// Per row, blocks of `block` consecutive elements of the last dim (a trailing partial block is its own):
+//   amax = max(|x|, 1e-4); s = amax · (1/448) in f32, or 2^ceil(log2 s) when ue8m0 (a power of two,
+//   exactly representable as an 8-bit exponent); q = e4m3(clamp(x / s, ±448)).
+// One warp per block; the second read of the block hits L1. The _v4 kernels have each lane move 4
+// consecutive elements (16 B of f32, 8 B of bf16) and store 4 codes at once; they need block % 128 == 0.
+#include "common.cuh"
+
+__device__ __forceinline__ float quant_scale(float amax, int ue8m0) {
+  amax = amax != amax ? amax : fmaxf(amax, 1e-4f);
+  float sc = amax * (1.0f / 448.0f);
+  if (ue8m0) {
+    const uint32_t bits = __float_as_uint(sc);
+    const int e = (int)((bits >> 23) & 0xff) - 127 + ((bits & 0x7fffff) ? 1 : 0);
+    sc = exp2f((float)e);
+  }
+  return sc;
+}
+__device__ __forceinline__ uint8_t quant_one(float v, float sc) {
+  float y = v / sc;
+  y = y > 448.0f ? 448.0f : (y < -448.0f ? -448.0f : y);
+  return f32_to_e4m3_bits(y);
+}
+__device__ __forceinline__ float amax_merge(float a, float b) { return (a != a || b != b) ? __uint_as_float(0x7fc00000u) : fmaxf(a, b); }
+
+template <class T>
+__device__ void act_quant(int64_t rows, int64_t N, int64_t block, int ue8m0, uint8_t* q, float* s, const T* x) {
+  const int64_t nb = (N + block - 1) / block;
+  const int64_t warps = rows * nb;
+  const int lane = threadIdx.x & 31;
+  for (int64_t w = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5; w < warps; w += ((int64_t)gridDim.x * blockDim.x) >> 5) {
+    const int64_t r = w / nb, b = w - r * nb;
+    const int64_t lo = r * N + b * block;
+    const int64_t len = min(block, N - b * block);
+    float amax = 0.0f;
+    for (int64_t j = lane; j < len; j += 32) amax = amax_merge(amax, fabsf(to_f<T>(x[lo + j])));
+    for (int o = 16; o > 0; o >>= 1) amax = amax_merge(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    const float sc = quant_scale(amax, ue8m0);
+    if (lane == 0) s[w] = sc;
+    for (int64_t j = lane; j < len; j += 32) q[lo + j] = quant_one(to_f<T>(x[lo + j]), sc);
+  }
+}
+
+template <class T>
+__device__ void act_quant_v4(int64_t rows, int64_t N, int64_t block, int ue8m0, uint8_t* q, float* s, const T* x) {
+  const int64_t nb = N / block;
+  const int64_t warps = rows * nb;
+  const int lane = threadIdx.x & 31;
+  for (int64_t w = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5; w < warps; w += ((int64_t)gridDim.x * blockDim.x) >> 5) {
+    const int64_t lo = w * block;  // N is a multiple of block: blocks tile the flattened rows
+    float amax = 0.0f;
+    for (int64_t j = lane * 4; j < block; j += 128) {
+      const Vec<T, 4> v = *reinterpret_cast<const Vec<T, 4>*>(x + lo + j);
+#pragma unroll
+      for (int k = 0; k < 4; k++) amax = amax_merge(amax, fabsf(to_f<T>(v.v[k])));
+    }
+    for (int o = 16; o > 0; o >>= 1) amax = amax_merge(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    const float sc = quant_scale(amax, ue8m0);
+    if (lane == 0) s[w] = sc;
+    for (int64_t j = lane * 4; j < block; j += 128) {
+      const Vec<T, 4> v = *reinterpret_cast<const Vec<T, 4>*>(x + lo + j);
+      uchar4 c;
+      c.x = quant_one(to_f<T>(v.v[0]), sc);
+      c.y = quant_one(to_f<T>(v.v[1]), sc);
+      c.z = quant_one(to_f<T>(v.v[2]), sc);
+      c.w = quant_one(to_f<T>(v.v[3]), sc);
+      *reinterpret_cast<uchar4*>(q + lo + j) = c;
+    }
+  }
+}
+
+#define AQ(NAME, FN, T)                                                                                              \
+  extern "C" __global__ void NAME(int64_t rows, int64_t N, int64_t block, int ue8m0, uint8_t* q, float* s, const T* x) { \
+    FN<T>(rows, N, block, ue8m0, q, s, x);                                                                            \
+  }
+AQ(act_quant_f32, act_quant, float)
+AQ(act_quant_bf16, act_quant, __nv_bfloat16)
+AQ(act_quant_f32_v4, act_quant_v4, float)
+AQ(act_quant_bf16_v4, act_quant_v4, __nv_bfloat16)
+
+// out[r, j] = e4m3(q[r, j]) · s[r, j / block]
+template <class T>
+__device__ void act_dequant(int64_t rows, int64_t N, int64_t block, T* out, const uint8_t* q, const float* s) {
+  const int64_t nb = (N + block - 1) / block;
+  const int64_t n = rows * N;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t r = i / N, j = i - r * N;
+    out[i] = from_f<T>(e4m3_bits_to_f32(q[i]) * s[r * nb + j / block]);
+  }
+}
+extern "C" __global__ void act_dequant_f32(int64_t rows, int64_t N, int64_t block, float* out, const uint8_t* q, const float* s) {
+  act_dequant<float>(rows, N, block, out, q, s);
+}
+extern "C" __global__ void act_dequant_bf16(int64_t rows, int64_t N, int64_t block, __nv_bfloat16* out, const uint8_t* q, const float* s) {
+  act_dequant<__nv_bfloat16>(rows, N, block, out, q, s);
+}
