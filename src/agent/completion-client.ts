@@ -1,0 +1,200 @@
+// Model client for a raw completion endpoint (`/v1/completions`), the way our own engine serves the
+// model: we render the DeepSeek-V3.2 prompt with our encoder and parse the completion text with our
+// parser (the streaming parser when streaming), so tool calls never depend on a server-side parser.
+import { encodeMessages } from '../chat/encode.js';
+import { ChatParseError } from '../chat/errors.js';
+import type { ParsedMessage, ThinkingMode, ToolDefinition } from '../chat/message.js';
+import { CompletionStreamParser, type StreamEvent } from '../chat/parse-stream.js';
+import { parseCompletion } from '../chat/parse-strict.js';
+import {
+  type AgentAssistantMessage,
+  type AgentMessage,
+  type ModelClient,
+  ModelClientError,
+  type ModelDelta,
+  type ModelRequest,
+  type ModelResponse,
+  type ModelUsage,
+  newToolCallId,
+} from './messages.js';
+import { withToolsOnSystem } from './prompt.js';
+import { readSse } from './sse.js';
+
+export interface CompletionClientOptions {
+  /** Base URL including the version prefix, e.g. `http://127.0.0.1:8000/v1`. */
+  baseUrl: string;
+  model: string;
+  /** Thinking mode (prompt ends in `<think>`) or chat mode; default thinking. */
+  mode?: ThinkingMode;
+  stream?: boolean;
+  /** Default 8192. */
+  maxTokens?: number;
+  temperature?: number;
+  apiKey?: string;
+  /**
+   * Extra request fields. By default `skip_special_tokens: false` is sent (vLLM/SGLang), because the
+   * parser needs `</think>` and the end-of-sentence token in the text.
+   */
+  extraBody?: Record<string, unknown>;
+}
+
+interface WireCompletion {
+  choices?: { text?: string; finish_reason?: string | null }[];
+  usage?: { prompt_tokens?: number; completion_tokens?: number } | null;
+  error?: { message?: string } | string;
+}
+
+function usageOf(u: WireCompletion['usage']): ModelUsage | undefined {
+  if (!u || typeof u.prompt_tokens !== 'number' || typeof u.completion_tokens !== 'number') return undefined;
+  return { promptTokens: u.prompt_tokens, completionTokens: u.completion_tokens };
+}
+
+function errText(e: WireCompletion['error']): string {
+  return typeof e === 'string' ? e : (e?.message ?? JSON.stringify(e));
+}
+
+function toAssistant(p: ParsedMessage): AgentAssistantMessage {
+  const m: AgentAssistantMessage = { role: 'assistant', content: p.content };
+  if (p.reasoning_content) m.reasoning_content = p.reasoning_content;
+  if (p.tool_calls.length) m.tool_calls = p.tool_calls.map((c) => ({ id: newToolCallId(), type: 'function', function: { ...c.function } }));
+  return m;
+}
+
+export class CompletionClient implements ModelClient {
+  readonly description: string;
+  private readonly url: string;
+  private readonly mode: ThinkingMode;
+
+  constructor(private readonly opts: CompletionClientOptions) {
+    let base: URL;
+    try {
+      base = new URL(opts.baseUrl);
+    } catch {
+      throw new ModelClientError(`--base-url ${JSON.stringify(opts.baseUrl)}: not a valid URL (expected e.g. http://127.0.0.1:8000/v1)`);
+    }
+    this.mode = opts.mode ?? 'thinking';
+    this.url = base.href.replace(/\/+$/, '') + '/completions';
+    this.description = `completion ${this.url} model=${opts.model} mode=${this.mode}${opts.stream === false ? '' : ' (streaming)'}`;
+  }
+
+  /** The exact prompt sent: our encoder's rendering, tools on the system message. */
+  promptText(messages: readonly AgentMessage[], tools: readonly ToolDefinition[]): string {
+    return encodeMessages(withToolsOnSystem(messages, tools), { mode: this.mode, dropThinking: true, bos: true });
+  }
+
+  async complete(req: ModelRequest): Promise<ModelResponse> {
+    const stream = this.opts.stream ?? true;
+    const prompt = this.promptText(req.messages, req.tools);
+    const body = {
+      model: this.opts.model,
+      prompt,
+      max_tokens: this.opts.maxTokens ?? 8192,
+      stream,
+      skip_special_tokens: false,
+      ...(stream ? { stream_options: { include_usage: true } } : {}),
+      ...(this.opts.temperature !== undefined ? { temperature: this.opts.temperature } : {}),
+      ...(this.opts.extraBody ?? {}),
+    };
+    let res: Response;
+    try {
+      res = await fetch(this.url, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          ...(this.opts.apiKey ? { authorization: `Bearer ${this.opts.apiKey}` } : {}),
+        },
+        body: JSON.stringify(body),
+        signal: req.signal,
+      });
+    } catch (e) {
+      if (req.signal?.aborted) throw e;
+      throw new ModelClientError(`POST ${this.url}: ${(e as Error).message}${(e as { cause?: Error }).cause ? ` (${(e as { cause: Error }).cause.message})` : ''}`, undefined, { cause: e });
+    }
+    if (!res.ok) {
+      const text = await res.text().catch(() => '');
+      let msg = text;
+      try {
+        msg = errText((JSON.parse(text) as WireCompletion).error) ?? text;
+      } catch {
+        /* keep the text */
+      }
+      throw new ModelClientError(`POST ${this.url}: HTTP ${res.status}: ${msg.slice(0, 500)}`, res.status);
+    }
+    return stream ? this.readStream(res, req) : this.readJson(res);
+  }
+
+  private parseError(e: unknown, finishReason: string, text: string): never {
+    if (e instanceof ChatParseError) {
+      const why = finishReason === 'length' ? ' (the completion was cut off by max_tokens)' : '';
+      throw new ModelClientError(`completion from ${this.url} is not a valid DeepSeek-V3.2 message${why}: ${e.message}; text starts ${JSON.stringify(text.slice(0, 200))}`, undefined, { cause: e });
+    }
+    throw e;
+  }
+
+  private async readJson(res: Response): Promise<ModelResponse> {
+    let data: WireCompletion;
+    try {
+      data = (await res.json()) as WireCompletion;
+    } catch (e) {
+      throw new ModelClientError(`POST ${this.url}: response is not JSON (${(e as Error).message})`, res.status);
+    }
+    const choice = data.choices?.[0];
+    if (!choice || typeof choice.text !== 'string') throw new ModelClientError(`POST ${this.url}: response has no choices[0].text`);
+    const finishReason = choice.finish_reason ?? 'unknown';
+    let parsed: ParsedMessage;
+    try {
+      parsed = parseCompletion(choice.text, this.mode);
+    } catch (e) {
+      this.parseError(e, finishReason, choice.text);
+    }
+    const message = toAssistant(parsed);
+    return { message, finishReason: message.tool_calls ? 'tool_calls' : finishReason, usage: usageOf(data.usage) };
+  }
+
+  private async readStream(res: Response, req: ModelRequest): Promise<ModelResponse> {
+    if (!res.body) throw new ModelClientError(`POST ${this.url}: streaming response has no body`, res.status);
+    const parser = new CompletionStreamParser(this.mode);
+    let text = '';
+    let finishReason = 'unknown';
+    let usage: ModelUsage | undefined;
+    const emit = (evs: StreamEvent[]) => {
+      if (!req.onDelta) return;
+      for (const ev of evs) {
+        let d: ModelDelta;
+        if (ev.type === 'reasoning' || ev.type === 'content') d = ev;
+        else if (ev.type === 'tool_call_start') d = { type: 'tool_call', index: ev.index, name: ev.name };
+        else if (ev.type === 'tool_call_arguments') d = { type: 'tool_call', index: ev.index, arguments: ev.text };
+        else continue;
+        req.onDelta(d);
+      }
+    };
+    let parsed: ParsedMessage;
+    try {
+      for await (const data of readSse(res.body, req.signal)) {
+        if (data === '[DONE]') break;
+        let chunk: WireCompletion;
+        try {
+          chunk = JSON.parse(data) as WireCompletion;
+        } catch {
+          throw new ModelClientError(`POST ${this.url}: stream event is not JSON: ${data.slice(0, 200)}`);
+        }
+        if (chunk.error) throw new ModelClientError(`POST ${this.url}: error in stream: ${errText(chunk.error).slice(0, 500)}`);
+        usage = usageOf(chunk.usage) ?? usage;
+        const choice = chunk.choices?.[0];
+        if (!choice) continue;
+        if (choice.finish_reason) finishReason = choice.finish_reason;
+        if (choice.text) {
+          text += choice.text;
+          emit(parser.push(choice.text));
+        }
+      }
+      const done = parser.finish();
+      emit(done.events);
+      parsed = done.message;
+    } catch (e) {
+      this.parseError(e, finishReason, text);
+    }
+    const message = toAssistant(parsed);
+    return { message, finishReason: message.tool_calls ? 'tool_calls' : finishReason, usage };
+  }
+}
