@@ -44,7 +44,7 @@ export function actDequant(q: Tensor, s: Tensor, block = 128): Tensor {
   checkBlock('actDequant', block);
   sameDevice('actDequant', q, s);
   const N = q.rank === 0 ? 0 : q.shape[q.rank - 1]!;
-  if (q.rank === 0 || s.rank !== q.rank || q.shape.slice(0, -1).some((d, i) => d !== s.shape[i])) {
+  if (q.rank === 0 || s.rank !== q.rank || q.shape.slice(0, -1).some((d, i) => d !== s.shape[i]) || s.shape[q.rank - 1] !== Math.ceil(N / block)) {
     throw new ShapeError(`actDequant: values ${fmtShape(q.shape)} and scales ${fmtShape(s.shape)} do not match (expected [..., ${Math.ceil(N / block)}])`);
   }
   return mul(cast(q, 'f32'), expandScales('actDequant', cast(s, 'f32'), N, block, q.rank - 1));
