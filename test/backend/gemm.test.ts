@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { dgemm, gemmInfo, GemmArgumentError, sgemm, warmGemmPool } from '../../src/backend/cpu/gemm.js';
 import { BlasLoadError, blasCandidates, loadBlas } from '../../src/backend/cpu/blas.js';
 import { GemmConfigError, gemmThreads } from '../../src/backend/cpu/gemm-pool.js';
-import { typescriptGemmPlan } from '../../src/backend/cpu/gemm.js';
+import { parallelChunks, splitC, typescriptGemmPlan } from '../../src/backend/cpu/gemm.js';
 import { instantiateWasmKernel } from '../../src/backend/cpu/gemm-wasm.js';
 
 type F = Float32Array | Float64Array;
@@ -30,6 +30,8 @@ interface Case {
   ta: boolean; tb: boolean; M: number; N: number; K: number; alpha: number; beta: number;
   /** Extra columns in each leading dimension and elements before each matrix. */
   pad: number; off: number; shared?: boolean; nanC?: boolean;
+  /** Assert that the TypeScript path splits this product across this many threads. */
+  parallelOn?: number;
 }
 
 /**
@@ -49,6 +51,10 @@ function check(fn: 'sgemm' | 'dgemm', c: Case, seed: number): void {
   const C0 = Float64Array.from(C);
   const opA = (i: number, k: number): number => (c.ta ? A[c.off + k * lda + i]! : A[c.off + i * lda + k]!);
   const opB = (k: number, j: number): number => (c.tb ? B[c.off + j * ldb + k]! : B[c.off + k * ldb + j]!);
+  if (c.parallelOn) {
+    const p = { transA: c.ta, transB: c.tb, M: c.M, N: c.N, K: c.K, alpha: c.alpha, A, aOff: c.off, lda, B, bOff: c.off, ldb, beta: c.beta, C, cOff: c.off, ldc };
+    assert.ok(parallelChunks(p, c.parallelOn), `${fn} ${JSON.stringify(c)} should run on ${c.parallelOn} threads`);
+  }
   if (fn === 'sgemm') {
     sgemm(c.ta, c.tb, c.M, c.N, c.K, c.alpha, A as Float32Array, c.off, lda, B as Float32Array, c.off, ldb, c.beta, C as Float32Array, c.off, ldc);
   } else {
@@ -164,13 +170,21 @@ test('typescript path splits large products across worker threads, with plain an
     // M = 1 with a copied 1M-element B: the copy costs as much as the product, so it stays serial.
     assert.equal(typescriptGemmPlan(1, 1024, 1024, 1024 * 1024 + 1024, 2), 'serial');
     assert.equal(typescriptGemmPlan(1, 4096, 4096, 0, 2), 'parallel');
+    assert.equal(splitC(100, 100, 2, 64, false), null, 'C too small to split');
+    assert.deepEqual(Array.from(splitC(600, 40, 2, 256, false)!), [0, 256, 0, 40, 256, 512, 0, 40, 512, 600, 0, 40]);
+    assert.equal(splitC(600, 40, 2, 256, true), null, 'a dot-kernel product never splits M');
+    assert.deepEqual(Array.from(splitC(3, 1000, 2, 64, true)!).slice(0, 8), [0, 3, 0, 128, 0, 3, 128, 256]);
     assert.ok(warmGemmPool(20_000), 'gemm worker threads did not start within 20 s');
     let seed = 100;
     for (const fn of ['sgemm', 'dgemm'] as const) {
       for (const shared of [false, true]) {
-        check(fn, { ta: false, tb: true, M: 130, N: 131, K: 129, alpha: 1, beta: 0, pad: 3, off: 5, shared }, seed++);
-        check(fn, { ta: true, tb: false, M: 131, N: 130, K: 133, alpha: 0.5, beta: -1, pad: 0, off: 1, shared }, seed++);
-        check(fn, { ta: false, tb: false, M: 260, N: 33, K: 70, alpha: 1, beta: 1, pad: 1, off: 0, shared }, seed++);
+        // f32: the SIMD dot kernel (op(B) = B^T, few rows) split along N, and the blocked SIMD kernel
+        // split along M and along N; f64: the scalar blocked kernel, both splits.
+        const base = { alpha: 1, beta: 0, pad: 3, off: 5, shared, parallelOn: 2 };
+        check(fn, { ...base, ta: false, tb: true, M: 130, N: 400, K: 129 }, seed++);
+        check(fn, { ...base, ta: true, tb: false, M: 520, N: 40, K: 400, alpha: 0.5, beta: -1 }, seed++);
+        check(fn, { ...base, ta: false, tb: false, M: 200, N: 530, K: 90, beta: 1, pad: 0, off: 0 }, seed++);
+        check(fn, { ...base, ta: true, tb: true, M: 260, N: 600, K: 100, nanC: true }, seed++);
       }
     }
   });

@@ -57,6 +57,14 @@ export function wasmEnabled(): boolean {
   return process.env.DSV32_GEMM_WASM !== 'off';
 }
 
+/**
+ * Below this many rows an f32 product with op(B) = B^T uses the SIMD dot kernel, which copies rows of B
+ * at memcpy speed, rather than the blocked kernel, whose packing of B (about 1 ns per element in JS)
+ * is only paid back when each packed element feeds enough rows. Measured single-threaded at N = K = 2048:
+ * dot 27-28 GFLOP/s vs blocked 18-20 at 64-128 rows, even at 256, blocked ahead at 512.
+ */
+export const DOT_MAX_ROWS = 192;
+
 /** Per-thread packing buffers, grown on demand and reused across calls. */
 export class GemmScratch {
   ap = new Float64Array(0);
@@ -105,8 +113,10 @@ export function gemmRect(p: GemmProblem, m0: number, m1: number, n0: number, n1:
   const n = n1 - n0;
   // Packing pays when each packed element is reused by several micro-tiles; with fewer than MR rows
   // (or NR columns) there is no reuse, so stream the operands directly.
+  if (m < DOT_MAX_ROWS && p.transB && p.C instanceof Float32Array) {
+    if (rowsDotWasm(p as GemmProblem<Float32Array>, m0, m1, n0, n1, scratch)) return;
+  }
   if (m < MR) {
-    if (p.transB && p.C instanceof Float32Array && rowsDotWasm(p as GemmProblem<Float32Array>, m0, m1, n0, n1, scratch)) return;
     if (p.transB) rowsDotKernel(p, m0, m1, n0, n1);
     else rowsAxpyKernel(p, m0, m1, n0, n1);
     return;

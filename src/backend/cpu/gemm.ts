@@ -6,7 +6,7 @@
 // DSV32_BLAS=off forces the TypeScript path; DSV32_GEMM_THREADS caps its threads.
 import { DsvError } from '../../errors.js';
 import { loadBlas, type Blas } from './blas.js';
-import { GemmScratch, MR, NR, gemmRect, wasmEnabled, type FloatArray, type GemmProblem } from './gemm-kernel.js';
+import { DOT_MAX_ROWS, GemmScratch, MR, gemmRect, wasmEnabled, type FloatArray, type GemmProblem } from './gemm-kernel.js';
 import { GemmPool, gemmThreads } from './gemm-pool.js';
 
 /** A GEMM argument is out of range: a negative size, a leading dimension too small, or an array too short. */
@@ -155,23 +155,35 @@ export function typescriptGemmPlan(
   return parallelS < serialS ? 'parallel' : 'serial';
 }
 
+/**
+ * The chunks of C to compute in parallel on `threads` threads, or null when one thread is faster (too few
+ * flops, copies into shared memory that cost more than they save, or a C too narrow to split).
+ */
+export function parallelChunks(p: GemmProblem, threads: number): Int32Array | null {
+  if (threads <= 1 || 2 * p.M * p.N * p.K < PARALLEL_MIN_FLOPS) return null;
+  // f32 runs SIMD kernels except for fewer than MR rows with op(B) = B (a scalar streaming kernel).
+  const simd = p.C instanceof Float32Array && wasmEnabled() && (p.M >= MR || p.transB);
+  // Each chunk re-packs the whole other operand (about 1 ns per element); keep that near 10% of the
+  // chunk's compute: 256 wide for the blocked SIMD kernel, 64 for the scalar kernel (10x slower
+  // compute) and for the dot kernel, which splits only N since a split of M would copy all of B again.
+  const dot = simd && p.transB && p.M < DOT_MAX_ROWS;
+  const chunks = splitC(p.M, p.N, threads, simd && !dot ? 256 : 64, dot);
+  if (!chunks) return null;
+  // Operands that are not already in shared memory must be copied (and C copied back) for workers to see them.
+  const copy = (shared(p.A) ? 0 : spanA(p)) + (shared(p.B) ? 0 : spanB(p)) + (shared(p.C) ? 0 : 2 * spanC(p));
+  const plan = typescriptGemmPlan(p.M, p.N, p.K, copy, threads, simd ? SIMD_FLOPS_PER_S : SCALAR_FLOPS_PER_S);
+  return plan === 'parallel' ? chunks : null;
+}
+
 function gemmTypeScript<T extends FloatArray>(p: GemmProblem<T>, ctor: FloatCtor<T>): void {
   const threads = gemmThreads();
-  if (threads > 1 && 2 * p.M * p.N * p.K >= PARALLEL_MIN_FLOPS) {
-    // Operands that are not already in shared memory must be copied (and C copied back) for workers to see them.
-    const aSpan = span(p.transA ? p.K : p.M, p.transA ? p.M : p.K, p.lda);
-    const bSpan = span(p.transB ? p.N : p.K, p.transB ? p.K : p.N, p.ldb);
-    const cSpan = span(p.M, p.N, p.ldc);
-    const copy = (shared(p.A) ? 0 : aSpan) + (shared(p.B) ? 0 : bSpan) + (shared(p.C) ? 0 : 2 * cSpan);
-    // Fewer than MR rows run the scalar streaming kernel even for f32.
-    const rate = p.C instanceof Float32Array && p.M >= MR && wasmEnabled() ? SIMD_FLOPS_PER_S : SCALAR_FLOPS_PER_S;
-    if (typescriptGemmPlan(p.M, p.N, p.K, copy, threads, rate) === 'parallel') {
-      pool ??= new GemmPool(threads - 1);
-      gemmParallel(p, ctor, threads, aSpan, bSpan, cSpan, pool);
-      return;
-    }
+  const chunks = parallelChunks(p, threads);
+  if (chunks) {
+    pool ??= new GemmPool(threads - 1);
+    gemmParallel(p, ctor, chunks, pool);
+  } else {
+    gemmSerial(p);
   }
-  gemmSerial(p);
 }
 
 function gemmSerial(p: GemmProblem): void {
@@ -181,14 +193,17 @@ function gemmSerial(p: GemmProblem): void {
 function span(rows: number, cols: number, ld: number): number {
   return rows === 0 || cols === 0 ? 0 : (rows - 1) * ld + cols;
 }
+/** Elements from the first to one past the last element each matrix touches. */
+const spanA = (p: GemmProblem): number => span(p.transA ? p.K : p.M, p.transA ? p.M : p.K, p.lda);
+const spanB = (p: GemmProblem): number => span(p.transB ? p.N : p.K, p.transB ? p.K : p.N, p.ldb);
+const spanC = (p: GemmProblem): number => span(p.M, p.N, p.ldc);
 
 function shared(x: FloatArray): boolean {
   return typeof SharedArrayBuffer !== 'undefined' && x.buffer instanceof SharedArrayBuffer;
 }
 
-function gemmParallel<T extends FloatArray>(
-  p: GemmProblem<T>, ctor: FloatCtor<T>, threads: number, aSpan: number, bSpan: number, cSpan: number, workers: GemmPool,
-): void {
+function gemmParallel<T extends FloatArray>(p: GemmProblem<T>, ctor: FloatCtor<T>, chunks: Int32Array, workers: GemmPool): void {
+  const aSpan = spanA(p), bSpan = spanB(p), cSpan = spanC(p);
   const q: GemmProblem<T> = { ...p };
   const toShared = (x: T, off: number, len: number, copyIn: boolean): T => {
     const y = new ctor(new SharedArrayBuffer(len * ctor.BYTES_PER_ELEMENT), 0, len);
@@ -200,7 +215,7 @@ function gemmParallel<T extends FloatArray>(
   const copyC = !shared(p.C);
   // With beta = 0 the old C is never read, so it need not be copied in.
   if (copyC) { q.C = toShared(p.C, p.cOff, cSpan, p.beta !== 0); q.cOff = 0; }
-  workers.run(q, splitC(p.M, p.N, threads), mainScratch);
+  workers.run(q, chunks, mainScratch);
   if (copyC) {
     // Row by row: the shared copy's ld padding was never copied in (beta = 0) and must not be copied out.
     for (let i = 0; i < p.M; i++) p.C.set(q.C.subarray(i * p.ldc, i * p.ldc + p.N), p.cOff + i * p.ldc);
@@ -208,17 +223,18 @@ function gemmParallel<T extends FloatArray>(
 }
 
 /**
- * Cuts C into about 4 chunks per thread (so dynamic claiming balances uneven cores) along its longer side.
- * Each chunk re-packs the full other operand, so chunks stay at least 64 wide to keep that re-packing
- * under ~1/64 of the chunk's flops; widths are multiples of the register tile.
+ * Cuts C into about 4 chunks per thread (so dynamic claiming balances uneven or busy cores), each at least
+ * `minWidth` wide, widths a multiple of 8 (both register tiles divide it). Splits the longer side that
+ * yields two or more chunks, or only N when `onlyN`; null when neither does (then threads cannot help).
  */
-function splitC(M: number, N: number, threads: number): Int32Array {
-  const alongN = N >= M || M < 2 * MR;
+export function splitC(M: number, N: number, threads: number, minWidth: number, onlyN: boolean): Int32Array | null {
+  const canN = N >= 2 * minWidth;
+  const canM = !onlyN && M >= 2 * minWidth;
+  if (!canN && !canM) return null;
+  const alongN = canN && (!canM || N >= M);
   const len = alongN ? N : M;
-  const tile = alongN ? NR : MR;
-  const want = 4 * threads;
-  let width = Math.max(64, Math.ceil(len / want));
-  width = Math.ceil(width / tile) * tile;
+  let width = Math.max(minWidth, Math.ceil(len / (4 * threads)));
+  width = Math.ceil(width / 8) * 8;
   const n = Math.ceil(len / width);
   const out = new Int32Array(4 * n);
   for (let c = 0; c < n; c++) {
