@@ -3,6 +3,7 @@
 import { Command, CommanderError } from 'commander';
 import { DsvError } from '../errors.js';
 import { register as registerSandbox } from './sandbox.js';
+import { register as registerAgent } from './agent.js';
 
 const program = new Command();
 program
@@ -14,6 +15,7 @@ program
 
 // command registrations (one line each)
 registerSandbox(program);
+registerAgent(program);
 
 async function main(): Promise<void> {
   try {
