@@ -1,0 +1,56 @@
+// One transformer block (the reference's Block): fused residual RMSNorm → MLA → fused residual
+// RMSNorm → FFN (dense MLP for the first first_k_dense_replace layers, MoE after).
+import type { Tensor } from '../tensor/tensor.js';
+import { reshape } from '../tensor/ops/view.js';
+import type { LayerCache } from './cache.js';
+import type { ModelConfig } from './config.js';
+import type { Selection } from './indexer.js';
+import { MLA, type AttentionStep } from './mla.js';
+import { Mlp } from './mlp.js';
+import { MoE } from './moe.js';
+import { addRmsNorm } from './norm.js';
+import { actDtype } from './numerics.js';
+import { layerPrefix, type ModelWeights } from './weights.js';
+
+export interface LayerOutput {
+  h: Tensor;
+  residual: Tensor;
+  selection: Selection;
+  /** experts [B·S, k] ascending, or null for a dense layer */
+  routes: Int32Array | null;
+}
+
+export class DecoderLayer {
+  readonly attn: MLA;
+  readonly ffn: Mlp | MoE;
+  private readonly p: string;
+
+  constructor(private readonly cfg: ModelConfig, private readonly weights: ModelWeights, readonly layer: number, moe: boolean, ue8m0: boolean) {
+    this.p = layerPrefix(layer);
+    this.attn = new MLA(cfg, weights, `${this.p}.self_attn`, ue8m0);
+    this.ffn = moe ? new MoE(cfg, weights, `${this.p}.mlp`, ue8m0) : new Mlp(weights, `${this.p}.mlp`, ue8m0);
+  }
+
+  get isMoE(): boolean {
+    return this.ffn instanceof MoE;
+  }
+
+  forward(h: Tensor, residual: Tensor | null, step: AttentionStep, cache: LayerCache, forcedRoutes: Int32Array | null): LayerOutput {
+    const dt = actDtype(step.numerics);
+    const eps = this.cfg.normEps;
+    const n1 = addRmsNorm(h, residual, this.weights.float(`${this.p}.input_layernorm.weight`), eps, dt);
+    const a = this.attn.forward(n1.out, step, cache);
+    const n2 = addRmsNorm(a.out, n1.residual, this.weights.float(`${this.p}.post_attention_layernorm.weight`), eps, dt);
+    const x2 = reshape(n2.out, [step.B * step.S, this.cfg.dim]);
+    let y: Tensor;
+    let routes: Int32Array | null = null;
+    if (this.ffn instanceof MoE) {
+      const r = this.ffn.forward(x2, dt, forcedRoutes);
+      y = r.y;
+      routes = r.routing.experts;
+    } else {
+      y = this.ffn.forward(x2, dt);
+    }
+    return { h: reshape(y, [step.B, step.S, this.cfg.dim]), residual: n2.residual, selection: a.selection, routes };
+  }
+}

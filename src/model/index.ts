@@ -1,0 +1,19 @@
+// Public surface of the DeepSeek-V3.2 model.
+export { ConfigError, type ModelConfig, type HfConfig, parseConfig, loadConfig } from './config.js';
+export { type Numerics, actDtype } from './numerics.js';
+export { WeightError, ModelWeights, type WeightSource, type LinearWeight, mapSource, expectedTensors, dequantize } from './weights.js';
+export { LayerCache, ModelCache } from './cache.js';
+export { Gate, RouteError, type Routing, selectExperts } from './gate.js';
+export { MoE } from './moe.js';
+export { Mlp } from './mlp.js';
+export { Indexer, ForcedSelectionError, type Selection, type IndexerOptions, type IndexerQK, indexScores } from './indexer.js';
+export { MLA, type AttentionMode, type AttentionStep } from './mla.js';
+export { sparseMhaAttention, sparseMqaAttention, type SelectionRows } from './sparse-attention.js';
+export { selectTopkRow } from './topk-select.js';
+export { DecoderLayer } from './decoder-layer.js';
+export { MtpModule, type MtpOutput } from './mtp.js';
+export { DeepseekV32, TokenError, checkTokens, type ForwardOptions, type ForwardResult } from './model.js';
+export { RotaryTables, yarnFrequencies } from './rope.js';
+export { actQuant, fp8RoundTripValues, QUANT_BLOCK } from './fp8.js';
+export { applyLinear } from './fp8-linear.js';
+export { randomCheckpoint, type RandomConfigOverrides, randomConfig } from './random-weights.js';

@@ -1,0 +1,156 @@
+// Multi-head Latent Attention with DeepSeek Sparse Attention (model.md §3, the reference's MLA):
+//   qr = q_norm(wq_a(x));  q = wq_b(qr) → [.., H, nope | rope], q_pe ← interleaved RoPE
+//   [kv | k_pe] = wkv_a(x); kv = kv_norm(kv); k_pe ← interleaved RoPE (one shared head)
+//   kv ← dequant(act_quant(kv)) (FP8 round trip before caching; k_pe is not quantised)
+//   selection = indexer(x, qr)
+//   MHA mode (prefill): k_nope, v = wkv_b(kv) per head; sparse softmax(q·k·scale)·v
+//   MQA mode (decode):  q_abs = q_nope·W_UK[h]; sparse attention in the latent space over (kv, k_pe);
+//                       o = o_lat·W_UV[h]ᵀ
+//   out = wo(o)
+// The reference picks MQA exactly when a forward has one token (no mask); `mode` can force either
+// (they agree: the invariant test).
+import type { DType } from '../tensor/dtype.js';
+import { Tensor, fromArray } from '../tensor/tensor.js';
+import { matmul } from '../tensor/ops/matmul.js';
+import { rope } from '../tensor/ops/rope.js';
+import { cast, contiguous, narrow, permute, reshape, transpose } from '../tensor/ops/view.js';
+import type { LayerCache } from './cache.js';
+import type { ModelConfig } from './config.js';
+import { fp8RoundTripValues } from './fp8.js';
+import { applyLinear } from './fp8-linear.js';
+import { Indexer, type Selection, selectionRows } from './indexer.js';
+import { rmsNormTo } from './norm.js';
+import type { Numerics } from './numerics.js';
+import { actDtype, rounder } from './numerics.js';
+import { sparseMhaAttention, sparseMqaAttention } from './sparse-attention.js';
+import { dequantize, type ModelWeights } from './weights.js';
+
+export type AttentionMode = 'auto' | 'mha' | 'mqa';
+
+export interface AttentionStep {
+  B: number;
+  S: number;
+  start: number;
+  rot: { cos: Tensor; sin: Tensor };
+  numerics: Numerics;
+  mode: AttentionMode;
+  forcedTopk: Int32Array | null;
+}
+
+export class MLA {
+  readonly indexer: Indexer;
+  private wkvbCache: { dt: DType; uk: Tensor; uv: Tensor } | null = null;
+
+  constructor(
+    private readonly cfg: ModelConfig,
+    private readonly weights: ModelWeights,
+    readonly prefix: string,
+    private readonly ue8m0: boolean,
+  ) {
+    this.indexer = new Indexer(cfg, weights, `${prefix}.indexer`, ue8m0);
+  }
+
+  private lin(name: string) {
+    return this.weights.linear(`${this.prefix}.${name}.weight`);
+  }
+
+  /** x [B, S, dim] → [B, S, dim]; writes this step's latent, RoPE key and indexer key into the cache. */
+  forward(x: Tensor, step: AttentionStep, cache: LayerCache): { out: Tensor; selection: Selection } {
+    const cfg = this.cfg;
+    const { B, S, start } = step;
+    const dt = actDtype(step.numerics);
+    const rnd = rounder(step.numerics);
+    const H = cfg.nHeads;
+    const nope = cfg.qkNopeHeadDim;
+    const r = cfg.qkRopeHeadDim;
+    const c = cfg.kvLoraRank;
+    const dv = cfg.vHeadDim;
+    const eps = cfg.normEps;
+    const end = start + S;
+    const x2 = reshape(x, [B * S, cfg.dim]);
+
+    const qr = rmsNormTo(applyLinear(x2, this.lin('q_a_proj'), dt, this.ue8m0), this.weights.float(`${this.prefix}.q_a_layernorm.weight`), eps, dt);
+    const q = reshape(applyLinear(qr, this.lin('q_b_proj'), dt, this.ue8m0), [B, S, H, nope + r]);
+    const qNope = narrow(q, 3, 0, nope);
+    const qPe = rope(narrow(q, 3, nope, r), step.rot.cos, step.rot.sin, true);
+    const kvA = applyLinear(x2, this.lin('kv_a_proj_with_mqa'), dt, this.ue8m0);
+    const kvn = rmsNormTo(narrow(kvA, 1, 0, c), this.weights.float(`${this.prefix}.kv_a_layernorm.weight`), eps, dt);
+    const kPe = rope(reshape(narrow(kvA, 1, c, r), [B, S, 1, r]), step.rot.cos, step.rot.sin, true).toFloat32();
+    const kvRt = fp8RoundTripValues(kvn, this.ue8m0);
+    cache.reserve(end);
+    for (let b = 0; b < B; b++) {
+      const kvb = cache.kv[b]!;
+      for (let i = 0; i < S * c; i++) kvb[start * c + i] = rnd(kvRt[b * S * c + i]!);
+      cache.pe[b]!.set(kPe.subarray(b * S * r, (b + 1) * S * r), start * r);
+    }
+
+    const selection = this.indexer.forward(x2, qr, B, S, start, step.rot, cache, dt, step.forcedTopk);
+    const mode = step.mode === 'auto' ? (S === 1 ? 'mqa' : 'mha') : step.mode;
+    let o: Tensor; // [B, S, H·dv]
+    if (mode === 'mha') {
+      const qn = contiguous(qNope).toFloat32();
+      const qp = contiguous(qPe).toFloat32();
+      const outs = new Float32Array(B * S * H * dv);
+      for (let b = 0; b < B; b++) {
+        // per-head keys/values of every cached position: wkv_b(latent)
+        const lat = fromArray(cache.kv[b]!.subarray(0, end * c), [end, c], { dtype: dt, device: x.device });
+        const kvB = applyLinear(lat, this.lin('kv_b_proj'), dt, this.ue8m0).toFloat32(); // [end, H·(nope+dv)]
+        const kNope = new Float32Array(end * H * nope);
+        const v = new Float32Array(end * H * dv);
+        for (let t = 0; t < end; t++) {
+          for (let h = 0; h < H; h++) {
+            const src = (t * H + h) * (nope + dv);
+            kNope.set(kvB.subarray(src, src + nope), (t * H + h) * nope);
+            v.set(kvB.subarray(src + nope, src + nope + dv), (t * H + h) * dv);
+          }
+        }
+        const ob = sparseMhaAttention({
+          S, H, T: end, dNope: nope, dRope: r, dV: dv, qPos0: start,
+          qNope: qn.subarray(b * S * H * nope, (b + 1) * S * H * nope),
+          qPe: qp.subarray(b * S * H * r, (b + 1) * S * H * r),
+          kNope, kPe: cache.pe[b]!, v,
+          sel: selectionRows(selection, b, S), scale: cfg.softmaxScale, rnd,
+        });
+        outs.set(ob, b * S * H * dv);
+      }
+      o = fromArray(outs, [B, S, H * dv], { dtype: dt, device: x.device });
+    } else {
+      const { uk, uv } = this.absorbedWeights(dt);
+      // q_abs[b, h, s, :] = q_nope[b, s, h, :] · W_UK[h]  ([H, nope, c])
+      const qAbs = contiguous(permute(cast(matmul(permute(qNope, [0, 2, 1, 3]), uk), dt), [0, 2, 1, 3])).toFloat32();
+      const qp = contiguous(qPe).toFloat32();
+      const lat = new Float32Array(B * S * H * c);
+      for (let b = 0; b < B; b++) {
+        const ob = sparseMqaAttention({
+          S, H, T: end, dC: c, dRope: r, qPos0: start,
+          qAbs: qAbs.subarray(b * S * H * c, (b + 1) * S * H * c),
+          qPe: qp.subarray(b * S * H * r, (b + 1) * S * H * r),
+          kv: cache.kv[b]!, pe: cache.pe[b]!,
+          sel: selectionRows(selection, b, S), scale: cfg.softmaxScale, rnd,
+        });
+        lat.set(ob, b * S * H * c);
+      }
+      // o[b, s, h, :] = o_lat[b, s, h, :] · W_UV[h]ᵀ
+      const oLat = permute(fromArray(lat, [B, S, H, c], { dtype: dt, device: x.device }), [0, 2, 1, 3]);
+      const oh = cast(matmul(oLat, transpose(uv)), dt); // [B, H, S, dv]
+      o = reshape(contiguous(permute(oh, [0, 2, 1, 3])), [B, S, H * dv]);
+    }
+    const out = applyLinear(reshape(o, [B * S, H * dv]), this.lin('o_proj'), dt, this.ue8m0);
+    return { out: reshape(out, [B, S, cfg.dim]), selection };
+  }
+
+  /** wkv_b viewed [H, nope+dv, c] (FP8 dequantised as the reference's weight_dequant), split UK/UV. */
+  private absorbedWeights(dt: DType): { uk: Tensor; uv: Tensor } {
+    if (this.wkvbCache && this.wkvbCache.dt === dt) return this.wkvbCache;
+    const cfg = this.cfg;
+    const H = cfg.nHeads;
+    const nope = cfg.qkNopeHeadDim;
+    const dv = cfg.vHeadDim;
+    const c = cfg.kvLoraRank;
+    const w = cast(fromArray(dequantize(this.lin('kv_b_proj')), [H, nope + dv, c]), dt);
+    const uk = cast(contiguous(narrow(w, 1, 0, nope)), 'f32');
+    const uv = cast(contiguous(narrow(w, 1, nope, dv)), 'f32');
+    this.wkvbCache = { dt, uk, uv };
+    return this.wkvbCache;
+  }
+}

@@ -1,0 +1,142 @@
+// The DeepSeek-V3.2 transformer (the reference's Transformer): embedding → decoder layers → final
+// RMSNorm → lm_head (f32 weight applied to the f32 hidden state). Unlike the reference, which returns
+// the last position only, logits of every position of the step can be returned; by causality each
+// position's logits are those of the prefix ending there (see test/model/golden.test.ts).
+//
+// A forward continues the given cache at position cache.length (a fresh cache starts at 0), so
+// "prefill N, then decode one token at a time" is a sequence of forwards on one cache.
+import path from 'node:path';
+import '../tensor/index.js'; // registers the CPU backend
+import { DsvError } from '../errors.js';
+import { Tensor } from '../tensor/tensor.js';
+import { linear } from '../tensor/ops/matmul.js';
+import { cast, contiguous, narrow, reshape } from '../tensor/ops/view.js';
+import { ModelCache } from './cache.js';
+import { type ModelConfig, loadConfig } from './config.js';
+import { DecoderLayer } from './decoder-layer.js';
+import { embedTokens } from './embedding.js';
+import type { Selection } from './indexer.js';
+import type { AttentionMode } from './mla.js';
+import { MtpModule } from './mtp.js';
+import { addRmsNorm } from './norm.js';
+import { type Numerics, actDtype } from './numerics.js';
+import { RotaryTables } from './rope.js';
+import { ModelWeights, type WeightSource } from './weights.js';
+
+export class TokenError extends DsvError {}
+
+export interface ForwardOptions {
+  /** cache to continue (default: a fresh one); the step's tokens go at positions cache.length.. */
+  cache?: ModelCache;
+  numerics?: Numerics;
+  /** 'auto' (the reference: MQA for one-token steps, MHA otherwise), or force a mode */
+  mode?: AttentionMode;
+  /** per layer, [B, S, index_topk] key positions (−1 padded) replacing the indexer's choice */
+  forcedTopk?: readonly (Int32Array | null | undefined)[];
+  /** per layer, [B, S, experts_per_token] expert ids replacing the gate's choice (weights recomputed) */
+  forcedRoutes?: readonly (Int32Array | null | undefined)[];
+  /** which logits to compute (default 'all') */
+  logits?: 'all' | 'last' | 'none';
+}
+
+export interface ForwardResult {
+  /** f32 [B, S, vocab] ('all'), [B, 1, vocab] ('last'), or null */
+  logits: Tensor | null;
+  /** final hidden state after the last norm, activation dtype [B, S, dim] (the MTP module's input) */
+  hidden: Tensor;
+  /** per layer: indexer selections [B, S, width] ascending, −1 padded */
+  topk: Selection[];
+  /** per layer: routed experts [B, S, k] ascending; null for dense layers */
+  routes: (Int32Array | null)[];
+  cache: ModelCache;
+}
+
+/** Validate a batch of token id rows: non-empty, equal lengths, integer ids inside the vocabulary. */
+export function checkTokens(tokens: readonly (readonly number[])[], vocab: number, where = 'tokens'): { ids: Int32Array; B: number; S: number } {
+  if (!Array.isArray(tokens) || tokens.length === 0) throw new TokenError(`${where}: expected a non-empty batch of token rows`);
+  const S = tokens[0]!.length;
+  if (S === 0) throw new TokenError(`${where}: row 0 is empty`);
+  const ids = new Int32Array(tokens.length * S);
+  tokens.forEach((row, b) => {
+    if (!Array.isArray(row)) throw new TokenError(`${where}: row ${b} is not an array`);
+    if (row.length !== S) throw new TokenError(`${where}: ragged batch: row ${b} has ${row.length} tokens, row 0 has ${S} (rows must have equal length)`);
+    row.forEach((t, i) => {
+      if (!Number.isInteger(t) || t < 0 || t >= vocab) throw new TokenError(`${where}: token ${JSON.stringify(t)} at row ${b}, position ${i} is not an id in [0, ${vocab})`);
+      ids[b * S + i] = t;
+    });
+  });
+  return { ids, B: tokens.length, S };
+}
+
+export class DeepseekV32 {
+  readonly layers: DecoderLayer[];
+  readonly mtp: MtpModule[];
+  readonly rotary: RotaryTables;
+  readonly ue8m0: boolean;
+
+  constructor(readonly cfg: ModelConfig, readonly weights: ModelWeights) {
+    this.ue8m0 = cfg.scaleFmt === 'ue8m0';
+    this.layers = Array.from({ length: cfg.nLayers }, (_, l) => new DecoderLayer(cfg, weights, l, l >= cfg.nDenseLayers, this.ue8m0));
+    this.rotary = new RotaryTables(cfg);
+    this.mtp = Array.from({ length: cfg.nMtpLayers }, (_, m) => new MtpModule(cfg, weights, cfg.nLayers + m, this.ue8m0));
+  }
+
+  /** Open a Hugging Face checkpoint directory (config.json + safetensors, sharded or not). */
+  static load(dir: string): DeepseekV32 {
+    const cfg = loadConfig(path.join(dir, 'config.json'));
+    return new DeepseekV32(cfg, ModelWeights.openDir(cfg, dir));
+  }
+
+  static fromSource(cfg: ModelConfig, source: WeightSource): DeepseekV32 {
+    return new DeepseekV32(cfg, ModelWeights.open(cfg, source));
+  }
+
+  newCache(batch: number): ModelCache {
+    return new ModelCache(this.cfg, batch);
+  }
+
+  /** One step over token rows tokens [B][S] (validated against the vocabulary). */
+  forward(tokens: readonly (readonly number[])[], opts: ForwardOptions = {}): ForwardResult {
+    const { ids, B, S } = checkTokens(tokens, this.cfg.vocabSize);
+    return this.forwardIds(ids, B, S, opts);
+  }
+
+  forwardIds(ids: Int32Array, B: number, S: number, opts: ForwardOptions = {}): ForwardResult {
+    const cfg = this.cfg;
+    const numerics = opts.numerics ?? 'f32';
+    const dt = actDtype(numerics);
+    const cache = opts.cache ?? this.newCache(B);
+    if (cache.batch !== B) throw new DsvError(`forward: the cache holds ${cache.batch} rows but the step has ${B}`);
+    const start = cache.length;
+    if (start + S > cfg.maxPositions) {
+      throw new TokenError(`forward: positions up to ${start + S - 1} exceed max_position_embeddings (${cfg.maxPositions})`);
+    }
+    for (const [name, list] of [['forcedTopk', opts.forcedTopk], ['forcedRoutes', opts.forcedRoutes]] as const) {
+      if (list && list.length !== cfg.nLayers) throw new DsvError(`forward: ${name} has ${list.length} layers, the model has ${cfg.nLayers}`);
+    }
+    const step = { B, S, start, rot: this.rotary.at(start, S), numerics, mode: opts.mode ?? 'auto', forcedTopk: null as Int32Array | null };
+    let h = embedTokens(this.weights.float('model.embed_tokens.weight'), ids, B, S, dt);
+    let residual: Tensor | null = null;
+    const topk: Selection[] = [];
+    const routes: (Int32Array | null)[] = [];
+    this.layers.forEach((layer, l) => {
+      step.forcedTopk = opts.forcedTopk?.[l] ?? null;
+      const forcedR = layer.isMoE ? (opts.forcedRoutes?.[l] ?? null) : null;
+      const o = layer.forward(h, residual, step, cache.layers[l]!, forcedR);
+      h = o.h;
+      residual = o.residual;
+      topk.push(o.selection);
+      routes.push(o.routes);
+    });
+    cache.length = start + S;
+    const hidden = addRmsNorm(h, residual, this.weights.float('model.norm.weight'), cfg.normEps, dt).out;
+    const want = opts.logits ?? 'all';
+    let logits: Tensor | null = null;
+    if (want !== 'none') {
+      const head = this.weights.float('lm_head.weight');
+      const hs = reshape(want === 'all' ? hidden : contiguous(narrow(hidden, 1, S - 1, 1)), [B * (want === 'all' ? S : 1), cfg.dim]);
+      logits = reshape(linear(cast(hs, 'f32'), head), [B, want === 'all' ? S : 1, cfg.vocabSize]);
+    }
+    return { logits, hidden, topk, routes, cache };
+  }
+}

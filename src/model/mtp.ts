@@ -1,0 +1,64 @@
+// Multi-token prediction module (model.md §9; the checkpoint's extra layer, index num_hidden_layers):
+//   h' = eh_proj( cat[ enorm(embed(t_{i+1})), hnorm(h_i) ] )     (h_i: the main model's final hidden)
+//   h' → one full decoder layer (MLA with its own indexer, MoE) → shared_head.norm → shared_head.head
+// The embedding and head are the MTP layer's own copies when the checkpoint has them, else the main
+// model's. The layer keeps its own caches, so it can draft incrementally like the main model.
+import { DsvError } from '../errors.js';
+import { Tensor } from '../tensor/tensor.js';
+import { cat } from '../tensor/ops/indexing.js';
+import { linear } from '../tensor/ops/matmul.js';
+import { cast, reshape } from '../tensor/ops/view.js';
+import type { LayerCache } from './cache.js';
+import type { ModelConfig } from './config.js';
+import { DecoderLayer } from './decoder-layer.js';
+import { embedTokens } from './embedding.js';
+import { applyLinear } from './fp8-linear.js';
+import type { Selection } from './indexer.js';
+import type { AttentionStep } from './mla.js';
+import { addRmsNorm, rmsNormTo } from './norm.js';
+import { actDtype } from './numerics.js';
+import { layerPrefix, type ModelWeights } from './weights.js';
+
+export interface MtpOutput {
+  /** f32 [B, S, vocab]: logits for token i+2 at position i */
+  logits: Tensor;
+  hidden: Tensor;
+  selection: Selection;
+  routes: Int32Array | null;
+}
+
+export class MtpModule {
+  readonly block: DecoderLayer;
+  private readonly p: string;
+
+  constructor(private readonly cfg: ModelConfig, private readonly weights: ModelWeights, readonly layer: number, private readonly ue8m0: boolean) {
+    this.p = layerPrefix(layer);
+    this.block = new DecoderLayer(cfg, weights, layer, true, ue8m0);
+  }
+
+  private own(name: string, fallback: string): Tensor {
+    const n = `${this.p}.${name}`;
+    return this.weights.float(this.weights.has(n) ? n : fallback);
+  }
+
+  /**
+   * hidden [B, S, dim]: the main model's final hidden states at positions start..; nextIds [B·S]: the
+   * tokens one position ahead. Positions and cache follow the main model's step.
+   */
+  forward(hidden: Tensor, nextIds: Int32Array, step: AttentionStep, cache: LayerCache, forcedRoutes: Int32Array | null = null): MtpOutput {
+    const cfg = this.cfg;
+    const { B, S } = step;
+    if (nextIds.length !== B * S) throw new DsvError(`mtp: ${nextIds.length} next tokens for a step of [${B}, ${S}]`);
+    const dt = actDtype(step.numerics);
+    const eps = cfg.normEps;
+    const e = embedTokens(this.own('embed_tokens.weight', 'model.embed_tokens.weight'), nextIds, B, S, dt);
+    const en = rmsNormTo(e, this.weights.float(`${this.p}.enorm.weight`), eps, dt);
+    const hn = rmsNormTo(hidden, this.weights.float(`${this.p}.hnorm.weight`), eps, dt);
+    const x = applyLinear(reshape(cat([en, hn], 2), [B * S, 2 * cfg.dim]), this.weights.linear(`${this.p}.eh_proj.weight`), dt, this.ue8m0);
+    const o = this.block.forward(reshape(x, [B, S, cfg.dim]), null, step, cache, forcedRoutes);
+    const h = addRmsNorm(o.h, o.residual, this.weights.float(`${this.p}.shared_head.norm.weight`), eps, dt).out;
+    const head = this.own('shared_head.head.weight', 'lm_head.weight');
+    const logits = reshape(linear(cast(reshape(h, [B * S, cfg.dim]), 'f32'), head), [B, S, cfg.vocabSize]);
+    return { logits, hidden: h, selection: o.selection, routes: o.routes };
+  }
+}

@@ -1,0 +1,65 @@
+// Row-wise top-k selection of key positions for the indexer, with the reference's semantics made
+// deterministic: among the first `valid` entries of a row (the causal keys), the k largest; ties at the
+// threshold go to the lowest positions. If valid ≤ k every valid key is selected (the reference's topk
+// then also returns masked future positions, which its causal mask removes, so the effective set is the
+// same). Output is ascending, padded with −1 to the row width.
+
+/** k-th largest value (1-based k ≤ n) of a[0..n), by quickselect; a is reordered. */
+export function kthLargest(a: Float32Array, n: number, k: number): number {
+  let lo = 0;
+  let hi = n - 1;
+  const target = k - 1; // position in descending order
+  while (lo < hi) {
+    const pivot = a[(lo + hi) >>> 1]!;
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (a[i]! > pivot) i++;
+      while (a[j]! < pivot) j--;
+      if (i <= j) {
+        const t = a[i]!;
+        a[i] = a[j]!;
+        a[j] = t;
+        i++;
+        j--;
+      }
+    }
+    if (target <= j) hi = j;
+    else if (target >= i) lo = i;
+    else return a[target]!;
+  }
+  return a[target]!;
+}
+
+/**
+ * Select from row[off .. off+valid) into out[outOff .. outOff+width): ascending positions, −1 padded.
+ * NaN scores rank above every number (as torch.topk); the scratch buffer must hold `valid` values.
+ */
+export function selectTopkRow(row: Float32Array, off: number, valid: number, k: number, out: Int32Array, outOff: number, width: number, scratch: Float32Array): void {
+  let n = 0;
+  if (valid <= k) {
+    for (let j = 0; j < valid; j++) out[outOff + n++] = j;
+  } else {
+    for (let j = 0; j < valid; j++) {
+      const v = row[off + j]!;
+      scratch[j] = v !== v ? Infinity : v;
+    }
+    const thr = kthLargest(scratch, valid, k);
+    let greater = 0;
+    for (let j = 0; j < valid; j++) {
+      const v = row[off + j]!;
+      if ((v !== v ? Infinity : v) > thr) greater++;
+    }
+    let ties = k - greater;
+    for (let j = 0; j < valid && n < k; j++) {
+      const r = row[off + j]!;
+      const v = r !== r ? Infinity : r;
+      if (v > thr) out[outOff + n++] = j;
+      else if (v === thr && ties > 0) {
+        out[outOff + n++] = j;
+        ties--;
+      }
+    }
+  }
+  for (let j = n; j < width; j++) out[outOff + j] = -1;
+}

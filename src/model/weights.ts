@@ -1,0 +1,272 @@
+// Checkpoint weights: the expected tensor list derived from the config (Hugging Face names), checked
+// name by name against the checkpoint header when it is opened, then read lazily on first use.
+//
+// Storage kinds (fixtures/README.md "model.safetensors"):
+//  - linear weights ("*"): BF16 (F16/F32 accepted), or F8_E4M3 with `<name>_scale_inv` F32
+//    [ceil(out/128), ceil(in/128)] where W[i, j] = w8[i, j] · scale_inv[i/128, j/128];
+//  - norms, gate weight, weights_proj, embeddings, lm_head: BF16 or F32 (used as exact f32 values);
+//  - the gate's e_score_correction_bias: F32 (BF16 accepted).
+import { DsvError } from '../errors.js';
+import { type DType } from '../tensor/dtype.js';
+import { Checkpoint } from '../tensor/safetensors.js';
+import { Tensor, fmtShape, fromArray } from '../tensor/tensor.js';
+import { cast } from '../tensor/ops/view.js';
+import type { ModelConfig } from './config.js';
+
+export class WeightError extends DsvError {}
+
+export const FP8_BLOCK = 128;
+
+/** A linear layer's weight as loaded: exact f32 values, or FP8 values with block scales. */
+export type LinearWeight =
+  | { kind: 'dense'; name: string; out: number; in: number; w: Tensor }
+  | {
+      kind: 'fp8';
+      name: string;
+      out: number;
+      in: number;
+      /** e4m3 values decoded to f32 (unscaled), [out, in] */
+      q: Tensor;
+      /** scale_inv [ceil(out/128), ceil(in/128)] */
+      scale: Float32Array;
+    };
+
+type Role = 'linear' | 'float' | 'bias';
+interface Spec {
+  name: string;
+  shape: number[];
+  role: Role;
+  optional?: boolean;
+}
+
+/** Anything that lists tensors with dtype/shape and reads them: a Checkpoint, or an in-memory map. */
+export interface WeightSource {
+  readonly path: string;
+  keys(): string[];
+  has(name: string): boolean;
+  info(name: string): { dtype: DType; shape: number[] };
+  tensor(name: string): Tensor;
+}
+
+/** An in-memory WeightSource (random initialisation, tests). */
+export function mapSource(tensors: Map<string, Tensor>, path = '<memory>'): WeightSource {
+  return {
+    path,
+    keys: () => [...tensors.keys()],
+    has: (n) => tensors.has(n),
+    info: (n) => {
+      const t = tensors.get(n);
+      if (!t) throw new WeightError(`${path}: no tensor named '${n}'`);
+      return { dtype: t.dtype, shape: [...t.shape] };
+    },
+    tensor: (n) => {
+      const t = tensors.get(n);
+      if (!t) throw new WeightError(`${path}: no tensor named '${n}'`);
+      return t;
+    },
+  };
+}
+
+export function layerPrefix(layer: number): string {
+  return `model.layers.${layer}`;
+}
+
+function decoderLayerSpecs(cfg: ModelConfig, layer: number, moe: boolean): Spec[] {
+  const p = layerPrefix(layer);
+  const a = `${p}.self_attn`;
+  const H = cfg.nHeads;
+  const s: Spec[] = [
+    { name: `${p}.input_layernorm.weight`, shape: [cfg.dim], role: 'float' },
+    { name: `${p}.post_attention_layernorm.weight`, shape: [cfg.dim], role: 'float' },
+    { name: `${a}.q_a_proj.weight`, shape: [cfg.qLoraRank, cfg.dim], role: 'linear' },
+    { name: `${a}.q_a_layernorm.weight`, shape: [cfg.qLoraRank], role: 'float' },
+    { name: `${a}.q_b_proj.weight`, shape: [H * cfg.qkHeadDim, cfg.qLoraRank], role: 'linear' },
+    { name: `${a}.kv_a_proj_with_mqa.weight`, shape: [cfg.kvLoraRank + cfg.qkRopeHeadDim, cfg.dim], role: 'linear' },
+    { name: `${a}.kv_a_layernorm.weight`, shape: [cfg.kvLoraRank], role: 'float' },
+    { name: `${a}.kv_b_proj.weight`, shape: [H * (cfg.qkNopeHeadDim + cfg.vHeadDim), cfg.kvLoraRank], role: 'linear' },
+    { name: `${a}.o_proj.weight`, shape: [cfg.dim, H * cfg.vHeadDim], role: 'linear' },
+    { name: `${a}.indexer.wq_b.weight`, shape: [cfg.indexNHeads * cfg.indexHeadDim, cfg.qLoraRank], role: 'linear' },
+    { name: `${a}.indexer.wk.weight`, shape: [cfg.indexHeadDim, cfg.dim], role: 'linear' },
+    { name: `${a}.indexer.k_norm.weight`, shape: [cfg.indexHeadDim], role: 'float' },
+    { name: `${a}.indexer.k_norm.bias`, shape: [cfg.indexHeadDim], role: 'float' },
+    { name: `${a}.indexer.weights_proj.weight`, shape: [cfg.indexNHeads, cfg.dim], role: 'float' },
+  ];
+  const mlp = (q: string, inter: number): Spec[] => [
+    { name: `${q}.gate_proj.weight`, shape: [inter, cfg.dim], role: 'linear' },
+    { name: `${q}.up_proj.weight`, shape: [inter, cfg.dim], role: 'linear' },
+    { name: `${q}.down_proj.weight`, shape: [cfg.dim, inter], role: 'linear' },
+  ];
+  if (!moe) return [...s, ...mlp(`${p}.mlp`, cfg.interDim)];
+  s.push({ name: `${p}.mlp.gate.weight`, shape: [cfg.nRoutedExperts, cfg.dim], role: 'float' });
+  // noaux_tc routes with a selection bias; the other methods have none
+  s.push({ name: `${p}.mlp.gate.e_score_correction_bias`, shape: [cfg.nRoutedExperts], role: 'bias', optional: true });
+  for (let e = 0; e < cfg.nRoutedExperts; e++) s.push(...mlp(`${p}.mlp.experts.${e}`, cfg.moeInterDim));
+  if (cfg.nSharedExperts > 0) s.push(...mlp(`${p}.mlp.shared_experts`, cfg.nSharedExperts * cfg.moeInterDim));
+  return s;
+}
+
+/** Every tensor the config calls for (optional ones flagged). */
+export function expectedTensors(cfg: ModelConfig): Spec[] {
+  const s: Spec[] = [
+    { name: 'model.embed_tokens.weight', shape: [cfg.vocabSize, cfg.dim], role: 'float' },
+    { name: 'model.norm.weight', shape: [cfg.dim], role: 'float' },
+    { name: 'lm_head.weight', shape: [cfg.vocabSize, cfg.dim], role: 'float' },
+  ];
+  for (let l = 0; l < cfg.nLayers; l++) s.push(...decoderLayerSpecs(cfg, l, l >= cfg.nDenseLayers));
+  for (let m = 0; m < cfg.nMtpLayers; m++) {
+    const l = cfg.nLayers + m;
+    const p = layerPrefix(l);
+    s.push(...decoderLayerSpecs(cfg, l, true));
+    s.push(
+      { name: `${p}.eh_proj.weight`, shape: [cfg.dim, 2 * cfg.dim], role: 'linear' },
+      { name: `${p}.enorm.weight`, shape: [cfg.dim], role: 'float' },
+      { name: `${p}.hnorm.weight`, shape: [cfg.dim], role: 'float' },
+      { name: `${p}.shared_head.norm.weight`, shape: [cfg.dim], role: 'float' },
+      // DeepSeek checkpoints repeat the embedding and the head inside the MTP layer; when absent the
+      // main model's are shared
+      { name: `${p}.shared_head.head.weight`, shape: [cfg.vocabSize, cfg.dim], role: 'float', optional: true },
+      { name: `${p}.embed_tokens.weight`, shape: [cfg.vocabSize, cfg.dim], role: 'float', optional: true },
+    );
+  }
+  return s;
+}
+
+const DENSE_DTYPES: readonly DType[] = ['bf16', 'f16', 'f32'];
+
+function ceilDiv(a: number, b: number): number {
+  return Math.ceil(a / b);
+}
+
+/**
+ * The model's weights over a source. `open` validates every expected tensor's presence, shape and
+ * dtype (and rejects tensors the config does not account for); reads happen on first access and are
+ * cached as f32 (exact: bf16/f16/e4m3 values are all representable in f32).
+ */
+export class ModelWeights {
+  private readonly specs = new Map<string, Spec>();
+  private readonly cache = new Map<string, Tensor | LinearWeight>();
+
+  private constructor(readonly cfg: ModelConfig, readonly source: WeightSource) {}
+
+  static open(cfg: ModelConfig, source: WeightSource): ModelWeights {
+    const w = new ModelWeights(cfg, source);
+    w.validate();
+    return w;
+  }
+
+  static openDir(cfg: ModelConfig, dir: string): ModelWeights {
+    return ModelWeights.open(cfg, Checkpoint.open(dir));
+  }
+
+  private validate(): void {
+    const src = this.source;
+    const where = src.path;
+    const accounted = new Set<string>();
+    for (const spec of expectedTensors(this.cfg)) {
+      this.specs.set(spec.name, spec);
+      if (!src.has(spec.name)) {
+        if (spec.optional) continue;
+        throw new WeightError(`${where}: missing tensor '${spec.name}' (expected shape ${fmtShape(spec.shape)})`);
+      }
+      accounted.add(spec.name);
+      const info = src.info(spec.name);
+      if (info.shape.length !== spec.shape.length || info.shape.some((d, i) => d !== spec.shape[i])) {
+        throw new WeightError(`${where}: tensor '${spec.name}' has shape ${fmtShape(info.shape)}, expected ${fmtShape(spec.shape)} from the config`);
+      }
+      if (spec.role === 'linear' && info.dtype === 'f8e4m3') {
+        if (!this.cfg.fp8Weights) {
+          throw new WeightError(`${where}: tensor '${spec.name}' is F8_E4M3 but config.json has no quantization_config`);
+        }
+        const sn = `${spec.name}_scale_inv`;
+        if (!src.has(sn)) throw new WeightError(`${where}: FP8 tensor '${spec.name}' has no block scales '${sn}'`);
+        accounted.add(sn);
+        const si = src.info(sn);
+        const want = [ceilDiv(spec.shape[0]!, FP8_BLOCK), ceilDiv(spec.shape[1]!, FP8_BLOCK)];
+        if (si.dtype !== 'f32') throw new WeightError(`${where}: tensor '${sn}' has dtype ${si.dtype}, expected f32 (F32)`);
+        if (si.shape.length !== 2 || si.shape[0] !== want[0] || si.shape[1] !== want[1]) {
+          throw new WeightError(`${where}: tensor '${sn}' has shape ${fmtShape(si.shape)}, expected ${fmtShape(want)} (128×128 blocks of ${fmtShape(spec.shape)})`);
+        }
+      } else if (spec.role === 'bias') {
+        if (info.dtype !== 'f32' && info.dtype !== 'bf16') throw new WeightError(`${where}: tensor '${spec.name}' has dtype ${info.dtype}, expected f32`);
+      } else if (!DENSE_DTYPES.includes(info.dtype)) {
+        throw new WeightError(`${where}: tensor '${spec.name}' has dtype ${info.dtype}, expected one of ${DENSE_DTYPES.join(', ')}${spec.role === 'linear' ? ' or f8e4m3 (FP8 with _scale_inv)' : ''}`);
+      }
+    }
+    for (const k of src.keys()) {
+      if (!accounted.has(k)) {
+        throw new WeightError(`${where}: unexpected tensor '${k}' (not part of the model described by config.json: wrong config, or another model's checkpoint)`);
+      }
+    }
+  }
+
+  has(name: string): boolean {
+    return this.specs.has(name) && this.source.has(name);
+  }
+
+  private spec(name: string): Spec {
+    const s = this.specs.get(name);
+    if (!s) throw new WeightError(`internal: tensor '${name}' is not part of the model's expected tensors`);
+    return s;
+  }
+
+  private read(name: string): Tensor {
+    try {
+      return this.source.tensor(name);
+    } catch (e) {
+      if (e instanceof DsvError) throw new WeightError(`${this.source.path}: cannot read tensor '${name}': ${e.message}`, { cause: e });
+      throw e;
+    }
+  }
+
+  /** A non-linear tensor (norm weight, embedding, gate, bias...) as exact f32 values. */
+  float(name: string): Tensor {
+    const c = this.cache.get(name);
+    if (c) return c as Tensor;
+    this.spec(name);
+    const t = cast(this.read(name), 'f32');
+    checkFinite(t, name, this.source.path);
+    this.cache.set(name, t);
+    return t;
+  }
+
+  /** A linear layer's weight (dense f32 or FP8 blocks). */
+  linear(name: string): LinearWeight {
+    const c = this.cache.get(name);
+    if (c) return c as LinearWeight;
+    const spec = this.spec(name);
+    const [out, inF] = spec.shape as [number, number];
+    const raw = this.read(name);
+    let lw: LinearWeight;
+    if (raw.dtype === 'f8e4m3') {
+      const scale = this.read(`${name}_scale_inv`).toFloat32();
+      checkFinite(fromArray(scale, [scale.length]), `${name}_scale_inv`, this.source.path);
+      lw = { kind: 'fp8', name, out, in: inF, q: cast(raw, 'f32'), scale };
+    } else {
+      const w = cast(raw, 'f32');
+      checkFinite(w, name, this.source.path);
+      lw = { kind: 'dense', name, out, in: inF, w };
+    }
+    this.cache.set(name, lw);
+    return lw;
+  }
+}
+
+function checkFinite(t: Tensor, name: string, where: string): void {
+  const v = t.toFloat32();
+  for (let i = 0; i < v.length; i++) {
+    if (!Number.isFinite(v[i]!)) throw new WeightError(`${where}: tensor '${name}' holds a non-finite value (${v[i]}) at flat index ${i}: the checkpoint is corrupt`);
+  }
+}
+
+/** The dense f32 matrix of a linear weight (FP8 dequantised blockwise: w8 · scale_inv). */
+export function dequantize(lw: LinearWeight): Float32Array {
+  if (lw.kind === 'dense') return lw.w.toFloat32();
+  const q = lw.q.toFloat32();
+  const out = new Float32Array(q.length);
+  const sb = ceilDiv(lw.in, FP8_BLOCK);
+  for (let i = 0; i < lw.out; i++) {
+    const srow = Math.floor(i / FP8_BLOCK) * sb;
+    for (let j = 0; j < lw.in; j++) out[i * lw.in + j] = q[i * lw.in + j]! * lw.scale[srow + Math.floor(j / FP8_BLOCK)]!;
+  }
+  return out;
+}
