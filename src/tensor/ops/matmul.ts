@@ -18,7 +18,12 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   const K2 = b.shape[b.rank - 2]!;
   const N = b.shape[b.rank - 1]!;
   if (K !== K2) throw new ShapeError(`matmul: inner dims differ: ${fmtShape(a.shape)} @ ${fmtShape(b.shape)} (${K} vs ${K2})`);
-  const batch = broadcastShapes(a.shape.slice(0, -2), b.shape.slice(0, -2), 'matmul (batch dims)');
+  let batch: number[];
+  try {
+    batch = broadcastShapes(a.shape.slice(0, -2), b.shape.slice(0, -2), 'matmul');
+  } catch {
+    throw new ShapeError(`matmul: batch dims of ${fmtShape(a.shape)} and ${fmtShape(b.shape)} cannot be broadcast`);
+  }
   const out = alloc(a.backend, [...batch, M, N], promote(a.dtype, b.dtype));
   if (out.numel > 0) {
     if (K === 0) out.backend.fill(out, 0);
