@@ -8,6 +8,7 @@
 // on demand with fs.readSync at its absolute position (a DeepSeek shard is ~4-5 GB, more than one Node
 // Buffer may hold). Node has no mmap without a native addon, and a positioned read into a buffer the
 // caller owns (readInto, e.g. a pinned host buffer for a GPU upload) is already a single copy.
+// Tensor bytes are viewed as typed arrays directly, which assumes a little-endian host (x86-64, arm64).
 // Writing streams one tensor at a time into a temporary file that is renamed over the target, so a
 // crash never leaves a half-written checkpoint under the real name.
 import * as fs from 'node:fs';
