@@ -3,7 +3,10 @@
 import { Command, CommanderError } from 'commander';
 import { DsvError } from '../errors.js';
 import { register as registerSandbox } from './sandbox.js';
+import { register as registerEnv } from './env.js';
 import { register as registerAgent } from './agent.js';
+import { register as registerEncode } from './encode.js';
+import { register as registerParse } from './parse.js';
 
 const program = new Command();
 program
@@ -15,7 +18,10 @@ program
 
 // command registrations (one line each)
 registerSandbox(program);
+registerEnv(program);
 registerAgent(program);
+registerEncode(program);
+registerParse(program);
 
 async function main(): Promise<void> {
   try {

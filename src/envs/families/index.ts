@@ -1,0 +1,11 @@
+// Registers the built-in environment families with the registry (idempotent). Add one line per family.
+import { registerFamily } from './registry.js';
+import { tripFamily } from './trip/family.js';
+
+let registered = false;
+
+export function registerBuiltinFamilies(): void {
+  if (registered) return;
+  registered = true;
+  registerFamily(tripFamily);
+}
