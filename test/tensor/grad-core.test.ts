@@ -36,6 +36,16 @@ testEachDevice('gradcheck: exp/log/sqrt/rsqrt/pow (scalar and tensor exponents)'
   assertGradcheck((x) => T.square(x), [x]);
   assertGradcheck((x) => T.tanh(x), [x]);
   assertGradcheck((x) => T.abs(x), [x]);
+  assertGradcheck((x) => T.neg(T.rsubs(T.muls(T.adds(x, 0.5), -3), 2)), [x]);
+});
+
+testEachDevice('cast: values round to the target dtype and the gradient is cast back', (dev) => {
+  const x = to(T.tensor([1 + 2 ** -30, -2.5], { dtype: 'f64' }), dev, true);
+  const y = T.cast(x, 'f32');
+  assert.deepEqual(y.toArray(), [1, -2.5]);
+  T.backward(T.sum(T.muls(y, 3)));
+  assert.equal(x.grad!.dtype, 'f64');
+  assert.deepEqual(x.grad!.toArray(), [3, 3]);
 });
 
 testEachDevice('gradcheck: silu/sigmoid/relu, maximum/minimum, where/maskedFill, clamp', (dev) => {

@@ -74,13 +74,6 @@ export function assertClose(actual: T.Tensor, expected: T.Tensor | ArrayLike<num
   }
 }
 
-/** Run f on the CPU and on dev with the same inputs and compare results (no-op comparison on cpu). */
-export function matchesCpu(dev: string, f: (dev: string) => T.Tensor, atol = 1e-5, rtol = 1e-5): T.Tensor {
-  const got = f(dev);
-  if (dev !== 'cpu') assertClose(got, f('cpu'), atol, rtol, `${dev} vs cpu`);
-  return got;
-}
-
 /** Assert fn throws a ShapeError (or `cls`) whose message contains every fragment. */
 export function assertThrowsWith(fn: () => unknown, fragments: string[], cls: new (...a: never[]) => Error = T.ShapeError): void {
   assert.throws(fn, (e: unknown) => {

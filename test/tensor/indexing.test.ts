@@ -104,6 +104,7 @@ testEachDevice('gradcheck: topk values and maxWithIndices (gradient to the selec
   assertGradcheck((x) => T.topk(x, 2).values, [x]);
   assertGradcheck((x) => T.topk(x, 2, { axis: 0, largest: false }).values, [x]);
   assertGradcheck((x) => T.maxWithIndices(x, 1).values, [x]);
+  assertGradcheck((x) => T.minWithIndices(x, 0, true).values, [x]);
   const tie = to(T.tensor([[2, 2, 1]], { dtype: 'f64' }), dev, true);
   T.backward(T.sum(T.maxWithIndices(tie, 1).values));
   assert.deepEqual(tie.grad!.toArray(), [[1, 0, 0]]);
