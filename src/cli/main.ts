@@ -5,8 +5,6 @@ import { DsvError } from '../errors.js';
 import { register as registerSandbox } from './sandbox.js';
 import { register as registerEnv } from './env.js';
 import { register as registerAgent } from './agent.js';
-import { register as registerEncode } from './encode.js';
-import { register as registerParse } from './parse.js';
 
 const program = new Command();
 program
@@ -20,8 +18,6 @@ program
 registerSandbox(program);
 registerEnv(program);
 registerAgent(program);
-registerEncode(program);
-registerParse(program);
 
 async function main(): Promise<void> {
   try {
