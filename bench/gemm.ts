@@ -52,7 +52,7 @@ process.env.DSV32_BLAS = 'off';
 const tsInfo = gemmInfo();
 delete process.env.DSV32_BLAS;
 console.log(`openblas path: ${blasInfo.path === 'openblas' ? `${blasInfo.library} (${blasInfo.config ?? '?'}), ${blasInfo.threads} threads` : 'not installed'}`);
-console.log(`typescript path: ${tsInfo.threads} threads; OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? '(unset)'}`);
+console.log(`typescript path: ${tsInfo.kernel} kernels, ${tsInfo.threads} threads; OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? '(unset)'}`);
 if (tsInfo.threads > 1 && !warmGemmPool(30_000)) console.log('warning: GEMM worker threads not ready after 30 s');
 
 // numpy is timed shape by shape between our two paths, so all three see the same machine load.

@@ -269,7 +269,8 @@ test('library lookup: DSV32_BLAS_LIB wins, and a bad one is an error, not a sile
     assert.equal(info.path, 'openblas');
     assert.ok(info.library && info.threads >= 1);
   }
-  assert.deepEqual(withInfo({ DSV32_BLAS: 'off', DSV32_GEMM_THREADS: '3' }), { path: 'typescript', threads: 3 });
+  assert.deepEqual(withInfo({ DSV32_BLAS: 'off', DSV32_GEMM_THREADS: '3' }), { path: 'typescript', threads: 3, kernel: 'wasm-simd' });
+  assert.deepEqual(withInfo({ DSV32_BLAS: 'off', DSV32_GEMM_THREADS: '1', DSV32_GEMM_WASM: 'off' }), { path: 'typescript', threads: 1, kernel: 'scalar' });
 });
 
 test('DSV32_GEMM_THREADS must be a positive integer', () => {

@@ -8,6 +8,7 @@ import { DsvError } from '../../errors.js';
 import { loadBlas, type Blas } from './blas.js';
 import { DOT_MAX_ROWS, GemmScratch, MR, gemmRect, wasmEnabled, type FloatArray, type GemmProblem } from './gemm-kernel.js';
 import { GemmPool, gemmThreads } from './gemm-pool.js';
+import { instantiateWasmKernel } from './gemm-wasm.js';
 
 /** A GEMM argument is out of range: a negative size, a leading dimension too small, or an array too short. */
 export class GemmArgumentError extends DsvError {}
@@ -19,6 +20,8 @@ export interface GemmInfo {
   /** OpenBLAS's build/kernel description, on the OpenBLAS path. */
   config?: string;
   threads: number;
+  /** On the TypeScript path: whether f32 runs the WebAssembly SIMD kernels or the scalar ones. */
+  kernel?: 'wasm-simd' | 'scalar';
 }
 
 let blasState: { blas: Blas | null } | undefined;
@@ -33,7 +36,7 @@ function blas(): Blas | null {
 export function gemmInfo(): GemmInfo {
   const b = blas();
   if (b) return { path: 'openblas', library: b.library, config: b.config, threads: b.threads };
-  return { path: 'typescript', threads: gemmThreads() };
+  return { path: 'typescript', threads: gemmThreads(), kernel: wasmEnabled() && instantiateWasmKernel() ? 'wasm-simd' : 'scalar' };
 }
 
 export function sgemm(
