@@ -1,7 +1,10 @@
 // Block FP8 quantisation (model.md §8, fixtures README "Pure-torch kernel semantics"): hand-worked
 // blocks (zero block, power-of-two ue8m0 scales, clamping at 448, the trailing partial block), an
-// independent straightforward implementation on random rows, dequantisation and weight_dequant.
+// independent straightforward implementation on random rows, dequantisation, weight_dequant, and the
+// real tiny-fp8 checkpoint reproduced bit for bit from the tiny-bf16 weights.
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import * as path from 'node:path';
 import * as T from '../../src/tensor/index.js';
 import { assertClose, assertThrowsWith, randn, testEachDevice, to } from './helpers.js';
 
@@ -120,4 +123,45 @@ testEachDevice('weightDequant: W[i,j] = w8[i,j]·s[i/128, j/128], dims not multi
     assert.equal(wv[i * C + j], f(T.e4m3BitsToF32(bits[i * C + j]!) * sv[i >> 7]![j >> 7]!), `W[${i}][${j}]`);
   }
   assertThrowsWith(() => T.weightDequant(w8, to(T.tensor([[1, 1, 1]]), dev)), ['weightDequant', '[1, 3]', '[130, 200]', '[2, 2]']);
+});
+
+test('real checkpoint: every tiny-fp8 weight is the 128×128 ue8m0 block quantisation of the tiny-bf16 weight, bit for bit', () => {
+  const fix = path.resolve(import.meta.dirname, '../../..', '../shared/fixtures');
+  const fp8 = T.Checkpoint.open(path.join(fix, 'tiny-fp8'));
+  const bf16 = T.Checkpoint.open(path.join(fix, 'tiny-bf16'));
+  try {
+    const names = fp8.keys().filter((k) => k.endsWith('.weight_scale_inv'));
+    assert.ok(names.length >= 70, `expected the fp8 linears, found ${names.length}`);
+    let partial = 0;
+    for (const sn of names) {
+      const wn = sn.slice(0, -'_scale_inv'.length);
+      const w8 = fp8.tensor(wn);
+      const scale = fp8.tensor(sn);
+      const w = bf16.tensor(wn);
+      const [R, C] = w8.shape as [number, number];
+      // weight_dequant: exact products of the e4m3 values and the power-of-two block scales
+      const deq = T.weightDequant(w8, scale).toFloat32();
+      const bits = w8.toHost() as Uint8Array;
+      const sv = scale.toFloat32();
+      const nbc = Math.ceil(C / 128);
+      for (let i = 0; i < R; i += 37) for (let j = 0; j < C; j++) {
+        assert.equal(deq[i * C + j], T.e4m3BitsToF32(bits[i * C + j]!) * sv[(i >> 7) * nbc + (j >> 7)]!, `${wn}[${i}][${j}]`);
+      }
+      // re-quantising each 128×128 block of the bf16 weight as one act_quant block gives the stored bits
+      for (let i0 = 0; i0 < R; i0 += 128) for (let j0 = 0; j0 < C; j0 += 128) {
+        const h = Math.min(128, R - i0);
+        const wd = Math.min(128, C - j0);
+        if (h * wd < 128 * 128) partial++;
+        const blk = T.reshape(T.narrow(T.narrow(w, 0, i0, h), 1, j0, wd), [1, h * wd]);
+        const { q, s } = T.actQuant(blk, h * wd);
+        assert.equal(s.item(), sv[(i0 >> 7) * nbc + (j0 >> 7)], `${sn} block (${i0}, ${j0})`);
+        const want = T.contiguous(T.narrow(T.narrow(w8, 0, i0, h), 1, j0, wd)).toHost() as Uint8Array;
+        assert.deepEqual(q.toHost(), want, `${wn} block (${i0}, ${j0})`);
+      }
+    }
+    assert.ok(partial > 0, 'some weights have dims that are not multiples of 128');
+  } finally {
+    fp8.close();
+    bf16.close();
+  }
 });
