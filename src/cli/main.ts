@@ -5,6 +5,7 @@ import { DsvError } from '../errors.js';
 import { register as registerSandbox } from './sandbox.js';
 import { register as registerEnv } from './env.js';
 import { register as registerAgent } from './agent.js';
+import { register as registerLogits } from './logits.js';
 
 const program = new Command();
 program
@@ -18,6 +19,7 @@ program
 registerSandbox(program);
 registerEnv(program);
 registerAgent(program);
+registerLogits(program);
 
 async function main(): Promise<void> {
   try {
