@@ -78,9 +78,15 @@ export interface Backend {
    * by the lowest index; NaN counts as larger than everything. indices are i64.
    */
   topk(values: View, indices: View, x: View, k: number, largest: boolean): void;
-  /** out[..i.., j, ..] = x[..i.., idx[..i.., j, ..], ..] along `axis` (torch.gather); x, idx contiguous. */
+  /**
+   * out[..i.., j, ..] = x[..i.., idx[..i.., j, ..], ..] along `axis` (torch.gather); x, idx contiguous.
+   * The op layer (ops/indexing.ts) guarantees x.shape equals idx.shape in every dim but `axis`.
+   */
   gather(out: View, x: View, axis: number, idx: View): void;
-  /** out[.., idx[.., j, ..], ..] += src[.., j, ..] along `axis` (torch.scatter_add_); out contiguous, modified in place. */
+  /**
+   * out[.., idx[.., j, ..], ..] += src[.., j, ..] along `axis` (torch.scatter_add_); out contiguous, modified in place.
+   * The op layer guarantees src.shape equals idx.shape, and out.shape equals it in every dim but `axis`.
+   */
   scatterAdd(out: View, axis: number, idx: View, src: View): void;
   /** out = x.index_select(axis, idx) with idx 1-D; x contiguous. */
   indexSelect(out: View, x: View, axis: number, idx: View): void;

@@ -3,7 +3,7 @@
 // y = x·H·scale. H is symmetric with H·H = n·I, so with scale = n^(−½) the transform is orthonormal
 // and its own inverse; the backward of y = scale·x·H is dx = scale·g·H (the same transform).
 import { DsvError } from '../../errors.js';
-import { record } from '../autograd.js';
+import { noGrad, record } from '../autograd.js';
 import { Tensor, fmtShape } from '../tensor.js';
 import { alloc, requireFloat } from './util.js';
 import { contiguous } from './view.js';
@@ -16,7 +16,7 @@ export function hadamard(x: Tensor, scale = 1): Tensor {
   if (n < 1 || (n & (n - 1)) !== 0) {
     throw new HadamardSizeError(`hadamard: last dim must be a power of 2, got ${n} (shape ${fmtShape(x.shape)})`);
   }
-  const xc = contiguous(x);
+  const xc = noGrad(() => contiguous(x)); // the node recorded below links to x itself
   const out = alloc(x.backend, x.shape, x.dtype);
   x.backend.hadamard(out, xc, scale);
   return record(out, 'hadamard', [x], (g) => [hadamard(g, scale)]);

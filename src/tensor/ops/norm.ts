@@ -1,7 +1,7 @@
 // RMSNorm and LayerNorm over the last dim, fused in the backend (f32 math for every float dtype but
 // f64; the output keeps x's dtype). Backward passes are written with other ops, in the compute dtype,
 // from the closed forms below, so they run on every backend.
-import { record } from '../autograd.js';
+import { noGrad, record } from '../autograd.js';
 import { computeDtype } from '../dtype.js';
 import { ShapeError, Tensor, fmtShape } from '../tensor.js';
 import { adds, mul, muls, rsqrt, square, sub } from './elementwise.js';
@@ -32,8 +32,8 @@ function sumRows(t: Tensor, D: number): Tensor {
 /** y = x · rsqrt(mean(x², -1) + eps) · w. */
 export function rmsNorm(x: Tensor, w: Tensor, eps: number): Tensor {
   const D = checkNormArgs('rmsNorm', x, w);
-  const xc = contiguous(x);
-  const wc = contiguous(w);
+  const xc = noGrad(() => contiguous(x)); // the node recorded below links to x itself
+  const wc = noGrad(() => contiguous(w));
   const out = alloc(x.backend, x.shape, x.dtype);
   x.backend.rmsNorm(out, xc, wc, eps);
   return record(out, 'rmsNorm', [x, w], (g) => {
@@ -57,9 +57,9 @@ export function rmsNorm(x: Tensor, w: Tensor, eps: number): Tensor {
 export function layerNorm(x: Tensor, w: Tensor, b: Tensor, eps: number): Tensor {
   const D = checkNormArgs('layerNorm', x, w, b);
   requireFloat('layerNorm', b);
-  const xc = contiguous(x);
-  const wc = contiguous(w);
-  const bc = contiguous(b);
+  const xc = noGrad(() => contiguous(x)); // the node recorded below links to x itself
+  const wc = noGrad(() => contiguous(w));
+  const bc = noGrad(() => contiguous(b));
   const out = alloc(x.backend, x.shape, x.dtype);
   x.backend.layerNorm(out, xc, wc, bc, eps);
   return record(out, 'layerNorm', [x, w, b], (g) => {

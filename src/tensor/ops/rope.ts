@@ -3,7 +3,7 @@
 //   half-split ("NeoX", the indexer): pairs (x[i], x[i + D/2]).
 // Each pair is multiplied by e^{j·θ(t,i)}: o0 = x0·cos − x1·sin, o1 = x1·cos + x0·sin. The rotation is
 // orthogonal, so its backward is the rotation by −θ (the backend's `inverse` flag).
-import { record } from '../autograd.js';
+import { noGrad, record } from '../autograd.js';
 import { ShapeError, Tensor, fmtShape, fromArray } from '../tensor.js';
 import { alloc, requireFloat, sameDevice } from './util.js';
 import { cast, contiguous } from './view.js';
@@ -39,7 +39,7 @@ export function ropeTables(
 }
 
 function rotate(x: Tensor, cos: Tensor, sin: Tensor, interleaved: boolean, inverse: boolean): Tensor {
-  const xc = contiguous(x);
+  const xc = noGrad(() => contiguous(x)); // the node recorded below links to x itself
   const out = alloc(x.backend, x.shape, x.dtype);
   x.backend.rope(out, xc, cos, sin, interleaved, inverse);
   return record(out, 'rope', [x], (g) => [rotate(g, cos, sin, interleaved, !inverse)]);
