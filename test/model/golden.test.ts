@@ -1,0 +1,167 @@
+// Golden parity with the official reference (fixtures/README.md).
+//
+// The golden `logits[b, i]` is the reference's forward of the fresh prefix tokens[:, :i+1]. We compute
+// positions 1..S-1 from ONE causal prefill of all S tokens, which is the same computation: every op
+// but attention and the indexer is per token; position i's attention and index scores read keys ≤ i
+// only (later keys are −inf and add exact zeros); and its selection size min(index_topk, end_pos) picks
+// the same set, because if i+1 ≤ index_topk both runs select every valid key, and otherwise both take
+// the top index_topk of the same i+1 scores. Position 0 is a one-token prefix, which the reference runs
+// through its decode (absorbed MQA) path, so we run it as its own one-token forward.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { DeepseekV32, type ForwardOptions, type Numerics } from '../../src/model/index.js';
+import { type Golden, diff, fixtureDir, layerBlock, loadGolden, type FixtureSet } from './golden-data.js';
+
+const models = new Map<string, DeepseekV32>();
+function model(set: FixtureSet): DeepseekV32 {
+  let m = models.get(set);
+  if (!m) {
+    m = DeepseekV32.load(fixtureDir(set));
+    models.set(set, m);
+  }
+  return m;
+}
+
+function forcedPrefill(m: DeepseekV32, g: Golden, upTo = g.S): Pick<ForwardOptions, 'forcedTopk' | 'forcedRoutes'> {
+  const rows = (a: Int32Array, l: number, w: number): Int32Array => {
+    const blk = layerBlock(a, l, g.B, g.S, w);
+    const out = new Int32Array(g.B * upTo * w);
+    for (let b = 0; b < g.B; b++) out.set(blk.subarray(b * g.S * w, (b * g.S + upTo) * w), b * upTo * w);
+    return out;
+  };
+  return {
+    forcedTopk: Array.from({ length: g.L }, (_, l) => rows(g.prefillTopk, l, g.k)),
+    forcedRoutes: Array.from({ length: g.L }, (_, l) => (l < m.cfg.nDenseLayers ? null : rows(g.prefillRouting, l, g.nAct))),
+  };
+}
+
+interface PrefixRun {
+  logits: Float32Array;
+  topk: Int32Array[]; // per layer [B, S, width]
+  routes: (Int32Array | null)[];
+}
+
+/** Logits of every prefix (see the header), plus the full prefill's choices. */
+function prefixLogits(m: DeepseekV32, g: Golden, numerics: Numerics, forced: boolean): PrefixRun {
+  const V = g.vocab;
+  const full = m.forward(g.tokens, { numerics, ...(forced ? forcedPrefill(m, g) : {}) });
+  const one = m.forward(g.tokens.map((r) => r.slice(0, 1)), { numerics, ...(forced ? forcedPrefill(m, g, 1) : {}) });
+  const lv = full.logits!.toFloat32();
+  const l0 = one.logits!.toFloat32();
+  for (let b = 0; b < g.B; b++) lv.set(l0.subarray(b * V, (b + 1) * V), b * g.S * V);
+  for (const sel of full.topk) assert.equal(sel.width, g.k);
+  return { logits: lv, topk: full.topk.map((s) => s.idx), routes: full.routes };
+}
+
+function assertChoicesEqual(run: PrefixRun, g: Golden, m: DeepseekV32): void {
+  for (let l = 0; l < g.L; l++) {
+    assert.deepEqual(Array.from(run.topk[l]!), Array.from(layerBlock(g.prefillTopk, l, g.B, g.S, g.k)), `layer ${l} top-k rows`);
+    const r = run.routes[l];
+    if (l < m.cfg.nDenseLayers) assert.equal(r, null);
+    else assert.deepEqual(Array.from(r!), Array.from(layerBlock(g.prefillRouting, l, g.B, g.S, g.nAct)), `layer ${l} routes`);
+  }
+}
+
+function assertLogitsClose(mine: Float32Array, ref: Float32Array, rel: number, what: string): void {
+  const d = diff(mine, ref);
+  assert.ok(d.maxAbs <= rel * d.maxRef, `${what}: max |Δ| ${d.maxAbs} > ${rel}·max|logit| (${d.maxRef})`);
+}
+
+for (const [set, file] of [['tiny-f32', 'golden.safetensors'], ['tiny-fp8', 'golden_f32.safetensors']] as const) {
+  test(`${set} ${file}, f32, unforced: every top-k set and route equal; logits within 1e-3·max`, () => {
+    const m = model(set);
+    const g = loadGolden(set, file);
+    const run = prefixLogits(m, g, 'f32', false);
+    assertChoicesEqual(run, g, m);
+    assertLogitsClose(run.logits, g.logits, 1e-3, 'prefix logits');
+    // the README's measured noise floor is ~5e-6; anything near 1e-4 would already be a bug
+    assert.ok(diff(run.logits, g.logits).maxAbs < 1e-4);
+  });
+
+  test(`${set} ${file}, f32: prefill then decode reproduces decode_logits/topk/routing; prefill_logits_ext agrees`, () => {
+    const m = model(set);
+    const g = loadGolden(set, file);
+    const V = g.vocab;
+    const pre = m.forward(g.tokens, { logits: 'none' });
+    const dec = new Float32Array(g.B * g.steps * V);
+    for (let j = 0; j < g.steps; j++) {
+      const d = m.forward(g.decodeTokens.map((r) => [r[j]!]), { cache: pre.cache });
+      assert.equal(d.cache.length, g.S + j + 1);
+      const v = d.logits!.toFloat32();
+      for (let b = 0; b < g.B; b++) dec.set(v.subarray(b * V, (b + 1) * V), (b * g.steps + j) * V);
+      for (let l = 0; l < g.L; l++) {
+        for (let b = 0; b < g.B; b++) {
+          const want = g.decodeTopk.subarray(((l * g.B + b) * g.steps + j) * g.k, ((l * g.B + b) * g.steps + j + 1) * g.k);
+          const sel = d.topk[l]!;
+          assert.deepEqual(Array.from(sel.idx.subarray(b * sel.width, (b + 1) * sel.width)), Array.from(want), `decode step ${j} layer ${l} row ${b}`);
+          const r = d.routes[l];
+          if (r) {
+            const wr = g.decodeRouting.subarray(((l * g.B + b) * g.steps + j) * g.nAct, ((l * g.B + b) * g.steps + j + 1) * g.nAct);
+            assert.deepEqual(Array.from(r.subarray(b * g.nAct, (b + 1) * g.nAct)), Array.from(wr), `decode step ${j} layer ${l} row ${b} routes`);
+          }
+        }
+      }
+    }
+    assertLogitsClose(dec, g.decodeLogits, 1e-3, 'decode_logits');
+    // prefill_logits_ext[:, j] = fresh prefill of S+j+1 tokens = position S+j of one prefill of S+6
+    const ext = m.forward(g.tokens.map((r, b) => [...r, ...g.decodeTokens[b]!])).logits!.toFloat32();
+    const T = g.S + g.steps;
+    const el = new Float32Array(dec.length);
+    for (let b = 0; b < g.B; b++) for (let j = 0; j < g.steps; j++) el.set(ext.subarray((b * T + g.S + j) * V, (b * T + g.S + j + 1) * V), (b * g.steps + j) * V);
+    assertLogitsClose(el, g.prefillLogitsExt, 1e-3, 'prefill_logits_ext');
+    assertLogitsClose(dec, el, 1e-5, 'our decode vs our prefill');
+  });
+}
+
+test('tiny-bf16 golden, bf16 mode, forced choices: within 2× the README forced tolerance (0.043)', () => {
+  const m = model('tiny-bf16');
+  const g = loadGolden('tiny-bf16');
+  const run = prefixLogits(m, g, 'bf16', true);
+  const d = diff(run.logits, g.logits);
+  assert.ok(d.maxAbs <= 2 * 0.043, `max |Δ| ${d.maxAbs}`);
+  assert.ok(d.meanAbs <= 2 * 0.0038, `mean |Δ| ${d.meanAbs}`);
+});
+
+test('tiny-fp8 golden, bf16 mode, forced choices: bit-level agreement except downstream of FP8 rounding flips', () => {
+  // README: the reference's own CPU replay differs from this golden by max 4.4e-4, mean 1.1e-6. We match
+  // most positions to ~1e-6, but one FP8 act_quant rounding flip (README "FP8 activation quantisation is
+  // an amplifier": one bf16 ulp of difference at a midpoint changes an e4m3 value by 6-12%) moves the
+  // position where it happens and the later positions that attend to it. So: ≥ 90% of positions within
+  // 2×4.4e-4, and every position within 2× the forced bf16-vs-f32 bound for fp8 weights (0.63).
+  const m = model('tiny-fp8');
+  const g = loadGolden('tiny-fp8');
+  const run = prefixLogits(m, g, 'bf16', true);
+  const V = g.vocab;
+  let tight = 0;
+  for (let p = 0; p < g.B * g.S; p++) {
+    const d = diff(run.logits.subarray(p * V, (p + 1) * V), g.logits.subarray(p * V, (p + 1) * V));
+    if (d.maxAbs <= 2 * 4.4e-4) tight++;
+    assert.ok(d.maxAbs <= 2 * 0.63, `position ${p}: max |Δ| ${d.maxAbs}`);
+  }
+  assert.ok(tight >= 0.9 * g.B * g.S, `only ${tight} of ${g.B * g.S} positions within 8.8e-4`);
+});
+
+test('tiny-bf16 decode, bf16 mode, forced with the decode choices: within 2× the forced tolerance', () => {
+  const m = model('tiny-bf16');
+  const g = loadGolden('tiny-bf16');
+  const V = g.vocab;
+  const pre = m.forward(g.tokens, { numerics: 'bf16', logits: 'none', ...forcedPrefill(m, g) });
+  const dec = new Float32Array(g.B * g.steps * V);
+  for (let j = 0; j < g.steps; j++) {
+    const pick = (a: Int32Array, l: number, w: number): Int32Array => {
+      const out = new Int32Array(g.B * w);
+      for (let b = 0; b < g.B; b++) out.set(a.subarray(((l * g.B + b) * g.steps + j) * w, ((l * g.B + b) * g.steps + j + 1) * w), b * w);
+      return out;
+    };
+    const d = m.forward(g.decodeTokens.map((r) => [r[j]!]), {
+      cache: pre.cache,
+      numerics: 'bf16',
+      forcedTopk: Array.from({ length: g.L }, (_, l) => pick(g.decodeTopk, l, g.k)),
+      forcedRoutes: Array.from({ length: g.L }, (_, l) => (l < m.cfg.nDenseLayers ? null : pick(g.decodeRouting, l, g.nAct))),
+    });
+    const v = d.logits!.toFloat32();
+    for (let b = 0; b < g.B; b++) dec.set(v.subarray(b * V, (b + 1) * V), (b * g.steps + j) * V);
+  }
+  const d = diff(dec, g.decodeLogits);
+  assert.ok(d.maxAbs <= 2 * 0.043, `max |Δ| ${d.maxAbs}`);
+});
