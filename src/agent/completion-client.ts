@@ -6,6 +6,7 @@ import { ChatParseError } from '../chat/errors.js';
 import type { ParsedMessage, ThinkingMode, ToolDefinition } from '../chat/message.js';
 import { CompletionStreamParser, type StreamEvent } from '../chat/parse-stream.js';
 import { parseCompletion } from '../chat/parse-strict.js';
+import { type LenientResult, parseCompletionLenient } from '../chat/parse-lenient.js';
 import {
   type AgentAssistantMessage,
   type AgentMessage,
@@ -27,6 +28,12 @@ export interface CompletionClientOptions {
   /** Thinking mode (prompt ends in `<think>`) or chat mode; default thinking. */
   mode?: ThinkingMode;
   stream?: boolean;
+  /**
+   * `lenient` (default): when the exact parse fails, recover with the lenient parser (bare or variant
+   * tags, JSON bodies, wrappers, schema-typed coercion) and report what was repaired as warnings and
+   * what could not be recovered as malformed calls. `strict`: a malformed completion ends the run.
+   */
+  parser?: 'strict' | 'lenient';
   /** Default 8192. */
   maxTokens?: number;
   temperature?: number;
@@ -120,7 +127,7 @@ export class CompletionClient implements ModelClient {
       }
       throw new ModelClientError(`POST ${this.url}: HTTP ${res.status}: ${msg.slice(0, 500)}`, res.status);
     }
-    return stream ? this.readStream(res, req) : this.readJson(res);
+    return stream ? this.readStream(res, req) : this.readJson(res, req);
   }
 
   private parseError(e: unknown, finishReason: string, text: string): never {
@@ -131,7 +138,7 @@ export class CompletionClient implements ModelClient {
     throw e;
   }
 
-  private async readJson(res: Response): Promise<ModelResponse> {
+  private async readJson(res: Response, req: ModelRequest): Promise<ModelResponse> {
     let data: WireCompletion;
     try {
       data = (await res.json()) as WireCompletion;
@@ -145,10 +152,41 @@ export class CompletionClient implements ModelClient {
     try {
       parsed = parseCompletion(choice.text, this.mode);
     } catch (e) {
-      this.parseError(e, finishReason, choice.text);
+      return this.recover(e, choice.text, finishReason, usageOf(data.usage), req);
+    }
+    return this.accept(parsed, choice.text, finishReason, usageOf(data.usage), req);
+  }
+
+  /**
+   * An exact parse that succeeded can still hide tool calls: the strict format only knows DSML, so bare
+   * `<function_calls>`/`<invoke>` tags or variant markers end up as text. In lenient mode such text is
+   * re-read by the lenient parser, which is kept if it finds calls (or broken calls) there.
+   */
+  private accept(parsed: ParsedMessage, text: string, finishReason: string, usage: ModelUsage | undefined, req: ModelRequest): ModelResponse {
+    const suspicious = /function_calls|<\s*\/?\s*invoke\b|DSML/;
+    if ((this.opts.parser ?? 'lenient') === 'lenient' && !parsed.tool_calls.length && (suspicious.test(parsed.content) || suspicious.test(parsed.reasoning_content))) {
+      const r = parseCompletionLenient(text, this.mode, { tools: req.tools });
+      if (r.message.tool_calls.length || r.errors.length) return this.lenientResponse(r, 'tool-call markup outside the exact format', finishReason, usage);
     }
     const message = toAssistant(parsed);
-    return { message, finishReason: message.tool_calls ? 'tool_calls' : finishReason, usage: usageOf(data.usage) };
+    return { message, finishReason: message.tool_calls ? 'tool_calls' : finishReason, usage };
+  }
+
+  private lenientResponse(r: LenientResult, why: string, finishReason: string, usage: ModelUsage | undefined): ModelResponse {
+    const message = toAssistant(r.message);
+    return {
+      message,
+      finishReason: message.tool_calls || r.errors.length ? 'tool_calls' : finishReason,
+      usage,
+      warnings: [`${why}; used the lenient parser`, ...r.repairs],
+      ...(r.errors.length ? { malformedToolCalls: r.errors.map((x) => ({ ...(x.name ? { name: x.name } : {}), reason: x.reason, raw: x.raw })) } : {}),
+    };
+  }
+
+  /** After a failed exact parse: the lenient parse, or (strict mode) an error. */
+  private recover(e: unknown, text: string, finishReason: string, usage: ModelUsage | undefined, req: ModelRequest): ModelResponse {
+    if ((this.opts.parser ?? 'lenient') === 'strict' || !(e instanceof ChatParseError)) this.parseError(e, finishReason, text);
+    return this.lenientResponse(parseCompletionLenient(text, this.mode, { tools: req.tools }), `exact parse failed (${e.message})`, finishReason, usage);
   }
 
   private async readStream(res: Response, req: ModelRequest): Promise<ModelResponse> {
@@ -168,33 +206,42 @@ export class CompletionClient implements ModelClient {
         req.onDelta(d);
       }
     };
-    let parsed: ParsedMessage;
-    try {
-      for await (const data of readSse(res.body, req.signal)) {
-        if (data === '[DONE]') break;
-        let chunk: WireCompletion;
-        try {
-          chunk = JSON.parse(data) as WireCompletion;
-        } catch {
-          throw new ModelClientError(`POST ${this.url}: stream event is not JSON: ${data.slice(0, 200)}`);
-        }
-        if (chunk.error) throw new ModelClientError(`POST ${this.url}: error in stream: ${errText(chunk.error).slice(0, 500)}`);
-        usage = usageOf(chunk.usage) ?? usage;
-        const choice = chunk.choices?.[0];
-        if (!choice) continue;
-        if (choice.finish_reason) finishReason = choice.finish_reason;
-        if (choice.text) {
-          text += choice.text;
-          emit(parser.push(choice.text));
+    // The streaming parser gives live deltas; if it rejects the text, the rest is only accumulated and
+    // the whole completion is re-parsed at the end (exact parse error → lenient recovery).
+    let parseFailure: unknown;
+    for await (const data of readSse(res.body, req.signal)) {
+      if (data === '[DONE]') break;
+      let chunk: WireCompletion;
+      try {
+        chunk = JSON.parse(data) as WireCompletion;
+      } catch {
+        throw new ModelClientError(`POST ${this.url}: stream event is not JSON: ${data.slice(0, 200)}`);
+      }
+      if (chunk.error) throw new ModelClientError(`POST ${this.url}: error in stream: ${errText(chunk.error).slice(0, 500)}`);
+      usage = usageOf(chunk.usage) ?? usage;
+      const choice = chunk.choices?.[0];
+      if (!choice) continue;
+      if (choice.finish_reason) finishReason = choice.finish_reason;
+      if (choice.text) {
+        text += choice.text;
+        if (parseFailure === undefined) {
+          try {
+            emit(parser.push(choice.text));
+          } catch (e) {
+            parseFailure = e;
+          }
         }
       }
+    }
+    let parsed: ParsedMessage;
+    try {
+      if (parseFailure !== undefined) throw parseFailure;
       const done = parser.finish();
       emit(done.events);
       parsed = done.message;
     } catch (e) {
-      this.parseError(e, finishReason, text);
+      return this.recover(e, text, finishReason, usage, req);
     }
-    const message = toAssistant(parsed);
-    return { message, finishReason: message.tool_calls ? 'tool_calls' : finishReason, usage };
+    return this.accept(parsed, text, finishReason, usage, req);
   }
 }

@@ -5,8 +5,8 @@
 import type { TokenCounter } from '../chat/tokenizer.js';
 import { ApproximateTokenCounter } from '../chat/tokenizer.js';
 import { type ContextOptions, type ContextStrategy, contextLimit, contextStrategy } from './context.js';
-import type { AgentAssistantMessage, AgentMessage, AgentToolCall, ModelClient, ModelDelta, ModelResponse } from './messages.js';
-import { ToolBox, type AgentTool, type ToolResult } from './tools.js';
+import { type AgentAssistantMessage, type AgentMessage, type AgentToolCall, type ModelClient, type ModelDelta, type ModelResponse, newToolCallId } from './messages.js';
+import { ToolBox, type AgentTool, type ToolResult, toolErrorResult } from './tools.js';
 import { type TokenCounts, type ToolResultRecord, Transcript } from './transcript.js';
 
 export type AgentStatus = 'final' | 'max_steps' | 'aborted' | 'error' | 'context_overflow' | 'stopped';
@@ -182,8 +182,18 @@ export async function runAgent(opts: AgentOptions): Promise<AgentResult> {
       steps = step;
       hooks.onModelResponse?.(step, res);
       const msg = res.message;
+      // Unparseable calls become calls with no arguments whose result says why they were not run; the
+      // V3.2 format pairs results with calls by position, so each needs a call entry.
+      const malformed = (res.malformedToolCalls ?? []).map((m) => ({
+        call: { id: newToolCallId(), type: 'function' as const, function: { name: m.name ?? 'unparsed_tool_call', arguments: '{}' } },
+        result: toolErrorResult(
+          'malformed_call',
+          `Your call${m.name ? ` to "${m.name}"` : ''} could not be parsed (${m.reason}); it was not run. Write the call again in the exact tool-call format.`,
+        ),
+      }));
+      if (malformed.length) msg.tool_calls = [...(msg.tool_calls ?? []), ...malformed.map((m) => m.call)];
       messages.push(msg);
-      const calls = msg.tool_calls ?? [];
+      const calls = (msg.tool_calls ?? []).slice(0, (msg.tool_calls?.length ?? 0) - malformed.length);
 
       const runOne = async (call: AgentToolCall): Promise<ToolResultRecord> => {
         hooks.onToolCall?.(step, call);
@@ -195,6 +205,11 @@ export async function runAgent(opts: AgentOptions): Promise<AgentResult> {
       let results: ToolResultRecord[] = [];
       if (parallel) results = await Promise.all(calls.map(runOne));
       else for (const c of calls) results.push(await runOne(c));
+      for (const { call, result } of malformed) {
+        hooks.onToolCall?.(step, call);
+        hooks.onToolResult?.(step, call, result);
+        results.push({ id: call.id, name: call.function.name, ok: false, errorKind: 'malformed_call', content: result.content, ms: 0 });
+      }
       for (const r of results) messages.push({ role: 'tool', tool_call_id: r.id, content: r.content });
 
       const tokens: TokenCounts = {
@@ -211,7 +226,7 @@ export async function runAgent(opts: AgentOptions): Promise<AgentResult> {
         step,
         reasoning: msg.reasoning_content ?? '',
         content: msg.content ?? '',
-        tool_calls: calls,
+        tool_calls: msg.tool_calls ?? [],
         tool_results: results,
         finish_reason: res.finishReason,
         tokens,
@@ -220,7 +235,7 @@ export async function runAgent(opts: AgentOptions): Promise<AgentResult> {
       });
       await hooks.afterStep?.({ step, message: msg, toolResults: results, tokens });
 
-      if (!calls.length) {
+      if (!results.length) {
         status = 'final';
         finalAnswer = msg.content ?? '';
         break;

@@ -77,6 +77,11 @@ export interface ModelResponse {
   usage?: ModelUsage;
   /** Problems the client recovered from (e.g. a lenient parse); recorded in the transcript. */
   warnings?: string[];
+  /**
+   * Tool calls the model attempted but that could not be parsed. The loop answers each with a marked
+   * error result (without running anything), so the model learns its call was not made.
+   */
+  malformedToolCalls?: { name?: string; reason: string; raw: string }[];
 }
 
 export interface ModelClient {

@@ -15,6 +15,7 @@ import {
   newToolCallId,
 } from './messages.js';
 import { deepseekPrompt, flattenForCount } from './prompt.js';
+import { parseCompletionLenient } from '../chat/parse-lenient.js';
 import { readSse } from './sse.js';
 
 export interface OpenAIChatClientOptions {
@@ -31,6 +32,12 @@ export interface OpenAIChatClientOptions {
   /** How the server renders the conversation, for counting context tokens (default thinking). */
   mode?: ThinkingMode;
   headers?: Record<string, string>;
+  /**
+   * Servers whose tool parser misses a call leave its DSML (or bare `<function_calls>`) markup in
+   * `content` with no `tool_calls` (vLLM #36654, SGLang #40236). When true (default), such content is
+   * re-read with our lenient parser and the recovered calls are made.
+   */
+  recoverToolMarkup?: boolean;
 }
 
 interface WireToolCall {
@@ -142,7 +149,24 @@ export class OpenAIChatClient implements ModelClient {
       }
       throw new ModelClientError(`POST ${this.url}: HTTP ${res.status}: ${errorText(parsed).slice(0, 500)}`, res.status);
     }
-    return stream ? this.readStream(res, req) : this.readJson(res);
+    const out = await (stream ? this.readStream(res, req) : this.readJson(res));
+    return this.recoverMarkup(out, req);
+  }
+
+  private recoverMarkup(res: ModelResponse, req: ModelRequest): ModelResponse {
+    const m = res.message;
+    if (this.opts.recoverToolMarkup === false || m.tool_calls?.length || !m.content || !/function_calls|<\s*\/?\s*invoke\b|DSML/.test(m.content)) return res;
+    const r = parseCompletionLenient(m.content, 'chat', { tools: req.tools });
+    if (!r.message.tool_calls.length && !r.errors.length) return res;
+    const message: AgentAssistantMessage = { ...m, content: r.message.content };
+    if (r.message.tool_calls.length) message.tool_calls = r.message.tool_calls.map((c) => ({ id: newToolCallId(), type: 'function', function: { ...c.function } }));
+    return {
+      ...res,
+      message,
+      finishReason: 'tool_calls',
+      warnings: [...(res.warnings ?? []), 'tool-call markup in the content with no tool_calls; recovered with the lenient parser', ...r.repairs],
+      ...(r.errors.length ? { malformedToolCalls: r.errors.map((x) => ({ ...(x.name ? { name: x.name } : {}), reason: x.reason, raw: x.raw })) } : {}),
+    };
   }
 
   private async readJson(res: Response): Promise<ModelResponse> {

@@ -10,7 +10,7 @@ import type { ToolDefinition } from '../chat/message.js';
 import { DsvError } from '../errors.js';
 import type { AgentToolCall } from './messages.js';
 
-export type ToolErrorKind = 'unknown_tool' | 'invalid_arguments' | 'tool_exception' | 'tool_timeout' | 'aborted';
+export type ToolErrorKind = 'unknown_tool' | 'invalid_arguments' | 'malformed_call' | 'tool_exception' | 'tool_timeout' | 'aborted';
 
 export interface ToolResult {
   /** What the model sees as the tool message content. */

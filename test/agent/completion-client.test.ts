@@ -82,14 +82,40 @@ for (const stream of [false, true]) {
   });
 }
 
-test('malformed completions end the run with an error naming the parse rule; chat mode works', async (t) => {
+test('strict parser: a malformed completion ends the run with an error naming the parse rule; chat mode works', async (t) => {
   const server = await startFakeModelServer([{ text: 'never closes the thinking', finish_reason: 'length' }, { text: 'Hello there.' + EOS }]);
   t.after(() => server.close());
-  const r = await runAgent({ client: new CompletionClient({ baseUrl: server.url, model: 'm', stream: false }), task: 'hi' });
+  const r = await runAgent({ client: new CompletionClient({ baseUrl: server.url, model: 'm', stream: false, parser: 'strict' }), task: 'hi' });
   assert.equal(r.status, 'error');
   assert.match(r.error!, /not a valid DeepSeek-V3\.2 message \(the completion was cut off by max_tokens\).*missing-think-end/);
-  const chat = await runAgent({ client: new CompletionClient({ baseUrl: server.url, model: 'm', mode: 'chat', stream: true }), task: 'hi' });
+  const chat = await runAgent({ client: new CompletionClient({ baseUrl: server.url, model: 'm', mode: 'chat', stream: true, parser: 'strict' }), task: 'hi' });
   assert.equal(chat.status, 'final');
   assert.equal(chat.finalAnswer, 'Hello there.');
   assert.ok(server.requests[1]!.body.prompt.endsWith('<｜User｜>hi<｜Assistant｜></think>'));
 });
+
+for (const stream of [false, true]) {
+  test(`lenient recovery (${stream ? 'streaming' : 'non-streaming'}): bare tags are run, an unrecoverable call is fed back as malformed_call`, async (t) => {
+    // Real-model failure modes: DSML markers missing, a string="false" number, and an invoke without a name.
+    const bad =
+      'Check the weather.</think>\n\n<function_calls>\n<invoke name="get_weather">\n<parameter name="city" string="true">Oslo</parameter>\n' +
+      '<parameter name="days" string="false">3</parameter>\n</invoke>\n<invoke>\n<parameter name="city" string="true">Rome</parameter>\n</invoke>\n</function_calls>' + EOS;
+    const server = await startFakeModelServer([{ text: bad }, { text: 'Retrying is not needed.</think>Oslo: 15C for 3 days.' + EOS }]);
+    t.after(() => server.close());
+    const transcript = new Transcript();
+    const r = await runAgent({ client: new CompletionClient({ baseUrl: server.url, model: 'm', stream }), task: 'Weather?', tools: [weather], transcript });
+    assert.equal(r.status, 'final', r.error);
+    assert.equal(r.finalAnswer, 'Oslo: 15C for 3 days.');
+    const tools = r.messages.filter((m) => m.role === 'tool').map((m) => m.content);
+    assert.equal(tools[0], 'Oslo: 15C x3');
+    assert.ok(tools[1]!.startsWith(`${TOOL_ERROR_MARK}malformed_call] Your call could not be parsed (`), tools[1]);
+    const step1 = transcript.events.find((e) => e.type === 'step')!;
+    assert.ok(step1.type === 'step');
+    assert.match(step1.warnings![0]!, /used the lenient parser/);
+    assert.deepEqual(step1.tool_results.map((x) => x.errorKind ?? 'ok'), ['ok', 'malformed_call']);
+    // no markup leaked into the content, and the next prompt shows the model both results
+    const asst = r.messages[1]!;
+    assert.ok(asst.role === 'assistant' && asst.content === '');
+    assert.match(server.requests[1]!.body.prompt, /<result>Oslo: 15C x3<\/result>\n<result>\[tool_error:malformed_call\]/);
+  });
+}

@@ -248,3 +248,25 @@ test('HTTP errors and unreachable servers end the run with status error, not an 
   assert.match(r2.error!, /POST http:\/\/127\.0\.0\.1:\d+\/v1\/chat\/completions/);
   assert.throws(() => new OpenAIChatClient({ baseUrl: 'not a url', model: 'm' }), /--base-url "not a url": not a valid URL/);
 });
+
+test('tool-call markup leaked into content by the server is recovered and run', async (t) => {
+  const leaked =
+    'Let me check.\n\n<｜DSML｜function_calls>\n<｜DSML｜invoke name="divide">\n<｜DSML｜parameter name="a" string="false">9</｜DSML｜parameter>\n' +
+    '<｜DSML｜parameter name="b" string="false">3</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜function_calls>';
+  const server = await startFakeModelServer([{ content: leaked }, { content: 'It is 3.' }, { content: leaked }]);
+  t.after(() => server.close());
+  const transcript = new Transcript();
+  const { tools } = weatherTools([]);
+  const r = await runAgent({ client: new OpenAIChatClient({ baseUrl: server.url, model: 'm', stream: true }), task: '9/3?', tools, transcript });
+  assert.equal(r.status, 'final');
+  assert.equal(r.finalAnswer, 'It is 3.');
+  const m2 = server.requests[1]!.body.messages;
+  assert.equal(m2[1].content, 'Let me check.', 'markup removed from the content');
+  assert.deepEqual(JSON.parse(m2[1].tool_calls[0].function.arguments), { a: 9, b: 3 });
+  assert.equal(m2[2].content, '3');
+  const step = transcript.events.find((e) => e.type === 'step')!;
+  assert.ok(step.type === 'step' && /recovered with the lenient parser/.test(step.warnings![0]!));
+  // opt-out: the markup stays as the final text
+  const off = await runAgent({ client: new OpenAIChatClient({ baseUrl: server.url, model: 'm', recoverToolMarkup: false }), task: '9/3?', tools });
+  assert.equal(off.finalAnswer, leaked);
+});
