@@ -6,7 +6,7 @@
 //   /env/state/      this episode's db.sqlite (read-write for tools, read-only for verifiers)
 //   /env/verifiers/  verifiers/ (verifier runs only)     /env/solutions/  solutions/ (solution runs only)
 //   /opt/dsv32/      helper libraries (read-only)         /work            scratch tmpfs, the cwd
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { EpisodeError } from './errors.js';
@@ -17,6 +17,26 @@ import { langOfFile, runSandboxed, type SandboxMount, type SandboxResult } from 
 import { StagingDir } from './staging.js';
 
 export const DB_IN_SANDBOX = '/env/state/db.sqlite';
+
+// The environment's programs are mounted read-only, so one staged copy per loaded Environment serves
+// all its episodes; only the database is copied per episode. A re-loaded environment (new object)
+// gets a new copy, so edits on disk are picked up by loading again.
+const programStages = new WeakMap<Environment, StagingDir>();
+
+function programStage(env: Environment): StagingDir {
+  let s = programStages.get(env);
+  if (!s || !existsSync(s.root)) {
+    const stage = new StagingDir('dsv32-env-');
+    for (const k of ['tools', 'verifiers', 'solutions']) {
+      if (existsSync(join(env.dir, k))) stage.copyDir(join(env.dir, k), k);
+      else mkdirSync(join(stage.root, k), { mode: 0o755 });
+    }
+    process.once('exit', () => stage.remove());
+    programStages.set(env, stage);
+    s = stage;
+  }
+  return s;
+}
 const TOOL_DEFAULTS = { timeoutMs: 10_000, memoryMb: 512 };
 const VERIFIER_LIMITS = { timeoutMs: 30_000, memoryMb: 1024 };
 
@@ -56,6 +76,7 @@ function failureText(what: string, r: SandboxResult): string {
 export class Episode {
   readonly trace: ToolCallRecord[] = [];
   private readonly stage: StagingDir;
+  private readonly programs: StagingDir;
   private submission: { answer: unknown } | undefined;
   private queue: Promise<unknown> = Promise.resolve();
   private closed = false;
@@ -64,8 +85,8 @@ export class Episode {
     readonly env: Environment,
     readonly task: LoadedTask | undefined,
   ) {
+    this.programs = programStage(env);
     this.stage = new StagingDir('dsv32-ep-');
-    this.stage.copyDir(join(env.dir, 'tools'), 'tools');
     this.stage.writableDir('state');
     this.stage.copyFile(join(env.dir, 'db.sqlite'), 'state/db.sqlite', 0o666);
   }
@@ -155,16 +176,14 @@ export class Episode {
   /** Mounts for a program run in this episode. */
   mounts(opts: { state?: 'rw' | 'ro' | 'none'; verifiers?: boolean; solutions?: boolean }): SandboxMount[] {
     const m: SandboxMount[] = [
-      { hostPath: this.stage.path('tools'), sandboxPath: '/env/tools' },
+      { hostPath: join(this.programs.root, 'tools'), sandboxPath: '/env/tools' },
       { hostPath: runtimeLibDir(), sandboxPath: '/opt/dsv32' },
     ];
     if (opts.state && opts.state !== 'none') {
       m.push({ hostPath: join(this.stage.root, 'state'), sandboxPath: '/env/state', writable: opts.state === 'rw' });
     }
     for (const k of ['verifiers', 'solutions'] as const) {
-      if (!opts[k]) continue;
-      if (!existsSync(join(this.stage.root, k))) this.stage.copyDir(join(this.env.dir, k), k);
-      m.push({ hostPath: join(this.stage.root, k), sandboxPath: `/env/${k}` });
+      if (opts[k]) m.push({ hostPath: join(this.programs.root, k), sandboxPath: `/env/${k}` });
     }
     return m;
   }
