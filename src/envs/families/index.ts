@@ -1,6 +1,7 @@
 // Registers the built-in environment families with the registry (idempotent). Add one line per family.
 import { registerFamily } from './registry.js';
 import { tripFamily } from './trip/family.js';
+import { codeInterpreterFamily } from './code-interpreter/family.js';
 
 let registered = false;
 
@@ -8,4 +9,5 @@ export function registerBuiltinFamilies(): void {
   if (registered) return;
   registered = true;
   registerFamily(tripFamily);
+  registerFamily(codeInterpreterFamily);
 }
