@@ -125,10 +125,13 @@ function probe(bwrap: string, userns: boolean, dropToNobody: boolean): { ok: boo
 /** Finds bwrap and checks, once per process, which namespace options work on this host. */
 export function sandboxHost(): HostSetup {
   if (hostSetup) return hostSetup;
-  const bwrap = BWRAP_CANDIDATES.find((p) => existsSync(p));
+  // DSV32_BWRAP names a specific binary (a non-standard install, or a test of the missing case).
+  const candidates = process.env.DSV32_BWRAP ? [process.env.DSV32_BWRAP] : BWRAP_CANDIDATES;
+  const bwrap = candidates.find((p) => existsSync(p));
   if (!bwrap) {
     throw new SandboxUnavailableError(
-      'bubblewrap (bwrap) is not installed; install the Debian package `bubblewrap` (scripts/setup-system.sh does)',
+      `bubblewrap (bwrap) is not installed (looked for ${candidates.join(', ')}); ` +
+        'install the Debian package `bubblewrap` (scripts/setup-system.sh does)',
     );
   }
   if (!existsSync(PRLIMIT)) throw new SandboxUnavailableError(`${PRLIMIT} is missing; install util-linux`);
