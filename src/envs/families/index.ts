@@ -2,6 +2,7 @@
 import { registerFamily } from './registry.js';
 import { tripFamily } from './trip/family.js';
 import { codeInterpreterFamily } from './code-interpreter/family.js';
+import { searchFamily } from './search/family.js';
 
 let registered = false;
 
@@ -10,4 +11,5 @@ export function registerBuiltinFamilies(): void {
   registered = true;
   registerFamily(tripFamily);
   registerFamily(codeInterpreterFamily);
+  registerFamily(searchFamily);
 }
