@@ -1,6 +1,6 @@
 // GEMM benchmark for LLM-like shapes: C[M, N] = A[M, K] * B[N, K]^T in f32 (a linear layer y = x W^T),
 // through the OpenBLAS path and the TypeScript fallback of src/backend/cpu/gemm.ts, beside numpy's matmul
-// timed in the same run. Run: `node dist/bench/gemm.js [--quick] [--reps N] [--min-time S]`.
+// timed in the same run. Run: `node dist/bench/gemm.js [--quick] [--reps N] [--min-time S] [--threads N]`.
 import { parseArgs } from 'node:util';
 import { gemmInfo, sgemm, warmGemmPool } from '../src/backend/cpu/gemm.js';
 import { geomean, machine, medianSeconds, numpyReference, printTable } from './harness.js';
@@ -10,8 +10,17 @@ const { values } = parseArgs({
     quick: { type: 'boolean', default: false },
     reps: { type: 'string', default: '5' },
     'min-time': { type: 'string', default: '0.3' },
+    threads: { type: 'string' },
   },
 });
+// --threads N pins all three to N threads: OpenBLAS (ours and numpy's) reads OPENBLAS_NUM_THREADS when it
+// is loaded, which happens after this line for ours and in the child for numpy's.
+if (values.threads !== undefined) {
+  const t = Number(values.threads);
+  if (!Number.isInteger(t) || t < 1) throw new Error(`--threads must be a positive integer, got ${values.threads}`);
+  process.env.OPENBLAS_NUM_THREADS = String(t);
+  process.env.DSV32_GEMM_THREADS = String(t);
+}
 const reps = Number(values.reps);
 const minTime = Number(values['min-time']);
 if (!Number.isInteger(reps) || reps < 1) throw new Error(`--reps must be a positive integer, got ${values.reps}`);

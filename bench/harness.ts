@@ -2,7 +2,7 @@
 // run through python3 in the same invocation, and table printing.
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -29,7 +29,8 @@ export function machine(): string {
   } catch {
     // not Linux: os.cpus() is good enough
   }
-  return `${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores (nproc), ${model}, Node ${process.version}`;
+  // The 1-minute load average shows whether other processes shared the cores during the run.
+  return `${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores (nproc), ${model}, Node ${process.version}, load average ${loadavg()[0]!.toFixed(2)}`;
 }
 
 export interface NumpyResult {
