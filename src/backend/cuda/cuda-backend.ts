@@ -1,0 +1,690 @@
+// The CUDA backend: the Backend interface on one GPU, with the CPU backend as its numerical reference.
+// Each method validates what the kernels cannot (dtype combinations, alignment for vector paths),
+// picks a kernel, and enqueues it on the runtime's stream; nothing blocks except toHost/synchronize.
+// Extras beyond the interface (fused kernels the model uses, graphs, timing, memory stats) are public
+// methods of CudaBackend.
+import { DsvError } from '../../errors.js';
+import type { Backend, BinaryOp, ReduceOp, Storage, UnaryOp, View } from '../../tensor/backend.js';
+import { type DType, type HostArray, ITEMSIZE, allocHost, fromFloatArray, hostBytes } from '../../tensor/dtype.js';
+import { BlasLt } from './blaslt.js';
+import { binaryCode, dtCode, reduceCode, unaryCode } from './codes.js';
+import * as C from './cuda-consts.js';
+import { check } from './ffi.js';
+import { encodeIter } from './iter.js';
+import type { Kernel, ParamKind } from './launch.js';
+import { CudaRuntime, type CudaEvent, type CudaGraph } from './runtime.js';
+import type { MemoryStats } from './allocator.js';
+
+/** Device storage: one allocator block. Freed when dispose() is called or the storage is collected. */
+export class CudaStorage implements Storage {
+  disposed = false;
+  constructor(readonly backend: CudaBackend, readonly dtype: DType, readonly numel: number, readonly ptr: number, readonly bytes: number) {}
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.backend._free(this);
+  }
+}
+
+const THREADS = 256;
+const FLOAT_LT: Partial<Record<DType, 'f32' | 'bf16' | 'f16'>> = { f32: 'f32', bf16: 'bf16', f16: 'f16' };
+const SUF: Partial<Record<DType, string>> = { f32: 'f32', bf16: 'bf16', f16: 'f16', f64: 'f64' };
+const VEC: Partial<Record<DType, number>> = { f32: 4, bf16: 8 };
+const WIDE = new Set<DType>(['f64', 'i32', 'i64']);
+
+function numelOf(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+function isContig(v: View): boolean {
+  let acc = 1;
+  for (let i = v.shape.length - 1; i >= 0; i--) {
+    const d = v.shape[i]!;
+    if (d !== 1 && v.strides[i] !== acc) return false;
+    acc *= d;
+  }
+  return true;
+}
+function contigStrides(shape: readonly number[]): number[] {
+  const s = new Array<number>(shape.length);
+  let acc = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    s[i] = acc;
+    acc *= shape[i]!;
+  }
+  return s;
+}
+function pow2ceil(n: number): number {
+  let p = 1;
+  while (p < n) p *= 2;
+  return p;
+}
+
+const SIG: Record<string, readonly ParamKind[]> = {
+  unary_strided: ['iter', 'i64', 'i32', 'f64', 'p', 'i32', 'p', 'i32'],
+  binary_strided: ['iter', 'i64', 'i32', 'p', 'i32', 'p', 'i32', 'p', 'i32'],
+  where_strided: ['iter', 'i64', 'p', 'i32', 'p', 'i32', 'p', 'i32', 'p', 'i32'],
+  unary_vec: ['i64', 'i32', 'f32', 'p', 'p'],
+  binary_vec: ['i64', 'i32', 'i32', 'p', 'p', 'p'],
+  copy_raw: ['iter', 'i64', 'p', 'p'],
+  cast_strided: ['iter', 'i64', 'p', 'i32', 'p', 'i32'],
+  fill: ['iter', 'i64', 'p', 'u64'],
+  reduce: ['iter', 'iter', 'i64', 'i64', 'i32', 'p', 'i32', 'p', 'i32'],
+  softmax: ['i64', 'i64', 'f64', 'p', 'p', 'p', 'i64', 'i32'],
+  rmsnorm: ['i64', 'i64', 'f64', 'p', 'p', 'p', 'p', 'p'],
+  layernorm: ['i64', 'i64', 'f64', 'p', 'p', 'p', 'p'],
+  rope: ['i64', 'i64', 'i64', 'i64', 'i32', 'i32', 'p', 'p', 'p', 'p'],
+  swiglu: ['i64', 'i64', 'p', 'p', 'i64', 'p', 'i64'],
+  act_quant: ['i64', 'i64', 'i64', 'i32', 'p', 'p', 'p'],
+  act_dequant: ['i64', 'i64', 'i64', 'p', 'p', 'p'],
+  hadamard: ['i64', 'i32', 'f64', 'p', 'p'],
+  topk: ['i64', 'i64', 'i64', 'i64', 'i32', 'p', 'p', 'p', 'p'],
+  gather: ['i64', 'i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'i32', 'p'],
+  index_select: ['i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'i32', 'p'],
+  scatter_add: ['i64', 'i64', 'i64', 'i64', 'i64', 'i64', 'i64', 'p', 'p', 'i32', 'p', 'p'],
+  index_add: ['i64', 'i64', 'i64', 'i64', 'p', 'p', 'i32', 'p', 'p'],
+  matmul_naive: ['iter', 'i64', 'i64', 'i64', 'i64', 'p', 'i32', 'p', 'i32', 'i64', 'i64', 'p', 'i32', 'i64', 'i64'],
+};
+
+export interface SoftmaxOptions {
+  log?: boolean;
+  /** multiply x by this before the softmax (attention's 1/sqrt(d)) */
+  scale?: number;
+  /** bool/u8 [R, D] with R dividing the row count: row r uses mask row r mod R; 0 = masked out (−∞) */
+  mask?: View;
+}
+
+export class CudaBackend implements Backend {
+  readonly name = 'cuda';
+  readonly rt: CudaRuntime;
+  private lt: BlasLt | null = null;
+  private readonly finalizer = new FinalizationRegistry<{ ptr: number; size: number }>((b) => this.rt.allocator.release(b.ptr, b.size));
+  private readonly maxGrid: number;
+
+  constructor(ordinal = 0) {
+    this.rt = new CudaRuntime(ordinal);
+    this.maxGrid = this.rt.info.multiprocessors * 8;
+  }
+
+  // ---- memory --------------------------------------------------------------------------------------
+  alloc(dtype: DType, numel: number): CudaStorage {
+    const [ptr, size] = this.rt.allocator.malloc(numel * ITEMSIZE[dtype]);
+    const s = new CudaStorage(this, dtype, numel, ptr, size);
+    if (size) this.finalizer.register(s, { ptr, size }, s);
+    return s;
+  }
+  /** @internal called by CudaStorage.dispose */
+  _free(s: CudaStorage): void {
+    this.finalizer.unregister(s);
+    this.rt.allocator.release(s.ptr, s.bytes);
+  }
+  private tmp(dtype: DType, numel: number): CudaStorage {
+    return this.alloc(dtype, numel);
+  }
+  memoryStats(): MemoryStats {
+    return this.rt.allocator.stats();
+  }
+  emptyCache(): void {
+    this.rt.sync();
+    this.rt.allocator.emptyCache();
+  }
+
+  /** Device address of a view's first element (records the storage while a graph is captured). */
+  private ptr(v: View): number {
+    const s = v.storage as CudaStorage;
+    if (!(s instanceof CudaStorage)) throw new DsvError(`cuda backend got a tensor stored on '${v.storage.backend.name}'`);
+    if (s.disposed) throw new DsvError('cuda: use of a disposed tensor storage');
+    if (this.rt.capturing) this.rt.capturing.add(s);
+    return s.ptr + v.offset * ITEMSIZE[v.dtype];
+  }
+  private base(v: View): number {
+    const s = v.storage as CudaStorage;
+    if (this.rt.capturing) this.rt.capturing.add(s);
+    return s.ptr;
+  }
+
+  fromHost(data: HostArray, dtype: DType): CudaStorage {
+    const s = this.alloc(dtype, data.length);
+    if (s.bytes) {
+      check(this.rt.cu.cuMemcpyHtoDAsync(s.ptr, hostBytes(data), data.length * ITEMSIZE[dtype], this.rt.stream), 'cuMemcpyHtoDAsync');
+      this.rt.keepAlive(data);
+    }
+    return s;
+  }
+
+  toHost(v: View): HostArray {
+    const n = numelOf(v.shape);
+    const out = allocHost(v.dtype, n);
+    if (n === 0) return out;
+    let src = v;
+    let tmp: CudaStorage | null = null;
+    if (!isContig(v)) {
+      tmp = this.tmp(v.dtype, n);
+      src = { storage: tmp, dtype: v.dtype, shape: v.shape, strides: contigStrides(v.shape), offset: 0 };
+      this.copy(src, v);
+    }
+    check(this.rt.cu.cuMemcpyDtoHAsync(hostBytes(out), this.ptr(src), n * ITEMSIZE[v.dtype], this.rt.stream), 'cuMemcpyDtoHAsync');
+    this.synchronize();
+    tmp?.dispose();
+    return out;
+  }
+
+  synchronize(): void {
+    this.rt.checkErrors();
+  }
+
+  // ---- launch helpers --------------------------------------------------------------------------------
+  private k(file: string, name: string, sig: keyof typeof SIG): Kernel {
+    return this.rt.modules.get(file, name, SIG[sig]!);
+  }
+  private grid(n: number, threads = THREADS): number {
+    return Math.max(1, Math.min(Math.ceil(n / threads), this.maxGrid));
+  }
+  private aligned16(...vs: View[]): boolean {
+    return vs.every((v) => this.ptr(v) % 16 === 0);
+  }
+
+  // ---- copy / fill -------------------------------------------------------------------------------------
+  copy(dst: View, src: View): void {
+    const n = numelOf(dst.shape);
+    if (n === 0) return;
+    if (dst.dtype === src.dtype) {
+      if (isContig(dst) && isContig(src)) {
+        check(this.rt.cu.cuMemcpyDtoDAsync(this.ptr(dst), this.ptr(src), n * ITEMSIZE[dst.dtype], this.rt.stream), 'cuMemcpyDtoDAsync');
+        return;
+      }
+      const it = encodeIter(dst.shape, [dst.strides, src.strides], [dst.offset, src.offset], 'copy');
+      this.k('copy', `copy_raw_${ITEMSIZE[dst.dtype]}`, 'copy_raw').launch(this.grid(n), THREADS, 0, [it, n, this.base(dst), this.base(src)]);
+      return;
+    }
+    const it = encodeIter(dst.shape, [dst.strides, src.strides], [dst.offset, src.offset], 'copy');
+    this.k('copy', 'cast_strided', 'cast_strided').launch(this.grid(n), THREADS, 0, [it, n, this.base(dst), dtCode(dst.dtype), this.base(src), dtCode(src.dtype)]);
+  }
+
+  fill(dst: View, value: number): void {
+    const n = numelOf(dst.shape);
+    if (n === 0) return;
+    const enc = hostBytes(fromFloatArray([value], dst.dtype));
+    let bits = 0;
+    for (let i = enc.length - 1; i >= 0; i--) bits = bits * 256 + enc[i]!;
+    if (enc.length === 8) {
+      // 8-byte patterns can exceed 2^53 (negative i64, f64 with high bits): pass them through an i64 view
+      const dv = new DataView(enc.buffer, enc.byteOffset, 8);
+      bits = Number(dv.getBigInt64(0, true));
+      if (!Number.isSafeInteger(bits)) return this.fillWide(dst, dv.getBigUint64(0, true));
+    }
+    const it = encodeIter(dst.shape, [dst.strides], [dst.offset], 'fill');
+    this.k('copy', `fill_${enc.length}`, 'fill').launch(this.grid(n), THREADS, 0, [it, n, this.base(dst), bits]);
+  }
+  /** fill for 8-byte patterns that are not safe integers: write the pattern once, then broadcast-copy it. */
+  private fillWide(dst: View, pattern: bigint): void {
+    const one = this.fromHost(new BigUint64Array([pattern]) as unknown as BigInt64Array, 'i64');
+    const src: View = { storage: one, dtype: dst.dtype, shape: dst.shape, strides: dst.shape.map(() => 0), offset: 0 };
+    const it = encodeIter(dst.shape, [dst.strides, src.strides], [dst.offset, 0], 'fill');
+    this.k('copy', 'copy_raw_8', 'copy_raw').launch(this.grid(numelOf(dst.shape)), THREADS, 0, [it, numelOf(dst.shape), this.base(dst), one.ptr]);
+    one.dispose();
+  }
+
+  // ---- elementwise -------------------------------------------------------------------------------------
+  unary(op: UnaryOp, out: View, x: View, alpha = 0): void {
+    const n = numelOf(out.shape);
+    if (n === 0) return;
+    const v = VEC[x.dtype];
+    if (v && out.dtype === x.dtype && isContig(out) && isContig(x) && this.aligned16(out, x)) {
+      this.k('elementwise', `unary_vec_${x.dtype}`, 'unary_vec').launch(this.grid(Math.ceil(n / v)), THREADS, 0, [n, unaryCode(op), alpha, this.ptr(out), this.ptr(x)]);
+      return;
+    }
+    const wide = WIDE.has(x.dtype) || WIDE.has(out.dtype);
+    const it = encodeIter(out.shape, [out.strides, x.strides], [out.offset, x.offset], `unary ${op}`);
+    this.k('elementwise', wide ? 'unary_strided_d' : 'unary_strided_f', 'unary_strided')
+      .launch(this.grid(n), THREADS, 0, [it, n, unaryCode(op), alpha, this.base(out), dtCode(out.dtype), this.base(x), dtCode(x.dtype)]);
+  }
+
+  binary(op: BinaryOp, out: View, a: View, b: View): void {
+    const n = numelOf(out.shape);
+    if (n === 0) return;
+    const v = VEC[a.dtype];
+    const arith = binaryCode(op) <= binaryCode('minimum');
+    if (v && arith && a.dtype === b.dtype && out.dtype === a.dtype && isContig(out) && isContig(a) && this.aligned16(out, a)) {
+      const bScalar = b.strides.every((s, i) => s === 0 || b.shape[i] === 1);
+      if (bScalar || (isContig(b) && this.aligned16(b))) {
+        this.k('elementwise', `binary_vec_${a.dtype}`, 'binary_vec')
+          .launch(this.grid(Math.ceil(n / v)), THREADS, 0, [n, binaryCode(op), bScalar ? 1 : 0, this.ptr(out), this.ptr(a), this.ptr(b)]);
+        return;
+      }
+    }
+    const wide = WIDE.has(a.dtype) || WIDE.has(b.dtype) || WIDE.has(out.dtype);
+    const it = encodeIter(out.shape, [out.strides, a.strides, b.strides], [out.offset, a.offset, b.offset], `binary ${op}`);
+    this.k('elementwise', wide ? 'binary_strided_d' : 'binary_strided_f', 'binary_strided')
+      .launch(this.grid(n), THREADS, 0, [it, n, binaryCode(op), this.base(out), dtCode(out.dtype), this.base(a), dtCode(a.dtype), this.base(b), dtCode(b.dtype)]);
+  }
+
+  where(out: View, cond: View, a: View, b: View): void {
+    const n = numelOf(out.shape);
+    if (n === 0) return;
+    const wide = WIDE.has(a.dtype) || WIDE.has(b.dtype) || WIDE.has(out.dtype);
+    const it = encodeIter(out.shape, [out.strides, cond.strides, a.strides, b.strides], [out.offset, cond.offset, a.offset, b.offset], 'where');
+    this.k('elementwise', wide ? 'where_strided_d' : 'where_strided_f', 'where_strided').launch(this.grid(n), THREADS, 0,
+      [it, n, this.base(out), dtCode(out.dtype), this.base(cond), dtCode(cond.dtype), this.base(a), dtCode(a.dtype), this.base(b), dtCode(b.dtype)]);
+  }
+
+  // ---- reduce ------------------------------------------------------------------------------------------
+  reduce(op: ReduceOp, out: View, x: View, axes: readonly number[]): void {
+    const nout = numelOf(out.shape);
+    if (nout === 0) return;
+    const keepDims: number[] = [];
+    for (let i = 0; i < x.shape.length; i++) if (!axes.includes(i)) keepDims.push(i);
+    const kShape = keepDims.map((d) => x.shape[d]!);
+    const rShape = axes.map((d) => x.shape[d]!);
+    const R = numelOf(rShape);
+    // out holds the kept dims in order; its own strides may include size-1 dims, so use contiguous ones
+    const outStrides = contigStrides(kShape);
+    const keep = encodeIter(kShape, [outStrides, keepDims.map((d) => x.strides[d]!)], [out.offset, x.offset], 'reduce');
+    const red = encodeIter(rShape, [axes.map((d) => x.strides[d]!)], [0], 'reduce');
+    // rows: reduced dims hold the fastest-moving data; cols: the kept dims do (e.g. sum over batch)
+    const redMin = Math.min(...axes.filter((d) => x.shape[d]! > 1).map((d) => Math.abs(x.strides[d]!)), Infinity);
+    const keepMin = Math.min(...keepDims.filter((d) => x.shape[d]! > 1).map((d) => Math.abs(x.strides[d]!)), Infinity);
+    const cols = keepMin < redMin && nout >= 256;
+    const args = [keep, red, nout, R, reduceCode(op), this.base(out), dtCode(out.dtype), this.base(x), dtCode(x.dtype)];
+    if (cols) this.k('reduce', 'reduce_cols', 'reduce').launch(this.grid(nout), THREADS, 0, args);
+    else this.k('reduce', 'reduce_rows', 'reduce').launch(Math.min(nout, 65535 * 16), THREADS, 0, args);
+  }
+
+  // ---- matmul ------------------------------------------------------------------------------------------
+  private blas(): BlasLt {
+    return (this.lt ??= new BlasLt(this.rt));
+  }
+
+  matmul(out: View, a: View, b: View): void {
+    const r = out.shape.length;
+    const M = out.shape[r - 2]!;
+    const N = out.shape[r - 1]!;
+    const K = a.shape[a.shape.length - 1]!;
+    if (M === 0 || N === 0) return;
+    if (K === 0) return this.fill(out, 0);
+    const batchShape = out.shape.slice(0, r - 2);
+    const nb = numelOf(batchShape);
+    const lt = FLOAT_LT[out.dtype];
+    if (lt && a.dtype === out.dtype && b.dtype === out.dtype && isContig(out)) {
+      if (this.matmulLt(lt, out, a, b, M, N, K, batchShape, nb)) return;
+    }
+    // fallback: f64 accumulation, any dtypes and strides
+    const bi = encodeIter(batchShape, [contigStrides(batchShape).map((s) => s * M * N), a.strides.slice(0, r - 2), b.strides.slice(0, r - 2)],
+      [out.offset, a.offset, b.offset], 'matmul');
+    this.k('matmul', 'matmul_naive', 'matmul_naive').launch(this.grid(nb * M * N), THREADS, 0, [bi, nb, M, N, K, this.base(out), dtCode(out.dtype),
+      this.base(a), dtCode(a.dtype), a.strides[r - 2]!, a.strides[r - 1]!, this.base(b), dtCode(b.dtype), b.strides[r - 2]!, b.strides[r - 1]!]);
+  }
+
+  /**
+   * Row-major out[M,N] = a[M,K] · b[K,N] as column-major cuBLASLt: outᵀ (N×M) = bᵀ · aᵀ, so cuBLASLt's
+   * "A" is our b and its "B" is our a; a row-major matrix read column-major is its transpose, so a
+   * row-major operand needs no op and a column-major (transposed view) one needs op T.
+   */
+  private matmulLt(lt: 'f32' | 'bf16' | 'f16', out: View, a: View, b: View, M: number, N: number, K: number, batchShape: number[], nb: number): boolean {
+    const r = out.shape.length;
+    const la = layout(a, M, K);
+    const lb = layout(b, K, N);
+    if (!la || !lb) return false;
+    const sa = uniformBatchStride(batchShape, a.strides.slice(0, r - 2));
+    const sb = uniformBatchStride(batchShape, b.strides.slice(0, r - 2));
+    if (sa === null || sb === null) return false;
+    return this.blas().gemm({
+      ab: lt, d: lt, transA: lb.trans, transB: la.trans, m: N, n: M, k: K,
+      a: this.ptr(b), lda: lb.ld, b: this.ptr(a), ldb: la.ld, dPtr: this.ptr(out), ldd: N,
+      batch: nb, strideA: sb, strideB: sa, strideD: M * N,
+    });
+  }
+
+  /**
+   * FP8 e4m3 linear layer: out[M,N] (bf16 or f32) = (x[M,K] · sx) · (w[N,K] · sw)ᵀ with f32 scales.
+   * scaleMode 'tensor': sx, sw are single f32 values (device). 'block': sx is [M, K/128] (one scale per
+   * 1×128 activation block) and sw is [N/128, K/128] (one per 128×128 weight tile), DeepSeek's layout;
+   * requires cuBLASLt's VEC128/BLK128x128 scale modes. Returns false when cuBLASLt offers no algorithm.
+   */
+  fp8Linear(out: View, x: View, w: View, sx: View, sw: View, scaleMode: 'tensor' | 'block' = 'tensor'): boolean {
+    const [M, K] = x.shape as [number, number];
+    const N = w.shape[0]!;
+    if (x.dtype !== 'f8e4m3' || w.dtype !== 'f8e4m3') throw new DsvError(`fp8Linear: x and w must be f8e4m3, got ${x.dtype} and ${w.dtype}`);
+    if (K % 16 !== 0 || N % 16 !== 0) throw new DsvError(`fp8Linear: cuBLASLt FP8 needs K and N multiples of 16, got K=${K} N=${N}`);
+    if (!isContig(x) || !isContig(w) || !isContig(out)) throw new DsvError('fp8Linear: x, w and out must be contiguous');
+    const d = out.dtype === 'bf16' ? 'bf16' : out.dtype === 'f32' ? 'f32' : null;
+    if (!d) throw new DsvError(`fp8Linear: out must be bf16 or f32, got ${out.dtype}`);
+    if (scaleMode === 'block' && (!BlasLt.hasScaleMode('vec128') || !BlasLt.hasScaleMode('blk128x128'))) return false;
+    return this.blas().gemm({
+      ab: 'f8e4m3', d, transA: true, transB: false, m: N, n: M, k: K,
+      a: this.ptr(w), lda: K, b: this.ptr(x), ldb: K, dPtr: this.ptr(out), ldd: N,
+      scaleA: this.ptr(sw), scaleB: this.ptr(sx),
+      scaleModeA: scaleMode === 'block' ? 'blk128x128' : 'tensor', scaleModeB: scaleMode === 'block' ? 'vec128' : 'tensor',
+    });
+  }
+
+  // ---- row kernels ---------------------------------------------------------------------------------------
+  private rowThreads(nv: number): number {
+    return Math.min(1024, Math.max(32, Math.ceil(nv / 32) * 32));
+  }
+  private rowGrid(rows: number): number {
+    return Math.max(1, Math.min(rows, this.rt.info.multiprocessors * 32));
+  }
+  private suffix(op: string, d: DType): string {
+    const s = SUF[d];
+    if (!s) throw new DsvError(`${op} on cuda: dtype ${d} is not supported (f32, bf16, f16, f64)`);
+    return s;
+  }
+  /** A contiguous view of v (v itself when it already is); the caller disposes the temp if any. */
+  private contiguous(v: View, dtype: DType = v.dtype): { view: View; tmp: CudaStorage | null } {
+    if (isContig(v) && v.dtype === dtype) return { view: v, tmp: null };
+    const s = this.tmp(dtype, numelOf(v.shape));
+    const view: View = { storage: s, dtype, shape: v.shape, strides: contigStrides(v.shape), offset: 0 };
+    this.copy(view, v);
+    return { view, tmp: s };
+  }
+
+  softmax(out: View, x: View, log: boolean): void {
+    this.softmaxEx(out, x, { log });
+  }
+
+  /** Softmax with an optional pre-scale and boolean mask (see SoftmaxOptions). */
+  softmaxEx(out: View, x: View, o: SoftmaxOptions = {}): void {
+    const D = x.shape[x.shape.length - 1] ?? 1;
+    const n = numelOf(x.shape);
+    if (n === 0 || D === 0) return;
+    const rows = n / D;
+    const sfx = this.suffix('softmax', x.dtype);
+    const xc = this.contiguous(x);
+    let maskPtr = 0;
+    let maskRows = 1;
+    let mtmp: CudaStorage | null = null;
+    if (o.mask) {
+      if (o.mask.shape[o.mask.shape.length - 1] !== D) throw new DsvError(`softmax mask: last dim ${o.mask.shape.at(-1)} does not match the input's ${D}`);
+      maskRows = numelOf(o.mask.shape) / D;
+      if (rows % maskRows !== 0) throw new DsvError(`softmax mask: its ${maskRows} rows do not divide the input's ${rows} rows`);
+      const mc = this.contiguous(o.mask, o.mask.dtype === 'bool' || o.mask.dtype === 'u8' ? o.mask.dtype : 'u8');
+      mtmp = mc.tmp;
+      maskPtr = this.ptr(mc.view);
+    }
+    const v = VEC[x.dtype];
+    const vec = v && D % v === 0 && this.aligned16(xc.view, out) ? v : 1;
+    const name = vec > 1 ? `softmax_${sfx}_v${vec}` : `softmax_${sfx}`;
+    this.k('softmax', name, 'softmax').launch(this.rowGrid(rows), this.rowThreads(D / vec), 0,
+      [rows, D, o.scale ?? 1, this.ptr(out), this.ptr(xc.view), maskPtr, maskRows, o.log ? 1 : 0]);
+    xc.tmp?.dispose();
+    mtmp?.dispose();
+  }
+
+  rmsNorm(out: View, x: View, w: View, eps: number): void {
+    this.rmsNormImpl(out, null, x, null, w, eps);
+  }
+  /** Fused pre-norm residual: h = x + r (written to hOut), out = rmsNorm(h) · w. */
+  rmsNormResidual(out: View, hOut: View, x: View, r: View, w: View, eps: number): void {
+    this.rmsNormImpl(out, hOut, x, r, w, eps);
+  }
+  private rmsNormImpl(out: View, hOut: View | null, x: View, r: View | null, w: View, eps: number): void {
+    const D = w.shape[0] ?? numelOf(w.shape);
+    const n = numelOf(x.shape);
+    if (n === 0 || D === 0) return;
+    const rows = n / D;
+    const sfx = this.suffix('rmsNorm', x.dtype);
+    const wd: DType = w.dtype === x.dtype || (x.dtype === 'bf16' && w.dtype === 'f32') ? w.dtype : x.dtype;
+    const wc = this.contiguous(w, wd);
+    const xc = this.contiguous(x);
+    const rc = r ? this.contiguous(r, x.dtype) : null;
+    const tag = x.dtype === 'bf16' && wd === 'f32' ? 'bf16w32' : sfx;
+    const v = VEC[x.dtype];
+    const views = [xc.view, out, ...(rc ? [rc.view] : []), ...(hOut ? [hOut] : [])];
+    const vec = v && D % v === 0 && (tag === 'f32' || tag === 'bf16' || tag === 'bf16w32') && this.aligned16(...views) ? v : 1;
+    this.k('norm', vec > 1 ? `rmsnorm_${tag}_v${vec}` : `rmsnorm_${tag}`, 'rmsnorm').launch(this.rowGrid(rows), this.rowThreads(D / vec), 0,
+      [rows, D, eps, this.ptr(out), hOut ? this.ptr(hOut) : 0, this.ptr(xc.view), rc ? this.ptr(rc.view) : 0, this.ptr(wc.view)]);
+    wc.tmp?.dispose();
+    xc.tmp?.dispose();
+    rc?.tmp?.dispose();
+  }
+
+  layerNorm(out: View, x: View, w: View, b: View, eps: number): void {
+    const D = w.shape[0] ?? numelOf(w.shape);
+    const n = numelOf(x.shape);
+    if (n === 0 || D === 0) return;
+    const rows = n / D;
+    const sfx = this.suffix('layerNorm', x.dtype);
+    const wd: DType = w.dtype === x.dtype || (x.dtype === 'bf16' && w.dtype === 'f32') ? w.dtype : x.dtype;
+    const wc = this.contiguous(w, wd);
+    const bc = this.contiguous(b, wd);
+    const xc = this.contiguous(x);
+    const tag = x.dtype === 'bf16' && wd === 'f32' ? 'bf16w32' : sfx;
+    const v = VEC[x.dtype];
+    const vec = v && D % v === 0 && (tag === 'f32' || tag === 'bf16') && this.aligned16(xc.view, out) ? v : 1;
+    this.k('norm', vec > 1 ? `layernorm_${tag}_v${vec}` : `layernorm_${tag}`, 'layernorm').launch(this.rowGrid(rows), this.rowThreads(D / vec), 0,
+      [rows, D, eps, this.ptr(out), this.ptr(xc.view), this.ptr(wc.view), this.ptr(bc.view)]);
+    wc.tmp?.dispose();
+    bc.tmp?.dispose();
+    xc.tmp?.dispose();
+  }
+
+  rope(out: View, x: View, cos: View, sin: View, interleaved: boolean, inverse: boolean): void {
+    const [, S, H, D] = x.shape as [number, number, number, number];
+    const n = numelOf(x.shape);
+    if (n === 0) return;
+    const sfx = this.suffix('rope', x.dtype);
+    const xc = this.contiguous(x);
+    const cc = this.contiguous(cos, 'f32');
+    const sc = this.contiguous(sin, 'f32');
+    const pairs = n / 2;
+    this.k('rope', `rope_${sfx}`, 'rope').launch(this.grid(pairs), THREADS, 0,
+      [pairs, S, H, D, interleaved ? 1 : 0, inverse ? 1 : 0, this.ptr(out), this.ptr(xc.view), this.ptr(cc.view), this.ptr(sc.view)]);
+    xc.tmp?.dispose();
+    cc.tmp?.dispose();
+    sc.tmp?.dispose();
+  }
+
+  /** out[r, j] = silu(g[r, j]) · u[r, j]; g and u may be row-strided halves of one [rows, 2F] tensor. */
+  swiglu(out: View, g: View, u: View): void {
+    const F = g.shape[g.shape.length - 1]!;
+    const rows = numelOf(g.shape) / Math.max(F, 1);
+    if (rows === 0 || F === 0) return;
+    if (g.dtype !== u.dtype || out.dtype !== g.dtype) throw new DsvError(`swiglu: gate, up and out must share a dtype, got ${g.dtype}, ${u.dtype}, ${out.dtype}`);
+    const sfx = this.suffix('swiglu', g.dtype);
+    const rowStride = (v: View): number | null => {
+      const r = v.shape.length;
+      if (v.strides[r - 1] !== 1 && F > 1) return null;
+      // all leading dims must flatten to one row stride
+      let s: number | null = null;
+      let expect = -1;
+      for (let i = r - 2; i >= 0; i--) {
+        if (v.shape[i] === 1) continue;
+        if (s === null) {
+          s = v.strides[i]!;
+          expect = s * v.shape[i]!;
+        } else if (v.strides[i] !== expect) return null;
+        else expect *= v.shape[i]!;
+      }
+      return s ?? F;
+    };
+    let gs = rowStride(g);
+    let us = rowStride(u);
+    const gc = gs === null ? this.contiguous(g) : { view: g, tmp: null };
+    const uc = us === null ? this.contiguous(u) : { view: u, tmp: null };
+    gs ??= F;
+    us ??= F;
+    const v = VEC[g.dtype];
+    const vec = v && F % v === 0 && gs % v === 0 && us % v === 0 && isContig(out) && this.aligned16(gc.view, uc.view, out) ? v : 1;
+    this.k('swiglu', vec > 1 ? `swiglu_${sfx}_v${vec}` : `swiglu_${sfx}`, 'swiglu').launch(this.grid(rows * F / vec), THREADS, 0,
+      [rows, F, this.ptr(out), this.ptr(gc.view), gs, this.ptr(uc.view), us]);
+    gc.tmp?.dispose();
+    uc.tmp?.dispose();
+  }
+
+  hadamard(out: View, x: View, scale: number): void {
+    const n = x.shape[x.shape.length - 1] ?? 1;
+    const total = numelOf(x.shape);
+    if (total === 0) return;
+    if ((n & (n - 1)) !== 0) throw new DsvError(`hadamard: last dim ${n} is not a power of two`);
+    const sfx = this.suffix('hadamard', x.dtype);
+    const smem = n * (x.dtype === 'f64' ? 8 : 4);
+    if (smem > this.rt.info.maxSharedPerBlockOptin) throw new DsvError(`hadamard on cuda: a row of ${n} needs ${smem} bytes of shared memory, the device allows ${this.rt.info.maxSharedPerBlockOptin}`);
+    const k = this.k('hadamard', `hadamard_${sfx}`, 'hadamard');
+    if (smem > 48 * 1024) k.setMaxDynamicSmem(smem, C.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES);
+    const xc = this.contiguous(x);
+    const rows = total / n;
+    k.launch(this.rowGrid(rows), Math.min(1024, Math.max(32, n / 2)), smem, [rows, n, scale, this.ptr(out), this.ptr(xc.view)]);
+    xc.tmp?.dispose();
+  }
+
+  topk(values: View, indices: View, x: View, k: number, largest: boolean): void {
+    const n = x.shape[x.shape.length - 1] ?? 0;
+    const rows = n === 0 ? 0 : numelOf(x.shape) / n;
+    if (rows === 0 || k === 0) return;
+    if (k > n) throw new DsvError(`topk: k=${k} exceeds the last dim ${n}`);
+    const sel = x.dtype === 'f32' || x.dtype === 'bf16' || x.dtype === 'f16' ? x.dtype : 'f32';
+    const xc = this.contiguous(x, sel);
+    const kp2 = pow2ceil(k);
+    const grid = Math.min(rows, this.rt.info.multiprocessors * 4);
+    const scratch = this.tmp('i64', grid * kp2);
+    const vals = sel === values.dtype && isContig(values) ? values : { storage: this.tmp(sel, rows * k), dtype: sel, shape: values.shape, strides: contigStrides(values.shape), offset: 0 } as View;
+    this.k('topk', `topk_${sel}`, 'topk').launch(grid, 512, 0, [rows, n, k, kp2, largest ? 1 : 0, this.ptr(vals), this.ptr(indices), this.ptr(xc.view), scratch.ptr]);
+    if (vals !== values) {
+      // values of a dtype without a topk kernel: take them from the original by index (no rounding)
+      this.gather(values, this.contiguous(x).view, x.shape.length - 1, indices);
+      (vals.storage as CudaStorage).dispose();
+    }
+    scratch.dispose();
+    xc.tmp?.dispose();
+  }
+
+  // ---- indexing ------------------------------------------------------------------------------------------
+  private indexView(idx: View): { view: View; tmp: CudaStorage | null; code: number } {
+    const d = idx.dtype === 'i64' || idx.dtype === 'i32' || idx.dtype === 'u8' ? idx.dtype : 'i64';
+    const c = this.contiguous(idx, d);
+    return { ...c, code: dtCode(d) };
+  }
+  private static split(shape: readonly number[], axis: number): { outer: number; inner: number } {
+    let outer = 1;
+    let inner = 1;
+    for (let i = 0; i < axis; i++) outer *= shape[i]!;
+    for (let i = axis + 1; i < shape.length; i++) inner *= shape[i]!;
+    return { outer, inner };
+  }
+
+  gather(out: View, x: View, axis: number, idx: View): void {
+    const n = numelOf(out.shape);
+    if (n === 0) return;
+    const { inner } = CudaBackend.split(out.shape, axis);
+    const xInner = CudaBackend.split(x.shape, axis).inner;
+    const xc = this.contiguous(x, out.dtype);
+    const ic = this.indexView(idx);
+    this.k('index', `gather_${ITEMSIZE[out.dtype]}`, 'gather').launch(this.grid(n), THREADS, 0,
+      [n, out.shape[axis]!, inner, x.shape[axis]!, xInner, this.ptr(out), this.ptr(xc.view), this.ptr(ic.view), ic.code, this.rt.errWord]);
+    xc.tmp?.dispose();
+    ic.tmp?.dispose();
+  }
+
+  indexSelect(out: View, x: View, axis: number, idx: View): void {
+    const n = numelOf(out.shape);
+    if (n === 0) return;
+    const { inner } = CudaBackend.split(x.shape, axis);
+    const xc = this.contiguous(x, out.dtype);
+    const ic = this.indexView(idx);
+    this.k('index', `index_select_${ITEMSIZE[out.dtype]}`, 'index_select').launch(this.grid(n), THREADS, 0,
+      [n, numelOf(idx.shape), inner, x.shape[axis]!, this.ptr(out), this.ptr(xc.view), this.ptr(ic.view), ic.code, this.rt.errWord]);
+    xc.tmp?.dispose();
+    ic.tmp?.dispose();
+  }
+
+  private addSuffix(op: string, d: DType): string {
+    const m: Partial<Record<DType, string>> = { f32: 'f32', f64: 'f64', bf16: 'bf16', f16: 'f16', i32: 'i32', i64: 'i64' };
+    const s = m[d];
+    if (!s) throw new DsvError(`${op} on cuda: dtype ${d} has no atomic add (f32, f64, bf16, f16, i32, i64)`);
+    return s;
+  }
+
+  scatterAdd(out: View, axis: number, idx: View, src: View): void {
+    const n = numelOf(idx.shape);
+    if (n === 0) return;
+    const sfx = this.addSuffix('scatterAdd', out.dtype);
+    const { inner } = CudaBackend.split(idx.shape, axis);
+    const oInner = CudaBackend.split(out.shape, axis).inner;
+    const sInner = CudaBackend.split(src.shape, axis).inner;
+    const sc = this.contiguous(src, out.dtype);
+    const ic = this.indexView(idx);
+    this.k('index', `scatter_add_${sfx}`, 'scatter_add').launch(this.grid(n), THREADS, 0,
+      [n, idx.shape[axis]!, inner, out.shape[axis]!, oInner, src.shape[axis]!, sInner, this.ptr(out), this.ptr(ic.view), ic.code, this.ptr(sc.view), this.rt.errWord]);
+    sc.tmp?.dispose();
+    ic.tmp?.dispose();
+  }
+
+  indexAdd(out: View, axis: number, idx: View, src: View): void {
+    const n = numelOf(src.shape);
+    if (n === 0) return;
+    const sfx = this.addSuffix('indexAdd', out.dtype);
+    const { inner } = CudaBackend.split(out.shape, axis);
+    const sc = this.contiguous(src, out.dtype);
+    const ic = this.indexView(idx);
+    this.k('index', `index_add_${sfx}`, 'index_add').launch(this.grid(n), THREADS, 0,
+      [n, numelOf(idx.shape), inner, out.shape[axis]!, this.ptr(out), this.ptr(ic.view), ic.code, this.ptr(sc.view), this.rt.errWord]);
+    sc.tmp?.dispose();
+    ic.tmp?.dispose();
+  }
+
+  // ---- FP8 ---------------------------------------------------------------------------------------------
+  actQuant(q: View, s: View, x: View, block: number, ue8m0: boolean): void {
+    const N = x.shape[x.shape.length - 1] ?? 0;
+    const total = numelOf(x.shape);
+    if (total === 0 || N === 0) return;
+    const rows = total / N;
+    const src = x.dtype === 'f32' || x.dtype === 'bf16' ? x.dtype : 'f32';
+    const xc = this.contiguous(x, src);
+    const v4 = block % 128 === 0 && N % block === 0 && this.ptr(xc.view) % 16 === 0 && this.ptr(q) % 4 === 0;
+    const warps = rows * Math.ceil(N / block);
+    this.k('quant', v4 ? `act_quant_${src}_v4` : `act_quant_${src}`, 'act_quant').launch(this.grid(warps * 32), THREADS, 0,
+      [rows, N, block, ue8m0 ? 1 : 0, this.ptr(q), this.ptr(s), this.ptr(xc.view)]);
+    xc.tmp?.dispose();
+  }
+
+  /** out = e4m3(q) · s per block of `block` along the last dim (inverse of actQuant up to rounding). */
+  actDequant(out: View, q: View, s: View, block: number): void {
+    const N = q.shape[q.shape.length - 1] ?? 0;
+    const total = numelOf(q.shape);
+    if (total === 0) return;
+    if (out.dtype !== 'f32' && out.dtype !== 'bf16') throw new DsvError(`actDequant: out must be f32 or bf16, got ${out.dtype}`);
+    this.k('quant', `act_dequant_${out.dtype}`, 'act_dequant').launch(this.grid(total), THREADS, 0, [total / N, N, block, this.ptr(out), this.ptr(q), this.ptr(s)]);
+  }
+
+  // ---- graphs, timing ------------------------------------------------------------------------------------
+  /** Capture the kernels `fn` enqueues into a replayable CUDA graph (no host reads inside fn). */
+  captureGraph(fn: () => void): CudaGraph {
+    return this.rt.capture(fn);
+  }
+  event(): CudaEvent {
+    return this.rt.event(true);
+  }
+}
+
+/** Row-major (trans=false) or column-major (trans=true) matrix part with its leading dim; null if neither. */
+function layout(v: View, R: number, C: number): { trans: boolean; ld: number } | null {
+  const r = v.shape.length;
+  const sr = v.strides[r - 2]!;
+  const sc = v.strides[r - 1]!;
+  if (C <= 1 || sc === 1) {
+    const ld = R <= 1 ? Math.max(C, 1) : sr;
+    if (ld >= Math.max(C, 1)) return { trans: false, ld };
+  }
+  if (R <= 1 || sr === 1) {
+    const ld = C <= 1 ? Math.max(R, 1) : sc;
+    if (ld >= Math.max(R, 1)) return { trans: true, ld };
+  }
+  return null;
+}
+
+/** The single stride s with offset(batch i) = i · s over the flattened batch dims, or null if none. */
+function uniformBatchStride(shape: readonly number[], strides: readonly number[]): number | null {
+  let s: number | null = null;
+  let expect = 0;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    if (shape[i] === 1) continue;
+    if (s === null) {
+      s = strides[i]!;
+      expect = s * shape[i]!;
+    } else if (strides[i] !== expect) return null;
+    else expect *= shape[i]!;
+  }
+  return s ?? 0;
+}

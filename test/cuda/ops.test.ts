@@ -1,0 +1,273 @@
+// Every Backend kernel on CUDA against the CPU backend: fresh random inputs each run, poisoned outputs,
+// f32 at ~1e-5 relative error and bf16 at 1e-2, strided and broadcast views included.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as T from '../../src/tensor/index.js';
+import type { BinaryOp, UnaryOp, View } from '../../src/tensor/backend.js';
+import { onGpu, cuda, to, randn, poisoned, assertRel, assertBits, TOL, nextSeed } from './common.js';
+
+const cpu = (): T.Backend => T.getBackend('cpu');
+
+/** Run `body` on cpu and cuda with the same inputs (moved over bit-exactly); compare the outputs. */
+function both(inputs: T.Tensor[], outs: [number[], T.DType][], body: (b: T.Backend, ins: T.Tensor[], outs: T.Tensor[]) => void, tol: number | 'bits', what: string): T.Tensor[] {
+  const res: T.Tensor[][] = [];
+  for (const dev of ['cpu', 'cuda']) {
+    const ins = inputs.map((t) => (dev === 'cpu' ? t : to(t, 'cuda')));
+    const o = outs.map(([s, d]) => poisoned(s, d, dev));
+    body(T.getBackend(dev), ins, o);
+    res.push(o);
+  }
+  for (let i = 0; i < outs.length; i++) {
+    if (tol === 'bits') assertBits(res[1]![i]!, res[0]![i]!, `${what} out ${i}`);
+    else assertRel(res[1]![i]!, res[0]![i]!, tol, `${what} out ${i}`);
+  }
+  return res[1]!;
+}
+const tol = (d: T.DType): number => TOL[d] ?? 1e-5;
+
+describe('cuda kernels vs cpu', onGpu, () => {
+  test('copy and cast: contiguous, transposed, every dtype pair used by the model (bit-exact)', () => {
+    const x = randn([33, 70], 'f32');
+    for (const [from, toD] of [['f32', 'bf16'], ['f32', 'f16'], ['f32', 'f8e4m3'], ['bf16', 'f32'], ['f32', 'i32'], ['f32', 'i64'], ['f32', 'bool'], ['f32', 'f64']] as [T.DType, T.DType][]) {
+      const src = T.cast(T.muls(x, 30), from);
+      both([src], [[[33, 70], toD]], (b, [s], [o]) => b.copy(o!, s!), 'bits', `cast ${from}→${toD}`);
+      both([src], [[[70, 33], toD]], (b, [s], [o]) => b.copy(o!, T.transpose(s!)), 'bits', `transposed cast ${from}→${toD}`);
+    }
+    const i = T.cast(T.muls(x, 1e6), 'i64');
+    both([i], [[[33, 70], 'i32']], (b, [s], [o]) => b.copy(o!, s!), 'bits', 'i64→i32');
+    both([i], [[[33, 70], 'f32']], (b, [s], [o]) => b.copy(o!, s!), 'bits', 'i64→f32');
+  });
+
+  test('fill: strided destination, every dtype', () => {
+    for (const d of ['f32', 'bf16', 'f16', 'f8e4m3', 'f64', 'i32', 'i64', 'u8', 'bool'] as T.DType[]) {
+      both([], [[[6, 10], d]], (b, _i, [o]) => b.fill(T.narrow(o!, 1, 2, 5), 3.25), 'bits', `fill ${d}`);
+    }
+  });
+
+  test('unary ops, f32 and bf16, contiguous and transposed', () => {
+    const ops: [UnaryOp, number][] = [['neg', 0], ['exp', 0], ['log', 0], ['sqrt', 0], ['rsqrt', 0], ['abs', 0], ['sigmoid', 0], ['silu', 0],
+      ['relu', 0], ['tanh', 0], ['sign', 0], ['square', 0], ['recip', 0], ['floor', 0], ['ceil', 0], ['not', 0], ['adds', 1.5],
+      ['muls', -2.25], ['pows', 3], ['pows', 0.5], ['rpows', 2], ['clampmin', -0.3], ['clampmax', 0.4]];
+    for (const d of ['f32', 'bf16'] as T.DType[]) {
+      const x = randn([129, 67], d);
+      const pos = T.cast(T.adds(T.abs(T.cast(x, 'f32')), 0.1), d);
+      for (const [op, alpha] of ops) {
+        const input = op === 'log' || op === 'sqrt' || op === 'rsqrt' || op === 'pows' ? pos : x;
+        both([input], [[[129, 67], d]], (b, [s], [o]) => b.unary(op, o!, s!, alpha), tol(d), `unary ${op} ${d}`);
+        both([input], [[[67, 129], d]], (b, [s], [o]) => b.unary(op, o!, T.transpose(s!), alpha), tol(d), `unary ${op} ${d} transposed`);
+      }
+    }
+    // the 16-byte vector path with a length that leaves a tail
+    const big = randn([100003], 'bf16');
+    both([big], [[[100003], 'bf16']], (b, [s], [o]) => b.unary('silu', o!, s!, 0), tol('bf16'), 'silu vec+tail');
+  });
+
+  test('binary ops with broadcasting; comparisons write bool', () => {
+    const ops: BinaryOp[] = ['add', 'sub', 'mul', 'div', 'pow', 'maximum', 'minimum', 'eq', 'ne', 'lt', 'le', 'gt', 'ge', 'and', 'or'];
+    for (const d of ['f32', 'bf16'] as T.DType[]) {
+      const a = randn([37, 64], d);
+      const bRow = randn([1, 64], d);
+      const bFull = randn([37, 64], d);
+      const pa = T.cast(T.adds(T.abs(T.cast(a, 'f32')), 0.5), d);
+      for (const op of ops) {
+        const cmp = ['eq', 'ne', 'lt', 'le', 'gt', 'ge', 'and', 'or'].includes(op);
+        const od: T.DType = cmp ? 'bool' : d;
+        const A = op === 'pow' ? pa : a;
+        both([A, bFull], [[[37, 64], od]], (b, [x, y], [o]) => b.binary(op, o!, x!, y!), cmp ? 'bits' : tol(d), `binary ${op} ${d}`);
+        both([A, bRow], [[[37, 64], od]], (b, [x, y], [o]) => b.binary(op, o!, x!, T.expand(y!, [37, 64])), cmp ? 'bits' : tol(d), `binary ${op} ${d} broadcast row`);
+        const s = T.reshape(T.narrow(T.reshape(bRow, [64]), 0, 3, 1), []);
+        both([A, s], [[[37, 64], od]], (b, [x, y], [o]) => b.binary(op, o!, x!, T.expand(y!, [37, 64])), cmp ? 'bits' : tol(d), `binary ${op} ${d} scalar`);
+      }
+    }
+    // mixed dtypes and integer math
+    const i = T.cast(T.muls(randn([50]), 1000), 'i64');
+    const j = T.cast(T.muls(randn([50]), 1000), 'i64');
+    both([i, j], [[[50], 'i64']], (b, [x, y], [o]) => b.binary('add', o!, x!, y!), 'bits', 'i64 add');
+    both([randn([20, 8], 'bf16'), randn([20, 8], 'f32')], [[[20, 8], 'f32']], (b, [x, y], [o]) => b.binary('mul', o!, x!, y!), 1e-6, 'bf16·f32');
+  });
+
+  test('where with broadcast condition', () => {
+    const c = T.gt(randn([1, 40]), 0);
+    both([c, randn([25, 40]), randn([25, 40])], [[[25, 40], 'f32']], (b, [k, x, y], [o]) => b.where(o!, T.expand(k!, [25, 40]), x!, y!), 'bits', 'where');
+  });
+
+  test('reduce sum/max/min over inner, outer and mixed axes', () => {
+    for (const d of ['f32', 'bf16', 'f64'] as T.DType[]) {
+      const x = randn([19, 33, 130], d);
+      for (const axes of [[2], [0], [0, 2], [1], [0, 1, 2]]) {
+        const shape = [19, 33, 130].filter((_, i) => !axes.includes(i));
+        for (const op of ['sum', 'max', 'min'] as const) {
+          both([x], [[shape, d]], (b, [s], [o]) => b.reduce(op, o!, s!, axes), op === 'sum' ? tol(d) : 'bits', `reduce ${op} ${d} ${axes}`);
+        }
+      }
+    }
+    const t = randn([40, 50]);
+    both([t], [[[40], 'f32']], (b, [s], [o]) => b.reduce('sum', o!, T.transpose(s!), [1]), 1e-5, 'sum of a transposed view');
+  });
+
+  test('matmul: f32/bf16 through cuBLASLt (transposed, batched, broadcast), f64 and mixed through the fallback', () => {
+    for (const d of ['f32', 'bf16'] as T.DType[]) {
+      const a = randn([3, 37, 64], d);
+      const b = randn([3, 64, 45], d);
+      both([a, b], [[[3, 37, 45], d]], (be, [x, y], [o]) => be.matmul(o!, x!, y!), tol(d), `bmm ${d}`);
+      const bt = randn([3, 45, 64], d);
+      both([a, bt], [[[3, 37, 45], d]], (be, [x, y], [o]) => be.matmul(o!, x!, T.transpose(y!)), tol(d), `bmm ${d} bᵀ`);
+      const at = randn([3, 64, 37], d);
+      both([at, b], [[[3, 37, 45], d]], (be, [x, y], [o]) => be.matmul(o!, T.transpose(x!), y!), tol(d), `bmm ${d} aᵀ`);
+      const w = randn([64, 45], d);
+      both([a, w], [[[3, 37, 45], d]], (be, [x, y], [o]) => be.matmul(o!, x!, T.expand(y!, [3, 64, 45])), tol(d), `broadcast weight ${d}`);
+      const v = randn([1, 256], d);
+      const W = randn([256, 300], d);
+      both([v, W], [[[1, 300], d]], (be, [x, y], [o]) => be.matmul(o!, x!, y!), tol(d), `gemv M=1 ${d}`);
+    }
+    both([randn([9, 17], 'f64'), randn([17, 5], 'f64')], [[[9, 5], 'f64']], (be, [x, y], [o]) => be.matmul(o!, x!, y!), 1e-12, 'f64 fallback');
+    both([randn([9, 17], 'bf16'), randn([17, 5], 'f32')], [[[9, 5], 'f32']], (be, [x, y], [o]) => be.matmul(o!, x!, y!), 1e-5, 'mixed fallback');
+  });
+
+  test('softmax and log-softmax, f32/bf16/f64, with vector and scalar paths', () => {
+    for (const d of ['f32', 'bf16', 'f64'] as T.DType[]) {
+      for (const D of [1, 7, 64, 1000, 4096]) {
+        const x = T.cast(T.muls(randn([23, D]), 3), d);
+        for (const log of [false, true]) both([x], [[[23, D], d]], (b, [s], [o]) => b.softmax(o!, s!, log), tol(d), `softmax ${d} D=${D} log=${log}`);
+      }
+    }
+  });
+
+  test('softmax with a boolean mask and pre-scale matches masking with −inf on the cpu', () => {
+    const x = randn([4, 6, 50]);
+    const m = T.gt(randn([6, 50]), -0.5);
+    const cx = to(x, 'cuda');
+    const out = poisoned([4, 6, 50], 'f32', 'cuda');
+    cuda().softmaxEx(out, cx, { mask: to(m, 'cuda'), scale: 0.125 });
+    const ref = T.softmax(T.where(T.expand(m, [4, 6, 50]), T.muls(x, 0.125), T.full([4, 6, 50], -Infinity)));
+    assertRel(out, ref, 1e-5, 'masked softmax');
+  });
+
+  test('rmsNorm (f32, bf16, bf16 with f32 weight), fused residual, layerNorm', () => {
+    for (const [d, wd] of [['f32', 'f32'], ['bf16', 'bf16'], ['bf16', 'f32'], ['f64', 'f64']] as [T.DType, T.DType][]) {
+      for (const D of [48, 1024, 7168]) {
+        const x = randn([17, D], d);
+        const w = randn([D], wd);
+        const bb = randn([D], wd);
+        both([x, w], [[[17, D], d]], (b, [s, g], [o]) => b.rmsNorm(o!, s!, g!, 1e-6), tol(d), `rmsNorm ${d}/${wd} D=${D}`);
+        both([x, w, bb], [[[17, D], d]], (b, [s, g, h], [o]) => b.layerNorm(o!, s!, g!, h!, 1e-5), tol(d) * (d === 'f32' ? 3 : 1), `layerNorm ${d}/${wd} D=${D}`);
+      }
+    }
+    for (const d of ['f32', 'bf16'] as T.DType[]) {
+      const x = randn([9, 2048], d);
+      const r = randn([9, 2048], d);
+      const w = randn([2048], d);
+      const out = poisoned([9, 2048], d, 'cuda');
+      const h = poisoned([9, 2048], d, 'cuda');
+      cuda().rmsNormResidual(out, h, to(x, 'cuda'), to(r, 'cuda'), to(w, 'cuda'), 1e-6);
+      const hRef = T.add(x, r);
+      assertRel(h, hRef, tol(d), `residual sum ${d}`);
+      const oRef = T.empty([9, 2048], { dtype: d });
+      cpu().rmsNorm(oRef, hRef, w, 1e-6);
+      assertRel(out, oRef, tol(d), `fused rmsNorm ${d}`);
+    }
+  });
+
+  test('rope: interleaved and half-split, forward and inverse', () => {
+    for (const d of ['f32', 'bf16'] as T.DType[]) {
+      const x = randn([2, 11, 4, 64], d);
+      const ang = randn([11, 32]).toFloat64();
+      const cos = T.fromArray(Float32Array.from(ang, (a) => Math.cos(3 * a)), [11, 32]);
+      const sin = T.fromArray(Float32Array.from(ang, (a) => Math.sin(3 * a)), [11, 32]);
+      for (const inter of [true, false]) {
+        for (const inv of [false, true]) {
+          both([x, cos, sin], [[[2, 11, 4, 64], d]], (b, [s, c, n], [o]) => b.rope(o!, s!, c!, n!, inter, inv), tol(d), `rope ${d} inter=${inter} inv=${inv}`);
+        }
+      }
+    }
+  });
+
+  test('hadamard up to 16384 (dynamic shared memory) and topk with ties', () => {
+    for (const d of ['f32', 'bf16'] as T.DType[]) {
+      for (const n of [2, 128, 4096, 16384]) {
+        const x = randn([5, n], d);
+        both([x], [[[5, n], d]], (b, [s], [o]) => b.hadamard(o!, s!, 1 / Math.sqrt(n)), tol(d), `hadamard ${d} n=${n}`);
+      }
+    }
+    for (const d of ['f32', 'bf16'] as T.DType[]) {
+      // rounding to a coarse grid makes many ties: the lowest index must win on both backends
+      const x = T.cast(T.fromArray(Float32Array.from(randn([13, 3000]).toFloat64(), (v) => Math.floor(v * 4) / 4), [13, 3000]), d);
+      for (const k of [1, 8, 100, 2048]) {
+        for (const largest of [true, false]) {
+          both([x], [[[13, k], d], [[13, k], 'i64']], (b, [s], [v, i]) => b.topk(v!, i!, s!, k, largest), 'bits', `topk ${d} k=${k} largest=${largest}`);
+        }
+      }
+    }
+  });
+
+  test('gather, scatterAdd, indexSelect, indexAdd', () => {
+    const rng = new T.Rng(nextSeed());
+    const idx = (shape: number[], n: number): T.Tensor => T.fromArray(BigInt64Array.from({ length: T.numelOf(shape) }, () => BigInt(rng.int(n))), shape, { dtype: 'i64' });
+    for (const d of ['f32', 'bf16'] as T.DType[]) {
+      const x = randn([6, 50, 8], d);
+      const gi = idx([6, 20, 8], 50);
+      both([x, gi], [[[6, 20, 8], d]], (b, [s, i], [o]) => b.gather(o!, s!, 1, i!), 'bits', `gather ${d}`);
+      const si = idx([6, 20, 8], 50);
+      const src = randn([6, 20, 8], d);
+      const base = randn([6, 50, 8], d);
+      for (const [name, fn] of [
+        ['scatterAdd', (b: T.Backend, o: View, i: View, s: View) => b.scatterAdd(o, 1, i, s)],
+      ] as const) {
+        const ref = to(base, 'cpu');
+        cpu().scatterAdd(ref, 1, si, src);
+        const g = to(base, 'cuda');
+        fn(cuda(), g, to(si, 'cuda'), to(src, 'cuda'));
+        assertRel(g, ref, tol(d), `${name} ${d}`);
+      }
+      const ii = idx([30], 50);
+      both([x, ii], [[[6, 30, 8], d]], (b, [s, i], [o]) => b.indexSelect(o!, s!, 1, i!), 'bits', `indexSelect ${d}`);
+      const isrc = randn([6, 30, 8], d);
+      const ref = to(base, 'cpu');
+      cpu().indexAdd(ref, 1, ii, isrc);
+      const g = to(base, 'cuda');
+      cuda().indexAdd(g, 1, to(ii, 'cuda'), to(isrc, 'cuda'));
+      assertRel(g, ref, tol(d), `indexAdd ${d}`);
+    }
+  });
+
+  test('out-of-range index raises CudaIndexError at synchronize', async () => {
+    const { CudaIndexError } = await import('../../src/backend/cuda/index.js');
+    const x = to(randn([4, 5]), 'cuda');
+    const bad = to(T.fromArray(BigInt64Array.from([0n, 9n]), [2], { dtype: 'i64' }), 'cuda');
+    const out = poisoned([4, 2], 'f32', 'cuda');
+    cuda().indexSelect(out, x, 1, bad);
+    assert.throws(() => cuda().synchronize(), CudaIndexError);
+    cuda().synchronize(); // the error word was reset
+  });
+
+  test('actQuant (block 128 vector path, partial blocks, ue8m0) is bit-exact; dequant inverts it', () => {
+    for (const d of ['f32', 'bf16'] as T.DType[]) {
+      for (const [N, block] of [[512, 128], [300, 128], [256, 64]] as [number, number][]) {
+        for (const ue8m0 of [false, true]) {
+          const x = T.cast(T.muls(randn([7, N]), 20), d);
+          const nb = Math.ceil(N / block);
+          const [q, s] = both([x], [[[7, N], 'f8e4m3'], [[7, nb], 'f32']], (b, [v], [qq, ss]) => b.actQuant(qq!, ss!, v!, block, ue8m0), 'bits', `actQuant ${d} N=${N} block=${block} ue8m0=${ue8m0}`);
+          const deq = poisoned([7, N], 'f32', 'cuda');
+          cuda().actDequant(deq, q!, s!, block);
+          // e4m3 keeps 3 mantissa bits: relative error per element ≤ 2^-4
+          assertRel(deq, T.cast(x, 'f32'), 0.07, `dequant ${d}`);
+        }
+      }
+    }
+  });
+
+  test('swiglu on separate tensors and on the halves of one fused projection', () => {
+    for (const d of ['f32', 'bf16'] as T.DType[]) {
+      const g = randn([33, 256], d);
+      const u = randn([33, 256], d);
+      const out = poisoned([33, 256], d, 'cuda');
+      cuda().swiglu(out, to(g, 'cuda'), to(u, 'cuda'));
+      const ref = T.mul(T.silu(T.cast(g, 'f32')), T.cast(u, 'f32'));
+      assertRel(out, T.cast(ref, d), tol(d), `swiglu ${d}`);
+      const fused = to(T.cat([g, u], 1), 'cuda');
+      const out2 = poisoned([33, 256], d, 'cuda');
+      cuda().swiglu(out2, T.narrow(fused, 1, 0, 256), T.narrow(fused, 1, 256, 256));
+      assertRel(out2, T.cast(ref, d), tol(d), `swiglu fused halves ${d}`);
+    }
+  });
+});
