@@ -210,6 +210,9 @@ test('f32 typescript path: the WebAssembly SIMD kernel and the scalar kernel agr
       // pads to 2004, so 32 rows fill its 256 KiB block) and a partial last group of four.
       check('sgemm', { ta: true, tb: true, M: 3, N: 70, K: 2001, alpha: 0.5, beta: 1, pad: 1, off: 3 }, seed++);
       check('sgemm', { ta: false, tb: true, M: 1, N: 66, K: 2004, alpha: 1, beta: 0, pad: 0, off: 0, nanC: true }, seed++);
+      // More than DOT_MAX_ROWS rows with op(B) = B^T: the blocked kernel packs B^T.
+      check('sgemm', { ta: false, tb: true, M: 1030, N: 19, K: 5, alpha: 1, beta: 0.5, pad: 1, off: 0 }, seed++);
+      check('sgemm', { ta: true, tb: true, M: 1027, N: 9, K: 6, alpha: -1, beta: 0, pad: 0, off: 2 }, seed++);
     });
   }
 });

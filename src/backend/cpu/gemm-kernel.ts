@@ -58,12 +58,18 @@ export function wasmEnabled(): boolean {
 }
 
 /**
- * Below this many rows an f32 product with op(B) = B^T uses the SIMD dot kernel, which copies rows of B
- * at memcpy speed, rather than the blocked kernel, whose packing of B (about 1 ns per element in JS)
- * is only paid back when each packed element feeds enough rows. Measured single-threaded at N = K = 2048:
- * dot 27-28 GFLOP/s vs blocked 18-20 at 64-128 rows, even at 256, blocked ahead at 512.
+ * Rows up to which an f32 product with op(B) = B^T uses the SIMD dot kernels, which copy rows of B at
+ * memcpy speed, rather than the blocked kernel, whose packing of B (about 1 ns per element in JS) is paid
+ * back only when each packed element feeds many rows. Measured single-threaded (CPU time) at N = K = 2048:
+ * dot 34-36 GFLOP/s at 64-512 rows vs blocked 28-30. The copied rows of A must also stay modest in size.
  */
-export const DOT_MAX_ROWS = 192;
+export const DOT_MAX_ROWS = 1024;
+const DOT_MAX_A_FLOATS = 4 << 20;
+
+/** Whether rows [m0, m0 + m) of this product run the SIMD dot kernels (needs WebAssembly SIMD too). */
+export function usesDotKernel(p: GemmProblem, m: number): boolean {
+  return p.transB && p.C instanceof Float32Array && m <= DOT_MAX_ROWS && m * p.K <= DOT_MAX_A_FLOATS;
+}
 
 /** Per-thread packing buffers, grown on demand and reused across calls. */
 export class GemmScratch {
@@ -113,7 +119,7 @@ export function gemmRect(p: GemmProblem, m0: number, m1: number, n0: number, n1:
   const n = n1 - n0;
   // Packing pays when each packed element is reused by several micro-tiles; with fewer than MR rows
   // (or NR columns) there is no reuse, so stream the operands directly.
-  if (m < DOT_MAX_ROWS && p.transB && p.C instanceof Float32Array) {
+  if (usesDotKernel(p, m)) {
     if (rowsDotWasm(p as GemmProblem<Float32Array>, m0, m1, n0, n1, scratch)) return;
   }
   if (m < MR) {
@@ -290,7 +296,7 @@ function rowsDotWasm(p: GemmProblem<Float32Array>, m0: number, m1: number, n0: n
   const nb = Math.max(4, Math.floor(65536 / kp) & ~3);
   const bAt = m * kp;
   const tAt = bAt + nb * kp;
-  const k = s.wasmKernel(tAt + 16);
+  const k = s.wasmKernel(tAt + 32);
   if (!k) return false;
   const { w, f } = k;
   for (let r = 0; r < m; r++) {
@@ -318,12 +324,18 @@ function rowsDotWasm(p: GemmProblem<Float32Array>, m0: number, m1: number, n0: n
     }
     for (let g = 0; g < padded; g += 4) {
       const valid = Math.min(4, rows - g);
-      for (let r = 0; r < m; r++) {
-        w.d(kp, 4 * r * kp, 4 * (bAt + g * kp), 4 * tAt);
-        const c = cOff + (m0 + r) * ldc + j0 + g;
-        for (let i = 0; i < valid; i++) {
-          const t = tAt + 4 * i;
-          C[c + i] += alpha * (f[t]! + f[t + 1]! + f[t + 2]! + f[t + 3]!);
+      const bByte = 4 * (bAt + g * kp);
+      // Two rows of A per call where possible: each loaded vector of B then feeds two multiply-adds.
+      for (let r = 0; r < m; r += 2) {
+        const two = r + 1 < m;
+        if (two) w.d2(kp, 4 * r * kp, bByte, 4 * tAt);
+        else w.d(kp, 4 * r * kp, bByte, 4 * tAt);
+        for (let h = 0; h < (two ? 2 : 1); h++) {
+          const c = cOff + (m0 + r + h) * ldc + j0 + g;
+          for (let i = 0; i < valid; i++) {
+            const t = tAt + 16 * h + 4 * i;
+            C[c + i] += alpha * (f[t]! + f[t + 1]! + f[t + 2]! + f[t + 3]!);
+          }
         }
       }
     }

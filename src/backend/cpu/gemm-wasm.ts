@@ -12,6 +12,8 @@
 // rows b, b + 4kp, b + 8kp, b + 12kp (bytes), stored as four v128 partial sums (16 f32) at t; the caller
 // adds each group of four lanes. It serves matrix-vector shapes (a decode step's x W^T), where packing
 // would cost as much as the product: rows of W are copied in with memcpy-speed TypedArray.set instead.
+// Export `d2(kp, x, b, t)`: the same for two vectors at once (x and x + 4kp bytes), so each loaded row
+// vector of b feeds two multiply-adds; 32 partial sums at t, those of the first vector first.
 // The module exports its memory ("mem"); callers grow it and pack into Float32Array views of it.
 
 export const WASM_MR = 4;
@@ -123,14 +125,50 @@ function dotBody(): number[] {
   return [...uleb(body.length), ...body];
 }
 
+function dot2Body(): number[] {
+  // params: 0 kp, 1 x, 2 b, 3 t; locals: 4 end, 5..7 b1..b3, 8 x1 (i32), 9..16 acc, 17 xv0, 18 xv1, 19 bv (v128)
+  const KP = 0, X = 1, B = 2, T = 3, ENDP = 4, X1 = 8, ACC = 9, XV0 = 17, XV1 = 18, BV = 19;
+  const ROWS = [B, 5, 6, 7];
+  const code: number[] = [];
+  const get = (i: number): void => void code.push(LOCAL_GET, i);
+  const set = (i: number): void => void code.push(LOCAL_SET, i);
+  const plusRow = (from: number, to: number): void => {
+    get(from); get(KP); code.push(I32_CONST, ...sleb(2), I32_SHL, I32_ADD); set(to);
+  };
+  for (let r = 1; r < 4; r++) plusRow(ROWS[r - 1]!, ROWS[r]!);
+  plusRow(X, X1);
+  plusRow(X, ENDP);
+  code.push(BLOCK, VOID);
+  get(KP); code.push(I32_EQZ, BR_IF, 0);
+  code.push(LOOP, VOID);
+  get(X); code.push(...V128_LOAD, ...memarg(4, 0)); set(XV0);
+  get(X1); code.push(...V128_LOAD, ...memarg(4, 0)); set(XV1);
+  for (let j = 0; j < 4; j++) {
+    get(ROWS[j]!); code.push(...V128_LOAD, ...memarg(4, 0)); set(BV);
+    get(ACC + j); get(XV0); get(BV); code.push(...F32X4_MUL, ...F32X4_ADD); set(ACC + j);
+    get(ACC + 4 + j); get(XV1); get(BV); code.push(...F32X4_MUL, ...F32X4_ADD); set(ACC + 4 + j);
+    get(ROWS[j]!); code.push(I32_CONST, ...sleb(16), I32_ADD); set(ROWS[j]!);
+  }
+  get(X1); code.push(I32_CONST, ...sleb(16), I32_ADD); set(X1);
+  get(X); code.push(I32_CONST, ...sleb(16), I32_ADD, LOCAL_TEE, X);
+  get(ENDP); code.push(I32_LT_U, BR_IF, 0);
+  code.push(END, END);
+  for (let i = 0; i < 8; i++) {
+    get(T); get(ACC + i); code.push(...V128_STORE, ...memarg(4, 16 * i));
+  }
+  code.push(END);
+  const body = [...vec([[...uleb(5), I32], [...uleb(11), V128]]), ...code];
+  return [...uleb(body.length), ...body];
+}
+
 function moduleBytes(): Uint8Array {
   const bytes = [
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
     ...section(1, vec([[0x60, ...uleb(4), I32, I32, I32, I32, ...uleb(0)]])), // type 0: (i32 x4) -> ()
-    ...section(3, vec([uleb(0), uleb(0)])), // functions 0 (k) and 1 (d) have type 0
+    ...section(3, vec([uleb(0), uleb(0), uleb(0)])), // functions k, d and d2 all have type 0
     ...section(5, vec([[0x00, ...uleb(1)]])), // one memory, 1 page minimum, no maximum
-    ...section(7, vec([[...str('mem'), 0x02, ...uleb(0)], [...str('k'), 0x00, ...uleb(0)], [...str('d'), 0x00, ...uleb(1)]])),
-    ...section(10, vec([kernelBody(), dotBody()])),
+    ...section(7, vec([[...str('mem'), 0x02, ...uleb(0)], [...str('k'), 0x00, ...uleb(0)], [...str('d'), 0x00, ...uleb(1)], [...str('d2'), 0x00, ...uleb(2)]])),
+    ...section(10, vec([kernelBody(), dotBody(), dot2Body()])),
   ];
   return new Uint8Array(bytes);
 }
@@ -153,6 +191,8 @@ export interface WasmKernel {
   k(kc: number, a: number, b: number, t: number): void;
   /** Four length-kp dot products as 16 partial sums; addresses are byte offsets into `memory`. */
   d(kp: number, x: number, b: number, t: number): void;
+  /** `d` for two vectors, x and x + 4kp: 32 partial sums, those of x first. */
+  d2(kp: number, x: number, b: number, t: number): void;
   memory: WasmMemory;
 }
 
@@ -170,6 +210,6 @@ export function instantiateWasmKernel(): WasmKernel | null {
   }
   if (!compiled) return null;
   const inst = new wasmApi!.Instance(compiled, {});
-  const ex = inst.exports as unknown as { k: WasmKernel['k']; d: WasmKernel['d']; mem: WasmMemory };
-  return { k: ex.k, d: ex.d, memory: ex.mem };
+  const ex = inst.exports as unknown as Omit<WasmKernel, 'memory'> & { mem: WasmMemory };
+  return { k: ex.k, d: ex.d, d2: ex.d2, memory: ex.mem };
 }

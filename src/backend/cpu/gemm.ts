@@ -6,7 +6,7 @@
 // DSV32_BLAS=off forces the TypeScript path; DSV32_GEMM_THREADS caps its threads.
 import { DsvError } from '../../errors.js';
 import { loadBlas, type Blas } from './blas.js';
-import { DOT_MAX_ROWS, GemmScratch, MR, gemmRect, wasmEnabled, type FloatArray, type GemmProblem } from './gemm-kernel.js';
+import { GemmScratch, MR, gemmRect, usesDotKernel, wasmEnabled, type FloatArray, type GemmProblem } from './gemm-kernel.js';
 import { GemmPool, gemmThreads } from './gemm-pool.js';
 import { instantiateWasmKernel } from './gemm-wasm.js';
 
@@ -169,7 +169,7 @@ export function parallelChunks(p: GemmProblem, threads: number): Int32Array | nu
   // Each chunk re-packs the whole other operand (about 1 ns per element); keep that near 10% of the
   // chunk's compute: 256 wide for the blocked SIMD kernel, 64 for the scalar kernel (10x slower
   // compute) and for the dot kernel, which splits only N since a split of M would copy all of B again.
-  const dot = simd && p.transB && p.M < DOT_MAX_ROWS;
+  const dot = simd && usesDotKernel(p, p.M);
   const chunks = splitC(p.M, p.N, threads, simd && !dot ? 256 : 64, dot);
   if (!chunks) return null;
   // Operands that are not already in shared memory must be copied (and C copied back) for workers to see them.
