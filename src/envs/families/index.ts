@@ -3,6 +3,7 @@ import { registerFamily } from './registry.js';
 import { tripFamily } from './trip/family.js';
 import { codeInterpreterFamily } from './code-interpreter/family.js';
 import { searchFamily } from './search/family.js';
+import { codeAgentFamily } from './code-agent/family.js';
 
 let registered = false;
 
@@ -12,4 +13,5 @@ export function registerBuiltinFamilies(): void {
   registerFamily(tripFamily);
   registerFamily(codeInterpreterFamily);
   registerFamily(searchFamily);
+  registerFamily(codeAgentFamily);
 }
