@@ -6,6 +6,7 @@
 // (solution.ts), so this holds by construction and is reported as such.
 import { isDeepStrictEqual } from 'node:util';
 import { dbFingerprint } from './db-state.js';
+import { EpisodeError } from './errors.js';
 import { Episode, type ToolCallRecord, type Verdict } from './episode.js';
 import type { Environment, LoadedTask } from './load.js';
 import { perturbAnswer } from './perturb.js';
@@ -125,7 +126,7 @@ export interface ValidateOptions {
 export async function validateEnvironment(env: Environment, opts: ValidateOptions = {}): Promise<ValidationReport> {
   const tasks = opts.taskIds ? opts.taskIds.map((id) => {
     const t = env.taskById.get(id);
-    if (!t) throw new Error(`environment ${env.manifest.id} has no task "${id}"`);
+    if (!t) throw new EpisodeError(`environment ${env.manifest.id} has no task "${id}"`);
     return t;
   }) : env.tasks;
   const called = new Set<string>();
