@@ -1,0 +1,60 @@
+// `dsv32 eval --envs DIR --base-url URL --model NAME -k 4`: runs the agent on every task, verifies,
+// and prints pass@1 / pass@k per family as a table (or JSON with --json; --out writes the JSON too).
+import { writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Command, InvalidArgumentError } from 'commander';
+import { formatReportTable, runEval } from '../envs/eval/run.js';
+import { makeRunner } from '../envs/queue/runner.js';
+
+function intArg(name: string, min: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}, got "${v}"`);
+    return n;
+  };
+}
+
+export function register(program: Command): void {
+  program
+    .command('eval')
+    .description('run the agent on environment tasks and report pass@1 / pass@k per family')
+    .requiredOption('--envs <dir>', 'an environment directory, or a directory of them')
+    .requiredOption('--base-url <url>', 'OpenAI-compatible endpoint including /v1 (key from $DSV32_API_KEY)')
+    .requiredOption('--model <name>', 'model name')
+    .option('-k, --k <n>', 'k of pass@k', intArg('-k', 1), 4)
+    .option('--attempts <n>', 'attempts per task (>= k; default k)', intArg('--attempts', 1))
+    .option('--max-steps <n>', 'model calls per attempt', intArg('--max-steps', 1), 30)
+    .option('--tasks-per-env <n>', 'only the first N tasks of each environment', intArg('--tasks-per-env', 1))
+    .option('--temperature <t>', 'sampling temperature', (v) => Number(v))
+    .option('--db <file>', 'results database (resumable)', '')
+    .option('--run <id>', 'run id (default: derived from endpoint, model and envs)')
+    .option('--jobs <n>', 'attempts run at once (local pool)', intArg('--jobs', 1), 4)
+    .option('--queue <url>', 'send attempts to a BullMQ queue on Redis (served by `dsv32 worker`)')
+    .option('--json', 'print the report as JSON instead of a table')
+    .option('--out <file>', 'also write the JSON report here')
+    .action(async (o: { envs: string; baseUrl: string; model: string; k: number; attempts?: number; maxSteps: number; tasksPerEnv?: number; temperature?: number; db: string; run?: string; jobs: number; queue?: string; json?: boolean; out?: string }) => {
+      const runner = makeRunner({ ...(o.queue ? { queue: o.queue } : {}), jobs: o.jobs });
+      try {
+        const report = await runEval({
+          envsDir: o.envs,
+          model: { baseUrl: o.baseUrl, model: o.model, ...(o.temperature !== undefined ? { temperature: o.temperature } : {}) },
+          k: o.k,
+          ...(o.attempts ? { attempts: o.attempts } : {}),
+          dbPath: o.db || join(resolve(o.envs), 'eval.sqlite'),
+          ...(o.run ? { runId: o.run } : {}),
+          maxSteps: o.maxSteps,
+          ...(o.tasksPerEnv ? { tasksPerEnv: o.tasksPerEnv } : {}),
+          runner,
+          onOutcome: (oc, done, total) => process.stderr.write(`[eval] ${done}/${total} ${oc.ok ? 'ok' : `FAILED ${oc.error}`} ${oc.id}\n`),
+        });
+        if (o.out) writeFileSync(o.out, JSON.stringify(report, null, 2) + '\n');
+        process.stdout.write(o.json ? JSON.stringify(report, null, 2) + '\n' : formatReportTable(report));
+        if (report.failedJobs.length) {
+          process.stderr.write(`[eval] ${report.failedJobs.length} attempts failed (endpoint errors); rerun to retry them\n`);
+          process.exitCode = 1;
+        }
+      } finally {
+        await runner.close();
+      }
+    });
+}

@@ -1,0 +1,8 @@
+// Typed errors of the job queue. Messages name the argument (queue URL, job kind) and what was expected.
+import { DsvError } from '../../errors.js';
+
+/** A --queue URL, queue option or job payload is malformed. */
+export class QueueConfigError extends DsvError {}
+
+/** A job failed for good (its handler threw on every permitted try). */
+export class JobFailedError extends DsvError {}

@@ -1,0 +1,4 @@
+// Typed errors of the synthesis pipeline (bad options, an unusable output directory or database).
+import { DsvError } from '../../errors.js';
+
+export class SynthError extends DsvError {}
