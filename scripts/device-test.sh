@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The one script a GPU run executes, from the repository root, with a prebuilt dist/ (tsc output and
+# dist/kernels/*.cubin) and node_modules holding koffi. Nothing is compiled here except the cuBLASLt
+# constants, which are generated from this machine's cublasLt.h (a C probe built with its cc).
+#   OUT=/some/dir bash scripts/device-test.sh [tests|bench|all]
+# Logs and JSON go to $OUT; a short table is printed last.
+set -uo pipefail
+what=${1:-all}
+OUT=${OUT:-/tmp/dsv32-device-out}
+mkdir -p "$OUT"
+if ! command -v node >/dev/null 2>&1 && [ -f .device/bootstrap.sh ]; then source .device/bootstrap.sh; fi
+command -v node >/dev/null || { echo "device-test: node not found (run ../shared/device/prepare.sh and carry .device)"; exit 2; }
+[ -d dist/kernels ] || { echo "device-test: dist/kernels missing: run npm run build && npm run kernels before carrying dist"; exit 2; }
+echo "== $(date -u +%FT%TZ) node $(node -v)"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv,noheader 2>&1 | head -2
+
+# cuBLASLt constants from the real header here; the .ts comes back to be committed, the .js twin is used now
+GEN_HOST_NOTE="the H200 test machine ($(date -u +%F))" node scripts/gen-cuda-consts.mjs --lib cublaslt \
+  --out "$OUT/cublaslt-consts.ts" --js-out dist/src/backend/cuda/cublaslt-consts.js 2>&1 | tee "$OUT/gen.log"
+
+summary=()
+if [ "$what" = all ] || [ "$what" = tests ]; then
+  timeout 200 node --test --test-reporter=tap dist/test/cuda/*.test.js > "$OUT/test-cuda.log" 2>&1
+  summary+=("cuda tests: $(grep -E '^# (pass|fail|skipped)' "$OUT/test-cuda.log" | tr '\n' ' ')")
+  # the backend-agnostic tensor suite with 'cuda' registered: tests written per device run on both
+  DSV32_TEST_DEVICES=cpu,cuda timeout 150 node --import ./dist/src/backend/cuda/index.js --test --test-reporter=tap dist/test/tensor/*.test.js > "$OUT/test-tensor.log" 2>&1
+  summary+=("tensor tests (cpu+cuda): $(grep -E '^# (pass|fail|skipped)' "$OUT/test-tensor.log" | tr '\n' ' ')")
+fi
+if [ "$what" = all ] || [ "$what" = bench ]; then
+  PYTHONUNBUFFERED=1 timeout 150 python3 bench/cuda_ref.py > "$OUT/torch-ref.json" 2> "$OUT/torch-ref.err" || echo "torch reference failed: $(tail -3 "$OUT/torch-ref.err")"
+  timeout 150 node dist/bench/cuda-bench.js --torch "$OUT/torch-ref.json" --out "$OUT/bench-cuda.json" > "$OUT/bench.log" 2>&1 || echo "bench exited $?"
+fi
+echo "== failures"
+grep -E '^not ok|^\s+not ok' "$OUT"/test-*.log 2>/dev/null | head -40
+grep -B2 -A12 -E '^\s+not ok' "$OUT/test-cuda.log" 2>/dev/null | grep -E "error:|message|expected|actual|not ok" | head -60
+echo "== bench"
+cat "$OUT/bench.log" 2>/dev/null
+echo "== summary"
+printf '%s\n' "${summary[@]}"
