@@ -337,13 +337,20 @@ export function runSandboxed(spec: SandboxRunSpec): Promise<SandboxResult> {
       clearTimeout(timer);
       reject(new SandboxUnavailableError(`cannot start ${host.bwrap}: ${e.message}`));
     });
+    // 'close' waits for every holder of our pipes. The pid namespace normally guarantees they died
+    // with bwrap; should anything in bwrap's process group outlive it and hold a pipe, kill the group
+    // (which cannot have been recycled while members remain) and stop waiting.
+    child.on('exit', () => {
+      setTimeout(() => {
+        if (settled) return;
+        kill();
+        for (const s of child.stdio) s?.destroy();
+      }, 2000).unref();
+    });
     child.on('close', (code, signal) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      // A program that left background processes holding a pipe keeps 'close' from firing until the
-      // namespace dies, which the kill guarantees; make sure it happened.
-      kill();
       const stdout = Buffer.concat(out).toString('utf8');
       const stderr = Buffer.concat(err).toString('utf8');
       const signo = signal ? osConstants.signals[signal] : 0;
