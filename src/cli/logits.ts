@@ -27,7 +27,7 @@ function readTokens(file: string): number[][] {
   return r.data.tokens;
 }
 
-interface Forced {
+export interface Forced {
   topk: Int32Array[];
   routes: (Int32Array | null)[];
   k: number;
@@ -36,7 +36,7 @@ interface Forced {
 }
 
 /** The golden's prefill choices [L, B, S, ·] as per-layer [B, S, ·] arrays. */
-function readForced(file: string, model: DeepseekV32, B: number): Forced {
+export function readForced(file: string, model: DeepseekV32, B: number): Forced {
   const f = SafetensorsFile.open(file);
   try {
     for (const n of ['prefill_topk', 'prefill_routing']) if (!f.has(n)) throw new LogitsCliError(`--force-from ${file}: no tensor '${n}'`);
