@@ -6,6 +6,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { makeRunner } from '../envs/queue/runner.js';
 import { exportPrompts } from '../envs/synth/export.js';
 import { runSynth } from '../envs/synth/pipeline.js';
+import { SynthError } from '../envs/synth/errors.js';
 
 function intArg(name: string, min: number) {
   return (v: string): number => {
@@ -47,12 +48,12 @@ export function register(program: Command): void {
   const synth = program
     .command('synth')
     .description('synthesize environments and tasks for a category with an LLM agent; keep tasks with pass@k > 0')
-    .requiredOption('--category <name>', 'task category, e.g. "travel itinerary"')
-    .requiredOption('--base-url <url>', 'OpenAI-compatible endpoint of the synthesis model (key from $DSV32_API_KEY)')
-    .requiredOption('--model <name>', 'synthesis model name')
+    .option('--category <name>', 'task category, e.g. "travel itinerary"')
+    .option('--base-url <url>', 'OpenAI-compatible endpoint of the synthesis model (key from $DSV32_API_KEY)')
+    .option('--model <name>', 'synthesis model name')
     .option('--policy-base-url <url>', 'endpoint of the policy that must solve the tasks (default: --base-url)')
     .option('--policy-model <name>', 'policy model name (default: --model)')
-    .requiredOption('--out <dir>', 'output directory: drafts/, envs/, prompts.jsonl, synth.log.jsonl')
+    .option('--out <dir>', 'output directory: drafts/, envs/, prompts.jsonl, synth.log.jsonl')
     .option('--db <file>', 'state database (default <out>/synth.sqlite)')
     .option('--k <n>', 'policy attempts per task; kept iff one passes (the paper used 100)', intArg('--k', 1), 8)
     .option('--max-envs <n>', 'environments to build', intArg('--max-envs', 1), 1)
@@ -65,6 +66,9 @@ export function register(program: Command): void {
     .option('--jobs <n>', 'environments built at once (local pool)', intArg('--jobs', 1), 1)
     .option('--queue <url>', 'send environment jobs to a BullMQ queue on Redis (served by `dsv32 worker`)')
     .action(async (o: SynthCli) => {
+      // Checked here rather than with requiredOption, which commander would also enforce on `synth export`.
+      const missing = (['category', 'baseUrl', 'model', 'out'] as const).filter((k) => !o[k]).map((k) => `--${k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())}`);
+      if (missing.length) throw new SynthError(`synth: missing required option${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`);
       const temp = o.temperature !== undefined ? { temperature: o.temperature } : {};
       const runner = makeRunner({ ...(o.queue ? { queue: o.queue } : {}), jobs: o.jobs, log: (e) => e.line && process.stderr.write(`${String(e.line)}\n`) });
       try {

@@ -137,7 +137,14 @@ class EnvSynthesis {
         // A task stage is over once its task is accepted; no need to pay for a closing message.
         beforeStep: () => (stage.accepted ? { stop: true } : undefined),
         onToolResult: (_s, call, r) => {
-          if (call.function.name === 'submit_task' && !r.ok) this.log.event({ event: 'task_rejected', key, detail: r.content.slice(0, 300) });
+          if (call.function.name !== 'submit_task') return;
+          let rejected = !r.ok;
+          try {
+            rejected ||= (JSON.parse(r.content) as { ok?: boolean }).ok === false;
+          } catch {
+            // not JSON: a tool error text, already counted by r.ok
+          }
+          if (rejected) this.log.event({ event: 'task_rejected', key, detail: r.content.slice(0, 300) });
         },
       },
     });
