@@ -94,3 +94,46 @@ extern "C" __global__ void act_dequant_f32(int64_t rows, int64_t N, int64_t bloc
 extern "C" __global__ void act_dequant_bf16(int64_t rows, int64_t N, int64_t block, __nv_bfloat16* out, const uint8_t* q, const float* s) {
   act_dequant<__nv_bfloat16>(rows, N, block, out, q, s);
 }
+
+// Block size 128 over rows whose length is a multiple of 128 (DeepSeek's activations): a half-warp
+// owns one block, each lane 8 consecutive elements (16 B of bf16, 32 B of f32) held in registers, and
+// every half-warp has U blocks' loads in flight before reducing, to keep enough bytes moving.
+template <class T, int U>
+__device__ void act_quant_b128(int64_t nblk, int ue8m0, uint8_t* q, float* s, const T* x) {
+  const int lane = threadIdx.x & 15;
+  const int64_t hw = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 4;
+  const int64_t nhw = ((int64_t)gridDim.x * blockDim.x) >> 4;
+  for (int64_t b0 = hw; b0 < nblk; b0 += nhw * U) {
+    Vec<T, 8> v[U];
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      const int64_t b = b0 + u * nhw;
+      if (b < nblk) v[u] = *reinterpret_cast<const Vec<T, 8>*>(x + b * 128 + lane * 8);
+    }
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      const int64_t b = b0 + u * nhw;
+      float amax = 0.0f;
+#pragma unroll
+      for (int k = 0; k < 8; k++) amax = amax_merge(amax, fabsf(to_f<T>(v[u].v[k])));
+#pragma unroll
+      for (int o = 8; o > 0; o >>= 1) amax = amax_merge(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+      if (b < nblk) {
+        const float sc = quant_scale(amax, ue8m0);
+        if (lane == 0) s[b] = sc;
+        uint2 c;
+        c.x = (uint32_t)quant_one(to_f<T>(v[u].v[0]), sc) | ((uint32_t)quant_one(to_f<T>(v[u].v[1]), sc) << 8) |
+              ((uint32_t)quant_one(to_f<T>(v[u].v[2]), sc) << 16) | ((uint32_t)quant_one(to_f<T>(v[u].v[3]), sc) << 24);
+        c.y = (uint32_t)quant_one(to_f<T>(v[u].v[4]), sc) | ((uint32_t)quant_one(to_f<T>(v[u].v[5]), sc) << 8) |
+              ((uint32_t)quant_one(to_f<T>(v[u].v[6]), sc) << 16) | ((uint32_t)quant_one(to_f<T>(v[u].v[7]), sc) << 24);
+        *reinterpret_cast<uint2*>(q + b * 128 + lane * 8) = c;
+      }
+    }
+  }
+}
+extern "C" __global__ void act_quant_bf16_b128(int64_t nblk, int ue8m0, uint8_t* q, float* s, const __nv_bfloat16* x) {
+  act_quant_b128<__nv_bfloat16, 4>(nblk, ue8m0, q, s, x);
+}
+extern "C" __global__ void act_quant_f32_b128(int64_t nblk, int ue8m0, uint8_t* q, float* s, const float* x) {
+  act_quant_b128<float, 2>(nblk, ue8m0, q, s, x);
+}

@@ -1,6 +1,6 @@
 // Top-k over the last dim, one block per row, exact and with the CPU's tie rule.
-// Each element gets a unique 64-bit key: the high 32 bits order the values (NaN on top, then larger
-// first for largest=1, smaller first for largest=0), the low 32 bits are 0xFFFFFFFF − index so that
+// Each element gets a unique 64-bit key: the high 32 bits order the values (larger first for largest=1,
+// smaller first for largest=0; NaN counts as the largest value), the low 32 bits are 0xFFFFFFFF − index so that
 // among equal values the lowest index ranks first. Because keys are unique, the k-th largest key
 // splits the row into exactly k winners:
 //  1. radix select: 8 passes of 8 bits over the row, each a shared-memory histogram of the next digit
@@ -11,7 +11,7 @@
 #include "common.cuh"
 
 __device__ __forceinline__ uint32_t order_key(float v, int largest) {
-  if (v != v) return 0xffffffffu;
+  if (v != v) return largest ? 0xffffffffu : 0u;  // NaN is the largest value: first when largest, last otherwise
   const uint32_t b = __float_as_uint(v);
   const uint32_t o = (b & 0x80000000u) ? ~b : (b | 0x80000000u);  // monotone map of floats onto uint32
   return largest ? o : ~o;

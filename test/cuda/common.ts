@@ -63,8 +63,9 @@ export function assertRel(actual: T.Tensor, expected: T.Tensor, tol: number, wha
 
 /** Bitwise equality of two tensors' host representations. */
 export function assertBits(actual: T.Tensor, expected: T.Tensor, what: string, maxMismatch = 0): void {
-  const a = actual.toHost();
-  const e = expected.toHost();
+  // raw bytes: NaN payloads and -0 compare exactly
+  const a = T.hostBytes(actual.toHost());
+  const e = T.hostBytes(expected.toHost());
   assert.equal(a.length, e.length, `${what}: length`);
   let bad = 0;
   let first = -1;
@@ -74,5 +75,5 @@ export function assertBits(actual: T.Tensor, expected: T.Tensor, what: string, m
       if (first < 0) first = i;
     }
   }
-  assert.ok(bad <= maxMismatch, `${what}: ${bad} of ${a.length} elements differ (first at ${first}: ${a[first]} vs ${e[first]})`);
+  assert.ok(bad <= maxMismatch, `${what}: ${bad} of ${a.length} bytes differ (first at ${first}: ${a[first]} vs ${e[first]})`);
 }

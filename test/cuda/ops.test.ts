@@ -126,7 +126,7 @@ describe('cuda kernels vs cpu', onGpu, () => {
 
   test('softmax and log-softmax, f32/bf16/f64, with vector and scalar paths', () => {
     for (const d of ['f32', 'bf16', 'f64'] as T.DType[]) {
-      for (const D of [1, 7, 64, 1000, 4096]) {
+      for (const D of [1, 7, 64, 1000, 4096, 7168, 16384, 70000]) {
         const x = T.cast(T.muls(randn([23, D]), 3), d);
         for (const log of [false, true]) both([x], [[[23, D], d]], (b, [s], [o]) => b.softmax(o!, s!, log), tol(d), `softmax ${d} D=${D} log=${log}`);
       }
@@ -230,13 +230,19 @@ describe('cuda kernels vs cpu', onGpu, () => {
     }
   });
 
-  test('out-of-range index raises CudaIndexError at synchronize', async () => {
+  test('out-of-range index raises CudaIndexError: at the call (eager) or at synchronize (deferred)', async () => {
     const { CudaIndexError } = await import('../../src/backend/cuda/index.js');
     const x = to(randn([4, 5]), 'cuda');
     const bad = to(T.fromArray(BigInt64Array.from([0n, 9n]), [2], { dtype: 'i64' }), 'cuda');
     const out = poisoned([4, 2], 'f32', 'cuda');
-    cuda().indexSelect(out, x, 1, bad);
-    assert.throws(() => cuda().synchronize(), CudaIndexError);
+    assert.throws(() => cuda().indexSelect(out, x, 1, bad), CudaIndexError);
+    cuda().eagerIndexChecks = false;
+    try {
+      cuda().indexSelect(out, x, 1, bad);
+      assert.throws(() => cuda().synchronize(), CudaIndexError);
+    } finally {
+      cuda().eagerIndexChecks = true;
+    }
     cuda().synchronize(); // the error word was reset
   });
 

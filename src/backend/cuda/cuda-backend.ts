@@ -55,6 +55,15 @@ function contigStrides(shape: readonly number[]): number[] {
   }
   return s;
 }
+/**
+ * Register-cached row kernels: NV vectors per thread (1, 2, 4 or 8) and about 256 threads, so a row of
+ * nv vectors is read once into registers. null when a row is too long for that (the re-reading kernel).
+ */
+function cacheShape(nv: number): { nv: number; threads: number } | null {
+  const per = pow2ceil(Math.ceil(nv / 256));
+  if (per > 8) return null;
+  return { nv: per, threads: Math.max(32, Math.ceil(Math.ceil(nv / per) / 32) * 32) };
+}
 function pow2ceil(n: number): number {
   let p = 1;
   while (p < n) p *= 2;
@@ -78,6 +87,7 @@ const SIG: Record<string, readonly ParamKind[]> = {
   swiglu: ['i64', 'i64', 'p', 'p', 'i64', 'p', 'i64'],
   act_quant: ['i64', 'i64', 'i64', 'i32', 'p', 'p', 'p'],
   act_dequant: ['i64', 'i64', 'i64', 'p', 'p', 'p'],
+  act_quant_b128: ['i64', 'i32', 'p', 'p', 'p'],
   hadamard: ['i64', 'i32', 'f64', 'p', 'p'],
   topk: ['i64', 'i64', 'i64', 'i64', 'i32', 'p', 'p', 'p', 'p'],
   gather: ['i64', 'i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'i32', 'p'],
@@ -101,6 +111,13 @@ export class CudaBackend implements Backend {
   private lt: BlasLt | null = null;
   private readonly finalizer = new FinalizationRegistry<{ ptr: number; size: number }>((b) => this.rt.allocator.release(b.ptr, b.size));
   private readonly maxGrid: number;
+  /**
+   * Index kernels report out-of-range indices through the device error word. With eager checks (the
+   * default) the op waits for the kernel and throws right away, as the CPU backend does; set false to
+   * defer the check to the next synchronize()/toHost() and keep the stream asynchronous. Inside graph
+   * capture the check is always deferred.
+   */
+  eagerIndexChecks = true;
 
   constructor(ordinal = 0) {
     this.rt = new CudaRuntime(ordinal);
@@ -405,8 +422,9 @@ export class CudaBackend implements Backend {
     }
     const v = VEC[x.dtype];
     const vec = v && D % v === 0 && this.aligned16(xc.view, out) ? v : 1;
-    const name = vec > 1 ? `softmax_${sfx}_v${vec}` : `softmax_${sfx}`;
-    this.k('softmax', name, 'softmax').launch(this.rowGrid(rows), this.rowThreads(D / vec), 0,
+    const cached = vec > 1 ? cacheShape(D / vec) : null;
+    const name = cached ? `softmax_${sfx}_v${vec}_r${cached.nv}` : vec > 1 ? `softmax_${sfx}_v${vec}` : `softmax_${sfx}`;
+    this.k('softmax', name, 'softmax').launch(this.rowGrid(rows), cached ? cached.threads : this.rowThreads(D / vec), 0,
       [rows, D, o.scale ?? 1, this.ptr(out), this.ptr(xc.view), maskPtr, maskRows, o.log ? 1 : 0]);
     xc.tmp?.dispose();
     mtmp?.dispose();
@@ -433,7 +451,9 @@ export class CudaBackend implements Backend {
     const v = VEC[x.dtype];
     const views = [xc.view, out, ...(rc ? [rc.view] : []), ...(hOut ? [hOut] : [])];
     const vec = v && D % v === 0 && (tag === 'f32' || tag === 'bf16' || tag === 'bf16w32') && this.aligned16(...views) ? v : 1;
-    this.k('norm', vec > 1 ? `rmsnorm_${tag}_v${vec}` : `rmsnorm_${tag}`, 'rmsnorm').launch(this.rowGrid(rows), this.rowThreads(D / vec), 0,
+    const cached = vec > 1 ? cacheShape(D / vec) : null;
+    const name = cached ? `rmsnorm_${tag}_v${vec}_r${cached.nv}` : vec > 1 ? `rmsnorm_${tag}_v${vec}` : `rmsnorm_${tag}`;
+    this.k('norm', name, 'rmsnorm').launch(this.rowGrid(rows), cached ? cached.threads : this.rowThreads(D / vec), 0,
       [rows, D, eps, this.ptr(out), hOut ? this.ptr(hOut) : 0, this.ptr(xc.view), rc ? this.ptr(rc.view) : 0, this.ptr(wc.view)]);
     wc.tmp?.dispose();
     xc.tmp?.dispose();
@@ -575,6 +595,7 @@ export class CudaBackend implements Backend {
       [n, out.shape[axis]!, inner, x.shape[axis]!, xInner, this.ptr(out), this.ptr(xc.view), this.ptr(ic.view), ic.code, this.rt.errWord]);
     xc.tmp?.dispose();
     ic.tmp?.dispose();
+    this.indexChecked();
   }
 
   indexSelect(out: View, x: View, axis: number, idx: View): void {
@@ -587,6 +608,11 @@ export class CudaBackend implements Backend {
       [n, numelOf(idx.shape), inner, x.shape[axis]!, this.ptr(out), this.ptr(xc.view), this.ptr(ic.view), ic.code, this.rt.errWord]);
     xc.tmp?.dispose();
     ic.tmp?.dispose();
+    this.indexChecked();
+  }
+
+  private indexChecked(): void {
+    if (this.eagerIndexChecks && !this.rt.capturing) this.rt.checkErrors();
   }
 
   private addSuffix(op: string, d: DType): string {
@@ -609,6 +635,7 @@ export class CudaBackend implements Backend {
       [n, idx.shape[axis]!, inner, out.shape[axis]!, oInner, src.shape[axis]!, sInner, this.ptr(out), this.ptr(ic.view), ic.code, this.ptr(sc.view), this.rt.errWord]);
     sc.tmp?.dispose();
     ic.tmp?.dispose();
+    this.indexChecked();
   }
 
   indexAdd(out: View, axis: number, idx: View, src: View): void {
@@ -622,6 +649,7 @@ export class CudaBackend implements Backend {
       [n, numelOf(idx.shape), inner, out.shape[axis]!, this.ptr(out), this.ptr(ic.view), ic.code, this.ptr(sc.view), this.rt.errWord]);
     sc.tmp?.dispose();
     ic.tmp?.dispose();
+    this.indexChecked();
   }
 
   // ---- FP8 ---------------------------------------------------------------------------------------------
@@ -632,6 +660,16 @@ export class CudaBackend implements Backend {
     const rows = total / N;
     const src = x.dtype === 'f32' || x.dtype === 'bf16' ? x.dtype : 'f32';
     const xc = this.contiguous(x, src);
+    const esz = src === 'bf16' ? 2 : 4;
+    if (block === 128 && N % 128 === 0 && this.ptr(xc.view) % (8 * esz) === 0 && this.ptr(q) % 8 === 0) {
+      // half-warp per 128-block, U blocks in flight per half-warp (U = 4 for bf16, 2 for f32)
+      const nblk = total / 128;
+      const U = src === 'bf16' ? 4 : 2;
+      this.k('quant', `act_quant_${src}_b128`, 'act_quant_b128').launch(this.grid(Math.ceil((nblk * 16) / U)), THREADS, 0,
+        [nblk, ue8m0 ? 1 : 0, this.ptr(q), this.ptr(s), this.ptr(xc.view)]);
+      xc.tmp?.dispose();
+      return;
+    }
     const v4 = block % 128 === 0 && N % block === 0 && this.ptr(xc.view) % 16 === 0 && this.ptr(q) % 4 === 0;
     const warps = rows * Math.ceil(N / block);
     this.k('quant', v4 ? `act_quant_${src}_v4` : `act_quant_${src}`, 'act_quant').launch(this.grid(warps * 32), THREADS, 0,
