@@ -308,13 +308,15 @@ export function parseCompletionLenient(text: string, mode: ThinkingMode, options
     }
     textFrom = g.end;
   }
+  // Text after the last tag belongs to an invoke left open (truncated output), not to the content.
+  const openAtEnd = invoke !== undefined;
   if (param) {
     finishParam(t.length, false);
     if (invoke) invoke.issues.push('the text ends inside a parameter');
   }
   if (invoke) finishInvoke(t.length, false);
   const tail = t.slice(textFrom);
-  if (!inBlock) contentParts.push(sawBlock ? tail.trim() : tail);
+  if (!inBlock && !openAtEnd) contentParts.push(sawBlock ? tail.trim() : tail);
   else if (tail.trim()) repairs.push('tool-call block not closed');
   let content = contentParts.filter((p, i) => p || i === 0).join('\n\n');
   const cut = content.replace(PARTIAL_AT_END, '');

@@ -6,6 +6,8 @@ import { register as registerSandbox } from './sandbox.js';
 import { register as registerEnv } from './env.js';
 import { register as registerAgent } from './agent.js';
 import { register as registerLogits } from './logits.js';
+import { register as registerEncode } from './encode.js';
+import { register as registerParse } from './parse.js';
 
 const program = new Command();
 program
@@ -20,6 +22,8 @@ registerSandbox(program);
 registerEnv(program);
 registerAgent(program);
 registerLogits(program);
+registerEncode(program);
+registerParse(program);
 
 async function main(): Promise<void> {
   try {

@@ -15,7 +15,11 @@ test('the three official fixtures encode byte-exact (thinking, drop_thinking, bo
   assert.equal(fixtures.length, 3);
   for (const f of fixtures) {
     const got = encodeMessages(f.messages, { mode: 'thinking', dropThinking: true, bos: true });
-    assert.ok(got === f.gold, `${f.name}: prompt differs from gold at offset ${[...got].findIndex((c, i) => c !== [...f.gold][i])}`);
+    if (got !== f.gold) {
+      let k = 0;
+      while (got[k] === f.gold[k]) k++;
+      assert.fail(`${f.name}: prompt differs from gold at offset ${k}: ${JSON.stringify(got.slice(k, k + 60))} vs ${JSON.stringify(f.gold.slice(k, k + 60))}`);
+    }
   }
 });
 
