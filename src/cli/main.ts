@@ -6,6 +6,9 @@ import { register as registerSandbox } from './sandbox.js';
 import { register as registerEnv } from './env.js';
 import { register as registerAgent } from './agent.js';
 import { register as registerLogits } from './logits.js';
+import { register as registerSynth } from './synth.js';
+import { register as registerWorker } from './worker.js';
+import { register as registerEval } from './eval.js';
 import { register as registerEncode } from './encode.js';
 import { register as registerParse } from './parse.js';
 
@@ -22,6 +25,9 @@ registerSandbox(program);
 registerEnv(program);
 registerAgent(program);
 registerLogits(program);
+registerSynth(program);
+registerWorker(program);
+registerEval(program);
 registerEncode(program);
 registerParse(program);
 
