@@ -193,7 +193,13 @@ __device__ __forceinline__ A block_max(A v, A* red) {
 
 // Sticky device error word: a kernel that meets an out-of-range index stores a code here instead of
 // touching memory out of bounds; the host reads it at synchronize() and throws a typed error.
+// Layout of the error record: int code, int pad, int64 offending index, int64 dim size (the first
+// kernel to fail wins the CAS and fills in its index, so the host can name it as the CPU does).
 #define ERR_INDEX 1
-__device__ __forceinline__ void raise_err(int* err, int code) {
-  if (err) atomicCAS(err, 0, code);
+__device__ __forceinline__ void raise_index(int* err, int64_t k, int64_t size) {
+  if (err && atomicCAS(err, 0, ERR_INDEX) == 0) {
+    long long* rec = reinterpret_cast<long long*>(err + 2);
+    rec[0] = (long long)k;
+    rec[1] = (long long)size;
+  }
 }

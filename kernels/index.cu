@@ -22,7 +22,7 @@ __device__ void gather(int64_t n, int64_t J, int64_t inner, int64_t X, int64_t x
     const int64_t a = p / (J * inner), c = p % inner;
     const int64_t k = ld_index(idx, p, idx_dt);
     if (k < 0 || k >= X) {
-      raise_err(err, ERR_INDEX);
+      raise_index(err, k, X);
       continue;
     }
     out[p] = x[(a * X + k) * x_inner + c];
@@ -34,7 +34,7 @@ __device__ void index_select(int64_t n, int64_t J, int64_t inner, int64_t X, W* 
     const int64_t a = p / (J * inner), j = (p / inner) % J, c = p % inner;
     const int64_t k = ld_index(idx, j, idx_dt);
     if (k < 0 || k >= X) {
-      raise_err(err, ERR_INDEX);
+      raise_index(err, k, X);
       continue;
     }
     out[p] = x[(a * X + k) * inner + c];
@@ -69,7 +69,7 @@ __device__ void scatter_add(int64_t n, int64_t J, int64_t inner, int64_t X, int6
     const int64_t a = p / (J * inner), j = (p / inner) % J, c = p % inner;
     const int64_t k = ld_index(idx, p, idx_dt);
     if (k < 0 || k >= X) {
-      raise_err(err, ERR_INDEX);
+      raise_index(err, k, X);
       continue;
     }
     atomic_add_t(out + (a * X + k) * o_inner + c, src[(a * S + j) * s_inner + c]);
@@ -82,7 +82,7 @@ __device__ void index_add(int64_t n, int64_t J, int64_t inner, int64_t X, T* out
     const int64_t a = p / (J * inner), j = (p / inner) % J, c = p % inner;
     const int64_t k = ld_index(idx, j, idx_dt);
     if (k < 0 || k >= X) {
-      raise_err(err, ERR_INDEX);
+      raise_index(err, k, X);
       continue;
     }
     atomic_add_t(out + (a * X + k) * inner + c, src[p]);

@@ -595,7 +595,7 @@ export class CudaBackend implements Backend {
       [n, out.shape[axis]!, inner, x.shape[axis]!, xInner, this.ptr(out), this.ptr(xc.view), this.ptr(ic.view), ic.code, this.rt.errWord]);
     xc.tmp?.dispose();
     ic.tmp?.dispose();
-    this.indexChecked();
+    this.indexChecked('gather');
   }
 
   indexSelect(out: View, x: View, axis: number, idx: View): void {
@@ -608,11 +608,11 @@ export class CudaBackend implements Backend {
       [n, numelOf(idx.shape), inner, x.shape[axis]!, this.ptr(out), this.ptr(xc.view), this.ptr(ic.view), ic.code, this.rt.errWord]);
     xc.tmp?.dispose();
     ic.tmp?.dispose();
-    this.indexChecked();
+    this.indexChecked('indexSelect');
   }
 
-  private indexChecked(): void {
-    if (this.eagerIndexChecks && !this.rt.capturing) this.rt.checkErrors();
+  private indexChecked(op: string): void {
+    if (this.eagerIndexChecks && !this.rt.capturing) this.rt.checkErrors(op);
   }
 
   private addSuffix(op: string, d: DType): string {
@@ -635,7 +635,7 @@ export class CudaBackend implements Backend {
       [n, idx.shape[axis]!, inner, out.shape[axis]!, oInner, src.shape[axis]!, sInner, this.ptr(out), this.ptr(ic.view), ic.code, this.ptr(sc.view), this.rt.errWord]);
     sc.tmp?.dispose();
     ic.tmp?.dispose();
-    this.indexChecked();
+    this.indexChecked('scatterAdd');
   }
 
   indexAdd(out: View, axis: number, idx: View, src: View): void {
@@ -649,7 +649,7 @@ export class CudaBackend implements Backend {
       [n, numelOf(idx.shape), inner, out.shape[axis]!, this.ptr(out), this.ptr(ic.view), ic.code, this.ptr(sc.view), this.rt.errWord]);
     sc.tmp?.dispose();
     ic.tmp?.dispose();
-    this.indexChecked();
+    this.indexChecked('indexAdd');
   }
 
   // ---- FP8 ---------------------------------------------------------------------------------------------

@@ -11,5 +11,13 @@ export class CudaError extends DsvError {
   }
 }
 
-/** A kernel met an out-of-range index (reported through the device error word at synchronize()). */
-export class CudaIndexError extends DsvError {}
+/**
+ * A kernel met an out-of-range index (reported through the device error record). A RangeError, like
+ * the CPU backend's, so op-level handlers (e.g. crossEntropy's target check) treat both alike.
+ */
+export class CudaIndexError extends RangeError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CudaIndexError';
+  }
+}

@@ -132,9 +132,9 @@ export class CudaRuntime {
     this.info = this.queryInfo(ordinal);
     this.allocator = new CachingAllocator(cu, () => this.sync());
     this.modules = new ModuleCache(cu, () => this.stream);
-    const [ew] = this.allocator.malloc(4);
+    const [ew] = this.allocator.malloc(24);
     this.errWord = ew;
-    check(cu.cuMemsetD8Async(ew, 0, 4, this.stream), 'cuMemsetD8Async');
+    check(cu.cuMemsetD8Async(ew, 0, 24, this.stream), 'cuMemsetD8Async');
   }
 
   private queryInfo(ordinal: number): DeviceInfo {
@@ -174,13 +174,15 @@ export class CudaRuntime {
     this.pendingHost = [];
   }
 
-  checkErrors(): void {
-    const w = new Int32Array(1);
-    check(this.cu.cuMemcpyDtoHAsync(w, this.errWord, 4, this.stream), 'cuMemcpyDtoHAsync(error word)');
+  /** Synchronise, then throw CudaIndexError if an index kernel recorded a bad index (op names the caller). */
+  checkErrors(op = 'gather/scatterAdd/indexSelect/indexAdd'): void {
+    const rec = new BigInt64Array(3);
+    check(this.cu.cuMemcpyDtoHAsync(rec, this.errWord, 24, this.stream), 'cuMemcpyDtoHAsync(error record)');
     this.sync();
-    if (w[0] !== 0) {
+    if ((rec[0]! & 0xffffffffn) !== 0n) {
       check(this.cu.cuMemsetD8Async(this.errWord, 0, 4, this.stream), 'cuMemsetD8Async');
-      throw new CudaIndexError('an index passed to gather/scatterAdd/indexSelect/indexAdd on cuda was out of range for its dim');
+      this.sync();
+      throw new CudaIndexError(`${op}: index ${rec[1]} out of range for a dim of size ${rec[2]}`);
     }
   }
 
