@@ -6,8 +6,38 @@ import { FORBIDDEN_IN_TEXT } from './tokens.js';
 
 /** Text between `<｜DSML｜invoke` and the first `<｜DSML｜parameter` / `</｜DSML｜invoke`. */
 const INVOKE_HEADER = /^\s*name="([\s\S]*?)">\n\n?$/;
-/** Text between `<｜DSML｜parameter` and `/｜DSML｜parameter`; the value runs up to the final `<`. */
+/**
+ * Text between `<｜DSML｜parameter` and `/｜DSML｜parameter`; the value runs up to the final `<`. Python's
+ * `<$` accepts `<` and (with `$` before a final newline) `<\n`.
+ */
 const PARAMETER = /^ name="([\s\S]*?)" string="(true|false)">([\s\S]*?)<\n?$/;
+const PARAMETER_HEADER_PREFIX = ' name="';
+const PARAMETER_HEADER_FLAG = '" string="';
+
+/**
+ * The header ` name="…" string="true|false">` at the start of a parameter segment, found the way the
+ * lazy official regex finds it: at the first `" string="true">` or `" string="false">`. Returns undefined
+ * when `buf` cannot start with a header, `{resume}` when there is none yet (a streaming caller searches
+ * again from `resume` once more text has arrived).
+ */
+export function findParameterHeader(
+  buf: string,
+  from: number,
+): { name: string; isString: boolean; end: number } | { resume: number } | undefined {
+  if (!PARAMETER_HEADER_PREFIX.startsWith(buf.slice(0, PARAMETER_HEADER_PREFIX.length))) return undefined;
+  let p = Math.max(from, PARAMETER_HEADER_PREFIX.length);
+  for (;;) {
+    p = buf.indexOf(PARAMETER_HEADER_FLAG, p);
+    if (p < 0) return { resume: Math.max(PARAMETER_HEADER_PREFIX.length, buf.length - PARAMETER_HEADER_FLAG.length + 1) };
+    const after = p + PARAMETER_HEADER_FLAG.length;
+    for (const flag of ['true">', 'false">']) {
+      if (buf.startsWith(flag, after)) return { name: buf.slice(PARAMETER_HEADER_PREFIX.length, p), isString: flag === 'true">', end: after + flag.length };
+      // Could still become this flag: wait here.
+      if (after + flag.length > buf.length && flag.startsWith(buf.slice(after))) return { resume: p };
+    }
+    p++;
+  }
+}
 
 /** Separator the grammar requires between tags (`>` closing the previous tag, then a newline). */
 export const TAG_SEPARATOR = '>\n';

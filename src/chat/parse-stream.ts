@@ -9,9 +9,12 @@
 // marker starting earlier may still complete (`\n\n<｜DSML｜fun…` contains the forbidden `｜DSML｜` but
 // may become the tool-call opener). The buffer holds at most one marker's length of undecided text plus
 // the current tag segment, and each search resumes where the previous one stopped, so the total work is
-// linear in the text length.
+// linear in the text length. Tool calls stream too: the name when its invoke header is complete, then the
+// arguments JSON text piece by piece, parameter values included as they arrive (string values escaped
+// per character, so the pieces concatenate to exactly the strict parser's `arguments`).
 import { ChatParseError } from './errors.js';
-import { argumentPair, matchInvokeHeader, matchParameter, TAG_SEPARATOR, type RawParameter } from './dsml.js';
+import { findParameterHeader, matchInvokeHeader, TAG_SEPARATOR, type RawParameter } from './dsml.js';
+import { pyJsonString } from './pyjson.js';
 import type { ParsedMessage, ParsedToolCall, ThinkingMode } from './message.js';
 import {
   BOS,
@@ -40,7 +43,8 @@ type State =
   | 'content'
   | 'invoke-separator'
   | 'invoke-header'
-  | 'parameter-body'
+  | 'parameter-header'
+  | 'parameter-value'
   | 'parameter-separator'
   | 'after-tool-calls'
   | 'done';
@@ -51,7 +55,9 @@ const REASONING_MARKS = [THINK_END, TOOL_CALLS_START, BOS, EOS, THINK_START, DSM
 const CONTENT_MARKS = [EOS, TOOL_CALLS_START, BOS, THINK_START, THINK_END, DSML];
 const INVOKE_SEPARATOR_MARKS = [INVOKE_OPEN, FUNCTION_CALLS_CLOSE];
 const INVOKE_BODY_MARKS = [PARAMETER_OPEN, INVOKE_CLOSE];
-const PARAMETER_BODY_MARKS = [PARAMETER_END];
+// A value ends at `/｜DSML｜parameter` preceded by `<` or `<\n` (Python's `<$` also matches before a final
+// newline); a bare `/｜DSML｜parameter` ends the segment without the `<`, which makes it malformed.
+const PARAMETER_VALUE_MARKS = [`<${PARAMETER_END}`, `<\n${PARAMETER_END}`, PARAMETER_END];
 const AFTER_MARKS = [EOS];
 
 const MARKS: Record<State, readonly string[]> = {
@@ -59,7 +65,8 @@ const MARKS: Record<State, readonly string[]> = {
   content: CONTENT_MARKS,
   'invoke-separator': INVOKE_SEPARATOR_MARKS,
   'invoke-header': INVOKE_BODY_MARKS,
-  'parameter-body': PARAMETER_BODY_MARKS,
+  'parameter-header': [PARAMETER_END],
+  'parameter-value': PARAMETER_VALUE_MARKS,
   'parameter-separator': INVOKE_BODY_MARKS,
   'after-tool-calls': AFTER_MARKS,
   done: [],
@@ -89,6 +96,10 @@ export class CompletionStreamParser {
   private readonly toolCalls: ParsedToolCall[] = [];
   private invokeName = '';
   private params: RawParameter[] = [];
+  /** The parameter whose value is streaming, and where its segment started (for error offsets). */
+  private param: RawParameter | undefined;
+  private paramAt = 0;
+  private headerFrom = 0;
   private args = '';
 
   constructor(private readonly mode: ThinkingMode) {
@@ -116,7 +127,8 @@ export class CompletionStreamParser {
       case 'invoke-separator':
       case 'parameter-separator':
       case 'invoke-header':
-      case 'parameter-body':
+      case 'parameter-header':
+      case 'parameter-value':
         return this.fail(end, 'unterminated-tool-calls', `the tool-call block is not closed by ${FUNCTION_CALLS_CLOSE}`);
       default:
         break;
@@ -217,7 +229,7 @@ export class CompletionStreamParser {
         this.consume(found.at + found.mark.length);
         if (found.mark === FUNCTION_CALLS_CLOSE) this.state = 'after-tool-calls';
         else if (found.mark === INVOKE_OPEN) this.state = 'invoke-header';
-        else if (found.mark === PARAMETER_OPEN) this.state = 'parameter-body';
+        else if (found.mark === PARAMETER_OPEN) this.startParameter();
         else this.endInvoke(events); // INVOKE_CLOSE
         return true;
       }
@@ -231,21 +243,54 @@ export class CompletionStreamParser {
         this.args = '';
         events.push({ type: 'tool_call_start', index: this.toolCalls.length, name });
         this.consume(found.at + found.mark.length);
-        if (found.mark === PARAMETER_OPEN) this.state = 'parameter-body';
+        if (found.mark === PARAMETER_OPEN) this.startParameter();
         else this.endInvoke(events);
         return true;
       }
-      case 'parameter-body': {
+      case 'parameter-header': {
+        // The header is decided as soon as it is complete, so the value can stream; it must end before
+        // the segment does (the first `/｜DSML｜parameter`).
+        const h = findParameterHeader(this.buf, this.headerFrom);
+        if (h && 'name' in h && (!found || h.end <= found.at)) {
+          this.param = { name: h.name, isString: h.isString, value: '' };
+          const piece = `${this.params.length ? ', ' : '{'}${pyJsonString(h.name)}: ${h.isString ? '"' : ''}`;
+          this.args += piece;
+          events.push({ type: 'tool_call_arguments', index: this.toolCalls.length, text: piece });
+          this.consume(h.end);
+          this.state = 'parameter-value';
+          return true;
+        }
+        if (found) {
+          const seg = this.buf.slice(0, found.at);
+          this.fail(at, 'malformed-parameter', `parameter must be name="..." string="true|false">value<, got ${JSON.stringify(seg.slice(0, 60))}`);
+        }
+        if (h && 'resume' in h) this.headerFrom = h.resume;
+        return false;
+      }
+      case 'parameter-value': {
+        const p = this.param!;
+        const end = found ? found.at : holdFrom;
+        if (end > 0) {
+          const text = this.buf.slice(0, end);
+          p.value += text;
+          // Escaping is per character, so escaped pieces concatenate to the escaped whole.
+          const piece = p.isString ? pyJsonString(text).slice(1, -1) : text;
+          this.args += piece;
+          events.push({ type: 'tool_call_arguments', index: this.toolCalls.length, text: piece });
+          this.consume(end);
+        }
         if (!found) return false;
-        const seg = this.buf.slice(0, found.at);
-        const p = matchParameter(seg);
-        if (!p) this.fail(at, 'malformed-parameter', `parameter must be name="..." string="true|false">value<, got ${JSON.stringify(seg.slice(0, 60))}`);
-        if (this.params.some((q) => q.name === p.name)) this.fail(at, 'duplicate-parameter', `parameter "${p.name}" given twice in invoke "${this.invokeName}"`);
-        const piece = (this.params.length ? ', ' : '{') + argumentPair(p);
+        if (found.mark === PARAMETER_END) {
+          this.fail(this.paramAt, 'malformed-parameter', `parameter value must end with "<" before ${PARAMETER_END}`);
+        }
+        if (this.params.some((q) => q.name === p.name)) this.fail(this.paramAt, 'duplicate-parameter', `parameter "${p.name}" given twice in invoke "${this.invokeName}"`);
         this.params.push(p);
-        this.args += piece;
-        events.push({ type: 'tool_call_arguments', index: this.toolCalls.length, text: piece });
-        this.consume(found.at + found.mark.length);
+        this.param = undefined;
+        if (p.isString) {
+          this.args += '"';
+          events.push({ type: 'tool_call_arguments', index: this.toolCalls.length, text: '"' });
+        }
+        this.consume(found.mark.length);
         this.state = 'parameter-separator';
         return true;
       }
@@ -260,6 +305,12 @@ export class CompletionStreamParser {
       case 'done':
         return false;
     }
+  }
+
+  private startParameter(): void {
+    this.state = 'parameter-header';
+    this.paramAt = this.base;
+    this.headerFrom = 0;
   }
 
   private endInvoke(events: StreamEvent[]): void {

@@ -116,6 +116,11 @@ const BAD: [string, ThinkingMode, ParseRule, number][] = [
   [`\n\n<${D}function_calls>\n<${D}invoke name="f">\n<${D}parameter name="x" string="true">1</${D}param`, 'chat', 'unterminated-tool-calls', 103],
   [`\n\n<${D}function_calls>\n<${D}invoke name="f">\n</${D}invoke>`, 'chat', 'unterminated-tool-calls', 64],
   [`\n\n<${D}function_calls>\n<${D}invoke name="f">\n</${D}invoke>\n</${D}function_calls>\n${E}`, 'chat', 'text-after-tool-calls', 88],
+  [`\n\n<${D}function_calls>\n<${D}invoke name="f">\n<${D}parameter name="x" string="true">1<\n\n/${D}parameter>\n</${D}invoke>\n</${D}function_calls>`, 'chat', 'malformed-parameter', 65],
+  [`\n\n<${D}function_calls>\n<${D}invoke name="f">\n<${D}parameter name="x" string="true">1/${D}parameter>\n</${D}invoke>\n</${D}function_calls>`, 'chat', 'malformed-parameter', 65],
+  [`\n\n<${D}function_calls>\n<${D}invoke name="f">\n<${D}parameter name="x" string="true"/${D}parameter>\n</${D}invoke>\n</${D}function_calls>`, 'chat', 'malformed-parameter', 65],
+  [`\n\n<${D}function_calls>\n<${D}invoke name="f">\n<${D}parameter  name="x" string="true">1</${D}parameter>\n</${D}invoke>\n</${D}function_calls>`, 'chat', 'malformed-parameter', 65],
+  [`\n\n<${D}function_calls>\n<${D}invoke name="f">\n<${D}parameter name="x" string="true">unterminated value`, 'chat', 'unterminated-tool-calls', 107],
 ];
 
 test('malformed completions: strict and streaming (at every split point) fail with the same rule and offset', () => {
@@ -168,4 +173,26 @@ test('the streaming parser refuses use after an error or after finish', () => {
   t.push('a');
   t.finish();
   assert.throws(() => t.push('b'), /after finish/);
+});
+
+test('parameter values stream as they arrive, and the official value/header edge cases hold', () => {
+  const s = new CompletionStreamParser('chat');
+  const head = `\n\n<${D}function_calls>\n<${D}invoke name="write">\n<${D}parameter name="text" string="true">line "one"\n`;
+  const ev = s.push(head);
+  assert.deepEqual(ev.filter((e) => e.type === 'tool_call_arguments').map((e) => (e as { text: string }).text), ['{"text": "', 'line \\"one\\"\\n']);
+  // A possible end marker is held back, not streamed as value text.
+  assert.deepEqual(s.push('two<'), [{ type: 'tool_call_arguments', index: 0, text: 'two' }]);
+  assert.deepEqual(s.push('3'), [{ type: 'tool_call_arguments', index: 0, text: '<3' }]);
+  const rest = `</${D}parameter>\n<${D}parameter name="n" string="false">[1, 2]</${D}parameter>\n</${D}invoke>\n</${D}function_calls>`;
+  s.push(rest);
+  const { message } = s.finish();
+  assert.deepEqual(message.tool_calls, [{ type: 'function', function: { name: 'write', arguments: '{"text": "line \\"one\\"\\ntwo<3", "n": [1, 2]}' } }]);
+  assert.deepEqual(message, parseCompletion(head + 'two<3' + rest, 'chat'));
+
+  // `<\n` before /｜DSML｜parameter is accepted (Python's `$` matches before a final newline); a name may
+  // contain `" string="` text when no true/false follows it (the lazy regex moves on).
+  const odd = `\n\n<${D}function_calls>\n<${D}invoke name="f">\n<${D}parameter name="a" string="maybe" string="true">v<\n/${D}parameter>\n</${D}invoke>\n</${D}function_calls>`;
+  const want = parseCompletion(odd, 'chat');
+  assert.equal(want.tool_calls[0]!.function.arguments, '{"a\\" string=\\"maybe": "v"}');
+  for (let k = 0; k <= odd.length; k++) assert.deepEqual(stream([odd.slice(0, k), odd.slice(k)], 'chat'), want, `split ${k}`);
 });
