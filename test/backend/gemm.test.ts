@@ -172,8 +172,9 @@ test('typescript path splits large products across worker threads, with plain an
     assert.equal(typescriptGemmPlan(1, 4096, 4096, 0, 2), 'parallel');
     assert.equal(splitC(100, 100, 2, 64, false), null, 'C too small to split');
     assert.deepEqual(Array.from(splitC(600, 40, 2, 256, false)!), [0, 256, 0, 40, 256, 512, 0, 40, 512, 600, 0, 40]);
+    assert.deepEqual(Array.from(splitC(40, 2000, 2, 64, false)!), [0, 40, 0, 504, 0, 40, 504, 1008, 0, 40, 1008, 1512, 0, 40, 1512, 2000]);
     assert.equal(splitC(600, 40, 2, 256, true), null, 'a dot-kernel product never splits M');
-    assert.deepEqual(Array.from(splitC(3, 1000, 2, 64, true)!).slice(0, 8), [0, 3, 0, 128, 0, 3, 128, 256]);
+    assert.deepEqual(Array.from(splitC(3, 1000, 2, 64, true)!), [0, 3, 0, 256, 0, 3, 256, 512, 0, 3, 512, 768, 0, 3, 768, 1000]);
     assert.ok(warmGemmPool(20_000), 'gemm worker threads did not start within 20 s');
     let seed = 100;
     for (const fn of ['sgemm', 'dgemm'] as const) {
@@ -181,9 +182,9 @@ test('typescript path splits large products across worker threads, with plain an
         // f32: the SIMD dot kernel (op(B) = B^T, few rows) split along N, and the blocked SIMD kernel
         // split along M and along N; f64: the scalar blocked kernel, both splits.
         const base = { alpha: 1, beta: 0, pad: 3, off: 5, shared, parallelOn: 2 };
-        check(fn, { ...base, ta: false, tb: true, M: 130, N: 400, K: 129 }, seed++);
-        check(fn, { ...base, ta: true, tb: false, M: 520, N: 40, K: 400, alpha: 0.5, beta: -1 }, seed++);
-        check(fn, { ...base, ta: false, tb: false, M: 200, N: 530, K: 90, beta: 1, pad: 0, off: 0 }, seed++);
+        check(fn, { ...base, ta: false, tb: true, M: 130, N: 600, K: 129 }, seed++);
+        check(fn, { ...base, ta: true, tb: false, M: 520, N: 40, K: 800, alpha: 0.5, beta: -1 }, seed++);
+        check(fn, { ...base, ta: false, tb: false, M: 200, N: 530, K: 150, beta: 1, pad: 0, off: 0 }, seed++);
         check(fn, { ...base, ta: true, tb: true, M: 260, N: 600, K: 100, nanC: true }, seed++);
       }
     }

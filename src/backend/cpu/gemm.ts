@@ -132,9 +132,10 @@ function checkMatrix(
 const PARALLEL_MIN_FLOPS = 4e6;
 /**
  * Single-thread rates of gemm-kernel.ts measured on a 2.6 GHz x86-64 core (flop/s), used only to weigh
- * copies against compute: the f32 WebAssembly SIMD kernel, and the scalar kernel (f64, or SIMD off).
+ * copies against compute: the f32 WebAssembly SIMD kernels (30-37 GFLOP/s from 16 rows up), and the
+ * scalar kernel (f64, or SIMD off).
  */
-const SIMD_FLOPS_PER_S = 25e9;
+const SIMD_FLOPS_PER_S = 35e9;
 const SCALAR_FLOPS_PER_S = 4e9;
 /** Copying into SharedArrayBuffers runs at memcpy speed, several elements per nanosecond. */
 const COPY_ELEMS_PER_S = 1.5e9;
@@ -205,19 +206,37 @@ function shared(x: FloatArray): boolean {
   return typeof SharedArrayBuffer !== 'undefined' && x.buffer instanceof SharedArrayBuffer;
 }
 
+/**
+ * Staging buffers for operands that are not SharedArrayBuffer-backed, one per role (A, B, C), reused
+ * across calls: a fresh SharedArrayBuffer is zero-filled and page-faulted on first touch, which costs
+ * as much as the copy itself. Reuse is safe because a call returns only after every chunk is written,
+ * and a worker that wakes late finds no chunk left to claim. Buffers above STAGING_KEEP_BYTES are not
+ * kept, so one huge product does not pin its memory for the life of the process.
+ */
+const staging: Array<SharedArrayBuffer | undefined> = [undefined, undefined, undefined];
+const STAGING_KEEP_BYTES = 64 << 20;
+
+function stagingBuffer(role: 0 | 1 | 2, bytes: number): SharedArrayBuffer {
+  const have = staging[role];
+  if (have && have.byteLength >= bytes) return have;
+  const buf = new SharedArrayBuffer(bytes);
+  if (bytes <= STAGING_KEEP_BYTES) staging[role] = buf;
+  return buf;
+}
+
 function gemmParallel<T extends FloatArray>(p: GemmProblem<T>, ctor: FloatCtor<T>, chunks: Int32Array, workers: GemmPool): void {
   const aSpan = spanA(p), bSpan = spanB(p), cSpan = spanC(p);
   const q: GemmProblem<T> = { ...p };
-  const toShared = (x: T, off: number, len: number, copyIn: boolean): T => {
-    const y = new ctor(new SharedArrayBuffer(len * ctor.BYTES_PER_ELEMENT), 0, len);
+  const toShared = (role: 0 | 1 | 2, x: T, off: number, len: number, copyIn: boolean): T => {
+    const y = new ctor(stagingBuffer(role, len * ctor.BYTES_PER_ELEMENT), 0, len);
     if (copyIn) y.set(x.subarray(off, off + len));
     return y;
   };
-  if (!shared(p.A)) { q.A = toShared(p.A, p.aOff, aSpan, true); q.aOff = 0; }
-  if (!shared(p.B)) { q.B = toShared(p.B, p.bOff, bSpan, true); q.bOff = 0; }
+  if (!shared(p.A)) { q.A = toShared(0, p.A, p.aOff, aSpan, true); q.aOff = 0; }
+  if (!shared(p.B)) { q.B = toShared(1, p.B, p.bOff, bSpan, true); q.bOff = 0; }
   const copyC = !shared(p.C);
-  // With beta = 0 the old C is never read, so it need not be copied in.
-  if (copyC) { q.C = toShared(p.C, p.cOff, cSpan, p.beta !== 0); q.cOff = 0; }
+  // With beta = 0 the old C is never read (the kernel overwrites each chunk), so it is not copied in.
+  if (copyC) { q.C = toShared(2, p.C, p.cOff, cSpan, p.beta !== 0); q.cOff = 0; }
   workers.run(q, chunks, mainScratch);
   if (copyC) {
     // Row by row: the shared copy's ld padding was never copied in (beta = 0) and must not be copied out.
@@ -226,7 +245,8 @@ function gemmParallel<T extends FloatArray>(p: GemmProblem<T>, ctor: FloatCtor<T
 }
 
 /**
- * Cuts C into about 4 chunks per thread (so dynamic claiming balances uneven or busy cores), each at least
+ * Cuts C into about 2 chunks per thread (so dynamic claiming balances uneven or busy cores, while each
+ * chunk's re-packing of the other operand stays rare), each at least
  * `minWidth` wide, widths a multiple of 8 (both register tiles divide it). Splits the longer side that
  * yields two or more chunks, or only N when `onlyN`; null when neither does (then threads cannot help).
  */
@@ -236,7 +256,7 @@ export function splitC(M: number, N: number, threads: number, minWidth: number, 
   if (!canN && !canM) return null;
   const alongN = canN && (!canM || N >= M);
   const len = alongN ? N : M;
-  let width = Math.max(minWidth, Math.ceil(len / (4 * threads)));
+  let width = Math.max(minWidth, Math.ceil(len / (2 * threads)));
   width = Math.ceil(width / 8) * 8;
   const n = Math.ceil(len / width);
   const out = new Int32Array(4 * n);
