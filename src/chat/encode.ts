@@ -233,7 +233,7 @@ function renderMessage(index: number, msgs: readonly ChatMessage[], mode: Thinki
         }
         reasoningPart = reasoning + THINK_END;
       }
-      return reasoningPart + (msg.content ?? '') + toolPart + EOS;
+      return reasoningPart + contentText(msg.content) + toolPart + EOS;
     }
   }
 }

@@ -45,7 +45,7 @@ export interface UserMessage {
 }
 export interface AssistantMessage {
   role: 'assistant';
-  content?: string | null;
+  content?: MessageContent | null;
   reasoning_content?: string | null;
   /** Alias of reasoning_content (vLLM); wins when both are non-empty, as in the official encoder. */
   reasoning?: string | null;
@@ -103,7 +103,7 @@ export const chatMessageSchema = z.discriminatedUnion('role', [
   z
     .object({
       role: z.literal('assistant'),
-      content: z.string().nullish(),
+      content: content.nullish(),
       reasoning_content: z.string().nullish(),
       reasoning: z.string().nullish(),
       tool_calls: z.array(toolCall).nullish(),
