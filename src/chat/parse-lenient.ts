@@ -258,7 +258,7 @@ export function parseCompletionLenient(text: string, mode: ThinkingMode, options
 
   for (const g of blockTags) {
     if (g.start < textFrom) continue;
-    if (!g.canonical) repairs.push(`non-canonical tag ${JSON.stringify(t.slice(g.start, g.end))}`);
+    if (!g.canonical) repairs.push(`non-canonical ${g.close ? 'closing ' : ''}${g.kind} tag: ${JSON.stringify(t.slice(g.start, g.end).replace(/\s.*$/s, '').replace(/>?$/, '>'))}`);
     const inParam = param !== undefined;
     if (param && !(g.kind === 'parameter' && g.close)) {
       if (g.kind === 'parameter' || g.kind === 'invoke' || g.kind === 'function_calls') finishParam(g.start, false);
@@ -327,7 +327,7 @@ export function parseCompletionLenient(text: string, mode: ThinkingMode, options
   return {
     message: { role: 'assistant', content: clean(content, repairs, 'content'), reasoning_content: clean(reasoning, repairs, 'reasoning'), tool_calls: calls },
     errors,
-    repairs,
+    repairs: [...new Set(repairs)],
   };
 }
 

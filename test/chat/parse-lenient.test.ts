@@ -47,7 +47,8 @@ test('bare <function_calls>/<invoke>/<parameter> tags are recovered', () => {
   assert.deepEqual(calls(r), [['search', { q: 'weather Paris', n: 3 }]]);
   assert.equal(r.message.content, 'Checking.');
   assert.deepEqual(r.errors, []);
-  assert.ok(r.repairs.some((x) => x.includes('non-canonical tag')));
+  assert.ok(r.repairs.includes('non-canonical invoke tag: "<invoke>"'), r.repairs.join('; '));
+  assert.equal(new Set(r.repairs).size, r.repairs.length, 'repairs are listed once');
   noMarkup(r);
   // bare invoke with no function_calls wrapper
   const bare = parseCompletionLenient('Sure.\n<invoke name="search"><parameter name="q">x</parameter></invoke>', 'chat', { tools: TOOLS });
