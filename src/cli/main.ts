@@ -5,12 +5,13 @@ import { DsvError } from '../errors.js';
 import { register as registerSandbox } from './sandbox.js';
 import { register as registerEnv } from './env.js';
 import { register as registerAgent } from './agent.js';
+import { register as registerEncode } from './encode.js';
+import { register as registerParse } from './parse.js';
 import { register as registerLogits } from './logits.js';
 import { register as registerSynth } from './synth.js';
 import { register as registerWorker } from './worker.js';
 import { register as registerEval } from './eval.js';
-import { register as registerEncode } from './encode.js';
-import { register as registerParse } from './parse.js';
+import { register as registerGolden } from './golden.js';
 
 const program = new Command();
 program
@@ -24,12 +25,13 @@ program
 registerSandbox(program);
 registerEnv(program);
 registerAgent(program);
+registerEncode(program);
+registerParse(program);
 registerLogits(program);
 registerSynth(program);
 registerWorker(program);
 registerEval(program);
-registerEncode(program);
-registerParse(program);
+registerGolden(program);
 
 async function main(): Promise<void> {
   try {
