@@ -198,8 +198,8 @@ export interface WasmKernel {
 
 let compiled: object | null | undefined;
 
-/** A fresh instance (own memory) per thread, or null where WebAssembly SIMD is unavailable. */
-export function instantiateWasmKernel(): WasmKernel | null {
+/** Whether this runtime compiles the SIMD module (compiled once, cached). */
+export function wasmSimdAvailable(): boolean {
   if (compiled === undefined) {
     try {
       const bytes = moduleBytes();
@@ -208,8 +208,13 @@ export function instantiateWasmKernel(): WasmKernel | null {
       compiled = null;
     }
   }
-  if (!compiled) return null;
-  const inst = new wasmApi!.Instance(compiled, {});
+  return compiled !== null;
+}
+
+/** A fresh instance (own memory) per thread, or null where WebAssembly SIMD is unavailable. */
+export function instantiateWasmKernel(): WasmKernel | null {
+  if (!wasmSimdAvailable()) return null;
+  const inst = new wasmApi!.Instance(compiled!, {});
   const ex = inst.exports as unknown as Omit<WasmKernel, 'memory'> & { mem: WasmMemory };
   return { k: ex.k, d: ex.d, d2: ex.d2, memory: ex.mem };
 }

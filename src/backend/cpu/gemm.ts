@@ -3,12 +3,14 @@
 // where op(X) is X or X^T and each matrix is addressed as X[off + row * ld + col].
 // Calls go to OpenBLAS when it is installed (blas.ts) and to the TypeScript kernel (gemm-kernel.ts)
 // otherwise, split across worker threads (gemm-pool.ts) when the problem is large enough to pay for it.
-// DSV32_BLAS=off forces the TypeScript path; DSV32_GEMM_THREADS caps its threads.
+// Environment: DSV32_BLAS=off forces the TypeScript path; DSV32_BLAS_LIB names the BLAS library to load;
+// DSV32_GEMM_THREADS sets the TypeScript path's threads (default: all cores); DSV32_GEMM_WASM=off makes
+// its f32 kernels scalar. Operands in SharedArrayBuffers reach the worker threads without being copied.
 import { DsvError } from '../../errors.js';
 import { loadBlas, type Blas } from './blas.js';
 import { GemmScratch, MR, gemmRect, usesDotKernel, wasmEnabled, type FloatArray, type GemmProblem } from './gemm-kernel.js';
 import { GemmPool, gemmThreads } from './gemm-pool.js';
-import { instantiateWasmKernel } from './gemm-wasm.js';
+import { wasmSimdAvailable } from './gemm-wasm.js';
 
 /** A GEMM argument is out of range: a negative size, a leading dimension too small, or an array too short. */
 export class GemmArgumentError extends DsvError {}
@@ -36,7 +38,7 @@ function blas(): Blas | null {
 export function gemmInfo(): GemmInfo {
   const b = blas();
   if (b) return { path: 'openblas', library: b.library, config: b.config, threads: b.threads };
-  return { path: 'typescript', threads: gemmThreads(), kernel: wasmEnabled() && instantiateWasmKernel() ? 'wasm-simd' : 'scalar' };
+  return { path: 'typescript', threads: gemmThreads(), kernel: wasmEnabled() && wasmSimdAvailable() ? 'wasm-simd' : 'scalar' };
 }
 
 export function sgemm(
