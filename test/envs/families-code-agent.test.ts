@@ -1,18 +1,30 @@
-// Code-agent family: injected bugs pass the fail-to-pass > 0 / pass-to-fail = 0 rule, the verifier
-// runs the tests (gold patch 1, unfixed or test-editing submissions 0), and `env validate` passes.
+// Code-agent family: the full candidate set is large, distinct, deterministic per seed and varies
+// between seeds (structural check, no test runs); a sample of it is measured for real against the
+// fail-to-pass > 0 / pass-to-fail = 0 rule; the verifier runs the tests (gold patch 1, unfixed or
+// test-editing submissions 0), generation is deterministic, and `env validate` passes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { generateCodeAgent } from '../../src/envs/families/code-agent/family.js';
+import { CODE_AGENT_MAX_TASKS, generateCodeAgent } from '../../src/envs/families/code-agent/family.js';
+import { buildRepos, codeAgentCandidates, REPO_SPECS, type Candidate } from '../../src/envs/families/code-agent/catalog.js';
+import { RUNNER } from '../../src/envs/families/code-agent/programs.js';
+import { Rng } from '../../src/envs/rng.js';
 import { loadEnvironment, type Environment, type LoadedTask } from '../../src/envs/load.js';
 import { Episode } from '../../src/envs/episode.js';
 import { validateEnvironment } from '../../src/envs/validate.js';
 
 const root = mkdtempSync(join(tmpdir(), 'code-agent-test-'));
 process.on('exit', () => rmSync(root, { recursive: true, force: true }));
-const env: Environment = loadEnvironment(generateCodeAgent({ seed: 3, tasks: 6, outDir: join(root, 'main') }).dir);
+const env: Environment = loadEnvironment((await generateCodeAgent({ seed: 5, tasks: 6, outDir: join(root, "main") })).dir);
+
+writeFileSync(join(root, 'runner.cjs'), RUNNER);
+type RunOut = { results: Record<string, 'pass' | 'fail'>; timedOut: boolean; output: string };
+const runner = createRequire(import.meta.url)(join(root, 'runner.cjs')) as {
+  runTestsAsync(lang: string, files: Record<string, string>, tests: string[]): Promise<RunOut>;
+};
 
 type Params = { repo: string; lang: string; gold: Array<{ path: string; buggy: string; fixed: string }>; fail_to_pass: string[]; pass_to_pass: string[] };
 
@@ -69,4 +81,75 @@ test('env validate accepts a generated code-agent environment', async () => {
   const report = await validateEnvironment(env, { jobs: 2, taskIds: ids });
   assert.equal(report.ok, true, JSON.stringify(report.tasks.filter((t) => !t.ok), null, 1));
   assert.deepEqual(report.unexercisedTools, []);
+});
+
+
+const fingerprint = (c: Candidate) => JSON.stringify([c.tpl.name, c.buggy, c.edits.map((e) => e.issue)]);
+
+test('candidate set: a few hundred distinct tasks, same count for every seed, deterministic, seed-varied', () => {
+  assert.ok(CODE_AGENT_MAX_TASKS >= 300, `only ${CODE_AGENT_MAX_TASKS} candidates`);
+  const base = codeAgentCandidates(0);
+  for (const seed of [1, 7, 123, 40_000]) assert.equal(codeAgentCandidates(seed).length, CODE_AGENT_MAX_TASKS, `seed ${seed}`);
+  for (const seed of [0, 7]) {
+    const cs = seed === 0 ? base : codeAgentCandidates(seed);
+    assert.equal(new Set(cs.map(fingerprint)).size, cs.length, `seed ${seed}: duplicate tasks`);
+    for (const c of cs) {
+      for (const e of c.edits) {
+        assert.notEqual(c.buggy[e.path], c.tpl.files[e.path], `${c.tpl.name}: bug changes nothing`);
+        assert.ok(!c.tpl.tests.includes(e.path), `${c.tpl.name}: bug in a test file`);
+        // A bug report describes the symptom; it must not spell out the corrected code.
+        assert.ok(!e.issue.includes(e.fixed), `${c.tpl.name}: issue text contains the fix ${JSON.stringify(e.fixed)}`);
+        assert.ok(e.issue.length > 20, `${c.tpl.name}: issue text too short`);
+      }
+    }
+  }
+  // Same seed, same tasks.
+  assert.deepEqual(codeAgentCandidates(0).map(fingerprint), base.map(fingerprint));
+  // Different seeds give different code and data for the seeded repositories.
+  const a = buildRepos(0), b = buildRepos(1);
+  const differing = a.filter((t, i) => JSON.stringify(t.files) !== JSON.stringify(b[i]!.files)).length;
+  assert.ok(differing >= 14, `only ${differing} repositories vary with the seed`);
+  const langs = new Set(REPO_SPECS.map((s) => s.lang));
+  assert.deepEqual(langs, new Set(['python', 'node']));
+  assert.ok(REPO_SPECS.length >= 18);
+});
+
+test('measured for real on a sample: gold passes everything, each sampled bug fails some test and breaks none', async () => {
+  const seed = 11;
+  const repos = buildRepos(seed);
+  const rng = new Rng(seed).fork('sample');
+  const byRepo = new Map<string, Candidate[]>();
+  for (const c of codeAgentCandidates(seed)) byRepo.set(c.tpl.name, [...(byRepo.get(c.tpl.name) ?? []), c]);
+  // One candidate per repository (single or paired), plus every repository's gold run.
+  const sample = [...byRepo.values()].map((cs) => rng.pick(cs));
+  const jobs: Array<() => Promise<void>> = [];
+  const gold = new Map<string, RunOut>();
+  for (const t of repos) {
+    jobs.push(async () => {
+      const g = await runner.runTestsAsync(t.lang, t.files, t.tests);
+      const names = Object.keys(g.results);
+      assert.ok(names.length >= 4, `${t.name}: only ${names.length} tests found\n${g.output}`);
+      assert.deepEqual(names.filter((n) => g.results[n] !== 'pass'), [], `${t.name} gold\n${g.output}`);
+      gold.set(t.name, g);
+    });
+  }
+  const before = new Map<Candidate, RunOut>();
+  for (const c of sample) jobs.push(async () => void before.set(c, await runner.runTestsAsync(c.tpl.lang, c.buggy, c.tpl.tests)));
+  for (let i = 0; i < jobs.length; i += 4) await Promise.all(jobs.slice(i, i + 4).map((j) => j()));
+  for (const c of sample) {
+    const g = gold.get(c.tpl.name)!.results;
+    const b = before.get(c)!.results;
+    const f2p = Object.keys(g).filter((n) => b[n] !== 'pass');
+    const p2f = Object.keys(b).filter((n) => b[n] === 'pass' && g[n] !== 'pass');
+    assert.ok(f2p.length > 0, `${c.tpl.name} ${c.edits.map((e) => e.buggy).join(' + ')}: no failing test`);
+    assert.deepEqual(p2f, []);
+  }
+});
+
+test('generation is deterministic and rejects bad arguments', async () => {
+  const again = await generateCodeAgent({ seed: 5, tasks: 6, outDir: join(root, "again") });
+  const read = (d: string) => readdirSync(join(d, 'tasks')).sort().map((f) => readFileSync(join(d, 'tasks', f), 'utf8'));
+  assert.deepEqual(read(again.dir), read(env.dir));
+  await assert.rejects(generateCodeAgent({ seed: 3, tasks: CODE_AGENT_MAX_TASKS + 1, outDir: join(root, 'x') }), /--tasks must be an integer in 1\.\.\d+/);
+  await assert.rejects(generateCodeAgent({ seed: -1, tasks: 1, outDir: join(root, 'y') }), /--seed/);
 });

@@ -5,46 +5,33 @@
 // (pass-to-fail = 0).
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { FamilyError } from '../../errors.js';
 import { FORMAT_VERSION, type Manifest } from '../../format.js';
 import { Rng } from '../../rng.js';
 import type { EnvFamily, GenerateOptions, GenerateResult } from '../registry.js';
+import { codeAgentCandidates, type Candidate } from './catalog.js';
 import { RUNNER, SOLUTION, SUBMIT_TOOL, VERIFIER, repoTools } from './programs.js';
-import { REPOS, type RepoTemplate } from './repos.js';
+import type { RepoTemplate } from './template.js';
 
-type Edit = RepoTemplate['bugs'][number];
 type Results = Record<string, 'pass' | 'fail'>;
+interface RunOutput {
+  results: Results;
+  timedOut: boolean;
+  output: string;
+}
 interface Runner {
-  runTests(lang: string, files: Record<string, string>, tests: string[]): { results: Results; timedOut: boolean; output: string };
+  runTestsAsync(lang: string, files: Record<string, string>, tests: string[]): Promise<RunOutput>;
 }
 
-/** Every single bug and every pair of bugs of the same repository. */
-function candidates(): Array<{ tpl: RepoTemplate; edits: Edit[] }> {
-  const out: Array<{ tpl: RepoTemplate; edits: Edit[] }> = [];
-  for (const tpl of REPOS) {
-    tpl.bugs.forEach((b) => out.push({ tpl, edits: [b] }));
-    for (let i = 0; i < tpl.bugs.length; i++) for (let j = i + 1; j < tpl.bugs.length; j++) out.push({ tpl, edits: [tpl.bugs[i]!, tpl.bugs[j]!] });
-  }
-  return out;
-}
-
-export const CODE_AGENT_MAX_TASKS = candidates().length;
-
-function inject(files: Record<string, string>, edits: Edit[]): Record<string, string> | undefined {
-  const out = { ...files };
-  for (const e of edits) {
-    const src = out[e.path]!;
-    if (src.split(e.fixed).length !== 2) return undefined;
-    const buggy = src.replace(e.fixed, e.buggy);
-    // The solution reverses the edit by locating the buggy snippet, so it must be unambiguous.
-    if (buggy.split(e.buggy).length !== 2) return undefined;
-    out[e.path] = buggy;
-  }
-  return out;
-}
+/**
+ * Candidate tasks per seed (single bugs and same-repository pairs that inject unambiguously). The
+ * repositories' structure does not depend on the seed, only names and data do, so seed 0's count
+ * holds for every seed (the test checks a range of seeds).
+ */
+export const CODE_AGENT_MAX_TASKS = codeAgentCandidates(0).length;
 
 function loadRunner(): { runner: Runner; cleanup: () => void } {
   const d = mkdtempSync(join(tmpdir(), 'dsv32-runner-'));
@@ -58,31 +45,104 @@ function write(dir: string, rel: string, text: string): void {
   writeFileSync(p, text);
 }
 
-export function generateCodeAgent(opts: GenerateOptions): GenerateResult {
+interface Measured {
+  failToPass: string[];
+  passToPass: string[];
+  passToFail: string[];
+}
+
+/** Runs `jobs` at a time; results keep the input order. */
+async function pool<T, R>(items: T[], width: number, f: (x: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await f(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(width, items.length) }, worker));
+  return out;
+}
+
+export async function generateCodeAgent(opts: GenerateOptions): Promise<GenerateResult> {
   if (!Number.isInteger(opts.seed) || opts.seed < 0) throw new FamilyError(`--seed must be a non-negative integer, got ${opts.seed}`);
   if (!Number.isInteger(opts.tasks) || opts.tasks < 1 || opts.tasks > CODE_AGENT_MAX_TASKS) {
     throw new FamilyError(`--tasks must be an integer in 1..${CODE_AGENT_MAX_TASKS} (single and paired injected bugs), got ${opts.tasks}`);
   }
   const dir = resolve(opts.outDir);
   if (existsSync(dir) && readdirSync(dir).length) throw new FamilyError(`output directory ${opts.outDir} exists and is not empty`);
-  mkdirSync(dir, { recursive: true });
 
-  const envId = `code-agent-s${opts.seed}`;
+  const all = codeAgentCandidates(opts.seed);
+  const order = new Rng(opts.seed).fork('code-agent').shuffle(all);
+  const { runner, cleanup } = loadRunner();
+  // Test runs are child processes that mostly wait on interpreter start-up, so a few per core overlap well.
+  const width = Math.max(2, Math.min(16, availableParallelism() * 2));
+  const accepted: Array<{ c: Candidate; m: Measured }> = [];
+  try {
+    // Gold runs, once per repository and only for repositories that come up: every test must pass,
+    // or the template itself is broken.
+    const gold = new Map<string, Results>();
+    const checkGold = async (tpls: RepoTemplate[]) => {
+      const runs = await pool(tpls, width, (t) => runner.runTestsAsync(t.lang, t.files, t.tests));
+      tpls.forEach((t, i) => {
+        const g = runs[i]!;
+        const failing = Object.keys(g.results).filter((n) => g.results[n] !== 'pass');
+        if (!Object.keys(g.results).length || failing.length || g.timedOut) {
+          throw new FamilyError(`code-agent repository ${t.name} (seed ${opts.seed}): the unmodified tests do not all pass (${failing.join(', ') || 'no tests found'}):\n${g.output}`);
+        }
+        gold.set(t.name, g.results);
+      });
+    };
+    // Measure candidates in windows and accept in shuffled order, so the chosen set does not depend
+    // on which child process finishes first.
+    for (let at = 0; at < order.length && accepted.length < opts.tasks; at += width) {
+      const window = order.slice(at, at + width);
+      await checkGold([...new Set(window.map((c) => c.tpl))].filter((t) => !gold.has(t.name)));
+      const runs = await pool(window, width, (c) => runner.runTestsAsync(c.tpl.lang, c.buggy, c.tpl.tests));
+      window.forEach((c, i) => {
+        if (accepted.length >= opts.tasks || runs[i]!.timedOut) return;
+        const m = measure(gold.get(c.tpl.name)!, runs[i]!.results);
+        if (m.failToPass.length > 0 && m.passToFail.length === 0) accepted.push({ c, m });
+      });
+    }
+  } finally {
+    cleanup();
+  }
+  if (accepted.length < opts.tasks) {
+    throw new FamilyError(`only ${accepted.length} injected bugs pass the fail-to-pass > 0, pass-to-fail = 0 check for seed ${opts.seed}; asked for ${opts.tasks}`);
+  }
+  return writeEnvironment(dir, opts.seed, accepted);
+}
+
+function measure(gold: Results, before: Results): Measured {
+  const names = Object.keys(gold).sort();
+  return {
+    failToPass: names.filter((t) => gold[t] === 'pass' && before[t] !== 'pass'),
+    passToPass: names.filter((t) => gold[t] === 'pass' && before[t] === 'pass'),
+    passToFail: Object.keys(before).filter((t) => before[t] === 'pass' && gold[t] !== 'pass'),
+  };
+}
+
+function describe(tpl: RepoTemplate): string {
+  return tpl.lang === 'python' ? 'Python, tests: python3 -m unittest' : 'JavaScript, tests: node --test';
+}
+
+function writeEnvironment(dir: string, seed: number, accepted: Array<{ c: Candidate; m: Measured }>): GenerateResult {
+  mkdirSync(dir, { recursive: true });
+  const envId = `code-agent-s${seed}`;
   const manifest: Manifest = {
     formatVersion: FORMAT_VERSION,
     id: envId,
     family: 'code-agent',
     description: 'Fix injected bugs in tiny Python (unittest) and JavaScript (node --test) repositories from an issue text; verified by running the tests.',
-    provenance: { source: 'dsv32 env generate code-agent (offline, deterministic)', seed: opts.seed },
+    provenance: { source: 'dsv32 env generate code-agent (offline, deterministic)', seed },
     difficulty: 'mixed',
-    version: '1.0.0',
+    version: '1.1.0',
     submitTool: SUBMIT_TOOL.name,
     toolLimits: { timeoutMs: 30_000, memoryMb: 512 },
   };
   write(dir, 'manifest.json', JSON.stringify(manifest, null, 2) + '\n');
-
-  const order = new Rng(opts.seed).fork('code-agent').shuffle(candidates());
-  const { runner, cleanup } = loadRunner();
   const db = new Database(join(dir, 'db.sqlite'));
   try {
     db.exec(`
@@ -92,45 +152,27 @@ export function generateCodeAgent(opts: GenerateOptions): GenerateResult {
     `);
     const insRepo = db.prepare('INSERT INTO repos VALUES (?, ?, ?)');
     const insFile = db.prepare('INSERT INTO files VALUES (?, ?, ?, ?)');
-    // Gold results per template are the same for every task of that template.
-    const goldRuns = new Map<string, Results>();
-    let made = 0;
-    for (const c of order) {
-      if (made >= opts.tasks) break;
-      const buggy = inject(c.tpl.files, c.edits);
-      if (!buggy) continue;
-      let gold = goldRuns.get(c.tpl.name);
-      if (!gold) {
-        gold = runner.runTests(c.tpl.lang, c.tpl.files, c.tpl.tests).results;
-        goldRuns.set(c.tpl.name, gold);
-      }
-      const before = runner.runTests(c.tpl.lang, buggy, c.tpl.tests).results;
-      const names = Object.keys(gold).sort();
-      const failToPass = names.filter((t) => gold[t] === 'pass' && before[t] !== 'pass');
-      const passToPass = names.filter((t) => gold[t] === 'pass' && before[t] === 'pass');
-      const passToFail = Object.keys(before).filter((t) => before[t] === 'pass' && gold[t] !== 'pass');
-      if (!names.length || failToPass.length === 0 || passToFail.length > 0) continue;
-      const repo = `${c.tpl.name}-${String(made).padStart(3, '0')}`;
-      insRepo.run(repo, c.tpl.lang, c.tpl.name);
-      for (const [path, text] of Object.entries(buggy)) insFile.run(repo, path, text, c.tpl.tests.includes(path) ? 1 : 0);
-      const id = `code-${String(made).padStart(4, '0')}`;
-      const issue = c.edits.map((e) => `- ${e.issue}`).join('\n');
-      const task = {
-        id,
-        prompt:
-          `Repository \`${repo}\` (${c.tpl.lang === 'python' ? 'Python, tests: python3 -m unittest' : 'JavaScript, tests: node --test'}) has ` +
-          `${c.edits.length === 1 ? 'a bug report' : 'bug reports'}:\n${issue}\n\nFix the source code (not the tests) with the repository tools, ` +
-          'then call submit_patch with the full contents of each file you changed.',
-        difficulty: c.edits.length === 1 ? 'easy' : 'medium',
-        params: { repo, lang: c.tpl.lang, gold: c.edits.map((e) => ({ path: e.path, buggy: e.buggy, fixed: e.fixed })), fail_to_pass: failToPass, pass_to_pass: passToPass },
-        solution: { program: 'solutions/solve.py' },
-        verifier: { program: 'verifiers/verify.js' },
-      };
-      write(dir, `tasks/${id}.json`, JSON.stringify(task, null, 2) + '\n');
-      made++;
-    }
-    if (made < opts.tasks) throw new FamilyError(`only ${made} injected bugs pass the fail-to-pass > 0, pass-to-fail = 0 check; asked for ${opts.tasks}`);
-    const first = (db.prepare('SELECT repo, path FROM files WHERE is_test = 0 ORDER BY repo LIMIT 1').get() as { repo: string; path: string });
+    db.transaction(() => {
+      accepted.forEach(({ c, m }, made) => {
+        const repo = `${c.tpl.name}-${String(made).padStart(3, '0')}`;
+        insRepo.run(repo, c.tpl.lang, c.tpl.name);
+        for (const [path, text] of Object.entries(c.buggy)) insFile.run(repo, path, text, c.tpl.tests.includes(path) ? 1 : 0);
+        const id = `code-${String(made).padStart(4, '0')}`;
+        const issue = c.edits.map((e) => `- ${e.issue}`).join('\n');
+        const task = {
+          id,
+          prompt:
+            `Repository \`${repo}\` (${describe(c.tpl)}) has ${c.edits.length === 1 ? 'a bug report' : 'bug reports'}:\n${issue}\n\n` +
+            'Fix the source code (not the tests) with the repository tools, then call submit_patch with the full contents of each file you changed.',
+          difficulty: c.edits.length === 1 ? 'easy' : 'medium',
+          params: { repo, lang: c.tpl.lang, gold: c.edits.map((e) => ({ path: e.path, buggy: e.buggy, fixed: e.fixed })), fail_to_pass: m.failToPass, pass_to_pass: m.passToPass },
+          solution: { program: 'solutions/solve.py' },
+          verifier: { program: 'verifiers/verify.js' },
+        };
+        write(dir, `tasks/${id}.json`, JSON.stringify(task, null, 2) + '\n');
+      });
+    })();
+    const first = db.prepare('SELECT repo, path FROM files WHERE is_test = 0 ORDER BY repo LIMIT 1').get() as { repo: string; path: string };
     write(dir, 'tools/_runner.js', RUNNER);
     for (const t of repoTools(first.repo, first.path)) {
       write(dir, `tools/${t.schema.name}.js`, t.source);
@@ -139,10 +181,9 @@ export function generateCodeAgent(opts: GenerateOptions): GenerateResult {
     write(dir, `tools/${SUBMIT_TOOL.name}.schema.json`, JSON.stringify(SUBMIT_TOOL, null, 2) + '\n');
     write(dir, 'solutions/solve.py', SOLUTION);
     write(dir, 'verifiers/verify.js', VERIFIER);
-    return { dir, envId, tasks: made, tools: 4 };
+    return { dir, envId, tasks: accepted.length, tools: 4 };
   } finally {
     db.close();
-    cleanup();
   }
 }
 

@@ -9,7 +9,7 @@ export const RUNNER = `'use strict';
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const { spawnSync } = require('child_process');
+const { spawn, spawnSync } = require('child_process');
 
 const TEST_TIMEOUT_MS = 15000;
 
@@ -25,27 +25,77 @@ function parse(lang, text) {
   return results;
 }
 
-function runTests(lang, files, tests) {
+function materialise(files) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'repo-'));
-  try {
-    for (const [rel, text] of Object.entries(files)) {
-      if (rel.startsWith('/') || rel.split('/').includes('..')) throw new Error('bad path ' + rel);
-      fs.mkdirSync(path.dirname(path.join(dir, rel)), { recursive: true });
-      fs.writeFileSync(path.join(dir, rel), text);
+  for (const [rel, text] of Object.entries(files)) {
+    if (rel.startsWith('/') || rel.split('/').includes('..')) {
+      fs.rmSync(dir, { recursive: true, force: true });
+      throw new Error('bad path ' + rel);
     }
+    fs.mkdirSync(path.dirname(path.join(dir, rel)), { recursive: true });
+    fs.writeFileSync(path.join(dir, rel), text);
+  }
+  return dir;
+}
+
+function command(lang, tests) {
+  return lang === 'python'
+    ? ['/usr/bin/python3', ['-s', '-m', 'unittest', '-v']]
+    : [process.execPath, ['--test', '--test-reporter=tap', ...tests]];
+}
+
+function summarise(lang, dir, stdout, stderr, timedOut) {
+  // Timings and the scratch path vary between runs; tools must be deterministic, so they go.
+  const output = ((stdout || '') + (stderr || ''))
+    .split(dir).join('.')
+    .replace(/duration_ms:? [0-9.]+/g, 'duration_ms -')
+    .replace(/ in [0-9.]+s$/gm, ' in -s');
+  return { results: parse(lang, output), timedOut, output: output.slice(-4000) };
+}
+
+function runTests(lang, files, tests) {
+  const dir = materialise(files);
+  try {
     const env = { PATH: '/usr/bin:/bin', HOME: dir, PYTHONDONTWRITEBYTECODE: '1' };
-    const r = lang === 'python'
-      ? spawnSync('/usr/bin/python3', ['-s', '-m', 'unittest', '-v'], { cwd: dir, env, encoding: 'utf8', timeout: TEST_TIMEOUT_MS })
-      : spawnSync(process.execPath, ['--test', '--test-reporter=tap', ...tests], { cwd: dir, env, encoding: 'utf8', timeout: TEST_TIMEOUT_MS });
-    // Timings and the scratch path vary between runs; tools must be deterministic, so they go.
-    const output = ((r.stdout || '') + (r.stderr || ''))
-      .split(dir).join('.')
-      .replace(/duration_ms:? [0-9.]+/g, 'duration_ms -')
-      .replace(/ in [0-9.]+s$/gm, ' in -s');
-    return { results: parse(lang, output), timedOut: r.error !== undefined && r.error.code === 'ETIMEDOUT', output: output.slice(-4000) };
+    const [bin, args] = command(lang, tests);
+    const r = spawnSync(bin, args, { cwd: dir, env, encoding: 'utf8', timeout: TEST_TIMEOUT_MS });
+    return summarise(lang, dir, r.stdout, r.stderr, r.error !== undefined && r.error.code === 'ETIMEDOUT');
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+}
+
+// The same run without blocking, so the generator can measure many injected bugs at once.
+function runTestsAsync(lang, files, tests) {
+  return new Promise((resolve, reject) => {
+    let dir;
+    try {
+      dir = materialise(files);
+    } catch (e) {
+      reject(e);
+      return;
+    }
+    const env = { PATH: '/usr/bin:/bin', HOME: dir, PYTHONDONTWRITEBYTECODE: '1' };
+    const [bin, args] = command(lang, tests);
+    const child = spawn(bin, args, { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let timedOut = false;
+    child.stdout.setEncoding('utf8').on('data', (d) => { stdout += d; });
+    child.stderr.setEncoding('utf8').on('data', (d) => { stderr += d; });
+    const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, TEST_TIMEOUT_MS);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      fs.rmSync(dir, { recursive: true, force: true });
+      reject(e);
+    });
+    child.on('close', () => {
+      clearTimeout(timer);
+      const out = summarise(lang, dir, stdout, stderr, timedOut);
+      fs.rmSync(dir, { recursive: true, force: true });
+      resolve(out);
+    });
+  });
 }
 
 function openDb() {
@@ -72,7 +122,7 @@ function readArgs() {
   return JSON.parse(fs.readFileSync(0, 'utf8'));
 }
 
-module.exports = { runTests, parse, openDb, loadRepo, readArgs };
+module.exports = { runTests, runTestsAsync, parse, openDb, loadRepo, readArgs };
 `;
 
 const repoArg = { type: 'string', description: 'repository name from the task' };

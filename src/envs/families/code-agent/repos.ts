@@ -1,18 +1,11 @@
-// Tiny repositories of the code-agent family (Python with unittest, JavaScript with node:test) and
-// the bugs injected into them. A bug replaces one snippet of a source file (which occurs exactly
+// The first four tiny repositories of the code-agent family (Python with unittest, JavaScript with
+// node:test) and the bugs injected into them; these carry no seeded variation. A bug replaces one snippet of a source file (which occurs exactly
 // once); the gold patch restores it. Whether a bug is usable (fail-to-pass > 0, pass-to-fail = 0) is
 // established by running the tests in family.ts, not assumed here.
 
-export interface RepoTemplate {
-  name: string;
-  lang: 'python' | 'node';
-  files: Record<string, string>;
-  /** Paths of test files: the verifier always uses the repository's own copies. */
-  tests: string[];
-  bugs: Array<{ path: string; fixed: string; buggy: string; issue: string }>;
-}
+import type { RepoSpec, RepoTemplate } from './template.js';
 
-export const REPOS: RepoTemplate[] = [
+const REPOS: RepoTemplate[] = [
   {
     name: 'pystats',
     lang: 'python',
@@ -215,3 +208,5 @@ test('chunk splits with a short tail', () => assert.deepEqual(chunk([1, 2, 3, 4,
     ],
   },
 ];
+
+export const FIXED_SPECS: RepoSpec[] = REPOS.map((t) => ({ name: t.name, lang: t.lang, build: () => t }));
