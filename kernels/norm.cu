@@ -64,7 +64,7 @@ RMS(rmsnorm_f64, double, double, 1)
 template <class T, class W, int VEC>
 __device__ void layernorm_rows(int64_t rows, int64_t D, double eps, T* out, const T* x, const W* w, const W* b) {
   typedef typename Acc<T>::type A;
-  __shared__ A red[33];
+  __shared__ A red[33], red2[33];
   const int64_t nv = D / VEC;
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
     const Vec<T, VEC>* xr = reinterpret_cast<const Vec<T, VEC>*>(x + row * D);
@@ -85,7 +85,7 @@ __device__ void layernorm_rows(int64_t rows, int64_t D, double eps, T* out, cons
         q += d * d;
       }
     }
-    const A inv = (A)1 / sqrt(block_sum(q, red) / (A)D + (A)eps);
+    const A inv = (A)1 / sqrt(block_sum(q, red2) / (A)D + (A)eps);
     for (int64_t j = threadIdx.x; j < nv; j += blockDim.x) {
       const Vec<T, VEC> v = xr[j];
       Vec<T, VEC> o;
@@ -160,7 +160,9 @@ __device__ void rmsnorm_cached(int64_t rows, int64_t D, double eps, T* out, T* h
       if (j < nv) {
         Vec<T, VEC> o;
 #pragma unroll
-        for (int k = 0; k < VEC; k++) o.v[k] = from_acc<T>((to_acc<T>(cache[c].v[k]) * inv) * (A)to_acc<W>(w[j * VEC + k]));
+        const Vec<W, VEC> wv = reinterpret_cast<const Vec<W, VEC>*>(w)[j];  // one or two 16-byte loads, not VEC scalar ones
+#pragma unroll
+        for (int k = 0; k < VEC; k++) o.v[k] = from_acc<T>((to_acc<T>(cache[c].v[k]) * inv) * (A)to_acc<W>(wv.v[k]));
         orow[j] = o;
       }
     }
@@ -182,3 +184,76 @@ __device__ void rmsnorm_cached(int64_t rows, int64_t D, double eps, T* out, T* h
 RMSC(rmsnorm_f32_v4, float, float, 4)
 RMSC(rmsnorm_bf16_v8, __nv_bfloat16, __nv_bfloat16, 8)
 RMSC(rmsnorm_bf16w32_v8, __nv_bfloat16, float, 8)
+
+// Register-cached layerNorm (same contract as rmsnorm_cached): the row is read once; the mean and then
+// the biased variance Σ(x − mean)²/D are both taken from registers, so the variance never suffers the
+// E[x²] − mean² cancellation that a large mean with a small spread would cause. Each reduction has its
+// own shared scratch. Weight and bias come in as 16-byte vectors (the host checks their alignment).
+template <class T, class W, int VEC, int NV>
+__device__ void layernorm_cached(int64_t rows, int64_t D, double eps, T* out, const T* x, const W* w, const W* b) {
+  typedef typename Acc<T>::type A;
+  __shared__ A red_mean[33], red_var[33];
+  const int64_t nv = D / VEC;
+  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+    const Vec<T, VEC>* xr = reinterpret_cast<const Vec<T, VEC>*>(x + row * D);
+    Vec<T, VEC> cache[NV];
+#pragma unroll
+    for (int c = 0; c < NV; c++) {
+      const int64_t j = threadIdx.x + (int64_t)c * blockDim.x;
+      if (j < nv) cache[c] = xr[j];
+    }
+    A s = 0;
+#pragma unroll
+    for (int c = 0; c < NV; c++) {
+      const int64_t j = threadIdx.x + (int64_t)c * blockDim.x;
+      if (j < nv) {
+#pragma unroll
+        for (int k = 0; k < VEC; k++) s += to_acc<T>(cache[c].v[k]);
+      }
+    }
+    const A mean = block_sum(s, red_mean) / (A)D;
+    A q = 0;
+#pragma unroll
+    for (int c = 0; c < NV; c++) {
+      const int64_t j = threadIdx.x + (int64_t)c * blockDim.x;
+      if (j < nv) {
+#pragma unroll
+        for (int k = 0; k < VEC; k++) {
+          const A d = to_acc<T>(cache[c].v[k]) - mean;
+          q += d * d;
+        }
+      }
+    }
+    const A inv = (A)1 / sqrt(block_sum(q, red_var) / (A)D + (A)eps);
+    Vec<T, VEC>* orow = reinterpret_cast<Vec<T, VEC>*>(out + row * D);
+#pragma unroll
+    for (int c = 0; c < NV; c++) {
+      const int64_t j = threadIdx.x + (int64_t)c * blockDim.x;
+      if (j < nv) {
+        const Vec<W, VEC> wv = reinterpret_cast<const Vec<W, VEC>*>(w)[j];
+        const Vec<W, VEC> bv = reinterpret_cast<const Vec<W, VEC>*>(b)[j];
+        Vec<T, VEC> o;
+#pragma unroll
+        for (int k = 0; k < VEC; k++)
+          o.v[k] = from_acc<T>((to_acc<T>(cache[c].v[k]) - mean) * inv * (A)to_acc<W>(wv.v[k]) + (A)to_acc<W>(bv.v[k]));
+        orow[j] = o;
+      }
+    }
+  }
+}
+#define LNC(NAME, T, W, VEC, NV)                                                                                            \
+  extern "C" __global__ void NAME##_r##NV(int64_t rows, int64_t D, double eps, T* out, const T* x, const W* w, const W* b) { \
+    layernorm_cached<T, W, VEC, NV>(rows, D, eps, out, x, w, b);                                                          \
+  }
+LNC(layernorm_f32_v4, float, float, 4, 1)
+LNC(layernorm_f32_v4, float, float, 4, 2)
+LNC(layernorm_f32_v4, float, float, 4, 4)
+LNC(layernorm_f32_v4, float, float, 4, 8)
+LNC(layernorm_bf16_v8, __nv_bfloat16, __nv_bfloat16, 8, 1)
+LNC(layernorm_bf16_v8, __nv_bfloat16, __nv_bfloat16, 8, 2)
+LNC(layernorm_bf16_v8, __nv_bfloat16, __nv_bfloat16, 8, 4)
+LNC(layernorm_bf16_v8, __nv_bfloat16, __nv_bfloat16, 8, 8)
+LNC(layernorm_bf16w32_v8, __nv_bfloat16, float, 8, 1)
+LNC(layernorm_bf16w32_v8, __nv_bfloat16, float, 8, 2)
+LNC(layernorm_bf16w32_v8, __nv_bfloat16, float, 8, 4)
+LNC(layernorm_bf16w32_v8, __nv_bfloat16, float, 8, 8)

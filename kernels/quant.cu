@@ -5,6 +5,7 @@
 // One warp per block; the second read of the block hits L1. The _v4 kernels have each lane move 4
 // consecutive elements (16 B of f32, 8 B of bf16) and store 4 codes at once; they need block % 128 == 0.
 #include "common.cuh"
+#include <cuda_fp8.h>
 
 __device__ __forceinline__ float quant_scale(float amax, int ue8m0) {
   amax = amax != amax ? amax : fmaxf(amax, 1e-4f);
@@ -98,6 +99,20 @@ extern "C" __global__ void act_dequant_bf16(int64_t rows, int64_t N, int64_t blo
 // Block size 128 over rows whose length is a multiple of 128 (DeepSeek's activations): a half-warp
 // owns one block, each lane 8 consecutive elements (16 B of bf16, 32 B of f32) held in registers, and
 // every half-warp has U blocks' loads in flight before reducing, to keep enough bytes moving.
+// The per-element work is what limits this kernel, not the bytes, so it is kept to a multiply and half
+// a conversion instruction:
+//  - with ue8m0 the scale is a power of two, so x / s == x · (1/s) exactly (1/s is a normal float for
+//    every s this can produce: amax ≥ 1e-4 gives s ≥ 2^-22);
+//  - the hardware's cvt.rn.satfinite.e4m3x2.f32 rounds to nearest even like f32_to_e4m3_bits, and its
+//    saturation to ±448 is the clamp the CPU applies first (anything above 448 rounds to 448 or to 480
+//    and then saturates to 448 either way).
+// A block whose scale is not finite (an inf or NaN input) takes the scalar path, which keeps the CPU's
+// NaN codes with their signs.
+__device__ __forceinline__ uint32_t e4m3x4_hw(float a, float b, float c, float d) {
+  const uint32_t lo = __nv_cvt_float2_to_fp8x2(make_float2(a, b), __NV_SATFINITE, __NV_E4M3);
+  const uint32_t hi = __nv_cvt_float2_to_fp8x2(make_float2(c, d), __NV_SATFINITE, __NV_E4M3);
+  return lo | (hi << 16);
+}
 template <class T, int U>
 __device__ void act_quant_b128(int64_t nblk, int ue8m0, uint8_t* q, float* s, const T* x) {
   const int lane = threadIdx.x & 15;
@@ -113,19 +128,36 @@ __device__ void act_quant_b128(int64_t nblk, int ue8m0, uint8_t* q, float* s, co
 #pragma unroll
     for (int u = 0; u < U; u++) {
       const int64_t b = b0 + u * nhw;
+      float f[8];
+#pragma unroll
+      for (int k = 0; k < 8; k++) f[k] = to_f<T>(v[u].v[k]);
       float amax = 0.0f;
 #pragma unroll
-      for (int k = 0; k < 8; k++) amax = amax_merge(amax, fabsf(to_f<T>(v[u].v[k])));
+      for (int k = 0; k < 8; k++) amax = amax_merge(amax, fabsf(f[k]));
 #pragma unroll
       for (int o = 8; o > 0; o >>= 1) amax = amax_merge(amax, __shfl_xor_sync(0xffffffffu, amax, o));
       if (b < nblk) {
         const float sc = quant_scale(amax, ue8m0);
         if (lane == 0) s[b] = sc;
         uint2 c;
-        c.x = (uint32_t)quant_one(to_f<T>(v[u].v[0]), sc) | ((uint32_t)quant_one(to_f<T>(v[u].v[1]), sc) << 8) |
-              ((uint32_t)quant_one(to_f<T>(v[u].v[2]), sc) << 16) | ((uint32_t)quant_one(to_f<T>(v[u].v[3]), sc) << 24);
-        c.y = (uint32_t)quant_one(to_f<T>(v[u].v[4]), sc) | ((uint32_t)quant_one(to_f<T>(v[u].v[5]), sc) << 8) |
-              ((uint32_t)quant_one(to_f<T>(v[u].v[6]), sc) << 16) | ((uint32_t)quant_one(to_f<T>(v[u].v[7]), sc) << 24);
+        if (isfinite(sc)) {
+          float y[8];
+          if (ue8m0) {
+            const float r = 1.0f / sc;
+#pragma unroll
+            for (int k = 0; k < 8; k++) y[k] = f[k] * r;
+          } else {
+#pragma unroll
+            for (int k = 0; k < 8; k++) y[k] = __fdiv_rn(f[k], sc);
+          }
+          c.x = e4m3x4_hw(y[0], y[1], y[2], y[3]);
+          c.y = e4m3x4_hw(y[4], y[5], y[6], y[7]);
+        } else {
+          c.x = (uint32_t)quant_one(f[0], sc) | ((uint32_t)quant_one(f[1], sc) << 8) | ((uint32_t)quant_one(f[2], sc) << 16) |
+                ((uint32_t)quant_one(f[3], sc) << 24);
+          c.y = (uint32_t)quant_one(f[4], sc) | ((uint32_t)quant_one(f[5], sc) << 8) | ((uint32_t)quant_one(f[6], sc) << 16) |
+                ((uint32_t)quant_one(f[7], sc) << 24);
+        }
         *reinterpret_cast<uint2*>(q + b * 128 + lane * 8) = c;
       }
     }

@@ -90,26 +90,48 @@ SOFTMAX(softmax_bf16_v8, __nv_bfloat16, 8)
 SOFTMAX(softmax_f16, __half, 1)
 SOFTMAX(softmax_f64, double, 1)
 
-// Register-cached variant (NV vectors per thread, NV · blockDim · VEC ≥ D): the row is read once, the
-// max and the sum come from registers (exp recomputed in the output pass instead of re-reading x).
-template <class T, int VEC, int NV>
-__device__ void softmax_cached(int64_t rows, int64_t D, double scale, T* out, const T* x, const uint8_t* mask, int64_t mask_rows, int logm) {
-  __shared__ float red[33];
+// Register-cached single-pass variant (NV vectors per thread, NV · blockDim · VEC ≥ D): the row is read
+// once. Each thread takes its local max m_t and sum s_t = Σ e^(z − m_t) over its registers; the block
+// then merges the (m, s) pairs once (one block reduction per row instead of three),
+//   M = max m_t,  S = Σ s_t · e^(m_t − M),
+// and the output pass recomputes e^(z − M) / S from the cached inputs. Caching the exponentials instead
+// would need NV·VEC more registers and spills at NV ≥ 4; the exponentials are 2^((z − m)·log2 e) on the
+// MUFU unit, whose ~2-ulp error is far inside the f32 tolerance.
+// Log-softmax recomputes z − M − log S from the cached inputs (exact near the max). A NaN anywhere
+// makes s_t NaN, which the merge carries to S, so the whole row is NaN as on the CPU; a fully masked
+// row has M = −∞ and S = 0, and 0/0 gives NaN as torch does.
+// e^d for d ≤ 0 (or NaN): one ex2.approx; e^-inf = 0.
+__device__ __forceinline__ float fast_exp(float d) { return exp2f(d * 1.4426950408889634f); }
+__device__ __forceinline__ void ms_merge_f(float& m, float& s, float mo, float so) {
+  const float M = fmaxf(m, mo);
+  if (M == -INFINITY) {
+    s = s + so;  // both empty (0) unless a NaN is carried
+  } else {
+    s = s * expf(m - M) + so * expf(mo - M);
+  }
+  m = M;
+}
+template <class T, int VEC, int NV, bool LOGM, bool MASK>
+__device__ void softmax_cached(int64_t rows, int64_t D, float sc, T* out, const T* x, const uint8_t* mask, int64_t mask_rows) {
+  __shared__ float red_m[32], red_s[32];
   const int64_t nv = D / VEC;
-  const float sc = (float)scale;
+  const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
     const Vec<T, VEC>* xr = reinterpret_cast<const Vec<T, VEC>*>(x + row * D);
-    const uint8_t* mr = mask ? mask + (row % mask_rows) * D : nullptr;
+    const Vec<uint8_t, VEC>* mr = MASK ? reinterpret_cast<const Vec<uint8_t, VEC>*>(mask + (row % mask_rows) * D) : nullptr;
     Vec<T, VEC> cache[NV];
+    Vec<uint8_t, VEC> mk[NV];
 #pragma unroll
     for (int c = 0; c < NV; c++) {
       const int64_t j = threadIdx.x + (int64_t)c * blockDim.x;
-      if (j < nv) cache[c] = xr[j];
+      if (j < nv) {
+        cache[c] = xr[j];
+        if (MASK) mk[c] = mr[j];
+      }
     }
-    auto zval = [&](int c, int k, int64_t j) -> float {
-      float z = to_f<T>(cache[c].v[k]) * sc;
-      if (mr && mr[j * VEC + k] == 0) z = -INFINITY;
-      return z;
+    auto zval = [&](int c, int k) -> float {
+      const float z = to_f<T>(cache[c].v[k]) * sc;
+      return (MASK && mk[c].v[k] == 0) ? -INFINITY : z;
     };
     float m = -INFINITY;
     bool nan = false;
@@ -119,39 +141,61 @@ __device__ void softmax_cached(int64_t rows, int64_t D, double scale, T* out, co
       if (j < nv) {
 #pragma unroll
         for (int k = 0; k < VEC; k++) {
-          const float z = zval(c, k, j);
+          const float z = zval(c, k);
           nan |= z != z;
           m = fmaxf(m, z);
         }
       }
     }
-    m = block_max(m, red);
-    const bool any_nan = block_sum(nan ? 1.0f : 0.0f, red) > 0.0f;
-    if (m == -INFINITY) m = 0.0f;  // fully masked row: every exp is 0, the sum is 0, the output NaN
+    const float mt = m == -INFINITY ? 0.0f : m;  // a thread with nothing unmasked contributes s = 0
     float s = 0.0f;
 #pragma unroll
     for (int c = 0; c < NV; c++) {
       const int64_t j = threadIdx.x + (int64_t)c * blockDim.x;
       if (j < nv) {
 #pragma unroll
-        for (int k = 0; k < VEC; k++) s += expf(zval(c, k, j) - m);
+        for (int k = 0; k < VEC; k++) s += fast_exp(zval(c, k) - mt);
       }
     }
-    s = block_sum(s, red);
-    if (any_nan) s = __uint_as_float(0x7fc00000u);
-    const float inv = 1.0f / s, logs = logf(s);
+    if (nan) s = __uint_as_float(0x7fc00000u);
+    float M = m;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) ms_merge_f(M, s, __shfl_xor_sync(0xffffffffu, M, o), __shfl_xor_sync(0xffffffffu, s, o));
+    __syncthreads();  // the previous row's readers are done with red_m/red_s
+    if (lane == 0) {
+      red_m[wid] = M;
+      red_s[wid] = s;
+    }
+    __syncthreads();
+    M = lane < nw ? red_m[lane] : -INFINITY;
+    s = lane < nw ? red_s[lane] : 0.0f;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) ms_merge_f(M, s, __shfl_xor_sync(0xffffffffu, M, o), __shfl_xor_sync(0xffffffffu, s, o));
+    const float Mz = M == -INFINITY ? 0.0f : M;
     Vec<T, VEC>* orow = reinterpret_cast<Vec<T, VEC>*>(out + row * D);
+    if (LOGM) {
+      const float logs = logf(s);
 #pragma unroll
-    for (int c = 0; c < NV; c++) {
-      const int64_t j = threadIdx.x + (int64_t)c * blockDim.x;
-      if (j < nv) {
-        Vec<T, VEC> o;
+      for (int c = 0; c < NV; c++) {
+        const int64_t j = threadIdx.x + (int64_t)c * blockDim.x;
+        if (j < nv) {
+          Vec<T, VEC> o;
 #pragma unroll
-        for (int k = 0; k < VEC; k++) {
-          const float z = zval(c, k, j);
-          o.v[k] = from_f<T>(logm ? (z - m) - logs : expf(z - m) * inv);
+          for (int k = 0; k < VEC; k++) o.v[k] = from_f<T>((zval(c, k) - Mz) - logs);
+          orow[j] = o;
         }
-        orow[j] = o;
+      }
+    } else {
+      const float inv = 1.0f / s;
+#pragma unroll
+      for (int c = 0; c < NV; c++) {
+        const int64_t j = threadIdx.x + (int64_t)c * blockDim.x;
+        if (j < nv) {
+          Vec<T, VEC> o;
+#pragma unroll
+          for (int k = 0; k < VEC; k++) o.v[k] = from_f<T>(fast_exp(zval(c, k) - Mz) * inv);
+          orow[j] = o;
+        }
       }
     }
   }
@@ -159,7 +203,13 @@ __device__ void softmax_cached(int64_t rows, int64_t D, double scale, T* out, co
 #define SMC(NAME, T, VEC, NV)                                                                                          \
   extern "C" __global__ void NAME##_r##NV(int64_t rows, int64_t D, double scale, T* out, const T* x, const uint8_t* mask, \
                                           int64_t mask_rows, int logm) {                                               \
-    softmax_cached<T, VEC, NV>(rows, D, scale, out, x, mask, mask_rows, logm);                                         \
+    if (mask) {                                                                                                        \
+      if (logm) softmax_cached<T, VEC, NV, true, true>(rows, D, (float)scale, out, x, mask, mask_rows);                \
+      else softmax_cached<T, VEC, NV, false, true>(rows, D, (float)scale, out, x, mask, mask_rows);                    \
+    } else {                                                                                                           \
+      if (logm) softmax_cached<T, VEC, NV, true, false>(rows, D, (float)scale, out, x, mask, mask_rows);               \
+      else softmax_cached<T, VEC, NV, false, false>(rows, D, (float)scale, out, x, mask, mask_rows);                   \
+    }                                                                                                                  \
   }
 SMC(softmax_f32_v4, float, 4, 1)
 SMC(softmax_f32_v4, float, 4, 2)

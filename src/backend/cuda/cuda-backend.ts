@@ -201,6 +201,10 @@ export class CudaBackend implements Backend {
   private aligned16(...vs: View[]): boolean {
     return vs.every((v) => this.ptr(v) % 16 === 0);
   }
+  /** Weight/bias vectors of the cached row kernels are read as Vec<W, VEC>: 16 bytes, or 32 for f32 × 8. */
+  private alignedVec(vec: number, ...vs: View[]): boolean {
+    return vs.every((v) => this.ptr(v) % (vec * ITEMSIZE[v.dtype]) === 0);
+  }
 
   // ---- copy / fill -------------------------------------------------------------------------------------
   copy(dst: View, src: View): void {
@@ -383,6 +387,14 @@ export class CudaBackend implements Backend {
   private rowGrid(rows: number): number {
     return Math.max(1, Math.min(rows, this.rt.info.multiprocessors * 32));
   }
+  /**
+   * The register-cached row kernels get one block per row (up to the grid limit): the block scheduler
+   * then balances the tail, where a grid-stride loop over ~4.4 rows per block left the last wave
+   * half empty.
+   */
+  private cachedGrid(rows: number): number {
+    return Math.max(1, Math.min(rows, 0x7fffffff));
+  }
   private suffix(op: string, d: DType): string {
     const s = SUF[d];
     if (!s) throw new DsvError(`${op} on cuda: dtype ${d} is not supported (f32, bf16, f16, f64)`);
@@ -422,9 +434,10 @@ export class CudaBackend implements Backend {
     }
     const v = VEC[x.dtype];
     const vec = v && D % v === 0 && this.aligned16(xc.view, out) ? v : 1;
-    const cached = vec > 1 ? cacheShape(D / vec) : null;
+    // the cached kernel reads the mask VEC bytes at a time
+    const cached = vec > 1 && maskPtr % vec === 0 ? cacheShape(D / vec) : null;
     const name = cached ? `softmax_${sfx}_v${vec}_r${cached.nv}` : vec > 1 ? `softmax_${sfx}_v${vec}` : `softmax_${sfx}`;
-    this.k('softmax', name, 'softmax').launch(this.rowGrid(rows), cached ? cached.threads : this.rowThreads(D / vec), 0,
+    this.k('softmax', name, 'softmax').launch(cached ? this.cachedGrid(rows) : this.rowGrid(rows), cached ? cached.threads : this.rowThreads(D / vec), 0,
       [rows, D, o.scale ?? 1, this.ptr(out), this.ptr(xc.view), maskPtr, maskRows, o.log ? 1 : 0]);
     xc.tmp?.dispose();
     mtmp?.dispose();
@@ -451,9 +464,9 @@ export class CudaBackend implements Backend {
     const v = VEC[x.dtype];
     const views = [xc.view, out, ...(rc ? [rc.view] : []), ...(hOut ? [hOut] : [])];
     const vec = v && D % v === 0 && (tag === 'f32' || tag === 'bf16' || tag === 'bf16w32') && this.aligned16(...views) ? v : 1;
-    const cached = vec > 1 ? cacheShape(D / vec) : null;
+    const cached = vec > 1 && this.alignedVec(vec, wc.view) ? cacheShape(D / vec) : null;
     const name = cached ? `rmsnorm_${tag}_v${vec}_r${cached.nv}` : vec > 1 ? `rmsnorm_${tag}_v${vec}` : `rmsnorm_${tag}`;
-    this.k('norm', name, 'rmsnorm').launch(this.rowGrid(rows), cached ? cached.threads : this.rowThreads(D / vec), 0,
+    this.k('norm', name, 'rmsnorm').launch(cached ? this.cachedGrid(rows) : this.rowGrid(rows), cached ? cached.threads : this.rowThreads(D / vec), 0,
       [rows, D, eps, this.ptr(out), hOut ? this.ptr(hOut) : 0, this.ptr(xc.view), rc ? this.ptr(rc.view) : 0, this.ptr(wc.view)]);
     wc.tmp?.dispose();
     xc.tmp?.dispose();
@@ -472,8 +485,12 @@ export class CudaBackend implements Backend {
     const xc = this.contiguous(x);
     const tag = x.dtype === 'bf16' && wd === 'f32' ? 'bf16w32' : sfx;
     const v = VEC[x.dtype];
-    const vec = v && D % v === 0 && (tag === 'f32' || tag === 'bf16') && this.aligned16(xc.view, out) ? v : 1;
-    this.k('norm', vec > 1 ? `layernorm_${tag}_v${vec}` : `layernorm_${tag}`, 'layernorm').launch(this.rowGrid(rows), this.rowThreads(D / vec), 0,
+    const vec = v && D % v === 0 && (tag === 'f32' || tag === 'bf16' || tag === 'bf16w32') && this.aligned16(xc.view, out) ? v : 1;
+    const cached = vec > 1 && this.alignedVec(vec, wc.view, bc.view) ? cacheShape(D / vec) : null;
+    // no re-reading vector kernel for bf16 with f32 weights: it takes the scalar one when not cached
+    const name = cached ? `layernorm_${tag}_v${vec}_r${cached.nv}` : vec > 1 && tag !== 'bf16w32' ? `layernorm_${tag}_v${vec}` : `layernorm_${tag}`;
+    const nvec = name === `layernorm_${tag}` ? 1 : vec;
+    this.k('norm', name, 'layernorm').launch(cached ? this.cachedGrid(rows) : this.rowGrid(rows), cached ? cached.threads : this.rowThreads(D / nvec), 0,
       [rows, D, eps, this.ptr(out), this.ptr(xc.view), this.ptr(wc.view), this.ptr(bc.view)]);
     wc.tmp?.dispose();
     bc.tmp?.dispose();
