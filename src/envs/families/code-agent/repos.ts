@@ -1,7 +1,8 @@
 // The first four tiny repositories of the code-agent family (Python with unittest, JavaScript with
-// node:test) and the bugs injected into them; these carry no seeded variation. A bug replaces one snippet of a source file (which occurs exactly
-// once); the gold patch restores it. Whether a bug is usable (fail-to-pass > 0, pass-to-fail = 0) is
-// established by running the tests in family.ts, not assumed here.
+// node:test) and their injected bugs; unlike repos-python.ts and repos-js.ts they carry no seeded
+// variation. A bug replaces one snippet of a source file (which occurs exactly once); the gold patch
+// restores it. Whether a bug is usable (fail-to-pass > 0, pass-to-fail = 0) is established by
+// running the tests in family.ts, not assumed here.
 
 import type { RepoSpec, RepoTemplate } from './template.js';
 
@@ -114,7 +115,7 @@ class TestText(unittest.TestCase):
     tests: ['test_textutil.py'],
     bugs: [
       { path: 'textutil.py', fixed: '"-", s.lower())', buggy: '"-", s)', issue: 'slugify() keeps capital letters out of the slug instead of lower-casing them: slugify("Hello, World!") should be "hello-world".' },
-      { path: 'textutil.py', fixed: 'return s.strip("-")', buggy: 'return s', issue: 'slugify() leaves leading/trailing dashes, e.g. for "Hello, World!".' },
+      { path: 'textutil.py', fixed: 'return s.strip("-")', buggy: 'return s.rstrip("-")', issue: 'slugify("  --Already-Slugged--  ") starts with a dash; text that begins with spaces or punctuation should not give a leading dash.' },
       { path: 'textutil.py', fixed: 'len(s.split())', buggy: 'len(s.split(" "))', issue: 'word_count() counts empty strings between repeated spaces: word_count("  two   words ") should be 2.' },
       { path: 'textutil.py', fixed: 's[: n - len(suffix)] + suffix', buggy: 's[:n] + suffix', issue: 'truncate(s, n) returns strings longer than n characters; the suffix must fit within n.' },
     ],
