@@ -276,7 +276,7 @@ class TestLru(unittest.TestCase):
       files,
       tests: ['test_lru.py'],
       bugs: [
-        { path: P, fixed: `def __init__(self, capacity=${cap}):`, buggy: `def __init__(self, capacity=${cap - 1}):`, issue: `A ${cls}() created without arguments is documented to hold ${cap} entries but starts evicting earlier.` },
+        { path: P, fixed: `def __init__(self, capacity=${cap}):`, buggy: `def __init__(self, capacity=${cap - 1}):`, issue: `${cls}() created without arguments should hold ${cap} entries (the default capacity), but it starts evicting earlier.` },
         { path: P, fixed: 'if capacity < 1:', buggy: 'if capacity < 0:', issue: `${cls}(0) is accepted and gives a cache that can never hold anything; it should raise ValueError.` },
         { path: P, fixed: '        self._data.move_to_end(key)\n        return self._data[key]', buggy: '        return self._data[key]', issue: `Reading a key with get() does not count as using it: after get("${k1}") on a full cache, the next put still evicts "${k1}".` },
         { path: P, fixed: 'self._data.popitem(last=False)', buggy: 'self._data.popitem()', issue: `When the cache is full, put() throws away the entry that was just added instead of the least recently used one.` },
