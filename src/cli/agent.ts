@@ -1,7 +1,8 @@
 // `dsv32 agent`: run the agent loop against an OpenAI-compatible chat endpoint (or a raw completion
 // endpoint through our encoder/parser), with local MCP servers as tool sources, streaming each step to
 // the terminal. The final answer goes to stdout; steps, notices and errors go to stderr.
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
+import { intArg, fractionArg, jsonObjectArg } from './args.js';
 import { DsvError } from '../errors.js';
 import { tokenCounterFor } from '../chat/tokenizer.js';
 import { CompletionClient } from '../agent/completion-client.js';
@@ -15,30 +16,8 @@ import { TerminalRenderer } from '../agent/terminal.js';
 import { ToolBox } from '../agent/tools.js';
 import { Transcript } from '../agent/transcript.js';
 
-function positiveInt(name: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} expects a positive integer, got ${JSON.stringify(v)}`);
-    return n;
-  };
-}
 
-function fraction(v: string): number {
-  const n = Number(v);
-  if (!(n > 0 && n <= 1)) throw new InvalidArgumentError(`expected a fraction in (0, 1], got ${JSON.stringify(v)}`);
-  return n;
-}
 
-function jsonObject(v: string): Record<string, unknown> {
-  let x: unknown;
-  try {
-    x = JSON.parse(v);
-  } catch {
-    throw new InvalidArgumentError(`expected a JSON object, got ${JSON.stringify(v)}`);
-  }
-  if (typeof x !== 'object' || x === null || Array.isArray(x)) throw new InvalidArgumentError(`expected a JSON object, got ${JSON.stringify(v)}`);
-  return x as Record<string, unknown>;
-}
 
 interface AgentCliOptions {
   baseUrl: string;
@@ -74,15 +53,15 @@ export function register(program: Command): void {
     .option('--no-stream', 'do not stream responses')
     .option('--mcp <cmd>', 'MCP server: a command line (stdio) or an http(s) URL (Streamable HTTP); repeatable', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .addOption(new Option('--context-strategy <name>', 'context management when the context passes the threshold').choices([...CONTEXT_STRATEGIES]))
-    .option('--context-window <tokens>', 'model context window in tokens', positiveInt('--context-window'), 131072)
-    .option('--context-threshold <fraction>', 'fraction of the window at which the strategy fires', fraction, 0.8)
-    .option('--parallel <n>', 'trajectories for parallel-fewest-step', positiveInt('--parallel'), 4)
+    .option('--context-window <tokens>', 'model context window in tokens', intArg('--context-window', 1), 131072)
+    .option('--context-threshold <fraction>', 'fraction of the window at which the strategy fires', fractionArg, 0.8)
+    .option('--parallel <n>', 'trajectories for parallel-fewest-step', intArg('--parallel', 1), 4)
     .option('--tokenizer <path>', 'tokenizer.json or model directory for exact token counts (default: approximate)')
-    .option('--max-steps <n>', 'model calls at most', positiveInt('--max-steps'), 20)
+    .option('--max-steps <n>', 'model calls at most', intArg('--max-steps', 1), 20)
     .option('--system <text>', 'system prompt')
     .option('--transcript <file>', 'write the JSONL transcript of every step here')
-    .option('--tool-timeout <ms>', 'per tool call time limit', positiveInt('--tool-timeout'))
-    .option('--extra-body <json>', 'extra request fields as a JSON object, e.g. \'{"thinking":{"type":"enabled"}}\'', jsonObject)
+    .option('--tool-timeout <ms>', 'per tool call time limit', intArg('--tool-timeout', 1))
+    .option('--extra-body <json>', 'extra request fields as a JSON object, e.g. \'{"thinking":{"type":"enabled"}}\'', jsonObjectArg)
     .option('--color', 'force ANSI styling (default: when stderr is a terminal)')
     .action(async (task: string, opts: AgentCliOptions) => {
       process.exitCode = await agentCommand(task, opts);

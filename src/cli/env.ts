@@ -1,18 +1,12 @@
 // `dsv32 env ...`: generate built-in environments, validate an environment directory, describe one.
 import { availableParallelism } from 'node:os';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
+import { intArg } from './args.js';
 import { registerBuiltinFamilies } from '../envs/families/index.js';
 import { getFamily, listFamilies } from '../envs/families/registry.js';
 import { listTools, loadEnvironment } from '../envs/load.js';
 import { validateEnvironment, type TaskValidation } from '../envs/validate.js';
 
-function intArg(name: string, min: number) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}, got "${v}"`);
-    return n;
-  };
-}
 
 function taskLine(t: TaskValidation): string {
   const mark = t.ok ? 'ok  ' : 'FAIL';

@@ -2,17 +2,11 @@
 // and prints pass@1 / pass@k per family as a table (or JSON with --json; --out writes the JSON too).
 import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
+import { intArg } from './args.js';
 import { formatReportTable, runEval } from '../envs/eval/run.js';
 import { makeRunner } from '../envs/queue/runner.js';
 
-function intArg(name: string, min: number) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}, got "${v}"`);
-    return n;
-  };
-}
 
 export function register(program: Command): void {
   program

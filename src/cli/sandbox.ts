@@ -1,16 +1,10 @@
 // `dsv32 sandbox exec`: run one Python/Node program under the sandbox and print the structured result.
 import { existsSync, statSync } from 'node:fs';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
+import { intArg } from './args.js';
 import { DEFAULT_LIMITS, runFileSandboxed, type SandboxLang } from '../envs/sandbox.js';
 import { DsvError } from '../errors.js';
 
-function positiveInt(name: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive integer, got "${v}"`);
-    return n;
-  };
-}
 
 export function register(program: Command): void {
   const sandbox = program.command('sandbox').description('run untrusted programs under bubblewrap + prlimit');
@@ -18,9 +12,9 @@ export function register(program: Command): void {
     .command('exec')
     .description('run FILE in a fresh sandbox (no network, read-only system, tmpfs /work) and print JSON')
     .requiredOption('--lang <lang>', 'python or node')
-    .option('--timeout-ms <n>', 'wall-clock limit', positiveInt('--timeout-ms'), DEFAULT_LIMITS.timeoutMs)
-    .option('--memory-mb <n>', 'memory limit', positiveInt('--memory-mb'), DEFAULT_LIMITS.memoryMb)
-    .option('--max-output-bytes <n>', 'cap per output stream', positiveInt('--max-output-bytes'), DEFAULT_LIMITS.maxOutputBytes)
+    .option('--timeout-ms <n>', 'wall-clock limit', intArg('--timeout-ms', 1), DEFAULT_LIMITS.timeoutMs)
+    .option('--memory-mb <n>', 'memory limit', intArg('--memory-mb', 1), DEFAULT_LIMITS.memoryMb)
+    .option('--max-output-bytes <n>', 'cap per output stream', intArg('--max-output-bytes', 1), DEFAULT_LIMITS.maxOutputBytes)
     .option('--stdin <text>', 'text given to the program on stdin', '')
     .argument('<file>', 'program file')
     .action(async (file: string, o: { lang: string; timeoutMs: number; memoryMb: number; maxOutputBytes: number; stdin: string }) => {

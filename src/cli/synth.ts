@@ -3,18 +3,12 @@
 // <out>/synth.log.jsonl, the state to --db (default <out>/synth.sqlite); rerunning resumes.
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
+import { intArg } from './args.js';
 import { makeRunner } from '../envs/queue/runner.js';
 import { exportPrompts } from '../envs/synth/export.js';
 import { runSynth } from '../envs/synth/pipeline.js';
 import { SynthError } from '../envs/synth/errors.js';
 
-function intArg(name: string, min: number) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}, got "${v}"`);
-    return n;
-  };
-}
 
 function price(name: string) {
   return (v: string): number => {

@@ -1,16 +1,10 @@
 // `dsv32 worker --queue redis://...`: serves synthesis and evaluation jobs from a BullMQ queue until
 // SIGINT/SIGTERM. Each job event is one JSON line on stderr.
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
+import { intArg } from './args.js';
 import { startWorker, DEFAULT_QUEUE_NAME } from '../envs/queue/bull.js';
 import { registerAllJobHandlers } from '../envs/queue/handlers.js';
 
-function intArg(name: string, min: number) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}, got "${v}"`);
-    return n;
-  };
-}
 
 export function register(program: Command): void {
   program

@@ -66,7 +66,7 @@ test('dsv32 agent: streams reasoning, tool calls and results; prints the final a
 test('dsv32 agent: bad arguments and unreachable endpoints are reported without stack traces', { timeout: 30_000 }, async () => {
   const bad = await runCli(['agent', '--base-url', 'http://127.0.0.1:9/v1', '--model', 'm', '--max-steps', '0', 'x']);
   assert.notEqual(bad.code, 0);
-  assert.match(bad.stderr, /--max-steps expects a positive integer, got "0"/);
+  assert.match(bad.stderr, /--max-steps must be a positive integer, got "0"/);
   const strat = await runCli(['agent', '--base-url', 'http://127.0.0.1:9/v1', '--model', 'm', '--context-strategy', 'compress', 'x']);
   assert.match(strat.stderr, /Allowed choices are summary, discard-75, discard-all, parallel-fewest-step/);
   const tok = await runCli(['agent', '--base-url', 'http://127.0.0.1:9/v1', '--model', 'm', '--tokenizer', '/nonexistent/tok', 'x']);
