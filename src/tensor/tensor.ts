@@ -24,6 +24,17 @@ export function contiguousStrides(shape: readonly number[]): number[] {
   return s;
 }
 
+/** Row-major dense: every dim of size > 1 has the stride of the dims after it multiplied together. */
+export function isContiguousLayout(shape: readonly number[], strides: readonly number[]): boolean {
+  let acc = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    const d = shape[i]!;
+    if (d !== 1 && strides[i] !== acc) return false;
+    acc *= d;
+  }
+  return true;
+}
+
 export function numelOf(shape: readonly number[]): number {
   let n = 1;
   for (const d of shape) n *= d;
@@ -77,13 +88,7 @@ export class Tensor implements View {
   }
 
   isContiguous(): boolean {
-    let acc = 1;
-    for (let i = this.shape.length - 1; i >= 0; i--) {
-      const d = this.shape[i]!;
-      if (d !== 1 && this.strides[i] !== acc) return false;
-      acc *= d;
-    }
-    return true;
+    return isContiguousLayout(this.shape, this.strides);
   }
 
   /** A view sharing storage; autograd-aware view ops live in ops/view.ts and call this. */

@@ -2,6 +2,7 @@
 // gathering a view into a contiguous array (raw or decoded to f32/f64 compute values).
 import type { View } from '../../tensor/backend.js';
 import { type DType, type HostArray, allocHost, toFloatArray } from '../../tensor/dtype.js';
+import { isContiguousLayout } from '../../tensor/tensor.js';
 import type { CpuStorage } from './storage.js';
 
 export function viewNumel(v: View): number {
@@ -11,13 +12,7 @@ export function viewNumel(v: View): number {
 }
 
 export function isContiguousView(v: View): boolean {
-  let acc = 1;
-  for (let i = v.shape.length - 1; i >= 0; i--) {
-    const d = v.shape[i]!;
-    if (d !== 1 && v.strides[i] !== acc) return false;
-    acc *= d;
-  }
-  return true;
+  return isContiguousLayout(v.shape, v.strides);
 }
 
 /** Merge adjacent dims that are laid out contiguously relative to each other (fewer loop levels). */
