@@ -21,11 +21,17 @@ out = {'device': torch.cuda.get_device_name(), 'torch': torch.__version__, 'gemm
 NK = [(7168, 2048), (2048, 7168), (18432, 7168), (24576, 1536), (32768, 512)]
 for M in (1, 16, 128, 4096):
     for N, K in NK:
+        # rotate weight copies spanning >= 160 MB so small-M calls read HBM, not L2 (as cuda-bench.ts does)
         x = torch.randn(M, K, device=dev, dtype=torch.bfloat16)
-        w = torch.randn(N, K, device=dev, dtype=torch.bfloat16)
-        ms = med(lambda: torch.matmul(x, w.t()))
+        copies = max(1, min(8, -(-(160 << 20) // (N * K * 2))))
+        ws = [torch.randn(N, K, device=dev, dtype=torch.bfloat16) for _ in range(copies)]
+        turn = [0]
+        def step():
+            w = ws[turn[0] % copies]; turn[0] += 1
+            torch.matmul(x, w.t())
+        ms = med(step, 20 if M >= 4096 else 60, 5)
         out['gemm'][f'{M}x{N}x{K}'] = ms
-        del x, w
+        del x, ws
 
 nbytes = 1 << 30
 a = torch.randn(nbytes // 2, device=dev, dtype=torch.bfloat16)
@@ -41,4 +47,32 @@ out['mem']['rmsnorm_ms'] = med(lambda: torch.nn.functional.rms_norm(x, (D,), w, 
 out['mem']['softmax_ms'] = med(lambda: torch.softmax(x, -1))
 out['mem']['swiglu_ms'] = med(lambda: torch.nn.functional.silu(x) * y)
 out['mem']['rows'], out['mem']['D'] = rows, D
+del x, y, a, b
+
+# FP8 at M=4096, N=7168, K=2048 through torch._scaled_mm: per-tensor, and DeepSeek block scaling where this
+# torch accepts it (1x128 activation scales, 128x128 weight scales); each layout tried is recorded.
+fp8 = {}
+try:
+    M, N, K = 4096, 7168, 2048
+    a8 = (torch.randn(M, K, device=dev) * 40).to(torch.float8_e4m3fn)
+    b8 = (torch.randn(N, K, device=dev) * 40).to(torch.float8_e4m3fn)
+    one = torch.tensor(1.0, device=dev)
+    fp8['tensor_ms'] = med(lambda: torch._scaled_mm(a8, b8.t(), scale_a=one, scale_b=one, out_dtype=torch.bfloat16))
+    tries = {
+        'sa (M,K/128) outer-major, sb (N/128,K/128)': (torch.ones(K // 128, M, device=dev).t(), torch.ones(N // 128, K // 128, device=dev)),
+        'sa (M,K/128) outer-major, sb (K/128,N/128)': (torch.ones(K // 128, M, device=dev).t(), torch.ones(K // 128, N // 128, device=dev)),
+        'sa (M,K/128) outer-major, sb (N/128,K/128) outer-major': (torch.ones(K // 128, M, device=dev).t(), torch.ones(K // 128, N // 128, device=dev).t()),
+    }
+    fp8['block_tries'] = {}
+    for name, (sa, sb) in tries.items():
+        try:
+            torch._scaled_mm(a8, b8.t(), scale_a=sa, scale_b=sb, out_dtype=torch.bfloat16)
+            ms = med(lambda: torch._scaled_mm(a8, b8.t(), scale_a=sa, scale_b=sb, out_dtype=torch.bfloat16))
+            fp8['block_tries'][name] = ms
+            fp8.setdefault('block_ms', ms)
+        except Exception as e:
+            fp8['block_tries'][name] = str(e).splitlines()[0][:200]
+except Exception as e:
+    fp8['error'] = str(e).splitlines()[0][:300]
+out['fp8'] = fp8
 json.dump(out, sys.stdout)

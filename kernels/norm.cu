@@ -108,34 +108,44 @@ LN(layernorm_bf16w32, __nv_bfloat16, float, 1)
 LN(layernorm_f16, __half, __half, 1)
 LN(layernorm_f64, double, double, 1)
 
-// Register-cached variant for the hot shapes: each thread loads its NV vectors of the row once (all
-// loads issued before any use, NV·16 bytes in flight per thread), so the output pass reads registers
-// instead of memory: one read of x (and r) and one write per element. The host picks NV so that
-// NV · blockDim · VEC ≥ D.
-template <class T, class W, int VEC, int NV>
+// Register-cached variant for the hot shapes: each thread holds its NV vectors of the row (all loads
+// issued before any use, NV·16 bytes per thread), so the output pass reads registers instead of memory:
+// one read of x (and r) and one write per element. The grid is persistent (as many blocks as fit on the
+// GPU at once, each walking rows blockIdx.x, +gridDim.x, ...) and the next row's loads are issued before
+// this row's reduction and stores, so the memory system always has a row in flight per block while the
+// block synchronises: without that, a block idles for a full DRAM latency per row and the kernel sat at
+// ~72% of copy bandwidth. The host picks NV so that NV · blockDim · VEC ≥ D. RES: fused residual.
+template <class T, class W, int VEC, int NV, bool RES>
 __device__ void rmsnorm_cached(int64_t rows, int64_t D, double eps, T* out, T* hout, const T* x, const T* r, const W* w) {
   typedef typename Acc<T>::type A;
   __shared__ A red[33];
   const int64_t nv = D / VEC;
-  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+  Vec<T, VEC> cur[NV], nxt[NV], rc[NV], rn[NV];
+  auto load = [&](int64_t row, Vec<T, VEC>* dx, Vec<T, VEC>* dr) {
     const Vec<T, VEC>* xr = reinterpret_cast<const Vec<T, VEC>*>(x + row * D);
-    const Vec<T, VEC>* rr = r ? reinterpret_cast<const Vec<T, VEC>*>(r + row * D) : nullptr;
-    Vec<T, VEC> cache[NV];
+    const Vec<T, VEC>* rr = reinterpret_cast<const Vec<T, VEC>*>(r + row * D);
 #pragma unroll
     for (int c = 0; c < NV; c++) {
       const int64_t j = threadIdx.x + (int64_t)c * blockDim.x;
-      if (j < nv) cache[c] = xr[j];
+      if (j < nv) {
+        dx[c] = xr[j];
+        if (RES) dr[c] = rr[j];
+      }
     }
-    if (rr) {
+  };
+  int64_t row = blockIdx.x;
+  if (row < rows) load(row, cur, rc);
+  for (; row < rows; row += gridDim.x) {
+    if (row + gridDim.x < rows) load(row + gridDim.x, nxt, rn);
+    if (RES) {
       Vec<T, VEC>* hr = reinterpret_cast<Vec<T, VEC>*>(hout + row * D);
 #pragma unroll
       for (int c = 0; c < NV; c++) {
         const int64_t j = threadIdx.x + (int64_t)c * blockDim.x;
         if (j < nv) {
-          const Vec<T, VEC> u = rr[j];
 #pragma unroll
-          for (int k = 0; k < VEC; k++) cache[c].v[k] = from_acc<T>(to_acc<T>(cache[c].v[k]) + to_acc<T>(u.v[k]));
-          hr[j] = cache[c];
+          for (int k = 0; k < VEC; k++) cur[c].v[k] = from_acc<T>(to_acc<T>(cur[c].v[k]) + to_acc<T>(rc[c].v[k]));
+          hr[j] = cur[c];
         }
       }
     }
@@ -146,7 +156,7 @@ __device__ void rmsnorm_cached(int64_t rows, int64_t D, double eps, T* out, T* h
       if (j < nv) {
 #pragma unroll
         for (int k = 0; k < VEC; k++) {
-          const A a = to_acc<T>(cache[c].v[k]);
+          const A a = to_acc<T>(cur[c].v[k]);
           ss += a * a;
         }
       }
@@ -159,28 +169,29 @@ __device__ void rmsnorm_cached(int64_t rows, int64_t D, double eps, T* out, T* h
       const int64_t j = threadIdx.x + (int64_t)c * blockDim.x;
       if (j < nv) {
         Vec<T, VEC> o;
-#pragma unroll
         const Vec<W, VEC> wv = reinterpret_cast<const Vec<W, VEC>*>(w)[j];  // one or two 16-byte loads, not VEC scalar ones
 #pragma unroll
-        for (int k = 0; k < VEC; k++) o.v[k] = from_acc<T>((to_acc<T>(cache[c].v[k]) * inv) * (A)to_acc<W>(wv.v[k]));
+        for (int k = 0; k < VEC; k++) o.v[k] = from_acc<T>((to_acc<T>(cur[c].v[k]) * inv) * (A)to_acc<W>(wv.v[k]));
         orow[j] = o;
       }
     }
+#pragma unroll
+    for (int c = 0; c < NV; c++) {
+      cur[c] = nxt[c];
+      if (RES) rc[c] = rn[c];
+    }
   }
 }
-#define RMSC(NAME, T, W, VEC)                                                                                           \
-  extern "C" __global__ void NAME##_r1(int64_t rows, int64_t D, double eps, T* out, T* hout, const T* x, const T* r, const W* w) { \
-    rmsnorm_cached<T, W, VEC, 1>(rows, D, eps, out, hout, x, r, w);                                                     \
-  }                                                                                                                     \
-  extern "C" __global__ void NAME##_r2(int64_t rows, int64_t D, double eps, T* out, T* hout, const T* x, const T* r, const W* w) { \
-    rmsnorm_cached<T, W, VEC, 2>(rows, D, eps, out, hout, x, r, w);                                                     \
-  }                                                                                                                     \
-  extern "C" __global__ void NAME##_r4(int64_t rows, int64_t D, double eps, T* out, T* hout, const T* x, const T* r, const W* w) { \
-    rmsnorm_cached<T, W, VEC, 4>(rows, D, eps, out, hout, x, r, w);                                                     \
-  }                                                                                                                     \
-  extern "C" __global__ void NAME##_r8(int64_t rows, int64_t D, double eps, T* out, T* hout, const T* x, const T* r, const W* w) { \
-    rmsnorm_cached<T, W, VEC, 8>(rows, D, eps, out, hout, x, r, w);                                                     \
+// Separate entries with and without the fused residual (_res): the residual one holds twice the registers,
+// and one shared entry would hold the plain RMSNorm to that budget (half the blocks per SM).
+#define RMSC1(NAME, T, W, VEC, NV)                                                                                                      \
+  extern "C" __global__ void NAME##_r##NV(int64_t rows, int64_t D, double eps, T* out, T* hout, const T* x, const T* r, const W* w) {     \
+    rmsnorm_cached<T, W, VEC, NV, false>(rows, D, eps, out, hout, x, r, w);                                                             \
+  }                                                                                                                                     \
+  extern "C" __global__ void NAME##_r##NV##_res(int64_t rows, int64_t D, double eps, T* out, T* hout, const T* x, const T* r, const W* w) { \
+    rmsnorm_cached<T, W, VEC, NV, true>(rows, D, eps, out, hout, x, r, w);                                                              \
   }
+#define RMSC(NAME, T, W, VEC) RMSC1(NAME, T, W, VEC, 1) RMSC1(NAME, T, W, VEC, 2) RMSC1(NAME, T, W, VEC, 4) RMSC1(NAME, T, W, VEC, 8)
 RMSC(rmsnorm_f32_v4, float, float, 4)
 RMSC(rmsnorm_bf16_v8, __nv_bfloat16, __nv_bfloat16, 8)
 RMSC(rmsnorm_bf16w32_v8, __nv_bfloat16, float, 8)

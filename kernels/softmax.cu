@@ -96,7 +96,9 @@ SOFTMAX(softmax_f64, double, 1)
 //   M = max m_t,  S = Σ s_t · e^(m_t − M),
 // and the output pass recomputes e^(z − M) / S from the cached inputs. Caching the exponentials instead
 // would need NV·VEC more registers and spills at NV ≥ 4; the exponentials are 2^((z − m)·log2 e) on the
-// MUFU unit, whose ~2-ulp error is far inside the f32 tolerance.
+// MUFU unit, whose ~2-ulp error is far inside the f32 tolerance. As in rmsnorm_cached, the grid is
+// persistent and the next row's loads are issued before this row's reduction, so a block never waits a
+// full DRAM latency per row.
 // Log-softmax recomputes z − M − log S from the cached inputs (exact near the max). A NaN anywhere
 // makes s_t NaN, which the merge carries to S, so the whole row is NaN as on the CPU; a fully masked
 // row has M = −∞ and S = 0, and 0/0 gives NaN as torch does.
@@ -116,19 +118,24 @@ __device__ void softmax_cached(int64_t rows, int64_t D, float sc, T* out, const 
   __shared__ float red_m[32], red_s[32];
   const int64_t nv = D / VEC;
   const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
-  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+  Vec<T, VEC> cache[NV], nxt[NV];
+  Vec<uint8_t, VEC> mk[NV], mn[NV];
+  auto load = [&](int64_t row, Vec<T, VEC>* dx, Vec<uint8_t, VEC>* dm) {
     const Vec<T, VEC>* xr = reinterpret_cast<const Vec<T, VEC>*>(x + row * D);
     const Vec<uint8_t, VEC>* mr = MASK ? reinterpret_cast<const Vec<uint8_t, VEC>*>(mask + (row % mask_rows) * D) : nullptr;
-    Vec<T, VEC> cache[NV];
-    Vec<uint8_t, VEC> mk[NV];
 #pragma unroll
     for (int c = 0; c < NV; c++) {
       const int64_t j = threadIdx.x + (int64_t)c * blockDim.x;
       if (j < nv) {
-        cache[c] = xr[j];
-        if (MASK) mk[c] = mr[j];
+        dx[c] = xr[j];
+        if (MASK) dm[c] = mr[j];
       }
     }
+  };
+  int64_t row = blockIdx.x;
+  if (row < rows) load(row, cache, mk);
+  for (; row < rows; row += gridDim.x) {
+    if (row + gridDim.x < rows) load(row + gridDim.x, nxt, mn);  // next row in flight during this one
     auto zval = [&](int c, int k) -> float {
       const float z = to_f<T>(cache[c].v[k]) * sc;
       return (MASK && mk[c].v[k] == 0) ? -INFINITY : z;
@@ -198,19 +205,25 @@ __device__ void softmax_cached(int64_t rows, int64_t D, float sc, T* out, const 
         }
       }
     }
+#pragma unroll
+    for (int c = 0; c < NV; c++) {
+      cache[c] = nxt[c];
+      if (MASK) mk[c] = mn[c];
+    }
   }
 }
-#define SMC(NAME, T, VEC, NV)                                                                                          \
-  extern "C" __global__ void NAME##_r##NV(int64_t rows, int64_t D, double scale, T* out, const T* x, const uint8_t* mask, \
-                                          int64_t mask_rows, int logm) {                                               \
-    if (mask) {                                                                                                        \
-      if (logm) softmax_cached<T, VEC, NV, true, true>(rows, D, (float)scale, out, x, mask, mask_rows);                \
-      else softmax_cached<T, VEC, NV, false, true>(rows, D, (float)scale, out, x, mask, mask_rows);                    \
-    } else {                                                                                                           \
-      if (logm) softmax_cached<T, VEC, NV, true, false>(rows, D, (float)scale, out, x, mask, mask_rows);               \
-      else softmax_cached<T, VEC, NV, false, false>(rows, D, (float)scale, out, x, mask, mask_rows);                   \
-    }                                                                                                                  \
+// One entry per (mask, log) combination (suffixes _m, _l, _ml): each compiles to its own register budget,
+// so the common unmasked softmax is not held to the masked log-softmax's register count.
+#define SMC1(NAME, SFX, T, VEC, NV, LOGM, MASK)                                                                        \
+  extern "C" __global__ void NAME##_r##NV##SFX(int64_t rows, int64_t D, double scale, T* out, const T* x,              \
+                                               const uint8_t* mask, int64_t mask_rows, int logm) {                    \
+    softmax_cached<T, VEC, NV, LOGM, MASK>(rows, D, (float)scale, out, x, mask, mask_rows);                            \
   }
+#define SMC(NAME, T, VEC, NV)                     \
+  SMC1(NAME, , T, VEC, NV, false, false)          \
+  SMC1(NAME, _l, T, VEC, NV, true, false)         \
+  SMC1(NAME, _m, T, VEC, NV, false, true)         \
+  SMC1(NAME, _ml, T, VEC, NV, true, true)
 SMC(softmax_f32_v4, float, 4, 1)
 SMC(softmax_f32_v4, float, 4, 2)
 SMC(softmax_f32_v4, float, 4, 4)

@@ -12,6 +12,12 @@ if ! command -v node >/dev/null 2>&1 && [ -f .device/bootstrap.sh ]; then source
 command -v node >/dev/null || { echo "device-test: node not found (run ../shared/device/prepare.sh and carry .device)"; exit 2; }
 [ -d dist/kernels ] || { echo "device-test: dist/kernels missing: run npm run build && npm run kernels before carrying dist"; exit 2; }
 echo "== $(date -u +%FT%TZ) node $(node -v)"
+# Golden fixtures: the tests read ../shared/fixtures relative to the repository root. A GPU machine
+# without that checkout gets them from a copy carried in tmp/fixtures (git-ignored); see docs/gpu.md.
+if [ ! -d ../shared/fixtures ] && [ -d tmp/fixtures ]; then
+  mkdir -p ../shared 2>/dev/null && ln -sfn "$PWD/tmp/fixtures" ../shared/fixtures 2>/dev/null \
+    || echo "device-test: cannot link ../shared/fixtures (parent not writable); fixture tests will skip or fail"
+fi
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv,noheader 2>&1 | head -2
 
 # cuBLASLt constants from the real header here; the .ts comes back to be committed, the .js twin is used now
@@ -20,7 +26,7 @@ GEN_HOST_NOTE="the H200 test machine ($(date -u +%F))" node scripts/gen-cuda-con
 
 summary=()
 if [ "$what" = all ] || [ "$what" = tests ]; then
-  timeout 200 node --test --test-reporter=tap dist/test/cuda/*.test.js > "$OUT/test-cuda.log" 2>&1
+  timeout 200 node --test --test-reporter=tap dist/test/cuda/*.test.js $(ls dist/test/mock/*.test.js 2>/dev/null) > "$OUT/test-cuda.log" 2>&1
   summary+=("cuda tests: $(grep -E '^# (pass|fail|skipped)' "$OUT/test-cuda.log" | tr '\n' ' ')")
   # the backend-agnostic tensor suite with 'cuda' registered: tests written per device run on both
   DSV32_TEST_DEVICES=cpu,cuda timeout 150 node --import ./dist/src/backend/cuda/index.js --test --test-reporter=tap dist/test/tensor/*.test.js > "$OUT/test-tensor.log" 2>&1

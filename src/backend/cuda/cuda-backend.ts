@@ -395,6 +395,19 @@ export class CudaBackend implements Backend {
   private cachedGrid(rows: number): number {
     return Math.max(1, Math.min(rows, 0x7fffffff));
   }
+  /**
+   * Persistent grid for the prefetching row kernels: as many blocks as are resident at once (limited by
+   * registers — 64K per SM, allocated per warp in units of 256 — and by 2048 threads and 32 blocks per
+   * SM), so every block streams rows back to back and none waits for a second wave.
+   */
+  private persistentGrid(k: Kernel, threads: number, rows: number): number {
+    const regs = Math.max(1, k.numRegs(C.CU_FUNC_ATTRIBUTE_NUM_REGS));
+    const warps = Math.ceil(threads / 32);
+    const perWarp = Math.ceil((regs * 32) / 256) * 256;
+    const byRegs = Math.floor(65536 / (perWarp * warps));
+    const perSm = Math.max(1, Math.min(byRegs, Math.floor(2048 / (warps * 32)), 32));
+    return Math.max(1, Math.min(rows, perSm * this.rt.info.multiprocessors));
+  }
   private suffix(op: string, d: DType): string {
     const s = SUF[d];
     if (!s) throw new DsvError(`${op} on cuda: dtype ${d} is not supported (f32, bf16, f16, f64)`);
@@ -436,8 +449,10 @@ export class CudaBackend implements Backend {
     const vec = v && D % v === 0 && this.aligned16(xc.view, out) ? v : 1;
     // the cached kernel reads the mask VEC bytes at a time
     const cached = vec > 1 && maskPtr % vec === 0 ? cacheShape(D / vec) : null;
-    const name = cached ? `softmax_${sfx}_v${vec}_r${cached.nv}` : vec > 1 ? `softmax_${sfx}_v${vec}` : `softmax_${sfx}`;
-    this.k('softmax', name, 'softmax').launch(cached ? this.cachedGrid(rows) : this.rowGrid(rows), cached ? cached.threads : this.rowThreads(D / vec), 0,
+    const variant = `${o.mask ? 'm' : ''}${o.log ? 'l' : ''}`;
+    const name = cached ? `softmax_${sfx}_v${vec}_r${cached.nv}${variant ? `_${variant}` : ''}` : vec > 1 ? `softmax_${sfx}_v${vec}` : `softmax_${sfx}`;
+    const kern = this.k('softmax', name, 'softmax');
+    kern.launch(cached ? this.persistentGrid(kern, cached.threads, rows) : this.rowGrid(rows), cached ? cached.threads : this.rowThreads(D / vec), 0,
       [rows, D, o.scale ?? 1, this.ptr(out), this.ptr(xc.view), maskPtr, maskRows, o.log ? 1 : 0]);
     xc.tmp?.dispose();
     mtmp?.dispose();
@@ -465,8 +480,9 @@ export class CudaBackend implements Backend {
     const views = [xc.view, out, ...(rc ? [rc.view] : []), ...(hOut ? [hOut] : [])];
     const vec = v && D % v === 0 && (tag === 'f32' || tag === 'bf16' || tag === 'bf16w32') && this.aligned16(...views) ? v : 1;
     const cached = vec > 1 && this.alignedVec(vec, wc.view) ? cacheShape(D / vec) : null;
-    const name = cached ? `rmsnorm_${tag}_v${vec}_r${cached.nv}` : vec > 1 ? `rmsnorm_${tag}_v${vec}` : `rmsnorm_${tag}`;
-    this.k('norm', name, 'rmsnorm').launch(cached ? this.cachedGrid(rows) : this.rowGrid(rows), cached ? cached.threads : this.rowThreads(D / vec), 0,
+    const name = cached ? `rmsnorm_${tag}_v${vec}_r${cached.nv}${r ? '_res' : ''}` : vec > 1 ? `rmsnorm_${tag}_v${vec}` : `rmsnorm_${tag}`;
+    const kern = this.k('norm', name, 'rmsnorm');
+    kern.launch(cached ? this.persistentGrid(kern, cached.threads, rows) : this.rowGrid(rows), cached ? cached.threads : this.rowThreads(D / vec), 0,
       [rows, D, eps, this.ptr(out), hOut ? this.ptr(hOut) : 0, this.ptr(xc.view), rc ? this.ptr(rc.view) : 0, this.ptr(wc.view)]);
     wc.tmp?.dispose();
     xc.tmp?.dispose();

@@ -87,6 +87,17 @@ export class Kernel {
     check(this.cu.cuLaunchKernel(this.fn, grid, gridY, 1, threads, 1, 1, smem, this.stream(), this.table, null), `cuLaunchKernel(${this.name})`);
   }
 
+  private regs = -1;
+  /** Registers per thread the cubin gives this kernel (CU_FUNC_ATTRIBUTE_NUM_REGS), read once. */
+  numRegs(attrib: number): number {
+    if (this.regs < 0) {
+      const v = [0];
+      check(this.cu.cuFuncGetAttribute(v, attrib, this.fn), `cuFuncGetAttribute(${this.name}, NUM_REGS)`);
+      this.regs = v[0]!;
+    }
+    return this.regs;
+  }
+
   setMaxDynamicSmem(bytes: number, attrib: number): void {
     check(this.cu.cuFuncSetAttribute(this.fn, attrib, bytes), `cuFuncSetAttribute(${this.name}, MAX_DYNAMIC_SHARED_SIZE_BYTES)`);
   }
