@@ -70,7 +70,7 @@ export class CachingAllocator {
         check(rc, `cuMemAlloc(${size} bytes)`);
       } catch (e) {
         if (e instanceof CudaError) {
-          throw new CudaError(e.call, e.code, e.codeName, `${e.message}; allocator holds ${this.reserved} bytes reserved, ${this.allocated} allocated`);
+          throw new CudaError(e.call, e.code, e.codeName, `${e.detail}; allocator holds ${this.reserved} bytes reserved, ${this.allocated} allocated`);
         }
         throw e;
       }

@@ -6,7 +6,7 @@ export class CudaUnavailableError extends DsvError {}
 
 /** A CUDA driver or cuBLASLt call failed; names the call, the code and the library's own text. */
 export class CudaError extends DsvError {
-  constructor(readonly call: string, readonly code: number, readonly codeName: string, detail: string) {
+  constructor(readonly call: string, readonly code: number, readonly codeName: string, readonly detail: string) {
     super(`${call} failed: ${codeName} (${code}): ${detail}`);
   }
 }

@@ -1,0 +1,178 @@
+// The CUDA backend's FFI layer against a mock libcuda (test/mock/mockcuda.c, built here with gcc), so CI
+// without a GPU still checks what only shows up through real calls: out-pointer and handle marshalling,
+// 64-bit device pointers, the per-kernel argument block and pointer table, parameter-info checks,
+// driver error names and strings in CudaError, library lookup through DSV32_CUDA_DRIVER_LIB, graph
+// capture and update. Skips (with the reason) where gcc is missing.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import koffi from 'koffi';
+import { driverCandidates, loadDriver } from '../../src/backend/cuda/ffi.js';
+import { CudaBackend } from '../../src/backend/cuda/cuda-backend.js';
+import { CudaError } from '../../src/backend/cuda/errors.js';
+import { ITER_BYTES, KernelNotFoundError, ModuleCache } from '../../src/backend/cuda/launch.js';
+import { DsvError } from '../../src/errors.js';
+
+const REPO = resolve(import.meta.dirname, '../../..');
+const SRC = join(REPO, 'test/mock/mockcuda.c');
+const gcc = spawnSync('gcc', ['--version'], { encoding: 'utf8' });
+const skip = gcc.error || gcc.status !== 0 ? { skip: `gcc not available (${gcc.error?.message ?? `exit ${gcc.status}`}): the mock libcuda cannot be built` } : {};
+
+const dir = mkdtempSync(join(tmpdir(), 'dsv32-mockcuda-'));
+const so = join(dir, 'libmockcuda.so');
+
+/** Test hooks of the mock, bound separately from the backend's declarations. */
+let hooks: { lastLaunch: (...a: unknown[]) => number; liveBytes: () => bigint | number };
+
+function handleAddress(h: unknown): bigint {
+  return typeof h === 'bigint' ? h : h === null ? 0n : BigInt(koffi.address(h as never) as bigint);
+}
+
+describe('CUDA FFI against a mock libcuda', skip, () => {
+  let b: CudaBackend;
+
+  before(() => {
+    const r = spawnSync('gcc', ['-shared', '-fPIC', '-O1', '-Wall', '-Werror', '-o', so, SRC], { encoding: 'utf8' });
+    assert.equal(r.status, 0, `gcc failed to build the mock libcuda:\n${r.stderr}`);
+    process.env.DSV32_CUDA_DRIVER_LIB = so;
+    const lib = koffi.load(so);
+    hooks = {
+      lastLaunch: lib.func('int mockcuda_last_launch(_Out_ char *name, int len, _Out_ uint32_t *dims, _Out_ uint64_t *stream, _Out_ uint8_t *bytes, size_t cap, _Out_ size_t *n)') as never,
+      liveBytes: lib.func('uint64_t mockcuda_live_bytes()') as never,
+    };
+    b = new CudaBackend();
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('lookup: DSV32_CUDA_DRIVER_LIB is the only candidate when set, and the runtime comes up on it', () => {
+    const c = driverCandidates();
+    assert.deepEqual(c.paths, [so]);
+    assert.match(c.tried[0]!, /DSV32_CUDA_DRIVER_LIB/);
+    assert.equal(loadDriver().path, so);
+    const info = b.rt.info;
+    assert.equal(info.name, 'Mock CUDA device (dsv32 test/mock)', 'cuDeviceGetName wrote into our buffer');
+    assert.deepEqual(info.computeCapability, [9, 0]);
+    assert.equal(info.multiprocessors, 4);
+    assert.equal(info.totalMemory, 2 ** 34, 'size_t out-parameter read back as a number');
+    assert.equal(info.driverVersion, 13000);
+  });
+
+  test('memory: host → device → device → host round trips through 64-bit device pointers; the allocator reuses blocks', () => {
+    const src = new Float32Array(1000).map((_, i) => Math.sin(i) * 1e3);
+    const a = b.fromHost(src, 'f32');
+    assert.ok(a.ptr > 2 ** 32, `device pointers are full 64-bit host addresses here (${a.ptr.toString(16)})`);
+    const c = b.alloc('f32', 1000);
+    const view = (s: typeof a) => ({ storage: s, dtype: 'f32' as const, shape: [1000], strides: [1], offset: 0 });
+    b.copy(view(c), view(a));
+    const back = b.toHost(view(c)) as Float32Array;
+    assert.deepEqual(Array.from(back), Array.from(src));
+    // a narrowed view: the offset is applied to the device pointer
+    const part = b.toHost({ ...view(a), shape: [10], offset: 990 }) as Float32Array;
+    assert.deepEqual(Array.from(part), Array.from(src.subarray(990)));
+    const before = b.memoryStats();
+    c.dispose();
+    const d = b.alloc('f32', 1000);
+    assert.equal(d.ptr, c.ptr, 'the freed block is handed out again');
+    assert.equal(b.memoryStats().cacheHits, before.cacheHits + 1);
+    assert.equal(b.memoryStats().driverAllocs, before.driverAllocs);
+    a.dispose();
+    d.dispose();
+  });
+
+  test('errors: a failing driver call names the call, the CUresult name and the driver text', () => {
+    const live = Number(hooks.liveBytes());
+    process.env.MOCKCUDA_MEM_LIMIT = String(live + (1 << 20));
+    try {
+      assert.throws(() => b.alloc('f32', 4 << 20), (e: unknown) => {
+        assert.ok(e instanceof CudaError, `expected CudaError, got ${String(e)}`);
+        assert.equal(e.call, 'cuMemAlloc(16777216 bytes)');
+        assert.equal(e.code, 2);
+        assert.equal(e.codeName, 'CUDA_ERROR_OUT_OF_MEMORY');
+        assert.match(e.message, /^cuMemAlloc\(16777216 bytes\) failed: CUDA_ERROR_OUT_OF_MEMORY \(2\): out of memory; allocator holds \d+ bytes reserved/);
+        return true;
+      });
+    } finally {
+      delete process.env.MOCKCUDA_MEM_LIMIT;
+    }
+    const m = new ModuleCache(b.rt.cu, () => b.rt.stream, dir);
+    writeFileSync(join(dir, 'junk.cubin'), 'not a cubin');
+    assert.throws(() => m.module('junk'), /cuModuleLoadData\(.*junk\.cubin\) failed: CUDA_ERROR_INVALID_IMAGE \(200\): device kernel image is invalid/);
+    assert.throws(() => m.module('absent'), (e: unknown) => e instanceof KernelNotFoundError && /absent\.cubin is missing/.test(e.message));
+  });
+
+  test('launch: the argument block and pointer table carry i64, i32, f64, pointer, Iter struct and f32 exactly', () => {
+    writeFileSync(join(dir, 'mock.cubin'), `MOCKCUBIN\nmock_record 8,4,8,8,${ITER_BYTES},4\nmock_axpy 8,4,8,8\n`);
+    const m = new ModuleCache(b.rt.cu, () => b.rt.stream, dir);
+    const k = m.get('mock', 'mock_record', ['i64', 'i32', 'f64', 'p', 'iter', 'f32']);
+    const iter = new Uint8Array(ITER_BYTES).map((_, i) => (i * 7 + 3) & 0xff);
+    const big = 2 ** 52 + 12345; // above 2^32: both 32-bit halves must arrive
+    const ptr = 0x7f12_3456_789a;
+    for (const [i32, f32] of [[-7, 1.5], [2 ** 31 - 1, -0.25]] as const) {
+      k.launch(3, 64, 128, [big, i32, Math.PI, ptr, iter, f32], 2);
+      const name = Buffer.alloc(64);
+      const dims = new Uint32Array(7);
+      const stream = [0n];
+      const bytes = Buffer.alloc(4096);
+      const n = [0];
+      assert.equal(hooks.lastLaunch(name, 64, dims, stream, bytes, 4096, n), 0);
+      assert.equal(name.toString('utf8', 0, name.indexOf(0)), 'mock_record');
+      assert.deepEqual(Array.from(dims), [3, 2, 1, 64, 1, 1, 128]);
+      assert.equal(BigInt(stream[0]!), handleAddress(b.rt.stream), 'launched on the runtime stream');
+      assert.equal(Number(n[0]), 32 + ITER_BYTES + 4);
+      assert.equal(bytes.readBigInt64LE(0), BigInt(big));
+      assert.equal(bytes.readInt32LE(8), i32);
+      assert.equal(bytes.readDoubleLE(16), Math.PI);
+      assert.equal(bytes.readBigUInt64LE(24), BigInt(ptr));
+      assert.deepEqual(new Uint8Array(bytes.subarray(32, 32 + ITER_BYTES)), iter);
+      assert.equal(bytes.readFloatLE(32 + ITER_BYTES), f32);
+    }
+    // the binding is checked against the cubin's own parameter table
+    const fresh = () => new ModuleCache(b.rt.cu, () => b.rt.stream, dir);
+    assert.throws(() => fresh().get('mock', 'mock_record', ['i64', 'i32']), (e: unknown) => e instanceof DsvError && /declares 6 parameters, the binding expects 2/.test(e.message));
+    assert.throws(() => fresh().get('mock', 'mock_record', ['i32', 'i32', 'f64', 'p', 'iter', 'f32']), /parameter 0 is 8 bytes in the cubin, the binding's 'i32' is 4/);
+    assert.throws(() => fresh().get('mock', 'nope', []), /kernel nope not found in mock\.cubin \(CUresult 500\)/);
+    assert.throws(() => k.launch(1, 32, 0, [1, 2]), /mock_record: 2 arguments given, 6 expected/);
+    assert.throws(() => k.launch(1, 4096, 0, [big, 1, 1, ptr, iter, 1]), /cuLaunchKernel\(mock_record\) failed: CUDA_ERROR_INVALID_VALUE \(1\): invalid argument/);
+  });
+
+  test('graphs: captured launches keep their own arguments, replay, and update in place', () => {
+    const m = new ModuleCache(b.rt.cu, () => b.rt.stream, dir);
+    const axpy = m.get('mock', 'mock_axpy', ['i64', 'f32', 'p', 'p']);
+    const n = 64;
+    const x = b.fromHost(new Float32Array(n).fill(1), 'f32');
+    const y = b.fromHost(new Float32Array(n).fill(0), 'f32');
+    const yv = { storage: y, dtype: 'f32' as const, shape: [n], strides: [1], offset: 0 };
+    // the argument block is rewritten by every launch: capture must have copied each launch's values
+    const g = b.captureGraph(() => {
+      for (const a of [1, 2, 3]) axpy.launch(1, 32, 0, [n, a, x.ptr, y.ptr]);
+    });
+    assert.equal(g.nodes, 3);
+    assert.equal((b.toHost(yv) as Float32Array)[0], 0, 'capture does not run the kernels');
+    g.replay();
+    g.replay();
+    assert.equal((b.toHost(yv) as Float32Array)[5], 12);
+    const inPlace = g.update(() => {
+      for (const a of [10, 20, 30]) axpy.launch(1, 32, 0, [n, a, x.ptr, y.ptr]);
+    });
+    assert.equal(inPlace, true);
+    g.replay();
+    assert.equal((b.toHost(yv) as Float32Array)[63], 72);
+    const rebuilt = g.update(() => axpy.launch(1, 32, 0, [n, -72, x.ptr, y.ptr]));
+    assert.equal(rebuilt, false, 'a different node count cannot update in place and is re-instantiated');
+    g.replay();
+    assert.equal((b.toHost(yv) as Float32Array)[0], 0);
+    g.destroy();
+  });
+
+  test('no driver: a bad DSV32_CUDA_DRIVER_LIB gives CudaUnavailableError naming what was tried', () => {
+    const code = "import('./dist/src/backend/cuda/index.js').then((m) => console.log(m.cudaUnavailableReason()))";
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], {
+      cwd: REPO, encoding: 'utf8', env: { ...process.env, DSV32_CUDA_DRIVER_LIB: join(dir, 'missing.so') },
+    });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^CUDA driver not found: tried \$DSV32_CUDA_DRIVER_LIB \(.*missing\.so\); load errors: .*missing\.so/);
+  });
+});
