@@ -1,0 +1,154 @@
+// The device-generic prefill (src/model/device-forward.ts) on every available device: CPU always, CUDA
+// when a driver and GPU are present (else skipped with the backend's reason). It must reproduce the
+// official goldens as the host model does: every prefill top-k set and route exactly, logits within
+// 1e-3·max|logit|. Logits are compared at positions ≥ 1 only: the golden's position 0 is a one-token
+// prefix, which the reference ran through its decode (absorbed MQA) path; positions ≥ 1 come from one
+// causal prefill (test/model/golden.test.ts explains why that equals each prefix's own forward).
+//
+// Fixtures: ../shared/fixtures beside the repository, or $DSV32_FIXTURES (e.g. on a GPU machine).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { cudaUnavailableReason } from '../../src/backend/cuda/index.js';
+import { DeepseekV32, mapSource, randomCheckpoint, randomConfig, TokenError } from '../../src/model/index.js';
+import { DeviceError, DeviceForward } from '../../src/model/device-forward.js';
+import { SafetensorsFile } from '../../src/tensor/safetensors.js';
+import { fixturesDir as defaultFixtures } from './golden-data.js';
+
+const fixturesDir = process.env.DSV32_FIXTURES ? path.resolve(process.env.DSV32_FIXTURES) : defaultFixtures;
+
+interface PrefillGolden {
+  tokens: number[][];
+  logits: Float32Array; // [B, S, V]
+  topk: Int32Array; // [L, B, S, k]
+  routes: Int32Array; // [L, B, S, n_act]
+  B: number;
+  S: number;
+  V: number;
+  k: number;
+  nAct: number;
+}
+
+function readGolden(file: string): PrefillGolden {
+  const f = SafetensorsFile.open(file);
+  const tok = f.tensor('tokens');
+  const [B, S] = tok.shape as [number, number];
+  const tv = tok.toFloat64();
+  const g: PrefillGolden = {
+    tokens: Array.from({ length: B }, (_, b) => Array.from(tv.subarray(b * S, (b + 1) * S))),
+    logits: f.tensor('logits').toFloat32(),
+    topk: Int32Array.from(f.tensor('prefill_topk').toFloat64()),
+    routes: Int32Array.from(f.tensor('prefill_routing').toFloat64()),
+    B,
+    S,
+    V: f.info('logits').shape[2]!,
+    k: f.info('prefill_topk').shape[3]!,
+    nAct: f.info('prefill_routing').shape[3]!,
+  };
+  f.close();
+  return g;
+}
+
+const cudaReason = cudaUnavailableReason();
+const devices: { name: string; skip: string | false }[] = [
+  { name: 'cpu', skip: false },
+  { name: 'cuda', skip: cudaReason === null ? false : `CUDA unavailable: ${cudaReason}` },
+];
+
+const models = new Map<string, DeepseekV32>();
+function model(set: string): DeepseekV32 {
+  let m = models.get(set);
+  if (!m) {
+    m = DeepseekV32.load(path.join(fixturesDir, set));
+    models.set(set, m);
+  }
+  return m;
+}
+
+for (const dev of devices) {
+  for (const [set, file] of [['tiny-f32', 'golden.safetensors'], ['tiny-fp8', 'golden_f32.safetensors']] as const) {
+    const goldenFile = path.join(fixturesDir, set, file);
+    const skip = dev.skip || (existsSync(goldenFile) ? false : `fixture ${goldenFile} not found (set DSV32_FIXTURES to the fixtures directory)`);
+    test(`device forward on ${dev.name}: ${set} ${file} prefill top-k and routes exact, logits within 1e-3·max`, { skip }, () => {
+      const m = model(set);
+      const g = readGolden(goldenFile);
+      const run = new DeviceForward(m, dev.name).prefill(g.tokens);
+      assert.equal(run.topk.length, m.cfg.nLayers);
+      for (let l = 0; l < m.cfg.nLayers; l++) {
+        const blk = g.B * g.S * g.k;
+        assert.equal(run.topk[l]!.width, g.k);
+        assert.deepEqual(Array.from(run.topk[l]!.idx), Array.from(g.topk.subarray(l * blk, (l + 1) * blk)), `layer ${l} top-k`);
+        const r = run.routes[l];
+        if (l < m.cfg.nDenseLayers) assert.equal(r, null, `layer ${l} is dense`);
+        else {
+          const rb = g.B * g.S * g.nAct;
+          assert.deepEqual(Array.from(r!), Array.from(g.routes.subarray(l * rb, (l + 1) * rb)), `layer ${l} routes`);
+        }
+      }
+      assert.equal(run.logits!.device, dev.name);
+      assert.deepEqual(run.logits!.shape, [g.B, g.S, g.V]);
+      const lv = run.logits!.toFloat32();
+      let maxAbs = 0;
+      let maxRef = 0;
+      for (let b = 0; b < g.B; b++) {
+        for (let i = 1; i < g.S; i++) {
+          for (let v = 0; v < g.V; v++) {
+            const j = (b * g.S + i) * g.V + v;
+            const d = Math.abs(lv[j]! - g.logits[j]!);
+            if (!(d <= maxAbs)) maxAbs = d;
+            maxRef = Math.max(maxRef, Math.abs(g.logits[j]!));
+          }
+        }
+      }
+      assert.ok(maxAbs <= 1e-3 * maxRef, `logits: max |Δ| ${maxAbs} > 1e-3·${maxRef}`);
+    });
+  }
+
+  // A config off the fixtures' path: softmax scoring without groups, no shared expert, no FP8, top-k far
+  // below the sequence length; the device forward must make the host model's choices and logits.
+  test(`device forward on ${dev.name} equals the host model on a random softmax-scored checkpoint`, { skip: dev.skip }, () => {
+    const cfg = randomConfig({
+      num_hidden_layers: 2, vocab_size: 128, scoring_func: 'softmax', topk_method: 'greedy', n_group: 1, topk_group: 1,
+      n_shared_experts: 0, index_topk: 5, routed_scaling_factor: 1.5,
+    });
+    const m = DeepseekV32.fromSource(cfg, mapSource(randomCheckpoint(cfg, 7)));
+    const tokens = [[3, 9, 27, 81, 115, 89, 11, 33, 99, 41, 7, 2], [5, 25, 125, 113, 53, 9, 45, 97, 1, 5, 25, 4]];
+    const host = m.forward(tokens, { mode: 'mha' });
+    const df = new DeviceForward(m, dev.name);
+    const run = df.prefill(tokens);
+    for (let l = 0; l < cfg.nLayers; l++) {
+      assert.equal(run.topk[l]!.width, 5);
+      assert.deepEqual(Array.from(run.topk[l]!.idx), Array.from(host.topk[l]!.idx), `layer ${l} top-k`);
+      assert.deepEqual(run.routes[l] && Array.from(run.routes[l]!), host.routes[l] && Array.from(host.routes[l]!), `layer ${l} routes`);
+    }
+    const a = run.logits!.toFloat32();
+    const b = host.logits!.toFloat32();
+    let maxAbs = 0;
+    let maxRef = 0;
+    for (let i = 0; i < b.length; i++) {
+      maxAbs = Math.max(maxAbs, Math.abs(a[i]! - b[i]!));
+      maxRef = Math.max(maxRef, Math.abs(b[i]!));
+    }
+    assert.ok(maxAbs <= 1e-5 * maxRef, `logits vs host model: max |Δ| ${maxAbs} (max |logit| ${maxRef})`);
+    // 'last' is the last position of 'all' (up to the GEMM's summation order, which depends on M)
+    const last = df.prefill(tokens, { logits: 'last' }).logits!;
+    assert.deepEqual(last.shape, [2, 1, cfg.vocabSize]);
+    const lv = last.toFloat32();
+    for (let r = 0; r < 2; r++) {
+      for (let v = 0; v < cfg.vocabSize; v++) {
+        const want = a[(r * 12 + 11) * cfg.vocabSize + v]!;
+        assert.ok(Math.abs(lv[r * cfg.vocabSize + v]! - want) <= 1e-6 * maxRef, `'last' logit ${v} of row ${r}`);
+      }
+    }
+    assert.equal(df.prefill(tokens, { logits: 'none' }).logits, null);
+    assert.throws(() => df.prefill([[1, 2], [3]]), TokenError);
+    assert.throws(() => df.prefill([[1, cfg.vocabSize]]), TokenError);
+  });
+}
+
+test('device forward: an unknown device is a DeviceError naming it', () => {
+  const cfg = randomConfig({ num_hidden_layers: 1 });
+  const m = DeepseekV32.fromSource(cfg, mapSource(randomCheckpoint(cfg, 1)));
+  assert.throws(() => new DeviceForward(m, 'tpu'), (e: unknown) => e instanceof DeviceError && /device 'tpu' is not available/.test(e.message));
+});
