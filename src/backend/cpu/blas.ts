@@ -3,8 +3,18 @@
 // offset would make the C code read or write outside the typed array instead of throwing.
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import koffi from 'koffi';
+import { createRequire } from 'node:module';
+import type Koffi from 'koffi';
 import { DsvError } from '../../errors.js';
+
+/**
+ * koffi is loaded on first use rather than imported: its native addon exists only for the platforms it
+ * ships prebuilt, and a machine without one must still get the TypeScript GEMM instead of failing to
+ * import the CPU backend.
+ */
+function koffiModule(): typeof Koffi {
+  return createRequire(import.meta.url)('koffi') as typeof Koffi;
+}
 
 /** DSV32_BLAS_LIB names a library that cannot be loaded or lacks the CBLAS GEMM symbols. */
 export class BlasLoadError extends DsvError {}
@@ -83,9 +93,16 @@ function ldconfigLookup(soname: string): string[] {
  */
 export function loadBlas(env: NodeJS.ProcessEnv = process.env): Blas | null {
   const { explicit, paths } = blasCandidates(env);
+  let koffi: typeof Koffi;
+  try {
+    koffi = koffiModule();
+  } catch (e) {
+    if (explicit) throw new BlasLoadError(`DSV32_BLAS_LIB=${paths[0]}: the koffi FFI module cannot be loaded (${(e as Error).message})`, { cause: e });
+    return null;
+  }
   for (const path of paths) {
     try {
-      return bind(path);
+      return bind(koffi, path);
     } catch (e) {
       if (explicit) {
         throw new BlasLoadError(
@@ -98,7 +115,7 @@ export function loadBlas(env: NodeJS.ProcessEnv = process.env): Blas | null {
   return null;
 }
 
-function bind(path: string): Blas {
+function bind(koffi: typeof Koffi, path: string): Blas {
   const lib = koffi.load(path);
   const sig = (name: string, t: string): string =>
     `void ${name}(int order, int transA, int transB, int M, int N, int K, ${t} alpha, const ${t} *A, int lda, ` +
