@@ -6,7 +6,9 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import { DsvError } from '../errors.js';
+import '../backend/cuda/index.js'; // registers the 'cuda' device (lazily: no driver is touched here)
 import { DeepseekV32 } from '../model/index.js';
+import { DeviceForward } from '../model/device-forward.js';
 import { SafetensorsFile } from '../tensor/safetensors.js';
 import { readForced, runLogits, type LogitsRun } from './logits.js';
 
@@ -107,7 +109,41 @@ function choiceMismatches(ours: Int32Array[], golden: Float64Array, shape: numbe
   return { rows, total };
 }
 
-export function runGolden(fixturesDir: string, fixture: Fixture, numerics: 'f32' | 'bf16'): GoldenRow[] {
+/**
+ * Prefill rows of the device-generic forward (src/model/device-forward.ts) on `device`. Logits are
+ * compared at positions 1.. only: the golden's position 0 is a one-token prefix, which the reference
+ * ran through its decode (absorbed MQA) path, while the device forward is the prefill (MHA) path.
+ */
+function runDeviceGolden(model: DeepseekV32, g: Golden, device: string): GoldenRow[] {
+  const cfg = model.cfg;
+  const V = cfg.vocabSize;
+  const B = g.tokens.length;
+  const S = g.tokens[0]!.length;
+  const run = new DeviceForward(model, device).prefill(g.tokens);
+  const lv = run.logits!.toFloat32();
+  const gl = g.get('logits');
+  const scale = maxAbs(gl);
+  // golden [B, S, V] cut to positions 1..S-1, as logitDiff reads it ([B, S-1, V])
+  const gTail = new Float64Array(B * (S - 1) * V);
+  for (let b = 0; b < B; b++) gTail.set(gl.subarray((b * S + 1) * V, (b + 1) * S * V), b * (S - 1) * V);
+  const pre = logitDiff({ logits: lv, topk: [], routes: [] }, S, V, gTail, 1, S);
+  const rows: GoldenRow[] = [];
+  rows.push({ what: `prefill logits on ${device}, ${B}×${S - 1} positions 1.. (max |Δ| / max|logit|)`, value: (pre.max / scale).toExponential(2), bound: '≤ 1e-3', ok: pre.max <= 1e-3 * scale });
+  rows.push({ what: `prefill argmax agreement on ${device}`, value: `${(pre.argmax * 100).toFixed(1)}%`, bound: '100%', ok: pre.argmax === 1 });
+  const tk = choiceMismatches(run.topk.map((s) => s.idx), g.get('prefill_topk'), g.shape('prefill_topk'), S, 0);
+  rows.push({ what: `prefill indexer top-k rows differing on ${device}`, value: `${tk.rows} / ${tk.total}`, bound: '0', ok: tk.rows === 0 });
+  const routes = run.routes.map((r) => r ?? new Int32Array(0));
+  const rt = choiceMismatches(routes, g.get('prefill_routing'), g.shape('prefill_routing'), S, 0, cfg.nDenseLayers);
+  rows.push({ what: `prefill MoE route rows differing on ${device}`, value: `${rt.rows} / ${rt.total}`, bound: '0', ok: rt.rows === 0 });
+  return rows;
+}
+
+/**
+ * `device` 'cpu' runs the host model (prefill and decode rows) unless `deviceForward` asks for the
+ * device-generic prefill; any other device always runs the device-generic prefill.
+ */
+export function runGolden(fixturesDir: string, fixture: Fixture, numerics: 'f32' | 'bf16', device = 'cpu', deviceForward = false): GoldenRow[] {
+  const onDevice = deviceForward || device !== 'cpu';
   const dir = join(fixturesDir, fixture);
   if (!existsSync(join(dir, 'config.json'))) {
     throw new GoldenCliError(`fixture '${fixture}' not found at ${dir} (set --fixtures DIR or DSV32_FIXTURES)`);
@@ -115,8 +151,10 @@ export function runGolden(fixturesDir: string, fixture: Fixture, numerics: 'f32'
   const goldenFile = join(dir, fixture === 'tiny-fp8' && numerics === 'f32' ? 'golden_f32.safetensors' : 'golden.safetensors');
   if (fixture === 'tiny-f32' && numerics === 'bf16') throw new GoldenCliError('tiny-f32 has an f32 golden only: use --dtype f32, or --fixture tiny-bf16 for bf16');
   if (fixture === 'tiny-bf16' && numerics === 'f32') throw new GoldenCliError('tiny-bf16 has a bf16 golden only: use --dtype bf16, or --fixture tiny-f32 for f32');
+  if (onDevice && numerics !== 'f32') throw new GoldenCliError(`--device ${device}${deviceForward ? ' --device-forward' : ''} runs the device-generic forward, which has f32 numerics only: use --dtype f32 (--fixture tiny-f32 or tiny-fp8)`);
   const g = readGolden(goldenFile);
   const model = DeepseekV32.load(dir);
+  if (onDevice) return runDeviceGolden(model, g, device);
   const cfg = model.cfg;
   const V = cfg.vocabSize;
   const S = g.tokens[0]!.length;
@@ -165,17 +203,19 @@ export function register(program: Command): void {
     .addOption(new Option('--dtype <dtype>', 'numerics mode (bf16 forces the golden choices)').choices(['f32', 'bf16']))
     .option('--fixtures <dir>', 'fixtures directory (default ../shared/fixtures beside the package, or $DSV32_FIXTURES)')
     .option('--json', 'print the rows as JSON')
-    .action((o: { fixture: Fixture; dtype?: 'f32' | 'bf16'; fixtures?: string; json?: boolean }) => {
+    .addOption(new Option('--device <name>', 'cpu: the host model (prefill and decode); any other device (cuda): the device-generic tensor-op prefill, f32 only, prefill rows').default('cpu'))
+    .option('--device-forward', 'run the device-generic tensor-op prefill on --device cpu too (as it runs on cuda)')
+    .action((o: { fixture: Fixture; dtype?: 'f32' | 'bf16'; fixtures?: string; json?: boolean; device: string; deviceForward?: boolean }) => {
       const numerics = o.dtype ?? (o.fixture === 'tiny-bf16' ? 'bf16' : 'f32');
       const t0 = performance.now();
-      const rows = runGolden(o.fixtures ? resolve(o.fixtures) : defaultFixturesDir(), o.fixture, numerics);
+      const rows = runGolden(o.fixtures ? resolve(o.fixtures) : defaultFixturesDir(), o.fixture, numerics, o.device, o.deviceForward ?? false);
       const secs = (performance.now() - t0) / 1000;
       const ok = rows.every((r) => r.ok);
       if (o.json) {
-        process.stdout.write(JSON.stringify({ fixture: o.fixture, numerics, ok, seconds: secs, rows }, null, 2) + '\n');
+        process.stdout.write(JSON.stringify({ fixture: o.fixture, numerics, device: o.device, deviceForward: o.deviceForward ?? false, ok, seconds: secs, rows }, null, 2) + '\n');
       } else {
         const w = Math.max(...rows.map((r) => r.what.length));
-        process.stdout.write(`DeepSeek-V3.2 ${o.fixture} (${numerics}) vs the official reference goldens\n`);
+        process.stdout.write(`DeepSeek-V3.2 ${o.fixture} (${numerics}${o.device === 'cpu' && !o.deviceForward ? '' : `, ${o.device}, device-generic prefill`}) vs the official reference goldens\n`);
         for (const r of rows) process.stdout.write(`  ${r.ok ? 'ok  ' : 'FAIL'}  ${r.what.padEnd(w)}  ${r.value.padStart(10)}  (${r.bound})\n`);
         process.stdout.write(`${ok ? 'PASS' : 'FAIL'} in ${secs.toFixed(1)} s\n`);
       }

@@ -8,13 +8,14 @@
 // Fixtures: ../shared/fixtures beside the repository, or $DSV32_FIXTURES (e.g. on a GPU machine).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { cudaUnavailableReason } from '../../src/backend/cuda/index.js';
 import { DeepseekV32, mapSource, randomCheckpoint, randomConfig, TokenError } from '../../src/model/index.js';
 import { DeviceError, DeviceForward } from '../../src/model/device-forward.js';
 import { SafetensorsFile } from '../../src/tensor/safetensors.js';
-import { fixturesDir as defaultFixtures } from './golden-data.js';
+import { fixturesDir as defaultFixtures, repoRoot } from './golden-data.js';
 
 const fixturesDir = process.env.DSV32_FIXTURES ? path.resolve(process.env.DSV32_FIXTURES) : defaultFixtures;
 
@@ -151,4 +152,33 @@ test('device forward: an unknown device is a DeviceError naming it', () => {
   const cfg = randomConfig({ num_hidden_layers: 1 });
   const m = DeepseekV32.fromSource(cfg, mapSource(randomCheckpoint(cfg, 1)));
   assert.throws(() => new DeviceForward(m, 'tpu'), (e: unknown) => e instanceof DeviceError && /device 'tpu' is not available/.test(e.message));
+});
+
+// `dsv32 golden --device …`: the device-generic prefill through the CLI (on the CPU here; the lead runs
+// `--device cuda` on the GPU machine), and a one-line error for a device that does not exist.
+const cli = path.join(repoRoot, 'dist', 'src', 'cli', 'main.js');
+const golden = (...args: string[]) => spawnSync(process.execPath, [cli, 'golden', ...args], { encoding: 'utf8', env: { ...process.env, DSV32_FIXTURES: fixturesDir } });
+
+const cliSkip = existsSync(path.join(fixturesDir, 'tiny-f32')) ? false : `fixtures not found at ${fixturesDir}`;
+
+test('dsv32 golden --device-forward: prefill rows of the device-generic forward all pass', { skip: cliSkip }, () => {
+  const r = golden('--fixture', 'tiny-f32', '--device-forward', '--json');
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { ok: boolean; device: string; deviceForward: boolean; rows: { what: string; value: string; ok: boolean }[] };
+  assert.equal(out.ok, true);
+  assert.equal(out.device, 'cpu');
+  assert.equal(out.deviceForward, true);
+  assert.equal(out.rows.length, 4, 'prefill rows only');
+  assert.match(out.rows.find((x) => x.what.startsWith('prefill indexer top-k'))!.value, /^0 \/ 288$/);
+  assert.match(out.rows.find((x) => x.what.startsWith('prefill MoE route'))!.value, /^0 \/ 192$/);
+});
+
+test('dsv32 golden --device: an unknown device and bf16 on the device path are one-line errors', { skip: cliSkip }, () => {
+  const r = golden('--device', 'tpu');
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /^dsv32: device 'tpu' is not available: unknown device 'tpu'/);
+  assert.doesNotMatch(r.stderr, /\n\s+at /);
+  const b = golden('--fixture', 'tiny-fp8', '--dtype', 'bf16', '--device-forward');
+  assert.equal(b.status, 2);
+  assert.match(b.stderr, /f32 numerics only/);
 });
