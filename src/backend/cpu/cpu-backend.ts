@@ -253,13 +253,19 @@ export class CpuBackend implements Backend {
       for (let j = 0; j < D; j++) if (v[base + j]! > m) m = v[base + j]!;
       if (m === -Infinity) m = 0; // a fully masked row: exp(-inf - 0) = 0 → 0/0 = NaN as in torch
       let s = 0;
-      for (let j = 0; j < D; j++) s += Math.exp(v[base + j]! - m);
       if (log) {
+        for (let j = 0; j < D; j++) s += Math.exp(v[base + j]! - m);
         const ls = Math.log(s) + m;
         for (let j = 0; j < D; j++) o[base + j] = v[base + j]! - ls;
       } else {
+        // one exp per element: o holds exp(x − m) until the row sum is known (o never aliases v)
+        for (let j = 0; j < D; j++) {
+          const e = Math.exp(v[base + j]! - m);
+          o[base + j] = e;
+          s += e;
+        }
         const inv = 1 / s;
-        for (let j = 0; j < D; j++) o[base + j] = Math.exp(v[base + j]! - m) * inv;
+        for (let j = 0; j < D; j++) o[base + j] = o[base + j]! * inv;
       }
     }
     commit(out, o);
