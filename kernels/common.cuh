@@ -153,6 +153,41 @@ struct alignas(sizeof(T) * VEC) Vec {
   T v[VEC];
 };
 
+// ---- packing f32 results into a 16-byte vector ---------------------------------------------------
+// bf16 pairs go through the hardware cvt.rn.bf16x2.f32 (one instruction for two values instead of the
+// ~6-instruction software rounding). It rounds to nearest even exactly like f32_to_bf16_bits, but turns
+// every NaN into 0x7FFF; a pair holding a NaN is redone in software so NaNs stay sign|0x7FC0 as on the CPU.
+template <class T, int VEC>
+__device__ __forceinline__ Vec<T, VEC> pack_vec(const float (&f)[VEC]) {
+  Vec<T, VEC> o;
+#pragma unroll
+  for (int k = 0; k < VEC; k++) o.v[k] = from_f<T>(f[k]);
+  return o;
+}
+template <>
+__device__ __forceinline__ Vec<__nv_bfloat16, 8> pack_vec<__nv_bfloat16, 8>(const float (&f)[8]) {
+  Vec<__nv_bfloat16, 8> o;
+#pragma unroll
+  for (int k = 0; k < 8; k += 2) {
+    if (f[k] != f[k] || f[k + 1] != f[k + 1]) {
+      o.v[k] = from_f<__nv_bfloat16>(f[k]);
+      o.v[k + 1] = from_f<__nv_bfloat16>(f[k + 1]);
+    } else {
+      const __nv_bfloat162 p = __floats2bfloat162_rn(f[k], f[k + 1]);
+      o.v[k] = p.x;
+      o.v[k + 1] = p.y;
+    }
+  }
+  return o;
+}
+
+// 2^x on the MUFU unit (ex2.approx.ftz: ~2 ulp, results below 2^-126 flush to 0); 2^-inf = 0, NaN stays NaN.
+__device__ __forceinline__ float ex2_approx(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
 // ---- block reductions (blockDim.x a multiple of 32, at most 1024) --------------------------------
 template <class A>
 __device__ __forceinline__ A warp_sum(A v) {

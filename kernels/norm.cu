@@ -168,11 +168,11 @@ __device__ void rmsnorm_cached(int64_t rows, int64_t D, double eps, T* out, T* h
     for (int c = 0; c < NV; c++) {
       const int64_t j = threadIdx.x + (int64_t)c * blockDim.x;
       if (j < nv) {
-        Vec<T, VEC> o;
         const Vec<W, VEC> wv = reinterpret_cast<const Vec<W, VEC>*>(w)[j];  // one or two 16-byte loads, not VEC scalar ones
+        float f[VEC];
 #pragma unroll
-        for (int k = 0; k < VEC; k++) o.v[k] = from_acc<T>((to_acc<T>(cur[c].v[k]) * inv) * (A)to_acc<W>(wv.v[k]));
-        orow[j] = o;
+        for (int k = 0; k < VEC; k++) f[k] = (to_acc<T>(cur[c].v[k]) * inv) * (A)to_acc<W>(wv.v[k]);
+        orow[j] = pack_vec<T, VEC>(f);
       }
     }
 #pragma unroll

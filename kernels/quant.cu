@@ -17,8 +17,19 @@ __device__ __forceinline__ float quant_scale(float amax, int ue8m0) {
   }
   return sc;
 }
-__device__ __forceinline__ uint8_t quant_one(float v, float sc) {
-  float y = v / sc;
+// With ue8m0 the CPU divides by 2^e in float64, where 2^128 and 2^129 (from an inf or NaN amax) are
+// still finite even though the stored f32 scale is inf: x / 2^e is then tiny (or inf for x = inf, which
+// saturates to 448). Multiplying by 2^-e reproduces that exactly: 2^-e is an exact f32 (a subnormal for
+// e ≥ 127) and scaling by a power of two rounds once, like the CPU's fround of the float64 quotient.
+__device__ __forceinline__ float quant_mul(float amax, int ue8m0) {
+  if (!ue8m0) return 0.0f;
+  amax = amax != amax ? amax : fmaxf(amax, 1e-4f);
+  const uint32_t bits = __float_as_uint(amax * (1.0f / 448.0f));
+  const int e = (int)((bits >> 23) & 0xff) - 127 + ((bits & 0x7fffff) ? 1 : 0);
+  return exp2f((float)-e);
+}
+__device__ __forceinline__ uint8_t quant_one(float v, float sc, float mul) {
+  float y = mul != 0.0f ? v * mul : v / sc;
   y = y > 448.0f ? 448.0f : (y < -448.0f ? -448.0f : y);
   return f32_to_e4m3_bits(y);
 }
@@ -36,9 +47,9 @@ __device__ void act_quant(int64_t rows, int64_t N, int64_t block, int ue8m0, uin
     float amax = 0.0f;
     for (int64_t j = lane; j < len; j += 32) amax = amax_merge(amax, fabsf(to_f<T>(x[lo + j])));
     for (int o = 16; o > 0; o >>= 1) amax = amax_merge(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-    const float sc = quant_scale(amax, ue8m0);
+    const float sc = quant_scale(amax, ue8m0), mul = quant_mul(amax, ue8m0);
     if (lane == 0) s[w] = sc;
-    for (int64_t j = lane; j < len; j += 32) q[lo + j] = quant_one(to_f<T>(x[lo + j]), sc);
+    for (int64_t j = lane; j < len; j += 32) q[lo + j] = quant_one(to_f<T>(x[lo + j]), sc, mul);
   }
 }
 
@@ -56,15 +67,15 @@ __device__ void act_quant_v4(int64_t rows, int64_t N, int64_t block, int ue8m0, 
       for (int k = 0; k < 4; k++) amax = amax_merge(amax, fabsf(to_f<T>(v.v[k])));
     }
     for (int o = 16; o > 0; o >>= 1) amax = amax_merge(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-    const float sc = quant_scale(amax, ue8m0);
+    const float sc = quant_scale(amax, ue8m0), mul = quant_mul(amax, ue8m0);
     if (lane == 0) s[w] = sc;
     for (int64_t j = lane * 4; j < block; j += 128) {
       const Vec<T, 4> v = *reinterpret_cast<const Vec<T, 4>*>(x + lo + j);
       uchar4 c;
-      c.x = quant_one(to_f<T>(v.v[0]), sc);
-      c.y = quant_one(to_f<T>(v.v[1]), sc);
-      c.z = quant_one(to_f<T>(v.v[2]), sc);
-      c.w = quant_one(to_f<T>(v.v[3]), sc);
+      c.x = quant_one(to_f<T>(v.v[0]), sc, mul);
+      c.y = quant_one(to_f<T>(v.v[1]), sc, mul);
+      c.z = quant_one(to_f<T>(v.v[2]), sc, mul);
+      c.w = quant_one(to_f<T>(v.v[3]), sc, mul);
       *reinterpret_cast<uchar4*>(q + lo + j) = c;
     }
   }
@@ -101,8 +112,7 @@ extern "C" __global__ void act_dequant_bf16(int64_t rows, int64_t N, int64_t blo
 // every half-warp has U blocks' loads in flight before reducing, to keep enough bytes moving.
 // The per-element work is what limits this kernel, not the bytes, so it is kept to a multiply and half
 // a conversion instruction:
-//  - with ue8m0 the scale is a power of two, so x / s == x · (1/s) exactly (1/s is a normal float for
-//    every s this can produce: amax ≥ 1e-4 gives s ≥ 2^-22);
+//  - with ue8m0 the scale is a power of two 2^e, so x / s == x · 2^-e exactly (quant_mul);
 //  - the hardware's cvt.rn.satfinite.e4m3x2.f32 rounds to nearest even like f32_to_e4m3_bits, and its
 //    saturation to ±448 is the clamp the CPU applies first (anything above 448 rounds to 448 or to 480
 //    and then saturates to 448 either way).
@@ -137,15 +147,14 @@ __device__ void act_quant_b128(int64_t nblk, int ue8m0, uint8_t* q, float* s, co
 #pragma unroll
       for (int o = 8; o > 0; o >>= 1) amax = amax_merge(amax, __shfl_xor_sync(0xffffffffu, amax, o));
       if (b < nblk) {
-        const float sc = quant_scale(amax, ue8m0);
+        const float sc = quant_scale(amax, ue8m0), mul = quant_mul(amax, ue8m0);
         if (lane == 0) s[b] = sc;
         uint2 c;
         if (isfinite(sc)) {
           float y[8];
           if (ue8m0) {
-            const float r = 1.0f / sc;
 #pragma unroll
-            for (int k = 0; k < 8; k++) y[k] = f[k] * r;
+            for (int k = 0; k < 8; k++) y[k] = f[k] * mul;
           } else {
 #pragma unroll
             for (int k = 0; k < 8; k++) y[k] = __fdiv_rn(f[k], sc);
@@ -153,10 +162,10 @@ __device__ void act_quant_b128(int64_t nblk, int ue8m0, uint8_t* q, float* s, co
           c.x = e4m3x4_hw(y[0], y[1], y[2], y[3]);
           c.y = e4m3x4_hw(y[4], y[5], y[6], y[7]);
         } else {
-          c.x = (uint32_t)quant_one(f[0], sc) | ((uint32_t)quant_one(f[1], sc) << 8) | ((uint32_t)quant_one(f[2], sc) << 16) |
-                ((uint32_t)quant_one(f[3], sc) << 24);
-          c.y = (uint32_t)quant_one(f[4], sc) | ((uint32_t)quant_one(f[5], sc) << 8) | ((uint32_t)quant_one(f[6], sc) << 16) |
-                ((uint32_t)quant_one(f[7], sc) << 24);
+          c.x = (uint32_t)quant_one(f[0], sc, mul) | ((uint32_t)quant_one(f[1], sc, mul) << 8) | ((uint32_t)quant_one(f[2], sc, mul) << 16) |
+                ((uint32_t)quant_one(f[3], sc, mul) << 24);
+          c.y = (uint32_t)quant_one(f[4], sc, mul) | ((uint32_t)quant_one(f[5], sc, mul) << 8) | ((uint32_t)quant_one(f[6], sc, mul) << 16) |
+                ((uint32_t)quant_one(f[7], sc, mul) << 24);
         }
         *reinterpret_cast<uint2*>(q + b * 128 + lane * 8) = c;
       }

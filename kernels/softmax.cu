@@ -96,14 +96,13 @@ SOFTMAX(softmax_f64, double, 1)
 //   M = max m_t,  S = Σ s_t · e^(m_t − M),
 // and the output pass recomputes e^(z − M) / S from the cached inputs. Caching the exponentials instead
 // would need NV·VEC more registers and spills at NV ≥ 4; the exponentials are 2^((z − m)·log2 e) on the
-// MUFU unit, whose ~2-ulp error is far inside the f32 tolerance. As in rmsnorm_cached, the grid is
+// MUFU unit (ex2.approx, ~2 ulp, far inside the f32 tolerance), and bf16 results are packed by the
+// hardware conversion (pack_vec): at ~10 instructions per element this kernel is otherwise issue-bound. As in rmsnorm_cached, the grid is
 // persistent and the next row's loads are issued before this row's reduction, so a block never waits a
 // full DRAM latency per row.
 // Log-softmax recomputes z − M − log S from the cached inputs (exact near the max). A NaN anywhere
 // makes s_t NaN, which the merge carries to S, so the whole row is NaN as on the CPU; a fully masked
 // row has M = −∞ and S = 0, and 0/0 gives NaN as torch does.
-// e^d for d ≤ 0 (or NaN): one ex2.approx; e^-inf = 0.
-__device__ __forceinline__ float fast_exp(float d) { return exp2f(d * 1.4426950408889634f); }
 __device__ __forceinline__ void ms_merge_f(float& m, float& s, float mo, float so) {
   const float M = fmaxf(m, mo);
   if (M == -INFINITY) {
@@ -115,6 +114,7 @@ __device__ __forceinline__ void ms_merge_f(float& m, float& s, float mo, float s
 }
 template <class T, int VEC, int NV, bool LOGM, bool MASK>
 __device__ void softmax_cached(int64_t rows, int64_t D, float sc, T* out, const T* x, const uint8_t* mask, int64_t mask_rows) {
+  constexpr float LOG2E = 1.4426950408889634f;
   __shared__ float red_m[32], red_s[32];
   const int64_t nv = D / VEC;
   const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
@@ -132,39 +132,36 @@ __device__ void softmax_cached(int64_t rows, int64_t D, float sc, T* out, const 
       }
     }
   };
+  // z = scale · x, or −∞ where masked out
+  auto zval = [&](int c, int k) -> float {
+    const float z = to_f<T>(cache[c].v[k]) * sc;
+    return (MASK && mk[c].v[k] == 0) ? -INFINITY : z;
+  };
   int64_t row = blockIdx.x;
   if (row < rows) load(row, cache, mk);
   for (; row < rows; row += gridDim.x) {
     if (row + gridDim.x < rows) load(row + gridDim.x, nxt, mn);  // next row in flight during this one
-    auto zval = [&](int c, int k) -> float {
-      const float z = to_f<T>(cache[c].v[k]) * sc;
-      return (MASK && mk[c].v[k] == 0) ? -INFINITY : z;
-    };
     float m = -INFINITY;
-    bool nan = false;
 #pragma unroll
     for (int c = 0; c < NV; c++) {
       const int64_t j = threadIdx.x + (int64_t)c * blockDim.x;
       if (j < nv) {
 #pragma unroll
-        for (int k = 0; k < VEC; k++) {
-          const float z = zval(c, k);
-          nan |= z != z;
-          m = fmaxf(m, z);
-        }
+        for (int k = 0; k < VEC; k++) m = fmaxf(m, zval(c, k));  // fmaxf skips NaN: NaN reaches s below
       }
     }
-    const float mt = m == -INFINITY ? 0.0f : m;  // a thread with nothing unmasked contributes s = 0
+    // a thread with nothing unmasked contributes s = 0. A NaN z (or z = +inf, where inf − inf = NaN)
+    // makes its 2^((z − m)·log2 e) NaN, so s, the merged S and then the whole row are NaN, as on the CPU.
+    const float mt = m == -INFINITY ? 0.0f : m;
     float s = 0.0f;
 #pragma unroll
     for (int c = 0; c < NV; c++) {
       const int64_t j = threadIdx.x + (int64_t)c * blockDim.x;
       if (j < nv) {
 #pragma unroll
-        for (int k = 0; k < VEC; k++) s += fast_exp(zval(c, k) - mt);
+        for (int k = 0; k < VEC; k++) s += ex2_approx((zval(c, k) - mt) * LOG2E);
       }
     }
-    if (nan) s = __uint_as_float(0x7fc00000u);
     float M = m;
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) ms_merge_f(M, s, __shfl_xor_sync(0xffffffffu, M, o), __shfl_xor_sync(0xffffffffu, s, o));
@@ -180,29 +177,19 @@ __device__ void softmax_cached(int64_t rows, int64_t D, float sc, T* out, const 
     for (int o = 16; o > 0; o >>= 1) ms_merge_f(M, s, __shfl_xor_sync(0xffffffffu, M, o), __shfl_xor_sync(0xffffffffu, s, o));
     const float Mz = M == -INFINITY ? 0.0f : M;
     Vec<T, VEC>* orow = reinterpret_cast<Vec<T, VEC>*>(out + row * D);
-    if (LOGM) {
-      const float logs = logf(s);
+    const float logs = LOGM ? logf(s) : 0.0f;
+    const float inv = 1.0f / s;
 #pragma unroll
-      for (int c = 0; c < NV; c++) {
-        const int64_t j = threadIdx.x + (int64_t)c * blockDim.x;
-        if (j < nv) {
-          Vec<T, VEC> o;
+    for (int c = 0; c < NV; c++) {
+      const int64_t j = threadIdx.x + (int64_t)c * blockDim.x;
+      if (j < nv) {
+        float f[VEC];
 #pragma unroll
-          for (int k = 0; k < VEC; k++) o.v[k] = from_f<T>((zval(c, k) - Mz) - logs);
-          orow[j] = o;
+        for (int k = 0; k < VEC; k++) {
+          const float d = zval(c, k) - Mz;  // z − M first: exact near the max
+          f[k] = LOGM ? d - logs : ex2_approx(d * LOG2E) * inv;
         }
-      }
-    } else {
-      const float inv = 1.0f / s;
-#pragma unroll
-      for (int c = 0; c < NV; c++) {
-        const int64_t j = threadIdx.x + (int64_t)c * blockDim.x;
-        if (j < nv) {
-          Vec<T, VEC> o;
-#pragma unroll
-          for (int k = 0; k < VEC; k++) o.v[k] = from_f<T>(fast_exp(zval(c, k) - Mz) * inv);
-          orow[j] = o;
-        }
+        orow[j] = pack_vec<T, VEC>(f);
       }
     }
 #pragma unroll
