@@ -17,3 +17,4 @@ export { RotaryTables, yarnFrequencies } from './rope.js';
 export { actQuant, fp8RoundTripValues, QUANT_BLOCK } from './fp8.js';
 export { applyLinear } from './fp8-linear.js';
 export { randomCheckpoint, type RandomConfigOverrides, randomConfig } from './random-weights.js';
+export { DeviceForward, DeviceError, type DevicePrefillOptions, type DevicePrefillResult } from './device-forward.js';
