@@ -359,9 +359,13 @@ export class CudaBackend implements Backend {
 
   /**
    * FP8 e4m3 linear layer: out[M,N] (bf16 or f32) = (x[M,K] · sx) · (w[N,K] · sw)ᵀ with f32 scales.
-   * scaleMode 'tensor': sx, sw are single f32 values (device). 'block': sx is [M, K/128] (one scale per
-   * 1×128 activation block) and sw is [N/128, K/128] (one per 128×128 weight tile), DeepSeek's layout;
-   * requires cuBLASLt's VEC128/BLK128x128 scale modes. Returns false when cuBLASLt offers no algorithm.
+   * scaleMode 'tensor': sx, sw are single f32 values (device). 'block' (cuBLASLt VEC128_32F for x,
+   * BLK128x128_32F for w; measured on the H200 with non-uniform scales, bench/cuda-bench.ts):
+   *  - sx holds one scale per (row m, 128 columns kb) of x stored K-block-major, element kb·M + m: the
+   *    TRANSPOSE of actQuant's [M, K/128] output (transpose it to a contiguous [K/128, M] first);
+   *  - sw holds one scale per 128×128 tile, element nb·(K/128) + kb: DeepSeek's weight_scale_inv
+   *    [N/128, K/128] as stored in the checkpoint.
+   * Returns false when cuBLASLt offers no algorithm.
    */
   fp8Linear(out: View, x: View, w: View, sx: View, sw: View, scaleMode: 'tensor' | 'block' = 'tensor'): boolean {
     const [M, K] = x.shape as [number, number];
@@ -371,7 +375,15 @@ export class CudaBackend implements Backend {
     if (!isContig(x) || !isContig(w) || !isContig(out)) throw new DsvError('fp8Linear: x, w and out must be contiguous');
     const d = out.dtype === 'bf16' ? 'bf16' : out.dtype === 'f32' ? 'f32' : null;
     if (!d) throw new DsvError(`fp8Linear: out must be bf16 or f32, got ${out.dtype}`);
-    if (scaleMode === 'block' && (!BlasLt.hasScaleMode('vec128') || !BlasLt.hasScaleMode('blk128x128'))) return false;
+    if (scaleMode === 'block') {
+      if (!BlasLt.hasScaleMode('vec128') || !BlasLt.hasScaleMode('blk128x128')) return false;
+      const kb = Math.ceil(K / 128);
+      if (numelOf(sx.shape) !== kb * M) throw new DsvError(`fp8Linear: block scales sx must hold K/128 × M = ${kb * M} values ([K/128, M], M fastest), got shape [${sx.shape.join(', ')}]`);
+      if (numelOf(sw.shape) !== Math.ceil(N / 128) * kb) throw new DsvError(`fp8Linear: block scales sw must hold N/128 × K/128 = ${Math.ceil(N / 128) * kb} values ([N/128, K/128]), got shape [${sw.shape.join(', ')}]`);
+      if (!isContig(sx) || !isContig(sw) || sx.dtype !== 'f32' || sw.dtype !== 'f32') throw new DsvError('fp8Linear: block scales must be contiguous f32');
+    } else if (numelOf(sx.shape) !== 1 || numelOf(sw.shape) !== 1) {
+      throw new DsvError(`fp8Linear: per-tensor scales must be single values, got sx [${sx.shape.join(', ')}] and sw [${sw.shape.join(', ')}]`);
+    }
     return this.blas().gemm({
       ab: 'f8e4m3', d, transA: true, transB: false, m: N, n: M, k: K,
       a: this.ptr(w), lda: K, b: this.ptr(x), ldb: K, dPtr: this.ptr(out), ldd: N,
