@@ -404,15 +404,15 @@ describe('cuda kernels vs cpu', onGpu, () => {
       }
     }
     const sxT = T.contiguous(T.transpose(sx)); // [K/128, M]: cuBLASLt's VEC128 order
-    const out = poisoned([M, N], 'f32', 'cuda');
+    const out = poisoned([M, N], 'bf16', 'cuda'); // bf16 output: the combination measured on the H200
     const ok = cuda().fp8Linear(out, to(xq, 'cuda'), to(wq, 'cuda'), to(sxT, 'cuda'), to(T.fromArray(sw, [NB, KB]), 'cuda'), 'block');
     if (!ok) return t.skip('cuBLASLt offers no block-scaled FP8 algorithm on this GPU');
-    assertRel(out, T.fromArray(Float32Array.from(ref), [M, N]), 5e-3, 'fp8 block-scaled GEMM vs float64'); // measured 1.7e-3 with bf16 output
+    assertRel(T.cast(out, 'f32'), T.fromArray(Float32Array.from(ref), [M, N]), 5e-3, 'fp8 block-scaled GEMM vs float64'); // measured 1.7e-3 with bf16 output
     // the activation scales in actQuant's own [M, K/128] order are a different (wrong) operand: rejected
     // only by value, so check that they do not happen to agree (this is what pins the layout down)
-    const wrong = poisoned([M, N], 'f32', 'cuda');
+    const wrong = poisoned([M, N], 'bf16', 'cuda');
     cuda().fp8Linear(wrong, to(xq, 'cuda'), to(wq, 'cuda'), to(sx, 'cuda'), to(T.fromArray(sw, [NB, KB]), 'cuda'), 'block');
-    assert.throws(() => assertRel(wrong, T.fromArray(Float32Array.from(ref), [M, N]), 5e-3, 'row-major sx'), /relative error/);
+    assert.throws(() => assertRel(T.cast(wrong, 'f32'), T.fromArray(Float32Array.from(ref), [M, N]), 5e-3, 'row-major sx'), /relative error/);
   });
 
   test('swiglu on separate tensors and on the halves of one fused projection', () => {
