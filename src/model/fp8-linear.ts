@@ -11,7 +11,8 @@ import type { DType } from '../tensor/dtype.js';
 import { Tensor, fromArray } from '../tensor/tensor.js';
 import { linear as denseLinear, matmul } from '../tensor/ops/matmul.js';
 import { cast, narrow, reshape, transpose } from '../tensor/ops/view.js';
-import { actQuant, QUANT_BLOCK } from './fp8.js';
+import { actQuant } from '../tensor/ops/quant.js';
+import { QUANT_BLOCK } from './fp8.js';
 import { FP8_BLOCK, type LinearWeight } from './weights.js';
 
 /** y = x·Wᵀ with x [..., in]; the result has dtype `dt`. */
@@ -22,7 +23,7 @@ export function applyLinear(x: Tensor, lw: LinearWeight, dt: DType, ue8m0: boole
   const lead = x.shape.slice(0, -1);
   const x2 = reshape(x, [-1, K]);
   const M = x2.shape[0]!;
-  const { q, s } = actQuant(x2, ue8m0, QUANT_BLOCK);
+  const { q, s } = actQuant(x2, QUANT_BLOCK, { ue8m0 });
   const a8 = cast(q, 'f32');
   const sa = s.toFloat32();
   const nbK = Math.ceil(K / FP8_BLOCK);

@@ -17,7 +17,8 @@ import { rope } from '../tensor/ops/rope.js';
 import { cast, narrow, reshape, transpose } from '../tensor/ops/view.js';
 import type { LayerCache } from './cache.js';
 import type { ModelConfig } from './config.js';
-import { actQuant } from './fp8.js';
+import { actQuant } from '../tensor/ops/quant.js';
+import { QUANT_BLOCK } from './fp8.js';
 import { applyLinear } from './fp8-linear.js';
 import type { SelectionRows } from './sparse-attention.js';
 import { selectTopkRow } from './topk-select.js';
@@ -91,10 +92,10 @@ export class Indexer {
     let ks: Float32Array;
     let k8: Uint8Array | null = null;
     if (quantize) {
-      const qq = actQuant(q, this.ue8m0);
+      const qq = actQuant(q, QUANT_BLOCK, { ue8m0: this.ue8m0 });
       qv = cast(qq.q, 'f32').toFloat32();
       qs = qq.s.toFloat32();
-      const kq = actQuant(k, this.ue8m0);
+      const kq = actQuant(k, QUANT_BLOCK, { ue8m0: this.ue8m0 });
       k8 = kq.q.toHost() as Uint8Array;
       kv = cast(kq.q, 'f32').toFloat32();
       ks = kq.s.toFloat32();

@@ -1,12 +1,12 @@
 // The invariants of model.md §15, each as its own test.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DeepseekV32, actQuant, indexScores, mapSource, randomCheckpoint, randomConfig, sparseMhaAttention, sparseMqaAttention, MoE } from '../../src/model/index.js';
+import { DeepseekV32, indexScores, mapSource, randomCheckpoint, randomConfig, sparseMhaAttention, sparseMqaAttention, MoE } from '../../src/model/index.js';
 import { Rng } from '../../src/tensor/random.js';
 import { backward } from '../../src/tensor/autograd.js';
 import { fromArray, Tensor } from '../../src/tensor/tensor.js';
 import { e4m3BitsToF32 } from '../../src/tensor/dtype.js';
-import { mul, sum } from '../../src/tensor/index.js';
+import { actQuant, mul, sum } from '../../src/tensor/index.js';
 import { diff, fixtureDir } from './golden-data.js';
 
 let tiny: DeepseekV32 | null = null;
@@ -135,7 +135,7 @@ test('act_quant is bit-exact: ue8m0 scales, clamp ±448, e4m3 RNE (ties, subnorm
   for (let j = 128; j < 256; j++) x[N + j] = 0;
   // row 2, trailing block: small values, so its scale must come from its own 64 values only
   for (let j = 256; j < N; j++) x[2 * N + j] = Math.fround(x[2 * N + j]! * 1e-3);
-  const { q, s } = actQuant(fromArray(x, [rows, N]), true);
+  const { q, s } = actQuant(fromArray(x, [rows, N]), 128, { ue8m0: true });
   const qb = q.toHost() as Uint8Array;
   const sv = s.toFloat32();
   assert.deepEqual(s.shape, [rows, 3]);
