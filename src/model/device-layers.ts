@@ -1,4 +1,4 @@
-// The blocks of the device-generic prefill (device-forward.ts), written with tensor ops only so they run
+// The blocks of the device-generic forward (device-forward.ts: prefill and cached decode), written with tensor ops only so they run
 // on whichever backend holds the weights (CPU or CUDA). f32 numerics: the same formulas as the host
 // modules (indexer.ts, mla.ts, sparse-attention.ts, gate.ts, moe.ts, mlp.ts), with the sparse choices
 // expressed as masks instead of index loops:
@@ -23,34 +23,42 @@ import { cast, contiguous, expand, narrow, permute, reshape, transpose, unsqueez
 import type { ModelConfig } from './config.js';
 import { applyDeviceLinear, type DeviceWeights } from './device-weights.js';
 import { QUANT_BLOCK } from './fp8.js';
+import { type DeviceLayerCache, writeRows } from './device-cache.js';
 
-/** What every layer of one prefill step shares. */
+/** What every layer of one step (a prefill, or a decode of one token per row) shares. */
 export interface DeviceStep {
   B: number;
+  /** new tokens per row, at positions start..start+S-1 */
   S: number;
-  /** rotary tables [S, rope/2] on the device */
+  start: number;
+  /** keys visible to the step: positions 0..T-1 (T = start + S) */
+  T: number;
+  /** rotary tables [S, rope/2] of the step's positions, on the device */
   rot: { cos: Tensor; sin: Tensor };
-  /** bool [S, S]: key t is visible to query s (t ≤ s) */
+  /** bool [S, T]: key t is visible to query s (t ≤ start + s) */
   causal: Tensor;
   ue8m0: boolean;
 }
 
-/** The causal visibility mask [S, S] (t ≤ s), built on the device from two aranges. */
-export function causalMask(S: number, device: string): Tensor {
-  const q = reshape(arange(0, S, 1, { dtype: 'f32', device }), [S, 1]);
-  const k = reshape(arange(0, S, 1, { dtype: 'f32', device }), [1, S]);
+/** The causal visibility mask [S, start+S] (t ≤ start + s), built on the device from two aranges. */
+export function causalMask(S: number, device: string, start = 0): Tensor {
+  const q = reshape(arange(start, start + S, 1, { dtype: 'f32', device }), [S, 1]);
+  const k = reshape(arange(0, start + S, 1, { dtype: 'f32', device }), [1, start + S]);
   return le(k, q);
 }
 
 const LN_EPS = 1e-6;
 
 /**
- * The lightning indexer's choice for a prefill: raw topk indices i64 [B, S, width] with
- * width = min(index_topk, S). Rows of queries at positions < width − 1 have fewer visible keys than
+ * The lightning indexer's choice for a step: raw topk indices i64 [B, S, width] with
+ * width = min(index_topk, T). Rows of queries at positions < width − 1 have fewer visible keys than
  * width; their surplus entries are masked (future) keys, which selectionMask and sortedSelection drop.
+ * With a cache the step's FP8 keys are appended at [start, T) and the scores run over all T cached
+ * keys; without one the step must start at 0 and scores its own keys.
  */
-export function deviceIndexer(cfg: ModelConfig, dw: DeviceWeights, prefix: string, x2: Tensor, qr: Tensor, st: DeviceStep): { idx: Tensor; width: number } {
-  const { B, S } = st;
+export function deviceIndexer(cfg: ModelConfig, dw: DeviceWeights, prefix: string, x2: Tensor, qr: Tensor, st: DeviceStep, cache: DeviceLayerCache | null = null): { idx: Tensor; width: number } {
+  const { B, S, T } = st;
+  if (!cache && st.start !== 0) throw new DsvError(`${prefix}: a step at position ${st.start} needs the cached keys of the earlier positions`);
   const Hi = cfg.indexNHeads;
   const Dh = cfg.indexHeadDim;
   const r = cfg.qkRopeHeadDim;
@@ -70,19 +78,26 @@ export function deviceIndexer(cfg: ModelConfig, dw: DeviceWeights, prefix: strin
   const wp = linear(x2, dw.float(`${prefix}.weights_proj.weight`));
   const w = muls(mul(muls(wp, Hi ** -0.5), reshape(qq.s, [B * S, Hi])), cfg.indexSoftmaxScale);
   // I[b, s, t] = k_scale[t] · Σ_h relu(q8[s, h]·k8[t]) · w[s, h]; the head sum is a [1, Hi]·[Hi, T] matmul
+  let k8: Tensor = reshape(kq.q, [B, S, Dh]);
+  let ks: Tensor = reshape(kq.s, [B, S, 1]);
+  if (cache) {
+    writeRows(cache.k8, k8, st.start);
+    writeRows(cache.ks, ks, st.start);
+    k8 = narrow(cache.k8, 1, 0, T);
+    ks = narrow(cache.ks, 1, 0, T);
+  }
   const q8 = reshape(cast(qq.q, 'f32'), [B, S * Hi, Dh]);
-  const k8 = reshape(cast(kq.q, 'f32'), [B, S, Dh]);
-  const logits = relu(reshape(matmul(q8, transpose(k8)), [B, S, Hi, S]));
-  const headSum = reshape(matmul(reshape(w, [B, S, 1, Hi]), logits), [B, S, S]);
-  const scores = mul(headSum, reshape(kq.s, [B, 1, S]));
-  const width = Math.min(cfg.indexTopk, S);
+  const logits = relu(reshape(matmul(q8, transpose(cast(k8, 'f32'))), [B, S, Hi, T]));
+  const headSum = reshape(matmul(reshape(w, [B, S, 1, Hi]), logits), [B, S, T]);
+  const scores = mul(headSum, reshape(contiguous(ks), [B, 1, T]));
+  const width = Math.min(cfg.indexTopk, T);
   const idx = topk(where(st.causal, scores, -Infinity), width).indices;
   return { idx, width };
 }
 
 /** f32 [B, S, width]: 1 where the raw choice idx is causally visible (idx ≤ query position), else 0. */
-function visibleChoices(idx: Tensor, S: number): Tensor {
-  const pos = reshape(arange(0, S, 1, { dtype: 'f32', device: idx.device }), [1, S, 1]);
+function visibleChoices(idx: Tensor, S: number, start: number): Tensor {
+  const pos = reshape(arange(start, start + S, 1, { dtype: 'f32', device: idx.device }), [1, S, 1]);
   return cast(le(cast(idx, 'f32'), pos), 'f32');
 }
 
@@ -90,34 +105,44 @@ function visibleChoices(idx: Tensor, S: number): Tensor {
  * bool [B, S, T]: key t is attended by query s — it is among s's chosen keys and visible (the causal
  * mask, applied through the choices: only visible ones are scattered).
  */
-export function selectionMask(idx: Tensor, S: number, T: number): Tensor {
+export function selectionMask(idx: Tensor, S: number, T: number, start = 0): Tensor {
   const [B] = idx.shape as [number];
-  const hits = scatterAdd(full([B, S, T], 0, { dtype: 'f32', device: idx.device }), 2, idx, visibleChoices(idx, S));
+  const hits = scatterAdd(full([B, S, T], 0, { dtype: 'f32', device: idx.device }), 2, idx, visibleChoices(idx, S, start));
   return gt(hits, 0);
 }
 
 /** The choice as the host model reports it: i32 [B, S, width], ascending key positions, −1 padded. */
-export function sortedSelection(idx: Tensor, S: number): Tensor {
+export function sortedSelection(idx: Tensor, S: number, start = 0): Tensor {
   const width = idx.shape[2]!;
   const f = cast(idx, 'f32');
-  // invisible entries get key S, past every position, so an ascending sort puts them last
-  const keyed = where(gt(visibleChoices(idx, S), 0), f, S);
+  // invisible entries get key T = start + S, past every position, so an ascending sort puts them last
+  const T = start + S;
+  const keyed = where(gt(visibleChoices(idx, S, start), 0), f, T);
   const sorted = topk(keyed, width, { largest: false }).values;
-  return cast(where(lt(sorted, S), sorted, -1), 'i32');
+  return cast(where(lt(sorted, T), sorted, -1), 'i32');
 }
 
 /**
- * MLA in MHA mode over the prefill's own S positions (model.md §3): per-head keys/values from wkv_b of
- * the FP8 round-tripped latent, sparse softmax attention through the selection mask. x [B, S, dim].
+ * MLA (model.md §3) of x [B, S, dim] at positions start..start+S-1. The step's FP8 round-tripped
+ * latent and RoPE key are appended to `cache` when one is given. Two modes, as the reference:
+ *   'mha' (prefill from position 0): per-head keys/values wkv_b(latent) of the step's own positions,
+ *         scores = (q_nope·k_nope + q_pe·k_pe)·scale;
+ *   'mqa' (decode, absorbed; needs the cache): q_abs[h] = q_nope[h]·W_UK[h] ([nope]·[nope, c]), one
+ *         latent key per cached position shared by all heads, scores = (q_abs·kv + q_pe·pe)·scale,
+ *         o_lat = P·kv and o[h] = o_lat[h]·W_UV[h]ᵀ — the same numbers up to f32 summation order,
+ *         since q_nope·(W_UK·kv) = (q_nope·W_UK)·kv and P·(kv·W_UVᵀ) = (P·kv)·W_UVᵀ.
+ * Either way the sparse choice enters as −inf outside (selected ∩ causal) before the softmax.
  */
-export function deviceMla(cfg: ModelConfig, dw: DeviceWeights, prefix: string, x: Tensor, st: DeviceStep): { out: Tensor; idx: Tensor } {
-  const { B, S } = st;
+export function deviceMla(cfg: ModelConfig, dw: DeviceWeights, prefix: string, x: Tensor, st: DeviceStep, cache: DeviceLayerCache | null = null, mode: 'mha' | 'mqa' = 'mha'): { out: Tensor; idx: Tensor } {
+  const { B, S, T, start } = st;
   const H = cfg.nHeads;
   const nope = cfg.qkNopeHeadDim;
   const r = cfg.qkRopeHeadDim;
   const c = cfg.kvLoraRank;
   const dv = cfg.vHeadDim;
   const eps = cfg.normEps;
+  if (mode === 'mha' && start !== 0) throw new DsvError(`${prefix}: MHA mode attends to the step's own positions and must start at 0, got ${start}`);
+  if (mode === 'mqa' && !cache) throw new DsvError(`${prefix}: MQA (absorbed) mode reads the latent cache; none was given`);
   const lin = (n: string): ReturnType<DeviceWeights['linear']> => dw.linear(`${prefix}.${n}.weight`);
   const x2 = reshape(x, [B * S, cfg.dim]);
   const qr = rmsNorm(applyDeviceLinear(x2, lin('q_a_proj'), st.ue8m0), dw.float(`${prefix}.q_a_layernorm.weight`), eps);
@@ -128,17 +153,34 @@ export function deviceMla(cfg: ModelConfig, dw: DeviceWeights, prefix: string, x
   const kPe = rope(reshape(narrow(kvA, 1, c, r), [B, S, 1, r]), st.rot.cos, st.rot.sin, true);
   // the latent is cached after its FP8 round trip; the keys and values are computed from that value
   const lat = fp8RoundTrip(kvn, QUANT_BLOCK, { ue8m0: st.ue8m0 });
-  const kvB = reshape(applyDeviceLinear(lat, lin('kv_b_proj'), st.ue8m0), [B, S, H, nope + dv]);
+  if (cache) {
+    writeRows(cache.kv, reshape(lat, [B, S, c]), start);
+    writeRows(cache.pe, reshape(kPe, [B, S, r]), start);
+  }
 
-  const { idx } = deviceIndexer(cfg, dw, `${prefix}.indexer`, x2, qr, st);
+  const { idx } = deviceIndexer(cfg, dw, `${prefix}.indexer`, x2, qr, st, cache);
+  const allowed = unsqueeze(selectionMask(idx, S, T, start), 1); // [B, 1, S, T]
 
-  const qh = contiguous(permute(cat([narrow(q, 3, 0, nope), qPe], 3), [0, 2, 1, 3])); // [B, H, S, nope+r]
-  const kh = contiguous(permute(cat([narrow(kvB, 3, 0, nope), expand(kPe, [B, S, H, r])], 3), [0, 2, 1, 3])); // [B, H, T, nope+r]
-  const vh = contiguous(permute(narrow(kvB, 3, nope, dv), [0, 2, 1, 3])); // [B, H, T, dv]
-  const scores = muls(matmul(qh, transpose(kh)), cfg.softmaxScale); // [B, H, S, T]
-  const allowed = unsqueeze(selectionMask(idx, S, S), 1);
-  const p = softmax(where(allowed, scores, -Infinity), -1);
-  const o = contiguous(permute(matmul(p, vh), [0, 2, 1, 3])); // [B, S, H, dv]
+  let o: Tensor; // [B, S, H, dv]
+  if (mode === 'mha') {
+    const kvB = reshape(applyDeviceLinear(lat, lin('kv_b_proj'), st.ue8m0), [B, S, H, nope + dv]);
+    const qh = contiguous(permute(cat([narrow(q, 3, 0, nope), qPe], 3), [0, 2, 1, 3])); // [B, H, S, nope+r]
+    const kh = contiguous(permute(cat([narrow(kvB, 3, 0, nope), expand(kPe, [B, S, H, r])], 3), [0, 2, 1, 3])); // [B, H, T, nope+r]
+    const vh = contiguous(permute(narrow(kvB, 3, nope, dv), [0, 2, 1, 3])); // [B, H, T, dv]
+    const scores = muls(matmul(qh, transpose(kh)), cfg.softmaxScale); // [B, H, S, T]
+    const p = softmax(where(allowed, scores, -Infinity), -1);
+    o = contiguous(permute(matmul(p, vh), [0, 2, 1, 3]));
+  } else {
+    const { uk, uv } = dw.absorbedKvB(`${prefix}.kv_b_proj.weight`, H, nope, dv, c);
+    const kvAll = unsqueeze(narrow(cache!.kv, 1, 0, T), 1); // [B, 1, T, c]
+    const peAll = unsqueeze(narrow(cache!.pe, 1, 0, T), 1); // [B, 1, T, r]
+    const qAbs = matmul(permute(narrow(q, 3, 0, nope), [0, 2, 1, 3]), uk); // [B, H, S, c]
+    const qp = permute(qPe, [0, 2, 1, 3]); // [B, H, S, r]
+    const scores = muls(add(matmul(qAbs, transpose(kvAll)), matmul(qp, transpose(peAll))), cfg.softmaxScale); // [B, H, S, T]
+    const p = softmax(where(allowed, scores, -Infinity), -1);
+    const oLat = matmul(p, kvAll); // [B, H, S, c]
+    o = contiguous(permute(matmul(oLat, transpose(uv)), [0, 2, 1, 3])); // [B, S, H, dv]
+  }
   const out = applyDeviceLinear(reshape(o, [B * S, H * dv]), lin('o_proj'), st.ue8m0);
   return { out: reshape(out, [B, S, cfg.dim]), idx };
 }

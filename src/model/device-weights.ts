@@ -9,6 +9,7 @@ import { getBackend } from '../tensor/backend.js';
 import { Tensor, fromArray } from '../tensor/tensor.js';
 import { weightDequant } from '../tensor/ops/quant.js';
 import { linear } from '../tensor/ops/matmul.js';
+import { contiguous, narrow, reshape } from '../tensor/ops/view.js';
 import { actDequant, actQuant } from '../tensor/ops/quant.js';
 import { FP8_BLOCK, expectedTensors, WeightError, type ModelWeights } from './weights.js';
 import type { ModelConfig } from './config.js';
@@ -35,6 +36,7 @@ function layerOf(name: string): number {
 export class DeviceWeights {
   private readonly floats = new Map<string, Tensor>();
   private readonly linears = new Map<string, DeviceLinear>();
+  private readonly absorbed = new Map<string, { uk: Tensor; uv: Tensor }>();
 
   /** Upload every main-model tensor of `weights` to `device` (throws the backend's error if it is unusable). */
   constructor(readonly cfg: ModelConfig, readonly host: ModelWeights, readonly device: string) {
@@ -66,6 +68,20 @@ export class DeviceWeights {
     const t = this.floats.get(name);
     if (!t) throw new WeightError(`device weights (${this.device}): no float tensor '${name}' was uploaded`);
     return t;
+  }
+
+  /**
+   * wkv_b [H·(nope+dv), c] split per head for the absorbed (MQA) attention: W_UK [H, nope, c] and
+   * W_UV [H, dv, c], contiguous on the device, made once per layer.
+   */
+  absorbedKvB(name: string, H: number, nope: number, dv: number, c: number): { uk: Tensor; uv: Tensor } {
+    let a = this.absorbed.get(name);
+    if (!a) {
+      const w = reshape(this.linear(name).w, [H, nope + dv, c]);
+      a = { uk: contiguous(narrow(w, 1, 0, nope)), uv: contiguous(narrow(w, 1, nope, dv)) };
+      this.absorbed.set(name, a);
+    }
+    return a;
   }
 
   linear(name: string): DeviceLinear {
