@@ -110,16 +110,18 @@ function choiceMismatches(ours: Int32Array[], golden: Float64Array, shape: numbe
 }
 
 /**
- * Prefill rows of the device-generic forward (src/model/device-forward.ts) on `device`. Logits are
- * compared at positions 1.. only: the golden's position 0 is a one-token prefix, which the reference
- * ran through its decode (absorbed MQA) path, while the device forward is the prefill (MHA) path.
+ * Prefill and decode rows of the device-generic forward (src/model/device-forward.ts) on `device`;
+ * decode runs one token per step through its device-resident caches. Prefill logits are compared at
+ * positions 1.. only: the golden's position 0 is a one-token prefix, which the reference ran through
+ * its decode (absorbed MQA) path, while the device prefill is the MHA path.
  */
 function runDeviceGolden(model: DeepseekV32, g: Golden, device: string): GoldenRow[] {
   const cfg = model.cfg;
   const V = cfg.vocabSize;
   const B = g.tokens.length;
   const S = g.tokens[0]!.length;
-  const run = new DeviceForward(model, device).prefill(g.tokens);
+  const df = new DeviceForward(model, device);
+  const run = df.prefill(g.tokens, { cache: true });
   const lv = run.logits!.toFloat32();
   const gl = g.get('logits');
   const scale = maxAbs(gl);
@@ -135,12 +137,42 @@ function runDeviceGolden(model: DeepseekV32, g: Golden, device: string): GoldenR
   const routes = run.routes.map((r) => r ?? new Int32Array(0));
   const rt = choiceMismatches(routes, g.get('prefill_routing'), g.shape('prefill_routing'), S, 0, cfg.nDenseLayers);
   rows.push({ what: `prefill MoE route rows differing on ${device}`, value: `${rt.rows} / ${rt.total}`, bound: '0', ok: rt.rows === 0 });
+
+  // Decode: the golden's decode tokens one at a time through the device caches (absorbed MQA), each
+  // step's outputs gathered into the golden's [B, D, ·] layout.
+  const D = g.decodeTokens[0]!.length;
+  const L = cfg.nLayers;
+  const k = g.shape('decode_topk')[3]!;
+  const nAct = cfg.nActivatedExperts;
+  const dLogits = new Float32Array(B * D * V);
+  const dTopk = Array.from({ length: L }, () => new Int32Array(B * D * k));
+  const dRoutes = Array.from({ length: L }, (_, l) => new Int32Array(l < cfg.nDenseLayers ? 0 : B * D * nAct));
+  for (let j = 0; j < D; j++) {
+    const d = df.decode(run.cache!, g.decodeTokens.map((r) => r[j]!));
+    const dl = d.logits.toFloat32();
+    for (let b = 0; b < B; b++) {
+      dLogits.set(dl.subarray(b * V, (b + 1) * V), (b * D + j) * V);
+      for (let l = 0; l < L; l++) {
+        const w = d.topk[l]!.width;
+        if (w !== k) throw new GoldenCliError(`decode step ${j}, layer ${l}: indexer width ${w}, the golden has ${k}`);
+        dTopk[l]!.set(d.topk[l]!.idx.subarray(b * k, (b + 1) * k), (b * D + j) * k);
+        const r = d.routes[l];
+        if (r) dRoutes[l]!.set(r.subarray(b * nAct, (b + 1) * nAct), (b * D + j) * nAct);
+      }
+    }
+  }
+  const dec = logitDiff({ logits: dLogits, topk: [], routes: [] }, D, V, g.get('decode_logits'), 0, D);
+  rows.push({ what: `decode logits on ${device}, ${B}×${D} steps (max |Δ| / max|logit|)`, value: (dec.max / scale).toExponential(2), bound: '≤ 1e-3', ok: dec.max <= 1e-3 * scale });
+  const dtk = choiceMismatches(dTopk, g.get('decode_topk'), g.shape('decode_topk'), D, 0);
+  rows.push({ what: `decode indexer top-k rows differing on ${device}`, value: `${dtk.rows} / ${dtk.total}`, bound: '0', ok: dtk.rows === 0 });
+  const drt = choiceMismatches(dRoutes, g.get('decode_routing'), g.shape('decode_routing'), D, 0, cfg.nDenseLayers);
+  rows.push({ what: `decode MoE route rows differing on ${device}`, value: `${drt.rows} / ${drt.total}`, bound: '0', ok: drt.rows === 0 });
   return rows;
 }
 
 /**
  * `device` 'cpu' runs the host model (prefill and decode rows) unless `deviceForward` asks for the
- * device-generic prefill; any other device always runs the device-generic prefill.
+ * device-generic forward; any other device always runs the device-generic forward (prefill and decode).
  */
 export function runGolden(fixturesDir: string, fixture: Fixture, numerics: 'f32' | 'bf16', device = 'cpu', deviceForward = false): GoldenRow[] {
   const onDevice = deviceForward || device !== 'cpu';
@@ -203,8 +235,8 @@ export function register(program: Command): void {
     .addOption(new Option('--dtype <dtype>', 'numerics mode (bf16 forces the golden choices)').choices(['f32', 'bf16']))
     .option('--fixtures <dir>', 'fixtures directory (default ../shared/fixtures beside the package, or $DSV32_FIXTURES)')
     .option('--json', 'print the rows as JSON')
-    .addOption(new Option('--device <name>', 'cpu: the host model (prefill and decode); any other device (cuda): the device-generic tensor-op prefill, f32 only, prefill rows').default('cpu'))
-    .option('--device-forward', 'run the device-generic tensor-op prefill on --device cpu too (as it runs on cuda)')
+    .addOption(new Option('--device <name>', 'cpu: the host model (prefill and decode); any other device (cuda): the device-generic tensor-op forward, f32 only, prefill and decode rows').default('cpu'))
+    .option('--device-forward', 'run the device-generic tensor-op forward (prefill + cached decode) on --device cpu too (as it runs on cuda)')
     .action((o: { fixture: Fixture; dtype?: 'f32' | 'bf16'; fixtures?: string; json?: boolean; device: string; deviceForward?: boolean }) => {
       const numerics = o.dtype ?? (o.fixture === 'tiny-bf16' ? 'bf16' : 'f32');
       const t0 = performance.now();
@@ -215,7 +247,7 @@ export function register(program: Command): void {
         process.stdout.write(JSON.stringify({ fixture: o.fixture, numerics, device: o.device, deviceForward: o.deviceForward ?? false, ok, seconds: secs, rows }, null, 2) + '\n');
       } else {
         const w = Math.max(...rows.map((r) => r.what.length));
-        process.stdout.write(`DeepSeek-V3.2 ${o.fixture} (${numerics}${o.device === 'cpu' && !o.deviceForward ? '' : `, ${o.device}, device-generic prefill`}) vs the official reference goldens\n`);
+        process.stdout.write(`DeepSeek-V3.2 ${o.fixture} (${numerics}${o.device === 'cpu' && !o.deviceForward ? '' : `, ${o.device}, device-generic forward`}) vs the official reference goldens\n`);
         for (const r of rows) process.stdout.write(`  ${r.ok ? 'ok  ' : 'FAIL'}  ${r.what.padEnd(w)}  ${r.value.padStart(10)}  (${r.bound})\n`);
         process.stdout.write(`${ok ? 'PASS' : 'FAIL'} in ${secs.toFixed(1)} s\n`);
       }

@@ -154,23 +154,28 @@ test('device forward: an unknown device is a DeviceError naming it', () => {
   assert.throws(() => new DeviceForward(m, 'tpu'), (e: unknown) => e instanceof DeviceError && /device 'tpu' is not available/.test(e.message));
 });
 
-// `dsv32 golden --device …`: the device-generic prefill through the CLI (on the CPU here; the lead runs
+// `dsv32 golden --device …`: the device-generic prefill and decode through the CLI (on the CPU here; the lead runs
 // `--device cuda` on the GPU machine), and a one-line error for a device that does not exist.
 const cli = path.join(repoRoot, 'dist', 'src', 'cli', 'main.js');
 const golden = (...args: string[]) => spawnSync(process.execPath, [cli, 'golden', ...args], { encoding: 'utf8', env: { ...process.env, DSV32_FIXTURES: fixturesDir } });
 
 const cliSkip = existsSync(path.join(fixturesDir, 'tiny-f32')) ? false : `fixtures not found at ${fixturesDir}`;
 
-test('dsv32 golden --device-forward: prefill rows of the device-generic forward all pass', { skip: cliSkip }, () => {
+test('dsv32 golden --device-forward: prefill and decode rows of the device-generic forward all pass', { skip: cliSkip }, () => {
   const r = golden('--fixture', 'tiny-f32', '--device-forward', '--json');
   assert.equal(r.status, 0, r.stderr);
   const out = JSON.parse(r.stdout) as { ok: boolean; device: string; deviceForward: boolean; rows: { what: string; value: string; ok: boolean }[] };
   assert.equal(out.ok, true);
   assert.equal(out.device, 'cpu');
   assert.equal(out.deviceForward, true);
-  assert.equal(out.rows.length, 4, 'prefill rows only');
+  assert.equal(out.rows.length, 7, '4 prefill rows + 3 decode rows');
   assert.match(out.rows.find((x) => x.what.startsWith('prefill indexer top-k'))!.value, /^0 \/ 288$/);
   assert.match(out.rows.find((x) => x.what.startsWith('prefill MoE route'))!.value, /^0 \/ 192$/);
+  // 3 layers × 2 rows × 6 steps of top-k; 2 MoE layers × 2 rows × 6 steps of routes
+  assert.match(out.rows.find((x) => x.what.startsWith('decode indexer top-k'))!.value, /^0 \/ 36$/);
+  assert.match(out.rows.find((x) => x.what.startsWith('decode MoE route'))!.value, /^0 \/ 24$/);
+  const dl = out.rows.find((x) => x.what.startsWith('decode logits on cpu'))!;
+  assert.ok(dl.ok && Number(dl.value) <= 1e-3, `decode logits row: ${dl.value}`);
 });
 
 test('dsv32 golden --device: an unknown device and bf16 on the device path are one-line errors', { skip: cliSkip }, () => {
