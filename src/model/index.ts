@@ -18,3 +18,5 @@ export { fp8RoundTripValues, QUANT_BLOCK } from './fp8.js';
 export { applyLinear } from './fp8-linear.js';
 export { randomCheckpoint, type RandomConfigOverrides, randomConfig } from './random-weights.js';
 export { DeviceForward, DeviceError, type DevicePrefillOptions, type DevicePrefillResult } from './device-forward.js';
+export { DeviceCache, DeviceCacheError } from './device-cache.js';
+export type { DeviceDecodeResult } from './device-forward.js';
