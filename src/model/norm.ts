@@ -1,20 +1,55 @@
-// RMSNorm as the reference's RMSNorm module: f32 math (x·rsqrt(mean(x²)+eps)·w with an f32 weight),
-// output rounded to the activation dtype. The fused form adds the residual first, in f32, and hands
-// back the sum rounded to the activation dtype as the new residual (the reference rounds the residual
-// stream to bf16 after every add in bf16 runs).
+// RMSNorm as the reference's RMSNorm module, op by op in f32:
+//   var = x.pow(2).mean(-1);  x = x · rsqrt(var + eps);  y = (weight · x) → activation dtype
+// Each op's result is an f32 tensor there, so each is rounded to f32 here too:
+// - the squares are f32 values and their sum is accumulated in f32, as a tree of partial sums (the
+//   shape of torch's vectorised CPU and CUDA reductions; halving the row, element j + n/2 onto j);
+// - torch's f32 rsqrt is ATen's 1 / sqrt(v): the square root rounded to f32, then the reciprocal
+//   rounded to f32 (Vectorized<float>::rsqrt on every CPU ISA, as in the README's CPU replay). That is
+//   not always the correctly rounded v^-½. In bf16 runs an output on a bf16 midpoint then rounds the
+//   other way, and an FP8 act_quant downstream amplifies it: in tiny-fp8 (row 0, token 45, layer 0's
+//   attention input, column 176) a correctly rounded rsqrt puts the f32 value exactly on the bf16
+//   midpoint 0.17919921875 (→ 0.1797 by ties-to-even); 1/sqrt puts it one f32 ulp below (→ 0.1787, the
+//   reference's), one e4m3 step apart after act_quant, which moved logits 45–47 by 0.24.
+// The two go together: this rsqrt on a double-precision sum of squares was 13× further from the
+// tiny-f32 golden (7e-5) than on the f32 tree sum (6e-6). The ÷ D is exact for power-of-two widths.
+// The fused form adds the residual first, in f32, and hands back the sum rounded to the activation
+// dtype as the new residual (the reference rounds the residual stream to bf16 after every add in bf16
+// runs).
 import type { DType } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { add } from '../tensor/ops/elementwise.js';
-import { rmsNorm } from '../tensor/ops/norm.js';
-import { cast } from '../tensor/ops/view.js';
+import { add, adds, div, mul, sqrt, square } from '../tensor/ops/elementwise.js';
+import { cat } from '../tensor/ops/indexing.js';
+import { cast, narrow } from '../tensor/ops/view.js';
+
+/** Σ over the last dim [..., n] → [..., 1], accumulated in x's dtype by halving (pairwise tree). */
+function treeSum(x: Tensor): Tensor {
+  let t = x;
+  let n = t.shape[t.rank - 1]!;
+  while (n > 1) {
+    const h = n >> 1;
+    let s = add(narrow(t, -1, 0, h), narrow(t, -1, h, h));
+    if (n % 2 === 1) s = cat([s, narrow(t, -1, n - 1, 1)], -1);
+    t = s;
+    n = t.shape[t.rank - 1]!;
+  }
+  return t;
+}
+
+/** The reference's f32 RMSNorm math on an f32 x [..., D] with an f32 weight [D]. */
+function rmsNormF32(x: Tensor, w: Tensor, eps: number): Tensor {
+  const D = x.shape[x.rank - 1]!;
+  const variance = div(treeSum(square(x)), D);
+  const inv = div(1, sqrt(adds(variance, eps)));
+  return mul(w, mul(x, inv));
+}
 
 export function rmsNormTo(x: Tensor, w: Tensor, eps: number, dt: DType): Tensor {
-  return cast(rmsNorm(cast(x, 'f32'), w, eps), dt);
+  return cast(rmsNormF32(cast(x, 'f32'), cast(w, 'f32'), eps), dt);
 }
 
 /** (norm(x + residual), x + residual); with no residual yet: (norm(x), x). */
 export function addRmsNorm(x: Tensor, residual: Tensor | null, w: Tensor, eps: number, dt: DType): { out: Tensor; residual: Tensor } {
   if (residual === null) return { out: rmsNormTo(x, w, eps, dt), residual: x };
   const sum = add(cast(x, 'f32'), cast(residual, 'f32'));
-  return { out: cast(rmsNorm(sum, w, eps), dt), residual: cast(sum, dt) };
+  return { out: cast(rmsNormF32(sum, cast(w, 'f32'), eps), dt), residual: cast(sum, dt) };
 }

@@ -122,23 +122,24 @@ test('tiny-bf16 golden, bf16 mode, forced choices: within 2× the README forced 
   assert.ok(d.meanAbs <= 2 * 0.0038, `mean |Δ| ${d.meanAbs}`);
 });
 
-test('tiny-fp8 golden, bf16 mode, forced choices: bit-level agreement except downstream of FP8 rounding flips', () => {
-  // README: the reference's own CPU replay differs from this golden by max 4.4e-4, mean 1.1e-6. We match
-  // most positions to ~1e-6, but one FP8 act_quant rounding flip (README "FP8 activation quantisation is
-  // an amplifier": one bf16 ulp of difference at a midpoint changes an e4m3 value by 6-12%) moves the
-  // position where it happens and the later positions that attend to it. So: ≥ 90% of positions within
-  // 2×4.4e-4, and every position within 2× the forced bf16-vs-f32 bound for fp8 weights (0.63).
+test('tiny-fp8 golden, bf16 mode, forced choices: every position within 2× the README CPU-replay bound (4.4e-4)', () => {
+  // README: the reference's own CPU replay differs from this golden by max 4.4e-4, mean 1.1e-6, argmax
+  // 100%. We match 93 of 96 positions to ~1e-6 and the rest by ≤ 4.5e-4 (one of them is the replay's
+  // own 4.42e-4). Any rounding placement that differs from the reference's shows up far above this: an
+  // FP8 act_quant downstream turns one bf16 ulp into 6–12% of an e4m3 value (a correctly rounded rsqrt
+  // in RMSNorm instead of torch's 1/sqrt moved positions 45–47 of row 0 by 0.24).
   const m = model('tiny-fp8');
   const g = loadGolden('tiny-fp8');
   const run = prefixLogits(m, g, 'bf16', true);
   const V = g.vocab;
-  let tight = 0;
   for (let p = 0; p < g.B * g.S; p++) {
-    const d = diff(run.logits.subarray(p * V, (p + 1) * V), g.logits.subarray(p * V, (p + 1) * V));
-    if (d.maxAbs <= 2 * 4.4e-4) tight++;
-    assert.ok(d.maxAbs <= 2 * 0.63, `position ${p}: max |Δ| ${d.maxAbs}`);
+    const mine = run.logits.subarray(p * V, (p + 1) * V);
+    const ref = g.logits.subarray(p * V, (p + 1) * V);
+    const d = diff(mine, ref);
+    assert.ok(d.maxAbs <= 2 * 4.4e-4, `row ${Math.floor(p / g.S)} position ${p % g.S}: max |Δ| ${d.maxAbs}`);
+    const arg = (a: Float32Array): number => a.reduce((bi, v, i) => (v > a[bi]! ? i : bi), 0);
+    assert.equal(arg(mine), arg(ref), `row ${Math.floor(p / g.S)} position ${p % g.S}: argmax`);
   }
-  assert.ok(tight >= 0.9 * g.B * g.S, `only ${tight} of ${g.B * g.S} positions within 8.8e-4`);
 });
 
 test('tiny-bf16 decode, bf16 mode, forced with the decode choices: within 2× the forced tolerance', () => {
