@@ -65,21 +65,25 @@ test('BullMQ: a worker SIGKILLed mid-job loses and duplicates nothing', { timeou
   await waitForLine(redis, 'stdout', /Ready to accept connections/, 'redis-server');
   const url = `redis://127.0.0.1:${port}`;
 
-  // The first model call of the add-js task hangs, so its worker is mid-job when it is killed.
+  // Every model call of the add-js task made before the kill hangs until the kill, so whichever add-js
+  // attempt the victim worker runs is mid-job when it dies (both attempts may be in flight, on either
+  // worker); the survivors are released right after the kill.
   let armed = true;
   let hung!: () => void;
   const reachedHang = new Promise<void>((r) => (hung = r));
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
   const policy = counterPolicy(() => true);
-  const server = await startFakeModelServer((req) => {
+  const server = await startFakeModelServer(async (req) => {
     const reply = policy(req);
     const prompt = (req.body.messages as Array<{ role: string; content: string }>).find((m) => m.role === 'user')!.content;
     if (armed && prompt.startsWith('Add 10')) {
-      armed = false;
       hung();
-      return { ...reply, delayMs: 60_000 };
+      await released;
     }
     return reply;
   });
+  t.after(() => release()); // a failed assertion must not leave requests waiting
   t.after(() => server.close());
 
   const queueName = `test-${process.pid}-${Date.now()}`;
@@ -104,6 +108,8 @@ test('BullMQ: a worker SIGKILLed mid-job loses and duplicates nothing', { timeou
   const worker = workers.find((w) => w.pid === victim.pid);
   assert.ok(worker, `the job runs in a worker child (pid ${victim.pid})`);
   worker.kill('SIGKILL');
+  armed = false;
+  release();
 
   const t0 = Date.now();
   const report = await evalDone;
