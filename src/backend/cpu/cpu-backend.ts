@@ -283,8 +283,9 @@ export class CpuBackend implements Backend {
       const base = r * D;
       let ss = 0;
       for (let j = 0; j < D; j++) ss += v[base + j]! * v[base + j]!;
-      // torch: x * rsqrt(mean(x²) + eps), then * weight — each step rounded in the compute dtype
-      const inv = f(1 / Math.sqrt(f(f(ss / D) + eps)));
+      // torch: x * rsqrt(mean(x²) + eps), then * weight — each step rounded in the compute dtype; ATen's
+      // f32 rsqrt is 1/sqrt with the square root rounded first (not a correctly rounded x^-½)
+      const inv = f(1 / f(Math.sqrt(f(f(ss / D) + eps))));
       for (let j = 0; j < D; j++) o[base + j] = f(v[base + j]! * inv) * wv[j]!;
     }
     commit(out, o);
