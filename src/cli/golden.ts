@@ -197,7 +197,7 @@ export function runGolden(fixturesDir: string, fixture: Fixture, numerics: 'f32'
   // arithmetic is compared.
   const forced = numerics === 'bf16' ? readForced(goldenFile, model, B) : undefined;
   const rows: GoldenRow[] = [];
-  const logitBound = numerics === 'f32' ? 1e-3 : fixture === 'tiny-bf16' ? 2 * 0.043 : 2 * 0.63;
+  const logitBound = numerics === 'f32' ? 1e-3 : fixture === 'tiny-bf16' ? 2 * 0.043 : 2 * 4.4e-4; // 2× the README's forced bf16 tolerances
 
   const prefill = runLogits(model, g.tokens, { numerics, forced });
   const gl = g.get('logits');
