@@ -16,9 +16,13 @@ export function cuda(): CudaBackend {
 export const TOL: Partial<Record<T.DType, number>> = { f32: 1e-5, f64: 1e-12, bf16: 1e-2, f16: 2e-3 };
 
 let seed = (Date.now() ^ (process.pid << 8)) >>> 0;
-/** Fresh seeds every run (printed on failure through the message). */
+/**
+ * Fresh seeds every run (printed on failure through the message). Math.imul keeps the LCG exact mod 2^32:
+ * the plain product exceeds 2^53, so its low bits were rounded away and the states collapsed onto
+ * multiples of 2^9 (many-to-one, so a printed state no longer identified the inputs that failed).
+ */
 export function nextSeed(): number {
-  seed = (seed * 1103515245 + 12345) >>> 0;
+  seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
   return seed;
 }
 

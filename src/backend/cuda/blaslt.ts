@@ -55,6 +55,7 @@ export class BlasLt {
   private readonly plans = new Map<string, Plan | null>();
   private readonly one = new Float32Array([1]);
   private readonly zero = new Float32Array([0]);
+  private readonly scalePtr = new BigUint64Array(1);
   readonly version: number;
 
   constructor(private readonly rt: CudaRuntime) {
@@ -101,6 +102,7 @@ export class BlasLt {
         m === 'vec128' ? L.CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F : m === 'blk128x128' ? L.CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F : L.CUBLASLT_MATMUL_MATRIX_SCALE_SCALAR_32F;
       if (s.scaleModeA && s.scaleModeA !== 'tensor') setD(L.CUBLASLT_MATMUL_DESC_A_SCALE_MODE, new Int32Array([mode(s.scaleModeA)]), 'A_SCALE_MODE');
       if (s.scaleModeB && s.scaleModeB !== 'tensor') setD(L.CUBLASLT_MATMUL_DESC_B_SCALE_MODE, new Int32Array([mode(s.scaleModeB)]), 'B_SCALE_MODE');
+      // the heuristic sees this call's pointers; gemm() re-sets them on every call (see there)
       if (s.scaleA) setD(L.CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, new BigUint64Array([BigInt(s.scaleA)]), 'A_SCALE_POINTER');
       if (s.scaleB) setD(L.CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, new BigUint64Array([BigInt(s.scaleB)]), 'B_SCALE_POINTER');
     }
@@ -141,9 +143,17 @@ export class BlasLt {
   /** Runs the GEMM; returns false (and does nothing) when cuBLASLt has no algorithm for it. */
   gemm(s: GemmSpec): boolean {
     const key = [s.ab, s.d, +s.transA, +s.transB, s.m, s.n, s.k, s.lda, s.ldb, s.ldd, s.batch ?? 1, s.strideA ?? 0, s.strideB ?? 0,
-      s.strideD ?? 0, alignOf(s.a), alignOf(s.b), alignOf(s.dPtr), s.scaleA ?? 0, s.scaleB ?? 0, s.scaleModeA ?? '', s.scaleModeB ?? ''].join(',');
+      s.strideD ?? 0, alignOf(s.a), alignOf(s.b), alignOf(s.dPtr), +!!s.scaleA, +!!s.scaleB, s.scaleModeA ?? '', s.scaleModeB ?? ''].join(',');
     const plan = this.plan(s, key);
     if (!plan) return false;
+    // Scale pointers are per call, not per plan: they are read when cublasLtMatmul is enqueued, and keying
+    // plans by them grew the cache with every freshly allocated scale tensor.
+    if (s.ab === 'f8e4m3') {
+      this.scalePtr[0] = BigInt(s.scaleA ?? 0);
+      checkLt(this.lib.cublasLtMatmulDescSetAttribute(plan.desc, L.CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, this.scalePtr, 8), 'cublasLtMatmulDescSetAttribute(A_SCALE_POINTER)');
+      this.scalePtr[0] = BigInt(s.scaleB ?? 0);
+      checkLt(this.lib.cublasLtMatmulDescSetAttribute(plan.desc, L.CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, this.scalePtr, 8), 'cublasLtMatmulDescSetAttribute(B_SCALE_POINTER)');
+    }
     const alpha = s.alpha === undefined || s.alpha === 1 ? this.one : new Float32Array([s.alpha]);
     checkLt(this.lib.cublasLtMatmul(this.handle, plan.desc, alpha, s.a, plan.la, s.b, plan.lb, this.zero, s.dPtr, plan.ld, s.dPtr, plan.ld,
       plan.algo, this.workspace, WORKSPACE, this.rt.stream), 'cublasLtMatmul');

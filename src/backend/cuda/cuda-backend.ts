@@ -364,7 +364,11 @@ export class CudaBackend implements Backend {
    *  - sx holds one scale per (row m, 128 columns kb) of x stored K-block-major, element kb·M + m: the
    *    TRANSPOSE of actQuant's [M, K/128] output (transpose it to a contiguous [K/128, M] first);
    *  - sw holds one scale per 128×128 tile, element nb·(K/128) + kb: DeepSeek's weight_scale_inv
-   *    [N/128, K/128] as stored in the checkpoint.
+   *    [N/128, K/128] as stored in the checkpoint. cuBLASLt reads BLK128x128 scales with a row pitch of
+   *    K/128 rounded up to a multiple of 4 (16 bytes), as PyTorch's scaled_mm pads them; when K/128 is not
+   *    a multiple of 4 the scales are copied into a zero-padded [N/128, roundUp(K/128, 4)] temporary.
+   *    (The bench probe used K/128 = 8 and so never saw this; K = 384 read tile nb ≥ 1 from the wrong
+   *    offsets, relative error ≈ 1.)
    * Returns false when cuBLASLt offers no algorithm.
    */
   fp8Linear(out: View, x: View, w: View, sx: View, sw: View, scaleMode: 'tensor' | 'block' = 'tensor'): boolean {
@@ -384,12 +388,29 @@ export class CudaBackend implements Backend {
     } else if (numelOf(sx.shape) !== 1 || numelOf(sw.shape) !== 1) {
       throw new DsvError(`fp8Linear: per-tensor scales must be single values, got sx [${sx.shape.join(', ')}] and sw [${sw.shape.join(', ')}]`);
     }
-    return this.blas().gemm({
-      ab: 'f8e4m3', d, transA: true, transB: false, m: N, n: M, k: K,
-      a: this.ptr(w), lda: K, b: this.ptr(x), ldb: K, dPtr: this.ptr(out), ldd: N,
-      scaleA: this.ptr(sw), scaleB: this.ptr(sx),
-      scaleModeA: scaleMode === 'block' ? 'blk128x128' : 'tensor', scaleModeB: scaleMode === 'block' ? 'vec128' : 'tensor',
-    });
+    let swPtr = this.ptr(sw);
+    let padded: CudaStorage | null = null;
+    const kb = Math.ceil(K / 128);
+    if (scaleMode === 'block' && kb % 4 !== 0) {
+      const nb = Math.ceil(N / 128);
+      const kb4 = Math.ceil(kb / 4) * 4;
+      padded = this.tmp('f32', nb * kb4);
+      const all: View = { storage: padded, dtype: 'f32', shape: [nb * kb4], strides: [1], offset: 0 };
+      this.fill(all, 0);
+      this.copy({ storage: padded, dtype: 'f32', shape: [nb, kb], strides: [kb4, 1], offset: 0 }, { ...sw, shape: [nb, kb], strides: [kb, 1] });
+      swPtr = this.ptr(all);
+    }
+    try {
+      return this.blas().gemm({
+        ab: 'f8e4m3', d, transA: true, transB: false, m: N, n: M, k: K,
+        a: this.ptr(w), lda: K, b: this.ptr(x), ldb: K, dPtr: this.ptr(out), ldd: N,
+        scaleA: swPtr, scaleB: this.ptr(sx),
+        scaleModeA: scaleMode === 'block' ? 'blk128x128' : 'tensor', scaleModeB: scaleMode === 'block' ? 'vec128' : 'tensor',
+      });
+    } finally {
+      // stream-ordered reuse: later work on the stream runs after the GEMM has read the scales
+      padded?.dispose();
+    }
   }
 
   // ---- row kernels ---------------------------------------------------------------------------------------
