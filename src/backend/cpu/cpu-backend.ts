@@ -7,6 +7,7 @@ import {
 import { CpuStorage } from './storage.js';
 import { type FArr, computeType, dataOf, isContiguousView, rawContiguous, readF, readIndex, stridedOffsets, viewNumel } from './strided.js';
 import { sgemm, dgemm } from './gemm.js';
+import { matrixLayout, type MatrixLayout } from '../matrix-layout.js';
 
 const fround = Math.fround;
 
@@ -557,14 +558,13 @@ function partialSort(order: Int32Array, k: number, cmp: (i: number, j: number) =
   return best;
 }
 
-interface Layout { trans: boolean; ld: number }
-interface GemmOperand { v: View; data: FArr; layout: Layout }
+interface GemmOperand { v: View; data: FArr; layout: MatrixLayout }
 /**
  * A matmul operand as BLAS wants it: data of the compute type, each matrix row- or column-major.
  * Anything else (another dtype, a doubly-strided matrix) becomes a contiguous copy first.
  */
 function asGemmOperand(v: View, ct: 'f32' | 'f64', R: number, C: number): GemmOperand {
-  const l = v.dtype === ct ? layout(v, R, C) : null;
+  const l = v.dtype === ct ? matrixLayout(v, R, C) : null;
   if (l) return { v, data: dataOf(v) as FArr, layout: l };
   const data = readF(v, ct); // contiguous; only read
   const strides: number[] = [];
@@ -574,21 +574,6 @@ function asGemmOperand(v: View, ct: 'f32' | 'f64', R: number, C: number): GemmOp
     acc *= v.shape[i]!;
   }
   const cv = { ...v, strides, offset: 0, dtype: ct } as View;
-  return { v: cv, data, layout: layout(cv, R, C)! };
+  return { v: cv, data, layout: matrixLayout(cv, R, C)! };
 }
 
-/** Row-major (trans=false) or column-major (trans=true) matrix part, with its leading dim; null if neither. */
-function layout(v: View, R: number, C: number): Layout | null {
-  const r = v.shape.length;
-  const sr = v.strides[r - 2]!;
-  const sc = v.strides[r - 1]!;
-  if (C <= 1 || sc === 1) {
-    const ld = R <= 1 ? Math.max(C, 1) : sr;
-    if (ld >= Math.max(C, 1)) return { trans: false, ld };
-  }
-  if (R <= 1 || sr === 1) {
-    const ld = C <= 1 ? Math.max(R, 1) : sc;
-    if (ld >= Math.max(R, 1)) return { trans: true, ld };
-  }
-  return null;
-}

@@ -14,6 +14,7 @@ import { encodeIter } from './iter.js';
 import type { Kernel, ParamKind } from './launch.js';
 import { CudaRuntime, type CudaEvent, type CudaGraph } from './runtime.js';
 import type { MemoryStats } from './allocator.js';
+import { matrixLayout } from '../matrix-layout.js';
 
 /** Device storage: one allocator block. Freed when dispose() is called or the storage is collected. */
 export class CudaStorage implements Storage {
@@ -344,8 +345,8 @@ export class CudaBackend implements Backend {
    */
   private matmulLt(lt: 'f32' | 'bf16' | 'f16', out: View, a: View, b: View, M: number, N: number, K: number, batchShape: number[], nb: number): boolean {
     const r = out.shape.length;
-    const la = layout(a, M, K);
-    const lb = layout(b, K, N);
+    const la = matrixLayout(a, M, K);
+    const lb = matrixLayout(b, K, N);
     if (!la || !lb) return false;
     const sa = uniformBatchStride(batchShape, a.strides.slice(0, r - 2));
     const sb = uniformBatchStride(batchShape, b.strides.slice(0, r - 2));
@@ -762,21 +763,6 @@ export class CudaBackend implements Backend {
   }
 }
 
-/** Row-major (trans=false) or column-major (trans=true) matrix part with its leading dim; null if neither. */
-function layout(v: View, R: number, C: number): { trans: boolean; ld: number } | null {
-  const r = v.shape.length;
-  const sr = v.strides[r - 2]!;
-  const sc = v.strides[r - 1]!;
-  if (C <= 1 || sc === 1) {
-    const ld = R <= 1 ? Math.max(C, 1) : sr;
-    if (ld >= Math.max(C, 1)) return { trans: false, ld };
-  }
-  if (R <= 1 || sr === 1) {
-    const ld = C <= 1 ? Math.max(R, 1) : sc;
-    if (ld >= Math.max(R, 1)) return { trans: true, ld };
-  }
-  return null;
-}
 
 /** The single stride s with offset(batch i) = i · s over the flattened batch dims, or null if none. */
 function uniformBatchStride(shape: readonly number[], strides: readonly number[]): number | null {
