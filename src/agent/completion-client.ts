@@ -20,6 +20,7 @@ import {
 } from './messages.js';
 import { withToolsOnSystem } from './prompt.js';
 import { readSse } from './sse.js';
+import { postJson, serverErrorText } from './http.js';
 
 export interface CompletionClientOptions {
   /** Base URL including the version prefix, e.g. `http://127.0.0.1:8000/v1`. */
@@ -56,9 +57,6 @@ function usageOf(u: WireCompletion['usage']): ModelUsage | undefined {
   return { promptTokens: u.prompt_tokens, completionTokens: u.completion_tokens };
 }
 
-function errText(e: WireCompletion['error']): string {
-  return typeof e === 'string' ? e : (e?.message ?? JSON.stringify(e));
-}
 
 function toAssistant(p: ParsedMessage): AgentAssistantMessage {
   const m: AgentAssistantMessage = { role: 'assistant', content: p.content };
@@ -102,31 +100,7 @@ export class CompletionClient implements ModelClient {
       ...(this.opts.temperature !== undefined ? { temperature: this.opts.temperature } : {}),
       ...(this.opts.extraBody ?? {}),
     };
-    let res: Response;
-    try {
-      res = await fetch(this.url, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          ...(this.opts.apiKey ? { authorization: `Bearer ${this.opts.apiKey}` } : {}),
-        },
-        body: JSON.stringify(body),
-        signal: req.signal,
-      });
-    } catch (e) {
-      if (req.signal?.aborted) throw e;
-      throw new ModelClientError(`POST ${this.url}: ${(e as Error).message}${(e as { cause?: Error }).cause ? ` (${(e as { cause: Error }).cause.message})` : ''}`, undefined, { cause: e });
-    }
-    if (!res.ok) {
-      const text = await res.text().catch(() => '');
-      let msg = text;
-      try {
-        msg = errText((JSON.parse(text) as WireCompletion).error) ?? text;
-      } catch {
-        /* keep the text */
-      }
-      throw new ModelClientError(`POST ${this.url}: HTTP ${res.status}: ${msg.slice(0, 500)}`, res.status);
-    }
+    const res = await postJson(this.url, body, { apiKey: this.opts.apiKey, signal: req.signal });
     return stream ? this.readStream(res, req) : this.readJson(res, req);
   }
 
@@ -217,7 +191,7 @@ export class CompletionClient implements ModelClient {
       } catch {
         throw new ModelClientError(`POST ${this.url}: stream event is not JSON: ${data.slice(0, 200)}`);
       }
-      if (chunk.error) throw new ModelClientError(`POST ${this.url}: error in stream: ${errText(chunk.error).slice(0, 500)}`);
+      if (chunk.error) throw new ModelClientError(`POST ${this.url}: error in stream: ${serverErrorText(chunk).slice(0, 500)}`);
       usage = usageOf(chunk.usage) ?? usage;
       const choice = chunk.choices?.[0];
       if (!choice) continue;

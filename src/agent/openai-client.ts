@@ -17,6 +17,7 @@ import {
 import { deepseekPrompt, flattenForCount } from './prompt.js';
 import { parseCompletionLenient } from '../chat/parse-lenient.js';
 import { readSse } from './sse.js';
+import { postJson, serverErrorText } from './http.js';
 
 export interface OpenAIChatClientOptions {
   /** Base URL including the version prefix, e.g. `https://api.deepseek.com/v1` or `http://127.0.0.1:8000/v1`. */
@@ -68,13 +69,6 @@ function usageOf(u: WireResponse['usage']): ModelUsage | undefined {
   return { promptTokens: u.prompt_tokens, completionTokens: u.completion_tokens };
 }
 
-function errorText(body: unknown): string {
-  if (typeof body === 'object' && body !== null && 'error' in body) {
-    const e = (body as WireResponse).error;
-    return typeof e === 'string' ? e : (e?.message ?? JSON.stringify(e));
-  }
-  return typeof body === 'string' ? body : JSON.stringify(body);
-}
 
 /** The wire form of our messages (DeepSeek reasoning rule applied; tool call arguments verbatim). */
 export function toWireMessages(messages: readonly AgentMessage[]): Record<string, unknown>[] {
@@ -122,33 +116,11 @@ export class OpenAIChatClient implements ModelClient {
       ...(this.opts.temperature !== undefined ? { temperature: this.opts.temperature } : {}),
       ...(this.opts.extraBody ?? {}),
     };
-    let res: Response;
-    try {
-      res = await fetch(this.url, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          accept: stream ? 'text/event-stream' : 'application/json',
-          ...(this.opts.apiKey ? { authorization: `Bearer ${this.opts.apiKey}` } : {}),
-          ...(this.opts.headers ?? {}),
-        },
-        body: JSON.stringify(body),
-        signal: req.signal,
-      });
-    } catch (e) {
-      if (req.signal?.aborted) throw e;
-      throw new ModelClientError(`POST ${this.url}: ${(e as Error).message}${(e as { cause?: Error }).cause ? ` (${(e as { cause: Error }).cause.message})` : ''}`, undefined, { cause: e });
-    }
-    if (!res.ok) {
-      const text = await res.text().catch(() => '');
-      let parsed: unknown = text;
-      try {
-        parsed = JSON.parse(text);
-      } catch {
-        /* not JSON: keep text */
-      }
-      throw new ModelClientError(`POST ${this.url}: HTTP ${res.status}: ${errorText(parsed).slice(0, 500)}`, res.status);
-    }
+    const res = await postJson(this.url, body, {
+      apiKey: this.opts.apiKey,
+      headers: { accept: stream ? 'text/event-stream' : 'application/json', ...(this.opts.headers ?? {}) },
+      signal: req.signal,
+    });
     const out = await (stream ? this.readStream(res, req) : this.readJson(res));
     return this.recoverMarkup(out, req);
   }
@@ -177,7 +149,7 @@ export class OpenAIChatClient implements ModelClient {
       throw new ModelClientError(`POST ${this.url}: response is not JSON (${(e as Error).message})`, res.status);
     }
     const choice = data.choices?.[0];
-    if (!choice?.message) throw new ModelClientError(`POST ${this.url}: response has no choices[0].message (${errorText(data).slice(0, 300)})`, res.status);
+    if (!choice?.message) throw new ModelClientError(`POST ${this.url}: response has no choices[0].message (${serverErrorText(data).slice(0, 300)})`, res.status);
     const m = choice.message;
     const toolCalls: AgentToolCall[] = (m.tool_calls ?? []).map((c) => ({
       id: c.id || newToolCallId(),
@@ -206,7 +178,7 @@ export class OpenAIChatClient implements ModelClient {
       } catch {
         throw new ModelClientError(`POST ${this.url}: stream event is not JSON: ${data.slice(0, 200)}`);
       }
-      if (chunk.error) throw new ModelClientError(`POST ${this.url}: error in stream: ${errorText(chunk).slice(0, 500)}`);
+      if (chunk.error) throw new ModelClientError(`POST ${this.url}: error in stream: ${serverErrorText(chunk).slice(0, 500)}`);
       usage = usageOf(chunk.usage) ?? usage;
       const choice = chunk.choices?.[0];
       if (!choice) continue;
