@@ -19,8 +19,7 @@ import {
   newToolCallId,
 } from './messages.js';
 import { withToolsOnSystem } from './prompt.js';
-import { readSse } from './sse.js';
-import { postJson, serverErrorText } from './http.js';
+import { jsonEvents, postJson, usageOf } from './http.js';
 
 export interface CompletionClientOptions {
   /** Base URL including the version prefix, e.g. `http://127.0.0.1:8000/v1`. */
@@ -52,10 +51,6 @@ interface WireCompletion {
   error?: { message?: string } | string;
 }
 
-function usageOf(u: WireCompletion['usage']): ModelUsage | undefined {
-  if (!u || typeof u.prompt_tokens !== 'number' || typeof u.completion_tokens !== 'number') return undefined;
-  return { promptTokens: u.prompt_tokens, completionTokens: u.completion_tokens };
-}
 
 
 function toAssistant(p: ParsedMessage): AgentAssistantMessage {
@@ -183,15 +178,7 @@ export class CompletionClient implements ModelClient {
     // The streaming parser gives live deltas; if it rejects the text, the rest is only accumulated and
     // the whole completion is re-parsed at the end (exact parse error → lenient recovery).
     let parseFailure: unknown;
-    for await (const data of readSse(res.body, req.signal)) {
-      if (data === '[DONE]') break;
-      let chunk: WireCompletion;
-      try {
-        chunk = JSON.parse(data) as WireCompletion;
-      } catch {
-        throw new ModelClientError(`POST ${this.url}: stream event is not JSON: ${data.slice(0, 200)}`);
-      }
-      if (chunk.error) throw new ModelClientError(`POST ${this.url}: error in stream: ${serverErrorText(chunk).slice(0, 500)}`);
+    for await (const chunk of jsonEvents<WireCompletion>(res, this.url, req.signal)) {
       usage = usageOf(chunk.usage) ?? usage;
       const choice = chunk.choices?.[0];
       if (!choice) continue;

@@ -16,8 +16,7 @@ import {
 } from './messages.js';
 import { deepseekPrompt, flattenForCount } from './prompt.js';
 import { parseCompletionLenient } from '../chat/parse-lenient.js';
-import { readSse } from './sse.js';
-import { postJson, serverErrorText } from './http.js';
+import { jsonEvents, postJson, serverErrorText, usageOf } from './http.js';
 
 export interface OpenAIChatClientOptions {
   /** Base URL including the version prefix, e.g. `https://api.deepseek.com/v1` or `http://127.0.0.1:8000/v1`. */
@@ -64,10 +63,6 @@ interface WireResponse {
   error?: { message?: string } | string;
 }
 
-function usageOf(u: WireResponse['usage']): ModelUsage | undefined {
-  if (!u || typeof u.prompt_tokens !== 'number' || typeof u.completion_tokens !== 'number') return undefined;
-  return { promptTokens: u.prompt_tokens, completionTokens: u.completion_tokens };
-}
 
 
 /** The wire form of our messages (DeepSeek reasoning rule applied; tool call arguments verbatim). */
@@ -170,15 +165,7 @@ export class OpenAIChatClient implements ModelClient {
     let finishReason = 'unknown';
     let usage: ModelUsage | undefined;
     const calls: { id?: string; name: string; args: string }[] = [];
-    for await (const data of readSse(res.body, req.signal)) {
-      if (data === '[DONE]') break;
-      let chunk: WireResponse;
-      try {
-        chunk = JSON.parse(data) as WireResponse;
-      } catch {
-        throw new ModelClientError(`POST ${this.url}: stream event is not JSON: ${data.slice(0, 200)}`);
-      }
-      if (chunk.error) throw new ModelClientError(`POST ${this.url}: error in stream: ${serverErrorText(chunk).slice(0, 500)}`);
+    for await (const chunk of jsonEvents<WireResponse>(res, this.url, req.signal)) {
       usage = usageOf(chunk.usage) ?? usage;
       const choice = chunk.choices?.[0];
       if (!choice) continue;
