@@ -12,51 +12,9 @@ import path from 'node:path';
 import { cudaUnavailableReason } from '../../src/backend/cuda/index.js';
 import { DeepseekV32, mapSource, randomCheckpoint, randomConfig, TokenError } from '../../src/model/index.js';
 import { DeviceError, DeviceForward, type DeviceDecodeResult } from '../../src/model/device-forward.js';
-import { SafetensorsFile } from '../../src/tensor/safetensors.js';
-import { fixturesDir as defaultFixtures } from './golden-data.js';
+import { fixturesDir, loadGolden } from './golden-data.js';
 
-const fixturesDir = process.env.DSV32_FIXTURES ? path.resolve(process.env.DSV32_FIXTURES) : defaultFixtures;
 
-interface DecodeGolden {
-  tokens: number[][];
-  decodeTokens: number[][];
-  decodeLogits: Float32Array; // [B, D, V]
-  decodeTopk: Int32Array; // [L, B, D, k]
-  decodeRoutes: Int32Array; // [L, B, D, n_act]
-  B: number;
-  S: number;
-  D: number;
-  V: number;
-  k: number;
-  nAct: number;
-}
-
-function readGolden(file: string): DecodeGolden {
-  const f = SafetensorsFile.open(file);
-  const rows = (name: string): number[][] => {
-    const t = f.tensor(name);
-    const [B, S] = t.shape as [number, number];
-    const v = t.toFloat64();
-    return Array.from({ length: B }, (_, b) => Array.from(v.subarray(b * S, (b + 1) * S)));
-  };
-  const tokens = rows('tokens');
-  const decodeTokens = rows('decode_tokens');
-  const g: DecodeGolden = {
-    tokens,
-    decodeTokens,
-    decodeLogits: f.tensor('decode_logits').toFloat32(),
-    decodeTopk: Int32Array.from(f.tensor('decode_topk').toFloat64()),
-    decodeRoutes: Int32Array.from(f.tensor('decode_routing').toFloat64()),
-    B: tokens.length,
-    S: tokens[0]!.length,
-    D: decodeTokens[0]!.length,
-    V: f.info('decode_logits').shape[2]!,
-    k: f.info('decode_topk').shape[3]!,
-    nAct: f.info('decode_routing').shape[3]!,
-  };
-  f.close();
-  return g;
-}
 
 const cudaReason = cudaUnavailableReason();
 const devices: { name: string; skip: string | false }[] = [
@@ -85,7 +43,7 @@ for (const dev of devices) {
     test(`device decode on ${dev.name}: ${set} ${file} decode top-k and routes exact, logits within 1e-3·max, equal to the extended prefill`, { skip }, () => {
       const m = DeepseekV32.load(path.join(fixturesDir, set));
       const cfg = m.cfg;
-      const g = readGolden(goldenFile);
+      const g = loadGolden(set, file);
       const df = new DeviceForward(m, dev.name);
       // capacity one past the prompt: the second decode step has to grow the device cache
       const pre = df.prefill(g.tokens, { cache: { capacity: g.S + 1 }, logits: 'none' });
@@ -94,42 +52,42 @@ for (const dev of devices) {
       assert.equal(cache.layers[0]!.k8.dtype, 'f8e4m3');
       assert.equal(cache.layers[0]!.kv.device, dev.name);
       const steps: DeviceDecodeResult[] = [];
-      for (let j = 0; j < g.D; j++) {
+      for (let j = 0; j < g.steps; j++) {
         const d = df.decode(cache, g.decodeTokens.map((r) => r[j]!));
         steps.push(d);
         assert.equal(cache.length, g.S + j + 1);
-        assert.deepEqual(d.logits.shape, [g.B, g.V]);
+        assert.deepEqual(d.logits.shape, [g.B, g.vocab]);
         assert.equal(d.logits.device, dev.name);
         for (let l = 0; l < cfg.nLayers; l++) {
           assert.equal(d.topk[l]!.width, g.k, `step ${j} layer ${l} width`);
           for (let b = 0; b < g.B; b++) {
-            const at = ((l * g.B + b) * g.D + j);
+            const at = ((l * g.B + b) * g.steps + j);
             assert.deepEqual(row(d.topk[l]!.idx, b, g.k), Array.from(g.decodeTopk.subarray(at * g.k, (at + 1) * g.k)), `step ${j} layer ${l} row ${b} top-k`);
             if (l < cfg.nDenseLayers) assert.equal(d.routes[l], null);
-            else assert.deepEqual(row(d.routes[l]!, b, g.nAct), Array.from(g.decodeRoutes.subarray(at * g.nAct, (at + 1) * g.nAct)), `step ${j} layer ${l} row ${b} routes`);
+            else assert.deepEqual(row(d.routes[l]!, b, g.nAct), Array.from(g.decodeRouting.subarray(at * g.nAct, (at + 1) * g.nAct)), `step ${j} layer ${l} row ${b} routes`);
           }
         }
       }
-      assert.ok(cache.capacity >= g.S + g.D, `cache grew to ${cache.capacity}`);
+      assert.ok(cache.capacity >= g.S + g.steps, `cache grew to ${cache.capacity}`);
       // decode logits [D][B, V] → golden layout [B, D, V]
-      const ours = new Float32Array(g.B * g.D * g.V);
+      const ours = new Float32Array(g.B * g.steps * g.vocab);
       steps.forEach((d, j) => {
         const lv = d.logits.toFloat32();
-        for (let b = 0; b < g.B; b++) ours.set(lv.subarray(b * g.V, (b + 1) * g.V), (b * g.D + j) * g.V);
+        for (let b = 0; b < g.B; b++) ours.set(lv.subarray(b * g.vocab, (b + 1) * g.vocab), (b * g.steps + j) * g.vocab);
       });
       const vs = maxAbsDiff(ours, g.decodeLogits);
       assert.ok(vs.d <= 1e-3 * vs.ref, `decode logits vs golden: max |Δ| ${vs.d} > 1e-3·${vs.ref}`);
 
       // the MHA == MQA invariant on the device path: one prefill of prompt + decode tokens
       const ext = df.prefill(g.tokens.map((r, b) => [...r, ...g.decodeTokens[b]!]));
-      const E = g.S + g.D;
+      const E = g.S + g.steps;
       const el = ext.logits!.toFloat32();
-      const extAt = new Float32Array(g.B * g.D * g.V);
-      for (let b = 0; b < g.B; b++) extAt.set(el.subarray((b * E + g.S) * g.V, (b * E + E) * g.V), b * g.D * g.V);
+      const extAt = new Float32Array(g.B * g.steps * g.vocab);
+      for (let b = 0; b < g.B; b++) extAt.set(el.subarray((b * E + g.S) * g.vocab, (b * E + E) * g.vocab), b * g.steps * g.vocab);
       const inv = maxAbsDiff(ours, extAt);
       assert.ok(inv.d <= 1e-4 * inv.ref, `decode vs extended prefill: max |Δ| ${inv.d} > 1e-4·${inv.ref}`);
       for (let l = 0; l < cfg.nLayers; l++) {
-        for (let j = 0; j < g.D; j++) {
+        for (let j = 0; j < g.steps; j++) {
           for (let b = 0; b < g.B; b++) {
             const pos = b * E + g.S + j;
             assert.deepEqual(row(steps[j]!.topk[l]!.idx, b, g.k), row(ext.topk[l]!.idx, pos, g.k), `extended prefill top-k, layer ${l} step ${j} row ${b}`);

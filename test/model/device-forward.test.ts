@@ -14,42 +14,8 @@ import path from 'node:path';
 import { cudaUnavailableReason } from '../../src/backend/cuda/index.js';
 import { DeepseekV32, mapSource, randomCheckpoint, randomConfig, TokenError } from '../../src/model/index.js';
 import { DeviceError, DeviceForward } from '../../src/model/device-forward.js';
-import { SafetensorsFile } from '../../src/tensor/safetensors.js';
-import { fixturesDir as defaultFixtures, repoRoot } from './golden-data.js';
+import { fixturesDir, loadGolden, repoRoot } from './golden-data.js';
 
-const fixturesDir = process.env.DSV32_FIXTURES ? path.resolve(process.env.DSV32_FIXTURES) : defaultFixtures;
-
-interface PrefillGolden {
-  tokens: number[][];
-  logits: Float32Array; // [B, S, V]
-  topk: Int32Array; // [L, B, S, k]
-  routes: Int32Array; // [L, B, S, n_act]
-  B: number;
-  S: number;
-  V: number;
-  k: number;
-  nAct: number;
-}
-
-function readGolden(file: string): PrefillGolden {
-  const f = SafetensorsFile.open(file);
-  const tok = f.tensor('tokens');
-  const [B, S] = tok.shape as [number, number];
-  const tv = tok.toFloat64();
-  const g: PrefillGolden = {
-    tokens: Array.from({ length: B }, (_, b) => Array.from(tv.subarray(b * S, (b + 1) * S))),
-    logits: f.tensor('logits').toFloat32(),
-    topk: Int32Array.from(f.tensor('prefill_topk').toFloat64()),
-    routes: Int32Array.from(f.tensor('prefill_routing').toFloat64()),
-    B,
-    S,
-    V: f.info('logits').shape[2]!,
-    k: f.info('prefill_topk').shape[3]!,
-    nAct: f.info('prefill_routing').shape[3]!,
-  };
-  f.close();
-  return g;
-}
 
 const cudaReason = cudaUnavailableReason();
 const devices: { name: string; skip: string | false }[] = [
@@ -73,29 +39,29 @@ for (const dev of devices) {
     const skip = dev.skip || (existsSync(goldenFile) ? false : `fixture ${goldenFile} not found (set DSV32_FIXTURES to the fixtures directory)`);
     test(`device forward on ${dev.name}: ${set} ${file} prefill top-k and routes exact, logits within 1e-3·max`, { skip }, () => {
       const m = model(set);
-      const g = readGolden(goldenFile);
+      const g = loadGolden(set, file);
       const run = new DeviceForward(m, dev.name).prefill(g.tokens);
       assert.equal(run.topk.length, m.cfg.nLayers);
       for (let l = 0; l < m.cfg.nLayers; l++) {
         const blk = g.B * g.S * g.k;
         assert.equal(run.topk[l]!.width, g.k);
-        assert.deepEqual(Array.from(run.topk[l]!.idx), Array.from(g.topk.subarray(l * blk, (l + 1) * blk)), `layer ${l} top-k`);
+        assert.deepEqual(Array.from(run.topk[l]!.idx), Array.from(g.prefillTopk.subarray(l * blk, (l + 1) * blk)), `layer ${l} top-k`);
         const r = run.routes[l];
         if (l < m.cfg.nDenseLayers) assert.equal(r, null, `layer ${l} is dense`);
         else {
           const rb = g.B * g.S * g.nAct;
-          assert.deepEqual(Array.from(r!), Array.from(g.routes.subarray(l * rb, (l + 1) * rb)), `layer ${l} routes`);
+          assert.deepEqual(Array.from(r!), Array.from(g.prefillRouting.subarray(l * rb, (l + 1) * rb)), `layer ${l} routes`);
         }
       }
       assert.equal(run.logits!.device, dev.name);
-      assert.deepEqual(run.logits!.shape, [g.B, g.S, g.V]);
+      assert.deepEqual(run.logits!.shape, [g.B, g.S, g.vocab]);
       const lv = run.logits!.toFloat32();
       let maxAbs = 0;
       let maxRef = 0;
       for (let b = 0; b < g.B; b++) {
         for (let i = 1; i < g.S; i++) {
-          for (let v = 0; v < g.V; v++) {
-            const j = (b * g.S + i) * g.V + v;
+          for (let v = 0; v < g.vocab; v++) {
+            const j = (b * g.S + i) * g.vocab + v;
             const d = Math.abs(lv[j]! - g.logits[j]!);
             if (!(d <= maxAbs)) maxAbs = d;
             maxRef = Math.max(maxRef, Math.abs(g.logits[j]!));

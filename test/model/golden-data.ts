@@ -8,7 +8,8 @@ import { SafetensorsFile } from '../../src/tensor/safetensors.js';
 // dist/test/model/ → repository root is three levels up
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const repoRoot = path.resolve(here, '..', '..', '..');
-export const fixturesDir = path.resolve(repoRoot, '..', 'shared', 'fixtures');
+/** ../shared/fixtures beside the repository, or $DSV32_FIXTURES (GPU machines carry a copy). */
+export const fixturesDir = process.env.DSV32_FIXTURES ? path.resolve(process.env.DSV32_FIXTURES) : path.resolve(repoRoot, '..', 'shared', 'fixtures');
 
 export type FixtureSet = 'tiny-f32' | 'tiny-bf16' | 'tiny-fp8';
 
