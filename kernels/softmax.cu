@@ -120,10 +120,6 @@ __device__ void softmax_cached(int64_t rows, int64_t D, float sc, T* out, const 
   const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
   Vec<T, VEC> cache[NV], nxt[NV];
   Vec<uint8_t, VEC> mk[NV], mn[NV];
-  // softmax with NV ≤ 2: this thread's 2^((z − m_t)·log2 e), kept for the output pass instead of a second
-  // exponential per element (at NV ≥ 4 the extra NV·VEC registers cost more occupancy than the MUFU saves)
-  constexpr bool EXPC = !LOGM && NV <= 2;
-  float e[EXPC ? NV * VEC : 1];
   auto load = [&](int64_t row, Vec<T, VEC>* dx, Vec<uint8_t, VEC>* dm) {
     const Vec<T, VEC>* xr = reinterpret_cast<const Vec<T, VEC>*>(x + row * D);
     const Vec<uint8_t, VEC>* mr = MASK ? reinterpret_cast<const Vec<uint8_t, VEC>*>(mask + (row % mask_rows) * D) : nullptr;
@@ -163,11 +159,7 @@ __device__ void softmax_cached(int64_t rows, int64_t D, float sc, T* out, const 
       const int64_t j = threadIdx.x + (int64_t)c * blockDim.x;
       if (j < nv) {
 #pragma unroll
-        for (int k = 0; k < VEC; k++) {
-          const float t = ex2_approx((zval(c, k) - mt) * LOG2E);
-          if (EXPC) e[c * VEC + k] = t;
-          s += t;
-        }
+        for (int k = 0; k < VEC; k++) s += ex2_approx((zval(c, k) - mt) * LOG2E);
       }
     }
     float M = m;
@@ -187,11 +179,6 @@ __device__ void softmax_cached(int64_t rows, int64_t D, float sc, T* out, const 
     Vec<T, VEC>* orow = reinterpret_cast<Vec<T, VEC>*>(out + row * D);
     const float logs = LOGM ? logf(s) : 0.0f;
     const float inv = 1.0f / s;
-    // softmax: e^(z − M) / S = e^(z − m_t) · (e^(m_t − M) / S), one multiply per element. The factor uses
-    // the unclamped m_t: a thread with everything masked (m_t = −∞, its cached terms 0) gets 2^−∞ = 0,
-    // so it writes 0 (not 0 · ∞) unless the whole row is masked, where S = 0, inv = ∞ and 0 · ∞ = NaN as
-    // before; a NaN S makes the factor, and so the row, NaN. m_t ≤ M, so the factor is at most 1/S.
-    const float fac = EXPC ? ex2_approx((m - Mz) * LOG2E) * inv : 0.0f;
 #pragma unroll
     for (int c = 0; c < NV; c++) {
       const int64_t j = threadIdx.x + (int64_t)c * blockDim.x;
@@ -200,7 +187,7 @@ __device__ void softmax_cached(int64_t rows, int64_t D, float sc, T* out, const 
 #pragma unroll
         for (int k = 0; k < VEC; k++) {
           const float d = zval(c, k) - Mz;  // z − M first: exact near the max
-          f[k] = LOGM ? d - logs : EXPC ? e[c * VEC + k] * fac : ex2_approx(d * LOG2E) * inv;
+          f[k] = LOGM ? d - logs : ex2_approx(d * LOG2E) * inv;
         }
         orow[j] = pack_vec<T, VEC>(f);
       }
@@ -214,8 +201,8 @@ __device__ void softmax_cached(int64_t rows, int64_t D, float sc, T* out, const 
 }
 // One entry per (mask, log) combination (suffixes _m, _l, _ml): each compiles to its own register budget,
 // so the common unmasked softmax is not held to the masked log-softmax's register count.
-#define SMC1(NAME, SFX, T, VEC, NV, LOGM, MASK, ...)                                                                   \
-  extern "C" __global__ void __VA_ARGS__ NAME##_r##NV##SFX(int64_t rows, int64_t D, double scale, T* out, const T* x,              \
+#define SMC1(NAME, SFX, T, VEC, NV, LOGM, MASK)                                                                        \
+  extern "C" __global__ void NAME##_r##NV##SFX(int64_t rows, int64_t D, double scale, T* out, const T* x,              \
                                                const uint8_t* mask, int64_t mask_rows, int logm) {                    \
     softmax_cached<T, VEC, NV, LOGM, MASK>(rows, D, (float)scale, out, x, mask, mask_rows);                            \
   }
@@ -229,12 +216,6 @@ SMC(softmax_f32_v4, float, 4, 2)
 SMC(softmax_f32_v4, float, 4, 4)
 SMC(softmax_f32_v4, float, 4, 8)
 SMC(softmax_bf16_v8, __nv_bfloat16, 8, 1)
-// bf16 softmax at NV = 2 (D up to 8192, the dispatcher gives it up to 512 threads): 48 registers fit
-// three 448-thread blocks per SM (3 · 14 warps · 1536 registers), so three rows stay in flight per SM
-// as with four 224-thread NV = 4 blocks; ptxas needs no spills at this cap.
-SMC1(softmax_bf16_v8, , __nv_bfloat16, 8, 2, false, false, __maxnreg__(48))
-SMC1(softmax_bf16_v8, _l, __nv_bfloat16, 8, 2, true, false)
-SMC1(softmax_bf16_v8, _m, __nv_bfloat16, 8, 2, false, true)
-SMC1(softmax_bf16_v8, _ml, __nv_bfloat16, 8, 2, true, true)
+SMC(softmax_bf16_v8, __nv_bfloat16, 8, 2)
 SMC(softmax_bf16_v8, __nv_bfloat16, 8, 4)
 SMC(softmax_bf16_v8, __nv_bfloat16, 8, 8)

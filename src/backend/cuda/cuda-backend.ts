@@ -65,16 +65,6 @@ function cacheShape(nv: number): { nv: number; threads: number } | null {
   if (per > 8) return null;
   return { nv: per, threads: Math.max(32, Math.ceil(Math.ceil(nv / per) / 32) * 32) };
 }
-/**
- * Plain softmax (no log, no mask) caches its exponentials at NV ≤ 2 (kernels/softmax.cu), which halves the MUFU
- * work; going up to 512 threads keeps rows of up to 8192 bf16 / 4096 f32 elements at NV ≤ 2 (7168 bf16:
- * 448 threads × 2 vectors). Wider rows keep cacheShape's ≤ 256-thread layout.
- */
-function softmaxShape(nv: number): { nv: number; threads: number } | null {
-  const per = pow2ceil(Math.ceil(nv / 512));
-  if (per > 2) return cacheShape(nv);
-  return { nv: per, threads: Math.max(32, Math.ceil(Math.ceil(nv / per) / 32) * 32) };
-}
 function pow2ceil(n: number): number {
   let p = 1;
   while (p < n) p *= 2;
@@ -492,7 +482,7 @@ export class CudaBackend implements Backend {
     const v = VEC[x.dtype];
     const vec = v && D % v === 0 && this.aligned16(xc.view, out) ? v : 1;
     // the cached kernel reads the mask VEC bytes at a time
-    const cached = vec > 1 && maskPtr % vec === 0 ? (o.log || o.mask ? cacheShape(D / vec) : softmaxShape(D / vec)) : null;
+    const cached = vec > 1 && maskPtr % vec === 0 ? cacheShape(D / vec) : null;
     const variant = `${o.mask ? 'm' : ''}${o.log ? 'l' : ''}`;
     const name = cached ? `softmax_${sfx}_v${vec}_r${cached.nv}${variant ? `_${variant}` : ''}` : vec > 1 ? `softmax_${sfx}_v${vec}` : `softmax_${sfx}`;
     const kern = this.k('softmax', name, 'softmax');
