@@ -48,6 +48,29 @@ function visibleKeys(sel: SelectionRows, i: number, pos: number, T: number, buf:
   return n;
 }
 
+/**
+ * The part both modes share: p_j = rnd(exp(s_j − m) / Σ exp(s − m)) over the n visible keys (sc holds the
+ * scores, m their max), then out[ob..ob+d) = rnd(Σ_j p_j · vals[keys_j·stride + off ..]) accumulated in double.
+ */
+function softmaxCombine(
+  sc: Float64Array, n: number, m: number, keys: Int32Array, vals: Float32Array, stride: number, off: number,
+  d: number, rnd: (x: number) => number, acc: Float64Array, out: Float32Array, ob: number,
+): void {
+  let z = 0;
+  for (let j = 0; j < n; j++) {
+    const e = Math.exp(sc[j]! - m);
+    sc[j] = e;
+    z += e;
+  }
+  acc.fill(0);
+  for (let j = 0; j < n; j++) {
+    const p = rnd(sc[j]! / z);
+    const vb = keys[j]! * stride + off;
+    for (let c = 0; c < d; c++) acc[c] += p * vals[vb + c]!;
+  }
+  for (let c = 0; c < d; c++) out[ob + c] = rnd(acc[c]!);
+}
+
 export function sparseMhaAttention(a: MhaInput): Float32Array {
   const { S, H, T, dNope, dRope, dV, rnd, scale } = a;
   const out = new Float32Array(S * H * dV);
@@ -72,20 +95,7 @@ export function sparseMhaAttention(a: MhaInput): Float32Array {
         sc[j] = s;
         if (s > m) m = s;
       }
-      let z = 0;
-      for (let j = 0; j < n; j++) {
-        const e = Math.exp(sc[j]! - m);
-        sc[j] = e;
-        z += e;
-      }
-      acc.fill(0);
-      for (let j = 0; j < n; j++) {
-        const p = rnd(sc[j]! / z);
-        const vb = (keys[j]! * H + h) * dV;
-        for (let c = 0; c < dV; c++) acc[c] += p * a.v[vb + c]!;
-      }
-      const ob = (i * H + h) * dV;
-      for (let c = 0; c < dV; c++) out[ob + c] = rnd(acc[c]!);
+      softmaxCombine(sc, n, m, keys, a.v, H * dV, h * dV, dV, rnd, acc, out, (i * H + h) * dV);
     }
   }
   return out;
@@ -131,20 +141,7 @@ export function sparseMqaAttention(a: MqaInput): Float32Array {
         sc[j] = s;
         if (s > m) m = s;
       }
-      let z = 0;
-      for (let j = 0; j < n; j++) {
-        const e = Math.exp(sc[j]! - m);
-        sc[j] = e;
-        z += e;
-      }
-      acc.fill(0);
-      for (let j = 0; j < n; j++) {
-        const p = rnd(sc[j]! / z);
-        const kb = keys[j]! * dC;
-        for (let c = 0; c < dC; c++) acc[c] += p * a.kv[kb + c]!;
-      }
-      const ob = (i * H + h) * dC;
-      for (let c = 0; c < dC; c++) out[ob + c] = rnd(acc[c]!);
+      softmaxCombine(sc, n, m, keys, a.kv, dC, 0, dC, rnd, acc, out, (i * H + h) * dC);
     }
   }
   return out;
