@@ -29,3 +29,8 @@ test('dsv32 golden: bad fixture directory and impossible dtype give one-line err
   assert.equal(d.status, 2);
   assert.match(d.stderr, /tiny-bf16 has a bf16 golden only/);
 });
+
+test('the CLI entry is executable, so the README\'s `npx dsv32 golden` runs it', async () => {
+  const { statSync } = await import('node:fs');
+  assert.ok((statSync(cli).mode & 0o111) !== 0, `${cli} is not executable (the build must chmod it)`);
+});
