@@ -6,14 +6,19 @@ import json, sys, torch
 torch.manual_seed(0)
 dev = 'cuda'
 
-def med(fn, reps=20, warm=3):
+def med(fn, reps=20, warm=3, burst=10):
+    # median over reps of the device time per call, each sample a burst of back-to-back calls between
+    # two events (as bench/cuda-bench.ts does): the kernels' time, not the host dispatch gap
     for _ in range(warm):
         fn()
     s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     ts = []
     for _ in range(reps):
-        s.record(); fn(); e.record(); e.synchronize()
-        ts.append(s.elapsed_time(e))
+        s.record()
+        for _ in range(burst):
+            fn()
+        e.record(); e.synchronize()
+        ts.append(s.elapsed_time(e) / burst)
     ts.sort()
     return ts[len(ts) // 2]
 

@@ -33,7 +33,13 @@ __device__ __forceinline__ uint8_t quant_one(float v, float sc, float mul) {
   y = y > 448.0f ? 448.0f : (y < -448.0f ? -448.0f : y);
   return f32_to_e4m3_bits(y);
 }
-__device__ __forceinline__ float amax_merge(float a, float b) { return (a != a || b != b) ? __uint_as_float(0x7fc00000u) : fmaxf(a, b); }
+// max that propagates NaN (PTX max.NaN, sm_80+): one instruction, where the compare-and-select version
+// took four per element and made the amax the costliest part of the 128-block kernel.
+__device__ __forceinline__ float amax_merge(float a, float b) {
+  float m;
+  asm("max.NaN.f32 %0, %1, %2;" : "=f"(m) : "f"(a), "f"(b));
+  return m;
+}
 
 template <class T>
 __device__ void act_quant(int64_t rows, int64_t N, int64_t block, int ue8m0, uint8_t* q, float* s, const T* x) {

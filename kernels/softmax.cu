@@ -91,31 +91,53 @@ SOFTMAX(softmax_f16, __half, 1)
 SOFTMAX(softmax_f64, double, 1)
 
 // Register-cached single-pass variant (NV vectors per thread, NV · blockDim · VEC ≥ D): the row is read
-// once. Each thread takes its local max m_t and sum s_t = Σ e^(z − m_t) over its registers; the block
-// then merges the (m, s) pairs once (one block reduction per row instead of three),
-//   M = max m_t,  S = Σ s_t · e^(m_t − M),
-// and the output pass recomputes e^(z − M) / S from the cached inputs. Caching the exponentials instead
-// would need NV·VEC more registers and spills at NV ≥ 4; the exponentials are 2^((z − m)·log2 e) on the
-// MUFU unit (ex2.approx, ~2 ulp, far inside the f32 tolerance), and bf16 results are packed by the
-// hardware conversion (pack_vec): at ~10 instructions per element this kernel is otherwise issue-bound. As in rmsnorm_cached, the grid is
-// persistent and the next row's loads are issued before this row's reduction, so a block never waits a
-// full DRAM latency per row.
-// Log-softmax recomputes z − M − log S from the cached inputs (exact near the max). A NaN anywhere
-// makes s_t NaN, which the merge carries to S, so the whole row is NaN as on the CPU; a fully masked
-// row has M = −∞ and S = 0, and 0/0 gives NaN as torch does.
-__device__ __forceinline__ void ms_merge_f(float& m, float& s, float mo, float so) {
-  const float M = fmaxf(m, mo);
+// once. Everything runs in base 2 with the pre-scale folded in: u = x · c with c = scale · log2 e, so
+//   softmax_j = 2^(u_j − K) / Σ 2^(u − K)   for any shift K (the shift cancels; K = max u avoids overflow)
+//   log-softmax_j = (u_j − K)·ln 2 − ln Σ 2^(u − K) = x_j · scale − (K·ln 2 + ln S)
+// Each thread takes its shift K_t from its own registers (K_t = c · max x when c ≥ 0, c · min x when not:
+// the max of the raw inputs costs half an instruction per bf16 pair with the packed max) and its sum
+// s_t = Σ 2^(x·c − K_t) (one FFMA and one MUFU ex2 per element); the block merges the (K, s) pairs once,
+//   K = max K_t,  S = Σ s_t · 2^(K_t − K),
+// and the output pass recomputes 2^(x·c − K) / S from the cached inputs (FFMA, ex2, FMUL per element).
+// Caching the exponentials instead needs NV·VEC more registers and was measured slower (fewer blocks per
+// SM). ex2.approx has ~2 ulp error, far inside the f32 tolerance; bf16 results are packed by the hardware
+// conversion (pack_vec). As in rmsnorm_cached, the grid is persistent and the next row's loads are issued
+// before this row's reduction, so a block never waits a full DRAM latency per row.
+// A NaN anywhere makes s_t NaN (x·c − K_t is NaN), which the merge carries to S, so the whole row is NaN
+// as on the CPU; so does +inf (inf − inf). A fully masked row has K = −∞ and S = 0, and 0/0 gives NaN as
+// torch does. Masked elements are u = −∞, which 2^(−∞ − K) turns into 0.
+__device__ __forceinline__ void ks_merge(float& K, float& s, float Ko, float so) {
+  const float M = fmaxf(K, Ko);
   if (M == -INFINITY) {
     s = s + so;  // both empty (0) unless a NaN is carried
   } else {
-    s = s * expf(m - M) + so * expf(mo - M);
+    s = s * ex2_approx(K - M) + so * ex2_approx(Ko - M);
   }
-  m = M;
+  K = M;
+}
+// Max (or min, for a negative scale) of a 16-byte vector of raw inputs: packed bf16x2 compares for bf16.
+template <class T, int VEC>
+__device__ __forceinline__ float vec_extreme(const Vec<T, VEC>& v, bool hi) {
+  float m = to_f<T>(v.v[0]);
+#pragma unroll
+  for (int k = 1; k < VEC; k++) m = hi ? fmaxf(m, to_f<T>(v.v[k])) : fminf(m, to_f<T>(v.v[k]));
+  return m;
+}
+template <>
+__device__ __forceinline__ float vec_extreme<__nv_bfloat16, 8>(const Vec<__nv_bfloat16, 8>& v, bool hi) {
+  const __nv_bfloat162* p = reinterpret_cast<const __nv_bfloat162*>(v.v);
+  __nv_bfloat162 a = hi ? __hmax2(p[0], p[1]) : __hmin2(p[0], p[1]);
+  __nv_bfloat162 b = hi ? __hmax2(p[2], p[3]) : __hmin2(p[2], p[3]);
+  a = hi ? __hmax2(a, b) : __hmin2(a, b);
+  const float x = __low2float(a), y = __high2float(a);
+  return hi ? fmaxf(x, y) : fminf(x, y);
 }
 template <class T, int VEC, int NV, bool LOGM, bool MASK>
 __device__ void softmax_cached(int64_t rows, int64_t D, float sc, T* out, const T* x, const uint8_t* mask, int64_t mask_rows) {
-  constexpr float LOG2E = 1.4426950408889634f;
-  __shared__ float red_m[32], red_s[32];
+  constexpr float LOG2E = 1.4426950408889634f, LN2 = 0.6931471805599453f;
+  const float c = sc * LOG2E;
+  const bool hi = c >= 0.0f;
+  __shared__ float red_k[32], red_s[32];
   const int64_t nv = D / VEC;
   const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
   Vec<T, VEC> cache[NV], nxt[NV];
@@ -124,78 +146,93 @@ __device__ void softmax_cached(int64_t rows, int64_t D, float sc, T* out, const 
     const Vec<T, VEC>* xr = reinterpret_cast<const Vec<T, VEC>*>(x + row * D);
     const Vec<uint8_t, VEC>* mr = MASK ? reinterpret_cast<const Vec<uint8_t, VEC>*>(mask + (row % mask_rows) * D) : nullptr;
 #pragma unroll
-    for (int c = 0; c < NV; c++) {
-      const int64_t j = threadIdx.x + (int64_t)c * blockDim.x;
+    for (int c2 = 0; c2 < NV; c2++) {
+      const int64_t j = threadIdx.x + (int64_t)c2 * blockDim.x;
       if (j < nv) {
-        dx[c] = xr[j];
-        if (MASK) dm[c] = mr[j];
+        dx[c2] = xr[j];
+        if (MASK) dm[c2] = mr[j];
       }
     }
   };
-  // z = scale · x, or −∞ where masked out
-  auto zval = [&](int c, int k) -> float {
-    const float z = to_f<T>(cache[c].v[k]) * sc;
-    return (MASK && mk[c].v[k] == 0) ? -INFINITY : z;
+  // u − K for element k of cached vector i, or −∞ where masked out
+  auto shifted = [&](int i, int k, float K) -> float {
+    const float d = fmaf(to_f<T>(cache[i].v[k]), c, -K);
+    return (MASK && mk[i].v[k] == 0) ? -INFINITY : d;
   };
   int64_t row = blockIdx.x;
   if (row < rows) load(row, cache, mk);
   for (; row < rows; row += gridDim.x) {
     if (row + gridDim.x < rows) load(row + gridDim.x, nxt, mn);  // next row in flight during this one
-    float m = -INFINITY;
+    // the thread's shift: the extreme raw input (unmasked only) times c
+    float e = hi ? -INFINITY : INFINITY;
 #pragma unroll
-    for (int c = 0; c < NV; c++) {
-      const int64_t j = threadIdx.x + (int64_t)c * blockDim.x;
+    for (int i = 0; i < NV; i++) {
+      const int64_t j = threadIdx.x + (int64_t)i * blockDim.x;
       if (j < nv) {
+        if (MASK) {
 #pragma unroll
-        for (int k = 0; k < VEC; k++) m = fmaxf(m, zval(c, k));  // fmaxf skips NaN: NaN reaches s below
+          for (int k = 0; k < VEC; k++) {
+            const float v = mk[i].v[k] ? to_f<T>(cache[i].v[k]) : (hi ? -INFINITY : INFINITY);
+            e = hi ? fmaxf(e, v) : fminf(e, v);
+          }
+        } else {
+          const float v = vec_extreme<T, VEC>(cache[i], hi);
+          e = hi ? fmaxf(e, v) : fminf(e, v);
+        }
       }
     }
-    // a thread with nothing unmasked contributes s = 0. A NaN z (or z = +inf, where inf − inf = NaN)
-    // makes its 2^((z − m)·log2 e) NaN, so s, the merged S and then the whole row are NaN, as on the CPU.
-    const float mt = m == -INFINITY ? 0.0f : m;
+    // fmaxf/fminf skip NaN: a NaN input reaches s below. A thread with nothing unmasked has K_t = −∞ and
+    // s = 0 (its shift is taken as 0 so that 2^(−∞ − 0) = 0 rather than NaN).
+    float K = e * c;
+    if (K != K) K = -INFINITY;  // c = 0 with an infinite extreme: 0 · inf
+    const float Kt = K == -INFINITY ? 0.0f : K;
     float s = 0.0f;
 #pragma unroll
-    for (int c = 0; c < NV; c++) {
-      const int64_t j = threadIdx.x + (int64_t)c * blockDim.x;
+    for (int i = 0; i < NV; i++) {
+      const int64_t j = threadIdx.x + (int64_t)i * blockDim.x;
       if (j < nv) {
 #pragma unroll
-        for (int k = 0; k < VEC; k++) s += ex2_approx((zval(c, k) - mt) * LOG2E);
+        for (int k = 0; k < VEC; k++) s += ex2_approx(shifted(i, k, Kt));
       }
     }
-    float M = m;
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) ms_merge_f(M, s, __shfl_xor_sync(0xffffffffu, M, o), __shfl_xor_sync(0xffffffffu, s, o));
-    __syncthreads();  // the previous row's readers are done with red_m/red_s
+    for (int o = 16; o > 0; o >>= 1) ks_merge(K, s, __shfl_xor_sync(0xffffffffu, K, o), __shfl_xor_sync(0xffffffffu, s, o));
+    __syncthreads();  // the previous row's readers are done with red_k/red_s
     if (lane == 0) {
-      red_m[wid] = M;
+      red_k[wid] = K;
       red_s[wid] = s;
     }
     __syncthreads();
-    M = lane < nw ? red_m[lane] : -INFINITY;
+    K = lane < nw ? red_k[lane] : -INFINITY;
     s = lane < nw ? red_s[lane] : 0.0f;
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) ms_merge_f(M, s, __shfl_xor_sync(0xffffffffu, M, o), __shfl_xor_sync(0xffffffffu, s, o));
-    const float Mz = M == -INFINITY ? 0.0f : M;
+    for (int o = 16; o > 0; o >>= 1) ks_merge(K, s, __shfl_xor_sync(0xffffffffu, K, o), __shfl_xor_sync(0xffffffffu, s, o));
+    const float Kz = K == -INFINITY ? 0.0f : K;
     Vec<T, VEC>* orow = reinterpret_cast<Vec<T, VEC>*>(out + row * D);
-    const float logs = LOGM ? logf(s) : 0.0f;
     const float inv = 1.0f / s;
+    const float off = Kz * LN2 + logf(s);  // log-softmax: x·scale − (K ln 2 + ln S)
 #pragma unroll
-    for (int c = 0; c < NV; c++) {
-      const int64_t j = threadIdx.x + (int64_t)c * blockDim.x;
+    for (int i = 0; i < NV; i++) {
+      const int64_t j = threadIdx.x + (int64_t)i * blockDim.x;
       if (j < nv) {
         float f[VEC];
 #pragma unroll
         for (int k = 0; k < VEC; k++) {
-          const float d = zval(c, k) - Mz;  // z − M first: exact near the max
-          f[k] = LOGM ? d - logs : ex2_approx(d * LOG2E) * inv;
+          if (LOGM) {
+            // a masked element is −∞ − off: −∞ in a row with anything unmasked, NaN in a fully masked row
+            // (off = −∞ there), as the CPU's z − m − log s gives
+            f[k] = (MASK && mk[i].v[k] == 0) ? -INFINITY - off : fmaf(to_f<T>(cache[i].v[k]), sc, -off);
+          } else {
+            f[k] = ex2_approx(shifted(i, k, Kz)) * inv;
+          }
         }
         orow[j] = pack_vec<T, VEC>(f);
       }
     }
 #pragma unroll
-    for (int c = 0; c < NV; c++) {
-      cache[c] = nxt[c];
-      if (MASK) mk[c] = mn[c];
+    for (int i = 0; i < NV; i++) {
+      cache[i] = nxt[i];
+      if (MASK) mk[i] = mn[i];
     }
   }
 }

@@ -26,11 +26,21 @@ GEN_HOST_NOTE="the H200 test machine ($(date -u +%F))" node scripts/gen-cuda-con
 
 summary=()
 if [ "$what" = all ] || [ "$what" = tests ]; then
-  timeout 200 node --test --test-reporter=tap dist/test/cuda/*.test.js $(ls dist/test/mock/*.test.js 2>/dev/null) > "$OUT/test-cuda.log" 2>&1
+  # the stress test repeats the ops that once failed intermittently (DSV32_CUDA_STRESS rounds)
+  DSV32_CUDA_STRESS=${DSV32_CUDA_STRESS:-300} timeout 240 node --test --test-reporter=tap dist/test/cuda/*.test.js $(ls dist/test/mock/*.test.js 2>/dev/null) > "$OUT/test-cuda.log" 2>&1
   summary+=("cuda tests: $(grep -E '^# (pass|fail|skipped)' "$OUT/test-cuda.log" | tr '\n' ' ')")
+  # the kernel-vs-cpu suite again, fresh random inputs each time (intermittent failures show up here)
+  for i in $(seq 1 "${DSV32_OPS_REPEAT:-3}"); do
+    timeout 120 node --test --test-reporter=tap dist/test/cuda/ops.test.js > "$OUT/test-ops-$i.log" 2>&1
+    summary+=("ops repeat $i: $(grep -E '^# (pass|fail)' "$OUT/test-ops-$i.log" | tr '\n' ' ')")
+  done
   # the backend-agnostic tensor suite with 'cuda' registered: tests written per device run on both
   DSV32_TEST_DEVICES=cpu,cuda timeout 150 node --import ./dist/src/backend/cuda/index.js --test --test-reporter=tap dist/test/tensor/*.test.js > "$OUT/test-tensor.log" 2>&1
   summary+=("tensor tests (cpu+cuda): $(grep -E '^# (pass|fail|skipped)' "$OUT/test-tensor.log" | tr '\n' ' ')")
+  # the model's device path (prefill and decode) on cuda against the official goldens
+  [ -d tmp/fixtures ] && export DSV32_FIXTURES=${DSV32_FIXTURES:-$PWD/tmp/fixtures}
+  timeout 200 node --test --test-reporter=tap --test-name-pattern="device (forward|decode) on" dist/test/model/device-*.test.js > "$OUT/test-model.log" 2>&1
+  summary+=("model device tests: $(grep -E '^# (pass|fail|skipped)' "$OUT/test-model.log" | tr '\n' ' ')")
 fi
 if [ "$what" = all ] || [ "$what" = bench ]; then
   PYTHONUNBUFFERED=1 timeout 150 python3 bench/cuda_ref.py > "$OUT/torch-ref.json" 2> "$OUT/torch-ref.err" || echo "torch reference failed: $(tail -3 "$OUT/torch-ref.err")"
@@ -38,7 +48,8 @@ if [ "$what" = all ] || [ "$what" = bench ]; then
 fi
 echo "== failures"
 grep -E '^not ok|^\s+not ok' "$OUT"/test-*.log 2>/dev/null | head -40
-grep -B2 -A12 -E '^\s+not ok' "$OUT/test-cuda.log" 2>/dev/null | grep -E "error:|message|expected|actual|not ok" | head -60
+grep -h -B2 -A12 -E '^\s+not ok' "$OUT"/test-cuda.log "$OUT"/test-ops-*.log 2>/dev/null | grep -E "error:|message|expected|actual|not ok" | head -60
+grep -h -E "diagnosis:|re-run on the same|rows off by" "$OUT"/test-*.log 2>/dev/null | head -40
 echo "== bench"
 cat "$OUT/bench.log" 2>/dev/null
 echo "== summary"

@@ -14,6 +14,7 @@ import { driverCandidates, loadDriver } from '../../src/backend/cuda/ffi.js';
 import { CudaBackend } from '../../src/backend/cuda/cuda-backend.js';
 import { CudaError } from '../../src/backend/cuda/errors.js';
 import { ITER_BYTES, KernelNotFoundError, ModuleCache } from '../../src/backend/cuda/launch.js';
+import { StagingRing } from '../../src/backend/cuda/pinned.js';
 import { DsvError } from '../../src/errors.js';
 
 const REPO = resolve(import.meta.dirname, '../../..');
@@ -80,6 +81,46 @@ describe('CUDA FFI against a mock libcuda', skip, () => {
     assert.equal(b.memoryStats().driverAllocs, before.driverAllocs);
     a.dispose();
     d.dispose();
+  });
+
+  test('pinned memory: uploads and downloads larger than the staging ring arrive whole; pinned buffers copy both ways', () => {
+    // a ring of 3 slots of 1000 bytes: 10,000 bytes take 10 chunks, every slot is reused 3 times
+    const ring = new StagingRing(b.rt.cu, () => b.rt.stream, 1000, 3);
+    const src = new Uint8Array(10_000).map((_, i) => (i * 31 + 7) & 0xff);
+    const s = b.alloc('u8', src.length);
+    ring.upload(s.ptr, src);
+    const back = new Uint8Array(src.length);
+    ring.download(back, s.ptr);
+    assert.deepEqual(back, src);
+    assert.equal(ring.reserved, 3000);
+    ring.dispose();
+    // the backend's own ring: the caller's array may be overwritten as soon as fromHost returns
+    const f = new Float32Array(3000).map((_, i) => i - 1500.25);
+    const expect = Float32Array.from(f);
+    const t = b.fromHost(f, 'f32');
+    f.fill(NaN);
+    const view = { storage: t, dtype: 'f32' as const, shape: [3000], strides: [1], offset: 0 };
+    assert.deepEqual(b.toHost(view), expect);
+    // explicit pinned buffers: bytes land in and come back from page-locked memory
+    const pin = b.hostAlloc(16_000);
+    assert.equal(pin.u8.length, 16_000);
+    assert.notEqual(pin.address, 0n);
+    new Float32Array(pin.u8.buffer, 4000, 3000).set(expect.map((v) => v * 2));
+    b.uploadPinned(view, pin, 4000);
+    pin.wait();
+    assert.deepEqual(b.toHost(view), expect.map((v) => v * 2));
+    pin.u8.fill(0);
+    b.downloadPinned(pin, { ...view, shape: [10], offset: 5 }, 0);
+    pin.wait();
+    assert.deepEqual(new Float32Array(pin.u8.buffer, 0, 10), expect.subarray(5, 15).map((v) => v * 2));
+    assert.throws(() => b.uploadPinned(view, pin, 8000), /uploadPinned: 12000 bytes at offset 8000 do not fit the 16000-byte pinned buffer/);
+    assert.throws(() => b.hostAlloc(0), /size must be a positive integer number of bytes, got 0/);
+    pin.free();
+    assert.throws(() => b.uploadPinned(view, pin), /the pinned buffer was freed/);
+    // copies of JS memory inside a graph capture would replay from a reused staging slot: refused
+    assert.throws(() => b.captureGraph(() => b.fromHost(new Float32Array(4), 'f32')), /not allowed while a CUDA graph is being captured/);
+    t.dispose();
+    s.dispose();
   });
 
   test('errors: a failing driver call names the call, the CUresult name and the driver text', () => {

@@ -11,8 +11,9 @@ import { binaryCode, dtCode, reduceCode, unaryCode } from './codes.js';
 import * as C from './cuda-consts.js';
 import { check } from './ffi.js';
 import { encodeIter } from './iter.js';
-import type { Kernel, ParamKind } from './launch.js';
+import type { Arg, Kernel, ParamKind } from './launch.js';
 import { CudaRuntime, type CudaEvent, type CudaGraph } from './runtime.js';
+import type { PinnedBuffer } from './pinned.js';
 import type { MemoryStats } from './allocator.js';
 import { matrixLayout } from '../matrix-layout.js';
 
@@ -57,11 +58,14 @@ function contigStrides(shape: readonly number[]): number[] {
   return s;
 }
 /**
- * Register-cached row kernels: NV vectors per thread (1, 2, 4 or 8) and about 256 threads, so a row of
- * nv vectors is read once into registers. null when a row is too long for that (the re-reading kernel).
+ * Register-cached row kernels: NV vectors per thread (1, 2, 4 or 8) and about `target` threads, so a row
+ * of nv vectors is read once into registers. null when a row is too long for that (the re-reading
+ * kernel). Measured on the H200 at 7168-wide bf16 rows (docs/gpu.md): RMSNorm is fastest with the most
+ * threads per row (NV = 1, 896 threads: 89–91% of copy against 85% at NV = 4), softmax, which does more
+ * work per element and two merges per row, with NV = 4 at 224 threads (84% against 63% at NV = 1).
  */
-function cacheShape(nv: number): { nv: number; threads: number } | null {
-  const per = pow2ceil(Math.ceil(nv / 256));
+function cacheShape(nv: number, target: number): { nv: number; threads: number } | null {
+  const per = pow2ceil(Math.ceil(nv / target));
   if (per > 8) return null;
   return { nv: per, threads: Math.max(32, Math.ceil(Math.ceil(nv / per) / 32) * 32) };
 }
@@ -165,8 +169,8 @@ export class CudaBackend implements Backend {
   fromHost(data: HostArray, dtype: DType): CudaStorage {
     const s = this.alloc(dtype, data.length);
     if (s.bytes) {
-      check(this.rt.cu.cuMemcpyHtoDAsync(s.ptr, hostBytes(data), data.length * ITEMSIZE[dtype], this.rt.stream), 'cuMemcpyHtoDAsync');
-      this.rt.keepAlive(data);
+      this.noCapture('copying host data to the device');
+      this.rt.staging.upload(s.ptr, hostBytes(data));
     }
     return s;
   }
@@ -175,17 +179,47 @@ export class CudaBackend implements Backend {
     const n = numelOf(v.shape);
     const out = allocHost(v.dtype, n);
     if (n === 0) return out;
-    let src = v;
-    let tmp: CudaStorage | null = null;
-    if (!isContig(v)) {
-      tmp = this.tmp(v.dtype, n);
-      src = { storage: tmp, dtype: v.dtype, shape: v.shape, strides: contigStrides(v.shape), offset: 0 };
-      this.copy(src, v);
-    }
-    check(this.rt.cu.cuMemcpyDtoHAsync(hostBytes(out), this.ptr(src), n * ITEMSIZE[v.dtype], this.rt.stream), 'cuMemcpyDtoHAsync');
-    this.synchronize();
-    tmp?.dispose();
+    this.noCapture('copying device data to the host');
+    const c = this.contiguous(v);
+    this.rt.staging.download(hostBytes(out), this.ptr(c.view));
+    this.synchronize();  // surfaces a bad index recorded by an earlier kernel, as the CPU backend would have thrown
+    c.tmp?.dispose();
     return out;
+  }
+
+  /** Page-locked host memory for the caller's own staging (e.g. reading checkpoint bytes straight into it). */
+  hostAlloc(bytes: number): PinnedBuffer {
+    return this.rt.hostAlloc(bytes);
+  }
+  /**
+   * Asynchronous copy of `src` bytes [byteOffset, byteOffset + dst's size) into the contiguous view `dst`.
+   * `src` must not be rewritten until `src.wait()` returns (the copy reads it from the stream).
+   */
+  uploadPinned(dst: View, src: PinnedBuffer, byteOffset = 0): void {
+    this.pinnedCopy(dst, src, byteOffset, 'upload');
+  }
+  /** Asynchronous copy of the contiguous view `src` into `dst` at byteOffset; read dst after `dst.wait()`. */
+  downloadPinned(dst: PinnedBuffer, src: View, byteOffset = 0): void {
+    this.pinnedCopy(src, dst, byteOffset, 'download');
+  }
+  private pinnedCopy(v: View, buf: PinnedBuffer, byteOffset: number, dir: 'upload' | 'download'): void {
+    const bytes = numelOf(v.shape) * ITEMSIZE[v.dtype];
+    if (buf.isFreed) throw new DsvError(`${dir}Pinned: the pinned buffer was freed`);
+    if (!isContig(v)) throw new DsvError(`${dir}Pinned: the device tensor must be contiguous`);
+    if (!Number.isSafeInteger(byteOffset) || byteOffset < 0 || byteOffset + bytes > buf.bytes) {
+      throw new DsvError(`${dir}Pinned: ${bytes} bytes at offset ${byteOffset} do not fit the ${buf.bytes}-byte pinned buffer`);
+    }
+    if (bytes === 0) return;
+    this.noCapture(`${dir}Pinned`);
+    const host = buf.u8.subarray(byteOffset, byteOffset + bytes);
+    if (dir === 'upload') check(this.rt.cu.cuMemcpyHtoDAsync(this.ptr(v), host, bytes, this.rt.stream), 'cuMemcpyHtoDAsync');
+    else check(this.rt.cu.cuMemcpyDtoHAsync(host, this.ptr(v), bytes, this.rt.stream), 'cuMemcpyDtoHAsync');
+    buf._recordOn(this.rt.stream);
+  }
+
+  /** Host↔device copies of JS memory are not graph nodes: a replay would re-read a staging slot reused since. */
+  private noCapture(what: string): void {
+    if (this.rt.capturing) throw new DsvError(`cuda: ${what} is not allowed while a CUDA graph is being captured (do it before capture; the graph replays device work only)`);
   }
 
   synchronize(): void {
@@ -254,7 +288,7 @@ export class CudaBackend implements Backend {
     if (n === 0) return;
     const v = VEC[x.dtype];
     if (v && out.dtype === x.dtype && isContig(out) && isContig(x) && this.aligned16(out, x)) {
-      this.k('elementwise', `unary_vec_${x.dtype}`, 'unary_vec').launch(this.grid(Math.ceil(n / v)), THREADS, 0, [n, unaryCode(op), alpha, this.ptr(out), this.ptr(x)]);
+      this.streamLaunch(this.k('elementwise', `unary_vec_${x.dtype}`, 'unary_vec'), Math.ceil(n / v), [n, unaryCode(op), alpha, this.ptr(out), this.ptr(x)]);
       return;
     }
     const wide = WIDE.has(x.dtype) || WIDE.has(out.dtype);
@@ -271,8 +305,8 @@ export class CudaBackend implements Backend {
     if (v && arith && a.dtype === b.dtype && out.dtype === a.dtype && isContig(out) && isContig(a) && this.aligned16(out, a)) {
       const bScalar = b.strides.every((s, i) => s === 0 || b.shape[i] === 1);
       if (bScalar || (isContig(b) && this.aligned16(b))) {
-        this.k('elementwise', `binary_vec_${a.dtype}`, 'binary_vec')
-          .launch(this.grid(Math.ceil(n / v)), THREADS, 0, [n, binaryCode(op), bScalar ? 1 : 0, this.ptr(out), this.ptr(a), this.ptr(b)]);
+        this.streamLaunch(this.k('elementwise', `binary_vec_${a.dtype}`, 'binary_vec'), Math.ceil(n / v),
+          [n, binaryCode(op), bScalar ? 1 : 0, this.ptr(out), this.ptr(a), this.ptr(b)]);
         return;
       }
     }
@@ -429,19 +463,34 @@ export class CudaBackend implements Backend {
   private cachedGrid(rows: number): number {
     return Math.max(1, Math.min(rows, 0x7fffffff));
   }
-  /**
-   * Persistent grid for the prefetching row kernels: as many blocks as are resident at once (limited by
-   * registers — 64K per SM, allocated per warp in units of 256 — and by 2048 threads and 32 blocks per
-   * SM), so every block streams rows back to back and none waits for a second wave.
-   */
-  private persistentGrid(k: Kernel, threads: number, rows: number): number {
+  /** Blocks of `threads` threads of kernel k that fit on one SM at once (registers, threads, 32 blocks). */
+  private perSm(k: Kernel, threads: number): number {
     const regs = Math.max(1, k.numRegs(C.CU_FUNC_ATTRIBUTE_NUM_REGS));
     const warps = Math.ceil(threads / 32);
-    const perWarp = Math.ceil((regs * 32) / 256) * 256;
+    const perWarp = Math.ceil((regs * 32) / 256) * 256;  // registers are allocated per warp in units of 256
     const byRegs = Math.floor(65536 / (perWarp * warps));
-    const perSm = Math.max(1, Math.min(byRegs, Math.floor(2048 / (warps * 32)), 32));
-    return Math.max(1, Math.min(rows, perSm * this.rt.info.multiprocessors));
+    return Math.min(byRegs, Math.floor(2048 / (warps * 32)), 32);
   }
+  /**
+   * Persistent grid for the prefetching row kernels and the grid-stride kernels: as many blocks as are
+   * resident at once, so every block streams work back to back and none waits for a second wave (a
+   * grid of 8 blocks per SM where only 5 fit ran 1.6 waves, the second one 60% full).
+   */
+  private persistentGrid(k: Kernel, threads: number, blocks: number): number {
+    return Math.max(1, Math.min(blocks, Math.max(1, this.perSm(k, threads)) * this.rt.info.multiprocessors));
+  }
+  /**
+   * Launch a grid-stride (streaming) kernel over `items` work items, one per thread per step: 1024-thread
+   * blocks (512 or 256 where the registers do not allow it), as many as are resident. Measured on the
+   * H200 at 256 MiB of bf16 (docs/gpu.md): add 89% → 99.8% of copy, SwiGLU 85% → 94%, act_quant 79% →
+   * 93%, against 256-thread blocks on a fixed grid of 8 per SM.
+   */
+  private streamLaunch(k: Kernel, items: number, args: readonly Arg[]): void {
+    const threads = [1024, 512, 256].find((t) => this.perSm(k, t) >= 1) ?? 128;
+    k.launch(this.persistentGrid(k, threads, Math.ceil(items / threads)), threads, 0, args);
+  }
+  /** Launch-shape choices that are still measured both ways (see bench/cuda-bench.ts). */
+  readonly tune = { rmsResidualThreads: 1024 };
   private suffix(op: string, d: DType): string {
     const s = SUF[d];
     if (!s) throw new DsvError(`${op} on cuda: dtype ${d} is not supported (f32, bf16, f16, f64)`);
@@ -482,7 +531,7 @@ export class CudaBackend implements Backend {
     const v = VEC[x.dtype];
     const vec = v && D % v === 0 && this.aligned16(xc.view, out) ? v : 1;
     // the cached kernel reads the mask VEC bytes at a time
-    const cached = vec > 1 && maskPtr % vec === 0 ? cacheShape(D / vec) : null;
+    const cached = vec > 1 && maskPtr % vec === 0 ? cacheShape(D / vec, 256) : null;
     const variant = `${o.mask ? 'm' : ''}${o.log ? 'l' : ''}`;
     const name = cached ? `softmax_${sfx}_v${vec}_r${cached.nv}${variant ? `_${variant}` : ''}` : vec > 1 ? `softmax_${sfx}_v${vec}` : `softmax_${sfx}`;
     const kern = this.k('softmax', name, 'softmax');
@@ -513,7 +562,7 @@ export class CudaBackend implements Backend {
     const v = VEC[x.dtype];
     const views = [xc.view, out, ...(rc ? [rc.view] : []), ...(hOut ? [hOut] : [])];
     const vec = v && D % v === 0 && (tag === 'f32' || tag === 'bf16' || tag === 'bf16w32') && this.aligned16(...views) ? v : 1;
-    const cached = vec > 1 && this.alignedVec(vec, wc.view) ? cacheShape(D / vec) : null;
+    const cached = vec > 1 && this.alignedVec(vec, wc.view) ? cacheShape(D / vec, r ? this.tune.rmsResidualThreads : 1024) : null;
     const name = cached ? `rmsnorm_${tag}_v${vec}_r${cached.nv}${r ? '_res' : ''}` : vec > 1 ? `rmsnorm_${tag}_v${vec}` : `rmsnorm_${tag}`;
     const kern = this.k('norm', name, 'rmsnorm');
     kern.launch(cached ? this.persistentGrid(kern, cached.threads, rows) : this.rowGrid(rows), cached ? cached.threads : this.rowThreads(D / vec), 0,
@@ -536,7 +585,7 @@ export class CudaBackend implements Backend {
     const tag = x.dtype === 'bf16' && wd === 'f32' ? 'bf16w32' : sfx;
     const v = VEC[x.dtype];
     const vec = v && D % v === 0 && (tag === 'f32' || tag === 'bf16' || tag === 'bf16w32') && this.aligned16(xc.view, out) ? v : 1;
-    const cached = vec > 1 && this.alignedVec(vec, wc.view, bc.view) ? cacheShape(D / vec) : null;
+    const cached = vec > 1 && this.alignedVec(vec, wc.view, bc.view) ? cacheShape(D / vec, 256) : null;
     // no re-reading vector kernel for bf16 with f32 weights: it takes the scalar one when not cached
     const name = cached ? `layernorm_${tag}_v${vec}_r${cached.nv}` : vec > 1 && tag !== 'bf16w32' ? `layernorm_${tag}_v${vec}` : `layernorm_${tag}`;
     const nvec = name === `layernorm_${tag}` ? 1 : vec;
@@ -594,7 +643,7 @@ export class CudaBackend implements Backend {
     us ??= F;
     const v = VEC[g.dtype];
     const vec = v && F % v === 0 && gs % v === 0 && us % v === 0 && isContig(out) && this.aligned16(gc.view, uc.view, out) ? v : 1;
-    this.k('swiglu', vec > 1 ? `swiglu_${sfx}_v${vec}` : `swiglu_${sfx}`, 'swiglu').launch(this.grid(rows * F / vec), THREADS, 0,
+    this.streamLaunch(this.k('swiglu', vec > 1 ? `swiglu_${sfx}_v${vec}` : `swiglu_${sfx}`, 'swiglu'), rows * F / vec,
       [rows, F, this.ptr(out), this.ptr(gc.view), gs, this.ptr(uc.view), us]);
     gc.tmp?.dispose();
     uc.tmp?.dispose();
@@ -732,7 +781,7 @@ export class CudaBackend implements Backend {
       // half-warp per 128-block, U blocks in flight per half-warp (U = 4 for bf16, 2 for f32)
       const nblk = total / 128;
       const U = src === 'bf16' ? 4 : 2;
-      this.k('quant', `act_quant_${src}_b128`, 'act_quant_b128').launch(this.grid(Math.ceil((nblk * 16) / U)), THREADS, 0,
+      this.streamLaunch(this.k('quant', `act_quant_${src}_b128`, 'act_quant_b128'), Math.ceil((nblk * 16) / U),
         [nblk, ue8m0 ? 1 : 0, this.ptr(q), this.ptr(s), this.ptr(xc.view)]);
       xc.tmp?.dispose();
       return;

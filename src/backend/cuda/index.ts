@@ -27,4 +27,5 @@ export { CudaBackend, CudaUnavailableError };
 export { CudaStorage, type SoftmaxOptions } from './cuda-backend.js';
 export { CudaError, CudaIndexError } from './errors.js';
 export type { CudaGraph, CudaEvent, DeviceInfo } from './runtime.js';
+export type { PinnedBuffer } from './pinned.js';
 export type { MemoryStats } from './allocator.js';

@@ -1,6 +1,6 @@
 // The CUDA runtime of one device: driver init, primary context, one non-blocking stream, the caching
-// allocator, kernel modules, events for timing, host buffers kept alive until their copies complete,
-// and CUDA-graph capture/replay/update. All calls happen on the JS main thread (the current context is
+// allocator, kernel modules, the pinned staging ring for host↔device copies, events for timing, and
+// CUDA-graph capture/replay/update. All calls happen on the JS main thread (the current context is
 // per thread, so koffi's async calls are not used).
 import { DsvError } from '../../errors.js';
 import { CachingAllocator } from './allocator.js';
@@ -8,6 +8,7 @@ import * as C from './cuda-consts.js';
 import { CudaIndexError, CudaUnavailableError } from './errors.js';
 import { check, loadDriver, type Driver, type Handle } from './ffi.js';
 import { ModuleCache } from './launch.js';
+import { hostAlloc, StagingRing, type PinnedBuffer } from './pinned.js';
 
 export interface DeviceInfo {
   ordinal: number;
@@ -107,8 +108,8 @@ export class CudaRuntime {
   readonly info: DeviceInfo;
   /** Device int written by kernels that meet a bad index (see raise_err in common.cuh). */
   readonly errWord: number;
-  /** Host buffers whose async copies may still be in flight; released at the next synchronize. */
-  private pendingHost: unknown[] = [];
+  /** Pinned slots every copy of pageable JS memory goes through (allocated on first use). */
+  readonly staging: StagingRing;
   /** Storages referenced by kernels while a graph is being captured. */
   capturing: Set<unknown> | null = null;
 
@@ -132,6 +133,7 @@ export class CudaRuntime {
     this.info = this.queryInfo(ordinal);
     this.allocator = new CachingAllocator(cu, () => this.sync());
     this.modules = new ModuleCache(cu, () => this.stream);
+    this.staging = new StagingRing(cu, () => this.stream);
     const [ew] = this.allocator.malloc(24);
     this.errWord = ew;
     check(cu.cuMemsetD8Async(ew, 0, 24, this.stream), 'cuMemsetD8Async');
@@ -163,15 +165,14 @@ export class CudaRuntime {
     };
   }
 
-  /** Keep `obj` (a host buffer under an async copy) alive until the next synchronize. */
-  keepAlive(obj: unknown): void {
-    this.pendingHost.push(obj);
+  /** Page-locked host memory of `bytes` (free it with .free()). */
+  hostAlloc(bytes: number): PinnedBuffer {
+    return hostAlloc(this.cu, bytes);
   }
 
-  /** Wait for the stream; release pending host buffers; throw if a kernel reported a bad index. */
+  /** Wait for the stream. */
   sync(): void {
     check(this.cu.cuStreamSynchronize(this.stream), 'cuStreamSynchronize');
-    this.pendingHost = [];
   }
 
   /** Synchronise, then throw CudaIndexError if an index kernel recorded a bad index (op names the caller). */
