@@ -79,7 +79,9 @@ for (const M of [1, 16, 128, 4096]) {
     const ref = torch?.gemm?.[key];
     const tflops = (2 * M * N * K) / (ms * 1e-3) / 1e12;
     gemm[key] = { ms, tflops, torch_ms: ref, ratio: ref ? ref / ms : null, weight_copies: copies };
-    lines.push(`gemm bf16 ${key.padEnd(18)} ${ms.toFixed(4)} ms ${tflops.toFixed(1).padStart(6)} TFLOP/s` + (ref ? `  torch ${ref.toFixed(4)} ms  ours/torch speed ${(ref / ms * 100).toFixed(1)}%` : ''));
+    const wGBps = (N * K * 2) / (ms * 1e-3) / 1e9; // the weight stream, the bound at small M
+    (gemm[key] as Record<string, unknown>).weight_GBps = wGBps;
+    lines.push(`gemm bf16 ${key.padEnd(18)} ${ms.toFixed(4)} ms ${tflops.toFixed(1).padStart(6)} TFLOP/s ${wGBps.toFixed(0).padStart(5)} GB/s of w` + (ref ? `  torch ${ref.toFixed(4)} ms  ours/torch speed ${(ref / ms * 100).toFixed(1)}%` : ''));
     (x.storage as any).dispose(); for (const w of ws) (w.storage as any).dispose(); (out.storage as any).dispose();
   }
 }

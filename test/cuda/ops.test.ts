@@ -109,6 +109,21 @@ describe('cuda kernels vs cpu', onGpu, () => {
     both([randn([9, 17], 'bf16'), randn([17, 5], 'f32')], [[[9, 5], 'f32']], (be, [x, y], [o]) => be.matmul(o!, x!, y!), 1e-5, 'mixed fallback');
   });
 
+  test('skinny matmul (decode, M ≤ 8) against a weight read along k: every M, odd N, short and ragged K, strided x', () => {
+    for (const d of ['bf16', 'f32'] as T.DType[]) {
+      for (const [M, N, K] of [[1, 300, 256], [2, 7, 64], [3, 129, 200], [4, 64, 2048], [5, 33, 8], [6, 50, 520], [7, 17, 1536], [8, 96, 7168], [9, 40, 256]] as const) {
+        if (d === 'f32' && K % 4 !== 0) continue;
+        const x = randn([M, K], d);
+        const w = randn([N, K], d);
+        both([x, w], [[[M, N], d]], (be, [p, q], [o]) => be.matmul(o!, p!, T.transpose(q!)), tol(d), `x·wᵀ ${d} M=${M} N=${N} K=${K}`);
+      }
+      // x as rows of a wider buffer (row stride 2K), and a weight whose rows are padded (stride K + 16)
+      const xs = randn([4, 2 * 512], d);
+      const wp = randn([70, 512 + 16], d);
+      both([xs, wp], [[[4, 70], d]], (be, [p, q], [o]) => be.matmul(o!, T.narrow(p!, 1, 0, 512), T.transpose(T.narrow(q!, 1, 0, 512))), tol(d), `strided x·wᵀ ${d}`);
+    }
+  });
+
   test('softmax and log-softmax, f32/bf16/f64, with vector and scalar paths', () => {
     for (const d of ['f32', 'bf16', 'f64'] as T.DType[]) {
       for (const D of [1, 7, 64, 1000, 4096, 7168, 16384, 70000]) {

@@ -99,6 +99,7 @@ const SIG: Record<string, readonly ParamKind[]> = {
   index_select: ['i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'i32', 'p'],
   scatter_add: ['i64', 'i64', 'i64', 'i64', 'i64', 'i64', 'i64', 'p', 'p', 'i32', 'p', 'p'],
   index_add: ['i64', 'i64', 'i64', 'i64', 'p', 'p', 'i32', 'p', 'p'],
+  gemv: ['i64', 'i64', 'p', 'i64', 'p', 'i64', 'p', 'i64'],
   matmul_naive: ['iter', 'i64', 'i64', 'i64', 'i64', 'p', 'i32', 'p', 'i32', 'i64', 'i64', 'p', 'i32', 'i64', 'i64'],
 };
 
@@ -363,6 +364,7 @@ export class CudaBackend implements Backend {
     const nb = numelOf(batchShape);
     const lt = FLOAT_LT[out.dtype];
     if (lt && a.dtype === out.dtype && b.dtype === out.dtype && isContig(out)) {
+      if (nb === 1 && M <= 8 && this.matmulSkinny(out, a, b, M, N, K)) return;
       if (this.matmulLt(lt, out, a, b, M, N, K, batchShape, nb)) return;
     }
     // fallback: f64 accumulation, any dtypes and strides
@@ -370,6 +372,28 @@ export class CudaBackend implements Backend {
       [out.offset, a.offset, b.offset], 'matmul');
     this.k('matmul', 'matmul_naive', 'matmul_naive').launch(this.grid(nb * M * N), THREADS, 0, [bi, nb, M, N, K, this.base(out), dtCode(out.dtype),
       this.base(a), dtCode(a.dtype), a.strides[r - 2]!, a.strides[r - 1]!, this.base(b), dtCode(b.dtype), b.strides[r - 2]!, b.strides[r - 1]!]);
+  }
+
+  /**
+   * Decode-sized GEMM (M ≤ 8, one batch) against a weight read along k, i.e. b = wᵀ with w [N, K] rows
+   * contiguous (b's strides [1, ldw]): kernels/gemv.cu streams w at close to copy bandwidth, where
+   * cuBLASLt's kernels for these shapes reach about half of it. Returns false when the operands do not
+   * have that layout or 16-byte alignment.
+   */
+  private matmulSkinny(out: View, a: View, b: View, M: number, N: number, K: number): boolean {
+    if (out.dtype !== 'bf16' && out.dtype !== 'f32') return false;
+    const size = ITEMSIZE[out.dtype];
+    const vec = 16 / size;
+    const ra = a.shape.length;
+    const rb = b.shape.length;
+    const lda = M > 1 ? a.strides[ra - 2]! : K;
+    const ldw = N > 1 ? b.strides[rb - 1]! : K;
+    if ((K > 1 && (a.strides[ra - 1] !== 1 || b.strides[rb - 2] !== 1)) || K % vec !== 0) return false;
+    if ((lda * size) % 16 !== 0 || (ldw * size) % 16 !== 0 || lda < K || ldw < K || !this.aligned16(a, b)) return false;
+    const threads = 32 * Math.min(8, Math.ceil(K / (32 * vec)));
+    this.k('gemv', `gemv_${out.dtype}_m${M}`, 'gemv').launch(Math.ceil(N / 2), threads, 0,
+      [N, K, this.ptr(out), N, this.ptr(a), lda, this.ptr(b), ldw]);
+    return true;
   }
 
   /**
