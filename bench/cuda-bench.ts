@@ -86,6 +86,28 @@ for (const M of [1, 16, 128, 4096]) {
   }
 }
 result.gemm = gemm;
+// the decode GEMV (kernels/gemv.cu, M = 1) against cuBLASLt on the same operands; the 2026-11-28 run that
+// set tune.skinnyMaxM also had M = 2, 4, 8 instantiated (docs/benchmarks.md)
+{
+  const skinny: Record<string, unknown> = {};
+  for (const [N, K] of [[7168, 2048], [18432, 7168]] as const) {
+    const copies = Math.max(1, Math.min(8, Math.ceil((160 << 20) / (N * K * 2))));
+    const ws = Array.from({ length: copies }, (_, i) => T.transpose(rand([N, K], 'bf16', 20 + i)));
+    for (let M = 1; M <= b.tune.skinnyMaxM; M++) {
+      const x = rand([M, K], 'bf16', 30);
+      const out = T.empty([M, N], { dtype: 'bf16', device: 'cuda' });
+      let turn = 0;
+      const ours = med(() => b.matmul(out, x, ws[turn++ % copies]!), 60, 5);
+      const keep = b.tune.skinnyMaxM;
+      b.tune.skinnyMaxM = 0;
+      const lt = med(() => b.matmul(out, x, ws[turn++ % copies]!), 60, 5);
+      b.tune.skinnyMaxM = keep;
+      skinny[`${M}x${N}x${K}`] = { skinny_ms: ours, cublaslt_ms: lt };
+      lines.push(`skinny gemm ${`${M}x${N}x${K}`.padEnd(14)} ${(ours * 1000).toFixed(1)} µs vs cuBLASLt ${(lt * 1000).toFixed(1)} µs (${(lt / ours * 100).toFixed(0)}%)`);
+    }
+  }
+  result.skinny = skinny;
+}
 
 // ---- memory-bound ---------------------------------------------------------------------------------------
 const GiB = 1 << 30;
@@ -272,6 +294,18 @@ lines.push(`launch direct ${directUs.toFixed(2)} µs/launch (host wall, incl. ba
       }
     } catch (e) {
       fp8.block_speed_error = (e as Error).message;
+    }
+    // decode: M = 1 and 4 block-scaled (M = 1 is padded to 4 rows inside fp8Linear), GB/s of the fp8 weight
+    for (const Md of [1, 4]) {
+      const xd = T.empty([Md, Kb], { dtype: 'f8e4m3', device: 'cuda' });
+      b.unary('muls', xd, rand([Md, Kb], 'f32', 11), 40);
+      const sxd = T.empty([(Md * Kb) / 128], { device: 'cuda' });
+      b.fill(sxd, 1);
+      const Od = T.empty([Md, Nb], { dtype: 'bf16', device: 'cuda' });
+      if (b.fp8Linear(Od, xd, W8, sxd, swb, 'block')) {
+        const ms = med(() => b.fp8Linear(Od, xd, W8, sxd, swb, 'block'));
+        fp8[`block_${Md}x7168x2048`] = { ms, weight_GBps: (Nb * Kb) / (ms * 1e-3) / 1e9 };
+      } else fp8[`block_${Md}x7168x2048`] = 'no algorithm';
     }
   }
   result.fp8 = fp8;

@@ -150,6 +150,8 @@ export class CudaBackend implements Backend {
   }
   emptyCache(): void {
     this.rt.sync();
+    for (const p of this.fp8Pads.values()) for (const st of [p.xp, p.sp, p.op]) st.dispose();
+    this.fp8Pads.clear();
     this.rt.allocator.emptyCache();
   }
 
@@ -364,7 +366,7 @@ export class CudaBackend implements Backend {
     const nb = numelOf(batchShape);
     const lt = FLOAT_LT[out.dtype];
     if (lt && a.dtype === out.dtype && b.dtype === out.dtype && isContig(out)) {
-      if (nb === 1 && M <= 8 && this.matmulSkinny(out, a, b, M, N, K)) return;
+      if (nb === 1 && M <= this.tune.skinnyMaxM && this.matmulSkinny(out, a, b, M, N, K)) return;
       if (this.matmulLt(lt, out, a, b, M, N, K, batchShape, nb)) return;
     }
     // fallback: f64 accumulation, any dtypes and strides
@@ -375,10 +377,10 @@ export class CudaBackend implements Backend {
   }
 
   /**
-   * Decode-sized GEMM (M ≤ 8, one batch) against a weight read along k, i.e. b = wᵀ with w [N, K] rows
-   * contiguous (b's strides [1, ldw]): kernels/gemv.cu streams w at close to copy bandwidth, where
-   * cuBLASLt's kernels for these shapes reach about half of it. Returns false when the operands do not
-   * have that layout or 16-byte alignment.
+   * Decode GEMV (M = 1, one batch) against a weight read along k, i.e. b = wᵀ with w [N, K] rows
+   * contiguous (b's strides [1, ldw]): kernels/gemv.cu streams w at up to copy bandwidth, 1.14–1.18× the
+   * time of cuBLASLt's kernel for the same call. Returns false when the operands do not have that layout
+   * or 16-byte alignment.
    */
   private matmulSkinny(out: View, a: View, b: View, M: number, N: number, K: number): boolean {
     if (out.dtype !== 'bf16' && out.dtype !== 'f32') return false;
@@ -415,6 +417,9 @@ export class CudaBackend implements Backend {
       batch: nb, strideA: sb, strideB: sa, strideD: M * N,
     });
   }
+
+  /** Zero-padded operands of block-scaled fp8Linear calls whose M is not a multiple of 4, per shape. */
+  private readonly fp8Pads = new Map<string, { xp: CudaStorage; sp: CudaStorage; op: CudaStorage }>();
 
   /**
    * FP8 e4m3 linear layer: out[M,N] (bf16 or f32) = (x[M,K] · sx) · (w[N,K] · sw)ᵀ with f32 scales.
@@ -459,16 +464,39 @@ export class CudaBackend implements Backend {
       this.copy({ storage: padded, dtype: 'f32', shape: [nb, kb], strides: [kb4, 1], offset: 0 }, { ...sw, shape: [nb, kb], strides: [kb, 1] });
       swPtr = this.ptr(all);
     }
+    const temps: CudaStorage[] = padded ? [padded] : [];
+    const run = (m: number, xPtr: number, sxPtr: number, outPtr: number): boolean => this.blas().gemm({
+      ab: 'f8e4m3', d, transA: true, transB: false, m: N, n: m, k: K,
+      a: this.ptr(w), lda: K, b: xPtr, ldb: K, dPtr: outPtr, ldd: N,
+      scaleA: swPtr, scaleB: sxPtr,
+      scaleModeA: scaleMode === 'block' ? 'blk128x128' : 'tensor', scaleModeB: scaleMode === 'block' ? 'vec128' : 'tensor',
+    });
     try {
-      return this.blas().gemm({
-        ab: 'f8e4m3', d, transA: true, transB: false, m: N, n: M, k: K,
-        a: this.ptr(w), lda: K, b: this.ptr(x), ldb: K, dPtr: this.ptr(out), ldd: N,
-        scaleA: swPtr, scaleB: this.ptr(sx),
-        scaleModeA: scaleMode === 'block' ? 'blk128x128' : 'tensor', scaleModeB: scaleMode === 'block' ? 'vec128' : 'tensor',
-      });
+      if (run(M, this.ptr(x), this.ptr(sx), this.ptr(out))) return true;
+      if (scaleMode !== 'block' || M % 4 === 0) return false;
+      // cuBLASLt 13.1 on the H200 has no block-scaled algorithm when M is not a multiple of 4 (measured at
+      // M = 1, 3, 5; 4, 8, 20 and 128 run): pad x with zero rows and sx with zero scales to M4 rows, run
+      // that, and copy the first M rows of the result out. Decode (M = 1) takes this path.
+      // The padded buffers are kept per shape and zeroed once: only rows < M are ever rewritten, so the
+      // padding stays zero and a call costs two small copies in, the GEMM, and one copy out.
+      const M4 = Math.ceil(M / 4) * 4;
+      const key = `${M4}x${N}x${K}:${out.dtype}`;
+      let pad = this.fp8Pads.get(key);
+      if (!pad) {
+        pad = { xp: this.alloc('f8e4m3', M4 * K), sp: this.alloc('f32', kb * M4), op: this.alloc(out.dtype, M4 * N) };
+        this.fill({ storage: pad.xp, dtype: 'f8e4m3', shape: [M4 * K], strides: [1], offset: 0 }, 0);
+        this.fill({ storage: pad.sp, dtype: 'f32', shape: [kb * M4], strides: [1], offset: 0 }, 0);
+        this.fp8Pads.set(key, pad);
+      }
+      const { xp, sp, op } = pad;
+      this.copy({ storage: xp, dtype: 'f8e4m3', shape: [M, K], strides: [K, 1], offset: 0 }, x);
+      this.copy({ storage: sp, dtype: 'f32', shape: [kb, M], strides: [M4, 1], offset: 0 }, { ...sx, shape: [kb, M], strides: [M, 1] });
+      if (!run(M4, xp.ptr, sp.ptr, op.ptr)) return false;
+      this.copy(out, { storage: op, dtype: out.dtype, shape: [M, N], strides: [N, 1], offset: 0 });
+      return true;
     } finally {
-      // stream-ordered reuse: later work on the stream runs after the GEMM has read the scales
-      padded?.dispose();
+      // stream-ordered reuse: later work on the stream runs after the GEMM has read the temporaries
+      for (const t of temps) t.dispose();
     }
   }
 
@@ -514,7 +542,14 @@ export class CudaBackend implements Backend {
     k.launch(this.persistentGrid(k, threads, Math.ceil(items / threads)), threads, 0, args);
   }
   /** Launch-shape choices that are still measured both ways (see bench/cuda-bench.ts). */
-  readonly tune = { rmsResidualThreads: 1024 };
+  readonly tune = {
+    rmsResidualThreads: 1024,
+    /**
+     * Largest M sent to the skinny GEMM (0 or 1). Measured against cuBLASLt on the same operands (H200):
+     * M = 1 114–118%, M = 2 91–104%, M = 4 69–88%, M = 8 45–54%: only M = 1 pays.
+     */
+    skinnyMaxM: 1,
+  };
   private suffix(op: string, d: DType): string {
     const s = SUF[d];
     if (!s) throw new DsvError(`${op} on cuda: dtype ${d} is not supported (f32, bf16, f16, f64)`);
