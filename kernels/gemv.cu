@@ -8,6 +8,7 @@
 // over the block through shared memory; accumulation is f32. blockDim = 32 · min(8, ceil(K / (32·VEC)))
 // so short rows (K = 512) do not leave warps idle.
 #include "common.cuh"
+#include <cuda_fp8.h>
 
 template <class T, int MM, int R>
 __device__ void gemv_rows(int64_t N, int64_t K, T* out, int64_t ldo, const T* x, int64_t ldx, const T* w, int64_t ldw) {
@@ -82,3 +83,93 @@ __device__ void gemv_rows(int64_t N, int64_t K, T* out, int64_t ldo, const T* x,
 // fall behind the tensor-core kernels from M = 2 on (91–104% at M = 2, 45–54% at M = 8).
 GEMV1(__nv_bfloat16, bf16, 1)
 GEMV1(float, f32, 1)
+
+// Decode with DeepSeek's FP8 block scaling (M = 1): out[n] = Σ_kb sw[n/128, kb] · sx[kb] · Σ_{k ∈ kb} w[n,k]·x[k]
+// with w [N, K] and x [K] in e4m3, sx one f32 scale per 128 activations, sw one per 128×128 weight tile
+// (row pitch swp). cuBLASLt has no block-scaled algorithm at M = 1 (a padded M = 4 call is ~3× slower);
+// this is the same weight stream as gemv_rows: a block owns R = 2 rows, its warps split k, each lane takes
+// 16 codes (16 bytes, inside one 128-block) of both rows per step, two steps in flight. Codes go through
+// the hardware e4m3x2 → f16x2 conversion (exact), then f32; the 16-term partial dot is taken in f32 and
+// scaled once by its two block scales.
+__device__ __forceinline__ void e4m3x16_to_f32(const uint4& v, float (&f)[16]) {
+  const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      const __half2_raw r = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)((w[i] >> (16 * h)) & 0xffffu), __NV_E4M3);
+      const float2 p = __half22float2(*reinterpret_cast<const __half2*>(&r));
+      f[i * 4 + h * 2] = p.x;
+      f[i * 4 + h * 2 + 1] = p.y;
+    }
+  }
+}
+template <class TO>
+__device__ void gemv_e4m3_block(int64_t N, int64_t K, TO* out, const uint8_t* x, const float* sx, const uint8_t* w, const float* sw, int64_t swp) {
+  constexpr int R = 2;
+  __shared__ float red[8][R];
+  const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  const int64_t n0 = (int64_t)blockIdx.x * R;
+  const uint4* wrow[R];
+  const float* srow[R];
+#pragma unroll
+  for (int r = 0; r < R; r++) {
+    const int64_t n = min(n0 + r, N - 1);  // a missing last row re-reads row N−1, never written
+    wrow[r] = reinterpret_cast<const uint4*>(w + n * K);
+    srow[r] = sw + (n >> 7) * swp;
+  }
+  const uint4* xv = reinterpret_cast<const uint4*>(x);
+  float acc[R] = {};
+  auto step = [&](int64_t kv, const uint4 (&wv)[R]) {
+    float xf[16];
+    e4m3x16_to_f32(xv[kv], xf);
+    const int64_t kb = kv >> 3;  // 8 vectors of 16 codes per 128-block
+    const float s = sx[kb];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+      float wf[16];
+      e4m3x16_to_f32(wv[r], wf);
+      float d = 0.0f;
+#pragma unroll
+      for (int k = 0; k < 16; k++) d = fmaf(wf[k], xf[k], d);
+      acc[r] = fmaf(d, s * srow[r][kb], acc[r]);
+    }
+  };
+  const int64_t kvn = K / 16;
+  const int64_t stride = (int64_t)nw * 32;
+  int64_t kv = (int64_t)wid * 32 + lane;
+  for (; kv + stride < kvn; kv += 2 * stride) {
+    uint4 a[R], b[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+      a[r] = wrow[r][kv];
+      b[r] = wrow[r][kv + stride];
+    }
+    step(kv, a);
+    step(kv + stride, b);
+  }
+  if (kv < kvn) {
+    uint4 a[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) a[r] = wrow[r][kv];
+    step(kv, a);
+  }
+#pragma unroll
+  for (int r = 0; r < R; r++) {
+    const float v = warp_sum(acc[r]);
+    if (lane == 0) red[wid][r] = v;
+  }
+  __syncthreads();
+  if (threadIdx.x < R) {
+    float s = 0.0f;
+    for (int i = 0; i < nw; i++) s += red[i][threadIdx.x];
+    if (n0 + threadIdx.x < N) out[n0 + threadIdx.x] = from_f<TO>(s);
+  }
+}
+#define GEMV8(TN, TO)                                                                                                  \
+  extern "C" __global__ void gemv_e4m3_block_##TN(int64_t N, int64_t K, TO* out, const uint8_t* x, const float* sx,     \
+                                                  const uint8_t* w, const float* sw, int64_t swp) {                   \
+    gemv_e4m3_block<TO>(N, K, out, x, sx, w, sw, swp);                                                                 \
+  }
+GEMV8(bf16, __nv_bfloat16)
+GEMV8(f32, float)

@@ -100,6 +100,7 @@ const SIG: Record<string, readonly ParamKind[]> = {
   scatter_add: ['i64', 'i64', 'i64', 'i64', 'i64', 'i64', 'i64', 'p', 'p', 'i32', 'p', 'p'],
   index_add: ['i64', 'i64', 'i64', 'i64', 'p', 'p', 'i32', 'p', 'p'],
   gemv: ['i64', 'i64', 'p', 'i64', 'p', 'i64', 'p', 'i64'],
+  gemv_e4m3_block: ['i64', 'i64', 'p', 'p', 'p', 'p', 'p', 'i64'],
   matmul_naive: ['iter', 'i64', 'i64', 'i64', 'i64', 'p', 'i32', 'p', 'i32', 'i64', 'i64', 'p', 'i32', 'i64', 'i64'],
 };
 
@@ -433,6 +434,8 @@ export class CudaBackend implements Backend {
    *    a multiple of 4 the scales are copied into a zero-padded [N/128, roundUp(K/128, 4)] temporary.
    *    (The bench probe used K/128 = 8 and so never saw this; K = 384 read tile nb ≥ 1 from the wrong
    *    offsets, relative error ≈ 1.)
+   * Block-scaled calls at M = 1 (decode) run our GEMV kernel (kernels/gemv.cu) instead of cuBLASLt; other M
+   * that are not a multiple of 4 are padded (below).
    * Returns false when cuBLASLt offers no algorithm.
    */
   fp8Linear(out: View, x: View, w: View, sx: View, sw: View, scaleMode: 'tensor' | 'block' = 'tensor'): boolean {
@@ -452,9 +455,15 @@ export class CudaBackend implements Backend {
     } else if (numelOf(sx.shape) !== 1 || numelOf(sw.shape) !== 1) {
       throw new DsvError(`fp8Linear: per-tensor scales must be single values, got sx [${sx.shape.join(', ')}] and sw [${sw.shape.join(', ')}]`);
     }
+    const kb = Math.ceil(K / 128);
+    if (scaleMode === 'block' && M === 1 && this.aligned16(x, w)) {
+      // decode: our block-scaled GEMV (kernels/gemv.cu) reads the checkpoint's scales unpadded
+      this.k('gemv', `gemv_e4m3_block_${d}`, 'gemv_e4m3_block').launch(Math.ceil(N / 2), 32 * Math.min(8, Math.ceil(K / 512)), 0,
+        [N, K, this.ptr(out), this.ptr(x), this.ptr(sx), this.ptr(w), this.ptr(sw), kb]);
+      return true;
+    }
     let swPtr = this.ptr(sw);
     let padded: CudaStorage | null = null;
-    const kb = Math.ceil(K / 128);
     if (scaleMode === 'block' && kb % 4 !== 0) {
       const nb = Math.ceil(N / 128);
       const kb4 = Math.ceil(kb / 4) * 4;
@@ -476,7 +485,7 @@ export class CudaBackend implements Backend {
       if (scaleMode !== 'block' || M % 4 === 0) return false;
       // cuBLASLt 13.1 on the H200 has no block-scaled algorithm when M is not a multiple of 4 (measured at
       // M = 1, 3, 5; 4, 8, 20 and 128 run): pad x with zero rows and sx with zero scales to M4 rows, run
-      // that, and copy the first M rows of the result out. Decode (M = 1) takes this path.
+      // that, and copy the first M rows of the result out (M = 2, 3, 5, …; M = 1 has its own kernel above).
       // The padded buffers are kept per shape and zeroed once: only rows < M are ever rewritten, so the
       // padding stays zero and a call costs two small copies in, the GEMM, and one copy out.
       const M4 = Math.ceil(M / 4) * 4;
