@@ -10,6 +10,28 @@
 #include "common.cuh"
 #include <cuda_fp8.h>
 
+// Walks this lane's 16-byte vectors kv, kv + stride, … (< kvn) of R weight rows, issuing two steps' loads
+// before their arithmetic so that each lane keeps 2·R·16 bytes in flight. step(kv, v) consumes one step.
+template <int R, class V, class Step>
+__device__ __forceinline__ void stream_rows(const V* const (&wrow)[R], int64_t kv, int64_t stride, int64_t kvn, Step&& step) {
+  for (; kv + stride < kvn; kv += 2 * stride) {
+    V a[R], b[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+      a[r] = wrow[r][kv];
+      b[r] = wrow[r][kv + stride];
+    }
+    step(kv, a);
+    step(kv + stride, b);
+  }
+  if (kv < kvn) {
+    V a[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) a[r] = wrow[r][kv];
+    step(kv, a);
+  }
+}
+
 template <class T, int MM, int R>
 __device__ void gemv_rows(int64_t N, int64_t K, T* out, int64_t ldo, const T* x, int64_t ldx, const T* w, int64_t ldw) {
   constexpr int VEC = 16 / sizeof(T);
@@ -25,8 +47,7 @@ __device__ void gemv_rows(int64_t N, int64_t K, T* out, int64_t ldo, const T* x,
   const Vec<T, VEC>* wrow[R];
 #pragma unroll
   for (int r = 0; r < R; r++) wrow[r] = reinterpret_cast<const Vec<T, VEC>*>(w + min(n0 + r, N - 1) * ldw);  // a missing last row re-reads row N−1, never written
-  auto step = [&](int64_t kv, const Vec<T, VEC> (&wv)[R]) {
-    // kv: index of this lane's 16-byte vector along k
+  auto step = [&](int64_t kv, const Vec<T, VEC> (&wv)[R]) {  // kv: this lane's 16-byte vector along k
 #pragma unroll
     for (int m = 0; m < MM; m++) {
       const Vec<T, VEC> xv = reinterpret_cast<const Vec<T, VEC>*>(x + m * ldx)[kv];
@@ -39,25 +60,7 @@ __device__ void gemv_rows(int64_t N, int64_t K, T* out, int64_t ldo, const T* x,
         for (int k = 0; k < VEC; k++) acc[r][m] = fmaf(to_f<T>(wv[r].v[k]), xf[k], acc[r][m]);
     }
   };
-  const int64_t kvn = K / VEC;
-  const int64_t stride = (int64_t)nw * 32;
-  int64_t kv = (int64_t)wid * 32 + lane;
-  for (; kv + stride < kvn; kv += 2 * stride) {  // two steps in flight
-    Vec<T, VEC> a[R], b[R];
-#pragma unroll
-    for (int r = 0; r < R; r++) {
-      a[r] = wrow[r][kv];
-      b[r] = wrow[r][kv + stride];
-    }
-    step(kv, a);
-    step(kv + stride, b);
-  }
-  if (kv < kvn) {
-    Vec<T, VEC> a[R];
-#pragma unroll
-    for (int r = 0; r < R; r++) a[r] = wrow[r][kv];
-    step(kv, a);
-  }
+  stream_rows<R>(wrow, (int64_t)wid * 32 + lane, (int64_t)nw * 32, K / VEC, step);
 #pragma unroll
   for (int r = 0; r < R; r++)
 #pragma unroll
@@ -135,25 +138,7 @@ __device__ void gemv_e4m3_block(int64_t N, int64_t K, TO* out, const uint8_t* x,
       acc[r] = fmaf(d, s * srow[r][kb], acc[r]);
     }
   };
-  const int64_t kvn = K / 16;
-  const int64_t stride = (int64_t)nw * 32;
-  int64_t kv = (int64_t)wid * 32 + lane;
-  for (; kv + stride < kvn; kv += 2 * stride) {
-    uint4 a[R], b[R];
-#pragma unroll
-    for (int r = 0; r < R; r++) {
-      a[r] = wrow[r][kv];
-      b[r] = wrow[r][kv + stride];
-    }
-    step(kv, a);
-    step(kv + stride, b);
-  }
-  if (kv < kvn) {
-    uint4 a[R];
-#pragma unroll
-    for (int r = 0; r < R; r++) a[r] = wrow[r][kv];
-    step(kv, a);
-  }
+  stream_rows<R>(wrow, (int64_t)wid * 32 + lane, (int64_t)nw * 32, K / 16, step);
 #pragma unroll
   for (int r = 0; r < R; r++) {
     const float v = warp_sum(acc[r]);
