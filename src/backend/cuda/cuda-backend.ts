@@ -16,6 +16,7 @@ import { CudaRuntime, type CudaEvent, type CudaGraph } from './runtime.js';
 import type { PinnedBuffer } from './pinned.js';
 import type { MemoryStats } from './allocator.js';
 import { matrixLayout } from '../matrix-layout.js';
+import { contiguousStrides, isContiguousLayout, numelOf } from '../../tensor/tensor.js';
 
 /** Device storage: one allocator block. Freed when dispose() is called or the storage is collected. */
 export class CudaStorage implements Storage {
@@ -34,29 +35,8 @@ const SUF: Partial<Record<DType, string>> = { f32: 'f32', bf16: 'bf16', f16: 'f1
 const VEC: Partial<Record<DType, number>> = { f32: 4, bf16: 8 };
 const WIDE = new Set<DType>(['f64', 'i32', 'i64']);
 
-function numelOf(shape: readonly number[]): number {
-  let n = 1;
-  for (const d of shape) n *= d;
-  return n;
-}
-function isContig(v: View): boolean {
-  let acc = 1;
-  for (let i = v.shape.length - 1; i >= 0; i--) {
-    const d = v.shape[i]!;
-    if (d !== 1 && v.strides[i] !== acc) return false;
-    acc *= d;
-  }
-  return true;
-}
-function contigStrides(shape: readonly number[]): number[] {
-  const s = new Array<number>(shape.length);
-  let acc = 1;
-  for (let i = shape.length - 1; i >= 0; i--) {
-    s[i] = acc;
-    acc *= shape[i]!;
-  }
-  return s;
-}
+const isContig = (v: View): boolean => isContiguousLayout(v.shape, v.strides);
+const contigStrides = contiguousStrides;
 /**
  * Register-cached row kernels: NV vectors per thread (1, 2, 4 or 8) and about `target` threads, so a row
  * of nv vectors is read once into registers. null when a row is too long for that (the re-reading
