@@ -14,6 +14,8 @@ import { encodeIter } from './iter.js';
 import type { Arg, Kernel, ParamKind } from './launch.js';
 import { CudaRuntime, type CudaEvent, type CudaGraph } from './runtime.js';
 import type { PinnedBuffer } from './pinned.js';
+import { archFor, compileCubin, type CompileOptions } from './nvrtc.js';
+import { createHash } from 'node:crypto';
 import type { MemoryStats } from './allocator.js';
 import { matrixLayout } from '../matrix-layout.js';
 import { contiguousStrides, isContiguousLayout, numelOf } from '../../tensor/tensor.js';
@@ -208,6 +210,23 @@ export class CudaBackend implements Backend {
 
   synchronize(): void {
     this.rt.checkErrors();
+  }
+
+  /**
+   * Compile `source` with NVRTC for this GPU (cached on disk, see nvrtc.ts) and bind its kernel `name` to
+   * the parameter kinds `sig` (checked against the cubin's own table). Launch it with kernel.launch(grid,
+   * threads, sharedBytes, args), passing device addresses from address(). Needs libnvrtc (the CUDA toolkit
+   * or the nvidia-cuda-nvrtc wheel); throws CudaUnavailableError naming where it looked otherwise.
+   */
+  compileKernel(source: string, name: string, sig: readonly ParamKind[], o: CompileOptions = {}): Kernel {
+    const { cubin } = compileCubin(source, archFor(this.rt.info.computeCapability), o);
+    const key = `rtc:${createHash('sha256').update(cubin).digest('hex').slice(0, 24)}`;
+    this.rt.modules.loadImage(key, cubin);
+    return this.rt.modules.get(key, name, sig);
+  }
+  /** Device address of a view's first element, for arguments of kernels from compileKernel. */
+  address(v: View): number {
+    return this.ptr(v);
   }
 
   // ---- launch helpers --------------------------------------------------------------------------------

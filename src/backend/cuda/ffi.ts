@@ -1,4 +1,4 @@
-// Every foreign declaration of the CUDA backend: the driver API (libcuda.so.1) and cuBLASLt, through
+// Every foreign declaration of the CUDA backend: the driver API (libcuda.so.1), cuBLASLt and NVRTC, through
 // koffi. Keeping them in one file means one place to audit against cuda.h / cublasLt.h: a wrong
 // prototype does not throw, it corrupts memory or segfaults.
 //
@@ -61,11 +61,16 @@ export function driverCandidates(env: NodeJS.ProcessEnv = process.env): { tried:
   return { tried, paths };
 }
 
-function cublasLtCandidates(env: NodeJS.ProcessEnv = process.env): { tried: string[]; paths: string[] } {
+/**
+ * Where a CUDA toolkit library (cuBLASLt, NVRTC) is looked for, in order: the environment override (only
+ * that path when set), ldconfig's cache, $CUDA_HOME / $CUDA_PATH / /usr/local/cuda, and the lib folders of
+ * NVIDIA's pip wheels (a PyTorch install ships them).
+ */
+export function toolkitCandidates(envVar: string, sonames: readonly string[], env: NodeJS.ProcessEnv = process.env): { tried: string[]; paths: string[] } {
   const tried: string[] = [];
   const paths: string[] = [];
-  if (env.DSV32_CUBLASLT_LIB) return { tried: [`$DSV32_CUBLASLT_LIB (${env.DSV32_CUBLASLT_LIB})`], paths: [env.DSV32_CUBLASLT_LIB] };
-  for (const so of ['libcublasLt.so.13', 'libcublasLt.so.12']) {
+  if (env[envVar]) return { tried: [`$${envVar} (${env[envVar]})`], paths: [env[envVar]!] };
+  for (const so of sonames) {
     const ld = ldconfigLookup(so);
     tried.push(`ldconfig ${so} (${ld.length ? ld.join(', ') : 'none'})`);
     paths.push(...ld);
@@ -73,19 +78,19 @@ function cublasLtCandidates(env: NodeJS.ProcessEnv = process.env): { tried: stri
   const homes = [env.CUDA_HOME, env.CUDA_PATH, '/usr/local/cuda'].filter((h): h is string => !!h);
   for (const h of homes) {
     for (const sub of ['lib64', 'targets/x86_64-linux/lib', 'lib']) {
-      for (const so of ['libcublasLt.so.13', 'libcublasLt.so.12']) {
+      for (const so of sonames) {
         const p = join(h, sub, so);
         tried.push(p);
         if (existsSync(p)) paths.push(p);
       }
     }
   }
-  // pip wheels: site-packages/nvidia/{cublas,cu13}/lib
+  // pip wheels: site-packages/nvidia/{cublas,cuda_nvrtc,cu13}/lib
   for (const sp of ['/opt/torch/.venv/lib/python3.12/site-packages', '/usr/local/lib/python3.12/dist-packages', '/usr/lib/python3/dist-packages']) {
     const nv = join(sp, 'nvidia');
     if (!existsSync(nv)) continue;
     for (const d of readdirSync(nv)) {
-      for (const so of ['libcublasLt.so.13', 'libcublasLt.so.12']) {
+      for (const so of sonames) {
         const p = join(nv, d, 'lib', so);
         if (existsSync(p)) paths.push(p);
       }
@@ -232,7 +237,7 @@ let lt: CublasLt | null = null;
 
 export function loadCublasLt(): CublasLt {
   if (lt) return lt;
-  const { tried, paths } = cublasLtCandidates();
+  const { tried, paths } = toolkitCandidates('DSV32_CUBLASLT_LIB', ['libcublasLt.so.13', 'libcublasLt.so.12']);
   const r = loadFirst(paths);
   if ('errors' in r) {
     throw new CudaUnavailableError(`cuBLASLt not found: tried ${tried.join(', ')}` + (r.errors.length ? `; load errors: ${r.errors.join('; ')}` : ''));
@@ -276,6 +281,37 @@ export function checkLt(rc: number, call: string): void {
     }
   }
   throw new CudaError(call, rc, name, text || 'no description from cuBLASLt');
+}
+
+// ---- NVRTC (optional: run-time compilation of shape-specialised kernels) --------------------------------
+export interface Nvrtc {
+  path: string;
+  nvrtcVersion: Fn; nvrtcGetErrorString: Fn; nvrtcCreateProgram: Fn; nvrtcDestroyProgram: Fn; nvrtcCompileProgram: Fn;
+  nvrtcGetProgramLogSize: Fn; nvrtcGetProgramLog: Fn; nvrtcGetCUBINSize: Fn; nvrtcGetCUBIN: Fn;
+}
+let nvrtc: Nvrtc | null = null;
+
+/** The bound NVRTC library; throws CudaUnavailableError naming every place tried when there is none. */
+export function loadNvrtc(): Nvrtc {
+  if (nvrtc) return nvrtc;
+  const { tried, paths } = toolkitCandidates('DSV32_NVRTC_LIB', ['libnvrtc.so.13', 'libnvrtc.so.12']);
+  const r = loadFirst(paths);
+  if ('errors' in r) throw new CudaUnavailableError(`NVRTC not found: tried ${tried.join(', ')}` + (r.errors.length ? `; load errors: ${r.errors.join('; ')}` : ''));
+  const l = r.lib;
+  const f = (proto: string): Fn => l.func(proto) as Fn;
+  nvrtc = {
+    path: r.path,
+    nvrtcVersion: f('int nvrtcVersion(_Out_ int *major, _Out_ int *minor)'),
+    nvrtcGetErrorString: f('const char *nvrtcGetErrorString(int result)'),
+    nvrtcCreateProgram: f('int nvrtcCreateProgram(_Out_ void **prog, const char *src, const char *name, int numHeaders, void *headers, void *includeNames)'),
+    nvrtcDestroyProgram: f('int nvrtcDestroyProgram(_Inout_ void **prog)'),
+    nvrtcCompileProgram: f('int nvrtcCompileProgram(void *prog, int numOptions, const char **options)'),
+    nvrtcGetProgramLogSize: f('int nvrtcGetProgramLogSize(void *prog, _Out_ size_t *size)'),
+    nvrtcGetProgramLog: f('int nvrtcGetProgramLog(void *prog, void *log)'),
+    nvrtcGetCUBINSize: f('int nvrtcGetCUBINSize(void *prog, _Out_ size_t *size)'),
+    nvrtcGetCUBIN: f('int nvrtcGetCUBIN(void *prog, void *cubin)'),
+  };
+  return nvrtc;
 }
 
 /** koffi's address of a host buffer (BigInt), for pointer tables. */

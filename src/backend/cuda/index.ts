@@ -28,4 +28,6 @@ export { CudaStorage, type SoftmaxOptions } from './cuda-backend.js';
 export { CudaError, CudaIndexError } from './errors.js';
 export type { CudaGraph, CudaEvent, DeviceInfo } from './runtime.js';
 export type { PinnedBuffer } from './pinned.js';
+export { NvrtcError, type CompileOptions } from './nvrtc.js';
+export type { Kernel, ParamKind } from './launch.js';
 export type { MemoryStats } from './allocator.js';

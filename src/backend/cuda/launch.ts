@@ -110,23 +110,30 @@ export class ModuleCache {
 
   constructor(private readonly cu: Driver, private readonly stream: () => Handle, private readonly dir = kernelDir()) {}
 
+  /** Load a cubin image under `key` (e.g. a run-time compiled module); get(key, …) then binds its kernels. */
+  loadImage(key: string, image: Uint8Array, source = key): Handle {
+    let m = this.modules.get(key);
+    if (m !== undefined) return m;
+    const out: Handle[] = [null];
+    check(this.cu.cuModuleLoadData(out, image), `cuModuleLoadData(${source})`);
+    m = out[0]!;
+    this.modules.set(key, m);
+    return m;
+  }
+
   module(file: string): Handle {
-    let m = this.modules.get(file);
+    const m = this.modules.get(file);
     if (m !== undefined) return m;
     const path = join(this.dir, `${file}.cubin`);
     if (!existsSync(path)) {
       throw new KernelNotFoundError(`CUDA kernels not built: ${path} is missing (run \`npm run kernels\`, or set DSV32_KERNEL_DIR to the folder holding the .cubin files)`);
     }
-    const out: Handle[] = [null];
-    check(this.cu.cuModuleLoadData(out, readFileSync(path)), `cuModuleLoadData(${path})`);
-    m = out[0]!;
-    this.modules.set(file, m);
-    return m;
+    return this.loadImage(file, readFileSync(path), path);
   }
 
   /** The kernel `name` of kernels/`file`.cu, bound to the parameter kinds `sig`. */
   get(file: string, name: string, sig: readonly ParamKind[]): Kernel {
-    const key = `${file}:${name}`;
+    const key = `${file}:${name}:${sig.join(',')}`; // another signature for the same kernel is bound (and checked) anew
     let k = this.kernels.get(key);
     if (k) return k;
     const mod = this.module(file);
