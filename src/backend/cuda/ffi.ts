@@ -100,16 +100,23 @@ export function toolkitCandidates(envVar: string, sonames: readonly string[], en
   return { tried, paths: [...new Set(paths)] };
 }
 
-function loadFirst(paths: string[]): { lib: ReturnType<typeof koffi.load>; path: string } | { errors: string[] } {
+/**
+ * Load the first candidate that koffi can open and return a binder for its functions; otherwise throw
+ * CudaUnavailableError naming `what`, every place tried and each load error.
+ */
+function openFirst(what: string, { tried, paths }: { tried: string[]; paths: string[] }): { path: string; f: (proto: string) => Fn } {
   const errors: string[] = [];
   for (const p of paths) {
+    let lib: ReturnType<typeof koffi.load>;
     try {
-      return { lib: koffi.load(p), path: p };
+      lib = koffi.load(p);
     } catch (e) {
       errors.push(`${p}: ${(e as Error).message}`);
+      continue;
     }
+    return { path: p, f: (proto) => lib.func(proto) as Fn };
   }
-  return { errors };
+  throw new CudaUnavailableError(`${what} not found: tried ${tried.join(', ')}` + (errors.length ? `; load errors: ${errors.join('; ')}` : ''));
 }
 
 // Opaque handle types, declared once per process (koffi type names are global).
@@ -145,18 +152,16 @@ let driverError: CudaUnavailableError | null = null;
 export function loadDriver(): Driver {
   if (driver) return driver;
   if (driverError) throw driverError;
-  const { tried, paths } = driverCandidates();
-  const r = loadFirst(paths);
-  if ('errors' in r) {
-    driverError = new CudaUnavailableError(
-      `CUDA driver not found: tried ${tried.join(', ')}` + (r.errors.length ? `; load errors: ${r.errors.join('; ')}` : ''),
-    );
-    throw driverError;
+  let lib: ReturnType<typeof openFirst>;
+  try {
+    lib = openFirst('CUDA driver', driverCandidates());
+  } catch (e) {
+    driverError = e as CudaUnavailableError;
+    throw e;
   }
-  const l = r.lib;
-  const f = (proto: string): Fn => l.func(proto) as Fn;
+  const f = lib.f;
   driver = {
-    path: r.path,
+    path: lib.path,
     cuInit: f('int cuInit(unsigned int flags)'),
     cuDriverGetVersion: f('int cuDriverGetVersion(_Out_ int *v)'),
     cuDeviceGetCount: f('int cuDeviceGetCount(_Out_ int *n)'),
@@ -237,15 +242,9 @@ let lt: CublasLt | null = null;
 
 export function loadCublasLt(): CublasLt {
   if (lt) return lt;
-  const { tried, paths } = toolkitCandidates('DSV32_CUBLASLT_LIB', ['libcublasLt.so.13', 'libcublasLt.so.12']);
-  const r = loadFirst(paths);
-  if ('errors' in r) {
-    throw new CudaUnavailableError(`cuBLASLt not found: tried ${tried.join(', ')}` + (r.errors.length ? `; load errors: ${r.errors.join('; ')}` : ''));
-  }
-  const l = r.lib;
-  const f = (proto: string): Fn => l.func(proto) as Fn;
+  const { path, f } = openFirst('cuBLASLt', toolkitCandidates('DSV32_CUBLASLT_LIB', ['libcublasLt.so.13', 'libcublasLt.so.12']));
   lt = {
-    path: r.path,
+    path,
     cublasLtCreate: f('int cublasLtCreate(_Out_ void **h)'),
     cublasLtDestroy: f('int cublasLtDestroy(void *h)'),
     cublasLtGetVersion: f('size_t cublasLtGetVersion()'),
@@ -294,13 +293,9 @@ let nvrtc: Nvrtc | null = null;
 /** The bound NVRTC library; throws CudaUnavailableError naming every place tried when there is none. */
 export function loadNvrtc(): Nvrtc {
   if (nvrtc) return nvrtc;
-  const { tried, paths } = toolkitCandidates('DSV32_NVRTC_LIB', ['libnvrtc.so.13', 'libnvrtc.so.12']);
-  const r = loadFirst(paths);
-  if ('errors' in r) throw new CudaUnavailableError(`NVRTC not found: tried ${tried.join(', ')}` + (r.errors.length ? `; load errors: ${r.errors.join('; ')}` : ''));
-  const l = r.lib;
-  const f = (proto: string): Fn => l.func(proto) as Fn;
+  const { path, f } = openFirst('NVRTC', toolkitCandidates('DSV32_NVRTC_LIB', ['libnvrtc.so.13', 'libnvrtc.so.12']));
   nvrtc = {
-    path: r.path,
+    path,
     nvrtcVersion: f('int nvrtcVersion(_Out_ int *major, _Out_ int *minor)'),
     nvrtcGetErrorString: f('const char *nvrtcGetErrorString(int result)'),
     nvrtcCreateProgram: f('int nvrtcCreateProgram(_Out_ void **prog, const char *src, const char *name, int numHeaders, void *headers, void *includeNames)'),
