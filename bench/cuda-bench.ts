@@ -295,25 +295,34 @@ lines.push(`launch direct ${directUs.toFixed(2)} µs/launch (host wall, incl. ba
     } catch (e) {
       fp8.block_speed_error = (e as Error).message;
     }
-    // decode, block-scaled: M = 1 (our GEMV kernel), 3 (cuBLASLt padded to 4 rows) and 4 (cuBLASLt), each
-    // rotating through 8 weight copies (117 MB, past the 50 MB L2); GB/s of the fp8 weight stream
+    // decode, block-scaled, M = 1…8: our FP8 GEMV (M not a multiple of 4) against cuBLASLt (direct at M = 4, 8;
+    // on rows padded to a multiple of 4 otherwise), each rotating through 8 weight copies (117 MB, past L2)
     const W8s = Array.from({ length: 8 }, (_, i) => {
       const t = T.empty([Nb, Kb], { dtype: 'f8e4m3', device: 'cuda' });
       b.unary('muls', t, rand([Nb, Kb], 'f32', 40 + i), 40);
       return t;
     });
-    for (const Md of [1, 3, 4]) {
+    const decode: Record<string, unknown> = {};
+    const keep = b.tune.fp8GemvMaxM;
+    for (let Md = 1; Md <= 8; Md++) {
       const xd = T.empty([Md, Kb], { dtype: 'f8e4m3', device: 'cuda' });
       b.unary('muls', xd, rand([Md, Kb], 'f32', 11), 40);
       const sxd = T.empty([(Md * Kb) / 128], { device: 'cuda' });
       b.fill(sxd, 1);
       const Od = T.empty([Md, Nb], { dtype: 'bf16', device: 'cuda' });
-      let turn = 0;
-      if (b.fp8Linear(Od, xd, W8, sxd, swb, 'block')) {
-        const ms = med(() => b.fp8Linear(Od, xd, W8s[turn++ % 8]!, sxd, swb, 'block'), 60, 5);
-        fp8[`block_${Md}x7168x2048`] = { ms, weight_GBps: (Nb * Kb) / (ms * 1e-3) / 1e9 };
-      } else fp8[`block_${Md}x7168x2048`] = 'no algorithm';
+      const row: Record<string, number | string> = {};
+      for (const [label, max] of (Md % 4 ? [['gemv', 8], ['cublaslt', 0]] : [['cublaslt', 0]]) as [string, number][]) {
+        b.tune.fp8GemvMaxM = max;
+        let turn = 0;
+        if (b.fp8Linear(Od, xd, W8, sxd, swb, 'block')) row[`${label}_us`] = med(() => b.fp8Linear(Od, xd, W8s[turn++ % 8]!, sxd, swb, 'block'), 60, 5) * 1000;
+        else row[`${label}_us`] = 'no algorithm';
+      }
+      b.tune.fp8GemvMaxM = keep;
+      decode[`${Md}x7168x2048`] = row;
+      const us = (v: number | string | undefined): string => (typeof v === 'number' ? `${v.toFixed(1)} µs` : String(v ?? '—'));
+      lines.push(`fp8 block decode M=${Md}: GEMV ${us(row.gemv_us)}, cuBLASLt ${us(row.cublaslt_us)}`);
     }
+    fp8.block_decode = decode;
   }
   result.fp8 = fp8;
   lines.push(`fp8 ${JSON.stringify(fp8)}`);

@@ -382,7 +382,7 @@ describe('cuda kernels vs cpu', onGpu, () => {
   });
 
   // decode-sized batches: cuBLASLt has no block-scaled algorithm when M is not a multiple of 4 (1, 3, 5),
-  // which fp8Linear then pads to one; 4, 8 and 20 run directly
+  // which fp8Linear then pads to one; 4, 8 and 20 run directly; M ≤ 8 also through the FP8 GEMV
   let blockFp8 = false; // set by the M = 128 case, which runs first
   for (const M of [128, 1, 3, 4, 5, 8, 20]) test(`fp8Linear block scaling with non-uniform scales matches a float64 reference at M=${M} (x scales [K/128, M], w scales [N/128, K/128])`, (t) => {
     const N = 256, K = 384, KB = K / 128, NB = N / 128;
@@ -419,14 +419,25 @@ describe('cuda kernels vs cpu', onGpu, () => {
       }
     }
     const sxT = T.contiguous(T.transpose(sx)); // [K/128, M]: cuBLASLt's VEC128 order
-    const out = poisoned([M, N], 'bf16', 'cuda'); // bf16 output: the combination measured on the H200
-    const ok = cuda().fp8Linear(out, to(xq, 'cuda'), to(wq, 'cuda'), to(sxT, 'cuda'), to(T.fromArray(sw, [NB, KB]), 'cuda'), 'block');
-    if (M === 128) blockFp8 = ok;
-    if (!ok) {
-      assert.equal(blockFp8, false, `fp8Linear found no block-scaled algorithm at M=${M} although it does at M=128`);
-      return t.skip('cuBLASLt offers no block-scaled FP8 algorithm on this GPU');
+    // M ≤ 8 and not a multiple of 4 run twice: through our FP8 GEMV, and through cuBLASLt on padded rows
+    const keep = cuda().tune.fp8GemvMaxM;
+    const gemv = M <= 8 && M % 4 !== 0;
+    try {
+      for (const gemvMax of gemv ? [8, 0] : [keep]) {
+        cuda().tune.fp8GemvMaxM = gemvMax;
+        const path = gemv && gemvMax ? 'GEMV' : 'cuBLASLt';
+        const out = poisoned([M, N], 'bf16', 'cuda'); // bf16 output: the combination measured on the H200
+        const ok = cuda().fp8Linear(out, to(xq, 'cuda'), to(wq, 'cuda'), to(sxT, 'cuda'), to(T.fromArray(sw, [NB, KB]), 'cuda'), 'block');
+        if (M === 128) blockFp8 = ok;
+        if (!ok) {
+          assert.equal(blockFp8, false, `fp8Linear found no block-scaled algorithm at M=${M} (${path}) although it does at M=128`);
+          return t.skip('cuBLASLt offers no block-scaled FP8 algorithm on this GPU');
+        }
+        assertRel(T.cast(out, 'f32'), T.fromArray(Float32Array.from(ref), [M, N]), 5e-3, `fp8 block-scaled GEMM vs float64, M=${M} (${path})`); // measured 1.7e-3 with bf16 output
+      }
+    } finally {
+      cuda().tune.fp8GemvMaxM = keep;
     }
-    assertRel(T.cast(out, 'f32'), T.fromArray(Float32Array.from(ref), [M, N]), 5e-3, `fp8 block-scaled GEMM vs float64, M=${M}`); // measured 1.7e-3 with bf16 output
     if (M === 1) return; // [1, K/128] and [K/128, 1] are the same bytes
     // the activation scales in actQuant's own [M, K/128] order are a different (wrong) operand: rejected
     // only by value, so check that they do not happen to agree (this is what pins the layout down)
