@@ -2,6 +2,7 @@
 import { availableParallelism } from 'node:os';
 import { Command } from 'commander';
 import { intArg } from './args.js';
+import { progress } from './progress.js';
 import { registerBuiltinFamilies } from '../envs/families/index.js';
 import { getFamily, listFamilies } from '../envs/families/registry.js';
 import { listTools, loadEnvironment } from '../envs/load.js';
@@ -32,11 +33,17 @@ export function register(program: Command): void {
     .action(async (dir: string, o: { jobs: number; task?: string[]; json?: boolean }) => {
       const e = loadEnvironment(dir);
       const t0 = performance.now();
+      const bar = progress('validate', o.task ? o.task.length : e.tasks.length);
+      let failed = 0;
       const report = await validateEnvironment(e, {
         jobs: o.jobs,
         ...(o.task ? { taskIds: o.task } : {}),
-        onTask: o.json ? undefined : (t) => process.stdout.write(taskLine(t) + '\n'),
-      });
+        onTask: (t) => {
+          if (!t.ok) failed++;
+          if (!o.json) bar.line(taskLine(t));
+          bar.tick(failed ? `· ${failed} failed` : '');
+        },
+      }).finally(() => bar.stop());
       if (o.json) {
         process.stdout.write(JSON.stringify(report, null, 2) + '\n');
       } else {

@@ -4,6 +4,7 @@ import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { intArg } from './args.js';
+import { progress, type Progress } from './progress.js';
 import { formatReportTable, runEval } from '../envs/eval/run.js';
 import { makeRunner } from '../envs/queue/runner.js';
 
@@ -28,6 +29,7 @@ export function register(program: Command): void {
     .option('--out <file>', 'also write the JSON report here')
     .action(async (o: { envs: string; baseUrl: string; model: string; k: number; attempts?: number; maxSteps: number; tasksPerEnv?: number; temperature?: number; db: string; run?: string; jobs: number; queue?: string; json?: boolean; out?: string }) => {
       const runner = makeRunner({ ...(o.queue ? { queue: o.queue } : {}), jobs: o.jobs });
+      let bar: Progress | undefined;
       try {
         const report = await runEval({
           envsDir: o.envs,
@@ -39,8 +41,12 @@ export function register(program: Command): void {
           maxSteps: o.maxSteps,
           ...(o.tasksPerEnv ? { tasksPerEnv: o.tasksPerEnv } : {}),
           runner,
-          onOutcome: (oc, done, total) => process.stderr.write(`[eval] ${done}/${total} ${oc.ok ? 'ok' : `FAILED ${oc.error}`} ${oc.id}\n`),
-        });
+          onOutcome: (oc, done, total) => {
+            bar ??= progress('eval', total);
+            bar.line(`[eval] ${done}/${total} ${oc.ok ? 'ok' : `FAILED ${oc.error}`} ${oc.id}`, 'stderr');
+            bar.update(done);
+          },
+        }).finally(() => bar?.stop());
         if (o.out) writeFileSync(o.out, JSON.stringify(report, null, 2) + '\n');
         process.stdout.write(o.json ? JSON.stringify(report, null, 2) + '\n' : formatReportTable(report));
         if (report.failedJobs.length) {

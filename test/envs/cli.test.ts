@@ -59,3 +59,20 @@ test('env validate, info and the broken-environment message', () => {
     rmSync(broken, { recursive: true, force: true });
   }
 });
+
+test('env validate on a terminal shows a progress bar and still prints every task line and the summary', (t) => {
+  // util-linux `script` gives the command a pseudo-terminal, as an interactive shell would
+  const probe = spawnSync('script', ['--version'], { encoding: 'utf8' });
+  if (probe.error || probe.status !== 0) return t.skip('util-linux `script` is not available to provide a terminal');
+  const good = writeEnv(counterFiles());
+  try {
+    const cmd = [process.execPath, cli, 'env', 'validate', good, '--jobs', '1'].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ');
+    const r = spawnSync('script', ['-qec', cmd, '/dev/null'], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /validate \[[^\]]*\] \d\/3/, 'the bar is drawn with its counts');
+    assert.equal((r.stdout.match(/ok {3}\S+: reference score 1/g) ?? []).length, 3, 'every task line still appears (above the bar)');
+    assert.match(r.stdout, /counter-test: 3\/3 tasks valid/);
+  } finally {
+    rmSync(good, { recursive: true, force: true });
+  }
+});
