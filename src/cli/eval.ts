@@ -7,6 +7,7 @@ import { intArg } from './args.js';
 import { progress, type Progress } from './progress.js';
 import { formatReportTable, runEval } from '../envs/eval/run.js';
 import { makeRunner } from '../envs/queue/runner.js';
+import { DEFAULT_QUEUE_NAME } from '../envs/queue/bull.js';
 
 
 export function register(program: Command): void {
@@ -25,10 +26,11 @@ export function register(program: Command): void {
     .option('--run <id>', 'run id (default: derived from endpoint, model and envs)')
     .option('--jobs <n>', 'attempts run at once (local pool)', intArg('--jobs', 1), 4)
     .option('--queue <url>', 'send attempts to a BullMQ queue on Redis (served by `dsv32 worker`)')
+    .option('--queue-name <name>', 'BullMQ queue name (the workers\' --queue-name)', DEFAULT_QUEUE_NAME)
     .option('--json', 'print the report as JSON instead of a table')
     .option('--out <file>', 'also write the JSON report here')
-    .action(async (o: { envs: string; baseUrl: string; model: string; k: number; attempts?: number; maxSteps: number; tasksPerEnv?: number; temperature?: number; db: string; run?: string; jobs: number; queue?: string; json?: boolean; out?: string }) => {
-      const runner = makeRunner({ ...(o.queue ? { queue: o.queue } : {}), jobs: o.jobs });
+    .action(async (o: { envs: string; baseUrl: string; model: string; k: number; attempts?: number; maxSteps: number; tasksPerEnv?: number; temperature?: number; db: string; run?: string; jobs: number; queue?: string; queueName: string; json?: boolean; out?: string }) => {
+      const runner = makeRunner({ ...(o.queue ? { queue: o.queue, queueName: o.queueName } : {}), jobs: o.jobs });
       let bar: Progress | undefined;
       try {
         const report = await runEval({

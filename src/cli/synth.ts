@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { intArg } from './args.js';
 import { makeRunner } from '../envs/queue/runner.js';
+import { DEFAULT_QUEUE_NAME } from '../envs/queue/bull.js';
 import { exportPrompts } from '../envs/synth/export.js';
 import { runSynth } from '../envs/synth/pipeline.js';
 import { SynthError } from '../envs/synth/errors.js';
@@ -35,6 +36,7 @@ interface SynthCli {
   priceOut: number;
   jobs: number;
   queue?: string;
+  queueName: string;
   temperature?: number;
 }
 
@@ -59,12 +61,13 @@ export function register(program: Command): void {
     .option('--temperature <t>', 'sampling temperature of both models', (v) => Number(v))
     .option('--jobs <n>', 'environments built at once (local pool)', intArg('--jobs', 1), 1)
     .option('--queue <url>', 'send environment jobs to a BullMQ queue on Redis (served by `dsv32 worker`)')
+    .option('--queue-name <name>', 'BullMQ queue name (the workers\' --queue-name)', DEFAULT_QUEUE_NAME)
     .action(async (o: SynthCli) => {
       // Checked here rather than with requiredOption, which commander would also enforce on `synth export`.
       const missing = (['category', 'baseUrl', 'model', 'out'] as const).filter((k) => !o[k]).map((k) => `--${k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())}`);
       if (missing.length) throw new SynthError(`synth: missing required option${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`);
       const temp = o.temperature !== undefined ? { temperature: o.temperature } : {};
-      const runner = makeRunner({ ...(o.queue ? { queue: o.queue } : {}), jobs: o.jobs, log: (e) => e.line && process.stderr.write(`${String(e.line)}\n`) });
+      const runner = makeRunner({ ...(o.queue ? { queue: o.queue, queueName: o.queueName } : {}), jobs: o.jobs, log: (e) => e.line && process.stderr.write(`${String(e.line)}\n`) });
       try {
         const r = await runSynth(
           {

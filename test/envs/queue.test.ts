@@ -4,9 +4,8 @@
 // job to the other worker, and the results table must hold every job exactly once.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,34 +17,9 @@ import { EvalStore } from '../../src/envs/eval/store.js';
 import { startFakeModelServer } from '../agent/fake-model-server.js';
 import { counterFiles, writeEnv } from './counter-env.js';
 import { counterPolicy } from './eval-llm-double.js';
+import { startRedis, waitForLine } from './redis-helpers.js';
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function waitForLine(c: ChildProcess, stream: 'stdout' | 'stderr', re: RegExp, what: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let buf = '';
-    const timer = setTimeout(() => reject(new Error(`${what}: no line matching ${re} within 15 s:\n${buf}`)), 15_000);
-    c[stream]!.on('data', (d) => {
-      buf += d;
-      if (re.test(buf)) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    c.once('exit', (code) => reject(new Error(`${what} exited (${code}):\n${buf}`)));
-  });
-}
 
 test('redis URL parsing names the argument on bad input', () => {
   assert.deepEqual(parseRedisUrl('redis://127.0.0.1:6390/2'), { host: '127.0.0.1', port: 6390, db: 2, maxRetriesPerRequest: null });
@@ -54,16 +28,9 @@ test('redis URL parsing names the argument on bad input', () => {
 });
 
 test('BullMQ: a worker SIGKILLed mid-job loses and duplicates nothing', { timeout: 120_000 }, async (t) => {
-  const port = await freePort();
-  const redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const procs: ChildProcess[] = [redis];
+  const { url, procs } = await startRedis(t);
   const root = mkdtempSync(join(tmpdir(), 'dsv32-queue-'));
-  t.after(() => {
-    for (const p of procs) if (p.exitCode === null && !p.signalCode) p.kill('SIGKILL');
-    rmSync(root, { recursive: true, force: true });
-  });
-  await waitForLine(redis, 'stdout', /Ready to accept connections/, 'redis-server');
-  const url = `redis://127.0.0.1:${port}`;
+  t.after(() => rmSync(root, { recursive: true, force: true }));
 
   // Every model call of the add-js task made before the kill hangs until the kill, so whichever add-js
   // attempt the victim worker runs is mid-job when it dies (both attempts may be in flight, on either
