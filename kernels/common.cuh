@@ -153,6 +153,28 @@ struct alignas(sizeof(T) * VEC) Vec {
   T v[VEC];
 };
 
+// ---- loop shapes shared by the kernels ------------------------------------------------------------
+// Grid-stride over n elements as 16-byte vectors of VEC: vf(i) for vector i < n / VEC, then tf(i) for each
+// element i of the n mod VEC tail.
+template <int VEC, class VecFn, class TailFn>
+__device__ __forceinline__ void grid_vectors(int64_t n, VecFn vf, TailFn tf) {
+  const int64_t nv = n / VEC;
+  const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+  const int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  for (int64_t i = t; i < nv; i += stride) vf(i);
+  for (int64_t i = nv * VEC + t; i < n; i += stride) tf(i);
+}
+// The register-cached row kernels: thread t holds vectors j = t + c·blockDim (c < NV) of a row of nv
+// vectors; f(c, j) for each that exists.
+template <int NV, class F>
+__device__ __forceinline__ void row_vectors(int64_t nv, F f) {
+#pragma unroll
+  for (int c = 0; c < NV; c++) {
+    const int64_t j = threadIdx.x + (int64_t)c * blockDim.x;
+    if (j < nv) f(c, j);
+  }
+}
+
 // ---- packing f32 results into a 16-byte vector ---------------------------------------------------
 // bf16 pairs go through the hardware cvt.rn.bf16x2.f32 (one instruction for two values instead of the
 // ~6-instruction software rounding). It rounds to nearest even exactly like f32_to_bf16_bits, but turns

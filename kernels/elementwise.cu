@@ -149,18 +149,18 @@ extern "C" __global__ void where_strided_d(Iter it, int64_t n, void* out, int ou
 template <class T, int OP>
 __device__ __forceinline__ void unary_vec_body(int64_t n, float alpha, T* __restrict__ out, const T* __restrict__ x) {
   constexpr int VEC = 16 / sizeof(T);
-  const int64_t nv = n / VEC;
-  const int64_t stride = (int64_t)gridDim.x * blockDim.x;
   const Vec<T, VEC>* xv = reinterpret_cast<const Vec<T, VEC>*>(x);
   Vec<T, VEC>* ov = reinterpret_cast<Vec<T, VEC>*>(out);
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < nv; i += stride) {
-    Vec<T, VEC> a = xv[i], r;
+  grid_vectors<VEC>(
+      n,
+      [&](int64_t i) {
+        const Vec<T, VEC> a = xv[i];
+        Vec<T, VEC> r;
 #pragma unroll
-    for (int k = 0; k < VEC; k++) r.v[k] = from_f<T>(unary_apply<float>(OP, to_f<T>(a.v[k]), alpha));
-    ov[i] = r;
-  }
-  for (int64_t i = nv * VEC + blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += stride)
-    out[i] = from_f<T>(unary_apply<float>(OP, to_f<T>(x[i]), alpha));
+        for (int k = 0; k < VEC; k++) r.v[k] = from_f<T>(unary_apply<float>(OP, to_f<T>(a.v[k]), alpha));
+        ov[i] = r;
+      },
+      [&](int64_t i) { out[i] = from_f<T>(unary_apply<float>(OP, to_f<T>(x[i]), alpha)); });
 }
 
 template <class T>
@@ -182,30 +182,32 @@ extern "C" __global__ void unary_vec_bf16(int64_t n, int op, float alpha, __nv_b
 template <class T, int OP>
 __device__ __forceinline__ void binary_vec_body(int64_t n, int b_scalar, T* __restrict__ out, const T* __restrict__ a, const T* __restrict__ b) {
   constexpr int VEC = 16 / sizeof(T);
-  const int64_t nv = n / VEC;
-  const int64_t stride = (int64_t)gridDim.x * blockDim.x;
   const Vec<T, VEC>* av = reinterpret_cast<const Vec<T, VEC>*>(a);
   const Vec<T, VEC>* bv = reinterpret_cast<const Vec<T, VEC>*>(b);
   Vec<T, VEC>* ov = reinterpret_cast<Vec<T, VEC>*>(out);
   if (b_scalar) {
     const float s = to_f<T>(b[0]);
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < nv; i += stride) {
-      Vec<T, VEC> x = av[i], r;
+    grid_vectors<VEC>(
+        n,
+        [&](int64_t i) {
+          const Vec<T, VEC> x = av[i];
+          Vec<T, VEC> r;
 #pragma unroll
-      for (int k = 0; k < VEC; k++) r.v[k] = from_f<T>(binary_apply<float>(OP, to_f<T>(x.v[k]), s));
-      ov[i] = r;
-    }
-    for (int64_t i = nv * VEC + blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += stride)
-      out[i] = from_f<T>(binary_apply<float>(OP, to_f<T>(a[i]), s));
+          for (int k = 0; k < VEC; k++) r.v[k] = from_f<T>(binary_apply<float>(OP, to_f<T>(x.v[k]), s));
+          ov[i] = r;
+        },
+        [&](int64_t i) { out[i] = from_f<T>(binary_apply<float>(OP, to_f<T>(a[i]), s)); });
   } else {
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < nv; i += stride) {
-      Vec<T, VEC> x = av[i], y = bv[i], r;
+    grid_vectors<VEC>(
+        n,
+        [&](int64_t i) {
+          const Vec<T, VEC> x = av[i], y = bv[i];
+          Vec<T, VEC> r;
 #pragma unroll
-      for (int k = 0; k < VEC; k++) r.v[k] = from_f<T>(binary_apply<float>(OP, to_f<T>(x.v[k]), to_f<T>(y.v[k])));
-      ov[i] = r;
-    }
-    for (int64_t i = nv * VEC + blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += stride)
-      out[i] = from_f<T>(binary_apply<float>(OP, to_f<T>(a[i]), to_f<T>(b[i])));
+          for (int k = 0; k < VEC; k++) r.v[k] = from_f<T>(binary_apply<float>(OP, to_f<T>(x.v[k]), to_f<T>(y.v[k])));
+          ov[i] = r;
+        },
+        [&](int64_t i) { out[i] = from_f<T>(binary_apply<float>(OP, to_f<T>(a[i]), to_f<T>(b[i]))); });
   }
 }
 // Only the ops whose result has the operands' dtype (comparisons write bool and take the generic path).

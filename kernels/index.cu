@@ -16,29 +16,29 @@ __device__ __forceinline__ int64_t ld_index(const void* p, int64_t i, int dt) {
   }
 }
 
-template <class W>
-__device__ void gather(int64_t n, int64_t J, int64_t inner, int64_t X, int64_t x_inner, W* out, const W* x, const void* idx, int idx_dt, int* err) {
+// Runs act(p, a, j, k) for every position p = (a·J + j)·inner + c of an [outer, J, inner] index space, with
+// k read from idx at p (BY_POS: one index per position, gather/scatter_add) or at j (one per slice,
+// index_select/index_add). An index outside [0, X) is reported through err and its position skipped.
+template <bool BY_POS, class Act>
+__device__ __forceinline__ void for_each_index(int64_t n, int64_t J, int64_t inner, int64_t X, const void* idx, int idx_dt, int* err, Act act) {
   for (int64_t p = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; p < n; p += (int64_t)gridDim.x * blockDim.x) {
-    const int64_t a = p / (J * inner), c = p % inner;
-    const int64_t k = ld_index(idx, p, idx_dt);
+    const int64_t a = p / (J * inner), j = (p / inner) % J;
+    const int64_t k = ld_index(idx, BY_POS ? p : j, idx_dt);
     if (k < 0 || k >= X) {
       raise_index(err, k, X);
       continue;
     }
-    out[p] = x[(a * X + k) * x_inner + c];
+    act(p, a, j, k);
   }
+}
+
+template <class W>
+__device__ void gather(int64_t n, int64_t J, int64_t inner, int64_t X, int64_t x_inner, W* out, const W* x, const void* idx, int idx_dt, int* err) {
+  for_each_index<true>(n, J, inner, X, idx, idx_dt, err, [&](int64_t p, int64_t a, int64_t, int64_t k) { out[p] = x[(a * X + k) * x_inner + p % inner]; });
 }
 template <class W>
 __device__ void index_select(int64_t n, int64_t J, int64_t inner, int64_t X, W* out, const W* x, const void* idx, int idx_dt, int* err) {
-  for (int64_t p = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; p < n; p += (int64_t)gridDim.x * blockDim.x) {
-    const int64_t a = p / (J * inner), j = (p / inner) % J, c = p % inner;
-    const int64_t k = ld_index(idx, j, idx_dt);
-    if (k < 0 || k >= X) {
-      raise_index(err, k, X);
-      continue;
-    }
-    out[p] = x[(a * X + k) * inner + c];
-  }
+  for_each_index<false>(n, J, inner, X, idx, idx_dt, err, [&](int64_t p, int64_t a, int64_t, int64_t k) { out[p] = x[(a * X + k) * inner + p % inner]; });
 }
 #define MOVE(W, S)                                                                                                     \
   extern "C" __global__ void gather_##S(int64_t n, int64_t J, int64_t inner, int64_t X, int64_t x_inner, W* out, const W* x, \
@@ -65,28 +65,15 @@ __device__ __forceinline__ void atomic_add_t(int64_t* p, int64_t v) { atomicAdd(
 template <class T>
 __device__ void scatter_add(int64_t n, int64_t J, int64_t inner, int64_t X, int64_t o_inner, int64_t S, int64_t s_inner, T* out,
                             const void* idx, int idx_dt, const T* src, int* err) {
-  for (int64_t p = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; p < n; p += (int64_t)gridDim.x * blockDim.x) {
-    const int64_t a = p / (J * inner), j = (p / inner) % J, c = p % inner;
-    const int64_t k = ld_index(idx, p, idx_dt);
-    if (k < 0 || k >= X) {
-      raise_index(err, k, X);
-      continue;
-    }
+  for_each_index<true>(n, J, inner, X, idx, idx_dt, err, [&](int64_t p, int64_t a, int64_t j, int64_t k) {
+    const int64_t c = p % inner;
     atomic_add_t(out + (a * X + k) * o_inner + c, src[(a * S + j) * s_inner + c]);
-  }
+  });
 }
 // index_add: p runs over src ([outer, J, inner]).
 template <class T>
 __device__ void index_add(int64_t n, int64_t J, int64_t inner, int64_t X, T* out, const void* idx, int idx_dt, const T* src, int* err) {
-  for (int64_t p = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; p < n; p += (int64_t)gridDim.x * blockDim.x) {
-    const int64_t a = p / (J * inner), j = (p / inner) % J, c = p % inner;
-    const int64_t k = ld_index(idx, j, idx_dt);
-    if (k < 0 || k >= X) {
-      raise_index(err, k, X);
-      continue;
-    }
-    atomic_add_t(out + (a * X + k) * inner + c, src[p]);
-  }
+  for_each_index<false>(n, J, inner, X, idx, idx_dt, err, [&](int64_t p, int64_t a, int64_t, int64_t k) { atomic_add_t(out + (a * X + k) * inner + p % inner, src[p]); });
 }
 #define ADDS(T, S)                                                                                                     \
   extern "C" __global__ void scatter_add_##S(int64_t n, int64_t J, int64_t inner, int64_t X, int64_t o_inner, int64_t Sd, \

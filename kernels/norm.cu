@@ -124,14 +124,10 @@ __device__ void rmsnorm_cached(int64_t rows, int64_t D, double eps, T* out, T* h
   auto load = [&](int64_t row, Vec<T, VEC>* dx, Vec<T, VEC>* dr) {
     const Vec<T, VEC>* xr = reinterpret_cast<const Vec<T, VEC>*>(x + row * D);
     const Vec<T, VEC>* rr = reinterpret_cast<const Vec<T, VEC>*>(r + row * D);
-#pragma unroll
-    for (int c = 0; c < NV; c++) {
-      const int64_t j = threadIdx.x + (int64_t)c * blockDim.x;
-      if (j < nv) {
-        dx[c] = xr[j];
-        if (RES) dr[c] = rr[j];
-      }
-    }
+    row_vectors<NV>(nv, [&](int c, int64_t j) {
+      dx[c] = xr[j];
+      if (RES) dr[c] = rr[j];
+    });
   };
   int64_t row = blockIdx.x;
   if (row < rows) load(row, cur, rc);
@@ -139,42 +135,30 @@ __device__ void rmsnorm_cached(int64_t rows, int64_t D, double eps, T* out, T* h
     if (row + gridDim.x < rows) load(row + gridDim.x, nxt, rn);
     if (RES) {
       Vec<T, VEC>* hr = reinterpret_cast<Vec<T, VEC>*>(hout + row * D);
+      row_vectors<NV>(nv, [&](int c, int64_t j) {
 #pragma unroll
-      for (int c = 0; c < NV; c++) {
-        const int64_t j = threadIdx.x + (int64_t)c * blockDim.x;
-        if (j < nv) {
-#pragma unroll
-          for (int k = 0; k < VEC; k++) cur[c].v[k] = from_acc<T>(to_acc<T>(cur[c].v[k]) + to_acc<T>(rc[c].v[k]));
-          hr[j] = cur[c];
-        }
-      }
+        for (int k = 0; k < VEC; k++) cur[c].v[k] = from_acc<T>(to_acc<T>(cur[c].v[k]) + to_acc<T>(rc[c].v[k]));
+        hr[j] = cur[c];
+      });
     }
     A ss = 0;
+    row_vectors<NV>(nv, [&](int c, int64_t j) {
 #pragma unroll
-    for (int c = 0; c < NV; c++) {
-      const int64_t j = threadIdx.x + (int64_t)c * blockDim.x;
-      if (j < nv) {
-#pragma unroll
-        for (int k = 0; k < VEC; k++) {
-          const A a = to_acc<T>(cur[c].v[k]);
-          ss += a * a;
-        }
+      for (int k = 0; k < VEC; k++) {
+        const A a = to_acc<T>(cur[c].v[k]);
+        ss += a * a;
       }
-    }
+    });
     ss = block_sum(ss, red);
     const A inv = (A)1 / sqrt(ss / (A)D + (A)eps);
     Vec<T, VEC>* orow = reinterpret_cast<Vec<T, VEC>*>(out + row * D);
+    row_vectors<NV>(nv, [&](int c, int64_t j) {
+      const Vec<W, VEC> wv = reinterpret_cast<const Vec<W, VEC>*>(w)[j];  // one or two 16-byte loads, not VEC scalar ones
+      float f[VEC];
 #pragma unroll
-    for (int c = 0; c < NV; c++) {
-      const int64_t j = threadIdx.x + (int64_t)c * blockDim.x;
-      if (j < nv) {
-        const Vec<W, VEC> wv = reinterpret_cast<const Vec<W, VEC>*>(w)[j];  // one or two 16-byte loads, not VEC scalar ones
-        float f[VEC];
-#pragma unroll
-        for (int k = 0; k < VEC; k++) f[k] = (to_acc<T>(cur[c].v[k]) * inv) * (A)to_acc<W>(wv.v[k]);
-        orow[j] = pack_vec<T, VEC>(f);
-      }
-    }
+      for (int k = 0; k < VEC; k++) f[k] = (to_acc<T>(cur[c].v[k]) * inv) * (A)to_acc<W>(wv.v[k]);
+      orow[j] = pack_vec<T, VEC>(f);
+    });
 #pragma unroll
     for (int c = 0; c < NV; c++) {
       cur[c] = nxt[c];
@@ -208,48 +192,32 @@ __device__ void layernorm_cached(int64_t rows, int64_t D, double eps, T* out, co
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
     const Vec<T, VEC>* xr = reinterpret_cast<const Vec<T, VEC>*>(x + row * D);
     Vec<T, VEC> cache[NV];
-#pragma unroll
-    for (int c = 0; c < NV; c++) {
-      const int64_t j = threadIdx.x + (int64_t)c * blockDim.x;
-      if (j < nv) cache[c] = xr[j];
-    }
+    row_vectors<NV>(nv, [&](int c, int64_t j) { cache[c] = xr[j]; });
     A s = 0;
+    row_vectors<NV>(nv, [&](int c, int64_t j) {
 #pragma unroll
-    for (int c = 0; c < NV; c++) {
-      const int64_t j = threadIdx.x + (int64_t)c * blockDim.x;
-      if (j < nv) {
-#pragma unroll
-        for (int k = 0; k < VEC; k++) s += to_acc<T>(cache[c].v[k]);
-      }
-    }
+      for (int k = 0; k < VEC; k++) s += to_acc<T>(cache[c].v[k]);
+    });
     const A mean = block_sum(s, red_mean) / (A)D;
     A q = 0;
+    row_vectors<NV>(nv, [&](int c, int64_t j) {
 #pragma unroll
-    for (int c = 0; c < NV; c++) {
-      const int64_t j = threadIdx.x + (int64_t)c * blockDim.x;
-      if (j < nv) {
-#pragma unroll
-        for (int k = 0; k < VEC; k++) {
-          const A d = to_acc<T>(cache[c].v[k]) - mean;
-          q += d * d;
-        }
+      for (int k = 0; k < VEC; k++) {
+        const A d = to_acc<T>(cache[c].v[k]) - mean;
+        q += d * d;
       }
-    }
+    });
     const A inv = (A)1 / sqrt(block_sum(q, red_var) / (A)D + (A)eps);
     Vec<T, VEC>* orow = reinterpret_cast<Vec<T, VEC>*>(out + row * D);
+    row_vectors<NV>(nv, [&](int c, int64_t j) {
+      const Vec<W, VEC> wv = reinterpret_cast<const Vec<W, VEC>*>(w)[j];
+      const Vec<W, VEC> bv = reinterpret_cast<const Vec<W, VEC>*>(b)[j];
+      Vec<T, VEC> o;
 #pragma unroll
-    for (int c = 0; c < NV; c++) {
-      const int64_t j = threadIdx.x + (int64_t)c * blockDim.x;
-      if (j < nv) {
-        const Vec<W, VEC> wv = reinterpret_cast<const Vec<W, VEC>*>(w)[j];
-        const Vec<W, VEC> bv = reinterpret_cast<const Vec<W, VEC>*>(b)[j];
-        Vec<T, VEC> o;
-#pragma unroll
-        for (int k = 0; k < VEC; k++)
-          o.v[k] = from_acc<T>((to_acc<T>(cache[c].v[k]) - mean) * inv * (A)to_acc<W>(wv.v[k]) + (A)to_acc<W>(bv.v[k]));
-        orow[j] = o;
-      }
-    }
+      for (int k = 0; k < VEC; k++)
+        o.v[k] = from_acc<T>((to_acc<T>(cache[c].v[k]) - mean) * inv * (A)to_acc<W>(wv.v[k]) + (A)to_acc<W>(bv.v[k]));
+      orow[j] = o;
+    });
   }
 }
 #define LNC(NAME, T, W, VEC, NV)                                                                                            \

@@ -145,14 +145,10 @@ __device__ void softmax_cached(int64_t rows, int64_t D, float sc, T* out, const 
   auto load = [&](int64_t row, Vec<T, VEC>* dx, Vec<uint8_t, VEC>* dm) {
     const Vec<T, VEC>* xr = reinterpret_cast<const Vec<T, VEC>*>(x + row * D);
     const Vec<uint8_t, VEC>* mr = MASK ? reinterpret_cast<const Vec<uint8_t, VEC>*>(mask + (row % mask_rows) * D) : nullptr;
-#pragma unroll
-    for (int c2 = 0; c2 < NV; c2++) {
-      const int64_t j = threadIdx.x + (int64_t)c2 * blockDim.x;
-      if (j < nv) {
-        dx[c2] = xr[j];
-        if (MASK) dm[c2] = mr[j];
-      }
-    }
+    row_vectors<NV>(nv, [&](int c2, int64_t j) {
+      dx[c2] = xr[j];
+      if (MASK) dm[c2] = mr[j];
+    });
   };
   // u − K for element k of cached vector i, or −∞ where masked out
   auto shifted = [&](int i, int k, float K) -> float {
@@ -165,36 +161,28 @@ __device__ void softmax_cached(int64_t rows, int64_t D, float sc, T* out, const 
     if (row + gridDim.x < rows) load(row + gridDim.x, nxt, mn);  // next row in flight during this one
     // the thread's shift: the extreme raw input (unmasked only) times c
     float e = hi ? -INFINITY : INFINITY;
+    row_vectors<NV>(nv, [&](int i, int64_t j) {
+      if (MASK) {
 #pragma unroll
-    for (int i = 0; i < NV; i++) {
-      const int64_t j = threadIdx.x + (int64_t)i * blockDim.x;
-      if (j < nv) {
-        if (MASK) {
-#pragma unroll
-          for (int k = 0; k < VEC; k++) {
-            const float v = mk[i].v[k] ? to_f<T>(cache[i].v[k]) : (hi ? -INFINITY : INFINITY);
-            e = hi ? fmaxf(e, v) : fminf(e, v);
-          }
-        } else {
-          const float v = vec_extreme<T, VEC>(cache[i], hi);
+        for (int k = 0; k < VEC; k++) {
+          const float v = mk[i].v[k] ? to_f<T>(cache[i].v[k]) : (hi ? -INFINITY : INFINITY);
           e = hi ? fmaxf(e, v) : fminf(e, v);
         }
+      } else {
+        const float v = vec_extreme<T, VEC>(cache[i], hi);
+        e = hi ? fmaxf(e, v) : fminf(e, v);
       }
-    }
+    });
     // fmaxf/fminf skip NaN: a NaN input reaches s below. A thread with nothing unmasked has K_t = −∞ and
     // s = 0 (its shift is taken as 0 so that 2^(−∞ − 0) = 0 rather than NaN).
     float K = e * c;
     if (K != K) K = -INFINITY;  // c = 0 with an infinite extreme: 0 · inf
     const float Kt = K == -INFINITY ? 0.0f : K;
     float s = 0.0f;
+    row_vectors<NV>(nv, [&](int i, int64_t j) {
 #pragma unroll
-    for (int i = 0; i < NV; i++) {
-      const int64_t j = threadIdx.x + (int64_t)i * blockDim.x;
-      if (j < nv) {
-#pragma unroll
-        for (int k = 0; k < VEC; k++) s += ex2_approx(shifted(i, k, Kt));
-      }
-    }
+      for (int k = 0; k < VEC; k++) s += ex2_approx(shifted(i, k, Kt));
+    });
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) ks_merge(K, s, __shfl_xor_sync(0xffffffffu, K, o), __shfl_xor_sync(0xffffffffu, s, o));
     __syncthreads();  // the previous row's readers are done with red_k/red_s
@@ -211,24 +199,20 @@ __device__ void softmax_cached(int64_t rows, int64_t D, float sc, T* out, const 
     Vec<T, VEC>* orow = reinterpret_cast<Vec<T, VEC>*>(out + row * D);
     const float inv = 1.0f / s;
     const float off = Kz * LN2 + logf(s);  // log-softmax: x·scale − (K ln 2 + ln S)
+    row_vectors<NV>(nv, [&](int i, int64_t j) {
+      float f[VEC];
 #pragma unroll
-    for (int i = 0; i < NV; i++) {
-      const int64_t j = threadIdx.x + (int64_t)i * blockDim.x;
-      if (j < nv) {
-        float f[VEC];
-#pragma unroll
-        for (int k = 0; k < VEC; k++) {
-          if (LOGM) {
-            // a masked element is −∞ − off: −∞ in a row with anything unmasked, NaN in a fully masked row
-            // (off = −∞ there), as the CPU's z − m − log s gives
-            f[k] = (MASK && mk[i].v[k] == 0) ? -INFINITY - off : fmaf(to_f<T>(cache[i].v[k]), sc, -off);
-          } else {
-            f[k] = ex2_approx(shifted(i, k, Kz)) * inv;
-          }
+      for (int k = 0; k < VEC; k++) {
+        if (LOGM) {
+          // a masked element is −∞ − off: −∞ in a row with anything unmasked, NaN in a fully masked row
+          // (off = −∞ there), as the CPU's z − m − log s gives
+          f[k] = (MASK && mk[i].v[k] == 0) ? -INFINITY - off : fmaf(to_f<T>(cache[i].v[k]), sc, -off);
+        } else {
+          f[k] = ex2_approx(shifted(i, k, Kz)) * inv;
         }
-        orow[j] = pack_vec<T, VEC>(f);
       }
-    }
+      orow[j] = pack_vec<T, VEC>(f);
+    });
 #pragma unroll
     for (int i = 0; i < NV; i++) {
       cache[i] = nxt[i];
