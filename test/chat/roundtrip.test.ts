@@ -8,16 +8,7 @@ import { parseCompletionLenient } from '../../src/chat/parse-lenient.js';
 import { CompletionStreamParser } from '../../src/chat/parse-stream.js';
 import type { AssistantMessage, ChatMessage, ThinkingMode } from '../../src/chat/message.js';
 import { PyFloat, pyJsonDumps, pyJsonLoads, type PyJson } from '../../src/chat/pyjson.js';
-
-function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = seed;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from './rng.js';
 
 // Characters that stress the format (angle brackets, quotes, newlines, braces, non-BMP) but cannot spell
 // a special token or a DSML marker.

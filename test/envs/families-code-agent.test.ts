@@ -4,9 +4,8 @@
 // test-editing submissions 0), generation is deterministic, and `env validate` passes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CODE_AGENT_MAX_TASKS, generateCodeAgent } from '../../src/envs/families/code-agent/family.js';
 import { buildRepos, codeAgentCandidates, REPO_SPECS, type Candidate } from '../../src/envs/families/code-agent/catalog.js';
@@ -15,9 +14,9 @@ import { Rng } from '../../src/envs/rng.js';
 import { loadEnvironment, type Environment, type LoadedTask } from '../../src/envs/load.js';
 import { Episode } from '../../src/envs/episode.js';
 import { validateEnvironment } from '../../src/envs/validate.js';
+import { scratchDir, taskFiles } from './family-helpers.js';
 
-const root = mkdtempSync(join(tmpdir(), 'code-agent-test-'));
-process.on('exit', () => rmSync(root, { recursive: true, force: true }));
+const root = scratchDir('code-agent-test-');
 const env: Environment = loadEnvironment((await generateCodeAgent({ seed: 5, tasks: 6, outDir: join(root, "main") })).dir);
 
 writeFileSync(join(root, 'runner.cjs'), RUNNER);
@@ -148,8 +147,7 @@ test('measured for real on a sample: gold passes everything, each sampled bug fa
 
 test('generation is deterministic and rejects bad arguments', async () => {
   const again = await generateCodeAgent({ seed: 5, tasks: 6, outDir: join(root, "again") });
-  const read = (d: string) => readdirSync(join(d, 'tasks')).sort().map((f) => readFileSync(join(d, 'tasks', f), 'utf8'));
-  assert.deepEqual(read(again.dir), read(env.dir));
+  assert.deepEqual(taskFiles(again.dir), taskFiles(env.dir));
   await assert.rejects(generateCodeAgent({ seed: 3, tasks: CODE_AGENT_MAX_TASKS + 1, outDir: join(root, 'x') }), /--tasks must be an integer in 1\.\.\d+/);
   await assert.rejects(generateCodeAgent({ seed: -1, tasks: 1, outDir: join(root, 'y') }), /--seed/);
 });

@@ -2,8 +2,6 @@
 // answer 1, wrong answers < 1) and `env validate` on a generated environment.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateCodeInterpreter } from '../../src/envs/families/code-interpreter/family.js';
 import { TEMPLATE_COUNT } from '../../src/envs/families/code-interpreter/templates.js';
@@ -13,10 +11,10 @@ import { loadEnvironment, type Environment } from '../../src/envs/load.js';
 import { Episode } from '../../src/envs/episode.js';
 import { dbFingerprint } from '../../src/envs/db-state.js';
 import { validateEnvironment } from '../../src/envs/validate.js';
+import { scratchDir, taskFiles, verifyAnswer } from './family-helpers.js';
 import { FamilyError } from '../../src/envs/errors.js';
 
-const root = mkdtempSync(join(tmpdir(), 'ci-test-'));
-process.on('exit', () => rmSync(root, { recursive: true, force: true }));
+const root = scratchDir('ci-test-');
 
 function gen(name: string, seed: number, tasks: number): string {
   const out = join(root, name);
@@ -24,22 +22,11 @@ function gen(name: string, seed: number, tasks: number): string {
   return out;
 }
 
-function taskFiles(dir: string): string[] {
-  return readdirSync(join(dir, 'tasks')).sort().map((f) => readFileSync(join(dir, 'tasks', f), 'utf8'));
-}
-
 const envDir = gen('main', 5, TEMPLATE_COUNT);
 const env: Environment = loadEnvironment(envDir);
 const byKind = (k: string) => env.tasks.find((t) => t.params.kind === k)!;
 
-async function score(taskId: string, answer: unknown) {
-  const ep = Episode.open(env, taskId);
-  try {
-    return await ep.verify({ answer });
-  } finally {
-    ep.close();
-  }
-}
+const score = (taskId: string, answer: unknown) => verifyAnswer(env, taskId, answer);
 
 test('generation is deterministic, covers every template, and makes a few hundred tasks', () => {
   const again = gen('again', 5, TEMPLATE_COUNT);

@@ -2,8 +2,6 @@
 // verifier (reference answer 1, wrong answers < 1) and `env validate`.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateSearch } from '../../src/envs/families/search/family.js';
 import { generateSearchWorld } from '../../src/envs/families/search/world.js';
@@ -12,25 +10,17 @@ import { loadEnvironment, type Environment } from '../../src/envs/load.js';
 import { Episode } from '../../src/envs/episode.js';
 import { dbFingerprint } from '../../src/envs/db-state.js';
 import { validateEnvironment } from '../../src/envs/validate.js';
+import { scratchDir, taskFiles, verifyAnswer } from './family-helpers.js';
 
 const SEED = 4;
-const root = mkdtempSync(join(tmpdir(), 'search-test-'));
-process.on('exit', () => rmSync(root, { recursive: true, force: true }));
+const root = scratchDir('search-test-');
 const gen = (name: string, seed: number, tasks: number) => generateSearch({ seed, tasks, outDir: join(root, name) }).dir;
-const taskFiles = (dir: string) => readdirSync(join(dir, 'tasks')).sort().map((f) => readFileSync(join(dir, 'tasks', f), 'utf8'));
 
 const envDir = gen('main', SEED, 2 * QUESTION_KINDS);
 const env: Environment = loadEnvironment(envDir);
 const world = generateSearchWorld(SEED);
 
-async function score(taskId: string, answer: unknown) {
-  const ep = Episode.open(env, taskId);
-  try {
-    return await ep.verify({ answer });
-  } finally {
-    ep.close();
-  }
-}
+const score = (taskId: string, answer: unknown) => verifyAnswer(env, taskId, answer);
 
 test('a deterministic world of a few thousand documents with unique names', () => {
   assert.ok(world.docs.length >= 2000, `${world.docs.length} documents`);

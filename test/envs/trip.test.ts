@@ -2,8 +2,7 @@
 // and `env validate` on a generated environment.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateTrip } from '../../src/envs/families/trip/family.js';
 import { registerBuiltinFamilies } from '../../src/envs/families/index.js';
@@ -15,11 +14,11 @@ import { loadEnvironment, listTools, type Environment } from '../../src/envs/loa
 import { Episode } from '../../src/envs/episode.js';
 import { dbFingerprint } from '../../src/envs/db-state.js';
 import { validateEnvironment } from '../../src/envs/validate.js';
+import { scratchDir, verifyAnswer } from './family-helpers.js';
 import { FamilyError } from '../../src/envs/errors.js';
 
 const SEED = 11;
-const root = mkdtempSync(join(tmpdir(), 'trip-test-'));
-process.on('exit', () => rmSync(root, { recursive: true, force: true }));
+const root = scratchDir('trip-test-');
 
 function gen(name: string, seed: number, tasks: number): string {
   const out = join(root, name);
@@ -30,14 +29,7 @@ function gen(name: string, seed: number, tasks: number): string {
 const envDir = gen('main', SEED, 5);
 const env: Environment = loadEnvironment(envDir);
 
-async function score(taskId: string, answer: unknown) {
-  const ep = Episode.open(env, taskId);
-  try {
-    return await ep.verify({ answer });
-  } finally {
-    ep.close();
-  }
-}
+const score = (taskId: string, answer: unknown) => verifyAnswer(env, taskId, answer);
 
 function files(dir: string): Map<string, string> {
   const out = new Map<string, string>();
