@@ -38,7 +38,6 @@ const VEC: Partial<Record<DType, number>> = { f32: 4, bf16: 8 };
 const WIDE = new Set<DType>(['f64', 'i32', 'i64']);
 
 const isContig = (v: View): boolean => isContiguousLayout(v.shape, v.strides);
-const contigStrides = contiguousStrides;
 /**
  * Register-cached row kernels: NV vectors per thread (1, 2, 4 or 8) and about `target` threads, so a row
  * of nv vectors is read once into registers. null when a row is too long for that (the re-reading
@@ -338,7 +337,7 @@ export class CudaBackend implements Backend {
     const rShape = axes.map((d) => x.shape[d]!);
     const R = numelOf(rShape);
     // out holds the kept dims in order; its own strides may include size-1 dims, so use contiguous ones
-    const outStrides = contigStrides(kShape);
+    const outStrides = contiguousStrides(kShape);
     const keep = encodeIter(kShape, [outStrides, keepDims.map((d) => x.strides[d]!)], [out.offset, x.offset], 'reduce');
     const red = encodeIter(rShape, [axes.map((d) => x.strides[d]!)], [0], 'reduce');
     // rows: reduced dims hold the fastest-moving data; cols: the kept dims do (e.g. sum over batch)
@@ -370,7 +369,7 @@ export class CudaBackend implements Backend {
       if (this.matmulLt(lt, out, a, b, M, N, K, batchShape, nb)) return;
     }
     // fallback: f64 accumulation, any dtypes and strides
-    const bi = encodeIter(batchShape, [contigStrides(batchShape).map((s) => s * M * N), a.strides.slice(0, r - 2), b.strides.slice(0, r - 2)],
+    const bi = encodeIter(batchShape, [contiguousStrides(batchShape).map((s) => s * M * N), a.strides.slice(0, r - 2), b.strides.slice(0, r - 2)],
       [out.offset, a.offset, b.offset], 'matmul');
     this.k('matmul', 'matmul_naive', 'matmul_naive').launch(this.grid(nb * M * N), THREADS, 0, [bi, nb, M, N, K, this.base(out), dtCode(out.dtype),
       this.base(a), dtCode(a.dtype), a.strides[r - 2]!, a.strides[r - 1]!, this.base(b), dtCode(b.dtype), b.strides[r - 2]!, b.strides[r - 1]!]);
@@ -574,7 +573,7 @@ export class CudaBackend implements Backend {
   private contiguous(v: View, dtype: DType = v.dtype): { view: View; tmp: CudaStorage | null } {
     if (isContig(v) && v.dtype === dtype) return { view: v, tmp: null };
     const s = this.tmp(dtype, numelOf(v.shape));
-    const view: View = { storage: s, dtype, shape: v.shape, strides: contigStrides(v.shape), offset: 0 };
+    const view: View = { storage: s, dtype, shape: v.shape, strides: contiguousStrides(v.shape), offset: 0 };
     this.copy(view, v);
     return { view, tmp: s };
   }
@@ -749,7 +748,7 @@ export class CudaBackend implements Backend {
     const kp2 = pow2ceil(k);
     const grid = Math.min(rows, this.rt.info.multiprocessors * 4);
     const scratch = this.tmp('i64', grid * kp2);
-    const vals = sel === values.dtype && isContig(values) ? values : { storage: this.tmp(sel, rows * k), dtype: sel, shape: values.shape, strides: contigStrides(values.shape), offset: 0 } as View;
+    const vals = sel === values.dtype && isContig(values) ? values : { storage: this.tmp(sel, rows * k), dtype: sel, shape: values.shape, strides: contiguousStrides(values.shape), offset: 0 } as View;
     this.k('topk', `topk_${sel}`, 'topk').launch(grid, 512, 0, [rows, n, k, kp2, largest ? 1 : 0, this.ptr(vals), this.ptr(indices), this.ptr(xc.view), scratch.ptr]);
     if (vals !== values) {
       // values of a dtype without a topk kernel: take them from the original by index (no rounding)
