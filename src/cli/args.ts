@@ -2,10 +2,13 @@
 // commander reports as `error: option '<flag>' argument '<v>' is invalid. <message>` and exit 1.
 import { InvalidArgumentError } from 'commander';
 
-/** An integer ≥ min; `name` is the flag as the user typed it. */
-export function intArg(name: string, min: number) {
+/** An integer ≥ min (and ≤ max, when given); `name` is the flag as the user typed it. */
+export function intArg(name: string, min: number, max?: number) {
   return (v: string): number => {
     const n = Number(v);
+    if (max !== undefined && !(Number.isInteger(n) && n >= min && n <= max)) {
+      throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}, got "${v}"`);
+    }
     if (!Number.isInteger(n) || n < min) {
       throw new InvalidArgumentError(min === 1 ? `${name} must be a positive integer, got "${v}"` : `${name} must be an integer >= ${min}, got "${v}"`);
     }

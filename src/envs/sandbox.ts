@@ -1,17 +1,22 @@
 // Runs untrusted Python/Node programs in a child process under bubblewrap + prlimit.
 //
 // Isolation (bwrap): new user, pid, net, ipc, uts and cgroup namespaces; the root is an empty tmpfs
-// remounted read-only holding only /usr (read-only), the usual /bin,/lib symlinks, a private /proc and
-// /dev, a size-capped tmpfs /work (cwd) and /tmp, and whatever mounts the caller names. No /etc, no
-// home, no project checkout. When the host process is root we start bwrap as uid 65534: RLIMIT_NPROC
-// is not enforced for the init namespace's root user (kernel copy_process checks INIT_USER), so a fork
-// bomb would otherwise run free.
+// remounted read-only holding only /usr (read-only), the usual /bin,/lib symlinks, a private /proc, a
+// read-only /dev (its device nodes still work), size-capped tmpfs mounts at /work (cwd), /tmp and
+// /dev/shm, and whatever mounts the caller names. No /etc, no home, no project checkout. When the host
+// process is root we start bwrap as uid 65534: RLIMIT_NPROC is not enforced for the init namespace's
+// root user (kernel copy_process checks INIT_USER), so a fork bomb would otherwise run free.
+//
+// Nothing of the host's environment gets in: bwrap itself starts with an empty environment, because
+// its pid-1 helper inside the namespace keeps bwrap's original environ, readable at /proc/1/environ
+// (--clearenv only clears the program's).
 //
 // Limits: prlimit inside the sandbox sets RLIMIT_AS (memory), RLIMIT_NPROC (processes+threads, counted
 // per user namespace so sandboxes do not share the budget), RLIMIT_FSIZE (largest file) and no core
-// dumps. The host enforces a wall-clock limit by SIGKILLing bwrap's process group; --die-with-parent
-// plus the pid namespace tear down everything inside. Captured output is capped per stream: past the
-// cap we stop buffering and kill.
+// dumps. Pages in tmpfs are host RAM that RLIMIT_AS does not count, so the writable tmpfs mounts
+// together get at most memoryMb. The host enforces a wall-clock limit by SIGKILLing bwrap's process
+// group; --die-with-parent plus the pid namespace tear down everything inside. Captured output is
+// capped per stream: past the cap we stop buffering and kill.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, lstatSync, readlinkSync, realpathSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
@@ -36,7 +41,10 @@ export interface SandboxLimits {
   maxFileBytes: number;
   /** Cap per captured stream (stdout, stderr, request channel line). */
   maxOutputBytes: number;
-  /** Size of the /work and /tmp tmpfs mounts. */
+  /**
+   * Size of each writable tmpfs mount (/work, /tmp, /dev/shm), lowered where needed so that the three
+   * together stay within memoryMb (see tmpfsBytes).
+   */
   workDirMb: number;
 }
 
@@ -53,6 +61,30 @@ export const DEFAULT_LIMITS: SandboxLimits = {
 // RLIMIT_AS below ~800 MiB. Node therefore gets memoryMb of heap (--max-old-space-size) and an address
 // space of memoryMb + this headroom; Buffers and other off-heap memory still hit the AS cap.
 const NODE_AS_HEADROOM_MB = 1536;
+
+/** Largest wall-clock limit: setTimeout fires at once (with a warning) for delays past 2^31-1 ms. */
+export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
+/** The writable memory-backed mounts of every sandbox. */
+const TMPFS_MOUNTS = [
+  { path: '/work', perms: '0777' },
+  { path: '/tmp', perms: '1777' },
+  { path: '/dev/shm', perms: '1777' },
+] as const;
+
+// tmpfs rounds its size up to whole pages; sizes that are multiples of the largest page size in use
+// (64 KiB on some arm64 kernels) are exact, so the sum below is a true bound.
+const TMPFS_ALIGN = 64 * 1024;
+const MIB = 1024 * 1024;
+
+/**
+ * Size of each writable tmpfs: workDirMb, but no more than an equal share of memoryMb across the
+ * mounts. Never 0, which tmpfs would take as "no limit" (memoryMb >= 1 gives a share of 320 KiB).
+ */
+export function tmpfsBytes(l: Pick<SandboxLimits, 'memoryMb' | 'workDirMb'>): number {
+  const share = Math.floor((l.memoryMb * MIB) / TMPFS_MOUNTS.length / TMPFS_ALIGN) * TMPFS_ALIGN;
+  return Math.min(l.workDirMb * MIB, share);
+}
 
 export interface SandboxRunSpec {
   lang: SandboxLang;
@@ -170,6 +202,9 @@ function checkLimits(l: SandboxLimits): void {
       throw new SandboxSpecError(`sandbox limit ${k} must be a positive integer, got ${v}`);
     }
   }
+  if (l.timeoutMs > MAX_TIMEOUT_MS) {
+    throw new SandboxSpecError(`sandbox limit timeoutMs must be at most ${MAX_TIMEOUT_MS} (about 24.8 days), got ${l.timeoutMs}`);
+  }
 }
 
 function interpreter(lang: SandboxLang): { exe: string; mounts: string[]; argv: (l: SandboxLimits) => string[] } {
@@ -205,10 +240,11 @@ export function sandboxArgv(spec: SandboxRunSpec, limits: SandboxLimits): string
   if (host.userns) a.push('--unshare-user', '--uid', String(SANDBOX_UID), '--gid', String(SANDBOX_UID));
   a.push('--die-with-parent', '--new-session', '--clearenv');
   a.push(...host.rootLinks, ...interp.mounts);
-  a.push('--proc', '/proc', '--dev', '/dev');
-  const tmpfsBytes = String(limits.workDirMb * 1024 * 1024);
-  a.push('--perms', '1777', '--size', tmpfsBytes, '--tmpfs', '/tmp');
-  a.push('--perms', '0777', '--size', tmpfsBytes, '--tmpfs', '/work');
+  // --dev's tmpfs is uncapped and owned by the sandbox user; read-only, its device nodes (bind mounts
+  // of the host's) still open for writing, and /dev/shm becomes a capped tmpfs of its own.
+  a.push('--proc', '/proc', '--dev', '/dev', '--remount-ro', '/dev');
+  const size = String(tmpfsBytes(limits));
+  for (const m of TMPFS_MOUNTS) a.push('--perms', m.perms, '--size', size, '--tmpfs', m.path);
   for (const m of spec.mounts ?? []) {
     if (!isAbsolute(m.hostPath) || !isAbsolute(m.sandboxPath)) {
       throw new SandboxSpecError(`sandbox mount paths must be absolute, got ${m.hostPath} -> ${m.sandboxPath}`);
@@ -234,8 +270,12 @@ export function sandboxArgv(spec: SandboxRunSpec, limits: SandboxLimits): string
   return a;
 }
 
-/** Runs one program in a fresh sandbox; always resolves with a structured result (never hangs). */
-export function runSandboxed(spec: SandboxRunSpec): Promise<SandboxResult> {
+/**
+ * Runs one program in a fresh sandbox; resolves with a structured result (never hangs), or rejects
+ * with a SandboxSpecError/SandboxUnavailableError before anything runs. Async so that a bad spec
+ * rejects like every other failure instead of throwing at the call.
+ */
+export async function runSandboxed(spec: SandboxRunSpec): Promise<SandboxResult> {
   const limits: SandboxLimits = { ...DEFAULT_LIMITS, ...spec.limits };
   checkLimits(limits);
   const host = sandboxHost();
@@ -248,10 +288,11 @@ export function runSandboxed(spec: SandboxRunSpec): Promise<SandboxResult> {
     child = spawn(host.bwrap, argv, {
       stdio,
       detached: true, // own process group, so the wall-clock kill reaches bwrap and its helpers
+      env: {}, // see the top of the file: bwrap's pid-1 helper would show the host's environment
       ...(host.dropToNobody ? { uid: SANDBOX_UID, gid: SANDBOX_UID } : {}),
     });
   } catch (e) {
-    return Promise.reject(new SandboxUnavailableError(`cannot start ${host.bwrap}: ${(e as Error).message}`));
+    throw new SandboxUnavailableError(`cannot start ${host.bwrap}: ${(e as Error).message}`);
   }
 
   return new Promise<SandboxResult>((resolve, reject) => {

@@ -19,7 +19,7 @@ test('sandbox exec prints the structured result as JSON', () => {
     const file = join(dir, 'loop.py');
     writeFileSync(file, "print('start', flush=True)\nwhile True: pass\n");
     const r = dsv32(['sandbox', 'exec', '--lang', 'python', '--timeout-ms', '700', file]);
-    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.status, 4, r.stderr); // timed out
     const out = JSON.parse(r.stdout) as Record<string, unknown>;
     assert.deepEqual(Object.keys(out).sort(), ['durationMs', 'exitCode', 'memoryExceeded', 'outputTruncated', 'stderr', 'stdout', 'timedOut']);
     assert.equal(out.stdout, 'start\n');
