@@ -1,7 +1,7 @@
 // The pieces of the DSML tool-call grammar that the strict and the streaming parser share, so both apply
 // exactly the same rules. Python `$` also matches before one final newline; the optional `\n` before `$`
 // reproduces that in the official regexes.
-import { pyJsonString } from './pyjson.js';
+import { pyJsonLoads, pyJsonString } from './pyjson.js';
 import { FORBIDDEN_IN_TEXT } from './tokens.js';
 
 /** Text between `<｜DSML｜invoke` and the first `<｜DSML｜parameter` / `</｜DSML｜invoke`. */
@@ -67,6 +67,30 @@ export function argumentPair(p: RawParameter): string {
 
 export function buildArguments(params: readonly RawParameter[]): string {
   return `{${params.map(argumentPair).join(', ')}}`;
+}
+
+/**
+ * Something a parser accepted as the official decoder does but that the caller should know about. The
+ * one case: a `string="false"` value that is not JSON (Python `json.loads` rules), which the official
+ * decoder pastes raw into `arguments`, leaving it invalid JSON (or with keys the model smuggled in).
+ */
+export interface ParseWarning {
+  /** Position of the invoke among all invokes of the completion (= index in tool_calls for the strict parser). */
+  tool_call: number;
+  name: string;
+  parameter: string;
+  problem: string;
+}
+
+/** The warning for a parameter whose `string="false"` value is not JSON, if it is not. */
+export function nonJsonValueWarning(toolCall: number, name: string, parameter: string, value: string): ParseWarning | undefined {
+  const excerpt = value.length > 80 ? `${value.slice(0, 80)}…` : value;
+  try {
+    pyJsonLoads(value, `the string="false" value ${JSON.stringify(excerpt)} is not valid JSON`);
+    return undefined;
+  } catch (e) {
+    return { tool_call: toolCall, name, parameter, problem: (e as Error).message };
+  }
 }
 
 /** Position and string of the first special token in `text`, if any. */

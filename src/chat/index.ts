@@ -1,6 +1,7 @@
 // Public API of the DeepSeek-V3.2 chat format: prompt encoder, completion parsers, Python-compatible JSON.
 export { encodeMessages, renderTools, renderToolCall, type EncodeOptions } from './encode.js';
-export { parseCompletion } from './parse-strict.js';
+export { parseCompletion, parseCompletionChecked, type StrictResult } from './parse-strict.js';
+export type { ParseWarning } from './dsml.js';
 export { parseCompletionLenient, type LenientOptions, type LenientResult, type ToolCallIssue } from './parse-lenient.js';
 export { CompletionStreamParser, type StreamEvent } from './parse-stream.js';
 export {

@@ -4,8 +4,15 @@
 // ASCII `|DSML|`), a JSON object as the invoke body, a spurious single `arguments`/`input` wrapper,
 // `string="false"` on strings (or `"true"` on numbers), Python literals, missing `</think>`, and a
 // truncated block. This parser recovers what it can, lists every repair, and reports a call it cannot
-// recover in `errors` instead of dropping it. Markup never ends up in `content` or `reasoning_content`.
-// On well-formed output it returns exactly what the strict parser returns.
+// recover in `errors` instead of dropping it. Markup never ends up in `content` or `reasoning_content`,
+// but text that merely looks like the start of markup (`a <| b`, `<｜DSM text`) is content, as in the
+// strict parser: only a tag cut off at the very end (`<｜DSML｜invo`, which has a whole marker) is removed.
+//
+// On every text the strict parser accepts it returns the strict parser's message, repairs nothing and
+// gives the same `warnings`, with two exceptions by design: markup in another spelling (bare or variant
+// tags, which strict reads as plain text) is recovered as markup, and a `string="false"` value that is
+// not JSON (strict pastes it raw, making `arguments` invalid JSON) is repaired here; both are reported.
+import { nonJsonValueWarning, type ParseWarning } from './dsml.js';
 import { PyFloat, pyJsonDumps, pyJsonLoads, pyJsonString, type PyJson } from './pyjson.js';
 import type { ParsedMessage, ParsedToolCall, ThinkingMode, ToolDefinition } from './message.js';
 import { BOS, EOS, THINK_END, THINK_START } from './tokens.js';
@@ -28,15 +35,23 @@ export interface LenientResult {
   errors: ToolCallIssue[];
   /** Human-readable notes of every deviation from the exact format that was repaired. */
   repairs: string[];
+  /** What the strict parser warns about in the same text (a `string="false"` value that is not JSON). */
+  warnings: ParseWarning[];
 }
 
 // One tag in any of the seen spellings: `<｜DSML｜invoke name="x">`, `</｜DSML｜invoke>`, `<invoke …>`,
 // `<｜｜DSML｜｜parameter …>`, `<｜DSML｜｜DSML｜function_calls>`, `<‖DSML‖/invoke>`.
-const TAG = /<\s*(\/?)\s*(?:[｜|‖]{1,2}\s*DSML\s*[｜|‖]{1,2}\s*)*(\/?)\s*(function_calls|invoke|parameter)\b([^<>]*)>/g;
+const MARKER = String.raw`[｜|‖]{1,2}\s*DSML\s*[｜|‖]{1,2}`;
+const TAG_NAMES = ['function_calls', 'invoke', 'parameter'];
+const TAG = new RegExp(String.raw`<\s*(\/?)\s*(?:${MARKER}\s*)*(\/?)\s*(${TAG_NAMES.join('|')})\b([^<>]*)>`, 'g');
 const ATTR = /([A-Za-z_][\w-]*)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))/g;
-// Marker text that is not a whole tag: a stray DSML token, or a tag cut off at the end of the text.
-const STRAY_MARKER = /[｜|‖]{1,2}\s*DSML\s*[｜|‖]{1,2}/g;
-const PARTIAL_AT_END = /\s*<\/?\s*[｜|‖]{1,2}[^<>]*$/;
+// Marker text that is not a whole tag: a stray DSML token.
+const STRAY_MARKER = new RegExp(MARKER, 'g');
+// A tag cut off by the end of the text: `<`, at least one whole marker, then a proper prefix of a tag
+// name, or a whole name and attributes without the closing `>`, or a second marker cut short. A whole
+// marker is required because `<｜DSM`, `<|`, `<‖ …` are also ordinary text (the strict parser keeps them).
+const NAME_PREFIXES = TAG_NAMES.flatMap((n) => [...n].map((_, i) => n.slice(0, i)).filter(Boolean));
+const CUT_TAG = new RegExp(String.raw`^<\s*\/?\s*(?:${MARKER}\s*)+(?:\/?\s*(?:(?:${TAG_NAMES.join('|')})\b[^<>]*|${NAME_PREFIXES.join('|')})?|[｜|‖]{1,2}\s*(?:D|DS|DSM|DSML\s*[｜|‖]?)?)$`);
 
 interface Tag {
   start: number;
@@ -57,6 +72,22 @@ function tagsOf(text: string): Tag[] {
     out.push({ start: m.index, end: m.index + m[0].length, close, kind: m[3] as Tag['kind'], attrs, canonical });
   }
   return out;
+}
+
+/**
+ * The text before a tool-call tag without the blank line that the format puts before the block; other
+ * trailing whitespace is the model's text (`Sure! \n\n<｜DSML｜function_calls>` has content `Sure! `).
+ */
+function beforeTag(text: string): string {
+  return text.endsWith('\n\n') ? text.slice(0, -2) : text.endsWith('\n') ? text.slice(0, -1) : text;
+}
+
+/** `text` (which runs to the end of the completion) without a tag cut off at its end. */
+function withoutCutTag(text: string, repairs: string[], what: string): string {
+  const lt = text.lastIndexOf('<');
+  if (lt < 0 || !CUT_TAG.test(text.slice(lt))) return text;
+  repairs.push(`removed a cut-off tag at the end of the ${what}`);
+  return beforeTag(text.slice(0, lt));
 }
 
 /** Remove special tokens and marker debris so that no markup reaches content or reasoning. */
@@ -165,6 +196,8 @@ function convert(tool: string, name: string, text: string, flag: string | undefi
 }
 
 interface OpenInvoke {
+  /** Position among all invokes of the text, as warnings count them. */
+  index: number;
   start: number;
   name?: string;
   params: Param[];
@@ -176,6 +209,8 @@ interface OpenInvoke {
 export function parseCompletionLenient(text: string, mode: ThinkingMode, options: LenientOptions = {}): LenientResult {
   const repairs: string[] = [];
   const errors: ToolCallIssue[] = [];
+  const warnings: ParseWarning[] = [];
+  let invokes = 0;
   let t = text;
   const eos = t.indexOf(EOS);
   if (eos >= 0) {
@@ -195,7 +230,7 @@ export function parseCompletionLenient(text: string, mode: ThinkingMode, options
     } else {
       // No `</think>` before the tool calls (or at all): the model's text up to the block is reasoning.
       repairs.push(`no ${THINK_END} before ${firstBlockTag ? 'the tool calls' : 'the end'}; text before it taken as reasoning`);
-      reasoning = t.slice(0, firstBlockTag ? firstBlockTag.start : t.length);
+      reasoning = firstBlockTag ? t.slice(0, firstBlockTag.start) : withoutCutTag(t, repairs, 'reasoning');
       restStart = firstBlockTag ? firstBlockTag.start : t.length;
     }
     if (reasoning.startsWith(THINK_START)) reasoning = reasoning.slice(THINK_START.length);
@@ -216,6 +251,8 @@ export function parseCompletionLenient(text: string, mode: ThinkingMode, options
     if (!closed) repairs.push(`parameter "${param.name ?? '?'}" had no closing tag`);
     if (!param.name) invoke.issues.push('a parameter without a name');
     else {
+      const w = param.flag === 'false' ? nonJsonValueWarning(invoke.index, invoke.name ?? '', param.name, value) : undefined;
+      if (w) warnings.push(w);
       const types = schemaTypes(toolSchema(options.tools, invoke.name ?? '')?.properties?.[param.name]);
       const p = convert(invoke.name ?? '?', param.name, value, param.flag, types, repairs);
       if (typeof p === 'string') invoke.issues.push(p);
@@ -268,7 +305,7 @@ export function parseCompletionLenient(text: string, mode: ThinkingMode, options
       if (!(g.kind === 'function_calls' && g.close)) {
         if (g.kind === 'function_calls' || g.kind === 'invoke') {
           // Text before a block is content; the block opener's leading blank line is format, not content.
-          contentParts.push(sawBlock ? between.trim() : between.endsWith('\n\n') ? between.slice(0, -2) : between.trimEnd());
+          contentParts.push(sawBlock ? between.trim() : beforeTag(between));
         }
       }
     } else if (invoke && !inParam) invoke.body += between;
@@ -292,7 +329,7 @@ export function parseCompletionLenient(text: string, mode: ThinkingMode, options
         }
         if (!inBlock) repairs.push('invoke outside a function_calls block');
         sawBlock = true;
-        invoke = { start: g.start, params: [], body: '', issues: [], ...(g.attrs.name !== undefined ? { name: g.attrs.name } : {}) };
+        invoke = { index: invokes++, start: g.start, params: [], body: '', issues: [], ...(g.attrs.name !== undefined ? { name: g.attrs.name } : {}) };
       } else if (invoke) {
         finishInvoke(g.end, true);
       } else repairs.push('stray invoke close tag');
@@ -316,18 +353,16 @@ export function parseCompletionLenient(text: string, mode: ThinkingMode, options
   }
   if (invoke) finishInvoke(t.length, false);
   const tail = t.slice(textFrom);
-  if (!inBlock && !openAtEnd) contentParts.push(sawBlock ? tail.trim() : tail);
-  else if (tail.trim()) repairs.push('tool-call block not closed');
-  let content = contentParts.filter((p, i) => p || i === 0).join('\n\n');
-  const cut = content.replace(PARTIAL_AT_END, '');
-  if (cut !== content) {
-    repairs.push('removed a cut-off tag at the end of the content');
-    content = cut;
-  }
+  if (!inBlock && !openAtEnd) {
+    const kept = withoutCutTag(tail, repairs, 'content');
+    contentParts.push(sawBlock ? kept.trim() : kept);
+  } else if (tail.trim()) repairs.push('tool-call block not closed');
+  const content = contentParts.filter((p, i) => p || i === 0).join('\n\n');
   return {
     message: { role: 'assistant', content: clean(content, repairs, 'content'), reasoning_content: clean(reasoning, repairs, 'reasoning'), tool_calls: calls },
     errors,
     repairs: [...new Set(repairs)],
+    warnings,
   };
 }
 

@@ -9,8 +9,12 @@
 //    blocks (text ending inside an invoke) because its loop stops at the end of the text;
 //  - special tokens are checked as soon as the reasoning or content is read (Python checks at the end),
 //    so the first error found is the one the streaming parser finds too.
+// Kept as in Python although it can yield bad data: a `string="false"` value is pasted raw into
+// `arguments` without validation, so a value that is not JSON (`not json`, `True`, `1, "x": 2`) makes
+// `arguments` invalid JSON or adds keys. `parseCompletionChecked` reports each such parameter in
+// `warnings` (tool-call index, tool name, parameter name, the JSON error); `dsv32 parse` prints them.
 import { ChatParseError } from './errors.js';
-import { buildArguments, findForbidden, matchInvokeHeader, matchParameter, TAG_SEPARATOR, type RawParameter } from './dsml.js';
+import { buildArguments, findForbidden, matchInvokeHeader, matchParameter, nonJsonValueWarning, TAG_SEPARATOR, type ParseWarning, type RawParameter } from './dsml.js';
 import type { ParsedMessage, ParsedToolCall, ThinkingMode } from './message.js';
 import {
   EOS,
@@ -58,12 +62,13 @@ function checkSeparator(text: string, start: number, r: Read, where: string): vo
   if (r.stop === null) throw new ChatParseError(text.length, 'unterminated-tool-calls', `the tool-call block is not closed by ${FUNCTION_CALLS_CLOSE}`);
 }
 
-export function parseToolCallBlock(text: string, index: number): { next: number; toolCalls: ParsedToolCall[] } {
+export function parseToolCallBlock(text: string, index: number): { next: number; toolCalls: ParsedToolCall[]; warnings: ParseWarning[] } {
   const toolCalls: ParsedToolCall[] = [];
+  const warnings: ParseWarning[] = [];
   for (;;) {
     const sep = readUntil(text, index, [INVOKE_OPEN, FUNCTION_CALLS_CLOSE]);
     checkSeparator(text, index, sep, 'invoke');
-    if (sep.stop === FUNCTION_CALLS_CLOSE) return { next: sep.next, toolCalls };
+    if (sep.stop === FUNCTION_CALLS_CLOSE) return { next: sep.next, toolCalls, warnings };
     const headerAt = sep.next;
     let r = readUntil(text, headerAt, [PARAMETER_OPEN, INVOKE_CLOSE]);
     if (r.stop === null) throw new ChatParseError(text.length, 'unterminated-tool-calls', 'the text ends inside an invoke');
@@ -78,6 +83,8 @@ export function parseToolCallBlock(text: string, index: number): { next: number;
       if (!p) throw new ChatParseError(paramAt, 'malformed-parameter', `parameter must be name="..." string="true|false">value<, got ${JSON.stringify(body.content.slice(0, 60))}`);
       if (params.some((q) => q.name === p.name)) throw new ChatParseError(paramAt, 'duplicate-parameter', `parameter "${p.name}" given twice in invoke "${name}"`);
       params.push(p);
+      const w = p.isString ? undefined : nonJsonValueWarning(toolCalls.length, name, p.name, p.value);
+      if (w) warnings.push(w);
       const sepAt = body.next;
       r = readUntil(text, sepAt, [PARAMETER_OPEN, INVOKE_CLOSE]);
       checkSeparator(text, sepAt, r, 'parameter');
@@ -87,8 +94,18 @@ export function parseToolCallBlock(text: string, index: number): { next: number;
   }
 }
 
+export interface StrictResult {
+  message: ParsedMessage;
+  warnings: ParseWarning[];
+}
+
 /** Parse a completion. `mode` is the mode of the prompt it continues (thinking prompts end in `<think>`). */
 export function parseCompletion(text: string, mode: ThinkingMode): ParsedMessage {
+  return parseCompletionChecked(text, mode).message;
+}
+
+/** `parseCompletion`, plus warnings about what it accepted that may hurt the caller (see the header). */
+export function parseCompletionChecked(text: string, mode: ThinkingMode): StrictResult {
   let index = 0;
   let reasoning = '';
   if (mode === 'thinking') {
@@ -104,13 +121,15 @@ export function parseCompletion(text: string, mode: ThinkingMode): ParsedMessage
   checkText(text, contentAt, c.content, 'content');
   index = c.next;
   let toolCalls: ParsedToolCall[] = [];
+  let warnings: ParseWarning[] = [];
   if (c.stop === TOOL_CALLS_START) {
     const block = parseToolCallBlock(text, index);
     toolCalls = block.toolCalls;
+    warnings = block.warnings;
     const rest = readUntil(text, block.next, [EOS]);
     if (rest.content) throw new ChatParseError(block.next, 'text-after-tool-calls', `only ${EOS} may follow the tool-call block, got ${JSON.stringify(rest.content.slice(0, 40))}`);
     index = rest.next;
   }
   if (index < text.length) throw new ChatParseError(index, 'text-after-eos', `text after ${EOS}: ${JSON.stringify(text.slice(index, index + 40))}`);
-  return { role: 'assistant', content: c.content, reasoning_content: reasoning, tool_calls: toolCalls };
+  return { message: { role: 'assistant', content: c.content, reasoning_content: reasoning, tool_calls: toolCalls }, warnings };
 }

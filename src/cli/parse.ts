@@ -1,10 +1,18 @@
-// `dsv32 parse`: read a completion from stdin and print the assistant message it encodes, as JSON.
+// `dsv32 parse`: read a completion from stdin and print the assistant message it encodes, as JSON. The
+// JSON gets a `warnings` array only when the parse has some (a `string="false"` value that is not JSON,
+// see parse-strict.ts), so a clean parse prints exactly the message; each warning also goes to stderr.
 import { Command, Option } from 'commander';
 import { DsvError } from '../errors.js';
-import { parseCompletion } from '../chat/parse-strict.js';
+import { parseCompletionChecked } from '../chat/parse-strict.js';
+import type { ParseWarning } from '../chat/dsml.js';
 import { parseCompletionLenient } from '../chat/parse-lenient.js';
 import { loadTools } from '../chat/load.js';
-import type { ThinkingMode } from '../chat/message.js';
+import type { ParsedMessage, ThinkingMode } from '../chat/message.js';
+
+function print(message: ParsedMessage, warnings: readonly ParseWarning[]): void {
+  process.stdout.write(JSON.stringify(warnings.length ? { ...message, warnings } : message, null, 2) + '\n');
+  for (const w of warnings) process.stderr.write(`dsv32 parse: warning: tool call ${w.tool_call} "${w.name}" parameter "${w.parameter}": ${w.problem}\n`);
+}
 
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
@@ -23,16 +31,18 @@ export function register(program: Command): void {
       const text = await readStdin();
       if (!o.lenient) {
         if (o.tools) throw new DsvError('--tools only applies with --lenient');
+        let r;
         try {
-          process.stdout.write(JSON.stringify(parseCompletion(text, o.mode), null, 2) + '\n');
+          r = parseCompletionChecked(text, o.mode);
         } catch (e) {
           if (e instanceof DsvError) throw new DsvError(`stdin: ${e.message} (try --lenient)`, { cause: e });
           throw e;
         }
+        print(r.message, r.warnings);
         return;
       }
       const r = parseCompletionLenient(text, o.mode, o.tools ? { tools: loadTools(o.tools) } : {});
-      process.stdout.write(JSON.stringify(r.message, null, 2) + '\n');
+      print(r.message, r.warnings);
       for (const x of r.repairs) process.stderr.write(`dsv32 parse: repaired: ${x}\n`);
       for (const x of r.errors) process.stderr.write(`dsv32 parse: unrecoverable tool call${x.name ? ` "${x.name}"` : ''}: ${x.reason}\n`);
       if (r.errors.length) process.exitCode = 1;

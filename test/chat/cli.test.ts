@@ -89,3 +89,21 @@ test('parse --lenient repairs, coerces with --tools, and exits 1 when a call is 
   assert.equal(badTools.code, 2);
   assert.match(badTools.err, /bt\.json: expected a JSON array of tools/);
 });
+
+test('parse prints warnings in its JSON (and on stderr) for a string="false" value that is not JSON, in both modes', () => {
+  const D = '｜DSML｜';
+  const text = `ok\n\n<${D}function_calls>\n<${D}invoke name="f">\n<${D}parameter name="x" string="false">not json</${D}parameter>\n</${D}invoke>\n</${D}function_calls>`;
+  const warning = { tool_call: 0, name: 'f', parameter: 'x', problem: 'the string="false" value "not json" is not valid JSON: expected a value at line 1, offset 0' };
+  const strict = cli(['parse', '--mode', 'chat'], text);
+  assert.equal(strict.code, 0, strict.err);
+  const m = JSON.parse(strict.out);
+  assert.deepEqual(m.warnings, [warning]);
+  assert.equal(m.tool_calls[0].function.arguments, '{"x": not json}');
+  assert.equal(strict.err, `dsv32 parse: warning: tool call 0 "f" parameter "x": ${warning.problem}\n`);
+  const lenient = cli(['parse', '--mode', 'chat', '--lenient'], text);
+  assert.equal(lenient.code, 0, lenient.err);
+  assert.deepEqual(JSON.parse(lenient.out).warnings, [warning]);
+  assert.match(lenient.err, /warning: tool call 0 "f" parameter "x"/);
+  // A clean parse prints the message alone.
+  assert.ok(!('warnings' in JSON.parse(cli(['parse', '--mode', 'chat'], 'Hello').out)));
+});

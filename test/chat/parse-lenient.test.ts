@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseCompletionLenient, type LenientResult } from '../../src/chat/parse-lenient.js';
-import { parseCompletion } from '../../src/chat/parse-strict.js';
+import { parseCompletion, parseCompletionChecked } from '../../src/chat/parse-strict.js';
 import type { ToolDefinition } from '../../src/chat/message.js';
 import { assistantCompletions } from './fixtures.js';
 
@@ -35,9 +35,12 @@ function calls(r: LenientResult): [string, unknown][] {
 test('on well-formed output the lenient parser equals the strict parser and repairs nothing', () => {
   for (const { where, text } of assistantCompletions()) {
     const r = parseCompletionLenient(text, 'thinking');
-    assert.deepEqual(r.message, parseCompletion(text, 'thinking'), where);
+    const strict = parseCompletionChecked(text, 'thinking');
+    assert.deepEqual(r.message, strict.message, where);
     assert.deepEqual(r.errors, [], where);
     assert.deepEqual(r.repairs, [], where);
+    assert.deepEqual(r.warnings, [], where);
+    assert.deepEqual(strict.warnings, [], where);
   }
 });
 
@@ -148,4 +151,52 @@ test('thinking without </think>, a cut-off opener, stray markers and text after 
   const truncatedThinking = parseCompletionLenient('still thinking', 'thinking');
   assert.equal(truncatedThinking.message.reasoning_content, 'still thinking');
   assert.equal(truncatedThinking.message.content, '');
+});
+
+test('text that only looks like the start of a tag is content, exactly as the strict parser reads it', () => {
+  for (const [text, mode] of [
+    ['<｜DSM some regular text', 'chat'],
+    ['‹｜DSM some regular text', 'chat'],
+    [`a <| b${E}`, 'chat'],
+    ['a <‖ b', 'chat'],
+    ['x\n\n<｜DSM', 'chat'],
+    [`r</think>a <| b\n\n<${D}function_calls>\n<${D}invoke name="f">\n</${D}invoke>\n</${D}function_calls>${E}`, 'thinking'],
+  ] as const) {
+    const r = parseCompletionLenient(text, mode);
+    assert.deepEqual(r.message, parseCompletion(text, mode), JSON.stringify(text));
+    assert.deepEqual(r.repairs, [], JSON.stringify(text));
+  }
+});
+
+test('a tag cut off at the end is removed with the blank line before it, not the space the model wrote', () => {
+  const cases: [string, string][] = [
+    [`Sure, let me check! \n\n<${D}fun`, 'Sure, let me check! '],
+    [`Sure, let me check! <${D}invoke name="sea`, 'Sure, let me check! '],
+    [`x\n\n</${D}`, 'x'],
+    [`x <${D}｜DS`, 'x '],
+    [`x <|DSML|parameter name="q`, 'x '],
+  ];
+  for (const [text, content] of cases) {
+    const r = parseCompletionLenient(text, 'chat');
+    assert.equal(r.message.content, content, JSON.stringify(text));
+    assert.deepEqual(r.repairs, ['removed a cut-off tag at the end of the content'], JSON.stringify(text));
+  }
+  const thinking = parseCompletionLenient(`still thinking <${D}function_ca`, 'thinking');
+  assert.equal(thinking.message.reasoning_content, 'still thinking ');
+  assert.ok(thinking.repairs.includes('removed a cut-off tag at the end of the reasoning'), thinking.repairs.join('; '));
+  noMarkup(thinking);
+});
+
+test('a string="false" value that is not JSON: the same warnings as the strict parser, and the value repaired', () => {
+  const p = (name: string, flag: string, v: string) => `<${D}parameter name="${name}" string="${flag}">${v}</${D}parameter>`;
+  const text = `\n\n<${D}function_calls>\n<${D}invoke name="f">\n${p('ok', 'false', '1')}\n</${D}invoke>\n<${D}invoke name="g">\n${p('a', 'false', 'not json')}\n${p('b', 'true', 'not json')}\n${p('c', 'false', 'True')}\n</${D}invoke>\n</${D}function_calls>`;
+  const strict = parseCompletionChecked(text, 'chat');
+  assert.deepEqual(strict.warnings.map((w) => [w.tool_call, w.name, w.parameter]), [[1, 'g', 'a'], [1, 'g', 'c']]);
+  const r = parseCompletionLenient(text, 'chat');
+  assert.deepEqual(r.warnings, strict.warnings);
+  assert.deepEqual(calls(r), [['f', { ok: 1 }], ['g', { a: 'not json', b: 'not json', c: true }]]);
+  // With a tool schema that rules the text out, the call is lost, and the warning still names it.
+  const lost = parseCompletionLenient(`<invoke name="search">${p('n', 'false', 'three')}</invoke>`, 'chat', { tools: TOOLS });
+  assert.equal(lost.errors.length, 1);
+  assert.deepEqual(lost.warnings.map((w) => [w.tool_call, w.name, w.parameter]), [[0, 'search', 'n']]);
 });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseCompletion } from '../../src/chat/parse-strict.js';
+import { parseCompletion, parseCompletionChecked } from '../../src/chat/parse-strict.js';
 import { CompletionStreamParser, type StreamEvent } from '../../src/chat/parse-stream.js';
 import { ChatParseError, type ParseRule } from '../../src/chat/errors.js';
 import type { ChatMessage, ParsedMessage, ThinkingMode } from '../../src/chat/message.js';
@@ -195,4 +195,19 @@ test('parameter values stream as they arrive, and the official value/header edge
   const want = parseCompletion(odd, 'chat');
   assert.equal(want.tool_calls[0]!.function.arguments, '{"a\\" string=\\"maybe": "v"}');
   for (let k = 0; k <= odd.length; k++) assert.deepEqual(stream([odd.slice(0, k), odd.slice(k)], 'chat'), want, `split ${k}`);
+});
+
+test('a string="false" value that is not JSON is pasted raw, as the official decoder does, and warned about', () => {
+  const p = (name: string, v: string) => `<${D}parameter name="${name}" string="false">${v}</${D}parameter>`;
+  const text = `\n\n<${D}function_calls>\n<${D}invoke name="f">\n${p('n', '[1, 2]')}\n</${D}invoke>\n` +
+    `<${D}invoke name="g">\n${p('a', 'not json')}\n${p('b', '1, "x": 2')}\n${p('c', ' 3 ')}\n</${D}invoke>\n</${D}function_calls>`;
+  const r = parseCompletionChecked(text, 'chat');
+  assert.deepEqual(r.message, parseCompletion(text, 'chat'));
+  assert.equal(r.message.tool_calls[1]!.function.arguments, '{"a": not json, "b": 1, "x": 2, "c":  3 }');
+  assert.deepEqual(r.warnings, [
+    { tool_call: 1, name: 'g', parameter: 'a', problem: 'the string="false" value "not json" is not valid JSON: expected a value at line 1, offset 0' },
+    { tool_call: 1, name: 'g', parameter: 'b', problem: 'the string="false" value "1, \\"x\\": 2" is not valid JSON: extra data after the JSON value at line 1, offset 1' },
+  ]);
+  const long = parseCompletionChecked(`\n\n<${D}function_calls>\n<${D}invoke name="f">\n${p('v', 'x'.repeat(200))}\n</${D}invoke>\n</${D}function_calls>`, 'chat');
+  assert.match(long.warnings[0]!.problem, /^the string="false" value "x{80}…" is not valid JSON/);
 });
