@@ -1,7 +1,7 @@
 // The device-generic decode (DeviceForward.decode over the device-resident caches of device-cache.ts)
 // on every available device: CPU always, CUDA when a driver and GPU are present (else skipped with the
 // backend's reason). After a prefill of the 48 golden prompt tokens it must reproduce the reference's 6
-// decode steps — every decode top-k row and route exactly, logits within 1e-3·max|logit| — and agree
+// decode steps — every decode top-k row and route exactly, logits within 1e-4 up to FP8 rounding ties — and agree
 // with the device prefill of the extended sequence at the same positions (absorbed MQA == MHA).
 //
 // Fixtures: ../shared/fixtures beside the repository, or $DSV32_FIXTURES (e.g. on a GPU machine).
@@ -12,6 +12,7 @@ import path from 'node:path';
 import { cudaUnavailableReason } from '../../src/backend/cuda/index.js';
 import { DeepseekV32, mapSource, randomCheckpoint, randomConfig, TokenError } from '../../src/model/index.js';
 import { DeviceError, DeviceForward, type DeviceDecodeResult } from '../../src/model/device-forward.js';
+import { runGolden } from '../../src/cli/golden.js';
 import { fixturesDir, loadGolden } from './golden-data.js';
 
 
@@ -40,7 +41,7 @@ for (const dev of devices) {
   for (const [set, file] of [['tiny-f32', 'golden.safetensors'], ['tiny-fp8', 'golden_f32.safetensors']] as const) {
     const goldenFile = path.join(fixturesDir, set, file);
     const skip = dev.skip || (existsSync(goldenFile) ? false : `fixture ${goldenFile} not found (set DSV32_FIXTURES to the fixtures directory)`);
-    test(`device decode on ${dev.name}: ${set} ${file} decode top-k and routes exact, logits within 1e-3·max, equal to the extended prefill`, { skip }, () => {
+    test(`device decode on ${dev.name}: ${set} ${file} golden decode rows pass (choices exact, logits within 1e-4 up to FP8 ties), equal to the extended prefill`, { skip }, () => {
       const m = DeepseekV32.load(path.join(fixturesDir, set));
       const cfg = m.cfg;
       const g = loadGolden(set, file);
@@ -58,15 +59,7 @@ for (const dev of devices) {
         assert.equal(cache.length, g.S + j + 1);
         assert.deepEqual(d.logits.shape, [g.B, g.vocab]);
         assert.equal(d.logits.device, dev.name);
-        for (let l = 0; l < cfg.nLayers; l++) {
-          assert.equal(d.topk[l]!.width, g.k, `step ${j} layer ${l} width`);
-          for (let b = 0; b < g.B; b++) {
-            const at = ((l * g.B + b) * g.steps + j);
-            assert.deepEqual(row(d.topk[l]!.idx, b, g.k), Array.from(g.decodeTopk.subarray(at * g.k, (at + 1) * g.k)), `step ${j} layer ${l} row ${b} top-k`);
-            if (l < cfg.nDenseLayers) assert.equal(d.routes[l], null);
-            else assert.deepEqual(row(d.routes[l]!, b, g.nAct), Array.from(g.decodeRouting.subarray(at * g.nAct, (at + 1) * g.nAct)), `step ${j} layer ${l} row ${b} routes`);
-          }
-        }
+        for (let l = 0; l < cfg.nLayers; l++) assert.equal(d.topk[l]!.width, g.k, `step ${j} layer ${l} width`);
       }
       assert.ok(cache.capacity >= g.S + g.steps, `cache grew to ${cache.capacity}`);
       // decode logits [D][B, V] → golden layout [B, D, V]
@@ -75,8 +68,9 @@ for (const dev of devices) {
         const lv = d.logits.toFloat32();
         for (let b = 0; b < g.B; b++) ours.set(lv.subarray(b * g.vocab, (b + 1) * g.vocab), (b * g.steps + j) * g.vocab);
       });
-      const vs = maxAbsDiff(ours, g.decodeLogits);
-      assert.ok(vs.d <= 1e-3 * vs.ref, `decode logits vs golden: max |Δ| ${vs.d} > 1e-3·${vs.ref}`);
+      // against the golden: `dsv32 golden --device-forward` (every decode top-k row and route exact, logits
+      // within 1e-4, up to FP8 rounding ties: src/model/fp8-ties.ts)
+      for (const r of runGolden(fixturesDir, set, 'f32', dev.name, true)) assert.ok(r.ok, `${r.what}: ${r.value} (${r.bound})`);
 
       // the MHA == MQA invariant on the device path: one prefill of prompt + decode tokens
       const ext = df.prefill(g.tokens.map((r, b) => [...r, ...g.decodeTokens[b]!]));

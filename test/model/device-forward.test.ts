@@ -1,7 +1,7 @@
 // The device-generic prefill (src/model/device-forward.ts) on every available device: CPU always, CUDA
 // when a driver and GPU are present (else skipped with the backend's reason). It must reproduce the
 // official goldens as the host model does: every prefill top-k set and route exactly, logits within
-// 1e-3·max|logit|. Logits are compared at positions ≥ 1 only: the golden's position 0 is a one-token
+// 1e-4 up to FP8 rounding ties (src/model/fp8-ties.ts). Logits are compared at positions ≥ 1 only: the golden's position 0 is a one-token
 // prefix, which the reference ran through its decode (absorbed MQA) path; positions ≥ 1 come from one
 // causal prefill (test/model/golden.test.ts explains why that equals each prefix's own forward).
 //
@@ -14,6 +14,7 @@ import path from 'node:path';
 import { cudaUnavailableReason } from '../../src/backend/cuda/index.js';
 import { DeepseekV32, mapSource, randomCheckpoint, randomConfig, TokenError } from '../../src/model/index.js';
 import { DeviceError, DeviceForward } from '../../src/model/device-forward.js';
+import { runGolden } from '../../src/cli/golden.js';
 import { fixturesDir, loadGolden, repoRoot } from './golden-data.js';
 
 
@@ -37,38 +38,16 @@ for (const dev of devices) {
   for (const [set, file] of [['tiny-f32', 'golden.safetensors'], ['tiny-fp8', 'golden_f32.safetensors']] as const) {
     const goldenFile = path.join(fixturesDir, set, file);
     const skip = dev.skip || (existsSync(goldenFile) ? false : `fixture ${goldenFile} not found (set DSV32_FIXTURES to the fixtures directory)`);
-    test(`device forward on ${dev.name}: ${set} ${file} prefill top-k and routes exact, logits within 1e-3·max`, { skip }, () => {
+    test(`device forward on ${dev.name}: ${set} ${file} golden rows pass (choices exact, logits within 1e-4 up to FP8 ties)`, { skip }, () => {
       const m = model(set);
       const g = loadGolden(set, file);
       const run = new DeviceForward(m, dev.name).prefill(g.tokens);
       assert.equal(run.topk.length, m.cfg.nLayers);
-      for (let l = 0; l < m.cfg.nLayers; l++) {
-        const blk = g.B * g.S * g.k;
-        assert.equal(run.topk[l]!.width, g.k);
-        assert.deepEqual(Array.from(run.topk[l]!.idx), Array.from(g.prefillTopk.subarray(l * blk, (l + 1) * blk)), `layer ${l} top-k`);
-        const r = run.routes[l];
-        if (l < m.cfg.nDenseLayers) assert.equal(r, null, `layer ${l} is dense`);
-        else {
-          const rb = g.B * g.S * g.nAct;
-          assert.deepEqual(Array.from(r!), Array.from(g.prefillRouting.subarray(l * rb, (l + 1) * rb)), `layer ${l} routes`);
-        }
-      }
       assert.equal(run.logits!.device, dev.name);
       assert.deepEqual(run.logits!.shape, [g.B, g.S, g.vocab]);
-      const lv = run.logits!.toFloat32();
-      let maxAbs = 0;
-      let maxRef = 0;
-      for (let b = 0; b < g.B; b++) {
-        for (let i = 1; i < g.S; i++) {
-          for (let v = 0; v < g.vocab; v++) {
-            const j = (b * g.S + i) * g.vocab + v;
-            const d = Math.abs(lv[j]! - g.logits[j]!);
-            if (!(d <= maxAbs)) maxAbs = d;
-            maxRef = Math.max(maxRef, Math.abs(g.logits[j]!));
-          }
-        }
-      }
-      assert.ok(maxAbs <= 1e-3 * maxRef, `logits: max |Δ| ${maxAbs} > 1e-3·${maxRef}`);
+      // against the golden: `dsv32 golden --device-forward` (prefill and decode: every top-k row and route
+      // exact, logits within 1e-4, up to FP8 rounding ties: src/model/fp8-ties.ts)
+      for (const r of runGolden(fixturesDir, set, 'f32', dev.name, true)) assert.ok(r.ok, `${r.what}: ${r.value} (${r.bound})`);
     });
   }
 
@@ -134,14 +113,15 @@ test('dsv32 golden --device-forward: prefill and decode rows of the device-gener
   assert.equal(out.ok, true);
   assert.equal(out.device, 'cpu');
   assert.equal(out.deviceForward, true);
-  assert.equal(out.rows.length, 7, '4 prefill rows + 3 decode rows');
+  assert.equal(out.rows.length, 8, '4 prefill rows + 3 decode rows + the FP8 tie row');
   assert.match(out.rows.find((x) => x.what.startsWith('prefill indexer top-k'))!.value, /^0 \/ 288$/);
   assert.match(out.rows.find((x) => x.what.startsWith('prefill MoE route'))!.value, /^0 \/ 192$/);
   // 3 layers × 2 rows × 6 steps of top-k; 2 MoE layers × 2 rows × 6 steps of routes
   assert.match(out.rows.find((x) => x.what.startsWith('decode indexer top-k'))!.value, /^0 \/ 36$/);
   assert.match(out.rows.find((x) => x.what.startsWith('decode MoE route'))!.value, /^0 \/ 24$/);
   const dl = out.rows.find((x) => x.what.startsWith('decode logits on cpu'))!;
-  assert.ok(dl.ok && Number(dl.value) <= 1e-3, `decode logits row: ${dl.value}`);
+  assert.ok(dl.ok && Number(dl.value) <= 1e-4, `decode logits row: ${dl.value}`);
+  assert.ok(out.rows.at(-1)!.what.startsWith('FP8 roundings at a tie') && out.rows.at(-1)!.ok);
 });
 
 test('dsv32 golden --device: an unknown device and bf16 on the device path are one-line errors', { skip: cliSkip }, () => {

@@ -10,7 +10,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DeepseekV32, type ForwardOptions, type Numerics } from '../../src/model/index.js';
-import { type Golden, diff, fixtureDir, layerBlock, loadGolden, type FixtureSet } from './golden-data.js';
+import { runGolden } from '../../src/cli/golden.js';
+import { MAX_FP8_TIE_FLIPS, resolveFp8Ties } from '../../src/model/fp8-ties.js';
+import { type Golden, diff, fixtureDir, fixturesDir, layerBlock, loadGolden, type FixtureSet } from './golden-data.js';
 
 const models = new Map<string, DeepseekV32>();
 function model(set: FixtureSet): DeepseekV32 {
@@ -53,70 +55,38 @@ function prefixLogits(m: DeepseekV32, g: Golden, numerics: Numerics, forced: boo
   return { logits: lv, topk: full.topk.map((s) => s.idx), routes: full.routes };
 }
 
-function assertChoicesEqual(run: PrefixRun, g: Golden, m: DeepseekV32): void {
-  for (let l = 0; l < g.L; l++) {
-    assert.deepEqual(Array.from(run.topk[l]!), Array.from(layerBlock(g.prefillTopk, l, g.B, g.S, g.k)), `layer ${l} top-k rows`);
-    const r = run.routes[l];
-    if (l < m.cfg.nDenseLayers) assert.equal(r, null);
-    else assert.deepEqual(Array.from(r!), Array.from(layerBlock(g.prefillRouting, l, g.B, g.S, g.nAct)), `layer ${l} routes`);
-  }
-}
-
-function assertLogitsClose(mine: Float32Array, ref: Float32Array, rel: number, what: string): void {
-  const d = diff(mine, ref);
-  assert.ok(d.maxAbs <= rel * d.maxRef, `${what}: max |Δ| ${d.maxAbs} > ${rel}·max|logit| (${d.maxRef})`);
-}
-
-for (const [set, file] of [['tiny-f32', 'golden.safetensors'], ['tiny-fp8', 'golden_f32.safetensors']] as const) {
-  test(`${set} ${file}, f32, unforced: every top-k set and route equal; logits within 1e-3·max`, () => {
-    const m = model(set);
-    const g = loadGolden(set, file);
-    const run = prefixLogits(m, g, 'f32', false);
-    assertChoicesEqual(run, g, m);
-    assertLogitsClose(run.logits, g.logits, 1e-3, 'prefix logits');
-    // the README's measured noise floor is ~5e-6; anything near 1e-4 would already be a bug
-    assert.ok(diff(run.logits, g.logits).maxAbs < 1e-4);
+// f32: every choice exact and every logit within 1e-4 (the README's noise floor is ~5e-6), up to FP8 rounding
+// ties (src/model/fp8-ties.ts): runGolden is the `dsv32 golden` check, prefill and decode.
+for (const set of ['tiny-f32', 'tiny-fp8'] as const) {
+  test(`${set}, f32, unforced: every top-k set and route equal, logits within 1e-4, at most ${MAX_FP8_TIE_FLIPS} FP8 tie flips`, () => {
+    const rows = runGolden(fixturesDir, set, 'f32');
+    for (const r of rows) assert.ok(r.ok, `${r.what}: ${r.value} (${r.bound})`);
   });
+}
 
-  test(`${set} ${file}, f32: prefill then decode reproduces decode_logits/topk/routing; prefill_logits_ext agrees`, () => {
-    const m = model(set);
-    const g = loadGolden(set, file);
-    const V = g.vocab;
-    const pre = m.forward(g.tokens, { logits: 'none' });
-    const dec = new Float32Array(g.B * g.steps * V);
-    for (let j = 0; j < g.steps; j++) {
-      const d = m.forward(g.decodeTokens.map((r) => [r[j]!]), { cache: pre.cache });
-      assert.equal(d.cache.length, g.S + j + 1);
-      const v = d.logits!.toFloat32();
-      for (let b = 0; b < g.B; b++) dec.set(v.subarray(b * V, (b + 1) * V), (b * g.steps + j) * V);
-      for (let l = 0; l < g.L; l++) {
-        for (let b = 0; b < g.B; b++) {
-          const want = g.decodeTopk.subarray(((l * g.B + b) * g.steps + j) * g.k, ((l * g.B + b) * g.steps + j + 1) * g.k);
-          const sel = d.topk[l]!;
-          assert.deepEqual(Array.from(sel.idx.subarray(b * sel.width, (b + 1) * sel.width)), Array.from(want), `decode step ${j} layer ${l} row ${b}`);
-          const r = d.routes[l];
-          if (r) {
-            const wr = g.decodeRouting.subarray(((l * g.B + b) * g.steps + j) * g.nAct, ((l * g.B + b) * g.steps + j + 1) * g.nAct);
-            assert.deepEqual(Array.from(r.subarray(b * g.nAct, (b + 1) * g.nAct)), Array.from(wr), `decode step ${j} layer ${l} row ${b} routes`);
-          }
-        }
-      }
+/** A bf16 forced check, FP8-tie aware (src/model/fp8-ties.ts): `firstBad` is the earliest failing position. */
+function tieAware<R>(run: () => R, firstBad: (r: R) => number): R {
+  const res = resolveFp8Ties(run, firstBad);
+  assert.ok(res.flips.length <= MAX_FP8_TIE_FLIPS, `${res.flips.length} FP8 tie flips`);
+  return res.result;
+}
+
+/** First position p (causal order p·B + b over [B, n, V] logits) whose max |Δ| exceeds tol. */
+function firstBeyond(mine: Float32Array, ref: Float32Array, B: number, n: number, V: number, tol: number): number {
+  let first = Infinity;
+  for (let b = 0; b < B; b++) {
+    for (let p = 0; p < n; p++) {
+      const d = diff(mine.subarray((b * n + p) * V, (b * n + p + 1) * V), ref.subarray((b * n + p) * V, (b * n + p + 1) * V));
+      if (!(d.maxAbs <= tol)) first = Math.min(first, p * B + b);
     }
-    assertLogitsClose(dec, g.decodeLogits, 1e-3, 'decode_logits');
-    // prefill_logits_ext[:, j] = fresh prefill of S+j+1 tokens = position S+j of one prefill of S+6
-    const ext = m.forward(g.tokens.map((r, b) => [...r, ...g.decodeTokens[b]!])).logits!.toFloat32();
-    const T = g.S + g.steps;
-    const el = new Float32Array(dec.length);
-    for (let b = 0; b < g.B; b++) for (let j = 0; j < g.steps; j++) el.set(ext.subarray((b * T + g.S + j) * V, (b * T + g.S + j + 1) * V), (b * g.steps + j) * V);
-    assertLogitsClose(el, g.prefillLogitsExt, 1e-3, 'prefill_logits_ext');
-    assertLogitsClose(dec, el, 1e-5, 'our decode vs our prefill');
-  });
+  }
+  return first;
 }
 
 test('tiny-bf16 golden, bf16 mode, forced choices: within 2× the README forced tolerance (0.043)', () => {
   const m = model('tiny-bf16');
   const g = loadGolden('tiny-bf16');
-  const run = prefixLogits(m, g, 'bf16', true);
+  const run = tieAware(() => prefixLogits(m, g, 'bf16', true), (r) => firstBeyond(r.logits, g.logits, g.B, g.S, g.vocab, 2 * 0.043));
   const d = diff(run.logits, g.logits);
   assert.ok(d.maxAbs <= 2 * 0.043, `max |Δ| ${d.maxAbs}`);
   assert.ok(d.meanAbs <= 2 * 0.0038, `mean |Δ| ${d.meanAbs}`);
@@ -130,7 +100,7 @@ test('tiny-fp8 golden, bf16 mode, forced choices: every position within 2× the 
   // in RMSNorm instead of torch's 1/sqrt moved positions 45–47 of row 0 by 0.24).
   const m = model('tiny-fp8');
   const g = loadGolden('tiny-fp8');
-  const run = prefixLogits(m, g, 'bf16', true);
+  const run = tieAware(() => prefixLogits(m, g, 'bf16', true), (r) => firstBeyond(r.logits, g.logits, g.B, g.S, g.vocab, 2 * 4.4e-4));
   const V = g.vocab;
   for (let p = 0; p < g.B * g.S; p++) {
     const mine = run.logits.subarray(p * V, (p + 1) * V);
@@ -146,23 +116,27 @@ test('tiny-bf16 decode, bf16 mode, forced with the decode choices: within 2× th
   const m = model('tiny-bf16');
   const g = loadGolden('tiny-bf16');
   const V = g.vocab;
-  const pre = m.forward(g.tokens, { numerics: 'bf16', logits: 'none', ...forcedPrefill(m, g) });
-  const dec = new Float32Array(g.B * g.steps * V);
-  for (let j = 0; j < g.steps; j++) {
-    const pick = (a: Int32Array, l: number, w: number): Int32Array => {
-      const out = new Int32Array(g.B * w);
-      for (let b = 0; b < g.B; b++) out.set(a.subarray(((l * g.B + b) * g.steps + j) * w, ((l * g.B + b) * g.steps + j + 1) * w), b * w);
-      return out;
-    };
-    const d = m.forward(g.decodeTokens.map((r) => [r[j]!]), {
-      cache: pre.cache,
-      numerics: 'bf16',
-      forcedTopk: Array.from({ length: g.L }, (_, l) => pick(g.decodeTopk, l, g.k)),
-      forcedRoutes: Array.from({ length: g.L }, (_, l) => (l < m.cfg.nDenseLayers ? null : pick(g.decodeRouting, l, g.nAct))),
-    });
-    const v = d.logits!.toFloat32();
-    for (let b = 0; b < g.B; b++) dec.set(v.subarray(b * V, (b + 1) * V), (b * g.steps + j) * V);
-  }
+  const decodeAll = (): Float32Array => {
+    const pre = m.forward(g.tokens, { numerics: 'bf16', logits: 'none', ...forcedPrefill(m, g) });
+    const dec = new Float32Array(g.B * g.steps * V);
+    for (let j = 0; j < g.steps; j++) {
+      const pick = (a: Int32Array, l: number, w: number): Int32Array => {
+        const out = new Int32Array(g.B * w);
+        for (let b = 0; b < g.B; b++) out.set(a.subarray(((l * g.B + b) * g.steps + j) * w, ((l * g.B + b) * g.steps + j + 1) * w), b * w);
+        return out;
+      };
+      const d = m.forward(g.decodeTokens.map((r) => [r[j]!]), {
+        cache: pre.cache,
+        numerics: 'bf16',
+        forcedTopk: Array.from({ length: g.L }, (_, l) => pick(g.decodeTopk, l, g.k)),
+        forcedRoutes: Array.from({ length: g.L }, (_, l) => (l < m.cfg.nDenseLayers ? null : pick(g.decodeRouting, l, g.nAct))),
+      });
+      const v = d.logits!.toFloat32();
+      for (let b = 0; b < g.B; b++) dec.set(v.subarray(b * V, (b + 1) * V), (b * g.steps + j) * V);
+    }
+    return dec;
+  };
+  const dec = tieAware(decodeAll, (r) => firstBeyond(r, g.decodeLogits, g.B, g.steps, V, 2 * 0.043));
   const d = diff(dec, g.decodeLogits);
   assert.ok(d.maxAbs <= 2 * 0.043, `max |Δ| ${d.maxAbs}`);
 });

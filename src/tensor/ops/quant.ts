@@ -7,6 +7,7 @@
 // (the fixtures' extension; identical to the official kernel whenever N % block == 0).
 import { DsvError } from '../../errors.js';
 import { noGrad, record } from '../autograd.js';
+import { E4M3_MAX, e4m3BitsToF32, f32ToE4m3Bits } from '../dtype.js';
 import { ShapeError, Tensor, fmtShape, fromArray } from '../tensor.js';
 import { mul } from './elementwise.js';
 import { indexSelect } from './indexing.js';
@@ -27,7 +28,86 @@ export function actQuant(x: Tensor, block = 128, opts: { ue8m0?: boolean } = {})
   const q = alloc(x.backend, x.shape, 'f8e4m3');
   const s = alloc(x.backend, [...x.shape.slice(0, -1), nb], 'f32');
   if (x.numel > 0) x.backend.actQuant(q, s, noGrad(() => contiguous(x)), block, opts.ue8m0 ?? true);
+  if (tieProbe && x.numel > 0) return { q: probeTies(tieProbe, x, q, s, block), s };
   return { q, s };
+}
+
+/**
+ * FP8 rounding ties. act_quant puts y = x/s on the e4m3 grid (3 mantissa bits: neighbours 6–12% apart),
+ * so a y within a few f32 ulps of the midpoint between two grid values rounds up or down depending on the
+ * last bits of x — bits that another GEMM kernel, thread count or reduction order changes. Such a flip is
+ * legitimate (the reference's own GPU and CPU runs differ the same way: fixtures README, "FP8 activation
+ * quantisation is an amplifier") and moves everything downstream by 1e-3–1e-2. A probe, active for the
+ * duration of `withFp8TieProbe`, numbers the actQuant calls, records every quantised value whose y lies
+ * within `band` of a midpoint (band in y units, where a block's largest |y| is ≤ 448), and rounds the
+ * values named in `flips` to their other neighbour. The parity checks (src/model/fp8-ties.ts) use it to
+ * find which legitimate tie roundings the reference made.
+ */
+export interface Fp8TieProbe {
+  /** Half-width of the band around each midpoint, in units of y = x/s. */
+  readonly band: number;
+  /** Ties to round to the other neighbour, keyed by `tieKey`. */
+  readonly flips: ReadonlySet<string>;
+  /** actQuant calls seen so far (the call number of the next one). */
+  calls: number;
+  /** Every in-band value seen, in call order. */
+  readonly ties: Fp8Tie[];
+}
+
+export interface Fp8Tie {
+  /** Which actQuant call of the probed run, from 0. */
+  call: number;
+  /** Flat element index in that call's input. */
+  index: number;
+  /** Distance of y from the midpoint (y units). */
+  dist: number;
+}
+
+export const tieKey = (t: Pick<Fp8Tie, 'call' | 'index'>): string => `${t.call}:${t.index}`;
+
+export function newTieProbe(band: number, flips: ReadonlySet<string> = new Set()): Fp8TieProbe {
+  return { band, flips, calls: 0, ties: [] };
+}
+
+let tieProbe: Fp8TieProbe | null = null;
+
+/** Runs fn with `probe` watching every actQuant; probes do not nest. */
+export function withFp8TieProbe<T>(probe: Fp8TieProbe, fn: () => T): T {
+  if (tieProbe) throw new DsvError('withFp8TieProbe: a probe is already active');
+  tieProbe = probe;
+  try {
+    return fn();
+  } finally {
+    tieProbe = null;
+  }
+}
+
+function probeTies(probe: Fp8TieProbe, x: Tensor, q: Tensor, s: Tensor, block: number): Tensor {
+  const call = probe.calls++;
+  const xv = noGrad(() => x.toFloat32());
+  const sv = s.toFloat32();
+  const qv = q.toFloat32();
+  const N = x.shape[x.rank - 1]!;
+  const nb = Math.ceil(N / block);
+  let flipped: Float32Array | null = null;
+  for (let i = 0; i < xv.length; i++) {
+    const y = Math.fround(xv[i]! / sv[Math.floor(i / N) * nb + Math.floor((i % N) / block)]!);
+    const r = qv[i]!;
+    if (!Number.isFinite(y) || y === r || Math.abs(y) >= E4M3_MAX) continue;
+    // the other neighbour: one grid step further from zero when |y| > |r|, else one step nearer
+    const mag = f32ToE4m3Bits(Math.abs(r));
+    const otherMag = Math.abs(y) > Math.abs(r) ? mag + 1 : mag - 1;
+    if (otherMag < 0 || otherMag > 0x7e) continue;
+    const sign = y < 0 ? 0x80 : 0;
+    const dist = Math.abs(Math.abs(y) - (Math.abs(r) + e4m3BitsToF32(otherMag)) / 2);
+    if (dist > probe.band) continue;
+    probe.ties.push({ call, index: i, dist });
+    if (probe.flips.has(tieKey({ call, index: i }))) {
+      flipped ??= Float32Array.from(qv);
+      flipped[i] = e4m3BitsToF32(sign | otherMag); // on the grid, so fromArray's rounding keeps it
+    }
+  }
+  return flipped ? fromArray(flipped, q.shape, { dtype: 'f8e4m3', device: q.device }) : q;
 }
 
 /** Scale of column j = s[..., floor(j/block)], expanded to [..., N]. */
