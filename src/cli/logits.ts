@@ -1,12 +1,15 @@
 // `dsv32 logits`: run the model over a batch of token rows and write logits, the indexer's selections
 // and the MoE routes of every position to a safetensors file (the external contract of issue 3).
-import { readFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { Command, Option } from 'commander';
 import { z } from 'zod';
 import { DsvError } from '../errors.js';
 import { DeepseekV32, checkTokens, type ForwardResult } from '../model/index.js';
 import { SafetensorsFile, saveSafetensors } from '../tensor/safetensors.js';
 import { Tensor, fromArray } from '../tensor/tensor.js';
+import { progress } from './progress.js';
 
 export class LogitsCliError extends DsvError {}
 
@@ -79,7 +82,7 @@ export interface LogitsRun {
 }
 
 /** Prefill `decodeFrom` tokens (all when undefined), then decode the rest one at a time. */
-export function runLogits(model: DeepseekV32, tokens: number[][], opts: { numerics: 'f32' | 'bf16'; decodeFrom?: number; forced?: Forced }): LogitsRun {
+export function runLogits(model: DeepseekV32, tokens: number[][], opts: { numerics: 'f32' | 'bf16'; decodeFrom?: number; forced?: Forced; progress?: boolean }): LogitsRun {
   const cfg = model.cfg;
   const { ids, B, S } = checkTokens(tokens, cfg.vocabSize, 'tokens');
   const N = opts.decodeFrom ?? S;
@@ -103,6 +106,12 @@ export function runLogits(model: DeepseekV32, tokens: number[][], opts: { numeri
       if (rr) for (let b = 0; b < B; b++) routes[l]!.set(rr.subarray(b * n * k, (b + 1) * n * k), (b * S + from) * k);
     }
   };
+  // progress units: the prefill's layers (one unit when it is a single token), then one per decode step;
+  // a bar only on a terminal
+  const bar = progress('logits', (N > 1 ? L : 1) + (S - N), { enabled: opts.progress ?? false });
+  const t0 = performance.now();
+  let tokensDone = 0;
+  const rate = (): string => `${((tokensDone * B) / ((performance.now() - t0) / 1000)).toFixed(1)} tok/s`;
   const step = (from: number, to: number): void => {
     const n = to - from;
     const f = opts.forced;
@@ -113,12 +122,32 @@ export function runLogits(model: DeepseekV32, tokens: number[][], opts: { numeri
       numerics: opts.numerics,
       forcedTopk: f?.topk.map((t) => sliceRows(t, B, f.S, f.k, from, to)),
       forcedRoutes: f?.routes.map((t) => (t ? sliceRows(t, B, f.S, f.nAct, from, to) : null)),
+      onLayer: n > 1 ? (l) => bar.tick(`prefill of ${n} tokens: layer ${l + 1}/${L}`) : undefined,
     });
+    tokensDone += n;
+    if (n === 1) bar.tick(`position ${from + 1}/${S} · ${rate()}`);
     record(r, from, n);
   };
-  step(0, N);
-  for (let p = N; p < S; p++) step(p, p + 1);
+  try {
+    step(0, N);
+    if (N > 1) bar.update(L, `prefill of ${N} tokens done · ${rate()}`);
+    for (let p = N; p < S; p++) step(p, p + 1);
+  } finally {
+    bar.stop();
+  }
   return { logits, topk, routes };
+}
+
+/** The output must be writable before the model runs: its folder exists and the path is not a folder. */
+function checkOutPath(out: string): void {
+  const dir = dirname(resolve(out));
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new LogitsCliError(`--out ${out}: folder ${dir} does not exist`);
+  if (existsSync(out) && statSync(out).isDirectory()) throw new LogitsCliError(`--out ${out}: is a folder, expected a .safetensors file path`);
+  try {
+    accessSync(dir, constants.W_OK);
+  } catch {
+    throw new LogitsCliError(`--out ${out}: folder ${dir} is not writable`);
+  }
 }
 
 export function register(program: Command): void {
@@ -132,6 +161,7 @@ export function register(program: Command): void {
     .option('--force-from <golden>', "force the golden's prefill_topk and prefill_routing (teacher forcing)")
     .requiredOption('--out <file>', 'output .safetensors')
     .action((o: { model: string; tokens: string; dtype: 'f32' | 'bf16'; decodeFrom?: string; forceFrom?: string; out: string }) => {
+      checkOutPath(o.out);
       const tokens = readTokens(o.tokens);
       const model = DeepseekV32.load(o.model);
       let decodeFrom: number | undefined;
@@ -141,7 +171,7 @@ export function register(program: Command): void {
       }
       const B = Array.isArray(tokens) ? tokens.length : 0;
       const forced = o.forceFrom ? readForced(o.forceFrom, model, B) : undefined;
-      const run = runLogits(model, tokens, { numerics: o.dtype, decodeFrom, forced });
+      const run = runLogits(model, tokens, { numerics: o.dtype, decodeFrom, forced, progress: true });
       const S = tokens[0]!.length;
       const cfg = model.cfg;
       const out = new Map<string, Tensor>();

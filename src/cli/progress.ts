@@ -19,12 +19,24 @@ export function progress(label: string, total: number, o: { enabled?: boolean } 
     cliProgress.Presets.shades_classic,
   ) : null;
   const b = bar?.create(total, 0, { note: '' }) ?? null;
+  // cli-progress redraws on a timer, which a synchronous job (a model forward) never lets run: redraw
+  // from the job's own ticks, at most every 100 ms
+  let drawn = 0;
+  const draw = (): void => {
+    const now = Date.now();
+    if (bar && now - drawn >= 100) {
+      drawn = now;
+      bar.update();
+    }
+  };
   return {
     tick(note = '') {
       b?.increment(1, { note });
+      draw();
     },
     update(done, note = '') {
       b?.update(done, { note });
+      draw();
     },
     line(text, to = 'stdout') {
       // with the bar on the same terminal, a raw write would be overdrawn: route it through the bar

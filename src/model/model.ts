@@ -37,6 +37,8 @@ export interface ForwardOptions {
   forcedRoutes?: readonly (Int32Array | null | undefined)[];
   /** which logits to compute (default 'all') */
   logits?: 'all' | 'last' | 'none';
+  /** called after each decoder layer (progress of long prefills) */
+  onLayer?: (layer: number) => void;
 }
 
 export interface ForwardResult {
@@ -127,6 +129,7 @@ export class DeepseekV32 {
       residual = o.residual;
       topk.push(o.selection);
       routes.push(o.routes);
+      opts.onLayer?.(l);
     });
     cache.length = start + S;
     const hidden = addRmsNorm(h, residual, this.weights.float('model.norm.weight'), cfg.normEps, dt).out;

@@ -164,3 +164,29 @@ test('dsv32 logits on tiny-f32 with --decode-from and --force-from: keys, shapes
   assert.match(bad.stderr, /^dsv32: tokens: ragged batch/);
   assert.doesNotMatch(bad.stderr, /at .*\.js/);
 });
+
+test('dsv32 logits: --out in a missing folder fails before the model runs; a terminal shows progress', (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'dsv32-logits-'));
+  const tok = path.join(dir, 't.json');
+  writeFileSync(tok, JSON.stringify({ tokens: [[0, 5, 9, 33, 70, 101, 7, 8]] }));
+  const cli = path.join(repoRoot, 'dist', 'src', 'cli', 'main.js');
+  // a model folder that does not exist either: the --out check must come first
+  const missing = spawnSync(process.execPath, [cli, 'logits', '--model', path.join(dir, 'no-model'), '--tokens', tok, '--out', path.join(dir, 'nope', 'o.safetensors')], { encoding: 'utf8' });
+  assert.equal(missing.status, 2);
+  assert.match(missing.stderr, /^dsv32: --out .*nope\/o\.safetensors: folder .*nope does not exist/);
+  const isDir = spawnSync(process.execPath, [cli, 'logits', '--model', fixtureDir('tiny-f32'), '--tokens', tok, '--out', dir], { encoding: 'utf8' });
+  assert.equal(isDir.status, 2);
+  assert.match(isDir.stderr, /is a folder, expected a \.safetensors file path/);
+
+  const probe = spawnSync('script', ['--version'], { encoding: 'utf8' });
+  if (probe.error || probe.status !== 0) return t.skip('util-linux `script` is not available to provide a terminal');
+  // 300 positions decoded one at a time (~2 s): long enough for the bar to be drawn
+  writeFileSync(tok, JSON.stringify({ tokens: [Array.from({ length: 304 }, (_, i) => (i * 37 + 5) % 1024)] }));
+  const out = path.join(dir, 'o.safetensors');
+  const cmd = [process.execPath, cli, 'logits', '--model', fixtureDir('tiny-f32'), '--tokens', tok, '--decode-from', '4', '--out', out].map((a) => `'${a}'`).join(' ');
+  const r = spawnSync('script', ['-qec', cmd, '/dev/null'], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(r.status, 0, r.stdout);
+  assert.match(r.stdout, /logits \[[^\]]*\] \d+\/303/, 'a bar over 3 prefill layers + 300 decode steps');
+  assert.match(r.stdout, /position \d+\/304 · [\d.]+ tok\/s/);
+  assert.ok(statSync(out).size > 0);
+});
