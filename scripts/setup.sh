@@ -1,7 +1,18 @@
 #!/usr/bin/env bash
-# One-shot set-up on a fresh Debian machine: system packages, npm dependencies, TypeScript build.
+# Set-up on a fresh Debian machine, and a no-op when it is already done (`npm start` and `npm test` run it
+# first): system packages (skipped when all present), `npm ci` (skipped while node_modules was installed
+# from this very package-lock.json), then the TypeScript build (incremental: quick when nothing changed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-system.sh
-npm ci
-npm run build
+stamp=node_modules/.dsv32-installed
+lock=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock" ]; then
+  echo "setup: installing npm dependencies (npm ci)" >&2
+  npm ci --no-audit --no-fund
+  echo "$lock" > "$stamp"
+fi
+if [ ! -f dist/src/cli/main.js ] || [ -n "$(find src test bench tsconfig.json package.json -newer dist/.tsbuildinfo -print -quit 2>/dev/null)" ]; then
+  echo "setup: building (tsc)" >&2
+  npm run --silent build
+fi
