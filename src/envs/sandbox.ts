@@ -23,6 +23,7 @@ import { constants as osConstants } from 'node:os';
 import { isAbsolute } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { SandboxSpecError, SandboxUnavailableError } from './errors.js';
+import { sandboxSeccompFilter } from './seccomp.js';
 import { StagingDir } from './staging.js';
 
 export type SandboxLang = 'python' | 'node';
@@ -239,6 +240,8 @@ export function sandboxArgv(spec: SandboxRunSpec, limits: SandboxLimits): string
   const a: string[] = ['--unshare-all'];
   if (host.userns) a.push('--unshare-user', '--uid', String(SANDBOX_UID), '--gid', String(SANDBOX_UID));
   a.push('--die-with-parent', '--new-session', '--clearenv');
+  // the seccomp filter (src/envs/seccomp.ts) arrives on the first fd after the request channel
+  a.push('--seccomp', String(spec.onRequest ? 4 : 3));
   a.push(...host.rootLinks, ...interp.mounts);
   // --dev's tmpfs is uncapped and owned by the sandbox user; read-only, its device nodes (bind mounts
   // of the host's) still open for writing, and /dev/shm becomes a capped tmpfs of its own.
@@ -282,6 +285,7 @@ export async function runSandboxed(spec: SandboxRunSpec): Promise<SandboxResult>
   const argv = sandboxArgv(spec, limits);
   const stdio: Array<'pipe' | 'ignore'> = ['pipe', 'pipe', 'pipe'];
   if (spec.onRequest) stdio.push('pipe');
+  stdio.push('pipe'); // the seccomp filter, read by bwrap to EOF
   const t0 = performance.now();
   let child: ChildProcess;
   try {
@@ -294,6 +298,12 @@ export async function runSandboxed(spec: SandboxRunSpec): Promise<SandboxResult>
   } catch (e) {
     throw new SandboxUnavailableError(`cannot start ${host.bwrap}: ${(e as Error).message}`);
   }
+
+  const filter = child.stdio[spec.onRequest ? 4 : 3] as NodeJS.WritableStream;
+  filter.on('error', () => {
+    // bwrap failed before reading it: its exit status and stderr tell why
+  });
+  filter.end(sandboxSeccompFilter());
 
   return new Promise<SandboxResult>((resolve, reject) => {
     const out: Buffer[] = [];

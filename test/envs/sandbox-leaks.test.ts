@@ -119,6 +119,29 @@ print('devnull ok')`,
   for (const d of ['/dev/shm', '/tmp', '/work']) assert.doesNotMatch(r.stdout, new RegExp(`^${d} 0$`, 'm'), `${d} is still writable`);
 });
 
+test('memfds and SysV shared memory, which no mount or rlimit caps, are refused', async () => {
+  const memoryMb = 64;
+  // Unfixed, this wrote 512 MiB of host memory (64 memfds × 8 MiB) under a 64 MiB limit; it stops there.
+  const r = await run(
+    'python',
+    `import ctypes, os
+total = 0
+try:
+    for i in range(64):
+        fd = os.memfd_create(f'm{i}')
+        total += os.write(fd, b'x' * (8 << 20))
+    print('memfd wrote', total >> 20)
+except OSError as e:
+    print('memfd refused', e.errno, 'after', total >> 20)
+libc = ctypes.CDLL(None, use_errno=True)
+print('shmget', libc.shmget(0, 64 << 20, 0o1600), ctypes.get_errno())`,
+    { memoryMb, timeoutMs: 20_000 },
+  );
+  assert.equal(r.exitCode, 0, r.stderr);
+  assert.match(r.stdout, /^memfd refused 1 after 0$/m, r.stdout);
+  assert.match(r.stdout, /^shmget -1 1$/m, r.stdout);
+});
+
 test('the tmpfs size share is never 0 (tmpfs would read that as unlimited) and sums within memoryMb', () => {
   for (const memoryMb of [1, 2, 100, 128, 512]) {
     const each = tmpfsBytes({ memoryMb, workDirMb: 64 });
