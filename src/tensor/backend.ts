@@ -79,6 +79,25 @@ export interface Backend {
    */
   topk(values: View, indices: View, x: View, k: number, largest: boolean): void;
   /**
+   * Optional: DSA lightning-indexer logits (contract and math: src/tensor/ops/dsa-indexer.ts). q f8e4m3
+   * [Tq, H, D], k f8e4m3 [Tk, D], kScale f32 [Tk], w f32 [Tq, H], start/end i32 [Tq], all contiguous;
+   * out f32 [Tq, Tk] = Σ_h w·relu(q·k)·scale on [start, end), −inf elsewhere.
+   */
+  indexerLogits?(out: View, q: View, k: View, kScale: View, w: View, start: View, end: View): void;
+  /**
+   * Optional: the same logits with keys read from the paged indexer cache u8 [blocks, 64·(D+4)] through
+   * blockTable i32 [B, maxBlocks]; q [B, N, H, D], w f32 [B, N, H], contextLens i32 [B]; out f32 [B·N, maxCtx].
+   */
+  indexerLogitsPaged?(out: View, q: View, cache: View, w: View, blockTable: View, contextLens: View): void;
+  /** Optional: store keys k f8e4m3 [T, D] and scales f32 [T] at i32 slots [T] (−1 skips) of the paged indexer cache, in place. */
+  indexerCacheWrite?(cache: View, k: View, kScale: View, slots: View): void;
+  /**
+   * Optional: DSA top-k selection. x f32 [R, N] contiguous; out i32 [R, k]: per row the k largest of
+   * columns [start, end) with selectTopkRow's rule (src/model/topk-select.ts), ascending, −1 padded;
+   * column indices, or paged slots through blockTable i32 [S, maxBlocks] (row r in sequence ⌊r/rowsPerSeq⌋).
+   */
+  topkSelect?(out: View, x: View, k: number, start: View | null, end: View | null, blockTable: View | null, rowsPerSeq: number): void;
+  /**
    * out[..i.., j, ..] = x[..i.., idx[..i.., j, ..], ..] along `axis` (torch.gather); x, idx contiguous.
    * The op layer (ops/indexing.ts) guarantees x.shape equals idx.shape in every dim but `axis`.
    */

@@ -20,5 +20,6 @@ export * from './ops/topk.js';
 export * from './ops/indexing.js';
 export * from './ops/loss.js';
 export * from './ops/quant.js';
+export * from './ops/dsa-indexer.js';
 export * from './safetensors.js';
 export * from './module.js';

@@ -8,6 +8,7 @@ import { CpuStorage } from './storage.js';
 import { type FArr, computeType, dataOf, isContiguousView, rawContiguous, readF, readIndex, stridedOffsets, viewNumel } from './strided.js';
 import { sgemm, dgemm } from './gemm.js';
 import { matrixLayout, type MatrixLayout } from '../matrix-layout.js';
+import { indexerCacheWriteCpu, indexerLogitsCpu, indexerLogitsPagedCpu, topkSelectCpu } from './dsa-indexer.js';
 
 const fround = Math.fround;
 
@@ -370,6 +371,19 @@ export class CpuBackend implements Backend {
       for (let j = 0; j < n; j++) o[base + j] = row[j]! * scale;
     }
     commit(out, o);
+  }
+
+  indexerLogits(out: View, q: View, k: View, kScale: View, w: View, start: View, end: View): void {
+    indexerLogitsCpu(out, q, k, kScale, w, start, end);
+  }
+  indexerLogitsPaged(out: View, q: View, cache: View, w: View, blockTable: View, contextLens: View): void {
+    indexerLogitsPagedCpu(out, q, cache, w, blockTable, contextLens);
+  }
+  indexerCacheWrite(cache: View, k: View, kScale: View, slots: View): void {
+    indexerCacheWriteCpu(cache, k, kScale, slots);
+  }
+  topkSelect(out: View, x: View, k: number, start: View | null, end: View | null, blockTable: View | null, rowsPerSeq: number): void {
+    topkSelectCpu(out, x, k, start, end, blockTable, rowsPerSeq);
   }
 
   topk(values: View, indices: View, x: View, k: number, largest: boolean): void {

@@ -1,0 +1,311 @@
+// DSA indexer ops (issue 11): indexerLogits (dense and paged), the paged indexer-key cache writer, and
+// topkSelect.
+//  - CPU vs the host model: the ops reproduce src/model/indexer.ts bit for bit (its indexScores logits
+//    and its selections, prefill and decode) on a random tiny model, with Hi = 16 and 64.
+//  - One body per backend (cpu, and cuda where a driver exists, else skipped with the reason): each op at
+//    awkward shapes (Tk not a multiple of 64, k not a multiple of 64, −1 padding, empty ranges, ties,
+//    NaN, ±0) against the CPU reference; logits within 1e-5 relative (the GPU's dot-product order may
+//    differ from the GEMM path's) with −inf at exactly the same places, everything else bit for bit.
+//  - The CPU reference against independent naive definitions (exact f64 dots; a sort for the top-k).
+//  - The paged layout round-trips and matches DeepGEMM's byte layout.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as T from '../../src/tensor/index.js';
+import { e4m3BitsToF32, f32ToE4m3Bits } from '../../src/tensor/dtype.js';
+import { DeepseekV32, indexScores, mapSource, randomCheckpoint, randomConfig } from '../../src/model/index.js';
+import { LayerCache } from '../../src/model/cache.js';
+import { onGpu, assertRel } from '../cuda/common.js';
+
+const DEVICES: [string, { skip?: string }][] = [['cpu', {}], ['cuda', onGpu]];
+
+function randE4m3(n: number, rng: T.Rng, scale = 1): Uint8Array {
+  const b = new Uint8Array(n);
+  for (let i = 0; i < n; i++) b[i] = f32ToE4m3Bits(Math.max(-448, Math.min(448, rng.normal() * 64 * scale)));
+  return b;
+}
+function randF32(n: number, rng: T.Rng, s = 1): Float32Array {
+  return Float32Array.from({ length: n }, () => rng.normal() * s);
+}
+const bits = (b: Uint8Array, shape: number[], dev = 'cpu'): T.Tensor => T.fromBits(b, 'f8e4m3', shape, { device: dev });
+const on = (t: T.Tensor, dev: string): T.Tensor => (dev === 'cpu' ? t : T.fromBits(t.toHost(), t.dtype, t.shape, { device: dev }));
+const i32 = (a: number[] | Int32Array, shape = [a.length], dev = 'cpu'): T.Tensor => T.fromBits(Int32Array.from(a), 'i32', shape, { device: dev });
+
+function sameBits(a: Float32Array | Int32Array, b: Float32Array | Int32Array, what: string): void {
+  assert.equal(a.length, b.length, `${what}: length`);
+  const ua = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < a.length; i++) if (ua[i] !== ub[i]) assert.fail(`${what}: element ${i} is ${a[i]}, expected ${b[i]}`);
+}
+
+// ---- the host model ----------------------------------------------------------------------------------
+
+for (const Hi of [16, 64]) {
+  test(`CPU ops == host indexer (indexScores and its selections), prefill then decode with MTP, Hi=${Hi}`, () => {
+    const cfg = randomConfig({ index_n_heads: Hi, index_topk: 24 });
+    const m = DeepseekV32.fromSource(cfg, mapSource(randomCheckpoint(cfg, 3)));
+    const ix = m.layers[1]!.attn.indexer;
+    const Dh = cfg.indexHeadDim;
+    const B = 2;
+    const rng = new T.Rng(17 + Hi);
+    const cache = new LayerCache(cfg, B);
+    const step = (S: number, start: number) => {
+      const x2 = T.fromArray(randF32(B * S * cfg.dim, rng), [B * S, cfg.dim]);
+      const qr = T.fromArray(randF32(B * S * cfg.qLoraRank, rng), [B * S, cfg.qLoraRank]);
+      const rot = m.rotary.at(start, S);
+      const sel = ix.forward(x2, qr, B, S, start, rot, cache, 'f32', null);
+      const qk = ix.project(x2, qr, B, S, rot, 'f32');
+      return { sel, qk };
+    };
+    const S0 = 77; // prefill: 77 keys (not a multiple of 64), k = 24 (not a multiple of 64): rows < k padded
+    const p = step(S0, 0);
+    const width = Math.min(cfg.indexTopk, S0);
+    for (let b = 0; b < B; b++) {
+      const q = p.qk.q.subarray(b * S0 * Hi * Dh, (b + 1) * S0 * Hi * Dh);
+      const w = p.qk.w.subarray(b * S0 * Hi, (b + 1) * S0 * Hi);
+      const k8 = cache.k8[b]!.subarray(0, S0 * Dh);
+      const ks = cache.ks[b]!.subarray(0, S0);
+      const keys = Float32Array.from(k8, (v) => e4m3BitsToF32(v));
+      const host = indexScores(q, w, keys, ks, S0, Hi, Dh, S0, 0);
+      const logits = T.indexerLogits(bits(Uint8Array.from(q, (v) => f32ToE4m3Bits(v)), [S0, Hi, Dh]), bits(k8.slice(), [S0, Dh]),
+        T.fromArray(ks.slice(), [S0]), T.fromArray(w.slice(), [S0, Hi]), i32(new Array(S0).fill(0)), i32(Array.from({ length: S0 }, (_, i) => i + 1)));
+      sameBits(logits.toFloat32(), host, `prefill logits b=${b}`);
+      const idx = T.topkSelect(logits, width, { end: i32(Array.from({ length: S0 }, (_, i) => i + 1)) });
+      sameBits(idx.toHost() as Int32Array, p.sel.idx.subarray(b * S0 * width, (b + 1) * S0 * width), `prefill selection b=${b}`);
+    }
+    // decode of 2 tokens (MTP, next_n = 2) through the paged cache, pages scattered over a larger pool
+    const N = 2;
+    const d = step(N, S0);
+    const ctx = S0 + N;
+    const maxBlocks = Math.ceil(ctx / 64) + 1;
+    const pool = 7;
+    const table = [[5, 2, 0], [1, 6, 3]].map((r) => r.slice(0, maxBlocks));
+    const cacheT = T.indexerCache(pool, Dh, T.getBackend('cpu'));
+    for (let b = 0; b < B; b++) {
+      const slots = Array.from({ length: ctx }, (_, p2) => table[b]![p2 >> 6]! * 64 + (p2 & 63));
+      T.indexerCacheWrite(cacheT, bits(cache.k8[b]!.slice(0, ctx * Dh), [ctx, Dh]), T.fromArray(cache.ks[b]!.slice(0, ctx), [ctx]), i32(slots));
+    }
+    const width2 = Math.min(cfg.indexTopk, ctx);
+    const maxCtx = ctx + 5;
+    const bt = i32(table.flat(), [B, maxBlocks]);
+    const logits = T.indexerLogitsPaged(bits(Uint8Array.from(d.qk.q, (v) => f32ToE4m3Bits(v)), [B, N, Hi, Dh]), cacheT, T.fromArray(d.qk.w.slice(), [B, N, Hi]),
+      bt, i32([ctx, ctx]), maxCtx);
+    const lg = logits.toFloat32();
+    for (let b = 0; b < B; b++) {
+      const keys = Float32Array.from(cache.k8[b]!.subarray(0, ctx * Dh), (v) => e4m3BitsToF32(v));
+      const host = indexScores(d.qk.q.subarray(b * N * Hi * Dh), d.qk.w.subarray(b * N * Hi), keys, cache.ks[b]!.subarray(0, ctx), N, Hi, Dh, ctx, S0);
+      for (let j = 0; j < N; j++) {
+        sameBits(lg.subarray((b * N + j) * maxCtx, (b * N + j) * maxCtx + ctx), host.subarray(j * ctx, (j + 1) * ctx), `decode logits b=${b} j=${j}`);
+        for (let t = ctx; t < maxCtx; t++) assert.equal(lg[(b * N + j) * maxCtx + t], -Infinity);
+      }
+    }
+    const ends = i32([S0 + 1, S0 + 2, S0 + 1, S0 + 2]);
+    const pos = T.topkSelect(logits, width2, { end: ends }).toHost() as Int32Array;
+    sameBits(pos, d.sel.idx, 'decode selection');
+    // the same selection as paged-cache slots: each slot maps back to its position through the table
+    const slots = T.topkSelect(logits, width2, { end: ends, blockTable: bt, rowsPerSeq: N }).toHost() as Int32Array;
+    for (let r = 0; r < B * N; r++) {
+      for (let j = 0; j < width2; j++) {
+        const p2 = pos[r * width2 + j]!;
+        const s = slots[r * width2 + j]!;
+        assert.equal(s, p2 < 0 ? -1 : table[r >> 1]![p2 >> 6]! * 64 + (p2 & 63), `slot ${r},${j}`);
+      }
+    }
+  });
+}
+
+// ---- independent definitions ----------------------------------------------------------------------------
+
+/** Exact dot products (f64 holds every e4m3·e4m3 sum of 128 terms), then the op's head sum and scale. */
+function naiveLogits(q: Uint8Array, k: Uint8Array, ks: Float32Array, w: Float32Array, Tq: number, H: number, D: number, Tk: number, s: number[], e: number[]): Float64Array {
+  const out = new Float64Array(Tq * Tk).fill(-Infinity);
+  for (let i = 0; i < Tq; i++) {
+    for (let t = Math.max(0, s[i]!); t < Math.min(Tk, e[i]!); t++) {
+      let acc = 0;
+      for (let h = 0; h < H; h++) {
+        let dot = 0;
+        for (let c = 0; c < D; c++) dot += e4m3BitsToF32(q[(i * H + h) * D + c]!) * e4m3BitsToF32(k[t * D + c]!);
+        if (dot > 0) acc += dot * w[i * H + h]!;
+      }
+      out[i * Tk + t] = acc * ks[t]!;
+    }
+  }
+  return out;
+}
+
+/** k largest of row[s:e] (NaN = +inf, −0 = +0, ties → lowest column) by a full sort; ascending, −1 padded. */
+function naiveSelect(row: Float32Array, s: number, e: number, k: number): number[] {
+  const key = (v: number): number => (v !== v ? Infinity : v === 0 ? 0 : v);
+  const cols = Array.from({ length: Math.max(0, e - s) }, (_, j) => s + j);
+  cols.sort((a, b) => {
+    const ka = key(row[a]!);
+    const kb = key(row[b]!);
+    return ka !== kb ? (kb > ka ? 1 : -1) : a - b;
+  });
+  const top = cols.slice(0, k).sort((a, b) => a - b);
+  return [...top, ...new Array(k - top.length).fill(-1)];
+}
+
+test('CPU indexerLogits == exact-dot definition (ranges with start > 0, empty, clamped; H 16/64; Tk 1, 63, 130)', () => {
+  const rng = new T.Rng(5);
+  for (const [Tq, H, Tk] of [[5, 16, 130], [3, 64, 63], [4, 16, 1]] as const) {
+    const D = 128;
+    const q = randE4m3(Tq * H * D, rng, 0.05);
+    const k = randE4m3(Tk * D, rng, 0.05);
+    const ks = randF32(Tk, rng).map((v) => Math.abs(v) + 0.01);
+    const w = randF32(Tq * H, rng);
+    const s = Array.from({ length: Tq }, (_, i) => [0, 7, 50, -3, 2][i % 5]!);
+    const e = Array.from({ length: Tq }, (_, i) => [Tk, 7, 129, 5, 999][i % 5]!);
+    const got = T.indexerLogits(bits(q, [Tq, H, D]), bits(k, [Tk, D]), T.fromArray(ks, [Tk]), T.fromArray(w, [Tq, H]), i32(s), i32(e)).toFloat32();
+    const want = naiveLogits(q, k, ks, w, Tq, H, D, Tk, s, e);
+    for (let i = 0; i < got.length; i++) {
+      if (!Number.isFinite(want[i]!)) assert.equal(got[i], want[i], `element ${i}`);
+      else assert.ok(Math.abs(got[i]! - want[i]!) <= 1e-5 * (Math.abs(want[i]!) + 1e-3), `element ${i}: ${got[i]} vs ${want[i]}`);
+    }
+  }
+});
+
+test('CPU topkSelect == sort definition: ties, NaN, ±0, −inf, rows shorter than k, empty ranges', () => {
+  const rng = new T.Rng(9);
+  const R = 9;
+  const N = 203;
+  const x = Float32Array.from({ length: R * N }, () => Math.floor(rng.normal() * 3) / 2);
+  x[5] = NaN; x[17] = Infinity; x[18] = NaN; x[N + 3] = -0; x[N + 4] = 0; x[2 * N + 1] = -Infinity;
+  for (let j = 0; j < N; j++) x[3 * N + j] = j % 7 === 0 ? -0 : 0; // a row of zeros of both signs
+  const s = [0, 0, 10, 0, 100, 5, 0, 30, 200];
+  const e = [N, 150, 11, N, 100, 60, 300, 29, N];
+  for (const k of [1, 24, 50, 77]) {
+    const got = T.topkSelect(T.fromArray(x, [R, N]), k, { start: i32(s), end: i32(e) }).toHost() as Int32Array;
+    for (let r = 0; r < R; r++) {
+      const want = naiveSelect(x.subarray(r * N, (r + 1) * N), Math.max(0, s[r]!), Math.min(N, e[r]!), k);
+      assert.deepEqual(Array.from(got.subarray(r * k, (r + 1) * k)), want, `k=${k} row ${r}`);
+    }
+  }
+});
+
+test('paged indexer cache: DeepGEMM byte layout (64·D e4m3 then 64 f32 per page), −1 slots skipped, round trip', () => {
+  const rng = new T.Rng(2);
+  const D = 128;
+  const Tn = 150;
+  const k = randE4m3(Tn * D, rng);
+  const ks = randF32(Tn, rng);
+  const slots = Array.from({ length: Tn }, (_, i) => (i % 11 === 10 ? -1 : (i * 37) % 320)); // unique, scattered over 5 pages
+  const cache = T.indexerCache(5, D, T.getBackend('cpu'));
+  assert.deepEqual([...cache.shape], [5, 64 * 132]);
+  T.indexerCacheWrite(cache, bits(k, [Tn, D]), T.fromArray(ks, [Tn]), i32(slots));
+  const raw = cache.toHost() as Uint8Array;
+  const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+  const written = new Set<number>();
+  for (let i = 0; i < Tn; i++) {
+    const sl = slots[i]!;
+    if (sl < 0) continue;
+    written.add(sl);
+    const page = Math.floor(sl / 64) * 8448;
+    const off = sl % 64;
+    assert.deepEqual(Array.from(raw.subarray(page + off * 128, page + off * 128 + 128)), Array.from(k.subarray(i * D, (i + 1) * D)), `key ${i}`);
+    assert.equal(dv.getFloat32(page + 8192 + off * 4, true), ks[i], `scale ${i}`);
+  }
+  for (let sl = 0; sl < 5 * 64; sl++) {
+    if (written.has(sl)) continue;
+    const page = Math.floor(sl / 64) * 8448;
+    assert.ok(raw.subarray(page + (sl % 64) * 128, page + (sl % 64) * 128 + 128).every((v) => v === 0), `untouched slot ${sl}`);
+  }
+  assert.throws(() => T.indexerCacheWrite(cache, bits(k.subarray(0, D), [1, D]), T.fromArray(ks.subarray(0, 1), [1]), i32([5 * 64])), /beyond the cache/);
+});
+
+// ---- every backend against the CPU reference ----------------------------------------------------------
+
+for (const [dev, opts] of DEVICES) {
+  describe(`DSA indexer ops on ${dev} vs the CPU reference`, opts, () => {
+    test('indexerLogits: H 16 and 64, Tk 1/77/333, start > 0, empty and clamped ranges', () => {
+      const rng = new T.Rng(101);
+      for (const [Tq, H, Tk] of [[7, 16, 77], [9, 64, 333], [3, 16, 1], [70, 64, 130]] as const) {
+        const D = 128;
+        const q = bits(randE4m3(Tq * H * D, rng, 0.05), [Tq, H, D]);
+        const k = bits(randE4m3(Tk * D, rng, 0.05), [Tk, D]);
+        const ks = T.fromArray(randF32(Tk, rng).map((v) => Math.abs(v) + 0.01), [Tk]);
+        const w = T.fromArray(randF32(Tq * H, rng), [Tq, H]);
+        const s = i32(Array.from({ length: Tq }, (_, i) => [0, 3, Tk, 40, -5, 0][i % 6]!));
+        const e = i32(Array.from({ length: Tq }, (_, i) => [Tk, 3, Tk + 9, 39, 64, i + 1][i % 6]!));
+        const ins = [q, k, ks, w, s, e];
+        const want = T.indexerLogits(...(ins as [T.Tensor, T.Tensor, T.Tensor, T.Tensor, T.Tensor, T.Tensor]));
+        const got = T.indexerLogits(...(ins.map((t) => on(t, dev)) as [T.Tensor, T.Tensor, T.Tensor, T.Tensor, T.Tensor, T.Tensor]));
+        assertRel(got, want, 1e-5, `indexerLogits Tq=${Tq} H=${H} Tk=${Tk}`);
+      }
+    });
+
+    test('paged cache write + paged logits (next_n 1 and 2, contexts 1/64/65/200, scattered pages) == dense logits', () => {
+      const rng = new T.Rng(202);
+      const D = 128;
+      for (const [H, N] of [[16, 1], [64, 2]] as const) {
+        const ctx = N === 1 ? [1, 64, 200] : [65, 2, 130];
+        const B = ctx.length;
+        const maxBlocks = 4;
+        const pool = 13;
+        const perm = Array.from({ length: pool }, (_, i) => (i * 5 + 3) % pool);
+        const table = Array.from({ length: B * maxBlocks }, (_, i) => perm[i % pool]!);
+        const maxCtx = 203;
+        const cache = on(T.indexerCache(pool, D, T.getBackend('cpu')), dev);
+        const keysAll: T.Tensor[] = [];
+        const scalesAll: T.Tensor[] = [];
+        for (let b = 0; b < B; b++) {
+          const kb = bits(randE4m3(ctx[b]! * D, rng, 0.05), [ctx[b]!, D]);
+          const sb = T.fromArray(randF32(ctx[b]!, rng).map((v) => Math.abs(v) + 0.01), [ctx[b]!]);
+          keysAll.push(kb);
+          scalesAll.push(sb);
+          const slots = Array.from({ length: ctx[b]! }, (_, p) => table[b * maxBlocks + (p >> 6)]! * 64 + (p & 63));
+          T.indexerCacheWrite(cache, on(kb, dev), on(sb, dev), i32(slots, [slots.length], dev));
+        }
+        const q = bits(randE4m3(B * N * H * D, rng, 0.05), [B, N, H, D]);
+        const w = T.fromArray(randF32(B * N * H, rng), [B, N, H]);
+        const got = T.indexerLogitsPaged(on(q, dev), cache, on(w, dev), i32(table, [B, maxBlocks], dev), i32(ctx, [B], dev), maxCtx).toFloat32();
+        // the dense op on each sequence's own keys (CPU): same numbers, −inf beyond the context
+        for (let b = 0; b < B; b++) {
+          const qb = T.reshape(T.narrow(q, 0, b, 1), [N, H, D]);
+          const wb = T.reshape(T.narrow(w, 0, b, 1), [N, H]);
+          const ends = Array.from({ length: N }, (_, j) => ctx[b]! - N + j + 1);
+          const dense = T.indexerLogits(T.contiguous(qb), keysAll[b]!, scalesAll[b]!, T.contiguous(wb), i32(new Array(N).fill(0)), i32(ends)).toFloat32();
+          for (let j = 0; j < N; j++) {
+            const row = got.subarray((b * N + j) * maxCtx, (b * N + j + 1) * maxCtx);
+            const ref = new Float32Array(maxCtx).fill(-Infinity);
+            ref.set(dense.subarray(j * ctx[b]!, (j + 1) * ctx[b]!));
+            if (dev === 'cpu') sameBits(row, ref, `paged b=${b} j=${j}`);
+            else assertRel(T.fromArray(row, [maxCtx]), T.fromArray(ref, [maxCtx]), 1e-5, `paged b=${b} j=${j}`);
+          }
+        }
+        // the raw cache bytes are the same on every backend
+        if (dev !== 'cpu') {
+          const ref = T.indexerCache(pool, D, T.getBackend('cpu'));
+          for (let b = 0; b < B; b++) {
+            const slots = Array.from({ length: ctx[b]! }, (_, p) => table[b * maxBlocks + (p >> 6)]! * 64 + (p & 63));
+            T.indexerCacheWrite(ref, keysAll[b]!, scalesAll[b]!, i32(slots));
+          }
+          assert.deepEqual(Buffer.from(cache.toHost() as Uint8Array).equals(Buffer.from(ref.toHost() as Uint8Array)), true, 'cache bytes');
+        }
+      }
+    });
+
+    test('topkSelect: ties, NaN, ±0, k 1/100/2048 over rows of 2047..9295 columns, ranges, −1 padding, slots', () => {
+      const rng = new T.Rng(303);
+      for (const [R, Ncol] of [[6, 2047], [5, 9295], [3, 70000]] as const) {
+        const x = Float32Array.from({ length: R * Ncol }, () => Math.floor(rng.normal() * 8) / 4);
+        x[3] = NaN; x[4] = Infinity; x[Ncol + 7] = -0; x[Ncol + 9] = -Infinity;
+        const s = Array.from({ length: R }, (_, r) => [0, 100, 0, 5, Ncol, 0][r % 6]!);
+        const e = Array.from({ length: R }, (_, r) => [Ncol, Ncol - 1, 1500, 2100, Ncol, 0][r % 6]!);
+        const xt = T.fromArray(x, [R, Ncol]);
+        const maxBlocks = Math.ceil(Ncol / 64);
+        const table = Array.from({ length: Math.ceil(R / 2) * maxBlocks }, (_, i) => (i * 7 + 1) % 5000);
+        for (const k of [1, 100, 2048]) {
+          const want = T.topkSelect(xt, k, { start: i32(s), end: i32(e) });
+          const got = T.topkSelect(on(xt, dev), k, { start: i32(s, [R], dev), end: i32(e, [R], dev) });
+          sameBits(got.toHost() as Int32Array, want.toHost() as Int32Array, `topkSelect R=${R} N=${Ncol} k=${k}`);
+          const whole = T.topkSelect(on(xt, dev), k).toHost() as Int32Array;
+          sameBits(whole, T.topkSelect(xt, k).toHost() as Int32Array, `topkSelect full rows R=${R} N=${Ncol} k=${k}`);
+          const bt = i32(table, [Math.ceil(R / 2), maxBlocks]);
+          const wantS = T.topkSelect(xt, k, { start: i32(s), end: i32(e), blockTable: bt, rowsPerSeq: 2 });
+          const gotS = T.topkSelect(on(xt, dev), k, { start: i32(s, [R], dev), end: i32(e, [R], dev), blockTable: on(bt, dev), rowsPerSeq: 2 });
+          sameBits(gotS.toHost() as Int32Array, wantS.toHost() as Int32Array, `topkSelect slots R=${R} N=${Ncol} k=${k}`);
+        }
+      }
+    });
+  });
+}
