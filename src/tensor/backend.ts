@@ -117,6 +117,20 @@ export interface Backend {
    * q = e4m3(clamp(x/s, ±448)). x contiguous [..., N]; q f8e4m3 [..., N]; s f32 [..., ceil(N/block)].
    */
   actQuant(q: View, s: View, x: View, block: number, ue8m0: boolean): void;
+  /**
+   * Optional: sparse MLA forward, absorbed-MQA form (contract and math: src/tensor/ops/sparse-mla.ts).
+   * q [Tq, H, D] and kv [Tk, D] contiguous, same dtype (f32/bf16), D = dv + rope dims; indices i32 [Tq, k]
+   * contiguous (−1 or out of [0, Tk) = hole); out [Tq, H, dv] in q's dtype; lse f32 [Tq, H], natural log.
+   */
+  sparseMlaPrefill?(out: View, lse: View, q: View, kv: View, indices: View, dv: number, scale: number): void;
+  /**
+   * Optional: sparse MLA over a paged latent cache. q [N, H, D] contiguous (N = B·s_q); cache contiguous
+   * u8 [blocks, page, dv + 4·⌈dv/128⌉ + 2·dr] (FP8 layout) or bf16 [blocks, page, D]; indices i32 [N, k]
+   * slots (block·page + offset); out [N, H, dv], lse f32 [N, H].
+   */
+  sparseMlaDecode?(out: View, lse: View, q: View, cache: View, indices: View, dv: number, scale: number): void;
+  /** Optional: store latent [N, dv] and rope [N, dr] (contiguous f32/bf16) at i32 slots [N] (−1 skips) of a cache, in place. */
+  mlaCacheWrite?(cache: View, latent: View, rope: View, slots: View): void;
   /** Wait for queued work (no-op on synchronous backends). */
   synchronize(): void;
 }

@@ -21,5 +21,6 @@ export * from './ops/indexing.js';
 export * from './ops/loss.js';
 export * from './ops/quant.js';
 export * from './ops/dsa-indexer.js';
+export * from './ops/sparse-mla.js';
 export * from './safetensors.js';
 export * from './module.js';

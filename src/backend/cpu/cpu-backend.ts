@@ -9,6 +9,7 @@ import { type FArr, computeType, dataOf, isContiguousView, rawContiguous, readF,
 import { sgemm, dgemm } from './gemm.js';
 import { matrixLayout, type MatrixLayout } from '../matrix-layout.js';
 import { indexerCacheWriteCpu, indexerLogitsCpu, indexerLogitsPagedCpu, topkSelectCpu } from './dsa-indexer.js';
+import { mlaCacheWriteCpu, sparseMlaDecodeCpu, sparseMlaPrefillCpu } from './sparse-mla.js';
 
 const fround = Math.fround;
 
@@ -499,6 +500,16 @@ export class CpuBackend implements Backend {
       }
     }
     commit(out, o);
+  }
+
+  sparseMlaPrefill(out: View, lse: View, q: View, kv: View, indices: View, dv: number, scale: number): void {
+    sparseMlaPrefillCpu(out, lse, q, kv, indices, dv, scale);
+  }
+  sparseMlaDecode(out: View, lse: View, q: View, cache: View, indices: View, dv: number, scale: number): void {
+    sparseMlaDecodeCpu(out, lse, q, cache, indices, dv, scale);
+  }
+  mlaCacheWrite(cache: View, latent: View, rope: View, slots: View): void {
+    mlaCacheWriteCpu(cache, latent, rope, slots);
   }
 
   actQuant(q: View, s: View, x: View, block: number, ue8m0: boolean): void {

@@ -19,6 +19,7 @@ import { createHash } from 'node:crypto';
 import type { MemoryStats } from './allocator.js';
 import { matrixLayout } from '../matrix-layout.js';
 import { contiguousStrides, isContiguousLayout, numelOf } from '../../tensor/tensor.js';
+import { mlaCacheWriteCuda, sparseMlaDecodeCuda, sparseMlaPrefillCuda } from './sparse-mla.js';
 
 /** Device storage: one allocator block. Freed when dispose() is called or the storage is collected. */
 export class CudaStorage implements Storage {
@@ -873,6 +874,17 @@ export class CudaBackend implements Backend {
     if (total === 0) return;
     if (out.dtype !== 'f32' && out.dtype !== 'bf16') throw new DsvError(`actDequant: out must be f32 or bf16, got ${out.dtype}`);
     this.k('quant', `act_dequant_${out.dtype}`, 'act_dequant').launch(this.grid(total), THREADS, 0, [total / N, N, block, this.ptr(out), this.ptr(q), this.ptr(s)]);
+  }
+
+  // ---- sparse MLA (src/backend/cuda/sparse-mla.ts) ---------------------------------------------------------
+  sparseMlaPrefill(out: View, lse: View, q: View, kv: View, indices: View, dv: number, scale: number): void {
+    sparseMlaPrefillCuda(this, out, lse, q, kv, indices, dv, scale);
+  }
+  sparseMlaDecode(out: View, lse: View, q: View, cache: View, indices: View, dv: number, scale: number): void {
+    sparseMlaDecodeCuda(this, out, lse, q, cache, indices, dv, scale);
+  }
+  mlaCacheWrite(cache: View, latent: View, rope: View, slots: View): void {
+    mlaCacheWriteCuda(this, cache, latent, rope, slots);
   }
 
   // ---- graphs, timing ------------------------------------------------------------------------------------

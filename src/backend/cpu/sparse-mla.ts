@@ -1,0 +1,212 @@
+// CPU reference of sparse MLA (absorbed-MQA form) and of the MLA latent-cache writer; the contract is
+// in src/tensor/ops/sparse-mla.ts. The attention loop reproduces the host MQA path of the model
+// (src/model/sparse-attention.ts, sparseMqaAttention) operation for operation, so in f32 (and in bf16)
+// the outputs are bit-identical to it wherever both compute the same thing:
+//   for each query i, head h, over the valid entries t of indices[i] in row order:
+//     d1 = Σ_c q[c]·kv[t, c] (c < dv, double), d2 = Σ_c q[dv+c]·kv[t, dv+c] (rope part, double)
+//     s_t = rnd(rnd(rnd(d1) + rnd(d2)) · scale)          rnd = rounding to q's dtype (f32 or bf16)
+//   m = max s_t; e_t = exp(s_t − m), z = Σ e_t (double, row order); p_t = rnd(e_t / z)
+//   out[i, h, :] = rnd(Σ_t p_t · kv[t, :dv]) (double accumulation)
+//   lse[i, h] = f32(m + ln z)                                 (natural log, of the scaled scores)
+// A row with no valid entry gives out = 0 and lse = −∞. An index outside [0, Tk) is a hole like −1.
+import type { View } from '../../tensor/backend.js';
+import { DsvError } from '../../errors.js';
+import { E4M3_MAX, bf16BitsToF32, bf16Round, e4m3BitsToF32, f32Bits, f32ToBf16Bits, f32ToE4m3Bits, fromFloatArray, type HostArray } from '../../tensor/dtype.js';
+import { dataOf, readF, readIndex } from './strided.js';
+
+const fround = Math.fround;
+
+/** Bytes per token of the FP8 latent cache: dv e4m3 values, ceil(dv/128) f32 scales, dr bf16 values. */
+export function fp8CacheBytes(dv: number, dr: number): number {
+  return dv + 4 * Math.ceil(dv / 128) + 2 * dr;
+}
+
+/** Rows of kv as f32, fetched on demand (prefill: a dense array; decode: dequantised cache slots). */
+interface KvRows {
+  /** number of addressable rows (an index ≥ this is a hole) */
+  readonly rows: number;
+  /** the f32 array holding row t and the offset of its first element */
+  row(t: number): { data: Float32Array; off: number };
+}
+
+function denseRows(kv: Float32Array, D: number): KvRows {
+  const r = { data: kv, off: 0 };
+  return {
+    rows: D === 0 ? 0 : kv.length / D,
+    row(t) {
+      r.off = t * D;
+      return r;
+    },
+  };
+}
+
+/** Latent [dv] then rope [dr] of one token of a cache, as f32 (FP8 values times their power-of-two scale). */
+export function decodeCacheToken(cache: Uint8Array | Uint16Array, fp8: boolean, base: number, dv: number, dr: number, out: Float32Array, o: number): void {
+  if (!fp8) {
+    const c = cache as Uint16Array;
+    for (let j = 0; j < dv + dr; j++) out[o + j] = bf16BitsToF32(c[base + j]!);
+    return;
+  }
+  const c = cache as Uint8Array;
+  const nb = Math.ceil(dv / 128);
+  const dvw = new DataView(c.buffer, c.byteOffset + base + dv, 4 * nb + 2 * dr);
+  for (let b = 0; b < nb; b++) {
+    const s = dvw.getFloat32(4 * b, true);
+    for (let j = b * 128; j < Math.min(dv, (b + 1) * 128); j++) out[o + j] = fround(e4m3BitsToF32(c[base + j]!) * s);
+  }
+  for (let j = 0; j < dr; j++) out[o + dv + j] = bf16BitsToF32(dvw.getUint16(4 * nb + 2 * j, true));
+}
+
+function cacheRows(cache: View, dv: number, dr: number): KvRows {
+  const fp8 = cache.dtype === 'u8';
+  const [nBlocks, page, width] = cache.shape as [number, number, number];
+  const rows = nBlocks * page;
+  const D = dv + dr;
+  const data = dataOf(cache) as Uint8Array | Uint16Array;
+  const decoded = new Map<number, Float32Array>();
+  const r: { data: Float32Array; off: number } = { data: new Float32Array(0), off: 0 };
+  return {
+    rows,
+    row(t) {
+      let v = decoded.get(t);
+      if (!v) {
+        v = new Float32Array(D);
+        decodeCacheToken(data, fp8, cache.offset + t * width, dv, dr, v, 0);
+        decoded.set(t, v);
+      }
+      r.data = v;
+      return r;
+    },
+  };
+}
+
+/**
+ * The shared loop: q [Tq, H, D] (f32 values), indices [Tq, k], kv rows of D = dv + dr; writes out
+ * [Tq, H, dv] in out's dtype and lse [Tq, H] f32.
+ */
+function attend(out: View, lse: View, qv: Float32Array, Tq: number, H: number, D: number, dv: number, kv: KvRows, idx: Int32Array | Float64Array, k: number,
+  scale: number, rnd: (x: number) => number): void {
+  const o = new Float64Array(Tq * H * dv); // zeros for rows with no valid entry
+  const ls = dataOf(lse) as Float32Array;
+  const keys = new Int32Array(k);
+  const sc = new Float64Array(k);
+  const acc = new Float64Array(dv);
+  for (let i = 0; i < Tq; i++) {
+    let n = 0;
+    for (let j = 0; j < k; j++) {
+      const t = idx[i * k + j]!;
+      if (t >= 0 && t < kv.rows) keys[n++] = t;
+    }
+    for (let h = 0; h < H; h++) {
+      const ob = (i * H + h) * dv;
+      if (n === 0) {
+        ls[lse.offset + i * H + h] = -Infinity;
+        continue;
+      }
+      const qa = (i * H + h) * D;
+      let m = -Infinity;
+      for (let j = 0; j < n; j++) {
+        const { data: r, off } = kv.row(keys[j]!);
+        let d1 = 0;
+        for (let c = 0; c < dv; c++) d1 += qv[qa + c]! * r[off + c]!;
+        let d2 = 0;
+        for (let c = dv; c < D; c++) d2 += qv[qa + c]! * r[off + c]!;
+        const s = rnd(rnd(rnd(d1) + rnd(d2)) * scale);
+        sc[j] = s;
+        if (s > m) m = s;
+      }
+      let z = 0;
+      for (let j = 0; j < n; j++) {
+        const e = Math.exp(sc[j]! - m);
+        sc[j] = e;
+        z += e;
+      }
+      acc.fill(0);
+      for (let j = 0; j < n; j++) {
+        const p = rnd(sc[j]! / z);
+        const { data: r, off } = kv.row(keys[j]!);
+        for (let c = 0; c < dv; c++) acc[c] += p * r[off + c]!;
+      }
+      for (let c = 0; c < dv; c++) o[ob + c] = rnd(acc[c]!);
+      ls[lse.offset + i * H + h] = m + Math.log(z);
+    }
+  }
+  const od = dataOf(out);
+  fromFloatArray(o, out.dtype, od.subarray(out.offset, out.offset + o.length) as HostArray);
+}
+
+function rounder(dtype: string): (x: number) => number {
+  return dtype === 'bf16' ? bf16Round : fround;
+}
+
+/** q [Tq, H, D], kv [Tk, D], indices i32 [Tq, k] (all contiguous) → out [Tq, H, dv], lse f32 [Tq, H]. */
+export function sparseMlaPrefillCpu(out: View, lse: View, q: View, kv: View, indices: View, dv: number, scale: number): void {
+  const [Tq, H, D] = q.shape as [number, number, number];
+  const k = indices.shape[1]!;
+  attend(out, lse, readF(q, 'f32') as Float32Array, Tq, H, D, dv, denseRows(readF(kv, 'f32') as Float32Array, D), readIndex(indices), k, scale, rounder(q.dtype));
+}
+
+/**
+ * q [N, H, D] (N = B·s_q), cache u8 [blocks, page, fp8CacheBytes] or bf16 [blocks, page, D], indices i32
+ * [N, k] of slots (block·page + offset) → out [N, H, dv], lse f32 [N, H].
+ */
+export function sparseMlaDecodeCpu(out: View, lse: View, q: View, cache: View, indices: View, dv: number, scale: number): void {
+  const [N, H, D] = q.shape as [number, number, number];
+  const k = indices.shape[1]!;
+  attend(out, lse, readF(q, 'f32') as Float32Array, N, H, D, dv, cacheRows(cache, dv, D - dv), readIndex(indices), k, scale, rounder(q.dtype));
+}
+
+/**
+ * Store latent [N, dv] and rope [N, dr] of N tokens at cache slots[N] (−1: skip). FP8 cache: the latent
+ * quantised per 128 values exactly as actQuant with ue8m0 (amax = max(|x|, 1e-4) in f32, scale
+ * 2^ceil(log2(amax·f32(1/448))), e4m3(clamp(x/scale, ±448)) round-to-nearest-even), the scales as f32,
+ * the rope as bf16. bf16 cache: both parts rounded to bf16.
+ */
+export function mlaCacheWriteCpu(cache: View, latent: View, rope: View, slots: View): void {
+  const [nBlocks, page, width] = cache.shape as [number, number, number];
+  const cap = nBlocks * page;
+  const N = latent.shape[0]!;
+  const dv = latent.shape[1]!;
+  const dr = rope.shape[1]!;
+  const lat = readF(latent, 'f32');
+  const rp = readF(rope, 'f32');
+  const sl = readIndex(slots);
+  const fp8 = cache.dtype === 'u8';
+  const data = dataOf(cache) as Uint8Array | Uint16Array;
+  const inv448 = fround(1 / E4M3_MAX);
+  const nb = Math.ceil(dv / 128);
+  for (let n = 0; n < N; n++) {
+    const s = sl[n]!;
+    if (s === -1) continue;
+    if (!(s >= 0 && s < cap)) throw new DsvError(`mlaCacheWrite: slot ${s} of token ${n} is outside the cache's ${cap} slots (${nBlocks} blocks of ${page})`);
+    const base = cache.offset + s * width;
+    if (!fp8) {
+      const c = data as Uint16Array;
+      for (let j = 0; j < dv; j++) c[base + j] = f32ToBf16Bits(lat[n * dv + j]!);
+      for (let j = 0; j < dr; j++) c[base + dv + j] = f32ToBf16Bits(rp[n * dr + j]!);
+      continue;
+    }
+    const c = data as Uint8Array;
+    const dvw = new DataView(c.buffer, c.byteOffset + base + dv, 4 * nb + 2 * dr);
+    for (let b = 0; b < nb; b++) {
+      const lo = n * dv + b * 128;
+      const hi = n * dv + Math.min(dv, (b + 1) * 128);
+      let amax = 0;
+      for (let j = lo; j < hi; j++) {
+        const a = Math.abs(lat[j]!);
+        if (a > amax || a !== a) amax = a;
+      }
+      amax = Math.max(amax, fround(1e-4));
+      const bits = f32Bits(fround(amax * inv448));
+      const sc = 2 ** (((bits >>> 23) & 0xff) - 127 + ((bits & 0x7fffff) !== 0 ? 1 : 0));
+      dvw.setFloat32(4 * b, sc, true);
+      for (let j = lo; j < hi; j++) {
+        let y = fround(lat[j]! / sc);
+        if (y > E4M3_MAX) y = E4M3_MAX;
+        else if (y < -E4M3_MAX) y = -E4M3_MAX;
+        c[base + (j - n * dv)] = f32ToE4m3Bits(y);
+      }
+    }
+    for (let j = 0; j < dr; j++) dvw.setUint16(4 * nb + 2 * j, f32ToBf16Bits(rp[n * dr + j]!), true);
+  }
+}

@@ -1,0 +1,54 @@
+// CUDA launches of sparse MLA (kernels/sparse_mla.cu): the prefill and decode forward share one kernel
+// with a key-row loader per layout (dense f32/bf16 rows, or the FP8 cache), and the cache writer.
+// The op layer (src/tensor/ops/sparse-mla.ts) has checked shapes and dtypes and made every input
+// contiguous; here only the kernel's own limits are checked.
+import { DsvError } from '../../errors.js';
+import type { View } from '../../tensor/backend.js';
+import type { CudaBackend } from './cuda-backend.js';
+import * as C from './cuda-consts.js';
+import type { ParamKind } from './launch.js';
+
+const FWD_SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'i64', 'i64', 'i64', 'i64', 'f64', 'p', 'p', 'p', 'p', 'p'];
+const WRITE_SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'p'];
+/** Heads per CTA, key rows per tile, threads, most latent dims (kernels/sparse_mla.cu HG, TK, NT, NT·NCOL). */
+const HG = 16;
+const TK = 16;
+const NT = 256;
+const DV_MAX = 512;
+
+const sfx = (d: string): string => (d === 'bf16' ? 'bf16' : 'f32');
+
+function fwd(b: CudaBackend, op: string, kvName: string, out: View, lse: View, q: View, kv: View, indices: View, dv: number, scale: number, rows: number, W: number): void {
+  const [N, H, D] = q.shape as [number, number, number];
+  const k = indices.shape[1]!;
+  if (dv > DV_MAX) throw new DsvError(`${op} on cuda: dv ${dv} exceeds the kernel's ${DV_MAX} latent dims`);
+  if (rows > 2 ** 31 - 1) throw new DsvError(`${op} on cuda: ${rows} key rows exceed the i32 index space`);
+  const smem = 4 * (TK * D + HG * D + HG * TK + 3 * HG) + 4 * TK;
+  if (smem > b.rt.info.maxSharedPerBlockOptin) throw new DsvError(`${op} on cuda: D = ${D} needs ${smem} bytes of shared memory, the device allows ${b.rt.info.maxSharedPerBlockOptin}`);
+  if (Math.ceil(H / HG) > 65535) throw new DsvError(`${op} on cuda: ${H} heads exceed the grid`);
+  const kern = b.rt.modules.get('sparse_mla', `sparse_mla_fwd_${sfx(q.dtype)}_${kvName}`, FWD_SIG);
+  if (smem > 48 * 1024) kern.setMaxDynamicSmem(smem, C.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES);
+  kern.launch(N, NT, smem, [N, H, D, dv, k, rows, W, scale, b.address(out), b.address(lse), b.address(q), b.address(kv), b.address(indices)], Math.ceil(H / HG));
+}
+
+export function sparseMlaPrefillCuda(b: CudaBackend, out: View, lse: View, q: View, kv: View, indices: View, dv: number, scale: number): void {
+  if (q.dtype !== kv.dtype) throw new DsvError(`sparseMlaPrefill on cuda: kv (${kv.dtype}) must have q's dtype (${q.dtype})`);
+  fwd(b, 'sparseMlaPrefill', sfx(kv.dtype), out, lse, q, kv, indices, dv, scale, kv.shape[0]!, 0);
+}
+
+export function sparseMlaDecodeCuda(b: CudaBackend, out: View, lse: View, q: View, cache: View, indices: View, dv: number, scale: number): void {
+  const [blocks, page, W] = cache.shape as [number, number, number];
+  // the bf16 cache is the dense bf16 row layout [blocks·page, D]
+  fwd(b, 'sparseMlaDecode', cache.dtype === 'u8' ? 'fp8' : 'bf16', out, lse, q, cache, indices, dv, scale, blocks * page, cache.dtype === 'u8' ? W : 0);
+}
+
+export function mlaCacheWriteCuda(b: CudaBackend, cache: View, latent: View, rope: View, slots: View): void {
+  const [blocks, page, W] = cache.shape as [number, number, number];
+  const N = latent.shape[0]!;
+  const dv = latent.shape[1]!;
+  const dr = rope.shape[1]!;
+  const fmt = cache.dtype === 'u8' ? 'fp8' : 'bf16';
+  const kern = b.rt.modules.get('sparse_mla', `mla_cache_write_${fmt}_${sfx(latent.dtype)}_${sfx(rope.dtype)}`, WRITE_SIG);
+  kern.launch(N, 128, 0, [N, dv, dr, blocks * page, W, b.address(cache), b.address(latent), b.address(rope), b.address(slots), b.rt.errWord]);
+  if (b.eagerIndexChecks && !b.rt.capturing) b.rt.checkErrors('mlaCacheWrite');
+}
