@@ -1,0 +1,210 @@
+// Sparse MLA forward benchmark (issue 11: the "Sparse prefill" and "Sparse decode, FP8 cache" rows), with
+// PyTorch references from bench/sparse_mla_ref.py timed in the same command on the same GPU.
+//   prefill: s_q 4096, s_kv 8K / 32K / 128K, k 2048, h 128, bf16 q and kv; FLOPs = 2·s_q·h·k·(576+512)
+//   decode:  b 64 / 128, s_q 1 / 2, h 128, k 2048, FP8 cache (656 B/token) and the bf16 cache, page 64,
+//            ctx tokens per sequence (default 8192) scattered over the cache by a random block table;
+//            "TFLOPS-equivalent" = 2·b·s_q·h·k·(576+512) / time
+// Medians of CUDA-event times (bursts of back-to-back calls between two events, as bench/cuda-bench.ts).
+// Indices are distinct per query row, uniformly random over the keys (over each sequence's own positions
+// for decode), so the gathers are as scattered as top-k selections at long context.
+// The kernels are the correctness-first CUDA-core versions (kernels/sparse_mla.cu); expect them far below
+// the ≥ 400 (prefill) and ≥ 250 (decode) TFLOPS targets until the tensor-core work lands.
+//   node dist/bench/sparse-mla.js [--torch ref.json | --no-torch] [--out result.json] [--ctx 8192] [--quick]
+//   node dist/bench/sparse-mla.js --device cpu      (tiny shapes on the CPU reference; says so)
+// Without --torch the reference runs here: python3 (or $DSV32_PYTHON) bench/sparse_mla_ref.py.
+import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as T from '../src/tensor/index.js';
+import { cudaBackend, cudaUnavailableReason } from '../src/backend/cuda/index.js';
+import { machine, printTable } from './harness.js';
+
+const args = process.argv.slice(2);
+const opt = (n: string): string | undefined => (args.includes(n) ? args[args.indexOf(n) + 1] : undefined);
+const device = opt('--device') ?? 'cuda';
+const onCpu = device === 'cpu';
+if (!onCpu) {
+  const why = cudaUnavailableReason();
+  if (why) {
+    console.error(`sparse-mla bench: ${why} (run with --device cpu for the tiny CPU shapes)`);
+    process.exit(2);
+  }
+}
+const quick = args.includes('--quick');
+const D = 576;
+const DV = 512;
+const H = onCpu ? 16 : 128;
+const K = onCpu ? 100 : 2048;
+const PAGE = 64;
+const ctx = Number(opt('--ctx') ?? (onCpu ? 300 : 8192));
+const PREFILL = onCpu ? [{ s_q: 8, s_kv: 500, k: K, h: H }] : (quick ? [8192] : [8192, 32768, 131072]).map((s_kv) => ({ s_q: 4096, s_kv, k: K, h: H }));
+const DECODE = onCpu ? [{ b: 2, s_q: 2, h: H, k: K, ctx }] : (quick ? [[64, 1]] : [[64, 1], [64, 2], [128, 1], [128, 2]]).map(([b, s_q]) => ({ b: b!, s_q: s_q!, h: H, k: K, ctx }));
+
+// ---- timing ---------------------------------------------------------------------------------------------
+function median(xs: number[]): number {
+  xs.sort((a, b) => a - b);
+  return xs[xs.length >> 1]!;
+}
+/** Median ms per call: CUDA events around bursts of `burst` calls (host clock on the CPU). */
+function timeMs(fn: () => void, reps: number, burst: number): number {
+  fn();
+  const ts: number[] = [];
+  if (onCpu) {
+    for (let i = 0; i < reps; i++) {
+      const t = performance.now();
+      for (let j = 0; j < burst; j++) fn();
+      ts.push((performance.now() - t) / burst);
+    }
+    return median(ts);
+  }
+  const b = cudaBackend();
+  const e0 = b.event();
+  const e1 = b.event();
+  for (let i = 0; i < reps; i++) {
+    e0.record();
+    for (let j = 0; j < burst; j++) fn();
+    e1.record();
+    e1.synchronize();
+    ts.push(e1.since(e0) / burst);
+  }
+  return median(ts);
+}
+
+// ---- inputs ---------------------------------------------------------------------------------------------
+/** Random tensor on the bench device: a 4M-value random chunk tiled, each tile scaled differently. */
+function rand(shape: number[], dtype: T.DType, seed: number): T.Tensor {
+  const n = T.numelOf(shape);
+  const chunk = Math.min(n, 1 << 22);
+  const src = T.randn([chunk], new T.Rng(seed), { dtype, device });
+  const t = T.empty(shape, { dtype, device });
+  for (let off = 0, i = 0; off < n; off += chunk, i++) {
+    const len = Math.min(chunk, n - off);
+    t.backend.unary('muls', { storage: t.storage, dtype, shape: [len], strides: [1], offset: off }, { ...src, shape: [len], strides: [1], offset: 0 }, 1 + i * 1e-3);
+  }
+  return t;
+}
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+/** rows × k distinct random values of [0, n) per row, mapped through f(row, value). */
+function distinctRows(rows: number, k: number, n: number, seed: number, f: (row: number, v: number) => number = (_r, v) => v): Int32Array {
+  const rnd = mulberry32(seed);
+  const perm = Int32Array.from({ length: n }, (_, i) => i);
+  const swaps = new Int32Array(k);
+  const out = new Int32Array(rows * k);
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0; j < k; j++) {
+      const p = j + Math.floor(rnd() * (n - j));
+      swaps[j] = p;
+      [perm[j], perm[p]] = [perm[p]!, perm[j]!];
+      out[r * k + j] = f(r, perm[j]!);
+    }
+    for (let j = k - 1; j >= 0; j--) [perm[j], perm[swaps[j]!]] = [perm[swaps[j]!]!, perm[j]!]; // undo: identity again
+  }
+  return out;
+}
+const dispose = (...ts: T.Tensor[]): void => {
+  for (const t of ts) (t.storage as { dispose?: () => void }).dispose?.();
+};
+
+// ---- the torch reference, same command ------------------------------------------------------------------
+type Row = Record<string, number | string | boolean>;
+let torch: { device?: string; torch?: string; flash_mla?: boolean; prefill: Row[]; decode: Row[] } | null = null;
+let torchNote = '';
+if (onCpu || args.includes('--no-torch')) torchNote = onCpu ? 'no torch reference on the CPU run' : 'torch reference skipped (--no-torch)';
+else if (opt('--torch')) torch = JSON.parse(readFileSync(opt('--torch')!, 'utf8'));
+else {
+  const script = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'sparse_mla_ref.py');
+  const r = spawnSync(process.env.DSV32_PYTHON ?? 'python3', [script], { input: JSON.stringify({ prefill: PREFILL, decode: DECODE }), encoding: 'utf8', maxBuffer: 1 << 24 });
+  if (r.error || r.status !== 0) torchNote = `torch reference failed: ${r.error?.message ?? r.stderr.trim().split('\n').slice(-2).join(' / ')}`;
+  else torch = JSON.parse(r.stdout);
+}
+
+// ---- prefill --------------------------------------------------------------------------------------------
+const result: Record<string, unknown> = { date: new Date().toISOString().slice(0, 10), machine: machine(), device: onCpu ? 'cpu (tiny shapes, CPU reference)' : cudaBackend().rt.info.name, torch: torch ? { device: torch.device, version: torch.torch, flash_mla: torch.flash_mla } : torchNote };
+const rows: string[][] = [];
+const fmt = (x: unknown, d = 3): string => (typeof x === 'number' ? (onCpu && d === 1 ? x.toExponential(2) : x.toFixed(d)) : '—');
+const prefillOut: Row[] = [];
+for (const [pi, p] of PREFILL.entries()) {
+  const scale = D ** -0.5;
+  const q = rand([p.s_q, p.h, D], 'bf16', 1);
+  const kv = rand([p.s_kv, D], 'bf16', 2);
+  const idx = T.fromArray(distinctRows(p.s_q, p.k, p.s_kv, 3 + pi), [p.s_q, p.k], { dtype: 'i32', device });
+  let res: { out: T.Tensor; lse: T.Tensor } | null = null;
+  const ms = timeMs(() => {
+    if (res) dispose(res.out, res.lse);
+    res = T.sparseMlaPrefill(q, kv, idx, scale);
+  }, onCpu ? 3 : quick ? 3 : 5, 1);
+  const flops = 2 * p.s_q * p.h * p.k * (D + DV);
+  const ref = torch?.prefill?.[pi];
+  const row: Row = { ...p, ms, tflops: flops / ms / 1e9, ...(ref ?? {}) };
+  prefillOut.push(row);
+  rows.push([`prefill s_kv ${p.s_kv}`, `s_q ${p.s_q} h ${p.h} k ${p.k}`, fmt(ms), fmt(row.tflops, 1), fmt(ref?.torch_sparse_ms), fmt(ref?.torch_sparse_tflops, 1),
+    ref?.dense_sdpa_ms !== undefined ? `${fmt(ref.dense_sdpa_ms)} (${ref.dense_sdpa_backend})` : ref?.dense_sdpa_error ? 'failed' : '—', fmt(ref?.dense_matmul_ms), fmt(ref?.flashmla_tflops, 1)]);
+  dispose(q, kv, idx);
+  if (res) dispose((res as { out: T.Tensor }).out, (res as { lse: T.Tensor }).lse);
+}
+result.prefill = prefillOut;
+
+// ---- decode ---------------------------------------------------------------------------------------------
+const decodeOut: Row[] = [];
+for (const [di, p] of DECODE.entries()) {
+  const scale = D ** -0.5;
+  const per = Math.ceil(p.ctx / PAGE);
+  const blocks = p.b * per;
+  // a block table scattering each sequence's pages over the cache
+  const rnd = mulberry32(50 + di);
+  const table = Int32Array.from({ length: blocks }, (_, i) => i);
+  for (let i = blocks - 1; i > 0; i--) {
+    const j = Math.floor(rnd() * (i + 1));
+    [table[i], table[j]] = [table[j]!, table[i]!];
+  }
+  const slotOf = (seq: number, t: number): number => table[seq * per + Math.floor(t / PAGE)]! * PAGE + (t % PAGE);
+  const idx = T.fromArray(distinctRows(p.b * p.s_q, p.k, p.ctx, 60 + di, (r, t) => slotOf(Math.floor(r / p.s_q), t)), [p.b, p.s_q, p.k], { dtype: 'i32', device });
+  const q = rand([p.b, p.s_q, p.h, D], 'bf16', 4);
+  const row: Row = { ...p, page: PAGE };
+  for (const format of ['fp8', 'bf16'] as const) {
+    const cache = T.newMlaCache(blocks, PAGE, { format, device });
+    // fill the cache through the writer, in chunks of tokens (every slot of the cache)
+    const CH = onCpu ? 256 : 65536;
+    const lat = rand([CH, DV], 'bf16', 5);
+    const rope = rand([CH, D - DV], 'bf16', 6);
+    for (let s0 = 0; s0 < blocks * PAGE; s0 += CH) {
+      const n = Math.min(CH, blocks * PAGE - s0);
+      const slots = T.arange(s0, s0 + n, 1, { dtype: 'i32', device });
+      T.mlaCacheWrite(cache, n === CH ? lat : T.narrow(lat, 0, 0, n), n === CH ? rope : T.narrow(rope, 0, 0, n), slots);
+      dispose(slots);
+    }
+    dispose(lat, rope);
+    let res: { out: T.Tensor; lse: T.Tensor } | null = null;
+    const ms = timeMs(() => {
+      if (res) dispose(res.out, res.lse);
+      res = T.sparseMlaDecode(q, cache, idx, scale);
+    }, onCpu ? 3 : 20, onCpu ? 1 : 5);
+    row[`${format}_ms`] = ms;
+    row[`${format}_tflops`] = (2 * p.b * p.s_q * p.h * p.k * (D + DV)) / ms / 1e9;
+    row[`${format}_cache_GBps`] = (p.b * p.s_q * p.k * T.mlaCacheBytesPerToken(format)) / ms / 1e6; // bytes of the selected rows read per call
+    dispose(cache);
+    if (res) dispose((res as { out: T.Tensor }).out, (res as { lse: T.Tensor }).lse);
+  }
+  const ref = torch?.decode?.[di];
+  Object.assign(row, ref ?? {});
+  decodeOut.push(row);
+  rows.push([`decode b ${p.b} s_q ${p.s_q}`, `h ${p.h} k ${p.k} ctx ${p.ctx}`, `${fmt(row.fp8_ms)} (bf16 cache ${fmt(row.bf16_ms)})`, `${fmt(row.fp8_tflops, 1)} (${fmt(row.bf16_tflops, 1)})`,
+    fmt(ref?.torch_sparse_bf16_ms), fmt(ref?.torch_sparse_bf16_tflops, 1), '—', '—', '—']);
+  dispose(q, idx);
+}
+result.decode = decodeOut;
+
+console.log(`sparse MLA forward — ${result.device}; ${machine()}${torch ? `; torch ${torch.torch} on ${torch.device}${torch.flash_mla ? ', FlashMLA present' : ''}` : `; ${torchNote}`}`);
+if (onCpu) console.log('CPU run: tiny shapes on the CPU reference, not the issue\'s shapes (those need the GPU)');
+printTable(['case', 'shape', 'ours ms', 'ours TFLOPS', 'torch sparse ms', 'torch sparse TFLOPS', 'dense SDPA ms', 'dense matmul ms', 'FlashMLA TFLOPS'], rows);
+if (opt('--out')) writeFileSync(opt('--out')!, JSON.stringify(result, null, 2));
