@@ -96,3 +96,165 @@ __device__ void topk_row(int64_t rows, int64_t n, int64_t k, int64_t kp2, int la
 TOPK(topk_f32, float)
 TOPK(topk_bf16, __nv_bfloat16)
 TOPK(topk_f16, __half)
+
+// ---------------------------------------------------------------------------------------------------------
+// topk_select_f32: the DSA selection (Backend.topkSelect; CPU reference selectTopkRow in
+// src/model/topk-select.ts). Per row, among the columns [start, end): when valid = end − start ≤ k every
+// valid column, else the k largest values with ties at the threshold going to the lowest columns; written
+// in ascending column order, −1 padded to k; optionally mapped to paged-cache slots
+// block_table[row / rows_per_seq, p / 64]·64 + p mod 64 (p = column − start; −1 when the page lies beyond
+// the table or its block id is negative).
+// The value order is selectTopkRow's, not order_key's: NaN ranks as +inf (tied with it) and −0 equals +0,
+// so select_key maps NaN to +inf's key and −0 to +0's before the monotone float → uint32 map.
+// One CTA of 1024 threads per row (grid-stride over rows):
+//  1. when the row fits the dynamic shared memory (cache_cap keys), its keys are computed once into it;
+//     otherwise every pass re-reads (and re-maps) the row from global memory;
+//  2. radix select of the k-th largest 32-bit key: 4 passes of 8 bits from the top, each a shared-memory
+//     histogram of the next digit among the keys matching the prefix so far; warp 0 finds the digit whose
+//     cumulative count (from the largest digit down) reaches the remaining rank (a warp scan over 8 bins
+//     per lane). The result is the threshold key thr and ties = how many keys equal to thr are taken
+//     (k − #keys > thr);
+//  3. ordered compaction in chunks of 1024 columns: a block-wide exclusive scan of the packed pair
+//     (is greater) << 16 | (is tie) gives every column its rank among the greater keys and among the ties
+//     before it; a greater key, or a tie of tie-rank < ties, goes to output position
+//     #greater before + min(#ties before, ties). The scan stops once k columns are placed.
+// Exactly selectTopkRow's set and order. Performance notes: at [64, 9295] the row sits in shared memory
+// and the kernel is a few passes over 37 KB per CTA; at 131,072 columns the row (512 KB) is read 5 times
+// from global/L2. Ideas not done: an 11-bit first pass (3 passes), keeping only the candidates of the
+// first pass's threshold bin in shared memory for the later passes (the TileLang/SGLang refinement), and
+// several CTAs per row (a cluster sharing histograms through distributed shared memory) when rows are few.
+__device__ __forceinline__ uint32_t select_key(float v) {
+  uint32_t b = __float_as_uint(v);
+  if (v != v) b = 0x7f800000u;               // NaN ranks as +inf
+  if ((b & 0x7fffffffu) == 0) b = 0;         // −0 equals +0
+  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+
+/** Block-wide inclusive scan of v (blockDim.x a multiple of 32, ≤ 1024); *total gets the block sum. */
+__device__ __forceinline__ uint32_t block_scan_incl(uint32_t v, uint32_t* wsum, uint32_t* total) {
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+  const int nw = blockDim.x >> 5;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const uint32_t u = __shfl_up_sync(0xffffffffu, v, o);
+    if (lane >= o) v += u;
+  }
+  if (lane == 31) wsum[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    uint32_t s = lane < nw ? wsum[lane] : 0;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const uint32_t u = __shfl_up_sync(0xffffffffu, s, o);
+      if (lane >= o) s += u;
+    }
+    wsum[lane] = s;  // inclusive prefix of warp sums
+  }
+  __syncthreads();
+  const uint32_t r = v + (warp > 0 ? wsum[warp - 1] : 0);
+  *total = wsum[nw - 1];
+  __syncthreads();  // wsum is reused by the next call
+  return r;
+}
+
+extern "C" __global__ void __launch_bounds__(1024) topk_select_f32(int64_t rows, int64_t n, int64_t k, const float* __restrict__ x,
+                                                                   const int* __restrict__ start, const int* __restrict__ end,
+                                                                   const int* __restrict__ block_table, int64_t max_blocks,
+                                                                   int64_t rows_per_seq, int64_t cache_cap, int* __restrict__ out) {
+  extern __shared__ uint32_t kc[];
+  __shared__ uint32_t hist[256];
+  __shared__ uint32_t wsum[32];
+  __shared__ uint32_t prefix_s, rem_s;
+  const int tid = threadIdx.x;
+  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+    int64_t s = start ? start[row] : 0;
+    int64_t e = end ? end[row] : n;
+    s = s < 0 ? 0 : (s > n ? n : s);
+    e = e < s ? s : (e > n ? n : e);
+    const int64_t valid = e - s;
+    const float* xr = x + row * n + s;
+    int* orow = out + row * k;
+    const int* btr = block_table ? block_table + (row / rows_per_seq) * max_blocks : nullptr;
+    auto emit = [&](int64_t p) -> int {
+      if (!btr) return (int)(s + p);
+      const int64_t pg = p >> 6;
+      const int blk = pg < max_blocks ? btr[pg] : -1;
+      return blk < 0 ? -1 : blk * 64 + (int)(p & 63);
+    };
+    if (valid <= k) {
+      for (int64_t i = tid; i < k; i += blockDim.x) orow[i] = i < valid ? emit(i) : -1;
+      continue;
+    }
+    const bool cached = valid <= cache_cap;
+    __syncthreads();  // the previous row's readers of kc are done
+    if (cached)
+      for (int64_t i = tid; i < valid; i += blockDim.x) kc[i] = select_key(xr[i]);
+    uint32_t prefix = 0, mask = 0, rem = (uint32_t)k;
+    for (int pass = 3; pass >= 0; pass--) {
+      const int shift = pass * 8;
+      for (int d = tid; d < 256; d += blockDim.x) hist[d] = 0;
+      __syncthreads();
+      for (int64_t i = tid; i < valid; i += blockDim.x) {
+        const uint32_t key = cached ? kc[i] : select_key(xr[i]);
+        if ((key & mask) == prefix) atomicAdd(&hist[(key >> shift) & 0xffu], 1u);
+      }
+      __syncthreads();
+      if (tid < 32) {
+        // lane l owns digits 255 − 8l … 248 − 8l (largest first)
+        uint32_t c[8];
+        uint32_t sum = 0;
+#pragma unroll
+        for (int b = 0; b < 8; b++) {
+          c[b] = hist[255 - 8 * tid - b];
+          sum += c[b];
+        }
+        uint32_t incl = sum;
+#pragma unroll
+        for (int o = 1; o < 32; o <<= 1) {
+          const uint32_t u = __shfl_up_sync(0xffffffffu, incl, o);
+          if (tid >= o) incl += u;
+        }
+        const unsigned hit = __ballot_sync(0xffffffffu, incl >= rem);
+        if (tid == __ffs(hit) - 1) {
+          uint32_t r = rem - (incl - sum);
+          int digit = 255 - 8 * tid;
+#pragma unroll
+          for (int b = 0; b < 8; b++) {
+            if (c[b] >= r) {
+              digit = 255 - 8 * tid - b;
+              break;
+            }
+            r -= c[b];
+          }
+          prefix_s = prefix | ((uint32_t)digit << shift);
+          rem_s = r;
+        }
+      }
+      __syncthreads();
+      prefix = prefix_s;
+      rem = rem_s;
+      mask |= 0xffu << shift;
+    }
+    const uint32_t thr = prefix;
+    const uint32_t ties = rem;
+    uint32_t run_g = 0, run_t = 0;
+    for (int64_t base = 0; base < valid; base += blockDim.x) {
+      const int64_t i = base + tid;
+      uint32_t key = 0;
+      if (i < valid) key = cached ? kc[i] : select_key(xr[i]);
+      const uint32_t is_g = i < valid && key > thr;
+      const uint32_t is_t = i < valid && key == thr;
+      const uint32_t packed = (is_g << 16) | is_t;
+      uint32_t total;
+      const uint32_t ex = block_scan_incl(packed, wsum, &total) - packed;
+      const uint32_t tie_rank = run_t + (ex & 0xffffu);
+      const uint32_t before = run_g + (ex >> 16);
+      if (is_g) orow[before + (tie_rank < ties ? tie_rank : ties)] = emit(i);
+      else if (is_t && tie_rank < ties) orow[before + tie_rank] = emit(i);
+      run_g += total >> 16;
+      run_t += total & 0xffffu;
+      if (run_g + (run_t < ties ? run_t : ties) >= (uint32_t)k) break;
+    }
+  }
+}

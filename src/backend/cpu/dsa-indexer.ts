@@ -71,7 +71,7 @@ export function logitsCore(
   start: ArrayLike<number>, end: ArrayLike<number>, out: Float32Array, outOff: number, outStride: number,
 ): void {
   for (let i = 0; i < Tq; i++) out.fill(-Infinity, outOff + i * outStride, outOff + i * outStride + Tk);
-  if (Tk === 0 || H === 0) return;
+  if (Tk === 0) return;
   const chunk = Math.max(1, Math.floor(SCORE_BLOCK_ELEMS / Math.max(1, Tk))); // selectRows
   const block = Math.max(1, Math.floor(SCORE_BLOCK_ELEMS / Math.max(1, H * Tk))); // indexScores
   let C = new Float32Array(0);

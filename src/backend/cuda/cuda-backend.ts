@@ -19,6 +19,7 @@ import { createHash } from 'node:crypto';
 import type { MemoryStats } from './allocator.js';
 import { matrixLayout } from '../matrix-layout.js';
 import { contiguousStrides, isContiguousLayout, numelOf } from '../../tensor/tensor.js';
+import { indexerCacheWriteCuda, indexerLogitsCuda, indexerLogitsPagedCuda, topkSelectCuda } from './dsa-indexer.js';
 import { mlaCacheWriteCuda, sparseMlaDecodeCuda, sparseMlaPrefillCuda } from './sparse-mla.js';
 
 /** Device storage: one allocator block. Freed when dispose() is called or the storage is collected. */
@@ -758,6 +759,20 @@ export class CudaBackend implements Backend {
     }
     scratch.dispose();
     xc.tmp?.dispose();
+  }
+
+  // ---- DSA indexer (src/backend/cuda/dsa-indexer.ts) ------------------------------------------------------
+  indexerLogits(out: View, q: View, k: View, kScale: View, w: View, start: View, end: View): void {
+    indexerLogitsCuda(this, out, q, k, kScale, w, start, end);
+  }
+  indexerLogitsPaged(out: View, q: View, cache: View, w: View, blockTable: View, contextLens: View): void {
+    indexerLogitsPagedCuda(this, out, q, cache, w, blockTable, contextLens);
+  }
+  indexerCacheWrite(cache: View, k: View, kScale: View, slots: View): void {
+    indexerCacheWriteCuda(this, cache, k, kScale, slots);
+  }
+  topkSelect(out: View, x: View, k: number, start: View | null, end: View | null, blockTable: View | null, rowsPerSeq: number): void {
+    topkSelectCuda(this, out, x, k, start, end, blockTable, rowsPerSeq);
   }
 
   // ---- indexing ------------------------------------------------------------------------------------------

@@ -1,0 +1,100 @@
+// CUDA launchers of the DSA indexer operations (kernels/dsa_indexer.cu, topk_select_f32 in kernels/topk.cu).
+// Contracts: src/tensor/ops/dsa-indexer.ts; CPU reference: src/backend/cpu/dsa-indexer.ts. The op layer
+// hands over contiguous inputs; here only what the kernels need beyond that is checked (D = 128, H ≤ 128,
+// 16-byte alignment of the e4m3 rows, which are read as uint4).
+import { DsvError } from '../../errors.js';
+import type { View } from '../../tensor/backend.js';
+import { ITEMSIZE } from '../../tensor/dtype.js';
+import { numelOf } from '../../tensor/tensor.js';
+import type { CudaBackend, CudaStorage } from './cuda-backend.js';
+import * as C from './cuda-consts.js';
+import type { ParamKind } from './launch.js';
+
+const SIG: Record<string, readonly ParamKind[]> = {
+  indexer_logits: ['i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'p', 'p', 'p'],
+  indexer_logits_paged: ['i64', 'i64', 'i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'p', 'p'],
+  indexer_cache_write: ['i64', 'i64', 'i64', 'p', 'p', 'p', 'p'],
+  topk_select_f32: ['i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'i64', 'i64', 'i64', 'p'],
+};
+
+const D = 128;
+const CHUNK = 256;
+const THREADS = 256;
+const MAX_GRID_Y = 65535;
+
+function kernel(be: CudaBackend, file: string, name: keyof typeof SIG) {
+  return be.rt.modules.get(file, name, SIG[name]!);
+}
+
+/** A 16-byte aligned device copy of v when its address is not (views with an odd offset). */
+function aligned16(be: CudaBackend, v: View): { ptr: number; tmp: CudaStorage | null } {
+  const p = be.address(v);
+  if (p % 16 === 0) return { ptr: p, tmp: null };
+  const n = numelOf(v.shape);
+  const s = be.alloc(v.dtype, n);
+  be.copy({ storage: s, dtype: v.dtype, shape: v.shape, strides: v.strides, offset: 0 }, v);
+  return { ptr: s.ptr, tmp: s };
+}
+
+function logitsSmem(be: CudaBackend, H: number, op: string): number {
+  if (H > 128) throw new DsvError(`${op} on cuda: at most 128 heads, got ${H}`);
+  const smem = 4 * (H * D + 32 * 132 + 32 * (H + 1) + H);
+  if (smem > be.rt.info.maxSharedPerBlockOptin) throw new DsvError(`${op} on cuda: ${smem} bytes of shared memory needed, the device allows ${be.rt.info.maxSharedPerBlockOptin}`);
+  return smem;
+}
+
+export function indexerLogitsCuda(be: CudaBackend, out: View, q: View, k: View, kScale: View, w: View, start: View, end: View): void {
+  const [Tq, H, Dq] = q.shape as [number, number, number];
+  const Tk = k.shape[0]!;
+  if (Dq !== D) throw new DsvError(`indexerLogits on cuda: head dim must be ${D}, got ${Dq}`);
+  if (Tq === 0 || Tk === 0) return;
+  const smem = logitsSmem(be, H, 'indexerLogits');
+  const kk = kernel(be, 'dsa_indexer', 'indexer_logits');
+  if (smem > 46 * 1024) kk.setMaxDynamicSmem(smem, C.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES);
+  const qa = aligned16(be, q);
+  const ka = aligned16(be, k);
+  kk.launch(Math.ceil(Tk / CHUNK), THREADS, smem, [Tq, H, Tk, qa.ptr, be.address(w), ka.ptr, be.address(kScale), be.address(start), be.address(end), be.address(out)],
+    Math.min(Tq, MAX_GRID_Y));
+  qa.tmp?.dispose();
+  ka.tmp?.dispose();
+}
+
+export function indexerLogitsPagedCuda(be: CudaBackend, out: View, q: View, cache: View, w: View, blockTable: View, contextLens: View): void {
+  const [B, N, H, Dq] = q.shape as [number, number, number, number];
+  if (Dq !== D) throw new DsvError(`indexerLogitsPaged on cuda: head dim must be ${D}, got ${Dq}`);
+  const maxCtx = out.shape[1]!;
+  const rows = B * N;
+  if (rows === 0 || maxCtx === 0) return;
+  const smem = logitsSmem(be, H, 'indexerLogitsPaged');
+  const kk = kernel(be, 'dsa_indexer', 'indexer_logits_paged');
+  if (smem > 46 * 1024) kk.setMaxDynamicSmem(smem, C.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES);
+  const qa = aligned16(be, q);
+  const ca = aligned16(be, cache);
+  kk.launch(Math.ceil(maxCtx / CHUNK), THREADS, smem, [rows, H, maxCtx, N, blockTable.shape[1]!, cache.shape[0]!, qa.ptr, be.address(w), ca.ptr,
+    be.address(blockTable), be.address(contextLens), be.address(out)], Math.min(rows, MAX_GRID_Y));
+  qa.tmp?.dispose();
+  ca.tmp?.dispose();
+}
+
+export function indexerCacheWriteCuda(be: CudaBackend, cache: View, k: View, kScale: View, slots: View): void {
+  const [T, Dk] = k.shape as [number, number];
+  if (T === 0) return;
+  const warpsPerBlock = 8;
+  const grid = Math.min(Math.ceil(T / warpsPerBlock), be.rt.info.multiprocessors * 16);
+  kernel(be, 'dsa_indexer', 'indexer_cache_write').launch(grid, 32 * warpsPerBlock, 0,
+    [T, Dk, cache.shape[0]!, be.address(cache), be.address(k), be.address(kScale), be.address(slots)]);
+}
+
+export function topkSelectCuda(be: CudaBackend, out: View, x: View, k: number, start: View | null, end: View | null, blockTable: View | null, rowsPerSeq: number): void {
+  const R = out.shape[0]!;
+  const n = x.shape[1]!;
+  if (R === 0 || k === 0) return;
+  if (n >= 2 ** 31) throw new DsvError(`topkSelect on cuda: ${n} columns exceed the kernel's 32-bit positions`);
+  // cache the row's keys in shared memory when a whole row fits (1 KB kept for the static arrays)
+  const bytes = n * ITEMSIZE.f32;
+  const cache = bytes <= be.rt.info.maxSharedPerBlockOptin - 2048 ? bytes : 0;
+  const kk = kernel(be, 'topk', 'topk_select_f32');
+  if (cache > 46 * 1024) kk.setMaxDynamicSmem(cache, C.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES);
+  kk.launch(Math.min(R, 2 ** 31 - 1), 1024, cache, [R, n, k, be.address(x), start ? be.address(start) : 0, end ? be.address(end) : 0,
+    blockTable ? be.address(blockTable) : 0, blockTable ? blockTable.shape[1]! : 0, rowsPerSeq, cache / ITEMSIZE.f32, be.address(out)]);
+}
