@@ -19,9 +19,9 @@ import {
   newToolCallId,
 } from './messages.js';
 import { withToolsOnSystem } from './prompt.js';
-import { jsonEvents, postJson, usageOf } from './http.js';
+import { type RetryPolicy, checkRetryPolicy, jsonEvents, postJson, retryPolicyOf, usageOf } from './http.js';
 
-export interface CompletionClientOptions {
+export interface CompletionClientOptions extends RetryPolicy {
   /** Base URL including the version prefix, e.g. `http://127.0.0.1:8000/v1`. */
   baseUrl: string;
   model: string;
@@ -72,6 +72,8 @@ export class CompletionClient implements ModelClient {
     } catch {
       throw new ModelClientError(`--base-url ${JSON.stringify(opts.baseUrl)}: not a valid URL (expected e.g. http://127.0.0.1:8000/v1)`);
     }
+    if (base.protocol !== 'http:' && base.protocol !== 'https:') throw new ModelClientError(`--base-url ${JSON.stringify(opts.baseUrl)}: must be an http:// or https:// URL`);
+    checkRetryPolicy(opts);
     this.mode = opts.mode ?? 'thinking';
     this.url = base.href.replace(/\/+$/, '') + '/completions';
     this.description = `completion ${this.url} model=${opts.model} mode=${this.mode}${opts.stream === false ? '' : ' (streaming)'}`;
@@ -95,7 +97,7 @@ export class CompletionClient implements ModelClient {
       ...(this.opts.temperature !== undefined ? { temperature: this.opts.temperature } : {}),
       ...(this.opts.extraBody ?? {}),
     };
-    const res = await postJson(this.url, body, { apiKey: this.opts.apiKey, signal: req.signal });
+    const res = await postJson(this.url, body, { ...retryPolicyOf(this.opts), stream, apiKey: this.opts.apiKey, signal: req.signal });
     return stream ? this.readStream(res, req) : this.readJson(res, req);
   }
 

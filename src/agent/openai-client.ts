@@ -16,9 +16,9 @@ import {
 } from './messages.js';
 import { deepseekPrompt, flattenForCount } from './prompt.js';
 import { parseCompletionLenient } from '../chat/parse-lenient.js';
-import { jsonEvents, postJson, serverErrorText, usageOf } from './http.js';
+import { type RetryPolicy, checkRetryPolicy, jsonEvents, postJson, retryPolicyOf, serverErrorText, usageOf } from './http.js';
 
-export interface OpenAIChatClientOptions {
+export interface OpenAIChatClientOptions extends RetryPolicy {
   /** Base URL including the version prefix, e.g. `https://api.deepseek.com/v1` or `http://127.0.0.1:8000/v1`. */
   baseUrl: string;
   model: string;
@@ -87,6 +87,8 @@ export class OpenAIChatClient implements ModelClient {
     } catch {
       throw new ModelClientError(`--base-url ${JSON.stringify(opts.baseUrl)}: not a valid URL (expected e.g. http://127.0.0.1:8000/v1)`);
     }
+    if (base.protocol !== 'http:' && base.protocol !== 'https:') throw new ModelClientError(`--base-url ${JSON.stringify(opts.baseUrl)}: must be an http:// or https:// URL`);
+    checkRetryPolicy(opts);
     this.url = base.href.replace(/\/+$/, '') + '/chat/completions';
     this.description = `openai-chat ${this.url} model=${opts.model}${opts.stream === false ? '' : ' (streaming)'}`;
   }
@@ -112,6 +114,8 @@ export class OpenAIChatClient implements ModelClient {
       ...(this.opts.extraBody ?? {}),
     };
     const res = await postJson(this.url, body, {
+      ...retryPolicyOf(this.opts),
+      stream,
       apiKey: this.opts.apiKey,
       headers: { accept: stream ? 'text/event-stream' : 'application/json', ...(this.opts.headers ?? {}) },
       signal: req.signal,

@@ -3,6 +3,7 @@
 // the terminal. The final answer goes to stdout; steps, notices and errors go to stderr.
 import { Command, Option } from 'commander';
 import { intArg, fractionArg, jsonObjectArg } from './args.js';
+import { maxRetriesOption, requestTimeoutOption, requestPolicy, type RequestCliOptions } from './http-options.js';
 import { DsvError } from '../errors.js';
 import { tokenCounterFor } from '../chat/tokenizer.js';
 import { CompletionClient } from '../agent/completion-client.js';
@@ -19,7 +20,7 @@ import { Transcript } from '../agent/transcript.js';
 
 
 
-interface AgentCliOptions {
+interface AgentCliOptions extends RequestCliOptions {
   baseUrl: string;
   model: string;
   apiKey?: string;
@@ -63,6 +64,8 @@ export function register(program: Command): void {
     .option('--tool-timeout <ms>', 'per tool call time limit', intArg('--tool-timeout', 1))
     .option('--extra-body <json>', 'extra request fields as a JSON object, e.g. \'{"thinking":{"type":"enabled"}}\'', jsonObjectArg)
     .option('--color', 'force ANSI styling (default: when stderr is a terminal)')
+    .addOption(requestTimeoutOption())
+    .addOption(maxRetriesOption())
     .action(async (task: string, opts: AgentCliOptions) => {
       process.exitCode = await agentCommand(task, opts);
     });
@@ -73,10 +76,8 @@ async function agentCommand(task: string, opts: AgentCliOptions): Promise<number
   const counter = tokenCounterFor(opts.tokenizer);
   if (!counter.exact) err.write(`note: token counts are ${counter.description}\n`);
   const apiKey = opts.apiKey ?? process.env.DSV32_API_KEY;
-  const client: ModelClient =
-    opts.endpoint === 'completion'
-      ? new CompletionClient({ baseUrl: opts.baseUrl, model: opts.model, mode: opts.mode, stream: opts.stream, apiKey, extraBody: opts.extraBody })
-      : new OpenAIChatClient({ baseUrl: opts.baseUrl, model: opts.model, mode: opts.mode, stream: opts.stream, apiKey, extraBody: opts.extraBody });
+  const common = { baseUrl: opts.baseUrl, model: opts.model, mode: opts.mode, stream: opts.stream, apiKey, extraBody: opts.extraBody, ...requestPolicy(opts) };
+  const client: ModelClient = opts.endpoint === 'completion' ? new CompletionClient(common) : new OpenAIChatClient(common);
   const context: ContextOptions | undefined = opts.contextStrategy
     ? { strategy: opts.contextStrategy as ContextOptions['strategy'], windowTokens: opts.contextWindow, threshold: opts.contextThreshold }
     : undefined;

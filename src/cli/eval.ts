@@ -4,6 +4,7 @@ import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { intArg } from './args.js';
+import { maxRetriesOption, requestTimeoutOption, requestPolicy, type RequestCliOptions } from './http-options.js';
 import { progress, type Progress } from './progress.js';
 import { formatReportTable, runEval } from '../envs/eval/run.js';
 import { makeRunner } from '../envs/queue/runner.js';
@@ -29,13 +30,15 @@ export function register(program: Command): void {
     .option('--queue-name <name>', 'BullMQ queue name (the workers\' --queue-name)', DEFAULT_QUEUE_NAME)
     .option('--json', 'print the report as JSON instead of a table')
     .option('--out <file>', 'also write the JSON report here')
-    .action(async (o: { envs: string; baseUrl: string; model: string; k: number; attempts?: number; maxSteps: number; tasksPerEnv?: number; temperature?: number; db: string; run?: string; jobs: number; queue?: string; queueName: string; json?: boolean; out?: string }) => {
-      const runner = makeRunner({ ...(o.queue ? { queue: o.queue, queueName: o.queueName } : {}), jobs: o.jobs });
+    .addOption(requestTimeoutOption())
+    .addOption(maxRetriesOption())
+    .action(async (o: RequestCliOptions & { envs: string; baseUrl: string; model: string; k: number; attempts?: number; maxSteps: number; tasksPerEnv?: number; temperature?: number; db: string; run?: string; jobs: number; queue?: string; queueName: string; json?: boolean; out?: string }) => {
+      const runner = await makeRunner({ ...(o.queue ? { queue: o.queue, queueName: o.queueName } : {}), jobs: o.jobs });
       let bar: Progress | undefined;
       try {
         const report = await runEval({
           envsDir: o.envs,
-          model: { baseUrl: o.baseUrl, model: o.model, ...(o.temperature !== undefined ? { temperature: o.temperature } : {}) },
+          model: { baseUrl: o.baseUrl, model: o.model, ...(o.temperature !== undefined ? { temperature: o.temperature } : {}), ...requestPolicy(o) },
           k: o.k,
           ...(o.attempts ? { attempts: o.attempts } : {}),
           dbPath: o.db || join(resolve(o.envs), 'eval.sqlite'),

@@ -4,6 +4,7 @@
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { intArg } from './args.js';
+import { maxRetriesOption, requestTimeoutOption, requestPolicy, type RequestCliOptions } from './http-options.js';
 import { makeRunner } from '../envs/queue/runner.js';
 import { DEFAULT_QUEUE_NAME } from '../envs/queue/bull.js';
 import { exportPrompts } from '../envs/synth/export.js';
@@ -19,7 +20,7 @@ function price(name: string) {
   };
 }
 
-interface SynthCli {
+interface SynthCli extends RequestCliOptions {
   category: string;
   baseUrl: string;
   model: string;
@@ -62,12 +63,14 @@ export function register(program: Command): void {
     .option('--jobs <n>', 'environments built at once (local pool)', intArg('--jobs', 1), 1)
     .option('--queue <url>', 'send environment jobs to a BullMQ queue on Redis (served by `dsv32 worker`)')
     .option('--queue-name <name>', 'BullMQ queue name (the workers\' --queue-name)', DEFAULT_QUEUE_NAME)
+    .addOption(requestTimeoutOption())
+    .addOption(maxRetriesOption())
     .action(async (o: SynthCli) => {
       // Checked here rather than with requiredOption, which commander would also enforce on `synth export`.
       const missing = (['category', 'baseUrl', 'model', 'out'] as const).filter((k) => !o[k]).map((k) => `--${k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())}`);
       if (missing.length) throw new SynthError(`synth: missing required option${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`);
-      const temp = o.temperature !== undefined ? { temperature: o.temperature } : {};
-      const runner = makeRunner({ ...(o.queue ? { queue: o.queue, queueName: o.queueName } : {}), jobs: o.jobs, log: (e) => e.line && process.stderr.write(`${String(e.line)}\n`) });
+      const temp = { ...(o.temperature !== undefined ? { temperature: o.temperature } : {}), ...requestPolicy(o) };
+      const runner = await makeRunner({ ...(o.queue ? { queue: o.queue, queueName: o.queueName } : {}), jobs: o.jobs, log: (e) => e.line && process.stderr.write(`${String(e.line)}\n`) });
       try {
         const r = await runSynth(
           {

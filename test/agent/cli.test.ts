@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startFakeModelServer } from './fake-model-server.js';
+import { startFakeModelServer, startSilentServer } from './fake-model-server.js';
 
 const MAIN = resolve('dist/src/cli/main.js');
 const MCP_SERVER = fileURLToPath(new URL('./mcp-test-server.js', import.meta.url));
@@ -73,8 +73,32 @@ test('dsv32 agent: bad arguments and unreachable endpoints are reported without 
   assert.equal(tok.code, 2);
   assert.equal(tok.stderr, 'dsv32: /nonexistent/tok: no such tokenizer file or model directory\n');
   // port 9 (discard) on loopback: connection refused → the run ends with status error, exit 1
-  const down = await runCli(['agent', '--base-url', 'http://127.0.0.1:9/v1', '--model', 'm', 'x']);
+  const down = await runCli(['agent', '--base-url', 'http://127.0.0.1:9/v1', '--model', 'm', '--max-retries', '1', 'x']);
   assert.equal(down.code, 1);
-  assert.match(down.stderr, /dsv32 agent: POST http:\/\/127\.0\.0\.1:9\/v1\/chat\/completions: fetch failed/);
+  assert.match(down.stderr, /dsv32 agent: POST http:\/\/127\.0\.0\.1:9\/v1\/chat\/completions: connection failed: connect ECONNREFUSED 127\.0\.0\.1:9 \(2 attempts\)\n/);
   assert.doesNotMatch(down.stderr, /\n\s+at /);
+  for (const [flag, v, why] of [
+    ['--request-timeout', '0', /--request-timeout must be an integer from 1 to 2147483647, got "0"/],
+    ['--request-timeout', '2147483648', /--request-timeout must be an integer from 1 to 2147483647, got "2147483648"/],
+    ['--request-timeout', '5s', /--request-timeout must be an integer from 1 to 2147483647, got "5s"/],
+    ['--max-retries', '-1', /--max-retries must be an integer >= 0, got "-1"/],
+  ] as const) {
+    const r = await runCli(['agent', '--base-url', 'http://127.0.0.1:9/v1', '--model', 'm', flag, v, 'x']);
+    assert.notEqual(r.code, 0, `${flag} ${v} refused`);
+    assert.match(r.stderr, why);
+  }
+});
+
+test('dsv32 agent: a server that accepts and never answers ends the run after --request-timeout, not minutes', { timeout: 30_000 }, async (t) => {
+  const silent = await startSilentServer();
+  t.after(() => silent.close());
+  for (const stream of [[], ['--no-stream']]) {
+    const t0 = Date.now();
+    const r = await runCli(['agent', '--base-url', silent.url, '--model', 'm', '--request-timeout', '300', ...stream, 'x']);
+    const ms = Date.now() - t0;
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`dsv32 agent: POST ${silent.url.replace(/[./]/g, '\\$&')}/chat/completions: no response within 300 ms \\(3 attempts\\)\n`));
+    assert.doesNotMatch(r.stderr, /\n\s+at |Headers Timeout/);
+    assert.ok(ms < 15_000, `took ${ms} ms`);
+  }
 });

@@ -1,9 +1,10 @@
 // A scripted stand-in for a model, speaking the OpenAI HTTP API on 127.0.0.1: `/v1/chat/completions`
 // (JSON or SSE streaming, with reasoning_content and tool-call deltas split into small pieces) and
 // `/v1/completions` (raw text). Each request gets the next scripted reply (or the reply a function
-// computes from the request); every request body is recorded for assertions.
+// computes from the request); every request body is recorded for assertions. A reply can also fail
+// (status, Retry-After) or stall mid-stream; startSilentServer accepts connections and never answers.
 import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, type Socket, createServer as createNetServer } from 'node:net';
 
 export interface ScriptedToolCall {
   id?: string;
@@ -24,6 +25,10 @@ export interface ScriptedReply {
   error?: string;
   /** Wait this long before answering (for cancellation tests). */
   delayMs?: number;
+  /** Extra response headers (e.g. Retry-After on a 429). */
+  headers?: Record<string, string>;
+  /** Streamed chat: send the headers and this many events, then go silent with the response open. */
+  stallAfterEvents?: number;
 }
 
 export interface RecordedRequest {
@@ -73,6 +78,14 @@ function sendChat(res: ServerResponse, req: RecordedRequest, r: ScriptedReply, i
   res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
   const base = { id: `chatcmpl-${index}`, object: 'chat.completion.chunk', model };
   res.write(': keep-alive comment, ignored by clients\n\n');
+  if (r.stallAfterEvents !== undefined) {
+    const events = [
+      { ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] },
+      ...pieces(r.content ?? '', 3).map((p) => ({ ...base, choices: [{ index: 0, delta: { content: p }, finish_reason: null }] })),
+    ];
+    for (const e of events.slice(0, r.stallAfterEvents)) sse(res, e);
+    return;
+  }
   sse(res, { ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] });
   for (const p of pieces(r.reasoning_content ?? '', 3)) sse(res, { ...base, choices: [{ index: 0, delta: { reasoning_content: p }, finish_reason: null }] });
   for (const p of pieces(r.content ?? '', 3)) sse(res, { ...base, choices: [{ index: 0, delta: { content: p }, finish_reason: null }] });
@@ -133,7 +146,7 @@ export async function startFakeModelServer(script: Script): Promise<FakeModelSer
       }
       if (res.destroyed || req.socket.destroyed) return;
       if (reply.status) {
-        res.writeHead(reply.status, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message: reply.error ?? 'scripted error' } }));
+        res.writeHead(reply.status, { 'content-type': 'application/json', ...(reply.headers ?? {}) }).end(JSON.stringify({ error: { message: reply.error ?? 'scripted error' } }));
         return;
       }
       if (path === '/v1/chat/completions') sendChat(res, rec, reply, index);
@@ -149,6 +162,37 @@ export async function startFakeModelServer(script: Script): Promise<FakeModelSer
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+export interface SilentServer {
+  /** Base URL with the `/v1` prefix. */
+  url: string;
+  /** Connections accepted so far. */
+  connections(): number;
+  close(): Promise<void>;
+}
+
+/** A TCP server on 127.0.0.1 that accepts every connection and never sends a byte. */
+export async function startSilentServer(): Promise<SilentServer> {
+  const sockets = new Set<Socket>();
+  let accepted = 0;
+  const server = createNetServer((s) => {
+    accepted++;
+    sockets.add(s);
+    s.on('error', () => {});
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/v1`,
+    connections: () => accepted,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
         server.close(() => resolve());
       }),
   };

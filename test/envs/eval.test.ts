@@ -58,7 +58,7 @@ test('eval: pass@1 / pass@k per family with the unbiased estimator; resumes with
     rmSync(root, { recursive: true, force: true });
   });
   const dbPath = join(root, 'eval.sqlite');
-  const runner = makeRunner({ jobs: 1 });
+  const runner = await makeRunner({ jobs: 1 });
   const report = await runEval({ envsDir: root, model: { baseUrl: server.url, model: 'policy' }, k: 2, attempts: 3, dbPath, runner, maxSteps: 4 });
   await runner.close();
   assert.deepEqual(report.failedJobs, []);
@@ -75,7 +75,7 @@ test('eval: pass@1 / pass@k per family with the unbiased estimator; resumes with
 
   // A second run with the same run id finds every attempt recorded and calls the model no more.
   const calls = server.requests.length;
-  const runner2 = makeRunner({ jobs: 2 });
+  const runner2 = await makeRunner({ jobs: 2 });
   const again = await runEval({ envsDir: root, model: { baseUrl: server.url, model: 'policy' }, k: 2, attempts: 3, dbPath, runner: runner2, maxSteps: 4 });
   await runner2.close();
   assert.equal(server.requests.length, calls);

@@ -37,11 +37,11 @@ export function redisUnavailable(): string | null {
 }
 
 /**
- * A redis-server on a free loopback port with persistence off; it and every process pushed to the
+ * A redis-server on a free loopback port (or `port`, to bring one back) with persistence off; it and every process pushed to the
  * returned list are SIGKILLed when the test ends. Resolves once Redis accepts connections.
  */
-export async function startRedis(t: TestContext): Promise<{ url: string; procs: ChildProcess[] }> {
-  const port = await freePort();
+export async function startRedis(t: TestContext, port?: number): Promise<{ url: string; procs: ChildProcess[] }> {
+  port ??= await freePort();
   const redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
   const procs: ChildProcess[] = [redis];
   t.after(() => {

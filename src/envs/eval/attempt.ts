@@ -16,6 +16,9 @@ export interface ModelConfig {
   temperature?: number;
   maxTokens?: number;
   stream?: boolean;
+  /** The client's RetryPolicy fields (src/agent/http.ts); the client's defaults when absent. */
+  requestTimeoutMs?: number;
+  maxRetries?: number;
 }
 
 /** API keys never travel in job payloads: each process reads its own $DSV32_API_KEY. */
@@ -27,6 +30,8 @@ export function clientFor(m: ModelConfig): ModelClient {
     stream: m.stream ?? false,
     ...(m.temperature !== undefined ? { temperature: m.temperature } : {}),
     ...(m.maxTokens !== undefined ? { maxTokens: m.maxTokens } : {}),
+    ...(m.requestTimeoutMs !== undefined ? { requestTimeoutMs: m.requestTimeoutMs } : {}),
+    ...(m.maxRetries !== undefined ? { maxRetries: m.maxRetries } : {}),
   });
 }
 

@@ -7,6 +7,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { DsvError } from '../../errors.js';
+import { MAX_TIMER_MS } from '../../agent/http.js';
 import { loadEnvironment, type Environment } from '../load.js';
 import { registerJobHandler, type JobContext, type JobOutcome, type JobRunner, type JobSpec } from '../queue/jobs.js';
 import { clientFor, runPolicyAttempt, type ModelConfig } from './attempt.js';
@@ -24,6 +25,8 @@ export const modelConfigSchema = z.strictObject({
   temperature: z.number().optional(),
   maxTokens: z.number().int().positive().optional(),
   stream: z.boolean().optional(),
+  requestTimeoutMs: z.number().int().min(1).max(MAX_TIMER_MS).optional(),
+  maxRetries: z.number().int().nonnegative().optional(),
 });
 
 const evalJobSchema = z.strictObject({
