@@ -113,6 +113,25 @@ for (const Hi of [16, 64]) {
   });
 }
 
+test('CPU indexerLogits == host indexScores when the host splits the queries into several GEMM blocks', () => {
+  // indexScores blocks ⌊2^22 / (H·T)⌋ = 87 queries at H 16, T 3000: blocks of 87 and 13 queries, each its own
+  // sgemm over the keys the block's last query sees; the op must issue the same calls to match bit for bit
+  const rng = new T.Rng(44);
+  const H = 16;
+  const D = 128;
+  const Tn = 3000;
+  const nq = 100;
+  const pos0 = Tn - nq;
+  const q8 = randE4m3(nq * H * D, rng, 0.05);
+  const k8 = randE4m3(Tn * D, rng, 0.05);
+  const ks = randF32(Tn, rng).map((v) => Math.abs(v) + 0.01);
+  const w = randF32(nq * H, rng);
+  const host = indexScores(Float32Array.from(q8, (v) => e4m3BitsToF32(v)), w, Float32Array.from(k8, (v) => e4m3BitsToF32(v)), ks, nq, H, D, Tn, pos0);
+  const got = T.indexerLogits(bits(q8, [nq, H, D]), bits(k8, [Tn, D]), T.fromArray(ks, [Tn]), T.fromArray(w, [nq, H]),
+    i32(new Array(nq).fill(0)), i32(Array.from({ length: nq }, (_, i) => pos0 + i + 1)));
+  sameBits(got.toFloat32(), host, 'blocked logits');
+});
+
 // ---- independent definitions ----------------------------------------------------------------------------
 
 /** Exact dot products (f64 holds every e4m3·e4m3 sum of 128 terms), then the op's head sum and scale. */
