@@ -3,7 +3,7 @@
 // printed an error line per connection per second. Instead: a short check before anything starts,
 // and, once connected, a bounded reconnect window that is reported once when it opens and once when
 // it closes (Redis back, or given up).
-import { connect } from 'node:net';
+import { Redis } from 'ioredis';
 import { QueueConnectionLostError, QueueUnreachableError } from './errors.js';
 import { parseRedisUrl, type RedisConnection } from './redis-url.js';
 
@@ -24,56 +24,44 @@ export function shownRedisUrl(url: string): string {
   }
 }
 
-/** A RESP array of bulk strings: how a client sends a command. */
-function command(...args: string[]): string {
-  return `*${args.length}\r\n` + args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('');
-}
-
 /**
- * Connects once, without retries, and sends AUTH (when the URL has a password), SELECT (when it names a
- * database) and PING; throws QueueUnreachableError ("cannot reach Redis at URL: why") unless every
- * reply is a success within `timeoutMs`. Plain RESP over a socket rather than a BullMQ client, whose
- * connection cannot be dropped while it waits for a server that never answers.
+ * Connects once, without retries, and PINGs (ioredis sends AUTH and SELECT from the URL first); throws
+ * QueueUnreachableError ("cannot reach Redis at URL: why") unless Redis answers within `timeoutMs`. A
+ * throwaway ioredis client with retries and the offline queue off, dropped at once either way.
  */
 export async function probeRedis(url: string, timeoutMs = DEFAULT_PROBE_TIMEOUT_MS): Promise<void> {
-  const c = parseRedisUrl(url);
-  const commands = [
-    ...(c.password !== undefined ? [c.username !== undefined ? command('AUTH', c.username, c.password) : command('AUTH', c.password)] : []),
-    ...(c.db !== undefined ? [command('SELECT', String(c.db))] : []),
-    command('PING'),
-  ];
+  const client = new Redis({
+    ...parseRedisUrl(url),
+    lazyConnect: true,
+    connectTimeout: timeoutMs,
+    retryStrategy: () => null,
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+  });
+  // with retries off, connect() rejects with a bare "Connection is closed"; the cause comes as an event
+  let cause: Error | undefined;
+  client.on('error', (e: Error) => {
+    cause ??= e;
+  });
+  let timer: NodeJS.Timeout | undefined;
   try {
-    await new Promise<void>((resolve, reject) => {
-      const socket = connect({ host: c.host, port: c.port });
-      const timer = setTimeout(() => fail(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-      const fail = (e: Error) => {
-        clearTimeout(timer);
-        socket.destroy();
-        reject(e);
-      };
-      let buf = '';
-      let replies = 0;
-      socket.once('connect', () => socket.write(commands.join('')));
-      socket.on('error', fail);
-      socket.on('close', () => fail(new Error('connection closed before Redis answered')));
-      socket.on('data', (d) => {
-        buf += d.toString('utf8');
-        let nl: number;
-        while ((nl = buf.indexOf('\r\n')) >= 0) {
-          const line = buf.slice(0, nl);
-          buf = buf.slice(nl + 2);
-          if (!line.startsWith('+')) return fail(new Error(line.startsWith('-') ? `Redis answered: ${line.slice(1)}` : `not a Redis server (it answered ${JSON.stringify(line.slice(0, 60))})`));
-          if (++replies === commands.length) {
-            clearTimeout(timer);
-            socket.removeAllListeners('close');
-            socket.end();
-            return resolve();
-          }
-        }
-      });
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
     });
+    await Promise.race([
+      (async () => {
+        await client.connect();
+        const pong = await client.ping();
+        if (pong !== 'PONG') throw new Error(`not a Redis server (it answered ${JSON.stringify(String(pong).slice(0, 60))})`);
+      })(),
+      deadline,
+    ]);
   } catch (e) {
-    throw new QueueUnreachableError(`cannot reach Redis at ${shownRedisUrl(url)}: ${(e as Error).message}`, { cause: e });
+    const msg = (cause ?? (e as Error)).message;
+    throw new QueueUnreachableError(`cannot reach Redis at ${shownRedisUrl(url)}: ${msg}`, { cause: e });
+  } finally {
+    clearTimeout(timer);
+    client.disconnect();
   }
 }
 
