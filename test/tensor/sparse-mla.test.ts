@@ -269,7 +269,7 @@ eachDevice('sparseMlaPrefill at awkward shapes (k ∤ 64, holes, a row of only h
       if (dev !== 'cpu') {
         const cpu = T.sparseMlaPrefill(q, kv, it, scale, { dv: c.dv });
         const e2 = relErr(o, cpu.out.toFloat32());
-        assert.ok(e2 <= (dtype === 'f32' ? 1e-5 : 5e-3), `${what}: relative error ${e2} against the CPU op`);
+        assert.ok(e2 <= (dtype === 'f32' ? 1e-5 : 1e-2), `${what}: relative error ${e2} against the CPU op`);
         assertLse(lse.toFloat32(), cpu.lse.toFloat32(), dtype === 'f32' ? 1e-5 : 4e-3, `${what} vs cpu`);
       }
     }
@@ -425,7 +425,7 @@ eachDevice('sparseMlaDecode: write the paged cache, read it back through decode 
           bitsEqual(cache, cc, `${what}: cache bytes vs cpu`);
           const cpu = T.sparseMlaDecode(q, cc, it, scale, { dv: c.dv });
           const e2 = relErr(o, cpu.out.toFloat32());
-          assert.ok(e2 <= (dtype === 'f32' ? 1e-5 : 5e-3), `${what}: relative error ${e2} against the CPU op`);
+          assert.ok(e2 <= (dtype === 'f32' ? 1e-5 : 1e-2), `${what}: relative error ${e2} against the CPU op`);
           assertLse(dec.lse.toFloat32(), cpu.lse.toFloat32(), dtype === 'f32' ? 1e-5 : 4e-3, `${what} vs cpu`);
         }
       }
