@@ -131,6 +131,13 @@ export interface Backend {
   sparseMlaDecode?(out: View, lse: View, q: View, cache: View, indices: View, dv: number, scale: number): void;
   /** Optional: store latent [N, dv] and rope [N, dr] (contiguous f32/bf16) at i32 slots [N] (−1 skips) of a cache, in place. */
   mlaCacheWrite?(cache: View, latent: View, rope: View, slots: View): void;
+  /**
+   * Optional: FP8 block-scaled linear from quantised activations (contract and math: src/tensor/ops/fp8-linear.ts).
+   * q f8e4m3 [M, K] and sq f32 [M, ⌈K/128⌉] (actQuant's output), w8 f8e4m3 [N, K], sw f32 [⌈N/128⌉, ⌈K/128⌉]
+   * (the checkpoint's weight_scale_inv), all contiguous; out f32/bf16 [M, N] =
+   * Σ_kb (q[:, kb]·w8[:, kb]ᵀ) · sq[m, kb] · sw[⌊n/128⌋, kb], promoted block by block into an f32 accumulator.
+   */
+  fp8BlockLinear?(out: View, q: View, sq: View, w8: View, sw: View): void;
   /** Wait for queued work (no-op on synchronous backends). */
   synchronize(): void;
 }

@@ -10,6 +10,7 @@ import { sgemm, dgemm } from './gemm.js';
 import { matrixLayout, type MatrixLayout } from '../matrix-layout.js';
 import { indexerCacheWriteCpu, indexerLogitsCpu, indexerLogitsPagedCpu, topkSelectCpu } from './dsa-indexer.js';
 import { mlaCacheWriteCpu, sparseMlaDecodeCpu, sparseMlaPrefillCpu } from './sparse-mla.js';
+import { fp8BlockLinearCpu } from './fp8-linear.js';
 
 const fround = Math.fround;
 
@@ -510,6 +511,9 @@ export class CpuBackend implements Backend {
   }
   mlaCacheWrite(cache: View, latent: View, rope: View, slots: View): void {
     mlaCacheWriteCpu(cache, latent, rope, slots);
+  }
+  fp8BlockLinear(out: View, q: View, sq: View, w8: View, sw: View): void {
+    fp8BlockLinearCpu(this, out, q, sq, w8, sw);
   }
 
   actQuant(q: View, s: View, x: View, block: number, ue8m0: boolean): void {

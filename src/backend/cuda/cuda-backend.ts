@@ -21,6 +21,7 @@ import { matrixLayout } from '../matrix-layout.js';
 import { contiguousStrides, isContiguousLayout, numelOf } from '../../tensor/tensor.js';
 import { indexerCacheWriteCuda, indexerLogitsCuda, indexerLogitsPagedCuda, topkSelectCuda } from './dsa-indexer.js';
 import { mlaCacheWriteCuda, sparseMlaDecodeCuda, sparseMlaPrefillCuda } from './sparse-mla.js';
+import { fp8BlockLinearCuda } from './fp8-linear.js';
 
 /** Device storage: one allocator block. Freed when dispose() is called or the storage is collected. */
 export class CudaStorage implements Storage {
@@ -900,6 +901,10 @@ export class CudaBackend implements Backend {
   }
   mlaCacheWrite(cache: View, latent: View, rope: View, slots: View): void {
     mlaCacheWriteCuda(this, cache, latent, rope, slots);
+  }
+  /** FP8 block-scaled linear from quantised activations (src/backend/cuda/fp8-linear.ts). */
+  fp8BlockLinear(out: View, q: View, sq: View, w8: View, sw: View): void {
+    fp8BlockLinearCuda(this, out, q, sq, w8, sw);
   }
 
   // ---- graphs, timing ------------------------------------------------------------------------------------

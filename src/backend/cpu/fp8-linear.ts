@@ -1,0 +1,76 @@
+// CPU reference of the FP8 block-scaled linear product (Backend.fp8BlockLinear; contract and math in
+// src/tensor/ops/fp8-linear.ts). It is the host model's applyLinear FP8 loop (src/model/fp8-linear.ts)
+// moved down a layer, operation for operation, so the two are bit-identical:
+//   a8 = the activation codes q [M, K] decoded to f32, b8 = the weight codes w8 [N, K] decoded to f32
+//   (both exact: every e4m3 value is an f32);
+//   for each K block kb (128 wide, the last one K − 128·kb wide when K % 128 ≠ 0), in order:
+//     part = a8[:, kb] · b8[:, kb]ᵀ  through this backend's matmul on the SAME views the host issues
+//            (a8 narrowed to the block: [M, kl] with strides [K, 1]; b8 narrowed and transposed: [kl, N]
+//            with strides [1, K]), so sgemm sees identical problems on OpenBLAS or the TypeScript GEMM;
+//     acc[m, n] = fround(acc + fround(part[m, n] · fround(sq[m, kb] · sw[⌊n/128⌋, kb])))
+//   out = acc rounded to out's dtype (round to nearest even for bf16), as fromArray does.
+// The products of two e4m3 values are exact in f32 (4-bit significands), but a block sum of 128 of them
+// can span more than 24 bits, so the GEMM's summation order matters: that is why the per-block product
+// goes through the backend's own matmul and not through a loop of this file.
+import { DsvError } from '../../errors.js';
+import type { Backend, View } from '../../tensor/backend.js';
+import { type HostArray, fromFloatArray } from '../../tensor/dtype.js';
+import { dataOf, readF } from './strided.js';
+
+/** Width of a K block and height of a weight scale tile (DeepSeek's 128×128 blocks). */
+const BLOCK = 128;
+
+/**
+ * out [M, N] = Σ_kb (q[:, kb] · w8[:, kb]ᵀ) · sq[:, kb] · sw[⌊n/128⌋, kb]. q f8e4m3 [M, K], sq f32
+ * [M, ⌈K/128⌉], w8 f8e4m3 [N, K], sw f32 [⌈N/128⌉, ⌈K/128⌉], out f32/bf16 [M, N]; all contiguous.
+ * `b` is the CPU backend (its alloc, copy and matmul).
+ */
+export function fp8BlockLinearCpu(b: Backend, out: View, q: View, sq: View, w8: View, sw: View): void {
+  const [M, K] = q.shape as [number, number];
+  const N = w8.shape[0]!;
+  if (out.dtype !== 'f32' && out.dtype !== 'bf16') throw new DsvError(`fp8BlockLinear: out must be f32 or bf16, got ${out.dtype}`);
+  const nbK = Math.ceil(K / BLOCK);
+  const acc = new Float32Array(M * N);
+  if (M * N > 0 && K > 0) {
+    // the host's cast(q, 'f32') and the weight's cast(raw, 'f32'): fresh contiguous f32 storages
+    const a8 = decode(b, q, M * K);
+    const b8 = decode(b, w8, N * K);
+    const sa = readF(sq, 'f32') as Float32Array;
+    const sb = readF(sw, 'f32') as Float32Array;
+    const partSt = b.alloc('f32', M * N);
+    const partV: View = { storage: partSt, dtype: 'f32', shape: [M, N], strides: [N, 1], offset: 0 };
+    const part = dataOf(partV) as Float32Array;
+    for (let kb = 0; kb < nbK; kb++) {
+      const k0 = kb * BLOCK;
+      const kl = Math.min(BLOCK, K - k0);
+      b.matmul(partV, { storage: a8, dtype: 'f32', shape: [M, kl], strides: [K, 1], offset: k0 },
+        { storage: b8, dtype: 'f32', shape: [kl, N], strides: [1, K], offset: k0 });
+      for (let m = 0; m < M; m++) {
+        const am = sa[m * nbK + kb]!;
+        for (let n = 0; n < N; n++) {
+          const sc = Math.fround(am * sb[Math.floor(n / BLOCK) * nbK + kb]!);
+          acc[m * N + n] = Math.fround(acc[m * N + n]! + Math.fround(part[m * N + n]! * sc));
+        }
+      }
+    }
+  }
+  const od = dataOf(out);
+  fromFloatArray(acc, out.dtype, od.subarray(out.offset, out.offset + M * N) as HostArray);
+}
+
+/** The e4m3 codes of a contiguous view as a new contiguous f32 storage (exact). */
+function decode(b: Backend, v: View, n: number): View['storage'] {
+  const st = b.alloc('f32', n);
+  b.copy({ storage: st, dtype: 'f32', shape: [...v.shape], strides: contiguousStrides(v.shape), offset: 0 }, v);
+  return st;
+}
+
+function contiguousStrides(shape: readonly number[]): number[] {
+  const s: number[] = [];
+  let acc = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    s[i] = acc;
+    acc *= shape[i]!;
+  }
+  return s;
+}
