@@ -138,6 +138,21 @@ export interface Backend {
    * Σ_kb (q[:, kb]·w8[:, kb]ᵀ) · sq[m, kb] · sw[⌊n/128⌋, kb], promoted block by block into an f32 accumulator.
    */
   fp8BlockLinear?(out: View, q: View, sq: View, w8: View, sw: View): void;
+  /**
+   * Optional: MoE routing (contract and math: src/tensor/ops/moe.ts). scores f32 [T, E], bias f32 [E] or
+   * null, forced i32 [T, k] or null (replayed routes, validated here), all contiguous; out i32 [T, k]: the
+   * group-limited top-k of gate.ts's selectExperts (or the sorted forced row), ascending per token.
+   */
+  moeRoute?(out: View, scores: View, bias: View | null, forced: View | null, groups: number, topkGroups: number): void;
+  /**
+   * Optional: MoE dispatch, a stable counting sort of the (token, slot) pairs of experts i32 [T, k] by expert
+   * (E = offsets.shape[0] − 1); pairs, rows (the inverse), tokens i32 [T·k]; offsets i32 [E + 1].
+   */
+  moeDispatch?(pairs: View, rows: View, tokens: View, offsets: View, experts: View): void;
+  /** Optional: grouped GEMM out [M, N] (x's dtype) = x [M, K] · w[e]ᵀ (w [E, N, K]) on rows [offsets[e], offsets[e+1]); contiguous. */
+  groupedMatmul?(out: View, x: View, w: View, offsets: View): void;
+  /** Optional: MoE combine out [T, D] = Σ_j w[t, j]·ySlots[rows[t·k + j]] (+ shared [T, D]) in f32, slot order; contiguous. */
+  moeCombine?(out: View, ySlots: View, weights: View, rows: View, shared: View | null): void;
   /** Wait for queued work (no-op on synchronous backends). */
   synchronize(): void;
 }

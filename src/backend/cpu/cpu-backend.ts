@@ -10,6 +10,7 @@ import { sgemm, dgemm } from './gemm.js';
 import { matrixLayout, type MatrixLayout } from '../matrix-layout.js';
 import { indexerCacheWriteCpu, indexerLogitsCpu, indexerLogitsPagedCpu, topkSelectCpu } from './dsa-indexer.js';
 import { mlaCacheWriteCpu, sparseMlaDecodeCpu, sparseMlaPrefillCpu } from './sparse-mla.js';
+import { groupedMatmulCpu, moeCombineCpu, moeDispatchCpu, moeRouteCpu } from './moe.js';
 import { fp8BlockLinearCpu } from './fp8-linear.js';
 
 const fround = Math.fround;
@@ -511,6 +512,18 @@ export class CpuBackend implements Backend {
   }
   mlaCacheWrite(cache: View, latent: View, rope: View, slots: View): void {
     mlaCacheWriteCpu(cache, latent, rope, slots);
+  }
+  moeRoute(out: View, scores: View, bias: View | null, forced: View | null, groups: number, topkGroups: number): void {
+    moeRouteCpu(out, scores, bias, forced, groups, topkGroups);
+  }
+  moeDispatch(pairs: View, rows: View, tokens: View, offsets: View, experts: View): void {
+    moeDispatchCpu(pairs, rows, tokens, offsets, experts);
+  }
+  groupedMatmul(out: View, x: View, w: View, offsets: View): void {
+    groupedMatmulCpu(this, out, x, w, offsets);
+  }
+  moeCombine(out: View, ySlots: View, weights: View, rows: View, shared: View | null): void {
+    moeCombineCpu(out, ySlots, weights, rows, shared);
   }
   fp8BlockLinear(out: View, q: View, sq: View, w8: View, sw: View): void {
     fp8BlockLinearCpu(this, out, q, sq, w8, sw);
