@@ -1,0 +1,277 @@
+// The indexer's training ops (src/tensor/ops/indexer-train.ts):
+//  - indexerScores (float, unquantised): dense f32 scores equal the host model's indexScores with
+//    quantisation off bit for bit; gradcheck of dq, dk, dw in the dense and sparse modes; f32/bf16 against
+//    f64 on every backend (CUDA skipped with the reason where there is no driver: compiled, not run here);
+//  - indexerKlLoss: the loss value against a direct f64 computation from the per-head attention
+//    probabilities (softmax of the scores, not the lse route), its gradient by gradcheck, both modes;
+//    the target is detached (q, kv, lse get no gradient); indexerScores → indexerKlLoss gradchecks end to end.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as T from '../../src/tensor/index.js';
+import { cudaUnavailableReason } from '../../src/backend/cuda/index.js';
+import { indexScores } from '../../src/model/indexer.js';
+
+const reason = cudaUnavailableReason();
+function eachDevice(name: string, fn: (dev: string) => void): void {
+  for (const dev of ['cpu', 'cuda']) test(`${name} [${dev}]`, dev === 'cuda' && reason ? { skip: `no CUDA: ${reason}` } : {}, () => fn(dev));
+}
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+function normals(n: number, rnd: () => number, scale = 1): Float64Array {
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i++) out[i] = Math.sqrt(-2 * Math.log(Math.max(rnd(), 1e-12))) * Math.cos(2 * Math.PI * rnd()) * scale;
+  return out;
+}
+/** Causal ranges of Tq queries at positions pos0.. over Tk keys: [0, pos + 1); row `empty` gets [3, 3). */
+function causal(Tq: number, pos0: number, empty = -1): { start: T.Tensor; end: T.Tensor } {
+  const s = new Int32Array(Tq);
+  const e = Int32Array.from({ length: Tq }, (_, i) => pos0 + i + 1);
+  if (empty >= 0) {
+    s[empty] = 3;
+    e[empty] = 3;
+  }
+  return { start: T.fromArray(s, [Tq], { dtype: 'i32' }), end: T.fromArray(e, [Tq], { dtype: 'i32' }) };
+}
+/** Selected indices: distinct causal keys, −1 holes, an out-of-range entry, and row `empty` all holes. */
+function selected(Tq: number, k: number, pos0: number, rnd: () => number, empty = -1): Int32Array {
+  const idx = new Int32Array(Tq * k).fill(-1);
+  for (let i = 0; i < Tq; i++) {
+    if (i === empty) continue;
+    const vis = Array.from({ length: pos0 + i + 1 }, (_, t) => t).sort(() => rnd() - 0.5);
+    for (let j = 0; j < k; j++) idx[i * k + j] = rnd() < 0.2 || j >= vis.length ? -1 : vis[j]!;
+    if (k > 2) idx[i * k + k - 1] = 10_000; // out of range: a hole
+  }
+  return idx;
+}
+const on = (t: T.Tensor, dev: string): T.Tensor => (dev === 'cpu' ? t : T.fromBits(t.toHost(), t.dtype, t.shape, { device: dev }));
+function relErr(a: ArrayLike<number>, e: ArrayLike<number>): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < e.length; i++) {
+    num += (a[i]! - e[i]!) ** 2;
+    den += e[i]! ** 2;
+  }
+  return Math.sqrt(num / (den || 1));
+}
+
+// ---- indexerScores ------------------------------------------------------------------------------------
+
+test('indexerScores (dense, f32 and bf16 values) equals the host indexScores with quantisation off, bit for bit', () => {
+  for (const [Tq, H, D, Tk, seed] of [[5, 4, 16, 23, 1], [9, 64, 128, 40, 2]] as const) {
+    const rnd = mulberry32(seed);
+    for (const dtype of ['f32', 'bf16'] as const) {
+      const q = T.fromArray(normals(Tq * H * D, rnd), [Tq, H, D], { dtype });
+      const k = T.fromArray(normals(Tk * D, rnd), [Tk, D], { dtype });
+      const w = T.fromArray(normals(Tq * H, rnd, 0.1), [Tq, H], { dtype: 'f32' });
+      const pos0 = Tk - Tq;
+      const host = indexScores(q.toFloat32(), w.toFloat32(), k.toFloat32(), new Float32Array(Tk).fill(1), Tq, H, D, Tk, pos0);
+      const got = T.indexerScores(q, k, w, causal(Tq, pos0)).toFloat32();
+      assert.equal(got.length, host.length);
+      for (let i = 0; i < got.length; i++) assert.ok(Object.is(got[i], host[i]), `${dtype} [${Tq},${H},${D}]: scores[${i}] = ${got[i]}, host ${host[i]}`);
+    }
+  }
+});
+
+test('indexerScores: gradcheck of dq, dk and dw (dense with an empty range, sparse with holes)', () => {
+  const [Tq, H, D, Tk] = [4, 3, 5, 9];
+  const rnd = mulberry32(7);
+  const pos0 = Tk - Tq;
+  const q = T.fromArray(normals(Tq * H * D, rnd), [Tq, H, D], { dtype: 'f64', requiresGrad: true });
+  const k = T.fromArray(normals(Tk * D, rnd), [Tk, D], { dtype: 'f64', requiresGrad: true });
+  const w = T.fromArray(normals(Tq * H, rnd), [Tq, H], { dtype: 'f64', requiresGrad: true }); // negative weights too
+  const dense = causal(Tq, pos0, 1);
+  const sparse = { indices: T.fromArray(selected(Tq, 6, pos0, rnd, 2), [Tq, 6], { dtype: 'i32' }) };
+  for (const sel of [dense, sparse]) {
+    // −inf entries are constant: compare only finite outputs (mask them to 0 in the contracted output)
+    const f = (a: T.Tensor, b: T.Tensor, c: T.Tensor): T.Tensor => {
+      const s = T.indexerScores(a, b, c, sel);
+      return T.where(T.gt(T.detach(s), -Infinity), s, 0);
+    };
+    const r = T.gradcheck(f, [q, k, w], { atol: 1e-6, rtol: 1e-5 });
+    assert.ok(r.ok, `${'indices' in sel ? 'sparse' : 'dense'}: ${r.detail}`);
+  }
+});
+
+eachDevice('indexerScores forward and backward in f32/bf16 against f64 (dense and sparse; H 64, D 128 and a small odd shape)', (dev) => {
+  let seed = 50;
+  for (const [Tq, H, D, Tk, kSel] of [[6, 64, 128, 70, 37], [5, 3, 20, 13, 9]] as const) {
+    const rnd = mulberry32(seed++);
+    const pos0 = Tk - Tq;
+    const qv = normals(Tq * H * D, rnd);
+    const kv = normals(Tk * D, rnd);
+    const wv = normals(Tq * H, rnd, 0.2);
+    const sels = [causal(Tq, pos0, 1), { indices: T.fromArray(selected(Tq, kSel, pos0, rnd, 2), [Tq, kSel], { dtype: 'i32' }) }];
+    for (const sel of sels) {
+      const N = 'indices' in sel ? kSel : Tk;
+      const gv = normals(Tq * N, rnd);
+      for (const dtype of ['f32', 'bf16'] as const) {
+        const what = `${dev} ${dtype} ${'indices' in sel ? 'sparse' : 'dense'} [${Tq},${H},${D}] Tk ${Tk}`;
+        const q0 = T.fromArray(qv, [Tq, H, D], { dtype });
+        const k0 = T.fromArray(kv, [Tk, D], { dtype });
+        const w0 = T.fromArray(wv, [Tq, H], { dtype: 'f32' });
+        const run = (q: T.Tensor, k: T.Tensor, w: T.Tensor, d: string) => {
+          const [ql, kl, wl] = [q, k, w].map((t) => T.fromBits(t.toHost(), t.dtype, t.shape, { device: d })) as [T.Tensor, T.Tensor, T.Tensor];
+          for (const t of [ql, kl, wl]) t.requiresGrad = true;
+          const dsel = 'indices' in sel ? { indices: on(sel.indices, d) } : { start: on(sel.start, d), end: on(sel.end, d) };
+          const s = T.indexerScores(ql, kl, wl, dsel);
+          const g = T.fromArray(gv, [Tq, N], { dtype: s.dtype });
+          T.backward(s, on(g, d));
+          return { s: s.toFloat64(), dq: ql.grad!.toFloat64(), dk: kl.grad!.toFloat64(), dw: wl.grad!.toFloat64() };
+        };
+        const ref = run(T.cast(q0, 'f64'), T.cast(k0, 'f64'), T.cast(w0, 'f64'), 'cpu');
+        const got = run(q0, k0, w0, dev);
+        // −inf exactly where the reference has it
+        for (let i = 0; i < ref.s.length; i++) assert.equal(got.s[i] === -Infinity, ref.s[i] === -Infinity, `${what}: −inf pattern at ${i}`);
+        const fin = (a: Float64Array) => a.map((x) => (x === -Infinity ? 0 : x));
+        const tol = dtype === 'f32' ? 1e-5 : 1e-5; // the inputs are the dtype's values, the math is f32 or better
+        assert.ok(relErr(fin(got.s), fin(ref.s)) <= tol, `${what}: scores ${relErr(fin(got.s), fin(ref.s))}`);
+        for (const key of ['dq', 'dk', 'dw'] as const) {
+          const e = relErr(got[key], ref[key]);
+          assert.ok(e <= (dtype === 'f32' ? 1e-4 : 1e-2), `${what}: ${key} relative error ${e}`);
+        }
+      }
+    }
+  }
+});
+
+// ---- indexerKlLoss ------------------------------------------------------------------------------------
+
+/** Direct f64 KL: per-head softmax over the row's entries from the scores themselves (no lse), head sum, L1 norm. */
+function directKl(qv: Float64Array, kvv: Float64Array, I: Float64Array, Tq: number, H: number, D: number, scale: number,
+  entries: (i: number) => [number, number][], N: number): { loss: number; grad: Float64Array } {
+  let loss = 0;
+  const grad = new Float64Array(Tq * N);
+  for (let i = 0; i < Tq; i++) {
+    const E = entries(i);
+    if (!E.length) continue;
+    const a = new Float64Array(E.length);
+    for (let h = 0; h < H; h++) {
+      const s = E.map(([t]) => {
+        let d = 0;
+        for (let c = 0; c < D; c++) d += qv[(i * H + h) * D + c]! * kvv[t * D + c]!;
+        return d * scale;
+      });
+      const m = Math.max(...s);
+      const z = s.reduce((x, y) => x + Math.exp(y - m), 0);
+      s.forEach((x, j) => { a[j] += Math.exp(x - m) / z; });
+    }
+    const P = a.reduce((x, y) => x + y, 0);
+    const Ii = E.map(([, col]) => I[i * N + col]!);
+    const m = Math.max(...Ii);
+    const lz = m + Math.log(Ii.reduce((x, y) => x + Math.exp(y - m), 0));
+    E.forEach(([, col], j) => {
+      const p = a[j]! / P;
+      if (p > 0) loss += p * (Math.log(p) - (Ii[j]! - lz));
+      grad[i * N + col] = Math.exp(Ii[j]! - lz) - p;
+    });
+  }
+  return { loss, grad };
+}
+
+test('indexerKlLoss: value against a direct f64 computation and gradient by gradcheck (dense warm-up and sparse stage)', () => {
+  const [Tq, H, D, dv, Tk, kSel] = [5, 4, 12, 8, 11, 7];
+  const rnd = mulberry32(17);
+  const pos0 = Tk - Tq;
+  const scale = 0.6;
+  const qv = normals(Tq * H * D, rnd);
+  const kvv = normals(Tk * D, rnd);
+  const q = T.fromArray(qv, [Tq, H, D], { dtype: 'f64' });
+  const kv = T.fromArray(kvv, [Tk, D], { dtype: 'f64' });
+  const idx = selected(Tq, kSel, pos0, rnd, 2);
+  const dense = causal(Tq, pos0, 1);
+  const sparse = { indices: T.fromArray(idx, [Tq, kSel], { dtype: 'i32' }) };
+  for (const sel of [dense, sparse]) {
+    const mode = 'indices' in sel ? 'sparse' : 'dense';
+    const N = 'indices' in sel ? kSel : Tk;
+    // the main attention over the same entries: dense = every causal key as indices, sparse = the selection
+    const attIdx = 'indices' in sel ? sel.indices : T.fromArray(Int32Array.from({ length: Tq * Tk }, (_, n) => {
+      const i = Math.floor(n / Tk);
+      const t = n % Tk;
+      return i !== 1 && t <= pos0 + i ? t : -1;
+    }), [Tq, Tk], { dtype: 'i32' });
+    const { lse } = T.sparseMlaPrefillTrain(q, kv, attIdx, scale, { dv });
+    const Iv = normals(Tq * N, rnd, 2);
+    const entries = (i: number): [number, number][] => {
+      const out: [number, number][] = [];
+      if ('indices' in sel) idx.subarray(i * kSel, (i + 1) * kSel).forEach((t, j) => { if (t >= 0 && t < Tk) out.push([t, j]); });
+      else if (i !== 1) for (let t = 0; t <= pos0 + i; t++) out.push([t, t]);
+      return out;
+    };
+    const ref = directKl(qv, kvv, Iv, Tq, H, D, scale, entries, N);
+    const attn = { q, kv, lse, scale, dv };
+    const loss = T.indexerKlLoss(T.fromArray(Iv, [Tq, N], { dtype: 'f64' }), attn, sel);
+    assert.deepEqual(loss.shape, []);
+    assert.ok(Math.abs(loss.item() - ref.loss) <= 1e-12 * (1 + ref.loss), `${mode}: loss ${loss.item()} vs direct ${ref.loss}`);
+    assert.ok(ref.loss > 0.1, `${mode}: a non-trivial loss (${ref.loss})`);
+    // f32 scores and q/kv: the same loss to f32 accuracy
+    const l32 = T.indexerKlLoss(T.fromArray(Iv, [Tq, N], { dtype: 'f32' }), { q: T.cast(q, 'f32'), kv: T.cast(kv, 'f32'), lse: T.cast(lse, 'f32'), scale, dv }, sel);
+    assert.equal(l32.dtype, 'f32');
+    assert.ok(Math.abs(l32.item() - ref.loss) <= 1e-5 * (1 + ref.loss), `${mode}: f32 loss ${l32.item()} vs ${ref.loss}`);
+    // the gradient: analytic against the direct formula, and by finite differences
+    const s = T.fromArray(Iv, [Tq, N], { dtype: 'f64', requiresGrad: true });
+    T.backward(T.indexerKlLoss(s, attn, sel));
+    assert.ok(relErr(s.grad!.toFloat64(), ref.grad) <= 1e-12, `${mode}: gradient vs direct`);
+    const r = T.gradcheck((x) => T.indexerKlLoss(x, attn, sel), [T.fromArray(Iv, [Tq, N], { dtype: 'f64', requiresGrad: true })], { atol: 1e-7, rtol: 1e-6 });
+    assert.ok(r.ok, `${mode}: ${r.detail}`);
+  }
+});
+
+test('indexerKlLoss: the target is detached (q, kv, lse get no gradient); indexerScores → indexerKlLoss gradchecks end to end', () => {
+  const [Tq, Hm, D, dv, Tk, Hi, Di, kSel] = [4, 3, 10, 6, 8, 3, 5, 5];
+  const rnd = mulberry32(23);
+  const pos0 = Tk - Tq;
+  const scale = 0.5;
+  const q = T.fromArray(normals(Tq * Hm * D, rnd), [Tq, Hm, D], { dtype: 'f64', requiresGrad: true });
+  const kv = T.fromArray(normals(Tk * D, rnd), [Tk, D], { dtype: 'f64', requiresGrad: true });
+  const idx = T.fromArray(selected(Tq, kSel, pos0, rnd, 1), [Tq, kSel], { dtype: 'i32' });
+  const { out, lse } = T.sparseMlaPrefillTrain(q, kv, idx, scale, { dv });
+  const qi = T.fromArray(normals(Tq * Hi * Di, rnd), [Tq, Hi, Di], { dtype: 'f64', requiresGrad: true });
+  const ki = T.fromArray(normals(Tk * Di, rnd), [Tk, Di], { dtype: 'f64', requiresGrad: true });
+  const wi = T.fromArray(normals(Tq * Hi, rnd), [Tq, Hi], { dtype: 'f64', requiresGrad: true });
+  const sel = { indices: idx };
+  const attn = { q, kv, lse, scale, dv };
+  // one backward through both losses: the KL part must not reach q or kv
+  T.backward(T.indexerKlLoss(T.indexerScores(qi, ki, wi, sel), attn, sel));
+  assert.equal(q.grad, null);
+  assert.equal(kv.grad, null);
+  assert.ok(qi.grad && ki.grad && wi.grad);
+  void out;
+  const det = { q: T.detach(q), kv: T.detach(kv), lse, scale, dv };
+  for (const s of [sel, causal(Tq, pos0)]) {
+    // dense warm-up: the attention target over all causal keys
+    const a = 'indices' in s ? det : (() => {
+      const all = T.fromArray(Int32Array.from({ length: Tq * Tk }, (_, n) => (n % Tk <= pos0 + Math.floor(n / Tk) ? n % Tk : -1)), [Tq, Tk], { dtype: 'i32' });
+      return { ...det, lse: T.sparseMlaPrefillTrain(det.q, det.kv, all, scale, { dv }).lse };
+    })();
+    const r = T.gradcheck((x, y, z) => T.indexerKlLoss(T.indexerScores(x, y, z, s), a, s), [qi, ki, wi], { atol: 1e-6, rtol: 1e-5 });
+    assert.ok(r.ok, `${'indices' in s ? 'sparse' : 'dense'}: ${r.detail}`);
+  }
+});
+
+test('indexerKlLoss: empty rows and zero-mass rows contribute nothing; shape errors are clear', () => {
+  const [Tq, H, D, Tk] = [3, 2, 6, 5];
+  const rnd = mulberry32(31);
+  const q = T.fromArray(normals(Tq * H * D, rnd), [Tq, H, D], { dtype: 'f64' });
+  const kv = T.fromArray(normals(Tk * D, rnd), [Tk, D], { dtype: 'f64' });
+  // lse −∞ in every head of row 0 (the attention saw nothing): zero target mass
+  const lse = T.fromArray([-Infinity, -Infinity, 0.5, 0.7, 0.1, 0.2], [Tq, H], { dtype: 'f64' });
+  const sel = { indices: T.fromArray([0, 1, -1, -1, -1, -1, 2, 4, 3], [Tq, 3], { dtype: 'i32' }) };
+  const s = T.fromArray(normals(Tq * 3, rnd), [Tq, 3], { dtype: 'f64', requiresGrad: true });
+  const loss = T.indexerKlLoss(s, { q, kv, lse, scale: 0.3, dv: 4 }, sel);
+  assert.ok(Number.isFinite(loss.item()));
+  T.backward(loss);
+  const g = s.grad!.toFloat64();
+  for (let j = 0; j < 6; j++) assert.equal(g[j], 0, `rows 0 and 1: zero gradient (${j})`);
+  assert.throws(() => T.indexerKlLoss(T.zeros([Tq, 4]), { q, kv, lse, scale: 1, dv: 4 }, sel), /scores \[3, 4\] must be \[3, 3\]/);
+  assert.throws(() => T.indexerKlLoss(T.zeros([Tq, Tk]), { q, kv, lse: T.zeros([Tq, 3]), scale: 1, dv: 4 }, causal(Tq, 2)), /lse \[3, 3\] must be \[3, 2\]/);
+  assert.throws(() => T.indexerScores(T.zeros([2, 2, 4]), T.zeros([5, 3]), T.zeros([2, 2]), causal(2, 3)), /k \[5, 3\] must be \[Tk, 4\]/);
+  assert.throws(() => T.indexerScores(T.zeros([2, 2, 4]), T.zeros([5, 4]), T.zeros([2, 3]), causal(2, 3)), /w \[2, 3\] must be \[2, 2\]/);
+});

@@ -1,0 +1,179 @@
+// Sparse MLA backward (src/tensor/ops/sparse-mla-train.ts, Backend.sparseMlaBackward):
+//  - gradcheck of sparseMlaPrefillTrain against f64 finite differences at tiny awkward shapes (k not a
+//    multiple of 64, −1 holes and out-of-range entries, a row of only holes, a repeated index, H 2–16,
+//    dv 8 + rope 4);
+//  - one test body per backend: f32 and bf16 gradients against the f64 gradients of the same values, at the
+//    671B head dims (dv 512 + rope 64) and at small ones; on CUDA also against the CPU op (skipped with the
+//    reason when there is no CUDA driver: the kernel is compiled here, not run);
+//  - the training forward is the inference forward bit for bit.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as T from '../../src/tensor/index.js';
+import { cudaUnavailableReason } from '../../src/backend/cuda/index.js';
+
+const reason = cudaUnavailableReason();
+function eachDevice(name: string, fn: (dev: string) => void): void {
+  for (const dev of ['cpu', 'cuda']) test(`${name} [${dev}]`, dev === 'cuda' && reason ? { skip: `no CUDA: ${reason}` } : {}, () => fn(dev));
+}
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+function normals(n: number, rnd: () => number, scale = 1): Float64Array {
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i++) out[i] = Math.sqrt(-2 * Math.log(Math.max(rnd(), 1e-12))) * Math.cos(2 * Math.PI * rnd()) * scale;
+  return out;
+}
+
+/** rows × k indices into [0, Tk): distinct valid entries, ~20% −1 holes, a few ≥ Tk (holes too), `empty` rows all −1. */
+function makeIndices(rows: number, k: number, Tk: number, rnd: () => number, empty: number[] = []): Int32Array {
+  const idx = new Int32Array(rows * k);
+  for (let r = 0; r < rows; r++) {
+    const perm = Array.from({ length: Tk }, (_, i) => i).sort(() => rnd() - 0.5);
+    for (let j = 0; j < k; j++) {
+      const u = rnd();
+      idx[r * k + j] = empty.includes(r) || j >= Tk || u < 0.2 ? -1 : u < 0.23 ? Tk + Math.floor(rnd() * 3) : perm[j]!;
+    }
+  }
+  return idx;
+}
+
+const on = (t: T.Tensor, dev: string): T.Tensor => (dev === 'cpu' ? t : T.fromBits(t.toHost(), t.dtype, t.shape, { device: dev }));
+
+function relErr(a: ArrayLike<number>, e: ArrayLike<number>): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < e.length; i++) {
+    num += (a[i]! - e[i]!) ** 2;
+    den += e[i]! ** 2;
+  }
+  return Math.sqrt(num / (den || 1));
+}
+
+interface GradCase { Tq: number; H: number; Tk: number; k: number; dv: number; dr: number }
+
+test('sparseMlaPrefillTrain: gradcheck of dq and dkv against f64 finite differences (holes, an empty row, a repeated index, H 2–16)', () => {
+  const cases: GradCase[] = [
+    { Tq: 3, H: 2, Tk: 11, k: 7, dv: 8, dr: 4 },
+    { Tq: 4, H: 5, Tk: 9, k: 13, dv: 8, dr: 4 }, // k > Tk: rows padded with holes
+    { Tq: 2, H: 16, Tk: 6, k: 5, dv: 4, dr: 2 },
+  ];
+  let seed = 3;
+  for (const c of cases) {
+    const rnd = mulberry32(seed++);
+    const D = c.dv + c.dr;
+    const idx = makeIndices(c.Tq, c.k, c.Tk, rnd, [1]);
+    // a repeated index in row 0: counted once per occurrence, in the forward and the backward
+    idx[1] = 0;
+    idx[2] = 0;
+    const it = T.fromArray(idx, [c.Tq, c.k], { dtype: 'i32' });
+    const q = T.fromArray(normals(c.Tq * c.H * D, rnd), [c.Tq, c.H, D], { dtype: 'f64', requiresGrad: true });
+    const kv = T.fromArray(normals(c.Tk * D, rnd), [c.Tk, D], { dtype: 'f64', requiresGrad: true });
+    const scale = 0.7;
+    const r = T.gradcheck((a, b) => T.sparseMlaPrefillTrain(a, b, it, scale, { dv: c.dv }).out, [q, kv], { atol: 1e-6, rtol: 1e-5 });
+    assert.ok(r.ok, `${JSON.stringify(c)}: ${r.detail}`);
+  }
+});
+
+test('sparseMlaPrefillTrain: the row of only holes gets zero gradients; lse is detached; strided inputs backpropagate', () => {
+  const rnd = mulberry32(9);
+  const [Tq, H, Tk, dv, dr, k] = [3, 2, 5, 8, 4, 4];
+  const D = dv + dr;
+  const idx = makeIndices(Tq, k, Tk, rnd, [1]);
+  // q built transposed ([H, Tq, D] storage viewed as [Tq, H, D]): gradients must flow through the copy
+  const qt = T.fromArray(normals(Tq * H * D, rnd), [H, Tq, D], { dtype: 'f64', requiresGrad: true });
+  const kv = T.fromArray(normals(Tk * D, rnd), [Tk, D], { dtype: 'f64', requiresGrad: true });
+  const { out, lse } = T.sparseMlaPrefillTrain(T.transpose(qt, 0, 1), kv, T.fromArray(idx, [Tq, k], { dtype: 'i32' }), 0.5, { dv });
+  assert.equal(lse.requiresGrad, false);
+  assert.equal(out.requiresGrad, true);
+  T.backward(T.sum(out));
+  const g = qt.grad!.toFloat64();
+  for (let h = 0; h < H; h++) for (let c = 0; c < D; c++) assert.equal(g[(h * Tq + 1) * D + c], 0, 'empty row: dq = 0');
+  assert.ok(g.some((x) => x !== 0));
+  assert.ok(kv.grad!.toFloat64().some((x) => x !== 0));
+});
+
+for (const dtype of ['f32', 'bf16'] as const) {
+  test(`sparseMlaPrefillTrain's forward equals sparseMlaPrefill bit for bit (${dtype})`, () => {
+    const rnd = mulberry32(21);
+    const [Tq, H, Tk, dv, dr, k] = [4, 3, 20, 32, 8, 9];
+    const q = T.fromArray(normals(Tq * H * (dv + dr), rnd), [Tq, H, dv + dr], { dtype });
+    const kv = T.fromArray(normals(Tk * (dv + dr), rnd), [Tk, dv + dr], { dtype });
+    const it = T.fromArray(makeIndices(Tq, k, Tk, rnd, [2]), [Tq, k], { dtype: 'i32' });
+    const a = T.sparseMlaPrefill(q, kv, it, 0.3, { dv });
+    const b = T.sparseMlaPrefillTrain(q, kv, it, 0.3, { dv });
+    assert.deepEqual(T.hostBytes(b.out.toHost()), T.hostBytes(a.out.toHost()));
+    assert.deepEqual(T.hostBytes(b.lse.toHost()), T.hostBytes(a.lse.toHost()));
+  });
+}
+
+const CASES: GradCase[] = [
+  { Tq: 3, H: 16, Tk: 90, k: 70, dv: 512, dr: 64 },
+  { Tq: 2, H: 64, Tk: 40, k: 37, dv: 512, dr: 64 },
+  { Tq: 5, H: 20, Tk: 12, k: 19, dv: 96, dr: 24 }, // H not a multiple of 16, k > Tk
+  { Tq: 4, H: 3, Tk: 30, k: 17, dv: 8, dr: 4 },
+];
+
+eachDevice('sparse MLA backward in f32 and bf16 at awkward shapes against the f64 gradients (and, on CUDA, the CPU op)', (dev) => {
+  let seed = 40;
+  for (const c of CASES) {
+    const rnd = mulberry32(seed++);
+    const D = c.dv + c.dr;
+    const scale = 1.5 / Math.sqrt(D);
+    const idx = makeIndices(c.Tq, c.k, c.Tk, rnd, [1]);
+    const it = T.fromArray(idx, [c.Tq, c.k], { dtype: 'i32' });
+    const qv = normals(c.Tq * c.H * D, rnd);
+    const kvv = normals(c.Tk * D, rnd);
+    const gv = normals(c.Tq * c.H * c.dv, rnd);
+    for (const dtype of ['f32', 'bf16'] as const) {
+      const what = `${dev} ${dtype} ${JSON.stringify(c)}`;
+      // the same (dtype-rounded) values in f64 give the reference gradients
+      const q0 = T.fromArray(qv, [c.Tq, c.H, D], { dtype });
+      const kv0 = T.fromArray(kvv, [c.Tk, D], { dtype });
+      const g0 = T.fromArray(gv, [c.Tq, c.H, c.dv], { dtype });
+      const grads = (q: T.Tensor, kv: T.Tensor, g: T.Tensor, d: string): { dq: Float64Array; dkv: Float64Array } => {
+        const ql = T.fromBits(q.toHost(), q.dtype, q.shape, { device: d }); // fresh leaves
+        const kl = T.fromBits(kv.toHost(), kv.dtype, kv.shape, { device: d });
+        ql.requiresGrad = true;
+        kl.requiresGrad = true;
+        const { out } = T.sparseMlaPrefillTrain(ql, kl, on(it, d), scale, { dv: c.dv });
+        T.backward(out, on(g, d));
+        assert.equal(ql.grad!.dtype, q.dtype);
+        assert.equal(kl.grad!.dtype, kv.dtype);
+        return { dq: ql.grad!.toFloat64(), dkv: kl.grad!.toFloat64() };
+      };
+      const ref = grads(T.cast(q0, 'f64'), T.cast(kv0, 'f64'), T.cast(g0, 'f64'), 'cpu');
+      const got = grads(q0, kv0, g0, dev);
+      const tol = dtype === 'f32' ? 1e-4 : 3e-2;
+      const eq = relErr(got.dq, ref.dq);
+      const ek = relErr(got.dkv, ref.dkv);
+      assert.ok(eq <= tol, `${what}: dq relative error ${eq}`);
+      assert.ok(ek <= tol, `${what}: dkv relative error ${ek}`);
+      // the row of only holes: exact zeros
+      for (let j = c.H * D; j < 2 * c.H * D; j++) assert.ok(got.dq[j] === 0, `${what}: empty row dq[${j}] = ${got.dq[j]}`);
+      if (dev !== 'cpu') {
+        const cpu = grads(q0, kv0, g0, 'cpu');
+        const e1 = relErr(got.dq, cpu.dq);
+        const e2 = relErr(got.dkv, cpu.dkv);
+        assert.ok(e1 <= (dtype === 'f32' ? 1e-5 : 1e-2) && e2 <= (dtype === 'f32' ? 1e-5 : 1e-2), `${what}: against the CPU op dq ${e1}, dkv ${e2}`);
+      }
+    }
+  }
+});
+
+test('sparseMlaPrefillTrain rejects bad inputs clearly', () => {
+  const q = T.zeros([2, 4, 12]);
+  const kv = T.zeros([10, 12]);
+  const idx = T.zeros([2, 3], { dtype: 'i32' });
+  assert.throws(() => T.sparseMlaPrefillTrain(q, T.zeros([10, 11]), idx, 1, { dv: 8 }), /kv \[10, 11\] must be \[Tk, 12\]/);
+  assert.throws(() => T.sparseMlaPrefillTrain(q, kv, T.zeros([3, 3], { dtype: 'i32' }), 1, { dv: 8 }), /indices \[3, 3\] must be \[2, k\]/);
+  assert.throws(() => T.sparseMlaPrefillTrain(q, kv, idx, 1, { dv: 13 }), /dv 13/);
+  assert.throws(() => T.sparseMlaPrefillTrain(q, T.zeros([10, 12], { dtype: 'bf16' }), idx, 1, { dv: 8 }), /q's dtype/);
+});
