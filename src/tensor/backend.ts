@@ -132,6 +132,26 @@ export interface Backend {
   /** Optional: store latent [N, dv] and rope [N, dr] (contiguous f32/bf16) at i32 slots [N] (−1 skips) of a cache, in place. */
   mlaCacheWrite?(cache: View, latent: View, rope: View, slots: View): void;
   /**
+   * Optional: sparse MLA backward (src/tensor/ops/sparse-mla-train.ts). dout/out [Tq, H, dv], q [Tq, H, D],
+   * kv [Tk, D], lse [Tq, H] (saved by the forward), indices i32 [Tq, k], all contiguous; writes dq [Tq, H, D]
+   * (q's dtype) and dkv [Tk, D] (f32; f64 for f64 inputs), both overwritten.
+   */
+  sparseMlaBackward?(dq: View, dkv: View, dout: View, q: View, kv: View, out: View, lse: View, indices: View, dv: number, scale: number): void;
+  /**
+   * Optional: float (unquantised, training) indexer scores (src/tensor/ops/indexer-train.ts). q [Tq, H, D],
+   * k [Tk, D] (f32/bf16), w [Tq, H] f32, contiguous; dense (start/end i32 [Tq], indices null) → out f32
+   * [Tq, Tk], or sparse (indices i32 [Tq, kSel], start/end null) → out f32 [Tq, kSel]; −inf outside/at holes.
+   */
+  indexerScores?(out: View, q: View, k: View, w: View, start: View | null, end: View | null, indices: View | null): void;
+  /** Optional: the backward of indexerScores: dout like out → dq (q's dtype), dk f32 [Tk, D], dw f32 [Tq, H], overwritten. */
+  indexerScoresBackward?(dq: View, dk: View, dw: View, dout: View, q: View, k: View, w: View, start: View | null, end: View | null, indices: View | null): void;
+  /**
+   * Optional: the indexer's KL loss (src/tensor/ops/indexer-train.ts): scores f32 [Tq, N], the attention's
+   * q [Tq, H, D], kv [Tk, D], lse f32 [Tq, H], dense start/end or sparse indices [Tq, N] → loss [Tq] per row
+   * and grad [Tq, N] = ∂loss/∂scores, in the scores' dtype.
+   */
+  indexerKlLoss?(loss: View, grad: View, scores: View, q: View, kv: View, lse: View, start: View | null, end: View | null, indices: View | null, dv: number, scale: number): void;
+  /**
    * Optional: FP8 block-scaled linear from quantised activations (contract and math: src/tensor/ops/fp8-linear.ts).
    * q f8e4m3 [M, K] and sq f32 [M, ⌈K/128⌉] (actQuant's output), w8 f8e4m3 [N, K], sw f32 [⌈N/128⌉, ⌈K/128⌉]
    * (the checkpoint's weight_scale_inv), all contiguous; out f32/bf16 [M, N] =

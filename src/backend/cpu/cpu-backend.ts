@@ -10,6 +10,8 @@ import { sgemm, dgemm } from './gemm.js';
 import { matrixLayout, type MatrixLayout } from '../matrix-layout.js';
 import { indexerCacheWriteCpu, indexerLogitsCpu, indexerLogitsPagedCpu, topkSelectCpu } from './dsa-indexer.js';
 import { mlaCacheWriteCpu, sparseMlaDecodeCpu, sparseMlaPrefillCpu } from './sparse-mla.js';
+import { sparseMlaBackwardCpu } from './sparse-mla-backward.js';
+import { indexerKlLossCpu, indexerScoresBackwardCpu, indexerScoresCpu } from './indexer-train.js';
 import { groupedMatmulCpu, moeCombineCpu, moeDispatchCpu, moeRouteCpu } from './moe.js';
 import { fp8BlockLinearCpu } from './fp8-linear.js';
 
@@ -512,6 +514,18 @@ export class CpuBackend implements Backend {
   }
   mlaCacheWrite(cache: View, latent: View, rope: View, slots: View): void {
     mlaCacheWriteCpu(cache, latent, rope, slots);
+  }
+  sparseMlaBackward(dq: View, dkv: View, dout: View, q: View, kv: View, out: View, lse: View, indices: View, dv: number, scale: number): void {
+    sparseMlaBackwardCpu(dq, dkv, dout, q, kv, out, lse, indices, dv, scale);
+  }
+  indexerScores(out: View, q: View, k: View, w: View, start: View | null, end: View | null, indices: View | null): void {
+    indexerScoresCpu(out, q, k, w, start, end, indices);
+  }
+  indexerScoresBackward(dq: View, dk: View, dw: View, dout: View, q: View, k: View, w: View, start: View | null, end: View | null, indices: View | null): void {
+    indexerScoresBackwardCpu(dq, dk, dw, dout, q, k, w, start, end, indices);
+  }
+  indexerKlLoss(loss: View, grad: View, scores: View, q: View, kv: View, lse: View, start: View | null, end: View | null, indices: View | null, dv: number, scale: number): void {
+    indexerKlLossCpu(loss, grad, scores, q, kv, lse, start, end, indices, dv, scale);
   }
   moeRoute(out: View, scores: View, bias: View | null, forced: View | null, groups: number, topkGroups: number): void {
     moeRouteCpu(out, scores, bias, forced, groups, topkGroups);
