@@ -120,7 +120,7 @@ __device__ void sparse_mla_fwd(int64_t Tq, int64_t H, int64_t D, int64_t dv, int
 
   const int32_t* irow = indices + i * k;
   for (int64_t j0 = 0; j0 < k; j0 += TK) {
-    __syncthreads();  // the previous tile's kvs/ps/tix are no longer read
+    __syncthreads();  // not needed for correctness (the barrier below already orders the kvs writes after step 4), kept for clarity
     if (tid < TK) {
       int t = -1;
       if (j0 + tid < k) {

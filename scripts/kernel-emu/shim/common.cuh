@@ -1,0 +1,58 @@
+// Host stand-in for kernels/common.cuh when a kernel is emulated on the CPU (scripts/kernel-emu): the
+// qualifiers become nothing, threadIdx/blockIdx are per host thread, the conversions are common.cuh's own
+// bit-exact code (rintf → nearbyint, same rounding), and __syncthreads / __shfl_xor_sync are provided by
+// the driver. Only what kernels/sparse_mla.cu uses is here.
+#pragma once
+#include <cstdint>
+#include <cmath>
+#include <cstring>
+#include <atomic>
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __launch_bounds__(x)
+struct dim3s { unsigned x = 0, y = 0, z = 0; };
+extern thread_local dim3s threadIdx, blockIdx;
+extern dim3s blockDim, gridDim;
+inline uint32_t __float_as_uint(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+inline float __uint_as_float(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+struct __nv_bfloat16 { uint16_t b; };
+inline uint16_t f32_to_bf16_bits(float x) {
+  const uint32_t b = __float_as_uint(x);
+  if ((b & 0x7fffffffu) > 0x7f800000u) return (uint16_t)(((b >> 16) & 0x8000u) | 0x7fc0u);
+  return (uint16_t)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
+}
+inline float bf16_bits_to_f32(uint16_t h) { return __uint_as_float(((uint32_t)h) << 16); }
+inline uint8_t f32_to_e4m3_bits(float x) {
+  const uint32_t b = __float_as_uint(x);
+  const uint32_t sign = (b >> 24) & 0x80u;
+  const uint32_t a = b & 0x7fffffffu;
+  if (a >= 0x43f00000u) return (uint8_t)(sign | 0x7fu);
+  if (a < 0x3c800000u) { const float v = __uint_as_float(a) * 512.0f; return (uint8_t)(sign | (uint32_t)std::nearbyint(v)); }
+  const uint32_t odd = (a >> 20) & 1u;
+  const uint32_t t = a + (uint32_t)((7 - 127) << 23) + 0x7ffffu + odd;
+  return (uint8_t)(sign | ((t >> 20) & 0x7fu));
+}
+inline float e4m3_bits_to_f32(uint8_t v) {
+  const float s = (v & 0x80) ? -1.0f : 1.0f;
+  const int e = (v >> 3) & 0xf, m = v & 7;
+  if (e == 15 && m == 7) return __uint_as_float(0x7fc00000u);
+  if (e == 0) return s * (float)m * 0.001953125f;
+  return s * ldexpf(1.0f + (float)m * 0.125f, e - 7);
+}
+template <class T> inline float to_f(T v);
+template <> inline float to_f<float>(float v) { return v; }
+template <> inline float to_f<__nv_bfloat16>(__nv_bfloat16 v) { return bf16_bits_to_f32(v.b); }
+template <class T> inline T from_f(float v);
+template <> inline float from_f<float>(float v) { return v; }
+template <> inline __nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __nv_bfloat16{f32_to_bf16_bits(v)}; }
+void __syncthreads();
+float __shfl_xor_sync(unsigned, float v, int o);
+template <class A> inline A warp_sum(A v) { for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o); return v; }
+template <class A> inline A warp_max(A v) { for (int o = 16; o > 0; o >>= 1) v = fmax(v, __shfl_xor_sync(0xffffffffu, v, o)); return v; }
+#define ERR_INDEX 1
+inline void raise_index(int* err, int64_t k, int64_t size) {
+  if (err && __atomic_exchange_n(err, ERR_INDEX, __ATOMIC_SEQ_CST) == 0) { long long* rec = reinterpret_cast<long long*>(err + 2); rec[0] = k; rec[1] = size; }
+}
+template <class A, class B> inline auto min(A a, B b) { return a < b ? a : b; }
+extern float g_smem[];
