@@ -34,15 +34,16 @@ export function fp8BlockLinearCuda(b: CudaBackend, out: View, q: View, sq: View,
   if (K === 0) return b.fill(out, 0);
   const nbK = Math.ceil(K / 128);
   if (!fp8BlockLinearTune.forceKernel && K % 128 === 0 && N % 16 === 0) {
-    // [M, nbK] → [nbK, M]: view sq's element (kb, m) at m·nbK + kb and copy it contiguous
-    const st = b.alloc('f32', nbK * M);
-    const sx: View = { storage: st, dtype: 'f32', shape: [nbK, M], strides: [M, 1], offset: 0 };
+    // [M, nbK] → [nbK, M]: view sq's element (kb, m) at m·nbK + kb and copy it contiguous. At M = 1 (decode
+    // of one token) both layouts are the same bytes and sq goes as it is.
+    const st = M === 1 ? null : b.alloc('f32', nbK * M);
+    const sx: View = st ? { storage: st, dtype: 'f32', shape: [nbK, M], strides: [M, 1], offset: 0 } : sq;
     try {
-      b.copy(sx, { storage: sq.storage, dtype: 'f32', shape: [nbK, M], strides: [1, nbK], offset: sq.offset });
+      if (st) b.copy(sx, { storage: sq.storage, dtype: 'f32', shape: [nbK, M], strides: [1, nbK], offset: sq.offset });
       if (b.fp8Linear(out, q, w8, sx, sw, 'block')) return;
     } finally {
       // stream-ordered reuse: later work on the stream runs after the GEMM has read the scales
-      st.dispose();
+      st?.dispose();
     }
   }
   const gridY = Math.min(Math.ceil(M / BM), 65535);
