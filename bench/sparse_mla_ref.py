@@ -9,7 +9,7 @@
 #     and the same dense attention as chunked cuBLAS matmuls (always runs);
 #   - FlashMLA's sparse kernels when the flash_mla package is importable (it is not installed by default).
 # Inputs are random and never zero; indices are distinct per row.
-import json, sys, time
+import json, sys
 import torch
 
 req = json.load(sys.stdin)
@@ -73,16 +73,18 @@ def dense_sdpa(q, k, v, scale):
     from torch.nn.attention import SDPBackend, sdpa_kernel
     h = q.shape[1]
     ke, ve = k.expand(1, h, -1, -1), v.expand(1, h, -1, -1)
+    errs = []
     for name, b in (('flash', SDPBackend.FLASH_ATTENTION), ('efficient', SDPBackend.EFFICIENT_ATTENTION), ('cudnn', SDPBackend.CUDNN_ATTENTION)):
-        try:
+        def fn(b=b):  # the backend restriction must hold at every timed call, not only the first
             with sdpa_kernel([b]):
-                fn = lambda: torch.nn.functional.scaled_dot_product_attention(q, ke, ve, scale=scale)
-                fn()
-                torch.cuda.synchronize()
-                return name, fn
+                return torch.nn.functional.scaled_dot_product_attention(q, ke, ve, scale=scale)
+        try:
+            fn()
+            torch.cuda.synchronize()
+            return name, fn
         except Exception as ex:  # noqa: BLE001 — record why and try the next backend
-            last = f'{name}: {str(ex).splitlines()[0][:160]}'
-    return None, last
+            errs.append(f'{name}: {str(ex).splitlines()[0][:160]}')
+    return None, '; '.join(errs)
 
 
 try:
