@@ -230,6 +230,7 @@ __device__ void sparse_mla_fwd(int64_t Tq, int64_t H, int64_t D, int64_t dv, int
 FWD(sparse_mla_fwd_f32_f32, float, KV_F32)
 FWD(sparse_mla_fwd_bf16_bf16, __nv_bfloat16, KV_BF16)
 FWD(sparse_mla_fwd_f32_bf16, float, KV_BF16)
+FWD(sparse_mla_fwd_bf16_f32, __nv_bfloat16, KV_F32)
 FWD(sparse_mla_fwd_f32_fp8, float, KV_FP8)
 FWD(sparse_mla_fwd_bf16_fp8, __nv_bfloat16, KV_FP8)
 
@@ -313,6 +314,22 @@ __device__ void mla_cache_write_bf16(int64_t N, int64_t dv, int64_t dr, int64_t 
   for (int64_t c = threadIdx.x; c < dr; c += blockDim.x) row[dv + c] = f32_to_bf16_bits(to_f<TR>(rope[n * dr + c]));
 }
 
+// The f32 cache (the model's f32 numerics) is the dense row layout [blocks·page, dv + dr], values kept exact.
+template <class TL, class TR>
+__device__ void mla_cache_write_f32(int64_t N, int64_t dv, int64_t dr, int64_t cap, int64_t W, float* cache, const TL* lat, const TR* rope,
+                                    const int32_t* slots, int* err) {
+  const int64_t n = blockIdx.x;
+  const int32_t s = slots[n];
+  if (s == -1) return;
+  if (s < 0 || (int64_t)s >= cap) {
+    if (threadIdx.x == 0) raise_index(err, s, cap);
+    return;
+  }
+  float* row = cache + (int64_t)s * W;
+  for (int64_t c = threadIdx.x; c < dv; c += blockDim.x) row[c] = to_f<TL>(lat[n * dv + c]);
+  for (int64_t c = threadIdx.x; c < dr; c += blockDim.x) row[dv + c] = to_f<TR>(rope[n * dr + c]);
+}
+
 #define WRITE(name, fn, TC, TL, TR)                                                                                      \
   extern "C" __global__ void __launch_bounds__(128) name(int64_t N, int64_t dv, int64_t dr, int64_t cap, int64_t W, void* cache, \
                                                            const void* lat, const void* rope, const int32_t* slots, int* err) { \
@@ -326,3 +343,7 @@ WRITE(mla_cache_write_bf16_f32_f32, mla_cache_write_bf16, uint16_t, float, float
 WRITE(mla_cache_write_bf16_bf16_bf16, mla_cache_write_bf16, uint16_t, __nv_bfloat16, __nv_bfloat16)
 WRITE(mla_cache_write_bf16_bf16_f32, mla_cache_write_bf16, uint16_t, __nv_bfloat16, float)
 WRITE(mla_cache_write_bf16_f32_bf16, mla_cache_write_bf16, uint16_t, float, __nv_bfloat16)
+WRITE(mla_cache_write_f32_f32_f32, mla_cache_write_f32, float, float, float)
+WRITE(mla_cache_write_f32_bf16_bf16, mla_cache_write_f32, float, __nv_bfloat16, __nv_bfloat16)
+WRITE(mla_cache_write_f32_bf16_f32, mla_cache_write_f32, float, __nv_bfloat16, float)
+WRITE(mla_cache_write_f32_f32_bf16, mla_cache_write_f32, float, float, __nv_bfloat16)

@@ -1,71 +1,98 @@
-// Decode caches, per layer and per batch row (model.md §5, the reference's buffers):
-//   kv  [len, kv_lora_rank]  the MLA latent after kv_norm and its FP8 round trip (activation values)
-//   pe  [len, qk_rope_head_dim] the rotated shared RoPE key (not quantised)
-//   k8  [len, index_head_dim] the indexer key as e4m3 bits, ks [len, index_head_dim/128] its f32 scales
-// Capacity grows by doubling; all rows of a batch share one length (equal-length sequences).
+// Decode caches, per layer, as device tensors in the paged layouts the DSA operations read (model.md §5,
+// src/tensor/ops/sparse-mla.ts, src/tensor/ops/dsa-indexer.ts):
+//   latent [blocks, 64, ·]  the MLA latent after kv_norm and its FP8 round trip, then the rotated RoPE key:
+//                           'f32' rows (the f32 numerics: the reference keeps k_pe in f32), 'bf16' rows, or
+//                           the FlashMLA FP8 layout (656 B/token at 671B dims) — each exact for the values
+//                           the reference caches in its numerics (the FP8 round trip's values are e4m3·2^e,
+//                           which bf16 and a second FP8 round trip hold exactly)
+//   index  u8 [blocks, 64·(Dh+4)]  the indexer keys, e4m3 with one f32 scale each (DeepGEMM's layout)
+// This cache serves the equal-length batch API (forward over B rows of S tokens): sequence b owns the
+// blocks [b·mb, (b+1)·mb) of every layer, so its slots are b·cap + position and a per-sequence view of
+// the cache is a plain slice. Capacity grows by doubling (each sequence's region is moved). The engine's
+// block pool (src/engine/) hands out blocks to ragged sequences instead.
+import { DsvError } from '../errors.js';
+import { getBackend } from '../tensor/backend.js';
+import { Tensor, fromArray } from '../tensor/tensor.js';
+import { INDEXER_PAGE, indexerCache } from '../tensor/ops/dsa-indexer.js';
+import { type MlaCacheFormat, newMlaCache } from '../tensor/ops/sparse-mla.js';
+import { narrow } from '../tensor/ops/view.js';
 import type { ModelConfig } from './config.js';
-import { QUANT_BLOCK } from './fp8.js';
+
+export const PAGE = INDEXER_PAGE;
 
 export class LayerCache {
-  kv: Float32Array[];
-  pe: Float32Array[];
-  k8: Uint8Array[];
-  ks: Float32Array[];
-  private cap: number;
-  readonly kvDim: number;
-  readonly peDim: number;
-  readonly kDim: number;
-  readonly ksDim: number;
+  latent: Tensor;
+  index: Tensor;
 
-  constructor(cfg: ModelConfig, readonly batch: number, capacity = 64) {
-    this.kvDim = cfg.kvLoraRank;
-    this.peDim = cfg.qkRopeHeadDim;
-    this.kDim = cfg.indexHeadDim;
-    this.ksDim = Math.ceil(cfg.indexHeadDim / QUANT_BLOCK);
-    this.cap = capacity;
-    const mk = <A>(f: (n: number) => A, d: number): A[] => Array.from({ length: batch }, () => f(capacity * d));
-    this.kv = mk((n) => new Float32Array(n), this.kvDim);
-    this.pe = mk((n) => new Float32Array(n), this.peDim);
-    this.k8 = mk((n) => new Uint8Array(n), this.kDim);
-    this.ks = mk((n) => new Float32Array(n), this.ksDim);
+  constructor(private readonly cfg: ModelConfig, readonly format: MlaCacheFormat, blocks: number, readonly device: string) {
+    this.latent = newMlaCache(blocks, PAGE, { format, dv: cfg.kvLoraRank, dr: cfg.qkRopeHeadDim, device });
+    this.index = indexerCache(blocks, cfg.indexHeadDim, getBackend(device));
   }
 
-  get capacity(): number {
-    return this.cap;
+  /** Re-lay B sequences of `oldPer` blocks each into regions of `newPer` blocks. */
+  regrow(B: number, oldPer: number, newPer: number): void {
+    const move = (old: Tensor, fresh: Tensor): Tensor => {
+      for (let b = 0; b < B; b++) fresh.backend.copy(narrow(fresh, 0, b * newPer, oldPer), narrow(old, 0, b * oldPer, oldPer));
+      return fresh;
+    };
+    const cfg = this.cfg;
+    this.latent = move(this.latent, newMlaCache(B * newPer, PAGE, { format: this.format, dv: cfg.kvLoraRank, dr: cfg.qkRopeHeadDim, device: this.device }));
+    this.index = move(this.index, indexerCache(B * newPer, cfg.indexHeadDim, getBackend(this.device)));
   }
 
-  /** Make room for `len` positions (keeps the contents). */
-  reserve(len: number): void {
-    if (len <= this.cap) return;
-    let c = this.cap;
-    while (c < len) c *= 2;
-    const grow = <A extends Float32Array | Uint8Array>(arr: A[], d: number, mk: (n: number) => A): A[] =>
-      arr.map((a) => {
-        const n = mk(c * d);
-        n.set(a);
-        return n;
-      });
-    this.kv = grow(this.kv, this.kvDim, (n) => new Float32Array(n));
-    this.pe = grow(this.pe, this.peDim, (n) => new Float32Array(n));
-    this.k8 = grow(this.k8, this.kDim, (n) => new Uint8Array(n));
-    this.ks = grow(this.ks, this.ksDim, (n) => new Float32Array(n));
-    this.cap = c;
-  }
-
-  /** Bytes held per token per batch row (f32 host storage of the latent and RoPE part). */
-  bytesPerToken(): number {
-    return 4 * (this.kvDim + this.peDim + this.ksDim) + this.kDim;
+  /** The latent cache of sequence b (regions of `per` blocks) and its index cache. */
+  sequence(b: number, per: number): { latent: Tensor; index: Tensor } {
+    return { latent: narrow(this.latent, 0, b * per, per), index: narrow(this.index, 0, b * per, per) };
   }
 }
 
-/** Caches of every layer (and MTP layer) plus the shared sequence length. */
+/** Caches of every layer (and MTP layer) of B equal-length sequences, plus their shared length. */
 export class ModelCache {
   readonly layers: LayerCache[];
   readonly mtp: LayerCache[];
   length = 0;
+  /** Blocks per sequence. */
+  private per: number;
 
-  constructor(cfg: ModelConfig, readonly batch: number) {
-    this.layers = Array.from({ length: cfg.nLayers }, () => new LayerCache(cfg, batch));
-    this.mtp = Array.from({ length: cfg.nMtpLayers }, () => new LayerCache(cfg, batch));
+  constructor(cfg: ModelConfig, readonly batch: number, readonly format: MlaCacheFormat, readonly device: string, capacity = PAGE) {
+    if (!Number.isInteger(batch) || batch < 1) throw new DsvError(`cache: batch must be a positive integer, got ${batch}`);
+    this.per = Math.max(1, Math.ceil(capacity / PAGE));
+    const mk = (): LayerCache => new LayerCache(cfg, format, batch * this.per, device);
+    this.layers = Array.from({ length: cfg.nLayers }, mk);
+    this.mtp = Array.from({ length: cfg.nMtpLayers }, mk);
+  }
+
+  /** Positions each sequence can hold before the next growth. */
+  get capacity(): number {
+    return this.per * PAGE;
+  }
+
+  /** Blocks per sequence (the length of a sequence's region). */
+  get blocksPerSequence(): number {
+    return this.per;
+  }
+
+  /** Make room for `len` positions per sequence (keeps the contents). */
+  reserve(len: number): void {
+    if (len <= this.capacity) return;
+    let per = this.per;
+    while (per * PAGE < len) per *= 2;
+    for (const l of [...this.layers, ...this.mtp]) l.regrow(this.batch, this.per, per);
+    this.per = per;
+  }
+
+  /** Slots [B·S] (i32, on the cache's device) of positions start..start+S-1 of every sequence. */
+  slots(start: number, S: number): Tensor {
+    const s = new Int32Array(this.batch * S);
+    for (let b = 0; b < this.batch; b++) for (let i = 0; i < S; i++) s[b * S + i] = b * this.capacity + start + i;
+    return fromArray(s, [this.batch * S], { dtype: 'i32', device: this.device });
+  }
+
+  /** Bytes per token per sequence of every layer's latent and indexer caches together. */
+  bytesPerToken(): number {
+    const l = this.layers[0];
+    if (!l) return 0;
+    const per = (t: Tensor): number => (t.numel * (t.dtype === 'f32' ? 4 : t.dtype === 'bf16' ? 2 : 1)) / (t.shape[0]! * PAGE);
+    return (this.layers.length + this.mtp.length) * (per(l.latent) + per(l.index));
   }
 }

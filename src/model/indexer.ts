@@ -12,6 +12,8 @@ import { Tensor, fromArray } from '../tensor/tensor.js';
 import { hadamard } from '../tensor/ops/hadamard.js';
 import { cat } from '../tensor/ops/indexing.js';
 import { linear, matmul } from '../tensor/ops/matmul.js';
+import { mul, muls } from '../tensor/ops/elementwise.js';
+import { INDEXER_PAGE, indexerCacheWrite, indexerLogitsPaged, topkSelect } from '../tensor/ops/dsa-indexer.js';
 import { layerNorm } from '../tensor/ops/norm.js';
 import { rope } from '../tensor/ops/rope.js';
 import { cast, narrow, reshape, transpose } from '../tensor/ops/view.js';
@@ -40,18 +42,16 @@ export interface IndexerOptions {
   rotate?: boolean;
 }
 
-/** The indexer's per-token quantities for S new tokens of B rows. */
+/** The indexer's per-token quantities for the T = B·S new tokens, as tensors on the model's device. */
 export interface IndexerQK {
-  /** q values (e4m3 decoded when quantised) [B·S, Hi, Dh] */
-  q: Float32Array;
-  /** k values [B·S, Dh] */
-  k: Float32Array;
-  /** e4m3 bits of k when quantised [B·S, Dh] */
-  k8: Uint8Array | null;
-  /** k scales [B·S] (1 when not quantised) */
-  ks: Float32Array;
-  /** head weights with the q scale and Dh^-½ folded in [B·S, Hi] */
-  w: Float32Array;
+  /** q [T, Hi, Dh]: e4m3 when quantised, else the activation values */
+  q: Tensor;
+  /** k [T, Dh]: e4m3 when quantised, else the activation values */
+  k: Tensor;
+  /** k scales f32 [T] (1 when not quantised) */
+  ks: Tensor;
+  /** head weights f32 [T, Hi] with the q scale and Dh^-½ folded in */
+  w: Tensor;
 }
 
 const LN_EPS = 1e-6;
@@ -86,37 +86,23 @@ export class Indexer {
       k = hadamard(k, Dh ** -0.5);
     }
     const T = B * S;
-    let qv: Float32Array;
-    let qs: Float32Array;
-    let kv: Float32Array;
-    let ks: Float32Array;
-    let k8: Uint8Array | null = null;
-    if (quantize) {
-      const qq = actQuant(q, QUANT_BLOCK, { ue8m0: this.ue8m0 });
-      qv = cast(qq.q, 'f32').toFloat32();
-      qs = qq.s.toFloat32();
-      const kq = actQuant(k, QUANT_BLOCK, { ue8m0: this.ue8m0 });
-      k8 = kq.q.toHost() as Uint8Array;
-      kv = cast(kq.q, 'f32').toFloat32();
-      ks = kq.s.toFloat32();
-      if (qs.length !== T * Hi || ks.length !== T) throw new Error('internal: index_head_dim must be one 128-block');
-    } else {
-      qv = q.toFloat32();
-      kv = k.toFloat32();
-      qs = new Float32Array(T * Hi).fill(1);
-      ks = new Float32Array(T).fill(1);
+    const k2 = reshape(k, [T, Dh]);
+    // w = weights_proj(x.f32)·Hi^-½·q_scale·Dh^-½, each product rounded to f32 as the reference's
+    const wp = muls(linear(cast(x2, 'f32'), w.float(`${this.prefix}.weights_proj.weight`)), Hi ** -0.5);
+    if (!quantize) {
+      return { q: reshape(q, [T, Hi, Dh]), k: k2, ks: fromArray(new Float32Array(T).fill(1), [T], { device: x2.device }), w: muls(wp, cfg.indexSoftmaxScale) };
     }
-    const wp = linear(cast(x2, 'f32'), w.float(`${this.prefix}.weights_proj.weight`)).toFloat32();
-    const f = Math.fround;
-    const hs = Hi ** -0.5;
-    const sc = cfg.indexSoftmaxScale;
-    for (let i = 0; i < wp.length; i++) wp[i] = f(f(f(wp[i]! * hs) * qs[i]!) * sc);
-    return { q: qv, k: kv, k8, ks, w: wp };
+    const qq = actQuant(reshape(q, [T, Hi, Dh]), QUANT_BLOCK, { ue8m0: this.ue8m0 });
+    const kq = actQuant(k2, QUANT_BLOCK, { ue8m0: this.ue8m0 });
+    if (qq.s.numel !== T * Hi || kq.s.numel !== T) throw new DsvError(`${this.prefix}: index_head_dim ${Dh} must be one 128-value quantisation block`);
+    return { q: qq.q, k: kq.q, ks: reshape(kq.s, [T]), w: muls(mul(wp, reshape(qq.s, [T, Hi])), cfg.indexSoftmaxScale) };
   }
 
   /**
-   * Selections for S new tokens at positions start..start+S-1, appending their keys to the cache.
-   * `forced` [B, S, index_topk] (−1 padded, golden layout) replaces the choice.
+   * Selections for S new tokens of each of B sequences at positions start..start+S-1, writing their keys
+   * into the layer's index cache at `slots` [B·S]. `forced` [B, S, index_topk] (−1 padded, golden layout)
+   * replaces the choice. Scores and top-k run on the cache's device (indexerLogitsPaged, topkSelect),
+   * one sequence at a time over its own region of the cache.
    */
   forward(
     x2: Tensor,
@@ -126,32 +112,34 @@ export class Indexer {
     start: number,
     rot: { cos: Tensor; sin: Tensor },
     cache: LayerCache,
+    seq: (b: number) => { latent: Tensor; index: Tensor },
+    slots: Tensor,
     dt: DType,
     forced: Int32Array | null,
   ): Selection {
     const cfg = this.cfg;
+    const Hi = cfg.indexNHeads;
     const Dh = cfg.indexHeadDim;
     const end = start + S;
     const width = Math.min(cfg.indexTopk, end);
     const qk = this.project(x2, qr, B, S, rot, dt);
-    cache.reserve(end);
-    for (let b = 0; b < B; b++) {
-      cache.k8[b]!.set(qk.k8!.subarray(b * S * Dh, (b + 1) * S * Dh), start * Dh);
-      cache.ks[b]!.set(qk.ks.subarray(b * S, (b + 1) * S), start);
-    }
+    indexerCacheWrite(cache.index, qk.k, qk.ks, slots);
     const idx = new Int32Array(B * S * width);
     if (forced) {
       fillForced(forced, cfg.indexTopk, idx, width, B, S, start, this.prefix);
       return { width, idx };
     }
-    const Hi = cfg.indexNHeads;
+    const dev = x2.device;
+    const blocks = Math.ceil(end / INDEXER_PAGE);
+    const table = fromArray(Int32Array.from({ length: blocks }, (_, j) => j), [1, blocks], { dtype: 'i32', device: dev });
+    const ctx = fromArray(Int32Array.of(end), [1], { dtype: 'i32', device: dev });
+    // query i sees keys [0, start + i + 1)
+    const rowEnd = fromArray(Int32Array.from({ length: S }, (_, i) => start + i + 1), [S], { dtype: 'i32', device: dev });
     for (let b = 0; b < B; b++) {
-      const keys = new Float32Array(end * Dh);
-      const bits = cache.k8[b]!;
-      for (let i = 0; i < end * Dh; i++) keys[i] = e4m3BitsToF32(bits[i]!);
-      const qb = qk.q.subarray(b * S * Hi * Dh, (b + 1) * S * Hi * Dh);
-      const wb = qk.w.subarray(b * S * Hi, (b + 1) * S * Hi);
-      selectRows(qb, wb, keys, cache.ks[b]!.subarray(0, end), S, Hi, Dh, start, cfg.indexTopk, idx, b * S * width, width);
+      const q = reshape(narrow(qk.q, 0, b * S, S), [1, S, Hi, Dh]);
+      const w = reshape(narrow(qk.w, 0, b * S, S), [1, S, Hi]);
+      const logits = indexerLogitsPaged(q, seq(b).index, w, table, ctx, end);
+      idx.set(topkSelect(logits, width, { end: rowEnd }).toHost() as Int32Array, b * S * width);
     }
     return { width, idx };
   }

@@ -14,15 +14,19 @@ import { Tensor, fromArray } from '../tensor/tensor.js';
 import { matmul } from '../tensor/ops/matmul.js';
 import { rope } from '../tensor/ops/rope.js';
 import { cast, contiguous, narrow, permute, reshape, transpose } from '../tensor/ops/view.js';
-import type { LayerCache } from './cache.js';
+import { DsvError } from '../errors.js';
+import { cat } from '../tensor/ops/indexing.js';
+import { fp8RoundTrip } from '../tensor/ops/quant.js';
+import { mlaCacheWrite, sparseMlaDecode } from '../tensor/ops/sparse-mla.js';
+import { type LayerCache, type ModelCache, PAGE } from './cache.js';
 import type { ModelConfig } from './config.js';
-import { fp8RoundTripValues } from './fp8.js';
+import { QUANT_BLOCK } from './fp8.js';
 import { applyLinear } from './fp8-linear.js';
 import { Indexer, type Selection, selectionRows } from './indexer.js';
 import { rmsNormTo } from './norm.js';
 import type { Numerics } from './numerics.js';
 import { actDtype, rounder } from './numerics.js';
-import { sparseMhaAttention, sparseMqaAttention } from './sparse-attention.js';
+import { sparseMhaAttention } from './sparse-attention.js';
 import { dequantize, type ModelWeights } from './weights.js';
 
 export type AttentionMode = 'auto' | 'mha' | 'mqa';
@@ -35,6 +39,8 @@ export interface AttentionStep {
   numerics: Numerics;
   mode: AttentionMode;
   forcedTopk: Int32Array | null;
+  /** the model's cache (slots and sequence regions); the layer's own LayerCache is passed beside it */
+  cache: ModelCache;
 }
 
 export class MLA {
@@ -75,25 +81,28 @@ export class MLA {
     const qPe = rope(narrow(q, 3, nope, r), step.rot.cos, step.rot.sin, true);
     const kvA = applyLinear(x2, this.lin('kv_a_proj_with_mqa'), dt, this.ue8m0);
     const kvn = rmsNormTo(narrow(kvA, 1, 0, c), this.weights.float(`${this.prefix}.kv_a_layernorm.weight`), eps, dt);
-    const kPe = rope(reshape(narrow(kvA, 1, c, r), [B, S, 1, r]), step.rot.cos, step.rot.sin, true).toFloat32();
-    const kvRt = fp8RoundTripValues(kvn, this.ue8m0);
-    cache.reserve(end);
-    for (let b = 0; b < B; b++) {
-      const kvb = cache.kv[b]!;
-      for (let i = 0; i < S * c; i++) kvb[start * c + i] = rnd(kvRt[b * S * c + i]!);
-      cache.pe[b]!.set(kPe.subarray(b * S * r, (b + 1) * S * r), start * r);
-    }
+    const kPe = reshape(rope(reshape(narrow(kvA, 1, c, r), [B, S, 1, r]), step.rot.cos, step.rot.sin, true), [B * S, r]);
+    // the cached latent is the FP8 round trip's values (exact in every cache format, see cache.ts)
+    const kvRt = fp8RoundTrip(kvn, QUANT_BLOCK, { ue8m0: this.ue8m0 });
+    const slots = step.cache.slots(start, S);
+    mlaCacheWrite(cache.latent, kvRt, kPe, slots);
+    const per = step.cache.blocksPerSequence;
+    const seq = (b: number): { latent: Tensor; index: Tensor } => cache.sequence(b, per);
 
-    const selection = this.indexer.forward(x2, qr, B, S, start, step.rot, cache, dt, step.forcedTopk);
+    const selection = this.indexer.forward(x2, qr, B, S, start, step.rot, cache, seq, slots, dt, step.forcedTopk);
     const mode = step.mode === 'auto' ? (S === 1 ? 'mqa' : 'mha') : step.mode;
+    const dev = x.device;
     let o: Tensor; // [B, S, H·dv]
     if (mode === 'mha') {
+      if (cache.format === 'fp8') throw new DsvError(`${this.prefix}: MHA attention reads the latent rows, which the FP8 cache does not hold in the clear; use an f32 or bf16 latent cache, or mode 'mqa'`);
       const qn = contiguous(qNope).toFloat32();
       const qp = contiguous(qPe).toFloat32();
       const outs = new Float32Array(B * S * H * dv);
       for (let b = 0; b < B; b++) {
+        // the sequence's cached rows [end, c + r]: latent, then the rotated RoPE key
+        const rows = narrow(reshape(seq(b).latent, [per * PAGE, c + r]), 0, 0, end);
+        const lat = cast(contiguous(narrow(rows, 1, 0, c)), dt);
         // per-head keys/values of every cached position: wkv_b(latent)
-        const lat = fromArray(cache.kv[b]!.subarray(0, end * c), [end, c], { dtype: dt, device: x.device });
         const kvB = applyLinear(lat, this.lin('kv_b_proj'), dt, this.ue8m0).toFloat32(); // [end, H·(nope+dv)]
         const kNope = new Float32Array(end * H * nope);
         const v = new Float32Array(end * H * dv);
@@ -108,31 +117,28 @@ export class MLA {
           S, H, T: end, dNope: nope, dRope: r, dV: dv, qPos0: start,
           qNope: qn.subarray(b * S * H * nope, (b + 1) * S * H * nope),
           qPe: qp.subarray(b * S * H * r, (b + 1) * S * H * r),
-          kNope, kPe: cache.pe[b]!, v,
+          kNope, kPe: contiguous(narrow(rows, 1, c, r)).toFloat32(), v,
           sel: selectionRows(selection, b, S), scale: cfg.softmaxScale, rnd,
         });
         outs.set(ob, b * S * H * dv);
       }
-      o = fromArray(outs, [B, S, H * dv], { dtype: dt, device: x.device });
+      o = fromArray(outs, [B, S, H * dv], { dtype: dt, device: dev });
     } else {
-      const { uk, uv } = this.absorbedWeights(dt);
-      // q_abs[b, h, s, :] = q_nope[b, s, h, :] · W_UK[h]  ([H, nope, c])
-      const qAbs = contiguous(permute(cast(matmul(permute(qNope, [0, 2, 1, 3]), uk), dt), [0, 2, 1, 3])).toFloat32();
-      const qp = contiguous(qPe).toFloat32();
-      const lat = new Float32Array(B * S * H * c);
+      const { uk, uv } = this.absorbedWeights(dt, dev);
+      // q_abs[b, s, h, :] = q_nope[b, s, h, :] · W_UK[h]  ([H, nope, c]), then q_pe: q [B·S, H, c + r]
+      const qAbs = permute(cast(matmul(permute(qNope, [0, 2, 1, 3]), uk), dt), [0, 2, 1, 3]);
+      const q = reshape(cat([qAbs, cast(qPe, dt)], 3), [B * S, H, c + r]);
+      const lat: Tensor[] = [];
       for (let b = 0; b < B; b++) {
-        const ob = sparseMqaAttention({
-          S, H, T: end, dC: c, dRope: r, qPos0: start,
-          qAbs: qAbs.subarray(b * S * H * c, (b + 1) * S * H * c),
-          qPe: qp.subarray(b * S * H * r, (b + 1) * S * H * r),
-          kv: cache.kv[b]!, pe: cache.pe[b]!,
-          sel: selectionRows(selection, b, S), scale: cfg.softmaxScale, rnd,
-        });
-        lat.set(ob, b * S * H * c);
+        const qb = narrow(q, 0, b * S, S);
+        const ib = fromArray(selection.idx.subarray(b * S * selection.width, (b + 1) * S * selection.width), [S, selection.width], { dtype: 'i32', device: dev });
+        // positions index the sequence's own region of the paged cache (any format)
+        const lb = sparseMlaDecode(reshape(qb, [1, S, H, c + r]), seq(b).latent, reshape(ib, [1, S, selection.width]), cfg.softmaxScale, { dv: c });
+        lat.push(reshape(lb.out, [S, H, c]));
       }
       // o[b, s, h, :] = o_lat[b, s, h, :] · W_UV[h]ᵀ
-      const oLat = permute(fromArray(lat, [B, S, H, c], { dtype: dt, device: x.device }), [0, 2, 1, 3]);
-      const oh = cast(matmul(oLat, transpose(uv)), dt); // [B, H, S, dv]
+      const oLat = permute(reshape(cat(lat, 0), [B, S, H, c]), [0, 2, 1, 3]);
+      const oh = cast(matmul(cast(oLat, 'f32'), transpose(uv)), dt); // [B, H, S, dv]
       o = reshape(contiguous(permute(oh, [0, 2, 1, 3])), [B, S, H * dv]);
     }
     const out = applyLinear(reshape(o, [B * S, H * dv]), this.lin('o_proj'), dt, this.ue8m0);
@@ -140,14 +146,14 @@ export class MLA {
   }
 
   /** wkv_b viewed [H, nope+dv, c] (FP8 dequantised as the reference's weight_dequant), split UK/UV. */
-  private absorbedWeights(dt: DType): { uk: Tensor; uv: Tensor } {
-    if (this.wkvbCache && this.wkvbCache.dt === dt) return this.wkvbCache;
+  private absorbedWeights(dt: DType, device: string): { uk: Tensor; uv: Tensor } {
+    if (this.wkvbCache && this.wkvbCache.dt === dt && this.wkvbCache.uk.device === device) return this.wkvbCache;
     const cfg = this.cfg;
     const H = cfg.nHeads;
     const nope = cfg.qkNopeHeadDim;
     const dv = cfg.vHeadDim;
     const c = cfg.kvLoraRank;
-    const w = cast(fromArray(dequantize(this.lin('kv_b_proj')), [H, nope + dv, c]), dt);
+    const w = cast(fromArray(dequantize(this.lin('kv_b_proj')), [H, nope + dv, c], { device }), dt);
     const uk = cast(contiguous(narrow(w, 1, 0, nope)), 'f32');
     const uv = cast(contiguous(narrow(w, 1, nope, dv)), 'f32');
     this.wkvbCache = { dt, uk, uv };

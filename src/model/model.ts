@@ -12,6 +12,7 @@ import { Tensor } from '../tensor/tensor.js';
 import { linear } from '../tensor/ops/matmul.js';
 import { cast, contiguous, narrow, reshape } from '../tensor/ops/view.js';
 import { ModelCache } from './cache.js';
+import type { MlaCacheFormat } from '../tensor/ops/sparse-mla.js';
 import { type ModelConfig, loadConfig } from './config.js';
 import { DecoderLayer } from './decoder-layer.js';
 import { embedTokens } from './embedding.js';
@@ -93,8 +94,18 @@ export class DeepseekV32 {
     return new DeepseekV32(cfg, ModelWeights.open(cfg, source));
   }
 
-  newCache(batch: number): ModelCache {
-    return new ModelCache(this.cfg, batch);
+  /**
+   * Caches for `batch` equal-length sequences. The latent cache format: 'f32' (default; exact for both
+   * numerics modes), 'bf16' (exact for bf16 numerics), or the FP8 layout (exact for bf16 numerics, MQA
+   * attention only). Capacity grows as positions are added.
+   */
+  newCache(batch: number, opts: { format?: MlaCacheFormat; capacity?: number } = {}): ModelCache {
+    return new ModelCache(this.cfg, batch, opts.format ?? 'f32', this.device, opts.capacity);
+  }
+
+  /** The device the weights (and so every activation and cache) live on. */
+  get device(): string {
+    return this.weights.float('model.norm.weight').device;
   }
 
   /** One step over token rows tokens [B][S] (validated against the vocabulary). */
@@ -116,7 +127,8 @@ export class DeepseekV32 {
     for (const [name, list] of [['forcedTopk', opts.forcedTopk], ['forcedRoutes', opts.forcedRoutes]] as const) {
       if (list && list.length !== cfg.nLayers) throw new DsvError(`forward: ${name} has ${list.length} layers, the model has ${cfg.nLayers}`);
     }
-    const step = { B, S, start, rot: this.rotary.at(start, S), numerics, mode: opts.mode ?? 'auto', forcedTopk: null as Int32Array | null };
+    cache.reserve(start + S);
+    const step = { B, S, start, rot: this.rotary.at(start, S, this.device), numerics, mode: opts.mode ?? 'auto', forcedTopk: null as Int32Array | null, cache };
     let h = embedTokens(this.weights.float('model.embed_tokens.weight'), ids, B, S, dt);
     let residual: Tensor | null = null;
     const topk: Selection[] = [];

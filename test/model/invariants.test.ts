@@ -6,7 +6,7 @@ import { Rng } from '../../src/tensor/random.js';
 import { backward } from '../../src/tensor/autograd.js';
 import { fromArray, Tensor } from '../../src/tensor/tensor.js';
 import { e4m3BitsToF32 } from '../../src/tensor/dtype.js';
-import { actQuant, mul, sum } from '../../src/tensor/index.js';
+import { actQuant, cast, mul, sum } from '../../src/tensor/index.js';
 import { diff, fixtureDir } from './golden-data.js';
 
 let tiny: DeepseekV32 | null = null;
@@ -83,7 +83,8 @@ test('Hadamard invariance: with FP8 off, index scores with and without the rotat
   const rot = m.rotary.at(0, S);
   const scores = (o: { quantize: boolean; rotate: boolean }): Float32Array => {
     const p = ix.project(x, qr, 1, S, rot, 'f32', o);
-    return indexScores(p.q, p.w, p.k, p.ks, S, cfg.indexNHeads, cfg.indexHeadDim, S, 0);
+    const host = (t: Tensor): Float32Array => cast(t, 'f32').toFloat32();
+    return indexScores(host(p.q), host(p.w), host(p.k), host(p.ks), S, cfg.indexNHeads, cfg.indexHeadDim, S, 0);
   };
   const finite = (a: Float32Array): Float32Array => a.map((v) => (Number.isFinite(v) ? v : 0));
   const plain = finite(scores({ quantize: false, rotate: false }));

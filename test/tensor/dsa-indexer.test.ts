@@ -1,7 +1,8 @@
 // DSA indexer ops (issue 11): indexerLogits (dense and paged), the paged indexer-key cache writer, and
 // topkSelect.
-//  - CPU vs the host model: the ops reproduce src/model/indexer.ts bit for bit (its indexScores logits
-//    and its selections, prefill and decode) on a random tiny model, with Hi = 16 and 64.
+//  - CPU vs the host oracle: the model's indexer (which runs on these ops) reproduces indexScores (the
+//    host loop it replaced, kept as the oracle) and selectTopkRow's selections bit for bit, prefill and
+//    decode, on a random tiny model, with Hi = 16 and 64.
 //  - One body per backend (cpu, and cuda where a driver exists, else skipped with the reason): each op at
 //    awkward shapes (Tk not a multiple of 64, k not a multiple of 64, −1 padding, empty ranges, ties,
 //    NaN, ±0) against the CPU reference; logits within 1e-5 relative (the GPU's dot-product order may
@@ -13,7 +14,6 @@ import assert from 'node:assert/strict';
 import * as T from '../../src/tensor/index.js';
 import { e4m3BitsToF32, f32ToE4m3Bits } from '../../src/tensor/dtype.js';
 import { DeepseekV32, indexScores, mapSource, randomCheckpoint, randomConfig } from '../../src/model/index.js';
-import { LayerCache } from '../../src/model/cache.js';
 import { onGpu, assertRel } from '../cuda/common.js';
 
 const DEVICES: [string, { skip?: string }][] = [['cpu', {}], ['cuda', onGpu]];
@@ -47,13 +47,32 @@ for (const Hi of [16, 64]) {
     const Dh = cfg.indexHeadDim;
     const B = 2;
     const rng = new T.Rng(17 + Hi);
-    const cache = new LayerCache(cfg, B);
+    const cache = m.newCache(B);
+    const lc = cache.layers[1]!;
+    // the host copies of every key written so far, per sequence: e4m3 bits and scales
+    const k8: Uint8Array[] = [new Uint8Array(0), new Uint8Array(0)];
+    const ksAll: Float32Array[] = [new Float32Array(0), new Float32Array(0)];
+    const append = <A extends Uint8Array | Float32Array>(a: A, more: A, mk: (n: number) => A): A => {
+      const o = mk(a.length + more.length);
+      o.set(a);
+      o.set(more, a.length);
+      return o;
+    };
     const step = (S: number, start: number) => {
       const x2 = T.fromArray(randF32(B * S * cfg.dim, rng), [B * S, cfg.dim]);
       const qr = T.fromArray(randF32(B * S * cfg.qLoraRank, rng), [B * S, cfg.qLoraRank]);
       const rot = m.rotary.at(start, S);
-      const sel = ix.forward(x2, qr, B, S, start, rot, cache, 'f32', null);
-      const qk = ix.project(x2, qr, B, S, rot, 'f32');
+      cache.reserve(start + S);
+      const sel = ix.forward(x2, qr, B, S, start, rot, lc, (b) => lc.sequence(b, cache.blocksPerSequence), cache.slots(start, S), 'f32', null);
+      cache.length = start + S;
+      const t = ix.project(x2, qr, B, S, rot, 'f32');
+      const kb = t.k.toHost() as Uint8Array;
+      const kst = t.ks.toFloat32();
+      for (let b = 0; b < B; b++) {
+        k8[b] = append(k8[b]!, kb.subarray(b * S * Dh, (b + 1) * S * Dh), (n) => new Uint8Array(n));
+        ksAll[b] = append(ksAll[b]!, kst.subarray(b * S, (b + 1) * S), (n) => new Float32Array(n));
+      }
+      const qk = { q: T.cast(t.q, 'f32').toFloat32(), w: t.w.toFloat32() };
       return { sel, qk };
     };
     const S0 = 77; // prefill: 77 keys (not a multiple of 64), k = 24 (not a multiple of 64): rows < k padded
@@ -62,11 +81,11 @@ for (const Hi of [16, 64]) {
     for (let b = 0; b < B; b++) {
       const q = p.qk.q.subarray(b * S0 * Hi * Dh, (b + 1) * S0 * Hi * Dh);
       const w = p.qk.w.subarray(b * S0 * Hi, (b + 1) * S0 * Hi);
-      const k8 = cache.k8[b]!.subarray(0, S0 * Dh);
-      const ks = cache.ks[b]!.subarray(0, S0);
-      const keys = Float32Array.from(k8, (v) => e4m3BitsToF32(v));
+      const kb = k8[b]!.subarray(0, S0 * Dh);
+      const ks = ksAll[b]!.subarray(0, S0);
+      const keys = Float32Array.from(kb, (v) => e4m3BitsToF32(v));
       const host = indexScores(q, w, keys, ks, S0, Hi, Dh, S0, 0);
-      const logits = T.indexerLogits(bits(Uint8Array.from(q, (v) => f32ToE4m3Bits(v)), [S0, Hi, Dh]), bits(k8.slice(), [S0, Dh]),
+      const logits = T.indexerLogits(bits(Uint8Array.from(q, (v) => f32ToE4m3Bits(v)), [S0, Hi, Dh]), bits(kb.slice(), [S0, Dh]),
         T.fromArray(ks.slice(), [S0]), T.fromArray(w.slice(), [S0, Hi]), i32(new Array(S0).fill(0)), i32(Array.from({ length: S0 }, (_, i) => i + 1)));
       sameBits(logits.toFloat32(), host, `prefill logits b=${b}`);
       const idx = T.topkSelect(logits, width, { end: i32(Array.from({ length: S0 }, (_, i) => i + 1)) });
@@ -82,7 +101,7 @@ for (const Hi of [16, 64]) {
     const cacheT = T.indexerCache(pool, Dh, T.getBackend('cpu'));
     for (let b = 0; b < B; b++) {
       const slots = Array.from({ length: ctx }, (_, p2) => table[b]![p2 >> 6]! * 64 + (p2 & 63));
-      T.indexerCacheWrite(cacheT, bits(cache.k8[b]!.slice(0, ctx * Dh), [ctx, Dh]), T.fromArray(cache.ks[b]!.slice(0, ctx), [ctx]), i32(slots));
+      T.indexerCacheWrite(cacheT, bits(k8[b]!.slice(0, ctx * Dh), [ctx, Dh]), T.fromArray(ksAll[b]!.slice(0, ctx), [ctx]), i32(slots));
     }
     const width2 = Math.min(cfg.indexTopk, ctx);
     const maxCtx = ctx + 5;
@@ -91,8 +110,8 @@ for (const Hi of [16, 64]) {
       bt, i32([ctx, ctx]), maxCtx);
     const lg = logits.toFloat32();
     for (let b = 0; b < B; b++) {
-      const keys = Float32Array.from(cache.k8[b]!.subarray(0, ctx * Dh), (v) => e4m3BitsToF32(v));
-      const host = indexScores(d.qk.q.subarray(b * N * Hi * Dh), d.qk.w.subarray(b * N * Hi), keys, cache.ks[b]!.subarray(0, ctx), N, Hi, Dh, ctx, S0);
+      const keys = Float32Array.from(k8[b]!.subarray(0, ctx * Dh), (v) => e4m3BitsToF32(v));
+      const host = indexScores(d.qk.q.subarray(b * N * Hi * Dh), d.qk.w.subarray(b * N * Hi), keys, ksAll[b]!.subarray(0, ctx), N, Hi, Dh, ctx, S0);
       for (let j = 0; j < N; j++) {
         sameBits(lg.subarray((b * N + j) * maxCtx, (b * N + j) * maxCtx + ctx), host.subarray(j * ctx, (j + 1) * ctx), `decode logits b=${b} j=${j}`);
         for (let t = ctx; t < maxCtx; t++) assert.equal(lg[(b * N + j) * maxCtx + t], -Infinity);

@@ -369,11 +369,13 @@ const DECODE_CASES: DecodeCase[] = [
   { B: 2, sq: 2, H: 4, k: 13, len: 20, page: 3, dv: 200, dr: 8 }, // a partial 128-block of the latent
 ];
 
-eachDevice('sparseMlaDecode: write the paged cache, read it back through decode = prefill on the dequantised kv (fp8 and bf16 caches)', (dev) => {
+eachDevice('sparseMlaDecode: write the paged cache, read it back through decode = prefill on the dequantised kv (fp8, bf16 and f32 caches)', (dev) => {
   let seed = 99;
   for (const c of DECODE_CASES) {
-    for (const format of ['fp8', 'bf16'] as const) {
+    for (const format of ['fp8', 'bf16', 'f32'] as const) {
       for (const dtype of ['f32', 'bf16'] as const) {
+        // the f32 cache keeps exact values, which a bf16 prefill reference could not hold
+        if (format === 'f32' && dtype === 'bf16') continue;
         const rnd = mulberry32(seed++);
         const D = c.dv + c.dr;
         const scale = 1.5 / Math.sqrt(D);
@@ -391,11 +393,12 @@ eachDevice('sparseMlaDecode: write the paged cache, read it back through decode 
         T.mlaCacheWrite(cache, on(L, dev), on(R, dev), on(T.fromArray(slots, [c.B * c.len], { dtype: 'i32' }), dev));
         // the dequantised kv, built independently of the cache: actQuant round trip (fp8) or bf16 rounding
         const q8 = T.actQuant(L, 128, { ue8m0: true });
-        const latDq = format === 'fp8' ? T.actDequant(q8.q, q8.s, 128).toFloat32() : bf16All(lat);
+        const latDq = format === 'fp8' ? T.actDequant(q8.q, q8.s, 128).toFloat32() : format === 'bf16' ? bf16All(lat) : lat;
         const kvFull = new Float32Array(blocks * c.page * D);
         for (let n = 0; n < c.B * c.len; n++) {
           kvFull.set(latDq.subarray(n * c.dv, (n + 1) * c.dv), slots[n]! * D);
-          kvFull.set(bf16All(rope.subarray(n * c.dr, (n + 1) * c.dr)), slots[n]! * D + c.dv);
+          const rp = rope.subarray(n * c.dr, (n + 1) * c.dr);
+          kvFull.set(format === 'f32' ? rp : bf16All(rp), slots[n]! * D + c.dv);
         }
         // indices: slots of positions of each query's own sequence, holes, and (query 1) only holes
         const pos = makeIndices(c.B * c.sq, c.k, c.len, rnd, 0.2, [1]);
@@ -445,7 +448,9 @@ test('sparse MLA ops reject bad shapes and dtypes with clear errors', () => {
   const cache = T.newMlaCache(2, 4, { dv: 64, dr: 16 });
   assert.equal(cache.shape[2], 64 + 4 + 32);
   assert.throws(() => T.sparseMlaDecode(T.zeros([1, 2, 4, 80]), T.newMlaCache(2, 4), T.zeros([1, 2, 3], { dtype: 'i32' }), 1, { dv: 64 }), /656 bytes|100 bytes/);
-  assert.throws(() => T.sparseMlaDecode(T.zeros([1, 2, 4, 80]), T.zeros([2, 4, 80]), T.zeros([1, 2, 3], { dtype: 'i32' }), 1, { dv: 64 }), /u8 \(FP8 layout\) or bf16/);
+  assert.throws(() => T.sparseMlaDecode(T.zeros([1, 2, 4, 80]), T.zeros([2, 4, 80], { dtype: 'i32' }), T.zeros([1, 2, 3], { dtype: 'i32' }), 1, { dv: 64 }), /u8 \(FP8 layout\), bf16 or f32/);
+  assert.throws(() => T.sparseMlaDecode(T.zeros([1, 2, 4, 80]), T.zeros([2, 4, 81]), T.zeros([1, 2, 3], { dtype: 'i32' }), 1, { dv: 64 }), /f32 cache for dv 64, rope 16 has 80 values/);
   assert.equal(T.mlaCacheBytesPerToken('fp8'), 656);
   assert.equal(T.mlaCacheBytesPerToken('bf16'), 1152);
+  assert.equal(T.mlaCacheBytesPerToken('f32'), 2304);
 });

@@ -58,6 +58,8 @@ export function decodeCacheToken(cache: Uint8Array | Uint16Array, fp8: boolean, 
 }
 
 function cacheRows(cache: View, dv: number, dr: number): KvRows {
+  // the f32 cache is the dense row layout [blocks·page, D]
+  if (cache.dtype === 'f32') return denseRows(readF(cache, 'f32') as Float32Array, dv + dr);
   const fp8 = cache.dtype === 'u8';
   const [nBlocks, page, width] = cache.shape as [number, number, number];
   const rows = nBlocks * page;
@@ -172,7 +174,7 @@ export function mlaCacheWriteCpu(cache: View, latent: View, rope: View, slots: V
   const rp = readF(rope, 'f32');
   const sl = readIndex(slots);
   const fp8 = cache.dtype === 'u8';
-  const data = dataOf(cache) as Uint8Array | Uint16Array;
+  const data = dataOf(cache) as Uint8Array | Uint16Array | Float32Array;
   const inv448 = fround(1 / E4M3_MAX);
   const nb = Math.ceil(dv / 128);
   for (let n = 0; n < N; n++) {
@@ -180,6 +182,12 @@ export function mlaCacheWriteCpu(cache: View, latent: View, rope: View, slots: V
     if (s === -1) continue;
     if (!(s >= 0 && s < cap)) throw new DsvError(`mlaCacheWrite: slot ${s} of token ${n} is outside the cache's ${cap} slots (${nBlocks} blocks of ${page})`);
     const base = cache.offset + s * width;
+    if (cache.dtype === 'f32') {
+      const c = data as unknown as Float32Array;
+      for (let j = 0; j < dv; j++) c[base + j] = lat[n * dv + j]!;
+      for (let j = 0; j < dr; j++) c[base + dv + j] = rp[n * dr + j]!;
+      continue;
+    }
     if (!fp8) {
       const c = data as Uint16Array;
       for (let j = 0; j < dv; j++) c[base + j] = f32ToBf16Bits(lat[n * dv + j]!);

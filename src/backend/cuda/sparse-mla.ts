@@ -38,8 +38,8 @@ export function sparseMlaPrefillCuda(b: CudaBackend, out: View, lse: View, q: Vi
 
 export function sparseMlaDecodeCuda(b: CudaBackend, out: View, lse: View, q: View, cache: View, indices: View, dv: number, scale: number): void {
   const [blocks, page, W] = cache.shape as [number, number, number];
-  // the bf16 cache is the dense bf16 row layout [blocks·page, D]
-  fwd(b, 'sparseMlaDecode', cache.dtype === 'u8' ? 'fp8' : 'bf16', out, lse, q, cache, indices, dv, scale, blocks * page, cache.dtype === 'u8' ? W : 0);
+  // the bf16 and f32 caches are dense row layouts [blocks·page, D]
+  fwd(b, 'sparseMlaDecode', cache.dtype === 'u8' ? 'fp8' : sfx(cache.dtype), out, lse, q, cache, indices, dv, scale, blocks * page, cache.dtype === 'u8' ? W : 0);
 }
 
 export function mlaCacheWriteCuda(b: CudaBackend, cache: View, latent: View, rope: View, slots: View): void {
@@ -47,7 +47,7 @@ export function mlaCacheWriteCuda(b: CudaBackend, cache: View, latent: View, rop
   const N = latent.shape[0]!;
   const dv = latent.shape[1]!;
   const dr = rope.shape[1]!;
-  const fmt = cache.dtype === 'u8' ? 'fp8' : 'bf16';
+  const fmt = cache.dtype === 'u8' ? 'fp8' : sfx(cache.dtype);
   const kern = b.rt.modules.get('sparse_mla', `mla_cache_write_${fmt}_${sfx(latent.dtype)}_${sfx(rope.dtype)}`, WRITE_SIG);
   kern.launch(N, 128, 0, [N, dv, dr, blocks * page, W, b.address(cache), b.address(latent), b.address(rope), b.address(slots), b.rt.errWord]);
   if (b.eagerIndexChecks && !b.rt.capturing) b.rt.checkErrors('mlaCacheWrite');

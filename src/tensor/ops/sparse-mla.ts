@@ -29,6 +29,8 @@
 //          with ue8m0 (src/tensor/ops/quant.ts): the writer reproduces actQuant's bytes, and the decoded
 //          latent equals the model's fp8RoundTrip of it.
 //   'bf16' bf16 [blocks, page, D] (1152 B/token): latent and rope rounded to bf16, no quantisation.
+//   'f32'  f32 [blocks, page, D] (2304 B/token): exact values — the f32 numerics mode, where the reference
+//          keeps the RoPE key in f32 (its latent is still the FP8 round trip, done by the model).
 import { DsvError } from '../../errors.js';
 import { noGrad } from '../autograd.js';
 import { type Backend, getBackend } from '../backend.js';
@@ -36,7 +38,7 @@ import { ShapeError, Tensor, fmtShape, getDefaultDevice } from '../tensor.js';
 import { alloc, sameDevice } from './util.js';
 import { cast, contiguous, reshape } from './view.js';
 
-export type MlaCacheFormat = 'fp8' | 'bf16';
+export type MlaCacheFormat = 'fp8' | 'bf16' | 'f32';
 
 export interface SparseMlaOptions {
   /** latent (value) dims; the rest of the last dim of q and kv is RoPE. Default 512. */
@@ -45,9 +47,9 @@ export interface SparseMlaOptions {
 
 const FLOAT = new Set(['f32', 'bf16']);
 
-/** Bytes per token of a cache format: 656 for FP8 and 1152 for bf16 at dv 512, dr 64. */
+/** Bytes per token of a cache format: 656 for FP8, 1152 for bf16 and 2304 for f32 at dv 512, dr 64. */
 export function mlaCacheBytesPerToken(format: MlaCacheFormat, dv = 512, dr = 64): number {
-  return format === 'fp8' ? dv + 4 * Math.ceil(dv / 128) + 2 * dr : 2 * (dv + dr);
+  return format === 'fp8' ? dv + 4 * Math.ceil(dv / 128) + 2 * dr : (format === 'bf16' ? 2 : 4) * (dv + dr);
 }
 
 /** A zeroed paged cache of `blocks` pages of `page` tokens. */
@@ -57,7 +59,7 @@ export function newMlaCache(blocks: number, page: number, opts: { format?: MlaCa
   const dr = opts.dr ?? 64;
   if (!(Number.isInteger(blocks) && blocks >= 0 && Number.isInteger(page) && page > 0)) throw new DsvError(`newMlaCache: blocks ${blocks} and page ${page} must be integers (page > 0)`);
   const width = format === 'fp8' ? mlaCacheBytesPerToken('fp8', dv, dr) : dv + dr;
-  const t = new Tensor(getBackendOf(opts.device).alloc(format === 'fp8' ? 'u8' : 'bf16', blocks * page * width), [blocks, page, width]);
+  const t = new Tensor(getBackendOf(opts.device).alloc(format === 'fp8' ? 'u8' : format, blocks * page * width), [blocks, page, width]);
   if (t.numel) t.backend.fill(t, 0);
   return t;
 }
@@ -74,11 +76,11 @@ export function mlaCacheFormat(op: string, cache: Tensor, dv: number, dr: number
     if (w !== mlaCacheBytesPerToken('fp8', dv, dr)) throw new ShapeError(`${op}: an FP8 cache for dv ${dv}, rope ${dr} has ${mlaCacheBytesPerToken('fp8', dv, dr)} bytes per token, got ${fmtShape(cache.shape)}`);
     return 'fp8';
   }
-  if (cache.dtype === 'bf16') {
-    if (w !== dv + dr) throw new ShapeError(`${op}: a bf16 cache for dv ${dv}, rope ${dr} has ${dv + dr} values per token, got ${fmtShape(cache.shape)}`);
-    return 'bf16';
+  if (cache.dtype === 'bf16' || cache.dtype === 'f32') {
+    if (w !== dv + dr) throw new ShapeError(`${op}: a ${cache.dtype} cache for dv ${dv}, rope ${dr} has ${dv + dr} values per token, got ${fmtShape(cache.shape)}`);
+    return cache.dtype;
   }
-  throw new DsvError(`${op}: the cache must be u8 (FP8 layout) or bf16, got ${cache.dtype}`);
+  throw new DsvError(`${op}: the cache must be u8 (FP8 layout), bf16 or f32, got ${cache.dtype}`);
 }
 
 function capability<K extends 'sparseMlaPrefill' | 'sparseMlaDecode' | 'mlaCacheWrite'>(op: K, t: Tensor): NonNullable<Tensor['backend'][K]> {
