@@ -21,6 +21,7 @@ import { matrixLayout } from '../matrix-layout.js';
 import { contiguousStrides, isContiguousLayout, numelOf } from '../../tensor/tensor.js';
 import { indexerCacheWriteCuda, indexerLogitsCuda, indexerLogitsPagedCuda, topkSelectCuda } from './dsa-indexer.js';
 import { mlaCacheWriteCuda, sparseMlaDecodeCuda, sparseMlaPrefillCuda } from './sparse-mla.js';
+import { groupedMatmulCuda, moeCombineCuda, moeDispatchCuda, moeRouteCuda } from './moe.js';
 import { fp8BlockLinearCuda } from './fp8-linear.js';
 
 /** Device storage: one allocator block. Freed when dispose() is called or the storage is collected. */
@@ -901,6 +902,18 @@ export class CudaBackend implements Backend {
   }
   mlaCacheWrite(cache: View, latent: View, rope: View, slots: View): void {
     mlaCacheWriteCuda(this, cache, latent, rope, slots);
+  }
+  moeRoute(out: View, scores: View, bias: View | null, forced: View | null, groups: number, topkGroups: number): void {
+    moeRouteCuda(this, out, scores, bias, forced, groups, topkGroups);
+  }
+  moeDispatch(pairs: View, rows: View, tokens: View, offsets: View, experts: View): void {
+    moeDispatchCuda(this, pairs, rows, tokens, offsets, experts);
+  }
+  groupedMatmul(out: View, x: View, w: View, offsets: View): void {
+    groupedMatmulCuda(this, out, x, w, offsets);
+  }
+  moeCombine(out: View, ySlots: View, weights: View, rows: View, shared: View | null): void {
+    moeCombineCuda(this, out, ySlots, weights, rows, shared);
   }
   /** FP8 block-scaled linear from quantised activations (src/backend/cuda/fp8-linear.ts). */
   fp8BlockLinear(out: View, q: View, sq: View, w8: View, sw: View): void {

@@ -1,0 +1,330 @@
+// Mixture-of-experts on the device with no host read inside a step: routing, dispatch (a stable counting
+// sort of the (token, slot) pairs by expert), a grouped GEMM over the expert segments, and the combine.
+// Contract: src/tensor/ops/moe.ts; CPU reference: src/backend/cpu/moe.ts (bit-identical to the host model's
+// src/model/gate.ts and moe.ts). Correctness first: CUDA cores only, no tensor cores.
+//
+// moe_route (one warp per token, 4 warps = 128 threads per CTA; dynamic shared memory 4·E floats of
+// selection scores + 4·32 group scores; a warp only touches its own part, so __syncwarp suffices). For token t:
+//   sel[e] = s[t, e] + bias[e] (__fadd_rn: one f32 rounding, as the CPU's fround; no contraction possible)
+//   G > 1: lane g (looping by 32) forms group g's score from its E/G entries: max (no bias) or the sum of the
+//     two largest values (__fadd_rn), i.e. the two best under the CPU's order (value desc, index asc: the
+//     top-2 VALUES do not depend on how ties are broken). Then lane g ranks its group against all G (better =
+//     larger score, tie → lower group) and, when the rank is ≥ topk_group, sets its experts' sel to −inf.
+//   top-k: lane l owns entries e = l + 32·i (i < ⌈E/32⌉ ≤ 32, a bit mask of taken entries in one register);
+//     k rounds of a warp arg-best under the strict total order (value desc, index asc): each lane scans its
+//     untaken entries, a butterfly of shuffles leaves the same (value, index) on every lane, its owner marks
+//     it taken. For NaN-free scores this total order makes the k winners exactly the host insertion top-k's
+//     (selectExperts); −inf entries of dropped groups tie and fall back to index order, as on the host. NaN
+//     scores (only from NaN activations) are outside the contract: the host's insertion rule is then
+//     order-dependent and the two may differ.
+//   output ascending: lane r < k holds winner r; its slot is the count of winners with a smaller id.
+//   forced (route replay): lane j < k reads forced[t, j]; its slot is the count of smaller ids in the row; an
+//     id outside [0, E) or repeated in the row raises the device error word (raise_index(err, id, E)) and is
+//     not written.
+//   Limits (checked by the launcher): E ≤ 1024, k ≤ 32, G ≤ 32.
+//
+// moe_dispatch (one CTA of 512 threads; dynamic shared memory E + 1 ints):
+//   1. histogram: cnt[e] += 1 per pair (shared atomics; an id outside [0, E) raises the error word and the
+//      pair gets no position: rows[i] = −1);
+//   2. exclusive scan of cnt by warp 0 (lane l sums a contiguous chunk, shuffles scan the 32 chunk sums),
+//      written to offsets[0..E]; cnt[e] becomes expert e's next free position;
+//   3. stable scatter by warp 0 alone, 32 pairs at a time in pair order: __match_any_sync groups the lanes
+//      holding the same expert, a lane's position is cnt[e] + (its peers below it), and the highest peer
+//      advances cnt[e] by the peer count. Visiting pairs in index order makes every segment ascending in pair
+//      index (moe.ts's loop order); pairs[pos] = i, tokens[pos] = i / k, rows[i] = pos.
+//   One CTA keeps the op free of scratch memory and of host reads (graph-capturable); its cost is
+//   ⌈T·k/32⌉ warp steps (about 4K for a 16K-token prefill at k = 8). Faster (left): per-warp contiguous
+//   ranges with a [warps][E] count table in shared memory, or a multi-CTA decoupled look-back.
+//
+// grouped_matmul (out [M, N] = x [M, K] · W[e]ᵀ, W [E, N, K], per segment [off[e], off[e+1])): a plain tiled
+//   SIMT GEMM. The row tiles are cut per segment (a tile never straddles two experts), so the number of row
+//   tiles is at most ⌈M/64⌉ + E + 2 (each segment adds at most one partial tile; the two extra "segments" are
+//   the rows before off[0] and from off[E] on, which are written as zeros like the CPU reference). The grid
+//   is sized for that worst case (grid.x over N tiles, grid.y over row tiles); a CTA first walks the offsets
+//   to find its segment and row range, and exits when its tile index is past the last real tile. No host
+//   read of the offsets is needed, so the launch is graph-capturable and the grid depends only on M, N, E.
+//   Tile 64 × 64 × 16, 256 threads, each thread a 4 × 4 block of outputs in registers; x and W tiles staged
+//   in shared memory as f32 (As[k][m], Bs[k][n], padded by 4 to spread banks); f32 FMA accumulation in k
+//   order, rounded once to x's dtype. The CPU reference (the backend's sgemm) sums in another order, so f32
+//   results agree to accumulation order and bf16 to one ulp, not bit for bit.
+//   Performance (left): wgmma / TMA tiles per segment (a persistent scheduler over (segment, tile) pairs),
+//   FP8 e4m3 weights with 128 × 128 block scales (the reference's fp8_gemm per K block, as fp8BlockLinear),
+//   swap-AB for decode's few rows per expert.
+//
+// moe_combine (one thread per output element, grid-stride): acc = 0; for j < k in slot order (= ascending
+//   expert id) acc = __fadd_rn(acc, __fmul_rn(ys[rows[t·k + j], d], w[t, j])); then acc = __fadd_rn(acc,
+//   shared[t, d]); out = round(acc). Each product and sum is rounded separately (the intrinsics forbid FMA
+//   contraction), exactly the CPU's fround(acc + fround(y·w)): the combine is bit-identical to the host.
+//   ys, shared and out are read and written by runtime dtype code (f32 or bf16), weights are f32.
+#include "common.cuh"
+
+#define ROUTE_WARPS 4
+#define NONE 0x7fffffff
+
+// (v, i) better than (bv, bi): larger value, ties to the lower index; bi == NONE is worse than anything.
+__device__ __forceinline__ bool route_better(float v, int i, float bv, int bi) {
+  return i != NONE && (bi == NONE || v > bv || (v == bv && i < bi));
+}
+
+extern "C" __global__ void __launch_bounds__(128) moe_route(int64_t T, int64_t E, int64_t k, int64_t G, int64_t TG, int32_t* out,
+                                                            const float* scores, const float* bias, const int32_t* forced, int* err) {
+  extern __shared__ float route_smem[];
+  const int lane = threadIdx.x & 31;
+  const int w = threadIdx.x >> 5;
+  const int64_t t = blockIdx.x * (int64_t)ROUTE_WARPS + w;
+  if (t >= T) return;  // whole warps leave together: no barrier below spans warps
+  const int Ei = (int)E, ki = (int)k, Gi = (int)G;
+  if (forced) {
+    if (lane < ki) {
+      const int e = forced[t * k + lane];
+      int rank = 0, dup = 0;
+      for (int i = 0; i < ki; i++) {
+        const int o = forced[t * k + i];
+        rank += o < e;
+        dup += (o == e) && i != lane;
+      }
+      if (e < 0 || e >= Ei || dup) raise_index(err, e, E);
+      else out[t * k + rank] = e;
+    }
+    return;
+  }
+  float* sel = route_smem + (int64_t)w * E;
+  float* gs = route_smem + ROUTE_WARPS * E + w * 32;
+  const float* s = scores + t * E;
+  for (int e = lane; e < Ei; e += 32) sel[e] = bias ? __fadd_rn(s[e], bias[e]) : s[e];
+  __syncwarp();
+  if (Gi > 1) {
+    const int per = Ei / Gi;
+    // group scores (G ≤ 32, checked by the launcher): lane g scans group g's E/G entries
+    if (lane < Gi) {
+      float m1 = -INFINITY, m2 = -INFINITY;
+      for (int j = 0; j < per; j++) {
+        const float v = sel[lane * per + j];
+        if (v > m1) {
+          m2 = m1;
+          m1 = v;
+        } else if (v > m2) {
+          m2 = v;
+        }
+      }
+      gs[lane] = bias ? __fadd_rn(m1, m2) : m1;
+    }
+    __syncwarp();
+    // G ≤ 32 (checked by the launcher): every group score sits in gs[0..G)
+    if (lane < Gi) {
+      const float gm = gs[lane];
+      int rank = 0;
+      for (int h = 0; h < Gi; h++) {
+        const float o = gs[h];
+        rank += (o > gm) || (o == gm && h < lane);
+      }
+      if (rank >= (int)TG)
+        for (int j = 0; j < per; j++) sel[lane * per + j] = -INFINITY;
+    }
+    __syncwarp();
+  }
+  // k rounds of warp arg-best over the untaken entries
+  uint32_t taken = 0;
+  int mine = NONE;
+  const int nper = (Ei + 31) >> 5;
+  for (int r = 0; r < ki; r++) {
+    float bv = -INFINITY;
+    int bi = NONE;
+    for (int i = 0; i < nper; i++) {
+      const int e = lane + 32 * i;
+      if (e < Ei && !((taken >> i) & 1u)) {
+        const float v = sel[e];
+        if (route_better(v, e, bv, bi)) {
+          bv = v;
+          bi = e;
+        }
+      }
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+      const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+      if (route_better(ov, oi, bv, bi)) {
+        bv = ov;
+        bi = oi;
+      }
+    }
+    if (bi != NONE && (bi & 31) == lane) taken |= 1u << (bi >> 5);
+    if (lane == r) mine = bi;
+  }
+  int rank = 0;
+  for (int i = 0; i < ki; i++) rank += __shfl_sync(0xffffffffu, mine, i) < mine;
+  if (lane < ki) out[t * k + rank] = mine;
+}
+
+extern "C" __global__ void __launch_bounds__(512) moe_dispatch(int64_t n, int64_t k, int64_t E, const int32_t* experts, int32_t* pairs,
+                                                                int32_t* rows, int32_t* tokens, int32_t* offsets, int* err) {
+  extern __shared__ int cnt[];
+  const int Ei = (int)E;
+  for (int e = threadIdx.x; e <= Ei; e += blockDim.x) cnt[e] = 0;
+  __syncthreads();
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+    const int e = experts[i];
+    if (e < 0 || e >= Ei) raise_index(err, e, E);
+    else atomicAdd(&cnt[e], 1);
+  }
+  __syncthreads();
+  if (threadIdx.x >= 32) return;
+  const int lane = threadIdx.x;
+  // exclusive scan over E + 1 counts (cnt[E] = 0): lane l owns [l·c, (l+1)·c)
+  const int c = (Ei + 1 + 31) / 32;
+  const int lo = min(lane * c, Ei + 1), hi = min(lo + c, Ei + 1);
+  int part = 0;
+  for (int e = lo; e < hi; e++) part += cnt[e];
+  int incl = part;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const int v = __shfl_up_sync(0xffffffffu, incl, o);
+    if (lane >= o) incl += v;
+  }
+  int run = incl - part;
+  for (int e = lo; e < hi; e++) {
+    const int ce = cnt[e];
+    cnt[e] = run;
+    offsets[e] = run;
+    run += ce;
+  }
+  __syncwarp();
+  const unsigned lt = (1u << lane) - 1u;
+  for (int64_t base = 0; base < n; base += 32) {
+    const int64_t i = base + lane;
+    int e = i < n ? experts[i] : -1;
+    if (e >= Ei) e = -1;
+    const unsigned peers = __match_any_sync(0xffffffffu, e);
+    if (e >= 0) {
+      const int pos = cnt[e] + __popc(peers & lt);
+      pairs[pos] = (int32_t)i;
+      tokens[pos] = (int32_t)(i / k);
+      rows[i] = pos;
+    } else if (i < n) {
+      rows[i] = -1;
+    }
+    __syncwarp();
+    if (e >= 0 && lane == 31 - __clz(peers)) cnt[e] += __popc(peers);
+    __syncwarp();
+  }
+}
+
+#define GM_BM 64
+#define GM_BN 64
+#define GM_BK 16
+#define GM_PAD 4
+
+template <class T> __device__ __forceinline__ float gm_load(const T* p, int64_t i);
+template <> __device__ __forceinline__ float gm_load<float>(const float* p, int64_t i) { return p[i]; }
+template <> __device__ __forceinline__ float gm_load<uint16_t>(const uint16_t* p, int64_t i) { return bf16_bits_to_f32(p[i]); }
+template <class T> __device__ __forceinline__ void gm_store(T* p, int64_t i, float v);
+template <> __device__ __forceinline__ void gm_store<float>(float* p, int64_t i, float v) { p[i] = v; }
+template <> __device__ __forceinline__ void gm_store<uint16_t>(uint16_t* p, int64_t i, float v) { p[i] = f32_to_bf16_bits(v); }
+
+template <class XT, class WT>
+__device__ void grouped_matmul(int64_t M, int64_t N, int64_t K, int64_t E, XT* out, const XT* x, const WT* W, const int32_t* off) {
+  __shared__ float As[GM_BK][GM_BM + GM_PAD];
+  __shared__ float Bs[GM_BK][GM_BN + GM_PAD];
+  __shared__ int seg_s, r0_s, rows_s;
+  if (threadIdx.x == 0) {
+    // walk the segments: −1 = rows before off[0], 0..E−1 = experts, E = rows from off[E] on
+    int64_t tile = blockIdx.y, seg = -2, r0 = 0, rows = 0;
+    for (int64_t s = -1; s <= E; s++) {
+      const int64_t a = s < 0 ? 0 : off[s];
+      const int64_t b = s < 0 ? off[0] : (s == E ? M : off[s + 1]);
+      const int64_t len = b > a ? b - a : 0;
+      const int64_t nt = (len + GM_BM - 1) / GM_BM;
+      if (tile < nt) {
+        seg = s;
+        r0 = a + tile * GM_BM;
+        rows = min((int64_t)GM_BM, len - tile * GM_BM);
+        break;
+      }
+      tile -= nt;
+    }
+    seg_s = (int)seg;
+    r0_s = (int)r0;
+    rows_s = (int)rows;
+  }
+  __syncthreads();
+  const int seg = seg_s;
+  if (seg == -2) return;  // past the last real tile (the grid is sized for the worst case)
+  const int64_t r0 = r0_s;
+  const int rows = rows_s;
+  const int64_t n0 = (int64_t)blockIdx.x * GM_BN;
+  const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+  float acc[4][4];
+#pragma unroll
+  for (int i = 0; i < 4; i++)
+#pragma unroll
+    for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
+  if (seg >= 0 && seg < E) {
+    const WT* We = W + (int64_t)seg * N * K;
+    for (int64_t k0 = 0; k0 < K; k0 += GM_BK) {
+      // 64 × 16 elements of each operand, 4 per thread; kk fastest so a warp reads two 16-wide row pieces
+#pragma unroll
+      for (int u = 0; u < 4; u++) {
+        const int idx = threadIdx.x + u * 256;
+        const int kk = idx & 15, r = idx >> 4;
+        const int64_t kg = k0 + kk;
+        As[kk][r] = (r < rows && kg < K) ? gm_load<XT>(x, (r0 + r) * K + kg) : 0.0f;
+        Bs[kk][r] = (n0 + r < N && kg < K) ? gm_load<WT>(We, (n0 + r) * K + kg) : 0.0f;
+      }
+      __syncthreads();
+#pragma unroll
+      for (int kk = 0; kk < GM_BK; kk++) {
+        float a[4], b[4];
+#pragma unroll
+        for (int i = 0; i < 4; i++) a[i] = As[kk][ty * 4 + i];
+#pragma unroll
+        for (int j = 0; j < 4; j++) b[j] = Bs[kk][tx * 4 + j];
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+#pragma unroll
+          for (int j = 0; j < 4; j++) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+      }
+      __syncthreads();
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    const int r = ty * 4 + i;
+    if (r >= rows) continue;
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+      const int64_t n = n0 + tx * 4 + j;
+      if (n < N) gm_store<XT>(out, (r0 + r) * N + n, acc[i][j]);
+    }
+  }
+}
+
+#define GMM(name, XT, WT)                                                                                                        \
+  extern "C" __global__ void __launch_bounds__(256) name(int64_t M, int64_t N, int64_t K, int64_t E, void* out, const void* x, \
+                                                         const void* W, const int32_t* off) {                                   \
+    grouped_matmul<XT, WT>(M, N, K, E, (XT*)out, (const XT*)x, (const WT*)W, off);                                             \
+  }
+GMM(grouped_matmul_f32_f32, float, float)
+GMM(grouped_matmul_f32_bf16, float, uint16_t)
+GMM(grouped_matmul_bf16_f32, uint16_t, float)
+GMM(grouped_matmul_bf16_bf16, uint16_t, uint16_t)
+
+extern "C" __global__ void __launch_bounds__(256) moe_combine(int64_t T, int64_t k, int64_t D, void* out, int out_dt, const void* ys, int ys_dt,
+                                                              const float* weights, const int32_t* rows, const void* shared, int sh_dt, int* err) {
+  const int64_t n = T * D;
+  const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += stride) {
+    const int64_t t = i / D, d = i - t * D;
+    float acc = 0.0f;
+    for (int64_t j = 0; j < k; j++) {
+      const int32_t p = rows[t * k + j];
+      if (p < 0 || p >= T * k) {
+        raise_index(err, p, T * k);
+        continue;
+      }
+      acc = __fadd_rn(acc, __fmul_rn(load_as<float>(ys, (int64_t)p * D + d, ys_dt), weights[t * k + j]));
+    }
+    if (shared) acc = __fadd_rn(acc, load_as<float>(shared, i, sh_dt));
+    store_as<float>(out, i, out_dt, acc);
+  }
+}

@@ -1,0 +1,81 @@
+// CUDA launches of the MoE operations (kernels/moe.cu): routing, dispatch, grouped GEMM and combine.
+// Contract: src/tensor/ops/moe.ts; CPU reference: src/backend/cpu/moe.ts. The op layer has checked shapes
+// and made every input contiguous (indices i32); here only the kernels' own limits are checked. No launch
+// reads device memory back, so all four can be captured in a CUDA graph; bad ids (forced routes, dispatch
+// ids, combine rows) raise the device error word, read right after the launch when eager index checks are on
+// and no graph is being captured (otherwise at the next synchronize).
+import { DsvError } from '../../errors.js';
+import type { View } from '../../tensor/backend.js';
+import type { CudaBackend } from './cuda-backend.js';
+import { dtCode } from './codes.js';
+import type { ParamKind } from './launch.js';
+
+const SIG: Record<string, readonly ParamKind[]> = {
+  moe_route: ['i64', 'i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'p'],
+  moe_dispatch: ['i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'p', 'p'],
+  grouped_matmul: ['i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'p'],
+  moe_combine: ['i64', 'i64', 'i64', 'p', 'i32', 'p', 'i32', 'p', 'p', 'p', 'i32', 'p'],
+};
+/** kernels/moe.cu: warps per routing CTA, GEMM tile rows/cols. */
+const ROUTE_WARPS = 4;
+const BM = 64;
+const BN = 64;
+const MAX_GRID_Y = 65535;
+
+const sfx = (d: string): string => (d === 'bf16' ? 'bf16' : 'f32');
+
+function checked(b: CudaBackend, op: string): void {
+  if (b.eagerIndexChecks && !b.rt.capturing) b.rt.checkErrors(op);
+}
+
+export function moeRouteCuda(b: CudaBackend, out: View, scores: View, bias: View | null, forced: View | null, groups: number, topkGroups: number): void {
+  const [T, E] = scores.shape as [number, number];
+  const k = out.shape[1]!;
+  if (E > 1024) throw new DsvError(`moeRoute on cuda: at most 1024 experts (one warp's 32 × 32 taken bits), got ${E}`);
+  if (k > 32) throw new DsvError(`moeRoute on cuda: at most 32 experts per token (one lane each), got ${k}`);
+  if (groups > 32) throw new DsvError(`moeRoute on cuda: at most 32 expert groups (one lane each), got ${groups}`);
+  const smem = 4 * ROUTE_WARPS * (E + 32);
+  const kern = b.rt.modules.get('moe', 'moe_route', SIG.moe_route!);
+  kern.launch(Math.ceil(T / ROUTE_WARPS), 32 * ROUTE_WARPS, smem,
+    [T, E, k, groups, topkGroups, b.address(out), b.address(scores), bias ? b.address(bias) : 0, forced ? b.address(forced) : 0, b.rt.errWord]);
+  if (forced) checked(b, 'moeRoute (a forced route holds an expert id outside [0, E) or repeats one)');
+}
+
+export function moeDispatchCuda(b: CudaBackend, pairs: View, rows: View, tokens: View, offsets: View, experts: View): void {
+  const [T, k] = experts.shape as [number, number];
+  const E = offsets.shape[0]! - 1;
+  if (T * k > 2 ** 31 - 1) throw new DsvError(`moeDispatch on cuda: ${T * k} pairs exceed the i32 positions`);
+  const smem = 4 * (E + 1);
+  if (smem > b.rt.info.maxSharedPerBlockOptin) throw new DsvError(`moeDispatch on cuda: ${E} experts need ${smem} bytes of shared memory`);
+  const kern = b.rt.modules.get('moe', 'moe_dispatch', SIG.moe_dispatch!);
+  if (smem > 48 * 1024) throw new DsvError(`moeDispatch on cuda: at most ${48 * 256 - 1} experts`);
+  kern.launch(1, 512, smem, [T * k, k, E, b.address(experts), b.address(pairs), b.address(rows), b.address(tokens), b.address(offsets), b.rt.errWord]);
+  checked(b, 'moeDispatch (an expert id outside [0, E))');
+}
+
+export function groupedMatmulCuda(b: CudaBackend, out: View, x: View, w: View, offsets: View): void {
+  const [M, K] = x.shape as [number, number];
+  const [E, N] = w.shape as [number, number, number];
+  if (x.dtype === 'f64' || w.dtype === 'f64') throw new DsvError('groupedMatmul on cuda: f32 or bf16 operands only (f64 is the CPU gradcheck path)');
+  if (M > 2 ** 31 - 1) throw new DsvError(`groupedMatmul on cuda: ${M} rows exceed the i32 row space`);
+  // worst-case row tiles: every segment (and the two uncovered ranges) may end in a partial tile
+  const tiles = Math.ceil(M / BM) + E + 2;
+  if (tiles > MAX_GRID_Y) throw new DsvError(`groupedMatmul on cuda: ${tiles} row tiles exceed the grid's ${MAX_GRID_Y}`);
+  const kern = b.rt.modules.get('moe', `grouped_matmul_${sfx(x.dtype)}_${sfx(w.dtype)}`, SIG.grouped_matmul!);
+  kern.launch(Math.ceil(N / BN), 256, 0, [M, N, K, E, b.address(out), b.address(x), b.address(w), b.address(offsets)], tiles);
+}
+
+export function moeCombineCuda(b: CudaBackend, out: View, ySlots: View, weights: View, rows: View, shared: View | null): void {
+  const [T, D] = out.shape as [number, number];
+  const k = weights.shape[1]!;
+  for (const v of [out, ySlots, shared]) {
+    if (v && v.dtype !== 'f32' && v.dtype !== 'bf16') throw new DsvError(`moeCombine on cuda: f32 or bf16 tensors only, got ${v.dtype}`);
+  }
+  if (weights.dtype !== 'f32') throw new DsvError(`moeCombine on cuda: weights must be f32, got ${weights.dtype}`);
+  const n = T * D;
+  const kern = b.rt.modules.get('moe', 'moe_combine', SIG.moe_combine!);
+  kern.launch(Math.max(1, Math.min(Math.ceil(n / 256), 65535 * 8)), 256, 0,
+    [T, k, D, b.address(out), dtCode(out.dtype), b.address(ySlots), dtCode(ySlots.dtype), b.address(weights), b.address(rows),
+      shared ? b.address(shared) : 0, shared ? dtCode(shared.dtype) : 0, b.rt.errWord]);
+  checked(b, 'moeCombine (a row outside [0, T·k))');
+}
