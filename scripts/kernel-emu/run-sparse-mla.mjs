@@ -4,7 +4,7 @@
 // online softmax, the FP8 cache writer's bytes and its bad-slot error record) before the GPU run. It is no
 // substitute for that run: g++ compiles the kernel (other FMA contraction, no GPU memory model, no real
 // warp scheduling), through textual edits of the source (the __shared__ declarations and one PTX max).
-// Slow: about 10 minutes in full on 2 cores (thousands of host threads per case), 20 s with --quick.
+// Slow: 10+ minutes in full on 2 shared cores (thousands of host threads per case), 0.5–3 minutes with --quick.
 //   npm run build && node scripts/kernel-emu/run-sparse-mla.mjs [--quick]
 // Needs g++ with C++20 (std::barrier). Exit code 1 when a case differs.
 import { execFileSync } from 'node:child_process';
@@ -129,7 +129,7 @@ for (const c of quick ? prefill.slice(2) : prefill) {
 }
 const decode = [{ B: 2, sq: 2, H: 16, k: 100, len: 150, page: 64, dv: 512, dr: 64 }, { B: 2, sq: 2, H: 4, k: 45, len: 50, page: 3, dv: 200, dr: 8 }];
 for (const c of quick ? decode.slice(1) : decode) {
-  for (const format of ['fp8', 'bf16']) {
+  for (const format of ['fp8', 'bf16', 'f32']) {
     for (const dtype of ['f32', 'bf16']) {
       const r = mulberry32(seed++);
       const D = c.dv + c.dr;

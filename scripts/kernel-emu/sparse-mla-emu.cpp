@@ -45,8 +45,10 @@ int main(int argc, char** argv) {
     const size_t osz = (name.find("fwd_bf16") != std::string::npos ? 2 : 4) * Tq * H * dv;
     std::vector<char> out(osz, (char)0x7f), lse(4 * Tq * H, (char)0x7f);
     typedef void (*Fn)(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, double, void*, float*, const void*, const void*, const int32_t*);
-    Fn fn = name == "sparse_mla_fwd_f32_f32" ? sparse_mla_fwd_f32_f32 : name == "sparse_mla_fwd_bf16_bf16" ? sparse_mla_fwd_bf16_bf16 : name == "sparse_mla_fwd_f32_bf16" ? sparse_mla_fwd_f32_bf16
-      : name == "sparse_mla_fwd_f32_fp8" ? sparse_mla_fwd_f32_fp8 : sparse_mla_fwd_bf16_fp8;
+    Fn fn = nullptr;
+#define K(n) if (name == #n) fn = n;
+    K(sparse_mla_fwd_f32_f32) K(sparse_mla_fwd_bf16_bf16) K(sparse_mla_fwd_f32_bf16) K(sparse_mla_fwd_bf16_f32) K(sparse_mla_fwd_f32_fp8) K(sparse_mla_fwd_bf16_fp8)
+    if (!fn) { fprintf(stderr, "unknown kernel %s\n", name.c_str()); return 2; }
     launch((unsigned)Tq, (unsigned)((H + 15) / 16), 256, [&] { fn(Tq, H, D, dv, k, rows, W, scale, out.data(), (float*)lse.data(), q.data(), kv.data(), (const int32_t*)idx.data()); });
     wr(argv[14], out.data(), out.size()); wr(argv[15], lse.data(), lse.size());
   } else {
@@ -55,10 +57,11 @@ int main(int argc, char** argv) {
     auto cache = rd(argv[8]), lat = rd(argv[9]), rope = rd(argv[10]), slots = rd(argv[11]);
     int err[6] = {0, 0, 0, 0, 0, 0};
     typedef void (*Fn)(int64_t, int64_t, int64_t, int64_t, int64_t, void*, const void*, const void*, const int32_t*, int*);
-    Fn fn = name == "mla_cache_write_fp8_f32_f32" ? mla_cache_write_fp8_f32_f32 : name == "mla_cache_write_fp8_bf16_bf16" ? mla_cache_write_fp8_bf16_bf16
-      : name == "mla_cache_write_fp8_bf16_f32" ? mla_cache_write_fp8_bf16_f32 : name == "mla_cache_write_fp8_f32_bf16" ? mla_cache_write_fp8_f32_bf16
-      : name == "mla_cache_write_bf16_f32_f32" ? mla_cache_write_bf16_f32_f32 : name == "mla_cache_write_bf16_bf16_bf16" ? mla_cache_write_bf16_bf16_bf16
-      : name == "mla_cache_write_bf16_bf16_f32" ? mla_cache_write_bf16_bf16_f32 : mla_cache_write_bf16_f32_bf16;
+    Fn fn = nullptr;
+    K(mla_cache_write_fp8_f32_f32) K(mla_cache_write_fp8_bf16_bf16) K(mla_cache_write_fp8_bf16_f32) K(mla_cache_write_fp8_f32_bf16)
+    K(mla_cache_write_bf16_f32_f32) K(mla_cache_write_bf16_bf16_bf16) K(mla_cache_write_bf16_bf16_f32) K(mla_cache_write_bf16_f32_bf16)
+    K(mla_cache_write_f32_f32_f32) K(mla_cache_write_f32_bf16_bf16) K(mla_cache_write_f32_bf16_f32) K(mla_cache_write_f32_f32_bf16)
+    if (!fn) { fprintf(stderr, "unknown kernel %s\n", name.c_str()); return 2; }
     launch((unsigned)N, 1, 128, [&] { fn(N, dv, dr, cap, W, cache.data(), lat.data(), rope.data(), (const int32_t*)slots.data(), err); });
     wr(argv[8], cache.data(), cache.size());
     printf("err %d %lld %lld\n", err[0], *(long long*)(err + 2), *(long long*)(err + 4));
