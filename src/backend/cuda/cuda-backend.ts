@@ -21,6 +21,8 @@ import { matrixLayout } from '../matrix-layout.js';
 import { contiguousStrides, isContiguousLayout, numelOf } from '../../tensor/tensor.js';
 import { indexerCacheWriteCuda, indexerLogitsCuda, indexerLogitsPagedCuda, topkSelectCuda } from './dsa-indexer.js';
 import { mlaCacheWriteCuda, sparseMlaDecodeCuda, sparseMlaPrefillCuda } from './sparse-mla.js';
+import { sparseMlaBackwardCuda } from './sparse-mla-backward.js';
+import { indexerKlLossCuda, indexerScoresBackwardCuda, indexerScoresCuda } from './indexer-train.js';
 import { groupedMatmulCuda, moeCombineCuda, moeDispatchCuda, moeRouteCuda } from './moe.js';
 import { fp8BlockLinearCuda } from './fp8-linear.js';
 
@@ -902,6 +904,19 @@ export class CudaBackend implements Backend {
   }
   mlaCacheWrite(cache: View, latent: View, rope: View, slots: View): void {
     mlaCacheWriteCuda(this, cache, latent, rope, slots);
+  }
+  /** Sparse MLA backward and the indexer's training ops (src/backend/cuda/sparse-mla-backward.ts, indexer-train.ts). */
+  sparseMlaBackward(dq: View, dkv: View, dout: View, q: View, kv: View, out: View, lse: View, indices: View, dv: number, scale: number): void {
+    sparseMlaBackwardCuda(this, dq, dkv, dout, q, kv, out, lse, indices, dv, scale);
+  }
+  indexerScores(out: View, q: View, k: View, w: View, start: View | null, end: View | null, indices: View | null): void {
+    indexerScoresCuda(this, out, q, k, w, start, end, indices);
+  }
+  indexerScoresBackward(dq: View, dk: View, dw: View, dout: View, q: View, k: View, w: View, start: View | null, end: View | null, indices: View | null): void {
+    indexerScoresBackwardCuda(this, dq, dk, dw, dout, q, k, w, start, end, indices);
+  }
+  indexerKlLoss(loss: View, grad: View, scores: View, q: View, kv: View, lse: View, start: View | null, end: View | null, indices: View | null, dv: number, scale: number): void {
+    indexerKlLossCuda(this, loss, grad, scores, q, kv, lse, start, end, indices, dv, scale);
   }
   moeRoute(out: View, scores: View, bias: View | null, forced: View | null, groups: number, topkGroups: number): void {
     moeRouteCuda(this, out, scores, bias, forced, groups, topkGroups);
