@@ -1,0 +1,112 @@
+// MoE operations benchmark (issue 12: "MoE dispatch on the device"): per-op times of one routed-expert layer
+// built from src/tensor/ops/moe.ts, at the 671B shapes by default (dim 7168, expert dim 2048, 256 experts,
+// 8 per token, 8 groups keeping 4, bf16 activations and weights):
+//   route (moeRoute on sigmoid scores with the bias), dispatch (moeDispatch), the three grouped GEMMs of the
+//   SwiGLU experts (gate and up [T·k, dim] × [E, F, dim], down [T·k, F] × [E, dim, F]), combine.
+// For the GEMMs: TFLOPS = 2·T·k·N·K / time, and GB/s = the activated experts' weight bytes / time (the decode
+// roofline: a decode step reads each chosen expert's weights once).
+// Medians of CUDA-event times over bursts of calls (host clock on the CPU). No PyTorch reference is timed
+// here (the reference's MoE is a Python loop over experts; its time comes from the full-model bench).
+// The kernels are the correctness-first SIMT versions (kernels/moe.cu): expect the GEMMs far below the
+// tensor-core roofline until wgmma tiles land.
+//   node dist/bench/moe.js [--tokens 1,8,64,2048] [--dim 7168] [--inter 2048] [--experts 256] [--k 8]
+//                          [--dtype bf16|f32] [--out result.json]
+//   node dist/bench/moe.js --device cpu       (tiny shapes on the CPU reference; says so)
+import { writeFileSync } from 'node:fs';
+import * as T from '../src/tensor/index.js';
+import { cudaBackend, cudaUnavailableReason } from '../src/backend/cuda/index.js';
+import { machine, printTable } from './harness.js';
+
+const args = process.argv.slice(2);
+const opt = (n: string): string | undefined => (args.includes(n) ? args[args.indexOf(n) + 1] : undefined);
+const device = opt('--device') ?? 'cuda';
+const onCpu = device === 'cpu';
+if (!onCpu) {
+  const why = cudaUnavailableReason();
+  if (why) {
+    console.error(`moe bench: ${why} (run with --device cpu for the tiny CPU shapes)`);
+    process.exit(2);
+  }
+}
+const num = (n: string, d: number): number => Number(opt(n) ?? d);
+const DIM = num('--dim', onCpu ? 256 : 7168);
+const F = num('--inter', onCpu ? 64 : 2048);
+const E = num('--experts', onCpu ? 16 : 256);
+const K = num('--k', onCpu ? 4 : 8);
+const G = num('--groups', onCpu ? 4 : 8);
+const TG = num('--topk-groups', onCpu ? 2 : 4);
+const dt = (opt('--dtype') ?? 'bf16') as T.DType;
+const TOKENS = (opt('--tokens') ?? (onCpu ? '1,8,64' : '1,8,64,512,2048')).split(',').map(Number);
+
+function median(xs: number[]): number {
+  xs.sort((a, b) => a - b);
+  return xs[xs.length >> 1]!;
+}
+/** Median ms per call over bursts (CUDA events on the GPU, host clock on the CPU). */
+function timeMs(fn: () => void, reps = onCpu ? 3 : 20, burst = onCpu ? 1 : 5): number {
+  fn();
+  const ts: number[] = [];
+  if (onCpu) {
+    for (let i = 0; i < reps; i++) {
+      const t = performance.now();
+      for (let j = 0; j < burst; j++) fn();
+      ts.push((performance.now() - t) / burst);
+    }
+    return median(ts);
+  }
+  const b = cudaBackend();
+  const e0 = b.event();
+  const e1 = b.event();
+  for (let i = 0; i < reps; i++) {
+    e0.record();
+    for (let j = 0; j < burst; j++) fn();
+    e1.record();
+    e1.synchronize();
+    ts.push(e1.since(e0) / burst);
+  }
+  return median(ts);
+}
+const rand = (shape: number[], seed: number, scale = 1): T.Tensor => T.cast(T.muls(T.randn(shape, new T.Rng(seed), { device }), scale), dt);
+
+const wg = rand([E, F, DIM], 1, DIM ** -0.5);
+const wu = rand([E, F, DIM], 2, DIM ** -0.5);
+const wd = rand([E, DIM, F], 3, F ** -0.5);
+const gateW = T.muls(T.randn([E, DIM], new T.Rng(4), { device }), DIM ** -0.5);
+const bias = T.muls(T.randn([E], new T.Rng(5), { device }), 0.1);
+const bytesPer = T.ITEMSIZE[dt];
+
+const rows: string[][] = [];
+const results: Record<string, unknown>[] = [];
+for (const Tn of TOKENS) {
+  const x = rand([Tn, DIM], 10 + Tn);
+  const s = T.sigmoid(T.linear(T.cast(x, 'f32'), gateW));
+  const route = (): T.Tensor => T.moeRoute(s, { bias, groups: G, topkGroups: TG, k: K });
+  const experts = route();
+  const d = T.moeDispatch(experts, E);
+  const xs = T.indexSelect(x, 0, d.tokens);
+  const h = rand([Tn * K, F], 20 + Tn);
+  const ys = rand([Tn * K, DIM], 30 + Tn);
+  const w = T.moeRouteWeights(s, experts, { normalize: true, scale: 2.5 });
+  // activated experts (distinct ids) for the weight-bytes roofline
+  const active = new Set(Array.from(experts.toHost() as Int32Array)).size;
+  const t = {
+    route: timeMs(route),
+    dispatch: timeMs(() => T.moeDispatch(experts, E)),
+    gateUp: timeMs(() => T.groupedMatmul(xs, wg, d.offsets)),
+    down: timeMs(() => T.groupedMatmul(h, wd, d.offsets)),
+    combine: timeMs(() => T.moeCombine(ys, w, d.rows, { dtype: dt })),
+  };
+  void wu; // up_proj has gate_proj's shape and time
+  const flopsGU = 2 * Tn * K * F * DIM;
+  const wBytes = active * F * DIM * bytesPer;
+  const tflops = (f: number, ms: number): string => (f / (ms * 1e-3) / 1e12).toFixed(2);
+  const gbs = (b: number, ms: number): string => (b / (ms * 1e-3) / 1e9).toFixed(0);
+  rows.push([String(Tn), String(active), t.route.toFixed(3), t.dispatch.toFixed(3), t.gateUp.toFixed(3), tflops(flopsGU, t.gateUp), gbs(wBytes, t.gateUp),
+    t.down.toFixed(3), tflops(flopsGU, t.down), gbs(wBytes, t.down), t.combine.toFixed(3)]);
+  results.push({ tokens: Tn, activeExperts: active, ms: t, gateUpTflops: +tflops(flopsGU, t.gateUp), downTflops: +tflops(flopsGU, t.down),
+    gateUpGBs: +gbs(wBytes, t.gateUp), downGBs: +gbs(wBytes, t.down) });
+}
+console.log(`MoE ops on ${onCpu ? 'cpu (tiny shapes, CPU reference)' : cudaBackend().rt.info.name}: dim ${DIM}, expert dim ${F}, ${E} experts, k ${K}, groups ${G}/${TG}, ${dt}`);
+printTable(['T', 'experts', 'route ms', 'dispatch ms', 'gate|up ms', 'TFLOPS', 'GB/s', 'down ms', 'TFLOPS', 'GB/s', 'combine ms'], rows);
+const out = opt('--out');
+if (out) writeFileSync(out, JSON.stringify({ date: new Date().toISOString().slice(0, 10), machine: machine(), device: onCpu ? 'cpu' : cudaBackend().rt.info.name, dim: DIM, inter: F, experts: E, k: K, dtype: dt, results }, null, 2));

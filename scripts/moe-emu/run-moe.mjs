@@ -1,0 +1,156 @@
+// Runs kernels/moe.cu on the CPU, one host thread per CUDA thread, and compares it with the CPU reference ops
+// (src/tensor/ops/moe.ts): routing (ties, groups with and without bias, forced routes and their errors),
+// dispatch, grouped GEMM (empty segments, rows outside every segment, f32/bf16) and combine (bit for bit).
+// For a machine without a GPU: it checks the kernels' own logic (indexing, tile walk, barriers, shuffles,
+// __match_any_sync, the error record) before the GPU run. It is no substitute for that run: g++ compiles the
+// kernels (no GPU memory model, no real warp scheduling), through textual edits of the __shared__ declarations.
+//   npm run build && node scripts/moe-emu/run-moe.mjs
+// Needs g++ with C++20 (std::barrier). Exit code 1 when a case differs.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '..', '..');
+const T = await import(join(root, 'dist', 'src', 'tensor', 'index.js'));
+const dir = mkdtempSync(join(tmpdir(), 'moe-emu-'));
+
+const src = readFileSync(join(root, 'kernels', 'moe.cu'), 'utf8');
+const edits = [
+  ['extern __shared__ float route_smem[];', 'float* route_smem = (float*)g_smem;'],
+  ['extern __shared__ int cnt[];', 'int* cnt = (int*)g_smem;'],
+  ['__shared__ float As', 'static float As'],
+  ['__shared__ float Bs', 'static float Bs'],
+  ['__shared__ int seg_s', 'static int seg_s'],
+];
+let host = src;
+for (const [from, to] of edits) {
+  if (!host.includes(from)) throw new Error(`moe-emu: kernels/moe.cu no longer contains '${from}'; update the edits`);
+  host = host.split(from).join(to);
+}
+if (/__shared__|asm\(/.test(host)) throw new Error('moe-emu: the kernel has __shared__ or asm this emulation does not handle');
+writeFileSync(join(dir, 'kernel.cpp'), host);
+const emu = join(dir, 'emu');
+execFileSync('g++', ['-std=c++20', '-O2', '-pthread', '-ffp-contract=off', '-Wno-unknown-pragmas', '-I', join(here, 'shim'), '-I', dir, '-o', emu, join(here, 'moe-emu.cpp')], { stdio: 'inherit' });
+
+function mulberry32(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+const rnd = mulberry32(1234);
+const normals = (n, s = 1) => Float32Array.from({ length: n }, () => s * Math.sqrt(-2 * Math.log(Math.max(rnd(), 1e-12))) * Math.cos(2 * Math.PI * rnd()));
+let n = 0;
+const f = (name, data) => {
+  const p = join(dir, `${n++}-${name}.bin`);
+  writeFileSync(p, Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+  return p;
+};
+const out = (name) => join(dir, `${n++}-${name}.out`);
+const readI32 = (p) => { const b = readFileSync(p); return new Int32Array(b.buffer, b.byteOffset, b.byteLength / 4); };
+const run = (...args) => {
+  const o = execFileSync(emu, args.map(String), { encoding: 'utf8' });
+  const m = /err (\d+) (-?\d+) (-?\d+)/.exec(o);
+  return { code: +m[1], index: +m[2], size: +m[3] };
+};
+let failures = 0;
+function check(ok, what) {
+  if (!ok) failures++;
+  console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}`);
+}
+const same = (a, b) => a.length === b.length && a.every((v, i) => v === b[i]);
+
+// ---- routing ----
+for (const [E, G, TG, k, bias, ties] of [[8, 4, 2, 2, true, true], [16, 4, 3, 6, true, true], [16, 8, 3, 4, false, true], [12, 1, 1, 3, true, false], [64, 8, 4, 8, true, true], [256, 8, 4, 8, true, false], [256, 8, 4, 8, true, true], [33, 1, 1, 5, false, true], [1024, 32, 5, 32, true, false]]) {
+  const Tn = 9;
+  const s = Float32Array.from({ length: Tn * E }, () => (ties ? Math.round(rnd() * 6) / 8 : 1 / (1 + Math.exp(-normals(1)[0]))));
+  const b = bias ? Float32Array.from({ length: E }, () => (ties ? Math.round(rnd() * 2) / 8 : 0.1 * normals(1)[0])) : null;
+  const want = T.moeRoute(T.fromArray(s, [Tn, E]), { bias: b ? T.fromArray(b, [E]) : null, groups: G, topkGroups: TG, k }).toHost();
+  const o = out('route');
+  const e = run('route', Tn, E, k, G, TG, f('s', s), b ? f('b', b) : '-', '-', o);
+  check(e.code === 0 && same(readI32(o), want), `route E ${E} G ${G}/${TG} k ${k} bias ${bias} ties ${ties}`);
+}
+{
+  const Tn = 5, E = 16, k = 4;
+  const s = Float32Array.from({ length: Tn * E }, () => rnd());
+  const forced = Int32Array.from([3, 1, 15, 0, 7, 6, 5, 4, 2, 9, 11, 10, 12, 13, 14, 8, 0, 15, 1, 14]);
+  const want = T.moeRoute(T.fromArray(s, [Tn, E]), { groups: 4, topkGroups: 2, k, forced }).toHost();
+  let o = out('route');
+  let e = run('route', Tn, E, k, 4, 2, f('s', s), '-', f('forced', forced), o);
+  check(e.code === 0 && same(readI32(o), want), 'route forced');
+  const bad = forced.slice();
+  bad[6] = 16;
+  e = run('route', Tn, E, k, 4, 2, f('s', s), '-', f('forced', bad), out('route'));
+  check(e.code === 1 && e.index === 16 && e.size === E, `route forced id out of range → error record ${JSON.stringify(e)}`);
+  const dup = forced.slice();
+  dup[9] = 2;
+  e = run('route', Tn, E, k, 4, 2, f('s', s), '-', f('forced', dup), out('route'));
+  check(e.code === 1 && e.index === 2, `route forced repeated id → error record ${JSON.stringify(e)}`);
+}
+
+// ---- dispatch ----
+for (const [Tn, k, E] of [[1, 1, 1], [1, 8, 256], [7, 2, 8], [33, 6, 16], [300, 8, 256], [1100, 3, 5]]) {
+  const ex = new Int32Array(Tn * k);
+  for (let i = 0; i < ex.length; i++) ex[i] = Math.floor(rnd() ** 2 * E);
+  const d = T.moeDispatch(T.fromArray(ex, [Tn, k], { dtype: 'i32' }), E);
+  const [p, r, t, o] = [out('pairs'), out('rows'), out('tokens'), out('offs')];
+  const e = run('dispatch', Tn, k, E, f('ex', ex), p, r, t, o);
+  check(e.code === 0 && same(readI32(p), d.pairs.toHost()) && same(readI32(r), d.rows.toHost()) && same(readI32(t), d.tokens.toHost()) && same(readI32(o), d.offsets.toHost()),
+    `dispatch T ${Tn} k ${k} E ${E}`);
+}
+{
+  const ex = Int32Array.from([0, 1, 5, 2]);
+  const e = run('dispatch', 2, 2, 4, f('ex', ex), out('p'), out('r'), out('t'), out('o'));
+  check(e.code === 1 && e.index === 5 && e.size === 4, `dispatch bad id → error record ${JSON.stringify(e)}`);
+}
+
+// ---- grouped GEMM ----
+for (const [M, K, N, offs] of [[37, 40, 24, [2, 2, 9, 9, 30, 35]], [1, 16, 8, [0, 1]], [130, 72, 136, [0, 0, 64, 65, 129, 130, 130]], [5, 3, 2, [0, 5]], [200, 33, 70, [0, 150, 200]]]) {
+  const E = offs.length - 1;
+  for (const [xdt, wdt] of [['f32', 'f32'], ['bf16', 'bf16'], ['bf16', 'f32'], ['f32', 'bf16']]) {
+    const x = T.cast(T.fromArray(normals(M * K), [M, K]), xdt);
+    const w = T.cast(T.fromArray(normals(E * N * K, K ** -0.5), [E, N, K]), wdt);
+    const want = T.groupedMatmul(x, w, T.fromArray(Int32Array.from(offs), [E + 1], { dtype: 'i32' })).toFloat64();
+    const o = out('gmm');
+    run('gmm', xdt, wdt, M, N, K, E, f('x', T.hostBytes(x.toHost())), f('w', T.hostBytes(w.toHost())), f('off', Int32Array.from(offs)), o);
+    const raw = readFileSync(o);
+    const host = xdt === 'bf16' ? new Uint16Array(raw.buffer, raw.byteOffset, raw.byteLength / 2) : new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4);
+    const got = T.fromBits(host, xdt, [M, N]).toFloat64();
+    // accumulation order differs from the CPU's GEMM: the error is measured against the output's scale
+    let worst = 0;
+    let scale = 1e-30;
+    for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]));
+    for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]) / scale);
+    const zeros = Array.from(got.subarray(0, offs[0] * N)).every((v) => v === 0) && Array.from(got.subarray(offs[E] * N)).every((v) => v === 0);
+    check(worst < (xdt === 'f32' ? 1e-5 : 1e-2) && zeros, `gmm M ${M} K ${K} N ${N} E ${E} ${xdt}·${wdt}: worst |error| / max |y| ${worst.toExponential(2)}`);
+  }
+}
+
+// ---- combine ----
+for (const [Tn, k, D, ydt, odt, withShared] of [[1, 1, 8, 'f32', 'f32', true], [7, 2, 33, 'bf16', 'bf16', true], [33, 6, 64, 'f32', 'bf16', false], [5, 8, 300, 'bf16', 'f32', true]]) {
+  const ex = new Int32Array(Tn * k);
+  for (let t = 0; t < Tn; t++) {
+    const perm = Array.from({ length: 16 }, (_, i) => i).sort(() => rnd() - 0.5).slice(0, k).sort((a, b) => a - b);
+    ex.set(perm, t * k);
+  }
+  const d = T.moeDispatch(T.fromArray(ex, [Tn, k], { dtype: 'i32' }), 16);
+  const ys = T.cast(T.fromArray(normals(Tn * k * D), [Tn * k, D]), ydt);
+  const w = T.fromArray(Float32Array.from({ length: Tn * k }, () => rnd()), [Tn, k]);
+  const sh = withShared ? T.cast(T.fromArray(normals(Tn * D), [Tn, D]), ydt) : null;
+  const want = T.moeCombine(ys, w, d.rows, { shared: sh, dtype: odt });
+  const code = (dt) => (dt === 'bf16' ? 2 : 0);
+  const o = out('comb');
+  run('combine', Tn, k, D, code(odt), code(ydt), code(ydt), f('ys', T.hostBytes(ys.toHost())), f('w', w.toHost()), f('rows', d.rows.toHost()), sh ? f('sh', T.hostBytes(sh.toHost())) : '-', o);
+  const got = new Uint8Array(readFileSync(o));
+  check(same(got, T.hostBytes(want.toHost())), `combine T ${Tn} k ${k} D ${D} ${ydt}→${odt} shared ${withShared} (bit for bit)`);
+}
+
+console.log(failures ? `${failures} case(s) differ` : 'all cases agree');
+process.exit(failures ? 1 : 0);
