@@ -7,23 +7,21 @@
 //   selection = top-min(index_topk, end_pos) of I over the causal keys, ties → lowest position
 // The FP8 keys and scales are cached for decode.
 import { DsvError } from '../errors.js';
-import { e4m3BitsToF32, type DType } from '../tensor/dtype.js';
+import type { DType } from '../tensor/dtype.js';
 import { Tensor, fromArray } from '../tensor/tensor.js';
 import { hadamard } from '../tensor/ops/hadamard.js';
 import { cat } from '../tensor/ops/indexing.js';
-import { linear, matmul } from '../tensor/ops/matmul.js';
+import { linear } from '../tensor/ops/matmul.js';
 import { mul, muls } from '../tensor/ops/elementwise.js';
 import { INDEXER_PAGE, indexerCacheWrite, indexerLogitsPaged, topkSelect } from '../tensor/ops/dsa-indexer.js';
 import { layerNorm } from '../tensor/ops/norm.js';
 import { rope } from '../tensor/ops/rope.js';
-import { cast, narrow, reshape, transpose } from '../tensor/ops/view.js';
+import { cast, narrow, reshape } from '../tensor/ops/view.js';
 import type { LayerCache } from './cache.js';
 import type { ModelConfig } from './config.js';
 import { actQuant } from '../tensor/ops/quant.js';
 import { QUANT_BLOCK } from './fp8.js';
 import { applyLinear } from './fp8-linear.js';
-import type { SelectionRows } from './sparse-attention.js';
-import { selectTopkRow } from './topk-select.js';
 import type { ModelWeights } from './weights.js';
 
 export class ForcedSelectionError extends DsvError {}
@@ -55,8 +53,6 @@ export interface IndexerQK {
 }
 
 const LN_EPS = 1e-6;
-/** Query rows per score block, bounded so a block's logits stay a few MiB. */
-const SCORE_BLOCK_ELEMS = 1 << 22;
 
 export class Indexer {
   constructor(
@@ -145,55 +141,6 @@ export class Indexer {
   }
 }
 
-/**
- * Index scores of queries q [nq, Hi, Dh] (weights w [nq, Hi]) against keys [T, Dh] (scales ks [T]),
- * for query positions pos0..pos0+nq-1: [nq, T] with −inf at keys after the query (the causal mask).
- */
-export function indexScores(q: Float32Array, w: Float32Array, keys: Float32Array, ks: Float32Array, nq: number, Hi: number, Dh: number, T: number, pos0: number): Float32Array {
-  const out = new Float32Array(nq * T);
-  const K = fromArray(keys.subarray(0, T * Dh), [T, Dh]);
-  const rowsPerBlock = Math.max(1, Math.floor(SCORE_BLOCK_ELEMS / Math.max(1, Hi * T)));
-  for (let i0 = 0; i0 < nq; i0 += rowsPerBlock) {
-    const n = Math.min(rowsPerBlock, nq - i0);
-    // keys visible to the block's last query
-    const tv = Math.min(T, pos0 + i0 + n);
-    const Q = fromArray(q.subarray(i0 * Hi * Dh, (i0 + n) * Hi * Dh), [n * Hi, Dh]);
-    const logits = matmul(Q, transpose(narrow(K, 0, 0, tv))).toFloat32(); // [n·Hi, tv]
-    for (let i = 0; i < n; i++) {
-      const pos = pos0 + i0 + i;
-      const row = (i0 + i) * T;
-      for (let t = 0; t < T; t++) {
-        if (t > pos || t >= tv) {
-          out[row + t] = -Infinity;
-          continue;
-        }
-        let acc = 0;
-        for (let h = 0; h < Hi; h++) {
-          const l = logits[(i * Hi + h) * tv + t]!;
-          if (l > 0) acc += l * w[(i0 + i) * Hi + h]!;
-        }
-        out[row + t] = Math.fround(Math.fround(acc) * ks[t]!);
-      }
-    }
-  }
-  return out;
-}
-
-function selectRows(q: Float32Array, w: Float32Array, keys: Float32Array, ks: Float32Array, S: number, Hi: number, Dh: number, start: number, topk: number, out: Int32Array, outOff: number, width: number): void {
-  const T = start + S;
-  const scratch = new Float32Array(T);
-  // score in blocks of queries so the [rows, T] score matrix stays bounded at long context
-  const rows = Math.max(1, Math.floor(SCORE_BLOCK_ELEMS / Math.max(1, T)));
-  for (let i0 = 0; i0 < S; i0 += rows) {
-    const n = Math.min(rows, S - i0);
-    const sc = indexScores(q.subarray(i0 * Hi * Dh), w.subarray(i0 * Hi), keys, ks, n, Hi, Dh, T, start + i0);
-    for (let i = 0; i < n; i++) {
-      const pos = start + i0 + i;
-      selectTopkRow(sc, i * T, pos + 1, Math.min(topk, T), out, outOff + (i0 + i) * width, width, scratch);
-    }
-  }
-}
-
 function fillForced(forced: Int32Array, topk: number, idx: Int32Array, width: number, B: number, S: number, start: number, where: string): void {
   if (forced.length !== B * S * topk) {
     throw new ForcedSelectionError(`${where}: forced top-k holds ${forced.length} entries, expected [${B}, ${S}, ${topk}]`);
@@ -207,8 +154,4 @@ function fillForced(forced: Int32Array, topk: number, idx: Int32Array, width: nu
     }
     for (let j = 0; j < width; j++) idx[r * width + j] = j < row.length ? row[j]! : -1;
   }
-}
-
-export function selectionRows(sel: Selection, b: number, S: number): SelectionRows {
-  return { idx: sel.idx, off: b * S * sel.width, width: sel.width };
 }

@@ -13,7 +13,7 @@ import type { DType } from '../tensor/dtype.js';
 import { Tensor, fromArray } from '../tensor/tensor.js';
 import { matmul } from '../tensor/ops/matmul.js';
 import { rope } from '../tensor/ops/rope.js';
-import { cast, contiguous, narrow, permute, reshape, transpose } from '../tensor/ops/view.js';
+import { cast, contiguous, expand, narrow, permute, reshape, transpose, unsqueeze } from '../tensor/ops/view.js';
 import { DsvError } from '../errors.js';
 import { cat } from '../tensor/ops/indexing.js';
 import { fp8RoundTrip } from '../tensor/ops/quant.js';
@@ -22,11 +22,11 @@ import { type LayerCache, type ModelCache, PAGE } from './cache.js';
 import type { ModelConfig } from './config.js';
 import { QUANT_BLOCK } from './fp8.js';
 import { applyLinear } from './fp8-linear.js';
-import { Indexer, type Selection, selectionRows } from './indexer.js';
+import { Indexer, type Selection } from './indexer.js';
 import { rmsNormTo } from './norm.js';
 import type { Numerics } from './numerics.js';
-import { actDtype, rounder } from './numerics.js';
-import { sparseMhaAttention } from './sparse-attention.js';
+import { actDtype } from './numerics.js';
+import { sparseMhaPrefill } from '../tensor/ops/sparse-mha.js';
 import { dequantize, type ModelWeights } from './weights.js';
 
 export type AttentionMode = 'auto' | 'mha' | 'mqa';
@@ -65,7 +65,6 @@ export class MLA {
     const cfg = this.cfg;
     const { B, S, start } = step;
     const dt = actDtype(step.numerics);
-    const rnd = rounder(step.numerics);
     const H = cfg.nHeads;
     const nope = cfg.qkNopeHeadDim;
     const r = cfg.qkRopeHeadDim;
@@ -95,34 +94,20 @@ export class MLA {
     let o: Tensor; // [B, S, H·dv]
     if (mode === 'mha') {
       if (cache.format === 'fp8') throw new DsvError(`${this.prefix}: MHA attention reads the latent rows, which the FP8 cache does not hold in the clear; use an f32 or bf16 latent cache, or mode 'mqa'`);
-      const qn = contiguous(qNope).toFloat32();
-      const qp = contiguous(qPe).toFloat32();
-      const outs = new Float32Array(B * S * H * dv);
+      // q [S, H, nope + r] per head: [q_nope | q_pe], the reference's concatenation
+      const q = reshape(cat([qNope, qPe], 3), [B * S, H, nope + r]);
+      const outs: Tensor[] = [];
       for (let b = 0; b < B; b++) {
         // the sequence's cached rows [end, c + r]: latent, then the rotated RoPE key
         const rows = narrow(reshape(seq(b).latent, [per * PAGE, c + r]), 0, 0, end);
-        const lat = cast(contiguous(narrow(rows, 1, 0, c)), dt);
-        // per-head keys/values of every cached position: wkv_b(latent)
-        const kvB = applyLinear(lat, this.lin('kv_b_proj'), dt, this.ue8m0).toFloat32(); // [end, H·(nope+dv)]
-        const kNope = new Float32Array(end * H * nope);
-        const v = new Float32Array(end * H * dv);
-        for (let t = 0; t < end; t++) {
-          for (let h = 0; h < H; h++) {
-            const src = (t * H + h) * (nope + dv);
-            kNope.set(kvB.subarray(src, src + nope), (t * H + h) * nope);
-            v.set(kvB.subarray(src + nope, src + nope + dv), (t * H + h) * dv);
-          }
-        }
-        const ob = sparseMhaAttention({
-          S, H, T: end, dNope: nope, dRope: r, dV: dv, qPos0: start,
-          qNope: qn.subarray(b * S * H * nope, (b + 1) * S * H * nope),
-          qPe: qp.subarray(b * S * H * r, (b + 1) * S * H * r),
-          kNope, kPe: contiguous(narrow(rows, 1, c, r)).toFloat32(), v,
-          sel: selectionRows(selection, b, S), scale: cfg.softmaxScale, rnd,
-        });
-        outs.set(ob, b * S * H * dv);
+        // per-head keys [k_nope(h) | k_pe] and values of every cached position: wkv_b(latent)
+        const kvB = reshape(applyLinear(cast(narrow(rows, 1, 0, c), dt), this.lin('kv_b_proj'), dt, this.ue8m0), [end, H, nope + dv]);
+        const kPeH = expand(unsqueeze(cast(narrow(rows, 1, c, r), dt), 1), [end, H, r]);
+        const k = cat([narrow(kvB, 2, 0, nope), kPeH], 2);
+        const ib = fromArray(selection.idx.subarray(b * S * selection.width, (b + 1) * S * selection.width), [S, selection.width], { dtype: 'i32', device: dev });
+        outs.push(sparseMhaPrefill(narrow(q, 0, b * S, S), k, narrow(kvB, 2, nope, dv), ib, cfg.softmaxScale).out);
       }
-      o = fromArray(outs, [B, S, H * dv], { dtype: dt, device: dev });
+      o = reshape(cat(outs, 0), [B, S, H * dv]);
     } else {
       const { uk, uv } = this.absorbedWeights(dt, dev);
       // q_abs[b, s, h, :] = q_nope[b, s, h, :] · W_UK[h]  ([H, nope, c]), then q_pe: q [B·S, H, c + r]

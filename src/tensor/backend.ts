@@ -93,7 +93,7 @@ export interface Backend {
   indexerCacheWrite?(cache: View, k: View, kScale: View, slots: View): void;
   /**
    * Optional: DSA top-k selection. x f32 [R, N] contiguous; out i32 [R, k]: per row the k largest of
-   * columns [start, end) with selectTopkRow's rule (src/model/topk-select.ts), ascending, −1 padded;
+   * columns [start, end) with selectTopkRow's rule (src/backend/cpu/topk-select.ts), ascending, −1 padded;
    * column indices, or paged slots through blockTable i32 [S, maxBlocks] (row r in sequence ⌊r/rowsPerSeq⌋).
    */
   topkSelect?(out: View, x: View, k: number, start: View | null, end: View | null, blockTable: View | null, rowsPerSeq: number): void;
@@ -129,6 +129,11 @@ export interface Backend {
    * slots (block·page + offset); out [N, H, dv], lse f32 [N, H].
    */
   sparseMlaDecode?(out: View, lse: View, q: View, cache: View, indices: View, dv: number, scale: number): void;
+  /**
+   * Optional: sparse attention in the MHA form (contract: src/tensor/ops/sparse-mha.ts). q [Tq, H, dq],
+   * k [Tk, H, dq], v [Tk, H, dv] contiguous, one dtype (f32/bf16); indices i32 [Tq, kk]; out [Tq, H, dv], lse f32 [Tq, H].
+   */
+  sparseMhaPrefill?(out: View, lse: View, q: View, k: View, v: View, indices: View, scale: number): void;
   /** Optional: store latent [N, dv] and rope [N, dr] (contiguous f32/bf16) at i32 slots [N] (−1 skips) of a cache, in place. */
   mlaCacheWrite?(cache: View, latent: View, rope: View, slots: View): void;
   /**

@@ -22,6 +22,7 @@ export * from './ops/loss.js';
 export * from './ops/quant.js';
 export * from './ops/dsa-indexer.js';
 export * from './ops/sparse-mla.js';
+export * from './ops/sparse-mha.js';
 export * from './ops/sparse-mla-train.js';
 export * from './ops/indexer-train.js';
 export * from './ops/moe.js';

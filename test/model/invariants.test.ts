@@ -1,7 +1,9 @@
 // The invariants of model.md §15, each as its own test.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DeepseekV32, indexScores, mapSource, randomCheckpoint, randomConfig, sparseMhaAttention, sparseMqaAttention, MoE } from '../../src/model/index.js';
+import { DeepseekV32, mapSource, randomCheckpoint, randomConfig, MoE } from '../../src/model/index.js';
+import { indexScores } from '../oracles/indexer.js';
+import { sparseMhaAttention, sparseMqaAttention } from '../oracles/sparse-attention.js';
 import { Rng } from '../../src/tensor/random.js';
 import { backward } from '../../src/tensor/autograd.js';
 import { fromArray, Tensor } from '../../src/tensor/tensor.js';

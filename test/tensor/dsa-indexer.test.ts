@@ -13,7 +13,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as T from '../../src/tensor/index.js';
 import { e4m3BitsToF32, f32ToE4m3Bits } from '../../src/tensor/dtype.js';
-import { DeepseekV32, indexScores, mapSource, randomCheckpoint, randomConfig } from '../../src/model/index.js';
+import { DeepseekV32, mapSource, randomCheckpoint, randomConfig } from '../../src/model/index.js';
+import { indexScores } from '../oracles/indexer.js';
 import { onGpu, assertRel } from '../cuda/common.js';
 
 const DEVICES: [string, { skip?: string }][] = [['cpu', {}], ['cuda', onGpu]];

@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as T from '../../src/tensor/index.js';
 import { cudaUnavailableReason } from '../../src/backend/cuda/index.js';
-import { indexScores } from '../../src/model/indexer.js';
+import { indexScores } from '../oracles/indexer.js';
 
 const reason = cudaUnavailableReason();
 function eachDevice(name: string, fn: (dev: string) => void): void {

@@ -1,5 +1,5 @@
 // Sparse MLA forward (prefill and paged decode) and the MLA latent-cache writer (src/tensor/ops/sparse-mla.ts):
-//  - the CPU reference against the model's host MQA path (src/model/sparse-attention.ts), bit for bit;
+//  - the CPU reference against the model's former host MQA path (test/oracles/sparse-attention.ts), bit for bit;
 //  - one test body per backend at awkward shapes (k not a multiple of 64, Tk not a multiple of the page,
 //    −1 holes and a row of only holes, H of 16/64/128, s_q of 2), against a plain f64 reference and, on
 //    CUDA, against the CPU op (skipped with the reason when no CUDA driver is present);
@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as T from '../../src/tensor/index.js';
 import { cudaUnavailableReason } from '../../src/backend/cuda/index.js';
-import { sparseMqaAttention } from '../../src/model/sparse-attention.js';
+import { sparseMqaAttention } from '../oracles/sparse-attention.js';
 
 const reason = cudaUnavailableReason();
 const DEVICES = ['cpu', 'cuda'];

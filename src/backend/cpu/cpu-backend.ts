@@ -10,6 +10,7 @@ import { sgemm, dgemm } from './gemm.js';
 import { matrixLayout, type MatrixLayout } from '../matrix-layout.js';
 import { indexerCacheWriteCpu, indexerLogitsCpu, indexerLogitsPagedCpu, topkSelectCpu } from './dsa-indexer.js';
 import { mlaCacheWriteCpu, sparseMlaDecodeCpu, sparseMlaPrefillCpu } from './sparse-mla.js';
+import { sparseMhaPrefillCpu } from './sparse-attention.js';
 import { sparseMlaBackwardCpu } from './sparse-mla-backward.js';
 import { indexerKlLossCpu, indexerScoresBackwardCpu, indexerScoresCpu } from './indexer-train.js';
 import { groupedMatmulCpu, moeCombineCpu, moeDispatchCpu, moeRouteCpu } from './moe.js';
@@ -508,6 +509,9 @@ export class CpuBackend implements Backend {
 
   sparseMlaPrefill(out: View, lse: View, q: View, kv: View, indices: View, dv: number, scale: number): void {
     sparseMlaPrefillCpu(out, lse, q, kv, indices, dv, scale);
+  }
+  sparseMhaPrefill(out: View, lse: View, q: View, k: View, v: View, indices: View, scale: number): void {
+    sparseMhaPrefillCpu(out, lse, q, k, v, indices, scale);
   }
   sparseMlaDecode(out: View, lse: View, q: View, cache: View, indices: View, dv: number, scale: number): void {
     sparseMlaDecodeCpu(out, lse, q, cache, indices, dv, scale);

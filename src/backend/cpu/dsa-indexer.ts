@@ -2,7 +2,8 @@
 // the paged indexer-key cache writer, and the DSA top-k selection. They are the numerical oracle the
 // CUDA kernels are tested against, and they reproduce today's host model (src/model/indexer.ts) bit for bit.
 //
-// Logits, exactly as indexScores() in src/model/indexer.ts computes them:
+// Logits, exactly as the model's former host loop computed them (indexScores, now the test oracle in
+// test/oracles/indexer.ts):
 //   l[q, h, t]  = the f32 GEMM  Q[q·H + h, :] · K[t, :]  of the decoded e4m3 values, computed by this
 //                 backend's sgemm on the SAME problems the host issues: queries in chunks of
 //                 max(1, ⌊2^22 / Tk⌋) (selectRows), each chunk in blocks of max(1, ⌊2^22 / (H·Tk)⌋) rows
@@ -21,7 +22,7 @@
 // stored as u8 [numBlocks, 64·(D+4)]. Token slot = block·64 + offset. The paged logits of sequence b read
 // its key at position p from block blockTable[b, ⌊p/64⌋], offset p mod 64.
 //
-// Top-k selection: per row, among the columns [start, end), exactly selectTopkRow (src/model/topk-select.ts):
+// Top-k selection: per row, among the columns [start, end), exactly selectTopkRow (src/backend/cpu/topk-select.ts):
 // when valid = end − start ≤ k all valid columns, else the k largest (NaN counts as +inf, −0 equals +0),
 // ties at the threshold to the lowest columns; output ascending, −1 padded to k. Entries are column indices,
 // or paged-cache slots: position p = column − start of row r (sequence ⌊r / rowsPerSeq⌋) maps to
@@ -31,7 +32,7 @@ import type { View } from '../../tensor/backend.js';
 import { e4m3BitsToF32 } from '../../tensor/dtype.js';
 import { sgemm } from './gemm.js';
 import { dataOf, isContiguousView, rawContiguous, readF, readIndex } from './strided.js';
-import { selectTopkRow } from '../../model/topk-select.js';
+import { selectTopkRow } from './topk-select.js';
 
 /** Tokens per page of the paged indexer-key cache (DeepGEMM's block size). */
 export const INDEXER_PAGE = 64;

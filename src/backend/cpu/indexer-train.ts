@@ -4,7 +4,7 @@
 // (Backend.indexerKlLoss). Training runs the indexer unquantised (f32/bf16, no FP8); f64 is the gradcheck dtype.
 //
 // Scores, dense mode (a key range [start[i], end[i]) per query, clamped to [0, Tk); −inf elsewhere):
-//   f32/bf16 inputs: exactly the host model's indexScores (src/model/indexer.ts) with quantisation off
+//   f32/bf16 inputs: exactly the host oracle indexScores (test/oracles/indexer.ts) with quantisation off
 //   (IndexerOptions.quantize = false: k scale 1): the same sgemm calls through logitsCore of
 //   src/backend/cpu/dsa-indexer.ts, acc = Σ_h (l > 0 ? l·w : 0) in double, out = fround(acc)
 //   (= fround(fround(acc)·1)). f64 inputs: every dot product and sum in double, unrounded.

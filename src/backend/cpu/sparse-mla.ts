@@ -1,6 +1,6 @@
 // CPU reference of sparse MLA (absorbed-MQA form) and of the MLA latent-cache writer; the contract is
 // in src/tensor/ops/sparse-mla.ts. The attention loop reproduces the host MQA path of the model
-// (src/model/sparse-attention.ts, sparseMqaAttention) operation for operation, so in f32 (and in bf16)
+// (formerly src/model/sparse-attention.ts, now the test oracle test/oracles/sparse-attention.ts) operation for operation, so in f32 (and in bf16)
 // the outputs are bit-identical to it wherever both compute the same thing:
 //   for each query i, head h, over the valid entries t of indices[i] in row order:
 //     d1 = Σ_c q[c]·kv[t, c] (c < dv, double), d2 = Σ_c q[dv+c]·kv[t, dv+c] (rope part, double)
@@ -11,8 +11,9 @@
 // A row with no valid entry gives out = 0 and lse = −∞. An index outside [0, Tk) is a hole like −1.
 import type { View } from '../../tensor/backend.js';
 import { DsvError } from '../../errors.js';
-import { E4M3_MAX, bf16BitsToF32, bf16Round, e4m3BitsToF32, f32Bits, f32ToBf16Bits, f32ToE4m3Bits, fromFloatArray, type HostArray } from '../../tensor/dtype.js';
+import { E4M3_MAX, bf16BitsToF32, e4m3BitsToF32, f32Bits, f32ToBf16Bits, f32ToE4m3Bits } from '../../tensor/dtype.js';
 import { dataOf, readF, readIndex } from './strided.js';
+import { attendSparse, rounderOf } from './sparse-attention.js';
 
 const fround = Math.fround;
 
@@ -83,69 +84,33 @@ function cacheRows(cache: View, dv: number, dr: number): KvRows {
 }
 
 /**
- * The shared loop: q [Tq, H, D] (f32 values), indices [Tq, k], kv rows of D = dv + dr; writes out
- * [Tq, H, dv] in out's dtype and lse [Tq, H] f32.
+ * The MQA form on the shared sparse-attention core (sparse-attention.ts): q [Tq, H, D] (f32 values),
+ * indices [Tq, k], kv rows of D = dv + dr; s_t = rnd(rnd(rnd(d1) + rnd(d2))·scale) with the latent and
+ * RoPE dots d1, d2 in double; the value is the row's latent part.
  */
 function attend(out: View, lse: View, qv: Float32Array, Tq: number, H: number, D: number, dv: number, kv: KvRows, idx: Int32Array | Float64Array, k: number,
   scale: number, rnd: (x: number) => number): void {
-  const o = new Float64Array(Tq * H * dv); // zeros for rows with no valid entry
-  const ls = dataOf(lse) as Float32Array;
-  const keys = new Int32Array(k);
-  const sc = new Float64Array(k);
-  const acc = new Float64Array(dv);
-  for (let i = 0; i < Tq; i++) {
-    let n = 0;
-    for (let j = 0; j < k; j++) {
-      const t = idx[i * k + j]!;
-      if (t >= 0 && t < kv.rows) keys[n++] = t;
-    }
-    for (let h = 0; h < H; h++) {
-      const ob = (i * H + h) * dv;
-      if (n === 0) {
-        ls[lse.offset + i * H + h] = -Infinity;
-        continue;
-      }
+  attendSparse(out, lse, {
+    Tq, H, dv, rows: kv.rows, idx, k, rnd,
+    score(i, h, t) {
       const qa = (i * H + h) * D;
-      let m = -Infinity;
-      for (let j = 0; j < n; j++) {
-        const { data: r, off } = kv.row(keys[j]!);
-        let d1 = 0;
-        for (let c = 0; c < dv; c++) d1 += qv[qa + c]! * r[off + c]!;
-        let d2 = 0;
-        for (let c = dv; c < D; c++) d2 += qv[qa + c]! * r[off + c]!;
-        const s = rnd(rnd(rnd(d1) + rnd(d2)) * scale);
-        sc[j] = s;
-        if (s > m) m = s;
-      }
-      let z = 0;
-      for (let j = 0; j < n; j++) {
-        const e = Math.exp(sc[j]! - m);
-        sc[j] = e;
-        z += e;
-      }
-      acc.fill(0);
-      for (let j = 0; j < n; j++) {
-        const p = rnd(sc[j]! / z);
-        const { data: r, off } = kv.row(keys[j]!);
-        for (let c = 0; c < dv; c++) acc[c] += p * r[off + c]!;
-      }
-      for (let c = 0; c < dv; c++) o[ob + c] = rnd(acc[c]!);
-      ls[lse.offset + i * H + h] = m + Math.log(z);
-    }
-  }
-  const od = dataOf(out);
-  fromFloatArray(o, out.dtype, od.subarray(out.offset, out.offset + o.length) as HostArray);
+      const { data: r, off } = kv.row(t);
+      let d1 = 0;
+      for (let c = 0; c < dv; c++) d1 += qv[qa + c]! * r[off + c]!;
+      let d2 = 0;
+      for (let c = dv; c < D; c++) d2 += qv[qa + c]! * r[off + c]!;
+      return rnd(rnd(rnd(d1) + rnd(d2)) * scale);
+    },
+    value: (t) => kv.row(t),
+  });
 }
 
-function rounder(dtype: string): (x: number) => number {
-  return dtype === 'bf16' ? bf16Round : fround;
-}
 
 /** q [Tq, H, D], kv [Tk, D], indices i32 [Tq, k] (all contiguous) → out [Tq, H, dv], lse f32 [Tq, H]. */
 export function sparseMlaPrefillCpu(out: View, lse: View, q: View, kv: View, indices: View, dv: number, scale: number): void {
   const [Tq, H, D] = q.shape as [number, number, number];
   const k = indices.shape[1]!;
-  attend(out, lse, readF(q, 'f32') as Float32Array, Tq, H, D, dv, denseRows(readF(kv, 'f32') as Float32Array, D), readIndex(indices), k, scale, rounder(q.dtype));
+  attend(out, lse, readF(q, 'f32') as Float32Array, Tq, H, D, dv, denseRows(readF(kv, 'f32') as Float32Array, D), readIndex(indices), k, scale, rounderOf(q.dtype));
 }
 
 /**
@@ -155,7 +120,7 @@ export function sparseMlaPrefillCpu(out: View, lse: View, q: View, kv: View, ind
 export function sparseMlaDecodeCpu(out: View, lse: View, q: View, cache: View, indices: View, dv: number, scale: number): void {
   const [N, H, D] = q.shape as [number, number, number];
   const k = indices.shape[1]!;
-  attend(out, lse, readF(q, 'f32') as Float32Array, N, H, D, dv, cacheRows(cache, dv, D - dv), readIndex(indices), k, scale, rounder(q.dtype));
+  attend(out, lse, readF(q, 'f32') as Float32Array, N, H, D, dv, cacheRows(cache, dv, D - dv), readIndex(indices), k, scale, rounderOf(q.dtype));
 }
 
 /**

@@ -21,6 +21,7 @@ import { matrixLayout } from '../matrix-layout.js';
 import { contiguousStrides, isContiguousLayout, numelOf } from '../../tensor/tensor.js';
 import { indexerCacheWriteCuda, indexerLogitsCuda, indexerLogitsPagedCuda, topkSelectCuda } from './dsa-indexer.js';
 import { mlaCacheWriteCuda, sparseMlaDecodeCuda, sparseMlaPrefillCuda } from './sparse-mla.js';
+import { sparseMhaPrefillCuda } from './sparse-mha.js';
 import { sparseMlaBackwardCuda } from './sparse-mla-backward.js';
 import { indexerKlLossCuda, indexerScoresBackwardCuda, indexerScoresCuda } from './indexer-train.js';
 import { groupedMatmulCuda, moeCombineCuda, moeDispatchCuda, moeRouteCuda } from './moe.js';
@@ -898,6 +899,9 @@ export class CudaBackend implements Backend {
   // ---- sparse MLA (src/backend/cuda/sparse-mla.ts) ---------------------------------------------------------
   sparseMlaPrefill(out: View, lse: View, q: View, kv: View, indices: View, dv: number, scale: number): void {
     sparseMlaPrefillCuda(this, out, lse, q, kv, indices, dv, scale);
+  }
+  sparseMhaPrefill(out: View, lse: View, q: View, k: View, v: View, indices: View, scale: number): void {
+    sparseMhaPrefillCuda(this, out, lse, q, k, v, indices, scale);
   }
   sparseMlaDecode(out: View, lse: View, q: View, cache: View, indices: View, dv: number, scale: number): void {
     sparseMlaDecodeCuda(this, out, lse, q, cache, indices, dv, scale);

@@ -16,7 +16,7 @@
 //              its max_logits path but returns natural-log lse)                 [Tq, H] f32
 // A row whose entries are all holes has out = 0 and lse = −∞ (the log of an empty sum; FlashMLA returns
 // +∞ there, which a backward using exp(s − lse) also turns into zero probabilities).
-// The CPU reference follows the model's host MQA path (src/model/sparse-attention.ts) bit for bit,
+// The CPU reference follows the model's former host MQA path (the oracle test/oracles/sparse-attention.ts) bit for bit,
 // including the per-einsum roundings and p_t = rnd(e_t / z); the CUDA kernel keeps the score roundings
 // but runs an online softmax in f32 (no rounding of p), so it agrees to accumulation order in f32 and to
 // about one bf16 ulp of the output in bf16.

@@ -1,3 +1,5 @@
+// Test oracles: the model's former host loops for sparse attention, kept as the independent reference the
+// sparse attention operations (src/tensor/ops/sparse-mla.ts, sparse-mha.ts) are checked against bit for bit.
 // DeepSeek Sparse Attention cores on the host: each query attends only to its selected keys that are
 // causally visible (key position ≤ query position). Both MLA modes of the reference:
 //   MHA (prefill): per head, q = [q_nope, q_pe], k = [k_nope(h), k_pe(shared)], v(h) from wkv_b(latent);
