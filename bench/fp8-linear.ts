@@ -7,12 +7,12 @@
 //   bf16    the dense bf16 linear of the same shape (T.linear), the path FP8 weights replace
 // with TFLOPS (2·M·N·K / time) and, for decode, weight GB/s (N·K bytes of e4m3 + scales per call).
 //   node dist/bench/fp8-linear.js [--out result.json] [--quick]
-//   node dist/bench/fp8-linear.js --device cpu     (small shapes: the op against the host applyLinear)
+//   node dist/bench/fp8-linear.js --device cpu     (small shapes: the op against the host loop it replaced, test/oracles/fp8-linear.ts)
 import { writeFileSync } from 'node:fs';
 import * as T from '../src/tensor/index.js';
 import { cudaBackend, cudaUnavailableReason } from '../src/backend/cuda/index.js';
 import { fp8BlockLinearTune } from '../src/backend/cuda/fp8-linear.js';
-import { applyLinear } from '../src/model/fp8-linear.js';
+import { hostFp8Linear } from '../test/oracles/fp8-linear.js';
 import { machine, printTable } from './harness.js';
 
 const args = process.argv.slice(2);
@@ -105,8 +105,7 @@ for (const [name, N, K] of SHAPES) {
       y = T.fp8Linear(x, w8, sw, { outDtype: 'bf16' });
     }, reps, burst);
     if (onCpu) {
-      const lw = { kind: 'fp8' as const, name, out: N, in: K, q: T.cast(w8, 'f32'), scale };
-      row.host_ms = timeMs(() => void applyLinear(x, lw, 'bf16', true), reps, burst);
+      row.host_ms = timeMs(() => void hostFp8Linear(x, w8, scale, 'bf16', true), reps, burst);
     } else {
       const { q, s } = T.actQuant(x, 128, { ue8m0: true });
       const o = T.empty([M, N], { dtype: 'bf16', device });
@@ -140,5 +139,5 @@ for (const [name, N, K] of SHAPES) {
 }
 const dev = onCpu ? 'cpu' : cudaBackend().rt.info.name;
 console.log(`FP8 block-scaled linear, bf16 in/out — ${dev}; ${machine()}`);
-printTable(['weight', 'M×N×K', 'op ms', 'op TFLOPS', 'weight GB/s', ...(onCpu ? ['host applyLinear ms'] : ['gemm ms', 'fallback kernel ms', 'bf16 linear ms'])], rows);
+printTable(['weight', 'M×N×K', 'op ms', 'op TFLOPS', 'weight GB/s', ...(onCpu ? ['host loop ms'] : ['gemm ms', 'fallback kernel ms', 'bf16 linear ms'])], rows);
 if (opt('--out')) writeFileSync(opt('--out')!, JSON.stringify({ date: new Date().toISOString(), machine: machine(), device: dev, rows: out }, null, 2));

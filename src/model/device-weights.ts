@@ -6,7 +6,7 @@
 // f32. The forward then multiplies the round-tripped activation by that W (see DeviceLinear), which is
 // the reference's fp8_gemm up to the summation order of the f32 accumulation.
 import { getBackend } from '../tensor/backend.js';
-import { Tensor, fromArray } from '../tensor/tensor.js';
+import { Tensor, fromArray, fromBits } from '../tensor/tensor.js';
 import { weightDequant } from '../tensor/ops/quant.js';
 import { linear } from '../tensor/ops/matmul.js';
 import { contiguous, narrow, reshape } from '../tensor/ops/view.js';
@@ -24,7 +24,7 @@ export interface DeviceLinear {
 /** A copy of t on `device` (t itself when it is already there). */
 export function toDevice(t: Tensor, device: string): Tensor {
   if (t.device === device) return t;
-  return fromArray(t.toHost(), t.shape, { dtype: t.dtype, device });
+  return fromBits(t.toHost(), t.dtype, t.shape, { device });
 }
 
 /** The layer index of a `model.layers.N.…` name, or −1. */
@@ -55,9 +55,7 @@ export class DeviceWeights {
       this.linears.set(name, { name, w: toDevice(lw.w, this.device), fp8: false });
       return;
     }
-    const q = toDevice(lw.q, this.device);
-    const s = fromArray(lw.scale, [Math.ceil(lw.out / FP8_BLOCK), Math.ceil(lw.in / FP8_BLOCK)], { dtype: 'f32', device: this.device });
-    this.linears.set(name, { name, w: weightDequant(q, s, FP8_BLOCK), fp8: true });
+    this.linears.set(name, { name, w: weightDequant(toDevice(lw.w8, this.device), toDevice(lw.scale, this.device), FP8_BLOCK), fp8: true });
   }
 
   has(name: string): boolean {

@@ -138,7 +138,7 @@ export class MLA {
     const nope = cfg.qkNopeHeadDim;
     const dv = cfg.vHeadDim;
     const c = cfg.kvLoraRank;
-    const w = cast(fromArray(dequantize(this.lin('kv_b_proj')), [H, nope + dv, c], { device }), dt);
+    const w = cast(reshape(dequantize(this.lin('kv_b_proj')), [H, nope + dv, c]), dt);
     const uk = cast(contiguous(narrow(w, 1, 0, nope)), 'f32');
     const uv = cast(contiguous(narrow(w, 1, nope, dv)), 'f32');
     this.wkvbCache = { dt, uk, uv };

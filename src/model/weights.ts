@@ -11,6 +11,7 @@ import { type DType } from '../tensor/dtype.js';
 import { Checkpoint } from '../tensor/safetensors.js';
 import { Tensor, fmtShape, fromArray } from '../tensor/tensor.js';
 import { cast } from '../tensor/ops/view.js';
+import { weightDequant } from '../tensor/ops/quant.js';
 import type { ModelConfig } from './config.js';
 
 export class WeightError extends DsvError {}
@@ -25,10 +26,10 @@ export type LinearWeight =
       name: string;
       out: number;
       in: number;
-      /** e4m3 values decoded to f32 (unscaled), [out, in] */
-      q: Tensor;
-      /** scale_inv [ceil(out/128), ceil(in/128)] */
-      scale: Float32Array;
+      /** e4m3 codes [out, in] */
+      w8: Tensor;
+      /** scale_inv f32 [ceil(out/128), ceil(in/128)] */
+      scale: Tensor;
     };
 
 type Role = 'linear' | 'float' | 'bias';
@@ -238,9 +239,9 @@ export class ModelWeights {
     const raw = this.read(name);
     let lw: LinearWeight;
     if (raw.dtype === 'f8e4m3') {
-      const scale = this.read(`${name}_scale_inv`).toFloat32();
-      checkFinite(fromArray(scale, [scale.length]), `${name}_scale_inv`, this.source.path);
-      lw = { kind: 'fp8', name, out, in: inF, q: cast(raw, 'f32'), scale };
+      const scale = cast(this.read(`${name}_scale_inv`), 'f32');
+      checkFinite(scale, `${name}_scale_inv`, this.source.path);
+      lw = { kind: 'fp8', name, out, in: inF, w8: raw, scale };
     } else {
       const w = cast(raw, 'f32');
       checkFinite(w, name, this.source.path);
@@ -258,15 +259,7 @@ function checkFinite(t: Tensor, name: string, where: string): void {
   }
 }
 
-/** The dense f32 matrix of a linear weight (FP8 dequantised blockwise: w8 · scale_inv). */
-export function dequantize(lw: LinearWeight): Float32Array {
-  if (lw.kind === 'dense') return lw.w.toFloat32();
-  const q = lw.q.toFloat32();
-  const out = new Float32Array(q.length);
-  const sb = ceilDiv(lw.in, FP8_BLOCK);
-  for (let i = 0; i < lw.out; i++) {
-    const srow = Math.floor(i / FP8_BLOCK) * sb;
-    for (let j = 0; j < lw.in; j++) out[i * lw.in + j] = q[i * lw.in + j]! * lw.scale[srow + Math.floor(j / FP8_BLOCK)]!;
-  }
-  return out;
+/** The dense f32 matrix [out, in] of a linear weight (FP8 dequantised blockwise: w8 · scale_inv, exact). */
+export function dequantize(lw: LinearWeight): Tensor {
+  return lw.kind === 'dense' ? lw.w : weightDequant(lw.w8, lw.scale, FP8_BLOCK);
 }

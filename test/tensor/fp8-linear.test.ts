@@ -1,5 +1,5 @@
 // FP8 block-scaled linear (src/tensor/ops/fp8-linear.ts, Backend.fp8BlockLinear):
-//  - one test body per backend against the host model's applyLinear (src/model/fp8-linear.ts) on random
+//  - one test body per backend against the model's former host loop (test/oracles/fp8-linear.ts) on random
 //    FP8 weights at M ∈ {1, 3, 7, 64}, K ∈ {64, 128, 256, 320} (partial K blocks), N ∈ {128, 200} (a
 //    partial N tile), f32/bf16 inputs and outputs, ue8m0 on and off: bit for bit on the CPU; on CUDA
 //    within f32 accumulation order, through the default path (cuBLASLt / FP8 GEMV where the shape allows)
@@ -14,8 +14,7 @@ import path from 'node:path';
 import * as T from '../../src/tensor/index.js';
 import { cudaUnavailableReason } from '../../src/backend/cuda/index.js';
 import { fp8BlockLinearTune } from '../../src/backend/cuda/fp8-linear.js';
-import { applyLinear } from '../../src/model/fp8-linear.js';
-import type { LinearWeight } from '../../src/model/weights.js';
+import { hostFp8Linear } from '../oracles/fp8-linear.js';
 import { fixtureDir } from '../model/golden-data.js';
 
 const reason = cudaUnavailableReason();
@@ -74,7 +73,6 @@ function randomX(shape: number[], dtype: T.DType, rnd: () => number): T.Tensor {
   return T.fromArray(v, shape, { dtype });
 }
 
-const lwOf = (w8: T.Tensor, scale: Float32Array): LinearWeight => ({ kind: 'fp8', name: 'w', out: w8.shape[0]!, in: w8.shape[1]!, q: T.cast(w8, 'f32'), scale });
 const on = (t: T.Tensor, dev: string): T.Tensor => (dev === 'cpu' ? t : T.fromBits(t.toHost(), t.dtype, t.shape, { device: dev }));
 
 function bitsEqual(a: T.Tensor, b: T.Tensor, what: string): void {
@@ -103,12 +101,12 @@ function assertRel(a: T.Tensor, e: T.Tensor, tol: number, what: string): void {
 }
 
 /**
- * fp8Linear on `dev` against applyLinear on the CPU: identical bytes on the CPU; on CUDA, relative error
+ * fp8Linear on `dev` against the host loop on the CPU: identical bytes on the CPU; on CUDA, relative error
  * within f32 accumulation order (f32 out) or one bf16 rounding (bf16 out), on the default path and on the
  * fallback kernel.
  */
 function check(dev: string, x: T.Tensor, w8: T.Tensor, scale: Float32Array, ue8m0: boolean, outDtype: T.DType, what: string): void {
-  const want = applyLinear(x, lwOf(w8, scale), outDtype, ue8m0);
+  const want = hostFp8Linear(x, w8, scale, outDtype, ue8m0);
   const sw = T.fromArray(scale, [Math.ceil(w8.shape[0]! / 128), Math.ceil(w8.shape[1]! / 128)]);
   const run = (): T.Tensor => T.fp8Linear(on(x, dev), on(w8, dev), on(sw, dev), { ue8m0, outDtype });
   if (dev === 'cpu') return bitsEqual(run(), want, what);
@@ -127,7 +125,7 @@ function check(dev: string, x: T.Tensor, w8: T.Tensor, scale: Float32Array, ue8m
   }
 }
 
-eachDevice('fp8Linear equals the host applyLinear on random FP8 weights (M 1/3/7/64, K 64/128/256/320, N 128/200)', (dev) => {
+eachDevice('fp8Linear equals the host loop on random FP8 weights (M 1/3/7/64, K 64/128/256/320, N 128/200)', (dev) => {
   const rnd = mulberry32(12);
   const variants: [T.DType, boolean, T.DType][] = [['f32', true, 'f32'], ['bf16', true, 'bf16'], ['f32', false, 'bf16'], ['bf16', false, 'f32']];
   for (const N of [128, 200]) {
@@ -143,7 +141,7 @@ eachDevice('fp8Linear equals the host applyLinear on random FP8 weights (M 1/3/7
 });
 
 const tinyFp8 = path.join(fixtureDir('tiny-fp8'), 'model.safetensors');
-eachDevice('fp8Linear equals applyLinear on the tiny-fp8 checkpoint\'s FP8 tensors, with leading dims [2, 5]', (dev, t) => {
+eachDevice('fp8Linear equals the host loop on the tiny-fp8 checkpoint\'s FP8 tensors, with leading dims [2, 5]', (dev, t) => {
   if (!existsSync(tinyFp8)) return t.skip(`no fixture at ${tinyFp8}`);
   const f = T.SafetensorsFile.open(tinyFp8);
   try {
