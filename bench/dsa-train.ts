@@ -1,0 +1,180 @@
+// DSA training-op benchmark (issue 11 §5, the "Sparse MLA backward" row: TileLang ≈ 115 TFLOPS on H200,
+// target ≥ 80), with a PyTorch reference (bench/dsa_train_ref.py: the gathered sparse attention through
+// torch autograd) timed in the same command on the same GPU. Ops timed:
+//   sparse MLA backward   s_q 4096, s_kv 32K, k 2048, h 128, bf16, dv 512 + rope 64 (the forward's lse saved)
+//                         FLOPs = 2·s_q·h·k·(3·576 + 2·512): s and dq and dkv-key over 576 dims, dp and
+//                         dkv-value over 512 (the products the backward actually forms)
+//   indexer scores        fwd and bwd, sparse (s_q 4096, k 2048) and dense causal (s_q 2048 over 8K keys),
+//                         H 64 × D 128, bf16; FLOPs = 2·H·D per entry (fwd), 3× that (bwd: l, dq, dk)
+//   indexer KL loss       sparse, s_q 4096, k 2048, against h 128 × 576 attention: 2·h·576 per entry
+// Medians of CUDA-event times over bursts (as bench/sparse-mla.ts). The kernels are the correctness-first
+// CUDA-core versions (kernels/sparse_mla_bwd.cu, kernels/indexer_train.cu): expect them far below the
+// target until the tensor-core work lands; the table says what was measured.
+//   node dist/bench/dsa-train.js [--no-torch] [--out result.json] [--quick]
+//   node dist/bench/dsa-train.js --device cpu      (tiny shapes on the CPU references; says so)
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as T from '../src/tensor/index.js';
+import { cudaBackend, cudaUnavailableReason } from '../src/backend/cuda/index.js';
+import { machine, printTable } from './harness.js';
+
+const args = process.argv.slice(2);
+const opt = (n: string): string | undefined => (args.includes(n) ? args[args.indexOf(n) + 1] : undefined);
+const device = opt('--device') ?? 'cuda';
+const onCpu = device === 'cpu';
+if (!onCpu) {
+  const why = cudaUnavailableReason();
+  if (why) {
+    console.error(`dsa-train bench: ${why} (run with --device cpu for the tiny CPU shapes)`);
+    process.exit(2);
+  }
+}
+const quick = args.includes('--quick');
+const cpuBe = T.getBackend('cpu');
+const be = onCpu ? cpuBe : T.getBackend('cuda');
+
+const MLA = onCpu ? { s_q: 4, s_kv: 300, k: 100, h: 16 } : { s_q: quick ? 1024 : 4096, s_kv: 32768, k: 2048, h: 128 };
+const IDX = onCpu ? { s_q: 8, k: 64, dense_q: 8, dense_kv: 200, h: 8 } : { s_q: quick ? 1024 : 4096, k: 2048, dense_q: quick ? 512 : 2048, dense_kv: 8192, h: 64 };
+const D = 576;
+const DV = 512;
+const DI = 128;
+
+function median(xs: number[]): number {
+  xs.sort((a, b) => a - b);
+  return xs[xs.length >> 1]!;
+}
+function timeMs(fn: () => void, reps = onCpu ? 3 : 10, burst = onCpu ? 1 : 3): number {
+  fn();
+  const ts: number[] = [];
+  if (onCpu) {
+    for (let i = 0; i < reps; i++) {
+      const t = performance.now();
+      for (let j = 0; j < burst; j++) fn();
+      ts.push((performance.now() - t) / burst);
+    }
+    return median(ts);
+  }
+  const b = cudaBackend();
+  const e0 = b.event();
+  const e1 = b.event();
+  for (let i = 0; i < reps; i++) {
+    e0.record();
+    for (let j = 0; j < burst; j++) fn();
+    e1.record();
+    e1.synchronize();
+    ts.push(e1.since(e0) / burst);
+  }
+  return median(ts);
+}
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+/** rows × k distinct random values of [0, n) per row (the scatter of top-k selections at long context). */
+function distinctRows(rows: number, k: number, n: number, seed: number): Int32Array {
+  const rnd = mulberry32(seed);
+  const perm = Int32Array.from({ length: n }, (_, i) => i);
+  const swaps = new Int32Array(k);
+  const out = new Int32Array(rows * k);
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0; j < k; j++) {
+      const p = j + Math.floor(rnd() * (n - j));
+      swaps[j] = p;
+      [perm[j], perm[p]] = [perm[p]!, perm[j]!];
+      out[r * k + j] = perm[j]!;
+    }
+    for (let j = k - 1; j >= 0; j--) [perm[j], perm[swaps[j]!]] = [perm[swaps[j]!]!, perm[j]!];
+  }
+  return out;
+}
+const rand = (shape: number[], dtype: T.DType, seed: number, s = 1): T.Tensor => T.muls(T.randn(shape, new T.Rng(seed), { dtype, device }), s);
+const tflops = (flop: number, ms: number): number => flop / (ms * 1e-3) / 1e12;
+
+const rows: string[][] = [];
+const out: Record<string, unknown>[] = [];
+function add(op: string, shape: string, ms: number, flop: number, ref?: number): void {
+  const tf = tflops(flop, ms);
+  rows.push([op, shape, ms.toFixed(onCpu ? 1 : 3), onCpu ? tf.toExponential(2) : tf.toFixed(2), ref === undefined ? '—' : ref.toFixed(3)]);
+  out.push({ op, shape, ms, tflops: tf, torch_ms: ref ?? null });
+}
+
+// ---- the torch reference, same command ---------------------------------------------------------------
+let torch: Record<string, number> | null = null;
+let torchNote = '';
+if (onCpu || args.includes('--no-torch')) torchNote = onCpu ? 'no torch reference on the CPU run' : 'torch reference skipped (--no-torch)';
+else {
+  const script = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'dsa_train_ref.py');
+  const r = spawnSync(process.env.DSV32_PYTHON ?? 'python3', [script], { input: JSON.stringify({ mla: MLA, idx: IDX }), encoding: 'utf8', maxBuffer: 1 << 24 });
+  if (r.error || r.status !== 0) torchNote = `torch reference failed: ${r.error?.message ?? r.stderr.trim().split('\n').slice(-2).join(' / ')}`;
+  else torch = JSON.parse(r.stdout);
+}
+
+// ---- sparse MLA backward -----------------------------------------------------------------------------
+{
+  const { s_q, s_kv, k, h } = MLA;
+  const scale = D ** -0.5;
+  const q = rand([s_q, h, D], 'bf16', 1);
+  const kv = rand([s_kv, D], 'bf16', 2);
+  const idx = T.fromArray(distinctRows(s_q, k, s_kv, 3), [s_q, k], { dtype: 'i32', device });
+  const { out: o, lse } = T.sparseMlaPrefill(q, kv, idx, scale, { dv: DV });
+  const g = rand([s_q, h, DV], 'bf16', 4);
+  const dq = T.empty([s_q, h, D], { dtype: 'bf16', device });
+  const dkv = T.empty([s_kv, D], { dtype: 'f32', device });
+  const ms = timeMs(() => be.sparseMlaBackward!(dq, dkv, g, q, kv, o, lse, idx, DV, scale));
+  add('sparse MLA backward', `s_q ${s_q} s_kv ${s_kv} k ${k} h ${h}`, ms, 2 * s_q * h * k * (3 * D + 2 * DV), torch?.mla_bwd_ms);
+}
+
+// ---- indexer scores and KL ---------------------------------------------------------------------------
+{
+  const { s_q, k, h } = IDX;
+  const q = rand([s_q, h, DI], 'bf16', 5);
+  const kk = rand([IDX.dense_kv, DI], 'bf16', 6);
+  const w = rand([s_q, h], 'f32', 7, 0.1);
+  const idx = T.fromArray(distinctRows(s_q, k, IDX.dense_kv, 8), [s_q, k], { dtype: 'i32', device });
+  const sc = T.empty([s_q, k], { dtype: 'f32', device });
+  const ms = timeMs(() => be.indexerScores!(sc, q, kk, w, null, null, idx));
+  add('indexer scores fwd, sparse', `s_q ${s_q} k ${k} H ${h}`, ms, 2 * s_q * k * h * DI, torch?.idx_sparse_fwd_ms);
+  const dq = T.empty([s_q, h, DI], { dtype: 'bf16', device });
+  const dk = T.empty([IDX.dense_kv, DI], { dtype: 'f32', device });
+  const dw = T.empty([s_q, h], { dtype: 'f32', device });
+  const g = rand([s_q, k], 'f32', 9);
+  const mb = timeMs(() => be.indexerScoresBackward!(dq, dk, dw, g, q, kk, w, null, null, idx));
+  add('indexer scores bwd, sparse', `s_q ${s_q} k ${k} H ${h}`, mb, 3 * 2 * s_q * k * h * DI, torch?.idx_sparse_bwd_ms);
+  // dense causal: query i of the last dense_q positions sees [0, dense_kv − dense_q + i + 1)
+  const nq = IDX.dense_q;
+  const T0 = IDX.dense_kv - nq;
+  const start = T.zeros([nq], { dtype: 'i32', device });
+  const end = T.fromArray(Int32Array.from({ length: nq }, (_, i) => T0 + i + 1), [nq], { dtype: 'i32', device });
+  const qd = T.narrow(q, 0, 0, nq).isContiguous() ? T.narrow(q, 0, 0, nq) : T.contiguous(T.narrow(q, 0, 0, nq));
+  const wd = T.contiguous(T.narrow(w, 0, 0, nq));
+  const sd = T.empty([nq, IDX.dense_kv], { dtype: 'f32', device });
+  const entries = nq * T0 + (nq * (nq + 1)) / 2;
+  const md = timeMs(() => be.indexerScores!(sd, qd, kk, wd, start, end, null));
+  add('indexer scores fwd, dense causal', `s_q ${nq} s_kv ${IDX.dense_kv} H ${h}`, md, 2 * entries * h * DI, torch?.idx_dense_fwd_ms);
+  const gd = rand([nq, IDX.dense_kv], 'f32', 10);
+  const dqd = T.empty([nq, h, DI], { dtype: 'bf16', device });
+  const mdb = timeMs(() => be.indexerScoresBackward!(dqd, dk, T.narrow(dw, 0, 0, nq), gd, qd, kk, wd, start, end, null));
+  add('indexer scores bwd, dense causal', `s_q ${nq} s_kv ${IDX.dense_kv} H ${h}`, mdb, 3 * 2 * entries * h * DI, torch?.idx_dense_bwd_ms);
+  // KL against the main attention (h_main heads × 576 over the same selected keys)
+  const hm = MLA.h;
+  const qm = rand([s_q, hm, D], 'bf16', 11);
+  const kvm = rand([IDX.dense_kv, D], 'bf16', 12);
+  const { lse } = T.sparseMlaPrefill(qm, kvm, idx, D ** -0.5, { dv: DV });
+  const L = T.empty([s_q], { dtype: 'f32', device });
+  const G = T.empty([s_q, k], { dtype: 'f32', device });
+  const mk = timeMs(() => be.indexerKlLoss!(L, G, sc, qm, kvm, lse, null, null, idx, DV, D ** -0.5));
+  add('indexer KL loss, sparse', `s_q ${s_q} k ${k} h ${hm}`, mk, 2 * s_q * k * hm * D, torch?.kl_sparse_ms);
+}
+
+console.log(`DSA training ops — ${onCpu ? 'CPU reference at TINY shapes (not the issue\'s shapes; no GPU here)' : cudaBackend().rt.info.name}; ${machine()}${torchNote ? `; ${torchNote}` : ''}`);
+printTable(['op', 'shape', 'ms (median)', 'TFLOPS', 'torch ms'], rows);
+const path = opt('--out');
+if (path) writeFileSync(path, JSON.stringify({ date: new Date().toISOString().slice(0, 10), machine: machine(), device: onCpu ? 'cpu (tiny shapes)' : cudaBackend().rt.info.name, torch: torch ?? torchNote, rows: out }, null, 2));
