@@ -10,7 +10,8 @@
 // The kernels are the correctness-first SIMT versions (kernels/moe.cu): expect the GEMMs far below the
 // tensor-core roofline until wgmma tiles land.
 //   node dist/bench/moe.js [--tokens 1,8,64,2048] [--dim 7168] [--inter 2048] [--experts 256] [--k 8]
-//                          [--dtype bf16|f32] [--out result.json]
+//                          [--dtype bf16|f32|fp8] [--out result.json]
+//   fp8: e4m3 expert weights with 128×128 block scales through groupedMatmulFp8 (bf16 activations).
 //   node dist/bench/moe.js --device cpu       (tiny shapes on the CPU reference; says so)
 import { writeFileSync } from 'node:fs';
 import * as T from '../src/tensor/index.js';
@@ -35,7 +36,8 @@ const E = num('--experts', onCpu ? 16 : 256);
 const K = num('--k', onCpu ? 4 : 8);
 const G = num('--groups', onCpu ? 4 : 8);
 const TG = num('--topk-groups', onCpu ? 2 : 4);
-const dt = (opt('--dtype') ?? 'bf16') as T.DType;
+const fp8 = opt('--dtype') === 'fp8';
+const dt = (fp8 ? 'bf16' : opt('--dtype') ?? 'bf16') as T.DType;
 const TOKENS = (opt('--tokens') ?? (onCpu ? '1,8,64' : '1,8,64,512,2048')).split(',').map(Number);
 
 function median(xs: number[]): number {
@@ -73,7 +75,15 @@ const wu = rand([E, F, DIM], 2, DIM ** -0.5);
 const wd = rand([E, DIM, F], 3, F ** -0.5);
 const gateW = T.muls(T.randn([E, DIM], new T.Rng(4), { device }), DIM ** -0.5);
 const bias = T.muls(T.randn([E], new T.Rng(5), { device }), 0.1);
-const bytesPer = T.ITEMSIZE[dt];
+const bytesPer = fp8 ? 1 : T.ITEMSIZE[dt];
+/** e4m3 codes of a weight stack [E, N, K] and power-of-two-ish block scales [E, ⌈N/128⌉, ⌈K/128⌉] (timing only). */
+const q8 = (w: T.Tensor): { w8: T.Tensor; s: T.Tensor } => {
+  const [e, n, k] = w.shape as [number, number, number];
+  return { w8: T.cast(T.muls(T.cast(w, 'f32'), 448 / 4 * k ** 0.5), 'f8e4m3'), s: T.full([e, Math.ceil(n / 128), Math.ceil(k / 128)], 4 / 448 * k ** -0.5, { device }) };
+};
+const wg8 = fp8 ? q8(wg) : null;
+const wd8 = fp8 ? q8(wd) : null;
+const gmm = (a: T.Tensor, w: T.Tensor, w8: { w8: T.Tensor; s: T.Tensor } | null, off: T.Tensor): T.Tensor => (w8 ? T.groupedMatmulFp8(a, w8.w8, w8.s, off) : T.groupedMatmul(a, w, off));
 
 const rows: string[][] = [];
 const results: Record<string, unknown>[] = [];
@@ -92,8 +102,8 @@ for (const Tn of TOKENS) {
   const t = {
     route: timeMs(route),
     dispatch: timeMs(() => T.moeDispatch(experts, E)),
-    gateUp: timeMs(() => T.groupedMatmul(xs, wg, d.offsets)),
-    down: timeMs(() => T.groupedMatmul(h, wd, d.offsets)),
+    gateUp: timeMs(() => gmm(xs, wg, wg8, d.offsets)),
+    down: timeMs(() => gmm(h, wd, wd8, d.offsets)),
     combine: timeMs(() => T.moeCombine(ys, w, d.rows, { dtype: dt })),
   };
   void wu; // up_proj has gate_proj's shape and time
@@ -106,7 +116,7 @@ for (const Tn of TOKENS) {
   results.push({ tokens: Tn, activeExperts: active, ms: t, gateUpTflops: +tflops(flopsGU, t.gateUp), downTflops: +tflops(flopsGU, t.down),
     gateUpGBs: +gbs(wBytes, t.gateUp), downGBs: +gbs(wBytes, t.down) });
 }
-console.log(`MoE ops on ${onCpu ? 'cpu (tiny shapes, CPU reference)' : cudaBackend().rt.info.name}: dim ${DIM}, expert dim ${F}, ${E} experts, k ${K}, groups ${G}/${TG}, ${dt}`);
+console.log(`MoE ops on ${onCpu ? 'cpu (tiny shapes, CPU reference)' : cudaBackend().rt.info.name}: dim ${DIM}, expert dim ${F}, ${E} experts, k ${K}, groups ${G}/${TG}, ${fp8 ? 'FP8 weights, bf16 activations' : dt}`);
 printTable(['T', 'experts', 'route ms', 'dispatch ms', 'gate|up ms', 'TFLOPS', 'GB/s', 'down ms', 'TFLOPS', 'GB/s', 'combine ms'], rows);
 const out = opt('--out');
-if (out) writeFileSync(out, JSON.stringify({ date: new Date().toISOString().slice(0, 10), machine: machine(), device: onCpu ? 'cpu' : cudaBackend().rt.info.name, dim: DIM, inter: F, experts: E, k: K, dtype: dt, results }, null, 2));
+if (out) writeFileSync(out, JSON.stringify({ date: new Date().toISOString().slice(0, 10), machine: machine(), device: onCpu ? 'cpu' : cudaBackend().rt.info.name, dim: DIM, inter: F, experts: E, k: K, dtype: fp8 ? 'fp8' : dt, results }, null, 2));

@@ -47,9 +47,11 @@
 //   in shared memory as f32 (As[k][m], Bs[k][n], padded by 4 to spread banks); f32 FMA accumulation in k
 //   order, rounded once to x's dtype. The CPU reference (the backend's sgemm) sums in another order, so f32
 //   results agree to accumulation order and bf16 to one ulp, not bit for bit.
+//   FP8 weights (grouped_matmul_fp8_*, e4m3 with 128 × 128 block scales): the same tiles with per-128-K-block
+//   promotion, see below.
 //   Performance (left): wgmma / TMA tiles per segment (a persistent scheduler over (segment, tile) pairs),
-//   FP8 e4m3 weights with 128 × 128 block scales (the reference's fp8_gemm per K block, as fp8BlockLinear),
-//   swap-AB for decode's few rows per expert.
+//   FP8 tensor-core MMA (e4m3 × e4m3 with the block scales applied on promotion, as DeepGEMM's grouped
+//   GEMM), swap-AB for decode's few rows per expert.
 //
 // moe_combine (one thread per output element, grid-stride): acc = 0; for j < k in slot order (= ascending
 //   expert id) acc = __fadd_rn(acc, __fmul_rn(ys[rows[t·k + j], d], w[t, j])); then acc = __fadd_rn(acc,
@@ -222,31 +224,34 @@ template <class T> __device__ __forceinline__ void gm_store(T* p, int64_t i, flo
 template <> __device__ __forceinline__ void gm_store<float>(float* p, int64_t i, float v) { p[i] = v; }
 template <> __device__ __forceinline__ void gm_store<uint16_t>(uint16_t* p, int64_t i, float v) { p[i] = f32_to_bf16_bits(v); }
 
+// The segment, first row and row count of row tile blockIdx.y (segments −1 = rows before off[0], 0..E−1 =
+// experts, E = rows from off[E] on; each cut into tiles of GM_BM rows); seg = −2 past the last tile.
+__device__ __forceinline__ void gm_find_tile(int64_t M, int64_t E, const int32_t* off, int* seg_o, int* r0_o, int* rows_o) {
+  int64_t tile = blockIdx.y, seg = -2, r0 = 0, rows = 0;
+  for (int64_t s = -1; s <= E; s++) {
+    const int64_t a = s < 0 ? 0 : off[s];
+    const int64_t b = s < 0 ? off[0] : (s == E ? M : off[s + 1]);
+    const int64_t len = b > a ? b - a : 0;
+    const int64_t nt = (len + GM_BM - 1) / GM_BM;
+    if (tile < nt) {
+      seg = s;
+      r0 = a + tile * GM_BM;
+      rows = min((int64_t)GM_BM, len - tile * GM_BM);
+      break;
+    }
+    tile -= nt;
+  }
+  *seg_o = (int)seg;
+  *r0_o = (int)r0;
+  *rows_o = (int)rows;
+}
+
 template <class XT, class WT>
 __device__ void grouped_matmul(int64_t M, int64_t N, int64_t K, int64_t E, XT* out, const XT* x, const WT* W, const int32_t* off) {
   __shared__ float As[GM_BK][GM_BM + GM_PAD];
   __shared__ float Bs[GM_BK][GM_BN + GM_PAD];
   __shared__ int seg_s, r0_s, rows_s;
-  if (threadIdx.x == 0) {
-    // walk the segments: −1 = rows before off[0], 0..E−1 = experts, E = rows from off[E] on
-    int64_t tile = blockIdx.y, seg = -2, r0 = 0, rows = 0;
-    for (int64_t s = -1; s <= E; s++) {
-      const int64_t a = s < 0 ? 0 : off[s];
-      const int64_t b = s < 0 ? off[0] : (s == E ? M : off[s + 1]);
-      const int64_t len = b > a ? b - a : 0;
-      const int64_t nt = (len + GM_BM - 1) / GM_BM;
-      if (tile < nt) {
-        seg = s;
-        r0 = a + tile * GM_BM;
-        rows = min((int64_t)GM_BM, len - tile * GM_BM);
-        break;
-      }
-      tile -= nt;
-    }
-    seg_s = (int)seg;
-    r0_s = (int)r0;
-    rows_s = (int)rows;
-  }
+  if (threadIdx.x == 0) gm_find_tile(M, E, off, &seg_s, &r0_s, &rows_s);
   __syncthreads();
   const int seg = seg_s;
   if (seg == -2) return;  // past the last real tile (the grid is sized for the worst case)
@@ -308,6 +313,93 @@ GMM(grouped_matmul_f32_f32, float, float)
 GMM(grouped_matmul_f32_bf16, float, uint16_t)
 GMM(grouped_matmul_bf16_f32, uint16_t, float)
 GMM(grouped_matmul_bf16_bf16, uint16_t, uint16_t)
+
+// FP8 weights (grouped_matmul_fp8_*): q e4m3 [M, K] with sq f32 [M, ⌈K/128⌉] (actQuant of the sorted rows),
+// w8 e4m3 [E, N, K] with sw f32 [E, ⌈N/128⌉, ⌈K/128⌉]. The same tiles; e4m3 codes are decoded exactly to f32
+// in shared memory, and the product of each 128-wide K block (8 BK steps, or what is left of K) is summed
+// in a separate f32 register block `part`, then promoted as fp8Linear does:
+//   acc = __fadd_rn(acc, __fmul_rn(part, __fmul_rn(sq[m, kb], sw[e, ⌊n/128⌋, kb])))
+// (a 64-column tile lies inside one 128-row scale tile, so the weight scale is one value per CTA and block).
+template <class OT>
+__device__ void grouped_matmul_fp8(int64_t M, int64_t N, int64_t K, int64_t E, OT* out, const uint8_t* q, const float* sq, const uint8_t* w8,
+                                   const float* sw, const int32_t* off) {
+  __shared__ float As8[GM_BK][GM_BM + GM_PAD];
+  __shared__ float Bs8[GM_BK][GM_BN + GM_PAD];
+  __shared__ int seg8_s, r08_s, rows8_s;
+  if (threadIdx.x == 0) gm_find_tile(M, E, off, &seg8_s, &r08_s, &rows8_s);
+  __syncthreads();
+  const int seg = seg8_s;
+  if (seg == -2) return;
+  const int64_t r0 = r08_s;
+  const int rows = rows8_s;
+  const int64_t n0 = (int64_t)blockIdx.x * GM_BN;
+  const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+  const int64_t nbK = (K + 127) / 128, nbN = (N + 127) / 128;
+  float acc[4][4], part[4][4];
+#pragma unroll
+  for (int i = 0; i < 4; i++)
+#pragma unroll
+    for (int j = 0; j < 4; j++) acc[i][j] = part[i][j] = 0.0f;
+  if (seg >= 0 && seg < E) {
+    const uint8_t* We = w8 + (int64_t)seg * N * K;
+    for (int64_t k0 = 0; k0 < K; k0 += GM_BK) {
+#pragma unroll
+      for (int u = 0; u < 4; u++) {
+        const int idx = threadIdx.x + u * 256;
+        const int kk = idx & 15, r = idx >> 4;
+        const int64_t kg = k0 + kk;
+        As8[kk][r] = (r < rows && kg < K) ? e4m3_bits_to_f32(q[(r0 + r) * K + kg]) : 0.0f;
+        Bs8[kk][r] = (n0 + r < N && kg < K) ? e4m3_bits_to_f32(We[(n0 + r) * K + kg]) : 0.0f;
+      }
+      __syncthreads();
+#pragma unroll
+      for (int kk = 0; kk < GM_BK; kk++) {
+        float a[4], b[4];
+#pragma unroll
+        for (int i = 0; i < 4; i++) a[i] = As8[kk][ty * 4 + i];
+#pragma unroll
+        for (int j = 0; j < 4; j++) b[j] = Bs8[kk][tx * 4 + j];
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+#pragma unroll
+          for (int j = 0; j < 4; j++) part[i][j] = fmaf(a[i], b[j], part[i][j]);
+      }
+      __syncthreads();
+      if (((k0 + GM_BK) & 127) == 0 || k0 + GM_BK >= K) {
+        const int64_t kb = k0 >> 7;
+        const float swv = n0 < N ? sw[((int64_t)seg * nbN + (n0 >> 7)) * nbK + kb] : 0.0f;
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+          const int r = ty * 4 + i;
+          const float sc = __fmul_rn(r < rows ? sq[(r0 + r) * nbK + kb] : 0.0f, swv);
+#pragma unroll
+          for (int j = 0; j < 4; j++) {
+            acc[i][j] = __fadd_rn(acc[i][j], __fmul_rn(part[i][j], sc));
+            part[i][j] = 0.0f;
+          }
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    const int r = ty * 4 + i;
+    if (r >= rows) continue;
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+      const int64_t n = n0 + tx * 4 + j;
+      if (n < N) gm_store<OT>(out, (r0 + r) * N + n, acc[i][j]);
+    }
+  }
+}
+
+#define GMM8(name, OT)                                                                                                             \
+  extern "C" __global__ void __launch_bounds__(256) name(int64_t M, int64_t N, int64_t K, int64_t E, void* out, const uint8_t* q,  \
+                                                         const float* sq, const uint8_t* w8, const float* sw, const int32_t* off) { \
+    grouped_matmul_fp8<OT>(M, N, K, E, (OT*)out, q, sq, w8, sw, off);                                                              \
+  }
+GMM8(grouped_matmul_fp8_f32, float)
+GMM8(grouped_matmul_fp8_bf16, uint16_t)
 
 extern "C" __global__ void __launch_bounds__(256) moe_combine(int64_t T, int64_t k, int64_t D, void* out, int out_dt, const void* ys, int ys_dt,
                                                               const float* weights, const int32_t* rows, const void* shared, int sh_dt, int* err) {

@@ -5,6 +5,7 @@
 //   emu route T E k G TG scores.bin bias.bin|- forced.bin|- out.bin
 //   emu dispatch T k E experts.bin pairs.bin rows.bin tokens.bin offsets.bin
 //   emu gmm xdt wdt M N K E x.bin w.bin off.bin out.bin          (dt: f32 | bf16)
+//   emu gmm8 odt M N K E q.bin sq.bin w8.bin sw.bin off.bin out.bin
 //   emu combine T k D out_dt ys_dt sh_dt ys.bin w.bin rows.bin sh.bin|- out.bin
 // Each prints the device error record "err <code> <index> <size>".
 #include "kernel.cpp"  // kernels/moe.cu with its __shared__ declarations made host C++
@@ -122,6 +123,19 @@ int main(int argc, char** argv) {
       else grouped_matmul_bf16_bf16(M, N, K, E, out.data(), xp, wp, op);
     });
     wr(argv[11], out.data(), out.size());
+  } else if (cmd == "gmm8") {
+    const std::string odt = argv[2];
+    const int64_t M = I(3), N = I(4), K = I(5), E = I(6);
+    auto q = rd(argv[7]), sq = rd(argv[8]), w8 = rd(argv[9]), sw = rd(argv[10]), off = rd(argv[11]);
+    const size_t osz = odt == "bf16" ? 2 : 4;
+    std::vector<unsigned char> out(M * N * osz, 0xAB);
+    const unsigned gx = (unsigned)((N + 63) / 64), gy = (unsigned)((M + 63) / 64 + E + 2);
+    launch(gx, gy, 256, [&] {
+      const int32_t* op = (const int32_t*)off.data();
+      if (odt == "f32") grouped_matmul_fp8_f32(M, N, K, E, out.data(), q.data(), (const float*)sq.data(), w8.data(), (const float*)sw.data(), op);
+      else grouped_matmul_fp8_bf16(M, N, K, E, out.data(), q.data(), (const float*)sq.data(), w8.data(), (const float*)sw.data(), op);
+    });
+    wr(argv[12], out.data(), out.size());
   } else if (cmd == "combine") {
     const int64_t T = I(2), k = I(3), D = I(4);
     const int odt = atoi(argv[5]), ydt = atoi(argv[6]), sdt = atoi(argv[7]);

@@ -21,9 +21,10 @@ const src = readFileSync(join(root, 'kernels', 'moe.cu'), 'utf8');
 const edits = [
   ['extern __shared__ float route_smem[];', 'float* route_smem = (float*)g_smem;'],
   ['extern __shared__ int cnt[];', 'int* cnt = (int*)g_smem;'],
-  ['__shared__ float As', 'static float As'],
+  ['__shared__ float As', 'static float As'],  // also As8 (the FP8 kernel)
   ['__shared__ float Bs', 'static float Bs'],
   ['__shared__ int seg_s', 'static int seg_s'],
+  ['__shared__ int seg8_s', 'static int seg8_s'],
 ];
 let host = src;
 for (const [from, to] of edits) {
@@ -130,6 +131,31 @@ for (const [M, K, N, offs] of [[37, 40, 24, [2, 2, 9, 9, 30, 35]], [1, 16, 8, [0
     for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]) / scale);
     const zeros = Array.from(got.subarray(0, offs[0] * N)).every((v) => v === 0) && Array.from(got.subarray(offs[E] * N)).every((v) => v === 0);
     check(worst < (xdt === 'f32' ? 1e-5 : 1e-2) && zeros, `gmm M ${M} K ${K} N ${N} E ${E} ${xdt}·${wdt}: worst |error| / max |y| ${worst.toExponential(2)}`);
+  }
+}
+
+// ---- grouped GEMM, FP8 weights ----
+for (const [M, K, N, offs] of [[37, 200, 136, [2, 2, 9, 9, 30, 35]], [1, 128, 64, [0, 1]], [70, 300, 24, [0, 0, 64, 65, 70]]]) {
+  const E = offs.length - 1;
+  const nbN = Math.ceil(N / 128), nbK = Math.ceil(K / 128);
+  const w8 = T.cast(T.fromArray(normals(E * N * K, 100), [E, N, K]), 'f8e4m3');
+  const sw = T.fromArray(Float32Array.from({ length: E * nbN * nbK }, () => 2 ** -(7 + Math.floor(rnd() * 4))), [E, nbN, nbK]);
+  for (const odt of ['f32', 'bf16']) {
+    const x = T.cast(T.fromArray(normals(M * K), [M, K]), odt);
+    const off = T.fromArray(Int32Array.from(offs), [E + 1], { dtype: 'i32' });
+    const want = T.groupedMatmulFp8(x, w8, sw, off).toFloat64();
+    const { q, s } = T.actQuant(x, 128, { ue8m0: true });
+    const o = out('gmm8');
+    run('gmm8', odt, M, N, K, E, f('q', T.hostBytes(q.toHost())), f('sq', s.toHost()), f('w8', T.hostBytes(w8.toHost())), f('sw', sw.toHost()), f('off', Int32Array.from(offs)), o);
+    const raw = readFileSync(o);
+    const host = odt === 'bf16' ? new Uint16Array(raw.buffer, raw.byteOffset, raw.byteLength / 2) : new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4);
+    const got = T.fromBits(host, odt, [M, N]).toFloat64();
+    let worst = 0;
+    let scale = 1e-30;
+    for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]));
+    for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]) / scale);
+    const zeros = Array.from(got.subarray(0, offs[0] * N)).every((v) => v === 0) && Array.from(got.subarray(offs[E] * N)).every((v) => v === 0);
+    check(worst < (odt === 'f32' ? 1e-5 : 1e-2) && zeros, `gmm8 M ${M} K ${K} N ${N} E ${E} → ${odt}: worst |error| / max |y| ${worst.toExponential(2)}`);
   }
 }
 

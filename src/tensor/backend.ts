@@ -176,6 +176,11 @@ export interface Backend {
   moeDispatch?(pairs: View, rows: View, tokens: View, offsets: View, experts: View): void;
   /** Optional: grouped GEMM out [M, N] (x's dtype) = x [M, K] · w[e]ᵀ (w [E, N, K]) on rows [offsets[e], offsets[e+1]); contiguous. */
   groupedMatmul?(out: View, x: View, w: View, offsets: View): void;
+  /**
+   * Optional: FP8 grouped GEMM: q f8e4m3 [M, K] and sq f32 [M, ⌈K/128⌉] (actQuant's output), w8 f8e4m3 [E, N, K],
+   * sw f32 [E, ⌈N/128⌉, ⌈K/128⌉], offsets i32 [E + 1]; out f32/bf16 [M, N] = fp8BlockLinear per segment.
+   */
+  groupedMatmulFp8?(out: View, q: View, sq: View, w8: View, sw: View, offsets: View): void;
   /** Optional: MoE combine out [T, D] = Σ_j w[t, j]·ySlots[rows[t·k + j]] (+ shared [T, D]) in f32, slot order; contiguous. */
   moeCombine?(out: View, ySlots: View, weights: View, rows: View, shared: View | null): void;
   /** Wait for queued work (no-op on synchronous backends). */

@@ -3,7 +3,8 @@
 //    tiny configs (randomConfig variants: groups with and without the bias, softmax with one group, no
 //    shared expert, k = 1), T = 1, 7, 33, f32 and bf16, with and without forced routes: the routes and y
 //    equal today's MoE.forward (src/model/moe.ts) bit for bit on the CPU; on CUDA the routes are identical
-//    and y agrees to f32 accumulation order (bf16: one ulp);
+//    and y agrees to f32 accumulation order (bf16: one ulp); the same with FP8 (e4m3, 128×128 scales) expert
+//    weights through groupedMatmulFp8 against the host's applyLinear FP8 path;
 //  - moeRoute against selectExperts (gate.ts) on scores full of ties;
 //  - moeDispatch against a plain stable sort, groupedMatmul against f64 with empty segments and rows outside
 //    every segment, moeCombine against f64;
@@ -109,23 +110,62 @@ interface Layer {
   wu: T.Tensor;
   wd: T.Tensor;
   shared: { wg: T.Tensor; wu: T.Tensor; wd: T.Tensor } | null;
+  /** FP8 layers: the experts' e4m3 codes [E, N, K] and 128×128 scales [E, ⌈N/128⌉, ⌈K/128⌉] */
+  fp8: Record<'wg' | 'wu' | 'wd' | 'sg' | 'su' | 'sd', Fp8Stack> | null;
+}
+interface Fp8Stack {
+  w8: T.Tensor;
+  scale: T.Tensor;
 }
 
-function makeLayer(v: Variant, seed: number): Layer {
-  const cfg = randomConfig({ num_hidden_layers: 2, ...v.over });
+/** A weight [N, K] quantised as the checkpoints are: per 128×128 tile s = amax/448, codes e4m3(w/s). */
+function quantizeFp8(w: Float32Array, N: number, K: number): { w8: T.Tensor; scale: T.Tensor } {
+  const nbN = Math.ceil(N / 128);
+  const nbK = Math.ceil(K / 128);
+  const scale = new Float32Array(nbN * nbK);
+  const y = new Float32Array(N * K);
+  for (let bn = 0; bn < nbN; bn++) for (let bk = 0; bk < nbK; bk++) {
+    let amax = 1e-8;
+    for (let n = bn * 128; n < Math.min(N, bn * 128 + 128); n++) for (let k = bk * 128; k < Math.min(K, bk * 128 + 128); k++) amax = Math.max(amax, Math.abs(w[n * K + k]!));
+    const sc = Math.fround(amax / 448);
+    scale[bn * nbK + bk] = sc;
+    for (let n = bn * 128; n < Math.min(N, bn * 128 + 128); n++) for (let k = bk * 128; k < Math.min(K, bk * 128 + 128); k++) y[n * K + k] = w[n * K + k]! / sc;
+  }
+  return { w8: T.cast(T.fromArray(y, [N, K]), 'f8e4m3'), scale: T.fromArray(scale, [nbN, nbK]) };
+}
+
+function makeLayer(v: Variant, seed: number, fp8 = false): Layer {
+  const cfg = { ...randomConfig({ num_hidden_layers: 2, ...v.over }), fp8Weights: fp8 };
   const ck = randomCheckpoint(cfg, seed);
   if (v.noBias) ck.delete(`${LAYER}.gate.e_score_correction_bias`);
-  const weights = ModelWeights.open(cfg, mapSource(ck));
-  const moe = new MoE(cfg, weights, LAYER, false);
-  const dense = (n: string): T.Tensor => {
-    const lw = weights.linear(n);
-    assert.equal(lw.kind, 'dense');
-    return (lw as { w: T.Tensor }).w;
-  };
-  const stack = (p: string, proj: string, E: number): T.Tensor => T.stack(Array.from({ length: E }, (_, e) => dense(`${p}${E === 1 && p.endsWith('shared_experts') ? '' : `.${e}`}.${proj}.weight`)), 0);
-  const E = cfg.nRoutedExperts;
+  const names = (p: string, n: number): string[] => Array.from({ length: n }, (_, e) => (p.endsWith('shared_experts') ? p : `${p}.${e}`));
   const ex = `${LAYER}.experts`;
   const sp = `${LAYER}.shared_experts`;
+  const E = cfg.nRoutedExperts;
+  if (fp8) {
+    // every expert projection (routed and shared) becomes e4m3 codes with their block scales
+    for (const p of [...names(ex, E), ...(cfg.nSharedExperts > 0 ? [sp] : [])]) {
+      for (const proj of ['gate_proj', 'up_proj', 'down_proj']) {
+        const n = `${p}.${proj}.weight`;
+        const t = ck.get(n)!;
+        const q = quantizeFp8(t.toFloat32(), t.shape[0]!, t.shape[1]!);
+        ck.set(n, q.w8);
+        ck.set(`${n}_scale_inv`, q.scale);
+      }
+    }
+  }
+  const weights = ModelWeights.open(cfg, mapSource(ck));
+  const moe = new MoE(cfg, weights, LAYER, true);
+  const dense = (n: string): T.Tensor => {
+    const lw = weights.linear(n);
+    return lw.kind === 'dense' ? lw.w : T.zeros([lw.out, lw.in]);
+  };
+  const stack = (p: string, proj: string, n: number): T.Tensor => T.stack(names(p, n).map((q) => dense(`${q}.${proj}.weight`)), 0);
+  const stack8 = (p: string, proj: string, n: number): Fp8Stack => ({
+    w8: T.stack(names(p, n).map((q) => ck.get(`${q}.${proj}.weight`)!), 0),
+    scale: T.stack(names(p, n).map((q) => ck.get(`${q}.${proj}.weight_scale_inv`)!), 0),
+  });
+  void stack8;
   return {
     cfg,
     moe,
@@ -135,6 +175,12 @@ function makeLayer(v: Variant, seed: number): Layer {
     wu: stack(ex, 'up_proj', E),
     wd: stack(ex, 'down_proj', E),
     shared: cfg.nSharedExperts > 0 ? { wg: stack(sp, 'gate_proj', 1), wu: stack(sp, 'up_proj', 1), wd: stack(sp, 'down_proj', 1) } : null,
+    fp8: fp8 ? {
+      wg: stack8(ex, 'gate_proj', E), wu: stack8(ex, 'up_proj', E), wd: stack8(ex, 'down_proj', E),
+      sg: cfg.nSharedExperts > 0 ? stack8(sp, 'gate_proj', 1) : stack8(ex, 'gate_proj', 1),
+      su: cfg.nSharedExperts > 0 ? stack8(sp, 'up_proj', 1) : stack8(ex, 'up_proj', 1),
+      sd: cfg.nSharedExperts > 0 ? stack8(sp, 'down_proj', 1) : stack8(ex, 'down_proj', 1),
+    } : null,
   };
 }
 
@@ -148,16 +194,21 @@ function composedMoe(L: Layer, x: T.Tensor, dt: T.DType, wdt: T.DType, forced?: 
   const experts = T.moeRoute(s, { bias: L.bias ? on(L.bias, dev) : null, groups: cfg.nExpertGroups, topkGroups: cfg.nLimitedGroups, k: cfg.nActivatedExperts, forced });
   const w = T.moeRouteWeights(s, experts, { normalize: cfg.scoreFunc === 'sigmoid', scale: cfg.routeScale });
   const d = T.moeDispatch(experts, cfg.nRoutedExperts);
-  const swiglu = (xs: T.Tensor, wg: T.Tensor, wu: T.Tensor, wd: T.Tensor, off: T.Tensor): T.Tensor => {
-    const g = T.groupedMatmul(xs, W(wg), off);
-    const u = T.groupedMatmul(xs, W(wu), off);
+  type Wt = T.Tensor | Fp8Stack;
+  const gemm = (a: T.Tensor, w: Wt, off: T.Tensor): T.Tensor =>
+    w instanceof T.Tensor ? T.groupedMatmul(a, W(w), off) : T.groupedMatmulFp8(a, on(w.w8, dev), on(w.scale, dev), off, { ue8m0: true });
+  const swiglu = (xs: T.Tensor, wg: Wt, wu: Wt, wd: Wt, off: T.Tensor): T.Tensor => {
+    const g = gemm(xs, wg, off);
+    const u = gemm(xs, wu, off);
     const h = T.cast(T.mul(T.silu(T.cast(g, 'f32')), T.cast(u, 'f32')), dt);
-    return T.groupedMatmul(h, W(wd), off);
+    return gemm(h, wd, off);
   };
-  const ys = swiglu(T.indexSelect(x, 0, d.tokens), L.wg, L.wu, L.wd, d.offsets);
+  const f8 = L.fp8;
+  const ys = f8 ? swiglu(T.indexSelect(x, 0, d.tokens), f8.wg, f8.wu, f8.wd, d.offsets) : swiglu(T.indexSelect(x, 0, d.tokens), L.wg, L.wu, L.wd, d.offsets);
   // the shared expert: one segment holding every token
   const Tn = x.shape[0]!;
-  const shared = L.shared ? swiglu(x, L.shared.wg, L.shared.wu, L.shared.wd, T.fromArray(Int32Array.from([0, Tn]), [2], { dtype: 'i32', device: dev })) : null;
+  const all = T.fromArray(Int32Array.from([0, Tn]), [2], { dtype: 'i32', device: dev });
+  const shared = L.shared ? (f8 ? swiglu(x, f8.sg, f8.su, f8.sd, all) : swiglu(x, L.shared.wg, L.shared.wu, L.shared.wd, all)) : null;
   return { y: T.moeCombine(ys, w, d.rows, { shared, dtype: dt }), experts };
 }
 
@@ -187,6 +238,55 @@ for (const v of VARIANTS) {
     }
   });
 }
+
+for (const v of [VARIANTS[0]!, VARIANTS[3]!]) {
+  eachDevice(`composed MoE == MoE.forward with FP8 expert weights: ${v.name}`, (dev) => {
+    const L = makeLayer(v, 50 + VARIANTS.indexOf(v), true);
+    const cfg = L.cfg;
+    const rnd = mulberry32(77);
+    for (const dt of ['f32', 'bf16'] as const) {
+      for (const Tn of [1, 7, 33]) {
+        const x = T.fromArray(normals(Tn * cfg.dim, rnd), [Tn, cfg.dim], { dtype: dt });
+        const routes = randomRoutes(Tn, cfg.nRoutedExperts, cfg.nActivatedExperts, rnd);
+        for (const forced of [null, routes]) {
+          const tag = `FP8 ${v.name} ${dt} T=${Tn} ${forced ? 'forced' : 'chosen'}`;
+          const ref = T.noGrad(() => L.moe.forward(x, dt, forced));
+          const got = T.noGrad(() => composedMoe(L, on(x, dev), dt, 'f32', forced));
+          assert.deepEqual(Array.from(got.experts.toHost() as Int32Array), Array.from(ref.routing.experts), `${tag}: routes`);
+          if (dev === 'cpu') bitsEqual(got.y, ref.y, `${tag}: y`);
+          else close(got.y.toFloat32(), ref.y.toFloat32(), dt === 'f32' ? 1e-5 : 2e-2, dt === 'f32' ? 1e-4 : 1e-2, `${tag}: y`);
+        }
+      }
+    }
+  });
+}
+
+eachDevice('groupedMatmulFp8 == fp8Linear per segment', (dev) => {
+  const rnd = mulberry32(61);
+  for (const [M, K, N, offs] of [[37, 200, 136, [2, 2, 9, 9, 30, 35]], [1, 128, 64, [0, 1]], [70, 300, 24, [0, 0, 64, 65, 70]]] as const) {
+    const E = offs.length - 1;
+    const q = Array.from({ length: E }, () => quantizeFp8(normals(N * K, rnd, K ** -0.5), N, K));
+    const w8 = T.stack(q.map((z) => z.w8), 0);
+    const sw = T.stack(q.map((z) => z.scale), 0);
+    for (const xdt of ['f32', 'bf16'] as const) {
+      const x = T.cast(T.fromArray(normals(M * K, rnd), [M, K]), xdt);
+      const y = T.groupedMatmulFp8(on(x, dev), on(w8, dev), on(sw, dev), T.fromArray(Int32Array.from(offs), [E + 1], { dtype: 'i32', device: dev }));
+      assert.equal(y.dtype, xdt);
+      const yv = y.toFloat32();
+      for (let i = 0; i < offs[0]! * N; i++) assert.equal(yv[i], 0, 'rows before the first segment are zero');
+      for (let i = offs[E]! * N; i < M * N; i++) assert.equal(yv[i], 0, 'rows after the last segment are zero');
+      for (let e = 0; e < E; e++) {
+        const m = offs[e + 1]! - offs[e]!;
+        if (!m) continue;
+        const ref = T.fp8Linear(T.narrow(x, 0, offs[e]!, m), q[e]!.w8, q[e]!.scale, { ue8m0: true });
+        const seg = T.contiguous(T.narrow(y, 0, offs[e]!, m));
+        const tag = `M ${M} K ${K} N ${N} ${xdt} segment ${e}`;
+        if (dev === 'cpu') bitsEqual(seg, ref, tag);
+        else close(seg.toFloat32(), ref.toFloat32(), xdt === 'f32' ? 1e-5 : 2e-2, xdt === 'f32' ? 1e-4 : 1e-2, tag);
+      }
+    }
+  }
+});
 
 eachDevice('moeRoute == selectExperts on scores with ties', (dev) => {
   const rnd = mulberry32(5);

@@ -24,6 +24,13 @@ inline uint16_t f32_to_bf16_bits(float x) {
   return (uint16_t)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
 }
 inline float bf16_bits_to_f32(uint16_t h) { return __uint_as_float(((uint32_t)h) << 16); }
+inline float e4m3_bits_to_f32(uint8_t v) {
+  const float s = (v & 0x80) ? -1.0f : 1.0f;
+  const int e = (v >> 3) & 0xf, m = v & 7;
+  if (e == 15 && m == 7) return __uint_as_float(0x7fc00000u);
+  if (e == 0) return s * (float)m * 0.001953125f;
+  return s * ldexpf(1.0f + (float)m * 0.125f, e - 7);
+}
 template <class C> inline C load_as(const void* p, int64_t i, int dt) {
   return dt == DT_BF16 ? (C)bf16_bits_to_f32(((const uint16_t*)p)[i]) : (C)((const float*)p)[i];
 }

@@ -10,12 +10,17 @@
 //    (x rows [m, K] times the transposed [N, K] weight, f32 accumulation, one rounding to the out dtype), so
 //    the result is the host's bit for bit (the GEMM's order per output element depends on K, not on which
 //    other rows share the call, but calling it per segment with the host's shapes makes that moot).
+//  - groupedMatmulFp8Cpu is the same per segment over FP8 weights: fp8BlockLinearCpu (the host applyLinear
+//    FP8 loop moved down a layer) on the segment's rows of the quantised activations and W[e]'s codes and
+//    128×128 scales. actQuant works row by row, so quantising all sorted rows at once gives each segment
+//    the codes and scales the host's per-expert call computes.
 //  - moeCombineCpu is moe.ts's non-autograd combine: acc = fround(acc + fround(y·w)) over the slots in
 //    ascending expert order, then acc = fround(acc + shared); in f64 (gradcheck) the same without rounding.
 import { DsvError } from '../../errors.js';
 import type { Backend, View } from '../../tensor/backend.js';
 import { fromFloatArray, type HostArray } from '../../tensor/dtype.js';
 import { dataOf, readF, readIndex } from './strided.js';
+import { fp8BlockLinearCpu } from './fp8-linear.js';
 
 const fround = Math.fround;
 
@@ -125,12 +130,7 @@ export function groupedMatmulCpu(be: Backend, out: View, x: View, w: View, offse
   const [M, K] = x.shape as [number, number];
   const [E, N] = w.shape as [number, number];
   const off = readIndex(offsets);
-  for (let e = 0; e <= E; e++) {
-    const v = off[e]!;
-    if (!(Number.isInteger(v) && v >= 0 && v <= M && (e === 0 || v >= off[e - 1]!))) {
-      throw new DsvError(`groupedMatmul: offsets must be non-decreasing in [0, ${M}], got offsets[${e}] = ${v}${e > 0 ? ` after ${off[e - 1]}` : ''}`);
-    }
-  }
+  checkOffsets('groupedMatmul', off, E, M);
   // rows no segment covers are zero (the CUDA kernel writes the same)
   if (off[0]! > 0) be.fill({ ...out, shape: [off[0]!, N], strides: [N, 1] }, 0);
   if (off[E]! < M) be.fill({ ...out, shape: [M - off[E]!, N], strides: [N, 1], offset: out.offset + off[E]! * N }, 0);
@@ -154,6 +154,41 @@ export function groupedMatmulCpu(be: Backend, out: View, x: View, w: View, offse
       b = { storage: be.fromHost(blk, 'f32'), dtype: 'f32', shape: [K, N], strides: [1, K], offset: 0 };
     }
     be.matmul(o, a, b);
+  }
+}
+
+function checkOffsets(op: string, off: Float64Array | Int32Array, E: number, M: number): void {
+  for (let e = 0; e <= E; e++) {
+    const v = off[e]!;
+    if (!(Number.isInteger(v) && v >= 0 && v <= M && (e === 0 || v >= off[e - 1]!))) {
+      throw new DsvError(`${op}: offsets must be non-decreasing in [0, ${M}], got offsets[${e}] = ${v}${e > 0 ? ` after ${off[e - 1]}` : ''}`);
+    }
+  }
+}
+
+/**
+ * FP8 grouped GEMM: q f8e4m3 [M, K] and sq f32 [M, ⌈K/128⌉] (actQuant of the sorted rows), w8 f8e4m3
+ * [E, N, K], sw f32 [E, ⌈N/128⌉, ⌈K/128⌉], offsets i32 [E + 1] → out [M, N] (f32/bf16); rows in no segment 0.
+ */
+export function groupedMatmulFp8Cpu(be: Backend, out: View, q: View, sq: View, w8: View, sw: View, offsets: View): void {
+  const [M, K] = q.shape as [number, number];
+  const [E, N] = w8.shape as [number, number];
+  const nbK = sq.shape[1]!;
+  const nbN = sw.shape[1]!;
+  const off = readIndex(offsets);
+  checkOffsets('groupedMatmulFp8', off, E, M);
+  if (off[0]! > 0) be.fill({ ...out, shape: [off[0]!, N], strides: [N, 1] }, 0);
+  if (off[E]! < M) be.fill({ ...out, shape: [M - off[E]!, N], strides: [N, 1], offset: out.offset + off[E]! * N }, 0);
+  for (let e = 0; e < E; e++) {
+    const r0 = off[e]!;
+    const m = off[e + 1]! - r0;
+    if (m === 0) continue;
+    fp8BlockLinearCpu(be,
+      { storage: out.storage, dtype: out.dtype, shape: [m, N], strides: [N, 1], offset: out.offset + r0 * N },
+      { storage: q.storage, dtype: q.dtype, shape: [m, K], strides: [K, 1], offset: q.offset + r0 * K },
+      { storage: sq.storage, dtype: sq.dtype, shape: [m, nbK], strides: [nbK, 1], offset: sq.offset + r0 * nbK },
+      { storage: w8.storage, dtype: w8.dtype, shape: [N, K], strides: [K, 1], offset: w8.offset + e * N * K },
+      { storage: sw.storage, dtype: sw.dtype, shape: [nbN, nbK], strides: [nbK, 1], offset: sw.offset + e * nbN * nbK });
   }
 }
 

@@ -14,6 +14,7 @@ const SIG: Record<string, readonly ParamKind[]> = {
   moe_route: ['i64', 'i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'p'],
   moe_dispatch: ['i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'p', 'p'],
   grouped_matmul: ['i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'p'],
+  grouped_matmul_fp8: ['i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'p', 'p'],
   moe_combine: ['i64', 'i64', 'i64', 'p', 'i32', 'p', 'i32', 'p', 'p', 'p', 'i32', 'p'],
 };
 /** kernels/moe.cu: warps per routing CTA, GEMM tile rows/cols. */
@@ -63,6 +64,16 @@ export function groupedMatmulCuda(b: CudaBackend, out: View, x: View, w: View, o
   if (tiles > MAX_GRID_Y) throw new DsvError(`groupedMatmul on cuda: ${tiles} row tiles exceed the grid's ${MAX_GRID_Y}`);
   const kern = b.rt.modules.get('moe', `grouped_matmul_${sfx(x.dtype)}_${sfx(w.dtype)}`, SIG.grouped_matmul!);
   kern.launch(Math.ceil(N / BN), 256, 0, [M, N, K, E, b.address(out), b.address(x), b.address(w), b.address(offsets)], tiles);
+}
+
+export function groupedMatmulFp8Cuda(b: CudaBackend, out: View, q: View, sq: View, w8: View, sw: View, offsets: View): void {
+  const [M, K] = q.shape as [number, number];
+  const [E, N] = w8.shape as [number, number, number];
+  if (M > 2 ** 31 - 1) throw new DsvError(`groupedMatmulFp8 on cuda: ${M} rows exceed the i32 row space`);
+  const tiles = Math.ceil(M / BM) + E + 2;
+  if (tiles > MAX_GRID_Y) throw new DsvError(`groupedMatmulFp8 on cuda: ${tiles} row tiles exceed the grid's ${MAX_GRID_Y}`);
+  const kern = b.rt.modules.get('moe', `grouped_matmul_fp8_${sfx(out.dtype)}`, SIG.grouped_matmul_fp8!);
+  kern.launch(Math.ceil(N / BN), 256, 0, [M, N, K, E, b.address(out), b.address(q), b.address(sq), b.address(w8), b.address(sw), b.address(offsets)], tiles);
 }
 
 export function moeCombineCuda(b: CudaBackend, out: View, ySlots: View, weights: View, rows: View, shared: View | null): void {

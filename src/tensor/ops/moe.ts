@@ -34,6 +34,12 @@
 //   layout; f32 accumulation rounded once to x's dtype (F.linear); rows in no segment are 0. f32/bf16 x and
 //   W (f64 on the CPU, for gradcheck). Backward (training with replayed routes): dX and dW per segment with
 //   matmul; it reads the offsets to the host (a training-only fallback: grouped backward kernels are left).
+// groupedMatmulFp8: the same over FP8 weights, W[e] = e4m3 codes w8 [E, N, K] with 128×128 block scales
+//   wScale [E, ⌈N/128⌉, ⌈K/128⌉] (the checkpoint's weight_scale_inv per expert): x is quantised per row and
+//   128 columns (actQuant, ue8m0 scales by default), and each segment is fp8Linear's math
+//   (src/tensor/ops/fp8-linear.ts: per 128-wide K block an f32 product promoted into an f32 accumulator with
+//   both scales). The CPU is the host applyLinear FP8 loop per expert bit for bit. Backward: dx only,
+//   straight through the quantisation with the dequantised weights (FP8 weights are frozen), as fp8Linear.
 // moeCombine: y[t] = Σ_j w[t, j]·ys[rows[t·k + j]] accumulated in f32 in slot order (= ascending expert id,
 //   the reference's order): acc = fround(acc + fround(ys·w)); then acc = fround(acc + shared[t]); rounded to
 //   `dtype` (default ys's). Backward: dw[t, j] = Σ_d g[t, d]·ys[rows[t·k+j], d], dys[rows[t·k+j]] = w[t, j]·g[t],
@@ -44,8 +50,9 @@ import type { Backend } from '../backend.js';
 import { type DType, isInt } from '../dtype.js';
 import { ShapeError, Tensor, fmtShape, fromArray } from '../tensor.js';
 import { div, mul, muls } from './elementwise.js';
-import { cat, gather, indexAdd, indexSelect } from './indexing.js';
+import { cat, gather, indexAdd, indexSelect, stack } from './indexing.js';
 import { matmul } from './matmul.js';
+import { actQuant, weightDequant } from './quant.js';
 import { sum } from './reduce.js';
 import { alloc, sameDevice } from './util.js';
 import { cast, contiguous, narrow, reshape, transpose, unsqueeze } from './view.js';
@@ -215,6 +222,50 @@ function groupedMatmulBackward(g: Tensor, x: Tensor, w: Tensor, offsets: Tensor)
     x.requiresGrad ? cast(dxParts.length ? cat(dxParts, 0) : zeros([M, K], ga.dtype), x.dtype) : null,
     w.requiresGrad ? cast(cat(dwParts, 0), w.dtype) : null,
   ];
+}
+
+const FP8_BLOCK = 128;
+
+/**
+ * x [M, K] (f32/bf16) · W[e]ᵀ per segment for FP8 weights w8 f8e4m3 [E, N, K] with block scales wScale
+ * [E, ⌈N/128⌉, ⌈K/128⌉] → [M, N] in outDtype (default x's). See the file header.
+ */
+export function groupedMatmulFp8(x: Tensor, w8: Tensor, wScale: Tensor, offsets: Tensor, opts: { ue8m0?: boolean; outDtype?: DType } = {}): Tensor {
+  const op = 'groupedMatmulFp8';
+  sameDevice(op, x, w8, wScale, offsets);
+  if (x.rank !== 2) throw new ShapeError(`${op}: x must be [M, K], got ${fmtShape(x.shape)}`);
+  if (x.dtype !== 'f32' && x.dtype !== 'bf16') throw new DsvError(`${op}: x must be f32 or bf16, got ${x.dtype}`);
+  if (w8.dtype !== 'f8e4m3') throw new DsvError(`${op}: w8 must be f8e4m3 codes, got ${w8.dtype}`);
+  const [M, K] = x.shape as [number, number];
+  if (w8.rank !== 3 || w8.shape[2] !== K) throw new ShapeError(`${op}: w8 must be [E, N, ${K}] for x ${fmtShape(x.shape)}, got ${fmtShape(w8.shape)}`);
+  const [E, N] = w8.shape as [number, number, number];
+  const nbN = Math.ceil(N / FP8_BLOCK);
+  const nbK = Math.ceil(K / FP8_BLOCK);
+  if (wScale.rank !== 3 || wScale.shape[0] !== E || wScale.shape[1] !== nbN || wScale.shape[2] !== nbK) {
+    throw new ShapeError(`${op}: wScale must be [${E}, ${nbN}, ${nbK}] (one per 128×128 tile of each expert), got ${fmtShape(wScale.shape)}`);
+  }
+  requireIndexTensor(op, 'offsets', offsets);
+  if (offsets.rank !== 1 || offsets.shape[0] !== E + 1) throw new ShapeError(`${op}: offsets must be [${E + 1}], got ${fmtShape(offsets.shape)}`);
+  const outDtype = opts.outDtype ?? x.dtype;
+  if (outDtype !== 'f32' && outDtype !== 'bf16') throw new DsvError(`${op}: outDtype must be f32 or bf16, got ${outDtype}`);
+  const off = noGrad(() => i32(offsets));
+  const sw = noGrad(() => contiguous(cast(wScale, 'f32')));
+  const out = noGrad(() => {
+    const o = alloc(x.backend, [M, N], outDtype);
+    if (o.numel === 0) return o;
+    if (K === 0) {
+      o.backend.fill(o, 0);
+      return o;
+    }
+    const { q, s } = actQuant(contiguous(x), FP8_BLOCK, { ue8m0: opts.ue8m0 ?? true });
+    need(x.backend, 'groupedMatmulFp8')(o, contiguous(q), contiguous(s), contiguous(w8), sw, off);
+    return o;
+  });
+  if (!needsGrad(x)) return out;
+  return record(out, op, [x], (g) => {
+    const wd = stack(Array.from({ length: E }, (_, e) => weightDequant(reshape(narrow(w8, 0, e, 1), [N, K]), reshape(narrow(sw, 0, e, 1), [nbN, nbK]))), 0);
+    return [groupedMatmulBackward(g, x, wd, off)[0]!];
+  });
 }
 
 export interface MoeCombineOptions {
