@@ -8,7 +8,7 @@ import { Command, Option } from 'commander';
 import { DsvError } from '../errors.js';
 import '../backend/cuda/index.js'; // registers the 'cuda' device (lazily: no driver is touched here)
 import { DeepseekV32 } from '../model/index.js';
-import { DeviceForward } from '../model/device-forward.js';
+import { getBackend } from '../tensor/backend.js';
 import { SafetensorsFile } from '../tensor/safetensors.js';
 import { FailureFront, FP8_TIE_BAND, MAX_FP8_TIE_FLIPS, resolveFp8Ties } from '../model/fp8-ties.js';
 import { readForced, runLogits, type Forced } from './logits.js';
@@ -132,64 +132,8 @@ function choiceRow(what: string, d: { rows: number; total: number }): GoldenRow 
   return { what, value: `${d.rows} / ${d.total}`, bound: '0', ok: d.rows === 0 };
 }
 
-/**
- * Prefill and decode rows of the device-generic forward (src/model/device-forward.ts) on `device`;
- * decode runs one token per step through its device-resident caches. Prefill logits are compared at
- * positions 1.. only: the golden's position 0 is a one-token prefix, which the reference ran through
- * its decode (absorbed MQA) path, while the device prefill is the MHA path.
- */
-function checkDevice(model: DeepseekV32, g: Golden, device: string, tol: number): GoldenCheck {
-  const cfg = model.cfg;
-  const V = cfg.vocabSize;
-  const B = g.tokens.length;
-  const S = g.tokens[0]!.length;
-  const front = new FailureFront();
-  const df = new DeviceForward(model, device);
-  const run = df.prefill(g.tokens, { cache: true });
-  const lv = run.logits!.toFloat32();
-  const gl = g.get('logits');
-  // golden [B, S, V] cut to positions 1..S-1, as logitDiff reads it ([B, S-1, V])
-  const gTail = new Float64Array(B * (S - 1) * V);
-  for (let b = 0; b < B; b++) gTail.set(gl.subarray((b * S + 1) * V, (b + 1) * S * V), b * (S - 1) * V);
-  const pre = logitDiff(lv, S, V, gTail, 1, S, tol, front);
-  const rows: GoldenRow[] = [];
-  rows.push(logitRow(`prefill logits on ${device}, ${B}×${S - 1} positions 1..`, pre, tol));
-  rows.push({ what: `prefill argmax agreement on ${device}`, value: `${(pre.argmax * 100).toFixed(1)}%`, bound: '100%', ok: pre.argmax === 1 });
-  rows.push(choiceRow(`prefill indexer top-k rows differing on ${device}`, choiceMismatches(run.topk.map((s) => s.idx), g.get('prefill_topk'), g.shape('prefill_topk'), S, 0, front)));
-  const routes = run.routes.map((r) => r ?? new Int32Array(0));
-  rows.push(choiceRow(`prefill MoE route rows differing on ${device}`, choiceMismatches(routes, g.get('prefill_routing'), g.shape('prefill_routing'), S, 0, front, cfg.nDenseLayers)));
-
-  // Decode: the golden's decode tokens one at a time through the device caches (absorbed MQA), each
-  // step's outputs gathered into the golden's [B, D, ·] layout.
-  const D = g.decodeTokens[0]!.length;
-  const L = cfg.nLayers;
-  const k = g.shape('decode_topk')[3]!;
-  const nAct = cfg.nActivatedExperts;
-  const dLogits = new Float32Array(B * D * V);
-  const dTopk = Array.from({ length: L }, () => new Int32Array(B * D * k));
-  const dRoutes = Array.from({ length: L }, (_, l) => new Int32Array(l < cfg.nDenseLayers ? 0 : B * D * nAct));
-  for (let j = 0; j < D; j++) {
-    const d = df.decode(run.cache!, g.decodeTokens.map((r) => r[j]!));
-    const dl = d.logits.toFloat32();
-    for (let b = 0; b < B; b++) {
-      dLogits.set(dl.subarray(b * V, (b + 1) * V), (b * D + j) * V);
-      for (let l = 0; l < L; l++) {
-        const w = d.topk[l]!.width;
-        if (w !== k) throw new GoldenCliError(`decode step ${j}, layer ${l}: indexer width ${w}, the golden has ${k}`);
-        dTopk[l]!.set(d.topk[l]!.idx.subarray(b * k, (b + 1) * k), (b * D + j) * k);
-        const r = d.routes[l];
-        if (r) dRoutes[l]!.set(r.subarray(b * nAct, (b + 1) * nAct), (b * D + j) * nAct);
-      }
-    }
-  }
-  rows.push(logitRow(`decode logits on ${device}, ${B}×${D} steps`, logitDiff(dLogits, D, V, g.get('decode_logits'), 0, D, tol, front, S), tol));
-  rows.push(choiceRow(`decode indexer top-k rows differing on ${device}`, choiceMismatches(dTopk, g.get('decode_topk'), g.shape('decode_topk'), D, 0, front, 0, S)));
-  rows.push(choiceRow(`decode MoE route rows differing on ${device}`, choiceMismatches(dRoutes, g.get('decode_routing'), g.shape('decode_routing'), D, 0, front, cfg.nDenseLayers, S)));
-  return { rows, front };
-}
-
-/** Prefill and decode rows of the host model; bf16 forces the golden's prefill choices (prefill rows only). */
-function checkHost(model: DeepseekV32, g: Golden, numerics: 'f32' | 'bf16', forced: Forced | undefined, tol: number): GoldenCheck {
+/** Prefill and decode rows of the model; bf16 forces the golden's prefill choices (prefill rows only). */
+function checkModel(model: DeepseekV32, g: Golden, numerics: 'f32' | 'bf16', forced: Forced | undefined, tol: number): GoldenCheck {
   const cfg = model.cfg;
   const V = cfg.vocabSize;
   const S = g.tokens[0]!.length;
@@ -215,14 +159,12 @@ function checkHost(model: DeepseekV32, g: Golden, numerics: 'f32' | 'bf16', forc
 }
 
 /**
- * `device` 'cpu' runs the host model (prefill and decode rows) unless `deviceForward` asks for the
- * device-generic forward; any other device always runs the device-generic forward (prefill and decode).
- * The comparison is FP8-tie aware (src/model/fp8-ties.ts): where an output misses the golden, single
- * e4m3 roundings within a few ulps of their midpoint are tried the other way round; the flips needed are
+ * The model on `device` (its weights, caches and every step there), prefill and decode rows. The
+ * comparison is FP8-tie aware (src/model/fp8-ties.ts): where an output misses the golden, single e4m3
+ * roundings within a few ulps of their midpoint are tried the other way round; the flips needed are
  * reported in the last row, which fails past MAX_FP8_TIE_FLIPS.
  */
-export function runGolden(fixturesDir: string, fixture: Fixture, numerics: 'f32' | 'bf16', device = 'cpu', deviceForward = false): GoldenRow[] {
-  const onDevice = deviceForward || device !== 'cpu';
+export function runGolden(fixturesDir: string, fixture: Fixture, numerics: 'f32' | 'bf16', device = 'cpu'): GoldenRow[] {
   const dir = join(fixturesDir, fixture);
   if (!existsSync(join(dir, 'config.json'))) {
     throw new GoldenCliError(`fixture '${fixture}' not found at ${dir} (set --fixtures DIR or DSV32_FIXTURES)`);
@@ -230,16 +172,19 @@ export function runGolden(fixturesDir: string, fixture: Fixture, numerics: 'f32'
   const goldenFile = join(dir, fixture === 'tiny-fp8' && numerics === 'f32' ? 'golden_f32.safetensors' : 'golden.safetensors');
   if (fixture === 'tiny-f32' && numerics === 'bf16') throw new GoldenCliError('tiny-f32 has an f32 golden only: use --dtype f32, or --fixture tiny-bf16 for bf16');
   if (fixture === 'tiny-bf16' && numerics === 'f32') throw new GoldenCliError('tiny-bf16 has a bf16 golden only: use --dtype bf16, or --fixture tiny-f32 for f32');
-  if (onDevice && numerics !== 'f32') throw new GoldenCliError(`--device ${device}${deviceForward ? ' --device-forward' : ''} runs the device-generic forward, which has f32 numerics only: use --dtype f32 (--fixture tiny-f32 or tiny-fp8)`);
+  try {
+    getBackend(device);
+  } catch (e) {
+    throw new GoldenCliError(`device '${device}' is not available: ${(e as Error).message}`, { cause: e });
+  }
   const g = readGolden(goldenFile);
-  const model = DeepseekV32.load(dir);
+  const model = DeepseekV32.load(dir, { device });
   const tol = logitBound(fixture, numerics);
   // f32: the choices must come out exactly as the reference made them. bf16: choices sit on near-ties
   // that rounding order flips (fixtures README), so the golden's own choices are forced and only the
   // arithmetic is compared.
-  const forced = !onDevice && numerics === 'bf16' ? readForced(goldenFile, model, g.tokens.length) : undefined;
-  const check = (): GoldenCheck => (onDevice ? checkDevice(model, g, device, tol) : checkHost(model, g, numerics, forced, tol));
-  const res = resolveFp8Ties(check, (c) => c.front.first);
+  const forced = numerics === 'bf16' ? readForced(goldenFile, model, g.tokens.length) : undefined;
+  const res = resolveFp8Ties(() => checkModel(model, g, numerics, forced, tol), (c) => c.front.first);
   const flips = res.flips.map((t) => `call ${t.call} value ${t.index} (${t.dist.toExponential(1)} from the midpoint)`).join('; ');
   return [
     ...res.result.rows,
@@ -260,19 +205,18 @@ export function register(program: Command): void {
     .addOption(new Option('--dtype <dtype>', 'numerics mode (bf16 forces the golden choices)').choices(['f32', 'bf16']))
     .option('--fixtures <dir>', 'fixtures directory (default ../shared/fixtures beside the package, or $DSV32_FIXTURES)')
     .option('--json', 'print the rows as JSON')
-    .addOption(new Option('--device <name>', 'cpu: the host model (prefill and decode); any other device (cuda): the device-generic tensor-op forward, f32 only, prefill and decode rows').default('cpu'))
-    .option('--device-forward', 'run the device-generic tensor-op forward (prefill + cached decode) on --device cpu too (as it runs on cuda)')
-    .action((o: { fixture: Fixture; dtype?: 'f32' | 'bf16'; fixtures?: string; json?: boolean; device: string; deviceForward?: boolean }) => {
+    .addOption(new Option('--device <name>', 'where the model runs: cpu, or cuda (weights, caches and every step on the GPU)').default('cpu'))
+    .action((o: { fixture: Fixture; dtype?: 'f32' | 'bf16'; fixtures?: string; json?: boolean; device: string }) => {
       const numerics = o.dtype ?? (o.fixture === 'tiny-bf16' ? 'bf16' : 'f32');
       const t0 = performance.now();
-      const rows = runGolden(o.fixtures ? resolve(o.fixtures) : defaultFixturesDir(), o.fixture, numerics, o.device, o.deviceForward ?? false);
+      const rows = runGolden(o.fixtures ? resolve(o.fixtures) : defaultFixturesDir(), o.fixture, numerics, o.device);
       const secs = (performance.now() - t0) / 1000;
       const ok = rows.every((r) => r.ok);
       if (o.json) {
-        process.stdout.write(JSON.stringify({ fixture: o.fixture, numerics, device: o.device, deviceForward: o.deviceForward ?? false, ok, seconds: secs, rows }, null, 2) + '\n');
+        process.stdout.write(JSON.stringify({ fixture: o.fixture, numerics, device: o.device, ok, seconds: secs, rows }, null, 2) + '\n');
       } else {
         const w = Math.max(...rows.map((r) => r.what.length));
-        process.stdout.write(`DeepSeek-V3.2 ${o.fixture} (${numerics}${o.device === 'cpu' && !o.deviceForward ? '' : `, ${o.device}, device-generic forward`}) vs the official reference goldens\n`);
+        process.stdout.write(`DeepSeek-V3.2 ${o.fixture} (${numerics}, ${o.device}) vs the official reference goldens\n`);
         for (const r of rows) process.stdout.write(`  ${r.ok ? 'ok  ' : 'FAIL'}  ${r.what.padEnd(w)}  ${r.value.padStart(10)}  (${r.bound})\n`);
         process.stdout.write(`${ok ? 'PASS' : 'FAIL'} in ${secs.toFixed(1)} s\n`);
       }

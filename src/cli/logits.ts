@@ -6,7 +6,7 @@ import { performance } from 'node:perf_hooks';
 import { Command, Option } from 'commander';
 import { z } from 'zod';
 import { DsvError } from '../errors.js';
-import { DeepseekV32, checkTokens, type ForwardResult } from '../model/index.js';
+import { DeepseekV32, checkTokens, selectionIndices, type ForwardResult } from '../model/index.js';
 import { SafetensorsFile, saveSafetensors } from '../tensor/safetensors.js';
 import { Tensor, fromArray } from '../tensor/tensor.js';
 import { progress } from './progress.js';
@@ -101,7 +101,8 @@ export function runLogits(model: DeepseekV32, tokens: number[][], opts: { numeri
     for (let b = 0; b < B; b++) logits.set(lv.subarray(b * n * V, (b + 1) * n * V), (b * S + from) * V);
     for (let l = 0; l < L; l++) {
       const sel = r.topk[l]!;
-      for (let b = 0; b < B; b++) for (let i = 0; i < n; i++) for (let j = 0; j < sel.width; j++) topk[l]![(b * S + from + i) * K + j] = sel.idx[(b * n + i) * sel.width + j]!;
+      const idx = selectionIndices(sel);
+      for (let b = 0; b < B; b++) for (let i = 0; i < n; i++) for (let j = 0; j < sel.width; j++) topk[l]![(b * S + from + i) * K + j] = idx[(b * n + i) * sel.width + j]!;
       const rr = r.routes[l];
       if (rr) for (let b = 0; b < B; b++) routes[l]!.set(rr.subarray(b * n * k, (b + 1) * n * k), (b * S + from) * k);
     }

@@ -26,10 +26,18 @@ import type { ModelWeights } from './weights.js';
 
 export class ForcedSelectionError extends DsvError {}
 
-/** Per-layer selections of a forward: [B, S, width] ascending, −1 padded; width = min(topk, end_pos). */
+/**
+ * Per-layer selections of a forward: key positions i32 [B·S, width] on the model's device, ascending per
+ * row, −1 padded; width = min(topk, end_pos).
+ */
 export interface Selection {
   width: number;
-  idx: Int32Array;
+  idx: Tensor;
+}
+
+/** The positions of a selection on the host ([B·S·width], row-major). */
+export function selectionIndices(sel: Selection): Int32Array {
+  return sel.idx.toHost() as Int32Array;
 }
 
 /** Switches for tests of the indexer's invariants; the model always runs with both on. */
@@ -120,24 +128,25 @@ export class Indexer {
     const width = Math.min(cfg.indexTopk, end);
     const qk = this.project(x2, qr, B, S, rot, dt);
     indexerCacheWrite(cache.index, qk.k, qk.ks, slots);
-    const idx = new Int32Array(B * S * width);
-    if (forced) {
-      fillForced(forced, cfg.indexTopk, idx, width, B, S, start, this.prefix);
-      return { width, idx };
-    }
     const dev = x2.device;
+    if (forced) {
+      const idx = new Int32Array(B * S * width);
+      fillForced(forced, cfg.indexTopk, idx, width, B, S, start, this.prefix);
+      return { width, idx: fromArray(idx, [B * S, width], { dtype: 'i32', device: dev }) };
+    }
     const blocks = Math.ceil(end / INDEXER_PAGE);
     const table = fromArray(Int32Array.from({ length: blocks }, (_, j) => j), [1, blocks], { dtype: 'i32', device: dev });
     const ctx = fromArray(Int32Array.of(end), [1], { dtype: 'i32', device: dev });
     // query i sees keys [0, start + i + 1)
     const rowEnd = fromArray(Int32Array.from({ length: S }, (_, i) => start + i + 1), [S], { dtype: 'i32', device: dev });
+    const rows: Tensor[] = [];
     for (let b = 0; b < B; b++) {
       const q = reshape(narrow(qk.q, 0, b * S, S), [1, S, Hi, Dh]);
       const w = reshape(narrow(qk.w, 0, b * S, S), [1, S, Hi]);
       const logits = indexerLogitsPaged(q, seq(b).index, w, table, ctx, end);
-      idx.set(topkSelect(logits, width, { end: rowEnd }).toHost() as Int32Array, b * S * width);
+      rows.push(topkSelect(logits, width, { end: rowEnd }));
     }
-    return { width, idx };
+    return { width, idx: B === 1 ? rows[0]! : cat(rows, 0) };
   }
 }
 

@@ -104,7 +104,7 @@ export class MLA {
         const kvB = reshape(applyLinear(cast(narrow(rows, 1, 0, c), dt), this.lin('kv_b_proj'), dt, this.ue8m0), [end, H, nope + dv]);
         const kPeH = expand(unsqueeze(cast(narrow(rows, 1, c, r), dt), 1), [end, H, r]);
         const k = cat([narrow(kvB, 2, 0, nope), kPeH], 2);
-        const ib = fromArray(selection.idx.subarray(b * S * selection.width, (b + 1) * S * selection.width), [S, selection.width], { dtype: 'i32', device: dev });
+        const ib = narrow(selection.idx, 0, b * S, S);
         outs.push(sparseMhaPrefill(narrow(q, 0, b * S, S), k, narrow(kvB, 2, nope, dv), ib, cfg.softmaxScale).out);
       }
       o = reshape(cat(outs, 0), [B, S, H * dv]);
@@ -116,7 +116,7 @@ export class MLA {
       const lat: Tensor[] = [];
       for (let b = 0; b < B; b++) {
         const qb = narrow(q, 0, b * S, S);
-        const ib = fromArray(selection.idx.subarray(b * S * selection.width, (b + 1) * S * selection.width), [S, selection.width], { dtype: 'i32', device: dev });
+        const ib = narrow(selection.idx, 0, b * S, S);
         // positions index the sequence's own region of the paged cache (any format)
         const lb = sparseMlaDecode(reshape(qb, [1, S, H, c + r]), seq(b).latent, reshape(ib, [1, S, selection.width]), cfg.softmaxScale, { dv: c });
         lat.push(reshape(lb.out, [S, H, c]));

@@ -85,13 +85,13 @@ export class DeepseekV32 {
   }
 
   /** Open a Hugging Face checkpoint directory (config.json + safetensors, sharded or not). */
-  static load(dir: string): DeepseekV32 {
+  static load(dir: string, opts: { device?: string } = {}): DeepseekV32 {
     const cfg = loadConfig(path.join(dir, 'config.json'));
-    return new DeepseekV32(cfg, ModelWeights.openDir(cfg, dir));
+    return new DeepseekV32(cfg, ModelWeights.openDir(cfg, dir, opts.device));
   }
 
-  static fromSource(cfg: ModelConfig, source: WeightSource): DeepseekV32 {
-    return new DeepseekV32(cfg, ModelWeights.open(cfg, source));
+  static fromSource(cfg: ModelConfig, source: WeightSource, opts: { device?: string } = {}): DeepseekV32 {
+    return new DeepseekV32(cfg, ModelWeights.open(cfg, source, opts.device));
   }
 
   /**
@@ -105,7 +105,7 @@ export class DeepseekV32 {
 
   /** The device the weights (and so every activation and cache) live on. */
   get device(): string {
-    return this.weights.float('model.norm.weight').device;
+    return this.weights.device;
   }
 
   /** One step over token rows tokens [B][S] (validated against the vocabulary). */

@@ -9,7 +9,8 @@
 import { DsvError } from '../errors.js';
 import { type DType } from '../tensor/dtype.js';
 import { Checkpoint } from '../tensor/safetensors.js';
-import { Tensor, fmtShape, fromArray } from '../tensor/tensor.js';
+import { Tensor, fmtShape, fromBits, getDefaultDevice } from '../tensor/tensor.js';
+import { getBackend } from '../tensor/backend.js';
 import { cast } from '../tensor/ops/view.js';
 import { weightDequant } from '../tensor/ops/quant.js';
 import type { ModelConfig } from './config.js';
@@ -147,16 +148,22 @@ export class ModelWeights {
   private readonly specs = new Map<string, Spec>();
   private readonly cache = new Map<string, Tensor | LinearWeight>();
 
-  private constructor(readonly cfg: ModelConfig, readonly source: WeightSource) {}
+  /** The device every weight is placed on when first read (CUDA uploads go through pinned staging). */
+  readonly device: string;
 
-  static open(cfg: ModelConfig, source: WeightSource): ModelWeights {
-    const w = new ModelWeights(cfg, source);
+  private constructor(readonly cfg: ModelConfig, readonly source: WeightSource, device?: string) {
+    this.device = device ?? getDefaultDevice();
+    getBackend(this.device); // an unknown or unavailable device fails here, before any read
+  }
+
+  static open(cfg: ModelConfig, source: WeightSource, device?: string): ModelWeights {
+    const w = new ModelWeights(cfg, source, device);
     w.validate();
     return w;
   }
 
-  static openDir(cfg: ModelConfig, dir: string): ModelWeights {
-    return ModelWeights.open(cfg, Checkpoint.open(dir));
+  static openDir(cfg: ModelConfig, dir: string, device?: string): ModelWeights {
+    return ModelWeights.open(cfg, Checkpoint.open(dir), device);
   }
 
   private validate(): void {
@@ -210,9 +217,11 @@ export class ModelWeights {
     return s;
   }
 
+  /** The stored tensor, moved to the weights' device with its bits unchanged. */
   private read(name: string): Tensor {
     try {
-      return this.source.tensor(name);
+      const t = this.source.tensor(name);
+      return t.device === this.device ? t : fromBits(t.toHost(), t.dtype, t.shape, { device: this.device });
     } catch (e) {
       if (e instanceof DsvError) throw new WeightError(`${this.source.path}: cannot read tensor '${name}': ${e.message}`, { cause: e });
       throw e;

@@ -9,7 +9,7 @@
 // through its decode (absorbed MQA) path, so we run it as its own one-token forward.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DeepseekV32, type ForwardOptions, type Numerics } from '../../src/model/index.js';
+import { DeepseekV32, selectionIndices, type ForwardOptions, type Numerics } from '../../src/model/index.js';
 import { runGolden } from '../../src/cli/golden.js';
 import { MAX_FP8_TIE_FLIPS, resolveFp8Ties } from '../../src/model/fp8-ties.js';
 import { type Golden, diff, fixtureDir, fixturesDir, layerBlock, loadGolden, type FixtureSet } from './golden-data.js';
@@ -52,7 +52,7 @@ function prefixLogits(m: DeepseekV32, g: Golden, numerics: Numerics, forced: boo
   const l0 = one.logits!.toFloat32();
   for (let b = 0; b < g.B; b++) lv.set(l0.subarray(b * V, (b + 1) * V), b * g.S * V);
   for (const sel of full.topk) assert.equal(sel.width, g.k);
-  return { logits: lv, topk: full.topk.map((s) => s.idx), routes: full.routes };
+  return { logits: lv, topk: full.topk.map(selectionIndices), routes: full.routes };
 }
 
 // f32: every choice exact and every logit within 1e-4 (the README's noise floor is ~5e-6), up to FP8 rounding

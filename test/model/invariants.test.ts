@@ -1,7 +1,7 @@
 // The invariants of model.md §15, each as its own test.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DeepseekV32, mapSource, randomCheckpoint, randomConfig, MoE } from '../../src/model/index.js';
+import { DeepseekV32, mapSource, randomCheckpoint, randomConfig, MoE, selectionIndices } from '../../src/model/index.js';
 import { indexScores } from '../oracles/indexer.js';
 import { sparseMhaAttention, sparseMqaAttention } from '../oracles/sparse-attention.js';
 import { Rng } from '../../src/tensor/random.js';
@@ -33,7 +33,7 @@ test('MHA mode (prefill) == absorbed MQA mode (decode) on the same inputs, f32',
   const a = m.forward(toks, { mode: 'mha' });
   const b = m.forward(toks, { mode: 'mqa' });
   assert.ok(relMax(a.logits!.toFloat32(), b.logits!.toFloat32()) < 1e-5);
-  a.topk.forEach((s, l) => assert.deepEqual(Array.from(s.idx), Array.from(b.topk[l]!.idx), `layer ${l}`));
+  a.topk.forEach((s, l) => assert.deepEqual(Array.from(selectionIndices(s)), Array.from(selectionIndices(b.topk[l]!)), `layer ${l}`));
 });
 
 test('DSA == dense causal attention while end_pos ≤ index_topk; sparse differs beyond', () => {
@@ -62,7 +62,7 @@ test('prefill of N then decode (and chunked prefill) == one prefill of everythin
       assert.ok(relMax(v.subarray(b * V, (b + 1) * V), want) < 1e-5, `decode position ${p} row ${b}`);
       d.topk.forEach((s, l) => {
         const fw = full.topk[l]!;
-        assert.deepEqual(Array.from(s.idx.subarray(b * s.width, (b + 1) * s.width)), Array.from(fw.idx.subarray((b * 30 + p) * fw.width, (b * 30 + p + 1) * fw.width)));
+        assert.deepEqual(Array.from(selectionIndices(s).subarray(b * s.width, (b + 1) * s.width)), Array.from(selectionIndices(fw).subarray((b * 30 + p) * fw.width, (b * 30 + p + 1) * fw.width)));
       });
     }
   }

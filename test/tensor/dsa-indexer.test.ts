@@ -13,7 +13,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as T from '../../src/tensor/index.js';
 import { e4m3BitsToF32, f32ToE4m3Bits } from '../../src/tensor/dtype.js';
-import { DeepseekV32, mapSource, randomCheckpoint, randomConfig } from '../../src/model/index.js';
+import { DeepseekV32, mapSource, randomCheckpoint, randomConfig, selectionIndices } from '../../src/model/index.js';
 import { indexScores } from '../oracles/indexer.js';
 import { onGpu, assertRel } from '../cuda/common.js';
 
@@ -90,7 +90,7 @@ for (const Hi of [16, 64]) {
         T.fromArray(ks.slice(), [S0]), T.fromArray(w.slice(), [S0, Hi]), i32(new Array(S0).fill(0)), i32(Array.from({ length: S0 }, (_, i) => i + 1)));
       sameBits(logits.toFloat32(), host, `prefill logits b=${b}`);
       const idx = T.topkSelect(logits, width, { end: i32(Array.from({ length: S0 }, (_, i) => i + 1)) });
-      sameBits(idx.toHost() as Int32Array, p.sel.idx.subarray(b * S0 * width, (b + 1) * S0 * width), `prefill selection b=${b}`);
+      sameBits(idx.toHost() as Int32Array, selectionIndices(p.sel).subarray(b * S0 * width, (b + 1) * S0 * width), `prefill selection b=${b}`);
     }
     // decode of 2 tokens (MTP, next_n = 2) through the paged cache, pages scattered over a larger pool
     const N = 2;
@@ -120,7 +120,7 @@ for (const Hi of [16, 64]) {
     }
     const ends = i32([S0 + 1, S0 + 2, S0 + 1, S0 + 2]);
     const pos = T.topkSelect(logits, width2, { end: ends }).toHost() as Int32Array;
-    sameBits(pos, d.sel.idx, 'decode selection');
+    sameBits(pos, selectionIndices(d.sel), 'decode selection');
     // the same selection as paged-cache slots: each slot maps back to its position through the table
     const slots = T.topkSelect(logits, width2, { end: ends, blockTable: bt, rowsPerSeq: N }).toHost() as Int32Array;
     for (let r = 0; r < B * N; r++) {
