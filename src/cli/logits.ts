@@ -9,6 +9,8 @@ import { DsvError } from '../errors.js';
 import { DeepseekV32, checkTokens, selectionIndices, type ForwardResult } from '../model/index.js';
 import { SafetensorsFile, saveSafetensors } from '../tensor/safetensors.js';
 import { Tensor, fromArray } from '../tensor/tensor.js';
+import { getBackend } from '../tensor/backend.js';
+import type { MlaCacheFormat } from '../tensor/ops/sparse-mla.js';
 import { progress } from './progress.js';
 
 export class LogitsCliError extends DsvError {}
@@ -82,7 +84,7 @@ export interface LogitsRun {
 }
 
 /** Prefill `decodeFrom` tokens (all when undefined), then decode the rest one at a time. */
-export function runLogits(model: DeepseekV32, tokens: number[][], opts: { numerics: 'f32' | 'bf16'; decodeFrom?: number; forced?: Forced; progress?: boolean }): LogitsRun {
+export function runLogits(model: DeepseekV32, tokens: number[][], opts: { numerics: 'f32' | 'bf16'; decodeFrom?: number; forced?: Forced; progress?: boolean; cacheFormat?: MlaCacheFormat }): LogitsRun {
   const cfg = model.cfg;
   const { ids, B, S } = checkTokens(tokens, cfg.vocabSize, 'tokens');
   const N = opts.decodeFrom ?? S;
@@ -95,7 +97,7 @@ export function runLogits(model: DeepseekV32, tokens: number[][], opts: { numeri
   const logits = new Float32Array(B * S * V);
   const topk = Array.from({ length: L }, () => new Int32Array(B * S * K).fill(-1));
   const routes = Array.from({ length: L }, () => new Int32Array(B * S * k).fill(-1));
-  const cache = model.newCache(B);
+  const cache = model.newCache(B, { format: opts.cacheFormat });
   const record = (r: ForwardResult, from: number, n: number): void => {
     const lv = r.logits!.toFloat32();
     for (let b = 0; b < B; b++) logits.set(lv.subarray(b * n * V, (b + 1) * n * V), (b * S + from) * V);
@@ -121,6 +123,8 @@ export function runLogits(model: DeepseekV32, tokens: number[][], opts: { numeri
     const r = model.forwardIds(stepIds, B, n, {
       cache,
       numerics: opts.numerics,
+      // the FP8 cache holds the latent quantised: attention runs in the absorbed form that reads it
+      mode: opts.cacheFormat === 'fp8' ? 'mqa' : 'auto',
       forcedTopk: f?.topk.map((t) => sliceRows(t, B, f.S, f.k, from, to)),
       forcedRoutes: f?.routes.map((t) => (t ? sliceRows(t, B, f.S, f.nAct, from, to) : null)),
       onLayer: n > 1 ? (l) => bar.tick(`prefill of ${n} tokens: layer ${l + 1}/${L}`) : undefined,
@@ -157,14 +161,20 @@ export function register(program: Command): void {
     .description('run the model on token rows; write logits, indexer top-k and MoE routes of every position (safetensors)')
     .requiredOption('--model <dir>', 'Hugging Face checkpoint directory (config.json + safetensors)')
     .requiredOption('--tokens <file>', 'JSON file {"tokens": [[ids...], ...]} (equal-length rows)')
-    .addOption(new Option('--dtype <dtype>', 'numerics mode').choices(['f32', 'bf16']).default('f32'))
+    .addOption(new Option('--dtype <dtype>', 'numerics: f32, bf16, or fp8 (bf16 numerics with the FP8 latent cache, 656 B/token at 671B dims; MQA attention)').choices(['f32', 'bf16', 'fp8']).default('f32'))
+    .addOption(new Option('--device <name>', 'where the model runs: cpu or cuda').default('cpu'))
     .option('--decode-from <n>', 'prefill the first N tokens, then decode the rest one at a time')
     .option('--force-from <golden>', "force the golden's prefill_topk and prefill_routing (teacher forcing)")
     .requiredOption('--out <file>', 'output .safetensors')
-    .action((o: { model: string; tokens: string; dtype: 'f32' | 'bf16'; decodeFrom?: string; forceFrom?: string; out: string }) => {
+    .action((o: { model: string; tokens: string; dtype: 'f32' | 'bf16' | 'fp8'; device: string; decodeFrom?: string; forceFrom?: string; out: string }) => {
       checkOutPath(o.out);
       const tokens = readTokens(o.tokens);
-      const model = DeepseekV32.load(o.model);
+      try {
+        getBackend(o.device);
+      } catch (e) {
+        throw new LogitsCliError(`--device ${o.device}: not available: ${(e as Error).message}`, { cause: e });
+      }
+      const model = DeepseekV32.load(o.model, { device: o.device });
       let decodeFrom: number | undefined;
       if (o.decodeFrom !== undefined) {
         decodeFrom = Number(o.decodeFrom);
@@ -172,7 +182,8 @@ export function register(program: Command): void {
       }
       const B = Array.isArray(tokens) ? tokens.length : 0;
       const forced = o.forceFrom ? readForced(o.forceFrom, model, B) : undefined;
-      const run = runLogits(model, tokens, { numerics: o.dtype, decodeFrom, forced, progress: true });
+      const numerics = o.dtype === 'f32' ? 'f32' : 'bf16';
+      const run = runLogits(model, tokens, { numerics, decodeFrom, forced, progress: true, cacheFormat: o.dtype === 'fp8' ? 'fp8' : undefined });
       const S = tokens[0]!.length;
       const cfg = model.cfg;
       const out = new Map<string, Tensor>();
@@ -182,6 +193,6 @@ export function register(program: Command): void {
         out.set(`topk.layer${l}`, i64(run.topk[l]!, cfg.indexTopk));
         out.set(`routes.layer${l}`, i64(run.routes[l]!, cfg.nActivatedExperts));
       }
-      saveSafetensors(o.out, out, { dtype: o.dtype, decode_from: String(decodeFrom ?? S) });
+      saveSafetensors(o.out, out, { dtype: o.dtype, device: o.device, decode_from: String(decodeFrom ?? S) });
     });
 }

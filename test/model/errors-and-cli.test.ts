@@ -190,3 +190,38 @@ test('dsv32 logits: --out in a missing folder fails before the model runs; a ter
   assert.match(r.stdout, /position \d+\/304 · [\d.]+ tok\/s/);
   assert.ok(statSync(out).size > 0);
 });
+
+test('the FP8 latent cache loses nothing in bf16 numerics: MQA logits with the FP8 cache equal those with a bf16 cache, bit for bit; dsv32 logits --dtype fp8 runs it', () => {
+  const m = DeepseekV32.load(fixtureDir('tiny-fp8'));
+  const toks = [[0, 5, 9, 33, 70, 101, 7, 8, 300, 12, 64, 2], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]];
+  const run = (format: 'bf16' | 'fp8'): Float32Array[] => {
+    const cache = m.newCache(2, { format });
+    const out = [m.forward(toks.map((r) => r.slice(0, 8)), { cache, numerics: 'bf16', mode: 'mqa' }).logits!.toFloat32()];
+    for (let p = 8; p < 12; p++) out.push(m.forward(toks.map((r) => [r[p]!]), { cache, numerics: 'bf16' }).logits!.toFloat32());
+    return out;
+  };
+  const a = run('bf16');
+  const b = run('fp8');
+  a.forEach((x, i) => assert.deepEqual(new Uint32Array(x.buffer), new Uint32Array(b[i]!.buffer), `step ${i}`));
+  const dir = mkdtempSync(path.join(tmpdir(), 'dsv32-logits-'));
+  const tok = path.join(dir, 't.json');
+  writeFileSync(tok, JSON.stringify({ tokens: toks }));
+  const cli = path.join(repoRoot, 'dist', 'src', 'cli', 'main.js');
+  const out = path.join(dir, 'o.safetensors');
+  const r = spawnSync(process.execPath, [cli, 'logits', '--model', fixtureDir('tiny-fp8'), '--tokens', tok, '--dtype', 'fp8', '--decode-from', '8', '--out', out], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const f = SafetensorsFile.open(out);
+  try {
+    const lg = f.tensor('logits').toFloat32();
+    const V = m.cfg.vocabSize;
+    // the decode positions are the in-process FP8-cache run's, bit for bit
+    for (let p = 8; p < 12; p++) for (let bi = 0; bi < 2; bi++) {
+      assert.deepEqual(Array.from(lg.subarray((bi * 12 + p) * V, (bi * 12 + p + 1) * V)), Array.from(b[p - 7]!.subarray(bi * V, (bi + 1) * V)), `position ${p} row ${bi}`);
+    }
+  } finally {
+    f.close();
+  }
+  const bad = spawnSync(process.execPath, [cli, 'logits', '--model', fixtureDir('tiny-fp8'), '--tokens', tok, '--device', 'tpu', '--out', out], { encoding: 'utf8' });
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /^dsv32: --device tpu: not available/);
+});
