@@ -49,6 +49,9 @@
 //   results agree to accumulation order and bf16 to one ulp, not bit for bit.
 //   FP8 weights (grouped_matmul_fp8_*, e4m3 with 128 × 128 block scales): the same tiles with per-128-K-block
 //   promotion, see below.
+//   Backward (training with replayed routes): dx = g·W[e] is the same kernel reading W[e] transposed (strides
+//   passed in), dw[e] = g_segᵀ·x_seg is grouped_matmul_dw (a CTA per expert and 64 × 64 tile of dw, reducing
+//   over the segment's rows); neither reads the offsets on the host.
 //   Performance (left): wgmma / TMA tiles per segment (a persistent scheduler over (segment, tile) pairs),
 //   FP8 tensor-core MMA (e4m3 × e4m3 with the block scales applied on promotion, as DeepGEMM's grouped
 //   GEMM), swap-AB for decode's few rows per expert.
@@ -246,8 +249,12 @@ __device__ __forceinline__ void gm_find_tile(int64_t M, int64_t E, const int32_t
   *rows_o = (int)rows;
 }
 
+// W element (output column c, inner index i) of expert e is W[e·es + c·sc + i·si]: (sc, si, es) = (K, 1, N·K)
+// for the forward (W[e] in nn.Linear layout [N, K]) and (1, C, I·C) for the backward's dx = g·W[e], where
+// the output has C = K columns and the inner dim is I = N.
 template <class XT, class WT>
-__device__ void grouped_matmul(int64_t M, int64_t N, int64_t K, int64_t E, XT* out, const XT* x, const WT* W, const int32_t* off) {
+__device__ void grouped_matmul(int64_t M, int64_t N, int64_t K, int64_t E, XT* out, const XT* x, const WT* W, const int32_t* off, int64_t sc,
+                               int64_t si, int64_t es) {
   __shared__ float As[GM_BK][GM_BM + GM_PAD];
   __shared__ float Bs[GM_BK][GM_BN + GM_PAD];
   __shared__ int seg_s, r0_s, rows_s;
@@ -265,7 +272,7 @@ __device__ void grouped_matmul(int64_t M, int64_t N, int64_t K, int64_t E, XT* o
 #pragma unroll
     for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
   if (seg >= 0 && seg < E) {
-    const WT* We = W + (int64_t)seg * N * K;
+    const WT* We = W + (int64_t)seg * es;
     for (int64_t k0 = 0; k0 < K; k0 += GM_BK) {
       // 64 × 16 elements of each operand, 4 per thread; kk fastest so a warp reads two 16-wide row pieces
 #pragma unroll
@@ -274,7 +281,7 @@ __device__ void grouped_matmul(int64_t M, int64_t N, int64_t K, int64_t E, XT* o
         const int kk = idx & 15, r = idx >> 4;
         const int64_t kg = k0 + kk;
         As[kk][r] = (r < rows && kg < K) ? gm_load<XT>(x, (r0 + r) * K + kg) : 0.0f;
-        Bs[kk][r] = (n0 + r < N && kg < K) ? gm_load<WT>(We, (n0 + r) * K + kg) : 0.0f;
+        Bs[kk][r] = (n0 + r < N && kg < K) ? gm_load<WT>(We, (n0 + r) * sc + kg * si) : 0.0f;
       }
       __syncthreads();
 #pragma unroll
@@ -306,13 +313,78 @@ __device__ void grouped_matmul(int64_t M, int64_t N, int64_t K, int64_t E, XT* o
 
 #define GMM(name, XT, WT)                                                                                                        \
   extern "C" __global__ void __launch_bounds__(256) name(int64_t M, int64_t N, int64_t K, int64_t E, void* out, const void* x, \
-                                                         const void* W, const int32_t* off) {                                   \
-    grouped_matmul<XT, WT>(M, N, K, E, (XT*)out, (const XT*)x, (const WT*)W, off);                                             \
+                                                         const void* W, const int32_t* off, int64_t sc, int64_t si, int64_t es) { \
+    grouped_matmul<XT, WT>(M, N, K, E, (XT*)out, (const XT*)x, (const WT*)W, off, sc, si, es);                                 \
   }
 GMM(grouped_matmul_f32_f32, float, float)
 GMM(grouped_matmul_f32_bf16, float, uint16_t)
 GMM(grouped_matmul_bf16_f32, uint16_t, float)
 GMM(grouped_matmul_bf16_bf16, uint16_t, uint16_t)
+
+// Backward weight gradient (grouped_matmul_dw_*): dw[e] [N, K] = Σ_{p in [off[e], off[e+1])} g[p, n]·x[p, k],
+// one CTA per (expert e and 64-column K tile = blockIdx.x = e·⌈K/64⌉ + tile, 64-row N tile = blockIdx.y), looping over
+// the segment's rows 16 at a time (the reduction dim); same 4 × 4 register blocks, f32 FMA accumulation,
+// rounded once to w's dtype. An expert with no rows writes zeros. The offsets are read on the device only.
+template <class XT, class OT>
+__device__ void grouped_matmul_dw(int64_t M, int64_t N, int64_t K, OT* dw, const XT* g, const XT* x, const int32_t* off) {
+  __shared__ float Gs[GM_BK][GM_BM + GM_PAD];
+  __shared__ float Xs[GM_BK][GM_BN + GM_PAD];
+  const int64_t ktiles = (K + GM_BN - 1) / GM_BN;
+  const int64_t e = blockIdx.x / ktiles;
+  const int64_t p0 = off[e], p1 = off[e + 1];
+  const int64_t nt0 = (int64_t)blockIdx.y * GM_BM, kt0 = (int64_t)(blockIdx.x - e * ktiles) * GM_BN;
+  const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+  float acc[4][4];
+#pragma unroll
+  for (int i = 0; i < 4; i++)
+#pragma unroll
+    for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
+  for (int64_t q0 = p0; q0 < p1; q0 += GM_BK) {
+    // 16 rows × 64 columns of g (N tile) and of x (K tile); columns fastest: coalesced row pieces
+#pragma unroll
+    for (int u = 0; u < 4; u++) {
+      const int idx = threadIdx.x + u * 256;
+      const int c = idx & 63, kk = idx >> 6;
+      const int64_t p = q0 + kk;
+      Gs[kk][c] = (p < p1 && nt0 + c < N) ? gm_load<XT>(g, p * N + nt0 + c) : 0.0f;
+      Xs[kk][c] = (p < p1 && kt0 + c < K) ? gm_load<XT>(x, p * K + kt0 + c) : 0.0f;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < GM_BK; kk++) {
+      float a[4], b[4];
+#pragma unroll
+      for (int i = 0; i < 4; i++) a[i] = Gs[kk][ty * 4 + i];
+#pragma unroll
+      for (int j = 0; j < 4; j++) b[j] = Xs[kk][tx * 4 + j];
+#pragma unroll
+      for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+    }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    const int64_t n = nt0 + ty * 4 + i;
+    if (n >= N) continue;
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+      const int64_t k = kt0 + tx * 4 + j;
+      if (k < K) gm_store<OT>(dw, (e * N + n) * K + k, acc[i][j]);
+    }
+  }
+}
+
+#define GMMDW(name, XT, OT)                                                                                                       \
+  extern "C" __global__ void __launch_bounds__(256) name(int64_t M, int64_t N, int64_t K, void* dw, const void* g, const void* x, \
+                                                         const int32_t* off) {                                                     \
+    grouped_matmul_dw<XT, OT>(M, N, K, (OT*)dw, (const XT*)g, (const XT*)x, off);                                                 \
+  }
+GMMDW(grouped_matmul_dw_f32_f32, float, float)
+GMMDW(grouped_matmul_dw_f32_bf16, float, uint16_t)
+GMMDW(grouped_matmul_dw_bf16_f32, uint16_t, float)
+GMMDW(grouped_matmul_dw_bf16_bf16, uint16_t, uint16_t)
 
 // FP8 weights (grouped_matmul_fp8_*): q e4m3 [M, K] with sq f32 [M, ⌈K/128⌉] (actQuant of the sorted rows),
 // w8 e4m3 [E, N, K] with sw f32 [E, ⌈N/128⌉, ⌈K/128⌉]. The same tiles; e4m3 codes are decoded exactly to f32

@@ -5,6 +5,8 @@
 //   emu route T E k G TG scores.bin bias.bin|- forced.bin|- out.bin
 //   emu dispatch T k E experts.bin pairs.bin rows.bin tokens.bin offsets.bin
 //   emu gmm xdt wdt M N K E x.bin w.bin off.bin out.bin          (dt: f32 | bf16)
+//   emu gmmdx xdt wdt M N K E g.bin w.bin off.bin out.bin      (out [M, N] = g [M, K]·W[e], W [E, K, N])
+//   emu gmmdw xdt odt M N K E g.bin x.bin off.bin dw.bin       (dw [E, N, K] = Σ_seg g[p, n]·x[p, k])
 //   emu gmm8 odt M N K E q.bin sq.bin w8.bin sw.bin off.bin out.bin
 //   emu combine T k D out_dt ys_dt sh_dt ys.bin w.bin rows.bin sh.bin|- out.bin
 // Each prints the device error record "err <code> <index> <size>".
@@ -107,7 +109,8 @@ int main(int argc, char** argv) {
     wr(argv[7], rows.data(), rows.size() * 4);
     wr(argv[8], tokens.data(), tokens.size() * 4);
     wr(argv[9], offs.data(), offs.size() * 4);
-  } else if (cmd == "gmm") {
+  } else if (cmd == "gmm" || cmd == "gmmdx") {
+    const bool dxmode = cmd == "gmmdx";
     const std::string xdt = argv[2], wdt = argv[3];
     const int64_t M = I(4), N = I(5), K = I(6), E = I(7);
     auto x = rd(argv[8]), w = rd(argv[9]), off = rd(argv[10]);
@@ -117,10 +120,25 @@ int main(int argc, char** argv) {
     launch(gx, gy, 256, [&] {
       const void *xp = x.data(), *wp = w.data();
       const int32_t* op = (const int32_t*)off.data();
-      if (xdt == "f32" && wdt == "f32") grouped_matmul_f32_f32(M, N, K, E, out.data(), xp, wp, op);
-      else if (xdt == "f32") grouped_matmul_f32_bf16(M, N, K, E, out.data(), xp, wp, op);
-      else if (wdt == "f32") grouped_matmul_bf16_f32(M, N, K, E, out.data(), xp, wp, op);
-      else grouped_matmul_bf16_bf16(M, N, K, E, out.data(), xp, wp, op);
+      // forward: W[e] [N, K] row-major; "dx": out [M, N] = x [M, K] · W[e] with W[e] stored [K, N] (the backward)
+      const int64_t sc = dxmode ? 1 : K, si = dxmode ? N : 1, es = N * K;
+      if (xdt == "f32" && wdt == "f32") grouped_matmul_f32_f32(M, N, K, E, out.data(), xp, wp, op, sc, si, es);
+      else if (xdt == "f32") grouped_matmul_f32_bf16(M, N, K, E, out.data(), xp, wp, op, sc, si, es);
+      else if (wdt == "f32") grouped_matmul_bf16_f32(M, N, K, E, out.data(), xp, wp, op, sc, si, es);
+      else grouped_matmul_bf16_bf16(M, N, K, E, out.data(), xp, wp, op, sc, si, es);
+    });
+    wr(argv[11], out.data(), out.size());
+  } else if (cmd == "gmmdw") {
+    const std::string xdt = argv[2], odt = argv[3];
+    const int64_t M = I(4), N = I(5), K = I(6), E = I(7);
+    auto g = rd(argv[8]), x = rd(argv[9]), off = rd(argv[10]);
+    std::vector<unsigned char> out(E * N * K * (odt == "bf16" ? 2 : 4), 0xAB);
+    launch((unsigned)(E * ((K + 63) / 64)), (unsigned)((N + 63) / 64), 256, [&] {
+      const int32_t* op = (const int32_t*)off.data();
+      if (xdt == "f32" && odt == "f32") grouped_matmul_dw_f32_f32(M, N, K, out.data(), g.data(), x.data(), op);
+      else if (xdt == "f32") grouped_matmul_dw_f32_bf16(M, N, K, out.data(), g.data(), x.data(), op);
+      else if (odt == "f32") grouped_matmul_dw_bf16_f32(M, N, K, out.data(), g.data(), x.data(), op);
+      else grouped_matmul_dw_bf16_bf16(M, N, K, out.data(), g.data(), x.data(), op);
     });
     wr(argv[11], out.data(), out.size());
   } else if (cmd == "gmm8") {

@@ -1,6 +1,7 @@
 // Runs kernels/moe.cu on the CPU, one host thread per CUDA thread, and compares it with the CPU reference ops
 // (src/tensor/ops/moe.ts): routing (ties, groups with and without bias, forced routes and their errors),
-// dispatch, grouped GEMM (empty segments, rows outside every segment, f32/bf16) and combine (bit for bit).
+// dispatch, grouped GEMM (empty segments, rows outside every segment, f32/bf16, FP8 weights), its backward
+// (dx, dW) and combine (bit for bit).
 // For a machine without a GPU: it checks the kernels' own logic (indexing, tile walk, barriers, shuffles,
 // __match_any_sync, the error record) before the GPU run. It is no substitute for that run: g++ compiles the
 // kernels (no GPU memory model, no real warp scheduling), through textual edits of the __shared__ declarations.
@@ -25,6 +26,8 @@ const edits = [
   ['__shared__ float Bs', 'static float Bs'],
   ['__shared__ int seg_s', 'static int seg_s'],
   ['__shared__ int seg8_s', 'static int seg8_s'],
+  ['__shared__ float Gs', 'static float Gs'],
+  ['__shared__ float Xs', 'static float Xs'],
 ];
 let host = src;
 for (const [from, to] of edits) {
@@ -134,11 +137,42 @@ for (const [M, K, N, offs] of [[37, 40, 24, [2, 2, 9, 9, 30, 35]], [1, 16, 8, [0
   }
 }
 
+// ---- grouped GEMM backward: dx (the forward kernel reading W[e] transposed) and dW ----
+for (const [M, K, N, offs] of [[37, 40, 24, [2, 2, 9, 9, 30, 35]], [130, 72, 136, [0, 0, 64, 65, 129, 130, 130]], [3, 5, 70, [0, 3]]]) {
+  const E = offs.length - 1;
+  for (const [xdt, wdt] of [['f32', 'f32'], ['bf16', 'bf16'], ['bf16', 'f32']]) {
+    const x = T.cast(T.fromArray(normals(M * K), [M, K]), xdt);
+    const w = T.cast(T.fromArray(normals(E * N * K, K ** -0.5), [E, N, K]), wdt);
+    const g = T.cast(T.fromArray(normals(M * N), [M, N]), xdt);
+    x.requiresGrad = true;
+    w.requiresGrad = true;
+    T.backward(T.groupedMatmul(x, w, T.fromArray(Int32Array.from(offs), [E + 1], { dtype: 'i32' })), g);
+    const decode = (p, dt, shape) => {
+      const raw = readFileSync(p);
+      return T.fromBits(dt === 'bf16' ? new Uint16Array(raw.buffer, raw.byteOffset, raw.byteLength / 2) : new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4), dt, shape).toFloat64();
+    };
+    const rel = (got, want) => {
+      let scale = 1e-30, worst = 0;
+      for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]));
+      for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]) / scale);
+      return worst;
+    };
+    // dx [M, K] = g [M, N] · W[e] [N, K]: the emulator's gmmdx takes W[e] as stored [N(inner), K(out)] with (sc, si) = (1, K)
+    const o1 = out('dx');
+    run('gmmdx', xdt, wdt, M, K, N, E, f('g', T.hostBytes(g.toHost())), f('w', T.hostBytes(w.toHost())), f('off', Int32Array.from(offs)), o1);
+    const e1 = rel(decode(o1, xdt, [M, K]), x.grad.toFloat64());
+    const o2 = out('dw');
+    run('gmmdw', xdt, wdt, M, N, K, E, f('g', T.hostBytes(g.toHost())), f('x', T.hostBytes(x.toHost())), f('off', Int32Array.from(offs)), o2);
+    const e2 = rel(decode(o2, wdt, [E, N, K]), w.grad.toFloat64());
+    check(e1 < (xdt === 'f32' ? 1e-5 : 1e-2) && e2 < (wdt === 'f32' ? 1e-5 : 1e-2), `gmm backward M ${M} K ${K} N ${N} E ${E} ${xdt}·${wdt}: dx ${e1.toExponential(2)}, dW ${e2.toExponential(2)}`);
+  }
+}
+
 // ---- grouped GEMM, FP8 weights ----
 for (const [M, K, N, offs] of [[37, 200, 136, [2, 2, 9, 9, 30, 35]], [1, 128, 64, [0, 1]], [70, 300, 24, [0, 0, 64, 65, 70]]]) {
   const E = offs.length - 1;
   const nbN = Math.ceil(N / 128), nbK = Math.ceil(K / 128);
-  const w8 = T.cast(T.fromArray(normals(E * N * K, 100), [E, N, K]), 'f8e4m3');
+  const w8 = T.cast(T.fromArray(normals(E * N * K, 60), [E, N, K]), 'f8e4m3'); // below e4m3's 448 (no NaN codes)
   const sw = T.fromArray(Float32Array.from({ length: E * nbN * nbK }, () => 2 ** -(7 + Math.floor(rnd() * 4))), [E, nbN, nbK]);
   for (const odt of ['f32', 'bf16']) {
     const x = T.cast(T.fromArray(normals(M * K), [M, K]), odt);

@@ -176,6 +176,8 @@ export interface Backend {
   moeDispatch?(pairs: View, rows: View, tokens: View, offsets: View, experts: View): void;
   /** Optional: grouped GEMM out [M, N] (x's dtype) = x [M, K] · w[e]ᵀ (w [E, N, K]) on rows [offsets[e], offsets[e+1]); contiguous. */
   groupedMatmul?(out: View, x: View, w: View, offsets: View): void;
+  /** Optional: its backward per segment: dx [M, K] = g·w[e] (x's dtype), dw [E, N, K] = g_segᵀ·x_seg (w's dtype); either may be null. */
+  groupedMatmulBackward?(dx: View | null, dw: View | null, g: View, x: View, w: View, offsets: View): void;
   /**
    * Optional: FP8 grouped GEMM: q f8e4m3 [M, K] and sq f32 [M, ⌈K/128⌉] (actQuant's output), w8 f8e4m3 [E, N, K],
    * sw f32 [E, ⌈N/128⌉, ⌈K/128⌉], offsets i32 [E + 1]; out f32/bf16 [M, N] = fp8BlockLinear per segment.

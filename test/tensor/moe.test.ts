@@ -8,6 +8,7 @@
 //  - moeRoute against selectExperts (gate.ts) on scores full of ties;
 //  - moeDispatch against a plain stable sort, groupedMatmul against f64 with empty segments and rows outside
 //    every segment, moeCombine against f64;
+//  - groupedMatmul backward (dx, dW on the device) against f64 on every backend;
 //  - gradients of moeCombine (to w, ySlots, shared), groupedMatmul (to x and W) and moeRouteWeights by f64
 //    finite differences (CPU);
 //  - forced-route validation.
@@ -353,6 +354,38 @@ eachDevice('groupedMatmul: empty segments, uncovered rows, f32/bf16, against f64
           bitsEqual(T.contiguous(T.narrow(y, 0, offs[e]!, m)), ref, `${tag} segment ${e}`);
         }
       }
+    }
+  }
+});
+
+eachDevice('groupedMatmul backward: dx and dW on the device, against f64', (dev) => {
+  const rnd = mulberry32(71);
+  for (const [M, K, N, offs] of [[37, 40, 24, [2, 2, 9, 9, 30, 35]], [130, 72, 136, [0, 0, 64, 65, 129, 130, 130]], [3, 5, 70, [0, 3]]] as const) {
+    const E = offs.length - 1;
+    for (const [xdt, wdt] of [['f32', 'f32'], ['bf16', 'bf16'], ['bf16', 'f32']] as const) {
+      const x = T.cast(T.fromArray(normals(M * K, rnd), [M, K]), xdt);
+      const w = T.cast(T.fromArray(normals(E * N * K, rnd, K ** -0.5), [E, N, K]), wdt);
+      const g = T.cast(T.fromArray(normals(M * N, rnd), [M, N]), xdt);
+      const xd = on(x, dev);
+      const wd = on(w, dev);
+      xd.requiresGrad = true;
+      wd.requiresGrad = true;
+      const y = T.groupedMatmul(xd, wd, T.fromArray(Int32Array.from(offs), [E + 1], { dtype: 'i32', device: dev }));
+      T.backward(y, on(g, dev));
+      assert.equal(xd.grad!.dtype, xdt);
+      assert.equal(wd.grad!.dtype, wdt);
+      const xv = x.toFloat64();
+      const wv = w.toFloat64();
+      const gv = g.toFloat64();
+      const dx = new Float64Array(M * K);
+      const dw = new Float64Array(E * N * K);
+      for (let e = 0; e < E; e++) for (let p = offs[e]!; p < offs[e + 1]!; p++) for (let n = 0; n < N; n++) for (let c = 0; c < K; c++) {
+        dx[p * K + c] += gv[p * N + n]! * wv[(e * N + n) * K + c]!;
+        dw[(e * N + n) * K + c] += gv[p * N + n]! * xv[p * K + c]!;
+      }
+      const tag = `M ${M} K ${K} N ${N} ${xdt}·${wdt}`;
+      close(xd.grad!.toFloat64(), dx, xdt === 'f32' ? 1e-5 : 3e-2, xdt === 'f32' ? 1e-5 : 8e-3, `${tag}: dx`);
+      close(wd.grad!.toFloat64(), dw, wdt === 'f32' ? 1e-4 : 3e-2, wdt === 'f32' ? 1e-5 : 8e-3, `${tag}: dW`);
     }
   }
 });

@@ -13,7 +13,7 @@ import { mlaCacheWriteCpu, sparseMlaDecodeCpu, sparseMlaPrefillCpu } from './spa
 import { sparseMhaPrefillCpu } from './sparse-attention.js';
 import { sparseMlaBackwardCpu } from './sparse-mla-backward.js';
 import { indexerKlLossCpu, indexerScoresBackwardCpu, indexerScoresCpu } from './indexer-train.js';
-import { groupedMatmulCpu, groupedMatmulFp8Cpu, moeCombineCpu, moeDispatchCpu, moeRouteCpu } from './moe.js';
+import { groupedMatmulBackwardCpu, groupedMatmulCpu, groupedMatmulFp8Cpu, moeCombineCpu, moeDispatchCpu, moeRouteCpu } from './moe.js';
 import { fp8BlockLinearCpu } from './fp8-linear.js';
 
 const fround = Math.fround;
@@ -542,6 +542,9 @@ export class CpuBackend implements Backend {
   }
   groupedMatmulFp8(out: View, q: View, sq: View, w8: View, sw: View, offsets: View): void {
     groupedMatmulFp8Cpu(this, out, q, sq, w8, sw, offsets);
+  }
+  groupedMatmulBackward(dx: View | null, dw: View | null, g: View, x: View, w: View, offsets: View): void {
+    groupedMatmulBackwardCpu(this, dx, dw, g, x, w, offsets);
   }
   moeCombine(out: View, ySlots: View, weights: View, rows: View, shared: View | null): void {
     moeCombineCpu(out, ySlots, weights, rows, shared);

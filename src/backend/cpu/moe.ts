@@ -167,6 +167,42 @@ function checkOffsets(op: string, off: Float64Array | Int32Array, E: number, M: 
 }
 
 /**
+ * Backward of groupedMatmul, per segment [off[e], off[e+1]) with the backend's matmul:
+ *   dx [M, K] (x's dtype) = g [M, N] · W[e]      (rows in no segment: 0)
+ *   dw [E, N, K] (w's dtype) = g_segᵀ · x_seg    (an expert with no rows: 0)
+ * g, x, w contiguous; either output may be null (not wanted).
+ */
+export function groupedMatmulBackwardCpu(be: Backend, dx: View | null, dw: View | null, g: View, x: View, w: View, offsets: View): void {
+  const [M, K] = x.shape as [number, number];
+  const [E, N] = w.shape as [number, number];
+  const off = readIndex(offsets);
+  checkOffsets('groupedMatmul (backward)', off, E, M);
+  if (dx) {
+    if (off[0]! > 0) be.fill({ ...dx, shape: [off[0]!, K], strides: [K, 1] }, 0);
+    if (off[E]! < M) be.fill({ ...dx, shape: [M - off[E]!, K], strides: [K, 1], offset: dx.offset + off[E]! * K }, 0);
+  }
+  for (let e = 0; e < E; e++) {
+    const r0 = off[e]!;
+    const m = off[e + 1]! - r0;
+    const dwe: View | null = dw && { storage: dw.storage, dtype: dw.dtype, shape: [N, K], strides: [K, 1], offset: dw.offset + e * N * K };
+    if (m === 0 || N === 0) {
+      if (dwe) be.fill(dwe, 0);
+      if (dx && m > 0) be.fill({ storage: dx.storage, dtype: dx.dtype, shape: [m, K], strides: [K, 1], offset: dx.offset + r0 * K }, 0);
+      continue;
+    }
+    if (dx && K > 0) {
+      be.matmul({ storage: dx.storage, dtype: dx.dtype, shape: [m, K], strides: [K, 1], offset: dx.offset + r0 * K },
+        { storage: g.storage, dtype: g.dtype, shape: [m, N], strides: [N, 1], offset: g.offset + r0 * N },
+        { storage: w.storage, dtype: w.dtype, shape: [N, K], strides: [K, 1], offset: w.offset + e * N * K });
+    }
+    if (dwe && K > 0) {
+      be.matmul(dwe, { storage: g.storage, dtype: g.dtype, shape: [N, m], strides: [1, N], offset: g.offset + r0 * N },
+        { storage: x.storage, dtype: x.dtype, shape: [m, K], strides: [K, 1], offset: x.offset + r0 * K });
+    }
+  }
+}
+
+/**
  * FP8 grouped GEMM: q f8e4m3 [M, K] and sq f32 [M, ⌈K/128⌉] (actQuant of the sorted rows), w8 f8e4m3
  * [E, N, K], sw f32 [E, ⌈N/128⌉, ⌈K/128⌉], offsets i32 [E + 1] → out [M, N] (f32/bf16); rows in no segment 0.
  */

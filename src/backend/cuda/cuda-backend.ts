@@ -24,7 +24,7 @@ import { mlaCacheWriteCuda, sparseMlaDecodeCuda, sparseMlaPrefillCuda } from './
 import { sparseMhaPrefillCuda } from './sparse-mha.js';
 import { sparseMlaBackwardCuda } from './sparse-mla-backward.js';
 import { indexerKlLossCuda, indexerScoresBackwardCuda, indexerScoresCuda } from './indexer-train.js';
-import { groupedMatmulCuda, groupedMatmulFp8Cuda, moeCombineCuda, moeDispatchCuda, moeRouteCuda } from './moe.js';
+import { groupedMatmulBackwardCuda, groupedMatmulCuda, groupedMatmulFp8Cuda, moeCombineCuda, moeDispatchCuda, moeRouteCuda } from './moe.js';
 import { fp8BlockLinearCuda } from './fp8-linear.js';
 
 /** Device storage: one allocator block. Freed when dispose() is called or the storage is collected. */
@@ -933,6 +933,9 @@ export class CudaBackend implements Backend {
   }
   groupedMatmulFp8(out: View, q: View, sq: View, w8: View, sw: View, offsets: View): void {
     groupedMatmulFp8Cuda(this, out, q, sq, w8, sw, offsets);
+  }
+  groupedMatmulBackward(dx: View | null, dw: View | null, g: View, x: View, w: View, offsets: View): void {
+    groupedMatmulBackwardCuda(this, dx, dw, g, x, w, offsets);
   }
   moeCombine(out: View, ySlots: View, weights: View, rows: View, shared: View | null): void {
     moeCombineCuda(this, out, ySlots, weights, rows, shared);

@@ -13,7 +13,8 @@ import type { ParamKind } from './launch.js';
 const SIG: Record<string, readonly ParamKind[]> = {
   moe_route: ['i64', 'i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'p'],
   moe_dispatch: ['i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'p', 'p'],
-  grouped_matmul: ['i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'p'],
+  grouped_matmul: ['i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'i64', 'i64', 'i64'],
+  grouped_matmul_dw: ['i64', 'i64', 'i64', 'p', 'p', 'p', 'p'],
   grouped_matmul_fp8: ['i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'p', 'p'],
   moe_combine: ['i64', 'i64', 'i64', 'p', 'i32', 'p', 'i32', 'p', 'p', 'p', 'i32', 'p'],
 };
@@ -63,7 +64,27 @@ export function groupedMatmulCuda(b: CudaBackend, out: View, x: View, w: View, o
   const tiles = Math.ceil(M / BM) + E + 2;
   if (tiles > MAX_GRID_Y) throw new DsvError(`groupedMatmul on cuda: ${tiles} row tiles exceed the grid's ${MAX_GRID_Y}`);
   const kern = b.rt.modules.get('moe', `grouped_matmul_${sfx(x.dtype)}_${sfx(w.dtype)}`, SIG.grouped_matmul!);
-  kern.launch(Math.ceil(N / BN), 256, 0, [M, N, K, E, b.address(out), b.address(x), b.address(w), b.address(offsets)], tiles);
+  kern.launch(Math.ceil(N / BN), 256, 0, [M, N, K, E, b.address(out), b.address(x), b.address(w), b.address(offsets), K, 1, N * K], tiles);
+}
+
+export function groupedMatmulBackwardCuda(b: CudaBackend, dx: View | null, dw: View | null, g: View, x: View, w: View, offsets: View): void {
+  const [M, K] = x.shape as [number, number];
+  const [E, N] = w.shape as [number, number, number];
+  if (x.dtype === 'f64' || w.dtype === 'f64') throw new DsvError('groupedMatmul backward on cuda: f32 or bf16 operands only (f64 is the CPU gradcheck path)');
+  if (dx) {
+    // dx [M, K] = g [M, N] · W[e]: the forward kernel with C = K output columns, inner I = N, W[e] read transposed
+    const tiles = Math.ceil(M / BM) + E + 2;
+    if (tiles > MAX_GRID_Y) throw new DsvError(`groupedMatmul backward on cuda: ${tiles} row tiles exceed the grid's ${MAX_GRID_Y}`);
+    const kern = b.rt.modules.get('moe', `grouped_matmul_${sfx(g.dtype)}_${sfx(w.dtype)}`, SIG.grouped_matmul!);
+    kern.launch(Math.ceil(K / BN), 256, 0, [M, K, N, E, b.address(dx), b.address(g), b.address(w), b.address(offsets), 1, K, N * K], tiles);
+  }
+  if (dw) {
+    if (Math.ceil(N / BM) > MAX_GRID_Y) throw new DsvError(`groupedMatmul backward on cuda: ${N} weight rows exceed the grid`);
+    if (g.dtype !== x.dtype) throw new DsvError(`groupedMatmul backward on cuda: g (${g.dtype}) must have x's dtype (${x.dtype})`);
+    const kern = b.rt.modules.get('moe', `grouped_matmul_dw_${sfx(x.dtype)}_${sfx(dw.dtype)}`, SIG.grouped_matmul_dw!);
+    // grid.x = E · ⌈K/64⌉ (expert-major), grid.y = ⌈N/64⌉
+    kern.launch(E * Math.ceil(K / BN), 256, 0, [M, N, K, b.address(dw), b.address(g), b.address(x), b.address(offsets)], Math.ceil(N / BM));
+  }
 }
 
 export function groupedMatmulFp8Cuda(b: CudaBackend, out: View, q: View, sq: View, w8: View, sw: View, offsets: View): void {

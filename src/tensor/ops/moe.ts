@@ -32,8 +32,8 @@
 //   raises the device error word (such pairs get no position; the outputs are then unspecified).
 // groupedMatmul: out[p, :] = x[p, :]·W[e]ᵀ for p in [offsets[e], offsets[e+1]), W [E, N, K] in nn.Linear
 //   layout; f32 accumulation rounded once to x's dtype (F.linear); rows in no segment are 0. f32/bf16 x and
-//   W (f64 on the CPU, for gradcheck). Backward (training with replayed routes): dX and dW per segment with
-//   matmul; it reads the offsets to the host (a training-only fallback: grouped backward kernels are left).
+//   W (f64 on the CPU, for gradcheck). Backward (training with replayed routes), on the device with no host
+//   read (Backend.groupedMatmulBackward): dX[p] = g[p]·W[e], dW[e] = Σ_{p in segment e} g[p]ᵀ·x[p].
 // groupedMatmulFp8: the same over FP8 weights, W[e] = e4m3 codes w8 [E, N, K] with 128×128 block scales
 //   wScale [E, ⌈N/128⌉, ⌈K/128⌉] (the checkpoint's weight_scale_inv per expert): x is quantised per row and
 //   128 columns (actQuant, ue8m0 scales by default), and each segment is fp8Linear's math
@@ -50,12 +50,11 @@ import type { Backend } from '../backend.js';
 import { type DType, isInt } from '../dtype.js';
 import { ShapeError, Tensor, fmtShape, fromArray } from '../tensor.js';
 import { div, mul, muls } from './elementwise.js';
-import { cat, gather, indexAdd, indexSelect, stack } from './indexing.js';
-import { matmul } from './matmul.js';
+import { gather, indexAdd, indexSelect, stack } from './indexing.js';
 import { actQuant, weightDequant } from './quant.js';
 import { sum } from './reduce.js';
 import { alloc, sameDevice } from './util.js';
-import { cast, contiguous, narrow, reshape, transpose, unsqueeze } from './view.js';
+import { cast, contiguous, narrow, reshape, unsqueeze } from './view.js';
 
 function need<K extends keyof Backend>(b: Backend, op: K): NonNullable<Backend[K]> {
   const f = b[op];
@@ -184,44 +183,22 @@ export function groupedMatmul(x: Tensor, w: Tensor, offsets: Tensor): Tensor {
     return o;
   });
   if (!needsGrad(x, w)) return out;
-  return record(out, op, [x, w], (g) => groupedMatmulBackward(g, x, w, off));
+  return record(out, op, [x, w], (g) => groupedMatmulBackward(g, x, w, off, x.requiresGrad, w.requiresGrad));
 }
 
 /**
- * dX[p] = g[p]·W[e] and dW[e] = g_segᵀ·x_seg per segment, with the tensor ops of the device. Reads the
- * offsets to the host: a training fallback until grouped backward kernels exist.
+ * dx [M, K] = g·W[e] and dw [E, N, K] = g_segᵀ·x_seg per segment (Backend.groupedMatmulBackward: no host
+ * read of the offsets). dx in x's dtype, dw in w's; the products accumulate in f32 (f64 for f64 tensors).
  */
-function groupedMatmulBackward(g: Tensor, x: Tensor, w: Tensor, offsets: Tensor): (Tensor | null)[] {
-  const off = offsets.toHost() as Int32Array;
+function groupedMatmulBackward(g: Tensor, x: Tensor, w: Tensor, offsets: Tensor, wantX: boolean, wantW: boolean): [Tensor | null, Tensor | null] {
   const [M, K] = x.shape as [number, number];
   const [E, N] = w.shape as [number, number, number];
-  const ga = cast(g, x.dtype === 'f64' || w.dtype === 'f64' ? 'f64' : 'f32');
-  const xa = cast(x, ga.dtype);
-  const zeros = (shape: number[], dt: DType): Tensor => {
-    const z = alloc(x.backend, shape, dt);
-    if (z.numel) z.backend.fill(z, 0);
-    return z;
-  };
-  const dxParts: Tensor[] = [];
-  const dwParts: Tensor[] = [];
-  if (off[0]! > 0) dxParts.push(zeros([off[0]!, K], ga.dtype));
-  for (let e = 0; e < E; e++) {
-    const r0 = off[e]!;
-    const m = off[e + 1]! - r0;
-    const we = cast(reshape(narrow(w, 0, e, 1), [N, K]), ga.dtype);
-    if (m === 0) {
-      dwParts.push(zeros([1, N, K], ga.dtype));
-      continue;
-    }
-    const gs = narrow(ga, 0, r0, m);
-    dxParts.push(matmul(gs, we));
-    dwParts.push(unsqueeze(matmul(transpose(gs), narrow(xa, 0, r0, m)), 0));
+  const dx = wantX ? alloc(x.backend, [M, K], x.dtype) : null;
+  const dw = wantW ? alloc(x.backend, [E, N, K], w.dtype) : null;
+  if ((dx && dx.numel) || (dw && dw.numel)) {
+    need(x.backend, 'groupedMatmulBackward')(dx && dx.numel ? dx : null, dw && dw.numel ? dw : null, contiguous(cast(g, x.dtype)), contiguous(x), contiguous(w), offsets);
   }
-  if (off[E]! < M) dxParts.push(zeros([M - off[E]!, K], ga.dtype));
-  return [
-    x.requiresGrad ? cast(dxParts.length ? cat(dxParts, 0) : zeros([M, K], ga.dtype), x.dtype) : null,
-    w.requiresGrad ? cast(cat(dwParts, 0), w.dtype) : null,
-  ];
+  return [dx, dw];
 }
 
 const FP8_BLOCK = 128;
@@ -264,7 +241,7 @@ export function groupedMatmulFp8(x: Tensor, w8: Tensor, wScale: Tensor, offsets:
   if (!needsGrad(x)) return out;
   return record(out, op, [x], (g) => {
     const wd = stack(Array.from({ length: E }, (_, e) => weightDequant(reshape(narrow(w8, 0, e, 1), [N, K]), reshape(narrow(sw, 0, e, 1), [nbN, nbK]))), 0);
-    return [groupedMatmulBackward(g, x, wd, off)[0]!];
+    return [groupedMatmulBackward(g, x, wd, off, true, false)[0]];
   });
 }
 
