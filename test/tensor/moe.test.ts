@@ -185,19 +185,31 @@ function makeLayer(v: Variant, seed: number, fp8 = false): Layer {
   };
 }
 
+/** Device copies of host weights, made once (so a graph capture meets no host→device copy). */
+const uploads = new WeakMap<T.Tensor, Map<string, T.Tensor>>();
+function up(t: T.Tensor, dev: string, dtype: T.DType = t.dtype): T.Tensor {
+  let m = uploads.get(t);
+  if (!m) uploads.set(t, (m = new Map()));
+  const key = `${dev}/${dtype}`;
+  let u = m.get(key);
+  if (!u) m.set(key, (u = on(T.cast(t, dtype), dev)));
+  return u;
+}
+const segmentOffsets = new Map<string, T.Tensor>();
+
 /** One MoE layer composed from the ops, on the device of x. */
 function composedMoe(L: Layer, x: T.Tensor, dt: T.DType, wdt: T.DType, forced?: Int32Array | T.Tensor | null): { y: T.Tensor; experts: T.Tensor } {
   const dev = x.device;
   const cfg = L.cfg;
-  const W = (t: T.Tensor): T.Tensor => on(T.cast(t, wdt), dev);
-  const logits = T.linear(T.cast(x, 'f32'), on(L.gateW, dev));
+  const W = (t: T.Tensor): T.Tensor => up(t, dev, wdt);
+  const logits = T.linear(T.cast(x, 'f32'), up(L.gateW, dev));
   const s = cfg.scoreFunc === 'sigmoid' ? T.sigmoid(logits) : T.softmax(logits, -1);
-  const experts = T.moeRoute(s, { bias: L.bias ? on(L.bias, dev) : null, groups: cfg.nExpertGroups, topkGroups: cfg.nLimitedGroups, k: cfg.nActivatedExperts, forced });
+  const experts = T.moeRoute(s, { bias: L.bias ? up(L.bias, dev) : null, groups: cfg.nExpertGroups, topkGroups: cfg.nLimitedGroups, k: cfg.nActivatedExperts, forced });
   const w = T.moeRouteWeights(s, experts, { normalize: cfg.scoreFunc === 'sigmoid', scale: cfg.routeScale });
   const d = T.moeDispatch(experts, cfg.nRoutedExperts);
   type Wt = T.Tensor | Fp8Stack;
   const gemm = (a: T.Tensor, w: Wt, off: T.Tensor): T.Tensor =>
-    w instanceof T.Tensor ? T.groupedMatmul(a, W(w), off) : T.groupedMatmulFp8(a, on(w.w8, dev), on(w.scale, dev), off, { ue8m0: true });
+    w instanceof T.Tensor ? T.groupedMatmul(a, W(w), off) : T.groupedMatmulFp8(a, up(w.w8, dev), up(w.scale, dev), off, { ue8m0: true });
   const swiglu = (xs: T.Tensor, wg: Wt, wu: Wt, wd: Wt, off: T.Tensor): T.Tensor => {
     const g = gemm(xs, wg, off);
     const u = gemm(xs, wu, off);
@@ -208,7 +220,8 @@ function composedMoe(L: Layer, x: T.Tensor, dt: T.DType, wdt: T.DType, forced?: 
   const ys = f8 ? swiglu(T.indexSelect(x, 0, d.tokens), f8.wg, f8.wu, f8.wd, d.offsets) : swiglu(T.indexSelect(x, 0, d.tokens), L.wg, L.wu, L.wd, d.offsets);
   // the shared expert: one segment holding every token
   const Tn = x.shape[0]!;
-  const all = T.fromArray(Int32Array.from([0, Tn]), [2], { dtype: 'i32', device: dev });
+  let all = segmentOffsets.get(`${dev}/${Tn}`);
+  if (!all) segmentOffsets.set(`${dev}/${Tn}`, (all = T.fromArray(Int32Array.from([0, Tn]), [2], { dtype: 'i32', device: dev })));
   const shared = L.shared ? (f8 ? swiglu(x, f8.sg, f8.su, f8.sd, all) : swiglu(x, L.shared.wg, L.shared.wu, L.shared.wd, all)) : null;
   return { y: T.moeCombine(ys, w, d.rows, { shared, dtype: dt }), experts };
 }
@@ -286,6 +299,34 @@ eachDevice('groupedMatmulFp8 == fp8Linear per segment', (dev) => {
         else close(seg.toFloat32(), ref.toFloat32(), xdt === 'f32' ? 1e-5 : 2e-2, xdt === 'f32' ? 1e-4 : 1e-2, tag);
       }
     }
+  }
+});
+
+// No host read inside the step: route → dispatch → grouped SwiGLU → combine is captured into a CUDA graph and
+// replayed on new inputs (copied into the captured input buffers) with the eager results, routes included.
+test('the composed MoE step captures into a CUDA graph and replays [cuda]', reason ? { skip: `no CUDA: ${reason}` } : {}, () => {
+  const b = T.getBackend('cuda') as unknown as { captureGraph(fn: () => void): { replay(): void; destroy(): void } };
+  const L = makeLayer(VARIANTS[1]!, 91);
+  const cfg = L.cfg;
+  const rnd = mulberry32(93);
+  for (const [dt, Tn, replay] of [['bf16', 7, false], ['f32', 33, false], ['bf16', 7, true]] as const) {
+    const x = on(T.fromArray(normals(Tn * cfg.dim, rnd), [Tn, cfg.dim], { dtype: dt }), 'cuda');
+    const forced = replay ? on(T.fromArray(randomRoutes(Tn, cfg.nRoutedExperts, cfg.nActivatedExperts, rnd), [Tn, cfg.nActivatedExperts], { dtype: 'i32' }), 'cuda') : null;
+    T.noGrad(() => composedMoe(L, x, dt, 'bf16', forced)); // warm: uploads and kernel modules outside the capture
+    let got: { y: T.Tensor; experts: T.Tensor } | null = null;
+    const g = b.captureGraph(() => {
+      got = T.noGrad(() => composedMoe(L, x, dt, 'bf16', forced));
+    });
+    for (let rep = 0; rep < 2; rep++) {
+      const fresh = T.fromArray(normals(Tn * cfg.dim, rnd), [Tn, cfg.dim], { dtype: dt });
+      x.backend.copy(x, on(fresh, 'cuda'));
+      g.replay();
+      const want = T.noGrad(() => composedMoe(L, on(fresh, 'cuda'), dt, 'bf16', forced));
+      const tag = `${dt} T=${Tn}${replay ? ' forced' : ''} replay ${rep}`;
+      assert.deepEqual(Array.from(got!.experts.toHost() as Int32Array), Array.from(want.experts.toHost() as Int32Array), `${tag}: routes`);
+      bitsEqual(got!.y, want.y, `${tag}: y`);
+    }
+    g.destroy();
   }
 });
 
