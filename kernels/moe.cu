@@ -23,18 +23,22 @@
 //     not written.
 //   Limits (checked by the launcher): E ≤ 1024, k ≤ 32, G ≤ 32.
 //
-// moe_dispatch (one CTA of 512 threads; dynamic shared memory E + 1 ints):
-//   1. histogram: cnt[e] += 1 per pair (shared atomics; an id outside [0, E) raises the error word and the
-//      pair gets no position: rows[i] = −1);
-//   2. exclusive scan of cnt by warp 0 (lane l sums a contiguous chunk, shuffles scan the 32 chunk sums),
-//      written to offsets[0..E]; cnt[e] becomes expert e's next free position;
-//   3. stable scatter by warp 0 alone, 32 pairs at a time in pair order: __match_any_sync groups the lanes
-//      holding the same expert, a lane's position is cnt[e] + (its peers below it), and the highest peer
-//      advances cnt[e] by the peer count. Visiting pairs in index order makes every segment ascending in pair
-//      index (moe.ts's loop order); pairs[pos] = i, tokens[pos] = i / k, rows[i] = pos.
-//   One CTA keeps the op free of scratch memory and of host reads (graph-capturable); its cost is
-//   ⌈T·k/32⌉ warp steps (about 4K for a 16K-token prefill at k = 8). Faster (left): per-warp contiguous
-//   ranges with a [warps][E] count table in shared memory, or a multi-CTA decoupled look-back.
+// moe_dispatch (one CTA of 512 threads = 16 warps; dynamic shared memory (nw + 1)·(E + 1) ints):
+//   the T·k pairs are cut into nw ≤ 16 contiguous ranges, one per warp (nw is chosen by the host so that the
+//   per-warp count table fits in 48 KB: 16 up to E = 721, fewer beyond).
+//   1. each warp counts its range per expert (shared atomics into its own row wc[w][·]; counts are order-
+//      free); an id outside [0, E) raises the error word and the pair gets no position (rows[i] = −1);
+//   2. totals per expert, an exclusive scan of them by warp 0 (lane l sums a contiguous chunk, shuffles scan
+//      the 32 chunk sums) → offsets[0..E]; then wc[w][e] becomes offsets[e] + the counts of warps < w: the
+//      first position of warp w's pairs of expert e;
+//   3. stable scatter, every warp over its own range in pair order, 32 pairs at a time: __match_any_sync
+//      groups the lanes holding the same expert, a lane's position is wc[w][e] + (its peers below it), and
+//      the highest peer advances wc[w][e] by the peer count. Ranges are ordered and each is walked in
+//      order, so every segment is ascending in pair index (moe.ts's loop order); pairs[pos] = i,
+//      tokens[pos] = i / k, rows[i] = pos.
+//   One CTA keeps the op free of scratch memory and host reads (graph-capturable); its cost is about
+//   ⌈T·k/(32·nw)⌉ warp steps (256 for a 16K-token prefill at k = 8). Beyond (left): several CTAs with a
+//   decoupled look-back over the per-CTA count rows.
 //
 // grouped_matmul (out [M, N] = x [M, K] · W[e]ᵀ, W [E, N, K], per segment [off[e], off[e+1])): a plain tiled
 //   SIMT GEMM. The row tiles are cut per segment (a tile never straddles two experts), so the number of row
@@ -162,55 +166,80 @@ extern "C" __global__ void __launch_bounds__(128) moe_route(int64_t T, int64_t E
   if (lane < ki) out[t * k + rank] = mine;
 }
 
-extern "C" __global__ void __launch_bounds__(512) moe_dispatch(int64_t n, int64_t k, int64_t E, const int32_t* experts, int32_t* pairs,
-                                                                int32_t* rows, int32_t* tokens, int32_t* offsets, int* err) {
-  extern __shared__ int cnt[];
-  const int Ei = (int)E;
-  for (int e = threadIdx.x; e <= Ei; e += blockDim.x) cnt[e] = 0;
+extern "C" __global__ void __launch_bounds__(512) moe_dispatch(int64_t n, int64_t k, int64_t E, int64_t nw, const int32_t* experts,
+                                                               int32_t* pairs, int32_t* rows, int32_t* tokens, int32_t* offsets, int* err) {
+  extern __shared__ int cnt[];  // cnt[E + 1], then wc[nw][E + 1]
+  const int Ei = (int)E, E1 = Ei + 1, nwi = (int)nw;
+  int* wc = cnt + E1;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  for (int e = threadIdx.x; e < E1 * (nwi + 1); e += blockDim.x) cnt[e] = 0;
   __syncthreads();
-  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
-    const int e = experts[i];
-    if (e < 0 || e >= Ei) raise_index(err, e, E);
-    else atomicAdd(&cnt[e], 1);
+  // 1. per-warp histograms of contiguous ranges (warp w: pairs [w·chunk, (w+1)·chunk))
+  const int64_t chunk = (n + nw - 1) / nw;
+  const int64_t lo = (int64_t)warp * chunk, hi = min(n, lo + chunk);
+  if (warp < nwi)
+    for (int64_t i = lo + lane; i < hi; i += 32) {
+      const int e = experts[i];
+      if (e < 0 || e >= Ei) raise_index(err, e, E);
+      else atomicAdd(&wc[warp * E1 + e], 1);
+    }
+  __syncthreads();
+  for (int e = threadIdx.x; e < Ei; e += blockDim.x) {
+    int t = 0;
+    for (int w = 0; w < nwi; w++) t += wc[w * E1 + e];
+    cnt[e] = t;
   }
   __syncthreads();
-  if (threadIdx.x >= 32) return;
-  const int lane = threadIdx.x;
-  // exclusive scan over E + 1 counts (cnt[E] = 0): lane l owns [l·c, (l+1)·c)
-  const int c = (Ei + 1 + 31) / 32;
-  const int lo = min(lane * c, Ei + 1), hi = min(lo + c, Ei + 1);
-  int part = 0;
-  for (int e = lo; e < hi; e++) part += cnt[e];
-  int incl = part;
+  // 2. exclusive scan of the E + 1 totals (cnt[E] = 0) by warp 0: lane l owns a contiguous chunk
+  if (warp == 0) {
+    const int c = (E1 + 31) / 32;
+    const int a = min(lane * c, E1), b = min(a + c, E1);
+    int part = 0;
+    for (int e = a; e < b; e++) part += cnt[e];
+    int incl = part;
 #pragma unroll
-  for (int o = 1; o < 32; o <<= 1) {
-    const int v = __shfl_up_sync(0xffffffffu, incl, o);
-    if (lane >= o) incl += v;
+    for (int o = 1; o < 32; o <<= 1) {
+      const int v = __shfl_up_sync(0xffffffffu, incl, o);
+      if (lane >= o) incl += v;
+    }
+    int run = incl - part;
+    for (int e = a; e < b; e++) {
+      const int ce = cnt[e];
+      cnt[e] = run;
+      offsets[e] = run;
+      run += ce;
+    }
   }
-  int run = incl - part;
-  for (int e = lo; e < hi; e++) {
-    const int ce = cnt[e];
-    cnt[e] = run;
-    offsets[e] = run;
-    run += ce;
+  __syncthreads();
+  // each warp's first position per expert: the expert's offset plus the counts of the warps before it
+  for (int e = threadIdx.x; e < Ei; e += blockDim.x) {
+    int run = cnt[e];
+    for (int w = 0; w < nwi; w++) {
+      const int t = wc[w * E1 + e];
+      wc[w * E1 + e] = run;
+      run += t;
+    }
   }
-  __syncwarp();
+  __syncthreads();
+  // 3. stable scatter: each warp walks its own range in order, 32 pairs at a time
+  if (warp >= nwi) return;
+  int* cur = wc + warp * E1;
   const unsigned lt = (1u << lane) - 1u;
-  for (int64_t base = 0; base < n; base += 32) {
+  for (int64_t base = lo; base < hi; base += 32) {
     const int64_t i = base + lane;
-    int e = i < n ? experts[i] : -1;
+    int e = i < hi ? experts[i] : -1;
     if (e >= Ei) e = -1;
     const unsigned peers = __match_any_sync(0xffffffffu, e);
     if (e >= 0) {
-      const int pos = cnt[e] + __popc(peers & lt);
+      const int pos = cur[e] + __popc(peers & lt);
       pairs[pos] = (int32_t)i;
       tokens[pos] = (int32_t)(i / k);
       rows[i] = pos;
-    } else if (i < n) {
+    } else if (i < hi) {
       rows[i] = -1;
     }
     __syncwarp();
-    if (e >= 0 && lane == 31 - __clz(peers)) cnt[e] += __popc(peers);
+    if (e >= 0 && lane == 31 - __clz(peers)) cur[e] += __popc(peers);
     __syncwarp();
   }
 }

@@ -104,7 +104,8 @@ int main(int argc, char** argv) {
     const int64_t T = I(2), k = I(3), E = I(4);
     auto ex = rd(argv[5]);
     std::vector<int32_t> pairs(T * k, -7), rows(T * k, -7), tokens(T * k, -7), offs(E + 1, -7);
-    launch(1, 1, 512, [&] { moe_dispatch(T * k, k, E, (const int32_t*)ex.data(), pairs.data(), rows.data(), tokens.data(), offs.data(), err); });
+    const int64_t nw = std::min<int64_t>(16, 12288 / (E + 1) - 1);  // as the launcher
+    launch(1, 1, 512, [&] { moe_dispatch(T * k, k, E, nw, (const int32_t*)ex.data(), pairs.data(), rows.data(), tokens.data(), offs.data(), err); });
     wr(argv[6], pairs.data(), pairs.size() * 4);
     wr(argv[7], rows.data(), rows.size() * 4);
     wr(argv[8], tokens.data(), tokens.size() * 4);

@@ -100,7 +100,7 @@ for (const [E, G, TG, k, bias, ties] of [[8, 4, 2, 2, true, true], [16, 4, 3, 6,
 }
 
 // ---- dispatch ----
-for (const [Tn, k, E] of [[1, 1, 1], [1, 8, 256], [7, 2, 8], [33, 6, 16], [300, 8, 256], [1100, 3, 5]]) {
+for (const [Tn, k, E] of [[1, 1, 1], [1, 8, 256], [7, 2, 8], [33, 6, 16], [300, 8, 256], [1100, 3, 5], [4000, 8, 256], [500, 4, 1000]]) {
   const ex = new Int32Array(Tn * k);
   for (let i = 0; i < ex.length; i++) ex[i] = Math.floor(rnd() ** 2 * E);
   const d = T.moeDispatch(T.fromArray(ex, [Tn, k], { dtype: 'i32' }), E);

@@ -346,7 +346,7 @@ eachDevice('moeRoute == selectExperts on scores with ties', (dev) => {
 
 eachDevice('moeDispatch: stable counting sort by expert', (dev) => {
   const rnd = mulberry32(11);
-  for (const [Tn, k, E] of [[1, 1, 1], [1, 8, 256], [7, 2, 8], [33, 6, 16], [300, 8, 256], [1100, 3, 5]] as const) {
+  for (const [Tn, k, E] of [[1, 1, 1], [1, 8, 256], [7, 2, 8], [33, 6, 16], [300, 8, 256], [1100, 3, 5], [4000, 8, 256], [500, 4, 1000]] as const) {
     // a skewed draw so some experts get nothing and some get many
     const ex = new Int32Array(Tn * k);
     for (let t = 0; t < Tn; t++) ex.set(randomRoutes(1, E, k, () => rnd() ** 2).sort(), t * k);

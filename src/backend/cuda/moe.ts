@@ -12,7 +12,7 @@ import type { ParamKind } from './launch.js';
 
 const SIG: Record<string, readonly ParamKind[]> = {
   moe_route: ['i64', 'i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'p'],
-  moe_dispatch: ['i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'p', 'p'],
+  moe_dispatch: ['i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'p', 'p'],
   grouped_matmul: ['i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'i64', 'i64', 'i64'],
   grouped_matmul_dw: ['i64', 'i64', 'i64', 'p', 'p', 'p', 'p'],
   grouped_matmul_fp8: ['i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'p', 'p'],
@@ -47,11 +47,12 @@ export function moeDispatchCuda(b: CudaBackend, pairs: View, rows: View, tokens:
   const [T, k] = experts.shape as [number, number];
   const E = offsets.shape[0]! - 1;
   if (T * k > 2 ** 31 - 1) throw new DsvError(`moeDispatch on cuda: ${T * k} pairs exceed the i32 positions`);
-  const smem = 4 * (E + 1);
-  if (smem > b.rt.info.maxSharedPerBlockOptin) throw new DsvError(`moeDispatch on cuda: ${E} experts need ${smem} bytes of shared memory`);
+  // warps sharing the scatter: as many of the CTA's 16 as their count rows allow in 48 KB of shared memory
+  const ints = (48 * 1024) / 4;
+  const nw = Math.min(16, Math.floor(ints / (E + 1)) - 1);
+  if (nw < 1) throw new DsvError(`moeDispatch on cuda: at most ${ints / 2 - 1} experts, got ${E}`);
   const kern = b.rt.modules.get('moe', 'moe_dispatch', SIG.moe_dispatch!);
-  if (smem > 48 * 1024) throw new DsvError(`moeDispatch on cuda: at most ${48 * 256 - 1} experts`);
-  kern.launch(1, 512, smem, [T * k, k, E, b.address(experts), b.address(pairs), b.address(rows), b.address(tokens), b.address(offsets), b.rt.errWord]);
+  kern.launch(1, 512, 4 * (nw + 1) * (E + 1), [T * k, k, E, nw, b.address(experts), b.address(pairs), b.address(rows), b.address(tokens), b.address(offsets), b.rt.errWord]);
   checked(b, 'moeDispatch (an expert id outside [0, E))');
 }
 
