@@ -271,7 +271,9 @@ export function moeCombine(ySlots: Tensor, weights: Tensor, rows: Tensor, opts: 
   const rw = noGrad(() => i32(rows));
   const out = noGrad(() => {
     const o = alloc(ySlots.backend, [T, D], dtype);
-    if (o.numel > 0) need(ySlots.backend, 'moeCombine')(o, contiguous(ySlots), contiguous(weights), rw, shared ? contiguous(shared) : null);
+    // weights reach the backend as f32 (f64 stays f64 for gradcheck): the accumulation multiplies f32 values
+    const wf = weights.dtype === 'f64' ? weights : cast(weights, 'f32');
+    if (o.numel > 0) need(ySlots.backend, 'moeCombine')(o, contiguous(ySlots), contiguous(wf), rw, shared ? contiguous(shared) : null);
     return o;
   });
   return record(out, op, [ySlots, weights, shared], (g) => {
