@@ -106,7 +106,10 @@ export function runLogits(model: DeepseekV32, tokens: number[][], opts: { numeri
       const idx = selectionIndices(sel);
       for (let b = 0; b < B; b++) for (let i = 0; i < n; i++) for (let j = 0; j < sel.width; j++) topk[l]![(b * S + from + i) * K + j] = idx[(b * n + i) * sel.width + j]!;
       const rr = r.routes[l];
-      if (rr) for (let b = 0; b < B; b++) routes[l]!.set(rr.subarray(b * n * k, (b + 1) * n * k), (b * S + from) * k);
+      if (rr) {
+        const rv = rr.toHost() as Int32Array;
+        for (let b = 0; b < B; b++) routes[l]!.set(rv.subarray(b * n * k, (b + 1) * n * k), (b * S + from) * k);
+      }
     }
   };
   // progress units: the prefill's layers (one unit when it is a single token), then one per decode step;

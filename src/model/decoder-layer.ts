@@ -17,7 +17,7 @@ export interface LayerOutput {
   residual: Tensor;
   selection: Selection;
   /** experts [B·S, k] ascending, or null for a dense layer */
-  routes: Int32Array | null;
+  routes: Tensor | null;
 }
 
 export class DecoderLayer {
@@ -35,7 +35,7 @@ export class DecoderLayer {
     return this.ffn instanceof MoE;
   }
 
-  forward(h: Tensor, residual: Tensor | null, step: AttentionStep, cache: LayerCache, forcedRoutes: Int32Array | null): LayerOutput {
+  forward(h: Tensor, residual: Tensor | null, step: AttentionStep, cache: LayerCache, forcedRoutes: Int32Array | Tensor | null): LayerOutput {
     const dt = actDtype(step.numerics);
     const eps = this.cfg.normEps;
     const n1 = addRmsNorm(h, residual, this.weights.float(`${this.p}.input_layernorm.weight`), eps, dt);
@@ -43,7 +43,7 @@ export class DecoderLayer {
     const n2 = addRmsNorm(a.out, n1.residual, this.weights.float(`${this.p}.post_attention_layernorm.weight`), eps, dt);
     const x2 = reshape(n2.out, [step.B * step.S, this.cfg.dim]);
     let y: Tensor;
-    let routes: Int32Array | null = null;
+    let routes: Tensor | null = null;
     if (this.ffn instanceof MoE) {
       const r = this.ffn.forward(x2, dt, forcedRoutes);
       y = r.y;

@@ -3,7 +3,7 @@ export { ConfigError, type ModelConfig, type HfConfig, parseConfig, loadConfig }
 export { type Numerics, actDtype } from './numerics.js';
 export { WeightError, ModelWeights, type WeightSource, type LinearWeight, mapSource, expectedTensors, dequantize } from './weights.js';
 export { LayerCache, ModelCache } from './cache.js';
-export { Gate, RouteError, type Routing, selectExperts } from './gate.js';
+export { Gate, RouteError, type Routing } from './gate.js';
 export { MoE } from './moe.js';
 export { Mlp } from './mlp.js';
 export { Indexer, ForcedSelectionError, type Selection, type IndexerOptions, type IndexerQK, selectionIndices } from './indexer.js';

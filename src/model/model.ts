@@ -50,7 +50,7 @@ export interface ForwardResult {
   /** per layer: indexer selections [B, S, width] ascending, −1 padded */
   topk: Selection[];
   /** per layer: routed experts [B, S, k] ascending; null for dense layers */
-  routes: (Int32Array | null)[];
+  routes: (Tensor | null)[];
   cache: ModelCache;
 }
 
@@ -132,7 +132,7 @@ export class DeepseekV32 {
     let h = embedTokens(this.weights.float('model.embed_tokens.weight'), ids, B, S, dt);
     let residual: Tensor | null = null;
     const topk: Selection[] = [];
-    const routes: (Int32Array | null)[] = [];
+    const routes: (Tensor | null)[] = [];
     this.layers.forEach((layer, l) => {
       step.forcedTopk = opts.forcedTopk?.[l] ?? null;
       const forcedR = layer.isMoE ? (opts.forcedRoutes?.[l] ?? null) : null;

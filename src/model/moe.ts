@@ -1,77 +1,65 @@
-// Mixture of experts (the reference's MoE): route, run each chosen expert on its tokens, combine
-//   y = Σ_j w_j · expert_{e_j}(x)  (f32, experts added in ascending id order as the reference loops)
-//     + shared_expert(x)
-// and round y to the activation dtype. When the routing weights carry a gradient (route replay under
-// autograd) the combine is done with tensor ops so the gradient reaches the gate.
+// Mixture of experts (the reference's MoE), on the device with no host read (src/tensor/ops/moe.ts):
+//   experts, w = gate.route(x)                   (group-limited top-k; replayed routes for Keep Routing)
+//   d  = moeDispatch(experts)                    (the T·k (token, slot) pairs sorted by expert, stably)
+//   ys = expert_e(x[d.tokens]) per segment       (grouped GEMMs over the stacked expert weights)
+//   y  = Σ_j w_j · ys[t, j] + shared_expert(x)   (moeCombine: f32, slots in ascending expert id order,
+//                                                 the reference's accumulation order; rounded to dt)
+// The combine is differentiable in w (the gradient reaches the gate when routes are replayed under
+// autograd) and in the expert outputs.
 import type { DType } from '../tensor/dtype.js';
-import { Tensor, fromArray } from '../tensor/tensor.js';
-import { add, mul } from '../tensor/ops/elementwise.js';
-import { indexSelect } from '../tensor/ops/indexing.js';
-import { sum } from '../tensor/ops/reduce.js';
-import { cast, unsqueeze } from '../tensor/ops/view.js';
-import { noGrad } from '../tensor/autograd.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { mul, silu } from '../tensor/ops/elementwise.js';
+import { indexSelect, stack } from '../tensor/ops/indexing.js';
+import { groupedMatmul, groupedMatmulFp8, moeCombine, moeDispatch } from '../tensor/ops/moe.js';
+import { cast } from '../tensor/ops/view.js';
 import type { ModelConfig } from './config.js';
 import { Gate, type Routing } from './gate.js';
 import { Mlp } from './mlp.js';
-import type { ModelWeights } from './weights.js';
+import type { LinearWeight, ModelWeights } from './weights.js';
+
+type Proj = 'gate_proj' | 'up_proj' | 'down_proj';
+/** One projection of every routed expert, stacked [E, N, K]: dense f32, or e4m3 codes with scales. */
+type Stacked = { kind: 'dense'; w: Tensor } | { kind: 'fp8'; w8: Tensor; scale: Tensor };
 
 export class MoE {
   readonly gate: Gate;
-  private readonly experts: Mlp[] = [];
   private readonly shared: Mlp | null;
+  private readonly stacked = new Map<Proj, Stacked>();
 
-  constructor(private readonly cfg: ModelConfig, weights: ModelWeights, readonly prefix: string, ue8m0: boolean) {
+  constructor(private readonly cfg: ModelConfig, private readonly weights: ModelWeights, readonly prefix: string, private readonly ue8m0: boolean) {
     this.gate = new Gate(cfg, weights, `${prefix}.gate`);
-    for (let e = 0; e < cfg.nRoutedExperts; e++) this.experts.push(new Mlp(weights, `${prefix}.experts.${e}`, ue8m0));
     this.shared = cfg.nSharedExperts > 0 ? new Mlp(weights, `${prefix}.shared_experts`, ue8m0) : null;
   }
 
-  /** x [T, dim] → y [T, dim] in dtype dt, with the routing used. */
-  forward(x: Tensor, dt: DType, forced?: Int32Array | null): { y: Tensor; routing: Routing } {
-    const T = x.shape[0]!;
-    const D = x.shape[1]!;
-    const k = this.cfg.nActivatedExperts;
-    const routing = this.gate.route(x, forced);
-    const { experts } = routing;
-    // expert outputs per (token, slot), computed without a graph: only the weights are replayed
-    const slotOut = new Float32Array(T * k * D);
-    noGrad(() => {
-      for (let e = 0; e < this.cfg.nRoutedExperts; e++) {
-        const rows: number[] = [];
-        const slots: number[] = [];
-        for (let i = 0; i < T * k; i++) if (experts[i] === e) {
-          rows.push(Math.floor(i / k));
-          slots.push(i);
-        }
-        if (!rows.length) continue;
-        const xe = indexSelect(x, 0, fromArray(Int32Array.from(rows), [rows.length], { dtype: 'i32', device: x.device }));
-        const ye = this.experts[e]!.forward(xe, dt).toFloat32();
-        for (let r = 0; r < rows.length; r++) slotOut.set(ye.subarray(r * D, (r + 1) * D), slots[r]! * D);
-      }
-    });
-    const shared = this.shared ? noGrad(() => this.shared!.forward(x, dt)) : null;
-    let y: Tensor;
-    if (routing.weights.requiresGrad) {
-      const o = fromArray(slotOut, [T, k, D], { device: x.device });
-      y = sum(mul(o, unsqueeze(routing.weights, -1)), 1);
-      if (shared) y = add(y, cast(shared, 'f32'));
-    } else {
-      // slots are in ascending expert order, so this is the reference's accumulation order
-      const w = routing.weights.toFloat32();
-      const acc = new Float32Array(T * D);
-      for (let t = 0; t < T; t++) {
-        for (let j = 0; j < k; j++) {
-          const wj = w[t * k + j]!;
-          const base = (t * k + j) * D;
-          for (let d = 0; d < D; d++) acc[t * D + d] = Math.fround(acc[t * D + d]! + Math.fround(slotOut[base + d]! * wj));
-        }
-      }
-      if (shared) {
-        const sv = shared.toFloat32();
-        for (let i = 0; i < acc.length; i++) acc[i] = Math.fround(acc[i]! + sv[i]!);
-      }
-      y = fromArray(acc, [T, D], { device: x.device });
+  private experts(p: Proj): Stacked {
+    let s = this.stacked.get(p);
+    if (!s) {
+      const lws: LinearWeight[] = Array.from({ length: this.cfg.nRoutedExperts }, (_, e) => this.weights.linear(`${this.prefix}.experts.${e}.${p}.weight`));
+      const fp8 = lws.filter((l): l is Extract<LinearWeight, { kind: 'fp8' }> => l.kind === 'fp8');
+      if (fp8.length === lws.length) s = { kind: 'fp8', w8: stack(fp8.map((l) => l.w8)), scale: stack(fp8.map((l) => l.scale)) };
+      else s = { kind: 'dense', w: stack(lws.map((l) => (l.kind === 'dense' ? l.w : cast(l.w8, 'f32')))) };
+      this.stacked.set(p, s);
     }
-    return { y: cast(y, dt), routing };
+    return s;
+  }
+
+  /** Rows of x sorted by expert → one projection of each row's expert, in dtype dt. */
+  private project(p: Proj, x: Tensor, offsets: Tensor, dt: DType): Tensor {
+    const s = this.experts(p);
+    return s.kind === 'dense' ? cast(groupedMatmul(x, s.w, offsets), dt) : groupedMatmulFp8(x, s.w8, s.scale, offsets, { ue8m0: this.ue8m0, outDtype: dt });
+  }
+
+  /** x [T, dim] → y [T, dim] in dtype dt, with the routing used; `forced` [T, k] replays routes. */
+  forward(x: Tensor, dt: DType, forced?: Int32Array | Tensor | null): { y: Tensor; routing: Routing } {
+    const routing = this.gate.route(x, forced);
+    const d = moeDispatch(routing.experts, this.cfg.nRoutedExperts);
+    const xs = indexSelect(x, 0, d.tokens);
+    // the SwiGLU expert (mlp.ts): down((silu(gate(x)).f32 · up(x).f32) → dt)
+    const g = this.project('gate_proj', xs, d.offsets, dt);
+    const u = this.project('up_proj', xs, d.offsets, dt);
+    const h = cast(mul(silu(cast(g, 'f32')), cast(u, 'f32')), dt);
+    const ys = this.project('down_proj', h, d.offsets, dt);
+    const y = moeCombine(ys, routing.weights, d.rows, { shared: this.shared ? this.shared.forward(x, dt) : null, dtype: dt });
+    return { y, routing };
   }
 }

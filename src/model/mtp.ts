@@ -24,7 +24,7 @@ export interface MtpOutput {
   logits: Tensor;
   hidden: Tensor;
   selection: Selection;
-  routes: Int32Array | null;
+  routes: Tensor | null;
 }
 
 export class MtpModule {
@@ -45,7 +45,7 @@ export class MtpModule {
    * hidden [B, S, dim]: the main model's final hidden states at positions start..; nextIds [B·S]: the
    * tokens one position ahead. Positions and cache follow the main model's step.
    */
-  forward(hidden: Tensor, nextIds: Int32Array, step: AttentionStep, cache: LayerCache, forcedRoutes: Int32Array | null = null): MtpOutput {
+  forward(hidden: Tensor, nextIds: Int32Array, step: AttentionStep, cache: LayerCache, forcedRoutes: Int32Array | Tensor | null = null): MtpOutput {
     const cfg = this.cfg;
     const { B, S } = step;
     if (nextIds.length !== B * S) throw new DsvError(`mtp: ${nextIds.length} next tokens for a step of [${B}, ${S}]`);

@@ -55,7 +55,7 @@ for (const dev of devices) {
     const same = (a: ForwardResult, b: ForwardResult, what: string): void => {
       for (let l = 0; l < cfg.nLayers; l++) {
         assert.deepEqual(Array.from(selectionIndices(a.topk[l]!)), Array.from(selectionIndices(b.topk[l]!)), `${what}: layer ${l} top-k`);
-        assert.deepEqual(a.routes[l] && Array.from(a.routes[l]!), b.routes[l] && Array.from(b.routes[l]!), `${what}: layer ${l} routes`);
+        assert.deepEqual(a.routes[l] && Array.from(a.routes[l]!.toHost() as Int32Array), b.routes[l] && Array.from(b.routes[l]!.toHost() as Int32Array), `${what}: layer ${l} routes`);
       }
       const v = maxDiff(a.logits!.toFloat32(), b.logits!.toFloat32());
       assert.ok(v.d <= 1e-5 * v.ref, `${what}: logits max |Δ| ${v.d} (max |logit| ${v.ref})`);

@@ -52,7 +52,7 @@ function prefixLogits(m: DeepseekV32, g: Golden, numerics: Numerics, forced: boo
   const l0 = one.logits!.toFloat32();
   for (let b = 0; b < g.B; b++) lv.set(l0.subarray(b * V, (b + 1) * V), b * g.S * V);
   for (const sel of full.topk) assert.equal(sel.width, g.k);
-  return { logits: lv, topk: full.topk.map(selectionIndices), routes: full.routes };
+  return { logits: lv, topk: full.topk.map(selectionIndices), routes: full.routes.map((r) => (r ? (r.toHost() as Int32Array) : null)) };
 }
 
 // f32: every choice exact and every logit within 1e-4 (the README's noise floor is ~5e-6), up to FP8 rounding

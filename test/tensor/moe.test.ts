@@ -5,7 +5,7 @@
 //    equal today's MoE.forward (src/model/moe.ts) bit for bit on the CPU; on CUDA the routes are identical
 //    and y agrees to f32 accumulation order (bf16: one ulp); the same with FP8 (e4m3, 128×128 scales) expert
 //    weights through groupedMatmulFp8 against the host's applyLinear FP8 path;
-//  - moeRoute against selectExperts (gate.ts) on scores full of ties;
+//  - moeRoute against selectExperts (the former host gate, test/oracles/gate.ts) on scores full of ties;
 //  - moeDispatch against a plain stable sort, groupedMatmul against f64 with empty segments and rows outside
 //    every segment, moeCombine against f64;
 //  - groupedMatmul backward (dx, dW on the device) against f64 on every backend;
@@ -20,7 +20,8 @@ import { cudaUnavailableReason } from '../../src/backend/cuda/index.js';
 import { randomCheckpoint, randomConfig, type RandomConfigOverrides } from '../../src/model/random-weights.js';
 import { ModelWeights, mapSource } from '../../src/model/weights.js';
 import { MoE } from '../../src/model/moe.js';
-import { selectExperts } from '../../src/model/gate.js';
+import { selectExperts } from '../oracles/gate.js';
+import { hostMoe } from '../oracles/moe.js';
 import type { ModelConfig } from '../../src/model/config.js';
 
 const reason = cudaUnavailableReason();
@@ -104,6 +105,7 @@ const LAYER = 'model.layers.1.mlp'; // first_k_dense_replace = 1: layer 1 is the
 interface Layer {
   cfg: ModelConfig;
   moe: MoE;
+  weights: ModelWeights;
   gateW: T.Tensor;
   bias: T.Tensor | null;
   /** [E, F, D], [E, F, D], [E, D, F] stacks of the experts' weights (f32 values of the bf16 checkpoint) */
@@ -170,6 +172,7 @@ function makeLayer(v: Variant, seed: number, fp8 = false): Layer {
   return {
     cfg,
     moe,
+    weights,
     gateW: weights.float(`${LAYER}.gate.weight`),
     bias: weights.has(`${LAYER}.gate.e_score_correction_bias`) ? weights.float(`${LAYER}.gate.e_score_correction_bias`) : null,
     wg: stack(ex, 'gate_proj', E),
@@ -238,13 +241,19 @@ for (const v of VARIANTS) {
         const cases: [string, Int32Array | null, 'host' | 'tensor'][] = [['chosen', null, 'host'], ['forced (host)', routes, 'host'], ['forced (tensor)', routes, 'tensor']];
         for (const [what, forced, kind] of cases) {
           const tag = `${v.name} ${dt} T=${Tn} ${what}`;
-          const ref = T.noGrad(() => L.moe.forward(x, dt, forced));
+          const ref = T.noGrad(() => hostMoe(L.cfg, L.weights, LAYER, true, x, dt, forced));
           const f = forced && kind === 'tensor' ? T.fromArray(forced, [Tn, cfg.nActivatedExperts], { dtype: 'i32', device: dev }) : forced;
           // bf16 weights hold the checkpoint's exact values: the same products as the f32 stacks
           for (const wdt of ['f32', 'bf16'] as const) {
             const got = T.noGrad(() => composedMoe(L, on(x, dev), dt, wdt, f));
-            assert.deepEqual(Array.from(got.experts.toHost() as Int32Array), Array.from(ref.routing.experts), `${tag}: routes`);
+            assert.deepEqual(Array.from(got.experts.toHost() as Int32Array), Array.from(ref.experts), `${tag}: routes`);
             if (dev === 'cpu') bitsEqual(got.y, ref.y, `${tag} W ${wdt}: y`);
+            if (dev === 'cpu' && wdt === 'f32') {
+              // the model's MoE is this composition: the same bits as the former host loop
+              const m = T.noGrad(() => L.moe.forward(x, dt, forced));
+              assert.deepEqual(Array.from(m.routing.experts.toHost() as Int32Array), Array.from(ref.experts), `${tag}: model routes`);
+              bitsEqual(m.y, ref.y, `${tag}: model y`);
+            }
             else close(got.y.toFloat32(), ref.y.toFloat32(), dt === 'f32' ? 1e-5 : 2e-2, dt === 'f32' ? 1e-4 : 1e-2, `${tag} W ${wdt}: y`);
           }
         }
@@ -264,9 +273,9 @@ for (const v of [VARIANTS[0]!, VARIANTS[3]!]) {
         const routes = randomRoutes(Tn, cfg.nRoutedExperts, cfg.nActivatedExperts, rnd);
         for (const forced of [null, routes]) {
           const tag = `FP8 ${v.name} ${dt} T=${Tn} ${forced ? 'forced' : 'chosen'}`;
-          const ref = T.noGrad(() => L.moe.forward(x, dt, forced));
+          const ref = T.noGrad(() => hostMoe(L.cfg, L.weights, LAYER, true, x, dt, forced));
           const got = T.noGrad(() => composedMoe(L, on(x, dev), dt, 'f32', forced));
-          assert.deepEqual(Array.from(got.experts.toHost() as Int32Array), Array.from(ref.routing.experts), `${tag}: routes`);
+          assert.deepEqual(Array.from(got.experts.toHost() as Int32Array), Array.from(ref.experts), `${tag}: routes`);
           if (dev === 'cpu') bitsEqual(got.y, ref.y, `${tag}: y`);
           else close(got.y.toFloat32(), ref.y.toFloat32(), dt === 'f32' ? 1e-5 : 2e-2, dt === 'f32' ? 1e-4 : 1e-2, `${tag}: y`);
         }
