@@ -12,7 +12,5 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock" ]; then
   npm ci --no-audit --no-fund
   echo "$lock" > "$stamp"
 fi
-if [ ! -f dist/src/cli/main.js ] || [ -n "$(find src test bench tsconfig.json package.json -newer dist/.tsbuildinfo -print -quit 2>/dev/null)" ]; then
-  echo "setup: building (tsc)" >&2
-  npm run --silent build
-fi
+# tsc is incremental: a few seconds when nothing changed, so the build always runs (a stale dist/ is worse)
+npm run --silent build
