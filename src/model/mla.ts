@@ -10,7 +10,7 @@
 // The reference picks MQA exactly when a forward has one token (no mask); `mode` can force either
 // (they agree: the invariant test).
 import type { DType } from '../tensor/dtype.js';
-import { Tensor, fromArray } from '../tensor/tensor.js';
+import type { Tensor } from '../tensor/tensor.js';
 import { matmul } from '../tensor/ops/matmul.js';
 import { rope } from '../tensor/ops/rope.js';
 import { cast, contiguous, expand, narrow, permute, reshape, transpose, unsqueeze } from '../tensor/ops/view.js';

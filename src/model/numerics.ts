@@ -5,15 +5,10 @@
 //           in bf16; the places it computes in f32 (norm math, the MoE gate and combine, weights_proj,
 //           lm_head, index scores) stay f32.
 // Kernels compute in f32 or wider and round once into the activation dtype, as torch's bf16 kernels do.
-import { type DType, bf16Round } from '../tensor/dtype.js';
+import type { DType } from '../tensor/dtype.js';
 
 export type Numerics = 'f32' | 'bf16';
 
 export function actDtype(n: Numerics): DType {
   return n === 'bf16' ? 'bf16' : 'f32';
-}
-
-/** Rounding of one value into the activation dtype (for host-side kernels). */
-export function rounder(n: Numerics): (x: number) => number {
-  return n === 'bf16' ? bf16Round : Math.fround;
 }
