@@ -12,6 +12,6 @@ export { DecoderLayer } from './decoder-layer.js';
 export { MtpModule, type MtpOutput } from './mtp.js';
 export { DeepseekV32, TokenError, checkTokens, type ForwardOptions, type ForwardResult } from './model.js';
 export { RotaryTables, yarnFrequencies } from './rope.js';
-export { fp8RoundTripValues, QUANT_BLOCK } from './fp8.js';
+export { QUANT_BLOCK } from './fp8.js';
 export { applyLinear } from './fp8-linear.js';
 export { randomCheckpoint, type RandomConfigOverrides, randomConfig } from './random-weights.js';
