@@ -5,22 +5,15 @@
 //   node dist/bench/cuda-bench.js [--torch torch.json] [--out result.json]
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as T from '../src/tensor/index.js';
-import { cudaBackend, cudaUnavailableReason } from '../src/backend/cuda/index.js';
+import { cudaBackend } from '../src/backend/cuda/index.js';
 import { BlasLt } from '../src/backend/cuda/blaslt.js';
+import { benchDevice, burstMs, opt } from './harness.js';
 
 const to = (t: T.Tensor): T.Tensor => T.fromBits(t.toHost(), t.dtype, t.shape, { device: 'cuda' });
 
-const args = process.argv.slice(2);
-const opt = (n: string): string | undefined => (args.includes(n) ? args[args.indexOf(n) + 1] : undefined);
-const why = cudaUnavailableReason();
-if (why) {
-  console.error(`cuda-bench: ${why}`);
-  process.exit(2);
-}
+benchDevice('cuda-bench');
 const b = cudaBackend();
 const torch = opt('--torch') ? JSON.parse(readFileSync(opt('--torch')!, 'utf8')) : null;
-const e0 = b.event();
-const e1 = b.event();
 
 /**
  * Median over `reps` samples of the device time per call, each sample a burst of `burst` back-to-back
@@ -28,19 +21,7 @@ const e1 = b.event();
  * ahead of the host, so the figure is the kernels' time, not the host's dispatch gap between an event
  * and a lone launch (5–8 µs here, 5% of a 0.16 ms kernel); launch overhead is measured on its own below.
  */
-function med(fn: () => void, reps = 30, warm = 3, burst = 10): number {
-  for (let i = 0; i < warm; i++) fn();
-  const ts: number[] = [];
-  for (let i = 0; i < reps; i++) {
-    e0.record();
-    for (let j = 0; j < burst; j++) fn();
-    e1.record();
-    e1.synchronize();
-    ts.push(e1.since(e0) / burst);
-  }
-  ts.sort((x, y) => x - y);
-  return ts[ts.length >> 1]!;
-}
+const med = (fn: () => void, reps = 30, warm = 3, burst = 10): number => burstMs(fn, reps, burst, warm);
 /** Random bf16/f32 device tensor built on the device (uniform noise via a cheap host pattern, then exp/neg mixes). */
 function rand(shape: number[], dtype: T.DType, seed: number): T.Tensor {
   const n = T.numelOf(shape);

@@ -1,7 +1,9 @@
 # PyTorch reference for bench/cuda-bench.ts, run in the same command on the same GPU: bf16 GEMM at the
 # DeepSeek-V3 (671B) linear shapes, device-to-device copy bandwidth, and the memory-bound ops the CUDA
 # backend fuses. CUDA events, warm-up, median of repeats, random (never zero) inputs. Prints JSON.
-import json, sys, torch
+import json, os, sys, torch
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ref_common import cuda_median  # noqa: E402
 
 torch.manual_seed(0)
 dev = 'cuda'
@@ -9,18 +11,7 @@ dev = 'cuda'
 def med(fn, reps=20, warm=3, burst=10):
     # median over reps of the device time per call, each sample a burst of back-to-back calls between
     # two events (as bench/cuda-bench.ts does): the kernels' time, not the host dispatch gap
-    for _ in range(warm):
-        fn()
-    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    ts = []
-    for _ in range(reps):
-        s.record()
-        for _ in range(burst):
-            fn()
-        e.record(); e.synchronize()
-        ts.append(s.elapsed_time(e) / burst)
-    ts.sort()
-    return ts[len(ts) // 2]
+    return cuda_median(fn, reps, warm, burst)
 
 out = {'device': torch.cuda.get_device_name(), 'torch': torch.__version__, 'gemm': {}, 'mem': {}}
 NK = [(7168, 2048), (2048, 7168), (18432, 7168), (24576, 1536), (32768, 512)]

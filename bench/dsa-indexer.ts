@@ -8,39 +8,16 @@
 //   indexerLogitsPaged   decode, b 64, next_n 1 and 2, context 32K, 64 heads (GB/s of key cache read)
 //   indexerCacheWrite    4096 keys at scattered slots
 //   node dist/bench/dsa-indexer.js [--full] [--no-torch] [--torch FILE] [--out result.json]
-import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as T from '../src/tensor/index.js';
-import { cudaBackend, cudaUnavailableReason } from '../src/backend/cuda/index.js';
-import { printTable } from './harness.js';
+import { cudaBackend } from '../src/backend/cuda/index.js';
+import { args, benchDevice, burstMs, opt, printTable, runReference } from './harness.js';
 
-const args = process.argv.slice(2);
-const opt = (n: string): string | undefined => (args.includes(n) ? args[args.indexOf(n) + 1] : undefined);
-const why = cudaUnavailableReason();
-if (why) {
-  console.error(`dsa-indexer bench: ${why}`);
-  process.exit(2);
-}
+benchDevice('dsa-indexer bench');
 const b = cudaBackend();
-const e0 = b.event();
-const e1 = b.event();
 const full = args.includes('--full');
 
-function med(fn: () => void, reps = 20, warm = 3, burst = 5): number {
-  for (let i = 0; i < warm; i++) fn();
-  const ts: number[] = [];
-  for (let i = 0; i < reps; i++) {
-    e0.record();
-    for (let j = 0; j < burst; j++) fn();
-    e1.record();
-    e1.synchronize();
-    ts.push(e1.since(e0) / burst);
-  }
-  ts.sort((x, y) => x - y);
-  return ts[ts.length >> 1]!; // ms
-}
+const med = (fn: () => void, reps = 20, warm = 3, burst = 5): number => burstMs(fn, reps, burst, warm); // ms
 
 /** A device tensor of random values: a 4M-element random chunk tiled with a different scale per tile. */
 function rand(shape: number[], seed: number, scale = 1): T.Tensor {
@@ -64,8 +41,7 @@ const LOGITS: [number, number, number][] = [[SQ, 32768, 64], [SQ, 131072, 64]];
 let torch: Record<string, any> | string | null = null;
 if (opt('--torch')) torch = JSON.parse(readFileSync(opt('--torch')!, 'utf8'));
 else if (!args.includes('--no-torch')) {
-  const script = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'dsa_indexer_ref.py');
-  const r = spawnSync('python3', [script], { input: JSON.stringify({ topk: TOPK, logits: LOGITS }), encoding: 'utf8', maxBuffer: 1 << 24 });
+  const r = runReference('dsa_indexer_ref.py', { topk: TOPK, logits: LOGITS });
   torch = r.error ? `python3 could not be run (${r.error.message})` : r.status !== 0 ? `dsa_indexer_ref.py failed: ${r.stderr.trim().split('\n').pop()}` : JSON.parse(r.stdout);
 }
 const tref = typeof torch === 'object' && torch ? torch : null;

@@ -12,25 +12,12 @@
 // target until the tensor-core work lands; the table says what was measured.
 //   node dist/bench/dsa-train.js [--no-torch] [--out result.json] [--quick]
 //   node dist/bench/dsa-train.js --device cpu      (tiny shapes on the CPU references; says so)
-import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as T from '../src/tensor/index.js';
-import { cudaBackend, cudaUnavailableReason } from '../src/backend/cuda/index.js';
-import { machine, printTable } from './harness.js';
+import { cudaBackend } from '../src/backend/cuda/index.js';
+import { args, benchDevice, burstMs, distinctRows, machine, opt, printTable, runReference } from './harness.js';
 
-const args = process.argv.slice(2);
-const opt = (n: string): string | undefined => (args.includes(n) ? args[args.indexOf(n) + 1] : undefined);
-const device = opt('--device') ?? 'cuda';
-const onCpu = device === 'cpu';
-if (!onCpu) {
-  const why = cudaUnavailableReason();
-  if (why) {
-    console.error(`dsa-train bench: ${why} (run with --device cpu for the tiny CPU shapes)`);
-    process.exit(2);
-  }
-}
+const { device, onCpu } = benchDevice('dsa-train bench', 'run with --device cpu for the tiny CPU shapes');
 const quick = args.includes('--quick');
 const cpuBe = T.getBackend('cpu');
 const be = onCpu ? cpuBe : T.getBackend('cuda');
@@ -41,60 +28,7 @@ const D = 576;
 const DV = 512;
 const DI = 128;
 
-function median(xs: number[]): number {
-  xs.sort((a, b) => a - b);
-  return xs[xs.length >> 1]!;
-}
-function timeMs(fn: () => void, reps = onCpu ? 3 : 10, burst = onCpu ? 1 : 3): number {
-  fn();
-  const ts: number[] = [];
-  if (onCpu) {
-    for (let i = 0; i < reps; i++) {
-      const t = performance.now();
-      for (let j = 0; j < burst; j++) fn();
-      ts.push((performance.now() - t) / burst);
-    }
-    return median(ts);
-  }
-  const b = cudaBackend();
-  const e0 = b.event();
-  const e1 = b.event();
-  for (let i = 0; i < reps; i++) {
-    e0.record();
-    for (let j = 0; j < burst; j++) fn();
-    e1.record();
-    e1.synchronize();
-    ts.push(e1.since(e0) / burst);
-  }
-  return median(ts);
-}
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-/** rows × k distinct random values of [0, n) per row (the scatter of top-k selections at long context). */
-function distinctRows(rows: number, k: number, n: number, seed: number): Int32Array {
-  const rnd = mulberry32(seed);
-  const perm = Int32Array.from({ length: n }, (_, i) => i);
-  const swaps = new Int32Array(k);
-  const out = new Int32Array(rows * k);
-  for (let r = 0; r < rows; r++) {
-    for (let j = 0; j < k; j++) {
-      const p = j + Math.floor(rnd() * (n - j));
-      swaps[j] = p;
-      [perm[j], perm[p]] = [perm[p]!, perm[j]!];
-      out[r * k + j] = perm[j]!;
-    }
-    for (let j = k - 1; j >= 0; j--) [perm[j], perm[swaps[j]!]] = [perm[swaps[j]!]!, perm[j]!];
-  }
-  return out;
-}
+const timeMs = (fn: () => void, reps = onCpu ? 3 : 10, burst = onCpu ? 1 : 3): number => burstMs(fn, reps, burst, 1, onCpu);
 const rand = (shape: number[], dtype: T.DType, seed: number, s = 1): T.Tensor => T.muls(T.randn(shape, new T.Rng(seed), { dtype, device }), s);
 const tflops = (flop: number, ms: number): number => flop / (ms * 1e-3) / 1e12;
 
@@ -111,8 +45,7 @@ let torch: Record<string, number> | null = null;
 let torchNote = '';
 if (onCpu || args.includes('--no-torch')) torchNote = onCpu ? 'no torch reference on the CPU run' : 'torch reference skipped (--no-torch)';
 else {
-  const script = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'dsa_train_ref.py');
-  const r = spawnSync(process.env.DSV32_PYTHON ?? 'python3', [script], { input: JSON.stringify({ mla: MLA, idx: IDX }), encoding: 'utf8', maxBuffer: 1 << 24 });
+  const r = runReference('dsa_train_ref.py', { mla: MLA, idx: IDX }, process.env.DSV32_PYTHON ?? 'python3');
   if (r.error || r.status !== 0) torchNote = `torch reference failed: ${r.error?.message ?? r.stderr.trim().split('\n').slice(-2).join(' / ')}`;
   else torch = JSON.parse(r.stdout);
 }

@@ -6,7 +6,9 @@
 # CUDA events, warm-up, median of bursts (as bench/cuda-bench.ts). Input (stdin, JSON):
 #   {"topk": [[R, N, k], ...], "logits": [[s_q, s_kv, H], ...], "reps": n}
 # Prints JSON: {"device", "torch", "topk": {"RxN/k": {"sorted": ms, "unsorted": ms}}, "logits": {...}}.
-import json, sys, torch
+import json, os, sys, torch
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ref_common import cuda_median  # noqa: E402
 
 cfg = json.load(sys.stdin)
 dev = 'cuda'
@@ -14,18 +16,7 @@ torch.manual_seed(0)
 REPS = int(cfg.get('reps', 20))
 
 def med(fn, reps=REPS, warm=3, burst=5):
-    for _ in range(warm):
-        fn()
-    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    ts = []
-    for _ in range(reps):
-        s.record()
-        for _ in range(burst):
-            fn()
-        e.record(); e.synchronize()
-        ts.append(s.elapsed_time(e) / burst)
-    ts.sort()
-    return ts[len(ts) // 2]
+    return cuda_median(fn, reps, warm, burst)
 
 out = {'device': torch.cuda.get_device_name(), 'torch': torch.__version__, 'topk': {}, 'logits': {}}
 for R, N, k in cfg.get('topk', []):

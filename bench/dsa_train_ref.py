@@ -8,8 +8,10 @@
 #   kl_sparse_ms        the KL target p = normalize(Σ_h exp(s − lse)) recomputed from q/kv/lse, KL against
 #                       log_softmax(I), forward + backward to I
 # Not run on the machine this was written on (no torch, no GPU there); it is the comparator for the H200 run.
-import json, sys
+import json, os, sys
 import torch
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ref_common import cuda_median  # noqa: E402
 
 req = json.load(sys.stdin)
 dev = 'cuda'
@@ -18,17 +20,7 @@ D, DV, DI = 576, 512, 128
 
 
 def med(fn, reps=5, warm=1):
-    for _ in range(warm):
-        fn()
-    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    ts = []
-    for _ in range(reps):
-        s.record()
-        fn()
-        e.record(); e.synchronize()
-        ts.append(s.elapsed_time(e))
-    ts.sort()
-    return ts[len(ts) // 2]
+    return cuda_median(fn, reps, warm)
 
 
 def distinct(rows, k, n):

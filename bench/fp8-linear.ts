@@ -10,22 +10,12 @@
 //   node dist/bench/fp8-linear.js --device cpu     (small shapes: the op against the host loop it replaced, test/oracles/fp8-linear.ts)
 import { writeFileSync } from 'node:fs';
 import * as T from '../src/tensor/index.js';
-import { cudaBackend, cudaUnavailableReason } from '../src/backend/cuda/index.js';
+import { cudaBackend } from '../src/backend/cuda/index.js';
 import { fp8BlockLinearTune } from '../src/backend/cuda/fp8-linear.js';
 import { hostFp8Linear } from '../test/oracles/fp8-linear.js';
-import { machine, printTable } from './harness.js';
+import { args, benchDevice, burstMs, dispose, machine, opt, printTable } from './harness.js';
 
-const args = process.argv.slice(2);
-const opt = (n: string): string | undefined => (args.includes(n) ? args[args.indexOf(n) + 1] : undefined);
-const device = opt('--device') ?? 'cuda';
-const onCpu = device === 'cpu';
-if (!onCpu) {
-  const why = cudaUnavailableReason();
-  if (why) {
-    console.error(`fp8-linear bench: ${why} (run with --device cpu for the CPU shapes)`);
-    process.exit(2);
-  }
-}
+const { device, onCpu } = benchDevice('fp8-linear bench', 'run with --device cpu for the CPU shapes');
 const quick = args.includes('--quick');
 
 /** [name, N, K] */
@@ -37,37 +27,8 @@ const SHAPES: [string, number, number][] = onCpu
     ];
 const MS = onCpu ? [1, 16, 128] : quick ? [1, 64, 4096] : [1, 3, 4, 7, 16, 64, 256, 1024, 4096];
 
-function median(xs: number[]): number {
-  xs.sort((a, b) => a - b);
-  return xs[xs.length >> 1]!;
-}
 /** Median ms per call: CUDA events around bursts of `burst` calls (host clock on the CPU). */
-function timeMs(fn: () => void, reps: number, burst: number): number {
-  fn();
-  const ts: number[] = [];
-  if (onCpu) {
-    for (let i = 0; i < reps; i++) {
-      const t = performance.now();
-      for (let j = 0; j < burst; j++) fn();
-      ts.push((performance.now() - t) / burst);
-    }
-    return median(ts);
-  }
-  const b = cudaBackend();
-  const e0 = b.event();
-  const e1 = b.event();
-  for (let i = 0; i < reps; i++) {
-    e0.record();
-    for (let j = 0; j < burst; j++) fn();
-    e1.record();
-    e1.synchronize();
-    ts.push(e1.since(e0) / burst);
-  }
-  return median(ts);
-}
-const dispose = (...ts: T.Tensor[]): void => {
-  for (const t of ts) (t.storage as { dispose?: () => void }).dispose?.();
-};
+const timeMs = (fn: () => void, reps: number, burst: number): number => burstMs(fn, reps, burst, 1, onCpu);
 
 /** A weight N(0, 1/K) quantised per 128×128 tile (amax/448 scales), as the checkpoint stores it. */
 function fp8Weight(N: number, K: number, seed: number): { w8: T.Tensor; sw: T.Tensor; wb: T.Tensor; scale: Float32Array } {

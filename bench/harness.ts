@@ -1,10 +1,104 @@
-// Shared by the benchmarks: timing (median of several runs), the machine description, the numpy reference
-// run through python3 in the same invocation, and table printing.
-import { spawnSync } from 'node:child_process';
+// Shared by the benchmarks: argument parsing and the device check, timing (median of several runs; CUDA
+// events around bursts on the GPU), the machine description, the python reference scripts (numpy, torch)
+// run in the same invocation, and table printing.
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type * as T from '../src/tensor/index.js';
+import { cudaBackend, cudaUnavailableReason } from '../src/backend/cuda/index.js';
+import { rng as mulberry32 } from '../test/chat/rng.js';
+
+export { mulberry32 };
+
+/** The command line: `args` as given, `opt(name)` the value after a flag (undefined when absent). */
+export const args = process.argv.slice(2);
+export const opt = (n: string): string | undefined => (args.includes(n) ? args[args.indexOf(n) + 1] : undefined);
+
+/**
+ * The bench device from `--device` (default cuda). Without a CUDA driver a GPU run prints
+ * `${name}: ${why}` (followed by `cpuHint` where the bench has CPU shapes) and exits with status 2.
+ */
+export function benchDevice(name: string, cpuHint?: string): { device: string; onCpu: boolean } {
+  const device = cpuHint === undefined ? 'cuda' : (opt('--device') ?? 'cuda');
+  const onCpu = device === 'cpu';
+  if (!onCpu) {
+    const why = cudaUnavailableReason();
+    if (why) {
+      console.error(`${name}: ${why}${cpuHint ? ` (${cpuHint})` : ''}`);
+      process.exit(2);
+    }
+  }
+  return { device, onCpu };
+}
+
+/** xs[⌊n/2⌋] of the sorted samples (sorts xs in place). */
+export function median(xs: number[]): number {
+  xs.sort((a, b) => a - b);
+  return xs[xs.length >> 1]!;
+}
+
+let events: [ReturnType<ReturnType<typeof cudaBackend>['event']>, ReturnType<ReturnType<typeof cudaBackend>['event']>] | null = null;
+/**
+ * Median ms per call after `warm` warm-up calls: `reps` samples, each a burst of `burst` back-to-back calls
+ * timed by two CUDA events (the host clock when `host`). A burst keeps the GPU queue ahead of the host, so
+ * the figure is the kernels' time, not the host's dispatch gap between an event and a lone launch.
+ */
+export function burstMs(fn: () => void, reps: number, burst: number, warm = 1, host = false): number {
+  for (let i = 0; i < warm; i++) fn();
+  const ts: number[] = [];
+  if (host) {
+    for (let i = 0; i < reps; i++) {
+      const t = performance.now();
+      for (let j = 0; j < burst; j++) fn();
+      ts.push((performance.now() - t) / burst);
+    }
+    return median(ts);
+  }
+  if (!events) {
+    const b = cudaBackend();
+    events = [b.event(), b.event()];
+  }
+  const [e0, e1] = events;
+  for (let i = 0; i < reps; i++) {
+    e0.record();
+    for (let j = 0; j < burst; j++) fn();
+    e1.record();
+    e1.synchronize();
+    ts.push(e1.since(e0) / burst);
+  }
+  return median(ts);
+}
+
+/** rows × k distinct random values of [0, n) per row (mulberry32 from `seed`), mapped through f(row, value). */
+export function distinctRows(rows: number, k: number, n: number, seed: number, f: (row: number, v: number) => number = (_r, v) => v): Int32Array {
+  const rnd = mulberry32(seed);
+  const perm = Int32Array.from({ length: n }, (_, i) => i);
+  const swaps = new Int32Array(k);
+  const out = new Int32Array(rows * k);
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0; j < k; j++) {
+      const p = j + Math.floor(rnd() * (n - j));
+      swaps[j] = p;
+      [perm[j], perm[p]] = [perm[p]!, perm[j]!];
+      out[r * k + j] = f(r, perm[j]!);
+    }
+    for (let j = k - 1; j >= 0; j--) [perm[j], perm[swaps[j]!]] = [perm[swaps[j]!]!, perm[j]!]; // undo: identity again
+  }
+  return out;
+}
+
+/** Frees the device memory of tensors a bench no longer needs (a no-op on the CPU). */
+export const dispose = (...ts: T.Tensor[]): void => {
+  for (const t of ts) (t.storage as { dispose?: () => void }).dispose?.();
+};
+
+/** Runs bench/<script> with `input` as JSON on stdin; the caller reads r.stdout (JSON) or reports the failure. */
+export function runReference(script: string, input: unknown, python = 'python3', env: NodeJS.ProcessEnv = process.env): SpawnSyncReturns<string> {
+  const path = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', script);
+  return spawnSync(python, [path], { input: JSON.stringify(input), encoding: 'utf8', env, maxBuffer: 1 << 24 });
+}
 
 /** Median seconds of `fn` after one warm-up call: at least `reps` calls and at least `minTime` seconds. */
 export function medianSeconds(fn: () => void, reps: number, minTime: number): number {
@@ -45,16 +139,10 @@ export interface NumpyResult {
  * slower kernel than it picks itself. Returns null (with the reason) when python3 or numpy is missing.
  */
 export function numpyReference(kind: 'gemm' | 'softmax', shapes: number[][], reps: number, minTime: number): NumpyResult | string {
-  const script = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'numpy_ref.py');
   const env = { ...process.env };
   delete env.OPENBLAS_CORETYPE;
   delete env.OPENBLAS_L2_SIZE;
-  const r = spawnSync('python3', [script], {
-    input: JSON.stringify({ kind, shapes, reps, min_time: minTime }),
-    encoding: 'utf8',
-    env,
-    maxBuffer: 1 << 24,
-  });
+  const r = runReference('numpy_ref.py', { kind, shapes, reps, min_time: minTime }, 'python3', env);
   if (r.error) return `python3 could not be run (${r.error.message})`;
   if (r.status !== 0) return `numpy_ref.py failed: ${r.stderr.trim().split('\n').pop()}`;
   return JSON.parse(r.stdout) as NumpyResult;

@@ -15,20 +15,10 @@
 //   node dist/bench/moe.js --device cpu       (tiny shapes on the CPU reference; says so)
 import { writeFileSync } from 'node:fs';
 import * as T from '../src/tensor/index.js';
-import { cudaBackend, cudaUnavailableReason } from '../src/backend/cuda/index.js';
-import { machine, printTable } from './harness.js';
+import { cudaBackend } from '../src/backend/cuda/index.js';
+import { benchDevice, burstMs, machine, opt, printTable } from './harness.js';
 
-const args = process.argv.slice(2);
-const opt = (n: string): string | undefined => (args.includes(n) ? args[args.indexOf(n) + 1] : undefined);
-const device = opt('--device') ?? 'cuda';
-const onCpu = device === 'cpu';
-if (!onCpu) {
-  const why = cudaUnavailableReason();
-  if (why) {
-    console.error(`moe bench: ${why} (run with --device cpu for the tiny CPU shapes)`);
-    process.exit(2);
-  }
-}
+const { device, onCpu } = benchDevice('moe bench', 'run with --device cpu for the tiny CPU shapes');
 const num = (n: string, d: number): number => Number(opt(n) ?? d);
 const DIM = num('--dim', onCpu ? 256 : 7168);
 const F = num('--inter', onCpu ? 64 : 2048);
@@ -40,34 +30,8 @@ const fp8 = opt('--dtype') === 'fp8';
 const dt = (fp8 ? 'bf16' : opt('--dtype') ?? 'bf16') as T.DType;
 const TOKENS = (opt('--tokens') ?? (onCpu ? '1,8,64' : '1,8,64,512,2048')).split(',').map(Number);
 
-function median(xs: number[]): number {
-  xs.sort((a, b) => a - b);
-  return xs[xs.length >> 1]!;
-}
 /** Median ms per call over bursts (CUDA events on the GPU, host clock on the CPU). */
-function timeMs(fn: () => void, reps = onCpu ? 3 : 20, burst = onCpu ? 1 : 5): number {
-  fn();
-  const ts: number[] = [];
-  if (onCpu) {
-    for (let i = 0; i < reps; i++) {
-      const t = performance.now();
-      for (let j = 0; j < burst; j++) fn();
-      ts.push((performance.now() - t) / burst);
-    }
-    return median(ts);
-  }
-  const b = cudaBackend();
-  const e0 = b.event();
-  const e1 = b.event();
-  for (let i = 0; i < reps; i++) {
-    e0.record();
-    for (let j = 0; j < burst; j++) fn();
-    e1.record();
-    e1.synchronize();
-    ts.push(e1.since(e0) / burst);
-  }
-  return median(ts);
-}
+const timeMs = (fn: () => void, reps = onCpu ? 3 : 20, burst = onCpu ? 1 : 5): number => burstMs(fn, reps, burst, 1, onCpu);
 const rand = (shape: number[], seed: number, scale = 1): T.Tensor => T.cast(T.muls(T.randn(shape, new T.Rng(seed), { device }), scale), dt);
 
 const wg = rand([E, F, DIM], 1, DIM ** -0.5);

@@ -12,25 +12,12 @@
 //   node dist/bench/sparse-mla.js [--torch ref.json | --no-torch] [--out result.json] [--ctx 8192] [--quick]
 //   node dist/bench/sparse-mla.js --device cpu      (tiny shapes on the CPU reference; says so)
 // Without --torch the reference runs here: python3 (or $DSV32_PYTHON) bench/sparse_mla_ref.py.
-import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as T from '../src/tensor/index.js';
-import { cudaBackend, cudaUnavailableReason } from '../src/backend/cuda/index.js';
-import { machine, printTable } from './harness.js';
+import { cudaBackend } from '../src/backend/cuda/index.js';
+import { args, benchDevice, burstMs, dispose, distinctRows, machine, mulberry32, opt, printTable, runReference } from './harness.js';
 
-const args = process.argv.slice(2);
-const opt = (n: string): string | undefined => (args.includes(n) ? args[args.indexOf(n) + 1] : undefined);
-const device = opt('--device') ?? 'cuda';
-const onCpu = device === 'cpu';
-if (!onCpu) {
-  const why = cudaUnavailableReason();
-  if (why) {
-    console.error(`sparse-mla bench: ${why} (run with --device cpu for the tiny CPU shapes)`);
-    process.exit(2);
-  }
-}
+const { device, onCpu } = benchDevice('sparse-mla bench', 'run with --device cpu for the tiny CPU shapes');
 const quick = args.includes('--quick');
 const D = 576;
 const DV = 512;
@@ -42,34 +29,8 @@ const PREFILL = onCpu ? [{ s_q: 8, s_kv: 500, k: K, h: H }] : (quick ? [8192] : 
 const DECODE = onCpu ? [{ b: 2, s_q: 2, h: H, k: K, ctx }] : (quick ? [[64, 1]] : [[64, 1], [64, 2], [128, 1], [128, 2]]).map(([b, s_q]) => ({ b: b!, s_q: s_q!, h: H, k: K, ctx }));
 
 // ---- timing ---------------------------------------------------------------------------------------------
-function median(xs: number[]): number {
-  xs.sort((a, b) => a - b);
-  return xs[xs.length >> 1]!;
-}
 /** Median ms per call: CUDA events around bursts of `burst` calls (host clock on the CPU). */
-function timeMs(fn: () => void, reps: number, burst: number): number {
-  fn();
-  const ts: number[] = [];
-  if (onCpu) {
-    for (let i = 0; i < reps; i++) {
-      const t = performance.now();
-      for (let j = 0; j < burst; j++) fn();
-      ts.push((performance.now() - t) / burst);
-    }
-    return median(ts);
-  }
-  const b = cudaBackend();
-  const e0 = b.event();
-  const e1 = b.event();
-  for (let i = 0; i < reps; i++) {
-    e0.record();
-    for (let j = 0; j < burst; j++) fn();
-    e1.record();
-    e1.synchronize();
-    ts.push(e1.since(e0) / burst);
-  }
-  return median(ts);
-}
+const timeMs = (fn: () => void, reps: number, burst: number): number => burstMs(fn, reps, burst, 1, onCpu);
 
 // ---- inputs ---------------------------------------------------------------------------------------------
 /** Random tensor on the bench device: a 4M-value random chunk tiled, each tile scaled differently. */
@@ -84,36 +45,6 @@ function rand(shape: number[], dtype: T.DType, seed: number): T.Tensor {
   }
   return t;
 }
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-/** rows × k distinct random values of [0, n) per row, mapped through f(row, value). */
-function distinctRows(rows: number, k: number, n: number, seed: number, f: (row: number, v: number) => number = (_r, v) => v): Int32Array {
-  const rnd = mulberry32(seed);
-  const perm = Int32Array.from({ length: n }, (_, i) => i);
-  const swaps = new Int32Array(k);
-  const out = new Int32Array(rows * k);
-  for (let r = 0; r < rows; r++) {
-    for (let j = 0; j < k; j++) {
-      const p = j + Math.floor(rnd() * (n - j));
-      swaps[j] = p;
-      [perm[j], perm[p]] = [perm[p]!, perm[j]!];
-      out[r * k + j] = f(r, perm[j]!);
-    }
-    for (let j = k - 1; j >= 0; j--) [perm[j], perm[swaps[j]!]] = [perm[swaps[j]!]!, perm[j]!]; // undo: identity again
-  }
-  return out;
-}
-const dispose = (...ts: T.Tensor[]): void => {
-  for (const t of ts) (t.storage as { dispose?: () => void }).dispose?.();
-};
 
 // ---- the torch reference, same command ------------------------------------------------------------------
 type Row = Record<string, number | string | boolean>;
@@ -122,8 +53,7 @@ let torchNote = '';
 if (onCpu || args.includes('--no-torch')) torchNote = onCpu ? 'no torch reference on the CPU run' : 'torch reference skipped (--no-torch)';
 else if (opt('--torch')) torch = JSON.parse(readFileSync(opt('--torch')!, 'utf8'));
 else {
-  const script = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'sparse_mla_ref.py');
-  const r = spawnSync(process.env.DSV32_PYTHON ?? 'python3', [script], { input: JSON.stringify({ prefill: PREFILL, decode: DECODE }), encoding: 'utf8', maxBuffer: 1 << 24 });
+  const r = runReference('sparse_mla_ref.py', { prefill: PREFILL, decode: DECODE }, process.env.DSV32_PYTHON ?? 'python3');
   if (r.error || r.status !== 0) torchNote = `torch reference failed: ${r.error?.message ?? r.stderr.trim().split('\n').slice(-2).join(' / ')}`;
   else torch = JSON.parse(r.stdout);
 }

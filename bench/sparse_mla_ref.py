@@ -9,8 +9,10 @@
 #     and the same dense attention as chunked cuBLAS matmuls (always runs);
 #   - FlashMLA's sparse kernels when the flash_mla package is importable (it is not installed by default).
 # Inputs are random and never zero; indices are distinct per row.
-import json, sys
+import json, os, sys
 import torch
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ref_common import cuda_median  # noqa: E402
 
 req = json.load(sys.stdin)
 dev = 'cuda'
@@ -18,18 +20,7 @@ torch.manual_seed(0)
 
 
 def med(fn, reps=5, warm=1, burst=1):
-    for _ in range(warm):
-        fn()
-    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    ts = []
-    for _ in range(reps):
-        s.record()
-        for _ in range(burst):
-            fn()
-        e.record(); e.synchronize()
-        ts.append(s.elapsed_time(e) / burst)
-    ts.sort()
-    return ts[len(ts) // 2]
+    return cuda_median(fn, reps, warm, burst)
 
 
 def rand_indices(rows, k, n):

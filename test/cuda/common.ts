@@ -1,6 +1,7 @@
 // Shared pieces of the CUDA tests: the skip reason when no driver is present, CPU↔CUDA copies, poisoned
 // outputs, and the comparison rule (relative L2 error per dtype, NaN positions must agree, and an
 // output element still holding the poison is an error).
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import * as T from '../../src/tensor/index.js';
 import { cudaUnavailableReason, type CudaBackend } from '../../src/backend/cuda/index.js';
@@ -8,6 +9,13 @@ import { cudaUnavailableReason, type CudaBackend } from '../../src/backend/cuda/
 export const reason = cudaUnavailableReason();
 /** node:test options: skip with the driver's reason on machines without CUDA. */
 export const onGpu = reason ? { skip: `no CUDA: ${reason}` } : {};
+/** The backends a test body runs on, with their node:test options (CUDA skipped with the reason above). */
+export const DEVICES: [string, { skip?: string }][] = [['cpu', {}], ['cuda', onGpu]];
+
+/** One node:test case per backend, `name [dev]`; CUDA is skipped with the driver's reason where there is none. */
+export function eachDevice(name: string, fn: (dev: string, t: TestContext) => void): void {
+  for (const [dev, opts] of DEVICES) test(`${name} [${dev}]`, opts, (t) => fn(dev, t));
+}
 
 export function cuda(): CudaBackend {
   return T.getBackend('cuda') as CudaBackend;

@@ -15,9 +15,8 @@ import * as T from '../../src/tensor/index.js';
 import { e4m3BitsToF32, f32ToE4m3Bits } from '../../src/tensor/dtype.js';
 import { DeepseekV32, mapSource, randomCheckpoint, randomConfig, selectionIndices } from '../../src/model/index.js';
 import { indexScores } from '../oracles/indexer.js';
-import { onGpu, assertRel } from '../cuda/common.js';
-
-const DEVICES: [string, { skip?: string }][] = [['cpu', {}], ['cuda', onGpu]];
+import { DEVICES, assertRel } from '../cuda/common.js';
+import { on } from './helpers.js';
 
 function randE4m3(n: number, rng: T.Rng, scale = 1): Uint8Array {
   const b = new Uint8Array(n);
@@ -28,7 +27,6 @@ function randF32(n: number, rng: T.Rng, s = 1): Float32Array {
   return Float32Array.from({ length: n }, () => rng.normal() * s);
 }
 const bits = (b: Uint8Array, shape: number[], dev = 'cpu'): T.Tensor => T.fromBits(b, 'f8e4m3', shape, { device: dev });
-const on = (t: T.Tensor, dev: string): T.Tensor => (dev === 'cpu' ? t : T.fromBits(t.toHost(), t.dtype, t.shape, { device: dev }));
 const i32 = (a: number[] | Int32Array, shape = [a.length], dev = 'cpu'): T.Tensor => T.fromBits(Int32Array.from(a), 'i32', shape, { device: dev });
 
 function sameBits(a: Float32Array | Int32Array, b: Float32Array | Int32Array, what: string): void {

@@ -7,37 +7,17 @@
 //  - the tiny-fp8 fixture's real FP8 tensors (including the experts' K = 64) with leading dims [2, 5];
 //  - the straight-through backward dx = dy · W_dequant, and the argument checks.
 // CUDA cases are skipped with the driver's reason where there is no GPU.
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import * as T from '../../src/tensor/index.js';
-import { cudaUnavailableReason } from '../../src/backend/cuda/index.js';
+import { eachDevice } from '../cuda/common.js';
+import { rng as mulberry32 } from '../chat/rng.js';
+import { bitsEqual, normal, on, relErr } from './helpers.js';
 import { fp8BlockLinearTune } from '../../src/backend/cuda/fp8-linear.js';
 import { hostFp8Linear } from '../oracles/fp8-linear.js';
 import { fixtureDir } from '../model/golden-data.js';
-
-const reason = cudaUnavailableReason();
-const DEVICES = ['cpu', 'cuda'];
-
-/** One node:test case per backend; CUDA is skipped with the driver's reason where there is none. */
-function eachDevice(name: string, fn: (dev: string, t: TestContext) => void): void {
-  for (const dev of DEVICES) test(`${name} [${dev}]`, dev === 'cuda' && reason ? { skip: `no CUDA: ${reason}` } : {}, (t) => fn(dev, t));
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-function normal(rnd: () => number): number {
-  return Math.sqrt(-2 * Math.log(Math.max(rnd(), 1e-12))) * Math.cos(2 * Math.PI * rnd());
-}
 
 /** An FP8 weight as a checkpoint stores it: per 128×128 tile amax/448 scales (magnitudes varying by tile). */
 function randomFp8Weight(N: number, K: number, rnd: () => number): { w8: T.Tensor; scale: Float32Array } {
@@ -73,30 +53,9 @@ function randomX(shape: number[], dtype: T.DType, rnd: () => number): T.Tensor {
   return T.fromArray(v, shape, { dtype });
 }
 
-const on = (t: T.Tensor, dev: string): T.Tensor => (dev === 'cpu' ? t : T.fromBits(t.toHost(), t.dtype, t.shape, { device: dev }));
-
-function bitsEqual(a: T.Tensor, b: T.Tensor, what: string): void {
-  assert.deepEqual(a.shape, b.shape, `${what}: shape`);
-  assert.equal(a.dtype, b.dtype, `${what}: dtype`);
-  const x = T.hostBytes(a.toHost());
-  const y = T.hostBytes(b.toHost());
-  let bad = 0;
-  let first = -1;
-  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) { bad++; if (first < 0) first = i; }
-  assert.equal(bad, 0, `${what}: ${bad} of ${x.length} bytes differ (first at byte ${first})`);
-}
-
 /** ‖a − e‖ / ‖e‖ ≤ tol. */
 function assertRel(a: T.Tensor, e: T.Tensor, tol: number, what: string): void {
-  const av = a.toFloat64();
-  const ev = e.toFloat64();
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < ev.length; i++) {
-    num += (av[i]! - ev[i]!) ** 2;
-    den += ev[i]! ** 2;
-  }
-  const rel = Math.sqrt(num / (den || 1));
+  const rel = relErr(a.toFloat64(), e.toFloat64());
   assert.ok(rel <= tol, `${what}: relative error ${rel.toExponential(2)} > ${tol}`);
 }
 

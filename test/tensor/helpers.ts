@@ -32,6 +32,60 @@ export function to(t: T.Tensor, dev: string, requiresGrad = false): T.Tensor {
   return out;
 }
 
+/** t itself when it is already on `dev`, else a copy there (as `to`). */
+export const on = (t: T.Tensor, dev: string): T.Tensor => (t.device === dev ? t : to(t, dev));
+
+/** One standard normal draw (Box–Muller, one uniform pair per value) from `rnd` (e.g. test/chat/rng.ts). */
+export function normal(rnd: () => number): number {
+  return Math.sqrt(-2 * Math.log(Math.max(rnd(), 1e-12))) * Math.cos(2 * Math.PI * rnd());
+}
+
+/** n normals × scale in f64, one uniform pair per value. */
+export function normals64(n: number, rnd: () => number, scale = 1): Float64Array {
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i++) out[i] = normal(rnd) * scale;
+  return out;
+}
+
+/** n normals × scale in f32, both Box–Muller values of each uniform pair used. */
+export function normalsF32(n: number, rnd: () => number, scale = 1): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i += 2) {
+    const u = Math.max(rnd(), 1e-12);
+    const v = rnd();
+    const r = Math.sqrt(-2 * Math.log(u)) * scale;
+    out[i] = r * Math.cos(2 * Math.PI * v);
+    if (i + 1 < n) out[i + 1] = r * Math.sin(2 * Math.PI * v);
+  }
+  return out;
+}
+
+/** ‖a − e‖₂ / ‖e‖₂ (‖a − e‖₂ when e is all zeros). */
+export function relErr(a: ArrayLike<number>, e: ArrayLike<number>): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < e.length; i++) {
+    num += (a[i]! - e[i]!) ** 2;
+    den += e[i]! ** 2;
+  }
+  return Math.sqrt(num / (den || 1));
+}
+
+/** Byte-for-byte equality of two tensors' host data; with `meta` (the default) shape and dtype must agree too. */
+export function bitsEqual(a: T.Tensor, b: T.Tensor, what: string, meta = true): void {
+  if (meta) {
+    assert.deepEqual(a.shape, b.shape, `${what}: shape`);
+    assert.equal(a.dtype, b.dtype, `${what}: dtype`);
+  }
+  const x = T.hostBytes(a.toHost());
+  const y = T.hostBytes(b.toHost());
+  if (!meta) assert.equal(x.length, y.length, `${what}: byte length`);
+  let bad = 0;
+  let first = -1;
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) { bad++; if (first < 0) first = i; }
+  assert.equal(bad, 0, `${what}: ${bad} of ${x.length} bytes differ (first at byte ${first})`);
+}
+
 /** Seeded normal tensor on `dev`. */
 export function randn(shape: number[], seed: number, dev = 'cpu', dtype: T.DType = 'f64', requiresGrad = false): T.Tensor {
   return to(T.randn(shape, new T.Rng(seed), { dtype }), dev, requiresGrad);

@@ -8,28 +8,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as T from '../../src/tensor/index.js';
-import { cudaUnavailableReason } from '../../src/backend/cuda/index.js';
+import { eachDevice } from '../cuda/common.js';
+import { rng as mulberry32 } from '../chat/rng.js';
+import { normals64 as normals, on, relErr } from './helpers.js';
 import { indexScores } from '../oracles/indexer.js';
 
-const reason = cudaUnavailableReason();
-function eachDevice(name: string, fn: (dev: string) => void): void {
-  for (const dev of ['cpu', 'cuda']) test(`${name} [${dev}]`, dev === 'cuda' && reason ? { skip: `no CUDA: ${reason}` } : {}, () => fn(dev));
-}
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-function normals(n: number, rnd: () => number, scale = 1): Float64Array {
-  const out = new Float64Array(n);
-  for (let i = 0; i < n; i++) out[i] = Math.sqrt(-2 * Math.log(Math.max(rnd(), 1e-12))) * Math.cos(2 * Math.PI * rnd()) * scale;
-  return out;
-}
 /** Causal ranges of Tq queries at positions pos0.. over Tk keys: [0, pos + 1); row `empty` gets [3, 3). */
 function causal(Tq: number, pos0: number, empty = -1): { start: T.Tensor; end: T.Tensor } {
   const s = new Int32Array(Tq);
@@ -50,16 +33,6 @@ function selected(Tq: number, k: number, pos0: number, rnd: () => number, empty 
     if (k > 2) idx[i * k + k - 1] = 10_000; // out of range: a hole
   }
   return idx;
-}
-const on = (t: T.Tensor, dev: string): T.Tensor => (dev === 'cpu' ? t : T.fromBits(t.toHost(), t.dtype, t.shape, { device: dev }));
-function relErr(a: ArrayLike<number>, e: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < e.length; i++) {
-    num += (a[i]! - e[i]!) ** 2;
-    den += e[i]! ** 2;
-  }
-  return Math.sqrt(num / (den || 1));
 }
 
 // ---- indexerScores ------------------------------------------------------------------------------------

@@ -16,55 +16,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as T from '../../src/tensor/index.js';
-import { cudaUnavailableReason } from '../../src/backend/cuda/index.js';
+import { eachDevice, onGpu } from '../cuda/common.js';
+import { rng as mulberry32 } from '../chat/rng.js';
+import { bitsEqual, normalsF32 as normals, on } from './helpers.js';
 import { randomCheckpoint, randomConfig, type RandomConfigOverrides } from '../../src/model/random-weights.js';
 import { ModelWeights, mapSource } from '../../src/model/weights.js';
 import { MoE } from '../../src/model/moe.js';
 import { selectExperts } from '../oracles/gate.js';
 import { hostMoe } from '../oracles/moe.js';
 import type { ModelConfig } from '../../src/model/config.js';
-
-const reason = cudaUnavailableReason();
-const DEVICES = ['cpu', 'cuda'];
-
-function eachDevice(name: string, fn: (dev: string) => void): void {
-  for (const dev of DEVICES) test(`${name} [${dev}]`, dev === 'cuda' && reason ? { skip: `no CUDA: ${reason}` } : {}, () => fn(dev));
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-function normals(n: number, rnd: () => number, scale = 1): Float32Array {
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i += 2) {
-    const u = Math.max(rnd(), 1e-12);
-    const v = rnd();
-    const r = Math.sqrt(-2 * Math.log(u)) * scale;
-    out[i] = r * Math.cos(2 * Math.PI * v);
-    if (i + 1 < n) out[i + 1] = r * Math.sin(2 * Math.PI * v);
-  }
-  return out;
-}
-
-const on = (t: T.Tensor, dev: string): T.Tensor => (t.device === dev ? t : T.fromBits(t.toHost(), t.dtype, t.shape, { device: dev }));
-
-function bitsEqual(a: T.Tensor, b: T.Tensor, what: string): void {
-  assert.deepEqual(a.shape, b.shape, `${what}: shape`);
-  assert.equal(a.dtype, b.dtype, `${what}: dtype`);
-  const x = T.hostBytes(a.toHost());
-  const y = T.hostBytes(b.toHost());
-  let bad = 0;
-  let first = -1;
-  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) { bad++; if (first < 0) first = i; }
-  assert.equal(bad, 0, `${what}: ${bad} of ${x.length} bytes differ (first at byte ${first})`);
-}
 
 /** |a − e| ≤ atol + rtol·|e| everywhere. */
 function close(a: ArrayLike<number>, e: ArrayLike<number>, atol: number, rtol: number, what: string): void {
@@ -313,7 +273,7 @@ eachDevice('groupedMatmulFp8 == fp8Linear per segment', (dev) => {
 
 // No host read inside the step: route → dispatch → grouped SwiGLU → combine is captured into a CUDA graph and
 // replayed on new inputs (copied into the captured input buffers) with the eager results, routes included.
-test('the composed MoE step captures into a CUDA graph and replays [cuda]', reason ? { skip: `no CUDA: ${reason}` } : {}, () => {
+test('the composed MoE step captures into a CUDA graph and replays [cuda]', onGpu, () => {
   const b = T.getBackend('cuda') as unknown as { captureGraph(fn: () => void): { replay(): void; destroy(): void } };
   const L = makeLayer(VARIANTS[1]!, 91);
   const cfg = L.cfg;

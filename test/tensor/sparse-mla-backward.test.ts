@@ -9,28 +9,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as T from '../../src/tensor/index.js';
-import { cudaUnavailableReason } from '../../src/backend/cuda/index.js';
-
-const reason = cudaUnavailableReason();
-function eachDevice(name: string, fn: (dev: string) => void): void {
-  for (const dev of ['cpu', 'cuda']) test(`${name} [${dev}]`, dev === 'cuda' && reason ? { skip: `no CUDA: ${reason}` } : {}, () => fn(dev));
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-function normals(n: number, rnd: () => number, scale = 1): Float64Array {
-  const out = new Float64Array(n);
-  for (let i = 0; i < n; i++) out[i] = Math.sqrt(-2 * Math.log(Math.max(rnd(), 1e-12))) * Math.cos(2 * Math.PI * rnd()) * scale;
-  return out;
-}
+import { eachDevice } from '../cuda/common.js';
+import { rng as mulberry32 } from '../chat/rng.js';
+import { normals64 as normals, on, relErr } from './helpers.js';
 
 /** rows × k indices into [0, Tk): distinct valid entries, ~20% −1 holes, a few ≥ Tk (holes too), `empty` rows all −1. */
 function makeIndices(rows: number, k: number, Tk: number, rnd: () => number, empty: number[] = []): Int32Array {
@@ -43,18 +24,6 @@ function makeIndices(rows: number, k: number, Tk: number, rnd: () => number, emp
     }
   }
   return idx;
-}
-
-const on = (t: T.Tensor, dev: string): T.Tensor => (dev === 'cpu' ? t : T.fromBits(t.toHost(), t.dtype, t.shape, { device: dev }));
-
-function relErr(a: ArrayLike<number>, e: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < e.length; i++) {
-    num += (a[i]! - e[i]!) ** 2;
-    den += e[i]! ** 2;
-  }
-  return Math.sqrt(num / (den || 1));
 }
 
 interface GradCase { Tq: number; H: number; Tk: number; k: number; dv: number; dr: number }

@@ -8,38 +8,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as T from '../../src/tensor/index.js';
-import { cudaUnavailableReason } from '../../src/backend/cuda/index.js';
+import { eachDevice } from '../cuda/common.js';
+import { rng as mulberry32 } from '../chat/rng.js';
+import { bitsEqual, normalsF32 as normals, on, relErr } from './helpers.js';
 import { sparseMqaAttention } from '../oracles/sparse-attention.js';
 
-const reason = cudaUnavailableReason();
-const DEVICES = ['cpu', 'cuda'];
-
-/** One node:test case per backend; CUDA is skipped with the driver's reason where there is none. */
-function eachDevice(name: string, fn: (dev: string) => void): void {
-  for (const dev of DEVICES) test(`${name} [${dev}]`, dev === 'cuda' && reason ? { skip: `no CUDA: ${reason}` } : {}, () => fn(dev));
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-function normals(n: number, rnd: () => number, scale = 1): Float32Array {
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i += 2) {
-    const u = Math.max(rnd(), 1e-12);
-    const v = rnd();
-    const r = Math.sqrt(-2 * Math.log(u)) * scale;
-    out[i] = r * Math.cos(2 * Math.PI * v);
-    if (i + 1 < n) out[i + 1] = r * Math.sin(2 * Math.PI * v);
-  }
-  return out;
-}
 const bf16All = (a: Float32Array): Float32Array => a.map((x) => T.bf16Round(x));
 
 /**
@@ -86,16 +59,6 @@ function naive(q: Float32Array, kv: Float32Array, idx: Int32Array, N: number, H:
   return { out, lse };
 }
 
-function relErr(a: ArrayLike<number>, e: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < e.length; i++) {
-    num += (a[i]! - e[i]!) ** 2;
-    den += e[i]! ** 2;
-  }
-  return Math.sqrt(num / (den || 1));
-}
-
 /** lse agree: −∞ exactly where expected, elsewhere |a − e| ≤ tol·(1 + |e|). */
 function assertLse(a: ArrayLike<number>, e: ArrayLike<number>, tol: number, what: string): void {
   for (let i = 0; i < e.length; i++) {
@@ -106,18 +69,6 @@ function assertLse(a: ArrayLike<number>, e: ArrayLike<number>, tol: number, what
     assert.ok(Math.abs(a[i]! - e[i]!) <= tol * (1 + Math.abs(e[i]!)), `${what}: lse[${i}] = ${a[i]}, expected ${e[i]}`);
   }
 }
-
-function bitsEqual(a: T.Tensor, b: T.Tensor, what: string): void {
-  const x = T.hostBytes(a.toHost());
-  const y = T.hostBytes(b.toHost());
-  assert.equal(x.length, y.length, `${what}: byte length`);
-  let bad = 0;
-  let first = -1;
-  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) { bad++; if (first < 0) first = i; }
-  assert.equal(bad, 0, `${what}: ${bad} of ${x.length} bytes differ (first at byte ${first})`);
-}
-
-const on = (t: T.Tensor, dev: string): T.Tensor => (dev === 'cpu' ? t : T.fromBits(t.toHost(), t.dtype, t.shape, { device: dev }));
 
 // ---- the CPU reference is the host MQA path ---------------------------------------------------------
 
@@ -414,8 +365,8 @@ eachDevice('sparseMlaDecode: write the paged cache, read it back through decode 
         // prefill over the dequantised cache rows (exact in bf16 too: e4m3·2^k and bf16 values fit bf16)
         const pre = T.sparseMlaPrefill(on(T.fromArray(qv, [c.B * c.sq, c.H, D], { dtype }), dev), on(T.fromArray(kvFull, [blocks * c.page, D], { dtype }), dev),
           on(T.fromArray(idx, [c.B * c.sq, c.k], { dtype: 'i32' }), dev), scale, { dv: c.dv });
-        bitsEqual(T.reshape(dec.out, [c.B * c.sq, c.H, c.dv]), pre.out, `${what}: decode vs prefill out`);
-        bitsEqual(T.reshape(dec.lse, [c.B * c.sq, c.H]), pre.lse, `${what}: decode vs prefill lse`);
+        bitsEqual(T.reshape(dec.out, [c.B * c.sq, c.H, c.dv]), pre.out, `${what}: decode vs prefill out`, false);
+        bitsEqual(T.reshape(dec.lse, [c.B * c.sq, c.H]), pre.lse, `${what}: decode vs prefill lse`, false);
         const ref = naive(qv, kvFull, idx, c.B * c.sq, c.H, D, c.dv, c.k, scale);
         const err = relErr(dec.out.toFloat32(), ref.out);
         assert.ok(err <= (dtype === 'f32' ? 1e-5 : 1e-2), `${what}: relative error ${err} against f64`);
@@ -425,7 +376,7 @@ eachDevice('sparseMlaDecode: write the paged cache, read it back through decode 
         if (dev !== 'cpu') {
           const cc = on(T.newMlaCache(blocks, c.page, { format, dv: c.dv, dr: c.dr }), 'cpu');
           T.mlaCacheWrite(cc, L, R, T.fromArray(slots, [c.B * c.len], { dtype: 'i32' }));
-          bitsEqual(cache, cc, `${what}: cache bytes vs cpu`);
+          bitsEqual(cache, cc, `${what}: cache bytes vs cpu`, false);
           const cpu = T.sparseMlaDecode(q, cc, it, scale, { dv: c.dv });
           const e2 = relErr(o, cpu.out.toFloat32());
           assert.ok(e2 <= (dtype === 'f32' ? 1e-5 : 1e-2), `${what}: relative error ${e2} against the CPU op`);
