@@ -7,78 +7,34 @@
 // math before the GPU run; no substitute for it (g++ compiles the kernels through textual edits of the
 // __shared__ declarations; no GPU memory model or warp scheduling).
 //   npm run build && node scripts/kernel-emu/run-dsa-train.mjs
-// Needs g++ with C++20 (std::barrier, std::atomic_ref). Exit code 1 when a case differs.
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+// Needs g++ with C++20 (std::barrier, std::atomic_ref). Exit code 1 when a case differs. Shared parts: emu-runner.mjs.
+import { join } from 'node:path';
+import { build, emulate, mlaPrefillCase, mulberry32, normals, readValues, relErr as relErrOf, reporter, setup, writeData } from './emu-runner.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const root = resolve(here, '..', '..');
-const T = await import(join(root, 'dist', 'src', 'tensor', 'index.js'));
-const dir = mkdtempSync(join(tmpdir(), 'dsa-train-emu-'));
+const { T, dir } = await setup('dsa-train');
 const cpu = T.getBackend('cpu');
 
 // ---- build: one binary per kernel file ----------------------------------------------------------------
-function build(cu, def) {
-  let src = readFileSync(join(root, 'kernels', cu), 'utf8');
-  const from = 'extern __shared__ float smem[];';
-  if (!src.includes(from)) throw new Error(`kernel-emu: kernels/${cu} no longer declares '${from}'; update the edits`);
-  src = src.split(from).join('float* smem = g_smem;').replace(/__shared__ /g, 'static ');
-  if (/__shared__|asm\(/.test(src)) throw new Error(`kernel-emu: kernels/${cu} has __shared__ or asm this emulation does not handle`);
-  const d = join(dir, def);
-  execFileSync('mkdir', ['-p', d]);
-  writeFileSync(join(d, 'kernel.cpp'), src);
-  const exe = join(d, 'emu');
-  execFileSync('g++', ['-std=c++20', '-O2', '-pthread', '-Wno-unknown-pragmas', `-D${def}`, '-I', join(here, 'dsa-train-shim'), '-I', d, '-o', exe, join(here, 'dsa-train-emu.cpp')], { stdio: 'inherit' });
-  return exe;
-}
-const emuSmla = build('sparse_mla_bwd.cu', 'EMU_SMLA');
-const emuIdx = build('indexer_train.cu', 'EMU_IDX');
+const kernel = (cu, def) => build(dir, {
+  cu,
+  driver: 'dsa-train-emu.cpp',
+  sub: def,
+  defines: [def],
+  edits: [['extern __shared__ float smem[];', 'float* smem = g_smem;']],
+  staticShared: true,
+});
+const emuSmla = kernel('sparse_mla_bwd.cu', 'EMU_SMLA');
+const emuIdx = kernel('indexer_train.cu', 'EMU_IDX');
 
 // ---- helpers ------------------------------------------------------------------------------------------
-function mulberry32(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const normals = (n, r, s = 1) => Float32Array.from({ length: n }, () => Math.sqrt(-2 * Math.log(Math.max(r(), 1e-12))) * Math.cos(2 * Math.PI * r()) * s);
 let nfile = 0;
 /** A tensor's bytes in a fresh file (or '-' for null). */
-function put(t) {
-  if (!t) return '-';
-  const f = join(dir, `b${nfile++}.bin`);
-  writeFileSync(f, T.hostBytes(t.toHost()));
-  return f;
-}
-function get(f, like) {
-  const b = readFileSync(f);
-  return T.fromBits(T.hostFromBytes(like.dtype, new Uint8Array(b)), like.dtype, like.shape).toFloat64();
-}
-function relErr(a, e) {
-  let n = 0;
-  let d = 0;
-  for (let i = 0; i < e.length; i++) {
-    const x = e[i] === -Infinity ? 0 : e[i];
-    const y = a[i] === -Infinity ? 0 : a[i];
-    n += (y - x) ** 2;
-    d += x ** 2;
-  }
-  return Math.sqrt(n / (d || 1));
-}
+const put = (t) => (t ? writeData(T, join(dir, `b${nfile++}.bin`), t) : '-');
+const get = (f, like) => readValues(T, f, like.dtype, like.shape);
+const relErr = (a, e) => relErrOf(a, e, { minusInf: true });
 const infPattern = (a, e) => a.every((x, i) => (x === -Infinity) === (e[i] === -Infinity));
 const finite = (a) => a.every((x) => !Number.isNaN(x) && x !== Infinity);
-let failed = 0;
-function report(ok, what) {
-  console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}`);
-  if (!ok) failed++;
-}
+const { check: report, finish } = reporter('dsa-train');
 function makeIdx(rows, k, Tk, r, empty = 1) {
   const idx = new Int32Array(rows * k);
   for (let i = 0; i < rows; i++) {
@@ -97,11 +53,7 @@ let seed = 1;
 for (const c of [{ Tq: 3, H: 16, Tk: 90, k: 70, dv: 512, dr: 64 }, { Tq: 4, H: 20, Tk: 12, k: 19, dv: 96, dr: 24 }, { Tq: 3, H: 3, Tk: 30, k: 17, dv: 8, dr: 4 }]) {
   for (const dtype of ['f32', 'bf16']) {
     const r = mulberry32(seed++);
-    const D = c.dv + c.dr;
-    const scale = 1.5 / Math.sqrt(D);
-    const q = T.fromArray(normals(c.Tq * c.H * D, r), [c.Tq, c.H, D], { dtype });
-    const kv = T.fromArray(normals(c.Tk * D, r), [c.Tk, D], { dtype });
-    const idx = T.fromArray(makeIdx(c.Tq, c.k, c.Tk, r), [c.Tq, c.k], { dtype: 'i32' });
+    const { D, scale, q, kv, idx } = mlaPrefillCase(T, c, dtype, r, makeIdx);
     const { out, lse } = T.sparseMlaPrefill(q, kv, idx, scale, { dv: c.dv });
     const g = T.fromArray(normals(c.Tq * c.H * c.dv, r), [c.Tq, c.H, c.dv], { dtype });
     const dq = zeros([c.Tq, c.H, D], dtype);
@@ -109,7 +61,7 @@ for (const c of [{ Tq: 3, H: 16, Tk: 90, k: 70, dv: 512, dr: 64 }, { Tq: 4, H: 2
     cpu.sparseMlaBackward(dq, dkv, g, q, kv, out, lse, idx, c.dv, scale);
     const fdq = put(zeros([c.Tq, c.H, D], dtype));
     const fdkv = put(zeros([c.Tk, D], 'f32')); // the launcher zeroes dkv before the kernel
-    execFileSync(emuSmla, ['smla_bwd', dtype, c.Tq, c.H, D, c.dv, c.k, c.Tk, scale, fdq, fdkv, put(g), put(q), put(kv), put(out), put(lse), put(idx)].map(String));
+    emulate(emuSmla, ['smla_bwd', dtype, c.Tq, c.H, D, c.dv, c.k, c.Tk, scale, fdq, fdkv, put(g), put(q), put(kv), put(out), put(lse), put(idx)]);
     const gq = get(fdq, dq);
     const gk = get(fdkv, dkv);
     const e1 = relErr(gq, dq.toFloat64());
@@ -139,7 +91,7 @@ for (const c of [{ Tq: 6, H: 64, D: 128, Tk: 70, kSel: 37 }, { Tq: 5, H: 3, D: 2
       const ref = zeros([c.Tq, N], 'f32');
       cpu.indexerScores(ref, q, k, w, s, e, ix);
       const fo = put(zeros([c.Tq, N], 'f32'));
-      execFileSync(emuIdx, ['scores_fwd', dtype, c.Tq, c.H, c.D, c.Tk, N, fo, put(q), put(k), put(w), put(s), put(e), put(ix)].map(String));
+      emulate(emuIdx, ['scores_fwd', dtype, c.Tq, c.H, c.D, c.Tk, N, fo, put(q), put(k), put(w), put(s), put(e), put(ix)]);
       const got = get(fo, ref);
       const rv = ref.toFloat64();
       const es = relErr(got, rv);
@@ -153,7 +105,7 @@ for (const c of [{ Tq: 6, H: 64, D: 128, Tk: 70, kSel: 37 }, { Tq: 5, H: 3, D: 2
       const fq = put(zeros([c.Tq, c.H, c.D], dtype));
       const fk = put(zeros([c.Tk, c.D], 'f32'));
       const fw = put(zeros([c.Tq, c.H], 'f32'));
-      execFileSync(emuIdx, ['scores_bwd', dtype, c.Tq, c.H, c.D, c.Tk, N, fq, fk, fw, put(dout), put(q), put(k), put(w), put(s), put(e), put(ix)].map(String));
+      emulate(emuIdx, ['scores_bwd', dtype, c.Tq, c.H, c.D, c.Tk, N, fq, fk, fw, put(dout), put(q), put(k), put(w), put(s), put(e), put(ix)]);
       const eq = relErr(get(fq, dq), dq.toFloat64());
       const ek = relErr(get(fk, dk), dk.toFloat64());
       const ew = relErr(get(fw, dw), dw.toFloat64());
@@ -177,12 +129,11 @@ for (const c of [{ Tq: 6, H: 64, D: 128, Tk: 70, kSel: 37 }, { Tq: 5, H: 3, D: 2
       cpu.indexerKlLoss(L, G, sc, qm, kvm, lse, s, e, ix, dv, scale);
       const fl = put(zeros([c.Tq], 'f32'));
       const fg = put(zeros([c.Tq, N], 'f32'));
-      execFileSync(emuIdx, ['kl', dtype, c.Tq, Hm, Dm, dv, c.Tk, N, scale, fl, fg, put(sc), put(qm), put(kvm), put(lse), put(s), put(e), put(ix)].map(String));
+      emulate(emuIdx, ['kl', dtype, c.Tq, Hm, Dm, dv, c.Tk, N, scale, fl, fg, put(sc), put(qm), put(kvm), put(lse), put(s), put(e), put(ix)]);
       const el = relErr(get(fl, L), L.toFloat64());
       const eg = relErr(get(fg, G), G.toFloat64());
       report(el <= 1e-5 && eg <= 1e-5 && L.toFloat64().some((x) => x > 0), `indexer_kl_loss ${what}: loss ${el.toExponential(2)}, grad ${eg.toExponential(2)}`);
     }
   }
 }
-console.log(failed ? `${failed} case(s) FAILED` : 'all cases agree');
-process.exit(failed ? 1 : 0);
+finish();

@@ -6,61 +6,29 @@
 // warp scheduling), through textual edits of the source (the __shared__ declarations and one PTX max).
 // Slow: 10+ minutes in full on 2 shared cores (thousands of host threads per case), 0.5–3 minutes with --quick.
 //   npm run build && node scripts/kernel-emu/run-sparse-mla.mjs [--quick]
-// Needs g++ with C++20 (std::barrier). Exit code 1 when a case differs.
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+// Needs g++ with C++20 (std::barrier). Exit code 1 when a case differs. Shared parts: emu-runner.mjs.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { build, emulate, mlaPrefillCase, mulberry32, normals, relErr, reporter, setup, tensorBytes, writeData } from './emu-runner.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const root = resolve(here, '..', '..');
-const T = await import(join(root, 'dist', 'src', 'tensor', 'index.js'));
-const quick = process.argv.includes('--quick');
-const dir = mkdtempSync(join(tmpdir(), 'sparse-mla-emu-'));
+const { T, quick, dir } = await setup('sparse-mla', { quickMode: true });
 
 // ---- build ------------------------------------------------------------------------------------------
-const src = readFileSync(join(root, 'kernels', 'sparse_mla.cu'), 'utf8');
-const edits = [
-  ['extern __shared__ float smem[];', 'float* smem = g_smem;'],
-  ['__shared__ float red[33];', 'static float red[33];'],
-  ['asm("max.NaN.f32 %0, %1, %2;" : "=f"(m) : "f"(a), "f"(b));', 'm = (a != a || b != b) ? NAN : fmaxf(a, b);'],
-];
-let host = src;
-for (const [from, to] of edits) {
-  if (!host.includes(from)) throw new Error(`kernel-emu: kernels/sparse_mla.cu no longer contains '${from}'; update the edits`);
-  host = host.split(from).join(to);
-}
-if (/__shared__|asm\(/.test(host)) throw new Error('kernel-emu: the kernel has __shared__ or asm this emulation does not handle');
-writeFileSync(join(dir, 'kernel.cpp'), host);
-const emu = join(dir, 'emu');
-execFileSync('g++', ['-std=c++20', '-O2', '-pthread', '-Wno-unknown-pragmas', '-I', join(here, 'shim'), '-I', dir, '-o', emu, join(here, 'sparse-mla-emu.cpp')], { stdio: 'inherit' });
+const emu = build(dir, {
+  cu: 'sparse_mla.cu',
+  driver: 'sparse-mla-emu.cpp',
+  edits: [
+    ['extern __shared__ float smem[];', 'float* smem = g_smem;'],
+    ['__shared__ float red[33];', 'static float red[33];'],
+    ['asm("max.NaN.f32 %0, %1, %2;" : "=f"(m) : "f"(a), "f"(b));', 'm = (a != a || b != b) ? NAN : fmaxf(a, b);'],
+  ],
+});
 
 // ---- helpers ----------------------------------------------------------------------------------------
-function mulberry32(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const normals = (n, r) => Float32Array.from({ length: n }, () => Math.sqrt(-2 * Math.log(Math.max(r(), 1e-12))) * Math.cos(2 * Math.PI * r()));
-const bytes = (t) => T.hostBytes(t.toHost());
+const bytes = (t) => tensorBytes(T, t);
 const file = (name) => join(dir, name);
-const put = (name, data) => writeFileSync(file(name), data instanceof Uint8Array ? data : bytes(data));
+const put = (name, data) => writeData(T, file(name), data);
 const sfx = (d) => (d === 'bf16' ? 'bf16' : 'f32');
-function relErr(a, e) {
-  let n = 0;
-  let d = 0;
-  for (let i = 0; i < e.length; i++) {
-    n += (a[i] - e[i]) ** 2;
-    d += e[i] ** 2;
-  }
-  return Math.sqrt(n / (d || 1));
-}
 /** rows × k distinct indices of [0, Tk) with −1 holes, a few out of range, row 1 all holes. */
 function makeIdx(rows, k, Tk, r) {
   const idx = new Int32Array(rows * k);
@@ -77,17 +45,13 @@ function makeIdx(rows, k, Tk, r) {
   }
   return idx;
 }
-let failed = 0;
-function report(ok, what) {
-  console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}`);
-  if (!ok) failed++;
-}
+const { check: report, finish } = reporter('sparse-mla');
 /** The emulated forward kernel with the arguments src/backend/cuda/sparse-mla.ts passes. */
 function fwd(kernel, q, kvBytes, idx, d, scale) {
   put('q.bin', q);
   put('kv.bin', kvBytes);
   put('idx.bin', idx);
-  execFileSync(emu, ['fwd', kernel, d.N, d.H, d.D, d.dv, d.k, d.rows, d.W, scale, file('q.bin'), file('kv.bin'), file('idx.bin'), file('out.bin'), file('lse.bin')].map(String));
+  emulate(emu, ['fwd', kernel, d.N, d.H, d.D, d.dv, d.k, d.rows, d.W, scale, file('q.bin'), file('kv.bin'), file('idx.bin'), file('out.bin'), file('lse.bin')]);
   const ob = readFileSync(file('out.bin'));
   const lb = readFileSync(file('lse.bin'));
   return {
@@ -117,11 +81,7 @@ const prefill = [{ Tq: 3, H: 16, k: 100, Tk: 150, dv: 512, dr: 64 }, { Tq: 2, H:
 for (const c of quick ? prefill.slice(2) : prefill) {
   for (const dtype of ['f32', 'bf16']) {
     const r = mulberry32(seed++);
-    const D = c.dv + c.dr;
-    const scale = 1.5 / Math.sqrt(D);
-    const q = T.fromArray(normals(c.Tq * c.H * D, r), [c.Tq, c.H, D], { dtype });
-    const kv = T.fromArray(normals(c.Tk * D, r), [c.Tk, D], { dtype });
-    const idx = T.fromArray(makeIdx(c.Tq, c.k, c.Tk, r), [c.Tq, c.k], { dtype: 'i32' });
+    const { D, scale, q, kv, idx } = mlaPrefillCase(T, c, dtype, r, makeIdx);
     const ref = T.sparseMlaPrefill(q, kv, idx, scale, { dv: c.dv });
     const got = fwd(`sparse_mla_fwd_${dtype}_${dtype}`, q, bytes(kv), idx, { N: c.Tq, H: c.H, D, dv: c.dv, k: c.k, rows: c.Tk, W: 0 }, scale);
     compare(`prefill ${dtype} ${JSON.stringify(c)}`, got, ref.out, ref.lse, dtype);
@@ -146,8 +106,8 @@ for (const c of quick ? decode.slice(1) : decode) {
       put('lat.bin', lat);
       put('rope.bin', rope);
       put('slots.bin', slots);
-      const rec = execFileSync(emu, ['write', `mla_cache_write_${format}_${sfx(lat.dtype)}_${sfx(rope.dtype)}`, N, c.dv, c.dr, blocks * c.page, W,
-        file('cache.bin'), file('lat.bin'), file('rope.bin'), file('slots.bin')].map(String)).toString().trim();
+      const rec = emulate(emu, ['write', `mla_cache_write_${format}_${sfx(lat.dtype)}_${sfx(rope.dtype)}`, N, c.dv, c.dr, blocks * c.page, W,
+        file('cache.bin'), file('lat.bin'), file('rope.bin'), file('slots.bin')]).trim();
       const eb = readFileSync(file('cache.bin'));
       const cb = bytes(cache);
       let diff = 0;
@@ -168,8 +128,7 @@ for (const c of quick ? decode.slice(1) : decode) {
   put('lat.bin', T.fromArray(normals(512, mulberry32(3)), [1, 512]));
   put('rope.bin', T.fromArray(normals(64, mulberry32(4)), [1, 64]));
   put('slots.bin', T.fromArray([8], [1], { dtype: 'i32' }));
-  const rec = execFileSync(emu, ['write', 'mla_cache_write_fp8_f32_f32', 1, 512, 64, 8, 656, file('cache.bin'), file('lat.bin'), file('rope.bin'), file('slots.bin')].map(String)).toString().trim();
+  const rec = emulate(emu, ['write', 'mla_cache_write_fp8_f32_f32', 1, 512, 64, 8, 656, file('cache.bin'), file('lat.bin'), file('rope.bin'), file('slots.bin')]).trim();
   report(rec === 'err 1 8 8', `writer with slot 8 of an 8-slot cache records the bad index (${rec})`);
 }
-console.log(failed ? `kernel-emu: ${failed} case(s) differ` : 'kernel-emu: every case agrees with the CPU reference');
-process.exit(failed ? 1 : 0);
+finish();

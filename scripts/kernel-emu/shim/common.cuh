@@ -1,7 +1,9 @@
-// Host stand-in for kernels/common.cuh when a kernel is emulated on the CPU (scripts/kernel-emu): the
+// Host stand-in for kernels/common.cuh when a kernel is emulated on the CPU (scripts/kernel-emu): the CUDA
 // qualifiers become nothing, threadIdx/blockIdx are per host thread, the conversions are common.cuh's own
-// bit-exact code (rintf → nearbyint, same rounding), and __syncthreads / __shfl_xor_sync are provided by
-// the driver. Only what kernels/sparse_mla.cu uses is here.
+// bit-exact code (rintf → nearbyint, same rounding), atomics are host atomics, and common.cuh's block
+// reductions are the same code on the emulated barriers. Barriers, warp shuffles and __match_any_sync are
+// defined by the driver (shim/driver.h). One shim for every emulated kernel: kernels/sparse_mla.cu,
+// sparse_mla_bwd.cu, indexer_train.cu, fp8_linear.cu and moe.cu; only what those use is here.
 #pragma once
 #include <cstdint>
 #include <cmath>
@@ -14,8 +16,14 @@
 struct dim3s { unsigned x = 0, y = 0, z = 0; };
 extern thread_local dim3s threadIdx, blockIdx;
 extern dim3s blockDim, gridDim;
+extern float g_smem[];  // dynamic shared memory (CTAs never overlap)
+#define DT_F32 0
+#define DT_BF16 2
 inline uint32_t __float_as_uint(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 inline float __uint_as_float(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+// single roundings, never contracted (the builds that need it pass -ffp-contract=off as well)
+inline float __fmul_rn(float a, float b) { volatile float r = a * b; return r; }
+inline float __fadd_rn(float a, float b) { volatile float r = a + b; return r; }
 struct __nv_bfloat16 { uint16_t b; };
 inline uint16_t f32_to_bf16_bits(float x) {
   const uint32_t b = __float_as_uint(x);
@@ -46,13 +54,50 @@ template <> inline float to_f<__nv_bfloat16>(__nv_bfloat16 v) { return bf16_bits
 template <class T> inline T from_f(float v);
 template <> inline float from_f<float>(float v) { return v; }
 template <> inline __nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __nv_bfloat16{f32_to_bf16_bits(v)}; }
-void __syncthreads();
-float __shfl_xor_sync(unsigned, float v, int o);
-template <class A> inline A warp_sum(A v) { for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o); return v; }
-template <class A> inline A warp_max(A v) { for (int o = 16; o > 0; o >>= 1) v = fmax(v, __shfl_xor_sync(0xffffffffu, v, o)); return v; }
-#define ERR_INDEX 1
-inline void raise_index(int* err, int64_t k, int64_t size) {
-  if (err && __atomic_exchange_n(err, ERR_INDEX, __ATOMIC_SEQ_CST) == 0) { long long* rec = reinterpret_cast<long long*>(err + 2); rec[0] = k; rec[1] = size; }
+template <class C> inline C load_as(const void* p, int64_t i, int dt) {
+  return dt == DT_BF16 ? (C)bf16_bits_to_f32(((const uint16_t*)p)[i]) : (C)((const float*)p)[i];
+}
+template <class C> inline void store_as(void* p, int64_t i, int dt, C v) {
+  if (dt == DT_BF16) ((uint16_t*)p)[i] = f32_to_bf16_bits((float)v);
+  else ((float*)p)[i] = (float)v;
 }
 template <class A, class B> inline auto min(A a, B b) { return a < b ? a : b; }
-extern float g_smem[];
+template <class A, class B> inline auto max(A a, B b) { return a < b ? b : a; }
+inline int __popc(unsigned v) { return __builtin_popcount(v); }
+inline int __clz(unsigned v) { return v ? __builtin_clz(v) : 32; }
+inline int atomicAdd(int* p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+inline float atomicAdd(float* p, float v) { return std::atomic_ref<float>(*p).fetch_add(v); }
+inline int atomicOr(int* p, int v) { return std::atomic_ref<int>(*p).fetch_or(v); }
+#define ERR_INDEX 1
+inline void raise_index(int* err, int64_t k, int64_t size) {  // common.cuh: atomicCAS(err, 0, ERR_INDEX) == 0
+  int z = 0;
+  if (err && __atomic_compare_exchange_n(err, &z, ERR_INDEX, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+    long long* rec = reinterpret_cast<long long*>(err + 2);
+    rec[0] = (long long)k;
+    rec[1] = (long long)size;
+  }
+}
+// ---- defined by the driver (shim/driver.h) ----
+void __syncthreads();
+void __syncwarp();
+float __shfl_xor_sync(unsigned, float v, int o);
+double __shfl_xor_sync(unsigned, double v, int o);
+int __shfl_xor_sync(unsigned, int v, int o);
+int __shfl_sync(unsigned, int v, int src);
+int __shfl_up_sync(unsigned, int v, int d);
+unsigned __match_any_sync(unsigned, int v);
+// ---- common.cuh's warp and block reductions ----
+template <class A> inline A warp_sum(A v) { for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o); return v; }
+template <class A> inline A warp_max(A v) { for (int o = 16; o > 0; o >>= 1) v = fmax(v, __shfl_xor_sync(0xffffffffu, v, o)); return v; }
+template <class A, class W>
+inline A block_reduce(A v, A* red, W warp_op, A idle) {  // common.cuh's block_sum / block_max
+  const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+  v = warp_op(v);
+  __syncthreads();
+  if (lane == 0) red[wid] = v;
+  __syncthreads();
+  A t = lane < (int)nw ? red[lane] : idle;
+  return warp_op(t);
+}
+template <class A> inline A block_sum(A v, A* red) { return block_reduce(v, red, [](A x) { return warp_sum(x); }, (A)0); }
+template <class A> inline A block_max(A v, A* red) { return block_reduce(v, red, [](A x) { return warp_max(x); }, (A)(-INFINITY)); }

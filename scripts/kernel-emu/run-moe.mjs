@@ -5,71 +5,36 @@
 // For a machine without a GPU: it checks the kernels' own logic (indexing, tile walk, barriers, shuffles,
 // __match_any_sync, the error record) before the GPU run. It is no substitute for that run: g++ compiles the
 // kernels (no GPU memory model, no real warp scheduling), through textual edits of the __shared__ declarations.
-//   npm run build && node scripts/moe-emu/run-moe.mjs
-// Needs g++ with C++20 (std::barrier). Exit code 1 when a case differs.
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+//   npm run build && node scripts/kernel-emu/run-moe.mjs
+// Needs g++ with C++20 (std::barrier). Exit code 1 when a case differs. Shared parts: emu-runner.mjs.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { build, emulate, errRecord, mulberry32, normals as normalsOf, readI32, readValues, reporter, same, setup, worstRel, writeData } from './emu-runner.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const root = resolve(here, '..', '..');
-const T = await import(join(root, 'dist', 'src', 'tensor', 'index.js'));
-const dir = mkdtempSync(join(tmpdir(), 'moe-emu-'));
+const { T, dir } = await setup('moe');
+const emu = build(dir, {
+  cu: 'moe.cu',
+  driver: 'moe-emu.cpp',
+  flags: ['-O2', '-ffp-contract=off'],
+  edits: [
+    ['extern __shared__ float route_smem[];', 'float* route_smem = (float*)g_smem;'],
+    ['extern __shared__ int cnt[];', 'int* cnt = (int*)g_smem;'],
+    ['__shared__ float As', 'static float As'], // also As8 (the FP8 kernel)
+    ['__shared__ float Bs', 'static float Bs'],
+    ['__shared__ int seg_s', 'static int seg_s'],
+    ['__shared__ int seg8_s', 'static int seg8_s'],
+    ['__shared__ float Gs', 'static float Gs'],
+    ['__shared__ float Xs', 'static float Xs'],
+  ],
+});
 
-const src = readFileSync(join(root, 'kernels', 'moe.cu'), 'utf8');
-const edits = [
-  ['extern __shared__ float route_smem[];', 'float* route_smem = (float*)g_smem;'],
-  ['extern __shared__ int cnt[];', 'int* cnt = (int*)g_smem;'],
-  ['__shared__ float As', 'static float As'],  // also As8 (the FP8 kernel)
-  ['__shared__ float Bs', 'static float Bs'],
-  ['__shared__ int seg_s', 'static int seg_s'],
-  ['__shared__ int seg8_s', 'static int seg8_s'],
-  ['__shared__ float Gs', 'static float Gs'],
-  ['__shared__ float Xs', 'static float Xs'],
-];
-let host = src;
-for (const [from, to] of edits) {
-  if (!host.includes(from)) throw new Error(`moe-emu: kernels/moe.cu no longer contains '${from}'; update the edits`);
-  host = host.split(from).join(to);
-}
-if (/__shared__|asm\(/.test(host)) throw new Error('moe-emu: the kernel has __shared__ or asm this emulation does not handle');
-writeFileSync(join(dir, 'kernel.cpp'), host);
-const emu = join(dir, 'emu');
-execFileSync('g++', ['-std=c++20', '-O2', '-pthread', '-ffp-contract=off', '-Wno-unknown-pragmas', '-I', join(here, 'shim'), '-I', dir, '-o', emu, join(here, 'moe-emu.cpp')], { stdio: 'inherit' });
-
-function mulberry32(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const rnd = mulberry32(1234);
-const normals = (n, s = 1) => Float32Array.from({ length: n }, () => s * Math.sqrt(-2 * Math.log(Math.max(rnd(), 1e-12))) * Math.cos(2 * Math.PI * rnd()));
+const normals = (n, s = 1) => normalsOf(n, rnd, s);
 let n = 0;
-const f = (name, data) => {
-  const p = join(dir, `${n++}-${name}.bin`);
-  writeFileSync(p, Buffer.from(data.buffer, data.byteOffset, data.byteLength));
-  return p;
-};
+const f = (name, data) => writeData(T, join(dir, `${n++}-${name}.bin`), data);
 const out = (name) => join(dir, `${n++}-${name}.out`);
-const readI32 = (p) => { const b = readFileSync(p); return new Int32Array(b.buffer, b.byteOffset, b.byteLength / 4); };
-const run = (...args) => {
-  const o = execFileSync(emu, args.map(String), { encoding: 'utf8' });
-  const m = /err (\d+) (-?\d+) (-?\d+)/.exec(o);
-  return { code: +m[1], index: +m[2], size: +m[3] };
-};
-let failures = 0;
-function check(ok, what) {
-  if (!ok) failures++;
-  console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}`);
-}
-const same = (a, b) => a.length === b.length && a.every((v, i) => v === b[i]);
+const run = (...args) => errRecord(emulate(emu, args));
+const { check, finish } = reporter('moe');
 
 // ---- routing ----
 for (const [E, G, TG, k, bias, ties] of [[8, 4, 2, 2, true, true], [16, 4, 3, 6, true, true], [16, 8, 3, 4, false, true], [12, 1, 1, 3, true, false], [64, 8, 4, 8, true, true], [256, 8, 4, 8, true, false], [256, 8, 4, 8, true, true], [33, 1, 1, 5, false, true], [1024, 32, 5, 32, true, false]]) {
@@ -124,14 +89,8 @@ for (const [M, K, N, offs] of [[37, 40, 24, [2, 2, 9, 9, 30, 35]], [1, 16, 8, [0
     const want = T.groupedMatmul(x, w, T.fromArray(Int32Array.from(offs), [E + 1], { dtype: 'i32' })).toFloat64();
     const o = out('gmm');
     run('gmm', xdt, wdt, M, N, K, E, f('x', T.hostBytes(x.toHost())), f('w', T.hostBytes(w.toHost())), f('off', Int32Array.from(offs)), o);
-    const raw = readFileSync(o);
-    const host = xdt === 'bf16' ? new Uint16Array(raw.buffer, raw.byteOffset, raw.byteLength / 2) : new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4);
-    const got = T.fromBits(host, xdt, [M, N]).toFloat64();
-    // accumulation order differs from the CPU's GEMM: the error is measured against the output's scale
-    let worst = 0;
-    let scale = 1e-30;
-    for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]));
-    for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]) / scale);
+    const got = readValues(T, o, xdt, [M, N]);
+    const worst = worstRel(got, want); // accumulation order differs from the CPU's GEMM
     const zeros = Array.from(got.subarray(0, offs[0] * N)).every((v) => v === 0) && Array.from(got.subarray(offs[E] * N)).every((v) => v === 0);
     check(worst < (xdt === 'f32' ? 1e-5 : 1e-2) && zeros, `gmm M ${M} K ${K} N ${N} E ${E} ${xdt}·${wdt}: worst |error| / max |y| ${worst.toExponential(2)}`);
   }
@@ -147,23 +106,13 @@ for (const [M, K, N, offs] of [[37, 40, 24, [2, 2, 9, 9, 30, 35]], [130, 72, 136
     x.requiresGrad = true;
     w.requiresGrad = true;
     T.backward(T.groupedMatmul(x, w, T.fromArray(Int32Array.from(offs), [E + 1], { dtype: 'i32' })), g);
-    const decode = (p, dt, shape) => {
-      const raw = readFileSync(p);
-      return T.fromBits(dt === 'bf16' ? new Uint16Array(raw.buffer, raw.byteOffset, raw.byteLength / 2) : new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4), dt, shape).toFloat64();
-    };
-    const rel = (got, want) => {
-      let scale = 1e-30, worst = 0;
-      for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]));
-      for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]) / scale);
-      return worst;
-    };
     // dx [M, K] = g [M, N] · W[e] [N, K]: the emulator's gmmdx takes W[e] as stored [N(inner), K(out)] with (sc, si) = (1, K)
     const o1 = out('dx');
     run('gmmdx', xdt, wdt, M, K, N, E, f('g', T.hostBytes(g.toHost())), f('w', T.hostBytes(w.toHost())), f('off', Int32Array.from(offs)), o1);
-    const e1 = rel(decode(o1, xdt, [M, K]), x.grad.toFloat64());
+    const e1 = worstRel(readValues(T, o1, xdt, [M, K]), x.grad.toFloat64());
     const o2 = out('dw');
     run('gmmdw', xdt, wdt, M, N, K, E, f('g', T.hostBytes(g.toHost())), f('x', T.hostBytes(x.toHost())), f('off', Int32Array.from(offs)), o2);
-    const e2 = rel(decode(o2, wdt, [E, N, K]), w.grad.toFloat64());
+    const e2 = worstRel(readValues(T, o2, wdt, [E, N, K]), w.grad.toFloat64());
     check(e1 < (xdt === 'f32' ? 1e-5 : 1e-2) && e2 < (wdt === 'f32' ? 1e-5 : 1e-2), `gmm backward M ${M} K ${K} N ${N} E ${E} ${xdt}·${wdt}: dx ${e1.toExponential(2)}, dW ${e2.toExponential(2)}`);
   }
 }
@@ -181,13 +130,8 @@ for (const [M, K, N, offs] of [[37, 200, 136, [2, 2, 9, 9, 30, 35]], [1, 128, 64
     const { q, s } = T.actQuant(x, 128, { ue8m0: true });
     const o = out('gmm8');
     run('gmm8', odt, M, N, K, E, f('q', T.hostBytes(q.toHost())), f('sq', s.toHost()), f('w8', T.hostBytes(w8.toHost())), f('sw', sw.toHost()), f('off', Int32Array.from(offs)), o);
-    const raw = readFileSync(o);
-    const host = odt === 'bf16' ? new Uint16Array(raw.buffer, raw.byteOffset, raw.byteLength / 2) : new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4);
-    const got = T.fromBits(host, odt, [M, N]).toFloat64();
-    let worst = 0;
-    let scale = 1e-30;
-    for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]));
-    for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]) / scale);
+    const got = readValues(T, o, odt, [M, N]);
+    const worst = worstRel(got, want);
     const zeros = Array.from(got.subarray(0, offs[0] * N)).every((v) => v === 0) && Array.from(got.subarray(offs[E] * N)).every((v) => v === 0);
     check(worst < (odt === 'f32' ? 1e-5 : 1e-2) && zeros, `gmm8 M ${M} K ${K} N ${N} E ${E} → ${odt}: worst |error| / max |y| ${worst.toExponential(2)}`);
   }
@@ -212,5 +156,4 @@ for (const [Tn, k, D, ydt, odt, withShared] of [[1, 1, 8, 'f32', 'f32', true], [
   check(same(got, T.hostBytes(want.toHost())), `combine T ${Tn} k ${k} D ${D} ${ydt}→${odt} shared ${withShared} (bit for bit)`);
 }
 
-console.log(failures ? `${failures} case(s) differ` : 'all cases agree');
-process.exit(failures ? 1 : 0);
+finish();
