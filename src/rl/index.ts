@@ -1,0 +1,3 @@
+// The RL (GRPO post-training, issue 14) public surface: one module per concept, see docs/rl.md.
+export * from './keep-sampling-mask.js';
+export * from './keep-routing.js';
