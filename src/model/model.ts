@@ -49,7 +49,7 @@ export interface ForwardResult {
   hidden: Tensor;
   /** per layer: indexer selections [B, S, width] ascending, −1 padded */
   topk: Selection[];
-  /** per layer: routed experts [B, S, k] ascending; null for dense layers */
+  /** per layer: routed experts i32 [B·S, k] on the model's device, ascending per token; null for dense layers */
   routes: (Tensor | null)[];
   cache: ModelCache;
 }
