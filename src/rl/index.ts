@@ -1,3 +1,7 @@
 // The RL (GRPO post-training, issue 14) public surface: one module per concept, see docs/rl.md.
 export * from './keep-sampling-mask.js';
 export * from './keep-routing.js';
+export * from './grpo.js';
+export * from './kl.js';
+export * from './opsm.js';
+export * from './policy-loss.js';
