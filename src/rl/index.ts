@@ -5,3 +5,4 @@ export * from './grpo.js';
 export * from './kl.js';
 export * from './opsm.js';
 export * from './policy-loss.js';
+export * from './is-correction.js';
