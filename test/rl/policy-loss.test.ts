@@ -64,8 +64,13 @@ test('policyLoss on a hand-made batch: value and gradient match the hand computa
   assert.ok(Math.abs(out.stats.clipFraction - 2 / 5) < 1e-15, `clip fraction ${out.stats.clipFraction}`);
   assert.ok(out.stats.klMean > 0);
   assert.ok(out.perToken.toFloat64()[5] === 0, 'padding contributes ±0');
-  // the numbers, for the record (f64): the loss is the mean of the two sequence means
-  assert.ok(Math.abs(hand.loss - out.loss.item()) < 1e-14);
+  // The numbers, worked out (6 decimals):
+  //   seq 0 (masked): r = [0.818731, 0.606531, 0.904837], r·k3 = [0.004234, 0.030241, 0.019366]
+  //                   ℓ = +β·r·k3 only → sequence mean 0.1·0.053841/3 = 0.001795
+  //   seq 1 (kept):   r = [1.105171, 1.221403], surrogate [0.552585, 0.6 (clipped)], r·k3 = [0.020701, 0.060898]
+  //                   ℓ = −(surr − β·r·k3) = [−0.550515, −0.593910] → sequence mean −0.572212
+  //   L = (0.001795 − 0.572212) / 2 = −0.285209
+  assertClose(out.loss, [-0.285209], 1e-6);
 });
 
 test('policyLoss: gradients match finite differences (away from the clip kinks and the OPSM threshold)', () => {
@@ -110,4 +115,15 @@ test('policyLoss rejects bad arguments with the argument named', () => {
   assert.throws(() => policyLoss(base, { eps: EPS, beta: -1 }), /beta must be a finite number ≥ 0/);
   assert.throws(() => policyLoss({ ...base, logpOld: f64([[0]]) }, { eps: EPS, beta: 0 }), /policyLoss: logpOld has shape \[1, 1\], expected \[2, 3\]/);
   assert.throws(() => policyLoss(base, { eps: EPS, beta: 0, opsmDelta: -1 }), /delta must be a finite number ≥ 0/);
+});
+
+test('policyLoss in f32 (the training dtype) agrees with the f64 hand computation to 1e-6', () => {
+  const f32 = (nested: unknown, grad = false): T.Tensor => T.tensor(nested, { dtype: 'f32', requiresGrad: grad });
+  const logp = f32(LOGP, true);
+  const out = policyLoss({ logp, logpOld: f32(OLD), logpRef: f32(REF), advantages: f32([-0.5, 0.5]), mask: T.tensor(MASK, { dtype: 'bool' }) }, { eps: EPS, beta: BETA, opsmDelta: 0.2 });
+  assert.equal(out.loss.dtype, 'f32');
+  const hand = byHand();
+  assertClose(out.loss, [hand.loss], 1e-6);
+  T.backward(out.loss);
+  assertClose(logp.grad!, hand.grad.flat(), 1e-6);
 });
