@@ -14,7 +14,7 @@ import path from 'node:path';
 import { cudaUnavailableReason } from '../../src/backend/cuda/index.js';
 import { runGolden } from '../../src/cli/golden.js';
 import { DeepseekV32, mapSource, randomCheckpoint, randomConfig, selectionIndices, type ForwardResult } from '../../src/model/index.js';
-import { fixturesDir, repoRoot } from './golden-data.js';
+import { diff, fixturesDir, repoRoot } from './golden-data.js';
 
 const cudaReason = cudaUnavailableReason();
 const devices: { name: string; skip: string | false }[] = [
@@ -22,17 +22,6 @@ const devices: { name: string; skip: string | false }[] = [
   { name: 'cuda', skip: cudaReason === null ? false : `CUDA unavailable: ${cudaReason}` },
 ];
 const fixtures = existsSync(path.join(fixturesDir, 'tiny-f32')) ? false : `fixtures not found at ${fixturesDir} (set DSV32_FIXTURES)`;
-
-function maxDiff(a: Float32Array, b: Float32Array): { d: number; ref: number } {
-  let d = 0;
-  let ref = 0;
-  for (let i = 0; i < b.length; i++) {
-    const x = Math.abs(a[i]! - b[i]!);
-    if (!(x <= d)) d = x;
-    ref = Math.max(ref, Math.abs(b[i]!));
-  }
-  return { d, ref };
-}
 
 for (const dev of devices) {
   for (const [fixture, numerics] of [['tiny-f32', 'f32'], ['tiny-fp8', 'f32'], ['tiny-bf16', 'bf16']] as const) {
@@ -57,8 +46,8 @@ for (const dev of devices) {
         assert.deepEqual(Array.from(selectionIndices(a.topk[l]!)), Array.from(selectionIndices(b.topk[l]!)), `${what}: layer ${l} top-k`);
         assert.deepEqual(a.routes[l] && Array.from(a.routes[l]!.toHost() as Int32Array), b.routes[l] && Array.from(b.routes[l]!.toHost() as Int32Array), `${what}: layer ${l} routes`);
       }
-      const v = maxDiff(a.logits!.toFloat32(), b.logits!.toFloat32());
-      assert.ok(v.d <= 1e-5 * v.ref, `${what}: logits max |Δ| ${v.d} (max |logit| ${v.ref})`);
+      const v = diff(a.logits!.toFloat32(), b.logits!.toFloat32());
+      assert.ok(v.maxAbs <= 1e-5 * v.maxRef, `${what}: logits max |Δ| ${v.maxAbs} (max |logit| ${v.maxRef})`);
     };
     same(m.forward(prompt), cpu.forward(prompt), 'prefill');
     const cache = m.newCache(2, { capacity: 4 }); // too small: the first forward must grow it
@@ -72,8 +61,8 @@ for (const dev of devices) {
       const el = ext.logits!.toFloat32();
       const at = new Float32Array(2 * cfg.vocabSize);
       for (let b = 0; b < 2; b++) at.set(el.subarray((b * E + 8 + j) * cfg.vocabSize, (b * E + 9 + j) * cfg.vocabSize), b * cfg.vocabSize);
-      const v = maxDiff(d.logits!.toFloat32(), at);
-      assert.ok(v.d <= 1e-5 * v.ref, `step ${j}: decode vs extended prefill max |Δ| ${v.d}`);
+      const v = diff(d.logits!.toFloat32(), at);
+      assert.ok(v.maxAbs <= 1e-5 * v.maxRef, `step ${j}: decode vs extended prefill max |Δ| ${v.maxAbs}`);
       for (let l = 0; l < cfg.nLayers; l++) {
         const ei = selectionIndices(ext.topk[l]!);
         const di = selectionIndices(d.topk[l]!);
