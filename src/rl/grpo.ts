@@ -1,4 +1,4 @@
-// GRPO pieces of DeepSeek-V3.2's objective (arXiv 2512.02556, Eq. 5–6; docs/rl.md §1.2):
+// GRPO pieces of DeepSeek-V3.2's objective (arXiv 2512.02556, Eq. 5–6; ../shared/docs/rl.md §1.2):
 //
 //   J(θ) = E[ (1/G) Σ_i (1/|o_i|) Σ_t ( min(r_{i,t} Â_{i,t}, clip(r_{i,t}, 1−ε, 1+ε) Â_{i,t}) − β D_KL,t ) ]
 //   r_{i,t} = π_θ(o_{i,t}|q,o_{i,<t}) / π_old(o_{i,t}|q,o_{i,<t}),    Â_{i,t} = R_i − mean(R_1..R_G)
@@ -14,7 +14,7 @@
 //   per sequence, then a mean over sequences. The sequence count is the *global* one (the whole
 //   optimiser step), so splitting a step into micro-batches and summing their losses (gradient
 //   accumulation) gives exactly the full-batch loss and gradient. token-mean (dapo/bnpo) and dr_grpo
-//   (÷ sequences·L_max) are provided for comparison (docs/rl.md §6 item 7).
+//   (÷ sequences·L_max) are provided for comparison (../shared/docs/rl.md §6 item 7).
 import { DsvError } from '../errors.js';
 import { type Tensor, adds, clamp, detach, div, exp, expand, fmtShape, mean, minimum, mul, muls, noGrad, reshape, sqrt, square, sub, sum } from '../tensor/index.js';
 import { requireFloatArg, requireShape, requireTokens, tokenMask, zeroInvalid } from './batch.js';

@@ -1,4 +1,4 @@
-// The RL (GRPO post-training, issue 14) public surface: one module per concept, see docs/rl.md.
+// The RL (GRPO post-training, issue 14) public surface: one module per concept, see ../shared/docs/rl.md.
 export * from './keep-sampling-mask.js';
 export * from './keep-routing.js';
 export * from './grpo.js';

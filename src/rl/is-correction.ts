@@ -1,4 +1,4 @@
-// Train/inference importance-sampling correction, TIS and MIS (docs/rl.md §3 "train/infer IS
+// Train/inference importance-sampling correction, TIS and MIS (../shared/docs/rl.md §3 "train/infer IS
 // correction" and §6 invariant 8). Only for a setup that corrects the rollout/trainer mismatch
 // separately from the GRPO ratio: the paper itself folds the mismatch into π_old (its π_old IS the
 // engine's sampling logprob, rl.md §1.4), so with OPSM and bypass-mode π_old these stay off.

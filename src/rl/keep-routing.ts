@@ -1,4 +1,4 @@
-// Keep Routing (DeepSeek-V3.2 §3.1, docs/rl.md §1.5): replay the MoE routes chosen at sampling in the
+// Keep Routing (DeepSeek-V3.2 §3.1, ../shared/docs/rl.md §1.5): replay the MoE routes chosen at sampling in the
 // training forward.
 //
 // Why: the inference engine and the trainer compute the gate logits with different kernels, and the policy

@@ -1,4 +1,4 @@
-// Keep Sampling Mask (DeepSeek-V3.2 §3.1, docs/rl.md §1.6).
+// Keep Sampling Mask (DeepSeek-V3.2 §3.1, ../shared/docs/rl.md §1.6).
 //
 // Why: top-p / top-k / min-p truncation keeps the sampler away from extremely unlikely tokens, but it makes
 // the action space of the sampling policy π_old (the truncated, renormalised distribution) differ from the

@@ -1,4 +1,4 @@
-// The unbiased KL estimate of DeepSeek-V3.2 (arXiv 2512.02556, Eq. 7; docs/rl.md §1.3):
+// The unbiased KL estimate of DeepSeek-V3.2 (arXiv 2512.02556, Eq. 7; ../shared/docs/rl.md §1.3):
 //
 //   D_KL,t = (π_θ / π_old) · ( π_ref/π_θ − log(π_ref/π_θ) − 1 )  =  r_t · k3_t
 //

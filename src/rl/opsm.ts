@@ -1,4 +1,4 @@
-// Off-Policy Sequence Masking, OPSM (DeepSeek-V3.2, arXiv 2512.02556, Eq. 8–9; docs/rl.md §1.4):
+// Off-Policy Sequence Masking, OPSM (DeepSeek-V3.2, arXiv 2512.02556, Eq. 8–9; ../shared/docs/rl.md §1.4):
 //
 //   M_{i,t} = 0  if  Â_{i,t} < 0  and  (1/|o_i|) Σ_t log( π_old(o_{i,t}|·) / π_θ(o_{i,t}|·) ) > δ
 //   M_{i,t} = 1  otherwise

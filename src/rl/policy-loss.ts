@@ -1,5 +1,5 @@
 // The per-token objective of DeepSeek-V3.2 RL, Eq. 5 with OPSM (Eq. 8) and the unbiased KL (Eq. 7),
-// written as a loss to minimise (docs/rl.md §1.2–1.4):
+// written as a loss to minimise (../shared/docs/rl.md §1.2–1.4):
 //
 //   ℓ_{i,t} = −( M_{i,t} · min(r Â, clip(r, 1−ε, 1+ε) Â) − β · r · k3 )
 //   L       = (1/numSequences) Σ_i (1/|o_i|) Σ_{valid t} ℓ_{i,t}          ("seq-mean-token-mean")

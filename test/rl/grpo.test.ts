@@ -1,4 +1,4 @@
-// GRPO (docs/rl.md §1.2): group-relative advantages (invariant 1), the clipped surrogate
+// GRPO (../shared/docs/rl.md §1.2): group-relative advantages (invariant 1), the clipped surrogate
 // (invariant 2) and the loss aggregation (invariant 7), each with the doc's numbers.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

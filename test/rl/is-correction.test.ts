@@ -1,4 +1,4 @@
-// TIS / MIS train-inference IS correction (docs/rl.md §6 invariant 8), C = 2, detached weights.
+// TIS / MIS train-inference IS correction (../shared/docs/rl.md §6 invariant 8), C = 2, detached weights.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as T from '../../src/tensor/index.js';

@@ -1,4 +1,4 @@
-// Keep Routing (docs/rl.md §1.5, invariant 9 of §6): replaying recorded routes through the model's gate,
+// Keep Routing (../shared/docs/rl.md §1.5, invariant 9 of §6): replaying recorded routes through the model's gate,
 // the conversion from the engine's int16 [tokens, layers, k] recording, and the routing-disagreement metric.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

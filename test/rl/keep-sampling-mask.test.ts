@@ -1,4 +1,4 @@
-// Keep Sampling Mask (docs/rl.md §1.6, invariant 6 of §6) and the mask's rule, CSR form and gradients.
+// Keep Sampling Mask (../shared/docs/rl.md §1.6, invariant 6 of §6) and the mask's rule, CSR form and gradients.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as T from '../../src/tensor/index.js';

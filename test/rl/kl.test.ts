@@ -1,4 +1,4 @@
-// The unbiased KL estimate of Eq. 7 (docs/rl.md §1.3): per-token values and gradient directions
+// The unbiased KL estimate of Eq. 7 (../shared/docs/rl.md §1.3): per-token values and gradient directions
 // (invariant 3) and the distribution-level identity E_{π_old}[r·k3] = KL(π_θ‖π_ref) (invariant 4).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

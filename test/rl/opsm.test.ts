@@ -1,4 +1,4 @@
-// Off-Policy Sequence Masking (docs/rl.md §1.4, Eq. 8–9): invariant 5 and each of its sub-cases.
+// Off-Policy Sequence Masking (../shared/docs/rl.md §1.4, Eq. 8–9): invariant 5 and each of its sub-cases.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as T from '../../src/tensor/index.js';
