@@ -25,3 +25,4 @@ export { ChatEncodeError, ChatParseError, type EncodeRule, type ParseRule } from
 export { PyFloat, pyFloat, pyFloatRepr, pyJsonDumps, pyJsonLoads, pyJsonString, PyJsonError, type PyJson, type PyJsonObject } from './pyjson.js';
 export { loadConversation, loadTools, ConversationFileError } from './load.js';
 export * as tokens from './tokens.js';
+export { DeepSeekTokenizer, loadTokenizer, loadDeepSeekV32Tokenizer, TokenizerLoadError, type TokenCounter } from './tokenizer.js';

