@@ -15,7 +15,7 @@ import { cast } from '../tensor/ops/view.js';
 import type { ModelConfig } from './config.js';
 import { Gate, type Routing } from './gate.js';
 import { Mlp } from './mlp.js';
-import type { LinearWeight, ModelWeights } from './weights.js';
+import { dequantize, type LinearWeight, type ModelWeights } from './weights.js';
 
 type Proj = 'gate_proj' | 'up_proj' | 'down_proj';
 /** One projection of every routed expert, stacked [E, N, K]: dense f32, or e4m3 codes with scales. */
@@ -37,7 +37,8 @@ export class MoE {
       const lws: LinearWeight[] = Array.from({ length: this.cfg.nRoutedExperts }, (_, e) => this.weights.linear(`${this.prefix}.experts.${e}.${p}.weight`));
       const fp8 = lws.filter((l): l is Extract<LinearWeight, { kind: 'fp8' }> => l.kind === 'fp8');
       if (fp8.length === lws.length) s = { kind: 'fp8', w8: stack(fp8.map((l) => l.w8)), scale: stack(fp8.map((l) => l.scale)) };
-      else s = { kind: 'dense', w: stack(lws.map((l) => (l.kind === 'dense' ? l.w : cast(l.w8, 'f32')))) };
+      // a mix of dense and FP8 experts runs dense, on the FP8 ones' exact dequantised values
+      else s = { kind: 'dense', w: stack(lws.map(dequantize)) };
       this.stacked.set(p, s);
     }
     return s;
