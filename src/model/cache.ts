@@ -46,6 +46,18 @@ export class LayerCache {
   }
 }
 
+/** A step's place in the caches (ModelCache.layout). */
+export interface StepLayout {
+  /** i32 [B·S]: the slot of every new token (sequence b's slots are b·capacity + position) */
+  slots: Tensor;
+  /** i32 [1, blocks]: a sequence region's block table (its own blocks 0.., relative to the region) */
+  table: Tensor;
+  /** i32 [1]: the context length after the step */
+  contextLen: Tensor;
+  /** i32 [S]: query i sees keys [0, start + i + 1) */
+  rowEnd: Tensor;
+}
+
 /** Caches of every layer (and MTP layer) of B equal-length sequences, plus their shared length. */
 export class ModelCache {
   readonly layers: LayerCache[];
@@ -81,11 +93,22 @@ export class ModelCache {
     this.per = per;
   }
 
-  /** Slots [B·S] (i32, on the cache's device) of positions start..start+S-1 of every sequence. */
-  slots(start: number, S: number): Tensor {
-    const s = new Int32Array(this.batch * S);
-    for (let b = 0; b < this.batch; b++) for (let i = 0; i < S; i++) s[b * S + i] = b * this.capacity + start + i;
-    return fromArray(s, [this.batch * S], { dtype: 'i32', device: this.device });
+  /**
+   * Where a step of S tokens per sequence at positions start.. lives in the caches, the same for every
+   * layer (so a forward builds it once, after `reserve`), as i32 tensors on the cache's device.
+   */
+  layout(start: number, S: number): StepLayout {
+    const end = start + S;
+    const slots = new Int32Array(this.batch * S);
+    for (let b = 0; b < this.batch; b++) for (let i = 0; i < S; i++) slots[b * S + i] = b * this.capacity + start + i;
+    const i32 = (a: Int32Array, shape: number[]): Tensor => fromArray(a, shape, { dtype: 'i32', device: this.device });
+    const blocks = Math.ceil(end / PAGE);
+    return {
+      slots: i32(slots, [this.batch * S]),
+      table: i32(Int32Array.from({ length: blocks }, (_, j) => j), [1, blocks]),
+      contextLen: i32(Int32Array.of(end), [1]),
+      rowEnd: i32(Int32Array.from({ length: S }, (_, i) => start + i + 1), [S]),
+    };
   }
 
   /** Bytes per token per sequence of every layer's latent and indexer caches together. */

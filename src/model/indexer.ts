@@ -13,11 +13,11 @@ import { hadamard } from '../tensor/ops/hadamard.js';
 import { cat } from '../tensor/ops/indexing.js';
 import { linear } from '../tensor/ops/matmul.js';
 import { mul, muls } from '../tensor/ops/elementwise.js';
-import { INDEXER_PAGE, indexerCacheWrite, indexerLogitsPaged, topkSelect } from '../tensor/ops/dsa-indexer.js';
+import { indexerCacheWrite, indexerLogitsPaged, topkSelect } from '../tensor/ops/dsa-indexer.js';
 import { layerNorm } from '../tensor/ops/norm.js';
 import { rope } from '../tensor/ops/rope.js';
 import { cast, narrow, reshape } from '../tensor/ops/view.js';
-import type { LayerCache } from './cache.js';
+import type { LayerCache, StepLayout } from './cache.js';
 import type { ModelConfig } from './config.js';
 import { actQuant } from '../tensor/ops/quant.js';
 import { QUANT_BLOCK } from './fp8.js';
@@ -117,7 +117,7 @@ export class Indexer {
     rot: { cos: Tensor; sin: Tensor },
     cache: LayerCache,
     seq: (b: number) => { latent: Tensor; index: Tensor },
-    slots: Tensor,
+    layout: StepLayout,
     dt: DType,
     forced: Int32Array | null,
   ): Selection {
@@ -127,24 +127,19 @@ export class Indexer {
     const end = start + S;
     const width = Math.min(cfg.indexTopk, end);
     const qk = this.project(x2, qr, B, S, rot, dt);
-    indexerCacheWrite(cache.index, qk.k, qk.ks, slots);
+    indexerCacheWrite(cache.index, qk.k, qk.ks, layout.slots);
     const dev = x2.device;
     if (forced) {
       const idx = new Int32Array(B * S * width);
       fillForced(forced, cfg.indexTopk, idx, width, B, S, start, this.prefix);
       return { width, idx: fromArray(idx, [B * S, width], { dtype: 'i32', device: dev }) };
     }
-    const blocks = Math.ceil(end / INDEXER_PAGE);
-    const table = fromArray(Int32Array.from({ length: blocks }, (_, j) => j), [1, blocks], { dtype: 'i32', device: dev });
-    const ctx = fromArray(Int32Array.of(end), [1], { dtype: 'i32', device: dev });
-    // query i sees keys [0, start + i + 1)
-    const rowEnd = fromArray(Int32Array.from({ length: S }, (_, i) => start + i + 1), [S], { dtype: 'i32', device: dev });
     const rows: Tensor[] = [];
     for (let b = 0; b < B; b++) {
       const q = reshape(narrow(qk.q, 0, b * S, S), [1, S, Hi, Dh]);
       const w = reshape(narrow(qk.w, 0, b * S, S), [1, S, Hi]);
-      const logits = indexerLogitsPaged(q, seq(b).index, w, table, ctx, end);
-      rows.push(topkSelect(logits, width, { end: rowEnd }));
+      const logits = indexerLogitsPaged(q, seq(b).index, w, layout.table, layout.contextLen, end);
+      rows.push(topkSelect(logits, width, { end: layout.rowEnd }));
     }
     return { width, idx: B === 1 ? rows[0]! : cat(rows, 0) };
   }

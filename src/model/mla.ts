@@ -18,7 +18,7 @@ import { DsvError } from '../errors.js';
 import { cat } from '../tensor/ops/indexing.js';
 import { fp8RoundTrip } from '../tensor/ops/quant.js';
 import { mlaCacheWrite, sparseMlaDecode } from '../tensor/ops/sparse-mla.js';
-import { type LayerCache, type ModelCache, PAGE } from './cache.js';
+import { type LayerCache, type ModelCache, PAGE, type StepLayout } from './cache.js';
 import type { ModelConfig } from './config.js';
 import { QUANT_BLOCK } from './fp8.js';
 import { applyLinear } from './fp8-linear.js';
@@ -39,8 +39,10 @@ export interface AttentionStep {
   numerics: Numerics;
   mode: AttentionMode;
   forcedTopk: Int32Array | null;
-  /** the model's cache (slots and sequence regions); the layer's own LayerCache is passed beside it */
+  /** the model's cache (sequence regions); the layer's own LayerCache is passed beside it */
   cache: ModelCache;
+  /** the step's place in the caches, built once per forward (ModelCache.layout) */
+  layout: StepLayout;
 }
 
 export class MLA {
@@ -83,12 +85,11 @@ export class MLA {
     const kPe = reshape(rope(reshape(narrow(kvA, 1, c, r), [B, S, 1, r]), step.rot.cos, step.rot.sin, true), [B * S, r]);
     // the cached latent is the FP8 round trip's values (exact in every cache format, see cache.ts)
     const kvRt = fp8RoundTrip(kvn, QUANT_BLOCK, { ue8m0: this.ue8m0 });
-    const slots = step.cache.slots(start, S);
-    mlaCacheWrite(cache.latent, kvRt, kPe, slots);
+    mlaCacheWrite(cache.latent, kvRt, kPe, step.layout.slots);
     const per = step.cache.blocksPerSequence;
     const seq = (b: number): { latent: Tensor; index: Tensor } => cache.sequence(b, per);
 
-    const selection = this.indexer.forward(x2, qr, B, S, start, step.rot, cache, seq, slots, dt, step.forcedTopk);
+    const selection = this.indexer.forward(x2, qr, B, S, start, step.rot, cache, seq, step.layout, dt, step.forcedTopk);
     const mode = step.mode === 'auto' ? (S === 1 ? 'mqa' : 'mha') : step.mode;
     const dev = x.device;
     let o: Tensor; // [B, S, H·dv]

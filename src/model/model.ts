@@ -128,7 +128,7 @@ export class DeepseekV32 {
       if (list && list.length !== cfg.nLayers) throw new DsvError(`forward: ${name} has ${list.length} layers, the model has ${cfg.nLayers}`);
     }
     cache.reserve(start + S);
-    const step = { B, S, start, rot: this.rotary.at(start, S, this.device), numerics, mode: opts.mode ?? 'auto', forcedTopk: null as Int32Array | null, cache };
+    const step = { B, S, start, rot: this.rotary.at(start, S, this.device), numerics, mode: opts.mode ?? 'auto', forcedTopk: null as Int32Array | null, cache, layout: cache.layout(start, S) };
     let h = embedTokens(this.weights.float('model.embed_tokens.weight'), ids, B, S, dt);
     let residual: Tensor | null = null;
     const topk: Selection[] = [];

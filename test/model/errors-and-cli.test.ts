@@ -100,7 +100,7 @@ test('MTP layer: loaded from the extra checkpoint layer, drafts with its own cac
   const S = toks[0]!.length - 1;
   const next = Int32Array.from(toks[0]!.slice(1));
   const mainFull = m.forward([toks[0]!.slice(0, S)]);
-  const step = (start: number, n: number, cache: ReturnType<typeof m.newCache>) => ({ B: 1, S: n, start, rot: m.rotary.at(start, n), numerics: 'f32' as const, mode: 'auto' as const, forcedTopk: null, cache });
+  const step = (start: number, n: number, cache: ReturnType<typeof m.newCache>) => ({ B: 1, S: n, start, rot: m.rotary.at(start, n), numerics: 'f32' as const, mode: 'auto' as const, forcedTopk: null, cache, layout: cache.layout(start, n) });
   const full = m.mtp[0]!.forward(mainFull.hidden, next, step(0, S, mainFull.cache), mainFull.cache.mtp[0]!);
   assert.deepEqual(full.logits.shape, [1, S, cfg.vocabSize]);
   // incremental: the first 6 positions, then one at a time with the MTP layer's own cache

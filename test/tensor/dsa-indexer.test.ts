@@ -62,7 +62,7 @@ for (const Hi of [16, 64]) {
       const qr = T.fromArray(randF32(B * S * cfg.qLoraRank, rng), [B * S, cfg.qLoraRank]);
       const rot = m.rotary.at(start, S);
       cache.reserve(start + S);
-      const sel = ix.forward(x2, qr, B, S, start, rot, lc, (b) => lc.sequence(b, cache.blocksPerSequence), cache.slots(start, S), 'f32', null);
+      const sel = ix.forward(x2, qr, B, S, start, rot, lc, (b) => lc.sequence(b, cache.blocksPerSequence), cache.layout(start, S), 'f32', null);
       cache.length = start + S;
       const t = ix.project(x2, qr, B, S, rot, 'f32');
       const kb = t.k.toHost() as Uint8Array;
