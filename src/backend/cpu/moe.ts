@@ -129,19 +129,10 @@ export function moeDispatchCpu(pairs: View, rows: View, tokens: View, offsets: V
 export function groupedMatmulCpu(be: Backend, out: View, x: View, w: View, offsets: View): void {
   const [M, K] = x.shape as [number, number];
   const [E, N] = w.shape as [number, number];
-  const off = readIndex(offsets);
-  checkOffsets('groupedMatmul', off, E, M);
-  // rows no segment covers are zero (the CUDA kernel writes the same)
-  if (off[0]! > 0) be.fill({ ...out, shape: [off[0]!, N], strides: [N, 1] }, 0);
-  if (off[E]! < M) be.fill({ ...out, shape: [M - off[E]!, N], strides: [N, 1], offset: out.offset + off[E]! * N }, 0);
-  for (let e = 0; e < E; e++) {
-    const r0 = off[e]!;
-    const m = off[e + 1]! - r0;
-    if (m === 0) continue;
-    const o: View = { storage: out.storage, dtype: out.dtype, shape: [m, N], strides: [N, 1], offset: out.offset + r0 * N };
+  forEachSegment(be, 'groupedMatmul', out, offsets, E, M, N, (e, r0, m, o) => {
     if (K === 0) {
       be.fill(o, 0);
-      continue;
+      return;
     }
     const a: View = { storage: x.storage, dtype: x.dtype, shape: [m, K], strides: [K, 1], offset: x.offset + r0 * K };
     // W[e]ᵀ as a column-major [K, N] view: the layout linear's transpose(w) hands the GEMM. The model's
@@ -154,6 +145,23 @@ export function groupedMatmulCpu(be: Backend, out: View, x: View, w: View, offse
       b = { storage: be.fromHost(blk, 'f32'), dtype: 'f32', shape: [K, N], strides: [1, K], offset: 0 };
     }
     be.matmul(o, a, b);
+  });
+}
+
+/**
+ * Zeroes the rows of out [M, N] that no segment of offsets [E + 1] covers (the CUDA kernels write the
+ * same), then calls fn for each non-empty segment e with its first row, row count and out rows.
+ */
+function forEachSegment(be: Backend, op: string, out: View, offsets: View, E: number, M: number, N: number,
+  fn: (e: number, r0: number, m: number, o: View) => void): void {
+  const off = readIndex(offsets);
+  checkOffsets(op, off, E, M);
+  if (off[0]! > 0) be.fill({ ...out, shape: [off[0]!, N], strides: [N, 1] }, 0);
+  if (off[E]! < M) be.fill({ ...out, shape: [M - off[E]!, N], strides: [N, 1], offset: out.offset + off[E]! * N }, 0);
+  for (let e = 0; e < E; e++) {
+    const r0 = off[e]!;
+    const m = off[e + 1]! - r0;
+    if (m > 0) fn(e, r0, m, { storage: out.storage, dtype: out.dtype, shape: [m, N], strides: [N, 1], offset: out.offset + r0 * N });
   }
 }
 
@@ -211,21 +219,13 @@ export function groupedMatmulFp8Cpu(be: Backend, out: View, q: View, sq: View, w
   const [E, N] = w8.shape as [number, number];
   const nbK = sq.shape[1]!;
   const nbN = sw.shape[1]!;
-  const off = readIndex(offsets);
-  checkOffsets('groupedMatmulFp8', off, E, M);
-  if (off[0]! > 0) be.fill({ ...out, shape: [off[0]!, N], strides: [N, 1] }, 0);
-  if (off[E]! < M) be.fill({ ...out, shape: [M - off[E]!, N], strides: [N, 1], offset: out.offset + off[E]! * N }, 0);
-  for (let e = 0; e < E; e++) {
-    const r0 = off[e]!;
-    const m = off[e + 1]! - r0;
-    if (m === 0) continue;
-    fp8BlockLinearCpu(be,
-      { storage: out.storage, dtype: out.dtype, shape: [m, N], strides: [N, 1], offset: out.offset + r0 * N },
+  forEachSegment(be, 'groupedMatmulFp8', out, offsets, E, M, N, (e, r0, m, o) => {
+    fp8BlockLinearCpu(be, o,
       { storage: q.storage, dtype: q.dtype, shape: [m, K], strides: [K, 1], offset: q.offset + r0 * K },
       { storage: sq.storage, dtype: sq.dtype, shape: [m, nbK], strides: [nbK, 1], offset: sq.offset + r0 * nbK },
       { storage: w8.storage, dtype: w8.dtype, shape: [N, K], strides: [K, 1], offset: w8.offset + e * N * K },
       { storage: sw.storage, dtype: sw.dtype, shape: [nbN, nbK], strides: [nbK, 1], offset: sw.offset + e * nbN * nbK });
-  }
+  });
 }
 
 /**
