@@ -1,0 +1,53 @@
+// CPU speed of a model build at the cpu-mid shape (../shared/reference/configs/cpu-mid.json: dim 1024,
+// 4 layers — 1 dense + 3 MoE with 16 experts top-4 + 1 shared —, indexer 8 × 128, index_topk 256, vocab
+// 8192), random weights, f32, batch 1: prefill of L tokens with a fresh cache, then 16 decode steps (mean
+// and median), with the decode time split by module. `--root DIR` loads the build in DIR/dist instead of
+// this one, so two builds (e.g. a worktree of an older commit) are compared by running both alternately:
+//   node dist/bench/model-compare.js [--root DIR] [--tokens 512,2048]
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { median, opt } from './harness.js';
+
+const here = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const root = path.resolve(opt('--root') ?? here);
+const lengths = (opt('--tokens') ?? '512').split(',').map(Number);
+const M = (await import(path.join(root, 'dist', 'src', 'model', 'index.js'))) as typeof import('../src/model/index.js');
+const cfg = M.randomConfig({
+  vocab_size: 8192, hidden_size: 1024, intermediate_size: 2048, moe_intermediate_size: 256, num_hidden_layers: 4, first_k_dense_replace: 1,
+  num_attention_heads: 8, num_key_value_heads: 8, n_routed_experts: 16, n_shared_experts: 1, num_experts_per_tok: 4, n_group: 4, topk_group: 2,
+  q_lora_rank: 512, kv_lora_rank: 256, qk_nope_head_dim: 64, qk_rope_head_dim: 32, v_head_dim: 64, index_n_heads: 8, index_head_dim: 128, index_topk: 256,
+});
+const model = M.DeepseekV32.fromSource(cfg, M.mapSource(M.randomCheckpoint(cfg, 1)));
+
+// time inside each module's forward (MLA includes its indexer)
+const times: Record<string, number> = {};
+for (const name of ['MLA', 'Indexer', 'MoE', 'Mlp'] as const) {
+  const proto = (M[name] as unknown as { prototype: { forward: (...a: unknown[]) => unknown } }).prototype;
+  const orig = proto.forward;
+  proto.forward = function (this: unknown, ...a: unknown[]) {
+    const t = performance.now();
+    try {
+      return orig.apply(this, a);
+    } finally {
+      times[name] = (times[name] ?? 0) + performance.now() - t;
+    }
+  };
+}
+
+model.forward([[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]]); // loads every weight
+for (const L of lengths) {
+  const toks = Array.from({ length: L + 16 }, (_, i) => (i * 7919 + 13) % 8192);
+  const cache = model.newCache(1);
+  let t = performance.now();
+  model.forward([toks.slice(0, L)], { cache, logits: 'last' });
+  const prefill = performance.now() - t;
+  for (const k of Object.keys(times)) times[k] = 0;
+  const steps: number[] = [];
+  for (let i = 0; i < 16; i++) {
+    t = performance.now();
+    model.forward([[toks[L + i]!]], { cache });
+    steps.push(performance.now() - t);
+  }
+  const per = Object.fromEntries(Object.entries(times).map(([k, v]) => [k, +(v / 16).toFixed(2)]));
+  console.log(JSON.stringify({ root, tokens: L, prefill_ms: Math.round(prefill), decode_ms_mean: +(steps.reduce((a, b) => a + b, 0) / 16).toFixed(1), decode_ms_median: +median(steps).toFixed(1), decode_ms_per_module: per }));
+}
