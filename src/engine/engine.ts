@@ -1,0 +1,467 @@
+// LLMEngine: the serving loop over one model and one cache pool.
+//
+//   loop: schedule (scheduler.ts) → one ragged model step → sample / verify drafts (sampler.ts,
+//         speculative.ts) → emit events, stop checks (stop.ts) → MTP proposals for the next step
+//
+// The loop yields to the event loop between steps (setImmediate), so HTTP I/O, aborts and new requests
+// are handled between two steps; a step itself is synchronous. Each request's n sequences stream
+// TokenEvents and a FinishEvent each; the stream ends after the last FinishEvent.
+//
+// What a TokenEvent records comes from the batch row whose logits the token was sampled from, i.e. the
+// forward of the token one position before it: its routed experts (int16, per MoE layer in order, the k
+// ascending ids) and its indexer selection per layer. Over a completion these are the rows a Keep
+// Routing / trainer forward over prompt + completion computes the completion's logits at.
+//
+// MTP (speculativeTokens k ≥ 1, model with MTP layers): after each step the MTP module runs on the same
+// batch (main hidden h_i and token t_{i+1} at every row, filling its own cache), and for each decoding
+// sequence its row at the last valid position proposes draft 1; drafts 2..k chain the MTP on its own
+// output hidden (one MTP layer reused, as vLLM and SGLang do for V3). The next step feeds the drafts as
+// extra rows of the sequence's chunk and speculative.ts accepts a prefix. The MTP caches of shared
+// prefix blocks may have been written with a different next token at a block's last position; that
+// only costs acceptance, never correctness.
+import { randomInt } from 'node:crypto';
+import { DsvError } from '../errors.js';
+import type { RaggedBatch, SequenceChunk } from '../model/batch.js';
+import type { ModelConfig } from '../model/config.js';
+import type { Selection } from '../model/indexer.js';
+import { Rng } from '../tensor/random.js';
+import { fromArray, type Tensor } from '../tensor/tensor.js';
+import { indexSelect } from '../tensor/ops/indexing.js';
+import type { MlaCacheFormat } from '../tensor/ops/sparse-mla.js';
+import { BLOCK_TOKENS, BlockPool } from './block-pool.js';
+import { EventStream } from './event-stream.js';
+import { type ScheduledChunk, Scheduler } from './scheduler.js';
+import { type Distribution, type FilterParams, checkFilterParams, distribution, drawFrom, logprobs, sampleRow } from './sampler.js';
+import { Sequence } from './sequence.js';
+import { verifyDrafts } from './speculative.js';
+import { type Detokenize, StopChecker, type StopResult } from './stop.js';
+import { type Engine, type EngineEvent, EngineRequestError, type EngineStats, type GenerateRequest, type SamplingParams, type TokenEvent } from './types.js';
+
+/** What the engine needs of a model (DeepseekV32 satisfies it). */
+export interface EngineModel<P extends { readonly blocks: number }> {
+  readonly cfg: ModelConfig;
+  newPool(opts: { blocks: number; format?: MlaCacheFormat }): P;
+  step(batch: RaggedBatch, pool: P, opts?: { numerics?: 'f32' | 'bf16'; record?: { topk?: boolean } }): { logits: Tensor; hidden: Tensor; topk: Selection[]; routes: (Tensor | null)[] };
+  mtpStep?(batch: RaggedBatch, hidden: Tensor, nextIds: Int32Array, pool: P, opts?: { numerics?: 'f32' | 'bf16' }): { logits: Tensor; hidden: Tensor };
+}
+
+export interface EngineOptions {
+  /** cache blocks of 64 tokens (default: maxNumSeqs sequences of min(maxModelLen, 4096) tokens) */
+  numBlocks?: number;
+  cacheFormat?: MlaCacheFormat;
+  numerics?: 'f32' | 'bf16';
+  /** default 64 */
+  maxNumSeqs?: number;
+  /** rows per step (default 2048) */
+  maxBatchTokens?: number;
+  /** default the model's max_position_embeddings */
+  maxModelLen?: number;
+  detokenize?: Detokenize;
+  /** default the config's eos_token_id(s) */
+  eosTokenIds?: number[];
+  /** MTP draft tokens per step, 0..3 (default 0); needs MTP layers */
+  speculativeTokens?: number;
+  modelName?: string;
+}
+
+/** The engine does not take requests any more (draining or closed). */
+export class EngineClosedError extends DsvError {}
+
+const DEFAULTS: Omit<SamplingParams, 'maxTokens'> = {
+  temperature: 1, topP: 1, topK: 0, minP: 0, stop: [], stopTokenIds: [], ignoreEos: false, n: 1, logprobs: 0,
+  returnSamplingMask: false, returnRoutedExperts: false, returnIndexerTopk: false,
+};
+const MAX_LOGPROBS = 20;
+
+interface RequestState {
+  req: GenerateRequest;
+  params: SamplingParams;
+  stream: EventStream<EngineEvent>;
+  seqs: Sequence[];
+  open: number;
+  detach: () => void;
+}
+
+interface SeqState {
+  request: RequestState;
+  index: number;
+  rng: Rng | null;
+  stop: StopChecker;
+  /** proposal distributions of the current drafts (sampling only) */
+  draftDists: (Distribution | null)[];
+}
+
+export class LLMEngine<P extends { readonly blocks: number }> implements Engine {
+  readonly info: Engine['info'];
+  readonly blockPool: BlockPool;
+  readonly cachePool: P;
+  readonly capacity: number;
+  private readonly scheduler: Scheduler;
+  private readonly requests = new Map<string, RequestState>();
+  private readonly seqState = new Map<Sequence, SeqState>();
+  private readonly eos: number[];
+  private readonly spec: number;
+  private nextKey = 0;
+  private generated = 0;
+  private draftProposed = 0;
+  private draftAccepted = 0;
+  private draining = false;
+  private closed = false;
+  private wake: (() => void) | null = null;
+  private idle: (() => void)[] = [];
+  private loopDone: Promise<void>;
+
+  constructor(readonly model: EngineModel<P>, private readonly opts: EngineOptions = {}) {
+    const cfg = model.cfg;
+    const bad = (field: string, what: string, v: unknown): never => {
+      throw new DsvError(`engine: ${field} must be ${what}, got ${v}`);
+    };
+    const maxNumSeqs = opts.maxNumSeqs ?? 64;
+    if (!Number.isInteger(maxNumSeqs) || maxNumSeqs < 1) bad('maxNumSeqs', 'a positive integer', maxNumSeqs);
+    const maxBatchTokens = opts.maxBatchTokens ?? 2048;
+    if (!Number.isInteger(maxBatchTokens) || maxBatchTokens < 1) bad('maxBatchTokens', 'a positive integer', maxBatchTokens);
+    const maxModelLen = opts.maxModelLen ?? cfg.maxPositions;
+    if (!Number.isInteger(maxModelLen) || maxModelLen < 2 || maxModelLen > cfg.maxPositions) bad('maxModelLen', `an integer in [2, ${cfg.maxPositions}] (max_position_embeddings)`, maxModelLen);
+    const numBlocks = opts.numBlocks ?? maxNumSeqs * Math.ceil(Math.min(maxModelLen, 4096) / BLOCK_TOKENS);
+    if (!Number.isInteger(numBlocks) || numBlocks < 1) bad('numBlocks', 'a positive integer', numBlocks);
+    this.spec = opts.speculativeTokens ?? 0;
+    if (!Number.isInteger(this.spec) || this.spec < 0 || this.spec > 3) bad('speculativeTokens', 'an integer in [0, 3]', this.spec);
+    if (this.spec > 0 && (cfg.nMtpLayers < 1 || !model.mtpStep)) bad('speculativeTokens', '0 for a model without MTP layers', this.spec);
+    this.capacity = Math.min(maxModelLen, numBlocks * BLOCK_TOKENS);
+    this.blockPool = new BlockPool(numBlocks);
+    this.cachePool = model.newPool({ blocks: numBlocks, format: opts.cacheFormat });
+    this.scheduler = new Scheduler(this.blockPool, { maxNumSeqs, maxBatchTokens });
+    this.eos = opts.eosTokenIds ?? cfg.eosTokenIds;
+    this.info = { modelName: opts.modelName ?? 'dsv32', vocabSize: cfg.vocabSize, maxModelLen, eosTokenId: this.eos[0] ?? null };
+    this.loopDone = this.loop();
+  }
+
+  generate(req: GenerateRequest, signal?: AbortSignal): AsyncIterable<EngineEvent> {
+    if (this.closed || this.draining) throw new EngineClosedError(`engine: ${this.closed ? 'closed' : 'draining'}, not taking requests`);
+    const params = this.check(req);
+    if (signal?.aborted) throw new EngineRequestError('request was aborted before it started', 'signal');
+    const state: RequestState = { req, params, stream: new EventStream(() => this.abort(state)), seqs: [], open: params.n, detach: () => {} };
+    const seed = params.seed ?? randomInt(2 ** 32);
+    for (let i = 0; i < params.n; i++) {
+      const seq = new Sequence(this.nextKey++, req.promptIds, req.promptIds.length);
+      if (i > 0) seq.leader = state.seqs[0]!;
+      state.seqs.push(seq);
+      this.seqState.set(seq, {
+        request: state, index: i, draftDists: [],
+        // one stream per sequence: (seed, index) → a 32-bit seed through a golden-ratio step
+        rng: params.temperature > 0 ? new Rng((seed + Math.imul(i, 0x9e3779b9)) >>> 0) : null,
+        stop: new StopChecker({ ...params, eosTokenIds: this.eos }, this.opts.detokenize ?? null),
+      });
+      this.scheduler.add(seq);
+    }
+    this.requests.set(req.id, state);
+    if (signal) {
+      const onAbort = (): void => this.abort(state);
+      signal.addEventListener('abort', onAbort, { once: true });
+      state.detach = () => signal.removeEventListener('abort', onAbort);
+    }
+    this.wake?.();
+    return state.stream;
+  }
+
+  stats(): EngineStats {
+    let waiting = 0;
+    for (const r of this.requests.values()) if (r.seqs.every((s) => s.status === 'waiting')) waiting++;
+    return {
+      waiting,
+      running: this.scheduler.running.length,
+      preempted: this.scheduler.preemptions,
+      cacheUsage: this.blockPool.numUsed / this.blockPool.numBlocks,
+      totalBlocks: this.blockPool.numBlocks,
+      prefixHitTokens: this.scheduler.prefixHitTokens,
+      draftProposed: this.draftProposed,
+      draftAccepted: this.draftAccepted,
+      generatedTokens: this.generated,
+    };
+  }
+
+  drain(): Promise<void> {
+    this.draining = true;
+    if (!this.scheduler.hasWork) return Promise.resolve();
+    return new Promise((resolve) => this.idle.push(resolve));
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const r of [...this.requests.values()]) this.abort(r);
+    this.wake?.();
+    for (const f of this.idle.splice(0)) f();
+  }
+
+  /** Resolves when the loop has exited (after close). */
+  get stopped(): Promise<void> {
+    return this.loopDone;
+  }
+
+  private check(req: GenerateRequest): SamplingParams {
+    const fail = (msg: string, field: string): EngineRequestError => new EngineRequestError(msg, field);
+    if (typeof req.id !== 'string' || req.id === '') throw fail('id must be a non-empty string', 'id');
+    if (this.requests.has(req.id)) throw fail(`id ${JSON.stringify(req.id)} is already running; ids must be unique among running requests`, 'id');
+    const V = this.model.cfg.vocabSize;
+    const ids = req.promptIds;
+    if (!Array.isArray(ids) || ids.length === 0) throw fail('promptIds must be a non-empty array of token ids', 'promptIds');
+    ids.forEach((t, i) => {
+      if (!Number.isInteger(t) || t < 0 || t >= V) throw fail(`promptIds[${i}] = ${t} is not a token id in [0, ${V})`, 'promptIds');
+    });
+    if (ids.length > this.capacity) {
+      throw fail(`promptIds has ${ids.length} tokens; at most ${this.capacity} fit (maxModelLen ${this.info.maxModelLen}, cache pool ${this.blockPool.numBlocks} blocks of ${BLOCK_TOKENS})`, 'promptIds');
+    }
+    const given = req.params ?? {};
+    for (const k of Object.keys(given)) if (given[k as keyof SamplingParams] === undefined) delete given[k as keyof SamplingParams];
+    const p: SamplingParams = { ...DEFAULTS, maxTokens: this.capacity, ...given };
+    checkFilterParams(p, fail);
+    const int = (field: keyof SamplingParams, lo: number, hi: number): void => {
+      const v = p[field];
+      if (!Number.isInteger(v) || (v as number) < lo || (v as number) > hi) throw fail(`${field} must be an integer in [${lo}, ${hi}], got ${v}`, field);
+    };
+    int('maxTokens', 1, Number.MAX_SAFE_INTEGER);
+    int('n', 1, this.scheduler.limits.maxNumSeqs);
+    int('logprobs', 0, MAX_LOGPROBS);
+    if (p.seed !== undefined && !Number.isInteger(p.seed)) throw fail(`seed must be an integer, got ${p.seed}`, 'seed');
+    if (!Array.isArray(p.stop) || p.stop.some((s) => typeof s !== 'string' || s === '')) throw fail('stop must be an array of non-empty strings', 'stop');
+    if (p.stop.length && !this.opts.detokenize) throw fail('stop strings need a tokenizer; this engine has no detokenizer (use stopTokenIds)', 'stop');
+    if (!Array.isArray(p.stopTokenIds) || p.stopTokenIds.some((t) => !Number.isInteger(t) || t < 0 || t >= V)) throw fail(`stopTokenIds must be token ids in [0, ${V})`, 'stopTokenIds');
+    for (const f of ['ignoreEos', 'returnSamplingMask', 'returnRoutedExperts', 'returnIndexerTopk'] as const) {
+      if (typeof p[f] !== 'boolean') throw fail(`${f} must be a boolean, got ${p[f]}`, f);
+    }
+    return p;
+  }
+
+  private abort(state: RequestState): void {
+    for (const seq of state.seqs) if (seq.status !== 'finished') this.finish(seq, { reason: 'abort' });
+  }
+
+  private finish(seq: Sequence, why: StopResult): void {
+    const st = this.seqState.get(seq)!;
+    this.scheduler.remove(seq);
+    this.seqState.delete(seq);
+    const r = st.request;
+    r.stream.push({ type: 'finish', requestId: r.req.id, index: st.index, reason: why.reason, ...(why.stoppedBy !== undefined ? { stoppedBy: why.stoppedBy } : {}), promptTokens: seq.promptLen, completionTokens: seq.numCompletion });
+    if (--r.open === 0) {
+      r.detach();
+      r.stream.end();
+      this.requests.delete(r.req.id);
+    }
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.closed) {
+      if (!this.scheduler.hasWork) {
+        for (const f of this.idle.splice(0)) f();
+        await new Promise<void>((resolve) => (this.wake = resolve));
+        this.wake = null;
+        continue;
+      }
+      this.step();
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  }
+
+  /** One schedule → model step → sample round. A model error fails the requests of that batch only. */
+  private step(): void {
+    const chunks = this.scheduler.schedule();
+    if (chunks.length === 0) {
+      // nothing fits although sequences wait: cannot happen with the admission rules (an idle pool fits
+      // any accepted prompt); fail the head of the queue rather than spin
+      const seq = this.scheduler.waiting[0];
+      if (seq) this.fail([seq], new DsvError('engine: a waiting sequence could not be scheduled in an empty pool'));
+      return;
+    }
+    try {
+      this.run(chunks);
+    } catch (e) {
+      this.fail(chunks.map((c) => c.seq), e);
+    }
+  }
+
+  private fail(seqs: Sequence[], error: unknown): void {
+    const reqs = new Set<RequestState>();
+    for (const s of seqs) {
+      const st = this.seqState.get(s);
+      if (st) reqs.add(st.request);
+    }
+    for (const r of reqs) {
+      for (const s of r.seqs) {
+        if (s.status !== 'finished') {
+          this.scheduler.remove(s);
+          this.seqState.delete(s);
+        }
+      }
+      r.detach();
+      r.stream.end(error);
+      this.requests.delete(r.req.id);
+    }
+  }
+
+  private run(chunks: ScheduledChunk[]): void {
+    const cfg = this.model.cfg;
+    const V = cfg.vocabSize;
+    const T = chunks.reduce((n, c) => n + c.len, 0);
+    const ids = new Int32Array(T);
+    const seqs: SequenceChunk[] = [];
+    const rows: number[] = [];
+    /** first logit row of each chunk that samples */
+    const firstRow = new Map<ScheduledChunk, number>();
+    const offsetOf = new Map<ScheduledChunk, number>();
+    let off = 0;
+    let wantTopk = false;
+    let wantRoutes = false;
+    for (const c of chunks) {
+      ids.set(c.ids, off);
+      seqs.push({ offset: off, len: c.len, start: c.start, blocks: c.seq.blocks });
+      offsetOf.set(c, off);
+      if (c.sample) {
+        firstRow.set(c, rows.length);
+        for (let i = c.len - 1 - c.drafts; i < c.len; i++) rows.push(off + i);
+        const p = this.seqState.get(c.seq)!.request.params;
+        wantTopk ||= p.returnIndexerTopk;
+        wantRoutes ||= p.returnRoutedExperts;
+      }
+      off += c.len;
+    }
+    // a step of prefill chunks only still needs one logit row for the model; it is ignored
+    const batch: RaggedBatch = { ids, seqs, logitRows: Int32Array.from(rows.length ? rows : [T - 1]) };
+    const numerics = this.opts.numerics;
+    const out = this.model.step(batch, this.cachePool, { numerics, record: { topk: wantTopk } });
+    const logits = out.logits.toFloat32();
+    const routes = wantRoutes ? out.routes.map((r) => (r ? (r.toHost() as Int32Array) : null)) : null;
+    const topk = wantTopk ? out.topk.map((s) => ({ width: s.width, idx: s.idx.toHost() as Int32Array })) : null;
+    const row = (r: number): Float32Array => logits.subarray(r * V, (r + 1) * V);
+
+    // per chunk: the flat row of every emitted token's logits, for the MTP pass below
+    const proposeFrom: { c: ScheduledChunk; row: number }[] = [];
+    for (const c of chunks) {
+      const seq = c.seq;
+      if (!c.sample) {
+        this.scheduler.advance(c, c.len);
+        continue;
+      }
+      const st = this.seqState.get(seq)!;
+      const p = st.request.params;
+      const r0 = firstRow.get(c)!;
+      const flat0 = offsetOf.get(c)!;
+      let emitted: number[];
+      if (c.drafts === 0) {
+        emitted = [sampleRow(row(r0), p, st.rng, { logprobs: 0, mask: false }).token];
+      } else {
+        const v = verifyDrafts((i) => row(r0 + i), seq.drafts.slice(0, c.drafts), st.draftDists, p, st.rng);
+        emitted = v.tokens;
+        this.draftProposed += c.drafts;
+        this.draftAccepted += v.accepted;
+      }
+      seq.drafts = [];
+      st.draftDists = [];
+      let stopped = false;
+      for (let i = 0; i < emitted.length && !stopped; i++) {
+        const tok = emitted[i]!;
+        const r = r0 + i;
+        const flat = flat0 + c.len - 1 - c.drafts + i;
+        this.emitToken(st, tok, row(r), flat, routes, topk);
+        seq.tokens.push(tok);
+        this.generated++;
+        const why = st.stop.check(seq.completion, seq.tokens.length - 1 < this.capacity);
+        if (why) {
+          this.finish(seq, why);
+          stopped = true;
+        }
+      }
+      if (stopped) continue;
+      // x and the accepted drafts have valid keys: positions start .. start + (len − 1 − drafts) + accepted
+      this.scheduler.advance(c, c.len - c.drafts + emitted.length - 1);
+      if (this.spec > 0) proposeFrom.push({ c, row: flat0 + c.len - 1 - c.drafts + emitted.length - 1 });
+    }
+    if (this.spec > 0) this.propose(batch, out.hidden, chunks, proposeFrom);
+  }
+
+  private emitToken(st: SeqState, tok: number, logitsRow: Float32Array, flat: number, routes: (Int32Array | null)[] | null, topk: { width: number; idx: Int32Array }[] | null): void {
+    const p = st.request.params;
+    const lp = logprobs(logitsRow, p.temperature, tok, p.logprobs);
+    const ev: TokenEvent = { type: 'token', requestId: st.request.req.id, index: st.index, tokenId: tok, logprob: lp.logprob };
+    if (p.logprobs > 0) ev.topLogprobs = lp.topLogprobs;
+    if (p.returnSamplingMask) ev.samplingMask = Int32Array.from(distribution(logitsRow, p).ids).sort();
+    if (p.returnRoutedExperts && routes) {
+      const k = this.model.cfg.nActivatedExperts;
+      const moe = routes.filter((r): r is Int32Array => r !== null);
+      const e = new Int16Array(moe.length * k);
+      moe.forEach((r, l) => e.set(r.subarray(flat * k, (flat + 1) * k), l * k));
+      ev.routedExperts = e;
+    }
+    if (p.returnIndexerTopk && topk) ev.indexerTopk = topk.map((s) => s.idx.slice(flat * s.width, (flat + 1) * s.width));
+    st.request.stream.push(ev);
+  }
+
+  /**
+   * MTP pass: fill the MTP caches for every row of the step and propose drafts for the sequences in
+   * `from` (row = the flat row of the last valid position, whose next token was just emitted).
+   */
+  private propose(batch: RaggedBatch, hidden: Tensor, chunks: ScheduledChunk[], from: { c: ScheduledChunk; row: number }[]): void {
+    const mtpStep = this.model.mtpStep!.bind(this.model);
+    const T = batch.ids.length;
+    // next token of every row: the sequence's token one position ahead (rows of rejected drafts get
+    // their own id: any valid id will do, those MTP cache slots are rewritten before they are read)
+    const nextIds = new Int32Array(T);
+    let off = 0;
+    for (const c of chunks) {
+      for (let i = 0; i < c.len; i++) {
+        const pos = c.start + i + 1;
+        nextIds[off + i] = pos < c.seq.tokens.length ? c.seq.tokens[pos]! : batch.ids[off + i]!;
+      }
+      off += c.len;
+    }
+    const live = from.filter((f) => f.c.seq.status === 'running');
+    const rows = live.map((f) => f.row);
+    const m = mtpStep({ ...batch, logitRows: Int32Array.from(rows.length ? rows : [T - 1]) }, hidden, nextIds, this.cachePool, { numerics: this.opts.numerics });
+    if (!live.length) return;
+    const V = this.model.cfg.vocabSize;
+    let logits = m.logits.toFloat32();
+    // hidden of each proposing row, for chaining (the MTP's own output stands in for the main model's)
+    let h = indexSelect(m.hidden, 0, fromArray(Int32Array.from(rows), [rows.length], { dtype: 'i32', device: m.hidden.device }));
+    let active = live.map((f, j) => ({ seq: f.c.seq, j }));
+    for (let d = 0; d < this.spec && active.length; d++) {
+      for (const a of active) {
+        const st = this.seqState.get(a.seq)!;
+        const p = st.request.params;
+        const dist = distribution(logits.subarray(a.j * V, (a.j + 1) * V), p);
+        a.seq.drafts.push(p.temperature === 0 ? dist.ids[0]! : drawFrom(dist, st.rng!.uniform()));
+        st.draftDists.push(p.temperature === 0 ? null : dist);
+      }
+      if (d + 1 === this.spec) break;
+      // chain: draft d at position L − 1 + d predicts the next one; only where the verification step
+      // will fit under capacity and a block for the position is at hand
+      const next = active.filter((a) => {
+        const pos = a.seq.tokens.length - 1 + d;
+        if (pos + 2 > this.capacity - 1) return false;
+        if (pos >= a.seq.blocks.length * BLOCK_TOKENS) {
+          const b = this.blockPool.allocate();
+          if (b < 0) return false;
+          a.seq.blocks.push(b);
+        }
+        return true;
+      });
+      if (!next.length) break;
+      const cb: RaggedBatch = {
+        ids: Int32Array.from(next, (a) => (d === 0 ? a.seq.tokens[a.seq.tokens.length - 1]! : a.seq.drafts[d - 1]!)),
+        seqs: next.map((a, i) => ({ offset: i, len: 1, start: a.seq.tokens.length - 1 + d, blocks: a.seq.blocks })),
+      };
+      const hs = indexSelect(h, 0, fromArray(Int32Array.from(next, (a) => a.j), [next.length], { dtype: 'i32', device: h.device }));
+      const o = mtpStep(cb, hs, Int32Array.from(next, (a) => a.seq.drafts[d]!), this.cachePool, { numerics: this.opts.numerics });
+      logits = o.logits.toFloat32();
+      h = o.hidden;
+      active = next.map((a, i) => ({ seq: a.seq, j: i }));
+    }
+    // drafts may not run the verification step past capacity
+    for (const f of live) {
+      const room = this.capacity - f.c.seq.tokens.length;
+      if (f.c.seq.drafts.length > room) {
+        f.c.seq.drafts.length = Math.max(0, room);
+        this.seqState.get(f.c.seq)!.draftDists.length = f.c.seq.drafts.length;
+      }
+    }
+  }
+}

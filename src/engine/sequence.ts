@@ -1,0 +1,71 @@
+// One generated sequence (one of a request's n) as the scheduler sees it.
+//
+// tokens = prompt + completion. The cache holds positions [0, computed); the tokens at positions
+// computed .. tokens.length − 1 still have to be fed (a prefill, its remaining chunks, a recompute
+// after preemption, or just the last sampled token when decoding). When a step feeds the sequence up to
+// its last token, that row's logits give the next token. With MTP, `drafts` are proposed tokens past
+// the end that the next step feeds after the last token (verification rows).
+import { BLOCK_TOKENS, type BlockPool, blockHash } from './block-pool.js';
+
+export type SeqStatus = 'waiting' | 'running' | 'finished';
+
+export class Sequence {
+  readonly tokens: number[];
+  computed = 0;
+  blocks: number[] = [];
+  status: SeqStatus = 'waiting';
+  /** admission counter (larger = admitted more recently); preemption picks the largest */
+  admittedAt = -1;
+  /** chained hashes of full blocks, computed lazily (tokens at positions < tokens.length never change) */
+  private readonly hashes: string[] = [];
+  /** full blocks already registered in the pool */
+  registered = 0;
+  drafts: number[] = [];
+  /** n > 1: the request's first sequence, whose prompt blocks this one waits for and then shares */
+  leader: Sequence | null = null;
+
+  constructor(readonly key: number, prompt: readonly number[], readonly promptLen: number) {
+    this.tokens = prompt.slice();
+  }
+
+  get completion(): number[] {
+    return this.tokens.slice(this.promptLen);
+  }
+
+  get numCompletion(): number {
+    return this.tokens.length - this.promptLen;
+  }
+
+  /** Tokens still to feed before the next sample (≥ 1 while running). */
+  get pending(): number {
+    return this.tokens.length - this.computed;
+  }
+
+  hash(i: number): string {
+    while (this.hashes.length <= i) {
+      const j = this.hashes.length;
+      this.hashes.push(blockHash(j === 0 ? '' : this.hashes[j - 1]!, this.tokens.slice(j * BLOCK_TOKENS, (j + 1) * BLOCK_TOKENS)));
+    }
+    return this.hashes[i]!;
+  }
+
+  /** Blocks the table must list to hold positions [0, end). */
+  static blocksFor(end: number): number {
+    return Math.ceil(end / BLOCK_TOKENS);
+  }
+
+  /** Publish every full block that is computed (position end ≤ computed) under its hash. */
+  registerFull(pool: BlockPool): void {
+    const full = Math.min(Math.floor(this.computed / BLOCK_TOKENS), this.blocks.length);
+    for (; this.registered < full; this.registered++) pool.register(this.blocks[this.registered]!, this.hash(this.registered));
+  }
+
+  /** Give back every block (finish, abort, preemption). */
+  freeBlocks(pool: BlockPool): void {
+    for (const b of this.blocks) pool.release(b);
+    this.blocks = [];
+    this.registered = 0;
+    this.computed = 0;
+    this.drafts = [];
+  }
+}
