@@ -392,7 +392,7 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
       moe.forEach((r, l) => e.set(r.subarray(flat * k, (flat + 1) * k), l * k));
       ev.routedExperts = e;
     }
-    if (p.returnIndexerTopk && topk) ev.indexerTopk = topk.map((s) => s.idx.slice(flat * s.width, (flat + 1) * s.width));
+    if (p.returnIndexerTopk && topk) ev.indexerTopk = topk.map((s) => s.idx.slice(flat * s.width, (flat + 1) * s.width).filter((x) => x >= 0));
     st.request.stream.push(ev);
   }
 

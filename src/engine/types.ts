@@ -50,15 +50,17 @@ export interface TokenEvent {
   /** which of the n sequences */
   index: number;
   tokenId: number;
-  /** natural-log probability of the token under the distribution it was sampled from (temperature applied, before filtering) */
+  /** natural-log probability of the token under the distribution it was sampled from (temperature applied, before filtering);
+   *  at temperature 0 (greedy) the temperature-1 distribution, the model's own */
   logprob: number;
   /** the `logprobs` most likely tokens [id, logprob], descending */
   topLogprobs?: [number, number][];
   /** ascending token ids the filters kept (the support sampled from); present when asked for */
   samplingMask?: Int32Array;
-  /** int16 [moeLayers · k]: the experts the token used, per MoE layer, ascending; when asked for */
+  /** int16 [moeLayers · k]: the experts the token used, per MoE layer, ascending; when asked for. "Used" = the routes of
+   *  the forward row whose logits produced this token (the token one position before it), as src/rl/rollout.ts reads them */
   routedExperts?: Int16Array;
-  /** per layer, the indexer's selected positions for this token (−1 dropped); when asked for */
+  /** per layer, the indexer's selected positions for this token (−1 dropped); when asked for; the same row as routedExperts */
   indexerTopk?: Int32Array[];
 }
 
