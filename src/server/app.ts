@@ -1,0 +1,130 @@
+// The OpenAI-compatible HTTP server on fastify: routes, body limits, and one error handler that turns
+// every failure into the OpenAI error shape. Bad input is always a 4xx: malformed JSON and wrong fields
+// are 400, unknown routes and models 404, an oversized body 413, a full queue 429; only a fault of the
+// server itself is a 500. Shutdown: `drain()` stops admitting (503), lets in-flight requests finish,
+// then drains and closes the engine.
+import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import type { Engine } from '../engine/types.js';
+import { chatCompletions } from './chat.js';
+import type { TextCodec } from './codec.js';
+import { completions } from './completions.js';
+import { Admission, type ServerContext } from './context.js';
+import { ApiError } from './errors.js';
+import { ServerMetrics } from './metrics.js';
+import type { RouteShape } from './token-data.js';
+
+export interface ServerOptions {
+  engine: Engine;
+  /** the tokenizer; null serves token ids only (--skip-tokenizer-init) */
+  codec: TextCodec | null;
+  /** the name clients send as `model` (default: the engine's model name) */
+  servedModelName?: string;
+  /** requests handed to the engine without a first token yet, beyond which new ones get 429 (default 256) */
+  maxWaiting?: number;
+  /** largest request body in bytes (default 8 MiB) */
+  bodyLimit?: number;
+  /** shape of routed_experts per token: MoE layers × experts per token */
+  routeShape?: RouteShape;
+  logger?: boolean;
+}
+
+export interface DsvServer {
+  app: FastifyInstance;
+  context: ServerContext;
+  /** listen; returns the bound address, e.g. http://127.0.0.1:8000 */
+  listen(port: number, host: string): Promise<string>;
+  /** stop admitting, finish in-flight requests, drain and close the engine */
+  drain(): Promise<void>;
+}
+
+export function createServer(opts: ServerOptions): DsvServer {
+  const engine = opts.engine;
+  const context: ServerContext = {
+    engine,
+    codec: opts.codec,
+    metrics: new ServerMetrics(engine),
+    modelName: opts.servedModelName ?? engine.info.modelName,
+    admission: new Admission(opts.maxWaiting ?? 256),
+    ...(opts.routeShape ? { routeShape: opts.routeShape } : {}),
+  };
+  const app = Fastify({
+    logger: opts.logger ?? false,
+    bodyLimit: opts.bodyLimit ?? 8 * 1024 * 1024,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  });
+
+  // Bodies are JSON whatever the content type says (curl -d sends form encoding); the body limit applies.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => {
+    const text = body as string;
+    if (!text.trim()) return done(null, undefined);
+    try {
+      done(null, JSON.parse(text));
+    } catch (e) {
+      done(new ApiError(400, `the request body is not valid JSON: ${(e as Error).message}`, 'body', 'invalid_json'), undefined);
+    }
+  });
+
+  app.setErrorHandler((err: FastifyError | ApiError | Error, request, reply) => {
+    const api = toApiError(err);
+    if (api.status >= 500) request.log.error(err);
+    void reply.code(api.status).send(api.body());
+  });
+  app.setNotFoundHandler((request, reply) => {
+    const e = new ApiError(404, `no route ${request.method} ${request.url.split('?')[0]}`, null, 'not_found');
+    void reply.code(404).send(e.body());
+  });
+  app.addHook('onResponse', (request, reply, done) => {
+    const route = request.routeOptions.url ?? 'unknown';
+    context.metrics.requests.inc({ endpoint: route, status: String(reply.statusCode) });
+    done();
+  });
+
+  app.post('/v1/chat/completions', (request, reply) => chatCompletions(context, request, reply));
+  app.post('/v1/completions', (request, reply) => completions(context, request, reply));
+  app.get('/v1/models', async () => ({
+    object: 'list',
+    data: [{ id: context.modelName, object: 'model', created: 0, owned_by: 'dsv32', root: engine.info.modelName, max_model_len: engine.info.maxModelLen }],
+  }));
+  app.get('/health', async (_request, reply) => {
+    if (context.admission.draining) return reply.code(503).send({ status: 'draining' });
+    return { status: 'ok' };
+  });
+  app.get('/metrics', async (_request, reply) => {
+    reply.header('content-type', context.metrics.registry.contentType);
+    return context.metrics.registry.metrics();
+  });
+
+  let drained: Promise<void> | undefined;
+  return {
+    app,
+    context,
+    async listen(port, host) {
+      return app.listen({ port, host });
+    },
+    drain() {
+      drained ??= (async () => {
+        context.admission.draining = true;
+        await app.close(); // waits for in-flight requests (streams included) to finish
+        await engine.drain();
+        engine.close();
+      })();
+      return drained;
+    },
+  };
+}
+
+function toApiError(err: unknown): ApiError {
+  if (err instanceof ApiError) return err;
+  const e = err as FastifyError;
+  const status = typeof e.statusCode === 'number' ? e.statusCode : 500;
+  if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE' || status === 413) return new ApiError(413, `the request body is larger than the server's limit (${e.message})`, 'body', 'body_too_large');
+  if (status === 404) return new ApiError(404, e.message, null, 'not_found');
+  if (status === 429) return new ApiError(429, e.message, null, 'rate_limited');
+  if (status === 503) return new ApiError(503, e.message, null, 'unavailable');
+  // Everything else fastify rejects before a handler runs (bad content length, bad media type,
+  // malformed JSON, a body on a GET) is the client's doing.
+  if (status >= 400 && status < 500) return new ApiError(400, e.message, 'body', e.code ?? 'bad_request');
+  return new ApiError(500, `internal error: ${e.message}`, null, 'internal_error');
+}

@@ -1,0 +1,107 @@
+// Per-token data in responses: OpenAI logprobs (the chat and the legacy completions shapes) and the RL
+// extension fields. The shapes (README.md in this folder):
+//   token_ids:       number[]                one id per generated token (stop tokens included)
+//   sampling_mask:   number[][]              per token, the ascending ids the top-k/top-p/min-p filters kept
+//   routed_experts:  number[][][]            [token][MoE layer][k], the experts each token was routed to
+//   indexer_topk:    number[][][]            [token][layer][index_topk], key positions the indexer kept (−1 = none)
+// In a stream each chunk carries these for the tokens generated in that step.
+import type { TokenEvent } from '../engine/types.js';
+import { tokenBytes, tokenText, type TextCodec } from './codec.js';
+import type { OutputOptions } from './sampling.js';
+
+export interface ChatLogprob {
+  token: string;
+  logprob: number;
+  bytes: number[] | null;
+  top_logprobs: { token: string; logprob: number; bytes: number[] | null }[];
+}
+
+/** The experts of a routed token, [layer][k] when the shape is known, else one flat list per token. */
+export interface RouteShape {
+  layers: number;
+  k: number;
+}
+
+export class TokenData {
+  readonly tokenIds: number[] = [];
+  readonly chatLogprobs: ChatLogprob[] = [];
+  readonly samplingMask: number[][] = [];
+  readonly routedExperts: (number[][] | number[])[] = [];
+  readonly indexerTopk: number[][][] = [];
+  // legacy completions logprobs
+  readonly tokens: string[] = [];
+  readonly tokenLogprobs: number[] = [];
+  readonly topLogprobs: Record<string, number>[] = [];
+  readonly textOffset: number[] = [];
+  private offset = 0;
+
+  constructor(
+    private readonly codec: TextCodec | null,
+    private readonly out: OutputOptions,
+    private readonly routeShape: RouteShape | undefined,
+    /** where text offsets start (the echoed prompt's length) */
+    startOffset = 0,
+  ) {
+    this.offset = startOffset;
+  }
+
+  /** the text offset after the last token added (legacy logprobs) */
+  get textOffsetEnd(): number {
+    return this.offset;
+  }
+
+  add(ev: TokenEvent, legacy: boolean): void {
+    const o = this.out;
+    this.tokenIds.push(ev.tokenId);
+    if (o.logprobs >= 0) {
+      const text = tokenText(this.codec, ev.tokenId);
+      const top = (ev.topLogprobs ?? []).slice(0, o.logprobs);
+      if (legacy) {
+        this.tokens.push(text);
+        this.tokenLogprobs.push(ev.logprob);
+        const m: Record<string, number> = {};
+        for (const [id, lp] of top) m[tokenText(this.codec, id)] ??= lp;
+        this.topLogprobs.push(m);
+        this.textOffset.push(this.offset);
+        this.offset += text.length;
+      } else {
+        const bytes = (id: number) => (this.codec ? tokenBytes(this.codec, id) : null);
+        this.chatLogprobs.push({
+          token: text,
+          logprob: ev.logprob,
+          bytes: bytes(ev.tokenId),
+          top_logprobs: top.map(([id, lp]) => ({ token: tokenText(this.codec, id), logprob: lp, bytes: bytes(id) })),
+        });
+      }
+    }
+    if (o.returnSamplingMask) this.samplingMask.push(ev.samplingMask ? Array.from(ev.samplingMask) : []);
+    if (o.returnRoutedExperts) this.routedExperts.push(routesOf(ev.routedExperts, this.routeShape));
+    if (o.returnIndexerTopk) this.indexerTopk.push((ev.indexerTopk ?? []).map((a) => Array.from(a)));
+  }
+
+  /** The RL/extension fields of a choice (only those asked for). */
+  extensionFields(): Record<string, unknown> {
+    const o = this.out;
+    const f: Record<string, unknown> = {};
+    if (o.returnTokenIds) f.token_ids = this.tokenIds;
+    if (o.returnSamplingMask) f.sampling_mask = this.samplingMask;
+    if (o.returnRoutedExperts) f.routed_experts = this.routedExperts;
+    if (o.returnIndexerTopk) f.indexer_topk = this.indexerTopk;
+    return f;
+  }
+
+  chatLogprobsField(): { content: ChatLogprob[] } | null {
+    return this.out.logprobs >= 0 ? { content: this.chatLogprobs } : null;
+  }
+
+  legacyLogprobsField(): Record<string, unknown> | null {
+    if (this.out.logprobs < 0) return null;
+    return { tokens: this.tokens, token_logprobs: this.tokenLogprobs, top_logprobs: this.topLogprobs, text_offset: this.textOffset };
+  }
+}
+
+function routesOf(r: Int16Array | undefined, shape: RouteShape | undefined): number[][] | number[] {
+  if (!r) return [];
+  if (!shape || shape.layers * shape.k !== r.length) return Array.from(r);
+  return Array.from({ length: shape.layers }, (_, l) => Array.from(r.subarray(l * shape.k, (l + 1) * shape.k)));
+}
