@@ -148,6 +148,13 @@ export interface HttpSamplerOptions extends RetryPolicy {
   baseUrl: string;
   model: string;
   apiKey?: string;
+  /**
+   * The text the server shows for one token id (the rollout tokenizer's decode([id]), as the server's
+   * codec does). The legacy completions logprobs key top_logprobs by token text, not id; with it the kept
+   * ids' texts are matched back to their logprobs (when no two kept ids share a text) and the kept mass
+   * can be derived. Without it the kept mass of filtered tokens is unknown (NaN).
+   */
+  tokenText?: (id: number) => string;
 }
 
 interface WireChoice {
@@ -159,11 +166,12 @@ interface WireChoice {
 }
 
 /**
- * `dsv32 serve` over HTTP: POST {baseUrl}/completions with the prompt as token ids and the RL extensions
- * (return_token_ids, logprobs, return_sampling_mask, return_routed_experts). Read from choices[0]:
- * token_ids [n], logprobs.token_logprobs [n], logprobs.top_logprobs [n] of {id: logprob} (ids as keys),
- * sampling_mask [n][kept ids], routed_experts [n][moeLayers·k], finish_reason. Timeouts and retries are the
- * agent runtime's (src/agent/http.ts).
+ * `dsv32 serve` over HTTP (src/server, README there): POST {baseUrl}/completions, not streamed, with the
+ * prompt as token ids and the RL extensions (return_token_ids, logprobs, return_sampling_mask,
+ * return_routed_experts). Read from choices[0]: token_ids [n], logprobs.token_logprobs [n],
+ * logprobs.top_logprobs [n] of {token text: logprob}, sampling_mask [n][kept ids], routed_experts
+ * [n][MoE layer][k] (or [n][layers·k] when the server does not know the shape), finish_reason. Time-outs
+ * and retries are the agent runtime's (src/agent/http.ts postJson).
  */
 export class HttpSampler implements TokenSampler {
   readonly description: string;
@@ -230,15 +238,31 @@ export class HttpSampler implements TokenSampler {
       if (!Array.isArray(m)) throw bad(`sampling_mask[${i}]`, 'must be a list of token ids');
       const t: SampledToken = { id, logprob: lps[i] as number, mask: Int32Array.from(m as number[]) };
       const top = Array.isArray(tops) ? (tops[i] as Record<string, number> | null | undefined) : undefined;
-      if (top && typeof top === 'object') t.top = Object.entries(top).map(([k, v]) => [Number(k), v] as const);
+      if (top && typeof top === 'object' && this.opts.tokenText) t.top = this.keptTop(t.mask, top);
       if (req.routes) {
         const r = (routes as unknown[])[i];
-        if (!Array.isArray(r)) throw bad(`routed_experts[${i}]`, 'must be a list of expert ids');
-        t.routes = Int16Array.from(r as number[]);
+        if (!Array.isArray(r)) throw bad(`routed_experts[${i}]`, 'must be a list of expert ids per MoE layer');
+        t.routes = Int16Array.from((r as unknown[]).flat() as number[]);
       }
       return t;
     });
     return { tokens, finishReason: fr };
+  }
+
+  /** The kept ids' [id, logprob] from a text-keyed top list; undefined when two kept ids share a text. */
+  private keptTop(mask: Int32Array, top: Record<string, number>): [number, number][] | undefined {
+    const idOf = new Map<string, number>();
+    for (const id of mask) {
+      const text = this.opts.tokenText!(id);
+      if (idOf.has(text)) return undefined;
+      idOf.set(text, id);
+    }
+    const out: [number, number][] = [];
+    for (const [text, lp] of Object.entries(top)) {
+      const id = idOf.get(text);
+      if (id !== undefined && typeof lp === 'number') out.push([id, lp]);
+    }
+    return out;
   }
 }
 
