@@ -1,4 +1,4 @@
-// Decode caches, per layer, as device tensors in the paged layouts the DSA operations read (model.md §5,
+// Caches, per layer, as device tensors in the paged layouts the DSA operations read (model.md §5,
 // src/tensor/ops/sparse-mla.ts, src/tensor/ops/dsa-indexer.ts):
 //   latent [blocks, 64, ·]  the MLA latent after kv_norm and its FP8 round trip, then the rotated RoPE key:
 //                           'f32' rows (the f32 numerics: the reference keeps k_pe in f32), 'bf16' rows, or
@@ -6,72 +6,166 @@
 //                           the reference caches in its numerics (the FP8 round trip's values are e4m3·2^e,
 //                           which bf16 and a second FP8 round trip hold exactly)
 //   index  u8 [blocks, 64·(Dh+4)]  the indexer keys, e4m3 with one f32 scale each (DeepGEMM's layout)
-// This cache serves the equal-length batch API (forward over B rows of S tokens): sequence b owns the
-// blocks [b·mb, (b+1)·mb) of every layer, so its slots are b·cap + position and a per-sequence view of
-// the cache is a plain slice. Capacity grows by doubling (each sequence's region is moved). The engine's
-// block pool (src/engine/) hands out blocks to ragged sequences instead.
+// A CachePool is a number of blocks of every layer; which block belongs to which sequence is the caller's
+// business (the engine's block pool, src/engine/; or ModelCache below), told to the model per step by the
+// RaggedBatch's block lists (src/model/batch.ts). StepLayout turns those lists into the i32 tensors the
+// operations take, once per step for all layers.
 import { DsvError } from '../errors.js';
 import { getBackend } from '../tensor/backend.js';
 import { Tensor, fromArray } from '../tensor/tensor.js';
-import { INDEXER_PAGE, indexerCache } from '../tensor/ops/dsa-indexer.js';
-import { type MlaCacheFormat, newMlaCache } from '../tensor/ops/sparse-mla.js';
+import { INDEXER_PAGE, indexerCache, indexerPageBytes } from '../tensor/ops/dsa-indexer.js';
+import { type MlaCacheFormat, mlaCacheBytesPerToken, newMlaCache } from '../tensor/ops/sparse-mla.js';
 import { narrow } from '../tensor/ops/view.js';
+import { type RaggedBatch, checkBatch, lastRows } from './batch.js';
 import type { ModelConfig } from './config.js';
 
 export const PAGE = INDEXER_PAGE;
 
 export class LayerCache {
-  latent: Tensor;
-  index: Tensor;
+  readonly latent: Tensor;
+  readonly index: Tensor;
 
-  constructor(private readonly cfg: ModelConfig, readonly format: MlaCacheFormat, blocks: number, readonly device: string) {
+  constructor(cfg: ModelConfig, readonly format: MlaCacheFormat, blocks: number, device: string) {
     this.latent = newMlaCache(blocks, PAGE, { format, dv: cfg.kvLoraRank, dr: cfg.qkRopeHeadDim, device });
     this.index = indexerCache(blocks, cfg.indexHeadDim, getBackend(device));
   }
-
-  /** Re-lay B sequences of `oldPer` blocks each into regions of `newPer` blocks. */
-  regrow(B: number, oldPer: number, newPer: number): void {
-    const move = (old: Tensor, fresh: Tensor): Tensor => {
-      for (let b = 0; b < B; b++) fresh.backend.copy(narrow(fresh, 0, b * newPer, oldPer), narrow(old, 0, b * oldPer, oldPer));
-      return fresh;
-    };
-    const cfg = this.cfg;
-    this.latent = move(this.latent, newMlaCache(B * newPer, PAGE, { format: this.format, dv: cfg.kvLoraRank, dr: cfg.qkRopeHeadDim, device: this.device }));
-    this.index = move(this.index, indexerCache(B * newPer, cfg.indexHeadDim, getBackend(this.device)));
-  }
-
-  /** The latent cache of sequence b (regions of `per` blocks) and its index cache. */
-  sequence(b: number, per: number): { latent: Tensor; index: Tensor } {
-    return { latent: narrow(this.latent, 0, b * per, per), index: narrow(this.index, 0, b * per, per) };
-  }
 }
 
-/** A step's place in the caches (ModelCache.layout). */
-export interface StepLayout {
-  /** i32 [B·S]: the slot of every new token (sequence b's slots are b·capacity + position) */
-  slots: Tensor;
-  /** i32 [1, blocks]: a sequence region's block table (its own blocks 0.., relative to the region) */
-  table: Tensor;
-  /** i32 [1]: the context length after the step */
-  contextLen: Tensor;
-  /** i32 [S]: query i sees keys [0, start + i + 1) */
-  rowEnd: Tensor;
-}
-
-/** Caches of every layer (and MTP layer) of B equal-length sequences, plus their shared length. */
-export class ModelCache {
+/** `blocks` cache blocks of PAGE tokens for every layer and MTP layer. */
+export class CachePool {
   readonly layers: LayerCache[];
   readonly mtp: LayerCache[];
+  readonly format: MlaCacheFormat;
+  readonly device: string;
+  readonly blocks: number;
+
+  constructor(readonly cfg: ModelConfig, opts: { blocks: number; format?: MlaCacheFormat; device?: string }) {
+    const blocks = opts.blocks;
+    if (!Number.isInteger(blocks) || blocks < 1) throw new DsvError(`cache pool: blocks must be a positive integer, got ${blocks}`);
+    this.blocks = blocks;
+    this.format = opts.format ?? 'f32';
+    this.device = opts.device ?? 'cpu';
+    const mk = (): LayerCache => new LayerCache(cfg, this.format, blocks, this.device);
+    this.layers = Array.from({ length: cfg.nLayers }, mk);
+    this.mtp = Array.from({ length: cfg.nMtpLayers }, mk);
+  }
+
+  /** Bytes of one block over every layer and MTP layer (latent + indexer keys). */
+  static bytesPerBlock(cfg: ModelConfig, format: MlaCacheFormat): number {
+    const perLayer = PAGE * mlaCacheBytesPerToken(format, cfg.kvLoraRank, cfg.qkRopeHeadDim) + indexerPageBytes(cfg.indexHeadDim);
+    return (cfg.nLayers + cfg.nMtpLayers) * perLayer;
+  }
+}
+
+/**
+ * Chunks of equal length N that follow each other in the batch: one batched indexer call (q [G, N, ·])
+ * and one attention call each. An equal-length batch is one group; an engine step is usually a group
+ * of decode tokens (N = 1, or 1 + drafts) and one group per prefill chunk.
+ */
+export interface ChunkGroup {
+  /** first flat row and row count (G·N) */
+  row: number;
+  rows: number;
+  /** chunks in the group, and their length */
+  G: number;
+  N: number;
+  /** indices into batch.seqs */
+  seqs: number[];
+  /** i32 [G, maxBlocks]: the chunks' block tables (padded with block 0, never read past a context) */
+  table: Tensor;
+  /** i32 [G]: each chunk's context length after the step (start + N) */
+  contextLen: Tensor;
+  /** i32 [G·N]: row j of chunk g sees positions [0, start_g + j + 1) */
+  rowEnd: Tensor;
+  /** the longest context in the group */
+  maxCtx: number;
+}
+
+/** A step's place in the pool, the same for every layer: built once per forward. */
+export interface StepLayout {
+  T: number;
+  /** i32 [T]: each new token's slot (block·64 + offset) */
+  slots: Tensor;
+  /** per token, its position (host) */
+  positions: Int32Array;
+  groups: ChunkGroup[];
+  /** selection width of the step: min(index_topk, longest context) */
+  width: number;
+  /** flat rows whose logits are wanted */
+  logitRows: Int32Array;
+}
+
+/** Slot of position p in a sequence whose blocks are `blocks`. */
+export const slotOf = (blocks: ArrayLike<number>, p: number): number => blocks[Math.floor(p / PAGE)]! * PAGE + (p % PAGE);
+
+/** Check a batch against the pool and build its layout (i32 tensors on the pool's device). */
+export function stepLayout(batch: RaggedBatch, pool: CachePool, indexTopk: number): StepLayout {
+  const cfg = pool.cfg;
+  checkBatch(batch, PAGE, pool.blocks, cfg.vocabSize, cfg.maxPositions);
+  const T = batch.ids.length;
+  const dev = pool.device;
+  const i32 = (a: Int32Array, shape: number[]): Tensor => fromArray(a, shape, { dtype: 'i32', device: dev });
+  const slots = new Int32Array(T);
+  const positions = new Int32Array(T);
+  let longest = 0;
+  for (const s of batch.seqs) {
+    for (let i = 0; i < s.len; i++) {
+      positions[s.offset + i] = s.start + i;
+      slots[s.offset + i] = slotOf(s.blocks, s.start + i);
+    }
+    longest = Math.max(longest, s.start + s.len);
+  }
+  const groups: ChunkGroup[] = [];
+  for (let i = 0; i < batch.seqs.length; ) {
+    const N = batch.seqs[i]!.len;
+    let j = i;
+    while (j < batch.seqs.length && batch.seqs[j]!.len === N) j++;
+    const members = batch.seqs.slice(i, j);
+    const G = members.length;
+    const maxCtx = Math.max(...members.map((s) => s.start + N));
+    const nb = Math.ceil(maxCtx / PAGE);
+    const table = new Int32Array(G * nb);
+    const rowEnd = new Int32Array(G * N);
+    members.forEach((s, g) => {
+      const own = Math.ceil((s.start + N) / PAGE);
+      for (let b = 0; b < own; b++) table[g * nb + b] = s.blocks[b]!;
+      for (let r = 0; r < N; r++) rowEnd[g * N + r] = s.start + r + 1;
+    });
+    groups.push({
+      row: members[0]!.offset, rows: G * N, G, N, maxCtx,
+      seqs: Array.from({ length: G }, (_, g) => i + g),
+      table: i32(table, [G, nb]),
+      contextLen: i32(Int32Array.from(members, (s) => s.start + N), [G]),
+      rowEnd: i32(rowEnd, [G * N]),
+    });
+    i = j;
+  }
+  return { T, slots: i32(slots, [T]), positions, groups, width: Math.min(indexTopk, longest), logitRows: batch.logitRows ?? lastRows(batch) };
+}
+
+/**
+ * Caches for the equal-length batch API (forward over B rows of S tokens): sequence b owns the blocks
+ * [b·per, (b+1)·per) of a pool, so its block list is a plain range. Capacity grows by doubling `per`
+ * (each sequence's blocks are moved into a new, larger pool).
+ */
+export class ModelCache {
+  pool: CachePool;
   length = 0;
   /** Blocks per sequence. */
   private per: number;
 
-  constructor(cfg: ModelConfig, readonly batch: number, readonly format: MlaCacheFormat, readonly device: string, capacity = PAGE) {
+  constructor(private readonly cfg: ModelConfig, readonly batch: number, readonly format: MlaCacheFormat, readonly device: string, capacity = PAGE) {
     if (!Number.isInteger(batch) || batch < 1) throw new DsvError(`cache: batch must be a positive integer, got ${batch}`);
     this.per = Math.max(1, Math.ceil(capacity / PAGE));
-    const mk = (): LayerCache => new LayerCache(cfg, format, batch * this.per, device);
-    this.layers = Array.from({ length: cfg.nLayers }, mk);
-    this.mtp = Array.from({ length: cfg.nMtpLayers }, mk);
+    this.pool = new CachePool(cfg, { blocks: batch * this.per, format, device });
+  }
+
+  get layers(): LayerCache[] {
+    return this.pool.layers;
+  }
+
+  get mtp(): LayerCache[] {
+    return this.pool.mtp;
   }
 
   /** Positions each sequence can hold before the next growth. */
@@ -79,9 +173,9 @@ export class ModelCache {
     return this.per * PAGE;
   }
 
-  /** Blocks per sequence (the length of a sequence's region). */
-  get blocksPerSequence(): number {
-    return this.per;
+  /** Blocks of sequence b, in order. */
+  blocksOf(b: number): Int32Array {
+    return Int32Array.from({ length: this.per }, (_, j) => b * this.per + j);
   }
 
   /** Make room for `len` positions per sequence (keeps the contents). */
@@ -89,33 +183,32 @@ export class ModelCache {
     if (len <= this.capacity) return;
     let per = this.per;
     while (per * PAGE < len) per *= 2;
-    for (const l of [...this.layers, ...this.mtp]) l.regrow(this.batch, this.per, per);
+    const old = this.pool;
+    const fresh = new CachePool(this.cfg, { blocks: this.batch * per, format: this.format, device: this.device });
+    const move = (from: Tensor, to: Tensor): void => {
+      for (let b = 0; b < this.batch; b++) to.backend.copy(narrow(to, 0, b * per, this.per), narrow(from, 0, b * this.per, this.per));
+    };
+    [...old.layers, ...old.mtp].forEach((l, i) => {
+      const n = [...fresh.layers, ...fresh.mtp][i]!;
+      move(l.latent, n.latent);
+      move(l.index, n.index);
+    });
+    this.pool = fresh;
     this.per = per;
   }
 
-  /**
-   * Where a step of S tokens per sequence at positions start.. lives in the caches, the same for every
-   * layer (so a forward builds it once, after `reserve`), as i32 tensors on the cache's device.
-   */
-  layout(start: number, S: number): StepLayout {
-    const end = start + S;
-    const slots = new Int32Array(this.batch * S);
-    for (let b = 0; b < this.batch; b++) for (let i = 0; i < S; i++) slots[b * S + i] = b * this.capacity + start + i;
-    const i32 = (a: Int32Array, shape: number[]): Tensor => fromArray(a, shape, { dtype: 'i32', device: this.device });
-    const blocks = Math.ceil(end / PAGE);
+  /** The ragged batch of a step of S tokens per sequence at positions length.. (ids [B·S], row-major). */
+  batchOf(ids: Int32Array, S: number, logitRows?: Int32Array): RaggedBatch {
+    const start = this.length;
     return {
-      slots: i32(slots, [this.batch * S]),
-      table: i32(Int32Array.from({ length: blocks }, (_, j) => j), [1, blocks]),
-      contextLen: i32(Int32Array.of(end), [1]),
-      rowEnd: i32(Int32Array.from({ length: S }, (_, i) => start + i + 1), [S]),
+      ids,
+      seqs: Array.from({ length: this.batch }, (_, b) => ({ offset: b * S, len: S, start, blocks: this.blocksOf(b) })),
+      ...(logitRows ? { logitRows } : {}),
     };
   }
 
   /** Bytes per token per sequence of every layer's latent and indexer caches together. */
   bytesPerToken(): number {
-    const l = this.layers[0];
-    if (!l) return 0;
-    const per = (t: Tensor): number => (t.numel * (t.dtype === 'f32' ? 4 : t.dtype === 'bf16' ? 2 : 1)) / (t.shape[0]! * PAGE);
-    return (this.layers.length + this.mtp.length) * (per(l.latent) + per(l.index));
+    return CachePool.bytesPerBlock(this.cfg, this.format) / PAGE;
   }
 }

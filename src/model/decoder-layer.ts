@@ -1,7 +1,6 @@
 // One transformer block (the reference's Block): fused residual RMSNorm → MLA → fused residual
 // RMSNorm → FFN (dense MLP for the first first_k_dense_replace layers, MoE after).
 import type { Tensor } from '../tensor/tensor.js';
-import { reshape } from '../tensor/ops/view.js';
 import type { LayerCache } from './cache.js';
 import type { ModelConfig } from './config.js';
 import type { Selection } from './indexer.js';
@@ -15,8 +14,9 @@ import { layerPrefix, type ModelWeights } from './weights.js';
 export interface LayerOutput {
   h: Tensor;
   residual: Tensor;
-  selection: Selection;
-  /** experts [B·S, k] ascending, or null for a dense layer */
+  /** key positions [T, width] when the step records them */
+  selection: Selection | null;
+  /** experts [T, k] ascending, or null for a dense layer */
   routes: Tensor | null;
 }
 
@@ -35,13 +35,14 @@ export class DecoderLayer {
     return this.ffn instanceof MoE;
   }
 
+  /** h, residual [T, dim] (the step's new tokens, flat). */
   forward(h: Tensor, residual: Tensor | null, step: AttentionStep, cache: LayerCache, forcedRoutes: Int32Array | Tensor | null): LayerOutput {
     const dt = actDtype(step.numerics);
     const eps = this.cfg.normEps;
     const n1 = addRmsNorm(h, residual, this.weights.float(`${this.p}.input_layernorm.weight`), eps, dt);
     const a = this.attn.forward(n1.out, step, cache);
     const n2 = addRmsNorm(a.out, n1.residual, this.weights.float(`${this.p}.post_attention_layernorm.weight`), eps, dt);
-    const x2 = reshape(n2.out, [step.B * step.S, this.cfg.dim]);
+    const x2 = n2.out;
     let y: Tensor;
     let routes: Tensor | null = null;
     if (this.ffn instanceof MoE) {
@@ -51,6 +52,6 @@ export class DecoderLayer {
     } else {
       y = this.ffn.forward(x2, dt);
     }
-    return { h: reshape(y, [step.B, step.S, this.cfg.dim]), residual: n2.residual, selection: a.selection, routes };
+    return { h: y, residual: n2.residual, selection: a.selection, routes };
   }
 }

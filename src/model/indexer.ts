@@ -17,7 +17,7 @@ import { indexerCacheWrite, indexerLogitsPaged, topkSelect } from '../tensor/ops
 import { layerNorm } from '../tensor/ops/norm.js';
 import { rope } from '../tensor/ops/rope.js';
 import { cast, narrow, reshape } from '../tensor/ops/view.js';
-import type { LayerCache, StepLayout } from './cache.js';
+import { type LayerCache, type StepLayout, slotOf } from './cache.js';
 import type { ModelConfig } from './config.js';
 import { actQuant } from '../tensor/ops/quant.js';
 import { QUANT_BLOCK } from './fp8.js';
@@ -103,56 +103,79 @@ export class Indexer {
   }
 
   /**
-   * Selections for S new tokens of each of B sequences at positions start..start+S-1, writing their keys
-   * into the layer's index cache at `slots` [B·S]. `forced` [B, S, index_topk] (−1 padded, golden layout)
-   * replaces the choice. Scores and top-k run on the cache's device (indexerLogitsPaged, topkSelect),
-   * one sequence at a time over its own region of the cache.
+   * Selections for the step's T new tokens (x2 [T, dim], qr [T, q_lora], rot over their positions),
+   * writing their keys into the layer's index cache at layout.slots. Per chunk group (cache.ts), one
+   * batched logits call over the pool (indexerLogitsPaged: q [G, N, Hi, Dh], the groups' block tables)
+   * and a top-k of width layout.width, as key positions and/or as pool slots (`want(g)` says which
+   * group needs which: MHA attention reads positions, MQA attention reads slots, a recorded selection
+   * is positions). `forced` [T, index_topk] (positions, −1 padded, golden layout) replaces the choice.
    */
   forward(
     x2: Tensor,
     qr: Tensor,
-    B: number,
-    S: number,
-    start: number,
     rot: { cos: Tensor; sin: Tensor },
     cache: LayerCache,
-    seq: (b: number) => { latent: Tensor; index: Tensor },
     layout: StepLayout,
+    blocks: (seq: number) => ArrayLike<number>,
     dt: DType,
     forced: Int32Array | null,
-  ): Selection {
+    want: (g: number) => { positions: boolean; slots: boolean },
+  ): GroupSelection[] {
     const cfg = this.cfg;
     const Hi = cfg.indexNHeads;
     const Dh = cfg.indexHeadDim;
-    const end = start + S;
-    const width = Math.min(cfg.indexTopk, end);
-    const qk = this.project(x2, qr, B, S, rot, dt);
+    const W = layout.width;
+    const T = layout.T;
+    const qk = this.project(x2, qr, 1, T, rot, dt);
     indexerCacheWrite(cache.index, qk.k, qk.ks, layout.slots);
     const dev = x2.device;
+    const i32 = (a: Int32Array, rows: number): Tensor => fromArray(a, [rows, W], { dtype: 'i32', device: dev });
     if (forced) {
-      const idx = new Int32Array(B * S * width);
-      fillForced(forced, cfg.indexTopk, idx, width, B, S, start, this.prefix);
-      return { width, idx: fromArray(idx, [B * S, width], { dtype: 'i32', device: dev }) };
+      const pos = new Int32Array(T * W);
+      fillForced(forced, cfg.indexTopk, pos, W, layout.positions, this.prefix);
+      return layout.groups.map((g, gi) => {
+        const w = want(gi);
+        const p = pos.subarray(g.row * W, (g.row + g.rows) * W);
+        let sl: Tensor | null = null;
+        if (w.slots) {
+          const s = new Int32Array(p.length);
+          for (let c = 0; c < g.G; c++) {
+            const bl = blocks(g.seqs[c]!);
+            for (let j = c * g.N * W; j < (c + 1) * g.N * W; j++) s[j] = p[j]! < 0 ? -1 : slotOf(bl, p[j]!);
+          }
+          sl = i32(s, g.rows);
+        }
+        return { positions: w.positions ? i32(p.slice(), g.rows) : null, slots: sl };
+      });
     }
-    const rows: Tensor[] = [];
-    for (let b = 0; b < B; b++) {
-      const q = reshape(narrow(qk.q, 0, b * S, S), [1, S, Hi, Dh]);
-      const w = reshape(narrow(qk.w, 0, b * S, S), [1, S, Hi]);
-      const logits = indexerLogitsPaged(q, seq(b).index, w, layout.table, layout.contextLen, end);
-      rows.push(topkSelect(logits, width, { end: layout.rowEnd }));
-    }
-    return { width, idx: B === 1 ? rows[0]! : cat(rows, 0) };
+    return layout.groups.map((g, gi) => {
+      const w = want(gi);
+      const q = reshape(narrow(qk.q, 0, g.row, g.rows), [g.G, g.N, Hi, Dh]);
+      const hw = reshape(narrow(qk.w, 0, g.row, g.rows), [g.G, g.N, Hi]);
+      const logits = indexerLogitsPaged(q, cache.index, hw, g.table, g.contextLen, g.maxCtx);
+      return {
+        positions: w.positions ? topkSelect(logits, W, { end: g.rowEnd }) : null,
+        slots: w.slots ? topkSelect(logits, W, { end: g.rowEnd, blockTable: g.table, rowsPerSeq: g.N }) : null,
+      };
+    });
   }
 }
 
-function fillForced(forced: Int32Array, topk: number, idx: Int32Array, width: number, B: number, S: number, start: number, where: string): void {
-  if (forced.length !== B * S * topk) {
-    throw new ForcedSelectionError(`${where}: forced top-k holds ${forced.length} entries, expected [${B}, ${S}, ${topk}]`);
+/** One chunk group's selections [rows, width]: key positions and/or pool slots (−1 padded). */
+export interface GroupSelection {
+  positions: Tensor | null;
+  slots: Tensor | null;
+}
+
+function fillForced(forced: Int32Array, topk: number, idx: Int32Array, width: number, positions: Int32Array, where: string): void {
+  const T = positions.length;
+  if (forced.length !== T * topk) {
+    throw new ForcedSelectionError(`${where}: forced top-k holds ${forced.length} entries, expected [${T} tokens, ${topk}]`);
   }
-  for (let r = 0; r < B * S; r++) {
-    const pos = start + (r % S);
+  for (let r = 0; r < T; r++) {
+    const pos = positions[r]!;
     const row = [...new Set(Array.from(forced.subarray(r * topk, (r + 1) * topk)).filter((t) => t >= 0))].sort((a, b) => a - b);
-    if (row.length > width) throw new ForcedSelectionError(`${where}: forced top-k row ${r} has ${row.length} keys, more than min(index_topk, end_pos) = ${width}`);
+    if (row.length > Math.min(topk, pos + 1)) throw new ForcedSelectionError(`${where}: forced top-k row ${r} has ${row.length} keys, more than min(index_topk, end_pos) = ${Math.min(topk, pos + 1)}`);
     for (const t of row) {
       if (!Number.isInteger(t) || t > pos) throw new ForcedSelectionError(`${where}: forced top-k row ${r} (query position ${pos}) selects key ${t}, which is not causally visible`);
     }

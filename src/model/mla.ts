@@ -15,10 +15,12 @@ import { matmul } from '../tensor/ops/matmul.js';
 import { rope } from '../tensor/ops/rope.js';
 import { cast, contiguous, expand, narrow, permute, reshape, transpose, unsqueeze } from '../tensor/ops/view.js';
 import { DsvError } from '../errors.js';
-import { cat } from '../tensor/ops/indexing.js';
+import { cat, indexSelect } from '../tensor/ops/indexing.js';
+import { fromArray } from '../tensor/tensor.js';
 import { fp8RoundTrip } from '../tensor/ops/quant.js';
 import { mlaCacheWrite, sparseMlaDecode } from '../tensor/ops/sparse-mla.js';
-import { type LayerCache, type ModelCache, PAGE, type StepLayout } from './cache.js';
+import { type LayerCache, PAGE, type StepLayout, slotOf } from './cache.js';
+import type { RaggedBatch } from './batch.js';
 import type { ModelConfig } from './config.js';
 import { QUANT_BLOCK } from './fp8.js';
 import { applyLinear } from './fp8-linear.js';
@@ -32,17 +34,18 @@ import { dequantize, type ModelWeights } from './weights.js';
 export type AttentionMode = 'auto' | 'mha' | 'mqa';
 
 export interface AttentionStep {
-  B: number;
-  S: number;
-  start: number;
+  /** the step's batch: chunks and their block lists (src/model/batch.ts) */
+  batch: RaggedBatch;
+  /** cos/sin [T, r/2] at each token's position */
   rot: { cos: Tensor; sin: Tensor };
   numerics: Numerics;
   mode: AttentionMode;
+  /** this layer's forced selection [T, index_topk] (positions), or null */
   forcedTopk: Int32Array | null;
-  /** the model's cache (sequence regions); the layer's own LayerCache is passed beside it */
-  cache: ModelCache;
-  /** the step's place in the caches, built once per forward (ModelCache.layout) */
+  /** the step's place in the pool, built once per forward (stepLayout) */
   layout: StepLayout;
+  /** return each layer's selection (key positions) */
+  recordTopk: boolean;
 }
 
 export class MLA {
@@ -62,10 +65,16 @@ export class MLA {
     return this.weights.linear(`${this.prefix}.${name}.weight`);
   }
 
-  /** x [B, S, dim] → [B, S, dim]; writes this step's latent, RoPE key and indexer key into the cache. */
-  forward(x: Tensor, step: AttentionStep, cache: LayerCache): { out: Tensor; selection: Selection } {
+  /**
+   * x [T, dim] → [T, dim] for the step's T new tokens; writes their latent, RoPE key and indexer key
+   * into the layer's pool at the step's slots. Attention runs per chunk group: MQA over the pool
+   * (sparseMlaDecode with slot indices) or, per chunk, MHA over the sequence's gathered rows.
+   */
+  forward(x: Tensor, step: AttentionStep, cache: LayerCache): { out: Tensor; selection: Selection | null } {
     const cfg = this.cfg;
-    const { B, S, start } = step;
+    const { layout } = step;
+    const T = layout.T;
+    const W = layout.width;
     const dt = actDtype(step.numerics);
     const H = cfg.nHeads;
     const nope = cfg.qkNopeHeadDim;
@@ -73,62 +82,60 @@ export class MLA {
     const c = cfg.kvLoraRank;
     const dv = cfg.vHeadDim;
     const eps = cfg.normEps;
-    const end = start + S;
-    const x2 = reshape(x, [B * S, cfg.dim]);
 
-    const qr = rmsNormTo(applyLinear(x2, this.lin('q_a_proj'), dt, this.ue8m0), this.weights.float(`${this.prefix}.q_a_layernorm.weight`), eps, dt);
-    const q = reshape(applyLinear(qr, this.lin('q_b_proj'), dt, this.ue8m0), [B, S, H, nope + r]);
-    const qNope = narrow(q, 3, 0, nope);
-    const qPe = rope(narrow(q, 3, nope, r), step.rot.cos, step.rot.sin, true);
-    const kvA = applyLinear(x2, this.lin('kv_a_proj_with_mqa'), dt, this.ue8m0);
+    const qr = rmsNormTo(applyLinear(x, this.lin('q_a_proj'), dt, this.ue8m0), this.weights.float(`${this.prefix}.q_a_layernorm.weight`), eps, dt);
+    const q = reshape(applyLinear(qr, this.lin('q_b_proj'), dt, this.ue8m0), [1, T, H, nope + r]);
+    const qNope = reshape(narrow(q, 3, 0, nope), [T, H, nope]);
+    const qPe = reshape(rope(narrow(q, 3, nope, r), step.rot.cos, step.rot.sin, true), [T, H, r]);
+    const kvA = applyLinear(x, this.lin('kv_a_proj_with_mqa'), dt, this.ue8m0);
     const kvn = rmsNormTo(narrow(kvA, 1, 0, c), this.weights.float(`${this.prefix}.kv_a_layernorm.weight`), eps, dt);
-    const kPe = reshape(rope(reshape(narrow(kvA, 1, c, r), [B, S, 1, r]), step.rot.cos, step.rot.sin, true), [B * S, r]);
+    const kPe = reshape(rope(reshape(narrow(kvA, 1, c, r), [1, T, 1, r]), step.rot.cos, step.rot.sin, true), [T, r]);
     // the cached latent is the FP8 round trip's values (exact in every cache format, see cache.ts)
     const kvRt = fp8RoundTrip(kvn, QUANT_BLOCK, { ue8m0: this.ue8m0 });
-    mlaCacheWrite(cache.latent, kvRt, kPe, step.layout.slots);
-    const per = step.cache.blocksPerSequence;
-    const seq = (b: number): { latent: Tensor; index: Tensor } => cache.sequence(b, per);
+    mlaCacheWrite(cache.latent, kvRt, kPe, layout.slots);
 
-    const selection = this.indexer.forward(x2, qr, B, S, start, step.rot, cache, seq, step.layout, dt, step.forcedTopk);
-    const mode = step.mode === 'auto' ? (S === 1 ? 'mqa' : 'mha') : step.mode;
-    const dev = x.device;
-    let o: Tensor; // [B, S, H·dv]
-    if (mode === 'mha') {
-      if (cache.format === 'fp8') throw new DsvError(`${this.prefix}: MHA attention reads the latent rows, which the FP8 cache does not hold in the clear; use an f32 or bf16 latent cache, or mode 'mqa'`);
-      // q [S, H, nope + r] per head: [q_nope | q_pe], the reference's concatenation
-      const q = reshape(cat([qNope, qPe], 3), [B * S, H, nope + r]);
-      const outs: Tensor[] = [];
-      for (let b = 0; b < B; b++) {
-        // the sequence's cached rows [end, c + r]: latent, then the rotated RoPE key
-        const rows = narrow(reshape(seq(b).latent, [per * PAGE, c + r]), 0, 0, end);
-        // per-head keys [k_nope(h) | k_pe] and values of every cached position: wkv_b(latent)
-        const kvB = reshape(applyLinear(cast(narrow(rows, 1, 0, c), dt), this.lin('kv_b_proj'), dt, this.ue8m0), [end, H, nope + dv]);
-        const kPeH = expand(unsqueeze(cast(narrow(rows, 1, c, r), dt), 1), [end, H, r]);
-        const k = cat([narrow(kvB, 2, 0, nope), kPeH], 2);
-        const ib = narrow(selection.idx, 0, b * S, S);
-        outs.push(sparseMhaPrefill(narrow(q, 0, b * S, S), k, narrow(kvB, 2, nope, dv), ib, cfg.softmaxScale).out);
-      }
-      o = reshape(cat(outs, 0), [B, S, H * dv]);
-    } else {
-      const { uk, uv } = this.absorbedWeights(dt, dev);
-      // q_abs[b, s, h, :] = q_nope[b, s, h, :] · W_UK[h]  ([H, nope, c]), then q_pe: q [B·S, H, c + r]
-      const qAbs = permute(cast(matmul(permute(qNope, [0, 2, 1, 3]), uk), dt), [0, 2, 1, 3]);
-      const q = reshape(cat([qAbs, cast(qPe, dt)], 3), [B * S, H, c + r]);
-      const lat: Tensor[] = [];
-      for (let b = 0; b < B; b++) {
-        const qb = narrow(q, 0, b * S, S);
-        const ib = narrow(selection.idx, 0, b * S, S);
-        // positions index the sequence's own region of the paged cache (any format)
-        const lb = sparseMlaDecode(reshape(qb, [1, S, H, c + r]), seq(b).latent, reshape(ib, [1, S, selection.width]), cfg.softmaxScale, { dv: c });
-        lat.push(reshape(lb.out, [S, H, c]));
-      }
-      // o[b, s, h, :] = o_lat[b, s, h, :] · W_UV[h]ᵀ
-      const oLat = permute(reshape(cat(lat, 0), [B, S, H, c]), [0, 2, 1, 3]);
-      const oh = cast(matmul(cast(oLat, 'f32'), transpose(uv)), dt); // [B, H, S, dv]
-      o = reshape(contiguous(permute(oh, [0, 2, 1, 3])), [B, S, H * dv]);
+    // the reference picks MQA exactly for one-token forwards; per group here (a group's chunks share N)
+    const mha = (g: number): boolean => (step.mode === 'auto' ? layout.groups[g]!.N > 1 : step.mode === 'mha');
+    const blocks = (seq: number): ArrayLike<number> => step.batch.seqs[seq]!.blocks;
+    const sel = this.indexer.forward(x, qr, step.rot, cache, layout, blocks, dt, step.forcedTopk, (g) => ({ positions: mha(g) || step.recordTopk, slots: !mha(g) }));
+    if (layout.groups.some((_, g) => mha(g)) && cache.format === 'fp8') {
+      throw new DsvError(`${this.prefix}: MHA attention reads the latent rows, which the FP8 cache does not hold in the clear; use an f32 or bf16 latent cache, or mode 'mqa'`);
     }
-    const out = applyLinear(reshape(o, [B * S, H * dv]), this.lin('o_proj'), dt, this.ue8m0);
-    return { out: reshape(out, [B, S, cfg.dim]), selection };
+    const outs: Tensor[] = []; // per group [rows, H·dv]
+    layout.groups.forEach((g, gi) => {
+      if (mha(gi)) {
+        // q [rows, H, nope + r] per head: [q_nope | q_pe], the reference's concatenation
+        const qg = cat([narrow(qNope, 0, g.row, g.rows), narrow(qPe, 0, g.row, g.rows)], 2);
+        const pos = sel[gi]!.positions!;
+        const latentRows = reshape(cache.latent, [cache.latent.shape[0]! * PAGE, c + r]);
+        for (let k = 0; k < g.G; k++) {
+          const s = step.batch.seqs[g.seqs[k]!]!;
+          const end = s.start + s.len;
+          // the sequence's cached rows [end, c + r] (latent, then the rotated RoPE key), gathered by slot
+          const rowSlots = fromArray(Int32Array.from({ length: end }, (_, p) => slotOf(s.blocks, p)), [end], { dtype: 'i32', device: x.device });
+          const rows = indexSelect(latentRows, 0, rowSlots);
+          // per-head keys [k_nope(h) | k_pe] and values of every cached position: wkv_b(latent)
+          const kvB = reshape(applyLinear(cast(narrow(rows, 1, 0, c), dt), this.lin('kv_b_proj'), dt, this.ue8m0), [end, H, nope + dv]);
+          const kPeH = expand(unsqueeze(cast(narrow(rows, 1, c, r), dt), 1), [end, H, r]);
+          const kh = cat([narrow(kvB, 2, 0, nope), kPeH], 2);
+          const o = sparseMhaPrefill(narrow(qg, 0, k * g.N, g.N), kh, narrow(kvB, 2, nope, dv), narrow(pos, 0, k * g.N, g.N), cfg.softmaxScale).out;
+          outs.push(reshape(o, [g.N, H * dv]));
+        }
+      } else {
+        const { uk, uv } = this.absorbedWeights(dt, x.device);
+        // q_abs[t, h, :] = q_nope[t, h, :] · W_UK[h]  ([H, nope, c]), then q_pe: q [rows, H, c + r]
+        const qAbs = permute(cast(matmul(permute(narrow(qNope, 0, g.row, g.rows), [1, 0, 2]), uk), dt), [1, 0, 2]);
+        const qg = cat([qAbs, cast(narrow(qPe, 0, g.row, g.rows), dt)], 2);
+        const lat = sparseMlaDecode(reshape(qg, [1, g.rows, H, c + r]), cache.latent, reshape(sel[gi]!.slots!, [1, g.rows, W]), cfg.softmaxScale, { dv: c }).out;
+        // o[t, h, :] = o_lat[t, h, :] · W_UV[h]ᵀ
+        const oh = cast(matmul(cast(permute(reshape(lat, [g.rows, H, c]), [1, 0, 2]), 'f32'), transpose(uv)), dt); // [H, rows, dv]
+        outs.push(reshape(contiguous(permute(oh, [1, 0, 2])), [g.rows, H * dv]));
+      }
+    });
+    const o = outs.length === 1 ? outs[0]! : cat(outs, 0);
+    const out = applyLinear(o, this.lin('o_proj'), dt, this.ue8m0);
+    const positions = step.recordTopk ? sel.map((g) => g.positions!) : null;
+    return { out, selection: positions ? { width: W, idx: positions.length === 1 ? positions[0]! : cat(positions, 0) } : null };
   }
 
   /** wkv_b viewed [H, nope+dv, c] (FP8 dequantised as the reference's weight_dequant), split UK/UV. */

@@ -9,16 +9,18 @@ import path from 'node:path';
 import '../tensor/index.js'; // registers the CPU backend
 import { DsvError } from '../errors.js';
 import { Tensor } from '../tensor/tensor.js';
-import { linear } from '../tensor/ops/matmul.js';
-import { cast, contiguous, narrow, reshape } from '../tensor/ops/view.js';
-import { ModelCache } from './cache.js';
+import { reshape } from '../tensor/ops/view.js';
+import { ropeTables } from '../tensor/ops/rope.js';
+import type { RaggedBatch } from './batch.js';
+import { CachePool, ModelCache, type StepLayout, stepLayout } from './cache.js';
+import { logitsAt } from './logits.js';
 import type { MlaCacheFormat } from '../tensor/ops/sparse-mla.js';
 import { type ModelConfig, loadConfig } from './config.js';
 import { DecoderLayer } from './decoder-layer.js';
 import { embedTokens } from './embedding.js';
 import type { Selection } from './indexer.js';
-import type { AttentionMode } from './mla.js';
-import { MtpModule } from './mtp.js';
+import type { AttentionMode, AttentionStep } from './mla.js';
+import { MtpModule, type MtpOutput } from './mtp.js';
 import { addRmsNorm } from './norm.js';
 import { type Numerics, actDtype } from './numerics.js';
 import { RotaryTables } from './rope.js';
@@ -40,6 +42,34 @@ export interface ForwardOptions {
   logits?: 'all' | 'last' | 'none';
   /** called after each decoder layer (progress of long prefills) */
   onLayer?: (layer: number) => void;
+}
+
+export interface StepOptions {
+  numerics?: Numerics;
+  /** 'auto' (the reference: MQA for one-token chunks, MHA otherwise), or force a mode */
+  mode?: AttentionMode;
+  /** per layer, [T, index_topk] key positions (−1 padded) replacing the indexer's choice */
+  forcedTopk?: readonly (Int32Array | null | undefined)[];
+  /** per layer, [T, experts_per_token] expert ids replacing the gate's choice (weights recomputed) */
+  forcedRoutes?: readonly (Int32Array | null | undefined)[];
+  /** return the selections (key positions) of every layer */
+  record?: { topk?: boolean };
+  /** false: skip the LM head */
+  logitsWanted?: boolean;
+  /** called after each decoder layer (progress of long prefills) */
+  onLayer?: (layer: number) => void;
+}
+
+export interface StepResult {
+  /** f32 [R, vocab] at layout.logitRows, or null */
+  logits: Tensor | null;
+  /** final hidden state after the last norm, activation dtype [T, dim] (the MTP module's input) */
+  hidden: Tensor;
+  /** per layer, when recorded: key positions [T, width] ascending, −1 padded */
+  topk: Selection[];
+  /** per layer: routed experts i32 [T, k] on the model's device, ascending per token; null for dense layers */
+  routes: (Tensor | null)[];
+  layout: StepLayout;
 }
 
 export interface ForwardResult {
@@ -103,6 +133,11 @@ export class DeepseekV32 {
     return new ModelCache(this.cfg, batch, opts.format ?? 'f32', this.device, opts.capacity);
   }
 
+  /** A pool of cache blocks for ragged steps (the engine's; see step). */
+  newPool(opts: { blocks: number; format?: MlaCacheFormat }): CachePool {
+    return new CachePool(this.cfg, { blocks: opts.blocks, format: opts.format ?? 'f32', device: this.device });
+  }
+
   /** The device the weights (and so every activation and cache) live on. */
   get device(): string {
     return this.weights.device;
@@ -114,44 +149,97 @@ export class DeepseekV32 {
     return this.forwardIds(ids, B, S, opts);
   }
 
+  /** The equal-length API: B sequences of S new tokens each, continuing `opts.cache` (one ragged step). */
   forwardIds(ids: Int32Array, B: number, S: number, opts: ForwardOptions = {}): ForwardResult {
     const cfg = this.cfg;
-    const numerics = opts.numerics ?? 'f32';
-    const dt = actDtype(numerics);
     const cache = opts.cache ?? this.newCache(B);
     if (cache.batch !== B) throw new DsvError(`forward: the cache holds ${cache.batch} rows but the step has ${B}`);
     const start = cache.length;
     if (start + S > cfg.maxPositions) {
       throw new TokenError(`forward: positions up to ${start + S - 1} exceed max_position_embeddings (${cfg.maxPositions})`);
     }
-    for (const [name, list] of [['forcedTopk', opts.forcedTopk], ['forcedRoutes', opts.forcedRoutes]] as const) {
-      if (list && list.length !== cfg.nLayers) throw new DsvError(`forward: ${name} has ${list.length} layers, the model has ${cfg.nLayers}`);
-    }
     cache.reserve(start + S);
-    const step = { B, S, start, rot: this.rotary.at(start, S, this.device), numerics, mode: opts.mode ?? 'auto', forcedTopk: null as Int32Array | null, cache, layout: cache.layout(start, S) };
-    let h = embedTokens(this.weights.float('model.embed_tokens.weight'), ids, B, S, dt);
+    const want = opts.logits ?? 'all';
+    const rows = want === 'all' ? Int32Array.from({ length: B * S }, (_, i) => i) : want === 'last' ? Int32Array.from({ length: B }, (_, b) => b * S + S - 1) : new Int32Array(0);
+    const r = this.step(cache.batchOf(ids, S, rows), cache.pool, { ...opts, record: { topk: true }, logitsWanted: want !== 'none' });
+    cache.length = start + S;
+    return {
+      logits: r.logits ? reshape(r.logits, [B, want === 'all' ? S : 1, cfg.vocabSize]) : null,
+      hidden: reshape(r.hidden, [B, S, cfg.dim]),
+      topk: r.topk,
+      routes: r.routes,
+      cache,
+    };
+  }
+
+  /**
+   * One engine-shaped step (src/model/batch.ts): the ragged batch's new tokens run through every layer,
+   * their keys are written into `pool` at their slots, and the logits of batch.logitRows (default the
+   * last row of each chunk) come back, with the routes (and, when recorded, the selections) as device
+   * tensors. Forced selections / routes are per layer, [T, index_topk] positions / [T, k] experts.
+   */
+  step(batch: RaggedBatch, pool: CachePool, opts: StepOptions = {}): StepResult {
+    const cfg = this.cfg;
+    const numerics = opts.numerics ?? 'f32';
+    const dt = actDtype(numerics);
+    if (pool.cfg !== cfg && (pool.cfg.nLayers !== cfg.nLayers || pool.cfg.kvLoraRank !== cfg.kvLoraRank)) throw new DsvError('step: the cache pool was made for another model');
+    if (pool.device !== this.device) throw new DsvError(`step: the cache pool is on '${pool.device}', the model on '${this.device}'`);
+    for (const [name, list] of [['forcedTopk', opts.forcedTopk], ['forcedRoutes', opts.forcedRoutes]] as const) {
+      if (list && list.length !== cfg.nLayers) throw new DsvError(`step: ${name} has ${list.length} layers, the model has ${cfg.nLayers}`);
+    }
+    const layout = stepLayout(batch, pool, cfg.indexTopk);
+    const T = layout.T;
+    const step: AttentionStep = {
+      batch, layout, numerics, mode: opts.mode ?? 'auto', forcedTopk: null, recordTopk: opts.record?.topk ?? false,
+      rot: ropeTables(Array.from(layout.positions), this.rotary.freqs, this.device),
+    };
+    let h = reshape(embedTokens(this.weights.float('model.embed_tokens.weight'), batch.ids, 1, T, dt), [T, cfg.dim]);
     let residual: Tensor | null = null;
     const topk: Selection[] = [];
     const routes: (Tensor | null)[] = [];
     this.layers.forEach((layer, l) => {
       step.forcedTopk = opts.forcedTopk?.[l] ?? null;
       const forcedR = layer.isMoE ? (opts.forcedRoutes?.[l] ?? null) : null;
-      const o = layer.forward(h, residual, step, cache.layers[l]!, forcedR);
+      const o = layer.forward(h, residual, step, pool.layers[l]!, forcedR);
       h = o.h;
       residual = o.residual;
-      topk.push(o.selection);
+      if (o.selection) topk.push(o.selection);
       routes.push(o.routes);
       opts.onLayer?.(l);
     });
-    cache.length = start + S;
     const hidden = addRmsNorm(h, residual, this.weights.float('model.norm.weight'), cfg.normEps, dt).out;
-    const want = opts.logits ?? 'all';
-    let logits: Tensor | null = null;
-    if (want !== 'none') {
-      const head = this.weights.float('lm_head.weight');
-      const hs = reshape(want === 'all' ? hidden : contiguous(narrow(hidden, 1, S - 1, 1)), [B * (want === 'all' ? S : 1), cfg.dim]);
-      logits = reshape(linear(cast(hs, 'f32'), head), [B, want === 'all' ? S : 1, cfg.vocabSize]);
-    }
-    return { logits, hidden, topk, routes, cache };
+    const logits = opts.logitsWanted === false ? null : logitsAt(hidden, layout.logitRows, this.weights.float('lm_head.weight'));
+    return { logits, hidden, topk, routes, layout };
+  }
+
+  /**
+   * The MTP module m (default 0) on a ragged step that the main model has just run: hidden [T, dim] its
+   * final hidden states, nextIds [T] the tokens one position ahead. Writes the MTP layer's own caches.
+   */
+  mtpStep(batch: RaggedBatch, hidden: Tensor, nextIds: Int32Array, pool: CachePool, opts: StepOptions & { module?: number } = {}): MtpOutput {
+    const m = this.mtp[opts.module ?? 0];
+    if (!m) throw new DsvError(`mtp: the model has ${this.mtp.length} MTP modules, asked for module ${opts.module ?? 0}`);
+    const layout = stepLayout(batch, pool, this.cfg.indexTopk);
+    const step: AttentionStep = {
+      batch, layout, numerics: opts.numerics ?? 'f32', mode: opts.mode ?? 'auto', forcedTopk: null, recordTopk: opts.record?.topk ?? false,
+      rot: ropeTables(Array.from(layout.positions), this.rotary.freqs, this.device),
+    };
+    return m.forward(hidden, nextIds, step, pool.mtp[opts.module ?? 0]!);
+  }
+
+  /**
+   * The equal-length API's MTP: hidden [B, S, dim] from forward() on `cache` at the positions of that
+   * forward (cache.length − S ..), nextIds [B·S]; logits f32 [B, S, vocab].
+   */
+  mtpForward(hidden: Tensor, nextIds: Int32Array, cache: ModelCache, opts: { numerics?: Numerics; mode?: AttentionMode; module?: number } = {}): MtpOutput {
+    const [B, S] = hidden.shape as [number, number, number];
+    if (B !== cache.batch) throw new DsvError(`mtp: hidden holds ${B} rows, the cache ${cache.batch}`);
+    if (cache.length < S) throw new DsvError(`mtp: the cache holds ${cache.length} positions, fewer than the ${S} of hidden`);
+    const saved = cache.length;
+    cache.length -= S;
+    const batch = cache.batchOf(new Int32Array(B * S), S, Int32Array.from({ length: B * S }, (_, i) => i));
+    cache.length = saved;
+    const o = this.mtpStep(batch, reshape(hidden, [B * S, this.cfg.dim]), nextIds, cache.pool, opts);
+    return { ...o, logits: reshape(o.logits, [B, S, this.cfg.vocabSize]), hidden: reshape(o.hidden, [B, S, this.cfg.dim]) };
   }
 }

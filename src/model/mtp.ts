@@ -6,8 +6,8 @@
 import { DsvError } from '../errors.js';
 import { Tensor } from '../tensor/tensor.js';
 import { cat } from '../tensor/ops/indexing.js';
-import { linear } from '../tensor/ops/matmul.js';
-import { cast, reshape } from '../tensor/ops/view.js';
+import { reshape } from '../tensor/ops/view.js';
+import { logitsAt } from './logits.js';
 import type { LayerCache } from './cache.js';
 import type { ModelConfig } from './config.js';
 import { DecoderLayer } from './decoder-layer.js';
@@ -20,10 +20,11 @@ import { actDtype } from './numerics.js';
 import { layerPrefix, type ModelWeights } from './weights.js';
 
 export interface MtpOutput {
-  /** f32 [B, S, vocab]: logits for token i+2 at position i */
+  /** f32 [R, vocab] at the step's logit rows: logits for token i+2 at position i */
   logits: Tensor;
+  /** [T, dim] after shared_head.norm */
   hidden: Tensor;
-  selection: Selection;
+  selection: Selection | null;
   routes: Tensor | null;
 }
 
@@ -42,23 +43,23 @@ export class MtpModule {
   }
 
   /**
-   * hidden [B, S, dim]: the main model's final hidden states at positions start..; nextIds [B·S]: the
-   * tokens one position ahead. Positions and cache follow the main model's step.
+   * hidden [T, dim]: the main model's final hidden states of the step's tokens; nextIds [T]: the tokens
+   * one position ahead. Positions, slots and logit rows follow the main model's step.
    */
   forward(hidden: Tensor, nextIds: Int32Array, step: AttentionStep, cache: LayerCache, forcedRoutes: Int32Array | Tensor | null = null): MtpOutput {
     const cfg = this.cfg;
-    const { B, S } = step;
-    if (nextIds.length !== B * S) throw new DsvError(`mtp: ${nextIds.length} next tokens for a step of [${B}, ${S}]`);
+    const T = step.layout.T;
+    if (nextIds.length !== T) throw new DsvError(`mtp: ${nextIds.length} next tokens for a step of ${T} tokens`);
     const dt = actDtype(step.numerics);
     const eps = cfg.normEps;
-    const e = embedTokens(this.own('embed_tokens.weight', 'model.embed_tokens.weight'), nextIds, B, S, dt);
+    const e = reshape(embedTokens(this.own('embed_tokens.weight', 'model.embed_tokens.weight'), nextIds, 1, T, dt), [T, cfg.dim]);
     const en = rmsNormTo(e, this.weights.float(`${this.p}.enorm.weight`), eps, dt);
     const hn = rmsNormTo(hidden, this.weights.float(`${this.p}.hnorm.weight`), eps, dt);
-    const x = applyLinear(reshape(cat([en, hn], 2), [B * S, 2 * cfg.dim]), this.weights.linear(`${this.p}.eh_proj.weight`), dt, this.ue8m0);
-    const o = this.block.forward(reshape(x, [B, S, cfg.dim]), null, step, cache, forcedRoutes);
+    const x = applyLinear(cat([en, hn], 1), this.weights.linear(`${this.p}.eh_proj.weight`), dt, this.ue8m0);
+    const o = this.block.forward(x, null, step, cache, forcedRoutes);
     const h = addRmsNorm(o.h, o.residual, this.weights.float(`${this.p}.shared_head.norm.weight`), eps, dt).out;
     const head = this.own('shared_head.head.weight', 'lm_head.weight');
-    const logits = reshape(linear(cast(reshape(h, [B * S, cfg.dim]), 'f32'), head), [B, S, cfg.vocabSize]);
+    const logits = logitsAt(h, step.layout.logitRows, head);
     return { logits, hidden: h, selection: o.selection, routes: o.routes };
   }
 }

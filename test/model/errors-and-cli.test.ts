@@ -100,18 +100,17 @@ test('MTP layer: loaded from the extra checkpoint layer, drafts with its own cac
   const S = toks[0]!.length - 1;
   const next = Int32Array.from(toks[0]!.slice(1));
   const mainFull = m.forward([toks[0]!.slice(0, S)]);
-  const step = (start: number, n: number, cache: ReturnType<typeof m.newCache>) => ({ B: 1, S: n, start, rot: m.rotary.at(start, n), numerics: 'f32' as const, mode: 'auto' as const, forcedTopk: null, cache, layout: cache.layout(start, n) });
-  const full = m.mtp[0]!.forward(mainFull.hidden, next, step(0, S, mainFull.cache), mainFull.cache.mtp[0]!);
+  const full = m.mtpForward(mainFull.hidden, next, mainFull.cache);
   assert.deepEqual(full.logits.shape, [1, S, cfg.vocabSize]);
   // incremental: the first 6 positions, then one at a time with the MTP layer's own cache
   const pre = m.forward([toks[0]!.slice(0, 6)]);
-  const inc = m.mtp[0]!.forward(pre.hidden, next.subarray(0, 6), step(0, 6, pre.cache), pre.cache.mtp[0]!);
+  const inc = m.mtpForward(pre.hidden, next.subarray(0, 6), pre.cache);
   const fl = full.logits.toFloat32();
   const iv = inc.logits.toFloat32();
   for (let j = 0; j < iv.length; j++) assert.ok(Math.abs(iv[j]! - fl[j]!) < 1e-5 * (1 + Math.abs(fl[j]!)), `MTP prefill logit ${j}`);
   for (let p = 6; p < S; p++) {
     const d = m.forward([[toks[0]![p]!]], { cache: pre.cache });
-    const o = m.mtp[0]!.forward(d.hidden, next.subarray(p, p + 1), step(p, 1, pre.cache), pre.cache.mtp[0]!);
+    const o = m.mtpForward(d.hidden, next.subarray(p, p + 1), pre.cache);
     const v = o.logits.toFloat32();
     let mx = 0;
     let ref = 0;

@@ -15,6 +15,8 @@ import * as T from '../../src/tensor/index.js';
 import { e4m3BitsToF32, f32ToE4m3Bits } from '../../src/tensor/dtype.js';
 import { DeepseekV32, mapSource, randomCheckpoint, randomConfig, selectionIndices } from '../../src/model/index.js';
 import { indexScores } from '../oracles/indexer.js';
+import { stepLayout } from '../../src/model/cache.js';
+import { ropeTables } from '../../src/tensor/ops/rope.js';
 import { DEVICES, assertRel } from '../cuda/common.js';
 import { on } from './helpers.js';
 
@@ -47,7 +49,6 @@ for (const Hi of [16, 64]) {
     const B = 2;
     const rng = new T.Rng(17 + Hi);
     const cache = m.newCache(B);
-    const lc = cache.layers[1]!;
     // the host copies of every key written so far, per sequence: e4m3 bits and scales
     const k8: Uint8Array[] = [new Uint8Array(0), new Uint8Array(0)];
     const ksAll: Float32Array[] = [new Float32Array(0), new Float32Array(0)];
@@ -62,7 +63,11 @@ for (const Hi of [16, 64]) {
       const qr = T.fromArray(randF32(B * S * cfg.qLoraRank, rng), [B * S, cfg.qLoraRank]);
       const rot = m.rotary.at(start, S);
       cache.reserve(start + S);
-      const sel = ix.forward(x2, qr, B, S, start, rot, lc, (b) => lc.sequence(b, cache.blocksPerSequence), cache.layout(start, S), 'f32', null);
+      const batch = cache.batchOf(new Int32Array(B * S), S);
+      const layout = stepLayout(batch, cache.pool, cfg.indexTopk);
+      const rotT = ropeTables(Array.from(layout.positions), m.rotary.freqs);
+      const groups = ix.forward(x2, qr, rotT, cache.layers[1]!, layout, (s) => batch.seqs[s]!.blocks, 'f32', null, () => ({ positions: true, slots: false }));
+      const sel = { width: layout.width, idx: groups[0]!.positions! };
       cache.length = start + S;
       const t = ix.project(x2, qr, B, S, rot, 'f32');
       const kb = t.k.toHost() as Uint8Array;
