@@ -37,9 +37,10 @@ if [ "$what" = all ] || [ "$what" = tests ]; then
   # the backend-agnostic tensor suite with 'cuda' registered: tests written per device run on both
   DSV32_TEST_DEVICES=cpu,cuda timeout 150 node --import ./dist/src/backend/cuda/index.js --test --test-reporter=tap dist/test/tensor/*.test.js > "$OUT/test-tensor.log" 2>&1
   summary+=("tensor tests (cpu+cuda): $(grep -E '^# (pass|fail|skipped)' "$OUT/test-tensor.log" | tr '\n' ' ')")
-  # the one model path on cuda (weights, caches, every step there) against the official goldens
+  # the one model path on cuda (weights, caches, every step there) against the official goldens, and its
+  # ragged engine-shaped steps against each sequence alone
   [ -d tmp/fixtures ] && export DSV32_FIXTURES=${DSV32_FIXTURES:-$PWD/tmp/fixtures}
-  timeout 200 node --test --test-reporter=tap --test-name-pattern="model on cuda" dist/test/model/devices.test.js > "$OUT/test-model.log" 2>&1
+  timeout 200 node --test --test-reporter=tap --test-name-pattern="on cuda" dist/test/model/devices.test.js dist/test/model/ragged.test.js > "$OUT/test-model.log" 2>&1
   summary+=("model device tests: $(grep -E '^# (pass|fail|skipped)' "$OUT/test-model.log" | tr '\n' ' ')")
 fi
 if [ "$what" = all ] || [ "$what" = bench ]; then
