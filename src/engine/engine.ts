@@ -41,7 +41,7 @@ import { type Engine, type EngineEvent, EngineRequestError, type EngineStats, ty
 export interface EngineModel<P extends { readonly blocks: number }> {
   readonly cfg: ModelConfig;
   newPool(opts: { blocks: number; format?: MlaCacheFormat }): P;
-  step(batch: RaggedBatch, pool: P, opts?: { numerics?: 'f32' | 'bf16'; record?: { topk?: boolean } }): { logits: Tensor; hidden: Tensor; topk: Selection[]; routes: (Tensor | null)[] };
+  step(batch: RaggedBatch, pool: P, opts?: { numerics?: 'f32' | 'bf16'; record?: { topk?: boolean } }): { logits: Tensor | null; hidden: Tensor; topk: Selection[]; routes: (Tensor | null)[] };
   mtpStep?(batch: RaggedBatch, hidden: Tensor, nextIds: Int32Array, pool: P, opts?: { numerics?: 'f32' | 'bf16' }): { logits: Tensor; hidden: Tensor };
 }
 
@@ -329,6 +329,7 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
     const batch: RaggedBatch = { ids, seqs, logitRows: Int32Array.from(rows.length ? rows : [T - 1]) };
     const numerics = this.opts.numerics;
     const out = this.model.step(batch, this.cachePool, { numerics, record: { topk: wantTopk } });
+    if (!out.logits) throw new DsvError('engine: the model step returned no logits');
     const logits = out.logits.toFloat32();
     const routes = wantRoutes ? out.routes.map((r) => (r ? (r.toHost() as Int32Array) : null)) : null;
     const topk = wantTopk ? out.topk.map((s) => ({ width: s.width, idx: s.idx.toHost() as Int32Array })) : null;
