@@ -1,0 +1,187 @@
+// Rollouts end to end on the real engine (LLMEngine) with a tiny DeepSeek-V3.2 on the CPU, over the
+// code-interpreter environment family, and the records checked against the model itself:
+//   - the sequence decodes to the encoder's rendering; only sampled tokens are trained, the tool output
+//     (the sandbox's run_python result) sits in between, masked out;
+//   - each trained token's recorded logprob equals log-softmax(logits/τ) recomputed by model.forward over
+//     the recorded sequence, and its sampling mask equals keep-sampling-mask's rule on those logits;
+//   - the recorded routes equal the routes of that forward at p − 1 (Keep Routing: 0 % disagreement);
+//   - through collateRollouts, maskedTokenLogProbs at θ = θ_old gives r ≡ 1 (rl.md §6 inv. 6) and the
+//     policy loss is finite.
+//
+// A random model does not write tool calls, so this one is made to: every layer's output projection
+// (attention o_proj, MLP and expert down_proj) is zeroed, which makes the final hidden state a function of
+// the current token only (the layers still run, route and record), and lm_head rows are set so that a
+// chain of added tokens follows `<think>`: reasoning → `</think>` → the DSML call of run_python → EOS.
+// Its logits are still the model's, its distribution is not one-hot (other logits stay random), and the
+// engine samples at τ = 1 with top-k 4.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { DeepSeekTokenizer } from '../../src/chat/tokenizer.js';
+import { EOS, THINK_END, THINK_START } from '../../src/chat/tokens.js';
+import { LLMEngine } from '../../src/engine/engine.js';
+import { generateCodeInterpreter } from '../../src/envs/families/code-interpreter/family.js';
+import { loadEnvironment } from '../../src/envs/load.js';
+import { DeepseekV32, mapSource, randomCheckpoint, randomConfig } from '../../src/model/index.js';
+import { fromArray, type Tensor } from '../../src/tensor/index.js';
+import { collateRollouts } from '../../src/rl/batch.js';
+import { keptTokens, maskedTokenLogProbs } from '../../src/rl/keep-sampling-mask.js';
+import { recordRoutes } from '../../src/rl/keep-routing.js';
+import { policyLoss } from '../../src/rl/policy-loss.js';
+import { parseRewardConfig } from '../../src/rl/rewards.js';
+import { EngineSampler, groupRecords, rolloutGroup } from '../../src/rl/rollout.js';
+import { buildMiniDeepSeekTokenizer } from '../chat/mini-tokenizer.js';
+import { scratchDir } from '../envs/family-helpers.js';
+
+const CHAIN_TEXT = [
+  'I will run it.',
+  THINK_END,
+  '\n\n<｜DSML｜function_calls>\n<｜DSML｜invoke name="run_python">\n<｜DSML｜parameter name="code" string="true">',
+  'print(6*7)',
+  '</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜function_calls>',
+];
+const TURN = CHAIN_TEXT.join('') + EOS;
+
+// the test tokenizer with the chain's pieces as added tokens (the six chat tokens are already there)
+const files = buildMiniDeepSeekTokenizer();
+const tj = files.tokenizerJson as { added_tokens: { id: number; content: string }[]; model: { vocab: Record<string, number> } };
+let nextId = Math.max(...Object.values(tj.model.vocab)) + 1;
+for (const text of [CHAIN_TEXT[0]!, CHAIN_TEXT[2]!, CHAIN_TEXT[3]!, CHAIN_TEXT[4]!]) {
+  tj.added_tokens.push({ id: nextId, content: text, single_word: false, lstrip: false, rstrip: false, normalized: false, special: false } as never);
+  tj.model.vocab[text] = nextId++;
+}
+const tok = new DeepSeekTokenizer(tj, files.tokenizerConfig, 'mini+chain');
+const idOf = (s: string) => {
+  const ids = tok.encode(s);
+  assert.equal(ids.length, 1, `${JSON.stringify(s)} is one token`);
+  return ids[0]!;
+};
+const chain = [THINK_START, ...CHAIN_TEXT, EOS].map(idOf);
+
+const cfg = randomConfig({ vocab_size: 640, num_hidden_layers: 2, eos_token_id: tok.special.eos, max_position_embeddings: 8192 });
+assert.ok(tok.vocabSize <= cfg.vocabSize);
+const ckpt = randomCheckpoint(cfg, 3);
+for (const [name, t] of ckpt) if (/(o_proj|down_proj)\.weight$/.test(name)) ckpt.set(name, fromArray(new Float32Array(t.numel), t.shape, { dtype: t.dtype }));
+{
+  // h(a): the final hidden state after token a (independent of context and of lm_head); row b of lm_head
+  // gets α·h(a)/|h(a)|² for each chain step a → b, so logit_b ≈ α after a
+  const probe = DeepseekV32.fromSource(cfg, mapSource(ckpt));
+  const head = ckpt.get('lm_head.weight')!;
+  const w = Float32Array.from(head.toFloat32());
+  const D = cfg.dim;
+  const alpha = 9;
+  for (let i = 0; i + 1 < chain.length; i++) {
+    const h = probe.forward([[chain[i]!]]).hidden.toFloat32();
+    const n2 = h.reduce((s, x) => s + x * x, 0);
+    for (let d = 0; d < D; d++) w[chain[i + 1]! * D + d]! += (alpha * h[d]!) / n2;
+  }
+  ckpt.set('lm_head.weight', fromArray(w, head.shape, { dtype: head.dtype }));
+}
+const model = DeepseekV32.fromSource(cfg, mapSource(ckpt));
+
+const root = scratchDir('rl-engine-');
+generateCodeInterpreter({ seed: 3, tasks: 1, outDir: join(root, 'ci') });
+const env = loadEnvironment(join(root, 'ci'));
+const SAMPLING = { temperature: 1, topP: 1, topK: 4, minP: 0, maxTokens: 12 };
+
+test('rollout on LLMEngine (tiny model, CPU, code-interpreter): records agree with model.forward — logprobs, masks, routes, loss mask', async () => {
+  const engine = new LLMEngine(model, { numBlocks: 64, maxNumSeqs: 4, maxModelLen: 4096 });
+  try {
+    const group = await rolloutGroup(env, env.tasks[0]!.id, {
+      sampler: new EngineSampler(engine),
+      tokenizer: tok,
+      mode: 'thinking',
+      sampling: SAMPLING,
+      stopTokenIds: [tok.special.eos],
+      vocabSize: cfg.vocabSize,
+      maxContextTokens: 4096,
+      routes: { layers: cfg.nLayers - cfg.nDenseLayers, k: cfg.nActivatedExperts },
+      topLogprobs: 4,
+      groupSize: 2,
+      maxSteps: 2,
+      reward: parseRewardConfig({}),
+      seed: 7,
+    });
+    const recs = groupRecords([group]);
+    assert.equal(recs.length, 2);
+    for (const ep of group.episodes) {
+      assert.equal(ep.steps, 2);
+      assert.equal(ep.status, 'max_steps', 'the chain calls run_python every turn and never submits');
+      assert.equal(ep.toolCalls, 2);
+      assert.equal(ep.reward.outcome, 0);
+      assert.equal(ep.reward.format, 1, 'the model wrote well-formed thinking + DSML turns');
+    }
+    const V = cfg.vocabSize;
+    const L = cfg.nLayers - cfg.nDenseLayers;
+    const k = cfg.nActivatedExperts;
+    let trainedTotal = 0;
+    let compared = 0;
+    for (const r of recs) {
+      const n = r.tokens.length;
+      const text = tok.decode(Array.from(r.tokens));
+      // two sampled turns; between them the tool output, masked
+      const trainedText = [0, 1].map(() => '');
+      let turn = -1;
+      for (let p = 0; p < n; p++) {
+        if (r.trained[p] && !r.trained[p - 1]) turn++;
+        if (r.trained[p]) trainedText[turn] += tok.decode([r.tokens[p]!]);
+      }
+      assert.equal(turn, 1);
+      assert.deepEqual(trainedText, [TURN, TURN], 'exactly the sampled turns are trained');
+      const i1 = text.indexOf(TURN) + TURN.length;
+      const between = text.slice(i1, text.indexOf(TURN, i1));
+      assert.match(between, /^\n\n<function_results>\n<result>\{.*42\\n.*\}<\/result>\n<\/function_results>\n\n<think>$/, 'the sandbox ran print(6*7); its output is in the sequence');
+      // the model's own view of the recorded sequence
+      const fwd = model.forward([Array.from(r.tokens.subarray(0, n - 1))]);
+      const logits = fwd.logits!.toFloat32();
+      const own = recordRoutes(cfg, fwd.routes, 1)[0]!;
+      for (let p = 1; p < n; p++) {
+        if (!r.trained[p]) {
+          assert.equal(r.routed![p - 1], 0);
+          continue;
+        }
+        trainedTotal++;
+        const row = logits.subarray((p - 1) * V, p * V);
+        let m = -Infinity;
+        for (const z of row) m = Math.max(m, z);
+        let s = 0;
+        for (const z of row) s += Math.exp(z - m);
+        const lp = row[r.tokens[p]!]! - m - Math.log(s);
+        assert.ok(Math.abs(r.logprobs[p]! - lp) < 1e-4, `position ${p}: recorded logprob ${r.logprobs[p]} vs recomputed ${lp}`);
+        const kept = Array.from(r.samplingMask.indices.subarray(r.samplingMask.indptr[p]!, r.samplingMask.indptr[p + 1]!));
+        assert.deepEqual(kept, Array.from(keptTokens(row, SAMPLING)), `position ${p}: sampling mask`);
+        assert.equal(r.routed![p - 1], 1);
+        for (let l = 0; l < L; l++) {
+          const rec = Array.from(r.routes!.data.subarray(((p - 1) * L + l) * k, ((p - 1) * L + l + 1) * k)).sort((a, b) => a - b);
+          const mine = Array.from(own.data.subarray(((p - 1) * L + l) * k, ((p - 1) * L + l + 1) * k)).sort((a, b) => a - b);
+          assert.deepEqual(rec, mine, `position ${p - 1}, MoE layer ${l}: routes`);
+          compared++;
+        }
+      }
+    }
+    assert.equal(trainedTotal, 2 * 2 * tok.encode(TURN).length);
+    assert.equal(compared, trainedTotal * L);
+
+    // the loss batch at θ = θ_old: masked π_θ over the recorded support equals the renormalised π_old
+    const b = collateRollouts(recs, { padId: tok.special.eos });
+    assert.equal(b.unmaskedTokens, 0, 'top-4 logprobs cover the top-4 kept set');
+    const logitsB: Tensor = model.forward(b.input).logits!;
+    const logp = maskedTokenLogProbs(logitsB, b.target, b.samplingMask, SAMPLING.temperature, b.valid);
+    const lpv = logp.toFloat64();
+    const old = b.logpOld.toFloat64();
+    const valid = b.valid.toFloat64();
+    let nValid = 0;
+    for (let i = 0; i < lpv.length; i++) {
+      if (!valid[i]) continue;
+      nValid++;
+      assert.ok(Math.abs(lpv[i]! - old[i]!) < 1e-4, `token ${i}: r = exp(${lpv[i]! - old[i]!}) ≠ 1`);
+    }
+    assert.equal(nValid, trainedTotal);
+    const out = policyLoss({ logp, logpOld: b.logpOld, advantages: b.advantages, mask: b.valid }, { eps: 0.2, beta: 0, opsmDelta: 1e-4 });
+    assert.ok(Number.isFinite(out.loss.item()));
+    assert.equal(out.stats.clipFraction, 0);
+    assert.ok(Math.max(...Array.from(out.opsmStatistic.toFloat64()).map(Math.abs)) < 1e-4);
+  } finally {
+    engine.close();
+  }
+});
