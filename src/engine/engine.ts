@@ -31,7 +31,7 @@ import type { MlaCacheFormat } from '../tensor/ops/sparse-mla.js';
 import { BLOCK_TOKENS, BlockPool } from './block-pool.js';
 import { EventStream } from './event-stream.js';
 import { type ScheduledChunk, Scheduler } from './scheduler.js';
-import { type Distribution, type FilterParams, checkFilterParams, distribution, drawFrom, logprobs, sampleRow } from './sampler.js';
+import { type Distribution, checkFilterParams, distribution, drawFrom, logprobs } from './sampler.js';
 import { Sequence } from './sequence.js';
 import { verifyDrafts } from './speculative.js';
 import { type Detokenize, StopChecker, type StopResult } from './stop.js';
@@ -212,8 +212,8 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
     if (ids.length > this.capacity) {
       throw fail(`promptIds has ${ids.length} tokens; at most ${this.capacity} fit (maxModelLen ${this.info.maxModelLen}, cache pool ${this.blockPool.numBlocks} blocks of ${BLOCK_TOKENS})`, 'promptIds');
     }
-    const given = req.params ?? {};
-    for (const k of Object.keys(given)) if (given[k as keyof SamplingParams] === undefined) delete given[k as keyof SamplingParams];
+    // undefined fields take the defaults (the caller's object is not touched)
+    const given = Object.fromEntries(Object.entries(req.params ?? {}).filter(([, v]) => v !== undefined)) as Partial<SamplingParams>;
     const p: SamplingParams = { ...DEFAULTS, maxTokens: this.capacity, ...given };
     checkFilterParams(p, fail);
     const int = (field: keyof SamplingParams, lo: number, hi: number): void => {
@@ -258,7 +258,12 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
         this.wake = null;
         continue;
       }
-      this.step();
+      try {
+        this.step();
+      } catch (e) {
+        // a bug outside the model step (which fails only its own batch): fail everything rather than hang
+        this.fail([...this.scheduler.running, ...this.scheduler.waiting], e);
+      }
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
   }
@@ -348,11 +353,15 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
       const r0 = firstRow.get(c)!;
       const flat0 = offsetOf.get(c)!;
       let emitted: number[];
+      let dists: Distribution[];
       if (c.drafts === 0) {
-        emitted = [sampleRow(row(r0), p, st.rng, { logprobs: 0, mask: false }).token];
+        const d = distribution(row(r0), p);
+        emitted = [p.temperature === 0 ? d.ids[0]! : drawFrom(d, st.rng!.uniform())];
+        dists = [d];
       } else {
         const v = verifyDrafts((i) => row(r0 + i), seq.drafts.slice(0, c.drafts), st.draftDists, p, st.rng);
         emitted = v.tokens;
+        dists = v.dists;
         this.draftProposed += c.drafts;
         this.draftAccepted += v.accepted;
       }
@@ -363,7 +372,7 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
         const tok = emitted[i]!;
         const r = r0 + i;
         const flat = flat0 + c.len - 1 - c.drafts + i;
-        this.emitToken(st, tok, row(r), flat, routes, topk);
+        this.emitToken(st, tok, row(r), dists[i]!, flat, routes, topk);
         seq.tokens.push(tok);
         this.generated++;
         const why = st.stop.check(seq.completion, seq.tokens.length - 1 < this.capacity);
@@ -380,12 +389,12 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
     if (this.spec > 0) this.propose(batch, out.hidden, chunks, proposeFrom);
   }
 
-  private emitToken(st: SeqState, tok: number, logitsRow: Float32Array, flat: number, routes: (Int32Array | null)[] | null, topk: { width: number; idx: Int32Array }[] | null): void {
+  private emitToken(st: SeqState, tok: number, logitsRow: Float32Array, dist: Distribution, flat: number, routes: (Int32Array | null)[] | null, topk: { width: number; idx: Int32Array }[] | null): void {
     const p = st.request.params;
     const lp = logprobs(logitsRow, p.temperature, tok, p.logprobs);
     const ev: TokenEvent = { type: 'token', requestId: st.request.req.id, index: st.index, tokenId: tok, logprob: lp.logprob };
     if (p.logprobs > 0) ev.topLogprobs = lp.topLogprobs;
-    if (p.returnSamplingMask) ev.samplingMask = Int32Array.from(distribution(logitsRow, p).ids).sort();
+    if (p.returnSamplingMask) ev.samplingMask = Int32Array.from(dist.ids).sort();
     if (p.returnRoutedExperts && routes) {
       const k = this.model.cfg.nActivatedExperts;
       const moe = routes.filter((r): r is Int32Array => r !== null);

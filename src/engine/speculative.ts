@@ -18,6 +18,8 @@ import { type Distribution, type FilterParams, distribution, drawFrom } from './
 export interface Verified {
   /** emitted tokens, in order: the accepted drafts, then the correction or bonus token */
   tokens: number[];
+  /** the target distribution (kept set K) of each emitted token's row: its sampling mask */
+  dists: Distribution[];
   accepted: number;
 }
 
@@ -38,12 +40,14 @@ function dense(d: Distribution, V: number): Float64Array {
  */
 export function verifyDrafts(rows: (i: number) => ArrayLike<number>, drafts: readonly number[], draftDists: readonly (Distribution | null)[], params: FilterParams, rng: Rng | null): Verified {
   const out: number[] = [];
+  const dists: Distribution[] = [];
   for (let i = 0; i < drafts.length; i++) {
     const p = distribution(rows(i), params);
+    dists.push(p);
     const d = drafts[i]!;
     if (params.temperature === 0) {
       out.push(p.ids[0]!);
-      if (p.ids[0] !== d) return { tokens: out, accepted: i };
+      if (p.ids[0] !== d) return { tokens: out, dists, accepted: i };
       continue;
     }
     const q = dense(draftDists[i]!, rows(i).length);
@@ -60,9 +64,10 @@ export function verifyDrafts(rows: (i: number) => ArrayLike<number>, drafts: rea
     // s = 0 only when p ≤ q everywhere, i.e. p = q, where rejection has probability 0; fall back to p
     const residual = s > 0 ? { ids: p.ids, probs: probs.map((x) => x / s) } : p;
     out.push(drawFrom(residual, rng!.uniform()));
-    return { tokens: out, accepted: i };
+    return { tokens: out, dists, accepted: i };
   }
   const last = distribution(rows(drafts.length), params);
+  dists.push(last);
   out.push(params.temperature === 0 ? last.ids[0]! : drawFrom(last, rng!.uniform()));
-  return { tokens: out, accepted: drafts.length };
+  return { tokens: out, dists, accepted: drafts.length };
 }

@@ -1,0 +1,88 @@
+// Engine throughput on a random-weight model (a script, not a test):
+//   node dist/test/engine/engine-bench.js [--device cpu|cuda] [--shape tiny|cpu-mid|mid] [--numerics f32|bf16]
+//        [--batches 1,4,16] [--prompt 64] [--gen 32] [--spec 0]
+// For each batch size B, B concurrent greedy requests (distinct prompts, ignoreEos) of `prompt` tokens
+// generate `gen` tokens each. Reported per B: TTFT (first token after submission) mean, TPOT (mean gap
+// between a sequence's tokens after the first), decode throughput B / TPOT, end-to-end tokens/s, and the
+// model-only time of the same decode
+// (model.forward of B one-token rows on a filled cache), so the engine's own overhead shows as the gap.
+// One JSON line per B on stdout.
+import { LLMEngine } from '../../src/engine/engine.js';
+import type { EngineEvent } from '../../src/engine/types.js';
+import { DeepseekV32, mapSource, randomCheckpoint, randomConfig, type RandomConfigOverrides } from '../../src/model/index.js';
+
+const arg = (name: string, dflt: string): string => {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1]! : dflt;
+};
+const device = arg('--device', 'cpu');
+if (device === 'cuda') await import('../../src/backend/cuda/index.js');
+const shape = arg('--shape', 'tiny');
+const numerics = arg('--numerics', 'f32') as 'f32' | 'bf16';
+const batches = arg('--batches', '1,4,16').split(',').map(Number);
+const P = Number(arg('--prompt', '64'));
+const G = Number(arg('--gen', '32'));
+const spec = Number(arg('--spec', '0'));
+
+const shapes: Record<string, RandomConfigOverrides> = {
+  tiny: { num_hidden_layers: 2, vocab_size: 128, index_topk: 8 },
+  'cpu-mid': {
+    vocab_size: 8192, hidden_size: 1024, intermediate_size: 2048, moe_intermediate_size: 256, num_hidden_layers: 4, first_k_dense_replace: 1,
+    num_attention_heads: 8, num_key_value_heads: 8, n_routed_experts: 16, n_shared_experts: 1, num_experts_per_tok: 4, n_group: 4, topk_group: 2,
+    q_lora_rank: 512, kv_lora_rank: 256, qk_nope_head_dim: 64, qk_rope_head_dim: 32, v_head_dim: 64, index_n_heads: 8, index_head_dim: 128, index_topk: 256,
+  },
+  mid: {
+    vocab_size: 32000, hidden_size: 2048, intermediate_size: 5632, moe_intermediate_size: 512, num_hidden_layers: 4, first_k_dense_replace: 1,
+    num_attention_heads: 16, num_key_value_heads: 16, n_routed_experts: 32, n_shared_experts: 1, num_experts_per_tok: 4, n_group: 8, topk_group: 4,
+    q_lora_rank: 768, kv_lora_rank: 512, qk_nope_head_dim: 128, qk_rope_head_dim: 64, v_head_dim: 128, index_n_heads: 16, index_head_dim: 128, index_topk: 2048,
+  },
+};
+const cfg = randomConfig({ ...shapes[shape]!, num_nextn_predict_layers: spec > 0 ? 1 : 0 });
+const model = DeepseekV32.fromSource(cfg, mapSource(randomCheckpoint(cfg, 1)), { device });
+model.forward([[1, 2, 3, 4]], { numerics }); // load every weight
+
+const prompt = (b: number): number[] => Array.from({ length: P }, (_, i) => (i * 7919 + b * 104729 + 13) % cfg.vocabSize);
+const now = (): number => performance.now();
+
+for (const B of batches) {
+  const blocksPer = Math.ceil((P + G + 4) / 64);
+  const engine = new LLMEngine(model, { numBlocks: B * blocksPer + 2, maxNumSeqs: Math.max(B, 1), maxBatchTokens: Math.max(2048, B * (1 + spec)), numerics, speculativeTokens: spec });
+  const t0 = now();
+  const first: number[] = [];
+  const last: number[] = [];
+  const gaps: number[] = [];
+  await Promise.all(Array.from({ length: B }, async (_, b) => {
+    let prev = 0;
+    const it: AsyncIterable<EngineEvent> = engine.generate({ id: `r${b}`, promptIds: prompt(b), params: { temperature: 0, maxTokens: G, ignoreEos: true } });
+    for await (const ev of it) {
+      if (ev.type !== 'token') continue;
+      const t = now();
+      if (first[b] === undefined) first[b] = t;
+      else gaps.push(t - prev);
+      prev = t;
+    }
+    last[b] = prev;
+  }));
+  const end = Math.max(...last);
+  const s = engine.stats();
+  engine.close();
+  // the model alone: B one-token rows per step on a cache filled with the prompts
+  const cache = model.newCache(B);
+  model.forward(Array.from({ length: B }, (_, b) => prompt(b)), { cache, logits: 'none', numerics });
+  const steps = 8;
+  const m0 = now();
+  for (let i = 0; i < steps; i++) model.forward(Array.from({ length: B }, (_, b) => [(b + i) % cfg.vocabSize]), { cache, logits: 'last', numerics }).logits!.toFloat32();
+  const modelStep = (now() - m0) / steps;
+  const mean = (a: number[]): number => a.reduce((x, y) => x + y, 0) / Math.max(1, a.length);
+  console.log(JSON.stringify({
+    device, shape, numerics, batch: B, prompt: P, gen: G, spec,
+    ttftMs: +mean(first.map((t) => t - t0)).toFixed(2),
+    tpotMs: +mean(gaps).toFixed(2),
+    decodeTokPerS: +((1000 * B) / mean(gaps)).toFixed(1),
+    totalTokPerS: +((B * G) / ((end - t0) / 1000)).toFixed(1),
+    totalS: +((end - t0) / 1000).toFixed(3),
+    modelDecodeStepMs: +modelStep.toFixed(2),
+    modelDecodeTokPerS: +((B * 1000) / modelStep).toFixed(1),
+    draftProposed: s.draftProposed, draftAccepted: s.draftAccepted,
+  }));
+}
