@@ -18,7 +18,7 @@ const DEFAULT_MAX_TOKENS = 16;
 
 function promptList(prompt: string | number[] | string[] | number[][], codec: TextCodec | null, vocab: number): { ids: number[]; text: string | null }[] {
   const list: (string | number[])[] = typeof prompt === 'string' ? [prompt] : typeof prompt[0] === 'number' ? [prompt as number[]] : (prompt as (string | number[])[]);
-  const batch = list.length > 1 || Array.isArray(prompt[0]) || typeof prompt[0] === 'string';
+  const batch = Array.isArray(prompt) && (Array.isArray(prompt[0]) || typeof prompt[0] === 'string');
   return list.map((p, i) => {
     const where = batch ? `prompt[${i}]` : 'prompt';
     if (typeof p === 'string') {

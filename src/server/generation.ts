@@ -131,6 +131,8 @@ async function* steps(
   } finally {
     cleanup();
     if (!choices.every((c) => c.done)) local.abort(new Error('response ended early'));
+    // Release the engine's iterator too (a generator-based engine runs its cleanup on return).
+    await it.return?.();
   }
   const completionTokens = choices.reduce((s, c, i) => s + (counted[i] ?? c.tokens), 0);
   return { promptTokens, completionTokens };

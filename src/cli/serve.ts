@@ -1,0 +1,144 @@
+// `dsv32 serve`: load a checkpoint, start the engine and the OpenAI-compatible server (src/server/), and
+// serve until SIGTERM/SIGINT, which drains: new requests are refused, in-flight ones finish, then the
+// process exits 0 (a second signal exits at once). Flags follow `vllm serve` where it has one.
+//
+// The tokenizer is the checkpoint's tokenizer.json when the directory has one, else the DeepSeek-V3.2
+// tokenizer this package ships; --skip-tokenizer-init serves without one (token ids in and out, as in
+// vLLM). Numerics: --dtype f32 or bf16 sets the engine's numerics; fp8 is bf16 numerics with the FP8
+// latent cache (656 B/token at full size). The KV cache format defaults to the --dtype's.
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { DsvError } from '../errors.js';
+import { loadDeepSeekV32Tokenizer, loadTokenizer, type DeepSeekTokenizer } from '../chat/tokenizer.js';
+import { LLMEngine } from '../engine/engine.js';
+import { DeepseekV32 } from '../model/index.js';
+import { createServer } from '../server/index.js';
+import { getBackend } from '../tensor/backend.js';
+import type { MlaCacheFormat } from '../tensor/ops/sparse-mla.js';
+import { intArg } from './args.js';
+
+export class ServeCliError extends DsvError {}
+
+interface ServeOptions {
+  model: string;
+  device: string;
+  dtype: 'f32' | 'bf16' | 'fp8';
+  port: number;
+  host: string;
+  maxNumSeqs: number;
+  maxModelLen?: number;
+  numBlocks?: number;
+  kvCacheDtype?: MlaCacheFormat;
+  speculativeTokens: number;
+  skipTokenizerInit?: boolean;
+  servedModelName?: string;
+  maxWaiting: number;
+  bodyLimit: number;
+}
+
+function hostArg(v: string): string {
+  if (!/^[A-Za-z0-9.:_-]+$/.test(v)) throw new InvalidArgumentError(`--host must be a host name or IP address, got "${v}"`);
+  return v;
+}
+
+export function register(program: Command): void {
+  program
+    .command('serve')
+    .description('serve a checkpoint over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models, /health, /metrics)')
+    .requiredOption('--model <dir>', 'Hugging Face checkpoint directory (config.json + safetensors; tokenizer.json optional)')
+    .addOption(new Option('--device <name>', 'where the model runs').choices(['cpu', 'cuda']).default('cpu'))
+    .addOption(new Option('--dtype <dtype>', 'numerics: f32, bf16, or fp8 (bf16 numerics with the FP8 latent cache)').choices(['f32', 'bf16', 'fp8']).default('bf16'))
+    .option('--port <n>', 'TCP port (0: any free port)', intArg('--port', 0, 65535), 8000)
+    .option('--host <host>', 'address to bind', hostArg, '127.0.0.1')
+    .option('--max-num-seqs <n>', 'sequences generated at once', intArg('--max-num-seqs', 1), 64)
+    .option('--max-model-len <n>', "context length (default: the model's max_position_embeddings)", intArg('--max-model-len', 2))
+    .option('--num-blocks <n>', 'KV-cache blocks of 64 tokens (default: max-num-seqs sequences of min(max-model-len, 4096) tokens)', intArg('--num-blocks', 1))
+    .addOption(new Option('--kv-cache-dtype <dtype>', 'latent KV-cache format (default: that of --dtype)').choices(['fp8', 'bf16', 'f32']))
+    .option('--speculative-tokens <n>', 'MTP draft tokens per step, 0 to 3 (needs MTP layers)', intArg('--speculative-tokens', 0, 3), 0)
+    .option('--skip-tokenizer-init', 'serve without a tokenizer: prompts and outputs are token ids (/v1/completions only)')
+    .option('--served-model-name <name>', 'model name clients send (default: the checkpoint directory name)')
+    .option('--max-waiting <n>', 'requests waiting for their first token beyond which new ones get 429', intArg('--max-waiting', 1), 256)
+    .option('--body-limit <bytes>', 'largest request body; larger ones get 413', intArg('--body-limit', 1024), 8 * 1024 * 1024)
+    .action(async (o: ServeOptions) => {
+      await serve(o);
+    });
+}
+
+function pickTokenizer(dir: string, vocab: number): DeepSeekTokenizer {
+  const own = path.join(dir, 'tokenizer.json');
+  const tok = existsSync(own) ? loadTokenizer(dir) : loadDeepSeekV32Tokenizer();
+  if (tok.vocabSize > vocab) {
+    throw new ServeCliError(`--model ${dir}: the tokenizer (${tok.description}) has ${tok.vocabSize} tokens but the model's vocab_size is ${vocab}; use --skip-tokenizer-init to serve token ids`);
+  }
+  return tok;
+}
+
+async function serve(o: ServeOptions): Promise<void> {
+  if (!existsSync(path.join(o.model, 'config.json'))) throw new ServeCliError(`--model ${o.model}: no config.json there (expected a Hugging Face checkpoint directory)`);
+  try {
+    getBackend(o.device);
+  } catch (e) {
+    throw new ServeCliError(`--device ${o.device}: not available: ${(e as Error).message}`, { cause: e });
+  }
+  const err = process.stderr;
+  const t0 = performance.now();
+  const model = DeepseekV32.load(o.model, { device: o.device });
+  const cfg = model.cfg;
+  if (o.maxModelLen !== undefined && o.maxModelLen > cfg.maxPositions) {
+    throw new ServeCliError(`--max-model-len ${o.maxModelLen}: the model's max_position_embeddings is ${cfg.maxPositions}`);
+  }
+  if (o.speculativeTokens > 0 && cfg.nMtpLayers < 1) throw new ServeCliError(`--speculative-tokens ${o.speculativeTokens}: the checkpoint has no MTP layers (num_nextn_predict_layers is 0)`);
+  const codec = o.skipTokenizerInit ? null : pickTokenizer(o.model, cfg.vocabSize);
+  const name = o.servedModelName ?? path.basename(path.resolve(o.model));
+  const cacheFormat: MlaCacheFormat = o.kvCacheDtype ?? (o.dtype === 'fp8' ? 'fp8' : o.dtype);
+  const engine = new LLMEngine(model, {
+    numerics: o.dtype === 'f32' ? 'f32' : 'bf16',
+    cacheFormat,
+    maxNumSeqs: o.maxNumSeqs,
+    speculativeTokens: o.speculativeTokens,
+    modelName: name,
+    ...(o.maxModelLen !== undefined ? { maxModelLen: o.maxModelLen } : {}),
+    ...(o.numBlocks !== undefined ? { numBlocks: o.numBlocks } : {}),
+    ...(codec ? { detokenize: (ids: readonly number[]) => codec.decode(ids) } : {}),
+  });
+  const server = createServer({
+    engine,
+    codec,
+    servedModelName: name,
+    maxWaiting: o.maxWaiting,
+    bodyLimit: o.bodyLimit,
+    routeShape: { layers: cfg.nLayers - cfg.nDenseLayers, k: cfg.nActivatedExperts },
+  });
+  const url = await server.listen(o.port, o.host);
+  err.write(
+    `dsv32 serve: ${name} on ${url} (device ${o.device}, dtype ${o.dtype}, kv cache ${cacheFormat}, max-num-seqs ${o.maxNumSeqs}, ` +
+      `context ${engine.info.maxModelLen}, ${codec ? 'tokenizer ' + codec.description : 'no tokenizer'}; loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s)\n`,
+  );
+
+  await new Promise<void>((resolve) => {
+    let draining = false;
+    const onSignal = (sig: NodeJS.Signals) => {
+      if (draining) {
+        err.write(`dsv32 serve: ${sig} again, exiting without draining\n`);
+        process.exit(1);
+      }
+      draining = true;
+      err.write(`dsv32 serve: ${sig}: draining in-flight requests\n`);
+      server.drain().then(
+        () => {
+          err.write('dsv32 serve: drained, exiting\n');
+          resolve();
+        },
+        (e: unknown) => {
+          err.write(`dsv32 serve: drain failed: ${(e as Error).message}\n`);
+          process.exit(1);
+        },
+      );
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+  // Drained and closed; exit even if some library left a handle open (an unref'd timer fires only then).
+  setTimeout(() => process.exit(0), 200).unref();
+}

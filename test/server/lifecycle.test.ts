@@ -1,0 +1,72 @@
+// Lifecycle: a client that disconnects aborts its sequence in the engine (streamed and not); drain()
+// (what SIGTERM calls) refuses new requests, lets in-flight streams finish complete, then drains and
+// closes the engine.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ScriptedEngine } from './scripted-engine.js';
+import { serve, sse, tokenizer } from './helpers.js';
+
+const long = 'word '.repeat(400);
+const until = async (cond: () => boolean, ms = 5000) => {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+};
+
+test('a streaming client that disconnects aborts its request in the engine', async () => {
+  const engine = new ScriptedEngine({ tokenizer: tokenizer(), script: () => long, delayMs: 5 });
+  const s = await serve(engine);
+  try {
+    const ctl = new AbortController();
+    const res = await fetch(s.url + '/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages: [{ role: 'user', content: 'go' }], stream: true, max_tokens: 1000 }), signal: ctl.signal });
+    const reader = res.body!.getReader();
+    await reader.read();
+    await reader.read();
+    ctl.abort();
+    await until(() => engine.aborted.length === 1 && engine.stats().running === 0);
+    assert.equal(engine.finished.length, 0);
+  } finally {
+    await s.close();
+  }
+});
+
+test('a non-streaming client that disconnects aborts its request in the engine', async () => {
+  const engine = new ScriptedEngine({ tokenizer: tokenizer(), script: () => long, delayMs: 5 });
+  const s = await serve(engine);
+  try {
+    const ctl = new AbortController();
+    const pending = fetch(s.url + '/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'go', max_tokens: 1000 }), signal: ctl.signal }).catch((e: Error) => e);
+    await until(() => engine.stats().running === 1);
+    ctl.abort();
+    assert.ok((await pending) instanceof Error);
+    await until(() => engine.aborted.length === 1);
+    assert.equal(engine.finished.length, 0);
+  } finally {
+    await s.close();
+  }
+});
+
+test('drain: new requests are refused, in-flight streams complete with [DONE], then the engine is drained and closed', async () => {
+  const engine = new ScriptedEngine({ tokenizer: tokenizer(), script: () => 'one two three four five six seven eight nine ten', delayMs: 20 });
+  const s = await serve(engine);
+  const inflight = [sse(s.url + '/v1/completions', { prompt: 'a', stream: true, max_tokens: 100 }), sse(s.url + '/v1/chat/completions', { messages: [{ role: 'user', content: 'b' }], stream: true })];
+  await until(() => engine.stats().running === 2);
+  let closed = false;
+  const origClose = engine.close.bind(engine);
+  engine.close = () => {
+    closed = true;
+    origClose();
+  };
+  const drained = s.server.drain();
+  const refused = await fetch(s.url + '/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"prompt":"c"}' }).then((r) => r.status, () => 'connection refused');
+  assert.ok(refused === 503 || refused === 'connection refused', String(refused));
+  const [a, b] = await Promise.all(inflight);
+  assert.ok(a.done && b.done);
+  assert.equal(a.events.map((e) => e.choices[0]?.text ?? '').join(''), 'one two three four five six seven eight nine ten');
+  assert.equal(b.events.at(-1).choices[0].finish_reason, 'stop');
+  await drained;
+  assert.ok(closed);
+  assert.equal(engine.finished.length, 2);
+});
