@@ -375,7 +375,7 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
         this.emitToken(st, tok, row(r), dists[i]!, flat, routes, topk);
         seq.tokens.push(tok);
         this.generated++;
-        const why = st.stop.check(seq.completion, seq.tokens.length - 1 < this.capacity);
+        const why = st.stop.check(seq.tokens, seq.promptLen, seq.tokens.length - 1 < this.capacity);
         if (why) {
           this.finish(seq, why);
           stopped = true;

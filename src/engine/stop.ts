@@ -33,17 +33,18 @@ export class StopChecker {
     this.window = rule.stop.reduce((m, s) => Math.max(m, s.length), 0) + MARGIN_TOKENS;
   }
 
-  /** `completion`: the generated ids so far (the new one last); `room`: whether another position fits. */
-  check(completion: readonly number[], room: boolean): StopResult | null {
+  /** tokens = prompt + completion (the new token last), the completion from `promptLen`; `room`: whether another position fits. */
+  check(tokens: readonly number[], promptLen: number, room: boolean): StopResult | null {
     const r = this.rule;
-    const t = completion[completion.length - 1]!;
+    const t = tokens[tokens.length - 1]!;
+    const generated = tokens.length - promptLen;
     if (r.stopTokenIds.includes(t)) return { reason: 'stop', stoppedBy: t };
     if (!r.ignoreEos && r.eosTokenIds.includes(t)) return { reason: 'stop', stoppedBy: t };
     if (r.stop.length && this.detokenize) {
-      const text = this.detokenize(completion.slice(-this.window));
+      const text = this.detokenize(tokens.slice(Math.max(promptLen, tokens.length - this.window)));
       for (const s of r.stop) if (text.includes(s)) return { reason: 'stop', stoppedBy: s };
     }
-    if (completion.length >= r.maxTokens) return { reason: 'length' };
+    if (generated >= r.maxTokens) return { reason: 'length' };
     if (!room) return { reason: 'length' };
     return null;
   }
