@@ -360,8 +360,9 @@ export class EpisodeClient implements ModelClient {
   /** Extend the current sequence with the rendering's new suffix, or start a new sequence (header). */
   private context(full: string): Sequence {
     const cur = this.cur;
-    if (cur && full.startsWith(cur.text) && full.length > cur.text.length) {
-      this.push(cur, this.o.tokenizer.encode(full.slice(cur.text.length)), full.slice(cur.text.length));
+    if (cur && full.startsWith(cur.text)) {
+      const suffix = full.slice(cur.text.length);
+      if (suffix) this.push(cur, this.o.tokenizer.encode(suffix), suffix);
       return cur;
     }
     const s = newSequence();
@@ -511,8 +512,20 @@ export interface RolloutOptions extends Omit<EpisodeClientOptions, 'id' | 'seed'
   maxSteps: number;
   reward: RewardConfig;
   genrm?: GenerativeRewardModel;
+  /**
+   * Base of the per-turn sampling seeds (each turn's seed mixes it with the group, the episode and the
+   * turn), so a rollout can be repeated exactly; a trainer passes a different one at every RL step.
+   * Absent: the sampler's own randomness.
+   */
   seed?: number;
   signal?: AbortSignal;
+}
+
+/** FNV-1a of a string, for mixing the group into the seeds. */
+function hash32(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return h >>> 0;
 }
 
 export interface EpisodeRollout {
@@ -549,7 +562,7 @@ export async function rolloutEpisode(env: Environment, taskId: string, episode: 
   checkOptions(o);
   const ep = Episode.open(env, taskId);
   try {
-    const client = new EpisodeClient({ ...o, id: `${group}#${episode}`, ...(o.seed !== undefined ? { seed: (o.seed * 1000003 + episode * 104729) % 2147483647 } : {}) });
+    const client = new EpisodeClient({ ...o, id: `${group}#${episode}`, ...(o.seed !== undefined ? { seed: (((o.seed * 1000003 + hash32(group)) % 2147483647) + episode * 104729) % 2147483647 } : {}) });
     const res = await runAgent({
       client,
       system: policySystemPrompt(env),

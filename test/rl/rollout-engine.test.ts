@@ -29,7 +29,8 @@ import { keptTokens, maskedTokenLogProbs } from '../../src/rl/keep-sampling-mask
 import { recordRoutes } from '../../src/rl/keep-routing.js';
 import { policyLoss } from '../../src/rl/policy-loss.js';
 import { parseRewardConfig } from '../../src/rl/rewards.js';
-import { EngineSampler, groupRecords, rolloutGroup } from '../../src/rl/rollout.js';
+import { EngineSampler, HttpSampler, type RolloutOptions, type TokenSampler, groupRecords, rolloutGroup } from '../../src/rl/rollout.js';
+import { createServer } from '../../src/server/index.js';
 import { buildMiniDeepSeekTokenizer } from '../chat/mini-tokenizer.js';
 import { scratchDir } from '../envs/family-helpers.js';
 
@@ -83,25 +84,28 @@ const root = scratchDir('rl-engine-');
 generateCodeInterpreter({ seed: 3, tasks: 1, outDir: join(root, 'ci') });
 const env = loadEnvironment(join(root, 'ci'));
 const SAMPLING = { temperature: 1, topP: 1, topK: 4, minP: 0, maxTokens: 12 };
+const ROUTES = { layers: cfg.nLayers - cfg.nDenseLayers, k: cfg.nActivatedExperts };
+const options = (sampler: TokenSampler): RolloutOptions => ({
+  sampler,
+  tokenizer: tok,
+  mode: 'thinking',
+  sampling: SAMPLING,
+  stopTokenIds: [tok.special.eos],
+  vocabSize: cfg.vocabSize,
+  maxContextTokens: 4096,
+  routes: ROUTES,
+  topLogprobs: 4,
+  groupSize: 2,
+  maxSteps: 2,
+  reward: parseRewardConfig({}),
+  seed: 7,
+});
+const newEngine = () => new LLMEngine(model, { numBlocks: 64, maxNumSeqs: 4, maxModelLen: 4096 });
 
 test('rollout on LLMEngine (tiny model, CPU, code-interpreter): records agree with model.forward — logprobs, masks, routes, loss mask', async () => {
-  const engine = new LLMEngine(model, { numBlocks: 64, maxNumSeqs: 4, maxModelLen: 4096 });
+  const engine = newEngine();
   try {
-    const group = await rolloutGroup(env, env.tasks[0]!.id, {
-      sampler: new EngineSampler(engine),
-      tokenizer: tok,
-      mode: 'thinking',
-      sampling: SAMPLING,
-      stopTokenIds: [tok.special.eos],
-      vocabSize: cfg.vocabSize,
-      maxContextTokens: 4096,
-      routes: { layers: cfg.nLayers - cfg.nDenseLayers, k: cfg.nActivatedExperts },
-      topLogprobs: 4,
-      groupSize: 2,
-      maxSteps: 2,
-      reward: parseRewardConfig({}),
-      seed: 7,
-    });
+    const group = await rolloutGroup(env, env.tasks[0]!.id, options(new EngineSampler(engine)));
     const recs = groupRecords([group]);
     assert.equal(recs.length, 2);
     for (const ep of group.episodes) {
@@ -183,5 +187,45 @@ test('rollout on LLMEngine (tiny model, CPU, code-interpreter): records agree wi
     assert.ok(Math.max(...Array.from(out.opsmStatistic.toFloat64()).map(Math.abs)) < 1e-4);
   } finally {
     engine.close();
+  }
+});
+
+test('rollout through `dsv32 serve` (src/server over LLMEngine) records what the in-process engine records', async () => {
+  const inProc = newEngine();
+  let direct: Awaited<ReturnType<typeof rolloutGroup>>;
+  try {
+    direct = await rolloutGroup(env, env.tasks[0]!.id, options(new EngineSampler(inProc)));
+  } finally {
+    inProc.close();
+  }
+  const server = createServer({ engine: newEngine(), codec: tok, servedModelName: 'policy', routeShape: ROUTES });
+  const url = await server.listen(0, '127.0.0.1');
+  try {
+    const http = new HttpSampler({ baseUrl: `${url}/v1`, model: 'policy', maxRetries: 0, tokenText: (id) => tok.decode([id]) });
+    const viaHttp = await rolloutGroup(env, env.tasks[0]!.id, options(http));
+    viaHttp.episodes.forEach((e, i) => {
+      const d = direct.episodes[i]!;
+      assert.equal(e.records.length, 1);
+      const [a, b] = [e.records[0]!, d.records[0]!];
+      assert.equal(e.reward.reward, d.reward.reward);
+      assert.deepEqual(Array.from(a.tokens), Array.from(b.tokens), 'same seeds, same tokens');
+      assert.deepEqual(Array.from(a.trained), Array.from(b.trained));
+      // equal up to the f32 noise of different batch compositions (prefix-cache hits, step mixes)
+      a.logprobs.forEach((lp, p) => assert.ok(Math.abs(lp - b.logprobs[p]!) < 1e-5, `position ${p}: logprob ${lp} vs ${b.logprobs[p]}`));
+      assert.deepEqual(Array.from(a.samplingMask.indptr), Array.from(b.samplingMask.indptr));
+      assert.deepEqual(Array.from(a.samplingMask.indices), Array.from(b.samplingMask.indices));
+      assert.deepEqual(Array.from(a.routes!.data), Array.from(b.routes!.data));
+      assert.deepEqual(Array.from(a.routed!), Array.from(b.routed!));
+      // kept mass: from text-keyed top logprobs, known unless two kept ids show the same text
+      for (let p = 0; p < a.tokens.length; p++) {
+        if (!a.trained[p]) continue;
+        const kept = Array.from(a.samplingMask.indices.subarray(a.samplingMask.indptr[p]!, a.samplingMask.indptr[p + 1]!));
+        if (new Set(kept.map((id) => tok.decode([id]))).size < kept.length) assert.ok(Number.isNaN(a.keptLogMass[p]!));
+        else assert.ok(Math.abs(a.keptLogMass[p]! - b.keptLogMass[p]!) < 1e-6, `position ${p}: kept mass ${a.keptLogMass[p]} vs ${b.keptLogMass[p]}`);
+      }
+    });
+  } finally {
+    await server.drain();
+    await server.app.close();
   }
 });
