@@ -5,7 +5,8 @@
 // generate `gen` tokens each. Reported per B: TTFT (first token after submission) mean, TPOT (mean gap
 // between a sequence's tokens after the first), decode throughput B / TPOT, end-to-end tokens/s, and the
 // model-only time of the same decode
-// (model.forward of B one-token rows on a filled cache), so the engine's own overhead shows as the gap.
+// (model.forward of B one-token rows on a filled cache), so the engine's own overhead shows as the gap;
+// modelShareOfEngine is the fraction of the engine's wall time spent inside model.step/mtpStep.
 // One JSON line per B on stdout.
 import { LLMEngine } from '../../src/engine/engine.js';
 import type { EngineEvent } from '../../src/engine/types.js';
@@ -40,6 +41,20 @@ const shapes: Record<string, RandomConfigOverrides> = {
 const cfg = randomConfig({ ...shapes[shape]!, num_nextn_predict_layers: spec > 0 ? 1 : 0 });
 const model = DeepseekV32.fromSource(cfg, mapSource(randomCheckpoint(cfg, 1)), { device });
 model.forward([[1, 2, 3, 4]], { numerics }); // load every weight
+// time inside the model's steps (main and MTP), to split the engine's time into model and the rest
+const inModel = { ms: 0, steps: 0 };
+for (const name of ['step', 'mtpStep'] as const) {
+  const orig = model[name].bind(model) as (...a: unknown[]) => unknown;
+  (model as unknown as Record<string, unknown>)[name] = (...a: unknown[]) => {
+    const t = performance.now();
+    try {
+      return orig(...a);
+    } finally {
+      inModel.ms += performance.now() - t;
+      if (name === 'step') inModel.steps++;
+    }
+  };
+}
 
 const prompt = (b: number): number[] => Array.from({ length: P }, (_, i) => (i * 7919 + b * 104729 + 13) % cfg.vocabSize);
 const now = (): number => performance.now();
@@ -47,6 +62,8 @@ const now = (): number => performance.now();
 for (const B of batches) {
   const blocksPer = Math.ceil((P + G + 4) / 64);
   const engine = new LLMEngine(model, { numBlocks: B * blocksPer + 2, maxNumSeqs: Math.max(B, 1), maxBatchTokens: Math.max(2048, B * (1 + spec)), numerics, speculativeTokens: spec });
+  inModel.ms = 0;
+  inModel.steps = 0;
   const t0 = now();
   const first: number[] = [];
   const last: number[] = [];
@@ -65,6 +82,7 @@ for (const B of batches) {
   }));
   const end = Math.max(...last);
   const s = engine.stats();
+  const engineModel = { ...inModel };
   engine.close();
   // the model alone: B one-token rows per step on a cache filled with the prompts
   const cache = model.newCache(B);
@@ -81,6 +99,8 @@ for (const B of batches) {
     decodeTokPerS: +((1000 * B) / mean(gaps)).toFixed(1),
     totalTokPerS: +((B * G) / ((end - t0) / 1000)).toFixed(1),
     totalS: +((end - t0) / 1000).toFixed(3),
+    engineSteps: engineModel.steps,
+    modelShareOfEngine: +(engineModel.ms / (end - t0)).toFixed(3),
     modelDecodeStepMs: +modelStep.toFixed(2),
     modelDecodeTokPerS: +((B * 1000) / modelStep).toFixed(1),
     draftProposed: s.draftProposed, draftAccepted: s.draftAccepted,
