@@ -391,10 +391,10 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
 
   private emitToken(st: SeqState, tok: number, logitsRow: Float32Array, dist: Distribution, flat: number, routes: (Int32Array | null)[] | null, topk: { width: number; idx: Int32Array }[] | null): void {
     const p = st.request.params;
-    const lp = logprobs(logitsRow, p.temperature, tok, p.logprobs);
+    const lp = logprobs(logitsRow, dist, tok, p.logprobs);
     const ev: TokenEvent = { type: 'token', requestId: st.request.req.id, index: st.index, tokenId: tok, logprob: lp.logprob };
     if (p.logprobs > 0) ev.topLogprobs = lp.topLogprobs;
-    if (p.returnSamplingMask) ev.samplingMask = Int32Array.from(dist.ids).sort();
+    if (p.returnSamplingMask) ev.samplingMask = dist.ids;
     if (p.returnRoutedExperts && routes) {
       const k = this.model.cfg.nActivatedExperts;
       const moe = routes.filter((r): r is Int32Array => r !== null);

@@ -11,9 +11,11 @@
 // Each filter keeps a prefix of the order (p descending, id ascending), so the kept set K is the
 // shortest prefix; the argmax is always kept. Disabled: top_p ≥ 1, top_k ≤ 0 or ≥ V, min_p ≤ 0.
 // The token is drawn from p restricted to K and renormalised, with one uniform u ∈ [0, 1) of the
-// sequence's own seeded RNG per token: the token is the first of K (in the order above, or id order
-// when no filter is active) whose cumulative mass exceeds u·Σ_K p. One draw per token, from a per-
-// sequence stream, is what makes a seeded request independent of the batch it ran in.
+// sequence's own seeded RNG per token: the token is the first of K in id order whose cumulative mass
+// exceeds u·Σ_K p (any fixed order samples exactly; id order needs no sort). One draw per token, from a
+// per-sequence stream, is what makes a seeded request independent of the batch it ran in.
+// Cost at V = 129K: two passes over the row (max, exp), a selection (top-k) or one native sort of the
+// min-p survivors (top-p alone), and a pass collecting K; log Z is shared with the logprob.
 // Temperature 0 is greedy: K = {argmax}, ties → lowest id, no draw.
 //
 // logprob = log-softmax(z/τ) at the token over the FULL vocabulary (before filtering), as the contract
@@ -29,10 +31,13 @@ export interface FilterParams {
   minP: number;
 }
 
-/** The kept set K with its renormalised probabilities, in sampling order. */
+/** The kept set K (ascending ids) with its renormalised probabilities, and log Σ_v exp(z_v/τ) over the vocabulary. */
 export interface Distribution {
   ids: Int32Array;
   probs: Float64Array;
+  /** log-partition at τ (τ = 1 when greedy), so logprob(v) = z_v/τ − logZ */
+  logZ: number;
+  tau: number;
 }
 
 export interface Sampled {
@@ -45,12 +50,46 @@ export interface Sampled {
 
 export class SamplerError extends DsvError {}
 
-function scaled(row: ArrayLike<number>, tau: number): { e: Float64Array; zmax: number; sum: number } {
+/** The k-th largest value of a (k ≥ 1), by quickselect on a scratch copy. */
+function kthLargest(a: Float64Array, k: number): number {
+  const x = a.slice();
+  let lo = 0;
+  let hi = x.length - 1;
+  const want = k - 1; // index in descending order
+  while (lo < hi) {
+    const pivot = x[(lo + hi) >>> 1]!;
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (x[i]! > pivot) i++;
+      while (x[j]! < pivot) j--;
+      if (i <= j) {
+        const t = x[i]!;
+        x[i] = x[j]!;
+        x[j] = t;
+        i++;
+        j--;
+      }
+    }
+    if (want <= j) hi = j;
+    else if (want >= i) lo = i;
+    else return x[want]!;
+  }
+  return x[want]!;
+}
+
+/** K and its renormalised probabilities for one logits row (see the header for the rule). */
+export function distribution(row: ArrayLike<number>, params: FilterParams): Distribution {
   const V = row.length;
+  if (V === 0) throw new SamplerError('sampler: the logits row is empty');
+  const greedy = params.temperature === 0;
+  const tau = greedy ? 1 : params.temperature;
   let zmax = -Infinity;
+  let best = 0;
   for (let v = 0; v < V; v++) {
     const z = row[v]!;
     if (Number.isNaN(z)) throw new SamplerError(`sampler: logit of token ${v} is NaN`);
+    if (z > row[best]!) best = v;
     const s = z / tau;
     if (s > zmax) zmax = s;
   }
@@ -58,37 +97,33 @@ function scaled(row: ArrayLike<number>, tau: number): { e: Float64Array; zmax: n
   const e = new Float64Array(V);
   let sum = 0;
   for (let v = 0; v < V; v++) sum += e[v] = Math.exp(row[v]! / tau - zmax);
-  return { e, zmax, sum };
-}
-
-function argmax(row: ArrayLike<number>): number {
-  let best = 0;
-  for (let v = 1; v < row.length; v++) if (row[v]! > row[best]!) best = v;
-  return best;
-}
-
-/** K and its renormalised probabilities for one logits row (see the header for the rule). */
-export function distribution(row: ArrayLike<number>, params: FilterParams): Distribution {
-  const V = row.length;
-  if (V === 0) throw new SamplerError('sampler: the logits row is empty');
-  if (params.temperature === 0) return { ids: Int32Array.of(argmax(row)), probs: Float64Array.of(1) };
-  const { e } = scaled(row, params.temperature);
+  const logZ = zmax + Math.log(sum);
+  if (greedy) return { ids: Int32Array.of(best), probs: Float64Array.of(1), logZ, tau };
   const topK = params.topK > 0 && params.topK < V ? params.topK : 0;
   const topP = params.topP < 1 ? params.topP : 1;
   const minP = params.minP > 0 ? params.minP : 0;
   if (!topK && topP === 1 && !minP) {
-    let s = 0;
-    for (let v = 0; v < V; v++) s += e[v]!;
-    return { ids: Int32Array.from({ length: V }, (_, v) => v), probs: e.map((x) => x / s) };
+    const ids = new Int32Array(V);
+    const probs = new Float64Array(V);
+    for (let v = 0; v < V; v++) {
+      ids[v] = v;
+      probs[v] = e[v]! / sum;
+    }
+    return { ids, probs, logZ, tau };
   }
-  // Survivors of min-p; their values sorted descending (natively) give every prefix length and the
-  // boundary value, then the kept ids are those above the boundary plus the lowest-id ties at it.
+  // Survivors of min-p (e_max = 1, so the threshold is min_p itself). The values the prefix rules need,
+  // descending: the top k of them (selection, then a small sort) or all of them (one native sort).
   let cands = 0;
   for (let v = 0; v < V; v++) if (e[v]! >= minP) cands++;
-  const vals = new Float64Array(cands);
+  let vals = new Float64Array(cands);
   for (let v = 0, j = 0; v < V; v++) if (e[v]! >= minP) vals[j++] = e[v]!;
+  let n = cands;
+  if (topK && topK < cands) {
+    const kth = kthLargest(vals, topK);
+    vals = vals.filter((x) => x >= kth);
+    n = topK;
+  }
   vals.sort().reverse();
-  let n = topK ? Math.min(cands, topK) : cands;
   if (topP < 1) {
     // summed in the order (descending), as the reference rule does, so the boundary matches bit for bit
     let cand = 0;
@@ -103,28 +138,28 @@ export function distribution(row: ArrayLike<number>, params: FilterParams): Dist
     n = m;
   }
   n = Math.max(n, 1);
+  // K = ids above the boundary value, plus the lowest-id ties at it
   const edge = vals[n - 1]!;
   let above = 0;
   while (above < n && vals[above]! > edge) above++;
-  const ids = new Int32Array(n);
-  let j = 0;
   let ties = n - above;
-  for (let v = 0; v < V; v++) {
-    if (e[v]! > edge) ids[j++] = v;
-    else if (e[v] === edge && ties > 0) {
-      ids[j++] = v;
-      ties--;
+  const ids = new Int32Array(n);
+  const probs = new Float64Array(n);
+  let s = 0;
+  for (let v = 0, j = 0; v < V && j < n; v++) {
+    const x = e[v]!;
+    if (x > edge || (x === edge && ties-- > 0)) {
+      ids[j] = v;
+      probs[j++] = x;
+      s += x;
     }
   }
-  // sampling order: p descending, ties → lower id
-  const order = Array.from(ids).sort((a, b) => e[b]! - e[a]! || a - b);
-  let s = 0;
-  for (const v of order) s += e[v]!;
-  return { ids: Int32Array.from(order), probs: Float64Array.from(order, (v) => e[v]! / s) };
+  for (let j = 0; j < n; j++) probs[j] = probs[j]! / s;
+  return { ids, probs, logZ, tau };
 }
 
 /** Index into dist drawn with uniform u ∈ [0, 1): first whose cumulative mass exceeds u. */
-export function drawFrom(dist: Distribution, u: number): number {
+export function drawFrom(dist: Pick<Distribution, 'ids' | 'probs'>, u: number): number {
   let cum = 0;
   for (let i = 0; i < dist.ids.length; i++) {
     cum += dist.probs[i]!;
@@ -135,14 +170,13 @@ export function drawFrom(dist: Distribution, u: number): number {
   return dist.ids[0]!;
 }
 
-/** log-softmax(z/τ) over the full vocabulary at `token`, and the `top` most likely [id, logprob] (τ = 0 → 1). */
-export function logprobs(row: ArrayLike<number>, temperature: number, token: number, top: number): { logprob: number; topLogprobs?: [number, number][] } {
-  const tau = temperature === 0 ? 1 : temperature;
-  const { zmax, sum } = scaled(row, tau);
-  const logZ = zmax + Math.log(sum);
-  const lp = (v: number): number => row[v]! / tau - logZ;
+/**
+ * log-softmax(z/τ) over the full vocabulary at `token`, and the `top` most likely [id, logprob]
+ * (descending, ties → lower id), from the distribution's log-partition (τ = 0 → 1).
+ */
+export function logprobs(row: ArrayLike<number>, dist: Pick<Distribution, 'logZ' | 'tau'>, token: number, top: number): { logprob: number; topLogprobs?: [number, number][] } {
+  const lp = (v: number): number => row[v]! / dist.tau - dist.logZ;
   if (top <= 0) return { logprob: lp(token) };
-  // a small sorted buffer of the best `top` ids (descending value, ties → lower id)
   const best: number[] = [];
   for (let v = 0; v < row.length; v++) {
     const z = row[v]!;
@@ -156,7 +190,7 @@ export function logprobs(row: ArrayLike<number>, temperature: number, token: num
 }
 
 /** Sample one token from a logits row; `rng` is needed unless temperature is 0. */
-export function sampleRow(row: ArrayLike<number>, params: FilterParams, rng: Rng | null, want: { logprobs: number; mask: boolean }): Sampled {
+export function sampleRow(row: ArrayLike<number>, params: FilterParams, rng: Rng | null, want: { logprobs: number; mask: boolean }): Sampled & { dist: Distribution } {
   const dist = distribution(row, params);
   let token: number;
   if (params.temperature === 0) token = dist.ids[0]!;
@@ -164,7 +198,7 @@ export function sampleRow(row: ArrayLike<number>, params: FilterParams, rng: Rng
     if (!rng) throw new SamplerError('sampler: a random number generator is needed at temperature > 0');
     token = drawFrom(dist, rng.uniform());
   }
-  return { token, ...logprobs(row, params.temperature, token, want.logprobs), ...(want.mask ? { mask: Int32Array.from(dist.ids).sort() } : {}) };
+  return { token, dist, ...logprobs(row, dist, token, want.logprobs), ...(want.mask ? { mask: dist.ids } : {}) };
 }
 
 /** Masks (ascending id lists) in CSR: row i is indices[indptr[i] .. indptr[i+1]). */

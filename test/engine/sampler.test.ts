@@ -67,7 +67,7 @@ test('sampler: logprob is the log-softmax of logits/τ over the full vocabulary;
   const row = Float32Array.from([1, 3, -2, 0.5, 2.5]);
   const tau = 0.7;
   const Z = Array.from(row).reduce((a, x) => a + Math.exp(x / tau), 0);
-  const out = logprobs(row, tau, 3, 3);
+  const out = logprobs(row, distribution(row, { temperature: tau, topP: 0.5, topK: 2, minP: 0 }), 3, 3);
   assert.ok(Math.abs(out.logprob - (0.5 / tau - Math.log(Z))) < 1e-12);
   assert.deepEqual(out.topLogprobs!.map(([id]) => id), [1, 4, 0]);
   assert.ok(Math.abs(out.topLogprobs![0]![1] - (3 / tau - Math.log(Z))) < 1e-12);
@@ -108,4 +108,19 @@ test('speculative: rejection sampling leaves the first token distributed as the 
   assert.deepEqual([g.tokens, g.accepted, g.dists.map((d) => Array.from(d.ids))], [[1, 0], 1, [[1], [0]]]);
   const all = verifyDrafts((i) => rows[i]!, [1, 0], [null, null], { temperature: 0, topP: 1, topK: 0, minP: 0 }, null);
   assert.deepEqual([all.tokens, all.accepted], [[1, 0, 2], 2]);
+});
+
+test('sampler: the top-k selection path agrees with keptTokens on a large vocabulary with many exact ties', () => {
+  const r = new Rng(21);
+  const V = 4096;
+  for (let trial = 0; trial < 6; trial++) {
+    // logits on a grid of 0.25: hundreds of exact ties, at the k-th value too
+    const row = Float32Array.from({ length: V }, () => Math.round(4 * 2 * r.normal()) / 4);
+    for (const topK of [1, 7, 100, 1000, V - 1]) {
+      for (const topP of [1, 0.6]) {
+        const p = { temperature: 1.3, topP, topK, minP: trial % 2 ? 0.001 : 0 };
+        assert.deepEqual(Array.from(distribution(row, p).ids), Array.from(keptTokens(row, p)), `trial ${trial} ${JSON.stringify(p)}`);
+      }
+    }
+  }
 });
