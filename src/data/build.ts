@@ -71,7 +71,15 @@ function checkOptions(o: BuildOptions): Required<Pick<BuildOptions, 'seed' | 'va
 }
 
 /** Which sources to read, which are required, and which optional ones are missing. */
-export function planSources(o: Pick<BuildOptions, 'sources' | 'require' | 'registry'>): { use: { source: CorpusSource; required: boolean; version: string }[]; missing: MissingSource[] } {
+export interface PlannedSource {
+  source: CorpusSource;
+  required: boolean;
+  /** The package found (for a pattern like linux-doc-6.x, the installed one) and its version. */
+  package: string;
+  version: string;
+}
+
+export function planSources(o: Pick<BuildOptions, 'sources' | 'require' | 'registry'>): { use: PlannedSource[]; missing: MissingSource[] } {
   const registry = o.registry ?? ALL_SOURCES;
   const known = new Map(registry.map((s) => [s.name, s]));
   for (const n of [...(o.sources ?? []), ...(o.require ?? [])]) {
@@ -79,12 +87,12 @@ export function planSources(o: Pick<BuildOptions, 'sources' | 'require' | 'regis
   }
   const selected = o.sources ? registry.filter((s) => o.sources!.includes(s.name)) : registry;
   const required = new Set([...(o.sources ?? selected.filter((s) => s.requiredByDefault).map((s) => s.name)), ...(o.require ?? [])]);
-  const use: { source: CorpusSource; required: boolean; version: string }[] = [];
+  const use: PlannedSource[] = [];
   const missing: MissingSource[] = [];
   const fatal: string[] = [];
   for (const s of selected) {
     const p = s.probe();
-    if (p.found) use.push({ source: s, required: required.has(s.name), version: p.version });
+    if (p.found) use.push({ source: s, required: required.has(s.name), package: p.package ?? s.package, version: p.version });
     else if (required.has(s.name)) fatal.push(`${s.name}: ${p.reason}; install it with ${s.install}`);
     else missing.push({ name: s.name, package: s.package, install: s.install, reason: p.reason });
   }
@@ -113,7 +121,7 @@ export async function buildCorpus(o: BuildOptions): Promise<BuildResult> {
   const { seed, validationFraction, shardBytes } = checkOptions(o);
   const log = o.log ?? (() => {});
   const { use, missing } = planSources(o);
-  for (const u of use) log('source-found', { source: u.source.name, package: u.source.package, version: u.version, required: u.required });
+  for (const u of use) log('source-found', { source: u.source.name, package: u.package, version: u.version, required: u.required });
   for (const m of missing) log('source-missing', { source: m.name, package: m.package, reason: m.reason, install: m.install });
 
   if (!o.force && existsSync(join(o.outDir, MANIFEST_FILE))) {
@@ -134,7 +142,7 @@ export async function buildCorpus(o: BuildOptions): Promise<BuildResult> {
   const docs: CorpusDocument[] = [];
   const records: SourceRecord[] = [];
   const seen = new Set<string>();
-  for (const { source, required, version } of use) {
+  for (const { source, required, package: pkg, version } of use) {
     const budget = o.maxBytes !== undefined ? Math.floor((o.maxBytes * source.weight) / totalWeight) : source.defaultBudgetBytes;
     const t0 = performance.now();
     let bytes = 0;
@@ -152,7 +160,7 @@ export async function buildCorpus(o: BuildOptions): Promise<BuildResult> {
     records.push({
       name: source.name,
       kind: source.kind,
-      package: source.package,
+      package: pkg,
       version,
       licence: source.licence,
       description: source.description,

@@ -18,7 +18,8 @@ export interface CorpusDocument {
 }
 
 export type SourceProbe =
-  | { found: true; version: string; location: string }
+  /** `package`: the package actually found, where the source accepts several (linux-doc-6.1, -6.12). */
+  | { found: true; version: string; location: string; package?: string }
   | { found: false; reason: string };
 
 export interface SourceContext {

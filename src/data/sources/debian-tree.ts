@@ -65,7 +65,7 @@ export function probeDebian(spec: { package: string | RegExp; packageHint: strin
   } catch {
     return { found: false, reason: `Debian package ${pkg} is installed but ${root} is missing` };
   }
-  return { found: true, version: `${pkg} ${debianVersion(pkg)}`, location: root };
+  return { found: true, version: debianVersion(pkg)!, location: root, package: pkg };
 }
 
 export function debianTreeSource(spec: DebianTreeSpec): CorpusSource {

@@ -188,7 +188,7 @@ export const toolChatSource: CorpusSource = {
   requiredByDefault: true,
   defaultBudgetBytes: 4 * 2 ** 20,
   weight: 4,
-  probe: () => ({ found: true, version: 'dsv32', location: 'src/data/synthetic/tool-chat.ts' }),
+  probe: () => ({ found: true, version: 'generated', location: 'src/data/synthetic/tool-chat.ts' }),
   async *documents(ctx) {
     let used = 0;
     for (let i = 0; used < ctx.budgetBytes; i++) {

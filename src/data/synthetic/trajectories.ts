@@ -55,7 +55,7 @@ export function trajectoryConversation(opts: {
 function probeSandbox(): SourceProbe {
   try {
     const h = sandboxHost();
-    return { found: true, version: 'dsv32', location: `src/envs/families via ${h.bwrap}` };
+    return { found: true, version: 'generated', location: `src/envs/families via ${h.bwrap}` };
   } catch (e) {
     return { found: false, reason: (e as Error).message };
   }
