@@ -12,7 +12,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { DsvError } from '../errors.js';
 import { loadDeepSeekV32Tokenizer, loadTokenizer, type DeepSeekTokenizer } from '../chat/tokenizer.js';
 import { LLMEngine } from '../engine/engine.js';
-import { DeepseekV32 } from '../model/index.js';
+import { DeepseekV32, loadConfig } from '../model/index.js';
 import { createServer } from '../server/index.js';
 import { getBackend } from '../tensor/backend.js';
 import type { MlaCacheFormat } from '../tensor/ops/sparse-mla.js';
@@ -45,6 +45,8 @@ function hostArg(v: string): string {
 export function register(program: Command): void {
   program
     .command('serve')
+    // a bad flag is one line naming it (the program's default prints the help after it)
+    .showHelpAfterError(false)
     .description('serve a checkpoint over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models, /health, /metrics)')
     .requiredOption('--model <dir>', 'Hugging Face checkpoint directory (config.json + safetensors; tokenizer.json optional)')
     .addOption(new Option('--device <name>', 'where the model runs').choices(['cpu', 'cuda']).default('cpu'))
@@ -83,12 +85,13 @@ async function serve(o: ServeOptions): Promise<void> {
   }
   const err = process.stderr;
   const t0 = performance.now();
-  const model = DeepseekV32.load(o.model, { device: o.device });
-  const cfg = model.cfg;
+  // Flags that depend on the model are checked against its config before the weights load.
+  const cfg = loadConfig(path.join(o.model, 'config.json'));
   if (o.maxModelLen !== undefined && o.maxModelLen > cfg.maxPositions) {
     throw new ServeCliError(`--max-model-len ${o.maxModelLen}: the model's max_position_embeddings is ${cfg.maxPositions}`);
   }
   if (o.speculativeTokens > 0 && cfg.nMtpLayers < 1) throw new ServeCliError(`--speculative-tokens ${o.speculativeTokens}: the checkpoint has no MTP layers (num_nextn_predict_layers is 0)`);
+  const model = DeepseekV32.load(o.model, { device: o.device });
   const codec = o.skipTokenizerInit ? null : pickTokenizer(o.model, cfg.vocabSize);
   const name = o.servedModelName ?? path.basename(path.resolve(o.model));
   const cacheFormat: MlaCacheFormat = o.kvCacheDtype ?? (o.dtype === 'fp8' ? 'fp8' : o.dtype);

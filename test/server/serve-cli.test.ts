@@ -1,0 +1,129 @@
+// `dsv32 serve` as a user runs it, on a tiny random checkpoint written to disk (config.json +
+// model.safetensors, vocab 129280 so the shipped tokenizer fits): bad flags are one-line errors naming
+// the flag; the served model answers over HTTP; `dsv32 agent --base-url` runs against it (streamed and
+// not); SIGTERM lets an in-flight stream finish, then the process exits 0.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parseConfig, randomCheckpoint } from '../../src/model/index.js';
+import { saveSafetensors } from '../../src/tensor/safetensors.js';
+
+const MAIN = path.resolve('dist/src/cli/main.js');
+const HF = {
+  model_type: 'deepseek_v32', vocab_size: 129280, hidden_size: 64, intermediate_size: 128, moe_intermediate_size: 32, num_hidden_layers: 2,
+  first_k_dense_replace: 1, num_attention_heads: 4, num_key_value_heads: 4, q_lora_rank: 128, kv_lora_rank: 128, qk_nope_head_dim: 32,
+  qk_rope_head_dim: 16, v_head_dim: 32, n_routed_experts: 8, n_shared_experts: 1, num_experts_per_tok: 2, n_group: 4, topk_group: 2,
+  scoring_func: 'sigmoid', routed_scaling_factor: 2.5, norm_topk_prob: true, topk_method: 'noaux_tc', index_n_heads: 4, index_head_dim: 128,
+  index_topk: 8, rope_theta: 10000, max_position_embeddings: 2048, rms_norm_eps: 1e-6, bos_token_id: 0, eos_token_id: 1,
+  tie_word_embeddings: false, num_nextn_predict_layers: 0,
+};
+
+let dir: string;
+before(() => {
+  dir = mkdtempSync(path.join(tmpdir(), 'dsv32-serve-'));
+  writeFileSync(path.join(dir, 'config.json'), JSON.stringify(HF));
+  saveSafetensors(path.join(dir, 'model.safetensors'), randomCheckpoint(parseConfig(HF), 3));
+});
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function cli(args: string[]): { code: number | null; stderr: string } {
+  const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', timeout: 60_000 });
+  return { code: r.status, stderr: r.stderr };
+}
+
+test('dsv32 serve: a bad flag is a one-line error naming it', () => {
+  const cases: [string[], RegExp][] = [
+    [['--port', 'abc'], /--port/],
+    [['--port', '70000'], /--port/],
+    [['--dtype', 'fp16'], /--dtype/],
+    [['--device', 'tpu'], /--device/],
+    [['--kv-cache-dtype', 'int4'], /--kv-cache-dtype/],
+    [['--speculative-tokens', '5'], /--speculative-tokens/],
+    [['--max-num-seqs', '0'], /--max-num-seqs/],
+    [['--host', 'a b'], /--host/],
+    [['--speculative-tokens', '1'], /--speculative-tokens 1: the checkpoint has no MTP layers/],
+    [['--max-model-len', '999999'], /--max-model-len/],
+  ];
+  for (const [flags, re] of cases) {
+    const r = cli(['serve', '--model', dir, ...flags]);
+    assert.notEqual(r.code, 0, flags.join(' '));
+    const lines = r.stderr.trim().split('\n');
+    assert.equal(lines.length, 1, `${flags.join(' ')}: ${r.stderr}`);
+    assert.match(lines[0]!, re);
+  }
+  const missing = cli(['serve', '--model', path.join(dir, 'nope')]);
+  assert.equal(missing.code, 2);
+  assert.match(missing.stderr.trim(), /^dsv32: --model .*nope: no config\.json/);
+  const noModel = cli(['serve']);
+  assert.notEqual(noModel.code, 0);
+  assert.match(noModel.stderr.trim(), /--model/);
+});
+
+function startServe(args: string[]): Promise<{ proc: ChildProcess; url: string; stderr: () => string; exited: Promise<number | null> }> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(process.execPath, [MAIN, 'serve', '--model', dir, '--port', '0', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
+    const timer = setTimeout(() => reject(new Error(`dsv32 serve did not start: ${err}`)), 60_000);
+    proc.stderr!.on('data', (d) => {
+      err += d;
+      const m = /on (http:\/\/\S+) /.exec(err);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ proc, url: m[1]!, stderr: () => err, exited });
+      }
+    });
+    proc.on('exit', (code) => reject(new Error(`dsv32 serve exited ${code}: ${err}`)));
+  });
+}
+
+function runAgent(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((res) => {
+    const p = spawn(process.execPath, [MAIN, 'agent', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => (stdout += d));
+    p.stderr.on('data', (d) => (stderr += d));
+    p.on('close', (code) => res({ code, stdout, stderr }));
+  });
+}
+
+test('dsv32 serve on a random checkpoint: models, a chat completion, dsv32 agent --base-url (streamed and not), SIGTERM drains an in-flight stream and exits 0', { timeout: 300_000 }, async () => {
+  const s = await startServe(['--dtype', 'f32', '--max-model-len', '512', '--num-blocks', '32', '--served-model-name', 'tiny']);
+  try {
+    assert.match(s.stderr(), /tiny on http:.*device cpu, dtype f32, kv cache f32/);
+    const models = (await (await fetch(s.url + '/v1/models')).json()) as { data: { id: string }[] };
+    assert.deepEqual(models.data.map((m) => m.id), ['tiny']);
+    const r = await fetch(s.url + '/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'tiny', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, ignore_eos: true, return_token_ids: true }) });
+    assert.equal(r.status, 200);
+    const body = (await r.json()) as { choices: { token_ids: number[]; finish_reason: string }[] };
+    assert.equal(body.choices[0]!.token_ids.length, 4);
+
+    for (const stream of [true, false]) {
+      const a = await runAgent(['--base-url', s.url + '/v1', '--model', 'tiny', '--max-steps', '1', '--extra-body', '{"max_tokens": 6, "ignore_eos": true}', ...(stream ? [] : ['--no-stream']), 'Say hi']);
+      assert.equal(a.code, 0, a.stderr);
+      assert.match(a.stderr, /\[final after 1 steps; tokens prompt \d+, completion \d+/);
+    }
+
+    // SIGTERM while a stream is in flight: it completes with [DONE], then the server exits 0
+    const res = await fetch(s.url + '/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'tiny', prompt: 'count', max_tokens: 24, ignore_eos: true, stream: true, return_token_ids: true }) });
+    const reader = res.body!.getReader();
+    let text = new TextDecoder().decode((await reader.read()).value);
+    s.proc.kill('SIGTERM');
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      text += new TextDecoder().decode(value);
+    }
+    assert.ok(text.trimEnd().endsWith('data: [DONE]'), text.slice(-200));
+    const ids = text.split('\n\n').filter((f) => f.startsWith('data: {')).flatMap((f) => JSON.parse(f.slice(6)).choices[0]?.token_ids ?? []);
+    assert.equal(ids.length, 24);
+    assert.equal(await s.exited, 0);
+    assert.match(s.stderr(), /SIGTERM: draining in-flight requests[\s\S]*drained, exiting/);
+  } finally {
+    s.proc.kill('SIGKILL');
+  }
+});
