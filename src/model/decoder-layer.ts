@@ -4,7 +4,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import type { LayerCache } from './cache.js';
 import type { ModelConfig } from './config.js';
 import type { Selection } from './indexer.js';
-import { MLA, type AttentionStep } from './mla.js';
+import { MLA, type AttentionStep, type TrainStep } from './mla.js';
 import { Mlp } from './mlp.js';
 import { MoE } from './moe.js';
 import { addRmsNorm } from './norm.js';
@@ -35,8 +35,8 @@ export class DecoderLayer {
     return this.ffn instanceof MoE;
   }
 
-  /** h, residual [T, dim] (the step's new tokens, flat). */
-  forward(h: Tensor, residual: Tensor | null, step: AttentionStep, cache: LayerCache, forcedRoutes: Int32Array | Tensor | null): LayerOutput {
+  /** h, residual [T, dim] (the step's new tokens, flat); a training step has no cache. */
+  forward(h: Tensor, residual: Tensor | null, step: AttentionStep | TrainStep, cache: LayerCache | null, forcedRoutes: Int32Array | Tensor | null): LayerOutput {
     const dt = actDtype(step.numerics);
     const eps = this.cfg.normEps;
     const n1 = addRmsNorm(h, residual, this.weights.float(`${this.p}.input_layernorm.weight`), eps, dt);

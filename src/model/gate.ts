@@ -17,6 +17,7 @@ import { moeRoute, moeRouteWeights } from '../tensor/ops/moe.js';
 import { softmax } from '../tensor/ops/softmax.js';
 import { cast } from '../tensor/ops/view.js';
 import type { ModelConfig } from './config.js';
+import { wideDtype } from './numerics.js';
 import type { ModelWeights } from './weights.js';
 
 export class RouteError extends DsvError {}
@@ -45,7 +46,7 @@ export class Gate {
 
   /** Gate scores [T, E] in f32. */
   scores(x: Tensor): Tensor {
-    const logits = linear(cast(x, 'f32'), this.weight);
+    const logits = linear(cast(x, wideDtype(x.dtype)), this.weight);
     return this.cfg.scoreFunc === 'sigmoid' ? sigmoid(logits) : softmax(logits, -1);
   }
 

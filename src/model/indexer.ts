@@ -6,13 +6,23 @@
 //   I[t, s] = k_scale[s] · Σ_h relu(q8[t, h]·k8[s]) · w[t, h]  (f32)
 //   selection = top-min(index_topk, end_pos) of I over the causal keys, ties → lowest position
 // The FP8 keys and scales are cached for decode.
+//
+// Training (trainSelect/trainLoss, a TrainStep of B rows of S tokens; paper §2.1, model.md §10): the
+// indexer runs unquantised (FP8 act_quant is the inference cache's format; indexerScores is the float
+// Eq. 1 with its backward) on DETACHED x and qr, so the only gradient it ever gets is its KL loss and
+// the LM loss never reaches it (nor its loss the main model):
+//   I[t, s] = Σ_h w[t, h]·relu(q[t, h]·k[s])       (w with Hi^-½·Dh^-½ folded in, as inference)
+//   selection: dense attention → every causal key; sparse → top-min(index_topk, S) of I over s ≤ t
+//   loss (per layer, Σ over rows t):  KL(p_t ‖ softmax(I_t)) with p_t = Σ_h attention_h(t, ·), L1-normalised,
+//     over all s ≤ t (dense warm-up) or over the selected S_t (sparse stage) — indexerKlLoss, whose target
+//     (the main attention's q, kv, lse) is detached.
 import { DsvError } from '../errors.js';
 import type { DType } from '../tensor/dtype.js';
 import { Tensor, fromArray } from '../tensor/tensor.js';
 import { hadamard } from '../tensor/ops/hadamard.js';
 import { cat } from '../tensor/ops/indexing.js';
 import { linear } from '../tensor/ops/matmul.js';
-import { mul, muls } from '../tensor/ops/elementwise.js';
+import { add, mul, muls } from '../tensor/ops/elementwise.js';
 import { indexerCacheWrite, indexerLogitsPaged, topkSelect } from '../tensor/ops/dsa-indexer.js';
 import { layerNorm } from '../tensor/ops/norm.js';
 import { rope } from '../tensor/ops/rope.js';
@@ -22,6 +32,10 @@ import type { ModelConfig } from './config.js';
 import { actQuant } from '../tensor/ops/quant.js';
 import { QUANT_BLOCK } from './fp8.js';
 import { applyLinear } from './fp8-linear.js';
+import { actDtype, wideDtype } from './numerics.js';
+import { detach, noGrad } from '../tensor/autograd.js';
+import { type AttentionTarget, type IndexerSelection, indexerKlLoss, indexerScores } from '../tensor/ops/indexer-train.js';
+import type { TrainStep } from './mla.js';
 import type { ModelWeights } from './weights.js';
 
 export class ForcedSelectionError extends DsvError {}
@@ -62,6 +76,14 @@ export interface IndexerQK {
 
 const LN_EPS = 1e-6;
 
+/** A training step's selection: key positions [B·S, width] within each sequence (−1 holes). */
+export interface TrainSelection {
+  width: number;
+  positions: Int32Array;
+  /** the indexer's float q [B·S, Hi, Dh], k [B·S, Dh], w [B·S, Hi] from detached inputs (when computed) */
+  qk: IndexerQK | null;
+}
+
 export class Indexer {
   constructor(
     private readonly cfg: ModelConfig,
@@ -82,7 +104,7 @@ export class Indexer {
     let q = reshape(applyLinear(qr, w.linear(`${this.prefix}.wq_b.weight`), dt, this.ue8m0), [B, S, Hi, Dh]);
     q = cat([rope(narrow(q, 3, 0, r), rot.cos, rot.sin, false), narrow(q, 3, r, Dh - r)], 3);
     const kLin = applyLinear(x2, w.linear(`${this.prefix}.wk.weight`), dt, this.ue8m0);
-    let k = cast(layerNorm(cast(kLin, 'f32'), w.float(`${this.prefix}.k_norm.weight`), w.float(`${this.prefix}.k_norm.bias`), LN_EPS), dt);
+    let k = cast(layerNorm(cast(kLin, wideDtype(dt)), w.float(`${this.prefix}.k_norm.weight`), w.float(`${this.prefix}.k_norm.bias`), LN_EPS), dt);
     const k4 = reshape(k, [B, S, 1, Dh]);
     k = reshape(cat([rope(narrow(k4, 3, 0, r), rot.cos, rot.sin, false), narrow(k4, 3, r, Dh - r)], 3), [B * S, Dh]);
     if (rotate) {
@@ -92,7 +114,7 @@ export class Indexer {
     const T = B * S;
     const k2 = reshape(k, [T, Dh]);
     // w = weights_proj(x.f32)·Hi^-½·q_scale·Dh^-½, each product rounded to f32 as the reference's
-    const wp = muls(linear(cast(x2, 'f32'), w.float(`${this.prefix}.weights_proj.weight`)), Hi ** -0.5);
+    const wp = muls(linear(cast(x2, wideDtype(dt)), w.float(`${this.prefix}.weights_proj.weight`)), Hi ** -0.5);
     if (!quantize) {
       return { q: reshape(q, [T, Hi, Dh]), k: k2, ks: fromArray(new Float32Array(T).fill(1), [T], { device: x2.device }), w: muls(wp, cfg.indexSoftmaxScale) };
     }
@@ -159,6 +181,69 @@ export class Indexer {
       };
     });
   }
+
+  /**
+   * The training selection for x, qr [B·S, ·] (see the file header): forced, all causal keys (dense
+   * attention), or the top-k of the float scores per sequence (sparse). The float q/k/w come back when
+   * the loss needs them.
+   */
+  trainSelect(x: Tensor, qr: Tensor, step: TrainStep): TrainSelection {
+    const { B, S } = step;
+    const T = B * S;
+    const dt = actDtype(step.numerics);
+    const dense = step.attention === 'dense';
+    const W = dense ? S : Math.min(this.cfg.indexTopk, S);
+    const needScores = step.indexerLoss || (!dense && !step.forcedTopk);
+    const proj = (): IndexerQK => this.project(detach(x), detach(qr), 1, T, step.rot, dt, { quantize: false });
+    const qk = needScores ? (step.indexerLoss ? proj() : noGrad(proj)) : null;
+    const positions = new Int32Array(T * W);
+    if (step.forcedTopk) {
+      const pos = Int32Array.from({ length: T }, (_, i) => i % S);
+      fillForced(step.forcedTopk, this.cfg.indexTopk, positions, W, pos, this.prefix);
+    } else if (dense) {
+      for (let i = 0; i < T; i++) for (let j = 0; j < W; j++) positions[i * W + j] = j <= i % S ? j : -1;
+    } else {
+      noGrad(() => {
+        for (let b = 0; b < B; b++) {
+          const seq = this.seqOf(qk!, b, S);
+          const sc = indexerScores(seq.q, seq.k, seq.w, causal(S, x.device));
+          positions.set(topkSelect(sc, W, { end: causal(S, x.device).end }).toHost() as Int32Array, b * S * W);
+        }
+      });
+    }
+    return { width: W, positions, qk };
+  }
+
+  /** Σ over the step's rows of KL(p ‖ softmax(I)) for this layer (see the file header). */
+  trainLoss(sel: TrainSelection, attn: AttentionTarget, step: TrainStep): Tensor {
+    const { B, S } = step;
+    const W = sel.width;
+    const dev = attn.q.device;
+    let total: Tensor | null = null;
+    for (let b = 0; b < B; b++) {
+      const seq = this.seqOf(sel.qk!, b, S);
+      const target: AttentionTarget = { ...attn, q: narrow(attn.q, 0, b * S, S), kv: narrow(attn.kv, 0, b * S, S), lse: narrow(attn.lse, 0, b * S, S) };
+      // dense attention: the warm-up's KL over every causal key; sparse: over the selected keys only
+      const range: IndexerSelection = step.attention === 'dense'
+        ? causal(S, dev)
+        : { indices: fromArray(sel.positions.subarray(b * S * W, (b + 1) * S * W), [S, W], { dtype: 'i32', device: dev }) };
+      const l = indexerKlLoss(indexerScores(seq.q, seq.k, seq.w, range), target, range);
+      total = total ? add(total, l) : l;
+    }
+    return total!;
+  }
+
+  private seqOf(qk: IndexerQK, b: number, S: number): { q: Tensor; k: Tensor; w: Tensor } {
+    return { q: narrow(qk.q, 0, b * S, S), k: narrow(qk.k, 0, b * S, S), w: narrow(qk.w, 0, b * S, S) };
+  }
+}
+
+/** Causal key ranges [0, s + 1) of the S rows of one sequence. */
+function causal(S: number, device: string): { start: Tensor; end: Tensor } {
+  return {
+    start: fromArray(new Int32Array(S), [S], { dtype: 'i32', device }),
+    end: fromArray(Int32Array.from({ length: S }, (_, s) => s + 1), [S], { dtype: 'i32', device }),
+  };
 }
 
 /** One chunk group's selections [rows, width]: key positions and/or pool slots (−1 padded). */

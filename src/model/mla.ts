@@ -9,6 +9,19 @@
 //   out = wo(o)
 // The reference picks MQA exactly when a forward has one token (no mask); `mode` can force either
 // (they agree: the invariant test).
+//
+// Training (a TrainStep: B rows of S tokens, no cache, model.ts trainForward) runs the same projections,
+// then attention in the MQA form over the step's own latent rows, which is what DSA trains (the paper
+// implements DSA "based on the MQA mode of MLA"; sparseMlaPrefillTrain has the backward):
+//   kv  = [kv_norm(c) | k_pe]                      [B·S, c + r]   (one shared key/value row per token)
+//   q   = [q_nope·W_UK[h] | q_pe]                  [B·S, H, c + r] (W_UK, W_UV from wkv_b in the graph,
+//                                                   so wkv_b gets its gradient through both)
+//   o   = sparse softmax(q·kv·scale)·kv[:, :c]     over flat rows b·S + p of the selected positions p
+//   out = wo(o·W_UV[h]ᵀ)
+// The FP8 round trip of the latent is off unless step.fp8 (then straight through): the reference trains
+// in bf16 with f32 master weights, and FP8 there is the inference cache's storage format, not part of the
+// trained function; its straight-through gradient would train a different function from the one
+// differentiated. The selection and the indexer's KL loss come from indexer.ts (trainSelect/trainLoss).
 import type { DType } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { matmul } from '../tensor/ops/matmul.js';
@@ -27,7 +40,9 @@ import { applyLinear } from './fp8-linear.js';
 import { Indexer, type Selection } from './indexer.js';
 import { rmsNormTo } from './norm.js';
 import type { Numerics } from './numerics.js';
-import { actDtype } from './numerics.js';
+import { actDtype, wideDtype } from './numerics.js';
+import { isGradEnabled } from '../tensor/autograd.js';
+import { sparseMlaPrefillTrain } from '../tensor/ops/sparse-mla-train.js';
 import { sparseMhaPrefill } from '../tensor/ops/sparse-mha.js';
 import { dequantize, type ModelWeights } from './weights.js';
 
@@ -48,9 +63,37 @@ export interface AttentionStep {
   recordTopk: boolean;
 }
 
+/**
+ * The training forward's step (model.ts trainForward): B rows of S tokens at positions 0..S−1, no cache.
+ *   attention 'dense': every causal key (the dense model; the indexer's warm-up);
+ *             'sparse': the indexer's top-min(index_topk, S) (DSA);
+ *   indexerLoss: add each layer's KL(p ‖ softmax(I)) to `indexerLosses` — over all causal keys with
+ *             dense attention (warm-up), over the selected keys with sparse attention (sparse stage).
+ */
+export interface TrainStep {
+  kind: 'train';
+  B: number;
+  S: number;
+  /** cos/sin [B·S, r/2]: row b·S + s at position s */
+  rot: { cos: Tensor; sin: Tensor };
+  numerics: Numerics;
+  attention: 'dense' | 'sparse';
+  indexerLoss: boolean;
+  /** simulate the inference FP8 round trips (straight through); off for training, on for parity tests */
+  fp8: boolean;
+  /** this layer's forced selection [B·S, index_topk] (positions, −1 padded), or null */
+  forcedTopk: Int32Array | null;
+  /** per layer, the indexer's KL loss Σ over the step's rows (filled when indexerLoss) */
+  indexerLosses: Tensor[];
+}
+
+export function isTrainStep(s: AttentionStep | TrainStep): s is TrainStep {
+  return (s as TrainStep).kind === 'train';
+}
+
 export class MLA {
   readonly indexer: Indexer;
-  private wkvbCache: { dt: DType; uk: Tensor; uv: Tensor } | null = null;
+  private wkvbCache: { dt: DType; gen: number; uk: Tensor; uv: Tensor } | null = null;
 
   constructor(
     private readonly cfg: ModelConfig,
@@ -70,10 +113,11 @@ export class MLA {
    * into the layer's pool at the step's slots. Attention runs per chunk group: MQA over the pool
    * (sparseMlaDecode with slot indices) or, per chunk, MHA over the sequence's gathered rows.
    */
-  forward(x: Tensor, step: AttentionStep, cache: LayerCache): { out: Tensor; selection: Selection | null } {
+  forward(x: Tensor, step: AttentionStep | TrainStep, cache: LayerCache | null): { out: Tensor; selection: Selection | null } {
+    if (isTrainStep(step)) return this.trainForward(x, step);
+    if (!cache) throw new DsvError(`${this.prefix}: an inference step needs the layer's cache`);
     const cfg = this.cfg;
     const { layout } = step;
-    const T = layout.T;
     const W = layout.width;
     const dt = actDtype(step.numerics);
     const H = cfg.nHeads;
@@ -81,15 +125,8 @@ export class MLA {
     const r = cfg.qkRopeHeadDim;
     const c = cfg.kvLoraRank;
     const dv = cfg.vHeadDim;
-    const eps = cfg.normEps;
 
-    const qr = rmsNormTo(applyLinear(x, this.lin('q_a_proj'), dt, this.ue8m0), this.weights.float(`${this.prefix}.q_a_layernorm.weight`), eps, dt);
-    const q = reshape(applyLinear(qr, this.lin('q_b_proj'), dt, this.ue8m0), [1, T, H, nope + r]);
-    const qNope = reshape(narrow(q, 3, 0, nope), [T, H, nope]);
-    const qPe = reshape(rope(narrow(q, 3, nope, r), step.rot.cos, step.rot.sin, true), [T, H, r]);
-    const kvA = applyLinear(x, this.lin('kv_a_proj_with_mqa'), dt, this.ue8m0);
-    const kvn = rmsNormTo(narrow(kvA, 1, 0, c), this.weights.float(`${this.prefix}.kv_a_layernorm.weight`), eps, dt);
-    const kPe = reshape(rope(reshape(narrow(kvA, 1, c, r), [1, T, 1, r]), step.rot.cos, step.rot.sin, true), [T, r]);
+    const { qr, qNope, qPe, kvn, kPe } = this.project(x, step.rot, dt);
     // the cached latent is the FP8 round trip's values (exact in every cache format, see cache.ts)
     const kvRt = fp8RoundTrip(kvn, QUANT_BLOCK, { ue8m0: this.ue8m0 });
     mlaCacheWrite(cache.latent, kvRt, kPe, layout.slots);
@@ -138,18 +175,80 @@ export class MLA {
     return { out, selection: positions ? { width: W, idx: positions.length === 1 ? positions[0]! : cat(positions, 0) } : null };
   }
 
-  /** wkv_b viewed [H, nope+dv, c] (FP8 dequantised as the reference's weight_dequant), split UK/UV. */
+  /**
+   * The projections of x [T, dim] (rot over the T tokens' positions): qr [T, q_lora] (shared with the
+   * indexer), q_nope [T, H, nope], rotated q_pe [T, H, r], the normalised latent kvn [T, c] and the
+   * rotated RoPE key k_pe [T, r].
+   */
+  private project(x: Tensor, rot: { cos: Tensor; sin: Tensor }, dt: DType): { qr: Tensor; qNope: Tensor; qPe: Tensor; kvn: Tensor; kPe: Tensor } {
+    const cfg = this.cfg;
+    const T = x.shape[0]!;
+    const H = cfg.nHeads;
+    const nope = cfg.qkNopeHeadDim;
+    const r = cfg.qkRopeHeadDim;
+    const c = cfg.kvLoraRank;
+    const eps = cfg.normEps;
+    const qr = rmsNormTo(applyLinear(x, this.lin('q_a_proj'), dt, this.ue8m0), this.weights.float(`${this.prefix}.q_a_layernorm.weight`), eps, dt);
+    const q = reshape(applyLinear(qr, this.lin('q_b_proj'), dt, this.ue8m0), [1, T, H, nope + r]);
+    const qNope = reshape(narrow(q, 3, 0, nope), [T, H, nope]);
+    const qPe = reshape(rope(narrow(q, 3, nope, r), rot.cos, rot.sin, true), [T, H, r]);
+    const kvA = applyLinear(x, this.lin('kv_a_proj_with_mqa'), dt, this.ue8m0);
+    const kvn = rmsNormTo(narrow(kvA, 1, 0, c), this.weights.float(`${this.prefix}.kv_a_layernorm.weight`), eps, dt);
+    const kPe = reshape(rope(reshape(narrow(kvA, 1, c, r), [1, T, 1, r]), rot.cos, rot.sin, true), [T, r]);
+    return { qr, qNope, qPe, kvn, kPe };
+  }
+
+  /** The training forward (see the file header): x [B·S, dim] → [B·S, dim], no cache. */
+  private trainForward(x: Tensor, step: TrainStep): { out: Tensor; selection: Selection } {
+    const cfg = this.cfg;
+    const { B, S } = step;
+    const T = B * S;
+    const dt = actDtype(step.numerics);
+    const H = cfg.nHeads;
+    const c = cfg.kvLoraRank;
+    const dv = cfg.vHeadDim;
+    const { qr, qNope, qPe, kvn, kPe } = this.project(x, step.rot, dt);
+    const lat = step.fp8 ? fp8RoundTrip(kvn, QUANT_BLOCK, { ue8m0: this.ue8m0 }) : kvn;
+    const kv = cat([lat, kPe], 1); // [T, c + r]
+    const { uk, uv } = this.absorbedWeights(dt, x.device);
+    const qAbs = permute(cast(matmul(permute(qNope, [1, 0, 2]), uk), dt), [1, 0, 2]); // [T, H, c]
+    const q = cat([qAbs, qPe], 2); // [T, H, c + r]
+    const sel = this.indexer.trainSelect(x, qr, step);
+    // positions p of sequence b → flat kv rows b·S + p (holes stay −1)
+    const W = sel.width;
+    const flat = new Int32Array(T * W);
+    for (let i = 0; i < T * W; i++) {
+      const p = sel.positions[i]!;
+      flat[i] = p < 0 ? -1 : Math.floor(i / (S * W)) * S + p;
+    }
+    const a = sparseMlaPrefillTrain(q, kv, fromArray(flat, [T, W], { dtype: 'i32', device: x.device }), cfg.softmaxScale, { dv: c });
+    if (step.indexerLoss) step.indexerLosses.push(this.indexer.trainLoss(sel, { q, kv, lse: a.lse, scale: cfg.softmaxScale, dv: c }, step));
+    // o[t, h, :] = o_lat[t, h, :] · W_UV[h]ᵀ
+    const oh = cast(matmul(cast(permute(a.out, [1, 0, 2]), wideDtype(dt)), transpose(uv)), dt); // [H, T, dv]
+    const out = applyLinear(reshape(contiguous(permute(oh, [1, 0, 2])), [T, H * dv]), this.lin('o_proj'), dt, this.ue8m0);
+    return { out, selection: { width: W, idx: fromArray(sel.positions, [T, W], { dtype: 'i32', device: x.device }) } };
+  }
+
+  /**
+   * wkv_b viewed [H, nope+dv, c] (FP8 dequantised as the reference's weight_dequant), split UK/UV. Cached
+   * for inference (until the weights' generation moves); built on the tape when wkv_b is being trained.
+   */
   private absorbedWeights(dt: DType, device: string): { uk: Tensor; uv: Tensor } {
-    if (this.wkvbCache && this.wkvbCache.dt === dt && this.wkvbCache.uk.device === device) return this.wkvbCache;
+    const lw = this.lin('kv_b_proj');
+    const taped = lw.kind === 'dense' && lw.w.requiresGrad && isGradEnabled();
+    const gen = this.weights.generation;
+    const cached = this.wkvbCache;
+    if (!taped && cached && cached.dt === dt && cached.gen === gen && cached.uk.device === device) return cached;
     const cfg = this.cfg;
     const H = cfg.nHeads;
     const nope = cfg.qkNopeHeadDim;
     const dv = cfg.vHeadDim;
     const c = cfg.kvLoraRank;
-    const w = cast(reshape(dequantize(this.lin('kv_b_proj')), [H, nope + dv, c]), dt);
-    const uk = cast(contiguous(narrow(w, 1, 0, nope)), 'f32');
-    const uv = cast(contiguous(narrow(w, 1, nope, dv)), 'f32');
-    this.wkvbCache = { dt, uk, uv };
+    const w = cast(reshape(dequantize(lw), [H, nope + dv, c]), dt);
+    const uk = cast(contiguous(narrow(w, 1, 0, nope)), wideDtype(dt));
+    const uv = cast(contiguous(narrow(w, 1, nope, dv)), wideDtype(dt));
+    if (taped) return { uk, uv };
+    this.wkvbCache = { dt, gen, uk, uv };
     return this.wkvbCache;
   }
 }

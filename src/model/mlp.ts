@@ -6,6 +6,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import { mul, silu } from '../tensor/ops/elementwise.js';
 import { cast } from '../tensor/ops/view.js';
 import { applyLinear } from './fp8-linear.js';
+import { wideDtype } from './numerics.js';
 import type { ModelWeights } from './weights.js';
 
 export class Mlp {
@@ -15,7 +16,7 @@ export class Mlp {
     const w = this.weights;
     const g = applyLinear(x, w.linear(`${this.prefix}.gate_proj.weight`), dt, this.ue8m0);
     const u = applyLinear(x, w.linear(`${this.prefix}.up_proj.weight`), dt, this.ue8m0);
-    const h = cast(mul(silu(cast(g, 'f32')), cast(u, 'f32')), dt);
+    const h = cast(mul(silu(cast(g, wideDtype(dt))), cast(u, wideDtype(dt))), dt);
     return applyLinear(h, w.linear(`${this.prefix}.down_proj.weight`), dt, this.ue8m0);
   }
 }

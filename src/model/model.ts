@@ -9,7 +9,7 @@ import path from 'node:path';
 import '../tensor/index.js'; // registers the CPU backend
 import { DsvError } from '../errors.js';
 import { Tensor } from '../tensor/tensor.js';
-import { reshape } from '../tensor/ops/view.js';
+import { cast, reshape } from '../tensor/ops/view.js';
 import { ropeTables } from '../tensor/ops/rope.js';
 import type { RaggedBatch } from './batch.js';
 import { CachePool, ModelCache, type StepLayout, stepLayout } from './cache.js';
@@ -19,12 +19,14 @@ import { type ModelConfig, loadConfig } from './config.js';
 import { DecoderLayer } from './decoder-layer.js';
 import { embedTokens } from './embedding.js';
 import type { Selection } from './indexer.js';
-import type { AttentionMode, AttentionStep } from './mla.js';
+import type { AttentionMode, AttentionStep, TrainStep } from './mla.js';
+import { add } from '../tensor/ops/elementwise.js';
+import { linear } from '../tensor/ops/matmul.js';
 import { MtpModule, type MtpOutput } from './mtp.js';
 import { addRmsNorm } from './norm.js';
-import { type Numerics, actDtype } from './numerics.js';
+import { type Numerics, actDtype, wideDtype } from './numerics.js';
 import { RotaryTables } from './rope.js';
-import { ModelWeights, type WeightSource } from './weights.js';
+import { ModelWeights, type WeightOptions, type WeightSource } from './weights.js';
 
 export class TokenError extends DsvError {}
 
@@ -72,6 +74,46 @@ export interface StepResult {
   layout: StepLayout;
 }
 
+/**
+ * The training forward (trainForward): B rows of S tokens from position 0, no cache, on the autograd
+ * tape. Choices (selections, routes) are discrete; replayed ones are used as given (Keep Routing,
+ * forced top-k), the routing weights and attention stay differentiable.
+ */
+export interface TrainForwardOptions {
+  /** 'f32' (default; f32 master weights), 'bf16' (bf16 activations), 'f64' (gradient checks) */
+  numerics?: Numerics;
+  /** 'sparse' (default): the indexer's top-k (DSA); 'dense': every causal key (dense model, warm-up) */
+  attention?: 'dense' | 'sparse';
+  /** compute the indexer's KL loss (dense attention: the warm-up's; sparse: the sparse stage's) */
+  indexerLoss?: boolean;
+  /** simulate inference's FP8 round trips of the latent (straight through); default off */
+  fp8?: boolean;
+  /** per layer, [B·S, index_topk] key positions (−1 padded) replacing the indexer's choice */
+  forcedTopk?: readonly (Int32Array | null | undefined)[];
+  /** per layer, [B·S, experts_per_token] expert ids replacing the gate's choice (weights recomputed) */
+  forcedRoutes?: readonly (Int32Array | null | undefined)[];
+  /** the same per MTP module */
+  mtpForcedTopk?: readonly (Int32Array | null | undefined)[];
+  mtpForcedRoutes?: readonly (Int32Array | null | undefined)[];
+  /** run the MTP modules (default: when the model has them) */
+  mtp?: boolean;
+}
+
+export interface TrainForwardResult {
+  /** [B·S, vocab] (f32; f64 in f64 numerics): row b·S + s predicts token s + 1 */
+  logits: Tensor;
+  /** per MTP module k (1-based depth): [B·S, vocab], row b·S + s predicts token s + k + 1 */
+  mtpLogits: Tensor[];
+  /** per layer: key positions [B·S, width] (−1 padded) */
+  topk: Selection[];
+  /** per layer: experts [B·S, k] or null (dense layer) */
+  routes: (Tensor | null)[];
+  mtpTopk: Selection[];
+  mtpRoutes: (Tensor | null)[];
+  /** Σ over layers (and MTP layers) and rows of the indexer's KL loss, when asked for */
+  indexerLoss: Tensor | null;
+}
+
 export interface ForwardResult {
   /** f32 [B, S, vocab] ('all'), [B, 1, vocab] ('last'), or null */
   logits: Tensor | null;
@@ -114,14 +156,17 @@ export class DeepseekV32 {
     this.mtp = Array.from({ length: cfg.nMtpLayers }, (_, m) => new MtpModule(cfg, weights, cfg.nLayers + m, this.ue8m0));
   }
 
-  /** Open a Hugging Face checkpoint directory (config.json + safetensors, sharded or not). */
-  static load(dir: string, opts: { device?: string } = {}): DeepseekV32 {
+  /**
+   * Open a Hugging Face checkpoint directory (config.json + safetensors, sharded or not). `master`
+   * opens it for training (owned master weights in that dtype, see ModelWeights.parameters).
+   */
+  static load(dir: string, opts: { device?: string } & WeightOptions = {}): DeepseekV32 {
     const cfg = loadConfig(path.join(dir, 'config.json'));
-    return new DeepseekV32(cfg, ModelWeights.openDir(cfg, dir, opts.device));
+    return new DeepseekV32(cfg, ModelWeights.openDir(cfg, dir, opts.device, { master: opts.master }));
   }
 
-  static fromSource(cfg: ModelConfig, source: WeightSource, opts: { device?: string } = {}): DeepseekV32 {
-    return new DeepseekV32(cfg, ModelWeights.open(cfg, source, opts.device));
+  static fromSource(cfg: ModelConfig, source: WeightSource, opts: { device?: string } & WeightOptions = {}): DeepseekV32 {
+    return new DeepseekV32(cfg, ModelWeights.open(cfg, source, opts.device, { master: opts.master }));
   }
 
   /**
@@ -210,6 +255,69 @@ export class DeepseekV32 {
     const hidden = addRmsNorm(h, residual, this.weights.float('model.norm.weight'), cfg.normEps, dt).out;
     const logits = opts.logitsWanted === false ? null : logitsAt(hidden, layout.logitRows, this.weights.float('lm_head.weight'));
     return { logits, hidden, topk, routes, layout };
+  }
+
+  /**
+   * The training forward over token rows ids [B·S] (row-major, validated against the vocabulary): every
+   * layer's train branch (mla.ts TrainStep), the final norm and head on every row, then the MTP modules
+   * chained as DeepSeek-V3's sequential MTP: module k takes the previous depth's hidden states (the main
+   * model's final hidden for k = 1) and the embedding of the token k positions ahead. Rows whose token
+   * k ahead lies past the end get a placeholder id 0; their targets are past the end too, so the loss
+   * ignores them, and causality keeps them from touching earlier rows.
+   */
+  trainForward(ids: Int32Array, B: number, S: number, opts: TrainForwardOptions = {}): TrainForwardResult {
+    const cfg = this.cfg;
+    const T = B * S;
+    if (!(Number.isInteger(B) && B >= 1 && Number.isInteger(S) && S >= 1) || ids.length !== T) {
+      throw new TokenError(`trainForward: ${ids.length} token ids do not form ${B} rows of ${S}`);
+    }
+    if (S > cfg.maxPositions) throw new TokenError(`trainForward: rows of ${S} tokens exceed max_position_embeddings (${cfg.maxPositions})`);
+    for (let i = 0; i < T; i++) {
+      const t = ids[i]!;
+      if (!(t >= 0 && t < cfg.vocabSize)) throw new TokenError(`trainForward: token ${t} at row ${Math.floor(i / S)}, position ${i % S} is not an id in [0, ${cfg.vocabSize})`);
+    }
+    const numerics = opts.numerics ?? 'f32';
+    const dt = actDtype(numerics);
+    for (const [name, list, n] of [['forcedTopk', opts.forcedTopk, cfg.nLayers], ['forcedRoutes', opts.forcedRoutes, cfg.nLayers], ['mtpForcedTopk', opts.mtpForcedTopk, cfg.nMtpLayers], ['mtpForcedRoutes', opts.mtpForcedRoutes, cfg.nMtpLayers]] as const) {
+      if (list && list.length !== n) throw new DsvError(`trainForward: ${name} has ${list.length} entries, the model has ${n}`);
+    }
+    const step: TrainStep = {
+      kind: 'train', B, S, numerics, attention: opts.attention ?? 'sparse', indexerLoss: opts.indexerLoss ?? false, fp8: opts.fp8 ?? false,
+      forcedTopk: null, indexerLosses: [],
+      rot: ropeTables(Array.from({ length: T }, (_, i) => i % S), this.rotary.freqs, this.device),
+    };
+    let h = reshape(embedTokens(this.weights.float('model.embed_tokens.weight'), ids, 1, T, dt), [T, cfg.dim]);
+    let residual: Tensor | null = null;
+    const topk: Selection[] = [];
+    const routes: (Tensor | null)[] = [];
+    this.layers.forEach((layer, l) => {
+      step.forcedTopk = opts.forcedTopk?.[l] ?? null;
+      const o = layer.forward(h, residual, step, null, layer.isMoE ? (opts.forcedRoutes?.[l] ?? null) : null);
+      h = o.h;
+      residual = o.residual;
+      topk.push(o.selection!);
+      routes.push(o.routes);
+    });
+    let hidden = addRmsNorm(h, residual, this.weights.float('model.norm.weight'), cfg.normEps, dt).out;
+    const logits = linear(cast(hidden, wideDtype(dt)), this.weights.float('lm_head.weight'));
+    const mtpLogits: Tensor[] = [];
+    const mtpTopk: Selection[] = [];
+    const mtpRoutes: (Tensor | null)[] = [];
+    if (opts.mtp ?? true) {
+      this.mtp.forEach((m, k) => {
+        const ahead = new Int32Array(T);
+        for (let i = 0; i < T; i++) ahead[i] = i % S + k + 1 < S ? ids[i + k + 1]! : 0;
+        step.forcedTopk = opts.mtpForcedTopk?.[k] ?? null;
+        const o = m.forward(hidden, ahead, step, null, opts.mtpForcedRoutes?.[k] ?? null);
+        mtpLogits.push(o.logits);
+        mtpTopk.push(o.selection!);
+        mtpRoutes.push(o.routes);
+        hidden = o.hidden;
+      });
+    }
+    const il = step.indexerLosses;
+    const indexerLoss = il.length ? il.slice(1).reduce((a, b) => add(a, b), il[0]!) : null;
+    return { logits, mtpLogits, topk, routes, mtpTopk, mtpRoutes, indexerLoss };
   }
 
   /**

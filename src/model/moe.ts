@@ -6,6 +6,11 @@
 //                                                 the reference's accumulation order; rounded to dt)
 // The combine is differentiable in w (the gradient reaches the gate when routes are replayed under
 // autograd) and in the expert outputs.
+// Training: the stacked expert weights [E, N, K] are the tape's stack of the per-expert parameters
+// (the checkpoint keeps one tensor per expert), rebuilt every forward that records gradients, so
+// groupedMatmul's dW reaches each expert's own master weight; inference caches the stack until the
+// weights' generation moves (an optimizer step).
+import { isGradEnabled } from '../tensor/autograd.js';
 import type { DType } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { mul, silu } from '../tensor/ops/elementwise.js';
@@ -15,6 +20,7 @@ import { cast } from '../tensor/ops/view.js';
 import type { ModelConfig } from './config.js';
 import { Gate, type Routing } from './gate.js';
 import { Mlp } from './mlp.js';
+import { wideDtype } from './numerics.js';
 import { dequantize, type LinearWeight, type ModelWeights } from './weights.js';
 
 type Proj = 'gate_proj' | 'up_proj' | 'down_proj';
@@ -25,6 +31,7 @@ export class MoE {
   readonly gate: Gate;
   private readonly shared: Mlp | null;
   private readonly stacked = new Map<Proj, Stacked>();
+  private stackedAt = -1;
 
   constructor(private readonly cfg: ModelConfig, private readonly weights: ModelWeights, readonly prefix: string, private readonly ue8m0: boolean) {
     this.gate = new Gate(cfg, weights, `${prefix}.gate`);
@@ -32,9 +39,14 @@ export class MoE {
   }
 
   private experts(p: Proj): Stacked {
+    const lws: LinearWeight[] = Array.from({ length: this.cfg.nRoutedExperts }, (_, e) => this.weights.linear(`${this.prefix}.experts.${e}.${p}.weight`));
+    if (isGradEnabled() && lws.some((l) => l.kind === 'dense' && l.w.requiresGrad)) return { kind: 'dense', w: stack(lws.map(dequantize)) }; // on the tape, not cached
+    if (this.stackedAt !== this.weights.generation) {
+      this.stacked.clear();
+      this.stackedAt = this.weights.generation;
+    }
     let s = this.stacked.get(p);
     if (!s) {
-      const lws: LinearWeight[] = Array.from({ length: this.cfg.nRoutedExperts }, (_, e) => this.weights.linear(`${this.prefix}.experts.${e}.${p}.weight`));
       const fp8 = lws.filter((l): l is Extract<LinearWeight, { kind: 'fp8' }> => l.kind === 'fp8');
       if (fp8.length === lws.length) s = { kind: 'fp8', w8: stack(fp8.map((l) => l.w8)), scale: stack(fp8.map((l) => l.scale)) };
       // a mix of dense and FP8 experts runs dense, on the FP8 ones' exact dequantised values
@@ -58,7 +70,7 @@ export class MoE {
     // the SwiGLU expert (mlp.ts): down((silu(gate(x)).f32 · up(x).f32) → dt)
     const g = this.project('gate_proj', xs, d.offsets, dt);
     const u = this.project('up_proj', xs, d.offsets, dt);
-    const h = cast(mul(silu(cast(g, 'f32')), cast(u, 'f32')), dt);
+    const h = cast(mul(silu(cast(g, wideDtype(dt))), cast(u, wideDtype(dt))), dt);
     const ys = this.project('down_proj', h, d.offsets, dt);
     const y = moeCombine(ys, routing.weights, d.rows, { shared: this.shared ? this.shared.forward(x, dt) : null, dtype: dt });
     return { y, routing };

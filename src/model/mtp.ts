@@ -14,7 +14,7 @@ import { DecoderLayer } from './decoder-layer.js';
 import { embedTokens } from './embedding.js';
 import { applyLinear } from './fp8-linear.js';
 import type { Selection } from './indexer.js';
-import type { AttentionStep } from './mla.js';
+import { type AttentionStep, type TrainStep, isTrainStep } from './mla.js';
 import { addRmsNorm, rmsNormTo } from './norm.js';
 import { actDtype } from './numerics.js';
 import { layerPrefix, type ModelWeights } from './weights.js';
@@ -46,9 +46,10 @@ export class MtpModule {
    * hidden [T, dim]: the main model's final hidden states of the step's tokens; nextIds [T]: the tokens
    * one position ahead. Positions, slots and logit rows follow the main model's step.
    */
-  forward(hidden: Tensor, nextIds: Int32Array, step: AttentionStep, cache: LayerCache, forcedRoutes: Int32Array | Tensor | null = null): MtpOutput {
+  forward(hidden: Tensor, nextIds: Int32Array, step: AttentionStep | TrainStep, cache: LayerCache | null, forcedRoutes: Int32Array | Tensor | null = null): MtpOutput {
     const cfg = this.cfg;
-    const T = step.layout.T;
+    const train = isTrainStep(step);
+    const T = train ? step.B * step.S : step.layout.T;
     if (nextIds.length !== T) throw new DsvError(`mtp: ${nextIds.length} next tokens for a step of ${T} tokens`);
     const dt = actDtype(step.numerics);
     const eps = cfg.normEps;
@@ -59,7 +60,8 @@ export class MtpModule {
     const o = this.block.forward(x, null, step, cache, forcedRoutes);
     const h = addRmsNorm(o.h, o.residual, this.weights.float(`${this.p}.shared_head.norm.weight`), eps, dt).out;
     const head = this.own('shared_head.head.weight', 'lm_head.weight');
-    const logits = logitsAt(h, step.layout.logitRows, head);
+    // training: the logits of every row (the MTP loss); inference: the step's logit rows
+    const logits = logitsAt(h, train ? Int32Array.from({ length: T }, (_, i) => i) : step.layout.logitRows, head);
     return { logits, hidden: h, selection: o.selection, routes: o.routes };
   }
 }

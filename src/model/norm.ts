@@ -20,6 +20,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import { add, adds, div, mul, sqrt, square } from '../tensor/ops/elementwise.js';
 import { cat } from '../tensor/ops/indexing.js';
 import { cast, narrow } from '../tensor/ops/view.js';
+import { wideDtype } from './numerics.js';
 
 /** Σ over the last dim [..., n] → [..., 1], accumulated in x's dtype by halving (pairwise tree). */
 function treeSum(x: Tensor): Tensor {
@@ -44,12 +45,14 @@ function rmsNormF32(x: Tensor, w: Tensor, eps: number): Tensor {
 }
 
 export function rmsNormTo(x: Tensor, w: Tensor, eps: number, dt: DType): Tensor {
-  return cast(rmsNormF32(cast(x, 'f32'), cast(w, 'f32'), eps), dt);
+  const f = wideDtype(dt);
+  return cast(rmsNormF32(cast(x, f), cast(w, f), eps), dt);
 }
 
 /** (norm(x + residual), x + residual); with no residual yet: (norm(x), x). */
 export function addRmsNorm(x: Tensor, residual: Tensor | null, w: Tensor, eps: number, dt: DType): { out: Tensor; residual: Tensor } {
   if (residual === null) return { out: rmsNormTo(x, w, eps, dt), residual: x };
-  const sum = add(cast(x, 'f32'), cast(residual, 'f32'));
-  return { out: cast(rmsNormF32(sum, cast(w, 'f32'), eps), dt), residual: cast(sum, dt) };
+  const f = wideDtype(dt);
+  const sum = add(cast(x, f), cast(residual, f));
+  return { out: cast(rmsNormF32(sum, cast(w, f), eps), dt), residual: cast(sum, dt) };
 }

@@ -135,6 +135,18 @@ export function expectedTensors(cfg: ModelConfig): Spec[] {
 
 const DENSE_DTYPES: readonly DType[] = ['bf16', 'f16', 'f32'];
 
+export interface WeightOptions {
+  /**
+   * Training: hold every dense weight as an owned copy in this dtype (the master weights: 'f32', or
+   * 'f64' for gradient checks) that an optimizer may update in place. Default: inference (f32 values,
+   * possibly sharing the source's memory).
+   */
+  master?: 'f32' | 'f64';
+}
+
+/** A trainable tensor of the model: its checkpoint name and the live master weight. */
+export type NamedParameter = [name: string, weight: Tensor];
+
 function ceilDiv(a: number, b: number): number {
   return Math.ceil(a / b);
 }
@@ -150,20 +162,84 @@ export class ModelWeights {
 
   /** The device every weight is placed on when first read (CUDA uploads go through pinned staging). */
   readonly device: string;
+  /** dtype of the dense weights' values ('f32' for inference; the master dtype when training) */
+  readonly dtype: 'f32' | 'f64';
+  private readonly owned: boolean;
+  /**
+   * Bumped by update() after the weights change in place (an optimizer step). Tensors derived from
+   * weights and cached for inference (the stacked experts of moe.ts, the absorbed wkv_b of mla.ts)
+   * remember the generation they were built at and rebuild when it moved.
+   */
+  generation = 0;
 
-  private constructor(readonly cfg: ModelConfig, readonly source: WeightSource, device?: string) {
+  private constructor(readonly cfg: ModelConfig, readonly source: WeightSource, device?: string, opts: WeightOptions = {}) {
     this.device = device ?? getDefaultDevice();
     getBackend(this.device); // an unknown or unavailable device fails here, before any read
+    this.dtype = opts.master ?? 'f32';
+    this.owned = opts.master !== undefined;
   }
 
-  static open(cfg: ModelConfig, source: WeightSource, device?: string): ModelWeights {
-    const w = new ModelWeights(cfg, source, device);
+  static open(cfg: ModelConfig, source: WeightSource, device?: string, opts: WeightOptions = {}): ModelWeights {
+    const w = new ModelWeights(cfg, source, device, opts);
     w.validate();
     return w;
   }
 
-  static openDir(cfg: ModelConfig, dir: string, device?: string): ModelWeights {
-    return ModelWeights.open(cfg, Checkpoint.open(dir), device);
+  static openDir(cfg: ModelConfig, dir: string, device?: string, opts: WeightOptions = {}): ModelWeights {
+    return ModelWeights.open(cfg, Checkpoint.open(dir), device, opts);
+  }
+
+  /** Record that the weights were changed in place (see `generation`). */
+  update(): void {
+    this.generation++;
+  }
+
+  /**
+   * The trainable weights in checkpoint order, each read now as an owned master copy with requiresGrad
+   * set (opened with `master`). Excluded: the gate's e_score_correction_bias (the reference steers it by
+   * load, not by gradient: it only biases the discrete choice, which has no gradient), and FP8 weights
+   * (e4m3 codes are not a trainable representation here: train from a bf16/f32 checkpoint). `keep`
+   * narrows the set (e.g. the indexer's weights only, for the dense warm-up).
+   */
+  parameters(keep: (name: string) => boolean = () => true): NamedParameter[] {
+    if (!this.owned) throw new WeightError(`${this.source.path}: parameters() needs weights opened for training (ModelWeights.open(..., { master: 'f32' }))`);
+    const out: NamedParameter[] = [];
+    for (const spec of this.specs.values()) {
+      if (spec.role === 'bias' || !this.source.has(spec.name) || !keep(spec.name)) continue;
+      let t: Tensor;
+      if (spec.role === 'linear') {
+        const lw = this.linear(spec.name);
+        if (lw.kind === 'fp8') throw new WeightError(`${this.source.path}: '${spec.name}' is FP8; training needs dense (bf16/f32) weights`);
+        t = lw.w;
+      } else t = this.float(spec.name);
+      t.requiresGrad = true;
+      out.push([spec.name, t]);
+    }
+    return out;
+  }
+
+  /** Every dense weight by checkpoint name (current values; the gate bias included): what a checkpoint saves. */
+  stateTensors(): Map<string, Tensor> {
+    const out = new Map<string, Tensor>();
+    for (const spec of this.specs.values()) {
+      if (!this.source.has(spec.name)) continue;
+      if (spec.role === 'linear') {
+        const lw = this.linear(spec.name);
+        if (lw.kind === 'fp8') {
+          out.set(spec.name, lw.w8);
+          out.set(`${spec.name}_scale_inv`, lw.scale);
+        } else out.set(spec.name, lw.w);
+      } else out.set(spec.name, this.float(spec.name));
+    }
+    return out;
+  }
+
+  /** raw → dtype: an owned copy when training (in-place updates must not write into the source). */
+  private value(raw: Tensor): Tensor {
+    if (!this.owned) return cast(raw, this.dtype);
+    const out = new Tensor(raw.backend.alloc(this.dtype, raw.numel), [...raw.shape]);
+    raw.backend.copy(out, raw);
+    return out;
   }
 
   private validate(): void {
@@ -228,12 +304,12 @@ export class ModelWeights {
     }
   }
 
-  /** A non-linear tensor (norm weight, embedding, gate, bias...) as exact f32 values. */
+  /** A non-linear tensor (norm weight, embedding, gate, bias...) as exact f32 (master dtype) values. */
   float(name: string): Tensor {
     const c = this.cache.get(name);
     if (c) return c as Tensor;
     this.spec(name);
-    const t = cast(this.read(name), 'f32');
+    const t = this.value(this.read(name));
     checkFinite(t, name, this.source.path);
     this.cache.set(name, t);
     return t;
@@ -252,7 +328,7 @@ export class ModelWeights {
       checkFinite(scale, `${name}_scale_inv`, this.source.path);
       lw = { kind: 'fp8', name, out, in: inF, w8: raw, scale };
     } else {
-      const w = cast(raw, 'f32');
+      const w = this.value(raw);
       checkFinite(w, name, this.source.path);
       lw = { kind: 'dense', name, out, in: inF, w };
     }

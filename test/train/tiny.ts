@@ -1,0 +1,40 @@
+// The tiny DeepSeek-V3.2 of the training tests: every code path (a dense and an MoE layer with groups
+// and a shared expert, sparse top-k ≪ S, one MTP module) at sizes where an f64 forward takes
+// milliseconds. kv_lora_rank and index_head_dim stay 128 (the config requires FP8 blocks of 128).
+import { DeepseekV32 } from '../../src/model/model.js';
+import { randomCheckpoint, randomConfig } from '../../src/model/random-weights.js';
+import { mapSource } from '../../src/model/weights.js';
+import type { ModelConfig } from '../../src/model/config.js';
+import { Rng } from '../../src/tensor/random.js';
+
+export function tinyConfig(over: Record<string, unknown> = {}): ModelConfig {
+  return randomConfig({
+    vocab_size: 64,
+    hidden_size: 64,
+    intermediate_size: 96,
+    moe_intermediate_size: 16,
+    num_hidden_layers: 2,
+    first_k_dense_replace: 1,
+    num_attention_heads: 2,
+    num_key_value_heads: 2,
+    q_lora_rank: 32,
+    qk_nope_head_dim: 16,
+    qk_rope_head_dim: 16,
+    v_head_dim: 16,
+    index_n_heads: 2,
+    index_topk: 4,
+    num_nextn_predict_layers: 1,
+    ...over,
+  });
+}
+
+export function tinyModel(opts: { master?: 'f32' | 'f64'; seed?: number; cfg?: ModelConfig } = {}): DeepseekV32 {
+  const cfg = opts.cfg ?? tinyConfig();
+  return DeepseekV32.fromSource(cfg, mapSource(randomCheckpoint(cfg, opts.seed ?? 1)), { master: opts.master ?? 'f32' });
+}
+
+/** Deterministic pseudo-random token rows [B·S]. */
+export function tokenRows(B: number, S: number, vocab: number, seed = 3): Int32Array {
+  const rng = new Rng(seed);
+  return Int32Array.from({ length: B * S }, () => rng.nextU32() % vocab);
+}
