@@ -280,7 +280,8 @@ export interface RouteShape {
   k: number;
 }
 
-interface Sequence {
+/** One training sequence under construction: its text (for the prefix test) and per-token recordings. */
+export interface RolloutSequence {
   text: string;
   tokens: number[];
   trained: number[];
@@ -290,7 +291,7 @@ interface Sequence {
   routes: (Int16Array | null)[];
 }
 
-function newSequence(): Sequence {
+function newSequence(): RolloutSequence {
   return { text: '', tokens: [], trained: [], logprobs: [], keptLogMass: [], masks: [], routes: [] };
 }
 
@@ -341,11 +342,11 @@ export interface EpisodeClientOptions {
  */
 export class EpisodeClient implements ModelClient {
   readonly description: string;
-  readonly sequences: Sequence[] = [];
+  readonly sequences: RolloutSequence[] = [];
   readonly turns: RewardTurn[] = [];
   /** set when the sampler threw: the episode is void, not a policy failure */
   samplerFailure: unknown;
-  private cur: Sequence | null = null;
+  private cur: RolloutSequence | null = null;
   private step = 0;
 
   constructor(private readonly o: EpisodeClientOptions) {
@@ -358,7 +359,7 @@ export class EpisodeClient implements ModelClient {
   }
 
   /** Extend the current sequence with the rendering's new suffix, or start a new sequence (header). */
-  private context(full: string): Sequence {
+  private context(full: string): RolloutSequence {
     const cur = this.cur;
     if (cur && full.startsWith(cur.text)) {
       const suffix = full.slice(cur.text.length);
@@ -372,7 +373,7 @@ export class EpisodeClient implements ModelClient {
     return s;
   }
 
-  private push(s: Sequence, ids: number[], text: string): void {
+  private push(s: RolloutSequence, ids: number[], text: string): void {
     for (const id of ids) {
       s.tokens.push(id);
       s.trained.push(0);

@@ -292,3 +292,30 @@ test('a sampler failure voids the episode with a clear error instead of scoring 
   await assert.rejects(rolloutGroup(env, 'no-such-task', options(failing)), /has no task "no-such-task"/);
   assert.throws(() => new EpisodeClient({ ...options(failing), sampling: { temperature: 0, topP: 1, topK: 0, minP: 0, maxTokens: 4 }, id: 'x' }), /temperature must be > 0/);
 });
+
+test('a turn cut at max tokens and a context that runs out are the policy\'s outcomes: recorded and scored, not errors', async () => {
+  // maxTokens 6: the first turn is cut (finish `length`), cannot be parsed as a tool call, and ends the episode
+  const engine = new ScriptedEngine(tok, script);
+  const cut = await rolloutGroup(env, task.id, options(new EngineSampler(engine), { groupSize: 1, sampling: { temperature: 1, topP: 1, topK: 0, minP: 0, maxTokens: 6 } }));
+  const e = cut.episodes[0]!;
+  assert.equal(e.status, 'final');
+  assert.equal(e.steps, 1);
+  assert.equal(e.verdict.score, 0);
+  assert.equal(e.reward.format, 0, 'a cut-off turn is not well formed');
+  assert.equal(e.records[0]!.trained.reduce((a, t) => a + t, 0), 6);
+  assert.deepEqual(Array.from(e.records[0]!.tokens.subarray(-6)), tok.encode(turn1).slice(0, 6));
+  // the second prompt of a full run has P2 tokens: a context of P2 + 3 leaves the second turn 3 tokens
+  // (cut, no tool call: final), a context of P2 leaves it none (the loop ends with an error, still scored)
+  const { engine: full } = await scriptedRun();
+  const P2 = full.requests.find((r) => r.id.endsWith('#0.t1'))!.promptIds.length;
+  const capped = (await rolloutGroup(env, task.id, options(new EngineSampler(new ScriptedEngine(tok, script)), { groupSize: 1, maxContextTokens: P2 + 3 }))).episodes[0]!;
+  assert.equal(capped.status, 'final');
+  assert.equal(capped.records[0]!.tokens.length, P2 + 3);
+  assert.equal(capped.reward.format, 0.5, 'one whole turn, one cut');
+  const none = (await rolloutGroup(env, task.id, options(new EngineSampler(new ScriptedEngine(tok, script)), { groupSize: 1, maxContextTokens: P2 }))).episodes[0]!;
+  assert.equal(none.status, 'error');
+  assert.match(none.agentError!, new RegExp(`the context is ${P2} tokens, no room left under maxContextTokens ${P2}`));
+  assert.equal(none.verdict.score, 0);
+  assert.equal(none.records.length, 1);
+  assert.equal(none.steps, 1);
+});
