@@ -50,7 +50,8 @@ export function createServer(opts: ServerOptions): DsvServer {
   const app = Fastify({
     logger: opts.logger ?? false,
     bodyLimit: opts.bodyLimit ?? 8 * 1024 * 1024,
-    return503OnClosing: true,
+    // while closing, requests still reach the handlers, which answer 503 in the OpenAI error shape
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
   });
 
