@@ -6,6 +6,6 @@ export * from './kl.js';
 export * from './opsm.js';
 export * from './policy-loss.js';
 export * from './is-correction.js';
-export * from './batch.js';
+export { type RolloutRecord, type RlBatch, RolloutRecordError, checkRolloutRecord, collateRollouts, overlayRoutes } from './batch.js';
 export * from './rewards.js';
 export * from './rollout.js';

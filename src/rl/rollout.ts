@@ -581,6 +581,7 @@ export async function rolloutEpisode(env: Environment, taskId: string, episode: 
       throw new RolloutError(`rollout ${group}#${episode}: sampling from ${o.sampler.description} failed: ${why}`, { cause: client.samplerFailure });
     }
     const verdict = await ep.verify();
+    // a task may carry its own GenRM rubric (params.rubric; rl.md §1.1 "a rubric per prompt")
     const rubric = typeof ep.task!.params?.rubric === 'string' ? (ep.task!.params.rubric as string) : undefined;
     const reward = await computeReward({ prompt: ep.task!.prompt, mode: o.mode, turns: client.turns, verdict, ...(rubric ? { rubric } : {}) }, o.reward, o.genrm, o.signal);
     return {
