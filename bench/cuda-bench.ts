@@ -7,7 +7,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import * as T from '../src/tensor/index.js';
 import { cudaBackend } from '../src/backend/cuda/index.js';
 import { BlasLt } from '../src/backend/cuda/blaslt.js';
-import { benchDevice, burstMs, opt } from './harness.js';
+import { benchDevice, burstMs, opt, randDevice } from './harness.js';
 
 const to = (t: T.Tensor): T.Tensor => T.fromBits(t.toHost(), t.dtype, t.shape, { device: 'cuda' });
 
@@ -22,21 +22,7 @@ const torch = opt('--torch') ? JSON.parse(readFileSync(opt('--torch')!, 'utf8'))
  * and a lone launch (5–8 µs here, 5% of a 0.16 ms kernel); launch overhead is measured on its own below.
  */
 const med = (fn: () => void, reps = 30, warm = 3, burst = 10): number => burstMs(fn, reps, burst, warm);
-/** Random bf16/f32 device tensor built on the device (uniform noise via a cheap host pattern, then exp/neg mixes). */
-function rand(shape: number[], dtype: T.DType, seed: number): T.Tensor {
-  const n = T.numelOf(shape);
-  const chunk = Math.min(n, 1 << 22);
-  const host = T.randn([chunk], new T.Rng(seed), { dtype });
-  const t = T.empty(shape, { dtype, device: 'cuda' });
-  const src = T.fromBits(host.toHost(), dtype, [chunk], { device: 'cuda' });
-  // tile the random chunk, then perturb each tile differently so no two tiles are equal
-  for (let off = 0, i = 0; off < n; off += chunk, i++) {
-    const len = Math.min(chunk, n - off);
-    const dst = { storage: t.storage, dtype, shape: [len], strides: [1], offset: off };
-    b.unary('muls', dst, { ...src, shape: [len], strides: [1], offset: 0 }, 1 + i * 1e-3);
-  }
-  return t;
-}
+const rand = (shape: number[], dtype: T.DType, seed: number): T.Tensor => randDevice(shape, dtype, seed, 'cuda');
 
 const result: Record<string, unknown> = { date: '2026-11-28', device: b.rt.info.name, driver: b.rt.info.driverVersion, torch: torch?.torch };
 const lines: string[] = [];

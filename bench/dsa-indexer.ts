@@ -11,7 +11,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as T from '../src/tensor/index.js';
 import { cudaBackend } from '../src/backend/cuda/index.js';
-import { args, benchDevice, burstMs, opt, printTable, runReference } from './harness.js';
+import { args, benchDevice, burstMs, opt, printTable, runReference, randDevice } from './harness.js';
 
 benchDevice('dsa-indexer bench');
 const b = cudaBackend();
@@ -19,19 +19,7 @@ const full = args.includes('--full');
 
 const med = (fn: () => void, reps = 20, warm = 3, burst = 5): number => burstMs(fn, reps, burst, warm); // ms
 
-/** A device tensor of random values: a 4M-element random chunk tiled with a different scale per tile. */
-function rand(shape: number[], seed: number, scale = 1): T.Tensor {
-  const n = T.numelOf(shape);
-  const chunk = Math.min(n, 1 << 22);
-  const host = T.randn([chunk], new T.Rng(seed));
-  const src = T.fromBits(host.toHost(), 'f32', [chunk], { device: 'cuda' });
-  const t = T.empty(shape, { dtype: 'f32', device: 'cuda' });
-  for (let off = 0, i = 0; off < n; off += chunk, i++) {
-    const len = Math.min(chunk, n - off);
-    b.unary('muls', { storage: t.storage, dtype: 'f32', shape: [len], strides: [1], offset: off }, { ...src, shape: [len], strides: [1], offset: 0 }, scale * (1 + i * 1e-3));
-  }
-  return t;
-}
+const rand = (shape: number[], seed: number, scale = 1): T.Tensor => randDevice(shape, 'f32', seed, 'cuda', scale);
 const i32 = (a: ArrayLike<number>, shape = [a.length]): T.Tensor => T.fromBits(Int32Array.from(a), 'i32', shape, { device: 'cuda' });
 
 const TOPK: [number, number, number][] = [[64, 9295, 2048], [4096, 131072, 2048]];

@@ -15,7 +15,7 @@
 import { writeFileSync } from 'node:fs';
 import * as T from '../src/tensor/index.js';
 import { cudaBackend } from '../src/backend/cuda/index.js';
-import { args, benchDevice, burstMs, distinctRows, machine, opt, printTable, runReference } from './harness.js';
+import { args, benchDevice, burstMs, distinctRows, machine, opt, printTable, runReference, randDevice } from './harness.js';
 
 const { device, onCpu } = benchDevice('dsa-train bench', 'run with --device cpu for the tiny CPU shapes');
 const quick = args.includes('--quick');
@@ -29,7 +29,7 @@ const DV = 512;
 const DI = 128;
 
 const timeMs = (fn: () => void, reps = onCpu ? 3 : 10, burst = onCpu ? 1 : 3): number => burstMs(fn, reps, burst, 1, onCpu);
-const rand = (shape: number[], dtype: T.DType, seed: number, s = 1): T.Tensor => T.muls(T.randn(shape, new T.Rng(seed), { dtype, device }), s);
+const rand = (shape: number[], dtype: T.DType, seed: number, s = 1): T.Tensor => randDevice(shape, dtype, seed, device, s);
 const tflops = (flop: number, ms: number): number => flop / (ms * 1e-3) / 1e12;
 
 const rows: string[][] = [];

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type * as T from '../src/tensor/index.js';
+import * as T from '../src/tensor/index.js';
 import { cudaBackend, cudaUnavailableReason } from '../src/backend/cuda/index.js';
 import { rng as mulberry32 } from '../test/chat/rng.js';
 
@@ -160,4 +160,21 @@ export function printTable(header: string[], rows: string[][]): void {
 export function geomean(xs: number[]): number {
   const ok = xs.filter((x) => x > 0 && Number.isFinite(x));
   return ok.length ? Math.exp(ok.reduce((s, x) => s + Math.log(x), 0) / ok.length) : NaN;
+}
+
+/**
+ * A random tensor on `device` without generating every value on the host: a 4M-value randn chunk is made
+ * once, uploaded, and tiled, each tile scaled by scale·(1 + i·10⁻³) so no two tiles are equal. (A 671B
+ * expert stack is 3.7G values: drawing them in JS would take minutes.)
+ */
+export function randDevice(shape: number[], dtype: T.DType, seed: number, device: string, scale = 1): T.Tensor {
+  const n = T.numelOf(shape);
+  const chunk = Math.max(1, Math.min(n, 1 << 22));
+  const src = T.randn([chunk], new T.Rng(seed), { dtype, device });
+  const t = T.empty(shape, { dtype, device });
+  for (let off = 0, i = 0; off < n; off += chunk, i++) {
+    const len = Math.min(chunk, n - off);
+    t.backend.unary('muls', { storage: t.storage, dtype, shape: [len], strides: [1], offset: off }, { ...src, shape: [len], strides: [1], offset: 0 }, scale * (1 + i * 1e-3));
+  }
+  return t;
 }

@@ -16,7 +16,7 @@
 import { writeFileSync } from 'node:fs';
 import * as T from '../src/tensor/index.js';
 import { cudaBackend } from '../src/backend/cuda/index.js';
-import { benchDevice, burstMs, machine, opt, printTable } from './harness.js';
+import { benchDevice, burstMs, machine, opt, printTable, randDevice } from './harness.js';
 
 const { device, onCpu } = benchDevice('moe bench', 'run with --device cpu for the tiny CPU shapes');
 const num = (n: string, d: number): number => Number(opt(n) ?? d);
@@ -32,7 +32,7 @@ const TOKENS = (opt('--tokens') ?? (onCpu ? '1,8,64' : '1,8,64,512,2048')).split
 
 /** Median ms per call over bursts (CUDA events on the GPU, host clock on the CPU). */
 const timeMs = (fn: () => void, reps = onCpu ? 3 : 20, burst = onCpu ? 1 : 5): number => burstMs(fn, reps, burst, 1, onCpu);
-const rand = (shape: number[], seed: number, scale = 1): T.Tensor => T.cast(T.muls(T.randn(shape, new T.Rng(seed), { device }), scale), dt);
+const rand = (shape: number[], seed: number, scale = 1): T.Tensor => randDevice(shape, dt, seed, device, scale);
 
 const wg = rand([E, F, DIM], 1, DIM ** -0.5);
 const wu = rand([E, F, DIM], 2, DIM ** -0.5);

@@ -15,7 +15,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as T from '../src/tensor/index.js';
 import { cudaBackend } from '../src/backend/cuda/index.js';
-import { args, benchDevice, burstMs, dispose, distinctRows, machine, mulberry32, opt, printTable, runReference } from './harness.js';
+import { args, benchDevice, burstMs, dispose, distinctRows, machine, mulberry32, opt, printTable, runReference, randDevice } from './harness.js';
 
 const { device, onCpu } = benchDevice('sparse-mla bench', 'run with --device cpu for the tiny CPU shapes');
 const quick = args.includes('--quick');
@@ -33,18 +33,7 @@ const DECODE = onCpu ? [{ b: 2, s_q: 2, h: H, k: K, ctx }] : (quick ? [[64, 1]] 
 const timeMs = (fn: () => void, reps: number, burst: number): number => burstMs(fn, reps, burst, 1, onCpu);
 
 // ---- inputs ---------------------------------------------------------------------------------------------
-/** Random tensor on the bench device: a 4M-value random chunk tiled, each tile scaled differently. */
-function rand(shape: number[], dtype: T.DType, seed: number): T.Tensor {
-  const n = T.numelOf(shape);
-  const chunk = Math.min(n, 1 << 22);
-  const src = T.randn([chunk], new T.Rng(seed), { dtype, device });
-  const t = T.empty(shape, { dtype, device });
-  for (let off = 0, i = 0; off < n; off += chunk, i++) {
-    const len = Math.min(chunk, n - off);
-    t.backend.unary('muls', { storage: t.storage, dtype, shape: [len], strides: [1], offset: off }, { ...src, shape: [len], strides: [1], offset: 0 }, 1 + i * 1e-3);
-  }
-  return t;
-}
+const rand = (shape: number[], dtype: T.DType, seed: number): T.Tensor => randDevice(shape, dtype, seed, device);
 
 // ---- the torch reference, same command ------------------------------------------------------------------
 type Row = Record<string, number | string | boolean>;
