@@ -600,13 +600,37 @@ export async function rolloutEpisode(env: Environment, taskId: string, episode: 
   }
 }
 
-/** G episodes of one task, run concurrently (the engine batches their turns). */
+/**
+ * G episodes of one task, run concurrently (the engine batches their turns). A group is used whole or not
+ * at all (its advantages are centred over all G), so the first episode that fails aborts its siblings, and
+ * that failure is what is thrown once all have stopped.
+ */
 export async function rolloutGroup(env: Environment, taskId: string, o: RolloutOptions): Promise<GroupRollout> {
   checkOptions(o);
   if (!env.taskById.has(taskId)) throw new RolloutError(`rollout: environment ${env.manifest.id} has no task "${taskId}"`);
   const group = `${env.manifest.id}/${taskId}`;
-  const episodes = await Promise.all(Array.from({ length: o.groupSize }, (_, i) => rolloutEpisode(env, taskId, i, o, group)));
-  return { group, envId: env.manifest.id, taskId, episodes };
+  const ctl = new AbortController();
+  const onAbort = () => ctl.abort(o.signal!.reason);
+  if (o.signal?.aborted) onAbort();
+  o.signal?.addEventListener('abort', onAbort, { once: true });
+  let first: { error: unknown } | undefined;
+  try {
+    const runs = await Promise.allSettled(
+      Array.from({ length: o.groupSize }, (_, i) =>
+        rolloutEpisode(env, taskId, i, { ...o, signal: ctl.signal }, group).catch((e: unknown) => {
+          if (!first) {
+            first = { error: e };
+            ctl.abort(e);
+          }
+          throw e;
+        }),
+      ),
+    );
+    if (first) throw first.error;
+    return { group, envId: env.manifest.id, taskId, episodes: runs.map((r) => (r as PromiseFulfilledResult<EpisodeRollout>).value) };
+  } finally {
+    o.signal?.removeEventListener('abort', onAbort);
+  }
 }
 
 /** All records of some groups, in group then episode order (collateRollouts's input). */

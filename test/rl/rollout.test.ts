@@ -319,3 +319,32 @@ test('a turn cut at max tokens and a context that runs out are the policy\'s out
   assert.equal(none.records.length, 1);
   assert.equal(none.steps, 1);
 });
+
+test('a failing episode aborts its group: the siblings stop, the first failure is thrown', async () => {
+  let siblingAborted = false;
+  const sampler: TokenSampler = {
+    description: 'half-broken',
+    sample: (req) => {
+      if (/#1\.t0$/.test(req.id)) return Promise.reject(new Error('engine crashed'));
+      // episode 0 waits for a token that never comes, until it is aborted
+      return new Promise<SampledTurn>((_, reject) => {
+        req.signal?.addEventListener('abort', () => {
+          siblingAborted = true;
+          reject(req.signal!.reason);
+        });
+      });
+    },
+  };
+  await assert.rejects(rolloutGroup(env, task.id, options(sampler)), (e: unknown) => {
+    assert.ok(e instanceof RolloutError);
+    assert.match(e.message, /#1: sampling from half-broken failed: engine crashed/);
+    return true;
+  });
+  assert.equal(siblingAborted, true);
+  // an outer abort stops the whole group
+  const ctl = new AbortController();
+  const hang: TokenSampler = { description: 'hang', sample: (req) => new Promise<SampledTurn>((_, reject) => req.signal?.addEventListener('abort', () => reject(req.signal!.reason))) };
+  const run = rolloutGroup(env, task.id, options(hang, { signal: ctl.signal }));
+  setTimeout(() => ctl.abort(new Error('stop now')), 50);
+  await assert.rejects(run, /was aborted/);
+});
