@@ -218,3 +218,18 @@ test('engine (test double): MTP drafts — greedy output is unchanged, drafts ar
   assert.ok(s.draftAccepted < s.draftProposed && s.draftAccepted > 0, `accepted ${s.draftAccepted} of ${s.draftProposed}`);
   e.close();
 });
+
+test('engine (test double): a failing model step fails the requests of that batch with the error; the engine goes on serving', async () => {
+  const m = new FakeModel();
+  m.poison = 47;
+  const e = new LLMEngine(m, { numBlocks: 16 });
+  await assert.rejects(collect(e.generate(req('bad', [3, 4, 47], { temperature: 0, maxTokens: 5 }))), /poisoned token 47/);
+  assert.equal(e.blockPool.numUsed, 0);
+  assert.equal(e.stats().running, 0);
+  const p = prompt(12, 3).map((t) => (t === 47 ? 46 : t));
+  const ref = greedyRef(m, p, 5);
+  assert.ok(!ref.slice(0, 4).includes(47), 'precondition: the good request never feeds the poisoned token');
+  const ok = await collect(e.generate(req('good', p, { temperature: 0, maxTokens: 5 })));
+  assert.deepEqual(ok.tokens[0], ref);
+  e.close();
+});

@@ -175,3 +175,16 @@ for (const dev of devices) {
     }
   });
 }
+
+test('engine on a tiny model (cpu): n = 3 greedy sequences share the prompt blocks and each equals argmax decoding', async () => {
+  model = DeepseekV32.fromSource(cfg, mapSource(ckpt));
+  const p = prompt(100, 12);
+  const ref = reference(p, 6);
+  ref.margins.forEach((m, j) => assert.ok(m > MARGIN, `step ${j}: margin ${m}`));
+  const e = new LLMEngine(model, { numBlocks: 12 });
+  const r = await collect(e.generate(req('n3', p, { temperature: 0, maxTokens: 6, n: 3 })));
+  assert.equal(r.finish.length, 3);
+  for (let i = 0; i < 3; i++) assert.deepEqual(r.tokens[i], ref.tokens, `sequence ${i}`);
+  assert.equal(e.stats().prefixHitTokens, 2 * 64, 'the followers hit the leader\'s full prompt block');
+  e.close();
+});

@@ -77,8 +77,12 @@ export class FakeModel {
     return out;
   }
 
+  /** a token id whose presence in a step makes the step throw (a model failure) */
+  poison = -1;
+
   step(batch: RaggedBatch, pool: FakePool): { logits: Tensor; hidden: Tensor; topk: { width: number; idx: Tensor }[]; routes: (Tensor | null)[] } {
     this.steps.push(batch);
+    if (batch.ids.includes(this.poison)) throw new Error(`fake model: poisoned token ${this.poison} in the step`);
     const pre = this.prefixes(batch, pool, pool.slots);
     const rows = batch.logitRows ?? Int32Array.from(batch.seqs, (s) => s.offset + s.len - 1);
     const V = this.vocab;
