@@ -10,6 +10,7 @@ import { buildCorpus, DATA_CARD_FILE } from '../data/build.js';
 import { ALL_SOURCES } from '../data/sources/index.js';
 import { DEFAULT_VOCAB_SIZE } from '../data/train-tokenizer.js';
 import { trainCorpusTokenizer } from '../data/tokenizer-build.js';
+import { packCorpus, PACK_FILE } from '../data/pack.js';
 
 function jsonlLog(file: string): (event: string, fields?: Record<string, unknown>) => void {
   mkdirSync(dirname(file), { recursive: true });
@@ -122,6 +123,42 @@ export function register(program: Command): void {
             `validation: ${r.validation.documents} documents, ${r.validation.bytes} bytes → ${r.validation.tokens} tokens, ${r.validation.bytesPerToken.toFixed(3)} bytes/token, exact round trip\n` +
             `special ids: ${Object.entries(r.specialIds).map(([k, v]) => `${k}=${v}`).join(' ')}\n`,
         );
+      } finally {
+        bar.stop();
+      }
+    });
+
+  data
+    .command('pack')
+    .description('tokenize a built corpus into flat token files (<split>.tokens, <split>.docs, pack.json) for pretraining')
+    .requiredOption('--corpus <dir>', 'corpus directory from `dsv32 data build`')
+    .requiredOption('--tokenizer <file>', 'tokenizer.json from `dsv32 data tokenizer`')
+    .requiredOption('--out <dir>', 'output directory')
+    .option('--log <file>', 'JSONL event log (default <out>/pack.log.jsonl)')
+    .action((o: { corpus: string; tokenizer: string; out: string; log?: string }) => {
+      const log = jsonlLog(o.log ?? join(o.out, 'pack.log.jsonl'));
+      let current = '';
+      let bar = progress('pack', 1, { enabled: false });
+      try {
+        const p = packCorpus({
+          corpusDir: o.corpus,
+          tokenizerFile: o.tokenizer,
+          outDir: o.out,
+          log,
+          onProgress: (split, done, total) => {
+            if (split !== current) {
+              bar.stop();
+              current = split;
+              bar = progress(`pack ${split} (bytes)`, total);
+            }
+            bar.update(done);
+          },
+        });
+        bar.stop();
+        for (const [name, s] of Object.entries(p.splits)) {
+          process.stdout.write(`${name}: ${s.documents} documents, ${s.tokens} tokens (${p.dtype}), ${(s.textBytes / s.tokens).toFixed(3)} bytes/token\n`);
+        }
+        process.stdout.write(`wrote ${join(o.out, PACK_FILE)}\n`);
       } finally {
         bar.stop();
       }

@@ -51,10 +51,10 @@ export const ADDED_TOKENS: readonly AddedTokenSpec[] = [
   { content: DSML, special: false },
 ];
 
-/** Splits text on added tokens (longest match at each position); the pieces between are plain text. */
-export function splitOnAddedTokens(text: string, tokens: readonly string[] = ADDED_TOKENS.map((t) => t.content)): string[] {
+/** Cuts text into added tokens and the plain text between them (longest match at each position). */
+export function segmentAddedTokens(text: string, tokens: readonly string[] = ADDED_TOKENS.map((t) => t.content)): { text: string; added: boolean }[] {
   const sorted = [...tokens].sort((a, b) => b.length - a.length);
-  const out: string[] = [];
+  const out: { text: string; added: boolean }[] = [];
   let start = 0;
   let i = 0;
   // only positions holding a token's first character need the (short) list scan
@@ -63,7 +63,8 @@ export function splitOnAddedTokens(text: string, tokens: readonly string[] = ADD
     if (first.has(text.charCodeAt(i))) {
       const hit = sorted.find((t) => text.startsWith(t, i));
       if (hit) {
-        if (i > start) out.push(text.slice(start, i));
+        if (i > start) out.push({ text: text.slice(start, i), added: false });
+        out.push({ text: hit, added: true });
         i += hit.length;
         start = i;
         continue;
@@ -71,6 +72,13 @@ export function splitOnAddedTokens(text: string, tokens: readonly string[] = ADD
     }
     i++;
   }
-  if (start < text.length) out.push(text.slice(start));
+  if (start < text.length) out.push({ text: text.slice(start), added: false });
   return out;
+}
+
+/** The plain-text pieces between added tokens (what BPE training sees; no merge spans a marker). */
+export function splitOnAddedTokens(text: string, tokens: readonly string[] = ADDED_TOKENS.map((t) => t.content)): string[] {
+  return segmentAddedTokens(text, tokens)
+    .filter((s) => !s.added)
+    .map((s) => s.text);
 }
