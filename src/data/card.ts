@@ -54,7 +54,11 @@ export function dataCard(m: CorpusManifest): string {
     '',
   );
   lines.push('## Rebuild', '');
-  lines.push('```', `dsv32 data build --out DIR --seed ${m.seed}${m.maxBytes !== null ? ` --max-bytes ${m.maxBytes}` : ''} --sources ${names}`, '```', '');
+  const extra =
+    (m.maxBytes !== null ? ` --max-bytes ${m.maxBytes}` : '') +
+    (m.validationFraction !== 0.02 ? ` --validation-fraction ${m.validationFraction}` : '') +
+    (m.shardBytes !== 8 * 2 ** 20 ? ` --shard-bytes ${m.shardBytes}` : '');
+  lines.push('```', `dsv32 data build --out DIR --seed ${m.seed}${extra} --sources ${names}`, '```', '');
   lines.push('The same seed, options and installed package versions give the same shards and fingerprint.', '');
   return lines.join('\n');
 }
