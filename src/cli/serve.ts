@@ -12,7 +12,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { DsvError } from '../errors.js';
 import { loadDeepSeekV32Tokenizer, loadTokenizer, type DeepSeekTokenizer } from '../chat/tokenizer.js';
 import { LLMEngine } from '../engine/engine.js';
-import { DeepseekV32, loadConfig } from '../model/index.js';
+import { DeepseekV32, loadConfig, type ModelConfig } from '../model/index.js';
 import { createServer } from '../server/index.js';
 import { getBackend } from '../tensor/backend.js';
 import type { MlaCacheFormat } from '../tensor/ops/sparse-mla.js';
@@ -20,19 +20,9 @@ import { intArg } from './args.js';
 
 export class ServeCliError extends DsvError {}
 
-interface ServeOptions {
-  model: string;
-  device: string;
-  dtype: 'f32' | 'bf16' | 'fp8';
+interface ServeOptions extends EngineFlags {
   port: number;
   host: string;
-  maxNumSeqs: number;
-  maxModelLen?: number;
-  numBlocks?: number;
-  kvCacheDtype?: MlaCacheFormat;
-  speculativeTokens: number;
-  skipTokenizerInit?: boolean;
-  servedModelName?: string;
   maxWaiting: number;
   bodyLimit: number;
 }
@@ -76,15 +66,36 @@ function pickTokenizer(dir: string, vocab: number): DeepSeekTokenizer {
   return tok;
 }
 
-async function serve(o: ServeOptions): Promise<void> {
+/** Flags that say which model and engine to run (shared by `dsv32 serve` and `dsv32 chat`). */
+export interface EngineFlags {
+  model: string;
+  device: string;
+  dtype: 'f32' | 'bf16' | 'fp8';
+  maxNumSeqs: number;
+  maxModelLen?: number;
+  numBlocks?: number;
+  kvCacheDtype?: MlaCacheFormat;
+  speculativeTokens: number;
+  skipTokenizerInit?: boolean;
+  servedModelName?: string;
+}
+
+export interface LoadedEngine {
+  engine: LLMEngine<{ readonly blocks: number }>;
+  codec: DeepSeekTokenizer | null;
+  cfg: ModelConfig;
+  name: string;
+  cacheFormat: MlaCacheFormat;
+}
+
+/** Check the flags against the checkpoint, load it, and start the engine. */
+export function loadEngine(o: EngineFlags): LoadedEngine {
   if (!existsSync(path.join(o.model, 'config.json'))) throw new ServeCliError(`--model ${o.model}: no config.json there (expected a Hugging Face checkpoint directory)`);
   try {
     getBackend(o.device);
   } catch (e) {
     throw new ServeCliError(`--device ${o.device}: not available: ${(e as Error).message}`, { cause: e });
   }
-  const err = process.stderr;
-  const t0 = performance.now();
   // Flags that depend on the model are checked against its config before the weights load.
   const cfg = loadConfig(path.join(o.model, 'config.json'));
   if (o.maxModelLen !== undefined && o.maxModelLen > cfg.maxPositions) {
@@ -105,6 +116,13 @@ async function serve(o: ServeOptions): Promise<void> {
     ...(o.numBlocks !== undefined ? { numBlocks: o.numBlocks } : {}),
     ...(codec ? { detokenize: (ids: readonly number[]) => codec.decode(ids) } : {}),
   });
+  return { engine, codec, cfg, name, cacheFormat };
+}
+
+async function serve(o: ServeOptions): Promise<void> {
+  const err = process.stderr;
+  const t0 = performance.now();
+  const { engine, codec, cfg, name, cacheFormat } = loadEngine(o);
   const server = createServer({
     engine,
     codec,

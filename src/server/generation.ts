@@ -38,7 +38,8 @@ export interface GenerationResult {
 export interface GenerationInput {
   engine: Engine;
   codec: TextCodec | null;
-  metrics: ServerMetrics;
+  /** where TTFT, TPOT and token counts go (none for the terminal chat) */
+  metrics?: ServerMetrics;
   requestId: string;
   promptIds: readonly number[];
   params: Partial<SamplingParams>;
@@ -103,13 +104,13 @@ async function* steps(
       if (ev.type === 'token') {
         const now = performance.now();
         if (firstToken) {
-          metrics.ttft.observe((now - input.arrivedAt) / 1000);
+          metrics?.ttft.observe((now - input.arrivedAt) / 1000);
           firstToken = false;
         }
-        if (c.tokens > 0) metrics.tpot.observe((now - c.lastTokenAt) / 1000);
+        if (c.tokens > 0) metrics?.tpot.observe((now - c.lastTokenAt) / 1000);
         c.lastTokenAt = now;
         c.tokens++;
-        metrics.tokenGenerated();
+        metrics?.tokenGenerated();
         if (c.done) continue;
         const raw = c.detok && !stopIds.has(ev.tokenId) ? c.detok.push(ev.tokenId) : '';
         const text = c.stop.push(raw);

@@ -62,6 +62,14 @@ test('dsv32 serve: a bad flag is a one-line error naming it', () => {
   assert.match(noModel.stderr.trim(), /--model/);
 });
 
+test('dsv32 chat --model on a random checkpoint: answers each line, /reset, exits 0 at end of input', { timeout: 120_000 }, () => {
+  const r = spawnSync(process.execPath, [MAIN, 'chat', '--model', dir, '--dtype', 'f32', '--max-tokens', '4', '--temperature', '0', '--color'], { input: 'hi\n/reset\nhello\n', encoding: 'utf8', timeout: 120_000 });
+  assert.equal(r.status, 0, r.stderr);
+  assert.ok(r.stdout.includes('(new conversation)'), r.stdout);
+  assert.equal(r.stdout.split('[cut off at the token limit]').length, 3, r.stdout);
+  assert.ok(r.stdout.includes('\x1b[2m'), 'reasoning is dimmed');
+});
+
 function startServe(args: string[]): Promise<{ proc: ChildProcess; url: string; stderr: () => string; exited: Promise<number | null> }> {
   return new Promise((resolve, reject) => {
     const proc = spawn(process.execPath, [MAIN, 'serve', '--model', dir, '--port', '0', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
