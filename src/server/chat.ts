@@ -112,7 +112,7 @@ export async function chatCompletions(ctx: ServerContext, request: FastifyReques
   try {
     gen = await startGeneration({ engine: ctx.engine, codec: ctx.codec, metrics: ctx.metrics, requestId: id, promptIds, params, skipSpecialTokens: false, signal, arrivedAt });
   } catch (e) {
-    throw engineError(e);
+    throw engineError(e, 'messages');
   } finally {
     leave();
   }

@@ -68,7 +68,7 @@ export async function completions(ctx: ServerContext, request: FastifyRequest, r
   } catch (e) {
     for (const g of gens) g.abort();
     await Promise.all(gens.map((g) => g.steps.return({ promptTokens: 0, completionTokens: 0 })));
-    throw engineError(e);
+    throw engineError(e, 'prompt');
   }
   const merged = mergeGenerations<ChoiceStep, GenerationResult>(gens.map((g) => g.steps));
   const choices = Array.from({ length: prompts.length * n }, (_, k) => ({ text: echoText[Math.floor(k / n)]!, data: new TokenData(ctx.codec, out, ctx.routeShape, echoText[Math.floor(k / n)]!.length), finish: null as string | null, offset: echoText[Math.floor(k / n)]!.length }));

@@ -5,7 +5,8 @@
 import type { FastifyReply } from 'fastify';
 import { EngineRequestError, type Engine } from '../engine/types.js';
 import type { TextCodec } from './codec.js';
-import { ApiError, badField } from './errors.js';
+import { ApiError } from './errors.js';
+import { EngineClosedError } from '../engine/engine.js';
 import type { ServerMetrics } from './metrics.js';
 import type { RouteShape } from './token-data.js';
 
@@ -50,9 +51,23 @@ export function checkModel(ctx: ServerContext, model: string | null | undefined)
   }
 }
 
-/** An engine rejection of the request as a 400 naming the field. */
-export function engineError(e: unknown): unknown {
-  if (e instanceof EngineRequestError) return badField(e.field, e.message);
+// The engine names SamplingParams fields; clients know the request's.
+const REQUEST_FIELD: Record<string, string> = {
+  promptIds: 'prompt', maxTokens: 'max_tokens', topK: 'top_k', topP: 'top_p', minP: 'min_p', stopTokenIds: 'stop_token_ids',
+  ignoreEos: 'ignore_eos', returnSamplingMask: 'return_sampling_mask', returnRoutedExperts: 'return_routed_experts', returnIndexerTopk: 'return_indexer_topk',
+};
+
+/**
+ * An engine rejection of the request as a 400 naming the request field (`promptIds` is the prompt,
+ * `messages` for chat); an engine that takes no requests any more (closing) as a 503.
+ */
+export function engineError(e: unknown, promptField: 'prompt' | 'messages'): unknown {
+  if (e instanceof EngineRequestError) {
+    const field = e.field === 'promptIds' ? promptField : (REQUEST_FIELD[e.field] ?? e.field);
+    const code = e.field === 'promptIds' && /fit/.test(e.message) ? 'context_length_exceeded' : 'invalid_value';
+    return new ApiError(400, `${field}: ${e.message}`, field, code);
+  }
+  if (e instanceof EngineClosedError) return new ApiError(503, `the engine takes no requests: ${e.message}`, null, 'draining');
   return e;
 }
 

@@ -60,9 +60,11 @@ export async function startGeneration(input: GenerationInput): Promise<{ steps: 
   const onAbort = () => local.abort(input.signal.reason);
   if (input.signal.aborted) local.abort(input.signal.reason);
   else input.signal.addEventListener('abort', onAbort, { once: true });
-  const it = engine.generate({ id: input.requestId, promptIds: input.promptIds, params }, local.signal)[Symbol.asyncIterator]();
+  let it: AsyncIterator<EngineEvent>;
   let first: IteratorResult<EngineEvent>;
   try {
+    // An engine may reject the request at once (generate throws) or on the first step.
+    it = engine.generate({ id: input.requestId, promptIds: input.promptIds, params }, local.signal)[Symbol.asyncIterator]();
     first = await it.next();
   } catch (e) {
     input.signal.removeEventListener('abort', onAbort);

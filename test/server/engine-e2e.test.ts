@@ -101,7 +101,7 @@ test('sampled with top_k on the real engine: masks are the top-k of the model\'s
   });
 });
 
-test('token-id prompts without a tokenizer on the real engine: same greedy tokens, text empty', async () => {
+test('token-id prompts without a tokenizer on the real engine: same greedy tokens; engine rejections (stop strings without a detokenizer, a prompt beyond the cache) are 400s naming the field', async () => {
   const raw = await serve(engine, { codec: null });
   try {
     const ids = [0, 4, 900, 12000, 77, 129279];
@@ -109,8 +109,23 @@ test('token-id prompts without a tokenizer on the real engine: same greedy token
     assert.equal(r.status, 200, r.text);
     assert.deepEqual(r.json.choices[0].token_ids, reference(ids, 4).tokens);
     assert.deepEqual(r.json.choices[0].prompt_token_ids, ids);
+    // the engine's own rejections come back as 400s naming the request field
+    const stop = await post(raw.url + '/v1/completions', { prompt: ids, stop: ['x'] });
+    assert.equal(stop.status, 400);
+    assert.equal(stop.json.error.param, 'stop');
   } finally {
     await raw.close();
+  }
+  const small = new LLMEngine(model, { numBlocks: 2, maxModelLen: 1024 });
+  const s2 = await serve(small, { codec: null });
+  try {
+    const long = await post(s2.url + '/v1/completions', { prompt: Array.from({ length: 200 }, (_, i) => i + 2), max_tokens: 4 });
+    assert.equal(long.status, 400, long.text);
+    assert.equal(long.json.error.param, 'prompt');
+    assert.equal(long.json.error.code, 'context_length_exceeded');
+  } finally {
+    await s2.close();
+    small.close();
   }
 });
 
