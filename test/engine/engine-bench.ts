@@ -1,7 +1,7 @@
 // Engine throughput on a random-weight model (a script, not a test):
 //   node dist/test/engine/engine-bench.js [--device cpu|cuda] [--shape tiny|cpu-mid|mid] [--numerics f32|bf16]
-//        [--batches 1,4,16] [--prompt 64] [--gen 32] [--spec 0]
-// For each batch size B, B concurrent greedy requests (distinct prompts, ignoreEos) of `prompt` tokens
+//        [--batches 1,4,16] [--prompt 64] [--gen 32] [--spec 0] [--vocab V] [--temperature 0]
+// For each batch size B, B concurrent requests (greedy unless --temperature) (distinct prompts, ignoreEos) of `prompt` tokens
 // generate `gen` tokens each. Reported per B: TTFT (first token after submission) mean, TPOT (mean gap
 // between a sequence's tokens after the first), decode throughput B / TPOT, end-to-end tokens/s, and the
 // model-only time of the same decode
@@ -38,7 +38,9 @@ const shapes: Record<string, RandomConfigOverrides> = {
     q_lora_rank: 768, kv_lora_rank: 512, qk_nope_head_dim: 128, qk_rope_head_dim: 64, v_head_dim: 128, index_n_heads: 16, index_head_dim: 128, index_topk: 2048,
   },
 };
-const cfg = randomConfig({ ...shapes[shape]!, num_nextn_predict_layers: spec > 0 ? 1 : 0 });
+const vocab = process.argv.includes('--vocab') ? { vocab_size: Number(arg('--vocab', '0')) } : {};
+const cfg = randomConfig({ ...shapes[shape]!, ...vocab, num_nextn_predict_layers: spec > 0 ? 1 : 0 });
+const temperature = Number(arg('--temperature', '0'));
 const model = DeepseekV32.fromSource(cfg, mapSource(randomCheckpoint(cfg, 1)), { device });
 model.forward([[1, 2, 3, 4]], { numerics }); // load every weight
 // time inside the model's steps (main and MTP), to split the engine's time into model and the rest
@@ -70,7 +72,7 @@ for (const B of batches) {
   const gaps: number[] = [];
   await Promise.all(Array.from({ length: B }, async (_, b) => {
     let prev = 0;
-    const it: AsyncIterable<EngineEvent> = engine.generate({ id: `r${b}`, promptIds: prompt(b), params: { temperature: 0, maxTokens: G, ignoreEos: true } });
+    const it: AsyncIterable<EngineEvent> = engine.generate({ id: `r${b}`, promptIds: prompt(b), params: { temperature, seed: b, maxTokens: G, ignoreEos: true } });
     for await (const ev of it) {
       if (ev.type !== 'token') continue;
       const t = now();
@@ -93,7 +95,7 @@ for (const B of batches) {
   const modelStep = (now() - m0) / steps;
   const mean = (a: number[]): number => a.reduce((x, y) => x + y, 0) / Math.max(1, a.length);
   console.log(JSON.stringify({
-    device, shape, numerics, batch: B, prompt: P, gen: G, spec,
+    device, shape, vocab: cfg.vocabSize, numerics, temperature, batch: B, prompt: P, gen: G, spec,
     ttftMs: +mean(first.map((t) => t - t0)).toFixed(2),
     tpotMs: +mean(gaps).toFixed(2),
     decodeTokPerS: +((1000 * B) / mean(gaps)).toFixed(1),
