@@ -1,0 +1,86 @@
+// The training run's configuration file (dsv32 train pretrain|dsa|sft --config FILE), validated with
+// zod; an invalid file is rejected naming the field (e.g. "optim.lr: expected number").
+//
+// Stages (issue 15, paper §2.1):
+//   pretrain  dense attention (every causal key), LM + λ·MTP loss, all weights;
+//   dsa       DSA continued pre-training: for dsa.warmupSteps steps the dense warm-up (main model frozen,
+//             only the indexers learn, KL to the head-summed attention over all causal keys, at
+//             dsa.warmupLr), then the sparse stage (top-k attention; LM + λ·MTP for the main model, the
+//             KL over the selected keys for the indexers, their input detached);
+//   sft       sparse attention as the sparse stage, the loss on the data's masked tokens.
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { DsvError } from '../errors.js';
+import { lrScheduleSpec } from './schedule.js';
+
+export class TrainConfigError extends DsvError {}
+
+export const STAGES = ['pretrain', 'dsa', 'sft'] as const;
+export type Stage = (typeof STAGES)[number];
+
+export const trainConfigSchema = z.strictObject({
+  /** where the weights come from: a checkpoint directory, or a config.json object drawn at random */
+  model: z.union([
+    z.strictObject({ init: z.string().min(1) }),
+    z.strictObject({ config: z.record(z.string(), z.unknown()), seed: z.number().int().nonnegative().default(0) }),
+  ]),
+  data: z.strictObject({
+    path: z.string().min(1),
+    tokenizer: z.string().min(1).optional(),
+    split: z.enum(['train', 'validation']).default('train'),
+    seqLen: z.number().int().min(2),
+    batchSize: z.number().int().positive(),
+    seed: z.number().int().nonnegative().default(0),
+  }),
+  steps: z.number().int().positive(),
+  optim: z.strictObject({
+    betas: z.tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)]).default([0.9, 0.95]),
+    eps: z.number().nonnegative().default(1e-8),
+    weightDecay: z.number().nonnegative().default(0.1),
+    /** global gradient-norm clip (0: off) */
+    clip: z.number().nonnegative().default(1),
+  }).default({ betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0.1, clip: 1 }),
+  schedule: lrScheduleSpec,
+  /** λ of the MTP loss */
+  mtpWeight: z.number().nonnegative().default(0.3),
+  numerics: z.enum(['f32', 'bf16']).default('f32'),
+  dsa: z.strictObject({
+    warmupSteps: z.number().int().nonnegative().default(0),
+    warmupLr: z.number().positive().default(1e-3),
+  }).default({ warmupSteps: 0, warmupLr: 1e-3 }),
+  /** sft/sparse stage: also train the indexers on their KL (default true) */
+  indexerLoss: z.boolean().default(true),
+  out: z.string().min(1),
+  saveEvery: z.number().int().positive().default(100),
+  /** checkpoints kept (oldest removed first) */
+  keep: z.number().int().positive().default(2),
+  /** stop (checkpointed, resumable) after this many seconds of wall time: one GPU command's budget */
+  maxSeconds: z.number().positive().optional(),
+});
+
+export type TrainConfig = z.infer<typeof trainConfigSchema>;
+
+export function parseTrainConfig(raw: unknown, where = 'train config'): TrainConfig {
+  const r = trainConfigSchema.safeParse(raw);
+  if (!r.success) {
+    const msgs = r.error.issues.slice(0, 5).map((i) => `${i.path.join('.') || '(top level)'}: ${i.message}`);
+    throw new TrainConfigError(`${where}: ${msgs.join('; ')}`);
+  }
+  return r.data;
+}
+
+export function loadTrainConfig(file: string): TrainConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new TrainConfigError(`--config: cannot read ${file} (${(e as Error).message})`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new TrainConfigError(`${file}: not JSON (${(e as Error).message})`);
+  }
+  return parseTrainConfig(raw, file);
+}

@@ -1,0 +1,178 @@
+// The training loop of dsv32 train (stages: src/train/config.ts): one optimizer step per batch,
+//   phase(step) → which weights train and which losses form (pretrain / warm-up / sparse / sft)
+//   loss = objective(batch)                       (src/train/objective.ts)
+//   backward; clip the global gradient norm; AdamW at lr(step); weights.update()
+// a JSONL log line per step (<out>/train.jsonl), a progress callback, and checkpoints (checkpoint.ts)
+// every saveEvery steps, at the end, and when maxSeconds of wall time are spent (the GPU machine runs
+// one command for at most 10 minutes: a stage that needs longer resumes in the next command).
+// Resume: when <out>/latest names a checkpoint, the model, the optimizer and the step come from it and
+// the log keeps only the lines of the steps before it, so a killed and resumed run produces the same
+// weights, moments and log as one that never stopped.
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { DsvError } from '../errors.js';
+import { DeepseekV32 } from '../model/model.js';
+import { parseConfig } from '../model/config.js';
+import { randomCheckpoint } from '../model/random-weights.js';
+import { mapSource } from '../model/weights.js';
+import { backward } from '../tensor/autograd.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { clipGradNorm } from './clip.js';
+import { type Stage, type TrainConfig } from './config.js';
+import { Batches, loadTokens } from './data.js';
+import { latestCheckpoint, OPTIMIZER_FILE, saveCheckpoint } from './checkpoint.js';
+import { objective } from './objective.js';
+import { AdamW } from './optim.js';
+import { lrSchedule } from './schedule.js';
+
+export class TrainError extends DsvError {}
+
+export const LOG_FILE = 'train.jsonl';
+
+export type Phase = 'pretrain' | 'warmup' | 'sparse' | 'sft';
+
+export interface StepLog {
+  step: number;
+  phase: Phase;
+  loss: number;
+  lm: number | null;
+  mtp: number[];
+  indexer: number | null;
+  lr: number;
+  grad_norm: number;
+  tokens: number;
+  ms: number;
+  tokens_per_s: number;
+}
+
+export interface TrainResult {
+  /** steps completed (== config.steps unless stopped by maxSeconds or stopAfter) */
+  step: number;
+  resumedFrom: number | null;
+  checkpoint: string | null;
+  done: boolean;
+  model: DeepseekV32;
+}
+
+export interface TrainHooks {
+  onStart?: (info: { startStep: number; steps: number; params: number; rows: number }) => void;
+  onStep?: (log: StepLog) => void;
+  onCheckpoint?: (dir: string) => void;
+  /** stop after this many steps of this invocation (tests) */
+  stopAfter?: number;
+}
+
+export function phaseOf(stage: Stage, step: number, cfg: TrainConfig): Phase {
+  if (stage === 'pretrain') return 'pretrain';
+  if (stage === 'sft') return 'sft';
+  return step < cfg.dsa.warmupSteps ? 'warmup' : 'sparse';
+}
+
+/** The model's config.json text and a model with f32 master weights, per config.model. */
+function initModel(cfg: TrainConfig): { model: DeepseekV32; configJson: string } {
+  if ('init' in cfg.model) {
+    const dir = cfg.model.init;
+    const configJson = readFileSync(join(dir, 'config.json'), 'utf8');
+    return { model: DeepseekV32.load(dir, { master: 'f32' }), configJson };
+  }
+  const mc = parseConfig(cfg.model.config, 'model.config');
+  if (mc.fp8Weights) throw new TrainError('model.config: a quantization_config (FP8 weights) cannot be trained; drop it to train bf16/f32 weights');
+  return { model: DeepseekV32.fromSource(mc, mapSource(randomCheckpoint(mc, cfg.model.seed)), { master: 'f32' }), configJson: JSON.stringify(cfg.model.config, null, 2) + '\n' };
+}
+
+export function train(stage: Stage, cfg: TrainConfig, hooks: TrainHooks = {}): TrainResult {
+  const configHash = createHash('sha256').update(JSON.stringify({ stage, cfg: { ...cfg, steps: undefined, maxSeconds: undefined, out: undefined, keep: undefined, saveEvery: undefined } })).digest('hex').slice(0, 16);
+  const resume = latestCheckpoint(cfg.out);
+  let model: DeepseekV32;
+  let configJson: string;
+  let start = 0;
+  if (resume) {
+    if (resume.state.configHash !== configHash || resume.state.stage !== stage) {
+      throw new TrainError(`out: ${cfg.out} holds a checkpoint of another run (stage ${resume.state.stage}, config ${resume.state.configHash}; this run: ${stage}, ${configHash}); use a fresh out directory`);
+    }
+    configJson = readFileSync(join(resume.dir, 'config.json'), 'utf8');
+    model = DeepseekV32.load(resume.dir, { master: 'f32' });
+    start = resume.state.step;
+  } else ({ model, configJson } = initModel(cfg));
+  const mc = model.cfg;
+  const eos = mc.eosTokenIds[0] ?? 1;
+  const batches = new Batches(loadTokens(cfg.data, eos, mc.vocabSize), cfg.data.batchSize, cfg.data.seqLen, cfg.data.seed);
+  const params = model.weights.parameters();
+  // decay the matrices, not the norms' gains, biases or the embedding (the usual AdamW practice)
+  const decay = (n: string, p: Tensor): boolean => p.rank >= 2 && !n.endsWith('embed_tokens.weight');
+  const hyper = { lr: 0, betas: cfg.optim.betas as [number, number], eps: cfg.optim.eps, weightDecay: cfg.optim.weightDecay, decay };
+  const opt = resume ? AdamW.load(join(resume.dir, OPTIMIZER_FILE), params, { decay }) : new AdamW(params, hyper);
+  const schedule = lrSchedule(cfg.schedule);
+  mkdirSync(cfg.out, { recursive: true });
+  const logPath = join(cfg.out, LOG_FILE);
+  keepLogBefore(logPath, start);
+  hooks.onStart?.({ startStep: start, steps: cfg.steps, params: params.reduce((a, [, p]) => a + p.numel, 0), rows: batches.rows });
+
+  const t0 = Date.now();
+  let step = start;
+  let last: string | null = null;
+  const save = (): void => {
+    last = saveCheckpoint(cfg.out, { configJson, weights: model.weights.stateTensors(), optimizer: opt, state: { step, stage, configHash }, keep: cfg.keep });
+    hooks.onCheckpoint?.(last);
+  };
+  let ran = 0;
+  while (step < cfg.steps) {
+    const phase = phaseOf(stage, step, cfg);
+    // the warm-up trains the indexers only: the main model's weights are frozen (no gradient, no update)
+    for (const [n, p] of params) p.requiresGrad = phase !== 'warmup' || n.includes('.indexer.');
+    const lr = phase === 'warmup' ? cfg.dsa.warmupLr : schedule(step);
+    const b = batches.at(step);
+    const ts = Date.now();
+    const r = objective(model, b.ids, cfg.data.batchSize, cfg.data.seqLen, {
+      numerics: cfg.numerics,
+      attention: phase === 'pretrain' || phase === 'warmup' ? 'dense' : 'sparse',
+      indexerLoss: phase === 'warmup' || ((phase === 'sparse' || phase === 'sft') && cfg.indexerLoss),
+      lm: phase !== 'warmup',
+      mtpWeight: cfg.mtpWeight,
+      lossMask: b.mask ?? undefined,
+    });
+    const loss = r.loss.item();
+    if (!Number.isFinite(loss)) throw new TrainError(`step ${step}: the loss is ${loss}; lower the learning rate (schedule.lr) or check the data`);
+    opt.zeroGrad();
+    backward(r.loss);
+    const live = params.filter(([, p]) => p.grad).map(([, p]) => p);
+    const gradNorm = cfg.optim.clip > 0 ? clipGradNorm(live, cfg.optim.clip) : Math.sqrt(live.reduce((a, p) => a + sq(p.grad!), 0));
+    opt.lr = lr;
+    opt.step();
+    model.weights.update();
+    step++;
+    ran++;
+    const ms = Date.now() - ts;
+    const tokens = cfg.data.batchSize * cfg.data.seqLen;
+    const log: StepLog = { step, phase, loss, lm: r.lm, mtp: r.mtp, indexer: r.indexer, lr, grad_norm: gradNorm, tokens, ms, tokens_per_s: (tokens * 1000) / Math.max(ms, 1) };
+    appendFileSync(logPath, JSON.stringify(log) + '\n');
+    hooks.onStep?.(log);
+    const outOfTime = cfg.maxSeconds !== undefined && (Date.now() - t0) / 1000 >= cfg.maxSeconds;
+    const stopping = step >= cfg.steps || outOfTime || (hooks.stopAfter !== undefined && ran >= hooks.stopAfter);
+    if (step % cfg.saveEvery === 0 || stopping) save();
+    if (stopping) break;
+  }
+  return { step, resumedFrom: resume ? start : null, checkpoint: last, done: step >= cfg.steps, model };
+}
+
+function sq(g: Tensor): number {
+  const v = g.toFloat64();
+  let s = 0;
+  for (let i = 0; i < v.length; i++) s += v[i]! * v[i]!;
+  return s;
+}
+
+/** Drop the log lines of steps after `step` (a killed run's steps past its last checkpoint). */
+function keepLogBefore(path: string, step: number): void {
+  if (!existsSync(path)) return;
+  const kept = readFileSync(path, 'utf8').split('\n').filter((l) => {
+    if (!l) return false;
+    try {
+      return (JSON.parse(l) as { step: number }).step <= step;
+    } catch {
+      return false; // a line cut by the kill
+    }
+  });
+  writeFileSync(path, kept.map((l) => l + '\n').join(''));
+}
