@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseConfig, randomCheckpoint } from '../../src/model/index.js';
-import { saveSafetensors } from '../../src/tensor/safetensors.js';
+import { SafetensorsFile, saveSafetensors } from '../../src/tensor/safetensors.js';
 
 const MAIN = path.resolve('dist/src/cli/main.js');
 const HF = {
@@ -99,16 +99,34 @@ function runAgent(args: string[]): Promise<{ code: number | null; stdout: string
   });
 }
 
-test('dsv32 serve on a random checkpoint: models, a chat completion, dsv32 agent --base-url (streamed and not), SIGTERM drains an in-flight stream and exits 0', { timeout: 300_000 }, async () => {
+test('dsv32 serve on a random checkpoint: models, a greedy chat completion = dsv32 logits argmax decoding, dsv32 agent --base-url (streamed and not), SIGTERM drains an in-flight stream and exits 0', { timeout: 300_000 }, async () => {
   const s = await startServe(['--dtype', 'f32', '--max-model-len', '512', '--num-blocks', '32', '--served-model-name', 'tiny']);
   try {
     assert.match(s.stderr(), /tiny on http:.*device cpu, dtype f32, kv cache f32/);
     const models = (await (await fetch(s.url + '/v1/models')).json()) as { data: { id: string }[] };
     assert.deepEqual(models.data.map((m) => m.id), ['tiny']);
-    const r = await fetch(s.url + '/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'tiny', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, ignore_eos: true, return_token_ids: true }) });
+    // a greedy request's tokens are `dsv32 logits` argmax decoding of the same prompt
+    const r = await fetch(s.url + '/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'tiny', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, temperature: 0, ignore_eos: true, return_token_ids: true }) });
     assert.equal(r.status, 200);
-    const body = (await r.json()) as { choices: { token_ids: number[]; finish_reason: string }[] };
-    assert.equal(body.choices[0]!.token_ids.length, 4);
+    const body = (await r.json()) as { prompt_token_ids: number[]; choices: { token_ids: number[]; finish_reason: string }[] };
+    const gen = body.choices[0]!.token_ids;
+    assert.equal(gen.length, 4);
+    const P = body.prompt_token_ids.length;
+    const tokensFile = path.join(dir, 'tokens.json');
+    const logitsFile = path.join(dir, 'logits.safetensors');
+    writeFileSync(tokensFile, JSON.stringify({ tokens: [[...body.prompt_token_ids, ...gen]] }));
+    const lg = cli(['logits', '--model', dir, '--tokens', tokensFile, '--dtype', 'f32', '--decode-from', String(P), '--out', logitsFile]);
+    assert.equal(lg.code, 0, lg.stderr);
+    const f = SafetensorsFile.open(logitsFile);
+    const logits = f.tensor('logits').toFloat32();
+    f.close();
+    const V = HF.vocab_size;
+    const argmaxAt = (pos: number) => {
+      let best = 0;
+      for (let j = 1; j < V; j++) if (logits[pos * V + j]! > logits[pos * V + best]!) best = j;
+      return best;
+    };
+    assert.deepEqual(gen.map((_, i) => argmaxAt(P - 1 + i)), gen);
 
     for (const stream of [true, false]) {
       const a = await runAgent(['--base-url', s.url + '/v1', '--model', 'tiny', '--max-steps', '1', '--extra-body', '{"max_tokens": 6, "ignore_eos": true}', ...(stream ? [] : ['--no-stream']), 'Say hi']);
