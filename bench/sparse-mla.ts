@@ -7,14 +7,16 @@
 // Medians of CUDA-event times (bursts of back-to-back calls between two events, as bench/cuda-bench.ts).
 // Indices are distinct per query row, uniformly random over the keys (over each sequence's own positions
 // for decode), so the gathers are as scattered as top-k selections at long context.
-// The kernels are the correctness-first CUDA-core versions (kernels/sparse_mla.cu); expect them far below
-// the ≥ 400 (prefill) and ≥ 250 (decode) TFLOPS targets until the tensor-core work lands.
+// "ours" is the default path: bf16 queries gather their selected rows and run two batched cuBLASLt GEMMs
+// (kernels/sparse_mla_gemm.cu); the CUDA-core kernel (kernels/sparse_mla.cu, the f32 path) is timed beside
+// it on the same inputs.
 //   node dist/bench/sparse-mla.js [--torch ref.json | --no-torch] [--out result.json] [--ctx 8192] [--quick]
 //   node dist/bench/sparse-mla.js --device cpu      (tiny shapes on the CPU reference; says so)
 // Without --torch the reference runs here: python3 (or $DSV32_PYTHON) bench/sparse_mla_ref.py.
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as T from '../src/tensor/index.js';
 import { cudaBackend } from '../src/backend/cuda/index.js';
+import { sparseMlaTune } from '../src/backend/cuda/sparse-mla.js';
 import { args, benchDevice, burstMs, dispose, distinctRows, machine, mulberry32, opt, printTable, runReference, randDevice } from './harness.js';
 
 const { device, onCpu } = benchDevice('sparse-mla bench', 'run with --device cpu for the tiny CPU shapes');
@@ -31,6 +33,16 @@ const DECODE = onCpu ? [{ b: 2, s_q: 2, h: H, k: K, ctx }] : (quick ? [[64, 1]] 
 // ---- timing ---------------------------------------------------------------------------------------------
 /** Median ms per call: CUDA events around bursts of `burst` calls (host clock on the CPU). */
 const timeMs = (fn: () => void, reps: number, burst: number): number => burstMs(fn, reps, burst, 1, onCpu);
+/** The same call on the CUDA-core kernel (sparseMlaTune.gemm off; bf16 queries take the gemm path by default). */
+function kernelMs(fn: () => void, reps: number, burst: number): number | undefined {
+  if (onCpu) return undefined;
+  sparseMlaTune.gemm = false;
+  try {
+    return timeMs(fn, reps, burst);
+  } finally {
+    sparseMlaTune.gemm = true;
+  }
+}
 
 // ---- inputs ---------------------------------------------------------------------------------------------
 const rand = (shape: number[], dtype: T.DType, seed: number): T.Tensor => randDevice(shape, dtype, seed, device);
@@ -58,15 +70,17 @@ for (const [pi, p] of PREFILL.entries()) {
   const kv = rand([p.s_kv, D], 'bf16', 2);
   const idx = T.fromArray(distinctRows(p.s_q, p.k, p.s_kv, 3 + pi), [p.s_q, p.k], { dtype: 'i32', device });
   let res: { out: T.Tensor; lse: T.Tensor } | null = null;
-  const ms = timeMs(() => {
+  const call = (): void => {
     if (res) dispose(res.out, res.lse);
     res = T.sparseMlaPrefill(q, kv, idx, scale);
-  }, onCpu ? 3 : quick ? 3 : 5, 1);
+  };
+  const ms = timeMs(call, onCpu ? 3 : quick ? 3 : 5, 1);
+  const kms = kernelMs(call, 3, 1);
   const flops = 2 * p.s_q * p.h * p.k * (D + DV);
   const ref = torch?.prefill?.[pi];
-  const row: Row = { ...p, ms, tflops: flops / ms / 1e9, ...(ref ?? {}) };
+  const row: Row = { ...p, ms, tflops: flops / ms / 1e9, ...(kms !== undefined ? { cuda_core_kernel_ms: kms } : {}), ...(ref ?? {}) };
   prefillOut.push(row);
-  rows.push([`prefill s_kv ${p.s_kv}`, `s_q ${p.s_q} h ${p.h} k ${p.k}`, fmt(ms), fmt(row.tflops, 1), fmt(ref?.torch_sparse_ms), fmt(ref?.torch_sparse_tflops, 1),
+  rows.push([`prefill s_kv ${p.s_kv}`, `s_q ${p.s_q} h ${p.h} k ${p.k}`, fmt(ms), fmt(row.tflops, 1), fmt(kms), fmt(ref?.torch_sparse_ms), fmt(ref?.torch_sparse_tflops, 1),
     ref?.dense_sdpa_ms !== undefined ? `${fmt(ref.dense_sdpa_ms)} (${ref.dense_sdpa_backend})` : ref?.dense_sdpa_error ? 'failed' : '—', fmt(ref?.dense_matmul_ms), fmt(ref?.flashmla_tflops, 1)]);
   dispose(q, kv, idx);
   if (res) dispose((res as { out: T.Tensor }).out, (res as { lse: T.Tensor }).lse);
@@ -104,11 +118,14 @@ for (const [di, p] of DECODE.entries()) {
     }
     dispose(lat, rope);
     let res: { out: T.Tensor; lse: T.Tensor } | null = null;
-    const ms = timeMs(() => {
+    const call = (): void => {
       if (res) dispose(res.out, res.lse);
       res = T.sparseMlaDecode(q, cache, idx, scale);
-    }, onCpu ? 3 : 20, onCpu ? 1 : 5);
+    };
+    const ms = timeMs(call, onCpu ? 3 : 20, onCpu ? 1 : 5);
     row[`${format}_ms`] = ms;
+    const kms = kernelMs(call, 5, 2);
+    if (kms !== undefined) row[`${format}_cuda_core_kernel_ms`] = kms;
     row[`${format}_tflops`] = (2 * p.b * p.s_q * p.h * p.k * (D + DV)) / ms / 1e9;
     row[`${format}_cache_GBps`] = (p.b * p.s_q * p.k * T.mlaCacheBytesPerToken(format)) / ms / 1e6; // bytes of the selected rows read per call
     dispose(cache);
@@ -117,7 +134,7 @@ for (const [di, p] of DECODE.entries()) {
   const ref = torch?.decode?.[di];
   Object.assign(row, ref ?? {});
   decodeOut.push(row);
-  rows.push([`decode b ${p.b} s_q ${p.s_q}`, `h ${p.h} k ${p.k} ctx ${p.ctx}`, `${fmt(row.fp8_ms)} (bf16 cache ${fmt(row.bf16_ms)})`, `${fmt(row.fp8_tflops, 1)} (${fmt(row.bf16_tflops, 1)})`,
+  rows.push([`decode b ${p.b} s_q ${p.s_q}`, `h ${p.h} k ${p.k} ctx ${p.ctx}`, `${fmt(row.fp8_ms)} (bf16 cache ${fmt(row.bf16_ms)})`, `${fmt(row.fp8_tflops, 1)} (${fmt(row.bf16_tflops, 1)})`, fmt(row.fp8_cuda_core_kernel_ms),
     fmt(ref?.torch_sparse_bf16_ms), fmt(ref?.torch_sparse_bf16_tflops, 1), '—', '—', '—']);
   dispose(q, idx);
 }
@@ -125,5 +142,5 @@ result.decode = decodeOut;
 
 console.log(`sparse MLA forward — ${result.device}; ${machine()}${torch ? `; torch ${torch.torch} on ${torch.device}${torch.flash_mla ? ', FlashMLA present' : ''}` : `; ${torchNote}`}`);
 if (onCpu) console.log('CPU run: tiny shapes on the CPU reference, not the issue\'s shapes (those need the GPU)');
-printTable(['case', 'shape', 'ours ms', 'ours TFLOPS', 'torch sparse ms', 'torch sparse TFLOPS', 'dense SDPA ms', 'dense matmul ms', 'FlashMLA TFLOPS'], rows);
+printTable(['case', 'shape', 'ours ms', 'ours TFLOPS', 'CUDA-core kernel ms', 'torch sparse ms', 'torch sparse TFLOPS', 'dense SDPA ms', 'dense matmul ms', 'FlashMLA TFLOPS'], rows);
 if (opt('--out')) writeFileSync(opt('--out')!, JSON.stringify(result, null, 2));

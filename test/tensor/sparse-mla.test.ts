@@ -12,6 +12,23 @@ import { eachDevice } from '../cuda/common.js';
 import { rng as mulberry32 } from '../chat/rng.js';
 import { bitsEqual, normalsF32 as normals, on, relErr } from './helpers.js';
 import { sparseMqaAttention } from '../oracles/sparse-attention.js';
+import { sparseMlaTune } from '../../src/backend/cuda/sparse-mla.js';
+
+/**
+ * On CUDA a bf16 query takes the gather + cuBLASLt path (sparseMlaTune.gemm) and f32 the CUDA-core
+ * kernel: run the body with each, so both paths meet the same bounds.
+ */
+function bothPaths(dev: string, body: () => void): void {
+  const keep = sparseMlaTune.gemm;
+  try {
+    for (const gemm of dev === 'cpu' ? [keep] : [true, false]) {
+      sparseMlaTune.gemm = gemm;
+      body();
+    }
+  } finally {
+    sparseMlaTune.gemm = keep;
+  }
+}
 
 const bf16All = (a: Float32Array): Float32Array => a.map((x) => T.bf16Round(x));
 
@@ -189,7 +206,7 @@ const PREFILL_CASES: PrefillCase[] = [
   { Tq: 4, H: 20, k: 19, Tk: 12, dv: 96, dr: 24 }, // H not a multiple of 16, k > Tk (rows padded with holes)
 ];
 
-eachDevice('sparseMlaPrefill at awkward shapes (k ∤ 64, holes, a row of only holes, H 16/64/128) against an f64 reference', (dev) => {
+eachDevice('sparseMlaPrefill at awkward shapes (k ∤ 64, holes, a row of only holes, H 16/64/128) against an f64 reference', (dev) => bothPaths(dev, () => {
   let seed = 11;
   for (const c of PREFILL_CASES) {
     for (const dtype of ['f32', 'bf16'] as const) {
@@ -207,7 +224,7 @@ eachDevice('sparseMlaPrefill at awkward shapes (k ∤ 64, holes, a row of only h
       const kv = T.fromArray(kvv, [c.Tk, D], { dtype });
       const it = T.fromArray(idx, [c.Tq, c.k], { dtype: 'i32' });
       const { out, lse } = T.sparseMlaPrefill(on(q, dev), on(kv, dev), on(it, dev), scale, { dv: c.dv });
-      const what = `${dev} ${dtype} ${JSON.stringify(c)}`;
+      const what = `${dev}${dev === 'cpu' ? '' : sparseMlaTune.gemm ? ' (gemm path)' : ' (kernel path)'} ${dtype} ${JSON.stringify(c)}`;
       assert.deepEqual(out.shape, [c.Tq, c.H, c.dv]);
       assert.equal(out.dtype, dtype);
       const ref = naive(qv, kvv, idx, c.Tq, c.H, D, c.dv, c.k, scale);
@@ -225,7 +242,7 @@ eachDevice('sparseMlaPrefill at awkward shapes (k ∤ 64, holes, a row of only h
       }
     }
   }
-});
+}));
 
 eachDevice('MLA cache writer: FP8 bytes equal actQuant(ue8m0) and bf16 rope; bf16 cache; −1 skips; bad slots throw', (dev) => {
   const rnd = mulberry32(5);
@@ -320,7 +337,7 @@ const DECODE_CASES: DecodeCase[] = [
   { B: 2, sq: 2, H: 4, k: 13, len: 20, page: 3, dv: 200, dr: 8 }, // a partial 128-block of the latent
 ];
 
-eachDevice('sparseMlaDecode: write the paged cache, read it back through decode = prefill on the dequantised kv (fp8, bf16 and f32 caches)', (dev) => {
+eachDevice('sparseMlaDecode: write the paged cache, read it back through decode = prefill on the dequantised kv (fp8, bf16 and f32 caches)', (dev) => bothPaths(dev, () => {
   let seed = 99;
   for (const c of DECODE_CASES) {
     for (const format of ['fp8', 'bf16', 'f32'] as const) {
@@ -359,7 +376,7 @@ eachDevice('sparseMlaDecode: write the paged cache, read it back through decode 
         const q = T.fromArray(qv, [c.B, c.sq, c.H, D], { dtype });
         const it = T.fromArray(idx, [c.B, c.sq, c.k], { dtype: 'i32' });
         const dec = T.sparseMlaDecode(on(q, dev), cache, on(it, dev), scale, { dv: c.dv });
-        const what = `${dev} ${format} q ${dtype} ${JSON.stringify(c)}`;
+        const what = `${dev}${dev === 'cpu' ? '' : sparseMlaTune.gemm ? ' (gemm path)' : ' (kernel path)'} ${format} q ${dtype} ${JSON.stringify(c)}`;
         assert.deepEqual(dec.out.shape, [c.B, c.sq, c.H, c.dv]);
         assert.deepEqual(dec.lse.shape, [c.B, c.sq, c.H]);
         // prefill over the dequantised cache rows (exact in bf16 too: e4m3·2^k and bf16 values fit bf16)
@@ -385,7 +402,7 @@ eachDevice('sparseMlaDecode: write the paged cache, read it back through decode 
       }
     }
   }
-});
+}));
 
 test('sparse MLA ops reject bad shapes and dtypes with clear errors', () => {
   const q = T.zeros([2, 4, 80]);

@@ -31,14 +31,61 @@ function fwd(b: CudaBackend, op: string, kvName: string, out: View, lse: View, q
   kern.launch(N, NT, smem, [N, H, D, dv, k, rows, W, scale, b.address(out), b.address(lse), b.address(q), b.address(kv), b.address(indices)], Math.ceil(H / HG));
 }
 
+/** Path choice, for tests and benchmarks: gemm = false sends bf16 queries to the CUDA-core kernel too. */
+export const sparseMlaTune = { gemm: true };
+
+const GATHER_SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'i64', 'i64', 'p', 'p', 'p'];
+const SOFTMAX_SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'i64', 'f64', 'p', 'p', 'p'];
+/** Bytes of gathered rows per chunk of queries (bounds the temporaries at long k). */
+const GATHER_BYTES = 512 << 20;
+
+/**
+ * bf16 queries: gather the selected rows of each query into G [n, k, D] bf16, then per query
+ * S = q·Gᵀ (cuBLASLt, batched over queries), softmax with lse in place, out = P·G[:, :, :dv]
+ * (kernels/sparse_mla_gemm.cu has the math). Returns false where the path does not apply.
+ */
+function gemmPath(b: CudaBackend, src: 'bf16' | 'f32' | 'fp8', out: View, lse: View, q: View, kv: View, indices: View, dv: number, scale: number, rows: number, W: number): boolean {
+  const [N, H, D] = q.shape as [number, number, number];
+  const k = indices.shape[1]!;
+  if (!sparseMlaTune.gemm || q.dtype !== 'bf16' || out.dtype !== 'bf16' || D % 8 !== 0 || dv % 8 !== 0 || k === 0 || N === 0) return false;
+  const chunk = Math.max(1, Math.min(N, Math.floor(GATHER_BYTES / (2 * k * D))));
+  const G = b.alloc('bf16', chunk * k * D);
+  const S = b.alloc('bf16', chunk * H * k);
+  try {
+    const gather = b.rt.modules.get('sparse_mla_gemm', `mla_gather_rows_${src}`, GATHER_SIG);
+    const softmax = b.rt.modules.get('sparse_mla_gemm', 'sparse_softmax_lse', SOFTMAX_SIG);
+    for (let n0 = 0; n0 < N; n0 += chunk) {
+      const n = Math.min(chunk, N - n0);
+      const idx: View = { ...indices, shape: [n, k], offset: indices.offset + n0 * k };
+      gather.launch(Math.ceil((n * k * 32) / 256), 256, 0, [n * k, D, dv, rows, W, b.address({ storage: G, dtype: 'bf16', shape: [n * k * D], strides: [1], offset: 0 }), b.address(kv), b.address(idx)]);
+      const sView: View = { storage: S, dtype: 'bf16', shape: [n, H, k], strides: [H * k, k, 1], offset: 0 };
+      const qView: View = { storage: q.storage, dtype: 'bf16', shape: [n, H, D], strides: [H * D, D, 1], offset: q.offset + n0 * H * D };
+      // Gᵀ per query: [D, k] read column-major from the row-major [k, D] block
+      b.matmul(sView, qView, { storage: G, dtype: 'bf16', shape: [n, D, k], strides: [k * D, 1, D], offset: 0 });
+      const lseView: View = { storage: lse.storage, dtype: 'f32', shape: [n, H], strides: [H, 1], offset: lse.offset + n0 * H };
+      softmax.launch(Math.ceil((n * H * 32) / 256), 256, 0, [n, H, k, rows, scale, b.address(sView), b.address(lseView), b.address(idx)]);
+      const oView: View = { storage: out.storage, dtype: 'bf16', shape: [n, H, dv], strides: [H * dv, dv, 1], offset: out.offset + n0 * H * dv };
+      b.matmul(oView, sView, { storage: G, dtype: 'bf16', shape: [n, k, dv], strides: [k * D, D, 1], offset: 0 });
+    }
+  } finally {
+    // stream-ordered reuse: later work on the stream runs after these kernels have finished with them
+    G.dispose();
+    S.dispose();
+  }
+  return true;
+}
+
 export function sparseMlaPrefillCuda(b: CudaBackend, out: View, lse: View, q: View, kv: View, indices: View, dv: number, scale: number): void {
   if (q.dtype !== kv.dtype) throw new DsvError(`sparseMlaPrefill on cuda: kv (${kv.dtype}) must have q's dtype (${q.dtype})`);
+  if (gemmPath(b, sfx(kv.dtype) as 'bf16' | 'f32', out, lse, q, kv, indices, dv, scale, kv.shape[0]!, 0)) return;
   fwd(b, 'sparseMlaPrefill', sfx(kv.dtype), out, lse, q, kv, indices, dv, scale, kv.shape[0]!, 0);
 }
 
 export function sparseMlaDecodeCuda(b: CudaBackend, out: View, lse: View, q: View, cache: View, indices: View, dv: number, scale: number): void {
   const [blocks, page, W] = cache.shape as [number, number, number];
-  // the bf16 and f32 caches are dense row layouts [blocks·page, D]
+  // the bf16 and f32 caches are dense row layouts [blocks·page, D] (q arrives as [B·s_q, H, D])
+  const src = cache.dtype === 'u8' ? 'fp8' : (sfx(cache.dtype) as 'bf16' | 'f32');
+  if (gemmPath(b, src, out, lse, q, cache, indices, dv, scale, blocks * page, cache.dtype === 'u8' ? W : 0)) return;
   fwd(b, 'sparseMlaDecode', cache.dtype === 'u8' ? 'fp8' : sfx(cache.dtype), out, lse, q, cache, indices, dv, scale, blocks * page, cache.dtype === 'u8' ? W : 0);
 }
 
