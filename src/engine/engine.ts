@@ -94,7 +94,8 @@ interface SeqState {
 export class LLMEngine<P extends { readonly blocks: number }> implements Engine {
   readonly info: Engine['info'];
   readonly blockPool: BlockPool;
-  readonly cachePool: P;
+  /** the model's cache tensors; dropped by close() so their memory can be reclaimed */
+  private cachePool: P | null;
   readonly capacity: number;
   private readonly scheduler: Scheduler;
   private readonly requests = new Map<string, RequestState>();
@@ -190,6 +191,7 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
     if (this.closed) return;
     this.closed = true;
     for (const r of [...this.requests.values()]) this.abort(r);
+    this.cachePool = null;
     this.wake?.();
     for (const f of this.idle.splice(0)) f();
   }
@@ -333,7 +335,7 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
     // a step of prefill chunks only still needs one logit row for the model; it is ignored
     const batch: RaggedBatch = { ids, seqs, logitRows: Int32Array.from(rows.length ? rows : [T - 1]) };
     const numerics = this.opts.numerics;
-    const out = this.model.step(batch, this.cachePool, { numerics, record: { topk: wantTopk } });
+    const out = this.model.step(batch, this.cachePool!, { numerics, record: { topk: wantTopk } });
     if (!out.logits) throw new DsvError('engine: the model step returned no logits');
     const logits = out.logits.toFloat32();
     const routes = wantRoutes ? out.routes.map((r) => (r ? (r.toHost() as Int32Array) : null)) : null;
@@ -426,7 +428,7 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
     }
     const live = from.filter((f) => f.c.seq.status === 'running');
     const rows = live.map((f) => f.row);
-    const m = mtpStep({ ...batch, logitRows: Int32Array.from(rows.length ? rows : [T - 1]) }, hidden, nextIds, this.cachePool, { numerics: this.opts.numerics });
+    const m = mtpStep({ ...batch, logitRows: Int32Array.from(rows.length ? rows : [T - 1]) }, hidden, nextIds, this.cachePool!, { numerics: this.opts.numerics });
     if (!live.length) return;
     const V = this.model.cfg.vocabSize;
     let logits = m.logits.toFloat32();
@@ -460,7 +462,7 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
         seqs: next.map((a, i) => ({ offset: i, len: 1, start: a.seq.tokens.length - 1 + d, blocks: a.seq.blocks })),
       };
       const hs = indexSelect(h, 0, fromArray(Int32Array.from(next, (a) => a.j), [next.length], { dtype: 'i32', device: h.device }));
-      const o = mtpStep(cb, hs, Int32Array.from(next, (a) => a.seq.drafts[d]!), this.cachePool, { numerics: this.opts.numerics });
+      const o = mtpStep(cb, hs, Int32Array.from(next, (a) => a.seq.drafts[d]!), this.cachePool!, { numerics: this.opts.numerics });
       logits = o.logits.toFloat32();
       h = o.hidden;
       active = next.map((a, i) => ({ seq: a.seq, j: i }));
