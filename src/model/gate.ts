@@ -9,8 +9,12 @@
 // Route replay (Keep Routing): with forced experts the selection is skipped but the weights are
 // recomputed from the current scores, through tensor ops, so they are differentiable w.r.t. the gate
 // weight (and x) when autograd records.
+// Training keeps the experts balanced without an auxiliary loss (DeepSeek-V3 §2.1.2, "auxiliary-loss-
+// free load balancing"): the bias only steers the discrete choice, so no gradient reaches it; after each
+// step it moves by a fixed speed γ toward balance, b_e ← b_e + γ·sign(mean load − load_e).
 import { DsvError } from '../errors.js';
-import type { Tensor } from '../tensor/tensor.js';
+import { noGrad } from '../tensor/autograd.js';
+import { type Tensor, fromArray } from '../tensor/tensor.js';
 import { sigmoid } from '../tensor/ops/elementwise.js';
 import { linear } from '../tensor/ops/matmul.js';
 import { moeRoute, moeRouteWeights } from '../tensor/ops/moe.js';
@@ -48,6 +52,23 @@ export class Gate {
   scores(x: Tensor): Tensor {
     const logits = linear(cast(x, wideDtype(x.dtype)), this.weight);
     return this.cfg.scoreFunc === 'sigmoid' ? sigmoid(logits) : softmax(logits, -1);
+  }
+
+  /**
+   * The balancing update after a training step (see the header): routes i32 [T, k] the step's chosen
+   * experts. Writes the bias in place (a host read of the routes: once per layer per step).
+   */
+  balance(routes: Tensor, speed: number): void {
+    const b = this.bias;
+    if (!b || speed === 0) return;
+    const E = this.cfg.nRoutedExperts;
+    const ids = routes.toHost() as Int32Array;
+    const load = new Float64Array(E);
+    for (const e of ids) load[e]!++;
+    const mean = ids.length / E;
+    const v = b.toFloat64();
+    for (let e = 0; e < E; e++) v[e] = v[e]! + speed * Math.sign(mean - load[e]!);
+    noGrad(() => b.backend.copy(b, fromArray(v, b.shape, { dtype: b.dtype, device: b.device })));
   }
 
   /**

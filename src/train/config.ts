@@ -48,6 +48,8 @@ export const trainConfigSchema = z.strictObject({
     warmupSteps: z.number().int().nonnegative().default(0),
     warmupLr: z.number().positive().default(1e-3),
   }).default({ warmupSteps: 0, warmupLr: 1e-3 }),
+  /** γ of the auxiliary-loss-free expert balancing (gate.ts balance; DeepSeek-V3: 0.001; 0: off) */
+  balanceSpeed: z.number().nonnegative().default(0.001),
   /** sft/sparse stage: also train the indexers on their KL (default true) */
   indexerLoss: z.boolean().default(true),
   out: z.string().min(1),

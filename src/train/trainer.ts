@@ -16,6 +16,7 @@ import { DeepseekV32 } from '../model/model.js';
 import { parseConfig } from '../model/config.js';
 import { randomCheckpoint } from '../model/random-weights.js';
 import { mapSource } from '../model/weights.js';
+import { MoE } from '../model/moe.js';
 import { backward } from '../tensor/autograd.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { clipGradNorm } from './clip.js';
@@ -140,6 +141,14 @@ export function train(stage: Stage, cfg: TrainConfig, hooks: TrainHooks = {}): T
     const gradNorm = cfg.optim.clip > 0 ? clipGradNorm(live, cfg.optim.clip) : Math.sqrt(live.reduce((a, p) => a + sq(p.grad!), 0));
     opt.lr = lr;
     opt.step();
+    // the main model's routing biases move toward balance (frozen in the warm-up, as the rest of it)
+    if (phase !== 'warmup' && cfg.balanceSpeed > 0) {
+      const moes = [...model.layers, ...model.mtp.map((m) => m.block)];
+      [...r.forward.routes, ...r.forward.mtpRoutes].forEach((routes, i) => {
+        const f = moes[i]!.ffn;
+        if (routes && f instanceof MoE) f.gate.balance(routes, cfg.balanceSpeed);
+      });
+    }
     model.weights.update();
     step++;
     ran++;
