@@ -54,7 +54,7 @@ export async function completions(ctx: ServerContext, request: FastifyRequest, r
   const signal = disconnectSignal(reply);
   const echoText = prompts.map((p) => (req.echo ? (p.text ?? (ctx.codec ? ctx.codec.decode(p.ids, { skipSpecialTokens: skipSpecial }) : '')) : ''));
 
-  const gens = [];
+  const gens: Awaited<ReturnType<typeof startGeneration>>[] = [];
   try {
     for (let i = 0; i < prompts.length; i++) {
       const leave = ctx.admission.enter();
@@ -70,7 +70,7 @@ export async function completions(ctx: ServerContext, request: FastifyRequest, r
     await Promise.all(gens.map((g) => g.steps.return({ promptTokens: 0, completionTokens: 0 })));
     throw engineError(e, 'prompt');
   }
-  const merged = mergeGenerations<ChoiceStep, GenerationResult>(gens.map((g) => g.steps));
+  const merged = mergeGenerations<ChoiceStep, GenerationResult>(gens.map((g) => g.steps), () => gens.forEach((g) => g.abort()));
   const choices = Array.from({ length: prompts.length * n }, (_, k) => ({ text: echoText[Math.floor(k / n)]!, data: new TokenData(ctx.codec, out, ctx.routeShape, echoText[Math.floor(k / n)]!.length), finish: null as string | null, offset: echoText[Math.floor(k / n)]!.length }));
   const base = { id, created, model: ctx.modelName };
   const promptFields = (p: number) => (out.returnTokenIds ? { prompt_token_ids: prompts[p]!.ids } : {});

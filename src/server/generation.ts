@@ -154,14 +154,21 @@ function finishStep(c: Choice, ev: FinishEvent): ChoiceStep {
  * Interleave several generations (a batch of prompts) in the order their steps become ready; returns
  * each one's result in input order.
  */
-export async function* mergeGenerations<T, R>(gens: AsyncGenerator<T, R>[]): AsyncGenerator<{ source: number; value: T }, R[]> {
+export async function* mergeGenerations<T, R>(gens: AsyncGenerator<T, R>[], abortAll: () => void): AsyncGenerator<{ source: number; value: T }, R[]> {
   const results: R[] = new Array(gens.length);
-  const next = (i: number) => gens[i]!.next().then((r) => ({ i, r }));
-  const pending = new Map<number, Promise<{ i: number; r: IteratorResult<T, R> }>>();
+  // Settled, never rejected: a generation that fails while another is awaited must not become an
+  // unhandled rejection; its error is rethrown when its turn comes.
+  type Next = { i: number; r: IteratorResult<T, R>; error?: undefined } | { i: number; r?: undefined; error: unknown };
+  const next = (i: number): Promise<Next> => gens[i]!.next().then((r) => ({ i, r }), (error: unknown) => ({ i, error }));
+  const pending = new Map<number, Promise<Next>>();
   gens.forEach((_, i) => pending.set(i, next(i)));
   try {
     while (pending.size) {
-      const { i, r } = await Promise.race(pending.values());
+      const { i, r, error } = await Promise.race(pending.values());
+      if (!r) {
+        pending.delete(i);
+        throw error;
+      }
       if (r.done) {
         results[i] = r.value;
         pending.delete(i);
@@ -171,7 +178,9 @@ export async function* mergeGenerations<T, R>(gens: AsyncGenerator<T, R>[]): Asy
       }
     }
   } finally {
-    // An early exit (client gone) ends every generation, which aborts its engine request.
+    // An early exit (client gone, one generation failed) aborts the others' engine requests first, so
+    // their pending steps settle and `return` can run.
+    if (pending.size) abortAll();
     await Promise.all(gens.map((g) => g.return(undefined as R).catch(() => undefined)));
   }
   return results;

@@ -73,3 +73,22 @@ test('drain: new requests are refused, in-flight streams complete with [DONE], t
   assert.ok(closed);
   assert.equal(engine.finished.length, 2);
 });
+
+test('an engine fault in one prompt of a batch: a 500 with error JSON, the other prompt aborted, the server still serves', async () => {
+  const engine = new ScriptedEngine({
+    tokenizer: tokenizer(), script: () => long, delayMs: 5,
+    failAfter: (ids) => (tokenizer().decode(ids) === 'boom' ? 3 : undefined),
+  });
+  const s = await serve(engine);
+  try {
+    const r = await fetch(s.url + '/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: ['fine', 'boom'], max_tokens: 300 }) });
+    assert.equal(r.status, 500);
+    const body = (await r.json()) as { error: { code: string; message: string } };
+    assert.equal(body.error.code, 'internal_error');
+    await until(() => engine.aborted.length === 1 && engine.stats().running === 0);
+    const ok = await fetch(s.url + '/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'fine', max_tokens: 3 }) });
+    assert.equal(ok.status, 200);
+  } finally {
+    await s.close();
+  }
+});

@@ -20,6 +20,8 @@ export interface ScriptedEngineOptions {
   routeShape?: { layers: number; k: number };
   vocabSize?: number;
   maxModelLen?: number;
+  /** throw (an engine fault) after this many steps of a request whose prompt this returns a number for */
+  failAfter?: (promptIds: readonly number[]) => number | undefined;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -84,9 +86,12 @@ export class ScriptedEngine implements Engine {
       const pos = new Array<number>(p.n).fill(0);
       const done = new Array<boolean>(p.n).fill(false);
       let left = p.n;
+      const failAt = this.opts.failAfter?.(req.promptIds);
+      let steps = 0;
       // Round-robin over the choices, one token each per step, as a batched engine interleaves them.
       while (left > 0) {
         await sleep(this.opts.delayMs ?? 0);
+        if (failAt !== undefined && steps++ >= failAt) throw new Error('scripted engine fault');
         if (signal?.aborted) {
           this.aborted.push(req.id);
           for (let i = 0; i < p.n; i++) if (!done[i]) yield { type: 'finish', requestId: req.id, index: i, reason: 'abort', promptTokens: req.promptIds.length, completionTokens: pos[i]! };
