@@ -233,3 +233,33 @@ test('engine (test double): a failing model step fails the requests of that batc
   assert.deepEqual(ok.tokens[0], ref);
   e.close();
 });
+
+test('engine (test double): speculative sampling with a poor drafter leaves the distribution of the verified token unchanged', async () => {
+  const m = new FakeModel(8, 1, { mtp: true });
+  m.mtpNoise = 2;
+  const p = [3, 5, 7];
+  const params = { temperature: 1, topP: 0.95, topK: 0, minP: 0 };
+  // exact marginal of the second token: Σ_t1 p(t1) p(t2 | t1), under the filters
+  const exact = new Float64Array(8);
+  const d1 = distribution(m.logitsOf(p), params);
+  d1.ids.forEach((t1, i) => {
+    const d2 = distribution(m.logitsOf([...p, t1]), params);
+    d2.ids.forEach((t2, j) => (exact[t2]! += d1.probs[i]! * d2.probs[j]!));
+  });
+  const e = new LLMEngine(m, { numBlocks: 64, maxNumSeqs: 64, speculativeTokens: 1 });
+  const counts = new Float64Array(8);
+  const R = 60;
+  const N = 50;
+  for (let r = 0; r < R; r += 6) {
+    const rs = await Promise.all(Array.from({ length: 6 }, (_, j) => collect(e.generate(req(`s${r + j}`, p, { ...params, seed: r + j, n: N, maxTokens: 2 })))));
+    for (const x of rs) for (const t of x.tokens) counts[t![1]!]!++;
+  }
+  const total = R * N;
+  exact.forEach((q, v) => {
+    const sd = Math.sqrt((q * (1 - q)) / total);
+    assert.ok(Math.abs(counts[v]! / total - q) < 5 * sd + 1e-9, `token ${v}: ${counts[v]! / total} vs exact ${q}`);
+  });
+  const s = e.stats();
+  assert.ok(s.draftAccepted > 0 && s.draftAccepted < s.draftProposed * 0.9, `accepted ${s.draftAccepted} of ${s.draftProposed}: the drafter is poor but not useless`);
+  e.close();
+});
