@@ -37,7 +37,7 @@ export function register(program: Command): void {
     .description('build the training corpus from installed packages and dsv32 generators (no downloads): JSONL shards, manifest.json, DATA_CARD.md')
     .requiredOption('--out <dir>', 'output directory')
     .option('--seed <n>', 'seed for sampling, synthetic data, split and order', intArg('--seed', 0, 2 ** 32 - 1), 0)
-    .option('--max-bytes <n>', 'total text budget in bytes, shared by the sources by weight (default: each source in full or at its own cap)', intArg('--max-bytes', 1))
+    .option('--max-bytes <n>', 'total text budget in bytes, shared by the sources by weight; whole documents are kept, so each source may pass its share by one document (default: each source in full or at its own cap)', intArg('--max-bytes', 1))
     .option('--sources <list>', `only these sources, each then required (known: ${ALL_SOURCES.map((s) => s.name).join(', ')})`, listArg)
     .option('--require <list>', 'optional sources that must be present', listArg)
     .option('--validation-fraction <f>', 'share of documents held out for validation', fractionBelowHalf, 0.02)
