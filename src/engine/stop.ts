@@ -1,7 +1,9 @@
 // When a sequence stops, checked after every appended token, first match wins:
 //   1. a stop token id (the token stays in the output ids)
 //   2. EOS, unless ignoreEos
-//   3. a stop string appearing in the decoded completion (needs a detokenizer). The completion is decoded
+//   3. a stop string appearing in the decoded completion (needs a detokenizer); the token that completed
+//      it is still emitted (token ids are exact), the FinishEvent names the string, and cutting the text
+//      at it is the text layer's job (the server's), as in vLLM. The completion is decoded
 //      over a tail window only: a stop string of c characters ends inside the last c tokens (every token
 //      decodes to ≥ 1 character, or to a partial UTF-8 byte that the next tokens complete, hence the
 //      margin), and an occurrence that ended earlier would have stopped the sequence then.
