@@ -35,6 +35,7 @@ export function register(program: Command): void {
         },
         onStep: (l) => bar?.update(l.step, `${l.phase} loss ${l.loss.toFixed(4)} · ${l.tokens_per_s.toFixed(0)} tok/s`),
         onCheckpoint: (dir) => bar?.line(`checkpoint ${dir}`, 'stderr'),
+        onEval: (e) => bar?.line(`eval at step ${e.step}: held-out LM loss ${e.val_lm?.toFixed(4) ?? '-'}, indexer KL ${e.val_indexer?.toFixed(4) ?? '-'}`, 'stderr'),
       });
       (bar as ReturnType<typeof progress> | null)?.stop();
       process.stdout.write(`${r.done ? 'done' : 'stopped'} at step ${r.step}/${cfg.steps}${r.checkpoint ? `; checkpoint ${r.checkpoint}` : ''}${r.done ? '' : ' (run the same command again to resume)'}\n`);

@@ -33,6 +33,14 @@ export const trainConfigSchema = z.strictObject({
     seed: z.number().int().nonnegative().default(0),
   }),
   steps: z.number().int().positive(),
+  /** held-out loss every `every` steps and at the end, over `batches` fixed batches of the eval data */
+  eval: z.strictObject({
+    /** default: data.path */
+    path: z.string().min(1).optional(),
+    split: z.enum(['train', 'validation']).default('validation'),
+    every: z.number().int().positive(),
+    batches: z.number().int().positive().default(4),
+  }).optional(),
   optim: z.strictObject({
     betas: z.tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)]).default([0.9, 0.95]),
     eps: z.number().nonnegative().default(1e-8),

@@ -17,13 +17,13 @@ import { parseConfig } from '../model/config.js';
 import { randomCheckpoint } from '../model/random-weights.js';
 import { mapSource } from '../model/weights.js';
 import { MoE } from '../model/moe.js';
-import { backward } from '../tensor/autograd.js';
+import { backward, noGrad } from '../tensor/autograd.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { clipGradNorm } from './clip.js';
 import { type Stage, type TrainConfig } from './config.js';
 import { Batches, loadTokens } from './data.js';
 import { latestCheckpoint, OPTIMIZER_FILE, saveCheckpoint } from './checkpoint.js';
-import { objective } from './objective.js';
+import { type ObjectiveOptions, objective } from './objective.js';
 import { AdamW } from './optim.js';
 import { lrSchedule } from './schedule.js';
 
@@ -47,6 +47,14 @@ export interface StepLog {
   tokens_per_s: number;
 }
 
+export interface EvalLog {
+  step: number;
+  phase: 'eval';
+  /** mean over the eval batches; null when the phase forms no such loss */
+  val_lm: number | null;
+  val_indexer: number | null;
+}
+
 export interface TrainResult {
   /** steps completed (== config.steps unless stopped by maxSeconds or stopAfter) */
   step: number;
@@ -59,6 +67,7 @@ export interface TrainResult {
 export interface TrainHooks {
   onStart?: (info: { startStep: number; steps: number; params: number; rows: number }) => void;
   onStep?: (log: StepLog) => void;
+  onEval?: (log: EvalLog) => void;
   onCheckpoint?: (dir: string) => void;
   /** stop after this many steps of this invocation (tests) */
   stopAfter?: number;
@@ -110,6 +119,37 @@ export function train(stage: Stage, cfg: TrainConfig, hooks: TrainHooks = {}): T
   keepLogBefore(logPath, start);
   hooks.onStart?.({ startStep: start, steps: cfg.steps, params: params.reduce((a, [, p]) => a + p.numel, 0), rows: batches.rows });
 
+  const evalBatches = cfg.eval
+    ? new Batches(loadTokens({ path: cfg.eval.path ?? cfg.data.path, tokenizer: cfg.data.tokenizer, split: cfg.eval.split }, eos, mc.vocabSize), cfg.data.batchSize, cfg.data.seqLen, cfg.data.seed)
+    : null;
+  const forwardOpts = (phase: Phase, mask?: Uint8Array): ObjectiveOptions => ({
+    numerics: cfg.numerics,
+    attention: phase === 'pretrain' || phase === 'warmup' ? 'dense' : 'sparse',
+    indexerLoss: phase === 'warmup' || ((phase === 'sparse' || phase === 'sft') && cfg.indexerLoss),
+    lm: phase !== 'warmup',
+    mtpWeight: cfg.mtpWeight,
+    lossMask: mask,
+  });
+  /** The held-out losses of the model as it is after `done` steps (phase of the step just taken). */
+  const evaluate = (done: number): void => {
+    if (!evalBatches || !cfg.eval) return;
+    const phase = phaseOf(stage, Math.max(done - 1, 0), cfg);
+    let lm = 0;
+    let ix = 0;
+    const n = cfg.eval.batches;
+    noGrad(() => {
+      for (let i = 0; i < n; i++) {
+        const b = evalBatches.at(i);
+        const r = objective(model, b.ids, cfg.data.batchSize, cfg.data.seqLen, forwardOpts(phase, b.mask ?? undefined));
+        lm += r.lm ?? 0;
+        ix += r.indexer ?? 0;
+      }
+    });
+    const o = forwardOpts(phase);
+    const log: EvalLog = { step: done, phase: 'eval', val_lm: o.lm ? lm / n : null, val_indexer: o.indexerLoss ? ix / n : null };
+    appendFileSync(logPath, JSON.stringify(log) + '\n');
+    hooks.onEval?.(log);
+  };
   const t0 = Date.now();
   let step = start;
   let last: string | null = null;
@@ -125,14 +165,7 @@ export function train(stage: Stage, cfg: TrainConfig, hooks: TrainHooks = {}): T
     const lr = phase === 'warmup' ? cfg.dsa.warmupLr : schedule(step);
     const b = batches.at(step);
     const ts = Date.now();
-    const r = objective(model, b.ids, cfg.data.batchSize, cfg.data.seqLen, {
-      numerics: cfg.numerics,
-      attention: phase === 'pretrain' || phase === 'warmup' ? 'dense' : 'sparse',
-      indexerLoss: phase === 'warmup' || ((phase === 'sparse' || phase === 'sft') && cfg.indexerLoss),
-      lm: phase !== 'warmup',
-      mtpWeight: cfg.mtpWeight,
-      lossMask: b.mask ?? undefined,
-    });
+    const r = objective(model, b.ids, cfg.data.batchSize, cfg.data.seqLen, forwardOpts(phase, b.mask ?? undefined));
     const loss = r.loss.item();
     if (!Number.isFinite(loss)) throw new TrainError(`step ${step}: the loss is ${loss}; lower the learning rate (schedule.lr) or check the data`);
     opt.zeroGrad();
@@ -159,6 +192,7 @@ export function train(stage: Stage, cfg: TrainConfig, hooks: TrainHooks = {}): T
     hooks.onStep?.(log);
     const outOfTime = cfg.maxSeconds !== undefined && (Date.now() - t0) / 1000 >= cfg.maxSeconds;
     const stopping = step >= cfg.steps || outOfTime || (hooks.stopAfter !== undefined && ran >= hooks.stopAfter);
+    if (cfg.eval && (step % cfg.eval.every === 0 || step >= cfg.steps)) evaluate(step);
     if (step % cfg.saveEvery === 0 || stopping) save();
     if (stopping) break;
   }

@@ -37,6 +37,7 @@ function setup(steps: number): { dir: string; raw: Record<string, unknown> } {
     steps,
     schedule: { kind: 'cosine', lr: 3e-3, totalSteps: steps, warmupSteps: 1 },
     dsa: { warmupSteps: 2 },
+    eval: { every: 3, batches: 2 },
     out: join(dir, 'out'),
     saveEvery: 2,
   };
@@ -84,8 +85,10 @@ test('dsa run: stopped after 3 steps and resumed to 6 equals the uninterrupted r
   assert.equal(second.step, 6);
   sameState(straight.checkpoint!, second.checkpoint!);
   assert.deepEqual(logOf(join(dir, 'b')), logOf(join(dir, 'a')));
-  const phases = (logOf(join(dir, 'a')) as { phase: string }[]).map((l) => l.phase);
-  assert.deepEqual(phases, ['warmup', 'warmup', 'sparse', 'sparse', 'sparse', 'sparse']);
+  const log = logOf(join(dir, 'a')) as { phase: string; val_lm?: number | null; val_indexer?: number | null }[];
+  assert.deepEqual(log.map((l) => l.phase), ['warmup', 'warmup', 'sparse', 'eval', 'sparse', 'sparse', 'sparse', 'eval']);
+  // held-out losses: the sparse stage forms both (the warm-up only the indexer's)
+  for (const e of log.filter((l) => l.phase === 'eval')) assert.ok(e.val_lm! > 0 && e.val_indexer! > 0, JSON.stringify(e));
 
   // the checkpoint: shards ≤ 16 MB + index + config.json, opened by DeepseekV32.load; its inference
   // forward equals the trained model's
@@ -122,7 +125,7 @@ test('dsv32 train dsa: SIGKILL mid-run, then the same command again, ends with t
       });
     });
   // killed once step 5 is logged: checkpoint 4 is the latest, step 5 (and maybe 6) are lost work
-  assert.equal(await run((log) => log.split('\n').filter(Boolean).length >= 5), null);
+  assert.equal(await run((log) => log.includes('"step":5,"phase":"sparse"')), null);
   const latest = readFileSync(join(out, 'latest'), 'utf8').trim();
   assert.ok(/^step-00000[4-8]$/.test(latest), `latest checkpoint after the kill: ${latest}`);
   assert.equal(await run(), 0);
