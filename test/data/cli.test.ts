@@ -14,7 +14,7 @@ const cli = (args: string[]) => {
   return { code: r.status, out: r.stdout, err: r.stderr };
 };
 
-test('data build then data tokenizer: shards, manifest, card, JSONL logs, a loadable tokenizer.json', () => {
+test('data build, data tokenizer, data pack: shards, manifest, card, JSONL logs, a loadable tokenizer.json, token files', () => {
   const root = tempDir('cli');
   const corpus = join(root, 'corpus');
   const b = cli(['data', 'build', '--out', corpus, '--seed', '2', '--max-bytes', '300000', '--sources', 'sotu,moby-dick,arithmetic,tool-chat', '--validation-fraction', '0.1']);
@@ -36,6 +36,12 @@ test('data build then data tokenizer: shards, manifest, card, JSONL logs, a load
   assert.equal(loadTokenizer(out).vocabSize, 600);
   assert.ok(readdirSync(join(root, 'tok')).includes('tokenizer.log.jsonl'));
   assert.ok(!readdirSync(join(root, 'tok')).some((f) => f.includes('.tmp-')));
+
+  const packed = join(root, 'packed');
+  const p = cli(['data', 'pack', '--corpus', corpus, '--tokenizer', out, '--out', packed]);
+  assert.equal(p.code, 0, p.err);
+  assert.match(p.out, /^train: \d+ documents, \d+ tokens \(uint16\), [\d.]+ bytes\/token\nvalidation: /);
+  for (const f of ['pack.json', 'train.tokens', 'train.docs', 'validation.tokens', 'validation.docs', 'pack.log.jsonl']) assert.ok(existsSync(join(packed, f)), f);
 });
 
 test('user errors exit 2 with a message naming the problem', () => {
