@@ -88,6 +88,10 @@ export function createServer(opts: ServerOptions): DsvServer {
     object: 'list',
     data: [{ id: context.modelName, object: 'model', created: 0, owned_by: 'dsv32', root: engine.info.modelName, max_model_len: engine.info.maxModelLen }],
   }));
+  app.get<{ Params: { id: string } }>('/v1/models/:id', async (request) => {
+    if (request.params.id !== context.modelName) throw new ApiError(404, `model "${request.params.id}" does not exist; this server serves "${context.modelName}"`, 'model', 'model_not_found');
+    return { id: context.modelName, object: 'model', created: 0, owned_by: 'dsv32', root: engine.info.modelName, max_model_len: engine.info.maxModelLen };
+  });
   app.get('/health', async (_request, reply) => {
     if (context.admission.draining) return reply.code(503).send({ status: 'draining' });
     return { status: 'ok' };

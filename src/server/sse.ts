@@ -8,6 +8,9 @@ export class SseWriter {
   private ended = false;
 
   constructor(private readonly res: ServerResponse) {
+    // A write racing a closing connection fails with an 'error' event; the 'close' path already stops
+    // the generation, so the error itself needs no handling (unhandled, it would crash the process).
+    res.on('error', () => undefined);
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache',

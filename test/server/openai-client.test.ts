@@ -282,6 +282,8 @@ test('completions: text prompt, token-id prompt, batch with n, echo, stop string
 test('models, health and metrics', async () => {
   const models = await client.models.list();
   assert.deepEqual(models.data.map((m) => m.id), ['dsv32-test']);
+  assert.equal((await client.models.retrieve('dsv32-test')).id, 'dsv32-test');
+  await assert.rejects(client.models.retrieve('other'), (e: any) => e.status === 404);
   const h = await fetch(srv.url + '/health');
   assert.equal(h.status, 200);
   const m = await (await fetch(srv.url + '/metrics')).text();
