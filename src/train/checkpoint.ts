@@ -1,5 +1,6 @@
 // Training checkpoints: a Hugging Face model directory plus the state that makes a resume exact.
 //   <out>/step-<000123>/config.json                       the model's config.json, as given
+//   <out>/step-<000123>/tokenizer.json                    the data's tokenizer, when the run names one
 //   <out>/step-<000123>/model-0000i-of-0000n.safetensors  the f32 master weights, shards of ≤ 16 MB
 //   <out>/step-<000123>/model.safetensors.index.json      (DeepseekV32.load opens the directory)
 //   <out>/step-<000123>/optimizer.safetensors             AdamW moments (bit-exact) and step counts
@@ -9,7 +10,7 @@
 // atomically after that, so a kill at any moment leaves `latest` naming a complete checkpoint. Since the
 // weights are the exact f32 masters, the moments exact, and the data order and learning rate functions
 // of the step, training resumed from step k continues bit for bit as the run that was never stopped.
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DsvError } from '../errors.js';
 import { saveSharded } from '../tensor/safetensors.js';
@@ -35,13 +36,14 @@ export function checkpointName(step: number): string {
   return `step-${String(step).padStart(6, '0')}`;
 }
 
-export function saveCheckpoint(out: string, o: { configJson: string; weights: Map<string, Tensor>; optimizer: AdamW; state: TrainerState; keep: number }): string {
+export function saveCheckpoint(out: string, o: { configJson: string; weights: Map<string, Tensor>; optimizer: AdamW; state: TrainerState; keep: number; tokenizer?: string }): string {
   mkdirSync(out, { recursive: true });
   const name = checkpointName(o.state.step);
   const tmp = join(out, `.${name}.tmp-${process.pid}`);
   rmSync(tmp, { recursive: true, force: true });
   saveSharded(tmp, o.weights, { maxShardBytes: MAX_SHARD_BYTES, metadata: { format: 'pt', dsv32_step: String(o.state.step) } });
   writeFileSync(join(tmp, 'config.json'), o.configJson);
+  if (o.tokenizer) copyFileSync(o.tokenizer, join(tmp, 'tokenizer.json'));
   o.optimizer.save(join(tmp, OPTIMIZER_FILE));
   writeFileSync(join(tmp, TRAINER_FILE), JSON.stringify(o.state, null, 2) + '\n');
   const dir = join(out, name);

@@ -154,7 +154,7 @@ export function train(stage: Stage, cfg: TrainConfig, hooks: TrainHooks = {}): T
   let step = start;
   let last: string | null = null;
   const save = (): void => {
-    last = saveCheckpoint(cfg.out, { configJson, weights: model.weights.stateTensors(), optimizer: opt, state: { step, stage, configHash }, keep: cfg.keep });
+    last = saveCheckpoint(cfg.out, { configJson, weights: model.weights.stateTensors(), optimizer: opt, state: { step, stage, configHash }, keep: cfg.keep, tokenizer: cfg.data.tokenizer });
     hooks.onCheckpoint?.(last);
   };
   let ran = 0;
