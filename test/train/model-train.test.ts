@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { backward, noGrad } from '../../src/tensor/autograd.js';
 import type { Tensor } from '../../src/tensor/tensor.js';
-import { objective } from '../../src/train/objective.js';
+import { objective, shiftedTargets } from '../../src/train/objective.js';
 import { AdamW } from '../../src/train/optim.js';
 import { tinyModel, tokenRows } from './tiny.js';
 
@@ -84,4 +84,14 @@ test('overfit: AdamW on one fixed batch drives the tiny model’s LM loss down b
   assert.ok(lm[0]! > 4, `initial LM loss ${lm[0]} (≈ ln 64 for a random model)`);
   assert.ok(lm[29]! < lm[0]! / 50, `LM loss ratio ${(lm[0]! / lm[29]!).toFixed(1)}: ${curve}`);
   assert.ok(kl[29]! < 0.85 * kl[0]!, `indexer KL ${kl[0]} → ${kl[29]}: ${curve}`);
+});
+
+test('objective targets: shifted by the depth within each row; a loss mask keeps only the marked targets', () => {
+  const ids = Int32Array.from([10, 11, 12, 13, 20, 21, 22, 23]);
+  assert.deepEqual(Array.from(shiftedTargets(ids, 2, 4, 1).targets), [11, 12, 13, -100, 21, 22, 23, -100]);
+  assert.deepEqual(Array.from(shiftedTargets(ids, 2, 4, 2).targets), [12, 13, -100, -100, 22, 23, -100, -100]);
+  const mask = Uint8Array.from([0, 0, 1, 1, 0, 1, 0, 0]);
+  const m = shiftedTargets(ids, 2, 4, 1, mask);
+  assert.deepEqual(Array.from(m.targets), [-100, 12, 13, -100, 21, -100, -100, -100]);
+  assert.equal(m.count, 3);
 });
