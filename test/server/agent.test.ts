@@ -3,7 +3,7 @@
 // the DSML a V3.2 model writes. Turn 1 reasons and calls `add` in DSML; the server parses that into
 // tool_calls, the agent runs the MCP tool and sends the result back; turn 2's prompt (rendered by the
 // server's encoder) carries `<result>42</result>` and the reasoning of the turn, and its answer is
-// printed. Streamed (default) and not (--no-stream).
+// printed. Streamed (default) and not (--no-stream), and through /v1/completions (--endpoint completion).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -50,12 +50,17 @@ function runAgent(args: string[]): Promise<{ code: number | null; stdout: string
   });
 }
 
-for (const stream of [true, false]) {
-  test(`dsv32 agent --base-url against the server (${stream ? 'streaming' : '--no-stream'}): DSML tool call → MCP tool → result in the next prompt → final answer`, { timeout: 90_000 }, async () => {
+const variants: { name: string; args: string[] }[] = [
+  { name: 'chat endpoint, streaming', args: ['--extra-body', '{"chat_template_kwargs": {"thinking": true}}'] },
+  { name: 'chat endpoint, --no-stream', args: ['--extra-body', '{"chat_template_kwargs": {"thinking": true}}', '--no-stream'] },
+  // the agent renders the prompt itself and parses the raw completion text
+  { name: '--endpoint completion, streaming', args: ['--endpoint', 'completion', '--extra-body', '{"max_tokens": 200}'] },
+];
+for (const v of variants) {
+  test(`dsv32 agent --base-url against the server (${v.name}): DSML tool call → MCP tool → result in the next prompt → final answer`, { timeout: 90_000 }, async () => {
     const before = engine.requests.length;
     const r = await runAgent([
-      '--base-url', srv.url + '/v1', '--model', 'dsv32-test', '--mcp', `"${process.execPath}" ${MCP_SERVER}`,
-      '--extra-body', '{"chat_template_kwargs": {"thinking": true}}', ...(stream ? [] : ['--no-stream']), 'What is 40 + 2?',
+      '--base-url', srv.url + '/v1', '--model', 'dsv32-test', '--mcp', `"${process.execPath}" ${MCP_SERVER}`, ...v.args, 'What is 40 + 2?',
     ]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, 'The answer is 42.\n');
