@@ -89,3 +89,17 @@ test('scheduler: a later sequence with the same prompt reuses its full blocks; t
   assert.equal(pool.refCount(a.blocks[0]!), 3);
   assert.equal(s.prefixHitTokens, 64 + 128);
 });
+
+test('scheduler: MTP drafts ride in the decode chunk when the budget allows, and are dropped (not split) when it does not', () => {
+  const s = new Scheduler(new BlockPool(8), { maxNumSeqs: 4, maxBatchTokens: 5 });
+  const a = seq(2);
+  const b = seq(2, 7);
+  s.add(a); s.add(b);
+  finishStep(s, s.schedule());
+  a.drafts = [11, 12];
+  b.drafts = [13, 14, 15];
+  const chunks = s.schedule();
+  // a: 1 + 2 rows fit (3 of 5); b: 1 + 3 = 4 > 2 left → its drafts are dropped, one row
+  assert.deepEqual(chunks.map((c) => [c.seq.key, c.start, c.len, c.drafts, c.ids]), [[a.key, 2, 3, 2, [7, 11, 12]], [b.key, 2, 1, 0, [7]]]);
+  assert.deepEqual(b.drafts, []);
+});
