@@ -8,14 +8,14 @@
 //
 // Needs bubblewrap (the sandbox); without it the source reports itself missing, like a package.
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChatMessage, ThinkingMode, ToolDefinition } from '../../chat/message.js';
 import { encodeMessages } from '../../chat/encode.js';
 import { Episode } from '../../envs/episode.js';
 import { registerBuiltinFamilies } from '../../envs/families/index.js';
 import { getFamily, listFamilies } from '../../envs/families/registry.js';
-import { loadEnvironment } from '../../envs/load.js';
+import { loadEnvironment, type Environment, type LoadedTask } from '../../envs/load.js';
 import { sandboxHost } from '../../envs/sandbox.js';
 import { runSolution } from '../../envs/solution.js';
 import type { ToolCallRecord } from '../../envs/episode.js';
@@ -61,7 +61,37 @@ function probeSandbox(): SourceProbe {
   }
 }
 
+/** Runs the reference solution of `task` on a fresh episode and verifies it. */
+async function solveTask(env: Environment, task: LoadedTask): Promise<{ trace: ToolCallRecord[] } | { skip: string }> {
+  const ep = Episode.open(env, task.id);
+  try {
+    const run = await runSolution(ep);
+    if (run.error) return { skip: run.error.slice(0, 300) };
+    const verdict = await ep.verify();
+    if (verdict.score < 1) return { skip: `verifier score ${verdict.score}: ${verdict.reason}` };
+    return { trace: [...ep.trace] };
+  } finally {
+    ep.close();
+  }
+}
+
+/** `f` over `xs` with at most `limit` calls in flight; results in input order. */
+async function mapLimit<T, R>(xs: readonly T[], limit: number, f: (x: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(xs.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < xs.length) {
+      const i = next++;
+      out[i] = await f(xs[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, xs.length) }, worker));
+  return out;
+}
+
 export interface TrajectorySourceOptions {
+  /** Episodes solved at once (default: the machine's parallelism, at most 4). */
+  concurrency?: number;
   /** Families to draw from (default: every built-in family). */
   families?: string[];
   /** Tasks per generated environment (default 8). */
@@ -84,6 +114,7 @@ export function makeTrajectorySource(opts: TrajectorySourceOptions = {}): Corpus
       registerBuiltinFamilies();
       const families = opts.families ? opts.families.map((f) => getFamily(f)) : listFamilies();
       const perFamily = Math.max(1, Math.floor(ctx.budgetBytes / families.length));
+      const concurrency = opts.concurrency ?? Math.max(1, Math.min(4, availableParallelism()));
       const work = mkdtempSync(join(tmpdir(), 'dsv32-traj-'));
       try {
         for (const fam of families) {
@@ -98,35 +129,28 @@ export function makeTrajectorySource(opts: TrajectorySourceOptions = {}): Corpus
             await getFamily(fam.name).generate({ seed, tasks, outDir: dir });
             const env = loadEnvironment(dir, { checkSyntax: false });
             const tools: ToolDefinition[] = [...env.tools.values()].map((t) => ({ type: 'function', function: { name: t.name, description: t.description, parameters: t.parameters } }));
+            // solve the environment's tasks a few at a time (each is sandboxed processes, mostly waiting on
+            // spawns), then take the results in task order, so the output does not depend on timing
+            const solved = await mapLimit(env.tasks, concurrency, (task) => solveTask(env, task));
             let kept = 0;
-            for (const task of env.tasks) {
+            for (const [i, task] of env.tasks.entries()) {
               if (used >= perFamily) break;
-              const ep = Episode.open(env, task.id);
-              try {
-                const run = await runSolution(ep);
-                if (run.error) {
-                  ctx.log('trajectory-skipped', { family: fam.name, seed, task: task.id, reason: run.error.slice(0, 300) });
-                  continue;
-                }
-                const verdict = await ep.verify();
-                if (verdict.score < 1) {
-                  ctx.log('trajectory-skipped', { family: fam.name, seed, task: task.id, reason: `verifier score ${verdict.score}: ${verdict.reason}` });
-                  continue;
-                }
-                const mode: ThinkingMode = ctx.rng.chance(0.7) ? 'thinking' : 'chat';
-                const messages = trajectoryConversation({ family: fam.name, prompt: task.prompt, tools, submitTool: env.manifest.submitTool, trace: ep.trace, mode });
-                const text = encodeMessages(messages, { mode });
-                const bytes = Buffer.byteLength(text);
-                if (bytes > MAX_TRAJECTORY_BYTES) {
-                  ctx.log('trajectory-skipped', { family: fam.name, seed, task: task.id, reason: `${bytes} bytes > ${MAX_TRAJECTORY_BYTES}` });
-                  continue;
-                }
-                used += bytes;
-                kept++;
-                yield { id: `env-trajectories/${fam.name}/${seed}/${task.id}`, source: 'env-trajectories', text, messages, mode };
-              } finally {
-                ep.close();
+              const r = solved[i]!;
+              if ('skip' in r) {
+                ctx.log('trajectory-skipped', { family: fam.name, seed, task: task.id, reason: r.skip });
+                continue;
               }
+              const mode: ThinkingMode = ctx.rng.chance(0.7) ? 'thinking' : 'chat';
+              const messages = trajectoryConversation({ family: fam.name, prompt: task.prompt, tools, submitTool: env.manifest.submitTool, trace: r.trace, mode });
+              const text = encodeMessages(messages, { mode });
+              const bytes = Buffer.byteLength(text);
+              if (bytes > MAX_TRAJECTORY_BYTES) {
+                ctx.log('trajectory-skipped', { family: fam.name, seed, task: task.id, reason: `${bytes} bytes > ${MAX_TRAJECTORY_BYTES}` });
+                continue;
+              }
+              used += bytes;
+              kept++;
+              yield { id: `env-trajectories/${fam.name}/${seed}/${task.id}`, source: 'env-trajectories', text, messages, mode };
             }
             ctx.log('trajectory-environment', { family: fam.name, seed, tasks: env.tasks.length, kept });
             barren = kept ? 0 : barren + 1;
