@@ -18,6 +18,7 @@ import { indexScores } from '../oracles/indexer.js';
 import { stepLayout } from '../../src/model/cache.js';
 import { ropeTables } from '../../src/tensor/ops/rope.js';
 import { DEVICES, assertRel } from '../cuda/common.js';
+import { indexerTune } from '../../src/backend/cuda/dsa-indexer.js';
 import { on } from './helpers.js';
 
 function randE4m3(n: number, rng: T.Rng, scale = 1): Uint8Array {
@@ -255,12 +256,24 @@ test('paged indexer cache: DeepGEMM byte layout (64·D e4m3 then 64 f32 per page
 });
 
 // ---- every backend against the CPU reference ----------------------------------------------------------
+// On CUDA the logits run on the FP8-GEMM path (indexerTune.gemm) or the CUDA-core kernels: both are tested.
+const paths = (dev: string): (boolean | null)[] => (dev === 'cpu' ? [null] : [true, false]);
+const tag = (gemm: boolean | null): string => (gemm === null ? '' : gemm ? ' [gemm path]' : ' [kernel path]');
+function withPath(gemm: boolean | null, body: () => void): void {
+  const keep = indexerTune.gemm;
+  if (gemm !== null) indexerTune.gemm = gemm;
+  try {
+    body();
+  } finally {
+    indexerTune.gemm = keep;
+  }
+}
 
 for (const [dev, opts] of DEVICES) {
   describe(`DSA indexer ops on ${dev} vs the CPU reference`, opts, () => {
-    test('indexerLogits: H 16 and 64, Tk 1/77/333, start > 0, empty and clamped ranges', () => {
+    for (const gemm of paths(dev)) test(`indexerLogits: H 16 and 64, Tk 1/77/128/333/336, start > 0, empty and clamped ranges${tag(gemm)}`, () => withPath(gemm, () => {
       const rng = new T.Rng(101);
-      for (const [Tq, H, Tk] of [[7, 16, 77], [9, 64, 333], [3, 16, 1], [70, 64, 130]] as const) {
+      for (const [Tq, H, Tk] of [[7, 16, 77], [9, 64, 333], [3, 16, 1], [70, 64, 130], [5, 16, 128], [33, 64, 336]] as const) {
         const D = 128;
         const q = bits(randE4m3(Tq * H * D, rng, 0.05), [Tq, H, D]);
         const k = bits(randE4m3(Tk * D, rng, 0.05), [Tk, D]);
@@ -273,9 +286,9 @@ for (const [dev, opts] of DEVICES) {
         const got = T.indexerLogits(...(ins.map((t) => on(t, dev)) as [T.Tensor, T.Tensor, T.Tensor, T.Tensor, T.Tensor, T.Tensor]));
         assertRel(got, want, 1e-5, `indexerLogits Tq=${Tq} H=${H} Tk=${Tk}`);
       }
-    });
+    }));
 
-    test('paged cache write + paged logits (next_n 1 and 2, contexts 1/64/65/200, scattered pages) == dense logits', () => {
+    for (const gemm of paths(dev)) test(`paged cache write + paged logits (next_n 1 and 2, contexts 1/64/65/200, scattered pages) == dense logits${tag(gemm)}`, () => withPath(gemm, () => {
       const rng = new T.Rng(202);
       const D = 128;
       for (const [H, N] of [[16, 1], [64, 2]] as const) {
@@ -324,7 +337,7 @@ for (const [dev, opts] of DEVICES) {
           assert.deepEqual(Buffer.from(cache.toHost() as Uint8Array).equals(Buffer.from(ref.toHost() as Uint8Array)), true, 'cache bytes');
         }
       }
-    });
+    }));
 
     test('topkSelect: ties, NaN, ±0, k 1/100/2048 over rows of 2047..9295 columns, ranges, −1 padding, slots', () => {
       const rng = new T.Rng(303);

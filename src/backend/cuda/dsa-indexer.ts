@@ -8,14 +8,55 @@ import { ITEMSIZE } from '../../tensor/dtype.js';
 import { numelOf } from '../../tensor/tensor.js';
 import type { CudaBackend, CudaStorage } from './cuda-backend.js';
 import * as C from './cuda-consts.js';
-import type { ParamKind } from './launch.js';
+import type { Arg, ParamKind } from './launch.js';
 
 const SIG: Record<string, readonly ParamKind[]> = {
   indexer_logits: ['i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'p', 'p', 'p'],
   indexer_logits_paged: ['i64', 'i64', 'i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'p', 'p'],
   indexer_cache_write: ['i64', 'i64', 'i64', 'p', 'p', 'p', 'p'],
   topk_select_f32: ['i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'i64', 'i64', 'i64', 'p'],
+  indexer_gather_keys: ['i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'p'],
+  indexer_reduce: ['i64', 'i64', 'i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'p', 'p', 'i64', 'i64', 'p'],
 };
+
+/**
+ * Path choice, for tests and benchmarks. gemm: the per-head dot products as one FP8 cuBLASLt GEMM per
+ * sequence (and chunk of queries) with f32 output, then kernels/dsa_indexer_gemm.cu's reduce; off: the
+ * CUDA-core kernels of dsa_indexer.cu.
+ */
+export const indexerTune = { gemm: true };
+/** Bytes of the f32 per-head score block S [rows·H, keys] per GEMM (bounds the temporary at long context). */
+const S_BYTES = 1 << 30;
+
+const units = new WeakMap<CudaBackend, CudaStorage>();
+/** A device f32 1.0: the per-tensor scale of both GEMM operands (the real scales are applied in the reduce). */
+function unit(be: CudaBackend): View {
+  let u = units.get(be);
+  if (!u) {
+    u = be.alloc('f32', 1);
+    be.fill({ storage: u, dtype: 'f32', shape: [1], strides: [1], offset: 0 }, 1);
+    units.set(be, u);
+  }
+  return { storage: u, dtype: 'f32', shape: [1], strides: [1], offset: 0 };
+}
+
+const view = (storage: CudaStorage | View['storage'], dtype: View['dtype'], shape: number[], offset: number): View => {
+  const strides = shape.map((_, i) => shape.slice(i + 1).reduce((a, b) => a * b, 1));
+  return { storage, dtype, shape, strides, offset } as View;
+};
+
+/**
+ * S = q rows [n·H, 128] · keysᵀ, then the reduce into out rows row0 … row0 + n − 1. Returns false when
+ * cuBLASLt has no FP8 algorithm for the shape (nothing written yet then).
+ */
+function gemmRows(be: CudaBackend, S: CudaStorage, q: View, qRow: number, n: number, H: number, keys: View, ld: number, cols: number,
+  reduceArgs: (sPtr: number) => Arg[]): boolean {
+  const sView = view(S, 'f32', [n * H, ld], 0);
+  const x = view(q.storage, 'f8e4m3', [n * H, D], q.offset + qRow * H * D);
+  if (!be.fp8Linear(sView, x, keys, unit(be), unit(be), 'tensor')) return false;
+  kernel(be, 'dsa_indexer_gemm', 'indexer_reduce').launch(Math.ceil(cols / 256), 256, 0, reduceArgs(be.address(sView)), n);
+  return true;
+}
 
 const D = 128;
 const CHUNK = 256;
@@ -48,6 +89,21 @@ export function indexerLogitsCuda(be: CudaBackend, out: View, q: View, k: View, 
   const Tk = k.shape[0]!;
   if (Dq !== D) throw new DsvError(`indexerLogits on cuda: head dim must be ${D}, got ${Dq}`);
   if (Tq === 0 || Tk === 0) return;
+  if (indexerTune.gemm && Tk % 16 === 0 && be.address(q) % 16 === 0 && be.address(k) % 16 === 0) {
+    const qc = Math.max(1, Math.min(Tq, Math.floor(S_BYTES / (4 * H * Tk))));
+    const S = be.alloc('f32', qc * H * Tk);
+    try {
+      let ok = true;
+      for (let j0 = 0; j0 < Tq && ok; j0 += qc) {
+        const n = Math.min(qc, Tq - j0);
+        ok = gemmRows(be, S, q, j0, n, H, k, Tk, Tk, (sp) => [n, H, Tk, Tk, j0, Tk, sp, be.address(w), be.address(kScale), be.address(start), be.address(end), 0, 0, 0, be.address(out)]);
+        if (!ok && j0 > 0) throw new DsvError('indexerLogits on cuda: cuBLASLt refused a chunk after accepting the first');
+      }
+      if (ok) return;
+    } finally {
+      S.dispose();
+    }
+  }
   const smem = logitsSmem(be, H, 'indexerLogits');
   const kk = kernel(be, 'dsa_indexer', 'indexer_logits');
   if (smem > 46 * 1024) kk.setMaxDynamicSmem(smem, C.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES);
@@ -65,6 +121,35 @@ export function indexerLogitsPagedCuda(be: CudaBackend, out: View, q: View, cach
   const maxCtx = out.shape[1]!;
   const rows = B * N;
   if (rows === 0 || maxCtx === 0) return;
+  if (indexerTune.gemm && be.address(q) % 16 === 0 && be.address(cache) % 16 === 0) {
+    // each sequence's keys in position order, then one GEMM per sequence (and chunk of its queries)
+    const ctxPad = Math.ceil(maxCtx / 16) * 16;
+    const K = be.alloc('f8e4m3', B * ctxPad * D);
+    const KS = be.alloc('f32', B * ctxPad);
+    const qc = Math.max(1, Math.min(N, Math.floor(S_BYTES / (4 * H * ctxPad))));
+    const S = be.alloc('f32', qc * H * ctxPad);
+    try {
+      const maxBlocks = blockTable.shape[1]!;
+      kernel(be, 'dsa_indexer_gemm', 'indexer_gather_keys').launch(Math.ceil((B * ctxPad * 32) / 256), 256, 0,
+        [B, ctxPad, maxBlocks, cache.shape[0]!, be.address(cache), be.address(blockTable), be.address(contextLens), be.address(view(K, 'f8e4m3', [1], 0)), be.address(view(KS, 'f32', [1], 0))]);
+      let ok = true;
+      for (let b = 0; b < B && ok; b++) {
+        const keys = view(K, 'f8e4m3', [ctxPad, D], b * ctxPad * D);
+        const ks = be.address(view(KS, 'f32', [ctxPad], b * ctxPad));
+        for (let j0 = 0; j0 < N && ok; j0 += qc) {
+          const n = Math.min(qc, N - j0);
+          const row0 = b * N + j0;
+          ok = gemmRows(be, S, q, row0, n, H, keys, ctxPad, maxCtx, (sp) => [n, H, maxCtx, ctxPad, row0, maxCtx, sp, be.address(w), ks, 0, 0, be.address(contextLens), b, N, be.address(out)]);
+          if (!ok && (b > 0 || j0 > 0)) throw new DsvError('indexerLogitsPaged on cuda: cuBLASLt refused a GEMM after accepting the first');
+        }
+      }
+      if (ok) return;
+    } finally {
+      K.dispose();
+      KS.dispose();
+      S.dispose();
+    }
+  }
   const smem = logitsSmem(be, H, 'indexerLogitsPaged');
   const kk = kernel(be, 'dsa_indexer', 'indexer_logits_paged');
   if (smem > 46 * 1024) kk.setMaxDynamicSmem(smem, C.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES);
