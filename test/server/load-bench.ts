@@ -1,12 +1,13 @@
 // Load on the HTTP server (a script, not a test): a random-weight model with the real vocabulary (129280)
 // behind LLMEngine and the server in this process, and B concurrent streaming chat requests per level.
 //   node dist/test/server/load-bench.js [--device cpu|cuda] [--shape tiny|cpu-mid|mid] [--numerics f32|bf16]
-//        [--batches 1,16,64] [--gen 32] [--fuzz 1000]
+//        [--batches 1,16,64] [--gen 32] [--fuzz 1000] [--skip-tokenizer]
+// --skip-tokenizer serves without a tokenizer (as --skip-tokenizer-init) and streams /v1/completions with
+// token-id prompts of the same length as the chat prompts, so no tokenizer package is needed (GPU runs).
 // Per level B (one JSON line each): requests completed / lost, 5xx count, client-side TTFT p50/p99 (request
 // sent → first token chunk), TPOT p50/p99 (gaps between a stream's token chunks), output tokens/s over
 // the level's wall time. With --fuzz N it then sends N malformed requests (as test/server/fuzz.test.ts
 // does, fewer shapes) and reports the status counts and whether the server still answers.
-import { loadDeepSeekV32Tokenizer } from '../../src/chat/tokenizer.js';
 import { LLMEngine } from '../../src/engine/engine.js';
 import { DeepseekV32, mapSource, randomCheckpoint, randomConfig, type RandomConfigOverrides } from '../../src/model/index.js';
 import { createServer } from '../../src/server/index.js';
@@ -22,6 +23,7 @@ const numerics = arg('--numerics', 'f32') as 'f32' | 'bf16';
 const batches = arg('--batches', '1,16,64').split(',').map(Number);
 const G = Number(arg('--gen', '32'));
 const fuzzN = Number(arg('--fuzz', '0'));
+const raw = process.argv.includes('--skip-tokenizer');
 
 const shapes: Record<string, RandomConfigOverrides> = {
   tiny: { num_hidden_layers: 2, hidden_size: 64, intermediate_size: 128, moe_intermediate_size: 32, index_topk: 8 },
@@ -41,7 +43,7 @@ const t0 = performance.now();
 const model = DeepseekV32.fromSource(cfg, mapSource(randomCheckpoint(cfg, 1)), { device });
 const maxB = Math.max(...batches);
 const engine = new LLMEngine(model, { numerics, maxNumSeqs: Math.max(64, maxB), maxModelLen: 1024, modelName: shape });
-const server = createServer({ engine, codec: loadDeepSeekV32Tokenizer(), servedModelName: 'bench', maxWaiting: 4096 });
+const server = createServer({ engine, codec: raw ? null : (await import('../../src/chat/tokenizer.js')).loadDeepSeekV32Tokenizer(), servedModelName: 'bench', maxWaiting: 4096 });
 const url = await server.listen(0, '127.0.0.1');
 console.error(`# ${shape} on ${device} (${numerics}), ready in ${((performance.now() - t0) / 1000).toFixed(1)} s at ${url}`);
 
@@ -52,10 +54,16 @@ const pct = (xs: number[], p: number): number => {
 
 async function stream(i: number): Promise<{ ok: boolean; status: number; stamps: number[]; start: number; tokens: number }> {
   const start = performance.now();
-  const res = await fetch(url + '/v1/chat/completions', {
-    method: 'POST', headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ messages: [{ role: 'user', content: `Request ${i}: tell me a story about the number ${i * 7919}.` }], max_tokens: G, ignore_eos: true, stream: true, return_token_ids: true, seed: i }),
-  });
+  const common = { max_tokens: G, ignore_eos: true, stream: true, return_token_ids: true, seed: i };
+  const res = raw
+    ? await fetch(url + '/v1/completions', {
+        method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ prompt: Array.from({ length: 24 }, (_, j) => 100 + ((i * 7919 + j * 31) % 120000)), ...common }),
+      })
+    : await fetch(url + '/v1/chat/completions', {
+        method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ messages: [{ role: 'user', content: `Request ${i}: tell me a story about the number ${i * 7919}.` }], ...common }),
+      });
   const stamps: number[] = [];
   let tokens = 0;
   let done = false;
@@ -105,8 +113,8 @@ if (fuzzN > 0) {
   const fields = ['messages', 'max_tokens', 'temperature', 'top_p', 'top_k', 'n', 'stop', 'tools', 'tool_choice', 'logprobs', 'top_logprobs', 'stream', 'stream_options', 'prompt', 'model'];
   const counts: Record<number, number> = {};
   for (let i = 0; i < fuzzN; i++) {
-    const chat = rnd() < 0.6;
-    const body: Record<string, unknown> = chat ? { messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 } : { prompt: 'hi', max_tokens: 2 };
+    const chat = !raw && rnd() < 0.6;
+    const body: Record<string, unknown> = chat ? { messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 } : { prompt: raw ? [5, 6, 7] : 'hi', max_tokens: 2 };
     body[pick(fields)] = pick(bad);
     let text = JSON.stringify(body);
     if (rnd() < 0.1) text = text.slice(0, Math.floor(rnd() * text.length));
