@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { intArg } from './args.js';
 import { progress } from './progress.js';
-import { buildCorpus, DATA_CARD_FILE } from '../data/build.js';
+import { buildCorpus, DATA_CARD_FILE, planSources } from '../data/build.js';
 import { ALL_SOURCES } from '../data/sources/index.js';
 import { DEFAULT_VOCAB_SIZE } from '../data/train-tokenizer.js';
 import { trainCorpusTokenizer } from '../data/tokenizer-build.js';
@@ -46,15 +46,19 @@ export function register(program: Command): void {
     .option('--log <file>', 'JSONL event log (default <out>/build.log.jsonl)')
     .action(async (o: { out: string; seed: number; maxBytes?: number; sources?: string[]; require?: string[]; validationFraction: number; shardBytes: number; force?: boolean; log?: string }) => {
       const log = jsonlLog(o.log ?? join(o.out, 'build.log.jsonl'));
-      // the bar counts text bytes against the planned total where it is known (capped sources)
-      const bar = progress('data build', o.maxBytes ?? 0);
-      let done = 0;
-      const perSource = new Map<string, number>();
+      // the bar counts sources read (a source's size is unknown until it is read), with the current
+      // source's MiB as its note; a missing required source fails here, before anything is read
+      const planned = planSources({ sources: o.sources, require: o.require }).use.length;
+      const bar = progress('data build (sources)', planned);
+      let sourcesRead = 0;
       const say = (event: string, f: Record<string, unknown> = {}): void => {
         log(event, f);
         if (event === 'source-found') bar.line(`found   ${f.source} (${f.package} ${f.version})${f.required ? '' : ' [optional]'}`, 'stderr');
         else if (event === 'source-missing') bar.line(`missing ${f.source}: ${f.reason} — optional, skipped (install: ${f.install})`, 'stderr');
-        else if (event === 'source-read') bar.line(`read    ${f.source}: ${f.documents} documents, ${(Number(f.textBytes) / 2 ** 20).toFixed(2)} MiB in ${f.ms} ms`, 'stderr');
+        else if (event === 'source-read') {
+          bar.update(++sourcesRead);
+          bar.line(`read    ${f.source}: ${f.documents} documents, ${(Number(f.textBytes) / 2 ** 20).toFixed(2)} MiB in ${f.ms} ms`, 'stderr');
+        }
         else if (event === 'up-to-date') bar.line(`${o.out} already holds this corpus (sha256 ${f.corpusSha256}); use --force to rebuild`, 'stderr');
       };
       try {
@@ -68,11 +72,7 @@ export function register(program: Command): void {
           shardBytes: o.shardBytes,
           force: o.force,
           log: say,
-          onProgress: (source, bytes) => {
-            done += bytes - (perSource.get(source) ?? 0);
-            perSource.set(source, bytes);
-            bar.update(Math.min(done, o.maxBytes ?? done), source);
-          },
+          onProgress: (source, bytes) => bar.update(sourcesRead, `${source} ${(bytes / 2 ** 20).toFixed(1)} MiB`),
         });
         bar.stop();
         const m = r.manifest;
