@@ -164,6 +164,20 @@ test('tool_choice naming a function commits the prompt to its invoke; "required"
   await assert.rejects(client.chat.completions.create({ model: 'dsv32-test', messages: [{ role: 'user', content: 'x' }], tool_choice: 'required' }), (e: any) => e.status === 400 && /tool_choice/.test(e.message));
 });
 
+test('response_format json_schema and the developer role render as the V3.2 format does', async () => {
+  const schema = { type: 'object', properties: { answer: { type: 'integer' } }, required: ['answer'] };
+  await client.chat.completions.create({
+    model: 'dsv32-test', messages: [{ role: 'system', content: 'Be exact.' }, { role: 'user', content: '[plain]' }],
+    response_format: { type: 'json_schema', json_schema: { name: 'a', schema } },
+  });
+  assert.equal(lastPrompt(), encodeMessages([{ role: 'system', content: 'Be exact.', response_format: schema }, { role: 'user', content: '[plain]' }], { mode: 'chat' }));
+  assert.ok(lastPrompt().includes('## Response Format:'));
+  const dev: ChatMessage[] = [{ role: 'developer', content: 'Find the date [plain]' }];
+  await client.chat.completions.create({ model: 'dsv32-test', messages: dev as OpenAI.ChatCompletionMessageParam[], chat_template_kwargs: { thinking: true } } as any);
+  assert.equal(lastPrompt(), encodeMessages(dev, { mode: 'thinking' }));
+  assert.ok(lastPrompt().includes("# The user's message is: Find the date"));
+});
+
 test('malformed DSML in the output is recovered by the lenient parser: a tool call, no markup in content (streamed and not)', async () => {
   const messages: OpenAI.ChatCompletionMessageParam[] = [{ role: 'user', content: 'go [broken]' }];
   const r = await client.chat.completions.create({ model: 'dsv32-test', messages, tools });
