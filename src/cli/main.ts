@@ -12,6 +12,10 @@ import { register as registerSynth } from './synth.js';
 import { register as registerWorker } from './worker.js';
 import { register as registerEval } from './eval.js';
 import { register as registerGolden } from './golden.js';
+import { register as registerData } from './data.js';
+import { register as registerServe } from './serve.js';
+import { register as registerChat } from './chat.js';
+import { register as registerTrain } from './train.js';
 
 const program = new Command();
 program
@@ -32,6 +36,10 @@ registerSynth(program);
 registerWorker(program);
 registerEval(program);
 registerGolden(program);
+registerData(program);
+registerServe(program);
+registerChat(program);
+registerTrain(program);
 
 async function main(): Promise<void> {
   try {
