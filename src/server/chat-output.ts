@@ -10,6 +10,13 @@
 // So the concatenated deltas equal the final message whenever the exact parse succeeds, and, after a
 // failure, wherever the lenient reading extends the exact one (it does except when a markup repair
 // changes text already sent; the non-streaming response is always the lenient message).
+//
+// Two kinds of markup the exact parser takes for text are caught here, so they never reach a client:
+//  - a tag in another spelling (bare `<invoke …>`, `<｜｜DSML｜｜function_calls>`, …): the exact format
+//    has no such tags, so its first complete appearance counts as a parse failure (lenient at the end);
+//  - the `<` that starts any tag: the exact parser fails only at `｜DSML｜`, after releasing the `<` before
+//    it. Reasoning and content are therefore released only up to an unclosed `<` near their end (at most
+//    TAG_HOLD characters are held; "a < b" is merely delayed until more text or the end).
 import { randomBytes } from 'node:crypto';
 import { ChatParseError, CompletionStreamParser, parseCompletionLenient, type ParsedMessage, type StreamEvent, type ThinkingMode, type ToolDefinition } from '../chat/index.js';
 
@@ -29,6 +36,10 @@ export interface ChatResult {
   malformed: { name?: string; reason: string }[];
 }
 
+// A tool-call tag in any spelling the lenient parser recovers (bare, variant or doubled DSML markers).
+const FOREIGN_TAG = /<\s*\/?\s*(?:[｜|‖]{1,2}\s*DSML\s*[｜|‖]{1,2}\s*)*\/?\s*(?:function_calls|invoke|parameter)\b/;
+const TAG_HOLD = 48;
+
 export function toolCallId(): string {
   return `call_${randomBytes(12).toString('hex')}`;
 }
@@ -39,6 +50,8 @@ export class ChatOutput {
   private failed = false;
   private sentReasoning = '';
   private sentContent = '';
+  /** released by the exact parser but held back here (a possible tag start), per kind */
+  private held: { reasoning: string; content: string } = { reasoning: '', content: '' };
   private readonly sentCalls: { id: string; name: string; args: string }[] = [];
 
   /**
@@ -64,8 +77,8 @@ export class ChatOutput {
     if (!this.failed) {
       try {
         const { events, message } = this.strict.finish();
-        const deltas = this.translate(events);
-        return { deltas, result: this.resultOf(message, false, []) };
+        const deltas = this.translate(events, true);
+        if (!this.failed) return { deltas, result: this.resultOf(message, false, []) };
       } catch (e) {
         if (!(e instanceof ChatParseError)) throw e;
         this.failed = true;
@@ -114,19 +127,43 @@ export class ChatOutput {
     }
   }
 
-  private translate(events: StreamEvent[]): ChatDelta[] {
+  /** Release text of one kind, holding back a possible tag start; a foreign tag fails the exact parse. */
+  private release(type: 'reasoning' | 'content', text: string, final: boolean, out: ChatDelta[]): void {
+    const pending = this.held[type] + text;
+    if (FOREIGN_TAG.test(pending)) {
+      this.failed = true;
+      this.held = { reasoning: '', content: '' };
+      return;
+    }
+    let cut = pending.length;
+    const lt = pending.lastIndexOf('<');
+    if (!final && lt >= 0 && pending.length - lt <= TAG_HOLD && !pending.includes('>', lt)) cut = lt;
+    this.held[type] = pending.slice(cut);
+    if (cut === 0) return;
+    const piece = pending.slice(0, cut);
+    if (type === 'reasoning') this.sentReasoning += piece;
+    else this.sentContent += piece;
+    out.push({ type, text: piece });
+  }
+
+  /** Everything held is text after all (another kind of output follows, or the completion ended). */
+  private flushHeld(out: ChatDelta[]): void {
+    for (const type of ['reasoning', 'content'] as const) if (this.held[type] && !this.failed) this.release(type, '', true, out);
+  }
+
+  private translate(events: StreamEvent[], final = false): ChatDelta[] {
     const out: ChatDelta[] = [];
     for (const ev of events) {
+      // after a failure, what was released before it stands; the rest is the lenient parser's
+      if (this.failed) return out;
       switch (ev.type) {
         case 'reasoning':
-          this.sentReasoning += ev.text;
-          out.push(ev);
-          break;
         case 'content':
-          this.sentContent += ev.text;
-          out.push(ev);
+          if (ev.type === 'content' && this.held.reasoning) this.flushHeld(out);
+          this.release(ev.type, ev.text, false, out);
           break;
         case 'tool_call_start': {
+          this.flushHeld(out);
           const id = toolCallId();
           this.sentCalls[ev.index] = { id, name: ev.name, args: '' };
           out.push({ type: 'tool_call_start', index: ev.index, id, name: ev.name });
@@ -140,6 +177,7 @@ export class ChatOutput {
           break;
       }
     }
+    if (final) this.flushHeld(out);
     return out;
   }
 }
