@@ -101,6 +101,33 @@ test('sampled with top_k on the real engine: masks are the top-k of the model\'s
   });
 });
 
+test('sampled with top_k then top_p on the real engine: masks equal the independent recomputation (top-k of softmax(z/T), renormalised, shortest prefix with mass ≥ top_p)', async () => {
+  const T = 0.9;
+  const r = await post(srv.url + '/v1/completions', {
+    prompt: 'Once upon a time', max_tokens: 5, temperature: T, top_k: 40, top_p: 0.6, seed: 11, ignore_eos: true, return_token_ids: true, return_sampling_mask: true,
+  });
+  assert.equal(r.status, 200, r.text);
+  const c = r.json.choices[0];
+  const ref = reference(c.prompt_token_ids, 5, c.token_ids);
+  c.token_ids.forEach((tok: number, i: number) => {
+    const l = ref.logits[i]!;
+    let max = -Infinity;
+    for (const x of l) max = Math.max(max, x / T);
+    const order = Array.from(l.keys()).sort((a, b) => l[b]! - l[a]! || a - b).slice(0, 40);
+    const e = order.map((v) => Math.exp(l[v]! / T - max));
+    const z = e.reduce((a, b) => a + b, 0);
+    const kept: number[] = [];
+    let mass = 0;
+    for (let j = 0; j < order.length && mass < 0.6; j++) {
+      kept.push(order[j]!);
+      mass += e[j]! / z;
+    }
+    assert.deepEqual(c.sampling_mask[i], kept.sort((a, b) => a - b), `step ${i} mask`);
+    assert.ok(kept.includes(tok));
+    assert.ok(kept.length > 1 && kept.length < 40, `step ${i}: top-p cut inside the top-k (${kept.length})`);
+  });
+});
+
 test('token-id prompts without a tokenizer on the real engine: same greedy tokens; engine rejections (stop strings without a detokenizer, a prompt beyond the cache) are 400s naming the field', async () => {
   const raw = await serve(engine, { codec: null });
   try {
