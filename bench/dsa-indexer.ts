@@ -21,13 +21,14 @@ const full = args.includes('--full');
 const med = (fn: () => void, reps = 20, warm = 3, burst = 5): number => burstMs(fn, reps, burst, warm); // ms
 
 const rand = (shape: number[], seed: number, scale = 1): T.Tensor => randDevice(shape, 'f32', seed, 'cuda', scale);
-/** The same measurement on the CUDA-core kernels (the default is the FP8-GEMM path). */
+/** The same measurement on the other path than the default (indexerTune.gemm flipped). */
 function onKernel(f: () => number): number {
-  indexerTune.gemm = false;
+  const keep = indexerTune.gemm;
+  indexerTune.gemm = !keep;
   try {
     return f();
   } finally {
-    indexerTune.gemm = true;
+    indexerTune.gemm = keep;
   }
 }
 const i32 = (a: ArrayLike<number>, shape = [a.length]): T.Tensor => T.fromBits(Int32Array.from(a), 'i32', shape, { device: 'cuda' });
@@ -84,12 +85,12 @@ const result: Record<string, unknown> = { date: new Date().toISOString(), device
     const kms = onKernel(() => med(call, 3, 1, 1));
     const flops = 2 * sq * skv * H * 128;
     const ref = tref?.logits?.[`${sq}x${skv}x${H}`];
-    out[`${sq}x${skv}x${H}`] = { ms, tflops: flops / ms / 1e9, cudaCoreKernelMs: kms, torchPlain: ref?.torch_plain, deepGemm: ref?.deep_gemm };
+    out[`${sq}x${skv}x${H}`] = { ms, tflops: flops / ms / 1e9, gemmPath: indexerTune.gemm, otherPathMs: kms, torchPlain: ref?.torch_plain, deepGemm: ref?.deep_gemm };
     rows.push([`${sq} × ${skv} × ${H}`, ms.toFixed(2), (flops / ms / 1e9).toFixed(1), kms.toFixed(2), ref ? `${ref.torch_plain.toFixed(2)} (${(flops / ref.torch_plain / 1e9).toFixed(1)})` : '—',
       ref?.deep_gemm ? `${ref.deep_gemm.toFixed(2)} (${(flops / ref.deep_gemm / 1e9).toFixed(1)})` : '—']);
   }
   console.log(`\n## indexerLogits (ms, TFLOPS; target ≥ 600 TFLOPS)${full ? '' : ' at s_q 256 (--full for 4096)'}`);
-  printTable(['s_q × s_kv × H', 'ms', 'TFLOPS', 'CUDA-core kernel ms', 'torch bf16 plain ms (TFLOPS)', 'DeepGEMM ms (TFLOPS)'], rows);
+  printTable(['s_q × s_kv × H', 'ms', 'TFLOPS', indexerTune.gemm ? 'CUDA-core kernel ms' : 'FP8-GEMM path ms', 'torch bf16 plain ms (TFLOPS)', 'DeepGEMM ms (TFLOPS)'], rows);
   result.logits = out;
 }
 
@@ -115,8 +116,8 @@ const result: Record<string, unknown> = { date: new Date().toISOString(), device
     const ms = med(call);
     const kms = onKernel(() => med(call, 5, 1, 1));
     const gb = (B * ctx * 132) / ms / 1e6;
-    out[`paged b${B} n${N} ctx${ctx}`] = { ms, cacheGBs: gb, tflops: (2 * B * N * ctx * H * 128) / ms / 1e9, cudaCoreKernelMs: kms };
-    rows.push([`paged logits b ${B}, next_n ${N}, ctx ${ctx}, H ${H}`, (ms * 1e3).toFixed(1), `${gb.toFixed(0)} GB/s cache, ${((2 * B * N * ctx * H * 128) / ms / 1e9).toFixed(1)} TFLOPS; CUDA-core kernel ${(kms * 1e3).toFixed(1)} µs`]);
+    out[`paged b${B} n${N} ctx${ctx}`] = { ms, cacheGBs: gb, tflops: (2 * B * N * ctx * H * 128) / ms / 1e9, gemmPath: indexerTune.gemm, otherPathMs: kms };
+    rows.push([`paged logits b ${B}, next_n ${N}, ctx ${ctx}, H ${H}`, (ms * 1e3).toFixed(1), `${gb.toFixed(0)} GB/s cache, ${((2 * B * N * ctx * H * 128) / ms / 1e9).toFixed(1)} TFLOPS; ${indexerTune.gemm ? 'CUDA-core kernel' : 'FP8-GEMM path'} ${(kms * 1e3).toFixed(1)} µs`]);
   }
   const T4 = 4096;
   const k4 = T.cast(rand([T4, 128], 10, 32), 'f8e4m3');

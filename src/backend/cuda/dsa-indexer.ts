@@ -22,9 +22,10 @@ const SIG: Record<string, readonly ParamKind[]> = {
 /**
  * Path choice, for tests and benchmarks. gemm: the per-head dot products as one FP8 cuBLASLt GEMM per
  * sequence (and chunk of queries) with f32 output, then kernels/dsa_indexer_gemm.cu's reduce; off: the
- * CUDA-core kernels of dsa_indexer.cu.
+ * CUDA-core kernels of dsa_indexer.cu. Off by default until a GPU run has passed the indexer tests on it
+ * (docs/gpu.md: written after the last device call of 2026-12-05).
  */
-export const indexerTune = { gemm: true };
+export const indexerTune = { gemm: false };
 /** Bytes of the f32 per-head score block S [rows·H, keys] per GEMM (bounds the temporary at long context). */
 const S_BYTES = 1 << 30;
 
