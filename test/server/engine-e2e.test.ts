@@ -156,6 +156,34 @@ test('token-id prompts without a tokenizer on the real engine: same greedy token
   }
 });
 
+test('MTP speculative decoding behind the server (2 draft tokens): greedy tokens unchanged, draft counts in /metrics', async () => {
+  const mcfg = randomConfig({
+    num_hidden_layers: 2, vocab_size: 129280, hidden_size: 64, intermediate_size: 128, moe_intermediate_size: 32, index_topk: 8, max_position_embeddings: 4096, num_nextn_predict_layers: 1,
+  });
+  const mtpModel = DeepseekV32.fromSource(mcfg, mapSource(randomCheckpoint(mcfg, 9)));
+  const spec = new LLMEngine(mtpModel, { speculativeTokens: 2, maxNumSeqs: 4, numBlocks: 32, maxModelLen: 1024 });
+  const s2 = await serve(spec, { codec: null });
+  try {
+    const ids = [0, 11, 222, 3333, 44444];
+    const r = await post(s2.url + '/v1/completions', { prompt: ids, max_tokens: 8, temperature: 0, ignore_eos: true, return_token_ids: true });
+    assert.equal(r.status, 200, r.text);
+    const saved = model;
+    model = mtpModel;
+    try {
+      assert.deepEqual(r.json.choices[0].token_ids, reference(ids, 8).tokens);
+    } finally {
+      model = saved;
+    }
+    const m = await (await fetch(s2.url + '/metrics')).text();
+    const proposed = Number(/^dsv32_spec_decode_draft_tokens (\d+)/m.exec(m)![1]);
+    assert.ok(proposed > 0, `drafts proposed: ${proposed}`);
+    assert.match(m, /^dsv32_spec_decode_acceptance_ratio [\d.e-]+$/m);
+  } finally {
+    await s2.close();
+    spec.close();
+  }
+});
+
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
