@@ -22,25 +22,6 @@ export function fp8CacheBytes(dv: number, dr: number): number {
   return dv + 4 * Math.ceil(dv / 128) + 2 * dr;
 }
 
-/** Rows of kv as f32, fetched on demand (prefill: a dense array; decode: dequantised cache slots). */
-interface KvRows {
-  /** number of addressable rows (an index ≥ this is a hole) */
-  readonly rows: number;
-  /** the f32 array holding row t and the offset of its first element */
-  row(t: number): { data: Float32Array; off: number };
-}
-
-function denseRows(kv: Float32Array, D: number): KvRows {
-  const r = { data: kv, off: 0 };
-  return {
-    rows: D === 0 ? 0 : kv.length / D,
-    row(t) {
-      r.off = t * D;
-      return r;
-    },
-  };
-}
-
 /** Latent [dv] then rope [dr] of one token of a cache, as f32 (FP8 values times their power-of-two scale). */
 export function decodeCacheToken(cache: Uint8Array | Uint16Array, fp8: boolean, base: number, dv: number, dr: number, out: Float32Array, o: number): void {
   if (!fp8) {
@@ -58,29 +39,33 @@ export function decodeCacheToken(cache: Uint8Array | Uint16Array, fp8: boolean, 
   for (let j = 0; j < dr; j++) out[o + dv + j] = bf16BitsToF32(dvw.getUint16(4 * nb + 2 * j, true));
 }
 
-function cacheRows(cache: View, dv: number, dr: number): KvRows {
-  // the f32 cache is the dense row layout [blocks·page, D]
-  if (cache.dtype === 'f32') return denseRows(readF(cache, 'f32') as Float32Array, dv + dr);
-  const fp8 = cache.dtype === 'u8';
+/**
+ * The selected rows of a cache as a dense f32 block: an f32 cache is its own dense row layout; a bf16 or
+ * FP8 cache has each distinct selected slot decoded once, and the indices are renumbered to the block's
+ * rows (holes stay holes).
+ */
+function cacheRows(cache: View, dv: number, dr: number, idx: Int32Array | Float64Array): { kv: Float32Array; rows: number; idx: Int32Array | Float64Array } {
+  const D = dv + dr;
   const [nBlocks, page, width] = cache.shape as [number, number, number];
   const rows = nBlocks * page;
-  const D = dv + dr;
+  if (cache.dtype === 'f32') return { kv: readF(cache, 'f32') as Float32Array, rows, idx };
+  const fp8 = cache.dtype === 'u8';
   const data = dataOf(cache) as Uint8Array | Uint16Array;
-  const decoded = new Map<number, Float32Array>();
-  const r: { data: Float32Array; off: number } = { data: new Float32Array(0), off: 0 };
-  return {
-    rows,
-    row(t) {
-      let v = decoded.get(t);
-      if (!v) {
-        v = new Float32Array(D);
-        decodeCacheToken(data, fp8, cache.offset + t * width, dv, dr, v, 0);
-        decoded.set(t, v);
-      }
-      r.data = v;
-      return r;
-    },
-  };
+  const slot = new Map<number, number>();
+  const remap = new Int32Array(idx.length);
+  for (let j = 0; j < idx.length; j++) {
+    const t = idx[j]!;
+    if (!(t >= 0 && t < rows)) {
+      remap[j] = -1;
+      continue;
+    }
+    let r = slot.get(t);
+    if (r === undefined) slot.set(t, (r = slot.size));
+    remap[j] = r;
+  }
+  const kv = new Float32Array(slot.size * D);
+  for (const [t, r] of slot) decodeCacheToken(data, fp8, cache.offset + t * width, dv, dr, kv, r * D);
+  return { kv, rows: slot.size, idx: remap };
 }
 
 /**
@@ -88,29 +73,17 @@ function cacheRows(cache: View, dv: number, dr: number): KvRows {
  * indices [Tq, k], kv rows of D = dv + dr; s_t = rnd(rnd(rnd(d1) + rnd(d2))·scale) with the latent and
  * RoPE dots d1, d2 in double; the value is the row's latent part.
  */
-function attend(out: View, lse: View, qv: Float32Array, Tq: number, H: number, D: number, dv: number, kv: KvRows, idx: Int32Array | Float64Array, k: number,
+function attend(out: View, lse: View, qv: Float32Array, Tq: number, H: number, D: number, dv: number, kv: Float32Array, rows: number, idx: Int32Array | Float64Array, k: number,
   scale: number, rnd: (x: number) => number): void {
-  attendSparse(out, lse, {
-    Tq, H, dv, rows: kv.rows, idx, k, rnd,
-    score(i, h, t) {
-      const qa = (i * H + h) * D;
-      const { data: r, off } = kv.row(t);
-      let d1 = 0;
-      for (let c = 0; c < dv; c++) d1 += qv[qa + c]! * r[off + c]!;
-      let d2 = 0;
-      for (let c = dv; c < D; c++) d2 += qv[qa + c]! * r[off + c]!;
-      return rnd(rnd(rnd(d1) + rnd(d2)) * scale);
-    },
-    value: (t) => kv.row(t),
-  });
+  attendSparse(out, lse, { Tq, H, dv, rows, idx, k, rnd, q: qv, dq: D, keys: kv, kRow: D, kHead: 0, split: dv, scale, values: kv, vRow: D, vHead: 0 });
 }
-
 
 /** q [Tq, H, D], kv [Tk, D], indices i32 [Tq, k] (all contiguous) → out [Tq, H, dv], lse f32 [Tq, H]. */
 export function sparseMlaPrefillCpu(out: View, lse: View, q: View, kv: View, indices: View, dv: number, scale: number): void {
   const [Tq, H, D] = q.shape as [number, number, number];
   const k = indices.shape[1]!;
-  attend(out, lse, readF(q, 'f32') as Float32Array, Tq, H, D, dv, denseRows(readF(kv, 'f32') as Float32Array, D), readIndex(indices), k, scale, rounderOf(q.dtype));
+  const rows = readF(kv, 'f32') as Float32Array;
+  attend(out, lse, readF(q, 'f32') as Float32Array, Tq, H, D, dv, rows, D === 0 ? 0 : rows.length / D, readIndex(indices), k, scale, rounderOf(q.dtype));
 }
 
 /**
@@ -120,7 +93,8 @@ export function sparseMlaPrefillCpu(out: View, lse: View, q: View, kv: View, ind
 export function sparseMlaDecodeCpu(out: View, lse: View, q: View, cache: View, indices: View, dv: number, scale: number): void {
   const [N, H, D] = q.shape as [number, number, number];
   const k = indices.shape[1]!;
-  attend(out, lse, readF(q, 'f32') as Float32Array, N, H, D, dv, cacheRows(cache, dv, D - dv), readIndex(indices), k, scale, rounderOf(q.dtype));
+  const sel = cacheRows(cache, dv, D - dv, readIndex(indices));
+  attend(out, lse, readF(q, 'f32') as Float32Array, N, H, D, dv, sel.kv, sel.rows, sel.idx, k, scale, rounderOf(q.dtype));
 }
 
 /**
