@@ -358,7 +358,7 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
       let dists: Distribution[];
       if (c.drafts === 0) {
         const d = distribution(row(r0), p);
-        emitted = [p.temperature === 0 ? d.ids[0]! : drawFrom(d, st.rng!.uniform())];
+        emitted = [p.temperature === 0 ? d.idAt(0) : drawFrom(d, st.rng!.uniform())];
         dists = [d];
       } else {
         const v = verifyDrafts((i) => row(r0 + i), seq.drafts.slice(0, c.drafts), st.draftDists, p, st.rng);
@@ -440,7 +440,7 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
         const st = this.seqState.get(a.seq)!;
         const p = st.request.params;
         const dist = distribution(logits.subarray(a.j * V, (a.j + 1) * V), p);
-        a.seq.drafts.push(p.temperature === 0 ? dist.ids[0]! : drawFrom(dist, st.rng!.uniform()));
+        a.seq.drafts.push(p.temperature === 0 ? dist.idAt(0) : drawFrom(dist, st.rng!.uniform()));
         st.draftDists.push(p.temperature === 0 ? null : dist);
       }
       if (d + 1 === this.spec) break;

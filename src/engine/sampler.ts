@@ -31,13 +31,69 @@ export interface FilterParams {
   minP: number;
 }
 
-/** The kept set K (ascending ids) with its renormalised probabilities, and log Σ_v exp(z_v/τ) over the vocabulary. */
-export interface Distribution {
-  ids: Int32Array;
-  probs: Float64Array;
-  /** log-partition at τ (τ = 1 when greedy), so logprob(v) = z_v/τ − logZ */
-  logZ: number;
-  tau: number;
+/**
+ * The kept set K (ascending ids) with its probabilities, and log Σ_v exp(z_v/τ) over the vocabulary.
+ * Held as unnormalised weights (the exp values) and their total, so the common unfiltered case keeps the
+ * one vocabulary-sized array it computed and materialises ids / normalised probs only when asked.
+ */
+export class Distribution {
+  private idsCache: Int32Array | null;
+  private probsCache: Float64Array | null = null;
+
+  constructor(
+    readonly vocab: number,
+    /** null: every id 0..V−1 (no filter removed anything) */
+    ids: Int32Array | null,
+    /** aligned with the ids (or with the vocabulary when ids is null) */
+    readonly weights: Float64Array,
+    readonly total: number,
+    /** log-partition at τ (τ = 1 when greedy), so logprob(v) = z_v/τ − logZ */
+    readonly logZ: number,
+    readonly tau: number,
+  ) {
+    this.idsCache = ids;
+  }
+
+  get full(): boolean {
+    return this.weights.length === this.vocab && this.idsCache === null;
+  }
+
+  get size(): number {
+    return this.weights.length;
+  }
+
+  idAt(j: number): number {
+    return this.idsCache ? this.idsCache[j]! : j;
+  }
+
+  /** K, ascending (the sampling mask) */
+  get ids(): Int32Array {
+    if (!this.idsCache) {
+      this.idsCache = new Int32Array(this.weights.length);
+      for (let v = 0; v < this.idsCache.length; v++) this.idsCache[v] = v;
+    }
+    return this.idsCache;
+  }
+
+  /** renormalised probabilities aligned with ids */
+  get probs(): Float64Array {
+    return (this.probsCache ??= this.weights.map((w) => w / this.total));
+  }
+
+  /** probability of token v (0 outside K) */
+  prob(v: number): number {
+    const ids = this.idsCache;
+    if (!ids) return v >= 0 && v < this.weights.length ? this.weights[v]! / this.total : 0;
+    let lo = 0;
+    let hi = ids.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      if (ids[mid] === v) return this.weights[mid]! / this.total;
+      if (ids[mid]! < v) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return 0;
+  }
 }
 
 export interface Sampled {
@@ -98,19 +154,11 @@ export function distribution(row: ArrayLike<number>, params: FilterParams): Dist
   let sum = 0;
   for (let v = 0; v < V; v++) sum += e[v] = Math.exp(row[v]! / tau - zmax);
   const logZ = zmax + Math.log(sum);
-  if (greedy) return { ids: Int32Array.of(best), probs: Float64Array.of(1), logZ, tau };
+  if (greedy) return new Distribution(V, Int32Array.of(best), Float64Array.of(1), 1, logZ, tau);
   const topK = params.topK > 0 && params.topK < V ? params.topK : 0;
   const topP = params.topP < 1 ? params.topP : 1;
   const minP = params.minP > 0 ? params.minP : 0;
-  if (!topK && topP === 1 && !minP) {
-    const ids = new Int32Array(V);
-    const probs = new Float64Array(V);
-    for (let v = 0; v < V; v++) {
-      ids[v] = v;
-      probs[v] = e[v]! / sum;
-    }
-    return { ids, probs, logZ, tau };
-  }
+  if (!topK && topP === 1 && !minP) return new Distribution(V, null, e, sum, logZ, tau);
   // Survivors of min-p (e_max = 1, so the threshold is min_p itself). The values the prefix rules need,
   // descending: the top k of them (selection, then a small sort) or all of them (one native sort).
   let cands = 0;
@@ -144,37 +192,38 @@ export function distribution(row: ArrayLike<number>, params: FilterParams): Dist
   while (above < n && vals[above]! > edge) above++;
   let ties = n - above;
   const ids = new Int32Array(n);
-  const probs = new Float64Array(n);
+  const weights = new Float64Array(n);
   let s = 0;
   for (let v = 0, j = 0; v < V && j < n; v++) {
     const x = e[v]!;
     if (x > edge || (x === edge && ties-- > 0)) {
       ids[j] = v;
-      probs[j++] = x;
+      weights[j++] = x;
       s += x;
     }
   }
-  for (let j = 0; j < n; j++) probs[j] = probs[j]! / s;
-  return { ids, probs, logZ, tau };
+  return new Distribution(V, ids, weights, s, logZ, tau);
 }
 
-/** Index into dist drawn with uniform u ∈ [0, 1): first whose cumulative mass exceeds u. */
-export function drawFrom(dist: Pick<Distribution, 'ids' | 'probs'>, u: number): number {
+/** The token drawn with uniform u ∈ [0, 1): the first of K (id order) whose cumulative mass exceeds u. */
+export function drawFrom(dist: Distribution, u: number): number {
+  const target = u * dist.total;
+  const w = dist.weights;
   let cum = 0;
-  for (let i = 0; i < dist.ids.length; i++) {
-    cum += dist.probs[i]!;
-    if (cum > u) return dist.ids[i]!;
+  for (let j = 0; j < w.length; j++) {
+    cum += w[j]!;
+    if (cum > target) return dist.idAt(j);
   }
   // u within rounding of 1: the last id with positive mass
-  for (let i = dist.ids.length - 1; i >= 0; i--) if (dist.probs[i]! > 0) return dist.ids[i]!;
-  return dist.ids[0]!;
+  for (let j = w.length - 1; j >= 0; j--) if (w[j]! > 0) return dist.idAt(j);
+  return dist.idAt(0);
 }
 
 /**
  * log-softmax(z/τ) over the full vocabulary at `token`, and the `top` most likely [id, logprob]
  * (descending, ties → lower id), from the distribution's log-partition (τ = 0 → 1).
  */
-export function logprobs(row: ArrayLike<number>, dist: Pick<Distribution, 'logZ' | 'tau'>, token: number, top: number): { logprob: number; topLogprobs?: [number, number][] } {
+export function logprobs(row: ArrayLike<number>, dist: { logZ: number; tau: number }, token: number, top: number): { logprob: number; topLogprobs?: [number, number][] } {
   const lp = (v: number): number => row[v]! / dist.tau - dist.logZ;
   if (top <= 0) return { logprob: lp(token) };
   const best: number[] = [];

@@ -13,7 +13,7 @@
 // If all k are accepted, row k's distribution gives one more ("bonus") token. Either way a step emits
 // between 1 and k + 1 tokens, and the cache holds valid keys for x and the accepted drafts only.
 import type { Rng } from '../tensor/random.js';
-import { type Distribution, type FilterParams, distribution, drawFrom } from './sampler.js';
+import { Distribution, type FilterParams, distribution, drawFrom } from './sampler.js';
 
 export interface Verified {
   /** emitted tokens, in order: the accepted drafts, then the correction or bonus token */
@@ -23,14 +23,10 @@ export interface Verified {
   accepted: number;
 }
 
-function probOf(d: Distribution, token: number): number {
-  for (let i = 0; i < d.ids.length; i++) if (d.ids[i] === token) return d.probs[i]!;
-  return 0;
-}
-
-function dense(d: Distribution, V: number): Float64Array {
-  const out = new Float64Array(V);
-  d.ids.forEach((v, j) => (out[v] = d.probs[j]!));
+/** q as dense probabilities over the vocabulary */
+function dense(d: Distribution): Float64Array {
+  const out = new Float64Array(d.vocab);
+  for (let j = 0; j < d.size; j++) out[d.idAt(j)] = d.weights[j]! / d.total;
   return out;
 }
 
@@ -50,19 +46,19 @@ export function verifyDrafts(rows: (i: number) => ArrayLike<number>, drafts: rea
       if (p.ids[0] !== d) return { tokens: out, dists, accepted: i };
       continue;
     }
-    const q = dense(draftDists[i]!, rows(i).length);
-    const pd = probOf(p, d);
+    const q = dense(draftDists[i]!);
+    const pd = p.prob(d);
     const qd = q[d]!;
     if (rng!.uniform() * qd < pd) {
       out.push(d);
       continue;
     }
     // residual max(0, p − q) over p's support (outside it p = 0, so the residual is 0 there too)
-    const probs = Float64Array.from(p.ids, (v, j) => Math.max(0, p.probs[j]! - q[v]!));
+    const w = new Float64Array(p.size);
     let s = 0;
-    for (const x of probs) s += x;
+    for (let j = 0; j < p.size; j++) s += w[j] = Math.max(0, p.weights[j]! / p.total - q[p.idAt(j)]!);
     // s = 0 only when p ≤ q everywhere, i.e. p = q, where rejection has probability 0; fall back to p
-    const residual = s > 0 ? { ids: p.ids, probs: probs.map((x) => x / s) } : p;
+    const residual = s > 0 ? new Distribution(p.vocab, p.full ? null : p.ids, w, s, p.logZ, p.tau) : p;
     out.push(drawFrom(residual, rng!.uniform()));
     return { tokens: out, dists, accepted: i };
   }
