@@ -263,3 +263,23 @@ test('engine (test double): speculative sampling with a poor drafter leaves the 
   assert.ok(s.draftAccepted > 0 && s.draftAccepted < s.draftProposed * 0.9, `accepted ${s.draftAccepted} of ${s.draftProposed}: the drafter is poor but not useless`);
   e.close();
 });
+
+test('engine (test double): stats report waiting requests, running sequences, cache use and generated tokens', async () => {
+  const m = new FakeModel();
+  const e = new LLMEngine(m, { numBlocks: 10, maxNumSeqs: 1 });
+  assert.deepEqual(e.info, { modelName: 'dsv32', vocabSize: 48, maxModelLen: m.cfg.maxPositions, eosTokenId: 1 });
+  const a = e.generate(req('a', prompt(70, 1), { temperature: 0, maxTokens: 3 }));
+  const b = collect(e.generate(req('b', prompt(10, 2), { temperature: 0, maxTokens: 3 })));
+  const it = a[Symbol.asyncIterator]();
+  await it.next(); // a's first token: a runs, b waits (maxNumSeqs 1)
+  let s = e.stats();
+  assert.equal(s.running, 1);
+  assert.equal(s.waiting, 1);
+  assert.equal(s.totalBlocks, 10);
+  assert.ok(Math.abs(s.cacheUsage - 2 / 10) < 1e-12, `a holds 2 of 10 blocks, usage ${s.cacheUsage}`);
+  while (!(await it.next()).done);
+  await b;
+  s = e.stats();
+  assert.deepEqual([s.running, s.waiting, s.cacheUsage, s.generatedTokens], [0, 0, 0, 6]);
+  e.close();
+});
