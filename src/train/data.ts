@@ -41,8 +41,7 @@ export interface TokenStream {
 
 /** Read and tokenize the input into one stream (see the file header). */
 export function loadTokens(spec: DataSpec, eos: number, vocab: number): TokenStream {
-  const ids: number[] = [];
-  const mask: number[] = [];
+  const out = new StreamBuilder();
   let masked = false;
   let encode: ((text: string) => number[]) | null = null;
   const textEncoder = (where: string): ((text: string) => number[]) => {
@@ -54,14 +53,17 @@ export function loadTokens(spec: DataSpec, eos: number, vocab: number): TokenStr
     return encode;
   };
   const push = (doc: ArrayLike<number>, m: ArrayLike<number> | null, where: string): void => {
+    const ids = new Int32Array(doc.length + 1);
+    const mk = new Uint8Array(doc.length + 1);
     for (let i = 0; i < doc.length; i++) {
       const t = doc[i]!;
       if (!Number.isInteger(t) || t < 0 || t >= vocab) throw new DataError(`${where}: token ${t} is not an id in [0, ${vocab}) (the model's vocab_size)`);
-      ids.push(t);
-      mask.push(m ? (m[i] ? 1 : 0) : 1);
+      ids[i] = t;
+      mk[i] = m ? (m[i] ? 1 : 0) : 1;
     }
-    ids.push(eos);
-    mask.push(m ? 0 : 1);
+    ids[doc.length] = eos;
+    mk[doc.length] = m ? 0 : 1;
+    out.add(ids, mk);
   };
   const files = inputFiles(spec);
   for (const f of files) {
@@ -76,7 +78,7 @@ export function loadTokens(spec: DataSpec, eos: number, vocab: number): TokenStr
       }
       const tf = m.splits?.[split]?.tokensFile;
       if (typeof tf !== 'string' || (m.dtype !== 'uint16' && m.dtype !== 'uint32')) throw new DataError(`${pj}: expected dtype "uint16"|"uint32" and splits.${split}.tokensFile`);
-      readRaw(join(f.path, tf), m.dtype === 'uint16' ? 2 : 4, vocab, ids, mask);
+      out.add(...readRaw(join(f.path, tf), m.dtype === 'uint16' ? 2 : 4, vocab));
     } else if (f.kind === 'corpus') {
       const enc = textEncoder(f.path);
       for (const d of readDocuments(f.path, spec.split ?? 'train')) push(enc(d.text), null, `${f.path}: ${d.id}`);
@@ -99,25 +101,51 @@ export function loadTokens(spec: DataSpec, eos: number, vocab: number): TokenStr
         } else if (typeof r.text === 'string') push(textEncoder(where)(r.text), null, where);
         else throw new DataError(`${where}: expected {"text": string} or {"ids": number[], "mask"?: number[]}`);
       });
-    } else readRaw(f.path, f.kind === 'u16' ? 2 : 4, vocab, ids, mask);
+    } else out.add(...readRaw(f.path, f.kind === 'u16' ? 2 : 4, vocab));
   }
-  if (!ids.length) throw new DataError(`data.path: ${spec.path} holds no tokens`);
-  return { ids: Int32Array.from(ids), mask: masked ? Uint8Array.from(mask) : null };
+  if (!out.length) throw new DataError(`data.path: ${spec.path} holds no tokens`);
+  return out.build(masked);
+}
+
+/** The stream's pieces, joined once at the end (corpora of 10⁸ tokens: typed arrays, not JS arrays). */
+class StreamBuilder {
+  private ids: Int32Array[] = [];
+  private masks: Uint8Array[] = [];
+  length = 0;
+
+  add(ids: Int32Array, mask: Uint8Array): void {
+    this.ids.push(ids);
+    this.masks.push(mask);
+    this.length += ids.length;
+  }
+
+  build(masked: boolean): TokenStream {
+    const ids = new Int32Array(this.length);
+    const mask = masked ? new Uint8Array(this.length) : null;
+    let at = 0;
+    this.ids.forEach((a, i) => {
+      ids.set(a, at);
+      mask?.set(this.masks[i]!, at);
+      at += a.length;
+    });
+    return { ids, mask };
+  }
 }
 
 const PACK_JSON = 'pack.json';
 
-/** Raw little-endian ids of `width` bytes, appended to the stream as they are. */
-function readRaw(path: string, width: 2 | 4, vocab: number, ids: number[], mask: number[]): void {
+/** Raw little-endian ids of `width` bytes, taken into the stream as they are (every one a target). */
+function readRaw(path: string, width: 2 | 4, vocab: number): [Int32Array, Uint8Array] {
   const buf = readFileSync(path);
   if (buf.length % width) throw new DataError(`${path}: ${buf.length} bytes is not a whole number of ${width}-byte token ids`);
   const n = buf.length / width;
+  const ids = new Int32Array(n);
   for (let i = 0; i < n; i++) {
     const t = width === 2 ? buf.readUInt16LE(i * 2) : buf.readUInt32LE(i * 4);
     if (t >= vocab) throw new DataError(`${path}: token ${t} at index ${i} is not an id in [0, ${vocab}) (the model's vocab_size)`);
-    ids.push(t);
-    mask.push(1);
+    ids[i] = t;
   }
+  return [ids, new Uint8Array(n).fill(1)];
 }
 
 function inputFiles(spec: DataSpec): { kind: 'pack' | 'corpus' | 'jsonl' | 'u16' | 'u32'; path: string }[] {
