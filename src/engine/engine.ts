@@ -22,6 +22,7 @@
 import { randomInt } from 'node:crypto';
 import { DsvError } from '../errors.js';
 import type { RaggedBatch, SequenceChunk } from '../model/batch.js';
+import { CachePool } from '../model/cache.js';
 import type { ModelConfig } from '../model/config.js';
 import type { Selection } from '../model/indexer.js';
 import { Rng } from '../tensor/random.js';
@@ -46,8 +47,10 @@ export interface EngineModel<P extends { readonly blocks: number }> {
 }
 
 export interface EngineOptions {
-  /** cache blocks of 64 tokens (default: maxNumSeqs sequences of min(maxModelLen, 4096) tokens) */
+  /** cache blocks of 64 tokens (default: from cacheBytes, else maxNumSeqs sequences of min(maxModelLen, 4096) tokens) */
   numBlocks?: number;
+  /** a memory budget for the cache pool: numBlocks = ⌊cacheBytes / CachePool.bytesPerBlock(cfg, cacheFormat)⌋ */
+  cacheBytes?: number;
   cacheFormat?: MlaCacheFormat;
   numerics?: 'f32' | 'bf16';
   /** default 64 */
@@ -123,7 +126,10 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
     if (!Number.isInteger(maxBatchTokens) || maxBatchTokens < 1) bad('maxBatchTokens', 'a positive integer', maxBatchTokens);
     const maxModelLen = opts.maxModelLen ?? cfg.maxPositions;
     if (!Number.isInteger(maxModelLen) || maxModelLen < 2 || maxModelLen > cfg.maxPositions) bad('maxModelLen', `an integer in [2, ${cfg.maxPositions}] (max_position_embeddings)`, maxModelLen);
-    const numBlocks = opts.numBlocks ?? maxNumSeqs * Math.ceil(Math.min(maxModelLen, 4096) / BLOCK_TOKENS);
+    if (opts.cacheBytes !== undefined && !(opts.cacheBytes > 0)) bad('cacheBytes', 'a positive number of bytes', opts.cacheBytes);
+    const fromBytes = opts.cacheBytes === undefined ? undefined : Math.floor(opts.cacheBytes / CachePool.bytesPerBlock(cfg, opts.cacheFormat ?? 'f32'));
+    if (fromBytes === 0) bad('cacheBytes', `at least one block (${CachePool.bytesPerBlock(cfg, opts.cacheFormat ?? 'f32')} B)`, opts.cacheBytes);
+    const numBlocks = opts.numBlocks ?? fromBytes ?? maxNumSeqs * Math.ceil(Math.min(maxModelLen, 4096) / BLOCK_TOKENS);
     if (!Number.isInteger(numBlocks) || numBlocks < 1) bad('numBlocks', 'a positive integer', numBlocks);
     this.spec = opts.speculativeTokens ?? 0;
     if (!Number.isInteger(this.spec) || this.spec < 0 || this.spec > 3) bad('speculativeTokens', 'an integer in [0, 3]', this.spec);

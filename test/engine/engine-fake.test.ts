@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { LLMEngine } from '../../src/engine/engine.js';
 import { distribution } from '../../src/engine/sampler.js';
 import { type EngineEvent, EngineRequestError, type FinishEvent, type GenerateRequest, type TokenEvent } from '../../src/engine/types.js';
+import { CachePool } from '../../src/model/cache.js';
 import { FakeModel } from './fake-model.js';
 
 interface Result { tokens: number[][]; events: TokenEvent[][]; finish: FinishEvent[] }
@@ -281,5 +282,14 @@ test('engine (test double): stats report waiting requests, running sequences, ca
   await b;
   s = e.stats();
   assert.deepEqual([s.running, s.waiting, s.cacheUsage, s.generatedTokens], [0, 0, 0, 6]);
+  e.close();
+});
+
+test('engine (test double): cacheBytes sizes the pool from the model\'s bytes per block', () => {
+  const m = new FakeModel();
+  const per = CachePool.bytesPerBlock(m.cfg, 'bf16');
+  const e = new LLMEngine(m, { cacheBytes: 7.5 * per, cacheFormat: 'bf16' });
+  assert.equal(e.blockPool.numBlocks, 7);
+  assert.throws(() => new LLMEngine(m, { cacheBytes: per / 2, cacheFormat: 'bf16' }), /cacheBytes must be at least one block/);
   e.close();
 });
