@@ -1,7 +1,8 @@
 // Continuous batching with chunked prefill over the block pool.
 //
 // Each step is one ragged batch of at most maxBatchTokens rows and maxNumSeqs sequences:
-//   1. running sequences that decode (one pending token, plus their MTP drafts when the budget allows),
+//   1. running sequences that decode (one pending token, plus their MTP drafts when the budget and the
+//      free blocks allow: drafts never cause a preemption),
 //      oldest first: decode latency is what users feel, and each costs ≤ 1 + drafts rows;
 //   2. running sequences still prefilling (or recomputing after preemption), oldest first, each with
 //      a chunk of as many pending tokens as the budget and the free blocks allow;
@@ -95,7 +96,8 @@ export class Scheduler {
         if (seq.status !== 'running' || (seq.pending === 1) !== decode) continue;
         let len: number;
         if (decode) {
-          if (1 + seq.drafts.length > budget) seq.drafts = [];
+          // drafts are a bet: never worth a preemption or a split
+          if (1 + seq.drafts.length > budget || Sequence.blocksFor(seq.computed + 1 + seq.drafts.length) - seq.blocks.length > this.pool.numFree) seq.drafts = [];
           len = 1 + seq.drafts.length;
         } else {
           len = Math.min(seq.pending, budget);
