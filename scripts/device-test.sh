@@ -2,7 +2,9 @@
 # The one script a GPU run executes, from the repository root, with a prebuilt dist/ (tsc output and
 # dist/kernels/*.cubin) and node_modules holding koffi. Nothing is compiled here except the cuBLASLt
 # constants, which are generated from this machine's cublasLt.h (a C probe built with its cc).
-#   OUT=/some/dir bash scripts/device-test.sh [tests|bench|all]
+#   OUT=/some/dir bash scripts/device-test.sh [tests|bench|all|model]
+# (model: the official reference and bench/model-speed.ts on the mid config's random weights; needs a copy of
+#  ../shared/reference in tmp/reference, carried)
 # Logs and JSON go to $OUT; a short table is printed last.
 set -uo pipefail
 what=${1:-all}
@@ -46,6 +48,19 @@ fi
 if [ "$what" = all ] || [ "$what" = bench ]; then
   PYTHONUNBUFFERED=1 timeout 150 python3 bench/cuda_ref.py > "$OUT/torch-ref.json" 2> "$OUT/torch-ref.err" || echo "torch reference failed: $(tail -3 "$OUT/torch-ref.err")"
   timeout 150 node dist/bench/cuda-bench.js --torch "$OUT/torch-ref.json" --out "$OUT/bench-cuda.json" > "$OUT/bench.log" 2>&1 || echo "bench exited $?"
+fi
+if [ "$what" = model ] && [ -d tmp/reference ]; then
+  # whole-model speed on the same random weights: the official reference dumps the mid config as a Hugging
+  # Face checkpoint, then both run prefill and decode on it (bench/model-speed.ts has the JSON lines)
+  M=/tmp/dsv32-mid
+  [ -f $M/config.json ] || timeout 200 python3 tmp/reference/bench_ref.py --config tmp/reference/configs/mid.json --device cuda \
+    --prefill '' --decode-ctx '' --dump $M > "$OUT/ref-dump.log" 2>&1
+  timeout 200 python3 tmp/reference/bench_ref.py --load $M --device cuda --prefill ${PREFILL:-1024,4096} --decode-ctx ${DECODE:-1024,8192} \
+    --steps 16 > "$OUT/model-ref.jsonl" 2> "$OUT/model-ref.err"
+  timeout 200 node dist/bench/model-speed.js --model $M --device cuda --prefill ${PREFILL:-1024,4096} --decode-ctx ${DECODE:-1024,8192} \
+    --steps 16 > "$OUT/model-ours.jsonl" 2> "$OUT/model-ours.err"
+  summary+=("model speed: reference $(grep -c what "$OUT/model-ref.jsonl" 2>/dev/null) lines, ours $(grep -c what "$OUT/model-ours.jsonl" 2>/dev/null) lines")
+  cat "$OUT/model-ref.jsonl" "$OUT/model-ours.jsonl" 2>/dev/null
 fi
 echo "== failures"
 grep -E '^not ok|^\s+not ok' "$OUT"/test-*.log 2>/dev/null | head -40

@@ -1,0 +1,83 @@
+// Whole-model speed of a checkpoint, in the JSON lines of the official reference's harness
+// (../shared/reference/bench_ref.py), so the two run side by side on the same weights:
+//   python3 tmp/reference/bench_ref.py --config tmp/reference/configs/mid.json --device cuda --prefill '' \
+//       --decode-ctx '' --dump /tmp/dsv32-mid                                   # random weights → HF checkpoint
+//   python3 tmp/reference/bench_ref.py --load /tmp/dsv32-mid --device cuda --prefill 1024,4096 --decode-ctx 1024,8192
+//   node dist/bench/model-speed.js --model /tmp/dsv32-mid --device cuda --prefill 1024,4096 --decode-ctx 1024,8192
+// Lines (stdout):
+//   {"what":"prefill","S":S,"ms":median ms of one forward of S tokens at position 0,"tokens_per_s":..}
+//   {"what":"decode","ctx":C,"ms":median ms per one-token forward at positions C..C+steps−1,"tokens_per_s":..}
+// Batch 1 as the reference's default; numerics bf16 (f32 with --dtype f32); the latent cache in the numerics'
+// own exact format (bf16 rows, or FP8 656 B rows with --kv-cache fp8, MQA decode either way). Prefill runs
+// the reference's 'auto' attention (MHA for multi-token steps). A decode context C is filled by a real
+// prefill of C tokens (the reference's --fill prefill). Times: CUDA events around the forward (its host
+// work included: a forward is one call), the host clock on the CPU; `--repeat` prefill runs and `--steps`
+// decode steps, medians, after one untimed warm-up of each.
+//   node dist/bench/model-speed.js --model ../shared/fixtures/tiny-f32 --device cpu --prefill 64 --decode-ctx 64 --steps 4
+import { cudaBackend } from '../src/backend/cuda/index.js';
+import { DsvError } from '../src/errors.js';
+import { DeepseekV32 } from '../src/model/index.js';
+import type { MlaCacheFormat } from '../src/tensor/ops/sparse-mla.js';
+import { median, opt } from './harness.js';
+
+const dir = opt('--model');
+if (!dir) throw new DsvError('model-speed: --model DIR (a Hugging Face DeepSeek-V3.2 checkpoint) is required');
+const device = opt('--device') ?? 'cuda';
+const numerics = (opt('--dtype') ?? 'bf16') as 'bf16' | 'f32';
+if (numerics !== 'bf16' && numerics !== 'f32') throw new DsvError(`model-speed: --dtype must be bf16 or f32, got ${numerics}`);
+const format = (opt('--kv-cache') ?? (numerics === 'bf16' ? 'bf16' : 'f32')) as MlaCacheFormat;
+const list = (name: string, dflt: string): number[] => (opt(name) ?? dflt).split(',').filter((s) => s !== '').map((s) => {
+  const n = Number(s);
+  if (!Number.isInteger(n) || n < 1) throw new DsvError(`model-speed: ${name} wants positive integers, got ${s}`);
+  return n;
+});
+const prefills = list('--prefill', '1024,4096');
+const contexts = list('--decode-ctx', '1024,4096');
+const steps = Number(opt('--steps') ?? 32);
+const repeat = Number(opt('--repeat') ?? 3);
+
+const model = DeepseekV32.load(dir, { device });
+const V = model.cfg.vocabSize;
+const tokens = (n: number, seed: number): number[] => Array.from({ length: n }, (_, i) => (i * 7919 + seed * 104729 + 13) % V);
+const onGpu = device !== 'cpu';
+const ev = onGpu ? [cudaBackend().event(), cudaBackend().event()] as const : null;
+/** ms of fn(): CUDA events on the GPU (after the forward's logits are read back, as a server would). */
+function timed(fn: () => void): number {
+  if (!ev) {
+    const t = performance.now();
+    fn();
+    return performance.now() - t;
+  }
+  ev[0].record();
+  fn();
+  ev[1].record();
+  ev[1].synchronize();
+  return ev[1].since(ev[0]);
+}
+const mode = format === 'fp8' ? 'mqa' : 'auto';
+const line = (o: Record<string, unknown>): void => console.log(JSON.stringify({ impl: 'dsv32', device, numerics, kv_cache: format, ...o }));
+
+for (const S of prefills) {
+  const run = (): void => {
+    const r = model.forward([tokens(S, S)], { numerics, mode, cache: model.newCache(1, { format, capacity: S }), logits: 'last' });
+    r.logits!.toFloat32();
+  };
+  run();
+  const ms = median(Array.from({ length: repeat }, () => timed(run)));
+  line({ what: 'prefill', S, ms, tokens_per_s: (S / ms) * 1e3 });
+}
+for (const C of contexts) {
+  const cache = model.newCache(1, { format, capacity: C + steps + 1 });
+  model.forward([tokens(C, C)], { numerics, mode, cache, logits: 'none' });
+  let next = 1;
+  const step = (): void => {
+    const r = model.forward([[next]], { numerics, mode, cache, logits: 'last' });
+    const l = r.logits!.toFloat32();
+    let best = 0;
+    for (let j = 1; j < V; j++) if (l[j]! > l[best]!) best = j;
+    next = best;
+  };
+  step();
+  const ms = median(Array.from({ length: steps }, () => timed(step)));
+  line({ what: 'decode', ctx: C, ms, tokens_per_s: 1e3 / ms });
+}
