@@ -293,3 +293,16 @@ test('engine (test double): cacheBytes sizes the pool from the model\'s bytes pe
   assert.throws(() => new LLMEngine(m, { cacheBytes: per / 2, cacheFormat: 'bf16' }), /cacheBytes must be at least one block/);
   e.close();
 });
+
+test('engine (test double): MTP drafts under a pool small enough to preempt still give the greedy tokens', async () => {
+  const m = new FakeModel(48, 3, { mtp: true });
+  m.mtpNoise = 1.5;
+  const e = new LLMEngine(m, { numBlocks: 5, speculativeTokens: 3 });
+  const ps = [0, 1, 2].map((i) => prompt(58 + 3 * i, 20 + i));
+  const rs = await Promise.all(ps.map((p, i) => collect(e.generate(req(`q${i}`, p, { temperature: 0, maxTokens: 60 })))));
+  rs.forEach((r, i) => assert.deepEqual(r.tokens[0], greedyRef(m, ps[i]!, 60)));
+  const s = e.stats();
+  assert.ok(s.preempted > 0 && s.draftAccepted > 0, `preempted ${s.preempted}, accepted ${s.draftAccepted} of ${s.draftProposed}`);
+  assert.equal(e.blockPool.numUsed, 0);
+  e.close();
+});
