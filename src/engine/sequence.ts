@@ -60,9 +60,12 @@ export class Sequence {
     for (; this.registered < full; this.registered++) pool.register(this.blocks[this.registered]!, this.hash(this.registered));
   }
 
-  /** Give back every block (finish, abort, preemption). */
+  /**
+   * Give back every block (finish, abort, preemption), last block first: eviction takes the least
+   * recently released, and a chain is only found from its first block, so the tail should go first.
+   */
   freeBlocks(pool: BlockPool): void {
-    for (const b of this.blocks) pool.release(b);
+    for (let i = this.blocks.length - 1; i >= 0; i--) pool.release(this.blocks[i]!);
     this.blocks = [];
     this.registered = 0;
     this.computed = 0;

@@ -103,3 +103,17 @@ test('scheduler: MTP drafts ride in the decode chunk when the budget allows, and
   assert.deepEqual(chunks.map((c) => [c.seq.key, c.start, c.len, c.drafts, c.ids]), [[a.key, 2, 3, 2, [7, 11, 12]], [b.key, 2, 1, 0, [7]]]);
   assert.deepEqual(b.drafts, []);
 });
+
+test('scheduler: a finished sequence releases its blocks tail first, so eviction under pressure keeps its cached prefix findable', () => {
+  const pool = new BlockPool(4);
+  const s = new Scheduler(pool, { maxNumSeqs: 4, maxBatchTokens: 1000 });
+  const a = seq(200, 1);
+  s.add(a);
+  finishStep(s, s.schedule());
+  s.remove(a); // blocks 0..2 full and cached, block 3 partial
+  const b = seq(100, 30);
+  s.add(b);
+  finishStep(s, s.schedule()); // b takes the plain block and evicts one cached block: a's last full one
+  assert.equal(b.blocks.length, 2);
+  assert.deepEqual([0, 1, 2].map((i) => pool.lookup(a.hash(i)) !== undefined), [true, true, false]);
+});
