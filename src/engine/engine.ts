@@ -42,8 +42,8 @@ import { type Engine, type EngineEvent, EngineRequestError, type EngineStats, ty
 export interface EngineModel<P extends { readonly blocks: number }> {
   readonly cfg: ModelConfig;
   newPool(opts: { blocks: number; format?: MlaCacheFormat }): P;
-  step(batch: RaggedBatch, pool: P, opts?: { numerics?: 'f32' | 'bf16'; record?: { topk?: boolean } }): { logits: Tensor | null; hidden: Tensor; topk: Selection[]; routes: (Tensor | null)[] };
-  mtpStep?(batch: RaggedBatch, hidden: Tensor, nextIds: Int32Array, pool: P, opts?: { numerics?: 'f32' | 'bf16' }): { logits: Tensor; hidden: Tensor };
+  step(batch: RaggedBatch, pool: P, opts?: { numerics?: 'f32' | 'bf16'; mode?: 'auto' | 'mha' | 'mqa'; record?: { topk?: boolean } }): { logits: Tensor | null; hidden: Tensor; topk: Selection[]; routes: (Tensor | null)[] };
+  mtpStep?(batch: RaggedBatch, hidden: Tensor, nextIds: Int32Array, pool: P, opts?: { numerics?: 'f32' | 'bf16'; mode?: 'auto' | 'mha' | 'mqa' }): { logits: Tensor; hidden: Tensor };
 }
 
 export interface EngineOptions {
@@ -105,6 +105,11 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
   private readonly seqState = new Map<Sequence, SeqState>();
   private readonly eos: number[];
   private readonly spec: number;
+  /**
+   * numerics, and the attention mode: the FP8 latent cache does not hold the latent rows in the clear,
+   * which MHA (the reference's prefill path) reads, so with it every chunk runs absorbed MQA
+   */
+  private readonly stepOpts: { numerics?: 'f32' | 'bf16'; mode: 'auto' | 'mqa' };
   private nextKey = 0;
   private generated = 0;
   private draftProposed = 0;
@@ -134,6 +139,7 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
     this.spec = opts.speculativeTokens ?? 0;
     if (!Number.isInteger(this.spec) || this.spec < 0 || this.spec > 3) bad('speculativeTokens', 'an integer in [0, 3]', this.spec);
     if (this.spec > 0 && (cfg.nMtpLayers < 1 || !model.mtpStep)) bad('speculativeTokens', '0 for a model without MTP layers', this.spec);
+    this.stepOpts = { numerics: opts.numerics, mode: opts.cacheFormat === 'fp8' ? 'mqa' : 'auto' };
     this.capacity = Math.min(maxModelLen, numBlocks * BLOCK_TOKENS);
     this.blockPool = new BlockPool(numBlocks);
     this.cachePool = model.newPool({ blocks: numBlocks, format: opts.cacheFormat });
@@ -340,8 +346,7 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
     }
     // a step of prefill chunks only still needs one logit row for the model; it is ignored
     const batch: RaggedBatch = { ids, seqs, logitRows: Int32Array.from(rows.length ? rows : [T - 1]) };
-    const numerics = this.opts.numerics;
-    const out = this.model.step(batch, this.cachePool!, { numerics, record: { topk: wantTopk } });
+    const out = this.model.step(batch, this.cachePool!, { ...this.stepOpts, record: { topk: wantTopk } });
     if (!out.logits) throw new DsvError('engine: the model step returned no logits');
     const logits = out.logits.toFloat32();
     const routes = wantRoutes ? out.routes.map((r) => (r ? (r.toHost() as Int32Array) : null)) : null;
@@ -434,7 +439,7 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
     }
     const live = from.filter((f) => f.c.seq.status === 'running');
     const rows = live.map((f) => f.row);
-    const m = mtpStep({ ...batch, logitRows: Int32Array.from(rows.length ? rows : [T - 1]) }, hidden, nextIds, this.cachePool!, { numerics: this.opts.numerics });
+    const m = mtpStep({ ...batch, logitRows: Int32Array.from(rows.length ? rows : [T - 1]) }, hidden, nextIds, this.cachePool!, this.stepOpts);
     if (!live.length) return;
     const V = this.model.cfg.vocabSize;
     let logits = m.logits.toFloat32();
@@ -468,7 +473,7 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
         seqs: next.map((a, i) => ({ offset: i, len: 1, start: a.seq.tokens.length - 1 + d, blocks: a.seq.blocks })),
       };
       const hs = indexSelect(h, 0, fromArray(Int32Array.from(next, (a) => a.j), [next.length], { dtype: 'i32', device: h.device }));
-      const o = mtpStep(cb, hs, Int32Array.from(next, (a) => a.seq.drafts[d]!), this.cachePool!, { numerics: this.opts.numerics });
+      const o = mtpStep(cb, hs, Int32Array.from(next, (a) => a.seq.drafts[d]!), this.cachePool!, this.stepOpts);
       logits = o.logits.toFloat32();
       h = o.hidden;
       active = next.map((a, i) => ({ seq: a.seq, j: i }));

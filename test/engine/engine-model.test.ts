@@ -160,6 +160,29 @@ for (const dev of devices) {
     e.close();
   });
 
+  test(`engine on a tiny model (${dev.name}): bf16 numerics with a bf16 and an FP8 latent cache equal model.forward decoding in the same numerics`, { skip: dev.skip }, async () => {
+    model = DeepseekV32.fromSource(cfg, mapSource(ckpt), { device: dev.name });
+    const p = prompt(70, 1);
+    for (const format of ['bf16', 'fp8'] as const) {
+      // the FP8 cache holds no clear latent rows for MHA: both sides run absorbed MQA throughout
+      const mode = format === 'fp8' ? 'mqa' : 'auto';
+      const cache = model.newCache(1, { format });
+      let o = model.forward([p], { cache, logits: 'last', numerics: 'bf16', mode });
+      const ref: number[] = [];
+      for (let i = 0; i < 8; i++) {
+        const l = o.logits!.toFloat32().slice(-cfg.vocabSize);
+        const sorted = Array.from(l).sort((a, b) => b - a);
+        assert.ok(sorted[0]! - sorted[1]! > MARGIN, `${format} step ${i}: margin ${sorted[0]! - sorted[1]!}`);
+        ref.push(argmax(l));
+        o = model.forward([[ref[i]!]], { cache, logits: 'last', numerics: 'bf16', mode });
+      }
+      const e = new LLMEngine(model, { numBlocks: 8, numerics: 'bf16', cacheFormat: format, maxBatchTokens: 32 });
+      const r = await collect(e.generate(req(`f${format}`, p, { temperature: 0, maxTokens: 8 })));
+      assert.deepEqual(r.tokens[0], ref, format);
+      e.close();
+    }
+  });
+
   test(`engine on a tiny model (${dev.name}): MTP speculative decoding (1–3 drafts) leaves greedy output unchanged and counts drafts`, { skip: dev.skip }, async () => {
     model = DeepseekV32.fromSource(cfg, mapSource(ckpt), { device: dev.name });
     const p = prompt(40, 11);
