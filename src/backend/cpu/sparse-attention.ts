@@ -11,7 +11,7 @@
 import type { View } from '../../tensor/backend.js';
 import { bf16Round, fromFloatArray, type HostArray } from '../../tensor/dtype.js';
 import { dataOf, readF, readIndex } from './strided.js';
-import { sgemm } from './gemm.js';
+import { dgemm } from './gemm.js';
 
 export function rounderOf(dtype: string): (x: number) => number {
   return dtype === 'bf16' ? bf16Round : Math.fround;
@@ -119,12 +119,15 @@ export function attendSparse(out: View, lse: View, a: AttendSpec): void {
  *
  * Prefill selects up to index_topk of a short causal span per query, so a block of TB queries usually
  * touches a key span not much wider than its selections. Where the span is narrow enough
- * (TB·span ≤ DENSE_FACTOR·Σ selected), a head's scores for the whole block are one sgemm over the span,
+ * (TB·span ≤ DENSE_FACTOR·Σ selected), a head's scores for the whole block are one dgemm over the span,
  * S = Q_b·K_spanᵀ, and its output one more, O = P·V_span with P the block's probabilities (zero off the
- * selection): BLAS runs these at 20–40 GFLOP/s where the scalar core manages about 1, so dense work up to
- * 16× the sparse work still wins (cpu-mid prefill of 512 tokens: docs/benchmarks.md). Dot products are
- * then summed in f32 by the GEMM rather than in double; the result differs from attendSparse's by f32
- * rounding (the op tests bound both against an f64 definition). Wider spans take attendSparse.
+ * selection): BLAS runs these at 10–20 GFLOP/s in double where the scalar core manages about 1, so dense
+ * work up to 16× the sparse work still wins (cpu-mid prefill of 512 tokens: docs/benchmarks.md).
+ * Double, not single precision: the products of f32 values are exact in double and the GEMM only sums
+ * them in another order, so rnd(d) equals the scalar core's unless d lies within ~1e-16 of a rounding
+ * boundary. An f32 GEMM would differ in the last bit for some scores and make a position's result depend
+ * on the span of the block it was computed in (a prefix prefilled alone vs inside a longer prompt), which
+ * the FP8 round trips downstream amplify. Wider spans take attendSparse.
  */
 const TB = 64;
 const DENSE_FACTOR = 16;
@@ -139,6 +142,9 @@ export function sparseMhaPrefillCpu(out: View, lse: View, q: View, k: View, v: V
   const vv = readF(v, 'f32') as Float32Array;
   const idx = readIndex(indices);
   const rnd = rounderOf(q.dtype);
+  let q64: Float64Array | null = null;
+  let k64: Float64Array | null = null;
+  let v64: Float64Array | null = null;
   const spec = { H, dv, rows: Tk, k: kk, rnd, dq, keys: kv, kRow: H * dq, kHead: dq, split: dq, scale, values: vv, vRow: H * dv, vHead: dv };
   const od = dataOf(out);
   const ls = dataOf(lse) as Float32Array;
@@ -164,12 +170,15 @@ export function sparseMhaPrefillCpu(out: View, lse: View, q: View, k: View, v: V
       attendSparse(bOut, bLse, { ...spec, Tq: tb, idx: bIdx, q: qv.subarray(i0 * H * dq) });
       continue;
     }
-    const S = new Float32Array(tb * span);
-    const P = new Float32Array(tb * span);
-    const O = new Float32Array(tb * H * dv);
+    q64 ??= Float64Array.from(qv);
+    k64 ??= Float64Array.from(kv);
+    v64 ??= Float64Array.from(vv);
+    const S = new Float64Array(tb * span);
+    const P = new Float64Array(tb * span);
+    const O = new Float64Array(tb * H * dv);
     const sc = new Float64Array(kk);
     for (let h = 0; h < H; h++) {
-      sgemm(false, true, tb, span, dq, 1, qv, (i0 * H + h) * dq, H * dq, kv, (lo * H + h) * dq, H * dq, 0, S, 0, span);
+      dgemm(false, true, tb, span, dq, 1, q64, (i0 * H + h) * dq, H * dq, k64, (lo * H + h) * dq, H * dq, 0, S, 0, span);
       P.fill(0);
       for (let i = 0; i < tb; i++) {
         let m = -Infinity;
@@ -195,7 +204,7 @@ export function sparseMhaPrefillCpu(out: View, lse: View, q: View, k: View, v: V
         ls[bLse.offset + i * H + h] = m + Math.log(z);
       }
       // O[i, h, :] = P[i, :]·V_h[lo .. hi]
-      sgemm(false, false, tb, dv, span, 1, P, 0, span, vv, (lo * H + h) * dv, H * dv, 0, O, h * dv, H * dv);
+      dgemm(false, false, tb, dv, span, 1, P, 0, span, v64, (lo * H + h) * dv, H * dv, 0, O, h * dv, H * dv);
     }
     for (let j = 0; j < O.length; j++) O[j] = rnd(O[j]!);
     fromFloatArray(O, out.dtype, od.subarray(bOut.offset, bOut.offset + O.length) as HostArray);
