@@ -88,6 +88,10 @@ export interface StepLayout {
   slots: Tensor;
   /** per token, its position (host) */
   positions: Int32Array;
+  /** i32 [T]: the same on the pool's device (RoPE tables are gathered by it) */
+  positionsT: Tensor;
+  /** the largest position in the step */
+  maxPosition: number;
   groups: ChunkGroup[];
   /** selection width of the step: min(index_topk, longest context) */
   width: number;
@@ -140,7 +144,7 @@ export function stepLayout(batch: RaggedBatch, pool: CachePool, indexTopk: numbe
     });
     i = j;
   }
-  return { T, slots: i32(slots, [T]), positions, groups, width: Math.min(indexTopk, longest), logitRows: batch.logitRows ?? lastRows(batch) };
+  return { T, slots: i32(slots, [T]), positions, positionsT: i32(positions, [T]), maxPosition: longest - 1, groups, width: Math.min(indexTopk, longest), logitRows: batch.logitRows ?? lastRows(batch) };
 }
 
 /**

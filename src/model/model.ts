@@ -236,7 +236,7 @@ export class DeepseekV32 {
     const T = layout.T;
     const step: AttentionStep = {
       batch, layout, numerics, mode: opts.mode ?? 'auto', forcedTopk: null, recordTopk: opts.record?.topk ?? false,
-      rot: ropeTables(Array.from(layout.positions), this.rotary.freqs, this.device),
+      rot: this.rotary.gather(layout.positionsT, layout.maxPosition),
     };
     let h = reshape(embedTokens(this.weights.float('model.embed_tokens.weight'), batch.ids, 1, T, dt), [T, cfg.dim]);
     let residual: Tensor | null = null;
@@ -330,7 +330,7 @@ export class DeepseekV32 {
     const layout = stepLayout(batch, pool, this.cfg.indexTopk);
     const step: AttentionStep = {
       batch, layout, numerics: opts.numerics ?? 'f32', mode: opts.mode ?? 'auto', forcedTopk: null, recordTopk: opts.record?.topk ?? false,
-      rot: ropeTables(Array.from(layout.positions), this.rotary.freqs, this.device),
+      rot: this.rotary.gather(layout.positionsT, layout.maxPosition),
     };
     return m.forward(hidden, nextIds, step, pool.mtp[opts.module ?? 0]!);
   }

@@ -6,6 +6,7 @@
 //            freqs_i ← freqs_i/factor·(1 − smooth) + freqs_i·smooth
 // Each f32 step is reproduced with Math.fround so the tables match the reference's to the ulp.
 import type { Tensor } from '../tensor/tensor.js';
+import { indexSelect } from '../tensor/ops/indexing.js';
 import { ropeTables } from '../tensor/ops/rope.js';
 import type { ModelConfig } from './config.js';
 
@@ -32,11 +33,29 @@ export function yarnFrequencies(cfg: ModelConfig): Float64Array {
   return freqs;
 }
 
-/** cos/sin [S, d/2] for positions start..start+S-1. */
+/**
+ * cos/sin [S, d/2] for positions start..start+S-1 (`at`), or gathered on the device by a positions tensor
+ * from a table precomputed there (`gather`): an engine step reads its tables without host work, so a
+ * decode step needs nothing computed on the host but its positions. The table covers positions up to the
+ * largest asked for, rounded up to a power of two (and capped at max_position_embeddings), built once per
+ * device and rebuilt only when a longer context arrives.
+ */
 export class RotaryTables {
   readonly freqs: Float64Array;
-  constructor(cfg: ModelConfig) {
+  private readonly tables = new Map<string, { cos: Tensor; sin: Tensor; len: number }>();
+  constructor(private readonly cfg: ModelConfig) {
     this.freqs = yarnFrequencies(cfg);
+  }
+
+  gather(positions: Tensor, maxPosition: number): { cos: Tensor; sin: Tensor } {
+    const dev = positions.device;
+    let t = this.tables.get(dev);
+    if (!t || t.len <= maxPosition) {
+      const len = Math.min(Math.max(this.cfg.maxPositions, maxPosition + 1), 2 ** Math.ceil(Math.log2(Math.max(64, maxPosition + 1))));
+      t = { ...this.at(0, len, dev), len };
+      this.tables.set(dev, t);
+    }
+    return { cos: indexSelect(t.cos, 0, positions), sin: indexSelect(t.sin, 0, positions) };
   }
   at(start: number, length: number, device?: string): { cos: Tensor; sin: Tensor } {
     const pos = Array.from({ length }, (_, i) => start + i);
