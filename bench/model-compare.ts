@@ -7,16 +7,13 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { median, opt } from './harness.js';
+import { SHAPES } from './shapes.js';
 
 const here = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const root = path.resolve(opt('--root') ?? here);
 const lengths = (opt('--tokens') ?? '512').split(',').map(Number);
 const M = (await import(path.join(root, 'dist', 'src', 'model', 'index.js'))) as typeof import('../src/model/index.js');
-const cfg = M.randomConfig({
-  vocab_size: 8192, hidden_size: 1024, intermediate_size: 2048, moe_intermediate_size: 256, num_hidden_layers: 4, first_k_dense_replace: 1,
-  num_attention_heads: 8, num_key_value_heads: 8, n_routed_experts: 16, n_shared_experts: 1, num_experts_per_tok: 4, n_group: 4, topk_group: 2,
-  q_lora_rank: 512, kv_lora_rank: 256, qk_nope_head_dim: 64, qk_rope_head_dim: 32, v_head_dim: 64, index_n_heads: 8, index_head_dim: 128, index_topk: 256,
-});
+const cfg = M.randomConfig(SHAPES['cpu-mid']!);
 const model = M.DeepseekV32.fromSource(cfg, M.mapSource(M.randomCheckpoint(cfg, 1)));
 
 // time inside each module's forward (MLA includes its indexer)

@@ -1,6 +1,6 @@
 // Load on the HTTP server (a script, not a test): a random-weight model with the real vocabulary (129280)
 // behind LLMEngine and the server in this process, and B concurrent streaming chat requests per level.
-//   node dist/test/server/load-bench.js [--device cpu|cuda] [--shape tiny|cpu-mid|mid] [--numerics f32|bf16]
+//   node dist/bench/serve-load.js [--device cpu|cuda] [--shape tiny|cpu-mid|mid] [--numerics f32|bf16]
 //        [--batches 1,16,64] [--gen 32] [--fuzz 1000] [--skip-tokenizer]
 // --skip-tokenizer serves without a tokenizer (as --skip-tokenizer-init) and streams /v1/completions with
 // token-id prompts of the same length as the chat prompts, so no tokenizer package is needed (GPU runs).
@@ -8,16 +8,15 @@
 // sent → first token chunk), TPOT p50/p99 (gaps between a stream's token chunks), output tokens/s over
 // the level's wall time. With --fuzz N it then sends N malformed requests (as test/server/fuzz.test.ts
 // does, fewer shapes) and reports the status counts and whether the server still answers.
-import { LLMEngine } from '../../src/engine/engine.js';
-import { DeepseekV32, mapSource, randomCheckpoint, randomConfig, type RandomConfigOverrides } from '../../src/model/index.js';
-import { createServer } from '../../src/server/index.js';
+import { LLMEngine } from '../src/engine/engine.js';
+import { DeepseekV32, mapSource, randomCheckpoint, randomConfig } from '../src/model/index.js';
+import { opt } from './harness.js';
+import { shapeOf } from './shapes.js';
+import { createServer } from '../src/server/index.js';
 
-const arg = (name: string, dflt: string): string => {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? process.argv[i + 1]! : dflt;
-};
+const arg = (name: string, dflt: string): string => opt(name) ?? dflt;
 const device = arg('--device', 'cpu');
-if (device === 'cuda') await import('../../src/backend/cuda/index.js');
+if (device === 'cuda') await import('../src/backend/cuda/index.js');
 const shape = arg('--shape', 'tiny');
 const numerics = arg('--numerics', 'f32') as 'f32' | 'bf16';
 const batches = arg('--batches', '1,16,64').split(',').map(Number);
@@ -25,25 +24,12 @@ const G = Number(arg('--gen', '32'));
 const fuzzN = Number(arg('--fuzz', '0'));
 const raw = process.argv.includes('--skip-tokenizer');
 
-const shapes: Record<string, RandomConfigOverrides> = {
-  tiny: { num_hidden_layers: 2, hidden_size: 64, intermediate_size: 128, moe_intermediate_size: 32, index_topk: 8 },
-  'cpu-mid': {
-    hidden_size: 1024, intermediate_size: 2048, moe_intermediate_size: 256, num_hidden_layers: 4, first_k_dense_replace: 1,
-    num_attention_heads: 8, num_key_value_heads: 8, n_routed_experts: 16, n_shared_experts: 1, num_experts_per_tok: 4, n_group: 4, topk_group: 2,
-    q_lora_rank: 512, kv_lora_rank: 256, qk_nope_head_dim: 64, qk_rope_head_dim: 32, v_head_dim: 64, index_n_heads: 8, index_head_dim: 128, index_topk: 256,
-  },
-  mid: {
-    hidden_size: 2048, intermediate_size: 5632, moe_intermediate_size: 512, num_hidden_layers: 4, first_k_dense_replace: 1,
-    num_attention_heads: 16, num_key_value_heads: 16, n_routed_experts: 32, n_shared_experts: 1, num_experts_per_tok: 4, n_group: 8, topk_group: 4,
-    q_lora_rank: 768, kv_lora_rank: 512, qk_nope_head_dim: 128, qk_rope_head_dim: 64, v_head_dim: 128, index_n_heads: 16, index_head_dim: 128, index_topk: 2048,
-  },
-};
-const cfg = randomConfig({ ...shapes[shape]!, vocab_size: 129280, max_position_embeddings: 4096 });
+const cfg = randomConfig({ ...shapeOf(shape), vocab_size: 129280, max_position_embeddings: 4096 });
 const t0 = performance.now();
 const model = DeepseekV32.fromSource(cfg, mapSource(randomCheckpoint(cfg, 1)), { device });
 const maxB = Math.max(...batches);
 const engine = new LLMEngine(model, { numerics, maxNumSeqs: Math.max(64, maxB), maxModelLen: 1024, modelName: shape });
-const server = createServer({ engine, codec: raw ? null : (await import('../../src/chat/tokenizer.js')).loadDeepSeekV32Tokenizer(), servedModelName: 'bench', maxWaiting: 4096 });
+const server = createServer({ engine, codec: raw ? null : (await import('../src/chat/tokenizer.js')).loadDeepSeekV32Tokenizer(), servedModelName: 'bench', maxWaiting: 4096 });
 const url = await server.listen(0, '127.0.0.1');
 console.error(`# ${shape} on ${device} (${numerics}), ready in ${((performance.now() - t0) / 1000).toFixed(1)} s at ${url}`);
 

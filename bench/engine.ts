@@ -1,5 +1,5 @@
 // Engine throughput on a random-weight model (a script, not a test):
-//   node dist/test/engine/engine-bench.js [--device cpu|cuda] [--shape tiny|cpu-mid|mid] [--numerics f32|bf16]
+//   node dist/bench/engine.js [--device cpu|cuda] [--shape tiny|cpu-mid|mid] [--numerics f32|bf16]
 //        [--batches 1,4,16] [--prompt 64] [--gen 32] [--spec 0] [--vocab V] [--temperature 0]
 // For each batch size B, B concurrent requests (greedy unless --temperature) (distinct prompts, ignoreEos) of `prompt` tokens
 // generate `gen` tokens each. Reported per B: TTFT (first token after submission) mean, TPOT (mean gap
@@ -8,16 +8,15 @@
 // (model.forward of B one-token rows on a filled cache), so the engine's own overhead shows as the gap;
 // modelShareOfEngine is the fraction of the engine's wall time spent inside model.step/mtpStep.
 // One JSON line per B on stdout.
-import { LLMEngine } from '../../src/engine/engine.js';
-import type { EngineEvent } from '../../src/engine/types.js';
-import { DeepseekV32, mapSource, randomCheckpoint, randomConfig, type RandomConfigOverrides } from '../../src/model/index.js';
+import { LLMEngine } from '../src/engine/engine.js';
+import type { EngineEvent } from '../src/engine/types.js';
+import { DeepseekV32, mapSource, randomCheckpoint, randomConfig } from '../src/model/index.js';
+import { opt } from './harness.js';
+import { shapeOf } from './shapes.js';
 
-const arg = (name: string, dflt: string): string => {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? process.argv[i + 1]! : dflt;
-};
+const arg = (name: string, dflt: string): string => opt(name) ?? dflt;
 const device = arg('--device', 'cpu');
-if (device === 'cuda') await import('../../src/backend/cuda/index.js');
+if (device === 'cuda') await import('../src/backend/cuda/index.js');
 const shape = arg('--shape', 'tiny');
 const numerics = arg('--numerics', 'f32') as 'f32' | 'bf16';
 const batches = arg('--batches', '1,4,16').split(',').map(Number);
@@ -25,21 +24,8 @@ const P = Number(arg('--prompt', '64'));
 const G = Number(arg('--gen', '32'));
 const spec = Number(arg('--spec', '0'));
 
-const shapes: Record<string, RandomConfigOverrides> = {
-  tiny: { num_hidden_layers: 2, vocab_size: 128, index_topk: 8 },
-  'cpu-mid': {
-    vocab_size: 8192, hidden_size: 1024, intermediate_size: 2048, moe_intermediate_size: 256, num_hidden_layers: 4, first_k_dense_replace: 1,
-    num_attention_heads: 8, num_key_value_heads: 8, n_routed_experts: 16, n_shared_experts: 1, num_experts_per_tok: 4, n_group: 4, topk_group: 2,
-    q_lora_rank: 512, kv_lora_rank: 256, qk_nope_head_dim: 64, qk_rope_head_dim: 32, v_head_dim: 64, index_n_heads: 8, index_head_dim: 128, index_topk: 256,
-  },
-  mid: {
-    vocab_size: 32000, hidden_size: 2048, intermediate_size: 5632, moe_intermediate_size: 512, num_hidden_layers: 4, first_k_dense_replace: 1,
-    num_attention_heads: 16, num_key_value_heads: 16, n_routed_experts: 32, n_shared_experts: 1, num_experts_per_tok: 4, n_group: 8, topk_group: 4,
-    q_lora_rank: 768, kv_lora_rank: 512, qk_nope_head_dim: 128, qk_rope_head_dim: 64, v_head_dim: 128, index_n_heads: 16, index_head_dim: 128, index_topk: 2048,
-  },
-};
 const vocab = process.argv.includes('--vocab') ? { vocab_size: Number(arg('--vocab', '0')) } : {};
-const cfg = randomConfig({ ...shapes[shape]!, ...vocab, num_nextn_predict_layers: spec > 0 ? 1 : 0 });
+const cfg = randomConfig({ ...shapeOf(shape), ...vocab, num_nextn_predict_layers: spec > 0 ? 1 : 0 });
 const temperature = Number(arg('--temperature', '0'));
 const model = DeepseekV32.fromSource(cfg, mapSource(randomCheckpoint(cfg, 1)), { device });
 model.forward([[1, 2, 3, 4]], { numerics }); // load every weight
