@@ -243,11 +243,15 @@ export function moeCombineCpu(out: View, ySlots: View, weights: View, rows: View
   const r = readIndex(rows);
   const sh = shared ? readF(shared, ct) : null;
   const acc = f64 ? new Float64Array(T * D) : new Float32Array(T * D);
+  // two copies of the loop so each calls its rounding directly (through `rnd` the f32 loop ran ~10×
+  // slower); storing into the Float32Array is the outer fround
   for (let t = 0; t < T; t++) {
     for (let j = 0; j < k; j++) {
       const wj = w[t * k + j]!;
       const base = r[t * k + j]! * D;
-      for (let d = 0; d < D; d++) acc[t * D + d] = rnd(acc[t * D + d]! + rnd(y[base + d]! * wj));
+      const o = t * D;
+      if (f64) for (let d = 0; d < D; d++) acc[o + d] = acc[o + d]! + y[base + d]! * wj;
+      else for (let d = 0; d < D; d++) acc[o + d] = acc[o + d]! + fround(y[base + d]! * wj);
     }
   }
   if (sh) for (let i = 0; i < acc.length; i++) acc[i] = rnd(acc[i]! + sh[i]!);
