@@ -2,29 +2,31 @@
 // weights: tokens/s per phase (dense pretrain, DSA warm-up, sparse stage) at a given shape.
 //   node dist/bench/train-step.js [--shape tiny|small|cpu-mid] [--batch 2] [--seq 64] [--steps 3] [--device cpu]
 import { median, opt } from './harness.js';
+import { SHAPES } from './shapes.js';
 import { DeepseekV32, randomCheckpoint, randomConfig } from '../src/model/index.js';
 import { mapSource } from '../src/model/weights.js';
 import { backward } from '../src/tensor/autograd.js';
 import { objective } from '../src/train/objective.js';
 import { AdamW } from '../src/train/optim.js';
 
-const SHAPES: Record<string, Record<string, unknown>> = {
+const TRAIN_SHAPES: Record<string, Record<string, unknown>> = {
   // the training tests' model (test/train/tiny.ts)
   tiny: { vocab_size: 64, hidden_size: 64, intermediate_size: 96, moe_intermediate_size: 16, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 2, q_lora_rank: 32, qk_nope_head_dim: 16, v_head_dim: 16, index_n_heads: 2, index_topk: 4, num_nextn_predict_layers: 1 },
   // randomConfig's defaults (dim 256, 3 layers, 8 experts top-2) with one MTP layer
   small: { num_nextn_predict_layers: 1 },
-  'cpu-mid': {
-    vocab_size: 8192, hidden_size: 1024, intermediate_size: 2048, moe_intermediate_size: 256, num_hidden_layers: 4, first_k_dense_replace: 1,
-    num_attention_heads: 8, num_key_value_heads: 8, n_routed_experts: 16, n_shared_experts: 1, num_experts_per_tok: 4, n_group: 4, topk_group: 2,
-    q_lora_rank: 512, kv_lora_rank: 256, qk_nope_head_dim: 64, qk_rope_head_dim: 32, v_head_dim: 64, index_n_heads: 8, index_head_dim: 128, index_topk: 256,
-  },
+  'cpu-mid': SHAPES['cpu-mid']!,
 };
 const shape = opt('--shape') ?? 'small';
 const B = Number(opt('--batch') ?? 2);
 const S = Number(opt('--seq') ?? 64);
 const steps = Number(opt('--steps') ?? 3);
 const device = opt('--device') ?? 'cpu';
-const cfg = randomConfig(SHAPES[shape]!);
+const chosen = TRAIN_SHAPES[shape];
+if (!chosen) {
+  console.error(`unknown --shape ${shape}: one of ${Object.keys(TRAIN_SHAPES).join(', ')}`);
+  process.exit(2);
+}
+const cfg = randomConfig(chosen);
 const model = DeepseekV32.fromSource(cfg, mapSource(randomCheckpoint(cfg, 1)), { master: 'f32', device });
 const params = model.weights.parameters();
 const opt2 = new AdamW(params, { lr: 1e-4 });
