@@ -19,9 +19,9 @@ import { ChatOutput, type ChatDelta, type ChatResult } from './chat-output.js';
 import { checkModel, disconnectSignal, engineError, type ServerContext } from './context.js';
 import { ApiError, badField } from './errors.js';
 import { startGeneration, type ChoiceStep } from './generation.js';
-import { outputOptions, samplingParams } from './sampling.js';
+import { outputOptions, samplingParams, wantsTokenData } from './sampling.js';
 import { chatRequestSchema, fieldPath, parseRequest, type ChatRequest } from './schemas.js';
-import { SseWriter } from './sse.js';
+import { SseWriter, guardStream } from './sse.js';
 import { TokenData } from './token-data.js';
 
 interface Prepared {
@@ -185,7 +185,7 @@ export async function chatCompletions(ctx: ServerContext, request: FastifyReques
     const c = generated.reduce((a, b) => a + b, 0);
     return { prompt_tokens: promptIds.length, completion_tokens: c, total_tokens: promptIds.length + c };
   };
-  try {
+  await guardStream(sse, request.log, async () => {
     // The role comes first, one chunk per choice, as OpenAI streams it.
     for (let i = 0; i < n; i++) {
       await sse.send(chunk({ index: i, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }, i === 0 && out.returnTokenIds ? { prompt_token_ids: promptIds } : {}));
@@ -199,7 +199,7 @@ export async function chatCompletions(ctx: ServerContext, request: FastifyReques
       const fresh = new TokenData(ctx.codec, out, ctx.routeShape);
       const delta = mergeDeltas(advance(step, fresh));
       generated[step.index]! += step.tokens.length;
-      const hasTokenData = step.tokens.length > 0 && (out.logprobs >= 0 || out.returnTokenIds || out.returnSamplingMask || out.returnRoutedExperts || out.returnIndexerTopk);
+      const hasTokenData = wantsTokenData(out, step.tokens.length);
       if (!Object.keys(delta).length && !step.finish && !hasTokenData) continue;
       await sse.send(chunk({ index: step.index, delta, logprobs: fresh.chatLogprobsField(), finish_reason: step.finish ? c.finish : null, ...fresh.extensionFields() }));
     }
@@ -212,13 +212,7 @@ export async function chatCompletions(ctx: ServerContext, request: FastifyReques
       await sse.done();
       ctx.metrics.e2e.observe((performance.now() - arrivedAt) / 1000);
     }
-  } catch (e) {
-    await sse.send(new ApiError(500, `generation failed: ${(e as Error).message}`, null, 'internal_error').body());
-    request.log.error(e);
-  } finally {
-    if (!sse.closed) sse.end();
-    await gen.steps.return({ promptTokens: 0, completionTokens: 0 });
-  }
+  }, () => gen.steps.return({ promptTokens: 0, completionTokens: 0 }));
 }
 
 /** One OpenAI delta object from this step's parser events (pieces of one kind concatenated). */

@@ -9,9 +9,9 @@ import type { TextCodec } from './codec.js';
 import { checkModel, disconnectSignal, engineError, type ServerContext } from './context.js';
 import { ApiError, badField } from './errors.js';
 import { mergeGenerations, startGeneration, type ChoiceStep, type GenerationResult } from './generation.js';
-import { outputOptions, samplingParams } from './sampling.js';
+import { outputOptions, samplingParams, wantsTokenData } from './sampling.js';
 import { completionRequestSchema, parseRequest } from './schemas.js';
-import { SseWriter } from './sse.js';
+import { SseWriter, guardStream } from './sse.js';
 import { TokenData } from './token-data.js';
 
 const DEFAULT_MAX_TOKENS = 16;
@@ -121,7 +121,7 @@ export async function completions(ctx: ServerContext, request: FastifyRequest, r
     choices: [choice],
     ...(includeUsage ? { usage: req.stream_options?.continuous_usage_stats ? { prompt_tokens: promptTotal, completion_tokens: generated, total_tokens: promptTotal + generated } : null } : {}),
   });
-  try {
+  await guardStream(sse, request.log, async () => {
     const started = new Set<number>();
     let r;
     for (;;) {
@@ -142,7 +142,7 @@ export async function completions(ctx: ServerContext, request: FastifyRequest, r
         text = c.text + text;
         first = promptFields(source);
       }
-      const hasTokenData = step.tokens.length > 0 && (out.logprobs >= 0 || out.returnTokenIds || out.returnSamplingMask || out.returnRoutedExperts || out.returnIndexerTopk);
+      const hasTokenData = wantsTokenData(out, step.tokens.length);
       if (!text && !step.finish && !hasTokenData && !Object.keys(first).length) continue;
       await sse.send(chunk({ index, text, logprobs: fresh.legacyLogprobsField(), finish_reason: step.finish ? step.finish.reason : null, ...first, ...fresh.extensionFields() }));
     }
@@ -152,11 +152,5 @@ export async function completions(ctx: ServerContext, request: FastifyRequest, r
       await sse.done();
       ctx.metrics.e2e.observe((performance.now() - arrivedAt) / 1000);
     }
-  } catch (e) {
-    await sse.send(new ApiError(500, `generation failed: ${(e as Error).message}`, null, 'internal_error').body());
-    request.log.error(e);
-  } finally {
-    if (!sse.closed) sse.end();
-    await merged.return([]);
-  }
+  }, () => merged.return([]));
 }

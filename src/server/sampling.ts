@@ -18,6 +18,11 @@ export interface OutputOptions {
 
 type Common = ChatRequest | CompletionRequest;
 
+/** Whether a step's tokens carry data the client asked for (so a chunk is sent even with no new text). */
+export function wantsTokenData(out: OutputOptions, tokens: number): boolean {
+  return tokens > 0 && (out.logprobs >= 0 || out.returnTokenIds || out.returnSamplingMask || out.returnRoutedExperts || out.returnIndexerTopk);
+}
+
 export function samplingParams(req: Common, info: Engine['info'], promptTokens: number, maxTokensField: string, maxTokens: number | null | undefined, logprobs: number): Partial<SamplingParams> {
   for (const f of ['presence_penalty', 'frequency_penalty'] as const) {
     const v = req[f];

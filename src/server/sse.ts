@@ -3,6 +3,7 @@
 // writer wait for 'drain' rather than buffer without bound), and a closed connection turns every later
 // write into a no-op, so the generation loop only has to check `closed` to stop.
 import type { ServerResponse } from 'node:http';
+import { ApiError } from './errors.js';
 
 export class SseWriter {
   private ended = false;
@@ -51,5 +52,22 @@ export class SseWriter {
       this.res.on('drain', done);
       this.res.on('close', done);
     });
+  }
+}
+
+/**
+ * Run a stream's body: a failure after the headers went out becomes an error event in the stream (the
+ * status line is already 200), the stream is always ended, and `cleanup` (returning the engine request's
+ * iterator, which aborts whatever is still generating) always runs.
+ */
+export async function guardStream(sse: SseWriter, log: { error(e: unknown): void }, body: () => Promise<void>, cleanup: () => Promise<unknown>): Promise<void> {
+  try {
+    await body();
+  } catch (e) {
+    await sse.send(new ApiError(500, `generation failed: ${(e as Error).message}`, null, 'internal_error').body());
+    log.error(e);
+  } finally {
+    if (!sse.closed) sse.end();
+    await cleanup();
   }
 }
