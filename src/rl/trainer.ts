@@ -1,0 +1,414 @@
+// The GRPO trainer of `dsv32 rl` (issue 14; DeepSeek-V3.2 §3.1, ../shared/docs/rl.md §1.2–1.6). One RL step:
+//
+//   1. rollouts   tasks_per_step tasks × G episodes on a fresh in-process engine over the CURRENT weights
+//                 (rollout.ts), with a per-step sampling seed (seed, step) so the step is reproducible;
+//   2. rewards    the episodes' R_i (rewards.ts), Â = R − mean over the group (grpo.ts, no std division);
+//   3. collate    batch.ts; the advantages are centred over whole groups BEFORE the split below, so a
+//                 minibatch that holds part of a group still trains on the group-relative Â;
+//   4. minibatches the rollout batch is split into num_minibatches optimiser steps. Only the first runs at
+//                 θ = θ_old; the later ones see a θ that has already moved, so they are off-policy — the
+//                 staleness OPSM (rl.md §1.4) and the clip are there for;
+//   5. per minibatch  trainForward with the engine's routes forced (Keep Routing, keep-routing.ts; positions
+//                 the engine did not record — the prompt — take the trainer's own current routes, R2-style,
+//                 batch.ts overlayRoutes), log π_θ over the recorded kept set at the sampling temperature
+//                 (Keep Sampling Mask, keep-sampling-mask.ts), the composed loss (policy-loss.ts: clipped
+//                 ratio against the engine's π_old, OPSM with δ, β·unbiased KL to π_ref), backward, global
+//                 gradient-norm clip, AdamW, weights.update().
+//
+// π_ref is the frozen initial policy: the `model` directory opened a second time (never trained), scored with
+// the same forced routes and the same kept sets as π_θ, so KL(π_θ‖π_ref) is exactly 0 at θ = θ_ref [interp:
+// the paper does not say whether π_ref is masked, rl.md §1.6].
+//
+// Serving the updated weights: the optimiser updates the master tensors in place and weights.update() bumps
+// ModelWeights.generation, which makes the weight-derived inference caches (moe.ts stacked experts, mla.ts
+// absorbed wkv_b) rebuild. The engine's KV/prefix cache, however, holds activations of the OLD weights, so
+// every step builds a new engine: a cached prefix from step k−1 would otherwise be served as if computed by
+// θ_k.
+//
+// Resume: checkpoints (src/train/checkpoint.ts: f32 master weights, AdamW moments, the step) every save_every
+// steps and at the end; a run started again with the same config continues from <out>/latest. The rollout
+// seed, the task choice and the minibatch split are functions of the step, and a fresh engine starts from an
+// empty cache, so the resumed run repeats the uninterrupted one bit for bit (given deterministic
+// environments: the engine's batch composition follows request arrival, which tool latency could change).
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { loadTokenizer, type DeepSeekTokenizer } from '../chat/tokenizer.js';
+import { LLMEngine } from '../engine/engine.js';
+import { loadEnvironment, type Environment } from '../envs/load.js';
+import { DsvError } from '../errors.js';
+import { DeepseekV32 } from '../model/model.js';
+import { type Tensor, backward, detach, fromArray, gather, logSoftmax, muls, noGrad, reshape, softmax, unsqueeze, where } from '../tensor/index.js';
+import { latestCheckpoint, OPTIMIZER_FILE, saveCheckpoint } from '../train/checkpoint.js';
+import { clipGradNorm, gradNorm as gradNormOf } from '../train/clip.js';
+import { AdamW } from '../train/optim.js';
+import { type RlBatch, type RolloutRecord, collateRollouts, overlayRoutes } from './batch.js';
+import type { RlConfig } from './config.js';
+import { type RecordedRoutes, forcedRoutesFromRecorded, recordRoutes, routingDisagreement } from './keep-routing.js';
+import { maskedTokenLogProbs } from './keep-sampling-mask.js';
+import { policyLoss } from './policy-loss.js';
+import { EngineSampler, type GroupRollout, type RolloutOptions, groupRecords, rolloutGroup } from './rollout.js';
+
+export class RlTrainError extends DsvError {}
+
+export const RL_LOG_FILE = 'rl.jsonl';
+const STAGE = 'rl';
+/** the engine returns at most 20 top logprobs; the kept mass is derivable when they cover the kept set */
+const MAX_TOP_LOGPROBS = 20;
+
+/** Per optimiser step (minibatch) of an RL step. */
+export interface MinibatchLog {
+  sequences: number;
+  tokens: number;
+  loss: number;
+  grad_norm: number;
+  /** mean and max over trained tokens of |r − 1|, r = π_θ/π_old before this minibatch's update */
+  ratio_mean_abs_dev: number;
+  ratio_max_abs_dev: number;
+  clip_fraction: number;
+  /** sequences OPSM removed from the policy term */
+  opsm_masked_fraction: number;
+  /** mean unbiased KL estimate r·k3 (0 when use_kl_loss is off) */
+  kl: number;
+  /** mean entropy of softmax(logits/τ) over the full vocabulary at trained positions */
+  entropy: number;
+  /** mean |log π_θ − log π_rollout| over trained tokens */
+  logprob_mismatch: number;
+  /** (token, MoE layer) pairs at engine-routed positions where the training forward's experts differ */
+  routing_disagreement: number;
+  /** the same for the trainer's free router at the current θ (what Keep Routing overrides) */
+  router_drift: number;
+}
+
+export interface RlStepLog {
+  step: number;
+  reward: number;
+  /** episodes whose verifier score is 1 */
+  pass_rate: number;
+  outcome: number;
+  episodes: number;
+  sequences: number;
+  trained_tokens: number;
+  /** trained tokens whose kept mass the engine's top logprobs did not cover (their π_old is unmasked) */
+  unmasked_tokens: number;
+  /** means over the step's minibatches */
+  kl: number;
+  entropy: number;
+  clip_fraction: number;
+  opsm_masked_fraction: number;
+  /** the first minibatch's: θ = θ_old there, so this is the pure rollout/train numerics mismatch */
+  logprob_mismatch: number;
+  routing_disagreement: number;
+  router_drift: number;
+  minibatches: MinibatchLog[];
+  rollout_s: number;
+  train_s: number;
+}
+
+export interface RlHooks {
+  onStart?: (info: { startStep: number; steps: number; params: number; tasks: number }) => void;
+  onStep?: (log: RlStepLog) => void;
+  onCheckpoint?: (dir: string) => void;
+  /** stop after this many steps of this invocation (tests: a simulated kill after a checkpoint) */
+  stopAfter?: number;
+}
+
+export interface RlResult {
+  step: number;
+  resumedFrom: number | null;
+  checkpoint: string | null;
+  done: boolean;
+  model: DeepseekV32;
+}
+
+/** The configuration's fingerprint, without what may change between a run and its resume. */
+export function rlConfigHash(cfg: RlConfig): string {
+  const { steps: _s, out: _o, keep: _k, save_every: _e, ...rest } = cfg;
+  return createHash('sha256').update(JSON.stringify(rest)).digest('hex').slice(0, 16);
+}
+
+/** The step's sampling seed: distinct per (run seed, step), the same when the step is repeated. */
+export function rolloutSeed(seed: number, step: number): number {
+  return ((seed * 2654435761 + step * 40503 + 1) >>> 0) % 2147483647;
+}
+
+/** The tasks of step `step`: tasks_per_step ids taken round-robin from the task list. */
+export function stepTasks(tasks: readonly string[], perStep: number, step: number): string[] {
+  return Array.from({ length: perStep }, (_, i) => tasks[(step * perStep + i) % tasks.length]!);
+}
+
+/** Contiguous, nearly equal index ranges [a, b) splitting n items into k parts. */
+export function splitRanges(n: number, k: number): [number, number][] {
+  return Array.from({ length: k }, (_, i) => [Math.floor((i * n) / k), Math.floor(((i + 1) * n) / k)] as [number, number]);
+}
+
+/** log softmax(logits/τ)(target) over the full vocabulary (Keep Sampling Mask off); 0 at invalid tokens. */
+function fullTokenLogProbs(logits: Tensor, target: Tensor, temperature: number, valid: Tensor): Tensor {
+  const [S, T] = target.shape as [number, number];
+  const V = logits.shape[logits.rank - 1]!;
+  const lp = logSoftmax(muls(reshape(logits, [S * T, V]), 1 / temperature), -1);
+  const picked = reshape(gather(lp, 1, unsqueeze(reshape(target, [S * T]), 1)), [S, T]);
+  return where(valid, picked, 0);
+}
+
+/** Mean over valid rows of −Σ_v p log p of softmax(logits/τ); no gradient. */
+function meanEntropy(logits: Tensor, temperature: number, valid: Tensor): number {
+  return noGrad(() => {
+    const V = logits.shape[logits.rank - 1]!;
+    const z = muls(reshape(detach(logits), [-1, V]), 1 / temperature);
+    const p = softmax(z, -1).toFloat64();
+    const lp = logSoftmax(z, -1).toFloat64();
+    const ok = valid.toFloat64();
+    let s = 0;
+    let n = 0;
+    for (let i = 0; i < ok.length; i++) {
+      if (!ok[i]) continue;
+      let h = 0;
+      for (let v = 0; v < V; v++) h -= p[i * V + v]! * lp[i * V + v]!;
+      s += h;
+      n++;
+    }
+    return n ? s / n : 0;
+  });
+}
+
+/** The routes of `a` and `b` restricted to the engine-routed positions of each sequence (routed [S, T]). */
+function atRouted(a: readonly RecordedRoutes[], b: readonly RecordedRoutes[], routed: Float64Array, T: number): [RecordedRoutes[], RecordedRoutes[]] {
+  const pick = (r: RecordedRoutes, s: number): RecordedRoutes => {
+    const per = r.layers * r.k;
+    const pos = Array.from({ length: T }, (_, j) => j).filter((j) => routed[s * T + j]);
+    const data = new Int16Array(pos.length * per);
+    pos.forEach((j, i) => data.set(r.data.subarray(j * per, (j + 1) * per), i * per));
+    return { data, tokens: pos.length, layers: r.layers, k: r.k };
+  };
+  return [a.map(pick), b.map(pick)];
+}
+
+/** Drop the log lines of steps after `step` (a killed run's steps past its last checkpoint). */
+function truncateLog(path: string, step: number): void {
+  if (!existsSync(path)) return;
+  const kept = readFileSync(path, 'utf8').split('\n').filter((l) => {
+    try {
+      return l !== '' && (JSON.parse(l) as { step: number }).step <= step;
+    } catch {
+      return false; // a line cut by the kill
+    }
+  });
+  writeFileSync(path, kept.map((l) => l + '\n').join(''));
+}
+
+const mean = (xs: readonly number[]): number => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
+
+export interface RlInputs {
+  /** default: loadEnvironment(cfg.env.path) */
+  env?: Environment;
+  /** default: loadTokenizer(cfg.tokenizer ?? cfg.model) */
+  tokenizer?: DeepSeekTokenizer;
+}
+
+export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInputs = {}): Promise<RlResult> {
+  const configHash = rlConfigHash(cfg);
+  const tokPath = cfg.tokenizer ?? cfg.model;
+  const tok = inputs.tokenizer ?? loadTokenizer(tokPath);
+  const env = inputs.env ?? loadEnvironment(cfg.env.path);
+  const tasks = cfg.env.tasks ?? env.tasks.map((t) => t.id);
+  for (const [i, t] of tasks.entries()) if (!env.taskById.has(t)) throw new RlTrainError(`env.tasks[${i}]: environment ${env.manifest.id} has no task "${t}"`);
+
+  const resume = latestCheckpoint(cfg.out);
+  if (resume && (resume.state.configHash !== configHash || resume.state.stage !== STAGE)) {
+    throw new RlTrainError(`out: ${cfg.out} holds a checkpoint of another run (stage ${resume.state.stage}, config ${resume.state.configHash}; this run: ${STAGE}, ${configHash}); use a fresh out directory`);
+  }
+  const configJson = readFileSync(join(cfg.model, 'config.json'), 'utf8');
+  const model = DeepseekV32.load(resume ? resume.dir : cfg.model, { master: 'f32' });
+  const ref = cfg.use_kl_loss && cfg.kl_loss_coef > 0 ? DeepseekV32.load(cfg.model) : null;
+  const mc = model.cfg;
+  if (tok.vocabSize > mc.vocabSize) throw new RlTrainError(`tokenizer: ${tok.vocabSize} tokens, more than the model's vocab_size ${mc.vocabSize}`);
+  const params = model.weights.parameters();
+  const decay = (n: string, p: Tensor): boolean => p.rank >= 2 && !n.endsWith('embed_tokens.weight');
+  const opt = resume
+    ? AdamW.load(join(resume.dir, OPTIMIZER_FILE), params, { decay })
+    : new AdamW(params, { lr: cfg.lr, betas: cfg.betas as [number, number], eps: 1e-8, weightDecay: cfg.weight_decay, decay });
+  opt.lr = cfg.lr;
+  const start = resume ? resume.state.step : 0;
+  mkdirSync(cfg.out, { recursive: true });
+  const logPath = join(cfg.out, RL_LOG_FILE);
+  truncateLog(logPath, start);
+  hooks.onStart?.({ startStep: start, steps: cfg.steps, params: params.reduce((a, [, p]) => a + p.numel, 0), tasks: tasks.length });
+
+  const moeLayers = mc.nLayers - mc.nDenseLayers;
+  const routeShape = moeLayers > 0 ? { layers: moeLayers, k: mc.nActivatedExperts } : undefined;
+  const sampling = { temperature: cfg.rollout_temperature, topP: cfg.rollout_top_p, topK: cfg.rollout_top_k, minP: cfg.rollout_min_p, maxTokens: cfg.rollout_max_response_len };
+  const topLogprobs = cfg.use_sampling_mask && (cfg.rollout_top_p < 1 || cfg.rollout_top_k > 0 || cfg.rollout_min_p > 0) ? MAX_TOP_LOGPROBS : 0;
+  const tokenizerFile = existsSync(join(tokPath, 'tokenizer.json')) ? join(tokPath, 'tokenizer.json') : existsSync(tokPath) && tokPath.endsWith('.json') ? tokPath : undefined;
+
+  let step = start;
+  let last: string | null = null;
+  let ran = 0;
+  const save = (): void => {
+    last = saveCheckpoint(cfg.out, { configJson, weights: model.weights.stateTensors(), optimizer: opt, state: { step, stage: STAGE, configHash }, keep: cfg.keep, tokenizer: tokenizerFile });
+    hooks.onCheckpoint?.(last);
+  };
+
+  while (step < cfg.steps) {
+    // ---- 1–2. rollouts and rewards on a fresh engine over the current weights
+    const t0 = Date.now();
+    const engine = new LLMEngine(model, { maxNumSeqs: cfg.engine.max_num_seqs, maxModelLen: cfg.rollout_max_context_len, numerics: cfg.numerics, ...(cfg.engine.num_blocks ? { numBlocks: cfg.engine.num_blocks } : {}) });
+    let groups: GroupRollout[];
+    try {
+      const ro: RolloutOptions = {
+        sampler: new EngineSampler(engine),
+        tokenizer: tok,
+        mode: cfg.thinking ? 'thinking' : 'chat',
+        sampling,
+        stopTokenIds: [tok.special.eos],
+        vocabSize: mc.vocabSize,
+        maxContextTokens: cfg.rollout_max_context_len,
+        ...(routeShape && cfg.use_rollout_routing_replay ? { routes: routeShape } : {}),
+        topLogprobs,
+        groupSize: cfg.n_samples_per_prompt,
+        maxSteps: cfg.env.max_steps,
+        reward: cfg.reward,
+        seed: rolloutSeed(cfg.seed, step),
+      };
+      // groups in a fixed order; their episodes run concurrently inside rolloutGroup (the engine batches them)
+      groups = [];
+      for (const t of stepTasks(tasks, cfg.tasks_per_step, step)) groups.push(await rolloutGroup(env, t, ro));
+    } finally {
+      engine.close();
+    }
+    const records = groupRecords(groups);
+    if (!records.length) throw new RlTrainError(`step ${step}: the rollouts produced no sampled token to train on`);
+    const episodes = groups.flatMap((g) => g.episodes);
+    const rolloutS = (Date.now() - t0) / 1000;
+
+    // ---- 3. collate once for the group-relative advantages of the whole batch
+    const t1 = Date.now();
+    const padId = tok.special.eos;
+    const logpOldMode = cfg.use_sampling_mask ? 'masked' : 'full';
+    const full = collateRollouts(records, { padId, logpOld: logpOldMode });
+    const advAll = full.advantages.toFloat64();
+
+    // ---- 4–5. minibatch updates
+    const mbs: MinibatchLog[] = [];
+    for (const [a, b] of splitRanges(records.length, cfg.num_minibatches)) {
+      const recs: RolloutRecord[] = records.slice(a, b);
+      const mb = collateRollouts(recs, { padId, logpOld: logpOldMode });
+      mbs.push(minibatchStep(mb, fromArray(advAll.subarray(a, b), [b - a], { dtype: 'f32' })));
+    }
+    step++;
+    ran++;
+    const log: RlStepLog = {
+      step,
+      reward: mean(episodes.map((e) => e.reward.reward)),
+      pass_rate: mean(episodes.map((e) => (e.verdict.score >= 1 ? 1 : 0))),
+      outcome: mean(episodes.map((e) => e.reward.outcome)),
+      episodes: episodes.length,
+      sequences: records.length,
+      trained_tokens: mbs.reduce((s, m) => s + m.tokens, 0),
+      unmasked_tokens: full.unmaskedTokens,
+      kl: mean(mbs.map((m) => m.kl)),
+      entropy: mean(mbs.map((m) => m.entropy)),
+      clip_fraction: mean(mbs.map((m) => m.clip_fraction)),
+      opsm_masked_fraction: mean(mbs.map((m) => m.opsm_masked_fraction)),
+      logprob_mismatch: mbs[0]!.logprob_mismatch,
+      routing_disagreement: mean(mbs.map((m) => m.routing_disagreement)),
+      router_drift: mean(mbs.map((m) => m.router_drift)),
+      minibatches: mbs,
+      rollout_s: rolloutS,
+      train_s: (Date.now() - t1) / 1000,
+    };
+    appendFileSync(logPath, JSON.stringify(log) + '\n');
+    hooks.onStep?.(log);
+    const stopping = step >= cfg.steps || (hooks.stopAfter !== undefined && ran >= hooks.stopAfter);
+    if (step % cfg.save_every === 0 || stopping) save();
+    if (stopping) break;
+  }
+  return { step, resumedFrom: resume ? start : null, checkpoint: last, done: step >= cfg.steps, model };
+
+  /** One optimiser step on a minibatch whose advantages were centred over the whole rollout batch. */
+  function minibatchStep(mb: RlBatch, advantages: Tensor): MinibatchLog {
+    const S = mb.input.length;
+    const T = mb.input[0]!.length;
+    const ids = Int32Array.from(mb.input.flat());
+    // fp8: the engine's forward round-trips the latent (and the indexer's inputs) through FP8 as the reference
+    // inference does; the training forward simulates the same rounding (straight-through gradient), so at
+    // θ = θ_old π_θ equals the engine's π_old up to f32 summation order instead of differing by the FP8 error
+    // attention: rows no longer than index_topk select every causal key, so DSA's sparse attention IS dense
+    // attention there and the dense kernel computes it faster; longer rows take the indexer's top-k (not
+    // replayed from the engine yet: the engine's selection is not recorded by rollout.ts)
+    const fwdOpts = { numerics: cfg.numerics, mtp: false, fp8: true, attention: T <= mc.indexTopk ? 'dense' : 'sparse' } as const;
+    // Keep Routing: the engine's routes, the trainer's own (free, current θ) where the engine recorded none
+    let forced: (Int32Array | null)[] | undefined;
+    let free: RecordedRoutes[] | null = null;
+    if (routeShape && mb.routes) {
+      free = noGrad(() => recordRoutes(mc, model.trainForward(ids, S, T, fwdOpts).routes, S));
+      forced = forcedRoutesFromRecorded(mc, overlayRoutes(mb, free), T);
+    }
+    const fwd = model.trainForward(ids, S, T, { ...fwdOpts, ...(forced ? { forcedRoutes: forced } : {}) });
+    const logits = reshape(fwd.logits, [S, T, mc.vocabSize]);
+    const tau = cfg.rollout_temperature;
+    const scored = (lg: Tensor): Tensor => (cfg.use_sampling_mask ? maskedTokenLogProbs(lg, mb.target, mb.samplingMask, tau, mb.valid) : fullTokenLogProbs(lg, mb.target, tau, mb.valid));
+    const logp = scored(logits);
+    const logpRef = ref
+      ? noGrad(() => scored(reshape(ref.trainForward(ids, S, T, { ...fwdOpts, ...(forced ? { forcedRoutes: forced } : {}) }).logits, [S, T, mc.vocabSize])))
+      : undefined;
+    const out = policyLoss(
+      { logp, logpOld: mb.logpOld, advantages, mask: mb.valid, ...(logpRef ? { logpRef } : {}) },
+      {
+        eps: cfg.eps_clip,
+        ...(cfg.eps_clip_high !== undefined ? { epsHigh: cfg.eps_clip_high } : {}),
+        beta: ref ? cfg.kl_loss_coef : 0,
+        ...(cfg.use_opsm ? { opsmDelta: cfg.opsm_delta } : {}),
+        unbiasedKl: cfg.use_unbiased_kl,
+      },
+    );
+    const loss = out.loss.item();
+    if (!Number.isFinite(loss)) throw new RlTrainError(`step ${step}: the loss is ${loss}; lower lr or check the rollouts`);
+    // measurements before the update (θ as the minibatch saw it)
+    const valid = mb.valid.toFloat64();
+    const lpv = logp.toFloat64();
+    const old = mb.logpOld.toFloat64();
+    let n = 0;
+    let devSum = 0;
+    let devMax = 0;
+    for (let i = 0; i < valid.length; i++) {
+      if (!valid[i]) continue;
+      const d = Math.abs(Math.exp(lpv[i]! - old[i]!) - 1);
+      devSum += d;
+      devMax = Math.max(devMax, d);
+      n++;
+    }
+    let mis = 0;
+    for (let i = 0; i < valid.length; i++) if (valid[i]) mis += Math.abs(lpv[i]! - old[i]!);
+    let disagreement = 0;
+    let drift = 0;
+    if (routeShape && mb.routes && mb.routed) {
+      const used = recordRoutes(mc, fwd.routes, S);
+      const routed = mb.routed.toFloat64();
+      disagreement = routingDisagreement(mc, ...atRouted(mb.routes, used, routed, T)).fraction;
+      drift = routingDisagreement(mc, ...atRouted(mb.routes, free!, routed, T)).fraction;
+    }
+    const entropy = meanEntropy(logits, tau, mb.valid);
+    opt.zeroGrad();
+    backward(out.loss);
+    const live = params.filter(([, p]) => p.grad).map(([, p]) => p);
+    const gradNorm = cfg.clip_grad > 0 ? clipGradNorm(live, cfg.clip_grad) : gradNormOf(live);
+    opt.step();
+    model.weights.update();
+    return {
+      sequences: S,
+      tokens: n,
+      loss,
+      grad_norm: gradNorm,
+      ratio_mean_abs_dev: n ? devSum / n : 0,
+      ratio_max_abs_dev: devMax,
+      clip_fraction: out.stats.clipFraction,
+      opsm_masked_fraction: out.stats.maskedSequenceFraction,
+      kl: out.stats.klMean,
+      entropy,
+      logprob_mismatch: n ? mis / n : 0,
+      routing_disagreement: disagreement,
+      router_drift: drift,
+    };
+  }
+}
