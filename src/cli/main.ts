@@ -16,6 +16,7 @@ import { register as registerData } from './data.js';
 import { register as registerServe } from './serve.js';
 import { register as registerChat } from './chat.js';
 import { register as registerTrain } from './train.js';
+import { register as registerRl } from './rl.js';
 
 const program = new Command();
 program
@@ -40,6 +41,7 @@ registerData(program);
 registerServe(program);
 registerChat(program);
 registerTrain(program);
+registerRl(program);
 
 async function main(): Promise<void> {
   try {

@@ -9,3 +9,5 @@ export * from './is-correction.js';
 export { type RolloutRecord, type RlBatch, RolloutRecordError, checkRolloutRecord, collateRollouts, overlayRoutes } from './batch.js';
 export * from './rewards.js';
 export * from './rollout.js';
+export * from './config.js';
+export * from './trainer.js';

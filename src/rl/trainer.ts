@@ -68,6 +68,11 @@ export interface MinibatchLog {
   clip_fraction: number;
   /** sequences OPSM removed from the policy term */
   opsm_masked_fraction: number;
+  /** per sequence: Â and OPSM's statistic mean(log π_old − log π_θ) (Eq. 9), for checking the mask */
+  advantages: number[];
+  opsm_statistic: number[];
+  /** mean log π_θ of the trained tokens (over the kept set with Keep Sampling Mask, the full vocabulary without) */
+  logp_mean: number;
   /** mean unbiased KL estimate r·k3 (0 when use_kl_loss is off) */
   kl: number;
   /** mean entropy of softmax(logits/τ) over the full vocabulary at trained positions */
@@ -263,7 +268,8 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
         stopTokenIds: [tok.special.eos],
         vocabSize: mc.vocabSize,
         maxContextTokens: cfg.rollout_max_context_len,
-        ...(routeShape && cfg.use_rollout_routing_replay ? { routes: routeShape } : {}),
+        // recorded even without Keep Routing: the routing disagreement is measured against them
+        ...(routeShape ? { routes: routeShape } : {}),
         topLogprobs,
         groupSize: cfg.n_samples_per_prompt,
         maxSteps: cfg.env.max_steps,
@@ -340,7 +346,7 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
     // Keep Routing: the engine's routes, the trainer's own (free, current θ) where the engine recorded none
     let forced: (Int32Array | null)[] | undefined;
     let free: RecordedRoutes[] | null = null;
-    if (routeShape && mb.routes) {
+    if (routeShape && mb.routes && cfg.use_rollout_routing_replay) {
       free = noGrad(() => recordRoutes(mc, model.trainForward(ids, S, T, fwdOpts).routes, S));
       forced = forcedRoutesFromRecorded(mc, overlayRoutes(mb, free), T);
     }
@@ -369,6 +375,7 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
     const lpv = logp.toFloat64();
     const old = mb.logpOld.toFloat64();
     let n = 0;
+    let lpSum = 0;
     let devSum = 0;
     let devMax = 0;
     for (let i = 0; i < valid.length; i++) {
@@ -376,6 +383,7 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
       const d = Math.abs(Math.exp(lpv[i]! - old[i]!) - 1);
       devSum += d;
       devMax = Math.max(devMax, d);
+      lpSum += lpv[i]!;
       n++;
     }
     let mis = 0;
@@ -386,7 +394,8 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
       const used = recordRoutes(mc, fwd.routes, S);
       const routed = mb.routed.toFloat64();
       disagreement = routingDisagreement(mc, ...atRouted(mb.routes, used, routed, T)).fraction;
-      drift = routingDisagreement(mc, ...atRouted(mb.routes, free!, routed, T)).fraction;
+      // without Keep Routing the training forward IS the free router
+      drift = free ? routingDisagreement(mc, ...atRouted(mb.routes, free, routed, T)).fraction : disagreement;
     }
     const entropy = meanEntropy(logits, tau, mb.valid);
     opt.zeroGrad();
@@ -404,6 +413,9 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
       ratio_max_abs_dev: devMax,
       clip_fraction: out.stats.clipFraction,
       opsm_masked_fraction: out.stats.maskedSequenceFraction,
+      advantages: Array.from(advantages.toFloat64()),
+      opsm_statistic: Array.from(out.opsmStatistic.toFloat64()),
+      logp_mean: n ? lpSum / n : 0,
       kl: out.stats.klMean,
       entropy,
       logprob_mismatch: n ? mis / n : 0,

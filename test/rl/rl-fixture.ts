@@ -96,7 +96,7 @@ export function tinyRlConfig(f: RlFixture, out: string, over: Partial<RlConfigIn
     steps: 2,
     lr: 1e-2,
     kl_loss_coef: 0.05,
-    opsm_delta: 0.5,
+    opsm_delta: 0.1,
     rollout_top_k: 8,
     rollout_max_response_len: 6,
     rollout_max_context_len: 4096,

@@ -1,0 +1,139 @@
+// The GRPO trainer (src/rl/trainer.ts) end to end on the CPU: a tiny random DeepSeek-V3.2 (test/rl/rl-fixture.ts)
+// samples rollouts on the real engine over the code-interpreter environment and is trained on them.
+//   run A: 2 steps with every stabilizer on, 2 minibatches per step (the second off-policy);
+//   resume: A's output directory as a `kill -9` during step 2 leaves it, resumed → A's step 2 bit for bit;
+//   run D: 1 step with Keep Routing, Keep Sampling Mask and the KL term off, against A's first step.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { appendFileSync, cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DeepseekV32 } from '../../src/model/index.js';
+import { parseRlConfig } from '../../src/rl/config.js';
+import { RL_LOG_FILE, type RlStepLog, rlTrain } from '../../src/rl/trainer.js';
+import { checkpointName } from '../../src/train/checkpoint.js';
+import { rlFixture, tinyRlConfig } from './rl-fixture.js';
+
+const f = rlFixture();
+
+async function run(out: string, over: Parameters<typeof tinyRlConfig>[2] = {}): Promise<RlStepLog[]> {
+  const logs: RlStepLog[] = [];
+  await rlTrain(parseRlConfig(tinyRlConfig(f, out, over)), { onStep: (l) => logs.push(l) });
+  return logs;
+}
+
+function weightsOf(dir: string): Map<string, Float32Array> {
+  const m = DeepseekV32.load(dir, { master: 'f32' });
+  return new Map([...m.weights.stateTensors()].map(([n, t]) => [n, Float32Array.from(t.toFloat32())]));
+}
+
+/** The log without its wall-clock fields. */
+function timeless(line: string): unknown {
+  const { rollout_s: _r, train_s: _t, ...rest } = JSON.parse(line) as RlStepLog;
+  return rest;
+}
+
+const outA = join(f.root, 'A');
+const runA = run(outA, { steps: 2 });
+
+test('one RL step end to end: on-policy first minibatch, off-policy second, weights change, the engine serves them', async () => {
+  const [s1, s2] = await runA;
+  assert.ok(s1 && s2);
+  assert.equal(s1.episodes, 2);
+  const [m0, m1] = s1.minibatches;
+  assert.ok(m0 && m1);
+  assert.notDeepEqual(m0.advantages, [0], 'the rewards differ within the group, so Â ≠ 0');
+  // θ = θ_old at the first minibatch: π_θ reproduces the engine's π_old up to f32 summation order
+  assert.ok(m0.ratio_max_abs_dev < 1e-4, `first minibatch |r − 1| ≤ ${m0.ratio_max_abs_dev}`);
+  assert.equal(m0.clip_fraction, 0);
+  assert.ok(m0.kl < 1e-5, `θ = θ_ref: KL ${m0.kl}`);
+  assert.ok(m0.grad_norm > 0);
+  // the second minibatch is trained after the first's update: off-policy
+  assert.ok(m1.ratio_max_abs_dev > 0.05, `second minibatch |r − 1| = ${m1.ratio_max_abs_dev}`);
+  assert.ok(m1.kl > 1e-3);
+  // the weights moved (weight decay is 0: the change is the loss's gradient)
+  const w0 = weightsOf(f.modelDir);
+  const w1 = weightsOf(join(outA, checkpointName(1)));
+  let changed = 0;
+  for (const [n, a] of w0) {
+    const b = w1.get(n)!;
+    assert.ok(b.every(Number.isFinite), n);
+    if (a.some((x, i) => x !== b[i])) changed++;
+  }
+  assert.ok(changed > w0.size / 2, `${changed} of ${w0.size} tensors changed`);
+  // step 2's rollouts came from the updated weights: its first minibatch is on-policy again
+  assert.ok(s2.minibatches[0]!.ratio_max_abs_dev < 1e-4, `step 2 first minibatch |r − 1| = ${s2.minibatches[0]!.ratio_max_abs_dev}`);
+  // metrics and checkpoints on disk
+  const lines = readFileSync(join(outA, RL_LOG_FILE), 'utf8').trim().split('\n');
+  assert.equal(lines.length, 2);
+  for (const k of ['reward', 'pass_rate', 'kl', 'entropy', 'clip_fraction', 'opsm_masked_fraction', 'logprob_mismatch', 'routing_disagreement']) {
+    assert.equal(typeof (JSON.parse(lines[0]!) as Record<string, unknown>)[k], 'number', k);
+  }
+  assert.equal(readFileSync(join(outA, 'latest'), 'utf8').trim(), checkpointName(2));
+});
+
+test('Keep Routing: the training forward uses the engine routes (0 % disagreement) where the free router would differ', async () => {
+  const logs = await runA;
+  const mbs = logs.flatMap((l) => l.minibatches);
+  for (const m of mbs) assert.equal(m.routing_disagreement, 0);
+  assert.ok(mbs.some((m) => m.router_drift > 0), 'after an update the free router picks other experts somewhere');
+});
+
+test('OPSM: exactly the negative-advantage sequences whose mean log(π_old/π_θ) exceeds δ are masked; the KL term stays', async () => {
+  const logs = await runA;
+  const delta = 0.1;
+  let masked = 0;
+  for (const m of logs.flatMap((l) => l.minibatches)) {
+    const want = m.advantages.filter((a, i) => a < 0 && m.opsm_statistic[i]! > delta).length / m.advantages.length;
+    assert.equal(m.opsm_masked_fraction, want);
+    m.advantages.forEach((_, i) => assert.ok(Math.abs(m.opsm_statistic[i]! - delta) > 0.05, 'no near tie with δ'));
+    if (want === 1) {
+      masked++;
+      // a single sequence, masked: only β·(r·k3) remains of the loss (seq-mean-token-mean of one sequence)
+      assert.ok(Math.abs(m.loss - 0.05 * m.kl) < 1e-6, `masked loss ${m.loss} vs β·KL ${0.05 * m.kl}`);
+    } else if (m.advantages.every((a) => a !== 0)) {
+      assert.ok(Math.abs(m.loss - 0.05 * m.kl) > 1e-3, 'unmasked: the surrogate contributes');
+    }
+  }
+  assert.ok(masked >= 1, 'the run has a sequence OPSM masks');
+});
+
+test('resume after a kill during step 2 continues bit-identically (weights, log)', async () => {
+  await runA;
+  const outB = join(f.root, 'B');
+  cpSync(outA, outB, { recursive: true });
+  // what a kill -9 in step 2 leaves: latest → step 1, step 2 not written, its log line cut off
+  rmSync(join(outB, checkpointName(2)), { recursive: true });
+  writeFileSync(join(outB, 'latest'), checkpointName(1) + '\n');
+  const full = readFileSync(join(outB, RL_LOG_FILE), 'utf8').trim().split('\n');
+  writeFileSync(join(outB, RL_LOG_FILE), full[0]! + '\n');
+  appendFileSync(join(outB, RL_LOG_FILE), full[1]!.slice(0, 40));
+  const logs = await run(outB, { steps: 2 });
+  assert.equal(logs.length, 1);
+  assert.equal(logs[0]!.step, 2);
+  const a = weightsOf(join(outA, checkpointName(2)));
+  const b = weightsOf(join(outB, checkpointName(2)));
+  for (const [n, x] of a) assert.ok(Buffer.from(x.buffer).equals(Buffer.from(b.get(n)!.buffer)), `${n} differs after resume`);
+  const la = readFileSync(join(outA, RL_LOG_FILE), 'utf8').trim().split('\n');
+  const lb = readFileSync(join(outB, RL_LOG_FILE), 'utf8').trim().split('\n');
+  assert.deepEqual(lb.map(timeless), la.map(timeless));
+});
+
+test('switches off: routes recomputed, π_θ over the full vocabulary, no KL term', async () => {
+  const [a1] = await runA;
+  const [d1] = await run(join(f.root, 'D'), { steps: 1, use_rollout_routing_replay: false, use_sampling_mask: false, use_kl_loss: false });
+  assert.ok(a1 && d1);
+  // the same first rollout (same weights, same seed)
+  assert.equal(d1.trained_tokens, a1.trained_tokens);
+  assert.deepEqual(d1.minibatches.map((m) => m.advantages), a1.minibatches.map((m) => m.advantages));
+  for (const [i, m] of d1.minibatches.entries()) {
+    // Keep Routing off: the training forward's routes ARE the free router's
+    assert.equal(m.routing_disagreement, m.router_drift);
+    // no KL term
+    assert.equal(m.kl, 0);
+    // Keep Sampling Mask off: log π_θ over the full vocabulary is below the kept-set renormalised one
+    // (top-8 of 640 kept: the kept mass is far from 1)
+    assert.ok(m.logp_mean < a1.minibatches[i]!.logp_mean - 0.1, `full ${m.logp_mean} vs masked ${a1.minibatches[i]!.logp_mean}`);
+  }
+  assert.ok(d1.minibatches[0]!.ratio_max_abs_dev < 1e-4, 'full-vocabulary π_old and π_θ agree on-policy too');
+  assert.ok(d1.minibatches[1]!.routing_disagreement > 0, 'without Keep Routing the updated router picks other experts');
+});
