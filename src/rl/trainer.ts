@@ -47,6 +47,7 @@ import type { RlConfig } from './config.js';
 import { type RecordedRoutes, forcedRoutesFromRecorded, recordRoutes, routingDisagreement } from './keep-routing.js';
 import { maskedTokenLogProbs } from './keep-sampling-mask.js';
 import { policyLoss } from './policy-loss.js';
+import { GenerativeRewardModel } from './rewards.js';
 import { EngineSampler, type GroupRollout, type RolloutOptions, groupRecords, rolloutGroup } from './rollout.js';
 
 export class RlTrainError extends DsvError {}
@@ -246,6 +247,7 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
   const topLogprobs = cfg.use_sampling_mask && (cfg.rollout_top_p < 1 || cfg.rollout_top_k > 0 || cfg.rollout_min_p > 0) ? MAX_TOP_LOGPROBS : 0;
   const tokenizerFile = existsSync(join(tokPath, 'tokenizer.json')) ? join(tokPath, 'tokenizer.json') : existsSync(tokPath) && tokPath.endsWith('.json') ? tokPath : undefined;
 
+  const genrm = cfg.reward.genrm ? new GenerativeRewardModel(cfg.reward.genrm) : undefined;
   let step = start;
   let last: string | null = null;
   let ran = 0;
@@ -274,6 +276,7 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
         groupSize: cfg.n_samples_per_prompt,
         maxSteps: cfg.env.max_steps,
         reward: cfg.reward,
+        ...(genrm ? { genrm } : {}),
         seed: rolloutSeed(cfg.seed, step),
       };
       // groups in a fixed order; their episodes run concurrently inside rolloutGroup (the engine batches them)
