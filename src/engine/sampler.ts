@@ -140,19 +140,31 @@ export function distribution(row: ArrayLike<number>, params: FilterParams): Dist
   if (V === 0) throw new SamplerError('sampler: the logits row is empty');
   const greedy = params.temperature === 0;
   const tau = greedy ? 1 : params.temperature;
-  let zmax = -Infinity;
+  // max z and its first index in one pass (a NaN fails every comparison, so it is checked once after);
+  // z/τ is monotone in z for τ > 0, so max(z/τ) = (max z)/τ — the same double as the per-element
+  // division gives at the maximum
   let best = 0;
-  for (let v = 0; v < V; v++) {
+  let zBest = row[0]!;
+  let nan = zBest !== zBest;
+  for (let v = 1; v < V; v++) {
     const z = row[v]!;
-    if (Number.isNaN(z)) throw new SamplerError(`sampler: logit of token ${v} is NaN`);
-    if (z > row[best]!) best = v;
-    const s = z / tau;
-    if (s > zmax) zmax = s;
+    if (z > zBest) {
+      zBest = z;
+      best = v;
+    } else if (z !== z) nan = true;
   }
+  if (nan) {
+    for (let v = 0; v < V; v++) if (Number.isNaN(row[v]!)) throw new SamplerError(`sampler: logit of token ${v} is NaN`);
+  }
+  const zmax = zBest / tau;
   if (zmax === -Infinity) throw new SamplerError('sampler: every logit is −∞');
   const e = new Float64Array(V);
   let sum = 0;
-  for (let v = 0; v < V; v++) sum += e[v] = Math.exp(row[v]! / tau - zmax);
+  for (let v = 0; v < V; v++) {
+    const x = Math.exp(row[v]! / tau - zmax);
+    e[v] = x;
+    sum += x;
+  }
   const logZ = zmax + Math.log(sum);
   if (greedy) return new Distribution(V, Int32Array.of(best), Float64Array.of(1), 1, logZ, tau);
   const topK = params.topK > 0 && params.topK < V ? params.topK : 0;
