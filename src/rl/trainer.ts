@@ -38,7 +38,7 @@ import { LLMEngine } from '../engine/engine.js';
 import { loadEnvironment, type Environment } from '../envs/load.js';
 import { DsvError } from '../errors.js';
 import { DeepseekV32 } from '../model/model.js';
-import { type Tensor, backward, detach, fromArray, gather, logSoftmax, muls, noGrad, reshape, softmax, unsqueeze, where } from '../tensor/index.js';
+import { type Tensor, backward, detach, fromArray, gather, logSoftmax, mul, muls, noGrad, sum, reshape, softmax, unsqueeze, where } from '../tensor/index.js';
 import { latestCheckpoint, OPTIMIZER_FILE, saveCheckpoint } from '../train/checkpoint.js';
 import { clipGradNorm, gradNorm as gradNormOf } from '../train/clip.js';
 import { AdamW } from '../train/optim.js';
@@ -157,21 +157,18 @@ function fullTokenLogProbs(logits: Tensor, target: Tensor, temperature: number, 
   return where(valid, picked, 0);
 }
 
-/** Mean over valid rows of −Σ_v p log p of softmax(logits/τ); no gradient. */
+/** Mean over valid rows of −Σ_v p log p of softmax(logits/τ); no gradient. Reduced over V on the device. */
 function meanEntropy(logits: Tensor, temperature: number, valid: Tensor): number {
   return noGrad(() => {
     const V = logits.shape[logits.rank - 1]!;
     const z = muls(reshape(detach(logits), [-1, V]), 1 / temperature);
-    const p = softmax(z, -1).toFloat64();
-    const lp = logSoftmax(z, -1).toFloat64();
+    const h = sum(mul(softmax(z, -1), logSoftmax(z, -1)), 1).toFloat64();
     const ok = valid.toFloat64();
     let s = 0;
     let n = 0;
     for (let i = 0; i < ok.length; i++) {
       if (!ok[i]) continue;
-      let h = 0;
-      for (let v = 0; v < V; v++) h -= p[i * V + v]! * lp[i * V + v]!;
-      s += h;
+      s -= h[i]!;
       n++;
     }
     return n ? s / n : 0;
