@@ -1,18 +1,20 @@
 // The GRPO trainer (src/rl/trainer.ts) end to end on the CPU: a tiny random DeepSeek-V3.2 (test/rl/rl-fixture.ts)
 // samples rollouts on the real engine over the code-interpreter environment and is trained on them.
 //   run A: 2 steps with every stabilizer on, 2 minibatches per step (the second off-policy);
-//   resume: A's output directory as a `kill -9` during step 2 leaves it, resumed → A's step 2 bit for bit;
+//   `dsv32 rl` with the same config, SIGKILLed during step 2 and run again → A's step 2 bit for bit;
 //   run D: 1 step with Keep Routing, Keep Sampling Mask and the KL term off, against A's first step.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { DeepseekV32 } from '../../src/model/index.js';
 import { parseRlConfig } from '../../src/rl/config.js';
 import { RL_LOG_FILE, type RlStepLog, rlTrain } from '../../src/rl/trainer.js';
 import { checkpointName } from '../../src/train/checkpoint.js';
 import { rlFixture, tinyRlConfig } from './rl-fixture.js';
 
+const MAIN = resolve('dist/src/cli/main.js');
 const f = rlFixture();
 
 async function run(out: string, over: Parameters<typeof tinyRlConfig>[2] = {}): Promise<RlStepLog[]> {
@@ -97,19 +99,28 @@ test('OPSM: exactly the negative-advantage sequences whose mean log(π_old/π_θ
   assert.ok(masked >= 1, 'the run has a sequence OPSM masks');
 });
 
-test('resume after a kill during step 2 continues bit-identically (weights, log)', async () => {
+test('dsv32 rl killed with SIGKILL during step 2 resumes and ends bit-identical to the uninterrupted run', async () => {
   await runA;
   const outB = join(f.root, 'B');
-  cpSync(outA, outB, { recursive: true });
-  // what a kill -9 in step 2 leaves: latest → step 1, step 2 not written, its log line cut off
-  rmSync(join(outB, checkpointName(2)), { recursive: true });
-  writeFileSync(join(outB, 'latest'), checkpointName(1) + '\n');
-  const full = readFileSync(join(outB, RL_LOG_FILE), 'utf8').trim().split('\n');
-  writeFileSync(join(outB, RL_LOG_FILE), full[0]! + '\n');
-  appendFileSync(join(outB, RL_LOG_FILE), full[1]!.slice(0, 40));
-  const logs = await run(outB, { steps: 2 });
-  assert.equal(logs.length, 1);
-  assert.equal(logs[0]!.step, 2);
+  const cfgFile = join(f.root, 'B.json');
+  writeFileSync(cfgFile, JSON.stringify(tinyRlConfig(f, outB, { steps: 2 })));
+  const args = [MAIN, 'rl', '--config', cfgFile, '--no-progress'];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<NodeJS.Signals | number | null>((res) => child.on('exit', (code, sig) => res(sig ?? code)));
+  // kill as soon as step 1 is checkpointed, i.e. inside step 2 (a step takes seconds)
+  const latest = join(outB, 'latest');
+  while (!(existsSync(latest) && readFileSync(latest, 'utf8').trim() === checkpointName(1))) {
+    if (child.exitCode !== null) assert.fail(`dsv32 rl exited (${child.exitCode}) before step 1's checkpoint: ${stderr}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  child.kill('SIGKILL');
+  assert.equal(await exited, 'SIGKILL');
+  assert.ok(!existsSync(join(outB, checkpointName(2))), 'killed before step 2 was saved');
+  const again = spawnSync(process.execPath, args, { encoding: 'utf8' });
+  assert.equal(again.status, 0, again.stderr);
+  assert.match(again.stdout, /^done at step 2\/2/);
   const a = weightsOf(join(outA, checkpointName(2)));
   const b = weightsOf(join(outB, checkpointName(2)));
   for (const [n, x] of a) assert.ok(Buffer.from(x.buffer).equals(Buffer.from(b.get(n)!.buffer)), `${n} differs after resume`);
