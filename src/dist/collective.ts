@@ -189,8 +189,9 @@ export class NcclCollective extends CheckedCollective {
   allGather(x: Tensor): Tensor {
     this.flat(x, 'allGather');
     this.gatherable(x, 'allGather');
+    const src = this.addr(x, 'allGather');
     const out = CheckedCollective.like(x, [x.shape[0]! * this.worldSize, ...x.shape.slice(1)]);
-    this.check(this.nccl.ncclAllGather(this.addr(x, 'allGather'), this.addr(out, 'allGather'), x.numel, NCCL_DTYPE_OF[x.dtype], this.comm, this.stream),
+    this.check(this.nccl.ncclAllGather(src, this.addr(out, 'allGather'), x.numel, NCCL_DTYPE_OF[x.dtype], this.comm, this.stream),
       `ncclAllGather(${x.numel} ${x.dtype})`);
     return out;
   }
@@ -198,8 +199,9 @@ export class NcclCollective extends CheckedCollective {
     this.flat(x, 'reduceScatter');
     this.reducible(x, 'reduceScatter', op);
     const rows = this.rowsSplit(x, 'reduceScatter');
+    const src = this.addr(x, 'reduceScatter');
     const out = CheckedCollective.like(x, [rows, ...x.shape.slice(1)]);
-    this.check(this.nccl.ncclReduceScatter(this.addr(x, 'reduceScatter'), this.addr(out, 'reduceScatter'), out.numel, NCCL_DTYPE_OF[x.dtype], OP_CODE[op], this.comm, this.stream),
+    this.check(this.nccl.ncclReduceScatter(src, this.addr(out, 'reduceScatter'), out.numel, NCCL_DTYPE_OF[x.dtype], OP_CODE[op], this.comm, this.stream),
       `ncclReduceScatter(${out.numel} ${x.dtype} per rank, ${op})`);
     return out;
   }
@@ -207,8 +209,8 @@ export class NcclCollective extends CheckedCollective {
   allToAll(x: Tensor): Tensor {
     this.flat(x, 'allToAll');
     this.rowsSplit(x, 'allToAll');
-    const out = CheckedCollective.like(x, [...x.shape]);
     const src = this.addr(x, 'allToAll');
+    const out = CheckedCollective.like(x, [...x.shape]);
     const dst = this.addr(out, 'allToAll');
     const count = x.numel / this.worldSize;
     const bytes = count * ITEMSIZE[x.dtype];
