@@ -276,9 +276,8 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
         ...(genrm ? { genrm } : {}),
         seed: rolloutSeed(cfg.seed, step),
       };
-      // groups in a fixed order; their episodes run concurrently inside rolloutGroup (the engine batches them)
-      groups = [];
-      for (const t of stepTasks(tasks, cfg.tasks_per_step, step)) groups.push(await rolloutGroup(env, t, ro));
+      // every episode of every group concurrently (the engine batches their turns); results in task order
+      groups = await Promise.all(stepTasks(tasks, cfg.tasks_per_step, step).map((t) => rolloutGroup(env, t, ro)));
     } finally {
       engine.close();
     }
@@ -296,7 +295,7 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
 
     // ---- 4–5. minibatch updates
     const mbs: MinibatchLog[] = [];
-    for (const [a, b] of splitRanges(records.length, cfg.num_minibatches)) {
+    for (const [a, b] of splitRanges(records.length, cfg.num_minibatches).filter(([x, y]) => y > x)) {
       const recs: RolloutRecord[] = records.slice(a, b);
       const mb = collateRollouts(recs, { padId, logpOld: logpOldMode });
       mbs.push(minibatchStep(mb, fromArray(advAll.subarray(a, b), [b - a], { dtype: 'f32' })));
