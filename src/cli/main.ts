@@ -17,6 +17,7 @@ import { register as registerServe } from './serve.js';
 import { register as registerChat } from './chat.js';
 import { register as registerTrain } from './train.js';
 import { register as registerRl } from './rl.js';
+import { register as registerLaunch } from './launch.js';
 
 const program = new Command();
 program
@@ -42,6 +43,7 @@ registerServe(program);
 registerChat(program);
 registerTrain(program);
 registerRl(program);
+registerLaunch(program);
 
 async function main(): Promise<void> {
   try {
