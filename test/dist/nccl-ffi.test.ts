@@ -166,6 +166,29 @@ describe('NCCL FFI against a mock libnccl', skip, () => {
     c.close();
   });
 
+  test('groups: an unmatched receive fails at ncclGroupEnd; a failed send inside allToAll still closes the group', () => {
+    const nccl = loadNccl();
+    const c = NcclCollective.init(b, 0, 2, NcclCollective.uniqueId());
+    const comm = (c as unknown as { comm: unknown }).comm;
+    const x = dev(new Float32Array(4), 'f32', [4]);
+    checkNccl(nccl.ncclGroupStart(), 'ncclGroupStart');
+    checkNccl(nccl.ncclRecv(b.address(x), 4, NCCL_DTYPE.ncclFloat32, 1, comm, b.rt.stream), 'ncclRecv');
+    assert.throws(() => checkNccl(nccl.ncclGroupEnd(), 'ncclGroupEnd'), /ncclGroupEnd failed: ncclInvalidUsage \(5\): invalid usage \(mock\); last error: a receive has no matching send/);
+    assert.throws(() => checkNccl(nccl.ncclSend(b.address(x), 4, NCCL_DTYPE.ncclFloat32, 1, comm, b.rt.stream), 'ncclSend'), /send\/recv outside a group/);
+    // 300 peers need 600 queued calls, more than the mock holds: the send to rank 128 fails mid-group
+    const wide = NcclCollective.init(b, 0, 300, NcclCollective.uniqueId());
+    assert.throws(() => wide.allToAll(dev(new Float32Array(300), 'f32', [300])), (e: unknown) => {
+      assert.ok(e instanceof NcclError, String(e));
+      assert.equal(e.message, 'ncclSend(1 f32 to rank 128) failed: ncclInternalError (3): internal error (mock); last error: mocknccl: too many queued send/recv');
+      return true;
+    });
+    wide.close();
+    // had the group been left open, these sends would queue behind it and never be copied
+    const t = c.allToAll(dev(Float32Array.from([1, 2, 3, 4]), 'f32', [4]));
+    assert.deepEqual(vals(t), [1, 2, 3, 4]);
+    c.close();
+  });
+
   test('argument checks: layout, dtype, op, root, device', () => {
     const c = NcclCollective.init(b, 0, 2, NcclCollective.uniqueId());
     const m = dev(new Float32Array(6), 'f32', [2, 3]);
