@@ -23,7 +23,7 @@ import { hadamard } from '../tensor/ops/hadamard.js';
 import { cat } from '../tensor/ops/indexing.js';
 import { linear } from '../tensor/ops/matmul.js';
 import { add, mul, muls } from '../tensor/ops/elementwise.js';
-import { indexerCacheWrite, indexerLogitsPaged, topkSelect } from '../tensor/ops/dsa-indexer.js';
+import { indexerCacheWrite, indexerLogits, indexerLogitsPaged, topkSelect } from '../tensor/ops/dsa-indexer.js';
 import { layerNorm } from '../tensor/ops/norm.js';
 import { rope } from '../tensor/ops/rope.js';
 import { cast, narrow, reshape } from '../tensor/ops/view.js';
@@ -193,7 +193,7 @@ export class Indexer {
     const dt = actDtype(step.numerics);
     const dense = step.attention === 'dense';
     const W = dense ? S : Math.min(this.cfg.indexTopk, S);
-    const needScores = step.indexerLoss || (!dense && !step.forcedTopk);
+    const needScores = step.indexerLoss || (!dense && !step.forcedTopk && !step.fp8);
     const proj = (): IndexerQK => this.project(detach(x), detach(qr), 1, T, step.rot, dt, { quantize: false });
     const qk = needScores ? (step.indexerLoss ? proj() : noGrad(proj)) : null;
     const positions = new Int32Array(T * W);
@@ -202,6 +202,18 @@ export class Indexer {
       fillForced(step.forcedTopk, this.cfg.indexTopk, positions, W, pos, this.prefix);
     } else if (dense) {
       for (let i = 0; i < T; i++) for (let j = 0; j < W; j++) positions[i * W + j] = j <= i % S ? j : -1;
+    } else if (step.fp8) {
+      // with the inference round trips on (RL: the trainer must choose what the engine chose), the choice
+      // is the inference indexer's: FP8 q/k with their scales (indexerLogits over the sequence's own keys
+      // equals the engine's paged logits), then the same top-k
+      noGrad(() => {
+        const q8 = this.project(x, qr, 1, T, step.rot, dt);
+        for (let b = 0; b < B; b++) {
+          const c = causal(S, x.device);
+          const lg = indexerLogits(narrow(q8.q, 0, b * S, S), narrow(q8.k, 0, b * S, S), narrow(q8.ks, 0, b * S, S), narrow(q8.w, 0, b * S, S), c.start, c.end);
+          positions.set(topkSelect(lg, W, { end: c.end }).toHost() as Int32Array, b * S * W);
+        }
+      });
     } else {
       noGrad(() => {
         for (let b = 0; b < B; b++) {

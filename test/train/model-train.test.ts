@@ -51,6 +51,26 @@ test('train forward logits equal the inference forward with the same choices (sp
   assert.ok(d < 1e-4, `train vs inference logits: max |Δ| ${d} (logit scale ${scale})`);
 });
 
+test('train forward with the FP8 round trips on (RL) chooses what the inference forward chooses: the same top-k and routes, unforced', () => {
+  const model = tinyModel();
+  model.weights.parameters();
+  const B = 2;
+  const S = 12; // top-k 4: sparse
+  const ids = tokenRows(B, S, model.cfg.vocabSize, 9);
+  const tr = noGrad(() => model.trainForward(ids, B, S, { attention: 'sparse', fp8: true }));
+  const inf = noGrad(() => model.forward(rowsOf(ids, B, S), { mode: 'mqa' }));
+  tr.topk.forEach((sel, l) => {
+    const a = forcedOf(sel, model.cfg.indexTopk);
+    const b = forcedOf(inf.topk[l]!, model.cfg.indexTopk);
+    assert.deepEqual(Array.from(a), Array.from(b), `layer ${l} top-k`);
+  });
+  tr.routes.forEach((r, l) => {
+    if (r) assert.deepEqual(Array.from(r.toHost() as Int32Array), Array.from(inf.routes[l]!.toHost() as Int32Array), `layer ${l} routes`);
+  });
+  const d = maxAbsDiff(tr.logits.toFloat32(), inf.logits!.toFloat32());
+  assert.ok(d < 1e-4, `train vs inference logits, unforced: max |Δ| ${d}`);
+});
+
 test('train forward: with S ≤ index_topk sparse attention selects every causal key, so it equals dense attention', () => {
   const model = tinyModel();
   const S = model.cfg.indexTopk;
