@@ -64,6 +64,13 @@ export interface EngineOptions {
   eosTokenIds?: number[];
   /** MTP draft tokens per step, 0..3 (default 0); needs MTP layers */
   speculativeTokens?: number;
+  /**
+   * 'auto' (default): the reference's choice, MHA for prefill chunks and absorbed MQA for decode; 'mqa':
+   * every chunk in the absorbed form, which is the training forward's (RL rollouts: the policy sampled is
+   * then the one trained, instead of one that differs by MHA-vs-MQA rounding, which the FP8 round trips
+   * and the indexer's top-k can amplify)
+   */
+  attention?: 'auto' | 'mqa';
   modelName?: string;
 }
 
@@ -139,7 +146,8 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
     this.spec = opts.speculativeTokens ?? 0;
     if (!Number.isInteger(this.spec) || this.spec < 0 || this.spec > 3) bad('speculativeTokens', 'an integer in [0, 3]', this.spec);
     if (this.spec > 0 && (cfg.nMtpLayers < 1 || !model.mtpStep)) bad('speculativeTokens', '0 for a model without MTP layers', this.spec);
-    this.stepOpts = { numerics: opts.numerics, mode: opts.cacheFormat === 'fp8' ? 'mqa' : 'auto' };
+    if (opts.attention !== undefined && opts.attention !== 'auto' && opts.attention !== 'mqa') bad('attention', "'auto' or 'mqa'", opts.attention);
+    this.stepOpts = { numerics: opts.numerics, mode: opts.cacheFormat === 'fp8' ? 'mqa' : (opts.attention ?? 'auto') };
     this.capacity = Math.min(maxModelLen, numBlocks * BLOCK_TOKENS);
     this.blockPool = new BlockPool(numBlocks);
     this.cachePool = model.newPool({ blocks: numBlocks, format: opts.cacheFormat });

@@ -256,7 +256,7 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
   while (step < cfg.steps) {
     // ---- 1–2. rollouts and rewards on a fresh engine over the current weights
     const t0 = Date.now();
-    const engine = new LLMEngine(model, { maxNumSeqs: cfg.engine.max_num_seqs, maxModelLen: cfg.rollout_max_context_len, numerics: cfg.numerics, ...(cfg.engine.num_blocks ? { numBlocks: cfg.engine.num_blocks } : {}) });
+    const engine = new LLMEngine(model, { maxNumSeqs: cfg.engine.max_num_seqs, maxModelLen: cfg.rollout_max_context_len, numerics: cfg.numerics, attention: 'mqa', ...(cfg.engine.num_blocks ? { numBlocks: cfg.engine.num_blocks } : {}) });
     let groups: GroupRollout[];
     try {
       const ro: RolloutOptions = {
