@@ -11,9 +11,8 @@
 //   use_sampling_mask             Keep Sampling Mask: π_θ and π_old renormalised over the kept set
 // The paper discloses none of G, ε, β, δ, top-p, the learning rate or the mini-batch count (rl.md §1.1),
 // so the defaults below are ours (δ from TRL's example, ε the usual 0.2).
-import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { DsvError } from '../errors.js';
+import { DsvError, readJsonFile } from '../errors.js';
 import { rewardConfigSchema } from './rewards.js';
 
 export class RlConfigError extends DsvError {}
@@ -97,17 +96,5 @@ export function parseRlConfig(raw: unknown, where = 'rl config'): RlConfig {
 }
 
 export function loadRlConfig(file: string): RlConfig {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new RlConfigError(`--config: cannot read ${file} (${(e as Error).message})`);
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (e) {
-    throw new RlConfigError(`${file}: not JSON (${(e as Error).message})`);
-  }
-  return parseRlConfig(raw, file);
+  return parseRlConfig(readJsonFile(file, RlConfigError), file);
 }

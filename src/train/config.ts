@@ -8,9 +8,8 @@
 //             dsa.warmupLr), then the sparse stage (top-k attention; LM + λ·MTP for the main model, the
 //             KL over the selected keys for the indexers, their input detached);
 //   sft       sparse attention as the sparse stage, the loss on the data's masked tokens.
-import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { DsvError } from '../errors.js';
+import { DsvError, readJsonFile } from '../errors.js';
 import { lrScheduleSpec } from './schedule.js';
 
 export class TrainConfigError extends DsvError {}
@@ -80,17 +79,5 @@ export function parseTrainConfig(raw: unknown, where = 'train config'): TrainCon
 }
 
 export function loadTrainConfig(file: string): TrainConfig {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new TrainConfigError(`--config: cannot read ${file} (${(e as Error).message})`);
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (e) {
-    throw new TrainConfigError(`${file}: not JSON (${(e as Error).message})`);
-  }
-  return parseTrainConfig(raw, file);
+  return parseTrainConfig(readJsonFile(file, TrainConfigError), file);
 }

@@ -4,23 +4,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LLMEngine } from '../../src/engine/engine.js';
+import { collect } from './collect.js';
 import { distribution } from '../../src/engine/sampler.js';
 import { type EngineEvent, EngineRequestError, type FinishEvent, type GenerateRequest, type TokenEvent } from '../../src/engine/types.js';
 import { CachePool } from '../../src/model/cache.js';
 import { FakeModel } from './fake-model.js';
 
-interface Result { tokens: number[][]; events: TokenEvent[][]; finish: FinishEvent[] }
-
-async function collect(it: AsyncIterable<EngineEvent>): Promise<Result> {
-  const r: Result = { tokens: [], events: [], finish: [] };
-  for await (const e of it) {
-    if (e.type === 'token') {
-      (r.tokens[e.index] ??= []).push(e.tokenId);
-      (r.events[e.index] ??= []).push(e);
-    } else r.finish[e.index] = e;
-  }
-  return r;
-}
 
 function greedyRef(m: FakeModel, prompt: number[], n: number): number[] {
   const ids = prompt.slice();

@@ -5,6 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LLMEngine } from '../../src/engine/engine.js';
+import { collect } from './collect.js';
 import { type EngineEvent, type FinishEvent, type GenerateRequest, type TokenEvent } from '../../src/engine/types.js';
 import { DeepseekV32, mapSource, randomCheckpoint, randomConfig } from '../../src/model/index.js';
 import { keptTokens } from '../../src/rl/keep-sampling-mask.js';
@@ -21,17 +22,6 @@ const devices: { name: string; skip: string | false }[] = [
 let model: DeepseekV32;
 const MARGIN = 1e-3;
 
-interface Result { tokens: number[][]; events: TokenEvent[][]; finish: FinishEvent[] }
-async function collect(it: AsyncIterable<EngineEvent>): Promise<Result> {
-  const r: Result = { tokens: [], events: [], finish: [] };
-  for await (const e of it) {
-    if (e.type === 'token') {
-      (r.tokens[e.index] ??= []).push(e.tokenId);
-      (r.events[e.index] ??= []).push(e);
-    } else r.finish[e.index] = e;
-  }
-  return r;
-}
 
 const argmax = (l: Float32Array): number => l.reduce((b, x, i) => (x > l[b]! ? i : b), 0);
 

@@ -14,20 +14,11 @@ import { backward, noGrad } from '../../src/tensor/autograd.js';
 import { Tensor, fromArray } from '../../src/tensor/tensor.js';
 import type { DeepseekV32 } from '../../src/model/model.js';
 import { objective, type ObjectiveOptions } from '../../src/train/objective.js';
-import { tinyModel, tokenRows } from './tiny.js';
+import { tinyModel, tokenRows, forcedOf } from './tiny.js';
 
 const B = 2;
 const S = 7;
 
-/** Selections [T, width] → the forced layout [T, index_topk] (−1 padded). */
-function forcedOf(sel: { width: number; idx: Tensor }, topk: number): Int32Array {
-  const w = sel.width;
-  const src = sel.idx.toHost() as Int32Array;
-  const T = src.length / w;
-  const out = new Int32Array(T * topk).fill(-1);
-  for (let t = 0; t < T; t++) for (let j = 0; j < Math.min(w, topk); j++) out[t * topk + j] = src[t * w + j]!;
-  return out;
-}
 
 function replayed(model: DeepseekV32, ids: Int32Array): ObjectiveOptions {
   const f = noGrad(() => model.trainForward(ids, B, S, { numerics: 'f64' }));

@@ -5,16 +5,8 @@ import { backward, noGrad } from '../../src/tensor/autograd.js';
 import type { Tensor } from '../../src/tensor/tensor.js';
 import { objective, shiftedTargets } from '../../src/train/objective.js';
 import { AdamW } from '../../src/train/optim.js';
-import { tinyModel, tokenRows } from './tiny.js';
+import { tinyModel, tokenRows, forcedOf } from './tiny.js';
 
-function forcedOf(sel: { width: number; idx: Tensor }, topk: number): Int32Array {
-  const w = sel.width;
-  const src = sel.idx.toHost() as Int32Array;
-  const T = src.length / w;
-  const out = new Int32Array(T * topk).fill(-1);
-  for (let t = 0; t < T; t++) for (let j = 0; j < Math.min(w, topk); j++) out[t * topk + j] = src[t * w + j]!;
-  return out;
-}
 
 function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   assert.equal(a.length, b.length);

@@ -1,6 +1,7 @@
 // The tiny DeepSeek-V3.2 of the training tests: every code path (a dense and an MoE layer with groups
 // and a shared expert, sparse top-k ≪ S, one MTP module) at sizes where an f64 forward takes
 // milliseconds. kv_lora_rank and index_head_dim stay 128 (the config requires FP8 blocks of 128).
+import type { Tensor } from '../../src/tensor/tensor.js';
 import { DeepseekV32 } from '../../src/model/model.js';
 import { randomCheckpoint, randomConfig } from '../../src/model/random-weights.js';
 import { mapSource } from '../../src/model/weights.js';
@@ -37,4 +38,14 @@ export function tinyModel(opts: { master?: 'f32' | 'f64'; seed?: number; cfg?: M
 export function tokenRows(B: number, S: number, vocab: number, seed = 3): Int32Array {
   const rng = new Rng(seed);
   return Int32Array.from({ length: B * S }, () => rng.nextU32() % vocab);
+}
+
+/** Selections [T, width] → the forced layout [T, index_topk] (−1 padded). */
+export function forcedOf(sel: { width: number; idx: Tensor }, topk: number): Int32Array {
+  const w = sel.width;
+  const src = sel.idx.toHost() as Int32Array;
+  const T = src.length / w;
+  const out = new Int32Array(T * topk).fill(-1);
+  for (let t = 0; t < T; t++) for (let j = 0; j < Math.min(w, topk); j++) out[t * topk + j] = src[t * w + j]!;
+  return out;
 }
