@@ -20,6 +20,8 @@ import type { TokenizerJson } from './tokenizer-json.js';
 import { BOS, EOS } from '../chat/tokens.js';
 
 export const PACK_FILE = 'pack.json';
+/** The tokenizer.json the pack was tokenized with, copied beside it (its sha256 is pack.json's tokenizerSha256). */
+export const PACK_TOKENIZER_FILE = 'tokenizer.json';
 
 export interface PackedSplit {
   tokensFile: string;
@@ -135,6 +137,9 @@ export function packCorpus(o: PackOptions): PackManifest {
     eos,
     splits,
   };
+  // the tokenizer travels with its ids: a training run on this pack puts it into every checkpoint, so
+  // `dsv32 serve` / `chat` on a checkpoint decode with the vocabulary it was trained on
+  writeFileAtomic(join(o.outDir, PACK_TOKENIZER_FILE), raw);
   writeFileAtomic(join(o.outDir, PACK_FILE), JSON.stringify(pack, null, 2) + '\n');
   return pack;
 }

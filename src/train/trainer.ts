@@ -153,8 +153,11 @@ export function train(stage: Stage, cfg: TrainConfig, hooks: TrainHooks = {}): T
   const t0 = Date.now();
   let step = start;
   let last: string | null = null;
+  // the checkpoints' tokenizer: the configured one, else the one a packed corpus carries (dsv32 data pack)
+  const packTokenizer = join(cfg.data.path, 'tokenizer.json');
+  const checkpointTokenizer = cfg.data.tokenizer ?? (existsSync(join(cfg.data.path, 'pack.json')) && existsSync(packTokenizer) ? packTokenizer : undefined);
   const save = (): void => {
-    last = saveCheckpoint(cfg.out, { configJson, weights: model.weights.stateTensors(), optimizer: opt, state: { step, stage, configHash }, keep: cfg.keep, tokenizer: cfg.data.tokenizer });
+    last = saveCheckpoint(cfg.out, { configJson, weights: model.weights.stateTensors(), optimizer: opt, state: { step, stage, configHash }, keep: cfg.keep, tokenizer: checkpointTokenizer });
     hooks.onCheckpoint?.(last);
   };
   let ran = 0;

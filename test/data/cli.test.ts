@@ -42,6 +42,8 @@ test('data build, data tokenizer, data pack: shards, manifest, card, JSONL logs,
   assert.equal(p.code, 0, p.err);
   assert.match(p.out, /^train: \d+ documents, \d+ tokens \(uint16\), [\d.]+ bytes\/token\nvalidation: /);
   for (const f of ['pack.json', 'train.tokens', 'train.docs', 'validation.tokens', 'validation.docs', 'pack.log.jsonl']) assert.ok(existsSync(join(packed, f)), f);
+  // the tokenizer travels with the pack (training copies it into its checkpoints), byte for byte
+  assert.ok(readFileSync(join(packed, 'tokenizer.json')).equals(readFileSync(out)), 'tokenizer.json beside the pack');
 });
 
 test('user errors exit 2 with a message naming the problem', () => {
