@@ -97,6 +97,11 @@ export interface StepLayout {
   width: number;
   /** flat rows whose logits are wanted */
   logitRows: Int32Array;
+  /**
+   * i32 [start + len]: the slots of positions 0 .. start + len − 1 of chunk `seq` (MHA attention gathers
+   * a sequence's cached rows by them); built on first use and shared by every layer of the step
+   */
+  contextSlots(seq: number): Tensor;
 }
 
 /** Slot of position p in a sequence whose blocks are `blocks`. */
@@ -144,7 +149,20 @@ export function stepLayout(batch: RaggedBatch, pool: CachePool, indexTopk: numbe
     });
     i = j;
   }
-  return { T, slots: i32(slots, [T]), positions, positionsT: i32(positions, [T]), maxPosition: longest - 1, groups, width: Math.min(indexTopk, longest), logitRows: batch.logitRows ?? lastRows(batch) };
+  const context = new Map<number, Tensor>();
+  const contextSlots = (seq: number): Tensor => {
+    let t = context.get(seq);
+    if (!t) {
+      const s = batch.seqs[seq]!;
+      const end = s.start + s.len;
+      context.set(seq, (t = i32(Int32Array.from({ length: end }, (_, p) => slotOf(s.blocks, p)), [end])));
+    }
+    return t;
+  };
+  return {
+    T, slots: i32(slots, [T]), positions, positionsT: i32(positions, [T]), maxPosition: longest - 1, groups,
+    width: Math.min(indexTopk, longest), logitRows: batch.logitRows ?? lastRows(batch), contextSlots,
+  };
 }
 
 /**

@@ -32,7 +32,7 @@ import { cat, indexSelect } from '../tensor/ops/indexing.js';
 import { fromArray } from '../tensor/tensor.js';
 import { fp8RoundTrip } from '../tensor/ops/quant.js';
 import { mlaCacheWrite, sparseMlaDecode } from '../tensor/ops/sparse-mla.js';
-import { type LayerCache, PAGE, type StepLayout, slotOf } from './cache.js';
+import { type LayerCache, PAGE, type StepLayout } from './cache.js';
 import type { RaggedBatch } from './batch.js';
 import type { ModelConfig } from './config.js';
 import { QUANT_BLOCK } from './fp8.js';
@@ -149,8 +149,7 @@ export class MLA {
           const s = step.batch.seqs[g.seqs[k]!]!;
           const end = s.start + s.len;
           // the sequence's cached rows [end, c + r] (latent, then the rotated RoPE key), gathered by slot
-          const rowSlots = fromArray(Int32Array.from({ length: end }, (_, p) => slotOf(s.blocks, p)), [end], { dtype: 'i32', device: x.device });
-          const rows = indexSelect(latentRows, 0, rowSlots);
+          const rows = indexSelect(latentRows, 0, layout.contextSlots(g.seqs[k]!));
           // per-head keys [k_nope(h) | k_pe] and values of every cached position: wkv_b(latent)
           const kvB = reshape(applyLinear(cast(narrow(rows, 1, 0, c), dt), this.lin('kv_b_proj'), dt, this.ue8m0), [end, H, nope + dv]);
           const kPeH = expand(unsqueeze(cast(narrow(rows, 1, c, r), dt), 1), [end, H, r]);
