@@ -26,3 +26,8 @@ export function readJsonFile(file: string, fail: new (message: string) => DsvErr
     throw new fail(`${file}: not JSON (${(e as Error).message})`);
   }
 }
+
+/** A schema's first `max` issues as "path: message; …" ("(top level)" for the root), for config errors. */
+export function issuesText(issues: readonly { path: readonly PropertyKey[]; message: string }[], max = 5): string {
+  return issues.slice(0, max).map((i) => `${i.path.map(String).join('.') || '(top level)'}: ${i.message}`).join('; ');
+}

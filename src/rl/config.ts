@@ -12,7 +12,7 @@
 // The paper discloses none of G, ε, β, δ, top-p, the learning rate or the mini-batch count (rl.md §1.1),
 // so the defaults below are ours (δ from TRL's example, ε the usual 0.2).
 import { z } from 'zod';
-import { DsvError, readJsonFile } from '../errors.js';
+import { DsvError, issuesText, readJsonFile } from '../errors.js';
 import { rewardConfigSchema } from './rewards.js';
 
 export class RlConfigError extends DsvError {}
@@ -82,8 +82,7 @@ export type RlConfigInput = z.input<typeof rlConfigSchema>;
 export function parseRlConfig(raw: unknown, where = 'rl config'): RlConfig {
   const r = rlConfigSchema.safeParse(raw);
   if (!r.success) {
-    const msgs = r.error.issues.slice(0, 5).map((i) => `${i.path.join('.') || '(top level)'}: ${i.message}`);
-    throw new RlConfigError(`${where}: ${msgs.join('; ')}`);
+    throw new RlConfigError(`${where}: ${issuesText(r.error.issues)}`);
   }
   const c = r.data;
   if (c.rollout_max_response_len >= c.rollout_max_context_len) {

@@ -9,7 +9,7 @@
 //             KL over the selected keys for the indexers, their input detached);
 //   sft       sparse attention as the sparse stage, the loss on the data's masked tokens.
 import { z } from 'zod';
-import { DsvError, readJsonFile } from '../errors.js';
+import { DsvError, issuesText, readJsonFile } from '../errors.js';
 import { lrScheduleSpec } from './schedule.js';
 
 export class TrainConfigError extends DsvError {}
@@ -72,8 +72,7 @@ export type TrainConfig = z.infer<typeof trainConfigSchema>;
 export function parseTrainConfig(raw: unknown, where = 'train config'): TrainConfig {
   const r = trainConfigSchema.safeParse(raw);
   if (!r.success) {
-    const msgs = r.error.issues.slice(0, 5).map((i) => `${i.path.join('.') || '(top level)'}: ${i.message}`);
-    throw new TrainConfigError(`${where}: ${msgs.join('; ')}`);
+    throw new TrainConfigError(`${where}: ${issuesText(r.error.issues)}`);
   }
   return r.data;
 }
