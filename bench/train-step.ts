@@ -1,6 +1,8 @@
 // Speed of one training step on this machine (forward + backward + AdamW), random weights, f32 master
 // weights: tokens/s per phase (dense pretrain, DSA warm-up, sparse stage) at a given shape.
-//   node dist/bench/train-step.js [--shape tiny|small|cpu-mid] [--batch 2] [--seq 64] [--steps 3] [--device cpu]
+//   node dist/bench/train-step.js [--shape tiny|small|cpu-mid] [--config '{"hidden_size":384,...}'] [--batch 2] [--seq 64] [--steps 3] [--device cpu] [--numerics f32|bf16]
+// (--config: config.json fields laid over the shape, as inline JSON or a file)
+import { existsSync, readFileSync } from 'node:fs';
 import { median, opt } from './harness.js';
 import { SHAPES } from './shapes.js';
 import { DeepseekV32, randomCheckpoint, randomConfig } from '../src/model/index.js';
@@ -21,24 +23,35 @@ const B = Number(opt('--batch') ?? 2);
 const S = Number(opt('--seq') ?? 64);
 const steps = Number(opt('--steps') ?? 3);
 const device = opt('--device') ?? 'cpu';
+const numerics = (opt('--numerics') ?? 'f32') as 'f32' | 'bf16';
 const chosen = TRAIN_SHAPES[shape];
 if (!chosen) {
   console.error(`unknown --shape ${shape}: one of ${Object.keys(TRAIN_SHAPES).join(', ')}`);
   process.exit(2);
 }
-const cfg = randomConfig(chosen);
+const over = opt('--config');
+let extra: Record<string, unknown> = {};
+if (over !== undefined) {
+  try {
+    extra = JSON.parse(existsSync(over) ? readFileSync(over, 'utf8') : over) as Record<string, unknown>;
+  } catch (e) {
+    console.error(`--config: expected a JSON object or a JSON file, got ${over.slice(0, 60)} (${(e as Error).message})`);
+    process.exit(2);
+  }
+}
+const cfg = randomConfig({ ...chosen, ...extra });
 const model = DeepseekV32.fromSource(cfg, mapSource(randomCheckpoint(cfg, 1)), { master: 'f32', device });
 const params = model.weights.parameters();
 const opt2 = new AdamW(params, { lr: 1e-4 });
 const ids = Int32Array.from({ length: B * S }, (_, i) => (i * 7919) % cfg.vocabSize);
 const nParams = params.reduce((a, [, p]) => a + p.numel, 0);
-process.stdout.write(`shape ${shape} (${(nParams / 1e6).toFixed(2)} M params), B ${B} × S ${S}, index_topk ${cfg.indexTopk}, ${device}\n`);
+process.stdout.write(`shape ${shape}${over ? ' + --config' : ''} (${(nParams / 1e6).toFixed(2)} M params), B ${B} × S ${S}, index_topk ${cfg.indexTopk}, ${numerics}, ${device}\n`);
 for (const phase of ['pretrain', 'warmup', 'sparse'] as const) {
   for (const [n, p] of params) p.requiresGrad = phase !== 'warmup' || n.includes('.indexer.');
   const times: number[] = [];
   for (let i = 0; i < steps + 1; i++) {
     const t = performance.now();
-    const r = objective(model, ids, B, S, { attention: phase === 'sparse' ? 'sparse' : 'dense', indexerLoss: phase !== 'pretrain', lm: phase !== 'warmup' });
+    const r = objective(model, ids, B, S, { numerics, attention: phase === 'sparse' ? 'sparse' : 'dense', indexerLoss: phase !== 'pretrain', lm: phase !== 'warmup' });
     opt2.zeroGrad();
     backward(r.loss);
     opt2.step();

@@ -23,6 +23,17 @@ function listArg(v: string): string[] {
   return xs;
 }
 
+function weightsArg(v: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const part of listArg(v)) {
+    const m = /^([\w-]+)=(.+)$/.exec(part);
+    const w = m ? Number(m[2]) : NaN;
+    if (!m || !(Number.isFinite(w) && w > 0)) throw new InvalidArgumentError(`--weights: expected name=weight with a positive weight, got "${part}"`);
+    out[m[1]!] = w;
+  }
+  return out;
+}
+
 function fractionBelowHalf(v: string): number {
   const n = Number(v);
   if (!(n > 0 && n < 0.5)) throw new InvalidArgumentError(`--validation-fraction must be in (0, 0.5), got "${v}"`);
@@ -38,13 +49,14 @@ export function register(program: Command): void {
     .requiredOption('--out <dir>', 'output directory')
     .option('--seed <n>', 'seed for sampling, synthetic data, split and order', intArg('--seed', 0, 2 ** 32 - 1), 0)
     .option('--max-bytes <n>', 'total text budget in bytes, shared by the sources by weight; whole documents are kept, so each source may pass its share by one document (default: each source in full or at its own cap)', intArg('--max-bytes', 1))
+    .option('--weights <list>', 'source weights replacing their own in the --max-bytes split, e.g. arithmetic=30,sotu=10', weightsArg)
     .option('--sources <list>', `only these sources, each then required (known: ${ALL_SOURCES.map((s) => s.name).join(', ')})`, listArg)
     .option('--require <list>', 'optional sources that must be present', listArg)
     .option('--validation-fraction <f>', 'share of documents held out for validation', fractionBelowHalf, 0.02)
     .option('--shard-bytes <n>', 'largest shard file in bytes', intArg('--shard-bytes', 1024), 8 * 2 ** 20)
     .option('--force', 'rebuild even if the directory already holds this corpus')
     .option('--log <file>', 'JSONL event log (default <out>/build.log.jsonl)')
-    .action(async (o: { out: string; seed: number; maxBytes?: number; sources?: string[]; require?: string[]; validationFraction: number; shardBytes: number; force?: boolean; log?: string }) => {
+    .action(async (o: { out: string; seed: number; maxBytes?: number; weights?: Record<string, number>; sources?: string[]; require?: string[]; validationFraction: number; shardBytes: number; force?: boolean; log?: string }) => {
       const log = jsonlLog(o.log ?? join(o.out, 'build.log.jsonl'));
       // the bar counts sources read (a source's size is unknown until it is read), with the current
       // source's MiB as its note; a missing required source fails here, before anything is read
@@ -66,6 +78,7 @@ export function register(program: Command): void {
           outDir: o.out,
           seed: o.seed,
           maxBytes: o.maxBytes,
+          weights: o.weights,
           sources: o.sources,
           require: o.require,
           validationFraction: o.validationFraction,

@@ -2,7 +2,7 @@
 // bar on stderr (when it is a terminal), a JSONL log at <out>/train.jsonl and checkpoints under <out>
 // (Hugging Face layout, shards ≤ 16 MB). Run it again with the same config to resume from the latest
 // checkpoint: a killed or time-limited run (config maxSeconds) continues exactly where it stopped.
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { intArg } from './args.js';
 import { progress } from './progress.js';
 import { STAGES, type Stage, loadTrainConfig } from '../train/config.js';
@@ -21,17 +21,19 @@ export function register(program: Command): void {
     .requiredOption('--config <file>', 'training config JSON (model, data, steps, optim, schedule, out, ...; see src/train/config.ts)')
     .option('--steps <n>', 'override the config\'s total steps', intArg('--steps', 1))
     .option('--out <dir>', 'override the config\'s output directory')
+    .addOption(new Option('--device <name>', 'override the config\'s device (auto: cuda when a GPU is usable, else cpu)').choices(['auto', 'cpu', 'cuda']))
     .option('--no-progress', 'no progress bar')
-    .action((stage: Stage, o: { config: string; steps?: number; out?: string; progress: boolean }) => {
+    .action((stage: Stage, o: { config: string; steps?: number; out?: string; device?: 'auto' | 'cpu' | 'cuda'; progress: boolean }) => {
       const cfg = loadTrainConfig(o.config);
       if (o.steps !== undefined) cfg.steps = o.steps;
       if (o.out !== undefined) cfg.out = o.out;
+      if (o.device !== undefined) cfg.device = o.device;
       let bar: ReturnType<typeof progress> | null = null;
       const r = train(stage, cfg, {
         onStart: (i) => {
           bar = progress(`train ${stage}`, i.steps, { enabled: o.progress });
           bar.update(i.startStep);
-          bar.line(`${stage}: ${(i.params / 1e6).toFixed(2)} M trainable parameters, ${i.rows} rows of ${cfg.data.seqLen} tokens; ${i.startStep ? `resuming at step ${i.startStep}` : 'from step 0'} of ${i.steps}`, 'stderr');
+          bar.line(`${stage}: ${(i.params / 1e6).toFixed(2)} M trainable parameters on ${i.device}, ${i.rows} rows of ${cfg.data.seqLen} tokens; ${i.startStep ? `resuming at step ${i.startStep}` : 'from step 0'} of ${i.steps}`, 'stderr');
         },
         onStep: (l) => bar?.update(l.step, `${l.phase} loss ${l.loss.toFixed(4)} · ${l.tokens_per_s.toFixed(0)} tok/s`),
         onCheckpoint: (dir) => bar?.line(`checkpoint ${dir}`, 'stderr'),

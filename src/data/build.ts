@@ -38,6 +38,8 @@ export interface BuildOptions {
   seed?: number;
   /** Total text budget, split over the sources by weight; undefined: each source's default. */
   maxBytes?: number;
+  /** Per-source weights replacing the sources' own in the --max-bytes split (name → weight > 0). */
+  weights?: Record<string, number>;
   /** Only these sources (each then required). Default: every known source. */
   sources?: string[];
   /** Optional sources to require as well. */
@@ -67,6 +69,10 @@ function checkOptions(o: BuildOptions): Required<Pick<BuildOptions, 'seed' | 'va
   const shardBytes = o.shardBytes ?? 8 * 2 ** 20;
   if (!Number.isInteger(shardBytes) || shardBytes < 1024) throw new DataOptionError(`shard size must be an integer ≥ 1024 bytes, got ${shardBytes}`);
   if (o.maxBytes !== undefined && !(Number.isInteger(o.maxBytes) && o.maxBytes > 0)) throw new DataOptionError(`--max-bytes must be a positive integer, got ${o.maxBytes}`);
+  for (const [n, w] of Object.entries(o.weights ?? {})) {
+    if (!(Number.isFinite(w) && w > 0)) throw new DataOptionError(`--weights: ${n}=${w}: a weight must be a positive number`);
+    if (o.maxBytes === undefined) throw new DataOptionError('--weights splits the --max-bytes budget; give --max-bytes too');
+  }
   return { seed, validationFraction, shardBytes };
 }
 
@@ -104,6 +110,7 @@ function sameRequest(m: CorpusManifest, seed: number, o: BuildOptions, vf: numbe
   return (
     m.seed === seed &&
     m.maxBytes === (o.maxBytes ?? null) &&
+    JSON.stringify(m.weights ?? null) === JSON.stringify(o.weights ?? null) &&
     m.validationFraction === vf &&
     m.shardBytes === shardBytes &&
     m.sources.map((s) => s.name).join(',') === names.join(',')
@@ -138,12 +145,16 @@ export async function buildCorpus(o: BuildOptions): Promise<BuildResult> {
     }
   }
 
-  const totalWeight = use.reduce((a, u) => a + u.source.weight, 0);
+  for (const n of Object.keys(o.weights ?? {})) {
+    if (!use.some((u) => u.source.name === n)) throw new DataOptionError(`--weights: "${n}" is not a source of this build (${use.map((u) => u.source.name).join(', ')})`);
+  }
+  const weightOf = (s: CorpusSource): number => o.weights?.[s.name] ?? s.weight;
+  const totalWeight = use.reduce((a, u) => a + weightOf(u.source), 0);
   const docs: CorpusDocument[] = [];
   const records: SourceRecord[] = [];
   const seen = new Set<string>();
   for (const { source, required, package: pkg, version } of use) {
-    const budget = o.maxBytes !== undefined ? Math.floor((o.maxBytes * source.weight) / totalWeight) : source.defaultBudgetBytes;
+    const budget = o.maxBytes !== undefined ? Math.floor((o.maxBytes * weightOf(source)) / totalWeight) : source.defaultBudgetBytes;
     const t0 = performance.now();
     let bytes = 0;
     let n = 0;
@@ -225,6 +236,7 @@ export async function buildCorpus(o: BuildOptions): Promise<BuildResult> {
     createdBy: 'dsv32 data build',
     seed,
     maxBytes: o.maxBytes ?? null,
+    weights: o.weights ?? null,
     validationFraction,
     shardBytes,
     sources: records,

@@ -56,6 +56,7 @@ export function dataCard(m: CorpusManifest): string {
   lines.push('## Rebuild', '');
   const extra =
     (m.maxBytes !== null ? ` --max-bytes ${m.maxBytes}` : '') +
+    (m.weights ? ` --weights ${Object.entries(m.weights).map(([n, w]) => `${n}=${w}`).join(',')}` : '') +
     (m.validationFraction !== 0.02 ? ` --validation-fraction ${m.validationFraction}` : '') +
     (m.shardBytes !== 8 * 2 ** 20 ? ` --shard-bytes ${m.shardBytes}` : '');
   lines.push('```', `dsv32 data build --out DIR --seed ${m.seed}${extra} --sources ${names}`, '```', '');

@@ -52,6 +52,8 @@ export interface CorpusManifest {
   createdBy: string;
   seed: number;
   maxBytes: number | null;
+  /** --weights (source → weight) replacing the sources' own; null or absent: their own */
+  weights?: Record<string, number> | null;
   validationFraction: number;
   shardBytes: number;
   sources: SourceRecord[];

@@ -51,6 +51,8 @@ export const trainConfigSchema = z.strictObject({
   /** λ of the MTP loss */
   mtpWeight: z.number().nonnegative().default(0.3),
   numerics: z.enum(['f32', 'bf16']).default('f32'),
+  /** where the model trains: auto = cuda when a GPU is usable, else cpu */
+  device: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
   dsa: z.strictObject({
     warmupSteps: z.number().int().nonnegative().default(0),
     warmupLr: z.number().positive().default(1e-3),

@@ -11,6 +11,7 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
+import { cudaUnavailableReason } from '../backend/cuda/index.js';
 import { DsvError } from '../errors.js';
 import { DeepseekV32 } from '../model/model.js';
 import { parseConfig } from '../model/config.js';
@@ -65,7 +66,7 @@ export interface TrainResult {
 }
 
 export interface TrainHooks {
-  onStart?: (info: { startStep: number; steps: number; params: number; rows: number }) => void;
+  onStart?: (info: { startStep: number; steps: number; params: number; rows: number; device: string }) => void;
   onStep?: (log: StepLog) => void;
   onEval?: (log: EvalLog) => void;
   onCheckpoint?: (dir: string) => void;
@@ -79,20 +80,31 @@ export function phaseOf(stage: Stage, step: number, cfg: TrainConfig): Phase {
   return step < cfg.dsa.warmupSteps ? 'warmup' : 'sparse';
 }
 
+/** config.device resolved: 'auto' is cuda when a GPU is usable, else cpu; 'cuda' without one is an error. */
+export function trainDevice(cfg: Pick<TrainConfig, 'device'>): 'cpu' | 'cuda' {
+  if (cfg.device === 'cpu') return 'cpu';
+  const why = cudaUnavailableReason();
+  if (why === null) return 'cuda';
+  if (cfg.device === 'cuda') throw new TrainError(`device: cuda is not usable here: ${why}`);
+  return 'cpu';
+}
+
 /** The model's config.json text and a model with f32 master weights, per config.model. */
-function initModel(cfg: TrainConfig): { model: DeepseekV32; configJson: string } {
+function initModel(cfg: TrainConfig, device: string): { model: DeepseekV32; configJson: string } {
   if ('init' in cfg.model) {
     const dir = cfg.model.init;
     const configJson = readFileSync(join(dir, 'config.json'), 'utf8');
-    return { model: DeepseekV32.load(dir, { master: 'f32' }), configJson };
+    return { model: DeepseekV32.load(dir, { master: 'f32', device }), configJson };
   }
   const mc = parseConfig(cfg.model.config, 'model.config');
   if (mc.fp8Weights) throw new TrainError('model.config: a quantization_config (FP8 weights) cannot be trained; drop it to train bf16/f32 weights');
-  return { model: DeepseekV32.fromSource(mc, mapSource(randomCheckpoint(mc, cfg.model.seed)), { master: 'f32' }), configJson: JSON.stringify(cfg.model.config, null, 2) + '\n' };
+  return { model: DeepseekV32.fromSource(mc, mapSource(randomCheckpoint(mc, cfg.model.seed)), { master: 'f32', device }), configJson: JSON.stringify(cfg.model.config, null, 2) + '\n' };
 }
 
 export function train(stage: Stage, cfg: TrainConfig, hooks: TrainHooks = {}): TrainResult {
-  const configHash = createHash('sha256').update(JSON.stringify({ stage, cfg: { ...cfg, steps: undefined, maxSeconds: undefined, out: undefined, keep: undefined, saveEvery: undefined } })).digest('hex').slice(0, 16);
+  // the device is not part of the run's identity: a run checkpointed on one device resumes on another
+  const configHash = createHash('sha256').update(JSON.stringify({ stage, cfg: { ...cfg, steps: undefined, maxSeconds: undefined, out: undefined, keep: undefined, saveEvery: undefined, device: undefined } })).digest('hex').slice(0, 16);
+  const device = trainDevice(cfg);
   const resume = latestCheckpoint(cfg.out);
   let model: DeepseekV32;
   let configJson: string;
@@ -102,9 +114,9 @@ export function train(stage: Stage, cfg: TrainConfig, hooks: TrainHooks = {}): T
       throw new TrainError(`out: ${cfg.out} holds a checkpoint of another run (stage ${resume.state.stage}, config ${resume.state.configHash}; this run: ${stage}, ${configHash}); use a fresh out directory`);
     }
     configJson = readFileSync(join(resume.dir, 'config.json'), 'utf8');
-    model = DeepseekV32.load(resume.dir, { master: 'f32' });
+    model = DeepseekV32.load(resume.dir, { master: 'f32', device });
     start = resume.state.step;
-  } else ({ model, configJson } = initModel(cfg));
+  } else ({ model, configJson } = initModel(cfg, device));
   const mc = model.cfg;
   const eos = mc.eosTokenIds[0] ?? 1;
   const batches = new Batches(loadTokens(cfg.data, eos, mc.vocabSize), cfg.data.batchSize, cfg.data.seqLen, cfg.data.seed);
@@ -117,7 +129,7 @@ export function train(stage: Stage, cfg: TrainConfig, hooks: TrainHooks = {}): T
   mkdirSync(cfg.out, { recursive: true });
   const logPath = join(cfg.out, LOG_FILE);
   keepLogBefore(logPath, start);
-  hooks.onStart?.({ startStep: start, steps: cfg.steps, params: params.reduce((a, [, p]) => a + p.numel, 0), rows: batches.rows });
+  hooks.onStart?.({ startStep: start, steps: cfg.steps, params: params.reduce((a, [, p]) => a + p.numel, 0), rows: batches.rows, device });
 
   const evalBatches = cfg.eval
     ? new Batches(loadTokens({ path: cfg.eval.path ?? cfg.data.path, tokenizer: cfg.data.tokenizer, split: cfg.eval.split }, eos, mc.vocabSize), cfg.data.batchSize, cfg.data.seqLen, cfg.data.seed)
