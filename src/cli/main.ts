@@ -19,6 +19,7 @@ import { register as registerChat } from './chat.js';
 import { register as registerTrain } from './train.js';
 import { register as registerRl } from './rl.js';
 import { register as registerLaunch } from './launch.js';
+import { register as registerQuantize } from './quantize.js';
 
 const program = new Command();
 program
@@ -41,6 +42,7 @@ registerEval(program);
 registerGolden(program);
 registerBench(program);
 registerData(program);
+registerQuantize(program);
 registerServe(program);
 registerChat(program);
 registerTrain(program);

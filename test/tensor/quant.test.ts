@@ -158,6 +158,10 @@ test('real checkpoint: every tiny-fp8 weight is the 128×128 ue8m0 block quantis
         const want = T.contiguous(T.narrow(T.narrow(w8, 0, i0, h), 1, j0, wd)).toHost() as Uint8Array;
         assert.deepEqual(q.toHost(), want, `${wn} block (${i0}, ${j0})`);
       }
+      // weightQuant (what `dsv32 quantize` writes) makes the same bytes and scales from the bf16 weight
+      const mine = T.weightQuant(w);
+      assert.deepEqual(mine.w8.toHost(), w8.toHost(), `weightQuant ${wn}`);
+      assert.deepEqual(Array.from(mine.scaleInv.toFloat32()), Array.from(sv), `weightQuant ${sn}`);
     }
     assert.ok(partial > 0, 'some weights have dims that are not multiples of 128');
   } finally {

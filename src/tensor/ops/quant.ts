@@ -8,7 +8,7 @@
 import { DsvError } from '../../errors.js';
 import { noGrad, record } from '../autograd.js';
 import { E4M3_MAX, e4m3BitsToF32, f32ToE4m3Bits } from '../dtype.js';
-import { ShapeError, Tensor, fmtShape, fromArray } from '../tensor.js';
+import { ShapeError, Tensor, fmtShape, fromArray, fromBits } from '../tensor.js';
 import { mul } from './elementwise.js';
 import { indexSelect } from './indexing.js';
 import { alloc, requireFloat, sameDevice } from './util.js';
@@ -148,6 +148,44 @@ export function weightDequant(w8: Tensor, scaleInv: Tensor, block = 128): Tensor
   const sf = cast(scaleInv, 'f32');
   const rows = expandScales('weightDequant', sf, R, block, 0); // [R, ceil(C/block)]
   return mul(cast(w8, 'f32'), expandScales('weightDequant', rows, C, block, 1));
+}
+
+/**
+ * Block-quantise a weight for an FP8 checkpoint, the inverse of `weightDequant` (DeepSeek's layout):
+ * each block×block block (partial blocks at the edges are their own) is quantised as one act_quant
+ * block, i.e. with `actQuant`'s arithmetic:
+ *   amax = max(|W|, f32(1e-4)),  s = 2^ceil(log2(f32(amax · f32(1/448))))   (ue8m0, V3.2's `scale_fmt`)
+ *   w8 = e4m3(clamp(W / s, ±448)),  weight_scale_inv = s                     (W ≈ w8 · s)
+ * This is how the official tiny-fp8 checkpoint was made from tiny-bf16: the test reproduces it bit for
+ * bit. Power-of-two scales make the division exact, so the only rounding is the one to e4m3 (relative
+ * error ≤ 2^-4 for normals), and quantising a dequantised weight gives back the same bytes. Runs on
+ * the host (an offline, once-per-checkpoint step) and returns host tensors.
+ */
+export function weightQuant(w: Tensor, block = 128): { w8: Tensor; scaleInv: Tensor } {
+  checkBlock('weightQuant', block);
+  requireFloat('weightQuant', w);
+  if (w.rank !== 2) throw new ShapeError(`weightQuant: the weight must be 2-D, got ${fmtShape(w.shape)}`);
+  const [R, C] = w.shape as [number, number];
+  const br = Math.ceil(R / block);
+  const bc = Math.ceil(C / block);
+  const x = w.toFloat32();
+  const scale = new Float32Array(br * bc);
+  const q = new Uint8Array(R * C);
+  const inv448 = Math.fround(1 / E4M3_MAX);
+  for (let i = 0; i < br; i++) {
+    for (let j = 0; j < bc; j++) {
+      const r1 = Math.min(R, (i + 1) * block);
+      const c1 = Math.min(C, (j + 1) * block);
+      let amax = Math.fround(1e-4);
+      for (let r = i * block; r < r1; r++) for (let c = j * block; c < c1; c++) amax = Math.max(amax, Math.abs(x[r * C + c]!));
+      const sc = 2 ** Math.ceil(Math.log2(Math.fround(amax * inv448)));
+      scale[i * bc + j] = sc;
+      for (let r = i * block; r < r1; r++) {
+        for (let c = j * block; c < c1; c++) q[r * C + c] = f32ToE4m3Bits(Math.max(-E4M3_MAX, Math.min(E4M3_MAX, x[r * C + c]! / sc)));
+      }
+    }
+  }
+  return { w8: fromBits(q, 'f8e4m3', [R, C]), scaleInv: fromArray(scale, [br, bc], { dtype: 'f32' }) };
 }
 
 /**
