@@ -10,6 +10,7 @@ import { mapSource } from '../src/model/weights.js';
 import { backward } from '../src/tensor/autograd.js';
 import { objective } from '../src/train/objective.js';
 import { AdamW } from '../src/train/optim.js';
+import { releaseDeadTensors } from '../src/tensor/memory.js';
 
 const TRAIN_SHAPES: Record<string, Record<string, unknown>> = {
   // the training tests' model (test/train/tiny.ts)
@@ -58,6 +59,7 @@ for (const phase of ['pretrain', 'warmup', 'sparse'] as const) {
     model.weights.update();
     r.loss.item();
     if (i > 0) times.push(performance.now() - t); // the first step warms up
+    await releaseDeadTensors(device);
   }
   const ms = median(times);
   process.stdout.write(`${phase.padEnd(8)} ${ms.toFixed(0)} ms/step  ${((B * S * 1000) / ms).toFixed(0)} tokens/s\n`);

@@ -23,13 +23,13 @@ export function register(program: Command): void {
     .option('--out <dir>', 'override the config\'s output directory')
     .addOption(new Option('--device <name>', 'override the config\'s device (auto: cuda when a GPU is usable, else cpu)').choices(['auto', 'cpu', 'cuda']))
     .option('--no-progress', 'no progress bar')
-    .action((stage: Stage, o: { config: string; steps?: number; out?: string; device?: 'auto' | 'cpu' | 'cuda'; progress: boolean }) => {
+    .action(async (stage: Stage, o: { config: string; steps?: number; out?: string; device?: 'auto' | 'cpu' | 'cuda'; progress: boolean }) => {
       const cfg = loadTrainConfig(o.config);
       if (o.steps !== undefined) cfg.steps = o.steps;
       if (o.out !== undefined) cfg.out = o.out;
       if (o.device !== undefined) cfg.device = o.device;
       let bar: ReturnType<typeof progress> | null = null;
-      const r = train(stage, cfg, {
+      const r = await train(stage, cfg, {
         onStart: (i) => {
           bar = progress(`train ${stage}`, i.steps, { enabled: o.progress });
           bar.update(i.startStep);

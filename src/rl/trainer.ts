@@ -38,6 +38,7 @@ import { LLMEngine } from '../engine/engine.js';
 import { loadEnvironment, type Environment } from '../envs/load.js';
 import { DsvError } from '../errors.js';
 import { DeepseekV32 } from '../model/model.js';
+import { releaseDeadTensors } from '../tensor/memory.js';
 import { type Tensor, backward, detach, fromArray, gather, logSoftmax, mul, muls, noGrad, sum, reshape, softmax, unsqueeze, where } from '../tensor/index.js';
 import { latestCheckpoint, OPTIMIZER_FILE, saveCheckpoint } from '../train/checkpoint.js';
 import { clipGradNorm, gradNorm as gradNormOf } from '../train/clip.js';
@@ -299,6 +300,7 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
       const recs: RolloutRecord[] = records.slice(a, b);
       const mb = collateRollouts(recs, { padId, logpOld: logpOldMode });
       mbs.push(minibatchStep(mb, fromArray(advAll.subarray(a, b), [b - a], { dtype: 'f32' })));
+      await releaseDeadTensors(model.device);
     }
     step++;
     ran++;

@@ -29,3 +29,4 @@ export * from './ops/moe.js';
 export * from './ops/fp8-linear.js';
 export * from './safetensors.js';
 export * from './module.js';
+export * from './memory.js';

@@ -4,7 +4,7 @@
 // Input (data.path: a file, or a directory whose files are read in name order):
 //   - a packed corpus directory (`dsv32 data pack`: pack.json + <split>.tokens, little-endian uint16 or
 //     uint32 ids per pack.json's dtype, documents already delimited by BOS/EOS): the data.split stream
-//     as it is;
+//     as it is; with packMask (the sft stage) its <split>.mask names the training targets;
 //   - a corpus directory built by `dsv32 data build` (it holds manifest.json): the documents of
 //     data.split, each `text` tokenized with data.tokenizer;
 //   - *.jsonl: one JSON object per line, either {"text": string} (tokenized with data.tokenizer) or
@@ -31,6 +31,9 @@ export interface DataSpec {
   tokenizer?: string;
   /** corpus split (default 'train') */
   split?: 'train' | 'validation';
+  /** use a packed corpus's loss mask (<split>.mask: the assistant's tokens of chat documents), as the sft
+   *  stage does; otherwise every token of a pack is a target (pretraining) */
+  packMask?: boolean;
 }
 
 export interface TokenStream {
@@ -70,7 +73,7 @@ export function loadTokens(spec: DataSpec, eos: number, vocab: number): TokenStr
     if (f.kind === 'pack') {
       const split = spec.split ?? 'train';
       const pj = join(f.path, PACK_JSON);
-      let m: { dtype?: unknown; splits?: Record<string, { tokensFile?: unknown }> };
+      let m: { dtype?: unknown; splits?: Record<string, { tokensFile?: unknown; maskFile?: unknown }> };
       try {
         m = JSON.parse(readFileSync(pj, 'utf8')) as typeof m;
       } catch (e) {
@@ -78,7 +81,14 @@ export function loadTokens(spec: DataSpec, eos: number, vocab: number): TokenStr
       }
       const tf = m.splits?.[split]?.tokensFile;
       if (typeof tf !== 'string' || (m.dtype !== 'uint16' && m.dtype !== 'uint32')) throw new DataError(`${pj}: expected dtype "uint16"|"uint32" and splits.${split}.tokensFile`);
-      out.add(...readRaw(join(f.path, tf), m.dtype === 'uint16' ? 2 : 4, vocab));
+      const [ids, all] = readRaw(join(f.path, tf), m.dtype === 'uint16' ? 2 : 4, vocab);
+      const mf = m.splits?.[split]?.maskFile;
+      if (spec.packMask && typeof mf === 'string') {
+        const mk = readFileSync(join(f.path, mf));
+        if (mk.length !== ids.length) throw new DataError(`${join(f.path, mf)}: ${mk.length} mask bytes for ${ids.length} tokens`);
+        out.add(ids, new Uint8Array(mk.buffer, mk.byteOffset, mk.length));
+        masked = true;
+      } else out.add(ids, all);
     } else if (f.kind === 'corpus') {
       const enc = textEncoder(f.path);
       for (const d of readDocuments(f.path, spec.split ?? 'train')) push(enc(d.text), null, `${f.path}: ${d.id}`);

@@ -19,6 +19,7 @@ import { randomCheckpoint } from '../model/random-weights.js';
 import { mapSource } from '../model/weights.js';
 import { MoE } from '../model/moe.js';
 import { backward, noGrad } from '../tensor/autograd.js';
+import { releaseDeadTensors } from '../tensor/memory.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { clipGradNorm } from './clip.js';
 import { type Stage, type TrainConfig } from './config.js';
@@ -92,7 +93,10 @@ export function trainDevice(cfg: Pick<TrainConfig, 'device'>): 'cpu' | 'cuda' {
 /** The model's config.json text and a model with f32 master weights, per config.model. */
 function initModel(cfg: TrainConfig, device: string): { model: DeepseekV32; configJson: string } {
   if ('init' in cfg.model) {
-    const dir = cfg.model.init;
+    // a checkpoint directory, or a run's out directory (its latest checkpoint: the previous stage)
+    const run = existsSync(join(cfg.model.init, 'config.json')) ? null : latestCheckpoint(cfg.model.init);
+    const dir = run ? run.dir : cfg.model.init;
+    if (!existsSync(join(dir, 'config.json'))) throw new TrainError(`model.init: ${cfg.model.init} is neither a checkpoint (config.json) nor a run directory with a ${'latest'} checkpoint`);
     const configJson = readFileSync(join(dir, 'config.json'), 'utf8');
     return { model: DeepseekV32.load(dir, { master: 'f32', device }), configJson };
   }
@@ -101,7 +105,7 @@ function initModel(cfg: TrainConfig, device: string): { model: DeepseekV32; conf
   return { model: DeepseekV32.fromSource(mc, mapSource(randomCheckpoint(mc, cfg.model.seed)), { master: 'f32', device }), configJson: JSON.stringify(cfg.model.config, null, 2) + '\n' };
 }
 
-export function train(stage: Stage, cfg: TrainConfig, hooks: TrainHooks = {}): TrainResult {
+export async function train(stage: Stage, cfg: TrainConfig, hooks: TrainHooks = {}): Promise<TrainResult> {
   // the device is not part of the run's identity: a run checkpointed on one device resumes on another
   const configHash = createHash('sha256').update(JSON.stringify({ stage, cfg: { ...cfg, steps: undefined, maxSeconds: undefined, out: undefined, keep: undefined, saveEvery: undefined, device: undefined } })).digest('hex').slice(0, 16);
   const device = trainDevice(cfg);
@@ -119,7 +123,7 @@ export function train(stage: Stage, cfg: TrainConfig, hooks: TrainHooks = {}): T
   } else ({ model, configJson } = initModel(cfg, device));
   const mc = model.cfg;
   const eos = mc.eosTokenIds[0] ?? 1;
-  const batches = new Batches(loadTokens(cfg.data, eos, mc.vocabSize), cfg.data.batchSize, cfg.data.seqLen, cfg.data.seed);
+  const batches = new Batches(loadTokens({ ...cfg.data, packMask: stage === 'sft' }, eos, mc.vocabSize), cfg.data.batchSize, cfg.data.seqLen, cfg.data.seed);
   const params = model.weights.parameters();
   // decay the matrices, not the norms' gains, biases or the embedding (the usual AdamW practice)
   const decay = (n: string, p: Tensor): boolean => p.rank >= 2 && !n.endsWith('embed_tokens.weight');
@@ -132,7 +136,7 @@ export function train(stage: Stage, cfg: TrainConfig, hooks: TrainHooks = {}): T
   hooks.onStart?.({ startStep: start, steps: cfg.steps, params: params.reduce((a, [, p]) => a + p.numel, 0), rows: batches.rows, device });
 
   const evalBatches = cfg.eval
-    ? new Batches(loadTokens({ path: cfg.eval.path ?? cfg.data.path, tokenizer: cfg.data.tokenizer, split: cfg.eval.split }, eos, mc.vocabSize), cfg.data.batchSize, cfg.data.seqLen, cfg.data.seed)
+    ? new Batches(loadTokens({ path: cfg.eval.path ?? cfg.data.path, tokenizer: cfg.data.tokenizer, split: cfg.eval.split, packMask: stage === 'sft' }, eos, mc.vocabSize), cfg.data.batchSize, cfg.data.seqLen, cfg.data.seed)
     : null;
   const forwardOpts = (phase: Phase, mask?: Uint8Array): ObjectiveOptions => ({
     numerics: cfg.numerics,
@@ -210,6 +214,7 @@ export function train(stage: Stage, cfg: TrainConfig, hooks: TrainHooks = {}): T
     if (cfg.eval && (step % cfg.eval.every === 0 || step >= cfg.steps)) evaluate(step);
     if (step % cfg.saveEvery === 0 || stopping) save();
     if (stopping) break;
+    await releaseDeadTensors(device);
   }
   return { step, resumedFrom: resume ? start : null, checkpoint: last, done: step >= cfg.steps, model };
 }

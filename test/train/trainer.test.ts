@@ -71,16 +71,16 @@ function sameState(a: string, b: string): void {
   for (const [f, bytes] of fa) assert.ok(bytes.equals(fb.get(f)!), `${f} differs between the runs`);
 }
 
-test('dsa run: stopped after 3 steps and resumed to 6 equals the uninterrupted run bit for bit; the checkpoint is a loadable HF directory', () => {
+test('dsa run: stopped after 3 steps and resumed to 6 equals the uninterrupted run bit for bit; the checkpoint is a loadable HF directory', async () => {
   const { dir, raw } = setup(6);
-  const straight = train('dsa', cfgOf(raw, join(dir, 'a')));
+  const straight = await train('dsa', cfgOf(raw, join(dir, 'a')));
   assert.equal(straight.step, 6);
   assert.ok(straight.done);
   const cfgB = cfgOf(raw, join(dir, 'b'));
-  const first = train('dsa', cfgB, { stopAfter: 3 });
+  const first = await train('dsa', cfgB, { stopAfter: 3 });
   assert.equal(first.step, 3);
   assert.equal(first.done, false);
-  const second = train('dsa', cfgB);
+  const second = await train('dsa', cfgB);
   assert.equal(second.resumedFrom, 3);
   assert.equal(second.step, 6);
   sameState(straight.checkpoint!, second.checkpoint!);
@@ -104,7 +104,7 @@ test('dsa run: stopped after 3 steps and resumed to 6 equals the uninterrupted r
 
 test('dsv32 train dsa: SIGKILL mid-run, then the same command again, ends with the uninterrupted run’s weights and moments', async () => {
   const { dir, raw } = setup(8);
-  const straight = train('dsa', cfgOf(raw, join(dir, 'a')));
+  const straight = await train('dsa', cfgOf(raw, join(dir, 'a')));
   const out = join(dir, 'out');
   const run = (kill?: (log: string) => boolean): Promise<number | null> =>
     new Promise((res, rej) => {
