@@ -12,7 +12,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import { DsvError } from '../errors.js';
-import { cudaUnavailableReason } from '../backend/cuda/index.js';
+import { cudaUnavailableReason, resolveDevice } from '../backend/cuda/index.js';
 
 const BENCH_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench');
 
@@ -75,7 +75,7 @@ export function register(program: Command): void {
     .option('--out <file>', 'also write that JSON object to a file')
     .option('--quick', 'fewer shapes (the first of each list)')
     .action((o: { device: 'auto' | 'cpu' | 'cuda'; json?: boolean; out?: string; quick?: boolean }) => {
-      const device = o.device === 'auto' ? (cudaUnavailableReason() === null ? 'cuda' : 'cpu') : o.device;
+      const device = o.device === 'auto' ? (resolveDevice('auto') as 'cpu' | 'cuda') : o.device;
       benchDsa({ device, json: o.json ?? false, out: o.out, quick: o.quick ?? false });
     });
 }

@@ -10,7 +10,7 @@ import { encodeMessages, type ChatMessage, type ThinkingMode } from '../chat/ind
 import type { Engine, SamplingParams } from '../engine/types.js';
 import { ChatOutput, startGeneration, type ChatDelta, type TextCodec } from '../server/index.js';
 import { intArg } from './args.js';
-import { ServeCliError, loadEngine, type EngineFlags } from './serve.js';
+import { ServeCliError, deviceOption, loadEngine, modelOption, type EngineFlags } from './serve.js';
 
 const DIM = '\x1b[2m';
 const UNDIM = '\x1b[22m';
@@ -139,8 +139,8 @@ export function register(program: Command): void {
     .command('chat')
     .showHelpAfterError(false)
     .description('chat with a local checkpoint in the terminal (reasoning dimmed, then the answer)')
-    .requiredOption('--model <dir>', 'Hugging Face checkpoint directory (config.json + safetensors; tokenizer.json optional)')
-    .addOption(new Option('--device <name>', 'where the model runs').choices(['cpu', 'cuda']).default('cpu'))
+    .addOption(modelOption())
+    .addOption(deviceOption())
     .addOption(new Option('--dtype <dtype>', 'numerics: f32, bf16, or fp8 (bf16 numerics with the FP8 latent cache)').choices(['f32', 'bf16', 'fp8']).default('bf16'))
     .addOption(new Option('--kv-cache-dtype <dtype>', 'latent KV-cache format (default: that of --dtype)').choices(['fp8', 'bf16', 'f32']))
     .option('--max-model-len <n>', "context length (default: the model's max_position_embeddings)", intArg('--max-model-len', 2))

@@ -15,6 +15,7 @@ import { LLMEngine } from '../engine/engine.js';
 import { DeepseekV32, loadConfig, type ModelConfig } from '../model/index.js';
 import { createServer } from '../server/index.js';
 import { getBackend } from '../tensor/backend.js';
+import { resolveDevice } from '../backend/cuda/index.js';
 import type { MlaCacheFormat } from '../tensor/ops/sparse-mla.js';
 import { intArg } from './args.js';
 
@@ -38,8 +39,8 @@ export function register(program: Command): void {
     // a bad flag is one line naming it (the program's default prints the help after it)
     .showHelpAfterError(false)
     .description('serve a checkpoint over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models, /health, /metrics)')
-    .requiredOption('--model <dir>', 'Hugging Face checkpoint directory (config.json + safetensors; tokenizer.json optional)')
-    .addOption(new Option('--device <name>', 'where the model runs').choices(['cpu', 'cuda']).default('cpu'))
+    .addOption(modelOption())
+    .addOption(deviceOption())
     .addOption(new Option('--dtype <dtype>', 'numerics: f32, bf16, or fp8 (bf16 numerics with the FP8 latent cache)').choices(['f32', 'bf16', 'fp8']).default('bf16'))
     .option('--port <n>', 'TCP port (0: any free port)', intArg('--port', 0, 65535), 8000)
     .option('--host <host>', 'address to bind', hostArg, '127.0.0.1')
@@ -55,6 +56,17 @@ export function register(program: Command): void {
     .action(async (o: ServeOptions) => {
       await serve(o);
     });
+}
+
+/** The model `dsv32 serve` and `dsv32 chat` run without --model: dsv32-mini, shipped in the repository. */
+export const BUILTIN_MODEL = path.resolve(import.meta.dirname, '../../../models/dsv32-mini');
+
+export function modelOption(): Option {
+  return new Option('--model <dir>', 'Hugging Face checkpoint directory (config.json + safetensors; tokenizer.json optional)').default(BUILTIN_MODEL, 'the built-in dsv32-mini');
+}
+
+export function deviceOption(): Option {
+  return new Option('--device <name>', 'where the model runs (auto: the GPU when a CUDA device is usable, else the CPU)').choices(['auto', 'cpu', 'cuda']).default('auto');
 }
 
 function pickTokenizer(dir: string, vocab: number): DeepSeekTokenizer {
@@ -86,13 +98,17 @@ export interface LoadedEngine {
   cfg: ModelConfig;
   name: string;
   cacheFormat: MlaCacheFormat;
+  /** where the model runs (--device auto resolved) */
+  device: string;
 }
 
 /** Check the flags against the checkpoint, load it, and start the engine. */
 export function loadEngine(o: EngineFlags): LoadedEngine {
   if (!existsSync(path.join(o.model, 'config.json'))) throw new ServeCliError(`--model ${o.model}: no config.json there (expected a Hugging Face checkpoint directory)`);
+  let device: string;
   try {
-    getBackend(o.device);
+    device = resolveDevice(o.device);
+    getBackend(device);
   } catch (e) {
     throw new ServeCliError(`--device ${o.device}: not available: ${(e as Error).message}`, { cause: e });
   }
@@ -102,7 +118,7 @@ export function loadEngine(o: EngineFlags): LoadedEngine {
     throw new ServeCliError(`--max-model-len ${o.maxModelLen}: the model's max_position_embeddings is ${cfg.maxPositions}`);
   }
   if (o.speculativeTokens > 0 && cfg.nMtpLayers < 1) throw new ServeCliError(`--speculative-tokens ${o.speculativeTokens}: the checkpoint has no MTP layers (num_nextn_predict_layers is 0)`);
-  const model = DeepseekV32.load(o.model, { device: o.device });
+  const model = DeepseekV32.load(o.model, { device });
   const codec = o.skipTokenizerInit ? null : pickTokenizer(o.model, cfg.vocabSize);
   const name = o.servedModelName ?? path.basename(path.resolve(o.model));
   const cacheFormat: MlaCacheFormat = o.kvCacheDtype ?? (o.dtype === 'fp8' ? 'fp8' : o.dtype);
@@ -116,13 +132,13 @@ export function loadEngine(o: EngineFlags): LoadedEngine {
     ...(o.numBlocks !== undefined ? { numBlocks: o.numBlocks } : {}),
     ...(codec ? { detokenize: (ids: readonly number[]) => codec.decode(ids) } : {}),
   });
-  return { engine, codec, cfg, name, cacheFormat };
+  return { engine, codec, cfg, name, cacheFormat, device };
 }
 
 async function serve(o: ServeOptions): Promise<void> {
   const err = process.stderr;
   const t0 = performance.now();
-  const { engine, codec, cfg, name, cacheFormat } = loadEngine(o);
+  const { engine, codec, cfg, name, cacheFormat, device } = loadEngine(o);
   const server = createServer({
     engine,
     codec,
@@ -133,7 +149,7 @@ async function serve(o: ServeOptions): Promise<void> {
   });
   const url = await server.listen(o.port, o.host);
   err.write(
-    `dsv32 serve: ${name} on ${url} (device ${o.device}, dtype ${o.dtype}, kv cache ${cacheFormat}, max-num-seqs ${o.maxNumSeqs}, ` +
+    `dsv32 serve: ${name} on ${url} (device ${device}, dtype ${o.dtype}, kv cache ${cacheFormat}, max-num-seqs ${o.maxNumSeqs}, ` +
       `context ${engine.info.maxModelLen}, ${codec ? 'tokenizer ' + codec.description : 'no tokenizer'}; loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s)\n`,
   );
 

@@ -11,7 +11,7 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { cudaUnavailableReason } from '../backend/cuda/index.js';
+import { resolveDevice } from '../backend/cuda/index.js';
 import { DsvError } from '../errors.js';
 import { DeepseekV32 } from '../model/model.js';
 import { parseConfig } from '../model/config.js';
@@ -82,12 +82,12 @@ export function phaseOf(stage: Stage, step: number, cfg: TrainConfig): Phase {
 }
 
 /** config.device resolved: 'auto' is cuda when a GPU is usable, else cpu; 'cuda' without one is an error. */
-export function trainDevice(cfg: Pick<TrainConfig, 'device'>): 'cpu' | 'cuda' {
-  if (cfg.device === 'cpu') return 'cpu';
-  const why = cudaUnavailableReason();
-  if (why === null) return 'cuda';
-  if (cfg.device === 'cuda') throw new TrainError(`device: cuda is not usable here: ${why}`);
-  return 'cpu';
+function trainDevice(cfg: Pick<TrainConfig, 'device'>): string {
+  try {
+    return resolveDevice(cfg.device);
+  } catch (e) {
+    throw new TrainError(`device: ${(e as Error).message}`, { cause: e });
+  }
 }
 
 /** The model's config.json text and a model with f32 master weights, per config.model. */

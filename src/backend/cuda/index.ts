@@ -19,6 +19,18 @@ export function cudaUnavailableReason(): string | null {
   }
 }
 
+/**
+ * A --device / config `device` value resolved: 'auto' is 'cuda' when a CUDA device is usable, else
+ * 'cpu'; 'cuda' where none is usable throws CudaUnavailableError with the reason.
+ */
+export function resolveDevice(device: 'auto' | 'cpu' | 'cuda' | string): string {
+  if (device === 'cpu') return 'cpu';
+  const why = cudaUnavailableReason();
+  if (why === null) return 'cuda';
+  if (device === 'auto') return 'cpu';
+  throw new CudaUnavailableError(`device ${device}: not usable here: ${why}`);
+}
+
 export function cudaBackend(): CudaBackend {
   return getBackend('cuda') as CudaBackend;
 }
