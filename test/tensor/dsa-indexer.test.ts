@@ -6,7 +6,8 @@
 //  - One body per backend (cpu, and cuda where a driver exists, else skipped with the reason): each op at
 //    awkward shapes (Tk not a multiple of 64, k not a multiple of 64, −1 padding, empty ranges, ties,
 //    NaN, ±0) against the CPU reference; logits within 1e-5 relative (the GPU's dot-product order may
-//    differ from the GEMM path's) with −inf at exactly the same places, everything else bit for bit.
+//    differ from the GEMM path's; 1e-3 on the FP8 tensor-core path, see relBound) with −inf at exactly
+//    the same places, everything else bit for bit.
 //  - The CPU reference against independent naive definitions (exact f64 dots; a sort for the top-k).
 //  - The paged layout round-trips and matches DeepGEMM's byte layout.
 import { describe, test } from 'node:test';
@@ -258,6 +259,11 @@ test('paged indexer cache: DeepGEMM byte layout (64·D e4m3 then 64 f32 per page
 // ---- every backend against the CPU reference ----------------------------------------------------------
 // On CUDA the logits run on the FP8-GEMM path (indexerTune.gemm) or the CUDA-core kernels: both are tested.
 const paths = (dev: string): (boolean | null)[] => (dev === 'cpu' ? [null] : [true, false]);
+// The FP8-GEMM path's tensor cores accumulate e4m3 products with ~14 mantissa bits (Hopper's FP8 MMA, as
+// the DeepSeek-V3 report measured; DeepGEMM's fp8_mqa_logits, the official kernel, shares it and promotes
+// only every 128 products, i.e. once per key here): measured 1.1e-4 and 2.7e-4 relative on an H100
+// (2026-12-05) against the exact f32 reference, where the CUDA-core kernels stay within 1e-5.
+const relBound = (gemm: boolean | null): number => (gemm ? 1e-3 : 1e-5);
 const tag = (gemm: boolean | null): string => (gemm === null ? '' : gemm ? ' [gemm path]' : ' [kernel path]');
 function withPath(gemm: boolean | null, body: () => void): void {
   const keep = indexerTune.gemm;
@@ -284,7 +290,7 @@ for (const [dev, opts] of DEVICES) {
         const ins = [q, k, ks, w, s, e];
         const want = T.indexerLogits(...(ins as [T.Tensor, T.Tensor, T.Tensor, T.Tensor, T.Tensor, T.Tensor]));
         const got = T.indexerLogits(...(ins.map((t) => on(t, dev)) as [T.Tensor, T.Tensor, T.Tensor, T.Tensor, T.Tensor, T.Tensor]));
-        assertRel(got, want, 1e-5, `indexerLogits Tq=${Tq} H=${H} Tk=${Tk}`);
+        assertRel(got, want, relBound(gemm), `indexerLogits Tq=${Tq} H=${H} Tk=${Tk}`);
       }
     }));
 
@@ -324,7 +330,7 @@ for (const [dev, opts] of DEVICES) {
             const ref = new Float32Array(maxCtx).fill(-Infinity);
             ref.set(dense.subarray(j * ctx[b]!, (j + 1) * ctx[b]!));
             if (dev === 'cpu') sameBits(row, ref, `paged b=${b} j=${j}`);
-            else assertRel(T.fromArray(row, [maxCtx]), T.fromArray(ref, [maxCtx]), 1e-5, `paged b=${b} j=${j}`);
+            else assertRel(T.fromArray(row, [maxCtx]), T.fromArray(ref, [maxCtx]), relBound(gemm), `paged b=${b} j=${j}`);
           }
         }
         // the raw cache bytes are the same on every backend

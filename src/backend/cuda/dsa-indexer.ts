@@ -22,8 +22,10 @@ const SIG: Record<string, readonly ParamKind[]> = {
 /**
  * Path choice, for tests and benchmarks. gemm: the per-head dot products as one FP8 cuBLASLt GEMM per
  * sequence (and chunk of queries) with f32 output, then kernels/dsa_indexer_gemm.cu's reduce; off: the
- * CUDA-core kernels of dsa_indexer.cu. Off by default until a GPU run has passed the indexer tests on it
- * (docs/gpu.md: written after the last device call of 2026-12-05).
+ * CUDA-core kernels of dsa_indexer.cu. Off by default: on an H100 (2026-12-05) the GEMM path's logits
+ * were 1.1e-4–2.7e-4 relative from the exact f32 reference (Hopper's FP8 MMA accumulates with ~14
+ * mantissa bits; DeepGEMM's kernel shares this), where the CUDA-core kernels stay within 1e-5, so
+ * near-tied keys could be selected differently from the CPU backend. Its speed is not measured yet.
  */
 export const indexerTune = { gemm: false };
 /** Bytes of the f32 per-head score block S [rows·H, keys] per GEMM (bounds the temporary at long context). */
