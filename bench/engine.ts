@@ -1,5 +1,5 @@
 // Engine throughput on a random-weight model (a script, not a test):
-//   node dist/bench/engine.js [--device cpu|cuda] [--shape tiny|cpu-mid|mid] [--numerics f32|bf16]
+//   node dist/bench/engine.js [--device cpu|cuda] [--shape tiny|cpu-mid|mid | --model DIR] [--numerics f32|bf16]
 //        [--batches 1,4,16] [--prompt 64] [--gen 32] [--spec 0] [--vocab V] [--temperature 0]
 // For each batch size B, B concurrent requests (greedy unless --temperature) (distinct prompts, ignoreEos) of `prompt` tokens
 // generate `gen` tokens each. Reported per B: TTFT (first token after submission) mean, TPOT (mean gap
@@ -10,14 +10,14 @@
 // One JSON line per B on stdout.
 import { LLMEngine } from '../src/engine/engine.js';
 import type { EngineEvent } from '../src/engine/types.js';
-import { DeepseekV32, mapSource, randomCheckpoint, randomConfig } from '../src/model/index.js';
+import { DeepseekV32, loadConfig, mapSource, randomCheckpoint, randomConfig } from '../src/model/index.js';
 import { opt } from './harness.js';
 import { shapeOf } from './shapes.js';
 
 const arg = (name: string, dflt: string): string => opt(name) ?? dflt;
 const device = arg('--device', 'cpu');
 if (device === 'cuda') await import('../src/backend/cuda/index.js');
-const shape = arg('--shape', 'tiny');
+const shape = opt('--model')?.replace(/\/+$/, '').split('/').pop() ?? arg('--shape', 'tiny');
 const numerics = arg('--numerics', 'f32') as 'f32' | 'bf16';
 const batches = arg('--batches', '1,4,16').split(',').map(Number);
 const P = Number(arg('--prompt', '64'));
@@ -25,9 +25,10 @@ const G = Number(arg('--gen', '32'));
 const spec = Number(arg('--spec', '0'));
 
 const vocab = process.argv.includes('--vocab') ? { vocab_size: Number(arg('--vocab', '0')) } : {};
-const cfg = randomConfig({ ...shapeOf(shape), ...vocab, num_nextn_predict_layers: spec > 0 ? 1 : 0 });
+const modelDir = opt('--model');
+const cfg = modelDir ? loadConfig(`${modelDir}/config.json`) : randomConfig({ ...shapeOf(shape), ...vocab, num_nextn_predict_layers: spec > 0 ? 1 : 0 });
 const temperature = Number(arg('--temperature', '0'));
-const model = DeepseekV32.fromSource(cfg, mapSource(randomCheckpoint(cfg, 1)), { device });
+const model = modelDir ? DeepseekV32.load(modelDir, { device }) : DeepseekV32.fromSource(cfg, mapSource(randomCheckpoint(cfg, 1)), { device });
 model.forward([[1, 2, 3, 4]], { numerics }); // load every weight
 // time inside the model's steps (main and MTP), to split the engine's time into model and the rest
 const inModel = { ms: 0, steps: 0 };
