@@ -24,11 +24,15 @@
 //   grad[i, t] = ∂loss_i/∂I_t = exp(logq_t) − p_t on E_i, 0 elsewhere (Σ p = 1)
 // A row with no entry, or whose target mass Σ a is 0, has loss 0 and gradient 0.
 // Everything in double; loss and grad are stored in the scores' dtype (f32, or f64).
+// The loops compute a key's dot products for all heads together (head-dots.ts: four serial sums per pass,
+// each in the order above), then use them in head order as the formulas read, so the bits are those of
+// one-dot-at-a-time loops; the inputs are widened to double once (exact) to keep the loops monomorphic.
 import type { View } from '../../tensor/backend.js';
 import { fromFloatArray, type HostArray } from '../../tensor/dtype.js';
 import { logitsCore } from './dsa-indexer.js';
-import { actRounder, mlaScore } from './sparse-mla-backward.js';
-import { type FArr, dataOf, readF, readIndex } from './strided.js';
+import { actRounder } from './sparse-mla-backward.js';
+import { headDots } from './head-dots.js';
+import { dataOf, readF, readIndex } from './strided.js';
 
 function store(v: View, src: ArrayLike<number>): void {
   const d = dataOf(v);
@@ -43,6 +47,8 @@ interface Rows {
   /** output columns per row */
   readonly width: number;
   each(i: number, f: (t: number, col: number) => void): void;
+  /** The same entries into ts/cols (each ≥ width long), in the same order; returns their count. */
+  list(i: number, ts: Int32Array, cols: Int32Array): number;
 }
 
 /** Dense rows: [start[i], end[i]) clamped to [0, Tk). */
@@ -62,6 +68,11 @@ export function rangeRows(start: View, end: View, Tk: number): Rows & { start: I
     each(i, f) {
       for (let t = st[i]!; t < en[i]!; t++) f(t, t);
     },
+    list(i, ts, cols) {
+      let n = 0;
+      for (let t = st[i]!; t < en[i]!; t++, n++) ts[n] = cols[n] = t;
+      return n;
+    },
   };
 }
 
@@ -77,6 +88,17 @@ export function indexRows(indices: View, Tk: number): Rows {
         if (t >= 0 && t < Tk) f(t, j);
       }
     },
+    list(i, ts, cols) {
+      let n = 0;
+      for (let j = 0; j < k; j++) {
+        const t = idx[i * k + j]!;
+        if (t >= 0 && t < Tk) {
+          ts[n] = t;
+          cols[n++] = j;
+        }
+      }
+      return n;
+    },
   };
 }
 
@@ -85,12 +107,6 @@ function rowsOf(start: View | null, end: View | null, indices: View | null, Tk: 
 }
 
 const want = (v: View): 'f32' | 'f64' => (v.dtype === 'f64' ? 'f64' : 'f32');
-
-function dot(a: FArr, ao: number, b: FArr, bo: number, D: number): number {
-  let s = 0;
-  for (let c = 0; c < D; c++) s += a[ao + c]! * b[bo + c]!;
-  return s;
-}
 
 /**
  * Backend.indexerScores: q [Tq, H, D], k [Tk, D] (f32/bf16, or f64), w [Tq, H] (f32 or f64), start/end
@@ -115,15 +131,22 @@ export function indexerScoresCpu(out: View, q: View, k: View, w: View, start: Vi
   }
   const rl = f64 ? (x: number) => x : Math.fround;
   const o = new Float64Array(Tq * N).fill(-Infinity);
+  const q64 = readF(q, 'f64') as Float64Array;
+  const k64 = readF(k, 'f64') as Float64Array;
+  const ts = new Int32Array(N);
+  const cols = new Int32Array(N);
+  const l = new Float64Array(H);
   for (let i = 0; i < Tq; i++) {
-    rows.each(i, (t, col) => {
+    const n = rows.list(i, ts, cols);
+    for (let e = 0; e < n; e++) {
+      headDots(q64, i * H * D, D, H, k64, ts[e]! * D, 0, D, l, 0);
       let acc = 0;
       for (let h = 0; h < H; h++) {
-        const l = rl(dot(qv, (i * H + h) * D, kv, t * D, D));
-        if (l > 0) acc += l * wv[i * H + h]!;
+        const lh = rl(l[h]!);
+        if (lh > 0) acc += lh * wv[i * H + h]!;
       }
-      o[i * N + col] = rl(acc);
-    });
+      o[i * N + cols[e]!] = rl(acc);
+    }
   }
   store(out, o);
 }
@@ -135,8 +158,9 @@ export function indexerScoresCpu(out: View, q: View, k: View, w: View, start: Vi
 export function indexerScoresBackwardCpu(dq: View, dk: View, dw: View, dout: View, q: View, k: View, w: View, start: View | null, end: View | null, indices: View | null): void {
   const [Tq, H, D] = q.shape as [number, number, number];
   const Tk = k.shape[0]!;
-  const qv = readF(q, want(q));
-  const kv = readF(k, want(k));
+  // widened to double once (exact): the sums below were double already, so the bits do not change
+  const qv = readF(q, 'f64') as Float64Array;
+  const kv = readF(k, 'f64') as Float64Array;
   const wv = readF(w, 'f64');
   const g = readF(dout, 'f64');
   const rows = rowsOf(start, end, indices, Tk);
@@ -144,22 +168,29 @@ export function indexerScoresBackwardCpu(dq: View, dk: View, dw: View, dout: Vie
   const gq = new Float64Array(Tq * H * D);
   const gk = new Float64Array(Tk * D);
   const gw = new Float64Array(Tq * H);
+  const ts = new Int32Array(N);
+  const cols = new Int32Array(N);
+  const ls = new Float64Array(H);
   for (let i = 0; i < Tq; i++) {
-    rows.each(i, (t, col) => {
-      const d = g[i * N + col]!;
-      if (d === 0) return;
+    const n = rows.list(i, ts, cols);
+    for (let e = 0; e < n; e++) {
+      const d = g[i * N + cols[e]!]!;
+      if (d === 0) continue;
+      const tb = ts[e]! * D;
+      // all heads' l first (four chains at a time), then the updates in head order as before
+      headDots(qv, i * H * D, D, H, kv, tb, 0, D, ls, 0);
       for (let h = 0; h < H; h++) {
         const qa = (i * H + h) * D;
-        const l = dot(qv, qa, kv, t * D, D);
+        const l = ls[h]!;
         if (!(l > 0)) continue;
         gw[i * H + h] += d * l;
         const c0 = d * wv[i * H + h]!;
         for (let c = 0; c < D; c++) {
-          gq[qa + c] += c0 * kv[t * D + c]!;
-          gk[t * D + c] += c0 * qv[qa + c]!;
+          gq[qa + c] += c0 * kv[tb + c]!;
+          gk[tb + c] += c0 * qv[qa + c]!;
         }
       }
-    });
+    }
   }
   store(dq, gq);
   store(dk, gk);
@@ -174,8 +205,9 @@ export function indexerScoresBackwardCpu(dq: View, dk: View, dw: View, dout: Vie
 export function indexerKlLossCpu(loss: View, grad: View, scores: View, q: View, kv: View, lse: View, start: View | null, end: View | null, indices: View | null, dv: number, scale: number): void {
   const [Tq, H, D] = q.shape as [number, number, number];
   const Tk = kv.shape[0]!;
-  const qv = readF(q, want(q));
-  const kvv = readF(kv, want(kv));
+  // widened to double once (exact): mlaScore's sums are double whatever the storage
+  const qv = readF(q, 'f64') as Float64Array;
+  const kvv = readF(kv, 'f64') as Float64Array;
   const lv = readF(lse, 'f64');
   const I = readF(scores, 'f64');
   const rnd = actRounder(q.dtype);
@@ -184,24 +216,31 @@ export function indexerKlLossCpu(loss: View, grad: View, scores: View, q: View, 
   const L = new Float64Array(Tq);
   const G = new Float64Array(Tq * N);
   const a = new Float64Array(N);
-  const cols: number[] = [];
+  const ts = new Int32Array(N);
+  const colA = new Int32Array(N);
+  const d1 = new Float64Array(H);
+  const d2 = new Float64Array(H);
   for (let i = 0; i < Tq; i++) {
-    cols.length = 0;
+    const n = rows.list(i, ts, colA);
     let P = 0;
     let m = -Infinity;
-    rows.each(i, (t, col) => {
+    for (let e = 0; e < n; e++) {
+      const col = colA[e]!;
+      // mlaScore's two sums for every head at once (headDots: same order, same bits)
+      headDots(qv, i * H * D, D, H, kvv, ts[e]! * D, 0, dv, d1, 0);
+      headDots(qv, i * H * D, D, H, kvv, ts[e]! * D, dv, D, d2, 0);
       let s = 0;
       for (let h = 0; h < H; h++) {
         const l = lv[i * H + h]!;
         if (l === -Infinity) continue;
-        s += Math.exp(mlaScore(qv, (i * H + h) * D, kvv, t, D, dv, scale, rnd) - l);
+        s += Math.exp(rnd(rnd(rnd(d1[h]!) + rnd(d2[h]!)) * scale) - l);
       }
       a[col] = s;
       P += s;
-      cols.push(col);
       if (I[i * N + col]! > m) m = I[i * N + col]!;
-    });
-    if (!cols.length || !(P > 0)) continue;
+    }
+    if (!n || !(P > 0)) continue;
+    const cols = colA.subarray(0, n);
     let z = 0;
     for (const col of cols) z += Math.exp(I[i * N + col]! - m);
     const lz = m + Math.log(z);

@@ -8,6 +8,10 @@
 // A row with no valid entry gives out = 0 and lse = −∞ (the FlashMLA convention; dense softmax gives NaN).
 // These are the host model's roundings (the reference's einsums and softmax in the activation dtype),
 // so the outputs are bit-identical to it.
+// Every sum keeps that order (each score's dot in c order, each output element's sum in row order); the
+// loops take four selected keys per pass only so that four independent serial sums overlap in the CPU
+// instead of each waiting on its adder latency (training step of 13 M params at B 8 × S 256: the sparse
+// MLA forward about 2.2× faster, same bits in f32, bf16 and the f64 paths' tests).
 import type { View } from '../../tensor/backend.js';
 import { bf16Round, fromFloatArray, type HostArray } from '../../tensor/dtype.js';
 import { dataOf, readF, readIndex } from './strided.js';
@@ -46,12 +50,46 @@ export interface AttendSpec {
   rnd: (x: number) => number;
 }
 
+/**
+ * Four dot products of q's row at qa with the key rows at k0..k3: out[u] = Σ_{c < split} (the latent
+ * part, or the whole dot when split = dq) and out[4 + u] = Σ_{split ≤ c < dq}, each a serial double sum in
+ * c order, so each equals the one-key loop's bit for bit. A serial sum runs at the adder's latency; four
+ * independent ones in the same loop overlap.
+ */
+function scoreBlock(q: Float32Array, qa: number, K: Float32Array, k0: number, k1: number, k2: number, k3: number, split: number, dq: number, out: Float64Array): void {
+  let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  for (let c = 0; c < split; c++) {
+    const x = q[qa + c]!;
+    s0 += x * K[k0 + c]!;
+    s1 += x * K[k1 + c]!;
+    s2 += x * K[k2 + c]!;
+    s3 += x * K[k3 + c]!;
+  }
+  let r0 = 0, r1 = 0, r2 = 0, r3 = 0;
+  for (let c = split; c < dq; c++) {
+    const x = q[qa + c]!;
+    r0 += x * K[k0 + c]!;
+    r1 += x * K[k1 + c]!;
+    r2 += x * K[k2 + c]!;
+    r3 += x * K[k3 + c]!;
+  }
+  out[0] = s0;
+  out[1] = s1;
+  out[2] = s2;
+  out[3] = s3;
+  out[4] = r0;
+  out[5] = r1;
+  out[6] = r2;
+  out[7] = r3;
+}
+
 export function attendSparse(out: View, lse: View, a: AttendSpec): void {
   const { Tq, H, dv, k, rnd, q, dq, keys: K, kRow, kHead, split, scale, values: V, vRow, vHead } = a;
   const o = new Float64Array(Tq * H * dv);
   const ls = dataOf(lse) as Float32Array;
   const sc = new Float64Array(k);
   const acc = new Float64Array(dv);
+  const d4 = new Float64Array(8);
   // every query's valid keys first, then heads outermost: a head's key rows (MHA: its own [Tk, dq]
   // slice) stay in cache across the queries (measured on cpu-mid at 2048 tokens: see docs/benchmarks.md)
   const cnt = new Int32Array(Tq);
@@ -73,9 +111,20 @@ export function attendSparse(out: View, lse: View, a: AttendSpec): void {
         continue;
       }
       const qa = (i * H + h) * dq;
+      const hk = h * kHead;
       let m = -Infinity;
-      for (let j = 0; j < n; j++) {
-        const ka = sel[sb + j]! * kRow + h * kHead;
+      // four keys at a time: four independent dot chains in one loop (see scoreBlock)
+      let j = 0;
+      for (; j + 4 <= n; j += 4) {
+        scoreBlock(q, qa, K, sel[sb + j]! * kRow + hk, sel[sb + j + 1]! * kRow + hk, sel[sb + j + 2]! * kRow + hk, sel[sb + j + 3]! * kRow + hk, split, dq, d4);
+        for (let u = 0; u < 4; u++) {
+          const s = split === dq ? rnd(rnd(d4[u]!) * scale) : rnd(rnd(rnd(d4[u]!) + rnd(d4[4 + u]!)) * scale);
+          sc[j + u] = s;
+          if (s > m) m = s;
+        }
+      }
+      for (; j < n; j++) {
+        const ka = sel[sb + j]! * kRow + hk;
         let s: number;
         if (split === dq) {
           let d = 0;
@@ -98,9 +147,17 @@ export function attendSparse(out: View, lse: View, a: AttendSpec): void {
         z += e;
       }
       acc.fill(0);
-      for (let j = 0; j < n; j++) {
+      const hv = h * vHead;
+      j = 0;
+      // four keys per pass, added into each element one after the other (the row order, unchanged)
+      for (; j + 4 <= n; j += 4) {
+        const p0 = rnd(sc[j]! / z), p1 = rnd(sc[j + 1]! / z), p2 = rnd(sc[j + 2]! / z), p3 = rnd(sc[j + 3]! / z);
+        const a0 = sel[sb + j]! * vRow + hv, a1 = sel[sb + j + 1]! * vRow + hv, a2 = sel[sb + j + 2]! * vRow + hv, a3 = sel[sb + j + 3]! * vRow + hv;
+        for (let c = 0; c < dv; c++) acc[c] = acc[c]! + p0 * V[a0 + c]! + p1 * V[a1 + c]! + p2 * V[a2 + c]! + p3 * V[a3 + c]!;
+      }
+      for (; j < n; j++) {
         const p = rnd(sc[j]! / z);
-        const va = sel[sb + j]! * vRow + h * vHead;
+        const va = sel[sb + j]! * vRow + hv;
         for (let c = 0; c < dv; c++) acc[c] += p * V[va + c]!;
       }
       const ob = (i * H + h) * dv;

@@ -51,43 +51,102 @@ export function mlaScore(qv: FArr, qa: number, kvv: FArr, t: number, D: number, 
 /**
  * Backend.sparseMlaBackward: dq [Tq, H, D] (q's dtype), dkv [Tk, D] f32 (f64 for f64 inputs), overwritten;
  * dout/out [Tq, H, dv], q [Tq, H, D], kv [Tk, D], lse [Tq, H], indices i32 [Tq, k], all contiguous.
+ *
+ * Speed without reordering any sum. Every dot product above is one serial chain of double additions (its
+ * order is the result: the forward rounds it), so a loop over one chain runs at the FP adder's latency,
+ * not its throughput. The loops below advance four chains at once, the same head against four
+ * consecutive keys (their d1, dp, d2 interleaved, each chain still summed c = 0, 1, … in order), which
+ * lets the CPU overlap them; the updates then apply in the original (h, j) order: dq's four terms
+ * added one after the other into the same element, and each key's dkv row (key role then value role,
+ * per element) before the next key's, so repeated indices accumulate as before. The operands are
+ * widened to double once (exact), keeping the loops monomorphic. Same bits as the one-key-at-a-time loop
+ * in every dtype (f64 included: no rounding anywhere changed order).
  */
 export function sparseMlaBackwardCpu(dq: View, dkv: View, dout: View, q: View, kv: View, out: View, lse: View, indices: View, dv: number, scale: number): void {
   const [Tq, H, D] = q.shape as [number, number, number];
   const Tk = kv.shape[0]!;
   const k = indices.shape[1]!;
-  const w = want(q);
-  const qv = readF(q, w);
-  const kvv = readF(kv, w);
-  const go = readF(dout, 'f64');
-  const ov = readF(out, 'f64');
-  const lv = readF(lse, 'f64');
+  const qv = readF(q, 'f64') as Float64Array;
+  const kvv = readF(kv, 'f64') as Float64Array;
+  const go = readF(dout, 'f64') as Float64Array;
+  const ov = readF(out, 'f64') as Float64Array;
+  const lv = readF(lse, 'f64') as Float64Array;
   const idx = readIndex(indices);
   const rnd = actRounder(q.dtype);
   const gq = new Float64Array(Tq * H * D);
   const gkv = new Float64Array(Tk * D);
   const keys = new Int32Array(k);
+  const ps = new Float64Array(4);
+  const dss = new Float64Array(4);
   for (let i = 0; i < Tq; i++) {
     const n = validKeys(idx, i, k, Tk, keys);
+    if (n === 0) continue;
     for (let h = 0; h < H; h++) {
       const l = lv[i * H + h]!;
-      if (n === 0 || l === -Infinity) continue;
+      if (l === -Infinity) continue;
       const qa = (i * H + h) * D;
       const oa = (i * H + h) * dv;
       let delta = 0;
       for (let c = 0; c < dv; c++) delta += go[oa + c]! * ov[oa + c]!;
-      for (let j = 0; j < n; j++) {
-        const t = keys[j]!;
-        const p = Math.exp(mlaScore(qv, qa, kvv, t, D, dv, scale, rnd) - l);
-        let dp = 0;
-        for (let c = 0; c < dv; c++) dp += go[oa + c]! * kvv[t * D + c]!;
-        const ds = p * (dp - delta) * scale;
-        const kb = t * D;
-        for (let c = 0; c < D; c++) {
-          gq[qa + c] += ds * kvv[kb + c]!;
-          gkv[kb + c] += ds * qv[qa + c]!;
+      for (let j0 = 0; j0 < n; j0 += 4) {
+        const m = Math.min(4, n - j0);
+        if (m === 4) {
+          const b0 = keys[j0]! * D, b1 = keys[j0 + 1]! * D, b2 = keys[j0 + 2]! * D, b3 = keys[j0 + 3]! * D;
+          let s0 = 0, s1 = 0, s2 = 0, s3 = 0, p0 = 0, p1 = 0, p2 = 0, p3 = 0;
+          for (let c = 0; c < dv; c++) {
+            const x = qv[qa + c]!;
+            const g = go[oa + c]!;
+            const k0 = kvv[b0 + c]!, k1 = kvv[b1 + c]!, k2 = kvv[b2 + c]!, k3 = kvv[b3 + c]!;
+            s0 += x * k0;
+            s1 += x * k1;
+            s2 += x * k2;
+            s3 += x * k3;
+            p0 += g * k0;
+            p1 += g * k1;
+            p2 += g * k2;
+            p3 += g * k3;
+          }
+          let r0 = 0, r1 = 0, r2 = 0, r3 = 0;
+          for (let c = dv; c < D; c++) {
+            const x = qv[qa + c]!;
+            r0 += x * kvv[b0 + c]!;
+            r1 += x * kvv[b1 + c]!;
+            r2 += x * kvv[b2 + c]!;
+            r3 += x * kvv[b3 + c]!;
+          }
+          ps[0] = Math.exp(rnd(rnd(rnd(s0) + rnd(r0)) * scale) - l);
+          ps[1] = Math.exp(rnd(rnd(rnd(s1) + rnd(r1)) * scale) - l);
+          ps[2] = Math.exp(rnd(rnd(rnd(s2) + rnd(r2)) * scale) - l);
+          ps[3] = Math.exp(rnd(rnd(rnd(s3) + rnd(r3)) * scale) - l);
+          dss[0] = ps[0]! * (p0 - delta) * scale;
+          dss[1] = ps[1]! * (p1 - delta) * scale;
+          dss[2] = ps[2]! * (p2 - delta) * scale;
+          dss[3] = ps[3]! * (p3 - delta) * scale;
+          const e0 = dss[0]!, e1 = dss[1]!, e2 = dss[2]!, e3 = dss[3]!;
+          for (let c = 0; c < D; c++) gq[qa + c] = gq[qa + c]! + e0 * kvv[b0 + c]! + e1 * kvv[b1 + c]! + e2 * kvv[b2 + c]! + e3 * kvv[b3 + c]!;
+        } else {
+          for (let u = 0; u < m; u++) {
+            const t = keys[j0 + u]!;
+            const kb = t * D;
+            const p = Math.exp(mlaScore(qv, qa, kvv, t, D, dv, scale, rnd) - l);
+            let dp = 0;
+            for (let c = 0; c < dv; c++) dp += go[oa + c]! * kvv[kb + c]!;
+            ps[u] = p;
+            dss[u] = p * (dp - delta) * scale;
+          }
+          for (let u = 0; u < m; u++) {
+            const kb = keys[j0 + u]! * D;
+            const ds = dss[u]!;
+            for (let c = 0; c < D; c++) gq[qa + c] += ds * kvv[kb + c]!;
+          }
         }
-        for (let c = 0; c < dv; c++) gkv[kb + c] += p * go[oa + c]!;
+        for (let u = 0; u < m; u++) {
+          const kb = keys[j0 + u]! * D;
+          const ds = dss[u]!;
+          const p = ps[u]!;
+          for (let c = 0; c < dv; c++) gkv[kb + c] = gkv[kb + c]! + ds * qv[qa + c]! + p * go[oa + c]!;
+          for (let c = dv; c < D; c++) gkv[kb + c] += ds * qv[qa + c]!;
+        }
       }
     }
   }
