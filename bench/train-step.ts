@@ -62,5 +62,7 @@ for (const phase of ['pretrain', 'warmup', 'sparse'] as const) {
     await releaseDeadTensors(device);
   }
   const ms = median(times);
-  process.stdout.write(`${phase.padEnd(8)} ${ms.toFixed(0)} ms/step  ${((B * S * 1000) / ms).toFixed(0)} tokens/s\n`);
+  const mem = (model.weights.parameters()[0]![1].backend as { memoryStats?: () => { allocated: number; peak: number } }).memoryStats?.();
+  const gb = (n: number): string => (n / 2 ** 30).toFixed(1);
+  process.stdout.write(`${phase.padEnd(8)} ${ms.toFixed(0)} ms/step  ${((B * S * 1000) / ms).toFixed(0)} tokens/s${mem ? `  device memory ${gb(mem.allocated)} GiB held, peak ${gb(mem.peak)} GiB` : ''}\n`);
 }

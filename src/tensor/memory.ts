@@ -5,7 +5,9 @@
 // objects' callbacks run as a separate task, never inside the current one. Measured on an H100
 // (2026-12-05): 8 training steps of a 13 M-parameter model in one synchronous loop held 84 GB and the
 // next allocation failed. `releaseDeadTensors` between steps forces a full collection and yields one
-// macrotask so the callbacks run; on the CPU it is a no-op (typed arrays are ordinary garbage).
+// macrotask so the callbacks run; on the CPU it is a no-op (typed arrays are ordinary garbage). The CUDA
+// backend also reclaims at once, on an allocation failure, the blocks of storages already collected
+// (`collectGarbageNow` + its WeakRefs; CudaBackend.reclaimDead).
 import v8 from 'node:v8';
 import vm from 'node:vm';
 
@@ -25,6 +27,11 @@ function fullGc(): (() => void) | null {
     }
   }
   return gcFn;
+}
+
+/** A full, synchronous V8 collection (where the runtime allows exposing it; otherwise nothing). */
+export function collectGarbageNow(): void {
+  fullGc()?.();
 }
 
 /** Collect unreachable tensors and let their finalizers return device memory (await it between steps). */

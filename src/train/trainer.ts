@@ -177,8 +177,8 @@ export async function train(stage: Stage, cfg: TrainConfig, hooks: TrainHooks = 
     hooks.onCheckpoint?.(last);
   };
   let ran = 0;
-  while (step < cfg.steps) {
-    const phase = phaseOf(stage, step, cfg);
+  /** One optimizer step; its tensors are unreachable once it returns (see releaseDeadTensors). */
+  const runStep = async (phase: Phase): Promise<StepLog> => {
     // the warm-up trains the indexers only: the main model's weights are frozen (no gradient, no update)
     for (const [n, p] of params) p.requiresGrad = phase !== 'warmup' || n.includes('.indexer.');
     const lr = phase === 'warmup' ? cfg.dsa.warmupLr : schedule(step);
@@ -187,6 +187,8 @@ export async function train(stage: Stage, cfg: TrainConfig, hooks: TrainHooks = 
     const r = objective(model, b.ids, cfg.data.batchSize, cfg.data.seqLen, forwardOpts(phase, b.mask ?? undefined));
     const loss = r.loss.item();
     if (!Number.isFinite(loss)) throw new TrainError(`step ${step}: the loss is ${loss}; lower the learning rate (schedule.lr) or check the data`);
+    // the forward's temporaries that the tape does not keep are garbage now: free them before the backward
+    await releaseDeadTensors(device);
     opt.zeroGrad();
     backward(r.loss);
     const live = params.filter(([, p]) => p.grad).map(([, p]) => p);
@@ -202,11 +204,14 @@ export async function train(stage: Stage, cfg: TrainConfig, hooks: TrainHooks = 
       });
     }
     model.weights.update();
-    step++;
-    ran++;
     const ms = Date.now() - ts;
     const tokens = cfg.data.batchSize * cfg.data.seqLen;
-    const log: StepLog = { step, phase, loss, lm: r.lm, mtp: r.mtp, indexer: r.indexer, lr, grad_norm: gradNorm, tokens, ms, tokens_per_s: (tokens * 1000) / Math.max(ms, 1) };
+    return { step: step + 1, phase, loss, lm: r.lm, mtp: r.mtp, indexer: r.indexer, lr, grad_norm: gradNorm, tokens, ms, tokens_per_s: (tokens * 1000) / Math.max(ms, 1) };
+  };
+  while (step < cfg.steps) {
+    const log = await runStep(phaseOf(stage, step, cfg));
+    step++;
+    ran++;
     appendFileSync(logPath, JSON.stringify(log) + '\n');
     hooks.onStep?.(log);
     const outOfTime = cfg.maxSeconds !== undefined && (Date.now() - t0) / 1000 >= cfg.maxSeconds;
@@ -214,6 +219,7 @@ export async function train(stage: Stage, cfg: TrainConfig, hooks: TrainHooks = 
     if (cfg.eval && (step % cfg.eval.every === 0 || step >= cfg.steps)) evaluate(step);
     if (step % cfg.saveEvery === 0 || stopping) save();
     if (stopping) break;
+    // the step's tensors (activations, gradients, temporaries) are unreachable here
     await releaseDeadTensors(device);
   }
   return { step, resumedFrom: resume ? start : null, checkpoint: last, done: step >= cfg.steps, model };

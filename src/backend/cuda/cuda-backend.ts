@@ -23,13 +23,24 @@ import { indexerCacheWriteCuda, indexerLogitsCuda, indexerLogitsPagedCuda, topkS
 import { mlaCacheWriteCuda, sparseMlaDecodeCuda, sparseMlaPrefillCuda } from './sparse-mla.js';
 import { sparseMhaPrefillCuda } from './sparse-mha.js';
 import { sparseMlaBackwardCuda } from './sparse-mla-backward.js';
+import { collectGarbageNow } from '../../tensor/memory.js';
 import { indexerKlLossCuda, indexerScoresBackwardCuda, indexerScoresCuda } from './indexer-train.js';
 import { groupedMatmulBackwardCuda, groupedMatmulCuda, groupedMatmulFp8Cuda, moeCombineCuda, moeDispatchCuda, moeRouteCuda } from './moe.js';
 import { fp8BlockLinearCuda } from './fp8-linear.js';
 
+/** A device block and whether it is still owned by a storage (released exactly once). */
+interface Block {
+  ref: WeakRef<CudaStorage>;
+  ptr: number;
+  size: number;
+  live: boolean;
+}
+
 /** Device storage: one allocator block. Freed when dispose() is called or the storage is collected. */
 export class CudaStorage implements Storage {
   disposed = false;
+  /** @internal */
+  block: Block | null = null;
   constructor(readonly backend: CudaBackend, readonly dtype: DType, readonly numel: number, readonly ptr: number, readonly bytes: number) {}
   dispose(): void {
     if (this.disposed) return;
@@ -104,7 +115,13 @@ export class CudaBackend implements Backend {
   readonly name = 'cuda';
   readonly rt: CudaRuntime;
   private lt: BlasLt | null = null;
-  private readonly finalizer = new FinalizationRegistry<{ ptr: number; size: number }>((b) => this.rt.allocator.release(b.ptr, b.size));
+  // Device memory of a tensor nobody disposed comes back when V8 collects its storage. The finalizer does
+  // that asynchronously, after the running job (a whole synchronous training step) has ended; on an
+  // allocation failure reclaimDead() does it at once for every block whose storage is already collected
+  // (the WeakRef is empty), so memory held only by garbage never causes an out-of-memory error. Each
+  // block is released once, by whichever comes first (dispose, reclaimDead, the finalizer).
+  private readonly blocks = new Set<Block>();
+  private readonly finalizer = new FinalizationRegistry<Block>((b) => this.releaseBlock(b));
   private readonly maxGrid: number;
   /**
    * Index kernels report out-of-range indices through the device error word. With eager checks (the
@@ -117,19 +134,43 @@ export class CudaBackend implements Backend {
   constructor(ordinal = 0) {
     this.rt = new CudaRuntime(ordinal);
     this.maxGrid = this.rt.info.multiprocessors * 8;
+    this.rt.onMemoryPressure = () => this.reclaimDead();
   }
 
   // ---- memory --------------------------------------------------------------------------------------
   alloc(dtype: DType, numel: number): CudaStorage {
     const [ptr, size] = this.rt.allocator.malloc(numel * ITEMSIZE[dtype]);
     const s = new CudaStorage(this, dtype, numel, ptr, size);
-    if (size) this.finalizer.register(s, { ptr, size }, s);
+    if (size) {
+      const b: Block = { ref: new WeakRef(s), ptr, size, live: true };
+      s.block = b;
+      this.blocks.add(b);
+      this.finalizer.register(s, b, s);
+    }
     return s;
   }
   /** @internal called by CudaStorage.dispose */
   _free(s: CudaStorage): void {
     this.finalizer.unregister(s);
-    this.rt.allocator.release(s.ptr, s.bytes);
+    if (s.block) this.releaseBlock(s.block);
+  }
+  private releaseBlock(b: Block): void {
+    if (!b.live) return;
+    b.live = false;
+    this.blocks.delete(b);
+    this.rt.allocator.release(b.ptr, b.size);
+  }
+  /** Run a full collection and release the blocks of every storage it freed; returns the bytes released. */
+  reclaimDead(): number {
+    collectGarbageNow();
+    let bytes = 0;
+    for (const b of [...this.blocks]) {
+      if (b.ref.deref() === undefined) {
+        bytes += b.size;
+        this.releaseBlock(b);
+      }
+    }
+    return bytes;
   }
   private tmp(dtype: DType, numel: number): CudaStorage {
     return this.alloc(dtype, numel);

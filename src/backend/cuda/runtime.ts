@@ -110,6 +110,9 @@ export class CudaRuntime {
   readonly errWord: number;
   /** Pinned slots every copy of pageable JS memory goes through (allocated on first use). */
   readonly staging: StagingRing;
+  /** Called when a device allocation fails, after the stream drained and before the cache is emptied
+   *  and the allocation retried: the backend returns the blocks of unreachable tensors here. */
+  onMemoryPressure: (() => void) | null = null;
   /** Storages referenced by kernels while a graph is being captured. */
   capturing: Set<unknown> | null = null;
 
@@ -131,7 +134,10 @@ export class CudaRuntime {
     check(cu.cuStreamCreate(s, C.CU_STREAM_NON_BLOCKING), 'cuStreamCreate');
     this.stream = s[0]!;
     this.info = this.queryInfo(ordinal);
-    this.allocator = new CachingAllocator(cu, () => this.sync());
+    this.allocator = new CachingAllocator(cu, () => {
+      this.sync();
+      this.onMemoryPressure?.();
+    });
     this.modules = new ModuleCache(cu, () => this.stream);
     this.staging = new StagingRing(cu, () => this.stream);
     const [ew] = this.allocator.malloc(24);
