@@ -104,7 +104,12 @@ export interface LoadedEngine {
 
 /** Check the flags against the checkpoint, load it, and start the engine. */
 export function loadEngine(o: EngineFlags): LoadedEngine {
-  if (!existsSync(path.join(o.model, 'config.json'))) throw new ServeCliError(`--model ${o.model}: no config.json there (expected a Hugging Face checkpoint directory)`);
+  if (!existsSync(path.join(o.model, 'config.json'))) {
+    if (path.resolve(o.model) === BUILTIN_MODEL) {
+      throw new ServeCliError(`the built-in dsv32-mini is not in this checkout (${BUILTIN_MODEL} has no config.json): train it with \`bash scripts/train-mini.sh\` (models/dsv32-mini/README.md), or pass --model DIR`);
+    }
+    throw new ServeCliError(`--model ${o.model}: no config.json there (expected a Hugging Face checkpoint directory)`);
+  }
   let device: string;
   try {
     device = resolveDevice(o.device);

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# dsv32-mini from nothing to the shipped FP8 checkpoint, every step a dsv32 command (models/dsv32-mini/
+# README.md is the model card). Run from the repository root after `npm start`/`npm test` built dist/:
+#   bash scripts/train-mini.sh            # work files under tmp/mini (the recipe configs name these paths)
+# Every step is resumable: a built corpus, tokenizer or pack is reused when it is up to date, a training
+# stage continues from its latest checkpoint (a stage stops after the config's maxSeconds — one GPU
+# command's budget — and this script simply runs it again until it reports "done"). Training runs on the
+# GPU when one is usable (config device "auto"), else on the CPU (very slowly at this size).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+W=tmp/mini
+R=models/dsv32-mini/recipe
+dsv32() { node dist/src/cli/main.js "$@"; }
+mkdir -p $W
+# 1. data: the pretraining corpus (text + synthetic chat), its tokenizer, the packs; the SFT corpus is
+#    chat only, from another seed (different problems; the held-out 5% of arithmetic never appears)
+dsv32 data build --out $W/corpus --seed 0 --sources sotu,moby-dick,arithmetic,tool-chat,env-trajectories \
+  --max-bytes 40000000 --weights arithmetic=40,tool-chat=10,env-trajectories=4,sotu=11,moby-dick=1.2
+[ -f $W/tokenizer.json ] || dsv32 data tokenizer --corpus $W/corpus --vocab 8192 --out $W/tokenizer.json
+[ -f $W/pack/pack.json ] || dsv32 data pack --corpus $W/corpus --tokenizer $W/tokenizer.json --out $W/pack
+dsv32 data build --out $W/corpus-sft --seed 1 --sources arithmetic,tool-chat --max-bytes 12000000 --weights arithmetic=3,tool-chat=1
+[ -f $W/pack-sft/pack.json ] || dsv32 data pack --corpus $W/corpus-sft --tokenizer $W/tokenizer.json --out $W/pack-sft
+# 2. training: dense pretraining, DSA continued pre-training (dense warm-up, then sparse), SFT
+for stage in pretrain dsa sft; do
+  while :; do
+    out=$(dsv32 train $stage --config $R/$stage.json --no-progress) || { echo "train-mini: dsv32 train $stage failed" >&2; exit 1; }
+    echo "$out"
+    grep -q '^done at' <<<"$out" && break
+  done
+done
+# 3. the shipped form: FP8 e4m3 linears with 128×128 block scales, shards of ≤ 16 MB, with the tokenizer
+last=$W/runs/sft
+dsv32 quantize --model $last/$(cat $last/latest) --out models/dsv32-mini
+echo "train-mini: models/dsv32-mini written; evaluate with: node dist/bench/arithmetic-eval.js --n 20"
