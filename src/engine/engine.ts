@@ -12,6 +12,14 @@
 // ascending ids) and its indexer selection per layer. Over a completion these are the rows a Keep
 // Routing / trainer forward over prompt + completion computes the completion's logits at.
 //
+// With returnRoutedExperts the request also records the routes of its prompt rows 0 .. P − 2 (the rows
+// that produce prompt tokens 1 .. P − 1; row P − 1 produces the first generated token and is that token's
+// routedExperts) in a PromptRoutes shared by its n sequences, written by position from whichever step
+// computes them (chunked prefill spreads them over steps; preemption recomputes overwrite them), and
+// sent once per sequence on its first TokenEvent. Prompt rows + generated rows = every input position of
+// the trainer's forward, so Keep Routing can force routes everywhere. The scheduler keeps such a request
+// from skipping unrecorded prompt rows through prefix-cache hits (scheduler.ts).
+//
 // MTP (speculativeTokens k ≥ 1, model with MTP layers): after each step the MTP module runs on the same
 // batch (main hidden h_i and token t_{i+1} at every row, filling its own cache), and for each decoding
 // sequence its row at the last valid position proposes draft 1; drafts 2..k chain the MTP on its own
@@ -33,7 +41,7 @@ import { BLOCK_TOKENS, BlockPool } from './block-pool.js';
 import { EventStream } from './event-stream.js';
 import { type ScheduledChunk, Scheduler } from './scheduler.js';
 import { type Distribution, checkFilterParams, distribution, drawFrom, logprobs } from './sampler.js';
-import { Sequence } from './sequence.js';
+import { PromptRoutes, Sequence } from './sequence.js';
 import { verifyDrafts } from './speculative.js';
 import { type Detokenize, StopChecker, type StopResult } from './stop.js';
 import { type Engine, type EngineEvent, EngineRequestError, type EngineStats, type GenerateRequest, type SamplingParams, type TokenEvent } from './types.js';
@@ -99,6 +107,8 @@ interface SeqState {
   stop: StopChecker;
   /** proposal distributions of the current drafts (sampling only) */
   draftDists: (Distribution | null)[];
+  /** the prompt's routes went out (on this sequence's first TokenEvent) */
+  promptRoutesSent: boolean;
 }
 
 export class LLMEngine<P extends { readonly blocks: number }> implements Engine {
@@ -163,12 +173,15 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
     if (signal?.aborted) throw new EngineRequestError('request was aborted before it started', 'signal');
     const state: RequestState = { req, params, stream: new EventStream(() => this.abort(state)), seqs: [], open: params.n, detach: () => {} };
     const seed = params.seed ?? randomInt(2 ** 32);
+    const cfg = this.model.cfg;
+    const promptRoutes = params.returnRoutedExperts ? new PromptRoutes(req.promptIds.length, cfg.nLayers - cfg.nDenseLayers, cfg.nActivatedExperts) : null;
     for (let i = 0; i < params.n; i++) {
       const seq = new Sequence(this.nextKey++, req.promptIds, req.promptIds.length);
+      seq.promptRoutes = promptRoutes;
       if (i > 0) seq.leader = state.seqs[0]!;
       state.seqs.push(seq);
       this.seqState.set(seq, {
-        request: state, index: i, draftDists: [],
+        request: state, index: i, draftDists: [], promptRoutesSent: false,
         // one stream per sequence: (seed, index) → a 32-bit seed through a golden-ratio step
         rng: params.temperature > 0 ? new Rng((seed + Math.imul(i, 0x9e3779b9)) >>> 0) : null,
         stop: new StopChecker({ ...params, eosTokenIds: this.eos }, this.opts.detokenize ?? null),
@@ -343,6 +356,8 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
       ids.set(c.ids, off);
       seqs.push({ offset: off, len: c.len, start: c.start, blocks: c.seq.blocks });
       offsetOf.set(c, off);
+      const pr = c.seq.promptRoutes;
+      if (pr && c.start < pr.rows) wantRoutes = true;
       if (c.sample) {
         firstRow.set(c, rows.length);
         for (let i = c.len - 1 - c.drafts; i < c.len; i++) rows.push(off + i);
@@ -360,6 +375,16 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
     const routes = wantRoutes ? out.routes.map((r) => (r ? (r.toHost() as Int32Array) : null)) : null;
     const topk = wantTopk ? out.topk.map((s) => ({ width: s.width, idx: s.idx.toHost() as Int32Array })) : null;
     const row = (r: number): Float32Array => logits.subarray(r * V, (r + 1) * V);
+    if (routes) {
+      const moe = routes.filter((r): r is Int32Array => r !== null);
+      for (const c of chunks) {
+        const pr = c.seq.promptRoutes;
+        if (!pr || c.start >= pr.rows) continue;
+        if (moe.length !== pr.layers) throw new DsvError(`engine: the model step returned routes for ${moe.length} MoE layers, the config has ${pr.layers}`);
+        const off0 = offsetOf.get(c)!;
+        for (let p = c.start; p < Math.min(c.start + c.len, pr.rows); p++) pr.record(p, moe, off0 + p - c.start);
+      }
+    }
 
     // per chunk: the flat row of every emitted token's logits, for the MTP pass below
     const proposeFrom: { c: ScheduledChunk; row: number }[] = [];
@@ -422,6 +447,13 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
       const e = new Int16Array(moe.length * k);
       moe.forEach((r, l) => e.set(r.subarray(flat * k, (flat + 1) * k), l * k));
       ev.routedExperts = e;
+    }
+    const pr = st.request.seqs[st.index]!.promptRoutes;
+    if (pr && !st.promptRoutesSent) {
+      // every prompt row was computed by this request (hits only cover recorded rows) before any sequence samples
+      if (!pr.complete) throw new DsvError(`engine: request ${st.request.req.id} samples with ${pr.covered} of ${pr.rows} prompt rows' routes recorded`);
+      ev.promptRoutedExperts = pr.data.slice();
+      st.promptRoutesSent = true;
     }
     if (p.returnIndexerTopk && topk) ev.indexerTopk = topk.map((s) => s.idx.slice(flat * s.width, (flat + 1) * s.width).filter((x) => x >= 0));
     st.request.stream.push(ev);

@@ -23,6 +23,8 @@ export class Sequence {
   drafts: number[] = [];
   /** n > 1: the request's first sequence, whose prompt blocks this one waits for and then shares */
   leader: Sequence | null = null;
+  /** the request's prompt-row routes (returnRoutedExperts), shared by its n sequences; null when not asked for */
+  promptRoutes: PromptRoutes | null = null;
 
   constructor(readonly key: number, prompt: readonly number[], readonly promptLen: number) {
     this.tokens = prompt.slice();
@@ -70,5 +72,49 @@ export class Sequence {
     this.registered = 0;
     this.computed = 0;
     this.drafts = [];
+  }
+}
+
+/**
+ * The routes of a request's prompt rows p = 0 .. promptLen − 2, int16 [(promptLen − 1), layers, k]: row p is
+ * the forward at position p, whose logits give token p + 1, so together with each generated token's
+ * routedExperts they cover every input position of a trainer's forward over prompt + completion.
+ *
+ * Rows are written by position wherever a step computes them (prefill chunks, the n sequences' own
+ * recomputes, recomputes after preemption): a recompute overwrites, it never appends. A row skipped by a
+ * prefix-cache hit is never computed, so `hitLimit` bounds the hits the scheduler may take for the
+ * request's sequences to rows already recorded here.
+ */
+export class PromptRoutes {
+  readonly rows: number;
+  readonly data: Int16Array;
+  private readonly have: Uint8Array;
+  /** rows 0 .. covered − 1 are recorded */
+  covered = 0;
+
+  constructor(promptLen: number, readonly layers: number, readonly k: number) {
+    this.rows = Math.max(0, promptLen - 1);
+    this.data = new Int16Array(this.rows * layers * k);
+    this.have = new Uint8Array(this.rows);
+  }
+
+  get complete(): boolean {
+    return this.covered >= this.rows;
+  }
+
+  /**
+   * Positions [0, hitLimit) a prefix-cache hit may skip: only rows already recorded (by an earlier step of
+   * this request), and, once all are, anything (rows past the prompt are not recorded here).
+   */
+  get hitLimit(): number {
+    return this.complete ? Infinity : this.covered;
+  }
+
+  /** Record row p from a step's routes: per MoE layer i32 [T, k], ascending per row; `flat` = p's row in the step. */
+  record(p: number, moe: readonly Int32Array[], flat: number): void {
+    const { layers, k } = this;
+    for (let l = 0; l < layers; l++) this.data.set(moe[l]!.subarray(flat * k, (flat + 1) * k), (p * layers + l) * k);
+    this.have[p] = 1;
+    while (this.covered < this.rows && this.have[this.covered]) this.covered++;
   }
 }

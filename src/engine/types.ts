@@ -28,7 +28,7 @@ export interface SamplingParams {
   logprobs: number;
   /** return each sampled token's sampling mask (the token ids the top-k/top-p/min-p filter kept) */
   returnSamplingMask: boolean;
-  /** return each generated token's routed experts, int16 [layers(MoE), k] */
+  /** return each generated token's routed experts, int16 [layers(MoE), k], and the prompt rows' (TokenEvent.promptRoutedExperts) */
   returnRoutedExperts: boolean;
   /** return each generated token's indexer top-k positions per layer */
   returnIndexerTopk: boolean;
@@ -60,6 +60,16 @@ export interface TokenEvent {
   /** int16 [moeLayers · k]: the experts the token used, per MoE layer, ascending; when asked for. "Used" = the routes of
    *  the forward row whose logits produced this token (the token one position before it), as src/rl/rollout.ts reads them */
   routedExperts?: Int16Array;
+  /**
+   * int16 [(promptLen − 1) · moeLayers · k]: the routes of the prompt's rows, on the first TokenEvent of each
+   * of the n sequences when returnRoutedExperts was asked (absent on later ones). Row p (p = 0 .. promptLen − 2)
+   * is the forward at position p, the one that produced prompt token p + 1; within a row the layout is that
+   * of routedExperts (MoE layers in order, k ascending ids each). Row promptLen − 1 is the first generated
+   * token's routedExperts, so prompt rows + generated tokens' rows cover every input position of a forward
+   * over prompt + completion (vLLM's routed_experts [seq_len − 1, layers, k]). Recorded by the request's own
+   * forwards: such a request takes no prefix-cache hits over prompt rows it has not computed.
+   */
+  promptRoutedExperts?: Int16Array;
   /** per layer, the indexer's selected positions for this token (−1 dropped); when asked for; the same row as routedExperts */
   indexerTopk?: Int32Array[];
 }

@@ -79,7 +79,8 @@ export function zeroInvalid(x: Tensor, valid: Tensor): Tensor {
 //   routes, routed    Keep Routing (rl.md §1.5): routes.data[p] = the experts the forward that CONSUMED
 //                     tokens[p] used (keep-routing.ts's layout), routed[p] = 1 where the engine reported
 //                     them; the engine reports the routes of the forwards that produced sampled tokens,
-//                     i.e. positions p − 1 for trained p.
+//                     i.e. positions p − 1 for trained p, and of each turn's prompt rows, so every position
+//                     but the last is routed (rollout.ts).
 // The training view shifts by one: the forward reads input = tokens[0 .. n−2] and the logits at j score
 // target = tokens[j + 1], so a sequence of n tokens gives n − 1 loss positions.
 export interface RolloutRecord {

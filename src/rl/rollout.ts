@@ -24,7 +24,12 @@
 // Recorded per sampled token (batch.ts describes the alignment): the token id, trained = 1, the engine's
 // sampling logprob, the kept set of the sampling filters (Keep Sampling Mask, CSR), log of the kept
 // probability mass when derivable, and the MoE routes (int16, Keep Routing) of the forward that produced it.
-// Everything else (prompt, tool outputs, re-rendered history) is trained = 0.
+// Everything else (prompt, tool outputs, re-rendered history) is trained = 0, but still has routes: each turn's
+// request also returns the routes of its prompt rows (the engine's promptRoutedExperts, the server's
+// prompt_routed_experts), and a later turn's prompt holds every earlier position, tool outputs included. So
+// position p's routes are those of the token p + 1 when that token was sampled (the forward whose logits
+// π_old is), else the latest turn's prompt row p; only the sequence's last position has none (no forward
+// consumed it), and Keep Routing can force routes at every position the trainer's forward computes.
 import type { ThinkingMode, ToolDefinition } from '../chat/message.js';
 import { ChatParseError } from '../chat/errors.js';
 import { parseCompletion } from '../chat/parse-strict.js';
@@ -83,6 +88,8 @@ export interface SampledToken {
 
 export interface SampledTurn {
   tokens: SampledToken[];
+  /** int16 [(promptLen − 1) · moeLayers · k]: the routes of the prompt rows 0 .. promptLen − 2 (row p produced prompt token p + 1), when asked for */
+  promptRoutes?: Int16Array;
   finishReason: FinishReason;
 }
 
@@ -122,6 +129,7 @@ export class EngineSampler implements TokenSampler {
     };
     const tokens: SampledToken[] = [];
     let finishReason: FinishReason | undefined;
+    let promptRoutes: Int16Array | undefined;
     for await (const ev of this.engine.generate(g, req.signal)) {
       if (ev.requestId !== req.id || ev.index !== 0) throw new RolloutError(`engine: event for request ${ev.requestId}#${ev.index}, expected ${req.id}#0`);
       if (ev.type === 'finish') {
@@ -130,6 +138,10 @@ export class EngineSampler implements TokenSampler {
       }
       if (!ev.samplingMask) throw new RolloutError(`engine: token ${tokens.length} of ${req.id} came without samplingMask although returnSamplingMask was asked`);
       if (req.routes && !ev.routedExperts) throw new RolloutError(`engine: token ${tokens.length} of ${req.id} came without routedExperts although returnRoutedExperts was asked`);
+      if (req.routes && tokens.length === 0) {
+        if (!ev.promptRoutedExperts) throw new RolloutError(`engine: the first token of ${req.id} came without promptRoutedExperts although returnRoutedExperts was asked`);
+        promptRoutes = ev.promptRoutedExperts;
+      }
       tokens.push({
         id: ev.tokenId,
         logprob: ev.logprob,
@@ -139,7 +151,7 @@ export class EngineSampler implements TokenSampler {
       });
     }
     if (!finishReason) throw new RolloutError(`engine: request ${req.id} ended without a finish event`);
-    return { tokens, finishReason };
+    return { tokens, finishReason, ...(promptRoutes ? { promptRoutes } : {}) };
   }
 }
 
@@ -163,6 +175,7 @@ interface WireChoice {
   logprobs?: { token_logprobs?: unknown; top_logprobs?: unknown } | null;
   sampling_mask?: unknown;
   routed_experts?: unknown;
+  prompt_routed_experts?: unknown;
 }
 
 /**
@@ -170,7 +183,8 @@ interface WireChoice {
  * prompt as token ids and the RL extensions (return_token_ids, logprobs, return_sampling_mask,
  * return_routed_experts). Read from choices[0]: token_ids [n], logprobs.token_logprobs [n],
  * logprobs.top_logprobs [n] of {token text: logprob}, sampling_mask [n][kept ids], routed_experts
- * [n][MoE layer][k] (or [n][layers·k] when the server does not know the shape), finish_reason. Time-outs
+ * [n][MoE layer][k] (or [n][layers·k] when the server does not know the shape), prompt_routed_experts
+ * [prompt length − 1][MoE layer][k] (the same fallback), finish_reason. Time-outs
  * and retries are the agent runtime's (src/agent/http.ts postJson).
  */
 export class HttpSampler implements TokenSampler {
@@ -230,6 +244,16 @@ export class HttpSampler implements TokenSampler {
     if (!Array.isArray(masks) || masks.length !== n) throw bad('sampling_mask', `must be ${n} lists of kept token ids`);
     const routes = c.routed_experts;
     if (req.routes && (!Array.isArray(routes) || routes.length !== n)) throw bad('routed_experts', `must be ${n} lists of expert ids`);
+    let promptRoutes: Int16Array | undefined;
+    if (req.routes && n > 0) {
+      const pr = c.prompt_routed_experts;
+      const P = req.promptIds.length;
+      if (!Array.isArray(pr) || pr.length !== P - 1) throw bad('prompt_routed_experts', `must be ${P - 1} lists of expert ids (one per prompt position but the last)`);
+      promptRoutes = Int16Array.from(pr.flatMap((r: unknown, p: number) => {
+        if (!Array.isArray(r)) throw bad(`prompt_routed_experts[${p}]`, 'must be a list of expert ids per MoE layer');
+        return (r as unknown[]).flat() as number[];
+      }));
+    }
     const tops = c.logprobs?.top_logprobs;
     const fr = c.finish_reason;
     if (fr !== 'stop' && fr !== 'length' && fr !== 'abort') throw bad('finish_reason', `must be stop, length or abort, got ${JSON.stringify(fr)}`);
@@ -246,7 +270,7 @@ export class HttpSampler implements TokenSampler {
       }
       return t;
     });
-    return { tokens, finishReason: fr };
+    return { tokens, finishReason: fr, ...(promptRoutes ? { promptRoutes } : {}) };
   }
 
   /** The kept ids' [id, logprob] from a text-keyed top list; undefined when two kept ids share a text. */
@@ -403,11 +427,18 @@ export class EpisodeClient implements ModelClient {
         ...(this.o.seed !== undefined ? { seed: (this.o.seed + 7919 * step) % 2147483647 } : {}),
         ...(req.signal ? { signal: req.signal } : {}),
       });
-      this.checkTurn(turn);
+      this.checkTurn(turn, seq.tokens.length);
     } catch (e) {
       // the sampler (engine or server) failed or answered nonsense, not the policy: the episode is void
       this.samplerFailure = e;
       throw e;
+    }
+    if (this.o.routes && turn.promptRoutes) {
+      // prompt row p of this turn is position p of the sequence (the prompt IS seq.tokens); rows whose next
+      // token was sampled keep that token's routes (the forward π_old came from), the others take this,
+      // the latest, turn's (an earlier turn's prompt rows are rewritten: the policy's newest view of them)
+      const per = this.o.routes.layers * this.o.routes.k;
+      for (let p = 0; p + 1 < seq.tokens.length; p++) if (!seq.trained[p + 1]) seq.routes[p] = turn.promptRoutes.slice(p * per, (p + 1) * per);
     }
     const ids: number[] = [];
     for (const t of turn.tokens) {
@@ -427,7 +458,11 @@ export class EpisodeClient implements ModelClient {
     return this.parse(text, turn.finishReason, req);
   }
 
-  private checkTurn(turn: SampledTurn): void {
+  private checkTurn(turn: SampledTurn, promptLen: number): void {
+    if (this.o.routes && turn.promptRoutes) {
+      const want = (promptLen - 1) * this.o.routes.layers * this.o.routes.k;
+      if (turn.promptRoutes.length !== want) throw new RolloutError(`rollout ${this.o.id}: prompt routes have ${turn.promptRoutes.length} ids, expected (prompt − 1)·layers·k = ${promptLen - 1}·${this.o.routes.layers}·${this.o.routes.k}`);
+    }
     turn.tokens.forEach((t, i) => {
       if (!(Number.isInteger(t.id) && t.id >= 0 && t.id < this.o.vocabSize)) throw new RolloutError(`rollout ${this.o.id}: sampled token ${t.id} is not an id in [0, ${this.o.vocabSize})`);
       if (!(t.logprob <= 0)) throw new RolloutError(`rollout ${this.o.id}: token ${i} has logprob ${t.logprob}, expected a log-probability ≤ 0`);

@@ -8,9 +8,11 @@
 //   4. minibatches the rollout batch is split into num_minibatches optimiser steps. Only the first runs at
 //                 θ = θ_old; the later ones see a θ that has already moved, so they are off-policy — the
 //                 staleness OPSM (rl.md §1.4) and the clip are there for;
-//   5. per minibatch  trainForward with the engine's routes forced (Keep Routing, keep-routing.ts; positions
-//                 the engine did not record — the prompt — take the trainer's own current routes, R2-style,
-//                 batch.ts overlayRoutes), log π_θ over the recorded kept set at the sampling temperature
+//   5. per minibatch  trainForward with the engine's routes forced (Keep Routing, keep-routing.ts) at every
+//                 recorded position: sampled tokens' rows and, from each turn's prompt routes, the prompt and
+//                 tool-output rows (rollout.ts); only positions with no recording (none in practice but
+//                 padding) take the trainer's own current routes, R2-style, batch.ts overlayRoutes),
+//                 log π_θ over the recorded kept set at the sampling temperature
 //                 (Keep Sampling Mask, keep-sampling-mask.ts), the composed loss (policy-loss.ts: clipped
 //                 ratio against the engine's π_old, OPSM with δ, β·unbiased KL to π_ref), backward, global
 //                 gradient-norm clip, AdamW, weights.update().
@@ -344,7 +346,10 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
     // attention there and the dense kernel computes it faster; longer rows take the indexer's top-k (not
     // replayed from the engine yet: the engine's selection is not recorded by rollout.ts)
     const fwdOpts = { numerics: cfg.numerics, mtp: false, fp8: true, attention: T <= mc.indexTopk ? 'dense' : 'sparse' } as const;
-    // Keep Routing: the engine's routes, the trainer's own (free, current θ) where the engine recorded none
+    // Keep Routing: the engine's routes (every recorded position, prompts included), the trainer's own (free,
+    // current θ) where the engine recorded none. routing_disagreement then compares the recording with the
+    // forced forward's routes (0 unless replay failed), router_drift the recording with the free router, both
+    // over all recorded positions
     let forced: (Int32Array | null)[] | undefined;
     let free: RecordedRoutes[] | null = null;
     if (routeShape && mb.routes && cfg.use_rollout_routing_replay) {

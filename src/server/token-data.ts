@@ -3,8 +3,13 @@
 //   token_ids:       number[]                one id per generated token (stop tokens included)
 //   sampling_mask:   number[][]              per token, the ascending ids the top-k/top-p/min-p filters kept
 //   routed_experts:  number[][][]            [token][MoE layer][k], the experts each token was routed to
+//   prompt_routed_experts: number[][][]      [prompt position 0 .. P − 2][MoE layer][k], with routed_experts:
+//                                            the rows that produced prompt tokens 1 .. P − 1 (row P − 1 is the
+//                                            first generated token's routed_experts), so the two cover every
+//                                            input position of a forward over prompt + completion
 //   indexer_topk:    number[][][]            [token][layer][index_topk], key positions the indexer kept (−1 = none)
-// In a stream each chunk carries these for the tokens generated in that step.
+// In a stream each chunk carries these for the tokens generated in that step; prompt_routed_experts comes
+// once, on the chunk with the choice's first token (the engine sends it on that token's event).
 import type { TokenEvent } from '../engine/types.js';
 import { tokenBytes, tokenText, type TextCodec } from './codec.js';
 import type { OutputOptions } from './sampling.js';
@@ -28,6 +33,8 @@ export class TokenData {
   readonly samplingMask: number[][] = [];
   readonly routedExperts: (number[][] | number[])[] = [];
   readonly indexerTopk: number[][][] = [];
+  /** set by the choice's first token event when routes were asked for */
+  promptRoutedExperts: (number[][] | number[])[] | null = null;
   // legacy completions logprobs
   readonly tokens: string[] = [];
   readonly tokenLogprobs: number[] = [];
@@ -76,6 +83,7 @@ export class TokenData {
     }
     if (o.returnSamplingMask) this.samplingMask.push(ev.samplingMask ? Array.from(ev.samplingMask) : []);
     if (o.returnRoutedExperts) this.routedExperts.push(routesOf(ev.routedExperts, this.routeShape));
+    if (o.returnRoutedExperts && ev.promptRoutedExperts) this.promptRoutedExperts = promptRoutesOf(ev.promptRoutedExperts, ev.routedExperts?.length ?? 0, this.routeShape);
     if (o.returnIndexerTopk) this.indexerTopk.push((ev.indexerTopk ?? []).map((a) => Array.from(a)));
   }
 
@@ -86,6 +94,7 @@ export class TokenData {
     if (o.returnTokenIds) f.token_ids = this.tokenIds;
     if (o.returnSamplingMask) f.sampling_mask = this.samplingMask;
     if (o.returnRoutedExperts) f.routed_experts = this.routedExperts;
+    if (o.returnRoutedExperts && this.promptRoutedExperts) f.prompt_routed_experts = this.promptRoutedExperts;
     if (o.returnIndexerTopk) f.indexer_topk = this.indexerTopk;
     return f;
   }
@@ -104,4 +113,14 @@ function routesOf(r: Int16Array | undefined, shape: RouteShape | undefined): num
   if (!r) return [];
   if (!shape || shape.layers * shape.k !== r.length) return Array.from(r);
   return Array.from({ length: shape.layers }, (_, l) => Array.from(r.subarray(l * shape.k, (l + 1) * shape.k)));
+}
+
+/**
+ * The prompt rows' routes [position][layer][k]; without a known shape, one flat list per position, whose
+ * length is that of a generated token's routes (`per`, the same layers·k).
+ */
+function promptRoutesOf(r: Int16Array, per: number, shape: RouteShape | undefined): (number[][] | number[])[] {
+  const size = shape ? shape.layers * shape.k : per;
+  if (size <= 0 || r.length % size !== 0) return r.length ? [Array.from(r)] : [];
+  return Array.from({ length: r.length / size }, (_, p) => routesOf(r.subarray(p * size, (p + 1) * size), shape));
 }

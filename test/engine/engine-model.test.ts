@@ -201,3 +201,83 @@ test('engine on a tiny model (cpu): n = 3 greedy sequences share the prompt bloc
   assert.equal(e.stats().prefixHitTokens, 2 * 64, 'the followers hit the leader\'s full prompt block');
   e.close();
 });
+
+// ---- prompt routes (returnRoutedExperts → TokenEvent.promptRoutedExperts), on a model with 2 MoE layers so
+// the layer-major layout within a row is exercised
+const cfgR = randomConfig({ num_hidden_layers: 3, vocab_size: 128, index_topk: 8, num_nextn_predict_layers: 0 });
+const LR = cfgR.nLayers - cfgR.nDenseLayers;
+const KR = cfgR.nActivatedExperts;
+const modelR = (): DeepseekV32 => DeepseekV32.fromSource(cfgR, mapSource(randomCheckpoint(cfgR, 7)));
+
+/** rows 0 .. P − 2 of one whole-prompt model.forward, flattened [(P − 1), MoE layer, k] as the engine lays them out */
+function promptRoutesRef(m: DeepseekV32, p: number[]): number[] {
+  const o = m.forward([p], { logits: 'none' });
+  const moe = o.routes.filter((r) => r).map((r) => r!.toHost() as Int32Array);
+  assert.equal(moe.length, LR);
+  const out: number[] = [];
+  for (let pos = 0; pos < p.length - 1; pos++) for (const r of moe) out.push(...r.slice(pos * KR, (pos + 1) * KR));
+  return out;
+}
+
+function checkPromptRoutes(ev: TokenEvent[], p: number[], ref: number[], what: string): void {
+  const pr = ev[0]!.promptRoutedExperts!;
+  assert.ok(pr instanceof Int16Array, `${what}: first event carries Int16Array prompt routes`);
+  assert.equal(pr.length, (p.length - 1) * LR * KR, `${what}: (P − 1)·L·k`);
+  assert.deepEqual(Array.from(pr), ref, `${what}: prompt routes equal model.forward's rows 0 .. P − 2`);
+  for (let i = 0; i < pr.length; i += KR) for (let j = 1; j < KR; j++) assert.ok(pr[i + j]! > pr[i + j - 1]!, `${what}: ascending within a row`);
+  ev.slice(1).forEach((e, i) => assert.equal(e.promptRoutedExperts, undefined, `${what}: only the first event, not event ${i + 1}`));
+}
+
+test('engine on a tiny model (cpu): prompt routes over a chunked prefill equal the whole-prompt forward; each of n = 2 sequences gets them once', async () => {
+  const m = modelR();
+  const p = prompt(70, 21);
+  const ref = promptRoutesRef(m, p);
+  // 70 prompt rows in chunks of ≤ 16
+  const e = new LLMEngine(m, { numBlocks: 8, maxBatchTokens: 16 });
+  const r = await collect(e.generate(req('c', p, { temperature: 0, maxTokens: 3, n: 2, returnRoutedExperts: true })));
+  checkPromptRoutes(r.events[0]!, p, ref, 'sequence 0');
+  checkPromptRoutes(r.events[1]!, p, ref, 'sequence 1');
+  // the first generated token's routes are row P − 1: the next row after the prompt routes
+  const last = m.forward([p], { logits: 'none' }).routes.filter((x) => x).flatMap((x) => Array.from((x!.toHost() as Int32Array).slice((p.length - 1) * KR, p.length * KR)));
+  assert.deepEqual(Array.from(r.events[0]![0]!.routedExperts!), last);
+  // a prompt of one token has no prompt rows
+  const one = await collect(e.generate(req('one', [5], { temperature: 0, maxTokens: 2, returnRoutedExperts: true })));
+  assert.equal(one.events[0]![0]!.promptRoutedExperts!.length, 0);
+  // not asked for: not sent
+  const plain = await collect(e.generate(req('plain', p, { temperature: 0, maxTokens: 2 })));
+  assert.equal(plain.events[0]![0]!.promptRoutedExperts, undefined);
+  e.close();
+});
+
+test('engine on a tiny model (cpu): a request asking for routes takes no prefix-cache hits over unrecorded prompt rows, still fills the cache for others', async () => {
+  const m = modelR();
+  const shared = prompt(140, 22);
+  const p2 = [...shared, 9, 10, 11];
+  const ref2 = promptRoutesRef(m, p2);
+  const e = new LLMEngine(m, { numBlocks: 12 });
+  await collect(e.generate(req('a', shared, { temperature: 0, maxTokens: 2 })));
+  assert.equal(e.stats().prefixHitTokens, 0);
+  // b shares a's two full blocks but computes them itself
+  const b = await collect(e.generate(req('b', p2, { temperature: 0, maxTokens: 2, returnRoutedExperts: true })));
+  assert.equal(e.stats().prefixHitTokens, 0, 'the routes request took no hit');
+  checkPromptRoutes(b.events[0]!, p2, ref2, 'b');
+  // a plain request still hits (blocks of a, or b's registered ones)
+  await collect(e.generate(req('c', p2, { temperature: 0, maxTokens: 2 })));
+  assert.equal(e.stats().prefixHitTokens, 128);
+  // n = 3 with routes: the followers hit the leader's recorded blocks and get the leader's rows
+  const d = await collect(e.generate(req('d', p2, { temperature: 0, maxTokens: 2, n: 3, returnRoutedExperts: true })));
+  assert.equal(e.stats().prefixHitTokens, 128 + 2 * 128, 'only the two followers hit');
+  for (let i = 0; i < 3; i++) checkPromptRoutes(d.events[i]!, p2, ref2, `d#${i}`);
+  e.close();
+});
+
+test('engine on a tiny model (cpu): prompt routes survive preemption and recompute (stored by position)', async () => {
+  const m = modelR();
+  const ps = [prompt(60, 23), prompt(62, 24), prompt(58, 25)];
+  const refs = ps.map((p) => promptRoutesRef(m, p));
+  const e = new LLMEngine(m, { numBlocks: 4, maxBatchTokens: 24 });
+  const rs = await Promise.all(ps.map((p, i) => collect(e.generate(req(`q${i}`, p, { temperature: 0, maxTokens: 10, returnRoutedExperts: true })))));
+  assert.ok(e.stats().preempted > 0, 'the pool forced preemptions');
+  rs.forEach((r, i) => checkPromptRoutes(r.events[0]!, ps[i]!, refs[i]!, `q${i}`));
+  e.close();
+});

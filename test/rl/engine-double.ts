@@ -6,6 +6,8 @@
 //   top logprobs                            = both kept ids, the other at logprob − 1
 //   routed experts of a token produced by the forward at position q (= prompt length + i − 1):
 //     layer l, slot j → (q + l + 3j) mod E
+//   prompt routes (first token only) of row q of the request of turn t (its id ends in .t<t>):
+//     layer l, slot j → (q + l + (4 + t)·j) mod E   (slot 1 tells generated, turn-0 and turn-1 rows apart)
 // It records every request it was given.
 import type { Engine, EngineEvent, EngineStats, GenerateRequest } from '../../src/engine/types.js';
 import type { DeepSeekTokenizer } from '../../src/chat/tokenizer.js';
@@ -21,6 +23,21 @@ export function doubleRoutes(q: number): Int16Array {
   const r = new Int16Array(layers * k);
   for (let l = 0; l < layers; l++) for (let j = 0; j < k; j++) r[l * k + j] = (q + l + 3 * j) % experts;
   return r;
+}
+
+export function doublePromptRoutes(q: number, turn: number): Int16Array {
+  const { layers, k, experts } = DOUBLE_ROUTES;
+  const r = new Int16Array(layers * k);
+  for (let l = 0; l < layers; l++) for (let j = 0; j < k; j++) r[l * k + j] = (q + l + (4 + turn) * j) % experts;
+  return r;
+}
+
+function promptRoutesOf(req: GenerateRequest): Int16Array {
+  const turn = Number(/\.t(\d+)$/.exec(req.id)?.[1] ?? 0);
+  const per = DOUBLE_ROUTES.layers * DOUBLE_ROUTES.k;
+  const out = new Int16Array((req.promptIds.length - 1) * per);
+  for (let q = 0; q + 1 < req.promptIds.length; q++) out.set(doublePromptRoutes(q, turn), q * per);
+  return out;
 }
 
 export class ScriptedEngine implements Engine {
@@ -56,6 +73,7 @@ export class ScriptedEngine implements Engine {
         ...(req.params.logprobs ? { topLogprobs: [[id, lp], [other, lp - 1]] as [number, number][] } : {}),
         ...(req.params.returnSamplingMask ? { samplingMask: Int32Array.from([id, other].sort((a, b) => a - b)) } : {}),
         ...(req.params.returnRoutedExperts ? { routedExperts: doubleRoutes(req.promptIds.length + n - 1) } : {}),
+        ...(req.params.returnRoutedExperts && n === 0 ? { promptRoutedExperts: promptRoutesOf(req) } : {}),
       };
       n++;
       if (stops.includes(id)) {

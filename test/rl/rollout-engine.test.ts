@@ -121,6 +121,7 @@ test('rollout on LLMEngine (tiny model, CPU, code-interpreter): records agree wi
     const k = cfg.nActivatedExperts;
     let trainedTotal = 0;
     let compared = 0;
+    let promptCompared = 0;
     for (const r of recs) {
       const n = r.tokens.length;
       const text = tok.decode(Array.from(r.tokens));
@@ -140,11 +141,20 @@ test('rollout on LLMEngine (tiny model, CPU, code-interpreter): records agree wi
       const fwd = model.forward([Array.from(r.tokens.subarray(0, n - 1))]);
       const logits = fwd.logits!.toFloat32();
       const own = recordRoutes(cfg, fwd.routes, 1)[0]!;
-      for (let p = 1; p < n; p++) {
-        if (!r.trained[p]) {
-          assert.equal(r.routed![p - 1], 0);
-          continue;
+      // every position but the last is routed, and its recorded routes (from a turn's prompt rows where the
+      // next token was not sampled: the prompt, the tool output) equal the model's own over the sequence
+      assert.equal(r.routed![n - 1], 0);
+      for (let p = 0; p < n - 1; p++) {
+        assert.equal(r.routed![p], 1, `position ${p} routed`);
+        if (r.trained[p + 1]) continue;
+        promptCompared++;
+        for (let l = 0; l < L; l++) {
+          const at = (p * L + l) * k;
+          assert.deepEqual(Array.from(r.routes!.data.subarray(at, at + k)).sort((a, b) => a - b), Array.from(own.data.subarray(at, at + k)).sort((a, b) => a - b), `prompt position ${p}, MoE layer ${l}: routes`);
         }
+      }
+      for (let p = 1; p < n; p++) {
+        if (!r.trained[p]) continue;
         trainedTotal++;
         const row = logits.subarray((p - 1) * V, p * V);
         let m = -Infinity;
@@ -166,6 +176,7 @@ test('rollout on LLMEngine (tiny model, CPU, code-interpreter): records agree wi
     }
     assert.equal(trainedTotal, 2 * 2 * tok.encode(TURN).length);
     assert.equal(compared, trainedTotal * L);
+    assert.ok(promptCompared > 100, `${promptCompared} prompt / tool-output positions compared`);
 
     // the loss batch at θ = θ_old: masked π_θ over the recorded support equals the renormalised π_old
     const b = collateRollouts(recs, { padId: tok.special.eos });
@@ -175,6 +186,20 @@ test('rollout on LLMEngine (tiny model, CPU, code-interpreter): records agree wi
     const free = model.forward(b.input);
     const own = recordRoutes(cfg, free.routes, b.input.length);
     const replayed = overlayRoutes(b, own);
+    // what the trainer forces (overlayRoutes → forcedRoutesFromRecorded) at prompt and tool-output positions is
+    // the recording, never the fallback: an overlay from routes that differ everywhere leaves those positions
+    const other = own.map((o) => ({ ...o, data: o.data.map((_, i) => (i % k) + 1) }));
+    const forcedOther = forcedRoutesFromRecorded(cfg, overlayRoutes(b, other), b.input[0]!.length);
+    const T = b.input[0]!.length;
+    recs.forEach((r, s) => {
+      for (let p = 0; p < r.tokens.length - 1; p++) {
+        if (r.trained[p + 1]) continue;
+        for (let l = 0; l < L; l++) {
+          const f = forcedOther[cfg.nDenseLayers + l]!;
+          assert.deepEqual(Array.from(f.subarray((s * T + p) * k, (s * T + p + 1) * k)), Array.from(r.routes!.data.subarray((p * L + l) * k, (p * L + l + 1) * k)), `sequence ${s}, prompt position ${p}, layer ${l}: forced = recorded`);
+        }
+      }
+    });
     assert.equal(routingDisagreement(cfg, replayed, own).fraction, 0);
     const forced = model.forward(b.input, { forcedRoutes: forcedRoutesFromRecorded(cfg, replayed, b.input[0]!.length) });
     const fl = free.logits!.toFloat32();

@@ -19,7 +19,7 @@ import { parseRewardConfig } from '../../src/rl/rewards.js';
 import { EngineSampler, EpisodeClient, HttpSampler, type RolloutOptions, RolloutError, groupRecords, rolloutGroup, type TokenSampler, type SampledTurn } from '../../src/rl/rollout.js';
 import { buildMiniDeepSeekTokenizer } from '../chat/mini-tokenizer.js';
 import { scratchDir } from '../envs/family-helpers.js';
-import { DOUBLE_ROUTES, ScriptedEngine, doubleLogprob, doubleRoutes } from './engine-double.js';
+import { DOUBLE_ROUTES, ScriptedEngine, doubleLogprob, doublePromptRoutes, doubleRoutes } from './engine-double.js';
 
 const { tokenizerJson, tokenizerConfig } = buildMiniDeepSeekTokenizer();
 const tok = new DeepSeekTokenizer(tokenizerJson, tokenizerConfig, 'mini');
@@ -110,7 +110,16 @@ test('rollout: the record is the engine prompt plus sampled tokens; tool outputs
         assert.deepEqual(Array.from(rec.routes!.data.subarray((p - 1) * per, p * per)), Array.from(doubleRoutes(p - 1)));
       }
     }
-    assert.deepEqual([...rec.routed!].flatMap((t, p) => (t ? [p] : [])), expected.map((p) => p - 1));
+    // every other position but the last has the latest (second) turn's prompt routes: the first prompt,
+    // the tool output and the re-rendered suffix alike
+    const per = DOUBLE_ROUTES.layers * DOUBLE_ROUTES.k;
+    const n = rec.tokens.length;
+    for (let p = 0; p < n - 1; p++) {
+      if (rec.trained[p + 1]) continue;
+      assert.ok(p < P2 - 1, `position ${p} (no sampled successor) lies in the second prompt's rows`);
+      assert.deepEqual(Array.from(rec.routes!.data.subarray(p * per, (p + 1) * per)), Array.from(doublePromptRoutes(p, 1)), `position ${p}: turn 1's prompt row`);
+    }
+    assert.deepEqual([...rec.routed!].flatMap((t, p) => (t ? [p] : [])), Array.from({ length: n - 1 }, (_, p) => p), 'routed everywhere but the last position');
     for (let p = 0; p < rec.tokens.length; p++) if (!rec.trained[p]) assert.equal(rec.samplingMask.indptr[p + 1], rec.samplingMask.indptr[p]);
     // per-turn seeds differ across turns and episodes
     assert.notEqual(r1.params.seed, r2.params.seed);
@@ -218,6 +227,7 @@ test('rollout over HTTP (`dsv32 serve` wire format) records the same as the in-p
       const tops: Record<string, number>[] = [];
       const masks: number[][] = [];
       const routes: number[][][] = [];
+      let promptRoutes: number[][][] = [];
       let finish = 'stop';
       const gen = engine.generate({
         id: idBySeed.get(body.seed as number)!,
@@ -234,10 +244,16 @@ test('rollout over HTTP (`dsv32 serve` wire format) records the same as the in-p
           masks.push(Array.from(ev.samplingMask!));
           const r = Array.from(ev.routedExperts!);
           routes.push(Array.from({ length: DOUBLE_ROUTES.layers }, (_, l) => r.slice(l * DOUBLE_ROUTES.k, (l + 1) * DOUBLE_ROUTES.k)));
+          if (ev.promptRoutedExperts) {
+            // [position][MoE layer][k]
+            const pr = Array.from(ev.promptRoutedExperts);
+            const per = DOUBLE_ROUTES.layers * DOUBLE_ROUTES.k;
+            promptRoutes = Array.from({ length: pr.length / per }, (_, q) => Array.from({ length: DOUBLE_ROUTES.layers }, (_, l) => pr.slice(q * per + l * DOUBLE_ROUTES.k, q * per + (l + 1) * DOUBLE_ROUTES.k)));
+          }
         }
       }
       res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify({ choices: [{ token_ids: ids, finish_reason: finish, logprobs: { token_logprobs: lps, top_logprobs: tops }, sampling_mask: masks, routed_experts: routes }] }));
+      res.end(JSON.stringify({ choices: [{ token_ids: ids, finish_reason: finish, logprobs: { token_logprobs: lps, top_logprobs: tops }, sampling_mask: masks, routed_experts: routes, prompt_routed_experts: promptRoutes }] }));
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));

@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import OpenAI from 'openai';
 import { LLMEngine } from '../../src/engine/engine.js';
 import { DeepseekV32, mapSource, randomCheckpoint, randomConfig } from '../../src/model/index.js';
-import { post, serve, type Running } from './helpers.js';
+import { post, serve, sse, type Running } from './helpers.js';
 
 const cfg = randomConfig({
   num_hidden_layers: 2, vocab_size: 129280, hidden_size: 64, intermediate_size: 128, moe_intermediate_size: 32, index_topk: 8, max_position_embeddings: 4096,
@@ -76,6 +76,38 @@ test('greedy chat on the real engine: token_ids = argmax decoding with model.for
   assert.deepEqual(c.token_ids, ref.tokens);
   assert.equal(c.routed_experts.length, 6);
   c.routed_experts.forEach((t: number[][], i: number) => assert.deepEqual(sorted(t), ref.routes[i], `token ${i} routes`));
+});
+
+/** the model's routes at prompt positions 0 .. P − 2 of one whole-prompt forward, [position][MoE layer][k] */
+function promptRoutesRef(prompt: readonly number[]): number[][][] {
+  const moe = model.forward([[...prompt]], { logits: 'none' }).routes.filter((r) => r).map((r) => r!.toHost() as Int32Array);
+  return Array.from({ length: prompt.length - 1 }, (_, p) => moe.map((h) => Array.from(h.slice(p * ROUTES.k, (p + 1) * ROUTES.k))));
+}
+
+test('prompt_routed_experts: [P − 1][MoE layer][k] = the model\'s prompt routes, per choice (completions, n = 2) and on the first streamed chunk of chat', async () => {
+  const r = await post(srv.url + '/v1/completions', { prompt: 'Routes of every position, please.', max_tokens: 2, temperature: 0, n: 2, ignore_eos: true, return_token_ids: true, return_routed_experts: true });
+  assert.equal(r.status, 200, r.text);
+  const ids: number[] = r.json.choices[0].prompt_token_ids;
+  const ref = promptRoutesRef(ids);
+  assert.ok(ROUTES.layers >= 1 && ids.length > 2);
+  for (const c of r.json.choices) {
+    assert.equal(c.prompt_routed_experts.length, ids.length - 1);
+    c.prompt_routed_experts.forEach((pos: number[][]) => {
+      assert.equal(pos.length, ROUTES.layers);
+      pos.forEach((l) => assert.equal(l.length, ROUTES.k));
+    });
+    assert.deepEqual(c.prompt_routed_experts, ref);
+  }
+  // chat, streamed: the chunk with the choice's first token carries it, no other chunk does
+  const s = await sse(srv.url + '/v1/chat/completions', { messages: [{ role: 'user', content: 'Stream the routes.' }], max_tokens: 3, temperature: 0, ignore_eos: true, stream: true, return_token_ids: true, return_routed_experts: true });
+  assert.equal(s.status, 200);
+  const chunks = s.events;
+  const promptIds: number[] = chunks.find((c: any) => c.prompt_token_ids)!.prompt_token_ids;
+  const withTokens = chunks.filter((c: any) => c.choices[0]?.token_ids?.length);
+  const carrying = chunks.filter((c: any) => c.choices[0]?.prompt_routed_experts);
+  assert.equal(carrying.length, 1);
+  assert.equal(carrying[0], withTokens[0]);
+  assert.deepEqual(carrying[0].choices[0].prompt_routed_experts, promptRoutesRef(promptIds));
 });
 
 test('sampled with top_k on the real engine: masks are the top-k of the model\'s logits and hold the token; logprobs are log-softmax(logits / T)', async () => {
