@@ -38,6 +38,9 @@ export type ReduceOp = 'sum' | 'max' | 'min';
 export interface Backend {
   readonly name: string;
   alloc(dtype: DType, numel: number): Storage;
+  /** Device memory held by tensors now and at most since the last resetPeakMemory (bytes); devices only. */
+  memoryStats?(): { allocated: number; peak: number };
+  resetPeakMemory?(): void;
   /** Copy a host array (its whole length) into a new storage. */
   fromHost(data: HostArray, dtype: DType): Storage;
   /** The view's elements, row-major, in a new host array of the view's dtype. */

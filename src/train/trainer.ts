@@ -47,6 +47,9 @@ export interface StepLog {
   tokens: number;
   ms: number;
   tokens_per_s: number;
+  /** on a GPU: device memory held by tensors after the step, and the most during it (GiB) */
+  mem_gib?: number;
+  peak_mem_gib?: number;
 }
 
 export interface EvalLog {
@@ -206,7 +209,15 @@ export async function train(stage: Stage, cfg: TrainConfig, hooks: TrainHooks = 
     model.weights.update();
     const ms = Date.now() - ts;
     const tokens = cfg.data.batchSize * cfg.data.seqLen;
-    return { step: step + 1, phase, loss, lm: r.lm, mtp: r.mtp, indexer: r.indexer, lr, grad_norm: gradNorm, tokens, ms, tokens_per_s: (tokens * 1000) / Math.max(ms, 1) };
+    const log: StepLog = { step: step + 1, phase, loss, lm: r.lm, mtp: r.mtp, indexer: r.indexer, lr, grad_norm: gradNorm, tokens, ms, tokens_per_s: (tokens * 1000) / Math.max(ms, 1) };
+    const be = params[0]![1].backend;
+    const mem = be.memoryStats?.();
+    if (mem) {
+      log.mem_gib = mem.allocated / 2 ** 30;
+      log.peak_mem_gib = mem.peak / 2 ** 30;
+      be.resetPeakMemory?.();
+    }
+    return log;
   };
   while (step < cfg.steps) {
     const log = await runStep(phaseOf(stage, step, cfg));

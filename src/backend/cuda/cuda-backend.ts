@@ -178,6 +178,9 @@ export class CudaBackend implements Backend {
   memoryStats(): MemoryStats {
     return this.rt.allocator.stats();
   }
+  resetPeakMemory(): void {
+    this.rt.allocator.resetPeak();
+  }
   emptyCache(): void {
     this.rt.sync();
     for (const p of this.fp8Pads.values()) for (const st of [p.xp, p.sp, p.op]) st.dispose();
