@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The GPU side of dsv32-mini's training (models/dsv32-mini/README.md), run from the repository root of a
+# device machine with what scripts/gpu-carry.sh staged in .gpu/ (dist, gpu-cli.mjs, pack.tar.xz,
+# pack-sft.tar.xz) and node from .device/:
+#   source .device/bootstrap.sh; OUT=... STAGE_SECONDS=pretrain=300,dsa=120,sft=100 bash scripts/device-train-mini.sh
+# Each stage runs `dsv32 train <stage>` again and again (each a fresh process: it resumes from the stage's
+# latest checkpoint) until it reports "done" or its share of STAGE_SECONDS is spent; the machine keeps
+# tmp/mini between calls while it stays warm, so a later call continues. After each stage the latest
+# checkpoint is quantized (FP8, shards ≤ 15 MiB: a run returns files of ≤ 16 MiB) into $OUT/mini with the
+# logs in $OUT/logs.tgz, so whatever the run reached comes back even if it is cut short.
+set -uo pipefail
+: "${OUT:?set OUT to the folder whose files come back}"
+T0=$(date +%s)
+el() { echo $(( $(date +%s) - T0 )); }
+L=/tmp/dsv32-mini-logs
+mkdir -p $L tmp/mini
+[ -d dist/src ] || tar xJf .gpu/dist.tar.xz
+cp .gpu/gpu-cli.mjs dist/gpu-cli.mjs
+for p in pack pack-sft; do [ -f tmp/mini/$p/pack.json ] || tar xJf .gpu/$p.tar.xz -C tmp/mini; done
+R=${RECIPE:-models/dsv32-mini/recipe}
+declare -A budget=([pretrain]=300 [dsa]=120 [sft]=100)
+IFS=',' read -ra kv <<< "${STAGE_SECONDS:-}"
+for x in "${kv[@]}"; do [ -n "$x" ] && budget[${x%%=*}]=${x#*=}; done
+command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+ship() { # the stage's latest checkpoint → FP8 in $OUT/mini, and the logs
+  local d=tmp/mini/runs/$1
+  [ -f $d/latest ] || return 0
+  rm -rf tmp/mini/fp8
+  node dist/gpu-cli.mjs quantize --model $d/$(cat $d/latest) --out tmp/mini/fp8 --shard-mb 15 | tail -1
+  rm -rf "$OUT/mini" && mkdir -p "$OUT/mini"
+  cp tmp/mini/fp8/*.safetensors tmp/mini/fp8/config.json tmp/mini/fp8/model.safetensors.index.json "$OUT/mini/"
+  for s in pretrain dsa sft; do cp tmp/mini/runs/$s/train.jsonl $L/$s.jsonl 2>/dev/null; done
+  echo "$1 $(cat $d/latest)" > $L/shipped.txt
+  tar czf "$OUT/logs.tgz" -C "$(dirname $L)" "$(basename $L)"
+}
+for st in pretrain dsa sft; do
+  s0=$(date +%s)
+  done_=0
+  while [ $(( $(date +%s) - s0 )) -lt ${budget[$st]} ]; do
+    # this process stops (checkpointed) when the stage's budget is spent, and checkpoints every ≤ 20 steps
+    # so a process that dies loses little (neither changes the run's identity: resume stays exact)
+    rem=$(( ${budget[$st]} - ($(date +%s) - s0) ))
+    node -e 'const fs=require("fs"); const c=JSON.parse(fs.readFileSync(process.argv[1],"utf8")); c.maxSeconds=Number(process.argv[3]); c.saveEvery=Math.min(c.saveEvery??100,20); fs.writeFileSync(process.argv[2],JSON.stringify(c))' $R/$st.json /tmp/dsv32-mini-$st.json $rem
+    node dist/gpu-cli.mjs train $st --config /tmp/dsv32-mini-$st.json --no-progress >> $L/$st.log 2>&1
+    rc=$?
+    last=$(grep -E '^(done|stopped) at' $L/$st.log | tail -1)
+    echo "$st: rc $rc, $last ($(el) s)"
+    if grep -q '^done at' <<< "$last"; then done_=1; break; fi
+    [ $rc -ne 0 ] && grep -v '^    at ' $L/$st.log | tail -3
+  done
+  ship $st
+  [ $done_ -eq 1 ] || { echo "$st not finished within its ${budget[$st]} s: run this again to continue"; break; }
+done
+echo "== end at $(el) s"

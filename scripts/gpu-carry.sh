@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Stage what a GPU run carries (the device machine has no Node.js, no network, and a run carries at most
+# 64 MiB of ignored files), into .gpu/ (git-ignored through .git/info/exclude):
+#   .gpu/dist.tar.xz   dist/ built from a clean checkout of HEAD (tsc + the sm_90a cubins) with the
+#                      production node_modules the GPU-side commands import (koffi, zod, commander,
+#                      cli-progress and its deps, @huggingface/tokenizers): ≈ 2.2 MB
+#   .gpu/gpu-cli.mjs   a dsv32 entry with only train and quantize (the full CLI imports the server's and
+#                      the environments' packages, which are not carried)
+#   .gpu/<name>.tar.xz each pack directory given with --pack (dsv32 data pack output), compressed
+# Node itself comes from ../shared/device/prepare.sh (.device/, ≈ 25 MB). Then, for example:
+#   run(carry: [".device", ".gpu"], command: "source .device/bootstrap.sh; bash scripts/device-train-mini.sh")
+#   bash scripts/gpu-carry.sh [--pack tmp/mini/pack --pack tmp/mini/pack-sft]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+packs=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --pack) packs+=("$2"); shift 2 ;;
+    *) echo "gpu-carry: unknown argument $1 (expected --pack DIR)" >&2; exit 2 ;;
+  esac
+done
+grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
+wt=$(mktemp -d /tmp/dsv32-gpu-wt.XXXXXX)
+stage=$(mktemp -d /tmp/dsv32-gpu-stage.XXXXXX)
+trap 'git worktree remove --force "$wt" >/dev/null 2>&1 || true; rm -rf "$stage"' EXIT
+git worktree add --detach "$wt" HEAD >/dev/null
+ln -s "$PWD/node_modules" "$wt/node_modules"
+(cd "$wt" && npx tsc -p tsconfig.json && node scripts/build-kernels.mjs > /dev/null)
+mkdir -p "$stage/dist/node_modules" .gpu
+cp -r "$wt/dist/src" "$wt/dist/test" "$wt/dist/bench" "$wt/dist/kernels" "$stage/dist/"
+for m in koffi @koromix zod commander cli-progress string-width emoji-regex is-fullwidth-code-point strip-ansi ansi-regex @huggingface; do
+  cp -r "node_modules/$m" "$stage/dist/node_modules/"
+done
+# only the glibc x64 koffi build, zod without its sources and typings: the carry stays small
+rm -rf "$stage/dist/node_modules/@koromix/koffi-linux-x64/musl_x64" "$stage/dist/node_modules/zod/src"
+find "$stage/dist/node_modules/zod" \( -name '*.d.ts' -o -name '*.d.cts' -o -name '*.d.mts' -o -name '*.map' \) -delete
+tar -C "$stage" -cJf .gpu/dist.tar.xz dist
+cat > .gpu/gpu-cli.mjs <<'JS'
+// dsv32 train and quantize without the CLI's other dependencies (copied into dist/ on the GPU machine)
+import { Command } from 'commander';
+import { register as train } from './src/cli/train.js';
+import { register as quantize } from './src/cli/quantize.js';
+const p = new Command('dsv32');
+train(p);
+quantize(p);
+await p.parseAsync(process.argv);
+JS
+for p in "${packs[@]}"; do
+  [ -f "$p/pack.json" ] || { echo "gpu-carry: --pack $p: no pack.json there (expected a dsv32 data pack directory)" >&2; exit 2; }
+  tar -C "$(dirname "$p")" -cJf ".gpu/$(basename "$p").tar.xz" "$(basename "$p")"
+done
+du -sh .gpu/* | sed 's/^/gpu-carry: /'
