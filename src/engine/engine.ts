@@ -30,7 +30,7 @@
 import { randomInt } from 'node:crypto';
 import { DsvError } from '../errors.js';
 import type { RaggedBatch, SequenceChunk } from '../model/batch.js';
-import { CachePool } from '../model/cache.js';
+import { CachePool, type StepLayout } from '../model/cache.js';
 import type { ModelConfig } from '../model/config.js';
 import type { Selection } from '../model/indexer.js';
 import { Rng } from '../tensor/random.js';
@@ -50,8 +50,8 @@ import { type Engine, type EngineEvent, EngineRequestError, type EngineStats, ty
 export interface EngineModel<P extends { readonly blocks: number }> {
   readonly cfg: ModelConfig;
   newPool(opts: { blocks: number; format?: MlaCacheFormat }): P;
-  step(batch: RaggedBatch, pool: P, opts?: { numerics?: 'f32' | 'bf16'; mode?: 'auto' | 'mha' | 'mqa'; record?: { topk?: boolean } }): { logits: Tensor | null; hidden: Tensor; topk: Selection[]; routes: (Tensor | null)[] };
-  mtpStep?(batch: RaggedBatch, hidden: Tensor, nextIds: Int32Array, pool: P, opts?: { numerics?: 'f32' | 'bf16'; mode?: 'auto' | 'mha' | 'mqa' }): { logits: Tensor; hidden: Tensor };
+  step(batch: RaggedBatch, pool: P, opts?: { numerics?: 'f32' | 'bf16'; mode?: 'auto' | 'mha' | 'mqa'; record?: { topk?: boolean } }): { logits: Tensor | null; hidden: Tensor; topk: Selection[]; routes: (Tensor | null)[]; layout?: StepLayout };
+  mtpStep?(batch: RaggedBatch, hidden: Tensor, nextIds: Int32Array, pool: P, opts?: { numerics?: 'f32' | 'bf16'; mode?: 'auto' | 'mha' | 'mqa'; layout?: StepLayout }): { logits: Tensor; hidden: Tensor };
 }
 
 export interface EngineOptions {
@@ -432,7 +432,7 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
       this.scheduler.advance(c, c.len - c.drafts + emitted.length - 1);
       if (this.spec > 0) proposeFrom.push({ c, row: flat0 + c.len - 1 - c.drafts + emitted.length - 1 });
     }
-    if (this.spec > 0) this.propose(batch, out.hidden, chunks, proposeFrom);
+    if (this.spec > 0) this.propose(batch, out.hidden, chunks, proposeFrom, out.layout);
   }
 
   private emitToken(st: SeqState, tok: number, logitsRow: Float32Array, dist: Distribution, flat: number, routes: (Int32Array | null)[] | null, topk: { width: number; idx: Int32Array }[] | null): void {
@@ -463,7 +463,7 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
    * MTP pass: fill the MTP caches for every row of the step and propose drafts for the sequences in
    * `from` (row = the flat row of the last valid position, whose next token was just emitted).
    */
-  private propose(batch: RaggedBatch, hidden: Tensor, chunks: ScheduledChunk[], from: { c: ScheduledChunk; row: number }[]): void {
+  private propose(batch: RaggedBatch, hidden: Tensor, chunks: ScheduledChunk[], from: { c: ScheduledChunk; row: number }[], layout?: StepLayout): void {
     const mtpStep = this.model.mtpStep!.bind(this.model);
     const T = batch.ids.length;
     // next token of every row: the sequence's token one position ahead (rows of rejected drafts get
@@ -479,7 +479,8 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
     }
     const live = from.filter((f) => f.c.seq.status === 'running');
     const rows = live.map((f) => f.row);
-    const m = mtpStep({ ...batch, logitRows: Int32Array.from(rows.length ? rows : [T - 1]) }, hidden, nextIds, this.cachePool!, this.stepOpts);
+    // the same rows as the main step: its layout (slots, block tables, context slots) is reused, not rebuilt
+    const m = mtpStep({ ...batch, logitRows: Int32Array.from(rows.length ? rows : [T - 1]) }, hidden, nextIds, this.cachePool!, { ...this.stepOpts, ...(layout ? { layout } : {}) });
     if (!live.length) return;
     const V = this.model.cfg.vocabSize;
     let logits = m.logits.toFloat32();

@@ -324,10 +324,13 @@ export class DeepseekV32 {
    * The MTP module m (default 0) on a ragged step that the main model has just run: hidden [T, dim] its
    * final hidden states, nextIds [T] the tokens one position ahead. Writes the MTP layer's own caches.
    */
-  mtpStep(batch: RaggedBatch, hidden: Tensor, nextIds: Int32Array, pool: CachePool, opts: StepOptions & { module?: number } = {}): MtpOutput {
+  mtpStep(batch: RaggedBatch, hidden: Tensor, nextIds: Int32Array, pool: CachePool, opts: StepOptions & { module?: number; layout?: StepLayout } = {}): MtpOutput {
     const m = this.mtp[opts.module ?? 0];
     if (!m) throw new DsvError(`mtp: the model has ${this.mtp.length} MTP modules, asked for module ${opts.module ?? 0}`);
-    const layout = stepLayout(batch, pool, this.cfg.indexTopk);
+    // `layout`: the one step() built for these same rows (only the logit rows may differ), so the slots,
+    // block tables and context slots are not built and uploaded a second time
+    if (opts.layout && opts.layout.T !== batch.ids.length) throw new DsvError(`mtp: the given layout is of a step of ${opts.layout.T} rows, this batch has ${batch.ids.length}`);
+    const layout = opts.layout ? { ...opts.layout, logitRows: batch.logitRows ?? opts.layout.logitRows } : stepLayout(batch, pool, this.cfg.indexTopk);
     const step: AttentionStep = {
       batch, layout, numerics: opts.numerics ?? 'f32', mode: opts.mode ?? 'auto', forcedTopk: null, recordTopk: opts.record?.topk ?? false,
       rot: this.rotary.gather(layout.positionsT, layout.maxPosition),

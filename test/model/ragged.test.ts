@@ -117,3 +117,25 @@ test('ragged step: a batch that does not fit the pool or the vocabulary is refus
   bad({ ids: Int32Array.of(1, 2), seqs: [{ offset: 0, len: 1, start: 0, blocks: [0] }, { offset: 0, len: 1, start: 0, blocks: [1] }] }, /seqs\[1\]\.offset is 0, expected 1/);
   bad({ ...batchOf([[[1], 0, [0]]]), logitRows: Int32Array.of(3) }, /logitRows: row 3 is not in \[0, 1\)/);
 });
+
+test('mtpStep given the main step\'s layout (other logit rows) equals mtpStep building its own, bit for bit; a layout of another batch is refused', () => {
+  const mc = randomConfig({ num_hidden_layers: 2, vocab_size: 200, index_topk: 5, num_nextn_predict_layers: 1 });
+  const m = DeepseekV32.fromSource(mc, mapSource(randomCheckpoint(mc, 3)));
+  const run = (reuse: boolean): Float32Array => {
+    const pool = m.newPool({ blocks: 6 });
+    const a = tokens(70, 7);
+    const b = tokens(9, 8);
+    const batch = batchOf([[a, 0, [4, 1]], [b, 0, [2]]]);
+    const s = m.step(batch, pool);
+    const next = Int32Array.from({ length: batch.ids.length }, (_, i) => batch.ids[(i + 1) % batch.ids.length]!);
+    const mtpBatch = { ...batch, logitRows: Int32Array.from([3, 69, 75]) };
+    return m.mtpStep(mtpBatch, s.hidden, next, pool, reuse ? { layout: s.layout } : {}).logits.toFloat32();
+  };
+  const own = run(false);
+  assert.equal(own.length, 3 * mc.vocabSize);
+  assert.deepEqual(run(true), own);
+  const pool = m.newPool({ blocks: 6 });
+  const s = m.step(batchOf([[tokens(5, 9), 0, [0]]]), pool);
+  const other = batchOf([[tokens(6, 9), 0, [0]]]);
+  assert.throws(() => m.mtpStep(other, s.hidden, new Int32Array(6), pool, { layout: s.layout }), (e: Error) => /layout is of a step of 5 rows, this batch has 6/.test(e.message));
+});
