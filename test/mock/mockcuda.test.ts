@@ -179,6 +179,37 @@ describe('CUDA FFI against a mock libcuda', skip, () => {
     assert.throws(() => k.launch(1, 4096, 0, [big, 1, 1, ptr, iter, 1]), /cuLaunchKernel\(mock_record\) failed: CUDA_ERROR_INVALID_VALUE \(1\): invalid argument/);
   });
 
+  test('memory pressure: an allocation that fails first releases the blocks of tensors V8 has collected (no finalizer needed), never a live or disposed one', async () => {
+    const block = 8 << 20;
+    // earlier tests' garbage, once their task is over, so that `before` counts live blocks only
+    await new Promise<void>((r) => setImmediate(r));
+    b.reclaimDead();
+    const before = b.memoryStats().allocated;
+    // six blocks nobody keeps, allocated in an earlier job (a WeakRef keeps its target through the job
+    // that made it), and one kept and one disposed
+    const kept = b.alloc('u8', block);
+    (() => {
+      for (let i = 0; i < 6; i++) b.alloc('u8', block);
+    })();
+    // (another size, so that its cached block cannot serve the allocation below)
+    const gone = b.alloc('u8', block >> 1);
+    gone.dispose();
+    await new Promise<void>((r) => setImmediate(r));
+    // the device has room for less than one more block beyond what is live now
+    process.env.MOCKCUDA_MEM_LIMIT = String(Number(hooks.liveBytes()) + (block >> 1));
+    try {
+      const next = b.alloc('u8', block);
+      const held = b.memoryStats().allocated - before;
+      assert.equal(held, 2 * block, `the kept and the new block remain allocated (${held} bytes beyond the start)`);
+      next.dispose();
+    } finally {
+      delete process.env.MOCKCUDA_MEM_LIMIT;
+    }
+    assert.equal(b.reclaimDead(), 0, 'nothing left to reclaim: the kept block is live, the disposed one was released once');
+    kept.dispose();
+    assert.equal(b.memoryStats().allocated, before);
+  });
+
   test('graphs: captured launches keep their own arguments, replay, and update in place', () => {
     const m = new ModuleCache(b.rt.cu, () => b.rt.stream, dir);
     const axpy = m.get('mock', 'mock_axpy', ['i64', 'f32', 'p', 'p']);
