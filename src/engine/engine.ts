@@ -20,6 +20,9 @@
 // the trainer's forward, so Keep Routing can force routes everywhere. The scheduler keeps such a request
 // from skipping unrecorded prompt rows through prefix-cache hits (scheduler.ts).
 //
+// returnIndexerTopk records the prompt rows' indexer selections the same way (PromptIndexerTopk, sent as
+// promptIndexerTopk), so the trainer can replay the sparse attention's key sets at every position too.
+//
 // MTP (speculativeTokens k ≥ 1, model with MTP layers): after each step the MTP module runs on the same
 // batch (main hidden h_i and token t_{i+1} at every row, filling its own cache), and for each decoding
 // sequence its row at the last valid position proposes draft 1; drafts 2..k chain the MTP on its own
@@ -41,7 +44,7 @@ import { BLOCK_TOKENS, BlockPool } from './block-pool.js';
 import { EventStream } from './event-stream.js';
 import { type ScheduledChunk, Scheduler } from './scheduler.js';
 import { type Distribution, checkFilterParams, distribution, drawFrom, logprobs } from './sampler.js';
-import { PromptRoutes, Sequence } from './sequence.js';
+import { PromptIndexerTopk, PromptRoutes, Sequence } from './sequence.js';
 import { verifyDrafts } from './speculative.js';
 import { type Detokenize, StopChecker, type StopResult } from './stop.js';
 import { type Engine, type EngineEvent, EngineRequestError, type EngineStats, type GenerateRequest, type SamplingParams, type TokenEvent } from './types.js';
@@ -109,6 +112,8 @@ interface SeqState {
   draftDists: (Distribution | null)[];
   /** the prompt's routes went out (on this sequence's first TokenEvent) */
   promptRoutesSent: boolean;
+  /** the prompt's indexer selections went out likewise */
+  promptTopkSent: boolean;
 }
 
 export class LLMEngine<P extends { readonly blocks: number }> implements Engine {
@@ -175,13 +180,15 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
     const seed = params.seed ?? randomInt(2 ** 32);
     const cfg = this.model.cfg;
     const promptRoutes = params.returnRoutedExperts ? new PromptRoutes(req.promptIds.length, cfg.nLayers - cfg.nDenseLayers, cfg.nActivatedExperts) : null;
+    const promptTopk = params.returnIndexerTopk ? new PromptIndexerTopk(req.promptIds.length, cfg.nLayers, cfg.indexTopk) : null;
     for (let i = 0; i < params.n; i++) {
       const seq = new Sequence(this.nextKey++, req.promptIds, req.promptIds.length);
       seq.promptRoutes = promptRoutes;
+      seq.promptTopk = promptTopk;
       if (i > 0) seq.leader = state.seqs[0]!;
       state.seqs.push(seq);
       this.seqState.set(seq, {
-        request: state, index: i, draftDists: [], promptRoutesSent: false,
+        request: state, index: i, draftDists: [], promptRoutesSent: false, promptTopkSent: false,
         // one stream per sequence: (seed, index) → a 32-bit seed through a golden-ratio step
         rng: params.temperature > 0 ? new Rng((seed + Math.imul(i, 0x9e3779b9)) >>> 0) : null,
         stop: new StopChecker({ ...params, eosTokenIds: this.eos }, this.opts.detokenize ?? null),
@@ -358,6 +365,8 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
       offsetOf.set(c, off);
       const pr = c.seq.promptRoutes;
       if (pr && c.start < pr.rows) wantRoutes = true;
+      const pt = c.seq.promptTopk;
+      if (pt && c.start < pt.rows) wantTopk = true;
       if (c.sample) {
         firstRow.set(c, rows.length);
         for (let i = c.len - 1 - c.drafts; i < c.len; i++) rows.push(off + i);
@@ -375,14 +384,25 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
     const routes = wantRoutes ? out.routes.map((r) => (r ? (r.toHost() as Int32Array) : null)) : null;
     const topk = wantTopk ? out.topk.map((s) => ({ width: s.width, idx: s.idx.toHost() as Int32Array })) : null;
     const row = (r: number): Float32Array => logits.subarray(r * V, (r + 1) * V);
+    // prompt rows this step computed, by position (chunk row i is position start + i)
+    const promptRows = (c: ScheduledChunk, rec: { rows: number } | null, put: (p: number, flat: number) => void): void => {
+      if (!rec) return;
+      const off0 = offsetOf.get(c)!;
+      for (let p = c.start; p < Math.min(c.start + c.len, rec.rows); p++) put(p, off0 + p - c.start);
+    };
     if (routes) {
       const moe = routes.filter((r): r is Int32Array => r !== null);
       for (const c of chunks) {
         const pr = c.seq.promptRoutes;
-        if (!pr || c.start >= pr.rows) continue;
-        if (moe.length !== pr.layers) throw new DsvError(`engine: the model step returned routes for ${moe.length} MoE layers, the config has ${pr.layers}`);
-        const off0 = offsetOf.get(c)!;
-        for (let p = c.start; p < Math.min(c.start + c.len, pr.rows); p++) pr.record(p, moe, off0 + p - c.start);
+        if (pr && c.start < pr.rows && moe.length !== pr.layers) throw new DsvError(`engine: the model step returned routes for ${moe.length} MoE layers, the config has ${pr.layers}`);
+        promptRows(c, pr, (p, flat) => pr!.record(p, moe, flat));
+      }
+    }
+    if (topk) {
+      for (const c of chunks) {
+        const pt = c.seq.promptTopk;
+        if (pt && c.start < pt.rows && topk.length !== pt.layers) throw new DsvError(`engine: the model step returned indexer selections for ${topk.length} layers, the config has ${pt.layers}`);
+        promptRows(c, pt, (p, flat) => pt!.record(p, topk, flat));
       }
     }
 
@@ -454,6 +474,12 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
       if (!pr.complete) throw new DsvError(`engine: request ${st.request.req.id} samples with ${pr.covered} of ${pr.rows} prompt rows' routes recorded`);
       ev.promptRoutedExperts = pr.data.slice();
       st.promptRoutesSent = true;
+    }
+    const pt = st.request.seqs[st.index]!.promptTopk;
+    if (pt && !st.promptTopkSent) {
+      if (!pt.complete) throw new DsvError(`engine: request ${st.request.req.id} samples with ${pt.covered} of ${pt.rows} prompt rows' indexer selections recorded`);
+      ev.promptIndexerTopk = pt.data.slice();
+      st.promptTopkSent = true;
     }
     if (p.returnIndexerTopk && topk) ev.indexerTopk = topk.map((s) => s.idx.slice(flat * s.width, (flat + 1) * s.width).filter((x) => x >= 0));
     st.request.stream.push(ev);

@@ -116,12 +116,12 @@ export class Scheduler {
       if (i < 0) break;
       const seq = this.waiting[i]!;
       // prefix-cache hits: whole blocks strictly before the last token. A request that asks for its
-      // prompt's routes (Keep Routing over every trained position) takes no hit over prompt rows it has
-      // not recorded yet: a hit skips the forward of those positions, so their routes would never exist.
+      // prompt's routes or indexer selections (replay over every trained position) takes no hit over prompt rows it has
+      // not recorded yet: a hit skips the forward of those positions, so their records would never exist.
       // It still computes and registers its own blocks, which others may hit; its n − 1 followers and its
       // recomputes after preemption may hit what it has already recorded.
       const hits: number[] = [];
-      const maxHits = Math.floor(Math.min(seq.tokens.length - 1, seq.promptRoutes?.hitLimit ?? Infinity) / BLOCK_TOKENS);
+      const maxHits = Math.floor(Math.min(seq.tokens.length - 1, seq.hitLimit) / BLOCK_TOKENS);
       for (let b = 0; b < maxHits; b++) {
         const blk = this.pool.lookup(seq.hash(b));
         if (blk === undefined) break;

@@ -6,6 +6,7 @@
 // its last token, that row's logits give the next token. With MTP, `drafts` are proposed tokens past
 // the end that the next step feeds after the last token (verification rows).
 import { BLOCK_TOKENS, type BlockPool, blockHash } from './block-pool.js';
+import { DsvError } from '../errors.js';
 
 export type SeqStatus = 'waiting' | 'running' | 'finished';
 
@@ -25,6 +26,13 @@ export class Sequence {
   leader: Sequence | null = null;
   /** the request's prompt-row routes (returnRoutedExperts), shared by its n sequences; null when not asked for */
   promptRoutes: PromptRoutes | null = null;
+  /** the request's prompt-row indexer selections (returnIndexerTopk), shared likewise; null when not asked for */
+  promptTopk: PromptIndexerTopk | null = null;
+
+  /** the prefix-cache hit bound of every prompt record the request keeps (PromptRecord.hitLimit) */
+  get hitLimit(): number {
+    return Math.min(this.promptRoutes?.hitLimit ?? Infinity, this.promptTopk?.hitLimit ?? Infinity);
+  }
 
   constructor(readonly key: number, prompt: readonly number[], readonly promptLen: number) {
     this.tokens = prompt.slice();
@@ -76,25 +84,23 @@ export class Sequence {
 }
 
 /**
- * The routes of a request's prompt rows p = 0 .. promptLen − 2, int16 [(promptLen − 1), layers, k]: row p is
- * the forward at position p, whose logits give token p + 1, so together with each generated token's
- * routedExperts they cover every input position of a trainer's forward over prompt + completion.
+ * A per-row record over a request's prompt rows p = 0 .. promptLen − 2, `width` entries a row: row p is the
+ * forward at position p, whose logits give token p + 1, so together with each generated token's own record
+ * they cover every input position of a trainer's forward over prompt + completion.
  *
  * Rows are written by position wherever a step computes them (prefill chunks, the n sequences' own
  * recomputes, recomputes after preemption): a recompute overwrites, it never appends. A row skipped by a
  * prefix-cache hit is never computed, so `hitLimit` bounds the hits the scheduler may take for the
  * request's sequences to rows already recorded here.
  */
-export class PromptRoutes {
+export abstract class PromptRecord<A extends Int16Array | Int32Array> {
   readonly rows: number;
-  readonly data: Int16Array;
   private readonly have: Uint8Array;
   /** rows 0 .. covered − 1 are recorded */
   covered = 0;
 
-  constructor(promptLen: number, readonly layers: number, readonly k: number) {
+  protected constructor(promptLen: number, readonly width: number, readonly data: A) {
     this.rows = Math.max(0, promptLen - 1);
-    this.data = new Int16Array(this.rows * layers * k);
     this.have = new Uint8Array(this.rows);
   }
 
@@ -110,11 +116,51 @@ export class PromptRoutes {
     return this.complete ? Infinity : this.covered;
   }
 
+  protected mark(p: number): void {
+    this.have[p] = 1;
+    while (this.covered < this.rows && this.have[this.covered]) this.covered++;
+  }
+}
+
+/** The routes of the prompt rows, int16 [(promptLen − 1), layers, k] (TokenEvent.promptRoutedExperts). */
+export class PromptRoutes extends PromptRecord<Int16Array> {
+  constructor(promptLen: number, readonly layers: number, readonly k: number) {
+    super(promptLen, layers * k, new Int16Array(Math.max(0, promptLen - 1) * layers * k));
+  }
+
   /** Record row p from a step's routes: per MoE layer i32 [T, k], ascending per row; `flat` = p's row in the step. */
   record(p: number, moe: readonly Int32Array[], flat: number): void {
     const { layers, k } = this;
     for (let l = 0; l < layers; l++) this.data.set(moe[l]!.subarray(flat * k, (flat + 1) * k), (p * layers + l) * k);
-    this.have[p] = 1;
-    while (this.covered < this.rows && this.have[this.covered]) this.covered++;
+    this.mark(p);
+  }
+}
+
+/**
+ * The indexer selections of the prompt rows, i32 [(promptLen − 1), layers, topk] (TokenEvent.promptIndexerTopk):
+ * per row and layer the selected key positions first, then −1 holes (a row at position p < topk − 1 sees
+ * only p + 1 keys; the step's own −1 slots are dropped).
+ */
+export class PromptIndexerTopk extends PromptRecord<Int32Array> {
+  constructor(promptLen: number, readonly layers: number, readonly topk: number) {
+    super(promptLen, layers * topk, new Int32Array(Math.max(0, promptLen - 1) * layers * topk).fill(-1));
+  }
+
+  /** Record row p from a step's selections: per layer i32 [T, width] (−1 = none); `flat` = p's row in the step. */
+  record(p: number, sels: readonly { width: number; idx: Int32Array }[], flat: number): void {
+    const { layers, topk } = this;
+    for (let l = 0; l < layers; l++) {
+      const { width, idx } = sels[l]!;
+      const o = (p * layers + l) * topk;
+      let j = 0;
+      for (let i = flat * width; i < (flat + 1) * width; i++) {
+        const x = idx[i]!;
+        if (x < 0) continue;
+        if (j >= topk) throw new DsvError(`engine: layer ${l} selected more than index_topk = ${topk} keys at prompt row ${p}`);
+        this.data[o + j++] = x;
+      }
+      this.data.fill(-1, o + j, o + topk);
+    }
+    this.mark(p);
   }
 }

@@ -30,7 +30,7 @@ export interface SamplingParams {
   returnSamplingMask: boolean;
   /** return each generated token's routed experts, int16 [layers(MoE), k], and the prompt rows' (TokenEvent.promptRoutedExperts) */
   returnRoutedExperts: boolean;
-  /** return each generated token's indexer top-k positions per layer */
+  /** return each generated token's indexer top-k positions per layer, and the prompt rows' (TokenEvent.promptIndexerTopk) */
   returnIndexerTopk: boolean;
 }
 
@@ -72,6 +72,15 @@ export interface TokenEvent {
   promptRoutedExperts?: Int16Array;
   /** per layer, the indexer's selected positions for this token (−1 dropped); when asked for; the same row as routedExperts */
   indexerTopk?: Int32Array[];
+  /**
+   * int32 [(promptLen − 1) · layers · index_topk]: the indexer selections of the prompt's rows, on the first
+   * TokenEvent of each of the n sequences when returnIndexerTopk was asked (absent on later ones). Row p is
+   * the forward at position p (as promptRoutedExperts); within a row, layer l (every layer, in order) holds
+   * index_topk slots: the selected key positions (in the step's order) followed by −1 holes (row p sees only
+   * p + 1 keys, so rows p < index_topk − 1 always have holes). Row promptLen − 1 is the first generated
+   * token's indexerTopk. Same prefix-cache rule as promptRoutedExperts.
+   */
+  promptIndexerTopk?: Int32Array;
 }
 
 export interface FinishEvent {

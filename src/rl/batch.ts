@@ -8,6 +8,7 @@ import { DsvError } from '../errors.js';
 import { type Tensor, fmtShape, fromArray, full, isFloat, cast, ne, sum, where } from '../tensor/index.js';
 import { groupAdvantages } from './grpo.js';
 import type { RecordedRoutes } from './keep-routing.js';
+import type { RecordedSelections } from './indexer-replay.js';
 import type { SamplingMask } from './keep-sampling-mask.js';
 
 export function sameShape(a: readonly number[], b: readonly number[]): boolean {
@@ -81,6 +82,8 @@ export function zeroInvalid(x: Tensor, valid: Tensor): Tensor {
 //                     them; the engine reports the routes of the forwards that produced sampled tokens,
 //                     i.e. positions p − 1 for trained p, and of each turn's prompt rows, so every position
 //                     but the last is routed (rollout.ts).
+//   indexerTopk, selected  indexer replay (indexer-replay.ts): the same alignment for the indexer's key
+//                     selection of the forward that consumed tokens[p], selected[p] = 1 where recorded.
 // The training view shifts by one: the forward reads input = tokens[0 .. n−2] and the logits at j score
 // target = tokens[j + 1], so a sequence of n tokens gives n − 1 loss positions.
 export interface RolloutRecord {
@@ -98,6 +101,9 @@ export interface RolloutRecord {
   /** [n, layers, k] over input positions; absent when routes were not recorded */
   routes?: RecordedRoutes;
   routed?: Uint8Array;
+  /** [n, layers, index_topk] over input positions (−1 holes); absent when selections were not recorded */
+  indexerTopk?: RecordedSelections;
+  selected?: Uint8Array;
   /** the episode's reward R_i (rewards.ts) */
   reward: number;
 }
@@ -127,6 +133,11 @@ export function checkRolloutRecord(r: RolloutRecord, name = 'record'): void {
     if (!r.routed || r.routed.length !== n) throw new RolloutRecordError(`${name}.routed must have one entry per token (${n}) when routes are given`);
     if (r.routes.tokens !== n) throw new RolloutRecordError(`${name}.routes covers ${r.routes.tokens} positions, expected ${n}`);
   }
+  if (r.indexerTopk) {
+    const t = r.indexerTopk;
+    if (!r.selected || r.selected.length !== n) throw new RolloutRecordError(`${name}.selected must have one entry per token (${n}) when indexer selections are given`);
+    if (t.tokens !== n || t.data.length !== n * t.layers * t.topk) throw new RolloutRecordError(`${name}.indexerTopk must be [${n}, layers, topk], got ${t.data.length} entries for ${t.tokens} positions`);
+  }
 }
 
 export interface RlBatch {
@@ -148,6 +159,10 @@ export interface RlBatch {
   routes?: RecordedRoutes[];
   /** bool [S, T]: routes[s] at input position j came from the engine */
   routed?: Tensor;
+  /** per sequence, [T, layers, index_topk] over input positions (−1 holes; unrecorded positions all −1) */
+  indexerTopk?: RecordedSelections[];
+  /** [S·T]: indexerTopk[s] at input position j came from the engine */
+  selected?: Uint8Array;
   /** trained tokens whose kept mass could not be derived ('masked' only; their logpOld is the full one) */
   unmaskedTokens: number;
 }
@@ -172,6 +187,10 @@ export function collateRollouts(records: readonly RolloutRecord[], opts: { padId
   const withRoutes = records.every((r) => r.routes);
   if (!withRoutes && records.some((r) => r.routes)) throw new RolloutRecordError('collateRollouts: some records have routes and some do not');
   const routes: RecordedRoutes[] = [];
+  const withTopk = records.every((r) => r.indexerTopk);
+  if (!withTopk && records.some((r) => r.indexerTopk)) throw new RolloutRecordError('collateRollouts: some records have indexer selections and some do not');
+  const sels: RecordedSelections[] = [];
+  const selected = new Uint8Array(S * T);
   const routed = new Uint8Array(S * T);
   records.forEach((r, s) => {
     const n = r.tokens.length;
@@ -205,6 +224,17 @@ export function collateRollouts(records: readonly RolloutRecord[], opts: { padId
       }
       routes.push({ data, tokens: T, layers: rr.layers, k: rr.k });
     }
+    if (withTopk) {
+      const rt = r.indexerTopk!;
+      const per = rt.layers * rt.topk;
+      const data = new Int32Array(T * per).fill(-1);
+      for (let j = 0; j < Math.min(T, n - 1); j++) {
+        if (!r.selected![j]) continue;
+        data.set(rt.data.subarray(j * per, (j + 1) * per), j * per);
+        selected[s * T + j] = 1;
+      }
+      sels.push({ data, tokens: T, layers: rt.layers, topk: rt.topk });
+    }
   });
   // advantages per episode, centred within its group (grpo.ts groupAdvantages on each group's episodes)
   const episodes = new Map<string, Map<number, number>>();
@@ -231,6 +261,7 @@ export function collateRollouts(records: readonly RolloutRecord[], opts: { padId
     rewards: Float64Array.from(records.map((r) => r.reward)),
     advantages: fromArray(records.map((r) => adv.get(`${r.group}\u0000${r.episode}`)!), [S], { dtype: 'f32', device }),
     ...(withRoutes ? { routes, routed: fromArray(routed, [S, T], { dtype: 'bool', device }) } : {}),
+    ...(withTopk ? { indexerTopk: sels, selected } : {}),
     unmaskedTokens: unmasked,
   };
 }

@@ -9,6 +9,8 @@
 //   use_opsm                      Off-Policy Sequence Masking with δ = opsm_delta (Eq. 8–9)
 //   use_rollout_routing_replay    Keep Routing: the engine's routes forced in the training forward
 //   use_sampling_mask             Keep Sampling Mask: π_θ and π_old renormalised over the kept set
+//   use_indexer_replay            the engine's DSA indexer selections forced in the training forward (off by
+//                                 default: an extension, not one of the paper's stabilizers)
 // The paper discloses none of G, ε, β, δ, top-p, the learning rate or the mini-batch count (rl.md §1.1),
 // so the defaults below are ours (δ from TRL's example, ε the usual 0.2).
 import { z } from 'zod';
@@ -54,6 +56,8 @@ export const rlConfigSchema = z.strictObject({
   opsm_delta: z.number().nonnegative().default(0.5),
   use_rollout_routing_replay: z.boolean().default(true),
   use_sampling_mask: z.boolean().default(true),
+  /** replay the rollout's indexer top-k selections in the training forward (indexer-replay.ts) */
+  use_indexer_replay: z.boolean().default(false),
   rollout_temperature: z.number().positive().default(1),
   rollout_top_p: z.number().gt(0).max(1).default(1),
   rollout_top_k: z.number().int().default(0),

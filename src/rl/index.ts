@@ -1,6 +1,7 @@
 // The RL (GRPO post-training, issue 14) public surface: one module per concept, see ../shared/docs/rl.md.
 export * from './keep-sampling-mask.js';
 export * from './keep-routing.js';
+export * from './indexer-replay.js';
 export * from './grpo.js';
 export * from './kl.js';
 export * from './opsm.js';

@@ -30,6 +30,8 @@
 // position p's routes are those of the token p + 1 when that token was sampled (the forward whose logits
 // π_old is), else the latest turn's prompt row p; only the sequence's last position has none (no forward
 // consumed it), and Keep Routing can force routes at every position the trainer's forward computes.
+// With `indexer` (use_indexer_replay) the indexer's key selections are recorded by exactly the same rule
+// (each token's indexerTopk, each turn's promptIndexerTopk; indexer-replay.ts), i32 with −1 holes.
 import type { ThinkingMode, ToolDefinition } from '../chat/message.js';
 import { ChatParseError } from '../chat/errors.js';
 import { parseCompletion } from '../chat/parse-strict.js';
@@ -45,6 +47,7 @@ import { episodeTools, policySystemPrompt } from '../envs/eval/attempt.js';
 import { DsvError } from '../errors.js';
 import type { RolloutRecord } from './batch.js';
 import type { RecordedRoutes } from './keep-routing.js';
+import { type IndexerShape, type RecordedSelections, packSelection } from './indexer-replay.js';
 import { type GenerativeRewardModel, type RewardBreakdown, type RewardConfig, type RewardTurn, computeReward } from './rewards.js';
 
 export class RolloutError extends DsvError {}
@@ -69,6 +72,8 @@ export interface SampleRequest {
   /** top logprobs to ask for (to derive the kept probability mass; 0 = none) */
   topLogprobs: number;
   routes: boolean;
+  /** ask for the indexer's selections (prompt rows and tokens), packed to this shape */
+  indexer?: IndexerShape;
   seed?: number;
   signal?: AbortSignal;
 }
@@ -84,12 +89,16 @@ export interface SampledToken {
   top?: readonly (readonly [number, number])[];
   /** int16 [moeLayers · k] routes of the forward that produced this token, when asked for */
   routes?: Int16Array;
+  /** i32 [layers · index_topk] indexer selection of the same forward (−1 holes), when asked for */
+  indexerTopk?: Int32Array;
 }
 
 export interface SampledTurn {
   tokens: SampledToken[];
   /** int16 [(promptLen − 1) · moeLayers · k]: the routes of the prompt rows 0 .. promptLen − 2 (row p produced prompt token p + 1), when asked for */
   promptRoutes?: Int16Array;
+  /** i32 [(promptLen − 1) · layers · index_topk]: the prompt rows' indexer selections (−1 holes), when asked for */
+  promptIndexerTopk?: Int32Array;
   finishReason: FinishReason;
 }
 
@@ -123,13 +132,15 @@ export class EngineSampler implements TokenSampler {
         logprobs: req.topLogprobs,
         returnSamplingMask: true,
         returnRoutedExperts: req.routes,
-        returnIndexerTopk: false,
+        returnIndexerTopk: !!req.indexer,
         ...(req.seed !== undefined ? { seed: req.seed } : {}),
       },
     };
     const tokens: SampledToken[] = [];
     let finishReason: FinishReason | undefined;
     let promptRoutes: Int16Array | undefined;
+    let promptIndexerTopk: Int32Array | undefined;
+    const ix = req.indexer;
     for await (const ev of this.engine.generate(g, req.signal)) {
       if (ev.requestId !== req.id || ev.index !== 0) throw new RolloutError(`engine: event for request ${ev.requestId}#${ev.index}, expected ${req.id}#0`);
       if (ev.type === 'finish') {
@@ -142,16 +153,22 @@ export class EngineSampler implements TokenSampler {
         if (!ev.promptRoutedExperts) throw new RolloutError(`engine: the first token of ${req.id} came without promptRoutedExperts although returnRoutedExperts was asked`);
         promptRoutes = ev.promptRoutedExperts;
       }
+      if (ix && !ev.indexerTopk) throw new RolloutError(`engine: token ${tokens.length} of ${req.id} came without indexerTopk although returnIndexerTopk was asked`);
+      if (ix && tokens.length === 0) {
+        if (!ev.promptIndexerTopk) throw new RolloutError(`engine: the first token of ${req.id} came without promptIndexerTopk although returnIndexerTopk was asked`);
+        promptIndexerTopk = ev.promptIndexerTopk;
+      }
       tokens.push({
         id: ev.tokenId,
         logprob: ev.logprob,
         mask: ev.samplingMask,
         ...(ev.topLogprobs ? { top: ev.topLogprobs } : {}),
         ...(req.routes ? { routes: ev.routedExperts! } : {}),
+        ...(ix ? { indexerTopk: packSelection(ev.indexerTopk!, ix, `engine: token ${tokens.length} of ${req.id}`) } : {}),
       });
     }
     if (!finishReason) throw new RolloutError(`engine: request ${req.id} ended without a finish event`);
-    return { tokens, finishReason, ...(promptRoutes ? { promptRoutes } : {}) };
+    return { tokens, finishReason, ...(promptRoutes ? { promptRoutes } : {}), ...(promptIndexerTopk ? { promptIndexerTopk } : {}) };
   }
 }
 
@@ -176,6 +193,8 @@ interface WireChoice {
   sampling_mask?: unknown;
   routed_experts?: unknown;
   prompt_routed_experts?: unknown;
+  indexer_topk?: unknown;
+  prompt_indexer_topk?: unknown;
 }
 
 /**
@@ -220,6 +239,7 @@ export class HttpSampler implements TokenSampler {
       return_token_ids: true,
       return_sampling_mask: true,
       return_routed_experts: req.routes,
+      ...(req.indexer ? { return_indexer_topk: true } : {}),
       ...(req.seed !== undefined ? { seed: req.seed } : {}),
     };
     const res = await postJson(this.url, body, { ...retryPolicyOf(this.opts), apiKey: this.opts.apiKey, signal: req.signal });
@@ -254,6 +274,22 @@ export class HttpSampler implements TokenSampler {
         return (r as unknown[]).flat() as number[];
       }));
     }
+    // indexer selections: [n][layer][positions] per token, [P − 1][layer][positions] for the prompt rows
+    const ix = req.indexer;
+    const sel = c.indexer_topk;
+    if (ix && (!Array.isArray(sel) || sel.length !== n)) throw bad('indexer_topk', `must be ${n} lists of per-layer key positions`);
+    const pack = (v: unknown, field: string): Int32Array => {
+      if (!Array.isArray(v) || !v.every((l) => Array.isArray(l))) throw bad(field, 'must be a list of key positions per layer');
+      return packSelection(v as number[][], ix!, `POST ${this.url}: choices[0].${field}`);
+    };
+    let promptIndexerTopk: Int32Array | undefined;
+    if (ix && n > 0) {
+      const pt = c.prompt_indexer_topk;
+      const P = req.promptIds.length;
+      if (!Array.isArray(pt) || pt.length !== P - 1) throw bad('prompt_indexer_topk', `must be ${P - 1} lists (one per prompt position but the last)`);
+      promptIndexerTopk = new Int32Array((P - 1) * ix.layers * ix.topk);
+      pt.forEach((r: unknown, p: number) => promptIndexerTopk!.set(pack(r, `prompt_indexer_topk[${p}]`), p * ix.layers * ix.topk));
+    }
     const tops = c.logprobs?.top_logprobs;
     const fr = c.finish_reason;
     if (fr !== 'stop' && fr !== 'length' && fr !== 'abort') throw bad('finish_reason', `must be stop, length or abort, got ${JSON.stringify(fr)}`);
@@ -268,9 +304,10 @@ export class HttpSampler implements TokenSampler {
         if (!Array.isArray(r)) throw bad(`routed_experts[${i}]`, 'must be a list of expert ids per MoE layer');
         t.routes = Int16Array.from((r as unknown[]).flat() as number[]);
       }
+      if (ix) t.indexerTopk = pack((sel as unknown[])[i], `indexer_topk[${i}]`);
       return t;
     });
-    return { tokens, finishReason: fr, ...(promptRoutes ? { promptRoutes } : {}) };
+    return { tokens, finishReason: fr, ...(promptRoutes ? { promptRoutes } : {}), ...(promptIndexerTopk ? { promptIndexerTopk } : {}) };
   }
 
   /** The kept ids' [id, logprob] from a text-keyed top list; undefined when two kept ids share a text. */
@@ -313,10 +350,12 @@ export interface RolloutSequence {
   keptLogMass: number[];
   masks: (Int32Array | null)[];
   routes: (Int16Array | null)[];
+  /** the indexer selection of the forward that consumed each token (i32 [layers · index_topk]), when recorded */
+  selections: (Int32Array | null)[];
 }
 
 function newSequence(): RolloutSequence {
-  return { text: '', tokens: [], trained: [], logprobs: [], keptLogMass: [], masks: [], routes: [] };
+  return { text: '', tokens: [], trained: [], logprobs: [], keptLogMass: [], masks: [], routes: [], selections: [] };
 }
 
 /**
@@ -351,6 +390,8 @@ export interface EpisodeClientOptions {
   /** longest sequence (prompt + generation) the policy may see */
   maxContextTokens: number;
   routes?: RouteShape;
+  /** record the indexer's selections (indexer replay, use_indexer_replay) */
+  indexer?: IndexerShape;
   topLogprobs?: number;
   /** per-turn seeds are derived from it (reproducible rollouts) */
   seed?: number;
@@ -405,6 +446,7 @@ export class EpisodeClient implements ModelClient {
       s.keptLogMass.push(0);
       s.masks.push(null);
       s.routes.push(null);
+      s.selections.push(null);
     }
     s.text += text;
   }
@@ -424,6 +466,7 @@ export class EpisodeClient implements ModelClient {
         stopTokenIds: this.o.stopTokenIds,
         topLogprobs: this.o.topLogprobs ?? 0,
         routes: !!this.o.routes,
+        ...(this.o.indexer ? { indexer: this.o.indexer } : {}),
         ...(this.o.seed !== undefined ? { seed: (this.o.seed + 7919 * step) % 2147483647 } : {}),
         ...(req.signal ? { signal: req.signal } : {}),
       });
@@ -440,16 +483,23 @@ export class EpisodeClient implements ModelClient {
       const per = this.o.routes.layers * this.o.routes.k;
       for (let p = 0; p + 1 < seq.tokens.length; p++) if (!seq.trained[p + 1]) seq.routes[p] = turn.promptRoutes.slice(p * per, (p + 1) * per);
     }
+    if (this.o.indexer && turn.promptIndexerTopk) {
+      // the same rule as the routes above
+      const per = this.o.indexer.layers * this.o.indexer.topk;
+      for (let p = 0; p + 1 < seq.tokens.length; p++) if (!seq.trained[p + 1]) seq.selections[p] = turn.promptIndexerTopk.slice(p * per, (p + 1) * per);
+    }
     const ids: number[] = [];
     for (const t of turn.tokens) {
       // the forward that produced this token consumed the token before it (batch.ts alignment)
       if (this.o.routes) seq.routes[seq.tokens.length - 1] = t.routes!;
+      if (this.o.indexer) seq.selections[seq.tokens.length - 1] = t.indexerTopk!;
       seq.tokens.push(t.id);
       seq.trained.push(1);
       seq.logprobs.push(t.logprob);
       seq.keptLogMass.push(keptLogMass(t, this.o.vocabSize));
       seq.masks.push(t.mask);
       seq.routes.push(null);
+      seq.selections.push(null);
       ids.push(t.id);
     }
     const text = ids.length ? this.o.tokenizer.decode(ids) : '';
@@ -462,6 +512,13 @@ export class EpisodeClient implements ModelClient {
     if (this.o.routes && turn.promptRoutes) {
       const want = (promptLen - 1) * this.o.routes.layers * this.o.routes.k;
       if (turn.promptRoutes.length !== want) throw new RolloutError(`rollout ${this.o.id}: prompt routes have ${turn.promptRoutes.length} ids, expected (prompt − 1)·layers·k = ${promptLen - 1}·${this.o.routes.layers}·${this.o.routes.k}`);
+    }
+    if (this.o.indexer) {
+      const per = this.o.indexer.layers * this.o.indexer.topk;
+      if (turn.promptIndexerTopk && turn.promptIndexerTopk.length !== (promptLen - 1) * per) throw new RolloutError(`rollout ${this.o.id}: prompt indexer selections have ${turn.promptIndexerTopk.length} entries, expected (prompt − 1)·layers·topk = ${promptLen - 1}·${per}`);
+      turn.tokens.forEach((t, i) => {
+        if (t.indexerTopk?.length !== per) throw new RolloutError(`rollout ${this.o.id}: indexer selection of token ${i} has ${t.indexerTopk?.length ?? 0} entries, expected layers·topk = ${per}`);
+      });
     }
     turn.tokens.forEach((t, i) => {
       if (!(Number.isInteger(t.id) && t.id >= 0 && t.id < this.o.vocabSize)) throw new RolloutError(`rollout ${this.o.id}: sampled token ${t.id} is not an id in [0, ${this.o.vocabSize})`);
@@ -533,6 +590,20 @@ export class EpisodeClient implements ModelClient {
         rec.routes = routes;
         rec.routed = routed;
       }
+      if (this.o.indexer) {
+        const { layers, topk } = this.o.indexer;
+        const per = layers * topk;
+        const data = new Int32Array(n * per).fill(-1);
+        const selected = new Uint8Array(n);
+        s.selections.forEach((x, p) => {
+          if (!x) return;
+          data.set(x, p * per);
+          selected[p] = 1;
+        });
+        const sel: RecordedSelections = { data, tokens: n, layers, topk };
+        rec.indexerTopk = sel;
+        rec.selected = selected;
+      }
       out.push(rec);
     }
     return out;
@@ -591,6 +662,7 @@ function checkOptions(o: RolloutOptions): void {
   if (!(Number.isInteger(o.maxContextTokens) && o.maxContextTokens >= 2)) throw new RolloutError(`rollout maxContextTokens must be an integer ≥ 2, got ${o.maxContextTokens}`);
   if (!o.stopTokenIds.length) throw new RolloutError('rollout stopTokenIds must hold the end-of-sentence id (a turn would never end on its own)');
   if (o.routes && !(o.routes.layers >= 1 && o.routes.k >= 1)) throw new RolloutError(`rollout routes must be {layers ≥ 1, k ≥ 1}, got ${JSON.stringify(o.routes)}`);
+  if (o.indexer && !(o.indexer.layers >= 1 && o.indexer.topk >= 1)) throw new RolloutError(`rollout indexer must be {layers ≥ 1, topk ≥ 1}, got ${JSON.stringify(o.indexer)}`);
 }
 
 /** One episode of `taskId`: the agent loop over a fresh Episode, verified, rewarded, recorded. */

@@ -16,6 +16,11 @@
 //                 (Keep Sampling Mask, keep-sampling-mask.ts), the composed loss (policy-loss.ts: clipped
 //                 ratio against the engine's π_old, OPSM with δ, β·unbiased KL to π_ref), backward, global
 //                 gradient-norm clip, AdamW, weights.update().
+//                 With use_indexer_replay the rollouts also record the indexer's key selections at every
+//                 position (rollout.ts) and rows longer than index_topk run sparse attention over the
+//                 engine's selections (indexer-replay.ts; unrecorded positions, i.e. padding, take the
+//                 trainer's own), so the attention support of π_θ is that of π_old, as Keep Routing makes
+//                 its experts.
 //
 // π_ref is the frozen initial policy: the `model` directory opened a second time (never trained), scored with
 // the same forced routes and the same kept sets as π_θ, so KL(π_θ‖π_ref) is exactly 0 at θ = θ_ref [interp:
@@ -47,6 +52,7 @@ import { clipGradNorm, gradNorm as gradNormOf } from '../train/clip.js';
 import { AdamW } from '../train/optim.js';
 import { type RlBatch, type RolloutRecord, collateRollouts, overlayRoutes } from './batch.js';
 import type { RlConfig } from './config.js';
+import { forcedTopkFromRecorded, indexerDisagreement, type HostSelection } from './indexer-replay.js';
 import { type RecordedRoutes, forcedRoutesFromRecorded, recordRoutes, routingDisagreement } from './keep-routing.js';
 import { maskedTokenLogProbs } from './keep-sampling-mask.js';
 import { policyLoss } from './policy-loss.js';
@@ -87,6 +93,8 @@ export interface MinibatchLog {
   routing_disagreement: number;
   /** the same for the trainer's free router at the current θ (what Keep Routing overrides) */
   router_drift: number;
+  /** use_indexer_replay: recorded selected keys the trainer's own unforced selection does not select (indexer-replay.ts) */
+  indexer_disagreement?: number;
 }
 
 export interface RlStepLog {
@@ -109,6 +117,8 @@ export interface RlStepLog {
   logprob_mismatch: number;
   routing_disagreement: number;
   router_drift: number;
+  /** use_indexer_replay only */
+  indexer_disagreement?: number;
   minibatches: MinibatchLog[];
   rollout_s: number;
   train_s: number;
@@ -120,6 +130,10 @@ export interface RlHooks {
   onCheckpoint?: (dir: string) => void;
   /** stop after this many steps of this invocation (tests: a simulated kill after a checkpoint) */
   stopAfter?: number;
+  /** the step's rollout records before collation (inspection and tests; a test may alter a recording) */
+  onRecords?: (records: RolloutRecord[], step: number) => void;
+  /** use_indexer_replay, rows longer than index_topk: the selections a minibatch's forward is forced to, per layer [S·T, index_topk] */
+  onForcedTopk?: (info: { batch: RlBatch; forced: readonly Int32Array[]; T: number }) => void;
 }
 
 export interface RlResult {
@@ -132,7 +146,9 @@ export interface RlResult {
 
 /** The configuration's fingerprint, without what may change between a run and its resume. */
 export function rlConfigHash(cfg: RlConfig): string {
-  const { steps: _s, out: _o, keep: _k, save_every: _e, ...rest } = cfg;
+  const { steps: _s, out: _o, keep: _k, save_every: _e, use_indexer_replay: ir, ...base } = cfg;
+  // off, the flag is left out so runs checkpointed before it existed keep their fingerprint
+  const rest = ir ? { ...base, use_indexer_replay: ir } : base;
   return createHash('sha256').update(JSON.stringify(rest)).digest('hex').slice(0, 16);
 }
 
@@ -272,6 +288,7 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
         maxContextTokens: cfg.rollout_max_context_len,
         // recorded even without Keep Routing: the routing disagreement is measured against them
         ...(routeShape ? { routes: routeShape } : {}),
+        ...(cfg.use_indexer_replay ? { indexer: { layers: mc.nLayers, topk: mc.indexTopk } } : {}),
         topLogprobs,
         groupSize: cfg.n_samples_per_prompt,
         maxSteps: cfg.env.max_steps,
@@ -285,6 +302,7 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
       engine.close();
     }
     const records = groupRecords(groups);
+    hooks.onRecords?.(records, step);
     if (!records.length) throw new RlTrainError(`step ${step}: the rollouts produced no sampled token to train on`);
     const episodes = groups.flatMap((g) => g.episodes);
     const rolloutS = (Date.now() - t0) / 1000;
@@ -322,6 +340,7 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
       logprob_mismatch: mbs[0]!.logprob_mismatch,
       routing_disagreement: mean(mbs.map((m) => m.routing_disagreement)),
       router_drift: mean(mbs.map((m) => m.router_drift)),
+      ...(cfg.use_indexer_replay ? { indexer_disagreement: mean(mbs.map((m) => m.indexer_disagreement ?? 0)) } : {}),
       minibatches: mbs,
       rollout_s: rolloutS,
       train_s: (Date.now() - t1) / 1000,
@@ -343,26 +362,47 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
     // inference does; the training forward simulates the same rounding (straight-through gradient), so at
     // θ = θ_old π_θ equals the engine's π_old up to f32 summation order instead of differing by the FP8 error
     // attention: rows no longer than index_topk select every causal key, so DSA's sparse attention IS dense
-    // attention there and the dense kernel computes it faster; longer rows take the indexer's top-k (not
-    // replayed from the engine yet: the engine's selection is not recorded by rollout.ts)
-    const fwdOpts = { numerics: cfg.numerics, mtp: false, fp8: true, attention: T <= mc.indexTopk ? 'dense' : 'sparse' } as const;
+    // attention there and the dense kernel computes it faster; longer rows take the indexer's top-k: the
+    // engine's recorded one with use_indexer_replay (below), else the trainer's own
+    const sparse = T > mc.indexTopk;
+    const fwdOpts = { numerics: cfg.numerics, mtp: false, fp8: true, attention: sparse ? 'sparse' : 'dense' } as const;
+    const replayTopk = cfg.use_indexer_replay && mb.indexerTopk && mb.selected ? { rec: mb.indexerTopk, sel: mb.selected } : null;
+    const host = (sels: readonly { width: number; idx: Tensor }[]): HostSelection[] => sels.map((x) => ({ width: x.width, idx: x.idx.toHost() as Int32Array }));
     // Keep Routing: the engine's routes (every recorded position, prompts included), the trainer's own (free,
     // current θ) where the engine recorded none. routing_disagreement then compares the recording with the
     // forced forward's routes (0 unless replay failed), router_drift the recording with the free router, both
     // over all recorded positions
+    // Indexer replay: likewise the engine's selections where recorded, the trainer's own (the same unforced
+    // forward) elsewhere; indexer_disagreement compares the recording with that own selection. Short rows
+    // stay dense: every causal key is what any recording there holds
     let forced: (Int32Array | null)[] | undefined;
     let free: RecordedRoutes[] | null = null;
+    let forcedTopk: Int32Array[] | undefined;
+    let ownTopk: HostSelection[] | null = null;
+    const wantFree = (routeShape && mb.routes && cfg.use_rollout_routing_replay) || (replayTopk && sparse);
+    const freeFwd = wantFree ? noGrad(() => {
+      const f = model.trainForward(ids, S, T, fwdOpts);
+      return { routes: routeShape ? recordRoutes(mc, f.routes, S) : null, topk: replayTopk && sparse ? host(f.topk) : null };
+    }) : null;
     if (routeShape && mb.routes && cfg.use_rollout_routing_replay) {
-      free = noGrad(() => recordRoutes(mc, model.trainForward(ids, S, T, fwdOpts).routes, S));
+      free = freeFwd!.routes!;
       forced = forcedRoutesFromRecorded(mc, overlayRoutes(mb, free), T);
     }
-    const fwd = model.trainForward(ids, S, T, { ...fwdOpts, ...(forced ? { forcedRoutes: forced } : {}) });
+    if (replayTopk && sparse) {
+      ownTopk = freeFwd!.topk!;
+      forcedTopk = forcedTopkFromRecorded(replayTopk.rec, replayTopk.sel, ownTopk, T);
+      hooks.onForcedTopk?.({ batch: mb, forced: forcedTopk, T });
+    }
+    const forcing = { ...(forced ? { forcedRoutes: forced } : {}), ...(forcedTopk ? { forcedTopk } : {}) };
+    const fwd = model.trainForward(ids, S, T, { ...fwdOpts, ...forcing });
+    // dense rows: the forward's own selection (every causal key) is the unforced one
+    const indexerDis = replayTopk ? indexerDisagreement(replayTopk.rec, replayTopk.sel, ownTopk ?? host(fwd.topk), T) : undefined;
     const logits = reshape(fwd.logits, [S, T, mc.vocabSize]);
     const tau = cfg.rollout_temperature;
     const scored = (lg: Tensor): Tensor => (cfg.use_sampling_mask ? maskedTokenLogProbs(lg, mb.target, mb.samplingMask, tau, mb.valid) : fullTokenLogProbs(lg, mb.target, tau, mb.valid));
     const logp = scored(logits);
     const logpRef = ref
-      ? noGrad(() => scored(reshape(ref.trainForward(ids, S, T, { ...fwdOpts, ...(forced ? { forcedRoutes: forced } : {}) }).logits, [S, T, mc.vocabSize])))
+      ? noGrad(() => scored(reshape(ref.trainForward(ids, S, T, { ...fwdOpts, ...forcing }).logits, [S, T, mc.vocabSize])))
       : undefined;
     const out = policyLoss(
       { logp, logpOld: mb.logpOld, advantages, mask: mb.valid, ...(logpRef ? { logpRef } : {}) },
@@ -427,6 +467,7 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
       logprob_mismatch: n ? mis / n : 0,
       routing_disagreement: disagreement,
       router_drift: drift,
+      ...(indexerDis !== undefined ? { indexer_disagreement: indexerDis } : {}),
     };
   }
 }

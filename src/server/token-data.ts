@@ -8,8 +8,10 @@
 //                                            first generated token's routed_experts), so the two cover every
 //                                            input position of a forward over prompt + completion
 //   indexer_topk:    number[][][]            [token][layer][index_topk], key positions the indexer kept (−1 = none)
-// In a stream each chunk carries these for the tokens generated in that step; prompt_routed_experts comes
-// once, on the chunk with the choice's first token (the engine sends it on that token's event).
+//   prompt_indexer_topk: number[][][]        [prompt position 0 .. P − 2][layer][selected key positions] (holes
+//                                            dropped): with indexer_topk, the selections of every input position
+// In a stream each chunk carries these for the tokens generated in that step; prompt_routed_experts and
+// prompt_indexer_topk come once, on the chunk with the choice's first token (the engine sends it on that token's event).
 import type { TokenEvent } from '../engine/types.js';
 import { tokenBytes, tokenText, type TextCodec } from './codec.js';
 import type { OutputOptions } from './sampling.js';
@@ -35,6 +37,8 @@ export class TokenData {
   readonly indexerTopk: number[][][] = [];
   /** set by the choice's first token event when routes were asked for */
   promptRoutedExperts: (number[][] | number[])[] | null = null;
+  /** set likewise when indexer selections were asked for */
+  promptIndexerTopk: number[][][] | null = null;
   // legacy completions logprobs
   readonly tokens: string[] = [];
   readonly tokenLogprobs: number[] = [];
@@ -84,6 +88,7 @@ export class TokenData {
     if (o.returnSamplingMask) this.samplingMask.push(ev.samplingMask ? Array.from(ev.samplingMask) : []);
     if (o.returnRoutedExperts) this.routedExperts.push(routesOf(ev.routedExperts, this.routeShape));
     if (o.returnRoutedExperts && ev.promptRoutedExperts) this.promptRoutedExperts = promptRoutesOf(ev.promptRoutedExperts, ev.routedExperts?.length ?? 0, this.routeShape);
+    if (o.returnIndexerTopk && ev.promptIndexerTopk) this.promptIndexerTopk = promptTopkOf(ev.promptIndexerTopk, ev.indexerTopk?.length ?? 0);
     if (o.returnIndexerTopk) this.indexerTopk.push((ev.indexerTopk ?? []).map((a) => Array.from(a)));
   }
 
@@ -96,6 +101,7 @@ export class TokenData {
     if (o.returnRoutedExperts) f.routed_experts = this.routedExperts;
     if (o.returnRoutedExperts && this.promptRoutedExperts) f.prompt_routed_experts = this.promptRoutedExperts;
     if (o.returnIndexerTopk) f.indexer_topk = this.indexerTopk;
+    if (o.returnIndexerTopk && this.promptIndexerTopk) f.prompt_indexer_topk = this.promptIndexerTopk;
     return f;
   }
 
@@ -123,4 +129,26 @@ function promptRoutesOf(r: Int16Array, per: number, shape: RouteShape | undefine
   const size = shape ? shape.layers * shape.k : per;
   if (size <= 0 || r.length % size !== 0) return r.length ? [Array.from(r)] : [];
   return Array.from({ length: r.length / size }, (_, p) => routesOf(r.subarray(p * size, (p + 1) * size), shape));
+}
+
+/**
+ * The prompt rows' selections [position][layer][kept positions] from the engine's [(P − 1), layers, index_topk]
+ * layout with −1 holes (types.ts). index_topk is read off the data itself, so the server needs no model
+ * config: row 0 (position 0) sees exactly one key, so each layer of row 0 holds one position then holes, and
+ * the second non-negative entry starts the next (layer, row) block at offset index_topk; with one block only,
+ * the whole array is it.
+ */
+function promptTopkOf(t: Int32Array, layers: number): number[][][] {
+  if (!t.length || layers <= 0) return [];
+  let k = t.length;
+  for (let i = 1, seen = t[0]! >= 0 ? 1 : 0; i < t.length; i++) {
+    if (t[i]! >= 0 && ++seen === 2) {
+      k = i;
+      break;
+    }
+  }
+  const per = layers * k;
+  if (t.length % per !== 0) return [[Array.from(t).filter((x) => x >= 0)]];
+  return Array.from({ length: t.length / per }, (_, p) =>
+    Array.from({ length: layers }, (_, l) => Array.from(t.subarray(p * per + l * k, p * per + (l + 1) * k)).filter((x) => x >= 0)));
 }

@@ -281,3 +281,77 @@ test('engine on a tiny model (cpu): prompt routes survive preemption and recompu
   rs.forEach((r, i) => checkPromptRoutes(r.events[0]!, ps[i]!, refs[i]!, `q${i}`));
   e.close();
 });
+
+// ---- prompt indexer selections (returnIndexerTopk → TokenEvent.promptIndexerTopk)
+const LT = cfgR.nLayers;
+const KT = cfgR.indexTopk;
+
+/** rows 0 .. P − 2 of one whole-prompt model.forward's selections, laid out [(P − 1), layer, index_topk] with −1 holes */
+function promptTopkRef(m: DeepseekV32, p: number[]): number[] {
+  const o = m.forward([p], { logits: 'none' });
+  assert.equal(o.topk.length, LT);
+  const sels = o.topk.map((s) => ({ width: s.width, idx: s.idx.toHost() as Int32Array }));
+  const out: number[] = [];
+  for (let pos = 0; pos < p.length - 1; pos++) {
+    for (const s of sels) {
+      const row = Array.from(s.idx.slice(pos * s.width, (pos + 1) * s.width)).filter((x) => x >= 0);
+      out.push(...row, ...new Array<number>(KT - row.length).fill(-1));
+    }
+  }
+  return out;
+}
+
+function checkPromptTopk(ev: TokenEvent[], p: number[], ref: number[], what: string): void {
+  const pt = ev[0]!.promptIndexerTopk!;
+  assert.ok(pt instanceof Int32Array, `${what}: first event carries an Int32Array of prompt selections`);
+  assert.equal(pt.length, (p.length - 1) * LT * KT, `${what}: (P − 1)·layers·index_topk`);
+  assert.deepEqual(Array.from(pt), ref, `${what}: prompt selections equal model.forward's rows 0 .. P − 2`);
+  // row p sees p + 1 keys: min(p + 1, index_topk) selected, each causal
+  for (let pos = 0; pos < p.length - 1; pos++) {
+    for (let l = 0; l < LT; l++) {
+      const row = Array.from(pt.subarray((pos * LT + l) * KT, (pos * LT + l + 1) * KT)).filter((x) => x >= 0);
+      assert.equal(row.length, Math.min(pos + 1, KT), `${what}: row ${pos} layer ${l} count`);
+      assert.ok(row.every((x) => x <= pos), `${what}: row ${pos} layer ${l} causal`);
+    }
+  }
+  ev.slice(1).forEach((e, i) => assert.equal(e.promptIndexerTopk, undefined, `${what}: only the first event, not event ${i + 1}`));
+}
+
+test('engine on a tiny model (cpu): prompt indexer selections over a chunked prefill equal the whole-prompt forward at every row; each of n = 2 sequences gets them once', async () => {
+  const m = modelR();
+  const p = prompt(70, 31);
+  const ref = promptTopkRef(m, p);
+  const e = new LLMEngine(m, { numBlocks: 8, maxBatchTokens: 16 });
+  const r = await collect(e.generate(req('t', p, { temperature: 0, maxTokens: 3, n: 2, returnIndexerTopk: true, returnRoutedExperts: true })));
+  checkPromptTopk(r.events[0]!, p, ref, 'sequence 0');
+  checkPromptTopk(r.events[1]!, p, ref, 'sequence 1');
+  checkPromptRoutes(r.events[0]!, p, promptRoutesRef(m, p), 'routes alongside');
+  // the first generated token's selection is row P − 1
+  const o = m.forward([p], { logits: 'none' });
+  assert.deepEqual(r.events[0]![0]!.indexerTopk!.map((x) => Array.from(x)), o.topk.map((s) => Array.from((s.idx.toHost() as Int32Array).slice((p.length - 1) * s.width, p.length * s.width)).filter((x) => x >= 0)));
+  const one = await collect(e.generate(req('one', [5], { temperature: 0, maxTokens: 2, returnIndexerTopk: true })));
+  assert.equal(one.events[0]![0]!.promptIndexerTopk!.length, 0);
+  const plain = await collect(e.generate(req('plain', p, { temperature: 0, maxTokens: 2 })));
+  assert.equal(plain.events[0]![0]!.promptIndexerTopk, undefined);
+  e.close();
+});
+
+test('engine on a tiny model (cpu): a request asking for indexer selections takes no prefix hits over unrecorded rows; selections survive preemption', async () => {
+  const m = modelR();
+  const shared = prompt(140, 32);
+  const p2 = [...shared, 9, 10, 11];
+  const ref2 = promptTopkRef(m, p2);
+  const e = new LLMEngine(m, { numBlocks: 12 });
+  await collect(e.generate(req('a', shared, { temperature: 0, maxTokens: 2 })));
+  const b = await collect(e.generate(req('b', p2, { temperature: 0, maxTokens: 2, returnIndexerTopk: true })));
+  assert.equal(e.stats().prefixHitTokens, 0, 'the selections request took no hit');
+  checkPromptTopk(b.events[0]!, p2, ref2, 'b');
+  e.close();
+  const ps = [prompt(60, 33), prompt(62, 34), prompt(58, 35)];
+  const refs = ps.map((p) => promptTopkRef(m, p));
+  const e2 = new LLMEngine(m, { numBlocks: 4, maxBatchTokens: 24 });
+  const rs = await Promise.all(ps.map((p, i) => collect(e2.generate(req(`q${i}`, p, { temperature: 0, maxTokens: 10, returnIndexerTopk: true })))));
+  assert.ok(e2.stats().preempted > 0, 'the pool forced preemptions');
+  rs.forEach((r, i) => checkPromptTopk(r.events[0]!, ps[i]!, refs[i]!, `q${i}`));
+  e2.close();
+});

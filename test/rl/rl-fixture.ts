@@ -55,13 +55,14 @@ export interface RlFixture {
   envDir: string;
 }
 
-export function rlFixture(seed = 5): RlFixture {
+/** `config`: fields of the tiny model's config.json to override (e.g. a small index_topk, so rows run sparse attention) */
+export function rlFixture(seed = 5, config: Record<string, unknown> = {}): RlFixture {
   const root = scratchDir('rl-train-');
   const files = buildMiniDeepSeekTokenizer();
   const modelDir = join(root, 'model');
   mkdirSync(modelDir, { recursive: true });
   const eos = (files.tokenizerJson as { added_tokens: { id: number; content: string }[] }).added_tokens.find((t) => t.content === '<｜end▁of▁sentence｜>')!.id;
-  const raw = { ...TINY_CONFIG, eos_token_id: eos };
+  const raw = { ...TINY_CONFIG, ...config, eos_token_id: eos };
   const cfg = parseConfig(raw);
   const ckpt = randomCheckpoint(cfg, seed);
   // A random model almost never samples EOS (1/640), so every episode would run to the token limit and

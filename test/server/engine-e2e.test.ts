@@ -110,6 +110,41 @@ test('prompt_routed_experts: [P − 1][MoE layer][k] = the model\'s prompt route
   assert.deepEqual(carrying[0].choices[0].prompt_routed_experts, promptRoutesRef(promptIds));
 });
 
+/** the model's indexer selections at prompt positions 0 .. P − 2 of one whole-prompt forward, [position][layer][kept positions] */
+function promptTopkRef(prompt: readonly number[]): number[][][] {
+  const sels = model.forward([[...prompt]], { logits: 'none' }).topk.map((s) => ({ w: s.width, idx: s.idx.toHost() as Int32Array }));
+  return Array.from({ length: prompt.length - 1 }, (_, p) => sels.map((s) => Array.from(s.idx.slice(p * s.w, (p + 1) * s.w)).filter((x) => x >= 0)));
+}
+
+test('prompt_indexer_topk: [P − 1][layer][kept positions] = the model\'s prompt selections, per choice (completions, n = 2) and on the first streamed chunk of chat', async () => {
+  const r = await post(srv.url + '/v1/completions', { prompt: 'Selections of every position, please, with a prompt longer than the top-k.', max_tokens: 2, temperature: 0, n: 2, ignore_eos: true, return_token_ids: true, return_indexer_topk: true });
+  assert.equal(r.status, 200, r.text);
+  const ids: number[] = r.json.choices[0].prompt_token_ids;
+  const ref = promptTopkRef(ids);
+  assert.ok(ids.length - 1 > cfg.indexTopk, `a prompt past index_topk (${ids.length} tokens)`);
+  for (const c of r.json.choices) {
+    assert.equal(c.prompt_indexer_topk.length, ids.length - 1);
+    c.prompt_indexer_topk.forEach((pos: number[][], p: number) => {
+      assert.equal(pos.length, cfg.nLayers);
+      pos.forEach((l) => assert.equal(l.length, Math.min(p + 1, cfg.indexTopk), `position ${p}: min(p + 1, index_topk) keys`));
+    });
+    assert.deepEqual(c.prompt_indexer_topk, ref);
+    assert.equal(c.indexer_topk.length, 2);
+  }
+  const s = await sse(srv.url + '/v1/chat/completions', { messages: [{ role: 'user', content: 'Stream the selections.' }], max_tokens: 3, temperature: 0, ignore_eos: true, stream: true, return_token_ids: true, return_indexer_topk: true });
+  assert.equal(s.status, 200);
+  const chunks = s.events;
+  const promptIds: number[] = chunks.find((c: any) => c.prompt_token_ids)!.prompt_token_ids;
+  const withTokens = chunks.filter((c: any) => c.choices[0]?.token_ids?.length);
+  const carrying = chunks.filter((c: any) => c.choices[0]?.prompt_indexer_topk);
+  assert.equal(carrying.length, 1);
+  assert.equal(carrying[0], withTokens[0]);
+  assert.deepEqual(carrying[0].choices[0].prompt_indexer_topk, promptTopkRef(promptIds));
+  // not asked for: absent
+  const plain = await post(srv.url + '/v1/completions', { prompt: 'plain', max_tokens: 1, temperature: 0 });
+  assert.equal(plain.json.choices[0].prompt_indexer_topk, undefined);
+});
+
 test('sampled with top_k on the real engine: masks are the top-k of the model\'s logits and hold the token; logprobs are log-softmax(logits / T)', async () => {
   const T = 0.7;
   const r = await post(srv.url + '/v1/completions', {
