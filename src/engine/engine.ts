@@ -168,7 +168,7 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
     this.cachePool = model.newPool({ blocks: numBlocks, format: opts.cacheFormat });
     this.scheduler = new Scheduler(this.blockPool, { maxNumSeqs, maxBatchTokens });
     this.eos = opts.eosTokenIds ?? cfg.eosTokenIds;
-    this.info = { modelName: opts.modelName ?? 'dsv32', vocabSize: cfg.vocabSize, maxModelLen, eosTokenId: this.eos[0] ?? null };
+    this.info = { modelName: opts.modelName ?? 'dsv32', vocabSize: cfg.vocabSize, maxModelLen, eosTokenId: this.eos[0] ?? null, indexTopk: cfg.indexTopk };
     this.loopDone = this.loop();
   }
 

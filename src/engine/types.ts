@@ -120,7 +120,7 @@ export interface Engine {
   generate(req: GenerateRequest, signal?: AbortSignal): AsyncIterable<EngineEvent>;
   stats(): EngineStats;
   /** model facts the server needs */
-  readonly info: { modelName: string; vocabSize: number; maxModelLen: number; eosTokenId: number | null };
+  readonly info: { modelName: string; vocabSize: number; maxModelLen: number; eosTokenId: number | null; /** the model's index_topk: the slots per (row, layer) of promptIndexerTopk */ indexTopk?: number };
   /** stop admitting, finish the running requests, then resolve */
   drain(): Promise<void>;
   /** stop now: abort everything, free the caches */

@@ -117,7 +117,7 @@ export async function chatCompletions(ctx: ServerContext, request: FastifyReques
     leave();
   }
   const n = params.n ?? 1;
-  const choices = Array.from({ length: n }, () => ({ parser: new ChatOutput(mode, tools, prefix), data: new TokenData(ctx.codec, out, ctx.routeShape), finish: null as string | null, result: null as ChatResult | null }));
+  const choices = Array.from({ length: n }, () => ({ parser: new ChatOutput(mode, tools, prefix), data: new TokenData(ctx.codec, out, ctx.routeShape, 0, ctx.engine.info.indexTopk), finish: null as string | null, result: null as ChatResult | null }));
   const base = { id, created, model: ctx.modelName };
 
   // `data` collects the step's token data: the choice's whole record, or a per-chunk one when streaming.
@@ -196,7 +196,7 @@ export async function chatCompletions(ctx: ServerContext, request: FastifyReques
       if (r.done || sse.closed) break;
       const step = r.value;
       const c = choices[step.index]!;
-      const fresh = new TokenData(ctx.codec, out, ctx.routeShape);
+      const fresh = new TokenData(ctx.codec, out, ctx.routeShape, 0, ctx.engine.info.indexTopk);
       const delta = mergeDeltas(advance(step, fresh));
       generated[step.index]! += step.tokens.length;
       const hasTokenData = wantsTokenData(out, step.tokens.length);

@@ -71,7 +71,7 @@ export async function completions(ctx: ServerContext, request: FastifyRequest, r
     throw engineError(e, 'prompt');
   }
   const merged = mergeGenerations<ChoiceStep, GenerationResult>(gens.map((g) => g.steps), () => gens.forEach((g) => g.abort()));
-  const choices = Array.from({ length: prompts.length * n }, (_, k) => ({ text: echoText[Math.floor(k / n)]!, data: new TokenData(ctx.codec, out, ctx.routeShape, echoText[Math.floor(k / n)]!.length), finish: null as string | null, offset: echoText[Math.floor(k / n)]!.length }));
+  const choices = Array.from({ length: prompts.length * n }, (_, k) => ({ text: echoText[Math.floor(k / n)]!, data: new TokenData(ctx.codec, out, ctx.routeShape, echoText[Math.floor(k / n)]!.length, ctx.engine.info.indexTopk), finish: null as string | null, offset: echoText[Math.floor(k / n)]!.length }));
   const base = { id, created, model: ctx.modelName };
   const promptFields = (p: number) => (out.returnTokenIds ? { prompt_token_ids: prompts[p]!.ids } : {});
   const usageOf = (rs: GenerationResult[]) => {
@@ -131,7 +131,7 @@ export async function completions(ctx: ServerContext, request: FastifyRequest, r
       const index = source * n + step.index;
       const c = choices[index]!;
       generated += step.tokens.length;
-      const fresh = new TokenData(ctx.codec, out, ctx.routeShape, c.offset);
+      const fresh = new TokenData(ctx.codec, out, ctx.routeShape, c.offset, ctx.engine.info.indexTopk);
       for (const t of step.tokens) fresh.add(t, true);
       c.offset = fresh.textOffsetEnd;
       // The first chunk of a choice carries its echoed prompt (and prompt ids, when asked for).

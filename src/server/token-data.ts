@@ -52,6 +52,8 @@ export class TokenData {
     private readonly routeShape: RouteShape | undefined,
     /** where text offsets start (the echoed prompt's length) */
     startOffset = 0,
+    /** the engine's index_topk (Engine.info.indexTopk), the width of promptIndexerTopk's rows */
+    private readonly indexTopk?: number,
   ) {
     this.offset = startOffset;
   }
@@ -88,7 +90,7 @@ export class TokenData {
     if (o.returnSamplingMask) this.samplingMask.push(ev.samplingMask ? Array.from(ev.samplingMask) : []);
     if (o.returnRoutedExperts) this.routedExperts.push(routesOf(ev.routedExperts, this.routeShape));
     if (o.returnRoutedExperts && ev.promptRoutedExperts) this.promptRoutedExperts = promptRoutesOf(ev.promptRoutedExperts, ev.routedExperts?.length ?? 0, this.routeShape);
-    if (o.returnIndexerTopk && ev.promptIndexerTopk) this.promptIndexerTopk = promptTopkOf(ev.promptIndexerTopk, ev.indexerTopk?.length ?? 0);
+    if (o.returnIndexerTopk && ev.promptIndexerTopk) this.promptIndexerTopk = promptTopkOf(ev.promptIndexerTopk, ev.indexerTopk?.length ?? 0, this.indexTopk ?? 0);
     if (o.returnIndexerTopk) this.indexerTopk.push((ev.indexerTopk ?? []).map((a) => Array.from(a)));
   }
 
@@ -133,22 +135,11 @@ function promptRoutesOf(r: Int16Array, per: number, shape: RouteShape | undefine
 
 /**
  * The prompt rows' selections [position][layer][kept positions] from the engine's [(P − 1), layers, index_topk]
- * layout with −1 holes (types.ts). index_topk is read off the data itself, so the server needs no model
- * config: row 0 (position 0) sees exactly one key, so each layer of row 0 holds one position then holes, and
- * the second non-negative entry starts the next (layer, row) block at offset index_topk; with one block only,
- * the whole array is it.
+ * layout with −1 holes (types.ts); index_topk is the engine's (Engine.info.indexTopk).
  */
-function promptTopkOf(t: Int32Array, layers: number): number[][][] {
-  if (!t.length || layers <= 0) return [];
-  let k = t.length;
-  for (let i = 1, seen = t[0]! >= 0 ? 1 : 0; i < t.length; i++) {
-    if (t[i]! >= 0 && ++seen === 2) {
-      k = i;
-      break;
-    }
-  }
+function promptTopkOf(t: Int32Array, layers: number, k: number): number[][][] {
   const per = layers * k;
-  if (t.length % per !== 0) return [[Array.from(t).filter((x) => x >= 0)]];
+  if (!t.length || per <= 0 || t.length % per !== 0) return t.length ? [[Array.from(t).filter((x) => x >= 0)]] : [];
   return Array.from({ length: t.length / per }, (_, p) =>
     Array.from({ length: layers }, (_, l) => Array.from(t.subarray(p * per + l * k, p * per + (l + 1) * k)).filter((x) => x >= 0)));
 }
