@@ -257,7 +257,7 @@ test('engine (test double): speculative sampling with a poor drafter leaves the 
 test('engine (test double): stats report waiting requests, running sequences, cache use and generated tokens', async () => {
   const m = new FakeModel();
   const e = new LLMEngine(m, { numBlocks: 10, maxNumSeqs: 1 });
-  assert.deepEqual(e.info, { modelName: 'dsv32', vocabSize: 48, maxModelLen: m.cfg.maxPositions, eosTokenId: 1 });
+  assert.deepEqual(e.info, { modelName: 'dsv32', vocabSize: 48, maxModelLen: m.cfg.maxPositions, eosTokenId: 1, indexTopk: m.cfg.indexTopk });
   const a = e.generate(req('a', prompt(70, 1), { temperature: 0, maxTokens: 3 }));
   const b = collect(e.generate(req('b', prompt(10, 2), { temperature: 0, maxTokens: 3 })));
   const it = a[Symbol.asyncIterator]();
