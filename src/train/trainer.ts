@@ -99,7 +99,7 @@ function initModel(cfg: TrainConfig, device: string): { model: DeepseekV32; conf
     // a checkpoint directory, or a run's out directory (its latest checkpoint: the previous stage)
     const run = existsSync(join(cfg.model.init, 'config.json')) ? null : latestCheckpoint(cfg.model.init);
     const dir = run ? run.dir : cfg.model.init;
-    if (!existsSync(join(dir, 'config.json'))) throw new TrainError(`model.init: ${cfg.model.init} is neither a checkpoint (config.json) nor a run directory with a ${'latest'} checkpoint`);
+    if (!existsSync(join(dir, 'config.json'))) throw new TrainError(`model.init: ${cfg.model.init} is neither a checkpoint (config.json) nor a run directory with a latest checkpoint`);
     const configJson = readFileSync(join(dir, 'config.json'), 'utf8');
     return { model: DeepseekV32.load(dir, { master: 'f32', device }), configJson };
   }
