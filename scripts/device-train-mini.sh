@@ -6,8 +6,9 @@
 # Each stage runs `dsv32 train <stage>` again and again (each a fresh process: it resumes from the stage's
 # latest checkpoint) until it reports "done" or its share of STAGE_SECONDS is spent; the machine keeps
 # tmp/mini between calls while it stays warm, so a later call continues. After each stage the latest
-# checkpoint is quantized (FP8, shards ≤ 15 MiB: a run returns files of ≤ 16 MiB) into $OUT/mini with the
-# logs in $OUT/logs.tgz, so whatever the run reached comes back even if it is cut short.
+# checkpoint is quantized (FP8, shards ≤ 15 MiB: a run returns at most 8 files of ≤ 16 MiB) into $OUT/mini
+# (with its tokenizer.json: a complete model directory) and the logs into $OUT/logs.tgz, so whatever the
+# run reached comes back even if it is cut short.
 set -uo pipefail
 : "${OUT:?set OUT to the folder whose files come back}"
 T0=$(date +%s)
@@ -28,7 +29,7 @@ ship() { # the stage's latest checkpoint → FP8 in $OUT/mini, and the logs
   rm -rf tmp/mini/fp8
   node dist/gpu-cli.mjs quantize --model $d/$(cat $d/latest) --out tmp/mini/fp8 --shard-mb 15 | tail -1
   rm -rf "$OUT/mini" && mkdir -p "$OUT/mini"
-  cp tmp/mini/fp8/*.safetensors tmp/mini/fp8/config.json tmp/mini/fp8/model.safetensors.index.json "$OUT/mini/"
+  cp tmp/mini/fp8/*.safetensors tmp/mini/fp8/config.json tmp/mini/fp8/model.safetensors.index.json tmp/mini/fp8/tokenizer.json "$OUT/mini/"
   for s in pretrain dsa sft; do cp tmp/mini/runs/$s/train.jsonl $L/$s.jsonl 2>/dev/null; done
   echo "$1 $(cat $d/latest)" > $L/shipped.txt
   tar czf "$OUT/logs.tgz" -C "$(dirname $L)" "$(basename $L)"
