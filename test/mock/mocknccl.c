@@ -79,29 +79,27 @@ static int comm_ok(ncclComm_t c) { return c && c->magic == COMM_MAGIC; }
 static ncclResult_t reduce(void* dst, const void* src, size_t count, int type, int op, int n) {
   if (op < 0 || op >= ncclNumOps) return fail(ncclInvalidArgument, "invalid reduction op");
   if (op == ncclMax || op == ncclMin || (op == ncclAvg) || n == 1) { memmove(dst, src, count * (size_t)type_size(type)); return ncclSuccess; }
+  // n mirrored ranks hold the same v: the sum is v added n times, the product v multiplied n times, in rank
+  // order (as a ring would add them), in the element type
+#define REDUCE_AS(T)                                                                                     \
+  {                                                                                                     \
+    const T* s = src;                                                                                   \
+    T* d = dst;                                                                                         \
+    for (size_t i = 0; i < count; i++) {                                                                \
+      T v = s[i], a = v;                                                                                \
+      for (int r = 1; r < n; r++) a = op == ncclSum ? a + v : a * v;                                    \
+      d[i] = a;                                                                                         \
+    }                                                                                                   \
+    return ncclSuccess;                                                                                 \
+  }
   switch (type) {
-    case ncclFloat32: {
-      const float* s = src; float* d = dst;
-      for (size_t i = 0; i < count; i++) { float v = s[i], a = v; for (int r = 1; r < n; r++) a = op == ncclSum ? a + v : a * v; d[i] = a; }
-      return ncclSuccess;
-    }
-    case ncclFloat64: {
-      const double* s = src; double* d = dst;
-      for (size_t i = 0; i < count; i++) { double v = s[i], a = v; for (int r = 1; r < n; r++) a = op == ncclSum ? a + v : a * v; d[i] = a; }
-      return ncclSuccess;
-    }
-    case ncclInt32: {
-      const int32_t* s = src; int32_t* d = dst;
-      for (size_t i = 0; i < count; i++) { int32_t v = s[i], a = v; for (int r = 1; r < n; r++) a = op == ncclSum ? a + v : a * v; d[i] = a; }
-      return ncclSuccess;
-    }
-    case ncclInt64: {
-      const int64_t* s = src; int64_t* d = dst;
-      for (size_t i = 0; i < count; i++) { int64_t v = s[i], a = v; for (int r = 1; r < n; r++) a = op == ncclSum ? a + v : a * v; d[i] = a; }
-      return ncclSuccess;
-    }
+    case ncclFloat32: REDUCE_AS(float)
+    case ncclFloat64: REDUCE_AS(double)
+    case ncclInt32: REDUCE_AS(int32_t)
+    case ncclInt64: REDUCE_AS(int64_t)
     default: return fail(ncclInvalidArgument, "mocknccl: sum/prod over more than one rank computes f32, f64, i32 and i64 only");
   }
+#undef REDUCE_AS
 }
 
 // ---- version, errors, ids, communicators ---------------------------------------------------------------
