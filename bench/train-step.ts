@@ -50,6 +50,7 @@ process.stdout.write(`shape ${shape}${over ? ' + --config' : ''} (${(nParams / 1
 for (const phase of ['pretrain', 'warmup', 'sparse'] as const) {
   for (const [n, p] of params) p.requiresGrad = phase !== 'warmup' || n.includes('.indexer.');
   const times: number[] = [];
+  params[0]![1].backend.resetPeakMemory?.(); // the peak printed is this phase's
   for (let i = 0; i < steps + 1; i++) {
     const t = performance.now();
     const r = objective(model, ids, B, S, { numerics, attention: phase === 'sparse' ? 'sparse' : 'dense', indexerLoss: phase !== 'pretrain', lm: phase !== 'warmup' });
@@ -62,7 +63,7 @@ for (const phase of ['pretrain', 'warmup', 'sparse'] as const) {
     await releaseDeadTensors(device);
   }
   const ms = median(times);
-  const mem = (model.weights.parameters()[0]![1].backend as { memoryStats?: () => { allocated: number; peak: number } }).memoryStats?.();
+  const mem = params[0]![1].backend.memoryStats?.();
   const gb = (n: number): string => (n / 2 ** 30).toFixed(1);
   process.stdout.write(`${phase.padEnd(8)} ${ms.toFixed(0)} ms/step  ${((B * S * 1000) / ms).toFixed(0)} tokens/s${mem ? `  device memory ${gb(mem.allocated)} GiB held, peak ${gb(mem.peak)} GiB` : ''}\n`);
 }

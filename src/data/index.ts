@@ -11,7 +11,7 @@ export { trainBpe, type BpeModel } from './bpe-trainer.js';
 export { trainTokenizer, WordCounter, DEFAULT_VOCAB_SIZE } from './train-tokenizer.js';
 export { trainCorpusTokenizer, type TokenizerReport } from './tokenizer-build.js';
 export { buildTokenizerJson, type TokenizerJson } from './tokenizer-json.js';
-export { heldOutProblem, isHeldOut, randomProblem, explain, type ArithProblem } from './synthetic/arithmetic.js';
+export { heldOutAdditions, heldOutProblem, isHeldOut, randomProblem, explain, type ArithProblem } from './synthetic/arithmetic.js';
 export { BpeEncoder } from './bpe-encoder.js';
 export { packCorpus, readPackedTokens, PACK_FILE, type PackManifest } from './pack.js';
 export { completionSpans, maskedIds } from './loss-mask.js';

@@ -11,6 +11,7 @@ import { DsvError } from '../errors.js';
 import { Checkpoint, saveSharded } from '../tensor/safetensors.js';
 import { cast } from '../tensor/ops/view.js';
 import { weightQuant } from '../tensor/ops/quant.js';
+import { ITEMSIZE } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { parseConfig } from './config.js';
 import { expectedTensors, FP8_BLOCK } from './weights.js';
@@ -79,6 +80,6 @@ export function quantizeCheckpoint(src: string, out: string, opts: { maxShardByt
   writeFileSync(join(out, 'config.json'), JSON.stringify({ ...raw, torch_dtype: 'bfloat16', quantization_config: FP8_QUANTIZATION_CONFIG }, null, 2) + '\n');
   for (const f of SIDE_FILES) if (existsSync(join(src, f))) copyFileSync(join(src, f), join(out, f));
   let bytes = 0;
-  for (const t of tensors.values()) bytes += t.numel * (t.dtype === 'f8e4m3' ? 1 : t.dtype === 'bf16' ? 2 : 4);
+  for (const t of tensors.values()) bytes += t.numel * ITEMSIZE[t.dtype];
   return { linear, other, bytes, files };
 }

@@ -37,6 +37,6 @@ export function collectGarbageNow(): void {
 /** Collect unreachable tensors and let their finalizers return device memory (await it between steps). */
 export async function releaseDeadTensors(device: string): Promise<void> {
   if (device === 'cpu') return;
-  fullGc()?.();
+  collectGarbageNow();
   await new Promise<void>((r) => setImmediate(r));
 }

@@ -180,15 +180,21 @@ export function randomProblem(rng: Rng): ArithProblem {
   }
 }
 
-/** The n-th held-out two-digit addition problem (for the usefulness evaluation), never generated above. */
-export function heldOutProblem(n: number): ArithProblem {
-  let seen = 0;
+/** Every held-out two-digit addition (for the usefulness evaluation), in (a, b) order; never generated above. */
+export function heldOutAdditions(): ArithProblem[] {
+  const out: ArithProblem[] = [];
   for (let a = 10; a < 100; a++) {
-    for (let b = 10; b < 100; b++) {
-      if (isHeldOut({ a, b, op: '+' }) && seen++ === n) return { a, b, op: '+', answer: a + b };
-    }
+    for (let b = 10; b < 100; b++) if (isHeldOut({ a, b, op: '+' })) out.push({ a, b, op: '+', answer: a + b });
   }
-  throw new RangeError(`there are only ${seen} held-out two-digit additions, asked for number ${n}`);
+  return out;
+}
+
+/** The n-th held-out two-digit addition problem (heldOutAdditions()[n]). */
+export function heldOutProblem(n: number): ArithProblem {
+  const all = heldOutAdditions();
+  const p = all[n];
+  if (!p) throw new RangeError(`there are only ${all.length} held-out two-digit additions, asked for number ${n}`);
+  return p;
 }
 
 export function arithmeticConversation(rng: Rng, turns: number): { messages: ChatMessage[]; mode: ThinkingMode } {
