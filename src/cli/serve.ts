@@ -115,7 +115,7 @@ export function loadEngine(o: EngineFlags): LoadedEngine {
     device = resolveDevice(o.device);
     getBackend(device);
   } catch (e) {
-    throw new ServeCliError(`--device ${o.device}: not available: ${(e as Error).message}`, { cause: e });
+    throw new ServeCliError(`--device ${o.device}: ${(e as Error).message}`, { cause: e });
   }
   // Flags that depend on the model are checked against its config before the weights load.
   const cfg = loadConfig(path.join(o.model, 'config.json'));

@@ -28,7 +28,7 @@ export function resolveDevice(device: 'auto' | 'cpu' | 'cuda' | string): string 
   const why = cudaUnavailableReason();
   if (why === null) return 'cuda';
   if (device === 'auto') return 'cpu';
-  throw new CudaUnavailableError(`device ${device}: not usable here: ${why}`);
+  throw new CudaUnavailableError(`cuda is not usable here: ${why}`);
 }
 
 export function cudaBackend(): CudaBackend {
