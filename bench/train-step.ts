@@ -1,6 +1,8 @@
 // Speed of one training step on this machine (forward + backward + AdamW), random weights, f32 master
 // weights: tokens/s per phase (dense pretrain, DSA warm-up, sparse stage) at a given shape.
-//   node dist/bench/train-step.js [--shape tiny|small|cpu-mid] [--config '{"hidden_size":384,...}'] [--batch 2] [--seq 64] [--steps 3] [--device cpu] [--numerics f32|bf16]
+//   node dist/bench/train-step.js [--shape tiny|small|cpu-mid] [--config '{"hidden_size":384,...}'] [--batch 2] [--seq 64] [--steps 3] [--device cpu] [--numerics f32|bf16] [--profile] [--phases pretrain,warmup,sparse]
+// (--profile: after the timed steps, one more step per phase with every backend op timed on its own,
+//  printed as a table by total time with the costliest argument shapes and the kernels each op launched)
 // (--config: config.json fields laid over the shape, as inline JSON or a file)
 import { existsSync, readFileSync } from 'node:fs';
 import { median, opt } from './harness.js';
@@ -11,6 +13,8 @@ import { backward } from '../src/tensor/autograd.js';
 import { objective } from '../src/train/objective.js';
 import { AdamW } from '../src/train/optim.js';
 import { releaseDeadTensors } from '../src/tensor/memory.js';
+import { profileBackend } from '../src/tensor/profile.js';
+import { Kernel } from '../src/backend/cuda/launch.js';
 
 const TRAIN_SHAPES: Record<string, Record<string, unknown>> = {
   // the training tests' model (test/train/tiny.ts)
@@ -47,7 +51,15 @@ const opt2 = new AdamW(params, { lr: 1e-4 });
 const ids = Int32Array.from({ length: B * S }, (_, i) => (i * 7919) % cfg.vocabSize);
 const nParams = params.reduce((a, [, p]) => a + p.numel, 0);
 process.stdout.write(`shape ${shape}${over ? ' + --config' : ''} (${(nParams / 1e6).toFixed(2)} M params), B ${B} × S ${S}, index_topk ${cfg.indexTopk}, ${numerics}, ${device}\n`);
-for (const phase of ['pretrain', 'warmup', 'sparse'] as const) {
+const PHASES = ['pretrain', 'warmup', 'sparse'] as const;
+const phases = (opt('--phases') ?? PHASES.join(',')).split(',');
+const bad = phases.find((p) => !(PHASES as readonly string[]).includes(p));
+if (bad) {
+  console.error(`--phases: unknown phase '${bad}'; expected a comma-separated list of ${PHASES.join(', ')}`);
+  process.exit(2);
+}
+const profiling = process.argv.includes('--profile');
+for (const phase of PHASES.filter((p) => phases.includes(p))) {
   for (const [n, p] of params) p.requiresGrad = phase !== 'warmup' || n.includes('.indexer.');
   const times: number[] = [];
   params[0]![1].backend.resetPeakMemory?.(); // the peak printed is this phase's
@@ -60,6 +72,30 @@ for (const phase of ['pretrain', 'warmup', 'sparse'] as const) {
     model.weights.update();
     r.loss.item();
     if (i > 0) times.push(performance.now() - t); // the first step warms up
+    await releaseDeadTensors(device);
+  }
+  if (profiling) {
+    const be = params[0]![1].backend;
+    const prof = profileBackend(be);
+    // the kernels each op launches (CUDA): the names say which path (e.g. cuBLASLt vs matmul_naive) ran
+    const launch = Kernel.prototype.launch;
+    Kernel.prototype.launch = function (this: Kernel, ...a: Parameters<Kernel['launch']>) {
+      prof.note(this.name);
+      return launch.apply(this, a);
+    };
+    try {
+      const t = performance.now();
+      const r = objective(model, ids, B, S, { numerics, attention: phase === 'sparse' ? 'sparse' : 'dense', indexerLoss: phase !== 'pretrain', lm: phase !== 'warmup' });
+      opt2.zeroGrad();
+      backward(r.loss);
+      opt2.step();
+      model.weights.update();
+      r.loss.item();
+      process.stdout.write(`--- ${phase}: one step with every op synchronised: ${(performance.now() - t).toFixed(0)} ms\n${prof.table()}\n`);
+    } finally {
+      prof.stop();
+      Kernel.prototype.launch = launch;
+    }
     await releaseDeadTensors(device);
   }
   const ms = median(times);
