@@ -20,6 +20,7 @@ import { register as registerTrain } from './train.js';
 import { register as registerRl } from './rl.js';
 import { register as registerLaunch } from './launch.js';
 import { register as registerQuantize } from './quantize.js';
+import { register as registerPlot } from './plot.js';
 
 const program = new Command();
 program
@@ -48,6 +49,7 @@ registerChat(program);
 registerTrain(program);
 registerRl(program);
 registerLaunch(program);
+registerPlot(program);
 
 async function main(): Promise<void> {
   try {
