@@ -50,7 +50,7 @@ export function register(program: Command): void {
     .option('--seed <n>', 'seed for sampling, synthetic data, split and order', intArg('--seed', 0, 2 ** 32 - 1), 0)
     .option('--max-bytes <n>', 'total text budget in bytes, shared by the sources by weight; whole documents are kept, so each source may pass its share by one document (default: each source in full or at its own cap)', intArg('--max-bytes', 1))
     .option('--weights <list>', 'source weights replacing their own in the --max-bytes split, e.g. arithmetic=30,sotu=10', weightsArg)
-    .option('--sources <list>', `only these sources, each then required (known: ${ALL_SOURCES.map((s) => s.name).join(', ')})`, listArg)
+    .option('--sources <list>', `only these sources, each then required (known: ${ALL_SOURCES.map((s) => (s.optIn ? `${s.name} (opt-in)` : s.name)).join(', ')})`, listArg)
     .option('--require <list>', 'optional sources that must be present', listArg)
     .option('--validation-fraction <f>', 'share of documents held out for validation', fractionBelowHalf, 0.02)
     .option('--shard-bytes <n>', 'largest shard file in bytes', intArg('--shard-bytes', 1024), 8 * 2 ** 20)

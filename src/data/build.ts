@@ -40,7 +40,7 @@ export interface BuildOptions {
   maxBytes?: number;
   /** Per-source weights replacing the sources' own in the --max-bytes split (name → weight > 0). */
   weights?: Record<string, number>;
-  /** Only these sources (each then required). Default: every known source. */
+  /** Only these sources (each then required). Default: every known source but the opt-in ones. */
   sources?: string[];
   /** Optional sources to require as well. */
   require?: string[];
@@ -91,7 +91,7 @@ export function planSources(o: Pick<BuildOptions, 'sources' | 'require' | 'regis
   for (const n of [...(o.sources ?? []), ...(o.require ?? [])]) {
     if (!known.has(n)) throw new DataOptionError(`unknown corpus source "${n}"; known: ${[...known.keys()].join(', ')}`);
   }
-  const selected = o.sources ? registry.filter((s) => o.sources!.includes(s.name)) : registry;
+  const selected = o.sources ? registry.filter((s) => o.sources!.includes(s.name)) : registry.filter((s) => !s.optIn || (o.require ?? []).includes(s.name));
   const required = new Set([...(o.sources ?? selected.filter((s) => s.requiredByDefault).map((s) => s.name)), ...(o.require ?? [])]);
   const use: PlannedSource[] = [];
   const missing: MissingSource[] = [];

@@ -41,6 +41,11 @@ export interface CorpusSource {
   description: string;
   /** Included by default when found; `requiredByDefault` sources fail the build when missing. */
   requiredByDefault: boolean;
+  /**
+   * Read only when a build names it (--sources or --require); a build without either leaves it out, so
+   * adding an opt-in source does not change default corpora (passkey).
+   */
+  optIn?: boolean;
   /** Byte budget when the build sets no --max-bytes (Infinity: all of it). */
   defaultBudgetBytes: number;
   /**

@@ -2,6 +2,7 @@
 // the order is part of what a seed reproduces).
 import type { CorpusSource } from '../source.js';
 import { arithmeticSource } from '../synthetic/arithmetic.js';
+import { passkeySource } from '../synthetic/passkey.js';
 import { toolChatSource } from '../synthetic/tool-chat.js';
 import { trajectorySource } from '../synthetic/trajectories.js';
 import { fortunesSource } from './fortunes.js';
@@ -23,6 +24,7 @@ export const ALL_SOURCES: readonly CorpusSource[] = [
   arithmeticSource,
   toolChatSource,
   trajectorySource,
+  passkeySource, // opt-in: only when --sources or --require names it
 ];
 
 export function sourceNames(): string[] {
