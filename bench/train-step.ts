@@ -9,10 +9,10 @@ import { median, opt } from './harness.js';
 import { SHAPES } from './shapes.js';
 import { DeepseekV32, randomCheckpoint, randomConfig } from '../src/model/index.js';
 import { mapSource } from '../src/model/weights.js';
-import { backward } from '../src/tensor/autograd.js';
+import { backwardAsync } from '../src/tensor/autograd.js';
 import { objective } from '../src/train/objective.js';
 import { AdamW } from '../src/train/optim.js';
-import { releaseDeadTensors } from '../src/tensor/memory.js';
+import { memoryPauses, releaseDeadTensors } from '../src/tensor/memory.js';
 import { profileBackend } from '../src/tensor/profile.js';
 import { Kernel } from '../src/backend/cuda/launch.js';
 
@@ -67,7 +67,9 @@ for (const phase of PHASES.filter((p) => phases.includes(p))) {
     const t = performance.now();
     const r = objective(model, ids, B, S, { numerics, attention: phase === 'sparse' ? 'sparse' : 'dense', indexerLoss: phase !== 'pretrain', lm: phase !== 'warmup' });
     opt2.zeroGrad();
-    backward(r.loss);
+    await releaseDeadTensors(device);
+    const pauses = memoryPauses(device);
+    await backwardAsync(r.loss, pauses.pause, pauses.release);
     opt2.step();
     model.weights.update();
     r.loss.item();
@@ -87,7 +89,8 @@ for (const phase of PHASES.filter((p) => phases.includes(p))) {
       const t = performance.now();
       const r = objective(model, ids, B, S, { numerics, attention: phase === 'sparse' ? 'sparse' : 'dense', indexerLoss: phase !== 'pretrain', lm: phase !== 'warmup' });
       opt2.zeroGrad();
-      backward(r.loss);
+      const pauses = memoryPauses(device);
+      await backwardAsync(r.loss, pauses.pause, pauses.release);
       opt2.step();
       model.weights.update();
       r.loss.item();

@@ -2,7 +2,7 @@
 # The GPU side of dsv32-mini's training (models/dsv32-mini/README.md), run from the repository root of a
 # device machine with what scripts/gpu-carry.sh staged in .gpu/ (dist, gpu-cli.mjs, pack.tar.xz,
 # pack-sft.tar.xz) and node from .device/:
-#   source .device/bootstrap.sh; OUT=... STAGE_SECONDS=pretrain=300,dsa=120,sft=100 bash scripts/device-train-mini.sh
+#   source .device/bootstrap.sh; OUT=... STAGE_SECONDS=pretrain=300,dsa=120,sft=100 [CONTINUE_PARTIAL=1] bash scripts/device-train-mini.sh
 # Each stage runs `dsv32 train <stage>` again and again (each a fresh process: it resumes from the stage's
 # latest checkpoint) until it reports "done" or its share of STAGE_SECONDS is spent; the machine keeps
 # tmp/mini between calls while it stays warm, so a later call continues. After each stage the latest
@@ -37,6 +37,7 @@ ship() { # the stage's latest checkpoint → FP8 in $OUT/mini, and the logs
 for st in pretrain dsa sft; do
   s0=$(date +%s)
   done_=0
+  fails=0
   while [ $(( $(date +%s) - s0 )) -lt ${budget[$st]} ]; do
     # this process stops (checkpointed) when the stage's budget is spent, and checkpoints every ≤ 20 steps
     # so a process that dies loses little (neither changes the run's identity: resume stays exact)
@@ -47,9 +48,18 @@ for st in pretrain dsa sft; do
     last=$(grep -E '^(done|stopped) at' $L/$st.log | tail -1)
     echo "$st: rc $rc, $last ($(el) s)"
     if grep -q '^done at' <<< "$last"; then done_=1; break; fi
-    [ $rc -ne 0 ] && grep -v '^    at ' $L/$st.log | tail -3
+    if [ $rc -ne 0 ]; then
+      grep -v '^    at ' $L/$st.log | tail -3
+      # a failure that repeats from the same checkpoint will repeat again: stop instead of looping
+      fails=$((fails + 1)); [ $fails -ge 2 ] && { echo "$st: failed twice, stopping"; break; }
+    else fails=0; fi
   done
   ship $st
-  [ $done_ -eq 1 ] || { echo "$st not finished within its ${budget[$st]} s: run this again to continue"; break; }
+  if [ $done_ -ne 1 ]; then
+    echo "$st not finished within its ${budget[$st]} s: run this again to continue"
+    # CONTINUE_PARTIAL=1: the next stage starts from this stage's latest checkpoint anyway (model.init
+    # names the run directory); the default stops, so that the recipe's stages run in full
+    [ "${CONTINUE_PARTIAL:-0}" = 1 ] && [ -f tmp/mini/runs/$st/latest ] || break
+  fi
 done
 echo "== end at $(el) s"

@@ -45,8 +45,9 @@ import { LLMEngine } from '../engine/engine.js';
 import { loadEnvironment, type Environment } from '../envs/load.js';
 import { DsvError } from '../errors.js';
 import { DeepseekV32 } from '../model/model.js';
-import { releaseDeadTensors } from '../tensor/memory.js';
-import { type Tensor, backward, detach, fromArray, gather, logSoftmax, mul, muls, noGrad, sum, reshape, softmax, unsqueeze, where } from '../tensor/index.js';
+import { memoryPauses, releaseDeadTensors } from '../tensor/memory.js';
+import { backwardAsync } from '../tensor/autograd.js';
+import { type Tensor, detach, fromArray, gather, logSoftmax, mul, muls, noGrad, sum, reshape, softmax, unsqueeze, where } from '../tensor/index.js';
 import { latestCheckpoint, OPTIMIZER_FILE, saveCheckpoint } from '../train/checkpoint.js';
 import { clipGradNorm, gradNorm as gradNormOf } from '../train/clip.js';
 import { AdamW } from '../train/optim.js';
@@ -319,7 +320,7 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
     for (const [a, b] of splitRanges(records.length, cfg.num_minibatches).filter(([x, y]) => y > x)) {
       const recs: RolloutRecord[] = records.slice(a, b);
       const mb = collateRollouts(recs, { padId, logpOld: logpOldMode });
-      mbs.push(minibatchStep(mb, fromArray(advAll.subarray(a, b), [b - a], { dtype: 'f32' })));
+      mbs.push(await minibatchStep(mb, fromArray(advAll.subarray(a, b), [b - a], { dtype: 'f32' })));
       await releaseDeadTensors(model.device);
     }
     step++;
@@ -354,7 +355,7 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
   return { step, resumedFrom: resume ? start : null, checkpoint: last, done: step >= cfg.steps, model };
 
   /** One optimiser step on a minibatch whose advantages were centred over the whole rollout batch. */
-  function minibatchStep(mb: RlBatch, advantages: Tensor): MinibatchLog {
+  async function minibatchStep(mb: RlBatch, advantages: Tensor): Promise<MinibatchLog> {
     const S = mb.input.length;
     const T = mb.input[0]!.length;
     const ids = Int32Array.from(mb.input.flat());
@@ -445,7 +446,8 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
     }
     const entropy = meanEntropy(logits, tau, mb.valid);
     opt.zeroGrad();
-    backward(out.loss);
+    const pauses = memoryPauses(model.device);
+    await backwardAsync(out.loss, pauses.pause, pauses.release);
     const live = params.filter(([, p]) => p.grad).map(([, p]) => p);
     const gradNorm = cfg.clip_grad > 0 ? clipGradNorm(live, cfg.clip_grad) : gradNormOf(live);
     opt.step();

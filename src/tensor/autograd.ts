@@ -51,11 +51,25 @@ export function _setGradAdd(fn: AddFn): void {
   addImpl = fn;
 }
 
+export interface BackwardOptions {
+  /**
+   * Keep the graph for another backward through it (PyTorch's retain_graph). By default each node is
+   * released once its gradient has been propagated: its saved tensors and its inputs become garbage
+   * as the pass goes, so the backward's peak holds the activations not yet visited instead of all of
+   * them. A second backward through a released node throws.
+   */
+  retainGraph?: boolean;
+}
+
+const RELEASED = (name: string) => (): never => {
+  throw new DsvError(`backward: the graph through '${name}' was freed by an earlier backward; pass { retainGraph: true } to the first one to go through it twice`);
+};
+
 /**
- * Backpropagate from `root`. A scalar root needs no seed; otherwise pass `grad` of root's shape.
- * Leaf tensors with requiresGrad receive (accumulate into) `.grad`.
+ * The backward pass as a sequence of node steps (a generator, so backwardAsync can pause between
+ * nodes). Yields after each node whose gradient it propagated.
  */
-export function backward(root: Tensor, grad?: Tensor): void {
+function* backwardSteps(root: Tensor, grad: Tensor | undefined, opts: BackwardOptions): Generator<void, void, void> {
   if (!root.requiresGrad) throw new DsvError('backward: the tensor does not require grad (no parameter with requiresGrad reached it)');
   if (!grad) {
     if (root.numel !== 1) throw new DsvError(`backward: root has shape ${fmtShape(root.shape)}; pass a gradient or reduce to a scalar first`);
@@ -65,7 +79,7 @@ export function backward(root: Tensor, grad?: Tensor): void {
   }
   const add = addImpl!;
   // Topological order by iterative DFS (deep graphs must not overflow the JS stack).
-  const order: Tensor[] = [];
+  const order: (Tensor | null)[] = [];
   const seen = new Set<Tensor>();
   const stack: [Tensor, number][] = [[root, 0]];
   seen.add(root);
@@ -85,35 +99,62 @@ export function backward(root: Tensor, grad?: Tensor): void {
       order.push(t);
     }
   }
+  seen.clear();
   const grads = new Map<Tensor, Tensor>();
   grads.set(root, grad);
-  noGradRun(() => {
-    for (let k = order.length - 1; k >= 0; k--) {
-      const t = order[k]!;
-      const g = grads.get(t);
-      if (!g) continue;
-      grads.delete(t);
-      const node: GradNode | null = t.gradFn;
-      if (!node) {
-        t.grad = t.grad ? add(t.grad, g) : g;
-        continue;
-      }
-      const gin = node.backward(g);
-      node.inputs.forEach((inp, j) => {
-        const gi = gin[j];
-        if (!inp || !inp.requiresGrad || !gi) return;
-        if (gi.shape.length !== inp.shape.length || gi.shape.some((d, q) => d !== inp.shape[q])) {
-          throw new Error(`autograd: ${node.name} returned a gradient of shape ${fmtShape(gi.shape)} for an input of shape ${fmtShape(inp.shape)}`);
-        }
-        const prev = grads.get(inp);
-        grads.set(inp, prev ? add(prev, gi) : gi);
-      });
+  /** Propagate t's gradient g to t's inputs (or accumulate it into a leaf's .grad). */
+  const step = (t: Tensor, g: Tensor): void => {
+    const node: GradNode | null = t.gradFn;
+    if (!node) {
+      t.grad = t.grad ? add(t.grad, g) : g;
+      return;
     }
-  });
+    const gin = node.backward(g);
+    node.inputs.forEach((inp, j) => {
+      const gi = gin[j];
+      if (!inp || !inp.requiresGrad || !gi) return;
+      if (gi.shape.length !== inp.shape.length || gi.shape.some((d, q) => d !== inp.shape[q])) {
+        throw new Error(`autograd: ${node.name} returned a gradient of shape ${fmtShape(gi.shape)} for an input of shape ${fmtShape(inp.shape)}`);
+      }
+      const prev = grads.get(inp);
+      grads.set(inp, prev ? add(prev, gi) : gi);
+    });
+    if (!opts.retainGraph) {
+      // drop the closure (its saved activations) and the edges; t keeps a node that says it was freed
+      const n = node as { inputs: readonly (Tensor | null)[]; backward: GradNode['backward'] };
+      n.inputs = [];
+      n.backward = RELEASED(node.name);
+    }
+  };
+  for (let k = order.length - 1; k >= 0; k--) {
+    const t = order[k]!;
+    order[k] = null; // the pass holds no tensor it has visited
+    const g = grads.get(t);
+    if (!g) continue;
+    grads.delete(t);
+    // recording stays off for the node's work, and only for it (the pass may pause between nodes)
+    noGrad(() => step(t, g));
+    yield;
+  }
 }
 
-function noGradRun(fn: () => void): void {
-  noGrad(fn);
+/**
+ * Backpropagate from `root`. A scalar root needs no seed; otherwise pass `grad` of root's shape.
+ * Leaf tensors with requiresGrad receive (accumulate into) `.grad`.
+ */
+export function backward(root: Tensor, grad?: Tensor, opts: BackwardOptions = {}): void {
+  for (const _ of backwardSteps(root, grad, opts));
+}
+
+/**
+ * backward() that pauses between nodes whenever `pause()` says so and awaits `release()` there: on a
+ * device, the memory of tensors the pass has let go of comes back only after the running job ends (a
+ * WeakRef made during a job keeps its target alive until then, and finalizers run as separate tasks),
+ * so a long synchronous backward holds every temporary it made. src/tensor/memory.ts has the pair the
+ * trainer uses (device memory above a share of the card → collect and yield a macrotask).
+ */
+export async function backwardAsync(root: Tensor, pause: () => boolean, release: () => Promise<void>, grad?: Tensor, opts: BackwardOptions = {}): Promise<void> {
+  for (const _ of backwardSteps(root, grad, opts)) if (pause()) await release();
 }
 
 function onesLike(t: Tensor): Tensor {

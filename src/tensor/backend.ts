@@ -39,7 +39,9 @@ export interface Backend {
   readonly name: string;
   alloc(dtype: DType, numel: number): Storage;
   /** Device memory held by tensors now and at most since the last resetPeakMemory (bytes); devices only. */
-  memoryStats?(): { allocated: number; peak: number };
+  memoryStats?(): { allocated: number; peak: number; total?: number };
+  /** Return now the memory of every tensor the JS heap no longer reaches (devices only); the bytes. */
+  reclaimDead?(): number;
   resetPeakMemory?(): void;
   /** Copy a host array (its whole length) into a new storage. */
   fromHost(data: HostArray, dtype: DType): Storage;

@@ -1,15 +1,16 @@
-// Device memory of dead tensors comes back through a FinalizationRegistry (src/backend/cuda): the
-// storage's callback returns its block to the allocator once V8 has collected the tensor. Two things
-// stop that in a long synchronous loop (a training step after another): V8 collects only under JS-heap
-// pressure, which GPU tensors (small JS objects over large device blocks) never create; and collected
-// objects' callbacks run as a separate task, never inside the current one. Measured on an H100
-// (2026-12-05): 8 training steps of a 13 M-parameter model in one synchronous loop held 84 GB and the
-// next allocation failed. `releaseDeadTensors` between steps forces a full collection and yields one
-// macrotask so the callbacks run; on the CPU it is a no-op (typed arrays are ordinary garbage). The CUDA
-// backend also reclaims at once, on an allocation failure, the blocks of storages already collected
-// (`collectGarbageNow` + its WeakRefs; CudaBackend.reclaimDead).
+// Device memory of dead tensors comes back through the CUDA backend's FinalizationRegistry and, at
+// once, through CudaBackend.reclaimDead (a full collection, then every block whose storage's WeakRef is
+// empty). Three things hold it back in a long synchronous loop, each measured on an H100 (2026-12-05):
+// V8 collects only under JS-heap pressure, which GPU tensors (small JS objects over large device
+// blocks) never create; finalizer callbacks run as separate tasks, never inside the running one; and a
+// WeakRef keeps its target alive until the job that made it ends, so nothing made inside a job can be
+// reclaimed during it. 8 steps of a 13 M-parameter model in one loop held 84 GB; with a release between
+// steps, dsv32-mini at B 32 × S 512 held 44 GB after each step but its backward (one job) ran out of
+// memory at 83 GB. Hence `releaseDeadTensors` between phases and steps, and `memoryPauses` for
+// backwardAsync (which also frees each node's saved tensors as it passes: autograd.ts).
 import v8 from 'node:v8';
 import vm from 'node:vm';
+import { getBackend } from './backend.js';
 
 let gcFn: (() => void) | null | undefined;
 
@@ -34,9 +35,38 @@ export function collectGarbageNow(): void {
   fullGc()?.();
 }
 
-/** Collect unreachable tensors and let their finalizers return device memory (await it between steps). */
+/**
+ * Return the device memory of every tensor the program no longer reaches (await it between steps).
+ * First one macrotask: a WeakRef made during a job keeps its target alive until the job ends, and the
+ * CUDA backend holds one per storage, so garbage made in the running job cannot be collected yet.
+ * Then the backend's reclaim: a full collection and the release of every block whose tensor is gone.
+ */
 export async function releaseDeadTensors(device: string): Promise<void> {
   if (device === 'cpu') return;
-  collectGarbageNow();
   await new Promise<void>((r) => setImmediate(r));
+  const be = getBackend(device);
+  if (be.reclaimDead) be.reclaimDead();
+  else collectGarbageNow();
+}
+
+/**
+ * When backwardAsync pauses on a device: each time the memory handed out has grown by `headroom` of the
+ * card since the last release. A backward makes gradients and temporaries as it goes and lets go of the
+ * activations it has passed; without a pause none of that comes back before the pass ends, and a step
+ * of dsv32-mini at B 32 × S 512 ran an 80 GB H100 out of memory (2026-12-05, docs/gpu.md). The headroom
+ * bounds the pauses (each a full collection, tens of ms) to about one per `headroom` of garbage (0.2:
+ * 16 GB on an H100, two or three pauses in a dsv32-mini step).
+ */
+export function memoryPauses(device: string, headroom = 0.2): { pause: () => boolean; release: () => Promise<void> } {
+  const be = device === 'cpu' ? null : getBackend(device);
+  const total = be?.memoryStats?.().total;
+  if (!be || !total) return { pause: () => false, release: async () => {} };
+  let base = be.memoryStats!().allocated;
+  return {
+    pause: () => be.memoryStats!().allocated > base + headroom * total,
+    release: async () => {
+      await releaseDeadTensors(device);
+      base = be.memoryStats!().allocated;
+    },
+  };
 }

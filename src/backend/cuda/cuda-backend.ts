@@ -175,8 +175,8 @@ export class CudaBackend implements Backend {
   private tmp(dtype: DType, numel: number): CudaStorage {
     return this.alloc(dtype, numel);
   }
-  memoryStats(): MemoryStats {
-    return this.rt.allocator.stats();
+  memoryStats(): MemoryStats & { total: number } {
+    return { ...this.rt.allocator.stats(), total: this.rt.info.totalMemory };
   }
   resetPeakMemory(): void {
     this.rt.allocator.resetPeak();
