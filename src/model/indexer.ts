@@ -79,7 +79,10 @@ const LN_EPS = 1e-6;
 /** A training step's selection: key positions [B·S, width] within each sequence (−1 holes). */
 export interface TrainSelection {
   width: number;
+  /** [B·S, width] key positions, −1 padded; shared between layers and steps when dense: read only */
   positions: Int32Array;
+  /** true when every query takes every causal key (dense attention): positions are a function of B, S */
+  dense: boolean;
   /** the indexer's float q [B·S, Hi, Dh], k [B·S, Dh], w [B·S, Hi] from detached inputs (when computed) */
   qk: IndexerQK | null;
 }
@@ -196,12 +199,11 @@ export class Indexer {
     const needScores = step.indexerLoss || (!dense && !step.forcedTopk && !step.fp8);
     const proj = (): IndexerQK => this.project(detach(x), detach(qr), 1, T, step.rot, dt, { quantize: false });
     const qk = needScores ? (step.indexerLoss ? proj() : noGrad(proj)) : null;
+    if (dense && !step.forcedTopk) return { width: W, positions: denseCausalPositions(B, S), qk, dense: true };
     const positions = new Int32Array(T * W);
     if (step.forcedTopk) {
       const pos = Int32Array.from({ length: T }, (_, i) => i % S);
       fillForced(step.forcedTopk, this.cfg.indexTopk, positions, W, pos, this.prefix);
-    } else if (dense) {
-      for (let i = 0; i < T; i++) for (let j = 0; j < W; j++) positions[i * W + j] = j <= i % S ? j : -1;
     } else if (step.fp8) {
       // with the inference round trips on (RL: the trainer must choose what the engine chose), the choice
       // is the inference indexer's: FP8 q/k with their scales (indexerLogits over the sequence's own keys
@@ -223,7 +225,7 @@ export class Indexer {
         }
       });
     }
-    return { width: W, positions, qk };
+    return { width: W, positions, qk, dense: false };
   }
 
   /** Σ over the step's rows of KL(p ‖ softmax(I)) for this layer (see the file header). */
@@ -248,6 +250,25 @@ export class Indexer {
   private seqOf(qk: IndexerQK, b: number, S: number): { q: Tensor; k: Tensor; w: Tensor } {
     return { q: narrow(qk.q, 0, b * S, S), k: narrow(qk.k, 0, b * S, S), w: narrow(qk.w, 0, b * S, S) };
   }
+}
+
+let denseMemo: { B: number; S: number; positions: Int32Array } | null = null;
+/**
+ * Dense attention's selection [B·S, S]: row b·S + s takes keys 0..s, then −1. The same for every layer
+ * and step of a shape, so it is built once (at B 32 × S 512 it is 8.4 M entries, which the training
+ * step used to rebuild in every layer).
+ */
+export function denseCausalPositions(B: number, S: number): Int32Array {
+  if (denseMemo && denseMemo.B === B && denseMemo.S === S) return denseMemo.positions;
+  const positions = new Int32Array(B * S * S);
+  for (let i = 0; i < B * S; i++) {
+    const s = i % S;
+    const row = positions.subarray(i * S, (i + 1) * S);
+    for (let j = 0; j <= s; j++) row[j] = j;
+    row.fill(-1, s + 1);
+  }
+  denseMemo = { B, S, positions };
+  return positions;
 }
 
 /** Causal key ranges [0, s + 1) of the S rows of one sequence. */

@@ -62,9 +62,24 @@ export function readTrainLog(file: string): LogLine[] {
     if (typeof v !== 'object' || v === null || Array.isArray(v) || typeof (v as { step?: unknown }).step !== 'number') {
       throw new PlotError(`${file}:${i + 1}: expected a JSON object with a numeric "step"`);
     }
-    out.push(v as LogLine);
+    out.push(flattenArrays(v as Record<string, unknown>) as LogLine);
   }
   if (!out.length) throw new PlotError(`${file}: empty log (no JSON lines)`);
+  return out;
+}
+
+/**
+ * Numeric array fields become series: `mtp: [a]` (one MTP module, as the trainer logs it) is `mtp`;
+ * `mtp: [a, b]` is `mtp.0`, `mtp.1`.
+ */
+function flattenArrays(o: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(o)) {
+    if (Array.isArray(v) && v.every((x) => typeof x === 'number')) {
+      if (v.length === 1) out[k] = v[0];
+      else v.forEach((x, i) => (out[`${k}.${i}`] = x));
+    } else out[k] = v;
+  }
   return out;
 }
 

@@ -23,7 +23,8 @@ const log = (name: string, n: number, phase: string, every: number): string => {
   const lines: string[] = [];
   for (let s = 1; s <= n; s++) {
     const lm = 5 / s + 2;
-    lines.push(JSON.stringify({ step: s, phase, loss: lm * 1.3, lm: phase === 'warmup' ? null : lm, mtp: lm * 0.3, indexer: phase === 'pretrain' ? null : 0.1 / s, lr: 1e-3, grad_norm: 1, tokens: 256, ms: 10, tokens_per_s: 25600 }));
+    lines.push(JSON.stringify({ step: s, phase, loss: lm * 1.3, lm: phase === 'warmup' ? null : lm, mtp: [lm * 0.3], // the trainer logs one entry per MTP module
+      indexer: phase === 'pretrain' ? null : 0.1 / s, lr: 1e-3, grad_norm: 1, tokens: 256, ms: 10, tokens_per_s: 25600 }));
     if (s % every === 0) lines.push(JSON.stringify({ step: s, phase: 'eval', val_lm: lm + 0.1, val_indexer: null }));
   }
   return write(name, lines.join('\n') + '\n');
