@@ -111,6 +111,10 @@ b.tune.rmsResidualThreads = shipped;
 memCase('softmax bf16', 2 * X, () => b.softmax(o, x, false), torch?.mem?.softmax_ms);
 memCase('swiglu bf16', 3 * X, () => b.swiglu(o, x, y), torch?.mem?.swiglu_ms);
 memCase('act_quant bf16→e4m3', X + X / 2 + (X / 2 / 128) * 4, () => b.actQuant(q, s, x, 128, true));
+// RMSNorm weight gradients: f32 [16384, 512] summed over axis 0 (the split column reduction; 8.7 ms before it)
+const gradRows = rand([16384, 512], 'f32', 7);
+const gradSum = T.empty([512], { dtype: 'f32', device: 'cuda' });
+memCase('sum axis 0 [16384,512]', 16384 * 512 * 4, () => b.reduce('sum', gradSum, gradRows, [0]));
 lines.push(`d2d copy ${copyBW.toFixed(0)} GB/s (read+write)` + (mem.torch_copy_GBps ? `, torch copy ${(mem.torch_copy_GBps as number).toFixed(0)} GB/s` : ''));
 result.mem = mem;
 

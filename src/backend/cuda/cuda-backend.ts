@@ -68,6 +68,19 @@ function cacheShape(nv: number, target: number): { nv: number; threads: number }
   if (per > 8) return null;
   return { nv: per, threads: Math.max(32, Math.ceil(Math.ceil(nv / per) / 32) * 32) };
 }
+/**
+ * The split column reduction (kernels/reduce.cu header): null keeps the single pass (R ≤ 512, or nout
+ * alone reaches 4 · SMs · 256 threads); otherwise `chunks` slices of R of `chunk` elements each, chunks
+ * ≈ target / nout so that nout · chunks threads fill the GPU, chunk ≥ 64, chunks ≤ 65535 (gridDim.y).
+ */
+export function reduceSplit(nout: number, R: number, sms: number): { chunks: number; chunk: number } | null {
+  const target = 4 * sms * 256;
+  if (R <= 512 || nout >= target) return null;
+  const want = Math.min(Math.ceil(target / nout), Math.ceil(R / 64), 65535);
+  const chunk = Math.max(64, Math.ceil(R / want));
+  const chunks = Math.ceil(R / chunk);
+  return chunks > 1 ? { chunks, chunk } : null;
+}
 function pow2ceil(n: number): number {
   let p = 1;
   while (p < n) p *= 2;
@@ -84,6 +97,8 @@ const SIG: Record<string, readonly ParamKind[]> = {
   cast_strided: ['iter', 'i64', 'p', 'i32', 'p', 'i32'],
   fill: ['iter', 'i64', 'p', 'u64'],
   reduce: ['iter', 'iter', 'i64', 'i64', 'i32', 'p', 'i32', 'p', 'i32'],
+  reduce_cols_partial: ['iter', 'iter', 'i64', 'i64', 'i64', 'i32', 'p', 'p', 'i32'],
+  reduce_cols_finish: ['iter', 'i64', 'i64', 'i32', 'p', 'i32', 'p'],
   softmax: ['i64', 'i64', 'f64', 'p', 'p', 'p', 'i64', 'i32'],
   rmsnorm: ['i64', 'i64', 'f64', 'p', 'p', 'p', 'p', 'p'],
   layernorm: ['i64', 'i64', 'f64', 'p', 'p', 'p', 'p'],
@@ -394,7 +409,20 @@ export class CudaBackend implements Backend {
     // rows: reduced dims hold the fastest-moving data; cols: the kept dims do (e.g. sum over batch)
     const redMin = Math.min(...axes.filter((d) => x.shape[d]! > 1).map((d) => Math.abs(x.strides[d]!)), Infinity);
     const keepMin = Math.min(...keepDims.filter((d) => x.shape[d]! > 1).map((d) => Math.abs(x.strides[d]!)), Infinity);
-    const cols = keepMin < redMin && nout >= 256;
+    const colsLayout = keepMin < redMin;
+    const split = colsLayout ? reduceSplit(nout, R, this.rt.info.multiprocessors) : null;
+    if (split) {
+      // two passes through an f64 workspace [chunks, nout] (kernels/reduce.cu: reduce_cols_partial)
+      const ws = this.tmp('f64', split.chunks * nout);
+      const threads = Math.min(THREADS, Math.ceil(nout / 32) * 32);
+      this.k('reduce', 'reduce_cols_partial', 'reduce_cols_partial').launch(Math.ceil(nout / threads), threads, 0,
+        [keep, red, nout, R, split.chunk, reduceCode(op), ws.ptr, this.base(x), dtCode(x.dtype)], split.chunks);
+      this.k('reduce', 'reduce_cols_finish', 'reduce_cols_finish').launch(Math.min(Math.ceil(nout / 32), this.maxGrid * 8), THREADS, 0,
+        [keep, nout, split.chunks, reduceCode(op), this.base(out), dtCode(out.dtype), ws.ptr]);
+      ws.dispose();  // stream-ordered allocator: the block is reused only by work queued after these kernels (parked while a graph is captured)
+      return;
+    }
+    const cols = colsLayout && nout >= 256;
     const args = [keep, red, nout, R, reduceCode(op), this.base(out), dtCode(out.dtype), this.base(x), dtCode(x.dtype)];
     if (cols) this.k('reduce', 'reduce_cols', 'reduce').launch(this.grid(nout), THREADS, 0, args);
     else this.k('reduce', 'reduce_rows', 'reduce').launch(Math.min(nout, 65535 * 16), THREADS, 0, args);
