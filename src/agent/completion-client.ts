@@ -17,6 +17,7 @@ import {
   type ModelResponse,
   type ModelUsage,
   newToolCallId,
+  encodableCalls,
 } from './messages.js';
 import { withToolsOnSystem } from './prompt.js';
 import { type RetryPolicy, checkRetryPolicy, jsonEvents, postJson, retryPolicyOf, usageOf } from './http.js';
@@ -81,7 +82,7 @@ export class CompletionClient implements ModelClient {
 
   /** The exact prompt sent: our encoder's rendering, tools on the system message. */
   promptText(messages: readonly AgentMessage[], tools: readonly ToolDefinition[]): string {
-    return encodeMessages(withToolsOnSystem(messages, tools), { mode: this.mode, dropThinking: true, bos: true });
+    return encodeMessages(withToolsOnSystem(encodableCalls(messages), tools), { mode: this.mode, dropThinking: true, bos: true });
   }
 
   async complete(req: ModelRequest): Promise<ModelResponse> {

@@ -112,3 +112,27 @@ export function newToolCallId(): string {
   callCounter = (callCounter + 1) % 1e6;
   return `call_${Date.now().toString(36)}${callCounter.toString(36).padStart(4, '0')}${Math.random().toString(36).slice(2, 8)}`;
 }
+
+/**
+ * The history as the V3.2 chat format can encode it: a call whose arguments are not a JSON object (a
+ * model can emit one: a DSML `string="false"` value that is not JSON is pasted raw, as the official
+ * parser does) goes as `{}`; servers answer such a history with 400 (ours: `invalid-tool-arguments`), so
+ * one malformed call would end the run. Nothing is lost to the model: the tool's error result quotes the
+ * raw text (tools.ts), and the transcript keeps the call verbatim. Returns new objects where it changes one.
+ */
+export function encodableCalls(messages: readonly AgentMessage[]): AgentMessage[] {
+  return messages.map((m) => {
+    if (m.role !== 'assistant' || !m.tool_calls?.some((c) => !isJsonObjectText(c.function.arguments))) return m;
+    return { ...m, tool_calls: m.tool_calls.map((c) => (isJsonObjectText(c.function.arguments) ? c : { ...c, function: { ...c.function, arguments: '{}' } })) };
+  });
+}
+
+function isJsonObjectText(s: string): boolean {
+  if (s.trim() === '') return true;
+  try {
+    const v: unknown = JSON.parse(s);
+    return typeof v === 'object' && v !== null && !Array.isArray(v);
+  } catch {
+    return false;
+  }
+}

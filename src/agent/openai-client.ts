@@ -12,6 +12,7 @@ import {
   type ModelResponse,
   type ModelUsage,
   applyReasoningRetention,
+  encodableCalls,
   newToolCallId,
 } from './messages.js';
 import { deepseekPrompt, flattenForCount } from './prompt.js';
@@ -65,9 +66,9 @@ interface WireResponse {
 
 
 
-/** The wire form of our messages (DeepSeek reasoning rule applied; tool call arguments verbatim). */
+/** The wire form of our messages (the reasoning rule applied; calls the format cannot encode as `{}`: messages.ts). */
 export function toWireMessages(messages: readonly AgentMessage[]): Record<string, unknown>[] {
-  return applyReasoningRetention(messages).map((m) => {
+  return encodableCalls(applyReasoningRetention(messages)).map((m) => {
     if (m.role !== 'assistant') return { ...m };
     const out: Record<string, unknown> = { role: 'assistant', content: m.content ?? '' };
     if (m.reasoning_content) out.reasoning_content = m.reasoning_content;
@@ -95,7 +96,7 @@ export class OpenAIChatClient implements ModelClient {
 
   promptText(messages: readonly AgentMessage[], tools: readonly ToolDefinition[]): string {
     try {
-      return deepseekPrompt(messages, tools, this.opts.mode ?? 'thinking');
+      return deepseekPrompt(encodableCalls(messages), tools, this.opts.mode ?? 'thinking');
     } catch {
       return flattenForCount(applyReasoningRetention(messages), tools);
     }

@@ -156,7 +156,8 @@ export class ToolBox {
     try {
       args = raw === '' ? {} : JSON.parse(raw);
     } catch (e) {
-      return toolErrorResult('invalid_arguments', `Tool "${name}": arguments are not valid JSON (${(e as Error).message}). Send a JSON object matching the tool's schema.`);
+      const shown = raw.length > 500 ? `${raw.slice(0, 500)}…` : raw;
+      return toolErrorResult('invalid_arguments', `Tool "${name}": arguments are not valid JSON (${(e as Error).message}): ${shown}. Send a JSON object matching the tool's schema.`);
     }
     const checked = tool.validate(args);
     if (!checked.ok) {

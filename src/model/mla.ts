@@ -17,6 +17,8 @@
 //   q   = [q_nope·W_UK[h] | q_pe]                  [B·S, H, c + r] (W_UK, W_UV from wkv_b in the graph,
 //                                                   so wkv_b gets its gradient through both)
 //   o   = sparse softmax(q·kv·scale)·kv[:, :c]     over flat rows b·S + p of the selected positions p
+//                                                   (every causal key, dense attention: the same math as
+//                                                   GEMMs, causalMlaPrefillTrain)
 //   out = wo(o·W_UV[h]ᵀ)
 // The FP8 round trip of the latent is off unless step.fp8 (then straight through): the reference trains
 // in bf16 with f32 master weights, and FP8 there is the inference cache's storage format, not part of the
@@ -42,7 +44,7 @@ import { rmsNormTo } from './norm.js';
 import type { Numerics } from './numerics.js';
 import { actDtype, wideDtype } from './numerics.js';
 import { isGradEnabled } from '../tensor/autograd.js';
-import { sparseMlaPrefillTrain } from '../tensor/ops/sparse-mla-train.js';
+import { causalMlaPrefillTrain, sparseMlaPrefillTrain } from '../tensor/ops/sparse-mla-train.js';
 import { sparseMhaPrefill } from '../tensor/ops/sparse-mha.js';
 import { dequantize, type ModelWeights } from './weights.js';
 
@@ -214,7 +216,10 @@ export class MLA {
     const q = cat([qAbs, qPe], 2); // [T, H, c + r]
     const sel = this.indexer.trainSelect(x, qr, step);
     const W = sel.width;
-    const a = sparseMlaPrefillTrain(q, kv, flatRows(sel, B, S, x.device), cfg.softmaxScale, { dv: c });
+    // every causal key (dense attention) as GEMMs; a selection through the sparse op
+    const a = sel.dense
+      ? causalMlaPrefillTrain(q, kv, B, S, cfg.softmaxScale, { dv: c })
+      : sparseMlaPrefillTrain(q, kv, flatRows(sel, B, S, x.device), cfg.softmaxScale, { dv: c });
     if (step.indexerLoss) step.indexerLosses.push(this.indexer.trainLoss(sel, { q, kv, lse: a.lse, scale: cfg.softmaxScale, dv: c }, step));
     // o[t, h, :] = o_lat[t, h, :] · W_UV[h]ᵀ
     const oh = cast(matmul(cast(permute(a.out, [1, 0, 2]), wideDtype(dt)), transpose(uv)), dt); // [H, T, dv]
@@ -249,15 +254,8 @@ export class MLA {
   }
 }
 
-let flatMemo: { B: number; S: number; device: string; rows: Tensor } | null = null;
-/**
- * A training selection's key positions p of sequence b as flat kv rows b·S + p (holes stay −1), on the
- * device: [B·S, width] i32. Dense attention's are the same for every layer and step of a shape, so that
- * tensor is made and uploaded once (32 MB at B 32 × S 512, uploaded per layer before: 84 ms of an
- * H100 step, 2026-12-05).
- */
+/** A training selection's key positions p of sequence b as flat kv rows b·S + p (holes stay −1): [B·S, width] i32. */
 function flatRows(sel: TrainSelection, B: number, S: number, device: string): Tensor {
-  if (sel.dense && flatMemo && flatMemo.B === B && flatMemo.S === S && flatMemo.device === device) return flatMemo.rows;
   const W = sel.width;
   const flat = new Int32Array(B * S * W);
   for (let b = 0; b < B; b++) {
@@ -267,7 +265,5 @@ function flatRows(sel: TrainSelection, B: number, S: number, device: string): Te
       flat[o + i] = p < 0 ? -1 : b * S + p;
     }
   }
-  const rows = fromArray(flat, [B * S, W], { dtype: 'i32', device });
-  if (sel.dense) flatMemo = { B, S, device, rows };
-  return rows;
+  return fromArray(flat, [B * S, W], { dtype: 'i32', device });
 }

@@ -270,3 +270,28 @@ test('tool-call markup leaked into content by the server is recovered and run', 
   const off = await runAgent({ client: new OpenAIChatClient({ baseUrl: server.url, model: 'm', recoverToolMarkup: false }), task: '9/3?', tools });
   assert.equal(off.finalAnswer, leaked);
 });
+
+test('a call whose arguments are not a JSON object does not end the run: the history sends it as {} (encodable), the tool error quotes the raw text, the transcript keeps it', async (t) => {
+  const raw = '{"a": 1, "b": two}'; // a DSML string="false" value that is not JSON, pasted raw by the parser
+  const server = await startFakeModelServer([
+    { reasoning_content: 'divide', tool_calls: [{ id: 'call_x', name: 'divide', arguments: raw }] },
+    { reasoning_content: 'retry', content: 'I could not divide.' },
+  ]);
+  t.after(() => server.close());
+  const { tools } = weatherTools([]);
+  const dir = mkdtempSync(join(tmpdir(), 'dsv32-agent-'));
+  const transcript = new Transcript(join(dir, 't.jsonl'));
+  const result = await runAgent({ client: new OpenAIChatClient({ baseUrl: server.url, model: 'm', stream: false }), task: 'Divide.', tools, transcript });
+  transcript.close();
+  assert.equal(result.status, 'final');
+  const m = server.requests[1]!.body.messages;
+  const call = m.find((x: any) => x.role === 'assistant').tool_calls[0];
+  assert.equal(call.function.arguments, '{}');
+  const err = m.find((x: any) => x.role === 'tool').content;
+  assert.ok(err.startsWith(`${TOOL_ERROR_MARK}invalid_arguments]`) && err.includes(raw), err);
+  // what our own V3.2 encoder accepts is what a server accepts: the history encodes
+  const { encodeMessages } = await import('../../src/chat/encode.js');
+  assert.doesNotThrow(() => encodeMessages(m, { mode: 'thinking' }));
+  const step = readFileSync(join(dir, 't.jsonl'), 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l)).find((l) => l.type === 'step');
+  assert.ok(JSON.stringify(step).includes(JSON.stringify(raw).slice(1, -1)), 'the transcript keeps the raw arguments');
+});

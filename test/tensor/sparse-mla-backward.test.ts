@@ -146,3 +146,52 @@ test('sparseMlaPrefillTrain rejects bad inputs clearly', () => {
   assert.throws(() => T.sparseMlaPrefillTrain(q, kv, idx, 1, { dv: 13 }), /dv 13/);
   assert.throws(() => T.sparseMlaPrefillTrain(q, T.zeros([10, 12], { dtype: 'bf16' }), idx, 1, { dv: 8 }), /q's dtype/);
 });
+
+/** Dense causal selection of B sequences of S rows as flat kv rows: row b·S + s takes b·S + 0..s, then −1. */
+function causalIndices(B: number, S: number): T.Tensor {
+  const idx = new Int32Array(B * S * S).fill(-1);
+  for (let b = 0; b < B; b++) for (let s = 0; s < S; s++) for (let t = 0; t <= s; t++) idx[(b * S + s) * S + t] = b * S + t;
+  return T.fromArray(idx, [B * S, S], { dtype: 'i32' });
+}
+
+test('causalMlaPrefillTrain: gradcheck of dq and dkv against f64 finite differences (B 2, S 5, H 3)', () => {
+  const rnd = mulberry32(71);
+  const [B, S, H, dv, dr] = [2, 5, 3, 6, 4];
+  const D = dv + dr;
+  const q = T.fromArray(normals(B * S * H * D, rnd), [B * S, H, D], { dtype: 'f64', requiresGrad: true });
+  const kv = T.fromArray(normals(B * S * D, rnd), [B * S, D], { dtype: 'f64', requiresGrad: true });
+  const r = T.gradcheck((a, b) => T.causalMlaPrefillTrain(a, b, B, S, 0.6, { dv }).out, [q, kv], { atol: 1e-6, rtol: 1e-5 });
+  assert.ok(r.ok, r.detail);
+});
+
+eachDevice('causalMlaPrefillTrain equals sparseMlaPrefillTrain over every causal key: out, lse, dq, dkv (f64 exact to rounding, f32, bf16)', (dev) => {
+  const rnd = mulberry32(72);
+  const [B, S, H, dv, dr] = [3, 37, 5, 24, 8]; // S·H not a multiple of anything convenient
+  const D = dv + dr;
+  const qv = normals(B * S * H * D, rnd);
+  const kvv = normals(B * S * D, rnd);
+  const gv = normals(B * S * H * dv, rnd);
+  const idx = causalIndices(B, S);
+  const scale = 1 / Math.sqrt(D);
+  for (const dtype of ['f64', 'f32', 'bf16'] as const) {
+    if (dtype === 'f64' && dev !== 'cpu') continue;
+    const run = (causal: boolean): Record<string, Float64Array> => {
+      const q = T.fromArray(qv, [B * S, H, D], { dtype, device: dev });
+      const kv = T.fromArray(kvv, [B * S, D], { dtype, device: dev });
+      q.requiresGrad = true;
+      kv.requiresGrad = true;
+      const r = causal ? T.causalMlaPrefillTrain(q, kv, B, S, scale, { dv }) : T.sparseMlaPrefillTrain(q, kv, on(idx, dev), scale, { dv });
+      assert.equal(r.out.dtype, dtype);
+      assert.ok(!r.lse.requiresGrad, 'lse is detached');
+      T.backward(r.out, T.fromArray(gv, [B * S, H, dv], { dtype, device: dev }));
+      return { out: r.out.toFloat64(), lse: r.lse.toFloat64(), dq: q.grad!.toFloat64(), dkv: kv.grad!.toFloat64() };
+    };
+    const a = run(true);
+    const b = run(false);
+    const tol = dtype === 'f64' ? 1e-12 : dtype === 'f32' ? 2e-5 : 2e-2;
+    for (const k of ['out', 'lse', 'dq', 'dkv']) {
+      const e = relErr(a[k]!, b[k]!);
+      assert.ok(e <= tol, `${dev} ${dtype} ${k}: relative difference ${e} > ${tol}`);
+    }
+  }
+});

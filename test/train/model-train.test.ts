@@ -81,7 +81,13 @@ test('train forward: with S ≤ index_topk sparse attention selects every causal
   const ids = tokenRows(2, S, model.cfg.vocabSize, 9);
   const a = noGrad(() => model.trainForward(ids, 2, S, { attention: 'sparse' }));
   const b = noGrad(() => model.trainForward(ids, 2, S, { attention: 'dense' }));
-  assert.equal(maxAbsDiff(a.logits.toFloat32(), b.logits.toFloat32()), 0);
+  // the same keys in every layer: the top-k of ≤ index_topk keys is all of them (ascending, −1 padded)
+  a.topk.forEach((sel, l) => assert.deepEqual(sel.idx.toHost(), b.topk[l]!.idx.toHost(), `layer ${l}: the sparse selection is every causal key`));
+  // dense attention runs as GEMMs (causalMlaPrefillTrain), sparse through the gather kernel: the same
+  // function up to f32 rounding (measured 1.4e-6 of logits of magnitude ~1)
+  const la = a.logits.toFloat32();
+  const scale = Math.max(...Array.from(la, Math.abs));
+  assert.ok(maxAbsDiff(la, b.logits.toFloat32()) <= 1e-5 * scale, `logits differ by ${maxAbsDiff(la, b.logits.toFloat32())} (scale ${scale})`);
 });
 
 test('overfit: AdamW on one fixed batch drives the tiny model’s LM loss down by more than 50× in 30 steps, and the indexer’s KL down', () => {

@@ -26,7 +26,11 @@ import { noGrad, record } from '../autograd.js';
 import { ShapeError, Tensor, fmtShape } from '../tensor.js';
 import { sparseMlaPrefillF64Cpu } from '../../backend/cpu/sparse-mla-backward.js';
 import { alloc, sameDevice } from './util.js';
-import { cast, contiguous } from './view.js';
+import { cast, contiguous, narrow, reshape, transpose } from './view.js';
+import { add, muls, sub } from './elementwise.js';
+import { matmul } from './matmul.js';
+import { logSoftmax, softmax } from './softmax.js';
+import { fromArray } from '../tensor.js';
 import type { SparseMlaOptions } from './sparse-mla.js';
 
 const FLOAT = new Set(['f32', 'bf16', 'f64']);
@@ -77,6 +81,57 @@ export function sparseMlaPrefillTrain(q: Tensor, kv: Tensor, indices: Tensor, sc
       if (dkv.numel) q.backend.fill(dkv, 0);
     }
     return [dq, dkv.dtype === kv.dtype ? dkv : cast(dkv, kv.dtype)];
+  });
+  return { out, lse };
+}
+
+let biasMemo: { key: string; bias: Tensor } | null = null;
+/** [S·H, S]: 0 where key t ≤ s = row / H (causally visible), −∞ after; one per shape, dtype and device. */
+function causalBias(S: number, H: number, dtype: 'f32' | 'f64', device: string): Tensor {
+  const key = `${S}/${H}/${dtype}/${device}`;
+  if (biasMemo?.key === key) return biasMemo.bias;
+  const v = dtype === 'f64' ? new Float64Array(S * H * S) : new Float32Array(S * H * S);
+  for (let r = 0; r < S * H; r++) v.fill(-Infinity, r * S + Math.floor(r / H) + 1, (r + 1) * S);
+  biasMemo = { key, bias: fromArray(v, [S * H, S], { dtype, device }) };
+  return biasMemo.bias;
+}
+
+/**
+ * Dense causal MLA on the autograd tape: sparseMlaPrefillTrain's math for the selection where query s
+ * of each of B sequences of S rows takes every key 0..s (dense attention: pretraining, the indexer's
+ * dense warm-up), with the same contract: q [B·S, H, D], kv [B·S, D] → out [B·S, H, dv] (q's dtype),
+ * lse [B·S, H] detached. As GEMMs over each sequence's S·H query rows (row s·H + h), in f32 (f64 for
+ * f64):
+ *   scores[b] = scale · q[b] [S·H, D] · kv[b]ᵀ [D, S] + causal bias (−∞ for keys after s)
+ *   p[b]      = softmax(scores[b]),   out[b] = p[b] · kv[b][:, :dv],   lse = s₀ − log p₀ (key 0 is always visible)
+ * and the backward is the ops' own (matmul, softmax). Why a second way to the same numbers: with every
+ * key selected the sparse kernel gathers S keys per query on CUDA cores, and on an H100 the dense
+ * forward + backward through it took 37% of a dsv32-mini training step (docs/gpu.md); these are
+ * cuBLASLt GEMMs. The cost is memory, O(B·S²·H): ~1 GB a layer at B 32 × S 512 × H 8 (f32), so this is
+ * for training shapes; inference prefill stays on the paged sparse ops. Same values as the sparse op up to
+ * rounding (test/tensor/sparse-mla-backward.test.ts).
+ */
+export function causalMlaPrefillTrain(q: Tensor, kv: Tensor, B: number, S: number, scale: number, opts: SparseMlaOptions = {}): { out: Tensor; lse: Tensor } {
+  const op = 'causalMlaPrefillTrain';
+  const dv = opts.dv ?? 512;
+  sameDevice(op, q, kv);
+  if (!FLOAT.has(q.dtype)) throw new DsvError(`${op}: q must be f32, bf16 or f64, got ${q.dtype}`);
+  if (q.rank !== 3 || q.shape[0] !== B * S) throw new ShapeError(`${op}: q must be [B·S = ${B * S}, H, D], got ${fmtShape(q.shape)}`);
+  const [, H, D] = q.shape as [number, number, number];
+  if (!(Number.isInteger(dv) && dv > 0 && dv <= D)) throw new ShapeError(`${op}: dv ${dv} must be in [1, ${D}] (q's last dim)`);
+  if (kv.rank !== 2 || kv.shape[0] !== B * S || kv.shape[1] !== D) throw new ShapeError(`${op}: kv ${fmtShape(kv.shape)} must be [${B * S}, ${D}] for q ${fmtShape(q.shape)}`);
+  if (kv.dtype !== q.dtype) throw new DsvError(`${op}: kv (${kv.dtype}) must have q's dtype (${q.dtype})`);
+  const wide = q.dtype === 'f64' ? 'f64' : 'f32';
+  const qw = reshape(contiguous(cast(q, wide)), [B, S * H, D]);
+  const kw = reshape(contiguous(cast(kv, wide)), [B, S, D]);
+  const scores = add(muls(matmul(qw, transpose(kw, 1, 2)), scale), causalBias(S, H, wide, q.device)); // [B, S·H, S]
+  const p = softmax(scores);
+  const o = matmul(p, narrow(kw, 2, 0, dv)); // [B, S·H, dv]
+  const out = cast(reshape(o, [B * S, H, dv]), q.dtype);
+  const lse = noGrad(() => {
+    const s0 = narrow(scores, 2, 0, 1);
+    const l0 = narrow(logSoftmax(scores), 2, 0, 1);
+    return reshape(contiguous(sub(s0, l0)), [B * S, H]);
   });
   return { out, lse };
 }
