@@ -39,15 +39,19 @@ export interface ChartData {
 
 type LogLine = Record<string, unknown> & { step: number; phase?: string };
 
-/** A JSONL training log's lines (blank lines skipped); a file that cannot be read, is empty or has a line that is not a JSON object with a numeric `step` is a PlotError naming the file and line. */
-export function readTrainLog(file: string): LogLine[] {
-  let text: string;
+/** A file's text; one that cannot be read is a PlotError naming it. */
+function readText(file: string): string {
   try {
-    text = readFileSync(file, 'utf8');
+    return readFileSync(file, 'utf8');
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     throw new PlotError(`${file}: cannot read (${err.code === 'ENOENT' ? 'no such file' : err.message})`);
   }
+}
+
+/** A JSONL training log's lines (blank lines skipped); a file that cannot be read, is empty or has a line that is not a JSON object with a numeric `step` is a PlotError naming the file and line. */
+export function readTrainLog(file: string): LogLine[] {
+  const text = readText(file);
   const out: LogLine[] = [];
   const lines = text.split('\n');
   for (let i = 0; i < lines.length; i++) {
@@ -162,13 +166,7 @@ export function trainLogData(files: readonly string[], opts: { y?: readonly stri
 
 /** A comma-separated file with a header row (cells may be double-quoted; no commas inside them). */
 export function readCsv(file: string): { columns: string[]; rows: { line: number; cells: string[] }[] } {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    throw new PlotError(`${file}: cannot read (${err.code === 'ENOENT' ? 'no such file' : err.message})`);
-  }
+  const text = readText(file);
   const unquote = (c: string): string => c.trim().replace(/^"(.*)"$/, '$1');
   const lines = text.split(/\r?\n/).map((s, i) => ({ line: i + 1, s })).filter((l) => l.s.trim() !== '');
   if (!lines.length) throw new PlotError(`${file}: empty CSV (no header row)`);

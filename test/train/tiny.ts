@@ -49,3 +49,13 @@ export function forcedOf(sel: { width: number; idx: Tensor }, topk: number): Int
   for (let t = 0; t < T; t++) for (let j = 0; j < Math.min(w, topk); j++) out[t * topk + j] = src[t * w + j]!;
   return out;
 }
+
+/** The training tests' model as a config.json object (the trainer's `model.config`). */
+export const TRAIN_MODEL = {
+  model_type: 'deepseek_v32', vocab_size: 64, hidden_size: 64, intermediate_size: 96, moe_intermediate_size: 16,
+  num_hidden_layers: 2, first_k_dense_replace: 1, num_attention_heads: 2, num_key_value_heads: 2, q_lora_rank: 32,
+  kv_lora_rank: 128, qk_nope_head_dim: 16, qk_rope_head_dim: 16, v_head_dim: 16, n_routed_experts: 8, n_shared_experts: 1,
+  num_experts_per_tok: 2, n_group: 4, topk_group: 2, scoring_func: 'sigmoid', routed_scaling_factor: 2.5, norm_topk_prob: true,
+  topk_method: 'noaux_tc', index_n_heads: 2, index_head_dim: 128, index_topk: 4, rope_theta: 10000, max_position_embeddings: 4096,
+  rms_norm_eps: 1e-6, bos_token_id: 0, eos_token_id: 1, tie_word_embeddings: false, num_nextn_predict_layers: 1,
+};

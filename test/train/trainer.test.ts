@@ -13,17 +13,10 @@ import { MAX_SHARD_BYTES } from '../../src/train/checkpoint.js';
 import { parseTrainConfig, type TrainConfig, TrainConfigError } from '../../src/train/config.js';
 import { train } from '../../src/train/trainer.js';
 import { Rng } from '../../src/tensor/random.js';
+import { TRAIN_MODEL as MODEL } from './tiny.js';
 
 const MAIN = resolve(fileURLToPath(import.meta.url), '../../../src/cli/main.js');
 
-const MODEL = {
-  model_type: 'deepseek_v32', vocab_size: 64, hidden_size: 64, intermediate_size: 96, moe_intermediate_size: 16,
-  num_hidden_layers: 2, first_k_dense_replace: 1, num_attention_heads: 2, num_key_value_heads: 2, q_lora_rank: 32,
-  kv_lora_rank: 128, qk_nope_head_dim: 16, qk_rope_head_dim: 16, v_head_dim: 16, n_routed_experts: 8, n_shared_experts: 1,
-  num_experts_per_tok: 2, n_group: 4, topk_group: 2, scoring_func: 'sigmoid', routed_scaling_factor: 2.5, norm_topk_prob: true,
-  topk_method: 'noaux_tc', index_n_heads: 2, index_head_dim: 128, index_topk: 4, rope_theta: 10000, max_position_embeddings: 4096,
-  rms_norm_eps: 1e-6, bos_token_id: 0, eos_token_id: 1, tie_word_embeddings: false, num_nextn_predict_layers: 1,
-};
 
 /** A work directory with a JSONL of pre-tokenized documents and a dsa config (2 warm-up steps, then sparse). */
 function setup(steps: number): { dir: string; raw: Record<string, unknown> } {
