@@ -2,6 +2,7 @@
 # dsv32-mini from nothing to the shipped FP8 checkpoint, every step a dsv32 command (models/dsv32-mini/
 # README.md is the model card). Run from the repository root after `npm start`/`npm test` built dist/:
 #   bash scripts/train-mini.sh            # work files under tmp/mini (the recipe configs name these paths)
+#   bash scripts/train-mini.sh --data-only   # corpus, tokenizer and packs only (e.g. to carry to a GPU machine)
 # Every step is resumable: a built corpus, tokenizer or pack is reused when it is up to date, a training
 # stage continues from its latest checkpoint (a stage stops after the config's maxSeconds — one GPU
 # command's budget — and this script simply runs it again until it reports "done"). Training runs on the
@@ -14,12 +15,19 @@ dsv32() { node dist/src/cli/main.js "$@"; }
 mkdir -p $W
 # 1. data: the pretraining corpus (text + synthetic chat), its tokenizer, the packs; the SFT corpus is
 #    chat only, from another seed (different problems; the held-out 5% of arithmetic never appears)
-dsv32 data build --out $W/corpus --seed 0 --sources sotu,moby-dick,arithmetic,tool-chat,env-trajectories \
-  --max-bytes 40000000 --weights arithmetic=40,tool-chat=10,env-trajectories=4,sotu=11,moby-dick=1.2
+#    (passkey: retrieval practice, documents of 512–8192 characters with a key to recall, for the
+#    long-context evaluation of docs/dsa-reproduction.md)
+dsv32 data build --out $W/corpus --seed 0 --sources sotu,moby-dick,arithmetic,tool-chat,env-trajectories,passkey \
+  --max-bytes 40000000 --weights arithmetic=40,tool-chat=10,env-trajectories=4,sotu=11,moby-dick=1.2,passkey=3
+# the tokenizer is the model's vocabulary: kept once trained (delete it to train another)
 [ -f $W/tokenizer.json ] || dsv32 data tokenizer --corpus $W/corpus --vocab 8192 --out $W/tokenizer.json
-[ -f $W/pack/pack.json ] || dsv32 data pack --corpus $W/corpus --tokenizer $W/tokenizer.json --out $W/pack
+# a pack is rebuilt when its corpus changed (pack.json records the corpus's hash)
+packed() { [ -f "$2/pack.json" ] && node -e 'const f=require("fs"); process.exit(JSON.parse(f.readFileSync(process.argv[1]+"/pack.json","utf8")).corpusSha256===JSON.parse(f.readFileSync(process.argv[2]+"/manifest.json","utf8")).corpusSha256?0:1)' "$2" "$1"; }
+pack() { packed "$1" "$2" || { rm -rf "$2"; dsv32 data pack --corpus "$1" --tokenizer $W/tokenizer.json --out "$2"; }; }
+pack $W/corpus $W/pack
 dsv32 data build --out $W/corpus-sft --seed 1 --sources arithmetic,tool-chat --max-bytes 12000000 --weights arithmetic=3,tool-chat=1
-[ -f $W/pack-sft/pack.json ] || dsv32 data pack --corpus $W/corpus-sft --tokenizer $W/tokenizer.json --out $W/pack-sft
+pack $W/corpus-sft $W/pack-sft
+[ "${1:-}" = --data-only ] && { echo "train-mini: data ready in $W (pack, pack-sft)"; exit 0; }
 # 2. training: dense pretraining, DSA continued pre-training (dense warm-up, then sparse), SFT
 for stage in pretrain dsa sft; do
   while :; do

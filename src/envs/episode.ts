@@ -22,6 +22,18 @@ export const DB_IN_SANDBOX = '/env/state/db.sqlite';
 // all its episodes; only the database is copied per episode. A re-loaded environment (new object)
 // gets a new copy, so edits on disk are picked up by loading again.
 const programStages = new WeakMap<Environment, StagingDir>();
+// Every staged copy is removed at exit by one listener (one per environment would pass Node's limit of
+// 10 and warn when a corpus build loads dozens of environments).
+const atExit = new Set<StagingDir>();
+let exitHooked = false;
+function removeAtExit(stage: StagingDir): void {
+  atExit.add(stage);
+  if (exitHooked) return;
+  exitHooked = true;
+  process.once('exit', () => {
+    for (const st of atExit) st.remove();
+  });
+}
 
 function programStage(env: Environment): StagingDir {
   let s = programStages.get(env);
@@ -31,7 +43,7 @@ function programStage(env: Environment): StagingDir {
       if (existsSync(join(env.dir, k))) stage.copyDir(join(env.dir, k), k);
       else mkdirSync(join(stage.root, k), { mode: 0o755 });
     }
-    process.once('exit', () => stage.remove());
+    removeAtExit(stage);
     programStages.set(env, stage);
     s = stage;
   }
