@@ -2,7 +2,7 @@
 # The one script a GPU run executes, from the repository root, with a prebuilt dist/ (tsc output and
 # dist/kernels/*.cubin) and node_modules holding koffi. Nothing is compiled here except the cuBLASLt
 # constants, which are generated from this machine's cublasLt.h (a C probe built with its cc).
-#   OUT=/some/dir bash scripts/device-test.sh [tests|bench|all|model]
+#   OUT=/some/dir bash scripts/device-test.sh [tests|bench|all|model|train]
 # (model: the official reference and bench/model-speed.ts on the mid config's random weights; needs a copy of
 #  ../shared/reference in tmp/reference, carried)
 # Logs and JSON go to $OUT; a short table is printed last.
@@ -48,6 +48,13 @@ fi
 if [ "$what" = all ] || [ "$what" = bench ]; then
   PYTHONUNBUFFERED=1 timeout 150 python3 bench/cuda_ref.py > "$OUT/torch-ref.json" 2> "$OUT/torch-ref.err" || echo "torch reference failed: $(tail -3 "$OUT/torch-ref.err")"
   timeout 150 node dist/bench/cuda-bench.js --torch "$OUT/torch-ref.json" --out "$OUT/bench-cuda.json" > "$OUT/bench.log" 2>&1 || echo "bench exited $?"
+fi
+if [ "$what" = all ] || [ "$what" = train ]; then
+  # one dsv32-mini training step per phase, timed, then again with every op timed (docs/gpu.md's profile)
+  node -e 'const c=require("./models/dsv32-mini/recipe/pretrain.json").model.config; require("fs").writeFileSync("/tmp/dsv32-mini-config.json", JSON.stringify(c))'
+  timeout 120 node dist/bench/train-step.js --config /tmp/dsv32-mini-config.json --device cuda --batch 32 --seq 512 --steps 2 --profile --phases pretrain > "$OUT/profile-pretrain.txt" 2>&1
+  timeout 150 node dist/bench/train-step.js --config /tmp/dsv32-mini-config.json --device cuda --batch 8 --seq 2048 --steps 2 --profile --phases warmup,sparse > "$OUT/profile-dsa.txt" 2>&1
+  summary+=("train steps (dsv32-mini): $(grep -hE '^(pretrain|warmup|sparse) ' "$OUT"/profile-*.txt | tr -s ' ' | tr '\n' ';')")
 fi
 if [ "$what" = model ] && [ -d tmp/reference ]; then
   # whole-model speed on the same random weights: the official reference dumps the mid config as a Hugging
