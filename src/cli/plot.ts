@@ -2,7 +2,7 @@
 //   dsv32 plot --log runs/pretrain/train.jsonl [--log runs/dsa/train.jsonl ...] --out loss.png [--y lm,val_lm] [--x step|tokens] [--log-y]
 //   dsv32 plot --csv cost.csv --x context --y prefill,decode --out cost.png
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, extname } from 'node:path';
 import { Command } from 'commander';
 import { intArg } from './args.js';
 // the rendering libraries (vega, vega-lite, resvg) load only when the command runs, not with every dsv32 command
@@ -27,6 +27,8 @@ export async function plot(o: PlotOptions): Promise<{ out: string; bytes: number
   const { chartSpec, csvData, PlotError, renderSvg, svgToPng, trainLogData } = await import('../report/plot.js');
   if (o.log.length && o.csv) throw new PlotError('give --log (training logs) or --csv (a table), not both');
   if (!o.log.length && !o.csv) throw new PlotError('nothing to plot: give --log FILE.jsonl (repeatable) or --csv FILE.csv');
+  const ext = extname(o.out).toLowerCase();
+  if (ext !== '.png' && ext !== '.svg') throw new PlotError(`--out: expected a file ending in .png or .svg, got ${o.out}`);
   const y = o.y
     ?.split(',')
     .map((s) => s.trim())
@@ -39,7 +41,7 @@ export async function plot(o: PlotOptions): Promise<{ out: string; bytes: number
   }
   const { spec, dropped } = chartSpec(data, { title: o.title, yTitle: o.yTitle, logY: o.logY, width: o.width, height: o.height });
   const svg = await renderSvg(spec);
-  const bytes = o.out.toLowerCase().endsWith('.svg') ? Buffer.from(svg) : svgToPng(svg);
+  const bytes = ext === '.svg' ? Buffer.from(svg) : svgToPng(svg);
   try {
     mkdirSync(dirname(o.out), { recursive: true });
     writeFileSync(o.out, bytes);

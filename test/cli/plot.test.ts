@@ -99,6 +99,7 @@ test('plot: bad input gives a PlotError naming the file, the line or the fields'
   await bad({ log: [noStep] }, /nostep\.jsonl:1: expected a JSON object with a numeric "step"/);
   await bad({ log: [pretrain], y: 'lm,perplexity' }, /--y: no numeric field "perplexity" in .*; available: loss, lm, mtp, lr, grad_norm, tokens, ms, tokens_per_s, val_lm$/);
   await bad({ log: [pretrain], x: 'epoch' }, /--x: with --log, "step" or "tokens", got "epoch"/);
+  await bad({ log: [pretrain], out: join(dir, 'loss.jpg') }, /--out: expected a file ending in \.png or \.svg, got .*loss\.jpg$/);
   await bad({ log: [pretrain], csv: pretrain }, /not both/);
   await bad({}, /nothing to plot/);
   const csv = write('t.csv', 'n,t\n1,2\n2,x\n');
