@@ -190,8 +190,32 @@ export interface Backend {
   groupedMatmulFp8?(out: View, q: View, sq: View, w8: View, sw: View, offsets: View): void;
   /** Optional: MoE combine out [T, D] = Σ_j w[t, j]·ySlots[rows[t·k + j]] (+ shared [T, D]) in f32, slot order; contiguous. */
   moeCombine?(out: View, ySlots: View, weights: View, rows: View, shared: View | null): void;
+  /**
+   * One AdamW update of an f32 parameter in place, with its f32 gradient and moments (all contiguous,
+   * same length): the same f32 operations, rounded at the same points, as the op-by-op update in
+   * src/train/optim.ts, in one pass instead of ~10 tensors per parameter. Optional: without it the
+   * optimizer runs the ops.
+   */
+  adamwStep?(p: View, g: View, m: View, v: View, h: AdamWScalars): void;
   /** Wait for queued work (no-op on synchronous backends). */
   synchronize(): void;
+}
+
+/** AdamW's per-step scalars, each already an f32 value (Math.fround) as the op-by-op update uses them. */
+export interface AdamWScalars {
+  /** 1 − lr·weight_decay (1: no decay) */
+  decay: number;
+  /** m' = m + (g − m)·w when lerp, else g − (g − m)·(1 − w)  (torch's lerp, by |w| < 0.5) */
+  lerp: boolean;
+  w: number;
+  oneMinusW: number;
+  b2: number;
+  oneMinusB2: number;
+  /** √(1 − β₂ᵗ) */
+  bc2Sqrt: number;
+  eps: number;
+  /** −lr / (1 − β₁ᵗ) */
+  negStepSize: number;
 }
 
 const registry = new Map<string, Backend>();

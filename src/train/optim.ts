@@ -107,6 +107,17 @@ export class AdamW {
         // torch turns Python scalars into the tensor's compute type before the op; for f32 state an
         // op on f32-rounded scalars evaluated in f64 and rounded once is that same f32 operation.
         const sc = sd === 'f32' ? Math.fround : (v: number): number => v;
+        const b = p.backend;
+        if (b.adamwStep && sd === 'f32' && p.dtype === 'f32' && p.grad.dtype === 'f32' && [p, p.grad, st.expAvg, st.expAvgSq].every((t) => t.isContiguous())) {
+          // the same f32 operations in one pass (Backend.adamwStep; bit for bit the ops below)
+          const w = 1 - b1;
+          b.adamwStep(p, p.grad, st.expAvg, st.expAvgSq, {
+            decay: this.weightDecay !== 0 && this.decays[i] ? sc(1 - this.lr * this.weightDecay) : 1,
+            lerp: Math.abs(w) < 0.5, w: sc(w), oneMinusW: sc(1 - w), b2: sc(b2), oneMinusB2: sc(1 - b2),
+            bc2Sqrt: sc(Math.sqrt(1 - b2 ** st.step)), eps: sc(this.eps), negStepSize: sc(-this.lr / (1 - b1 ** st.step)),
+          });
+          return;
+        }
         const g = cast(p.grad, sd);
         let x = cast(p, sd);
         if (this.weightDecay !== 0 && this.decays[i]) x = muls(x, sc(1 - this.lr * this.weightDecay));

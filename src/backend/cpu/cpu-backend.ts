@@ -1,6 +1,6 @@
 // The CPU backend: the numerical reference. Every kernel decodes its inputs to f32 (f64 for f64
 // tensors), computes with double-precision intermediates, and rounds once into the output dtype.
-import type { Backend, BinaryOp, ReduceOp, UnaryOp, View } from '../../tensor/backend.js';
+import type { AdamWScalars, Backend, BinaryOp, ReduceOp, UnaryOp, View } from '../../tensor/backend.js';
 import {
   type DType, type HostArray, allocHost, fromFloatArray, f32ToE4m3Bits, f32Bits, E4M3_MAX, convertHost,
 } from '../../tensor/dtype.js';
@@ -15,6 +15,7 @@ import { sparseMlaBackwardCpu } from './sparse-mla-backward.js';
 import { indexerKlLossCpu, indexerScoresBackwardCpu, indexerScoresCpu } from './indexer-train.js';
 import { groupedMatmulBackwardCpu, groupedMatmulCpu, groupedMatmulFp8Cpu, moeCombineCpu, moeDispatchCpu, moeRouteCpu } from './moe.js';
 import { fp8BlockLinearCpu } from './fp8-linear.js';
+import { adamwStepCpu } from './adamw.js';
 
 const fround = Math.fround;
 
@@ -548,6 +549,9 @@ export class CpuBackend implements Backend {
   }
   moeCombine(out: View, ySlots: View, weights: View, rows: View, shared: View | null): void {
     moeCombineCpu(out, ySlots, weights, rows, shared);
+  }
+  adamwStep(p: View, g: View, m: View, v: View, h: AdamWScalars): void {
+    adamwStepCpu(p, g, m, v, h);
   }
   fp8BlockLinear(out: View, q: View, sq: View, w8: View, sw: View): void {
     fp8BlockLinearCpu(this, out, q, sq, w8, sw);
