@@ -9,10 +9,9 @@ import { median, opt } from './harness.js';
 import { SHAPES } from './shapes.js';
 import { DeepseekV32, randomCheckpoint, randomConfig } from '../src/model/index.js';
 import { mapSource } from '../src/model/weights.js';
-import { backwardAsync } from '../src/tensor/autograd.js';
 import { objective } from '../src/train/objective.js';
 import { AdamW } from '../src/train/optim.js';
-import { memoryPauses, releaseDeadTensors } from '../src/tensor/memory.js';
+import { backwardReleasing, releaseDeadTensors } from '../src/tensor/memory.js';
 import { profileBackend } from '../src/tensor/profile.js';
 import { Kernel } from '../src/backend/cuda/launch.js';
 
@@ -59,22 +58,28 @@ if (bad) {
   process.exit(2);
 }
 const profiling = process.argv.includes('--profile');
+type Phase = (typeof PHASES)[number];
+/** One optimizer step of `phase` (forward, backward with device-memory pauses, AdamW); its wall ms. */
+async function trainStep(phase: Phase): Promise<number> {
+  const t = performance.now();
+  const r = objective(model, ids, B, S, { numerics, attention: phase === 'sparse' ? 'sparse' : 'dense', indexerLoss: phase !== 'pretrain', lm: phase !== 'warmup' });
+  opt2.zeroGrad();
+  await releaseDeadTensors(device);
+  await backwardReleasing(r.loss, device);
+  opt2.step();
+  model.weights.update();
+  r.loss.item();
+  const ms = performance.now() - t;
+  await releaseDeadTensors(device);
+  return ms;
+}
 for (const phase of PHASES.filter((p) => phases.includes(p))) {
   for (const [n, p] of params) p.requiresGrad = phase !== 'warmup' || n.includes('.indexer.');
   const times: number[] = [];
   params[0]![1].backend.resetPeakMemory?.(); // the peak printed is this phase's
   for (let i = 0; i < steps + 1; i++) {
-    const t = performance.now();
-    const r = objective(model, ids, B, S, { numerics, attention: phase === 'sparse' ? 'sparse' : 'dense', indexerLoss: phase !== 'pretrain', lm: phase !== 'warmup' });
-    opt2.zeroGrad();
-    await releaseDeadTensors(device);
-    const pauses = memoryPauses(device);
-    await backwardAsync(r.loss, pauses.pause, pauses.release);
-    opt2.step();
-    model.weights.update();
-    r.loss.item();
-    if (i > 0) times.push(performance.now() - t); // the first step warms up
-    await releaseDeadTensors(device);
+    const ms = await trainStep(phase);
+    if (i > 0) times.push(ms); // the first step warms up
   }
   if (profiling) {
     const be = params[0]![1].backend;
@@ -86,20 +91,12 @@ for (const phase of PHASES.filter((p) => phases.includes(p))) {
       return launch.apply(this, a);
     };
     try {
-      const t = performance.now();
-      const r = objective(model, ids, B, S, { numerics, attention: phase === 'sparse' ? 'sparse' : 'dense', indexerLoss: phase !== 'pretrain', lm: phase !== 'warmup' });
-      opt2.zeroGrad();
-      const pauses = memoryPauses(device);
-      await backwardAsync(r.loss, pauses.pause, pauses.release);
-      opt2.step();
-      model.weights.update();
-      r.loss.item();
-      process.stdout.write(`--- ${phase}: one step with every op synchronised: ${(performance.now() - t).toFixed(0)} ms\n${prof.table()}\n`);
+      const ms = await trainStep(phase);
+      process.stdout.write(`--- ${phase}: one step with every op synchronised: ${ms.toFixed(0)} ms\n${prof.table()}\n`);
     } finally {
       prof.stop();
       Kernel.prototype.launch = launch;
     }
-    await releaseDeadTensors(device);
   }
   const ms = median(times);
   const mem = params[0]![1].backend.memoryStats?.();

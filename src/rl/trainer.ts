@@ -45,8 +45,7 @@ import { LLMEngine } from '../engine/engine.js';
 import { loadEnvironment, type Environment } from '../envs/load.js';
 import { DsvError } from '../errors.js';
 import { DeepseekV32 } from '../model/model.js';
-import { memoryPauses, releaseDeadTensors } from '../tensor/memory.js';
-import { backwardAsync } from '../tensor/autograd.js';
+import { backwardReleasing, releaseDeadTensors } from '../tensor/memory.js';
 import { type Tensor, detach, fromArray, gather, logSoftmax, mul, muls, noGrad, sum, reshape, softmax, unsqueeze, where } from '../tensor/index.js';
 import { latestCheckpoint, OPTIMIZER_FILE, saveCheckpoint } from '../train/checkpoint.js';
 import { clipGradNorm, gradNorm as gradNormOf } from '../train/clip.js';
@@ -446,8 +445,7 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
     }
     const entropy = meanEntropy(logits, tau, mb.valid);
     opt.zeroGrad();
-    const pauses = memoryPauses(model.device);
-    await backwardAsync(out.loss, pauses.pause, pauses.release);
+    await backwardReleasing(out.loss, model.device);
     const live = params.filter(([, p]) => p.grad).map(([, p]) => p);
     const gradNorm = cfg.clip_grad > 0 ? clipGradNorm(live, cfg.clip_grad) : gradNormOf(live);
     opt.step();

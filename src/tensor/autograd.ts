@@ -151,7 +151,7 @@ export function backward(root: Tensor, grad?: Tensor, opts: BackwardOptions = {}
  * device, the memory of tensors the pass has let go of comes back only after the running job ends (a
  * WeakRef made during a job keeps its target alive until then, and finalizers run as separate tasks),
  * so a long synchronous backward holds every temporary it made. src/tensor/memory.ts has the pair the
- * trainer uses (device memory above a share of the card → collect and yield a macrotask).
+ * trainer uses through backwardReleasing (device memory above a share of the card → collect and yield a macrotask).
  */
 export async function backwardAsync(root: Tensor, pause: () => boolean, release: () => Promise<void>, grad?: Tensor, opts: BackwardOptions = {}): Promise<void> {
   for (const _ of backwardSteps(root, grad, opts)) if (pause()) await release();

@@ -18,8 +18,8 @@ import { parseConfig } from '../model/config.js';
 import { randomCheckpoint } from '../model/random-weights.js';
 import { mapSource } from '../model/weights.js';
 import { MoE } from '../model/moe.js';
-import { backwardAsync, noGrad } from '../tensor/autograd.js';
-import { memoryPauses, releaseDeadTensors } from '../tensor/memory.js';
+import { noGrad } from '../tensor/autograd.js';
+import { backwardReleasing, releaseDeadTensors } from '../tensor/memory.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { clipGradNorm } from './clip.js';
 import { type Stage, type TrainConfig } from './config.js';
@@ -193,8 +193,7 @@ export async function train(stage: Stage, cfg: TrainConfig, hooks: TrainHooks = 
     // the forward's temporaries that the tape does not keep are garbage now: free them before the backward
     await releaseDeadTensors(device);
     opt.zeroGrad();
-    const pauses = memoryPauses(device);
-    await backwardAsync(r.loss, pauses.pause, pauses.release);
+    await backwardReleasing(r.loss, device);
     const live = params.filter(([, p]) => p.grad).map(([, p]) => p);
     const gradNorm = cfg.optim.clip > 0 ? clipGradNorm(live, cfg.optim.clip) : Math.sqrt(live.reduce((a, p) => a + sq(p.grad!), 0));
     opt.lr = lr;
