@@ -199,7 +199,8 @@ export class Indexer {
     const needScores = step.indexerLoss || (!dense && !step.forcedTopk && !step.fp8);
     const proj = (): IndexerQK => this.project(detach(x), detach(qr), 1, T, step.rot, dt, { quantize: false });
     const qk = needScores ? (step.indexerLoss ? proj() : noGrad(proj)) : null;
-    if (dense && !step.forcedTopk) return { width: W, positions: denseCausalPositions(B, S), qk, dense: true };
+    // dense: attention does not read the positions (causalMlaPrefillTrain); built only if a caller does
+    if (dense && !step.forcedTopk) return { width: W, get positions(): Int32Array { return denseCausalPositions(B, S); }, qk, dense: true };
     const positions = new Int32Array(T * W);
     if (step.forcedTopk) {
       const pos = Int32Array.from({ length: T }, (_, i) => i % S);
@@ -254,9 +255,9 @@ export class Indexer {
 
 let denseMemo: { B: number; S: number; positions: Int32Array } | null = null;
 /**
- * Dense attention's selection [B·S, S]: row b·S + s takes keys 0..s, then −1. The same for every layer
- * and step of a shape, so it is built once (at B 32 × S 512 it is 8.4 M entries, which the training
- * step used to rebuild in every layer).
+ * Dense attention's selection [B·S, S]: row b·S + s takes keys 0..s, then −1. Only callers that read
+ * the selections need it (attention does not); the same for every layer and step of a shape, so it is
+ * built once (at B 32 × S 512 it is 8.4 M entries).
  */
 export function denseCausalPositions(B: number, S: number): Int32Array {
   if (denseMemo && denseMemo.B === B && denseMemo.S === S) return denseMemo.positions;

@@ -226,8 +226,7 @@ export class MLA {
     const out = applyLinear(reshape(contiguous(permute(oh, [1, 0, 2])), [T, H * dv]), this.lin('o_proj'), dt, this.ue8m0);
     // uploaded only if a caller reads it (RL's indexer replay, tests): the training step does not
     let idx: Tensor | null = null;
-    const positions = sel.positions;
-    return { out, selection: { width: W, get idx(): Tensor { return (idx ??= fromArray(positions, [T, W], { dtype: 'i32', device: x.device })); } } };
+    return { out, selection: { width: W, get idx(): Tensor { return (idx ??= fromArray(sel.positions, [T, W], { dtype: 'i32', device: x.device })); } } };
   }
 
   /**
