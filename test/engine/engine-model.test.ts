@@ -219,6 +219,14 @@ function promptRoutesRef(m: DeepseekV32, p: number[]): number[] {
   return out;
 }
 
+/** A prompt of one token has no prompt rows (an empty record); a request that does not ask gets none. */
+async function checkPromptRecordEdges(e: LLMEngine<{ readonly blocks: number }>, p: number[], ask: GenerateRequest['params'], field: 'promptRoutedExperts' | 'promptIndexerTopk'): Promise<void> {
+  const one = await collect(e.generate(req('one', [5], { temperature: 0, maxTokens: 2, ...ask })));
+  assert.equal(one.events[0]![0]![field]!.length, 0, `${field}: a one-token prompt has no prompt rows`);
+  const plain = await collect(e.generate(req('plain', p, { temperature: 0, maxTokens: 2 })));
+  assert.equal(plain.events[0]![0]![field], undefined, `${field}: not asked for, not sent`);
+}
+
 function checkPromptRoutes(ev: TokenEvent[], p: number[], ref: number[], what: string): void {
   const pr = ev[0]!.promptRoutedExperts!;
   assert.ok(pr instanceof Int16Array, `${what}: first event carries Int16Array prompt routes`);
@@ -241,11 +249,7 @@ test('engine on a tiny model (cpu): prompt routes over a chunked prefill equal t
   const last = m.forward([p], { logits: 'none' }).routes.filter((x) => x).flatMap((x) => Array.from((x!.toHost() as Int32Array).slice((p.length - 1) * KR, p.length * KR)));
   assert.deepEqual(Array.from(r.events[0]![0]!.routedExperts!), last);
   // a prompt of one token has no prompt rows
-  const one = await collect(e.generate(req('one', [5], { temperature: 0, maxTokens: 2, returnRoutedExperts: true })));
-  assert.equal(one.events[0]![0]!.promptRoutedExperts!.length, 0);
-  // not asked for: not sent
-  const plain = await collect(e.generate(req('plain', p, { temperature: 0, maxTokens: 2 })));
-  assert.equal(plain.events[0]![0]!.promptRoutedExperts, undefined);
+  await checkPromptRecordEdges(e, p, { returnRoutedExperts: true }, 'promptRoutedExperts');
   e.close();
 });
 
@@ -329,10 +333,7 @@ test('engine on a tiny model (cpu): prompt indexer selections over a chunked pre
   // the first generated token's selection is row P − 1
   const o = m.forward([p], { logits: 'none' });
   assert.deepEqual(r.events[0]![0]!.indexerTopk!.map((x) => Array.from(x)), o.topk.map((s) => Array.from((s.idx.toHost() as Int32Array).slice((p.length - 1) * s.width, p.length * s.width)).filter((x) => x >= 0)));
-  const one = await collect(e.generate(req('one', [5], { temperature: 0, maxTokens: 2, returnIndexerTopk: true })));
-  assert.equal(one.events[0]![0]!.promptIndexerTopk!.length, 0);
-  const plain = await collect(e.generate(req('plain', p, { temperature: 0, maxTokens: 2 })));
-  assert.equal(plain.events[0]![0]!.promptIndexerTopk, undefined);
+  await checkPromptRecordEdges(e, p, { returnIndexerTopk: true }, 'promptIndexerTopk');
   e.close();
 });
 

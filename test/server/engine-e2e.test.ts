@@ -101,14 +101,18 @@ test('prompt_routed_experts: [P − 1][MoE layer][k] = the model\'s prompt route
   // chat, streamed: the chunk with the choice's first token carries it, no other chunk does
   const s = await sse(srv.url + '/v1/chat/completions', { messages: [{ role: 'user', content: 'Stream the routes.' }], max_tokens: 3, temperature: 0, ignore_eos: true, stream: true, return_token_ids: true, return_routed_experts: true });
   assert.equal(s.status, 200);
-  const chunks = s.events;
+  checkFirstChunkCarries(s.events, 'prompt_routed_experts', promptRoutesRef);
+});
+
+/** A streamed chat: exactly one chunk carries `field` — the one with the choice's first token — and it equals `ref` of the prompt's ids. */
+function checkFirstChunkCarries(chunks: any[], field: string, ref: (prompt: readonly number[]) => unknown): void {
   const promptIds: number[] = chunks.find((c: any) => c.prompt_token_ids)!.prompt_token_ids;
   const withTokens = chunks.filter((c: any) => c.choices[0]?.token_ids?.length);
-  const carrying = chunks.filter((c: any) => c.choices[0]?.prompt_routed_experts);
-  assert.equal(carrying.length, 1);
-  assert.equal(carrying[0], withTokens[0]);
-  assert.deepEqual(carrying[0].choices[0].prompt_routed_experts, promptRoutesRef(promptIds));
-});
+  const carrying = chunks.filter((c: any) => c.choices[0]?.[field]);
+  assert.equal(carrying.length, 1, `${field}: one chunk carries it`);
+  assert.equal(carrying[0], withTokens[0], `${field}: on the chunk with the first token`);
+  assert.deepEqual(carrying[0].choices[0][field], ref(promptIds));
+}
 
 /** the model's indexer selections at prompt positions 0 .. P − 2 of one whole-prompt forward, [position][layer][kept positions] */
 function promptTopkRef(prompt: readonly number[]): number[][][] {
@@ -133,13 +137,7 @@ test('prompt_indexer_topk: [P − 1][layer][kept positions] = the model\'s promp
   }
   const s = await sse(srv.url + '/v1/chat/completions', { messages: [{ role: 'user', content: 'Stream the selections.' }], max_tokens: 3, temperature: 0, ignore_eos: true, stream: true, return_token_ids: true, return_indexer_topk: true });
   assert.equal(s.status, 200);
-  const chunks = s.events;
-  const promptIds: number[] = chunks.find((c: any) => c.prompt_token_ids)!.prompt_token_ids;
-  const withTokens = chunks.filter((c: any) => c.choices[0]?.token_ids?.length);
-  const carrying = chunks.filter((c: any) => c.choices[0]?.prompt_indexer_topk);
-  assert.equal(carrying.length, 1);
-  assert.equal(carrying[0], withTokens[0]);
-  assert.deepEqual(carrying[0].choices[0].prompt_indexer_topk, promptTopkRef(promptIds));
+  checkFirstChunkCarries(s.events, 'prompt_indexer_topk', promptTopkRef);
   // not asked for: absent
   const plain = await post(srv.url + '/v1/completions', { prompt: 'plain', max_tokens: 1, temperature: 0 });
   assert.equal(plain.json.choices[0].prompt_indexer_topk, undefined);
