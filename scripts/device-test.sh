@@ -8,6 +8,7 @@
 # Logs and JSON go to $OUT; a short table is printed last.
 set -uo pipefail
 what=${1:-all}
+case "$what" in tests|bench|all|model|train) ;; *) echo "device-test: unknown mode '$what' (expected tests, bench, all, model or train)" >&2; exit 2 ;; esac
 OUT=${OUT:-/tmp/dsv32-device-out}
 mkdir -p "$OUT"
 if ! command -v node >/dev/null 2>&1 && [ -f .device/bootstrap.sh ]; then source .device/bootstrap.sh; fi

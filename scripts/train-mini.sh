@@ -8,6 +8,7 @@
 # command's budget — and this script simply runs it again until it reports "done"). Training runs on the
 # GPU when one is usable (config device "auto"), else on the CPU (very slowly at this size).
 set -euo pipefail
+case "${1:-}" in ''|--data-only) ;; *) echo "train-mini: unknown argument '$1' (expected none, or --data-only)" >&2; exit 2 ;; esac
 cd "$(dirname "$0")/.."
 W=tmp/mini
 R=models/dsv32-mini/recipe
