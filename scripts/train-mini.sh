@@ -22,8 +22,8 @@ dsv32 data build --out $W/corpus --seed 0 --sources sotu,moby-dick,arithmetic,to
   --max-bytes 40000000 --weights arithmetic=40,tool-chat=10,env-trajectories=4,sotu=11,moby-dick=1.2,passkey=3
 # the tokenizer is the model's vocabulary: kept once trained (delete it to train another)
 [ -f $W/tokenizer.json ] || dsv32 data tokenizer --corpus $W/corpus --vocab 8192 --out $W/tokenizer.json
-# a pack is rebuilt when its corpus changed (pack.json records the corpus's hash)
-packed() { [ -f "$2/pack.json" ] && node -e 'const f=require("fs"); process.exit(JSON.parse(f.readFileSync(process.argv[1]+"/pack.json","utf8")).corpusSha256===JSON.parse(f.readFileSync(process.argv[2]+"/manifest.json","utf8")).corpusSha256?0:1)' "$2" "$1"; }
+# a pack is rebuilt when its corpus or the tokenizer changed (pack.json records both hashes)
+packed() { [ -f "$2/pack.json" ] && node -e 'const f=require("fs"), h=require("crypto").createHash("sha256"); const p=JSON.parse(f.readFileSync(process.argv[1]+"/pack.json","utf8")); process.exit(p.corpusSha256===JSON.parse(f.readFileSync(process.argv[2]+"/manifest.json","utf8")).corpusSha256 && p.tokenizerSha256===h.update(f.readFileSync(process.argv[3])).digest("hex")?0:1)' "$2" "$1" $W/tokenizer.json; }
 pack() { packed "$1" "$2" || { rm -rf "$2"; dsv32 data pack --corpus "$1" --tokenizer $W/tokenizer.json --out "$2"; }; }
 pack $W/corpus $W/pack
 dsv32 data build --out $W/corpus-sft --seed 1 --sources arithmetic,tool-chat --max-bytes 12000000 --weights arithmetic=3,tool-chat=1

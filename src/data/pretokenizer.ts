@@ -1,6 +1,11 @@
-// The pre-tokenizer of dsv32-mini's tokenizer.json, identical to DeepSeek-V3's: digits in runs of at
-// most three, CJK runs isolated, then a GPT-4-like word/punctuation/whitespace split, then the bytes of
-// each piece mapped to the byte-level alphabet. The trainer runs this very configuration through
+// The pre-tokenizer of dsv32-mini's tokenizer.json: DeepSeek-V3's, except that every digit is its own
+// piece (V3 isolates runs of at most three). CJK runs isolated, then a GPT-4-like
+// word/punctuation/whitespace split, then the bytes of each piece mapped to the byte-level alphabet.
+// Why single digits: with V3's runs, "38" can be one token of up to 1,110 number tokens, and the column
+// arithmetic the mini model is trained on ("ones: 8 + 6 = 14") first has to learn the digits inside
+// each of them. The 2026-12-05 mini model, trained on that tokenizer, got 0 of 20 held-out two-digit
+// additions right and copied an operand instead; single digits (as LLaMA and PaLM split them) leave
+// only the ten digit tokens and the 100 one-digit sums to learn. The trainer runs this very configuration through
 // @huggingface/tokenizers, so the words counted at training time are exactly the pieces the library
 // hands to the BPE model at encode time (a hand-written copy of the regexes could drift from the
 // library's Oniguruma-to-JS rewrite, and every mismatch would cost merges that are never used).
@@ -10,7 +15,7 @@ import { TokenizerTrainError } from './errors.js';
 export const PRE_TOKENIZER_CONFIG = {
   type: 'Sequence',
   pretokenizers: [
-    { type: 'Split', pattern: { Regex: '\\p{N}{1,3}' }, behavior: 'Isolated', invert: false },
+    { type: 'Split', pattern: { Regex: '\\p{N}' }, behavior: 'Isolated', invert: false },
     { type: 'Split', pattern: { Regex: '[一-龥぀-ゟ゠-ヿ]+' }, behavior: 'Isolated', invert: false },
     {
       type: 'Split',

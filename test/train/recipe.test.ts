@@ -24,3 +24,14 @@ test('dsv32-mini recipe: pretrain → dsa → sft parse and chain on the packs s
   }
   assert.ok(cfg.dsa!.dsa.warmupSteps < cfg.dsa!.steps, 'the DSA stage has sparse steps after its warm-up');
 });
+
+test('dsv32-mini recipe: the dense control (dense.json) continues the pretraining run like the DSA stage, for as many steps as its sparse stage', () => {
+  const load = (s: string) => parseTrainConfig(JSON.parse(readFileSync(join(RECIPE, `${s}.json`), 'utf8')));
+  const [pre, dense, dsa] = [load('pretrain'), load('dense'), load('dsa')];
+  assert.equal('init' in dense.model ? dense.model.init : undefined, pre.out, 'dense.json starts from the pretraining run');
+  assert.deepEqual(dense.data, dsa.data, 'the same pack, sequence length, batch and data seed as the DSA stage');
+  assert.equal(dense.steps, dsa.steps - dsa.dsa.warmupSteps, 'as many main-model steps as the DSA stage has sparse steps');
+  assert.notEqual(dense.out, dsa.out);
+  const script = readFileSync(join(ROOT, 'scripts/device-train-mini.sh'), 'utf8');
+  assert.match(script, /dense\) kind=pretrain|\[ \$st = dense \] && kind=pretrain/, 'the GPU runner trains the dense control as a pretrain stage');
+});
