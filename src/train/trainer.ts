@@ -28,6 +28,7 @@ import { latestCheckpoint, OPTIMIZER_FILE, saveCheckpoint } from './checkpoint.j
 import { type ObjectiveOptions, objective } from './objective.js';
 import { AdamW } from './optim.js';
 import { lrSchedule } from './schedule.js';
+import { trainFlopsPerToken } from '../model/flops.js';
 
 export class TrainError extends DsvError {}
 
@@ -47,6 +48,8 @@ export interface StepLog {
   tokens: number;
   ms: number;
   tokens_per_s: number;
+  /** model TFLOP/s of the step (src/model/flops.ts: the architecture's products, forward + backward) */
+  tflops: number;
   /** on a GPU: device memory held by tensors after the step, and the most during it (GiB) */
   mem_gib?: number;
   peak_mem_gib?: number;
@@ -133,6 +136,11 @@ export async function train(stage: Stage, cfg: TrainConfig, hooks: TrainHooks = 
   const hyper = { lr: 0, betas: cfg.optim.betas as [number, number], eps: cfg.optim.eps, weightDecay: cfg.optim.weightDecay, decay };
   const opt = resume ? AdamW.load(join(resume.dir, OPTIMIZER_FILE), params, { decay }) : new AdamW(params, hyper);
   const schedule = lrSchedule(cfg.schedule);
+  const S = cfg.data.seqLen;
+  const flopsPerToken: Record<Phase, number> = {
+    pretrain: trainFlopsPerToken(mc, S, 'dense'), warmup: trainFlopsPerToken(mc, S, 'warmup'),
+    sparse: trainFlopsPerToken(mc, S, 'sparse'), sft: trainFlopsPerToken(mc, S, 'sparse'),
+  };
   mkdirSync(cfg.out, { recursive: true });
   const logPath = join(cfg.out, LOG_FILE);
   keepLogBefore(logPath, start);
@@ -209,7 +217,8 @@ export async function train(stage: Stage, cfg: TrainConfig, hooks: TrainHooks = 
     model.weights.update();
     const ms = Date.now() - ts;
     const tokens = cfg.data.batchSize * cfg.data.seqLen;
-    const log: StepLog = { step: step + 1, phase, loss, lm: r.lm, mtp: r.mtp, indexer: r.indexer, lr, grad_norm: gradNorm, tokens, ms, tokens_per_s: (tokens * 1000) / Math.max(ms, 1) };
+    const log: StepLog = { step: step + 1, phase, loss, lm: r.lm, mtp: r.mtp, indexer: r.indexer, lr, grad_norm: gradNorm, tokens, ms, tokens_per_s: (tokens * 1000) / Math.max(ms, 1), tflops: 0 };
+    log.tflops = (log.tokens_per_s * flopsPerToken[phase]) / 1e12;
     const be = params[0]![1].backend;
     const mem = be.memoryStats?.();
     if (mem) {
