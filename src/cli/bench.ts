@@ -65,8 +65,56 @@ export function benchDsa(o: BenchDsaOptions): Record<string, unknown> {
   return results;
 }
 
+export interface BenchDsaCostOptions {
+  device: 'auto' | 'cpu' | 'cuda';
+  json?: boolean;
+  out?: string;
+  csv?: string;
+  sq?: string;
+  contexts?: string;
+  batch?: string;
+  indexerGemm?: boolean;
+  torch?: boolean;
+}
+
+/**
+ * `dsv32 bench dsa-cost`: the paper's Fig. 3 — time per token of one 671B-dimension attention layer, DSA
+ * against dense MLA, prefill and decode, at contexts 4K–128K (bench/dsa-cost.ts, which says what it times).
+ * Without a CUDA driver it runs tiny shapes on the CPU references and says so. --csv is drawn by
+ * `dsv32 plot --csv FILE --x context --log-y --out fig.png`.
+ */
+export function benchDsaCost(o: BenchDsaCostOptions): void {
+  if (o.device === 'cuda') {
+    const why = cudaUnavailableReason();
+    if (why) throw new DsvError(`bench dsa-cost --device cuda: ${why}; run with --device cpu for the tiny CPU shapes`);
+  }
+  for (const [flag, f] of [['--out', o.out], ['--csv', o.csv]] as const) {
+    if (f && !existsSync(dirname(resolve(f)))) throw new DsvError(`${flag}: the folder ${dirname(resolve(f))} does not exist`);
+  }
+  const file = join(BENCH_DIR, 'dsa-cost.js');
+  if (!existsSync(file)) throw new DsvError(`bench dsa-cost: ${file} is missing (run npm run build)`);
+  const flags = ['--device', o.device, ...(o.json ? ['--json'] : []), ...(o.out ? ['--out', o.out] : []), ...(o.csv ? ['--csv', o.csv] : []),
+    ...(o.sq ? ['--sq', o.sq] : []), ...(o.contexts ? ['--contexts', o.contexts] : []), ...(o.batch ? ['--batch', o.batch] : []),
+    ...(o.indexerGemm ? ['--indexer-gemm'] : []), ...(o.torch === false ? ['--no-torch'] : [])];
+  const r = spawnSync(process.execPath, [file, ...flags], { stdio: 'inherit' });
+  if (r.status !== 0) throw new DsvError(`bench dsa-cost: exited with ${r.status ?? r.signal}`);
+}
+
 export function register(program: Command): void {
   const bench = program.command('bench').description('benchmarks (tables on stdout; figures are recorded in docs/benchmarks.md)');
+  bench
+    .command('dsa-cost')
+    .description("the paper's Fig. 3: µs per token of one 671B-dimension attention layer, DSA (indexer + top-k + sparse MLA) against dense MLA, prefill and decode, contexts 4K–128K, with torch SDPA in the same run (tiny shapes on a CPU, said so)")
+    .addOption(new Option('--device <name>', 'where to run (auto: the GPU when a CUDA driver is found, else the CPU)').choices(['auto', 'cpu', 'cuda']).default('auto'))
+    .option('--json', 'print one JSON object instead of the tables')
+    .option('--out <file>', 'also write that JSON object to a file')
+    .option('--csv <file>', 'write µs per token per context and method as CSV (for dsv32 plot --csv FILE --x context)')
+    .option('--sq <n>', 'prefill chunk of query tokens at the end of the context (default 1024; 8 on the CPU)')
+    .option('--contexts <list>', 'comma-separated contexts (default 4096,16384,32768,65536,131072)')
+    .option('--batch <n>', 'decode batch (default 64)')
+    .option('--indexer-gemm', "the indexer logits' FP8-GEMM path instead of the default CUDA-core kernel")
+    .option('--no-torch', 'skip the PyTorch SDPA reference')
+    .action((o: BenchDsaCostOptions) => benchDsaCost(o));
   bench
     .command('dsa')
     .description('the DSA operations: sparse MLA prefill/decode, training ops, and on a GPU the indexer logits, top-k and paged cache, with PyTorch references in the same run')
