@@ -53,6 +53,7 @@ function logOf(out: string): unknown[] {
     const o = JSON.parse(l) as Record<string, unknown>;
     delete o.ms;
     delete o.tokens_per_s;
+    delete o.tflops;
     return o;
   });
 }
