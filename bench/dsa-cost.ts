@@ -43,7 +43,7 @@ import type { View } from '../src/tensor/backend.js';
 import { cudaBackend, cudaUnavailableReason } from '../src/backend/cuda/index.js';
 import { indexerTune } from '../src/backend/cuda/dsa-indexer.js';
 import type { ParamKind } from '../src/backend/cuda/launch.js';
-import { args, burstMs, dispose, machine, mulberry32, opt, printTable, randDevice, runReference } from './harness.js';
+import { args, burstMs, dispose, fillMlaCache, machine, mulberry32, opt, printTable, randDevice, runReference } from './harness.js';
 
 // ---- device and shapes ------------------------------------------------------------------------------------
 const want = opt('--device') ?? 'auto';
@@ -278,17 +278,7 @@ for (const [ci, L] of CONTEXTS.entries()) {
   // the latent cache, every slot written through the writer (FP8, 656 B/token)
   const cache = T.newMlaCache(blocks, PAGE, { format: 'fp8', device });
   const CH = onCpu ? 1024 : 65536;
-  {
-    const lat = rand([CH, DV], 'bf16', 20 + ci);
-    const rope = rand([CH, D - DV], 'bf16', 21 + ci);
-    for (let s0 = 0; s0 < blocks * PAGE; s0 += CH) {
-      const n = Math.min(CH, blocks * PAGE - s0);
-      const slots = T.arange(s0, s0 + n, 1, { dtype: 'i32', device });
-      T.mlaCacheWrite(cache, n === CH ? lat : T.narrow(lat, 0, 0, n), n === CH ? rope : T.narrow(rope, 0, 0, n), slots);
-      dispose(slots);
-    }
-    dispose(lat, rope);
-  }
+  fillMlaCache(cache, blocks * PAGE, DV, D, 20 + ci, device, CH);
   // the indexer-key cache (132 B/token), every slot written
   const icache = T.indexerCache(blocks, DI, T.getBackend(device));
   {

@@ -13,30 +13,13 @@
 import json, os, sys
 import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ref_common import cuda_median  # noqa: E402
-from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
+from ref_common import cuda_median, first_sdpa_backend  # noqa: E402
 
 req = json.load(sys.stdin)
 dev = 'cuda'
 torch.manual_seed(0)
 sq, b, h, d, dv = req['s_q'], req['b'], req['h'], req['d'], req['dv']
 scale = d ** -0.5
-BACKENDS = (('flash', SDPBackend.FLASH_ATTENTION), ('efficient', SDPBackend.EFFICIENT_ATTENTION), ('cudnn', SDPBackend.CUDNN_ATTENTION))
-
-
-def first_backend(q, k, v, mask):
-    errs = []
-    for name, be in BACKENDS:
-        def fn(be=be):  # the restriction must hold at every timed call
-            with sdpa_kernel([be]):
-                return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
-        try:
-            fn()
-            torch.cuda.synchronize()
-            return name, fn
-        except Exception as ex:  # noqa: BLE001 — record why and try the next backend
-            errs.append(f'{name}: {str(ex).splitlines()[0][:160]}')
-    return None, '; '.join(errs)
 
 
 def err(ex):
@@ -56,7 +39,7 @@ for L in req['contexts']:
             mask, row['mask'] = causal_lower_right(sq, L), 'causal_lower_right'
         except Exception:  # noqa: BLE001
             mask, row['mask'] = None, 'none (no causal_lower_right in this torch)'
-        name, fn = first_backend(q, k, v, mask)
+        name, fn = first_sdpa_backend(q, k, v, scale, mask)
         if name:
             row['backend'] = name
             row['sdpa_ms'] = cuda_median(fn, 3, 1)
@@ -73,7 +56,7 @@ for L in req['contexts']:
         q = torch.randn(b, 1, h, d, device=dev, dtype=torch.bfloat16)
         k = torch.randn(b, 1, L, d, device=dev, dtype=torch.bfloat16)
         v = k[..., :dv]
-        name, fn = first_backend(q, k, v, None)
+        name, fn = first_sdpa_backend(q, k, v, scale)
         if name:
             row['backend'] = name
             row['sdpa_ms'] = cuda_median(fn, 5, 1)

@@ -178,3 +178,20 @@ export function randDevice(shape: number[], dtype: T.DType, seed: number, device
   }
   return t;
 }
+
+/**
+ * Fill every slot of a paged MLA cache through its writer (T.mlaCacheWrite), in chunks of `chunk` tokens
+ * of random latent [chunk, dv] and RoPE [chunk, D − dv] rows (seeds `seed`, `seed + 1`): the caches the
+ * decode benches read are written as the engine writes them, FP8 scales included.
+ */
+export function fillMlaCache(cache: T.Tensor, slots: number, dv: number, D: number, seed: number, device: string, chunk: number): void {
+  const lat = randDevice([chunk, dv], 'bf16', seed, device);
+  const rope = randDevice([chunk, D - dv], 'bf16', seed + 1, device);
+  for (let s0 = 0; s0 < slots; s0 += chunk) {
+    const n = Math.min(chunk, slots - s0);
+    const at = T.arange(s0, s0 + n, 1, { dtype: 'i32', device });
+    T.mlaCacheWrite(cache, n === chunk ? lat : T.narrow(lat, 0, 0, n), n === chunk ? rope : T.narrow(rope, 0, 0, n), at);
+    dispose(at);
+  }
+  dispose(lat, rope);
+}

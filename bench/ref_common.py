@@ -19,3 +19,22 @@ def cuda_median(fn, reps, warm, burst=1):
         ts.append(s.elapsed_time(e) / burst)
     ts.sort()
     return ts[len(ts) // 2]
+
+
+def first_sdpa_backend(q, k, v, scale, mask=None):
+    """The first of flash, efficient, cuDNN that runs SDPA on these inputs alone: (name, fn) with fn one
+    timed call under that backend restriction (it must hold at every call, not only the first), or
+    (None, why each failed)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    errs = []
+    for name, be in (('flash', SDPBackend.FLASH_ATTENTION), ('efficient', SDPBackend.EFFICIENT_ATTENTION), ('cudnn', SDPBackend.CUDNN_ATTENTION)):
+        def fn(be=be):
+            with sdpa_kernel([be]):
+                return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+        try:
+            fn()
+            torch.cuda.synchronize()
+            return name, fn
+        except Exception as ex:  # noqa: BLE001 — record why and try the next backend
+            errs.append(f'{name}: {str(ex).splitlines()[0][:160]}')
+    return None, '; '.join(errs)

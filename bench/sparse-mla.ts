@@ -17,7 +17,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import * as T from '../src/tensor/index.js';
 import { cudaBackend } from '../src/backend/cuda/index.js';
 import { sparseMlaTune } from '../src/backend/cuda/sparse-mla.js';
-import { args, benchDevice, burstMs, dispose, distinctRows, machine, mulberry32, opt, printTable, runReference, randDevice } from './harness.js';
+import { args, benchDevice, burstMs, dispose, distinctRows, fillMlaCache, machine, mulberry32, opt, printTable, runReference, randDevice } from './harness.js';
 
 const { device, onCpu } = benchDevice('sparse-mla bench', 'run with --device cpu for the tiny CPU shapes');
 const quick = args.includes('--quick');
@@ -108,15 +108,7 @@ for (const [di, p] of DECODE.entries()) {
     const cache = T.newMlaCache(blocks, PAGE, { format, device });
     // fill the cache through the writer, in chunks of tokens (every slot of the cache)
     const CH = onCpu ? 256 : 65536;
-    const lat = rand([CH, DV], 'bf16', 5);
-    const rope = rand([CH, D - DV], 'bf16', 6);
-    for (let s0 = 0; s0 < blocks * PAGE; s0 += CH) {
-      const n = Math.min(CH, blocks * PAGE - s0);
-      const slots = T.arange(s0, s0 + n, 1, { dtype: 'i32', device });
-      T.mlaCacheWrite(cache, n === CH ? lat : T.narrow(lat, 0, 0, n), n === CH ? rope : T.narrow(rope, 0, 0, n), slots);
-      dispose(slots);
-    }
-    dispose(lat, rope);
+    fillMlaCache(cache, blocks * PAGE, DV, D, 5, device, CH);
     let res: { out: T.Tensor; lse: T.Tensor } | null = null;
     const call = (): void => {
       if (res) dispose(res.out, res.lse);

@@ -12,7 +12,7 @@
 import json, os, sys
 import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ref_common import cuda_median  # noqa: E402
+from ref_common import cuda_median, first_sdpa_backend  # noqa: E402
 
 req = json.load(sys.stdin)
 dev = 'cuda'
@@ -60,22 +60,9 @@ def dense_matmul(q, kv, scale, dv=512):
 
 
 def dense_sdpa(q, k, v, scale):
-    # q [1, h, s_q, 576], k [1, 1, s_kv, 576], v [1, 1, s_kv, 512]; tries each SDPA backend alone
-    from torch.nn.attention import SDPBackend, sdpa_kernel
+    # q [1, h, s_q, 576], k [1, 1, s_kv, 576], v [1, 1, s_kv, 512]: the latent row is every head's key
     h = q.shape[1]
-    ke, ve = k.expand(1, h, -1, -1), v.expand(1, h, -1, -1)
-    errs = []
-    for name, b in (('flash', SDPBackend.FLASH_ATTENTION), ('efficient', SDPBackend.EFFICIENT_ATTENTION), ('cudnn', SDPBackend.CUDNN_ATTENTION)):
-        def fn(b=b):  # the backend restriction must hold at every timed call, not only the first
-            with sdpa_kernel([b]):
-                return torch.nn.functional.scaled_dot_product_attention(q, ke, ve, scale=scale)
-        try:
-            fn()
-            torch.cuda.synchronize()
-            return name, fn
-        except Exception as ex:  # noqa: BLE001 — record why and try the next backend
-            errs.append(f'{name}: {str(ex).splitlines()[0][:160]}')
-    return None, '; '.join(errs)
+    return first_sdpa_backend(q, k.expand(1, h, -1, -1), v.expand(1, h, -1, -1), scale)
 
 
 try:
