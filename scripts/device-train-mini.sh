@@ -18,7 +18,7 @@ set -uo pipefail
 T0=$(date +%s)
 el() { echo $(( $(date +%s) - T0 )); }
 L=/tmp/dsv32-mini-logs
-mkdir -p $L tmp/mini
+mkdir -p $L tmp/mini "$OUT"
 [ -d dist/src ] || tar xJf .gpu/dist.tar.xz
 cp .gpu/gpu-cli.mjs dist/gpu-cli.mjs
 for p in pack pack-sft; do [ -f tmp/mini/$p/pack.json ] || tar xJf .gpu/$p.tar.xz -C tmp/mini; done
@@ -52,13 +52,16 @@ for st in "${stages[@]}"; do
     # so a process that dies loses little (neither changes the run's identity: resume stays exact)
     rem=$(( ${budget[$st]} - ($(date +%s) - s0) ))
     node -e 'const fs=require("fs"); const c=JSON.parse(fs.readFileSync(process.argv[1],"utf8")); c.maxSeconds=Number(process.argv[3]); c.saveEvery=Math.min(c.saveEvery??100,20); fs.writeFileSync(process.argv[2],JSON.stringify(c))' $R/$st.json /tmp/dsv32-mini-$st.json $rem
+    # the log is appended across processes (and calls, while the machine stays warm): read only this
+    # process's lines, so an earlier process's "done" cannot stand for a failed one
+    seen=$(cat $L/$st.log 2>/dev/null | wc -l)
     node dist/gpu-cli.mjs train $kind --config /tmp/dsv32-mini-$st.json --no-progress >> $L/$st.log 2>&1
     rc=$?
-    last=$(grep -E '^(done|stopped) at' $L/$st.log | tail -1)
+    last=$(tail -n +$((seen + 1)) $L/$st.log | grep -E '^(done|stopped) at' | tail -1)
     echo "$st: rc $rc, $last ($(el) s)"
     if grep -q '^done at' <<< "$last"; then done_=1; break; fi
     if [ $rc -ne 0 ]; then
-      grep -v '^    at ' $L/$st.log | tail -3
+      tail -n +$((seen + 1)) $L/$st.log | grep -v '^    at ' | tail -3
       # a failure that repeats from the same checkpoint will repeat again: stop instead of looping
       fails=$((fails + 1)); [ $fails -ge 2 ] && { echo "$st: failed twice, stopping"; break; }
     else fails=0; fi
