@@ -2,7 +2,7 @@
 // same GPU): bf16 GEMM at the 671B config's linear shapes (target ≥ 95% of torch.matmul), memory-bound
 // kernels at ≥ 256 MiB against the device-to-device copy bandwidth measured here (target ≥ 80%), launch
 // overhead direct and through CUDA-graph replay (target ≤ 3 µs per kernel), and the FP8 cuBLASLt paths.
-//   node dist/bench/cuda-bench.js [--torch torch.json] [--out result.json]
+//   node dist/bench/cuda-bench.js [--torch torch.json] [--out result.json] [--only adamw]
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as T from '../src/tensor/index.js';
 import { cudaBackend } from '../src/backend/cuda/index.js';
@@ -26,6 +26,40 @@ const rand = (shape: number[], dtype: T.DType, seed: number): T.Tensor => randDe
 
 const result: Record<string, unknown> = { date: '2026-11-28', device: b.rt.info.name, driver: b.rt.info.driverVersion, torch: torch?.torch };
 const lines: string[] = [];
+
+/**
+ * The fused AdamW step (kernels/adamw.cu, Backend.adamwStep) on one 16 M-element f32 parameter against
+ * torch.optim.AdamW(fused=True) on the same size (bench/cuda_ref.py 'adamw_ms'). Memory-bound: it reads
+ * p, g, m, v and writes p, m, v, 7 × 4 bytes per element; GB/s is that traffic over the time.
+ * `--only adamw` runs this case alone (a few seconds), without the copy bandwidth.
+ */
+function adamwCase(copyBW: number | null): Record<string, unknown> {
+  const n = 16 << 20;
+  const f = Math.fround;
+  const [p, g] = [rand([n], 'f32', 8), rand([n], 'f32', 9)];
+  const [m, v] = [0, 1].map(() => T.empty([n], { dtype: 'f32', device: 'cuda' }));
+  b.fill(m!, 0);
+  b.fill(v!, 0);
+  // step 1 of lr 1e-3, betas (0.9, 0.95), weight decay 0.1, as AdamW.step passes them (the values do not change the work)
+  const h: T.AdamWScalars = { decay: f(1 - 1e-3 * 0.1), lerp: true, w: f(0.1), oneMinusW: f(0.9), b2: f(0.95), oneMinusB2: f(0.05),
+    bc2Sqrt: f(Math.sqrt(0.05)), eps: f(1e-8), negStepSize: f(-1e-3 / 0.1) };
+  const ms = med(() => b.adamwStep(p, g, m!, v!, h));
+  const bytes = 7 * 4 * n;
+  const bw = bytes / (ms * 1e-3) / 1e9;
+  const torchMs: number | undefined = torch?.mem?.adamw_ms;
+  lines.push(`${'adamw f32 16M'.padEnd(22)} ${ms.toFixed(4)} ms ${bw.toFixed(0).padStart(5)} GB/s` + (copyBW ? ` = ${((bw / copyBW) * 100).toFixed(1)}% of copy` : '')
+    + (torchMs ? `  torch fused AdamW ${torchMs.toFixed(4)} ms  ours/torch speed ${((torchMs / ms) * 100).toFixed(1)}%` : ''));
+  for (const t of [p, g, m!, v!]) (t.storage as any).dispose();
+  return { ms, GBps: bw, pct_of_copy: copyBW ? (bw / copyBW) * 100 : null, torch_ms: torchMs ?? null, n, bytes };
+}
+if (opt('--only') === 'adamw') {
+  result.adamw = adamwCase(null);
+  if (opt('--out')) writeFileSync(opt('--out')!, JSON.stringify(result, null, 2));
+  console.log(lines.join('\n'));
+  process.exit(0);
+} else if (opt('--only')) {
+  throw new Error(`cuda-bench: --only takes 'adamw' (the only case that runs alone), got '${opt('--only')}'`);
+}
 
 // ---- GEMM ---------------------------------------------------------------------------------------------
 // Small-M GEMMs read the whole weight once per call; at 7168×2048 bf16 (29 MB) that fits in the 50 MB
@@ -115,6 +149,7 @@ memCase('act_quant bf16→e4m3', X + X / 2 + (X / 2 / 128) * 4, () => b.actQuant
 const gradRows = rand([16384, 512], 'f32', 7);
 const gradSum = T.empty([512], { dtype: 'f32', device: 'cuda' });
 memCase('sum axis 0 [16384,512]', 16384 * 512 * 4, () => b.reduce('sum', gradSum, gradRows, [0]));
+mem.adamw = adamwCase(copyBW);
 lines.push(`d2d copy ${copyBW.toFixed(0)} GB/s (read+write)` + (mem.torch_copy_GBps ? `, torch copy ${(mem.torch_copy_GBps as number).toFixed(0)} GB/s` : ''));
 result.mem = mem;
 

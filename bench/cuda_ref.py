@@ -14,6 +14,27 @@ def med(fn, reps=20, warm=3, burst=10):
     return cuda_median(fn, reps, warm, burst)
 
 out = {'device': torch.cuda.get_device_name(), 'torch': torch.__version__, 'gemm': {}, 'mem': {}}
+
+
+def adamw_ms():
+    # torch.optim.AdamW(fused=True) on one 16 M-element f32 parameter (bench/cuda-bench.ts 'adamw f32 16M':
+    # the same size, betas and weight decay; 7 x 4 bytes moved per element)
+    n = 16 << 20
+    p = torch.nn.Parameter(torch.randn(n, device=dev))
+    p.grad = torch.randn(n, device=dev)
+    opt = torch.optim.AdamW([p], lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1, fused=True)
+    opt.step()  # creates the state
+    ms = med(opt.step)
+    del p, opt
+    return ms
+
+
+# `--only adamw`: that case alone, as `node dist/bench/cuda-bench.js --only adamw` runs it
+if sys.argv[1:] == ['--only', 'adamw']:
+    out['mem']['adamw_ms'] = adamw_ms()
+    json.dump(out, sys.stdout)
+    sys.exit(0)
+
 NK = [(7168, 2048), (2048, 7168), (18432, 7168), (24576, 1536), (32768, 512)]
 for M in (1, 16, 128, 4096):
     for N, K in NK:
@@ -44,6 +65,7 @@ out['mem']['softmax_ms'] = med(lambda: torch.softmax(x, -1))
 out['mem']['swiglu_ms'] = med(lambda: torch.nn.functional.silu(x) * y)
 out['mem']['rows'], out['mem']['D'] = rows, D
 del x, y, a, b
+out['mem']['adamw_ms'] = adamw_ms()
 
 # FP8 at M=4096, N=7168, K=2048 through torch._scaled_mm: per-tensor, and DeepSeek block scaling where this
 # torch accepts it (1x128 activation scales, 128x128 weight scales); each layout tried is recorded.

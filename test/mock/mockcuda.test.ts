@@ -239,6 +239,47 @@ describe('CUDA FFI against a mock libcuda', skip, () => {
     g.destroy();
   });
 
+  test('adamwStep: one adamw_f32 launch with the views\' device addresses (offsets applied), n, the f32 scalars and the lerp flag in order', () => {
+    // the kernel is not run here (the mock runs mock_axpy only): this checks what reaches cuLaunchKernel;
+    // test/cuda/adamw.test.ts checks the results on a GPU
+    writeFileSync(join(dir, 'adamw.cubin'), 'MOCKCUBIN\nadamw_f32 8,8,8,8,8,4,4,4,4,4,4,4,4,4\n');
+    const rt = b.rt as { modules: ModuleCache };
+    const shipped = rt.modules;
+    rt.modules = new ModuleCache(b.rt.cu, () => b.rt.stream, dir);
+    try {
+      const n = 4097;
+      const offs = [1, 2, 3, 5];
+      const st = offs.map(() => b.alloc('f32', n + 8));
+      const v = (i: number, dtype: 'f32' | 'bf16' = 'f32') => ({ storage: st[i]!, dtype, shape: [17, 241], strides: [241, 1], offset: offs[i]! });
+      const h = { decay: Math.fround(1 - 1e-3), lerp: true, w: Math.fround(0.1), oneMinusW: Math.fround(0.9), b2: Math.fround(0.95), oneMinusB2: Math.fround(0.05),
+        bc2Sqrt: Math.fround(0.3), eps: Math.fround(1e-8), negStepSize: Math.fround(-3e-3 / 0.19) };
+      for (const lerp of [true, false]) {
+        b.adamwStep(v(0), v(1), v(2), v(3), { ...h, lerp });
+        const name = Buffer.alloc(64);
+        const dims = new Uint32Array(7);
+        const bytes = Buffer.alloc(4096);
+        const nb = [0];
+        assert.equal(hooks.lastLaunch(name, 64, dims, [0n], bytes, 4096, nb), 0);
+        assert.equal(name.toString('utf8', 0, name.indexOf(0)), 'adamw_f32');
+        // 32 registers in the mock: 1024-thread blocks, ⌈⌈n / 4⌉ / 1024⌉ = 2 of them (≤ 2 per SM × 4 SMs)
+        assert.deepEqual(Array.from(dims), [2, 1, 1, 1024, 1, 1, 0]);
+        assert.equal(Number(nb[0]), 40 + 9 * 4);
+        assert.equal(bytes.readBigInt64LE(0), BigInt(n));
+        offs.forEach((o, i) => assert.equal(bytes.readBigUInt64LE(8 + 8 * i), BigInt(st[i]!.ptr + 4 * o), `pointer ${i} carries its view's offset`));
+        const f32s = [h.decay, null, h.w, h.oneMinusW, h.b2, h.oneMinusB2, h.bc2Sqrt, h.eps, h.negStepSize];
+        f32s.forEach((x, i) => {
+          if (x === null) assert.equal(bytes.readInt32LE(40 + 4 * i), lerp ? 1 : 0, 'lerp flag');
+          else assert.equal(bytes.readFloatLE(40 + 4 * i), x, `scalar ${i} exactly (already f32)`);
+        });
+      }
+      assert.throws(() => b.adamwStep(v(0), v(1, 'bf16'), v(2), v(3), h), (e: unknown) => e instanceof DsvError && /gradient is bf16/.test(e.message));
+      assert.throws(() => b.adamwStep(v(0), v(1), { ...v(2), strides: [1, 17] }, v(3), h), (e: unknown) => e instanceof DsvError && /exp_avg is not contiguous/.test(e.message));
+      for (const s of st) s.dispose();
+    } finally {
+      rt.modules = shipped;
+    }
+  });
+
   test('no driver: a bad DSV32_CUDA_DRIVER_LIB gives CudaUnavailableError naming what was tried', () => {
     const code = "import('./dist/src/backend/cuda/index.js').then((m) => console.log(m.cudaUnavailableReason()))";
     const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], {

@@ -4,7 +4,7 @@
 // Extras beyond the interface (fused kernels the model uses, graphs, timing, memory stats) are public
 // methods of CudaBackend.
 import { DsvError } from '../../errors.js';
-import type { Backend, BinaryOp, ReduceOp, Storage, UnaryOp, View } from '../../tensor/backend.js';
+import type { AdamWScalars, Backend, BinaryOp, ReduceOp, Storage, UnaryOp, View } from '../../tensor/backend.js';
 import { type DType, type HostArray, ITEMSIZE, allocHost, fromFloatArray, hostBytes } from '../../tensor/dtype.js';
 import { BlasLt } from './blaslt.js';
 import { binaryCode, dtCode, reduceCode, unaryCode } from './codes.js';
@@ -87,6 +87,9 @@ function pow2ceil(n: number): number {
   return p;
 }
 
+/** kernels/adamw.cu adamw_f32(n, p, g, m, v, decay, lerp, w, 1 − w, β₂, 1 − β₂, √(1 − β₂ᵗ), eps, −step size); exported for its no-GPU test. */
+export const ADAMW_SIG: readonly ParamKind[] = ['i64', 'p', 'p', 'p', 'p', 'f32', 'i32', 'f32', 'f32', 'f32', 'f32', 'f32', 'f32', 'f32'];
+
 const SIG: Record<string, readonly ParamKind[]> = {
   unary_strided: ['iter', 'i64', 'i32', 'f64', 'p', 'i32', 'p', 'i32'],
   binary_strided: ['iter', 'i64', 'i32', 'p', 'i32', 'p', 'i32', 'p', 'i32'],
@@ -116,6 +119,7 @@ const SIG: Record<string, readonly ParamKind[]> = {
   gemv: ['i64', 'i64', 'p', 'i64', 'p', 'i64', 'p', 'i64'],
   gemv_e4m3_block: ['i64', 'i64', 'p', 'p', 'p', 'p', 'p', 'i64'],
   matmul_naive: ['iter', 'i64', 'i64', 'i64', 'i64', 'p', 'i32', 'p', 'i32', 'i64', 'i64', 'p', 'i32', 'i64', 'i64'],
+  adamw: ADAMW_SIG,
 };
 
 export interface SoftmaxOptions {
@@ -426,6 +430,24 @@ export class CudaBackend implements Backend {
     const args = [keep, red, nout, R, reduceCode(op), this.base(out), dtCode(out.dtype), this.base(x), dtCode(x.dtype)];
     if (cols) this.k('reduce', 'reduce_cols', 'reduce').launch(this.grid(nout), THREADS, 0, args);
     else this.k('reduce', 'reduce_rows', 'reduce').launch(Math.min(nout, 65535 * 16), THREADS, 0, args);
+  }
+
+  // ---- optimizer -----------------------------------------------------------------------------------------
+  /**
+   * One AdamW step in place on p, m (exp_avg), v (exp_avg_sq), reading the gradient g: kernels/adamw.cu,
+   * bit for bit the CPU backend's adamwStep and the op-by-op update (AdamW.step calls it only for f32,
+   * contiguous tensors). Any element offset works; the float4 path needs the four share their address mod 16.
+   */
+  adamwStep(p: View, g: View, m: View, v: View, h: AdamWScalars): void {
+    const n = numelOf(p.shape);
+    for (const [name, t] of [['parameter', p], ['gradient', g], ['exp_avg', m], ['exp_avg_sq', v]] as const) {
+      if (t.dtype !== 'f32') throw new DsvError(`cuda adamwStep: the ${name} is ${t.dtype}; the fused AdamW step takes f32 tensors only`);
+      if (!isContig(t)) throw new DsvError(`cuda adamwStep: the ${name} is not contiguous (shape [${t.shape.join(', ')}], strides [${t.strides.join(', ')}]); the fused AdamW step takes contiguous tensors only`);
+      if (numelOf(t.shape) !== n) throw new DsvError(`cuda adamwStep: the ${name} has ${numelOf(t.shape)} elements, the parameter ${n}`);
+    }
+    if (n === 0) return;
+    this.streamLaunch(this.k('adamw', 'adamw_f32', 'adamw'), Math.ceil(n / 4), [n, this.ptr(p), this.ptr(g), this.ptr(m), this.ptr(v),
+      h.decay, h.lerp ? 1 : 0, h.w, h.oneMinusW, h.b2, h.oneMinusB2, h.bc2Sqrt, h.eps, h.negStepSize]);
   }
 
   // ---- matmul ------------------------------------------------------------------------------------------
