@@ -151,9 +151,14 @@ export function register(program: Command): void {
     .option('--top-p <p>', 'nucleus mass', numberArg('--top-p', 1e-9, 1), 1)
     .option('--color', 'force ANSI dimming of the reasoning (default: when stdout is a terminal)')
     .action(async (o: ChatCliOptions) => {
-      const { engine, codec } = loadEngine({ ...o, maxNumSeqs: 1, speculativeTokens: 0 });
+      const { engine, codec, name, device, cfg } = loadEngine({ ...o, maxNumSeqs: 1, speculativeTokens: 0 });
       if (!codec) throw new ServeCliError('dsv32 chat needs a tokenizer');
       const interactive = Boolean(process.stdin.isTTY);
+      // what is running, on stderr so a piped answer stays clean
+      if (interactive) {
+        process.stderr.write(`dsv32 chat: ${name} (${cfg.nLayers} layers, vocabulary ${cfg.vocabSize}) on ${device}, ${o.dtype}; ${o.thinking ? 'thinking mode (reasoning dimmed)' : 'chat mode'}, temperature ${o.temperature}\n`
+          + 'type a message; /reset starts a new conversation, /exit or Ctrl-D quits, Ctrl-C stops an answer\n');
+      }
       const repl = new ChatRepl({
         engine, codec, mode: o.thinking ? 'thinking' : 'chat', ...(o.system ? { system: o.system } : {}),
         params: { maxTokens: o.maxTokens, temperature: o.temperature, topP: o.topP },
