@@ -1,13 +1,18 @@
 // Engine throughput on a random-weight model (a script, not a test):
 //   node dist/bench/engine.js [--device cpu|cuda] [--shape tiny|cpu-mid|mid | --model DIR] [--numerics f32|bf16]
 //        [--batches 1,4,16] [--prompt 64] [--gen 32] [--spec 0] [--vocab V] [--temperature 0]
+//        [--cuda-graphs on|off|both]
 // For each batch size B, B concurrent requests (greedy unless --temperature) (distinct prompts, ignoreEos) of `prompt` tokens
 // generate `gen` tokens each. Reported per B: TTFT (first token after submission) mean, TPOT (mean gap
 // between a sequence's tokens after the first), decode throughput B / TPOT, end-to-end tokens/s, and the
 // model-only time of the same decode
 // (model.forward of B one-token rows on a filled cache), so the engine's own overhead shows as the gap;
 // modelShareOfEngine is the fraction of the engine's wall time spent inside model.step/mtpStep.
-// One JSON line per B on stdout.
+// --cuda-graphs (default on): the engine's CUDA-graph decode (EngineOptions.cudaGraphs; it only takes
+// effect on CUDA); 'both' runs each B twice, graphs off then on, so one run compares them. With graphs
+// the replayed steps do not pass through model.step, so modelShareOfEngine counts only eager steps;
+// graphReplays / graphCaptures say how many steps replayed and how many buckets were captured.
+// One JSON line per B (per B and graph setting with 'both') on stdout.
 import { LLMEngine } from '../src/engine/engine.js';
 import type { EngineEvent } from '../src/engine/types.js';
 import { DeepseekV32, loadConfig, mapSource, randomCheckpoint, randomConfig } from '../src/model/index.js';
@@ -23,6 +28,9 @@ const batches = arg('--batches', '1,4,16').split(',').map(Number);
 const P = Number(arg('--prompt', '64'));
 const G = Number(arg('--gen', '32'));
 const spec = Number(arg('--spec', '0'));
+const graphsArg = arg('--cuda-graphs', 'on');
+if (!['on', 'off', 'both'].includes(graphsArg)) throw new Error(`--cuda-graphs must be on, off or both, got ${graphsArg}`);
+const graphModes = graphsArg === 'both' ? [false, true] : [graphsArg === 'on'];
 
 const vocab = process.argv.includes('--vocab') ? { vocab_size: Number(arg('--vocab', '0')) } : {};
 const modelDir = opt('--model');
@@ -49,30 +57,6 @@ const prompt = (b: number): number[] => Array.from({ length: P }, (_, i) => (i *
 const now = (): number => performance.now();
 
 for (const B of batches) {
-  const blocksPer = Math.ceil((P + G + 4) / 64);
-  const engine = new LLMEngine(model, { numBlocks: B * blocksPer + 2, maxNumSeqs: Math.max(B, 1), maxBatchTokens: Math.max(2048, B * (1 + spec)), numerics, speculativeTokens: spec });
-  inModel.ms = 0;
-  inModel.steps = 0;
-  const t0 = now();
-  const first: number[] = [];
-  const last: number[] = [];
-  const gaps: number[] = [];
-  await Promise.all(Array.from({ length: B }, async (_, b) => {
-    let prev = 0;
-    const it: AsyncIterable<EngineEvent> = engine.generate({ id: `r${b}`, promptIds: prompt(b), params: { temperature, seed: b, maxTokens: G, ignoreEos: true } });
-    for await (const ev of it) {
-      if (ev.type !== 'token') continue;
-      const t = now();
-      if (first[b] === undefined) first[b] = t;
-      else gaps.push(t - prev);
-      prev = t;
-    }
-    last[b] = prev;
-  }));
-  const end = Math.max(...last);
-  const s = engine.stats();
-  const engineModel = { ...inModel };
-  engine.close();
   // the model alone: B one-token rows per step on a cache filled with the prompts
   const cache = model.newCache(B);
   model.forward(Array.from({ length: B }, (_, b) => prompt(b)), { cache, logits: 'none', numerics });
@@ -80,18 +64,47 @@ for (const B of batches) {
   const m0 = now();
   for (let i = 0; i < steps; i++) model.forward(Array.from({ length: B }, (_, b) => [(b + i) % cfg.vocabSize]), { cache, logits: 'last', numerics }).logits!.toFloat32();
   const modelStep = (now() - m0) / steps;
-  const mean = (a: number[]): number => a.reduce((x, y) => x + y, 0) / Math.max(1, a.length);
-  console.log(JSON.stringify({
-    device, shape, vocab: cfg.vocabSize, numerics, temperature, batch: B, prompt: P, gen: G, spec,
-    ttftMs: +mean(first.map((t) => t - t0)).toFixed(2),
-    tpotMs: +mean(gaps).toFixed(2),
-    decodeTokPerS: +((1000 * B) / mean(gaps)).toFixed(1),
-    totalTokPerS: +((B * G) / ((end - t0) / 1000)).toFixed(1),
-    totalS: +((end - t0) / 1000).toFixed(3),
-    engineSteps: engineModel.steps,
-    modelShareOfEngine: +(engineModel.ms / (end - t0)).toFixed(3),
-    modelDecodeStepMs: +modelStep.toFixed(2),
-    modelDecodeTokPerS: +((B * 1000) / modelStep).toFixed(1),
-    draftProposed: s.draftProposed, draftAccepted: s.draftAccepted,
-  }));
+  for (const cudaGraphs of graphModes) {
+    const blocksPer = Math.ceil((P + G + 4) / 64);
+    const engine = new LLMEngine(model, { numBlocks: B * blocksPer + 2, maxNumSeqs: Math.max(B, 1), maxBatchTokens: Math.max(2048, B * (1 + spec)), numerics, speculativeTokens: spec, cudaGraphs });
+    inModel.ms = 0;
+    inModel.steps = 0;
+    const t0 = now();
+    const first: number[] = [];
+    const last: number[] = [];
+    const gaps: number[] = [];
+    await Promise.all(Array.from({ length: B }, async (_, b) => {
+      let prev = 0;
+      const it: AsyncIterable<EngineEvent> = engine.generate({ id: `r${b}`, promptIds: prompt(b), params: { temperature, seed: b, maxTokens: G, ignoreEos: true } });
+      for await (const ev of it) {
+        if (ev.type !== 'token') continue;
+        const t = now();
+        if (first[b] === undefined) first[b] = t;
+        else gaps.push(t - prev);
+        prev = t;
+      }
+      last[b] = prev;
+    }));
+    const end = Math.max(...last);
+    const s = engine.stats();
+    const gs = engine.graphStats();
+    const engineModel = { ...inModel };
+    engine.close();
+    const mean = (a: number[]): number => a.reduce((x, y) => x + y, 0) / Math.max(1, a.length);
+    console.log(JSON.stringify({
+      device, shape, vocab: cfg.vocabSize, numerics, temperature, batch: B, prompt: P, gen: G, spec,
+      cudaGraphsAsked: cudaGraphs, cudaGraphs: gs !== null, graphReplays: gs?.replays ?? 0, graphCaptures: gs?.captures ?? 0,
+      ...(gs?.failures.length ? { graphFailures: gs.failures } : {}),
+      ttftMs: +mean(first.map((t) => t - t0)).toFixed(2),
+      tpotMs: +mean(gaps).toFixed(2),
+      decodeTokPerS: +((1000 * B) / mean(gaps)).toFixed(1),
+      totalTokPerS: +((B * G) / ((end - t0) / 1000)).toFixed(1),
+      totalS: +((end - t0) / 1000).toFixed(3),
+      engineSteps: engineModel.steps,
+      modelShareOfEngine: +(engineModel.ms / (end - t0)).toFixed(3),
+      modelDecodeStepMs: +modelStep.toFixed(2),
+      modelDecodeTokPerS: +((B * 1000) / modelStep).toFixed(1),
+      draftProposed: s.draftProposed, draftAccepted: s.draftAccepted,
+    }));
+  }
 }

@@ -49,6 +49,7 @@ export function register(program: Command): void {
     .option('--num-blocks <n>', 'KV-cache blocks of 64 tokens (default: max-num-seqs sequences of min(max-model-len, 4096) tokens)', intArg('--num-blocks', 1))
     .addOption(new Option('--kv-cache-dtype <dtype>', 'latent KV-cache format (default: that of --dtype)').choices(['fp8', 'bf16', 'f32']))
     .option('--speculative-tokens <n>', 'MTP draft tokens per step, 0 to 3 (needs MTP layers)', intArg('--speculative-tokens', 0, 3), 0)
+    .option('--no-cuda-graphs', 'run every decode step eagerly (default on CUDA: plain decode steps replay a CUDA graph per batch-size bucket)')
     .option('--skip-tokenizer-init', 'serve without a tokenizer: prompts and outputs are token ids (/v1/completions only)')
     .option('--served-model-name <name>', 'model name clients send (default: the checkpoint directory name)')
     .option('--max-waiting <n>', 'requests waiting for their first token beyond which new ones get 429', intArg('--max-waiting', 1), 256)
@@ -88,6 +89,8 @@ export interface EngineFlags {
   numBlocks?: number;
   kvCacheDtype?: MlaCacheFormat;
   speculativeTokens: number;
+  /** false: no CUDA-graph decode (--no-cuda-graphs) */
+  cudaGraphs?: boolean;
   skipTokenizerInit?: boolean;
   servedModelName?: string;
 }
@@ -135,6 +138,7 @@ export function loadEngine(o: EngineFlags): LoadedEngine {
     modelName: name,
     ...(o.maxModelLen !== undefined ? { maxModelLen: o.maxModelLen } : {}),
     ...(o.numBlocks !== undefined ? { numBlocks: o.numBlocks } : {}),
+    ...(o.cudaGraphs === false ? { cudaGraphs: false } : {}),
     ...(codec ? { detokenize: (ids: readonly number[]) => codec.decode(ids) } : {}),
   });
   return { engine, codec, cfg, name, cacheFormat, device };
@@ -155,7 +159,7 @@ async function serve(o: ServeOptions): Promise<void> {
   const url = await server.listen(o.port, o.host);
   err.write(
     `dsv32 serve: ${name} on ${url} (device ${device}, dtype ${o.dtype}, kv cache ${cacheFormat}, max-num-seqs ${o.maxNumSeqs}, ` +
-      `context ${engine.info.maxModelLen}, ${codec ? 'tokenizer ' + codec.description : 'no tokenizer'}; loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s)\n`,
+      `context ${engine.info.maxModelLen}${engine.graphStats() ? ', CUDA-graph decode' : ''}, ${codec ? 'tokenizer ' + codec.description : 'no tokenizer'}; loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s)\n`,
   );
 
   await new Promise<void>((resolve) => {

@@ -30,11 +30,18 @@
 // extra rows of the sequence's chunk and speculative.ts accepts a prefix. The MTP caches of shared
 // prefix blocks may have been written with a different next token at a block's last position; that
 // only costs acceptance, never correctness.
+//
+// Graph decode (cudaGraphs, on by default where the device can capture): a step whose chunks are all
+// one-token decodes with nothing recorded, and no MTP, replays the CUDA graph of its batch-size bucket
+// (src/model/decode-graph.ts) instead of running model.step; everything else runs eagerly. The padded
+// rows of a bucket write into block numBlocks of the cache pool, one past the blocks the block pool
+// hands out, so no sequence, live, finished or preempted, ever owns it.
 import { randomInt } from 'node:crypto';
 import { DsvError } from '../errors.js';
 import type { RaggedBatch, SequenceChunk } from '../model/batch.js';
 import { CachePool, type StepLayout } from '../model/cache.js';
 import type { ModelConfig } from '../model/config.js';
+import type { DecodeGraphOptions, DecodeGraphStats, DecodeRunner, GraphCapture } from '../model/decode-graph.js';
 import type { Selection } from '../model/indexer.js';
 import { Rng } from '../tensor/random.js';
 import { fromArray, type Tensor } from '../tensor/tensor.js';
@@ -55,6 +62,10 @@ export interface EngineModel<P extends { readonly blocks: number }> {
   newPool(opts: { blocks: number; format?: MlaCacheFormat }): P;
   step(batch: RaggedBatch, pool: P, opts?: { numerics?: 'f32' | 'bf16'; mode?: 'auto' | 'mha' | 'mqa'; record?: { topk?: boolean } }): { logits: Tensor | null; hidden: Tensor; topk: Selection[]; routes: (Tensor | null)[]; layout?: StepLayout };
   mtpStep?(batch: RaggedBatch, hidden: Tensor, nextIds: Int32Array, pool: P, opts?: { numerics?: 'f32' | 'bf16'; mode?: 'auto' | 'mha' | 'mqa'; layout?: StepLayout }): { logits: Tensor; hidden: Tensor };
+  /** whether the model's device can capture graphs (CUDA) */
+  readonly canCaptureGraphs?: boolean;
+  /** a graph runner of plain decode steps over `pool` (src/model/decode-graph.ts), null where the device cannot capture */
+  decodeGraphs?(pool: P, opts: DecodeGraphOptions): DecodeRunner | null;
 }
 
 export interface EngineOptions {
@@ -83,6 +94,15 @@ export interface EngineOptions {
    */
   attention?: 'auto' | 'mqa';
   modelName?: string;
+  /**
+   * Plain decode steps (every chunk one token, no drafts, no routes or indexer selections recorded, at
+   * most maxNumSeqs sequences) replay a CUDA graph per batch-size bucket (src/model/decode-graph.ts).
+   * Default true; it takes effect where the model's device can capture graphs (CUDA), and costs one
+   * cache block beyond numBlocks (the padded rows' scratch block) and each captured bucket's activations.
+   */
+  cudaGraphs?: boolean;
+  /** the capture to use instead of the device's (tests on the CPU pass a stand-in that re-runs the function) */
+  graphCapture?: GraphCapture;
 }
 
 /** The engine does not take requests any more (draining or closed). */
@@ -141,6 +161,8 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
   private wake: (() => void) | null = null;
   private idle: (() => void)[] = [];
   private loopDone: Promise<void>;
+  /** the decode graph runner, when graphs are on and the device can capture */
+  private graphs: DecodeRunner | null = null;
 
   constructor(readonly model: EngineModel<P>, private readonly opts: EngineOptions = {}) {
     const cfg = model.cfg;
@@ -165,7 +187,18 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
     this.stepOpts = { numerics: opts.numerics, mode: opts.cacheFormat === 'fp8' ? 'mqa' : (opts.attention ?? 'auto') };
     this.capacity = Math.min(maxModelLen, numBlocks * BLOCK_TOKENS);
     this.blockPool = new BlockPool(numBlocks);
-    this.cachePool = model.newPool({ blocks: numBlocks, format: opts.cacheFormat });
+    // graph decode pads its batches with rows that write into a block no sequence owns: one more block in
+    // the cache pool than the block pool hands out (block numBlocks), so scheduling, capacity and the
+    // cache statistics are those of an engine without graphs
+    const graphs = (opts.cudaGraphs ?? true) && model.decodeGraphs !== undefined && (opts.graphCapture !== undefined || model.canCaptureGraphs === true);
+    this.cachePool = model.newPool({ blocks: numBlocks + (graphs ? 1 : 0), format: opts.cacheFormat });
+    if (graphs) {
+      this.graphs = model.decodeGraphs!(this.cachePool, {
+        maxLen: this.capacity, scratchBlock: numBlocks, maxSeqs: maxNumSeqs, numerics: this.stepOpts.numerics, mode: this.stepOpts.mode,
+        ...(opts.graphCapture ? { capture: opts.graphCapture } : {}),
+        onFallback: (bucket, context, reason) => process.emitWarning(`engine: the CUDA graph of decode bucket ${bucket} (contexts ≤ ${context}) could not be captured; those steps run eagerly: ${reason}`),
+      });
+    }
     this.scheduler = new Scheduler(this.blockPool, { maxNumSeqs, maxBatchTokens });
     this.eos = opts.eosTokenIds ?? cfg.eosTokenIds;
     this.info = { modelName: opts.modelName ?? 'dsv32', vocabSize: cfg.vocabSize, maxModelLen, eosTokenId: this.eos[0] ?? null, indexTopk: cfg.indexTopk };
@@ -232,8 +265,15 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
     this.closed = true;
     for (const r of [...this.requests.values()]) this.abort(r);
     this.cachePool = null;
+    this.graphs?.destroy();
+    this.graphs = null;
     this.wake?.();
     for (const f of this.idle.splice(0)) f();
+  }
+
+  /** Counters of the decode graph runner (null when graphs are off or the device cannot capture). */
+  graphStats(): DecodeGraphStats | null {
+    return this.graphs ? structuredClone(this.graphs.stats) : null;
   }
 
   /** Resolves when the loop has exited (after close). */
@@ -378,11 +418,15 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
     }
     // a step of prefill chunks only still needs one logit row for the model; it is ignored
     const batch: RaggedBatch = { ids, seqs, logitRows: Int32Array.from(rows.length ? rows : [T - 1]) };
-    const out = this.model.step(batch, this.cachePool!, { ...this.stepOpts, record: { topk: wantTopk } });
-    if (!out.logits) throw new DsvError('engine: the model step returned no logits');
-    const logits = out.logits.toFloat32();
-    const routes = wantRoutes ? out.routes.map((r) => (r ? (r.toHost() as Int32Array) : null)) : null;
-    const topk = wantTopk ? out.topk.map((s) => ({ width: s.width, idx: s.idx.toHost() as Int32Array })) : null;
+    // a plain decode step replays its bucket's graph (null: no bucket holds this many sequences); the
+    // MTP pass needs the step's hidden states and layout, so speculative engines stay eager
+    const plainDecode = this.graphs !== null && this.spec === 0 && !wantTopk && !wantRoutes && chunks.every((c) => c.len === 1 && c.sample && c.drafts === 0);
+    const graphLogits = plainDecode ? this.graphs!.step(batch) : null;
+    const out = graphLogits ? null : this.model.step(batch, this.cachePool!, { ...this.stepOpts, record: { topk: wantTopk } });
+    if (out && !out.logits) throw new DsvError('engine: the model step returned no logits');
+    const logits = (graphLogits ?? out!.logits!).toFloat32();
+    const routes = wantRoutes ? out!.routes.map((r) => (r ? (r.toHost() as Int32Array) : null)) : null;
+    const topk = wantTopk ? out!.topk.map((s) => ({ width: s.width, idx: s.idx.toHost() as Int32Array })) : null;
     const row = (r: number): Float32Array => logits.subarray(r * V, (r + 1) * V);
     // prompt rows this step computed, by position (chunk row i is position start + i)
     const promptRows = (c: ScheduledChunk, rec: { rows: number } | null, put: (p: number, flat: number) => void): void => {
@@ -452,7 +496,7 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
       this.scheduler.advance(c, c.len - c.drafts + emitted.length - 1);
       if (this.spec > 0) proposeFrom.push({ c, row: flat0 + c.len - 1 - c.drafts + emitted.length - 1 });
     }
-    if (this.spec > 0) this.propose(batch, out.hidden, chunks, proposeFrom, out.layout);
+    if (this.spec > 0) this.propose(batch, out!.hidden, chunks, proposeFrom, out!.layout);
   }
 
   private emitToken(st: SeqState, tok: number, logitsRow: Float32Array, dist: Distribution, flat: number, routes: (Int32Array | null)[] | null, topk: { width: number; idx: Int32Array }[] | null): void {

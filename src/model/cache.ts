@@ -15,8 +15,8 @@ import { getBackend } from '../tensor/backend.js';
 import { Tensor, fromArray } from '../tensor/tensor.js';
 import { INDEXER_PAGE, indexerCache, indexerPageBytes } from '../tensor/ops/dsa-indexer.js';
 import { type MlaCacheFormat, mlaCacheBytesPerToken, newMlaCache } from '../tensor/ops/sparse-mla.js';
-import { narrow } from '../tensor/ops/view.js';
-import { type RaggedBatch, checkBatch, lastRows } from './batch.js';
+import { narrow, reshape } from '../tensor/ops/view.js';
+import { BatchError, type RaggedBatch, checkBatch, lastRows } from './batch.js';
 import type { ModelConfig } from './config.js';
 
 export const PAGE = INDEXER_PAGE;
@@ -84,19 +84,28 @@ export interface ChunkGroup {
 /** A step's place in the pool, the same for every layer: built once per forward. */
 export interface StepLayout {
   T: number;
+  /** i32 [T]: the token ids (the embedding reads them on the device) */
+  ids: Tensor;
   /** i32 [T]: each new token's slot (block·64 + offset) */
   slots: Tensor;
   /** per token, its position (host) */
   positions: Int32Array;
   /** i32 [T]: the same on the pool's device (RoPE tables are gathered by it) */
   positionsT: Tensor;
-  /** the largest position in the step */
+  /** the largest position in the step (with `maxLen`: maxLen − 1, the bound, not the step's) */
   maxPosition: number;
   groups: ChunkGroup[];
-  /** selection width of the step: min(index_topk, longest context) */
+  /** selection width of the step: min(index_topk, longest context) (with `maxLen`: min(index_topk, maxLen)) */
   width: number;
   /** flat rows whose logits are wanted */
   logitRows: Int32Array;
+  /**
+   * i32: every device tensor above (ids, slots, positionsT, the groups' tables, context lengths and row
+   * ends) is a view of this one buffer, so a step uploads its layout with one copy
+   */
+  arena: Tensor;
+  /** the shapes of the arena's parts and the bound: layouts with equal keys can share an arena */
+  shapeKey: string;
   /**
    * i32 [start + len]: the slots of positions 0 .. start + len − 1 of chunk `seq` (MHA attention gathers
    * a sequence's cached rows by them); built on first use and shared by every layer of the step
@@ -104,34 +113,66 @@ export interface StepLayout {
   contextSlots(seq: number): Tensor;
 }
 
+export interface LayoutOptions {
+  /**
+   * Shape-static layout (CUDA-graph decode, src/model/decode-graph.ts): every size the host would derive
+   * from the step's contexts is derived from this bound instead, so two steps with the same chunk
+   * lengths get tensors of the same shapes and the same launch parameters:
+   *   blocks per table row nb = ⌈maxLen / 64⌉, maxCtx = maxLen, width = min(index_topk, maxLen),
+   *   maxPosition = maxLen − 1.
+   * The results are those of the tight layout: the indexer's logits past a row's context are never
+   * selected (topkSelect stops at rowEnd), table entries past a context are never read, and a wider
+   * selection only adds −1 holes that attention skips (test/model/static-layout.test.ts).
+   */
+  maxLen?: number;
+  /** an earlier layout of the same shapes (equal shapeKey): its arena is rewritten instead of a new one made */
+  into?: StepLayout;
+}
+
 /** Slot of position p in a sequence whose blocks are `blocks`. */
 export const slotOf = (blocks: ArrayLike<number>, p: number): number => blocks[Math.floor(p / PAGE)]! * PAGE + (p % PAGE);
 
+/**
+ * Sub-arrays of the arena start at multiples of 64 elements (256 B), the alignment of a separate device
+ * allocation, so kernels that read the tables see the alignment they saw before the arena.
+ */
+const ARENA_ALIGN = 64;
+
 /** Check a batch against the pool and build its layout (i32 tensors on the pool's device). */
-export function stepLayout(batch: RaggedBatch, pool: CachePool, indexTopk: number): StepLayout {
+export function stepLayout(batch: RaggedBatch, pool: CachePool, indexTopk: number, opts: LayoutOptions = {}): StepLayout {
   const cfg = pool.cfg;
   checkBatch(batch, PAGE, pool.blocks, cfg.vocabSize, cfg.maxPositions);
   const T = batch.ids.length;
   const dev = pool.device;
-  const i32 = (a: Int32Array, shape: number[]): Tensor => fromArray(a, shape, { dtype: 'i32', device: dev });
+  const maxLen = opts.maxLen;
+  if (maxLen !== undefined && !(Number.isInteger(maxLen) && maxLen >= 1 && maxLen <= cfg.maxPositions)) {
+    throw new DsvError(`stepLayout: maxLen must be an integer in [1, ${cfg.maxPositions}] (max_position_embeddings), got ${maxLen}`);
+  }
+  // the host arrays in arena order, then one packed upload
+  const parts: { data: Int32Array; shape: number[] }[] = [];
+  const part = (data: Int32Array, shape: number[]): number => parts.push({ data, shape }) - 1;
   const slots = new Int32Array(T);
   const positions = new Int32Array(T);
   let longest = 0;
-  for (const s of batch.seqs) {
-    for (let i = 0; i < s.len; i++) {
-      positions[s.offset + i] = s.start + i;
-      slots[s.offset + i] = slotOf(s.blocks, s.start + i);
+  batch.seqs.forEach((s, i) => {
+    for (let j = 0; j < s.len; j++) {
+      positions[s.offset + j] = s.start + j;
+      slots[s.offset + j] = slotOf(s.blocks, s.start + j);
     }
     longest = Math.max(longest, s.start + s.len);
-  }
-  const groups: ChunkGroup[] = [];
+    if (maxLen !== undefined && s.start + s.len > maxLen) throw new BatchError(`batch.seqs[${i}]: positions up to ${s.start + s.len - 1} exceed the layout's bound maxLen ${maxLen}`);
+  });
+  const idsPart = part(Int32Array.from(batch.ids), [T]);
+  const slotsPart = part(slots, [T]);
+  const posPart = part(positions, [T]);
+  const groups: (Omit<ChunkGroup, 'table' | 'contextLen' | 'rowEnd'> & { parts: [number, number, number] })[] = [];
   for (let i = 0; i < batch.seqs.length; ) {
     const N = batch.seqs[i]!.len;
     let j = i;
     while (j < batch.seqs.length && batch.seqs[j]!.len === N) j++;
     const members = batch.seqs.slice(i, j);
     const G = members.length;
-    const maxCtx = Math.max(...members.map((s) => s.start + N));
+    const maxCtx = maxLen ?? Math.max(...members.map((s) => s.start + N));
     const nb = Math.ceil(maxCtx / PAGE);
     const table = new Int32Array(G * nb);
     const rowEnd = new Int32Array(G * N);
@@ -143,25 +184,45 @@ export function stepLayout(batch: RaggedBatch, pool: CachePool, indexTopk: numbe
     groups.push({
       row: members[0]!.offset, rows: G * N, G, N, maxCtx,
       seqs: Array.from({ length: G }, (_, g) => i + g),
-      table: i32(table, [G, nb]),
-      contextLen: i32(Int32Array.from(members, (s) => s.start + N), [G]),
-      rowEnd: i32(rowEnd, [G * N]),
+      parts: [part(table, [G, nb]), part(Int32Array.from(members, (s) => s.start + N), [G]), part(rowEnd, [G * N])],
     });
     i = j;
   }
+  const offsets: number[] = [];
+  let size = 0;
+  for (const p of parts) {
+    offsets.push(size);
+    size += Math.ceil(p.data.length / ARENA_ALIGN) * ARENA_ALIGN;
+  }
+  const packed = new Int32Array(size);
+  parts.forEach((p, k) => packed.set(p.data, offsets[k]!));
+  const shapeKey = `${dev} maxLen ${maxLen ?? '-'} ${parts.map((p) => `[${p.shape.join(',')}]`).join(' ')}`;
+  let arena: Tensor;
+  if (opts.into) {
+    if (opts.into.shapeKey !== shapeKey) {
+      throw new DsvError(`stepLayout: the layout to write into has parts ${opts.into.shapeKey}; this batch needs ${shapeKey} (a batch of another shape)`);
+    }
+    arena = opts.into.arena;
+    arena.backend.copy(arena, fromArray(packed, [size], { dtype: 'i32', device: dev }));
+  } else {
+    arena = fromArray(packed, [size], { dtype: 'i32', device: dev });
+  }
+  const view = (k: number): Tensor => reshape(narrow(arena, 0, offsets[k]!, parts[k]!.data.length), parts[k]!.shape);
   const context = new Map<number, Tensor>();
   const contextSlots = (seq: number): Tensor => {
     let t = context.get(seq);
     if (!t) {
       const s = batch.seqs[seq]!;
       const end = s.start + s.len;
-      context.set(seq, (t = i32(Int32Array.from({ length: end }, (_, p) => slotOf(s.blocks, p)), [end])));
+      context.set(seq, (t = fromArray(Int32Array.from({ length: end }, (_, p) => slotOf(s.blocks, p)), [end], { dtype: 'i32', device: dev })));
     }
     return t;
   };
+  const bound = maxLen ?? longest;
   return {
-    T, slots: i32(slots, [T]), positions, positionsT: i32(positions, [T]), maxPosition: longest - 1, groups,
-    width: Math.min(indexTopk, longest), logitRows: batch.logitRows ?? lastRows(batch), contextSlots,
+    T, ids: view(idsPart), slots: view(slotsPart), positions, positionsT: view(posPart), maxPosition: bound - 1,
+    groups: groups.map(({ parts: [t, c, r], ...g }) => ({ ...g, table: view(t), contextLen: view(c), rowEnd: view(r) })),
+    width: Math.min(indexTopk, bound), logitRows: batch.logitRows ?? lastRows(batch), arena, shapeKey, contextSlots,
   };
 }
 

@@ -10,9 +10,11 @@ import '../tensor/index.js'; // registers the CPU backend
 import { DsvError } from '../errors.js';
 import { Tensor } from '../tensor/tensor.js';
 import { cast, reshape } from '../tensor/ops/view.js';
+import { embedding } from '../tensor/ops/indexing.js';
 import { ropeTables } from '../tensor/ops/rope.js';
 import type { RaggedBatch } from './batch.js';
 import { CachePool, ModelCache, type StepLayout, stepLayout } from './cache.js';
+import { type DecodeGraphOptions, DecodeGraphs, deviceCapture } from './decode-graph.js';
 import { logitsAt } from './logits.js';
 import type { MlaCacheFormat } from '../tensor/ops/sparse-mla.js';
 import { type ModelConfig, loadConfig } from './config.js';
@@ -60,6 +62,8 @@ export interface StepOptions {
   logitsWanted?: boolean;
   /** called after each decoder layer (progress of long prefills) */
   onLayer?: (layer: number) => void;
+  /** the layout of this batch, already built (stepLayout; a shape-static one for graph decode) */
+  layout?: StepLayout;
 }
 
 export interface StepResult {
@@ -183,6 +187,20 @@ export class DeepseekV32 {
     return new CachePool(this.cfg, { blocks: opts.blocks, format: opts.format ?? 'f32', device: this.device });
   }
 
+  /** Whether the model's device can capture CUDA graphs (decodeGraphs). */
+  get canCaptureGraphs(): boolean {
+    return deviceCapture(this.device) !== null;
+  }
+
+  /**
+   * A CUDA-graph runner of decode steps over `pool` (decode-graph.ts), or null where the device cannot
+   * capture graphs and no `capture` stand-in is given.
+   */
+  decodeGraphs(pool: CachePool, opts: DecodeGraphOptions): DecodeGraphs | null {
+    if (!opts.capture && !deviceCapture(pool.device)) return null;
+    return new DecodeGraphs(this, pool, opts);
+  }
+
   /** The device the weights (and so every activation and cache) live on. */
   get device(): string {
     return this.weights.device;
@@ -232,13 +250,15 @@ export class DeepseekV32 {
     for (const [name, list] of [['forcedTopk', opts.forcedTopk], ['forcedRoutes', opts.forcedRoutes]] as const) {
       if (list && list.length !== cfg.nLayers) throw new DsvError(`step: ${name} has ${list.length} layers, the model has ${cfg.nLayers}`);
     }
-    const layout = stepLayout(batch, pool, cfg.indexTopk);
+    if (opts.layout && opts.layout.T !== batch.ids.length) throw new DsvError(`step: the given layout is of a step of ${opts.layout.T} rows, this batch has ${batch.ids.length}`);
+    const layout = opts.layout ?? stepLayout(batch, pool, cfg.indexTopk);
     const T = layout.T;
     const step: AttentionStep = {
       batch, layout, numerics, mode: opts.mode ?? 'auto', forcedTopk: null, recordTopk: opts.record?.topk ?? false,
       rot: this.rotary.gather(layout.positionsT, layout.maxPosition),
     };
-    let h = reshape(embedTokens(this.weights.float('model.embed_tokens.weight'), batch.ids, 1, T, dt), [T, cfg.dim]);
+    // the ids come from the layout's device copy: a replayed step (decode-graph.ts) reads them there
+    let h = cast(embedding(this.weights.float('model.embed_tokens.weight'), layout.ids), dt);
     let residual: Tensor | null = null;
     const topk: Selection[] = [];
     const routes: (Tensor | null)[] = [];

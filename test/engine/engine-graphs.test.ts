@@ -1,0 +1,195 @@
+// Graph decode in the engine (src/model/decode-graph.ts, EngineOptions.cudaGraphs): the same requests
+// through an engine that replays its plain decode steps and one that runs every step eagerly give the
+// same tokens, with logprobs equal to rounding (a padded step's GEMMs see another row count).
+//   CPU: the capture is a stand-in whose replay re-runs the recorded function; the runner reads nothing
+//        the host held at capture time but the static tensors, so this checks the plumbing (buckets,
+//        padding, static inputs rewritten per step, the static output, fallbacks, finish/preemption
+//        between steps) on every CI machine.
+//   CUDA (skipped without a driver and GPU): real captures and replays; no bucket may fail to capture.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { LLMEngine, type EngineOptions } from '../../src/engine/engine.js';
+import type { GenerateRequest } from '../../src/engine/types.js';
+import { DeepseekV32, type RaggedBatch, mapSource, randomCheckpoint, randomConfig } from '../../src/model/index.js';
+import type { CapturedGraph, GraphCapture } from '../../src/model/decode-graph.js';
+import { cudaUnavailableReason } from '../../src/backend/cuda/index.js';
+import { collect, type Result } from './collect.js';
+
+const cfg = randomConfig({ num_hidden_layers: 2, vocab_size: 128, index_topk: 8 });
+const ckpt = randomCheckpoint(cfg, 21);
+const cudaReason = cudaUnavailableReason();
+const onGpu = { skip: cudaReason === null ? false : `CUDA unavailable: ${cudaReason}` };
+
+const prompt = (n: number, seed: number): number[] => Array.from({ length: n }, (_, i) => 2 + ((i * 17 + seed * 29) % 120));
+const req = (id: string, p: number[], params: GenerateRequest['params']): GenerateRequest => ({ id, promptIds: p, params: { ignoreEos: true, ...params } });
+
+/** The CPU stand-in: records fn (and runs it, which CUDA capture does not); a replay re-runs it. */
+const standIn: GraphCapture = (fn) => {
+  fn();
+  const g: CapturedGraph = { replay: fn, destroy: () => {} };
+  return g;
+};
+
+/** Five requests of different lengths finishing at different steps: buckets 8 → 4 → 2 → 1 as they end. */
+const MIXED: GenerateRequest[] = [
+  req('a', prompt(3, 1), { temperature: 0, maxTokens: 4, logprobs: 2 }),
+  req('b', prompt(70, 2), { temperature: 0, maxTokens: 12, logprobs: 2 }),
+  req('c', prompt(20, 3), { temperature: 0.8, seed: 5, n: 2, maxTokens: 7, logprobs: 2 }),
+  req('d', prompt(130, 4), { temperature: 0, maxTokens: 10, logprobs: 2 }),
+  req('e', prompt(9, 5), { temperature: 0, maxTokens: 14, logprobs: 2 }),
+];
+
+async function runAll(model: DeepseekV32, opts: EngineOptions, reqs: GenerateRequest[]): Promise<{ results: Result[]; engine: LLMEngine<{ readonly blocks: number }> }> {
+  const engine = new LLMEngine(model, opts);
+  const results = await Promise.all(reqs.map((r) => collect(engine.generate(r))));
+  return { results, engine };
+}
+
+function sameResults(got: Result[], want: Result[], tol: number, what: string): void {
+  want.forEach((w, i) => {
+    assert.deepEqual(got[i]!.tokens, w.tokens, `${what}: request ${i} tokens`);
+    assert.deepEqual(got[i]!.finish.map((f) => f.reason), w.finish.map((f) => f.reason), `${what}: request ${i} finish`);
+    w.events.forEach((evs, s) => evs.forEach((ev, t) => {
+      const g = got[i]!.events[s]![t]!;
+      assert.ok(Math.abs(g.logprob - ev.logprob) <= tol, `${what}: request ${i} seq ${s} token ${t}: logprob ${g.logprob} vs ${ev.logprob}`);
+    }));
+  });
+}
+
+test('engine graphs (CPU stand-in): mixed prefill/decode, sampling with n = 2, sequences finishing at different steps: the tokens of an eager engine', async () => {
+  const model = DeepseekV32.fromSource(cfg, mapSource(ckpt));
+  const base: EngineOptions = { numBlocks: 16, maxNumSeqs: 8, maxBatchTokens: 48 };
+  const eager = await runAll(model, { ...base, cudaGraphs: false }, MIXED);
+  const graphed = await runAll(model, { ...base, graphCapture: standIn }, MIXED);
+  sameResults(graphed.results, eager.results, 1e-4, 'graphs vs eager');
+  assert.equal(eager.engine.graphStats(), null, 'cudaGraphs: false runs no graphs');
+  const st = graphed.engine.graphStats()!;
+  assert.deepEqual(st.failures, []);
+  assert.ok(st.captures >= 3, `buckets captured: ${st.captures}`);
+  assert.ok(st.replays >= 5, `steps replayed: ${st.replays}`);
+  assert.deepEqual(graphed.engine.stats(), eager.engine.stats(), 'the same schedule: the scratch block is outside the block pool');
+  graphed.engine.close();
+  eager.engine.close();
+  assert.equal(graphed.engine.graphStats(), null, 'close() drops the graphs');
+});
+
+test('engine graphs (CPU stand-in): steps that record routes run eagerly beside graph steps; a pool too small preempts; the same tokens', async () => {
+  const model = DeepseekV32.fromSource(cfg, mapSource(ckpt));
+  const reqs = [
+    req('r', prompt(40, 6), { temperature: 0, maxTokens: 6, returnRoutedExperts: true }),
+    req('p0', prompt(60, 7), { temperature: 0, maxTokens: 10 }),
+    req('p1', prompt(62, 8), { temperature: 0, maxTokens: 10 }),
+  ];
+  const base: EngineOptions = { numBlocks: 4, maxNumSeqs: 4 };
+  const eager = await runAll(model, { ...base, cudaGraphs: false }, reqs);
+  const graphed = await runAll(model, { ...base, graphCapture: standIn }, reqs);
+  sameResults(graphed.results, eager.results, 1e-4, 'graphs vs eager');
+  eager.results[0]!.events[0]!.forEach((ev, t) => assert.deepEqual(Array.from(graphed.results[0]!.events[0]![t]!.routedExperts!), Array.from(ev.routedExperts!), `routes of token ${t}`));
+  assert.ok(graphed.engine.stats().preempted > 0, 'the pool was too small for all three');
+  assert.ok(graphed.engine.graphStats()!.replays > 0);
+  assert.equal(graphed.engine.blockPool.numUsed, 0);
+  graphed.engine.close();
+  eager.engine.close();
+});
+
+test('engine graphs (CPU stand-in): a context crossing a tier (256 → 512) gets a graph of its own; the FP8 cache (bf16, MQA) too', async () => {
+  const model = DeepseekV32.fromSource(cfg, mapSource(ckpt));
+  const reqs = [req('long', prompt(250, 9), { temperature: 0, maxTokens: 12, logprobs: 1 }), req('short', prompt(30, 10), { temperature: 0, maxTokens: 12, logprobs: 1 })];
+  for (const extra of [{}, { numerics: 'bf16', cacheFormat: 'fp8' }] as const) {
+    const base: EngineOptions = { numBlocks: 8, maxNumSeqs: 2, ...extra };
+    const eager = await runAll(model, { ...base, cudaGraphs: false }, reqs);
+    const graphed = await runAll(model, { ...base, graphCapture: standIn }, reqs);
+    sameResults(graphed.results, eager.results, extra.numerics ? 1e-2 : 1e-4, `graphs vs eager ${JSON.stringify(extra)}`);
+    const st = graphed.engine.graphStats()!;
+    // 11 decode steps of bucket 2: positions 250..255 of the long prompt in tier 256 (capture, then 5
+    // replays), 256..260 in tier 512 (capture, then 4 replays)
+    assert.deepEqual({ captures: st.captures, eager: st.eager, replays: st.replays }, { captures: 2, eager: 2, replays: 9 });
+    graphed.engine.close();
+    eager.engine.close();
+  }
+});
+
+test('engine graphs (CPU stand-in): a bucket whose capture fails runs eagerly and warns once', async () => {
+  const model = DeepseekV32.fromSource(cfg, mapSource(ckpt));
+  const warnings: string[] = [];
+  const onWarning = (w: Error): void => void warnings.push(w.message);
+  process.on('warning', onWarning);
+  try {
+    const failing: GraphCapture = () => {
+      throw new Error('cuda: fromHost is not allowed while a CUDA graph is being captured');
+    };
+    const reqs = MIXED.slice(0, 2);
+    const eager = await runAll(model, { numBlocks: 8, maxNumSeqs: 2, cudaGraphs: false }, reqs);
+    const graphed = await runAll(model, { numBlocks: 8, maxNumSeqs: 2, graphCapture: failing }, reqs);
+    sameResults(graphed.results, eager.results, 1e-4, 'failed capture vs eager');
+    const st = graphed.engine.graphStats()!;
+    assert.equal(st.replays, 0);
+    assert.deepEqual(st.failures.map((f) => f.bucket).sort(), [1, 2]);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(warnings.filter((w) => /decode bucket \d \(contexts ≤ 256\) could not be captured; those steps run eagerly: cuda: fromHost/.test(w)).length, 2);
+    graphed.engine.close();
+    eager.engine.close();
+  } finally {
+    process.off('warning', onWarning);
+  }
+});
+
+// ---- CUDA: real capture and replay ------------------------------------------------------------------
+
+for (const numerics of ['f32', 'bf16'] as const) {
+  test(`decode graphs on CUDA (${numerics}): replayed steps of 1..8 sequences equal eager steps to rounding, every bucket captured [cuda]`, onGpu, () => {
+    const model = DeepseekV32.fromSource(cfg, mapSource(ckpt), { device: 'cuda' });
+    const PROMPTS = [5, 70, 130, 64, 1, 100, 33, 150];
+    const blocksOf = (s: number): number[] => [3 * s, 3 * s + 1, 3 * s + 2];
+    const tok = (s: number, i: number): number => (i * 13 + s * 31 + 7) % cfg.vocabSize;
+    const pools = [0, 1].map(() => model.newPool({ blocks: 25 }));
+    for (const pool of pools) {
+      const ids: number[] = [];
+      const seqs = PROMPTS.map((len, s) => {
+        const offset = ids.length;
+        for (let i = 0; i < len; i++) ids.push(tok(s, i));
+        return { offset, len, start: 0, blocks: blocksOf(s) };
+      });
+      model.step({ ids: Int32Array.from(ids), seqs }, pool, { numerics });
+    }
+    const runner = model.decodeGraphs(pools[1]!, { maxLen: 320, scratchBlock: 24, maxSeqs: 8, numerics })!;
+    assert.ok(runner, 'the CUDA backend can capture');
+    // each bucket used at least twice (capture, then replays), batch sizes going up and down
+    const plan = [[0], [1], [0, 1], [2, 3], [0, 1, 2], [3, 4, 5, 6], [0, 1, 2, 3, 4, 5, 6, 7], [7, 6, 5, 4, 3], [1, 2, 3, 4, 5, 6, 7], [2, 5], [6], [0, 3, 6]];
+    const tol = numerics === 'f32' ? 1e-4 : 3e-2;
+    // every sequence decodes at its next position (unwritten cache rows are never read)
+    const len = [...PROMPTS];
+    plan.forEach((live, k) => {
+      const batch: RaggedBatch = {
+        ids: Int32Array.from(live, (s) => tok(s, 1000 + k)),
+        seqs: live.map((s, i) => ({ offset: i, len: 1, start: len[s]!, blocks: blocksOf(s) })),
+      };
+      for (const s of live) len[s]!++;
+      const want = model.step(batch, pools[0]!, { numerics }).logits!.toFloat32();
+      const got = runner.step(batch)!.toFloat32();
+      assert.equal(got.length, want.length);
+      const scale = Math.max(1, ...Array.from(want, Math.abs));
+      let worst = 0;
+      for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!));
+      assert.ok(worst <= tol * scale, `step ${k} (${live.length} sequences): |Δ logits| ${worst} > ${tol * scale}`);
+    });
+    assert.deepEqual(runner.stats.failures, [], 'every bucket captured');
+    assert.equal(runner.stats.captures, 4, 'buckets 1, 2, 4, 8');
+    assert.equal(runner.stats.replays, plan.length - 4);
+    runner.destroy();
+  });
+}
+
+test('engine on CUDA: graph decode gives the eager engine\'s greedy tokens, and replays [cuda]', onGpu, async () => {
+  const model = DeepseekV32.fromSource(cfg, mapSource(ckpt), { device: 'cuda' });
+  const greedy = MIXED.map((r) => ({ ...r, params: { ...r.params, temperature: 0, n: 1 } }));
+  const base: EngineOptions = { numBlocks: 16, maxNumSeqs: 8, maxBatchTokens: 48 };
+  const eager = await runAll(model, { ...base, cudaGraphs: false }, greedy);
+  const graphed = await runAll(model, base, greedy);
+  sameResults(graphed.results, eager.results, 1e-3, 'CUDA graphs vs eager');
+  const st = graphed.engine.graphStats()!;
+  assert.deepEqual(st.failures, []);
+  assert.ok(st.replays > 0);
+  graphed.engine.close();
+  eager.engine.close();
+});
