@@ -13,6 +13,7 @@ import type { GenerateRequest } from '../../src/engine/types.js';
 import { DeepseekV32, type RaggedBatch, mapSource, randomCheckpoint, randomConfig } from '../../src/model/index.js';
 import type { CapturedGraph, GraphCapture } from '../../src/model/decode-graph.js';
 import { cudaUnavailableReason } from '../../src/backend/cuda/index.js';
+import { getBackend } from '../../src/tensor/backend.js';
 import { collect, type Result } from './collect.js';
 
 const cfg = randomConfig({ num_hidden_layers: 2, vocab_size: 128, index_topk: 8 });
@@ -23,9 +24,25 @@ const onGpu = { skip: cudaReason === null ? false : `CUDA unavailable: ${cudaRea
 const prompt = (n: number, seed: number): number[] => Array.from({ length: n }, (_, i) => 2 + ((i * 17 + seed * 29) % 120));
 const req = (id: string, p: number[], params: GenerateRequest['params']): GenerateRequest => ({ id, promptIds: p, params: { ignoreEos: true, ...params } });
 
-/** The CPU stand-in: records fn (and runs it, which CUDA capture does not); a replay re-runs it. */
+/**
+ * The CPU stand-in: records fn (and runs it, which CUDA capture does not); a replay re-runs it. As a real
+ * capture, it refuses host↔device copies inside fn (a replay would not redo them): the CPU backend's
+ * fromHost/toHost throw the CUDA backend's error while fn runs. (The first H100 run of graph decode failed
+ * every capture on such an upload, the FP8 round trip's scale index, which no CPU test had caught.)
+ */
 const standIn: GraphCapture = (fn) => {
-  fn();
+  const cpu = getBackend('cpu');
+  const [up, down] = [cpu.fromHost, cpu.toHost];
+  const refuse = (what: string) => (): never => {
+    throw new Error(`cuda: ${what} is not allowed while a CUDA graph is being captured (CPU stand-in)`);
+  };
+  cpu.fromHost = refuse('copying host data to the device');
+  cpu.toHost = refuse('copying device data to the host');
+  try {
+    fn();
+  } finally {
+    [cpu.fromHost, cpu.toHost] = [up, down];
+  }
   const g: CapturedGraph = { replay: fn, destroy: () => {} };
   return g;
 };

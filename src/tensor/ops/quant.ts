@@ -10,9 +10,8 @@ import { noGrad, record } from '../autograd.js';
 import { E4M3_MAX, e4m3BitsToF32, f32ToE4m3Bits } from '../dtype.js';
 import { ShapeError, Tensor, fmtShape, fromArray, fromBits } from '../tensor.js';
 import { mul } from './elementwise.js';
-import { indexSelect } from './indexing.js';
 import { alloc, requireFloat, sameDevice } from './util.js';
-import { cast, contiguous } from './view.js';
+import { cast, contiguous, expand, narrow, reshape, unsqueeze } from './view.js';
 
 function checkBlock(op: string, block: number): void {
   if (!Number.isInteger(block) || block <= 0) throw new DsvError(`${op}: block must be a positive integer, got ${block}`);
@@ -110,13 +109,18 @@ function probeTies(probe: Fp8TieProbe, x: Tensor, q: Tensor, s: Tensor, block: n
   return flipped ? fromArray(flipped, q.shape, { dtype: 'f8e4m3', device: q.device }) : q;
 }
 
-/** Scale of column j = s[..., floor(j/block)], expanded to [..., N]. */
+/**
+ * Scale of column j = s[..., floor(j/block)], expanded to [..., N] along `axis`: each of the nb scales
+ * repeated `block` times ([.., nb, 1, ..] broadcast to [.., nb, block, ..], made contiguous, the last
+ * block cut to N). Device work only — no index array built on the host and uploaded — so it can be
+ * recorded in a CUDA graph (the decode step's FP8 round trip of the MLA latent runs it).
+ */
 function expandScales(op: string, s: Tensor, N: number, block: number, axis: number): Tensor {
-  const idx = new Int32Array(N);
-  for (let j = 0; j < N; j++) idx[j] = Math.floor(j / block);
   const nb = Math.ceil(N / block);
   if (s.shape[axis] !== nb) throw new ShapeError(`${op}: scale ${fmtShape(s.shape)} needs ${nb} blocks of ${block} along dim ${axis}`);
-  return indexSelect(s, axis, fromArray(idx, [N], { dtype: 'i32', device: s.device }));
+  const wide = [...s.shape.slice(0, axis), nb, block, ...s.shape.slice(axis + 1)];
+  const rep = reshape(contiguous(expand(unsqueeze(s, axis + 1), wide)), [...s.shape.slice(0, axis), nb * block, ...s.shape.slice(axis + 1)]);
+  return nb * block === N ? rep : narrow(rep, axis, 0, N);
 }
 
 /** f32 values q·s[block of each column] (exact for ue8m0 scales). */
