@@ -11,6 +11,7 @@ import { DeepseekV32, type RaggedBatch, decodeBuckets, mapSource, randomCheckpoi
 import type { CachePool } from '../../src/model/cache.js';
 import { type CapturedGraph, type GraphCapture, contextTier } from '../../src/model/decode-graph.js';
 import { narrow } from '../../src/tensor/ops/view.js';
+import { cudaUnavailableReason } from '../../src/backend/cuda/index.js';
 
 // index_topk 8 far below the contexts: the selection is sparse, so the width bound matters
 const cfg = randomConfig({ num_hidden_layers: 2, vocab_size: 96, index_topk: 8 });
@@ -226,3 +227,36 @@ test('DecodeGraphs: a failed capture leaves the bucket eager (reported once), an
   assert.equal(model.decodeGraphs(pool, { maxLen: MAXLEN, scratchBlock: SCRATCH, maxSeqs: 2 }), null, 'the CPU cannot capture: no runner');
   assert.throws(() => model.decodeGraphs(pool, { maxLen: MAXLEN, scratchBlock: BLOCKS, maxSeqs: 2, capture: standIn([]) }), /scratchBlock 25 is not a block of the pool \[0, 25\)/);
 });
+
+// ---- CUDA: real capture and replay (skipped without a driver) -------------------------------------------
+
+const cudaReason = cudaUnavailableReason();
+const onGpu = { skip: cudaReason === null ? false : `CUDA unavailable: ${cudaReason}` };
+
+for (const numerics of ['f32', 'bf16'] as const) {
+  test(`decode graphs on CUDA (${numerics}): replayed steps of 1..8 sequences equal eager steps to rounding, every bucket captured [cuda]`, onGpu, () => {
+    const model = DeepseekV32.fromSource(cfg, mapSource(ckpt), { device: 'cuda' });
+    const pools = [0, 1].map(() => model.newPool({ blocks: BLOCKS }));
+    for (const pool of pools) prefill(model, pool, numerics);
+    const runner = model.decodeGraphs(pools[1]!, { maxLen: MAXLEN, scratchBlock: SCRATCH, maxSeqs: 8, numerics })!;
+    assert.ok(runner, 'the CUDA backend can capture');
+    // each bucket used at least twice (capture, then replays), batch sizes going up and down
+    const plan = [[0], [1], [0, 1], [2, 3], [0, 1, 2], [3, 4, 5, 6], [0, 1, 2, 3, 4, 5, 6, 7], [7, 6, 5, 4, 3], [1, 2, 3, 4, 5, 6, 7], [2, 5], [6], [0, 3, 6]];
+    const tol = numerics === 'f32' ? 1e-4 : 3e-2;
+    const next = decoder();
+    plan.forEach((live, k) => {
+      const batch = next(live);
+      const want = model.step(batch, pools[0]!, { numerics }).logits!.toFloat32();
+      const got = runner.step(batch)!.toFloat32();
+      assert.equal(got.length, want.length);
+      const scale = Math.max(1, ...Array.from(want, Math.abs));
+      let worst = 0;
+      for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!));
+      assert.ok(worst <= tol * scale, `step ${k} (${live.length} sequences): |Δ logits| ${worst} > ${tol * scale}`);
+    });
+    assert.deepEqual(runner.stats.failures, [], 'every bucket captured');
+    assert.equal(runner.stats.captures, 4, 'buckets 1, 2, 4, 8');
+    assert.equal(runner.stats.replays, plan.length - 4);
+    runner.destroy();
+  });
+}
