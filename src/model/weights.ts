@@ -197,8 +197,8 @@ export class ModelWeights {
   /**
    * The trainable weights in checkpoint order, each read now as an owned master copy with requiresGrad
    * set (opened with `master`). Excluded: the gate's e_score_correction_bias (the reference steers it by
-   * load, not by gradient: it only biases the discrete choice, which has no gradient), and FP8 weights
-   * (e4m3 codes are not a trainable representation here: train from a bf16/f32 checkpoint). `keep`
+   * load, not by gradient: it only biases the discrete choice, which has no gradient). FP8 linears are
+   * dequantised into the master dtype when read for training (linear()). `keep`
    * narrows the set (e.g. the indexer's weights only, for the dense warm-up).
    */
   parameters(keep: (name: string) => boolean = () => true): NamedParameter[] {
@@ -209,7 +209,7 @@ export class ModelWeights {
       let t: Tensor;
       if (spec.role === 'linear') {
         const lw = this.linear(spec.name);
-        if (lw.kind === 'fp8') throw new WeightError(`${this.source.path}: '${spec.name}' is FP8; training needs dense (bf16/f32) weights`);
+        if (lw.kind === 'fp8') throw new WeightError(`${this.source.path}: '${spec.name}' is FP8 in a model opened for training (linear() dequantises it)`);
         t = lw.w;
       } else t = this.float(spec.name);
       t.requiresGrad = true;
@@ -327,6 +327,9 @@ export class ModelWeights {
       const scale = cast(this.read(`${name}_scale_inv`), 'f32');
       checkFinite(scale, `${name}_scale_inv`, this.source.path);
       lw = { kind: 'fp8', name, out, in: inF, w8: raw, scale };
+      // training: the master copy is the dequantised matrix (e4m3 code × its block's scale is exact in
+      // f32), so an FP8 checkpoint — the shipped dsv32-mini — can be trained on (RL, fine-tuning)
+      if (this.owned) lw = { kind: 'dense', name, out, in: inF, w: this.value(dequantize(lw)) };
     } else {
       const w = this.value(raw);
       checkFinite(w, name, this.source.path);

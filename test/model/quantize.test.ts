@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { Checkpoint } from '../../src/tensor/safetensors.js';
 import { QuantizeError, quantizeCheckpoint } from '../../src/model/quantize.js';
 import { DeepseekV32 } from '../../src/model/index.js';
+import { dequantize } from '../../src/model/weights.js';
 import { fixturesDir } from './golden-data.js';
 
 const skip = existsSync(path.join(fixturesDir, 'tiny-fp8')) ? false : `fixtures not found at ${fixturesDir} (set DSV32_FIXTURES)`;
@@ -56,4 +57,23 @@ test('quantize: a directory without config.json is named', () => {
   } finally {
     rmSync(d, { recursive: true, force: true });
   }
+});
+
+test('an FP8 checkpoint opened for training: every FP8 linear becomes a trainable f32 master copy equal to e4m3 code × its block scale', { skip }, () => {
+  const dir = path.join(fixturesDir, 'tiny-fp8');
+  const train = DeepseekV32.load(dir, { master: 'f32' });
+  const infer = DeepseekV32.load(dir);
+  const params = new Map(train.weights.parameters());
+  let fp8 = 0;
+  for (const name of Checkpoint.open(path.join(dir, 'model.safetensors')).keys()) {
+    if (!name.endsWith('_scale_inv')) continue;
+    const w = name.slice(0, -'_scale_inv'.length);
+    const p = params.get(w);
+    assert.ok(p, `${w}: a trainable parameter`);
+    assert.equal(p.dtype, 'f32');
+    assert.ok(p.requiresGrad);
+    assert.deepEqual(p.toFloat32(), dequantize(infer.weights.linear(w)).toFloat32(), `${w}: the dequantised matrix`);
+    fp8++;
+  }
+  assert.ok(fp8 > 10, `${fp8} FP8 linears`);
 });
