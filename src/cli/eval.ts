@@ -23,6 +23,7 @@ export function register(program: Command): void {
     .option('--max-steps <n>', 'model calls per attempt', intArg('--max-steps', 1), 30)
     .option('--tasks-per-env <n>', 'only the first N tasks of each environment', intArg('--tasks-per-env', 1))
     .option('--temperature <t>', 'sampling temperature', (v) => Number(v))
+    .option('--thinking', 'ask the server for thinking mode (chat_template_kwargs.thinking; dsv32 serve defaults to chat mode)')
     .option('--db <file>', 'results database (resumable)', '')
     .option('--run <id>', 'run id (default: derived from endpoint, model and envs)')
     .option('--jobs <n>', 'attempts run at once (local pool)', intArg('--jobs', 1), 4)
@@ -32,13 +33,13 @@ export function register(program: Command): void {
     .option('--out <file>', 'also write the JSON report here')
     .addOption(requestTimeoutOption())
     .addOption(maxRetriesOption())
-    .action(async (o: RequestCliOptions & { envs: string; baseUrl: string; model: string; k: number; attempts?: number; maxSteps: number; tasksPerEnv?: number; temperature?: number; db: string; run?: string; jobs: number; queue?: string; queueName: string; json?: boolean; out?: string }) => {
+    .action(async (o: RequestCliOptions & { envs: string; baseUrl: string; model: string; k: number; attempts?: number; maxSteps: number; tasksPerEnv?: number; temperature?: number; thinking?: boolean; db: string; run?: string; jobs: number; queue?: string; queueName: string; json?: boolean; out?: string }) => {
       const runner = await makeRunner({ ...(o.queue ? { queue: o.queue, queueName: o.queueName } : {}), jobs: o.jobs });
       let bar: Progress | undefined;
       try {
         const report = await runEval({
           envsDir: o.envs,
-          model: { baseUrl: o.baseUrl, model: o.model, ...(o.temperature !== undefined ? { temperature: o.temperature } : {}), ...requestPolicy(o) },
+          model: { baseUrl: o.baseUrl, model: o.model, ...(o.temperature !== undefined ? { temperature: o.temperature } : {}), ...(o.thinking ? { thinking: true } : {}), ...requestPolicy(o) },
           k: o.k,
           ...(o.attempts ? { attempts: o.attempts } : {}),
           dbPath: o.db || join(resolve(o.envs), 'eval.sqlite'),

@@ -85,6 +85,20 @@ function failureText(what: string, r: SandboxResult): string {
   return `${what} exited with status ${r.exitCode}: ${tail(r.stderr.trim()) || '(no stderr)'}`;
 }
 
+// A number: optional minus (ASCII or U+2212) not right after a digit, digits with optional thousands
+// commas, an optional fraction. "38 + 46 = 84." gives 84, "**1,234**" 1234, "= −7" -7, "5-3" 3.
+const NUMBER = /(?<![\d.,])([-\u2212]?)(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?!\d)/g;
+
+/** The last number in `text` if it is an integer (a fraction of zeros is allowed), else undefined. */
+export function lastInteger(text: string): number | undefined {
+  let last: RegExpExecArray | undefined;
+  for (const m of text.matchAll(NUMBER)) last = m;
+  if (!last) return undefined;
+  if (last[3] && !/^\.0+$/.test(last[3])) return undefined;
+  const n = Number((last[1] ? '-' : '') + last[2]!.replace(/,/g, ''));
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
 export class Episode {
   readonly trace: ToolCallRecord[] = [];
   private readonly stage: StagingDir;
@@ -198,6 +212,18 @@ export class Episode {
       if (opts[k]) m.push({ hostPath: join(this.programs.root, k), sandboxPath: `/env/${k}` });
     }
     return m;
+  }
+
+  /**
+   * For environments whose manifest sets `finalAnswer: "last-integer"`: when nothing was submitted,
+   * submits `{answer: n}` with n the last integer of the agent's final reply text. Returns whether it
+   * submitted; a reply without an integer (or whose last number is not one) submits nothing.
+   */
+  async submitFinalText(text: string | null | undefined): Promise<boolean> {
+    if (this.env.manifest.finalAnswer !== 'last-integer' || this.submitted || !text) return false;
+    const n = lastInteger(text);
+    if (n === undefined) return false;
+    return (await this.submit({ answer: n })).ok;
   }
 
   /** Records the final answer (same as calling the submit tool). */

@@ -31,6 +31,11 @@ export const manifestSchema = z.strictObject({
     .strictObject({ timeoutMs: z.number().int().positive().max(600_000), memoryMb: z.number().int().positive().max(65_536) })
     .partial()
     .optional(),
+  /**
+   * For short-answer families: when an episode ends with a reply and no submit call, the last integer of
+   * the reply's text (not its reasoning) is submitted as `{answer: n}` (Episode.submitFinalText).
+   */
+  finalAnswer: z.enum(['last-integer']).optional(),
 });
 export type Manifest = z.infer<typeof manifestSchema>;
 

@@ -236,6 +236,8 @@ export function loadEnvironment(dirArg: string, opts: LoadOptions = {}): Environ
   }
   if (manifest && !tools.has(manifest.submitTool)) {
     problems.push({ file: 'manifest.json', problem: `submitTool "${manifest.submitTool}" has no tools/${manifest.submitTool}.schema.json` });
+  } else if (manifest?.finalAnswer && !tools.get(manifest.submitTool)!.validateArgs({ answer: 0 })) {
+    problems.push({ file: 'manifest.json', problem: `finalAnswer "${manifest.finalAnswer}" submits {"answer": <integer>}, which the submit tool ${manifest.submitTool} does not accept` });
   }
 
   // Tasks.

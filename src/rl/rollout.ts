@@ -687,6 +687,7 @@ export async function rolloutEpisode(env: Environment, taskId: string, episode: 
       const why = client.samplerFailure instanceof Error ? client.samplerFailure.message : String(client.samplerFailure);
       throw new RolloutError(`rollout ${group}#${episode}: sampling from ${o.sampler.description} failed: ${why}`, { cause: client.samplerFailure });
     }
+    await ep.submitFinalText(res.finalAnswer); // a reply is the submission where the manifest says so
     const verdict = await ep.verify();
     // a task may carry its own GenRM rubric (params.rubric; rl.md §1.1 "a rubric per prompt")
     const rubric = typeof ep.task!.params?.rubric === 'string' ? (ep.task!.params.rubric as string) : undefined;

@@ -116,7 +116,7 @@ export function explain(p: ArithProblem): string {
   }
 }
 
-const QUESTIONS: Record<ArithOp, ((a: number, b: number) => string)[]> = {
+export const QUESTIONS: Record<ArithOp, ((a: number, b: number) => string)[]> = {
   '+': [
     (a, b) => `What is ${a} + ${b}?`,
     (a, b) => `Compute ${a} + ${b}.`,

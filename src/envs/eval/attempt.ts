@@ -1,7 +1,8 @@
 // One policy attempt at one task: the agent runtime drives a model over an Episode, with the
 // environment's tools (submit tool included) offered as agent tools. The episode ends when the agent
 // submits (the loop is stopped before the next model call) or stops on its own; the verifier then
-// scores the submitted answer against the final state. Used by evaluation and by the synthesis
+// scores the submitted answer against the final state. In environments whose manifest sets
+// `finalAnswer`, a final reply without a submit call is taken as the submission (Episode.submitFinalText). Used by evaluation and by the synthesis
 // pipeline's pass@k filter.
 import { runAgent } from '../../agent/loop.js';
 import type { ModelClient } from '../../agent/messages.js';
@@ -14,6 +15,8 @@ export interface ModelConfig {
   baseUrl: string;
   model: string;
   temperature?: number;
+  /** Ask for thinking mode (true) or chat mode (false) with chat_template_kwargs.thinking; unset: the server's default. */
+  thinking?: boolean;
   maxTokens?: number;
   stream?: boolean;
   /** The client's RetryPolicy fields (src/agent/http.ts); the client's defaults when absent. */
@@ -29,6 +32,7 @@ export function clientFor(m: ModelConfig): ModelClient {
     ...(process.env.DSV32_API_KEY ? { apiKey: process.env.DSV32_API_KEY } : {}),
     stream: m.stream ?? false,
     ...(m.temperature !== undefined ? { temperature: m.temperature } : {}),
+    ...(m.thinking !== undefined ? { mode: m.thinking ? ('thinking' as const) : ('chat' as const), extraBody: { chat_template_kwargs: { thinking: m.thinking } } } : {}),
     ...(m.maxTokens !== undefined ? { maxTokens: m.maxTokens } : {}),
     ...(m.requestTimeoutMs !== undefined ? { requestTimeoutMs: m.requestTimeoutMs } : {}),
     ...(m.maxRetries !== undefined ? { maxRetries: m.maxRetries } : {}),
@@ -53,7 +57,8 @@ export function policySystemPrompt(env: Environment): string {
   return (
     `You are an agent working in the "${env.manifest.id}" environment (${env.manifest.description}). ` +
     `Use the tools to gather what you need. When you have the answer, call ${env.manifest.submitTool} ` +
-    'exactly once with it; that ends the task.'
+    'exactly once with it; that ends the task.' +
+    (env.manifest.finalAnswer === 'last-integer' ? ' You may instead end with a reply: its last integer is taken as your answer.' : '')
   );
 }
 
@@ -99,6 +104,7 @@ export async function runPolicyAttempt(
       ...(opts.runId ? { runId: opts.runId } : {}),
       hooks: { beforeStep: () => (ep.submitted ? { stop: true } : undefined) },
     });
+    await ep.submitFinalText(res.finalAnswer); // only for manifests with finalAnswer
     const verdict = await ep.verify();
     return {
       score: verdict.score,

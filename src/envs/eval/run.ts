@@ -23,6 +23,7 @@ export const modelConfigSchema = z.strictObject({
   baseUrl: z.string().url(),
   model: z.string().min(1),
   temperature: z.number().optional(),
+  thinking: z.boolean().optional(),
   maxTokens: z.number().int().positive().optional(),
   stream: z.boolean().optional(),
   requestTimeoutMs: z.number().int().min(1).max(MAX_TIMER_MS).optional(),
@@ -119,7 +120,7 @@ export interface EvalReport {
 }
 
 export function defaultRunId(envsDir: string, m: ModelConfig, maxSteps: number): string {
-  const h = createHash('sha256').update(JSON.stringify([resolve(envsDir), m.baseUrl, m.model, m.temperature ?? null, maxSteps])).digest('hex');
+  const h = createHash('sha256').update(JSON.stringify([resolve(envsDir), m.baseUrl, m.model, m.temperature ?? null, maxSteps, ...(m.thinking !== undefined ? [m.thinking] : [])])).digest('hex');
   return `${m.model.replace(/[^A-Za-z0-9._-]/g, '_')}-${h.slice(0, 10)}`;
 }
 

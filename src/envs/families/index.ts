@@ -4,6 +4,7 @@ import { tripFamily } from './trip/family.js';
 import { codeInterpreterFamily } from './code-interpreter/family.js';
 import { searchFamily } from './search/family.js';
 import { codeAgentFamily } from './code-agent/family.js';
+import { arithmeticFamily } from './arithmetic/family.js';
 
 let registered = false;
 
@@ -14,4 +15,5 @@ export function registerBuiltinFamilies(): void {
   registerFamily(codeInterpreterFamily);
   registerFamily(searchFamily);
   registerFamily(codeAgentFamily);
+  registerFamily(arithmeticFamily);
 }
