@@ -10,13 +10,13 @@
 // "The answer is 84.", "**84**": the formats the model was trained to answer in). The verifier accepts
 // exactly the right integer.
 import Database from 'better-sqlite3';
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { isHeldOut, QUESTIONS, type ArithOp } from '../../../data/synthetic/arithmetic.js';
 import { FamilyError } from '../../errors.js';
 import { FORMAT_VERSION, type Manifest } from '../../format.js';
 import { Rng } from '../../rng.js';
-import type { EnvFamily, GenerateOptions, GenerateResult } from '../registry.js';
+import { type EnvFamily, type GenerateOptions, type GenerateResult, checkGenerateOptions, writeEnvFile } from '../registry.js';
 
 export const ARITH_MAX_TASKS = 5000;
 export type ArithDifficulty = 'easy' | 'medium' | 'hard';
@@ -133,19 +133,8 @@ export function arithmeticTasks(seed: number, count: number): ArithTask[] {
   return out;
 }
 
-function write(dir: string, rel: string, text: string): void {
-  const p = join(dir, rel);
-  mkdirSync(dirname(p), { recursive: true });
-  writeFileSync(p, text);
-}
-
 export function generateArithmetic(opts: GenerateOptions): GenerateResult {
-  if (!Number.isInteger(opts.seed) || opts.seed < 0) throw new FamilyError(`--seed must be a non-negative integer, got ${opts.seed}`);
-  if (!Number.isInteger(opts.tasks) || opts.tasks < 1 || opts.tasks > ARITH_MAX_TASKS) {
-    throw new FamilyError(`--tasks must be an integer in 1..${ARITH_MAX_TASKS}, got ${opts.tasks}`);
-  }
-  const dir = resolve(opts.outDir);
-  if (existsSync(dir) && readdirSync(dir).length) throw new FamilyError(`output directory ${opts.outDir} exists and is not empty`);
+  const dir = checkGenerateOptions(opts, ARITH_MAX_TASKS);
   const tasks = arithmeticTasks(opts.seed, opts.tasks);
   mkdirSync(dir, { recursive: true });
 
@@ -163,10 +152,10 @@ export function generateArithmetic(opts: GenerateOptions): GenerateResult {
     submitTool: SUBMIT_TOOL.name,
     finalAnswer: 'last-integer',
   };
-  write(dir, 'manifest.json', JSON.stringify(manifest, null, 2) + '\n');
-  write(dir, `tools/${SUBMIT_TOOL.name}.schema.json`, JSON.stringify(SUBMIT_TOOL, null, 2) + '\n');
-  write(dir, 'solutions/solve.py', SOLUTION);
-  write(dir, 'verifiers/verify.py', VERIFIER);
+  writeEnvFile(dir, 'manifest.json', JSON.stringify(manifest, null, 2) + '\n');
+  writeEnvFile(dir, `tools/${SUBMIT_TOOL.name}.schema.json`, JSON.stringify(SUBMIT_TOOL, null, 2) + '\n');
+  writeEnvFile(dir, 'solutions/solve.py', SOLUTION);
+  writeEnvFile(dir, 'verifiers/verify.py', VERIFIER);
 
   // The state: the problems asked, for people reading the environment (no tool reads it; answers are not stored).
   const db = new Database(join(dir, 'db.sqlite'));
@@ -192,7 +181,7 @@ export function generateArithmetic(opts: GenerateOptions): GenerateResult {
       solution: { program: 'solutions/solve.py' },
       verifier: { program: 'verifiers/verify.py' },
     };
-    write(dir, `tasks/${id}.json`, JSON.stringify(task, null, 2) + '\n');
+    writeEnvFile(dir, `tasks/${id}.json`, JSON.stringify(task, null, 2) + '\n');
   });
   return { dir, envId, tasks: tasks.length, tools: 1 };
 }

@@ -3,15 +3,15 @@
 // pair of bugs) becomes a task only if, measured by actually running the suite on the host, the gold
 // patch turns at least one failing test into a passing one (fail-to-pass > 0) and breaks none
 // (pass-to-fail = 0).
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { FamilyError } from '../../errors.js';
 import { FORMAT_VERSION, type Manifest } from '../../format.js';
 import { Rng } from '../../rng.js';
-import type { EnvFamily, GenerateOptions, GenerateResult } from '../registry.js';
+import { type EnvFamily, type GenerateOptions, type GenerateResult, checkGenerateOptions, writeEnvFile } from '../registry.js';
 import { codeAgentCandidates, type Candidate } from './catalog.js';
 import { RUNNER, SOLUTION, SUBMIT_TOOL, VERIFIER, repoTools } from './programs.js';
 import type { RepoTemplate } from './template.js';
@@ -39,12 +39,6 @@ function loadRunner(): { runner: Runner; cleanup: () => void } {
   return { runner: createRequire(import.meta.url)(join(d, 'runner.cjs')) as Runner, cleanup: () => rmSync(d, { recursive: true, force: true }) };
 }
 
-function write(dir: string, rel: string, text: string): void {
-  const p = join(dir, rel);
-  mkdirSync(dirname(p), { recursive: true });
-  writeFileSync(p, text);
-}
-
 interface Measured {
   failToPass: string[];
   passToPass: string[];
@@ -66,12 +60,7 @@ async function pool<T, R>(items: T[], width: number, f: (x: T) => Promise<R>): P
 }
 
 export async function generateCodeAgent(opts: GenerateOptions): Promise<GenerateResult> {
-  if (!Number.isInteger(opts.seed) || opts.seed < 0) throw new FamilyError(`--seed must be a non-negative integer, got ${opts.seed}`);
-  if (!Number.isInteger(opts.tasks) || opts.tasks < 1 || opts.tasks > CODE_AGENT_MAX_TASKS) {
-    throw new FamilyError(`--tasks must be an integer in 1..${CODE_AGENT_MAX_TASKS} (single and paired injected bugs), got ${opts.tasks}`);
-  }
-  const dir = resolve(opts.outDir);
-  if (existsSync(dir) && readdirSync(dir).length) throw new FamilyError(`output directory ${opts.outDir} exists and is not empty`);
+  const dir = checkGenerateOptions(opts, CODE_AGENT_MAX_TASKS);
 
   const all = codeAgentCandidates(opts.seed);
   const order = new Rng(opts.seed).fork('code-agent').shuffle(all);
@@ -142,7 +131,7 @@ function writeEnvironment(dir: string, seed: number, accepted: Array<{ c: Candid
     submitTool: SUBMIT_TOOL.name,
     toolLimits: { timeoutMs: 30_000, memoryMb: 512 },
   };
-  write(dir, 'manifest.json', JSON.stringify(manifest, null, 2) + '\n');
+  writeEnvFile(dir, 'manifest.json', JSON.stringify(manifest, null, 2) + '\n');
   const db = new Database(join(dir, 'db.sqlite'));
   try {
     db.exec(`
@@ -169,18 +158,18 @@ function writeEnvironment(dir: string, seed: number, accepted: Array<{ c: Candid
           solution: { program: 'solutions/solve.py' },
           verifier: { program: 'verifiers/verify.js' },
         };
-        write(dir, `tasks/${id}.json`, JSON.stringify(task, null, 2) + '\n');
+        writeEnvFile(dir, `tasks/${id}.json`, JSON.stringify(task, null, 2) + '\n');
       });
     })();
     const first = db.prepare('SELECT repo, path FROM files WHERE is_test = 0 ORDER BY repo LIMIT 1').get() as { repo: string; path: string };
-    write(dir, 'tools/_runner.js', RUNNER);
+    writeEnvFile(dir, 'tools/_runner.js', RUNNER);
     for (const t of repoTools(first.repo, first.path)) {
-      write(dir, `tools/${t.schema.name}.js`, t.source);
-      write(dir, `tools/${t.schema.name}.schema.json`, JSON.stringify(t.schema, null, 2) + '\n');
+      writeEnvFile(dir, `tools/${t.schema.name}.js`, t.source);
+      writeEnvFile(dir, `tools/${t.schema.name}.schema.json`, JSON.stringify(t.schema, null, 2) + '\n');
     }
-    write(dir, `tools/${SUBMIT_TOOL.name}.schema.json`, JSON.stringify(SUBMIT_TOOL, null, 2) + '\n');
-    write(dir, 'solutions/solve.py', SOLUTION);
-    write(dir, 'verifiers/verify.js', VERIFIER);
+    writeEnvFile(dir, `tools/${SUBMIT_TOOL.name}.schema.json`, JSON.stringify(SUBMIT_TOOL, null, 2) + '\n');
+    writeEnvFile(dir, 'solutions/solve.py', SOLUTION);
+    writeEnvFile(dir, 'verifiers/verify.js', VERIFIER);
     return { dir, envId, tasks: accepted.length, tools: 4 };
   } finally {
     db.close();

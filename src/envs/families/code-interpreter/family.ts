@@ -1,12 +1,12 @@
 // The code-interpreter family: math and data-analysis questions answered by writing Python, run by
 // the run_python tool in the sandbox. Integer answers must be exact, other
 // numbers are within a relative tolerance, names are compared exactly.
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { FamilyError } from '../../errors.js';
 import { FORMAT_VERSION, type Manifest } from '../../format.js';
 import { Rng } from '../../rng.js';
-import type { EnvFamily, GenerateOptions, GenerateResult } from '../registry.js';
+import { type EnvFamily, type GenerateOptions, type GenerateResult, checkGenerateOptions, writeEnvFile } from '../registry.js';
 import { generateDataset, writeDatasetDb } from './data.js';
 import { LIST_TABLES, RUN_PYTHON, SNIPPET_TIMEOUT_S, SOLUTION, SUBMIT_TOOL } from './programs.js';
 import { sampleCiTask } from './templates.js';
@@ -15,19 +15,8 @@ export const CI_MAX_TASKS = 2000;
 /** Relative tolerance of numeric answers (|x - truth| <= REL_TOL * max(1, |truth|)). */
 export const REL_TOL = 1e-6;
 
-function write(dir: string, rel: string, text: string): void {
-  const p = join(dir, rel);
-  mkdirSync(dirname(p), { recursive: true });
-  writeFileSync(p, text);
-}
-
 export function generateCodeInterpreter(opts: GenerateOptions): GenerateResult {
-  if (!Number.isInteger(opts.seed) || opts.seed < 0) throw new FamilyError(`--seed must be a non-negative integer, got ${opts.seed}`);
-  if (!Number.isInteger(opts.tasks) || opts.tasks < 1 || opts.tasks > CI_MAX_TASKS) {
-    throw new FamilyError(`--tasks must be an integer in 1..${CI_MAX_TASKS}, got ${opts.tasks}`);
-  }
-  const dir = resolve(opts.outDir);
-  if (existsSync(dir) && readdirSync(dir).length) throw new FamilyError(`output directory ${opts.outDir} exists and is not empty`);
+  const dir = checkGenerateOptions(opts, CI_MAX_TASKS);
   mkdirSync(dir, { recursive: true });
 
   const data = generateDataset(opts.seed);
@@ -43,14 +32,14 @@ export function generateCodeInterpreter(opts: GenerateOptions): GenerateResult {
     submitTool: SUBMIT_TOOL.name,
     toolLimits: { timeoutMs: (SNIPPET_TIMEOUT_S + 5) * 1000, memoryMb: 512 },
   };
-  write(dir, 'manifest.json', JSON.stringify(manifest, null, 2) + '\n');
+  writeEnvFile(dir, 'manifest.json', JSON.stringify(manifest, null, 2) + '\n');
   writeDatasetDb(data, join(dir, 'db.sqlite'));
   for (const t of [RUN_PYTHON, LIST_TABLES]) {
-    write(dir, `tools/${t.schema.name}.py`, t.source);
-    write(dir, `tools/${t.schema.name}.schema.json`, JSON.stringify(t.schema, null, 2) + '\n');
+    writeEnvFile(dir, `tools/${t.schema.name}.py`, t.source);
+    writeEnvFile(dir, `tools/${t.schema.name}.schema.json`, JSON.stringify(t.schema, null, 2) + '\n');
   }
-  write(dir, `tools/${SUBMIT_TOOL.name}.schema.json`, JSON.stringify(SUBMIT_TOOL, null, 2) + '\n');
-  write(dir, 'solutions/solve.py', SOLUTION);
+  writeEnvFile(dir, `tools/${SUBMIT_TOOL.name}.schema.json`, JSON.stringify(SUBMIT_TOOL, null, 2) + '\n');
+  writeEnvFile(dir, 'solutions/solve.py', SOLUTION);
 
   const rng = new Rng(opts.seed).fork('tasks');
   const seen = new Set<string>();
@@ -75,7 +64,7 @@ export function generateCodeInterpreter(opts: GenerateOptions): GenerateResult {
       solution: { program: 'solutions/solve.py' },
       verifier,
     };
-    write(dir, `tasks/${id}.json`, JSON.stringify(task, null, 2) + '\n');
+    writeEnvFile(dir, `tasks/${id}.json`, JSON.stringify(task, null, 2) + '\n');
     made++;
   }
   return { dir, envId, tasks: made, tools: 3 };

@@ -1,12 +1,12 @@
 // The search-agent family: multi-hop questions over an offline corpus of generated documents about a
 // synthetic world, answered with BM25 search (SQLite FTS5) and an open-document tool.
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { FamilyError } from '../../errors.js';
 import { FORMAT_VERSION, type Manifest } from '../../format.js';
 import { Rng } from '../../rng.js';
-import type { EnvFamily, GenerateOptions, GenerateResult } from '../registry.js';
+import { type EnvFamily, type GenerateOptions, type GenerateResult, checkGenerateOptions, writeEnvFile } from '../registry.js';
 import { searchTitles, writeSearchDb } from './corpus-db.js';
 import { OPEN_TOOL, SOLUTION, SUBMIT_TOOL, TOP_K, VERIFIER, searchTool } from './programs.js';
 import { sampleQuestion } from './questions.js';
@@ -14,19 +14,8 @@ import { generateSearchWorld } from './world.js';
 
 export const SEARCH_MAX_TASKS = 1000;
 
-function write(dir: string, rel: string, text: string): void {
-  const p = join(dir, rel);
-  mkdirSync(dirname(p), { recursive: true });
-  writeFileSync(p, text);
-}
-
 export function generateSearch(opts: GenerateOptions): GenerateResult {
-  if (!Number.isInteger(opts.seed) || opts.seed < 0) throw new FamilyError(`--seed must be a non-negative integer, got ${opts.seed}`);
-  if (!Number.isInteger(opts.tasks) || opts.tasks < 1 || opts.tasks > SEARCH_MAX_TASKS) {
-    throw new FamilyError(`--tasks must be an integer in 1..${SEARCH_MAX_TASKS}, got ${opts.tasks}`);
-  }
-  const dir = resolve(opts.outDir);
-  if (existsSync(dir) && readdirSync(dir).length) throw new FamilyError(`output directory ${opts.outDir} exists and is not empty`);
+  const dir = checkGenerateOptions(opts, SEARCH_MAX_TASKS);
   mkdirSync(dir, { recursive: true });
 
   const world = generateSearchWorld(opts.seed);
@@ -42,17 +31,17 @@ export function generateSearch(opts: GenerateOptions): GenerateResult {
     submitTool: SUBMIT_TOOL.name,
     toolLimits: { timeoutMs: 10_000, memoryMb: 256 },
   };
-  write(dir, 'manifest.json', JSON.stringify(manifest, null, 2) + '\n');
+  writeEnvFile(dir, 'manifest.json', JSON.stringify(manifest, null, 2) + '\n');
   const dbPath = join(dir, 'db.sqlite');
   writeSearchDb(world, dbPath);
   const search = searchTool(world.companies[0]!.name);
   for (const t of [search, OPEN_TOOL]) {
-    write(dir, `tools/${t.schema.name}.py`, t.source);
-    write(dir, `tools/${t.schema.name}.schema.json`, JSON.stringify(t.schema, null, 2) + '\n');
+    writeEnvFile(dir, `tools/${t.schema.name}.py`, t.source);
+    writeEnvFile(dir, `tools/${t.schema.name}.schema.json`, JSON.stringify(t.schema, null, 2) + '\n');
   }
-  write(dir, `tools/${SUBMIT_TOOL.name}.schema.json`, JSON.stringify(SUBMIT_TOOL, null, 2) + '\n');
-  write(dir, 'solutions/solve.py', SOLUTION);
-  write(dir, 'verifiers/verify.py', VERIFIER);
+  writeEnvFile(dir, `tools/${SUBMIT_TOOL.name}.schema.json`, JSON.stringify(SUBMIT_TOOL, null, 2) + '\n');
+  writeEnvFile(dir, 'solutions/solve.py', SOLUTION);
+  writeEnvFile(dir, 'verifiers/verify.py', VERIFIER);
 
   const db = new Database(dbPath, { readonly: true });
   try {
@@ -75,7 +64,7 @@ export function generateSearch(opts: GenerateOptions): GenerateResult {
         solution: { program: 'solutions/solve.py' },
         verifier: { program: 'verifiers/verify.py' },
       };
-      write(dir, `tasks/${id}.json`, JSON.stringify(task, null, 2) + '\n');
+      writeEnvFile(dir, `tasks/${id}.json`, JSON.stringify(task, null, 2) + '\n');
       made++;
     }
     return { dir, envId, tasks: made, tools: 3 };

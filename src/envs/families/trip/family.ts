@@ -1,12 +1,12 @@
 // The trip-planning family (general agent, paper §3.2.3): writes a complete environment directory
 // (manifest, SQLite world, 15 query tools + submit_result, tasks, reference solution, verifier) from
 // a seed, offline.
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { FamilyError } from '../../errors.js';
 import { FORMAT_VERSION, type Manifest } from '../../format.js';
 import { Rng } from '../../rng.js';
-import type { EnvFamily, GenerateOptions, GenerateResult } from '../registry.js';
+import { type EnvFamily, type GenerateOptions, type GenerateResult, checkGenerateOptions, writeEnvFile } from '../registry.js';
 import { renderPrompt } from './constraints.js';
 import { DB_HELPER, SOLUTION, SUBMIT_TOOL, VERIFIER, toolSource, tripTools } from './programs.js';
 import { TripIndex } from './solver.js';
@@ -18,19 +18,8 @@ export const TRIP_MAX_TASKS = 2000;
 /** Difficulty mix: one easy, two medium, two hard in every five tasks. */
 const MIX: TripDifficulty[] = ['easy', 'medium', 'hard', 'medium', 'hard'];
 
-function write(dir: string, rel: string, text: string): void {
-  const p = join(dir, rel);
-  mkdirSync(dirname(p), { recursive: true });
-  writeFileSync(p, text);
-}
-
 export function generateTrip(opts: GenerateOptions): GenerateResult {
-  if (!Number.isInteger(opts.seed) || opts.seed < 0) throw new FamilyError(`--seed must be a non-negative integer, got ${opts.seed}`);
-  if (!Number.isInteger(opts.tasks) || opts.tasks < 1 || opts.tasks > TRIP_MAX_TASKS) {
-    throw new FamilyError(`--tasks must be an integer in 1..${TRIP_MAX_TASKS}, got ${opts.tasks}`);
-  }
-  const dir = resolve(opts.outDir);
-  if (existsSync(dir) && readdirSync(dir).length) throw new FamilyError(`output directory ${opts.outDir} exists and is not empty`);
+  const dir = checkGenerateOptions(opts, TRIP_MAX_TASKS);
   mkdirSync(dir, { recursive: true });
 
   const world = generateWorld(opts.seed);
@@ -49,7 +38,7 @@ export function generateTrip(opts: GenerateOptions): GenerateResult {
     submitTool: SUBMIT_TOOL.name,
     toolLimits: { timeoutMs: 10_000, memoryMb: 256 },
   };
-  write(dir, 'manifest.json', JSON.stringify(manifest, null, 2) + '\n');
+  writeEnvFile(dir, 'manifest.json', JSON.stringify(manifest, null, 2) + '\n');
   writeWorldDb(world, join(dir, 'db.sqlite'));
 
   const first = world.cities[0]!;
@@ -64,14 +53,14 @@ export function generateTrip(opts: GenerateOptions): GenerateResult {
     cuisine: world.restaurants.find((r) => r.cityId === first.id)!.cuisine,
   };
   const tools = tripTools(ex);
-  write(dir, 'tools/_db.py', DB_HELPER);
+  writeEnvFile(dir, 'tools/_db.py', DB_HELPER);
   for (const t of tools) {
-    write(dir, `tools/${t.name}.py`, toolSource(t));
-    write(dir, `tools/${t.name}.schema.json`, JSON.stringify({ name: t.name, description: t.description, parameters: t.parameters, examples: t.examples }, null, 2) + '\n');
+    writeEnvFile(dir, `tools/${t.name}.py`, toolSource(t));
+    writeEnvFile(dir, `tools/${t.name}.schema.json`, JSON.stringify({ name: t.name, description: t.description, parameters: t.parameters, examples: t.examples }, null, 2) + '\n');
   }
-  write(dir, `tools/${SUBMIT_TOOL.name}.schema.json`, JSON.stringify(SUBMIT_TOOL, null, 2) + '\n');
-  write(dir, 'solutions/solve_trip.py', SOLUTION);
-  write(dir, 'verifiers/verify_trip.py', VERIFIER);
+  writeEnvFile(dir, `tools/${SUBMIT_TOOL.name}.schema.json`, JSON.stringify(SUBMIT_TOOL, null, 2) + '\n');
+  writeEnvFile(dir, 'solutions/solve_trip.py', SOLUTION);
+  writeEnvFile(dir, 'verifiers/verify_trip.py', VERIFIER);
 
   const rng = new Rng(opts.seed).fork('tasks');
   const seen = new Set<string>();
@@ -93,7 +82,7 @@ export function generateTrip(opts: GenerateOptions): GenerateResult {
       solution: { program: 'solutions/solve_trip.py' },
       verifier: { program: 'verifiers/verify_trip.py' },
     };
-    write(dir, `tasks/${id}.json`, JSON.stringify(task, null, 2) + '\n');
+    writeEnvFile(dir, `tasks/${id}.json`, JSON.stringify(task, null, 2) + '\n');
     made++;
   }
   return { dir, envId, tasks: made, tools: tools.length + 1 };
