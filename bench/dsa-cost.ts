@@ -115,6 +115,17 @@ type Res = { out: T.Tensor; lse: T.Tensor };
 const disposeRes = (r: Res | null): void => {
   if (r) dispose(r.out, r.lse);
 };
+const disposeOne = (t: T.Tensor): void => dispose(t);
+/** timeMs of `make`, each call freeing the previous call's result (and the last one at the end). */
+function timeOwned<R>(make: () => R, free: (r: R) => void, t: { reps: number; warm: number }): number {
+  let last: R | null = null;
+  const ms = timeMs(() => {
+    if (last !== null) free(last);
+    last = make();
+  }, t);
+  if (last !== null) free(last);
+  return ms;
+}
 
 // ---- the torch reference, same command ----------------------------------------------------------------------
 type Row = Record<string, number | string | boolean | undefined>;
@@ -200,58 +211,33 @@ for (const [ci, L] of CONTEXTS.entries()) {
   // DSA, stage by stage (each on the previous stage's real output) and as one pipeline
   const logits0 = T.indexerLogits(iq, ik, iks, iw, start, end);
   const sel0 = T.topkSelect(logits0, K, { start, end });
-  let tmp: T.Tensor | null = null;
-  const indexerMs = timeMs(() => {
-    if (tmp) dispose(tmp);
-    tmp = T.indexerLogits(iq, ik, iks, iw, start, end);
-  }, PREFILL_T);
-  const topkMs = timeMs(() => {
-    if (tmp) dispose(tmp);
-    tmp = T.topkSelect(logits0, K, { start, end });
-  }, PREFILL_T);
-  if (tmp) dispose(tmp);
-  let res: Res | null = null;
-  const sparseMs = timeMs(() => {
-    disposeRes(res);
-    res = T.sparseMlaPrefill(q, kv, sel0, SCALE);
-  }, PREFILL_T);
-  disposeRes(res);
-  res = null;
-  const dsaMs = timeMs(() => {
-    disposeRes(res);
+  const indexerMs = timeOwned(() => T.indexerLogits(iq, ik, iks, iw, start, end), disposeOne, PREFILL_T);
+  const topkMs = timeOwned(() => T.topkSelect(logits0, K, { start, end }), disposeOne, PREFILL_T);
+  const sparseMs = timeOwned(() => T.sparseMlaPrefill(q, kv, sel0, SCALE), disposeRes, PREFILL_T);
+  const dsaMs = timeOwned(() => {
     const lg = T.indexerLogits(iq, ik, iks, iw, start, end);
     const sel = T.topkSelect(lg, K, { start, end });
-    res = T.sparseMlaPrefill(q, kv, sel, SCALE);
+    const r = T.sparseMlaPrefill(q, kv, sel, SCALE);
     dispose(lg, sel);
-  }, PREFILL_T);
-  disposeRes(res);
-  res = null;
+    return r;
+  }, disposeRes, PREFILL_T);
   dispose(logits0, sel0);
 
   // dense
-  const denseOpMs = timeMs(() => {
-    disposeRes(res);
-    res = T.sparseMlaPrefill(q, kv, causal, SCALE);
-  }, PREFILL_T);
+  const denseOpMs = timeOwned(() => T.sparseMlaPrefill(q, kv, causal, SCALE), disposeRes, PREFILL_T);
   let denseGemmMs: number | undefined;
   if (!onCpu) {
     if (ci === 0) {
       const a = densePrefillGemm(q, kv, causal, SCALE);
-      const o = res as unknown as Res;
+      const o = T.sparseMlaPrefill(q, kv, causal, SCALE);
       const dOut = maxDiff(a.out, o.out);
       const dLse = maxDiff(a.lse, o.lse);
       denseCheck = { context: L, max_abs_diff_out: dOut.max, max_abs_diff_lse: dLse.max, nonfinite_mismatches: dOut.mismatched + dLse.mismatched };
       disposeRes(a);
+      disposeRes(o);
     }
-    disposeRes(res);
-    res = null;
-    denseGemmMs = timeMs(() => {
-      disposeRes(res);
-      res = densePrefillGemm(q, kv, causal, SCALE);
-    }, PREFILL_T);
+    denseGemmMs = timeOwned(() => densePrefillGemm(q, kv, causal, SCALE), disposeRes, PREFILL_T);
   }
-  disposeRes(res);
-  res = null;
   const gemmWins = denseGemmMs !== undefined && denseGemmMs < denseOpMs;
   prefill.push({
     context: L, s_q: SQ, dsa_ms: dsaMs, indexer_ms: indexerMs, topk_ms: topkMs, sparse_mla_ms: sparseMs,
@@ -301,33 +287,17 @@ for (const [ci, L] of CONTEXTS.entries()) {
 
   const logits0 = T.indexerLogitsPaged(iq, icache, iw, table, lens, L);
   const sel0 = T.reshape(T.topkSelect(logits0, K, { end: lens, blockTable: table, rowsPerSeq: 1 }), [B, 1, K]);
-  let tmp: T.Tensor | null = null;
-  const indexerMs = timeMs(() => {
-    if (tmp) dispose(tmp);
-    tmp = T.indexerLogitsPaged(iq, icache, iw, table, lens, L);
-  }, DECODE_T);
-  const topkMs = timeMs(() => {
-    if (tmp) dispose(tmp);
-    tmp = T.topkSelect(logits0, K, { end: lens, blockTable: table, rowsPerSeq: 1 });
-  }, DECODE_T);
-  if (tmp) dispose(tmp);
-  let res: Res | null = null;
-  const sparseMs = timeMs(() => {
-    disposeRes(res);
-    res = T.sparseMlaDecode(q, cache, sel0, SCALE);
-  }, DECODE_T);
-  const dsaMs = timeMs(() => {
-    disposeRes(res);
+  const indexerMs = timeOwned(() => T.indexerLogitsPaged(iq, icache, iw, table, lens, L), disposeOne, DECODE_T);
+  const topkMs = timeOwned(() => T.topkSelect(logits0, K, { end: lens, blockTable: table, rowsPerSeq: 1 }), disposeOne, DECODE_T);
+  const sparseMs = timeOwned(() => T.sparseMlaDecode(q, cache, sel0, SCALE), disposeRes, DECODE_T);
+  const dsaMs = timeOwned(() => {
     const lg = T.indexerLogitsPaged(iq, icache, iw, table, lens, L);
     const sel = T.topkSelect(lg, K, { end: lens, blockTable: table, rowsPerSeq: 1 });
-    res = T.sparseMlaDecode(q, cache, T.reshape(sel, [B, 1, K]), SCALE);
+    const r = T.sparseMlaDecode(q, cache, T.reshape(sel, [B, 1, K]), SCALE);
     dispose(lg, sel);
-  }, DECODE_T);
-  const denseMs = timeMs(() => {
-    disposeRes(res);
-    res = T.sparseMlaDecode(q, cache, all, SCALE);
-  }, onCpu ? DECODE_T : { reps: 5, warm: 1 });
-  disposeRes(res);
+    return r;
+  }, disposeRes, DECODE_T);
+  const denseMs = timeOwned(() => T.sparseMlaDecode(q, cache, all, SCALE), disposeRes, onCpu ? DECODE_T : { reps: 5, warm: 1 });
   decode.push({ context: L, batch: B, dsa_ms: dsaMs, indexer_ms: indexerMs, topk_ms: topkMs, sparse_mla_ms: sparseMs, dense_ms: denseMs, dense_path: 'sparse op, all slots (same FP8 cache)' });
   dispose(logits0, sel0, cache, icache, q, iq, iw, all, table, lens);
 }
