@@ -10,7 +10,6 @@ import '../tensor/index.js'; // registers the CPU backend
 import { DsvError } from '../errors.js';
 import { Tensor } from '../tensor/tensor.js';
 import { cast, reshape } from '../tensor/ops/view.js';
-import { embedding } from '../tensor/ops/indexing.js';
 import { ropeTables } from '../tensor/ops/rope.js';
 import type { RaggedBatch } from './batch.js';
 import { CachePool, ModelCache, type StepLayout, stepLayout } from './cache.js';
@@ -19,7 +18,7 @@ import { logitsAt } from './logits.js';
 import type { MlaCacheFormat } from '../tensor/ops/sparse-mla.js';
 import { type ModelConfig, loadConfig } from './config.js';
 import { DecoderLayer } from './decoder-layer.js';
-import { embedTokens } from './embedding.js';
+import { embedIds, embedTokens } from './embedding.js';
 import type { Selection } from './indexer.js';
 import type { AttentionMode, AttentionStep, TrainStep } from './mla.js';
 import { add } from '../tensor/ops/elementwise.js';
@@ -258,7 +257,7 @@ export class DeepseekV32 {
       rot: this.rotary.gather(layout.positionsT, layout.maxPosition),
     };
     // the ids come from the layout's device copy: a replayed step (decode-graph.ts) reads them there
-    let h = cast(embedding(this.weights.float('model.embed_tokens.weight'), layout.ids), dt);
+    let h = embedIds(this.weights.float('model.embed_tokens.weight'), layout.ids, dt);
     let residual: Tensor | null = null;
     const topk: Selection[] = [];
     const routes: (Tensor | null)[] = [];
