@@ -62,11 +62,12 @@ const json = args.includes('--json');
 const log = (s: string): void => {
   if (!json) console.log(s);
 };
-const intList = (s: string | undefined, dflt: number[]): number[] => {
+const intList = (name: string, dflt: number[]): number[] => {
+  const s = opt(name);
   if (s === undefined) return dflt;
   const v = s.split(',').map((x) => Number(x.trim()));
   if (!v.length || v.some((x) => !Number.isInteger(x) || x <= 0)) {
-    console.error(`dsa-cost: expected a comma-separated list of positive integers, got ${s}`);
+    console.error(`dsa-cost: ${name} must be a comma-separated list of positive integers, got ${s}`);
     process.exit(2);
   }
   return v;
@@ -91,7 +92,7 @@ const HI = onCpu ? 4 : 64;
 const K = onCpu ? 128 : 2048;
 const SQ = posInt('--sq', onCpu ? 8 : 1024);
 const B = posInt('--batch', onCpu ? 2 : 64);
-const CONTEXTS = intList(opt('--contexts'), onCpu ? [256, 512, 1024, 2048] : [4096, 16384, 32768, 65536, 131072]);
+const CONTEXTS = intList('--contexts', onCpu ? [256, 512, 1024, 2048] : [4096, 16384, 32768, 65536, 131072]);
 for (const L of CONTEXTS) {
   if (L < SQ) {
     console.error(`dsa-cost: context ${L} is shorter than the prefill chunk s_q ${SQ}`);

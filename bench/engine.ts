@@ -29,7 +29,10 @@ const P = Number(arg('--prompt', '64'));
 const G = Number(arg('--gen', '32'));
 const spec = Number(arg('--spec', '0'));
 const graphsArg = arg('--cuda-graphs', 'on');
-if (!['on', 'off', 'both'].includes(graphsArg)) throw new Error(`--cuda-graphs must be on, off or both, got ${graphsArg}`);
+if (!['on', 'off', 'both'].includes(graphsArg)) {
+  console.error(`engine bench: --cuda-graphs must be on, off or both, got "${graphsArg}"`);
+  process.exit(2);
+}
 const graphModes = graphsArg === 'both' ? [false, true] : [graphsArg === 'on'];
 
 const vocab = process.argv.includes('--vocab') ? { vocab_size: Number(arg('--vocab', '0')) } : {};
