@@ -8,7 +8,7 @@
 //     --tokens-per-s 21000 --seconds 600 [--min 300] [--max 1500]
 // Every other stage's config is copied unchanged, so --out is a whole recipe (RECIPE= for
 // scripts/device-train-mini.sh). Prints the stage's new step count.
-import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const args = process.argv.slice(2);
@@ -37,6 +37,7 @@ const seconds = num('--seconds');
 const min = num('--min', '1');
 const max = num('--max', '100000');
 
+if (!existsSync(from) || !statSync(from).isDirectory()) fail(`--from ${from}: not a directory (expected a recipe folder of <stage>.json files)`);
 mkdirSync(out, { recursive: true });
 const files = readdirSync(from).filter((f) => f.endsWith('.json'));
 if (!files.includes(`${stage}.json`)) fail(`--stage ${stage}: no ${stage}.json in ${from} (there: ${files.join(', ')})`);
