@@ -58,7 +58,8 @@ if (opt('--only') === 'adamw') {
   console.log(lines.join('\n'));
   process.exit(0);
 } else if (opt('--only')) {
-  throw new Error(`cuda-bench: --only takes 'adamw' (the only case that runs alone), got '${opt('--only')}'`);
+  console.error(`cuda-bench: --only takes 'adamw' (the only case that runs alone), got '${opt('--only')}'`);
+  process.exit(2);
 }
 
 // ---- GEMM ---------------------------------------------------------------------------------------------
