@@ -14,11 +14,13 @@ export function register(program: Command): void {
     .requiredOption('--config <file>', 'RL config JSON (model, env, n_samples_per_prompt, tasks_per_step, lr, ...; see docs/rl.md)')
     .option('--steps <n>', "override the config's total steps", intArg('--steps', 1))
     .option('--out <dir>', "override the config's output directory")
+    .option('--max-seconds <s>', 'checkpoint and stop after the step that spends this much wall time (run again to resume)', intArg('--max-seconds', 1))
     .option('--no-progress', 'no progress bar')
-    .action(async (o: { config: string; steps?: number; out?: string; progress: boolean }) => {
+    .action(async (o: { config: string; steps?: number; out?: string; maxSeconds?: number; progress: boolean }) => {
       const cfg = loadRlConfig(o.config);
       if (o.steps !== undefined) cfg.steps = o.steps;
       if (o.out !== undefined) cfg.out = o.out;
+      if (o.maxSeconds !== undefined) cfg.max_seconds = o.maxSeconds;
       let bar: ReturnType<typeof progress> | null = null;
       const r = await rlTrain(cfg, {
         onStart: (i) => {

@@ -76,6 +76,9 @@ export const rlConfigSchema = z.strictObject({
   numerics: z.enum(['f32', 'bf16']).default('f32'),
   out: z.string().min(1),
   save_every: z.number().int().positive().default(10),
+  /** wall-time budget of one invocation: after the step that spends it, checkpoint and stop (a later run
+   *  resumes). The GPU machine runs a command for at most 10 minutes */
+  max_seconds: z.number().positive().optional(),
   keep: z.number().int().positive().default(2),
   seed: z.number().int().nonnegative().default(0),
 });

@@ -33,10 +33,11 @@
 // θ_k.
 //
 // Resume: checkpoints (src/train/checkpoint.ts: f32 master weights, AdamW moments, the step) every save_every
-// steps and at the end; a run started again with the same config continues from <out>/latest. The rollout
-// seed, the task choice and the minibatch split are functions of the step, and a fresh engine starts from an
-// empty cache, so the resumed run repeats the uninterrupted one bit for bit (given deterministic
-// environments: the engine's batch composition follows request arrival, which tool latency could change).
+// steps, at the end, and when max_seconds of this invocation are spent; a run started again with the same
+// config continues from <out>/latest. The rollout seed, the task choice and the minibatch split are functions
+// of the step, and a fresh engine starts from an empty cache, so the resumed run repeats the uninterrupted one
+// bit for bit (given deterministic environments: the engine's batch composition follows request arrival,
+// which tool latency could change).
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
@@ -146,7 +147,7 @@ export interface RlResult {
 
 /** The configuration's fingerprint, without what may change between a run and its resume. */
 export function rlConfigHash(cfg: RlConfig): string {
-  const { steps: _s, out: _o, keep: _k, save_every: _e, use_indexer_replay: ir, ...base } = cfg;
+  const { steps: _s, out: _o, keep: _k, save_every: _e, max_seconds: _m, use_indexer_replay: ir, ...base } = cfg;
   // off, the flag is left out so runs checkpointed before it existed keep their fingerprint
   const rest = ir ? { ...base, use_indexer_replay: ir } : base;
   return createHash('sha256').update(JSON.stringify(rest)).digest('hex').slice(0, 16);
@@ -264,6 +265,7 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
   const tokenizerFile = existsSync(join(tokPath, 'tokenizer.json')) ? join(tokPath, 'tokenizer.json') : existsSync(tokPath) && tokPath.endsWith('.json') ? tokPath : undefined;
 
   const genrm = cfg.reward.genrm ? new GenerativeRewardModel(cfg.reward.genrm) : undefined;
+  const tStart = Date.now();
   let step = start;
   let last: string | null = null;
   let ran = 0;
@@ -347,7 +349,8 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
     };
     appendFileSync(logPath, JSON.stringify(log) + '\n');
     hooks.onStep?.(log);
-    const stopping = step >= cfg.steps || (hooks.stopAfter !== undefined && ran >= hooks.stopAfter);
+    const outOfTime = cfg.max_seconds !== undefined && (Date.now() - tStart) / 1000 >= cfg.max_seconds;
+    const stopping = step >= cfg.steps || outOfTime || (hooks.stopAfter !== undefined && ran >= hooks.stopAfter);
     if (step % cfg.save_every === 0 || stopping) save();
     if (stopping) break;
   }

@@ -2,6 +2,7 @@
 // samples rollouts on the real engine over the code-interpreter environment and is trained on them.
 //   run A: 2 steps with every stabilizer on, 2 minibatches per step (the second off-policy);
 //   `dsv32 rl` with the same config, SIGKILLed during step 2 and run again → A's step 2 bit for bit;
+//   run E: 2 steps, stopped by max_seconds after step 1 and run again → A's step 2 bit for bit;
 //   run D: 1 step with Keep Routing, Keep Sampling Mask and the KL term off, against A's first step.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -127,6 +128,19 @@ test('dsv32 rl killed with SIGKILL during step 2 resumes and ends bit-identical 
   const la = readFileSync(join(outA, RL_LOG_FILE), 'utf8').trim().split('\n');
   const lb = readFileSync(join(outB, RL_LOG_FILE), 'utf8').trim().split('\n');
   assert.deepEqual(lb.map(timeless), la.map(timeless));
+});
+
+test('max_seconds: the run checkpoints and stops after the step that spends it, and a later run resumes to the same step 2', async () => {
+  await runA;
+  const outE = join(f.root, 'E');
+  const r1 = await rlTrain(parseRlConfig(tinyRlConfig(f, outE, { steps: 2, max_seconds: 0.001 })));
+  assert.deepEqual([r1.step, r1.done, r1.checkpoint?.endsWith(checkpointName(1))], [1, false, true]);
+  // the budget is not part of the run's identity: without it the same run continues
+  const r2 = await rlTrain(parseRlConfig(tinyRlConfig(f, outE, { steps: 2 })));
+  assert.deepEqual([r2.resumedFrom, r2.step, r2.done], [1, 2, true]);
+  const a = weightsOf(join(outA, checkpointName(2)));
+  const e = weightsOf(join(outE, checkpointName(2)));
+  for (const [n, x] of a) assert.ok(Buffer.from(x.buffer).equals(Buffer.from(e.get(n)!.buffer)), `${n} differs after the budgeted stop`);
 });
 
 test('switches off: routes recomputed, π_θ over the full vocabulary, no KL term', async () => {

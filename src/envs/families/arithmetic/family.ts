@@ -7,8 +7,10 @@
 // The prompt is the bare question; the runtime's system prompt says how to answer.
 // Answers: the submit tool `submit_answer {answer: integer}`, or — the manifest sets
 // `finalAnswer: "last-integer"` — a plain final reply, whose last integer is submitted ("38 + 46 = 84.",
-// "The answer is 84.", "**84**": the formats the model was trained to answer in). The verifier accepts
-// exactly the right integer.
+// "The answer is 84.", "**84**": the formats the model was trained to answer in). The verifier is the
+// declarative `{"exact": {"answer": N}}`: the submission must be exactly the right integer. It needs no
+// sandboxed program, so verifying costs no process per episode (GRPO verifies tasks_per_step · G episodes
+// a step) and works where bubblewrap does not, e.g. the GPU machine the RL ablation runs on.
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -58,22 +60,6 @@ else:
         raise SystemExit("%d is not divisible by %d" % (a, b))
     r = q
 submit({"answer": r})
-`;
-
-const VERIFIER = `"""Arithmetic verifier: the answer must be exactly the expected integer."""
-import json
-import sys
-
-inp = json.load(sys.stdin)
-ans = inp.get("answer")
-want = inp["task"]["params"]["answer"]
-x = ans.get("answer") if isinstance(ans, dict) else None
-if isinstance(x, bool) or not isinstance(x, int):
-    print(json.dumps({"score": 0, "reason": "answer must be {\\"answer\\": <integer>}, got %s" % json.dumps(ans)[:200]}))
-elif x == want:
-    print(json.dumps({"score": 1, "reason": "correct: %d" % want}))
-else:
-    print(json.dumps({"score": 0, "reason": "expected %d, got %d" % (want, x)}))
 `;
 
 const width = (rng: Rng, digits: number) => rng.int(10 ** (digits - 1), 10 ** digits - 1);
@@ -155,7 +141,6 @@ export function generateArithmetic(opts: GenerateOptions): GenerateResult {
   writeEnvFile(dir, 'manifest.json', JSON.stringify(manifest, null, 2) + '\n');
   writeEnvFile(dir, `tools/${SUBMIT_TOOL.name}.schema.json`, JSON.stringify(SUBMIT_TOOL, null, 2) + '\n');
   writeEnvFile(dir, 'solutions/solve.py', SOLUTION);
-  writeEnvFile(dir, 'verifiers/verify.py', VERIFIER);
 
   // The state: the problems asked, for people reading the environment (no tool reads it; answers are not stored).
   const db = new Database(join(dir, 'db.sqlite'));
@@ -179,7 +164,7 @@ export function generateArithmetic(opts: GenerateOptions): GenerateResult {
       difficulty: t.difficulty,
       params: { a: t.a, op: t.op, b: t.b, answer: t.answer },
       solution: { program: 'solutions/solve.py' },
-      verifier: { program: 'verifiers/verify.py' },
+      verifier: { exact: { answer: t.answer } },
     };
     writeEnvFile(dir, `tasks/${id}.json`, JSON.stringify(task, null, 2) + '\n');
   });
