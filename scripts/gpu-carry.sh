@@ -3,20 +3,32 @@
 # 64 MiB of ignored files), into .gpu/ (git-ignored through .git/info/exclude):
 #   .gpu/dist.tar.xz   dist/ built from a clean checkout of HEAD (tsc + the sm_90a cubins) with the
 #                      production node_modules the GPU-side commands import (koffi, zod, commander,
-#                      cli-progress and its deps, @huggingface/tokenizers): ≈ 2.2 MB
-#   .gpu/gpu-cli.mjs   a dsv32 entry with only train and quantize (the full CLI imports the server's and
-#                      the environments' packages, which are not carried)
-#   .gpu/<name>.tar.xz each pack directory given with --pack (dsv32 data pack output), compressed
+#                      cli-progress and its deps, @huggingface/tokenizers, and for rl's environments
+#                      better-sqlite3's addon and ajv): ≈ 3.3 MB
+#   .gpu/gpu-cli.mjs   a dsv32 entry with only train, quantize and rl (the full CLI imports the server's
+#                      and the queue's packages, which are not carried)
+#   .gpu/<name>.tar.xz each pack directory given with --pack (dsv32 data pack output), each model or
+#                      environment directory given with --model / --env (unpacks to tmp/gpu/<name>),
+#                      compressed
 # Node itself comes from ../shared/device/prepare.sh (.device/, ≈ 25 MB). Then, for example:
 #   run(carry: [".device", ".gpu"], command: "source .device/bootstrap.sh; bash scripts/device-train-mini.sh")
-#   bash scripts/gpu-carry.sh [--pack tmp/mini/pack --pack tmp/mini/pack-sft]
+#   bash scripts/gpu-carry.sh [--pack tmp/mini/pack --pack tmp/mini/pack-sft] [--model DIR] [--env DIR]
+# The better-sqlite3 addon is this machine's build: the node in .device/ must be the same version (it is:
+# prepare.sh stages this machine's node).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 packs=()
+dirs=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --pack) packs+=("$2"); shift 2 ;;
-    *) echo "gpu-carry: unknown argument $1 (expected --pack DIR)" >&2; exit 2 ;;
+    --model)
+      [ -f "$2/config.json" ] || { echo "gpu-carry: --model $2: no config.json there (expected a model directory)" >&2; exit 2; }
+      dirs+=("$2"); shift 2 ;;
+    --env)
+      [ -f "$2/manifest.json" ] || { echo "gpu-carry: --env $2: no manifest.json there (expected an environment directory)" >&2; exit 2; }
+      dirs+=("$2"); shift 2 ;;
+    *) echo "gpu-carry: unknown argument $1 (expected --pack DIR, --model DIR or --env DIR)" >&2; exit 2 ;;
   esac
 done
 grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
@@ -28,25 +40,36 @@ ln -s "$PWD/node_modules" "$wt/node_modules"
 (cd "$wt" && npx tsc -p tsconfig.json && node scripts/build-kernels.mjs > /dev/null)
 mkdir -p "$stage/dist/node_modules" .gpu
 cp -r "$wt/dist/src" "$wt/dist/test" "$wt/dist/bench" "$wt/dist/kernels" "$stage/dist/"
-for m in koffi @koromix zod commander cli-progress string-width emoji-regex is-fullwidth-code-point strip-ansi ansi-regex @huggingface; do
+for m in koffi @koromix zod commander cli-progress string-width emoji-regex is-fullwidth-code-point strip-ansi ansi-regex @huggingface \
+  ajv fast-deep-equal fast-uri json-schema-traverse require-from-string bindings file-uri-to-path; do
   cp -r "node_modules/$m" "$stage/dist/node_modules/"
 done
+# better-sqlite3: its JavaScript and the built addon only (not the 25 MB of SQLite sources and objects)
+mkdir -p "$stage/dist/node_modules/better-sqlite3/build/Release"
+cp -r node_modules/better-sqlite3/lib node_modules/better-sqlite3/package.json "$stage/dist/node_modules/better-sqlite3/"
+cp node_modules/better-sqlite3/build/Release/better_sqlite3.node "$stage/dist/node_modules/better-sqlite3/build/Release/"
+rm -rf "$stage/dist/node_modules/ajv/lib" && find "$stage/dist/node_modules/ajv" \( -name '*.d.ts' -o -name '*.map' \) -delete
 # only the glibc x64 koffi build, zod without its sources and typings: the carry stays small
 rm -rf "$stage/dist/node_modules/@koromix/koffi-linux-x64/musl_x64" "$stage/dist/node_modules/zod/src"
 find "$stage/dist/node_modules/zod" \( -name '*.d.ts' -o -name '*.d.cts' -o -name '*.d.mts' -o -name '*.map' \) -delete
 tar -C "$stage" -cJf .gpu/dist.tar.xz dist
 cat > .gpu/gpu-cli.mjs <<'JS'
-// dsv32 train and quantize without the CLI's other dependencies (copied into dist/ on the GPU machine)
+// dsv32 train, quantize and rl without the CLI's other dependencies (copied into dist/ on the GPU machine)
 import { Command } from 'commander';
 import { register as train } from './src/cli/train.js';
 import { register as quantize } from './src/cli/quantize.js';
+import { register as rl } from './src/cli/rl.js';
 const p = new Command('dsv32');
 train(p);
 quantize(p);
+rl(p);
 await p.parseAsync(process.argv);
 JS
 for p in "${packs[@]}"; do
   [ -f "$p/pack.json" ] || { echo "gpu-carry: --pack $p: no pack.json there (expected a dsv32 data pack directory)" >&2; exit 2; }
   tar -C "$(dirname "$p")" -cJf ".gpu/$(basename "$p").tar.xz" "$(basename "$p")"
+done
+for d in "${dirs[@]}"; do
+  tar -C "$(dirname "$d")" -cf - "$(basename "$d")" | xz -9 -T0 > ".gpu/$(basename "$d").tar.xz"
 done
 du -sh .gpu/* | sed 's/^/gpu-carry: /'

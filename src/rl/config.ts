@@ -74,6 +74,8 @@ export const rlConfigSchema = z.strictObject({
     num_blocks: z.number().int().positive().optional(),
   }).default({ max_num_seqs: 16 }),
   numerics: z.enum(['f32', 'bf16']).default('f32'),
+  /** where the policy, π_ref and the engine run: auto is cuda when a GPU is usable, else cpu */
+  device: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
   out: z.string().min(1),
   save_every: z.number().int().positive().default(10),
   /** wall-time budget of one invocation: after the step that spends it, checkpoint and stop (a later run

@@ -42,6 +42,7 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } fr
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { loadTokenizer, type DeepSeekTokenizer } from '../chat/tokenizer.js';
+import { resolveDevice } from '../backend/cuda/index.js';
 import { LLMEngine } from '../engine/engine.js';
 import { loadEnvironment, type Environment } from '../envs/load.js';
 import { DsvError } from '../errors.js';
@@ -126,7 +127,7 @@ export interface RlStepLog {
 }
 
 export interface RlHooks {
-  onStart?: (info: { startStep: number; steps: number; params: number; tasks: number }) => void;
+  onStart?: (info: { startStep: number; steps: number; params: number; tasks: number; device: string }) => void;
   onStep?: (log: RlStepLog) => void;
   onCheckpoint?: (dir: string) => void;
   /** stop after this many steps of this invocation (tests: a simulated kill after a checkpoint) */
@@ -147,7 +148,8 @@ export interface RlResult {
 
 /** The configuration's fingerprint, without what may change between a run and its resume. */
 export function rlConfigHash(cfg: RlConfig): string {
-  const { steps: _s, out: _o, keep: _k, save_every: _e, max_seconds: _m, use_indexer_replay: ir, ...base } = cfg;
+  // the device is not part of the run's identity either: a run checkpointed on one device resumes on another
+  const { steps: _s, out: _o, keep: _k, save_every: _e, max_seconds: _m, device: _d, use_indexer_replay: ir, ...base } = cfg;
   // off, the flag is left out so runs checkpointed before it existed keep their fingerprint
   const rest = ir ? { ...base, use_indexer_replay: ir } : base;
   return createHash('sha256').update(JSON.stringify(rest)).digest('hex').slice(0, 16);
@@ -241,9 +243,17 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
   if (resume && (resume.state.configHash !== configHash || resume.state.stage !== STAGE)) {
     throw new RlTrainError(`out: ${cfg.out} holds a checkpoint of another run (stage ${resume.state.stage}, config ${resume.state.configHash}; this run: ${STAGE}, ${configHash}); use a fresh out directory`);
   }
-  const configJson = readFileSync(join(cfg.model, 'config.json'), 'utf8');
-  const model = DeepseekV32.load(resume ? resume.dir : cfg.model, { master: 'f32' });
-  const ref = cfg.use_kl_loss && cfg.kl_loss_coef > 0 ? DeepseekV32.load(cfg.model) : null;
+  let device: string;
+  try {
+    device = resolveDevice(cfg.device);
+  } catch (e) {
+    throw new RlTrainError(`device: ${(e as Error).message}`, { cause: e });
+  }
+  // checkpoints hold f32 masters: an FP8 source's quantization_config would describe them wrongly
+  const { quantization_config: _q, ...srcConfig } = JSON.parse(readFileSync(join(cfg.model, 'config.json'), 'utf8')) as Record<string, unknown>;
+  const configJson = JSON.stringify(srcConfig, null, 2) + '\n';
+  const model = DeepseekV32.load(resume ? resume.dir : cfg.model, { master: 'f32', device });
+  const ref = cfg.use_kl_loss && cfg.kl_loss_coef > 0 ? DeepseekV32.load(cfg.model, { device }) : null;
   const mc = model.cfg;
   if (tok.vocabSize > mc.vocabSize) throw new RlTrainError(`tokenizer: ${tok.vocabSize} tokens, more than the model's vocab_size ${mc.vocabSize}`);
   const params = model.weights.parameters();
@@ -256,7 +266,7 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
   mkdirSync(cfg.out, { recursive: true });
   const logPath = join(cfg.out, RL_LOG_FILE);
   truncateLog(logPath, start);
-  hooks.onStart?.({ startStep: start, steps: cfg.steps, params: params.reduce((a, [, p]) => a + p.numel, 0), tasks: tasks.length });
+  hooks.onStart?.({ startStep: start, steps: cfg.steps, params: params.reduce((a, [, p]) => a + p.numel, 0), tasks: tasks.length, device });
 
   const moeLayers = mc.nLayers - mc.nDenseLayers;
   const routeShape = moeLayers > 0 ? { layers: moeLayers, k: mc.nActivatedExperts } : undefined;
@@ -313,15 +323,15 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
     const t1 = Date.now();
     const padId = tok.special.eos;
     const logpOldMode = cfg.use_sampling_mask ? 'masked' : 'full';
-    const full = collateRollouts(records, { padId, logpOld: logpOldMode });
+    const full = collateRollouts(records, { padId, logpOld: logpOldMode, device });
     const advAll = full.advantages.toFloat64();
 
     // ---- 4–5. minibatch updates
     const mbs: MinibatchLog[] = [];
     for (const [a, b] of splitRanges(records.length, cfg.num_minibatches).filter(([x, y]) => y > x)) {
       const recs: RolloutRecord[] = records.slice(a, b);
-      const mb = collateRollouts(recs, { padId, logpOld: logpOldMode });
-      mbs.push(await minibatchStep(mb, fromArray(advAll.subarray(a, b), [b - a], { dtype: 'f32' })));
+      const mb = collateRollouts(recs, { padId, logpOld: logpOldMode, device });
+      mbs.push(await minibatchStep(mb, fromArray(advAll.subarray(a, b), [b - a], { dtype: 'f32', device })));
       await releaseDeadTensors(model.device);
     }
     step++;

@@ -3,6 +3,7 @@
 //   run A: 2 steps with every stabilizer on, 2 minibatches per step (the second off-policy);
 //   `dsv32 rl` with the same config, SIGKILLed during step 2 and run again → A's step 2 bit for bit;
 //   run E: 2 steps, stopped by max_seconds after step 1 and run again → A's step 2 bit for bit;
+//   run Q: from an FP8 copy of the model, 1 step then resumed to 2 (the checkpoint is f32, not FP8);
 //   run D: 1 step with Keep Routing, Keep Sampling Mask and the KL term off, against A's first step.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,6 +14,7 @@ import { DeepseekV32 } from '../../src/model/index.js';
 import { parseRlConfig } from '../../src/rl/config.js';
 import { RL_LOG_FILE, type RlStepLog, rlTrain } from '../../src/rl/trainer.js';
 import { checkpointName } from '../../src/train/checkpoint.js';
+import { quantizeCheckpoint } from '../../src/model/quantize.js';
 import { rlFixture, tinyRlConfig } from './rl-fixture.js';
 
 const MAIN = resolve('dist/src/cli/main.js');
@@ -141,6 +143,21 @@ test('max_seconds: the run checkpoints and stops after the step that spends it, 
   const a = weightsOf(join(outA, checkpointName(2)));
   const e = weightsOf(join(outE, checkpointName(2)));
   for (const [n, x] of a) assert.ok(Buffer.from(x.buffer).equals(Buffer.from(e.get(n)!.buffer)), `${n} differs after the budgeted stop`);
+});
+
+test('an FP8 model trains from f32 masters: its checkpoints carry no quantization_config, load, and resume', async () => {
+  await runA;
+  const fp8 = join(f.root, 'fp8');
+  quantizeCheckpoint(f.modelDir, fp8, { maxShardBytes: 64 * 2 ** 20 });
+  const out = join(f.root, 'Q');
+  const cfg = (steps: number) => parseRlConfig(tinyRlConfig(f, out, { steps, model: fp8, tokenizer: f.modelDir }));
+  const r1 = await rlTrain(cfg(1));
+  const saved = JSON.parse(readFileSync(join(r1.checkpoint!, 'config.json'), 'utf8')) as Record<string, unknown>;
+  assert.equal(saved.quantization_config, undefined, 'the f32 masters are not FP8');
+  assert.equal(saved.num_hidden_layers, JSON.parse(readFileSync(join(fp8, 'config.json'), 'utf8')).num_hidden_layers);
+  const r2 = await rlTrain(cfg(2));
+  assert.deepEqual([r2.resumedFrom, r2.step, r2.done], [1, 2, true]);
+  assert.ok([...weightsOf(r2.checkpoint!).values()].every((w) => w.every(Number.isFinite)));
 });
 
 test('switches off: routes recomputed, π_θ over the full vocabulary, no KL term', async () => {
