@@ -74,14 +74,25 @@ pack() {
   tar czf "$OUT/rl-logs.tgz" -C "$(dirname $L)" "$(basename $L)"
 }
 
+# wait for the background runs; past `deadline` seconds after T0 kill them (each loses only its step in
+# flight: the checkpoints stay) so that the logs are packed before the call's limit
+settle() {
+  while [ -n "$(jobs -pr)" ]; do
+    if [ $(el) -ge $1 ]; then echo "killing the runs still going at $(el) s"; kill $(jobs -pr) 2>/dev/null; sleep 3; break; fi
+    sleep 3
+  done
+  wait
+}
 if [ "$SOLO_SECONDS" -gt 0 ] && ! [ -f $G/runs/all/latest ]; then
   launch all $SOLO_SECONDS 0
-  wait
+  settle $(( SOLO_SECONDS + 120 ))
   echo "solo done at $(el) s"; report
+  # a run that cannot finish one step alone will not finish one beside four others
+  [ -f $G/runs/all/latest ] || { echo "device-rl: the solo run made no checkpoint; stopping"; pack; exit 1; }
 fi
 # every run at once; the margin leaves time for the step running at the deadline, the checkpoint, the pack
 for r in $RUNS; do launch $r $RUN_SECONDS 100; done
-wait
+settle $(( RUN_SECONDS + 15 ))
 echo "runs stopped at $(el) s"
 report
 pack
