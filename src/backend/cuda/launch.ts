@@ -139,7 +139,10 @@ export class ModuleCache {
     const mod = this.module(file);
     const fn: Handle[] = [null];
     const rc = this.cu.cuModuleGetFunction(fn, mod, name);
-    if (rc !== 0) throw new KernelNotFoundError(`kernel ${name} not found in ${file}.cubin (CUresult ${rc}); rebuild kernels`);
+    // 500 is CUDA_ERROR_NOT_FOUND; anything else is the driver's own failure (with lazy loading the function is
+    // loaded here, so a full device gives CUDA_ERROR_OUT_OF_MEMORY, which is no reason to rebuild kernels)
+    if (rc === 500) throw new KernelNotFoundError(`kernel ${name} not found in ${file}.cubin (CUresult ${rc}); rebuild kernels`);
+    check(rc, `cuModuleGetFunction(${file}.cubin, ${name})`);
     k = new Kernel(this.cu, name, fn[0]!, sig, this.stream);
     this.kernels.set(key, k);
     return k;
