@@ -13,7 +13,7 @@
 #   no-mask         use_sampling_mask false: π_θ and π_old over the full vocabulary
 # SOLO_SECONDS: `all` first runs alone (its rollout and training tokens/s uncontended), then every run of
 # RUNS runs at once, one process each, sharing the GPU, until RUN_SECONDS (from the start of this script)
-# are nearly spent. Each process checkpoints and stops on --max-seconds, so a later call on the same warm
+# are nearly spent (as many at once as the GPU's memory holds: RUN_GIB, default 22, each). Each process checkpoints and stops on --max-seconds, so a later call on the same warm
 # machine continues every run (tmp/gpu stays while the machine is held). The logs come back as
 # $OUT/rl-logs.tgz; SHIP=<run> also quantizes that run's latest checkpoint into $OUT/policy (FP8 shards
 # ≤ 15 MiB, config, index: a run returns at most 8 files).
@@ -91,7 +91,15 @@ if [ "$SOLO_SECONDS" -gt 0 ] && ! [ -f $G/runs/all/latest ]; then
   [ -f $G/runs/all/latest ] || { echo "device-rl: the solo run made no checkpoint; stopping"; pack; exit 1; }
 fi
 # every run at once; the margin leaves time for the step running at the deadline, the checkpoint, the pack
-for r in $RUNS; do launch $r $RUN_SECONDS 100; done
+# as many runs as the GPU's memory holds at RUN_GIB each (a run of recipe/grpo.json peaked at 21 GiB on an
+# H100: 5 at once ran out of memory there, and fit an H200); the rest wait for another call
+mem=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null | head -1)
+par=$(( (${mem:-81920} / 1024 - 6) / ${RUN_GIB:-22} )); [ $par -ge 1 ] || par=1
+n=0
+for r in $RUNS; do
+  n=$((n + 1))
+  if [ $n -le $par ]; then launch $r $RUN_SECONDS 100; else echo "$r: not started ($par runs fit this GPU's memory)"; fi
+done
 settle $(( RUN_SECONDS + 15 ))
 echo "runs stopped at $(el) s"
 report
