@@ -156,9 +156,24 @@ export function checkSamplingMask(mask: SamplingMask, N: number, V: number, name
 /** CSR → dense bool mask [N, V] (true = kept). */
 export function maskToDense(mask: SamplingMask, N: number, V: number, device?: string): Tensor {
   checkSamplingMask(mask, N, V);
+  return fromArray(denseKeep(mask, N, V), [N, V], { dtype: 'bool', device });
+}
+
+/** The dense kept bytes of a checked mask; rows where `fullRow(i)` holds keep every id (a memset). */
+function denseKeep(mask: SamplingMask, N: number, V: number, fullRow?: (i: number) => boolean): Uint8Array {
   const d = new Uint8Array(N * V);
-  for (let i = 0; i < N; i++) for (let j = mask.indptr[i]!; j < mask.indptr[i + 1]!; j++) d[i * V + mask.indices[j]!] = 1;
-  return fromArray(d, [N, V], { dtype: 'bool', device });
+  for (let i = 0; i < N; i++) {
+    if (fullRow?.(i)) d.fill(1, i * V, (i + 1) * V);
+    else for (let j = mask.indptr[i]!; j < mask.indptr[i + 1]!; j++) d[i * V + mask.indices[j]!] = 1;
+  }
+  return d;
+}
+
+/** log-softmax of logits/τ over the kept entries of `keep` (bool [N, V]), −∞ elsewhere; logits' shape. */
+function logSoftmaxWhere(logits: Tensor, keep: Tensor, temperature: number): Tensor {
+  const V = logits.shape[logits.rank - 1]!;
+  const z = reshape(div(cast(logits, logits.dtype === 'f64' ? 'f64' : 'f32'), temperature), [logits.numel / V, V]);
+  return reshape(logSoftmax(where(keep, z, -Infinity), -1), logits.shape);
 }
 
 /** Dense bool/integer mask [N, V] (non-zero = kept) → CSR, ids ascending. */
@@ -185,10 +200,7 @@ export function maskedLogSoftmax(logits: Tensor, mask: SamplingMask, temperature
   if (!isFloat(logits.dtype) || logits.rank < 2) throw new DsvError(`maskedLogSoftmax: logits must be a float [..., V] tensor, got ${logits.dtype} ${fmtShape(logits.shape)}`);
   checkParams({ temperature });
   const V = logits.shape[logits.rank - 1]!;
-  const N = logits.numel / V;
-  const keep = maskToDense(mask, N, V, logits.device);
-  const z = reshape(div(cast(logits, logits.dtype === 'f64' ? 'f64' : 'f32'), temperature), [N, V]);
-  return reshape(logSoftmax(where(keep, z, -Infinity), -1), logits.shape);
+  return logSoftmaxWhere(logits, maskToDense(mask, logits.numel / V, V, logits.device), temperature);
 }
 
 /**
@@ -213,22 +225,21 @@ export function maskedTokenLogProbs(logits: Tensor, tokens: Tensor, mask: Sampli
   checkSamplingMask(mask, N, V);
   const tok = tokens.toFloat64();
   const ok = valid ? valid.toFloat64() : null;
-  // padding rows get a full row (no −∞ rows, so no NaN anywhere in the graph) and are zeroed at the end
-  const indptr = new Int32Array(N + 1);
-  const idx: number[] = [];
+  const padding = (i: number): boolean => ok !== null && ok[i] === 0;
   for (let i = 0; i < N; i++) {
+    if (padding(i)) continue;
     const row = mask.indices.subarray(mask.indptr[i]!, mask.indptr[i + 1]!);
     const t = tok[i]!;
-    if (!ok || ok[i] !== 0) {
-      if (!(t >= 0 && t < V)) throw new DsvError(`${op}: token ${t} at row ${i} is not an id in [0, ${V})`);
-      if (!row.includes(t)) throw new DsvError(`${op}: token ${t} at row ${i} is outside its sampling mask (${row.length} kept ids); the sampler cannot have drawn it`);
-      for (const v of row) idx.push(v);
-    } else {
-      for (let v = 0; v < V; v++) idx.push(v);
-    }
-    indptr[i + 1] = idx.length;
+    if (!(t >= 0 && t < V)) throw new DsvError(`${op}: token ${t} at row ${i} is not an id in [0, ${V})`);
+    if (!row.includes(t)) throw new DsvError(`${op}: token ${t} at row ${i} is outside its sampling mask (${row.length} kept ids); the sampler cannot have drawn it`);
   }
-  const lp = reshape(maskedLogSoftmax(reshape(logits, [N, V]), { indptr, indices: Int32Array.from(idx) }, temperature), [N, V]);
+  // padding rows keep every id (no −∞ rows, so no NaN anywhere in the graph) and are zeroed at the end. The
+  // dense mask is built directly, a memset per padding row. Expanding those rows into CSR first (V ids each
+  // through a JS array) cost 13.6 s of host time per call at S 16 × T 1000 × V 8192 with 60 % padding rows
+  // (CPU: 29.7 s → 16.1 s, the rest being the log-softmax). On the GPU, where the log-softmax is cheap, runs
+  // with the mask trained in 22–30 s a step against 4–9 s without it (docs/rl.md, 2026-12-05)
+  const keep = fromArray(denseKeep(mask, N, V, padding), [N, V], { dtype: 'bool', device: logits.device });
+  const lp = reshape(logSoftmaxWhere(reshape(logits, [N, V]), keep, temperature), [N, V]);
   const safeTok = Float64Array.from(tok, (t, i) => (ok && ok[i] === 0 ? 0 : t));
   const picked = reshape(gather(lp, 1, unsqueeze(fromArray(safeTok, [N], { dtype: 'i32', device: logits.device }), 1)), [N]);
   const out = ok ? where(fromArray(Uint8Array.from(ok, (v) => (v !== 0 ? 1 : 0)), [N], { dtype: 'bool', device: logits.device }), picked, 0) : picked;
