@@ -38,6 +38,10 @@ export const rlConfigSchema = z.strictObject({
   tasks_per_step: z.number().int().positive(),
   /** optimiser steps the rollout batch is split into; the 2nd and later are off-policy (rl.md §1.4) */
   num_minibatches: z.number().int().positive().default(1),
+  /** sequences per forward/backward inside a minibatch (default: the whole minibatch); the micro-batches'
+   *  gradients sum before the minibatch's one optimiser step, so this lowers peak memory and changes the
+   *  update only by float summation order */
+  micro_batch_size: z.number().int().positive().optional(),
   steps: z.number().int().positive(),
   lr: z.number().positive(),
   weight_decay: z.number().nonnegative().default(0),

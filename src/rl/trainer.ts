@@ -148,8 +148,9 @@ export interface RlResult {
 
 /** The configuration's fingerprint, without what may change between a run and its resume. */
 export function rlConfigHash(cfg: RlConfig): string {
-  // the device is not part of the run's identity either: a run checkpointed on one device resumes on another
-  const { steps: _s, out: _o, keep: _k, save_every: _e, max_seconds: _m, device: _d, use_indexer_replay: ir, ...base } = cfg;
+  // neither are the device and the micro-batch size (execution, not the algorithm): a run checkpointed on one
+  // device resumes on another
+  const { steps: _s, out: _o, keep: _k, save_every: _e, max_seconds: _m, device: _d, micro_batch_size: _b, use_indexer_replay: ir, ...base } = cfg;
   // off, the flag is left out so runs checkpointed before it existed keep their fingerprint
   const rest = ir ? { ...base, use_indexer_replay: ir } : base;
   return createHash('sha256').update(JSON.stringify(rest)).digest('hex').slice(0, 16);
@@ -329,10 +330,7 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
     // ---- 4–5. minibatch updates
     const mbs: MinibatchLog[] = [];
     for (const [a, b] of splitRanges(records.length, cfg.num_minibatches).filter(([x, y]) => y > x)) {
-      const recs: RolloutRecord[] = records.slice(a, b);
-      const mb = collateRollouts(recs, { padId, logpOld: logpOldMode, device });
-      mbs.push(await minibatchStep(mb, fromArray(advAll.subarray(a, b), [b - a], { dtype: 'f32', device })));
-      await releaseDeadTensors(model.device);
+      mbs.push(await minibatchStep(records.slice(a, b), advAll.subarray(a, b)));
     }
     step++;
     ran++;
@@ -366,8 +364,72 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
   }
   return { step, resumedFrom: resume ? start : null, checkpoint: last, done: step >= cfg.steps, model };
 
-  /** One optimiser step on a minibatch whose advantages were centred over the whole rollout batch. */
-  async function minibatchStep(mb: RlBatch, advantages: Tensor): Promise<MinibatchLog> {
+  /**
+   * One optimiser step on a minibatch (records with their advantages, centred over the whole rollout batch):
+   * its micro-batches of micro_batch_size sequences each run forward and backward in turn, their gradients
+   * summing in the parameters' .grad (each micro-batch's loss is divided by the MINIBATCH's sequence count,
+   * so the sum is the minibatch's seq-mean-token-mean loss), then one clip and one AdamW step.
+   */
+  async function minibatchStep(recs: readonly RolloutRecord[], adv: Float64Array): Promise<MinibatchLog> {
+    const S = recs.length;
+    const acc = { n: 0, loss: 0, devSum: 0, devMax: 0, lpSum: 0, mis: 0, clipped: 0, masked: 0, klSum: 0, entSum: 0, differing: 0, drifting: 0, compared: 0, idxDis: 0, idxN: 0 };
+    const advantages: number[] = [];
+    const opsmStatistic: number[] = [];
+    opt.zeroGrad();
+    for (const [a, b] of splitRanges(S, Math.ceil(S / Math.min(cfg.micro_batch_size ?? S, S)))) {
+      const mb = collateRollouts(recs.slice(a, b), { padId: tok.special.eos, logpOld: cfg.use_sampling_mask ? 'masked' : 'full', device });
+      const m = await microStep(mb, fromArray(adv.subarray(a, b), [b - a], { dtype: 'f32', device }), S);
+      acc.n += m.n;
+      acc.loss += m.loss;
+      acc.devSum += m.devSum;
+      acc.devMax = Math.max(acc.devMax, m.devMax);
+      acc.lpSum += m.lpSum;
+      acc.mis += m.mis;
+      acc.clipped += m.clipFraction * Math.max(1, m.n);
+      acc.masked += m.maskedFraction * (b - a);
+      acc.klSum += m.klMean * Math.max(1, m.n);
+      acc.entSum += m.entropy * m.n;
+      acc.differing += m.routing.differing;
+      acc.drifting += m.routing.drifting;
+      acc.compared += m.routing.compared;
+      if (m.indexerDis !== undefined) {
+        acc.idxDis += m.indexerDis * m.n;
+        acc.idxN += m.n;
+      }
+      advantages.push(...m.advantages);
+      opsmStatistic.push(...m.opsmStatistic);
+      await releaseDeadTensors(model.device);
+    }
+    const live = params.filter(([, p]) => p.grad).map(([, p]) => p);
+    const gradNorm = cfg.clip_grad > 0 ? clipGradNorm(live, cfg.clip_grad) : gradNormOf(live);
+    opt.step();
+    model.weights.update();
+    const n = acc.n;
+    // token-weighted means over the micro-batches (routing: over their (token, layer) pairs)
+    const tokMean = (x: number): number => (n ? x / n : 0);
+    return {
+      sequences: S,
+      tokens: n,
+      loss: acc.loss,
+      grad_norm: gradNorm,
+      ratio_mean_abs_dev: tokMean(acc.devSum),
+      ratio_max_abs_dev: acc.devMax,
+      clip_fraction: tokMean(acc.clipped),
+      opsm_masked_fraction: acc.masked / S,
+      advantages,
+      opsm_statistic: opsmStatistic,
+      logp_mean: tokMean(acc.lpSum),
+      kl: tokMean(acc.klSum),
+      entropy: tokMean(acc.entSum),
+      logprob_mismatch: tokMean(acc.mis),
+      routing_disagreement: acc.compared ? acc.differing / acc.compared : 0,
+      router_drift: acc.compared ? acc.drifting / acc.compared : 0,
+      ...(cfg.use_indexer_replay ? { indexer_disagreement: acc.idxN ? acc.idxDis / acc.idxN : 0 } : {}),
+    };
+  }
+
+  /** Forward and backward of one micro-batch; its loss is divided by `minibatchSequences`; sums for the log. */
+  async function microStep(mb: RlBatch, advantages: Tensor, minibatchSequences: number) {
     const S = mb.input.length;
     const T = mb.input[0]!.length;
     const ids = Int32Array.from(mb.input.flat());
@@ -425,6 +487,7 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
         beta: ref ? cfg.kl_loss_coef : 0,
         ...(cfg.use_opsm ? { opsmDelta: cfg.opsm_delta } : {}),
         unbiasedKl: cfg.use_unbiased_kl,
+        numSequences: minibatchSequences,
       },
     );
     const loss = out.loss.item();
@@ -447,40 +510,32 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
     }
     let mis = 0;
     for (let i = 0; i < valid.length; i++) if (valid[i]) mis += Math.abs(lpv[i]! - old[i]!);
-    let disagreement = 0;
-    let drift = 0;
+    const routing = { differing: 0, drifting: 0, compared: 0 };
     if (routeShape && mb.routes && mb.routed) {
       const used = recordRoutes(mc, fwd.routes, S);
       const routed = mb.routed.toFloat64();
-      disagreement = routingDisagreement(mc, ...atRouted(mb.routes, used, routed, T)).fraction;
+      const d = routingDisagreement(mc, ...atRouted(mb.routes, used, routed, T));
       // without Keep Routing the training forward IS the free router
-      drift = free ? routingDisagreement(mc, ...atRouted(mb.routes, free, routed, T)).fraction : disagreement;
+      const f = free ? routingDisagreement(mc, ...atRouted(mb.routes, free, routed, T)) : d;
+      Object.assign(routing, { differing: d.differing, drifting: f.differing, compared: d.compared });
     }
     const entropy = meanEntropy(logits, tau, mb.valid);
-    opt.zeroGrad();
     await backwardReleasing(out.loss, model.device);
-    const live = params.filter(([, p]) => p.grad).map(([, p]) => p);
-    const gradNorm = cfg.clip_grad > 0 ? clipGradNorm(live, cfg.clip_grad) : gradNormOf(live);
-    opt.step();
-    model.weights.update();
     return {
-      sequences: S,
-      tokens: n,
+      n,
       loss,
-      grad_norm: gradNorm,
-      ratio_mean_abs_dev: n ? devSum / n : 0,
-      ratio_max_abs_dev: devMax,
-      clip_fraction: out.stats.clipFraction,
-      opsm_masked_fraction: out.stats.maskedSequenceFraction,
-      advantages: Array.from(advantages.toFloat64()),
-      opsm_statistic: Array.from(out.opsmStatistic.toFloat64()),
-      logp_mean: n ? lpSum / n : 0,
-      kl: out.stats.klMean,
+      devSum,
+      devMax,
+      lpSum,
+      mis,
+      clipFraction: out.stats.clipFraction,
+      maskedFraction: out.stats.maskedSequenceFraction,
+      klMean: out.stats.klMean,
       entropy,
-      logprob_mismatch: n ? mis / n : 0,
-      routing_disagreement: disagreement,
-      router_drift: drift,
-      ...(indexerDis !== undefined ? { indexer_disagreement: indexerDis } : {}),
+      routing,
+      advantages: Array.from(advantages.toFloat64()),
+      opsmStatistic: Array.from(out.opsmStatistic.toFloat64()),
+      indexerDis,
     };
   }
 }

@@ -4,6 +4,7 @@
 //   `dsv32 rl` with the same config, SIGKILLed during step 2 and run again → A's step 2 bit for bit;
 //   run E: 2 steps, stopped by max_seconds after step 1 and run again → A's step 2 bit for bit;
 //   run Q: from an FP8 copy of the model, 1 step then resumed to 2 (the checkpoint is f32, not FP8);
+//   runs W and M: 1 step, one minibatch, whole vs one sequence per forward/backward (micro_batch_size);
 //   run D: 1 step with Keep Routing, Keep Sampling Mask and the KL term off, against A's first step.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -158,6 +159,24 @@ test('an FP8 model trains from f32 masters: its checkpoints carry no quantizatio
   const r2 = await rlTrain(cfg(2));
   assert.deepEqual([r2.resumedFrom, r2.step, r2.done], [1, 2, true]);
   assert.ok([...weightsOf(r2.checkpoint!).values()].every((w) => w.every(Number.isFinite)));
+});
+
+test('micro_batch_size: one sequence per forward/backward gives the whole minibatch\'s loss, gradient and metrics', async () => {
+  await runA;
+  const [w] = await run(join(f.root, 'W'), { steps: 1, num_minibatches: 1 });
+  const [m] = await run(join(f.root, 'M'), { steps: 1, num_minibatches: 1, micro_batch_size: 1 });
+  assert.ok(w && m);
+  const [a, b] = [w.minibatches[0]!, m.minibatches[0]!];
+  assert.equal(a.sequences, 2);
+  assert.deepEqual([b.sequences, b.tokens, b.advantages], [a.sequences, a.tokens, a.advantages]);
+  const close = (x: number, y: number, what: string) => assert.ok(Math.abs(x - y) <= 1e-5 * Math.max(1, Math.abs(x)), `${what}: ${x} vs ${y}`);
+  close(b.loss, a.loss, 'loss');
+  close(b.grad_norm, a.grad_norm, 'grad norm (the summed micro-batch gradients)');
+  close(b.kl, a.kl, 'kl');
+  close(b.entropy, a.entropy, 'entropy');
+  close(b.logp_mean, a.logp_mean, 'mean log π_θ');
+  assert.deepEqual([b.routing_disagreement, b.clip_fraction], [a.routing_disagreement, a.clip_fraction]);
+  b.opsm_statistic.forEach((x, i) => close(x, a.opsm_statistic[i]!, `OPSM statistic ${i}`));
 });
 
 test('switches off: routes recomputed, π_θ over the full vocabulary, no KL term', async () => {
