@@ -2,6 +2,7 @@
 // points → a Vega-Lite spec → SVG (vega's headless renderer: no browser, no canvas; text widths are
 // estimated) → PNG (resvg). Nothing below cli/ imports this module.
 import { readFileSync } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
 import * as vega from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
 import { Resvg } from '@resvg/resvg-js';
@@ -162,6 +163,35 @@ export function trainLogData(files: readonly string[], opts: { y?: readonly stri
   for (const { lines } of logs) for (const l of lines) for (const f of fields) if (typeof l[f] === 'number') (isEval(l) ? fromEval.add(f) : fromEval.add(`train:${f}`));
   const marked = series.filter((f) => fromEval.has(f) && !fromEval.has(`train:${f}`));
   return { points, series, bands, xTitle: x === 'step' ? 'step' : 'tokens', marked };
+}
+
+/**
+ * One field of several runs' logs side by side (an ablation): each file is a series, on the same step axis
+ * (not continued one after another). A series is named by `labels` (one per file) or else by its file: the
+ * name without .jsonl, or the folder's name for a run's rl.jsonl/train.jsonl. A step logged twice keeps its
+ * last line; a file without a number for the field is a PlotError naming the fields it has.
+ */
+export function compareLogData(files: readonly string[], opts: { y: string; labels?: readonly string[] }): ChartData {
+  if (opts.labels && opts.labels.length !== files.length) throw new PlotError(`--labels: ${opts.labels.length} labels for ${files.length} logs (expected one per --log)`);
+  const names = files.map((f, i) => {
+    if (opts.labels) return opts.labels[i]!;
+    const base = basename(f).replace(/\.jsonl$/, '');
+    return base === 'rl' || base === 'train' ? basename(dirname(resolve(f))) : base;
+  });
+  if (new Set(names).size !== names.length) throw new PlotError(`two logs would be the same series (${names.join(', ')}); name them with --labels`);
+  const points: Point[] = [];
+  files.forEach((f, i) => {
+    const steps = new Map<number, LogLine>();
+    for (const l of readTrainLog(f)) if (!isEval(l)) steps.set(l.step, l);
+    const have = [...steps.values()].filter((l) => typeof l[opts.y] === 'number' && Number.isFinite(l[opts.y]));
+    if (!have.length) {
+      const numeric = new Set<string>();
+      for (const l of steps.values()) for (const [k, v] of Object.entries(l)) if (k !== 'step' && typeof v === 'number') numeric.add(k);
+      throw new PlotError(`--y: ${f} has no numeric "${opts.y}"; available: ${[...numeric].join(', ') || '(none)'}`);
+    }
+    for (const l of have.sort((a, b) => a.step - b.step)) points.push({ x: l.step, y: l[opts.y] as number, series: names[i]! });
+  });
+  return { points, series: names, bands: [], xTitle: 'step', marked: [] };
 }
 
 /** A comma-separated file with a header row (cells may be double-quoted; no commas inside them). */

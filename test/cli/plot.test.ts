@@ -2,12 +2,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { plot } from '../../src/cli/plot.js';
-import { chartSpec, csvData, PlotError, renderSvg, trainLogData } from '../../src/report/plot.js';
+import { chartSpec, compareLogData, csvData, PlotError, renderSvg, trainLogData } from '../../src/report/plot.js';
 
 const cli = resolve('dist/src/cli/main.js');
 const dir = mkdtempSync(join(tmpdir(), 'dsv32-plot-'));
@@ -107,4 +107,26 @@ test('plot: bad input gives a PlotError naming the file, the line or the fields'
   await bad({ csv }, /no numeric column besides "n"/);
   await bad({ csv, y: 't' }, /t\.csv:3: "t" is not a number \("x"\)/);
   assert.throws(() => trainLogData([write('lr.jsonl', '{"step":1,"lr":0.1}\n')]), /no loss fields .*available: lr/);
+});
+
+test('plot --compare: each log is a series on the same step axis, named by label, file or run folder', async () => {
+  const d = compareLogData([pretrain, dsa], { y: 'lm' });
+  assert.deepEqual(d.series, ['pretrain', 'dsa']);
+  // not continued: both start at step 1
+  assert.deepEqual(d.points.filter((p) => p.series === 'dsa').map((p) => p.x), Array.from({ length: 10 }, (_, i) => i + 1));
+  assert.equal(d.points.find((p) => p.series === 'pretrain' && p.x === 4)!.y, 5 / 4 + 2);
+  const runDir = join(dir, 'run-a');
+  mkdirSync(runDir);
+  writeFileSync(join(runDir, 'rl.jsonl'), readFileSync(dsa));
+  assert.deepEqual(compareLogData([pretrain, join(runDir, 'rl.jsonl')], { y: 'lm' }).series, ['pretrain', 'run-a']);
+  assert.deepEqual(compareLogData([pretrain, dsa], { y: 'lm', labels: ['a', 'b'] }).series, ['a', 'b']);
+  assert.throws(() => compareLogData([pretrain, dsa], { y: 'lm', labels: ['a'] }), /--labels: 1 labels for 2 logs/);
+  assert.throws(() => compareLogData([pretrain, pretrain], { y: 'lm' }), /the same series/);
+  assert.throws(() => compareLogData([pretrain], { y: 'nope' }), (e: unknown) => e instanceof PlotError && /has no numeric "nope"; available: .*lm/.test(e.message));
+  const out = join(dir, 'cmp.png');
+  const r = await plot({ log: [pretrain, dsa], compare: true, y: 'lm', out, width: 400, height: 300 });
+  assert.deepEqual(r.series, ['pretrain', 'dsa']);
+  assert.deepEqual(pngSize(readFileSync(out)), { width: 400, height: 300 });
+  await assert.rejects(plot({ log: [pretrain, dsa], compare: true, y: 'lm,loss', out, width: 400, height: 300 }), /--compare: give one field with --y/);
+  await assert.rejects(plot({ log: [pretrain], labels: 'a', out, width: 400, height: 300 }), /--labels names the series of --compare/);
 });
