@@ -32,6 +32,7 @@ export function register(program: Command): void {
         },
         onStep: (l) => bar?.update(l.step, `reward ${l.reward.toFixed(3)} · pass ${(100 * l.pass_rate).toFixed(0)}% · kl ${l.kl.toExponential(2)} · masked ${(100 * l.opsm_masked_fraction).toFixed(0)}%`),
         onCheckpoint: (dir) => bar?.line(`checkpoint ${dir}`, 'stderr'),
+        onEval: (e) => bar?.line(`eval at step ${e.step}: pass@1 ${(100 * e.pass_at_1).toFixed(1)}%, pass@${e.samples} ${(100 * e.pass_at_k).toFixed(1)}% over ${e.tasks} tasks, reward ${e.reward.toFixed(3)} (${e.seconds.toFixed(0)} s)`, 'stderr'),
       });
       (bar as ReturnType<typeof progress> | null)?.stop();
       process.stdout.write(`${r.done ? 'done' : 'stopped'} at step ${r.step}/${cfg.steps}${r.checkpoint ? `; checkpoint ${r.checkpoint}` : ''}\n`);

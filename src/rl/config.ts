@@ -80,6 +80,23 @@ export const rlConfigSchema = z.strictObject({
   numerics: z.enum(['f32', 'bf16']).default('f32'),
   /** where the policy, π_ref and the engine run: auto is cuda when a GPU is usable, else cpu */
   device: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
+  /** held-out evaluation while training (verl's test_freq): each task `samples` times at step 0, every
+   *  `every` steps and at the end, into <out>/eval.jsonl (pass@1 and pass@samples). Not part of the run's
+   *  identity: it reads the policy and changes nothing */
+  eval: z.strictObject({
+    /** an environment directory, usually held out from env.path's tasks */
+    path: z.string().min(1),
+    /** task ids (default: all, in the environment's order) */
+    tasks: z.array(z.string().min(1)).min(1).optional(),
+    /** at most this many of them (the first) */
+    max_tasks: z.number().int().positive().optional(),
+    every: z.number().int().positive().default(10),
+    samples: z.number().int().positive().default(4),
+    /** default: rollout_temperature; the other filters are off (top-p 1, top-k 0, min-p 0) */
+    temperature: z.number().positive().optional(),
+    /** the same seed at every evaluation: evaluations differ only by the policy */
+    seed: z.number().int().nonnegative().default(12345),
+  }).optional(),
   out: z.string().min(1),
   save_every: z.number().int().positive().default(10),
   /** wall-time budget of one invocation: after the step that spends it, checkpoint and stop (a later run

@@ -64,6 +64,7 @@ import { EngineSampler, type GroupRollout, type RolloutOptions, groupRecords, ro
 export class RlTrainError extends DsvError {}
 
 export const RL_LOG_FILE = 'rl.jsonl';
+export const RL_EVAL_FILE = 'eval.jsonl';
 const STAGE = 'rl';
 /** the engine returns at most 20 top logprobs; the kept mass is derivable when they cover the kept set */
 const MAX_TOP_LOGPROBS = 20;
@@ -126,10 +127,25 @@ export interface RlStepLog {
   train_s: number;
 }
 
+/** A held-out evaluation (config `eval`): every task `samples` times with the policy at `step`. */
+export interface RlEvalLog {
+  step: number;
+  tasks: number;
+  samples: number;
+  /** mean over tasks of (correct samples / samples): the unbiased pass@1 */
+  pass_at_1: number;
+  /** share of tasks with at least one correct sample: pass@samples */
+  pass_at_k: number;
+  /** mean episode reward (verifier outcome plus the format, language and length terms) */
+  reward: number;
+  seconds: number;
+}
+
 export interface RlHooks {
   onStart?: (info: { startStep: number; steps: number; params: number; tasks: number; device: string }) => void;
   onStep?: (log: RlStepLog) => void;
   onCheckpoint?: (dir: string) => void;
+  onEval?: (log: RlEvalLog) => void;
   /** stop after this many steps of this invocation (tests: a simulated kill after a checkpoint) */
   stopAfter?: number;
   /** the step's rollout records before collation (inspection and tests; a test may alter a recording) */
@@ -148,9 +164,9 @@ export interface RlResult {
 
 /** The configuration's fingerprint, without what may change between a run and its resume. */
 export function rlConfigHash(cfg: RlConfig): string {
-  // neither are the device and the micro-batch size (execution, not the algorithm): a run checkpointed on one
-  // device resumes on another
-  const { steps: _s, out: _o, keep: _k, save_every: _e, max_seconds: _m, device: _d, micro_batch_size: _b, use_indexer_replay: ir, ...base } = cfg;
+  // neither are the device, the micro-batch size (execution, not the algorithm) and the evaluation (it only
+  // reads the policy): a run checkpointed on one device resumes on another
+  const { steps: _s, out: _o, keep: _k, save_every: _e, max_seconds: _m, device: _d, micro_batch_size: _b, eval: _v, use_indexer_replay: ir, ...base } = cfg;
   // off, the flag is left out so runs checkpointed before it existed keep their fingerprint
   const rest = ir ? { ...base, use_indexer_replay: ir } : base;
   return createHash('sha256').update(JSON.stringify(rest)).digest('hex').slice(0, 16);
@@ -223,6 +239,12 @@ function truncateLog(path: string, step: number): void {
   writeFileSync(path, kept.map((l) => l + '\n').join(''));
 }
 
+/** The steps a JSONL log has lines for. */
+function loggedSteps(path: string): Set<number> {
+  if (!existsSync(path)) return new Set();
+  return new Set(readFileSync(path, 'utf8').split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { step: number }).step));
+}
+
 const mean = (xs: readonly number[]): number => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
 
 export interface RlInputs {
@@ -239,6 +261,10 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
   const env = inputs.env ?? loadEnvironment(cfg.env.path);
   const tasks = cfg.env.tasks ?? env.tasks.map((t) => t.id);
   for (const [i, t] of tasks.entries()) if (!env.taskById.has(t)) throw new RlTrainError(`env.tasks[${i}]: environment ${env.manifest.id} has no task "${t}"`);
+
+  const evalEnv = cfg.eval ? (cfg.eval.path === cfg.env.path ? env : loadEnvironment(cfg.eval.path)) : null;
+  const evalTasks = cfg.eval && evalEnv ? (cfg.eval.tasks ?? evalEnv.tasks.map((t) => t.id)).slice(0, cfg.eval.max_tasks) : [];
+  for (const [i, t] of evalTasks.entries()) if (!evalEnv!.taskById.has(t)) throw new RlTrainError(`eval.tasks[${i}]: environment ${evalEnv!.manifest.id} has no task "${t}"`);
 
   const resume = latestCheckpoint(cfg.out);
   if (resume && (resume.state.configHash !== configHash || resume.state.stage !== STAGE)) {
@@ -267,6 +293,8 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
   mkdirSync(cfg.out, { recursive: true });
   const logPath = join(cfg.out, RL_LOG_FILE);
   truncateLog(logPath, start);
+  const evalPath = join(cfg.out, RL_EVAL_FILE);
+  truncateLog(evalPath, start);
   hooks.onStart?.({ startStep: start, steps: cfg.steps, params: params.reduce((a, [, p]) => a + p.numel, 0), tasks: tasks.length, device });
 
   const moeLayers = mc.nLayers - mc.nDenseLayers;
@@ -285,10 +313,55 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
     hooks.onCheckpoint?.(last);
   };
 
+  const newEngine = () =>
+    new LLMEngine(model, { maxNumSeqs: cfg.engine.max_num_seqs, maxModelLen: cfg.rollout_max_context_len, numerics: cfg.numerics, attention: 'mqa', ...(cfg.engine.num_blocks ? { numBlocks: cfg.engine.num_blocks } : {}) });
+  /** The held-out evaluation of the policy at `step` (config eval), appended to eval.jsonl. */
+  const evaluate = async (): Promise<void> => {
+    const e = cfg.eval!;
+    const t = Date.now();
+    const engine = newEngine();
+    let groups: GroupRollout[];
+    try {
+      const ro: RolloutOptions = {
+        sampler: new EngineSampler(engine),
+        tokenizer: tok,
+        mode: cfg.thinking ? 'thinking' : 'chat',
+        sampling: { temperature: e.temperature ?? cfg.rollout_temperature, topP: 1, topK: 0, minP: 0, maxTokens: cfg.rollout_max_response_len },
+        stopTokenIds: [tok.special.eos],
+        vocabSize: mc.vocabSize,
+        maxContextTokens: cfg.rollout_max_context_len,
+        topLogprobs: 0,
+        groupSize: e.samples,
+        maxSteps: cfg.env.max_steps,
+        reward: cfg.reward,
+        ...(genrm ? { genrm } : {}),
+        seed: e.seed,
+      };
+      groups = await Promise.all(evalTasks.map((id) => rolloutGroup(evalEnv!, id, ro)));
+    } finally {
+      engine.close();
+    }
+    const solved = groups.map((g) => g.episodes.filter((x) => x.verdict.score >= 1).length / g.episodes.length);
+    const log: RlEvalLog = {
+      step,
+      tasks: groups.length,
+      samples: e.samples,
+      pass_at_1: mean(solved),
+      pass_at_k: mean(solved.map((p) => (p > 0 ? 1 : 0))),
+      reward: mean(groups.flatMap((g) => g.episodes.map((x) => x.reward.reward))),
+      seconds: (Date.now() - t) / 1000,
+    };
+    appendFileSync(evalPath, JSON.stringify(log) + '\n');
+    hooks.onEval?.(log);
+  };
+  const evalDue = (): boolean => cfg.eval !== undefined && (step % cfg.eval.every === 0 || step === cfg.steps);
+  // the starting policy (a new run), or an evaluation a kill interrupted after its step's checkpoint
+  if (evalDue() && !loggedSteps(evalPath).has(step)) await evaluate();
+
   while (step < cfg.steps) {
     // ---- 1–2. rollouts and rewards on a fresh engine over the current weights
     const t0 = Date.now();
-    const engine = new LLMEngine(model, { maxNumSeqs: cfg.engine.max_num_seqs, maxModelLen: cfg.rollout_max_context_len, numerics: cfg.numerics, attention: 'mqa', ...(cfg.engine.num_blocks ? { numBlocks: cfg.engine.num_blocks } : {}) });
+    const engine = newEngine();
     let groups: GroupRollout[];
     try {
       const ro: RolloutOptions = {
@@ -360,6 +433,8 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
     const outOfTime = cfg.max_seconds !== undefined && (Date.now() - tStart) / 1000 >= cfg.max_seconds;
     const stopping = step >= cfg.steps || outOfTime || (hooks.stopAfter !== undefined && ran >= hooks.stopAfter);
     if (step % cfg.save_every === 0 || stopping) save();
+    // after the checkpoint: an evaluation only reads the policy, so a kill during it loses no training
+    if (evalDue()) await evaluate();
     if (stopping) break;
   }
   return { step, resumedFrom: resume ? start : null, checkpoint: last, done: step >= cfg.steps, model };

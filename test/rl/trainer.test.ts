@@ -5,6 +5,7 @@
 //   run E: 2 steps, stopped by max_seconds after step 1 and run again → A's step 2 bit for bit;
 //   run Q: from an FP8 copy of the model, 1 step then resumed to 2 (the checkpoint is f32, not FP8);
 //   runs W and M: 1 step, one minibatch, whole vs one sequence per forward/backward (micro_batch_size);
+//   runs V, V2: with a held-out evaluation (eval.jsonl at steps 0, every 2 and the end; resumed; no effect on training);
 //   run D: 1 step with Keep Routing, Keep Sampling Mask and the KL term off, against A's first step.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,7 +14,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { DeepseekV32 } from '../../src/model/index.js';
 import { parseRlConfig } from '../../src/rl/config.js';
-import { RL_LOG_FILE, type RlStepLog, rlTrain } from '../../src/rl/trainer.js';
+import { RL_EVAL_FILE, RL_LOG_FILE, type RlEvalLog, type RlStepLog, rlTrain } from '../../src/rl/trainer.js';
 import { checkpointName } from '../../src/train/checkpoint.js';
 import { quantizeCheckpoint } from '../../src/model/quantize.js';
 import { rlFixture, tinyRlConfig } from './rl-fixture.js';
@@ -177,6 +178,31 @@ test('micro_batch_size: one sequence per forward/backward gives the whole miniba
   close(b.logp_mean, a.logp_mean, 'mean log π_θ');
   assert.deepEqual([b.routing_disagreement, b.clip_fraction], [a.routing_disagreement, a.clip_fraction]);
   b.opsm_statistic.forEach((x, i) => close(x, a.opsm_statistic[i]!, `OPSM statistic ${i}`));
+});
+
+test('eval: held-out pass@1/pass@k at step 0, every `every` steps and at the end; a resumed run does not repeat one', async () => {
+  await runA;
+  const out = join(f.root, 'V');
+  const ev = { path: f.envDir, every: 2, samples: 2, max_tasks: 1, seed: 3 };
+  const evals: RlEvalLog[] = [];
+  await rlTrain(parseRlConfig(tinyRlConfig(f, out, { steps: 1, eval: ev })), { onEval: (e) => evals.push(e) });
+  // step 0 (the starting policy) and step 1 (the end of this run's steps)
+  assert.deepEqual(evals.map((e) => e.step), [0, 1]);
+  await rlTrain(parseRlConfig(tinyRlConfig(f, out, { steps: 3, eval: ev })), { onEval: (e) => evals.push(e) });
+  const lines = readFileSync(join(out, RL_EVAL_FILE), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as RlEvalLog);
+  assert.deepEqual(lines.map((e) => e.step), [0, 1, 2, 3]);
+  for (const e of lines) {
+    assert.deepEqual([e.tasks, e.samples], [1, 2]);
+    assert.ok(e.pass_at_1 >= 0 && e.pass_at_1 <= e.pass_at_k && e.pass_at_k <= 1, JSON.stringify(e));
+  }
+  // the same seed at every evaluation: the starting policy evaluated again (run A's step 0) scores the same
+  const again: RlEvalLog[] = [];
+  await rlTrain(parseRlConfig(tinyRlConfig(f, join(f.root, 'V2'), { steps: 1, eval: ev })), { onEval: (e) => again.push(e) });
+  assert.equal(again[0]!.reward, lines[0]!.reward);
+  // the evaluation is not part of the run's identity: the run trains as without it (run A, step 1)
+  const a1 = weightsOf(join(outA, checkpointName(1)));
+  const v1 = weightsOf(join(join(f.root, 'V2'), checkpointName(1)));
+  for (const [n, x] of a1) assert.ok(Buffer.from(x.buffer).equals(Buffer.from(v1.get(n)!.buffer)), `${n} differs with an evaluation`);
 });
 
 test('switches off: routes recomputed, π_θ over the full vocabulary, no KL term', async () => {
