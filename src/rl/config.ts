@@ -29,6 +29,8 @@ export const rlConfigSchema = z.strictObject({
     path: z.string().min(1),
     /** the task ids trained on (default: all, in the environment's order) */
     tasks: z.array(z.string().min(1)).min(1).optional(),
+    /** only the first this many of them (the rest can be the held-out evaluation's: eval.first_task) */
+    max_tasks: z.number().int().positive().optional(),
     /** model calls per episode at most */
     max_steps: z.number().int().positive().default(8),
   }),
@@ -88,7 +90,8 @@ export const rlConfigSchema = z.strictObject({
     path: z.string().min(1),
     /** task ids (default: all, in the environment's order) */
     tasks: z.array(z.string().min(1)).min(1).optional(),
-    /** at most this many of them (the first) */
+    /** skip this many of them, then take at most max_tasks */
+    first_task: z.number().int().nonnegative().default(0),
     max_tasks: z.number().int().positive().optional(),
     every: z.number().int().positive().default(10),
     samples: z.number().int().positive().default(4),

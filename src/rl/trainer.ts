@@ -259,11 +259,12 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
   const tokPath = cfg.tokenizer ?? cfg.model;
   const tok = inputs.tokenizer ?? loadTokenizer(tokPath);
   const env = inputs.env ?? loadEnvironment(cfg.env.path);
-  const tasks = cfg.env.tasks ?? env.tasks.map((t) => t.id);
+  const tasks = (cfg.env.tasks ?? env.tasks.map((t) => t.id)).slice(0, cfg.env.max_tasks);
   for (const [i, t] of tasks.entries()) if (!env.taskById.has(t)) throw new RlTrainError(`env.tasks[${i}]: environment ${env.manifest.id} has no task "${t}"`);
 
   const evalEnv = cfg.eval ? (cfg.eval.path === cfg.env.path ? env : loadEnvironment(cfg.eval.path)) : null;
-  const evalTasks = cfg.eval && evalEnv ? (cfg.eval.tasks ?? evalEnv.tasks.map((t) => t.id)).slice(0, cfg.eval.max_tasks) : [];
+  const evalTasks = cfg.eval && evalEnv ? (cfg.eval.tasks ?? evalEnv.tasks.map((t) => t.id)).slice(cfg.eval.first_task, cfg.eval.max_tasks === undefined ? undefined : cfg.eval.first_task + cfg.eval.max_tasks) : [];
+  if (cfg.eval && !evalTasks.length) throw new RlTrainError(`eval.first_task: ${cfg.eval.first_task} skips every one of the ${(cfg.eval.tasks ?? evalEnv!.tasks).length} evaluation tasks`);
   for (const [i, t] of evalTasks.entries()) if (!evalEnv!.taskById.has(t)) throw new RlTrainError(`eval.tasks[${i}]: environment ${evalEnv!.manifest.id} has no task "${t}"`);
 
   const resume = latestCheckpoint(cfg.out);

@@ -195,6 +195,7 @@ test('eval: held-out pass@1/pass@k at step 0, every `every` steps and at the end
     assert.deepEqual([e.tasks, e.samples], [1, 2]);
     assert.ok(e.pass_at_1 >= 0 && e.pass_at_1 <= e.pass_at_k && e.pass_at_k <= 1, JSON.stringify(e));
   }
+  await assert.rejects(rlTrain(parseRlConfig(tinyRlConfig(f, join(f.root, 'V3'), { steps: 1, eval: { ...ev, first_task: 9999 } }))), /eval\.first_task: 9999 skips every one of the \d+ evaluation tasks/);
   // the same seed at every evaluation: the starting policy evaluated again (run A's step 0) scores the same
   const again: RlEvalLog[] = [];
   await rlTrain(parseRlConfig(tinyRlConfig(f, join(f.root, 'V2'), { steps: 1, eval: ev })), { onEval: (e) => again.push(e) });
