@@ -14,8 +14,8 @@
 # SOLO_SECONDS: `all` first runs alone (its rollout and training tokens/s uncontended), then every run of
 # RUNS runs at once, one process each, sharing the GPU, until RUN_SECONDS (from the start of this script)
 # are nearly spent (as many at once as the GPU's memory holds: RUN_GIB, default 22, each). Each process checkpoints and stops on --max-seconds, so a later call on the same warm
-# machine continues every run (tmp/gpu stays while the machine is held). The logs come back as
-# $OUT/rl-logs.tgz; SHIP=<run> also quantizes that run's latest checkpoint into $OUT/policy (FP8 shards
+# machine continues every run (tmp/gpu stays while the machine is held). The logs (rl.jsonl, and eval.jsonl
+# where the config evaluates) come back as $OUT/rl-logs.tgz; SHIP=<run> also quantizes that run's latest checkpoint into $OUT/policy (FP8 shards
 # ≤ 15 MiB, config, index: a run returns at most 8 files).
 set -uo pipefail
 : "${OUT:?set OUT to the folder whose files come back}"
@@ -70,7 +70,10 @@ report() { # the last line of each run's log, and its step count
   done
 }
 pack() {
-  for r in $RUNS; do cp $G/runs/$r/rl.jsonl $L/$r.jsonl 2>/dev/null; done
+  for r in $RUNS; do
+    cp $G/runs/$r/rl.jsonl $L/$r.jsonl 2>/dev/null
+    cp $G/runs/$r/eval.jsonl $L/$r.eval.jsonl 2>/dev/null
+  done
   tar czf "$OUT/rl-logs.tgz" -C "$(dirname $L)" "$(basename $L)"
 }
 
