@@ -42,7 +42,8 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } fr
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { loadTokenizer, type DeepSeekTokenizer } from '../chat/tokenizer.js';
-import { resolveDevice } from '../backend/cuda/index.js';
+import { CudaError, resolveDevice } from '../backend/cuda/index.js';
+import { CUDA_ERROR_OUT_OF_MEMORY } from '../backend/cuda/cuda-consts.js';
 import { LLMEngine } from '../engine/engine.js';
 import { loadEnvironment, type Environment } from '../envs/load.js';
 import { DsvError } from '../errors.js';
@@ -384,7 +385,11 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
         seed: rolloutSeed(cfg.seed, step),
       };
       // every episode of every group concurrently (the engine batches their turns); results in task order
-      groups = await Promise.all(stepTasks(tasks, cfg.tasks_per_step, step).map((t) => rolloutGroup(env, t, ro)));
+      groups = await Promise.all(stepTasks(tasks, cfg.tasks_per_step, step).map((t) => rolloutGroup(env, t, ro))).catch((e: unknown) => {
+        const oom = e instanceof CudaError ? e : e instanceof Error && e.cause instanceof CudaError ? e.cause : null;
+        if (oom?.code !== CUDA_ERROR_OUT_OF_MEMORY) throw e;
+        throw new RlTrainError(`step ${step + 1}: the GPU ran out of memory in the rollouts (engine.max_num_seqs ${cfg.engine.max_num_seqs}); lower engine.max_num_seqs or engine.num_blocks (${oom.message})`, { cause: e });
+      });
     } finally {
       engine.close();
     }
@@ -454,7 +459,13 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
     opt.zeroGrad();
     for (const [a, b] of splitRanges(S, Math.ceil(S / Math.min(cfg.micro_batch_size ?? S, S)))) {
       const mb = collateRollouts(recs.slice(a, b), { padId: tok.special.eos, logpOld: cfg.use_sampling_mask ? 'masked' : 'full', device });
-      const m = await microStep(mb, fromArray(adv.subarray(a, b), [b - a], { dtype: 'f32', device }), S);
+      let m: Awaited<ReturnType<typeof microStep>>;
+      try {
+        m = await microStep(mb, fromArray(adv.subarray(a, b), [b - a], { dtype: 'f32', device }), S);
+      } catch (e) {
+        if (!(e instanceof CudaError && e.code === CUDA_ERROR_OUT_OF_MEMORY)) throw e;
+        throw new RlTrainError(`step ${step + 1}: the GPU ran out of memory training ${b - a} sequences × ${mb.input[0]!.length} tokens at once; set micro_batch_size below ${b - a} (${e.message})`, { cause: e });
+      }
       acc.n += m.n;
       acc.loss += m.loss;
       acc.devSum += m.devSum;
