@@ -315,34 +315,41 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
     hooks.onCheckpoint?.(last);
   };
 
-  const newEngine = () =>
-    new LLMEngine(model, { maxNumSeqs: cfg.engine.max_num_seqs, maxModelLen: cfg.rollout_max_context_len, numerics: cfg.numerics, attention: 'mqa', ...(cfg.engine.num_blocks ? { numBlocks: cfg.engine.num_blocks } : {}) });
-  /** The held-out evaluation of the policy at `step` (config eval), appended to eval.jsonl. */
-  const evaluate = async (): Promise<void> => {
-    const e = cfg.eval!;
-    const t = Date.now();
-    const engine = newEngine();
-    let groups: GroupRollout[];
+  /**
+   * Episodes of the tasks `ids` of `e`, groups of `o.groupSize`, on a fresh engine over the current weights:
+   * every episode of every group at once (the engine batches their turns); groups in task order. Running out
+   * of GPU memory is reported as what to lower.
+   */
+  const rollouts = async (e: Environment, ids: readonly string[], o: Pick<RolloutOptions, 'sampling' | 'groupSize' | 'seed' | 'topLogprobs' | 'routes' | 'indexer'>): Promise<GroupRollout[]> => {
+    const engine = new LLMEngine(model, { maxNumSeqs: cfg.engine.max_num_seqs, maxModelLen: cfg.rollout_max_context_len, numerics: cfg.numerics, attention: 'mqa', ...(cfg.engine.num_blocks ? { numBlocks: cfg.engine.num_blocks } : {}) });
     try {
       const ro: RolloutOptions = {
         sampler: new EngineSampler(engine),
         tokenizer: tok,
         mode: cfg.thinking ? 'thinking' : 'chat',
-        sampling: { temperature: e.temperature ?? cfg.rollout_temperature, topP: 1, topK: 0, minP: 0, maxTokens: cfg.rollout_max_response_len },
         stopTokenIds: [tok.special.eos],
         vocabSize: mc.vocabSize,
         maxContextTokens: cfg.rollout_max_context_len,
-        topLogprobs: 0,
-        groupSize: e.samples,
         maxSteps: cfg.env.max_steps,
         reward: cfg.reward,
         ...(genrm ? { genrm } : {}),
-        seed: e.seed,
+        ...o,
       };
-      groups = await Promise.all(evalTasks.map((id) => rolloutGroup(evalEnv!, id, ro)));
+      return await Promise.all(ids.map((t) => rolloutGroup(e, t, ro)));
+    } catch (err) {
+      const oom = err instanceof CudaError ? err : err instanceof Error && err.cause instanceof CudaError ? err.cause : null;
+      if (oom?.code !== CUDA_ERROR_OUT_OF_MEMORY) throw err;
+      throw new RlTrainError(`step ${step + 1}: the GPU ran out of memory in the rollouts (engine.max_num_seqs ${cfg.engine.max_num_seqs}); lower engine.max_num_seqs or engine.num_blocks (${oom.message})`, { cause: err });
     } finally {
       engine.close();
     }
+  };
+  /** The held-out evaluation of the policy at `step` (config eval), appended to eval.jsonl. */
+  const evaluate = async (): Promise<void> => {
+    const e = cfg.eval!;
+    const t = Date.now();
+    const sampling = { temperature: e.temperature ?? cfg.rollout_temperature, topP: 1, topK: 0, minP: 0, maxTokens: cfg.rollout_max_response_len };
+    const groups = await rollouts(evalEnv!, evalTasks, { sampling, groupSize: e.samples, seed: e.seed, topLogprobs: 0 });
     const solved = groups.map((g) => g.episodes.filter((x) => x.verdict.score >= 1).length / g.episodes.length);
     const log: RlEvalLog = {
       step,
@@ -363,36 +370,15 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
   while (step < cfg.steps) {
     // ---- 1–2. rollouts and rewards on a fresh engine over the current weights
     const t0 = Date.now();
-    const engine = newEngine();
-    let groups: GroupRollout[];
-    try {
-      const ro: RolloutOptions = {
-        sampler: new EngineSampler(engine),
-        tokenizer: tok,
-        mode: cfg.thinking ? 'thinking' : 'chat',
-        sampling,
-        stopTokenIds: [tok.special.eos],
-        vocabSize: mc.vocabSize,
-        maxContextTokens: cfg.rollout_max_context_len,
-        // recorded even without Keep Routing: the routing disagreement is measured against them
-        ...(routeShape ? { routes: routeShape } : {}),
-        ...(cfg.use_indexer_replay ? { indexer: { layers: mc.nLayers, topk: mc.indexTopk } } : {}),
-        topLogprobs,
-        groupSize: cfg.n_samples_per_prompt,
-        maxSteps: cfg.env.max_steps,
-        reward: cfg.reward,
-        ...(genrm ? { genrm } : {}),
-        seed: rolloutSeed(cfg.seed, step),
-      };
-      // every episode of every group concurrently (the engine batches their turns); results in task order
-      groups = await Promise.all(stepTasks(tasks, cfg.tasks_per_step, step).map((t) => rolloutGroup(env, t, ro))).catch((e: unknown) => {
-        const oom = e instanceof CudaError ? e : e instanceof Error && e.cause instanceof CudaError ? e.cause : null;
-        if (oom?.code !== CUDA_ERROR_OUT_OF_MEMORY) throw e;
-        throw new RlTrainError(`step ${step + 1}: the GPU ran out of memory in the rollouts (engine.max_num_seqs ${cfg.engine.max_num_seqs}); lower engine.max_num_seqs or engine.num_blocks (${oom.message})`, { cause: e });
-      });
-    } finally {
-      engine.close();
-    }
+    const groups = await rollouts(env, stepTasks(tasks, cfg.tasks_per_step, step), {
+      sampling,
+      // recorded even without Keep Routing: the routing disagreement is measured against them
+      ...(routeShape ? { routes: routeShape } : {}),
+      ...(cfg.use_indexer_replay ? { indexer: { layers: mc.nLayers, topk: mc.indexTopk } } : {}),
+      topLogprobs,
+      groupSize: cfg.n_samples_per_prompt,
+      seed: rolloutSeed(cfg.seed, step),
+    });
     const records = groupRecords(groups);
     hooks.onRecords?.(records, step);
     if (!records.length) throw new RlTrainError(`step ${step}: the rollouts produced no sampled token to train on`);
