@@ -306,6 +306,8 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
   const tokenizerFile = existsSync(join(tokPath, 'tokenizer.json')) ? join(tokPath, 'tokenizer.json') : existsSync(tokPath) && tokPath.endsWith('.json') ? tokPath : undefined;
 
   const genrm = cfg.reward.genrm ? new GenerativeRewardModel(cfg.reward.genrm) : undefined;
+  const padId = tok.special.eos;
+  const logpOldMode = cfg.use_sampling_mask ? 'masked' : 'full';
   const tStart = Date.now();
   let step = start;
   let last: string | null = null;
@@ -320,7 +322,7 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
    * every episode of every group at once (the engine batches their turns); groups in task order. Running out
    * of GPU memory is reported as what to lower.
    */
-  const rollouts = async (e: Environment, ids: readonly string[], o: Pick<RolloutOptions, 'sampling' | 'groupSize' | 'seed' | 'topLogprobs' | 'routes' | 'indexer'>): Promise<GroupRollout[]> => {
+  const rollouts = async (what: string, e: Environment, ids: readonly string[], o: Pick<RolloutOptions, 'sampling' | 'groupSize' | 'seed' | 'topLogprobs' | 'routes' | 'indexer'>): Promise<GroupRollout[]> => {
     const engine = new LLMEngine(model, { maxNumSeqs: cfg.engine.max_num_seqs, maxModelLen: cfg.rollout_max_context_len, numerics: cfg.numerics, attention: 'mqa', ...(cfg.engine.num_blocks ? { numBlocks: cfg.engine.num_blocks } : {}) });
     try {
       const ro: RolloutOptions = {
@@ -339,7 +341,7 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
     } catch (err) {
       const oom = err instanceof CudaError ? err : err instanceof Error && err.cause instanceof CudaError ? err.cause : null;
       if (oom?.code !== CUDA_ERROR_OUT_OF_MEMORY) throw err;
-      throw new RlTrainError(`step ${step + 1}: the GPU ran out of memory in the rollouts (engine.max_num_seqs ${cfg.engine.max_num_seqs}); lower engine.max_num_seqs or engine.num_blocks (${oom.message})`, { cause: err });
+      throw new RlTrainError(`${what}: the GPU ran out of memory (engine.max_num_seqs ${cfg.engine.max_num_seqs}); lower engine.max_num_seqs or engine.num_blocks (${oom.message})`, { cause: err });
     } finally {
       engine.close();
     }
@@ -349,7 +351,7 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
     const e = cfg.eval!;
     const t = Date.now();
     const sampling = { temperature: e.temperature ?? cfg.rollout_temperature, topP: 1, topK: 0, minP: 0, maxTokens: cfg.rollout_max_response_len };
-    const groups = await rollouts(evalEnv!, evalTasks, { sampling, groupSize: e.samples, seed: e.seed, topLogprobs: 0 });
+    const groups = await rollouts(`the evaluation at step ${step}`, evalEnv!, evalTasks, { sampling, groupSize: e.samples, seed: e.seed, topLogprobs: 0 });
     const solved = groups.map((g) => g.episodes.filter((x) => x.verdict.score >= 1).length / g.episodes.length);
     const log: RlEvalLog = {
       step,
@@ -370,7 +372,7 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
   while (step < cfg.steps) {
     // ---- 1–2. rollouts and rewards on a fresh engine over the current weights
     const t0 = Date.now();
-    const groups = await rollouts(env, stepTasks(tasks, cfg.tasks_per_step, step), {
+    const groups = await rollouts(`step ${step + 1}'s rollouts`, env, stepTasks(tasks, cfg.tasks_per_step, step), {
       sampling,
       // recorded even without Keep Routing: the routing disagreement is measured against them
       ...(routeShape ? { routes: routeShape } : {}),
@@ -387,8 +389,6 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
 
     // ---- 3. collate once for the group-relative advantages of the whole batch
     const t1 = Date.now();
-    const padId = tok.special.eos;
-    const logpOldMode = cfg.use_sampling_mask ? 'masked' : 'full';
     const full = collateRollouts(records, { padId, logpOld: logpOldMode, device });
     const advAll = full.advantages.toFloat64();
 
@@ -444,7 +444,7 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
     const opsmStatistic: number[] = [];
     opt.zeroGrad();
     for (const [a, b] of splitRanges(S, Math.ceil(S / Math.min(cfg.micro_batch_size ?? S, S)))) {
-      const mb = collateRollouts(recs.slice(a, b), { padId: tok.special.eos, logpOld: cfg.use_sampling_mask ? 'masked' : 'full', device });
+      const mb = collateRollouts(recs.slice(a, b), { padId, logpOld: logpOldMode, device });
       let m: Awaited<ReturnType<typeof microStep>>;
       try {
         m = await microStep(mb, fromArray(adv.subarray(a, b), [b - a], { dtype: 'f32', device }), S);
