@@ -22,6 +22,7 @@ import { intArg } from './args.js';
 export class ServeCliError extends DsvError {}
 
 interface ServeOptions extends EngineFlags {
+  enableWeightUpdates?: boolean;
   port: number;
   host: string;
   maxWaiting: number;
@@ -53,6 +54,7 @@ export function register(program: Command): void {
     .option('--skip-tokenizer-init', 'serve without a tokenizer: prompts and outputs are token ids (/v1/completions only)')
     .option('--served-model-name <name>', 'model name clients send (default: the checkpoint directory name)')
     .option('--max-waiting <n>', 'requests waiting for their first token beyond which new ones get 429', intArg('--max-waiting', 1), 256)
+    .option('--enable-weight-updates', 'accept POST /update_weights_from_disk {"model_path": DIR}: serve the weights of another checkpoint of the same architecture (a dsv32 rl rollout server); off by default, it reads any directory the server can')
     .option('--body-limit <bytes>', 'largest request body; larger ones get 413', intArg('--body-limit', 1024), 8 * 1024 * 1024)
     .action(async (o: ServeOptions) => {
       await serve(o);
@@ -144,6 +146,16 @@ export function loadEngine(o: EngineFlags): LoadedEngine {
   return { engine, codec, cfg, name, cacheFormat, device };
 }
 
+/** The served flags over another checkpoint, which must have the served one's architecture (the routes,
+ *  the cache and the tokenizer stay). */
+function reloadEngine(o: ServeOptions, served: ModelConfig, dir: string): LLMEngine<{ readonly blocks: number }> {
+  const next = loadConfig(path.join(dir, 'config.json'));
+  for (const k of ['vocabSize', 'dim', 'nLayers', 'nDenseLayers', 'nRoutedExperts', 'nActivatedExperts', 'nMtpLayers', 'indexTopk'] as const) {
+    if (next[k] !== served[k]) throw new ServeCliError(`${dir}: ${k} is ${next[k]}, the served model's is ${served[k]} (expected the same architecture)`);
+  }
+  return loadEngine({ ...o, model: dir, skipTokenizerInit: true }).engine;
+}
+
 async function serve(o: ServeOptions): Promise<void> {
   const err = process.stderr;
   const t0 = performance.now();
@@ -155,6 +167,7 @@ async function serve(o: ServeOptions): Promise<void> {
     maxWaiting: o.maxWaiting,
     bodyLimit: o.bodyLimit,
     routeShape: { layers: cfg.nLayers - cfg.nDenseLayers, k: cfg.nActivatedExperts },
+    ...(o.enableWeightUpdates ? { reloadWeights: async (dir: string) => reloadEngine(o, cfg, dir) } : {}),
   });
   const url = await server.listen(o.port, o.host);
   err.write(

@@ -79,6 +79,20 @@ export const rlConfigSchema = z.strictObject({
     max_num_seqs: z.number().int().positive().default(16),
     num_blocks: z.number().int().positive().optional(),
   }).default({ max_num_seqs: 16 }),
+  /** rollouts through a running `dsv32 serve --enable-weight-updates` instead of the in-process engine: before
+   *  each step's rollouts (and each evaluation) the policy is written to <out>/rollout-weights and the server
+   *  loads it (POST /update_weights_from_disk); it must share this machine's file system. Not part of the
+   *  run's identity */
+  rollout_server: z.strictObject({
+    /** with the version prefix, e.g. http://127.0.0.1:8000/v1 */
+    base_url: z.string().url(),
+    /** the name the server serves (its --served-model-name) */
+    model: z.string().min(1),
+    api_key: z.string().min(1).optional(),
+    /** silence from the server before a try is given up, and the tries after a failure */
+    request_timeout_ms: z.number().int().positive().optional(),
+    max_retries: z.number().int().nonnegative().optional(),
+  }).optional(),
   numerics: z.enum(['f32', 'bf16']).default('f32'),
   /** where the policy, π_ref and the engine run: auto is cuda when a GPU is usable, else cpu */
   device: z.enum(['auto', 'cpu', 'cuda']).default('auto'),

@@ -239,6 +239,8 @@ export class HttpSampler implements TokenSampler {
       return_token_ids: true,
       return_sampling_mask: true,
       return_routed_experts: req.routes,
+      // top logprobs keyed by id, not text: the kept mass is then exact (vLLM's flag; older servers ignore it)
+      return_tokens_as_token_ids: true,
       ...(req.indexer ? { return_indexer_topk: true } : {}),
       ...(req.seed !== undefined ? { seed: req.seed } : {}),
     };
@@ -298,7 +300,10 @@ export class HttpSampler implements TokenSampler {
       if (!Array.isArray(m)) throw bad(`sampling_mask[${i}]`, 'must be a list of token ids');
       const t: SampledToken = { id, logprob: lps[i] as number, mask: Int32Array.from(m as number[]) };
       const top = Array.isArray(tops) ? (tops[i] as Record<string, number> | null | undefined) : undefined;
-      if (top && typeof top === 'object' && this.opts.tokenText) t.top = this.keptTop(t.mask, top);
+      if (top && typeof top === 'object') {
+        const kept = this.keptTop(t.mask, top);
+        if (kept) t.top = kept;
+      }
       if (req.routes) {
         const r = (routes as unknown[])[i];
         if (!Array.isArray(r)) throw bad(`routed_experts[${i}]`, 'must be a list of expert ids per MoE layer');
@@ -310,8 +315,18 @@ export class HttpSampler implements TokenSampler {
     return { tokens, finishReason: fr, ...(promptRoutes ? { promptRoutes } : {}), ...(promptIndexerTopk ? { promptIndexerTopk } : {}) };
   }
 
-  /** The kept ids' [id, logprob] from a text-keyed top list; undefined when two kept ids share a text. */
+  /**
+   * The kept ids' [id, logprob] from a top list keyed `token_id:<id>` (asked for with
+   * return_tokens_as_token_ids), or else by text through tokenText; undefined when a text key is ambiguous
+   * (two kept ids share it) or there is no tokenText to read it.
+   */
   private keptTop(mask: Int32Array, top: Record<string, number>): [number, number][] | undefined {
+    const keys = Object.keys(top);
+    if (keys.length && keys.every((k) => /^token_id:\d+$/.test(k))) {
+      const kept = new Set(mask);
+      return Object.entries(top).map(([k, lp]) => [Number(k.slice(9)), lp] as [number, number]).filter(([id, lp]) => kept.has(id) && typeof lp === 'number');
+    }
+    if (!this.opts.tokenText) return undefined;
     const idOf = new Map<string, number>();
     for (const id of mask) {
       const text = this.opts.tokenText!(id);

@@ -38,9 +38,9 @@
 // of the step, and a fresh engine starts from an empty cache, so the resumed run repeats the uninterrupted one
 // bit for bit (given deterministic environments: the engine's batch composition follows request arrival,
 // which tool latency could change).
-import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { loadTokenizer, type DeepSeekTokenizer } from '../chat/tokenizer.js';
 import { CudaError, resolveDevice } from '../backend/cuda/index.js';
 import { CUDA_ERROR_OUT_OF_MEMORY } from '../backend/cuda/cuda-consts.js';
@@ -60,7 +60,9 @@ import { type RecordedRoutes, forcedRoutesFromRecorded, recordRoutes, routingDis
 import { maskedTokenLogProbs } from './keep-sampling-mask.js';
 import { policyLoss } from './policy-loss.js';
 import { GenerativeRewardModel } from './rewards.js';
-import { EngineSampler, type GroupRollout, type RolloutOptions, groupRecords, rolloutGroup } from './rollout.js';
+import { EngineSampler, type GroupRollout, HttpSampler, type RolloutOptions, groupRecords, rolloutGroup } from './rollout.js';
+import { postJson } from '../agent/http.js';
+import { saveSharded } from '../tensor/safetensors.js';
 
 export class RlTrainError extends DsvError {}
 
@@ -165,9 +167,9 @@ export interface RlResult {
 
 /** The configuration's fingerprint, without what may change between a run and its resume. */
 export function rlConfigHash(cfg: RlConfig): string {
-  // neither are the device, the micro-batch size (execution, not the algorithm) and the evaluation (it only
-  // reads the policy): a run checkpointed on one device resumes on another
-  const { steps: _s, out: _o, keep: _k, save_every: _e, max_seconds: _m, device: _d, micro_batch_size: _b, eval: _v, use_indexer_replay: ir, ...base } = cfg;
+  // neither are the device, the micro-batch size, the rollout server (execution, not the algorithm) and the
+  // evaluation (it only reads the policy): a run checkpointed on one device resumes on another
+  const { steps: _s, out: _o, keep: _k, save_every: _e, max_seconds: _m, device: _d, micro_batch_size: _b, eval: _v, rollout_server: _r, use_indexer_replay: ir, ...base } = cfg;
   // off, the flag is left out so runs checkpointed before it existed keep their fingerprint
   const rest = ir ? { ...base, use_indexer_replay: ir } : base;
   return createHash('sha256').update(JSON.stringify(rest)).digest('hex').slice(0, 16);
@@ -322,11 +324,41 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
    * every episode of every group at once (the engine batches their turns); groups in task order. Running out
    * of GPU memory is reported as what to lower.
    */
+  const server = cfg.rollout_server;
+  const http = server
+    ? new HttpSampler({
+        baseUrl: server.base_url,
+        model: server.model,
+        ...(server.api_key ? { apiKey: server.api_key } : {}),
+        ...(server.request_timeout_ms !== undefined ? { requestTimeoutMs: server.request_timeout_ms } : {}),
+        ...(server.max_retries !== undefined ? { maxRetries: server.max_retries } : {}),
+        tokenText: (id) => tok.decode([id]),
+      })
+    : null;
+  // the step whose policy the rollout server holds (none yet: it was started on some checkpoint)
+  let served = -1;
+  /** The rollout server loads the current policy, written to <out>/rollout-weights, unless it has it. */
+  const syncServer = async (): Promise<void> => {
+    if (!server || served === step) return;
+    const dir = join(cfg.out, 'rollout-weights');
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    saveSharded(dir, model.weights.stateTensors(), { maxShardBytes: 2 ** 30, metadata: { format: 'pt' } });
+    writeFileSync(join(dir, 'config.json'), configJson);
+    const url = server.base_url.replace(/\/+$/, '').replace(/\/v1$/, '') + '/update_weights_from_disk';
+    try {
+      await postJson(url, { model_path: resolve(dir) }, { ...(server.api_key ? { apiKey: server.api_key } : {}), ...(server.max_retries !== undefined ? { maxRetries: server.max_retries } : {}) });
+    } catch (e) {
+      throw new RlTrainError(`rollout_server: ${url} did not load the policy of step ${step} (${(e as Error).message}); start it with dsv32 serve --enable-weight-updates`, { cause: e });
+    }
+    served = step;
+  };
   const rollouts = async (what: string, e: Environment, ids: readonly string[], o: Pick<RolloutOptions, 'sampling' | 'groupSize' | 'seed' | 'topLogprobs' | 'routes' | 'indexer'>): Promise<GroupRollout[]> => {
-    const engine = new LLMEngine(model, { maxNumSeqs: cfg.engine.max_num_seqs, maxModelLen: cfg.rollout_max_context_len, numerics: cfg.numerics, attention: 'mqa', ...(cfg.engine.num_blocks ? { numBlocks: cfg.engine.num_blocks } : {}) });
+    await syncServer();
+    const engine = http ? null : new LLMEngine(model, { maxNumSeqs: cfg.engine.max_num_seqs, maxModelLen: cfg.rollout_max_context_len, numerics: cfg.numerics, attention: 'mqa', ...(cfg.engine.num_blocks ? { numBlocks: cfg.engine.num_blocks } : {}) });
     try {
       const ro: RolloutOptions = {
-        sampler: new EngineSampler(engine),
+        sampler: http ?? new EngineSampler(engine!),
         tokenizer: tok,
         mode: cfg.thinking ? 'thinking' : 'chat',
         stopTokenIds: [tok.special.eos],
@@ -343,7 +375,7 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
       if (oom?.code !== CUDA_ERROR_OUT_OF_MEMORY) throw err;
       throw new RlTrainError(`${what}: the GPU ran out of memory (engine.max_num_seqs ${cfg.engine.max_num_seqs}); lower engine.max_num_seqs or engine.num_blocks (${oom.message})`, { cause: err });
     } finally {
-      engine.close();
+      engine?.close();
     }
   };
   /** The held-out evaluation of the policy at `step` (config eval), appended to eval.jsonl. */

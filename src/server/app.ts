@@ -26,6 +26,12 @@ export interface ServerOptions {
   /** shape of routed_experts per token: MoE layers × experts per token */
   routeShape?: RouteShape;
   logger?: boolean;
+  /**
+   * POST /update_weights_from_disk {"model_path": DIR} (SGLang's route; an RL trainer's rollout server is
+   * given each step's policy so): an engine over the weights in DIR, built while the current one serves.
+   * Absent (the default), the route answers 403: it reads any directory the server can.
+   */
+  reloadWeights?: (modelPath: string) => Promise<Engine>;
 }
 
 export interface DsvServer {
@@ -38,12 +44,11 @@ export interface DsvServer {
 }
 
 export function createServer(opts: ServerOptions): DsvServer {
-  const engine = opts.engine;
   const context: ServerContext = {
-    engine,
+    engine: opts.engine,
     codec: opts.codec,
-    metrics: new ServerMetrics(engine),
-    modelName: opts.servedModelName ?? engine.info.modelName,
+    metrics: new ServerMetrics(() => context.engine),
+    modelName: opts.servedModelName ?? opts.engine.info.modelName,
     admission: new Admission(opts.maxWaiting ?? 256),
     ...(opts.routeShape ? { routeShape: opts.routeShape } : {}),
   };
@@ -86,11 +91,47 @@ export function createServer(opts: ServerOptions): DsvServer {
   app.post('/v1/completions', (request, reply) => completions(context, request, reply));
   app.get('/v1/models', async () => ({
     object: 'list',
-    data: [{ id: context.modelName, object: 'model', created: 0, owned_by: 'dsv32', root: engine.info.modelName, max_model_len: engine.info.maxModelLen }],
+    data: [{ id: context.modelName, object: 'model', created: 0, owned_by: 'dsv32', root: context.engine.info.modelName, max_model_len: context.engine.info.maxModelLen }],
   }));
   app.get<{ Params: { id: string } }>('/v1/models/:id', async (request) => {
     if (request.params.id !== context.modelName) throw new ApiError(404, `model "${request.params.id}" does not exist; this server serves "${context.modelName}"`, 'model', 'model_not_found');
-    return { id: context.modelName, object: 'model', created: 0, owned_by: 'dsv32', root: engine.info.modelName, max_model_len: engine.info.maxModelLen };
+    return { id: context.modelName, object: 'model', created: 0, owned_by: 'dsv32', root: context.engine.info.modelName, max_model_len: context.engine.info.maxModelLen };
+  });
+  // One update at a time. The new engine is built first (a bad directory leaves the old one serving);
+  // then new requests wait (503 'updating', which clients retry), in-flight ones finish on the old
+  // weights, and the engines swap: no response mixes two policies.
+  let updating: Promise<unknown> | null = null;
+  app.post('/update_weights_from_disk', async (request) => {
+    if (!opts.reloadWeights) throw new ApiError(403, 'weight updates are off; start dsv32 serve with --enable-weight-updates', null, 'weight_updates_disabled');
+    const body = request.body as { model_path?: unknown } | undefined;
+    const dir = body?.model_path;
+    if (typeof dir !== 'string' || !dir) throw new ApiError(400, 'model_path: expected the directory of a checkpoint (config.json and safetensors)', 'model_path', 'invalid_value');
+    if (updating) throw new ApiError(409, 'another weight update is in progress', null, 'update_in_progress');
+    const t = performance.now();
+    const run = (async () => {
+      let fresh: Engine;
+      try {
+        fresh = await opts.reloadWeights!(dir);
+      } catch (e) {
+        throw new ApiError(400, `model_path: cannot load ${dir}: ${(e as Error).message}`, 'model_path', 'invalid_value');
+      }
+      const old = context.engine;
+      context.admission.updating = true;
+      try {
+        await old.drain();
+        context.engine = fresh;
+        old.close();
+      } finally {
+        context.admission.updating = false;
+      }
+    })();
+    updating = run;
+    try {
+      await run;
+    } finally {
+      updating = null;
+    }
+    return { success: true, message: `serving the weights of ${dir}`, seconds: (performance.now() - t) / 1000 };
   });
   app.get('/health', async (_request, reply) => {
     if (context.admission.draining) return reply.code(503).send({ status: 'draining' });
@@ -112,8 +153,8 @@ export function createServer(opts: ServerOptions): DsvServer {
       drained ??= (async () => {
         context.admission.draining = true;
         await app.close(); // waits for in-flight requests (streams included) to finish
-        await engine.drain();
-        engine.close();
+        await context.engine.drain();
+        context.engine.close();
       })();
       return drained;
     },

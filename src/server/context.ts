@@ -22,6 +22,8 @@ export interface ServerContext {
 export class Admission {
   private waiting = 0;
   draining = false;
+  /** while a weight update swaps the engine */
+  updating = false;
 
   constructor(readonly maxWaiting: number) {}
 
@@ -32,6 +34,7 @@ export class Admission {
   /** Admit one request or throw 429/503; call the returned function once it has its first event. */
   enter(): () => void {
     if (this.draining) throw new ApiError(503, 'the server is shutting down and accepts no new requests', null, 'draining');
+    if (this.updating) throw new ApiError(503, 'the server is loading new weights; retry in a moment', null, 'updating_weights');
     if (this.waiting >= this.maxWaiting) {
       throw new ApiError(429, `too many requests waiting (${this.waiting}, limit ${this.maxWaiting}); retry later`, null, 'too_many_waiting_requests');
     }

@@ -3,7 +3,7 @@
 // rejection of bad input has a 4xx status and names the offending field in `param` and in the message.
 import { DsvError } from '../errors.js';
 
-export type ApiStatus = 400 | 404 | 413 | 429 | 500 | 503;
+export type ApiStatus = 400 | 403 | 404 | 409 | 413 | 429 | 500 | 503;
 
 export class ApiError extends DsvError {
   constructor(

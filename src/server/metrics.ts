@@ -21,10 +21,11 @@ export class ServerMetrics {
   private bucketSecond = 0;
   private started = performance.now();
 
-  constructor(engine: Engine) {
+  /** `engine`: the engine serving now (read at each scrape: a weight update swaps it) */
+  constructor(engine: () => Engine) {
     const r = this.registry;
     const fromStats = (name: string, help: string, read: (s: ReturnType<Engine['stats']>) => number) =>
-      new Gauge({ name, help, registers: [r], collect() { this.set(read(engine.stats())); } });
+      new Gauge({ name, help, registers: [r], collect() { this.set(read(engine().stats())); } });
     fromStats('dsv32_queue_depth', 'requests waiting for admission to the engine', (s) => s.waiting);
     fromStats('dsv32_running_sequences', 'sequences being generated', (s) => s.running);
     fromStats('dsv32_cache_usage_ratio', 'fraction of KV-cache blocks in use (0..1)', (s) => s.cacheUsage);

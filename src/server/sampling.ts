@@ -12,6 +12,8 @@ export interface OutputOptions {
   returnSamplingMask: boolean;
   returnRoutedExperts: boolean;
   returnIndexerTopk: boolean;
+  /** logprobs name tokens `token_id:<id>` (vLLM's return_tokens_as_token_ids) */
+  tokensAsIds: boolean;
   /** stop strings, which the server also cuts out of the text */
   stop: string[];
 }
@@ -68,6 +70,7 @@ export function outputOptions(req: Common, logprobs: number): OutputOptions {
     returnSamplingMask: req.return_sampling_mask ?? false,
     returnRoutedExperts: req.return_routed_experts ?? false,
     returnIndexerTopk: req.return_indexer_topk ?? false,
+    tokensAsIds: req.return_tokens_as_token_ids ?? false,
     stop,
   };
 }

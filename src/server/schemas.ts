@@ -42,6 +42,8 @@ const common = {
   return_sampling_mask: z.boolean().nullish(),
   return_routed_experts: z.boolean().nullish(),
   return_indexer_topk: z.boolean().nullish(),
+  /** vLLM's: logprobs name every token `token_id:<id>` instead of its text (unambiguous, for RL) */
+  return_tokens_as_token_ids: z.boolean().nullish(),
 };
 
 const toolFunction = z

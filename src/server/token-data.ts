@@ -67,13 +67,14 @@ export class TokenData {
     const o = this.out;
     this.tokenIds.push(ev.tokenId);
     if (o.logprobs >= 0) {
-      const text = tokenText(this.codec, ev.tokenId);
+      const codec = o.tokensAsIds ? null : this.codec; // no codec: tokens are named token_id:<id>
+      const text = tokenText(codec, ev.tokenId);
       const top = (ev.topLogprobs ?? []).slice(0, o.logprobs);
       if (legacy) {
         this.tokens.push(text);
         this.tokenLogprobs.push(ev.logprob);
         const m: Record<string, number> = {};
-        for (const [id, lp] of top) m[tokenText(this.codec, id)] ??= lp;
+        for (const [id, lp] of top) m[tokenText(codec, id)] ??= lp;
         this.topLogprobs.push(m);
         this.textOffset.push(this.offset);
         this.offset += text.length;
@@ -83,7 +84,7 @@ export class TokenData {
           token: text,
           logprob: ev.logprob,
           bytes: bytes(ev.tokenId),
-          top_logprobs: top.map(([id, lp]) => ({ token: tokenText(this.codec, id), logprob: lp, bytes: bytes(id) })),
+          top_logprobs: top.map(([id, lp]) => ({ token: tokenText(codec, id), logprob: lp, bytes: bytes(id) })),
         });
       }
     }

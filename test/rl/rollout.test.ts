@@ -263,7 +263,7 @@ test('rollout over HTTP (`dsv32 serve` wire format) records the same as the in-p
     const viaHttp = await rolloutGroup(env, task.id, options(http));
     assert.equal(bodies.length, 4);
     const b0 = bodies[0]!;
-    assert.deepEqual([b0.return_token_ids, b0.return_sampling_mask, b0.return_routed_experts, b0.logprobs, b0.skip_special_tokens, b0.top_p], [true, true, true, 2, false, 0.9]);
+    assert.deepEqual([b0.return_token_ids, b0.return_sampling_mask, b0.return_routed_experts, b0.return_tokens_as_token_ids, b0.logprobs, b0.skip_special_tokens, b0.top_p], [true, true, true, true, 2, false, 0.9]);
     assert.ok(Array.isArray(b0.prompt) && (b0.prompt as unknown[]).every((t) => Number.isInteger(t)), 'the prompt travels as token ids');
     viaHttp.episodes.forEach((e, i) => {
       const a = e.records[0]!;
@@ -272,7 +272,8 @@ test('rollout over HTTP (`dsv32 serve` wire format) records the same as the in-p
       assert.deepEqual(Array.from(a.tokens), Array.from(b.tokens));
       assert.deepEqual(Array.from(a.trained), Array.from(b.trained));
       assert.deepEqual(Array.from(a.logprobs), Array.from(b.logprobs));
-      // the wire keys top logprobs by token text: the kept mass is known unless two kept ids show the
+      // this server ignores return_tokens_as_token_ids and keys top logprobs by token text (dsv32 serve keys
+      // them token_id:<id>, rollout-engine.test.ts): the kept mass is known unless two kept ids show the
       // same text (byte tokens of one multi-byte character all show U+FFFD), and then it is NaN, not wrong
       let unknown = 0;
       for (let p = 0; p < a.tokens.length; p++) {

@@ -6,6 +6,7 @@
 //   run Q: from an FP8 copy of the model, 1 step then resumed to 2 (the checkpoint is f32, not FP8);
 //   runs W and M: 1 step, one minibatch, whole vs one sequence per forward/backward (micro_batch_size);
 //   runs V, V2: with a held-out evaluation (eval.jsonl at steps 0, every 2 and the end; resumed; no effect on training);
+//   run H: 2 steps with rollouts through the HTTP server (weights pushed each step) → A's tokens;
 //   run D: 1 step with Keep Routing, Keep Sampling Mask and the KL term off, against A's first step.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,7 +18,10 @@ import { parseRlConfig } from '../../src/rl/config.js';
 import { RL_EVAL_FILE, RL_LOG_FILE, type RlEvalLog, type RlStepLog, rlTrain } from '../../src/rl/trainer.js';
 import { checkpointName } from '../../src/train/checkpoint.js';
 import { quantizeCheckpoint } from '../../src/model/quantize.js';
-import { rlFixture, tinyRlConfig } from './rl-fixture.js';
+import { rlFixture, tinyRlConfig, TINY_CONFIG } from './rl-fixture.js';
+import { loadTokenizer } from '../../src/chat/tokenizer.js';
+import { LLMEngine } from '../../src/engine/engine.js';
+import { createServer } from '../../src/server/index.js';
 
 const MAIN = resolve('dist/src/cli/main.js');
 const f = rlFixture();
@@ -204,6 +208,41 @@ test('eval: held-out pass@1/pass@k at step 0, every `every` steps and at the end
   const a1 = weightsOf(join(outA, checkpointName(1)));
   const v1 = weightsOf(join(join(f.root, 'V2'), checkpointName(1)));
   for (const [n, x] of a1) assert.ok(Buffer.from(x.buffer).equals(Buffer.from(v1.get(n)!.buffer)), `${n} differs with an evaluation`);
+});
+
+test('rollout_server: rollouts through dsv32 serve over HTTP; the server loads each step\'s policy before sampling', async () => {
+  const [a1, a2] = await runA;
+  const tok = loadTokenizer(f.modelDir);
+  // the engine the trainer would build in process (rlTrain: numerics f32, absorbed MQA attention)
+  const engineOf = (dir: string) => new LLMEngine(DeepseekV32.load(dir), { maxNumSeqs: 2, maxModelLen: 4096, numerics: 'f32', attention: 'mqa' });
+  const loaded: string[] = [];
+  const server = createServer({
+    engine: engineOf(f.modelDir), codec: tok, servedModelName: 'policy',
+    routeShape: { layers: TINY_CONFIG.num_hidden_layers - TINY_CONFIG.first_k_dense_replace, k: TINY_CONFIG.num_experts_per_tok },
+    reloadWeights: async (dir) => (loaded.push(dir), engineOf(dir)),
+  });
+  const url = await server.listen(0, '127.0.0.1');
+  try {
+    const rs = { base_url: `${url}/v1`, model: 'policy', max_retries: 0 };
+    const logs = await run(join(f.root, 'H'), { steps: 2, rollout_server: rs });
+    // before step 1 and before step 2
+    assert.equal(loaded.length, 2);
+    // the same seeds over HTTP: step 1 samples what the in-process engine sampled (run A)
+    assert.deepEqual([logs[0]!.trained_tokens, logs[0]!.minibatches.map((m) => m.advantages)], [a1!.trained_tokens, a1!.minibatches.map((m) => m.advantages)]);
+    // step 2 was sampled from the updated policy: its first minibatch is on-policy (run A's too)
+    for (const s of [logs[0]!, logs[1]!]) assert.ok(s.minibatches[0]!.ratio_max_abs_dev < 1e-4, `step ${s.step} first minibatch |r − 1| = ${s.minibatches[0]!.ratio_max_abs_dev}; mismatch ${s.logprob_mismatch}; A: ${a1!.minibatches[0]!.ratio_max_abs_dev} ${a2!.minibatches[0]!.ratio_max_abs_dev}`);
+    assert.equal(logs[1]!.trained_tokens, a2!.trained_tokens);
+  } finally {
+    await server.drain();
+  }
+  // a server that does not take weight updates: one error saying how to start it
+  const closed = createServer({ engine: engineOf(f.modelDir), codec: tok, servedModelName: 'policy' });
+  const url2 = await closed.listen(0, '127.0.0.1');
+  try {
+    await assert.rejects(run(join(f.root, 'H2'), { steps: 1, rollout_server: { base_url: `${url2}/v1`, model: 'policy', max_retries: 0 } }), /rollout_server: .*update_weights_from_disk did not load the policy of step 0 .*--enable-weight-updates/);
+  } finally {
+    await closed.drain();
+  }
 });
 
 test('switches off: routes recomputed, π_θ over the full vocabulary, no KL term', async () => {

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ScriptedEngine } from './scripted-engine.js';
-import { serve, sse, tokenizer } from './helpers.js';
+import { post, serve, sse, tokenizer } from './helpers.js';
 
 const long = 'word '.repeat(400);
 const until = async (cond: () => boolean, ms = 5000) => {
@@ -88,6 +88,44 @@ test('an engine fault in one prompt of a batch: a 500 with error JSON, the other
     await until(() => engine.aborted.length === 1 && engine.stats().running === 0);
     const ok = await fetch(s.url + '/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'fine', max_tokens: 3 }) });
     assert.equal(ok.status, 200);
+  } finally {
+    await s.close();
+  }
+});
+
+test('POST /update_weights_from_disk: off unless enabled; a bad model_path leaves the old engine serving; an update waits for in-flight requests, then swaps', async () => {
+  const off = await serve(new ScriptedEngine({ tokenizer: tokenizer(), script: () => 'old' }));
+  try {
+    const r = await post(`${off.url}/update_weights_from_disk`, { model_path: '/tmp' });
+    assert.equal(r.status, 403);
+    assert.match(r.json.error.message, /--enable-weight-updates/);
+  } finally {
+    await off.close();
+  }
+  const old = new ScriptedEngine({ tokenizer: tokenizer(), script: () => long, delayMs: 2 });
+  const fresh = new ScriptedEngine({ tokenizer: tokenizer(), script: () => 'new weights' });
+  const s = await serve(old, {
+    reloadWeights: async (dir) => {
+      if (dir !== '/ckpt/step-1') throw new Error('no config.json there');
+      return fresh;
+    },
+  });
+  try {
+    const bad = await post(`${s.url}/update_weights_from_disk`, { model_path: '/nope' });
+    assert.deepEqual([bad.status, bad.json.error.param], [400, 'model_path']);
+    assert.match(bad.json.error.message, /cannot load \/nope: no config.json there/);
+    assert.equal((await post(`${s.url}/update_weights_from_disk`, {})).status, 400);
+    // a request in flight on the old engine finishes there, whole; the update returns after it
+    const inflight = post(`${s.url}/v1/completions`, { model: 'dsv32-test', prompt: 'x', max_tokens: 400 });
+    await until(() => old.stats().running > 0);
+    const up = await post(`${s.url}/update_weights_from_disk`, { model_path: '/ckpt/step-1' });
+    assert.equal(up.status, 200, up.text);
+    assert.equal(up.json.success, true);
+    const done = await inflight;
+    assert.equal(done.status, 200);
+    assert.ok(done.json.choices[0].text.startsWith('word word'), 'the old engine answered it');
+    const after = await post(`${s.url}/v1/completions`, { model: 'dsv32-test', prompt: 'x', max_tokens: 5 });
+    assert.match(after.json.choices[0].text, /new/);
   } finally {
     await s.close();
   }
