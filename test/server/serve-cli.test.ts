@@ -165,3 +165,37 @@ test('dsv32 serve on a random checkpoint: models, a greedy chat completion = dsv
     s.proc.kill('SIGKILL');
   }
 });
+
+test('dsv32 serve --enable-weight-updates: another checkpoint of the same architecture is served after POST /update_weights_from_disk; another architecture is a 400 naming the difference', { timeout: 300_000 }, async () => {
+  const other = mkdtempSync(path.join(tmpdir(), 'dsv32-serve-w-'));
+  const wider = mkdtempSync(path.join(tmpdir(), 'dsv32-serve-x-'));
+  writeFileSync(path.join(other, 'config.json'), JSON.stringify(HF));
+  saveSafetensors(path.join(other, 'model.safetensors'), randomCheckpoint(parseConfig(HF), 4)); // other weights
+  const hf2 = { ...HF, num_hidden_layers: 3 };
+  writeFileSync(path.join(wider, 'config.json'), JSON.stringify(hf2));
+  saveSafetensors(path.join(wider, 'model.safetensors'), randomCheckpoint(parseConfig(hf2), 4));
+  const s = await startServe(['--dtype', 'f32', '--max-model-len', '256', '--num-blocks', '16', '--served-model-name', 'tiny', '--enable-weight-updates']);
+  const ask = async () => {
+    const r = await fetch(s.url + '/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'tiny', prompt: [5, 6, 7], max_tokens: 6, temperature: 0, ignore_eos: true, return_token_ids: true }) });
+    return ((await r.json()) as { choices: { token_ids: number[] }[] }).choices[0]!.token_ids;
+  };
+  const update = (p: string) => fetch(s.url + '/update_weights_from_disk', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model_path: p }) });
+  try {
+    const before = await ask();
+    const bad = await update(wider);
+    assert.equal(bad.status, 400);
+    assert.match(((await bad.json()) as { error: { message: string } }).error.message, /nLayers is 3, the served model's is 2/);
+    assert.deepEqual(await ask(), before, 'a refused update changes nothing');
+    const ok = await update(other);
+    assert.equal(ok.status, 200);
+    const after = await ask();
+    assert.notDeepEqual(after, before, 'the other weights decode other tokens');
+    assert.equal((await update(dir)).status, 200);
+    assert.deepEqual(await ask(), before, 'and back');
+  } finally {
+    s.proc.kill('SIGTERM');
+    await s.exited;
+    rmSync(other, { recursive: true, force: true });
+    rmSync(wider, { recursive: true, force: true });
+  }
+});
