@@ -107,8 +107,9 @@ export interface LoadedEngine {
   device: string;
 }
 
-/** Check the flags against the checkpoint, load it, and start the engine. */
-export function loadEngine(o: EngineFlags): LoadedEngine {
+/** Check the flags against the checkpoint, load it, and start the engine (with `codec`, that tokenizer
+ *  instead of the checkpoint's: a weight update keeps the served one). */
+export function loadEngine(o: EngineFlags, reuse?: { codec: DeepSeekTokenizer | null }): LoadedEngine {
   if (!existsSync(path.join(o.model, 'config.json'))) {
     if (path.resolve(o.model) === BUILTIN_MODEL) {
       throw new ServeCliError(`the built-in dsv32-mini is not in this checkout (${BUILTIN_MODEL} has no config.json): train it with \`bash scripts/train-mini.sh\` (models/dsv32-mini/README.md), or pass --model DIR`);
@@ -129,7 +130,7 @@ export function loadEngine(o: EngineFlags): LoadedEngine {
   }
   if (o.speculativeTokens > 0 && cfg.nMtpLayers < 1) throw new ServeCliError(`--speculative-tokens ${o.speculativeTokens}: the checkpoint has no MTP layers (num_nextn_predict_layers is 0)`);
   const model = DeepseekV32.load(o.model, { device });
-  const codec = o.skipTokenizerInit ? null : pickTokenizer(o.model, cfg.vocabSize);
+  const codec = reuse ? reuse.codec : o.skipTokenizerInit ? null : pickTokenizer(o.model, cfg.vocabSize);
   const name = o.servedModelName ?? path.basename(path.resolve(o.model));
   const cacheFormat: MlaCacheFormat = o.kvCacheDtype ?? (o.dtype === 'fp8' ? 'fp8' : o.dtype);
   const engine = new LLMEngine(model, {
@@ -147,13 +148,13 @@ export function loadEngine(o: EngineFlags): LoadedEngine {
 }
 
 /** The served flags over another checkpoint, which must have the served one's architecture (the routes,
- *  the cache and the tokenizer stay). */
-function reloadEngine(o: ServeOptions, served: ModelConfig, dir: string): LLMEngine<{ readonly blocks: number }> {
+ *  the cache and the tokenizer stay: the new engine detokenizes stop strings with the served codec). */
+function reloadEngine(o: ServeOptions, served: ModelConfig, codec: DeepSeekTokenizer | null, dir: string): LLMEngine<{ readonly blocks: number }> {
   const next = loadConfig(path.join(dir, 'config.json'));
   for (const k of ['vocabSize', 'dim', 'nLayers', 'nDenseLayers', 'nRoutedExperts', 'nActivatedExperts', 'nMtpLayers', 'indexTopk'] as const) {
     if (next[k] !== served[k]) throw new ServeCliError(`${dir}: ${k} is ${next[k]}, the served model's is ${served[k]} (expected the same architecture)`);
   }
-  return loadEngine({ ...o, model: dir, skipTokenizerInit: true }).engine;
+  return loadEngine({ ...o, model: dir }, { codec }).engine;
 }
 
 async function serve(o: ServeOptions): Promise<void> {
@@ -167,7 +168,7 @@ async function serve(o: ServeOptions): Promise<void> {
     maxWaiting: o.maxWaiting,
     bodyLimit: o.bodyLimit,
     routeShape: { layers: cfg.nLayers - cfg.nDenseLayers, k: cfg.nActivatedExperts },
-    ...(o.enableWeightUpdates ? { reloadWeights: async (dir: string) => reloadEngine(o, cfg, dir) } : {}),
+    ...(o.enableWeightUpdates ? { reloadWeights: async (dir: string) => reloadEngine(o, cfg, codec, dir) } : {}),
   });
   const url = await server.listen(o.port, o.host);
   err.write(

@@ -190,6 +190,9 @@ test('dsv32 serve --enable-weight-updates: another checkpoint of the same archit
     assert.equal(ok.status, 200);
     const after = await ask();
     assert.notDeepEqual(after, before, 'the other weights decode other tokens');
+    // the new engine keeps the served tokenizer: stop strings still work
+    const stopped = await fetch(s.url + '/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'tiny', prompt: 'hello', max_tokens: 3, stop: ['zz'] }) });
+    assert.equal(stopped.status, 200, await stopped.clone().text());
     assert.equal((await update(dir)).status, 200);
     assert.deepEqual(await ask(), before, 'and back');
   } finally {
