@@ -4,8 +4,8 @@
 # the model as <name>.tar.xz, the environment as <name>.tar.xz) and node from .device/:
 #   source .device/bootstrap.sh; OUT=... MODEL=dsv32-mini-nomtp ENV=arithmetic-s11 RUN_SECONDS=540 \
 #     [CONFIG=models/dsv32-mini/recipe/grpo.json] [SOLO_SECONDS=60] [RUNS="all no-kl-unbiased no-opsm no-routing no-mask"] [SHIP=all] bash scripts/device-rl.sh
-# Every run is `dsv32 rl` on models/dsv32-mini/recipe/grpo.json (its model and env pointed at the carried
-# copies) with one switch changed:
+# Every run is `dsv32 rl` on models/dsv32-mini/recipe/grpo.json (its model and env, and its evaluation where
+# it uses the env's directory, pointed at the carried copies) with one switch changed:
 #   all             every stabilizer on (this run is the recipe's GRPO stage)
 #   no-kl-unbiased  use_unbiased_kl false: the KL term's plain k3 instead of Eq. 7's r·k3
 #   no-opsm         use_opsm false
@@ -52,7 +52,7 @@ override() {
 }
 for r in $RUNS; do
   o=$(override $r) || exit 2
-  node -e 'const fs=require("fs"); const [base,out,model,env,dir,over]=process.argv.slice(1); const c=JSON.parse(fs.readFileSync(base,"utf8")); c.model=model; c.env.path=env; c.out=dir; Object.assign(c, JSON.parse(over)); fs.writeFileSync(out, JSON.stringify(c, null, 1))' \
+  node -e 'const fs=require("fs"); const [base,out,model,env,dir,over]=process.argv.slice(1); const c=JSON.parse(fs.readFileSync(base,"utf8")); if (c.eval && c.eval.path===c.env.path) c.eval.path=env; c.model=model; c.env.path=env; c.out=dir; Object.assign(c, JSON.parse(over)); fs.writeFileSync(out, JSON.stringify(c, null, 1))' \
     $CONFIG $G/cfg-$r.json $G/$MODEL $G/$ENV $G/runs/$r "$o"
 done
 

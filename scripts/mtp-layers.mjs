@@ -63,5 +63,10 @@ if (existsSync(join(out, 'config.json'))) fail(`--out ${out}: holds a checkpoint
 mkdirSync(out, { recursive: true });
 const files = saveSharded(out, tensors, { maxShardBytes: shardMb * 2 ** 20, metadata: { format: 'pt' } });
 writeFileSync(join(out, 'config.json'), JSON.stringify({ ...cfg, num_nextn_predict_layers: nextn }, null, 2) + '\n');
-for (const f of ['tokenizer.json', 'tokenizer_config.json', 'generation_config.json']) if (existsSync(join(modelDir, f))) copyFileSync(join(modelDir, f), join(out, f));
+// side files from the model, else (attach) from the MTP donor: a policy a GPU run returns has no tokenizer
+const donor = mode === 'attach' ? opt('--mtp-from') : null;
+for (const f of ['tokenizer.json', 'tokenizer_config.json', 'generation_config.json']) {
+  const from = [modelDir, donor].find((d) => d && existsSync(join(d, f)));
+  if (from) copyFileSync(join(from, f), join(out, f));
+}
 process.stdout.write(`wrote ${out}: ${tensors.size} tensors in ${files.length} shards, num_nextn_predict_layers ${nextn}\n`);
