@@ -10,17 +10,12 @@ import { join, resolve } from 'node:path';
 import { parseConfig, randomCheckpoint } from '../../src/model/index.js';
 import { quantizeCheckpoint } from '../../src/model/quantize.js';
 import { Checkpoint, saveSafetensors } from '../../src/tensor/safetensors.js';
+import { TINY_CONFIG } from '../rl/rl-fixture.js';
 
 const SCRIPT = resolve('scripts/mtp-layers.mjs');
 const run = (...args: string[]) => spawnSync(process.execPath, [SCRIPT, ...args], { encoding: 'utf8' });
-const HF = {
-  model_type: 'deepseek_v32', vocab_size: 256, hidden_size: 128, intermediate_size: 256, moe_intermediate_size: 128, num_hidden_layers: 2,
-  first_k_dense_replace: 1, num_attention_heads: 2, num_key_value_heads: 2, q_lora_rank: 128, kv_lora_rank: 128, qk_nope_head_dim: 32,
-  qk_rope_head_dim: 16, v_head_dim: 32, n_routed_experts: 4, n_shared_experts: 1, num_experts_per_tok: 2, n_group: 2, topk_group: 1,
-  scoring_func: 'sigmoid', routed_scaling_factor: 2.5, norm_topk_prob: true, topk_method: 'noaux_tc', index_n_heads: 2, index_head_dim: 128,
-  index_topk: 8, rope_theta: 10000, max_position_embeddings: 512, rms_norm_eps: 1e-6, bos_token_id: 0, eos_token_id: 1,
-  tie_word_embeddings: false, num_nextn_predict_layers: 1,
-};
+// the RL tests' tiny model with one MTP layer (any V3.2 shape does; FP8 blocks cover partial tiles)
+const HF = { ...TINY_CONFIG, num_nextn_predict_layers: 1 };
 
 /** name → [dtype, shape, bytes as hex digest input] of every tensor of a checkpoint directory. */
 function tensors(dir: string): Map<string, string> {
