@@ -94,8 +94,9 @@ if [ "$SOLO_SECONDS" -gt 0 ] && ! [ -f $G/runs/all/latest ]; then
   [ -f $G/runs/all/latest ] || { echo "device-rl: the solo run made no checkpoint; stopping"; pack; exit 1; }
 fi
 # every run at once; the margin leaves time for the step running at the deadline, the checkpoint, the pack
-# as many runs as the GPU's memory holds at RUN_GIB each (a run of recipe/grpo.json peaked at 21 GiB on an
-# H100: 5 at once ran out of memory there, and fit an H200); the rest wait for another call
+# as many runs as the GPU's memory holds at RUN_GIB each (without micro-batches a run of recipe/grpo.json
+# held 20 GiB on an H100 and 29–33 GiB on an H200 when 5 at once ran out of memory on both; the recipe's
+# micro_batch_size 4 should need far less, not yet measured); the rest wait for another call
 mem=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null | head -1)
 par=$(( (${mem:-81920} / 1024 - 6) / ${RUN_GIB:-22} )); [ $par -ge 1 ] || par=1
 n=0
