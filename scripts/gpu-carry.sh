@@ -59,19 +59,12 @@ import { Command } from 'commander';
 import { register as train } from './src/cli/train.js';
 import { register as quantize } from './src/cli/quantize.js';
 import { register as rl } from './src/cli/rl.js';
-import { DsvError } from './src/errors.js';
+import { runProgram } from './src/cli/run.js';
 const p = new Command('dsv32');
 train(p);
 quantize(p);
 rl(p);
-try {
-  await p.parseAsync(process.argv);
-} catch (e) {
-  // as the full CLI does: an error of ours is one line, not a stack trace
-  if (!(e instanceof DsvError)) throw e;
-  process.stderr.write(`dsv32: ${e.message}\n`);
-  process.exit(2);
-}
+await runProgram(p); // as the full CLI: an error of ours is one line, not a stack trace
 JS
 for p in "${packs[@]}"; do
   [ -f "$p/pack.json" ] || { echo "gpu-carry: --pack $p: no pack.json there (expected a dsv32 data pack directory)" >&2; exit 2; }

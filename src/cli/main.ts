@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // dsv32 command-line entry point. Each command lives in its own module and registers itself here.
-import { Command, CommanderError } from 'commander';
-import { DsvError } from '../errors.js';
+import { Command } from 'commander';
+import { runProgram } from './run.js';
 import { register as registerSandbox } from './sandbox.js';
 import { register as registerEnv } from './env.js';
 import { register as registerAgent } from './agent.js';
@@ -51,16 +51,4 @@ registerRl(program);
 registerLaunch(program);
 registerPlot(program);
 
-async function main(): Promise<void> {
-  try {
-    await program.parseAsync(process.argv);
-  } catch (e) {
-    if (e instanceof CommanderError) process.exit(e.exitCode);
-    if (e instanceof DsvError) {
-      process.stderr.write(`dsv32: ${e.message}\n`);
-      process.exit(2);
-    }
-    throw e;
-  }
-}
-await main();
+await runProgram(program);
