@@ -50,7 +50,7 @@ import { DsvError } from '../errors.js';
 import { DeepseekV32 } from '../model/model.js';
 import { backwardReleasing, releaseDeadTensors } from '../tensor/memory.js';
 import { type Tensor, detach, fromArray, gather, logSoftmax, mul, muls, noGrad, sum, reshape, softmax, unsqueeze, where } from '../tensor/index.js';
-import { latestCheckpoint, OPTIMIZER_FILE, saveCheckpoint } from '../train/checkpoint.js';
+import { latestCheckpoint, OPTIMIZER_FILE, saveCheckpoint, saveModelDir } from '../train/checkpoint.js';
 import { clipGradNorm, gradNorm as gradNormOf } from '../train/clip.js';
 import { AdamW } from '../train/optim.js';
 import { type RlBatch, type RolloutRecord, collateRollouts, overlayRoutes } from './batch.js';
@@ -62,7 +62,6 @@ import { policyLoss } from './policy-loss.js';
 import { GenerativeRewardModel } from './rewards.js';
 import { EngineSampler, type GroupRollout, HttpSampler, type RolloutOptions, groupRecords, rolloutGroup } from './rollout.js';
 import { postJson } from '../agent/http.js';
-import { saveSharded } from '../tensor/safetensors.js';
 
 export class RlTrainError extends DsvError {}
 
@@ -343,8 +342,7 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
     const dir = join(cfg.out, 'rollout-weights');
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true });
-    saveSharded(dir, model.weights.stateTensors(), { maxShardBytes: 2 ** 30, metadata: { format: 'pt' } });
-    writeFileSync(join(dir, 'config.json'), configJson);
+    saveModelDir(dir, { configJson, weights: model.weights.stateTensors() });
     const url = server.base_url.replace(/\/+$/, '').replace(/\/v1$/, '') + '/update_weights_from_disk';
     try {
       await postJson(url, { model_path: resolve(dir) }, { ...(server.api_key ? { apiKey: server.api_key } : {}), ...(server.max_retries !== undefined ? { maxRetries: server.max_retries } : {}) });
@@ -421,7 +419,8 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
 
     // ---- 3. collate once for the group-relative advantages of the whole batch
     const t1 = Date.now();
-    const full = collateRollouts(records, { padId, logpOld: logpOldMode, device });
+    // on the host: only the advantages and a count are read from it (the minibatches collate their own)
+    const full = collateRollouts(records, { padId, logpOld: logpOldMode });
     const advAll = full.advantages.toFloat64();
 
     // ---- 4–5. minibatch updates

@@ -36,14 +36,22 @@ export function checkpointName(step: number): string {
   return `step-${String(step).padStart(6, '0')}`;
 }
 
+/**
+ * The Hugging Face model directory of a checkpoint, without the trainer's state: the weights in shards of
+ * ≤ 16 MB, config.json, and the tokenizer when given. Also what an RL trainer hands its rollout server.
+ */
+export function saveModelDir(dir: string, o: { configJson: string; weights: Map<string, Tensor>; tokenizer?: string; metadata?: Record<string, string> }): void {
+  saveSharded(dir, o.weights, { maxShardBytes: MAX_SHARD_BYTES, metadata: { format: 'pt', ...o.metadata } });
+  writeFileSync(join(dir, 'config.json'), o.configJson);
+  if (o.tokenizer) copyFileSync(o.tokenizer, join(dir, 'tokenizer.json'));
+}
+
 export function saveCheckpoint(out: string, o: { configJson: string; weights: Map<string, Tensor>; optimizer: AdamW; state: TrainerState; keep: number; tokenizer?: string }): string {
   mkdirSync(out, { recursive: true });
   const name = checkpointName(o.state.step);
   const tmp = join(out, `.${name}.tmp-${process.pid}`);
   rmSync(tmp, { recursive: true, force: true });
-  saveSharded(tmp, o.weights, { maxShardBytes: MAX_SHARD_BYTES, metadata: { format: 'pt', dsv32_step: String(o.state.step) } });
-  writeFileSync(join(tmp, 'config.json'), o.configJson);
-  if (o.tokenizer) copyFileSync(o.tokenizer, join(tmp, 'tokenizer.json'));
+  saveModelDir(tmp, { configJson: o.configJson, weights: o.weights, ...(o.tokenizer ? { tokenizer: o.tokenizer } : {}), metadata: { dsv32_step: String(o.state.step) } });
   o.optimizer.save(join(tmp, OPTIMIZER_FILE));
   writeFileSync(join(tmp, TRAINER_FILE), JSON.stringify(o.state, null, 2) + '\n');
   const dir = join(out, name);
