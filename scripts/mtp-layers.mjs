@@ -48,15 +48,15 @@ const tensors = new Map();
 const ck = Checkpoint.open(modelDir);
 for (const k of ck.keys()) if (layerOf(k) < L) tensors.set(k, ck.tensor(k));
 let nextn = 0;
-if (mode === 'attach') {
-  const fromDir = opt('--mtp-from');
-  const from = readConfig(fromDir, '--mtp-from');
+const donor = mode === 'attach' ? opt('--mtp-from') : null;
+if (donor) {
+  const from = readConfig(donor, '--mtp-from');
   for (const key of ['hidden_size', 'num_hidden_layers', 'vocab_size', 'n_routed_experts', 'moe_intermediate_size', 'quantization_config']) {
-    if (JSON.stringify(from[key]) !== JSON.stringify(cfg[key])) fail(`--mtp-from ${fromDir}: config ${key} is ${JSON.stringify(from[key])}, the model's is ${JSON.stringify(cfg[key])} (expected the same architecture and format)`);
+    if (JSON.stringify(from[key]) !== JSON.stringify(cfg[key])) fail(`--mtp-from ${donor}: config ${key} is ${JSON.stringify(from[key])}, the model's is ${JSON.stringify(cfg[key])} (expected the same architecture and format)`);
   }
   nextn = from.num_nextn_predict_layers ?? 0;
-  if (!nextn) fail(`--mtp-from ${fromDir}: its config has no MTP layer (num_nextn_predict_layers 0)`);
-  const src = Checkpoint.open(fromDir);
+  if (!nextn) fail(`--mtp-from ${donor}: its config has no MTP layer (num_nextn_predict_layers 0)`);
+  const src = Checkpoint.open(donor);
   for (const k of src.keys()) if (layerOf(k) >= L) tensors.set(k, src.tensor(k));
 }
 if (existsSync(join(out, 'config.json'))) fail(`--out ${out}: holds a checkpoint already (expected a new directory)`);
@@ -64,7 +64,6 @@ mkdirSync(out, { recursive: true });
 const files = saveSharded(out, tensors, { maxShardBytes: shardMb * 2 ** 20, metadata: { format: 'pt' } });
 writeFileSync(join(out, 'config.json'), JSON.stringify({ ...cfg, num_nextn_predict_layers: nextn }, null, 2) + '\n');
 // side files from the model, else (attach) from the MTP donor: a policy a GPU run returns has no tokenizer
-const donor = mode === 'attach' ? opt('--mtp-from') : null;
 for (const f of ['tokenizer.json', 'tokenizer_config.json', 'generation_config.json']) {
   const from = [modelDir, donor].find((d) => d && existsSync(join(d, f)));
   if (from) copyFileSync(join(from, f), join(out, f));

@@ -100,7 +100,7 @@ export function createServer(opts: ServerOptions): DsvServer {
   // One update at a time. The new engine is built first (a bad directory leaves the old one serving);
   // then new requests wait (503 'updating', which clients retry), in-flight ones finish on the old
   // weights, and the engines swap: no response mixes two policies.
-  let updating: Promise<unknown> | null = null;
+  let updating = false;
   app.post('/update_weights_from_disk', async (request) => {
     if (!opts.reloadWeights) throw new ApiError(403, 'weight updates are off; start dsv32 serve with --enable-weight-updates', null, 'weight_updates_disabled');
     const body = request.body as { model_path?: unknown } | undefined;
@@ -108,10 +108,11 @@ export function createServer(opts: ServerOptions): DsvServer {
     if (typeof dir !== 'string' || !dir) throw new ApiError(400, 'model_path: expected the directory of a checkpoint (config.json and safetensors)', 'model_path', 'invalid_value');
     if (updating) throw new ApiError(409, 'another weight update is in progress', null, 'update_in_progress');
     const t = performance.now();
-    const run = (async () => {
+    updating = true;
+    try {
       let fresh: Engine;
       try {
-        fresh = await opts.reloadWeights!(dir);
+        fresh = await opts.reloadWeights(dir);
       } catch (e) {
         throw new ApiError(400, `model_path: cannot load ${dir}: ${(e as Error).message}`, 'model_path', 'invalid_value');
       }
@@ -124,12 +125,8 @@ export function createServer(opts: ServerOptions): DsvServer {
       } finally {
         context.admission.updating = false;
       }
-    })();
-    updating = run;
-    try {
-      await run;
     } finally {
-      updating = null;
+      updating = false;
     }
     return { success: true, message: `serving the weights of ${dir}`, seconds: (performance.now() - t) / 1000 };
   });
