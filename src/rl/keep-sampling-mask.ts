@@ -236,8 +236,9 @@ export function maskedTokenLogProbs(logits: Tensor, tokens: Tensor, mask: Sampli
   // padding rows keep every id (no −∞ rows, so no NaN anywhere in the graph) and are zeroed at the end. The
   // dense mask is built directly, a memset per padding row. Expanding those rows into CSR first (V ids each
   // through a JS array) cost 13.6 s of host time per call at S 16 × T 1000 × V 8192 with 60 % padding rows
-  // (CPU: 29.7 s → 16.1 s, the rest being the log-softmax). On the GPU, where the log-softmax is cheap, runs
-  // with the mask trained in 22–30 s a step against 4–9 s without it (docs/rl.md, 2026-12-05)
+  // (CPU: 29.7 s → 16.1 s; bench/keep-sampling-mask.ts times what is left against the unmasked log-probs). On
+  // the GPU, where the log-softmax is cheap, runs with the mask trained in 22–30 s a step against 4–9 s
+  // without it (docs/rl.md, 2026-12-05)
   const keep = fromArray(denseKeep(mask, N, V, padding), [N, V], { dtype: 'bool', device: logits.device });
   const lp = reshape(logSoftmaxWhere(reshape(logits, [N, V]), keep, temperature), [N, V]);
   const safeTok = Float64Array.from(tok, (t, i) => (ok && ok[i] === 0 ? 0 : t));
