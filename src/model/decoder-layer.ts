@@ -18,6 +18,8 @@ export interface LayerOutput {
   selection: Selection | null;
   /** experts [T, k] ascending, or null for a dense layer */
   routes: Tensor | null;
+  /** the gate's own choice [T, k] (Routing.own): `routes` unless routes were forced; null for a dense layer */
+  ownRoutes: Tensor | null;
 }
 
 export class DecoderLayer {
@@ -45,13 +47,15 @@ export class DecoderLayer {
     const x2 = n2.out;
     let y: Tensor;
     let routes: Tensor | null = null;
+    let ownRoutes: Tensor | null = null;
     if (this.ffn instanceof MoE) {
       const r = this.ffn.forward(x2, dt, forcedRoutes);
       y = r.y;
       routes = r.routing.experts;
+      ownRoutes = r.routing.own;
     } else {
       y = this.ffn.forward(x2, dt);
     }
-    return { h: y, residual: n2.residual, selection: a.selection, routes };
+    return { h: y, residual: n2.residual, selection: a.selection, routes, ownRoutes };
   }
 }

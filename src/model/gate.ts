@@ -31,6 +31,12 @@ export interface Routing {
   experts: Tensor;
   /** routing weights [T, k] (f32), aligned with `experts` */
   weights: Tensor;
+  /**
+   * the gate's own choice i32 [T, k] on these inputs: `experts` itself when nothing is forced, else what the
+   * router would have picked at this layer given the (replayed) history that reached it. Keep Routing's
+   * router_drift compares a recording with it, so the trainer needs no second, unforced forward
+   */
+  own: Tensor;
 }
 
 export class Gate {
@@ -87,6 +93,7 @@ export class Gate {
       throw e;
     }
     const weights = moeRouteWeights(s, experts, { normalize: cfg.scoreFunc === 'sigmoid', scale: cfg.routeScale });
-    return { experts, weights };
+    const own = forced ? noGrad(() => moeRoute(s, { bias: this.bias, groups: cfg.nExpertGroups, topkGroups: cfg.nLimitedGroups, k: cfg.nActivatedExperts })) : experts;
+    return { experts, weights, own };
   }
 }

@@ -111,6 +111,8 @@ export interface TrainForwardResult {
   topk: Selection[];
   /** per layer: experts [B·S, k] or null (dense layer) */
   routes: (Tensor | null)[];
+  /** per layer: the gate's own choice [B·S, k] on this forward's inputs (= routes where nothing was forced) */
+  ownRoutes: (Tensor | null)[];
   mtpTopk: Selection[];
   mtpRoutes: (Tensor | null)[];
   /** Σ over layers (and MTP layers) and rows of the indexer's KL loss, when asked for */
@@ -309,6 +311,7 @@ export class DeepseekV32 {
     let residual: Tensor | null = null;
     const topk: Selection[] = [];
     const routes: (Tensor | null)[] = [];
+    const ownRoutes: (Tensor | null)[] = [];
     this.layers.forEach((layer, l) => {
       step.forcedTopk = opts.forcedTopk?.[l] ?? null;
       const o = layer.forward(h, residual, step, null, layer.isMoE ? (opts.forcedRoutes?.[l] ?? null) : null);
@@ -316,6 +319,7 @@ export class DeepseekV32 {
       residual = o.residual;
       topk.push(o.selection!);
       routes.push(o.routes);
+      ownRoutes.push(o.ownRoutes);
     });
     let hidden = addRmsNorm(h, residual, this.weights.float('model.norm.weight'), cfg.normEps, dt).out;
     const logits = linear(cast(hidden, wideDtype(dt)), this.weights.float('lm_head.weight'));
@@ -336,7 +340,7 @@ export class DeepseekV32 {
     }
     const il = step.indexerLosses;
     const indexerLoss = il.length ? il.slice(1).reduce((a, b) => add(a, b), il[0]!) : null;
-    return { logits, mtpLogits, topk, routes, mtpTopk, mtpRoutes, indexerLoss };
+    return { logits, mtpLogits, topk, routes, ownRoutes, mtpTopk, mtpRoutes, indexerLoss };
   }
 
   /**

@@ -96,7 +96,7 @@ export interface MinibatchLog {
   logprob_mismatch: number;
   /** (token, MoE layer) pairs at engine-routed positions where the training forward's experts differ */
   routing_disagreement: number;
-  /** the same for the trainer's free router at the current θ (what Keep Routing overrides) */
+  /** the same for the gate's own choice at the current θ, layer by layer on the replayed history (what Keep Routing overrides) */
   router_drift: number;
   /** use_indexer_replay: recorded selected keys the trainer's own unforced selection does not select (indexer-replay.ts) */
   indexer_disagreement?: number;
@@ -226,6 +226,19 @@ function atRouted(a: readonly RecordedRoutes[], b: readonly RecordedRoutes[], ro
     return { data, tokens: pos.length, layers: r.layers, k: r.k };
   };
   return [a.map(pick), b.map(pick)];
+}
+
+/**
+ * Whether some sequence has an input position the engine did not route (routed [S, T]) at or before its last
+ * trained target (valid [S, T]); positions after it reach no trained log-prob.
+ */
+export function unroutedBeforeLastTarget(valid: Float64Array, routed: Float64Array, S: number, T: number): boolean {
+  for (let s = 0; s < S; s++) {
+    let last = -1;
+    for (let j = 0; j < T; j++) if (valid[s * T + j]) last = j;
+    for (let j = 0; j <= last; j++) if (!routed[s * T + j]) return true;
+  }
+  return false;
 }
 
 /** Drop the log lines of steps after `step` (a killed run's steps past its last checkpoint). */
@@ -547,26 +560,28 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
     const fwdOpts = { numerics: cfg.numerics, mtp: false, fp8: true, attention: sparse ? 'sparse' : 'dense' } as const;
     const replayTopk = cfg.use_indexer_replay && mb.indexerTopk && mb.selected ? { rec: mb.indexerTopk, sel: mb.selected } : null;
     const host = (sels: readonly { width: number; idx: Tensor }[]): HostSelection[] => sels.map((x) => ({ width: x.width, idx: x.idx.toHost() as Int32Array }));
-    // Keep Routing: the engine's routes (every recorded position, prompts included), the trainer's own (free,
-    // current θ) where the engine recorded none. routing_disagreement then compares the recording with the
-    // forced forward's routes (0 unless replay failed), router_drift the recording with the free router, both
-    // over all recorded positions
-    // Indexer replay: likewise the engine's selections where recorded, the trainer's own (the same unforced
+    // Keep Routing: the engine's routes at every recorded position (prompts included). A position the engine
+    // did not record takes the trainer's own route from a free (unforced, current θ) forward, but only where
+    // it can matter: at or before the sequence's last trained target (attention is causal and MoE per token,
+    // so later positions, padding included, reach no trained log-prob). The engine records every position
+    // but the last (rollout.ts), so that forward normally does not run: two forwards per micro-batch, not
+    // three. routing_disagreement compares the recording with the forced forward's routes (0 unless replay
+    // failed); router_drift with the gate's own choice in that forward, layer by layer on the replayed
+    // history (Routing.own: what Keep Routing overrode), both over all recorded positions.
+    // Indexer replay: likewise the engine's selections where recorded, the trainer's own (an unforced
     // forward) elsewhere; indexer_disagreement compares the recording with that own selection. Short rows
     // stay dense: every causal key is what any recording there holds
+    const valid = mb.valid.toFloat64();
+    const replayRoutes = !!(routeShape && mb.routes && mb.routed && cfg.use_rollout_routing_replay);
+    const fillRoutes = replayRoutes && unroutedBeforeLastTarget(valid, mb.routed!.toFloat64(), S, T);
     let forced: (Int32Array | null)[] | undefined;
-    let free: RecordedRoutes[] | null = null;
     let forcedTopk: Int32Array[] | undefined;
     let ownTopk: HostSelection[] | null = null;
-    const wantFree = (routeShape && mb.routes && cfg.use_rollout_routing_replay) || (replayTopk && sparse);
-    const freeFwd = wantFree ? noGrad(() => {
+    const freeFwd = fillRoutes || (replayTopk && sparse) ? noGrad(() => {
       const f = model.trainForward(ids, S, T, fwdOpts);
-      return { routes: routeShape ? recordRoutes(mc, f.routes, S) : null, topk: replayTopk && sparse ? host(f.topk) : null };
+      return { routes: fillRoutes ? recordRoutes(mc, f.routes, S) : null, topk: replayTopk && sparse ? host(f.topk) : null };
     }) : null;
-    if (routeShape && mb.routes && cfg.use_rollout_routing_replay) {
-      free = freeFwd!.routes!;
-      forced = forcedRoutesFromRecorded(mc, overlayRoutes(mb, free), T);
-    }
+    if (replayRoutes) forced = forcedRoutesFromRecorded(mc, fillRoutes ? overlayRoutes(mb, freeFwd!.routes!) : mb.routes!, T);
     if (replayTopk && sparse) {
       ownTopk = freeFwd!.topk!;
       forcedTopk = forcedTopkFromRecorded(replayTopk.rec, replayTopk.sel, ownTopk, T);
@@ -597,7 +612,6 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
     const loss = out.loss.item();
     if (!Number.isFinite(loss)) throw new RlTrainError(`step ${step}: the loss is ${loss}; lower lr or check the rollouts`);
     // measurements before the update (θ as the minibatch saw it)
-    const valid = mb.valid.toFloat64();
     const lpv = logp.toFloat64();
     const old = mb.logpOld.toFloat64();
     let n = 0;
@@ -619,8 +633,8 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
       const used = recordRoutes(mc, fwd.routes, S);
       const routed = mb.routed.toFloat64();
       const d = routingDisagreement(mc, ...atRouted(mb.routes, used, routed, T));
-      // without Keep Routing the training forward IS the free router
-      const f = free ? routingDisagreement(mc, ...atRouted(mb.routes, free, routed, T)) : d;
+      // without Keep Routing the training forward's routes ARE the gate's own choice
+      const f = forced ? routingDisagreement(mc, ...atRouted(mb.routes, recordRoutes(mc, fwd.ownRoutes, S), routed, T)) : d;
       Object.assign(routing, { differing: d.differing, drifting: f.differing, compared: d.compared });
     }
     const entropy = meanEntropy(logits, tau, mb.valid);
