@@ -2,7 +2,8 @@
 // set, src/rl/keep-sampling-mask.ts) against the full-vocabulary log-probs of the same logits
 // (log-softmax + gather), the work the mask adds to in the same run. Shape of recipe/grpo.json's
 // minibatches: S sequences × T tokens × V, a share of the rows padding or prompt (no mask row), the rest
-// with kept sets of 1–20 ids (top-k 20). CPU backend; wall-clock medians (the host work is the point).
+// with kept sets of 1–20 ids (top-k 20), so maskedTokenLogProbs takes its gathered path (kept logits
+// only; the dense [N, V] mask is for kept sets longer than V/8). CPU backend; wall-clock medians.
 // Run: `node dist/bench/keep-sampling-mask.js [--S 16] [--T 1000] [--V 8192] [--padding 0.6] [--reps 3]`.
 import { machine, medianSeconds, opt, printTable } from './harness.js';
 import { fromArray, gather, logSoftmax, reshape, unsqueeze } from '../src/tensor/index.js';

@@ -35,7 +35,7 @@ import { isFloat, isInt } from '../tensor/dtype.js';
 import { div, where } from '../tensor/ops/elementwise.js';
 import { gather } from '../tensor/ops/indexing.js';
 import { logSoftmax } from '../tensor/ops/softmax.js';
-import { cast, reshape, unsqueeze } from '../tensor/ops/view.js';
+import { cast, reshape } from '../tensor/ops/view.js';
 
 export interface SamplingParams {
   /** τ > 0 (greedy decoding is not a sampling policy; RL samples) */
@@ -132,6 +132,13 @@ export function samplingMask(logits: Tensor, params: SamplingParams): SamplingMa
   return { indptr, indices };
 }
 
+/**
+ * maskedTokenLogProbs gathers the kept logits when the longest kept set is at most V / GATHER_RATIO, else
+ * masks the whole vocabulary: past that the gathered path's i32 ids and f32 copy ([N, kmax], 8 bytes an
+ * entry) outweigh the dense path's byte mask and in-place passes.
+ */
+export const GATHER_RATIO = 8;
+
 /** Validate a CSR mask for N rows over a vocabulary of V (clear errors naming the field). */
 export function checkSamplingMask(mask: SamplingMask, N: number, V: number, name = 'mask'): void {
   const { indptr, indices } = mask;
@@ -226,23 +233,53 @@ export function maskedTokenLogProbs(logits: Tensor, tokens: Tensor, mask: Sampli
   const tok = tokens.toFloat64();
   const ok = valid ? valid.toFloat64() : null;
   const padding = (i: number): boolean => ok !== null && ok[i] === 0;
+  // col[i]: where y_i sits in row i's kept ids; kmax: the longest kept set of a trained row
+  const col = new Int32Array(N);
+  let kmax = 1;
   for (let i = 0; i < N; i++) {
     if (padding(i)) continue;
     const row = mask.indices.subarray(mask.indptr[i]!, mask.indptr[i + 1]!);
     const t = tok[i]!;
     if (!(t >= 0 && t < V)) throw new DsvError(`${op}: token ${t} at row ${i} is not an id in [0, ${V})`);
-    if (!row.includes(t)) throw new DsvError(`${op}: token ${t} at row ${i} is outside its sampling mask (${row.length} kept ids); the sampler cannot have drawn it`);
+    col[i] = row.indexOf(t);
+    if (col[i]! < 0) throw new DsvError(`${op}: token ${t} at row ${i} is outside its sampling mask (${row.length} kept ids); the sampler cannot have drawn it`);
+    kmax = Math.max(kmax, row.length);
   }
-  // padding rows keep every id (no −∞ rows, so no NaN anywhere in the graph) and are zeroed at the end. The
-  // dense mask is built directly, a memset per padding row. Expanding those rows into CSR first (V ids each
-  // through a JS array) cost 13.6 s of host time per call at S 16 × T 1000 × V 8192 with 60 % padding rows
-  // (CPU: 29.7 s → 16.1 s; bench/keep-sampling-mask.ts times what is left against the unmasked log-probs). On
-  // the GPU, where the log-softmax is cheap, runs with the mask trained in 22–30 s a step against 4–9 s
-  // without it (docs/rl.md, 2026-12-05)
-  const keep = fromArray(denseKeep(mask, N, V, padding), [N, V], { dtype: 'bool', device: logits.device });
-  const lp = reshape(logSoftmaxWhere(reshape(logits, [N, V]), keep, temperature), [N, V]);
-  const safeTok = Float64Array.from(tok, (t, i) => (ok && ok[i] === 0 ? 0 : t));
-  const picked = reshape(gather(lp, 1, unsqueeze(fromArray(safeTok, [N], { dtype: 'i32', device: logits.device }), 1)), [N]);
-  const out = ok ? where(fromArray(Uint8Array.from(ok, (v) => (v !== 0 ? 1 : 0)), [N], { dtype: 'bool', device: logits.device }), picked, 0) : picked;
+  const lp2 = reshape(logits, [N, V]);
+  const dev = logits.device;
+  // Two exact evaluations of the same log π^K(y); they differ only in f32 summation order.
+  //  - gathered (kept sets much smaller than V, e.g. top-k 20 of 8192): the kept logits of each row,
+  //    [N, kmax] by index (padding columns repeat an id and are −∞), log-softmaxed; y is column col[i]. Cost
+  //    and memory O(N·kmax), no [N, V] mask; the gradient scatters back into the kept logits only.
+  //  - dense (top-p alone can keep most of V): a bool [N, V] mask, log-softmax over the vocabulary.
+  //    Padding rows keep every id (no −∞ rows, so no NaN anywhere in the graph) and are zeroed at the end;
+  //    the dense mask is built directly, a memset per padding row.
+  // On the GPU, the dense path's host-built [N, V] mask was most of a training step: runs with the mask
+  // trained in 22–30 s a step against 4–9 s without it (docs/rl.md, 2026-12-05); bench/keep-sampling-mask.ts
+  // times both paths against the unmasked log-probs
+  let picked: Tensor;
+  if (kmax * GATHER_RATIO <= V) {
+    const ids = new Int32Array(N * kmax);
+    const kept = new Uint8Array(N * kmax);
+    for (let i = 0; i < N; i++) {
+      if (padding(i)) {
+        kept[i * kmax] = 1; // one live column (id 0): a finite row, zeroed below
+        continue;
+      }
+      const a = mask.indptr[i]!;
+      const n = mask.indptr[i + 1]! - a;
+      for (let j = 0; j < kmax; j++) ids[i * kmax + j] = mask.indices[a + Math.min(j, n - 1)]!;
+      kept.fill(1, i * kmax, i * kmax + n);
+    }
+    const z = gather(lp2, 1, fromArray(ids, [N, kmax], { dtype: 'i32', device: dev }));
+    const lp = logSoftmaxWhere(z, fromArray(kept, [N, kmax], { dtype: 'bool', device: dev }), temperature);
+    picked = reshape(gather(lp, 1, fromArray(col, [N, 1], { dtype: 'i32', device: dev })), [N]);
+  } else {
+    const keep = fromArray(denseKeep(mask, N, V, padding), [N, V], { dtype: 'bool', device: dev });
+    const lp = logSoftmaxWhere(lp2, keep, temperature);
+    const safeTok = Float64Array.from(tok, (t, i) => (padding(i) ? 0 : t));
+    picked = reshape(gather(lp, 1, fromArray(safeTok, [N, 1], { dtype: 'i32', device: dev })), [N]);
+  }
+  const out = ok ? where(fromArray(Uint8Array.from(ok, (v) => (v !== 0 ? 1 : 0)), [N], { dtype: 'bool', device: dev }), picked, 0) : picked;
   return reshape(out, tokens.shape);
 }

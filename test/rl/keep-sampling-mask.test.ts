@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import * as T from '../../src/tensor/index.js';
 import { DsvError } from '../../src/errors.js';
 import {
-  checkSamplingMask, denseToMask, keptTokens, maskToDense, maskedLogSoftmax, maskedTokenLogProbs, samplingMask,
+  GATHER_RATIO, checkSamplingMask, denseToMask, keptTokens, maskToDense, maskedLogSoftmax, maskedTokenLogProbs, samplingMask,
 } from '../../src/rl/keep-sampling-mask.js';
 
 const close = (a: number, b: number, tol: number, what: string): void => assert.ok(Math.abs(a - b) <= tol, `${what}: ${a} vs ${b}`);
@@ -164,4 +164,45 @@ test('batched [B, T, V] with padding: invalid positions give 0 and no gradient, 
   T.backward(T.sum(lp));
   const g = logits.grad!.toFloat64();
   for (let i = 4 * V; i < 6 * V; i++) assert.equal(g[i], 0, `padding gradient at ${i}`);
+});
+
+test('both evaluations of log π^K(y), gathered kept logits (small kept sets) and the dense vocabulary mask (large ones), match the closed form, values and gradients, with padding rows', () => {
+  const V = 64;
+  const N = 5;
+  const tau = 0.7;
+  const x = Float64Array.from({ length: N * V }, (_, i) => 2 * Math.sin(1.7 * i) + Math.cos(0.3 * i * i));
+  const ok = [1, 1, 0, 1, 0];
+  for (const [path, params] of [['gathered', { temperature: tau, topK: 5 }], ['dense', { temperature: tau, topP: 0.999 }]] as const) {
+    const full = samplingMask(T.fromArray(x, [N, V], { dtype: 'f64' }), params);
+    // padding rows 2 and 4 empty, as the collated batch has them
+    const rows = Array.from({ length: N }, (_, i) => (ok[i] ? Array.from(full.indices.subarray(full.indptr[i]!, full.indptr[i + 1]!)) : []));
+    const kmax = Math.max(...rows.map((r) => r.length));
+    assert.equal(kmax * GATHER_RATIO <= V, path === 'gathered', `${path}: kmax ${kmax}`);
+    const indptr = Int32Array.from([0, ...rows.map((_, i) => rows.slice(0, i + 1).reduce((a, r) => a + r.length, 0))]);
+    const mask = { indptr, indices: Int32Array.from(rows.flat()) };
+    // the sampled token: the last kept id of each trained row (not the argmax)
+    const tokens = rows.map((r) => r[r.length - 1] ?? 0);
+    const logits = T.fromArray(x, [N, V], { dtype: 'f64', requiresGrad: true });
+    const valid = T.fromArray(ok, [N], { dtype: 'bool' });
+    const lp = maskedTokenLogProbs(logits, T.fromArray(tokens, [N], { dtype: 'i32' }), mask, tau, valid);
+    const got = lp.toFloat64();
+    T.backward(T.sum(lp));
+    const g = logits.grad!.toFloat64();
+    for (let i = 0; i < N; i++) {
+      if (!ok[i]) {
+        assert.equal(got[i], 0, `${path}: padding row ${i}`);
+        for (let v = 0; v < V; v++) assert.equal(g[i * V + v], 0, `${path}: padding gradient ${i}, ${v}`);
+        continue;
+      }
+      const den = rows[i]!.reduce((a, v) => a + Math.exp(x[i * V + v]! / tau), 0);
+      close(got[i]!, x[i * V + tokens[i]!]! / tau - Math.log(den), 1e-12, `${path}: row ${i}`);
+      for (let v = 0; v < V; v++) {
+        const want = rows[i]!.includes(v) ? ((v === tokens[i] ? 1 : 0) - Math.exp(x[i * V + v]! / tau) / den) / tau : 0;
+        if (want === 0) assert.equal(g[i * V + v], 0, `${path}: gradient outside the mask at ${i}, ${v}`);
+        else close(g[i * V + v]!, want, 1e-12, `${path}: gradient at ${i}, ${v}`);
+      }
+    }
+    const r = T.gradcheck((z) => maskedTokenLogProbs(z, T.fromArray(tokens, [N], { dtype: 'i32' }), mask, tau, valid), [T.fromArray(x, [N, V], { dtype: 'f64' })]);
+    assert.ok(r.ok, `${path}: ${r.detail}`);
+  }
 });
