@@ -63,6 +63,7 @@ launch() {
   [ $secs -ge 5 ] || { echo "$r: no time left"; return 0; }
   echo "== $r: from $(el) s for ≤ $secs s (+ its last step) ==" >> $L/$r.log
   node dist/gpu-cli.mjs rl --config $G/cfg-$r.json --max-seconds $secs --no-progress >> $L/$r.log 2>&1 &
+  echo "$! $r" >> $L/pids
 }
 report() { # the last line of each run's log, and its step count
   for r in $RUNS; do
@@ -86,17 +87,28 @@ settle() {
   done
   wait
 }
+# each process's GPU memory every 5 s (nvidia-smi's per-process use: the caching allocator's high-water
+# mark); not a job of this shell, so settle() does not wait for it
+( while true; do nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits 2>/dev/null | sed "s/^/$(date +%s), /" >> $L/gpu-mem.csv; sleep 5; done ) &
+MEMPID=$!
+disown $MEMPID
+mempeak() { # the peak MiB of each run's processes, this call
+  [ -f $L/pids ] && [ -f $L/gpu-mem.csv ] || return 0
+  while read -r pid r; do
+    printf '%-15s peak %6s MiB (pid %s)\n' "$r" "$(awk -F', *' -v p=$pid '$2 == p && $3 > m { m = $3 } END { print m + 0 }' $L/gpu-mem.csv)" "$pid"
+  done < $L/pids
+}
 if [ "$SOLO_SECONDS" -gt 0 ] && ! [ -f $G/runs/all/latest ]; then
   launch all $SOLO_SECONDS 0
   settle $(( SOLO_SECONDS + 120 ))
-  echo "solo done at $(el) s"; report
+  echo "solo done at $(el) s"; report; mempeak
   # a run that cannot finish one step alone will not finish one beside four others
-  [ -f $G/runs/all/latest ] || { echo "device-rl: the solo run made no checkpoint; stopping"; pack; exit 1; }
+  [ -f $G/runs/all/latest ] || { echo "device-rl: the solo run made no checkpoint; stopping"; kill $MEMPID; pack; exit 1; }
 fi
 # every run at once; the margin leaves time for the step running at the deadline, the checkpoint, the pack
 # as many runs as the GPU's memory holds at RUN_GIB each (without micro-batches a run of recipe/grpo.json
 # held 20 GiB on an H100 and 29–33 GiB on an H200 when 5 at once ran out of memory on both; the recipe's
-# micro_batch_size 4 should need far less, not yet measured); the rest wait for another call
+# micro_batch_size 4 should need far less: mempeak prints what each run held); the rest wait for another call
 mem=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null | head -1)
 par=$(( (${mem:-81920} / 1024 - 6) / ${RUN_GIB:-22} )); [ $par -ge 1 ] || par=1
 n=0
@@ -106,7 +118,9 @@ for r in $RUNS; do
 done
 settle $(( RUN_SECONDS + 15 ))
 echo "runs stopped at $(el) s"
+kill $MEMPID 2>/dev/null
 report
+mempeak
 pack
 if [ -n "${SHIP:-}" ] && [ -f $G/runs/$SHIP/latest ]; then
   rm -rf $G/fp8 "$OUT/policy"
