@@ -32,8 +32,9 @@
 // only costs acceptance, never correctness.
 //
 // Graph decode (cudaGraphs, on by default where the device can capture): a step whose chunks are all
-// one-token decodes with nothing recorded, and no MTP, replays the CUDA graph of its batch-size bucket
-// (src/model/decode-graph.ts) instead of running model.step; everything else runs eagerly. The padded
+// one-token decodes, with no MTP and no indexer selections recorded, replays the CUDA graph of its
+// batch-size bucket (src/model/decode-graph.ts) instead of running model.step, routed experts included (RL
+// rollouts record them at every token); everything else runs eagerly. The padded
 // rows of a bucket write into block numBlocks of the cache pool, one past the blocks the block pool
 // hands out, so no sequence, live, finished or preempted, ever owns it.
 import { randomInt } from 'node:crypto';
@@ -418,14 +419,15 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
     }
     // a step of prefill chunks only still needs one logit row for the model; it is ignored
     const batch: RaggedBatch = { ids, seqs, logitRows: Int32Array.from(rows.length ? rows : [T - 1]) };
-    // a plain decode step replays its bucket's graph (null: no bucket holds this many sequences); the
-    // MTP pass needs the step's hidden states and layout, so speculative engines stay eager
-    const plainDecode = this.graphs !== null && this.spec === 0 && !wantTopk && !wantRoutes && chunks.every((c) => c.len === 1 && c.sample && c.drafts === 0);
-    const graphLogits = plainDecode ? this.graphs!.step(batch) : null;
-    const out = graphLogits ? null : this.model.step(batch, this.cachePool!, { ...this.stepOpts, record: { topk: wantTopk } });
+    // a plain decode step replays its bucket's graph (null: no bucket holds this many sequences), routes
+    // recorded or not (the graph writes them to static tensors); the MTP pass needs the step's hidden states
+    // and layout, and indexer selections are not captured, so those steps stay eager
+    const plainDecode = this.graphs !== null && this.spec === 0 && !wantTopk && chunks.every((c) => c.len === 1 && c.sample && c.drafts === 0);
+    const graphed = plainDecode ? this.graphs!.step(batch) : null;
+    const out = graphed ? null : this.model.step(batch, this.cachePool!, { ...this.stepOpts, record: { topk: wantTopk } });
     if (out && !out.logits) throw new DsvError('engine: the model step returned no logits');
-    const logits = (graphLogits ?? out!.logits!).toFloat32();
-    const routes = wantRoutes ? out!.routes.map((r) => (r ? (r.toHost() as Int32Array) : null)) : null;
+    const logits = (graphed?.logits ?? out!.logits!).toFloat32();
+    const routes = wantRoutes ? (graphed?.routes ?? out!.routes).map((r) => (r ? (r.toHost() as Int32Array) : null)) : null;
     const topk = wantTopk ? out!.topk.map((s) => ({ width: s.width, idx: s.idx.toHost() as Int32Array })) : null;
     const row = (r: number): Float32Array => logits.subarray(r * V, (r + 1) * V);
     // prompt rows this step computed, by position (chunk row i is position start + i)

@@ -26,7 +26,8 @@
 //     arena per graph, allocated once; each step overwrites it (one upload, one device copy) before the
 //     replay, outside the capture: a captured host copy would replay the bytes of the capture's step;
 //   - the logits land in a static f32 [B, vocab] tensor (the captured function's last copy), read back
-//     once per step.
+//     once per step; so do each MoE layer's routed experts, i32 [B, k] (a few hundred bytes a layer), so
+//     that steps recording routes for Keep Routing (RL rollouts) replay too and are read only when asked.
 // The first use of a bucket runs the static step eagerly (loading lazy weights, compiling kernels,
 // building the RoPE table up to the bound and the absorbed wkv_b: none of these host uploads may happen
 // inside a capture), then captures it; later steps replay. A capture that fails (some op reads the
@@ -103,12 +104,20 @@ export interface DecodeGraphStats {
   failures: { bucket: number; context: number; reason: string }[];
 }
 
+/** One decode step's results: row i is chunk i. */
+export interface DecodeStepResult {
+  /** f32 [n, vocab] */
+  logits: Tensor;
+  /** per layer, the routed experts i32 [n, k] (null for a dense layer), as model.step's routes */
+  routes: (Tensor | null)[];
+}
+
 /** What the engine holds (src/engine/engine.ts): one decode step of one-token chunks, or null (no bucket fits). */
 export interface DecodeRunner {
   readonly buckets: readonly number[];
   readonly stats: DecodeGraphStats;
-  /** logits f32 [n, vocab] of the n chunks (row i = chunk i), or null when n exceeds the largest bucket */
-  step(batch: RaggedBatch): Tensor | null;
+  /** the step's logits and routes, or null when n exceeds the largest bucket */
+  step(batch: RaggedBatch): DecodeStepResult | null;
   /** release the graphs and their memory */
   destroy(): void;
 }
@@ -121,9 +130,16 @@ interface Bucket {
   layout: StepLayout;
   /** f32 [B, vocab], written by the graph */
   out: Tensor;
+  /** per layer, i32 [B, k] routes written by the graph (null: a dense layer) */
+  routes: (Tensor | null)[];
   graph: CapturedGraph | null;
   /** the weights' generation the graph was captured at */
   generation: number;
+}
+
+/** The first n rows of a padded step's logits and routes. */
+function rowsOf(logits: Tensor, routes: readonly (Tensor | null)[], n: number): DecodeStepResult {
+  return { logits: narrow(logits, 0, 0, n), routes: routes.map((r) => (r ? narrow(r, 0, 0, n) : null)) };
 }
 
 export class DecodeGraphs implements DecodeRunner {
@@ -155,7 +171,7 @@ export class DecodeGraphs implements DecodeRunner {
     return this.buckets.find((b) => b >= n);
   }
 
-  step(batch: RaggedBatch): Tensor | null {
+  step(batch: RaggedBatch): DecodeStepResult | null {
     if (this.destroyed) throw new DsvError('decode graphs: used after destroy()');
     const n = batch.seqs.length;
     if (batch.ids.length !== n || batch.seqs.some((s) => s.len !== 1)) {
@@ -180,22 +196,25 @@ export class DecodeGraphs implements DecodeRunner {
     if (!bk) {
       // first use (or new weights): the eager step does every host upload the step needs once, then capture
       const layout = stepLayout(padded, this.pool, cfg.indexTopk, { maxLen: L });
-      const logits = this.model.step(padded, this.pool, { ...this.stepOpts, layout }).logits!;
-      const out = fromArray(new Float32Array(B * cfg.vocabSize), [B, cfg.vocabSize], { device: this.pool.device });
-      bk = { B, L, layout, out, graph: null, generation: gen };
+      const first = this.model.step(padded, this.pool, { ...this.stepOpts, layout });
+      const device = this.pool.device;
+      const out = fromArray(new Float32Array(B * cfg.vocabSize), [B, cfg.vocabSize], { device });
+      const routes = first.routes.map((r) => (r ? fromArray(new Int32Array(r.numel), r.shape, { dtype: 'i32', device }) : null));
+      bk = { B, L, layout, out, routes, graph: null, generation: gen };
       this.live.set(key, bk);
       this.stats.eager++;
       this.record(bk, padded);
-      return narrow(logits, 0, 0, n);
+      return rowsOf(first.logits!, first.routes, n);
     }
     stepLayout(padded, this.pool, cfg.indexTopk, { maxLen: L, into: bk.layout });
     if (!bk.graph) {
       this.stats.eager++;
-      return narrow(this.model.step(padded, this.pool, { ...this.stepOpts, layout: bk.layout }).logits!, 0, 0, n);
+      const o = this.model.step(padded, this.pool, { ...this.stepOpts, layout: bk.layout });
+      return rowsOf(o.logits!, o.routes, n);
     }
     bk.graph.replay();
     this.stats.replays++;
-    return narrow(bk.out, 0, 0, n);
+    return rowsOf(bk.out, bk.routes, n);
   }
 
   destroy(): void {
@@ -221,8 +240,11 @@ export class DecodeGraphs implements DecodeRunner {
   private record(bk: Bucket, padded: RaggedBatch): void {
     try {
       bk.graph = this.capture(() => {
-        const logits = this.model.step(padded, this.pool, { ...this.stepOpts, layout: bk.layout }).logits!;
-        bk.out.backend.copy(bk.out, logits);
+        const o = this.model.step(padded, this.pool, { ...this.stepOpts, layout: bk.layout });
+        bk.out.backend.copy(bk.out, o.logits!);
+        o.routes.forEach((r, l) => {
+          if (r) bk.out.backend.copy(bk.routes[l]!, r);
+        });
       });
       this.stats.captures++;
     } catch (e) {

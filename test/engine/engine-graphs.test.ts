@@ -91,20 +91,23 @@ test('engine graphs (CPU stand-in): mixed prefill/decode, sampling with n = 2, s
   assert.equal(graphed.engine.graphStats(), null, 'close() drops the graphs');
 });
 
-test('engine graphs (CPU stand-in): steps that record routes run eagerly beside graph steps; a pool too small preempts; the same tokens', async () => {
+test('engine graphs (CPU stand-in): steps that record routes replay too, with the eager engine\'s routes; a pool too small preempts; the same tokens', async () => {
   const model = DeepseekV32.fromSource(cfg, mapSource(ckpt));
+  // every request records routes (as RL rollouts do), so every decode step that replays carries them
   const reqs = [
     req('r', prompt(40, 6), { temperature: 0, maxTokens: 6, returnRoutedExperts: true }),
-    req('p0', prompt(60, 7), { temperature: 0, maxTokens: 10 }),
-    req('p1', prompt(62, 8), { temperature: 0, maxTokens: 10 }),
+    req('p0', prompt(60, 7), { temperature: 0.9, seed: 3, maxTokens: 10, returnRoutedExperts: true }),
+    req('p1', prompt(62, 8), { temperature: 0, maxTokens: 10, returnRoutedExperts: true }),
   ];
   const base: EngineOptions = { numBlocks: 4, maxNumSeqs: 4 };
   const eager = await runAll(model, { ...base, cudaGraphs: false }, reqs);
   const graphed = await runAll(model, { ...base, graphCapture: standIn }, reqs);
   sameResults(graphed.results, eager.results, 1e-4, 'graphs vs eager');
-  eager.results[0]!.events[0]!.forEach((ev, t) => assert.deepEqual(Array.from(graphed.results[0]!.events[0]![t]!.routedExperts!), Array.from(ev.routedExperts!), `routes of token ${t}`));
+  eager.results.forEach((res, i) => res.events[0]!.forEach((ev, t) => {
+    assert.deepEqual(Array.from(graphed.results[i]!.events[0]![t]!.routedExperts!), Array.from(ev.routedExperts!), `request ${i}: routes of token ${t}`);
+  }));
   assert.ok(graphed.engine.stats().preempted > 0, 'the pool was too small for all three');
-  assert.ok(graphed.engine.graphStats()!.replays > 0);
+  assert.ok(graphed.engine.graphStats()!.replays > 0, 'every request records routes: each replay was a route-recording step');
   assert.equal(graphed.engine.blockPool.numUsed, 0);
   graphed.engine.close();
   eager.engine.close();

@@ -184,15 +184,21 @@ test('DecodeGraphs with a stand-in capture: first use eager then captured, repla
     const batch = next(live);
     const want = model.step(batch, eager, {});
     const got = runner.step(batch)!;
-    assert.deepEqual(got.shape, [live.length, cfg.vocabSize]);
-    sameBits(bits(got), bits(want.logits!), `step ${k} (${live.join(',')})`);
+    assert.deepEqual(got.logits.shape, [live.length, cfg.vocabSize]);
+    sameBits(bits(got.logits), bits(want.logits!), `step ${k} (${live.join(',')})`);
+    // the routes the graph wrote to its static tensors: the eager step's, row for row
+    assert.equal(got.routes.length, want.routes.length);
+    want.routes.forEach((r, l) => {
+      if (!r) return assert.equal(got.routes[l], null, `layer ${l} is dense`);
+      assert.deepEqual(Array.from(got.routes[l]!.toHost() as Int32Array), Array.from(r.toHost() as Int32Array), `step ${k} layer ${l} routes`);
+    });
   });
   // buckets 2, 3, 1 captured once each on first use; every later use replayed
   assert.deepEqual(runner.stats, { replays: 4, captures: 3, eager: 3, failures: [] });
   assert.equal(runner.step(next([0, 1, 2, 3])), null, 'four sequences: no bucket (maxSeqs 3), the caller runs eagerly');
   model.weights.update();
   const batch = next([0, 1]);
-  sameBits(bits(runner.step(batch)!), bits(model.step(batch, eager, {}).logits!), 'after the weight update');
+  sameBits(bits(runner.step(batch)!.logits), bits(model.step(batch, eager, {}).logits!), 'after the weight update');
   assert.equal(runner.stats.captures, 4, 'a new generation of the weights recaptures the bucket');
   assert.equal(log.filter((x) => x === 'destroy').length, 1, 'the stale graph was destroyed');
   runner.destroy();
@@ -247,7 +253,10 @@ for (const numerics of ['f32', 'bf16'] as const) {
     plan.forEach((live, k) => {
       const batch = next(live);
       const want = model.step(batch, pools[0]!, { numerics }).logits!.toFloat32();
-      const got = runner.step(batch)!.toFloat32();
+      const step = runner.step(batch)!;
+      const got = step.logits.toFloat32();
+      // routes are discrete: a rounding difference at a near tie may pick another expert, so only their shape
+      step.routes.forEach((r, l) => assert.deepEqual(r?.shape ?? null, model.cfg.nDenseLayers > l ? null : [live.length, model.cfg.nActivatedExperts], `layer ${l} routes`));
       assert.equal(got.length, want.length);
       const scale = Math.max(1, ...Array.from(want, Math.abs));
       let worst = 0;
