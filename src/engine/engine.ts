@@ -32,9 +32,10 @@
 // only costs acceptance, never correctness.
 //
 // Graph decode (cudaGraphs, on by default where the device can capture): a step whose chunks are all
-// one-token decodes, with no MTP and no indexer selections recorded, replays the CUDA graph of its
-// batch-size bucket (src/model/decode-graph.ts) instead of running model.step, routed experts included (RL
-// rollouts record them at every token); everything else runs eagerly. The padded
+// one-token decodes (with MTP: all the last token and `spec` drafts), with no indexer selections
+// recorded, replays the CUDA graph of its batch-size bucket (src/model/decode-graph.ts) instead of running
+// model.step, routed experts included (RL rollouts record them at every token); a speculative step's
+// first MTP pass replays a graph too. Everything else runs eagerly. The padded
 // rows of a bucket write into block numBlocks of the cache pool, one past the blocks the block pool
 // hands out, so no sequence, live, finished or preempted, ever owns it.
 import { randomInt } from 'node:crypto';
@@ -196,6 +197,9 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
     if (graphs) {
       this.graphs = model.decodeGraphs!(this.cachePool, {
         maxLen: this.capacity, scratchBlock: numBlocks, maxSeqs: maxNumSeqs, numerics: this.stepOpts.numerics, mode: this.stepOpts.mode,
+        // speculative engines graph their verification steps (the last token and `spec` drafts per row)
+        // and the first MTP pass after them; plain ones their one-token decode steps
+        ...(this.spec > 0 ? { rowTokens: 1 + this.spec, mtp: true } : {}),
         ...(opts.graphCapture ? { capture: opts.graphCapture } : {}),
         onFallback: (bucket, context, reason) => process.emitWarning(`engine: the CUDA graph of decode bucket ${bucket} (contexts ≤ ${context}) could not be captured; those steps run eagerly: ${reason}`),
       });
@@ -419,11 +423,13 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
     }
     // a step of prefill chunks only still needs one logit row for the model; it is ignored
     const batch: RaggedBatch = { ids, seqs, logitRows: Int32Array.from(rows.length ? rows : [T - 1]) };
-    // a plain decode step replays its bucket's graph (null: no bucket holds this many sequences), routes
-    // recorded or not (the graph writes them to static tensors); the MTP pass needs the step's hidden states
-    // and layout, and indexer selections are not captured, so those steps stay eager
-    const plainDecode = this.graphs !== null && this.spec === 0 && !wantTopk && chunks.every((c) => c.len === 1 && c.sample && c.drafts === 0);
-    const graphed = plainDecode ? this.graphs!.step(batch) : null;
+    // a decode step replays its bucket's graph (null: no bucket holds this many sequences), routes recorded
+    // or not (the graph writes them to static tensors): one-token chunks in a plain engine, and in a
+    // speculative one chunks of the last token and `spec` drafts each (its first MTP pass replays too,
+    // in propose). Steps with other chunks (prefill, fewer drafts near capacity) and steps recording
+    // indexer selections run eagerly
+    const graphable = this.graphs !== null && !wantTopk && chunks.every((c) => c.len === 1 + this.spec && c.sample && c.drafts === this.spec);
+    const graphed = graphable ? this.graphs!.step(batch) : null;
     const out = graphed ? null : this.model.step(batch, this.cachePool!, { ...this.stepOpts, record: { topk: wantTopk } });
     if (out && !out.logits) throw new DsvError('engine: the model step returned no logits');
     const logits = (graphed?.logits ?? out!.logits!).toFloat32();
@@ -498,7 +504,7 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
       this.scheduler.advance(c, c.len - c.drafts + emitted.length - 1);
       if (this.spec > 0) proposeFrom.push({ c, row: flat0 + c.len - 1 - c.drafts + emitted.length - 1 });
     }
-    if (this.spec > 0) this.propose(batch, out!.hidden, chunks, proposeFrom, out!.layout);
+    if (this.spec > 0) this.propose(batch, out, chunks, proposeFrom);
   }
 
   private emitToken(st: SeqState, tok: number, logitsRow: Float32Array, dist: Distribution, flat: number, routes: (Int32Array | null)[] | null, topk: { width: number; idx: Int32Array }[] | null): void {
@@ -535,7 +541,8 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
    * MTP pass: fill the MTP caches for every row of the step and propose drafts for the sequences in
    * `from` (row = the flat row of the last valid position, whose next token was just emitted).
    */
-  private propose(batch: RaggedBatch, hidden: Tensor, chunks: ScheduledChunk[], from: { c: ScheduledChunk; row: number }[], layout?: StepLayout): void {
+  /** MTP drafts after a step: `out` is the eager step's result, null when the step replayed a graph. */
+  private propose(batch: RaggedBatch, out: { hidden: Tensor; layout?: StepLayout } | null, chunks: ScheduledChunk[], from: { c: ScheduledChunk; row: number }[]): void {
     const mtpStep = this.model.mtpStep!.bind(this.model);
     const T = batch.ids.length;
     // next token of every row: the sequence's token one position ahead (rows of rejected drafts get
@@ -551,13 +558,17 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
     }
     const live = from.filter((f) => f.c.seq.status === 'running');
     const rows = live.map((f) => f.row);
-    // the same rows as the main step: its layout (slots, block tables, context slots) is reused, not rebuilt
-    const m = mtpStep({ ...batch, logitRows: Int32Array.from(rows.length ? rows : [T - 1]) }, hidden, nextIds, this.cachePool!, { ...this.stepOpts, ...(layout ? { layout } : {}) });
+    // the same rows as the main step: its layout (slots, block tables, context slots) is reused, not rebuilt.
+    // After a graph step the graph's MTP pass gives every row's logits; the proposing rows are picked here
+    const m = out
+      ? mtpStep({ ...batch, logitRows: Int32Array.from(rows.length ? rows : [T - 1]) }, out.hidden, nextIds, this.cachePool!, { ...this.stepOpts, ...(out.layout ? { layout: out.layout } : {}) })
+      : this.graphs!.propose!(nextIds);
     if (!live.length) return;
     const V = this.model.cfg.vocabSize;
-    let logits = m.logits.toFloat32();
+    const rowsT = (): Tensor => fromArray(Int32Array.from(rows), [rows.length], { dtype: 'i32', device: m.hidden.device });
+    let logits = (out ? m.logits : indexSelect(m.logits, 0, rowsT())).toFloat32();
     // hidden of each proposing row, for chaining (the MTP's own output stands in for the main model's)
-    let h = indexSelect(m.hidden, 0, fromArray(Int32Array.from(rows), [rows.length], { dtype: 'i32', device: m.hidden.device }));
+    let h = indexSelect(m.hidden, 0, rowsT());
     let active = live.map((f, j) => ({ seq: f.c.seq, j }));
     for (let d = 0; d < this.spec && active.length; d++) {
       for (const a of active) {

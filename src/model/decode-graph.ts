@@ -33,13 +33,20 @@
 // inside a capture), then captures it; later steps replay. A capture that fails (some op reads the
 // host) leaves that bucket eager and says why (stats.failures, onFallback).
 //
+// MTP speculative decoding (rowTokens = 1 + d, mtp): a verification step, each row the last token and its
+// d drafts, is the same thing with s = 1 + d tokens per row (padded rows: s tokens at positions 0 .. s − 1
+// of the scratch block), and its hidden states are copied to a static [B·s, dim] tensor. After the host
+// has accepted drafts it knows each row's next tokens; `propose` uploads them into a static i32 [B·s] and
+// replays a second graph, the first MTP module over the same rows and the same layout (mtpStep), whose
+// logits and hidden states land in static tensors too. Further draft steps (d ≥ 2) run eagerly.
+//
 // Graphs hold the addresses of everything they touch: the pool's caches, the weights, and derived
 // tensors (stacked experts, absorbed wkv_b) that are rebuilt when the weights change in place. So a
 // bucket's graph is dropped and recaptured when ModelWeights.generation moves.
 import { DsvError } from '../errors.js';
 import { getBackend } from '../tensor/backend.js';
 import { type Tensor, fromArray } from '../tensor/tensor.js';
-import { narrow } from '../tensor/ops/view.js';
+import { narrow, reshape } from '../tensor/ops/view.js';
 import type { RaggedBatch, SequenceChunk } from './batch.js';
 import { type CachePool, type StepLayout, stepLayout } from './cache.js';
 import type { AttentionMode } from './mla.js';
@@ -91,25 +98,37 @@ export interface DecodeGraphOptions {
   capture?: GraphCapture;
   /** told once per graph (bucket B, context tier L) whose capture failed (it stays eager) */
   onFallback?: (bucket: number, context: number, reason: string) => void;
+  /** tokens per row, s = 1 + drafts (default 1: plain decode) */
+  rowTokens?: number;
+  /** also capture the first MTP module's pass over the step's rows (propose) */
+  mtp?: boolean;
 }
 
 export interface DecodeGraphStats {
-  /** steps served by a replay */
+  /** steps (and MTP passes) served by a replay */
   replays: number;
-  /** graphs captured (a bucket's first use, and again after a weight update) */
+  /** graphs captured (a bucket's first use, and again after a weight update; an MTP runner's buckets hold two) */
   captures: number;
-  /** steps of the static layout run eagerly (first use of a bucket, or a bucket whose capture failed) */
+  /** steps (and MTP passes) of the static layout run eagerly (first use, or a graph whose capture failed) */
   eager: number;
   /** graphs whose capture failed (bucket B, context tier L), with the error */
   failures: { bucket: number; context: number; reason: string }[];
 }
 
-/** One decode step's results: row i is chunk i. */
+/** One decode step's results: rows i·s .. i·s + s − 1 are chunk i's tokens (s = rowTokens). */
 export interface DecodeStepResult {
-  /** f32 [n, vocab] */
+  /** f32 [n·s, vocab] */
   logits: Tensor;
-  /** per layer, the routed experts i32 [n, k] (null for a dense layer), as model.step's routes */
+  /** per layer, the routed experts i32 [n·s, k] (null for a dense layer), as model.step's routes */
   routes: (Tensor | null)[];
+}
+
+/** The first MTP module's pass over the last step's rows (propose). */
+export interface ProposeResult {
+  /** f32 [n·s, vocab]: every row's draft distribution (the caller picks its proposing rows) */
+  logits: Tensor;
+  /** [n·s, dim]: the module's hidden states, for chained drafts */
+  hidden: Tensor;
 }
 
 /** What the engine holds (src/engine/engine.ts): one decode step of one-token chunks, or null (no bucket fits). */
@@ -118,6 +137,11 @@ export interface DecodeRunner {
   readonly stats: DecodeGraphStats;
   /** the step's logits and routes, or null when n exceeds the largest bucket */
   step(batch: RaggedBatch): DecodeStepResult | null;
+  /**
+   * (mtp runners) the first MTP module over the rows of the step just run, with `nextIds` [n·s] (each
+   * row's token one position ahead); only right after a step() that returned a result
+   */
+  propose?(nextIds: Int32Array): ProposeResult;
   /** release the graphs and their memory */
   destroy(): void;
 }
@@ -130,8 +154,12 @@ interface Bucket {
   layout: StepLayout;
   /** f32 [B, vocab], written by the graph */
   out: Tensor;
-  /** per layer, i32 [B, k] routes written by the graph (null: a dense layer) */
+  /** per layer, i32 [B·s, k] routes written by the graph (null: a dense layer) */
   routes: (Tensor | null)[];
+  /** mtp: [B·s, dim] hidden states of the step, written by the graph */
+  hidden: Tensor | null;
+  /** mtp: the MTP pass's static inputs and outputs, its graph, and its padded batch */
+  mtp: { nextIds: Tensor; logits: Tensor; hidden: Tensor; graph: CapturedGraph | null; tried: boolean } | null;
   graph: CapturedGraph | null;
   /** the weights' generation the graph was captured at */
   generation: number;
@@ -149,6 +177,9 @@ export class DecodeGraphs implements DecodeRunner {
   private readonly live = new Map<string, Bucket>();
   private readonly capture: GraphCapture;
   private readonly stepOpts: { numerics?: Numerics; mode?: AttentionMode };
+  private readonly rowTokens: number;
+  /** the bucket and padded batch of the step just run (propose() continues it) */
+  private last: { bk: Bucket; padded: RaggedBatch; n: number; eager: boolean } | null = null;
   private destroyed = false;
 
   constructor(private readonly model: DeepseekV32, private readonly pool: CachePool, private readonly opts: DecodeGraphOptions) {
@@ -163,7 +194,14 @@ export class DecodeGraphs implements DecodeRunner {
     if (!capture) throw new DsvError(`decode graphs: the '${pool.device}' backend cannot capture graphs`);
     this.capture = capture;
     this.buckets = decodeBuckets(opts.maxSeqs);
-    this.stepOpts = { numerics: opts.numerics, mode: opts.mode };
+    this.rowTokens = opts.rowTokens ?? 1;
+    if (!Number.isInteger(this.rowTokens) || this.rowTokens < 1 || this.rowTokens > 4) throw new DsvError(`decode graphs: rowTokens must be 1 to 4 (1 + up to 3 drafts), got ${opts.rowTokens}`);
+    // 'auto' attends chunks of several tokens with MHA over each sequence's gathered context, whose shapes
+    // follow the contexts (and are read from the host batch): not replayable. MQA over the pool is the
+    // same attention (the reference's two paths; they differ by rounding), with the layout's static shapes
+    if (this.rowTokens > 1 && opts.mode === 'mha') throw new DsvError('decode graphs: chunks of several tokens replay with MQA attention only; mode mha cannot be captured');
+    this.stepOpts = { numerics: opts.numerics, mode: this.rowTokens > 1 ? 'mqa' : opts.mode };
+    if (opts.mtp && model.cfg.nMtpLayers < 1) throw new DsvError('decode graphs: mtp: true needs a model with MTP layers');
   }
 
   /** The smallest bucket holding n sequences, or undefined. */
@@ -173,79 +211,145 @@ export class DecodeGraphs implements DecodeRunner {
 
   step(batch: RaggedBatch): DecodeStepResult | null {
     if (this.destroyed) throw new DsvError('decode graphs: used after destroy()');
+    this.last = null;
     const n = batch.seqs.length;
-    if (batch.ids.length !== n || batch.seqs.some((s) => s.len !== 1)) {
-      throw new DsvError(`decode graphs: a graph step takes one-token chunks only; this batch has ${batch.ids.length} tokens in ${n} chunks`);
+    const sT = this.rowTokens;
+    if (batch.ids.length !== n * sT || batch.seqs.some((c, i) => c.len !== sT || c.offset !== i * sT)) {
+      throw new DsvError(`decode graphs: a graph step takes chunks of ${sT} token${sT > 1 ? 's' : ''} each, in order; this batch has ${batch.ids.length} tokens in ${n} chunks`);
     }
-    if (batch.logitRows && !(batch.logitRows.length === n && batch.logitRows.every((r, i) => r === i))) {
-      throw new DsvError('decode graphs: a graph step returns the logits of every chunk in order; batch.logitRows asks for others');
+    if (batch.logitRows && !(batch.logitRows.length === n * sT && batch.logitRows.every((r, i) => r === i))) {
+      throw new DsvError('decode graphs: a graph step returns the logits of every row in order; batch.logitRows asks for others');
     }
     const B = this.bucketFor(n);
     if (B === undefined) return null;
-    const L = contextTier(Math.max(...batch.seqs.map((s) => s.start + 1)), this.opts.maxLen);
+    const L = contextTier(Math.max(...batch.seqs.map((c) => c.start + c.len)), this.opts.maxLen);
     const key = `${B}x${L}`;
     const padded = this.pad(batch, B);
     const gen = this.model.weights.generation;
     let bk = this.live.get(key);
     if (bk && bk.generation !== gen) {
       bk.graph?.destroy();
+      bk.mtp?.graph?.destroy();
       this.live.delete(key);
       bk = undefined;
     }
     const cfg = this.model.cfg;
+    const rows = n * sT;
     if (!bk) {
       // first use (or new weights): the eager step does every host upload the step needs once, then capture
       const layout = stepLayout(padded, this.pool, cfg.indexTopk, { maxLen: L });
       const first = this.model.step(padded, this.pool, { ...this.stepOpts, layout });
       const device = this.pool.device;
-      const out = fromArray(new Float32Array(B * cfg.vocabSize), [B, cfg.vocabSize], { device });
+      const BT = B * sT;
+      const out = fromArray(new Float32Array(BT * cfg.vocabSize), [BT, cfg.vocabSize], { device });
       const routes = first.routes.map((r) => (r ? fromArray(new Int32Array(r.numel), r.shape, { dtype: 'i32', device }) : null));
-      bk = { B, L, layout, out, routes, graph: null, generation: gen };
+      const mtp = this.opts.mtp
+        ? {
+          nextIds: fromArray(new Int32Array(BT), [BT], { dtype: 'i32', device }),
+          logits: fromArray(new Float32Array(BT * cfg.vocabSize), [BT, cfg.vocabSize], { device }),
+          hidden: fromArray(new Float32Array(BT * cfg.dim), [BT, cfg.dim], { dtype: first.hidden.dtype, device }),
+          graph: null, tried: false,
+        }
+        : null;
+      const hidden = mtp ? fromArray(new Float32Array(BT * cfg.dim), [BT, cfg.dim], { dtype: first.hidden.dtype, device }) : null;
+      if (hidden) hidden.backend.copy(hidden, reshape(first.hidden, [BT, cfg.dim]));
+      bk = { B, L, layout, out, routes, hidden, mtp, graph: null, generation: gen };
       this.live.set(key, bk);
       this.stats.eager++;
       this.record(bk, padded);
-      return rowsOf(first.logits!, first.routes, n);
+      this.last = { bk, padded, n, eager: true };
+      return rowsOf(first.logits!, first.routes, rows);
     }
     stepLayout(padded, this.pool, cfg.indexTopk, { maxLen: L, into: bk.layout });
+    this.last = { bk, padded, n, eager: !bk.graph };
     if (!bk.graph) {
       this.stats.eager++;
       const o = this.model.step(padded, this.pool, { ...this.stepOpts, layout: bk.layout });
-      return rowsOf(o.logits!, o.routes, n);
+      if (bk.hidden) bk.hidden.backend.copy(bk.hidden, reshape(o.hidden, bk.hidden.shape));
+      return rowsOf(o.logits!, o.routes, rows);
     }
     bk.graph.replay();
     this.stats.replays++;
-    return rowsOf(bk.out, bk.routes, n);
+    return rowsOf(bk.out, bk.routes, rows);
+  }
+
+  propose(nextIds: Int32Array): ProposeResult {
+    const last = this.last;
+    if (!this.opts.mtp) throw new DsvError('decode graphs: propose() needs a runner made with mtp: true');
+    if (!last) throw new DsvError('decode graphs: propose() follows a step() that returned a result');
+    this.last = null;
+    const { bk, padded, n } = last;
+    const m = bk.mtp!;
+    const sT = this.rowTokens;
+    if (nextIds.length !== n * sT) throw new DsvError(`decode graphs: propose() takes ${n * sT} next tokens (one per row of the step), got ${nextIds.length}`);
+    // padded rows: token 0 (their MTP cache slots are in the scratch block)
+    const ids = new Int32Array(bk.B * sT);
+    ids.set(nextIds);
+    m.nextIds.backend.copy(m.nextIds, fromArray(ids, [ids.length], { dtype: 'i32', device: m.nextIds.device }));
+    const rows = n * sT;
+    const pass = (): ProposeResult => this.model.mtpStep(padded, bk.hidden!, m.nextIds, this.pool, { ...this.stepOpts, layout: bk.layout });
+    if (m.graph) {
+      m.graph.replay();
+      this.stats.replays++;
+      return { logits: narrow(m.logits, 0, 0, rows), hidden: narrow(m.hidden, 0, 0, rows) };
+    }
+    // first use: eager (the MTP module's lazy uploads happen here), then capture once
+    this.stats.eager++;
+    const o = pass();
+    if (bk.graph && !m.tried) {
+      m.tried = true;
+      this.tryCapture(bk, () => {
+        const r = pass();
+        m.logits.backend.copy(m.logits, r.logits);
+        m.hidden.backend.copy(m.hidden, r.hidden);
+      }, (g) => {
+        m.graph = g;
+      });
+    }
+    return { logits: narrow(o.logits, 0, 0, rows), hidden: narrow(o.hidden, 0, 0, rows) };
   }
 
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
-    for (const bk of this.live.values()) bk.graph?.destroy();
+    for (const bk of this.live.values()) {
+      bk.graph?.destroy();
+      bk.mtp?.graph?.destroy();
+    }
     this.live.clear();
+    this.last = null;
   }
 
-  /** The batch padded to B rows (see the header): token 0 at position 0 of the scratch block. */
+  /** The batch padded to B rows (see the header): s tokens 0 at positions 0 .. s − 1 of the scratch block. */
   private pad(batch: RaggedBatch, B: number): RaggedBatch {
     const n = batch.seqs.length;
-    const ids = new Int32Array(B);
+    const sT = this.rowTokens;
+    const ids = new Int32Array(B * sT);
     ids.set(batch.ids);
     const scratch = [this.opts.scratchBlock];
     const seqs: SequenceChunk[] = [...batch.seqs];
-    for (let i = n; i < B; i++) seqs.push({ offset: i, len: 1, start: 0, blocks: scratch });
+    for (let i = n; i < B; i++) seqs.push({ offset: i * sT, len: sT, start: 0, blocks: scratch });
     // every row's logits, in order: logitsAt then uses the hidden rows as they are (no index upload)
-    return { ids, seqs, logitRows: Int32Array.from({ length: B }, (_, i) => i) };
+    return { ids, seqs, logitRows: Int32Array.from({ length: B * sT }, (_, i) => i) };
   }
 
   /** Capture the bucket's step; on failure the bucket stays eager and the reason is reported. */
   private record(bk: Bucket, padded: RaggedBatch): void {
-    try {
-      bk.graph = this.capture(() => {
-        const o = this.model.step(padded, this.pool, { ...this.stepOpts, layout: bk.layout });
-        bk.out.backend.copy(bk.out, o.logits!);
-        o.routes.forEach((r, l) => {
-          if (r) bk.out.backend.copy(bk.routes[l]!, r);
-        });
+    this.tryCapture(bk, () => {
+      const o = this.model.step(padded, this.pool, { ...this.stepOpts, layout: bk.layout });
+      bk.out.backend.copy(bk.out, o.logits!);
+      o.routes.forEach((r, l) => {
+        if (r) bk.out.backend.copy(bk.routes[l]!, r);
       });
+      if (bk.hidden) bk.out.backend.copy(bk.hidden, reshape(o.hidden, bk.hidden.shape));
+    }, (g) => {
+      bk.graph = g;
+    });
+  }
+
+  private tryCapture(bk: Bucket, fn: () => void, done: (g: CapturedGraph) => void): void {
+    try {
+      done(this.capture(fn));
       this.stats.captures++;
     } catch (e) {
       const reason = (e as Error).message ?? String(e);

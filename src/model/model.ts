@@ -347,7 +347,7 @@ export class DeepseekV32 {
    * The MTP module m (default 0) on a ragged step that the main model has just run: hidden [T, dim] its
    * final hidden states, nextIds [T] the tokens one position ahead. Writes the MTP layer's own caches.
    */
-  mtpStep(batch: RaggedBatch, hidden: Tensor, nextIds: Int32Array, pool: CachePool, opts: StepOptions & { module?: number; layout?: StepLayout } = {}): MtpOutput {
+  mtpStep(batch: RaggedBatch, hidden: Tensor, nextIds: Int32Array | Tensor, pool: CachePool, opts: StepOptions & { module?: number; layout?: StepLayout } = {}): MtpOutput {
     const m = this.mtp[opts.module ?? 0];
     if (!m) throw new DsvError(`mtp: the model has ${this.mtp.length} MTP modules, asked for module ${opts.module ?? 0}`);
     // `layout`: the one step() built for these same rows (only the logit rows may differ), so the slots,

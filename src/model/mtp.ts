@@ -11,7 +11,7 @@ import { logitsAt } from './logits.js';
 import type { LayerCache } from './cache.js';
 import type { ModelConfig } from './config.js';
 import { DecoderLayer } from './decoder-layer.js';
-import { embedTokens } from './embedding.js';
+import { embedIds, embedTokens } from './embedding.js';
 import { applyLinear } from './fp8-linear.js';
 import type { Selection } from './indexer.js';
 import { type AttentionStep, type TrainStep, isTrainStep } from './mla.js';
@@ -44,16 +44,19 @@ export class MtpModule {
 
   /**
    * hidden [T, dim]: the main model's final hidden states of the step's tokens; nextIds [T]: the tokens
-   * one position ahead. Positions, slots and logit rows follow the main model's step.
+   * one position ahead (host ids, or an i32 tensor on the device: a captured graph's static input).
+   * Positions, slots and logit rows follow the main model's step.
    */
-  forward(hidden: Tensor, nextIds: Int32Array, step: AttentionStep | TrainStep, cache: LayerCache | null, forcedRoutes: Int32Array | Tensor | null = null): MtpOutput {
+  forward(hidden: Tensor, nextIds: Int32Array | Tensor, step: AttentionStep | TrainStep, cache: LayerCache | null, forcedRoutes: Int32Array | Tensor | null = null): MtpOutput {
     const cfg = this.cfg;
     const train = isTrainStep(step);
     const T = train ? step.B * step.S : step.layout.T;
-    if (nextIds.length !== T) throw new DsvError(`mtp: ${nextIds.length} next tokens for a step of ${T} tokens`);
+    const n = nextIds instanceof Tensor ? nextIds.numel : nextIds.length;
+    if (n !== T) throw new DsvError(`mtp: ${n} next tokens for a step of ${T} tokens`);
     const dt = actDtype(step.numerics);
     const eps = cfg.normEps;
-    const e = reshape(embedTokens(this.own('embed_tokens.weight', 'model.embed_tokens.weight'), nextIds, 1, T, dt), [T, cfg.dim]);
+    const table = this.own('embed_tokens.weight', 'model.embed_tokens.weight');
+    const e = reshape(nextIds instanceof Tensor ? embedIds(table, reshape(nextIds, [1, T]), dt) : embedTokens(table, nextIds, 1, T, dt), [T, cfg.dim]);
     const en = rmsNormTo(e, this.weights.float(`${this.p}.enorm.weight`), eps, dt);
     const hn = rmsNormTo(hidden, this.weights.float(`${this.p}.hnorm.weight`), eps, dt);
     const x = applyLinear(cat([en, hn], 1), this.weights.linear(`${this.p}.eh_proj.weight`), dt, this.ue8m0);

@@ -113,6 +113,35 @@ test('engine graphs (CPU stand-in): steps that record routes replay too, with th
   eager.engine.close();
 });
 
+test('engine graphs (CPU stand-in): MTP speculative decoding (1 and 2 drafts) replays its verification steps and first MTP pass, with the eager engine\'s tokens and acceptance', async () => {
+  const cfgM = randomConfig({ num_hidden_layers: 2, vocab_size: 128, index_topk: 8, num_nextn_predict_layers: 1 });
+  const model = DeepseekV32.fromSource(cfgM, mapSource(randomCheckpoint(cfgM, 23)));
+  const reqs = [
+    req('g0', prompt(30, 9), { temperature: 0, maxTokens: 12, logprobs: 2 }),
+    req('g1', prompt(75, 10), { temperature: 0, maxTokens: 9, logprobs: 2 }),
+    req('s', prompt(12, 11), { temperature: 0.8, seed: 7, maxTokens: 10, logprobs: 2 }),
+  ];
+  for (const k of [1, 2]) {
+    // MQA for both: the graphs attend multi-token chunks with MQA ('auto' would take MHA for the eager
+    // engine's verification steps, the same attention up to rounding)
+    const base: EngineOptions = { numBlocks: 12, maxNumSeqs: 4, speculativeTokens: k, attention: 'mqa' };
+    const eager = await runAll(model, { ...base, cudaGraphs: false }, reqs);
+    const graphed = await runAll(model, { ...base, graphCapture: standIn }, reqs);
+    sameResults(graphed.results, eager.results, 1e-4, `${k} drafts: graphs vs eager`);
+    const [es, gs] = [eager.engine.stats(), graphed.engine.stats()];
+    assert.equal(gs.draftProposed, es.draftProposed, `${k} drafts: proposed`);
+    assert.equal(gs.draftAccepted, es.draftAccepted, `${k} drafts: accepted`);
+    assert.ok(gs.draftProposed > 0);
+    const st = graphed.engine.graphStats()!;
+    assert.deepEqual(st.failures, []);
+    // each bucket: a verification graph and an MTP graph
+    assert.ok(st.captures >= 2 && st.captures % 2 === 0, `${k} drafts: captures ${st.captures}`);
+    assert.ok(st.replays >= 4, `${k} drafts: replays ${st.replays}`);
+    graphed.engine.close();
+    eager.engine.close();
+  }
+});
+
 test('engine graphs (CPU stand-in): a context crossing a tier (256 → 512) gets a graph of its own; the FP8 cache (bf16, MQA) too', async () => {
   const model = DeepseekV32.fromSource(cfg, mapSource(ckpt));
   const reqs = [req('long', prompt(250, 9), { temperature: 0, maxTokens: 12, logprobs: 1 }), req('short', prompt(30, 10), { temperature: 0, maxTokens: 12, logprobs: 1 })];

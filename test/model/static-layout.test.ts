@@ -229,9 +229,14 @@ test('DecodeGraphs: a failed capture leaves the bucket eager (reported once), an
   assert.deepEqual(told, ['2 256: cuda: upload is not allowed while a CUDA graph is being captured']);
   assert.deepEqual(runner.stats, { replays: 0, captures: 0, eager: 3, failures: [{ bucket: 2, context: 256, reason: 'cuda: upload is not allowed while a CUDA graph is being captured' }] });
   const prefillChunk: RaggedBatch = { ids: Int32Array.of(1, 2), seqs: [{ offset: 0, len: 2, start: PROMPTS[0]!, blocks: blocksOf(0) }] };
-  assert.throws(() => runner.step(prefillChunk), /one-token chunks only; this batch has 2 tokens in 1 chunks/);
+  assert.throws(() => runner.step(prefillChunk), /takes chunks of 1 token each, in order; this batch has 2 tokens in 1 chunks/);
   assert.equal(model.decodeGraphs(pool, { maxLen: MAXLEN, scratchBlock: SCRATCH, maxSeqs: 2 }), null, 'the CPU cannot capture: no runner');
   assert.throws(() => model.decodeGraphs(pool, { maxLen: MAXLEN, scratchBlock: BLOCKS, maxSeqs: 2, capture: standIn([]) }), /scratchBlock 25 is not a block of the pool \[0, 25\)/);
+  const opts = { maxLen: MAXLEN, scratchBlock: SCRATCH, maxSeqs: 2, capture: standIn([]) };
+  assert.throws(() => model.decodeGraphs(pool, { ...opts, rowTokens: 5 }), /rowTokens must be 1 to 4 \(1 \+ up to 3 drafts\), got 5/);
+  assert.throws(() => model.decodeGraphs(pool, { ...opts, rowTokens: 2, mode: 'mha' }), /replay with MQA attention only/);
+  assert.throws(() => model.decodeGraphs(pool, { ...opts, rowTokens: 2, mtp: true }), /mtp: true needs a model with MTP layers/);
+  assert.throws(() => runner.propose(new Int32Array(2)), /propose\(\) needs a runner made with mtp: true/);
 });
 
 // ---- CUDA: real capture and replay (skipped without a driver) -------------------------------------------
