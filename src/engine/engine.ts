@@ -539,9 +539,9 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
 
   /**
    * MTP pass: fill the MTP caches for every row of the step and propose drafts for the sequences in
-   * `from` (row = the flat row of the last valid position, whose next token was just emitted).
+   * `from` (row = the flat row of the last valid position, whose next token was just emitted). `out` is
+   * the eager step's result, null when the step replayed a graph (whose runner then runs the MTP pass).
    */
-  /** MTP drafts after a step: `out` is the eager step's result, null when the step replayed a graph. */
   private propose(batch: RaggedBatch, out: { hidden: Tensor; layout?: StepLayout } | null, chunks: ScheduledChunk[], from: { c: ScheduledChunk; row: number }[]): void {
     const mtpStep = this.model.mtpStep!.bind(this.model);
     const T = batch.ids.length;

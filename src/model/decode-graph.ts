@@ -158,7 +158,7 @@ interface Bucket {
   routes: (Tensor | null)[];
   /** mtp: [B·s, dim] hidden states of the step, written by the graph */
   hidden: Tensor | null;
-  /** mtp: the MTP pass's static inputs and outputs, its graph, and its padded batch */
+  /** mtp: the MTP pass's static input (next ids) and outputs, its graph, and whether its capture was tried */
   mtp: { nextIds: Tensor; logits: Tensor; hidden: Tensor; graph: CapturedGraph | null; tried: boolean } | null;
   graph: CapturedGraph | null;
   /** the weights' generation the graph was captured at */
@@ -179,7 +179,7 @@ export class DecodeGraphs implements DecodeRunner {
   private readonly stepOpts: { numerics?: Numerics; mode?: AttentionMode };
   private readonly rowTokens: number;
   /** the bucket and padded batch of the step just run (propose() continues it) */
-  private last: { bk: Bucket; padded: RaggedBatch; n: number; eager: boolean } | null = null;
+  private last: { bk: Bucket; padded: RaggedBatch; n: number } | null = null;
   private destroyed = false;
 
   constructor(private readonly model: DeepseekV32, private readonly pool: CachePool, private readonly opts: DecodeGraphOptions) {
@@ -257,11 +257,11 @@ export class DecodeGraphs implements DecodeRunner {
       this.live.set(key, bk);
       this.stats.eager++;
       this.record(bk, padded);
-      this.last = { bk, padded, n, eager: true };
+      this.last = { bk, padded, n };
       return rowsOf(first.logits!, first.routes, rows);
     }
     stepLayout(padded, this.pool, cfg.indexTopk, { maxLen: L, into: bk.layout });
-    this.last = { bk, padded, n, eager: !bk.graph };
+    this.last = { bk, padded, n };
     if (!bk.graph) {
       this.stats.eager++;
       const o = this.model.step(padded, this.pool, { ...this.stepOpts, layout: bk.layout });
