@@ -565,10 +565,10 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
       : this.graphs!.propose!(nextIds);
     if (!live.length) return;
     const V = this.model.cfg.vocabSize;
-    const rowsT = (): Tensor => fromArray(Int32Array.from(rows), [rows.length], { dtype: 'i32', device: m.hidden.device });
-    let logits = (out ? m.logits : indexSelect(m.logits, 0, rowsT())).toFloat32();
+    const rowsT = fromArray(Int32Array.from(rows), [rows.length], { dtype: 'i32', device: m.hidden.device });
+    let logits = (out ? m.logits : indexSelect(m.logits, 0, rowsT)).toFloat32();
     // hidden of each proposing row, for chaining (the MTP's own output stands in for the main model's)
-    let h = indexSelect(m.hidden, 0, rowsT());
+    let h = indexSelect(m.hidden, 0, rowsT);
     let active = live.map((f, j) => ({ seq: f.c.seq, j }));
     for (let d = 0; d < this.spec && active.length; d++) {
       for (const a of active) {

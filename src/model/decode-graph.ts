@@ -156,13 +156,19 @@ interface Bucket {
   out: Tensor;
   /** per layer, i32 [B·s, k] routes written by the graph (null: a dense layer) */
   routes: (Tensor | null)[];
-  /** mtp: [B·s, dim] hidden states of the step, written by the graph */
-  hidden: Tensor | null;
-  /** mtp: the MTP pass's static input (next ids) and outputs, its graph, and whether its capture was tried */
-  mtp: { nextIds: Tensor; logits: Tensor; hidden: Tensor; graph: CapturedGraph | null; tried: boolean } | null;
+  /**
+   * mtp runners: the MTP pass's static inputs (the step's hidden states [B·s, dim], written by the step's
+   * graph, and the next ids [B·s]), its outputs, its graph, and whether its capture was tried
+   */
+  mtp: { stepHidden: Tensor; nextIds: Tensor; logits: Tensor; hidden: Tensor; graph: CapturedGraph | null; tried: boolean } | null;
   graph: CapturedGraph | null;
   /** the weights' generation the graph was captured at */
   generation: number;
+}
+
+/** An MTP runner's step keeps its hidden states for the MTP pass (a device copy: capturable). */
+function keepHidden(bk: Bucket, hidden: Tensor): void {
+  if (bk.mtp) bk.mtp.stepHidden.backend.copy(bk.mtp.stepHidden, reshape(hidden, bk.mtp.stepHidden.shape));
 }
 
 /** The first n rows of a padded step's logits and routes. */
@@ -243,17 +249,18 @@ export class DecodeGraphs implements DecodeRunner {
       const BT = B * sT;
       const out = fromArray(new Float32Array(BT * cfg.vocabSize), [BT, cfg.vocabSize], { device });
       const routes = first.routes.map((r) => (r ? fromArray(new Int32Array(r.numel), r.shape, { dtype: 'i32', device }) : null));
+      const hiddenLike = (): Tensor => fromArray(new Float32Array(BT * cfg.dim), [BT, cfg.dim], { dtype: first.hidden.dtype, device });
       const mtp = this.opts.mtp
         ? {
+          stepHidden: hiddenLike(),
           nextIds: fromArray(new Int32Array(BT), [BT], { dtype: 'i32', device }),
           logits: fromArray(new Float32Array(BT * cfg.vocabSize), [BT, cfg.vocabSize], { device }),
-          hidden: fromArray(new Float32Array(BT * cfg.dim), [BT, cfg.dim], { dtype: first.hidden.dtype, device }),
+          hidden: hiddenLike(),
           graph: null, tried: false,
         }
         : null;
-      const hidden = mtp ? fromArray(new Float32Array(BT * cfg.dim), [BT, cfg.dim], { dtype: first.hidden.dtype, device }) : null;
-      if (hidden) hidden.backend.copy(hidden, reshape(first.hidden, [BT, cfg.dim]));
-      bk = { B, L, layout, out, routes, hidden, mtp, graph: null, generation: gen };
+      bk = { B, L, layout, out, routes, mtp, graph: null, generation: gen };
+      keepHidden(bk, first.hidden);
       this.live.set(key, bk);
       this.stats.eager++;
       this.record(bk, padded);
@@ -265,7 +272,7 @@ export class DecodeGraphs implements DecodeRunner {
     if (!bk.graph) {
       this.stats.eager++;
       const o = this.model.step(padded, this.pool, { ...this.stepOpts, layout: bk.layout });
-      if (bk.hidden) bk.hidden.backend.copy(bk.hidden, reshape(o.hidden, bk.hidden.shape));
+      keepHidden(bk, o.hidden);
       return rowsOf(o.logits!, o.routes, rows);
     }
     bk.graph.replay();
@@ -287,7 +294,7 @@ export class DecodeGraphs implements DecodeRunner {
     ids.set(nextIds);
     m.nextIds.backend.copy(m.nextIds, fromArray(ids, [ids.length], { dtype: 'i32', device: m.nextIds.device }));
     const rows = n * sT;
-    const pass = (): ProposeResult => this.model.mtpStep(padded, bk.hidden!, m.nextIds, this.pool, { ...this.stepOpts, layout: bk.layout });
+    const pass = (): ProposeResult => this.model.mtpStep(padded, m.stepHidden, m.nextIds, this.pool, { ...this.stepOpts, layout: bk.layout });
     if (m.graph) {
       m.graph.replay();
       this.stats.replays++;
@@ -341,7 +348,7 @@ export class DecodeGraphs implements DecodeRunner {
       o.routes.forEach((r, l) => {
         if (r) bk.out.backend.copy(bk.routes[l]!, r);
       });
-      if (bk.hidden) bk.out.backend.copy(bk.hidden, reshape(o.hidden, bk.hidden.shape));
+      keepHidden(bk, o.hidden);
     }, (g) => {
       bk.graph = g;
     });

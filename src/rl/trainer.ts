@@ -331,11 +331,6 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
     hooks.onCheckpoint?.(last);
   };
 
-  /**
-   * Episodes of the tasks `ids` of `e`, groups of `o.groupSize`, on a fresh engine over the current weights:
-   * every episode of every group at once (the engine batches their turns); groups in task order. Running out
-   * of GPU memory is reported as what to lower.
-   */
   const server = cfg.rollout_server;
   const http = server
     ? new HttpSampler({
@@ -364,6 +359,11 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
     }
     served = step;
   };
+  /**
+   * Episodes of the tasks `ids` of `e`, groups of `o.groupSize`, on a fresh engine over the current weights (or the rollout server, given them first):
+   * every episode of every group at once (the engine batches their turns); groups in task order. Running out
+   * of GPU memory is reported as what to lower.
+   */
   const rollouts = async (what: string, e: Environment, ids: readonly string[], o: Pick<RolloutOptions, 'sampling' | 'groupSize' | 'seed' | 'topLogprobs' | 'routes' | 'indexer'>): Promise<GroupRollout[]> => {
     await syncServer();
     const engine = http ? null : new LLMEngine(model, { maxNumSeqs: cfg.engine.max_num_seqs, maxModelLen: cfg.rollout_max_context_len, numerics: cfg.numerics, attention: 'mqa', ...(cfg.engine.num_blocks ? { numBlocks: cfg.engine.num_blocks } : {}) });
@@ -573,7 +573,8 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
     // stay dense: every causal key is what any recording there holds
     const valid = mb.valid.toFloat64();
     const replayRoutes = !!(routeShape && mb.routes && mb.routed && cfg.use_rollout_routing_replay);
-    const fillRoutes = replayRoutes && unroutedBeforeLastTarget(valid, mb.routed!.toFloat64(), S, T);
+    const routed = mb.routed ? mb.routed.toFloat64() : null;
+    const fillRoutes = replayRoutes && unroutedBeforeLastTarget(valid, routed!, S, T);
     let forced: (Int32Array | null)[] | undefined;
     let forcedTopk: Int32Array[] | undefined;
     let ownTopk: HostSelection[] | null = null;
@@ -629,9 +630,8 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
     let mis = 0;
     for (let i = 0; i < valid.length; i++) if (valid[i]) mis += Math.abs(lpv[i]! - old[i]!);
     const routing = { differing: 0, drifting: 0, compared: 0 };
-    if (routeShape && mb.routes && mb.routed) {
+    if (routeShape && mb.routes && routed) {
       const used = recordRoutes(mc, fwd.routes, S);
-      const routed = mb.routed.toFloat64();
       const d = routingDisagreement(mc, ...atRouted(mb.routes, used, routed, T));
       // without Keep Routing the training forward's routes ARE the gate's own choice
       const f = forced ? routingDisagreement(mc, ...atRouted(mb.routes, recordRoutes(mc, fwd.ownRoutes, S), routed, T)) : d;
