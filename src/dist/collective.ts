@@ -34,8 +34,8 @@ export interface Collective {
   close(): void;
 }
 
-/** Argument checks shared by both implementations (one set of rules, one set of messages). */
-abstract class CheckedCollective implements Collective {
+/** Argument checks shared by every implementation (one set of rules, one set of messages). */
+export abstract class CheckedCollective implements Collective {
   protected closed = false;
   constructor(readonly rank: number, readonly worldSize: number) {}
 
