@@ -59,6 +59,13 @@ export interface BackwardOptions {
    * them. A second backward through a released node throws.
    */
   retainGraph?: boolean;
+  /**
+   * Called once per leaf (a tensor with requiresGrad and no gradFn) as soon as its `.grad` holds every
+   * contribution of this pass, i.e. when the last node of the tape that consumes it has propagated
+   * (data-parallel training starts a bucket's all-reduce there, while the pass goes on). A leaf that
+   * is the root itself is final at once.
+   */
+  onLeafGrad?: (leaf: Tensor) => void;
 }
 
 const RELEASED = (name: string) => (): never => {
@@ -79,8 +86,11 @@ function* backwardSteps(root: Tensor, grad: Tensor | undefined, opts: BackwardOp
   }
   const add = addImpl!;
   // Topological order by iterative DFS (deep graphs must not overflow the JS stack).
+  // Each leaf's consumer edges are counted on the way: a leaf's gradient is final once that many edges
+  // have been walked back, which can be well before the leaf's own (late) place in the order.
   const order: (Tensor | null)[] = [];
   const seen = new Set<Tensor>();
+  const pending = new Map<Tensor, number>();
   const stack: [Tensor, number][] = [[root, 0]];
   seen.add(root);
   while (stack.length) {
@@ -90,6 +100,7 @@ function* backwardSteps(root: Tensor, grad: Tensor | undefined, opts: BackwardOp
     if (i < inputs.length) {
       top[1]++;
       const inp = inputs[i];
+      if (inp && inp.requiresGrad && !inp.gradFn) pending.set(inp, (pending.get(inp) ?? 0) + 1);
       if (inp && inp.requiresGrad && !seen.has(inp)) {
         seen.add(inp);
         stack.push([inp, 0]);
@@ -102,11 +113,30 @@ function* backwardSteps(root: Tensor, grad: Tensor | undefined, opts: BackwardOp
   seen.clear();
   const grads = new Map<Tensor, Tensor>();
   grads.set(root, grad);
-  /** Propagate t's gradient g to t's inputs (or accumulate it into a leaf's .grad). */
+  /** Accumulate a leaf's summed gradient of this pass into its .grad (the pass is done with it). */
+  const settle = (leaf: Tensor): void => {
+    const g = grads.get(leaf);
+    if (g) {
+      grads.delete(leaf);
+      leaf.grad = leaf.grad ? add(leaf.grad, g) : g;
+    }
+    opts.onLeafGrad?.(leaf);
+  };
+  /** One consumer edge of each leaf input of t has been walked back (t propagated, or got no gradient). */
+  const consumed = (t: Tensor): void => {
+    for (const inp of t.gradFn?.inputs ?? []) {
+      if (!inp || !inp.requiresGrad || inp.gradFn) continue;
+      const left = pending.get(inp)! - 1;
+      pending.set(inp, left);
+      if (left === 0) settle(inp);
+    }
+  };
+  /** Propagate t's gradient g to t's inputs (a leaf root settles itself). */
   const step = (t: Tensor, g: Tensor): void => {
     const node: GradNode | null = t.gradFn;
     if (!node) {
-      t.grad = t.grad ? add(t.grad, g) : g;
+      grads.set(t, g);
+      settle(t);
       return;
     }
     const gin = node.backward(g);
@@ -119,6 +149,7 @@ function* backwardSteps(root: Tensor, grad: Tensor | undefined, opts: BackwardOp
       const prev = grads.get(inp);
       grads.set(inp, prev ? add(prev, gi) : gi);
     });
+    consumed(t);
     if (!opts.retainGraph) {
       // drop the closure (its saved activations) and the edges; t keeps a node that says it was freed
       const n = node as { inputs: readonly (Tensor | null)[]; backward: GradNode['backward'] };
@@ -129,8 +160,13 @@ function* backwardSteps(root: Tensor, grad: Tensor | undefined, opts: BackwardOp
   for (let k = order.length - 1; k >= 0; k--) {
     const t = order[k]!;
     order[k] = null; // the pass holds no tensor it has visited
+    // a leaf other than the root was settled by its last consumer (above), never here
+    if (t !== root && !t.gradFn) continue;
     const g = grads.get(t);
-    if (!g) continue;
+    if (!g) {
+      noGrad(() => consumed(t));
+      continue;
+    }
     grads.delete(t);
     // recording stays off for the node's work, and only for it (the pass may pause between nodes)
     noGrad(() => step(t, g));

@@ -71,3 +71,31 @@ test('a second backward through a freed graph names the node and the option; wit
   const twice = b.w.grad!.toFloat64();
   for (let i = 0; i < once.length; i++) assert.ok(Math.abs(twice[i]! - 2 * once[i]!) <= 1e-12 * Math.max(1, Math.abs(once[i]!)));
 });
+
+test('onLeafGrad: each leaf once, as soon as its last consumer has run, with its final gradient', async () => {
+  // h_{i+1} = tanh(W_i · h_i) with the weight as the matmul's FIRST input, so a DFS puts each W_i early in
+  // the order and its own visit comes only after every earlier layer; W_0 also feeds the last layer
+  const rng = new T.Rng(5);
+  const v = (n: number) => Float64Array.from({ length: n }, () => rng.uniform() - 0.5);
+  const ws = Array.from({ length: 4 }, () => T.fromArray(v(256), [16, 16], { dtype: 'f64', requiresGrad: true }));
+  const x = T.fromArray(v(64), [16, 4], { dtype: 'f64' });
+  let h = x;
+  for (const w of ws) h = T.tanh(T.matmul(w, h));
+  const loss = T.sum(T.tanh(T.matmul(ws[0]!, h)));
+  let nodes = 0;
+  const seen: { leaf: number; atNode: number; grad: Float64Array }[] = [];
+  await backwardAsync(loss, () => (nodes++, false), async () => {}, undefined, {
+    onLeafGrad: (leaf) => seen.push({ leaf: ws.indexOf(leaf), atNode: nodes, grad: leaf.grad!.toFloat64() }),
+  });
+  assert.deepEqual(seen.map((s) => s.leaf), [3, 2, 1, 0], 'the last layer first; W_0 only after its first-layer use; x (no grad) never');
+  for (const s of seen) assert.deepEqual(s.grad, ws[s.leaf]!.grad!.toFloat64(), `W_${s.leaf} had its final gradient when announced`);
+  // W_3 is announced inside the 5th node's step (after sum, tanh, W_0's matmul, tanh: 4 done), not at the end
+  assert.equal(seen[0]!.atNode, 4);
+  // the same gradients as the plain backward
+  const ref = ws.map((w) => w.grad!.toFloat64());
+  for (const w of ws) w.grad = null;
+  let h2 = x;
+  for (const w of ws) h2 = T.tanh(T.matmul(w, h2));
+  backward(T.sum(T.tanh(T.matmul(ws[0]!, h2))));
+  ws.forEach((w, i) => assert.deepEqual(w.grad!.toFloat64(), ref[i]));
+});
