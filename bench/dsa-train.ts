@@ -7,14 +7,17 @@
 //   indexer scores        fwd and bwd, sparse (s_q 4096, k 2048) and dense causal (s_q 2048 over 8K keys),
 //                         H 64 × D 128, bf16; FLOPs = 2·H·D per entry (fwd), 3× that (bwd: l, dq, dk)
 //   indexer KL loss       sparse, s_q 4096, k 2048, against h 128 × 576 attention: 2·h·576 per entry
-// Medians of CUDA-event times over bursts (as bench/sparse-mla.ts). The kernels are the correctness-first
-// CUDA-core versions (kernels/sparse_mla_bwd.cu, kernels/indexer_train.cu): expect them far below the
-// target until the tensor-core work lands; the table says what was measured.
+// Medians of CUDA-event times over bursts (as bench/sparse-mla.ts). The sparse MLA backward is timed on both
+// CUDA paths (sparseMlaBackwardTune.gemm): the bf16 gather + cuBLASLt path (kernels/sparse_mla_bwd_gemm.cu,
+// the default for bf16) and the correctness-first CUDA-core kernel (kernels/sparse_mla_bwd.cu, the f32 path;
+// fewer repetitions: ~1.8 s a call on an H100). The indexer ops are CUDA-core kernels
+// (kernels/indexer_train.cu); the table says what was measured.
 //   node dist/bench/dsa-train.js [--no-torch] [--out result.json] [--quick]
 //   node dist/bench/dsa-train.js --device cpu      (tiny shapes on the CPU references; says so)
 import { writeFileSync } from 'node:fs';
 import * as T from '../src/tensor/index.js';
 import { cudaBackend } from '../src/backend/cuda/index.js';
+import { sparseMlaBackwardTune } from '../src/backend/cuda/sparse-mla-backward.js';
 import { args, benchDevice, burstMs, distinctRows, machine, opt, printTable, runReference, randDevice } from './harness.js';
 
 const { device, onCpu } = benchDevice('dsa-train bench', 'run with --device cpu for the tiny CPU shapes');
@@ -61,8 +64,19 @@ else {
   const g = rand([s_q, h, DV], 'bf16', 4);
   const dq = T.empty([s_q, h, D], { dtype: 'bf16', device });
   const dkv = T.empty([s_kv, D], { dtype: 'f32', device });
-  const ms = timeMs(() => be.sparseMlaBackward!(dq, dkv, g, q, kv, o, lse, idx, DV, scale));
-  add('sparse MLA backward', `s_q ${s_q} s_kv ${s_kv} k ${k} h ${h}`, ms, 2 * s_q * h * k * (3 * D + 2 * DV), torch?.mla_bwd_ms);
+  const call = (): void => be.sparseMlaBackward!(dq, dkv, g, q, kv, o, lse, idx, DV, scale);
+  const shape = `s_q ${s_q} s_kv ${s_kv} k ${k} h ${h}`;
+  const flop = 2 * s_q * h * k * (3 * D + 2 * DV);
+  if (onCpu) add('sparse MLA backward', shape, timeMs(call), flop, torch?.mla_bwd_ms);
+  else {
+    add('sparse MLA backward, gemm', shape, timeMs(call), flop, torch?.mla_bwd_ms);
+    sparseMlaBackwardTune.gemm = false;
+    try {
+      add('sparse MLA backward, CUDA cores', shape, timeMs(call, 3, 1), flop, torch?.mla_bwd_ms);
+    } finally {
+      sparseMlaBackwardTune.gemm = true;
+    }
+  }
 }
 
 // ---- indexer scores and KL ---------------------------------------------------------------------------

@@ -90,7 +90,7 @@ describe('cuda kernels vs cpu', onGpu, () => {
     both([t], [[[40], 'f32']], (b, [s], [o]) => b.reduce('sum', o!, T.transpose(s!), [1]), 1e-5, 'sum of a transposed view');
   });
 
-  test('matmul: f32/bf16 through cuBLASLt (transposed, batched, broadcast), f64 and mixed through the fallback', () => {
+  test('matmul: f32/bf16 (and bf16 into f32) through cuBLASLt (transposed, batched, broadcast), f64 and mixed through the fallback', () => {
     for (const d of ['f32', 'bf16'] as T.DType[]) {
       const a = randn([3, 37, 64], d);
       const b = randn([3, 64, 45], d);
@@ -107,6 +107,9 @@ describe('cuda kernels vs cpu', onGpu, () => {
     }
     both([randn([9, 17], 'f64'), randn([17, 5], 'f64')], [[[9, 5], 'f64']], (be, [x, y], [o]) => be.matmul(o!, x!, y!), 1e-12, 'f64 fallback');
     both([randn([9, 17], 'bf16'), randn([17, 5], 'f32')], [[[9, 5], 'f32']], (be, [x, y], [o]) => be.matmul(o!, x!, y!), 1e-5, 'mixed fallback');
+    // bf16 operands into an f32 output: cuBLASLt with f32 accumulation (the sparse MLA backward's dP and dG)
+    both([randn([3, 37, 64], 'bf16'), randn([3, 45, 64], 'bf16')], [[[3, 37, 45], 'f32']], (be, [x, y], [o]) => be.matmul(o!, x!, T.transpose(y!)), 1e-5, 'bf16·bf16ᵀ → f32');
+    both([randn([3, 64, 37], 'bf16'), randn([3, 64, 45], 'bf16')], [[[3, 37, 45], 'f32']], (be, [x, y], [o]) => be.matmul(o!, T.transpose(x!), y!), 1e-5, 'bf16ᵀ·bf16 → f32');
   });
 
   test('x·wᵀ at decode sizes (M = 1 through the skinny GEMV, M = 2…9 through cuBLASLt): odd N, short and ragged K, strided x', () => {

@@ -3,8 +3,10 @@
 //    multiple of 64, −1 holes and out-of-range entries, a row of only holes, a repeated index, H 2–16,
 //    dv 8 + rope 4);
 //  - one test body per backend: f32 and bf16 gradients against the f64 gradients of the same values, at the
-//    671B head dims (dv 512 + rope 64) and at small ones; on CUDA also against the CPU op (skipped with the
-//    reason when there is no CUDA driver: the kernel is compiled here, not run);
+//    671B head dims (dv 512 + rope 64) and at small ones, with holes, an empty row and a row index repeated
+//    three times; on CUDA also against the CPU op, on each path (the CUDA-core kernels, the bf16 gather +
+//    cuBLASLt forward and backward with the backward's default chunk and with two queries a chunk);
+//    skipped with the reason when there is no CUDA driver (the kernels are compiled here, not run);
 //  - the training forward is the inference forward bit for bit.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,6 +14,8 @@ import * as T from '../../src/tensor/index.js';
 import { eachDevice } from '../cuda/common.js';
 import { rng as mulberry32 } from '../chat/rng.js';
 import { normals64 as normals, on, relErr } from './helpers.js';
+import { sparseMlaBackwardBytesPerQuery, sparseMlaBackwardTune } from '../../src/backend/cuda/sparse-mla-backward.js';
+import { sparseMlaTune } from '../../src/backend/cuda/sparse-mla.js';
 
 /** rows × k indices into [0, Tk): distinct valid entries, ~20% −1 holes, a few ≥ Tk (holes too), `empty` rows all −1. */
 function makeIndices(rows: number, k: number, Tk: number, rnd: () => number, empty: number[] = []): Int32Array {
@@ -87,22 +91,57 @@ const CASES: GradCase[] = [
   { Tq: 3, H: 16, Tk: 90, k: 70, dv: 512, dr: 64 },
   { Tq: 2, H: 64, Tk: 40, k: 37, dv: 512, dr: 64 },
   { Tq: 5, H: 20, Tk: 12, k: 19, dv: 96, dr: 24 }, // H not a multiple of 16, k > Tk
-  { Tq: 4, H: 3, Tk: 30, k: 17, dv: 8, dr: 4 },
+  { Tq: 4, H: 3, Tk: 30, k: 17, dv: 8, dr: 4 }, // D % 8 ≠ 0: the CUDA-core kernel even on the gemm path
+  { Tq: 6, H: 3, Tk: 40, k: 33, dv: 24, dr: 8 }, // the gemm path at tiny, odd H
 ];
 
-eachDevice('sparse MLA backward in f32 and bf16 at awkward shapes against the f64 gradients (and, on CUDA, the CPU op)', (dev) => {
+/**
+ * The paths the body below runs on CUDA (the CPU has one), each backward with its own forward: the
+ * CUDA-core kernels (f32 always takes them; they round the score as the CPU reference does), the bf16
+ * gather + cuBLASLt paths with the backward's default chunk, and the same with a budget of two queries a
+ * chunk, so several chunks run and the last is short for odd Tq. (The gemm backward recomputes p from the
+ * gemm forward's rounding of the score: kernels/sparse_mla_bwd_gemm.cu, Numerics.)
+ */
+const PATHS = ['kernel', 'gemm', 'gemm, 2 queries a chunk'] as const;
+function onPath<R>(path: (typeof PATHS)[number] | null, c: GradCase, fn: () => R): R {
+  const keep = { ...sparseMlaBackwardTune };
+  const keepFwd = sparseMlaTune.gemm;
+  try {
+    if (path === 'kernel') {
+      sparseMlaBackwardTune.gemm = false;
+      sparseMlaTune.gemm = false;
+    }
+    if (path === 'gemm, 2 queries a chunk') sparseMlaBackwardTune.chunkBytes = 2 * sparseMlaBackwardBytesPerQuery(c.H, c.k, c.dv + c.dr) + 1;
+    return fn();
+  } finally {
+    Object.assign(sparseMlaBackwardTune, keep);
+    sparseMlaTune.gemm = keepFwd;
+  }
+}
+
+/** Row r's first valid entry repeated at its last two positions (three occurrences of one kv row). */
+function repeatIndex(idx: Int32Array, r: number, k: number, Tk: number): void {
+  let j = 0;
+  while (j < k - 2 && !(idx[r * k + j]! >= 0 && idx[r * k + j]! < Tk)) j++;
+  if (j >= k - 2) return;
+  idx[r * k + k - 1] = idx[r * k + j]!;
+  idx[r * k + k - 2] = idx[r * k + j]!;
+}
+
+eachDevice('sparse MLA backward in f32 and bf16 at awkward shapes against the f64 gradients (and, on CUDA, the CPU op) on every path', (dev) => {
   let seed = 40;
   for (const c of CASES) {
     const rnd = mulberry32(seed++);
     const D = c.dv + c.dr;
     const scale = 1.5 / Math.sqrt(D);
     const idx = makeIndices(c.Tq, c.k, c.Tk, rnd, [1]);
+    repeatIndex(idx, 0, c.k, c.Tk);
+    if (c.Tq > 2) repeatIndex(idx, c.Tq - 1, c.k, c.Tk);
     const it = T.fromArray(idx, [c.Tq, c.k], { dtype: 'i32' });
     const qv = normals(c.Tq * c.H * D, rnd);
     const kvv = normals(c.Tk * D, rnd);
     const gv = normals(c.Tq * c.H * c.dv, rnd);
     for (const dtype of ['f32', 'bf16'] as const) {
-      const what = `${dev} ${dtype} ${JSON.stringify(c)}`;
       // the same (dtype-rounded) values in f64 give the reference gradients
       const q0 = T.fromArray(qv, [c.Tq, c.H, D], { dtype });
       const kv0 = T.fromArray(kvv, [c.Tk, D], { dtype });
@@ -119,19 +158,22 @@ eachDevice('sparse MLA backward in f32 and bf16 at awkward shapes against the f6
         return { dq: ql.grad!.toFloat64(), dkv: kl.grad!.toFloat64() };
       };
       const ref = grads(T.cast(q0, 'f64'), T.cast(kv0, 'f64'), T.cast(g0, 'f64'), 'cpu');
-      const got = grads(q0, kv0, g0, dev);
-      const tol = dtype === 'f32' ? 1e-4 : 3e-2;
-      const eq = relErr(got.dq, ref.dq);
-      const ek = relErr(got.dkv, ref.dkv);
-      assert.ok(eq <= tol, `${what}: dq relative error ${eq}`);
-      assert.ok(ek <= tol, `${what}: dkv relative error ${ek}`);
-      // the row of only holes: exact zeros
-      for (let j = c.H * D; j < 2 * c.H * D; j++) assert.ok(got.dq[j] === 0, `${what}: empty row dq[${j}] = ${got.dq[j]}`);
-      if (dev !== 'cpu') {
-        const cpu = grads(q0, kv0, g0, 'cpu');
-        const e1 = relErr(got.dq, cpu.dq);
-        const e2 = relErr(got.dkv, cpu.dkv);
-        assert.ok(e1 <= (dtype === 'f32' ? 1e-5 : 1e-2) && e2 <= (dtype === 'f32' ? 1e-5 : 1e-2), `${what}: against the CPU op dq ${e1}, dkv ${e2}`);
+      const cpu = dev === 'cpu' ? null : grads(q0, kv0, g0, 'cpu');
+      for (const path of dev === 'cpu' ? [null] : PATHS) {
+        const what = `${dev}${path ? ` (${path})` : ''} ${dtype} ${JSON.stringify(c)}`;
+        const got = onPath(path, c, () => grads(q0, kv0, g0, dev));
+        const tol = dtype === 'f32' ? 1e-4 : 3e-2;
+        const eq = relErr(got.dq, ref.dq);
+        const ek = relErr(got.dkv, ref.dkv);
+        assert.ok(eq <= tol, `${what}: dq relative error ${eq}`);
+        assert.ok(ek <= tol, `${what}: dkv relative error ${ek}`);
+        // the row of only holes: exact zeros
+        for (let j = c.H * D; j < 2 * c.H * D; j++) assert.ok(got.dq[j] === 0, `${what}: empty row dq[${j}] = ${got.dq[j]}`);
+        if (cpu) {
+          const e1 = relErr(got.dq, cpu.dq);
+          const e2 = relErr(got.dkv, cpu.dkv);
+          assert.ok(e1 <= (dtype === 'f32' ? 1e-5 : 1e-2) && e2 <= (dtype === 'f32' ? 1e-5 : 1e-2), `${what}: against the CPU op dq ${e1}, dkv ${e2}`);
+        }
       }
     }
   }

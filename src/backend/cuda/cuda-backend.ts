@@ -467,8 +467,10 @@ export class CudaBackend implements Backend {
     const lt = FLOAT_LT[out.dtype];
     if (lt && a.dtype === out.dtype && b.dtype === out.dtype && isContig(out)) {
       if (nb === 1 && M <= this.tune.skinnyMaxM && this.matmulSkinny(out, a, b, M, N, K)) return;
-      if (this.matmulLt(lt, out, a, b, M, N, K, batchShape, nb)) return;
+      if (this.matmulLt(lt, lt, out, a, b, M, N, K, batchShape, nb)) return;
     }
+    // bf16 operands into an f32 output (the sparse MLA backward's dP and dG): cuBLASLt, f32 accumulation
+    if (out.dtype === 'f32' && a.dtype === 'bf16' && b.dtype === 'bf16' && isContig(out) && this.matmulLt('bf16', 'f32', out, a, b, M, N, K, batchShape, nb)) return;
     // fallback: f64 accumulation, any dtypes and strides
     const bi = encodeIter(batchShape, [contiguousStrides(batchShape).map((s) => s * M * N), a.strides.slice(0, r - 2), b.strides.slice(0, r - 2)],
       [out.offset, a.offset, b.offset], 'matmul');
@@ -501,9 +503,10 @@ export class CudaBackend implements Backend {
   /**
    * Row-major out[M,N] = a[M,K] · b[K,N] as column-major cuBLASLt: outᵀ (N×M) = bᵀ · aᵀ, so cuBLASLt's
    * "A" is our b and its "B" is our a; a row-major matrix read column-major is its transpose, so a
-   * row-major operand needs no op and a column-major (transposed view) one needs op T.
+   * row-major operand needs no op and a column-major (transposed view) one needs op T. lt: the operands'
+   * dtype; d: the output's (lt, or f32 for bf16 operands).
    */
-  private matmulLt(lt: 'f32' | 'bf16' | 'f16', out: View, a: View, b: View, M: number, N: number, K: number, batchShape: number[], nb: number): boolean {
+  private matmulLt(lt: 'f32' | 'bf16' | 'f16', d: 'f32' | 'bf16' | 'f16', out: View, a: View, b: View, M: number, N: number, K: number, batchShape: number[], nb: number): boolean {
     const r = out.shape.length;
     const la = matrixLayout(a, M, K);
     const lb = matrixLayout(b, K, N);
@@ -512,7 +515,7 @@ export class CudaBackend implements Backend {
     const sb = uniformBatchStride(batchShape, b.strides.slice(0, r - 2));
     if (sa === null || sb === null) return false;
     return this.blas().gemm({
-      ab: lt, d: lt, transA: lb.trans, transB: la.trans, m: N, n: M, k: K,
+      ab: lt, d, transA: lb.trans, transB: la.trans, m: N, n: M, k: K,
       a: this.ptr(b), lda: lb.ld, b: this.ptr(a), ldb: la.ld, dPtr: this.ptr(out), ldd: N,
       batch: nb, strideA: sb, strideB: sa, strideD: M * N,
     });

@@ -34,7 +34,8 @@ function fwd(b: CudaBackend, op: string, kvName: string, out: View, lse: View, q
 /** Path choice, for tests and benchmarks: gemm = false sends bf16 queries to the CUDA-core kernel too. */
 export const sparseMlaTune = { gemm: true };
 
-const GATHER_SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'i64', 'i64', 'p', 'p', 'p'];
+/** mla_gather_rows_<src> of kernels/sparse_mla_gemm.cu (the backward's gemm path gathers with it too). */
+export const GATHER_SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'i64', 'i64', 'p', 'p', 'p'];
 const SOFTMAX_SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'i64', 'f64', 'p', 'p', 'p'];
 /** Bytes of gathered rows per chunk of queries (bounds the temporaries at long k). */
 const GATHER_BYTES = 512 << 20;
