@@ -105,11 +105,15 @@ export function retryAfterMs(value: string | null | undefined, now = Date.now())
  * override a longer --request-timeout. Resolves with the response as soon as its headers arrive; an
  * idle timer, re-armed by every chunk, destroys the request (or the body) after `timeoutMs` of silence.
  */
-function send(url: URL, payload: string, headers: Record<string, string>, timeoutMs: number, signal?: AbortSignal): Promise<Response> {
+/** A request body: text, or bytes in pieces (sent one after another, never joined into one buffer). */
+export type Payload = string | readonly Uint8Array[];
+
+function send(url: URL, payload: Payload, headers: Record<string, string>, timeoutMs: number, signal?: AbortSignal): Promise<Response> {
   return new Promise((resolve, reject) => {
+    const length = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.reduce((a, p) => a + p.byteLength, 0);
     const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, {
       method: 'POST',
-      headers: { ...headers, 'content-length': String(Buffer.byteLength(payload)) },
+      headers: { ...headers, 'content-length': String(length) },
       ...(signal ? { signal } : {}),
     });
     let timer: NodeJS.Timeout | undefined;
@@ -147,7 +151,11 @@ function send(url: URL, payload: string, headers: Record<string, string>, timeou
       else res.on('data', () => arm(stall));
       resolve(new Response(body, { status, statusText: res.statusMessage ?? '', headers: h }));
     });
-    req.end(payload);
+    if (typeof payload === 'string') req.end(payload);
+    else {
+      for (const p of payload) req.write(p);
+      req.end();
+    }
   });
 }
 
@@ -189,6 +197,11 @@ async function httpFailure(res: Response): Promise<Failure> {
  * rethrows the signal's reason.
  */
 export async function postJson(url: string, body: unknown, opts: PostOptions = {}): Promise<Response> {
+  return postBody(url, JSON.stringify(body), 'application/json', opts);
+}
+
+/** postJson's tries, retries and errors for any body: `payload` sent as `contentType`. */
+export async function postBody(url: string, payload: Payload, contentType: string, opts: PostOptions = {}): Promise<Response> {
   checkRetryPolicy(opts);
   const stream = opts.stream ?? false;
   const timeoutMs = opts.requestTimeoutMs ?? (stream ? DEFAULT_STREAM_TIMEOUT_MS : DEFAULT_RESPONSE_TIMEOUT_MS);
@@ -196,9 +209,8 @@ export async function postJson(url: string, body: unknown, opts: PostOptions = {
   const backoff = opts.retryBackoffMs ?? DEFAULT_RETRY_BACKOFF_MS;
   const maxWait = opts.maxRetryWaitMs ?? DEFAULT_MAX_RETRY_WAIT_MS;
   const target = new URL(url);
-  const payload = JSON.stringify(body);
   const headers = {
-    'content-type': 'application/json',
+    'content-type': contentType,
     ...(opts.apiKey ? { authorization: `Bearer ${opts.apiKey}` } : {}),
     ...(opts.headers ?? {}),
   };

@@ -13,7 +13,8 @@ import { DsvError } from '../errors.js';
 import { loadDeepSeekV32Tokenizer, loadTokenizer, type DeepSeekTokenizer } from '../chat/tokenizer.js';
 import { LLMEngine } from '../engine/engine.js';
 import { DeepseekV32, loadConfig, type ModelConfig } from '../model/index.js';
-import { createServer } from '../server/index.js';
+import { createServer, type WeightUpdate } from '../server/index.js';
+import { Checkpoint } from '../tensor/safetensors.js';
 import { getBackend } from '../tensor/backend.js';
 import { resolveDevice } from '../backend/cuda/index.js';
 import type { MlaCacheFormat } from '../tensor/ops/sparse-mla.js';
@@ -54,7 +55,7 @@ export function register(program: Command): void {
     .option('--skip-tokenizer-init', 'serve without a tokenizer: prompts and outputs are token ids (/v1/completions only)')
     .option('--served-model-name <name>', 'model name clients send (default: the checkpoint directory name)')
     .option('--max-waiting <n>', 'requests waiting for their first token beyond which new ones get 429', intArg('--max-waiting', 1), 256)
-    .option('--enable-weight-updates', 'accept POST /update_weights_from_disk {"model_path": DIR}: serve the weights of another checkpoint of the same architecture (a dsv32 rl rollout server); off by default, it reads any directory the server can')
+    .option('--enable-weight-updates', 'accept POST /update_weights_from_disk {"model_path": DIR} and POST /update_weights_from_tensor (a safetensors file as an application/octet-stream body): serve other weights of the same architecture (a dsv32 rl rollout server); off by default, the first reads any directory the server can')
     .option('--body-limit <bytes>', 'largest request body; larger ones get 413', intArg('--body-limit', 1024), 8 * 1024 * 1024)
     .action(async (o: ServeOptions) => {
       await serve(o);
@@ -133,7 +134,11 @@ export function loadEngine(o: EngineFlags, reuse?: { codec: DeepSeekTokenizer | 
   const codec = reuse ? reuse.codec : o.skipTokenizerInit ? null : pickTokenizer(o.model, cfg.vocabSize);
   const name = o.servedModelName ?? path.basename(path.resolve(o.model));
   const cacheFormat: MlaCacheFormat = o.kvCacheDtype ?? (o.dtype === 'fp8' ? 'fp8' : o.dtype);
-  const engine = new LLMEngine(model, {
+  return { engine: engineOver(model, o, name, cacheFormat, codec), codec, cfg, name, cacheFormat, device };
+}
+
+function engineOver(model: DeepseekV32, o: EngineFlags, name: string, cacheFormat: MlaCacheFormat, codec: DeepSeekTokenizer | null): LLMEngine<{ readonly blocks: number }> {
+  return new LLMEngine(model, {
     numerics: o.dtype === 'f32' ? 'f32' : 'bf16',
     cacheFormat,
     maxNumSeqs: o.maxNumSeqs,
@@ -144,23 +149,32 @@ export function loadEngine(o: EngineFlags, reuse?: { codec: DeepSeekTokenizer | 
     ...(o.cudaGraphs === false ? { cudaGraphs: false } : {}),
     ...(codec ? { detokenize: (ids: readonly number[]) => codec.decode(ids) } : {}),
   });
-  return { engine, codec, cfg, name, cacheFormat, device };
 }
 
-/** The served flags over another checkpoint, which must have the served one's architecture (the routes,
- *  the cache and the tokenizer stay: the new engine detokenizes stop strings with the served codec). */
-function reloadEngine(o: ServeOptions, served: ModelConfig, codec: DeepSeekTokenizer | null, dir: string): LLMEngine<{ readonly blocks: number }> {
-  const next = loadConfig(path.join(dir, 'config.json'));
-  for (const k of ['vocabSize', 'dim', 'nLayers', 'nDenseLayers', 'nRoutedExperts', 'nActivatedExperts', 'nMtpLayers', 'indexTopk'] as const) {
-    if (next[k] !== served[k]) throw new ServeCliError(`${dir}: ${k} is ${next[k]}, the served model's is ${served[k]} (expected the same architecture)`);
+/**
+ * The served engine's flags over new weights of the served architecture (the routes, the cache and the
+ * tokenizer stay: the new engine detokenizes stop strings with the served codec): another checkpoint's
+ * directory, whose config must agree, or the tensors of one safetensors file sent in a request, read
+ * with the served config (their names, shapes and dtypes are checked as a checkpoint's are).
+ */
+function reloadEngine(o: ServeOptions, served: LoadedEngine, from: WeightUpdate): LLMEngine<{ readonly blocks: number }> {
+  if ('modelPath' in from) {
+    const dir = from.modelPath;
+    const next = loadConfig(path.join(dir, 'config.json'));
+    for (const k of ['vocabSize', 'dim', 'nLayers', 'nDenseLayers', 'nRoutedExperts', 'nActivatedExperts', 'nMtpLayers', 'indexTopk'] as const) {
+      if (next[k] !== served.cfg[k]) throw new ServeCliError(`${dir}: ${k} is ${next[k]}, the served model's is ${served.cfg[k]} (expected the same architecture)`);
+    }
+    return loadEngine({ ...o, model: dir }, { codec: served.codec }).engine;
   }
-  return loadEngine({ ...o, model: dir }, { codec }).engine;
+  const model = DeepseekV32.fromSource(served.cfg, Checkpoint.fromBytes(from.safetensors, 'the request body'), { device: served.device });
+  return engineOver(model, o, served.name, served.cacheFormat, served.codec);
 }
 
 async function serve(o: ServeOptions): Promise<void> {
   const err = process.stderr;
   const t0 = performance.now();
-  const { engine, codec, cfg, name, cacheFormat, device } = loadEngine(o);
+  const loaded = loadEngine(o);
+  const { engine, codec, cfg, name, cacheFormat, device } = loaded;
   const server = createServer({
     engine,
     codec,
@@ -168,7 +182,7 @@ async function serve(o: ServeOptions): Promise<void> {
     maxWaiting: o.maxWaiting,
     bodyLimit: o.bodyLimit,
     routeShape: { layers: cfg.nLayers - cfg.nDenseLayers, k: cfg.nActivatedExperts },
-    ...(o.enableWeightUpdates ? { reloadWeights: async (dir: string) => reloadEngine(o, cfg, codec, dir) } : {}),
+    ...(o.enableWeightUpdates ? { reloadWeights: async (from: WeightUpdate) => reloadEngine(o, loaded, from) } : {}),
   });
   const url = await server.listen(o.port, o.host);
   err.write(

@@ -80,9 +80,7 @@ export const rlConfigSchema = z.strictObject({
     num_blocks: z.number().int().positive().optional(),
   }).default({ max_num_seqs: 16 }),
   /** rollouts through a running `dsv32 serve --enable-weight-updates` instead of the in-process engine: before
-   *  each step's rollouts (and each evaluation) the policy is written to <out>/rollout-weights and the server
-   *  loads it (POST /update_weights_from_disk); it must share this machine's file system. Not part of the
-   *  run's identity */
+   *  each step's rollouts (and each evaluation) the server is given the policy. Not part of the run's identity */
   rollout_server: z.strictObject({
     /** with the version prefix, e.g. http://127.0.0.1:8000/v1 */
     base_url: z.string().url(),
@@ -92,6 +90,10 @@ export const rlConfigSchema = z.strictObject({
     /** silence from the server before a try is given up, and the tries after a failure */
     request_timeout_ms: z.number().int().positive().optional(),
     max_retries: z.number().int().nonnegative().optional(),
+    /** how the policy reaches the server: 'tensor' sends it as one safetensors file in the body of
+     *  POST /update_weights_from_tensor (any machine that can reach the URL); 'disk' writes it to
+     *  <out>/rollout-weights and has the server read it (POST /update_weights_from_disk: a shared file system) */
+    weight_transfer: z.enum(['tensor', 'disk']).default('tensor'),
   }).optional(),
   numerics: z.enum(['f32', 'bf16']).default('f32'),
   /** where the policy, π_ref and the engine run: auto is cuda when a GPU is usable, else cpu */

@@ -38,9 +38,9 @@
 // of the step, and a fresh engine starts from an empty cache, so the resumed run repeats the uninterrupted one
 // bit for bit (given deterministic environments: the engine's batch composition follows request arrival,
 // which tool latency could change).
-import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { loadTokenizer, type DeepSeekTokenizer } from '../chat/tokenizer.js';
 import { CudaError, resolveDevice } from '../backend/cuda/index.js';
 import { CUDA_ERROR_OUT_OF_MEMORY } from '../backend/cuda/cuda-consts.js';
@@ -50,7 +50,7 @@ import { DsvError } from '../errors.js';
 import { DeepseekV32 } from '../model/model.js';
 import { backwardReleasing, releaseDeadTensors } from '../tensor/memory.js';
 import { type Tensor, detach, fromArray, gather, logSoftmax, mul, muls, noGrad, sum, reshape, softmax, unsqueeze, where } from '../tensor/index.js';
-import { latestCheckpoint, OPTIMIZER_FILE, saveCheckpoint, saveModelDir } from '../train/checkpoint.js';
+import { latestCheckpoint, OPTIMIZER_FILE, saveCheckpoint } from '../train/checkpoint.js';
 import { clipGradNorm, gradNorm as gradNormOf } from '../train/clip.js';
 import { AdamW } from '../train/optim.js';
 import { type RlBatch, type RolloutRecord, collateRollouts, overlayRoutes } from './batch.js';
@@ -61,7 +61,7 @@ import { maskedTokenLogProbs } from './keep-sampling-mask.js';
 import { policyLoss } from './policy-loss.js';
 import { GenerativeRewardModel } from './rewards.js';
 import { EngineSampler, type GroupRollout, HttpSampler, type RolloutOptions, groupRecords, rolloutGroup } from './rollout.js';
-import { postJson } from '../agent/http.js';
+import { sendPolicy } from './weight-sync.js';
 
 export class RlTrainError extends DsvError {}
 
@@ -344,18 +344,13 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
     : null;
   // the step whose policy the rollout server holds (none yet: it was started on some checkpoint)
   let served = -1;
-  /** The rollout server loads the current policy, written to <out>/rollout-weights, unless it has it. */
+  /** The rollout server is given the current policy, unless it has it. */
   const syncServer = async (): Promise<void> => {
     if (!server || served === step) return;
-    const dir = join(cfg.out, 'rollout-weights');
-    rmSync(dir, { recursive: true, force: true });
-    mkdirSync(dir, { recursive: true });
-    saveModelDir(dir, { configJson, weights: model.weights.stateTensors() });
-    const url = server.base_url.replace(/\/+$/, '').replace(/\/v1$/, '') + '/update_weights_from_disk';
     try {
-      await postJson(url, { model_path: resolve(dir) }, { ...(server.api_key ? { apiKey: server.api_key } : {}), ...(server.max_retries !== undefined ? { maxRetries: server.max_retries } : {}) });
+      await sendPolicy(server, model.weights.stateTensors(), configJson, join(cfg.out, 'rollout-weights'), `step ${step}`);
     } catch (e) {
-      throw new RlTrainError(`rollout_server: ${url} did not load the policy of step ${step} (${(e as Error).message}); start it with dsv32 serve --enable-weight-updates`, { cause: e });
+      throw new RlTrainError(`rollout_server: ${(e as Error).message}`, { cause: e });
     }
     served = step;
   };

@@ -3,6 +3,7 @@
 // are 400, unknown routes and models 404, an oversized body 413, a full queue 429; only a fault of the
 // server itself is a 500. Shutdown: `drain()` stops admitting (503), lets in-flight requests finish,
 // then drains and closes the engine.
+import { constants as bufferConstants } from 'node:buffer';
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import type { Engine } from '../engine/types.js';
 import { chatCompletions } from './chat.js';
@@ -27,12 +28,20 @@ export interface ServerOptions {
   routeShape?: RouteShape;
   logger?: boolean;
   /**
-   * POST /update_weights_from_disk {"model_path": DIR} (SGLang's route; an RL trainer's rollout server is
-   * given each step's policy so): an engine over the weights in DIR, built while the current one serves.
-   * Absent (the default), the route answers 403: it reads any directory the server can.
+   * Weight updates (an RL trainer's rollout server is given each step's policy so): an engine over new
+   * weights of the served architecture, built while the current one serves. From
+   * POST /update_weights_from_disk {"model_path": DIR} (SGLang's route): the checkpoint in DIR; from
+   * POST /update_weights_from_tensor with an application/octet-stream body: the tensors of one
+   * safetensors file in the body (no shared file system needed). Absent (the default), both routes
+   * answer 403: one reads any directory the server can, the other replaces the model.
    */
-  reloadWeights?: (modelPath: string) => Promise<Engine>;
+  reloadWeights?: (from: WeightUpdate) => Promise<Engine>;
 }
+
+export type WeightUpdate = { modelPath: string } | { safetensors: Uint8Array };
+
+/** Largest /update_weights_from_tensor body: what one Node buffer holds (4 GiB on Node 20). */
+const TENSOR_BODY_LIMIT = bufferConstants.MAX_LENGTH;
 
 export interface DsvServer {
   app: FastifyInstance;
@@ -61,16 +70,22 @@ export function createServer(opts: ServerOptions): DsvServer {
   });
 
   // Bodies are JSON whatever the content type says (curl -d sends form encoding); the body limit applies.
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => {
-    const text = body as string;
+  // The one exception: /update_weights_from_tensor takes its application/octet-stream body as bytes.
+  const TENSOR_ROUTE = '/update_weights_from_tensor';
+  const json = (text: string, done: (err: Error | null, body?: unknown) => void): void => {
     if (!text.trim()) return done(null, undefined);
     try {
       done(null, JSON.parse(text));
     } catch (e) {
       done(new ApiError(400, `the request body is not valid JSON: ${(e as Error).message}`, 'body', 'invalid_json'), undefined);
     }
+  };
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (req, body, done) => {
+    if (req.routeOptions.url === TENSOR_ROUTE) return done(null, body);
+    json((body as Buffer).toString('utf8'), done);
   });
+  app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => json(body as string, done));
 
   app.setErrorHandler((err: FastifyError | ApiError | Error, request, reply) => {
     const api = toApiError(err);
@@ -97,24 +112,20 @@ export function createServer(opts: ServerOptions): DsvServer {
     if (request.params.id !== context.modelName) throw new ApiError(404, `model "${request.params.id}" does not exist; this server serves "${context.modelName}"`, 'model', 'model_not_found');
     return { id: context.modelName, object: 'model', created: 0, owned_by: 'dsv32', root: context.engine.info.modelName, max_model_len: context.engine.info.maxModelLen };
   });
-  // One update at a time. The new engine is built first (a bad directory leaves the old one serving);
-  // then new requests wait (503 'updating', which clients retry), in-flight ones finish on the old
-  // weights, and the engines swap: no response mixes two policies.
+  // One update at a time. The new engine is built first (bad weights leave the old one serving); then
+  // new requests wait (503 'updating', which clients retry), in-flight ones finish on the old weights,
+  // and the engines swap: no response mixes two policies.
   let updating = false;
-  app.post('/update_weights_from_disk', async (request) => {
-    if (!opts.reloadWeights) throw new ApiError(403, 'weight updates are off; start dsv32 serve with --enable-weight-updates', null, 'weight_updates_disabled');
-    const body = request.body as { model_path?: unknown } | undefined;
-    const dir = body?.model_path;
-    if (typeof dir !== 'string' || !dir) throw new ApiError(400, 'model_path: expected the directory of a checkpoint (config.json and safetensors)', 'model_path', 'invalid_value');
+  const update = async (from: WeightUpdate, shown: string, field: string | null): Promise<{ success: true; message: string; seconds: number }> => {
     if (updating) throw new ApiError(409, 'another weight update is in progress', null, 'update_in_progress');
     const t = performance.now();
     updating = true;
     try {
       let fresh: Engine;
       try {
-        fresh = await opts.reloadWeights(dir);
+        fresh = await opts.reloadWeights!(from);
       } catch (e) {
-        throw new ApiError(400, `model_path: cannot load ${dir}: ${(e as Error).message}`, 'model_path', 'invalid_value');
+        throw new ApiError(400, `${field ? field + ': ' : ''}cannot load ${shown}: ${(e as Error).message}`, field, 'invalid_value');
       }
       const old = context.engine;
       context.admission.updating = true;
@@ -128,7 +139,24 @@ export function createServer(opts: ServerOptions): DsvServer {
     } finally {
       updating = false;
     }
-    return { success: true, message: `serving the weights of ${dir}`, seconds: (performance.now() - t) / 1000 };
+    return { success: true, message: `serving the weights of ${shown}`, seconds: (performance.now() - t) / 1000 };
+  };
+  const updatesOff = (): ApiError => new ApiError(403, 'weight updates are off; start dsv32 serve with --enable-weight-updates', null, 'weight_updates_disabled');
+  app.post('/update_weights_from_disk', async (request) => {
+    if (!opts.reloadWeights) throw updatesOff();
+    const body = request.body as { model_path?: unknown } | undefined;
+    const dir = body?.model_path;
+    if (typeof dir !== 'string' || !dir) throw new ApiError(400, 'model_path: expected the directory of a checkpoint (config.json and safetensors)', 'model_path', 'invalid_value');
+    return update({ modelPath: dir }, dir, 'model_path');
+  });
+  // the body limit is raised only where updates are on: with them off, a large upload gets the usual 413
+  app.post(TENSOR_ROUTE, opts.reloadWeights ? { bodyLimit: TENSOR_BODY_LIMIT } : {}, async (request) => {
+    if (!opts.reloadWeights) throw updatesOff();
+    const body = request.body;
+    if (!(body instanceof Uint8Array) || request.headers['content-type']?.split(';')[0]?.trim() !== 'application/octet-stream') {
+      throw new ApiError(400, 'expected the weights as one safetensors file in an application/octet-stream body', 'body', 'invalid_value');
+    }
+    return update({ safetensors: body }, `the request body (${body.byteLength} bytes)`, null);
   });
   app.get('/health', async (_request, reply) => {
     if (context.admission.draining) return reply.code(503).send({ status: 'draining' });

@@ -10,7 +10,9 @@
 // caller owns (readInto, e.g. a pinned host buffer for a GPU upload) is already a single copy.
 // Tensor bytes are viewed as typed arrays directly, which assumes a little-endian host (x86-64, arm64).
 // Writing streams one tensor at a time into a temporary file that is renamed over the target, so a
-// crash never leaves a half-written checkpoint under the real name.
+// crash never leaves a half-written checkpoint under the real name. The same bytes can be built in
+// memory (encodeSafetensors) and read from memory (fromBytes): an RL trainer sends its policy to a
+// rollout server that way, with no shared file system.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
@@ -63,21 +65,55 @@ function issueText(e: z.ZodError): string {
   return `${i.path.length ? `${i.path.join('.')}: ` : ''}${i.message}`;
 }
 
+/** Where a file's bytes come from: a file descriptor (positioned reads), or bytes already in memory. */
+interface ByteSource {
+  readonly size: number;
+  /** copies up to `length` bytes at `position` into dst at dstOffset; returns how many (0: at the end) */
+  read(dst: Uint8Array, dstOffset: number, length: number, position: number): number;
+  close(): void;
+}
+
+function fdSource(fd: number): ByteSource {
+  return {
+    size: fs.fstatSync(fd).size,
+    read: (dst, off, len, pos) => fs.readSync(fd, dst, off, Math.min(READ_CHUNK, len), pos),
+    close: () => fs.closeSync(fd),
+  };
+}
+
+function memorySource(bytes: Uint8Array): ByteSource {
+  return {
+    size: bytes.byteLength,
+    read: (dst, off, len, pos) => {
+      const n = Math.max(0, Math.min(len, bytes.byteLength - pos));
+      dst.set(bytes.subarray(pos, pos + n), off);
+      return n;
+    },
+    close: () => {},
+  };
+}
+
 /** One .safetensors file with its header parsed; tensor data is read lazily by byte range. */
 export class SafetensorsFile {
   readonly path: string;
   readonly metadata: Record<string, string>;
   /** absolute file position where the data region starts (8 + header length) */
   readonly dataStart: number;
-  private fd: number | null;
+  private src: ByteSource | null;
   private readonly infos: Map<string, TensorInfo>;
 
-  private constructor(file: string, fd: number, metadata: Record<string, string>, dataStart: number, infos: Map<string, TensorInfo>) {
-    this.path = file;
-    this.fd = fd;
-    this.metadata = metadata;
-    this.dataStart = dataStart;
-    this.infos = infos;
+  private constructor(file: string, src: ByteSource) {
+    try {
+      const { metadata, dataStart, infos } = parseHeader(file, src);
+      this.path = file;
+      this.src = src;
+      this.metadata = metadata;
+      this.dataStart = dataStart;
+      this.infos = infos;
+    } catch (e) {
+      src.close();
+      throw e;
+    }
   }
 
   static open(file: string): SafetensorsFile {
@@ -87,13 +123,12 @@ export class SafetensorsFile {
     } catch (e) {
       throw new SafetensorsError(`${file}: cannot open safetensors file (${(e as NodeJS.ErrnoException).code ?? String(e)})`, { cause: e });
     }
-    try {
-      const { metadata, dataStart, infos } = parseHeader(file, fd);
-      return new SafetensorsFile(file, fd, metadata, dataStart, infos);
-    } catch (e) {
-      fs.closeSync(fd);
-      throw e;
-    }
+    return new SafetensorsFile(file, fdSource(fd));
+  }
+
+  /** A whole safetensors file held in memory (e.g. a request body); `shownAs` names it in errors. */
+  static fromBytes(bytes: Uint8Array, shownAs: string): SafetensorsFile {
+    return new SafetensorsFile(shownAs, memorySource(bytes));
   }
 
   /** Tensor names in file (data offset) order. */
@@ -123,11 +158,10 @@ export class SafetensorsFile {
     if (dstOffset < 0 || dstOffset + i.byteLength > dst.byteLength) {
       throw new SafetensorsError(`${this.path}: tensor '${name}' needs ${i.byteLength} bytes at offset ${dstOffset}, destination holds ${dst.byteLength}`);
     }
-    const fd = this.requireOpen(name);
+    const src = this.requireOpen(name);
     let done = 0;
     while (done < i.byteLength) {
-      const want = Math.min(READ_CHUNK, i.byteLength - done);
-      const got = fs.readSync(fd, dst, dstOffset + done, want, i.byteOffset + done);
+      const got = src.read(dst, dstOffset + done, i.byteLength - done, i.byteOffset + done);
       if (got === 0) {
         throw new SafetensorsError(`${this.path}: tensor '${name}': file ended after ${done} of ${i.byteLength} bytes (truncated since it was opened?)`);
       }
@@ -143,40 +177,40 @@ export class SafetensorsFile {
   }
 
   close(): void {
-    if (this.fd !== null) {
-      fs.closeSync(this.fd);
-      this.fd = null;
+    if (this.src !== null) {
+      this.src.close();
+      this.src = null;
     }
   }
 
-  private requireOpen(name: string): number {
-    if (this.fd === null) throw new SafetensorsError(`${this.path}: cannot read tensor '${name}': the file was closed`);
-    return this.fd;
+  private requireOpen(name: string): ByteSource {
+    if (this.src === null) throw new SafetensorsError(`${this.path}: cannot read tensor '${name}': the file was closed`);
+    return this.src;
   }
 }
 
-function readExact(file: string, fd: number, length: number, position: number, what: string): Uint8Array {
+function readExact(file: string, src: ByteSource, length: number, position: number, what: string): Uint8Array {
   const buf = new Uint8Array(length);
   let done = 0;
   while (done < length) {
-    const got = fs.readSync(fd, buf, done, Math.min(READ_CHUNK, length - done), position + done);
+    const got = src.read(buf, done, length - done, position + done);
     if (got === 0) throw new SafetensorsError(`${file}: truncated while reading ${what} (${done} of ${length} bytes)`);
     done += got;
   }
   return buf;
 }
 
-function parseHeader(file: string, fd: number): { metadata: Record<string, string>; dataStart: number; infos: Map<string, TensorInfo> } {
-  const size = fs.fstatSync(fd).size;
+function parseHeader(file: string, src: ByteSource): { metadata: Record<string, string>; dataStart: number; infos: Map<string, TensorInfo> } {
+  const size = src.size;
   if (size < 8) throw new SafetensorsError(`${file}: ${size} bytes is too short for a safetensors file (the 8-byte header length is missing)`);
-  const lenBytes = readExact(file, fd, 8, 0, 'the header length');
+  const lenBytes = readExact(file, src, 8, 0, 'the header length');
   const n64 = new DataView(lenBytes.buffer).getBigUint64(0, true);
   if (n64 > BigInt(size - 8)) {
     throw new SafetensorsError(`${file}: header length ${n64} is larger than the file (${size} bytes); not a safetensors file, or truncated`);
   }
   const n = Number(n64);
   if (n > MAX_HEADER_BYTES) throw new SafetensorsError(`${file}: header length ${n} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
-  const raw = readExact(file, fd, n, 8, 'the header');
+  const raw = readExact(file, src, n, 8, 'the header');
   let header: unknown;
   try {
     header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(raw));
@@ -274,8 +308,16 @@ export class Checkpoint {
     throw new SafetensorsError(`${pathOrDir}: not a checkpoint directory (neither ${INDEX_FILE} nor ${SINGLE_FILE} is in it)`);
   }
 
+  /** A single-file checkpoint held in memory (encodeSafetensors' bytes); `shownAs` names it in errors. */
+  static fromBytes(bytes: Uint8Array, shownAs: string): Checkpoint {
+    return Checkpoint.of(SafetensorsFile.fromBytes(bytes, shownAs), shownAs);
+  }
+
   private static single(file: string, shownAs = file): Checkpoint {
-    const f = SafetensorsFile.open(file);
+    return Checkpoint.of(SafetensorsFile.open(file), shownAs);
+  }
+
+  private static of(f: SafetensorsFile, shownAs: string): Checkpoint {
     return new Checkpoint(shownAs, { ...f.metadata }, [f], new Map(f.keys().map((k) => [k, f])));
   }
 
@@ -376,10 +418,11 @@ function tensorBytes(t: Tensor): number {
   return t.numel * ITEMSIZE[t.dtype];
 }
 
-/** Write `tensors` to `file` as safetensors, streaming tensor by tensor; atomic (temp file + rename). */
-export function saveSafetensors(file: string, tensors: TensorMap, metadata?: Record<string, string>): void {
-  const entries = layoutOrder(entriesOf(tensors));
-  checkWritable(file, entries, metadata);
+/**
+ * The bytes of a safetensors file of `entries` (already in layout order), piece by piece: the header's
+ * length, the header, then each tensor's bytes, read from its device only when its turn comes.
+ */
+function* encoded(entries: [string, Tensor][], metadata: Record<string, string> | undefined): Generator<Uint8Array> {
   const header: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length) header['__metadata__'] = metadata;
   let off = 0;
@@ -393,12 +436,28 @@ export function saveSafetensors(file: string, tensors: TensorMap, metadata?: Rec
   if (pad) json = Buffer.concat([json, Buffer.alloc(pad, 0x20)]);
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(json.length));
+  yield len;
+  yield json;
+  for (const [, t] of entries) yield hostBytes(t.toHost());
+}
 
+/** Write `tensors` to `file` as safetensors, streaming tensor by tensor; atomic (temp file + rename). */
+export function saveSafetensors(file: string, tensors: TensorMap, metadata?: Record<string, string>): void {
+  const entries = layoutOrder(entriesOf(tensors));
+  checkWritable(file, entries, metadata);
   writeAtomically(file, (fd) => {
-    writeAll(fd, len);
-    writeAll(fd, json);
-    for (const [, t] of entries) writeAll(fd, hostBytes(t.toHost()));
+    for (const part of encoded(entries, metadata)) writeAll(fd, part);
   });
+}
+
+/**
+ * `tensors` as the pieces of one safetensors file in memory (the bytes saveSafetensors writes), e.g. for
+ * a request body; SafetensorsFile.fromBytes / Checkpoint.fromBytes read it back.
+ */
+export function encodeSafetensors(tensors: TensorMap, metadata?: Record<string, string>): Uint8Array[] {
+  const entries = layoutOrder(entriesOf(tensors));
+  checkWritable('<memory>', entries, metadata);
+  return [...encoded(entries, metadata)];
 }
 
 function writeAll(fd: number, data: Uint8Array): void {

@@ -22,6 +22,7 @@ import { rlFixture, tinyRlConfig, TINY_CONFIG } from './rl-fixture.js';
 import { loadTokenizer } from '../../src/chat/tokenizer.js';
 import { LLMEngine } from '../../src/engine/engine.js';
 import { createServer } from '../../src/server/index.js';
+import { Checkpoint } from '../../src/tensor/safetensors.js';
 
 const MAIN = resolve('dist/src/cli/main.js');
 const f = rlFixture();
@@ -210,36 +211,48 @@ test('eval: held-out pass@1/pass@k at step 0, every `every` steps and at the end
   for (const [n, x] of a1) assert.ok(Buffer.from(x.buffer).equals(Buffer.from(v1.get(n)!.buffer)), `${n} differs with an evaluation`);
 });
 
-test('rollout_server: rollouts through dsv32 serve over HTTP; the server loads each step\'s policy before sampling', async () => {
+test('rollout_server: rollouts through dsv32 serve over HTTP; the server is given each step\'s policy (in the request body, or through the disk) before sampling', async () => {
   const [a1, a2] = await runA;
   const tok = loadTokenizer(f.modelDir);
+  const cfg = DeepseekV32.load(f.modelDir).cfg;
   // the engine the trainer would build in process (rlTrain: numerics f32, absorbed MQA attention)
-  const engineOf = (dir: string) => new LLMEngine(DeepseekV32.load(dir), { maxNumSeqs: 2, maxModelLen: 4096, numerics: 'f32', attention: 'mqa' });
+  const engineOver = (m: DeepseekV32) => new LLMEngine(m, { maxNumSeqs: 2, maxModelLen: 4096, numerics: 'f32', attention: 'mqa' });
   const loaded: string[] = [];
   const server = createServer({
-    engine: engineOf(f.modelDir), codec: tok, servedModelName: 'policy',
+    engine: engineOver(DeepseekV32.load(f.modelDir)), codec: tok, servedModelName: 'policy',
     routeShape: { layers: TINY_CONFIG.num_hidden_layers - TINY_CONFIG.first_k_dense_replace, k: TINY_CONFIG.num_experts_per_tok },
-    reloadWeights: async (dir) => (loaded.push(dir), engineOf(dir)),
+    reloadWeights: async (from) => {
+      if ('modelPath' in from) {
+        loaded.push(`disk ${from.modelPath}`);
+        return engineOver(DeepseekV32.load(from.modelPath));
+      }
+      loaded.push('tensor');
+      return engineOver(DeepseekV32.fromSource(cfg, Checkpoint.fromBytes(from.safetensors, 'the request body')));
+    },
   });
   const url = await server.listen(0, '127.0.0.1');
   try {
     const rs = { base_url: `${url}/v1`, model: 'policy', max_retries: 0 };
     const logs = await run(join(f.root, 'H'), { steps: 2, rollout_server: rs });
-    // before step 1 and before step 2
-    assert.equal(loaded.length, 2);
+    // before step 1 and before step 2, in request bodies (the default)
+    assert.deepEqual(loaded, ['tensor', 'tensor']);
     // the same seeds over HTTP: step 1 samples what the in-process engine sampled (run A)
     assert.deepEqual([logs[0]!.trained_tokens, logs[0]!.minibatches.map((m) => m.advantages)], [a1!.trained_tokens, a1!.minibatches.map((m) => m.advantages)]);
     // step 2 was sampled from the updated policy: its first minibatch is on-policy (run A's too)
     for (const s of [logs[0]!, logs[1]!]) assert.ok(s.minibatches[0]!.ratio_max_abs_dev < 1e-4, `step ${s.step} first minibatch |r − 1| = ${s.minibatches[0]!.ratio_max_abs_dev}; mismatch ${s.logprob_mismatch}; A: ${a1!.minibatches[0]!.ratio_max_abs_dev} ${a2!.minibatches[0]!.ratio_max_abs_dev}`);
     assert.equal(logs[1]!.trained_tokens, a2!.trained_tokens);
+    // through the file system: the server reads <out>/rollout-weights, and samples the same step 1
+    const [d1] = await run(join(f.root, 'HD'), { steps: 1, rollout_server: { ...rs, weight_transfer: 'disk' } });
+    assert.deepEqual(loaded.slice(2), [`disk ${resolve(join(f.root, 'HD', 'rollout-weights'))}`]);
+    assert.deepEqual([d1!.trained_tokens, d1!.minibatches.map((m) => m.advantages)], [a1!.trained_tokens, a1!.minibatches.map((m) => m.advantages)]);
   } finally {
     await server.drain();
   }
   // a server that does not take weight updates: one error saying how to start it
-  const closed = createServer({ engine: engineOf(f.modelDir), codec: tok, servedModelName: 'policy' });
+  const closed = createServer({ engine: engineOver(DeepseekV32.load(f.modelDir)), codec: tok, servedModelName: 'policy' });
   const url2 = await closed.listen(0, '127.0.0.1');
   try {
-    await assert.rejects(run(join(f.root, 'H2'), { steps: 1, rollout_server: { base_url: `${url2}/v1`, model: 'policy', max_retries: 0 } }), /rollout_server: .*update_weights_from_disk did not load the policy of step 0 .*--enable-weight-updates/);
+    await assert.rejects(run(join(f.root, 'H2'), { steps: 1, rollout_server: { base_url: `${url2}/v1`, model: 'policy', max_retries: 0 } }), /rollout_server: .*update_weights_from_tensor did not load the policy of step 0 .*--enable-weight-updates/);
   } finally {
     await closed.drain();
   }

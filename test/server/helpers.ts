@@ -22,8 +22,10 @@ export async function serve(engine: Engine, opts: Partial<ServerOptions> = {}): 
   return { server, url, close: () => server.app.close() };
 }
 
+/** POST `body`: JSON unless it is a string or bytes, which go as they are. */
 export async function post(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: any; text: string }> {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+  const payload = typeof body === 'string' || body instanceof Uint8Array ? body : JSON.stringify(body);
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: payload });
   const text = await res.text();
   let json: any;
   try {

@@ -105,8 +105,8 @@ test('POST /update_weights_from_disk: off unless enabled; a bad model_path leave
   const old = new ScriptedEngine({ tokenizer: tokenizer(), script: () => long, delayMs: 2 });
   const fresh = new ScriptedEngine({ tokenizer: tokenizer(), script: () => 'new weights' });
   const s = await serve(old, {
-    reloadWeights: async (dir) => {
-      if (dir !== '/ckpt/step-1') throw new Error('no config.json there');
+    reloadWeights: async (from) => {
+      if (!('modelPath' in from) || from.modelPath !== '/ckpt/step-1') throw new Error('no config.json there');
       return fresh;
     },
   });
@@ -126,6 +126,53 @@ test('POST /update_weights_from_disk: off unless enabled; a bad model_path leave
     assert.ok(done.json.choices[0].text.startsWith('word word'), 'the old engine answered it');
     const after = await post(`${s.url}/v1/completions`, { model: 'dsv32-test', prompt: 'x', max_tokens: 5 });
     assert.match(after.json.choices[0].text, /new/);
+  } finally {
+    await s.close();
+  }
+});
+
+test('POST /update_weights_from_tensor: off unless enabled; the body reaches the loader byte for byte, past the JSON body limit; bad weights leave the old engine serving', async () => {
+  const bytes = (n: number, seed: number): Uint8Array => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed) & 255);
+  const octet = { 'content-type': 'application/octet-stream' };
+  const off = await serve(new ScriptedEngine({ tokenizer: tokenizer(), script: () => 'old' }));
+  try {
+    const r = await post(`${off.url}/update_weights_from_tensor`, bytes(64, 1), octet);
+    assert.equal(r.status, 403);
+    assert.match(r.json.error.message, /--enable-weight-updates/);
+    // with updates off the route keeps the server's body limit
+    assert.equal((await post(`${off.url}/update_weights_from_tensor`, bytes(9 << 20, 1), octet)).status, 413);
+  } finally {
+    await off.close();
+  }
+  const got: Uint8Array[] = [];
+  const fresh = new ScriptedEngine({ tokenizer: tokenizer(), script: () => 'new weights' });
+  const s = await serve(new ScriptedEngine({ tokenizer: tokenizer(), script: () => 'old' }), {
+    reloadWeights: async (from) => {
+      if (!('safetensors' in from)) throw new Error('expected bytes');
+      got.push(from.safetensors);
+      if (from.safetensors.byteLength < 100) throw new Error('header length 7 is larger than the file');
+      return fresh;
+    },
+  });
+  try {
+    const bad = await post(`${s.url}/update_weights_from_tensor`, bytes(64, 2), octet);
+    assert.equal(bad.status, 400);
+    assert.match(bad.json.error.message, /cannot load the request body \(64 bytes\): header length 7/);
+    assert.match((await post(`${s.url}/v1/completions`, { model: 'dsv32-test', prompt: 'x', max_tokens: 3 })).json.choices[0].text, /old/);
+    // JSON is not a weight file
+    const json = await post(`${s.url}/update_weights_from_tensor`, { model_path: '/x' });
+    assert.equal(json.status, 400);
+    assert.match(json.json.error.message, /application\/octet-stream/);
+    // 9 MiB: over the 8 MiB that JSON routes take
+    const big = bytes(9 << 20, 3);
+    const up = await post(`${s.url}/update_weights_from_tensor`, big, octet);
+    assert.equal(up.status, 200, up.text);
+    assert.ok(Buffer.from(got.at(-1)!).equals(Buffer.from(big)), 'the loader got the body byte for byte');
+    assert.match((await post(`${s.url}/v1/completions`, { model: 'dsv32-test', prompt: 'x', max_tokens: 5 })).json.choices[0].text, /new/);
+    // elsewhere an octet-stream body is still read as JSON, under the usual limit
+    const asJson = await post(`${s.url}/v1/completions`, JSON.stringify({ model: 'dsv32-test', prompt: 'x', max_tokens: 2 }), octet);
+    assert.equal(asJson.status, 200, asJson.text);
+    assert.equal((await post(`${s.url}/v1/completions`, bytes(9 << 20, 4), octet)).status, 413);
   } finally {
     await s.close();
   }

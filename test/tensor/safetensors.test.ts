@@ -6,7 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import * as T from '../../src/tensor/index.js';
-import { Checkpoint, SafetensorsError, SafetensorsFile, saveSafetensors, saveSharded } from '../../src/tensor/safetensors.js';
+import { Checkpoint, SafetensorsError, SafetensorsFile, encodeSafetensors, saveSafetensors, saveSharded } from '../../src/tensor/safetensors.js';
 
 const REPO = path.resolve(import.meta.dirname, '../../..');
 const FIX = path.resolve(REPO, '../shared/fixtures');
@@ -254,6 +254,27 @@ test('every dtype round-trips bit-exactly (F64 F32 F16 BF16 F8_E4M3 I64 I32 U8 B
     assert.deepEqual(f.tensor('transposed').toArray(), [[1, 4], [2, 5], [3, 6]]);
   } finally {
     f.close();
+    fs.rmSync(dir, { recursive: true });
+  }
+});
+
+test('in memory: encodeSafetensors gives the bytes saveSafetensors writes, and fromBytes reads them back as a file would be read', () => {
+  const dir = tmpDir();
+  const file = path.join(dir, 'all.safetensors');
+  const src = allDtypeTensors();
+  try {
+    saveSafetensors(file, src, { note: 'm' });
+    const parts = encodeSafetensors(src, { note: 'm' });
+    const bytes = Buffer.concat(parts.map((p) => Buffer.from(p.buffer, p.byteOffset, p.byteLength)));
+    assert.ok(bytes.equals(fs.readFileSync(file)), 'the same bytes as the file');
+    const ck = Checkpoint.fromBytes(bytes, 'the body');
+    assert.deepEqual(ck.metadata, { note: 'm' });
+    for (const [name, t] of src) assert.deepEqual(new Uint8Array(T.hostBytes(ck.tensor(name).toHost())), new Uint8Array(T.hostBytes(t.toHost())), name);
+    // cut short, or not safetensors at all: the same errors as a file's, naming what was given
+    expectStError(() => SafetensorsFile.fromBytes(bytes.subarray(0, bytes.length - 3), 'the body'), 'the body', 'truncated');
+    expectStError(() => Checkpoint.fromBytes(new Uint8Array([1, 2, 3]), 'the body'), 'the body', 'too short');
+    expectStError(() => ck.tensor('nope'), 'the body', "no tensor named 'nope'");
+  } finally {
     fs.rmSync(dir, { recursive: true });
   }
 });
