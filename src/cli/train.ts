@@ -2,6 +2,8 @@
 // bar on stderr (when it is a terminal), a JSONL log at <out>/train.jsonl and checkpoints under <out>
 // (Hugging Face layout, shards ≤ 16 MB). Run it again with the same config to resume from the latest
 // checkpoint: a killed or time-limited run (config maxSeconds) continues exactly where it stopped.
+// Under `dsv32 launch --gpus N` it trains data-parallel (src/train/trainer.ts), data.batchSize being the
+// global batch.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { intArg } from './args.js';
 import { progress } from './progress.js';
@@ -31,9 +33,12 @@ export function register(program: Command): void {
       let bar: ReturnType<typeof progress> | null = null;
       const r = await train(stage, cfg, {
         onStart: (i) => {
+          // under dsv32 launch every rank runs this; rank 0 speaks for them (the others' numbers are the same)
+          if (i.rank !== 0) return;
           bar = progress(`train ${stage}`, i.steps, { enabled: o.progress });
           bar.update(i.startStep);
-          bar.line(`${stage}: ${(i.params / 1e6).toFixed(2)} M trainable parameters on ${i.device}, ${i.rows} rows of ${cfg.data.seqLen} tokens; ${i.startStep ? `resuming at step ${i.startStep}` : 'from step 0'} of ${i.steps}`, 'stderr');
+          const dp = i.worldSize > 1 ? `, data-parallel over ${i.worldSize} ranks (${cfg.data.batchSize / i.worldSize} rows each)` : '';
+          bar.line(`${stage}: ${(i.params / 1e6).toFixed(2)} M trainable parameters on ${i.device}, ${i.rows} rows of ${cfg.data.seqLen} tokens${dp}; ${i.startStep ? `resuming at step ${i.startStep}` : 'from step 0'} of ${i.steps}`, 'stderr');
         },
         onStep: (l) => bar?.update(l.step, `${l.phase} loss ${l.loss.toFixed(4)} · ${l.tokens_per_s.toFixed(0)} tok/s`),
         onCheckpoint: (dir) => bar?.line(`checkpoint ${dir}`, 'stderr'),

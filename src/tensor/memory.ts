@@ -11,7 +11,7 @@
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { getBackend } from './backend.js';
-import { backwardAsync } from './autograd.js';
+import { backwardAsync, type BackwardOptions } from './autograd.js';
 import type { Tensor } from './tensor.js';
 
 let gcFn: (() => void) | null | undefined;
@@ -74,7 +74,7 @@ export function memoryPauses(device: string, headroom = 0.2): { pause: () => boo
 }
 
 /** backward() from `loss` on `device`, giving device memory back as it goes (backwardAsync paused by memoryPauses). */
-export async function backwardReleasing(loss: Tensor, device: string): Promise<void> {
+export async function backwardReleasing(loss: Tensor, device: string, opts: BackwardOptions = {}): Promise<void> {
   const { pause, release } = memoryPauses(device);
-  await backwardAsync(loss, pause, release);
+  await backwardAsync(loss, pause, release, undefined, opts);
 }

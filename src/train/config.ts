@@ -50,7 +50,9 @@ export const trainConfigSchema = z.strictObject({
   schedule: lrScheduleSpec,
   /** λ of the MTP loss */
   mtpWeight: z.number().nonnegative().default(0.3),
-  numerics: z.enum(['f32', 'bf16']).default('f32'),
+  /** f64: f64 master weights and activations, for CPU tests (data-parallel equivalence) only: checkpoints
+   *  of f64 weights do not load, so such a run cannot resume */
+  numerics: z.enum(['f32', 'bf16', 'f64']).default('f32'),
   /** where the model trains: auto = cuda when a GPU is usable, else cpu */
   device: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
   dsa: z.strictObject({
@@ -63,6 +65,9 @@ export const trainConfigSchema = z.strictObject({
   indexerLoss: z.boolean().default(true),
   out: z.string().min(1),
   saveEvery: z.number().int().positive().default(100),
+  /** data-parallel runs (dsv32 launch --gpus N): gradients are averaged in buckets of at most bucketMb MB
+   *  (src/dist/data-parallel.ts; default 25, DDP's). Not part of the run's identity: it changes no number */
+  dist: z.strictObject({ bucketMb: z.number().positive().optional() }).optional(),
   /** checkpoints kept (oldest removed first) */
   keep: z.number().int().positive().default(2),
   /** stop (checkpointed, resumable) after this many seconds of wall time: one GPU command's budget */

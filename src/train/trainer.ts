@@ -8,10 +8,24 @@
 // Resume: when <out>/latest names a checkpoint, the model, the optimizer and the step come from it and
 // the log keeps only the lines of the steps before it, so a killed and resumed run produces the same
 // weights, moments and log as one that never stopped.
+//
+// Data parallel (a collective of N ranks: `dsv32 launch --gpus N`, or a ThreadCollective in tests), as
+// PyTorch's DDP with a DistributedSampler: data.batchSize B is the GLOBAL batch, the same B rows a
+// 1-rank run takes at that step, and rank r takes its rows [r·B/N, (r+1)·B/N) (B must divide by N). Each
+// rank's loss is the mean over its rows; the gradients are averaged over the ranks in buckets during the
+// backward (src/dist/data-parallel.ts) before clipping and AdamW, so every rank applies the same update.
+// With every row holding the same number of targets (pretraining, the dsa stage) the average of the
+// ranks' means is the 1-rank mean, so N ranks equal 1 rank up to float rounding; with an SFT loss mask
+// the ranks' target counts differ and, as in DDP, each rank's mean weighs 1/N. The logged losses are
+// the ranks' average, the grad norm is that of the averaged gradient, the routing biases move on the
+// loads of all ranks' tokens, and only rank 0 writes the log and the checkpoints. World size 1 takes the
+// same path with no communication: its log and checkpoints are those of a run without a collective.
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { resolveDevice } from '../backend/cuda/index.js';
+import { type Collective, openCollective } from '../dist/collective.js';
+import { averageScalars, GradAverager } from '../dist/data-parallel.js';
 import { DsvError } from '../errors.js';
 import { DeepseekV32 } from '../model/model.js';
 import { parseConfig } from '../model/config.js';
@@ -19,6 +33,8 @@ import { randomCheckpoint } from '../model/random-weights.js';
 import { mapSource } from '../model/weights.js';
 import { MoE } from '../model/moe.js';
 import { noGrad } from '../tensor/autograd.js';
+import { contiguous } from '../tensor/ops/view.js';
+import { getBackend } from '../tensor/backend.js';
 import { backwardReleasing, releaseDeadTensors } from '../tensor/memory.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { clipGradNorm } from './clip.js';
@@ -73,12 +89,14 @@ export interface TrainResult {
 }
 
 export interface TrainHooks {
-  onStart?: (info: { startStep: number; steps: number; params: number; rows: number; device: string }) => void;
+  onStart?: (info: { startStep: number; steps: number; params: number; rows: number; device: string; rank: number; worldSize: number; model: DeepseekV32 }) => void;
   onStep?: (log: StepLog) => void;
   onEval?: (log: EvalLog) => void;
   onCheckpoint?: (dir: string) => void;
   /** stop after this many steps of this invocation (tests) */
   stopAfter?: number;
+  /** this process's rank and world (default: openCollective() from the DSV32_* environment of dsv32 launch) */
+  collective?: Collective;
 }
 
 export function phaseOf(stage: Stage, step: number, cfg: TrainConfig): Phase {
@@ -98,23 +116,44 @@ function trainDevice(cfg: Pick<TrainConfig, 'device'>): string {
 
 /** The model's config.json text and a model with f32 master weights, per config.model. */
 function initModel(cfg: TrainConfig, device: string): { model: DeepseekV32; configJson: string } {
+  const master = masterOf(cfg);
   if ('init' in cfg.model) {
     // a checkpoint directory, or a run's out directory (its latest checkpoint: the previous stage)
     const run = existsSync(join(cfg.model.init, 'config.json')) ? null : latestCheckpoint(cfg.model.init);
     const dir = run ? run.dir : cfg.model.init;
     if (!existsSync(join(dir, 'config.json'))) throw new TrainError(`model.init: ${cfg.model.init} is neither a checkpoint (config.json) nor a run directory with a latest checkpoint`);
     const configJson = readFileSync(join(dir, 'config.json'), 'utf8');
-    return { model: DeepseekV32.load(dir, { master: 'f32', device }), configJson };
+    return { model: DeepseekV32.load(dir, { master, device }), configJson };
   }
   const mc = parseConfig(cfg.model.config, 'model.config');
   if (mc.fp8Weights) throw new TrainError('model.config: a quantization_config (FP8 weights) cannot be trained; drop it to train bf16/f32 weights');
-  return { model: DeepseekV32.fromSource(mc, mapSource(randomCheckpoint(mc, cfg.model.seed)), { master: 'f32', device }), configJson: JSON.stringify(cfg.model.config, null, 2) + '\n' };
+  return { model: DeepseekV32.fromSource(mc, mapSource(randomCheckpoint(mc, cfg.model.seed)), { master, device }), configJson: JSON.stringify(cfg.model.config, null, 2) + '\n' };
+}
+
+/** f32 master weights, f64 ones for f64 numerics (CPU tests). */
+function masterOf(cfg: TrainConfig): 'f32' | 'f64' {
+  return cfg.numerics === 'f64' ? 'f64' : 'f32';
+}
+
+/** Rank r's rows [r·b, (r+1)·b) of a global batch of B = N·b rows of S tokens. */
+function shard(batch: { ids: Int32Array; mask: Uint8Array | null }, c: Collective): { ids: Int32Array; mask: Uint8Array | undefined } {
+  const n = batch.ids.length / c.worldSize;
+  const at = c.rank * n;
+  return { ids: batch.ids.subarray(at, at + n), mask: batch.mask?.subarray(at, at + n) };
 }
 
 export async function train(stage: Stage, cfg: TrainConfig, hooks: TrainHooks = {}): Promise<TrainResult> {
-  // the device is not part of the run's identity: a run checkpointed on one device resumes on another
-  const configHash = createHash('sha256').update(JSON.stringify({ stage, cfg: { ...cfg, steps: undefined, maxSeconds: undefined, out: undefined, keep: undefined, saveEvery: undefined, device: undefined } })).digest('hex').slice(0, 16);
+  // the device is not part of the run's identity: a run checkpointed on one device resumes on another;
+  // nor is the bucket size, or the world size (the global batch is data.batchSize on any number of ranks)
+  const configHash = createHash('sha256').update(JSON.stringify({ stage, cfg: { ...cfg, steps: undefined, maxSeconds: undefined, out: undefined, keep: undefined, saveEvery: undefined, device: undefined, dist: undefined } })).digest('hex').slice(0, 16);
   const device = trainDevice(cfg);
+  const dp = hooks.collective ?? (await openCollective(getBackend(device)));
+  const N = dp.worldSize;
+  if (cfg.data.batchSize % N !== 0) {
+    throw new TrainError(`data.batchSize ${cfg.data.batchSize} is not divisible by the world size ${N}: it is the global batch, and each rank takes batchSize/${N} of its rows`);
+  }
+  const rows = cfg.data.batchSize / N;
+  const lead = dp.rank === 0;
   const resume = latestCheckpoint(cfg.out);
   let model: DeepseekV32;
   let configJson: string;
@@ -124,7 +163,7 @@ export async function train(stage: Stage, cfg: TrainConfig, hooks: TrainHooks = 
       throw new TrainError(`out: ${cfg.out} holds a checkpoint of another run (stage ${resume.state.stage}, config ${resume.state.configHash}; this run: ${stage}, ${configHash}); use a fresh out directory`);
     }
     configJson = readFileSync(join(resume.dir, 'config.json'), 'utf8');
-    model = DeepseekV32.load(resume.dir, { master: 'f32', device });
+    model = DeepseekV32.load(resume.dir, { master: masterOf(cfg), device });
     start = resume.state.step;
   } else ({ model, configJson } = initModel(cfg, device));
   const mc = model.cfg;
@@ -143,8 +182,11 @@ export async function train(stage: Stage, cfg: TrainConfig, hooks: TrainHooks = 
   };
   mkdirSync(cfg.out, { recursive: true });
   const logPath = join(cfg.out, LOG_FILE);
-  keepLogBefore(logPath, start);
-  hooks.onStart?.({ startStep: start, steps: cfg.steps, params: params.reduce((a, [, p]) => a + p.numel, 0), rows: batches.rows, device });
+  const log = (l: StepLog | EvalLog): void => {
+    if (lead) appendFileSync(logPath, JSON.stringify(l) + '\n');
+  };
+  if (lead) keepLogBefore(logPath, start);
+  hooks.onStart?.({ startStep: start, steps: cfg.steps, params: params.reduce((a, [, p]) => a + p.numel, 0), rows: batches.rows, device, rank: dp.rank, worldSize: N, model });
 
   const evalBatches = cfg.eval
     ? new Batches(loadTokens({ path: cfg.eval.path ?? cfg.data.path, tokenizer: cfg.data.tokenizer, split: cfg.eval.split, packMask: stage === 'sft' }, eos, mc.vocabSize), cfg.data.batchSize, cfg.data.seqLen, cfg.data.seed)
@@ -165,17 +207,18 @@ export async function train(stage: Stage, cfg: TrainConfig, hooks: TrainHooks = 
     let ix = 0;
     const n = cfg.eval.batches;
     for (let i = 0; i < n; i++) {
-      const b = evalBatches.at(i);
-      const r = noGrad(() => objective(model, b.ids, cfg.data.batchSize, cfg.data.seqLen, forwardOpts(phase, b.mask ?? undefined)));
+      const b = shard(evalBatches.at(i), dp);
+      const r = noGrad(() => objective(model, b.ids, rows, cfg.data.seqLen, forwardOpts(phase, b.mask)));
       lm += r.lm ?? 0;
       ix += r.indexer ?? 0;
       // each batch's forward is garbage now; without a release 4 batches held 72 GB of an H100 (2026-12-05)
       await releaseDeadTensors(device);
     }
     const o = forwardOpts(phase);
-    const log: EvalLog = { step: done, phase: 'eval', val_lm: o.lm ? lm / n : null, val_indexer: o.indexerLoss ? ix / n : null };
-    appendFileSync(logPath, JSON.stringify(log) + '\n');
-    hooks.onEval?.(log);
+    [lm, ix] = averageScalars(dp, [lm, ix], device);
+    const e: EvalLog = { step: done, phase: 'eval', val_lm: o.lm ? lm! / n : null, val_indexer: o.indexerLoss ? ix! / n : null };
+    log(e);
+    hooks.onEval?.(e);
   };
   const t0 = Date.now();
   let step = start;
@@ -184,6 +227,7 @@ export async function train(stage: Stage, cfg: TrainConfig, hooks: TrainHooks = 
   const packTokenizer = join(cfg.data.path, 'tokenizer.json');
   const checkpointTokenizer = cfg.data.tokenizer ?? (existsSync(join(cfg.data.path, 'pack.json')) && existsSync(packTokenizer) ? packTokenizer : undefined);
   const save = (): void => {
+    if (!lead) return;
     last = saveCheckpoint(cfg.out, { configJson, weights: model.weights.stateTensors(), optimizer: opt, state: { step, stage, configHash }, keep: cfg.keep, tokenizer: checkpointTokenizer });
     hooks.onCheckpoint?.(last);
   };
@@ -193,15 +237,23 @@ export async function train(stage: Stage, cfg: TrainConfig, hooks: TrainHooks = 
     // the warm-up trains the indexers only: the main model's weights are frozen (no gradient, no update)
     for (const [n, p] of params) p.requiresGrad = phase !== 'warmup' || n.includes('.indexer.');
     const lr = phase === 'warmup' ? cfg.dsa.warmupLr : schedule(step);
-    const b = batches.at(step);
+    const b = shard(batches.at(step), dp);
     const ts = Date.now();
-    const r = objective(model, b.ids, cfg.data.batchSize, cfg.data.seqLen, forwardOpts(phase, b.mask ?? undefined));
-    const loss = r.loss.item();
+    const r = objective(model, b.ids, rows, cfg.data.seqLen, forwardOpts(phase, b.mask));
+    // the ranks' means, in a fixed layout every rank shares: [loss, lm?, ...mtp, indexer?]
+    const means = averageScalars(dp, [r.loss.item(), ...(r.lm === null ? [] : [r.lm]), ...r.mtp, ...(r.indexer === null ? [] : [r.indexer])], device);
+    const loss = means[0]!;
+    const lm = r.lm === null ? null : means[1]!;
+    const mtp = means.slice(r.lm === null ? 1 : 2, (r.lm === null ? 1 : 2) + r.mtp.length);
+    const indexer = r.indexer === null ? null : means[means.length - 1]!;
+    // the average is NaN when any rank's loss is, so every rank stops here together
     if (!Number.isFinite(loss)) throw new TrainError(`step ${step}: the loss is ${loss}; lower the learning rate (schedule.lr) or check the data`);
     // the forward's temporaries that the tape does not keep are garbage now: free them before the backward
     await releaseDeadTensors(device);
     opt.zeroGrad();
-    await backwardReleasing(r.loss, device);
+    const avg = new GradAverager(dp, params.filter(([, p]) => p.requiresGrad).map(([, p]) => p), cfg.dist?.bucketMb);
+    await backwardReleasing(r.loss, device, { onLeafGrad: avg.ready });
+    avg.finish();
     const live = params.filter(([, p]) => p.grad).map(([, p]) => p);
     const gradNorm = cfg.optim.clip > 0 ? clipGradNorm(live, cfg.optim.clip) : Math.sqrt(live.reduce((a, p) => a + sq(p.grad!), 0));
     opt.lr = lr;
@@ -211,13 +263,14 @@ export async function train(stage: Stage, cfg: TrainConfig, hooks: TrainHooks = 
       const moes = [...model.layers, ...model.mtp.map((m) => m.block)];
       [...r.forward.routes, ...r.forward.mtpRoutes].forEach((routes, i) => {
         const f = moes[i]!.ffn;
-        if (routes && f instanceof MoE) f.gate.balance(routes, cfg.balanceSpeed);
+        // every rank's tokens count toward the loads, so the biases move alike on every rank
+        if (routes && f instanceof MoE) f.gate.balance(N > 1 ? dp.allGather(contiguous(routes)) : routes, cfg.balanceSpeed);
       });
     }
     model.weights.update();
     const ms = Date.now() - ts;
     const tokens = cfg.data.batchSize * cfg.data.seqLen;
-    const log: StepLog = { step: step + 1, phase, loss, lm: r.lm, mtp: r.mtp, indexer: r.indexer, lr, grad_norm: gradNorm, tokens, ms, tokens_per_s: (tokens * 1000) / Math.max(ms, 1), tflops: 0 };
+    const log: StepLog = { step: step + 1, phase, loss, lm, mtp, indexer, lr, grad_norm: gradNorm, tokens, ms, tokens_per_s: (tokens * 1000) / Math.max(ms, 1), tflops: 0 };
     log.tflops = (log.tokens_per_s * flopsPerToken[phase]) / 1e12;
     const be = params[0]![1].backend;
     const mem = be.memoryStats?.();
@@ -229,12 +282,12 @@ export async function train(stage: Stage, cfg: TrainConfig, hooks: TrainHooks = 
     return log;
   };
   while (step < cfg.steps) {
-    const log = await runStep(phaseOf(stage, step, cfg));
+    const l = await runStep(phaseOf(stage, step, cfg));
     step++;
     ran++;
-    appendFileSync(logPath, JSON.stringify(log) + '\n');
-    hooks.onStep?.(log);
-    const outOfTime = cfg.maxSeconds !== undefined && (Date.now() - t0) / 1000 >= cfg.maxSeconds;
+    log(l);
+    hooks.onStep?.(l);
+    const outOfTime = cfg.maxSeconds !== undefined && anyRank(dp, (Date.now() - t0) / 1000 >= cfg.maxSeconds, device);
     const stopping = step >= cfg.steps || outOfTime || (hooks.stopAfter !== undefined && ran >= hooks.stopAfter);
     if (cfg.eval && (step % cfg.eval.every === 0 || step >= cfg.steps)) await evaluate(step);
     if (step % cfg.saveEvery === 0 || stopping) save();
@@ -242,7 +295,13 @@ export async function train(stage: Stage, cfg: TrainConfig, hooks: TrainHooks = 
     // the step's tensors (activations, gradients, temporaries) are unreachable here
     await releaseDeadTensors(device);
   }
+  if (!hooks.collective) dp.close();
   return { step, resumedFrom: resume ? start : null, checkpoint: last, done: step >= cfg.steps, model };
+}
+
+/** Whether `flag` holds on some rank (the ranks' clocks differ: they must agree on when to stop). */
+function anyRank(c: Collective, flag: boolean, device: string): boolean {
+  return averageScalars(c, [flag ? 1 : 0], device)[0]! > 0;
 }
 
 function sq(g: Tensor): number {
