@@ -129,8 +129,9 @@ function bind(koffi: typeof Koffi, path: string): Blas {
     config = (lib.func('const char *openblas_get_config(void)') as () => string)();
     // OpenBLAS's pthread server hangs, spinning, when several threads of one process call into it at
     // once (0.3.21: two data-parallel ranks as worker threads, src/dist/thread-collective.ts, hung in
-    // about one run of three; with this, 20 runs in a row passed). Called from a worker thread it therefore computes in the caller's thread alone; the
-    // setting is the process's, and such a process already runs one rank per core.
+    // about one run of three; with this, 20 runs in a row passed). Called from a worker thread it
+    // therefore computes in the caller's thread alone; the setting is the process's, and such a
+    // process already runs one rank per core.
     if (!isMainThread) (lib.func('void openblas_set_num_threads(int)') as (n: number) => void)(1);
     threads = (lib.func('int openblas_get_num_threads(void)') as () => number)();
   } catch {
