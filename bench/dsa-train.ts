@@ -6,18 +6,23 @@
 //                         dkv-value over 512 (the products the backward actually forms)
 //   indexer scores        fwd and bwd, sparse (s_q 4096, k 2048) and dense causal (s_q 2048 over 8K keys),
 //                         H 64 × D 128, bf16; FLOPs = 2·H·D per entry (fwd), 3× that (bwd: l, dq, dk)
-//   indexer KL loss       sparse, s_q 4096, k 2048, against h 128 × 576 attention: 2·h·576 per entry
+//   indexer KL loss       sparse, s_q 4096, k 2048, and dense causal (s_q 2048 over 8K keys), against
+//                         h 128 × 576 attention: 2·h·576 per entry (the dense GEMM path computes every key
+//                         of a row, ~1.6× the causal entries at this shape; counted as the entries)
 // Medians of CUDA-event times over bursts (as bench/sparse-mla.ts). The sparse MLA backward is timed on both
 // CUDA paths (sparseMlaBackwardTune.gemm): the bf16 gather + cuBLASLt path (kernels/sparse_mla_bwd_gemm.cu,
 // the default for bf16) and the correctness-first CUDA-core kernel (kernels/sparse_mla_bwd.cu, the f32 path;
-// fewer repetitions: ~1.8 s a call on an H100). The indexer ops are CUDA-core kernels
-// (kernels/indexer_train.cu); the table says what was measured.
+// fewer repetitions: ~1.8 s a call on an H100). The indexer KL loss likewise on both paths
+// (indexerTrainTune.gemm): the bf16 GEMM path (kernels/indexer_train_gemm.cu: the attention scores through
+// cuBLASLt, gathered rows when sparse) and the CUDA-core kernel (kernels/indexer_train.cu; ~0.4 s a call).
+// The indexer scores are CUDA-core kernels (kernels/indexer_train.cu); the table says what was measured.
 //   node dist/bench/dsa-train.js [--no-torch] [--out result.json] [--quick]
 //   node dist/bench/dsa-train.js --device cpu      (tiny shapes on the CPU references; says so)
 import { writeFileSync } from 'node:fs';
 import * as T from '../src/tensor/index.js';
 import { cudaBackend } from '../src/backend/cuda/index.js';
 import { sparseMlaBackwardTune } from '../src/backend/cuda/sparse-mla-backward.js';
+import { indexerTrainTune } from '../src/backend/cuda/indexer-train.js';
 import { args, benchDevice, burstMs, distinctRows, machine, opt, printTable, runReference, randDevice } from './harness.js';
 
 const { device, onCpu } = benchDevice('dsa-train bench', 'run with --device cpu for the tiny CPU shapes');
@@ -117,8 +122,27 @@ else {
   const { lse } = T.sparseMlaPrefill(qm, kvm, idx, D ** -0.5, { dv: DV });
   const L = T.empty([s_q], { dtype: 'f32', device });
   const G = T.empty([s_q, k], { dtype: 'f32', device });
-  const mk = timeMs(() => be.indexerKlLoss!(L, G, sc, qm, kvm, lse, null, null, idx, DV, D ** -0.5));
-  add('indexer KL loss, sparse', `s_q ${s_q} k ${k} h ${hm}`, mk, 2 * s_q * k * hm * D, torch?.kl_sparse_ms);
+  /** Both CUDA paths (the CPU has one); the CUDA-core kernel with fewer repetitions. */
+  const bothPaths = (name: string, shape: string, call: () => void, flop: number, ref?: number): void => {
+    if (onCpu) return add(name, shape, timeMs(call), flop, ref);
+    add(`${name}, gemm`, shape, timeMs(call), flop, ref);
+    indexerTrainTune.gemm = false;
+    try {
+      add(`${name}, CUDA cores`, shape, timeMs(call, 3, 1), flop, ref);
+    } finally {
+      indexerTrainTune.gemm = true;
+    }
+  };
+  bothPaths('indexer KL loss, sparse', `s_q ${s_q} k ${k} h ${hm}`, () => be.indexerKlLoss!(L, G, sc, qm, kvm, lse, null, null, idx, DV, D ** -0.5),
+    2 * s_q * k * hm * D, torch?.kl_sparse_ms);
+  // dense causal over the indexer's dense ranges; the lse of any finite forward serves for timing (the
+  // model's dense lse comes from causalMlaPrefillTrain, whose Tq = Tk shape this is not)
+  const qmd = T.contiguous(T.narrow(qm, 0, 0, nq));
+  const lsed = T.contiguous(T.narrow(lse, 0, 0, nq));
+  const Ld = T.empty([nq], { dtype: 'f32', device });
+  const Gd = T.empty([nq, IDX.dense_kv], { dtype: 'f32', device });
+  bothPaths('indexer KL loss, dense causal', `s_q ${nq} s_kv ${IDX.dense_kv} h ${hm}`, () => be.indexerKlLoss!(Ld, Gd, sd, qmd, kvm, lsed, start, end, null, DV, D ** -0.5),
+    2 * entries * hm * D, torch?.kl_dense_ms);
 }
 
 console.log(`DSA training ops — ${onCpu ? 'CPU reference at TINY shapes (not the issue\'s shapes; no GPU here)' : cudaBackend().rt.info.name}; ${machine()}${torchNote ? `; ${torchNote}` : ''}`);

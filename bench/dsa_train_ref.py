@@ -7,6 +7,7 @@
 #   idx_dense_fwd/bwd   the same over all keys with the causal mask (−inf above the diagonal)
 #   kl_sparse_ms        the KL target p = normalize(Σ_h exp(s − lse)) recomputed from q/kv/lse, KL against
 #                       log_softmax(I), forward + backward to I
+#   kl_dense_ms         the same over the dense causal ranges of idx_dense (dense_q queries over dense_kv keys)
 # Not run on the machine this was written on (no torch, no GPU there); it is the comparator for the H200 run.
 import json, os, sys
 import torch
@@ -105,6 +106,27 @@ def kl():
 
 
 out['kl_sparse_ms'] = med(kl)
+CHD = 128
+Id = torch.randn(nq, T, device=dev).masked_fill(mask, float('-inf')).requires_grad_(True)
+with torch.no_grad():
+    lsed = torch.cat([torch.logsumexp((torch.einsum('chd,td->cht', qm[c0:c0 + CHD], kvm).float() * scale).masked_fill(mask[c0:c0 + CHD, None, :], float('-inf')), -1)
+                      for c0 in range(0, nq, CHD)])
+
+
+def kl_dense():
+    tot = 0
+    for c0 in range(0, nq, CHD):
+        mk = mask[c0:c0 + CHD]
+        with torch.no_grad():
+            s = torch.einsum('chd,td->cht', qm[c0:c0 + CHD], kvm).float() * scale
+            a = torch.exp(s - lsed[c0:c0 + CHD, :, None]).sum(1).masked_fill(mk, 0)
+            p = a / a.sum(-1, keepdim=True)
+        lq = torch.log_softmax(Id[c0:c0 + CHD], -1).masked_fill(mk, 0)  # p = 0 there: 0·(log p − 0), not 0·∞
+        tot = tot + (p * (torch.log(p.clamp_min(1e-38)) - lq)).sum()
+    tot.backward()
+
+
+out['kl_dense_ms'] = med(kl_dense)
 out['device'] = torch.cuda.get_device_name()
 out['torch'] = torch.__version__
 print(json.dumps(out))

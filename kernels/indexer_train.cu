@@ -37,8 +37,8 @@
 // Performance ideas (not done): the scores are an FP8-sized GEMM [Tq·H, D] × [D, Tk] followed by a ReLU
 // and a head reduction: wgmma with the relu·w epilogue in registers (DeepGEMM's fp8_mqa_logits shape, in
 // bf16 here); the backward's dq and dk are two more GEMMs with the masked coefficient matrix; the KL
-// target recomputation is the attention's score GEMM again (fuse it into the sparse MLA backward, which
-// already forms p, to save a pass).
+// target recomputation is the attention's score GEMM again (done for bf16: kernels/indexer_train_gemm.cu;
+// fusing it into the sparse MLA backward, which already forms p, would save a pass).
 #include "common.cuh"
 
 #define NT 256

@@ -4,14 +4,20 @@
 //    f64 on every backend (CUDA skipped with the reason where there is no driver: compiled, not run here);
 //  - indexerKlLoss: the loss value against a direct f64 computation from the per-head attention
 //    probabilities (softmax of the scores, not the lse route), its gradient by gradcheck, both modes;
-//    the target is detached (q, kv, lse get no gradient); indexerScores → indexerKlLoss gradchecks end to end.
+//    the target is detached (q, kv, lse get no gradient); indexerScores → indexerKlLoss gradchecks end to end;
+//    f32/bf16 against f64 on every backend at awkward shapes (holes, a row of only holes, an empty range, k
+//    and H not multiples of 8/16, D not a multiple of 8), each lse from the forward the model pairs with the
+//    mode; on CUDA on each path (the CUDA-core kernel, the bf16 GEMM path, and that with two queries a chunk)
+//    and against the CPU op on the same inputs (skipped with the reason where there is no CUDA driver).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as T from '../../src/tensor/index.js';
 import { eachDevice } from '../cuda/common.js';
 import { rng as mulberry32 } from '../chat/rng.js';
-import { normals64 as normals, on, relErr } from './helpers.js';
+import { normals64 as normals, on, relErr, to } from './helpers.js';
 import { indexScores } from '../oracles/indexer.js';
+import { indexerKlBytesPerQuery, indexerTrainTune } from '../../src/backend/cuda/indexer-train.js';
+import { sparseMlaTune } from '../../src/backend/cuda/sparse-mla.js';
 
 /** Causal ranges of Tq queries at positions pos0.. over Tk keys: [0, pos + 1); row `empty` gets [3, 3). */
 function causal(Tq: number, pos0: number, empty = -1): { start: T.Tensor; end: T.Tensor } {
@@ -247,4 +253,101 @@ test('indexerKlLoss: empty rows and zero-mass rows contribute nothing; shape err
   assert.throws(() => T.indexerKlLoss(T.zeros([Tq, Tk]), { q, kv, lse: T.zeros([Tq, 3]), scale: 1, dv: 4 }, causal(Tq, 2)), /lse \[3, 3\] must be \[3, 2\]/);
   assert.throws(() => T.indexerScores(T.zeros([2, 2, 4]), T.zeros([5, 3]), T.zeros([2, 2]), causal(2, 3)), /k \[5, 3\] must be \[Tk, 4\]/);
   assert.throws(() => T.indexerScores(T.zeros([2, 2, 4]), T.zeros([5, 4]), T.zeros([2, 3]), causal(2, 3)), /w \[2, 3\] must be \[2, 2\]/);
+});
+
+/**
+ * The KL paths the body below runs on CUDA (the CPU has one): the CUDA-core kernel (f32 always takes it;
+ * its sparse lse from the CUDA-core forward), the bf16 GEMM path with the default chunk (its sparse lse from
+ * the gemm forward, whose score rounding it shares: kernels/indexer_train_gemm.cu), and the same with a
+ * budget of two queries a chunk, so several chunks run and the last is short for odd Tq. The dense lse is
+ * causalMlaPrefillTrain's on every path, as in the model.
+ */
+const KL_PATHS = ['kernel', 'gemm', 'gemm, 2 queries a chunk'] as const;
+function onKlPath<R>(path: (typeof KL_PATHS)[number] | null, bytesPerQuery: number, fn: () => R): R {
+  const keep = { ...indexerTrainTune };
+  const keepFwd = sparseMlaTune.gemm;
+  try {
+    if (path === 'kernel') {
+      indexerTrainTune.gemm = false;
+      sparseMlaTune.gemm = false;
+    }
+    if (path === 'gemm, 2 queries a chunk') indexerTrainTune.chunkBytes = 2 * bytesPerQuery + 1;
+    return fn();
+  } finally {
+    Object.assign(indexerTrainTune, keep);
+    sparseMlaTune.gemm = keepFwd;
+  }
+}
+
+eachDevice('indexerKlLoss in f32 and bf16 at awkward shapes against f64 (and, on CUDA, the CPU op) on every path, sparse and dense', (dev) => {
+  let seed = 70;
+  // sparse: Tq queries choosing k of Tk keys; dense: Tk queries over their causal keys (Tq = Tk, as the model)
+  const cases = [
+    { Tq: 6, H: 20, dv: 64, dr: 8, Tk: 50, k: 37 }, // H not a multiple of 16, k odd
+    { Tq: 5, H: 3, dv: 16, dr: 8, Tk: 13, k: 9 }, // tiny odd H
+    { Tq: 3, H: 128, dv: 512, dr: 64, Tk: 24, k: 21 }, // the 671B main attention's heads and dims
+    { Tq: 5, H: 4, dv: 8, dr: 4, Tk: 11, k: 7 }, // D % 8 ≠ 0: sparse stays on the kernel even on the gemm path
+  ];
+  for (const c of cases) {
+    const rnd = mulberry32(seed++);
+    const D = c.dv + c.dr;
+    const scale = 1.5 / Math.sqrt(D);
+    const kvv = normals(c.Tk * D, rnd);
+    for (const mode of ['sparse', 'dense'] as const) {
+      const Tq = mode === 'sparse' ? c.Tq : c.Tk;
+      const N = mode === 'sparse' ? c.k : c.Tk;
+      const idx = selected(Tq, c.k, c.Tk - Tq, rnd, 2); // row 2: only holes
+      const sel: T.IndexerSelection = mode === 'sparse' ? { indices: T.fromArray(idx, [Tq, c.k], { dtype: 'i32' }) } : causal(Tq, 0, 1); // row 1: empty range
+      const empty = mode === 'sparse' ? 2 : 1;
+      const qv = normals(Tq * c.H * D, rnd);
+      const Iv = normals(Tq * N, rnd, 2);
+      const bytes = indexerKlBytesPerQuery(c.H, N, D, mode === 'sparse');
+      for (const dtype of ['f32', 'bf16'] as const) {
+        const q0 = T.fromArray(qv, [Tq, c.H, D], { dtype });
+        const kv0 = T.fromArray(kvv, [c.Tk, D], { dtype });
+        /** The main attention's lse on d (the forward the model pairs with the mode), then the loss and its gradient. */
+        const lseOn = (q: T.Tensor, kv: T.Tensor): T.Tensor => T.noGrad(() => (mode === 'sparse'
+          ? T.sparseMlaPrefillTrain(q, kv, on((sel as { indices: T.Tensor }).indices, q.device), scale, { dv: c.dv }).lse
+          : T.causalMlaPrefillTrain(q, kv, 1, Tq, scale, { dv: c.dv }).lse));
+        const kl = (q: T.Tensor, kv: T.Tensor, lse: T.Tensor, sdt: T.DType): { loss: number; grad: Float64Array } => {
+          const d = q.device;
+          const s = to(T.fromArray(Iv, [Tq, N], { dtype: sdt }), d, true);
+          const dsel = 'indices' in sel ? { indices: on(sel.indices, d) } : { start: on(sel.start, d), end: on(sel.end, d) };
+          const loss = T.indexerKlLoss(s, { q, kv, lse, scale, dv: c.dv }, dsel);
+          T.backward(loss);
+          return { loss: loss.item(), grad: s.grad!.toFloat64() };
+        };
+        const [q64, kv64] = [T.cast(q0, 'f64'), T.cast(kv0, 'f64')];
+        const ref = kl(q64, kv64, lseOn(q64, kv64), 'f64');
+        assert.ok(ref.loss > 0.1, `${mode} ${JSON.stringify(c)}: a non-trivial loss (${ref.loss})`);
+        for (const path of dev === 'cpu' ? [null] : dtype === 'bf16' ? KL_PATHS : (['kernel'] as const)) {
+          const what = `${dev}${path ? ` (${path})` : ''} ${dtype} ${mode} ${JSON.stringify(c)}`;
+          const { got, cpu } = onKlPath(path, bytes, () => {
+            const [ql, kl_] = [to(q0, dev), to(kv0, dev)];
+            const lse = lseOn(ql, kl_);
+            // the CPU op on the very same inputs (the device's lse)
+            return { got: kl(ql, kl_, lse, 'f32'), cpu: dev === 'cpu' ? null : kl(q0, kv0, to(lse, 'cpu'), 'f32') };
+          });
+          const tol = dtype === 'f32' ? 1e-4 : 3e-2;
+          const el = Math.abs(got.loss - ref.loss) / ref.loss;
+          const eg = relErr(got.grad, ref.grad);
+          assert.ok(el <= tol, `${what}: loss ${got.loss} vs f64 ${ref.loss} (relative ${el})`);
+          assert.ok(eg <= tol, `${what}: gradient relative error ${eg}`);
+          // exact zeros: the empty row, and every column that is not an entry
+          for (let i = 0; i < Tq; i++) {
+            for (let j = 0; j < N; j++) {
+              const entry = i !== empty && (mode === 'sparse' ? idx[i * c.k + j]! >= 0 && idx[i * c.k + j]! < c.Tk : j <= i);
+              if (!entry) assert.ok(got.grad[i * N + j] === 0, `${what}: grad[${i}, ${j}] = ${got.grad[i * N + j]} off the entries`);
+            }
+          }
+          if (cpu) {
+            const cl = Math.abs(got.loss - cpu.loss) / cpu.loss;
+            const cg = relErr(got.grad, cpu.grad);
+            const ct = dtype === 'f32' ? 1e-4 : 1e-2;
+            assert.ok(cl <= ct && cg <= ct, `${what}: against the CPU op loss ${cl}, gradient ${cg}`);
+          }
+        }
+      }
+    }
+  }
 });

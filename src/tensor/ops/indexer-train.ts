@@ -1,7 +1,8 @@
 // The DSA lightning indexer's training operations (issue 11 §5; paper §2.1, model.md §10): its float
 // scores with gradients, and its KL loss against the main attention. Optional backend capabilities
 // (Backend.indexerScores, indexerScoresBackward, indexerKlLoss); CPU references in
-// src/backend/cpu/indexer-train.ts, CUDA kernels in kernels/indexer_train.cu.
+// src/backend/cpu/indexer-train.ts, CUDA kernels in kernels/indexer_train.cu (and, for the KL loss with bf16
+// q and kv, the cuBLASLt path of kernels/indexer_train_gemm.cu).
 //
 // Training runs the indexer UNQUANTISED: q, k in f32 or bf16 (no FP8 act_quant, no k scale), w in f32.
 // The FP8 inference op is indexerLogits (src/tensor/ops/dsa-indexer.ts); with quantisation off the host
@@ -26,7 +27,11 @@
 //     (the same causal range or selected indices as `sel`), recomputed from the attention's own inputs as
 //     p_{h,t} = exp(s_{h,t} − lse_h) (s = scale·(q_h·kv_t) with the forward's roundings, lse saved by the
 //     forward: sparseMlaPrefill/sparseMlaPrefillTrain, or sparseMlaPrefill over all causal keys for the
-//     dense warm-up), so no [Tq, H, T] probability tensor is ever stored. The target is detached: the loss
+//     dense warm-up; the model's dense warm-up uses causalMlaPrefillTrain, f32 scores), so no [Tq, H, T]
+//     probability tensor is ever stored. The roundings of s: the CPU reference and the CUDA-core kernel round
+//     the latent and RoPE halves to the inputs' dtype (the CUDA-core forward's); the CUDA bf16 GEMM path
+//     rounds the whole score once to bf16 in sparse mode (the gemm forward's) and not at all in dense mode
+//     (causalMlaPrefillTrain's), each matching the lse its forward saved. The target is detached: the loss
 //     is differentiable w.r.t. the scores only (dL/dI = softmax(I) − p on the entries, 0 elsewhere), and
 //     q, kv, lse receive nothing — with the indexer's input detached (its q, k, w computed from
 //     detach(x)), the loss reaches only the indexer's own parameters, never the main model (paper §2.1).

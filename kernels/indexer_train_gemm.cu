@@ -1,0 +1,117 @@
+// The tensor-core path of the indexer's KL loss in bf16 (src/backend/cuda/indexer-train.ts runs it for bf16
+// q and kv; contract: src/tensor/ops/indexer-train.ts, CPU reference: src/backend/cpu/indexer-train.ts).
+// The loss's cost is the main attention's score S = q·kvᵀ over each row's entries (H·D per entry), which
+// becomes cuBLASLt GEMMs (f32 accumulation), as in the sparse MLA forward (kernels/sparse_mla_gemm.cu):
+//   sparse (indices): the selected rows gathered into G [k, D] (mla_gather_rows_bf16 of sparse_mla_gemm.cu,
+//            zero rows for holes), then per query S = q (H × D) · Gᵀ (D × k), bf16 out — the gemm forward's
+//            score, rounded where it rounds it, so p = exp(x − lse) agrees with the lse that forward saved
+//            (the same reason as in sparse_mla_bwd_gemm.cu, Numerics);
+//   dense (start/end, no indices materialised): no gather; per chunk of n queries one GEMM
+//            S [n·H, Tk] = q [n·H, D] · kvᵀ (D × Tk) over every key, f32 out, columns outside a row's range
+//            never read. f32 because the dense warm-up's lse comes from causalMlaPrefillTrain
+//            (src/tensor/ops/sparse-mla-train.ts), whose scores are f32 GEMMs of the same values, unrounded
+//            to bf16: x = f32(S·scale) is that forward's score up to accumulation order.
+// Then one CTA per query row (this file: indexer_kl_rows_<bf16|f32>), S laid out [n, H, N] with column c =
+// the row's output column (the index slot j in sparse mode, the key t in dense mode):
+//   A. a_c = Σ_h exp(x_{h,c} − lse_h) over heads with lse_h ≠ −∞ (f32 sum in head order), for the row's
+//      entries c; x = rnd_bf16(f32(S·scale)) for a bf16 S, f32(S·scale) for an f32 S. a_c is kept in
+//      grad[i, c] (the row's scratch; the thread that writes a column reads it back; 0 outside the entries).
+//   B. as indexer_kl_loss of indexer_train.cu: block reductions (double) of P = Σ a, m = max I and
+//      Z = Σ exp(I − m) over the entries; p = a/P, ln q = I − m − ln Z, loss_i = Σ_{p>0} p·(ln p − ln q),
+//      grad = q − p on the entries, 0 elsewhere. A row with no entry or P = 0: loss 0, grad 0.
+//   No atomics: deterministic for a given S. The CPU reference rounds the score's latent and RoPE halves
+//   separately (dv); this path rounds once (sparse) or not at all (dense), so dv is not used.
+// Row entries: as indexer_train.cu — dense: columns [start[i], end[i]) clamped to [0, Tk); sparse: column j
+// with key row indices[i, j], a hole when outside [0, Tk).
+#include "common.cuh"
+
+#define NT 256
+
+__device__ __forceinline__ float kl_x(uint16_t s, double scale) {
+  return bf16_bits_to_f32(f32_to_bf16_bits((float)((double)bf16_bits_to_f32(s) * scale)));
+}
+__device__ __forceinline__ float kl_x(float s, double scale) { return (float)((double)s * scale); }
+
+// Key row of column `col` of row i, or −1 (outside the range / a hole); as indexer_train.cu's entry_row.
+__device__ __forceinline__ bool kl_entry(int64_t i, int64_t col, int64_t N, int64_t Tk, const int32_t* start, const int32_t* end,
+                                         const int32_t* indices) {
+  if (indices) {
+    if (col >= N) return false;
+    const int32_t t = indices[i * N + col];
+    return t >= 0 && (int64_t)t < Tk;
+  }
+  const int64_t s = min(max((int64_t)start[i], (int64_t)0), Tk);
+  const int64_t e = min(max((int64_t)end[i], (int64_t)0), Tk);
+  return col >= s && col < e;
+}
+
+// One CTA per row i of the chunk. S [n, H, N] (ST: uint16_t = bf16 bits, or float), lse [n, H], scores and
+// grad [n, N], loss [n]; start/end [n] or indices [n, N] (all offset to the chunk by the host).
+// Dynamic shared memory: lse of the row, H floats.
+template <class ST>
+__device__ void indexer_kl_rows(int64_t H, int64_t N, int64_t Tk, double scale, const ST* S, const float* lse, const float* scores, float* loss,
+                                float* grad, const int32_t* start, const int32_t* end, const int32_t* indices) {
+  extern __shared__ float lsh[];  // [H]
+  __shared__ double redd[33];
+  const int64_t i = blockIdx.x;
+  const int tid = threadIdx.x;
+  for (int64_t h = tid; h < H; h += NT) lsh[h] = lse[i * H + h];
+  int64_t c0 = 0, c1 = N;
+  if (!indices) {
+    c0 = min(max((int64_t)start[i], (int64_t)0), Tk);
+    c1 = max(c0, min(max((int64_t)end[i], (int64_t)0), Tk));
+  }
+  float* g = grad + i * N;
+  const float* I = scores + i * N;
+  const ST* s = S + i * H * N;
+  for (int64_t c = tid; c < c0; c += NT) g[c] = 0.0f;
+  for (int64_t c = c1 + tid; c < N; c += NT) g[c] = 0.0f;
+  __syncthreads();  // lsh
+  // A. target mass per entry (into g), with P and m
+  double P = 0.0, m = -INFINITY;
+  for (int64_t c = c0 + tid; c < c1; c += NT) {
+    float a = 0.0f;
+    if (kl_entry(i, c, N, Tk, start, end, indices)) {
+#pragma unroll 4
+      for (int64_t h = 0; h < H; h++) {
+        const float l = lsh[h];
+        if (l != -INFINITY) a += expf(kl_x(s[h * N + c], scale) - l);
+      }
+      P += (double)a;
+      m = fmax(m, (double)I[c]);
+    }
+    g[c] = a;
+  }
+  P = block_sum(P, redd);
+  m = block_max(m, redd);
+  // B. the row's normalisers, then loss and gradient (the entries' columns are owned as in A)
+  if (!(P > 0.0)) {  // no entry, or no target mass: loss 0, gradient 0
+    for (int64_t c = c0 + tid; c < c1; c += NT) g[c] = 0.0f;
+    if (tid == 0) loss[i] = 0.0f;
+    return;
+  }
+  double Z = 0.0;
+  for (int64_t c = c0 + tid; c < c1; c += NT)
+    if (kl_entry(i, c, N, Tk, start, end, indices)) Z += exp((double)I[c] - m);
+  Z = block_sum(Z, redd);
+  const double lz = m + log(Z);
+  double L = 0.0;
+  for (int64_t c = c0 + tid; c < c1; c += NT) {
+    if (!kl_entry(i, c, N, Tk, start, end, indices)) continue;
+    const double p = (double)g[c] / P;
+    const double lq = (double)I[c] - lz;
+    if (p > 0.0) L += p * (log(p) - lq);
+    g[c] = (float)(exp(lq) - p);
+  }
+  L = block_sum(L, redd);
+  if (tid == 0) loss[i] = (float)L;
+}
+
+#define KL_ROWS(name, ST)                                                                                                     \
+  extern "C" __global__ void __launch_bounds__(NT) name(int64_t H, int64_t N, int64_t Tk, double scale, const void* S,          \
+                                                          const float* lse, const float* scores, float* loss, float* grad,      \
+                                                          const int32_t* start, const int32_t* end, const int32_t* indices) {   \
+    indexer_kl_rows<ST>(H, N, Tk, scale, (const ST*)S, lse, scores, loss, grad, start, end, indices);                       \
+  }
+KL_ROWS(indexer_kl_rows_bf16, uint16_t)
+KL_ROWS(indexer_kl_rows_f32, float)
