@@ -7,15 +7,16 @@
 //   indexer scores        fwd and bwd, sparse (s_q 4096, k 2048) and dense causal (s_q 2048 over 8K keys),
 //                         H 64 × D 128, bf16; FLOPs = 2·H·D per entry (fwd), 3× that (bwd: l, dq, dk)
 //   indexer KL loss       sparse, s_q 4096, k 2048, and dense causal (s_q 2048 over 8K keys), against
-//                         h 128 × 576 attention: 2·h·576 per entry (the dense GEMM path computes every key
-//                         of a row, ~1.6× the causal entries at this shape; counted as the entries)
+//                         h 128 × 576 attention: 2·h·576 per entry
 // Medians of CUDA-event times over bursts (as bench/sparse-mla.ts). The sparse MLA backward is timed on both
 // CUDA paths (sparseMlaBackwardTune.gemm): the bf16 gather + cuBLASLt path (kernels/sparse_mla_bwd_gemm.cu,
 // the default for bf16) and the correctness-first CUDA-core kernel (kernels/sparse_mla_bwd.cu, the f32 path;
-// fewer repetitions: ~1.8 s a call on an H100). The indexer KL loss likewise on both paths
-// (indexerTrainTune.gemm): the bf16 GEMM path (kernels/indexer_train_gemm.cu: the attention scores through
-// cuBLASLt, gathered rows when sparse) and the CUDA-core kernel (kernels/indexer_train.cu; ~0.4 s a call).
-// The indexer scores are CUDA-core kernels (kernels/indexer_train.cu); the table says what was measured.
+// fewer repetitions: ~1.8 s a call on an H100). The indexer KL loss is timed on both paths
+// (indexerTrainTune.gemm), and so are the indexer scores forward and backward: the bf16 GEMM paths
+// (kernels/indexer_train_gemm.cu: the q·kᵀ products through cuBLASLt, gathered rows when sparse, every key
+// when dense) and the CUDA-core kernels (kernels/indexer_train.cu; the KL's ~0.4 s a call). The dense
+// GEMM paths compute every key of a row (~1.6× the causal entries at the dense shape); FLOPs count the
+// entries. The table says what was measured.
 //   node dist/bench/dsa-train.js [--no-torch] [--out result.json] [--quick]
 //   node dist/bench/dsa-train.js --device cpu      (tiny shapes on the CPU references; says so)
 import { writeFileSync } from 'node:fs';
@@ -87,41 +88,6 @@ else {
 // ---- indexer scores and KL ---------------------------------------------------------------------------
 {
   const { s_q, k, h } = IDX;
-  const q = rand([s_q, h, DI], 'bf16', 5);
-  const kk = rand([IDX.dense_kv, DI], 'bf16', 6);
-  const w = rand([s_q, h], 'f32', 7, 0.1);
-  const idx = T.fromArray(distinctRows(s_q, k, IDX.dense_kv, 8), [s_q, k], { dtype: 'i32', device });
-  const sc = T.empty([s_q, k], { dtype: 'f32', device });
-  const ms = timeMs(() => be.indexerScores!(sc, q, kk, w, null, null, idx));
-  add('indexer scores fwd, sparse', `s_q ${s_q} k ${k} H ${h}`, ms, 2 * s_q * k * h * DI, torch?.idx_sparse_fwd_ms);
-  const dq = T.empty([s_q, h, DI], { dtype: 'bf16', device });
-  const dk = T.empty([IDX.dense_kv, DI], { dtype: 'f32', device });
-  const dw = T.empty([s_q, h], { dtype: 'f32', device });
-  const g = rand([s_q, k], 'f32', 9);
-  const mb = timeMs(() => be.indexerScoresBackward!(dq, dk, dw, g, q, kk, w, null, null, idx));
-  add('indexer scores bwd, sparse', `s_q ${s_q} k ${k} H ${h}`, mb, 3 * 2 * s_q * k * h * DI, torch?.idx_sparse_bwd_ms);
-  // dense causal: query i of the last dense_q positions sees [0, dense_kv − dense_q + i + 1)
-  const nq = IDX.dense_q;
-  const T0 = IDX.dense_kv - nq;
-  const start = T.zeros([nq], { dtype: 'i32', device });
-  const end = T.fromArray(Int32Array.from({ length: nq }, (_, i) => T0 + i + 1), [nq], { dtype: 'i32', device });
-  const qd = T.narrow(q, 0, 0, nq).isContiguous() ? T.narrow(q, 0, 0, nq) : T.contiguous(T.narrow(q, 0, 0, nq));
-  const wd = T.contiguous(T.narrow(w, 0, 0, nq));
-  const sd = T.empty([nq, IDX.dense_kv], { dtype: 'f32', device });
-  const entries = nq * T0 + (nq * (nq + 1)) / 2;
-  const md = timeMs(() => be.indexerScores!(sd, qd, kk, wd, start, end, null));
-  add('indexer scores fwd, dense causal', `s_q ${nq} s_kv ${IDX.dense_kv} H ${h}`, md, 2 * entries * h * DI, torch?.idx_dense_fwd_ms);
-  const gd = rand([nq, IDX.dense_kv], 'f32', 10);
-  const dqd = T.empty([nq, h, DI], { dtype: 'bf16', device });
-  const mdb = timeMs(() => be.indexerScoresBackward!(dqd, dk, T.narrow(dw, 0, 0, nq), gd, qd, kk, wd, start, end, null));
-  add('indexer scores bwd, dense causal', `s_q ${nq} s_kv ${IDX.dense_kv} H ${h}`, mdb, 3 * 2 * entries * h * DI, torch?.idx_dense_bwd_ms);
-  // KL against the main attention (h_main heads × 576 over the same selected keys)
-  const hm = MLA.h;
-  const qm = rand([s_q, hm, D], 'bf16', 11);
-  const kvm = rand([IDX.dense_kv, D], 'bf16', 12);
-  const { lse } = T.sparseMlaPrefill(qm, kvm, idx, D ** -0.5, { dv: DV });
-  const L = T.empty([s_q], { dtype: 'f32', device });
-  const G = T.empty([s_q, k], { dtype: 'f32', device });
   /** Both CUDA paths (the CPU has one); the CUDA-core kernel with fewer repetitions. */
   const bothPaths = (name: string, shape: string, call: () => void, flop: number, ref?: number): void => {
     if (onCpu) return add(name, shape, timeMs(call), flop, ref);
@@ -133,6 +99,42 @@ else {
       indexerTrainTune.gemm = true;
     }
   };
+  const q = rand([s_q, h, DI], 'bf16', 5);
+  const kk = rand([IDX.dense_kv, DI], 'bf16', 6);
+  const w = rand([s_q, h], 'f32', 7, 0.1);
+  const idx = T.fromArray(distinctRows(s_q, k, IDX.dense_kv, 8), [s_q, k], { dtype: 'i32', device });
+  const sc = T.empty([s_q, k], { dtype: 'f32', device });
+  bothPaths('indexer scores fwd, sparse', `s_q ${s_q} k ${k} H ${h}`, () => be.indexerScores!(sc, q, kk, w, null, null, idx), 2 * s_q * k * h * DI,
+    torch?.idx_sparse_fwd_ms);
+  const dq = T.empty([s_q, h, DI], { dtype: 'bf16', device });
+  const dk = T.empty([IDX.dense_kv, DI], { dtype: 'f32', device });
+  const dw = T.empty([s_q, h], { dtype: 'f32', device });
+  const g = rand([s_q, k], 'f32', 9);
+  bothPaths('indexer scores bwd, sparse', `s_q ${s_q} k ${k} H ${h}`, () => be.indexerScoresBackward!(dq, dk, dw, g, q, kk, w, null, null, idx),
+    3 * 2 * s_q * k * h * DI, torch?.idx_sparse_bwd_ms);
+  // dense causal: query i of the last dense_q positions sees [0, dense_kv − dense_q + i + 1)
+  const nq = IDX.dense_q;
+  const T0 = IDX.dense_kv - nq;
+  const start = T.zeros([nq], { dtype: 'i32', device });
+  const end = T.fromArray(Int32Array.from({ length: nq }, (_, i) => T0 + i + 1), [nq], { dtype: 'i32', device });
+  const qd = T.narrow(q, 0, 0, nq).isContiguous() ? T.narrow(q, 0, 0, nq) : T.contiguous(T.narrow(q, 0, 0, nq));
+  const wd = T.contiguous(T.narrow(w, 0, 0, nq));
+  const sd = T.empty([nq, IDX.dense_kv], { dtype: 'f32', device });
+  const entries = nq * T0 + (nq * (nq + 1)) / 2;
+  bothPaths('indexer scores fwd, dense causal', `s_q ${nq} s_kv ${IDX.dense_kv} H ${h}`, () => be.indexerScores!(sd, qd, kk, wd, start, end, null),
+    2 * entries * h * DI, torch?.idx_dense_fwd_ms);
+  const gd = rand([nq, IDX.dense_kv], 'f32', 10);
+  const dqd = T.empty([nq, h, DI], { dtype: 'bf16', device });
+  const dwd = T.narrow(dw, 0, 0, nq);
+  bothPaths('indexer scores bwd, dense causal', `s_q ${nq} s_kv ${IDX.dense_kv} H ${h}`,
+    () => be.indexerScoresBackward!(dqd, dk, dwd, gd, qd, kk, wd, start, end, null), 3 * 2 * entries * h * DI, torch?.idx_dense_bwd_ms);
+  // KL against the main attention (h_main heads × 576 over the same selected keys)
+  const hm = MLA.h;
+  const qm = rand([s_q, hm, D], 'bf16', 11);
+  const kvm = rand([IDX.dense_kv, D], 'bf16', 12);
+  const { lse } = T.sparseMlaPrefill(qm, kvm, idx, D ** -0.5, { dv: DV });
+  const L = T.empty([s_q], { dtype: 'f32', device });
+  const G = T.empty([s_q, k], { dtype: 'f32', device });
   bothPaths('indexer KL loss, sparse', `s_q ${s_q} k ${k} h ${hm}`, () => be.indexerKlLoss!(L, G, sc, qm, kvm, lse, null, null, idx, DV, D ** -0.5),
     2 * s_q * k * hm * D, torch?.kl_sparse_ms);
   // dense causal over the indexer's dense ranges; the lse of any finite forward serves for timing (the

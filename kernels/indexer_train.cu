@@ -34,11 +34,11 @@
 //      per entry p = a/P, ln q = I − m − ln Z, loss += p·(ln p − ln q) (p > 0), grad = q − p.
 //   A row with no entry or P = 0: loss 0, grad 0. No atomics: deterministic.
 //
-// Performance ideas (not done): the scores are an FP8-sized GEMM [Tq·H, D] × [D, Tk] followed by a ReLU
-// and a head reduction: wgmma with the relu·w epilogue in registers (DeepGEMM's fp8_mqa_logits shape, in
-// bf16 here); the backward's dq and dk are two more GEMMs with the masked coefficient matrix; the KL
-// target recomputation is the attention's score GEMM again (done for bf16: kernels/indexer_train_gemm.cu;
-// fusing it into the sparse MLA backward, which already forms p, would save a pass).
+// bf16 inputs take the cuBLASLt paths of kernels/indexer_train_gemm.cu by default (the scores and their
+// backward as GEMMs with small kernels between, the KL target's attention scores as a GEMM); these kernels
+// serve f32 and the switch indexerTrainTune.gemm. Further ideas (not done): the scores as one wgmma kernel
+// with the relu·w epilogue in registers (DeepGEMM's fp8_mqa_logits shape, in bf16), so l never reaches
+// memory; the KL target fused into the sparse MLA backward, which already forms p.
 #include "common.cuh"
 
 #define NT 256

@@ -1,5 +1,8 @@
-// The tensor-core path of the indexer's KL loss in bf16 (src/backend/cuda/indexer-train.ts runs it for bf16
-// q and kv; contract: src/tensor/ops/indexer-train.ts, CPU reference: src/backend/cpu/indexer-train.ts).
+// The tensor-core paths of the indexer's training ops in bf16 (src/backend/cuda/indexer-train.ts runs them
+// for bf16 q and k/kv; contract: src/tensor/ops/indexer-train.ts, CPU reference:
+// src/backend/cpu/indexer-train.ts): the KL loss (first), the scores and their backward (below).
+//
+// KL loss.
 // The loss's cost is the main attention's score S = q·kvᵀ over each row's entries (H·D per entry), which
 // becomes cuBLASLt GEMMs (f32 accumulation), as in the sparse MLA forward (kernels/sparse_mla_gemm.cu):
 //   sparse (indices): the selected rows gathered into G [k, D] (mla_gather_rows_bf16 of sparse_mla_gemm.cu,
@@ -23,6 +26,22 @@
 //   separately (dv); this path rounds once (sparse) or not at all (dense), so dv is not used.
 // Row entries: as indexer_train.cu — dense: columns [start[i], end[i]) clamped to [0, Tk); sparse: column j
 // with key row indices[i, j], a hole when outside [0, Tk).
+//
+// Scores I[i, c] = Σ_h w[i,h]·relu(l[i,h,c]) and their backward. l = q·kᵀ by cuBLASLt, f32 out (bf16
+// operands, f32 accumulation: the products are exact, so l is the CPU reference's f32 l up to summation
+// order), laid out L [n, H, N] per chunk of n queries like the KL's S — sparse: the selected rows gathered
+// into G [k, D] and L = q·Gᵀ per query; dense: L [n·H, Tk] = q·kᵀ, one GEMM over every key.
+//   indexer_scores_reduce: one thread per (row, column): I = Σ_h (l > 0 ? l·w : 0) in double in head
+//     order, stored f32 (the CPU reference's sum); −inf off the entries (l not read there).
+//   backward, with g = dout: indexer_scores_coef, one warp per (row i, head h):
+//     C[i,h,c] = (entry and l > 0) ? g[i,c]·w[i,h] : 0, stored bf16 (a GEMM operand; relative 2⁻⁹, as the
+//     sparse MLA backward's dS), dw[i,h] = Σ_c (entry and l > 0) g·l (double, lane-strided then shuffled);
+//     then by cuBLASLt dq = C (H × N) · K (N × D), bf16 out straight into dq (K = G sparse, k dense), and
+//     dk: sparse dG = Cᵀ (k × H) · q (H × D) f32 per query, scattered into dk by
+//     sparse_mla_bwd_scatter_<v4|v1> (kernels/sparse_mla_bwd_gemm.cu: f32 atomics, skips holes); dense
+//     dk = Cᵀ (Tk × n·H) · q (n·H × D) f32, one GEMM per chunk (added into dk after the first chunk).
+//   The relu mask is the recomputed l's, from the same GEMM as the forward's (same shapes), so it agrees
+//   with the forward where the chunking is the same.
 #include "common.cuh"
 
 #define NT 256
@@ -33,7 +52,7 @@ __device__ __forceinline__ float kl_x(uint16_t s, double scale) {
 __device__ __forceinline__ float kl_x(float s, double scale) { return (float)((double)s * scale); }
 
 // Key row of column `col` of row i, or −1 (outside the range / a hole); as indexer_train.cu's entry_row.
-__device__ __forceinline__ bool kl_entry(int64_t i, int64_t col, int64_t N, int64_t Tk, const int32_t* start, const int32_t* end,
+__device__ __forceinline__ bool row_entry(int64_t i, int64_t col, int64_t N, int64_t Tk, const int32_t* start, const int32_t* end,
                                          const int32_t* indices) {
   if (indices) {
     if (col >= N) return false;
@@ -71,7 +90,7 @@ __device__ void indexer_kl_rows(int64_t H, int64_t N, int64_t Tk, double scale, 
   double P = 0.0, m = -INFINITY;
   for (int64_t c = c0 + tid; c < c1; c += NT) {
     float a = 0.0f;
-    if (kl_entry(i, c, N, Tk, start, end, indices)) {
+    if (row_entry(i, c, N, Tk, start, end, indices)) {
 #pragma unroll 4
       for (int64_t h = 0; h < H; h++) {
         const float l = lsh[h];
@@ -92,12 +111,12 @@ __device__ void indexer_kl_rows(int64_t H, int64_t N, int64_t Tk, double scale, 
   }
   double Z = 0.0;
   for (int64_t c = c0 + tid; c < c1; c += NT)
-    if (kl_entry(i, c, N, Tk, start, end, indices)) Z += exp((double)I[c] - m);
+    if (row_entry(i, c, N, Tk, start, end, indices)) Z += exp((double)I[c] - m);
   Z = block_sum(Z, redd);
   const double lz = m + log(Z);
   double L = 0.0;
   for (int64_t c = c0 + tid; c < c1; c += NT) {
-    if (!kl_entry(i, c, N, Tk, start, end, indices)) continue;
+    if (!row_entry(i, c, N, Tk, start, end, indices)) continue;
     const double p = (double)g[c] / P;
     const double lq = (double)I[c] - lz;
     if (p > 0.0) L += p * (log(p) - lq);
@@ -115,3 +134,52 @@ __device__ void indexer_kl_rows(int64_t H, int64_t N, int64_t Tk, double scale, 
   }
 KL_ROWS(indexer_kl_rows_bf16, uint16_t)
 KL_ROWS(indexer_kl_rows_f32, float)
+
+// ---- scores ---------------------------------------------------------------------------------------------
+// L [n, H, N] f32, w [n, H] f32, out [n, N] f32; start/end [n] or indices [n, N] (offset to the chunk).
+extern "C" __global__ void __launch_bounds__(256) indexer_scores_reduce(int64_t n, int64_t H, int64_t N, int64_t Tk, const float* L, const float* w,
+                                                                      float* out, const int32_t* start, const int32_t* end, const int32_t* indices) {
+  const int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (e >= n * N) return;
+  const int64_t i = e / N, c = e - i * N;
+  if (!row_entry(i, c, N, Tk, start, end, indices)) {
+    out[e] = -INFINITY;
+    return;
+  }
+  const float* l = L + i * H * N + c;
+  const float* wr = w + i * H;
+  double acc = 0.0;
+  for (int64_t h = 0; h < H; h++) {
+    const float x = l[h * N];
+    if (x > 0.0f) acc += (double)x * (double)wr[h];
+  }
+  out[e] = (float)acc;
+}
+
+// L [n, H, N] f32, w [n, H] f32, g [n, N] f32 → C [n, H, N] bf16 (every column written), dw [n, H] f32.
+extern "C" __global__ void __launch_bounds__(256) indexer_scores_coef(int64_t n, int64_t H, int64_t N, int64_t Tk, const float* L, const float* w,
+                                                                    const float* g, uint16_t* C, float* dw, const int32_t* start, const int32_t* end,
+                                                                    const int32_t* indices) {
+  const int64_t row = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5;  // uniform per warp
+  const int lane = threadIdx.x & 31;
+  if (row >= n * H) return;
+  const int64_t i = row / H;
+  const float wv = w[row];
+  const float* l = L + row * N;
+  const float* gi = g + i * N;
+  uint16_t* co = C + row * N;
+  double s = 0.0;
+#pragma unroll 1
+  for (int64_t c = lane; c < N; c += 32) {
+    float cv = 0.0f;
+    const float x = l[c];
+    if (x > 0.0f && row_entry(i, c, N, Tk, start, end, indices)) {
+      const float gg = gi[c];
+      s += (double)gg * (double)x;
+      cv = gg * wv;
+    }
+    co[c] = f32_to_bf16_bits(cv);
+  }
+  s = warp_sum(s);
+  if (lane == 0) dw[row] = (float)s;
+}

@@ -1,7 +1,8 @@
 // The indexer's training ops (src/tensor/ops/indexer-train.ts):
 //  - indexerScores (float, unquantised): dense f32 scores equal the host model's indexScores with
 //    quantisation off bit for bit; gradcheck of dq, dk, dw in the dense and sparse modes; f32/bf16 against
-//    f64 on every backend (CUDA skipped with the reason where there is no driver: compiled, not run here);
+//    f64 on every backend, on CUDA on each path (CUDA-core kernels, bf16 GEMM paths, small chunks; skipped
+//    with the reason where there is no driver: compiled, not run here);
 //  - indexerKlLoss: the loss value against a direct f64 computation from the per-head attention
 //    probabilities (softmax of the scores, not the lse route), its gradient by gradcheck, both modes;
 //    the target is detached (q, kv, lse get no gradient); indexerScores → indexerKlLoss gradchecks end to end;
@@ -16,7 +17,7 @@ import { eachDevice } from '../cuda/common.js';
 import { rng as mulberry32 } from '../chat/rng.js';
 import { normals64 as normals, on, relErr, to } from './helpers.js';
 import { indexScores } from '../oracles/indexer.js';
-import { indexerKlBytesPerQuery, indexerTrainTune } from '../../src/backend/cuda/indexer-train.js';
+import { indexerKlBytesPerQuery, indexerScoresBytesPerQuery, indexerTrainTune } from '../../src/backend/cuda/indexer-train.js';
 import { sparseMlaTune } from '../../src/backend/cuda/sparse-mla.js';
 
 /** Causal ranges of Tq queries at positions pos0.. over Tk keys: [0, pos + 1); row `empty` gets [3, 3). */
@@ -42,6 +43,32 @@ function selected(Tq: number, k: number, pos0: number, rnd: () => number, empty 
 }
 
 // ---- indexerScores ------------------------------------------------------------------------------------
+
+/**
+ * The paths the device tests run on CUDA (the CPU has one): the CUDA-core kernels (f32 always takes them;
+ * the KL's sparse lse from the CUDA-core forward), the bf16 GEMM paths with the default chunk (the KL's
+ * sparse lse from the gemm forward, whose score rounding it shares: kernels/indexer_train_gemm.cu), and the
+ * same with a budget of two queries a chunk by `bytesPerQuery` (the KL's, or the scores forward's: the
+ * scores backward then takes one a chunk), so several chunks run and the last is short for odd Tq. The
+ * KL's dense lse is causalMlaPrefillTrain's on every path, as in the model.
+ */
+const PATHS = ['kernel', 'gemm', 'gemm, small chunks'] as const;
+function onPath<R>(path: (typeof PATHS)[number] | null, bytesPerQuery: number, fn: () => R): R {
+  const keep = { ...indexerTrainTune };
+  const keepFwd = sparseMlaTune.gemm;
+  try {
+    if (path === 'kernel') {
+      indexerTrainTune.gemm = false;
+      sparseMlaTune.gemm = false;
+    }
+    if (path === 'gemm, small chunks') indexerTrainTune.chunkBytes = 2 * bytesPerQuery + 1;
+    return fn();
+  } finally {
+    Object.assign(indexerTrainTune, keep);
+    sparseMlaTune.gemm = keepFwd;
+  }
+}
+
 
 test('indexerScores (dense, f32 and bf16 values) equals the host indexScores with quantisation off, bit for bit', () => {
   for (const [Tq, H, D, Tk, seed] of [[5, 4, 16, 23, 1], [9, 64, 128, 40, 2]] as const) {
@@ -79,9 +106,10 @@ test('indexerScores: gradcheck of dq, dk and dw (dense with an empty range, spar
   }
 });
 
-eachDevice('indexerScores forward and backward in f32/bf16 against f64 (dense and sparse; H 64, D 128 and a small odd shape)', (dev) => {
+eachDevice('indexerScores forward and backward in f32/bf16 against f64 (dense and sparse; H 64, D 128 and small odd shapes) on every path', (dev) => {
   let seed = 50;
-  for (const [Tq, H, D, Tk, kSel] of [[6, 64, 128, 70, 37], [5, 3, 20, 13, 9]] as const) {
+  // [5, 3, 20]: D % 8 ≠ 0, so sparse stays on the kernels even on the gemm path; [7, 20, 16]: H not a multiple of 16
+  for (const [Tq, H, D, Tk, kSel] of [[6, 64, 128, 70, 37], [5, 3, 20, 13, 9], [7, 20, 16, 40, 30]] as const) {
     const rnd = mulberry32(seed++);
     const pos0 = Tk - Tq;
     const qv = normals(Tq * H * D, rnd);
@@ -106,15 +134,24 @@ eachDevice('indexerScores forward and backward in f32/bf16 against f64 (dense an
           return { s: s.toFloat64(), dq: ql.grad!.toFloat64(), dk: kl.grad!.toFloat64(), dw: wl.grad!.toFloat64() };
         };
         const ref = run(T.cast(q0, 'f64'), T.cast(k0, 'f64'), T.cast(w0, 'f64'), 'cpu');
-        const got = run(q0, k0, w0, dev);
-        // −inf exactly where the reference has it
-        for (let i = 0; i < ref.s.length; i++) assert.equal(got.s[i] === -Infinity, ref.s[i] === -Infinity, `${what}: −inf pattern at ${i}`);
-        const fin = (a: Float64Array) => a.map((x) => (x === -Infinity ? 0 : x));
-        const tol = dtype === 'f32' ? 1e-5 : 1e-5; // the inputs are the dtype's values, the math is f32 or better
-        assert.ok(relErr(fin(got.s), fin(ref.s)) <= tol, `${what}: scores ${relErr(fin(got.s), fin(ref.s))}`);
-        for (const key of ['dq', 'dk', 'dw'] as const) {
-          const e = relErr(got[key], ref[key]);
-          assert.ok(e <= (dtype === 'f32' ? 1e-4 : 1e-2), `${what}: ${key} relative error ${e}`);
+        const bytes = indexerScoresBytesPerQuery(H, N, D, 'indices' in sel, false);
+        for (const path of dev === 'cpu' ? [null] : dtype === 'bf16' ? PATHS : (['kernel'] as const)) {
+          const where = `${what}${path ? ` (${path})` : ''}`;
+          const got = onPath(path, bytes, () => run(q0, k0, w0, dev));
+          // −inf exactly where the reference has it
+          for (let i = 0; i < ref.s.length; i++) assert.equal(got.s[i] === -Infinity, ref.s[i] === -Infinity, `${where}: −inf pattern at ${i}`);
+          const fin = (a: Float64Array) => a.map((x) => (x === -Infinity ? 0 : x));
+          const tol = dtype === 'f32' ? 1e-5 : 1e-5; // the inputs are the dtype's values, the math is f32 or better
+          assert.ok(relErr(fin(got.s), fin(ref.s)) <= tol, `${where}: scores ${relErr(fin(got.s), fin(ref.s))}`);
+          // gradients: the gemm path's bf16 coefficients g·w (and bf16 dq) cost ~2e-3 (a CPU emulation, 2026-12-06)
+          for (const key of ['dq', 'dk', 'dw'] as const) {
+            const e = relErr(got[key], ref[key]);
+            assert.ok(e <= (dtype === 'f32' ? 1e-4 : 1e-2), `${where}: ${key} relative error ${e}`);
+          }
+          // the row with an empty range (dense) or only holes (sparse): zero dq and dw
+          const empty = 'indices' in sel ? 2 : 1;
+          for (let j = empty * H * D; j < (empty + 1) * H * D; j++) assert.ok(got.dq[j] === 0, `${where}: empty row dq[${j}] = ${got.dq[j]}`);
+          for (let h = 0; h < H; h++) assert.ok(got.dw[empty * H + h] === 0, `${where}: empty row dw[${h}]`);
         }
       }
     }
@@ -255,30 +292,6 @@ test('indexerKlLoss: empty rows and zero-mass rows contribute nothing; shape err
   assert.throws(() => T.indexerScores(T.zeros([2, 2, 4]), T.zeros([5, 4]), T.zeros([2, 3]), causal(2, 3)), /w \[2, 3\] must be \[2, 2\]/);
 });
 
-/**
- * The KL paths the body below runs on CUDA (the CPU has one): the CUDA-core kernel (f32 always takes it;
- * its sparse lse from the CUDA-core forward), the bf16 GEMM path with the default chunk (its sparse lse from
- * the gemm forward, whose score rounding it shares: kernels/indexer_train_gemm.cu), and the same with a
- * budget of two queries a chunk, so several chunks run and the last is short for odd Tq. The dense lse is
- * causalMlaPrefillTrain's on every path, as in the model.
- */
-const KL_PATHS = ['kernel', 'gemm', 'gemm, 2 queries a chunk'] as const;
-function onKlPath<R>(path: (typeof KL_PATHS)[number] | null, bytesPerQuery: number, fn: () => R): R {
-  const keep = { ...indexerTrainTune };
-  const keepFwd = sparseMlaTune.gemm;
-  try {
-    if (path === 'kernel') {
-      indexerTrainTune.gemm = false;
-      sparseMlaTune.gemm = false;
-    }
-    if (path === 'gemm, 2 queries a chunk') indexerTrainTune.chunkBytes = 2 * bytesPerQuery + 1;
-    return fn();
-  } finally {
-    Object.assign(indexerTrainTune, keep);
-    sparseMlaTune.gemm = keepFwd;
-  }
-}
-
 eachDevice('indexerKlLoss in f32 and bf16 at awkward shapes against f64 (and, on CUDA, the CPU op) on every path, sparse and dense', (dev) => {
   let seed = 70;
   // sparse: Tq queries choosing k of Tk keys; dense: Tk queries over their causal keys (Tq = Tk, as the model)
@@ -320,9 +333,9 @@ eachDevice('indexerKlLoss in f32 and bf16 at awkward shapes against f64 (and, on
         const [q64, kv64] = [T.cast(q0, 'f64'), T.cast(kv0, 'f64')];
         const ref = kl(q64, kv64, lseOn(q64, kv64), 'f64');
         assert.ok(ref.loss > 0.1, `${mode} ${JSON.stringify(c)}: a non-trivial loss (${ref.loss})`);
-        for (const path of dev === 'cpu' ? [null] : dtype === 'bf16' ? KL_PATHS : (['kernel'] as const)) {
+        for (const path of dev === 'cpu' ? [null] : dtype === 'bf16' ? PATHS : (['kernel'] as const)) {
           const what = `${dev}${path ? ` (${path})` : ''} ${dtype} ${mode} ${JSON.stringify(c)}`;
-          const { got, cpu } = onKlPath(path, bytes, () => {
+          const { got, cpu } = onPath(path, bytes, () => {
             const [ql, kl_] = [to(q0, dev), to(kv0, dev)];
             const lse = lseOn(ql, kl_);
             // the CPU op on the very same inputs (the device's lse)

@@ -1,9 +1,8 @@
 // CUDA launches of the indexer's training kernels (kernels/indexer_train.cu): float scores, their backward,
 // and the KL loss. Contract: src/tensor/ops/indexer-train.ts; CPU reference: src/backend/cpu/indexer-train.ts.
-// The KL loss has two paths: bf16 q and kv take the GEMM path (the main attention's scores through
-// cuBLASLt — gathered rows in sparse mode, every key in dense mode — then one row kernel;
-// kernels/indexer_train_gemm.cu has the math), f32 inputs (and bf16 with indexerTrainTune.gemm off) the
-// CUDA-core kernel.
+// Each op has two paths: bf16 q and k/kv take the GEMM path (the q·kᵀ products through cuBLASLt — gathered
+// rows in sparse mode, every key in dense mode — with small kernels between; kernels/indexer_train_gemm.cu
+// has the math), f32 inputs (and bf16 with indexerTrainTune.gemm off) the CUDA-core kernels.
 // The op layer has checked shapes and made every input contiguous; here only the kernels' limits (shared
 // memory, H ≤ 256 for the backward's per-thread dw) and dtypes are checked. A null start/end/indices view
 // is passed as a null pointer: the kernels read the range (dense) or the indices (sparse).
@@ -13,6 +12,7 @@ import type { CudaBackend, CudaStorage } from './cuda-backend.js';
 import * as C from './cuda-consts.js';
 import type { ParamKind } from './launch.js';
 import { GATHER_SIG } from './sparse-mla.js';
+import { SCATTER_SIG } from './sparse-mla-backward.js';
 
 const NT = 256;
 const TKI = 32;
@@ -43,11 +43,12 @@ export function indexerScoresCuda(b: CudaBackend, out: View, q: View, k: View, w
   const N = out.shape[1]!;
   const kern = b.rt.modules.get('indexer_train', `indexer_scores_fwd_${sfx(op, q, k)}`, SCORES_SIG);
   if (out.dtype !== 'f32' || w.dtype !== 'f32') throw new DsvError(`${op} on cuda: out and w must be f32`);
+  if (Tq * N === 0) return;
+  if (scoresGemmPath(b, out, q, k, w, start, end, indices)) return;
   const tiles = Math.ceil(N / TKI);
   if (tiles > MAX_GRID_Y) throw new DsvError(`${op} on cuda: ${N} columns exceed the grid (${MAX_GRID_Y} tiles of ${TKI})`);
   const smem = 4 * (H * D + H + TKI * (D + 1) + (NT / 32) * TKI);
   smemFor(b, op, smem, kern);
-  if (Tq * N === 0) return;
   kern.launch(Tq, NT, smem, [Tq, H, D, Tk, N, b.address(out), b.address(q), b.address(k), b.address(w), ptr(b, start), ptr(b, end), ptr(b, indices)], tiles);
 }
 
@@ -60,19 +61,21 @@ export function indexerScoresBackwardCuda(b: CudaBackend, dq: View, dk: View, dw
   if (dk.dtype !== 'f32' || dw.dtype !== 'f32' || dout.dtype !== 'f32' || w.dtype !== 'f32' || dq.dtype !== q.dtype) {
     throw new DsvError(`${op} on cuda: dk, dw, dout and w must be f32 and dq in q's dtype`);
   }
+  b.fill(dk, 0); // accumulated with atomics (both paths)
+  if (Tq === 0) return;
+  if (scoresBwdGemmPath(b, dq, dk, dw, dout, q, k, w, start, end, indices)) return;
   if (H > NT) throw new DsvError(`${op} on cuda: at most ${NT} heads, got ${H}`);
   const smem = 4 * (2 * H * D + TKI * (D + 1) + 2 * H * TKI + H + TKI);
   smemFor(b, op, smem, kern);
-  b.fill(dk, 0); // accumulated with atomics
-  if (Tq === 0) return;
   kern.launch(Tq, NT, smem, [Tq, H, D, Tk, N, b.address(dq), b.address(dk), b.address(dw), b.address(dout), b.address(q), b.address(k), b.address(w),
     ptr(b, start), ptr(b, end), ptr(b, indices)]);
 }
 
 /**
- * Path choice and the KL GEMM path's temporary budget, for tests and benchmarks: gemm = false sends bf16
- * inputs to the CUDA-core kernel too; chunkBytes bounds the bytes of the GEMM path's temporaries (queries
- * are processed in chunks of max(1, ⌊chunkBytes / indexerKlBytesPerQuery⌋)).
+ * Path choice and the GEMM paths' temporary budget, for tests and benchmarks: gemm = false sends bf16
+ * inputs of all three ops to the CUDA-core kernels too; chunkBytes bounds the bytes of a GEMM path's
+ * temporaries (queries are processed in chunks of max(1, ⌊chunkBytes / bytes per query⌋), the bytes per
+ * query being indexerKlBytesPerQuery or indexerScoresBytesPerQuery).
  */
 export const indexerTrainTune = { gemm: true, chunkBytes: 1 << 30 };
 
@@ -84,14 +87,164 @@ export function indexerKlBytesPerQuery(H: number, N: number, D: number, sparse: 
   return sparse ? 2 * N * D + 2 * H * N : 4 * H * N;
 }
 
+/**
+ * Bytes of the scores' GEMM-path temporaries per query of a chunk: the forward's L [H, N] f32 (and, sparse,
+ * G [k, D] bf16); the backward adds C [H, N] bf16 (and, sparse, dG [k, D] f32): sparse 2kD + 4Hk forward,
+ * 6kD + 6Hk backward (≈ 1 and 2.4 MB at k 2048, H 64, D 128); dense 4H·Tk and 6H·Tk (2 and 3 MB at Tk 8K).
+ * A chunked dense backward also holds one dk-sized f32 partial [Tk, D].
+ */
+export function indexerScoresBytesPerQuery(H: number, N: number, D: number, sparse: boolean, backward: boolean): number {
+  const fwd = (sparse ? 2 * N * D : 0) + 4 * H * N;
+  return backward ? fwd + 2 * H * N + (sparse ? 4 * N * D : 0) : fwd;
+}
+
 const KL_ROWS_SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'f64', 'p', 'p', 'p', 'p', 'p', 'p', 'p', 'p'];
+const REDUCE_SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'p', 'p'];
+const COEF_SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'p', 'p', 'p', 'p'];
+
+/** Whether the GEMM paths take these inputs (bf16 q and keys; the sparse gather's 16-byte stores need D % 8 = 0). */
+function gemmApplies(q: View, k: View, N: number, sparse: boolean): boolean {
+  const [Tq, H, D] = q.shape as [number, number, number];
+  return indexerTrainTune.gemm && q.dtype === 'bf16' && k.dtype === 'bf16' && Tq * H * N > 0 && k.shape[0]! > 0 && (!sparse || D % 8 === 0);
+}
+
+/** Rows [n0, n0 + n) of a contiguous [rows] or [rows, w] view (null stays null). */
+function rowsOf(v: View | null, n0: number, n: number, w: number): View | null {
+  return v && { ...v, shape: w === 1 ? [n] : [n, w], strides: w === 1 ? [1] : [w, 1], offset: v.offset + n0 * w };
+}
+
+/** Temporaries of one call, disposed together (stream-ordered reuse: later work runs after these kernels). */
+function temporaries(b: CudaBackend): { tmp(dtype: 'bf16' | 'f32', numel: number): CudaStorage; dispose(): void } {
+  const temps: CudaStorage[] = [];
+  return {
+    tmp(dtype, numel) {
+      const st = b.alloc(dtype, numel);
+      temps.push(st);
+      return st;
+    },
+    dispose() {
+      for (const st of temps) st.dispose();
+    },
+  };
+}
+
+const flat = (st: CudaStorage, dtype: 'bf16' | 'f32', numel: number): View => ({ storage: st, dtype, shape: [numel], strides: [1], offset: 0 });
 
 /**
- * bf16 q and kv: per chunk of n queries, the main attention's scores S [n, H, N] by cuBLASLt — sparse:
- * gather each query's selected rows into G [n, k, D] bf16, S = q·Gᵀ batched over queries, bf16 out (the
- * gemm forward's score); dense: S [n·H, Tk] = q·kvᵀ over every key, one GEMM, f32 out (the score of
- * causalMlaPrefillTrain, which saved the dense lse) — then indexer_kl_rows (one CTA per row: target mass,
- * KL, gradient). Returns false where the path does not apply.
+ * The attention-shaped product of queries [n0, n0 + n) with their keys into S [n, H, N] (sdt: bf16 or f32
+ * out, f32 accumulation) — sparse (G given, idx the chunk's indices [n, N]): gather the selected rows of
+ * `keys` into G [n, N, D] bf16 (zero rows for holes), S = q·Gᵀ per query; dense: S [n·H, Tk] = q·keysᵀ, one
+ * GEMM over every key.
+ */
+function chunkScores(b: CudaBackend, S: CudaStorage, sdt: 'bf16' | 'f32', G: CudaStorage | null, q: View, keys: View, n0: number, n: number, idx: View | null): void {
+  const [, H, D] = q.shape as [number, number, number];
+  const Tk = keys.shape[0]!;
+  const qC: View = { storage: q.storage, dtype: 'bf16', shape: [n, H, D], strides: [H * D, D, 1], offset: q.offset + n0 * H * D };
+  if (G) {
+    const N = idx!.shape[1]!;
+    const gather = b.rt.modules.get('sparse_mla_gemm', 'mla_gather_rows_bf16', GATHER_SIG);
+    gather.launch(Math.ceil((n * N * 32) / 256), 256, 0, [n * N, D, D, Tk, 0, b.address(flat(G, 'bf16', n * N * D)), b.address(keys), b.address(idx!)]);
+    // Gᵀ [D, k] per query, read column-major from the row-major [k, D] block
+    b.matmul({ storage: S, dtype: sdt, shape: [n, H, N], strides: [H * N, N, 1], offset: 0 }, qC,
+      { storage: G, dtype: 'bf16', shape: [n, D, N], strides: [N * D, 1, D], offset: 0 });
+  } else {
+    // keysᵀ [D, Tk] read column-major from the row-major keys
+    b.matmul({ storage: S, dtype: sdt, shape: [n * H, Tk], strides: [Tk, 1], offset: 0 }, { ...qC, shape: [n * H, D], strides: [D, 1] },
+      { storage: keys.storage, dtype: 'bf16', shape: [D, Tk], strides: [1, D], offset: keys.offset });
+  }
+}
+
+/**
+ * bf16 q and k: per chunk of n queries, l = q·kᵀ into L [n, H, N] f32 (chunkScores: gathered rows when
+ * sparse, every key when dense), then indexer_scores_reduce (Σ_h w·relu(l), −inf off the entries).
+ * Returns false where the path does not apply.
+ */
+function scoresGemmPath(b: CudaBackend, out: View, q: View, k: View, w: View, start: View | null, end: View | null, indices: View | null): boolean {
+  const [Tq, H, D] = q.shape as [number, number, number];
+  const N = out.shape[1]!;
+  const Tk = k.shape[0]!;
+  const sparse = indices !== null;
+  if (!gemmApplies(q, k, N, sparse)) return false;
+  const chunk = Math.max(1, Math.min(Tq, Math.floor(indexerTrainTune.chunkBytes / indexerScoresBytesPerQuery(H, N, D, sparse, false))));
+  const t = temporaries(b);
+  try {
+    const L = t.tmp('f32', chunk * H * N);
+    const G = sparse ? t.tmp('bf16', chunk * N * D) : null;
+    const reduce = b.rt.modules.get('indexer_train_gemm', 'indexer_scores_reduce', REDUCE_SIG);
+    for (let n0 = 0; n0 < Tq; n0 += chunk) {
+      const n = Math.min(chunk, Tq - n0);
+      const idx = rowsOf(indices, n0, n, N);
+      chunkScores(b, L, 'f32', G, q, k, n0, n, idx);
+      reduce.launch(Math.ceil((n * N) / 256), 256, 0, [n, H, N, Tk, b.address(flat(L, 'f32', n * H * N)), b.address(rowsOf(w, n0, n, H)!),
+        b.address(rowsOf(out, n0, n, N)!), ptr(b, rowsOf(start, n0, n, 1)), ptr(b, rowsOf(end, n0, n, 1)), ptr(b, idx)]);
+    }
+  } finally {
+    t.dispose();
+  }
+  return true;
+}
+
+/**
+ * bf16 q and k: per chunk of n queries, L as in the forward, then indexer_scores_coef (C = g·w where the
+ * entry's l > 0, bf16; dw), dq = C·K (bf16 out into dq) and dk — sparse: dG = Cᵀ·q per query (f32) scattered
+ * into dk by the sparse MLA backward's scatter; dense: Cᵀ·q over the chunk's n·H rows (f32), the first
+ * chunk's straight into dk, later ones added. dk must be zeroed already. Returns false where the path does
+ * not apply.
+ */
+function scoresBwdGemmPath(b: CudaBackend, dq: View, dk: View, dw: View, dout: View, q: View, k: View, w: View, start: View | null, end: View | null,
+  indices: View | null): boolean {
+  const [Tq, H, D] = q.shape as [number, number, number];
+  const N = dout.shape[1]!;
+  const Tk = k.shape[0]!;
+  const sparse = indices !== null;
+  if (!gemmApplies(q, k, N, sparse) || dq.dtype !== 'bf16') return false;
+  const chunk = Math.max(1, Math.min(Tq, Math.floor(indexerTrainTune.chunkBytes / indexerScoresBytesPerQuery(H, N, D, sparse, true))));
+  const t = temporaries(b);
+  try {
+    const L = t.tmp('f32', chunk * H * N);
+    const C = t.tmp('bf16', chunk * H * N);
+    const G = sparse ? t.tmp('bf16', chunk * N * D) : null;
+    const dG = sparse ? t.tmp('f32', chunk * N * D) : null;
+    const dkPart = !sparse && chunk < Tq ? t.tmp('f32', Tk * D) : null;
+    const coef = b.rt.modules.get('indexer_train_gemm', 'indexer_scores_coef', COEF_SIG);
+    const v4 = D % 4 === 0 && b.address(dk) % 16 === 0;
+    const scatter = sparse ? b.rt.modules.get('sparse_mla_bwd_gemm', v4 ? 'sparse_mla_bwd_scatter_v4' : 'sparse_mla_bwd_scatter_v1', SCATTER_SIG) : null;
+    for (let n0 = 0; n0 < Tq; n0 += chunk) {
+      const n = Math.min(chunk, Tq - n0);
+      const idx = rowsOf(indices, n0, n, N);
+      chunkScores(b, L, 'f32', G, q, k, n0, n, idx);
+      coef.launch(Math.ceil((n * H * 32) / 256), 256, 0, [n, H, N, Tk, b.address(flat(L, 'f32', n * H * N)), b.address(rowsOf(w, n0, n, H)!),
+        b.address(rowsOf(dout, n0, n, N)!), b.address(flat(C, 'bf16', n * H * N)), b.address(rowsOf(dw, n0, n, H)!), ptr(b, rowsOf(start, n0, n, 1)),
+        ptr(b, rowsOf(end, n0, n, 1)), ptr(b, idx)]);
+      const qC: View = { storage: q.storage, dtype: 'bf16', shape: [n, H, D], strides: [H * D, D, 1], offset: q.offset + n0 * H * D };
+      const dqC: View = { storage: dq.storage, dtype: 'bf16', shape: [n, H, D], strides: [H * D, D, 1], offset: dq.offset + n0 * H * D };
+      if (sparse) {
+        b.matmul(dqC, { storage: C, dtype: 'bf16', shape: [n, H, N], strides: [H * N, N, 1], offset: 0 },
+          { storage: G!, dtype: 'bf16', shape: [n, N, D], strides: [N * D, D, 1], offset: 0 }); // dq = C·G
+        // dG = Cᵀ·q per query: Cᵀ [k, H] read column-major from the row-major [H, k] block
+        b.matmul({ storage: dG!, dtype: 'f32', shape: [n, N, D], strides: [N * D, D, 1], offset: 0 },
+          { storage: C, dtype: 'bf16', shape: [n, N, H], strides: [H * N, 1, N], offset: 0 }, qC);
+        scatter!.launch(Math.ceil((n * N * 32) / 256), 256, 0, [n * N, D, Tk, b.address(dk), b.address(flat(dG!, 'f32', n * N * D)), b.address(idx!)]);
+      } else {
+        const c2: View = { storage: C, dtype: 'bf16', shape: [n * H, Tk], strides: [Tk, 1], offset: 0 };
+        b.matmul({ ...dqC, shape: [n * H, D], strides: [D, 1] }, c2, k); // dq = C·k
+        // dk (+)= Cᵀ·q over the chunk's n·H rows: Cᵀ [Tk, n·H] read column-major from C
+        const part: View = n0 === 0 ? dk : { storage: dkPart!, dtype: 'f32', shape: [Tk, D], strides: [D, 1], offset: 0 };
+        b.matmul(part, { storage: C, dtype: 'bf16', shape: [Tk, n * H], strides: [1, Tk], offset: 0 }, { ...qC, shape: [n * H, D], strides: [D, 1] });
+        if (n0 > 0) b.binary('add', dk, dk, part);
+      }
+    }
+  } finally {
+    t.dispose();
+  }
+  return true;
+}
+
+/**
+ * bf16 q and kv: per chunk of n queries, the main attention's scores S [n, H, N] by cuBLASLt (chunkScores)
+ * — sparse: bf16 out (the gemm forward's score); dense: f32 out (the score of causalMlaPrefillTrain, which
+ * saved the dense lse) — then indexer_kl_rows (one CTA per row: target mass, KL, gradient). Returns false
+ * where the path does not apply.
  */
 function klGemmPath(b: CudaBackend, loss: View, grad: View, scores: View, q: View, kv: View, lse: View, start: View | null, end: View | null,
   indices: View | null, scale: number): boolean {
@@ -99,45 +252,24 @@ function klGemmPath(b: CudaBackend, loss: View, grad: View, scores: View, q: Vie
   const Tk = kv.shape[0]!;
   const N = scores.shape[1]!;
   const sparse = indices !== null;
-  if (!indexerTrainTune.gemm || q.dtype !== 'bf16' || kv.dtype !== 'bf16' || Tq * H * N === 0 || Tk === 0 || (sparse && D % 8 !== 0)) return false;
+  if (!gemmApplies(q, kv, N, sparse)) return false;
   const chunk = Math.max(1, Math.min(Tq, Math.floor(indexerTrainTune.chunkBytes / indexerKlBytesPerQuery(H, N, D, sparse))));
-  const temps: CudaStorage[] = [];
-  const tmp = (dtype: 'bf16' | 'f32', numel: number): CudaStorage => {
-    const st = b.alloc(dtype, numel);
-    temps.push(st);
-    return st;
-  };
+  const t = temporaries(b);
   try {
     const sdt = sparse ? 'bf16' : 'f32';
-    const S = tmp(sdt, chunk * H * N);
-    const G = sparse ? tmp('bf16', chunk * N * D) : null;
-    const gather = sparse ? b.rt.modules.get('sparse_mla_gemm', 'mla_gather_rows_bf16', GATHER_SIG) : null;
+    const S = t.tmp(sdt, chunk * H * N);
+    const G = sparse ? t.tmp('bf16', chunk * N * D) : null;
     const rowsK = b.rt.modules.get('indexer_train_gemm', `indexer_kl_rows_${sdt}`, KL_ROWS_SIG);
     smemFor(b, 'indexerKlLoss', 4 * H, rowsK);
-    const chunkOf = (v: View | null, n0: number, n: number, w: number): View | null =>
-      v && { ...v, shape: w === 1 ? [n] : [n, w], strides: w === 1 ? [1] : [w, 1], offset: v.offset + n0 * w };
     for (let n0 = 0; n0 < Tq; n0 += chunk) {
       const n = Math.min(chunk, Tq - n0);
-      const qC: View = { storage: q.storage, dtype: 'bf16', shape: [n, H, D], strides: [H * D, D, 1], offset: q.offset + n0 * H * D };
-      const idx = chunkOf(indices, n0, n, N);
-      if (sparse) {
-        const rowsG: View = { storage: G!, dtype: 'bf16', shape: [n * N * D], strides: [1], offset: 0 };
-        gather!.launch(Math.ceil((n * N * 32) / 256), 256, 0, [n * N, D, D, Tk, 0, b.address(rowsG), b.address(kv), b.address(idx!)]);
-        // S = q·Gᵀ per query: Gᵀ [D, k] read column-major from the row-major [k, D] block
-        b.matmul({ storage: S, dtype: 'bf16', shape: [n, H, N], strides: [H * N, N, 1], offset: 0 }, qC,
-          { storage: G!, dtype: 'bf16', shape: [n, D, N], strides: [N * D, 1, D], offset: 0 });
-      } else {
-        // S = q·kvᵀ for the chunk's n·H query rows over every key: kvᵀ [D, Tk] read column-major from kv
-        b.matmul({ storage: S, dtype: 'f32', shape: [n * H, N], strides: [N, 1], offset: 0 }, { ...qC, shape: [n * H, D], strides: [D, 1] },
-          { storage: kv.storage, dtype: 'bf16', shape: [D, N], strides: [1, D], offset: kv.offset });
-      }
-      rowsK.launch(n, NT, 4 * H, [H, N, Tk, scale, b.address({ storage: S, dtype: sdt, shape: [n * H * N], strides: [1], offset: 0 }),
-        b.address(chunkOf(lse, n0, n, H)!), b.address(chunkOf(scores, n0, n, N)!), b.address(chunkOf(loss, n0, n, 1)!),
-        b.address(chunkOf(grad, n0, n, N)!), ptr(b, chunkOf(start, n0, n, 1)), ptr(b, chunkOf(end, n0, n, 1)), ptr(b, idx)]);
+      const idx = rowsOf(indices, n0, n, N);
+      chunkScores(b, S, sdt, G, q, kv, n0, n, idx);
+      rowsK.launch(n, NT, 4 * H, [H, N, Tk, scale, b.address(flat(S, sdt, n * H * N)), b.address(rowsOf(lse, n0, n, H)!), b.address(rowsOf(scores, n0, n, N)!),
+        b.address(rowsOf(loss, n0, n, 1)!), b.address(rowsOf(grad, n0, n, N)!), ptr(b, rowsOf(start, n0, n, 1)), ptr(b, rowsOf(end, n0, n, 1)), ptr(b, idx)]);
     }
   } finally {
-    // stream-ordered reuse: later work on the stream runs after these kernels have finished with them
-    for (const st of temps) st.dispose();
+    t.dispose();
   }
   return true;
 }

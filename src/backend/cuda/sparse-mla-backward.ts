@@ -33,7 +33,8 @@ export function sparseMlaBackwardBytesPerQuery(H: number, k: number, D: number):
 }
 
 const SOFTMAX_BWD_SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'i64', 'i64', 'f64', 'p', 'p', 'p', 'p', 'p', 'p', 'p'];
-const SCATTER_SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'p', 'p', 'p'];
+/** sparse_mla_bwd_scatter_<v4|v1> of kernels/sparse_mla_bwd_gemm.cu (the indexer scores backward scatters with it too). */
+export const SCATTER_SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'p', 'p', 'p'];
 
 /**
  * bf16 inputs: per chunk of n queries, gather each query's selected rows into G [n, k, D] bf16, then
