@@ -141,7 +141,9 @@ eachDevice('indexerScores forward and backward in f32/bf16 against f64 (dense an
           // −inf exactly where the reference has it
           for (let i = 0; i < ref.s.length; i++) assert.equal(got.s[i] === -Infinity, ref.s[i] === -Infinity, `${where}: −inf pattern at ${i}`);
           const fin = (a: Float64Array) => a.map((x) => (x === -Infinity ? 0 : x));
-          const tol = dtype === 'f32' ? 1e-5 : 1e-5; // the inputs are the dtype's values, the math is f32 or better
+          // the inputs are the dtype's values, the math is f32 or better (the gemm path's l: tensor-core f32
+          // accumulation, whose partial sums need not round as f32 FMAs do — allowed 1e-4, a real fault is far above)
+          const tol = path?.startsWith('gemm') ? 1e-4 : 1e-5;
           assert.ok(relErr(fin(got.s), fin(ref.s)) <= tol, `${where}: scores ${relErr(fin(got.s), fin(ref.s))}`);
           // gradients: the gemm path's bf16 coefficients g·w (and bf16 dq) cost ~2e-3 (a CPU emulation, 2026-12-06)
           for (const key of ['dq', 'dk', 'dw'] as const) {
