@@ -42,6 +42,7 @@
 #include "common.cuh"
 
 #define NT 256
+#include "indexer_kl.cuh"
 #define TKI 32
 #define HG 16
 #define TKL 16
@@ -49,19 +50,6 @@
 template <class T> __device__ __forceinline__ float act_round(float x);
 template <> __device__ __forceinline__ float act_round<float>(float x) { return x; }
 template <> __device__ __forceinline__ float act_round<__nv_bfloat16>(float x) { return bf16_bits_to_f32(f32_to_bf16_bits(x)); }
-
-// Key row of column `col` of row i, or −1 (outside the range / a hole).
-__device__ __forceinline__ int64_t entry_row(int64_t i, int64_t col, int64_t N, int64_t Tk, const int32_t* start, const int32_t* end,
-                                             const int32_t* indices) {
-  if (indices) {
-    if (col >= N) return -1;
-    const int32_t t = indices[i * N + col];
-    return (t >= 0 && (int64_t)t < Tk) ? t : -1;
-  }
-  const int64_t s = min(max((int64_t)start[i], (int64_t)0), Tk);
-  const int64_t e = min(max((int64_t)end[i], (int64_t)0), Tk);
-  return (col >= s && col < e) ? col : -1;
-}
 
 // Columns [c0, c1) of row i that can hold entries (the clamped range in dense mode, all N in sparse).
 __device__ __forceinline__ void entry_span(int64_t i, int64_t N, int64_t Tk, const int32_t* start, const int32_t* end, const int32_t* indices,
@@ -273,34 +261,7 @@ __device__ void indexer_kl_loss(int64_t Tq, int64_t H, int64_t D, int64_t dv, in
   }
   __syncthreads();
   // B. the row's normalisers, then loss and gradient
-  double P = 0.0, m = -INFINITY;
-  for (int64_t c = c0 + tid; c < c1; c += NT) {
-    if (entry_row(i, c, N, Tk, start, end, indices) < 0) continue;
-    P += (double)g[c];
-    m = fmax(m, (double)I[c]);
-  }
-  P = block_sum(P, redd);
-  m = block_max(m, redd);
-  if (!(P > 0.0)) {  // no entry, or no target mass: loss 0, gradient 0 (g holds zeros and zero masses)
-    for (int64_t c = c0 + tid; c < c1; c += NT) g[c] = 0.0f;
-    if (tid == 0) loss[i] = 0.0f;
-    return;
-  }
-  double Z = 0.0;
-  for (int64_t c = c0 + tid; c < c1; c += NT)
-    if (entry_row(i, c, N, Tk, start, end, indices) >= 0) Z += exp((double)I[c] - m);
-  Z = block_sum(Z, redd);
-  const double lz = m + log(Z);
-  double L = 0.0;
-  for (int64_t c = c0 + tid; c < c1; c += NT) {
-    if (entry_row(i, c, N, Tk, start, end, indices) < 0) continue;
-    const double p = (double)g[c] / P;
-    const double lq = (double)I[c] - lz;
-    if (p > 0.0) L += p * (log(p) - lq);
-    g[c] = (float)(exp(lq) - p);
-  }
-  L = block_sum(L, redd);
-  if (tid == 0) loss[i] = (float)L;
+  indexer_kl_finish(i, c0, c1, N, Tk, start, end, indices, I, g, loss, redd);
 }
 
 // ---- entry points ------------------------------------------------------------------------------------

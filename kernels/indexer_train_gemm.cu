@@ -48,24 +48,12 @@
 #include "common.cuh"
 
 #define NT 256
+#include "indexer_kl.cuh"
 
 __device__ __forceinline__ float kl_x(uint16_t s, double scale) {
   return bf16_bits_to_f32(f32_to_bf16_bits((float)((double)bf16_bits_to_f32(s) * scale)));
 }
 __device__ __forceinline__ float kl_x(float s, double scale) { return (float)((double)s * scale); }
-
-// Key row of column `col` of row i, or −1 (outside the range / a hole); as indexer_train.cu's entry_row.
-__device__ __forceinline__ bool row_entry(int64_t i, int64_t col, int64_t N, int64_t Tk, const int32_t* start, const int32_t* end,
-                                         const int32_t* indices) {
-  if (indices) {
-    if (col >= N) return false;
-    const int32_t t = indices[i * N + col];
-    return t >= 0 && (int64_t)t < Tk;
-  }
-  const int64_t s = min(max((int64_t)start[i], (int64_t)0), Tk);
-  const int64_t e = min(max((int64_t)end[i], (int64_t)0), Tk);
-  return col >= s && col < e;
-}
 
 // One CTA per row i of the chunk. S [n, H, N] (ST: uint16_t = bf16 bits, or float), lse [n, H], scores and
 // grad [n, N], loss [n]; start/end [n] or indices [n, N] (all offset to the chunk by the host).
@@ -89,44 +77,20 @@ __device__ void indexer_kl_rows(int64_t H, int64_t N, int64_t Tk, double scale, 
   for (int64_t c = tid; c < c0; c += NT) g[c] = 0.0f;
   for (int64_t c = c1 + tid; c < N; c += NT) g[c] = 0.0f;
   __syncthreads();  // lsh
-  // A. target mass per entry (into g), with P and m
-  double P = 0.0, m = -INFINITY;
+  // A. target mass per entry (into g)
   for (int64_t c = c0 + tid; c < c1; c += NT) {
     float a = 0.0f;
-    if (row_entry(i, c, N, Tk, start, end, indices)) {
+    if (entry_row(i, c, N, Tk, start, end, indices) >= 0) {
 #pragma unroll 4
       for (int64_t h = 0; h < H; h++) {
         const float l = lsh[h];
         if (l != -INFINITY) a += expf(kl_x(s[h * N + c], scale) - l);
       }
-      P += (double)a;
-      m = fmax(m, (double)I[c]);
     }
     g[c] = a;
   }
-  P = block_sum(P, redd);
-  m = block_max(m, redd);
-  // B. the row's normalisers, then loss and gradient (the entries' columns are owned as in A)
-  if (!(P > 0.0)) {  // no entry, or no target mass: loss 0, gradient 0
-    for (int64_t c = c0 + tid; c < c1; c += NT) g[c] = 0.0f;
-    if (tid == 0) loss[i] = 0.0f;
-    return;
-  }
-  double Z = 0.0;
-  for (int64_t c = c0 + tid; c < c1; c += NT)
-    if (row_entry(i, c, N, Tk, start, end, indices)) Z += exp((double)I[c] - m);
-  Z = block_sum(Z, redd);
-  const double lz = m + log(Z);
-  double L = 0.0;
-  for (int64_t c = c0 + tid; c < c1; c += NT) {
-    if (!row_entry(i, c, N, Tk, start, end, indices)) continue;
-    const double p = (double)g[c] / P;
-    const double lq = (double)I[c] - lz;
-    if (p > 0.0) L += p * (log(p) - lq);
-    g[c] = (float)(exp(lq) - p);
-  }
-  L = block_sum(L, redd);
-  if (tid == 0) loss[i] = (float)L;
+  // B. the row's normalisers, then loss and gradient (each thread reads back only the columns it wrote)
+  indexer_kl_finish(i, c0, c1, N, Tk, start, end, indices, I, g, loss, redd);
 }
 
 #define KL_ROWS(name, ST)                                                                                                     \
@@ -145,7 +109,7 @@ extern "C" __global__ void __launch_bounds__(256) indexer_scores_reduce(int64_t 
   const int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
   if (e >= n * N) return;
   const int64_t i = e / N, c = e - i * N;
-  if (!row_entry(i, c, N, Tk, start, end, indices)) {
+  if (entry_row(i, c, N, Tk, start, end, indices) < 0) {
     out[e] = -INFINITY;
     return;
   }
@@ -176,7 +140,7 @@ extern "C" __global__ void __launch_bounds__(256) indexer_scores_coef(int64_t n,
   for (int64_t c = lane; c < N; c += 32) {
     float cv = 0.0f;
     const float x = l[c];
-    if (x > 0.0f && row_entry(i, c, N, Tk, start, end, indices)) {
+    if (x > 0.0f && entry_row(i, c, N, Tk, start, end, indices) >= 0) {
       const float gg = gi[c];
       s += (double)gg * (double)x;
       cv = gg * wv;
