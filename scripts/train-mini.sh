@@ -29,7 +29,7 @@ pack $W/corpus $W/pack
 dsv32 data build --out $W/corpus-sft --seed 1 --sources arithmetic,tool-chat --max-bytes 12000000 --weights arithmetic=3,tool-chat=1
 pack $W/corpus-sft $W/pack-sft
 [ "${1:-}" = --data-only ] && { echo "train-mini: data ready in $W (pack, pack-sft)"; exit 0; }
-# 2. training: dense pretraining, DSA continued pre-training (dense warm-up, then sparse), SFT
+# 2. training: dense pretraining, DSA continued pre-training (dense warm-up, then sparse), SFT (GRPO: step 4)
 for stage in pretrain dsa sft; do
   while :; do
     out=$(dsv32 train $stage --config $R/$stage.json --no-progress) || { echo "train-mini: dsv32 train $stage failed" >&2; exit 1; }
@@ -37,7 +37,26 @@ for stage in pretrain dsa sft; do
     grep -q '^done at' <<<"$out" && break
   done
 done
-# 3. the shipped form: FP8 e4m3 linears with 128×128 block scales, shards of ≤ 16 MB, with the tokenizer
+# 3. the SFT model in the shipped form: FP8 e4m3 linears with 128×128 block scales, shards of ≤ 16 MB
 last=$W/runs/sft
-dsv32 quantize --model $last/$(cat $last/latest) --out models/dsv32-mini
+[ -f $W/sft-fp8/config.json ] || dsv32 quantize --model $last/$(cat $last/latest) --out $W/sft-fp8
+# 4. GRPO (recipe/grpo.json, docs/rl.md) on the arithmetic family, 256 training and 64 held-out problems,
+#    from the SFT model without its MTP layer (GRPO trains the main model only); the policy then gets the
+#    SFT model's MTP layer back
+[ -f $W/envs/arithmetic-s11/manifest.json ] || dsv32 env generate arithmetic --seed 11 --tasks 320 --out $W/envs/arithmetic-s11
+[ -f $W/sft-nomtp/config.json ] || node scripts/mtp-layers.mjs strip --model $W/sft-fp8 --out $W/sft-nomtp
+node -e 'const fs=require("fs"); const [base,out,model,env,dir]=process.argv.slice(1); const c=JSON.parse(fs.readFileSync(base,"utf8")); if (c.eval && c.eval.path===c.env.path) c.eval.path=env; c.model=model; c.env.path=env; c.out=dir; fs.writeFileSync(out, JSON.stringify(c, null, 1))' \
+  $R/grpo.json $W/grpo.json $W/sft-nomtp $W/envs/arithmetic-s11 $W/runs/grpo
+while :; do
+  out=$(dsv32 rl --config $W/grpo.json --max-seconds 540 --no-progress) || { echo "train-mini: dsv32 rl failed" >&2; exit 1; }
+  echo "$out"
+  grep -q '^done at' <<<"$out" && break
+done
+rm -rf $W/grpo-fp8 $W/shipped
+dsv32 quantize --model $W/runs/grpo/$(cat $W/runs/grpo/latest) --out $W/grpo-fp8
+node scripts/mtp-layers.mjs attach --model $W/grpo-fp8 --mtp-from $W/sft-fp8 --out $W/shipped
+# the model card (README.md) and the recipe stay; the checkpoint's files are replaced
+M=models/dsv32-mini
+rm -f $M/*.safetensors $M/model.safetensors.index.json $M/config.json $M/tokenizer.json
+cp $W/shipped/* $M/
 echo "train-mini: models/dsv32-mini written; evaluate with: node dist/bench/arithmetic-eval.js --n 20"
