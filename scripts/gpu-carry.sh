@@ -73,4 +73,16 @@ done
 for d in "${dirs[@]}"; do
   tar -C "$(dirname "$d")" -cf - "$(basename "$d")" | xz -9 -T0 > ".gpu/$(basename "$d").tar.xz"
 done
+# node without its symbol table: 21.9 MB compressed instead of 24.2, the margin that lets the tracked
+# sources stay in the working tree during a call (docs/gpu.md)
+if [ -f .device/node.xz ] && command -v file > /dev/null && command -v strip > /dev/null; then
+  bin=$(mktemp /tmp/dsv32-node.XXXXXX)
+  xz -dc .device/node.xz > "$bin"
+  if file "$bin" | grep -q 'not stripped'; then
+    strip "$bin" && chmod +x "$bin" && "$bin" -e 0
+    xz -9 -T0 -c "$bin" > .device/node.xz.new && mv .device/node.xz.new .device/node.xz
+    echo "gpu-carry: .device/node.xz stripped of its symbols ($(du -h .device/node.xz | cut -f1))"
+  fi
+  rm -f "$bin"
+fi
 du -sh .gpu/* | sed 's/^/gpu-carry: /'
