@@ -21,13 +21,16 @@
 // never announces hold up the buckets behind them until finish() (DDP's find_unused_parameters would
 // find them before the backward; here the tiny cost is a later launch, not a wrong result).
 //
+// `op` 'sum' instead of 'avg' (GRPO, src/rl/trainer.ts): each rank's loss is already its share of the
+// global loss, normalised by the global counts, so the gradient of the global loss is the ranks' sum.
+//
 // World size 1 runs the same calls and moves nothing: no bucket is built, every gradient stays as the
 // backward left it (bit for bit the single-process run).
 import { DsvError } from '../errors.js';
 import { noGrad } from '../tensor/autograd.js';
 import { ITEMSIZE, type DType } from '../tensor/dtype.js';
 import { contiguousStrides, fromArray, Tensor } from '../tensor/tensor.js';
-import type { Collective } from './collective.js';
+import type { Collective, ReduceKind } from './collective.js';
 
 export class DataParallelError extends DsvError {}
 
@@ -57,8 +60,9 @@ export class GradAverager {
   private next = 0;
   private finished = false;
 
-  constructor(private readonly collective: Collective, private readonly params: readonly Tensor[], bucketMb = DEFAULT_BUCKET_MB) {
+  constructor(private readonly collective: Collective, private readonly params: readonly Tensor[], bucketMb = DEFAULT_BUCKET_MB, private readonly op: 'avg' | 'sum' = 'avg') {
     if (!(bucketMb > 0 && Number.isFinite(bucketMb))) throw new DataParallelError(`bucketMb must be a positive number, got ${bucketMb}`);
+    if (op !== 'avg' && op !== 'sum') throw new DataParallelError(`op must be 'avg' or 'sum', got '${String(op)}'`);
     this.local = new Uint8Array(params.length);
     if (collective.worldSize === 1) return;
     const cap = bucketMb * 2 ** 20;
@@ -103,7 +107,7 @@ export class GradAverager {
         } else p.backend.fill(dst, 0);
       });
     });
-    this.collective.allReduce(flat, 'avg');
+    this.collective.allReduce(flat, this.op);
     b.flat = flat;
   }
 
@@ -133,10 +137,40 @@ export class GradAverager {
   }
 }
 
-/** The mean over ranks of each number (log scalars: losses, norms); null stays null on every rank. */
-export function averageScalars(collective: Collective, xs: readonly number[], device: string): number[] {
+/** Each number reduced over the ranks with `op` (log scalars: sums, counts, maxima); world size 1 returns them as they are. */
+export function reduceScalars(collective: Collective, xs: readonly number[], device: string, op: ReduceKind): number[] {
   if (collective.worldSize === 1 || !xs.length) return [...xs];
   const t = fromArray(Float64Array.from(xs), [xs.length], { dtype: 'f64', device });
-  collective.allReduce(t, 'avg');
+  collective.allReduce(t, op);
   return Array.from(t.toFloat64());
+}
+
+/** The mean over ranks of each number (log scalars: losses, norms). */
+export function averageScalars(collective: Collective, xs: readonly number[], device: string): number[] {
+  return reduceScalars(collective, xs, device, 'avg');
+}
+
+/** Every rank's `xs` (the same length on every rank), indexed by rank. */
+export function gatherScalars(collective: Collective, xs: readonly number[], device: string): number[][] {
+  if (collective.worldSize === 1) return [[...xs]];
+  if (!xs.length) return Array.from({ length: collective.worldSize }, () => []);
+  const all = collective.allGather(fromArray(Float64Array.from(xs), [xs.length], { dtype: 'f64', device })).toFloat64();
+  return Array.from({ length: collective.worldSize }, (_, r) => Array.from(all.subarray(r * xs.length, (r + 1) * xs.length)));
+}
+
+/**
+ * The ranks' lists of `counts[r]` numbers each (counts: every rank's length, known to all), concatenated in
+ * rank order: the lists are padded to the longest and gathered.
+ */
+export function concatScalars(collective: Collective, xs: readonly number[], counts: readonly number[], device: string): number[] {
+  if (collective.worldSize === 1) return [...xs];
+  if (xs.length !== counts[collective.rank]) throw new DataParallelError(`concatScalars: xs holds ${xs.length} numbers, counts[${collective.rank}] says ${counts[collective.rank]}`);
+  const w = Math.max(...counts);
+  const rows = gatherScalars(collective, [...xs, ...new Array<number>(w - xs.length).fill(0)], device);
+  return rows.flatMap((row, r) => row.slice(0, counts[r]));
+}
+
+/** Whether `flag` holds on some rank (the ranks' clocks differ: they must agree on when to stop). */
+export function anyRank(collective: Collective, flag: boolean, device: string): boolean {
+  return reduceScalars(collective, [flag ? 1 : 0], device, 'max')[0]! > 0;
 }

@@ -32,6 +32,20 @@
 // every step builds a new engine: a cached prefix from step k−1 would otherwise be served as if computed by
 // θ_k.
 //
+// Data parallel (issue 16; a collective of N ranks: `dsv32 launch --gpus N`, or hooks.collective): rank r rolls
+// out the step's tasks [r·T/N, (r+1)·T/N) of T = tasks_per_step (T must divide by N) on its own engine, with
+// the seeds a 1-rank run gives those tasks (a group's seeds depend on the step and the task, not on the other
+// groups), so the ranks' rollouts together are the 1-rank rollouts. Groups never span ranks, so Â is local.
+// Each rank splits its sequences into num_minibatches; minibatch m is the union of the ranks' m-th shares
+// (with num_minibatches 1, the 1-rank minibatch; otherwise a 1-rank minibatch of other sequences). The loss
+// is seq-mean-token-mean, L = (1/S) Σ_i mean_t ℓ_{i,t} over the minibatch's S sequences: each rank divides
+// its own Σ_i by the GLOBAL S (the ranks' counts are gathered once per step), so Σ_r L_r = L and the
+// gradients are SUMMED over ranks (GradAverager 'sum', launched during the last micro-batch's backward)
+// before the clip and AdamW: every rank applies the 1-rank update. The logged numbers are global (sums and
+// counts reduced, per-sequence lists gathered in rank order); rank 0 alone writes logs, evaluations and
+// checkpoints; every rank resumes from <out>/latest. World size 1 moves nothing: today's logs and checkpoints.
+// A rollout server needs world size 1.
+//
 // Resume: checkpoints (src/train/checkpoint.ts: f32 master weights, AdamW moments, the step) every save_every
 // steps, at the end, and when max_seconds of this invocation are spent; a run started again with the same
 // config continues from <out>/latest. The rollout seed, the task choice and the minibatch split are functions
@@ -46,8 +60,11 @@ import { CudaError, resolveDevice } from '../backend/cuda/index.js';
 import { CUDA_ERROR_OUT_OF_MEMORY } from '../backend/cuda/cuda-consts.js';
 import { LLMEngine } from '../engine/engine.js';
 import { loadEnvironment, type Environment } from '../envs/load.js';
+import { type Collective, openCollective } from '../dist/collective.js';
+import { anyRank, concatScalars, gatherScalars, GradAverager, reduceScalars } from '../dist/data-parallel.js';
 import { DsvError } from '../errors.js';
 import { DeepseekV32 } from '../model/model.js';
+import { getBackend } from '../tensor/backend.js';
 import { backwardReleasing, releaseDeadTensors } from '../tensor/memory.js';
 import { type Tensor, detach, fromArray, gather, logSoftmax, mul, muls, noGrad, sum, reshape, softmax, unsqueeze, where } from '../tensor/index.js';
 import { latestCheckpoint, OPTIMIZER_FILE, saveCheckpoint } from '../train/checkpoint.js';
@@ -144,7 +161,7 @@ export interface RlEvalLog {
 }
 
 export interface RlHooks {
-  onStart?: (info: { startStep: number; steps: number; params: number; tasks: number; device: string }) => void;
+  onStart?: (info: { startStep: number; steps: number; params: number; tasks: number; device: string; rank: number; worldSize: number; model: DeepseekV32 }) => void;
   onStep?: (log: RlStepLog) => void;
   onCheckpoint?: (dir: string) => void;
   onEval?: (log: RlEvalLog) => void;
@@ -154,6 +171,8 @@ export interface RlHooks {
   onRecords?: (records: RolloutRecord[], step: number) => void;
   /** use_indexer_replay, rows longer than index_topk: the selections a minibatch's forward is forced to, per layer [S·T, index_topk] */
   onForcedTopk?: (info: { batch: RlBatch; forced: readonly Int32Array[]; T: number }) => void;
+  /** this process's rank and world (default: openCollective() from the DSV32_* environment of dsv32 launch) */
+  collective?: Collective;
 }
 
 export interface RlResult {
@@ -292,6 +311,14 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
   } catch (e) {
     throw new RlTrainError(`device: ${(e as Error).message}`, { cause: e });
   }
+  const dp = hooks.collective ?? (await openCollective(getBackend(device)));
+  const N = dp.worldSize;
+  const lead = dp.rank === 0;
+  if (cfg.tasks_per_step % N !== 0) {
+    throw new RlTrainError(`tasks_per_step ${cfg.tasks_per_step} is not divisible by the world size ${N}: each rank rolls out tasks_per_step/${N} of the step's tasks`);
+  }
+  // every rank would push its own copy of the policy to the one server, and the server's batch would mix the ranks' requests
+  if (cfg.rollout_server && N > 1) throw new RlTrainError(`rollout_server: rollouts through a server need world size 1 (this run has ${N} ranks); drop rollout_server to roll out on each rank's own engine`);
   // checkpoints hold f32 masters: an FP8 source's quantization_config would describe them wrongly
   const { quantization_config: _q, ...srcConfig } = JSON.parse(readFileSync(join(cfg.model, 'config.json'), 'utf8')) as Record<string, unknown>;
   const configJson = JSON.stringify(srcConfig, null, 2) + '\n';
@@ -308,10 +335,12 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
   const start = resume ? resume.state.step : 0;
   mkdirSync(cfg.out, { recursive: true });
   const logPath = join(cfg.out, RL_LOG_FILE);
-  truncateLog(logPath, start);
   const evalPath = join(cfg.out, RL_EVAL_FILE);
-  truncateLog(evalPath, start);
-  hooks.onStart?.({ startStep: start, steps: cfg.steps, params: params.reduce((a, [, p]) => a + p.numel, 0), tasks: tasks.length, device });
+  if (lead) {
+    truncateLog(logPath, start);
+    truncateLog(evalPath, start);
+  }
+  hooks.onStart?.({ startStep: start, steps: cfg.steps, params: params.reduce((a, [, p]) => a + p.numel, 0), tasks: tasks.length, device, rank: dp.rank, worldSize: N, model });
 
   const moeLayers = mc.nLayers - mc.nDenseLayers;
   const routeShape = moeLayers > 0 ? { layers: moeLayers, k: mc.nActivatedExperts } : undefined;
@@ -327,6 +356,7 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
   let last: string | null = null;
   let ran = 0;
   const save = (): void => {
+    if (!lead) return;
     last = saveCheckpoint(cfg.out, { configJson, weights: model.weights.stateTensors(), optimizer: opt, state: { step, stage: STAGE, configHash }, keep: cfg.keep, tokenizer: tokenizerFile });
     hooks.onCheckpoint?.(last);
   };
@@ -403,14 +433,17 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
     appendFileSync(evalPath, JSON.stringify(log) + '\n');
     hooks.onEval?.(log);
   };
-  const evalDue = (): boolean => cfg.eval !== undefined && (step % cfg.eval.every === 0 || step === cfg.steps);
+  // rank 0 alone evaluates (it reads the policy, which every rank holds alike)
+  const evalDue = (): boolean => lead && cfg.eval !== undefined && (step % cfg.eval.every === 0 || step === cfg.steps);
   // the starting policy (a new run), or an evaluation a kill interrupted after its step's checkpoint
   if (evalDue() && !loggedSteps(evalPath).has(step)) await evaluate();
 
   while (step < cfg.steps) {
     // ---- 1–2. rollouts and rewards on a fresh engine over the current weights
     const t0 = Date.now();
-    const groups = await rollouts(`step ${step + 1}'s rollouts`, env, stepTasks(tasks, cfg.tasks_per_step, step), {
+    // this rank's share of the step's tasks: [r·T/N, (r+1)·T/N)
+    const share = cfg.tasks_per_step / N;
+    const groups = await rollouts(`step ${step + 1}'s rollouts`, env, stepTasks(tasks, cfg.tasks_per_step, step).slice(dp.rank * share, (dp.rank + 1) * share), {
       sampling,
       // recorded even without Keep Routing: the routing disagreement is measured against them
       ...(routeShape ? { routes: routeShape } : {}),
@@ -421,32 +454,45 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
     });
     const records = groupRecords(groups);
     hooks.onRecords?.(records, step);
-    if (!records.length) throw new RlTrainError(`step ${step}: the rollouts produced no sampled token to train on`);
+    // every rank's sequence count per minibatch [rank][minibatch]: a minibatch is the union of the ranks' shares
+    const parts = splitRanges(records.length, cfg.num_minibatches);
+    const shares = gatherScalars(dp, parts.map(([a, b]) => b - a), device);
+    const sequences = shares.flat().reduce((x, y) => x + y, 0);
+    if (!sequences) throw new RlTrainError(`step ${step}: the rollouts produced no sampled token to train on`);
     const episodes = groups.flatMap((g) => g.episodes);
     const rolloutS = (Date.now() - t0) / 1000;
 
     // ---- 3. collate once for the group-relative advantages of the whole batch
     const t1 = Date.now();
     // on the host: only the advantages and a count are read from it (the minibatches collate their own)
-    const full = collateRollouts(records, { padId, logpOld: logpOldMode });
-    const advAll = full.advantages.toFloat64();
+    // (none on a rank whose episodes gave no sequence: it still joins every minibatch's collectives)
+    const full = records.length ? collateRollouts(records, { padId, logpOld: logpOldMode }) : null;
+    const advAll = full ? full.advantages.toFloat64() : new Float64Array(0);
 
     // ---- 4–5. minibatch updates
     const mbs: MinibatchLog[] = [];
-    for (const [a, b] of splitRanges(records.length, cfg.num_minibatches).filter(([x, y]) => y > x)) {
-      mbs.push(await minibatchStep(records.slice(a, b), advAll.subarray(a, b)));
+    for (const [m, [a, b]] of parts.entries()) {
+      const counts = shares.map((r) => r[m]!);
+      // a minibatch empty on every rank is skipped on every rank; one empty here only still joins the collectives
+      if (counts.some((c) => c > 0)) mbs.push(await minibatchStep(records.slice(a, b), advAll.subarray(a, b), counts));
     }
     step++;
     ran++;
+    // the step's episodes over all ranks: sums and counts, reduced, then divided
+    const total = (xs: number[]): number => xs.reduce((x, y) => x + y, 0);
+    const [rewardSum, passSum, outcomeSum, nEpisodes, unmasked] = reduceScalars(dp, [
+      total(episodes.map((e) => e.reward.reward)), total(episodes.map((e) => (e.verdict.score >= 1 ? 1 : 0))), total(episodes.map((e) => e.reward.outcome)), episodes.length, full?.unmaskedTokens ?? 0,
+    ], device, 'sum') as [number, number, number, number, number];
+    const perEpisode = (x: number): number => (nEpisodes ? x / nEpisodes : 0);
     const log: RlStepLog = {
       step,
-      reward: mean(episodes.map((e) => e.reward.reward)),
-      pass_rate: mean(episodes.map((e) => (e.verdict.score >= 1 ? 1 : 0))),
-      outcome: mean(episodes.map((e) => e.reward.outcome)),
-      episodes: episodes.length,
-      sequences: records.length,
+      reward: perEpisode(rewardSum),
+      pass_rate: perEpisode(passSum),
+      outcome: perEpisode(outcomeSum),
+      episodes: nEpisodes,
+      sequences,
       trained_tokens: mbs.reduce((s, m) => s + m.tokens, 0),
-      unmasked_tokens: full.unmaskedTokens,
+      unmasked_tokens: unmasked,
       kl: mean(mbs.map((m) => m.kl)),
       entropy: mean(mbs.map((m) => m.entropy)),
       clip_fraction: mean(mbs.map((m) => m.clip_fraction)),
@@ -459,34 +505,40 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
       rollout_s: rolloutS,
       train_s: (Date.now() - t1) / 1000,
     };
-    appendFileSync(logPath, JSON.stringify(log) + '\n');
+    if (lead) appendFileSync(logPath, JSON.stringify(log) + '\n');
     hooks.onStep?.(log);
-    const outOfTime = cfg.max_seconds !== undefined && (Date.now() - tStart) / 1000 >= cfg.max_seconds;
+    const outOfTime = cfg.max_seconds !== undefined && anyRank(dp, (Date.now() - tStart) / 1000 >= cfg.max_seconds, device);
     const stopping = step >= cfg.steps || outOfTime || (hooks.stopAfter !== undefined && ran >= hooks.stopAfter);
     if (step % cfg.save_every === 0 || stopping) save();
     // after the checkpoint: an evaluation only reads the policy, so a kill during it loses no training
     if (evalDue()) await evaluate();
     if (stopping) break;
   }
+  if (!hooks.collective) dp.close();
   return { step, resumedFrom: resume ? start : null, checkpoint: last, done: step >= cfg.steps, model };
 
   /**
    * One optimiser step on a minibatch (records with their advantages, centred over the whole rollout batch):
    * its micro-batches of micro_batch_size sequences each run forward and backward in turn, their gradients
-   * summing in the parameters' .grad (each micro-batch's loss is divided by the MINIBATCH's sequence count,
-   * so the sum is the minibatch's seq-mean-token-mean loss), then one clip and one AdamW step.
+   * summing in the parameters' .grad (each micro-batch's loss is divided by the MINIBATCH's sequence count over
+   * all ranks, so the sum over micro-batches and ranks is the minibatch's seq-mean-token-mean loss), the ranks'
+   * gradients summed, then one clip and one AdamW step. `counts`: every rank's sequences of this minibatch.
    */
-  async function minibatchStep(recs: readonly RolloutRecord[], adv: Float64Array): Promise<MinibatchLog> {
+  async function minibatchStep(recs: readonly RolloutRecord[], adv: Float64Array, counts: readonly number[]): Promise<MinibatchLog> {
     const S = recs.length;
+    const SAll = counts.reduce((x, y) => x + y, 0);
     const acc = { n: 0, loss: 0, devSum: 0, devMax: 0, lpSum: 0, mis: 0, clipped: 0, masked: 0, klSum: 0, entSum: 0, differing: 0, drifting: 0, compared: 0, idxDis: 0, idxN: 0 };
     const advantages: number[] = [];
     const opsmStatistic: number[] = [];
     opt.zeroGrad();
-    for (const [a, b] of splitRanges(S, Math.ceil(S / Math.min(cfg.micro_batch_size ?? S, S)))) {
+    const avg = new GradAverager(dp, params.filter(([, p]) => p.requiresGrad).map(([, p]) => p), undefined, 'sum');
+    const micro = S ? splitRanges(S, Math.ceil(S / Math.min(cfg.micro_batch_size ?? S, S))) : [];
+    for (const [k, [a, b]] of micro.entries()) {
       const mb = collateRollouts(recs.slice(a, b), { padId, logpOld: logpOldMode, device });
       let m: Awaited<ReturnType<typeof microStep>>;
       try {
-        m = await microStep(mb, fromArray(adv.subarray(a, b), [b - a], { dtype: 'f32', device }), S);
+        // the gradients are final only in the last micro-batch's backward: its leaves launch the all-reduce
+        m = await microStep(mb, fromArray(adv.subarray(a, b), [b - a], { dtype: 'f32', device }), SAll, k === micro.length - 1 ? avg.ready : undefined);
       } catch (e) {
         if (!(e instanceof CudaError && e.code === CUDA_ERROR_OUT_OF_MEMORY)) throw e;
         throw new RlTrainError(`step ${step + 1}: the GPU ran out of memory training ${b - a} sequences × ${mb.input[0]!.length} tokens at once; set micro_batch_size below ${b - a} (${e.message})`, { cause: e });
@@ -512,24 +564,31 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
       opsmStatistic.push(...m.opsmStatistic);
       await releaseDeadTensors(model.device);
     }
+    avg.finish();
     const live = params.filter(([, p]) => p.grad).map(([, p]) => p);
     const gradNorm = cfg.clip_grad > 0 ? clipGradNorm(live, cfg.clip_grad) : gradNormOf(live);
     opt.step();
     model.weights.update();
+    // the minibatch's numbers over all ranks: sums of the counts and sums, the largest deviation, the per-sequence lists in rank order
+    [acc.n, acc.loss, acc.devSum, acc.lpSum, acc.mis, acc.clipped, acc.masked, acc.klSum, acc.entSum, acc.differing, acc.drifting, acc.compared, acc.idxDis, acc.idxN] = reduceScalars(dp,
+      [acc.n, acc.loss, acc.devSum, acc.lpSum, acc.mis, acc.clipped, acc.masked, acc.klSum, acc.entSum, acc.differing, acc.drifting, acc.compared, acc.idxDis, acc.idxN], device, 'sum') as number[];
+    acc.devMax = reduceScalars(dp, [acc.devMax], device, 'max')[0]!;
+    const advantagesAll = concatScalars(dp, advantages, counts, device);
+    const opsmAll = concatScalars(dp, opsmStatistic, counts, device);
     const n = acc.n;
     // token-weighted means over the micro-batches (routing: over their (token, layer) pairs)
     const tokMean = (x: number): number => (n ? x / n : 0);
     return {
-      sequences: S,
+      sequences: SAll,
       tokens: n,
       loss: acc.loss,
       grad_norm: gradNorm,
       ratio_mean_abs_dev: tokMean(acc.devSum),
       ratio_max_abs_dev: acc.devMax,
       clip_fraction: tokMean(acc.clipped),
-      opsm_masked_fraction: acc.masked / S,
-      advantages,
-      opsm_statistic: opsmStatistic,
+      opsm_masked_fraction: acc.masked / SAll,
+      advantages: advantagesAll,
+      opsm_statistic: opsmAll,
       logp_mean: tokMean(acc.lpSum),
       kl: tokMean(acc.klSum),
       entropy: tokMean(acc.entSum),
@@ -540,8 +599,8 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
     };
   }
 
-  /** Forward and backward of one micro-batch; its loss is divided by `minibatchSequences`; sums for the log. */
-  async function microStep(mb: RlBatch, advantages: Tensor, minibatchSequences: number) {
+  /** Forward and backward of one micro-batch; its loss is divided by `minibatchSequences`; sums for the log. onLeafGrad: the backward's hook (GradAverager.ready). */
+  async function microStep(mb: RlBatch, advantages: Tensor, minibatchSequences: number, onLeafGrad?: (leaf: Tensor) => void) {
     const S = mb.input.length;
     const T = mb.input[0]!.length;
     const ids = Int32Array.from(mb.input.flat());
@@ -633,7 +692,7 @@ export async function rlTrain(cfg: RlConfig, hooks: RlHooks = {}, inputs: RlInpu
       Object.assign(routing, { differing: d.differing, drifting: f.differing, compared: d.compared });
     }
     const entropy = meanEntropy(logits, tau, mb.valid);
-    await backwardReleasing(out.loss, model.device);
+    await backwardReleasing(out.loss, model.device, onLeafGrad ? { onLeafGrad } : undefined);
     return {
       n,
       loss,

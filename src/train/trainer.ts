@@ -25,7 +25,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { resolveDevice } from '../backend/cuda/index.js';
 import { type Collective, openCollective } from '../dist/collective.js';
-import { averageScalars, GradAverager } from '../dist/data-parallel.js';
+import { anyRank, averageScalars, GradAverager } from '../dist/data-parallel.js';
 import { DsvError } from '../errors.js';
 import { DeepseekV32 } from '../model/model.js';
 import { parseConfig } from '../model/config.js';
@@ -297,11 +297,6 @@ export async function train(stage: Stage, cfg: TrainConfig, hooks: TrainHooks = 
   }
   if (!hooks.collective) dp.close();
   return { step, resumedFrom: resume ? start : null, checkpoint: last, done: step >= cfg.steps, model };
-}
-
-/** Whether `flag` holds on some rank (the ranks' clocks differ: they must agree on when to stop). */
-function anyRank(c: Collective, flag: boolean, device: string): boolean {
-  return averageScalars(c, [flag ? 1 : 0], device)[0]! > 0;
 }
 
 function sq(g: Tensor): number {
