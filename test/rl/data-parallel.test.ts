@@ -11,7 +11,7 @@ import '../../src/backend/cpu/index.js';
 import { runThreadRanks, threadGroup, ThreadCollective } from '../../src/dist/thread-collective.js';
 import { parseRlConfig } from '../../src/rl/config.js';
 import { RL_LOG_FILE, RlTrainError, type RlStepLog, rlTrain } from '../../src/rl/trainer.js';
-import { weightsOf } from '../train/dp.js';
+import { maxDiff, weightsOf } from '../train/dp.js';
 import { rlFixture, tinyRlConfig } from './rl-fixture.js';
 import type { RlRank, RlRankResult } from './dp-rl-rank.worker.js';
 
@@ -19,17 +19,6 @@ const WORKER = new URL('./dp-rl-rank.worker.js', import.meta.url);
 const f = rlFixture();
 const cfg = (out: string, over: Parameters<typeof tinyRlConfig>[2] = {}): ReturnType<typeof tinyRlConfig> =>
   tinyRlConfig(f, join(f.root, out), { tasks_per_step: 2, num_minibatches: 1, steps: 2, save_every: 100, ...over });
-
-/** Largest |a − b| over every state tensor. */
-function maxDiff(a: Record<string, Float64Array>, b: Record<string, Float64Array>): number {
-  let m = 0;
-  for (const [n, x] of Object.entries(a)) {
-    const y = b[n]!;
-    assert.equal(x.length, y.length, n);
-    for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i]! - y[i]!));
-  }
-  return m;
-}
 
 /** The log without its wall-clock fields. */
 function timeless(l: RlStepLog): unknown {

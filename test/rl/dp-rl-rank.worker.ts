@@ -4,35 +4,16 @@
 import { parentPort } from 'node:worker_threads';
 import '../../src/backend/cpu/index.js';
 import { joinThreadRank } from '../../src/dist/thread-collective.js';
-import type { DeepseekV32 } from '../../src/model/model.js';
 import { parseRlConfig, type RlConfigInput } from '../../src/rl/config.js';
 import { rlTrain, type RlStepLog } from '../../src/rl/trainer.js';
-import { weightDigest, weightsOf } from '../train/dp.js';
+import { type DpResult, recordRank } from '../train/dp.js';
 
 export interface RlRank {
   cfg: RlConfigInput;
   stopAfter?: number;
 }
 
-export interface RlRankResult {
-  steps: RlStepLog[];
-  digests: string[];
-  weights: Record<string, Float64Array>;
-  checkpoint: string | null;
-}
+export type RlRankResult = DpResult<RlStepLog>;
 
 const { collective, data } = joinThreadRank<RlRank>();
-const out: RlRankResult = { steps: [], digests: [], weights: {}, checkpoint: null };
-let model: DeepseekV32 | null = null;
-const r = await rlTrain(parseRlConfig(data.cfg), {
-  collective,
-  ...(data.stopAfter !== undefined ? { stopAfter: data.stopAfter } : {}),
-  onStart: (i) => (model = i.model),
-  onStep: (l) => {
-    out.steps.push(l);
-    out.digests.push(weightDigest(model!));
-  },
-});
-out.weights = weightsOf(r.model);
-out.checkpoint = r.checkpoint;
-parentPort!.postMessage(out);
+parentPort!.postMessage(await recordRank<RlStepLog>((hooks) => rlTrain(parseRlConfig(data.cfg), { collective, ...(data.stopAfter !== undefined ? { stopAfter: data.stopAfter } : {}), ...hooks })));

@@ -17,7 +17,7 @@ import { mapSource } from '../../src/model/weights.js';
 import { train, TrainError, type StepLog } from '../../src/train/trainer.js';
 import { Rng } from '../../src/tensor/random.js';
 import type { DpRank, DpResult } from './dp.js';
-import { weightsOf } from './dp.js';
+import { maxDiff, weightsOf } from './dp.js';
 import { TRAIN_MODEL as MODEL } from './tiny.js';
 
 const WORKER = new URL('./dp-rank.worker.js', import.meta.url);
@@ -38,17 +38,6 @@ function setup(over: Record<string, unknown> = {}): { dir: string; raw: Record<s
     ...over,
   };
   return { dir, raw };
-}
-
-/** Largest |a − b| over every state tensor, and the largest |a| − |init| movement for scale. */
-function maxDiff(a: Record<string, Float64Array>, b: Record<string, Float64Array>): number {
-  let m = 0;
-  for (const [n, x] of Object.entries(a)) {
-    const y = b[n]!;
-    assert.equal(x.length, y.length, n);
-    for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i]! - y[i]!));
-  }
-  return m;
 }
 
 const strip = (l: StepLog): Record<string, unknown> => ({ step: l.step, phase: l.phase, loss: l.loss, lm: l.lm, mtp: l.mtp, indexer: l.indexer, grad_norm: l.grad_norm, tokens: l.tokens });
