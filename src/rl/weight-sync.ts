@@ -6,7 +6,7 @@
 //           reads, named in POST /update_weights_from_disk {"model_path": DIR}: a shared file system.
 // Either way the server builds a new engine over the weights and swaps it in once in-flight requests
 // finish (src/server/app.ts), so no rollout mixes two policies. The bytes are the same: safetensors of
-// the weights as the trainer holds them (f32 masters); bench/weight-sync.ts times both.
+// the weights as the trainer holds them (f32 masters).
 import { resolve } from 'node:path';
 import { mkdirSync, rmSync } from 'node:fs';
 import { postBody, postJson } from '../agent/http.js';
