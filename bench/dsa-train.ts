@@ -10,7 +10,7 @@
 //                         h 128 × 576 attention: 2·h·576 per entry
 // Medians of CUDA-event times over bursts (as bench/sparse-mla.ts). The sparse MLA backward is timed on both
 // CUDA paths (sparseMlaBackwardTune.gemm): the bf16 gather + cuBLASLt path (kernels/sparse_mla_bwd_gemm.cu,
-// the default for bf16) and the correctness-first CUDA-core kernel (kernels/sparse_mla_bwd.cu, the f32 path;
+// not yet the default: no GPU has run its tests) and the correctness-first CUDA-core kernel (kernels/sparse_mla_bwd.cu, the f32 path;
 // fewer repetitions: ~1.8 s a call on an H100). The indexer KL loss is timed on both paths
 // (indexerTrainTune.gemm), and so are the indexer scores forward and backward: the bf16 GEMM paths
 // (kernels/indexer_train_gemm.cu: the q·kᵀ products through cuBLASLt, gathered rows when sparse, every key
@@ -75,12 +75,14 @@ else {
   const flop = 2 * s_q * h * k * (3 * D + 2 * DV);
   if (onCpu) add('sparse MLA backward', shape, timeMs(call), flop, torch?.mla_bwd_ms);
   else {
-    add('sparse MLA backward, gemm', shape, timeMs(call), flop, torch?.mla_bwd_ms);
-    sparseMlaBackwardTune.gemm = false;
+    const dflt = sparseMlaBackwardTune.gemm;
     try {
+      sparseMlaBackwardTune.gemm = true;
+      add('sparse MLA backward, gemm', shape, timeMs(call), flop, torch?.mla_bwd_ms);
+      sparseMlaBackwardTune.gemm = false;
       add('sparse MLA backward, CUDA cores', shape, timeMs(call, 3, 1), flop, torch?.mla_bwd_ms);
     } finally {
-      sparseMlaBackwardTune.gemm = true;
+      sparseMlaBackwardTune.gemm = dflt;
     }
   }
 }
@@ -91,12 +93,14 @@ else {
   /** Both CUDA paths (the CPU has one); the CUDA-core kernel with fewer repetitions. */
   const bothPaths = (name: string, shape: string, call: () => void, flop: number, ref?: number): void => {
     if (onCpu) return add(name, shape, timeMs(call), flop, ref);
-    add(`${name}, gemm`, shape, timeMs(call), flop, ref);
-    indexerTrainTune.gemm = false;
+    const dflt = indexerTrainTune.gemm;
     try {
+      indexerTrainTune.gemm = true;
+      add(`${name}, gemm`, shape, timeMs(call), flop, ref);
+      indexerTrainTune.gemm = false;
       add(`${name}, CUDA cores`, shape, timeMs(call, 3, 1), flop, ref);
     } finally {
-      indexerTrainTune.gemm = true;
+      indexerTrainTune.gemm = dflt;
     }
   };
   const q = rand([s_q, h, DI], 'bf16', 5);

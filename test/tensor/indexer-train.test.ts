@@ -57,10 +57,9 @@ function onPath<R>(path: (typeof PATHS)[number] | null, bytesPerQuery: number, f
   const keep = { ...indexerTrainTune };
   const keepFwd = sparseMlaTune.gemm;
   try {
-    if (path === 'kernel') {
-      indexerTrainTune.gemm = false;
-      sparseMlaTune.gemm = false;
-    }
+    // each path set explicitly (the GEMM paths are off by default until a GPU has run this)
+    indexerTrainTune.gemm = path !== 'kernel';
+    if (path === 'kernel') sparseMlaTune.gemm = false;
     if (path === 'gemm, small chunks') indexerTrainTune.chunkBytes = 2 * bytesPerQuery + 1;
     return fn();
   } finally {

@@ -107,10 +107,9 @@ function onPath<R>(path: (typeof PATHS)[number] | null, c: GradCase, fn: () => R
   const keep = { ...sparseMlaBackwardTune };
   const keepFwd = sparseMlaTune.gemm;
   try {
-    if (path === 'kernel') {
-      sparseMlaBackwardTune.gemm = false;
-      sparseMlaTune.gemm = false;
-    }
+    // each path set explicitly (the gemm path is off by default until a GPU has run this)
+    sparseMlaBackwardTune.gemm = path !== 'kernel';
+    if (path === 'kernel') sparseMlaTune.gemm = false;
     if (path === 'gemm, 2 queries a chunk') sparseMlaBackwardTune.chunkBytes = 2 * sparseMlaBackwardBytesPerQuery(c.H, c.k, c.dv + c.dr) + 1;
     return fn();
   } finally {

@@ -1,8 +1,8 @@
 // The DSA lightning indexer's training operations (issue 11 §5; paper §2.1, model.md §10): its float
 // scores with gradients, and its KL loss against the main attention. Optional backend capabilities
 // (Backend.indexerScores, indexerScoresBackward, indexerKlLoss); CPU references in
-// src/backend/cpu/indexer-train.ts, CUDA kernels in kernels/indexer_train.cu (and, for bf16 inputs, the
-// cuBLASLt paths of kernels/indexer_train_gemm.cu).
+// src/backend/cpu/indexer-train.ts, CUDA kernels in kernels/indexer_train.cu (and, for bf16 inputs with
+// indexerTrainTune.gemm on, the cuBLASLt paths of kernels/indexer_train_gemm.cu).
 //
 // Training runs the indexer UNQUANTISED: q, k in f32 or bf16 (no FP8 act_quant, no k scale), w in f32.
 // The FP8 inference op is indexerLogits (src/tensor/ops/dsa-indexer.ts); with quantisation off the host

@@ -1,8 +1,8 @@
 // Sparse MLA for training: the forward of src/tensor/ops/sparse-mla.ts (sparseMlaPrefill, same contract)
 // recorded on the autograd tape, with its backward as an optional backend capability
 // (Backend.sparseMlaBackward). CPU reference: src/backend/cpu/sparse-mla-backward.ts; CUDA: the
-// gather + cuBLASLt path for bf16 (kernels/sparse_mla_bwd_gemm.cu), the CUDA-core kernel for f32
-// (kernels/sparse_mla_bwd.cu); src/backend/cuda/sparse-mla-backward.ts picks.
+// CUDA-core kernel (kernels/sparse_mla_bwd.cu), or for bf16 with sparseMlaBackwardTune.gemm on a gather +
+// cuBLASLt path (kernels/sparse_mla_bwd_gemm.cu); src/backend/cuda/sparse-mla-backward.ts picks.
 //
 //   sparseMlaPrefillTrain(q [Tq, H, D], kv [Tk, D], indices [Tq, k], scale, {dv}) → { out [Tq, H, dv], lse [Tq, H] }
 //
