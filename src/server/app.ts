@@ -153,7 +153,8 @@ export function createServer(opts: ServerOptions): DsvServer {
   app.post(TENSOR_ROUTE, opts.reloadWeights ? { bodyLimit: TENSOR_BODY_LIMIT } : {}, async (request) => {
     if (!opts.reloadWeights) throw updatesOff();
     const body = request.body;
-    if (!(body instanceof Uint8Array) || request.headers['content-type']?.split(';')[0]?.trim() !== 'application/octet-stream') {
+    // bytes come only from the application/octet-stream parser on this route; any other body was JSON
+    if (!(body instanceof Uint8Array)) {
       throw new ApiError(400, 'expected the weights as one safetensors file in an application/octet-stream body', 'body', 'invalid_value');
     }
     return update({ safetensors: body }, `the request body (${body.byteLength} bytes)`, null);

@@ -12,7 +12,8 @@ import type { CudaBackend, CudaStorage } from './cuda-backend.js';
 import * as C from './cuda-consts.js';
 import type { ParamKind } from './launch.js';
 import { GATHER_SIG } from './sparse-mla.js';
-import { SCATTER_SIG } from './sparse-mla-backward.js';
+import { scatterKernel } from './sparse-mla-backward.js';
+import { temporaries } from './temporaries.js';
 
 const NT = 256;
 const TKI = 32;
@@ -115,21 +116,6 @@ function rowsOf(v: View | null, n0: number, n: number, w: number): View | null {
   return v && { ...v, shape: w === 1 ? [n] : [n, w], strides: w === 1 ? [1] : [w, 1], offset: v.offset + n0 * w };
 }
 
-/** Temporaries of one call, disposed together (stream-ordered reuse: later work runs after these kernels). */
-function temporaries(b: CudaBackend): { tmp(dtype: 'bf16' | 'f32', numel: number): CudaStorage; dispose(): void } {
-  const temps: CudaStorage[] = [];
-  return {
-    tmp(dtype, numel) {
-      const st = b.alloc(dtype, numel);
-      temps.push(st);
-      return st;
-    },
-    dispose() {
-      for (const st of temps) st.dispose();
-    },
-  };
-}
-
 const flat = (st: CudaStorage, dtype: 'bf16' | 'f32', numel: number): View => ({ storage: st, dtype, shape: [numel], strides: [1], offset: 0 });
 
 /**
@@ -209,8 +195,7 @@ function scoresBwdGemmPath(b: CudaBackend, dq: View, dk: View, dw: View, dout: V
     const dG = sparse ? t.tmp('f32', chunk * N * D) : null;
     const dkPart = !sparse && chunk < Tq ? t.tmp('f32', Tk * D) : null;
     const coef = b.rt.modules.get('indexer_train_gemm', 'indexer_scores_coef', COEF_SIG);
-    const v4 = D % 4 === 0 && b.address(dk) % 16 === 0;
-    const scatter = sparse ? b.rt.modules.get('sparse_mla_bwd_gemm', v4 ? 'sparse_mla_bwd_scatter_v4' : 'sparse_mla_bwd_scatter_v1', SCATTER_SIG) : null;
+    const scatter = sparse ? scatterKernel(b, dk, D) : null;
     for (let n0 = 0; n0 < Tq; n0 += chunk) {
       const n = Math.min(chunk, Tq - n0);
       const idx = rowsOf(indices, n0, n, N);

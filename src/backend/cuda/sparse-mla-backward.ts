@@ -6,10 +6,11 @@
 // has checked shapes and dtypes and made every input contiguous; here only the kernels' limits are checked.
 import { DsvError } from '../../errors.js';
 import type { View } from '../../tensor/backend.js';
-import type { CudaBackend, CudaStorage } from './cuda-backend.js';
+import type { CudaBackend } from './cuda-backend.js';
 import * as C from './cuda-consts.js';
-import type { ParamKind } from './launch.js';
+import type { Kernel, ParamKind } from './launch.js';
 import { GATHER_SIG } from './sparse-mla.js';
+import { temporaries } from './temporaries.js';
 
 const SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'i64', 'i64', 'i64', 'f64', 'p', 'p', 'p', 'p', 'p', 'p', 'p', 'p'];
 /** Heads per CTA, key rows per tile, threads, most q columns (kernels/sparse_mla_bwd.cu HG, TK, NT, NT·NCOLQ). */
@@ -36,8 +37,16 @@ export function sparseMlaBackwardBytesPerQuery(H: number, k: number, D: number):
 }
 
 const SOFTMAX_BWD_SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'i64', 'i64', 'f64', 'p', 'p', 'p', 'p', 'p', 'p', 'p'];
-/** sparse_mla_bwd_scatter_<v4|v1> of kernels/sparse_mla_bwd_gemm.cu (the indexer scores backward scatters with it too). */
-export const SCATTER_SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'p', 'p', 'p'];
+const SCATTER_SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'p', 'p', 'p'];
+
+/**
+ * sparse_mla_bwd_scatter_<v4|v1> of kernels/sparse_mla_bwd_gemm.cu for rows of D f32 added into `dst`
+ * (float4 atomics where D and dst's address allow them); the indexer scores backward scatters with it too.
+ */
+export function scatterKernel(b: CudaBackend, dst: View, D: number): Kernel {
+  const v4 = D % 4 === 0 && b.address(dst) % 16 === 0;
+  return b.rt.modules.get('sparse_mla_bwd_gemm', v4 ? 'sparse_mla_bwd_scatter_v4' : 'sparse_mla_bwd_scatter_v1', SCATTER_SIG);
+}
 
 /**
  * bf16 inputs: per chunk of n queries, gather each query's selected rows into G [n, k, D] bf16, then
@@ -52,23 +61,17 @@ function gemmPath(b: CudaBackend, dq: View, dkv: View, dout: View, q: View, kv: 
   const k = indices.shape[1]!;
   if (!sparseMlaBackwardTune.gemm || q.dtype !== 'bf16' || D % 8 !== 0 || dv % 8 !== 0 || k === 0 || Tq * H === 0 || Tk === 0) return false;
   const chunk = Math.max(1, Math.min(Tq, Math.floor(sparseMlaBackwardTune.chunkBytes / sparseMlaBackwardBytesPerQuery(H, k, D))));
-  const temps: CudaStorage[] = [];
-  const tmp = (dtype: 'bf16' | 'f32', numel: number): CudaStorage => {
-    const st = b.alloc(dtype, numel);
-    temps.push(st);
-    return st;
-  };
+  const t = temporaries(b);
   try {
-    const G = tmp('bf16', chunk * k * D);
-    const S = tmp('bf16', chunk * H * k);
-    const dP = tmp('f32', chunk * H * k);
-    const SP = tmp('bf16', chunk * 2 * H * k);
-    const QD = tmp('bf16', chunk * 2 * H * D);
-    const dG = tmp('f32', chunk * k * D);
+    const G = t.tmp('bf16', chunk * k * D);
+    const S = t.tmp('bf16', chunk * H * k);
+    const dP = t.tmp('f32', chunk * H * k);
+    const SP = t.tmp('bf16', chunk * 2 * H * k);
+    const QD = t.tmp('bf16', chunk * 2 * H * D);
+    const dG = t.tmp('f32', chunk * k * D);
     const gather = b.rt.modules.get('sparse_mla_gemm', 'mla_gather_rows_bf16', GATHER_SIG);
     const softmax = b.rt.modules.get('sparse_mla_bwd_gemm', 'sparse_mla_bwd_softmax', SOFTMAX_BWD_SIG);
-    const v4 = D % 4 === 0 && b.address(dkv) % 16 === 0;
-    const scatter = b.rt.modules.get('sparse_mla_bwd_gemm', v4 ? 'sparse_mla_bwd_scatter_v4' : 'sparse_mla_bwd_scatter_v1', SCATTER_SIG);
+    const scatter = scatterKernel(b, dkv, D);
     // QD's value rows are dO padded with zeros to D columns; the copies below never write the padding
     if (D > dv) b.fill({ storage: QD, dtype: 'bf16', shape: [chunk, H, D - dv], strides: [2 * H * D, D, 1], offset: H * D + dv }, 0);
     for (let n0 = 0; n0 < Tq; n0 += chunk) {
@@ -100,8 +103,7 @@ function gemmPath(b: CudaBackend, dq: View, dkv: View, dout: View, q: View, kv: 
       scatter.launch(Math.ceil((n * k * 32) / 256), 256, 0, [n * k, D, Tk, b.address(dkv), b.address(dgV), b.address(idx)]);
     }
   } finally {
-    // stream-ordered reuse: later work on the stream runs after these kernels have finished with them
-    for (const st of temps) st.dispose();
+    t.dispose();
   }
   return true;
 }
