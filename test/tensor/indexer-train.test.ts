@@ -18,7 +18,7 @@ import { rng as mulberry32 } from '../chat/rng.js';
 import { normals64 as normals, on, relErr, to } from './helpers.js';
 import { indexScores } from '../oracles/indexer.js';
 import { indexerKlBytesPerQuery, indexerScoresBytesPerQuery, indexerTrainTune } from '../../src/backend/cuda/indexer-train.js';
-import { sparseMlaTune } from '../../src/backend/cuda/sparse-mla.js';
+import { GEMM_PATHS, onGemmPath } from './gemm-paths.js';
 
 /** Causal ranges of Tq queries at positions pos0.. over Tk keys: [0, pos + 1); row `empty` gets [3, 3). */
 function causal(Tq: number, pos0: number, empty = -1): { start: T.Tensor; end: T.Tensor } {
@@ -44,30 +44,11 @@ function selected(Tq: number, k: number, pos0: number, rnd: () => number, empty 
 
 // ---- indexerScores ------------------------------------------------------------------------------------
 
-/**
- * The paths the device tests run on CUDA (the CPU has one): the CUDA-core kernels (f32 always takes them;
- * the KL's sparse lse from the CUDA-core forward), the bf16 GEMM paths with the default chunk (the KL's
- * sparse lse from the gemm forward, whose score rounding it shares: kernels/indexer_train_gemm.cu), and the
- * same with a budget of two queries a chunk by `bytesPerQuery` (the KL's, or the scores forward's: the
- * scores backward then takes one a chunk), so several chunks run and the last is short for odd Tq. The
- * KL's dense lse is causalMlaPrefillTrain's on every path, as in the model.
- */
-const PATHS = ['kernel', 'gemm', 'gemm, small chunks'] as const;
-function onPath<R>(path: (typeof PATHS)[number] | null, bytesPerQuery: number, fn: () => R): R {
-  const keep = { ...indexerTrainTune };
-  const keepFwd = sparseMlaTune.gemm;
-  try {
-    // each path set explicitly (the GEMM paths are off by default until a GPU has run this)
-    indexerTrainTune.gemm = path !== 'kernel';
-    if (path === 'kernel') sparseMlaTune.gemm = false;
-    if (path === 'gemm, small chunks') indexerTrainTune.chunkBytes = 2 * bytesPerQuery + 1;
-    return fn();
-  } finally {
-    Object.assign(indexerTrainTune, keep);
-    sparseMlaTune.gemm = keepFwd;
-  }
-}
-
+// On CUDA the device tests run each of GEMM_PATHS (gemm-paths.ts; the CPU has one path): f32 always takes
+// the CUDA-core kernels. The KL's sparse lse comes from the forward of the same path (the gemm forward's
+// score rounding is the GEMM path's: kernels/indexer_train_gemm.cu); its dense lse is causalMlaPrefillTrain's
+// on every path, as in the model. The two-queries budget is the KL's or the scores forward's bytes per
+// query, so the scores backward then takes one a chunk.
 
 test('indexerScores (dense, f32 and bf16 values) equals the host indexScores with quantisation off, bit for bit', () => {
   for (const [Tq, H, D, Tk, seed] of [[5, 4, 16, 23, 1], [9, 64, 128, 40, 2]] as const) {
@@ -134,9 +115,9 @@ eachDevice('indexerScores forward and backward in f32/bf16 against f64 (dense an
         };
         const ref = run(T.cast(q0, 'f64'), T.cast(k0, 'f64'), T.cast(w0, 'f64'), 'cpu');
         const bytes = indexerScoresBytesPerQuery(H, N, D, 'indices' in sel, false);
-        for (const path of dev === 'cpu' ? [null] : dtype === 'bf16' ? PATHS : (['kernel'] as const)) {
+        for (const path of dev === 'cpu' ? [null] : dtype === 'bf16' ? GEMM_PATHS : (['kernel'] as const)) {
           const where = `${what}${path ? ` (${path})` : ''}`;
-          const got = onPath(path, bytes, () => run(q0, k0, w0, dev));
+          const got = onGemmPath(indexerTrainTune, path, bytes, () => run(q0, k0, w0, dev));
           // −inf exactly where the reference has it
           for (let i = 0; i < ref.s.length; i++) assert.equal(got.s[i] === -Infinity, ref.s[i] === -Infinity, `${where}: −inf pattern at ${i}`);
           const fin = (a: Float64Array) => a.map((x) => (x === -Infinity ? 0 : x));
@@ -334,9 +315,9 @@ eachDevice('indexerKlLoss in f32 and bf16 at awkward shapes against f64 (and, on
         const [q64, kv64] = [T.cast(q0, 'f64'), T.cast(kv0, 'f64')];
         const ref = kl(q64, kv64, lseOn(q64, kv64), 'f64');
         assert.ok(ref.loss > 0.1, `${mode} ${JSON.stringify(c)}: a non-trivial loss (${ref.loss})`);
-        for (const path of dev === 'cpu' ? [null] : dtype === 'bf16' ? PATHS : (['kernel'] as const)) {
+        for (const path of dev === 'cpu' ? [null] : dtype === 'bf16' ? GEMM_PATHS : (['kernel'] as const)) {
           const what = `${dev}${path ? ` (${path})` : ''} ${dtype} ${mode} ${JSON.stringify(c)}`;
-          const { got, cpu } = onPath(path, bytes, () => {
+          const { got, cpu } = onGemmPath(indexerTrainTune, path, bytes, () => {
             const [ql, kl_] = [to(q0, dev), to(kv0, dev)];
             const lse = lseOn(ql, kl_);
             // the CPU op on the very same inputs (the device's lse)

@@ -15,7 +15,7 @@ import { eachDevice } from '../cuda/common.js';
 import { rng as mulberry32 } from '../chat/rng.js';
 import { normals64 as normals, on, relErr } from './helpers.js';
 import { sparseMlaBackwardBytesPerQuery, sparseMlaBackwardTune } from '../../src/backend/cuda/sparse-mla-backward.js';
-import { sparseMlaTune } from '../../src/backend/cuda/sparse-mla.js';
+import { GEMM_PATHS, onGemmPath } from './gemm-paths.js';
 
 /** rows × k indices into [0, Tk): distinct valid entries, ~20% −1 holes, a few ≥ Tk (holes too), `empty` rows all −1. */
 function makeIndices(rows: number, k: number, Tk: number, rnd: () => number, empty: number[] = []): Int32Array {
@@ -95,28 +95,10 @@ const CASES: GradCase[] = [
   { Tq: 6, H: 3, Tk: 40, k: 33, dv: 24, dr: 8 }, // the gemm path at tiny, odd H
 ];
 
-/**
- * The paths the body below runs on CUDA (the CPU has one), each backward with its own forward: the
- * CUDA-core kernels (f32 always takes them; they round the score as the CPU reference does), the bf16
- * gather + cuBLASLt paths with the backward's default chunk, and the same with a budget of two queries a
- * chunk, so several chunks run and the last is short for odd Tq. (The gemm backward recomputes p from the
- * gemm forward's rounding of the score: kernels/sparse_mla_bwd_gemm.cu, Numerics.)
- */
-const PATHS = ['kernel', 'gemm', 'gemm, 2 queries a chunk'] as const;
-function onPath<R>(path: (typeof PATHS)[number] | null, c: GradCase, fn: () => R): R {
-  const keep = { ...sparseMlaBackwardTune };
-  const keepFwd = sparseMlaTune.gemm;
-  try {
-    // each path set explicitly (the gemm path is off by default until a GPU has run this)
-    sparseMlaBackwardTune.gemm = path !== 'kernel';
-    if (path === 'kernel') sparseMlaTune.gemm = false;
-    if (path === 'gemm, 2 queries a chunk') sparseMlaBackwardTune.chunkBytes = 2 * sparseMlaBackwardBytesPerQuery(c.H, c.k, c.dv + c.dr) + 1;
-    return fn();
-  } finally {
-    Object.assign(sparseMlaBackwardTune, keep);
-    sparseMlaTune.gemm = keepFwd;
-  }
-}
+// On CUDA the body below runs each of GEMM_PATHS (gemm-paths.ts; the CPU has one path), each backward with
+// its own forward: f32 always takes the CUDA-core kernels, which round the score as the CPU reference does;
+// the gemm backward recomputes p from the gemm forward's rounding of the score (kernels/sparse_mla_bwd_gemm.cu,
+// Numerics).
 
 /** Row r's first valid entry repeated at its last two positions (three occurrences of one kv row). */
 function repeatIndex(idx: Int32Array, r: number, k: number, Tk: number): void {
@@ -158,9 +140,9 @@ eachDevice('sparse MLA backward in f32 and bf16 at awkward shapes against the f6
       };
       const ref = grads(T.cast(q0, 'f64'), T.cast(kv0, 'f64'), T.cast(g0, 'f64'), 'cpu');
       const cpu = dev === 'cpu' ? null : grads(q0, kv0, g0, 'cpu');
-      for (const path of dev === 'cpu' ? [null] : PATHS) {
+      for (const path of dev === 'cpu' ? [null] : GEMM_PATHS) {
         const what = `${dev}${path ? ` (${path})` : ''} ${dtype} ${JSON.stringify(c)}`;
-        const got = onPath(path, c, () => grads(q0, kv0, g0, dev));
+        const got = onGemmPath(sparseMlaBackwardTune, path, sparseMlaBackwardBytesPerQuery(c.H, c.k, c.dv + c.dr), () => grads(q0, kv0, g0, dev));
         const tol = dtype === 'f32' ? 1e-4 : 3e-2;
         const eq = relErr(got.dq, ref.dq);
         const ek = relErr(got.dkv, ref.dkv);

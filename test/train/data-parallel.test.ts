@@ -4,8 +4,7 @@
 // over all rows at once): ~1e-16 relative per operation.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import '../../src/backend/cpu/index.js';
 import { threadGroup, ThreadCollective, runThreadRanks } from '../../src/dist/thread-collective.js';
@@ -15,21 +14,17 @@ import { DeepseekV32 } from '../../src/model/model.js';
 import { randomCheckpoint } from '../../src/model/random-weights.js';
 import { mapSource } from '../../src/model/weights.js';
 import { train, TrainError, type StepLog } from '../../src/train/trainer.js';
-import { Rng } from '../../src/tensor/random.js';
 import type { DpRank, DpResult } from './dp.js';
 import { maxDiff, weightsOf } from './dp.js';
-import { TRAIN_MODEL as MODEL } from './tiny.js';
+import { TRAIN_MODEL as MODEL, tinyCorpus } from './tiny.js';
 
 const WORKER = new URL('./dp-rank.worker.js', import.meta.url);
 
 function setup(over: Record<string, unknown> = {}): { dir: string; raw: Record<string, unknown> } {
-  const dir = mkdtempSync(join(tmpdir(), 'dsv32-dp-'));
-  const rng = new Rng(7);
-  const lines = Array.from({ length: 40 }, (_, d) => JSON.stringify({ ids: Array.from({ length: 10 + (d % 7) * 3 }, () => 2 + (rng.nextU32() % 60)) }));
-  writeFileSync(join(dir, 'data.jsonl'), lines.join('\n') + '\n');
+  const { dir, data } = tinyCorpus('dsv32-dp-');
   const raw = {
     model: { config: MODEL, seed: 1 },
-    data: { path: join(dir, 'data.jsonl'), seqLen: 16, batchSize: 4, seed: 3 },
+    data: { path: data, seqLen: 16, batchSize: 4, seed: 3 },
     steps: 3,
     schedule: { kind: 'cosine', lr: 3e-3, totalSteps: 3, warmupSteps: 1 },
     numerics: 'f64',

@@ -6,6 +6,9 @@ import { DeepseekV32 } from '../../src/model/model.js';
 import { randomCheckpoint, randomConfig } from '../../src/model/random-weights.js';
 import { mapSource } from '../../src/model/weights.js';
 import type { ModelConfig } from '../../src/model/config.js';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Rng } from '../../src/tensor/random.js';
 
 export function tinyConfig(over: Record<string, unknown> = {}): ModelConfig {
@@ -59,3 +62,16 @@ export const TRAIN_MODEL = {
   topk_method: 'noaux_tc', index_n_heads: 2, index_head_dim: 128, index_topk: 4, rope_theta: 10000, max_position_embeddings: 4096,
   rms_norm_eps: 1e-6, bos_token_id: 0, eos_token_id: 1, tie_word_embeddings: false, num_nextn_predict_layers: 1,
 };
+
+/**
+ * A fresh work directory (mkdtemp with `prefix`) holding data.jsonl: 40 pre-tokenized documents of 10–28
+ * ids in [2, 62), the same every time (seeded), for training configs over TRAIN_MODEL's vocabulary.
+ */
+export function tinyCorpus(prefix: string): { dir: string; data: string } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const rng = new Rng(7);
+  const lines = Array.from({ length: 40 }, (_, d) => JSON.stringify({ ids: Array.from({ length: 10 + (d % 7) * 3 }, () => 2 + (rng.nextU32() % 60)) }));
+  const data = join(dir, 'data.jsonl');
+  writeFileSync(data, lines.join('\n') + '\n');
+  return { dir, data };
+}

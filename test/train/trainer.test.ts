@@ -3,8 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DeepseekV32 } from '../../src/model/model.js';
@@ -12,21 +11,17 @@ import { noGrad } from '../../src/tensor/autograd.js';
 import { MAX_SHARD_BYTES } from '../../src/train/checkpoint.js';
 import { parseTrainConfig, type TrainConfig, TrainConfigError } from '../../src/train/config.js';
 import { train } from '../../src/train/trainer.js';
-import { Rng } from '../../src/tensor/random.js';
-import { TRAIN_MODEL as MODEL } from './tiny.js';
+import { TRAIN_MODEL as MODEL, tinyCorpus } from './tiny.js';
 
 const MAIN = resolve(fileURLToPath(import.meta.url), '../../../src/cli/main.js');
 
 
 /** A work directory with a JSONL of pre-tokenized documents and a dsa config (2 warm-up steps, then sparse). */
 function setup(steps: number): { dir: string; raw: Record<string, unknown> } {
-  const dir = mkdtempSync(join(tmpdir(), 'dsv32-train-'));
-  const rng = new Rng(7);
-  const lines = Array.from({ length: 40 }, (_, d) => JSON.stringify({ ids: Array.from({ length: 10 + (d % 7) * 3 }, () => 2 + (rng.nextU32() % 60)) }));
-  writeFileSync(join(dir, 'data.jsonl'), lines.join('\n') + '\n');
+  const { dir, data } = tinyCorpus('dsv32-train-');
   const raw = {
     model: { config: MODEL, seed: 1 },
-    data: { path: join(dir, 'data.jsonl'), seqLen: 16, batchSize: 2, seed: 3 },
+    data: { path: data, seqLen: 16, batchSize: 2, seed: 3 },
     steps,
     schedule: { kind: 'cosine', lr: 3e-3, totalSteps: steps, warmupSteps: 1 },
     dsa: { warmupSteps: 2 },

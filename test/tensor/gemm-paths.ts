@@ -1,0 +1,24 @@
+// The CUDA paths the device tests of the DSA training ops run in turn (test/tensor/sparse-mla-backward.test.ts,
+// indexer-train.test.ts): the CUDA-core kernels, the bf16 GEMM path with its default chunk budget, and the
+// GEMM path with a budget of two queries a chunk (several chunks run, the last short for odd Tq). Each path
+// is set explicitly (the GEMM paths are off by default until a GPU has run these tests); the 'kernel' path
+// also sends the sparse MLA forward to its kernel, so each backward is paired with its own forward.
+import { sparseMlaTune } from '../../src/backend/cuda/sparse-mla.js';
+
+export const GEMM_PATHS = ['kernel', 'gemm', 'gemm, 2 queries a chunk'] as const;
+export type GemmPath = (typeof GEMM_PATHS)[number];
+
+/** fn() with `tune` (the op's switch and chunk budget) set for `path`, restored after; null: as it is (CPU). */
+export function onGemmPath<R>(tune: { gemm: boolean; chunkBytes: number }, path: GemmPath | null, bytesPerQuery: number, fn: () => R): R {
+  const keep = { ...tune };
+  const keepFwd = sparseMlaTune.gemm;
+  try {
+    if (path !== null) tune.gemm = path !== 'kernel';
+    if (path === 'kernel') sparseMlaTune.gemm = false;
+    if (path === 'gemm, 2 queries a chunk') tune.chunkBytes = 2 * bytesPerQuery + 1;
+    return fn();
+  } finally {
+    Object.assign(tune, keep);
+    sparseMlaTune.gemm = keepFwd;
+  }
+}
