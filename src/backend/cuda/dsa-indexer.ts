@@ -27,7 +27,7 @@ const SIG: Record<string, readonly ParamKind[]> = {
  * mantissa bits; DeepGEMM's kernel shares this), where the CUDA-core kernels stay within 1e-5, so
  * near-tied keys could be selected differently from the CPU backend. Its speed (H100, 2026-12-06,
  * bench/dsa-cost.ts --indexer-gemm): the logits of 1024 queries over 131072 keys, 64 heads, in 25.9 ms
- * against 220.5 ms for the CUDA-core kernels (8.5×); it is what makes DSA prefill cheaper than dense.
+ * against 220.5 ms for the CUDA-core kernels on an H100 the day before (8.5×); it is what makes DSA prefill cheaper than dense.
  */
 export const indexerTune = { gemm: false };
 /** Bytes of the f32 per-head score block S [rows·H, keys] per GEMM (bounds the temporary at long context). */
