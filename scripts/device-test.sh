@@ -2,13 +2,15 @@
 # The one script a GPU run executes, from the repository root, with a prebuilt dist/ (tsc output and
 # dist/kernels/*.cubin) and node_modules holding koffi. Nothing is compiled here except the cuBLASLt
 # constants, which are generated from this machine's cublasLt.h (a C probe built with its cc).
-#   OUT=/some/dir bash scripts/device-test.sh [tests|bench|all|model|train]
+#   OUT=/some/dir bash scripts/device-test.sh [tests|bench|all|model|train|gemm]
+# (gemm: the DSA ops' tests on both CUDA paths, the model's and the engine's CUDA tests with every GEMM path
+#  on (DSV32_CUDA_GEMM=all), and bench/dsa-train.ts; train: NUMERICS=bf16 and DSV32_CUDA_GEMM pass through)
 # (model: the official reference and bench/model-speed.ts on the mid config's random weights; needs a copy of
 #  ../shared/reference in tmp/reference, carried)
 # Logs and JSON go to $OUT; a short table is printed last.
 set -uo pipefail
 what=${1:-all}
-case "$what" in tests|bench|all|model|train) ;; *) echo "device-test: unknown mode '$what' (expected tests, bench, all, model or train)" >&2; exit 2 ;; esac
+case "$what" in tests|bench|all|model|train|gemm) ;; *) echo "device-test: unknown mode '$what' (expected tests, bench, all, model, train or gemm)" >&2; exit 2 ;; esac
 OUT=${OUT:-/tmp/dsv32-device-out}
 mkdir -p "$OUT"
 if ! command -v node >/dev/null 2>&1 && [ -f .device/bootstrap.sh ]; then source .device/bootstrap.sh; fi
@@ -53,9 +55,24 @@ fi
 if [ "$what" = all ] || [ "$what" = train ]; then
   # one dsv32-mini training step per phase, timed, then again with every op timed (docs/gpu.md's profile)
   node -e 'const c=require("./models/dsv32-mini/recipe/pretrain.json").model.config; require("fs").writeFileSync("/tmp/dsv32-mini-config.json", JSON.stringify(c))'
-  timeout 120 node dist/bench/train-step.js --config /tmp/dsv32-mini-config.json --device cuda --batch 32 --seq 512 --steps 2 --profile --phases pretrain > "$OUT/profile-pretrain.txt" 2>&1
-  timeout 150 node dist/bench/train-step.js --config /tmp/dsv32-mini-config.json --device cuda --batch 8 --seq 2048 --steps 2 --profile --phases warmup,sparse > "$OUT/profile-dsa.txt" 2>&1
-  summary+=("train steps (dsv32-mini): $(grep -hE '^(pretrain|warmup|sparse) ' "$OUT"/profile-*.txt | tr -s ' ' | tr '\n' ';')")
+  tag=${NUMERICS:-f32}-gemm-${DSV32_CUDA_GEMM:-default}
+  prof=$([ "${PROFILE:-1}" = 1 ] && echo --profile)
+  timeout 120 node dist/bench/train-step.js --config /tmp/dsv32-mini-config.json --device cuda --numerics ${NUMERICS:-f32} --batch 32 --seq 512 --steps 2 $prof --phases pretrain > "$OUT/profile-pretrain-$tag.txt" 2>&1
+  timeout 150 node dist/bench/train-step.js --config /tmp/dsv32-mini-config.json --device cuda --numerics ${NUMERICS:-f32} --batch 8 --seq 2048 --steps 2 $prof --phases warmup,sparse > "$OUT/profile-dsa-$tag.txt" 2>&1
+  summary+=("train steps (dsv32-mini, $tag): $(grep -hE '^(pretrain|warmup|sparse) ' "$OUT"/profile-*-$tag.txt | tr -s ' ' | tr '\n' ';')")
+fi
+if [ "$what" = gemm ]; then
+  # both paths of every DSA op against the CPU backend (the test bodies set each path: test/tensor/gemm-paths.ts)
+  DSV32_TEST_DEVICES=cpu,cuda timeout 200 node --import ./dist/src/backend/cuda/index.js --test --test-reporter=tap \
+    dist/test/tensor/sparse-mla-backward.test.js dist/test/tensor/indexer-train.test.js dist/test/tensor/sparse-mla.test.js dist/test/tensor/dsa-indexer.test.js > "$OUT/test-gemm-ops.log" 2>&1
+  summary+=("DSA ops, both paths (cpu+cuda): $(grep -E '^# (pass|fail|skipped)' "$OUT/test-gemm-ops.log" | tr '\n' ' ')")
+  # the model against the goldens and the engine, on cuda, with every GEMM path on (the FP8-GEMM indexer included)
+  [ -d tmp/fixtures ] && export DSV32_FIXTURES=${DSV32_FIXTURES:-$PWD/tmp/fixtures}
+  DSV32_CUDA_GEMM=all timeout 240 node --test --test-reporter=tap --test-name-pattern="cuda|CUDA" dist/test/model/devices.test.js dist/test/model/ragged.test.js \
+    dist/test/engine/engine-model.test.js dist/test/engine/engine-graphs.test.js > "$OUT/test-gemm-model.log" 2>&1
+  summary+=("model + engine on cuda, DSV32_CUDA_GEMM=all: $(grep -E '^# (pass|fail|skipped)' "$OUT/test-gemm-model.log" | tr '\n' ' ')")
+  timeout 200 node dist/bench/dsa-train.js --out "$OUT/dsa-train.json" > "$OUT/dsa-train.log" 2>&1 || echo "dsa-train bench exited $?"
+  cat "$OUT/dsa-train.log"
 fi
 if [ "$what" = model ] && [ -d tmp/reference ]; then
   # whole-model speed on the same random weights: the official reference dumps the mid config as a Hugging

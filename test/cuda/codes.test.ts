@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BINARY_OPS, DT_CODES, REDUCE_OPS, UNARY_OPS } from '../../src/backend/cuda/codes.js';
 import { driverCandidates } from '../../src/backend/cuda/ffi.js';
+import { gemmPathOn } from '../../src/backend/cuda/gemm-switch.js';
 
 const root = process.cwd();
 function defines(file: string, prefix: string): Map<string, number> {
@@ -30,6 +31,16 @@ test('unary, binary and reduce op codes match the kernels', () => {
   UNARY_OPS.forEach((op, i) => assert.equal(u.get(op), i, `U_${op}`));
   BINARY_OPS.forEach((op, i) => assert.equal(b.get(op), i, `B_${op}`));
   REDUCE_OPS.forEach((op, i) => assert.equal(r.get(op), i, `R_${op}`));
+});
+
+test('DSV32_CUDA_GEMM switches the named GEMM paths, keeps the defaults when unset, and names a bad word', () => {
+  assert.equal(gemmPathOn('indexer', false, {}), false);
+  assert.equal(gemmPathOn('mla', true, {}), true);
+  assert.equal(gemmPathOn('indexer', false, { DSV32_CUDA_GEMM: 'all' }), true);
+  assert.equal(gemmPathOn('mla', true, { DSV32_CUDA_GEMM: 'none' }), false);
+  assert.equal(gemmPathOn('mla-bwd', false, { DSV32_CUDA_GEMM: 'indexer, mla-bwd' }), true);
+  assert.equal(gemmPathOn('mla', true, { DSV32_CUDA_GEMM: 'indexer,mla-bwd' }), false);
+  assert.throws(() => gemmPathOn('mla', true, { DSV32_CUDA_GEMM: 'indexer,mla_bwd' }), /DSV32_CUDA_GEMM: unknown path 'mla_bwd'.*indexer, mla, mla-bwd, indexer-train/);
 });
 
 test('driver lookup honours DSV32_CUDA_DRIVER_LIB and otherwise lists ldconfig and the usual paths', () => {

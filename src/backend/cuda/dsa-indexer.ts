@@ -9,6 +9,7 @@ import { numelOf } from '../../tensor/tensor.js';
 import type { CudaBackend, CudaStorage } from './cuda-backend.js';
 import * as C from './cuda-consts.js';
 import type { Arg, ParamKind } from './launch.js';
+import { gemmPathOn } from './gemm-switch.js';
 
 const SIG: Record<string, readonly ParamKind[]> = {
   indexer_logits: ['i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'p', 'p', 'p'],
@@ -29,7 +30,7 @@ const SIG: Record<string, readonly ParamKind[]> = {
  * bench/dsa-cost.ts --indexer-gemm): the logits of 1024 queries over 131072 keys, 64 heads, in 25.9 ms
  * against 220.5 ms for the CUDA-core kernels on an H100 the day before (8.5×); it is what makes DSA prefill cheaper than dense.
  */
-export const indexerTune = { gemm: false };
+export const indexerTune = { gemm: gemmPathOn('indexer', false) };
 /** Bytes of the f32 per-head score block S [rows·H, keys] per GEMM (bounds the temporary at long context). */
 const S_BYTES = 1 << 30;
 

@@ -14,6 +14,7 @@ import type { ParamKind } from './launch.js';
 import { GATHER_SIG } from './sparse-mla.js';
 import { scatterKernel } from './sparse-mla-backward.js';
 import { temporaries } from './temporaries.js';
+import { gemmPathOn } from './gemm-switch.js';
 
 const NT = 256;
 const TKI = 32;
@@ -80,7 +81,7 @@ export function indexerScoresBackwardCuda(b: CudaBackend, dq: View, dk: View, dw
  * has run the tests of both paths (test/tensor/indexer-train.test.ts sets each one): the paths were written
  * on 2026-12-06 and checked only by a CPU emulation of their kernels.
  */
-export const indexerTrainTune = { gemm: false, chunkBytes: 1 << 30 };
+export const indexerTrainTune = { gemm: gemmPathOn('indexer-train', false), chunkBytes: 1 << 30 };
 
 /**
  * Bytes of the KL GEMM path's temporaries per query of a chunk: sparse (N = k selected) G [k, D] bf16 and

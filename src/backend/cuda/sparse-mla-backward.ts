@@ -11,6 +11,7 @@ import * as C from './cuda-consts.js';
 import type { Kernel, ParamKind } from './launch.js';
 import { GATHER_SIG } from './sparse-mla.js';
 import { temporaries } from './temporaries.js';
+import { gemmPathOn } from './gemm-switch.js';
 
 const SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'i64', 'i64', 'i64', 'f64', 'p', 'p', 'p', 'p', 'p', 'p', 'p', 'p'];
 /** Heads per CTA, key rows per tile, threads, most q columns (kernels/sparse_mla_bwd.cu HG, TK, NT, NT·NCOLQ). */
@@ -26,7 +27,7 @@ const D_MAX = 768;
  * until a GPU has run the tests of both paths (test/tensor/sparse-mla-backward.test.ts sets each one): the
  * path was written on 2026-12-06 and checked only by a CPU emulation of its kernels.
  */
-export const sparseMlaBackwardTune = { gemm: false, chunkBytes: 1 << 30 };
+export const sparseMlaBackwardTune = { gemm: gemmPathOn('mla-bwd', false), chunkBytes: 1 << 30 };
 
 /**
  * Bytes of the gemm path's temporaries per query of a chunk: G [k, D] bf16, S [H, k] bf16, dP [H, k] f32,

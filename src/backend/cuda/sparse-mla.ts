@@ -7,6 +7,7 @@ import type { View } from '../../tensor/backend.js';
 import type { CudaBackend } from './cuda-backend.js';
 import * as C from './cuda-consts.js';
 import type { ParamKind } from './launch.js';
+import { gemmPathOn } from './gemm-switch.js';
 
 const FWD_SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'i64', 'i64', 'i64', 'i64', 'f64', 'p', 'p', 'p', 'p', 'p'];
 const WRITE_SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'p'];
@@ -32,7 +33,7 @@ function fwd(b: CudaBackend, op: string, kvName: string, out: View, lse: View, q
 }
 
 /** Path choice, for tests and benchmarks: gemm = false sends bf16 queries to the CUDA-core kernel too. */
-export const sparseMlaTune = { gemm: true };
+export const sparseMlaTune = { gemm: gemmPathOn('mla', true) };
 
 /** mla_gather_rows_<src> of kernels/sparse_mla_gemm.cu (the backward's gemm path gathers with it too). */
 export const GATHER_SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'i64', 'i64', 'p', 'p', 'p'];
