@@ -34,9 +34,8 @@
 //      per entry p = a/P, ln q = I − m − ln Z, loss += p·(ln p − ln q) (p > 0), grad = q − p.
 //   A row with no entry or P = 0: loss 0, grad 0. No atomics: deterministic.
 //
-// bf16 inputs take the cuBLASLt paths of kernels/indexer_train_gemm.cu with indexerTrainTune.gemm on (off
-// by default until a GPU has run their tests) (the scores and their
-// backward as GEMMs with small kernels between, the KL target's attention scores as a GEMM); these kernels
+// bf16 inputs take the cuBLASLt paths of kernels/indexer_train_gemm.cu with indexerTrainTune.gemm on (its
+// default since they passed their tests on an H100, 2026-12-06) (the scores and their backward as GEMMs with small kernels between, the KL target's attention scores as a GEMM); these kernels
 // serve f32 and the switch indexerTrainTune.gemm. Further ideas (not done): the scores as one wgmma kernel
 // with the relu·w epilogue in registers (DeepGEMM's fp8_mqa_logits shape, in bf16), so l never reaches
 // memory; the KL target fused into the sparse MLA backward, which already forms p.

@@ -137,3 +137,33 @@ testEachDevice('casts between all dtypes agree with the scalar conversions; floa
   const d = to(T.fromArray(Float64Array.from([1 + 2 ** -24, 1 + 3 * 2 ** -24]), [2]), dev);
   assert.deepEqual(Array.from(T.cast(d, 'f32').toHost() as Float32Array), [1, 1 + 2 ** -22]);
 });
+
+// A bf16 activation against an f32 weight or gradient (bf16 training's weight gradients): the CUDA backend
+// widens the bf16 operand (exact) and runs the f32 GEMM, so the product is the f64 one of the same values
+// to f32 accumulation error; transposed operands and a broadcast batch dim take the same path.
+testEachDevice('matmul of mixed bf16 and f32 operands is the product of their exact values (transposed, broadcast batch)', (dev) => {
+  const rng = new T.Rng(7);
+  const [B, M, K, N] = [3, 37, 130, 21];
+  const a = to(T.cast(T.randn([B, M, K], rng), 'bf16'), dev);
+  const bT = to(T.randn([N, K], rng), dev); // used as bᵀ: a column-major [K, N] operand shared by every batch
+  const a64 = T.cast(to(a, 'cpu'), 'f64').toArray() as number[][][];
+  const b64 = T.cast(to(bT, 'cpu'), 'f64').toArray() as number[][];
+  const check = (got: T.Tensor, what: string, swap: boolean): void => {
+    assert.equal(got.dtype, 'f32', what);
+    const g = got.toArray() as number[][][];
+    let worst = 0;
+    for (let z = 0; z < B; z++) for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) {
+      let ref = 0;
+      let mag = 0;
+      for (let k = 0; k < K; k++) {
+        ref += a64[z]![i]![k]! * b64[j]![k]!;
+        mag += Math.abs(a64[z]![i]![k]! * b64[j]![k]!);
+      }
+      const v = swap ? g[z]![j]![i]! : g[z]![i]![j]!;
+      worst = Math.max(worst, Math.abs(v - ref) / mag);
+    }
+    assert.ok(worst < 1e-5, `${what}: worst error ${worst.toExponential(2)} of Σ|a·b| (f32 accumulation is ≲ 1e-6)`);
+  };
+  check(T.matmul(a, T.transpose(bT)), 'bf16 [B,M,K] · f32 [K,N]ᵀ', false);
+  check(T.matmul(bT, T.transpose(a, 1, 2)), 'f32 [N,K] · bf16 [B,K,M]', true);
+});

@@ -1,7 +1,7 @@
 // The CUDA paths the device tests of the DSA training ops run in turn (test/tensor/sparse-mla-backward.test.ts,
 // indexer-train.test.ts): the CUDA-core kernels, the bf16 GEMM path with its default chunk budget, and the
 // GEMM path with a budget of two queries a chunk (several chunks run, the last short for odd Tq). Each path
-// is set explicitly (the GEMM paths are off by default until a GPU has run these tests); the 'kernel' path
+// is set explicitly, whatever the defaults (DSV32_CUDA_GEMM may change them); the 'kernel' path
 // also sends the sparse MLA forward to its kernel, so each backward is paired with its own forward.
 import { sparseMlaTune } from '../../src/backend/cuda/sparse-mla.js';
 

@@ -471,6 +471,17 @@ export class CudaBackend implements Backend {
     }
     // bf16 operands into an f32 output (the sparse MLA backward's dP and dG): cuBLASLt, f32 accumulation
     if (out.dtype === 'f32' && a.dtype === 'bf16' && b.dtype === 'bf16' && isContig(out) && this.matmulLt('bf16', 'f32', out, a, b, M, N, K, batchShape, nb)) return;
+    // mixed float operands into f32 (a bf16 activation against an f32 weight or gradient): the narrow one is
+    // widened into a contiguous f32 temporary — exact — and the f32 GEMM runs. The f64 fallback below took
+    // 85% of a bf16 training step on an H100 (2026-12-06: 98 calls, 2.07 s of 2.59 s).
+    if (out.dtype === 'f32' && isContig(out) && a.dtype !== b.dtype && (a.dtype === 'f32' || b.dtype === 'f32') && FLOAT_LT[a.dtype] && FLOAT_LT[b.dtype]) {
+      const wa = a.dtype === 'f32' ? null : this.widened(a);
+      const wb = b.dtype === 'f32' ? null : this.widened(b);
+      const done = this.matmulLt('f32', 'f32', out, wa?.view ?? a, wb?.view ?? b, M, N, K, batchShape, nb);
+      wa?.st.dispose(); // stream-ordered: reused only by work queued after the GEMM
+      wb?.st.dispose();
+      if (done) return;
+    }
     // fallback: f64 accumulation, any dtypes and strides
     const bi = encodeIter(batchShape, [contiguousStrides(batchShape).map((s) => s * M * N), a.strides.slice(0, r - 2), b.strides.slice(0, r - 2)],
       [out.offset, a.offset, b.offset], 'matmul');
@@ -498,6 +509,14 @@ export class CudaBackend implements Backend {
     this.k('gemv', `gemv_${out.dtype}_m${M}`, 'gemv').launch(Math.ceil(N / 2), threads, 0,
       [N, K, this.ptr(out), N, this.ptr(a), lda, this.ptr(b), ldw]);
     return true;
+  }
+
+  /** x as a contiguous f32 copy (a matmul operand widened; broadcast batch dims are materialised). */
+  private widened(x: View): { st: CudaStorage; view: View } {
+    const st = this.tmp('f32', numelOf(x.shape));
+    const view: View = { storage: st, dtype: 'f32', shape: x.shape, strides: contiguousStrides(x.shape), offset: 0 };
+    this.copy(view, x);
+    return { st, view };
   }
 
   /**

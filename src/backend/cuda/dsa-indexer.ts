@@ -23,14 +23,18 @@ const SIG: Record<string, readonly ParamKind[]> = {
 /**
  * Path choice, for tests and benchmarks. gemm: the per-head dot products as one FP8 cuBLASLt GEMM per
  * sequence (and chunk of queries) with f32 output, then kernels/dsa_indexer_gemm.cu's reduce; off: the
- * CUDA-core kernels of dsa_indexer.cu. Off by default: on an H100 (2026-12-05) the GEMM path's logits
- * were 1.1e-4–2.7e-4 relative from the exact f32 reference (Hopper's FP8 MMA accumulates with ~14
- * mantissa bits; DeepGEMM's kernel shares this), where the CUDA-core kernels stay within 1e-5, so
- * near-tied keys could be selected differently from the CPU backend. Its speed (H100, 2026-12-06,
- * bench/dsa-cost.ts --indexer-gemm): the logits of 1024 queries over 131072 keys, 64 heads, in 25.9 ms
- * against 220.5 ms for the CUDA-core kernels on an H100 the day before (8.5×); it is what makes DSA prefill cheaper than dense.
+ * CUDA-core kernels of dsa_indexer.cu. On by default since 2026-12-06. Its logits are 1.1e-4–2.7e-4
+ * relative from the exact f32 reference on an H100 (2026-12-05; Hopper's FP8 MMA accumulates with ~14
+ * mantissa bits, and DeepGEMM's fp8_mqa_logits, the official kernel, shares this), where the CUDA-core
+ * kernels stay within 1e-5, so a near-tied key can be selected differently from the CPU backend. It
+ * was made the default once the model's goldens (tiny-f32 and tiny-fp8 in f32: every top-k set
+ * identical; tiny-bf16 in bf16), the ragged steps and the engine's CUDA tests all passed with it on (H100,
+ * 2026-12-06). Its speed (H100, 2026-12-06, bench/dsa-cost.ts --indexer-gemm): the logits of 1024
+ * queries over 131072 keys, 64 heads, in 25.9 ms against 220.5 ms for the CUDA-core kernels on an H100
+ * the day before (8.5×); it is what makes DSA prefill cheaper than dense. DSV32_CUDA_GEMM (gemm-switch.ts)
+ * turns it off for a whole run.
  */
-export const indexerTune = { gemm: gemmPathOn('indexer', false) };
+export const indexerTune = { gemm: gemmPathOn('indexer', true) };
 /** Bytes of the f32 per-head score block S [rows·H, keys] per GEMM (bounds the temporary at long context). */
 const S_BYTES = 1 << 30;
 

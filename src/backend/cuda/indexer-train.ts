@@ -77,11 +77,12 @@ export function indexerScoresBackwardCuda(b: CudaBackend, dq: View, dk: View, dw
  * Path choice and the GEMM paths' temporary budget, for tests and benchmarks: gemm = false sends bf16
  * inputs of all three ops to the CUDA-core kernels too; chunkBytes bounds the bytes of a GEMM path's
  * temporaries (queries are processed in chunks of max(1, ⌊chunkBytes / bytes per query⌋), the bytes per
- * query being indexerKlBytesPerQuery or indexerScoresBytesPerQuery). gemm is off by default until a GPU
- * has run the tests of both paths (test/tensor/indexer-train.test.ts sets each one): the paths were written
- * on 2026-12-06 and checked only by a CPU emulation of their kernels.
+ * query being indexerKlBytesPerQuery or indexerScoresBytesPerQuery). gemm is on by default since the tests
+ * of both paths passed on an H100 (2026-12-06, test/tensor/indexer-train.test.ts sets each one); there
+ * (bench/dsa-train.ts) the GEMM paths were 5–38× faster than the CUDA-core kernels and 1.7–4.0× faster
+ * than torch (the sparse KL loss: 14.1 ms against 385.9 ms and torch's 24.5 ms).
  */
-export const indexerTrainTune = { gemm: gemmPathOn('indexer-train', false), chunkBytes: 1 << 30 };
+export const indexerTrainTune = { gemm: gemmPathOn('indexer-train', true), chunkBytes: 1 << 30 };
 
 /**
  * Bytes of the KL GEMM path's temporaries per query of a chunk: sparse (N = k selected) G [k, D] bf16 and
