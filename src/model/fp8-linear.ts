@@ -13,13 +13,14 @@ import { cast } from '../tensor/ops/view.js';
 import type { LinearWeight } from './weights.js';
 
 /**
- * y = x·Wᵀ with x [..., in]; the result has dtype `dt`. A bf16 input meets f32 master weights (training)
- * as the reference's bf16 weights meet it: through their bf16 copy (torch autocast's rule), so the product
- * is one bf16 GEMM with f32 accumulation; the cast's backward carries the gradient to the f32 master.
- * Weights that are bf16 already (inference) are unchanged, and a bf16 checkpoint read as f32 casts back to
- * itself exactly.
+ * y = x·Wᵀ with x [..., in]; the result has dtype `dt`. In training, a bf16 input meets the f32 master
+ * weights as the reference's bf16 weights meet it: through their bf16 copy (torch autocast's rule), so the
+ * product is one bf16 GEMM with f32 accumulation and the cast's backward carries the gradient to the
+ * master. Inference weights (no gradient) are held f32 with the checkpoint's exact values and meet a bf16
+ * input as they are: the product of the same values, with no per-call cast of every weight (the CUDA
+ * backend widens the activation instead), and bit for bit the host loops the CPU tests compare with.
  */
 export function applyLinear(x: Tensor, lw: LinearWeight, dt: DType, ue8m0: boolean): Tensor {
-  if (lw.kind === 'dense') return cast(denseLinear(x, x.dtype === 'bf16' && lw.w.dtype === 'f32' ? cast(lw.w, 'bf16') : lw.w), dt);
+  if (lw.kind === 'dense') return cast(denseLinear(x, x.dtype === 'bf16' && lw.w.dtype === 'f32' && lw.w.requiresGrad ? cast(lw.w, 'bf16') : lw.w), dt);
   return fp8Linear(x, lw.w8, lw.scale, { ue8m0, outDtype: dt });
 }
