@@ -162,7 +162,7 @@ export class ModelWeights {
 
   /** The device every weight is placed on when first read (CUDA uploads go through pinned staging). */
   readonly device: string;
-  /** dtype of the dense weights' values ('f32' for inference; the master dtype when training) */
+  /** dtype of the dense weights' values ('f32' for inference, but bf16 ones on a backend that keepsBf16Weights; the master dtype when training) */
   readonly dtype: 'f32' | 'f64';
   private readonly owned: boolean;
   /**
@@ -331,7 +331,9 @@ export class ModelWeights {
       // f32), so an FP8 checkpoint — the shipped dsv32-mini — can be trained on (RL, fine-tuning)
       if (this.owned) lw = { kind: 'dense', name, out, in: inF, w: this.value(dequantize(lw)) };
     } else {
-      const w = this.value(raw);
+      // a bf16 matrix stays bf16 for inference where the backend keeps it so (#12: the CUDA GEMMs read it as
+      // stored; an f32-numerics product widens it exactly); training's masters are always f32/f64
+      const w = !this.owned && raw.dtype === 'bf16' && getBackend(this.device).keepsBf16Weights ? raw : this.value(raw);
       checkFinite(w, name, this.source.path);
       lw = { kind: 'dense', name, out, in: inF, w };
     }

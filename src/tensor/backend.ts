@@ -37,6 +37,12 @@ export type ReduceOp = 'sum' | 'max' | 'min';
 
 export interface Backend {
   readonly name: string;
+  /**
+   * Inference weights stored as bf16 stay bf16 on this device (its GEMMs read bf16 operands at full
+   * speed, in half the bytes). Absent: they are widened to f32 when loaded (the CPU computes in f32, and
+   * widening per call would double a decode step's weight reads).
+   */
+  readonly keepsBf16Weights?: boolean;
   alloc(dtype: DType, numel: number): Storage;
   /** Device memory held by tensors now and at most since the last resetPeakMemory (bytes); devices only. */
   memoryStats?(): { allocated: number; peak: number; total?: number };

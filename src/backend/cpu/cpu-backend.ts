@@ -5,6 +5,7 @@ import {
   type DType, type HostArray, allocHost, fromFloatArray, f32ToE4m3Bits, f32Bits, E4M3_MAX, convertHost,
 } from '../../tensor/dtype.js';
 import { CpuStorage } from './storage.js';
+import { contiguousStrides } from '../../tensor/tensor.js';
 import { type FArr, computeType, dataOf, isContiguousView, rawContiguous, readF, readIndex, stridedOffsets, viewNumel } from './strided.js';
 import { sgemm, dgemm } from './gemm.js';
 import { matrixLayout, type MatrixLayout } from '../matrix-layout.js';
@@ -631,19 +632,31 @@ function partialSort(order: Int32Array, k: number, cmp: (i: number, j: number) =
 interface GemmOperand { v: View; data: FArr; layout: MatrixLayout }
 /**
  * A matmul operand as BLAS wants it: data of the compute type, each matrix row- or column-major.
- * Anything else (another dtype, a doubly-strided matrix) becomes a contiguous copy first.
+ * Anything else (another dtype, a doubly-strided matrix) becomes a contiguous copy first. A column-major
+ * matrix of another dtype (a bf16 weight read as transpose(w)) is widened column-major: BLAS's
+ * transposed and plain paths sum an element's products in different orders, so keeping the layout makes
+ * the product of a bf16 weight bit for bit that of its exact f32 copy (OpenBLAS's SkylakeX kernels differ
+ * between the two in the last bit; measured 2026-12-06 with OPENBLAS_CORETYPE=SkylakeX).
  */
 function asGemmOperand(v: View, ct: 'f32' | 'f64', R: number, C: number): GemmOperand {
-  const l = v.dtype === ct ? matrixLayout(v, R, C) : null;
-  if (l) return { v, data: dataOf(v) as FArr, layout: l };
-  const data = readF(v, ct); // contiguous; only read
-  const strides: number[] = [];
-  let acc = 1;
-  for (let i = v.shape.length - 1; i >= 0; i--) {
-    strides[i] = acc;
-    acc *= v.shape[i]!;
-  }
-  const cv = { ...v, strides, offset: 0, dtype: ct } as View;
+  const l = matrixLayout(v, R, C);
+  if (l && v.dtype === ct) return { v, data: dataOf(v) as FArr, layout: l };
+  // a column-major matrix is read as its row-major transpose (the last two dims swapped), then viewed back
+  const colMajor = l?.trans === true && R > 1 && C > 1;
+  const src = colMajor ? swapLast(v) : v;
+  const data = readF(src, ct); // contiguous; only read
+  const rowMajor = contiguousStrides(src.shape);
+  const cv: View = { ...v, dtype: ct, offset: 0, strides: colMajor ? swapLast({ ...src, strides: rowMajor }).strides : rowMajor };
   return { v: cv, data, layout: matrixLayout(cv, R, C)! };
+}
+
+/** v with its last two dims swapped (a transpose view). */
+function swapLast(v: View): View {
+  const r = v.shape.length;
+  const shape = [...v.shape];
+  const strides = [...v.strides];
+  [shape[r - 2], shape[r - 1]] = [shape[r - 1]!, shape[r - 2]!];
+  [strides[r - 2], strides[r - 1]] = [strides[r - 1]!, strides[r - 2]!];
+  return { ...v, shape, strides };
 }
 

@@ -132,6 +132,7 @@ export interface SoftmaxOptions {
 
 export class CudaBackend implements Backend {
   readonly name = 'cuda';
+  readonly keepsBf16Weights = true;
   readonly rt: CudaRuntime;
   private lt: BlasLt | null = null;
   // Device memory of a tensor nobody disposed comes back when V8 collects its storage. The finalizer does
