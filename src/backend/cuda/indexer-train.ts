@@ -11,7 +11,7 @@ import type { View } from '../../tensor/backend.js';
 import type { CudaBackend, CudaStorage } from './cuda-backend.js';
 import * as C from './cuda-consts.js';
 import type { ParamKind } from './launch.js';
-import { GATHER_SIG } from './sparse-mla.js';
+import { gatheredScores } from './gathered-scores.js';
 import { scatterKernel } from './sparse-mla-backward.js';
 import { temporaries } from './temporaries.js';
 import { gemmPathOn } from './gemm-switch.js';
@@ -121,31 +121,7 @@ function rowsOf(v: View | null, n0: number, n: number, w: number): View | null {
 const flat = (st: CudaStorage, dtype: 'bf16' | 'f32', numel: number): View => ({ storage: st, dtype, shape: [numel], strides: [1], offset: 0 });
 
 /**
- * The attention-shaped product of queries [n0, n0 + n) with their keys into S [n, H, N] (sdt: bf16 or f32
- * out, f32 accumulation) — sparse (G given, idx the chunk's indices [n, N]): gather the selected rows of
- * `keys` into G [n, N, D] bf16 (zero rows for holes), S = q·Gᵀ per query; dense: S [n·H, Tk] = q·keysᵀ, one
- * GEMM over every key.
- */
-function chunkScores(b: CudaBackend, S: CudaStorage, sdt: 'bf16' | 'f32', G: CudaStorage | null, q: View, keys: View, n0: number, n: number, idx: View | null): void {
-  const [, H, D] = q.shape as [number, number, number];
-  const Tk = keys.shape[0]!;
-  const qC: View = { storage: q.storage, dtype: 'bf16', shape: [n, H, D], strides: [H * D, D, 1], offset: q.offset + n0 * H * D };
-  if (G) {
-    const N = idx!.shape[1]!;
-    const gather = b.rt.modules.get('sparse_mla_gemm', 'mla_gather_rows_bf16', GATHER_SIG);
-    gather.launch(Math.ceil((n * N * 32) / 256), 256, 0, [n * N, D, D, Tk, 0, b.address(flat(G, 'bf16', n * N * D)), b.address(keys), b.address(idx!)]);
-    // Gᵀ [D, k] per query, read column-major from the row-major [k, D] block
-    b.matmul({ storage: S, dtype: sdt, shape: [n, H, N], strides: [H * N, N, 1], offset: 0 }, qC,
-      { storage: G, dtype: 'bf16', shape: [n, D, N], strides: [N * D, 1, D], offset: 0 });
-  } else {
-    // keysᵀ [D, Tk] read column-major from the row-major keys
-    b.matmul({ storage: S, dtype: sdt, shape: [n * H, Tk], strides: [Tk, 1], offset: 0 }, { ...qC, shape: [n * H, D], strides: [D, 1] },
-      { storage: keys.storage, dtype: 'bf16', shape: [D, Tk], strides: [1, D], offset: keys.offset });
-  }
-}
-
-/**
- * bf16 q and k: per chunk of n queries, l = q·kᵀ into L [n, H, N] f32 (chunkScores: gathered rows when
+ * bf16 q and k: per chunk of n queries, l = q·kᵀ into L [n, H, N] f32 (gatheredScores: gathered rows when
  * sparse, every key when dense), then indexer_scores_reduce (Σ_h w·relu(l), −inf off the entries).
  * Returns false where the path does not apply.
  */
@@ -164,7 +140,7 @@ function scoresGemmPath(b: CudaBackend, out: View, q: View, k: View, w: View, st
     for (let n0 = 0; n0 < Tq; n0 += chunk) {
       const n = Math.min(chunk, Tq - n0);
       const idx = rowsOf(indices, n0, n, N);
-      chunkScores(b, L, 'f32', G, q, k, n0, n, idx);
+      gatheredScores(b, L, 'f32', G, q, { keys: k, src: 'bf16', rows: Tk, dv: D, W: 0 }, n0, n, idx);
       reduce.launch(Math.ceil((n * N) / 256), 256, 0, [n, H, N, Tk, b.address(flat(L, 'f32', n * H * N)), b.address(rowsOf(w, n0, n, H)!),
         b.address(rowsOf(out, n0, n, N)!), ptr(b, rowsOf(start, n0, n, 1)), ptr(b, rowsOf(end, n0, n, 1)), ptr(b, idx)]);
     }
@@ -201,7 +177,7 @@ function scoresBwdGemmPath(b: CudaBackend, dq: View, dk: View, dw: View, dout: V
     for (let n0 = 0; n0 < Tq; n0 += chunk) {
       const n = Math.min(chunk, Tq - n0);
       const idx = rowsOf(indices, n0, n, N);
-      chunkScores(b, L, 'f32', G, q, k, n0, n, idx);
+      gatheredScores(b, L, 'f32', G, q, { keys: k, src: 'bf16', rows: Tk, dv: D, W: 0 }, n0, n, idx);
       coef.launch(Math.ceil((n * H * 32) / 256), 256, 0, [n, H, N, Tk, b.address(flat(L, 'f32', n * H * N)), b.address(rowsOf(w, n0, n, H)!),
         b.address(rowsOf(dout, n0, n, N)!), b.address(flat(C, 'bf16', n * H * N)), b.address(rowsOf(dw, n0, n, H)!), ptr(b, rowsOf(start, n0, n, 1)),
         ptr(b, rowsOf(end, n0, n, 1)), ptr(b, idx)]);
@@ -230,7 +206,7 @@ function scoresBwdGemmPath(b: CudaBackend, dq: View, dk: View, dw: View, dout: V
 }
 
 /**
- * bf16 q and kv: per chunk of n queries, the main attention's scores S [n, H, N] by cuBLASLt (chunkScores)
+ * bf16 q and kv: per chunk of n queries, the main attention's scores S [n, H, N] by cuBLASLt (gatheredScores)
  * — sparse: bf16 out (the gemm forward's score); dense: f32 out (the score of causalMlaPrefillTrain, which
  * saved the dense lse) — then indexer_kl_rows (one CTA per row: target mass, KL, gradient). Returns false
  * where the path does not apply.
@@ -253,7 +229,7 @@ function klGemmPath(b: CudaBackend, loss: View, grad: View, scores: View, q: Vie
     for (let n0 = 0; n0 < Tq; n0 += chunk) {
       const n = Math.min(chunk, Tq - n0);
       const idx = rowsOf(indices, n0, n, N);
-      chunkScores(b, S, sdt, G, q, kv, n0, n, idx);
+      gatheredScores(b, S, sdt, G, q, { keys: kv, src: 'bf16', rows: Tk, dv: D, W: 0 }, n0, n, idx);
       rowsK.launch(n, NT, 4 * H, [H, N, Tk, scale, b.address(flat(S, sdt, n * H * N)), b.address(rowsOf(lse, n0, n, H)!), b.address(rowsOf(scores, n0, n, N)!),
         b.address(rowsOf(loss, n0, n, 1)!), b.address(rowsOf(grad, n0, n, N)!), ptr(b, rowsOf(start, n0, n, 1)), ptr(b, rowsOf(end, n0, n, 1)), ptr(b, idx)]);
     }

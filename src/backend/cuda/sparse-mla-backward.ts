@@ -8,7 +8,7 @@ import type { View } from '../../tensor/backend.js';
 import type { CudaBackend } from './cuda-backend.js';
 import * as C from './cuda-consts.js';
 import type { Kernel, ParamKind } from './launch.js';
-import { GATHER_SIG } from './sparse-mla.js';
+import { gatheredScores } from './gathered-scores.js';
 import { temporaries } from './temporaries.js';
 import { gemmPathOn } from './gemm-switch.js';
 
@@ -50,8 +50,8 @@ export function scatterKernel(b: CudaBackend, dst: View, D: number): Kernel {
 }
 
 /**
- * bf16 inputs: per chunk of n queries, gather each query's selected rows into G [n, k, D] bf16, then
- * S = q·Gᵀ and dP = dO·G[:, :, :dv]ᵀ (batched cuBLASLt), P and dS (sparse_mla_bwd_softmax, into SP),
+ * bf16 inputs: per chunk of n queries, gather each query's selected rows into G [n, k, D] bf16 with
+ * S = q·Gᵀ (gatheredScores), dP = dO·G[:, :, :dv]ᵀ (batched cuBLASLt), P and dS (sparse_mla_bwd_softmax, into SP),
  * dq = dS·G, dG = [dS; P]ᵀ·[q; dO | 0] (f32), and scatter-add dG's valid rows into dkv
  * (kernels/sparse_mla_bwd_gemm.cu has the math). dkv must be zeroed already. Returns false where the
  * path does not apply.
@@ -70,7 +70,6 @@ function gemmPath(b: CudaBackend, dq: View, dkv: View, dout: View, q: View, kv: 
     const SP = t.tmp('bf16', chunk * 2 * H * k);
     const QD = t.tmp('bf16', chunk * 2 * H * D);
     const dG = t.tmp('f32', chunk * k * D);
-    const gather = b.rt.modules.get('sparse_mla_gemm', 'mla_gather_rows_bf16', GATHER_SIG);
     const softmax = b.rt.modules.get('sparse_mla_bwd_gemm', 'sparse_mla_bwd_softmax', SOFTMAX_BWD_SIG);
     const scatter = scatterKernel(b, dkv, D);
     // QD's value rows are dO padded with zeros to D columns; the copies below never write the padding
@@ -79,22 +78,20 @@ function gemmPath(b: CudaBackend, dq: View, dkv: View, dout: View, q: View, kv: 
       const n = Math.min(chunk, Tq - n0);
       const idx: View = { ...indices, shape: [n, k], strides: [k, 1], offset: indices.offset + n0 * k };
       const rowsG: View = { storage: G, dtype: 'bf16', shape: [n, k, D], strides: [k * D, D, 1], offset: 0 };
-      // G[:, :, :cols]ᵀ per query: [cols, k] read column-major from the row-major [k, D] block
-      const colsG = (cols: number): View => ({ storage: G, dtype: 'bf16', shape: [n, cols, k], strides: [k * D, 1, D], offset: 0 });
+      // G[:, :, :dv]ᵀ per query: [dv, k] read column-major from the row-major [k, D] block
+      const gvT: View = { storage: G, dtype: 'bf16', shape: [n, dv, k], strides: [k * D, 1, D], offset: 0 };
       const qC: View = { storage: q.storage, dtype: 'bf16', shape: [n, H, D], strides: [H * D, D, 1], offset: q.offset + n0 * H * D };
       const doC: View = { storage: dout.storage, dtype: 'bf16', shape: [n, H, dv], strides: [H * dv, dv, 1], offset: dout.offset + n0 * H * dv };
       const oC: View = { storage: out.storage, dtype: 'bf16', shape: [n, H, dv], strides: [H * dv, dv, 1], offset: out.offset + n0 * H * dv };
       const lseC: View = { storage: lse.storage, dtype: 'f32', shape: [n, H], strides: [H, 1], offset: lse.offset + n0 * H };
-      const sV: View = { storage: S, dtype: 'bf16', shape: [n, H, k], strides: [H * k, k, 1], offset: 0 };
       const dpV: View = { storage: dP, dtype: 'f32', shape: [n, H, k], strides: [H * k, k, 1], offset: 0 };
       const dsV: View = { storage: SP, dtype: 'bf16', shape: [n, H, k], strides: [2 * H * k, k, 1], offset: 0 };
       const spT: View = { storage: SP, dtype: 'bf16', shape: [n, k, 2 * H], strides: [2 * H * k, 1, k], offset: 0 };
       const qdV: View = { storage: QD, dtype: 'bf16', shape: [n, 2 * H, D], strides: [2 * H * D, D, 1], offset: 0 };
       const dgV: View = { storage: dG, dtype: 'f32', shape: [n, k, D], strides: [k * D, D, 1], offset: 0 };
       const dqC: View = { storage: dq.storage, dtype: 'bf16', shape: [n, H, D], strides: [H * D, D, 1], offset: dq.offset + n0 * H * D };
-      gather.launch(Math.ceil((n * k * 32) / 256), 256, 0, [n * k, D, dv, Tk, 0, b.address(rowsG), b.address(kv), b.address(idx)]);
-      b.matmul(sV, qC, colsG(D)); // S = q·Gᵀ, bf16 as in the gemm forward
-      b.matmul(dpV, doC, colsG(dv)); // dP = dO·G[:, :dv]ᵀ, f32
+      const sV = gatheredScores(b, S, 'bf16', G, q, { keys: kv, src: 'bf16', rows: Tk, dv, W: 0 }, n0, n, idx); // S = q·Gᵀ, bf16 as in the gemm forward
+      b.matmul(dpV, doC, gvT); // dP = dO·G[:, :dv]ᵀ, f32
       softmax.launch(Math.ceil((n * H * 32) / 256), 256, 0, [n, H, k, dv, Tk, scale, b.address(sV), b.address(dpV), b.address(dsV), b.address(doC),
         b.address(oC), b.address(lseC), b.address(idx)]);
       b.matmul(dqC, dsV, rowsG); // dq = dS·G

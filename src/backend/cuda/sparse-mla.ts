@@ -8,6 +8,7 @@ import type { CudaBackend } from './cuda-backend.js';
 import * as C from './cuda-consts.js';
 import type { ParamKind } from './launch.js';
 import { gemmPathOn } from './gemm-switch.js';
+import { gatheredScores } from './gathered-scores.js';
 
 const FWD_SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'i64', 'i64', 'i64', 'i64', 'f64', 'p', 'p', 'p', 'p', 'p'];
 const WRITE_SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'p'];
@@ -35,15 +36,13 @@ function fwd(b: CudaBackend, op: string, kvName: string, out: View, lse: View, q
 /** Path choice, for tests and benchmarks: gemm = false sends bf16 queries to the CUDA-core kernel too. */
 export const sparseMlaTune = { gemm: gemmPathOn('mla', true) };
 
-/** mla_gather_rows_<src> of kernels/sparse_mla_gemm.cu (the backward's gemm path gathers with it too). */
-export const GATHER_SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'i64', 'i64', 'p', 'p', 'p'];
 const SOFTMAX_SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'i64', 'f64', 'p', 'p', 'p'];
 /** Bytes of gathered rows per chunk of queries (bounds the temporaries at long k). */
 const GATHER_BYTES = 512 << 20;
 
 /**
- * bf16 queries: gather the selected rows of each query into G [n, k, D] bf16, then per query
- * S = q·Gᵀ (cuBLASLt, batched over queries), softmax with lse in place, out = P·G[:, :, :dv]
+ * bf16 queries: per chunk of n queries, S = q·Gᵀ over each query's gathered rows G [n, k, D] bf16
+ * (gatheredScores, from bf16/f32 rows or the FP8 cache), softmax with lse in place, out = P·G[:, :, :dv]
  * (kernels/sparse_mla_gemm.cu has the math). Returns false where the path does not apply.
  */
 function gemmPath(b: CudaBackend, src: 'bf16' | 'f32' | 'fp8', out: View, lse: View, q: View, kv: View, indices: View, dv: number, scale: number, rows: number, W: number): boolean {
@@ -54,16 +53,11 @@ function gemmPath(b: CudaBackend, src: 'bf16' | 'f32' | 'fp8', out: View, lse: V
   const G = b.alloc('bf16', chunk * k * D);
   const S = b.alloc('bf16', chunk * H * k);
   try {
-    const gather = b.rt.modules.get('sparse_mla_gemm', `mla_gather_rows_${src}`, GATHER_SIG);
     const softmax = b.rt.modules.get('sparse_mla_gemm', 'sparse_softmax_lse', SOFTMAX_SIG);
     for (let n0 = 0; n0 < N; n0 += chunk) {
       const n = Math.min(chunk, N - n0);
       const idx: View = { ...indices, shape: [n, k], offset: indices.offset + n0 * k };
-      gather.launch(Math.ceil((n * k * 32) / 256), 256, 0, [n * k, D, dv, rows, W, b.address({ storage: G, dtype: 'bf16', shape: [n * k * D], strides: [1], offset: 0 }), b.address(kv), b.address(idx)]);
-      const sView: View = { storage: S, dtype: 'bf16', shape: [n, H, k], strides: [H * k, k, 1], offset: 0 };
-      const qView: View = { storage: q.storage, dtype: 'bf16', shape: [n, H, D], strides: [H * D, D, 1], offset: q.offset + n0 * H * D };
-      // Gᵀ per query: [D, k] read column-major from the row-major [k, D] block
-      b.matmul(sView, qView, { storage: G, dtype: 'bf16', shape: [n, D, k], strides: [k * D, 1, D], offset: 0 });
+      const sView = gatheredScores(b, S, 'bf16', G, q, { keys: kv, src, rows, dv, W }, n0, n, idx);
       const lseView: View = { storage: lse.storage, dtype: 'f32', shape: [n, H], strides: [H, 1], offset: lse.offset + n0 * H };
       softmax.launch(Math.ceil((n * H * 32) / 256), 256, 0, [n, H, k, rows, scale, b.address(sView), b.address(lseView), b.address(idx)]);
       const oView: View = { storage: out.storage, dtype: 'bf16', shape: [n, H, dv], strides: [H * dv, dv, 1], offset: out.offset + n0 * H * dv };
