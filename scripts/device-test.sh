@@ -5,8 +5,8 @@
 #   OUT=/some/dir bash scripts/device-test.sh [tests|bench|all|model|train|gemm]
 # (gemm: the DSA ops' tests on both CUDA paths, the model's and the engine's CUDA tests with every GEMM path
 #  on (DSV32_CUDA_GEMM=all), and bench/dsa-train.ts; train: NUMERICS=bf16 and DSV32_CUDA_GEMM pass through)
-# (model: the official reference and bench/model-speed.ts on the mid config's random weights; needs a copy of
-#  ../shared/reference in tmp/reference, carried)
+# (model: the official reference and bench/model-speed.ts + bench/engine.ts on the mid config's random weights;
+#  needs a copy of ../shared/reference in tmp/reference, carried; PART=ref|ours splits it over two calls)
 # Logs and JSON go to $OUT; a short table is printed last.
 set -uo pipefail
 what=${1:-all}
@@ -76,16 +76,32 @@ if [ "$what" = gemm ]; then
 fi
 if [ "$what" = model ] && [ -d tmp/reference ]; then
   # whole-model speed on the same random weights: the official reference dumps the mid config as a Hugging
-  # Face checkpoint, then both run prefill and decode on it (bench/model-speed.ts has the JSON lines)
+  # Face checkpoint (bf16), then both run prefill and decode on it (bench/model-speed.ts has the JSON lines);
+  # then decode at batch 1, 16 and 64: the reference's loop (--batch B, context DECODE_B) against our engine
+  # (bench/engine.ts: B requests of DECODE_B-token prompts, graphs off and on). PART=ref|ours|all splits it
+  # over two calls on a warm machine (the dump in /tmp stays).
   M=/tmp/dsv32-mid
-  [ -f $M/config.json ] || timeout 200 python3 tmp/reference/bench_ref.py --config tmp/reference/configs/mid.json --device cuda \
-    --prefill '' --decode-ctx '' --dump $M > "$OUT/ref-dump.log" 2>&1
-  timeout 200 python3 tmp/reference/bench_ref.py --load $M --device cuda --prefill ${PREFILL:-1024,4096} --decode-ctx ${DECODE:-1024,8192} \
-    --steps 16 > "$OUT/model-ref.jsonl" 2> "$OUT/model-ref.err"
-  timeout 200 node dist/bench/model-speed.js --model $M --device cuda --prefill ${PREFILL:-1024,4096} --decode-ctx ${DECODE:-1024,8192} \
-    --steps 16 > "$OUT/model-ours.jsonl" 2> "$OUT/model-ours.err"
-  summary+=("model speed: reference $(grep -c what "$OUT/model-ref.jsonl" 2>/dev/null) lines, ours $(grep -c what "$OUT/model-ours.jsonl" 2>/dev/null) lines")
-  cat "$OUT/model-ref.jsonl" "$OUT/model-ours.jsonl" 2>/dev/null
+  part=${PART:-all}
+  if [ "$part" != ours ]; then
+    [ -f $M/config.json ] || timeout 200 python3 tmp/reference/bench_ref.py --config tmp/reference/configs/mid.json --device cuda \
+      --prefill '' --decode-ctx '' --dump $M > "$OUT/ref-dump.log" 2>&1
+    timeout 200 python3 tmp/reference/bench_ref.py --load $M --device cuda --prefill ${PREFILL:-1024,4096} --decode-ctx ${DECODE:-1024,8192} \
+      --steps 16 > "$OUT/model-ref.jsonl" 2> "$OUT/model-ref.err"
+    for B in 16 64; do
+      timeout 150 python3 tmp/reference/bench_ref.py --load $M --device cuda --batch $B --prefill '' --decode-ctx ${DECODE_B:-1024} \
+        --steps 16 >> "$OUT/model-ref.jsonl" 2>> "$OUT/model-ref.err"
+    done
+    summary+=("reference: $(grep -c what "$OUT/model-ref.jsonl" 2>/dev/null) lines")
+    cat "$OUT/model-ref.jsonl" 2>/dev/null; tail -3 "$OUT/model-ref.err"
+  fi
+  if [ "$part" != ref ]; then
+    timeout 200 node dist/bench/model-speed.js --model $M --device cuda --prefill ${PREFILL:-1024,4096} --decode-ctx ${DECODE:-1024,8192} \
+      --steps 16 > "$OUT/model-ours.jsonl" 2> "$OUT/model-ours.err"
+    timeout 240 node dist/bench/engine.js --device cuda --model $M --numerics bf16 --batches 1,16,64 --prompt ${DECODE_B:-1024} --gen 32 \
+      --cuda-graphs both > "$OUT/engine-mid.jsonl" 2> "$OUT/engine-mid.err"
+    summary+=("ours: $(grep -c what "$OUT/model-ours.jsonl" 2>/dev/null) model lines, $(grep -c . "$OUT/engine-mid.jsonl" 2>/dev/null) engine lines")
+    cat "$OUT/model-ours.jsonl" "$OUT/engine-mid.jsonl" 2>/dev/null; tail -3 "$OUT/model-ours.err" "$OUT/engine-mid.err"
+  fi
 fi
 echo "== failures"
 grep -E '^not ok|^\s+not ok' "$OUT"/test-*.log 2>/dev/null | head -40

@@ -60,7 +60,8 @@ export function build(dir, { cu, edits, staticShared, driver, sub = 'build', fla
   writeFileSync(join(d, 'kernel.cpp'), hostKernel(cu, edits, { staticShared }));
   const exe = join(d, 'emu');
   execFileSync('g++', ['-std=c++20', ...flags, '-pthread', '-Wno-unknown-pragmas', ...defines.map((x) => `-D${x}`),
-    '-I', join(here, 'shim'), '-I', d, '-o', exe, join(here, driver)], { stdio: 'inherit' });
+    // kernels/ too: a kernel's own headers (indexer_train.cu includes indexer_kl.cuh)
+    '-I', join(here, 'shim'), '-I', d, '-I', join(here, '..', '..', 'kernels'), '-o', exe, join(here, driver)], { stdio: 'inherit' });
   return exe;
 }
 
