@@ -62,7 +62,10 @@ const now = (): number => performance.now();
 for (const B of batches) {
   // the model alone: B one-token rows per step on a cache filled with the prompts
   const cache = model.newCache(B);
-  model.forward(Array.from({ length: B }, (_, b) => prompt(b)), { cache, logits: 'none', numerics });
+  // filled in position chunks of at most 16K tokens a forward: 64 prompts of 1024 in one forward ran an H100
+  // out of memory (2026-12-06; every intermediate of a 65K-token step is live until it returns)
+  const fill = Math.max(1, Math.floor(16384 / B));
+  for (let p0 = 0; p0 < P; p0 += fill) model.forward(Array.from({ length: B }, (_, b) => prompt(b).slice(p0, p0 + fill)), { cache, logits: 'none', numerics });
   const steps = 8;
   const m0 = now();
   for (let i = 0; i < steps; i++) model.forward(Array.from({ length: B }, (_, b) => [(b + i) % cfg.vocabSize]), { cache, logits: 'last', numerics }).logits!.toFloat32();

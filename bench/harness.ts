@@ -8,6 +8,9 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as T from '../src/tensor/index.js';
 import { cudaBackend, cudaUnavailableReason } from '../src/backend/cuda/index.js';
+import { Kernel } from '../src/backend/cuda/launch.js';
+import { profileBackend } from '../src/tensor/profile.js';
+import type { Backend } from '../src/tensor/backend.js';
 import { rng as mulberry32 } from '../test/chat/rng.js';
 
 export { mulberry32 };
@@ -194,4 +197,26 @@ export function fillMlaCache(cache: T.Tensor, slots: number, dv: number, D: numb
     dispose(at);
   }
   dispose(lat, rope);
+}
+
+/**
+ * fn() once with every backend op synchronised and timed (src/tensor/profile.ts), each op's CUDA kernels
+ * named by the launches it made (so a table shows which path ran: cuBLASLt, a GEMM path or matmul_naive);
+ * returns fn's wall time in ms and the table.
+ */
+export async function profiledOnce(be: Backend, fn: () => unknown): Promise<{ ms: number; table: string }> {
+  const prof = profileBackend(be);
+  const launch = Kernel.prototype.launch;
+  Kernel.prototype.launch = function (this: Kernel, ...a: Parameters<Kernel['launch']>) {
+    prof.note(this.name);
+    return launch.apply(this, a);
+  };
+  try {
+    const t = performance.now();
+    await fn();
+    return { ms: performance.now() - t, table: prof.table() };
+  } finally {
+    prof.stop();
+    Kernel.prototype.launch = launch;
+  }
 }

@@ -12,13 +12,15 @@
 // the reference's 'auto' attention (MHA for multi-token steps). A decode context C is filled by a real
 // prefill of C tokens (the reference's --fill prefill). Times: CUDA events around the forward (its host
 // work included: a forward is one call), the host clock on the CPU; `--repeat` prefill runs and `--steps`
-// decode steps, medians, after one untimed warm-up of each.
+// decode steps, medians, after one untimed warm-up of each. --profile: one more prefill of each S with every
+// backend op synchronised and timed, its table on stderr.
 //   node dist/bench/model-speed.js --model ../shared/fixtures/tiny-f32 --device cpu --prefill 64 --decode-ctx 64 --steps 4
 import { cudaBackend } from '../src/backend/cuda/index.js';
 import { DsvError } from '../src/errors.js';
 import { DeepseekV32 } from '../src/model/index.js';
 import type { MlaCacheFormat } from '../src/tensor/ops/sparse-mla.js';
-import { median, opt } from './harness.js';
+import { median, opt, profiledOnce } from './harness.js';
+import * as T from '../src/tensor/index.js';
 
 const dir = opt('--model');
 if (!dir) throw new DsvError('model-speed: --model DIR (a Hugging Face DeepSeek-V3.2 checkpoint) is required');
@@ -35,6 +37,7 @@ const prefills = list('--prefill', '1024,4096');
 const contexts = list('--decode-ctx', '1024,4096');
 const steps = Number(opt('--steps') ?? 32);
 const repeat = Number(opt('--repeat') ?? 3);
+const profile = process.argv.includes('--profile');
 
 const model = DeepseekV32.load(dir, { device });
 const V = model.cfg.vocabSize;
@@ -65,6 +68,10 @@ for (const S of prefills) {
   run();
   const ms = median(Array.from({ length: repeat }, () => timed(run)));
   line({ what: 'prefill', S, ms, tokens_per_s: (S / ms) * 1e3 });
+  if (profile) {
+    const p = await profiledOnce(T.getBackend(device), run);
+    process.stderr.write(`--- prefill S ${S}: one forward with every op synchronised: ${p.ms.toFixed(1)} ms\n${p.table}\n`);
+  }
 }
 for (const C of contexts) {
   const cache = model.newCache(1, { format, capacity: C + steps + 1 });

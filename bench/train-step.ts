@@ -5,15 +5,13 @@
 //  printed as a table by total time with the costliest argument shapes and the kernels each op launched)
 // (--config: config.json fields laid over the shape, as inline JSON or a file)
 import { existsSync, readFileSync } from 'node:fs';
-import { median, opt } from './harness.js';
+import { median, opt, profiledOnce } from './harness.js';
 import { SHAPES } from './shapes.js';
 import { DeepseekV32, randomCheckpoint, randomConfig } from '../src/model/index.js';
 import { mapSource } from '../src/model/weights.js';
 import { objective } from '../src/train/objective.js';
 import { AdamW } from '../src/train/optim.js';
 import { backwardReleasing, releaseDeadTensors } from '../src/tensor/memory.js';
-import { profileBackend } from '../src/tensor/profile.js';
-import { Kernel } from '../src/backend/cuda/launch.js';
 
 const TRAIN_SHAPES: Record<string, Record<string, unknown>> = {
   // the training tests' model (test/train/tiny.ts)
@@ -82,22 +80,10 @@ for (const phase of PHASES.filter((p) => phases.includes(p))) {
     if (i > 0) times.push(ms); // the first step warms up
   }
   if (profiling) {
-    const be = params[0]![1].backend;
-    const prof = profileBackend(be);
-    // the kernels each op launches (CUDA): the names say which path (e.g. cuBLASLt vs matmul_naive) ran
-    const launch = Kernel.prototype.launch;
-    Kernel.prototype.launch = function (this: Kernel, ...a: Parameters<Kernel['launch']>) {
-      prof.note(this.name);
-      return launch.apply(this, a);
-    };
-    try {
-      const ms = await trainStep(phase);
-      process.stdout.write(`--- ${phase}: one step with every op synchronised: ${ms.toFixed(0)} ms\n${prof.table()}\n`);
-    } finally {
-      prof.stop();
-      Kernel.prototype.launch = launch;
-    }
+    const p = await profiledOnce(params[0]![1].backend, () => trainStep(phase));
+    process.stdout.write(`--- ${phase}: one step with every op synchronised: ${p.ms.toFixed(0)} ms\n${p.table}\n`);
   }
+
   const ms = median(times);
   const mem = params[0]![1].backend.memoryStats?.();
   const gb = (n: number): string => (n / 2 ** 30).toFixed(1);

@@ -82,9 +82,9 @@ if [ "$what" = model ] && [ -d tmp/reference ]; then
   # over two calls on a warm machine (the dump in /tmp stays).
   M=/tmp/dsv32-mid
   part=${PART:-all}
+  [ -f $M/config.json ] || timeout 200 python3 tmp/reference/bench_ref.py --config tmp/reference/configs/mid.json --device cuda \
+    --prefill '' --decode-ctx '' --dump $M > "$OUT/ref-dump.log" 2>&1
   if [ "$part" != ours ]; then
-    [ -f $M/config.json ] || timeout 200 python3 tmp/reference/bench_ref.py --config tmp/reference/configs/mid.json --device cuda \
-      --prefill '' --decode-ctx '' --dump $M > "$OUT/ref-dump.log" 2>&1
     timeout 200 python3 tmp/reference/bench_ref.py --load $M --device cuda --prefill ${PREFILL:-1024,4096} --decode-ctx ${DECODE:-1024,8192} \
       --steps 16 > "$OUT/model-ref.jsonl" 2> "$OUT/model-ref.err"
     for B in 16 64; do
@@ -92,15 +92,15 @@ if [ "$what" = model ] && [ -d tmp/reference ]; then
         --steps 16 >> "$OUT/model-ref.jsonl" 2>> "$OUT/model-ref.err"
     done
     summary+=("reference: $(grep -c what "$OUT/model-ref.jsonl" 2>/dev/null) lines")
-    cat "$OUT/model-ref.jsonl" 2>/dev/null; tail -3 "$OUT/model-ref.err"
+    grep -v '"setup"' "$OUT/model-ref.jsonl" 2>/dev/null; tail -n 3 "$OUT/model-ref.err"
   fi
   if [ "$part" != ref ]; then
     timeout 200 node dist/bench/model-speed.js --model $M --device cuda --prefill ${PREFILL:-1024,4096} --decode-ctx ${DECODE:-1024,8192} \
-      --steps 16 > "$OUT/model-ours.jsonl" 2> "$OUT/model-ours.err"
+      --steps 16 --profile > "$OUT/model-ours.jsonl" 2> "$OUT/model-ours.err"
     timeout 240 node dist/bench/engine.js --device cuda --model $M --numerics bf16 --batches 1,16,64 --prompt ${DECODE_B:-1024} --gen 32 \
       --cuda-graphs both > "$OUT/engine-mid.jsonl" 2> "$OUT/engine-mid.err"
     summary+=("ours: $(grep -c what "$OUT/model-ours.jsonl" 2>/dev/null) model lines, $(grep -c . "$OUT/engine-mid.jsonl" 2>/dev/null) engine lines")
-    cat "$OUT/model-ours.jsonl" "$OUT/engine-mid.jsonl" 2>/dev/null; tail -3 "$OUT/model-ours.err" "$OUT/engine-mid.err"
+    cat "$OUT/model-ours.jsonl" "$OUT/engine-mid.jsonl" 2>/dev/null; tail -n 3 "$OUT/engine-mid.err"
   fi
 fi
 echo "== failures"
