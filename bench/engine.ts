@@ -17,6 +17,7 @@ import { LLMEngine } from '../src/engine/engine.js';
 import type { EngineEvent } from '../src/engine/types.js';
 import { DeepseekV32, loadConfig, mapSource, randomCheckpoint, randomConfig } from '../src/model/index.js';
 import { opt } from './harness.js';
+import { releaseDeadTensors } from '../src/tensor/memory.js';
 import { shapeOf } from './shapes.js';
 
 const arg = (name: string, dflt: string): string => opt(name) ?? dflt;
@@ -62,10 +63,14 @@ const now = (): number => performance.now();
 for (const B of batches) {
   // the model alone: B one-token rows per step on a cache filled with the prompts
   const cache = model.newCache(B);
-  // filled in position chunks of at most 16K tokens a forward: 64 prompts of 1024 in one forward ran an H100
-  // out of memory (2026-12-06; every intermediate of a 65K-token step is live until it returns)
+  // filled in position chunks of at most 16K tokens a forward, the dead tensors released between them: 64
+  // prompts of 1024 ran an H100 out of memory both in one forward and in four without the releases
+  // (2026-12-06; nothing made in a synchronous job is reclaimed before it ends: src/tensor/memory.ts)
   const fill = Math.max(1, Math.floor(16384 / B));
-  for (let p0 = 0; p0 < P; p0 += fill) model.forward(Array.from({ length: B }, (_, b) => prompt(b).slice(p0, p0 + fill)), { cache, logits: 'none', numerics });
+  for (let p0 = 0; p0 < P; p0 += fill) {
+    model.forward(Array.from({ length: B }, (_, b) => prompt(b).slice(p0, p0 + fill)), { cache, logits: 'none', numerics });
+    await releaseDeadTensors(device);
+  }
   const steps = 8;
   const m0 = now();
   for (let i = 0; i < steps; i++) model.forward(Array.from({ length: B }, (_, b) => [(b + i) % cfg.vocabSize]), { cache, logits: 'last', numerics }).logits!.toFloat32();

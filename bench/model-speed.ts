@@ -57,8 +57,12 @@ function timed(fn: () => void): number {
   ev[1].synchronize();
   return ev[1].since(ev[0]);
 }
-const mode = format === 'fp8' ? 'mqa' : 'auto';
-const line = (o: Record<string, unknown>): void => console.log(JSON.stringify({ impl: 'dsv32', device, numerics, kv_cache: format, ...o }));
+// --attention auto (default): the reference's own algorithm, MHA for multi-token steps (the reference-mode
+// sparse MHA kernel); mqa: the absorbed form the engine runs (an FP8 cache is read in that form only)
+const attention = opt('--attention') ?? (format === 'fp8' ? 'mqa' : 'auto');
+if (attention !== 'auto' && attention !== 'mqa') throw new DsvError(`model-speed: --attention must be auto or mqa, got ${attention}`);
+const mode = attention;
+const line = (o: Record<string, unknown>): void => console.log(JSON.stringify({ impl: 'dsv32', device, numerics, kv_cache: format, attention, ...o }));
 
 for (const S of prefills) {
   const run = (): void => {

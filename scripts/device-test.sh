@@ -97,6 +97,9 @@ if [ "$what" = model ] && [ -d tmp/reference ]; then
   if [ "$part" != ref ]; then
     timeout 200 node dist/bench/model-speed.js --model $M --device cuda --prefill ${PREFILL:-1024,4096} --decode-ctx ${DECODE:-1024,8192} \
       --steps 16 --profile > "$OUT/model-ours.jsonl" 2> "$OUT/model-ours.err"
+    # the absorbed (MQA) form the engine runs, where the line above runs the reference's MHA prefill
+    timeout 120 node dist/bench/model-speed.js --model $M --device cuda --attention mqa --prefill ${PREFILL:-1024,4096} --decode-ctx '' \
+      --profile >> "$OUT/model-ours.jsonl" 2> "$OUT/model-ours-mqa.err"
     timeout 240 node dist/bench/engine.js --device cuda --model $M --numerics bf16 --batches 1,16,64 --prompt ${DECODE_B:-1024} --gen 32 \
       --cuda-graphs both > "$OUT/engine-mid.jsonl" 2> "$OUT/engine-mid.err"
     summary+=("ours: $(grep -c what "$OUT/model-ours.jsonl" 2>/dev/null) model lines, $(grep -c . "$OUT/engine-mid.jsonl" 2>/dev/null) engine lines")

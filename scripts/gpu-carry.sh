@@ -12,13 +12,16 @@
 #                      compressed
 # Node itself comes from ../shared/device/prepare.sh (.device/, ≈ 25 MB). Then, for example:
 #   run(carry: [".device", ".gpu"], command: "source .device/bootstrap.sh; bash scripts/device-train-mini.sh")
-#   bash scripts/gpu-carry.sh [--pack tmp/mini/pack --pack tmp/mini/pack-sft] [--model DIR] [--env DIR]
+#   bash scripts/gpu-carry.sh [--pack tmp/mini/pack --pack tmp/mini/pack-sft] [--model DIR] [--env DIR] [--server]
+# --server adds fastify and prom-client with their dependency closure (≈ 2 MB compressed) for the HTTP server
+# benchmarks (bench/serve-load.ts with --skip-tokenizer).
 # The better-sqlite3 addon is this machine's build: the node in .device/ must be the same version (it is:
 # prepare.sh stages this machine's node).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 packs=()
 dirs=()
+server=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --pack) packs+=("$2"); shift 2 ;;
@@ -28,7 +31,8 @@ while [ $# -gt 0 ]; do
     --env)
       [ -f "$2/manifest.json" ] || { echo "gpu-carry: --env $2: no manifest.json there (expected an environment directory)" >&2; exit 2; }
       dirs+=("$2"); shift 2 ;;
-    *) echo "gpu-carry: unknown argument $1 (expected --pack DIR, --model DIR or --env DIR)" >&2; exit 2 ;;
+    --server) server=1; shift ;;
+    *) echo "gpu-carry: unknown argument $1 (expected --pack DIR, --model DIR, --env DIR or --server)" >&2; exit 2 ;;
   esac
 done
 grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
@@ -52,6 +56,23 @@ rm -rf "$stage/dist/node_modules/ajv/lib" && find "$stage/dist/node_modules/ajv"
 # only the glibc x64 koffi build, zod without its sources and typings: the carry stays small
 rm -rf "$stage/dist/node_modules/@koromix/koffi-linux-x64/musl_x64" "$stage/dist/node_modules/zod/src"
 find "$stage/dist/node_modules/zod" \( -name '*.d.ts' -o -name '*.d.cts' -o -name '*.d.mts' -o -name '*.map' \) -delete
+if [ "$server" = 1 ]; then
+  # every package fastify and prom-client load, found as Node resolves them (nested copies keep their paths)
+  node -e '
+    const { dirname, join, relative } = require("node:path");
+    const { existsSync, readFileSync } = require("node:fs");
+    const seen = new Set();
+    const walk = (name, from) => {
+      let p = require.resolve(name, { paths: [from] });
+      while (!existsSync(join(p, "package.json")) || !p.endsWith(name)) p = dirname(p);
+      if (seen.has(p)) return;
+      seen.add(p);
+      for (const d of Object.keys(JSON.parse(readFileSync(join(p, "package.json"), "utf8")).dependencies ?? {})) walk(d, p);
+    };
+    for (const m of ["fastify", "prom-client"]) walk(m, process.cwd());
+    console.log([...seen].map((d) => relative(join(process.cwd(), "node_modules"), d)).join("\n"));
+  ' | while read -r m; do mkdir -p "$stage/dist/node_modules/$(dirname "$m")" && cp -r "node_modules/$m" "$stage/dist/node_modules/$m"; done
+fi
 tar -C "$stage" -cJf .gpu/dist.tar.xz dist
 cat > .gpu/gpu-cli.mjs <<'JS'
 // dsv32 train, quantize and rl without the CLI's other dependencies (copied into dist/ on the GPU machine)
