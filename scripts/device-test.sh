@@ -78,7 +78,9 @@ if [ "$what" = model ] && [ -d tmp/reference ]; then
   # whole-model speed on the same random weights: the official reference dumps the mid config as a Hugging
   # Face checkpoint (bf16), then both run prefill and decode on it (bench/model-speed.ts has the JSON lines);
   # then decode at batch 1, 16 and 64: the reference's loop (--batch B, context DECODE_B) against our engine
-  # (bench/engine.ts: B requests of DECODE_B-token prompts, graphs off and on). PART=ref|ours|all splits it
+  # (bench/engine.ts: B requests of DECODE_B-token prompts, GEN tokens each (128: at B 64 the engine's
+  # chunked prefills interleave with the first decodes, so short generations understate its decode rate),
+  # graphs off and on). PART=ref|ours|all splits it
   # over two calls on a warm machine (the dump in /tmp stays).
   M=/tmp/dsv32-mid
   part=${PART:-all}
@@ -100,7 +102,7 @@ if [ "$what" = model ] && [ -d tmp/reference ]; then
     # the absorbed (MQA) form the engine runs, where the line above runs the reference's MHA prefill
     timeout 120 node dist/bench/model-speed.js --model $M --device cuda --attention mqa --prefill ${PREFILL:-1024,4096} --decode-ctx '' \
       --profile >> "$OUT/model-ours.jsonl" 2> "$OUT/model-ours-mqa.err"
-    timeout 240 node dist/bench/engine.js --device cuda --model $M --numerics bf16 --batches 1,16,64 --prompt ${DECODE_B:-1024} --gen 32 \
+    timeout 240 node dist/bench/engine.js --device cuda --model $M --numerics bf16 --batches 1,16,64 --prompt ${DECODE_B:-1024} --gen ${GEN:-128} \
       --cuda-graphs both > "$OUT/engine-mid.jsonl" 2> "$OUT/engine-mid.err"
     summary+=("ours: $(grep -c what "$OUT/model-ours.jsonl" 2>/dev/null) model lines, $(grep -c . "$OUT/engine-mid.jsonl" 2>/dev/null) engine lines")
     cat "$OUT/model-ours.jsonl" "$OUT/engine-mid.jsonl" 2>/dev/null; tail -n 3 "$OUT/engine-mid.err"
