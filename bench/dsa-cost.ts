@@ -33,7 +33,9 @@
 // shapes in the same command (--no-torch skips it).
 //
 //   node dist/bench/dsa-cost.js [--device auto|cpu|cuda] [--sq 1024] [--contexts 4096,16384,...] [--batch 64]
-//       [--indexer-gemm] [--no-torch | --torch ref.json] [--json] [--out result.json] [--csv fig3.csv]
+//       [--indexer-kernel] [--no-torch | --torch ref.json] [--json] [--out result.json] [--csv fig3.csv]
+// (--indexer-kernel: the indexer logits on the CUDA-core kernels instead of the default FP8-GEMM path;
+// --indexer-gemm, the default since 2026-12-06, is still accepted)
 // Without a CUDA driver (or with --device cpu) it runs tiny shapes on the CPU references and says so.
 // --csv writes one row per context (µs per token per method), which `dsv32 plot` draws directly:
 //   node dist/src/cli/main.js plot --csv fig3.csv --x context --log-y --y-title 'µs per token, one attention layer' --out docs/fig3-dsa-cost.png
@@ -104,9 +106,10 @@ const S_BYTES = 2 ** 31; // the shared-key GEMM's score chunk (bf16)
 // warm-up calls and samples (median) per timing, one call per sample (the CPU run checks shapes and plumbing)
 const PREFILL_T = onCpu ? { reps: 3, warm: 1 } : { reps: 5, warm: 1 };
 const DECODE_T = onCpu ? { reps: 3, warm: 1 } : { reps: 10, warm: 2 };
-if (args.includes('--indexer-gemm')) {
-  if (onCpu) log('--indexer-gemm: ignored on the CPU');
-  else indexerTune.gemm = true;
+for (const flag of ['--indexer-gemm', '--indexer-kernel']) {
+  if (!args.includes(flag)) continue;
+  if (onCpu) log(`${flag}: ignored on the CPU`);
+  else indexerTune.gemm = flag === '--indexer-gemm';
 }
 
 const timeMs = (fn: () => void, t: { reps: number; warm: number }): number => burstMs(fn, t.reps, 1, t.warm, onCpu);
@@ -327,7 +330,7 @@ const deviceName = onCpu ? `cpu (tiny shapes on the CPU references${why ? `; ${w
 const result = {
   date: new Date().toISOString(), machine: machine(), device: deviceName, cpu: onCpu,
   ...(onCpu ? { note: `CPU run: tiny shapes (heads ${H}, indexer heads ${HI}, top-k ${K}, s_q ${SQ}, batch ${B}), not the paper's 671B dimensions; times are the CPU reference's, not a cost curve` } : {}),
-  shapes: { heads: H, d_qk: D, d_v: DV, indexer_heads: HI, indexer_dim: DI, topk: K, prefill_s_q: SQ, decode_batch: B, page: PAGE, cache: 'fp8 (656 B/token)', indexer_path: onCpu ? 'cpu reference' : indexerTune.gemm ? 'FP8 GEMM (--indexer-gemm)' : 'CUDA-core kernel' },
+  shapes: { heads: H, d_qk: D, d_v: DV, indexer_heads: HI, indexer_dim: DI, topk: K, prefill_s_q: SQ, decode_batch: B, page: PAGE, cache: 'fp8 (656 B/token)', indexer_path: onCpu ? 'cpu reference' : indexerTune.gemm ? 'FP8 GEMM' : 'CUDA-core kernel (--indexer-kernel)' },
   torch: torch ? { device: torch.device, version: torch.torch } : torchNote,
   dense_paths_check: denseCheck,
   rows,
