@@ -167,3 +167,20 @@ testEachDevice('matmul of mixed bf16 and f32 operands is the product of their ex
   check(T.matmul(a, T.transpose(bT)), 'bf16 [B,M,K] · f32 [K,N]ᵀ', false);
   check(T.matmul(bT, T.transpose(a, 1, 2)), 'f32 [N,K] · bf16 [B,K,M]', true);
 });
+
+// The CPU matmul widens an operand of another dtype before BLAS. A column-major one (a bf16 weight read as
+// transpose(w)) must stay column-major: BLAS sums an element's products in a different order for the
+// transposed and the plain layout (OpenBLAS's SkylakeX kernels differ in the last bit), and the model's
+// bit-equality tests compare a bf16 weight's product with its exact f32 copy's.
+test('cpu matmul: a bf16 transposed weight gives bit for bit the product of its f32 copy', () => {
+  const rng = new T.Rng(11);
+  for (const [M, K, N] of [[33, 256, 96], [7, 130, 21], [64, 512, 144]] as const) {
+    const x = T.randn([M, K], rng);
+    const w = T.cast(T.randn([N, K], rng), 'bf16');
+    const a = T.matmul(x, T.transpose(w)).toHost() as Float32Array;
+    const b = T.matmul(x, T.transpose(T.cast(w, 'f32'))).toHost() as Float32Array;
+    let diff = 0;
+    for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) diff++;
+    assert.equal(diff, 0, `[${M}, ${K}] · [${N}, ${K}]ᵀ: ${diff} of ${a.length} outputs differ`);
+  }
+});
