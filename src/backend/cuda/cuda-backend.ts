@@ -27,6 +27,7 @@ import { collectGarbageNow } from '../../tensor/memory.js';
 import { indexerKlLossCuda, indexerScoresBackwardCuda, indexerScoresCuda } from './indexer-train.js';
 import { groupedMatmulBackwardCuda, groupedMatmulCuda, groupedMatmulFp8Cuda, moeCombineCuda, moeDispatchCuda, moeRouteCuda } from './moe.js';
 import { fp8BlockLinearCuda } from './fp8-linear.js';
+import { gemmSwitchError } from './gemm-switch.js';
 
 /** A device block and whether it is still owned by a storage (released exactly once). */
 interface Block {
@@ -152,6 +153,8 @@ export class CudaBackend implements Backend {
   eagerIndexChecks = true;
 
   constructor(ordinal = 0) {
+    const bad = gemmSwitchError();
+    if (bad) throw new DsvError(bad);
     this.rt = new CudaRuntime(ordinal);
     this.maxGrid = this.rt.info.multiprocessors * 8;
     this.rt.onMemoryPressure = () => this.reclaimDead();

@@ -4,21 +4,34 @@
 // those directly. Whole runs (a training job, the engine's tests, an RL run) are switched from outside by
 //   DSV32_CUDA_GEMM=all | none | name[,name…]      names: indexer, mla, mla-bwd, indexer-train
 // where a list turns exactly the named paths on and the others off. Unset, each path keeps its default.
-import { DsvError } from '../../errors.js';
+// The tune objects read it when their modules load; a bad value is reported when the CUDA backend is
+// created (gemmSwitchError), inside the command that uses it, as one line rather than a load-time trace.
 
 export const GEMM_PATH_NAMES = ['indexer', 'mla', 'mla-bwd', 'indexer-train'] as const;
 export type GemmPathName = (typeof GEMM_PATH_NAMES)[number];
 
-/** The switch of one path: DSV32_CUDA_GEMM's word when set, else `dflt`. */
+/** What is wrong with DSV32_CUDA_GEMM, or null when it is unset or valid. */
+export function gemmSwitchError(env: NodeJS.ProcessEnv = process.env): string | null {
+  const words = listed(env);
+  if (!words) return null;
+  const bad = words.find((w) => !(GEMM_PATH_NAMES as readonly string[]).includes(w));
+  return bad === undefined ? null
+    : `DSV32_CUDA_GEMM: unknown path '${bad}' in '${env.DSV32_CUDA_GEMM}'; expected all, none, or a comma-separated list of ${GEMM_PATH_NAMES.join(', ')}`;
+}
+
+/** The switch of one path: DSV32_CUDA_GEMM's word when set and valid, else `dflt`. */
 export function gemmPathOn(name: GemmPathName, dflt: boolean, env: NodeJS.ProcessEnv = process.env): boolean {
   const v = env.DSV32_CUDA_GEMM?.trim();
-  if (v === undefined || v === '') return dflt;
   if (v === 'all') return true;
   if (v === 'none') return false;
-  const words = v.split(',').map((w) => w.trim());
-  const bad = words.find((w) => !(GEMM_PATH_NAMES as readonly string[]).includes(w));
-  if (bad !== undefined) {
-    throw new DsvError(`DSV32_CUDA_GEMM: unknown path '${bad}' in '${v}'; expected all, none, or a comma-separated list of ${GEMM_PATH_NAMES.join(', ')}`);
-  }
+  const words = listed(env);
+  if (!words || gemmSwitchError(env)) return dflt;
   return words.includes(name);
+}
+
+/** The named paths of a list value; null when unset, empty, all or none. */
+function listed(env: NodeJS.ProcessEnv): string[] | null {
+  const v = env.DSV32_CUDA_GEMM?.trim();
+  if (v === undefined || v === '' || v === 'all' || v === 'none') return null;
+  return v.split(',').map((w) => w.trim());
 }
