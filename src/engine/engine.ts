@@ -53,6 +53,7 @@ import { BLOCK_TOKENS, BlockPool } from './block-pool.js';
 import { EventStream } from './event-stream.js';
 import { type ScheduledChunk, Scheduler } from './scheduler.js';
 import { type Distribution, checkFilterParams, distribution, drawFrom, logprobs } from './sampler.js';
+import { SamplerPool, defaultSamplerThreads, sampleOne, type SampleJob, type SampleResult } from './sampler-pool.js';
 import { PromptIndexerTopk, PromptRoutes, Sequence } from './sequence.js';
 import { verifyDrafts } from './speculative.js';
 import { type Detokenize, StopChecker, type StopResult } from './stop.js';
@@ -105,6 +106,12 @@ export interface EngineOptions {
   cudaGraphs?: boolean;
   /** the capture to use instead of the device's (tests on the CPU pass a stand-in that re-runs the function) */
   graphCapture?: GraphCapture;
+  /**
+   * Worker threads that sample a step's rows beside the engine's thread (sampler-pool.ts; results bit for
+   * bit the inline sampler's). Default: none below a 32K vocabulary or on 2 cores, else up to 7 (one
+   * fewer than the cores).
+   */
+  samplerThreads?: number;
 }
 
 /** The engine does not take requests any more (draining or closed). */
@@ -165,6 +172,7 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
   private loopDone: Promise<void>;
   /** the decode graph runner, when graphs are on and the device can capture */
   private graphs: DecodeRunner | null = null;
+  private readonly samplers: SamplerPool | null;
 
   constructor(readonly model: EngineModel<P>, private readonly opts: EngineOptions = {}) {
     const cfg = model.cfg;
@@ -204,6 +212,9 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
         onFallback: (bucket, context, reason) => process.emitWarning(`engine: the CUDA graph of decode bucket ${bucket} (contexts ≤ ${context}) could not be captured; those steps run eagerly: ${reason}`),
       });
     }
+    const threads = opts.samplerThreads ?? defaultSamplerThreads(cfg.vocabSize);
+    if (!Number.isInteger(threads) || threads < 0 || threads > 64) bad('samplerThreads', 'an integer in [0, 64]', threads);
+    this.samplers = threads > 0 ? new SamplerPool(threads) : null;
     this.scheduler = new Scheduler(this.blockPool, { maxNumSeqs, maxBatchTokens });
     this.eos = opts.eosTokenIds ?? cfg.eosTokenIds;
     this.info = { modelName: opts.modelName ?? 'dsv32', vocabSize: cfg.vocabSize, maxModelLen, eosTokenId: this.eos[0] ?? null, indexTopk: cfg.indexTopk };
@@ -272,6 +283,7 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
     this.cachePool = null;
     this.graphs?.destroy();
     this.graphs = null;
+    this.samplers?.close();
     this.wake?.();
     for (const f of this.idle.splice(0)) f();
   }
@@ -458,6 +470,18 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
       }
     }
 
+    // the chunks without drafts sample one row each: all of them at once (on the sampler pool's threads
+    // where it has any), each sequence's uniform drawn here in its usual order (one per token)
+    const plain = chunks.filter((c) => c.sample && c.drafts === 0);
+    const jobs: SampleJob[] = plain.map((c) => {
+      const st = this.seqState.get(c.seq)!;
+      const p = st.request.params;
+      return { row: firstRow.get(c)!, params: p, u: p.temperature === 0 ? null : st.rng!.uniform(), logprobs: p.logprobs, mask: p.returnSamplingMask };
+    });
+    const sampled = new Map<ScheduledChunk, SampleResult>();
+    const results = this.samplers?.usable && jobs.length > 1 ? this.samplers.sample(logits, V, jobs) : jobs.map((j) => sampleOne(row(j.row), j));
+    plain.forEach((c, i) => sampled.set(c, results[i]!));
+
     // per chunk: the flat row of every emitted token's logits, for the MTP pass below
     const proposeFrom: { c: ScheduledChunk; row: number }[] = [];
     for (const c of chunks) {
@@ -471,15 +495,18 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
       const r0 = firstRow.get(c)!;
       const flat0 = offsetOf.get(c)!;
       let emitted: number[];
-      let dists: Distribution[];
+      let results: SampleResult[];
       if (c.drafts === 0) {
-        const d = distribution(row(r0), p);
-        emitted = [p.temperature === 0 ? d.idAt(0) : drawFrom(d, st.rng!.uniform())];
-        dists = [d];
+        const r = sampled.get(c)!;
+        emitted = [r.token];
+        results = [r];
       } else {
         const v = verifyDrafts((i) => row(r0 + i), seq.drafts.slice(0, c.drafts), st.draftDists, p, st.rng);
         emitted = v.tokens;
-        dists = v.dists;
+        results = v.tokens.map((tok, i) => {
+          const lp = logprobs(row(r0 + i), v.dists[i]!, tok, p.logprobs);
+          return { token: tok, logprob: lp.logprob, ...(p.logprobs > 0 ? { topLogprobs: lp.topLogprobs } : {}), ...(p.returnSamplingMask ? { mask: v.dists[i]!.ids } : {}) };
+        });
         this.draftProposed += c.drafts;
         this.draftAccepted += v.accepted;
       }
@@ -490,7 +517,7 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
         const tok = emitted[i]!;
         const r = r0 + i;
         const flat = flat0 + c.len - 1 - c.drafts + i;
-        this.emitToken(st, tok, row(r), dists[i]!, flat, routes, topk);
+        this.emitToken(st, results[i]!, flat, routes, topk);
         seq.tokens.push(tok);
         this.generated++;
         const why = st.stop.check(seq.tokens, seq.promptLen, seq.tokens.length - 1 < this.capacity);
@@ -507,12 +534,11 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
     if (this.spec > 0) this.propose(batch, out, chunks, proposeFrom);
   }
 
-  private emitToken(st: SeqState, tok: number, logitsRow: Float32Array, dist: Distribution, flat: number, routes: (Int32Array | null)[] | null, topk: { width: number; idx: Int32Array }[] | null): void {
+  private emitToken(st: SeqState, res: SampleResult, flat: number, routes: (Int32Array | null)[] | null, topk: { width: number; idx: Int32Array }[] | null): void {
     const p = st.request.params;
-    const lp = logprobs(logitsRow, dist, tok, p.logprobs);
-    const ev: TokenEvent = { type: 'token', requestId: st.request.req.id, index: st.index, tokenId: tok, logprob: lp.logprob };
-    if (p.logprobs > 0) ev.topLogprobs = lp.topLogprobs;
-    if (p.returnSamplingMask) ev.samplingMask = dist.ids;
+    const ev: TokenEvent = { type: 'token', requestId: st.request.req.id, index: st.index, tokenId: res.token, logprob: res.logprob };
+    if (p.logprobs > 0) ev.topLogprobs = res.topLogprobs;
+    if (p.returnSamplingMask) ev.samplingMask = res.mask;
     if (p.returnRoutedExperts && routes) {
       const k = this.model.cfg.nActivatedExperts;
       const moe = routes.filter((r): r is Int32Array => r !== null);

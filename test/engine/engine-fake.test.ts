@@ -295,3 +295,25 @@ test('engine (test double): MTP drafts under a pool small enough to preempt stil
   assert.equal(e.blockPool.numUsed, 0);
   e.close();
 });
+
+test('engine (test double): sampling on a pool of threads gives the inline sampler\'s tokens, logprobs, top logprobs and masks, bit for bit', async () => {
+  // a vocabulary where rows cost something, several sequences a step (n = 3 and 4 requests), every filter
+  const m = new FakeModel(4096, 2);
+  const reqs: GenerateRequest['params'][] = [
+    { temperature: 1, maxTokens: 12, n: 3, seed: 7, logprobs: 5, returnSamplingMask: true },
+    { temperature: 0.8, topP: 0.9, topK: 50, maxTokens: 12, seed: 8, logprobs: 3, returnSamplingMask: true },
+    { temperature: 0, maxTokens: 12, logprobs: 2 },
+    { temperature: 1.3, minP: 0.05, maxTokens: 12, seed: 9, returnSamplingMask: true },
+  ];
+  const run = async (samplerThreads: number) => {
+    const e = new LLMEngine(m, { numBlocks: 64, maxBatchTokens: 256, samplerThreads });
+    const rs = await Promise.all(reqs.map((p, i) => collect(e.generate(req(`s${i}`, prompt(20 + 9 * i, i), p)))));
+    e.close();
+    return rs.map((r) => r.events.map((evs) => evs.map((ev) => ({ t: ev.tokenId, lp: ev.logprob, top: ev.topLogprobs, mask: ev.samplingMask && Array.from(ev.samplingMask) }))));
+  };
+  const inline = await run(0);
+  const pooled = await run(2);
+  assert.deepEqual(pooled, inline);
+  assert.equal(inline[0]!.length, 3);
+  assert.ok(inline[1]![0]!.every((ev) => ev.mask!.length <= 50), 'top-k 50 bounds the masks');
+});
