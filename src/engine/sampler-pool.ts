@@ -53,11 +53,11 @@ const JOB_F = 8;
  * while the tag is the claimer's: a thread still finishing a previous step can never take (and lose) an
  * index of the next one, so the done count only ever counts this step's jobs.
  */
-const GEN = 0;
+export const GEN = 0;
 const NJOBS = 1;
 const NEXT = 2;
 const DONE = 3;
-const BUFGEN = 4;
+export const BUFGEN = 4;
 const TIMEOUT_MS = 10_000;
 
 /** The shared arrays of one size; replaced (and sent to the workers) when a step needs more. */
