@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { distribution, logprobs, packMasks, sampleRow } from '../../src/engine/sampler.js';
 import { verifyDrafts } from '../../src/engine/speculative.js';
+import { SamplerPool, sampleOne, type SampleJob } from '../../src/engine/sampler-pool.js';
 import { keptTokens } from '../../src/rl/keep-sampling-mask.js';
 import { Rng } from '../../src/tensor/random.js';
 
@@ -123,4 +124,31 @@ test('sampler: the top-k selection path agrees with keptTokens on a large vocabu
       }
     }
   }
+});
+
+test('sampler pool: every call equals the inline sampler, as its shared buffers grow (more rows, masks, another vocabulary)', () => {
+  const rng = new Rng(5);
+  const pool = new SamplerPool(2);
+  try {
+    const calls: { V: number; rows: number; mask: boolean }[] = [
+      { V: 300, rows: 3, mask: false }, { V: 300, rows: 10, mask: true }, { V: 300, rows: 4, mask: false }, { V: 517, rows: 6, mask: true }, { V: 517, rows: 6, mask: true },
+    ];
+    for (const { V, rows, mask } of calls) {
+      const logits = Float32Array.from({ length: rows * V }, () => 3 * rng.normal());
+      const jobs: SampleJob[] = Array.from({ length: rows }, (_, i) => ({
+        row: rows - 1 - i, // not in row order
+        params: [{ temperature: 1, topP: 1, topK: 0, minP: 0 }, { temperature: 0.7, topP: 0.8, topK: 40, minP: 0 }, { temperature: 0, topP: 1, topK: 0, minP: 0 }, { temperature: 1.2, topP: 1, topK: 0, minP: 0.1 }][i % 4]!,
+        u: i % 4 === 2 ? null : rng.uniform(),
+        logprobs: i % 3,
+        mask,
+      }));
+      const got = pool.sample(logits, V, jobs);
+      const want = jobs.map((j) => sampleOne(logits.subarray(j.row * V, (j.row + 1) * V), j));
+      assert.deepEqual(got, want, `V ${V}, ${rows} rows${mask ? ', masks' : ''}`);
+    }
+    assert.ok(pool.usable);
+  } finally {
+    pool.close();
+  }
+  assert.equal(pool.usable, false);
 });
