@@ -52,8 +52,8 @@ import type { MlaCacheFormat } from '../tensor/ops/sparse-mla.js';
 import { BLOCK_TOKENS, BlockPool } from './block-pool.js';
 import { EventStream } from './event-stream.js';
 import { type ScheduledChunk, Scheduler } from './scheduler.js';
-import { type Distribution, checkFilterParams, distribution, drawFrom, logprobs } from './sampler.js';
-import { SamplerPool, defaultSamplerThreads, sampleOne, type SampleJob, type SampleResult } from './sampler-pool.js';
+import { type Distribution, checkFilterParams, distribution, drawFrom } from './sampler.js';
+import { SamplerPool, defaultSamplerThreads, resultOf, sampleOne, type SampleJob, type SampleResult } from './sampler-pool.js';
 import { PromptIndexerTopk, PromptRoutes, Sequence } from './sequence.js';
 import { verifyDrafts } from './speculative.js';
 import { type Detokenize, StopChecker, type StopResult } from './stop.js';
@@ -478,9 +478,8 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
       const p = st.request.params;
       return { row: firstRow.get(c)!, params: p, u: p.temperature === 0 ? null : st.rng!.uniform(), logprobs: p.logprobs, mask: p.returnSamplingMask };
     });
-    const sampled = new Map<ScheduledChunk, SampleResult>();
-    const results = this.samplers?.usable && jobs.length > 1 ? this.samplers.sample(logits, V, jobs) : jobs.map((j) => sampleOne(row(j.row), j));
-    plain.forEach((c, i) => sampled.set(c, results[i]!));
+    const plainResults = this.samplers?.usable && jobs.length > 1 ? this.samplers.sample(logits, V, jobs) : jobs.map((j) => sampleOne(row(j.row), j));
+    const sampled = new Map(plain.map((c, i) => [c, plainResults[i]!]));
 
     // per chunk: the flat row of every emitted token's logits, for the MTP pass below
     const proposeFrom: { c: ScheduledChunk; row: number }[] = [];
@@ -503,10 +502,7 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
       } else {
         const v = verifyDrafts((i) => row(r0 + i), seq.drafts.slice(0, c.drafts), st.draftDists, p, st.rng);
         emitted = v.tokens;
-        results = v.tokens.map((tok, i) => {
-          const lp = logprobs(row(r0 + i), v.dists[i]!, tok, p.logprobs);
-          return { token: tok, logprob: lp.logprob, ...(p.logprobs > 0 ? { topLogprobs: lp.topLogprobs } : {}), ...(p.returnSamplingMask ? { mask: v.dists[i]!.ids } : {}) };
-        });
+        results = v.tokens.map((tok, i) => resultOf(row(r0 + i), v.dists[i]!, tok, { logprobs: p.logprobs, mask: p.returnSamplingMask }));
         this.draftProposed += c.drafts;
         this.draftAccepted += v.accepted;
       }

@@ -18,7 +18,7 @@
 // is shut down for good: the engine samples inline from then on.
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { SamplerError, distribution, drawFrom, logprobs, type FilterParams } from './sampler.js';
+import { type Distribution, SamplerError, distribution, drawFrom, logprobs, type FilterParams } from './sampler.js';
 
 /** A row to sample: its offset in the step's logits, the filters, u (null when greedy), what to return. */
 export interface SampleJob {
@@ -39,9 +39,13 @@ export interface SampleResult {
 /** The inline sampler: what every thread runs for one row. */
 export function sampleOne(row: Float32Array, job: SampleJob): SampleResult {
   const d = distribution(row, job.params);
-  const token = job.u === null ? d.idAt(0) : drawFrom(d, job.u);
-  const lp = logprobs(row, d, token, job.logprobs);
-  return { token, logprob: lp.logprob, ...(job.logprobs > 0 ? { topLogprobs: lp.topLogprobs } : {}), ...(job.mask ? { mask: d.ids } : {}) };
+  return resultOf(row, d, job.u === null ? d.idAt(0) : drawFrom(d, job.u), job);
+}
+
+/** What a sampled token reports: its logprob, the top logprobs and the mask where asked (from row's distribution d). */
+export function resultOf(row: Float32Array, d: Distribution, token: number, want: { logprobs: number; mask: boolean }): SampleResult {
+  const lp = logprobs(row, d, token, want.logprobs);
+  return { token, logprob: lp.logprob, ...(want.logprobs > 0 ? { topLogprobs: lp.topLogprobs } : {}), ...(want.mask ? { mask: d.ids } : {}) };
 }
 
 const MAX_TOP = 20;
@@ -152,6 +156,7 @@ export class SamplerPool {
    * thread until every job is done; the calling thread samples too.
    */
   sample(logits: Float32Array, V: number, jobs: readonly SampleJob[]): SampleResult[] {
+    if (jobs.length > 0xffff) throw new SamplerError(`sampler pool: ${jobs.length} rows in one step; at most 65535`);
     const rows = logits.length / V;
     const masks = jobs.some((j) => j.mask);
     let b = this.buf;
@@ -163,7 +168,6 @@ export class SamplerPool {
     }
     b.logits.set(logits);
     jobs.forEach((j, i) => b!.jobs.set([j.row, j.params.temperature, j.params.topP, j.params.topK, j.params.minP, j.u ?? NaN, j.logprobs, j.mask ? 1 : 0], i * JOB_F));
-    if (jobs.length > 0xffff) throw new SamplerError(`sampler pool: ${jobs.length} rows in one step; at most 65535`);
     const gen = (Atomics.load(this.ctl, GEN) + 1) | 0;
     Atomics.store(this.ctl, NJOBS, jobs.length);
     Atomics.store(this.ctl, NEXT, (gen & 0x7fff) << 16);

@@ -16,9 +16,9 @@ import type { LinearWeight } from './weights.js';
  * y = x·Wᵀ with x [..., in]; the result has dtype `dt`. In training, a bf16 input meets the f32 master
  * weights as the reference's bf16 weights meet it: through their bf16 copy (torch autocast's rule), so the
  * product is one bf16 GEMM with f32 accumulation and the cast's backward carries the gradient to the
- * master. Inference weights (no gradient) are held f32 with the checkpoint's exact values and meet a bf16
- * input as they are: the product of the same values, with no per-call cast of every weight (the CUDA
- * backend widens the activation instead), and bit for bit the host loops the CPU tests compare with.
+ * master. Inference weights (no gradient: the checkpoint's exact values, f32 on the CPU and bf16 where the
+ * backend keepsBf16Weights) meet the input as they are, with no per-call cast of every weight: the product
+ * of the same values, and on the CPU bit for bit the host loops its tests compare with.
  */
 export function applyLinear(x: Tensor, lw: LinearWeight, dt: DType, ue8m0: boolean): Tensor {
   if (lw.kind === 'dense') return cast(denseLinear(x, x.dtype === 'bf16' && lw.w.dtype === 'f32' && lw.w.requiresGrad ? cast(lw.w, 'bf16') : lw.w), dt);

@@ -162,7 +162,7 @@ export class ModelWeights {
 
   /** The device every weight is placed on when first read (CUDA uploads go through pinned staging). */
   readonly device: string;
-  /** dtype of the dense weights' values ('f32' for inference, but bf16 ones on a backend that keepsBf16Weights; the master dtype when training) */
+  /** dtype of the dense weights' values: 'f32' for inference (bf16 matrices stay bf16 on a backend that keepsBf16Weights), the master dtype when training */
   readonly dtype: 'f32' | 'f64';
   private readonly owned: boolean;
   /**
