@@ -19,6 +19,12 @@ export { mulberry32 };
 export const args = process.argv.slice(2);
 export const opt = (n: string): string | undefined => (args.includes(n) ? args[args.indexOf(n) + 1] : undefined);
 
+/** A bad argument: its message on one line (no stack trace) and exit status 2. */
+export function argError(message: string): never {
+  console.error(message);
+  process.exit(2);
+}
+
 /**
  * The bench device from `--device` (default cuda). Without a CUDA driver a GPU run prints
  * `${name}: ${why}` (followed by `cpuHint` where the bench has CPU shapes) and exits with status 2.

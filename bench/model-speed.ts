@@ -16,21 +16,20 @@
 // backend op synchronised and timed, its table on stderr.
 //   node dist/bench/model-speed.js --model ../shared/fixtures/tiny-f32 --device cpu --prefill 64 --decode-ctx 64 --steps 4
 import { cudaBackend } from '../src/backend/cuda/index.js';
-import { DsvError } from '../src/errors.js';
 import { DeepseekV32 } from '../src/model/index.js';
 import type { MlaCacheFormat } from '../src/tensor/ops/sparse-mla.js';
-import { median, opt, profiledOnce } from './harness.js';
+import { argError, median, opt, profiledOnce } from './harness.js';
 import * as T from '../src/tensor/index.js';
 
 const dir = opt('--model');
-if (!dir) throw new DsvError('model-speed: --model DIR (a Hugging Face DeepSeek-V3.2 checkpoint) is required');
+if (!dir) argError('model-speed: --model DIR (a Hugging Face DeepSeek-V3.2 checkpoint) is required');
 const device = opt('--device') ?? 'cuda';
 const numerics = (opt('--dtype') ?? 'bf16') as 'bf16' | 'f32';
-if (numerics !== 'bf16' && numerics !== 'f32') throw new DsvError(`model-speed: --dtype must be bf16 or f32, got ${numerics}`);
+if (numerics !== 'bf16' && numerics !== 'f32') argError(`model-speed: --dtype must be bf16 or f32, got ${numerics}`);
 const format = (opt('--kv-cache') ?? (numerics === 'bf16' ? 'bf16' : 'f32')) as MlaCacheFormat;
 const list = (name: string, dflt: string): number[] => (opt(name) ?? dflt).split(',').filter((s) => s !== '').map((s) => {
   const n = Number(s);
-  if (!Number.isInteger(n) || n < 1) throw new DsvError(`model-speed: ${name} wants positive integers, got ${s}`);
+  if (!Number.isInteger(n) || n < 1) argError(`model-speed: ${name} wants positive integers, got ${s}`);
   return n;
 });
 const prefills = list('--prefill', '1024,4096');
@@ -60,7 +59,7 @@ function timed(fn: () => void): number {
 // --attention auto (default): the reference's own algorithm, MHA for multi-token steps (the reference-mode
 // sparse MHA kernel); mqa: the absorbed form the engine runs (an FP8 cache is read in that form only)
 const attention = opt('--attention') ?? (format === 'fp8' ? 'mqa' : 'auto');
-if (attention !== 'auto' && attention !== 'mqa') throw new DsvError(`model-speed: --attention must be auto or mqa, got ${attention}`);
+if (attention !== 'auto' && attention !== 'mqa') argError(`model-speed: --attention must be auto or mqa, got ${attention}`);
 const mode = attention;
 const line = (o: Record<string, unknown>): void => console.log(JSON.stringify({ impl: 'dsv32', device, numerics, kv_cache: format, attention, ...o }));
 
