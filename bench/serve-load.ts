@@ -1,7 +1,9 @@
 // Load on the HTTP server (a script, not a test): a random-weight model with the real vocabulary (129280)
 // behind LLMEngine and the server in this process, and B concurrent streaming chat requests per level.
 //   node dist/bench/serve-load.js [--device cpu|cuda] [--shape tiny|cpu-mid|mid] [--numerics f32|bf16]
-//        [--batches 1,16,64] [--gen 32] [--fuzz 1000] [--skip-tokenizer]
+//        [--batches 1,16,64] [--gen 32] [--fuzz 1000] [--skip-tokenizer] [--sampler-threads N]
+// --sampler-threads: the engine's sampling threads (default: the engine's own choice; 0 samples on the
+// main thread only), to compare threaded and inline sampling on one machine.
 // --skip-tokenizer serves without a tokenizer (as --skip-tokenizer-init) and streams /v1/completions with
 // token-id prompts of the same length as the chat prompts, so no tokenizer package is needed (GPU runs).
 // Per level B (one JSON line each): requests completed / lost, 5xx count, client-side TTFT p50/p99 (request
@@ -23,12 +25,14 @@ const batches = arg('--batches', '1,16,64').split(',').map(Number);
 const G = Number(arg('--gen', '32'));
 const fuzzN = Number(arg('--fuzz', '0'));
 const raw = process.argv.includes('--skip-tokenizer');
+const threadsArg = opt('--sampler-threads');
+const samplerThreads = threadsArg === undefined ? undefined : Number(threadsArg);
 
 const cfg = randomConfig({ ...shapeOf(shape), vocab_size: 129280, max_position_embeddings: 4096 });
 const t0 = performance.now();
 const model = DeepseekV32.fromSource(cfg, mapSource(randomCheckpoint(cfg, 1)), { device });
 const maxB = Math.max(...batches);
-const engine = new LLMEngine(model, { numerics, maxNumSeqs: Math.max(64, maxB), maxModelLen: 1024, modelName: shape });
+const engine = new LLMEngine(model, { numerics, maxNumSeqs: Math.max(64, maxB), maxModelLen: 1024, modelName: shape, samplerThreads });
 const server = createServer({ engine, codec: raw ? null : (await import('../src/chat/tokenizer.js')).loadDeepSeekV32Tokenizer(), servedModelName: 'bench', maxWaiting: 4096 });
 const url = await server.listen(0, '127.0.0.1');
 console.error(`# ${shape} on ${device} (${numerics}), ready in ${((performance.now() - t0) / 1000).toFixed(1)} s at ${url}`);
@@ -85,7 +89,7 @@ for (const B of batches) {
   const tpot = rs.flatMap((r) => r.stamps.slice(1).map((s, j) => (s - r.stamps[j]!) / 1000));
   const tokens = rs.reduce((s, r) => s + r.tokens, 0);
   console.log(JSON.stringify({
-    shape, device, numerics, batch: B, gen: G, completed: rs.filter((r) => r.ok).length, lost: rs.filter((r) => !r.ok).length,
+    shape, device, numerics, samplerThreads: threadsArg ?? 'default', batch: B, gen: G, completed: rs.filter((r) => r.ok).length, lost: rs.filter((r) => !r.ok).length,
     status5xx: rs.filter((r) => r.status >= 500).length, ttftP50: +pct(ttft, 50).toFixed(3), ttftP99: +pct(ttft, 99).toFixed(3),
     tpotP50ms: +(pct(tpot, 50) * 1000).toFixed(1), tpotP99ms: +(pct(tpot, 99) * 1000).toFixed(1), outputTokPerS: +(tokens / wall).toFixed(1), wallS: +wall.toFixed(2),
   }));
