@@ -6,3 +6,4 @@ export { type Distribution, type FilterParams, type Sampled, SamplerError, distr
 export { verifyDrafts, type Verified } from './speculative.js';
 export { StopChecker, type Detokenize, type StopRule, type StopResult } from './stop.js';
 export * from './types.js';
+export { BroadcastModel, followSteps, encodeStep, decodeStep, encodePool, decodePool, StepBroadcastError, type BroadcastStepOptions, type FollowOptions, type FollowSummary, type StepModel } from './step-broadcast.js';
