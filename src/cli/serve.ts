@@ -6,13 +6,22 @@
 // tokenizer this package ships; --skip-tokenizer-init serves without one (token ids in and out, as in
 // vLLM). Numerics: --dtype f32 or bf16 sets the engine's numerics; fp8 is bf16 numerics with the FP8
 // latent cache (656 B/token at full size). The KV cache format defaults to the --dtype's.
+//
+// Under `dsv32 launch --gpus N` (world size N > 1) every rank loads the model's shard (parallel:
+// the collective); rank 0 alone runs the engine, binds the port and serves, its model wrapped in a
+// BroadcastModel that sends each step to the other ranks, which only follow (src/engine/step-broadcast.ts)
+// and exit 0 when rank 0, drained or exiting, sends STOP. Not offered there: MTP speculative decoding,
+// CUDA graphs (a sharded step all-reduces) and weight updates (every rank would have to reload).
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { DsvError } from '../errors.js';
 import { loadDeepSeekV32Tokenizer, loadTokenizer, type DeepSeekTokenizer } from '../chat/tokenizer.js';
-import { LLMEngine } from '../engine/engine.js';
-import { DeepseekV32, loadConfig, type ModelConfig } from '../model/index.js';
+import { LLMEngine, type EngineModel } from '../engine/engine.js';
+import { BroadcastModel, followSteps } from '../engine/step-broadcast.js';
+import { type Collective, openCollective } from '../dist/collective.js';
+import { distEnv } from '../dist/rendezvous.js';
+import { DeepseekV32, loadConfig, type CachePool, type ModelConfig } from '../model/index.js';
 import { createServer, type WeightUpdate } from '../server/index.js';
 import { Checkpoint } from '../tensor/safetensors.js';
 import { getBackend } from '../tensor/backend.js';
@@ -111,6 +120,18 @@ export interface LoadedEngine {
 /** Check the flags against the checkpoint, load it, and start the engine (with `codec`, that tokenizer
  *  instead of the checkpoint's: a weight update keeps the served one). */
 export function loadEngine(o: EngineFlags, reuse?: { codec: DeepSeekTokenizer | null }): LoadedEngine {
+  const { device, cfg } = checkFlags(o);
+  const model = DeepseekV32.load(o.model, { device });
+  const codec = reuse ? reuse.codec : o.skipTokenizerInit ? null : pickTokenizer(o.model, cfg.vocabSize);
+  const name = o.servedModelName ?? path.basename(path.resolve(o.model));
+  const cacheFormat = cacheFormatOf(o);
+  return { engine: engineOver(model, o, name, cacheFormat, codec), codec, cfg, name, cacheFormat, device };
+}
+
+const cacheFormatOf = (o: EngineFlags): MlaCacheFormat => o.kvCacheDtype ?? (o.dtype === 'fp8' ? 'fp8' : o.dtype);
+
+/** The flags checked against the checkpoint's config (before any weight loads), and the resolved device. */
+function checkFlags(o: EngineFlags): { device: string; cfg: ModelConfig } {
   if (!existsSync(path.join(o.model, 'config.json'))) {
     if (path.resolve(o.model) === BUILTIN_MODEL) {
       throw new ServeCliError(`the built-in dsv32-mini is not in this checkout (${BUILTIN_MODEL} has no config.json): train it with \`bash scripts/train-mini.sh\` (models/dsv32-mini/README.md), or pass --model DIR`);
@@ -130,14 +151,10 @@ export function loadEngine(o: EngineFlags, reuse?: { codec: DeepSeekTokenizer | 
     throw new ServeCliError(`--max-model-len ${o.maxModelLen}: the model's max_position_embeddings is ${cfg.maxPositions}`);
   }
   if (o.speculativeTokens > 0 && cfg.nMtpLayers < 1) throw new ServeCliError(`--speculative-tokens ${o.speculativeTokens}: the checkpoint has no MTP layers (num_nextn_predict_layers is 0)`);
-  const model = DeepseekV32.load(o.model, { device });
-  const codec = reuse ? reuse.codec : o.skipTokenizerInit ? null : pickTokenizer(o.model, cfg.vocabSize);
-  const name = o.servedModelName ?? path.basename(path.resolve(o.model));
-  const cacheFormat: MlaCacheFormat = o.kvCacheDtype ?? (o.dtype === 'fp8' ? 'fp8' : o.dtype);
-  return { engine: engineOver(model, o, name, cacheFormat, codec), codec, cfg, name, cacheFormat, device };
+  return { device, cfg };
 }
 
-function engineOver(model: DeepseekV32, o: EngineFlags, name: string, cacheFormat: MlaCacheFormat, codec: DeepSeekTokenizer | null): LLMEngine<{ readonly blocks: number }> {
+function engineOver(model: EngineModel<CachePool>, o: EngineFlags, name: string, cacheFormat: MlaCacheFormat, codec: DeepSeekTokenizer | null): LLMEngine<{ readonly blocks: number }> {
   return new LLMEngine(model, {
     numerics: o.dtype === 'f32' ? 'f32' : 'bf16',
     cacheFormat,
@@ -170,11 +187,33 @@ function reloadEngine(o: ServeOptions, served: LoadedEngine, from: WeightUpdate)
   return engineOver(model, o, served.name, served.cacheFormat, served.codec);
 }
 
+/** Rank 0's engine under `dsv32 launch`: the model's shard wrapped so that every step reaches the other ranks. */
+interface RankEngine {
+  loaded: LoadedEngine;
+  /** sends STOP to the other ranks (idempotent) */
+  stop: () => void;
+  worldSize: number;
+}
+
 async function serve(o: ServeOptions): Promise<void> {
   const err = process.stderr;
   const t0 = performance.now();
-  const loaded = loadEngine(o);
+  const worldSize = distEnv().worldSize;
+  let ranks: RankEngine | null = null;
+  if (worldSize > 1) {
+    ranks = await rankEngine(o, worldSize);
+    if (!ranks) return;
+  }
+  const loaded = ranks?.loaded ?? loadEngine(o);
   const { engine, codec, cfg, name, cacheFormat, device } = loaded;
+  // STOP before any exit of rank 0 (between two engine steps: a signal handler never runs inside one)
+  const stopRanks = (): void => {
+    try {
+      ranks?.stop();
+    } catch (e) {
+      err.write(`dsv32 serve: could not send STOP to the other ranks: ${(e as Error).message}\n`);
+    }
+  };
   const server = createServer({
     engine,
     codec,
@@ -186,7 +225,7 @@ async function serve(o: ServeOptions): Promise<void> {
   });
   const url = await server.listen(o.port, o.host);
   err.write(
-    `dsv32 serve: ${name} on ${url} (device ${device}, dtype ${o.dtype}, kv cache ${cacheFormat}, max-num-seqs ${o.maxNumSeqs}, ` +
+    `dsv32 serve: ${name} on ${url} (device ${device}${ranks ? `, rank 0 of ${ranks.worldSize} (the others follow its steps)` : ''}, dtype ${o.dtype}, kv cache ${cacheFormat}, max-num-seqs ${o.maxNumSeqs}, ` +
       `context ${engine.info.maxModelLen}${engine.graphStats() ? ', CUDA-graph decode' : ''}, ${codec ? 'tokenizer ' + codec.description : 'no tokenizer'}; loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s)\n`,
   );
 
@@ -195,6 +234,7 @@ async function serve(o: ServeOptions): Promise<void> {
     const onSignal = (sig: NodeJS.Signals) => {
       if (draining) {
         err.write(`dsv32 serve: ${sig} again, exiting without draining\n`);
+        stopRanks();
         process.exit(1);
       }
       draining = true;
@@ -206,6 +246,7 @@ async function serve(o: ServeOptions): Promise<void> {
         },
         (e: unknown) => {
           err.write(`dsv32 serve: drain failed: ${(e as Error).message}\n`);
+          stopRanks();
           process.exit(1);
         },
       );
@@ -213,6 +254,57 @@ async function serve(o: ServeOptions): Promise<void> {
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
   });
+  // the engine is drained and closed: the other ranks may stop
+  stopRanks();
   // Drained and closed; exit even if some library left a handle open (an unref'd timer fires only then).
   setTimeout(() => process.exit(0), 200).unref();
+}
+
+/**
+ * World size > 1: every rank loads its shard; rank 0 gets its engine over a BroadcastModel, the others
+ * follow rank 0's steps here and exit 0 on STOP (null returned: nothing to serve).
+ */
+async function rankEngine(o: ServeOptions, worldSize: number): Promise<RankEngine | null> {
+  const under = `under dsv32 launch (world size ${worldSize})`;
+  if (o.speculativeTokens > 0) throw new ServeCliError(`--speculative-tokens ${o.speculativeTokens}: MTP speculative decoding is not supported ${under}; use 0`);
+  if (o.enableWeightUpdates) throw new ServeCliError(`--enable-weight-updates: weight updates are not supported ${under}`);
+  const { device, cfg } = checkFlags(o);
+  let collective: Collective;
+  try {
+    collective = await openCollective(getBackend(device));
+  } catch (e) {
+    throw new ServeCliError(`--device ${o.device}: ${(e as Error).message}`, { cause: e });
+  }
+  const model = DeepseekV32.load(o.model, { device });
+  if (collective.rank !== 0) {
+    // rank 0 decides when this rank stops (STOP after its drain): the launcher's forwarded signals are
+    // for rank 0; a rank 0 that dies without STOP is cleaned up by the launcher (SIGKILL after its grace)
+    for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => {});
+    const s = followSteps(model, collective);
+    process.stderr.write(`dsv32 serve: rank ${collective.rank}: STOP from rank 0 after ${s.steps} steps${s.failedSteps ? ` (${s.failedSteps} failed)` : ''}, exiting\n`);
+    collective.close();
+    setTimeout(() => process.exit(0), 200).unref();
+    return null;
+  }
+  const bm = new BroadcastModel(model, collective);
+  let codec: DeepSeekTokenizer | null;
+  let engine: LLMEngine<{ readonly blocks: number }>;
+  const name = o.servedModelName ?? path.basename(path.resolve(o.model));
+  const cacheFormat = cacheFormatOf(o);
+  try {
+    codec = o.skipTokenizerInit ? null : pickTokenizer(o.model, cfg.vocabSize);
+    engine = engineOver(bm, o, name, cacheFormat, codec);
+  } catch (e) {
+    // the followers are waiting for a command: release them before this rank fails
+    bm.close();
+    throw e;
+  }
+  return {
+    loaded: { engine, codec, cfg, name, cacheFormat, device },
+    stop: () => {
+      bm.close();
+      collective.close();
+    },
+    worldSize,
+  };
 }

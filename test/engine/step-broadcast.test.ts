@@ -5,6 +5,10 @@
 // rank 0's close ends the follower; a follower fed garbage fails naming what is wrong.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import '../../src/backend/cpu/index.js';
 import { SingleProcessCollective } from '../../src/dist/collective.js';
 import { runThreadRanks, ThreadRanksError } from '../../src/dist/thread-collective.js';
@@ -147,3 +151,30 @@ for (const [kind, msg] of [
     assert.match(String(outs[1]!.error), msg);
   });
 }
+
+test('dsv32 serve with world size 2: --speculative-tokens, --enable-weight-updates and a CPU device are one-line errors naming the flag', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'dsv32-sb-'));
+  try {
+    writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ model_type: 'deepseek_v32', vocab_size: 128, hidden_size: 64, intermediate_size: 128, moe_intermediate_size: 32, num_hidden_layers: 2, first_k_dense_replace: 1, num_attention_heads: 4, num_key_value_heads: 4, q_lora_rank: 128, kv_lora_rank: 128, qk_nope_head_dim: 32, qk_rope_head_dim: 16, v_head_dim: 32, n_routed_experts: 8, n_shared_experts: 1, num_experts_per_tok: 2, n_group: 4, topk_group: 2, scoring_func: 'sigmoid', routed_scaling_factor: 2.5, norm_topk_prob: true, topk_method: 'noaux_tc', index_n_heads: 4, index_head_dim: 128, index_topk: 8, rope_theta: 10000, max_position_embeddings: 2048, rms_norm_eps: 1e-6, bos_token_id: 0, eos_token_id: 1, tie_word_embeddings: false, num_nextn_predict_layers: 1 }));
+    // the environment `dsv32 launch --gpus 2` gives rank 0
+    const env = { ...process.env, DSV32_WORLD_SIZE: '2', DSV32_RANK: '0', DSV32_NCCL_ID_FILE: path.join(dir, 'id') };
+    const run = (args: string[]): Promise<{ code: number | null; stderr: string }> => new Promise((res) => {
+      const p = spawn(process.execPath, [path.resolve('dist/src/cli/main.js'), 'serve', '--model', dir, '--port', '0', ...args], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      p.stderr.on('data', (d) => (stderr += d));
+      p.on('close', (code) => res({ code, stderr }));
+    });
+    const cases: [string[], RegExp][] = [
+      [['--speculative-tokens', '1'], /^dsv32: --speculative-tokens 1: MTP speculative decoding is not supported under dsv32 launch \(world size 2\); use 0$/],
+      [['--enable-weight-updates'], /^dsv32: --enable-weight-updates: weight updates are not supported under dsv32 launch \(world size 2\)$/],
+      [['--device', 'cpu'], /^dsv32: --device cpu: DSV32_WORLD_SIZE is 2: multi-process runs need the cuda backend, got 'cpu'$/],
+    ];
+    const runs = await Promise.all(cases.map(([a]) => run(a)));
+    runs.forEach((r, i) => {
+      assert.notEqual(r.code, 0, cases[i]![0].join(' '));
+      assert.match(r.stderr.trim(), cases[i]![1]);
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
