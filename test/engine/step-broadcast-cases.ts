@@ -17,7 +17,7 @@ export const requests: GenerateRequest[] = [
 ];
 
 export interface RankCase {
-  kind: 'engine' | 'close' | 'garbage-header' | 'garbage-payload' | 'lost-command';
+  kind: 'engine' | 'close' | 'step-error' | 'garbage-header' | 'garbage-payload' | 'lost-command';
 }
 
 /** One generated sequence as rank 0 reports it. */

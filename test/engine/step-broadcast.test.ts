@@ -2,7 +2,8 @@
 // round-trip exactly; an engine on rank 0 of 2 thread ranks, its follower repeating every step, generates
 // what the plain model computes (each token's reported logprob = the log-softmax of a teacher-forced
 // model.forward over prompt + generated tokens, so no check rests on which token a near tie sampled);
-// rank 0's close ends the follower; a follower fed garbage fails naming what is wrong.
+// rank 0's close ends the follower; a step failing on every rank fails its batch and nothing else; a
+// follower fed garbage fails naming what is wrong.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -136,6 +137,16 @@ test('step broadcast: an engine on rank 0 of 2 thread ranks generates what the p
 test("step broadcast: rank 0's close (sent once however often called) ends the follower's loop and its thread", async () => {
   const outs = await runThreadRanks<Out>(2, WORKER, { kind: 'close' } satisfies RankCase, { timeoutMs: 20_000 });
   assert.deepEqual(outs[1]!.summary, { commands: 2, steps: 0, failedSteps: 0 });
+});
+
+test('step broadcast: a step that fails on every rank fails its batch on rank 0 and is reported by the follower, which goes on with the next', async () => {
+  const outs = await runThreadRanks<Out>(2, WORKER, { kind: 'step-error' } satisfies RankCase, { timeoutMs: 60_000 });
+  assert.equal(outs[0]!.first, 'a: injected failure of step 2');
+  assert.equal(outs[0]!.second, `b: ${requests[1]!.params!.maxTokens} tokens`);
+  assert.deepEqual(outs[1]!.failed, ['2: injected failure of step 2']);
+  const sum = outs[1]!.summary as { commands: number; steps: number; failedSteps: number };
+  assert.equal(sum.failedSteps, 1);
+  assert.equal(sum.commands, sum.steps + 2);
 });
 
 for (const [kind, msg] of [

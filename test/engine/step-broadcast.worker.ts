@@ -30,6 +30,11 @@ const recording: StepModel<CachePool> = {
   device: model.device,
   newPool: (o) => model.newPool(o),
   step: (b, p, o) => {
+    // 'step-error': every rank's step 2 fails before the model runs (an error all ranks raise alike)
+    if (data.kind === 'step-error' && stepLogits.length === 2) {
+      stepLogits.push([]);
+      throw new Error('injected failure of step 2');
+    }
     const r = model.step(b, p, o);
     stepLogits.push(r.logits ? Array.from(r.logits.toFloat32()) : []);
     return r;
@@ -38,8 +43,10 @@ const recording: StepModel<CachePool> = {
 
 const out: Record<string, unknown> = {};
 if (c.rank !== 0) {
-  if (data.kind === 'engine' || data.kind === 'close') {
-    out.summary = followSteps(recording, c);
+  if (data.kind === 'engine' || data.kind === 'close' || data.kind === 'step-error') {
+    const failed: string[] = [];
+    out.summary = followSteps(recording, c, { onStepError: (e, step) => void failed.push(`${step}: ${(e as Error).message}`) });
+    out.failed = failed;
     out.stepLogits = stepLogits;
   } else {
     out.error = caught(() => followSteps(model, c, { onStepError: () => {} }));
@@ -59,6 +66,16 @@ if (c.rank !== 0) {
   out.generated = gen;
   out.stepLogits = stepLogits;
   out.afterClose = caught(() => bm.newPool({ blocks: 2 }));
+} else if (data.kind === 'step-error') {
+  const bm = new BroadcastModel(recording, c);
+  const e = new LLMEngine(bm, { numBlocks: 16, maxBatchTokens: 32, maxNumSeqs: 4 });
+  const run = (r: (typeof requests)[number]) => collect(e.generate(r)).then((x) => `${r.id}: ${x.tokens[0]?.length ?? 0} tokens`, (err: Error) => `${r.id}: ${err.message}`);
+  // 'a' alone: its prefill is step 0, its decodes 1.. (step 2 fails it); then 'b' runs on
+  out.first = await run(requests[0]!);
+  out.second = await run(requests[1]!);
+  await e.drain();
+  e.close();
+  bm.close();
 } else if (data.kind === 'close') {
   const bm = new BroadcastModel(model, c);
   bm.newPool({ blocks: 3, format: 'bf16' });
