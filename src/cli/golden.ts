@@ -6,6 +6,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import { DsvError } from '../errors.js';
+import type { Collective } from '../dist/collective.js';
 import '../backend/cuda/index.js'; // registers the 'cuda' device (lazily: no driver is touched here)
 import { DeepseekV32 } from '../model/index.js';
 import { getBackend } from '../tensor/backend.js';
@@ -164,7 +165,7 @@ function checkModel(model: DeepseekV32, g: Golden, numerics: 'f32' | 'bf16', for
  * roundings within a few ulps of their midpoint are tried the other way round; the flips needed are
  * reported in the last row, which fails past MAX_FP8_TIE_FLIPS.
  */
-export function runGolden(fixturesDir: string, fixture: Fixture, numerics: 'f32' | 'bf16', device = 'cpu'): GoldenRow[] {
+export function runGolden(fixturesDir: string, fixture: Fixture, numerics: 'f32' | 'bf16', device = 'cpu', parallel?: Collective): GoldenRow[] {
   const dir = join(fixturesDir, fixture);
   if (!existsSync(join(dir, 'config.json'))) {
     throw new GoldenCliError(`fixture '${fixture}' not found at ${dir} (set --fixtures DIR or DSV32_FIXTURES)`);
@@ -178,7 +179,8 @@ export function runGolden(fixturesDir: string, fixture: Fixture, numerics: 'f32'
     throw new GoldenCliError(`device '${device}' is not available: ${(e as Error).message}`, { cause: e });
   }
   const g = readGolden(goldenFile);
-  const model = DeepseekV32.load(dir, { device });
+  // tensor parallel: this rank's share, every rank running the same checks in step (src/model/parallel.ts)
+  const model = DeepseekV32.load(dir, { device, parallel });
   const tol = logitBound(fixture, numerics);
   // f32: the choices must come out exactly as the reference made them. bf16: choices sit on near-ties
   // that rounding order flips (fixtures README), so the golden's own choices are forced and only the

@@ -1,5 +1,8 @@
 // One transformer block (the reference's Block): fused residual RMSNorm → MLA → fused residual
-// RMSNorm → FFN (dense MLP for the first first_k_dense_replace layers, MoE after).
+// RMSNorm → FFN (dense MLP for the first first_k_dense_replace layers, MoE after). Under tensor
+// parallelism (parallel.ts) attention and the dense MLP return this rank's part of their output, and the
+// layer sums the ranks' parts (the MoE sums its own: its shared expert is rounded after the sum): the
+// reference's two all-reduces per block.
 import type { Tensor } from '../tensor/tensor.js';
 import type { LayerCache } from './cache.js';
 import type { ModelConfig } from './config.js';
@@ -9,6 +12,7 @@ import { Mlp } from './mlp.js';
 import { MoE } from './moe.js';
 import { addRmsNorm } from './norm.js';
 import { actDtype } from './numerics.js';
+import { partialDtype, type TensorParallel } from './parallel.js';
 import { layerPrefix, type ModelWeights } from './weights.js';
 
 export interface LayerOutput {
@@ -27,10 +31,10 @@ export class DecoderLayer {
   readonly ffn: Mlp | MoE;
   private readonly p: string;
 
-  constructor(private readonly cfg: ModelConfig, private readonly weights: ModelWeights, readonly layer: number, moe: boolean, ue8m0: boolean) {
+  constructor(private readonly cfg: ModelConfig, private readonly weights: ModelWeights, readonly layer: number, moe: boolean, ue8m0: boolean, private readonly tp: TensorParallel) {
     this.p = layerPrefix(layer);
     this.attn = new MLA(cfg, weights, `${this.p}.self_attn`, ue8m0);
-    this.ffn = moe ? new MoE(cfg, weights, `${this.p}.mlp`, ue8m0) : new Mlp(weights, `${this.p}.mlp`, ue8m0);
+    this.ffn = moe ? new MoE(cfg, weights, `${this.p}.mlp`, ue8m0, tp) : new Mlp(weights, `${this.p}.mlp`, ue8m0);
   }
 
   get isMoE(): boolean {
@@ -43,7 +47,7 @@ export class DecoderLayer {
     const eps = this.cfg.normEps;
     const n1 = addRmsNorm(h, residual, this.weights.float(`${this.p}.input_layernorm.weight`), eps, dt);
     const a = this.attn.forward(n1.out, step, cache);
-    const n2 = addRmsNorm(a.out, n1.residual, this.weights.float(`${this.p}.post_attention_layernorm.weight`), eps, dt);
+    const n2 = addRmsNorm(this.tp.reduce(a.out, dt), n1.residual, this.weights.float(`${this.p}.post_attention_layernorm.weight`), eps, dt);
     const x2 = n2.out;
     let y: Tensor;
     let routes: Tensor | null = null;
@@ -54,7 +58,7 @@ export class DecoderLayer {
       routes = r.routing.experts;
       ownRoutes = r.routing.own;
     } else {
-      y = this.ffn.forward(x2, dt);
+      y = this.tp.reduce(this.ffn.forward(x2, dt, partialDtype(dt, this.weights.shard)), dt);
     }
     return { h: y, residual: n2.residual, selection: a.selection, routes, ownRoutes };
   }

@@ -21,6 +21,12 @@ import type { LinearWeight } from './weights.js';
  * of the same values, and on the CPU bit for bit the host loops its tests compare with.
  */
 export function applyLinear(x: Tensor, lw: LinearWeight, dt: DType, ue8m0: boolean): Tensor {
-  if (lw.kind === 'dense') return cast(denseLinear(x, x.dtype === 'bf16' && lw.w.dtype === 'f32' && lw.w.requiresGrad ? cast(lw.w, 'bf16') : lw.w), dt);
+  if (lw.kind === 'dense') {
+    const train = lw.w.requiresGrad;
+    // an f32 result of a bf16 input is the f32 accumulator itself, not its bf16 rounding widened: a
+    // tensor-parallel rank's partial product (parallel.ts), rounded once after the ranks' sum
+    if (x.dtype === 'bf16' && dt === 'f32' && !train) return denseLinear(cast(x, 'f32'), lw.w);
+    return cast(denseLinear(x, x.dtype === 'bf16' && lw.w.dtype === 'f32' && train ? cast(lw.w, 'bf16') : lw.w), dt);
+  }
   return fp8Linear(x, lw.w8, lw.scale, { ue8m0, outDtype: dt });
 }

@@ -46,6 +46,7 @@ import { actDtype, wideDtype } from './numerics.js';
 import { isGradEnabled } from '../tensor/autograd.js';
 import { causalMlaPrefillTrain, sparseMlaPrefillTrain } from '../tensor/ops/sparse-mla-train.js';
 import { sparseMhaPrefill } from '../tensor/ops/sparse-mha.js';
+import { localHeads, partialDtype } from './parallel.js';
 import { dequantize, type ModelWeights } from './weights.js';
 
 export type AttentionMode = 'auto' | 'mha' | 'mqa';
@@ -95,6 +96,8 @@ export function isTrainStep(s: AttentionStep | TrainStep): s is TrainStep {
 
 export class MLA {
   readonly indexer: Indexer;
+  /** the heads this rank computes: all of them, or its share under tensor parallelism (parallel.ts) */
+  readonly heads: number;
   private wkvbCache: { dt: DType; gen: number; uk: Tensor; uv: Tensor } | null = null;
 
   constructor(
@@ -104,6 +107,7 @@ export class MLA {
     private readonly ue8m0: boolean,
   ) {
     this.indexer = new Indexer(cfg, weights, `${prefix}.indexer`, ue8m0);
+    this.heads = localHeads(cfg, weights.shard);
   }
 
   private lin(name: string) {
@@ -111,7 +115,8 @@ export class MLA {
   }
 
   /**
-   * x [T, dim] → [T, dim] for the step's T new tokens; writes their latent, RoPE key and indexer key
+   * x [T, dim] → [T, dim] for the step's T new tokens (on a tensor-parallel rank, its heads' part of o_proj's
+   * product, in the wide dtype: the decoder layer sums the ranks' parts); writes their latent, RoPE key and indexer key
    * into the layer's pool at the step's slots. Attention runs per chunk group: MQA over the pool
    * (sparseMlaDecode with slot indices) or, per chunk, MHA over the sequence's gathered rows.
    */
@@ -122,7 +127,7 @@ export class MLA {
     const { layout } = step;
     const W = layout.width;
     const dt = actDtype(step.numerics);
-    const H = cfg.nHeads;
+    const H = this.heads;
     const nope = cfg.qkNopeHeadDim;
     const r = cfg.qkRopeHeadDim;
     const c = cfg.kvLoraRank;
@@ -171,7 +176,7 @@ export class MLA {
       }
     });
     const o = outs.length === 1 ? outs[0]! : cat(outs, 0);
-    const out = applyLinear(o, this.lin('o_proj'), dt, this.ue8m0);
+    const out = applyLinear(o, this.lin('o_proj'), partialDtype(dt, this.weights.shard), this.ue8m0);
     const positions = step.recordTopk ? sel.map((g) => g.positions!) : null;
     return { out, selection: positions ? { width: W, idx: positions.length === 1 ? positions[0]! : cat(positions, 0) } : null };
   }
@@ -184,7 +189,7 @@ export class MLA {
   private project(x: Tensor, rot: { cos: Tensor; sin: Tensor }, dt: DType): { qr: Tensor; qNope: Tensor; qPe: Tensor; kvn: Tensor; kPe: Tensor } {
     const cfg = this.cfg;
     const T = x.shape[0]!;
-    const H = cfg.nHeads;
+    const H = this.heads;
     const nope = cfg.qkNopeHeadDim;
     const r = cfg.qkRopeHeadDim;
     const c = cfg.kvLoraRank;
@@ -205,7 +210,7 @@ export class MLA {
     const { B, S } = step;
     const T = B * S;
     const dt = actDtype(step.numerics);
-    const H = cfg.nHeads;
+    const H = this.heads;
     const c = cfg.kvLoraRank;
     const dv = cfg.vHeadDim;
     const { qr, qNope, qPe, kvn, kPe } = this.project(x, step.rot, dt);
@@ -240,7 +245,7 @@ export class MLA {
     const cached = this.wkvbCache;
     if (!taped && cached && cached.dt === dt && cached.gen === gen && cached.uk.device === device) return cached;
     const cfg = this.cfg;
-    const H = cfg.nHeads;
+    const H = this.heads;
     const nope = cfg.qkNopeHeadDim;
     const dv = cfg.vHeadDim;
     const c = cfg.kvLoraRank;

@@ -12,11 +12,12 @@ import type { ModelWeights } from './weights.js';
 export class Mlp {
   constructor(private readonly weights: ModelWeights, readonly prefix: string, private readonly ue8m0: boolean) {}
 
-  forward(x: Tensor, dt: DType): Tensor {
+  /** x [T, dim] → [T, dim] in `out` (default dt; a tensor-parallel rank's partial is wider, parallel.ts). */
+  forward(x: Tensor, dt: DType, out: DType = dt): Tensor {
     const w = this.weights;
     const g = applyLinear(x, w.linear(`${this.prefix}.gate_proj.weight`), dt, this.ue8m0);
     const u = applyLinear(x, w.linear(`${this.prefix}.up_proj.weight`), dt, this.ue8m0);
     const h = cast(mul(silu(cast(g, wideDtype(dt))), cast(u, wideDtype(dt))), dt);
-    return applyLinear(h, w.linear(`${this.prefix}.down_proj.weight`), dt, this.ue8m0);
+    return applyLinear(h, w.linear(`${this.prefix}.down_proj.weight`), out, this.ue8m0);
   }
 }

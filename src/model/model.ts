@@ -18,7 +18,8 @@ import { logitsAt } from './logits.js';
 import type { MlaCacheFormat } from '../tensor/ops/sparse-mla.js';
 import { type ModelConfig, loadConfig } from './config.js';
 import { DecoderLayer } from './decoder-layer.js';
-import { embedIds, embedTokens } from './embedding.js';
+import { embedTokens } from './embedding.js';
+import { Checkpoint } from '../tensor/safetensors.js';
 import type { Selection } from './indexer.js';
 import type { AttentionMode, AttentionStep, TrainStep } from './mla.js';
 import { add } from '../tensor/ops/elementwise.js';
@@ -28,6 +29,8 @@ import { addRmsNorm } from './norm.js';
 import { type Numerics, actDtype, wideDtype } from './numerics.js';
 import { RotaryTables } from './rope.js';
 import { ModelWeights, type WeightOptions, type WeightSource } from './weights.js';
+import type { Collective } from '../dist/collective.js';
+import { ParallelError, TensorParallel } from './parallel.js';
 
 export class TokenError extends DsvError {}
 
@@ -148,30 +151,51 @@ export function checkTokens(tokens: readonly (readonly number[])[], vocab: numbe
   return { ids, B: tokens.length, S };
 }
 
+/** How a model is opened: its device, training masters, and the ranks it is split over. */
+export interface OpenOptions {
+  device?: string;
+  master?: WeightOptions['master'];
+  /**
+   * Tensor- and expert-parallel inference (parallel.ts): this rank's collective; the weights hold this
+   * rank's share, and every rank must run the same steps in the same order.
+   */
+  parallel?: Collective;
+}
+
 export class DeepseekV32 {
   readonly layers: DecoderLayer[];
   readonly mtp: MtpModule[];
   readonly rotary: RotaryTables;
   readonly ue8m0: boolean;
+  /** the ranks the weights are split over (world size 1: the whole model, every collective the identity) */
+  readonly tp: TensorParallel;
 
-  constructor(readonly cfg: ModelConfig, readonly weights: ModelWeights) {
+  constructor(readonly cfg: ModelConfig, readonly weights: ModelWeights, parallel: Collective | null = null) {
+    this.tp = new TensorParallel(parallel);
+    const s = weights.shard;
+    if (s.rank !== this.tp.shard.rank || s.worldSize !== this.tp.shard.worldSize) {
+      throw new ParallelError(`the weights are rank ${s.rank} of ${s.worldSize}'s share, the collective is rank ${this.tp.shard.rank} of ${this.tp.shard.worldSize}`);
+    }
     this.ue8m0 = cfg.scaleFmt === 'ue8m0';
-    this.layers = Array.from({ length: cfg.nLayers }, (_, l) => new DecoderLayer(cfg, weights, l, l >= cfg.nDenseLayers, this.ue8m0));
+    this.layers = Array.from({ length: cfg.nLayers }, (_, l) => new DecoderLayer(cfg, weights, l, l >= cfg.nDenseLayers, this.ue8m0, this.tp));
     this.rotary = new RotaryTables(cfg);
-    this.mtp = Array.from({ length: cfg.nMtpLayers }, (_, m) => new MtpModule(cfg, weights, cfg.nLayers + m, this.ue8m0));
+    this.mtp = Array.from({ length: cfg.nMtpLayers }, (_, m) => new MtpModule(cfg, weights, cfg.nLayers + m, this.ue8m0, this.tp));
   }
 
   /**
    * Open a Hugging Face checkpoint directory (config.json + safetensors, sharded or not). `master`
-   * opens it for training (owned master weights in that dtype, see ModelWeights.parameters).
+   * opens it for training (owned master weights in that dtype, see ModelWeights.parameters); `parallel`
+   * opens this rank's share for tensor-parallel inference.
    */
-  static load(dir: string, opts: { device?: string } & WeightOptions = {}): DeepseekV32 {
+  static load(dir: string, opts: OpenOptions = {}): DeepseekV32 {
     const cfg = loadConfig(path.join(dir, 'config.json'));
-    return new DeepseekV32(cfg, ModelWeights.openDir(cfg, dir, opts.device, { master: opts.master }));
+    return DeepseekV32.fromSource(cfg, Checkpoint.open(dir), opts);
   }
 
-  static fromSource(cfg: ModelConfig, source: WeightSource, opts: { device?: string } & WeightOptions = {}): DeepseekV32 {
-    return new DeepseekV32(cfg, ModelWeights.open(cfg, source, opts.device, { master: opts.master }));
+  static fromSource(cfg: ModelConfig, source: WeightSource, opts: OpenOptions = {}): DeepseekV32 {
+    const p = opts.parallel ?? null;
+    const shard = p ? { rank: p.rank, worldSize: p.worldSize } : undefined;
+    return new DeepseekV32(cfg, ModelWeights.open(cfg, source, opts.device, { master: opts.master, shard }), p);
   }
 
   /**
@@ -190,7 +214,8 @@ export class DeepseekV32 {
 
   /** Whether the model's device can capture CUDA graphs (decodeGraphs). */
   get canCaptureGraphs(): boolean {
-    return deviceCapture(this.device) !== null;
+    // a tensor-parallel step's embedding maps ids on the host, and its collectives are not captured
+    return !this.tp.sharded && deviceCapture(this.device) !== null;
   }
 
   /**
@@ -198,6 +223,7 @@ export class DeepseekV32 {
    * capture graphs and no `capture` stand-in is given.
    */
   decodeGraphs(pool: CachePool, opts: DecodeGraphOptions): DecodeGraphs | null {
+    if (this.tp.sharded) return null;
     if (!opts.capture && !deviceCapture(pool.device)) return null;
     return new DecodeGraphs(this, pool, opts);
   }
@@ -258,8 +284,9 @@ export class DeepseekV32 {
       batch, layout, numerics, mode: opts.mode ?? 'auto', forcedTopk: null, recordTopk: opts.record?.topk ?? false,
       rot: this.rotary.gather(layout.positionsT, layout.maxPosition),
     };
-    // the ids come from the layout's device copy: a replayed step (decode-graph.ts) reads them there
-    let h = embedIds(this.weights.float('model.embed_tokens.weight'), layout.ids, dt);
+    // the ids come from the layout's device copy: a replayed step (decode-graph.ts) reads them there; a
+    // tensor-parallel rank maps them to its vocabulary rows on the host
+    let h = this.tp.embed(this.weights.float('model.embed_tokens.weight'), this.tp.sharded ? batch.ids : layout.ids, dt, cfg);
     let residual: Tensor | null = null;
     const topk: Selection[] = [];
     const routes: (Tensor | null)[] = [];
@@ -274,7 +301,7 @@ export class DeepseekV32 {
       opts.onLayer?.(l);
     });
     const hidden = addRmsNorm(h, residual, this.weights.float('model.norm.weight'), cfg.normEps, dt).out;
-    const logits = opts.logitsWanted === false ? null : logitsAt(hidden, layout.logitRows, this.weights.float('lm_head.weight'));
+    const logits = opts.logitsWanted === false ? null : this.tp.gatherVocab(logitsAt(hidden, layout.logitRows, this.weights.float('lm_head.weight')));
     return { logits, hidden, topk, routes, layout };
   }
 
@@ -287,6 +314,7 @@ export class DeepseekV32 {
    * ignores them, and causality keeps them from touching earlier rows.
    */
   trainForward(ids: Int32Array, B: number, S: number, opts: TrainForwardOptions = {}): TrainForwardResult {
+    this.tp.whole('trainForward');
     const cfg = this.cfg;
     const T = B * S;
     if (!(Number.isInteger(B) && B >= 1 && Number.isInteger(S) && S >= 1) || ids.length !== T) {

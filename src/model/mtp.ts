@@ -11,7 +11,7 @@ import { logitsAt } from './logits.js';
 import type { LayerCache } from './cache.js';
 import type { ModelConfig } from './config.js';
 import { DecoderLayer } from './decoder-layer.js';
-import { embedIds, embedTokens } from './embedding.js';
+import type { TensorParallel } from './parallel.js';
 import { applyLinear } from './fp8-linear.js';
 import type { Selection } from './indexer.js';
 import { type AttentionStep, type TrainStep, isTrainStep } from './mla.js';
@@ -32,9 +32,9 @@ export class MtpModule {
   readonly block: DecoderLayer;
   private readonly p: string;
 
-  constructor(private readonly cfg: ModelConfig, private readonly weights: ModelWeights, readonly layer: number, private readonly ue8m0: boolean) {
+  constructor(private readonly cfg: ModelConfig, private readonly weights: ModelWeights, readonly layer: number, private readonly ue8m0: boolean, private readonly tp: TensorParallel) {
     this.p = layerPrefix(layer);
-    this.block = new DecoderLayer(cfg, weights, layer, true, ue8m0);
+    this.block = new DecoderLayer(cfg, weights, layer, true, ue8m0, tp);
   }
 
   private own(name: string, fallback: string): Tensor {
@@ -56,7 +56,7 @@ export class MtpModule {
     const dt = actDtype(step.numerics);
     const eps = cfg.normEps;
     const table = this.own('embed_tokens.weight', 'model.embed_tokens.weight');
-    const e = reshape(nextIds instanceof Tensor ? embedIds(table, reshape(nextIds, [1, T]), dt) : embedTokens(table, nextIds, 1, T, dt), [T, cfg.dim]);
+    const e = reshape(this.tp.embed(table, nextIds instanceof Tensor ? reshape(nextIds, [T]) : nextIds, dt, cfg), [T, cfg.dim]);
     const en = rmsNormTo(e, this.weights.float(`${this.p}.enorm.weight`), eps, dt);
     const hn = rmsNormTo(hidden, this.weights.float(`${this.p}.hnorm.weight`), eps, dt);
     const x = applyLinear(cat([en, hn], 1), this.weights.linear(`${this.p}.eh_proj.weight`), dt, this.ue8m0);
@@ -64,7 +64,7 @@ export class MtpModule {
     const h = addRmsNorm(o.h, o.residual, this.weights.float(`${this.p}.shared_head.norm.weight`), eps, dt).out;
     const head = this.own('shared_head.head.weight', 'lm_head.weight');
     // training: the logits of every row (the MTP loss); inference: the step's logit rows
-    const logits = logitsAt(h, train ? Int32Array.from({ length: T }, (_, i) => i) : step.layout.logitRows, head);
+    const logits = this.tp.gatherVocab(logitsAt(h, train ? Int32Array.from({ length: T }, (_, i) => i) : step.layout.logitRows, head));
     return { logits, hidden: h, selection: o.selection, routes: o.routes };
   }
 }

@@ -7,7 +7,7 @@ import { Tensor, fromArray } from '../tensor/tensor.js';
 import { type HfConfig, type ModelConfig, parseConfig } from './config.js';
 import { expectedTensors } from './weights.js';
 
-export type RandomConfigOverrides = Partial<Omit<HfConfig, 'rope_scaling' | 'quantization_config'>> & { rope_scaling?: HfConfig['rope_scaling'] };
+export type RandomConfigOverrides = Partial<Omit<HfConfig, 'rope_scaling' | 'quantization_config'>> & { rope_scaling?: HfConfig['rope_scaling']; quantization_config?: HfConfig['quantization_config'] };
 
 /** A small but complete config (every code path: dense + MoE layers, groups, sparse top-k). */
 export function randomConfig(overrides: RandomConfigOverrides = {}): ModelConfig {

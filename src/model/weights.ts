@@ -11,9 +11,10 @@ import { type DType } from '../tensor/dtype.js';
 import { Checkpoint } from '../tensor/safetensors.js';
 import { Tensor, fmtShape, fromBits, getDefaultDevice } from '../tensor/tensor.js';
 import { getBackend } from '../tensor/backend.js';
-import { cast } from '../tensor/ops/view.js';
+import { cast, contiguous, narrow } from '../tensor/ops/view.js';
 import { weightDequant } from '../tensor/ops/quant.js';
 import type { ModelConfig } from './config.js';
+import { checkShardable, type ModelShard, shardRangeOf, type ShardRange, WHOLE } from './parallel.js';
 
 export class WeightError extends DsvError {}
 
@@ -142,6 +143,11 @@ export interface WeightOptions {
    * possibly sharing the source's memory).
    */
   master?: 'f32' | 'f64';
+  /**
+   * Tensor-parallel inference (parallel.ts): hold only this rank's share of the split tensors and of the
+   * routed experts. Default: the whole model.
+   */
+  shard?: ModelShard;
 }
 
 /** A trainable tensor of the model: its checkpoint name and the live master weight. */
@@ -171,12 +177,17 @@ export class ModelWeights {
    * remember the generation they were built at and rebuild when it moved.
    */
   generation = 0;
+  /** the share of the model these weights hold (parallel.ts); rank 0 of 1 for the whole model */
+  readonly shard: ModelShard;
 
   private constructor(readonly cfg: ModelConfig, readonly source: WeightSource, device?: string, opts: WeightOptions = {}) {
     this.device = device ?? getDefaultDevice();
     getBackend(this.device); // an unknown or unavailable device fails here, before any read
     this.dtype = opts.master ?? 'f32';
     this.owned = opts.master !== undefined;
+    this.shard = opts.shard ?? WHOLE;
+    checkShardable(cfg, this.shard.worldSize);
+    if (this.shard.worldSize > 1 && this.owned) throw new WeightError(`${source.path}: training needs the whole model; tensor-parallel shards are for inference (data-parallel training holds the whole model on every rank)`);
   }
 
   static open(cfg: ModelConfig, source: WeightSource, device?: string, opts: WeightOptions = {}): ModelWeights {
@@ -202,6 +213,7 @@ export class ModelWeights {
    * narrows the set (e.g. the indexer's weights only, for the dense warm-up).
    */
   parameters(keep: (name: string) => boolean = () => true): NamedParameter[] {
+    this.whole('parameters()');
     if (!this.owned) throw new WeightError(`${this.source.path}: parameters() needs weights opened for training (ModelWeights.open(..., { master: 'f32' }))`);
     const out: NamedParameter[] = [];
     for (const spec of this.specs.values()) {
@@ -220,6 +232,7 @@ export class ModelWeights {
 
   /** Every dense weight by checkpoint name (current values; the gate bias included): what a checkpoint saves. */
   stateTensors(): Map<string, Tensor> {
+    this.whole('stateTensors() (a checkpoint)');
     const out = new Map<string, Tensor>();
     for (const spec of this.specs.values()) {
       if (!this.source.has(spec.name)) continue;
@@ -232,6 +245,10 @@ export class ModelWeights {
       } else out.set(spec.name, this.float(spec.name));
     }
     return out;
+  }
+
+  private whole(what: string): void {
+    if (this.shard.worldSize > 1) throw new WeightError(`${this.source.path}: ${what} needs the whole model; these weights are rank ${this.shard.rank}'s share of ${this.shard.worldSize}`);
   }
 
   /** raw → dtype: an owned copy when training (in-place updates must not write into the source). */
@@ -261,6 +278,7 @@ export class ModelWeights {
         if (!this.cfg.fp8Weights) {
           throw new WeightError(`${where}: tensor '${spec.name}' is F8_E4M3 but config.json has no quantization_config`);
         }
+        this.fp8Share(spec);
         const sn = `${spec.name}_scale_inv`;
         if (!src.has(sn)) throw new WeightError(`${where}: FP8 tensor '${spec.name}' has no block scales '${sn}'`);
         accounted.add(sn);
@@ -293,10 +311,30 @@ export class ModelWeights {
     return s;
   }
 
-  /** The stored tensor, moved to the weights' device with its bits unchanged. */
-  private read(name: string): Tensor {
+  /**
+   * Every rank's share of an FP8 linear must start on a 128 boundary (a block scale cannot straddle two
+   * ranks): the shares, rank·len, all do exactly when len does. Checked on every rank alike.
+   */
+  private fp8Share(spec: Spec): void {
+    const r = shardRangeOf(spec.name, spec.shape, this.cfg, this.shard);
+    if (r && r !== 'absent' && r.len % FP8_BLOCK !== 0) {
+      throw new WeightError(`${this.source.path}: '${spec.name}' is FP8 with ${FP8_BLOCK}×${FP8_BLOCK} block scales, and ${this.shard.worldSize} ranks split its ${r.dim === 0 ? 'rows' : 'columns'} ` +
+        `into shares of ${r.len}, not a multiple of ${FP8_BLOCK}: a scale block would straddle two ranks; use fewer ranks or a bf16 checkpoint`);
+    }
+  }
+
+  /** This rank's share of checkpoint tensor `spec` (null: held whole); throws for another rank's routed expert. */
+  private range(spec: Spec): ShardRange | null {
+    const r = shardRangeOf(spec.name, spec.shape, this.cfg, this.shard);
+    if (r === 'absent') throw new WeightError(`internal: '${spec.name}' is a routed expert of another rank (this is rank ${this.shard.rank} of ${this.shard.worldSize})`);
+    return r;
+  }
+
+  /** The stored tensor (this rank's range of it), moved to the weights' device with its bits unchanged. */
+  private read(name: string, range: ShardRange | null = null): Tensor {
     try {
-      const t = this.source.tensor(name);
+      let t = this.source.tensor(name);
+      if (range) t = contiguous(narrow(t, range.dim, range.start, range.len));
       return t.device === this.device ? t : fromBits(t.toHost(), t.dtype, t.shape, { device: this.device });
     } catch (e) {
       if (e instanceof DsvError) throw new WeightError(`${this.source.path}: cannot read tensor '${name}': ${e.message}`, { cause: e });
@@ -308,8 +346,7 @@ export class ModelWeights {
   float(name: string): Tensor {
     const c = this.cache.get(name);
     if (c) return c as Tensor;
-    this.spec(name);
-    const t = this.value(this.read(name));
+    const t = this.value(this.read(name, this.range(this.spec(name))));
     checkFinite(t, name, this.source.path);
     this.cache.set(name, t);
     return t;
@@ -320,11 +357,14 @@ export class ModelWeights {
     const c = this.cache.get(name);
     if (c) return c as LinearWeight;
     const spec = this.spec(name);
-    const [out, inF] = spec.shape as [number, number];
-    const raw = this.read(name);
+    const range = this.range(spec);
+    const [out, inF] = spec.shape.map((d, i) => (range?.dim === i ? range.len : d)) as [number, number];
+    const raw = this.read(name, range);
     let lw: LinearWeight;
     if (raw.dtype === 'f8e4m3') {
-      const scale = cast(this.read(`${name}_scale_inv`), 'f32');
+      // the blocks of this rank's share: its start is a block boundary; a partial last block comes along
+      const sr = range && { dim: range.dim, start: range.start / FP8_BLOCK, len: ceilDiv(range.start + range.len, FP8_BLOCK) - range.start / FP8_BLOCK };
+      const scale = cast(this.read(`${name}_scale_inv`, sr), 'f32');
       checkFinite(scale, `${name}_scale_inv`, this.source.path);
       lw = { kind: 'fp8', name, out, in: inF, w8: raw, scale };
       // training: the master copy is the dequantised matrix (e4m3 code × its block's scale is exact in
