@@ -180,8 +180,8 @@ export function decodeStep(p: Int32Array): { batch: RaggedBatch; opts: Broadcast
 export class BroadcastModel<P extends { readonly blocks: number }> implements EngineModel<P> {
   private seq = 0;
   private closed = false;
-  /** blocks of the last pool made (steps are checked against it before any follower sees them) */
-  private poolBlocks = 0;
+  /** the last pool broadcast: the followers hold its twin, so steps must run on it */
+  private pool: P | null = null;
 
   constructor(readonly model: StepModel<P>, readonly collective: Collective) {
     if (collective.rank !== 0) throw new StepBroadcastError(`BroadcastModel runs on rank 0 only (the engine's rank); rank ${collective.rank} runs followSteps`);
@@ -192,15 +192,15 @@ export class BroadcastModel<P extends { readonly blocks: number }> implements En
   }
 
   newPool(opts: PoolOptions): P {
+    this.open('newPool');
     this.send(Cmd.POOL, encodePool(opts));
-    const pool = this.model.newPool(opts);
-    this.poolBlocks = pool.blocks;
-    return pool;
+    this.pool = this.model.newPool(opts);
+    return this.pool;
   }
 
   step(batch: RaggedBatch, pool: P, opts: BroadcastStepOptions = {}): ReturnType<EngineModel<P>['step']> {
-    if (this.closed) throw new StepBroadcastError('step: the broadcast model was closed (STOP sent)');
-    if (pool.blocks !== this.poolBlocks) throw new StepBroadcastError(`step: the pool has ${pool.blocks} blocks, not the ${this.poolBlocks} of the last pool broadcast (use a pool made by this BroadcastModel's newPool)`);
+    this.open('step');
+    if (pool !== this.pool) throw new StepBroadcastError("step: pool is not the last pool this BroadcastModel's newPool made (the followers hold that one's twin only)");
     const cfg = this.model.cfg;
     checkBatch(batch, BLOCK_TOKENS, pool.blocks, cfg.vocabSize, cfg.maxPositions);
     this.send(Cmd.STEP, encodeStep(batch, opts));
@@ -210,12 +210,17 @@ export class BroadcastModel<P extends { readonly blocks: number }> implements En
   /** Sends STOP and waits until it is out (a process may exit right after). Idempotent. */
   close(): void {
     if (this.closed) return;
-    this.send(Cmd.STOP, new Int32Array(0));
+    // closed even if the send fails: a collective that failed once is out of step for good
     this.closed = true;
+    this.pool = null;
+    this.send(Cmd.STOP, new Int32Array(0));
+  }
+
+  private open(op: string): void {
+    if (this.closed) throw new StepBroadcastError(`${op}: the broadcast model was closed (STOP sent)`);
   }
 
   private send(cmd: Cmd, payload: Int32Array): void {
-    if (this.closed) throw new StepBroadcastError(`${CMD_NAME[cmd]}: the broadcast model was closed (STOP sent)`);
     const device = this.model.device;
     const header = fromArray(Int32Array.of(MAGIC, cmd, payload.length, this.seq++), [HEADER_WORDS], { dtype: 'i32', device });
     this.collective.broadcast(header, 0);

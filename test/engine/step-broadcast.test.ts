@@ -75,7 +75,8 @@ test('step broadcast: rank 0 checks a batch before broadcasting it; the wrapper 
   assert.deepEqual(sent, [4, 2], 'POOL: the header, then its 2-word payload');
   assert.throws(() => bm.step({ ids: Int32Array.from([1, 999]), seqs: [{ offset: 0, len: 2, start: 0, blocks: [0] }] }, pool), /batch.ids\[1\] = 999 is not a token id/);
   assert.throws(() => bm.step({ ids: Int32Array.from([1]), seqs: [{ offset: 0, len: 1, start: 0, blocks: [5] }] }, pool), /batch.seqs\[0\].blocks\[0\] = 5 is not a block of the pool \[0, 2\)/);
-  assert.deepEqual(sent, [4, 2], 'nothing was broadcast for the bad batches');
+  assert.throws(() => bm.step({ ids: Int32Array.from([1]), seqs: [{ offset: 0, len: 1, start: 0, blocks: [0] }] }, model.newPool({ blocks: 2 })), /step: pool is not the last pool this BroadcastModel's newPool made/);
+  assert.deepEqual(sent, [4, 2], 'nothing was broadcast for the bad batches or the foreign pool');
   bm.close();
   bm.close();
   assert.deepEqual(sent, [4, 2, 4], 'STOP once: a header without payload');
@@ -130,7 +131,7 @@ test('step broadcast: an engine on rank 0 of 2 thread ranks generates what the p
     assert.equal(l1[s]!.length, l.length, `step ${s}: logit rows`);
     l.forEach((v, i) => assert.ok(Math.abs(v - l1[s]![i]!) <= 1e-5, `step ${s} logit ${i}: rank 0 ${v}, rank 1 ${l1[s]![i]}`));
   });
-  assert.match(String(outs[0]!.afterClose), /POOL: the broadcast model was closed \(STOP sent\)/);
+  assert.match(String(outs[0]!.afterClose), /^newPool: the broadcast model was closed \(STOP sent\)$/);
   process.stdout.write(`# 2 thread ranks: ${gen.length} sequences, ${sum.steps} steps, worst logprob difference ${worst.toExponential(2)}\n`);
 });
 
