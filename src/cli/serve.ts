@@ -275,7 +275,8 @@ async function rankEngine(o: ServeOptions, worldSize: number): Promise<RankEngin
   } catch (e) {
     throw new ServeCliError(`--device ${o.device}: ${(e as Error).message}`, { cause: e });
   }
-  const model = DeepseekV32.load(o.model, { device });
+  // this rank's share of the weights; its steps all-reduce with the other ranks'
+  const model = DeepseekV32.load(o.model, { device, parallel: collective });
   if (collective.rank !== 0) {
     // rank 0 decides when this rank stops (STOP after its drain): the launcher's forwarded signals are
     // for rank 0; a rank 0 that dies without STOP is cleaned up by the launcher (SIGKILL after its grace)

@@ -1,7 +1,8 @@
 // Multi-rank inference through step broadcast (src/engine/step-broadcast.ts): the STEP / POOL encodings
-// round-trip exactly; an engine on rank 0 of 2 thread ranks, its follower repeating every step, generates
-// what the plain model computes (each token's reported logprob = the log-softmax of a teacher-forced
-// model.forward over prompt + generated tokens, so no check rests on which token a near tie sampled);
+// round-trip exactly; an engine on rank 0 of 2 thread ranks, each rank holding half of the tiny model
+// (tensor + expert parallel) and the follower repeating every step, generates what the plain one-rank
+// model computes (each token's reported logprob = the log-softmax of a teacher-forced model.forward over
+// prompt + generated tokens, so no check rests on which token a near tie sampled);
 // rank 0's close ends the follower; a step failing on every rank fails its batch and nothing else; a
 // follower fed garbage fails naming what is wrong.
 import { test } from 'node:test';
@@ -95,6 +96,7 @@ function logSoftmaxAt(row: Float32Array, token: number): number {
 
 test('step broadcast: an engine on rank 0 of 2 thread ranks generates what the plain model computes; its close stops the follower', async () => {
   const outs = await runThreadRanks<Out>(2, WORKER, { kind: 'engine' } satisfies RankCase, { timeoutMs: 60_000 });
+  assert.deepEqual(outs.map((o) => o.sharded), [true, true], 'each rank holds a share of the weights');
   const gen = outs[0]!.generated as Generated[];
   const expected = requests.flatMap((r) => Array.from({ length: r.params!.n ?? 1 }, (_, i) => `${r.id}/${i}`));
   assert.deepEqual(gen.map((g) => `${g.id}/${g.index}`), expected);

@@ -12,7 +12,9 @@ import { collect } from './collect.js';
 import { cfg, SEED, requests, type Generated, type RankCase } from './step-broadcast-cases.js';
 
 const { collective: c, data } = joinThreadRank<RankCase>();
-const model = DeepseekV32.fromSource(cfg, mapSource(randomCheckpoint(cfg, SEED)));
+// every rank holds its share of the weights (tensor + expert parallel): a step all-reduces inside, so a
+// follower that missed or garbled a step would also change what rank 0 computes
+const model = DeepseekV32.fromSource(cfg, mapSource(randomCheckpoint(cfg, SEED)), { parallel: c });
 const caught = (f: () => unknown): string => {
   try {
     f();
@@ -42,6 +44,7 @@ const recording: StepModel<CachePool> = {
 };
 
 const out: Record<string, unknown> = {};
+out.sharded = model.tp.sharded;
 if (c.rank !== 0) {
   if (data.kind === 'engine' || data.kind === 'close' || data.kind === 'step-error') {
     const failed: string[] = [];
