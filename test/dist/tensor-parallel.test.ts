@@ -8,87 +8,20 @@
 //    choices nearly every route and selection agrees (a handful may sit on near ties).
 //  - FP8 weights split on 128×128 block boundaries; shares that would straddle a block, training and
 //    checkpoint saving on a shard are refused with messages that say why.
+// Each case runs with the ranks on the CPU and, where a driver is found, on CUDA (every rank a thread of
+// this process with its share on the one GPU, exchanging through host memory); the whole model, the
+// oracle, is always on the CPU.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { runThreadRanks } from '../../src/dist/thread-collective.js';
-import type { Numerics } from '../../src/model/index.js';
-import { selectionIndices } from '../../src/model/index.js';
-import { diff, fixturesDir } from '../model/golden-data.js';
-import { MAX_FP8_TIE_FLIPS, resolveFp8Ties } from '../../src/model/fp8-ties.js';
 import { existsSync } from 'node:fs';
-import { type ModelSpec, type TpCase, tpModel } from './tensor-parallel-cases.js';
+import { runThreadRanks } from '../../src/dist/thread-collective.js';
+import { fixturesDir } from '../model/golden-data.js';
+import { DEVICES } from '../cuda/common.js';
+import { compare, type TpCase, tpModel } from './tensor-parallel-cases.js';
 
 const WORKER = new URL('./tensor-parallel.worker.js', import.meta.url);
 const haveFixtures = existsSync(`${fixturesDir}/tiny-f32/config.json`);
 const skipNoFixtures = haveFixtures ? false : `no fixtures at ${fixturesDir}`;
-
-for (const [set, numerics, N] of [['tiny-f32', 'f32', 2], ['tiny-f32', 'f32', 4], ['tiny-bf16', 'bf16', 2]] as const) {
-  test(`${set} golden, ${numerics}, on ${N} tensor-parallel ranks: every check of dsv32 golden passes on every rank`, { skip: skipNoFixtures }, async () => {
-    const outs = await runThreadRanks<{ what: string; value: string; bound: string; ok: boolean }[]>(N, WORKER, { kind: 'golden', set, numerics } satisfies TpCase);
-    for (const [r, rows] of outs.entries()) for (const row of rows) assert.ok(row.ok, `rank ${r}: ${row.what}: ${row.value} (${row.bound})`);
-  });
-}
-
-interface ForwardOut {
-  forced: Float32Array;
-  routes: (Int32Array | null)[];
-  topk: Int32Array[];
-}
-
-/** Fraction of equal entries over the layers' arrays. */
-function agreement(a: (Int32Array | null)[], b: (Int32Array | null)[]): number {
-  let same = 0;
-  let n = 0;
-  a.forEach((x, l) => {
-    if (!x) return;
-    const y = b[l]!;
-    for (let i = 0; i < x.length; i++, n++) if (x[i] === y[i]) same++;
-  });
-  return same / n;
-}
-
-/** The first position (causal order: position, then row) whose logits differ from ref's by more than bound. */
-function firstBeyond(mine: Float32Array, ref: Float32Array, B: number, S: number, V: number, bound: number): number {
-  for (let p = 0; p < S; p++) {
-    for (let b = 0; b < B; b++) {
-      const o = (b * S + p) * V;
-      if (!(diff(mine.subarray(o, o + V), ref.subarray(o, o + V)).maxAbs <= bound)) return p * B + b;
-    }
-  }
-  return Infinity;
-}
-
-/**
- * N ranks against the whole model on this thread. With the whole model's choices replayed, the logits
- * must agree within tol × the largest logit, up to FP8 rounding ties (src/model/fp8-ties.ts): a latent
- * value at an e4m3 midpoint may round the other way after the ranks' reordered sums, which moves later
- * positions by ~1e-3; the whole model is rerun with such ties flipped until it matches, at most
- * MAX_FP8_TIE_FLIPS of them, so a real difference still fails.
- */
-async function compare(spec: ModelSpec, N: number, numerics: Numerics, tol: number, meanTol = tol): Promise<void> {
-  const whole = tpModel(spec);
-  const B = 2;
-  const S = 12;
-  const V = whole.cfg.vocabSize;
-  const tokens = Array.from({ length: B }, (_, b) => Array.from({ length: S }, (_, i) => (b === 0 && i === 0 ? 0 : (b * 7919 + i * 104729) % V)));
-  const free = whole.forward(tokens, { numerics });
-  const forcedTopk = free.topk.map(selectionIndices);
-  const forcedRoutes = free.routes.map((r) => (r ? (r.toHost() as Int32Array) : null));
-  const outs = await runThreadRanks<ForwardOut>(N, WORKER, { kind: 'forward', model: spec, numerics, tokens, forcedTopk, forcedRoutes } satisfies TpCase);
-  const mine = outs[0]!.forced;
-  const scale = mine.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
-  const res = resolveFp8Ties(() => whole.forward(tokens, { numerics, forcedTopk, forcedRoutes }).logits!.toFloat32(), (ref) => firstBeyond(mine, ref, B, S, V, tol * scale));
-  assert.ok(res.flips.length <= MAX_FP8_TIE_FLIPS, `${res.flips.length} FP8 tie flips`);
-  const d = diff(mine, res.result);
-  assert.ok(d.maxAbs <= tol * scale, `${N} ranks, ${numerics}: max |Δ| ${d.maxAbs} > ${tol} × max |logit| ${scale} (after ${res.flips.length} FP8 tie flips)`);
-  assert.ok(d.meanAbs <= meanTol * scale, `${N} ranks, ${numerics}: mean |Δ| ${d.meanAbs} > ${meanTol} × max |logit| ${scale}`);
-  for (const [r, o] of outs.entries()) {
-    // the ranks all-gather one result: the same bits everywhere
-    assert.deepEqual(o.forced, mine, `rank ${r}'s logits differ from rank 0's`);
-    assert.ok(agreement(o.routes, forcedRoutes) >= 0.97, `rank ${r}: routes agree on ${agreement(o.routes, forcedRoutes)}`);
-    assert.ok(agreement(o.topk, forcedTopk) >= 0.97, `rank ${r}: selections agree on ${agreement(o.topk, forcedTopk)}`);
-  }
-}
 
 // tolerances. f32: the ranks' sums in another order differ from one rank's by f32 ulps (measured ≤ 1.1e-6
 // of the largest logit). bf16: every rounding to bf16 happens after the ranks' sum, as on one rank
@@ -98,22 +31,31 @@ async function compare(spec: ModelSpec, N: number, numerics: Numerics, tol: numb
 // held to 2e-2 at most and 1e-3 on average. (Rounding each rank's part to bf16 before the sum, as the
 // reference does, measured 1.1e-2–2.1e-2 of the largest logit at every position; a wrong shard is off by
 // O(1).)
-test('random model, f32, 2 / 4 / 8 ranks: logits with replayed choices within 1e-5 of the whole model, free choices ≥ 97% the same', async () => {
-  for (const N of [2, 4, 8]) await compare({ random: 'small', seed: 5 }, N, 'f32', 1e-5);
-});
+for (const [device, opts] of DEVICES) {
+  for (const [set, numerics, N] of [['tiny-f32', 'f32', 2], ['tiny-f32', 'f32', 4], ['tiny-bf16', 'bf16', 2]] as const) {
+    test(`${set} golden, ${numerics}, on ${N} tensor-parallel ranks: every check of dsv32 golden passes on every rank [${device}]`, { skip: opts.skip ?? skipNoFixtures }, async () => {
+      const outs = await runThreadRanks<{ what: string; value: string; bound: string; ok: boolean }[]>(N, WORKER, { device, kind: 'golden', set, numerics } satisfies TpCase);
+      for (const [r, rows] of outs.entries()) for (const row of rows) assert.ok(row.ok, `rank ${r}: ${row.what}: ${row.value} (${row.bound})`);
+    });
+  }
 
-test('random model, bf16, 2 and 4 ranks, with and without a shared expert: logits with replayed choices within bf16 rounding of the whole model', async () => {
-  for (const N of [2, 4]) await compare({ random: 'small', seed: 6 }, N, 'bf16', 2e-2, 1e-3);
-  await compare({ random: 'unshared', seed: 6 }, 2, 'bf16', 2e-2, 1e-3);
-});
+  test(`random model, f32, 2 / 4 / 8 ranks: logits with replayed choices within 1e-5 of the whole model, free choices ≥ 97% the same [${device}]`, opts, async () => {
+    for (const N of [2, 4, 8]) await compare(device, { random: 'small', seed: 5 }, N, 'f32', 1e-5);
+  });
 
-test('FP8 weights split on 128×128 block boundaries, 2 ranks: f32 and bf16 logits with replayed choices near the whole model', async () => {
-  await compare({ random: 'fp8', seed: 7 }, 2, 'f32', 1e-5);
-  await compare({ random: 'fp8', seed: 7 }, 2, 'bf16', 2e-2, 1e-3);
-});
+  test(`random model, bf16, 2 and 4 ranks, with and without a shared expert: logits with replayed choices within bf16 rounding of the whole model [${device}]`, opts, async () => {
+    for (const N of [2, 4]) await compare(device, { random: 'small', seed: 6 }, N, 'bf16', 2e-2, 1e-3);
+    await compare(device, { random: 'unshared', seed: 6 }, 2, 'bf16', 2e-2, 1e-3);
+  });
+
+  test(`FP8 weights split on 128×128 block boundaries, 2 ranks: f32 and bf16 logits with replayed choices near the whole model [${device}]`, opts, async () => {
+    await compare(device, { random: 'fp8', seed: 7 }, 2, 'f32', 1e-5);
+    await compare(device, { random: 'fp8', seed: 7 }, 2, 'bf16', 2e-2, 1e-3);
+  });
+}
 
 test('a shard refuses what needs the whole model, naming why: FP8 shares straddling a block, training, saving', { skip: skipNoFixtures }, async () => {
-  const outs = await runThreadRanks<Record<string, string>>(2, WORKER, { kind: 'errors', model: { random: 'small', seed: 5 } } satisfies TpCase);
+  const outs = await runThreadRanks<Record<string, string>>(2, WORKER, { device: 'cpu', kind: 'errors', model: { random: 'small', seed: 5 } } satisfies TpCase);
   for (const o of outs) {
     assert.match(o.fp8!, /tiny-fp8.*q_b_proj\.weight' is FP8 with 128×128 block scales, and 2 ranks split its rows into shares of 96, not a multiple of 128/);
     assert.match(o.train!, /trainForward needs the whole model; this is rank \d of a 2-way tensor-parallel shard/);

@@ -9,6 +9,7 @@ import { fixturesDir } from '../model/golden-data.js';
 import { type TpCase, tpModel } from './tensor-parallel-cases.js';
 
 const { collective: c, data } = joinThreadRank<TpCase>();
+if (data.device === 'cuda') await import('../../src/backend/cuda/index.js');
 const caught = (f: () => unknown): string => {
   try {
     f();
@@ -19,9 +20,9 @@ const caught = (f: () => unknown): string => {
 };
 let out: unknown;
 if (data.kind === 'golden') {
-  out = runGolden(fixturesDir, data.set, data.numerics, 'cpu', c);
+  out = runGolden(fixturesDir, data.set, data.numerics, data.device, c);
 } else if (data.kind === 'forward') {
-  const m = tpModel(data.model, c);
+  const m = tpModel(data.model, c, data.device);
   const fwd = (forced: boolean) => m.forward(data.tokens, { numerics: data.numerics, ...(forced ? { forcedTopk: data.forcedTopk, forcedRoutes: data.forcedRoutes } : {}) });
   const f = fwd(true);
   const free = fwd(false);
