@@ -8,9 +8,8 @@
 //    choices nearly every route and selection agrees (a handful may sit on near ties).
 //  - FP8 weights split on 128×128 block boundaries; shares that would straddle a block, training and
 //    checkpoint saving on a shard are refused with messages that say why.
-// Each case runs with the ranks on the CPU and, where a driver is found, on CUDA (every rank a thread of
-// this process with its share on the one GPU, exchanging through host memory); the whole model, the
-// oracle, is always on the CPU.
+// Each case runs on the CPU and, where a driver is found, on CUDA (every rank a thread of this process
+// with its share on the one GPU, exchanging through host memory; the whole model on the same GPU).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
