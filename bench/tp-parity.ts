@@ -50,7 +50,16 @@ const agree = (a: (Int32Array | null)[], b: (Int32Array | null)[]): number => {
 
 for (const numerics of numericsList) {
   const free = whole.forward(tokens, { numerics });
-  const forcedTopk = free.topk.map(selectionIndices);
+  // a selection is [T, min(index_topk, context)] wide; a forced one must be [T, index_topk], −1 padded
+  const k = cfg.indexTopk;
+  const freeTopk = free.topk.map(selectionIndices);
+  const forcedTopk = free.topk.map((sel) => {
+    const w = sel.width;
+    const idx = selectionIndices(sel);
+    const out = new Int32Array(S * k).fill(-1);
+    for (let t = 0; t < S; t++) out.set(idx.subarray(t * w, (t + 1) * w), t * k);
+    return out;
+  });
   const forcedRoutes = free.routes.map((r) => (r ? (r.toHost() as Int32Array) : null));
   const ref = whole.forward(tokens, { numerics, forcedTopk, forcedRoutes }).logits!.toFloat32();
   const scale = ref.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
@@ -85,7 +94,7 @@ for (const numerics of numericsList) {
       ranksIdentical: outs.every((o) => o.logits.every((v, i) => Object.is(v, mine[i]))),
       maxAbs: +maxAbs.toExponential(3), maxRel: +(maxAbs / scale).toExponential(3), meanRel: +(sumAbs / ref.length / scale).toExponential(3),
       maxAtPosition: maxPos, firstPositionBeyond1e4: firstMoved, largestLogit: +scale.toFixed(3),
-      freeRoutesSame: +agree(outs[0]!.routes, forcedRoutes).toFixed(5), freeSelectionsSame: +agree(outs[0]!.topk, forcedTopk).toFixed(5),
+      freeRoutesSame: +agree(outs[0]!.routes, forcedRoutes).toFixed(5), freeSelectionsSame: +agree(outs[0]!.topk, freeTopk).toFixed(5),
       wallS: +((performance.now() - r0) / 1000).toFixed(1),
     }));
   }
