@@ -2,7 +2,8 @@
 // indexer-train.test.ts): the CUDA-core kernels, the bf16 GEMM path with its default chunk budget, and the
 // GEMM path with a budget of two queries a chunk (several chunks run, the last short for odd Tq). Each path
 // is set explicitly, whatever the defaults (DSV32_CUDA_GEMM may change them); the 'kernel' path
-// also sends the sparse MLA forward to its kernel, so each backward is paired with its own forward.
+// also sends the sparse MLA forward to its kernel (neither fused nor gathered GEMM), so each backward is
+// paired with its own forward.
 import { sparseMlaTune } from '../../src/backend/cuda/sparse-mla.js';
 
 export const GEMM_PATHS = ['kernel', 'gemm', 'gemm, 2 queries a chunk'] as const;
@@ -11,14 +12,14 @@ export type GemmPath = (typeof GEMM_PATHS)[number];
 /** fn() with `tune` (the op's switch and chunk budget) set for `path`, restored after; null: as it is (CPU). */
 export function onGemmPath<R>(tune: { gemm: boolean; chunkBytes: number }, path: GemmPath | null, bytesPerQuery: number, fn: () => R): R {
   const keep = { ...tune };
-  const keepFwd = sparseMlaTune.gemm;
+  const keepFwd = { gemm: sparseMlaTune.gemm, fused: sparseMlaTune.fused };
   try {
     if (path !== null) tune.gemm = path !== 'kernel';
-    if (path === 'kernel') sparseMlaTune.gemm = false;
+    if (path === 'kernel') Object.assign(sparseMlaTune, { gemm: false, fused: false });
     if (path === 'gemm, 2 queries a chunk') tune.chunkBytes = 2 * bytesPerQuery + 1;
     return fn();
   } finally {
     Object.assign(tune, keep);
-    sparseMlaTune.gemm = keepFwd;
+    Object.assign(sparseMlaTune, keepFwd);
   }
 }

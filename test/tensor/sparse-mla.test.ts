@@ -15,20 +15,26 @@ import { sparseMqaAttention } from '../oracles/sparse-attention.js';
 import { sparseMlaTune } from '../../src/backend/cuda/sparse-mla.js';
 
 /**
- * On CUDA a bf16 query takes the gather + cuBLASLt path (sparseMlaTune.gemm) and f32 the CUDA-core
- * kernel: run the body with each, so both paths meet the same bounds.
+ * On CUDA a bf16 query of at most 64 heads takes the fused tensor-core kernel (sparseMlaTune.fused), one of
+ * more heads the gather + cuBLASLt path (sparseMlaTune.gemm), and f32 the CUDA-core kernel: run the body on
+ * each path in turn (fused, gemm, kernel), so every path meets the same bounds.
  */
+const PATHS = [{ fused: true, gemm: true }, { fused: false, gemm: true }, { fused: false, gemm: false }] as const;
 function bothPaths(dev: string, body: () => void): void {
-  const keep = sparseMlaTune.gemm;
+  const keep = { fused: sparseMlaTune.fused, gemm: sparseMlaTune.gemm };
   try {
-    for (const gemm of dev === 'cpu' ? [keep] : [true, false]) {
-      sparseMlaTune.gemm = gemm;
+    for (const p of dev === 'cpu' ? [keep] : PATHS) {
+      Object.assign(sparseMlaTune, p);
       body();
     }
   } finally {
-    sparseMlaTune.gemm = keep;
+    Object.assign(sparseMlaTune, keep);
   }
 }
+
+/** The CUDA path a bf16 query of H heads takes now (for messages). */
+const pathName = (dev: string, H: number): string =>
+  dev === 'cpu' ? '' : sparseMlaTune.fused && H <= sparseMlaTune.fusedMaxHeads ? ' (fused path)' : sparseMlaTune.gemm ? ' (gemm path)' : ' (kernel path)';
 
 const bf16All = (a: Float32Array): Float32Array => a.map((x) => T.bf16Round(x));
 
@@ -204,6 +210,7 @@ const PREFILL_CASES: PrefillCase[] = [
   { Tq: 3, H: 64, k: 37, Tk: 70, dv: 512, dr: 64 },
   { Tq: 2, H: 128, k: 65, Tk: 200, dv: 512, dr: 64 },
   { Tq: 4, H: 20, k: 19, Tk: 12, dv: 96, dr: 24 }, // H not a multiple of 16, k > Tk (rows padded with holes)
+  { Tq: 3, H: 20, k: 130, Tk: 300, dv: 128, dr: 64 }, // fused: a partial head group, a partial third key tile
 ];
 
 eachDevice('sparseMlaPrefill at awkward shapes (k ∤ 64, holes, a row of only holes, H 16/64/128) against an f64 reference', (dev) => bothPaths(dev, () => {
@@ -224,7 +231,7 @@ eachDevice('sparseMlaPrefill at awkward shapes (k ∤ 64, holes, a row of only h
       const kv = T.fromArray(kvv, [c.Tk, D], { dtype });
       const it = T.fromArray(idx, [c.Tq, c.k], { dtype: 'i32' });
       const { out, lse } = T.sparseMlaPrefill(on(q, dev), on(kv, dev), on(it, dev), scale, { dv: c.dv });
-      const what = `${dev}${dev === 'cpu' ? '' : sparseMlaTune.gemm ? ' (gemm path)' : ' (kernel path)'} ${dtype} ${JSON.stringify(c)}`;
+      const what = `${dev}${pathName(dev, c.H)} ${dtype} ${JSON.stringify(c)}`;
       assert.deepEqual(out.shape, [c.Tq, c.H, c.dv]);
       assert.equal(out.dtype, dtype);
       const ref = naive(qv, kvv, idx, c.Tq, c.H, D, c.dv, c.k, scale);
@@ -335,6 +342,7 @@ const DECODE_CASES: DecodeCase[] = [
   { B: 2, sq: 1, H: 128, k: 70, len: 90, page: 64, dv: 512, dr: 64 },
   { B: 2, sq: 2, H: 64, k: 33, len: 41, page: 5, dv: 512, dr: 64 },
   { B: 2, sq: 2, H: 4, k: 13, len: 20, page: 3, dv: 200, dr: 8 }, // a partial 128-block of the latent
+  { B: 2, sq: 1, H: 8, k: 200, len: 260, page: 64, dv: 192, dr: 64 }, // fused: 8 of 16 heads, a partial 128-block, 4 key tiles
 ];
 
 eachDevice('sparseMlaDecode: write the paged cache, read it back through decode = prefill on the dequantised kv (fp8, bf16 and f32 caches)', (dev) => bothPaths(dev, () => {
@@ -376,7 +384,7 @@ eachDevice('sparseMlaDecode: write the paged cache, read it back through decode 
         const q = T.fromArray(qv, [c.B, c.sq, c.H, D], { dtype });
         const it = T.fromArray(idx, [c.B, c.sq, c.k], { dtype: 'i32' });
         const dec = T.sparseMlaDecode(on(q, dev), cache, on(it, dev), scale, { dv: c.dv });
-        const what = `${dev}${dev === 'cpu' ? '' : sparseMlaTune.gemm ? ' (gemm path)' : ' (kernel path)'} ${format} q ${dtype} ${JSON.stringify(c)}`;
+        const what = `${dev}${pathName(dev, c.H)} ${format} q ${dtype} ${JSON.stringify(c)}`;
         assert.deepEqual(dec.out.shape, [c.B, c.sq, c.H, c.dv]);
         assert.deepEqual(dec.lse.shape, [c.B, c.sq, c.H]);
         // prefill over the dequantised cache rows (exact in bf16 too: e4m3·2^k and bf16 values fit bf16)

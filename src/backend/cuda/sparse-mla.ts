@@ -33,8 +33,12 @@ function fwd(b: CudaBackend, op: string, kvName: string, out: View, lse: View, q
   kern.launch(N, NT, smem, [N, H, D, dv, k, rows, W, scale, b.address(out), b.address(lse), b.address(q), b.address(kv), b.address(indices)], Math.ceil(H / HG));
 }
 
-/** Path choice, for tests and benchmarks: gemm = false sends bf16 queries to the CUDA-core kernel too. */
-export const sparseMlaTune = { gemm: gemmPathOn('mla', true) };
+/**
+ * Path choice, for tests and benchmarks: `fused` sends bf16 queries of at most `fusedMaxHeads` heads to the
+ * fused tensor-core kernel, `gemm` the others (or all, with fused off) to the gathered-GEMM path; both off
+ * sends them to the CUDA-core kernel too.
+ */
+export const sparseMlaTune = { gemm: gemmPathOn('mla', true), fused: gemmPathOn('mla-fused', true), fusedMaxHeads: 64 };
 
 const SOFTMAX_SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'i64', 'f64', 'p', 'p', 'p'];
 /** Bytes of gathered rows per chunk of queries (bounds the temporaries at long k). */
@@ -71,8 +75,32 @@ function gemmPath(b: CudaBackend, src: 'bf16' | 'f32' | 'fp8', out: View, lse: V
   return true;
 }
 
+/** kernels/sparse_mla_gemm.cu's fused kernel limits (FUSED_*). */
+const FUSED = { HG: 16, TK: 64, NT: 256, D_MAX: 576, DV_MAX: 512, K_MAX: 2048 };
+
+/**
+ * bf16 queries of few heads: the fused kernel (kernels/sparse_mla_gemm.cu, "the fused few-head path"),
+ * one CTA per (query, 16 heads), key tiles gathered into shared memory. Returns false where it does not
+ * apply (then the gathered-GEMM path or the CUDA-core kernel runs).
+ */
+function fusedPath(b: CudaBackend, src: 'bf16' | 'f32' | 'fp8', out: View, lse: View, q: View, kv: View, indices: View, dv: number, scale: number, rows: number, W: number): boolean {
+  const [N, H, D] = q.shape as [number, number, number];
+  const k = indices.shape[1]!;
+  if (!sparseMlaTune.fused || H > sparseMlaTune.fusedMaxHeads || q.dtype !== 'bf16' || out.dtype !== 'bf16') return false;
+  if (D % 16 !== 0 || D > FUSED.D_MAX || dv % 64 !== 0 || dv > FUSED.DV_MAX || dv > D || k === 0 || k > FUSED.K_MAX || N === 0) return false;
+  if (N > 2 ** 31 - 1 || Math.ceil(H / FUSED.HG) > 65535) return false;
+  const kp = Math.ceil(k / FUSED.TK) * FUSED.TK + 8;
+  const smem = 2 * ((FUSED.HG + FUSED.TK) * (D + 8) + FUSED.HG * kp);
+  if (smem > b.rt.info.maxSharedPerBlockOptin) return false;
+  const kern = b.rt.modules.get('sparse_mla_gemm', `sparse_mla_fused_${src}`, FWD_SIG);
+  if (smem > 48 * 1024) kern.setMaxDynamicSmem(smem, C.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES);
+  kern.launch(N, FUSED.NT, smem, [N, H, D, dv, k, rows, W, scale, b.address(out), b.address(lse), b.address(q), b.address(kv), b.address(indices)], Math.ceil(H / FUSED.HG));
+  return true;
+}
+
 export function sparseMlaPrefillCuda(b: CudaBackend, out: View, lse: View, q: View, kv: View, indices: View, dv: number, scale: number): void {
   if (q.dtype !== kv.dtype) throw new DsvError(`sparseMlaPrefill on cuda: kv (${kv.dtype}) must have q's dtype (${q.dtype})`);
+  if (fusedPath(b, sfx(kv.dtype) as 'bf16' | 'f32', out, lse, q, kv, indices, dv, scale, kv.shape[0]!, 0)) return;
   if (gemmPath(b, sfx(kv.dtype) as 'bf16' | 'f32', out, lse, q, kv, indices, dv, scale, kv.shape[0]!, 0)) return;
   fwd(b, 'sparseMlaPrefill', sfx(kv.dtype), out, lse, q, kv, indices, dv, scale, kv.shape[0]!, 0);
 }
@@ -81,6 +109,7 @@ export function sparseMlaDecodeCuda(b: CudaBackend, out: View, lse: View, q: Vie
   const [blocks, page, W] = cache.shape as [number, number, number];
   // the bf16 and f32 caches are dense row layouts [blocks·page, D] (q arrives as [B·s_q, H, D])
   const src = cache.dtype === 'u8' ? 'fp8' : (sfx(cache.dtype) as 'bf16' | 'f32');
+  if (fusedPath(b, src, out, lse, q, cache, indices, dv, scale, blocks * page, cache.dtype === 'u8' ? W : 0)) return;
   if (gemmPath(b, src, out, lse, q, cache, indices, dv, scale, blocks * page, cache.dtype === 'u8' ? W : 0)) return;
   fwd(b, 'sparseMlaDecode', cache.dtype === 'u8' ? 'fp8' : sfx(cache.dtype), out, lse, q, cache, indices, dv, scale, blocks * page, cache.dtype === 'u8' ? W : 0);
 }
