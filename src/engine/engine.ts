@@ -108,8 +108,8 @@ export interface EngineOptions {
   graphCapture?: GraphCapture;
   /**
    * Worker threads that sample a step's rows beside the engine's thread (sampler-pool.ts; results bit for
-   * bit the inline sampler's). Default: none below a 32K vocabulary or on 2 cores, else up to 7 (one
-   * fewer than the cores).
+   * bit the inline sampler's). Default (defaultSamplerThreads): none below an 8 192-token vocabulary, else
+   * up to 7, one fewer than the cores.
    */
   samplerThreads?: number;
 }

@@ -158,6 +158,13 @@ export function distribution(row: ArrayLike<number>, params: FilterParams): Dist
   }
   const zmax = zBest / tau;
   if (zmax === -Infinity) throw new SamplerError('sampler: every logit is −∞');
+  if (greedy) {
+    // the log-partition alone (for the logprob), the same sum as below without keeping the terms: a
+    // V-wide array per row was a third of a 64-row greedy step's host time at V = 32 000 (with its GC)
+    let sum = 0;
+    for (let v = 0; v < V; v++) sum += Math.exp(row[v]! - zmax);
+    return new Distribution(V, Int32Array.of(best), Float64Array.of(1), 1, zmax + Math.log(sum), tau);
+  }
   const e = new Float64Array(V);
   let sum = 0;
   for (let v = 0; v < V; v++) {
@@ -166,7 +173,6 @@ export function distribution(row: ArrayLike<number>, params: FilterParams): Dist
     sum += x;
   }
   const logZ = zmax + Math.log(sum);
-  if (greedy) return new Distribution(V, Int32Array.of(best), Float64Array.of(1), 1, logZ, tau);
   const topK = params.topK > 0 && params.topK < V ? params.topK : 0;
   const topP = params.topP < 1 ? params.topP : 1;
   const minP = params.minP > 0 ? params.minP : 0;
