@@ -1,7 +1,7 @@
 // Engine throughput on a random-weight model (a script, not a test):
 //   node dist/bench/engine.js [--device cpu|cuda] [--shape tiny|cpu-mid|mid | --model DIR] [--numerics f32|bf16]
 //        [--batches 1,4,16] [--prompt 64] [--gen 32] [--spec 0] [--vocab V] [--temperature 0]
-//        [--cuda-graphs on|off|both]
+//        [--cuda-graphs on|off|both] [--sampler-threads N]
 // For each batch size B, B concurrent requests (greedy unless --temperature) (distinct prompts, ignoreEos) of `prompt` tokens
 // generate `gen` tokens each. Reported per B: TTFT (first token after submission) mean, TPOT (mean gap
 // between a sequence's tokens after the first), decode throughput B / TPOT, end-to-end tokens/s, and the
@@ -35,6 +35,8 @@ if (!['on', 'off', 'both'].includes(graphsArg)) {
   process.exit(2);
 }
 const graphModes = graphsArg === 'both' ? [false, true] : [graphsArg === 'on'];
+// the engine's sampling threads (default: its own choice, defaultSamplerThreads; 0: the main thread only)
+const samplerThreads = opt('--sampler-threads') === undefined ? undefined : Number(opt('--sampler-threads'));
 
 const vocab = process.argv.includes('--vocab') ? { vocab_size: Number(arg('--vocab', '0')) } : {};
 const modelDir = opt('--model');
@@ -77,7 +79,7 @@ for (const B of batches) {
   const modelStep = (now() - m0) / steps;
   for (const cudaGraphs of graphModes) {
     const blocksPer = Math.ceil((P + G + 4) / 64);
-    const engine = new LLMEngine(model, { numBlocks: B * blocksPer + 2, maxNumSeqs: Math.max(B, 1), maxBatchTokens: Math.max(2048, B * (1 + spec)), numerics, speculativeTokens: spec, cudaGraphs });
+    const engine = new LLMEngine(model, { numBlocks: B * blocksPer + 2, maxNumSeqs: Math.max(B, 1), maxBatchTokens: Math.max(2048, B * (1 + spec)), numerics, speculativeTokens: spec, cudaGraphs, samplerThreads });
     inModel.ms = 0;
     inModel.steps = 0;
     const t0 = now();
@@ -103,7 +105,7 @@ for (const B of batches) {
     engine.close();
     const mean = (a: number[]): number => a.reduce((x, y) => x + y, 0) / Math.max(1, a.length);
     console.log(JSON.stringify({
-      device, shape, vocab: cfg.vocabSize, numerics, temperature, batch: B, prompt: P, gen: G, spec,
+      device, samplerThreads: samplerThreads ?? 'default', shape, vocab: cfg.vocabSize, numerics, temperature, batch: B, prompt: P, gen: G, spec,
       cudaGraphsAsked: cudaGraphs, cudaGraphs: gs !== null, graphReplays: gs?.replays ?? 0, graphCaptures: gs?.captures ?? 0,
       ...(gs?.failures.length ? { graphFailures: gs.failures } : {}),
       ttftMs: +mean(first.map((t) => t - t0)).toFixed(2),

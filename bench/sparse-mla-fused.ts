@@ -1,0 +1,46 @@
+// The fused few-head sparse MLA kernel (kernels/sparse_mla_gemm.cu) against the gathered-GEMM path on the
+// same inputs, over the number of query rows N: where the fused kernel pays (sparseMlaTune.fusedMaxRows).
+//   N query rows × H heads (default 16, the mid config) × D 576 (512 latent + 64 RoPE), k selected keys of a
+//   4 096-row bf16 kv, distinct per row; medians of CUDA-event times over bursts (bench/harness.ts burstMs)
+//   node dist/bench/sparse-mla-fused.js [--heads 16] [--k 1024,2048] [--rows 16,64,256,1024,4096]
+import * as T from '../src/tensor/index.js';
+import '../src/backend/cuda/index.js';
+import { sparseMlaTune } from '../src/backend/cuda/sparse-mla.js';
+import { argError, burstMs, distinctRows, machine, opt, printTable, randDevice } from './harness.js';
+
+const list = (name: string, dflt: string): number[] => {
+  const v = (opt(name) ?? dflt).split(',').map(Number);
+  if (v.some((x) => !Number.isInteger(x) || x < 1)) argError(`${name} must list positive integers, got '${opt(name)}'`);
+  return v;
+};
+const H = list('--heads', '16')[0]!;
+const ks = list('--k', '1024,2048');
+const rowsList = list('--rows', '16,64,256,1024,4096');
+const D = 576;
+const DV = 512;
+const TK = 4096;
+const scale = 1 / Math.sqrt(D);
+const kv = randDevice([TK, D], 'bf16', 1, 'cuda');
+
+const keep = { ...sparseMlaTune };
+const out: string[][] = [];
+for (const k of ks) {
+  for (const N of rowsList) {
+    const q = randDevice([N, H, D], 'bf16', 2, 'cuda');
+    const idx = T.fromArray(distinctRows(N, k, TK, 3), [N, k], { dtype: 'i32', device: 'cuda' });
+    const run = (): void => {
+      T.sparseMlaPrefill(q, kv, idx, scale, { dv: DV });
+    };
+    const burst = Math.max(1, Math.floor(2048 / N));
+    Object.assign(sparseMlaTune, { fused: true, fusedMaxRows: Infinity, fusedMaxHeads: 64 });
+    const fused = burstMs(run, 7, burst);
+    Object.assign(sparseMlaTune, { fused: false });
+    const gemm = burstMs(run, 7, burst);
+    Object.assign(sparseMlaTune, keep);
+    const tflops = (ms: number): string => ((2 * N * H * k * (D + DV)) / (ms * 1e9)).toFixed(1);
+    out.push([String(k), String(N), fused.toFixed(3), tflops(fused), gemm.toFixed(3), tflops(gemm), (gemm / fused).toFixed(2) + '×']);
+    console.error(JSON.stringify({ k, N, H, fusedMs: fused, gemmMs: gemm }));
+  }
+}
+console.log(`# sparse MLA, fused vs gathered GEMM, H ${H}, D ${D}, dv ${DV}, bf16 — ${machine()}`);
+printTable(['k', 'rows', 'fused ms', 'TFLOPS', 'gathered GEMM ms', 'TFLOPS', 'GEMM / fused'], out);
