@@ -1,5 +1,5 @@
 // The fused few-head sparse MLA kernel (kernels/sparse_mla_gemm.cu) against the gathered-GEMM path on the
-// same inputs, over the number of query rows N: where the fused kernel pays (sparseMlaTune.fusedMaxRows).
+// same inputs, over the number of query rows N: where the fused kernel pays (sparseMlaTune's bounds).
 //   N query rows × H heads (default 16, the mid config) × D 576 (512 latent + 64 RoPE), k selected keys of a
 //   4 096-row bf16 kv, distinct per row; medians of CUDA-event times over bursts (bench/harness.ts burstMs)
 //   node dist/bench/sparse-mla-fused.js [--heads 16] [--k 1024,2048] [--rows 16,64,256,1024,4096]
@@ -32,7 +32,7 @@ for (const k of ks) {
       T.sparseMlaPrefill(q, kv, idx, scale, { dv: DV });
     };
     const burst = Math.max(1, Math.floor(2048 / N));
-    Object.assign(sparseMlaTune, { fused: true, fusedMaxRows: Infinity, fusedMaxHeads: 64 });
+    Object.assign(sparseMlaTune, { fused: true, fusedMinRows: 0, fusedMaxHeads: 64 });
     const fused = burstMs(run, 7, burst);
     Object.assign(sparseMlaTune, { fused: false });
     const gemm = burstMs(run, 7, burst);

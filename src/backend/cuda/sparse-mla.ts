@@ -34,11 +34,14 @@ function fwd(b: CudaBackend, op: string, kvName: string, out: View, lse: View, q
 }
 
 /**
- * Path choice, for tests and benchmarks: `fused` sends bf16 queries of at most `fusedMaxHeads` heads to the
- * fused tensor-core kernel, `gemm` the others (or all, with fused off) to the gathered-GEMM path; both off
- * sends them to the CUDA-core kernel too.
+ * Path choice, for tests and benchmarks: `fused` sends bf16 queries of at most `fusedMaxHeads` heads and at
+ * least `fusedMinRows` query rows to the fused tensor-core kernel, `gemm` the others (or all, with fused
+ * off) to the gathered-GEMM path; both off sends them to the CUDA-core kernel too. The bounds are where
+ * the fused kernel measured faster (bench/sparse-mla-fused.ts, H100, 16 heads, D 576, k 1 024 and 2 048):
+ * 1.11–1.29× from 128 rows up to 4 096, 0.24–0.73× at 16 and 64 rows (one CTA per row and head group
+ * leaves most SMs idle there); more heads were not measured.
  */
-export const sparseMlaTune = { gemm: gemmPathOn('mla', true), fused: gemmPathOn('mla-fused', true), fusedMaxHeads: 64, fusedMaxRows: 256 };
+export const sparseMlaTune = { gemm: gemmPathOn('mla', true), fused: gemmPathOn('mla-fused', true), fusedMaxHeads: 16, fusedMinRows: 128 };
 
 const SOFTMAX_SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'i64', 'f64', 'p', 'p', 'p'];
 /** Bytes of gathered rows per chunk of queries (bounds the temporaries at long k). */
@@ -86,7 +89,7 @@ const FUSED = { HG: 16, TK: 64, NT: 256, D_MAX: 576, DV_MAX: 512, K_MAX: 2048 };
 function fusedPath(b: CudaBackend, src: 'bf16' | 'f32' | 'fp8', out: View, lse: View, q: View, kv: View, indices: View, dv: number, scale: number, rows: number, W: number): boolean {
   const [N, H, D] = q.shape as [number, number, number];
   const k = indices.shape[1]!;
-  if (!sparseMlaTune.fused || H > sparseMlaTune.fusedMaxHeads || N > sparseMlaTune.fusedMaxRows || q.dtype !== 'bf16' || out.dtype !== 'bf16') return false;
+  if (!sparseMlaTune.fused || H > sparseMlaTune.fusedMaxHeads || N < sparseMlaTune.fusedMinRows || q.dtype !== 'bf16' || out.dtype !== 'bf16') return false;
   if (D % 16 !== 0 || D > FUSED.D_MAX || dv % 64 !== 0 || dv > FUSED.DV_MAX || dv > D || k === 0 || k > FUSED.K_MAX || N === 0) return false;
   if (N > 2 ** 31 - 1 || Math.ceil(H / FUSED.HG) > 65535) return false;
   const kp = Math.ceil(k / FUSED.TK) * FUSED.TK + 8;
