@@ -7,17 +7,10 @@ import { joinThreadRank } from '../../src/dist/thread-collective.js';
 import { DeepseekV32 } from '../../src/model/index.js';
 import { fixturesDir } from '../model/golden-data.js';
 import { type TpCase, tpModel } from './tensor-parallel-cases.js';
+import { caught } from './thread-ranks.js';
 
 const { collective: c, data } = joinThreadRank<TpCase>();
 if (data.device === 'cuda') await import('../../src/backend/cuda/index.js');
-const caught = (f: () => unknown): string => {
-  try {
-    f();
-    return '';
-  } catch (e) {
-    return (e as Error).message;
-  }
-};
 let out: unknown;
 if (data.kind === 'golden') {
   out = runGolden(fixturesDir, data.set, data.numerics, data.device, c);

@@ -13,3 +13,13 @@ export function input(rank: number, n: number, dtype: DType): number[] {
     return dtype === 'i32' ? v * 1000003 : v + (rank + 1) / 3 + i / 7;
   });
 }
+
+/** The message f throws ('' when it returns): what a rank posts back for the test to match. */
+export function caught(f: () => unknown): string {
+  try {
+    f();
+    return '';
+  } catch (e) {
+    return (e as Error).message;
+  }
+}

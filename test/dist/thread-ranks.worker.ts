@@ -4,19 +4,11 @@ import { parentPort } from 'node:worker_threads';
 import '../../src/backend/cpu/index.js';
 import { joinThreadRank } from '../../src/dist/thread-collective.js';
 import { fromArray, type Tensor } from '../../src/tensor/tensor.js';
-import { input, type RankCase } from './thread-ranks.js';
+import { caught, input, type RankCase } from './thread-ranks.js';
 
 const { collective: c, data } = joinThreadRank<RankCase>();
 const N = c.worldSize;
 const vals = (t: Tensor): number[] => Array.from(t.toFloat64());
-const caught = (f: () => void): string => {
-  try {
-    f();
-    return '';
-  } catch (e) {
-    return (e as Error).message;
-  }
-};
 
 const out: Record<string, unknown> = {};
 if (data.kind === 'ops') {

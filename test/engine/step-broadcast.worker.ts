@@ -10,19 +10,12 @@ import { DeepseekV32, mapSource, randomCheckpoint } from '../../src/model/index.
 import { fromArray } from '../../src/tensor/tensor.js';
 import { collect } from './collect.js';
 import { cfg, SEED, requests, type Generated, type RankCase } from './step-broadcast-cases.js';
+import { caught } from '../dist/thread-ranks.js';
 
 const { collective: c, data } = joinThreadRank<RankCase>();
 // every rank holds its share of the weights (tensor + expert parallel): a step all-reduces inside, so a
 // follower that missed or garbled a step would also change what rank 0 computes
 const model = DeepseekV32.fromSource(cfg, mapSource(randomCheckpoint(cfg, SEED)), { parallel: c });
-const caught = (f: () => unknown): string => {
-  try {
-    f();
-    return '';
-  } catch (e) {
-    return (e as Error).message;
-  }
-};
 const bcast = (words: number[]): void => c.broadcast(fromArray(Int32Array.from(words), [words.length], { dtype: 'i32' }), 0);
 
 /** the model, keeping each step's logits (so the test can see that the follower computed rank 0's steps) */
