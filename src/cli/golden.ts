@@ -6,7 +6,11 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import { DsvError } from '../errors.js';
-import type { Collective } from '../dist/collective.js';
+import { type Collective, openCollective } from '../dist/collective.js';
+import { distEnv } from '../dist/rendezvous.js';
+import { runThreadRanks } from '../dist/thread-collective.js';
+import { intArg } from './args.js';
+import type { GoldenRankData } from './golden-rank.js';
 import '../backend/cuda/index.js'; // registers the 'cuda' device (lazily: no driver is touched here)
 import { DeepseekV32 } from '../model/index.js';
 import { getBackend } from '../tensor/backend.js';
@@ -208,17 +212,46 @@ export function register(program: Command): void {
     .option('--fixtures <dir>', 'fixtures directory (default ../shared/fixtures beside the package, or $DSV32_FIXTURES)')
     .option('--json', 'print the rows as JSON')
     .addOption(new Option('--device <name>', 'where the model runs: cpu, or cuda (weights, caches and every step on the GPU)').default('cpu'))
-    .action((o: { fixture: Fixture; dtype?: 'f32' | 'bf16'; fixtures?: string; json?: boolean; device: string }) => {
+    .option('--tensor-parallel <n>', 'split the model over n ranks, threads of this process (the tensor- and expert-parallel split; under dsv32 launch the ranks are its processes instead)', intArg('--tensor-parallel', 1, 64), 1)
+    .action(async (o: { fixture: Fixture; dtype?: 'f32' | 'bf16'; fixtures?: string; json?: boolean; device: string; tensorParallel: number }) => {
       const numerics = o.dtype ?? (o.fixture === 'tiny-bf16' ? 'bf16' : 'f32');
+      const fixturesDir = o.fixtures ? resolve(o.fixtures) : defaultFixturesDir();
       const t0 = performance.now();
-      const rows = runGolden(o.fixtures ? resolve(o.fixtures) : defaultFixturesDir(), o.fixture, numerics, o.device);
+      const launched = distEnv().worldSize;
+      if (launched > 1 && o.tensorParallel > 1) throw new GoldenCliError(`--tensor-parallel ${o.tensorParallel}: under dsv32 launch the ranks are the launched processes (${launched}); drop the flag`);
+      let rows: GoldenRow[];
+      let ranks = o.tensorParallel;
+      if (launched > 1) {
+        // one process per GPU: this rank's share, in step with the others; rank 0 reports
+        const c = await openCollective(getBackend(o.device));
+        rows = runGolden(fixturesDir, o.fixture, numerics, o.device, c);
+        c.close();
+        ranks = launched;
+        if (c.rank !== 0) {
+          if (!rows.every((r) => r.ok)) process.exitCode = 1;
+          return;
+        }
+      } else if (o.tensorParallel > 1) {
+        const data: GoldenRankData = { fixturesDir, fixture: o.fixture, numerics, device: o.device };
+        let all: GoldenRow[][];
+        try {
+          all = await runThreadRanks<GoldenRow[]>(o.tensorParallel, new URL('./golden-rank.js', import.meta.url), data);
+        } catch (e) {
+          throw new GoldenCliError(`--tensor-parallel ${o.tensorParallel}: ${(e as Error).message}`, { cause: e });
+        }
+        // every rank checks the same all-gathered logits; a row is ok where it is on every rank
+        rows = all[0]!.map((r, i) => ({ ...r, ok: all.every((rr) => rr[i]!.ok) }));
+      } else {
+        rows = runGolden(fixturesDir, o.fixture, numerics, o.device);
+      }
       const secs = (performance.now() - t0) / 1000;
       const ok = rows.every((r) => r.ok);
+      const where = ranks > 1 ? `${o.device}, ${ranks} tensor-parallel ranks` : o.device;
       if (o.json) {
-        process.stdout.write(JSON.stringify({ fixture: o.fixture, numerics, device: o.device, ok, seconds: secs, rows }, null, 2) + '\n');
+        process.stdout.write(JSON.stringify({ fixture: o.fixture, numerics, device: o.device, tensorParallel: ranks, ok, seconds: secs, rows }, null, 2) + '\n');
       } else {
         const w = Math.max(...rows.map((r) => r.what.length));
-        process.stdout.write(`DeepSeek-V3.2 ${o.fixture} (${numerics}, ${o.device}) vs the official reference goldens\n`);
+        process.stdout.write(`DeepSeek-V3.2 ${o.fixture} (${numerics}, ${where}) vs the official reference goldens\n`);
         for (const r of rows) process.stdout.write(`  ${r.ok ? 'ok  ' : 'FAIL'}  ${r.what.padEnd(w)}  ${r.value.padStart(10)}  (${r.bound})\n`);
         process.stdout.write(`${ok ? 'PASS' : 'FAIL'} in ${secs.toFixed(1)} s\n`);
       }

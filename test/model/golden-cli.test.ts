@@ -30,6 +30,19 @@ test('dsv32 golden: bad fixture directory and impossible dtype give one-line err
   assert.match(d.stderr, /tiny-bf16 has a bf16 golden only/);
 });
 
+test('dsv32 golden --tensor-parallel 2: the model split over 2 thread ranks passes the same checks; a world size that does not divide it is one line', () => {
+  const r = run('--tensor-parallel', '2', '--json');
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { ok: boolean; tensorParallel: number; rows: { what: string; value: string }[] };
+  assert.equal(out.ok, true);
+  assert.equal(out.tensorParallel, 2);
+  assert.match(out.rows.find((x) => x.what.startsWith('prefill MoE route'))!.value, /^0 \/ 192$/);
+  const bad = run('--tensor-parallel', '3');
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /^dsv32: --tensor-parallel 3: .*num_attention_heads \(4\).* not divisible by 3/);
+  assert.doesNotMatch(bad.stderr, /\n\s+at /);
+});
+
 test('the CLI entry is executable, so the README\'s `npx dsv32 golden` runs it', async () => {
   const { statSync } = await import('node:fs');
   assert.ok((statSync(cli).mode & 0o111) !== 0, `${cli} is not executable (the build must chmod it)`);
