@@ -11,13 +11,17 @@
 // own exact format (bf16 rows, or FP8 656 B rows with --kv-cache fp8, MQA decode either way). Prefill runs
 // the reference's 'auto' attention (MHA for multi-token steps). A decode context C is filled by a real
 // prefill of C tokens (the reference's --fill prefill). Times: CUDA events around the forward (its host
-// work included: a forward is one call), the host clock on the CPU; `--repeat` prefill runs and `--steps`
+// work included: a forward is one call), the host clock on the CPU; before each timed run the dead tensors'
+// device blocks are given back (releaseDeadTensors, untimed), so its allocations come from the cache as
+// the engine's do, not from cuMemAlloc (measured on an H100 at the mid config's 4 096-token MQA prefill,
+// bench/alloc-release.ts: ~103 ms a forward without, 80 ms with); `--repeat` prefill runs and `--steps`
 // decode steps, medians, after one untimed warm-up of each. --profile: one more prefill of each S with every
 // backend op synchronised and timed, its table on stderr.
 //   node dist/bench/model-speed.js --model ../shared/fixtures/tiny-f32 --device cpu --prefill 64 --decode-ctx 64 --steps 4
 import { cudaBackend } from '../src/backend/cuda/index.js';
 import { DeepseekV32 } from '../src/model/index.js';
 import type { MlaCacheFormat } from '../src/tensor/ops/sparse-mla.js';
+import { releaseDeadTensors } from '../src/tensor/memory.js';
 import { argError, median, opt, profiledOnce } from './harness.js';
 import * as T from '../src/tensor/index.js';
 
@@ -69,7 +73,12 @@ for (const S of prefills) {
     r.logits!.toFloat32();
   };
   run();
-  const ms = median(Array.from({ length: repeat }, () => timed(run)));
+  const ts: number[] = [];
+  for (let i = 0; i < repeat; i++) {
+    await releaseDeadTensors(device);
+    ts.push(timed(run));
+  }
+  const ms = median(ts);
   line({ what: 'prefill', S, ms, tokens_per_s: (S / ms) * 1e3 });
   if (profile) {
     const p = await profiledOnce(T.getBackend(device), run);
@@ -88,6 +97,11 @@ for (const C of contexts) {
     next = best;
   };
   step();
-  const ms = median(Array.from({ length: steps }, () => timed(step)));
+  const ts: number[] = [];
+  for (let i = 0; i < steps; i++) {
+    await releaseDeadTensors(device);
+    ts.push(timed(step));
+  }
+  const ms = median(ts);
   line({ what: 'decode', ctx: C, ms, tokens_per_s: 1e3 / ms });
 }

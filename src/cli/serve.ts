@@ -281,7 +281,7 @@ async function rankEngine(o: ServeOptions, worldSize: number): Promise<RankEngin
     // rank 0 decides when this rank stops (STOP after its drain): the launcher's forwarded signals are
     // for rank 0; a rank 0 that dies without STOP is cleaned up by the launcher (SIGKILL after its grace)
     for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => {});
-    const s = followSteps(model, collective);
+    const s = await followSteps(model, collective);
     process.stderr.write(`dsv32 serve: rank ${collective.rank}: STOP from rank 0 after ${s.steps} steps${s.failedSteps ? ` (${s.failedSteps} failed)` : ''}, exiting\n`);
     collective.close();
     setTimeout(() => process.exit(0), 200).unref();

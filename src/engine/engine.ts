@@ -53,6 +53,7 @@ import { BLOCK_TOKENS, BlockPool } from './block-pool.js';
 import { EventStream } from './event-stream.js';
 import { type ScheduledChunk, Scheduler } from './scheduler.js';
 import { type Distribution, checkFilterParams, distribution, drawFrom } from './sampler.js';
+import { releaseEvery } from '../tensor/memory.js';
 import { SamplerPool, defaultSamplerThreads, resultOf, sampleOne, type SampleJob, type SampleResult } from './sampler-pool.js';
 import { PromptIndexerTopk, PromptRoutes, Sequence } from './sequence.js';
 import { verifyDrafts } from './speculative.js';
@@ -62,6 +63,8 @@ import { type Engine, type EngineEvent, EngineRequestError, type EngineStats, ty
 /** What the engine needs of a model (DeepseekV32 satisfies it). */
 export interface EngineModel<P extends { readonly blocks: number }> {
   readonly cfg: ModelConfig;
+  /** where the model's tensors live (the engine gives dead ones' device memory back between steps) */
+  readonly device?: string;
   newPool(opts: { blocks: number; format?: MlaCacheFormat }): P;
   step(batch: RaggedBatch, pool: P, opts?: { numerics?: 'f32' | 'bf16'; mode?: 'auto' | 'mha' | 'mqa'; record?: { topk?: boolean } }): { logits: Tensor | null; hidden: Tensor; topk: Selection[]; routes: (Tensor | null)[]; layout?: StepLayout };
   mtpStep?(batch: RaggedBatch, hidden: Tensor, nextIds: Int32Array, pool: P, opts?: { numerics?: 'f32' | 'bf16'; mode?: 'auto' | 'mha' | 'mqa'; layout?: StepLayout }): { logits: Tensor; hidden: Tensor };
@@ -173,6 +176,8 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
   /** the decode graph runner, when graphs are on and the device can capture */
   private graphs: DecodeRunner | null = null;
   private readonly samplers: SamplerPool | null;
+  /** between steps: the dead tensors' device memory back to the allocator's cache (releaseEvery) */
+  private readonly releaseMemory: () => Promise<void>;
 
   constructor(readonly model: EngineModel<P>, private readonly opts: EngineOptions = {}) {
     const cfg = model.cfg;
@@ -215,6 +220,7 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
     const threads = opts.samplerThreads ?? defaultSamplerThreads(cfg.vocabSize);
     if (!Number.isInteger(threads) || threads < 0 || threads > 64) bad('samplerThreads', 'an integer in [0, 64]', threads);
     this.samplers = threads > 0 ? new SamplerPool(threads) : null;
+    this.releaseMemory = model.device ? releaseEvery(model.device) : async () => {};
     this.scheduler = new Scheduler(this.blockPool, { maxNumSeqs, maxBatchTokens });
     this.eos = opts.eosTokenIds ?? cfg.eosTokenIds;
     this.info = { modelName: opts.modelName ?? 'dsv32', vocabSize: cfg.vocabSize, maxModelLen, eosTokenId: this.eos[0] ?? null, indexTopk: cfg.indexTopk };
@@ -364,6 +370,7 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
         this.fail([...this.scheduler.running, ...this.scheduler.waiting], e);
       }
       await new Promise<void>((resolve) => setImmediate(resolve));
+      await this.releaseMemory();
     }
   }
 

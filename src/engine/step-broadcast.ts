@@ -47,6 +47,7 @@ import { fromArray, type Tensor } from '../tensor/tensor.js';
 import type { MlaCacheFormat } from '../tensor/ops/sparse-mla.js';
 import { BLOCK_TOKENS } from './block-pool.js';
 import type { EngineModel } from './engine.js';
+import { releaseEvery } from '../tensor/memory.js';
 
 export class StepBroadcastError extends DsvError {}
 
@@ -191,6 +192,10 @@ export class BroadcastModel<P extends { readonly blocks: number }> implements En
     return this.model.cfg;
   }
 
+  get device(): string {
+    return this.model.device;
+  }
+
   newPool(opts: PoolOptions): P {
     this.open('newPool');
     this.send(Cmd.POOL, encodePool(opts));
@@ -245,9 +250,19 @@ export interface FollowSummary {
  * A follower rank's loop: receive commands from rank 0, make the pool (POOL), run the model step (STEP),
  * return on STOP. A malformed command throws a StepBroadcastError naming the rank and the command.
  */
-export function followSteps<P extends { readonly blocks: number }>(model: StepModel<P>, collective: Collective, opts: FollowOptions = {}): FollowSummary {
+export function followSteps<P extends { readonly blocks: number }>(model: StepModel<P>, collective: Collective, opts: FollowOptions = {}): Promise<FollowSummary> {
+  if (collective.rank === 0) throw new StepBroadcastError('followSteps runs on ranks ≠ 0; rank 0 runs the engine over a BroadcastModel');
+  return follow(model, collective, opts);
+}
+
+/**
+ * followSteps' loop. It yields to the event loop after each step and gives dead tensors' device memory
+ * back as the engine does between its steps (releaseEvery): a follower that never ended its job could
+ * never reclaim anything made in it (src/tensor/memory.ts), and would run its device out of memory.
+ */
+async function follow<P extends { readonly blocks: number }>(model: StepModel<P>, collective: Collective, opts: FollowOptions): Promise<FollowSummary> {
   const rank = collective.rank;
-  if (rank === 0) throw new StepBroadcastError('followSteps runs on ranks ≠ 0; rank 0 runs the engine over a BroadcastModel');
+  const releaseMemory = releaseEvery(model.device);
   const device = model.device;
   const cfg = model.cfg;
   const onStepError = opts.onStepError ?? ((e: unknown, step: number) => process.stderr.write(`rank ${rank}: model step ${step} failed, going on with the next command (rank 0 fails that batch's requests): ${(e as Error)?.message ?? String(e)}\n`));
@@ -299,5 +314,7 @@ export function followSteps<P extends { readonly blocks: number }>(model: StepMo
       sum.failedSteps++;
       onStepError(e, step);
     }
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    await releaseMemory();
   }
 }

@@ -44,8 +44,11 @@ export interface Backend {
    */
   readonly keepsBf16Weights?: boolean;
   alloc(dtype: DType, numel: number): Storage;
-  /** Device memory held by tensors now and at most since the last resetPeakMemory (bytes); devices only. */
-  memoryStats?(): { allocated: number; peak: number; total?: number };
+  /**
+   * Device memory held by tensors now and at most since the last resetPeakMemory (bytes); devices only.
+   * driverAllocs / cacheHits: allocations since creation that went to the driver / came from the cache.
+   */
+  memoryStats?(): { allocated: number; peak: number; total?: number; driverAllocs?: number; cacheHits?: number };
   /** Return now the memory of every tensor the JS heap no longer reaches (devices only); the bytes. */
   reclaimDead?(): number;
   resetPeakMemory?(): void;

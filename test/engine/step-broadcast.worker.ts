@@ -41,11 +41,11 @@ out.sharded = model.tp.sharded;
 if (c.rank !== 0) {
   if (data.kind === 'engine' || data.kind === 'close' || data.kind === 'step-error') {
     const failed: string[] = [];
-    out.summary = followSteps(recording, c, { onStepError: (e, step) => void failed.push(`${step}: ${(e as Error).message}`) });
+    out.summary = await followSteps(recording, c, { onStepError: (e, step) => void failed.push(`${step}: ${(e as Error).message}`) });
     out.failed = failed;
     out.stepLogits = stepLogits;
   } else {
-    out.error = caught(() => followSteps(model, c, { onStepError: () => {} }));
+    out.error = await followSteps(model, c, { onStepError: () => {} }).then(() => '', (e: Error) => e.message);
   }
 } else if (data.kind === 'engine') {
   const bm = new BroadcastModel(recording, c);
