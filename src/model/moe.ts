@@ -90,9 +90,10 @@ export class MoE {
     }
     // Expert parallel: the routed part and the shared expert's part, both f32, are summed over the ranks
     // in one all-reduce of [T, 2·dim]; then, as on one rank, the shared expert's output is rounded to dt
-    // before it joins the routed sum in f32, and the total is rounded once. (Rounding the shared part on
-    // each rank, or never, moves tiny-bf16-sized models' logits by ~2e-2; this way 2 ranks stay within
-    // 1e-6 of one, measured with and without a shared expert.)
+    // before it joins the routed sum in f32, and the total is rounded once. (Measured on a random model of
+    // the tiny fixtures' size in bf16: rounding the shared part on each rank, or never, moved the logits
+    // by up to 2e-2; this way 2 ranks stay within ~1e-6 of one rank wherever no bf16 rounding falls on a
+    // midpoint, with and without a shared expert: test/dist/tensor-parallel.test.ts.)
     const wide = wideDtype(dt);
     const routed = moeCombine(ys, routing.weights, d.rows, { shared: null, dtype: wide });
     const D = this.cfg.dim;

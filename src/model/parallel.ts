@@ -12,19 +12,21 @@
 //   shared expert
 //   MoE            experts [r·E/N, (r+1)·E/N) on rank r (expert parallel); the gate is replicated, so
 //                  every rank routes every token identically and computes the pairs that fall on its
-//                  experts; a token's other pairs contribute 0, and
-//                  y = Σ_r (Σ_{local j} w_j·expert_j(x) + shared_r(x))   one all-reduce per layer
+//                  experts; a token's other pairs contribute 0; the routed part Σ_{local j} w_j·expert_j(x)
+//                  and the shared expert's part are summed over the ranks in one all-reduce (moe.ts)
 //   LM head        rows of the vocabulary; the [R, V/N] blocks are all-gathered into [R, V]
 //
 // Tokens are replicated, not dispatched: after each all-reduce every rank holds every token's hidden
 // state, so a rank reaches its experts' tokens without moving them (an all-to-all dispatch pays where
 // attention is data parallel, each rank holding different tokens; with heads split it would move
-// tokens every rank already has). Two all-reduces of [T, dim] per layer are the whole traffic.
+// tokens every rank already has). Per layer the traffic is two all-reduces: [T, dim] after attention,
+// [T, dim] after a dense MLP or [T, 2·dim] after the MoE, all f32 (partialDtype).
 //
 // Numerics: every rank computes the replicated parts on the same bits, so routes and selections agree
-// across ranks. Against one rank the row-parallel products are summed in another order: Σ_r of N
-// partial GEMMs over K/N columns, reduced by the collective (the thread stand-in adds in f64 and rounds
-// once; NCCL in the tensor's dtype, as torch.distributed does for the reference), so logits agree to
+// across ranks. A rank's part of a row-parallel product stays in f32 and the sum over ranks is rounded
+// to the activation dtype once, as the single GPU's product is (the reference all-reduces bf16 parts,
+// rounding twice). The sum is in another order than one rank's (N partial GEMMs over K/N columns, then
+// the collective: the thread stand-in adds in f64 and rounds once, NCCL in f32), so logits agree to
 // rounding, not bit for bit; a choice (route, selection) on a near tie may then flip, as it may between
 // the reference on one GPU and on eight.
 //

@@ -8,7 +8,6 @@
 //  - the gate's e_score_correction_bias: F32 (BF16 accepted).
 import { DsvError } from '../errors.js';
 import { type DType } from '../tensor/dtype.js';
-import { Checkpoint } from '../tensor/safetensors.js';
 import { Tensor, fmtShape, fromBits, getDefaultDevice } from '../tensor/tensor.js';
 import { getBackend } from '../tensor/backend.js';
 import { cast, contiguous, narrow } from '../tensor/ops/view.js';
@@ -194,10 +193,6 @@ export class ModelWeights {
     const w = new ModelWeights(cfg, source, device, opts);
     w.validate();
     return w;
-  }
-
-  static openDir(cfg: ModelConfig, dir: string, device?: string, opts: WeightOptions = {}): ModelWeights {
-    return ModelWeights.open(cfg, Checkpoint.open(dir), device, opts);
   }
 
   /** Record that the weights were changed in place (see `generation`). */
