@@ -1,7 +1,8 @@
 // `dsv32 launch`: one child process per GPU, each told its place through the environment that
 // src/dist/rendezvous.ts reads. The launcher owns the children's lifetime: one failing rank would leave
 // the others blocked forever inside an NCCL collective, so the first failure stops them all, and
-// signals the launcher receives are passed on so that Ctrl-C or a scheduler's SIGTERM reaches every rank.
+// signals the launcher receives (SIGINT, SIGTERM, SIGHUP) are passed on once, so that Ctrl-C, a closed
+// terminal or a scheduler's SIGTERM reaches every rank exactly once.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { constants, tmpdir } from 'node:os';
@@ -38,7 +39,7 @@ export interface LaunchResult {
 
 export class LaunchArgumentError extends DsvError {}
 
-const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
+const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 
 /** Each child output line as `[rank r] line`, so interleaved ranks stay readable. */
 function prefixLines(from: NodeJS.ReadableStream, to: Writable, rank: number): void {
@@ -85,7 +86,10 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
           // NVLink multicast stays off whatever the caller's environment says (the machines' notes forbid it)
           NCCL_NVLS_ENABLE: '0',
         };
-        const child = spawn(o.program[0]!, [...o.program.slice(1), ...o.args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+        // each rank in its own process group: a terminal's Ctrl-C (sent to the foreground group) reaches the
+        // launcher alone, which passes it on once; in the launcher's group every rank got it twice, and a
+        // serving rank 0 took the second as "exit without draining"
+        const child = spawn(o.program[0]!, [...o.program.slice(1), ...o.args], { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
         children.push(child);
         prefixLines(child.stdout!, stdout, rank);
         prefixLines(child.stderr!, stderr, rank);
