@@ -20,7 +20,8 @@
 //     top-k  keeps the k first of the order (ties at the k-th value → lower ids win)
 //     top-p  over the candidates left by min-p and top-k, RENORMALISED (vLLM's apply_top_k_top_p softmaxes
 //            the top-k-masked logits before its cumulative sum), keeps the smallest prefix whose cumulative
-//            mass ≥ top_p; equal probabilities at the boundary are cut by the id order, so lower ids stay.
+//            mass ≥ top_p (the renormaliser, the candidates' total, summed in id order; the prefix's
+//            mass in the order); equal probabilities at the boundary are cut by the id order, so lower ids stay.
 //   We chose vLLM's order because the engine issue names vLLM's mask as the contract. SGLang's sampler differs
 //   only in computing top-p on the un-renormalised probabilities (top-k and min-p masks are the same).
 //   Disabled values: top_p ≥ 1, top_k ≤ 0 or ≥ V, min_p ≤ 0. At least the argmax is always kept.
@@ -100,8 +101,11 @@ export function keptTokens(row: ArrayLike<number>, params: SamplingParams): Int3
   if (topK > 0 && topK < V) n = Math.min(n, topK);
   // top-p over the renormalised candidates
   if (topP < 1) {
+    // the candidates' total summed in id order (as the engine's sampler sums it), the prefix in its order
+    const isCand = new Uint8Array(V);
+    for (let i = 0; i < n; i++) isCand[order[i]!] = 1;
     let cand = 0;
-    for (let i = 0; i < n; i++) cand += e[order[i]!]!;
+    for (let v = 0; v < V; v++) if (isCand[v]) cand += e[v]!;
     let cum = 0;
     let m = 0;
     while (m < n) {

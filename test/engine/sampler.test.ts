@@ -126,6 +126,23 @@ test('sampler: the top-k selection path agrees with keptTokens on a large vocabu
   }
 });
 
+test('sampler: top-p over a large vocabulary (only its prefix sorted, topPrefix) agrees with keptTokens, peaked and flat rows, ties included', () => {
+  const r = new Rng(33);
+  const V = 20000;
+  for (let trial = 0; trial < 4; trial++) {
+    // flat rows (logits spread over a few units) and peaked ones (a few tokens far above the rest); trial 2
+    // on a grid of 0.25 (many exact ties, the prefix's boundary among them)
+    const row = Float32Array.from({ length: V }, () => (trial === 2 ? Math.round(8 * r.normal()) / 4 : 2 * r.normal()));
+    if (trial % 2) for (let j = 0; j < 12; j++) row[(j * 7919) % V] = 14 - j;
+    for (const topP of [0.05, 0.5, 0.9, 0.999]) {
+      for (const minP of [0, 1e-4]) {
+        const p = { temperature: 1, topP, topK: 0, minP };
+        assert.deepEqual(Array.from(distribution(row, p).ids), Array.from(keptTokens(row, p)), `trial ${trial} ${JSON.stringify(p)}`);
+      }
+    }
+  }
+});
+
 test('sampler pool: every call equals the inline sampler, as its shared buffers grow (more rows, masks, another vocabulary)', () => {
   const rng = new Rng(5);
   const pool = new SamplerPool(2);
