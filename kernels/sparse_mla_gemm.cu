@@ -143,8 +143,9 @@ extern "C" __global__ void __launch_bounds__(256) sparse_softmax_lse(int64_t N, 
 #define FUSED_TK 64
 #define FUSED_HG 16
 #define FUSED_NT 256
-#define FUSED_DMAX 576
 #define FUSED_DVMAX 512
+// output n-tiles of 8 columns a warp holds: dv/8 columns per warp at most FUSED_DVMAX/8
+#define FUSED_OTILES (FUSED_DVMAX / 64)
 
 __device__ __forceinline__ void mma_bf16_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
@@ -288,13 +289,13 @@ __device__ void sparse_mla_fused(int64_t N, int64_t H, int64_t D, int64_t dv, in
     if (lane == 0 && h0 + h < H) lse[n * H + h0 + h] = l > 0.0f ? m + logf(l) : -INFINITY;
   }
 
-  // pass 2: O = P · G[:, :dv]; warp w owns columns [w·cw, (w+1)·cw), cw = dv/8 (≤ 64: 8 n-tiles)
+  // pass 2: O = P · G[:, :dv]; warp w owns columns [w·cw, (w+1)·cw), cw = dv/8 (≤ FUSED_OTILES n-tiles)
   const int cw = (int)(dv >> 3);
   const int ntiles = cw >> 3;
   const int col0 = warp * cw;
-  float o[8][4];
+  float o[FUSED_OTILES][4];
 #pragma unroll
-  for (int i = 0; i < 8; i++)
+  for (int i = 0; i < FUSED_OTILES; i++)
 #pragma unroll
     for (int u = 0; u < 4; u++) o[i][u] = 0.0f;
   for (int64_t t0 = 0; t0 < k; t0 += FUSED_TK) {
@@ -307,7 +308,7 @@ __device__ void sparse_mla_fused(int64_t N, int64_t H, int64_t D, int64_t dv, in
       const uint32_t a[4] = {lds32(pa), lds32(pa + 8 * kp), lds32(pa + 8), lds32(pa + 8 * kp + 8)};
       const uint16_t* vb = Ks + (kk + tig * 2) * Dp + col0 + g;
 #pragma unroll
-      for (int i = 0; i < 8; i++) {
+      for (int i = 0; i < FUSED_OTILES; i++) {
         if (i < ntiles) {
           const uint16_t* v = vb + i * 8;
           mma_bf16_16816(o[i], a, pack2(v[0], v[Dp]), pack2(v[8 * Dp], v[9 * Dp]));
@@ -317,7 +318,7 @@ __device__ void sparse_mla_fused(int64_t N, int64_t H, int64_t D, int64_t dv, in
   }
   // o[i]: heads g and g + 8, columns col0 + i·8 + tig·2 + {0, 1}
 #pragma unroll
-  for (int i = 0; i < 8; i++) {
+  for (int i = 0; i < FUSED_OTILES; i++) {
     if (i < ntiles) {
 #pragma unroll
       for (int half = 0; half < 2; half++) {

@@ -78,7 +78,10 @@ function gemmPath(b: CudaBackend, src: 'bf16' | 'f32' | 'fp8', out: View, lse: V
   return true;
 }
 
-/** kernels/sparse_mla_gemm.cu's fused kernel limits (FUSED_*). */
+/**
+ * kernels/sparse_mla_gemm.cu's fused kernel: its tile sizes (FUSED_HG, FUSED_TK, FUSED_NT, FUSED_DVMAX) and
+ * the shapes this path takes it for (D ≤ 576 and k ≤ 2 048: those its tests and benchmark ran).
+ */
 const FUSED = { HG: 16, TK: 64, NT: 256, D_MAX: 576, DV_MAX: 512, K_MAX: 2048 };
 
 /**
