@@ -314,7 +314,7 @@ export class DeepseekV32 {
    * ignores them, and causality keeps them from touching earlier rows.
    */
   trainForward(ids: Int32Array, B: number, S: number, opts: TrainForwardOptions = {}): TrainForwardResult {
-    this.tp.whole('trainForward');
+    this.weights.requireWhole('trainForward');
     const cfg = this.cfg;
     const T = B * S;
     if (!(Number.isInteger(B) && B >= 1 && Number.isInteger(S) && S >= 1) || ids.length !== T) {

@@ -191,9 +191,4 @@ export class TensorParallel {
     const g = this.collective!.allGather(contiguous(logits));
     return reshape(contiguous(permute(reshape(g, [N, R, Vl]), [1, 0, 2])), [R, N * Vl]);
   }
-
-  /** Why an operation that needs the whole model cannot run on a shard. */
-  whole(what: string): void {
-    if (this.sharded) throw new ParallelError(`${what} needs the whole model; this is rank ${this.shard.rank} of a ${this.shard.worldSize}-way tensor-parallel shard (inference steps only)`);
-  }
 }

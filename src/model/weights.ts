@@ -208,7 +208,7 @@ export class ModelWeights {
    * narrows the set (e.g. the indexer's weights only, for the dense warm-up).
    */
   parameters(keep: (name: string) => boolean = () => true): NamedParameter[] {
-    this.whole('parameters()');
+    this.requireWhole('parameters()');
     if (!this.owned) throw new WeightError(`${this.source.path}: parameters() needs weights opened for training (ModelWeights.open(..., { master: 'f32' }))`);
     const out: NamedParameter[] = [];
     for (const spec of this.specs.values()) {
@@ -227,7 +227,7 @@ export class ModelWeights {
 
   /** Every dense weight by checkpoint name (current values; the gate bias included): what a checkpoint saves. */
   stateTensors(): Map<string, Tensor> {
-    this.whole('stateTensors() (a checkpoint)');
+    this.requireWhole('stateTensors() (a checkpoint)');
     const out = new Map<string, Tensor>();
     for (const spec of this.specs.values()) {
       if (!this.source.has(spec.name)) continue;
@@ -242,7 +242,8 @@ export class ModelWeights {
     return out;
   }
 
-  private whole(what: string): void {
+  /** Throws unless these weights are the whole model (what needs every tensor: training, saving). */
+  requireWhole(what: string): void {
     if (this.shard.worldSize > 1) throw new WeightError(`${this.source.path}: ${what} needs the whole model; these weights are rank ${this.shard.rank}'s share of ${this.shard.worldSize}`);
   }
 

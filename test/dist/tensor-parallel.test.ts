@@ -62,7 +62,7 @@ test('a shard refuses what needs the whole model, naming why: FP8 shares straddl
   const outs = await runThreadRanks<Record<string, string>>(2, WORKER, { device: 'cpu', kind: 'errors', model: { random: 'small', seed: 5 } } satisfies TpCase);
   for (const o of outs) {
     assert.match(o.fp8!, /tiny-fp8.*q_b_proj\.weight' is FP8 with 128×128 block scales, and 2 ranks split its rows into shares of 96, not a multiple of 128/);
-    assert.match(o.train!, /trainForward needs the whole model; this is rank \d of a 2-way tensor-parallel shard/);
+    assert.match(o.train!, /trainForward needs the whole model; these weights are rank \d's share of 2/);
     assert.match(o.state!, /stateTensors\(\) \(a checkpoint\) needs the whole model/);
   }
 });
