@@ -8,9 +8,10 @@
 import { cudaBackend } from '../src/backend/cuda/index.js';
 import { DeepseekV32, mapSource, randomCheckpoint, randomConfig } from '../src/model/index.js';
 import { releaseDeadTensors } from '../src/tensor/memory.js';
-import { argError, opt } from './harness.js';
+import { argError, benchDevice, opt } from './harness.js';
 import { SHAPES } from './shapes.js';
 
+benchDevice('alloc-release bench');
 const S = Number(opt('--tokens') ?? 4096);
 if (!Number.isInteger(S) || S < 1) argError(`--tokens must be a positive integer, got '${opt('--tokens')}'`);
 const cfg = randomConfig({ ...SHAPES.mid, max_position_embeddings: Math.max(8192, S) });

@@ -6,7 +6,9 @@
 import * as T from '../src/tensor/index.js';
 import '../src/backend/cuda/index.js';
 import { sparseMlaTune } from '../src/backend/cuda/sparse-mla.js';
-import { argError, burstMs, distinctRows, machine, opt, printTable, randDevice } from './harness.js';
+import { argError, benchDevice, burstMs, distinctRows, machine, opt, printTable, randDevice } from './harness.js';
+
+benchDevice('sparse-mla-fused bench');
 
 const list = (name: string, dflt: string): number[] => {
   const v = (opt(name) ?? dflt).split(',').map(Number);

@@ -8,12 +8,15 @@
 import { runThreadRanks } from '../src/dist/thread-collective.js';
 import { DeepseekV32, mapSource, randomCheckpoint, randomConfig, selectionIndices, type Numerics } from '../src/model/index.js';
 import { checkShardable } from '../src/model/parallel.js';
-import { argError, opt } from './harness.js';
+import { argError, benchDevice, opt } from './harness.js';
 import { shapeOf } from './shapes.js';
 import type { ParityRank, ParityOut } from './tp-parity-rank.js';
 
 const device = opt('--device') ?? 'cpu';
-if (device === 'cuda') await import('../src/backend/cuda/index.js');
+if (device === 'cuda') {
+  benchDevice('tp-parity bench', 'or run it with --device cpu');
+  await import('../src/backend/cuda/index.js');
+}
 else if (device !== 'cpu') argError(`--device must be cpu or cuda, got '${device}'`);
 const shape = opt('--shape') ?? 'mid';
 const ranks = (opt('--ranks') ?? '2,4').split(',').map(Number);
