@@ -121,29 +121,55 @@ extern "C" __global__ void __launch_bounds__(256) sparse_softmax_lse(int64_t N, 
 // sparse_mla_fused_<src>: the same math as the three steps above for one query and a group of 16 heads
 // per CTA, with no gathered block in global memory. At 16 heads (the mid config, the absorbed-MQA prefill
 // and every decode of a small model) the batched GEMMs above have 16-row matrices while each query still
-// writes and reads its k·D gathered bf16 values (2.4 MB at k = 2048, D = 576). Here each key tile is gathered into shared memory, where
-// the tensor cores (mma.sync m16n8k16, bf16 in, f32 accumulate: a head group is one 16-row tile) read it:
+// writes and reads its k·D gathered bf16 values (2.4 MB at k = 2048, D = 576). Here the key rows are
+// gathered stage by stage into shared memory, where the tensor cores (mma.sync m16n8k16, bf16 in, f32
+// accumulate: a head group is one 16-row tile) read them:
 //   pass 1, per tile of 64 keys:  s = rnd_bf16(q·gᵀ);  x = rnd_bf16(s·scale), −inf for a hole
 //                                  into X [16, k] in shared memory (64 KB at k = 2048)
 //   softmax, one warp per head:    m = max x;  l = Σ exp(x − m);  p = rnd_bf16(exp(x − m) / l) in place,
 //                                  lse = m + ln l  (the lanes' order and the shuffles of sparse_softmax_lse,
 //                                  so m, l and p are its bits given the same scores)
-//   pass 2, per tile of 64 keys:  O += p·g[:, :dv]  (the tile gathered again, dv columns)
+//   pass 2, per tile of 32 keys:  O += p·g[:, :dv]  (the keys gathered again, dv columns)
 //   out = rnd_bf16(O)
 // The score of one (head, key) is an f32 sum over D in another order than cuBLASLt's before its bf16
 // rounding, so a score on a bf16 midpoint may round the other way: the op tests' bf16 tolerance.
-// 256 threads: in pass 1 warp w computes the 16 × 8 scores of keys w·8 .. w·8 + 7 of the tile; in pass 2
-// it owns output columns [w·dv/8, (w+1)·dv/8). Shared rows are padded by 8 bf16 (16 bytes) so that the
-// eight rows a fragment load touches fall in different banks. Limits (the host falls back to the GEMM
-// path outside them): D % 16 == 0 and D ≤ 576, dv % 64 == 0 and dv ≤ 512, k ≤ 2048.
-// Measured (bench/sparse-mla-fused.ts, H100, 16 heads, D 576): 1.11–1.29× the gathered GEMMs from 128
-// query rows up to 4 096 (~28 TFLOPS: one CTA of 159 KB shared memory per SM, each tile's gather waited
-// for before its products; double-buffered tiles are the next step), 0.24–0.73× at 16–64 rows, where
-// one CTA per row leaves most SMs idle; the host takes this path from 128 rows (sparseMlaTune).
-#define FUSED_TK 64
+//
+// Pipeline. The kernel is bound by the gather (every key row comes from L2, ~37 KB a stage, against
+// ~0.6 MFLOP of mma a stage), so what matters is that gathers are always in flight: a ring of FUSED_NS
+// = 3 stage buffers, and while the tensor cores work on stage i, stages i + 1 and i + 2 are being
+// copied. The first version waited for each 64-key tile (cp.async.wait_all, a barrier) before any of
+// its products, so copies and products never overlapped. A stage is one of
+//   pass 1: 64 keys × one half of D (columns [0, Dh) or [Dh, D), Dh = 16·⌈D/32⌉), two stages a key
+//           tile; warp w keeps the 16 × 8 accumulator of keys w·8 .. w·8 + 7 across both halves, so
+//           each score is still one chain of mma over D in column order (the bits of the first version)
+//           and no partial sums are exchanged between warps (as they would be with stages of 32 keys ×
+//           all of D, split over D between warps, the same 37 KB);
+//   pass 2: 32 keys × dv columns; warp w owns output columns [w·dv/8, (w+1)·dv/8), two k16 steps a stage.
+// Both passes are one sequence of stages, so pass 2's first stages are gathered during pass 1's last
+// products and the softmax. Stage s: wait until this thread's copies of stage s are done
+// (cp.async.wait_group NS − 2: one commit group a stage, empty ones included, so the count is fixed),
+// one barrier (everybody's copies of stage s visible, and everybody done with stage s − 1), then issue
+// stage s + NS − 1 into the buffer stage s − 1 used, then compute stage s: one barrier a stage. Holes
+// and entries past k are zero-filled by plain 16-byte stores, made visible by the same barrier. The f32
+// and FP8 sources decode through registers, so their stages load synchronously in the same slot.
+// Three buffers rather than two: two stages in flight cover the barrier and the products; the shared
+// memory (Q 18 KB + 3 × 37 KB + X 64 KB + indices 8 KB = 202 KB at D 576, k 2 048) still leaves one
+// CTA per SM, as the first version's 159 KB did (two CTAs would need ≤ 114 KB each).
+// Shared rows are padded by 8 bf16 (16 bytes, an odd count of 16-byte units a row) so that the eight rows
+// a fragment load touches fall in different banks. The key indices are staged once in shared memory, −1
+// for a hole (idx < 0 or ≥ rows) and past k, so no copy waits on a global index load. Limits (the host
+// falls back to the GEMM path outside them): D % 16 == 0 and D ≤ 576, dv % 64 == 0 and dv ≤ 512, k ≤ 2048.
+// Measured (bench/sparse-mla-fused.ts, H100, 16 heads, D 576), the first, unpipelined version: 1.11–1.29×
+// the gathered GEMMs from 128 query rows up to 4 096 (~28 TFLOPS), 0.24–0.73× at 16–64 rows, where one
+// CTA per row leaves most SMs idle; the host takes this path from 128 rows (sparseMlaTune). The pipelined
+// version is not yet measured on a GPU.
 #define FUSED_HG 16
 #define FUSED_NT 256
 #define FUSED_DVMAX 512
+// keys of a pass-1 stage (half of D), of a pass-2 stage (dv columns); stage buffers in the ring
+#define FUSED_TK1 64
+#define FUSED_TK2 32
+#define FUSED_NS 3
 // output n-tiles of 8 columns a warp holds: dv/8 columns per warp at most FUSED_DVMAX/8
 #define FUSED_OTILES (FUSED_DVMAX / 64)
 
@@ -161,53 +187,46 @@ __device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem));
 }
 
-// Key rows idx[t0 .. t0 + 64) of this query into Ks [64][Dp] as bf16 (cols < ncol), zeros for holes and
-// for entries past k. The tile is gathered from L2 (the whole kv of a 4 096-token prefill is 4.7 MB), so
-// the copy is bound by how many loads are in flight: bf16 rows go by cp.async (every 16-byte piece of the
-// tile in flight at once, no registers), the decoded sources (f32, the FP8 cache) four pieces a thread
-// at a time. (One synchronous load a thread, the first version, ran the mid config's 4 096-token
-// prefill attention at ~54 ms on an H100, slower than the gathered GEMMs.)
+// One stage: key rows Is[t0 + j] (j < nrow) of the source, columns col0 .. col0 + ncol, into dst [nrow][ldd]
+// as bf16, zeros where Is is −1. Thread x takes rows x/8 + 32·i and 16-byte pieces x%8 + 8·u, so eight
+// lanes copy 128 contiguous bytes of a row. bf16 rows go by cp.async (no registers, the whole stage in
+// flight, not waited for here); the decoded sources (f32, the FP8 cache) four pieces a thread at a time
+// through registers. (One synchronous load a thread, the very first version, ran the mid config's 4 096-
+// token prefill attention at ~54 ms on an H100, slower than the gathered GEMMs.)
 template <int SRC>
-__device__ __forceinline__ void fused_load_tile(uint16_t* Ks, int Dp, int ncol, int D, int dv, int64_t W, int64_t rows, int64_t k,
-                                                const void* src, const int32_t* ir, int64_t t0) {
+__device__ __forceinline__ void fused_stage(uint16_t* dst, int ldd, int nrow, int col0, int ncol, int D, int dv, int64_t W,
+                                            const void* src, const int32_t* Is, int t0) {
   const int chunks = ncol >> 3;
-  const int total = FUSED_TK * chunks;
-  if (SRC == SRC_BF16) {
-    for (int e = threadIdx.x; e < total; e += FUSED_NT) {
-      const int j = e / chunks;
-      const int c = (e - j * chunks) << 3;
-      const int64_t t = t0 + j;
-      const int32_t r = t < k ? ir[t] : -1;
-      uint16_t* dst = Ks + j * Dp + c;
-      if (r < 0 || (int64_t)r >= rows) *(uint4*)dst = make_uint4(0, 0, 0, 0);
-      else cp_async16(dst, (const uint16_t*)src + (int64_t)r * D + c);
-    }
-    asm volatile("cp.async.wait_all;\n" ::);
-    return;
-  }
-  for (int e0 = threadIdx.x; e0 < total; e0 += 4 * FUSED_NT) {
-    float f[4][8];
-#pragma unroll
-    for (int u = 0; u < 4; u++) {
-      const int e = e0 + u * FUSED_NT;
-      const int j = e / chunks;
-      const int c = (e - j * chunks) << 3;
-      const int64_t t = t0 + j;
-      const int32_t r = e < total && t < k ? ir[t] : -1;
-      if (r < 0 || (int64_t)r >= rows) {
-#pragma unroll
-        for (int v = 0; v < 8; v++) f[u][v] = 0.0f;
+  const int p = threadIdx.x & 7;
+  for (int j = threadIdx.x >> 3; j < nrow; j += FUSED_NT / 8) {
+    const int32_t r = Is[t0 + j];
+    uint16_t* d = dst + j * ldd;
+    if (SRC == SRC_BF16) {
+      if (r < 0) {
+        for (int c = p; c < chunks; c += 8) *(uint4*)(d + 8 * c) = make_uint4(0, 0, 0, 0);
       } else {
-        row8<SRC>(src, r, c, D, dv, W, f[u]);
+        const uint16_t* s = (const uint16_t*)src + (int64_t)r * D + col0;
+        for (int c = p; c < chunks; c += 8) cp_async16(d + 8 * c, s + 8 * c);
       }
-    }
+    } else {
+      for (int c0 = p; c0 < chunks; c0 += 32) {
+        float f[4][8];
 #pragma unroll
-    for (int u = 0; u < 4; u++) {
-      const int e = e0 + u * FUSED_NT;
-      if (e >= total) break;
-      const int j = e / chunks;
-      const int c = (e - j * chunks) << 3;
-      *(Vec<__nv_bfloat16, 8>*)(Ks + j * Dp + c) = pack_vec<__nv_bfloat16, 8>(f[u]);
+        for (int u = 0; u < 4; u++) {
+          const int c = c0 + 8 * u;
+          if (r < 0 || c >= chunks) {
+#pragma unroll
+            for (int v = 0; v < 8; v++) f[u][v] = 0.0f;
+          } else {
+            row8<SRC>(src, r, col0 + 8 * c, D, dv, W, f[u]);
+          }
+        }
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+          const int c = c0 + 8 * u;
+          if (c < chunks) *(Vec<__nv_bfloat16, 8>*)(d + 8 * c) = pack_vec<__nv_bfloat16, 8>(f[u]);
+        }
+      }
     }
   }
 }
@@ -217,16 +236,25 @@ __device__ void sparse_mla_fused(int64_t N, int64_t H, int64_t D, int64_t dv, in
                                  uint16_t* out, float* lse, const uint16_t* q, const void* src, const int32_t* idx) {
   extern __shared__ __align__(16) uint16_t fsm[];
   const int Dp = (int)D + 8;
-  const int kp = (int)((k + FUSED_TK - 1) / FUSED_TK * FUSED_TK) + 8;
-  uint16_t* Qs = fsm;                        // [16][Dp]
-  uint16_t* Ks = Qs + FUSED_HG * Dp;         // [64][Dp]
-  uint16_t* Xs = Ks + FUSED_TK * Dp;         // [16][kp]
+  const int ksteps = (int)(D >> 4);
+  const int ks0 = (ksteps + 1) >> 1;  // k16 steps of pass 1's first half
+  const int Dh = ks0 << 4;
+  const int ld1 = Dh + 8, ld2 = (int)dv + 8;
+  const int stage = max(FUSED_TK1 * ld1, FUSED_TK2 * ld2);
+  const int kt = (int)((k + FUSED_TK1 - 1) / FUSED_TK1) * FUSED_TK1;
+  const int kp = kt + 8;
+  uint16_t* Qs = fsm;                           // [16][Dp]
+  uint16_t* Bs = Qs + FUSED_HG * Dp;            // FUSED_NS × stage
+  uint16_t* Xs = Bs + FUSED_NS * stage;         // [16][kp]
+  int32_t* Is = (int32_t*)(Xs + FUSED_HG * kp);  // [kt]
   const int64_t n = blockIdx.x;
   const int h0 = blockIdx.y * FUSED_HG;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tig = lane & 3;
   const int32_t* ir = idx + n * k;
+  const int n1 = 2 * (kt / FUSED_TK1);                     // pass-1 stages
+  const int n2 = (int)((k + FUSED_TK2 - 1) / FUSED_TK2);  // pass-2 stages
 
-  // the head group's queries, zero rows past H
+  // the head group's queries, zero rows past H; the key indices, −1 for a hole and past k
   for (int e = threadIdx.x; e < FUSED_HG * (int)(D >> 3); e += FUSED_NT) {
     const int h = e / (int)(D >> 3);
     const int c = (e - h * (int)(D >> 3)) << 3;
@@ -234,33 +262,55 @@ __device__ void sparse_mla_fused(int64_t N, int64_t H, int64_t D, int64_t dv, in
     if (h0 + h < H) v = *(const uint4*)(q + (n * H + h0 + h) * D + c);
     *(uint4*)(Qs + h * Dp + c) = v;
   }
+  for (int t = threadIdx.x; t < kt; t += FUSED_NT) {
+    const int32_t r = t < k ? ir[t] : -1;
+    Is[t] = r < 0 || (int64_t)r >= rows ? -1 : r;
+  }
+  __syncthreads();
+
+  auto issue = [&](int s) {
+    uint16_t* dst = Bs + (s % FUSED_NS) * stage;
+    if (s < n1) {
+      const int half = s & 1;
+      fused_stage<SRC>(dst, ld1, FUSED_TK1, half * Dh, half ? (int)D - Dh : Dh, (int)D, (int)dv, W, src, Is, (s >> 1) * FUSED_TK1);
+    } else if (s < n1 + n2) {
+      fused_stage<SRC>(dst, ld2, FUSED_TK2, 0, (int)dv, (int)D, (int)dv, W, src, Is, (s - n1) * FUSED_TK2);
+    }
+    if (SRC == SRC_BF16) asm volatile("cp.async.commit_group;\n" ::: "memory");
+  };
+  // stage s landed for every thread, and every warp is done with stage s − 1 (whose buffer is refilled next)
+  auto ready = [&]() {
+    if (SRC == SRC_BF16) asm volatile("cp.async.wait_group %0;\n" ::"n"(FUSED_NS - 2) : "memory");
+    __syncthreads();
+  };
+  for (int s = 0; s < FUSED_NS - 1; s++) issue(s);
 
   // pass 1: scaled bf16 scores of every entry into Xs
-  const int ksteps = (int)(D >> 4);
-  for (int64_t t0 = 0; t0 < k; t0 += FUSED_TK) {
-    __syncthreads();  // Qs written / the previous tile consumed
-    fused_load_tile<SRC>(Ks, Dp, (int)D, (int)D, (int)dv, W, rows, k, src, ir, t0);
-    __syncthreads();
-    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    const uint16_t* kb = Ks + (warp * 8 + g) * Dp + tig * 2;
-    const uint16_t* qa = Qs + g * Dp + tig * 2;
+  float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  for (int s = 0; s < n1; s++) {
+    ready();
+    issue(s + FUSED_NS - 1);
+    const int half = s & 1;
+    const uint16_t* kb = Bs + (s % FUSED_NS) * stage + (warp * 8 + g) * ld1 + tig * 2;
+    const uint16_t* qa = Qs + g * Dp + half * Dh + tig * 2;
+    const int steps = half ? ksteps - ks0 : ks0;
+    if (!half)
+#pragma unroll
+      for (int u = 0; u < 4; u++) acc[u] = 0.0f;
 #pragma unroll 4
-    for (int s = 0; s < ksteps; s++) {
-      const int c0 = s << 4;
+    for (int i = 0; i < steps; i++) {
+      const int c0 = i << 4;
       const uint32_t a[4] = {lds32(qa + c0), lds32(qa + 8 * Dp + c0), lds32(qa + c0 + 8), lds32(qa + 8 * Dp + c0 + 8)};
       mma_bf16_16816(acc, a, lds32(kb + c0), lds32(kb + c0 + 8));
     }
-    // acc: heads g and g + 8, keys warp·8 + tig·2 + {0, 1}
+    if (!half) continue;
+    // acc: heads g and g + 8, keys t0 + warp·8 + tig·2 + {0, 1}
 #pragma unroll
     for (int u = 0; u < 4; u++) {
       const int h = g + (u >> 1) * 8;
-      const int j = warp * 8 + tig * 2 + (u & 1);
-      const int64_t t = t0 + j;
+      const int t = (s >> 1) * FUSED_TK1 + warp * 8 + tig * 2 + (u & 1);
       float x = -INFINITY;
-      if (t < k) {
-        const int32_t r = ir[t];
-        if (r >= 0 && (int64_t)r < rows) x = bf16_bits_to_f32(f32_to_bf16_bits((float)((double)bf16_bits_to_f32(f32_to_bf16_bits(acc[u])) * scale)));
-      }
+      if (Is[t] >= 0) x = bf16_bits_to_f32(f32_to_bf16_bits((float)((double)bf16_bits_to_f32(f32_to_bf16_bits(acc[u])) * scale)));
       Xs[h * kp + t] = f32_to_bf16_bits(x);
     }
   }
@@ -284,12 +334,13 @@ __device__ void sparse_mla_fused(int64_t N, int64_t H, int64_t D, int64_t dv, in
       const float x = bf16_bits_to_f32(xr[t]);
       xr[t] = f32_to_bf16_bits(x == -INFINITY ? 0.0f : __expf(x - m) * inv);
     }
-    // the padded tail of the last tile holds −inf or stale values: zero probabilities there
-    for (int64_t t = k + lane; t < kp - 8; t += 32) xr[t] = 0;
+    // the padded tail of the last tile holds −inf: zero probabilities there (pass 2 reads up to ⌈k/32⌉·32)
+    for (int64_t t = k + lane; t < kt; t += 32) xr[t] = 0;
     if (lane == 0 && h0 + h < H) lse[n * H + h0 + h] = l > 0.0f ? m + logf(l) : -INFINITY;
   }
 
-  // pass 2: O = P · G[:, :dv]; warp w owns columns [w·cw, (w+1)·cw), cw = dv/8 (≤ FUSED_OTILES n-tiles)
+  // pass 2: O = P · G[:, :dv]; warp w owns columns [w·cw, (w+1)·cw), cw = dv/8 (≤ FUSED_OTILES n-tiles);
+  // the first ready() also orders the softmax's writes of Xs before these reads
   const int cw = (int)(dv >> 3);
   const int ntiles = cw >> 3;
   const int col0 = warp * cw;
@@ -298,20 +349,21 @@ __device__ void sparse_mla_fused(int64_t N, int64_t H, int64_t D, int64_t dv, in
   for (int i = 0; i < FUSED_OTILES; i++)
 #pragma unroll
     for (int u = 0; u < 4; u++) o[i][u] = 0.0f;
-  for (int64_t t0 = 0; t0 < k; t0 += FUSED_TK) {
-    __syncthreads();  // softmax done / the previous tile consumed
-    fused_load_tile<SRC>(Ks, Dp, (int)dv, (int)D, (int)dv, W, rows, k, src, ir, t0);
-    __syncthreads();
+  for (int s = n1; s < n1 + n2; s++) {
+    ready();
+    issue(s + FUSED_NS - 1);
+    const int t0 = (s - n1) * FUSED_TK2;
+    const uint16_t* Vs = Bs + (s % FUSED_NS) * stage;
 #pragma unroll
-    for (int kk = 0; kk < FUSED_TK; kk += 16) {
+    for (int kk = 0; kk < FUSED_TK2; kk += 16) {
       const uint16_t* pa = Xs + g * kp + t0 + kk + tig * 2;
       const uint32_t a[4] = {lds32(pa), lds32(pa + 8 * kp), lds32(pa + 8), lds32(pa + 8 * kp + 8)};
-      const uint16_t* vb = Ks + (kk + tig * 2) * Dp + col0 + g;
+      const uint16_t* vb = Vs + (kk + tig * 2) * ld2 + col0 + g;
 #pragma unroll
       for (int i = 0; i < FUSED_OTILES; i++) {
         if (i < ntiles) {
           const uint16_t* v = vb + i * 8;
-          mma_bf16_16816(o[i], a, pack2(v[0], v[Dp]), pack2(v[8 * Dp], v[9 * Dp]));
+          mma_bf16_16816(o[i], a, pack2(v[0], v[ld2]), pack2(v[8 * ld2], v[9 * ld2]));
         }
       }
     }

@@ -79,10 +79,11 @@ function gemmPath(b: CudaBackend, src: 'bf16' | 'f32' | 'fp8', out: View, lse: V
 }
 
 /**
- * kernels/sparse_mla_gemm.cu's fused kernel: its tile sizes (FUSED_HG, FUSED_TK, FUSED_NT, FUSED_DVMAX) and
- * the shapes this path takes it for (D ≤ 576 and k ≤ 2 048: those its tests and benchmark ran).
+ * kernels/sparse_mla_gemm.cu's fused kernel: its tile sizes (FUSED_HG, FUSED_TK1, FUSED_TK2, FUSED_NS,
+ * FUSED_NT, FUSED_DVMAX) and the shapes this path takes it for (D ≤ 576 and k ≤ 2 048: those its tests and
+ * benchmark ran; there it needs at most 206 336 bytes of shared memory).
  */
-const FUSED = { HG: 16, TK: 64, NT: 256, D_MAX: 576, DV_MAX: 512, K_MAX: 2048 };
+const FUSED = { HG: 16, TK1: 64, TK2: 32, NS: 3, NT: 256, D_MAX: 576, DV_MAX: 512, K_MAX: 2048 };
 
 /**
  * bf16 queries of few heads: the fused kernel (kernels/sparse_mla_gemm.cu, "the fused few-head path"),
@@ -95,8 +96,11 @@ function fusedPath(b: CudaBackend, src: 'bf16' | 'f32' | 'fp8', out: View, lse: 
   if (!sparseMlaTune.fused || H > sparseMlaTune.fusedMaxHeads || N < sparseMlaTune.fusedMinRows || q.dtype !== 'bf16' || out.dtype !== 'bf16') return false;
   if (D % 16 !== 0 || D > FUSED.D_MAX || dv % 64 !== 0 || dv > FUSED.DV_MAX || dv > D || k === 0 || k > FUSED.K_MAX || N === 0) return false;
   if (N > 2 ** 31 - 1 || Math.ceil(H / FUSED.HG) > 65535) return false;
-  const kp = Math.ceil(k / FUSED.TK) * FUSED.TK + 8;
-  const smem = 2 * ((FUSED.HG + FUSED.TK) * (D + 8) + FUSED.HG * kp);
+  // the kernel's layout: Q [16][D + 8], FUSED.NS stage buffers (pass 1: 64 keys × half of D, pass 2: 32 keys
+  // × dv, rows padded by 8), X [16][kt + 8] bf16, the indices [kt] i32, kt = k rounded up to 64
+  const kt = Math.ceil(k / FUSED.TK1) * FUSED.TK1;
+  const stage = Math.max(FUSED.TK1 * (16 * Math.ceil(D / 32) + 8), FUSED.TK2 * (dv + 8));
+  const smem = 2 * (FUSED.HG * (D + 8) + FUSED.NS * stage + FUSED.HG * (kt + 8)) + 4 * kt;
   if (smem > b.rt.info.maxSharedPerBlockOptin) return false;
   const kern = b.rt.modules.get('sparse_mla_gemm', `sparse_mla_fused_${src}`, FWD_SIG);
   if (smem > 48 * 1024) kern.setMaxDynamicSmem(smem, C.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES);
