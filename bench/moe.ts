@@ -7,8 +7,9 @@
 // roofline: a decode step reads each chosen expert's weights once).
 // Medians of CUDA-event times over bursts of calls (host clock on the CPU). No PyTorch reference is timed
 // here (the reference's MoE is a Python loop over experts; its time comes from the full-model bench).
-// The kernels are the correctness-first SIMT versions (kernels/moe.cu): expect the GEMMs far below the
-// tensor-core roofline until wgmma tiles land.
+// bf16 on CUDA: the GEMMs run on the tensor-core kernel (grouped_matmul_tc_*, the default) and again on the
+// SIMT kernel (the `simt` columns), in the same run; bench/moe_ref.py times PyTorch's torch._grouped_mm and a
+// per-expert torch.mm loop at the same shapes (run it beside this for the ratio).
 //   node dist/bench/moe.js [--tokens 1,8,64,2048] [--dim 7168] [--inter 2048] [--experts 256] [--k 8]
 //                          [--dtype bf16|f32|fp8] [--out result.json]
 //   fp8: e4m3 expert weights with 128×128 block scales through groupedMatmulFp8 (bf16 activations).
@@ -16,6 +17,7 @@
 import { writeFileSync } from 'node:fs';
 import * as T from '../src/tensor/index.js';
 import { cudaBackend } from '../src/backend/cuda/index.js';
+import { moeTune } from '../src/backend/cuda/moe.js';
 import { benchDevice, burstMs, machine, opt, printTable, randDevice } from './harness.js';
 
 const { device, onCpu } = benchDevice('moe bench', 'run with --device cpu for the tiny CPU shapes');
@@ -70,17 +72,32 @@ for (const Tn of TOKENS) {
     down: timeMs(() => gmm(h, wd, wd8, d.offsets)),
     combine: timeMs(() => T.moeCombine(ys, w, d.rows, { dtype: dt })),
   };
+  // the SIMT kernel at the same shapes (bf16 on CUDA only: elsewhere there is one path)
+  const both = !onCpu && !fp8 && dt === 'bf16';
+  const simt = { gateUp: NaN, down: NaN };
+  if (both) {
+    const keep = moeTune.tc;
+    moeTune.tc = false;
+    try {
+      simt.gateUp = timeMs(() => gmm(xs, wg, null, d.offsets));
+      simt.down = timeMs(() => gmm(h, wd, null, d.offsets));
+    } finally {
+      moeTune.tc = keep;
+    }
+  }
   void wu; // up_proj has gate_proj's shape and time
   const flopsGU = 2 * Tn * K * F * DIM;
   const wBytes = active * F * DIM * bytesPer;
   const tflops = (f: number, ms: number): string => (f / (ms * 1e-3) / 1e12).toFixed(2);
   const gbs = (b: number, ms: number): string => (b / (ms * 1e-3) / 1e9).toFixed(0);
   rows.push([String(Tn), String(active), t.route.toFixed(3), t.dispatch.toFixed(3), t.gateUp.toFixed(3), tflops(flopsGU, t.gateUp), gbs(wBytes, t.gateUp),
-    t.down.toFixed(3), tflops(flopsGU, t.down), gbs(wBytes, t.down), t.combine.toFixed(3)]);
+    t.down.toFixed(3), tflops(flopsGU, t.down), gbs(wBytes, t.down), t.combine.toFixed(3),
+    ...(both ? [simt.gateUp.toFixed(3), simt.down.toFixed(3)] : [])]);
   results.push({ tokens: Tn, activeExperts: active, ms: t, gateUpTflops: +tflops(flopsGU, t.gateUp), downTflops: +tflops(flopsGU, t.down),
-    gateUpGBs: +gbs(wBytes, t.gateUp), downGBs: +gbs(wBytes, t.down) });
+    gateUpGBs: +gbs(wBytes, t.gateUp), downGBs: +gbs(wBytes, t.down), ...(both ? { simtMs: simt } : {}) });
 }
 console.log(`MoE ops on ${onCpu ? 'cpu (tiny shapes, CPU reference)' : cudaBackend().rt.info.name}: dim ${DIM}, expert dim ${F}, ${E} experts, k ${K}, groups ${G}/${TG}, ${fp8 ? 'FP8 weights, bf16 activations' : dt}`);
-printTable(['T', 'experts', 'route ms', 'dispatch ms', 'gate|up ms', 'TFLOPS', 'GB/s', 'down ms', 'TFLOPS', 'GB/s', 'combine ms'], rows);
+printTable(['T', 'experts', 'route ms', 'dispatch ms', 'gate|up ms', 'TFLOPS', 'GB/s', 'down ms', 'TFLOPS', 'GB/s', 'combine ms',
+  ...(rows[0]!.length > 11 ? ['simt gate|up ms', 'simt down ms'] : [])], rows);
 const out = opt('--out');
 if (out) writeFileSync(out, JSON.stringify({ date: new Date().toISOString().slice(0, 10), machine: machine(), device: onCpu ? 'cpu' : cudaBackend().rt.info.name, dim: DIM, inter: F, experts: E, k: K, dtype: fp8 ? 'fp8' : dt, results }, null, 2));

@@ -257,18 +257,19 @@ template <> __device__ __forceinline__ void gm_store<float>(float* p, int64_t i,
 template <> __device__ __forceinline__ void gm_store<uint16_t>(uint16_t* p, int64_t i, float v) { p[i] = f32_to_bf16_bits(v); }
 
 // The segment, first row and row count of row tile blockIdx.y (segments −1 = rows before off[0], 0..E−1 =
-// experts, E = rows from off[E] on; each cut into tiles of GM_BM rows); seg = −2 past the last tile.
+// experts, E = rows from off[E] on; each cut into tiles of BM rows); seg = −2 past the last tile.
+template <int BM>
 __device__ __forceinline__ void gm_find_tile(int64_t M, int64_t E, const int32_t* off, int* seg_o, int* r0_o, int* rows_o) {
   int64_t tile = blockIdx.y, seg = -2, r0 = 0, rows = 0;
   for (int64_t s = -1; s <= E; s++) {
     const int64_t a = s < 0 ? 0 : off[s];
     const int64_t b = s < 0 ? off[0] : (s == E ? M : off[s + 1]);
     const int64_t len = b > a ? b - a : 0;
-    const int64_t nt = (len + GM_BM - 1) / GM_BM;
+    const int64_t nt = (len + BM - 1) / BM;
     if (tile < nt) {
       seg = s;
-      r0 = a + tile * GM_BM;
-      rows = min((int64_t)GM_BM, len - tile * GM_BM);
+      r0 = a + tile * BM;
+      rows = min((int64_t)BM, len - tile * BM);
       break;
     }
     tile -= nt;
@@ -287,7 +288,7 @@ __device__ void grouped_matmul(int64_t M, int64_t N, int64_t K, int64_t E, XT* o
   __shared__ float As[GM_BK][GM_BM + GM_PAD];
   __shared__ float Bs[GM_BK][GM_BN + GM_PAD];
   __shared__ int seg_s, r0_s, rows_s;
-  if (threadIdx.x == 0) gm_find_tile(M, E, off, &seg_s, &r0_s, &rows_s);
+  if (threadIdx.x == 0) gm_find_tile<GM_BM>(M, E, off, &seg_s, &r0_s, &rows_s);
   __syncthreads();
   const int seg = seg_s;
   if (seg == -2) return;  // past the last real tile (the grid is sized for the worst case)
@@ -349,6 +350,171 @@ GMM(grouped_matmul_f32_f32, float, float)
 GMM(grouped_matmul_f32_bf16, float, uint16_t)
 GMM(grouped_matmul_bf16_f32, uint16_t, float)
 GMM(grouped_matmul_bf16_bf16, uint16_t, uint16_t)
+
+// ---- grouped_matmul_tc_bf16: the tensor-core path for bf16 x and bf16 W ----------------------------------
+// The same product and the same segment tiling as grouped_matmul (gm_find_tile with 128-row tiles: at most
+// ⌈M/128⌉ + E + 2 row tiles, no host read of the offsets, graph-capturable), on mma.sync m16n8k16 (bf16 in,
+// f32 accumulate). The SIMT kernel above ran the mid config's MoE at ~22 TFLOPS on an H100 (49 of a 16 384-token
+// prefill's 330 ms); an expert segment of a prefill is thousands of rows, a plain GEMM per segment.
+//   CTA tile 128 × 128 × 32, 8 warps as 2 (rows) × 4 (columns), each warp 64 × 32 = 4 × 4 m16n8 tiles
+//   (64 f32 accumulators a thread). Operands reach shared memory by cp.async, 16 bytes a piece, in a
+//   3-stage ring: the pieces of stage t + 2 are in flight while stage t is multiplied. Pieces outside the
+//   segment's rows, past N or past K are zero-filled by the copy itself (src-size 0), so every tile edge
+//   multiplies zeros. Fragments come from ldmatrix (x4: four 8 × 8 matrices a warp-wide instruction):
+//   A rows and K-major B rows pitched at 40 bf16 (80 B), N-major B rows at 136 bf16 (272 B): the eight
+//   16-byte rows of one 8 × 8 matrix then start in eight different 4-bank groups (80 B = 20 banks, 272 B =
+//   68 ≡ 4 banks, mod 32), so no ldmatrix phase conflicts.
+//   B_NMAJOR = false (the forward): W[e] is [N, K], each output column's inner dim contiguous (ldmatrix);
+//   B_NMAJOR = true (dx = g·W[e]): the inner dim is W[e]'s rows, the columns contiguous (ldmatrix.trans).
+//   The strides are those of grouped_matmul: W element (column c, inner i) = W[e·es + c·sc + i·si], with
+//   si = 1 (K-major) or sc = 1 (N-major).
+//   Rounding: one f32 sum per output (the tensor core's own order within a k16 step, steps in k order),
+//   rounded once to bf16: the SIMT kernel's bf16 result to one ulp, as its header says of the CPU's.
+//   Limits (the host falls back to grouped_matmul otherwise): K % 8 == 0 and N % 8 == 0 (whole 16-byte
+//   pieces), operand addresses 16-byte aligned.
+#define TC_BM 128
+#define TC_BN 128
+#define TC_BK 32
+#define TC_ST 3
+#define TC_AP (TC_BK + 8)
+#define TC_BP (TC_BN + 8)
+// bf16 elements of one stage: A [128][40], then B as [128][40] (K-major) or [32][136] (N-major)
+#define TC_STAGE (2 * TC_BM * TC_AP)
+
+__device__ __forceinline__ void tc_cp16(uint16_t* smem, const uint16_t* gmem, bool valid) {
+  const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+  const int n = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(n));
+}
+__device__ __forceinline__ void tc_ldsm_x4(uint32_t (&r)[4], const uint16_t* p) {
+  const unsigned s = (unsigned)__cvta_generic_to_shared(p);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
+}
+__device__ __forceinline__ void tc_ldsm_x4_t(uint32_t (&r)[4], const uint16_t* p) {
+  const unsigned s = (unsigned)__cvta_generic_to_shared(p);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
+}
+__device__ __forceinline__ void tc_mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+template <bool B_NMAJOR>
+__device__ void grouped_matmul_tc(int64_t M, int64_t N, int64_t K, int64_t E, uint16_t* out, const uint16_t* x, const uint16_t* W,
+                                  const int32_t* off, int64_t sc, int64_t si, int64_t es) {
+  extern __shared__ __align__(16) uint16_t tsm[];
+  __shared__ int seg_s, r0_s, rows_s;
+  if (threadIdx.x == 0) gm_find_tile<TC_BM>(M, E, off, &seg_s, &r0_s, &rows_s);
+  __syncthreads();
+  const int seg = seg_s;
+  if (seg == -2) return;
+  const int64_t r0 = r0_s;
+  const int rows = rows_s;
+  const int64_t n0 = (int64_t)blockIdx.x * TC_BN;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tig = lane & 3;
+  const int wm = warp >> 2, wn = warp & 3;
+  float acc[4][4][4];
+#pragma unroll
+  for (int i = 0; i < 4; i++)
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+#pragma unroll
+      for (int u = 0; u < 4; u++) acc[i][j][u] = 0.0f;
+  if (seg >= 0 && seg < E) {
+    const uint16_t* We = W + (int64_t)seg * es;
+    const int nk = (int)((K + TC_BK - 1) / TC_BK);
+    // one stage: 128 × 32 of A and 32 × 128 of B, 512 + 512 pieces of 16 bytes, 2 + 2 a thread
+    auto load = [&](int buf, int64_t k0) {
+      uint16_t* As = tsm + buf * TC_STAGE;
+      uint16_t* Bs = As + TC_BM * TC_AP;
+#pragma unroll
+      for (int u = 0; u < 2; u++) {
+        const int e = threadIdx.x + u * 256;
+        const int r = e >> 2, c = (e & 3) << 3;
+        const bool ok = r < rows && k0 + c < K;
+        tc_cp16(As + r * TC_AP + c, ok ? x + (r0 + r) * K + k0 + c : x, ok);
+      }
+#pragma unroll
+      for (int u = 0; u < 2; u++) {
+        const int e = threadIdx.x + u * 256;
+        if (!B_NMAJOR) {
+          const int n = e >> 2, c = (e & 3) << 3;
+          const bool ok = n0 + n < N && k0 + c < K;
+          tc_cp16(Bs + n * TC_AP + c, ok ? We + (n0 + n) * sc + k0 + c : W, ok);
+        } else {
+          const int i = e >> 4, c = (e & 15) << 3;
+          const bool ok = k0 + i < K && n0 + c < N;
+          tc_cp16(Bs + i * TC_BP + c, ok ? We + (k0 + i) * si + n0 + c : W, ok);
+        }
+      }
+    };
+#pragma unroll
+    for (int s = 0; s < TC_ST - 1; s++) {
+      if (s < nk) load(s, (int64_t)s * TC_BK);
+      asm volatile("cp.async.commit_group;\n" ::);
+    }
+    for (int kt = 0; kt < nk; kt++) {
+      // stage kt has landed (at most TC_ST − 2 younger groups pending); the barrier also says every warp is
+      // done with stage kt − 1, whose buffer the next load overwrites
+      asm volatile("cp.async.wait_group %0;\n" ::"n"(TC_ST - 2));
+      __syncthreads();
+      if (kt + TC_ST - 1 < nk) load((kt + TC_ST - 1) % TC_ST, (int64_t)(kt + TC_ST - 1) * TC_BK);
+      asm volatile("cp.async.commit_group;\n" ::);
+      const uint16_t* As = tsm + (kt % TC_ST) * TC_STAGE;
+      const uint16_t* Bs = As + TC_BM * TC_AP;
+#pragma unroll
+      for (int ks = 0; ks < TC_BK; ks += 16) {
+        uint32_t a[4][4], b[4][2];
+#pragma unroll
+        for (int i = 0; i < 4; i++) tc_ldsm_x4(a[i], As + (wm * 64 + i * 16 + (lane & 15)) * TC_AP + ks + ((lane >> 4) << 3));
+#pragma unroll
+        for (int jj = 0; jj < 2; jj++) {
+          // matrices q = lane / 8: (n 0–7, k 0–7), (n 0–7, k 8–15), (n 8–15, k 0–7), (n 8–15, k 8–15)
+          const int q = lane >> 3, r = lane & 7;
+          uint32_t t[4];
+          if (!B_NMAJOR) tc_ldsm_x4(t, Bs + (wn * 32 + jj * 16 + ((q >> 1) << 3) + r) * TC_AP + ks + ((q & 1) << 3));
+          else tc_ldsm_x4_t(t, Bs + (ks + ((q & 1) << 3) + r) * TC_BP + wn * 32 + jj * 16 + ((q >> 1) << 3));
+          b[jj * 2][0] = t[0];
+          b[jj * 2][1] = t[1];
+          b[jj * 2 + 1][0] = t[2];
+          b[jj * 2 + 1][1] = t[3];
+        }
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+#pragma unroll
+          for (int j = 0; j < 4; j++) tc_mma(acc[i][j], a[i], b[j][0], b[j][1]);
+      }
+    }
+    asm volatile("cp.async.wait_group 0;\n" ::);
+  }
+  // acc[i][j]: rows wm·64 + i·16 + g (+8 for u ≥ 2), columns wn·32 + j·8 + tig·2 + {0, 1}; N % 8 == 0, so a
+  // column pair is wholly inside or outside
+#pragma unroll
+  for (int i = 0; i < 4; i++)
+#pragma unroll
+    for (int half = 0; half < 2; half++) {
+      const int r = wm * 64 + i * 16 + g + half * 8;
+      if (r >= rows) continue;
+#pragma unroll
+      for (int j = 0; j < 4; j++) {
+        const int64_t c = n0 + wn * 32 + j * 8 + tig * 2;
+        if (c < N)
+          *(uint32_t*)(out + (r0 + r) * N + c) =
+              (uint32_t)f32_to_bf16_bits(acc[i][j][half * 2]) | ((uint32_t)f32_to_bf16_bits(acc[i][j][half * 2 + 1]) << 16);
+      }
+    }
+}
+
+#define GMMTC(name, NMAJ)                                                                                                        \
+  extern "C" __global__ void __launch_bounds__(256) name(int64_t M, int64_t N, int64_t K, int64_t E, void* out, const void* x, \
+                                                         const void* W, const int32_t* off, int64_t sc, int64_t si, int64_t es) { \
+    grouped_matmul_tc<NMAJ>(M, N, K, E, (uint16_t*)out, (const uint16_t*)x, (const uint16_t*)W, off, sc, si, es);            \
+  }
+GMMTC(grouped_matmul_tc_bf16, false)
+GMMTC(grouped_matmul_tc_bf16_nmajor, true)
 
 // Backward weight gradient (grouped_matmul_dw_*): dw[e] [N, K] = Σ_{p in [off[e], off[e+1])} g[p, n]·x[p, k],
 // one CTA per (expert e and 64-column K tile = blockIdx.x = e·⌈K/64⌉ + tile, 64-row N tile = blockIdx.y), looping over
@@ -427,7 +593,7 @@ __device__ void grouped_matmul_fp8(int64_t M, int64_t N, int64_t K, int64_t E, O
   __shared__ float As8[GM_BK][GM_BM + GM_PAD];
   __shared__ float Bs8[GM_BK][GM_BN + GM_PAD];
   __shared__ int seg8_s, r08_s, rows8_s;
-  if (threadIdx.x == 0) gm_find_tile(M, E, off, &seg8_s, &r08_s, &rows8_s);
+  if (threadIdx.x == 0) gm_find_tile<GM_BM>(M, E, off, &seg8_s, &r08_s, &rows8_s);
   __syncthreads();
   const int seg = seg8_s;
   if (seg == -2) return;

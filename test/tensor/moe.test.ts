@@ -25,6 +25,21 @@ import { MoE } from '../../src/model/moe.js';
 import { selectExperts } from '../oracles/gate.js';
 import { hostMoe } from '../oracles/moe.js';
 import type { ModelConfig } from '../../src/model/config.js';
+import { moeTune } from '../../src/backend/cuda/moe.js';
+
+/** fn() on each CUDA path of the bf16 grouped GEMM (tensor-core kernel, then SIMT), once elsewhere; tag names the path. */
+function eachMoePath(dev: string, fn: (tag: string) => void): void {
+  if (dev !== 'cuda') return fn('');
+  const keep = moeTune.tc;
+  try {
+    for (const tc of [true, false]) {
+      moeTune.tc = tc;
+      fn(tc ? ' (tensor cores)' : ' (simt)');
+    }
+  } finally {
+    moeTune.tc = keep;
+  }
+}
 
 /** |a − e| ≤ atol + rtol·|e| everywhere. */
 function close(a: ArrayLike<number>, e: ArrayLike<number>, atol: number, rtol: number, what: string): void {
@@ -336,9 +351,15 @@ eachDevice('moeDispatch: stable counting sort by expert', (dev) => {
   assert.deepEqual(Array.from(empty.offsets.toHost() as Int32Array), [0, 0, 0, 0]);
 });
 
-eachDevice('groupedMatmul: empty segments, uncovered rows, f32/bf16, against f64', (dev) => {
+// Shapes: all but the 3-wide K ones fit the tensor-core kernel's limits (K, N multiples of 8); the 300-row
+// case has segments across its 128-row tiles, a K tail of 8 past its 32-wide steps, N past one 128-column
+// tile, and uncovered rows at both ends.
+const GMM_SHAPES = [[37, 40, 24, [2, 2, 9, 9, 30, 35]], [1, 16, 8, [0, 1]], [130, 72, 136, [0, 0, 64, 65, 129, 130, 130]], [5, 3, 2, [0, 5]],
+  [300, 264, 200, [3, 3, 150, 151, 290, 297]]] as const;
+
+eachDevice('groupedMatmul: empty segments, uncovered rows, f32/bf16, against f64', (dev) => eachMoePath(dev, (path) => {
   const rnd = mulberry32(21);
-  for (const [M, K, N, offs] of [[37, 40, 24, [2, 2, 9, 9, 30, 35]], [1, 16, 8, [0, 1]], [130, 72, 136, [0, 0, 64, 65, 129, 130, 130]], [5, 3, 2, [0, 5]]] as const) {
+  for (const [M, K, N, offs] of GMM_SHAPES) {
     const E = offs.length - 1;
     for (const [xdt, wdt] of [['f32', 'f32'], ['bf16', 'bf16'], ['bf16', 'f32']] as const) {
       const x = T.cast(T.fromArray(normals(M * K, rnd), [M, K]), xdt);
@@ -353,7 +374,7 @@ eachDevice('groupedMatmul: empty segments, uncovered rows, f32/bf16, against f64
       }
       const y = T.groupedMatmul(on(x, dev), on(w, dev), T.fromArray(Int32Array.from(offs), [E + 1], { dtype: 'i32', device: dev }));
       assert.equal(y.dtype, xdt);
-      const tag = `M ${M} K ${K} N ${N} ${xdt}·${wdt}`;
+      const tag = `M ${M} K ${K} N ${N} ${xdt}·${wdt}${path}`;
       close(y.toFloat64(), want, xdt === 'f32' ? 1e-5 : 1e-2, xdt === 'f32' ? 1e-5 : 8e-3, tag);
       if (dev === 'cpu') {
         // per segment the same call as F.linear on the segment's rows
@@ -366,11 +387,12 @@ eachDevice('groupedMatmul: empty segments, uncovered rows, f32/bf16, against f64
       }
     }
   }
-});
+}));
 
-eachDevice('groupedMatmul backward: dx and dW on the device, against f64', (dev) => {
+eachDevice('groupedMatmul backward: dx and dW on the device, against f64', (dev) => eachMoePath(dev, (path) => {
   const rnd = mulberry32(71);
-  for (const [M, K, N, offs] of [[37, 40, 24, [2, 2, 9, 9, 30, 35]], [130, 72, 136, [0, 0, 64, 65, 129, 130, 130]], [3, 5, 70, [0, 3]]] as const) {
+  for (const [M, K, N, offs] of [[37, 40, 24, [2, 2, 9, 9, 30, 35]], [130, 72, 136, [0, 0, 64, 65, 129, 130, 130]], [3, 5, 70, [0, 3]],
+    [300, 264, 200, [3, 3, 150, 151, 290, 297]]] as const) {
     const E = offs.length - 1;
     for (const [xdt, wdt] of [['f32', 'f32'], ['bf16', 'bf16'], ['bf16', 'f32']] as const) {
       const x = T.cast(T.fromArray(normals(M * K, rnd), [M, K]), xdt);
@@ -393,12 +415,12 @@ eachDevice('groupedMatmul backward: dx and dW on the device, against f64', (dev)
         dx[p * K + c] += gv[p * N + n]! * wv[(e * N + n) * K + c]!;
         dw[(e * N + n) * K + c] += gv[p * N + n]! * xv[p * K + c]!;
       }
-      const tag = `M ${M} K ${K} N ${N} ${xdt}·${wdt}`;
+      const tag = `M ${M} K ${K} N ${N} ${xdt}·${wdt}${path}`;
       close(xd.grad!.toFloat64(), dx, xdt === 'f32' ? 1e-5 : 3e-2, xdt === 'f32' ? 1e-5 : 8e-3, `${tag}: dx`);
       close(wd.grad!.toFloat64(), dw, wdt === 'f32' ? 1e-4 : 3e-2, wdt === 'f32' ? 1e-5 : 8e-3, `${tag}: dW`);
     }
   }
-});
+}));
 
 eachDevice('moeCombine: f32 slot-order accumulation, shared expert, output dtype', (dev) => {
   const rnd = mulberry32(31);

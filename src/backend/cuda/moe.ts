@@ -9,6 +9,8 @@ import type { View } from '../../tensor/backend.js';
 import type { CudaBackend } from './cuda-backend.js';
 import { dtCode } from './codes.js';
 import type { ParamKind } from './launch.js';
+import * as C from './cuda-consts.js';
+import { gemmPathOn } from './gemm-switch.js';
 
 const SIG: Record<string, readonly ParamKind[]> = {
   moe_route: ['i64', 'i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'p'],
@@ -23,6 +25,33 @@ const ROUTE_WARPS = 4;
 const BM = 64;
 const BN = 64;
 const MAX_GRID_Y = 65535;
+/** grouped_matmul_tc_*: tile rows/cols and the dynamic shared memory of its 3-stage ring (bf16 elements 3 · 2 · 128 · 40). */
+const TC_BM = 128;
+const TC_BN = 128;
+const TC_SMEM = 3 * 2 * 128 * 40 * 2;
+
+/**
+ * Path choice, for tests and benchmarks: `tc` sends bf16 × bf16 grouped GEMMs (the forward and the backward's
+ * dx) to the tensor-core kernel where its limits hold (K and N multiples of 8, 16-byte aligned operands),
+ * else to the SIMT kernel. DSV32_CUDA_GEMM's word for it is `moe`.
+ */
+export const moeTune = { tc: gemmPathOn('moe', true) };
+
+/** The tensor-core kernel's limits: whole 16-byte pieces along both operands' contiguous dims. */
+function tcFits(b: CudaBackend, out: View, x: View, w: View, inner: number, cols: number): boolean {
+  return moeTune.tc && x.dtype === 'bf16' && w.dtype === 'bf16' && out.dtype === 'bf16' && inner % 8 === 0 && cols % 8 === 0 &&
+    [out, x, w].every((v) => b.address(v) % 16 === 0);
+}
+
+/** out [M, cols] = x [M, inner] · W[e] per segment on the tensor cores; W[e] element (c, i) at e·es + c·sc + i·si. */
+function groupedTc(b: CudaBackend, out: View, x: View, w: View, offsets: View, E: number, cols: number, inner: number, sc: number, si: number, op: string): void {
+  const M = x.shape[0]!;
+  const tiles = Math.ceil(M / TC_BM) + E + 2;
+  if (tiles > MAX_GRID_Y) throw new DsvError(`${op} on cuda: ${tiles} row tiles exceed the grid's ${MAX_GRID_Y}`);
+  const kern = b.rt.modules.get('moe', si === 1 ? 'grouped_matmul_tc_bf16' : 'grouped_matmul_tc_bf16_nmajor', SIG.grouped_matmul!);
+  kern.setMaxDynamicSmem(TC_SMEM, C.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES);
+  kern.launch(Math.ceil(cols / TC_BN), 256, TC_SMEM, [M, cols, inner, E, b.address(out), b.address(x), b.address(w), b.address(offsets), sc, si, cols * inner], tiles);
+}
 
 const sfx = (d: string): string => (d === 'bf16' ? 'bf16' : 'f32');
 
@@ -61,6 +90,7 @@ export function groupedMatmulCuda(b: CudaBackend, out: View, x: View, w: View, o
   const [E, N] = w.shape as [number, number, number];
   if (x.dtype === 'f64' || w.dtype === 'f64') throw new DsvError('groupedMatmul on cuda: f32 or bf16 operands only (f64 is the CPU gradcheck path)');
   if (M > 2 ** 31 - 1) throw new DsvError(`groupedMatmul on cuda: ${M} rows exceed the i32 row space`);
+  if (tcFits(b, out, x, w, K, N)) return groupedTc(b, out, x, w, offsets, E, N, K, K, 1, 'groupedMatmul');
   // worst-case row tiles: every segment (and the two uncovered ranges) may end in a partial tile
   const tiles = Math.ceil(M / BM) + E + 2;
   if (tiles > MAX_GRID_Y) throw new DsvError(`groupedMatmul on cuda: ${tiles} row tiles exceed the grid's ${MAX_GRID_Y}`);
@@ -74,10 +104,13 @@ export function groupedMatmulBackwardCuda(b: CudaBackend, dx: View | null, dw: V
   if (x.dtype === 'f64' || w.dtype === 'f64') throw new DsvError('groupedMatmul backward on cuda: f32 or bf16 operands only (f64 is the CPU gradcheck path)');
   if (dx) {
     // dx [M, K] = g [M, N] · W[e]: the forward kernel with C = K output columns, inner I = N, W[e] read transposed
+    if (tcFits(b, dx, g, w, N, K)) groupedTc(b, dx, g, w, offsets, E, K, N, 1, K, 'groupedMatmul backward');
+    else {
     const tiles = Math.ceil(M / BM) + E + 2;
     if (tiles > MAX_GRID_Y) throw new DsvError(`groupedMatmul backward on cuda: ${tiles} row tiles exceed the grid's ${MAX_GRID_Y}`);
     const kern = b.rt.modules.get('moe', `grouped_matmul_${sfx(g.dtype)}_${sfx(w.dtype)}`, SIG.grouped_matmul!);
     kern.launch(Math.ceil(K / BN), 256, 0, [M, K, N, E, b.address(dx), b.address(g), b.address(w), b.address(offsets), 1, K, N * K], tiles);
+    }
   }
   if (dw) {
     if (Math.ceil(N / BM) > MAX_GRID_Y) throw new DsvError(`groupedMatmul backward on cuda: ${N} weight rows exceed the grid`);
