@@ -236,3 +236,69 @@ LNC(layernorm_bf16w32_v8, __nv_bfloat16, float, 8, 1)
 LNC(layernorm_bf16w32_v8, __nv_bfloat16, float, 8, 2)
 LNC(layernorm_bf16w32_v8, __nv_bfloat16, float, 8, 4)
 LNC(layernorm_bf16w32_v8, __nv_bfloat16, float, 8, 8)
+
+// ---- rmsnorm_tree: the reference's RMSNorm, rounding for rounding ------------------------------------------
+// The model's RMSNorm (src/model/norm.ts says why each step is what it is) in one launch instead of its
+// ~20 elementwise ops (a tree of log2 D adds, square, ÷ D, + eps, sqrt, 1 ÷, two products, casts): 17 norms
+// a forward of the mid config were ~340 of its ~650 launches, the main cost of a CUDA-graph decode step.
+//   h_j = x_j in the math type A (f32, or f64 for f64 rows: a bf16/f16 x widens exactly)
+//   s_j = rnd(h_j·h_j); the row sum as the halving tree: for n > 1, s_j = rnd(s_j + s_{j+⌊n/2⌋}) for
+//         j < ⌊n/2⌋, an odd n's last element moves to index ⌊n/2⌋, n = ⌈n/2⌉
+//   inv = rnd(1 / rnd(sqrt(rnd(rnd(s_0 / D) + eps))))      (ATen's f32 rsqrt: 1/sqrt, each rounded)
+//   y_j = rnd_out(rnd(w_j · rnd(h_j · inv)))
+// Every operation is an explicitly rounded intrinsic (__fmul_rn, __fadd_rn, __fdiv_rn, __fsqrt_rn), so no
+// FMA contraction can change a bit; the CPU backend computes the same tree (cpu-backend.ts rmsNorm), and
+// the two are bit-identical. One block per row (grid-stride), the squares and then the tree in D words of
+// dynamic shared memory; a level's adds write [0, n/2) and read [n/2, n), so one barrier a level.
+template <class A> __device__ __forceinline__ A rn_mul(A a, A b);
+template <> __device__ __forceinline__ float rn_mul(float a, float b) { return __fmul_rn(a, b); }
+template <> __device__ __forceinline__ double rn_mul(double a, double b) { return __dmul_rn(a, b); }
+template <class A> __device__ __forceinline__ A rn_add(A a, A b);
+template <> __device__ __forceinline__ float rn_add(float a, float b) { return __fadd_rn(a, b); }
+template <> __device__ __forceinline__ double rn_add(double a, double b) { return __dadd_rn(a, b); }
+template <class A> __device__ __forceinline__ A rn_div(A a, A b);
+template <> __device__ __forceinline__ float rn_div(float a, float b) { return __fdiv_rn(a, b); }
+template <> __device__ __forceinline__ double rn_div(double a, double b) { return __ddiv_rn(a, b); }
+template <class A> __device__ __forceinline__ A rn_sqrt(A a);
+template <> __device__ __forceinline__ float rn_sqrt(float a) { return __fsqrt_rn(a); }
+template <> __device__ __forceinline__ double rn_sqrt(double a) { return __dsqrt_rn(a); }
+
+template <class TI, class TO>
+__device__ void rmsnorm_tree_rows(int64_t rows, int64_t D, double eps, TO* out, const TI* x, const typename Acc<TI>::type* w) {
+  typedef typename Acc<TI>::type A;
+  extern __shared__ __align__(16) unsigned char tree_smem[];
+  A* s = reinterpret_cast<A*>(tree_smem);
+  const int n0 = (int)D;
+  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+    const TI* xr = x + row * D;
+    for (int j = threadIdx.x; j < n0; j += blockDim.x) {
+      const A h = to_acc<TI>(xr[j]);
+      s[j] = rn_mul<A>(h, h);
+    }
+    __syncthreads();
+    for (int n = n0; n > 1;) {
+      const int half = n >> 1;
+      for (int j = threadIdx.x; j < half; j += blockDim.x) s[j] = rn_add<A>(s[j], s[j + half]);
+      __syncthreads();
+      if (n & 1) {
+        if (threadIdx.x == 0) s[half] = s[n - 1];
+        __syncthreads();
+      }
+      n = half + (n & 1);
+    }
+    const A inv = rn_div<A>((A)1, rn_sqrt<A>(rn_add<A>(rn_div<A>(s[0], (A)D), (A)eps)));
+    TO* orow = out + row * D;
+    for (int j = threadIdx.x; j < n0; j += blockDim.x) orow[j] = from_acc<TO>(rn_mul<A>(w[j], rn_mul<A>(to_acc<TI>(xr[j]), inv)));
+    __syncthreads();  // s[0] read by every thread before the next row's squares overwrite it
+  }
+}
+#define RMST(NAME, TI, TO)                                                                                             \
+  extern "C" __global__ void NAME(int64_t rows, int64_t D, double eps, TO* out, const TI* x, const typename Acc<TI>::type* w) { \
+    rmsnorm_tree_rows<TI, TO>(rows, D, eps, out, x, w);                                                                \
+  }
+RMST(rmsnorm_tree_f32_f32, float, float)
+RMST(rmsnorm_tree_f32_bf16, float, __nv_bfloat16)
+RMST(rmsnorm_tree_bf16_bf16, __nv_bfloat16, __nv_bfloat16)
+RMST(rmsnorm_tree_bf16_f32, __nv_bfloat16, float)
+RMST(rmsnorm_tree_f16_f16, __half, __half)
+RMST(rmsnorm_tree_f64_f64, double, double)

@@ -15,38 +15,21 @@
 // The fused form adds the residual first, in f32, and hands back the sum rounded to the activation
 // dtype as the new residual (the reference rounds the residual stream to bf16 after every add in bf16
 // runs).
+// All of the above is the backends' rmsNorm op (src/tensor/ops/norm.ts; the CPU loop and the CUDA kernel
+// kernels/norm.cu rmsnorm_tree compute the same tree and the same roundings, bit for bit). Composed from
+// elementwise ops it took ~20 launches a norm, about half of a decode step's launches (mid config).
 import type { DType } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { add, adds, div, mul, sqrt, square } from '../tensor/ops/elementwise.js';
-import { cat } from '../tensor/ops/indexing.js';
-import { cast, narrow } from '../tensor/ops/view.js';
+import { add } from '../tensor/ops/elementwise.js';
+import { rmsNorm } from '../tensor/ops/norm.js';
+import { cast } from '../tensor/ops/view.js';
 import { wideDtype } from './numerics.js';
 
-/** Σ over the last dim [..., n] → [..., 1], accumulated in x's dtype by halving (pairwise tree). */
-function treeSum(x: Tensor): Tensor {
-  let t = x;
-  let n = t.shape[t.rank - 1]!;
-  while (n > 1) {
-    const h = n >> 1;
-    let s = add(narrow(t, -1, 0, h), narrow(t, -1, h, h));
-    if (n % 2 === 1) s = cat([s, narrow(t, -1, n - 1, 1)], -1);
-    t = s;
-    n = t.shape[t.rank - 1]!;
-  }
-  return t;
-}
-
-/** The reference's f32 RMSNorm math on an f32 x [..., D] with an f32 weight [D]. */
-function rmsNormF32(x: Tensor, w: Tensor, eps: number): Tensor {
-  const D = x.shape[x.rank - 1]!;
-  const variance = div(treeSum(square(x)), D);
-  const inv = div(1, sqrt(adds(variance, eps)));
-  return mul(w, mul(x, inv));
-}
-
+/** norm(x) in the reference's f32 (f64) math, rounded to dt; a bf16 x is read as is (widening is exact). */
 export function rmsNormTo(x: Tensor, w: Tensor, eps: number, dt: DType): Tensor {
   const f = wideDtype(dt);
-  return cast(rmsNormF32(cast(x, f), cast(w, f), eps), dt);
+  const xin = x.dtype === 'bf16' && f === 'f32' ? x : cast(x, f);
+  return rmsNorm(xin, cast(w, f), eps, dt);
 }
 
 /** (norm(x + residual), x + residual); with no residual yet: (norm(x), x). */
@@ -54,5 +37,5 @@ export function addRmsNorm(x: Tensor, residual: Tensor | null, w: Tensor, eps: n
   if (residual === null) return { out: rmsNormTo(x, w, eps, dt), residual: x };
   const f = wideDtype(dt);
   const sum = add(cast(x, f), cast(residual, f));
-  return { out: cast(rmsNormF32(sum, cast(w, f), eps), dt), residual: cast(sum, dt) };
+  return { out: rmsNormTo(sum, w, eps, dt), residual: cast(sum, dt) };
 }

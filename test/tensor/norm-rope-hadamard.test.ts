@@ -2,6 +2,7 @@
 // against direct f64 formulas, gradchecks (also through non-contiguous inputs), and their invariants.
 import assert from 'node:assert/strict';
 import * as T from '../../src/tensor/index.js';
+import { DsvError } from '../../src/errors.js';
 import { assertClose, assertGradcheck, assertThrowsWith, randn, testEachDevice, to } from './helpers.js';
 
 testEachDevice('rmsNorm and layerNorm forward match the formulas; bf16 in → bf16 out', (dev) => {
@@ -31,6 +32,36 @@ testEachDevice('rmsNorm and layerNorm forward match the formulas; bf16 in → bf
   assert.equal(yb.dtype, 'bf16');
   assertClose(yb, rms, 0, 2 ** -7, 'bf16 rmsNorm'); // within bf16 rounding of the exact value
   assertThrowsWith(() => T.rmsNorm(x, randn([5], 4, dev), 1e-6), ['rmsNorm', '[5]', '[3, 6]']);
+});
+
+/** The reference's RMSNorm op by op (x.pow(2).mean(-1), + eps, rsqrt as 1/sqrt, weight · (x · inv)), the
+ * sum as src/model/norm.ts documents it (a halving tree, an odd row's last element carried): the oracle
+ * the fused op must equal bit for bit. */
+function rmsNormOpByOp(x: T.Tensor, w: T.Tensor, eps: number): T.Tensor {
+  let t = T.square(x);
+  for (let n = t.shape[t.rank - 1]!; n > 1; n = t.shape[t.rank - 1]!) {
+    const h = n >> 1;
+    let s = T.add(T.narrow(t, -1, 0, h), T.narrow(t, -1, h, h));
+    if (n % 2 === 1) s = T.cat([s, T.narrow(t, -1, n - 1, 1)], -1);
+    t = s;
+  }
+  const inv = T.div(1, T.sqrt(T.adds(T.div(t, x.shape[x.rank - 1]!), eps)));
+  return T.mul(w, T.mul(x, inv));
+}
+
+testEachDevice('rmsNorm is the reference\'s op-by-op RMSNorm bit for bit (f32 and bf16 rows, odd widths, bf16 out)', (dev) => {
+  for (const D of [1, 7, 33, 768, 2048, 2049, 7168]) {
+    const x = T.muls(randn([5, D], 11 + D, dev, 'f32'), 3);
+    const w = randn([D], 12 + D, dev, 'f32');
+    const want = rmsNormOpByOp(x, w, 1e-6);
+    assert.deepEqual(Array.from(T.rmsNorm(x, w, 1e-6).toFloat32()), Array.from(want.toFloat32()), `f32 D ${D}`);
+    assert.deepEqual(Array.from(T.rmsNorm(x, w, 1e-6, 'bf16').toFloat32()), Array.from(T.cast(want, 'bf16').toFloat32()), `f32 → bf16 D ${D}`);
+    const xb = T.cast(x, 'bf16');
+    const wantB = rmsNormOpByOp(T.cast(xb, 'f32'), w, 1e-6);
+    assert.deepEqual(Array.from(T.rmsNorm(xb, w, 1e-6).toFloat32()), Array.from(T.cast(wantB, 'bf16').toFloat32()), `bf16 D ${D}`);
+    assert.deepEqual(Array.from(T.rmsNorm(xb, w, 1e-6, 'f32').toFloat32()), Array.from(wantB.toFloat32()), `bf16 → f32 D ${D}`);
+  }
+  assertThrowsWith(() => T.rmsNorm(randn([2, 4], 1, dev, 'f32'), randn([4], 2, dev, 'f32'), 1e-6, 'i32'), ['rmsNorm', 'i32', 'expected f32 or bf16'], DsvError);
 });
 
 testEachDevice('gradcheck: rmsNorm and layerNorm (x, weight, bias), also on a transposed input', (dev) => {

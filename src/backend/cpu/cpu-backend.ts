@@ -281,6 +281,13 @@ export class CpuBackend implements Backend {
     commit(out, o);
   }
 
+  /**
+   * The reference's RMSNorm (src/model/norm.ts says why): the squares summed as a halving tree (j + ⌊n/2⌋
+   * onto j, an odd row's last element carried to ⌊n/2⌋), ÷ D, + eps, sqrt, 1 ÷, then w·(x·inv), each step
+   * rounded to the compute type (f32, f64 for f64 rows). A double result of +, ×, ÷ or sqrt on f32 values
+   * rounds to the correctly rounded f32 one, so fround after each is exactly f32 arithmetic, as the CUDA
+   * kernel's explicitly rounded intrinsics (kernels/norm.cu rmsnorm_tree).
+   */
   rmsNorm(out: View, x: View, w: View, eps: number): void {
     const ct = ctFor(x, out);
     const v = readF(x, ct);
@@ -289,14 +296,18 @@ export class CpuBackend implements Backend {
     const D = wv.length;
     const rows = D === 0 ? 0 : v.length / D;
     const f = ct === 'f32' ? fround : (z: number) => z;
+    const t = new Float64Array(D);
     for (let r = 0; r < rows; r++) {
       const base = r * D;
-      let ss = 0;
-      for (let j = 0; j < D; j++) ss += v[base + j]! * v[base + j]!;
-      // torch: x * rsqrt(mean(x²) + eps), then * weight — each step rounded in the compute dtype; ATen's
-      // f32 rsqrt is 1/sqrt with the square root rounded first (not a correctly rounded x^-½)
-      const inv = f(1 / f(Math.sqrt(f(f(ss / D) + eps))));
-      for (let j = 0; j < D; j++) o[base + j] = f(v[base + j]! * inv) * wv[j]!;
+      for (let j = 0; j < D; j++) t[j] = f(v[base + j]! * v[base + j]!);
+      for (let n = D; n > 1;) {
+        const h = n >> 1;
+        for (let j = 0; j < h; j++) t[j] = f(t[j]! + t[j + h]!);
+        if (n & 1) t[h] = t[n - 1]!;
+        n = h + (n & 1);
+      }
+      const inv = f(1 / f(Math.sqrt(f(f(t[0]! / D) + eps))));
+      for (let j = 0; j < D; j++) o[base + j] = f(wv[j]! * f(v[base + j]! * inv));
     }
     commit(out, o);
   }

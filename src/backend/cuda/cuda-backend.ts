@@ -105,6 +105,7 @@ const SIG: Record<string, readonly ParamKind[]> = {
   reduce_cols_finish: ['iter', 'i64', 'i64', 'i32', 'p', 'i32', 'p'],
   softmax: ['i64', 'i64', 'f64', 'p', 'p', 'p', 'i64', 'i32'],
   rmsnorm: ['i64', 'i64', 'f64', 'p', 'p', 'p', 'p', 'p'],
+  rmsnorm_tree: ['i64', 'i64', 'f64', 'p', 'p', 'p'],
   layernorm: ['i64', 'i64', 'f64', 'p', 'p', 'p', 'p'],
   rope: ['i64', 'i64', 'i64', 'i64', 'i32', 'i32', 'p', 'p', 'p', 'p'],
   swiglu: ['i64', 'i64', 'p', 'p', 'i64', 'p', 'i64'],
@@ -741,8 +742,26 @@ export class CudaBackend implements Backend {
     mtmp?.dispose();
   }
 
+  /** The reference's RMSNorm, bit for bit the CPU backend's (kernels/norm.cu rmsnorm_tree): out may be f32 or x's dtype. */
   rmsNorm(out: View, x: View, w: View, eps: number): void {
-    this.rmsNormImpl(out, null, x, null, w, eps);
+    const D = w.shape[0] ?? numelOf(w.shape);
+    const n = numelOf(x.shape);
+    if (n === 0 || D === 0) return;
+    const ti = this.suffix('rmsNorm', x.dtype);
+    const to = this.suffix('rmsNorm', out.dtype);
+    if (to !== ti && !(ti === 'bf16' && to === 'f32') && !(ti === 'f32' && to === 'bf16')) {
+      throw new DsvError(`rmsNorm on cuda: a ${x.dtype} input writes ${x.dtype}, or f32 ↔ bf16; got ${out.dtype} out`);
+    }
+    const wide = x.dtype === 'f64' ? 'f64' : 'f32';
+    const smem = D * (wide === 'f64' ? 8 : 4);
+    if (smem > this.rt.info.maxSharedPerBlockOptin) throw new DsvError(`rmsNorm on cuda: rows of ${D} exceed the shared memory of one block`);
+    const xc = this.contiguous(x);
+    const wc = this.contiguous(w, wide);
+    const kern = this.k('norm', `rmsnorm_tree_${ti}_${to}`, 'rmsnorm_tree');
+    if (smem > 48 * 1024) kern.setMaxDynamicSmem(smem, C.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES);
+    kern.launch(this.rowGrid(n / D), D >= 1024 ? 256 : 128, smem, [n / D, D, eps, this.ptr(out), this.ptr(xc.view), this.ptr(wc.view)]);
+    xc.tmp?.dispose();
+    wc.tmp?.dispose();
   }
   /** Fused pre-norm residual: h = x + r (written to hOut), out = rmsNorm(h) · w. */
   rmsNormResidual(out: View, hOut: View, x: View, r: View, w: View, eps: number): void {

@@ -1,8 +1,9 @@
 // RMSNorm and LayerNorm over the last dim, fused in the backend (f32 math for every float dtype but
-// f64; the output keeps x's dtype). Backward passes are written with other ops, in the compute dtype,
+// f64; the output keeps x's dtype, or for rmsNorm f32 ↔ bf16). Backward passes are written with other ops, in the compute dtype,
 // from the closed forms below, so they run on every backend.
+import { DsvError } from '../../errors.js';
 import { noGrad, record } from '../autograd.js';
-import { computeDtype } from '../dtype.js';
+import { type DType, computeDtype } from '../dtype.js';
 import { ShapeError, Tensor, fmtShape } from '../tensor.js';
 import { adds, mul, muls, rsqrt, square, sub } from './elementwise.js';
 import { mean, sum } from './reduce.js';
@@ -29,12 +30,19 @@ function sumRows(t: Tensor, D: number): Tensor {
   return sum(reshape(t, [-1, D]), 0);
 }
 
-/** y = x · rsqrt(mean(x², -1) + eps) · w. */
-export function rmsNorm(x: Tensor, w: Tensor, eps: number): Tensor {
+/**
+ * y = x · rsqrt(mean(x², -1) + eps) · w, in the reference's order and roundings (the backends' rmsNorm: a
+ * halving tree for the sum, ATen's 1/sqrt), in f32 for f32/bf16/f16 rows (f64 for f64), rounded once to
+ * `dtype` (default x's; f32 ↔ bf16 may differ from x's).
+ */
+export function rmsNorm(x: Tensor, w: Tensor, eps: number, dtype: DType = x.dtype): Tensor {
   const D = checkNormArgs('rmsNorm', x, w);
+  if (dtype !== x.dtype && !((x.dtype === 'bf16' && dtype === 'f32') || (x.dtype === 'f32' && dtype === 'bf16'))) {
+    throw new DsvError(`rmsNorm: output dtype ${dtype} for a ${x.dtype} input; expected ${x.dtype === 'f32' || x.dtype === 'bf16' ? 'f32 or bf16' : x.dtype}`);
+  }
   const xc = noGrad(() => contiguous(x)); // the node recorded below links to x itself
   const wc = noGrad(() => contiguous(w));
-  const out = alloc(x.backend, x.shape, x.dtype);
+  const out = alloc(x.backend, x.shape, dtype);
   x.backend.rmsNorm(out, xc, wc, eps);
   return record(out, 'rmsNorm', [x, w], (g) => {
     // r = (mean(x²) + eps)^(−½), y_j = x_j·r·w_j:
