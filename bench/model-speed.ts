@@ -10,7 +10,8 @@
 // Batch 1 as the reference's default; numerics bf16 (f32 with --dtype f32); the latent cache in the numerics'
 // own exact format (bf16 rows, or FP8 656 B rows with --kv-cache fp8, MQA decode either way). Prefill runs
 // the reference's 'auto' attention (MHA for multi-token steps). A decode context C is filled by a real
-// prefill of C tokens (the reference's --fill prefill). Times: CUDA events around the forward (its host
+// prefill of C tokens in chunks of --fill-chunk (4 096; the reference prefills up to its --max-real-prefill
+// in one forward, then replicates). Times: CUDA events around the forward (its host
 // work included: a forward is one call), the host clock on the CPU; before each timed run the dead tensors'
 // device blocks are given back (releaseDeadTensors, untimed), so its allocations come from the cache as
 // the engine's do, not from cuMemAlloc (measured on an H100 at the mid config's 4 096-token MQA prefill,
@@ -85,9 +86,19 @@ for (const S of prefills) {
     process.stderr.write(`--- prefill S ${S}: one forward with every op synchronised: ${p.ms.toFixed(1)} ms\n${p.table}\n`);
   }
 }
+// A forward's device memory comes back only after its job ends (src/tensor/memory.ts), so a context is
+// filled in chunks of --fill-chunk tokens with a release between them, as the engine's chunked prefill
+// does: one 32 768-token forward of the mid config held all of an H100's 80 GB (measured 2026-12-06).
+const fillChunk = Number(opt('--fill-chunk') ?? 4096);
+if (!Number.isInteger(fillChunk) || fillChunk < 1) argError(`model-speed: --fill-chunk wants a positive integer, got ${opt('--fill-chunk')}`);
 for (const C of contexts) {
+  await releaseDeadTensors(device);
   const cache = model.newCache(1, { format, capacity: C + steps + 1 });
-  model.forward([tokens(C, C)], { numerics, mode, cache, logits: 'none' });
+  const fill = tokens(C, C);
+  for (let p = 0; p < C; p += fillChunk) {
+    model.forward([fill.slice(p, p + fillChunk)], { numerics, mode, cache, logits: 'none' });
+    await releaseDeadTensors(device);
+  }
   let next = 1;
   const step = (): void => {
     const r = model.forward([[next]], { numerics, mode, cache, logits: 'last' });
