@@ -3,10 +3,8 @@
 // (reference MLP/Expert: w2((F.silu(w1(x).float()) * w3(x).float()).type_as(x))).
 import type { DType } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { mul, silu } from '../tensor/ops/elementwise.js';
-import { cast } from '../tensor/ops/view.js';
+import { swiglu } from '../tensor/ops/elementwise.js';
 import { applyLinear } from './fp8-linear.js';
-import { wideDtype } from './numerics.js';
 import type { ModelWeights } from './weights.js';
 
 export class Mlp {
@@ -17,7 +15,7 @@ export class Mlp {
     const w = this.weights;
     const g = applyLinear(x, w.linear(`${this.prefix}.gate_proj.weight`), dt, this.ue8m0);
     const u = applyLinear(x, w.linear(`${this.prefix}.up_proj.weight`), dt, this.ue8m0);
-    const h = cast(mul(silu(cast(g, wideDtype(dt))), cast(u, wideDtype(dt))), dt);
+    const h = swiglu(g, u);
     return applyLinear(h, w.linear(`${this.prefix}.down_proj.weight`), out, this.ue8m0);
   }
 }

@@ -16,7 +16,7 @@
 import { isGradEnabled } from '../tensor/autograd.js';
 import type { DType } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { add, mul, silu } from '../tensor/ops/elementwise.js';
+import { add, swiglu } from '../tensor/ops/elementwise.js';
 import { cat, indexSelect, stack } from '../tensor/ops/indexing.js';
 import { groupedMatmul, groupedMatmulFp8, moeCombine, moeDispatch } from '../tensor/ops/moe.js';
 import { cast, narrow } from '../tensor/ops/view.js';
@@ -82,7 +82,7 @@ export class MoE {
     // the SwiGLU expert (mlp.ts): down((silu(gate(x)).f32 · up(x).f32) → dt)
     const g = this.project('gate_proj', xs, offsets, dt);
     const u = this.project('up_proj', xs, offsets, dt);
-    const h = cast(mul(silu(cast(g, wideDtype(dt))), cast(u, wideDtype(dt))), dt);
+    const h = swiglu(g, u);
     const ys = this.project('down_proj', h, offsets, dt);
     if (!this.tp.sharded) {
       const y = moeCombine(ys, routing.weights, d.rows, { shared: this.shared ? this.shared.forward(x, dt) : null, dtype: dt });

@@ -75,8 +75,16 @@ export interface Backend {
   matmul(out: View, a: View, b: View): void;
   /** Softmax (or log-softmax) over the last dim; x contiguous. */
   softmax(out: View, x: View, log: boolean): void;
-  /** out = x / sqrt(mean(x², last) + eps) · w; x contiguous [..., D], w [D]. */
+  /**
+   * out = x / sqrt(mean(x², last) + eps) · w in the reference's order (a halving tree for the sum, 1/sqrt,
+   * w·(x·inv), each rounded in f32; f64 rows in f64); x contiguous [..., D], w [D]; out x's dtype or f32 ↔ bf16.
+   */
   rmsNorm(out: View, x: View, w: View, eps: number): void;
+  /**
+   * SwiGLU's middle: out = silu(g)·u, silu rounded to the compute type (f32, f64 for f64) and the product
+   * rounded once to out's dtype (g's); g, u strided with out's shape.
+   */
+  swiglu(out: View, g: View, u: View): void;
   /** out = (x − mean) / sqrt(var + eps) · w + b over the last dim (biased variance). */
   layerNorm(out: View, x: View, w: View, b: View, eps: number): void;
   /**

@@ -3,7 +3,7 @@
 // log-softmax, and the view ops. Each runs on every available device.
 import assert from 'node:assert/strict';
 import * as T from '../../src/tensor/index.js';
-import { assertClose, assertGradcheck, randn, testEachDevice, to } from './helpers.js';
+import { assertClose, assertGradcheck, assertThrowsWith, randn, testEachDevice, to } from './helpers.js';
 
 /** Positive f64 leaf: |randn| + 0.5 (keeps log/sqrt/pow/div away from their singularities). */
 function pos(shape: number[], seed: number, dev: string): T.Tensor {
@@ -137,4 +137,20 @@ testEachDevice('gradients accumulate over several uses and several backward call
   const y = T.noGrad(() => T.mul(x, 2));
   assert.equal(y.requiresGrad, false);
   assert.equal(T.detach(x).requiresGrad, false);
+});
+
+testEachDevice('swiglu is silu(g)·u op by op, bit for bit (f32, bf16, strided halves); gradcheck; bad input', (dev) => {
+  for (const dt of ['f32', 'bf16'] as const) {
+    const both = T.cast(T.muls(randn([7, 2 * 40], 31, dev, 'f32'), 4), dt);
+    const g = T.narrow(both, 1, 0, 40);
+    const u = T.narrow(both, 1, 40, 40);
+    const want = T.cast(T.mul(T.silu(T.cast(g, 'f32')), T.cast(u, 'f32')), dt);
+    const got = T.swiglu(g, u);
+    assert.equal(got.dtype, dt);
+    assert.deepEqual(Array.from(got.toFloat32()), Array.from(want.toFloat32()), `${dt}`);
+  }
+  const a = randn([3, 5], 32, dev);
+  const b = randn([3, 5], 33, dev);
+  assertGradcheck((x, y) => T.swiglu(x, y), [a, b]);
+  assertThrowsWith(() => T.swiglu(a, randn([3, 4], 34, dev)), ['swiglu', '[3, 5]', '[3, 4]']);
 });

@@ -312,6 +312,20 @@ export class CpuBackend implements Backend {
     commit(out, o);
   }
 
+  swiglu(out: View, g: View, u: View): void {
+    const ct = ctFor(g, u, out);
+    const a = readF(g, ct);
+    const b = readF(u, ct);
+    const o = outBuffer(out, ct);
+    const f = ct === 'f32' ? fround : (z: number) => z;
+    // the unary silu's value (v / (1 + e^−v), rounded to ct), then the product
+    for (let i = 0; i < o.length; i++) {
+      const v = a[i]!;
+      o[i] = f(v / (1 + Math.exp(-v))) * b[i]!;
+    }
+    commit(out, o);
+  }
+
   layerNorm(out: View, x: View, w: View, b: View, eps: number): void {
     const ct = ctFor(x, out);
     const v = readF(x, ct);
