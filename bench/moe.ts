@@ -18,6 +18,7 @@ import { writeFileSync } from 'node:fs';
 import * as T from '../src/tensor/index.js';
 import { cudaBackend } from '../src/backend/cuda/index.js';
 import { moeTune } from '../src/backend/cuda/moe.js';
+import { releaseDeadTensors } from '../src/tensor/memory.js';
 import { benchDevice, burstMs, machine, opt, printTable, randDevice } from './harness.js';
 
 const { device, onCpu } = benchDevice('moe bench', 'run with --device cpu for the tiny CPU shapes');
@@ -32,8 +33,15 @@ const fp8 = opt('--dtype') === 'fp8';
 const dt = (fp8 ? 'bf16' : opt('--dtype') ?? 'bf16') as T.DType;
 const TOKENS = (opt('--tokens') ?? (onCpu ? '1,8,64' : '1,8,64,512,2048')).split(',').map(Number);
 
-/** Median ms per call over bursts (CUDA events on the GPU, host clock on the CPU). */
-const timeMs = (fn: () => void, reps = onCpu ? 3 : 20, burst = onCpu ? 1 : 5): number => burstMs(fn, reps, burst, 1, onCpu);
+/**
+ * Median ms per call over bursts (CUDA events on the GPU, host clock on the CPU), after the dead tensors of
+ * earlier timings are given back: a timing's outputs come back only after its job ends (src/tensor/
+ * memory.ts), and at 16 384 tokens the bursts of one shape held all of an H100's memory (2026-12-06).
+ */
+const timeMs = async (fn: () => void, reps = onCpu ? 3 : 20, burst = onCpu ? 1 : 5): Promise<number> => {
+  await releaseDeadTensors(device);
+  return burstMs(fn, reps, burst, 1, onCpu);
+};
 const rand = (shape: number[], seed: number, scale = 1): T.Tensor => randDevice(shape, dt, seed, device, scale);
 
 const wg = rand([E, F, DIM], 1, DIM ** -0.5);
@@ -66,11 +74,11 @@ for (const Tn of TOKENS) {
   // activated experts (distinct ids) for the weight-bytes roofline
   const active = new Set(Array.from(experts.toHost() as Int32Array)).size;
   const t = {
-    route: timeMs(route),
-    dispatch: timeMs(() => T.moeDispatch(experts, E)),
-    gateUp: timeMs(() => gmm(xs, wg, wg8, d.offsets)),
-    down: timeMs(() => gmm(h, wd, wd8, d.offsets)),
-    combine: timeMs(() => T.moeCombine(ys, w, d.rows, { dtype: dt })),
+    route: await timeMs(route),
+    dispatch: await timeMs(() => T.moeDispatch(experts, E)),
+    gateUp: await timeMs(() => gmm(xs, wg, wg8, d.offsets)),
+    down: await timeMs(() => gmm(h, wd, wd8, d.offsets)),
+    combine: await timeMs(() => T.moeCombine(ys, w, d.rows, { dtype: dt })),
   };
   // the SIMT kernel at the same shapes (bf16 on CUDA only: elsewhere there is one path)
   const both = !onCpu && !fp8 && dt === 'bf16';
@@ -79,8 +87,8 @@ for (const Tn of TOKENS) {
     const keep = moeTune.tc;
     moeTune.tc = false;
     try {
-      simt.gateUp = timeMs(() => gmm(xs, wg, null, d.offsets));
-      simt.down = timeMs(() => gmm(h, wd, null, d.offsets));
+      simt.gateUp = await timeMs(() => gmm(xs, wg, null, d.offsets));
+      simt.down = await timeMs(() => gmm(h, wd, null, d.offsets));
     } finally {
       moeTune.tc = keep;
     }

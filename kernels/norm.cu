@@ -244,11 +244,15 @@ LNC(layernorm_bf16w32_v8, __nv_bfloat16, float, 8, 8)
 //   h_j = x_j in the math type A (f32, or f64 for f64 rows: a bf16/f16 x widens exactly)
 //   s_j = rnd(h_j·h_j); the row sum as the halving tree: for n > 1, s_j = rnd(s_j + s_{j+⌊n/2⌋}) for
 //         j < ⌊n/2⌋, an odd n's last element moves to index ⌊n/2⌋, n = ⌈n/2⌉
-//   inv = rnd(1 / rnd(sqrt(rnd(rnd(s_0 / D) + eps))))      (ATen's f32 rsqrt: 1/sqrt, each rounded)
+//   inv = rnd(1 / rnd(sqrt(rnd(rnd(s_0 · rnd(1/D)) + eps))))  (ATen's f32 rsqrt: 1/sqrt, each rounded)
 //   y_j = rnd_out(rnd(w_j · rnd(h_j · inv)))
-// Every operation is an explicitly rounded intrinsic (__fmul_rn, __fadd_rn, __fdiv_rn, __fsqrt_rn), so no
-// FMA contraction can change a bit; the CPU backend computes the same tree (cpu-backend.ts rmsNorm), and
-// the two are bit-identical. One block per row (grid-stride), the squares and then the tree in D words of
+// The mean is a product with the f32 reciprocal 1/D, as torch's CUDA mean (MeanOps' factor) and as this
+// backend's composed form (div by a number is muls by its reciprocal); the CPU backend rounds the double
+// product once, so for a width that is not a power of two the two devices may differ by an f32 ulp there
+// (on an H100, 2026-12-06, a quotient form failed the op-by-op test), as torch's
+// CPU and CUDA means do. Every operation is an explicitly rounded intrinsic (__fmul_rn, __fadd_rn,
+// __fdiv_rn, __fsqrt_rn), so no FMA contraction can change a bit: on each device the op equals the
+// composed form bit for bit (test/tensor/norm-rope-hadamard.test.ts). One block per row (grid-stride), the squares and then the tree in D words of
 // dynamic shared memory; a level's adds write [0, n/2) and read [n/2, n), so one barrier a level.
 template <class A> __device__ __forceinline__ A rn_mul(A a, A b);
 template <> __device__ __forceinline__ float rn_mul(float a, float b) { return __fmul_rn(a, b); }
@@ -286,7 +290,7 @@ __device__ void rmsnorm_tree_rows(int64_t rows, int64_t D, double eps, TO* out, 
       }
       n = half + (n & 1);
     }
-    const A inv = rn_div<A>((A)1, rn_sqrt<A>(rn_add<A>(rn_div<A>(s[0], (A)D), (A)eps)));
+    const A inv = rn_div<A>((A)1, rn_sqrt<A>(rn_add<A>(rn_mul<A>(s[0], (A)(1.0 / (double)D)), (A)eps)));
     TO* orow = out + row * D;
     for (int j = threadIdx.x; j < n0; j += blockDim.x) orow[j] = from_acc<TO>(rn_mul<A>(w[j], rn_mul<A>(to_acc<TI>(xr[j]), inv)));
     __syncthreads();  // s[0] read by every thread before the next row's squares overwrite it

@@ -283,10 +283,11 @@ export class CpuBackend implements Backend {
 
   /**
    * The reference's RMSNorm (src/model/norm.ts says why): the squares summed as a halving tree (j + ⌊n/2⌋
-   * onto j, an odd row's last element carried to ⌊n/2⌋), ÷ D, + eps, sqrt, 1 ÷, then w·(x·inv), each step
+   * onto j, an odd row's last element carried to ⌊n/2⌋), × 1/D, + eps, sqrt, 1 ÷, then w·(x·inv), each step
    * rounded to the compute type (f32, f64 for f64 rows). A double result of +, ×, ÷ or sqrt on f32 values
    * rounds to the correctly rounded f32 one, so fround after each is exactly f32 arithmetic, as the CUDA
-   * kernel's explicitly rounded intrinsics (kernels/norm.cu rmsnorm_tree).
+   * kernel's explicitly rounded intrinsics (kernels/norm.cu rmsnorm_tree); only the mean's factor differs
+   * (the double 1/D here, its f32 rounding there, as the two backends' muls), for non-power-of-two D.
    */
   rmsNorm(out: View, x: View, w: View, eps: number): void {
     const ct = ctFor(x, out);
@@ -306,7 +307,7 @@ export class CpuBackend implements Backend {
         if (n & 1) t[h] = t[n - 1]!;
         n = h + (n & 1);
       }
-      const inv = f(1 / f(Math.sqrt(f(f(t[0]! / D) + eps))));
+      const inv = f(1 / f(Math.sqrt(f(f(t[0]! * (1 / D)) + eps))));
       for (let j = 0; j < D; j++) o[base + j] = f(wv[j]! * f(v[base + j]! * inv));
     }
     commit(out, o);

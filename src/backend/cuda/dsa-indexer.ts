@@ -34,9 +34,9 @@ const SIG: Record<string, readonly ParamKind[]> = {
  * the day before (8.5×); it is what makes DSA prefill cheaper than dense. DSV32_CUDA_GEMM (gemm-switch.ts)
  * turns it off for a whole run.
  */
-export const indexerTune = { gemm: gemmPathOn('indexer', true) };
-/** Bytes of the f32 per-head score block S [rows·H, keys] per GEMM (bounds the temporary at long context). */
-const S_BYTES = 1 << 30;
+/** scoreBytes: bytes of the f32 per-head score block S [rows·H, keys] per GEMM (bounds the temporary at long
+ * context; tests lower it to run many query chunks at small shapes). */
+export const indexerTune = { gemm: gemmPathOn('indexer', true), scoreBytes: 1 << 30 };
 
 const units = new WeakMap<CudaBackend, CudaStorage>();
 /** A device f32 1.0: the per-tensor scale of both GEMM operands (the real scales are applied in the reduce). */
@@ -100,7 +100,7 @@ export function indexerLogitsCuda(be: CudaBackend, out: View, q: View, k: View, 
   if (Dq !== D) throw new DsvError(`indexerLogits on cuda: head dim must be ${D}, got ${Dq}`);
   if (Tq === 0 || Tk === 0) return;
   if (indexerTune.gemm && Tk % 16 === 0 && be.address(q) % 16 === 0 && be.address(k) % 16 === 0) {
-    const qc = Math.max(1, Math.min(Tq, Math.floor(S_BYTES / (4 * H * Tk))));
+    const qc = Math.max(1, Math.min(Tq, Math.floor(indexerTune.scoreBytes / (4 * H * Tk))));
     const S = be.alloc('f32', qc * H * Tk);
     try {
       let ok = true;
@@ -136,7 +136,7 @@ export function indexerLogitsPagedCuda(be: CudaBackend, out: View, q: View, cach
     const ctxPad = Math.ceil(maxCtx / 16) * 16;
     const K = be.alloc('f8e4m3', B * ctxPad * D);
     const KS = be.alloc('f32', B * ctxPad);
-    const qc = Math.max(1, Math.min(N, Math.floor(S_BYTES / (4 * H * ctxPad))));
+    const qc = Math.max(1, Math.min(N, Math.floor(indexerTune.scoreBytes / (4 * H * ctxPad))));
     const S = be.alloc('f32', qc * H * ctxPad);
     try {
       const maxBlocks = blockTable.shape[1]!;
@@ -149,7 +149,14 @@ export function indexerLogitsPagedCuda(be: CudaBackend, out: View, q: View, cach
         for (let j0 = 0; j0 < N && ok; j0 += qc) {
           const n = Math.min(qc, N - j0);
           const row0 = b * N + j0;
-          ok = gemmRows(be, S, q, row0, n, H, keys, ctxPad, maxCtx, (sp) => [n, H, maxCtx, ctxPad, row0, maxCtx, sp, be.address(w), ks, 0, 0, be.address(contextLens), b, N, be.address(out)]);
+          // causal bound from the host-known width alone: query j sees keys < ctx[b] − N + j + 1 ≤ maxCtx − N + j + 1,
+          // so this chunk's GEMM needs only the first maxCtx − N + j0 + n keys (a 16-multiple for the FP8 GEMM).
+          // A long prefill's chunks then multiply and write half the score block on average: the block is
+          // f32 [n·H, keys] written and read once (1 GiB a chunk), which bounds this op (~41 ms over the mid
+          // config's four layers at 16 384 tokens on an H100, 2026-12-06, before the bound).
+          const kc = Math.min(ctxPad, Math.max(16, Math.ceil((maxCtx - N + j0 + n) / 16) * 16));
+          const kv = kc === ctxPad ? keys : view(K, 'f8e4m3', [kc, D], b * ctxPad * D);
+          ok = gemmRows(be, S, q, row0, n, H, kv, kc, maxCtx, (sp) => [n, H, maxCtx, kc, row0, maxCtx, sp, be.address(w), ks, 0, 0, be.address(contextLens), b, N, be.address(out)]);
           if (!ok && (b > 0 || j0 > 0)) throw new DsvError('indexerLogitsPaged on cuda: cuBLASLt refused a GEMM after accepting the first');
         }
       }
