@@ -138,11 +138,6 @@ const memCase = (name: string, bytes: number, fn: () => void, torchMs?: number):
 memCase('add bf16', 3 * X, () => b.binary('add', o, x, y), torch?.mem?.add_ms);
 memCase('rmsnorm bf16', 2 * X, () => b.rmsNorm(o, x, w, 1e-6), torch?.mem?.rmsnorm_ms);
 memCase('rmsnorm+residual bf16', 4 * X, () => b.rmsNormResidual(o, h, x, y, w, 1e-6));
-// the one launch shape still measured both ways: the fused residual RMSNorm at ~256 or ~1024 threads per row
-const shipped = b.tune.rmsResidualThreads;
-b.tune.rmsResidualThreads = shipped === 1024 ? 256 : 1024;
-memCase(`rmsnorm+residual ${b.tune.rmsResidualThreads}t`, 4 * X, () => b.rmsNormResidual(o, h, x, y, w, 1e-6));
-b.tune.rmsResidualThreads = shipped;
 memCase('softmax bf16', 2 * X, () => b.softmax(o, x, false), torch?.mem?.softmax_ms);
 memCase('swiglu bf16', 3 * X, () => b.swiglu(o, x, y), torch?.mem?.swiglu_ms);
 memCase('act_quant bf16→e4m3', X + X / 2 + (X / 2 / 128) * 4, () => b.actQuant(q, s, x, 128, true));

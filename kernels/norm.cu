@@ -1,65 +1,10 @@
 // Row normalisations over the last dim, one block per row; the row is re-read from L2 for the output
-// pass. Weight (and bias) are either the input dtype or f32 (template W).
-//   rmsnorm:    y = x · 1/sqrt(mean(x²) + eps) · w      (torch order: normalise, round, then scale)
-//   rmsnorm_res: h = x + r (written out, rounded to T), y = rmsnorm(h): the pre-norm residual stream
-//               of a transformer block in one pass over x and r.
-//   layernorm:  y = (x − mean) / sqrt(var + eps) · w + b, biased variance from a second pass (no
-//               E[x²] − mean² cancellation).
+// pass.
+//   layernorm:    y = (x − mean) / sqrt(var + eps) · w + b, biased variance from a second pass (no
+//                 E[x²] − mean² cancellation); weight and bias the input dtype or f32 (template W).
+//   rmsnorm_tree: y = x · 1/sqrt(mean(x²) + eps) · w in the reference's order and roundings, optionally
+//                 on h = x + r with h written out (the pre-norm residual step): see its section below.
 #include "common.cuh"
-
-template <class T, class W, int VEC>
-__device__ void rmsnorm_rows(int64_t rows, int64_t D, double eps, T* out, T* hout, const T* x, const T* r, const W* w) {
-  typedef typename Acc<T>::type A;
-  __shared__ A red[33];
-  const int64_t nv = D / VEC;
-  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
-    const Vec<T, VEC>* xr = reinterpret_cast<const Vec<T, VEC>*>(x + row * D);
-    const Vec<T, VEC>* rr = r ? reinterpret_cast<const Vec<T, VEC>*>(r + row * D) : nullptr;
-    Vec<T, VEC>* hr = hout ? reinterpret_cast<Vec<T, VEC>*>(hout + row * D) : nullptr;
-    Vec<T, VEC>* orow = reinterpret_cast<Vec<T, VEC>*>(out + row * D);
-    A ss = 0;
-    for (int64_t j = threadIdx.x; j < nv; j += blockDim.x) {
-      Vec<T, VEC> v = xr[j];
-      if (rr) {
-        const Vec<T, VEC> u = rr[j];
-#pragma unroll
-        for (int k = 0; k < VEC; k++) v.v[k] = from_acc<T>(to_acc<T>(v.v[k]) + to_acc<T>(u.v[k]));
-        hr[j] = v;
-      }
-#pragma unroll
-      for (int k = 0; k < VEC; k++) {
-        const A a = to_acc<T>(v.v[k]);
-        ss += a * a;
-      }
-    }
-    ss = block_sum(ss, red);
-    const A inv = (A)1 / sqrt(ss / (A)D + (A)eps);
-    for (int64_t j = threadIdx.x; j < nv; j += blockDim.x) {
-      Vec<T, VEC> v = xr[j], o;
-      if (rr) {
-        const Vec<T, VEC> u = rr[j];
-#pragma unroll
-        for (int k = 0; k < VEC; k++) v.v[k] = from_acc<T>(to_acc<T>(v.v[k]) + to_acc<T>(u.v[k]));
-      }
-#pragma unroll
-      for (int k = 0; k < VEC; k++) o.v[k] = from_acc<T>((to_acc<T>(v.v[k]) * inv) * (A)to_acc<W>(w[j * VEC + k]));
-      orow[j] = o;
-    }
-  }
-}
-
-#define RMS(NAME, T, W, VEC)                                                                                       \
-  extern "C" __global__ void NAME(int64_t rows, int64_t D, double eps, T* out, T* hout, const T* x, const T* r, const W* w) { \
-    rmsnorm_rows<T, W, VEC>(rows, D, eps, out, hout, x, r, w);                                                      \
-  }
-RMS(rmsnorm_f32, float, float, 1)
-RMS(rmsnorm_f32_v4, float, float, 4)
-RMS(rmsnorm_bf16, __nv_bfloat16, __nv_bfloat16, 1)
-RMS(rmsnorm_bf16_v8, __nv_bfloat16, __nv_bfloat16, 8)
-RMS(rmsnorm_bf16w32, __nv_bfloat16, float, 1)
-RMS(rmsnorm_bf16w32_v8, __nv_bfloat16, float, 8)
-RMS(rmsnorm_f16, __half, __half, 1)
-RMS(rmsnorm_f64, double, double, 1)
 
 template <class T, class W, int VEC>
 __device__ void layernorm_rows(int64_t rows, int64_t D, double eps, T* out, const T* x, const W* w, const W* b) {
@@ -108,79 +53,11 @@ LN(layernorm_bf16w32, __nv_bfloat16, float, 1)
 LN(layernorm_f16, __half, __half, 1)
 LN(layernorm_f64, double, double, 1)
 
-// Register-cached variant for the hot shapes: each thread holds its NV vectors of the row (all loads
-// issued before any use, NV·16 bytes per thread), so the output pass reads registers instead of memory:
-// one read of x (and r) and one write per element. The grid is persistent (as many blocks as fit on the
-// GPU at once, each walking rows blockIdx.x, +gridDim.x, ...) and the next row's loads are issued before
-// this row's reduction and stores, so the memory system always has a row in flight per block while the
-// block synchronises: without that, a block idles for a full DRAM latency per row and the kernel sat at
-// ~72% of copy bandwidth. The host picks NV so that NV · blockDim · VEC ≥ D. RES: fused residual.
-template <class T, class W, int VEC, int NV, bool RES>
-__device__ void rmsnorm_cached(int64_t rows, int64_t D, double eps, T* out, T* hout, const T* x, const T* r, const W* w) {
-  typedef typename Acc<T>::type A;
-  __shared__ A red[33];
-  const int64_t nv = D / VEC;
-  Vec<T, VEC> cur[NV], nxt[NV], rc[NV], rn[NV];
-  auto load = [&](int64_t row, Vec<T, VEC>* dx, Vec<T, VEC>* dr) {
-    const Vec<T, VEC>* xr = reinterpret_cast<const Vec<T, VEC>*>(x + row * D);
-    const Vec<T, VEC>* rr = reinterpret_cast<const Vec<T, VEC>*>(r + row * D);
-    row_vectors<NV>(nv, [&](int c, int64_t j) {
-      dx[c] = xr[j];
-      if (RES) dr[c] = rr[j];
-    });
-  };
-  int64_t row = blockIdx.x;
-  if (row < rows) load(row, cur, rc);
-  for (; row < rows; row += gridDim.x) {
-    if (row + gridDim.x < rows) load(row + gridDim.x, nxt, rn);
-    if (RES) {
-      Vec<T, VEC>* hr = reinterpret_cast<Vec<T, VEC>*>(hout + row * D);
-      row_vectors<NV>(nv, [&](int c, int64_t j) {
-#pragma unroll
-        for (int k = 0; k < VEC; k++) cur[c].v[k] = from_acc<T>(to_acc<T>(cur[c].v[k]) + to_acc<T>(rc[c].v[k]));
-        hr[j] = cur[c];
-      });
-    }
-    A ss = 0;
-    row_vectors<NV>(nv, [&](int c, int64_t j) {
-#pragma unroll
-      for (int k = 0; k < VEC; k++) {
-        const A a = to_acc<T>(cur[c].v[k]);
-        ss += a * a;
-      }
-    });
-    ss = block_sum(ss, red);
-    const A inv = (A)1 / sqrt(ss / (A)D + (A)eps);
-    Vec<T, VEC>* orow = reinterpret_cast<Vec<T, VEC>*>(out + row * D);
-    row_vectors<NV>(nv, [&](int c, int64_t j) {
-      const Vec<W, VEC> wv = reinterpret_cast<const Vec<W, VEC>*>(w)[j];  // one or two 16-byte loads, not VEC scalar ones
-      float f[VEC];
-#pragma unroll
-      for (int k = 0; k < VEC; k++) f[k] = (to_acc<T>(cur[c].v[k]) * inv) * (A)to_acc<W>(wv.v[k]);
-      orow[j] = pack_vec<T, VEC>(f);
-    });
-#pragma unroll
-    for (int c = 0; c < NV; c++) {
-      cur[c] = nxt[c];
-      if (RES) rc[c] = rn[c];
-    }
-  }
-}
-// Separate entries with and without the fused residual (_res): the residual one holds twice the registers,
-// and one shared entry would hold the plain RMSNorm to that budget (half the blocks per SM).
-#define RMSC1(NAME, T, W, VEC, NV)                                                                                                      \
-  extern "C" __global__ void NAME##_r##NV(int64_t rows, int64_t D, double eps, T* out, T* hout, const T* x, const T* r, const W* w) {     \
-    rmsnorm_cached<T, W, VEC, NV, false>(rows, D, eps, out, hout, x, r, w);                                                             \
-  }                                                                                                                                     \
-  extern "C" __global__ void NAME##_r##NV##_res(int64_t rows, int64_t D, double eps, T* out, T* hout, const T* x, const T* r, const W* w) { \
-    rmsnorm_cached<T, W, VEC, NV, true>(rows, D, eps, out, hout, x, r, w);                                                              \
-  }
-#define RMSC(NAME, T, W, VEC) RMSC1(NAME, T, W, VEC, 1) RMSC1(NAME, T, W, VEC, 2) RMSC1(NAME, T, W, VEC, 4) RMSC1(NAME, T, W, VEC, 8)
-RMSC(rmsnorm_f32_v4, float, float, 4)
-RMSC(rmsnorm_bf16_v8, __nv_bfloat16, __nv_bfloat16, 8)
-RMSC(rmsnorm_bf16w32_v8, __nv_bfloat16, float, 8)
-
-// Register-cached layerNorm (same contract as rmsnorm_cached): the row is read once; the mean and then
+// Register-cached layerNorm for the hot shapes: each thread holds its NV vectors of the row (all loads issued
+// before any use, NV·16 bytes per thread), so the output pass reads registers instead of memory; the host
+// picks NV so that NV · blockDim · VEC ≥ D. (The same layout ran the former register-cached RMSNorm at 91%
+// of copy bandwidth with a persistent grid; RMSNorm is now rmsnorm_tree, in the reference's order.) The
+// row is read once; the mean and then
 // the biased variance Σ(x − mean)²/D are both taken from registers, so the variance never suffers the
 // E[x²] − mean² cancellation that a large mean with a small spread would cause. Each reduction has its
 // own shared scratch. Weight and bias come in as 16-byte vectors (the host checks their alignment).
@@ -241,7 +118,10 @@ LNC(layernorm_bf16w32_v8, __nv_bfloat16, float, 8, 8)
 // The model's RMSNorm (src/model/norm.ts says why each step is what it is) in one launch instead of its
 // ~20 elementwise ops (a tree of log2 D adds, square, ÷ D, + eps, sqrt, 1 ÷, two products, casts): 17 norms
 // a forward of the mid config were ~340 of its ~650 launches, the main cost of a CUDA-graph decode step.
-//   h_j = x_j in the math type A (f32, or f64 for f64 rows: a bf16/f16 x widens exactly)
+//   h_j = x_j in the math type A (f32, or f64 for f64 rows: a bf16/f16 x widens exactly), or with a residual
+//         r (the pre-norm residual step, rmsNormResidual) h_j = rnd(x_j + r_j), written out rounded to the
+//         output dtype as the new residual stream while the norm reads the unrounded sum (the reference's
+//         RMSNorm(x, residual): x = residual = x.float() + residual.float() … residual.to(dtype))
 //   s_j = rnd(h_j·h_j); the row sum as the halving tree: for n > 1, s_j = rnd(s_j + s_{j+⌊n/2⌋}) for
 //         j < ⌊n/2⌋, an odd n's last element moves to index ⌊n/2⌋, n = ⌈n/2⌉
 //   inv = rnd(1 / rnd(sqrt(rnd(rnd(s_0 · rnd(1/D)) + eps))))  (ATen's f32 rsqrt: 1/sqrt, each rounded)
@@ -268,15 +148,20 @@ template <> __device__ __forceinline__ float rn_sqrt(float a) { return __fsqrt_r
 template <> __device__ __forceinline__ double rn_sqrt(double a) { return __dsqrt_rn(a); }
 
 template <class TI, class TO>
-__device__ void rmsnorm_tree_rows(int64_t rows, int64_t D, double eps, TO* out, const TI* x, const typename Acc<TI>::type* w) {
+__device__ void rmsnorm_tree_rows(int64_t rows, int64_t D, double eps, TO* out, TO* hout, const TI* x, const TI* r,
+                                  const typename Acc<TI>::type* w) {
   typedef typename Acc<TI>::type A;
   extern __shared__ __align__(16) unsigned char tree_smem[];
   A* s = reinterpret_cast<A*>(tree_smem);
   const int n0 = (int)D;
+  // the row's value: x, or with the residual the sum x + r in A (the norm reads the unrounded sum)
+  auto h_of = [&](const TI* xr, const TI* rr, int j) -> A { return rr ? rn_add<A>(to_acc<TI>(xr[j]), to_acc<TI>(rr[j])) : to_acc<TI>(xr[j]); };
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
     const TI* xr = x + row * D;
+    const TI* rr = r ? r + row * D : nullptr;
     for (int j = threadIdx.x; j < n0; j += blockDim.x) {
-      const A h = to_acc<TI>(xr[j]);
+      const A h = h_of(xr, rr, j);
+      if (rr) hout[row * D + j] = from_acc<TO>(h);
       s[j] = rn_mul<A>(h, h);
     }
     __syncthreads();
@@ -292,13 +177,14 @@ __device__ void rmsnorm_tree_rows(int64_t rows, int64_t D, double eps, TO* out, 
     }
     const A inv = rn_div<A>((A)1, rn_sqrt<A>(rn_add<A>(rn_mul<A>(s[0], (A)(1.0 / (double)D)), (A)eps)));
     TO* orow = out + row * D;
-    for (int j = threadIdx.x; j < n0; j += blockDim.x) orow[j] = from_acc<TO>(rn_mul<A>(w[j], rn_mul<A>(to_acc<TI>(xr[j]), inv)));
+    for (int j = threadIdx.x; j < n0; j += blockDim.x) orow[j] = from_acc<TO>(rn_mul<A>(w[j], rn_mul<A>(h_of(xr, rr, j), inv)));
     __syncthreads();  // s[0] read by every thread before the next row's squares overwrite it
   }
 }
-#define RMST(NAME, TI, TO)                                                                                             \
-  extern "C" __global__ void NAME(int64_t rows, int64_t D, double eps, TO* out, const TI* x, const typename Acc<TI>::type* w) { \
-    rmsnorm_tree_rows<TI, TO>(rows, D, eps, out, x, w);                                                                \
+#define RMST(NAME, TI, TO)                                                                                                 \
+  extern "C" __global__ void NAME(int64_t rows, int64_t D, double eps, TO* out, TO* hout, const TI* x, const TI* r,       \
+                                  const typename Acc<TI>::type* w) {                                                       \
+    rmsnorm_tree_rows<TI, TO>(rows, D, eps, out, hout, x, r, w);                                                           \
   }
 RMST(rmsnorm_tree_f32_f32, float, float)
 RMST(rmsnorm_tree_f32_bf16, float, __nv_bfloat16)

@@ -15,13 +15,13 @@
 // The fused form adds the residual first, in f32, and hands back the sum rounded to the activation
 // dtype as the new residual (the reference rounds the residual stream to bf16 after every add in bf16
 // runs).
-// All of the above is the backends' rmsNorm op (src/tensor/ops/norm.ts; the CPU loop and the CUDA kernel
-// kernels/norm.cu rmsnorm_tree compute the same tree and the same roundings, bit for bit). Composed from
-// elementwise ops it took ~20 launches a norm, about half of a decode step's launches (mid config).
+// All of the above is the backends' rmsNorm and rmsNormResidual ops (src/tensor/ops/norm.ts; the CPU loop
+// and the CUDA kernel kernels/norm.cu rmsnorm_tree compute the same tree and the same roundings, and each
+// equals the op-by-op form bit for bit on its device). Composed from elementwise ops a norm took ~20
+// launches (~25 with the residual), about half of a decode step's launches (mid config); now one.
 import type { DType } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { add } from '../tensor/ops/elementwise.js';
-import { rmsNorm } from '../tensor/ops/norm.js';
+import { addRmsNorm as addRmsNormOp, rmsNorm } from '../tensor/ops/norm.js';
 import { cast } from '../tensor/ops/view.js';
 import { wideDtype } from './numerics.js';
 
@@ -35,7 +35,5 @@ export function rmsNormTo(x: Tensor, w: Tensor, eps: number, dt: DType): Tensor 
 /** (norm(x + residual), x + residual); with no residual yet: (norm(x), x). */
 export function addRmsNorm(x: Tensor, residual: Tensor | null, w: Tensor, eps: number, dt: DType): { out: Tensor; residual: Tensor } {
   if (residual === null) return { out: rmsNormTo(x, w, eps, dt), residual: x };
-  const f = wideDtype(dt);
-  const sum = add(cast(x, f), cast(residual, f));
-  return { out: rmsNormTo(sum, w, eps, dt), residual: cast(sum, dt) };
+  return addRmsNormOp(x, residual, cast(w, wideDtype(dt)), eps, dt);
 }

@@ -81,6 +81,11 @@ export interface Backend {
    */
   rmsNorm(out: View, x: View, w: View, eps: number): void;
   /**
+   * The pre-norm residual step: h = x + r in the compute type, hOut = h rounded to out's dtype (the new
+   * residual stream), out = rmsNorm(h) · w with the norm of the unrounded sum; x, r one dtype, contiguous.
+   */
+  rmsNormResidual(out: View, hOut: View, x: View, r: View, w: View, eps: number): void;
+  /**
    * SwiGLU's middle: out = silu(g)·u, silu rounded to the compute type (f32, f64 for f64) and the product
    * rounded once to out's dtype (g's); g, u strided with out's shape.
    */

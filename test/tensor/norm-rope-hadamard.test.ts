@@ -64,6 +64,26 @@ testEachDevice('rmsNorm is the reference\'s op-by-op RMSNorm bit for bit (f32 an
   assertThrowsWith(() => T.rmsNorm(randn([2, 4], 1, dev, 'f32'), randn([4], 2, dev, 'f32'), 1e-6, 'i32'), ['rmsNorm', 'i32', 'expected f32 or bf16'], DsvError);
 });
 
+testEachDevice('addRmsNorm (one launch) is add in f32, then rmsNorm, bit for bit; its gradient path gives the same values', (dev) => {
+  for (const D of [7, 768, 2048]) {
+    for (const dt of ['f32', 'bf16'] as const) {
+      const x = T.cast(T.muls(randn([4, D], 41 + D, dev, 'f32'), 2), dt);
+      const r = T.cast(randn([4, D], 42 + D, dev, 'f32'), dt);
+      const w = randn([D], 43 + D, dev, 'f32');
+      const h = T.add(T.cast(x, 'f32'), T.cast(r, 'f32'));
+      const got = T.addRmsNorm(x, r, w, 1e-6, dt);
+      assert.deepEqual(Array.from(got.residual.toFloat32()), Array.from(T.cast(h, dt).toFloat32()), `residual ${dt} D ${D}`);
+      assert.deepEqual(Array.from(got.out.toFloat32()), Array.from(T.cast(rmsNormOpByOp(h, w, 1e-6), dt).toFloat32()), `out ${dt} D ${D}`);
+      const xg = T.cast(x, dt);
+      xg.requiresGrad = true;
+      const viaGrad = T.addRmsNorm(xg, r, w, 1e-6, dt);
+      assert.deepEqual(Array.from(viaGrad.out.toFloat32()), Array.from(got.out.toFloat32()), `gradient path ${dt} D ${D}`);
+    }
+  }
+  const x = randn([2, 4], 1, dev, 'f32');
+  assertThrowsWith(() => T.addRmsNorm(x, randn([2, 5], 2, dev, 'f32'), randn([4], 3, dev, 'f32'), 1e-6, 'f32'), ['addRmsNorm', '[2, 5]', '[2, 4]']);
+});
+
 testEachDevice('gradcheck: rmsNorm and layerNorm (x, weight, bias), also on a transposed input', (dev) => {
   const x = randn([3, 5], 5, dev);
   const xt = randn([5, 3], 6, dev);

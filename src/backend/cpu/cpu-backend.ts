@@ -89,6 +89,34 @@ function ctFor(...views: View[]): 'f32' | 'f64' {
   return computeType(...ds);
 }
 
+/**
+ * The reference's RMSNorm over rows of v into o (src/model/norm.ts says why): the squares summed as a
+ * halving tree (j + ⌊n/2⌋ onto j, an odd row's last element carried to ⌊n/2⌋), × 1/D, + eps, sqrt, 1 ÷,
+ * then w·(x·inv), each step rounded to the compute type (f32, f64 for f64 rows). A double result of +, ×,
+ * ÷ or sqrt on f32 values rounds to the correctly rounded f32 one, so fround after each is exactly f32
+ * arithmetic, as the CUDA kernel's explicitly rounded intrinsics (kernels/norm.cu rmsnorm_tree); only the
+ * mean's factor differs (the double 1/D here, its f32 rounding there, as the two backends' muls), for
+ * non-power-of-two D.
+ */
+function rmsNormRows(o: Float32Array | Float64Array, v: ArrayLike<number>, wv: ArrayLike<number>, eps: number, ct: 'f32' | 'f64'): void {
+  const D = wv.length;
+  const rows = D === 0 ? 0 : v.length / D;
+  const f = ct === 'f32' ? fround : (z: number) => z;
+  const t = new Float64Array(D);
+  for (let r = 0; r < rows; r++) {
+    const base = r * D;
+    for (let j = 0; j < D; j++) t[j] = f(v[base + j]! * v[base + j]!);
+    for (let n = D; n > 1;) {
+      const h = n >> 1;
+      for (let j = 0; j < h; j++) t[j] = f(t[j]! + t[j + h]!);
+      if (n & 1) t[h] = t[n - 1]!;
+      n = h + (n & 1);
+    }
+    const inv = f(1 / f(Math.sqrt(f(f(t[0]! * (1 / D)) + eps))));
+    for (let j = 0; j < D; j++) o[base + j] = f(wv[j]! * f(v[base + j]! * inv));
+  }
+}
+
 export class CpuBackend implements Backend {
   readonly name = 'cpu';
 
@@ -281,35 +309,24 @@ export class CpuBackend implements Backend {
     commit(out, o);
   }
 
-  /**
-   * The reference's RMSNorm (src/model/norm.ts says why): the squares summed as a halving tree (j + ⌊n/2⌋
-   * onto j, an odd row's last element carried to ⌊n/2⌋), × 1/D, + eps, sqrt, 1 ÷, then w·(x·inv), each step
-   * rounded to the compute type (f32, f64 for f64 rows). A double result of +, ×, ÷ or sqrt on f32 values
-   * rounds to the correctly rounded f32 one, so fround after each is exactly f32 arithmetic, as the CUDA
-   * kernel's explicitly rounded intrinsics (kernels/norm.cu rmsnorm_tree); only the mean's factor differs
-   * (the double 1/D here, its f32 rounding there, as the two backends' muls), for non-power-of-two D.
-   */
+  /** The reference's RMSNorm (rmsNormRows). */
   rmsNorm(out: View, x: View, w: View, eps: number): void {
     const ct = ctFor(x, out);
-    const v = readF(x, ct);
-    const wv = readF(w, ct);
     const o = outBuffer(out, ct);
-    const D = wv.length;
-    const rows = D === 0 ? 0 : v.length / D;
+    rmsNormRows(o, readF(x, ct), readF(w, ct), eps, ct);
+    commit(out, o);
+  }
+
+  rmsNormResidual(out: View, hOut: View, x: View, r: View, w: View, eps: number): void {
+    const ct = ctFor(x, r, out);
     const f = ct === 'f32' ? fround : (z: number) => z;
-    const t = new Float64Array(D);
-    for (let r = 0; r < rows; r++) {
-      const base = r * D;
-      for (let j = 0; j < D; j++) t[j] = f(v[base + j]! * v[base + j]!);
-      for (let n = D; n > 1;) {
-        const h = n >> 1;
-        for (let j = 0; j < h; j++) t[j] = f(t[j]! + t[j + h]!);
-        if (n & 1) t[h] = t[n - 1]!;
-        n = h + (n & 1);
-      }
-      const inv = f(1 / f(Math.sqrt(f(f(t[0]! * (1 / D)) + eps))));
-      for (let j = 0; j < D; j++) o[base + j] = f(wv[j]! * f(v[base + j]! * inv));
-    }
+    const a = readF(x, ct);
+    const b = readF(r, ct);
+    const h = outBuffer(hOut, ct);
+    for (let i = 0; i < h.length; i++) h[i] = f(a[i]! + b[i]!);
+    const o = outBuffer(out, ct);
+    rmsNormRows(o, h, readF(w, ct), eps, ct);
+    commit(hOut, h);
     commit(out, o);
   }
 

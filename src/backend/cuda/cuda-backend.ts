@@ -105,7 +105,6 @@ const SIG: Record<string, readonly ParamKind[]> = {
   reduce_cols_finish: ['iter', 'i64', 'i64', 'i32', 'p', 'i32', 'p'],
   softmax: ['i64', 'i64', 'f64', 'p', 'p', 'p', 'i64', 'i32'],
   rmsnorm: ['i64', 'i64', 'f64', 'p', 'p', 'p', 'p', 'p'],
-  rmsnorm_tree: ['i64', 'i64', 'f64', 'p', 'p', 'p'],
   layernorm: ['i64', 'i64', 'f64', 'p', 'p', 'p', 'p'],
   rope: ['i64', 'i64', 'i64', 'i64', 'i32', 'i32', 'p', 'p', 'p', 'p'],
   swiglu: ['i64', 'i64', 'p', 'p', 'i64', 'p', 'i64'],
@@ -678,7 +677,6 @@ export class CudaBackend implements Backend {
   }
   /** Launch-shape choices that are still measured both ways (see bench/cuda-bench.ts). */
   readonly tune = {
-    rmsResidualThreads: 1024,
     /**
      * Largest M sent to the skinny GEMM: 1 (on) or 0 (off). Measured against cuBLASLt on the same operands (H200):
      * M = 1 114–118%, M = 2 91–104%, M = 4 69–88%, M = 8 45–54%: only M = 1 pays.
@@ -742,8 +740,15 @@ export class CudaBackend implements Backend {
     mtmp?.dispose();
   }
 
-  /** The reference's RMSNorm, bit for bit the CPU backend's (kernels/norm.cu rmsnorm_tree): out may be f32 or x's dtype. */
+  /** The reference's RMSNorm in its order and roundings (kernels/norm.cu rmsnorm_tree): out x's dtype or f32 ↔ bf16. */
   rmsNorm(out: View, x: View, w: View, eps: number): void {
+    this.rmsNormTree(out, null, x, null, w, eps);
+  }
+  /** The pre-norm residual step: h = x + r (f32), hOut = h rounded to out's dtype, out = rmsNorm(h) · w. */
+  rmsNormResidual(out: View, hOut: View, x: View, r: View, w: View, eps: number): void {
+    this.rmsNormTree(out, hOut, x, r, w, eps);
+  }
+  private rmsNormTree(out: View, hOut: View | null, x: View, r: View | null, w: View, eps: number): void {
     const D = w.shape[0] ?? numelOf(w.shape);
     const n = numelOf(x.shape);
     if (n === 0 || D === 0) return;
@@ -752,43 +757,21 @@ export class CudaBackend implements Backend {
     if (to !== ti && !(ti === 'bf16' && to === 'f32') && !(ti === 'f32' && to === 'bf16')) {
       throw new DsvError(`rmsNorm on cuda: a ${x.dtype} input writes ${x.dtype}, or f32 ↔ bf16; got ${out.dtype} out`);
     }
+    if (r && r.dtype !== x.dtype) throw new DsvError(`rmsNormResidual on cuda: the residual must have x's dtype (${x.dtype}), got ${r.dtype}`);
+    if (hOut && (hOut.dtype !== out.dtype || !isContig(hOut))) throw new DsvError(`rmsNormResidual on cuda: the new residual must be contiguous in out's dtype (${out.dtype})`);
     const wide = x.dtype === 'f64' ? 'f64' : 'f32';
     const smem = D * (wide === 'f64' ? 8 : 4);
     if (smem > this.rt.info.maxSharedPerBlockOptin) throw new DsvError(`rmsNorm on cuda: rows of ${D} exceed the shared memory of one block`);
     const xc = this.contiguous(x);
+    const rc = r ? this.contiguous(r) : null;
     const wc = this.contiguous(w, wide);
-    const kern = this.k('norm', `rmsnorm_tree_${ti}_${to}`, 'rmsnorm_tree');
+    const kern = this.k('norm', `rmsnorm_tree_${ti}_${to}`, 'rmsnorm');
     if (smem > 48 * 1024) kern.setMaxDynamicSmem(smem, C.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES);
-    kern.launch(this.rowGrid(n / D), D >= 1024 ? 256 : 128, smem, [n / D, D, eps, this.ptr(out), this.ptr(xc.view), this.ptr(wc.view)]);
-    xc.tmp?.dispose();
-    wc.tmp?.dispose();
-  }
-  /** Fused pre-norm residual: h = x + r (written to hOut), out = rmsNorm(h) · w. */
-  rmsNormResidual(out: View, hOut: View, x: View, r: View, w: View, eps: number): void {
-    this.rmsNormImpl(out, hOut, x, r, w, eps);
-  }
-  private rmsNormImpl(out: View, hOut: View | null, x: View, r: View | null, w: View, eps: number): void {
-    const D = w.shape[0] ?? numelOf(w.shape);
-    const n = numelOf(x.shape);
-    if (n === 0 || D === 0) return;
-    const rows = n / D;
-    const sfx = this.suffix('rmsNorm', x.dtype);
-    const wd: DType = w.dtype === x.dtype || (x.dtype === 'bf16' && w.dtype === 'f32') ? w.dtype : x.dtype;
-    const wc = this.contiguous(w, wd);
-    const xc = this.contiguous(x);
-    const rc = r ? this.contiguous(r, x.dtype) : null;
-    const tag = x.dtype === 'bf16' && wd === 'f32' ? 'bf16w32' : sfx;
-    const v = VEC[x.dtype];
-    const views = [xc.view, out, ...(rc ? [rc.view] : []), ...(hOut ? [hOut] : [])];
-    const vec = v && D % v === 0 && (tag === 'f32' || tag === 'bf16' || tag === 'bf16w32') && this.aligned16(...views) ? v : 1;
-    const cached = vec > 1 && this.alignedVec(vec, wc.view) ? cacheShape(D / vec, r ? this.tune.rmsResidualThreads : 1024) : null;
-    const name = cached ? `rmsnorm_${tag}_v${vec}_r${cached.nv}${r ? '_res' : ''}` : vec > 1 ? `rmsnorm_${tag}_v${vec}` : `rmsnorm_${tag}`;
-    const kern = this.k('norm', name, 'rmsnorm');
-    kern.launch(cached ? this.persistentGrid(kern, cached.threads, rows) : this.rowGrid(rows), cached ? cached.threads : this.rowThreads(D / vec), 0,
-      [rows, D, eps, this.ptr(out), hOut ? this.ptr(hOut) : 0, this.ptr(xc.view), rc ? this.ptr(rc.view) : 0, this.ptr(wc.view)]);
-    wc.tmp?.dispose();
+    kern.launch(this.rowGrid(n / D), D >= 1024 ? 256 : 128, smem,
+      [n / D, D, eps, this.ptr(out), hOut ? this.ptr(hOut) : 0, this.ptr(xc.view), rc ? this.ptr(rc.view) : 0, this.ptr(wc.view)]);
     xc.tmp?.dispose();
     rc?.tmp?.dispose();
+    wc.tmp?.dispose();
   }
 
   layerNorm(out: View, x: View, w: View, b: View, eps: number): void {

@@ -2,10 +2,10 @@
 // f64; the output keeps x's dtype, or for rmsNorm f32 ↔ bf16). Backward passes are written with other ops, in the compute dtype,
 // from the closed forms below, so they run on every backend.
 import { DsvError } from '../../errors.js';
-import { noGrad, record } from '../autograd.js';
+import { isGradEnabled, noGrad, record } from '../autograd.js';
 import { type DType, computeDtype } from '../dtype.js';
 import { ShapeError, Tensor, fmtShape } from '../tensor.js';
-import { adds, mul, muls, rsqrt, square, sub } from './elementwise.js';
+import { add, adds, mul, muls, rsqrt, square, sub } from './elementwise.js';
 import { mean, sum } from './reduce.js';
 import { alloc, requireFloat, sameDevice } from './util.js';
 import { cast, contiguous, reshape } from './view.js';
@@ -59,6 +59,35 @@ export function rmsNorm(x: Tensor, w: Tensor, eps: number, dtype: DType = x.dtyp
     const dw = w.requiresGrad ? cast(sumRows(mul(gf, mul(xf, r)), D), w.dtype) : null;
     return [cast(dx, x.dtype), dw];
   });
+}
+
+/**
+ * The pre-norm residual step (the reference's RMSNorm(x, residual)): h = x + residual in the compute dtype
+ * (f32; f64 for f64), out = rmsNorm(h)·w of the unrounded h, both rounded to `dtype` (the new residual
+ * stream is h in `dtype`). One backend launch for inference; when a gradient is wanted, or x and the
+ * residual differ in dtype (a tensor-parallel rank's f32 partial sum), the same values from add and
+ * rmsNorm, whose backward passes carry the gradient.
+ */
+export function addRmsNorm(x: Tensor, residual: Tensor, w: Tensor, eps: number, dtype: DType): { out: Tensor; residual: Tensor } {
+  checkNormArgs('addRmsNorm', x, w);
+  requireFloat('addRmsNorm', residual);
+  sameDevice('addRmsNorm', x, residual, w);
+  if (residual.shape.length !== x.shape.length || residual.shape.some((d, i) => d !== x.shape[i])) {
+    throw new ShapeError(`addRmsNorm: residual ${fmtShape(residual.shape)} must have x's shape ${fmtShape(x.shape)}`);
+  }
+  const ct = computeDtype(x.dtype);
+  const grad = isGradEnabled() && (x.requiresGrad || residual.requiresGrad || w.requiresGrad);
+  if (grad || x.dtype !== residual.dtype) {
+    const h = add(cast(x, ct), cast(residual, ct));
+    return { out: rmsNorm(h, w, eps, dtype), residual: cast(h, dtype) };
+  }
+  if (dtype !== x.dtype && !((x.dtype === 'bf16' && dtype === 'f32') || (x.dtype === 'f32' && dtype === 'bf16'))) {
+    throw new DsvError(`addRmsNorm: output dtype ${dtype} for a ${x.dtype} input; expected ${x.dtype === 'f32' || x.dtype === 'bf16' ? 'f32 or bf16' : x.dtype}`);
+  }
+  const out = alloc(x.backend, x.shape, dtype);
+  const h = alloc(x.backend, x.shape, dtype);
+  x.backend.rmsNormResidual(out, h, contiguous(x), contiguous(residual), contiguous(w), eps);
+  return { out, residual: h };
 }
 
 /** y = (x − mean) · rsqrt(var + eps) · w + b over the last dim (biased variance, as torch). */
