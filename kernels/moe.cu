@@ -381,27 +381,6 @@ GMM(grouped_matmul_bf16_bf16, uint16_t, uint16_t)
 // bf16 elements of one stage: A [128][40], then B as [128][40] (K-major) or [32][136] (N-major)
 #define TC_STAGE (2 * TC_BM * TC_AP)
 
-__device__ __forceinline__ void tc_cp16(uint16_t* smem, const uint16_t* gmem, bool valid) {
-  const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-  const int n = valid ? 16 : 0;
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(n));
-}
-__device__ __forceinline__ void tc_ldsm_x4(uint32_t (&r)[4], const uint16_t* p) {
-  const unsigned s = (unsigned)__cvta_generic_to_shared(p);
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
-}
-__device__ __forceinline__ void tc_ldsm_x4_t(uint32_t (&r)[4], const uint16_t* p) {
-  const unsigned s = (unsigned)__cvta_generic_to_shared(p);
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
-}
-__device__ __forceinline__ void tc_mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
 template <bool B_NMAJOR>
 __device__ void grouped_matmul_tc(int64_t M, int64_t N, int64_t K, int64_t E, uint16_t* out, const uint16_t* x, const uint16_t* W,
                                   const int32_t* off, int64_t sc, int64_t si, int64_t es) {
@@ -435,7 +414,7 @@ __device__ void grouped_matmul_tc(int64_t M, int64_t N, int64_t K, int64_t E, ui
         const int e = threadIdx.x + u * 256;
         const int r = e >> 2, c = (e & 3) << 3;
         const bool ok = r < rows && k0 + c < K;
-        tc_cp16(As + r * TC_AP + c, ok ? x + (r0 + r) * K + k0 + c : x, ok);
+        cp_async16_zfill(As + r * TC_AP + c, ok ? x + (r0 + r) * K + k0 + c : x, ok);
       }
 #pragma unroll
       for (int u = 0; u < 2; u++) {
@@ -443,11 +422,11 @@ __device__ void grouped_matmul_tc(int64_t M, int64_t N, int64_t K, int64_t E, ui
         if (!B_NMAJOR) {
           const int n = e >> 2, c = (e & 3) << 3;
           const bool ok = n0 + n < N && k0 + c < K;
-          tc_cp16(Bs + n * TC_AP + c, ok ? We + (n0 + n) * sc + k0 + c : W, ok);
+          cp_async16_zfill(Bs + n * TC_AP + c, ok ? We + (n0 + n) * sc + k0 + c : W, ok);
         } else {
           const int i = e >> 4, c = (e & 15) << 3;
           const bool ok = k0 + i < K && n0 + c < N;
-          tc_cp16(Bs + i * TC_BP + c, ok ? We + (k0 + i) * si + n0 + c : W, ok);
+          cp_async16_zfill(Bs + i * TC_BP + c, ok ? We + (k0 + i) * si + n0 + c : W, ok);
         }
       }
     };
@@ -469,14 +448,14 @@ __device__ void grouped_matmul_tc(int64_t M, int64_t N, int64_t K, int64_t E, ui
       for (int ks = 0; ks < TC_BK; ks += 16) {
         uint32_t a[4][4], b[4][2];
 #pragma unroll
-        for (int i = 0; i < 4; i++) tc_ldsm_x4(a[i], As + (wm * 64 + i * 16 + (lane & 15)) * TC_AP + ks + ((lane >> 4) << 3));
+        for (int i = 0; i < 4; i++) ldmatrix_x4(a[i], As + (wm * 64 + i * 16 + (lane & 15)) * TC_AP + ks + ((lane >> 4) << 3));
 #pragma unroll
         for (int jj = 0; jj < 2; jj++) {
           // matrices q = lane / 8: (n 0–7, k 0–7), (n 0–7, k 8–15), (n 8–15, k 0–7), (n 8–15, k 8–15)
           const int q = lane >> 3, r = lane & 7;
           uint32_t t[4];
-          if (!B_NMAJOR) tc_ldsm_x4(t, Bs + (wn * 32 + jj * 16 + ((q >> 1) << 3) + r) * TC_AP + ks + ((q & 1) << 3));
-          else tc_ldsm_x4_t(t, Bs + (ks + ((q & 1) << 3) + r) * TC_BP + wn * 32 + jj * 16 + ((q >> 1) << 3));
+          if (!B_NMAJOR) ldmatrix_x4(t, Bs + (wn * 32 + jj * 16 + ((q >> 1) << 3) + r) * TC_AP + ks + ((q & 1) << 3));
+          else ldmatrix_x4_trans(t, Bs + (ks + ((q & 1) << 3) + r) * TC_BP + wn * 32 + jj * 16 + ((q >> 1) << 3));
           b[jj * 2][0] = t[0];
           b[jj * 2][1] = t[1];
           b[jj * 2 + 1][0] = t[2];
@@ -485,7 +464,7 @@ __device__ void grouped_matmul_tc(int64_t M, int64_t N, int64_t K, int64_t E, ui
 #pragma unroll
         for (int i = 0; i < 4; i++)
 #pragma unroll
-          for (int j = 0; j < 4; j++) tc_mma(acc[i][j], a[i], b[j][0], b[j][1]);
+          for (int j = 0; j < 4; j++) mma_bf16_16816(acc[i][j], a[i], b[j][0], b[j][1]);
       }
     }
     asm volatile("cp.async.wait_group 0;\n" ::);

@@ -173,20 +173,6 @@ extern "C" __global__ void __launch_bounds__(256) sparse_softmax_lse(int64_t N, 
 // output n-tiles of 8 columns a warp holds: dv/8 columns per warp at most FUSED_DVMAX/8
 #define FUSED_OTILES (FUSED_DVMAX / 64)
 
-__device__ __forceinline__ void mma_bf16_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ uint32_t lds32(const uint16_t* p) { return *(const uint32_t*)p; }
-__device__ __forceinline__ uint32_t pack2(uint16_t lo, uint16_t hi) { return (uint32_t)lo | ((uint32_t)hi << 16); }
-
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
-  const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem));
-}
-
 // One stage: key rows Is[t0 + j] (j < nrow) of the source, columns col0 .. col0 + ncol, into dst [nrow][ldd]
 // as bf16, zeros where Is is −1. Thread x takes rows x/8 + 32·i and 16-byte pieces x%8 + 8·u, so eight
 // lanes copy 128 contiguous bytes of a row. bf16 rows go by cp.async (no registers, the whole stage in
