@@ -106,10 +106,10 @@ export function groupedMatmulBackwardCuda(b: CudaBackend, dx: View | null, dw: V
     // dx [M, K] = g [M, N] · W[e]: the forward kernel with C = K output columns, inner I = N, W[e] read transposed
     if (tcFits(b, dx, g, w, N, K)) groupedTc(b, dx, g, w, offsets, E, K, N, 1, K, 'groupedMatmul backward');
     else {
-    const tiles = Math.ceil(M / BM) + E + 2;
-    if (tiles > MAX_GRID_Y) throw new DsvError(`groupedMatmul backward on cuda: ${tiles} row tiles exceed the grid's ${MAX_GRID_Y}`);
-    const kern = b.rt.modules.get('moe', `grouped_matmul_${sfx(g.dtype)}_${sfx(w.dtype)}`, SIG.grouped_matmul!);
-    kern.launch(Math.ceil(K / BN), 256, 0, [M, K, N, E, b.address(dx), b.address(g), b.address(w), b.address(offsets), 1, K, N * K], tiles);
+      const tiles = Math.ceil(M / BM) + E + 2;
+      if (tiles > MAX_GRID_Y) throw new DsvError(`groupedMatmul backward on cuda: ${tiles} row tiles exceed the grid's ${MAX_GRID_Y}`);
+      const kern = b.rt.modules.get('moe', `grouped_matmul_${sfx(g.dtype)}_${sfx(w.dtype)}`, SIG.grouped_matmul!);
+      kern.launch(Math.ceil(K / BN), 256, 0, [M, K, N, E, b.address(dx), b.address(g), b.address(w), b.address(offsets), 1, K, N * K], tiles);
     }
   }
   if (dw) {

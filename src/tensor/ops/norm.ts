@@ -25,6 +25,13 @@ function checkNormArgs(op: string, x: Tensor, w: Tensor, b?: Tensor): number {
   return D;
 }
 
+/** An RMSNorm's output dtype: x's, or f32 ↔ bf16 (the kernels' pairs). */
+function checkNormOut(op: string, x: Tensor, dtype: DType): void {
+  if (dtype !== x.dtype && !((x.dtype === 'bf16' && dtype === 'f32') || (x.dtype === 'f32' && dtype === 'bf16'))) {
+    throw new DsvError(`${op}: output dtype ${dtype} for a ${x.dtype} input; expected ${x.dtype === 'f32' || x.dtype === 'bf16' ? 'f32 or bf16' : x.dtype}`);
+  }
+}
+
 /** Sum a [..., D] tensor over every leading dim → [D] (the weight/bias gradient). */
 function sumRows(t: Tensor, D: number): Tensor {
   return sum(reshape(t, [-1, D]), 0);
@@ -37,9 +44,7 @@ function sumRows(t: Tensor, D: number): Tensor {
  */
 export function rmsNorm(x: Tensor, w: Tensor, eps: number, dtype: DType = x.dtype): Tensor {
   const D = checkNormArgs('rmsNorm', x, w);
-  if (dtype !== x.dtype && !((x.dtype === 'bf16' && dtype === 'f32') || (x.dtype === 'f32' && dtype === 'bf16'))) {
-    throw new DsvError(`rmsNorm: output dtype ${dtype} for a ${x.dtype} input; expected ${x.dtype === 'f32' || x.dtype === 'bf16' ? 'f32 or bf16' : x.dtype}`);
-  }
+  checkNormOut('rmsNorm', x, dtype);
   const xc = noGrad(() => contiguous(x)); // the node recorded below links to x itself
   const wc = noGrad(() => contiguous(w));
   const out = alloc(x.backend, x.shape, dtype);
@@ -75,14 +80,12 @@ export function addRmsNorm(x: Tensor, residual: Tensor, w: Tensor, eps: number, 
   if (residual.shape.length !== x.shape.length || residual.shape.some((d, i) => d !== x.shape[i])) {
     throw new ShapeError(`addRmsNorm: residual ${fmtShape(residual.shape)} must have x's shape ${fmtShape(x.shape)}`);
   }
+  checkNormOut('addRmsNorm', x, dtype);
   const ct = computeDtype(x.dtype);
   const grad = isGradEnabled() && (x.requiresGrad || residual.requiresGrad || w.requiresGrad);
   if (grad || x.dtype !== residual.dtype) {
     const h = add(cast(x, ct), cast(residual, ct));
     return { out: rmsNorm(h, w, eps, dtype), residual: cast(h, dtype) };
-  }
-  if (dtype !== x.dtype && !((x.dtype === 'bf16' && dtype === 'f32') || (x.dtype === 'f32' && dtype === 'bf16'))) {
-    throw new DsvError(`addRmsNorm: output dtype ${dtype} for a ${x.dtype} input; expected ${x.dtype === 'f32' || x.dtype === 'bf16' ? 'f32 or bf16' : x.dtype}`);
   }
   const out = alloc(x.backend, x.shape, dtype);
   const h = alloc(x.backend, x.shape, dtype);
