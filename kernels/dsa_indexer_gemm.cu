@@ -13,7 +13,8 @@
 //   the sum in double over h = 0 … H−1 in order — the CPU reference's expression (src/backend/cpu/
 //   dsa-indexer.ts) — for t in [lo, hi) of row g, −inf elsewhere. Rows: g = row0 + r for the launch's
 //   r < R. Bounds: dense (ctx null) lo = start[g], hi = end[g]; paged lo = 0, hi = ctx[b] − N + j + 1 with
-//   j = g − b·N (query j of sequence b sees the keys before it and itself).
+//   j = g − b·N (query j of sequence b sees the keys before it and itself), at most the ldS keys the GEMM
+//   of this chunk multiplied.
 #include "common.cuh"
 
 #define IDX_D 128
@@ -51,7 +52,9 @@ extern "C" __global__ void __launch_bounds__(256) indexer_reduce(int64_t R, int6
   int64_t lo, hi;
   if (ctx) {
     lo = 0;
-    hi = (int64_t)ctx[b] - N + (g - b * N) + 1;
+    // the host multiplies only the keys a chunk's rows can reach (ldS of them, dsa-indexer.ts); a context
+    // past the output's width (outside the op's contract, checked by the CPU reference) reads no further
+    hi = min((int64_t)ctx[b] - N + (g - b * N) + 1, ldS);
   } else {
     lo = start[g];
     hi = end[g];
