@@ -98,22 +98,50 @@ function ctFor(...views: View[]): 'f32' | 'f64' {
  * mean's factor differs (the double 1/D here, its f32 rounding there, as the two backends' muls), for
  * non-power-of-two D.
  */
-function rmsNormRows(o: Float32Array | Float64Array, v: ArrayLike<number>, wv: ArrayLike<number>, eps: number, ct: 'f32' | 'f64'): void {
+function rmsNormRows(o: Float32Array | Float64Array, v: Float32Array | Float64Array, wv: Float32Array | Float64Array, eps: number, ct: 'f32' | 'f64'): void {
+  if (ct === 'f32') rmsNormRowsF32(o as Float32Array, v as Float32Array, wv as Float32Array, eps);
+  else rmsNormRowsF64(o as Float64Array, v as Float64Array, wv as Float64Array, eps);
+}
+
+/** The f32 rows: every intermediate lives in a Float32Array, whose stores are the f32 roundings (no call). */
+function rmsNormRowsF32(o: Float32Array, v: Float32Array, wv: Float32Array, eps: number): void {
   const D = wv.length;
   const rows = D === 0 ? 0 : v.length / D;
-  const f = ct === 'f32' ? fround : (z: number) => z;
-  const t = new Float64Array(D);
+  const t = new Float32Array(D);
+  const invD = 1 / D;
+  const fr = Math.fround;
   for (let r = 0; r < rows; r++) {
     const base = r * D;
-    for (let j = 0; j < D; j++) t[j] = f(v[base + j]! * v[base + j]!);
+    for (let j = 0; j < D; j++) {
+      const x = v[base + j]!;
+      t[j] = x * x;
+    }
     for (let n = D; n > 1;) {
       const h = n >> 1;
-      for (let j = 0; j < h; j++) t[j] = f(t[j]! + t[j + h]!);
+      for (let j = 0; j < h; j++) t[j] = t[j]! + t[j + h]!;
       if (n & 1) t[h] = t[n - 1]!;
       n = h + (n & 1);
     }
-    const inv = f(1 / f(Math.sqrt(f(f(t[0]! * (1 / D)) + eps))));
-    for (let j = 0; j < D; j++) o[base + j] = f(wv[j]! * f(v[base + j]! * inv));
+    const inv = fr(1 / fr(Math.sqrt(fr(fr(t[0]! * invD) + eps))));
+    for (let j = 0; j < D; j++) o[base + j] = wv[j]! * fr(v[base + j]! * inv);
+  }
+}
+
+function rmsNormRowsF64(o: Float64Array, v: Float64Array, wv: Float64Array, eps: number): void {
+  const D = wv.length;
+  const rows = D === 0 ? 0 : v.length / D;
+  const t = new Float64Array(D);
+  for (let r = 0; r < rows; r++) {
+    const base = r * D;
+    for (let j = 0; j < D; j++) t[j] = v[base + j]! * v[base + j]!;
+    for (let n = D; n > 1;) {
+      const h = n >> 1;
+      for (let j = 0; j < h; j++) t[j] = t[j]! + t[j + h]!;
+      if (n & 1) t[h] = t[n - 1]!;
+      n = h + (n & 1);
+    }
+    const inv = 1 / Math.sqrt(t[0]! * (1 / D) + eps);
+    for (let j = 0; j < D; j++) o[base + j] = wv[j]! * (v[base + j]! * inv);
   }
 }
 
@@ -319,11 +347,11 @@ export class CpuBackend implements Backend {
 
   rmsNormResidual(out: View, hOut: View, x: View, r: View, w: View, eps: number): void {
     const ct = ctFor(x, r, out);
-    const f = ct === 'f32' ? fround : (z: number) => z;
     const a = readF(x, ct);
     const b = readF(r, ct);
-    const h = outBuffer(hOut, ct);
-    for (let i = 0; i < h.length; i++) h[i] = f(a[i]! + b[i]!);
+    // h in a buffer of the compute type (its stores round), not hOut's: the norm reads the unrounded sum
+    const h = ct === 'f32' ? new Float32Array(a.length) : new Float64Array(a.length);
+    for (let i = 0; i < h.length; i++) h[i] = a[i]! + b[i]!;
     const o = outBuffer(out, ct);
     rmsNormRows(o, h, readF(w, ct), eps, ct);
     commit(hOut, h);
@@ -335,11 +363,18 @@ export class CpuBackend implements Backend {
     const a = readF(g, ct);
     const b = readF(u, ct);
     const o = outBuffer(out, ct);
-    const f = ct === 'f32' ? fround : (z: number) => z;
-    // the unary silu's value (v / (1 + e^−v), rounded to ct), then the product
-    for (let i = 0; i < o.length; i++) {
-      const v = a[i]!;
-      o[i] = f(v / (1 + Math.exp(-v))) * b[i]!;
+    // the unary silu's value (v / (1 + e^−v), rounded to ct), then the product (rounded by the store)
+    if (ct === 'f32') {
+      const fr = Math.fround;
+      for (let i = 0; i < o.length; i++) {
+        const v = a[i]!;
+        o[i] = fr(v / (1 + Math.exp(-v))) * b[i]!;
+      }
+    } else {
+      for (let i = 0; i < o.length; i++) {
+        const v = a[i]!;
+        o[i] = (v / (1 + Math.exp(-v))) * b[i]!;
+      }
     }
     commit(out, o);
   }
