@@ -136,6 +136,11 @@ function kthLargest(a: Float64Array, k: number): number {
   return x[want]!;
 }
 
+/** A copy of a, sorted descending. */
+function descending(a: Float64Array): Float64Array {
+  return a.slice().sort().reverse();
+}
+
 /** How many values are > x. */
 function countAbove(a: Float64Array, x: number): number {
   let c = 0;
@@ -154,7 +159,7 @@ function countAbove(a: Float64Array, x: number): number {
  */
 function topPrefix(a: Float64Array, target: number): Float64Array {
   const n = a.length;
-  if (n <= 2048) return a.slice().sort().reverse();
+  if (n <= 2048) return descending(a);
   const hi = new Uint32Array(a.buffer, a.byteOffset, 2 * n);
   const mass = new Float64Array(1 << 16);
   for (let i = 0; i < n; i++) mass[hi[2 * i + 1]! >>> 16]! += a[i]!;
@@ -262,7 +267,7 @@ export function distribution(row: ArrayLike<number>, params: FilterParams): Dist
     let m = prefixLength(sorted, n, cand, topP);
     if (m < 0) {
       // the guess held too few values (rounding at its boundary): all of them
-      sorted = vals.slice().sort().reverse();
+      sorted = descending(vals);
       m = prefixLength(sorted, n, cand, topP);
     }
     n = m;

@@ -144,7 +144,6 @@ export function indexerLogitsPagedCuda(be: CudaBackend, out: View, q: View, cach
         [B, ctxPad, maxBlocks, cache.shape[0]!, be.address(cache), be.address(blockTable), be.address(contextLens), be.address(view(K, 'f8e4m3', [1], 0)), be.address(view(KS, 'f32', [1], 0))]);
       let ok = true;
       for (let b = 0; b < B && ok; b++) {
-        const keys = view(K, 'f8e4m3', [ctxPad, D], b * ctxPad * D);
         const ks = be.address(view(KS, 'f32', [ctxPad], b * ctxPad));
         for (let j0 = 0; j0 < N && ok; j0 += qc) {
           const n = Math.min(qc, N - j0);
@@ -155,7 +154,7 @@ export function indexerLogitsPagedCuda(be: CudaBackend, out: View, q: View, cach
           // f32 [n·H, keys] written and read once (1 GiB a chunk), which bounds this op (~41 ms over the mid
           // config's four layers at 16 384 tokens on an H100, 2026-12-06, before the bound).
           const kc = Math.min(ctxPad, Math.max(16, Math.ceil((maxCtx - N + j0 + n) / 16) * 16));
-          const kv = kc === ctxPad ? keys : view(K, 'f8e4m3', [kc, D], b * ctxPad * D);
+          const kv = view(K, 'f8e4m3', [kc, D], b * ctxPad * D);
           ok = gemmRows(be, S, q, row0, n, H, kv, kc, maxCtx, (sp) => [n, H, maxCtx, kc, row0, maxCtx, sp, be.address(w), ks, 0, 0, be.address(contextLens), b, N, be.address(out)]);
           if (!ok && (b > 0 || j0 > 0)) throw new DsvError('indexerLogitsPaged on cuda: cuBLASLt refused a GEMM after accepting the first');
         }
