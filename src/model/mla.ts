@@ -166,13 +166,9 @@ export class MLA {
         }
       } else {
         const { uk, uv } = this.absorbedWeights(dt, x.device);
-        // q_abs[t, h, :] = q_nope[t, h, :] · W_UK[h]  ([H, nope, c]), then q_pe: q [rows, H, c + r]
-        const qAbs = permute(cast(matmul(permute(narrow(qNope, 0, g.row, g.rows), [1, 0, 2]), uk), dt), [1, 0, 2]);
-        const qg = cat([qAbs, cast(narrow(qPe, 0, g.row, g.rows), dt)], 2);
+        const qg = cat([absorbQuery(narrow(qNope, 0, g.row, g.rows), uk, dt), cast(narrow(qPe, 0, g.row, g.rows), dt)], 2);
         const lat = sparseMlaDecode(reshape(qg, [1, g.rows, H, c + r]), cache.latent, reshape(sel[gi]!.slots!, [1, g.rows, W]), cfg.softmaxScale, { dv: c }).out;
-        // o[t, h, :] = o_lat[t, h, :] · W_UV[h]ᵀ
-        const oh = cast(matmul(cast(permute(reshape(lat, [g.rows, H, c]), [1, 0, 2]), 'f32'), transpose(uv)), dt); // [H, rows, dv]
-        outs.push(reshape(contiguous(permute(oh, [1, 0, 2])), [g.rows, H * dv]));
+        outs.push(expandOutput(reshape(lat, [g.rows, H, c]), uv, dt));
       }
     });
     const o = outs.length === 1 ? outs[0]! : cat(outs, 0);
@@ -217,8 +213,7 @@ export class MLA {
     const lat = step.fp8 ? fp8RoundTrip(kvn, QUANT_BLOCK, { ue8m0: this.ue8m0 }) : kvn;
     const kv = cat([lat, kPe], 1); // [T, c + r]
     const { uk, uv } = this.absorbedWeights(dt, x.device);
-    const qAbs = permute(cast(matmul(permute(qNope, [1, 0, 2]), uk), dt), [1, 0, 2]); // [T, H, c]
-    const q = cat([qAbs, qPe], 2); // [T, H, c + r]
+    const q = cat([absorbQuery(qNope, uk, dt), qPe], 2); // [T, H, c + r]
     const sel = this.indexer.trainSelect(x, qr, step);
     const W = sel.width;
     // every causal key (dense attention) as GEMMs; a selection through the sparse op
@@ -226,9 +221,7 @@ export class MLA {
       ? causalMlaPrefillTrain(q, kv, B, S, cfg.softmaxScale, { dv: c })
       : sparseMlaPrefillTrain(q, kv, flatRows(sel, B, S, x.device), cfg.softmaxScale, { dv: c });
     if (step.indexerLoss) step.indexerLosses.push(this.indexer.trainLoss(sel, { q, kv, lse: a.lse, scale: cfg.softmaxScale, dv: c }, step));
-    // o[t, h, :] = o_lat[t, h, :] · W_UV[h]ᵀ
-    const oh = cast(matmul(cast(permute(a.out, [1, 0, 2]), wideDtype(dt)), transpose(uv)), dt); // [H, T, dv]
-    const out = applyLinear(reshape(contiguous(permute(oh, [1, 0, 2])), [T, H * dv]), this.lin('o_proj'), dt, this.ue8m0);
+    const out = applyLinear(expandOutput(a.out, uv, dt), this.lin('o_proj'), dt, this.ue8m0);
     // uploaded only if a caller reads it (RL's indexer replay, tests): the training step does not
     let idx: Tensor | null = null;
     return { out, selection: { width: W, get idx(): Tensor { return (idx ??= fromArray(sel.positions, [T, W], { dtype: 'i32', device: x.device })); } } };
@@ -236,7 +229,12 @@ export class MLA {
 
   /**
    * wkv_b viewed [H, nope+dv, c] (FP8 dequantised as the reference's weight_dequant), split UK/UV. Cached
-   * for inference (until the weights' generation moves); built on the tape when wkv_b is being trained.
+   * for inference (until the weights' generation moves), in the activations' dtype: absorbQuery's and
+   * expandOutput's products are then one GEMM each in that dtype, f32-accumulated and rounded once —
+   * the same values as the wide product rounded (every element of w is a dt value), without the f32
+   * copies of q_abs and o_lat (mid config, 16K-token prefill on an H100: ~14 ms of widening and narrowing
+   * casts, call 1's profile). Built on the tape, in the wide dtype, when wkv_b is being trained, so its
+   * gradient accumulates in f32.
    */
   private absorbedWeights(dt: DType, device: string): { uk: Tensor; uv: Tensor } {
     const lw = this.lin('kv_b_proj');
@@ -250,12 +248,25 @@ export class MLA {
     const dv = cfg.vHeadDim;
     const c = cfg.kvLoraRank;
     const w = cast(reshape(dequantize(lw), [H, nope + dv, c]), dt);
-    const uk = cast(contiguous(narrow(w, 1, 0, nope)), wideDtype(dt));
-    const uv = cast(contiguous(narrow(w, 1, nope, dv)), wideDtype(dt));
+    const wt = taped ? wideDtype(dt) : dt;
+    const uk = cast(contiguous(narrow(w, 1, 0, nope)), wt);
+    const uv = cast(contiguous(narrow(w, 1, nope, dv)), wt);
     if (taped) return { uk, uv };
     this.wkvbCache = { dt, gen, uk, uv };
     return this.wkvbCache;
   }
+}
+
+/** q_abs[t, h, :] = q_nope[t, h, :] · W_UK[h]: [T, H, nope] · [H, nope, c] → [T, H, c] in dt. */
+function absorbQuery(qNope: Tensor, uk: Tensor, dt: DType): Tensor {
+  return permute(cast(matmul(permute(qNope, [1, 0, 2]), uk), dt), [1, 0, 2]);
+}
+
+/** o[t, h, :] = o_lat[t, h, :] · W_UV[h]ᵀ: [T, H, c] · [H, dv, c]ᵀ → [T, H·dv] in dt (o_proj's input). */
+function expandOutput(lat: Tensor, uv: Tensor, dt: DType): Tensor {
+  const [T, H] = lat.shape as [number, number];
+  const oh = cast(matmul(cast(permute(lat, [1, 0, 2]), uv.dtype), transpose(uv)), dt); // [H, T, dv]
+  return reshape(contiguous(permute(oh, [1, 0, 2])), [T, H * uv.shape[1]!]);
 }
 
 /** A training selection's key positions p of sequence b as flat kv rows b·S + p (holes stay −1): [B·S, width] i32. */
