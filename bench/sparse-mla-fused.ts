@@ -1,5 +1,6 @@
-// The fused few-head sparse MLA kernel (kernels/sparse_mla_gemm.cu) against the gathered-GEMM path on the
-// same inputs, over the number of query rows N: where the fused kernel pays (sparseMlaTune's bounds).
+// The fused few-head sparse MLA kernels — one pass (kernels/sparse_mla_flash.cu) and two passes
+// (kernels/sparse_mla_gemm.cu) — against the gathered-GEMM path on the same inputs, over the number of
+// query rows N: where the fused kernels pay (sparseMlaTune's bounds).
 //   N query rows × H heads (default 16, the mid config) × D 576 (512 latent + 64 RoPE), k selected keys of a
 //   4 096-row bf16 kv, distinct per row; medians of CUDA-event times over bursts (bench/harness.ts burstMs)
 //   node dist/bench/sparse-mla-fused.js [--heads 16] [--k 1024,2048] [--rows 16,64,256,1024,4096]
@@ -34,15 +35,17 @@ for (const k of ks) {
       T.sparseMlaPrefill(q, kv, idx, scale, { dv: DV });
     };
     const burst = Math.max(1, Math.floor(2048 / N));
-    Object.assign(sparseMlaTune, { fused: true, fusedMinRows: 0, fusedMaxHeads: 64 });
+    Object.assign(sparseMlaTune, { fused: true, flash: true, fusedMinRows: 0, fusedMaxHeads: 64 });
+    const flash = burstMs(run, 7, burst);
+    Object.assign(sparseMlaTune, { flash: false });
     const fused = burstMs(run, 7, burst);
     Object.assign(sparseMlaTune, { fused: false });
     const gemm = burstMs(run, 7, burst);
     Object.assign(sparseMlaTune, keep);
     const tflops = (ms: number): string => ((2 * N * H * k * (D + DV)) / (ms * 1e9)).toFixed(1);
-    out.push([String(k), String(N), fused.toFixed(3), tflops(fused), gemm.toFixed(3), tflops(gemm), (gemm / fused).toFixed(2) + '×']);
-    console.error(JSON.stringify({ k, N, H, fusedMs: fused, gemmMs: gemm }));
+    out.push([String(k), String(N), flash.toFixed(3), tflops(flash), fused.toFixed(3), tflops(fused), gemm.toFixed(3), tflops(gemm), (fused / flash).toFixed(2) + '×', (gemm / flash).toFixed(2) + '×']);
+    console.error(JSON.stringify({ k, N, H, flashMs: flash, fusedMs: fused, gemmMs: gemm }));
   }
 }
-console.log(`# sparse MLA, fused vs gathered GEMM, H ${H}, D ${D}, dv ${DV}, bf16 — ${machine()}`);
-printTable(['k', 'rows', 'fused ms', 'TFLOPS', 'gathered GEMM ms', 'TFLOPS', 'GEMM / fused'], out);
+console.log(`# sparse MLA, one-pass and two-pass fused kernels vs gathered GEMM, H ${H}, D ${D}, dv ${DV}, bf16 — ${machine()}`);
+printTable(['k', 'rows', 'one-pass ms', 'TFLOPS', 'two-pass ms', 'TFLOPS', 'gathered GEMM ms', 'TFLOPS', 'two-pass / one-pass', 'GEMM / one-pass'], out);

@@ -15,12 +15,18 @@ import { sparseMqaAttention } from '../oracles/sparse-attention.js';
 import { sparseMlaTune } from '../../src/backend/cuda/sparse-mla.js';
 
 /**
- * On CUDA a bf16 query takes the fused tensor-core kernel (sparseMlaTune.fused, within its bounds) or the
- * gather + cuBLASLt path (sparseMlaTune.gemm), and f32 the CUDA-core kernel: run the body on each path in
- * turn (fused, gemm, kernel), so every path meets the same bounds.
+ * On CUDA a bf16 query takes a fused tensor-core kernel (sparseMlaTune.fused, within its bounds: the
+ * one-pass kernel with sparseMlaTune.flash for bf16 rows where its layout fits, else the two-pass one) or
+ * the gather + cuBLASLt path (sparseMlaTune.gemm), and f32 the CUDA-core kernel: run the body on each path
+ * in turn (one-pass, two-pass, gemm, kernel), so every path meets the same bounds.
  */
 // the fused path with its speed bounds lifted, so the small cases here reach it at up to 64 heads
-const PATHS = [{ fused: true, gemm: true, fusedMinRows: 0, fusedMaxHeads: 64 }, { fused: false, gemm: true }, { fused: false, gemm: false }] as const;
+const PATHS = [
+  { fused: true, flash: true, gemm: true, fusedMinRows: 0, fusedMaxHeads: 64 },
+  { fused: true, flash: false, gemm: true, fusedMinRows: 0, fusedMaxHeads: 64 },
+  { fused: false, gemm: true },
+  { fused: false, gemm: false },
+] as const;
 function bothPaths(dev: string, body: () => void): void {
   const keep = { ...sparseMlaTune };
   try {
@@ -35,7 +41,7 @@ function bothPaths(dev: string, body: () => void): void {
 
 /** The CUDA path a bf16 query of H heads takes now (for messages). */
 const pathName = (dev: string, H: number): string =>
-  dev === 'cpu' ? '' : sparseMlaTune.fused && H <= sparseMlaTune.fusedMaxHeads && sparseMlaTune.fusedMinRows === 0 ? ' (fused path)' : sparseMlaTune.gemm ? ' (gemm path)' : ' (kernel path)';
+  dev === 'cpu' ? '' : sparseMlaTune.fused && H <= sparseMlaTune.fusedMaxHeads && sparseMlaTune.fusedMinRows === 0 ? (sparseMlaTune.flash ? ' (fused path, one-pass kernel where it applies)' : ' (fused path)') : sparseMlaTune.gemm ? ' (gemm path)' : ' (kernel path)';
 
 const bf16All = (a: Float32Array): Float32Array => a.map((x) => T.bf16Round(x));
 
@@ -212,6 +218,7 @@ const PREFILL_CASES: PrefillCase[] = [
   { Tq: 2, H: 128, k: 65, Tk: 200, dv: 512, dr: 64 },
   { Tq: 4, H: 20, k: 19, Tk: 12, dv: 96, dr: 24 }, // H not a multiple of 16, k > Tk (rows padded with holes)
   { Tq: 3, H: 20, k: 130, Tk: 300, dv: 512, dr: 64 }, // fused: a partial head group, a partial third key tile
+  { Tq: 4, H: 16, k: 200, Tk: 70, dv: 512, dr: 64 }, // rows −1 past entry 70: the one-pass kernel skips its all-hole tiles
 ];
 
 eachDevice('sparseMlaPrefill at awkward shapes (k ∤ 64, holes, a row of only holes, H 16/64/128) against an f64 reference', (dev) => bothPaths(dev, () => {

@@ -41,7 +41,7 @@ function fwd(b: CudaBackend, op: string, kvName: string, out: View, lse: View, q
  * 1.11–1.29× from 128 rows up to 4 096, 0.24–0.73× at 16 and 64 rows (one CTA per row and head group
  * leaves most SMs idle there); more heads were not measured.
  */
-export const sparseMlaTune = { gemm: gemmPathOn('mla', true), fused: gemmPathOn('mla-fused', true), fusedMaxHeads: 16, fusedMinRows: 128 };
+export const sparseMlaTune = { gemm: gemmPathOn('mla', true), fused: gemmPathOn('mla-fused', true), flash: gemmPathOn('mla-flash', true), fusedMaxHeads: 16, fusedMinRows: 128 };
 
 const SOFTMAX_SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'i64', 'f64', 'p', 'p', 'p'];
 /** Bytes of gathered rows per chunk of queries (bounds the temporaries at long k). */
@@ -98,6 +98,7 @@ function fusedPath(b: CudaBackend, src: 'bf16' | 'f32' | 'fp8', out: View, lse: 
   if (N > 2 ** 31 - 1 || Math.ceil(H / FUSED.HG) > 65535) return false;
   // the kernel's layout: Q [16][D + 8], FUSED.NS stage buffers (pass 1: 64 keys × half of D, pass 2: 32 keys
   // × dv, rows padded by 8), X [16][kt + 8] bf16, the indices [kt] i32, kt = k rounded up to 64
+  if (src === 'bf16' && sparseMlaTune.flash && flashPath(b, out, lse, q, kv, indices, dv, scale, rows)) return true;
   const kt = Math.ceil(k / FUSED.TK1) * FUSED.TK1;
   const stage = Math.max(FUSED.TK1 * (16 * Math.ceil(D / 32) + 8), FUSED.TK2 * (dv + 8));
   const smem = 2 * (FUSED.HG * (D + 8) + FUSED.NS * stage + FUSED.HG * (kt + 8)) + 4 * kt;
@@ -105,6 +106,27 @@ function fusedPath(b: CudaBackend, src: 'bf16' | 'f32' | 'fp8', out: View, lse: 
   const kern = b.rt.modules.get('sparse_mla_gemm', `sparse_mla_fused_${src}`, FWD_SIG);
   if (smem > 48 * 1024) kern.setMaxDynamicSmem(smem, C.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES);
   kern.launch(N, FUSED.NT, smem, [N, H, D, dv, k, rows, W, scale, b.address(out), b.address(lse), b.address(q), b.address(kv), b.address(indices)], Math.ceil(H / FUSED.HG));
+  return true;
+}
+
+/** kernels/sparse_mla_flash.cu: its tile sizes and the shapes it takes (its header lists why). */
+const FLASH = { HG: 16, TK: 64, NT: 256, D_MAX: 576, DV_MAX: 512 };
+
+/**
+ * The one-pass kernel (kernels/sparse_mla_flash.cu, online softmax, each selected row gathered once) for
+ * a bf16 source, within fusedPath's bounds, where its layout fits: D % 32 == 0, dv % 128 == 0.
+ */
+function flashPath(b: CudaBackend, out: View, lse: View, q: View, kv: View, indices: View, dv: number, scale: number, rows: number): boolean {
+  const [N, H, D] = q.shape as [number, number, number];
+  const k = indices.shape[1]!;
+  if (D % 32 !== 0 || D > FLASH.D_MAX || dv % 128 !== 0 || dv > FLASH.DV_MAX) return false;
+  // Q [16][D + 8], two tiles [64][D + 8] bf16, P [16][72] bf16, S [16][68] f32, α/m/l [3·16] f32, indices [kt] i32
+  const kt = Math.ceil(k / FLASH.TK) * FLASH.TK;
+  const smem = 2 * ((FLASH.HG + 2 * FLASH.TK) * (D + 8) + FLASH.HG * (FLASH.TK + 8)) + 4 * (FLASH.HG * (FLASH.TK + 4) + 3 * FLASH.HG) + 4 * kt;
+  if (smem > b.rt.info.maxSharedPerBlockOptin) return false;
+  const kern = b.rt.modules.get('sparse_mla_flash', 'sparse_mla_flash_bf16', FWD_SIG);
+  if (smem > 48 * 1024) kern.setMaxDynamicSmem(smem, C.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES);
+  kern.launch(N, FLASH.NT, smem, [N, H, D, dv, k, rows, 0, scale, b.address(out), b.address(lse), b.address(q), b.address(kv), b.address(indices)], Math.ceil(H / FLASH.HG));
   return true;
 }
 

@@ -1,0 +1,225 @@
+// sparse_mla_flash_bf16: sparse MLA in one pass over the selected keys (online softmax), for bf16 queries
+// and a bf16 latent source of few heads — the mid config's absorbed-MQA prefill and a small model's decode.
+// src/backend/cuda/sparse-mla.ts takes it where it applies (sparseMlaTune.flash); the two-pass kernel in
+// sparse_mla_gemm.cu ("the fused few-head path") stays for the f32 and FP8 sources and odd shapes.
+//
+// Why one pass. The two-pass kernel reproduces the reference's softmax bits given the scores (p rounded
+// to bf16 after dividing by the final sum), so it must gather every selected key row twice: all D
+// columns for the scores, then the dv value columns once the sums are known — 2 176 bytes a key at
+// D 576, dv 512. Its time is that gather from L2 (44.8 TFLOPS at 16 heads on an H100, call 2 of
+// 2026-12-06, ~2.8 TB/s of gathered rows). Here each key row is gathered once (1 152 bytes) and its
+// value columns are read from the same shared-memory tile as its key columns:
+//   per tile of TK = 64 keys (rows idx[t0 .. t0 + 63] in shared memory, all D columns):
+//     s = rnd_bf16(q·gᵀ);  x = rnd_bf16(s·scale), −inf for a hole          (the two-pass kernel's x)
+//     m' = max(m, max x);  α = exp(m − m');  p = rnd_bf16(exp(x − m'))      (−inf rows: α = 1, p = 0)
+//     l' = α·l + Σ p;  O' = α·O + p·g[:, :dv]                                (f32 accumulators)
+//   out = rnd_bf16(O / l), lse = m + ln l   (out = 0, lse = −inf when no entry is valid)
+// Numerics against the reference's exp(x − m)/l rounded to bf16 then multiplied: the same x; p is rounded
+// before its normalisation instead of after, so each product term differs by at most a bf16 rounding
+// of p — the op tests' bf16 bounds (relative error 1e-2 against f64), as the gathered-GEMM path, which
+// rounds its scores in another order, is held to.
+//
+// Work split, one CTA of 8 warps per (query n, group of 16 heads):
+//   scores:  warp w owns keys w·8 .. w·8 + 7 of the tile, one m16n8k16 chain over D (ldmatrix, 32
+//            columns a load); the 16 × 8 results go to S [16][64] f32 in shared memory;
+//   softmax: warp w updates heads 2w, 2w + 1 (two scores a lane), writes P [16][64] bf16 and α;
+//   values:  warp w owns output columns [w·dv/8, (w+1)·dv/8) (8 n-tiles at dv 512, 32 f32 registers),
+//            rescales them by α and adds P·V over the tile's 4 k16 steps (V read transposed by ldmatrix).
+// Pipeline: two tile buffers; tile j + 1's rows are requested (cp.async, 18 16-byte pieces a thread)
+// right after the barrier that starts tile j, so one tile is always in flight behind the products.
+// Shared memory at D 576, k 2 048: Q 18.3 KB + 2 × 73 KB tiles + S 4.3 KB + P 2.3 KB + indices 8 KB
+// ≈ 183 KB: one CTA per SM. Tiles past a row's last valid entry are skipped (a causal prefill's early
+// queries select fewer keys than k; the top-k pads its rows with −1 at the end).
+// Limits (the host checks them and otherwise takes another path): D % 32 == 0, D ≤ 576, dv % 128 == 0,
+// dv ≤ 512, dv ≤ D, k ≤ 2 048.
+#include "common.cuh"
+
+#define FL_HG 16
+#define FL_NT 256
+#define FL_TK 64
+#define FL_DVMAX 512
+#define FL_OT (FL_DVMAX / 64)  // output n-tiles of 8 columns a warp holds at most
+
+__device__ void sparse_mla_flash(int64_t N, int64_t H, int64_t D, int64_t dv, int64_t k, int64_t rows, double scale,
+                                 uint16_t* out, float* lse, const uint16_t* q, const uint16_t* kv, const int32_t* idx) {
+  extern __shared__ __align__(16) uint16_t fsm[];
+  const int Dp = (int)D + 8;        // row pitch: an odd number of 16-byte units, so ldmatrix rows hit distinct banks
+  const int kt = (int)((k + FL_TK - 1) / FL_TK) * FL_TK;
+  uint16_t* Qs = fsm;                              // [16][Dp]
+  uint16_t* Ks = Qs + FL_HG * Dp;                  // 2 × [TK][Dp]
+  uint16_t* Ps = Ks + 2 * FL_TK * Dp;              // [16][TK + 8] bf16
+  float* Ss = (float*)(Ps + FL_HG * (FL_TK + 8));  // [16][TK + 4]
+  float* Al = Ss + FL_HG * (FL_TK + 4);            // [16] α of the tile
+  float* Ml = Al + FL_HG;                          // [16] running max
+  float* Ll = Ml + FL_HG;                          // [16] running sum
+  int32_t* Is = (int32_t*)(Ll + FL_HG);            // [kt]
+  __shared__ int last;
+  const int64_t n = blockIdx.x;
+  const int h0 = blockIdx.y * FL_HG;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tig = lane & 3;
+  const int32_t* ir = idx + n * k;
+
+  if (threadIdx.x == 0) last = -1;
+  for (int e = threadIdx.x; e < FL_HG * (int)(D >> 3); e += FL_NT) {
+    const int h = e / (int)(D >> 3);
+    const int c = (e - h * (int)(D >> 3)) << 3;
+    uint4 v = make_uint4(0, 0, 0, 0);
+    if (h0 + h < H) v = *(const uint4*)(q + (n * H + h0 + h) * D + c);
+    *(uint4*)(Qs + h * Dp + c) = v;
+  }
+  if (threadIdx.x < FL_HG) {
+    Ml[threadIdx.x] = -INFINITY;
+    Ll[threadIdx.x] = 0.0f;
+  }
+  __syncthreads();
+  int mine = -1;
+  for (int t = threadIdx.x; t < kt; t += FL_NT) {
+    const int32_t r = t < k ? ir[t] : -1;
+    const int32_t v = r < 0 || (int64_t)r >= rows ? -1 : r;
+    Is[t] = v;
+    if (v >= 0) mine = t;
+  }
+  if (mine >= 0) atomicMax(&last, mine);
+  __syncthreads();
+  const int ntile = (last + FL_TK) / FL_TK;  // tiles up to the last valid entry (0 when there is none)
+
+  // tile j's rows into buffer j % 2: thread x copies 16-byte pieces x%8 + 8u of rows x/8 + 32i
+  const int chunks = (int)(D >> 3);
+  auto issue = [&](int j) {
+    if (j < ntile) {
+      uint16_t* dst = Ks + (j & 1) * FL_TK * Dp;
+      const int p = threadIdx.x & 7;
+      for (int r = threadIdx.x >> 3; r < FL_TK; r += FL_NT / 8) {
+        const int32_t row = Is[j * FL_TK + r];
+        uint16_t* d = dst + r * Dp;
+        if (row < 0) {
+          for (int c = p; c < chunks; c += 8) *(uint4*)(d + 8 * c) = make_uint4(0, 0, 0, 0);
+        } else {
+          const uint16_t* s = kv + (int64_t)row * D;
+          for (int c = p; c < chunks; c += 8) cp_async16(d + 8 * c, s + 8 * c);
+        }
+      }
+    }
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+  };
+
+  const int cw = (int)(dv >> 3);  // output columns a warp owns
+  const int col0 = warp * cw;
+  float o[FL_OT][4];
+#pragma unroll
+  for (int i = 0; i < FL_OT; i++)
+#pragma unroll
+    for (int u = 0; u < 4; u++) o[i][u] = 0.0f;
+
+  issue(0);
+  for (int j = 0; j < ntile; j++) {
+    // tile j landed (this thread's copies, then everybody's), and every warp is done with tile j − 1,
+    // whose buffer tile j + 1 now fills
+    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+    __syncthreads();
+    issue(j + 1);
+    const uint16_t* Kt = Ks + (j & 1) * FL_TK * Dp;
+
+    // scores of keys warp·8 .. +7: B fragments from rows key (n) × 32 columns (k) a load
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    {
+      const uint16_t* qa = Qs + (lane & 15) * Dp + ((lane >> 4) << 3);
+      const uint16_t* kb = Kt + (warp * 8 + (lane & 7)) * Dp + ((lane >> 3) << 3);
+#pragma unroll 2
+      for (int c0 = 0; c0 < (int)D; c0 += 32) {
+        uint32_t a0[4], a1[4], b[4];
+        ldmatrix_x4(a0, qa + c0);
+        ldmatrix_x4(a1, qa + c0 + 16);
+        ldmatrix_x4(b, kb + c0);
+        mma_bf16_16816(acc, a0, b[0], b[1]);
+        mma_bf16_16816(acc, a1, b[2], b[3]);
+      }
+    }
+    // acc: heads g and g + 8, keys warp·8 + tig·2 + {0, 1}
+#pragma unroll
+    for (int u = 0; u < 4; u++) {
+      const int h = g + (u >> 1) * 8;
+      const int t = warp * 8 + tig * 2 + (u & 1);
+      float x = -INFINITY;
+      if (Is[j * FL_TK + t] >= 0) x = bf16_bits_to_f32(f32_to_bf16_bits((float)((double)bf16_bits_to_f32(f32_to_bf16_bits(acc[u])) * scale)));
+      Ss[h * (FL_TK + 4) + t] = x;
+    }
+    __syncthreads();
+
+    // online softmax, heads 2·warp and 2·warp + 1
+#pragma unroll
+    for (int hh = 0; hh < 2; hh++) {
+      const int h = warp * 2 + hh;
+      const float x0 = Ss[h * (FL_TK + 4) + lane], x1 = Ss[h * (FL_TK + 4) + lane + 32];
+      const float mo = Ml[h];
+      const float mn = fmaxf(mo, warp_max(fmaxf(x0, x1)));
+      float p0 = 0.0f, p1 = 0.0f, alpha = 1.0f;
+      if (mn != -INFINITY) {
+        alpha = mo == -INFINITY ? 0.0f : __expf(mo - mn);
+        p0 = x0 == -INFINITY ? 0.0f : bf16_bits_to_f32(f32_to_bf16_bits(__expf(x0 - mn)));
+        p1 = x1 == -INFINITY ? 0.0f : bf16_bits_to_f32(f32_to_bf16_bits(__expf(x1 - mn)));
+      }
+      const float ps = warp_sum(p0 + p1);
+      Ps[h * (FL_TK + 8) + lane] = f32_to_bf16_bits(p0);
+      Ps[h * (FL_TK + 8) + lane + 32] = f32_to_bf16_bits(p1);
+      if (lane == 0) {
+        Al[h] = alpha;
+        Ml[h] = mn;
+        Ll[h] = Ll[h] * alpha + ps;
+      }
+    }
+    __syncthreads();
+
+    // O = α·O + P·V over the tile's keys, this warp's columns
+    const float a_lo = Al[g], a_hi = Al[g + 8];
+#pragma unroll
+    for (int i = 0; i < FL_OT; i++) {
+      o[i][0] *= a_lo;
+      o[i][1] *= a_lo;
+      o[i][2] *= a_hi;
+      o[i][3] *= a_hi;
+    }
+#pragma unroll
+    for (int kk = 0; kk < FL_TK; kk += 16) {
+      uint32_t a[4];
+      ldmatrix_x4(a, Ps + (lane & 15) * (FL_TK + 8) + kk + ((lane >> 4) << 3));
+      const int qd = lane >> 3, r = lane & 7;
+      const uint16_t* vb = Kt + (kk + ((qd & 1) << 3) + r) * Dp + col0 + ((qd >> 1) << 3);
+#pragma unroll
+      for (int i = 0; i < FL_OT; i += 2) {
+        if (i * 8 < cw) {
+          uint32_t t[4];
+          ldmatrix_x4_trans(t, vb + i * 8);
+          mma_bf16_16816(o[i], a, t[0], t[1]);
+          mma_bf16_16816(o[i + 1], a, t[2], t[3]);
+        }
+      }
+    }
+  }
+  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+  __syncthreads();
+
+  // o[i]: heads g and g + 8, columns col0 + i·8 + tig·2 + {0, 1}
+#pragma unroll
+  for (int half = 0; half < 2; half++) {
+    const int hl = g + half * 8;
+    const int h = h0 + hl;
+    if (h >= H) continue;
+    const float l = Ll[hl];
+    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+#pragma unroll
+    for (int i = 0; i < FL_OT; i++) {
+      if (i * 8 < cw) {
+        const int c = col0 + i * 8 + tig * 2;
+        *(uint32_t*)(out + (n * H + h) * dv + c) = pack2(f32_to_bf16_bits(o[i][half * 2] * inv), f32_to_bf16_bits(o[i][half * 2 + 1] * inv));
+      }
+    }
+    if (warp == 0 && tig == 0) lse[n * H + h] = l > 0.0f ? Ml[hl] + logf(l) : -INFINITY;
+  }
+}
+
+extern "C" __global__ void __launch_bounds__(FL_NT) sparse_mla_flash_bf16(int64_t N, int64_t H, int64_t D, int64_t dv, int64_t k, int64_t rows,
+                                                                        int64_t W, double scale, uint16_t* out, float* lse,
+                                                                        const uint16_t* q, const uint16_t* kv, const int32_t* idx) {
+  sparse_mla_flash(N, H, D, dv, k, rows, scale, out, lse, q, kv, idx);
+}
