@@ -1,7 +1,8 @@
-// sparse_mla_flash_bf16: sparse MLA in one pass over the selected keys (online softmax), for bf16 queries
-// and a bf16 latent source of few heads — the mid config's absorbed-MQA prefill and a small model's decode.
-// src/backend/cuda/sparse-mla.ts takes it where it applies (sparseMlaTune.flash); the two-pass kernel in
-// sparse_mla_gemm.cu ("the fused few-head path") stays for the f32 and FP8 sources and odd shapes.
+// sparse_mla_flash_<src>: sparse MLA in one pass over the selected keys (online softmax), for bf16 queries
+// of few heads — the mid config's absorbed-MQA prefill and a small model's decode — over bf16 or f32 rows
+// or the FP8 cache (mla_rows.cuh decodes them to bf16 in shared memory). src/backend/cuda/sparse-mla.ts
+// takes it where it applies (sparseMlaTune.flash); the two-pass kernel in sparse_mla_gemm.cu ("the fused
+// few-head path") stays for shapes outside its limits and as the switch's other side.
 //
 // Why one pass. The two-pass kernel reproduces the reference's softmax bits given the scores (p rounded
 // to bf16 after dividing by the final sum), so it must gather every selected key row twice: all D
@@ -32,7 +33,7 @@
 // queries select fewer keys than k; the top-k pads its rows with −1 at the end).
 // Limits (the host checks them and otherwise takes another path): D % 32 == 0, D ≤ 576, dv % 128 == 0,
 // dv ≤ 512, dv ≤ D, k ≤ 2 048.
-#include "common.cuh"
+#include "mla_rows.cuh"
 
 #define FL_HG 16
 #define FL_NT 256
@@ -40,8 +41,9 @@
 #define FL_DVMAX 512
 #define FL_OT (FL_DVMAX / 64)  // output n-tiles of 8 columns a warp holds at most
 
-__device__ void sparse_mla_flash(int64_t N, int64_t H, int64_t D, int64_t dv, int64_t k, int64_t rows, double scale,
-                                 uint16_t* out, float* lse, const uint16_t* q, const uint16_t* kv, const int32_t* idx) {
+template <int SRC>
+__device__ void sparse_mla_flash(int64_t N, int64_t H, int64_t D, int64_t dv, int64_t k, int64_t rows, int64_t W, double scale,
+                                 uint16_t* out, float* lse, const uint16_t* q, const void* kv, const int32_t* idx) {
   extern __shared__ __align__(16) uint16_t fsm[];
   const int Dp = (int)D + 8;        // row pitch: an odd number of 16-byte units, so ldmatrix rows hit distinct banks
   const int kt = (int)((k + FL_TK - 1) / FL_TK) * FL_TK;
@@ -83,24 +85,11 @@ __device__ void sparse_mla_flash(int64_t N, int64_t H, int64_t D, int64_t dv, in
   __syncthreads();
   const int ntile = (last + FL_TK) / FL_TK;  // tiles up to the last valid entry (0 when there is none)
 
-  // tile j's rows into buffer j % 2: thread x copies 16-byte pieces x%8 + 8u of rows x/8 + 32i
-  const int chunks = (int)(D >> 3);
+  // tile j's rows into buffer j % 2 (bf16 rows by cp.async, in flight until the next wait; the f32 and FP8
+  // sources decoded through registers, visible after the barrier that starts tile j)
   auto issue = [&](int j) {
-    if (j < ntile) {
-      uint16_t* dst = Ks + (j & 1) * FL_TK * Dp;
-      const int p = threadIdx.x & 7;
-      for (int r = threadIdx.x >> 3; r < FL_TK; r += FL_NT / 8) {
-        const int32_t row = Is[j * FL_TK + r];
-        uint16_t* d = dst + r * Dp;
-        if (row < 0) {
-          for (int c = p; c < chunks; c += 8) *(uint4*)(d + 8 * c) = make_uint4(0, 0, 0, 0);
-        } else {
-          const uint16_t* s = kv + (int64_t)row * D;
-          for (int c = p; c < chunks; c += 8) cp_async16(d + 8 * c, s + 8 * c);
-        }
-      }
-    }
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
+    if (j < ntile) gather_stage<SRC, FL_NT>(Ks + (j & 1) * FL_TK * Dp, Dp, FL_TK, 0, (int)D, (int)D, (int)dv, W, kv, Is, j * FL_TK);
+    if (SRC == SRC_BF16) asm volatile("cp.async.commit_group;\n" ::: "memory");
   };
 
   const int cw = (int)(dv >> 3);  // output columns a warp owns
@@ -115,7 +104,7 @@ __device__ void sparse_mla_flash(int64_t N, int64_t H, int64_t D, int64_t dv, in
   for (int j = 0; j < ntile; j++) {
     // tile j landed (this thread's copies, then everybody's), and every warp is done with tile j − 1,
     // whose buffer tile j + 1 now fills
-    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+    if (SRC == SRC_BF16) asm volatile("cp.async.wait_group 0;\n" ::: "memory");
     __syncthreads();
     issue(j + 1);
     const uint16_t* Kt = Ks + (j & 1) * FL_TK * Dp;
@@ -196,7 +185,7 @@ __device__ void sparse_mla_flash(int64_t N, int64_t H, int64_t D, int64_t dv, in
       }
     }
   }
-  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+  if (SRC == SRC_BF16) asm volatile("cp.async.wait_group 0;\n" ::: "memory");
   __syncthreads();
 
   // o[i]: heads g and g + 8, columns col0 + i·8 + tig·2 + {0, 1}
@@ -218,8 +207,12 @@ __device__ void sparse_mla_flash(int64_t N, int64_t H, int64_t D, int64_t dv, in
   }
 }
 
-extern "C" __global__ void __launch_bounds__(FL_NT) sparse_mla_flash_bf16(int64_t N, int64_t H, int64_t D, int64_t dv, int64_t k, int64_t rows,
-                                                                        int64_t W, double scale, uint16_t* out, float* lse,
-                                                                        const uint16_t* q, const uint16_t* kv, const int32_t* idx) {
-  sparse_mla_flash(N, H, D, dv, k, rows, scale, out, lse, q, kv, idx);
-}
+#define FLASH(name, SRC)                                                                                             \
+  extern "C" __global__ void __launch_bounds__(FL_NT) sparse_mla_flash_##name(                                    \
+      int64_t N, int64_t H, int64_t D, int64_t dv, int64_t k, int64_t rows, int64_t W, double scale, uint16_t* out, \
+      float* lse, const uint16_t* q, const void* src, const int32_t* idx) {                                         \
+    sparse_mla_flash<SRC>(N, H, D, dv, k, rows, W, scale, out, lse, q, src, idx);                                   \
+  }
+FLASH(bf16, SRC_BF16)
+FLASH(f32, SRC_F32)
+FLASH(fp8, SRC_FP8)

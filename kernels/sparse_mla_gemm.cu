@@ -17,44 +17,7 @@
 // sparse_softmax_lse: one warp per (query n, head h) row of k scores, in place:
 //   x_t = rnd_bf16(s_t · scale) for valid entries, −inf for holes; m = max x; l = Σ exp(x − m);
 //   p_t = rnd_bf16(exp(x_t − m) / l); lse = m + ln l (natural log), −inf with p = 0 when no entry is valid.
-#include "common.cuh"
-
-#define SRC_BF16 0
-#define SRC_F32 1
-#define SRC_FP8 2
-
-__device__ __forceinline__ float load_f32_unaligned(const uint8_t* p) {
-  const uint32_t b = (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-  return __uint_as_float(b);
-}
-
-// Row r's columns c .. c+7 as f32.
-template <int SRC>
-__device__ __forceinline__ void row8(const void* src, int64_t r, int c, int D, int dv, int64_t W, float (&f)[8]) {
-  if (SRC == SRC_BF16) {
-    const uint4 v = *(const uint4*)((const uint16_t*)src + r * D + c);
-    const uint16_t* h = (const uint16_t*)&v;
-#pragma unroll
-    for (int u = 0; u < 8; u++) f[u] = bf16_bits_to_f32(h[u]);
-  } else if (SRC == SRC_F32) {
-    const float* p = (const float*)src + r * D + c;
-#pragma unroll
-    for (int u = 0; u < 8; u++) f[u] = p[u];
-  } else {
-    const uint8_t* row = (const uint8_t*)src + r * W;
-    const int nb = (dv + 127) >> 7;
-#pragma unroll
-    for (int u = 0; u < 8; u++) {
-      const int cc = c + u;
-      if (cc < dv) {
-        f[u] = e4m3_bits_to_f32(row[cc]) * load_f32_unaligned(row + dv + 4 * (cc >> 7));
-      } else {
-        const uint8_t* p = row + dv + 4 * nb + 2 * (cc - dv);
-        f[u] = bf16_bits_to_f32((uint16_t)(p[0] | (p[1] << 8)));
-      }
-    }
-  }
-}
+#include "mla_rows.cuh"
 
 template <int SRC>
 __device__ void mla_gather_rows(int64_t E, int64_t D, int64_t dv, int64_t rows, int64_t W, uint16_t* G, const void* src, const int32_t* idx) {
@@ -174,50 +137,6 @@ extern "C" __global__ void __launch_bounds__(256) sparse_softmax_lse(int64_t N, 
 // output n-tiles of 8 columns a warp holds: dv/8 columns per warp at most FUSED_DVMAX/8
 #define FUSED_OTILES (FUSED_DVMAX / 64)
 
-// One stage: key rows Is[t0 + j] (j < nrow) of the source, columns col0 .. col0 + ncol, into dst [nrow][ldd]
-// as bf16, zeros where Is is −1. Thread x takes rows x/8 + 32·i and 16-byte pieces x%8 + 8·u, so eight
-// lanes copy 128 contiguous bytes of a row. bf16 rows go by cp.async (no registers, the whole stage in
-// flight, not waited for here); the decoded sources (f32, the FP8 cache) four pieces a thread at a time
-// through registers. (One synchronous load a thread, the very first version, ran the mid config's 4 096-
-// token prefill attention at ~54 ms on an H100, slower than the gathered GEMMs.)
-template <int SRC>
-__device__ __forceinline__ void fused_stage(uint16_t* dst, int ldd, int nrow, int col0, int ncol, int D, int dv, int64_t W,
-                                            const void* src, const int32_t* Is, int t0) {
-  const int chunks = ncol >> 3;
-  const int p = threadIdx.x & 7;
-  for (int j = threadIdx.x >> 3; j < nrow; j += FUSED_NT / 8) {
-    const int32_t r = Is[t0 + j];
-    uint16_t* d = dst + j * ldd;
-    if (SRC == SRC_BF16) {
-      if (r < 0) {
-        for (int c = p; c < chunks; c += 8) *(uint4*)(d + 8 * c) = make_uint4(0, 0, 0, 0);
-      } else {
-        const uint16_t* s = (const uint16_t*)src + (int64_t)r * D + col0;
-        for (int c = p; c < chunks; c += 8) cp_async16(d + 8 * c, s + 8 * c);
-      }
-    } else {
-      for (int c0 = p; c0 < chunks; c0 += 32) {
-        float f[4][8];
-#pragma unroll
-        for (int u = 0; u < 4; u++) {
-          const int c = c0 + 8 * u;
-          if (r < 0 || c >= chunks) {
-#pragma unroll
-            for (int v = 0; v < 8; v++) f[u][v] = 0.0f;
-          } else {
-            row8<SRC>(src, r, col0 + 8 * c, D, dv, W, f[u]);
-          }
-        }
-#pragma unroll
-        for (int u = 0; u < 4; u++) {
-          const int c = c0 + 8 * u;
-          if (c < chunks) *(Vec<__nv_bfloat16, 8>*)(d + 8 * c) = pack_vec<__nv_bfloat16, 8>(f[u]);
-        }
-      }
-    }
-  }
-}
-
 template <int SRC>
 __device__ void sparse_mla_fused(int64_t N, int64_t H, int64_t D, int64_t dv, int64_t k, int64_t rows, int64_t W, double scale,
                                  uint16_t* out, float* lse, const uint16_t* q, const void* src, const int32_t* idx) {
@@ -259,9 +178,9 @@ __device__ void sparse_mla_fused(int64_t N, int64_t H, int64_t D, int64_t dv, in
     uint16_t* dst = Bs + (s % FUSED_NS) * stage;
     if (s < n1) {
       const int half = s & 1;
-      fused_stage<SRC>(dst, ld1, FUSED_TK1, half * Dh, half ? (int)D - Dh : Dh, (int)D, (int)dv, W, src, Is, (s >> 1) * FUSED_TK1);
+      gather_stage<SRC, FUSED_NT>(dst, ld1, FUSED_TK1, half * Dh, half ? (int)D - Dh : Dh, (int)D, (int)dv, W, src, Is, (s >> 1) * FUSED_TK1);
     } else if (s < n1 + n2) {
-      fused_stage<SRC>(dst, ld2, FUSED_TK2, 0, (int)dv, (int)D, (int)dv, W, src, Is, (s - n1) * FUSED_TK2);
+      gather_stage<SRC, FUSED_NT>(dst, ld2, FUSED_TK2, 0, (int)dv, (int)D, (int)dv, W, src, Is, (s - n1) * FUSED_TK2);
     }
     if (SRC == SRC_BF16) asm volatile("cp.async.commit_group;\n" ::: "memory");
   };

@@ -158,7 +158,7 @@ describe('cuda kernels vs cpu', onGpu, () => {
       }
     }
     // the fused residual step: h = x + r in f32 written out rounded, the norm of the unrounded sum; the same
-    // kernel on the CPU reference (the pair is bit-identical: src/backend/cpu rmsNormResidual)
+    // kernel on the CPU reference (src/backend/cpu rmsNormResidual): h bit-identical, the norm too at D 2 048
     for (const d of ['f32', 'bf16'] as T.DType[]) {
       for (const D of [2048, 7168, 33]) {
         const x = randn([9, D], d);
@@ -171,7 +171,9 @@ describe('cuda kernels vs cpu', onGpu, () => {
         const hRef = T.empty([9, D], { dtype: d });
         cpu().rmsNormResidual(oRef, hRef, x, r, w, 1e-6);
         assert.deepEqual(Array.from(h.toFloat32()), Array.from(hRef.toFloat32()), `residual sum ${d} D=${D}`);
-        if (D === 33) assertRel(out, oRef, tol(d), `fused rmsNorm ${d} D=${D}`); // the mean's 1/D differs in its last bit
+        // the mean's factor 1/D is an f32 on CUDA and a double on the CPU (each backend's muls): the same
+        // number only where D is a power of two, elsewhere (7 168, 33) it may move the last bit
+        if ((D & (D - 1)) !== 0) assertRel(out, oRef, tol(d), `fused rmsNorm ${d} D=${D}`);
         else assert.deepEqual(Array.from(out.toFloat32()), Array.from(oRef.toFloat32()), `fused rmsNorm ${d} D=${D}`);
       }
     }

@@ -98,7 +98,7 @@ function fusedPath(b: CudaBackend, src: 'bf16' | 'f32' | 'fp8', out: View, lse: 
   if (N > 2 ** 31 - 1 || Math.ceil(H / FUSED.HG) > 65535) return false;
   // the kernel's layout: Q [16][D + 8], FUSED.NS stage buffers (pass 1: 64 keys × half of D, pass 2: 32 keys
   // × dv, rows padded by 8), X [16][kt + 8] bf16, the indices [kt] i32, kt = k rounded up to 64
-  if (src === 'bf16' && sparseMlaTune.flash && flashPath(b, out, lse, q, kv, indices, dv, scale, rows)) return true;
+  if (sparseMlaTune.flash && flashPath(b, src, out, lse, q, kv, indices, dv, scale, rows, W)) return true;
   const kt = Math.ceil(k / FUSED.TK1) * FUSED.TK1;
   const stage = Math.max(FUSED.TK1 * (16 * Math.ceil(D / 32) + 8), FUSED.TK2 * (dv + 8));
   const smem = 2 * (FUSED.HG * (D + 8) + FUSED.NS * stage + FUSED.HG * (kt + 8)) + 4 * kt;
@@ -113,10 +113,12 @@ function fusedPath(b: CudaBackend, src: 'bf16' | 'f32' | 'fp8', out: View, lse: 
 const FLASH = { HG: 16, TK: 64, NT: 256, D_MAX: 576, DV_MAX: 512 };
 
 /**
- * The one-pass kernel (kernels/sparse_mla_flash.cu, online softmax, each selected row gathered once) for
- * a bf16 source, within fusedPath's bounds, where its layout fits: D % 32 == 0, dv % 128 == 0.
+ * The one-pass kernel (kernels/sparse_mla_flash.cu, online softmax, each selected row gathered once),
+ * within fusedPath's bounds, where its layout fits: D % 32 == 0, dv % 128 == 0. Every source (bf16 or
+ * f32 rows, the FP8 cache) takes it, so a decode over the cache and a prefill over its dequantised rows
+ * stay the same computation.
  */
-function flashPath(b: CudaBackend, out: View, lse: View, q: View, kv: View, indices: View, dv: number, scale: number, rows: number): boolean {
+function flashPath(b: CudaBackend, src: 'bf16' | 'f32' | 'fp8', out: View, lse: View, q: View, kv: View, indices: View, dv: number, scale: number, rows: number, W: number): boolean {
   const [N, H, D] = q.shape as [number, number, number];
   const k = indices.shape[1]!;
   if (D % 32 !== 0 || D > FLASH.D_MAX || dv % 128 !== 0 || dv > FLASH.DV_MAX) return false;
@@ -124,9 +126,9 @@ function flashPath(b: CudaBackend, out: View, lse: View, q: View, kv: View, indi
   const kt = Math.ceil(k / FLASH.TK) * FLASH.TK;
   const smem = 2 * ((FLASH.HG + 2 * FLASH.TK) * (D + 8) + FLASH.HG * (FLASH.TK + 8)) + 4 * (FLASH.HG * (FLASH.TK + 4) + 3 * FLASH.HG) + 4 * kt;
   if (smem > b.rt.info.maxSharedPerBlockOptin) return false;
-  const kern = b.rt.modules.get('sparse_mla_flash', 'sparse_mla_flash_bf16', FWD_SIG);
+  const kern = b.rt.modules.get('sparse_mla_flash', `sparse_mla_flash_${src}`, FWD_SIG);
   if (smem > 48 * 1024) kern.setMaxDynamicSmem(smem, C.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES);
-  kern.launch(N, FLASH.NT, smem, [N, H, D, dv, k, rows, 0, scale, b.address(out), b.address(lse), b.address(q), b.address(kv), b.address(indices)], Math.ceil(H / FLASH.HG));
+  kern.launch(N, FLASH.NT, smem, [N, H, D, dv, k, rows, W, scale, b.address(out), b.address(lse), b.address(q), b.address(kv), b.address(indices)], Math.ceil(H / FLASH.HG));
   return true;
 }
 
