@@ -1,5 +1,6 @@
 // Speed of one training step on this machine (forward + backward + AdamW), random weights, f32 master
-// weights: tokens/s per phase (dense pretrain, DSA warm-up, sparse stage) at a given shape.
+// weights: tokens/s per phase (dense pretrain, DSA warm-up, sparse stage) at a given shape, the model
+// TFLOPS (src/model/flops.ts) and, on an H100 or H200, the MFU.
 //   node dist/bench/train-step.js [--shape tiny|small|cpu-mid] [--config '{"hidden_size":384,...}'] [--batch 2] [--seq 64] [--steps 3] [--device cpu] [--numerics f32|bf16] [--profile] [--phases pretrain,warmup,sparse]
 // (--profile: after the timed steps, one more step per phase with every backend op timed on its own,
 //  printed as a table by total time with the costliest argument shapes and the kernels each op launched)
@@ -8,6 +9,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { median, opt, profiledOnce } from './harness.js';
 import { SHAPES } from './shapes.js';
 import { DeepseekV32, randomCheckpoint, randomConfig } from '../src/model/index.js';
+import { trainFlopsPerToken, type FlopsPhase } from '../src/model/flops.js';
+import { cudaBackend } from '../src/backend/cuda/index.js';
 import { mapSource } from '../src/model/weights.js';
 import { objective } from '../src/train/objective.js';
 import { AdamW } from '../src/train/optim.js';
@@ -56,6 +59,11 @@ if (bad) {
   process.exit(2);
 }
 const profiling = process.argv.includes('--profile');
+// model FLOPs (src/model/flops.ts) per phase; MFU against the dense bf16 tensor-core peak of an H100 or H200
+// SXM (989 TFLOPS, NVIDIA's datasheets; both chips have the same compute), the peak the bf16 numerics target
+const FLOPS_PHASE: Record<(typeof PHASES)[number], FlopsPhase> = { pretrain: 'dense', warmup: 'warmup', sparse: 'sparse' };
+const gpu = device === 'cuda' ? cudaBackend().rt.info.name : '';
+const peak = /H100|H200/.test(gpu) ? { tflops: 989, what: `${gpu}'s dense bf16 peak (989 TFLOPS)` } : null;
 type Phase = (typeof PHASES)[number];
 /** One optimizer step of `phase` (forward, backward with device-memory pauses, AdamW); its wall ms. */
 async function trainStep(phase: Phase): Promise<number> {
@@ -87,5 +95,8 @@ for (const phase of PHASES.filter((p) => phases.includes(p))) {
   const ms = median(times);
   const mem = params[0]![1].backend.memoryStats?.();
   const gb = (n: number): string => (n / 2 ** 30).toFixed(1);
-  process.stdout.write(`${phase.padEnd(8)} ${ms.toFixed(0)} ms/step  ${((B * S * 1000) / ms).toFixed(0)} tokens/s${mem ? `  device memory ${gb(mem.allocated)} GiB held, peak ${gb(mem.peak)} GiB` : ''}\n`);
+  const tps = (B * S * 1000) / ms;
+  const tflops = (tps * trainFlopsPerToken(cfg, S, FLOPS_PHASE[phase])) / 1e12;
+  const mfu = peak ? `, MFU ${((100 * tflops) / peak.tflops).toFixed(1)}% of the ${peak.what}` : '';
+  process.stdout.write(`${phase.padEnd(8)} ${ms.toFixed(0)} ms/step  ${tps.toFixed(0)} tokens/s  ${tflops.toFixed(2)} model TFLOPS${mfu}${mem ? `  device memory ${gb(mem.allocated)} GiB held, peak ${gb(mem.peak)} GiB` : ''}\n`);
 }
