@@ -35,7 +35,7 @@ for (const k of ks) {
       T.sparseMlaPrefill(q, kv, idx, scale, { dv: DV });
     };
     const burst = Math.max(1, Math.floor(2048 / N));
-    Object.assign(sparseMlaTune, { fused: true, flash: true, fusedMinRows: 0, fusedMaxHeads: 64 });
+    Object.assign(sparseMlaTune, { fused: true, flash: true, fusedMinRows: 0, fusedMaxHeads: Math.max(64, H) });
     const flash = burstMs(run, 7, burst);
     Object.assign(sparseMlaTune, { flash: false });
     const fused = burstMs(run, 7, burst);
