@@ -108,22 +108,66 @@ function rmsNormRowsF32(o: Float32Array, v: Float32Array, wv: Float32Array, eps:
   const D = wv.length;
   const rows = D === 0 ? 0 : v.length / D;
   const t = new Float32Array(D);
-  const invD = 1 / D;
+  const h0 = D >> 1;
+  for (let r = 0; r < rows; r++) {
+    const base = r * D;
+    // the squares and the tree's first level (j + ⌊D/2⌋ onto j) in one pass
+    for (let j = 0; j < h0; j++) {
+      const x = v[base + j]!;
+      const y = v[base + h0 + j]!;
+      t[j] = Math.fround(x * x) + Math.fround(y * y);
+    }
+    if (D & 1) {
+      const x = v[base + D - 1]!;
+      t[h0] = x * x;
+    }
+    normRowF32(o, v, base, t, wv, eps);
+  }
+}
+
+/**
+ * The rest of one f32 row after the tree's first level is in t (the squares when D = 1): the remaining
+ * halvings from n = ⌊D/2⌋ + (D mod 2), 1/rms, and o = w·(v·inv).
+ */
+function normRowF32(o: Float32Array, v: Float32Array, base: number, t: Float32Array, wv: Float32Array, eps: number): void {
+  const D = wv.length;
+  const fr = Math.fround;
+  for (let n = D === 1 ? 1 : (D >> 1) + (D & 1); n > 1;) {
+    const h = n >> 1;
+    for (let j = 0; j < h; j++) t[j] = t[j]! + t[j + h]!;
+    if (n & 1) t[h] = t[n - 1]!;
+    n = h + (n & 1);
+  }
+  const inv = fr(1 / fr(Math.sqrt(fr(fr(t[0]! * (1 / D)) + eps))));
+  for (let j = 0; j < D; j++) o[base + j] = wv[j]! * fr(v[base + j]! * inv);
+}
+
+/**
+ * rmsNormResidual's f32 rows in one pass each: h = x + r (stored rounded to f32 into hv, the residual
+ * output) with the squares and the tree's first level, then the rest of rmsNormRowsF32's row. Row i of o
+ * is stored after row i of a, b and hv is read, so o may be x or r itself (not another part of them).
+ */
+function rmsNormResidualRowsF32(o: Float32Array, hv: Float32Array, a: Float32Array, b: Float32Array, wv: Float32Array, eps: number): void {
+  const D = wv.length;
+  const rows = D === 0 ? 0 : a.length / D;
+  const t = new Float32Array(D);
+  const h0 = D >> 1;
   const fr = Math.fround;
   for (let r = 0; r < rows; r++) {
     const base = r * D;
-    for (let j = 0; j < D; j++) {
-      const x = v[base + j]!;
-      t[j] = x * x;
+    for (let j = 0; j < h0; j++) {
+      const x = fr(a[base + j]! + b[base + j]!);
+      const y = fr(a[base + h0 + j]! + b[base + h0 + j]!);
+      hv[base + j] = x;
+      hv[base + h0 + j] = y;
+      t[j] = fr(x * x) + fr(y * y);
     }
-    for (let n = D; n > 1;) {
-      const h = n >> 1;
-      for (let j = 0; j < h; j++) t[j] = t[j]! + t[j + h]!;
-      if (n & 1) t[h] = t[n - 1]!;
-      n = h + (n & 1);
+    if (D & 1) {
+      const x = fr(a[base + D - 1]! + b[base + D - 1]!);
+      hv[base + D - 1] = x;
+      t[h0] = x * x;
     }
-    const inv = fr(1 / fr(Math.sqrt(fr(fr(t[0]! * invD) + eps))));
-    for (let j = 0; j < D; j++) o[base + j] = wv[j]! * fr(v[base + j]! * inv);
+    normRowF32(o, hv, base, t, wv, eps);
   }
 }
 
@@ -349,6 +393,17 @@ export class CpuBackend implements Backend {
     const ct = ctFor(x, r, out);
     const a = readF(x, ct);
     const b = readF(r, ct);
+    // f32 rows whose h can go straight into hOut (an f32 array of its own, or x or r itself) and whose o
+    // into out (its own array, or x or r itself): one fused pass per row, no h buffer, no copies
+    const own = (v: View, u: View) => dataOf(v).buffer !== dataOf(u).buffer;
+    const same = (v: View, u: View) => v.offset === u.offset && v.dtype === u.dtype;
+    if (ct === 'f32' && hOut.dtype === 'f32' && out.dtype === 'f32' && isContiguousView(hOut) && isContiguousView(out) && own(out, hOut)
+      && (own(hOut, x) || same(hOut, x)) && (own(hOut, r) || same(hOut, r)) && (own(out, x) || same(out, x)) && (own(out, r) || same(out, r))) {
+      const n = a.length;
+      rmsNormResidualRowsF32(dataOf(out).subarray(out.offset, out.offset + n) as Float32Array, dataOf(hOut).subarray(hOut.offset, hOut.offset + n) as Float32Array,
+        a as Float32Array, b as Float32Array, readF(w, ct) as Float32Array, eps);
+      return;
+    }
     // h in a buffer of the compute type (its stores round), not hOut's: the norm reads the unrounded sum
     const h = ct === 'f32' ? new Float32Array(a.length) : new Float64Array(a.length);
     for (let i = 0; i < h.length; i++) h[i] = a[i]! + b[i]!;
