@@ -152,6 +152,31 @@ export function f32ToE4m3Bits(x: number): number {
   return sign | ((t >>> 20) & 0x7f);
 }
 
+/**
+ * f32ToE4m3Bits(clamp(x, −448, 448)) from x's f32 bits b (as a uint32): the saturating encode of actQuant,
+ * in integer arithmetic only (the hot loop hands it a block's bits read through a Uint32Array view, so no
+ * scratch store per value and no float steps). NaN keeps its sign (sign | 0x7F); |x| > 448 or ±∞ clamps
+ * to ±448 (sign | 0x7E). Below 2^−6 the grid step is 2^−9: |x|·2^9 = m·2^(E−141) with m the 24-bit
+ * significand and E the biased exponent, rounded to nearest even by a shift of s = 141 − E (21..24; E < 117
+ * means |x| < 2^−10, which rounds to 0). Above, the normal path of f32ToE4m3Bits: rebias the exponent by
+ * −120 and round the mantissa's 20 dropped bits to nearest even. test/tensor/e4m3-sat.test.ts checks it
+ * against f32ToE4m3Bits around every e4m3 value and midpoint, on random bit patterns and the specials.
+ */
+export function e4m3SatFromF32Bits(b: number): number {
+  const sign = (b >>> 24) & 0x80;
+  const a = b & 0x7fffffff;
+  if (a >= 0x43e00000) return a > 0x7f800000 ? sign | 0x7f : sign | 0x7e;
+  if (a < 0x3c800000) {
+    const e = a >>> 23;
+    if (e < 117) return sign;
+    const s = 141 - e;
+    const m = (a & 0x7fffff) | 0x800000;
+    return sign | ((m + (1 << (s - 1)) - 1 + ((m >>> s) & 1)) >>> s);
+  }
+  // a − 0x3C000000 + 0x7FFFF, kept in int32 range (a ≥ 0x3C800000, so no wrap)
+  return sign | ((a - 0x3bf80001 + ((a >>> 20) & 1)) >>> 20);
+}
+
 const E4M3_TABLE = (() => {
   const t = new Float32Array(256);
   for (let i = 0; i < 256; i++) {

@@ -2,7 +2,7 @@
 // tensors), computes with double-precision intermediates, and rounds once into the output dtype.
 import type { AdamWScalars, Backend, BinaryOp, ReduceOp, UnaryOp, View } from '../../tensor/backend.js';
 import {
-  type DType, type HostArray, allocHost, fromFloatArray, f32ToE4m3Bits, f32Bits, E4M3_MAX, convertHost,
+  type DType, type HostArray, allocHost, fromFloatArray, e4m3SatFromF32Bits, f32Bits, E4M3_MAX, convertHost,
 } from '../../tensor/dtype.js';
 import { CpuStorage } from './storage.js';
 import { contiguousStrides } from '../../tensor/tensor.js';
@@ -186,6 +186,53 @@ function rmsNormRowsF64(o: Float64Array, v: Float64Array, wv: Float64Array, eps:
     }
     const inv = 1 / Math.sqrt(t[0]! * (1 / D) + eps);
     for (let j = 0; j < D; j++) o[base + j] = wv[j]! * (v[base + j]! * inv);
+  }
+}
+
+/**
+ * The Hadamard butterflies of f32 rows (n a power of two) in a double row, two levels per pass: for each
+ * quadruple x₀..x₃ at j, j + h, j + 2h, j + 3h, level h gives y = (x₀ + x₁, x₀ − x₁, x₂ + x₃, x₂ − x₃) and
+ * level 2h z = (y₀ + y₂, y₁ + y₃, y₀ − y₂, y₁ − y₃): the same double operations on the same operands as two
+ * single-level passes, with half the row traffic. The first pass reads the f32 row (one level when log₂ n
+ * is odd), the last product with scale is stored rounded into o.
+ */
+function hadamardRowsF32(o: Float32Array, v: Float32Array, n: number, rows: number, scale: number): void {
+  const row = new Float64Array(n);
+  const odd = (31 - Math.clz32(n)) & 1;
+  for (let r = 0; r < rows; r++) {
+    const base = r * n;
+    let h: number;
+    if (n === 1) row[0] = v[base]!;
+    else if (odd) {
+      for (let j = 0; j < n; j += 2) {
+        const a0 = v[base + j]!;
+        const b0 = v[base + j + 1]!;
+        row[j] = a0 + b0;
+        row[j + 1] = a0 - b0;
+      }
+    } else {
+      for (let j = 0; j < n; j += 4) {
+        const x0 = v[base + j]!, x1 = v[base + j + 1]!, x2 = v[base + j + 2]!, x3 = v[base + j + 3]!;
+        const y0 = x0 + x1, y1 = x0 - x1, y2 = x2 + x3, y3 = x2 - x3;
+        row[j] = y0 + y2;
+        row[j + 1] = y1 + y3;
+        row[j + 2] = y0 - y2;
+        row[j + 3] = y1 - y3;
+      }
+    }
+    for (h = odd ? 2 : 4; 4 * h <= n; h <<= 2) {
+      for (let i = 0; i < n; i += 4 * h) {
+        for (let j = i; j < i + h; j++) {
+          const x0 = row[j]!, x1 = row[j + h]!, x2 = row[j + 2 * h]!, x3 = row[j + 3 * h]!;
+          const y0 = x0 + x1, y1 = x0 - x1, y2 = x2 + x3, y3 = x2 - x3;
+          row[j] = y0 + y2;
+          row[j + h] = y1 + y3;
+          row[j + 2 * h] = y0 - y2;
+          row[j + 3 * h] = y1 - y3;
+        }
+      }
+    }
+    for (let j = 0; j < n; j++) o[base + j] = row[j]! * scale;
   }
 }
 
@@ -494,22 +541,25 @@ export class CpuBackend implements Backend {
     const n = x.shape[x.shape.length - 1] ?? 1;
     const rows = n === 0 ? 0 : v.length / n;
     const o = outBuffer(out, ct);
-    const row = new Float64Array(n);
-    for (let r = 0; r < rows; r++) {
-      const base = r * n;
-      for (let j = 0; j < n; j++) row[j] = v[base + j]!;
-      // Sylvester order: H_{2m} = [[H_m, H_m], [H_m, −H_m]] ⇒ butterflies with doubling stride.
-      for (let h = 1; h < n; h <<= 1) {
-        for (let i = 0; i < n; i += h << 1) {
-          for (let j = i; j < i + h; j++) {
-            const a0 = row[j]!;
-            const b0 = row[j + h]!;
-            row[j] = a0 + b0;
-            row[j + h] = a0 - b0;
+    if (ct === 'f32' && (n & (n - 1)) === 0) hadamardRowsF32(o as Float32Array, v as Float32Array, n, rows, scale);
+    else {
+      const row = new Float64Array(n);
+      for (let r = 0; r < rows; r++) {
+        const base = r * n;
+        for (let j = 0; j < n; j++) row[j] = v[base + j]!;
+        // Sylvester order: H_{2m} = [[H_m, H_m], [H_m, −H_m]] ⇒ butterflies with doubling stride.
+        for (let h = 1; h < n; h <<= 1) {
+          for (let i = 0; i < n; i += h << 1) {
+            for (let j = i; j < i + h; j++) {
+              const a0 = row[j]!;
+              const b0 = row[j + h]!;
+              row[j] = a0 + b0;
+              row[j + h] = a0 - b0;
+            }
           }
         }
+        for (let j = 0; j < n; j++) o[base + j] = row[j]! * scale;
       }
-      for (let j = 0; j < n; j++) o[base + j] = row[j]! * scale;
     }
     commit(out, o);
   }
@@ -699,6 +749,8 @@ export class CpuBackend implements Backend {
     const qd = dataOf(q) as Uint8Array;
     const sd = dataOf(s) as Float32Array;
     const inv448 = fround(1 / E4M3_MAX);
+    const yb = new Float32Array(Math.min(block, N));
+    const yu = new Uint32Array(yb.buffer);
     for (let r = 0; r < rows; r++) {
       for (let bi = 0; bi < nb; bi++) {
         const lo = r * N + bi * block;
@@ -717,12 +769,18 @@ export class CpuBackend implements Backend {
           sc = 2 ** e;
         }
         sd[s.offset + r * nb + bi] = sc;
-        for (let j = lo; j < hi; j++) {
-          let y = fround(v[j]! / sc);
-          if (y > E4M3_MAX) y = E4M3_MAX;
-          else if (y < -E4M3_MAX) y = -E4M3_MAX;
-          qd[q.offset + j] = f32ToE4m3Bits(y);
+        // y = fround(x / sc) by the Float32Array store, then its bits through the Uint32Array view:
+        // e4m3SatFromF32Bits is f32ToE4m3Bits of y clamped to ±448. A ue8m0 scale is a power of two
+        // (2^−22 .. 2^129 here), so x·(1/sc) is the quotient exactly, without a division per value.
+        const n = hi - lo;
+        if (ue8m0) {
+          const rs = 1 / sc;
+          for (let j = 0; j < n; j++) yb[j] = v[lo + j]! * rs;
+        } else {
+          for (let j = 0; j < n; j++) yb[j] = v[lo + j]! / sc;
         }
+        const qo = q.offset + lo;
+        for (let j = 0; j < n; j++) qd[qo + j] = e4m3SatFromF32Bits(yu[j]!);
       }
     }
   }
