@@ -189,6 +189,12 @@ export function attendSparse(out: View, lse: View, a: AttendSpec): void {
 const TB = 64;
 const DENSE_FACTOR = 16;
 
+function widen(a: Float32Array): Float64Array {
+  const d = new Float64Array(a.length);
+  d.set(a);
+  return d;
+}
+
 export function sparseMhaPrefillCpu(out: View, lse: View, q: View, k: View, v: View, indices: View, scale: number): void {
   const [Tq, H, dq] = q.shape as [number, number, number];
   const Tk = k.shape[0]!;
@@ -227,9 +233,10 @@ export function sparseMhaPrefillCpu(out: View, lse: View, q: View, k: View, v: V
       attendSparse(bOut, bLse, { ...spec, Tq: tb, idx: bIdx, q: qv.subarray(i0 * H * dq) });
       continue;
     }
-    q64 ??= Float64Array.from(qv);
-    k64 ??= Float64Array.from(kv);
-    v64 ??= Float64Array.from(vv);
+    // widened once (set converts natively; Float64Array.from walks the source element by element)
+    q64 ??= widen(qv);
+    k64 ??= widen(kv);
+    v64 ??= widen(vv);
     const S = new Float64Array(tb * span);
     const P = new Float64Array(tb * span);
     const O = new Float64Array(tb * H * dv);
@@ -251,12 +258,17 @@ export function sparseMhaPrefillCpu(out: View, lse: View, q: View, k: View, v: V
           ls[bLse.offset + i * H + h] = -Infinity;
           continue;
         }
+        // e_j = exp(s_j − m) once, kept (as a double) for both z and p_j = rnd(e_j / z)
         let z = 0;
-        for (let j = 0; j < n; j++) z += Math.exp(sc[j]! - m);
+        for (let j = 0; j < n; j++) {
+          const e = Math.exp(sc[j]! - m);
+          sc[j] = e;
+          z += e;
+        }
         n = 0;
         for (let j = 0; j < kk; j++) {
           const t = bIdx[i * kk + j]!;
-          if (t >= 0 && t < Tk) P[i * span + t - lo] = rnd(Math.exp(sc[n++]! - m) / z);
+          if (t >= 0 && t < Tk) P[i * span + t - lo] = rnd(sc[n++]! / z);
         }
         ls[bLse.offset + i * H + h] = m + Math.log(z);
       }
