@@ -35,13 +35,15 @@ function fwd(b: CudaBackend, op: string, kvName: string, out: View, lse: View, q
 
 /**
  * Path choice, for tests and benchmarks: `fused` sends bf16 queries of at most `fusedMaxHeads` heads and at
- * least `fusedMinRows` query rows to the fused tensor-core kernel, `gemm` the others (or all, with fused
- * off) to the gathered-GEMM path; both off sends them to the CUDA-core kernel too. The bounds are where
- * the fused kernel measured faster (bench/sparse-mla-fused.ts, H100, 16 heads, D 576, k 1 024 and 2 048):
- * 1.11–1.29× from 128 rows up to 4 096, 0.24–0.73× at 16 and 64 rows (one CTA per row and head group
- * leaves most SMs idle there); more heads were not measured.
+ * least `fusedMinRows` query rows to a fused tensor-core kernel (`flash`: the one-pass kernel where its
+ * layout fits, else the two-pass one), `gemm` the others (or all, with fused off) to the gathered-GEMM
+ * path; both off sends them to the CUDA-core kernel too. The bounds are where the one-pass kernel measured
+ * faster (bench/sparse-mla-fused.ts, H100, D 576, k 2 048, 2026-12-06 15:30): at 16 heads 1.48× the
+ * gathered GEMMs at 64 rows, 2.61× at 128, 2.72× at 4 096, but 0.28–0.50× at 1–16 rows (one CTA per row
+ * and head group leaves most SMs idle); at 128 heads 0.53× (72 against 135 TFLOPS: each group of 16 heads
+ * gathers the rows again, where the GEMMs read them once for all heads).
  */
-export const sparseMlaTune = { gemm: gemmPathOn('mla', true), fused: gemmPathOn('mla-fused', true), flash: gemmPathOn('mla-flash', true), fusedMaxHeads: 16, fusedMinRows: 128 };
+export const sparseMlaTune = { gemm: gemmPathOn('mla', true), fused: gemmPathOn('mla-fused', true), flash: gemmPathOn('mla-flash', true), fusedMaxHeads: 16, fusedMinRows: 64 };
 
 const SOFTMAX_SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'i64', 'f64', 'p', 'p', 'p'];
 /** Bytes of gathered rows per chunk of queries (bounds the temporaries at long k). */
