@@ -3,11 +3,11 @@
 // query rows N: where the fused kernels pay (sparseMlaTune's bounds).
 //   N query rows × H heads (default 16, the mid config) × D 576 (512 latent + 64 RoPE), k selected keys of a
 //   4 096-row bf16 kv, distinct per row; medians of CUDA-event times over bursts (bench/harness.ts burstMs)
-//   node dist/bench/sparse-mla-fused.js [--heads 16] [--k 1024,2048] [--rows 16,64,256,1024,4096]
+//   node dist/bench/sparse-mla-fused.js [--heads 16] [--k 1024,2048] [--rows 16,64,256,1024,4096] [--cache fp8|bf16]
 import * as T from '../src/tensor/index.js';
 import '../src/backend/cuda/index.js';
 import { sparseMlaTune } from '../src/backend/cuda/sparse-mla.js';
-import { argError, benchDevice, burstMs, distinctRows, machine, opt, printTable, randDevice } from './harness.js';
+import { argError, benchDevice, burstMs, distinctRows, fillMlaCache, machine, opt, printTable, randDevice } from './harness.js';
 
 benchDevice('sparse-mla-fused bench');
 
@@ -23,7 +23,13 @@ const D = 576;
 const DV = 512;
 const TK = 4096;
 const scale = 1 / Math.sqrt(D);
+// --cache fp8|bf16: the queries read a paged latent cache of TK slots through sparseMlaDecode (the engine's
+// decode and chunked prefill) instead of dense bf16 rows through sparseMlaPrefill
+const cacheFormat = opt('--cache');
+if (cacheFormat !== undefined && cacheFormat !== 'fp8' && cacheFormat !== 'bf16') argError(`--cache must be fp8 or bf16, got '${cacheFormat}'`);
 const kv = randDevice([TK, D], 'bf16', 1, 'cuda');
+const cache = cacheFormat ? T.newMlaCache(TK / 64, 64, { format: cacheFormat, device: 'cuda' }) : null;
+if (cache) fillMlaCache(cache, TK, DV, D, 5, 'cuda', TK);
 
 const keep = { ...sparseMlaTune };
 const out: string[][] = [];
@@ -32,7 +38,8 @@ for (const k of ks) {
     const q = randDevice([N, H, D], 'bf16', 2, 'cuda');
     const idx = T.fromArray(distinctRows(N, k, TK, 3), [N, k], { dtype: 'i32', device: 'cuda' });
     const run = (): void => {
-      T.sparseMlaPrefill(q, kv, idx, scale, { dv: DV });
+      if (cache) T.sparseMlaDecode(T.reshape(q, [1, N, H, D]), cache, T.reshape(idx, [1, N, k]), scale);
+      else T.sparseMlaPrefill(q, kv, idx, scale, { dv: DV });
     };
     const burst = Math.max(1, Math.floor(2048 / N));
     Object.assign(sparseMlaTune, { fused: true, flash: true, fusedMinRows: 0, fusedMaxHeads: Math.max(64, H) });
@@ -47,5 +54,5 @@ for (const k of ks) {
     console.error(JSON.stringify({ k, N, H, flashMs: flash, fusedMs: fused, gemmMs: gemm }));
   }
 }
-console.log(`# sparse MLA, one-pass and two-pass fused kernels vs gathered GEMM, H ${H}, D ${D}, dv ${DV}, bf16 — ${machine()}`);
+console.log(`# sparse MLA, one-pass and two-pass fused kernels vs gathered GEMM, H ${H}, D ${D}, dv ${DV}, bf16 queries, ${cache ? `a paged ${cacheFormat} cache` : 'bf16 rows'} — ${machine()}`);
 printTable(['k', 'rows', 'one-pass ms', 'TFLOPS', 'two-pass ms', 'TFLOPS', 'gathered GEMM ms', 'TFLOPS', 'two-pass / one-pass', 'GEMM / one-pass'], out);
