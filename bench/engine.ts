@@ -1,7 +1,7 @@
 // Engine throughput on a random-weight model (a script, not a test):
 //   node dist/bench/engine.js [--device cpu|cuda] [--shape tiny|cpu-mid|mid | --model DIR] [--numerics f32|bf16]
 //        [--batches 1,4,16] [--prompt 64] [--gen 32] [--spec 0] [--vocab V] [--temperature 0]
-//        [--cuda-graphs on|off|both] [--sampler-threads N]
+//        [--cuda-graphs on|off|both] [--sampler-threads N] [--kv-cache fp8|bf16|f32]
 // For each batch size B, B concurrent requests (greedy unless --temperature) (distinct prompts, ignoreEos) of `prompt` tokens
 // generate `gen` tokens each. Reported per B: TTFT (first token after submission) mean, TPOT (mean gap
 // between a sequence's tokens after the first), decode throughput B / TPOT, end-to-end tokens/s, and the
@@ -18,6 +18,7 @@ import type { EngineEvent } from '../src/engine/types.js';
 import { DeepseekV32, loadConfig, mapSource, randomCheckpoint, randomConfig } from '../src/model/index.js';
 import { opt } from './harness.js';
 import { releaseDeadTensors } from '../src/tensor/memory.js';
+import type { MlaCacheFormat } from '../src/tensor/ops/sparse-mla.js';
 import { shapeOf } from './shapes.js';
 
 const arg = (name: string, dflt: string): string => opt(name) ?? dflt;
@@ -42,6 +43,14 @@ const vocab = process.argv.includes('--vocab') ? { vocab_size: Number(arg('--voc
 const modelDir = opt('--model');
 const cfg = modelDir ? loadConfig(`${modelDir}/config.json`) : randomConfig({ ...shapeOf(shape), ...vocab, num_nextn_predict_layers: spec > 0 ? 1 : 0 });
 const temperature = Number(arg('--temperature', '0'));
+// --kv-cache fp8|bf16|f32: the latent cache's format (default: the engine's own choice); an FP8 cache is
+// read in the absorbed (MQA) form only, so the model-alone fill and steps run that form too
+const kvCache = opt('--kv-cache') as MlaCacheFormat | undefined;
+if (kvCache !== undefined && !['fp8', 'bf16', 'f32'].includes(kvCache)) {
+  console.error(`--kv-cache must be fp8, bf16 or f32, got '${kvCache}'`);
+  process.exit(2);
+}
+const mode = kvCache === 'fp8' ? 'mqa' : undefined;
 const model = modelDir ? DeepseekV32.load(modelDir, { device }) : DeepseekV32.fromSource(cfg, mapSource(randomCheckpoint(cfg, 1)), { device });
 model.forward([[1, 2, 3, 4]], { numerics }); // load every weight
 // time inside the model's steps (main and MTP), to split the engine's time into model and the rest
@@ -64,22 +73,22 @@ const now = (): number => performance.now();
 
 for (const B of batches) {
   // the model alone: B one-token rows per step on a cache filled with the prompts
-  const cache = model.newCache(B);
+  const cache = model.newCache(B, kvCache ? { format: kvCache } : {});
   // filled in position chunks of at most 16K tokens a forward, the dead tensors released between them: 64
   // prompts of 1024 ran an H100 out of memory both in one forward and in four without the releases
   // (2026-12-06; nothing made in a synchronous job is reclaimed before it ends: src/tensor/memory.ts)
   const fill = Math.max(1, Math.floor(16384 / B));
   for (let p0 = 0; p0 < P; p0 += fill) {
-    model.forward(Array.from({ length: B }, (_, b) => prompt(b).slice(p0, p0 + fill)), { cache, logits: 'none', numerics });
+    model.forward(Array.from({ length: B }, (_, b) => prompt(b).slice(p0, p0 + fill)), { cache, logits: 'none', numerics, mode });
     await releaseDeadTensors(device);
   }
   const steps = 8;
   const m0 = now();
-  for (let i = 0; i < steps; i++) model.forward(Array.from({ length: B }, (_, b) => [(b + i) % cfg.vocabSize]), { cache, logits: 'last', numerics }).logits!.toFloat32();
+  for (let i = 0; i < steps; i++) model.forward(Array.from({ length: B }, (_, b) => [(b + i) % cfg.vocabSize]), { cache, logits: 'last', numerics, mode }).logits!.toFloat32();
   const modelStep = (now() - m0) / steps;
   for (const cudaGraphs of graphModes) {
     const blocksPer = Math.ceil((P + G + 4) / 64);
-    const engine = new LLMEngine(model, { numBlocks: B * blocksPer + 2, maxNumSeqs: Math.max(B, 1), maxBatchTokens: Math.max(2048, B * (1 + spec)), numerics, speculativeTokens: spec, cudaGraphs, samplerThreads });
+    const engine = new LLMEngine(model, { numBlocks: B * blocksPer + 2, maxNumSeqs: Math.max(B, 1), maxBatchTokens: Math.max(2048, B * (1 + spec)), numerics, speculativeTokens: spec, cudaGraphs, samplerThreads, cacheFormat: kvCache });
     inModel.ms = 0;
     inModel.steps = 0;
     const t0 = now();
@@ -105,7 +114,7 @@ for (const B of batches) {
     engine.close();
     const mean = (a: number[]): number => a.reduce((x, y) => x + y, 0) / Math.max(1, a.length);
     console.log(JSON.stringify({
-      device, samplerThreads: samplerThreads ?? 'default', shape, vocab: cfg.vocabSize, numerics, temperature, batch: B, prompt: P, gen: G, spec,
+      device, samplerThreads: samplerThreads ?? 'default', shape, vocab: cfg.vocabSize, numerics, kvCache: kvCache ?? 'default', temperature, batch: B, prompt: P, gen: G, spec,
       cudaGraphsAsked: cudaGraphs, cudaGraphs: gs !== null, graphReplays: gs?.replays ?? 0, graphCaptures: gs?.captures ?? 0,
       ...(gs?.failures.length ? { graphFailures: gs.failures } : {}),
       ttftMs: +mean(first.map((t) => t - t0)).toFixed(2),
