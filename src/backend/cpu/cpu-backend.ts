@@ -103,7 +103,10 @@ function rmsNormRows(o: Float32Array | Float64Array, v: Float32Array | Float64Ar
   else rmsNormRowsF64(o as Float64Array, v as Float64Array, wv as Float64Array, eps);
 }
 
-/** The f32 rows: every intermediate lives in a Float32Array, whose stores are the f32 roundings (no call). */
+/**
+ * The f32 rows: the intermediates live in Float32Arrays, whose stores are the f32 roundings; Math.fround
+ * only where two rounded values meet in one expression (the squares summed by the tree's first level).
+ */
 function rmsNormRowsF32(o: Float32Array, v: Float32Array, wv: Float32Array, eps: number): void {
   const D = wv.length;
   const rows = D === 0 ? 0 : v.length / D;
