@@ -85,3 +85,13 @@ __device__ __forceinline__ void gather_stage(uint16_t* dst, int ldd, int nrow, i
   }
 }
 
+// The three entry points of a fused sparse MLA kernel template fn<SRC>, one per source, all with the host's
+// FWD_SIG (src/backend/cuda/sparse-mla.ts): prefix_bf16, prefix_f32, prefix_fp8.
+#define MLA_ENTRY(prefix, name, fn, NT, SRC)                                                                          \
+  extern "C" __global__ void __launch_bounds__(NT) prefix##_##name(                                                 \
+      int64_t N, int64_t H, int64_t D, int64_t dv, int64_t k, int64_t rows, int64_t W, double scale, uint16_t* out, \
+      float* lse, const uint16_t* q, const void* src, const int32_t* idx) {                                         \
+    fn<SRC>(N, H, D, dv, k, rows, W, scale, out, lse, q, src, idx);                                                 \
+  }
+#define MLA_SOURCE_ENTRIES(prefix, fn, NT) \
+  MLA_ENTRY(prefix, bf16, fn, NT, SRC_BF16) MLA_ENTRY(prefix, f32, fn, NT, SRC_F32) MLA_ENTRY(prefix, fp8, fn, NT, SRC_FP8)

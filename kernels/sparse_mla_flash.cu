@@ -207,12 +207,4 @@ __device__ void sparse_mla_flash(int64_t N, int64_t H, int64_t D, int64_t dv, in
   }
 }
 
-#define FLASH(name, SRC)                                                                                             \
-  extern "C" __global__ void __launch_bounds__(FL_NT) sparse_mla_flash_##name(                                    \
-      int64_t N, int64_t H, int64_t D, int64_t dv, int64_t k, int64_t rows, int64_t W, double scale, uint16_t* out, \
-      float* lse, const uint16_t* q, const void* src, const int32_t* idx) {                                         \
-    sparse_mla_flash<SRC>(N, H, D, dv, k, rows, W, scale, out, lse, q, src, idx);                                   \
-  }
-FLASH(bf16, SRC_BF16)
-FLASH(f32, SRC_F32)
-FLASH(fp8, SRC_FP8)
+MLA_SOURCE_ENTRIES(sparse_mla_flash, sparse_mla_flash, FL_NT)

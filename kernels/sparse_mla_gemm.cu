@@ -290,12 +290,4 @@ __device__ void sparse_mla_fused(int64_t N, int64_t H, int64_t D, int64_t dv, in
   }
 }
 
-#define FUSED(name, SRC)                                                                                                 \
-  extern "C" __global__ void __launch_bounds__(FUSED_NT) sparse_mla_fused_##name(                                       \
-      int64_t N, int64_t H, int64_t D, int64_t dv, int64_t k, int64_t rows, int64_t W, double scale, uint16_t* out,     \
-      float* lse, const uint16_t* q, const void* src, const int32_t* idx) {                                             \
-    sparse_mla_fused<SRC>(N, H, D, dv, k, rows, W, scale, out, lse, q, src, idx);                                       \
-  }
-FUSED(bf16, SRC_BF16)
-FUSED(f32, SRC_F32)
-FUSED(fp8, SRC_FP8)
+MLA_SOURCE_ENTRIES(sparse_mla_fused, sparse_mla_fused, FUSED_NT)
