@@ -1,8 +1,9 @@
 // sparse_mla_flash_<src>: sparse MLA in one pass over the selected keys (online softmax), for bf16 queries
 // of few heads — the mid config's absorbed-MQA prefill and a small model's decode — over bf16 or f32 rows
-// or the FP8 cache (mla_rows.cuh decodes them to bf16 in shared memory). src/backend/cuda/sparse-mla.ts
-// takes it where it applies (sparseMlaTune.flash); the two-pass kernel in sparse_mla_gemm.cu ("the fused
-// few-head path") stays for shapes outside its limits and as the switch's other side.
+// (a bf16 or f32 cache; f32 decoded to bf16 on the way into shared memory, mla_rows.cuh). The FP8 cache
+// takes the gathered GEMMs (the host says why). src/backend/cuda/sparse-mla.ts takes this kernel where it
+// applies (sparseMlaTune.flash); the two-pass kernel in sparse_mla_gemm.cu ("the fused few-head path")
+// stays for shapes outside its limits and as the switch's other side.
 //
 // Why one pass. The two-pass kernel reproduces the reference's softmax bits given the scores (p rounded
 // to bf16 after dividing by the final sum), so it must gather every selected key row twice: all D
@@ -85,8 +86,8 @@ __device__ void sparse_mla_flash(int64_t N, int64_t H, int64_t D, int64_t dv, in
   __syncthreads();
   const int ntile = (last + FL_TK) / FL_TK;  // tiles up to the last valid entry (0 when there is none)
 
-  // tile j's rows into buffer j % 2 (bf16 rows by cp.async, in flight until the next wait; the f32 and FP8
-  // sources decoded through registers, visible after the barrier that starts tile j)
+  // tile j's rows into buffer j % 2 (bf16 rows by cp.async, in flight until the next wait; f32 rows decoded
+  // through registers, visible after the barrier that starts tile j)
   auto issue = [&](int j) {
     if (j < ntile) gather_stage<SRC, FL_NT>(Ks + (j & 1) * FL_TK * Dp, Dp, FL_TK, 0, (int)D, (int)D, (int)dv, W, kv, Is, j * FL_TK);
     if (SRC == SRC_BF16) asm volatile("cp.async.commit_group;\n" ::: "memory");

@@ -95,6 +95,10 @@ const FUSED = { HG: 16, TK1: 64, TK2: 32, NS: 3, NT: 256, D_MAX: 576, DV_MAX: 51
 function fusedPath(b: CudaBackend, src: 'bf16' | 'f32' | 'fp8', out: View, lse: View, q: View, kv: View, indices: View, dv: number, scale: number, rows: number, W: number): boolean {
   const [N, H, D] = q.shape as [number, number, number];
   const k = indices.shape[1]!;
+  // the FP8 cache goes to the gathered GEMMs: the fused kernels decode its rows through registers, stage by
+  // stage, and measured 0.31× (one-pass) and 0.15× (two-pass) the GEMMs' speed at 64 rows, 0.55× and 0.27×
+  // at 1 024 (bench/sparse-mla-fused.ts --cache fp8, H100, 2026-12-06 16:11, 16 heads, k 2 048)
+  if (src === 'fp8') return false;
   if (!sparseMlaTune.fused || H > sparseMlaTune.fusedMaxHeads || N < sparseMlaTune.fusedMinRows || q.dtype !== 'bf16' || out.dtype !== 'bf16') return false;
   if (D % 16 !== 0 || D > FUSED.D_MAX || dv % 64 !== 0 || dv > FUSED.DV_MAX || dv > D || k === 0 || k > FUSED.K_MAX || N === 0) return false;
   if (N > 2 ** 31 - 1 || Math.ceil(H / FUSED.HG) > 65535) return false;
@@ -116,11 +120,10 @@ const FLASH = { HG: 16, TK: 64, NT: 256, D_MAX: 576, DV_MAX: 512 };
 
 /**
  * The one-pass kernel (kernels/sparse_mla_flash.cu, online softmax, each selected row gathered once),
- * within fusedPath's bounds, where its layout fits: D % 32 == 0, dv % 128 == 0. Every source (bf16 or
- * f32 rows, the FP8 cache) takes it, so a decode over the cache and a prefill over its dequantised rows
- * stay the same computation.
+ * within fusedPath's bounds, where its layout fits: D % 32 == 0, dv % 128 == 0; bf16 or f32 rows (a bf16
+ * or f32 cache is such rows, so its decode and a prefill over the same rows are one computation).
  */
-function flashPath(b: CudaBackend, src: 'bf16' | 'f32' | 'fp8', out: View, lse: View, q: View, kv: View, indices: View, dv: number, scale: number, rows: number, W: number): boolean {
+function flashPath(b: CudaBackend, src: 'bf16' | 'f32', out: View, lse: View, q: View, kv: View, indices: View, dv: number, scale: number, rows: number, W: number): boolean {
   const [N, H, D] = q.shape as [number, number, number];
   const k = indices.shape[1]!;
   if (D % 32 !== 0 || D > FLASH.D_MAX || dv % 128 !== 0 || dv > FLASH.DV_MAX) return false;
