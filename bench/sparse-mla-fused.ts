@@ -24,7 +24,9 @@ const DV = 512;
 const TK = 4096;
 const scale = 1 / Math.sqrt(D);
 // --cache fp8|bf16: the queries read a paged latent cache of TK slots through sparseMlaDecode (the engine's
-// decode and chunked prefill) instead of dense bf16 rows through sparseMlaPrefill
+// decode and chunked prefill) instead of dense bf16 rows through sparseMlaPrefill. The FP8 cache takes the
+// gathered GEMMs whatever the switches (src/backend/cuda/sparse-mla.ts: the fused kernels measured slower
+// there), so its three columns time that one path.
 const cacheFormat = opt('--cache');
 if (cacheFormat !== undefined && cacheFormat !== 'fp8' && cacheFormat !== 'bf16') argError(`--cache must be fp8 or bf16, got '${cacheFormat}'`);
 const kv = randDevice([TK, D], 'bf16', 1, 'cuda');
