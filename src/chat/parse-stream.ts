@@ -102,7 +102,7 @@ export class CompletionStreamParser {
   private headerFrom = 0;
   private args = '';
 
-  constructor(private readonly mode: ThinkingMode) {
+  constructor(mode: ThinkingMode) {
     this.state = mode === 'thinking' ? 'reasoning' : 'content';
   }
 

@@ -518,7 +518,6 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
       let stopped = false;
       for (let i = 0; i < emitted.length && !stopped; i++) {
         const tok = emitted[i]!;
-        const r = r0 + i;
         const flat = flat0 + c.len - 1 - c.drafts + i;
         this.emitToken(st, results[i]!, flat, routes, topk);
         seq.tokens.push(tok);

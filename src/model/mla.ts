@@ -206,9 +206,7 @@ export class MLA {
     const { B, S } = step;
     const T = B * S;
     const dt = actDtype(step.numerics);
-    const H = this.heads;
     const c = cfg.kvLoraRank;
-    const dv = cfg.vHeadDim;
     const { qr, qNope, qPe, kvn, kPe } = this.project(x, step.rot, dt);
     const lat = step.fp8 ? fp8RoundTrip(kvn, QUANT_BLOCK, { ue8m0: this.ue8m0 }) : kvn;
     const kv = cat([lat, kPe], 1); // [T, c + r]

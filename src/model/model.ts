@@ -279,7 +279,6 @@ export class DeepseekV32 {
     }
     if (opts.layout && opts.layout.T !== batch.ids.length) throw new DsvError(`step: the given layout is of a step of ${opts.layout.T} rows, this batch has ${batch.ids.length}`);
     const layout = opts.layout ?? stepLayout(batch, pool, cfg.indexTopk);
-    const T = layout.T;
     const step: AttentionStep = {
       batch, layout, numerics, mode: opts.mode ?? 'auto', forcedTopk: null, recordTopk: opts.record?.topk ?? false,
       rot: this.rotary.gather(layout.positionsT, layout.maxPosition),

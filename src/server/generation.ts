@@ -55,7 +55,7 @@ export interface GenerationInput {
  * raises at admission surface before any response is sent), then yields steps.
  */
 export async function startGeneration(input: GenerationInput): Promise<{ steps: AsyncGenerator<ChoiceStep, GenerationResult>; abort: () => void }> {
-  const { engine, codec, params } = input;
+  const { engine, params } = input;
   const local = new AbortController();
   const onAbort = () => local.abort(input.signal.reason);
   if (input.signal.aborted) local.abort(input.signal.reason);

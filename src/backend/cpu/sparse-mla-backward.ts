@@ -25,10 +25,6 @@ export function actRounder(dtype: string): (x: number) => number {
   return dtype === 'bf16' ? bf16Round : dtype === 'f64' ? (x: number) => x : Math.fround;
 }
 
-function want(v: View): 'f32' | 'f64' {
-  return v.dtype === 'f64' ? 'f64' : 'f32';
-}
-
 /** Valid entries of row i of indices [.., k]: kv rows in [0, Tk), in row order. */
 function validKeys(idx: Int32Array | Float64Array, i: number, k: number, Tk: number, keys: Int32Array): number {
   let n = 0;
