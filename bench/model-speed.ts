@@ -6,7 +6,9 @@
 //   node dist/bench/model-speed.js --model /tmp/dsv32-mid --device cuda --prefill 1024,4096 --decode-ctx 1024,8192
 // Lines (stdout):
 //   {"what":"prefill","S":S,"ms":median ms of one forward of S tokens at position 0,"tokens_per_s":..}
-//   {"what":"decode","ctx":C,"ms":median ms per one-token forward at positions C..C+steps−1,"tokens_per_s":..}
+//   {"what":"decode","ctx":C,"ms":median ms per one-token forward at positions C..C+steps−1,"tokens_per_s":..,
+//    "bytes": what the step must read (decodeBytes), "copy_GBps", "roofline_ms" = bytes / copy bandwidth,
+//    "x_roofline" = ms / roofline_ms (issue 12's target: ≤ 1.5); the last three on the GPU only}
 // Batch 1 as the reference's default; numerics bf16 (f32 with --dtype f32); the latent cache in the numerics'
 // own exact format (bf16 rows, or FP8 656 B rows with --kv-cache fp8, MQA decode either way). Prefill runs
 // the reference's 'auto' attention (MHA for multi-token steps). A decode context C is filled by a real
@@ -21,7 +23,8 @@
 //   node dist/bench/model-speed.js --model ../shared/fixtures/tiny-f32 --device cpu --prefill 64 --decode-ctx 64 --steps 4
 import { cudaBackend } from '../src/backend/cuda/index.js';
 import { DeepseekV32 } from '../src/model/index.js';
-import type { MlaCacheFormat } from '../src/tensor/ops/sparse-mla.js';
+import { mlaCacheBytesPerToken, type MlaCacheFormat } from '../src/tensor/ops/sparse-mla.js';
+import { INDEXER_PAGE, indexerPageBytes } from '../src/tensor/ops/dsa-indexer.js';
 import { releaseDeadTensors } from '../src/tensor/memory.js';
 import { argError, median, opt, profiledOnce } from './harness.js';
 import * as T from '../src/tensor/index.js';
@@ -66,6 +69,7 @@ function timed(fn: () => void): number {
 const attention = opt('--attention') ?? (format === 'fp8' ? 'mqa' : 'auto');
 if (attention !== 'auto' && attention !== 'mqa') argError(`model-speed: --attention must be auto or mqa, got ${attention}`);
 const mode = attention;
+let copyBW: number | null | undefined; // copyGBps()'s measurement, taken once
 const line = (o: Record<string, unknown>): void => console.log(JSON.stringify({ impl: 'dsv32', device, numerics, kv_cache: format, attention, ...o }));
 
 for (const S of prefills) {
@@ -114,5 +118,45 @@ for (const C of contexts) {
     ts.push(timed(step));
   }
   const ms = median(ts);
-  line({ what: 'decode', ctx: C, ms, tokens_per_s: 1e3 / ms });
+  const bytes = decodeBytes(C);
+  const roof = copyGBps() === null ? {} : { roofline_ms: bytes / (copyGBps()! * 1e6), x_roofline: ms / (bytes / (copyGBps()! * 1e6)) };
+  line({ what: 'decode', ctx: C, ms, tokens_per_s: 1e3 / ms, bytes, copy_GBps: copyGBps(), ...roof });
+}
+
+/**
+ * The bytes a batch-1 decode step at context C must read (issue 12's memory roofline): every weight of the
+ * main model's layers, embedding row and head as the checkpoint stores them (FP8 with its scales, bf16),
+ * but of each MoE layer's routed experts only the k a token picks; per layer the indexer's cached keys of
+ * the C positions (INDEXER_PAGE-token pages of indexerPageBytes) and the min(index_topk, C) selected latent
+ * rows in the cache's format. The MTP modules do not run in a plain decode step.
+ */
+function decodeBytes(C: number): number {
+  const cfg = model.cfg;
+  const src = model.weights.source;
+  let w = 0;
+  for (const name of src.keys()) {
+    const layer = /^model\.layers\.(\d+)\./.exec(name);
+    if (layer && Number(layer[1]) >= cfg.nLayers) continue;
+    const { dtype, shape } = src.info(name);
+    let b = shape.reduce((a, d) => a * d, 1) * T.ITEMSIZE[dtype];
+    if (name === 'model.embed_tokens.weight') b /= shape[0]!;
+    else if (/\.mlp\.experts\.\d+\./.test(name)) b *= cfg.nActivatedExperts / cfg.nRoutedExperts;
+    w += b;
+  }
+  const keys = (C / INDEXER_PAGE) * indexerPageBytes(cfg.indexHeadDim);
+  const latents = Math.min(cfg.indexTopk, C) * mlaCacheBytesPerToken(format, cfg.kvLoraRank, cfg.qkRopeHeadDim);
+  return w + cfg.nLayers * (keys + latents);
+}
+
+/** The device-to-device copy bandwidth (read + write bytes a second, 2 × 256 MiB, CUDA-event median), null on the CPU. */
+function copyGBps(): number | null {
+  if (copyBW !== undefined) return copyBW;
+  if (!onGpu) return (copyBW = null);
+  const n = 128 << 20;
+  const a = T.empty([n], { dtype: 'bf16', device });
+  const b = T.empty([n], { dtype: 'bf16', device });
+  const be = T.getBackend(device);
+  be.copy(b, a);
+  const ms = median(Array.from({ length: 7 }, () => timed(() => be.copy(b, a))));
+  return (copyBW = (2 * 2 * n) / (ms * 1e6));
 }
