@@ -8,6 +8,9 @@
 // model-only time of the same decode
 // (model.forward of B one-token rows on a filled cache), so the engine's own overhead shows as the gap;
 // modelShareOfEngine is the fraction of the engine's wall time spent inside model.step/mtpStep.
+// steadyTokPerS: the tokens that arrived after every sequence had its first one, over that stretch — the
+// decode phase alone, where TPOT also spans steps that carried other prompts' prefill chunks (with many
+// long prompts and a short --gen most of them: 64 × 1 024-token prompts, --gen 32, H100, 2026-12-06).
 // --cuda-graphs (default on): the engine's CUDA-graph decode (EngineOptions.cudaGraphs; it only takes
 // effect on CUDA); 'both' runs each B twice, graphs off then on, so one run compares them. With graphs
 // the replayed steps do not pass through model.step, so modelShareOfEngine counts only eager steps;
@@ -95,12 +98,14 @@ for (const B of batches) {
     const first: number[] = [];
     const last: number[] = [];
     const gaps: number[] = [];
+    const stamps: number[] = []; // every token's arrival
     await Promise.all(Array.from({ length: B }, async (_, b) => {
       let prev = 0;
       const it: AsyncIterable<EngineEvent> = engine.generate({ id: `r${b}`, promptIds: prompt(b), params: { temperature, seed: b, maxTokens: G, ignoreEos: true } });
       for await (const ev of it) {
         if (ev.type !== 'token') continue;
         const t = now();
+        stamps.push(t);
         if (first[b] === undefined) first[b] = t;
         else gaps.push(t - prev);
         prev = t;
@@ -108,6 +113,10 @@ for (const B of batches) {
       last[b] = prev;
     }));
     const end = Math.max(...last);
+    // the decode phase alone: tokens after every sequence has its first one (no prefill chunk left in a
+    // step), over that stretch; TPOT above also spans the steps that carried other prompts' chunks
+    const allFirst = Math.max(...first);
+    const steady = stamps.filter((t) => t > allFirst).length;
     const s = engine.stats();
     const gs = engine.graphStats();
     const engineModel = { ...inModel };
@@ -120,6 +129,8 @@ for (const B of batches) {
       ttftMs: +mean(first.map((t) => t - t0)).toFixed(2),
       tpotMs: +mean(gaps).toFixed(2),
       decodeTokPerS: +((1000 * B) / mean(gaps)).toFixed(1),
+      steadyTokens: steady,
+      steadyTokPerS: steady > 0 && end > allFirst ? +(steady / ((end - allFirst) / 1000)).toFixed(1) : null,
       totalTokPerS: +((B * G) / ((end - t0) / 1000)).toFixed(1),
       totalS: +((end - t0) / 1000).toFixed(3),
       engineSteps: engineModel.steps,
