@@ -7,7 +7,7 @@
 //   node dist/bench/model-compare.js [--root DIR] [--tokens 512,2048] [--warmup 2] [--repeat 3]
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { median, opt } from './harness.js';
+import { argError, median, opt } from './harness.js';
 import { SHAPES } from './shapes.js';
 
 const here = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -15,6 +15,8 @@ const root = path.resolve(opt('--root') ?? here);
 const lengths = (opt('--tokens') ?? '512').split(',').map(Number);
 const warmup = Number(opt('--warmup') ?? 2);
 const repeat = Number(opt('--repeat') ?? 3);
+if (!Number.isInteger(warmup) || warmup < 0) argError(`model-compare: --warmup wants an integer ≥ 0, got ${opt('--warmup')}`);
+if (!Number.isInteger(repeat) || repeat < 1) argError(`model-compare: --repeat wants an integer ≥ 1, got ${opt('--repeat')}`);
 const M = (await import(path.join(root, 'dist', 'src', 'model', 'index.js'))) as typeof import('../src/model/index.js');
 const cfg = M.randomConfig(SHAPES['cpu-mid']!);
 const model = M.DeepseekV32.fromSource(cfg, M.mapSource(M.randomCheckpoint(cfg, 1)));
@@ -43,7 +45,7 @@ for (const L of lengths) {
   let cache = model.newCache(1);
   let t = 0;
   for (let i = 0; i < warmup + repeat; i++) {
-    cache = model.newCache(1);
+    if (i > 0) cache = model.newCache(1); // a fresh cache for each prefill; the last one serves the decode
     t = performance.now();
     model.forward([toks.slice(0, L)], { cache, logits: 'last' });
     if (i >= warmup) prefills.push(performance.now() - t);

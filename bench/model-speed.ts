@@ -119,8 +119,9 @@ for (const C of contexts) {
   }
   const ms = median(ts);
   const bytes = decodeBytes(C);
-  const roof = copyGBps() === null ? {} : { roofline_ms: bytes / (copyGBps()! * 1e6), x_roofline: ms / (bytes / (copyGBps()! * 1e6)) };
-  line({ what: 'decode', ctx: C, ms, tokens_per_s: 1e3 / ms, bytes, copy_GBps: copyGBps(), ...roof });
+  const bw = copyGBps();
+  const roofMs = bw === null ? null : bytes / (bw * 1e6);
+  line({ what: 'decode', ctx: C, ms, tokens_per_s: 1e3 / ms, bytes, copy_GBps: bw, ...(roofMs === null ? {} : { roofline_ms: roofMs, x_roofline: ms / roofMs }) });
 }
 
 /**

@@ -189,12 +189,6 @@ export function attendSparse(out: View, lse: View, a: AttendSpec): void {
 const TB = 64;
 const DENSE_FACTOR = 16;
 
-function widen(a: Float32Array): Float64Array {
-  const d = new Float64Array(a.length);
-  d.set(a);
-  return d;
-}
-
 export function sparseMhaPrefillCpu(out: View, lse: View, q: View, k: View, v: View, indices: View, scale: number): void {
   const [Tq, H, dq] = q.shape as [number, number, number];
   const Tk = k.shape[0]!;
@@ -233,10 +227,11 @@ export function sparseMhaPrefillCpu(out: View, lse: View, q: View, k: View, v: V
       attendSparse(bOut, bLse, { ...spec, Tq: tb, idx: bIdx, q: qv.subarray(i0 * H * dq) });
       continue;
     }
-    // widened once (set converts natively; Float64Array.from walks the source element by element)
-    q64 ??= widen(qv);
-    k64 ??= widen(kv);
-    v64 ??= widen(vv);
+    // widened once (the typed-array constructor converts natively; Float64Array.from walks the source
+    // element by element through its iterator)
+    q64 ??= new Float64Array(qv);
+    k64 ??= new Float64Array(kv);
+    v64 ??= new Float64Array(vv);
     const S = new Float64Array(tb * span);
     const P = new Float64Array(tb * span);
     const O = new Float64Array(tb * H * dv);

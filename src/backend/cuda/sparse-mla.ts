@@ -102,9 +102,9 @@ function fusedPath(b: CudaBackend, src: 'bf16' | 'f32' | 'fp8', out: View, lse: 
   if (!sparseMlaTune.fused || H > sparseMlaTune.fusedMaxHeads || N < sparseMlaTune.fusedMinRows || q.dtype !== 'bf16' || out.dtype !== 'bf16') return false;
   if (D % 16 !== 0 || D > FUSED.D_MAX || dv % 64 !== 0 || dv > FUSED.DV_MAX || dv > D || k === 0 || k > FUSED.K_MAX || N === 0) return false;
   if (N > 2 ** 31 - 1 || Math.ceil(H / FUSED.HG) > 65535) return false;
-  // the kernel's layout: Q [16][D + 8], FUSED.NS stage buffers (pass 1: 64 keys × half of D, pass 2: 32 keys
-  // × dv, rows padded by 8), X [16][kt + 8] bf16, the indices [kt] i32, kt = k rounded up to 64
   if (sparseMlaTune.flash && flashPath(b, src, out, lse, q, kv, indices, dv, scale, rows, W)) return true;
+  // the two-pass kernel's layout: Q [16][D + 8], FUSED.NS stage buffers (pass 1: 64 keys × half of D, pass 2:
+  // 32 keys × dv, rows padded by 8), X [16][kt + 8] bf16, the indices [kt] i32, kt = k rounded up to 64
   const kt = Math.ceil(k / FUSED.TK1) * FUSED.TK1;
   const stage = Math.max(FUSED.TK1 * (16 * Math.ceil(D / 32) + 8), FUSED.TK2 * (dv + 8));
   const smem = 2 * (FUSED.HG * (D + 8) + FUSED.NS * stage + FUSED.HG * (kt + 8)) + 4 * kt;
