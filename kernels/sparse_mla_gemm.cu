@@ -114,7 +114,7 @@ extern "C" __global__ void __launch_bounds__(256) sparse_softmax_lse(int64_t N, 
 // one barrier (everybody's copies of stage s visible, and everybody done with stage s − 1), then issue
 // stage s + NS − 1 into the buffer stage s − 1 used, then compute stage s: one barrier a stage. Holes
 // and entries past k are zero-filled by plain 16-byte stores, made visible by the same barrier. The f32
-// and FP8 sources decode through registers, so their stages load synchronously in the same slot.
+// source decodes through registers, so its stages load synchronously in the same slot.
 // Three buffers rather than two: two stages in flight cover the barrier and the products; the shared
 // memory (Q 18 KB + 3 × 37 KB + X 64 KB + indices 8 KB = 202 KB at D 576, k 2 048) still leaves one
 // CTA per SM, as the first version's 159 KB did (two CTAs would need ≤ 114 KB each).
