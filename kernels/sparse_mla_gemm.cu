@@ -124,9 +124,10 @@ extern "C" __global__ void __launch_bounds__(256) sparse_softmax_lse(int64_t N, 
 // falls back to the GEMM path outside them): D % 16 == 0 and D ≤ 576, dv % 64 == 0 and dv ≤ 512, k ≤ 2048.
 // Measured (bench/sparse-mla-fused.ts, H100, 16 heads, D 576), the first, unpipelined version: 1.11–1.29×
 // the gathered GEMMs from 128 query rows up to 4 096 (~28 TFLOPS), 0.24–0.73× at 16–64 rows, where one
-// CTA per row leaves most SMs idle; the host takes this path from 128 rows (sparseMlaTune). The pipelined
-// version (same bench, H100, 2026-12-06, k 2 048): 1.77–1.82× the gathered GEMMs from 256 to 4 096 rows
-// (44.8 TFLOPS at 4 096), 1.00× at 64 rows (docs/benchmarks.md).
+// CTA per row leaves most SMs idle. The pipelined version (same bench, H100, 2026-12-06, k 2 048):
+// 1.77–1.82× the gathered GEMMs from 256 to 4 096 rows (44.8 TFLOPS at 4 096), 1.00× at 64 rows
+// (docs/benchmarks.md). The host now takes the one-pass kernel (sparse_mla_flash.cu, ~1.5× this one) where
+// its layout fits, and this one for the other bf16/f32 shapes, both from 64 rows (sparseMlaTune).
 #define FUSED_HG 16
 #define FUSED_NT 256
 #define FUSED_DVMAX 512
