@@ -9,7 +9,8 @@ import { fileURLToPath } from 'node:url';
 import * as T from '../src/tensor/index.js';
 import { cudaBackend, cudaUnavailableReason } from '../src/backend/cuda/index.js';
 import { Kernel } from '../src/backend/cuda/launch.js';
-import { profileBackend } from '../src/tensor/profile.js';
+import { profileBackend, type BackendProfile, type OpTimer } from '../src/tensor/profile.js';
+import type { CudaEvent } from '../src/backend/cuda/runtime.js';
 import type { Backend } from '../src/tensor/backend.js';
 import { rng as mulberry32 } from '../test/chat/rng.js';
 
@@ -205,6 +206,21 @@ export function fillMlaCache(cache: T.Tensor, slots: number, dv: number, D: numb
   dispose(lat, rope);
 }
 
+/** Each CUDA kernel a profiled op launches, noted under that op while fn runs. */
+async function withKernelNotes<R>(prof: BackendProfile, fn: () => R | Promise<R>): Promise<R> {
+  const launch = Kernel.prototype.launch;
+  Kernel.prototype.launch = function (this: Kernel, ...a: Parameters<Kernel['launch']>) {
+    prof.note(this.name);
+    return launch.apply(this, a);
+  };
+  try {
+    return await fn();
+  } finally {
+    prof.stop();
+    Kernel.prototype.launch = launch;
+  }
+}
+
 /**
  * fn() once with every backend op synchronised and timed (src/tensor/profile.ts), each op's CUDA kernels
  * named by the launches it made (so a table shows which path ran: cuBLASLt, a GEMM path or matmul_naive);
@@ -212,17 +228,45 @@ export function fillMlaCache(cache: T.Tensor, slots: number, dv: number, D: numb
  */
 export async function profiledOnce(be: Backend, fn: () => unknown): Promise<{ ms: number; table: string }> {
   const prof = profileBackend(be);
-  const launch = Kernel.prototype.launch;
-  Kernel.prototype.launch = function (this: Kernel, ...a: Parameters<Kernel['launch']>) {
-    prof.note(this.name);
-    return launch.apply(this, a);
-  };
-  try {
+  return withKernelNotes(prof, async () => {
     const t = performance.now();
     await fn();
     return { ms: performance.now() - t, table: prof.table() };
+  });
+}
+
+/**
+ * fn() once on the GPU with each backend op timed by CUDA events and nothing synchronised, behind a hold of
+ * `holdMs` (kernels/spin.cu): the host enqueues the whole of fn while the stream waits, then its kernels run
+ * back to back, as a CUDA graph replays them, so an op's time is its kernels' device time without the host's
+ * enqueue cost. fn must not read the device (a read waits for the hold). Returns the host's enqueue time,
+ * the device span from the first op to the last, the table, and whether the hold outlasted the enqueue (if
+ * not, the host's gaps are in the times). The eager index checks, which read the device, are off meanwhile.
+ */
+export async function gpuTimedOnce(fn: () => unknown, holdMs = 500): Promise<{ hostMs: number; spanMs: number; heldThrough: boolean; table: string }> {
+  const be = cudaBackend();
+  const pool: CudaEvent[] = [];
+  const timer: OpTimer<CudaEvent> = { mark: () => (pool.pop() ?? be.event()).record(), ms: (a, b) => b.since(a), release: (e) => pool.push(e) };
+  const start = be.event();
+  const end = be.event();
+  const checks = be.eagerIndexChecks;
+  be.eagerIndexChecks = false;
+  be.synchronize();
+  const prof = profileBackend(be, timer);
+  try {
+    return await withKernelNotes(prof, async () => {
+      be.hold(holdMs);
+      start.record();
+      const t = performance.now();
+      await fn();
+      const hostMs = performance.now() - t;
+      end.record();
+      const heldThrough = !start.done();
+      end.synchronize();
+      return { hostMs, spanMs: end.since(start), heldThrough, table: prof.table() };
+    });
   } finally {
-    prof.stop();
-    Kernel.prototype.launch = launch;
+    be.eagerIndexChecks = checks;
+    for (const e of [start, end, ...pool]) e.destroy();
   }
 }

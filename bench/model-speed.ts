@@ -19,14 +19,15 @@
 // the engine's do, not from cuMemAlloc (measured on an H100 at the mid config's 4 096-token MQA prefill,
 // bench/alloc-release.ts: ~103 ms a forward without, 80 ms with); `--repeat` prefill runs and `--steps`
 // decode steps, medians, after one untimed warm-up of each. --profile: one more prefill of each S with every
-// backend op synchronised and timed, its table on stderr.
+// backend op synchronised and timed, its table on stderr; and one more decode step at each context with each
+// op's kernels timed by CUDA events behind a held stream (gpuTimedOnce: device time alone, as a graph runs).
 //   node dist/bench/model-speed.js --model ../shared/fixtures/tiny-f32 --device cpu --prefill 64 --decode-ctx 64 --steps 4
 import { cudaBackend } from '../src/backend/cuda/index.js';
 import { DeepseekV32 } from '../src/model/index.js';
 import { mlaCacheBytesPerToken, type MlaCacheFormat } from '../src/tensor/ops/sparse-mla.js';
 import { INDEXER_PAGE, indexerPageBytes } from '../src/tensor/ops/dsa-indexer.js';
 import { releaseDeadTensors } from '../src/tensor/memory.js';
-import { argError, median, opt, profiledOnce } from './harness.js';
+import { argError, gpuTimedOnce, median, opt, profiledOnce } from './harness.js';
 import * as T from '../src/tensor/index.js';
 
 const dir = opt('--model');
@@ -122,6 +123,18 @@ for (const C of contexts) {
   const bw = copyGBps();
   const roofMs = bw === null ? null : bytes / (bw * 1e6);
   line({ what: 'decode', ctx: C, ms, tokens_per_s: 1e3 / ms, bytes, copy_GBps: bw, ...(roofMs === null ? {} : { roofline_ms: roofMs, x_roofline: ms / roofMs }) });
+  if (profile) {
+    await releaseDeadTensors(device);
+    const fwd = (): unknown => model.forward([[next]], { numerics, mode, cache, logits: 'last' });
+    if (onGpu) {
+      const p = await gpuTimedOnce(fwd);
+      line({ what: 'decode-profile', ctx: C, device_span_ms: p.spanMs, host_enqueue_ms: p.hostMs, held_through: p.heldThrough });
+      process.stderr.write(`--- decode ctx ${C}: one step, each op's kernels timed by CUDA events behind a hold (device span ${p.spanMs.toFixed(3)} ms, host enqueue ${p.hostMs.toFixed(1)} ms${p.heldThrough ? '' : ', NOT held through: host gaps included'})\n${p.table}\n`);
+    } else {
+      const p = await profiledOnce(T.getBackend(device), fwd);
+      process.stderr.write(`--- decode ctx ${C}: one step with every op timed: ${p.ms.toFixed(1)} ms\n${p.table}\n`);
+    }
+  }
 }
 
 /**

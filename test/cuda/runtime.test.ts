@@ -4,6 +4,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as T from '../../src/tensor/index.js';
 import { onGpu, cuda, to, randn, assertRel } from './common.js';
+import { profileBackend } from '../../src/tensor/profile.js';
 
 describe('cuda runtime', onGpu, () => {
   test('device info and the allocator: freed blocks are reused, stats track allocated/peak', () => {
@@ -61,5 +62,32 @@ describe('cuda runtime', onGpu, () => {
     e1.synchronize();
     const ms = e1.since(e0);
     assert.ok(ms > 0 && ms < 1000, `elapsed ${ms} ms`);
+  });
+
+  test('hold() keeps the stream waiting; op times by events behind it sum within the span', () => {
+    const b = cuda();
+    const x = to(randn([1 << 20]), 'cuda');
+    const o = T.empty([1 << 20], { device: 'cuda' });
+    const e0 = b.event().record();
+    b.hold(5);
+    const e1 = b.event().record();
+    assert.equal(e1.done(), false, 'the event behind a 5 ms hold is pending right after it is enqueued');
+    e1.synchronize();
+    assert.ok(e1.since(e0) >= 5, `the hold lasted ${e1.since(e0)} ms, want ≥ 5`);
+    // the event timer of src/tensor/profile.ts: no synchronisation, marks around each op
+    const pool: ReturnType<typeof b.event>[] = [];
+    const prof = profileBackend(b, { mark: () => (pool.pop() ?? b.event()).record(), ms: (a, c) => c.since(a), release: (e) => pool.push(e) });
+    b.hold(20);
+    const s0 = b.event().record();
+    for (let i = 0; i < 4; i++) b.unary('exp', o, x, 0);
+    b.unary('neg', o, x, 0);
+    const s1 = b.event().record();
+    assert.equal(s0.done(), false, 'nothing ran while the host enqueued');
+    s1.synchronize();
+    prof.stop();
+    const exp = prof.ops.get('unary')!;
+    assert.equal(exp.calls, 5);
+    assert.ok(exp.ms > 0 && exp.ms <= s1.since(s0) + 1e-3, `ops ${exp.ms} ms within the span ${s1.since(s0)} ms`);
+    for (const e of [e0, e1, s0, s1, ...pool]) e.destroy();
   });
 });

@@ -1075,6 +1075,11 @@ export class CudaBackend implements Backend {
   event(): CudaEvent {
     return this.rt.event(true);
   }
+  /** Hold the stream for `ms` of device time (kernels/spin.cu): what is enqueued next waits behind it. */
+  hold(ms: number): void {
+    if (!(ms > 0) || ms > 10_000) throw new DsvError(`hold on cuda: ms must be in (0, 10000], got ${ms}`);
+    this.rt.modules.get('spin', 'spin_ns', ['i64']).launch(1, 1, 0, [Math.round(ms * 1e6)]);
+  }
 }
 
 
