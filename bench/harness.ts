@@ -240,10 +240,11 @@ export async function profiledOnce(be: Backend, fn: () => unknown): Promise<{ ms
  * `holdMs` (kernels/spin.cu): the host enqueues the whole of fn while the stream waits, then its kernels run
  * back to back, as a CUDA graph replays them, so an op's time is its kernels' device time without the host's
  * enqueue cost. fn must not read the device (a read waits for the hold). Returns the host's enqueue time,
- * the device span from the first op to the last, the table, and whether the hold outlasted the enqueue (if
- * not, the host's gaps are in the times). The eager index checks, which read the device, are off meanwhile.
+ * the device span from the first op to the last, the table, whether the hold outlasted the enqueue (if not,
+ * the host's gaps are in the times: a cuMemAlloc, which waits for the device, is the usual cause) and the
+ * cuMemAlloc calls fn made. The eager index checks, which read the device, are off meanwhile.
  */
-export async function gpuTimedOnce(fn: () => unknown, holdMs = 500): Promise<{ hostMs: number; spanMs: number; heldThrough: boolean; table: string }> {
+export async function gpuTimedOnce(fn: () => unknown, holdMs = 500): Promise<{ hostMs: number; spanMs: number; heldThrough: boolean; driverAllocs: number; table: string }> {
   const be = cudaBackend();
   const pool: CudaEvent[] = [];
   const timer: OpTimer<CudaEvent> = { mark: () => (pool.pop() ?? be.event()).record(), ms: (a, b) => b.since(a), release: (e) => pool.push(e) };
@@ -255,6 +256,7 @@ export async function gpuTimedOnce(fn: () => unknown, holdMs = 500): Promise<{ h
   const prof = profileBackend(be, timer);
   try {
     return await withKernelNotes(prof, async () => {
+      const allocs0 = be.memoryStats().driverAllocs;
       be.hold(holdMs);
       start.record();
       const t = performance.now();
@@ -263,7 +265,7 @@ export async function gpuTimedOnce(fn: () => unknown, holdMs = 500): Promise<{ h
       end.record();
       const heldThrough = !start.done();
       end.synchronize();
-      return { hostMs, spanMs: end.since(start), heldThrough, table: prof.table() };
+      return { hostMs, spanMs: end.since(start), heldThrough, driverAllocs: be.memoryStats().driverAllocs - allocs0, table: prof.table() };
     });
   } finally {
     be.eagerIndexChecks = checks;

@@ -7,8 +7,9 @@
 // roofline: a decode step reads each chosen expert's weights once).
 // Medians of CUDA-event times over bursts of calls (host clock on the CPU). No PyTorch reference is timed
 // here (the reference's MoE is a Python loop over experts; its time comes from the full-model bench).
-// bf16 on CUDA: the GEMMs run on the tensor-core kernel (grouped_matmul_tc_*, the default) and again on the
-// SIMT kernel (the `simt` columns), in the same run; bench/moe_ref.py times PyTorch's torch._grouped_mm and a
+// bf16 on CUDA: the GEMMs run on the default path (the grouped GEMV up to moeTune.gemvMaxRows rows, else the
+// tensor-core kernel grouped_matmul_tc_*), again on the tensor-core kernel where the GEMV was the default,
+// and on the SIMT kernel (the `simt` columns), in the same run; bench/moe_ref.py times PyTorch's torch._grouped_mm and a
 // per-expert torch.mm loop at the same shapes (run it beside this for the ratio).
 //   node dist/bench/moe.js [--tokens 1,8,64,2048] [--dim 7168] [--inter 2048] [--experts 256] [--k 8]
 //                          [--dtype bf16|f32|fp8] [--out result.json]
@@ -80,19 +81,20 @@ for (const Tn of TOKENS) {
     down: await timeMs(() => gmm(h, wd, wd8, d.offsets)),
     combine: await timeMs(() => T.moeCombine(ys, w, d.rows, { dtype: dt })),
   };
-  // the SIMT kernel at the same shapes (bf16 on CUDA only: elsewhere there is one path)
+  // the other kernels at the same shapes (bf16 on CUDA only: elsewhere there is one path): the tensor-core
+  // kernel where the default took the grouped GEMV (decode-sized row counts), and the SIMT kernel
   const both = !onCpu && !fp8 && dt === 'bf16';
-  const simt = { gateUp: NaN, down: NaN };
-  if (both) {
-    const keep = moeTune.tc;
-    moeTune.tc = false;
+  const alt = async (gemv: boolean, tc: boolean): Promise<{ gateUp: number; down: number }> => {
+    const keep = { ...moeTune };
+    Object.assign(moeTune, { gemv, tc });
     try {
-      simt.gateUp = await timeMs(() => gmm(xs, wg, null, d.offsets));
-      simt.down = await timeMs(() => gmm(h, wd, null, d.offsets));
+      return { gateUp: await timeMs(() => gmm(xs, wg, null, d.offsets)), down: await timeMs(() => gmm(h, wd, null, d.offsets)) };
     } finally {
-      moeTune.tc = keep;
+      Object.assign(moeTune, keep);
     }
-  }
+  };
+  const simt = both ? await alt(false, false) : { gateUp: NaN, down: NaN };
+  const tcOnly = both && moeTune.gemv && Tn * K <= moeTune.gemvMaxRows ? await alt(false, true) : { gateUp: NaN, down: NaN };
   void wu; // up_proj has gate_proj's shape and time
   const flopsGU = 2 * Tn * K * F * DIM;
   const wBytes = active * F * DIM * bytesPer;
@@ -100,12 +102,14 @@ for (const Tn of TOKENS) {
   const gbs = (b: number, ms: number): string => (b / (ms * 1e-3) / 1e9).toFixed(0);
   rows.push([String(Tn), String(active), t.route.toFixed(3), t.dispatch.toFixed(3), t.gateUp.toFixed(3), tflops(flopsGU, t.gateUp), gbs(wBytes, t.gateUp),
     t.down.toFixed(3), tflops(flopsGU, t.down), gbs(wBytes, t.down), t.combine.toFixed(3),
-    ...(both ? [simt.gateUp.toFixed(3), simt.down.toFixed(3)] : [])]);
-  results.push({ tokens: Tn, activeExperts: active, ms: t, gateUpTflops: +tflops(flopsGU, t.gateUp), downTflops: +tflops(flopsGU, t.down),
-    gateUpGBs: +gbs(wBytes, t.gateUp), downGBs: +gbs(wBytes, t.down), ...(both ? { simtMs: simt } : {}) });
+    ...(both ? [tcOnly.gateUp.toFixed(3), tcOnly.down.toFixed(3), simt.gateUp.toFixed(3), simt.down.toFixed(3)] : [])]);
+  results.push({ tokens: Tn, activeExperts: active, path: both && Tn * K <= moeTune.gemvMaxRows && moeTune.gemv ? 'grouped-gemv' : 'default', ms: t,
+    gateUpTflops: +tflops(flopsGU, t.gateUp), downTflops: +tflops(flopsGU, t.down),
+    gateUpGBs: +gbs(wBytes, t.gateUp), downGBs: +gbs(wBytes, t.down), ...(both ? { tcMs: tcOnly, simtMs: simt } : {}) });
 }
 console.log(`MoE ops on ${onCpu ? 'cpu (tiny shapes, CPU reference)' : cudaBackend().rt.info.name}: dim ${DIM}, expert dim ${F}, ${E} experts, k ${K}, groups ${G}/${TG}, ${fp8 ? 'FP8 weights, bf16 activations' : dt}`);
 printTable(['T', 'experts', 'route ms', 'dispatch ms', 'gate|up ms', 'TFLOPS', 'GB/s', 'down ms', 'TFLOPS', 'GB/s', 'combine ms',
-  ...(rows[0]!.length > 11 ? ['simt gate|up ms', 'simt down ms'] : [])], rows);
+  ...(rows[0]!.length > 11 ? ['tensor-core gate|up ms', 'tensor-core down ms', 'simt gate|up ms', 'simt down ms'] : [])], rows);
+if (rows[0]!.length > 11) console.log(`(up to ${moeTune.gemvMaxRows} rows, T·k, the default is the grouped GEMV; the tensor-core columns time the kernel it replaced there)`);
 const out = opt('--out');
 if (out) writeFileSync(out, JSON.stringify({ date: new Date().toISOString().slice(0, 10), machine: machine(), device: onCpu ? 'cpu' : cudaBackend().rt.info.name, dim: DIM, inter: F, experts: E, k: K, dtype: fp8 ? 'fp8' : dt, results }, null, 2));

@@ -8,6 +8,7 @@
 // over the block through shared memory; accumulation is f32. blockDim = 32 · min(8, ceil(K / (32·VEC)))
 // so short rows (K = 512) do not leave warps idle.
 #include "common.cuh"
+#include "segments.cuh"
 #include <cuda_fp8.h>
 
 // Walks this lane's 16-byte vectors kv, kv + stride, … (< kvn) of R weight rows, issuing two steps' loads
@@ -33,9 +34,9 @@ __device__ __forceinline__ void stream_rows(const V* const (&wrow)[R], int64_t k
 }
 
 // out[m·ldo + n0 + r] = Σ over the block's warps of acc[r][m]: a warp shuffle sum, then one thread per
-// (r, m) adds the warps' partials from shared memory. Rows n0 + r ≥ N are not written.
+// (r, m) adds the warps' partials from shared memory. Rows n0 + r ≥ N and m ≥ mrows are not written.
 template <int R, int MM, class TO>
-__device__ __forceinline__ void reduce_store(const float (&acc)[R][MM], int64_t n0, int64_t N, TO* out, int64_t ldo) {
+__device__ __forceinline__ void reduce_store(const float (&acc)[R][MM], int64_t n0, int64_t N, TO* out, int64_t ldo, int mrows = MM) {
   __shared__ float red[8][R * MM];
   const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
 #pragma unroll
@@ -50,7 +51,7 @@ __device__ __forceinline__ void reduce_store(const float (&acc)[R][MM], int64_t 
     const int r = threadIdx.x / MM, m = threadIdx.x % MM;
     float s = 0.0f;
     for (int i = 0; i < nw; i++) s += red[i][threadIdx.x];
-    if (n0 + r < N) out[m * ldo + n0 + r] = from_f<TO>(s);
+    if (n0 + r < N && m < mrows) out[m * ldo + n0 + r] = from_f<TO>(s);
   }
 }
 
@@ -93,6 +94,66 @@ __device__ void gemv_rows(int64_t N, int64_t K, T* out, int64_t ldo, const T* x,
 // fall behind the tensor-core kernels from M = 2 on (91–104% at M = 2, 45–54% at M = 8).
 GEMV1(__nv_bfloat16, bf16, 1)
 GEMV1(float, f32, 1)
+
+// Grouped GEMV for decode-sized MoE steps: out [M, N] = x [M, K] · W[e]ᵀ over the expert segments
+// [off[e], off[e+1]) of x's rows (the contract of grouped_matmul in kernels/moe.cu, W [E, N, K] bf16). A decode
+// step has a row or a few per expert (batch 1: k rows, one per picked expert), where the tensor-core kernel's
+// 128 × 128 tiles multiply zeros and its few busy CTAs stream the weights through a 3-stage ring far below
+// copy bandwidth (~50 µs for 4 rows × 512 × 2048 on an H100, 2026-12-06). Here, as gemv_rows: a block owns
+// R = 2 weight rows of one segment's expert and up to GG_MM of its x rows (a row tile of segments.cuh with
+// BM = GG_MM), its warps split k, each lane streams 16 bytes of both rows a step, two steps in flight; the x
+// rows come through L1. grid = (⌈N/2⌉, ⌈M/GG_MM⌉ + min(E + 2, M)) bounds the tiles (each non-empty segment adds
+// at most one partial tile); blocks past the last tile exit. Rows outside every expert (before off[0], from
+// off[E] on) are written as zeros, as the CPU reference writes them. Rounding: f32 sums (per lane in k order,
+// then the warp's shuffle tree, then the warps in order), rounded once to bf16, as the tensor-core kernel
+// rounds its own f32 sum: each within the op tests' bf16 bound of the CPU's result, not bit for bit.
+#define GG_MM 8
+extern "C" __global__ void grouped_gemv_bf16(int64_t M, int64_t N, int64_t K, int64_t E, __nv_bfloat16* out, const __nv_bfloat16* x,
+                                             const __nv_bfloat16* W, const int32_t* off) {
+  constexpr int R = 2, VEC = 8;
+  __shared__ int seg_s, r0_s, rows_s;
+  if (threadIdx.x == 0) gm_find_tile<GG_MM>(M, E, off, &seg_s, &r0_s, &rows_s);
+  __syncthreads();
+  const int seg = seg_s;
+  if (seg == -2) return;
+  const int64_t r0 = r0_s;
+  const int rows = rows_s;
+  const int64_t n0 = (int64_t)blockIdx.x * R;
+  if (seg < 0 || seg >= E) {
+    for (int i = threadIdx.x; i < rows * R; i += blockDim.x)
+      if (n0 + i % R < N) out[(r0 + i / R) * N + n0 + i % R] = from_f<__nv_bfloat16>(0.0f);
+    return;
+  }
+  const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  const __nv_bfloat16* We = W + (int64_t)seg * N * K;
+  const __nv_bfloat16* xs = x + r0 * K;
+  float acc[R][GG_MM];
+#pragma unroll
+  for (int r = 0; r < R; r++)
+#pragma unroll
+    for (int m = 0; m < GG_MM; m++) acc[r][m] = 0.0f;
+  const Vec<__nv_bfloat16, VEC>* wrow[R];
+#pragma unroll
+  for (int r = 0; r < R; r++) wrow[r] = reinterpret_cast<const Vec<__nv_bfloat16, VEC>*>(We + min(n0 + r, N - 1) * K);
+  auto step = [&](int64_t kv, const Vec<__nv_bfloat16, VEC> (&wv)[R]) {
+    float wf[R][VEC];
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+      for (int k = 0; k < VEC; k++) wf[r][k] = to_f<__nv_bfloat16>(wv[r].v[k]);
+#pragma unroll
+    for (int m = 0; m < GG_MM; m++) {
+      if (m >= rows) break;
+      const Vec<__nv_bfloat16, VEC> xv = reinterpret_cast<const Vec<__nv_bfloat16, VEC>*>(xs + m * K)[kv];
+#pragma unroll
+      for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int k = 0; k < VEC; k++) acc[r][m] = fmaf(wf[r][k], to_f<__nv_bfloat16>(xv.v[k]), acc[r][m]);
+    }
+  };
+  stream_rows<R>(wrow, (int64_t)wid * 32 + lane, (int64_t)nw * 32, K / VEC, step);
+  reduce_store<R, GG_MM>(acc, n0, N, out + r0 * N, N, rows);
+}
 
 // Decode with DeepSeek's FP8 block scaling, M = MM rows (1, 2, 3, 5, 6, 7):
 //   out[m, n] = Σ_kb sw[n/128, kb] · sx[kb, m] · Σ_{k ∈ kb} w[n, k] · x[m, k]

@@ -66,6 +66,7 @@
 //   contraction), exactly the CPU's fround(acc + fround(y·w)): the combine is bit-identical to the host.
 //   ys, shared and out are read and written by runtime dtype code (f32 or bf16), weights are f32.
 #include "common.cuh"
+#include "segments.cuh"
 
 #define ROUTE_WARPS 4
 #define NONE 0x7fffffff
@@ -256,28 +257,6 @@ template <class T> __device__ __forceinline__ void gm_store(T* p, int64_t i, flo
 template <> __device__ __forceinline__ void gm_store<float>(float* p, int64_t i, float v) { p[i] = v; }
 template <> __device__ __forceinline__ void gm_store<uint16_t>(uint16_t* p, int64_t i, float v) { p[i] = f32_to_bf16_bits(v); }
 
-// The segment, first row and row count of row tile blockIdx.y (segments −1 = rows before off[0], 0..E−1 =
-// experts, E = rows from off[E] on; each cut into tiles of BM rows); seg = −2 past the last tile.
-template <int BM>
-__device__ __forceinline__ void gm_find_tile(int64_t M, int64_t E, const int32_t* off, int* seg_o, int* r0_o, int* rows_o) {
-  int64_t tile = blockIdx.y, seg = -2, r0 = 0, rows = 0;
-  for (int64_t s = -1; s <= E; s++) {
-    const int64_t a = s < 0 ? 0 : off[s];
-    const int64_t b = s < 0 ? off[0] : (s == E ? M : off[s + 1]);
-    const int64_t len = b > a ? b - a : 0;
-    const int64_t nt = (len + BM - 1) / BM;
-    if (tile < nt) {
-      seg = s;
-      r0 = a + tile * BM;
-      rows = min((int64_t)BM, len - tile * BM);
-      break;
-    }
-    tile -= nt;
-  }
-  *seg_o = (int)seg;
-  *r0_o = (int)r0;
-  *rows_o = (int)rows;
-}
 
 // W element (output column c, inner index i) of expert e is W[e·es + c·sc + i·si]: (sc, si, es) = (K, 1, N·K)
 // for the forward (W[e] in nn.Linear layout [N, K]) and (1, C, I·C) for the backward's dx = g·W[e], where

@@ -48,6 +48,8 @@ export interface ForwardOptions {
   logits?: 'all' | 'last' | 'none';
   /** called after each decoder layer (progress of long prefills) */
   onLayer?: (layer: number) => void;
+  /** return each layer's selection as `topk` (default true; false runs the step as the engine does, without the positions' top-k) */
+  topk?: boolean;
 }
 
 export interface StepOptions {
@@ -251,7 +253,7 @@ export class DeepseekV32 {
     cache.reserve(start + S);
     const want = opts.logits ?? 'all';
     const rows = want === 'all' ? Int32Array.from({ length: B * S }, (_, i) => i) : want === 'last' ? Int32Array.from({ length: B }, (_, b) => b * S + S - 1) : new Int32Array(0);
-    const r = this.step(cache.batchOf(ids, S, rows), cache.pool, { ...opts, record: { topk: true }, logitsWanted: want !== 'none' });
+    const r = this.step(cache.batchOf(ids, S, rows), cache.pool, { ...opts, record: { topk: opts.topk ?? true }, logitsWanted: want !== 'none' });
     cache.length = start + S;
     return {
       logits: r.logits ? reshape(r.logits, [B, want === 'all' ? S : 1, cfg.vocabSize]) : null,

@@ -49,7 +49,7 @@ function signature(args: unknown[]): string {
 }
 
 /** Methods that are not operations: synchronisation, timing and capture. */
-const NOT_OPS = new Set(['constructor', 'synchronize', 'event', 'hold', 'captureGraph']);
+const NOT_OPS = new Set(['constructor', 'synchronize', 'event', 'hold', 'captureGraph', 'memoryStats', 'resetPeakMemory']);
 
 export function profileBackend<M>(be: Backend, timer?: OpTimer<M>): BackendProfile {
   const ops = new Map<string, OpProfile>();

@@ -27,17 +27,21 @@ import { hostMoe } from '../oracles/moe.js';
 import type { ModelConfig } from '../../src/model/config.js';
 import { moeTune } from '../../src/backend/cuda/moe.js';
 
-/** fn() on each CUDA path of the bf16 grouped GEMM (tensor-core kernel, then SIMT), once elsewhere; tag names the path. */
+/**
+ * fn() on each CUDA path of the bf16 grouped GEMM (the grouped GEMV for decode-sized row counts, the
+ * tensor-core kernel, then SIMT), once elsewhere; tag names the path.
+ */
 function eachMoePath(dev: string, fn: (tag: string) => void): void {
   if (dev !== 'cuda') return fn('');
-  const keep = moeTune.tc;
+  const keep = { ...moeTune };
   try {
-    for (const tc of [true, false]) {
+    for (const [gemv, tc, tag] of [[true, true, ' (grouped GEMV to 64 rows)'], [false, true, ' (tensor cores)'], [false, false, ' (simt)']] as const) {
+      moeTune.gemv = gemv;
       moeTune.tc = tc;
-      fn(tc ? ' (tensor cores)' : ' (simt)');
+      fn(tag);
     }
   } finally {
-    moeTune.tc = keep;
+    Object.assign(moeTune, keep);
   }
 }
 
@@ -355,7 +359,7 @@ eachDevice('moeDispatch: stable counting sort by expert', (dev) => {
 // case has segments across its 128-row tiles, a K tail of 8 past its 32-wide steps, N past one 128-column
 // tile, and uncovered rows at both ends.
 const GMM_SHAPES = [[37, 40, 24, [2, 2, 9, 9, 30, 35]], [1, 16, 8, [0, 1]], [130, 72, 136, [0, 0, 64, 65, 129, 130, 130]], [5, 3, 2, [0, 5]],
-  [300, 264, 200, [3, 3, 150, 151, 290, 297]]] as const;
+  [300, 264, 200, [3, 3, 150, 151, 290, 297]], [12, 264, 56, [0, 0, 3, 3, 3, 4, 4, 10, 12, 12]]] as const;
 
 eachDevice('groupedMatmul: empty segments, uncovered rows, f32/bf16, against f64', (dev) => eachMoePath(dev, (path) => {
   const rnd = mulberry32(21);

@@ -33,9 +33,10 @@ const TC_SMEM = 3 * 2 * 128 * 40 * 2;
 /**
  * Path choice, for tests and benchmarks: `tc` sends bf16 × bf16 grouped GEMMs (the forward and the backward's
  * dx) to the tensor-core kernel where its limits hold (K and N multiples of 8, 16-byte aligned operands),
- * else to the SIMT kernel. DSV32_CUDA_GEMM's word for it is `moe`.
+ * else to the SIMT kernel. DSV32_CUDA_GEMM's word for it is `moe`. `gemv` (word `moe-gemv`) sends forwards of
+ * at most `gemvMaxRows` rows (decode steps) to the grouped GEMV (kernels/gemv.cu), under the same limits.
  */
-export const moeTune = { tc: gemmPathOn('moe', true) };
+export const moeTune = { tc: gemmPathOn('moe', true), gemv: gemmPathOn('moe-gemv', true), gemvMaxRows: 64 };
 
 /** The tensor-core kernel's limits: whole 16-byte pieces along both operands' contiguous dims. */
 function tcFits(b: CudaBackend, out: View, x: View, w: View, inner: number, cols: number): boolean {
@@ -54,6 +55,7 @@ function groupedTc(b: CudaBackend, out: View, x: View, w: View, offsets: View, E
 }
 
 const sfx = (d: string): string => (d === 'bf16' ? 'bf16' : 'f32');
+const kernelGemv = (b: CudaBackend) => b.rt.modules.get('gemv', 'grouped_gemv_bf16', ['i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'p']);
 
 function checked(b: CudaBackend, op: string): void {
   if (b.eagerIndexChecks && !b.rt.capturing) b.rt.checkErrors(op);
@@ -90,6 +92,12 @@ export function groupedMatmulCuda(b: CudaBackend, out: View, x: View, w: View, o
   const [E, N] = w.shape as [number, number, number];
   if (x.dtype === 'f64' || w.dtype === 'f64') throw new DsvError('groupedMatmul on cuda: f32 or bf16 operands only (f64 is the CPU gradcheck path)');
   if (M > 2 ** 31 - 1) throw new DsvError(`groupedMatmul on cuda: ${M} rows exceed the i32 row space`);
+  if (M <= moeTune.gemvMaxRows && moeTune.gemv && tcFits(b, out, x, w, K, N)) {
+    // row tiles of ≤ 8: ⌈M/8⌉ plus one partial tile per non-empty segment (at most min(E + 2, M) of them)
+    kernelGemv(b).launch(Math.ceil(N / 2), 32 * Math.min(8, Math.ceil(K / 256)), 0,
+      [M, N, K, E, b.address(out), b.address(x), b.address(w), b.address(offsets)], Math.ceil(M / 8) + Math.min(E + 2, M));
+    return;
+  }
   if (tcFits(b, out, x, w, K, N)) return groupedTc(b, out, x, w, offsets, E, N, K, K, 1, 'groupedMatmul');
   // worst-case row tiles: every segment (and the two uncovered ranges) may end in a partial tile
   const tiles = Math.ceil(M / BM) + E + 2;
