@@ -1,6 +1,7 @@
 // The fused few-head sparse MLA kernels — one pass (kernels/sparse_mla_flash.cu) and two passes
 // (kernels/sparse_mla_gemm.cu) — against the gathered-GEMM path on the same inputs, over the number of
-// query rows N: where the fused kernels pay (sparseMlaTune's bounds).
+// query rows N: where the fused kernels pay (sparseMlaTune's bounds). The one-pass kernel runs with its keys split over
+// CTAs where few rows leave SMs idle (the default) and unsplit.
 //   N query rows × H heads (default 16, the mid config) × D 576 (512 latent + 64 RoPE), k selected keys of a
 //   4 096-row bf16 kv, distinct per row; medians of CUDA-event times over bursts (bench/harness.ts burstMs)
 //   node dist/bench/sparse-mla-fused.js [--heads 16] [--k 1024,2048] [--rows 16,64,256,1024,4096] [--cache fp8|bf16]
@@ -44,17 +45,19 @@ for (const k of ks) {
       else T.sparseMlaPrefill(q, kv, idx, scale, { dv: DV });
     };
     const burst = Math.max(1, Math.floor(2048 / N));
-    Object.assign(sparseMlaTune, { fused: true, flash: true, fusedMinRows: 0, fusedMaxHeads: Math.max(64, H) });
+    Object.assign(sparseMlaTune, { fused: true, flash: true, split: true, fusedMinRows: 0, fusedMaxHeads: Math.max(64, H) });
     const flash = burstMs(run, 7, burst);
+    Object.assign(sparseMlaTune, { split: false });
+    const unsplit = burstMs(run, 7, burst);
     Object.assign(sparseMlaTune, { flash: false });
     const fused = burstMs(run, 7, burst);
     Object.assign(sparseMlaTune, { fused: false });
     const gemm = burstMs(run, 7, burst);
     Object.assign(sparseMlaTune, keep);
     const tflops = (ms: number): string => ((2 * N * H * k * (D + DV)) / (ms * 1e9)).toFixed(1);
-    out.push([String(k), String(N), flash.toFixed(3), tflops(flash), fused.toFixed(3), tflops(fused), gemm.toFixed(3), tflops(gemm), (fused / flash).toFixed(2) + '×', (gemm / flash).toFixed(2) + '×']);
-    console.error(JSON.stringify({ k, N, H, flashMs: flash, fusedMs: fused, gemmMs: gemm }));
+    out.push([String(k), String(N), flash.toFixed(3), tflops(flash), unsplit.toFixed(3), fused.toFixed(3), tflops(fused), gemm.toFixed(3), tflops(gemm), (fused / flash).toFixed(2) + '×', (gemm / flash).toFixed(2) + '×']);
+    console.error(JSON.stringify({ k, N, H, flashMs: flash, flashUnsplitMs: unsplit, fusedMs: fused, gemmMs: gemm }));
   }
 }
 console.log(`# sparse MLA, one-pass and two-pass fused kernels vs gathered GEMM, H ${H}, D ${D}, dv ${DV}, bf16 queries, ${cache ? `a paged ${cacheFormat} cache` : 'bf16 rows'} — ${machine()}`);
-printTable(['k', 'rows', 'one-pass ms', 'TFLOPS', 'two-pass ms', 'TFLOPS', 'gathered GEMM ms', 'TFLOPS', 'two-pass / one-pass', 'GEMM / one-pass'], out);
+printTable(['k', 'rows', 'one-pass ms', 'TFLOPS', 'one-pass unsplit ms', 'two-pass ms', 'TFLOPS', 'gathered GEMM ms', 'TFLOPS', 'two-pass / one-pass', 'GEMM / one-pass'], out);

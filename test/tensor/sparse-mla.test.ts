@@ -18,11 +18,13 @@ import { sparseMlaTune } from '../../src/backend/cuda/sparse-mla.js';
  * On CUDA a bf16 query takes a fused tensor-core kernel (sparseMlaTune.fused, within its bounds: the
  * one-pass kernel with sparseMlaTune.flash for bf16 rows where its layout fits, else the two-pass one) or
  * the gather + cuBLASLt path (sparseMlaTune.gemm), and f32 the CUDA-core kernel: run the body on each path
- * in turn (one-pass, two-pass, gemm, kernel), so every path meets the same bounds.
+ * in turn (one-pass with its keys split over CTAs where few rows leave SMs idle, one-pass unsplit, two-pass,
+ * gemm, kernel), so every path meets the same bounds.
  */
 // the fused path with its speed bounds lifted, so the small cases here reach it at up to 64 heads
 const PATHS = [
-  { fused: true, flash: true, gemm: true, fusedMinRows: 0, fusedMaxHeads: 64 },
+  { fused: true, flash: true, split: true, gemm: true, fusedMinRows: 0, fusedMaxHeads: 64 },
+  { fused: true, flash: true, split: false, gemm: true, fusedMinRows: 0, fusedMaxHeads: 64 },
   { fused: true, flash: false, gemm: true, fusedMinRows: 0, fusedMaxHeads: 64 },
   { fused: false, gemm: true },
   { fused: false, gemm: false },
@@ -219,6 +221,7 @@ const PREFILL_CASES: PrefillCase[] = [
   { Tq: 4, H: 20, k: 19, Tk: 12, dv: 96, dr: 24 }, // H not a multiple of 16, k > Tk (rows padded with holes)
   { Tq: 3, H: 20, k: 130, Tk: 300, dv: 512, dr: 64 }, // fused: a partial head group, a partial third key tile
   { Tq: 4, H: 16, k: 200, Tk: 70, dv: 512, dr: 64 }, // rows −1 past entry 70: the one-pass kernel skips its all-hole tiles
+  { Tq: 2, H: 16, k: 700, Tk: 900, dv: 512, dr: 64 }, // split: 11 key tiles over as many CTAs, the last partial
 ];
 
 eachDevice('sparseMlaPrefill at awkward shapes (k ∤ 64, holes, a row of only holes, H 16/64/128) against an f64 reference', (dev) => bothPaths(dev, () => {

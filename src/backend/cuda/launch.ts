@@ -60,8 +60,8 @@ export class Kernel {
     for (let i = 0; i < kinds.length; i++) this.table[i] = base + BigInt(offsets[i]!);
   }
 
-  /** Writes args into the argument block and launches a 1-D (or 2-D via gridY) grid on the stream. */
-  launch(grid: number, threads: number, smem: number, args: readonly Arg[], gridY = 1): void {
+  /** Writes args into the argument block and launches a 1-D (or 2-D, 3-D via gridY, gridZ) grid on the stream. */
+  launch(grid: number, threads: number, smem: number, args: readonly Arg[], gridY = 1, gridZ = 1): void {
     if (args.length !== this.paramCount) throw new DsvError(`kernel ${this.name}: ${args.length} arguments given, ${this.paramCount} expected`);
     const dv = this.dv;
     for (let i = 0; i < args.length; i++) {
@@ -84,7 +84,7 @@ export class Kernel {
         case 'iter': this.block.set(a as Uint8Array, o); break;
       }
     }
-    check(this.cu.cuLaunchKernel(this.fn, grid, gridY, 1, threads, 1, 1, smem, this.stream(), this.table, null), `cuLaunchKernel(${this.name})`);
+    check(this.cu.cuLaunchKernel(this.fn, grid, gridY, gridZ, threads, 1, 1, smem, this.stream(), this.table, null), `cuLaunchKernel(${this.name})`);
   }
 
   private regs = -1;

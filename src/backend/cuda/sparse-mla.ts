@@ -41,9 +41,14 @@ function fwd(b: CudaBackend, op: string, kvName: string, out: View, lse: View, q
  * faster (bench/sparse-mla-fused.ts, H100, D 576, k 2 048, 2026-12-06 15:30): at 16 heads 1.48× the
  * gathered GEMMs at 64 rows, 2.61× at 128, 2.72× at 4 096, but 0.28–0.50× at 1–16 rows (one CTA per row
  * and head group leaves most SMs idle); at 128 heads 0.53× (72 against 135 TFLOPS: each group of 16 heads
- * gathers the rows again, where the GEMMs read them once for all heads).
+ * gathers the rows again, where the GEMMs read them once for all heads). `split` (word `mla-split`): where
+ * rows × head groups fill fewer CTAs than the device has SMs, the one-pass kernel splits the keys over more
+ * CTAs and a combine merges them (flash decoding), for any row count, the decode steps' few rows included.
  */
-export const sparseMlaTune = { gemm: gemmPathOn('mla', true), fused: gemmPathOn('mla-fused', true), flash: gemmPathOn('mla-flash', true), fusedMaxHeads: 16, fusedMinRows: 64 };
+export const sparseMlaTune = {
+  gemm: gemmPathOn('mla', true), fused: gemmPathOn('mla-fused', true), flash: gemmPathOn('mla-flash', true), split: gemmPathOn('mla-split', true),
+  fusedMaxHeads: 16, fusedMinRows: 64,
+};
 
 const SOFTMAX_SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'i64', 'f64', 'p', 'p', 'p'];
 /** Bytes of gathered rows per chunk of queries (bounds the temporaries at long k). */
@@ -99,10 +104,13 @@ function fusedPath(b: CudaBackend, src: 'bf16' | 'f32' | 'fp8', out: View, lse: 
   // stage, and measured 0.31× (one-pass) and 0.15× (two-pass) the GEMMs' speed at 64 rows, 0.55× and 0.27×
   // at 1 024 (bench/sparse-mla-fused.ts --cache fp8, H100, 2026-12-06 16:11, 16 heads, k 2 048)
   if (src === 'fp8') return false;
-  if (!sparseMlaTune.fused || H > sparseMlaTune.fusedMaxHeads || N < sparseMlaTune.fusedMinRows || q.dtype !== 'bf16' || out.dtype !== 'bf16') return false;
+  if (!sparseMlaTune.fused || H > sparseMlaTune.fusedMaxHeads || q.dtype !== 'bf16' || out.dtype !== 'bf16') return false;
   if (D % 16 !== 0 || D > FUSED.D_MAX || dv % 64 !== 0 || dv > FUSED.DV_MAX || dv > D || k === 0 || k > FUSED.K_MAX || N === 0) return false;
   if (N > 2 ** 31 - 1 || Math.ceil(H / FUSED.HG) > 65535) return false;
-  if (sparseMlaTune.flash && flashPath(b, src, out, lse, q, kv, indices, dv, scale, rows, W)) return true;
+  const split = sparseMlaTune.split ? splitsFor(b, N, H, k) : 1;
+  if (N < sparseMlaTune.fusedMinRows && split === 1) return false;
+  if (sparseMlaTune.flash && flashPath(b, src, out, lse, q, kv, indices, dv, scale, rows, W, split)) return true;
+  if (N < sparseMlaTune.fusedMinRows) return false;
   // the two-pass kernel's layout: Q [16][D + 8], FUSED.NS stage buffers (pass 1: 64 keys × half of D, pass 2:
   // 32 keys × dv, rows padded by 8), X [16][kt + 8] bf16, the indices [kt] i32, kt = k rounded up to 64
   const kt = Math.ceil(k / FUSED.TK1) * FUSED.TK1;
@@ -123,18 +131,56 @@ const FLASH = { HG: 16, TK: 64, NT: 256, D_MAX: 576, DV_MAX: 512 };
  * within fusedPath's bounds, where its layout fits: D % 32 == 0, dv % 128 == 0; bf16 or f32 rows (a bf16
  * or f32 cache is such rows, so its decode and a prefill over the same rows are one computation).
  */
-function flashPath(b: CudaBackend, src: 'bf16' | 'f32', out: View, lse: View, q: View, kv: View, indices: View, dv: number, scale: number, rows: number, W: number): boolean {
+function flashPath(b: CudaBackend, src: 'bf16' | 'f32', out: View, lse: View, q: View, kv: View, indices: View, dv: number, scale: number, rows: number, W: number, split: number): boolean {
   const [N, H, D] = q.shape as [number, number, number];
   const k = indices.shape[1]!;
   if (D % 32 !== 0 || D > FLASH.D_MAX || dv % 128 !== 0 || dv > FLASH.DV_MAX) return false;
   // Q [16][D + 8], two tiles [64][D + 8] bf16, P [16][72] bf16, S [16][68] f32, α/m/l [3·16] f32, indices [kt] i32
-  const kt = Math.ceil(k / FLASH.TK) * FLASH.TK;
+  // (kt: the entries one CTA walks, all k or its split's tiles, rounded up to whole tiles)
+  const tiles = Math.ceil(k / FLASH.TK);
+  const tps = Math.ceil(tiles / split);
+  const kt = (split > 1 ? tps : tiles) * FLASH.TK;
   const smem = 2 * ((FLASH.HG + 2 * FLASH.TK) * (D + 8) + FLASH.HG * (FLASH.TK + 8)) + 4 * (FLASH.HG * (FLASH.TK + 4) + 3 * FLASH.HG) + 4 * kt;
   if (smem > b.rt.info.maxSharedPerBlockOptin) return false;
-  const kern = b.rt.modules.get('sparse_mla_flash', `sparse_mla_flash_${src}`, FWD_SIG);
-  if (smem > 48 * 1024) kern.setMaxDynamicSmem(smem, C.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES);
-  kern.launch(N, FLASH.NT, smem, [N, H, D, dv, k, rows, W, scale, b.address(out), b.address(lse), b.address(q), b.address(kv), b.address(indices)], Math.ceil(H / FLASH.HG));
+  const groups = Math.ceil(H / FLASH.HG);
+  if (split === 1) {
+    const kern = b.rt.modules.get('sparse_mla_flash', `sparse_mla_flash_${src}`, FWD_SIG);
+    if (smem > 48 * 1024) kern.setMaxDynamicSmem(smem, C.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES);
+    kern.launch(N, FLASH.NT, smem, [N, H, D, dv, k, rows, W, scale, b.address(out), b.address(lse), b.address(q), b.address(kv), b.address(indices)], groups);
+    return true;
+  }
+  const S = Math.ceil(tiles / tps);  // splits that hold a tile
+  const po = b.alloc('f32', S * N * H * dv);
+  const plse = b.alloc('f32', S * N * H);
+  try {
+    const kern = b.rt.modules.get('sparse_mla_flash', `sparse_mla_flash_split_${src}`, SPLIT_SIG);
+    if (smem > 48 * 1024) kern.setMaxDynamicSmem(smem, C.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES);
+    kern.launch(N, FLASH.NT, smem, [N, H, D, dv, k, rows, W, scale, b.address(q), b.address(kv), b.address(indices), tps, po.ptr, plse.ptr], groups, S);
+    const warps = 8;
+    b.rt.modules.get('sparse_mla_flash', 'sparse_mla_split_combine', COMBINE_SIG)
+      .launch(Math.ceil((N * H) / warps), 32 * warps, 0, [N * H, dv, S, po.ptr, plse.ptr, b.address(out), b.address(lse)]);
+  } finally {
+    po.dispose();
+    plse.dispose();
+  }
   return true;
+}
+
+const SPLIT_SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'i64', 'i64', 'i64', 'i64', 'f64', 'p', 'p', 'p', 'i64', 'p', 'p'];
+const COMBINE_SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'p', 'p', 'p', 'p'];
+/** The most splits the combine takes (one lane each). */
+const MAX_SPLITS = 32;
+
+/**
+ * Key splits for the one-pass kernel: 1 where N rows × ⌈H/16⌉ head groups already fill half the SMs, else
+ * as many as bring the CTAs up to the SM count (one CTA per SM fits, ~183 KB of shared memory), at most one
+ * per 64-key tile and MAX_SPLITS.
+ */
+function splitsFor(b: CudaBackend, N: number, H: number, k: number): number {
+  const ctas = N * Math.ceil(H / FLASH.HG);
+  const sms = b.rt.info.multiprocessors;
+  if (2 * ctas > sms) return 1;
+  return Math.max(1, Math.min(Math.floor(sms / ctas), Math.ceil(k / FLASH.TK), MAX_SPLITS));
 }
 
 export function sparseMlaPrefillCuda(b: CudaBackend, out: View, lse: View, q: View, kv: View, indices: View, dv: number, scale: number): void {
