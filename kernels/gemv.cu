@@ -108,22 +108,32 @@ GEMV1(float, f32, 1)
 // then the warp's shuffle tree, then the warps in order), rounded once to bf16, as the tensor-core kernel
 // rounds its own f32 sum: each within the op tests' bf16 bound of the CPU's result, not bit for bit.
 #define GG_MM 8
-extern "C" __global__ void grouped_gemv_bf16(int64_t M, int64_t N, int64_t K, int64_t E, __nv_bfloat16* out, const __nv_bfloat16* x,
-                                             const __nv_bfloat16* W, const int32_t* off) {
-  constexpr int R = 2, VEC = 8;
+// This block's row tile (segments.cuh): false when there is nothing more to do — past the last tile, or a
+// tile of rows outside every expert, which is written as zeros here (R output columns from n0).
+template <int R, class TO>
+__device__ __forceinline__ bool gg_tile(int64_t M, int64_t N, int64_t E, const int32_t* off, TO* out, int64_t n0, int* seg, int64_t* r0, int* rows) {
   __shared__ int seg_s, r0_s, rows_s;
   if (threadIdx.x == 0) gm_find_tile<GG_MM>(M, E, off, &seg_s, &r0_s, &rows_s);
   __syncthreads();
-  const int seg = seg_s;
-  if (seg == -2) return;
-  const int64_t r0 = r0_s;
-  const int rows = rows_s;
-  const int64_t n0 = (int64_t)blockIdx.x * R;
-  if (seg < 0 || seg >= E) {
-    for (int i = threadIdx.x; i < rows * R; i += blockDim.x)
-      if (n0 + i % R < N) out[(r0 + i / R) * N + n0 + i % R] = from_f<__nv_bfloat16>(0.0f);
-    return;
+  *seg = seg_s;
+  *r0 = r0_s;
+  *rows = rows_s;
+  if (*seg == -2) return false;
+  if (*seg < 0 || *seg >= E) {
+    for (int i = threadIdx.x; i < *rows * R; i += blockDim.x)
+      if (n0 + i % R < N) out[(*r0 + i / R) * N + n0 + i % R] = from_f<TO>(0.0f);
+    return false;
   }
+  return true;
+}
+
+extern "C" __global__ void grouped_gemv_bf16(int64_t M, int64_t N, int64_t K, int64_t E, __nv_bfloat16* out, const __nv_bfloat16* x,
+                                             const __nv_bfloat16* W, const int32_t* off) {
+  constexpr int R = 2, VEC = 8;
+  const int64_t n0 = (int64_t)blockIdx.x * R;
+  int seg, rows;
+  int64_t r0;
+  if (!gg_tile<R>(M, N, E, off, out, n0, &seg, &r0, &rows)) return;
   const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
   const __nv_bfloat16* We = W + (int64_t)seg * N * K;
   const __nv_bfloat16* xs = x + r0 * K;
@@ -230,3 +240,65 @@ __device__ void gemv_e4m3_block(int64_t N, int64_t K, TO* out, const uint8_t* x,
 #define GEMV8ALL(TN, TO) GEMV8(TN, TO, 1) GEMV8(TN, TO, 2) GEMV8(TN, TO, 3) GEMV8(TN, TO, 5) GEMV8(TN, TO, 6) GEMV8(TN, TO, 7)
 GEMV8ALL(bf16, __nv_bfloat16)
 GEMV8ALL(f32, float)
+
+// grouped_gemv_e4m3_*: the grouped GEMV above with FP8 expert weights (grouped_matmul_fp8's contract: q e4m3
+// [M, K] with sq f32 [M, ⌈K/128⌉], w8 e4m3 [E, N, K] with sw f32 [E, ⌈N/128⌉, ⌈K/128⌉]), each lane's 16-code
+// partial dot scaled once by its two block scales as gemv_e4m3_block does. The SIMT kernel it stands in for at
+// decode reads the codes a byte at a time through 64 × 64 tiles. K % 16 == 0 (a 16-code vector never straddles
+// a 128-block) and 16-byte aligned rows (the host checks).
+template <class TO>
+__device__ void grouped_gemv_e4m3(int64_t M, int64_t N, int64_t K, int64_t E, TO* out, const uint8_t* q, const float* sq, const uint8_t* w8,
+                                  const float* sw, const int32_t* off) {
+  constexpr int R = 2;
+  const int64_t n0 = (int64_t)blockIdx.x * R;
+  int seg, rows;
+  int64_t r0;
+  if (!gg_tile<R>(M, N, E, off, out, n0, &seg, &r0, &rows)) return;
+  const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  const int64_t nbK = (K + 127) >> 7, nbN = (N + 127) >> 7;
+  const uint4* wrow[R];
+  const float* srow[R];
+#pragma unroll
+  for (int r = 0; r < R; r++) {
+    const int64_t n = min(n0 + r, N - 1);  // a missing last row re-reads row N−1, never written
+    wrow[r] = reinterpret_cast<const uint4*>(w8 + ((int64_t)seg * N + n) * K);
+    srow[r] = sw + ((int64_t)seg * nbN + (n >> 7)) * nbK;
+  }
+  float acc[R][GG_MM];
+#pragma unroll
+  for (int r = 0; r < R; r++)
+#pragma unroll
+    for (int m = 0; m < GG_MM; m++) acc[r][m] = 0.0f;
+  auto step = [&](int64_t kv, const uint4 (&wv)[R]) {
+    const int64_t kb = kv >> 3;  // 8 vectors of 16 codes per 128-block
+    float wf[R][16], ws[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+      e4m3x16_to_f32(wv[r], wf[r]);
+      ws[r] = srow[r][kb];
+    }
+#pragma unroll
+    for (int m = 0; m < GG_MM; m++) {
+      if (m >= rows) break;
+      float xf[16];
+      e4m3x16_to_f32(reinterpret_cast<const uint4*>(q + (r0 + m) * K)[kv], xf);
+      const float s = sq[(r0 + m) * nbK + kb];
+#pragma unroll
+      for (int r = 0; r < R; r++) {
+        float d = 0.0f;
+#pragma unroll
+        for (int k = 0; k < 16; k++) d = fmaf(wf[r][k], xf[k], d);
+        acc[r][m] = fmaf(d, s * ws[r], acc[r][m]);
+      }
+    }
+  };
+  stream_rows<R>(wrow, (int64_t)wid * 32 + lane, (int64_t)nw * 32, K / 16, step);
+  reduce_store<R, GG_MM>(acc, n0, N, out + r0 * N, N, rows);
+}
+#define GGEMV8(TN, TO)                                                                                                 \
+  extern "C" __global__ void grouped_gemv_e4m3_##TN(int64_t M, int64_t N, int64_t K, int64_t E, TO* out, const uint8_t* q, \
+                                                    const float* sq, const uint8_t* w8, const float* sw, const int32_t* off) { \
+    grouped_gemv_e4m3<TO>(M, N, K, E, out, q, sq, w8, sw, off);                                                         \
+  }
+GGEMV8(bf16, __nv_bfloat16)
+GGEMV8(f32, float)

@@ -263,9 +263,10 @@ for (const v of [VARIANTS[0]!, VARIANTS[3]!]) {
   });
 }
 
-eachDevice('groupedMatmulFp8 == fp8Linear per segment', (dev) => {
+eachDevice('groupedMatmulFp8 == fp8Linear per segment', (dev) => eachMoePath(dev, (path) => {
   const rnd = mulberry32(61);
-  for (const [M, K, N, offs] of [[37, 200, 136, [2, 2, 9, 9, 30, 35]], [1, 128, 64, [0, 1]], [70, 300, 24, [0, 0, 64, 65, 70]]] as const) {
+  for (const [M, K, N, offs] of [[37, 200, 136, [2, 2, 9, 9, 30, 35]], [1, 128, 64, [0, 1]], [70, 300, 24, [0, 0, 64, 65, 70]],
+    [37, 256, 136, [2, 2, 9, 9, 30, 35]], [12, 272, 40, [0, 0, 3, 3, 3, 4, 4, 10, 12, 12]]] as const) {
     const E = offs.length - 1;
     const q = Array.from({ length: E }, () => quantizeFp8(normals(N * K, rnd, K ** -0.5), N, K));
     const w8 = T.stack(q.map((z) => z.w8), 0);
@@ -282,13 +283,13 @@ eachDevice('groupedMatmulFp8 == fp8Linear per segment', (dev) => {
         if (!m) continue;
         const ref = T.fp8Linear(T.narrow(x, 0, offs[e]!, m), q[e]!.w8, q[e]!.scale, { ue8m0: true });
         const seg = T.contiguous(T.narrow(y, 0, offs[e]!, m));
-        const tag = `M ${M} K ${K} N ${N} ${xdt} segment ${e}`;
+        const tag = `M ${M} K ${K} N ${N} ${xdt} segment ${e}${path}`;
         if (dev === 'cpu') bitsEqual(seg, ref, tag);
         else close(seg.toFloat32(), ref.toFloat32(), xdt === 'f32' ? 1e-5 : 2e-2, xdt === 'f32' ? 1e-4 : 1e-2, tag);
       }
     }
   }
-});
+}));
 
 // No host read inside the step: route → dispatch → grouped SwiGLU → combine is captured into a CUDA graph and
 // replayed on new inputs (copied into the captured input buffers) with the eager results, routes included.

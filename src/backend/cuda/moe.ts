@@ -18,6 +18,7 @@ const SIG: Record<string, readonly ParamKind[]> = {
   grouped_matmul: ['i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'i64', 'i64', 'i64'],
   grouped_matmul_dw: ['i64', 'i64', 'i64', 'p', 'p', 'p', 'p'],
   grouped_matmul_fp8: ['i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'p', 'p'],
+  grouped_gemv: ['i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'p'],
   moe_combine: ['i64', 'i64', 'i64', 'p', 'i32', 'p', 'i32', 'p', 'p', 'p', 'i32', 'p'],
 };
 /** kernels/moe.cu: warps per routing CTA, GEMM tile rows/cols. */
@@ -34,7 +35,8 @@ const TC_SMEM = 3 * 2 * 128 * 40 * 2;
  * Path choice, for tests and benchmarks: `tc` sends bf16 × bf16 grouped GEMMs (the forward and the backward's
  * dx) to the tensor-core kernel where its limits hold (K and N multiples of 8, 16-byte aligned operands),
  * else to the SIMT kernel. DSV32_CUDA_GEMM's word for it is `moe`. `gemv` (word `moe-gemv`) sends forwards of
- * at most `gemvMaxRows` rows (decode steps) to the grouped GEMV (kernels/gemv.cu), under the same limits.
+ * at most `gemvMaxRows` rows (decode steps) to the grouped GEMVs (kernels/gemv.cu): bf16 under the same limits,
+ * FP8 weights where K % 16 == 0 and the codes are 16-byte aligned.
  */
 export const moeTune = { tc: gemmPathOn('moe', true), gemv: gemmPathOn('moe-gemv', true), gemvMaxRows: 64 };
 
@@ -55,7 +57,8 @@ function groupedTc(b: CudaBackend, out: View, x: View, w: View, offsets: View, E
 }
 
 const sfx = (d: string): string => (d === 'bf16' ? 'bf16' : 'f32');
-const kernelGemv = (b: CudaBackend) => b.rt.modules.get('gemv', 'grouped_gemv_bf16', ['i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'p']);
+/** The grouped GEMV's row tiles of ≤ 8 rows: ⌈M/8⌉ plus one partial tile per non-empty segment (at most min(E + 2, M) of them). */
+const gemvTiles = (M: number, E: number): number => Math.ceil(M / 8) + Math.min(E + 2, M);
 
 function checked(b: CudaBackend, op: string): void {
   if (b.eagerIndexChecks && !b.rt.capturing) b.rt.checkErrors(op);
@@ -93,9 +96,8 @@ export function groupedMatmulCuda(b: CudaBackend, out: View, x: View, w: View, o
   if (x.dtype === 'f64' || w.dtype === 'f64') throw new DsvError('groupedMatmul on cuda: f32 or bf16 operands only (f64 is the CPU gradcheck path)');
   if (M > 2 ** 31 - 1) throw new DsvError(`groupedMatmul on cuda: ${M} rows exceed the i32 row space`);
   if (M <= moeTune.gemvMaxRows && moeTune.gemv && tcFits(b, out, x, w, K, N)) {
-    // row tiles of ≤ 8: ⌈M/8⌉ plus one partial tile per non-empty segment (at most min(E + 2, M) of them)
-    kernelGemv(b).launch(Math.ceil(N / 2), 32 * Math.min(8, Math.ceil(K / 256)), 0,
-      [M, N, K, E, b.address(out), b.address(x), b.address(w), b.address(offsets)], Math.ceil(M / 8) + Math.min(E + 2, M));
+    b.rt.modules.get('gemv', 'grouped_gemv_bf16', SIG.grouped_gemv!).launch(Math.ceil(N / 2), 32 * Math.min(8, Math.ceil(K / 256)), 0,
+      [M, N, K, E, b.address(out), b.address(x), b.address(w), b.address(offsets)], gemvTiles(M, E));
     return;
   }
   if (tcFits(b, out, x, w, K, N)) return groupedTc(b, out, x, w, offsets, E, N, K, K, 1, 'groupedMatmul');
@@ -133,6 +135,11 @@ export function groupedMatmulFp8Cuda(b: CudaBackend, out: View, q: View, sq: Vie
   const [M, K] = q.shape as [number, number];
   const [E, N] = w8.shape as [number, number, number];
   if (M > 2 ** 31 - 1) throw new DsvError(`groupedMatmulFp8 on cuda: ${M} rows exceed the i32 row space`);
+  if (M <= moeTune.gemvMaxRows && moeTune.gemv && K % 16 === 0 && [q, w8].every((v) => b.address(v) % 16 === 0)) {
+    b.rt.modules.get('gemv', `grouped_gemv_e4m3_${sfx(out.dtype)}`, SIG.grouped_matmul_fp8!).launch(Math.ceil(N / 2), 32 * Math.min(8, Math.ceil(K / 512)), 0,
+      [M, N, K, E, b.address(out), b.address(q), b.address(sq), b.address(w8), b.address(sw), b.address(offsets)], gemvTiles(M, E));
+    return;
+  }
   const tiles = Math.ceil(M / BM) + E + 2;
   if (tiles > MAX_GRID_Y) throw new DsvError(`groupedMatmulFp8 on cuda: ${tiles} row tiles exceed the grid's ${MAX_GRID_Y}`);
   const kern = b.rt.modules.get('moe', `grouped_matmul_fp8_${sfx(out.dtype)}`, SIG.grouped_matmul_fp8!);
