@@ -7,8 +7,9 @@
 // roofline: a decode step reads each chosen expert's weights once).
 // Medians of CUDA-event times over bursts of calls (host clock on the CPU). No PyTorch reference is timed
 // here (the reference's MoE is a Python loop over experts; its time comes from the full-model bench).
-// bf16 on CUDA: the GEMMs run on the default path (the grouped GEMV up to moeTune.gemvMaxRows rows, else the
-// tensor-core kernel grouped_matmul_tc_*), again on the tensor-core kernel where the GEMV was the default,
+// bf16 on CUDA: the GEMMs run on the default path (the grouped GEMV up to moeTune.gemvMaxRows rows where the
+// inner dim is at least the width, else the tensor-core kernel grouped_matmul_tc_*), again on the tensor-core
+// kernel at those row counts,
 // and on the SIMT kernel (the `simt` columns), in the same run; bench/moe_ref.py times PyTorch's torch._grouped_mm and a
 // per-expert torch.mm loop at the same shapes (run it beside this for the ratio).
 //   node dist/bench/moe.js [--tokens 1,8,64,2048] [--dim 7168] [--inter 2048] [--experts 256] [--k 8]
@@ -103,13 +104,13 @@ for (const Tn of TOKENS) {
   rows.push([String(Tn), String(active), t.route.toFixed(3), t.dispatch.toFixed(3), t.gateUp.toFixed(3), tflops(flopsGU, t.gateUp), gbs(wBytes, t.gateUp),
     t.down.toFixed(3), tflops(flopsGU, t.down), gbs(wBytes, t.down), t.combine.toFixed(3),
     ...(both ? [tcOnly.gateUp.toFixed(3), tcOnly.down.toFixed(3), simt.gateUp.toFixed(3), simt.down.toFixed(3)] : [])]);
-  results.push({ tokens: Tn, activeExperts: active, path: both && Tn * K <= moeTune.gemvMaxRows && moeTune.gemv ? 'grouped-gemv' : 'default', ms: t,
+  results.push({ tokens: Tn, activeExperts: active, gateUpPath: both && Tn * K <= moeTune.gemvMaxRows && moeTune.gemv && DIM >= F ? 'grouped-gemv' : 'default', ms: t,
     gateUpTflops: +tflops(flopsGU, t.gateUp), downTflops: +tflops(flopsGU, t.down),
     gateUpGBs: +gbs(wBytes, t.gateUp), downGBs: +gbs(wBytes, t.down), ...(both ? { tcMs: tcOnly, simtMs: simt } : {}) });
 }
 console.log(`MoE ops on ${onCpu ? 'cpu (tiny shapes, CPU reference)' : cudaBackend().rt.info.name}: dim ${DIM}, expert dim ${F}, ${E} experts, k ${K}, groups ${G}/${TG}, ${fp8 ? 'FP8 weights, bf16 activations' : dt}`);
 printTable(['T', 'experts', 'route ms', 'dispatch ms', 'gate|up ms', 'TFLOPS', 'GB/s', 'down ms', 'TFLOPS', 'GB/s', 'combine ms',
   ...(rows[0]!.length > 11 ? ['tensor-core gate|up ms', 'tensor-core down ms', 'simt gate|up ms', 'simt down ms'] : [])], rows);
-if (rows[0]!.length > 11) console.log(`(up to ${moeTune.gemvMaxRows} rows, T·k, the default is the grouped GEMV; the tensor-core columns time the kernel it replaced there)`);
+if (rows[0]!.length > 11) console.log(`(up to ${moeTune.gemvMaxRows} rows, T·k, the default for a projection whose inner dim is at least its width — gate|up here when dim ≥ expert dim — is the grouped GEMV; the tensor-core columns time the kernel it replaced there)`);
 const out = opt('--out');
 if (out) writeFileSync(out, JSON.stringify({ date: new Date().toISOString().slice(0, 10), machine: machine(), device: onCpu ? 'cpu' : cudaBackend().rt.info.name, dim: DIM, inter: F, experts: E, k: K, dtype: fp8 ? 'fp8' : dt, results }, null, 2));

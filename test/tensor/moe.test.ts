@@ -35,9 +35,9 @@ function eachMoePath(dev: string, fn: (tag: string) => void): void {
   if (dev !== 'cuda') return fn('');
   const keep = { ...moeTune };
   try {
+    // the GEMV path with its bounds lifted (64 rows, any K), so every shape below reaches it
     for (const [gemv, tc, tag] of [[true, true, ' (grouped GEMV to 64 rows)'], [false, true, ' (tensor cores)'], [false, false, ' (simt)']] as const) {
-      moeTune.gemv = gemv;
-      moeTune.tc = tc;
+      Object.assign(moeTune, { gemv, tc, gemvMaxRows: gemv ? 64 : keep.gemvMaxRows, gemvAnyWidth: gemv });
       fn(tag);
     }
   } finally {

@@ -253,9 +253,13 @@ eachDevice('sparseMlaPrefill at awkward shapes (k ∤ 64, holes, a row of only h
       assert.ok(err <= (dtype === 'f32' ? 1e-5 : 1e-2), `${what}: relative error ${err} against f64`);
       assertLse(lse.toFloat32(), ref.lse, dtype === 'f32' ? 1e-5 : 1e-2, what);
       if (dev !== 'cpu') {
+        // bf16: each is held to 1e-2 of f64 above, so the two may differ by the sum. At k 700 (the split case)
+        // the CPU op, which rounds p after normalising as the reference does, is 0.92% from f64, the one-pass
+        // kernel (p rounded before) 0.62%, and the two 1.24% apart — measured on an H100 and reproduced by a
+        // host emulation of the kernel's roundings (2026-12-06); the split and unsplit kernels are 0.22% apart
         const cpu = T.sparseMlaPrefill(q, kv, it, scale, { dv: c.dv });
         const e2 = relErr(o, cpu.out.toFloat32());
-        assert.ok(e2 <= (dtype === 'f32' ? 1e-5 : 1e-2), `${what}: relative error ${e2} against the CPU op`);
+        assert.ok(e2 <= (dtype === 'f32' ? 1e-5 : 2e-2), `${what}: relative error ${e2} against the CPU op`);
         assertLse(lse.toFloat32(), cpu.lse.toFloat32(), dtype === 'f32' ? 1e-5 : 4e-3, `${what} vs cpu`);
       }
     }

@@ -47,7 +47,7 @@ function fwd(b: CudaBackend, op: string, kvName: string, out: View, lse: View, q
  */
 export const sparseMlaTune = {
   gemm: gemmPathOn('mla', true), fused: gemmPathOn('mla-fused', true), flash: gemmPathOn('mla-flash', true), split: gemmPathOn('mla-split', true),
-  fusedMaxHeads: 16, fusedMinRows: 64,
+  fusedMaxHeads: 16, fusedMinRows: 64, splitMinRows: 1,
 };
 
 const SOFTMAX_SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'i64', 'f64', 'p', 'p', 'p'];
@@ -107,7 +107,7 @@ function fusedPath(b: CudaBackend, src: 'bf16' | 'f32' | 'fp8', out: View, lse: 
   if (!sparseMlaTune.fused || H > sparseMlaTune.fusedMaxHeads || q.dtype !== 'bf16' || out.dtype !== 'bf16') return false;
   if (D % 16 !== 0 || D > FUSED.D_MAX || dv % 64 !== 0 || dv > FUSED.DV_MAX || dv > D || k === 0 || k > FUSED.K_MAX || N === 0) return false;
   if (N > 2 ** 31 - 1 || Math.ceil(H / FUSED.HG) > 65535) return false;
-  const split = sparseMlaTune.split ? splitsFor(b, N, H, k) : 1;
+  const split = sparseMlaTune.split && N >= sparseMlaTune.splitMinRows ? splitsFor(b, N, H, k) : 1;
   if (N < sparseMlaTune.fusedMinRows && split === 1) return false;
   if (sparseMlaTune.flash && flashPath(b, src, out, lse, q, kv, indices, dv, scale, rows, W, split)) return true;
   if (N < sparseMlaTune.fusedMinRows) return false;
@@ -156,9 +156,9 @@ function flashPath(b: CudaBackend, src: 'bf16' | 'f32', out: View, lse: View, q:
     const kern = b.rt.modules.get('sparse_mla_flash', `sparse_mla_flash_split_${src}`, SPLIT_SIG);
     if (smem > 48 * 1024) kern.setMaxDynamicSmem(smem, C.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES);
     kern.launch(N, FLASH.NT, smem, [N, H, D, dv, k, rows, W, scale, b.address(q), b.address(kv), b.address(indices), tps, po.ptr, plse.ptr], groups, S);
-    const warps = 8;
+    // a CTA per (row, head), 4 columns a thread (dv % 128 == 0: whole float4s, at least one warp)
     b.rt.modules.get('sparse_mla_flash', 'sparse_mla_split_combine', COMBINE_SIG)
-      .launch(Math.ceil((N * H) / warps), 32 * warps, 0, [N * H, dv, S, po.ptr, plse.ptr, b.address(out), b.address(lse)]);
+      .launch(N * H, Math.min(dv / 4, 128), 0, [N * H, dv, S, po.ptr, plse.ptr, b.address(out), b.address(lse)]);
   } finally {
     po.dispose();
     plse.dispose();
