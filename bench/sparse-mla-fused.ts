@@ -1,7 +1,7 @@
 // The fused few-head sparse MLA kernels — one pass (kernels/sparse_mla_flash.cu) and two passes
 // (kernels/sparse_mla_gemm.cu) — against the gathered-GEMM path on the same inputs, over the number of
 // query rows N: where the fused kernels pay (sparseMlaTune's bounds). The one-pass kernel runs with its keys split over
-// CTAs where few rows leave SMs idle (the default) and unsplit.
+// CTAs wherever few rows leave SMs idle (the default does so from splitMinRows rows), and unsplit.
 //   N query rows × H heads (default 16, the mid config) × D 576 (512 latent + 64 RoPE), k selected keys of a
 //   4 096-row bf16 kv, distinct per row; medians of CUDA-event times over bursts (bench/harness.ts burstMs)
 //   node dist/bench/sparse-mla-fused.js [--heads 16] [--k 1024,2048] [--rows 16,64,256,1024,4096] [--cache fp8|bf16]
@@ -45,7 +45,7 @@ for (const k of ks) {
       else T.sparseMlaPrefill(q, kv, idx, scale, { dv: DV });
     };
     const burst = Math.max(1, Math.floor(2048 / N));
-    Object.assign(sparseMlaTune, { fused: true, flash: true, split: true, fusedMinRows: 0, fusedMaxHeads: Math.max(64, H) });
+    Object.assign(sparseMlaTune, { fused: true, flash: true, split: true, splitMinRows: 1, fusedMinRows: 0, fusedMaxHeads: Math.max(64, H) });
     const flash = burstMs(run, 7, burst);
     Object.assign(sparseMlaTune, { split: false });
     const unsplit = burstMs(run, 7, burst);

@@ -23,7 +23,7 @@ import { sparseMlaTune } from '../../src/backend/cuda/sparse-mla.js';
  */
 // the fused path with its speed bounds lifted, so the small cases here reach it at up to 64 heads
 const PATHS = [
-  { fused: true, flash: true, split: true, gemm: true, fusedMinRows: 0, fusedMaxHeads: 64 },
+  { fused: true, flash: true, split: true, splitMinRows: 1, gemm: true, fusedMinRows: 0, fusedMaxHeads: 64 },
   { fused: true, flash: true, split: false, gemm: true, fusedMinRows: 0, fusedMaxHeads: 64 },
   { fused: true, flash: false, gemm: true, fusedMinRows: 0, fusedMaxHeads: 64 },
   { fused: false, gemm: true },

@@ -41,13 +41,16 @@ function fwd(b: CudaBackend, op: string, kvName: string, out: View, lse: View, q
  * faster (bench/sparse-mla-fused.ts, H100, D 576, k 2 048, 2026-12-06 15:30): at 16 heads 1.48× the
  * gathered GEMMs at 64 rows, 2.61× at 128, 2.72× at 4 096, but 0.28–0.50× at 1–16 rows (one CTA per row
  * and head group leaves most SMs idle); at 128 heads 0.53× (72 against 135 TFLOPS: each group of 16 heads
- * gathers the rows again, where the GEMMs read them once for all heads). `split` (word `mla-split`): where
- * rows × head groups fill fewer CTAs than the device has SMs, the one-pass kernel splits the keys over more
- * CTAs and a combine merges them (flash decoding), for any row count, the decode steps' few rows included.
+ * gathers the rows again, where the GEMMs read them once for all heads). `split` (word `mla-split`): from
+ * `splitMinRows` rows, where rows × head groups fill fewer CTAs than the device has SMs, the one-pass kernel
+ * splits the keys over more CTAs and a combine merges them (flash decoding). Measured (bench/sparse-mla-fused.ts,
+ * H100, 16 heads, k 2 048, 2026-12-06 19:00): 16 rows 0.048 ms split against 0.069 gathered GEMMs and 0.139
+ * unsplit, 64 rows 0.084 against 0.205 and 0.141; but one row 0.068 against the GEMMs' 0.040 (the combine,
+ * a warp per row and head looping over its splits, keeps one load in flight a lane), so fewer rows keep the GEMMs.
  */
 export const sparseMlaTune = {
   gemm: gemmPathOn('mla', true), fused: gemmPathOn('mla-fused', true), flash: gemmPathOn('mla-flash', true), split: gemmPathOn('mla-split', true),
-  fusedMaxHeads: 16, fusedMinRows: 64, splitMinRows: 1,
+  fusedMaxHeads: 16, fusedMinRows: 64, splitMinRows: 16,
 };
 
 const SOFTMAX_SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'i64', 'f64', 'p', 'p', 'p'];
@@ -156,9 +159,9 @@ function flashPath(b: CudaBackend, src: 'bf16' | 'f32', out: View, lse: View, q:
     const kern = b.rt.modules.get('sparse_mla_flash', `sparse_mla_flash_split_${src}`, SPLIT_SIG);
     if (smem > 48 * 1024) kern.setMaxDynamicSmem(smem, C.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES);
     kern.launch(N, FLASH.NT, smem, [N, H, D, dv, k, rows, W, scale, b.address(q), b.address(kv), b.address(indices), tps, po.ptr, plse.ptr], groups, S);
-    // a CTA per (row, head), 4 columns a thread (dv % 128 == 0: whole float4s, at least one warp)
+    const warps = 8;
     b.rt.modules.get('sparse_mla_flash', 'sparse_mla_split_combine', COMBINE_SIG)
-      .launch(N * H, Math.min(dv / 4, 128), 0, [N * H, dv, S, po.ptr, plse.ptr, b.address(out), b.address(lse)]);
+      .launch(Math.ceil((N * H) / warps), 32 * warps, 0, [N * H, dv, S, po.ptr, plse.ptr, b.address(out), b.address(lse)]);
   } finally {
     po.dispose();
     plse.dispose();
