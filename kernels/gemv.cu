@@ -187,19 +187,14 @@ __device__ __forceinline__ void e4m3x16_to_f32(const uint4& v, float (&f)[16]) {
     }
   }
 }
-template <class TO, int MM>
-__device__ void gemv_e4m3_block(int64_t N, int64_t K, TO* out, const uint8_t* x, const float* sx, const uint8_t* w, const float* sw, int64_t swp) {
+// The block-scaled FP8 dot shared by gemv_e4m3_block and grouped_gemv_e4m3: R = 2 weight rows (wrow, and
+// srow their 128-block scales along k) against `rows` ≤ MM activation rows, xrow(m) row m's codes and
+// xscale(m, kb) its scale of 128-block kb; out[m·ldo + n0 + r] as reduce_store writes it.
+template <int MM, class TO, class XRow, class XScale>
+__device__ __forceinline__ void e4m3_rows_dot(const uint4* const (&wrow)[2], const float* const (&srow)[2], int rows, int64_t K, XRow xrow,
+                                              XScale xscale, int64_t n0, int64_t N, TO* out, int64_t ldo) {
   constexpr int R = 2;
   const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
-  const int64_t n0 = (int64_t)blockIdx.x * R;
-  const uint4* wrow[R];
-  const float* srow[R];
-#pragma unroll
-  for (int r = 0; r < R; r++) {
-    const int64_t n = min(n0 + r, N - 1);  // a missing last row re-reads row N−1, never written
-    wrow[r] = reinterpret_cast<const uint4*>(w + n * K);
-    srow[r] = sw + (n >> 7) * swp;
-  }
   float acc[R][MM];
 #pragma unroll
   for (int r = 0; r < R; r++)
@@ -215,9 +210,10 @@ __device__ void gemv_e4m3_block(int64_t N, int64_t K, TO* out, const uint8_t* x,
     }
 #pragma unroll
     for (int m = 0; m < MM; m++) {
+      if (m >= rows) break;
       float xf[16];
-      e4m3x16_to_f32(reinterpret_cast<const uint4*>(x + m * K)[kv], xf);
-      const float s = sx[kb * MM + m];
+      e4m3x16_to_f32(reinterpret_cast<const uint4*>(xrow(m))[kv], xf);
+      const float s = xscale(m, kb);
 #pragma unroll
       for (int r = 0; r < R; r++) {
         float d = 0.0f;
@@ -228,7 +224,22 @@ __device__ void gemv_e4m3_block(int64_t N, int64_t K, TO* out, const uint8_t* x,
     }
   };
   stream_rows<R>(wrow, (int64_t)wid * 32 + lane, (int64_t)nw * 32, K / 16, step);
-  reduce_store<R, MM>(acc, n0, N, out, N);
+  reduce_store<R, MM>(acc, n0, N, out, ldo, rows);
+}
+
+template <class TO, int MM>
+__device__ void gemv_e4m3_block(int64_t N, int64_t K, TO* out, const uint8_t* x, const float* sx, const uint8_t* w, const float* sw, int64_t swp) {
+  constexpr int R = 2;
+  const int64_t n0 = (int64_t)blockIdx.x * R;
+  const uint4* wrow[R];
+  const float* srow[R];
+#pragma unroll
+  for (int r = 0; r < R; r++) {
+    const int64_t n = min(n0 + r, N - 1);  // a missing last row re-reads row N−1, never written
+    wrow[r] = reinterpret_cast<const uint4*>(w + n * K);
+    srow[r] = sw + (n >> 7) * swp;
+  }
+  e4m3_rows_dot<MM>(wrow, srow, MM, K, [&](int m) { return x + m * K; }, [&](int m, int64_t kb) { return sx[kb * MM + m]; }, n0, N, out, N);
 }
 #define GEMV8(TN, TO, MM)                                                                                              \
   extern "C" __global__ void gemv_e4m3_block_##TN##_m##MM(int64_t N, int64_t K, TO* out, const uint8_t* x,             \
@@ -254,7 +265,6 @@ __device__ void grouped_gemv_e4m3(int64_t M, int64_t N, int64_t K, int64_t E, TO
   int seg, rows;
   int64_t r0;
   if (!gg_tile<R>(M, N, E, off, out, n0, &seg, &r0, &rows)) return;
-  const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
   const int64_t nbK = (K + 127) >> 7, nbN = (N + 127) >> 7;
   const uint4* wrow[R];
   const float* srow[R];
@@ -264,36 +274,8 @@ __device__ void grouped_gemv_e4m3(int64_t M, int64_t N, int64_t K, int64_t E, TO
     wrow[r] = reinterpret_cast<const uint4*>(w8 + ((int64_t)seg * N + n) * K);
     srow[r] = sw + ((int64_t)seg * nbN + (n >> 7)) * nbK;
   }
-  float acc[R][GG_MM];
-#pragma unroll
-  for (int r = 0; r < R; r++)
-#pragma unroll
-    for (int m = 0; m < GG_MM; m++) acc[r][m] = 0.0f;
-  auto step = [&](int64_t kv, const uint4 (&wv)[R]) {
-    const int64_t kb = kv >> 3;  // 8 vectors of 16 codes per 128-block
-    float wf[R][16], ws[R];
-#pragma unroll
-    for (int r = 0; r < R; r++) {
-      e4m3x16_to_f32(wv[r], wf[r]);
-      ws[r] = srow[r][kb];
-    }
-#pragma unroll
-    for (int m = 0; m < GG_MM; m++) {
-      if (m >= rows) break;
-      float xf[16];
-      e4m3x16_to_f32(reinterpret_cast<const uint4*>(q + (r0 + m) * K)[kv], xf);
-      const float s = sq[(r0 + m) * nbK + kb];
-#pragma unroll
-      for (int r = 0; r < R; r++) {
-        float d = 0.0f;
-#pragma unroll
-        for (int k = 0; k < 16; k++) d = fmaf(wf[r][k], xf[k], d);
-        acc[r][m] = fmaf(d, s * ws[r], acc[r][m]);
-      }
-    }
-  };
-  stream_rows<R>(wrow, (int64_t)wid * 32 + lane, (int64_t)nw * 32, K / 16, step);
-  reduce_store<R, GG_MM>(acc, n0, N, out + r0 * N, N, rows);
+  e4m3_rows_dot<GG_MM>(wrow, srow, rows, K, [&](int m) { return q + (r0 + m) * K; }, [&](int m, int64_t kb) { return sq[(r0 + m) * nbK + kb]; }, n0, N,
+                       out + r0 * N, N);
 }
 #define GGEMV8(TN, TO)                                                                                                 \
   extern "C" __global__ void grouped_gemv_e4m3_##TN(int64_t M, int64_t N, int64_t K, int64_t E, TO* out, const uint8_t* q, \
