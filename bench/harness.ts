@@ -241,10 +241,13 @@ export async function profiledOnce(be: Backend, fn: () => unknown): Promise<{ ms
  * back to back, as a CUDA graph replays them, so an op's time is its kernels' device time without the host's
  * enqueue cost. fn must not read the device (a read waits for the hold). Returns the host's enqueue time,
  * the device span from the first op to the last, the table, whether the hold outlasted the enqueue (if not,
- * the host's gaps are in the times: a cuMemAlloc, which waits for the device, is the usual cause) and the
- * cuMemAlloc calls fn made. The eager index checks, which read the device, are off meanwhile.
+ * the host's gaps are in the times), the cuMemAlloc calls fn made (one waits for the device), and the op
+ * whose single call took the host longest (where the host waited, when it did). The eager index checks,
+ * which read the device, are off meanwhile.
  */
-export async function gpuTimedOnce(fn: () => unknown, holdMs = 500): Promise<{ hostMs: number; spanMs: number; heldThrough: boolean; driverAllocs: number; table: string }> {
+export async function gpuTimedOnce(fn: () => unknown, holdMs = 500): Promise<{
+  hostMs: number; spanMs: number; heldThrough: boolean; driverAllocs: number; hostWait: { op: string; ms: number } | null; table: string;
+}> {
   const be = cudaBackend();
   const pool: CudaEvent[] = [];
   const timer: OpTimer<CudaEvent> = { mark: () => (pool.pop() ?? be.event()).record(), ms: (a, b) => b.since(a), release: (e) => pool.push(e) };
@@ -265,7 +268,10 @@ export async function gpuTimedOnce(fn: () => unknown, holdMs = 500): Promise<{ h
       end.record();
       const heldThrough = !start.done();
       end.synchronize();
-      return { hostMs, spanMs: end.since(start), heldThrough, driverAllocs: be.memoryStats().driverAllocs - allocs0, table: prof.table() };
+      // the op whose one call held the host longest: where it waited on the device, if it did
+      let hostWait: { op: string; ms: number } | null = null;
+      for (const [op, o] of prof.ops) if (!hostWait || o.hostMaxMs > hostWait.ms) hostWait = { op, ms: o.hostMaxMs };
+      return { hostMs, spanMs: end.since(start), heldThrough, driverAllocs: be.memoryStats().driverAllocs - allocs0, hostWait, table: prof.table() };
     });
   } finally {
     be.eagerIndexChecks = checks;

@@ -136,7 +136,7 @@ for (const C of contexts) {
         await releaseDeadTensors(device);
         p = await gpuTimedOnce(fwd);
       }
-      line({ what: 'decode-profile', ctx: C, device_span_ms: p.spanMs, host_enqueue_ms: p.hostMs, held_through: p.heldThrough, driver_allocs: p.driverAllocs });
+      line({ what: 'decode-profile', ctx: C, device_span_ms: p.spanMs, host_enqueue_ms: p.hostMs, held_through: p.heldThrough, driver_allocs: p.driverAllocs, host_wait: p.hostWait });
       process.stderr.write(`--- decode ctx ${C}: one step, each op's kernels timed by CUDA events behind a hold (device span ${p.spanMs.toFixed(3)} ms, host enqueue ${p.hostMs.toFixed(1)} ms${p.heldThrough ? '' : ', NOT held through: host gaps included'})\n${p.table}\n`);
     } else {
       const p = await profiledOnce(T.getBackend(device), fwd);

@@ -25,6 +25,8 @@ interface Shaped {
 export interface OpProfile {
   calls: number;
   ms: number;
+  /** the longest host time of one call (with a timer, where the host waited on the device shows here) */
+  hostMaxMs: number;
   /** argument signature → [calls, ms] */
   bySig: Map<string, [number, number]>;
   /** names noted (e.g. kernels launched) while this op ran → count */
@@ -86,7 +88,7 @@ export function profileBackend<M>(be: Backend, timer?: OpTimer<M>): BackendProfi
     target[n] = function (this: unknown, ...args: unknown[]) {
       if (depth > 0) return orig.apply(this, args);
       let op = ops.get(n);
-      if (!op) ops.set(n, (op = { calls: 0, ms: 0, bySig: new Map(), notes: new Map() }));
+      if (!op) ops.set(n, (op = { calls: 0, ms: 0, hostMaxMs: 0, bySig: new Map(), notes: new Map() }));
       if (!timer) sync();
       const t = performance.now();
       const m0 = timer?.mark();
@@ -98,8 +100,10 @@ export function profileBackend<M>(be: Backend, timer?: OpTimer<M>): BackendProfi
         if (!timer) sync();
         depth--;
         current = null;
+        const host = performance.now() - t;
+        if (host > op.hostMaxMs) op.hostMaxMs = host;
         if (timer) pending.push([op, signature(args), m0!, timer.mark()]);
-        else account(op, signature(args), performance.now() - t);
+        else account(op, signature(args), host);
       }
     };
   }
