@@ -99,7 +99,10 @@ GEMV1(float, f32, 1)
 // [off[e], off[e+1]) of x's rows (the contract of grouped_matmul in kernels/moe.cu, W [E, N, K] bf16). A decode
 // step has a row or a few per expert (batch 1: k rows, one per picked expert), where the tensor-core kernel's
 // 128 × 128 tiles multiply zeros and its few busy CTAs stream the weights through a 3-stage ring far below
-// copy bandwidth (~50 µs for 4 rows × 512 × 2048 on an H100, 2026-12-06). Here, as gemv_rows: a block owns
+// copy bandwidth. Measured (bench/moe.ts, H100, 2026-12-06): 4 rows of the mid config's gate projection
+// (N 512, K 2 048, four experts) 0.022 ms here against 0.044 on the tensor cores (383 GB/s of weights: still
+// latency-bound), but its down projection (N 2 048, K 512) 0.024 against 0.018, and 64 rows 0.117 against
+// 0.045 — so the host takes this kernel only for ≤ 8 rows with K ≥ N (moeTune). Here, as gemv_rows: a block owns
 // R = 2 weight rows of one segment's expert and up to GG_MM of its x rows (a row tile of segments.cuh with
 // BM = GG_MM), its warps split k, each lane streams 16 bytes of both rows a step, two steps in flight; the x
 // rows come through L1. grid = (⌈N/2⌉, ⌈M/GG_MM⌉ + min(E + 2, M)) bounds the tiles (each non-empty segment adds

@@ -218,7 +218,10 @@ MLA_SOURCE_ENTRIES(sparse_mla_flash, sparse_mla_flash, FL_NT)
 
 // Split mode (flash decoding), for few query rows: with N × ⌈H/16⌉ CTAs far below the SM count, one CTA
 // walking all k keys leaves most SMs idle (one row: 0.136 ms at k 2 048 on an H100, where the gathered
-// GEMMs took 0.039). grid.z = S splits of tps tiles each; split z writes its own normalised partial
+// GEMMs took 0.039). Split, 16 rows took 0.048 ms (unsplit 0.139, GEMMs 0.069) and 64 rows 0.084 (0.141,
+// 0.205), but one row 0.068: the combine below, a warp per row and head with one load per lane in flight
+// over the splits, then costs more than the split saves, so the host splits from 16 rows (sparseMlaTune,
+// H100, 2026-12-06). grid.z = S splits of tps tiles each; split z writes its own normalised partial
 // o_z = O_z / l_z (f32) and lse_z = m_z + ln l_z over its keys to po [S, N, H, dv], plse [S, N, H], and
 // sparse_mla_split_combine merges them:
 //   lse = ln Σ_z e^{lse_z},   out = rnd_bf16(Σ_z e^{lse_z − lse} · o_z)    (out = 0, lse = −inf with no valid key)
