@@ -105,9 +105,10 @@ for (const C of contexts) {
     await releaseDeadTensors(device);
   }
   let next = 1;
+  // one decode step as the engine runs it (no positions' top-k), its logits left on the device
+  const forwardNext = () => model.forward([[next]], { numerics, mode, cache, logits: 'last', topk: false });
   const step = (): void => {
-    const r = model.forward([[next]], { numerics, mode, cache, logits: 'last', topk: false });
-    const l = r.logits!.toFloat32();
+    const l = forwardNext().logits!.toFloat32();
     let best = 0;
     for (let j = 1; j < V; j++) if (l[j]! > l[best]!) best = j;
     next = best;
@@ -125,21 +126,20 @@ for (const C of contexts) {
   line({ what: 'decode', ctx: C, ms, tokens_per_s: 1e3 / ms, bytes, copy_GBps: bw, ...(roofMs === null ? {} : { roofline_ms: roofMs, x_roofline: ms / roofMs }) });
   if (profile) {
     await releaseDeadTensors(device);
-    const fwd = (): unknown => model.forward([[next]], { numerics, mode, cache, logits: 'last', topk: false });
     if (onGpu) {
       // a step whose allocations miss the cache calls cuMemAlloc, which waits for the device (the hold): a
       // step run just before at the next position leaves blocks of the sizes it needs (sizes change with the
       // context only every 8–128 positions), so the profiled step is tried up to three times
-      let p = await gpuTimedOnce(fwd);
+      let p = await gpuTimedOnce(forwardNext);
       for (let attempt = 1; attempt < 3 && !p.heldThrough; attempt++) {
-        fwd();
+        forwardNext();
         await releaseDeadTensors(device);
-        p = await gpuTimedOnce(fwd);
+        p = await gpuTimedOnce(forwardNext);
       }
       line({ what: 'decode-profile', ctx: C, device_span_ms: p.spanMs, host_enqueue_ms: p.hostMs, held_through: p.heldThrough, driver_allocs: p.driverAllocs, host_wait: p.hostWait });
       process.stderr.write(`--- decode ctx ${C}: one step, each op's kernels timed by CUDA events behind a hold (device span ${p.spanMs.toFixed(3)} ms, host enqueue ${p.hostMs.toFixed(1)} ms${p.heldThrough ? '' : ', NOT held through: host gaps included'})\n${p.table}\n`);
     } else {
-      const p = await profiledOnce(T.getBackend(device), fwd);
+      const p = await profiledOnce(T.getBackend(device), forwardNext);
       process.stderr.write(`--- decode ctx ${C}: one step with every op timed: ${p.ms.toFixed(1)} ms\n${p.table}\n`);
     }
   }

@@ -55,34 +55,47 @@ __device__ __forceinline__ void reduce_store(const float (&acc)[R][MM], int64_t 
   }
 }
 
-template <class T, int MM, int R>
-__device__ void gemv_rows(int64_t N, int64_t K, T* out, int64_t ldo, const T* x, int64_t ldx, const T* w, int64_t ldw) {
+// The dot of R weight rows (wrow: 16-byte vectors of T along k) with `rows` ≤ MM activation rows (xrow(m)
+// of T, the same layout), shared by gemv_rows and grouped_gemv_bf16: each lane converts its weight vectors
+// once a step and FMAs them against every row's; out[m·ldo + n0 + r] as reduce_store writes it.
+template <class T, int MM, int R, class XRow, class TO>
+__device__ __forceinline__ void rows_dot(const Vec<T, 16 / sizeof(T)>* const (&wrow)[R], int rows, int64_t K, XRow xrow, int64_t n0, int64_t N,
+                                         TO* out, int64_t ldo) {
   constexpr int VEC = 16 / sizeof(T);
   const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
-  const int64_t n0 = (int64_t)blockIdx.x * R;
   float acc[R][MM];
 #pragma unroll
   for (int r = 0; r < R; r++)
 #pragma unroll
     for (int m = 0; m < MM; m++) acc[r][m] = 0.0f;
-  const Vec<T, VEC>* wrow[R];
-#pragma unroll
-  for (int r = 0; r < R; r++) wrow[r] = reinterpret_cast<const Vec<T, VEC>*>(w + min(n0 + r, N - 1) * ldw);  // a missing last row re-reads row N−1, never written
   auto step = [&](int64_t kv, const Vec<T, VEC> (&wv)[R]) {  // kv: this lane's 16-byte vector along k
+    float wf[R][VEC];
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+      for (int k = 0; k < VEC; k++) wf[r][k] = to_f<T>(wv[r].v[k]);
 #pragma unroll
     for (int m = 0; m < MM; m++) {
-      const Vec<T, VEC> xv = reinterpret_cast<const Vec<T, VEC>*>(x + m * ldx)[kv];
-      float xf[VEC];
-#pragma unroll
-      for (int k = 0; k < VEC; k++) xf[k] = to_f<T>(xv.v[k]);
+      if (m >= rows) break;
+      const Vec<T, VEC> xv = reinterpret_cast<const Vec<T, VEC>*>(xrow(m))[kv];
 #pragma unroll
       for (int r = 0; r < R; r++)
 #pragma unroll
-        for (int k = 0; k < VEC; k++) acc[r][m] = fmaf(to_f<T>(wv[r].v[k]), xf[k], acc[r][m]);
+        for (int k = 0; k < VEC; k++) acc[r][m] = fmaf(wf[r][k], to_f<T>(xv.v[k]), acc[r][m]);
     }
   };
   stream_rows<R>(wrow, (int64_t)wid * 32 + lane, (int64_t)nw * 32, K / VEC, step);
-  reduce_store<R, MM>(acc, n0, N, out, ldo);
+  reduce_store<R, MM>(acc, n0, N, out, ldo, rows);
+}
+
+template <class T, int MM, int R>
+__device__ void gemv_rows(int64_t N, int64_t K, T* out, int64_t ldo, const T* x, int64_t ldx, const T* w, int64_t ldw) {
+  constexpr int VEC = 16 / sizeof(T);
+  const int64_t n0 = (int64_t)blockIdx.x * R;
+  const Vec<T, VEC>* wrow[R];
+#pragma unroll
+  for (int r = 0; r < R; r++) wrow[r] = reinterpret_cast<const Vec<T, VEC>*>(w + min(n0 + r, N - 1) * ldw);  // a missing last row re-reads row N−1, never written
+  rows_dot<T, MM, R>(wrow, MM, K, [&](int m) { return x + m * ldx; }, n0, N, out, ldo);
 }
 
 #define GEMV1(T, TN, MM)                                                                                               \
@@ -137,35 +150,11 @@ extern "C" __global__ void grouped_gemv_bf16(int64_t M, int64_t N, int64_t K, in
   int seg, rows;
   int64_t r0;
   if (!gg_tile<R>(M, N, E, off, out, n0, &seg, &r0, &rows)) return;
-  const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
   const __nv_bfloat16* We = W + (int64_t)seg * N * K;
-  const __nv_bfloat16* xs = x + r0 * K;
-  float acc[R][GG_MM];
-#pragma unroll
-  for (int r = 0; r < R; r++)
-#pragma unroll
-    for (int m = 0; m < GG_MM; m++) acc[r][m] = 0.0f;
   const Vec<__nv_bfloat16, VEC>* wrow[R];
 #pragma unroll
   for (int r = 0; r < R; r++) wrow[r] = reinterpret_cast<const Vec<__nv_bfloat16, VEC>*>(We + min(n0 + r, N - 1) * K);
-  auto step = [&](int64_t kv, const Vec<__nv_bfloat16, VEC> (&wv)[R]) {
-    float wf[R][VEC];
-#pragma unroll
-    for (int r = 0; r < R; r++)
-#pragma unroll
-      for (int k = 0; k < VEC; k++) wf[r][k] = to_f<__nv_bfloat16>(wv[r].v[k]);
-#pragma unroll
-    for (int m = 0; m < GG_MM; m++) {
-      if (m >= rows) break;
-      const Vec<__nv_bfloat16, VEC> xv = reinterpret_cast<const Vec<__nv_bfloat16, VEC>*>(xs + m * K)[kv];
-#pragma unroll
-      for (int r = 0; r < R; r++)
-#pragma unroll
-        for (int k = 0; k < VEC; k++) acc[r][m] = fmaf(wf[r][k], to_f<__nv_bfloat16>(xv.v[k]), acc[r][m]);
-    }
-  };
-  stream_rows<R>(wrow, (int64_t)wid * 32 + lane, (int64_t)nw * 32, K / VEC, step);
-  reduce_store<R, GG_MM>(acc, n0, N, out + r0 * N, N, rows);
+  rows_dot<__nv_bfloat16, GG_MM, R>(wrow, rows, K, [&](int m) { return x + (r0 + m) * K; }, n0, N, out + r0 * N, N);
 }
 
 // Decode with DeepSeek's FP8 block scaling, M = MM rows (1, 2, 3, 5, 6, 7):

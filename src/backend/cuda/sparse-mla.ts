@@ -141,8 +141,8 @@ function flashPath(b: CudaBackend, src: 'bf16' | 'f32', out: View, lse: View, q:
   // Q [16][D + 8], two tiles [64][D + 8] bf16, P [16][72] bf16, S [16][68] f32, α/m/l [3·16] f32, indices [kt] i32
   // (kt: the entries one CTA walks, all k or its split's tiles, rounded up to whole tiles)
   const tiles = Math.ceil(k / FLASH.TK);
-  const tps = Math.ceil(tiles / split);
-  const kt = (split > 1 ? tps : tiles) * FLASH.TK;
+  const tps = Math.ceil(tiles / split); // tiles a CTA walks (all of them unsplit)
+  const kt = tps * FLASH.TK;
   const smem = 2 * ((FLASH.HG + 2 * FLASH.TK) * (D + 8) + FLASH.HG * (FLASH.TK + 8)) + 4 * (FLASH.HG * (FLASH.TK + 4) + 3 * FLASH.HG) + 4 * kt;
   if (smem > b.rt.info.maxSharedPerBlockOptin) return false;
   const groups = Math.ceil(H / FLASH.HG);
