@@ -48,6 +48,7 @@ import type { Selection } from '../model/indexer.js';
 import { Rng } from '../tensor/random.js';
 import { fromArray, type Tensor } from '../tensor/tensor.js';
 import { indexSelect } from '../tensor/ops/indexing.js';
+import { greedyPick } from '../tensor/ops/greedy.js';
 import type { MlaCacheFormat } from '../tensor/ops/sparse-mla.js';
 import { BLOCK_TOKENS, BlockPool } from './block-pool.js';
 import { EventStream } from './event-stream.js';
@@ -115,6 +116,14 @@ export interface EngineOptions {
    * up to 7, one fewer than the cores.
    */
   samplerThreads?: number;
+  /**
+   * Pick greedy tokens where the logits are (greedyPick, src/tensor/ops/greedy.ts): a step whose rows all
+   * sample at temperature 0 without top logprobs, masks or drafts reads back a token and a logprob per
+   * row instead of the rows. Default: on when the model's device is not the CPU (where the logits already
+   * are on the host, and the sampler pool spreads the rows over threads). Tokens are the host sampler's;
+   * logprobs agree to rounding (the op's header).
+   */
+  deviceGreedy?: boolean;
 }
 
 /** The engine does not take requests any more (draining or closed). */
@@ -176,6 +185,8 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
   /** the decode graph runner, when graphs are on and the device can capture */
   private graphs: DecodeRunner | null = null;
   private readonly samplers: SamplerPool | null;
+  private readonly deviceGreedy: boolean;
+  private greedyDeviceSteps = 0;
   /** between steps: the dead tensors' device memory back to the allocator's cache (releaseEvery) */
   private readonly releaseMemory: () => Promise<void>;
 
@@ -220,6 +231,7 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
     const threads = opts.samplerThreads ?? defaultSamplerThreads(cfg.vocabSize);
     if (!Number.isInteger(threads) || threads < 0 || threads > 64) bad('samplerThreads', 'an integer in [0, 64]', threads);
     this.samplers = threads > 0 ? new SamplerPool(threads) : null;
+    this.deviceGreedy = opts.deviceGreedy ?? (model.device !== undefined && model.device !== 'cpu');
     this.releaseMemory = model.device ? releaseEvery(model.device) : async () => {};
     this.scheduler = new Scheduler(this.blockPool, { maxNumSeqs, maxBatchTokens });
     this.eos = opts.eosTokenIds ?? cfg.eosTokenIds;
@@ -273,6 +285,7 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
       draftProposed: this.draftProposed,
       draftAccepted: this.draftAccepted,
       generatedTokens: this.generated,
+      greedyDeviceSteps: this.greedyDeviceSteps,
     };
   }
 
@@ -451,10 +464,12 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
     const graphed = graphable ? this.graphs!.step(batch) : null;
     const out = graphed ? null : this.model.step(batch, this.cachePool!, { ...this.stepOpts, record: { topk: wantTopk } });
     if (out && !out.logits) throw new DsvError('engine: the model step returned no logits');
-    const logits = (graphed?.logits ?? out!.logits!).toFloat32();
+    const logitsT = graphed?.logits ?? out!.logits!;
+    let hostLogits: Float32Array | null = null;
+    const logits = (): Float32Array => (hostLogits ??= logitsT.toFloat32());
     const routes = wantRoutes ? (graphed?.routes ?? out!.routes).map((r) => (r ? (r.toHost() as Int32Array) : null)) : null;
     const topk = wantTopk ? out!.topk.map((s) => ({ width: s.width, idx: s.idx.toHost() as Int32Array })) : null;
-    const row = (r: number): Float32Array => logits.subarray(r * V, (r + 1) * V);
+    const row = (r: number): Float32Array => logits().subarray(r * V, (r + 1) * V);
     // prompt rows this step computed, by position (chunk row i is position start + i)
     const promptRows = (c: ScheduledChunk, rec: { rows: number } | null, put: (p: number, flat: number) => void): void => {
       if (!rec) return;
@@ -485,7 +500,8 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
       const p = st.request.params;
       return { row: firstRow.get(c)!, params: p, u: p.temperature === 0 ? null : st.rng!.uniform(), logprobs: p.logprobs, mask: p.returnSamplingMask };
     });
-    const plainResults = this.samplers?.usable && jobs.length > 1 ? this.samplers.sample(logits, V, jobs) : jobs.map((j) => sampleOne(row(j.row), j));
+    const plainResults = this.pickOnDevice(logitsT, chunks, jobs) ??
+      (this.samplers?.usable && jobs.length > 1 ? this.samplers.sample(logits(), V, jobs) : jobs.map((j) => sampleOne(row(j.row), j)));
     const sampled = new Map(plain.map((c, i) => [c, plainResults[i]!]));
 
     // per chunk: the flat row of every emitted token's logits, for the MTP pass below
@@ -534,6 +550,22 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
       if (this.spec > 0) proposeFrom.push({ c, row: flat0 + c.len - 1 - c.drafts + emitted.length - 1 });
     }
     if (this.spec > 0) this.propose(batch, out, chunks, proposeFrom);
+  }
+
+  /**
+   * The step's samples from greedyPick on the logits' device, when every sampling row of the step is a plain
+   * greedy one (no drafts, top logprobs or mask); null otherwise, and when a row has no greedy token (a NaN
+   * or all −∞): the host sampler then takes the whole step and names the bad logit.
+   */
+  private pickOnDevice(logits: Tensor, chunks: ScheduledChunk[], jobs: SampleJob[]): SampleResult[] | null {
+    if (!this.deviceGreedy || jobs.length === 0 || jobs.some((j) => j.u !== null || j.logprobs > 0 || j.mask)) return null;
+    if (chunks.some((c) => c.sample && c.drafts > 0)) return null;
+    const g = greedyPick(logits);
+    const token = g.token.toHost() as Int32Array;
+    const logprob = g.logprob.toHost() as Float64Array;
+    if (jobs.some((j) => token[j.row]! < 0)) return null;
+    this.greedyDeviceSteps++;
+    return jobs.map((j) => ({ token: token[j.row]!, logprob: logprob[j.row]! }));
   }
 
   private emitToken(st: SeqState, res: SampleResult, flat: number, routes: (Int32Array | null)[] | null, topk: { width: number; idx: Int32Array }[] | null): void {

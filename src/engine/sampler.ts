@@ -25,6 +25,7 @@
 // The sampling mask is K as ascending token ids; packMasks lays a list of them out in CSR.
 import { DsvError } from '../errors.js';
 import type { Rng } from '../tensor/random.js';
+import { logPartition, rowArgmax } from '../backend/cpu/greedy.js';
 
 export interface FilterParams {
   temperature: number;
@@ -201,29 +202,17 @@ export function distribution(row: ArrayLike<number>, params: FilterParams): Dist
   // max z and its first index in one pass (a NaN fails every comparison, so it is checked once after);
   // z/τ is monotone in z for τ > 0, so max(z/τ) = (max z)/τ — the same double as the per-element
   // division gives at the maximum
-  let best = 0;
-  let zBest = row[0]!;
-  let nan = zBest !== zBest;
-  for (let v = 1; v < V; v++) {
-    const z = row[v]!;
-    if (z > zBest) {
-      zBest = z;
-      best = v;
-    } else if (z !== z) nan = true;
-  }
+  const { best, zBest, nan } = rowArgmax(row, 0, V);
   if (nan) {
     for (let v = 0; v < V; v++) if (Number.isNaN(row[v]!)) throw new SamplerError(`sampler: logit of token ${v} is NaN`);
   }
   const zmax = zBest / tau;
   if (zmax === -Infinity) throw new SamplerError('sampler: every logit is −∞');
-  if (greedy) {
-    // the log-partition alone (for the logprob), the same sum as below without keeping the terms: with a
-    // V-wide array per row, a CPU profile of 64-row greedy engine steps at V = 32 000 (this repository's
-    // 2-core machine) spent 0.6 s in the garbage collector for every 1.16 s in this function
-    let sum = 0;
-    for (let v = 0; v < V; v++) sum += Math.exp(row[v]! - zmax);
-    return new Distribution(V, Int32Array.of(best), Float64Array.of(1), 1, zmax + Math.log(sum), tau);
-  }
+  // greedy: the log-partition alone (for the logprob), without keeping the terms: with a V-wide array per
+  // row, a CPU profile of 64-row greedy engine steps at V = 32 000 (this repository's 2-core machine)
+  // spent 0.6 s in the garbage collector for every 1.16 s in this function. The same functions as the
+  // greedyPick op's CPU reference (src/tensor/ops/greedy.ts), so a row picked on the device agrees.
+  if (greedy) return new Distribution(V, Int32Array.of(best), Float64Array.of(1), 1, logPartition(row, 0, V, zmax), tau);
   const e = new Float64Array(V);
   let sum = 0;
   for (let v = 0; v < V; v++) {

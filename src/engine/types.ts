@@ -113,6 +113,8 @@ export interface EngineStats {
   draftAccepted: number;
   /** tokens generated so far */
   generatedTokens: number;
+  /** steps whose greedy tokens were picked on the model's device so far (EngineOptions.deviceGreedy) */
+  greedyDeviceSteps: number;
 }
 
 export interface Engine {
