@@ -1,7 +1,7 @@
 // Engine throughput on a random-weight model (a script, not a test):
 //   node dist/bench/engine.js [--device cpu|cuda] [--shape tiny|cpu-mid|mid | --model DIR] [--numerics f32|bf16]
 //        [--batches 1,4,16] [--prompt 64] [--gen 32] [--spec 0] [--vocab V] [--temperature 0]
-//        [--cuda-graphs on|off|both] [--sampler-threads N] [--kv-cache fp8|bf16|f32] [--device-greedy on|off|both]
+//        [--cuda-graphs on|off|both] [--sampler-threads N] [--kv-cache fp8|bf16|f32] [--device-sampling on|off|both]
 // For each batch size B, B concurrent requests (greedy unless --temperature) (distinct prompts, ignoreEos) of `prompt` tokens
 // generate `gen` tokens each. Reported per B: TTFT (first token after submission) mean, TPOT (mean gap
 // between a sequence's tokens after the first), decode throughput B / TPOT, end-to-end tokens/s, and the
@@ -15,9 +15,9 @@
 // effect on CUDA); 'both' runs each B twice, graphs off then on, so one run compares them. With graphs
 // the replayed steps do not pass through model.step, so modelShareOfEngine counts only eager steps;
 // graphReplays / graphCaptures say how many steps replayed and how many buckets were captured.
-// --device-greedy (default: the engine's, on off the CPU): greedy tokens picked where the logits are
-// (EngineOptions.deviceGreedy) instead of reading the logits back; 'both' runs it off then on;
-// greedyDeviceSteps counts the steps that did.
+// --device-sampling (default: the engine's, on off the CPU): tokens picked where the logits are
+// (EngineOptions.deviceSampling, unfiltered rows) instead of reading the logits back; 'both' runs it off
+// then on; deviceSampledSteps counts the steps that did.
 // One JSON line per B (per B and graph setting with 'both') on stdout.
 import { LLMEngine } from '../src/engine/engine.js';
 import type { EngineEvent } from '../src/engine/types.js';
@@ -42,12 +42,12 @@ if (!['on', 'off', 'both'].includes(graphsArg)) {
   process.exit(2);
 }
 const graphModes = graphsArg === 'both' ? [false, true] : [graphsArg === 'on'];
-const greedyArg = opt('--device-greedy');
-if (greedyArg !== undefined && !['on', 'off', 'both'].includes(greedyArg)) {
-  console.error(`engine bench: --device-greedy must be on, off or both, got "${greedyArg}"`);
+const samplingArg = opt('--device-sampling');
+if (samplingArg !== undefined && !['on', 'off', 'both'].includes(samplingArg)) {
+  console.error(`engine bench: --device-sampling must be on, off or both, got "${samplingArg}"`);
   process.exit(2);
 }
-const greedyModes: (boolean | undefined)[] = greedyArg === undefined ? [undefined] : greedyArg === 'both' ? [false, true] : [greedyArg === 'on'];
+const samplingModes: (boolean | undefined)[] = samplingArg === undefined ? [undefined] : samplingArg === 'both' ? [false, true] : [samplingArg === 'on'];
 // the engine's sampling threads (default: its own choice, defaultSamplerThreads; 0: the main thread only)
 const samplerThreads = opt('--sampler-threads') === undefined ? undefined : Number(opt('--sampler-threads'));
 
@@ -98,9 +98,9 @@ for (const B of batches) {
   const m0 = now();
   for (let i = 0; i < steps; i++) model.forward(Array.from({ length: B }, (_, b) => [(b + i) % cfg.vocabSize]), { cache, logits: 'last', numerics, mode }).logits!.toFloat32();
   const modelStep = (now() - m0) / steps;
-  for (const cudaGraphs of graphModes) for (const deviceGreedy of greedyModes) {
+  for (const cudaGraphs of graphModes) for (const deviceSampling of samplingModes) {
     const blocksPer = Math.ceil((P + G + 4) / 64);
-    const engine = new LLMEngine(model, { numBlocks: B * blocksPer + 2, maxNumSeqs: Math.max(B, 1), maxBatchTokens: Math.max(2048, B * (1 + spec)), numerics, speculativeTokens: spec, cudaGraphs, samplerThreads, cacheFormat: kvCache, deviceGreedy });
+    const engine = new LLMEngine(model, { numBlocks: B * blocksPer + 2, maxNumSeqs: Math.max(B, 1), maxBatchTokens: Math.max(2048, B * (1 + spec)), numerics, speculativeTokens: spec, cudaGraphs, samplerThreads, cacheFormat: kvCache, deviceSampling });
     inModel.ms = 0;
     inModel.steps = 0;
     const t0 = now();
@@ -146,7 +146,7 @@ for (const B of batches) {
       modelShareOfEngine: +(engineModel.ms / (end - t0)).toFixed(3),
       modelDecodeStepMs: +modelStep.toFixed(2),
       modelDecodeTokPerS: +((B * 1000) / modelStep).toFixed(1),
-      draftProposed: s.draftProposed, draftAccepted: s.draftAccepted, greedyDeviceSteps: s.greedyDeviceSteps,
+      draftProposed: s.draftProposed, draftAccepted: s.draftAccepted, deviceSampledSteps: s.deviceSampledSteps,
     }));
   }
 }

@@ -1,7 +1,8 @@
 // Load on the HTTP server (a script, not a test): a random-weight model with the real vocabulary (129280)
 // behind LLMEngine and the server in this process, and B concurrent streaming chat requests per level.
 //   node dist/bench/serve-load.js [--device cpu|cuda] [--shape tiny|cpu-mid|mid] [--numerics f32|bf16]
-//        [--batches 1,16,64] [--gen 32] [--fuzz 1000] [--skip-tokenizer] [--sampler-threads N]
+//        [--batches 1,16,64] [--gen 32] [--fuzz 1000] [--skip-tokenizer] [--sampler-threads N] [--temperature T]
+// --temperature: sent with every request (default: none, the API's default of 1, unfiltered).
 // --sampler-threads: the engine's sampling threads (default: the engine's own choice; 0 samples on the
 // main thread only), to compare threaded and inline sampling on one machine.
 // --skip-tokenizer serves without a tokenizer (as --skip-tokenizer-init) and streams /v1/completions with
@@ -26,6 +27,12 @@ const G = Number(arg('--gen', '32'));
 const fuzzN = Number(arg('--fuzz', '0'));
 const raw = process.argv.includes('--skip-tokenizer');
 const threadsArg = opt('--sampler-threads');
+const tempArg = opt('--temperature');
+const temperature = tempArg === undefined ? undefined : Number(tempArg);
+if (temperature !== undefined && !(temperature >= 0)) {
+  console.error(`serve-load: --temperature must be a number ≥ 0, got ${tempArg}`);
+  process.exit(2);
+}
 const samplerThreads = threadsArg === undefined ? undefined : Number(threadsArg);
 
 const cfg = randomConfig({ ...shapeOf(shape), vocab_size: 129280, max_position_embeddings: 4096 });
@@ -44,7 +51,7 @@ const pct = (xs: number[], p: number): number => {
 
 async function stream(i: number): Promise<{ ok: boolean; status: number; stamps: number[]; start: number; tokens: number }> {
   const start = performance.now();
-  const common = { max_tokens: G, ignore_eos: true, stream: true, return_token_ids: true, seed: i };
+  const common = { max_tokens: G, ignore_eos: true, stream: true, return_token_ids: true, seed: i, ...(temperature === undefined ? {} : { temperature }) };
   const res = raw
     ? await fetch(url + '/v1/completions', {
         method: 'POST', headers: { 'content-type': 'application/json' },
@@ -82,6 +89,7 @@ async function stream(i: number): Promise<{ ok: boolean; status: number; stamps:
 
 await stream(-1); // warm-up
 for (const B of batches) {
+  const sampled0 = engine.stats().deviceSampledSteps;
   const w0 = performance.now();
   const rs = await Promise.all(Array.from({ length: B }, (_, i) => stream(i)));
   const wall = (performance.now() - w0) / 1000;
@@ -89,9 +97,10 @@ for (const B of batches) {
   const tpot = rs.flatMap((r) => r.stamps.slice(1).map((s, j) => (s - r.stamps[j]!) / 1000));
   const tokens = rs.reduce((s, r) => s + r.tokens, 0);
   console.log(JSON.stringify({
-    shape, device, numerics, samplerThreads: threadsArg ?? 'default', batch: B, gen: G, completed: rs.filter((r) => r.ok).length, lost: rs.filter((r) => !r.ok).length,
+    shape, device, numerics, samplerThreads: threadsArg ?? 'default', temperature: temperature ?? 'default', batch: B, gen: G, completed: rs.filter((r) => r.ok).length, lost: rs.filter((r) => !r.ok).length,
     status5xx: rs.filter((r) => r.status >= 500).length, ttftP50: +pct(ttft, 50).toFixed(3), ttftP99: +pct(ttft, 99).toFixed(3),
     tpotP50ms: +(pct(tpot, 50) * 1000).toFixed(1), tpotP99ms: +(pct(tpot, 99) * 1000).toFixed(1), outputTokPerS: +(tokens / wall).toFixed(1), wallS: +wall.toFixed(2),
+    deviceSampledSteps: engine.stats().deviceSampledSteps - sampled0,
   }));
 }
 

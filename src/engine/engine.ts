@@ -48,12 +48,12 @@ import type { Selection } from '../model/indexer.js';
 import { Rng } from '../tensor/random.js';
 import { fromArray, type Tensor } from '../tensor/tensor.js';
 import { indexSelect } from '../tensor/ops/indexing.js';
-import { greedyPick } from '../tensor/ops/greedy.js';
+import { pickTokens } from '../tensor/ops/pick.js';
 import type { MlaCacheFormat } from '../tensor/ops/sparse-mla.js';
 import { BLOCK_TOKENS, BlockPool } from './block-pool.js';
 import { EventStream } from './event-stream.js';
 import { type ScheduledChunk, Scheduler } from './scheduler.js';
-import { type Distribution, checkFilterParams, distribution, drawFrom } from './sampler.js';
+import { type Distribution, checkFilterParams, distribution, drawFrom, unfiltered } from './sampler.js';
 import { releaseEvery } from '../tensor/memory.js';
 import { SamplerPool, defaultSamplerThreads, resultOf, sampleOne, type SampleJob, type SampleResult } from './sampler-pool.js';
 import { PromptIndexerTopk, PromptRoutes, Sequence } from './sequence.js';
@@ -117,13 +117,14 @@ export interface EngineOptions {
    */
   samplerThreads?: number;
   /**
-   * Pick greedy tokens where the logits are (greedyPick, src/tensor/ops/greedy.ts): a step whose rows all
-   * sample at temperature 0 without top logprobs, masks or drafts reads back a token and a logprob per
-   * row instead of the rows. Default: on when the model's device is not the CPU (where the logits already
-   * are on the host, and the sampler pool spreads the rows over threads). Tokens are the host sampler's;
-   * logprobs agree to rounding (the op's header).
+   * Sample where the logits are (pickTokens, src/tensor/ops/pick.ts): a step whose sampling rows are all
+   * unfiltered (no top-k, top-p or min-p; greedy or any temperature) without top logprobs, masks or drafts
+   * reads back a token and a logprob per row instead of the rows. Default: on when the model's device is
+   * not the CPU (where the logits already are on the host, and the sampler pool spreads the rows over
+   * threads). Greedy tokens are the host sampler's; a drawn token differs from it only on a tie within
+   * rounding, logprobs agree to rounding (the op's header).
    */
-  deviceGreedy?: boolean;
+  deviceSampling?: boolean;
 }
 
 /** The engine does not take requests any more (draining or closed). */
@@ -185,8 +186,8 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
   /** the decode graph runner, when graphs are on and the device can capture */
   private graphs: DecodeRunner | null = null;
   private readonly samplers: SamplerPool | null;
-  private readonly deviceGreedy: boolean;
-  private greedyDeviceSteps = 0;
+  private readonly deviceSampling: boolean;
+  private deviceSampledSteps = 0;
   /** between steps: the dead tensors' device memory back to the allocator's cache (releaseEvery) */
   private readonly releaseMemory: () => Promise<void>;
 
@@ -231,7 +232,7 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
     const threads = opts.samplerThreads ?? defaultSamplerThreads(cfg.vocabSize);
     if (!Number.isInteger(threads) || threads < 0 || threads > 64) bad('samplerThreads', 'an integer in [0, 64]', threads);
     this.samplers = threads > 0 ? new SamplerPool(threads) : null;
-    this.deviceGreedy = opts.deviceGreedy ?? (model.device !== undefined && model.device !== 'cpu');
+    this.deviceSampling = opts.deviceSampling ?? (model.device !== undefined && model.device !== 'cpu');
     this.releaseMemory = model.device ? releaseEvery(model.device) : async () => {};
     this.scheduler = new Scheduler(this.blockPool, { maxNumSeqs, maxBatchTokens });
     this.eos = opts.eosTokenIds ?? cfg.eosTokenIds;
@@ -285,7 +286,7 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
       draftProposed: this.draftProposed,
       draftAccepted: this.draftAccepted,
       generatedTokens: this.generated,
-      greedyDeviceSteps: this.greedyDeviceSteps,
+      deviceSampledSteps: this.deviceSampledSteps,
     };
   }
 
@@ -553,18 +554,27 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
   }
 
   /**
-   * The step's samples from greedyPick on the logits' device, when every sampling row of the step is a plain
-   * greedy one (no drafts, top logprobs or mask); null otherwise, and when a row has no greedy token (a NaN
-   * or all −∞): the host sampler then takes the whole step and names the bad logit.
+   * The step's samples from pickTokens on the logits' device, when every sampling row of the step is
+   * unfiltered with no drafts, top logprobs or mask; null otherwise, and when a row has no token (a NaN or
+   * all −∞): the host sampler then takes the whole step and names the bad logit. Rows without a job (a
+   * graph bucket's padding) are picked greedy and ignored.
    */
   private pickOnDevice(logits: Tensor, chunks: ScheduledChunk[], jobs: SampleJob[]): SampleResult[] | null {
-    if (!this.deviceGreedy || jobs.length === 0 || jobs.some((j) => j.u !== null || j.logprobs > 0 || j.mask)) return null;
-    if (chunks.some((c) => c.sample && c.drafts > 0)) return null;
-    const g = greedyPick(logits);
+    if (!this.deviceSampling || jobs.length === 0 || chunks.some((c) => c.sample && c.drafts > 0)) return null;
+    const V = logits.shape[1]!;
+    if (jobs.some((j) => j.logprobs > 0 || j.mask || !unfiltered(j.params, V))) return null;
+    const R = logits.shape[0]!;
+    const tau = new Float64Array(R);
+    const u = new Float64Array(R);
+    for (const j of jobs) {
+      tau[j.row] = j.params.temperature;
+      u[j.row] = j.u ?? 0;
+    }
+    const g = pickTokens(logits, tau, u);
     const token = g.token.toHost() as Int32Array;
     const logprob = g.logprob.toHost() as Float64Array;
     if (jobs.some((j) => token[j.row]! < 0)) return null;
-    this.greedyDeviceSteps++;
+    this.deviceSampledSteps++;
     return jobs.map((j) => ({ token: token[j.row]!, logprob: logprob[j.row]! }));
   }
 

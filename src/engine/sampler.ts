@@ -25,7 +25,7 @@
 // The sampling mask is K as ascending token ids; packMasks lays a list of them out in CSR.
 import { DsvError } from '../errors.js';
 import type { Rng } from '../tensor/random.js';
-import { logPartition, rowArgmax } from '../backend/cpu/greedy.js';
+import { partition, rowArgmax } from '../backend/cpu/pick.js';
 
 export interface FilterParams {
   temperature: number;
@@ -193,6 +193,11 @@ function prefixLength(sorted: Float64Array, n: number, cand: number, topP: numbe
   return end === n ? n : -1;
 }
 
+/** Whether no filter removes anything (K = the vocabulary of V ids): top-k ≤ 0 or ≥ V, top-p ≥ 1, min-p ≤ 0. */
+export function unfiltered(p: FilterParams, V: number): boolean {
+  return !(p.topK > 0 && p.topK < V) && !(p.topP < 1) && !(p.minP > 0);
+}
+
 /** K and its renormalised probabilities for one logits row (see the header for the rule). */
 export function distribution(row: ArrayLike<number>, params: FilterParams): Distribution {
   const V = row.length;
@@ -211,8 +216,8 @@ export function distribution(row: ArrayLike<number>, params: FilterParams): Dist
   // greedy: the log-partition alone (for the logprob), without keeping the terms: with a V-wide array per
   // row, a CPU profile of 64-row greedy engine steps at V = 32 000 (this repository's 2-core machine)
   // spent 0.6 s in the garbage collector for every 1.16 s in this function. The same functions as the
-  // greedyPick op's CPU reference (src/tensor/ops/greedy.ts), so a row picked on the device agrees.
-  if (greedy) return new Distribution(V, Int32Array.of(best), Float64Array.of(1), 1, logPartition(row, 0, V, zmax), tau);
+  // pickTokens op's CPU reference (src/backend/cpu/pick.ts), so a row picked on the device agrees.
+  if (greedy) return new Distribution(V, Int32Array.of(best), Float64Array.of(1), 1, zmax + Math.log(partition(row, 0, V, tau, zmax)), tau);
   const e = new Float64Array(V);
   let sum = 0;
   for (let v = 0; v < V; v++) {
@@ -224,7 +229,7 @@ export function distribution(row: ArrayLike<number>, params: FilterParams): Dist
   const topK = params.topK > 0 && params.topK < V ? params.topK : 0;
   const topP = params.topP < 1 ? params.topP : 1;
   const minP = params.minP > 0 ? params.minP : 0;
-  if (!topK && topP === 1 && !minP) return new Distribution(V, null, e, sum, logZ, tau);
+  if (unfiltered(params, V)) return new Distribution(V, null, e, sum, logZ, tau);
   // Survivors of min-p (e_max = 1, so the threshold is min_p itself), then the top k of them by value
   // (ties → lower ids): the n candidates.
   let cands = 0;

@@ -113,8 +113,8 @@ export interface EngineStats {
   draftAccepted: number;
   /** tokens generated so far */
   generatedTokens: number;
-  /** steps whose greedy tokens were picked on the model's device so far (EngineOptions.deviceGreedy) */
-  greedyDeviceSteps: number;
+  /** steps whose tokens were sampled on the model's device so far (EngineOptions.deviceSampling) */
+  deviceSampledSteps: number;
 }
 
 export interface Engine {

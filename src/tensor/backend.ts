@@ -125,10 +125,10 @@ export interface Backend {
    */
   topkSelect?(out: View, x: View, k: number, start: View | null, end: View | null, blockTable: View | null, rowsPerSeq: number): void;
   /**
-   * Optional: greedy decoding's pick (src/tensor/ops/greedy.ts). x f32 [R, V] contiguous; token i32 [R] = each
-   * row's first argmax (−1 where a logit is NaN or all are −∞), logprob f64 [R] = its log-softmax at τ = 1.
+   * Optional: tokens picked from logits (src/tensor/ops/pick.ts). x f32 [R, V] contiguous, temperature and u
+   * f64 [R]; token i32 [R] (−1 where a logit is NaN or all are −∞), logprob f64 [R].
    */
-  greedyPick?(token: View, logprob: View, x: View): void;
+  pickTokens?(token: View, logprob: View, x: View, temperature: View, u: View): void;
   /**
    * out[..i.., j, ..] = x[..i.., idx[..i.., j, ..], ..] along `axis` (torch.gather); x, idx contiguous.
    * The op layer (ops/indexing.ts) guarantees x.shape equals idx.shape in every dim but `axis`.

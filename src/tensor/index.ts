@@ -17,7 +17,7 @@ export * from './ops/norm.js';
 export * from './ops/rope.js';
 export * from './ops/hadamard.js';
 export * from './ops/topk.js';
-export * from './ops/greedy.js';
+export * from './ops/pick.js';
 export * from './ops/indexing.js';
 export * from './ops/loss.js';
 export * from './ops/quant.js';

@@ -184,30 +184,30 @@ test('engine graphs (CPU stand-in): a bucket whose capture fails runs eagerly an
   }
 });
 
-/** Greedy requests without top logprobs: their steps' tokens can be picked where the logits are (deviceGreedy). */
-const GREEDY_PLAIN: GenerateRequest[] = [
+/** Unfiltered requests, greedy and drawn, without top logprobs or masks: their steps sample where the logits are (deviceSampling). */
+const PLAIN: GenerateRequest[] = [
   req('g0', prompt(5, 12), { temperature: 0, maxTokens: 9 }),
-  req('g1', prompt(90, 13), { temperature: 0, maxTokens: 14 }),
-  req('g2', prompt(33, 14), { temperature: 0, maxTokens: 6 }),
+  req('t1', prompt(90, 13), { temperature: 1, seed: 4, maxTokens: 14 }),
+  req('t2', prompt(33, 14), { temperature: 0.7, seed: 5, n: 2, maxTokens: 6 }),
 ];
 
-test('engine deviceGreedy (CPU, graphs on the stand-in): the host sampler\'s tokens and logprobs bit for bit; a step with a sampling row samples on the host', async () => {
+test('engine deviceSampling (CPU, graphs on the stand-in): the host sampler\'s tokens and logprobs bit for bit; a step with a filtered row, or asking for top logprobs, samples on the host', async () => {
   const model = DeepseekV32.fromSource(cfg, mapSource(ckpt));
   const base: EngineOptions = { numBlocks: 16, maxNumSeqs: 4, maxBatchTokens: 48, graphCapture: standIn };
-  const host = await runAll(model, { ...base, deviceGreedy: false }, GREEDY_PLAIN);
-  const dev = await runAll(model, { ...base, deviceGreedy: true }, GREEDY_PLAIN);
-  sameResults(dev.results, host.results, 0, 'deviceGreedy vs the host sampler');
-  assert.equal(host.engine.stats().greedyDeviceSteps, 0, 'off: nothing picked by the op');
-  assert.ok(dev.engine.stats().greedyDeviceSteps >= 14, `picked by the op: ${dev.engine.stats().greedyDeviceSteps} steps`);
-  // with a temperature-0.8 request sampling in every step (admitted first, finishing last), and with one
-  // asking for top logprobs, no step picks on the device
-  const mixed = [req('s', prompt(20, 15), { temperature: 0.8, seed: 3, maxTokens: 24 }), ...GREEDY_PLAIN];
-  const mixedDev = await runAll(model, { ...base, deviceGreedy: true }, mixed);
-  const mixedHost = await runAll(model, { ...base, deviceGreedy: false }, mixed);
+  const host = await runAll(model, { ...base, deviceSampling: false }, PLAIN);
+  const dev = await runAll(model, { ...base, deviceSampling: true }, PLAIN);
+  sameResults(dev.results, host.results, 0, 'deviceSampling vs the host sampler');
+  assert.equal(host.engine.stats().deviceSampledSteps, 0, 'off: nothing sampled by the op');
+  assert.ok(dev.engine.stats().deviceSampledSteps >= 14, `sampled by the op: ${dev.engine.stats().deviceSampledSteps} steps`);
+  // with a top-p request sampling in every step (admitted first, finishing last), and with one asking for
+  // top logprobs, no step samples on the device
+  const mixed = [req('p', prompt(20, 15), { temperature: 0.8, topP: 0.9, seed: 3, maxTokens: 24 }), ...PLAIN];
+  const mixedDev = await runAll(model, { ...base, deviceSampling: true }, mixed);
+  const mixedHost = await runAll(model, { ...base, deviceSampling: false }, mixed);
   sameResults(mixedDev.results, mixedHost.results, 0, 'mixed steps');
-  assert.equal(mixedDev.engine.stats().greedyDeviceSteps, 0);
-  const top = await runAll(model, { ...base, deviceGreedy: true }, [req('t', prompt(7, 16), { temperature: 0, maxTokens: 5, logprobs: 1 })]);
-  assert.equal(top.engine.stats().greedyDeviceSteps, 0);
+  assert.equal(mixedDev.engine.stats().deviceSampledSteps, 0);
+  const top = await runAll(model, { ...base, deviceSampling: true }, [req('t', prompt(7, 16), { temperature: 0, maxTokens: 5, logprobs: 1 })]);
+  assert.equal(top.engine.stats().deviceSampledSteps, 0);
   for (const r of [host, dev, mixedDev, mixedHost, top]) r.engine.close();
 });
 
@@ -227,14 +227,15 @@ test('engine on CUDA: graph decode gives the eager engine\'s greedy tokens, and 
   eager.engine.close();
 });
 
-test('engine on CUDA: greedy tokens picked on the device (deviceGreedy, the default there) are the host sampler\'s, logprobs to rounding [cuda]', onGpu, async () => {
+test('engine on CUDA: tokens sampled on the device (deviceSampling, the default there) are the host sampler\'s, logprobs to rounding [cuda]', onGpu, async () => {
   const model = DeepseekV32.fromSource(cfg, mapSource(ckpt), { device: 'cuda' });
   const base: EngineOptions = { numBlocks: 16, maxNumSeqs: 4, maxBatchTokens: 48 };
-  const host = await runAll(model, { ...base, deviceGreedy: false }, GREEDY_PLAIN);
-  const dev = await runAll(model, base, GREEDY_PLAIN);
-  // the same logits either way; the log-partition summed in another order (src/tensor/ops/greedy.ts)
-  sameResults(dev.results, host.results, 1e-9, 'deviceGreedy vs the host sampler');
-  assert.ok(dev.engine.stats().greedyDeviceSteps >= 14, `picked on the device: ${dev.engine.stats().greedyDeviceSteps} steps`);
+  const host = await runAll(model, { ...base, deviceSampling: false }, PLAIN);
+  const dev = await runAll(model, base, PLAIN);
+  // the same logits either way; the sums of exp in another order (src/tensor/ops/pick.ts): at this
+  // 128-token vocabulary a draw lands on a rounding tie with a chance of about 1e-13
+  sameResults(dev.results, host.results, 1e-9, 'deviceSampling vs the host sampler');
+  assert.ok(dev.engine.stats().deviceSampledSteps >= 14, `sampled on the device: ${dev.engine.stats().deviceSampledSteps} steps`);
   host.engine.close();
   dev.engine.close();
 });

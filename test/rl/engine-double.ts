@@ -86,7 +86,7 @@ export class ScriptedEngine implements Engine {
   }
 
   stats(): EngineStats {
-    return { waiting: 0, running: 0, preempted: 0, cacheUsage: 0, totalBlocks: 0, prefixHitTokens: 0, draftProposed: 0, draftAccepted: 0, generatedTokens: 0, greedyDeviceSteps: 0 };
+    return { waiting: 0, running: 0, preempted: 0, cacheUsage: 0, totalBlocks: 0, prefixHitTokens: 0, draftProposed: 0, draftAccepted: 0, generatedTokens: 0, deviceSampledSteps: 0 };
   }
 
   async drain(): Promise<void> {}

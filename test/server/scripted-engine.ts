@@ -48,7 +48,7 @@ export class ScriptedEngine implements Engine {
   }
 
   stats(): EngineStats {
-    return { waiting: this.waiting, running: this.running, preempted: 0, cacheUsage: this.running / 100, totalBlocks: 100, prefixHitTokens: 0, draftProposed: 0, draftAccepted: 0, generatedTokens: this.generated, greedyDeviceSteps: 0 };
+    return { waiting: this.waiting, running: this.running, preempted: 0, cacheUsage: this.running / 100, totalBlocks: 100, prefixHitTokens: 0, draftProposed: 0, draftAccepted: 0, generatedTokens: this.generated, deviceSampledSteps: 0 };
   }
 
   async drain(): Promise<void> {

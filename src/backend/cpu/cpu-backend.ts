@@ -7,7 +7,7 @@ import {
 import { CpuStorage } from './storage.js';
 import { contiguousStrides } from '../../tensor/tensor.js';
 import { type FArr, computeType, dataOf, isContiguousView, rawContiguous, readF, readIndex, stridedOffsets, viewNumel } from './strided.js';
-import { greedyRow } from './greedy.js';
+import { pickRow } from './pick.js';
 import { sgemm, dgemm } from './gemm.js';
 import { matrixLayout, type MatrixLayout } from '../matrix-layout.js';
 import { indexerCacheWriteCpu, indexerLogitsCpu, indexerLogitsPagedCpu, topkSelectCpu } from './dsa-indexer.js';
@@ -580,13 +580,15 @@ export class CpuBackend implements Backend {
   topkSelect(out: View, x: View, k: number, start: View | null, end: View | null, blockTable: View | null, rowsPerSeq: number): void {
     topkSelectCpu(out, x, k, start, end, blockTable, rowsPerSeq);
   }
-  greedyPick(token: View, logprob: View, x: View): void {
+  pickTokens(token: View, logprob: View, x: View, temperature: View, u: View): void {
     const [R, V] = x.shape as [number, number];
     const z = rawContiguous(x) as Float32Array;
     const t = dataOf(token) as Int32Array;
     const lp = dataOf(logprob) as Float64Array;
+    const tau = rawContiguous(temperature) as Float64Array;
+    const uu = rawContiguous(u) as Float64Array;
     for (let r = 0; r < R; r++) {
-      const g = greedyRow(z, r * V, V);
+      const g = pickRow(z, r * V, V, tau[r]!, uu[r]!);
       t[token.offset + r] = g.token;
       lp[logprob.offset + r] = g.logprob;
     }

@@ -120,7 +120,7 @@ const SIG: Record<string, readonly ParamKind[]> = {
   gemv: ['i64', 'i64', 'p', 'i64', 'p', 'i64', 'p', 'i64'],
   gemv_e4m3_block: ['i64', 'i64', 'p', 'p', 'p', 'p', 'p', 'i64'],
   matmul_naive: ['iter', 'i64', 'i64', 'i64', 'i64', 'p', 'i32', 'p', 'i32', 'i64', 'i64', 'p', 'i32', 'i64', 'i64'],
-  greedy_pick: ['i64', 'i64', 'p', 'p', 'p'],
+  pick_tokens: ['i64', 'i64', 'p', 'p', 'p', 'p', 'p'],
   adamw: ADAMW_SIG,
 };
 
@@ -902,10 +902,11 @@ export class CudaBackend implements Backend {
   topkSelect(out: View, x: View, k: number, start: View | null, end: View | null, blockTable: View | null, rowsPerSeq: number): void {
     topkSelectCuda(this, out, x, k, start, end, blockTable, rowsPerSeq);
   }
-  /** Greedy decoding's pick, a CTA of 512 threads per row (kernels/greedy.cu; x contiguous f32, the op checks). */
-  greedyPick(token: View, logprob: View, x: View): void {
+  /** Tokens picked from logits, a CTA of 512 threads per row (kernels/pick.cu; x contiguous f32, the op checks). */
+  pickTokens(token: View, logprob: View, x: View, temperature: View, u: View): void {
     const [R, V] = x.shape as [number, number];
-    this.k('greedy', 'greedy_pick_f32', 'greedy_pick').launch(Math.min(R, this.maxGrid), 512, 0, [R, V, this.ptr(x), this.ptr(token), this.ptr(logprob)]);
+    this.k('pick', 'pick_tokens_f32', 'pick_tokens').launch(Math.min(R, this.maxGrid), 512, 0,
+      [R, V, this.ptr(x), this.ptr(temperature), this.ptr(u), this.ptr(token), this.ptr(logprob)]);
   }
 
   // ---- indexing ------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
-// greedyPick's kernel lab bench (a script, not a test): kernels/greedy.cu against what it replaces in a
-// greedy engine step, the logits copied to the host and sampled there (the sampler pool's threads, as the
-// engine runs them by default), at decode batch sizes and the V3.2 / mid vocabularies.
+// pickTokens' kernel lab bench (a script, not a test): kernels/pick.cu against what it replaces in an
+// engine step, the logits copied to the host and sampled there (the sampler pool's threads, as the engine
+// runs them by default), greedy and at τ = 1, at decode batch sizes and the V3.2 / mid vocabularies.
 //   kernel µs:  CUDA-event median of bursts of the op alone (its output allocations included);
 //               GB/s = the row bytes read once (R·V·4) over that time, x_copy = copy bandwidth / that
 //               GB/s, i.e. the kernel's time over the time of reading the logits once at the measured
@@ -8,15 +8,15 @@
 //   device ms:  host clock of the engine's device path: the op, then token and logprob back to the host;
 //   host ms:    host clock of the path it replaces: the logits back to the host (toFloat32), then every
 //               row sampled greedy on the pool.
-//   node dist/bench/greedy-pick.js [--rows 1,16,64] [--vocab 32000,129280]
+//   node dist/bench/pick-tokens.js [--rows 1,16,64] [--vocab 32000,129280]
 import { SamplerPool, defaultSamplerThreads, sampleOne, type SampleJob } from '../src/engine/sampler-pool.js';
 import * as T from '../src/tensor/index.js';
 import { argError, benchDevice, burstMs, median, opt, printTable, randDevice } from './harness.js';
 
-const { device } = benchDevice('greedy-pick');
+const { device } = benchDevice('pick-tokens');
 const list = (name: string, dflt: string): number[] => (opt(name) ?? dflt).split(',').map((s) => {
   const n = Number(s);
-  if (!Number.isInteger(n) || n < 1) argError(`greedy-pick: ${name} wants positive integers, got ${s}`);
+  if (!Number.isInteger(n) || n < 1) argError(`pick-tokens: ${name} wants positive integers, got ${s}`);
   return n;
 });
 const rows = list('--rows', '1,16,64');
@@ -42,24 +42,26 @@ const hostMs = (fn: () => void, reps = 9): number => {
 const out: string[][] = [];
 for (const V of vocabs) {
   const pool = new SamplerPool(defaultSamplerThreads(V));
-  for (const R of rows) {
+  for (const R of rows) for (const temperature of [0, 1]) {
     const x = randDevice([R, V], 'f32', 7 + R, device, 4);
-    const kernelMs = burstMs(() => T.greedyPick(x), 9, 20);
+    const tau = new Float64Array(R).fill(temperature);
+    const u = Float64Array.from({ length: R }, (_, r) => (r + 0.5) / R);
+    const kernelMs = burstMs(() => T.pickTokens(x, tau, u), 9, 20);
     const gbps = (R * V * 4) / (kernelMs * 1e6);
     const devMs = hostMs(() => {
-      const g = T.greedyPick(x);
+      const g = T.pickTokens(x, tau, u);
       g.token.toHost();
       g.logprob.toHost();
     });
-    const jobs: SampleJob[] = Array.from({ length: R }, (_, r) => ({ row: r, params: { temperature: 0, topP: 1, topK: 0, minP: 0 }, u: null, logprobs: 0, mask: false }));
+    const jobs: SampleJob[] = Array.from({ length: R }, (_, r) => ({ row: r, params: { temperature, topP: 1, topK: 0, minP: 0 }, u: temperature ? u[r]! : null, logprobs: 0, mask: false }));
     const hMs = hostMs(() => {
       const l = x.toFloat32();
       if (pool.usable && R > 1) pool.sample(l, V, jobs);
       else for (const j of jobs) sampleOne(l.subarray(j.row * V, (j.row + 1) * V), j);
     });
-    out.push([String(V), String(R), (kernelMs * 1e3).toFixed(1), gbps.toFixed(0), (copyGBps / gbps).toFixed(2), devMs.toFixed(3), hMs.toFixed(3), (hMs / devMs).toFixed(1)]);
+    out.push([String(V), String(R), temperature ? 'τ 1' : 'greedy', (kernelMs * 1e3).toFixed(1), gbps.toFixed(0), (copyGBps / gbps).toFixed(2), devMs.toFixed(3), hMs.toFixed(3), (hMs / devMs).toFixed(1)]);
   }
   pool.close();
 }
 console.log(`device copy bandwidth ${copyGBps.toFixed(0)} GB/s; sampler threads ${defaultSamplerThreads(vocabs[0]!)} (this machine's default)`);
-printTable(['vocab', 'rows', 'kernel µs', 'GB/s', 'x_copy', 'device path ms', 'host path ms', 'host/device'], out);
+printTable(['vocab', 'rows', 'sampling', 'kernel µs', 'GB/s', 'x_copy', 'device path ms', 'host path ms', 'host/device'], out);
