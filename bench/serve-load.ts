@@ -3,6 +3,8 @@
 //   node dist/bench/serve-load.js [--device cpu|cuda] [--shape tiny|cpu-mid|mid] [--numerics f32|bf16]
 //        [--batches 1,16,64] [--gen 32] [--fuzz 1000] [--skip-tokenizer] [--sampler-threads N] [--temperature T]
 // --temperature: sent with every request (default: none, the API's default of 1, unfiltered).
+// --device-sampling on|off|both: the engine's EngineOptions.deviceSampling (default: its own, on off the
+// CPU); 'both' serves the levels off, then on, from one model (an engine and a server each).
 // --sampler-threads: the engine's sampling threads (default: the engine's own choice; 0 samples on the
 // main thread only), to compare threaded and inline sampling on one machine.
 // --skip-tokenizer serves without a tokenizer (as --skip-tokenizer-init) and streams /v1/completions with
@@ -39,10 +41,17 @@ const cfg = randomConfig({ ...shapeOf(shape), vocab_size: 129280, max_position_e
 const t0 = performance.now();
 const model = DeepseekV32.fromSource(cfg, mapSource(randomCheckpoint(cfg, 1)), { device });
 const maxB = Math.max(...batches);
-const engine = new LLMEngine(model, { numerics, maxNumSeqs: Math.max(64, maxB), maxModelLen: 1024, modelName: shape, samplerThreads });
-const server = createServer({ engine, codec: raw ? null : (await import('../src/chat/tokenizer.js')).loadDeepSeekV32Tokenizer(), servedModelName: 'bench', maxWaiting: 4096 });
-const url = await server.listen(0, '127.0.0.1');
-console.error(`# ${shape} on ${device} (${numerics}), ready in ${((performance.now() - t0) / 1000).toFixed(1)} s at ${url}`);
+const samplingArg = opt('--device-sampling');
+if (samplingArg !== undefined && !['on', 'off', 'both'].includes(samplingArg)) {
+  console.error(`serve-load: --device-sampling must be on, off or both, got ${samplingArg}`);
+  process.exit(2);
+}
+const samplingModes: (boolean | undefined)[] = samplingArg === undefined ? [undefined] : samplingArg === 'both' ? [false, true] : [samplingArg === 'on'];
+const codec = raw ? null : (await import('../src/chat/tokenizer.js')).loadDeepSeekV32Tokenizer();
+let engine!: LLMEngine<{ readonly blocks: number }>;
+let url = '';
+let deviceSampling: boolean | undefined;
+console.error(`# ${shape} on ${device} (${numerics}), model ready in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
 const pct = (xs: number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -87,24 +96,33 @@ async function stream(i: number): Promise<{ ok: boolean; status: number; stamps:
   return { ok: done && tokens === G, status: res.status, stamps, start, tokens };
 }
 
-await stream(-1); // warm-up
-for (const B of batches) {
-  const sampled0 = engine.stats().deviceSampledSteps;
-  const w0 = performance.now();
-  const rs = await Promise.all(Array.from({ length: B }, (_, i) => stream(i)));
-  const wall = (performance.now() - w0) / 1000;
-  const ttft = rs.map((r) => (r.stamps[0]! - r.start) / 1000);
-  const tpot = rs.flatMap((r) => r.stamps.slice(1).map((s, j) => (s - r.stamps[j]!) / 1000));
-  const tokens = rs.reduce((s, r) => s + r.tokens, 0);
-  console.log(JSON.stringify({
-    shape, device, numerics, samplerThreads: threadsArg ?? 'default', temperature: temperature ?? 'default', batch: B, gen: G, completed: rs.filter((r) => r.ok).length, lost: rs.filter((r) => !r.ok).length,
-    status5xx: rs.filter((r) => r.status >= 500).length, ttftP50: +pct(ttft, 50).toFixed(3), ttftP99: +pct(ttft, 99).toFixed(3),
-    tpotP50ms: +(pct(tpot, 50) * 1000).toFixed(1), tpotP99ms: +(pct(tpot, 99) * 1000).toFixed(1), outputTokPerS: +(tokens / wall).toFixed(1), wallS: +wall.toFixed(2),
-    deviceSampledSteps: engine.stats().deviceSampledSteps - sampled0,
-  }));
+for (deviceSampling of samplingModes) {
+  engine = new LLMEngine(model, { numerics, maxNumSeqs: Math.max(64, maxB), maxModelLen: 1024, modelName: shape, samplerThreads, deviceSampling });
+  const server = createServer({ engine, codec, servedModelName: 'bench', maxWaiting: 4096 });
+  url = await server.listen(0, '127.0.0.1');
+  await stream(-1); // warm-up
+  for (const B of batches) {
+    const sampled0 = engine.stats().deviceSampledSteps;
+    const w0 = performance.now();
+    const rs = await Promise.all(Array.from({ length: B }, (_, i) => stream(i)));
+    const wall = (performance.now() - w0) / 1000;
+    const ttft = rs.map((r) => (r.stamps[0]! - r.start) / 1000);
+    const tpot = rs.flatMap((r) => r.stamps.slice(1).map((s, j) => (s - r.stamps[j]!) / 1000));
+    const tokens = rs.reduce((s, r) => s + r.tokens, 0);
+    console.log(JSON.stringify({
+      shape, device, numerics, samplerThreads: threadsArg ?? 'default', temperature: temperature ?? 'default', deviceSampling: deviceSampling ?? 'default', batch: B, gen: G, completed: rs.filter((r) => r.ok).length, lost: rs.filter((r) => !r.ok).length,
+      status5xx: rs.filter((r) => r.status >= 500).length, ttftP50: +pct(ttft, 50).toFixed(3), ttftP99: +pct(ttft, 99).toFixed(3),
+      tpotP50ms: +(pct(tpot, 50) * 1000).toFixed(1), tpotP99ms: +(pct(tpot, 99) * 1000).toFixed(1), outputTokPerS: +(tokens / wall).toFixed(1), wallS: +wall.toFixed(2),
+      deviceSampledSteps: engine.stats().deviceSampledSteps - sampled0,
+    }));
+  }
+  if (deviceSampling === samplingModes.at(-1) && fuzzN > 0) await fuzz();
+  await server.drain(); // closes the engine too
+  await server.app.close();
 }
+process.exit(0);
 
-if (fuzzN > 0) {
+async function fuzz(): Promise<void> {
   let seed = 99;
   const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
@@ -124,5 +142,3 @@ if (fuzzN > 0) {
   const health = (await fetch(url + '/health')).status;
   console.log(JSON.stringify({ fuzz: fuzzN, statuses: counts, status5xx: Object.entries(counts).filter(([s]) => Number(s) >= 500).reduce((a, [, n]) => a + n, 0), healthAfter: health }));
 }
-await server.drain();
-process.exit(0);
