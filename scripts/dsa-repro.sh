@@ -13,7 +13,7 @@
 #   4. held-out LM loss of both (each run's last eval line: the same validation rows), and passkey
 #      retrieval (mini only): the dense model with dense attention, the DSA model with sparse attention.
 # usage (from the repository root, after the build and `bash scripts/train-mini.sh --data-only`):
-#   bash scripts/dsa-repro.sh mini [--trials N]    # GPU when usable (~8 min on an H100)
+#   bash scripts/dsa-repro.sh mini [--trials N]    # GPU when usable (~7 min on an H100)
 #   bash scripts/dsa-repro.sh toy                  # the 2.67 M-parameter model on the CPU (~30 min, 2 cores)
 # Every stage resumes from its checkpoint when run again; a finished stage is skipped.
 set -euo pipefail
