@@ -560,7 +560,8 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
    * graph bucket's padding) are picked greedy and ignored.
    */
   private pickOnDevice(logits: Tensor, chunks: ScheduledChunk[], jobs: SampleJob[]): SampleResult[] | null {
-    if (!this.deviceSampling || jobs.length === 0 || chunks.some((c) => c.sample && c.drafts > 0)) return null;
+    // f64 logits (an f64 model) stay with the host sampler, which reads them at full width
+    if (!this.deviceSampling || logits.dtype !== 'f32' || jobs.length === 0 || chunks.some((c) => c.sample && c.drafts > 0)) return null;
     const V = logits.shape[1]!;
     if (jobs.some((j) => j.logprobs > 0 || j.mask || !unfiltered(j.params, V))) return null;
     const R = logits.shape[0]!;
