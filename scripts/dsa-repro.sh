@@ -43,16 +43,17 @@ stage pretrain pretrain
 stage pretrain ext
 stage pretrain dense
 stage dsa dsa
-# the held-out LM loss of each run's last evaluation (dense attention for dense, sparse for dsa)
+# the held-out LM loss of each continuation's last evaluation (dense attention for dense, sparse for dsa):
+# the same validation rows, which the data seed picks (the extension's, another seed, are not comparable)
 node -e '
   const fs = require("fs");
   const last = (run) => fs.readFileSync(run + "/train.jsonl", "utf8").trim().split("\n").map((l) => JSON.parse(l)).filter((r) => r.phase === "eval").pop();
   const [W] = process.argv.slice(1);
   const r = {};
-  for (const run of ["ext", "dense", "dsa"]) { const e = last(W + "/" + run); r[run] = { step: e.step, val_lm: e.val_lm, val_indexer: e.val_indexer }; }
+  for (const run of ["dense", "dsa"]) { const e = last(W + "/" + run); r[run] = { step: e.step, val_lm: e.val_lm, val_indexer: e.val_indexer }; }
   r.gap = r.dsa.val_lm / r.dense.val_lm - 1;
   console.log(JSON.stringify(r));
-  console.log(`held-out LM loss: extended ${r.ext.val_lm.toFixed(4)}, dense continuation ${r.dense.val_lm.toFixed(4)}, DSA ${r.dsa.val_lm.toFixed(4)}: DSA is ${(100 * r.gap).toFixed(2)}% ${r.gap >= 0 ? "worse" : "better"}`);
+  console.log(`held-out LM loss: dense continuation ${r.dense.val_lm.toFixed(4)}, DSA ${r.dsa.val_lm.toFixed(4)}: DSA is ${(100 * r.gap).toFixed(2)}% ${r.gap >= 0 ? "worse" : "better"}`);
 ' "$W" | tee "$W/losses.txt"
 if [ "$scale" = mini ]; then
   pk="--lengths 512,1024,2048,4096 --depths 0,0.25,0.5,0.75,1 --trials $trials --seed 1"
