@@ -15,11 +15,12 @@
 # usage (from the repository root, after the build and `bash scripts/train-mini.sh --data-only`):
 #   bash scripts/dsa-repro.sh mini [--trials N]    # GPU when usable (~7 min on an H100)
 #   bash scripts/dsa-repro.sh toy                  # the 2.67 M-parameter model on the CPU (~30 min, 2 cores)
+#   bash scripts/dsa-repro.sh toy-long             # toy's two continuations twice as long, from toy's extension
 # Every stage resumes from its checkpoint when run again; a finished stage is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scale=${1:-}
-case "$scale" in mini|toy) ;; *) echo "dsa-repro: the first argument must be mini or toy, got '${scale}'" >&2; exit 2 ;; esac
+[ -n "$scale" ] && [ -f "docs/dsa-repro/$scale/dsa.json" ] || { echo "dsa-repro: the first argument must name a recipe of docs/dsa-repro ($(ls docs/dsa-repro | tr '\n' ' ')), got '${scale}'" >&2; exit 2; }
 trials=8
 if [ $# -ge 2 ]; then
   [ "$2" = --trials ] && [ $# -eq 3 ] && [[ "$3" =~ ^[1-9][0-9]*$ ]] || { echo "dsa-repro: after the scale only --trials N (a positive integer) is accepted" >&2; exit 2; }
