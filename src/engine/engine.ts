@@ -118,8 +118,8 @@ export interface EngineOptions {
   samplerThreads?: number;
   /**
    * Sample where the logits are (pickTokens, src/tensor/ops/pick.ts): a step whose sampling rows are all
-   * unfiltered (no top-k, top-p or min-p; greedy or any temperature) without top logprobs, masks or drafts
-   * reads back a token and a logprob per row instead of the rows. Default: on when the model's device is
+   * unfiltered (no top-k, top-p or min-p; greedy or any temperature; a mask asked for is the whole
+   * vocabulary) without top logprobs or drafts reads back a token and a logprob per row instead of the rows. Default: on when the model's device is
    * not the CPU (where the logits already are on the host, and the sampler pool spreads the rows over
    * threads). Greedy tokens are the host sampler's; a drawn token differs from it only on a tie within
    * rounding, logprobs agree to rounding (the op's header).
@@ -555,7 +555,7 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
 
   /**
    * The step's samples from pickTokens on the logits' device, when every sampling row of the step is
-   * unfiltered with no drafts, top logprobs or mask; null otherwise, and when a row has no token (a NaN or
+   * unfiltered with no drafts or top logprobs; null otherwise, and when a row has no token (a NaN or
    * all −∞): the host sampler then takes the whole step and names the bad logit. Rows without a job (a
    * graph bucket's padding) are picked greedy and ignored.
    */
@@ -563,7 +563,7 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
     // f64 logits (an f64 model) stay with the host sampler, which reads them at full width
     if (!this.deviceSampling || logits.dtype !== 'f32' || jobs.length === 0 || chunks.some((c) => c.sample && c.drafts > 0)) return null;
     const V = logits.shape[1]!;
-    if (jobs.some((j) => j.logprobs > 0 || j.mask || !unfiltered(j.params, V))) return null;
+    if (jobs.some((j) => j.logprobs > 0 || !unfiltered(j.params, V))) return null;
     const R = logits.shape[0]!;
     const tau = new Float64Array(R);
     const u = new Float64Array(R);
@@ -576,7 +576,9 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
     const logprob = g.logprob.toHost() as Float64Array;
     if (jobs.some((j) => token[j.row]! < 0)) return null;
     this.deviceSampledSteps++;
-    return jobs.map((j) => ({ token: token[j.row]!, logprob: logprob[j.row]! }));
+    // an unfiltered row's sampling mask is the whole vocabulary (the host's Distribution.ids): asked for
+    // by RL rollouts, which record every token's mask (rollout_top_p 1 and no top-k/min-p)
+    return jobs.map((j) => ({ token: token[j.row]!, logprob: logprob[j.row]!, ...(j.mask ? { mask: everyId(V) } : {}) }));
   }
 
   private emitToken(st: SeqState, res: SampleResult, flat: number, routes: (Int32Array | null)[] | null, topk: { width: number; idx: Int32Array }[] | null): void {
@@ -682,4 +684,11 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
       }
     }
   }
+}
+
+/** 0 .. V − 1: the sampling mask of an unfiltered row (a fresh array per token, as the host sampler's). */
+function everyId(V: number): Int32Array {
+  const ids = new Int32Array(V);
+  for (let v = 0; v < V; v++) ids[v] = v;
+  return ids;
 }

@@ -184,11 +184,11 @@ test('engine graphs (CPU stand-in): a bucket whose capture fails runs eagerly an
   }
 });
 
-/** Unfiltered requests, greedy and drawn, without top logprobs or masks: their steps sample where the logits are (deviceSampling). */
+/** Unfiltered requests, greedy and drawn (one recording its masks), without top logprobs: their steps sample where the logits are (deviceSampling). */
 const PLAIN: GenerateRequest[] = [
   req('g0', prompt(5, 12), { temperature: 0, maxTokens: 9 }),
   req('t1', prompt(90, 13), { temperature: 1, seed: 4, maxTokens: 14 }),
-  req('t2', prompt(33, 14), { temperature: 0.7, seed: 5, n: 2, maxTokens: 6 }),
+  req('t2', prompt(33, 14), { temperature: 0.7, seed: 5, n: 2, maxTokens: 6, returnSamplingMask: true }),
 ];
 
 test('engine deviceSampling (CPU, graphs on the stand-in): the host sampler\'s tokens and logprobs bit for bit; a step with a filtered row, or asking for top logprobs, samples on the host', async () => {
@@ -197,6 +197,9 @@ test('engine deviceSampling (CPU, graphs on the stand-in): the host sampler\'s t
   const host = await runAll(model, { ...base, deviceSampling: false }, PLAIN);
   const dev = await runAll(model, { ...base, deviceSampling: true }, PLAIN);
   sameResults(dev.results, host.results, 0, 'deviceSampling vs the host sampler');
+  // the unfiltered row's mask (asked for by t2) is the whole vocabulary either way
+  dev.results[2]!.events.forEach((evs, i) => evs.forEach((ev, t) => assert.deepEqual(ev.samplingMask, host.results[2]!.events[i]![t]!.samplingMask, `t2 seq ${i} token ${t}: mask`)));
+  assert.equal(dev.results[2]!.events[0]![0]!.samplingMask!.length, cfg.vocabSize);
   assert.equal(host.engine.stats().deviceSampledSteps, 0, 'off: nothing sampled by the op');
   assert.ok(dev.engine.stats().deviceSampledSteps >= 14, `sampled by the op: ${dev.engine.stats().deviceSampledSteps} steps`);
   // with a top-p request sampling in every step (admitted first, finishing last), and with one asking for
