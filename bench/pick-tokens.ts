@@ -7,7 +7,7 @@
 //               device copy bandwidth (the roofline; the second pass reads L2);
 //   device ms:  host clock of the engine's device path: the op, then token and logprob back to the host;
 //   host ms:    host clock of the path it replaces: the logits back to the host (toFloat32), then every
-//               row sampled greedy on the pool.
+//               row sampled on the pool (greedy, or at τ 1 with the same uniforms).
 //   node dist/bench/pick-tokens.js [--rows 1,16,64] [--vocab 32000,129280]
 import { SamplerPool, defaultSamplerThreads, sampleOne, type SampleJob } from '../src/engine/sampler-pool.js';
 import * as T from '../src/tensor/index.js';
