@@ -53,7 +53,7 @@ import type { MlaCacheFormat } from '../tensor/ops/sparse-mla.js';
 import { BLOCK_TOKENS, BlockPool } from './block-pool.js';
 import { EventStream } from './event-stream.js';
 import { type ScheduledChunk, Scheduler } from './scheduler.js';
-import { type Distribution, checkFilterParams, distribution, drawFrom, unfiltered } from './sampler.js';
+import { type Distribution, checkFilterParams, distribution, drawFrom, everyId, unfiltered } from './sampler.js';
 import { releaseEvery } from '../tensor/memory.js';
 import { SamplerPool, defaultSamplerThreads, resultOf, sampleOne, type SampleJob, type SampleResult } from './sampler-pool.js';
 import { PromptIndexerTopk, PromptRoutes, Sequence } from './sequence.js';
@@ -684,11 +684,4 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
       }
     }
   }
-}
-
-/** 0 .. V − 1: the sampling mask of an unfiltered row (a fresh array per token, as the host sampler's). */
-function everyId(V: number): Int32Array {
-  const ids = new Int32Array(V);
-  for (let v = 0; v < V; v++) ids[v] = v;
-  return ids;
 }

@@ -71,11 +71,7 @@ export class Distribution {
 
   /** K, ascending (the sampling mask) */
   get ids(): Int32Array {
-    if (!this.idsCache) {
-      this.idsCache = new Int32Array(this.weights.length);
-      for (let v = 0; v < this.idsCache.length; v++) this.idsCache[v] = v;
-    }
-    return this.idsCache;
+    return (this.idsCache ??= everyId(this.weights.length));
   }
 
   /** renormalised probabilities aligned with ids */
@@ -191,6 +187,13 @@ function prefixLength(sorted: Float64Array, n: number, cand: number, topP: numbe
     if (cum / cand >= topP) return m;
   }
   return end === n ? n : -1;
+}
+
+/** 0 .. V − 1 (a fresh array): the sampling mask of a row no filter cut. */
+export function everyId(V: number): Int32Array {
+  const ids = new Int32Array(V);
+  for (let v = 0; v < V; v++) ids[v] = v;
+  return ids;
 }
 
 /** Whether no filter removes anything (K = the vocabulary of V ids): top-k ≤ 0 or ≥ V, top-p ≥ 1, min-p ≤ 0. */
