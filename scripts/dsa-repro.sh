@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The paper's DSA claim at small scale, as docs/dsa-reproduction.md's Run 3 sets it up (its recipe:
-# docs/dsa-repro/SCALE/*.json):
+# docs/dsa-repro/RECIPE/*.json):
 #   1. dense pretraining at a short context;
 #   2. a dense context extension to the long context L — the paper's dense model was already trained at
 #      128K, so the switch to sparse attention is not also the first sight of long positions;
@@ -19,21 +19,21 @@
 # Every stage resumes from its checkpoint when run again; a finished stage is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scale=${1:-}
-[ -n "$scale" ] && [ -f "docs/dsa-repro/$scale/dsa.json" ] || { echo "dsa-repro: the first argument must name a recipe of docs/dsa-repro ($(ls docs/dsa-repro | tr '\n' ' ')), got '${scale}'" >&2; exit 2; }
+recipe=${1:-}
+[ -n "$recipe" ] && [ -f "docs/dsa-repro/$recipe/dsa.json" ] || { echo "dsa-repro: the first argument must name a recipe of docs/dsa-repro ($(ls docs/dsa-repro | tr '\n' ' ')), got '${recipe}'" >&2; exit 2; }
 trials=8
 if [ $# -ge 2 ]; then
-  [ "$2" = --trials ] && [ $# -eq 3 ] && [[ "$3" =~ ^[1-9][0-9]*$ ]] || { echo "dsa-repro: after the scale only --trials N (a positive integer) is accepted" >&2; exit 2; }
+  [ "$2" = --trials ] && [ $# -eq 3 ] && [[ "$3" =~ ^[1-9][0-9]*$ ]] || { echo "dsa-repro: after the recipe only --trials N (a positive integer) is accepted" >&2; exit 2; }
   trials=$3
 fi
-R=docs/dsa-repro/$scale
-W=tmp/dsa-repro/$scale
+R=docs/dsa-repro/$recipe
+W=tmp/dsa-repro/$recipe
 [ -f tmp/mini/pack/pack.json ] || { echo "dsa-repro: tmp/mini/pack/pack.json is missing: run 'bash scripts/train-mini.sh --data-only' first" >&2; exit 1; }
 [ -f "${DSV32_CLI:-dist/src/cli/main.js}" ] || { echo "dsa-repro: ${DSV32_CLI:-dist/src/cli/main.js} is missing: build first (npm run build)" >&2; exit 1; }
 # DSV32_CLI: the dsv32 entry (default dist/src/cli/main.js; on a device machine .gpu/gpu-cli.mjs copied to
 # dist/gpu-cli.mjs by scripts/gpu-carry.sh, which carries only what training needs)
 dsv32() { node "${DSV32_CLI:-dist/src/cli/main.js}" "$@"; }
-stage() { # STAGE NAME: run docs/dsa-repro/SCALE/NAME.json to its end (each invocation stops after maxSeconds)
+stage() { # STAGE NAME: run docs/dsa-repro/RECIPE/NAME.json to its end (each invocation stops after maxSeconds)
   while :; do
     out=$(dsv32 train "$1" --config "$R/$2.json" --no-progress) || { echo "dsa-repro: dsv32 train $1 --config $R/$2.json failed" >&2; exit 1; }
     echo "$out" | tail -1
@@ -56,7 +56,7 @@ node -e '
   console.log(JSON.stringify(r));
   console.log(`held-out LM loss: dense continuation ${r.dense.val_lm.toFixed(4)}, DSA ${r.dsa.val_lm.toFixed(4)}: DSA is ${(100 * r.gap).toFixed(2)}% ${r.gap >= 0 ? "worse" : "better"}`);
 ' "$W" | tee "$W/losses.txt"
-if [ "$scale" = mini ]; then
+if [ "$recipe" = mini ]; then
   pk="--lengths 512,1024,2048,4096 --depths 0,0.25,0.5,0.75,1 --trials $trials --seed 1"
   node dist/bench/passkey.js --model "$W/dense" $pk --attention dense --json "$W/passkey-dense.json" | tee "$W/passkey.txt"
   node dist/bench/passkey.js --model "$W/dsa" $pk --attention sparse --json "$W/passkey-dsa.json" | tee -a "$W/passkey.txt"
