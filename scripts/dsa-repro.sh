@@ -11,9 +11,10 @@
 #               the selected keys). Its cosine schedule's own warm-up spans the DSA warm-up, so the sparse
 #               stage runs the dense continuation's learning rates step for step.
 #   4. held-out LM loss of both (each run's last eval line: the same validation rows), and passkey
-#      retrieval (mini only): the dense model with dense attention, the DSA model with sparse attention.
+#      retrieval (the mini recipes only): the dense model with dense attention, the DSA model with sparse attention.
 # usage (from the repository root, after the build and `bash scripts/train-mini.sh --data-only`):
-#   bash scripts/dsa-repro.sh mini [--trials N]    # GPU when usable (~7 min on an H100)
+#   bash scripts/dsa-repro.sh mini [--trials N]    # GPU when usable (~6 min on an H200)
+#   bash scripts/dsa-repro.sh mini-long            # both continuations twice as long (128 main-model steps)
 #   bash scripts/dsa-repro.sh toy                  # the 2.67 M-parameter model on the CPU (~30 min, 2 cores)
 #   bash scripts/dsa-repro.sh toy-long             # toy's two continuations twice as long, from toy's extension
 # Every stage resumes from its checkpoint when run again; a finished stage is skipped.
@@ -56,7 +57,7 @@ node -e '
   console.log(JSON.stringify(r));
   console.log(`held-out LM loss: dense continuation ${r.dense.val_lm.toFixed(4)}, DSA ${r.dsa.val_lm.toFixed(4)}: DSA is ${(100 * r.gap).toFixed(2)}% ${r.gap >= 0 ? "worse" : "better"}`);
 ' "$W" | tee "$W/losses.txt"
-if [ "$recipe" = mini ]; then
+if [[ "$recipe" == mini* ]]; then
   pk="--lengths 512,1024,2048,4096 --depths 0,0.25,0.5,0.75,1 --trials $trials --seed 1"
   node dist/bench/passkey.js --model "$W/dense" $pk --attention dense --json "$W/passkey-dense.json" | tee "$W/passkey.txt"
   node dist/bench/passkey.js --model "$W/dsa" $pk --attention sparse --json "$W/passkey-dsa.json" | tee -a "$W/passkey.txt"
