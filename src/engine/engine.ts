@@ -48,7 +48,7 @@ import type { Selection } from '../model/indexer.js';
 import { Rng } from '../tensor/random.js';
 import { fromArray, type Tensor } from '../tensor/tensor.js';
 import { indexSelect } from '../tensor/ops/indexing.js';
-import { pickTokens } from '../tensor/ops/pick.js';
+import { keptIds, pickTokens } from '../tensor/ops/pick.js';
 import type { MlaCacheFormat } from '../tensor/ops/sparse-mla.js';
 import { BLOCK_TOKENS, BlockPool } from './block-pool.js';
 import { EventStream } from './event-stream.js';
@@ -554,31 +554,49 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
   }
 
   /**
-   * The step's samples from pickTokens on the logits' device, when every sampling row of the step is
-   * unfiltered with no drafts or top logprobs; null otherwise, and when a row has no token (a NaN or
-   * all −∞): the host sampler then takes the whole step and names the bad logit. Rows without a job (a
-   * graph bucket's padding) are picked greedy and ignored.
+   * The step's samples from pickTokens on the logits' device, when no sampling row of the step asks for
+   * top logprobs or has drafts; null otherwise, and when a row has no token (a NaN or all −∞): the host
+   * sampler then takes the whole step and names the bad logit. Rows without a job (a graph bucket's
+   * padding) are picked greedy and ignored. The filters travel per row; a mask asked for comes back as
+   * bits (⌈V/32⌉ words a row) only when a filtered row asks for one (an unfiltered row's is every id).
    */
   private pickOnDevice(logits: Tensor, chunks: ScheduledChunk[], jobs: SampleJob[]): SampleResult[] | null {
     // f64 logits (an f64 model) stay with the host sampler, which reads them at full width
     if (!this.deviceSampling || logits.dtype !== 'f32' || jobs.length === 0 || chunks.some((c) => c.sample && c.drafts > 0)) return null;
-    const V = logits.shape[1]!;
-    if (jobs.some((j) => j.logprobs > 0 || !unfiltered(j.params, V))) return null;
-    const R = logits.shape[0]!;
+    if (jobs.some((j) => j.logprobs > 0)) return null;
+    const [R, V] = logits.shape as [number, number];
     const tau = new Float64Array(R);
     const u = new Float64Array(R);
+    const topK = new Float64Array(R);
+    const topP = new Float64Array(R).fill(1);
+    const minP = new Float64Array(R);
+    let filtered = false;
+    let bits = false;
     for (const j of jobs) {
       tau[j.row] = j.params.temperature;
       u[j.row] = j.u ?? 0;
+      if (j.params.temperature > 0 && !unfiltered(j.params, V)) {
+        filtered = true;
+        bits ||= j.mask;
+        topK[j.row] = j.params.topK;
+        topP[j.row] = j.params.topP;
+        minP[j.row] = j.params.minP;
+      }
     }
-    const g = pickTokens(logits, tau, u);
+    const g = pickTokens(logits, tau, u, { ...(filtered ? { filters: { topK, topP, minP } } : {}), mask: bits });
     const token = g.token.toHost() as Int32Array;
     const logprob = g.logprob.toHost() as Float64Array;
     if (jobs.some((j) => token[j.row]! < 0)) return null;
+    const words = g.mask ? (g.mask.toHost() as Int32Array) : null;
     this.deviceSampledSteps++;
-    // an unfiltered row's sampling mask is the whole vocabulary (the host's Distribution.ids): asked for
-    // by RL rollouts, which record every token's mask (rollout_top_p 1 and no top-k/min-p)
-    return jobs.map((j) => ({ token: token[j.row]!, logprob: logprob[j.row]!, ...(j.mask ? { mask: everyId(V) } : {}) }));
+    // a greedy row's mask is its token, an unfiltered one's the whole vocabulary (the host's
+    // Distribution.ids: RL rollouts at top_p 1 record every id), a filtered one's its bits
+    const maskOf = (j: SampleJob): Int32Array => {
+      if (j.params.temperature === 0) return Int32Array.of(token[j.row]!);
+      if (unfiltered(j.params, V)) return everyId(V);
+      return keptIds(words!, j.row, V);
+    };
+    return jobs.map((j) => ({ token: token[j.row]!, logprob: logprob[j.row]!, ...(j.mask ? { mask: maskOf(j) } : {}) }));
   }
 
   private emitToken(st: SeqState, res: SampleResult, flat: number, routes: (Int32Array | null)[] | null, topk: { width: number; idx: Int32Array }[] | null): void {

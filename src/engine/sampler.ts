@@ -25,7 +25,7 @@
 // The sampling mask is K as ascending token ids; packMasks lays a list of them out in CSR.
 import { DsvError } from '../errors.js';
 import type { Rng } from '../tensor/random.js';
-import { expWeights, firstCrossing, partition, rowArgmax } from '../backend/cpu/pick.js';
+import { expWeights, filtering, firstCrossing, keptSet, partition, rowArgmax } from '../backend/cpu/pick.js';
 
 export interface FilterParams {
   temperature: number;
@@ -105,90 +105,6 @@ export interface Sampled {
 
 export class SamplerError extends DsvError {}
 
-/** The k-th largest value of a (k ≥ 1), by quickselect on a scratch copy. */
-function kthLargest(a: Float64Array, k: number): number {
-  const x = a.slice();
-  let lo = 0;
-  let hi = x.length - 1;
-  const want = k - 1; // index in descending order
-  while (lo < hi) {
-    const pivot = x[(lo + hi) >>> 1]!;
-    let i = lo;
-    let j = hi;
-    while (i <= j) {
-      while (x[i]! > pivot) i++;
-      while (x[j]! < pivot) j--;
-      if (i <= j) {
-        const t = x[i]!;
-        x[i] = x[j]!;
-        x[j] = t;
-        i++;
-        j--;
-      }
-    }
-    if (want <= j) hi = j;
-    else if (want >= i) lo = i;
-    else return x[want]!;
-  }
-  return x[want]!;
-}
-
-/** A copy of a, sorted descending. */
-function descending(a: Float64Array): Float64Array {
-  return a.slice().sort().reverse();
-}
-
-/** How many values are > x. */
-function countAbove(a: Float64Array, x: number): number {
-  let c = 0;
-  for (let i = 0; i < a.length; i++) if (a[i]! > x) c++;
-  return c;
-}
-
-/**
- * The values of a (all in (0, 1]: e_v = exp(z_v/τ − max)) that can lie in the top-p prefix, sorted
- * descending: those whose coarse bucket (the double's exponent and top 4 mantissa bits, an order-keeping
- * key) lies above the bucket where the buckets' running mass, from the top, reaches `target`, plus that
- * bucket and the one below it (margin for the order of the buckets' sums). A row of V values costs one
- * pass and the sort of the prefix, not of the row: sorting all of them cost 3.6 ms a row at V = 32 000
- * and 16.9 ms at 129 280 on this repository's 2-core machine, where a trained model's prefix is a few
- * tokens.
- */
-function topPrefix(a: Float64Array, target: number): Float64Array {
-  const n = a.length;
-  if (n <= 2048) return descending(a);
-  const hi = new Uint32Array(a.buffer, a.byteOffset, 2 * n);
-  const mass = new Float64Array(1 << 16);
-  for (let i = 0; i < n; i++) mass[hi[2 * i + 1]! >>> 16]! += a[i]!;
-  let cum = 0;
-  let b = (1 << 16) - 1;
-  for (; b > 0; b--) {
-    cum += mass[b]!;
-    if (cum >= target) break;
-  }
-  const lo = Math.max(0, b - 1);
-  let k = 0;
-  for (let i = 0; i < n; i++) if (hi[2 * i + 1]! >>> 16 >= lo) k++;
-  const out = new Float64Array(k);
-  for (let i = 0, j = 0; i < n; i++) if (hi[2 * i + 1]! >>> 16 >= lo) out[j++] = a[i]!;
-  return out.sort().reverse();
-}
-
-/**
- * The shortest prefix of `sorted` (descending) whose running sum reaches topP·cand, at most n long; −1
- * when sorted ends before it does and holds fewer than n values (the caller sorts them all).
- */
-function prefixLength(sorted: Float64Array, n: number, cand: number, topP: number): number {
-  let cum = 0;
-  const end = Math.min(n, sorted.length);
-  for (let m = 0; m < end; ) {
-    cum += sorted[m]!;
-    m++;
-    if (cum / cand >= topP) return m;
-  }
-  return end === n ? n : -1;
-}
-
 /** 0 .. V − 1 (a fresh array): the sampling mask of a row no filter cut. */
 export function everyId(V: number): Int32Array {
   const ids = new Int32Array(V);
@@ -198,7 +114,7 @@ export function everyId(V: number): Int32Array {
 
 /** Whether no filter removes anything (K = the vocabulary of V ids): top-k ≤ 0 or ≥ V, top-p ≥ 1, min-p ≤ 0. */
 export function unfiltered(p: FilterParams, V: number): boolean {
-  return !(p.topK > 0 && p.topK < V) && !(p.topP < 1) && !(p.minP > 0);
+  return !filtering(p, V);
 }
 
 /** K and its renormalised probabilities for one logits row (see the header for the rule). */
@@ -223,62 +139,9 @@ export function distribution(row: ArrayLike<number>, params: FilterParams): Dist
   if (greedy) return new Distribution(V, Int32Array.of(best), Float64Array.of(1), 1, zmax + Math.log(partition(row, 0, V, tau, zmax)), tau);
   const { e, total: sum } = expWeights(row, 0, V, tau, zmax);
   const logZ = zmax + Math.log(sum);
-  const topK = params.topK > 0 && params.topK < V ? params.topK : 0;
-  const topP = params.topP < 1 ? params.topP : 1;
-  const minP = params.minP > 0 ? params.minP : 0;
   if (unfiltered(params, V)) return new Distribution(V, null, e, sum, logZ, tau);
-  // Survivors of min-p (e_max = 1, so the threshold is min_p itself), then the top k of them by value
-  // (ties → lower ids): the n candidates.
-  let cands = 0;
-  for (let v = 0; v < V; v++) if (e[v]! >= minP) cands++;
-  let vals = new Float64Array(cands);
-  for (let v = 0, j = 0; v < V; v++) if (e[v]! >= minP) vals[j++] = e[v]!;
-  let n = cands;
-  // the n-th largest candidate: the last value K keeps unless top-p cuts deeper
-  let edge: number;
-  if (topK && topK < cands) {
-    edge = kthLargest(vals, topK);
-    vals = vals.filter((x) => x >= edge);
-    n = topK;
-  } else {
-    edge = Infinity;
-    for (let i = 0; i < cands; i++) if (vals[i]! < edge) edge = vals[i]!;
-  }
-  if (topP < 1) {
-    // The renormaliser: the candidates' total, summed in id order (keep-sampling-mask.ts keptTokens sums
-    // it alike). Then the shortest prefix of the values in descending order whose mass (summed in that
-    // order) ≥ top_p of it; only the values that can be in it are sorted (topPrefix).
-    let cand = 0;
-    let ties = n - countAbove(vals, edge);
-    for (let v = 0; v < V; v++) {
-      const x = e[v]!;
-      if (x > edge || (x === edge && ties-- > 0)) cand += x;
-    }
-    let sorted = topPrefix(vals, topP * cand);
-    let m = prefixLength(sorted, n, cand, topP);
-    if (m < 0) {
-      // the guess held too few values (rounding at its boundary): all of them
-      sorted = descending(vals);
-      m = prefixLength(sorted, n, cand, topP);
-    }
-    n = m;
-    edge = sorted[n - 1]!;
-  }
-  n = Math.max(n, 1);
-  // K = ids above the boundary value, plus the lowest-id ties at it
-  let ties = n - countAbove(vals, edge);
-  const ids = new Int32Array(n);
-  const weights = new Float64Array(n);
-  let s = 0;
-  for (let v = 0, j = 0; v < V && j < n; v++) {
-    const x = e[v]!;
-    if (x > edge || (x === edge && ties-- > 0)) {
-      ids[j] = v;
-      weights[j++] = x;
-      s += x;
-    }
-  }
-  return new Distribution(V, ids, weights, s, logZ, tau);
+  const k = keptSet(e, params);
+  return new Distribution(V, k.ids, k.weights, k.total, logZ, tau);
 }
 
 /** The token drawn with uniform u ∈ [0, 1): the first of K (id order) whose cumulative mass exceeds u. */

@@ -186,32 +186,45 @@ test('engine graphs (CPU stand-in): a bucket whose capture fails runs eagerly an
 
 /** Unfiltered requests, greedy and drawn (one recording its masks), without top logprobs: their steps sample where the logits are (deviceSampling). */
 const PLAIN: GenerateRequest[] = [
-  req('g0', prompt(5, 12), { temperature: 0, maxTokens: 9 }),
+  req('g0', prompt(5, 12), { temperature: 0, maxTokens: 9, returnSamplingMask: true }),
   req('t1', prompt(90, 13), { temperature: 1, seed: 4, maxTokens: 14 }),
   req('t2', prompt(33, 14), { temperature: 0.7, seed: 5, n: 2, maxTokens: 6, returnSamplingMask: true }),
 ];
+/** Filtered requests recording their masks (top-p, top-k with min-p) beside PLAIN's: sampled on the device too. */
+const FILTERED: GenerateRequest[] = [
+  req('p', prompt(20, 15), { temperature: 0.8, topP: 0.9, seed: 3, maxTokens: 24, returnSamplingMask: true }),
+  req('k', prompt(41, 17), { temperature: 1.2, topK: 9, minP: 0.02, seed: 8, maxTokens: 11, returnSamplingMask: true }),
+  ...PLAIN,
+];
 
-test('engine deviceSampling (CPU, graphs on the stand-in): the host sampler\'s tokens and logprobs bit for bit; a step with a filtered row, or asking for top logprobs, samples on the host', async () => {
+/** Every token's sampling mask of got is want's. */
+function sameMasks(got: Result[], want: Result[], what: string): void {
+  want.forEach((w, i) => w.events.forEach((evs, s) => evs.forEach((ev, t) => assert.deepEqual(got[i]!.events[s]![t]!.samplingMask, ev.samplingMask, `${what}: request ${i} seq ${s} token ${t}: mask`))));
+}
+
+test('engine deviceSampling (CPU, graphs on the stand-in): the host sampler\'s tokens, logprobs and masks bit for bit, filtered rows included; a step asking for top logprobs samples on the host', async () => {
   const model = DeepseekV32.fromSource(cfg, mapSource(ckpt));
   const base: EngineOptions = { numBlocks: 16, maxNumSeqs: 4, maxBatchTokens: 48, graphCapture: standIn };
   const host = await runAll(model, { ...base, deviceSampling: false }, PLAIN);
   const dev = await runAll(model, { ...base, deviceSampling: true }, PLAIN);
   sameResults(dev.results, host.results, 0, 'deviceSampling vs the host sampler');
-  // the unfiltered row's mask (asked for by t2) is the whole vocabulary either way
-  dev.results[2]!.events.forEach((evs, i) => evs.forEach((ev, t) => assert.deepEqual(ev.samplingMask, host.results[2]!.events[i]![t]!.samplingMask, `t2 seq ${i} token ${t}: mask`)));
+  sameMasks(dev.results, host.results, 'deviceSampling vs the host sampler');
+  // a greedy row's mask is its token, an unfiltered drawn row's the whole vocabulary
+  assert.deepEqual([...dev.results[0]!.events[0]![0]!.samplingMask!], [dev.results[0]!.tokens[0]![0]]);
   assert.equal(dev.results[2]!.events[0]![0]!.samplingMask!.length, cfg.vocabSize);
   assert.equal(host.engine.stats().deviceSampledSteps, 0, 'off: nothing sampled by the op');
   assert.ok(dev.engine.stats().deviceSampledSteps >= 14, `sampled by the op: ${dev.engine.stats().deviceSampledSteps} steps`);
-  // with a top-p request sampling in every step (admitted first, finishing last), and with one asking for
-  // top logprobs, no step samples on the device
-  const mixed = [req('p', prompt(20, 15), { temperature: 0.8, topP: 0.9, seed: 3, maxTokens: 24 }), ...PLAIN];
-  const mixedDev = await runAll(model, { ...base, deviceSampling: true }, mixed);
-  const mixedHost = await runAll(model, { ...base, deviceSampling: false }, mixed);
-  sameResults(mixedDev.results, mixedHost.results, 0, 'mixed steps');
-  assert.equal(mixedDev.engine.stats().deviceSampledSteps, 0);
+  // top-p, top-k and min-p rows in every step (admitted first, finishing last): sampled by the op too
+  const filteredDev = await runAll(model, { ...base, deviceSampling: true }, FILTERED);
+  const filteredHost = await runAll(model, { ...base, deviceSampling: false }, FILTERED);
+  sameResults(filteredDev.results, filteredHost.results, 0, 'filtered steps');
+  sameMasks(filteredDev.results, filteredHost.results, 'filtered steps');
+  const cutMasks = filteredDev.results.slice(0, 2).flatMap((r) => r.events[0]!.map((ev) => ev.samplingMask!.length));
+  assert.ok(cutMasks.some((n) => n > 1 && n < cfg.vocabSize), `the filtered rows' masks cut the vocabulary: sizes ${cutMasks.join(' ')}`);
+  assert.ok(filteredDev.engine.stats().deviceSampledSteps >= 24, `filtered steps sampled by the op: ${filteredDev.engine.stats().deviceSampledSteps}`);
   const top = await runAll(model, { ...base, deviceSampling: true }, [req('t', prompt(7, 16), { temperature: 0, maxTokens: 5, logprobs: 1 })]);
   assert.equal(top.engine.stats().deviceSampledSteps, 0);
-  for (const r of [host, dev, mixedDev, mixedHost, top]) r.engine.close();
+  for (const r of [host, dev, filteredDev, filteredHost, top]) r.engine.close();
 });
 
 // ---- CUDA: real capture and replay ------------------------------------------------------------------
@@ -230,15 +243,16 @@ test('engine on CUDA: graph decode gives the eager engine\'s greedy tokens, and 
   eager.engine.close();
 });
 
-test('engine on CUDA: tokens sampled on the device (deviceSampling, the default there) are the host sampler\'s, logprobs to rounding [cuda]', onGpu, async () => {
+test('engine on CUDA: tokens and masks sampled on the device (deviceSampling, the default there; top-p, top-k, min-p rows included) are the host sampler\'s, logprobs to rounding [cuda]', onGpu, async () => {
   const model = DeepseekV32.fromSource(cfg, mapSource(ckpt), { device: 'cuda' });
   const base: EngineOptions = { numBlocks: 16, maxNumSeqs: 4, maxBatchTokens: 48 };
-  const host = await runAll(model, { ...base, deviceSampling: false }, PLAIN);
-  const dev = await runAll(model, base, PLAIN);
+  const host = await runAll(model, { ...base, deviceSampling: false }, FILTERED);
+  const dev = await runAll(model, base, FILTERED);
   // the same logits either way; the sums of exp in another order (src/tensor/ops/pick.ts): at this
-  // 128-token vocabulary a draw lands on a rounding tie with a chance of about 1e-13
+  // 128-token vocabulary a draw or a top-p edge lands on a rounding tie with a chance of about 1e-13
   sameResults(dev.results, host.results, 1e-9, 'deviceSampling vs the host sampler');
-  assert.ok(dev.engine.stats().deviceSampledSteps >= 14, `sampled on the device: ${dev.engine.stats().deviceSampledSteps} steps`);
+  sameMasks(dev.results, host.results, 'deviceSampling vs the host sampler');
+  assert.ok(dev.engine.stats().deviceSampledSteps >= 24, `sampled on the device: ${dev.engine.stats().deviceSampledSteps} steps`);
   host.engine.close();
   dev.engine.close();
 });

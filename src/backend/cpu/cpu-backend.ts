@@ -580,17 +580,26 @@ export class CpuBackend implements Backend {
   topkSelect(out: View, x: View, k: number, start: View | null, end: View | null, blockTable: View | null, rowsPerSeq: number): void {
     topkSelectCpu(out, x, k, start, end, blockTable, rowsPerSeq);
   }
-  pickTokens(token: View, logprob: View, x: View, temperature: View, u: View): void {
+  pickTokens(token: View, logprob: View, x: View, temperature: View, u: View, filters: { topK: View; topP: View; minP: View } | null, mask: View | null): void {
     const [R, V] = x.shape as [number, number];
     const z = rawContiguous(x) as Float32Array;
     const t = dataOf(token) as Int32Array;
     const lp = dataOf(logprob) as Float64Array;
     const tau = rawContiguous(temperature) as Float64Array;
     const uu = rawContiguous(u) as Float64Array;
+    const f = filters && { topK: rawContiguous(filters.topK) as Int32Array, topP: rawContiguous(filters.topP) as Float64Array, minP: rawContiguous(filters.minP) as Float64Array };
+    const W = Math.ceil(V / 32);
+    const bits = mask ? (dataOf(mask) as Int32Array) : null;
     for (let r = 0; r < R; r++) {
-      const g = pickRow(z, r * V, V, tau[r]!, uu[r]!);
+      const g = pickRow(z, r * V, V, tau[r]!, uu[r]!, f ? { topK: f.topK[r]!, topP: f.topP[r]!, minP: f.minP[r]! } : undefined);
       t[token.offset + r] = g.token;
       lp[logprob.offset + r] = g.logprob;
+      if (!bits) continue;
+      const row = bits.subarray(mask!.offset + r * W, mask!.offset + (r + 1) * W);
+      row.fill(0);
+      if (g.token < 0) continue;
+      if (g.kept) for (const v of g.kept) row[v >>> 5]! |= 1 << (v & 31);
+      else for (let v = 0; v < V; v++) row[v >>> 5]! |= 1 << (v & 31);
     }
   }
 
