@@ -1,8 +1,9 @@
 // Engine throughput on a random-weight model (a script, not a test):
 //   node dist/bench/engine.js [--device cpu|cuda] [--shape tiny|cpu-mid|mid | --model DIR] [--numerics f32|bf16]
-//        [--batches 1,4,16] [--prompt 64] [--gen 32] [--spec 0] [--vocab V] [--temperature 0]
+//        [--batches 1,4,16] [--prompt 64] [--gen 32] [--spec 0] [--vocab V] [--temperature 0] [--top-p 1] [--mask]
 //        [--cuda-graphs on|off|both] [--sampler-threads N] [--kv-cache fp8|bf16|f32] [--device-sampling on|off|both]
-// For each batch size B, B concurrent requests (greedy unless --temperature) (distinct prompts, ignoreEos) of `prompt` tokens
+// For each batch size B, B concurrent requests (greedy unless --temperature; --top-p filters, --mask records
+// each token's sampling mask, as RL rollouts do) (distinct prompts, ignoreEos) of `prompt` tokens
 // generate `gen` tokens each. Reported per B: TTFT (first token after submission) mean, TPOT (mean gap
 // between a sequence's tokens after the first), decode throughput B / TPOT, end-to-end tokens/s, and the
 // model-only time of the same decode
@@ -16,7 +17,7 @@
 // the replayed steps do not pass through model.step, so modelShareOfEngine counts only eager steps;
 // graphReplays / graphCaptures say how many steps replayed and how many buckets were captured.
 // --device-sampling (default: the engine's, on off the CPU): tokens picked where the logits are
-// (EngineOptions.deviceSampling, unfiltered rows) instead of reading the logits back; 'both' runs it off
+// (EngineOptions.deviceSampling) instead of reading the logits back; 'both' runs it off
 // then on; deviceSampledSteps counts the steps that did.
 // One JSON line per B (per B and graph setting with 'both') on stdout.
 import { LLMEngine } from '../src/engine/engine.js';
@@ -55,6 +56,12 @@ const vocab = process.argv.includes('--vocab') ? { vocab_size: Number(arg('--voc
 const modelDir = opt('--model');
 const cfg = modelDir ? loadConfig(`${modelDir}/config.json`) : randomConfig({ ...shapeOf(shape), ...vocab, num_nextn_predict_layers: spec > 0 ? 1 : 0 });
 const temperature = Number(arg('--temperature', '0'));
+const topP = Number(arg('--top-p', '1'));
+if (!(temperature >= 0 && Number.isFinite(temperature)) || !(topP > 0 && topP <= 1)) {
+  console.error(`engine bench: --temperature must be a finite number ≥ 0 and --top-p in (0, 1], got ${arg('--temperature', '0')} and ${arg('--top-p', '1')}`);
+  process.exit(2);
+}
+const returnSamplingMask = process.argv.includes('--mask');
 // --kv-cache fp8|bf16|f32: the latent cache's format (default: the engine's own choice); an FP8 cache is
 // read in the absorbed (MQA) form only, so the model-alone fill and steps run that form too
 const kvCache = opt('--kv-cache') as MlaCacheFormat | undefined;
@@ -110,7 +117,7 @@ for (const B of batches) {
     const stamps: number[] = []; // every token's arrival
     await Promise.all(Array.from({ length: B }, async (_, b) => {
       let prev = 0;
-      const it: AsyncIterable<EngineEvent> = engine.generate({ id: `r${b}`, promptIds: prompt(b), params: { temperature, seed: b, maxTokens: G, ignoreEos: true } });
+      const it: AsyncIterable<EngineEvent> = engine.generate({ id: `r${b}`, promptIds: prompt(b), params: { temperature, topP, returnSamplingMask, seed: b, maxTokens: G, ignoreEos: true } });
       for await (const ev of it) {
         if (ev.type !== 'token') continue;
         const t = now();
@@ -132,7 +139,7 @@ for (const B of batches) {
     engine.close();
     const mean = (a: number[]): number => a.reduce((x, y) => x + y, 0) / Math.max(1, a.length);
     console.log(JSON.stringify({
-      device, samplerThreads: samplerThreads ?? 'default', shape, vocab: cfg.vocabSize, numerics, kvCache: kvCache ?? 'default', temperature, batch: B, prompt: P, gen: G, spec,
+      device, samplerThreads: samplerThreads ?? 'default', shape, vocab: cfg.vocabSize, numerics, kvCache: kvCache ?? 'default', temperature, topP, mask: returnSamplingMask, batch: B, prompt: P, gen: G, spec,
       cudaGraphsAsked: cudaGraphs, cudaGraphs: gs !== null, graphReplays: gs?.replays ?? 0, graphCaptures: gs?.captures ?? 0,
       ...(gs?.failures.length ? { graphFailures: gs.failures } : {}),
       ttftMs: +mean(first.map((t) => t - t0)).toFixed(2),
