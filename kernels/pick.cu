@@ -41,9 +41,11 @@
 // differ by rounding (≤ V·2⁻⁵³ relative): a greedy token is exact; a drawn token or K's edge differs
 // only when a sum lies within that rounding of its threshold. The host orders by e and ties by id, this
 // kernel by z and ties by id: the same order except where two different logits' e round to one double.
-// Measured (H100, bench/pick-tokens.js, 2026-12-06): 64 rows × 129 280 in 141 µs greedy, 177 µs at τ 1
-// (12.7× and 15.9× the time of reading the logits once at the copy bandwidth); one row of 32 000 in 50 µs
-// (one CTA on one SM: latency-bound; more CTAs a row is what small batches would need).
+// Measured (H100, bench/pick-tokens.js, 2026-12-06 and -07): 64 rows × 129 280 in 141 µs greedy, 177 µs at
+// τ 1 (12.7× and 15.9× the time of reading the logits once at the copy bandwidth), 809 µs at top-p 0.95,
+// 565 µs at top-k 50 (each radix pass re-reads the row and recomputes e); one row of 32 000 in 50 µs,
+// one of 129 280 at top-p 0.95 in 1.1 ms (one CTA on one SM: latency-bound; more CTAs a row is what small
+// batches would need).
 #include "common.cuh"
 
 constexpr int PT_THREADS = 512;
