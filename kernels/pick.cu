@@ -10,7 +10,7 @@
 //             first n₁ (the candidates)
 //   token   = greedy: the argmax;  else: the first v of K (id order) with Σ_{w ∈ K, w ≤ v} e_w > u·Σ_K e
 //             (the last v of K with e_v > 0 if rounding leaves none)
-//   logprob = z_token/τ − logZ;   mask (optional) = K as bits, ⌈V/32⌉ words a row
+//   logprob = z_token/τ − logZ;   mask (optional) = K as bits, ⌈V/32⌉ words a row;   logz (optional) = logZ
 //
 // One CTA per row (grid-stride over rows). Pass 1, coalesced: each thread keeps (max, first index) over
 // its strided elements; a warp shuffle and a shared-memory merge take the larger value, equal values the
@@ -228,7 +228,8 @@ extern "C" __global__ void __launch_bounds__(PT_THREADS, 1) pick_tokens_f32(int6
                                                                           const double* __restrict__ temperature, const double* __restrict__ uniform,
                                                                           const int* __restrict__ top_k, const double* __restrict__ top_p,
                                                                           const double* __restrict__ min_p, int* __restrict__ token,
-                                                                          double* __restrict__ logprob, unsigned* __restrict__ mask) {
+                                                                          double* __restrict__ logprob, unsigned* __restrict__ mask,
+                                                                          double* __restrict__ logz) {
   __shared__ Shared sh;
   const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
   const int64_t W = (V + 31) / 32;
@@ -288,6 +289,7 @@ extern "C" __global__ void __launch_bounds__(PT_THREADS, 1) pick_tokens_f32(int6
       if (threadIdx.x == 0) {
         token[row] = -1;
         logprob[row] = __longlong_as_double(0x7ff8000000000000ll);
+        if (logz) logz[row] = __longlong_as_double(0x7ff8000000000000ll);
       }
       if (mrow)
         for (int64_t w = threadIdx.x; w < W; w += blockDim.x) mrow[w] = 0u;
@@ -363,7 +365,9 @@ extern "C" __global__ void __launch_bounds__(PT_THREADS, 1) pick_tokens_f32(int6
       if (pick == INT64_MAX) pick = last;
       if (threadIdx.x == 0) {
         token[row] = (int)pick;
-        logprob[row] = (double)z[pick] * rt - (zmax + log(S));
+        const double lz = zmax + log(S);
+        logprob[row] = (double)z[pick] * rt - lz;
+        if (logz) logz[row] = lz;
       }
       continue;
     }
@@ -404,7 +408,9 @@ extern "C" __global__ void __launch_bounds__(PT_THREADS, 1) pick_tokens_f32(int6
     }
     if (threadIdx.x == 0) {
       token[row] = (int)pick;
-      logprob[row] = (double)z[pick] * rt - (zmax + log(S));
+      const double lz = zmax + log(S);
+      logprob[row] = (double)z[pick] * rt - lz;
+      if (logz) logz[row] = lz;
     }
     // greedy: K = {argmax}; unfiltered: every id
     if (mrow)

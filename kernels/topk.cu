@@ -12,6 +12,7 @@
 
 __device__ __forceinline__ uint32_t order_key(float v, int largest) {
   if (v != v) return largest ? 0xffffffffu : 0u;  // NaN is the largest value: first when largest, last otherwise
+  if (v == 0.0f) v = 0.0f;  // −0 and +0 are one value (the CPU compares them equal): ties by index
   const uint32_t b = __float_as_uint(v);
   const uint32_t o = (b & 0x80000000u) ? ~b : (b | 0x80000000u);  // monotone map of floats onto uint32
   return largest ? o : ~o;

@@ -49,6 +49,7 @@ import { Rng } from '../tensor/random.js';
 import { fromArray, type Tensor } from '../tensor/tensor.js';
 import { indexSelect } from '../tensor/ops/indexing.js';
 import { keptIds, pickTokens } from '../tensor/ops/pick.js';
+import { topk } from '../tensor/ops/topk.js';
 import type { MlaCacheFormat } from '../tensor/ops/sparse-mla.js';
 import { BLOCK_TOKENS, BlockPool } from './block-pool.js';
 import { EventStream } from './event-stream.js';
@@ -554,16 +555,17 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
   }
 
   /**
-   * The step's samples from pickTokens on the logits' device, when no sampling row of the step asks for
-   * top logprobs or has drafts; null otherwise, and when a row has no token (a NaN or all −∞): the host
-   * sampler then takes the whole step and names the bad logit. Rows without a job (a graph bucket's
-   * padding) are picked greedy and ignored. The filters travel per row; a mask asked for comes back as
-   * bits (⌈V/32⌉ words a row) only when a filtered row asks for one (an unfiltered row's is every id).
+   * The step's samples from pickTokens on the logits' device, when no sampling row of the step has
+   * drafts; null otherwise, and when a row has no token (a NaN or all −∞): the host sampler then takes
+   * the whole step and names the bad logit. Rows without a job (a graph bucket's padding) are picked
+   * greedy and ignored. The filters travel per row; a mask asked for comes back as bits (⌈V/32⌉ words a
+   * row) only when a filtered row asks for one (an unfiltered row's is every id). Top logprobs: the
+   * step's largest count of the most likely ids by the topk op (ties → lower id, as the host's list)
+   * and each row's logZ from the op, so an id's logprob is z/τ − logZ as the host computes it.
    */
   private pickOnDevice(logits: Tensor, chunks: ScheduledChunk[], jobs: SampleJob[]): SampleResult[] | null {
     // f64 logits (an f64 model) stay with the host sampler, which reads them at full width
     if (!this.deviceSampling || logits.dtype !== 'f32' || jobs.length === 0 || chunks.some((c) => c.sample && c.drafts > 0)) return null;
-    if (jobs.some((j) => j.logprobs > 0)) return null;
     const [R, V] = logits.shape as [number, number];
     const tau = new Float64Array(R);
     const u = new Float64Array(R);
@@ -583,11 +585,20 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
         minP[j.row] = j.params.minP;
       }
     }
-    const g = pickTokens(logits, tau, u, { ...(filtered ? { filters: { topK, topP, minP } } : {}), mask: bits });
+    const top = Math.min(V, Math.max(...jobs.map((j) => j.logprobs)));
+    const g = pickTokens(logits, tau, u, { ...(filtered ? { filters: { topK, topP, minP } } : {}), mask: bits, logZ: top > 0 });
+    const best = top > 0 ? topk(logits, top) : null;
     const token = g.token.toHost() as Int32Array;
     const logprob = g.logprob.toHost() as Float64Array;
     if (jobs.some((j) => token[j.row]! < 0)) return null;
     const words = g.mask ? (g.mask.toHost() as Int32Array) : null;
+    const logZ = g.logZ ? (g.logZ.toHost() as Float64Array) : null;
+    const bestZ = best ? best.values.toFloat32() : null;
+    const bestIds = best ? (best.indices.toHost() as BigInt64Array) : null;
+    const topOf = (j: SampleJob): [number, number][] => {
+      const t = j.params.temperature === 0 ? 1 : j.params.temperature;
+      return Array.from({ length: j.logprobs }, (_, i): [number, number] => [Number(bestIds![j.row * top + i]!), bestZ![j.row * top + i]! / t - logZ![j.row]!]);
+    };
     this.deviceSampledSteps++;
     // a greedy row's mask is its token, an unfiltered one's the whole vocabulary (the host's
     // Distribution.ids: RL rollouts at top_p 1 record every id), a filtered one's its bits
@@ -596,7 +607,7 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
       if (unfiltered(j.params, V)) return everyId(V);
       return keptIds(words!, j.row, V);
     };
-    return jobs.map((j) => ({ token: token[j.row]!, logprob: logprob[j.row]!, ...(j.mask ? { mask: maskOf(j) } : {}) }));
+    return jobs.map((j) => ({ token: token[j.row]!, logprob: logprob[j.row]!, ...(j.logprobs > 0 ? { topLogprobs: topOf(j) } : {}), ...(j.mask ? { mask: maskOf(j) } : {}) }));
   }
 
   private emitToken(st: SeqState, res: SampleResult, flat: number, routes: (Int32Array | null)[] | null, topk: { width: number; idx: Int32Array }[] | null): void {

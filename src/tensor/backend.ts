@@ -128,9 +128,10 @@ export interface Backend {
    * Optional: tokens picked from logits (src/tensor/ops/pick.ts). x f32 [R, V] contiguous, temperature and u
    * f64 [R]; filters null (none on any row) or topK i32 [R] (0: off, else < V), topP and minP f64 [R];
    * token i32 [R] (−1 where a logit is NaN or all are −∞), logprob f64 [R]; mask null or i32 [R, ⌈V/32⌉],
-   * every word written: bit v mod 32 of word ⌊v/32⌋ set iff v is kept.
+   * every word written: bit v mod 32 of word ⌊v/32⌋ set iff v is kept; logZ null or f64 [R], the row's
+   * log-partition at τ (NaN where there is no token).
    */
-  pickTokens?(token: View, logprob: View, x: View, temperature: View, u: View, filters: { topK: View; topP: View; minP: View } | null, mask: View | null): void;
+  pickTokens?(token: View, logprob: View, x: View, temperature: View, u: View, filters: { topK: View; topP: View; minP: View } | null, mask: View | null, logZ: View | null): void;
   /**
    * out[..i.., j, ..] = x[..i.., idx[..i.., j, ..], ..] along `axis` (torch.gather); x, idx contiguous.
    * The op layer (ops/indexing.ts) guarantees x.shape equals idx.shape in every dim but `axis`.

@@ -202,7 +202,7 @@ function sameMasks(got: Result[], want: Result[], what: string): void {
   want.forEach((w, i) => w.events.forEach((evs, s) => evs.forEach((ev, t) => assert.deepEqual(got[i]!.events[s]![t]!.samplingMask, ev.samplingMask, `${what}: request ${i} seq ${s} token ${t}: mask`))));
 }
 
-test('engine deviceSampling (CPU, graphs on the stand-in): the host sampler\'s tokens, logprobs and masks bit for bit, filtered rows included; a step asking for top logprobs samples on the host', async () => {
+test('engine deviceSampling (CPU, graphs on the stand-in): the host sampler\'s tokens, logprobs, top logprobs and masks bit for bit, filtered rows and top logprobs included', async () => {
   const model = DeepseekV32.fromSource(cfg, mapSource(ckpt));
   const base: EngineOptions = { numBlocks: 16, maxNumSeqs: 4, maxBatchTokens: 48, graphCapture: standIn };
   const host = await runAll(model, { ...base, deviceSampling: false }, PLAIN);
@@ -222,9 +222,15 @@ test('engine deviceSampling (CPU, graphs on the stand-in): the host sampler\'s t
   const cutMasks = filteredDev.results.slice(0, 2).flatMap((r) => r.events[0]!.map((ev) => ev.samplingMask!.length));
   assert.ok(cutMasks.some((n) => n > 1 && n < cfg.vocabSize), `the filtered rows' masks cut the vocabulary: sizes ${cutMasks.join(' ')}`);
   assert.ok(filteredDev.engine.stats().deviceSampledSteps >= 24, `filtered steps sampled by the op: ${filteredDev.engine.stats().deviceSampledSteps}`);
-  const top = await runAll(model, { ...base, deviceSampling: true }, [req('t', prompt(7, 16), { temperature: 0, maxTokens: 5, logprobs: 1 })]);
-  assert.equal(top.engine.stats().deviceSampledSteps, 0);
-  for (const r of [host, dev, filteredDev, filteredHost, top]) r.engine.close();
+  // top logprobs (greedy and drawn, two counts in one step): the topk op and the op's logZ
+  const withTop = [req('t', prompt(7, 16), { temperature: 0, maxTokens: 5, logprobs: 1 }), req('u', prompt(8, 18), { temperature: 0.9, topP: 0.8, seed: 2, maxTokens: 7, logprobs: 5 })];
+  const topDev = await runAll(model, { ...base, deviceSampling: true }, withTop);
+  const topHost = await runAll(model, { ...base, deviceSampling: false }, withTop);
+  sameResults(topDev.results, topHost.results, 0, 'top logprobs');
+  topHost.results.forEach((w, i) => w.events.forEach((evs, s) => evs.forEach((ev, t) => assert.deepEqual(topDev.results[i]!.events[s]![t]!.topLogprobs, ev.topLogprobs, `request ${i} seq ${s} token ${t}: top logprobs`))));
+  assert.equal(topDev.results[1]!.events[0]![0]!.topLogprobs!.length, 5);
+  assert.ok(topDev.engine.stats().deviceSampledSteps >= 7, `top-logprob steps sampled by the op: ${topDev.engine.stats().deviceSampledSteps}`);
+  for (const r of [host, dev, filteredDev, filteredHost, topDev, topHost]) r.engine.close();
 });
 
 // ---- CUDA: real capture and replay ------------------------------------------------------------------
@@ -243,15 +249,21 @@ test('engine on CUDA: graph decode gives the eager engine\'s greedy tokens, and 
   eager.engine.close();
 });
 
-test('engine on CUDA: tokens and masks sampled on the device (deviceSampling, the default there; top-p, top-k, min-p rows included) are the host sampler\'s, logprobs to rounding [cuda]', onGpu, async () => {
+test('engine on CUDA: tokens and masks sampled on the device (deviceSampling, the default there; top-p, top-k, min-p rows and top logprobs included) are the host sampler\'s, logprobs to rounding [cuda]', onGpu, async () => {
   const model = DeepseekV32.fromSource(cfg, mapSource(ckpt), { device: 'cuda' });
   const base: EngineOptions = { numBlocks: 16, maxNumSeqs: 4, maxBatchTokens: 48 };
-  const host = await runAll(model, { ...base, deviceSampling: false }, FILTERED);
-  const dev = await runAll(model, base, FILTERED);
+  const withTop = [...FILTERED, req('l', prompt(8, 18), { temperature: 0.9, seed: 2, maxTokens: 7, logprobs: 5 })];
+  const host = await runAll(model, { ...base, deviceSampling: false }, withTop);
+  const dev = await runAll(model, base, withTop);
   // the same logits either way; the sums of exp in another order (src/tensor/ops/pick.ts): at this
   // 128-token vocabulary a draw or a top-p edge lands on a rounding tie with a chance of about 1e-13
   sameResults(dev.results, host.results, 1e-9, 'deviceSampling vs the host sampler');
   sameMasks(dev.results, host.results, 'deviceSampling vs the host sampler');
+  host.results.at(-1)!.events[0]!.forEach((ev, t) => {
+    const g = dev.results.at(-1)!.events[0]![t]!.topLogprobs!;
+    assert.deepEqual(g.map(([id]) => id), ev.topLogprobs!.map(([id]) => id), `token ${t}: top ids`);
+    g.forEach(([, lp], i) => assert.ok(Math.abs(lp - ev.topLogprobs![i]![1]) <= 1e-9, `token ${t}: top logprob ${i}: ${lp} vs ${ev.topLogprobs![i]![1]}`));
+  });
   assert.ok(dev.engine.stats().deviceSampledSteps >= 24, `sampled on the device: ${dev.engine.stats().deviceSampledSteps} steps`);
   host.engine.close();
   dev.engine.close();

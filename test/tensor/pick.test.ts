@@ -10,6 +10,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as T from '../../src/tensor/index.js';
 import { sampleOne, type SampleJob } from '../../src/engine/sampler-pool.js';
+import { distribution } from '../../src/engine/sampler.js';
 import { eachDevice, nextSeed } from '../cuda/common.js';
 import { rowArgmax } from '../../src/backend/cpu/pick.js';
 
@@ -174,9 +175,9 @@ function filters(R: number, V: number): { topK: Float64Array; topP: Float64Array
 const maskIds = (bits: Int32Array, r: number, V: number): number[] => [...T.keptIds(bits, r, V)];
 
 type Filters = ReturnType<typeof filters>;
-const pickF = (z: Float32Array, R: number, V: number, p: { tau: Float64Array; u: Float64Array }, f: Filters, dev: string): { token: Int32Array; logprob: Float64Array; mask: Int32Array } => {
-  const r = T.pickTokens(T.fromBits(z, 'f32', [R, V], { device: dev }), p.tau, p.u, { filters: f, mask: true });
-  return { token: r.token.toHost() as Int32Array, logprob: r.logprob.toHost() as Float64Array, mask: r.mask!.toHost() as Int32Array };
+const pickF = (z: Float32Array, R: number, V: number, p: { tau: Float64Array; u: Float64Array }, f: Filters, dev: string): { token: Int32Array; logprob: Float64Array; mask: Int32Array; logZ: Float64Array } => {
+  const r = T.pickTokens(T.fromBits(z, 'f32', [R, V], { device: dev }), p.tau, p.u, { filters: f, mask: true, logZ: true });
+  return { token: r.token.toHost() as Int32Array, logprob: r.logprob.toHost() as Float64Array, mask: r.mask!.toHost() as Int32Array, logZ: r.logZ!.toHost() as Float64Array };
 };
 
 for (const [R, V] of [[1, 1], [18, 33], [27, 1000], [18, 32000], [9, 129280]] as const) {
@@ -192,6 +193,7 @@ for (const [R, V] of [[1, 1], [18, 33], [27, 1000], [18, 32000], [9, 129280]] as
       assert.equal(got.token[r], s.token, `${what}: token`);
       assert.ok(Object.is(got.logprob[r], s.logprob), `${what}: logprob ${got.logprob[r]} against the sampler's ${s.logprob}`);
       assert.deepEqual(maskIds(got.mask, r, V), [...s.mask!], `${what}: kept set`);
+      assert.ok(Object.is(got.logZ[r], distribution(z.subarray(r * V, (r + 1) * V), params).logZ), `${what}: logZ`);
     }
   });
 }
@@ -292,6 +294,7 @@ eachDevice('pickTokens with filters matches the CPU reference (kept sets and tok
       if (Number.isNaN(lp) || b !== a) continue;
       const bound = tol + 8 * U * (Math.abs(lp) + Math.abs(z[r * V + a]! / (p.tau[r] || 1)) + 1);
       assert.ok(Math.abs(got.logprob[r]! - lp) <= bound, `${what}: logprob ${got.logprob[r]} against the CPU's ${lp} (bound ${bound})`);
+      assert.ok(Math.abs(got.logZ[r]! - cpu.logZ[r]!) <= bound, `${what}: logZ ${got.logZ[r]} against the CPU's ${cpu.logZ[r]} (bound ${bound})`);
     }
   }
   assert.ok(cut > 20, `rows whose kept set is cut to between 2 and V − 1 ids: ${cut}`);

@@ -580,7 +580,7 @@ export class CpuBackend implements Backend {
   topkSelect(out: View, x: View, k: number, start: View | null, end: View | null, blockTable: View | null, rowsPerSeq: number): void {
     topkSelectCpu(out, x, k, start, end, blockTable, rowsPerSeq);
   }
-  pickTokens(token: View, logprob: View, x: View, temperature: View, u: View, filters: { topK: View; topP: View; minP: View } | null, mask: View | null): void {
+  pickTokens(token: View, logprob: View, x: View, temperature: View, u: View, filters: { topK: View; topP: View; minP: View } | null, mask: View | null, logZ: View | null): void {
     const [R, V] = x.shape as [number, number];
     const z = rawContiguous(x) as Float32Array;
     const t = dataOf(token) as Int32Array;
@@ -590,10 +590,12 @@ export class CpuBackend implements Backend {
     const f = filters && { topK: rawContiguous(filters.topK) as Int32Array, topP: rawContiguous(filters.topP) as Float64Array, minP: rawContiguous(filters.minP) as Float64Array };
     const W = Math.ceil(V / 32);
     const bits = mask ? (dataOf(mask) as Int32Array) : null;
+    const lz = logZ ? (dataOf(logZ) as Float64Array) : null;
     for (let r = 0; r < R; r++) {
       const g = pickRow(z, r * V, V, tau[r]!, uu[r]!, f ? { topK: f.topK[r]!, topP: f.topP[r]!, minP: f.minP[r]! } : undefined);
       t[token.offset + r] = g.token;
       lp[logprob.offset + r] = g.logprob;
+      if (lz) lz[logZ!.offset + r] = g.logZ;
       if (!bits) continue;
       const row = bits.subarray(mask!.offset + r * W, mask!.offset + (r + 1) * W);
       row.fill(0);

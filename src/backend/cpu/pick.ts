@@ -214,23 +214,26 @@ export function keptSet(e: Float64Array, f: RowFilter): { ids: Int32Array; weigh
 }
 
 /**
- * One row's token, logprob and kept set K: τ = 0 greedy (K = the first argmax; logprob at τ = 1), else
+ * One row's token, logprob, log-partition and kept set K: τ = 0 greedy (K = the first argmax; logprob at τ = 1), else
  * the draw of firstCrossing over K's exp weights (every id when no filter is on: kept null). Token −1
  * (logprob NaN, kept null) where a logit is NaN or all are −∞.
  */
-export function pickRow(x: ArrayLike<number>, off: number, V: number, temperature: number, u: number, filter?: RowFilter): { token: number; logprob: number; kept: Int32Array | null } {
+export function pickRow(x: ArrayLike<number>, off: number, V: number, temperature: number, u: number, filter?: RowFilter): { token: number; logprob: number; logZ: number; kept: Int32Array | null } {
   const tau = temperature === 0 ? 1 : temperature;
   const { best, zBest, nan } = rowArgmax(x, off, V);
   const zmax = zBest / tau;
-  if (nan || zmax === -Infinity) return { token: -1, logprob: NaN, kept: null };
-  if (temperature === 0) return { token: best, logprob: x[off + best]! / tau - (zmax + Math.log(partition(x, off, V, tau, zmax))), kept: Int32Array.of(best) };
+  if (nan || zmax === -Infinity) return { token: -1, logprob: NaN, logZ: NaN, kept: null };
+  if (temperature === 0) {
+    const logZ = zmax + Math.log(partition(x, off, V, tau, zmax));
+    return { token: best, logprob: x[off + best]! / tau - logZ, logZ, kept: Int32Array.of(best) };
+  }
   const { e, total } = expWeights(x, off, V, tau, zmax);
   const logZ = zmax + Math.log(total);
   if (!filter || !filtering(filter, V)) {
     const token = firstCrossing(e, total, u);
-    return { token, logprob: x[off + token]! / tau - logZ, kept: null };
+    return { token, logprob: x[off + token]! / tau - logZ, logZ, kept: null };
   }
   const k = keptSet(e, filter);
   const token = k.ids[firstCrossing(k.weights, k.total, u)]!;
-  return { token, logprob: x[off + token]! / tau - logZ, kept: k.ids };
+  return { token, logprob: x[off + token]! / tau - logZ, logZ, kept: k.ids };
 }

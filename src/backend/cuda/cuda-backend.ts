@@ -120,7 +120,7 @@ const SIG: Record<string, readonly ParamKind[]> = {
   gemv: ['i64', 'i64', 'p', 'i64', 'p', 'i64', 'p', 'i64'],
   gemv_e4m3_block: ['i64', 'i64', 'p', 'p', 'p', 'p', 'p', 'i64'],
   matmul_naive: ['iter', 'i64', 'i64', 'i64', 'i64', 'p', 'i32', 'p', 'i32', 'i64', 'i64', 'p', 'i32', 'i64', 'i64'],
-  pick_tokens: ['i64', 'i64', 'p', 'p', 'p', 'p', 'p', 'p', 'p', 'p', 'p'],
+  pick_tokens: ['i64', 'i64', 'p', 'p', 'p', 'p', 'p', 'p', 'p', 'p', 'p', 'p'],
   adamw: ADAMW_SIG,
 };
 
@@ -903,11 +903,11 @@ export class CudaBackend implements Backend {
     topkSelectCuda(this, out, x, k, start, end, blockTable, rowsPerSeq);
   }
   /** Tokens picked from logits, a CTA of 512 threads per row (kernels/pick.cu; x contiguous f32, the op checks). */
-  pickTokens(token: View, logprob: View, x: View, temperature: View, u: View, filters: { topK: View; topP: View; minP: View } | null, mask: View | null): void {
+  pickTokens(token: View, logprob: View, x: View, temperature: View, u: View, filters: { topK: View; topP: View; minP: View } | null, mask: View | null, logZ: View | null): void {
     const [R, V] = x.shape as [number, number];
     const f = filters ? [this.ptr(filters.topK), this.ptr(filters.topP), this.ptr(filters.minP)] : [0, 0, 0];
     this.k('pick', 'pick_tokens_f32', 'pick_tokens').launch(Math.min(R, this.maxGrid), 512, 0,
-      [R, V, this.ptr(x), this.ptr(temperature), this.ptr(u), ...f, this.ptr(token), this.ptr(logprob), mask ? this.ptr(mask) : 0]);
+      [R, V, this.ptr(x), this.ptr(temperature), this.ptr(u), ...f, this.ptr(token), this.ptr(logprob), mask ? this.ptr(mask) : 0, logZ ? this.ptr(logZ) : 0]);
   }
 
   // ---- indexing ------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@
 //            Σ e exceeds u·Σ_K e; logprob = z_token/τ − logZ over the whole vocabulary,
 //            logZ = max z/τ + log Σ_v e_v
 // in f64 from f32 logits, and on request K itself as a bit mask (bit v mod 32 of word ⌊v/32⌋ of the
-// row's ⌈V/32⌉ i32 words). This is the engine sampler's rule (src/engine/sampler.ts: distribution,
+// row's ⌈V/32⌉ i32 words) and logZ (so z_v/τ − logZ is any id's logprob: the engine's top logprobs). This is the engine sampler's rule (src/engine/sampler.ts: distribution,
 // drawFrom, logprobs; the CPU reference src/backend/cpu/pick.ts is bit for bit the sampler's). Why on the device: a decode step of 64 rows at a 129 280-token vocabulary otherwise copies
 // 33 MB of logits to the host and spends 1–3 ms of host time a row on exps and the cumulative draw
 // (the server's TPOT at 64 streams, sampling at τ = 1, was twice the engine's greedy one: docs/benchmarks.md).
@@ -39,9 +39,10 @@ export interface PickFilters {
 /**
  * Per row of x f32 [R, V]: the token i32 [R] and its logprob f64 [R] (see the header; token −1 where the
  * row has none), at temperature[r] (0: greedy) with uniform u[r] (ignored when greedy) and the row's
- * filters; with `mask`, K as bits i32 [R, ⌈V/32⌉] (a row without a token: no bit). No gradient.
+ * filters; with `mask`, K as bits i32 [R, ⌈V/32⌉] (a row without a token: no bit); with `logZ`, the
+ * log-partition f64 [R] (NaN where no token). No gradient.
  */
-export function pickTokens(x: Tensor, temperature: ArrayLike<number>, u: ArrayLike<number>, opts: { filters?: PickFilters; mask?: boolean } = {}): { token: Tensor; logprob: Tensor; mask?: Tensor } {
+export function pickTokens(x: Tensor, temperature: ArrayLike<number>, u: ArrayLike<number>, opts: { filters?: PickFilters; mask?: boolean; logZ?: boolean } = {}): { token: Tensor; logprob: Tensor; mask?: Tensor; logZ?: Tensor } {
   if (x.rank !== 2 || x.dtype !== 'f32') throw new DsvError(`pickTokens: logits must be f32 [rows, vocab], got ${x.dtype} ${fmtShape(x.shape)}`);
   const [R, V] = x.shape as [number, number];
   if (V === 0) throw new DsvError('pickTokens: the vocabulary dim is empty');
@@ -72,6 +73,7 @@ export function pickTokens(x: Tensor, temperature: ArrayLike<number>, u: ArrayLi
     const token = alloc(be, [R], 'i32');
     const logprob = alloc(be, [R], 'f64');
     const mask = opts.mask ? alloc(be, [R, Math.ceil(V / 32)], 'i32') : undefined;
+    const logZ = opts.logZ ? alloc(be, [R], 'f64') : undefined;
     const dev = { device: x.device };
     const tau = fromArray(Float64Array.from(temperature), [R], { dtype: 'f64', ...dev });
     const uu = fromArray(Float64Array.from({ length: R }, (_, r) => (temperature[r]! > 0 ? u[r]! : 0)), [R], { dtype: 'f64', ...dev });
@@ -79,8 +81,8 @@ export function pickTokens(x: Tensor, temperature: ArrayLike<number>, u: ArrayLi
     const filters = filtered
       ? { topK: fromArray(Int32Array.from(topK, (k) => (k > 0 && k < V ? k : 0)), [R], { dtype: 'i32', ...dev }), topP: fromArray(topP, [R], { dtype: 'f64', ...dev }), minP: fromArray(minP, [R], { dtype: 'f64', ...dev }) }
       : null;
-    if (R > 0) be.pickTokens!(token, logprob, xc, tau, uu, filters, mask ?? null);
-    return { token, logprob, ...(mask ? { mask } : {}) };
+    if (R > 0) be.pickTokens!(token, logprob, xc, tau, uu, filters, mask ?? null, logZ ?? null);
+    return { token, logprob, ...(mask ? { mask } : {}), ...(logZ ? { logZ } : {}) };
   });
 }
 
