@@ -61,7 +61,7 @@ export function register(program: Command): void {
     .addOption(new Option('--kv-cache-dtype <dtype>', 'latent KV-cache format (default: that of --dtype)').choices(['fp8', 'bf16', 'f32']))
     .option('--speculative-tokens <n>', 'MTP draft tokens per step, 0 to 3 (needs MTP layers)', intArg('--speculative-tokens', 0, 3), 0)
     .option('--no-cuda-graphs', 'run every decode step eagerly (default on CUDA: plain decode steps replay a CUDA graph per batch-size bucket)')
-    .option('--no-device-sampling', 'sample every row on the host (default on CUDA: rows without top logprobs are sampled on the GPU, filters and sampling masks included; tokens and masks the same but at rounding ties, logprobs equal to rounding)')
+    .option('--no-device-sampling', 'sample every row on the host (default on CUDA: rows are sampled on the GPU, filters, sampling masks and top logprobs included; tokens and masks the same but at rounding ties, logprobs equal to rounding)')
     .option('--skip-tokenizer-init', 'serve without a tokenizer: prompts and outputs are token ids (/v1/completions only)')
     .option('--served-model-name <name>', 'model name clients send (default: the checkpoint directory name)')
     .option('--max-waiting <n>', 'requests waiting for their first token beyond which new ones get 429', intArg('--max-waiting', 1), 256)

@@ -118,12 +118,13 @@ export interface EngineOptions {
    */
   samplerThreads?: number;
   /**
-   * Sample where the logits are (pickTokens, src/tensor/ops/pick.ts): a step without top logprobs or
-   * drafts reads back a token and a logprob per row instead of the rows — greedy, any temperature, and
-   * top-k/top-p/min-p rows (a filtered row's sampling mask, where asked, comes back as bits). Default: on
-   * when the model's device is not the CPU (where the logits already are on the host, and the sampler
-   * pool spreads the rows over threads). Greedy tokens are the host sampler's; a drawn token or a kept
-   * set differs from it only on a tie within rounding, logprobs agree to rounding (the op's header).
+   * Sample where the logits are (pickTokens, src/tensor/ops/pick.ts): a step without drafts reads back a
+   * token and a logprob per row instead of the rows — greedy, any temperature, top-k/top-p/min-p rows (a
+   * filtered row's sampling mask, where asked, comes back as bits) and top logprobs (the topk op's ids).
+   * Default: on when the model's device is not the CPU (where the logits already are on the host, and
+   * the sampler pool spreads the rows over threads). Greedy tokens are the host sampler's; a drawn token
+   * or a kept set differs from it only on a tie within rounding, logprobs agree to rounding (the op's
+   * header).
    */
   deviceSampling?: boolean;
 }
