@@ -224,6 +224,30 @@ __device__ __forceinline__ Members cta_members(const float* __restrict__ z, int6
 
 // (PT_THREADS, 1): without the minimum of one CTA an SM, ptxas capped the kernel at 64 registers and
 // spilled (76 bytes a thread); it needs 76
+/**
+ * The drawn token from each thread's crossing candidate (its first id past the target, INT64_MAX if none)
+ * and its last id of positive mass: the lowest candidate over the CTA, else (u·S within rounding of S)
+ * the host's fallback, the last id of positive mass (the argmax has e = 1, so there is one).
+ */
+__device__ __forceinline__ int64_t cta_crossing(int64_t mine, int64_t lastPos, Shared& sh) {
+  const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
+  for (int o = 16; o > 0; o >>= 1) {
+    mine = min(mine, (int64_t)__shfl_xor_sync(0xffffffffu, mine, o));
+    lastPos = max(lastPos, (int64_t)__shfl_xor_sync(0xffffffffu, lastPos, o));
+  }
+  if (lane == 0) {
+    sh.pick[wid] = mine;
+    sh.last[wid] = lastPos;
+  }
+  __syncthreads();
+  int64_t pick = INT64_MAX, last = -1;
+  for (int w = 0; w < PT_WARPS; w++) {
+    pick = min(pick, sh.pick[w]);
+    last = max(last, sh.last[w]);
+  }
+  return pick == INT64_MAX ? last : pick;
+}
+
 extern "C" __global__ void __launch_bounds__(PT_THREADS, 1) pick_tokens_f32(int64_t rows, int64_t V, const float* __restrict__ x,
                                                                           const double* __restrict__ temperature, const double* __restrict__ uniform,
                                                                           const int* __restrict__ top_k, const double* __restrict__ top_p,
@@ -313,8 +337,9 @@ extern "C" __global__ void __launch_bounds__(PT_THREADS, 1) pick_tokens_f32(int6
     }
     const Scan all = cta_exclusive_scan(part, sh.warp);
     const double S = all.total;
-    Cut cut{0u, 0};
+    int64_t pick = bi;
     if (filtered) {
+      Cut cut{0u, 0};
       const int64_t nMinp = (int64_t)cta_exclusive_scan(keepCount, sh.warp).total;
       double cand = cta_exclusive_scan(keepMass, sh.warp).total;
       int64_t n1 = nMinp;
@@ -348,37 +373,13 @@ extern "C" __global__ void __launch_bounds__(PT_THREADS, 1) pick_tokens_f32(int6
           word = 0u;
         }
       }
-      for (int o = 16; o > 0; o >>= 1) {
-        mine = min(mine, (int64_t)__shfl_xor_sync(0xffffffffu, mine, o));
-        lastPos = max(lastPos, (int64_t)__shfl_xor_sync(0xffffffffu, lastPos, o));
-      }
-      if (lane == 0) {
-        sh.pick[wid] = mine;
-        sh.last[wid] = lastPos;
-      }
-      __syncthreads();
-      int64_t pick = INT64_MAX, last = -1;
-      for (int w = 0; w < PT_WARPS; w++) {
-        pick = min(pick, sh.pick[w]);
-        last = max(last, sh.last[w]);
-      }
-      if (pick == INT64_MAX) pick = last;
-      if (threadIdx.x == 0) {
-        token[row] = (int)pick;
-        const double lz = zmax + log(S);
-        logprob[row] = (double)z[pick] * rt - lz;
-        if (logz) logz[row] = lz;
-      }
-      continue;
-    }
-    const double start = all.before;
-    int64_t pick = bi;
-    if (!greedy) {
+      pick = cta_crossing(mine, lastPos, sh);
+    } else if (!greedy) {
       // pass 3: the first v whose cumulative mass exceeds u·S (chunks whose end does not pass it skip)
       const double target = uniform[row] * S;
       int64_t mine = INT64_MAX;
-      if (start + part > target) {
-        double cum = start;
+      if (all.before + part > target) {
+        double cum = all.before;
         for (int64_t v = lo; v < hi; v++) {
           cum += exp((double)z[v] * rt - zmax);
           if (cum > target) {
@@ -387,24 +388,7 @@ extern "C" __global__ void __launch_bounds__(PT_THREADS, 1) pick_tokens_f32(int6
           }
         }
       }
-      for (int o = 16; o > 0; o >>= 1) {
-        mine = min(mine, (int64_t)__shfl_xor_sync(0xffffffffu, mine, o));
-        lastPos = max(lastPos, (int64_t)__shfl_xor_sync(0xffffffffu, lastPos, o));
-      }
-      if (lane == 0) {
-        sh.pick[wid] = mine;
-        sh.last[wid] = lastPos;
-      }
-      __syncthreads();
-      pick = INT64_MAX;
-      int64_t last = -1;
-      for (int w = 0; w < PT_WARPS; w++) {
-        pick = min(pick, sh.pick[w]);
-        last = max(last, sh.last[w]);
-      }
-      // no crossing (u·S within rounding of S): the host's fallback, the last id of positive mass (the
-      // argmax has e = 1, so there is one)
-      if (pick == INT64_MAX) pick = last;
+      pick = cta_crossing(mine, lastPos, sh);
     }
     if (threadIdx.x == 0) {
       token[row] = (int)pick;
@@ -412,8 +396,8 @@ extern "C" __global__ void __launch_bounds__(PT_THREADS, 1) pick_tokens_f32(int6
       logprob[row] = (double)z[pick] * rt - lz;
       if (logz) logz[row] = lz;
     }
-    // greedy: K = {argmax}; unfiltered: every id
-    if (mrow)
+    // greedy: K = {argmax}; unfiltered: every id (a filtered row's words are written above)
+    if (mrow && !filtered)
       for (int64_t w = threadIdx.x; w < W; w += blockDim.x) {
         const int64_t n = min((int64_t)32, V - 32 * w);
         mrow[w] = greedy ? (w == (bi >> 5) ? 1u << (bi & 31) : 0u) : (n == 32 ? 0xffffffffu : (1u << n) - 1u);
