@@ -598,7 +598,7 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
     const bestIds = best ? (best.indices.toHost() as BigInt64Array) : null;
     const topOf = (j: SampleJob): [number, number][] => {
       const t = j.params.temperature === 0 ? 1 : j.params.temperature;
-      return Array.from({ length: j.logprobs }, (_, i): [number, number] => [Number(bestIds![j.row * top + i]!), bestZ![j.row * top + i]! / t - logZ![j.row]!]);
+      return Array.from({ length: Math.min(j.logprobs, top) }, (_, i): [number, number] => [Number(bestIds![j.row * top + i]!), bestZ![j.row * top + i]! / t - logZ![j.row]!]);
     };
     this.deviceSampledSteps++;
     // a greedy row's mask is its token, an unfiltered one's the whole vocabulary (the host's
