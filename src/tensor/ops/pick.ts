@@ -7,10 +7,12 @@
 //            Σ e exceeds u·Σ_K e; logprob = z_token/τ − logZ over the whole vocabulary,
 //            logZ = max z/τ + log Σ_v e_v
 // in f64 from f32 logits, and on request K itself as a bit mask (bit v mod 32 of word ⌊v/32⌋ of the
-// row's ⌈V/32⌉ i32 words) and logZ (so z_v/τ − logZ is any id's logprob: the engine's top logprobs). This is the engine sampler's rule (src/engine/sampler.ts: distribution,
-// drawFrom, logprobs; the CPU reference src/backend/cpu/pick.ts is bit for bit the sampler's). Why on the device: a decode step of 64 rows at a 129 280-token vocabulary otherwise copies
-// 33 MB of logits to the host and spends 1–3 ms of host time a row on exps and the cumulative draw
-// (the server's TPOT at 64 streams, sampling at τ = 1, was twice the engine's greedy one: docs/benchmarks.md).
+// row's ⌈V/32⌉ i32 words) and logZ (so z_v/τ − logZ is any id's logprob: the engine's top logprobs).
+// This is the engine sampler's rule (src/engine/sampler.ts: distribution, drawFrom, logprobs; the CPU
+// reference src/backend/cpu/pick.ts is bit for bit the sampler's). Why on the device: a decode step of
+// 64 rows at a 129 280-token vocabulary otherwise copies 33 MB of logits to the host and spends 1–3 ms
+// of host time a row on exps and the cumulative draw (the server's TPOT at 64 streams, sampling at
+// τ = 1, was twice the engine's greedy one; at top-p 0.95, 109 ms a step against 1 ms: docs/benchmarks.md).
 //
 // A row with a NaN logit, or with every logit −∞, has no token: −1 (logprob NaN); the caller samples it on
 // the host, where the sampler names the bad logit.
