@@ -17,7 +17,8 @@
 // per-sequence stream, is what makes a seeded request independent of the batch it ran in.
 // Cost at V = 129K: two passes over the row (max, exp), a selection (top-k), for top-p a pass bucketing the
 // survivors and the sort of those that can be in its prefix (topPrefix), and a pass collecting K; log Z
-// is shared with the logprob.
+// is shared with the logprob. The filter code (keptSet) lives in src/backend/cpu/pick.ts, the CPU
+// reference of the pickTokens op, which the engine runs on the GPU instead of this file.
 // Temperature 0 is greedy: K = {argmax}, ties → lowest id, no draw.
 //
 // logprob = log-softmax(z/τ) at the token over the FULL vocabulary (before filtering), as the contract
