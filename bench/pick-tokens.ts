@@ -12,6 +12,7 @@
 //   node dist/bench/pick-tokens.js [--rows 1,16,64] [--vocab 32000,129280]
 import { SamplerPool, defaultSamplerThreads, sampleOne, type SampleJob } from '../src/engine/sampler-pool.js';
 import * as T from '../src/tensor/index.js';
+import { filtering } from '../src/backend/cpu/pick.js';
 import { argError, benchDevice, burstMs, median, opt, printTable, randDevice } from './harness.js';
 
 const { device } = benchDevice('pick-tokens');
@@ -56,7 +57,7 @@ for (const V of vocabs) {
     const x = randDevice([R, V], 'f32', 7 + R, device, 4);
     const tau = new Float64Array(R).fill(temperature);
     const u = Float64Array.from({ length: R }, (_, r) => (r + 0.5) / R);
-    const filtered = m.topP < 1 || m.topK > 0 || m.minP > 0;
+    const filtered = filtering(m, V);
     const opts = { ...(filtered ? { filters: { topP: new Float64Array(R).fill(m.topP), topK: new Float64Array(R).fill(m.topK), minP: new Float64Array(R).fill(m.minP) } } : {}), mask: m.mask };
     const kernelMs = burstMs(() => T.pickTokens(x, tau, u, opts), 9, 20);
     const gbps = (R * V * 4) / (kernelMs * 1e6);

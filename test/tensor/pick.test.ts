@@ -279,9 +279,9 @@ eachDevice('pickTokens with filters matches the CPU reference (kept sets and tok
       if (p.tau[r] === 0 || a < 0) assert.equal(b, a, `${what}: token`);
       else if (b !== a) {
         // a draw over K: its cumulative mass in id order at the boundary within rounding of u·Σ_K
-        let S = 0;
-        for (const v of kc) S += hostOrder(z, r * V, V, p.tau[r]!).e[v]!;
         const { e } = hostOrder(z, r * V, V, p.tau[r]!);
+        let S = 0;
+        for (const v of kc) S += e[v]!;
         let c = 0;
         for (const v of kc) {
           if (v > Math.min(a, b)) break;

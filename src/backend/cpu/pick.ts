@@ -2,6 +2,7 @@
 // engine's host sampler (src/engine/sampler.ts, whose header states the filter rule) is built on the same
 // functions (rowArgmax, partition, expWeights, keptSet, firstCrossing), so the tokens, logprobs and kept
 // sets of this reference are the sampler's bit for bit.
+import { kthLargest } from './topk-select.js';
 
 /** The largest of x[off .. off + V) and its first index, and whether a NaN was seen (it compares false to everything). */
 export function rowArgmax(x: ArrayLike<number>, off: number, V: number): { best: number; zBest: number; nan: boolean } {
@@ -62,34 +63,6 @@ export interface RowFilter {
 /** Whether a filter removes anything from a row of V logits. */
 export function filtering(f: RowFilter, V: number): boolean {
   return (f.topK > 0 && f.topK < V) || f.topP < 1 || f.minP > 0;
-}
-
-/** The k-th largest value of a (k ≥ 1), by quickselect on a scratch copy. */
-function kthLargest(a: Float64Array, k: number): number {
-  const x = a.slice();
-  let lo = 0;
-  let hi = x.length - 1;
-  const want = k - 1; // index in descending order
-  while (lo < hi) {
-    const pivot = x[(lo + hi) >>> 1]!;
-    let i = lo;
-    let j = hi;
-    while (i <= j) {
-      while (x[i]! > pivot) i++;
-      while (x[j]! < pivot) j--;
-      if (i <= j) {
-        const t = x[i]!;
-        x[i] = x[j]!;
-        x[j] = t;
-        i++;
-        j--;
-      }
-    }
-    if (want <= j) hi = j;
-    else if (want >= i) lo = i;
-    else return x[want]!;
-  }
-  return x[want]!;
 }
 
 /** A copy of a, sorted descending. */
@@ -169,7 +142,7 @@ export function keptSet(e: Float64Array, f: RowFilter): { ids: Int32Array; weigh
   // the n-th largest candidate: the last value K keeps unless top-p cuts deeper
   let edge: number;
   if (topK && topK < cands) {
-    edge = kthLargest(vals, topK);
+    edge = kthLargest(vals.slice(), cands, topK);
     vals = vals.filter((x) => x >= edge);
     n = topK;
   } else {

@@ -4,8 +4,8 @@
 // then also returns masked future positions, which its causal mask removes, so the effective set is the
 // same). Output is ascending, padded with −1 to the row width.
 
-/** k-th largest value (1-based k ≤ n) of a[0..n), by quickselect; a is reordered. */
-export function kthLargest(a: Float32Array, n: number, k: number): number {
+/** k-th largest value (1-based k ≤ n) of a[0..n), by quickselect; a is reordered (f32 scores here, the sampler's f64 weights in pick.ts). */
+export function kthLargest(a: Float32Array | Float64Array, n: number, k: number): number {
   let lo = 0;
   let hi = n - 1;
   const target = k - 1; // position in descending order
