@@ -33,9 +33,10 @@
 // shapes in the same command (--no-torch skips it).
 //
 //   node dist/bench/dsa-cost.js [--device auto|cpu|cuda] [--sq 1024] [--contexts 4096,16384,...] [--batch 64]
-//       [--indexer-kernel] [--no-torch | --torch ref.json] [--json] [--out result.json] [--csv fig3.csv]
-// (--indexer-kernel: the indexer logits on the CUDA-core kernels instead of the default FP8-GEMM path;
-// --indexer-gemm, the default since 2026-12-06, is still accepted)
+//       [--indexer mma|gemm|cores] [--no-torch | --torch ref.json] [--json] [--out result.json] [--csv fig3.csv]
+// (--indexer: the indexer logits' CUDA path, src/backend/cuda/dsa-indexer.ts: the fused wgmma kernels (default
+// since 2026-12-07), the FP8 cuBLASLt GEMM + reduce (the default of 2026-12-06), or the CUDA-core kernels;
+// the older --indexer-gemm and --indexer-kernel still mean gemm and cores)
 // Without a CUDA driver (or with --device cpu) it runs tiny shapes on the CPU references and says so.
 // --csv writes one row per context (µs per token per method), which `dsv32 plot` draws directly:
 //   node dist/src/cli/main.js plot --csv fig3.csv --x context --log-y --y-title 'µs per token, one attention layer' --out docs/fig3-dsa-cost.png
@@ -45,7 +46,7 @@ import type { View } from '../src/tensor/backend.js';
 import { cudaBackend, cudaUnavailableReason } from '../src/backend/cuda/index.js';
 import { indexerTune } from '../src/backend/cuda/dsa-indexer.js';
 import type { ParamKind } from '../src/backend/cuda/launch.js';
-import { args, burstMs, dispose, fillMlaCache, machine, mulberry32, opt, printTable, randDevice, runReference } from './harness.js';
+import { args, argError, burstMs, dispose, fillMlaCache, machine, mulberry32, opt, printTable, randDevice, runReference } from './harness.js';
 
 // ---- device and shapes ------------------------------------------------------------------------------------
 const want = opt('--device') ?? 'auto';
@@ -106,10 +107,15 @@ const S_BYTES = 2 ** 31; // the shared-key GEMM's score chunk (bf16)
 // warm-up calls and samples (median) per timing, one call per sample (the CPU run checks shapes and plumbing)
 const PREFILL_T = onCpu ? { reps: 3, warm: 1 } : { reps: 5, warm: 1 };
 const DECODE_T = onCpu ? { reps: 3, warm: 1 } : { reps: 10, warm: 2 };
-for (const flag of ['--indexer-gemm', '--indexer-kernel']) {
-  if (!args.includes(flag)) continue;
-  if (onCpu) log(`${flag}: ignored on the CPU`);
-  else indexerTune.gemm = flag === '--indexer-gemm';
+const INDEXER_PATHS = ['mma', 'gemm', 'cores'] as const;
+const indexerPath = opt('--indexer') ?? (args.includes('--indexer-gemm') ? 'gemm' : args.includes('--indexer-kernel') ? 'cores' : undefined);
+if (indexerPath !== undefined) {
+  if (!(INDEXER_PATHS as readonly string[]).includes(indexerPath)) argError(`--indexer: expected one of ${INDEXER_PATHS.join(', ')}, got '${indexerPath}'`);
+  if (onCpu) log(`--indexer ${indexerPath}: ignored on the CPU`);
+  else {
+    indexerTune.mma = indexerPath === 'mma';
+    indexerTune.gemm = indexerPath === 'gemm';
+  }
 }
 
 const timeMs = (fn: () => void, t: { reps: number; warm: number }): number => burstMs(fn, t.reps, 1, t.warm, onCpu);
@@ -330,7 +336,7 @@ const deviceName = onCpu ? `cpu (tiny shapes on the CPU references${why ? `; ${w
 const result = {
   date: new Date().toISOString(), machine: machine(), device: deviceName, cpu: onCpu,
   ...(onCpu ? { note: `CPU run: tiny shapes (heads ${H}, indexer heads ${HI}, top-k ${K}, s_q ${SQ}, batch ${B}), not the paper's 671B dimensions; times are the CPU reference's, not a cost curve` } : {}),
-  shapes: { heads: H, d_qk: D, d_v: DV, indexer_heads: HI, indexer_dim: DI, topk: K, prefill_s_q: SQ, decode_batch: B, page: PAGE, cache: 'fp8 (656 B/token)', indexer_path: onCpu ? 'cpu reference' : indexerTune.gemm ? 'FP8 GEMM' : 'CUDA-core kernel (--indexer-kernel)' },
+  shapes: { heads: H, d_qk: D, d_v: DV, indexer_heads: HI, indexer_dim: DI, topk: K, prefill_s_q: SQ, decode_batch: B, page: PAGE, cache: 'fp8 (656 B/token)', indexer_path: onCpu ? 'cpu reference' : indexerTune.mma ? 'fused FP8 wgmma' : indexerTune.gemm ? 'FP8 GEMM + reduce' : 'CUDA-core kernel' },
   torch: torch ? { device: torch.device, version: torch.torch } : torchNote,
   dense_paths_check: denseCheck,
   rows,

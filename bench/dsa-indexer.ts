@@ -3,8 +3,10 @@
 //   topkSelect   [64, 9295] and [4096, 131072], k 2048 (targets: ≤ 30 µs and ≥ 3.5× torch.topk at
 //                [64, 9295]); also with causal ranges (row r of a 4096-query prefill sees r + 1 + offset keys)
 //   indexerLogits   s_q × s_kv × 64 heads × 128 (target ≥ 600 TFLOPS; FLOPs = 2·s_q·s_kv·H·128 over the
-//                whole [s_q, s_kv] rectangle); s_q defaults to 256 because the present CUDA-core kernel
-//                is far from the target (--full runs the issue's s_q = 4096)
+//                whole [s_q, s_kv] rectangle), on each CUDA path (src/backend/cuda/dsa-indexer.ts): the
+//                fused wgmma kernels (the default), the FP8 cuBLASLt GEMM + reduce, the CUDA-core kernels;
+//                s_q defaults to 256 because the CUDA-core kernels are slow (--full runs the issue's 4096),
+//                and a causal case (query i of the chunk sees the first s_kv − s_q + i + 1 keys)
 //   indexerLogitsPaged   decode, b 64, next_n 1 and 2, context 32K, 64 heads (GB/s of key cache read)
 //   indexerCacheWrite    4096 keys at scattered slots
 //   node dist/bench/dsa-indexer.js [--full] [--no-torch] [--torch FILE] [--out result.json]
@@ -21,14 +23,17 @@ const full = args.includes('--full');
 const med = (fn: () => void, reps = 20, warm = 3, burst = 5): number => burstMs(fn, reps, burst, warm); // ms
 
 const rand = (shape: number[], seed: number, scale = 1): T.Tensor => randDevice(shape, 'f32', seed, 'cuda', scale);
-/** The same measurement on the other path than the default (indexerTune.gemm flipped). */
-function onKernel(f: () => number): number {
-  const keep = indexerTune.gemm;
-  indexerTune.gemm = !keep;
+type Path = 'mma' | 'gemm' | 'cores';
+const PATHS: Path[] = ['mma', 'gemm', 'cores'];
+/** The same measurement on one CUDA path of the indexer's logits. */
+function onPath<R>(p: Path, f: () => R): R {
+  const keep = { ...indexerTune };
+  indexerTune.mma = p === 'mma';
+  indexerTune.gemm = p === 'gemm';
   try {
     return f();
   } finally {
-    indexerTune.gemm = keep;
+    Object.assign(indexerTune, keep);
   }
 }
 const i32 = (a: ArrayLike<number>, shape = [a.length]): T.Tensor => T.fromBits(Int32Array.from(a), 'i32', shape, { device: 'cuda' });
@@ -78,19 +83,22 @@ const result: Record<string, unknown> = { date: new Date().toISOString(), device
     const k = T.cast(rand([skv, 128], 3, 32), 'f8e4m3');
     const ks = T.adds(T.abs(rand([skv], 4)), 0.01);
     const w = rand([sq, H], 5);
-    const s = i32(new Array(sq).fill(0));
-    const e = i32(new Array(sq).fill(skv));
-    const call = (): void => void T.indexerLogits(q, k, ks, w, s, e);
-    const ms = med(call, full ? 3 : 5, 1, 1);
-    const kms = onKernel(() => med(call, 3, 1, 1));
-    const flops = 2 * sq * skv * H * 128;
     const ref = tref?.logits?.[`${sq}x${skv}x${H}`];
-    out[`${sq}x${skv}x${H}`] = { ms, tflops: flops / ms / 1e9, gemmPath: indexerTune.gemm, otherPathMs: kms, torchPlain: ref?.torch_plain, deepGemm: ref?.deep_gemm };
-    rows.push([`${sq} × ${skv} × ${H}`, ms.toFixed(2), (flops / ms / 1e9).toFixed(1), kms.toFixed(2), ref ? `${ref.torch_plain.toFixed(2)} (${(flops / ref.torch_plain / 1e9).toFixed(1)})` : '—',
-      ref?.deep_gemm ? `${ref.deep_gemm.toFixed(2)} (${(flops / ref.deep_gemm / 1e9).toFixed(1)})` : '—']);
+    for (const causal of [false, true]) {
+      const s = i32(new Array(sq).fill(0));
+      const e = i32(Array.from({ length: sq }, (_, i) => (causal ? skv - sq + i + 1 : skv)));
+      const call = (): void => void T.indexerLogits(q, k, ks, w, s, e);
+      // FLOPs of the keys each query sees (the whole rectangle, or its causal part)
+      const flops = 2 * H * 128 * (causal ? sq * (skv - sq) + (sq * (sq + 1)) / 2 : sq * skv);
+      const ms = Object.fromEntries(PATHS.map((p) => [p, onPath(p, () => med(call, p === 'cores' ? 3 : full ? 3 : 5, 1, 1))])) as Record<Path, number>;
+      const tf = (m: number): string => `${m.toFixed(2)} (${(flops / m / 1e9).toFixed(0)})`;
+      out[`${sq}x${skv}x${H}${causal ? '/causal' : ''}`] = { ms, tflops: Object.fromEntries(PATHS.map((p) => [p, flops / ms[p] / 1e9])), torchPlain: causal ? undefined : ref?.torch_plain, deepGemm: causal ? undefined : ref?.deep_gemm };
+      rows.push([`${sq} × ${skv} × ${H}${causal ? ' causal' : ''}`, tf(ms.mma), tf(ms.gemm), tf(ms.cores), `${(ms.gemm / ms.mma).toFixed(2)}×`,
+        !causal && ref ? tf(ref.torch_plain) : '—', !causal && ref?.deep_gemm ? tf(ref.deep_gemm) : '—']);
+    }
   }
-  console.log(`\n## indexerLogits (ms, TFLOPS; target ≥ 600 TFLOPS)${full ? '' : ' at s_q 256 (--full for 4096)'}`);
-  printTable(['s_q × s_kv × H', 'ms', 'TFLOPS', indexerTune.gemm ? 'CUDA-core kernel ms' : 'FP8-GEMM path ms', 'torch bf16 plain ms (TFLOPS)', 'DeepGEMM ms (TFLOPS)'], rows);
+  console.log(`\n## indexerLogits (ms (TFLOPS); target ≥ 600 TFLOPS)${full ? '' : ' at s_q 256 (--full for 4096)'}`);
+  printTable(['s_q × s_kv × H', 'fused wgmma', 'FP8 GEMM + reduce', 'CUDA cores', 'fused vs GEMM', 'torch bf16 plain', 'DeepGEMM'], rows);
   result.logits = out;
 }
 
@@ -113,11 +121,11 @@ const result: Record<string, unknown> = { date: new Date().toISOString(), device
     const w = rand([B, N, H], 9);
     const lens = i32(new Array(B).fill(ctx));
     const call = (): void => void T.indexerLogitsPaged(q, cache, w, table, lens, ctx);
-    const ms = med(call);
-    const kms = onKernel(() => med(call, 5, 1, 1));
-    const gb = (B * ctx * 132) / ms / 1e6;
-    out[`paged b${B} n${N} ctx${ctx}`] = { ms, cacheGBs: gb, tflops: (2 * B * N * ctx * H * 128) / ms / 1e9, gemmPath: indexerTune.gemm, otherPathMs: kms };
-    rows.push([`paged logits b ${B}, next_n ${N}, ctx ${ctx}, H ${H}`, (ms * 1e3).toFixed(1), `${gb.toFixed(0)} GB/s cache, ${((2 * B * N * ctx * H * 128) / ms / 1e9).toFixed(1)} TFLOPS; ${indexerTune.gemm ? 'CUDA-core kernel' : 'FP8-GEMM path'} ${(kms * 1e3).toFixed(1)} µs`]);
+    const ms = Object.fromEntries(PATHS.map((p) => [p, onPath(p, () => med(call, p === 'mma' ? 20 : 5, 1, 1))])) as Record<Path, number>;
+    const gb = (B * ctx * 132) / ms.mma / 1e6;
+    out[`paged b${B} n${N} ctx${ctx}`] = { ms, cacheGBs: gb, tflops: (2 * B * N * ctx * H * 128) / ms.mma / 1e9 };
+    rows.push([`paged logits b ${B}, next_n ${N}, ctx ${ctx}, H ${H}`, (ms.mma * 1e3).toFixed(1),
+      `${gb.toFixed(0)} GB/s cache, ${((2 * B * N * ctx * H * 128) / ms.mma / 1e9).toFixed(1)} TFLOPS; FP8 GEMM + reduce ${(ms.gemm * 1e3).toFixed(1)} µs, CUDA cores ${(ms.cores * 1e3).toFixed(1)} µs`]);
   }
   const T4 = 4096;
   const k4 = T.cast(rand([T4, 128], 10, 32), 'f8e4m3');
@@ -127,7 +135,7 @@ const result: Record<string, unknown> = { date: new Date().toISOString(), device
   out.cacheWrite4096 = { ms: msw };
   rows.push([`cache write, ${T4} keys at scattered slots`, (msw * 1e3).toFixed(1), `${((T4 * 132) / msw / 1e6).toFixed(0)} GB/s`]);
   console.log('\n## paged indexer cache (µs)');
-  printTable(['case', 'µs', 'rate'], rows);
+  printTable(['case', 'µs (fused wgmma)', 'rate'], rows);
   result.paged = out;
 }
 

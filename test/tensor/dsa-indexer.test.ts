@@ -257,17 +257,22 @@ test('paged indexer cache: DeepGEMM byte layout (64·D e4m3 then 64 f32 per page
 });
 
 // ---- every backend against the CPU reference ----------------------------------------------------------
-// On CUDA the logits run on the FP8-GEMM path (indexerTune.gemm) or the CUDA-core kernels: both are tested.
-const paths = (dev: string): (boolean | null)[] => (dev === 'cpu' ? [null] : [true, false]);
-// The FP8-GEMM path's tensor cores accumulate e4m3 products with ~14 mantissa bits (Hopper's FP8 MMA, as
-// the DeepSeek-V3 report measured; DeepGEMM's fp8_mqa_logits, the official kernel, shares it and promotes
+// On CUDA the logits run on the fused wgmma kernels (indexerTune.mma), the FP8-GEMM path (indexerTune.gemm) or the
+// CUDA-core kernels: each is tested.
+type Path = 'mma' | 'gemm' | 'cores' | null;
+const paths = (dev: string): Path[] => (dev === 'cpu' ? [null] : ['mma', 'gemm', 'cores']);
+// The tensor-core paths accumulate e4m3 products with ~14 mantissa bits (Hopper's FP8 MMA, as the
+// DeepSeek-V3 report measured; DeepGEMM's fp8_mqa_logits, the official kernel, shares it and promotes
 // only every 128 products, i.e. once per key here): measured 1.1e-4 and 2.7e-4 relative on an H100
 // (2026-12-05) against the exact f32 reference, where the CUDA-core kernels stay within 1e-5.
-const relBound = (gemm: boolean | null): number => (gemm ? 1e-3 : 1e-5);
-const tag = (gemm: boolean | null): string => (gemm === null ? '' : gemm ? ' [gemm path]' : ' [kernel path]');
-function withPath(gemm: boolean | null, body: () => void, scoreBytes?: number): void {
+const relBound = (p: Path): number => (p === 'mma' || p === 'gemm' ? 1e-3 : 1e-5);
+const tag = (p: Path): string => (p === null ? '' : ` [${p} path]`);
+function withPath(p: Path, body: () => void, scoreBytes?: number): void {
   const keep = { ...indexerTune };
-  if (gemm !== null) indexerTune.gemm = gemm;
+  if (p !== null) {
+    indexerTune.mma = p === 'mma';
+    indexerTune.gemm = p === 'gemm';
+  }
   if (scoreBytes !== undefined) indexerTune.scoreBytes = scoreBytes;
   try {
     body();
@@ -278,29 +283,36 @@ function withPath(gemm: boolean | null, body: () => void, scoreBytes?: number): 
 
 for (const [dev, opts] of DEVICES) {
   describe(`DSA indexer ops on ${dev} vs the CPU reference`, opts, () => {
-    for (const gemm of paths(dev)) test(`indexerLogits: H 16 and 64, Tk 1/77/128/333/336, start > 0, empty and clamped ranges${tag(gemm)}`, () => withPath(gemm, () => {
+    // on the GPU also every head count of the fused kernels (4 … 128: both B-tile widths, 1 to 16 queries a
+    // tile) and keys over several 2048-key chunks with causal ranges (tiles past every range skip the MMA)
+    // ([Tq, H, Tk, causal]: causal rows see [0, 45·i + 1), so early query blocks skip the later chunks and tiles)
+    const shapes: (readonly [number, number, number, boolean?])[] = [[7, 16, 77], [9, 64, 333], [3, 16, 1], [70, 64, 130], [5, 16, 128], [33, 64, 336]];
+    if (dev !== 'cpu') shapes.push([37, 4, 200], [19, 8, 65], [11, 32, 130], [5, 128, 333], [21, 64, 4500], [45, 16, 2100], [96, 64, 4300, true]);
+    for (const path of paths(dev)) test(`indexerLogits: H 4…128, Tk 1…4500, start > 0, empty and clamped ranges${tag(path)}`, () => withPath(path, () => {
       const rng = new T.Rng(101);
-      for (const [Tq, H, Tk] of [[7, 16, 77], [9, 64, 333], [3, 16, 1], [70, 64, 130], [5, 16, 128], [33, 64, 336]] as const) {
+      for (const [Tq, H, Tk, causal] of shapes) {
         const D = 128;
         const q = bits(randE4m3(Tq * H * D, rng, 0.05), [Tq, H, D]);
         const k = bits(randE4m3(Tk * D, rng, 0.05), [Tk, D]);
         const ks = T.fromArray(randF32(Tk, rng).map((v) => Math.abs(v) + 0.01), [Tk]);
         const w = T.fromArray(randF32(Tq * H, rng), [Tq, H]);
-        const s = i32(Array.from({ length: Tq }, (_, i) => [0, 3, Tk, 40, -5, 0][i % 6]!));
-        const e = i32(Array.from({ length: Tq }, (_, i) => [Tk, 3, Tk + 9, 39, 64, i + 1][i % 6]!));
+        const s = i32(Array.from({ length: Tq }, (_, i) => (causal ? 0 : [0, 3, Tk, 40, -5, 0][i % 6]!)));
+        const e = i32(Array.from({ length: Tq }, (_, i) => (causal ? 45 * i + 1 : [Tk, 3, Tk + 9, 39, 64, i + 1][i % 6]!)));
         const ins = [q, k, ks, w, s, e];
         const want = T.indexerLogits(...(ins as [T.Tensor, T.Tensor, T.Tensor, T.Tensor, T.Tensor, T.Tensor]));
         const got = T.indexerLogits(...(ins.map((t) => on(t, dev)) as [T.Tensor, T.Tensor, T.Tensor, T.Tensor, T.Tensor, T.Tensor]));
-        assertRel(got, want, relBound(gemm), `indexerLogits Tq=${Tq} H=${H} Tk=${Tk}`);
+        assertRel(got, want, relBound(path), `indexerLogits Tq=${Tq} H=${H} Tk=${Tk}`);
       }
     }));
 
     // a 70-query prefill chunk too; on the GEMM path with a score budget of 8 queries of 16 heads a GEMM, so its
     // chunks each multiply only the keys their causal rows reach (the bound in dsa-indexer.ts)
-    for (const gemm of paths(dev)) test(`paged cache write + paged logits (next_n 1 and 2, a 70-query prefill, contexts 1/64/65/200, scattered pages) == dense logits${tag(gemm)}`, () => withPath(gemm, () => {
+    const pagedCases: (readonly [number, number])[] = [[16, 1], [64, 2], [16, 70]];
+    if (dev !== 'cpu') pagedCases.push([64, 1], [4, 3], [128, 1], [32, 2], [8, 9]);
+    for (const path of paths(dev)) test(`paged cache write + paged logits (H 4…128, next_n 1…9, a 70-query prefill, contexts 1/64/65/200, scattered pages) == dense logits${tag(path)}`, () => withPath(path, () => {
       const rng = new T.Rng(202);
       const D = 128;
-      for (const [H, N] of [[16, 1], [64, 2], [16, 70]] as const) {
+      for (const [H, N] of pagedCases) {
         const ctx = N === 1 ? [1, 64, 200] : N === 2 ? [65, 2, 130] : [70, 150];
         const B = ctx.length;
         const maxBlocks = 4;
@@ -333,7 +345,7 @@ for (const [dev, opts] of DEVICES) {
             const ref = new Float32Array(maxCtx).fill(-Infinity);
             ref.set(dense.subarray(j * ctx[b]!, (j + 1) * ctx[b]!));
             if (dev === 'cpu') sameBits(row, ref, `paged b=${b} j=${j}`);
-            else assertRel(T.fromArray(row, [maxCtx]), T.fromArray(ref, [maxCtx]), relBound(gemm), `paged b=${b} j=${j}`);
+            else assertRel(T.fromArray(row, [maxCtx]), T.fromArray(ref, [maxCtx]), relBound(path), `paged H=${H} N=${N} b=${b} j=${j}`);
           }
         }
         // the raw cache bytes are the same on every backend

@@ -1,4 +1,5 @@
-// CUDA launchers of the DSA indexer operations (kernels/dsa_indexer.cu, topk_select_f32 in kernels/topk.cu).
+// CUDA launchers of the DSA indexer operations (kernels/dsa_indexer.cu, kernels/dsa_indexer_mma.cu,
+// kernels/dsa_indexer_gemm.cu, topk_select_f32 in kernels/topk.cu).
 // Contracts: src/tensor/ops/dsa-indexer.ts; CPU reference: src/backend/cpu/dsa-indexer.ts. The op layer
 // hands over contiguous inputs; here only what the kernels need beyond that is checked (D = 128, H ≤ 128,
 // 16-byte alignment of the e4m3 rows, which are read as uint4).
@@ -8,7 +9,7 @@ import { ITEMSIZE } from '../../tensor/dtype.js';
 import { numelOf } from '../../tensor/tensor.js';
 import type { CudaBackend, CudaStorage } from './cuda-backend.js';
 import * as C from './cuda-consts.js';
-import type { Arg, ParamKind } from './launch.js';
+import type { Arg, Kernel, ParamKind } from './launch.js';
 import { gemmPathOn } from './gemm-switch.js';
 
 const SIG: Record<string, readonly ParamKind[]> = {
@@ -19,9 +20,17 @@ const SIG: Record<string, readonly ParamKind[]> = {
   indexer_gather_keys: ['i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'p'],
   indexer_reduce: ['i64', 'i64', 'i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'p', 'p', 'i64', 'i64', 'p'],
 };
+/** The fused wgmma kernels' instances (kernels/dsa_indexer_mma.cu): heads H × B-tile columns NT. */
+const MMA_INSTANCES = ['4_64', '8_64', '16_64', '32_64', '64_64', '32_256', '64_256', '128_256'] as const;
+const MMA_SIG = {
+  dense: ['i64', 'i64', 'p', 'p', 'p', 'p', 'p', 'p', 'p'] as const,
+  paged: ['i64', 'i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'p', 'p'] as const,
+};
 
 /**
- * Path choice, for tests and benchmarks. gemm: the per-head dot products as one FP8 cuBLASLt GEMM per
+ * Path choice, for tests and benchmarks, tried in this order. mma: the fused FP8 wgmma kernels of
+ * kernels/dsa_indexer_mma.cu (H in 4, 8, 16, 32, 64, 128), which keep the per-head scores in registers;
+ * gemm: the per-head dot products as one FP8 cuBLASLt GEMM per
  * sequence (and chunk of queries) with f32 output, then kernels/dsa_indexer_gemm.cu's reduce; off: the
  * CUDA-core kernels of dsa_indexer.cu. On by default since 2026-12-06. Its logits are 1.1e-4–2.7e-4
  * relative from the exact f32 reference on an H100 (2026-12-05; Hopper's FP8 MMA accumulates with ~14
@@ -36,7 +45,32 @@ const SIG: Record<string, readonly ParamKind[]> = {
  */
 /** scoreBytes: bytes of the f32 per-head score block S [rows·H, keys] per GEMM (bounds the temporary at long
  * context; tests lower it to run many query chunks at small shapes). */
-export const indexerTune = { gemm: gemmPathOn('indexer', true), scoreBytes: 1 << 30 };
+export const indexerTune = { mma: gemmPathOn('indexer-mma', true), gemm: gemmPathOn('indexer', true), scoreBytes: 1 << 30 };
+
+const MMA_CHUNK = 2048;
+const MMA_THREADS = 256;
+
+/**
+ * The fused kernel for H heads and `perBlock` queries that may share a B tile (a sequence's next_n in the
+ * paged op, any number in the dense one): NT = 64 when that many queries' heads fit 64 columns, else 256.
+ * Null when no instance has these heads.
+ */
+function mmaKernel(be: CudaBackend, H: number, perBlock: number, paged: boolean): { k: Kernel; qb: number; smem: number } | null {
+  if (!indexerTune.mma) return null;
+  const nt = H <= 64 && (perBlock * H <= 64 || H <= 16) ? 64 : 256;
+  if (!(MMA_INSTANCES as readonly string[]).includes(`${H}_${nt}`)) return null;
+  const name = `indexer_logits_mma${paged ? '_paged' : ''}_h${H}_n${nt}`;
+  const k = be.rt.modules.get('dsa_indexer_mma', name, paged ? MMA_SIG.paged : MMA_SIG.dense);
+  const qb = nt / H;
+  // 1024 (alignment of the swizzled tiles) + q block + two warpgroups' four-stage key rings + w + ranges
+  const smem = 1024 + nt * D + 2 * 4 * 64 * D + 4 * nt + 8 * qb;
+  if (!mmaSmemSet.has(k)) {
+    k.setMaxDynamicSmem(smem, C.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES);
+    mmaSmemSet.add(k);
+  }
+  return { k, qb, smem };
+}
+const mmaSmemSet = new WeakSet<Kernel>();
 
 const units = new WeakMap<CudaBackend, CudaStorage>();
 /** A device f32 1.0: the per-tensor scale of both GEMM operands (the real scales are applied in the reduce). */
@@ -99,6 +133,16 @@ export function indexerLogitsCuda(be: CudaBackend, out: View, q: View, k: View, 
   const Tk = k.shape[0]!;
   if (Dq !== D) throw new DsvError(`indexerLogits on cuda: head dim must be ${D}, got ${Dq}`);
   if (Tq === 0 || Tk === 0) return;
+  const mma = mmaKernel(be, H, Tq, false);
+  if (mma) {
+    const qa = aligned16(be, q);
+    const ka = aligned16(be, k);
+    mma.k.launch(Math.ceil(Tk / MMA_CHUNK), MMA_THREADS, mma.smem, [Tq, Tk, qa.ptr, be.address(w), ka.ptr, be.address(kScale), be.address(start), be.address(end), be.address(out)],
+      Math.min(Math.ceil(Tq / mma.qb), MAX_GRID_Y));
+    qa.tmp?.dispose();
+    ka.tmp?.dispose();
+    return;
+  }
   if (indexerTune.gemm && Tk % 16 === 0 && be.address(q) % 16 === 0 && be.address(k) % 16 === 0) {
     const qc = Math.max(1, Math.min(Tq, Math.floor(indexerTune.scoreBytes / (4 * H * Tk))));
     const S = be.alloc('f32', qc * H * Tk);
@@ -131,6 +175,16 @@ export function indexerLogitsPagedCuda(be: CudaBackend, out: View, q: View, cach
   const maxCtx = out.shape[1]!;
   const rows = B * N;
   if (rows === 0 || maxCtx === 0) return;
+  const mma = mmaKernel(be, H, N, true);
+  if (mma) {
+    const qa = aligned16(be, q);
+    const ca = aligned16(be, cache);
+    mma.k.launch(Math.ceil(maxCtx / MMA_CHUNK), MMA_THREADS, mma.smem, [rows, maxCtx, N, blockTable.shape[1]!, cache.shape[0]!, qa.ptr, be.address(w), ca.ptr,
+      be.address(blockTable), be.address(contextLens), be.address(out)], Math.min(B * Math.ceil(N / mma.qb), MAX_GRID_Y));
+    qa.tmp?.dispose();
+    ca.tmp?.dispose();
+    return;
+  }
   if (indexerTune.gemm && be.address(q) % 16 === 0 && be.address(cache) % 16 === 0) {
     // each sequence's keys in position order, then one GEMM per sequence (and chunk of its queries)
     const ctxPad = Math.ceil(maxCtx / 16) * 16;
