@@ -3,8 +3,11 @@
 // 8192), random weights, f32, batch 1: prefill of L tokens with a fresh cache (the median of --repeat 3
 // after --warmup 2, as the official harness times it), then 16 decode steps (mean and median), with the
 // decode time split by module. `--root DIR` loads the build in DIR/dist instead of
-// this one, so two builds (e.g. a worktree of an older commit) are compared by running both alternately:
-//   node dist/bench/model-compare.js [--root DIR] [--tokens 512,2048] [--warmup 2] [--repeat 3]
+// this one, so two builds (e.g. a worktree of an older commit) are compared by running both alternately.
+// `--model DIR` loads a Hugging Face checkpoint instead of the random cpu-mid weights: the official
+// reference's dump of the same config (bench_ref.py --config configs/cpu-mid.json --dump DIR), so both are
+// timed on the same weights (the top-k selections and the routes, and so the work, follow the weights):
+//   node dist/bench/model-compare.js [--root DIR] [--model DIR] [--tokens 512,2048] [--warmup 2] [--repeat 3]
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { argError, median, opt } from './harness.js';
@@ -18,8 +21,12 @@ const repeat = Number(opt('--repeat') ?? 3);
 if (!Number.isInteger(warmup) || warmup < 0) argError(`model-compare: --warmup wants an integer ≥ 0, got ${opt('--warmup')}`);
 if (!Number.isInteger(repeat) || repeat < 1) argError(`model-compare: --repeat wants an integer ≥ 1, got ${opt('--repeat')}`);
 const M = (await import(path.join(root, 'dist', 'src', 'model', 'index.js'))) as typeof import('../src/model/index.js');
-const cfg = M.randomConfig(SHAPES['cpu-mid']!);
-const model = M.DeepseekV32.fromSource(cfg, M.mapSource(M.randomCheckpoint(cfg, 1)));
+const modelDir = opt('--model');
+const model = modelDir ? M.DeepseekV32.load(path.resolve(modelDir)) : (() => {
+  const cfg = M.randomConfig(SHAPES['cpu-mid']!);
+  return M.DeepseekV32.fromSource(cfg, M.mapSource(M.randomCheckpoint(cfg, 1)));
+})();
+const vocab = model.cfg.vocabSize;
 
 // time inside each module's forward (MLA includes its indexer)
 const times: Record<string, number> = {};
@@ -38,7 +45,7 @@ for (const name of ['MLA', 'Indexer', 'MoE', 'Mlp'] as const) {
 
 model.forward([[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]]); // loads every weight
 for (const L of lengths) {
-  const toks = Array.from({ length: L + 16 }, (_, i) => (i * 7919 + 13) % 8192);
+  const toks = Array.from({ length: L + 16 }, (_, i) => (i * 7919 + 13) % vocab);
   // the official harness's method (bench_ref.py): `warmup` untimed prefills, then the median of `repeat`
   // (the first prefill of a length also pays V8's compilation of its loops: ~1.6 s against ~0.9 s at 512)
   const prefills: number[] = [];
@@ -59,5 +66,5 @@ for (const L of lengths) {
     steps.push(performance.now() - t);
   }
   const per = Object.fromEntries(Object.entries(times).map(([k, v]) => [k, +(v / 16).toFixed(2)]));
-  console.log(JSON.stringify({ root, tokens: L, prefill_ms: Math.round(prefill), prefill_runs_ms: prefills.map(Math.round), decode_ms_mean: +(steps.reduce((a, b) => a + b, 0) / 16).toFixed(1), decode_ms_median: +median(steps).toFixed(1), decode_ms_per_module: per }));
+  console.log(JSON.stringify({ root, model: modelDir ?? 'random cpu-mid', tokens: L, prefill_ms: Math.round(prefill), prefill_runs_ms: prefills.map(Math.round), decode_ms_mean: +(steps.reduce((a, b) => a + b, 0) / 16).toFixed(1), decode_ms_median: +median(steps).toFixed(1), decode_ms_per_module: per }));
 }

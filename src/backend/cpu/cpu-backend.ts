@@ -6,7 +6,7 @@ import {
 } from '../../tensor/dtype.js';
 import { CpuStorage } from './storage.js';
 import { contiguousStrides } from '../../tensor/tensor.js';
-import { type FArr, computeType, dataOf, isContiguousView, rawContiguous, readF, readIndex, stridedOffsets, viewNumel } from './strided.js';
+import { type FArr, computeType, dataOf, isContiguousView, rawContiguous, readF, readIndex, stridedOffsets, stridedRuns, viewNumel } from './strided.js';
 import { pickRow } from './pick.js';
 import { sgemm, dgemm } from './gemm.js';
 import { matrixLayout, type MatrixLayout } from '../matrix-layout.js';
@@ -263,6 +263,12 @@ export class CpuBackend implements Backend {
     const data = dataOf(dst);
     if (isContiguousView(dst)) {
       (data as Float32Array).set(raw as Float32Array, dst.offset);
+      return;
+    }
+    const runs = stridedRuns(dst.shape, dst.strides, dst.offset);
+    if (runs) {
+      const { bases, len } = runs;
+      for (let i = 0; i < bases.length; i++) (data as Float32Array).set((raw as Float32Array).subarray(i * len, (i + 1) * len), bases[i]!);
       return;
     }
     const offs = stridedOffsets(dst.shape, dst.strides, dst.offset);
