@@ -306,8 +306,8 @@ __device__ __forceinline__ void indexer_logits_mma_impl(int64_t rows, int64_t nc
   }
 }
 
-// One instance per (H, NT): NT = 64 for the narrow blocks (decode's one or two queries a sequence, H ≤ 16),
-// 256 for the wide ones.
+// One instance per (H, NT): NT = 64 for the narrow blocks (decode's one or two queries a sequence; H ≤ 8),
+// 256 for the wide ones (prefill at H ≥ 16).
 #define INDEXER_MMA(H, NT)                                                                                                           \
   extern "C" __global__ void __launch_bounds__(MMA_THREADS, 1)                                                                        \
       indexer_logits_mma_h##H##_n##NT(int64_t rows, int64_t tk, const uint8_t* q, const float* w, const uint8_t* k, const float* ks, \
@@ -326,6 +326,7 @@ INDEXER_MMA(8, 64)
 INDEXER_MMA(16, 64)
 INDEXER_MMA(32, 64)
 INDEXER_MMA(64, 64)
+INDEXER_MMA(16, 256)
 INDEXER_MMA(32, 256)
 INDEXER_MMA(64, 256)
 INDEXER_MMA(128, 256)

@@ -21,7 +21,7 @@ const SIG: Record<string, readonly ParamKind[]> = {
   indexer_reduce: ['i64', 'i64', 'i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'p', 'p', 'i64', 'i64', 'p'],
 };
 /** The fused wgmma kernels' instances (kernels/dsa_indexer_mma.cu): heads H × B-tile columns NT. */
-const MMA_INSTANCES = ['4_64', '8_64', '16_64', '32_64', '64_64', '32_256', '64_256', '128_256'] as const;
+const MMA_INSTANCES = ['4_64', '8_64', '16_64', '32_64', '64_64', '16_256', '32_256', '64_256', '128_256'] as const;
 const MMA_SIG = {
   dense: ['i64', 'i64', 'p', 'p', 'p', 'p', 'p', 'p', 'p'] as const,
   paged: ['i64', 'i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'p', 'p'] as const,
@@ -52,12 +52,13 @@ const MMA_THREADS = 256;
 
 /**
  * The fused kernel for H heads and `perBlock` queries that may share a B tile (a sequence's next_n in the
- * paged op, any number in the dense one): NT = 64 when that many queries' heads fit 64 columns, else 256.
- * Null when no instance has these heads.
+ * paged op, any number in the dense one): NT = 64 when that many queries' heads fit 64 columns (decode)
+ * or H ≤ 8 (where 256 columns would be 32–64 queries' partial sums per thread), else 256 (more queries
+ * share each key tile). Null when no instance has these heads.
  */
 function mmaKernel(be: CudaBackend, H: number, perBlock: number, paged: boolean): { k: Kernel; qb: number; smem: number } | null {
   if (!indexerTune.mma) return null;
-  const nt = H <= 64 && (perBlock * H <= 64 || H <= 16) ? 64 : 256;
+  const nt = perBlock * H > 64 && H >= 16 ? 256 : 64;
   if (!(MMA_INSTANCES as readonly string[]).includes(`${H}_${nt}`)) return null;
   const name = `indexer_logits_mma${paged ? '_paged' : ''}_h${H}_n${nt}`;
   const k = be.rt.modules.get('dsa_indexer_mma', name, paged ? MMA_SIG.paged : MMA_SIG.dense);
