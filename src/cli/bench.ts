@@ -73,7 +73,7 @@ export interface BenchDsaCostOptions {
   sq?: string;
   contexts?: string;
   batch?: string;
-  indexerKernel?: boolean;
+  indexer?: 'mma' | 'gemm' | 'cores';
   torch?: boolean;
 }
 
@@ -95,7 +95,7 @@ export function benchDsaCost(o: BenchDsaCostOptions): void {
   if (!existsSync(file)) throw new DsvError(`bench dsa-cost: ${file} is missing (run npm run build)`);
   const flags = ['--device', o.device, ...(o.json ? ['--json'] : []), ...(o.out ? ['--out', o.out] : []), ...(o.csv ? ['--csv', o.csv] : []),
     ...(o.sq ? ['--sq', o.sq] : []), ...(o.contexts ? ['--contexts', o.contexts] : []), ...(o.batch ? ['--batch', o.batch] : []),
-    ...(o.indexerKernel ? ['--indexer-kernel'] : []), ...(o.torch === false ? ['--no-torch'] : [])];
+    ...(o.indexer ? ['--indexer', o.indexer] : []), ...(o.torch === false ? ['--no-torch'] : [])];
   const r = spawnSync(process.execPath, [file, ...flags], { stdio: 'inherit' });
   if (r.status !== 0) throw new DsvError(`bench dsa-cost: exited with ${r.status ?? r.signal}`);
 }
@@ -112,7 +112,7 @@ export function register(program: Command): void {
     .option('--sq <n>', 'prefill chunk of query tokens at the end of the context (default 1024; 8 on the CPU)')
     .option('--contexts <list>', 'comma-separated contexts (default 4096,16384,32768,65536,131072)')
     .option('--batch <n>', 'decode batch (default 64)')
-    .option('--indexer-kernel', "the indexer logits on the CUDA-core kernels instead of the default FP8-GEMM path")
+    .addOption(new Option('--indexer <path>', 'the indexer logits\' CUDA path: the fused FP8 wgmma kernels (default), the FP8 cuBLASLt GEMM + reduce, or the CUDA-core kernels').choices(['mma', 'gemm', 'cores']))
     .option('--no-torch', 'skip the PyTorch SDPA reference')
     .action((o: BenchDsaCostOptions) => benchDsaCost(o));
   bench
