@@ -10,8 +10,9 @@
 // which bounded it at ~85 TFLOPS on an H100 (2026-12-06). Here each score lives only in a register.
 //
 // The GEMM, per CTA: a query block of QB = NT/H queries (NT = 64 or 256 columns: query-major, head-minor,
-// the q rows [QB·H, 128] as they lie in memory) against a chunk of CHUNK = 2048 keys in tiles of 64 keys
-// (a tile is one paged-cache page). wgmma m64nNTk32: A = the key tile [64 keys × 128 B] and B = the q
+// the q rows [QB·H, 128] as they lie in memory) against a chunk of `chunk` keys (a multiple of 64 the
+// launcher picks: 2048, less when the query blocks alone leave SMs idle, as in a small decode batch) in
+// tiles of 64 keys (a tile is one paged-cache page). wgmma m64nNTk32: A = the key tile [64 keys × 128 B] and B = the q
 // block [NT × 128 B], both K-major in shared memory with the 128-byte swizzle (a 128-byte row is exactly
 // one e4m3 row of D = 128, so a tile is rows of 8 16-byte chunks, chunk c of row r stored at c ^ (r mod 8));
 // four k32 steps cover D, each advancing both descriptors' start by 32 bytes. Accumulator fragment
@@ -42,7 +43,6 @@
 #define MMA_STAGES 4
 #define MMA_WGS 2
 #define MMA_THREADS (128 * MMA_WGS)
-#define MMA_CHUNK (MMA_TILE * 32)
 #define MMA_TILE_BYTES (MMA_TILE * MMA_D)
 #define MMA_PAGE_BYTES (MMA_TILE * (MMA_D + 4))
 
@@ -135,7 +135,7 @@ __device__ __forceinline__ void mma_tile(float (&d)[NT / 2], uint32_t a, uint32_
 __device__ __forceinline__ uint8_t* sw128_at(uint8_t* tile, int r, int c) { return tile + r * 128 + ((c ^ (r & 7)) << 4); }
 
 template <int H, int NT, bool PAGED>
-__device__ __forceinline__ void indexer_logits_mma_impl(int64_t rows, int64_t ncols, int64_t tk, int64_t next_n, int64_t max_blocks,
+__device__ __forceinline__ void indexer_logits_mma_impl(int64_t rows, int64_t ncols, int64_t chunk, int64_t tk, int64_t next_n, int64_t max_blocks,
                                                         int64_t num_blocks, const uint8_t* __restrict__ q, const float* __restrict__ w,
                                                         const uint8_t* __restrict__ k, const float* __restrict__ ks,
                                                         const int* __restrict__ start, const int* __restrict__ end,
@@ -151,8 +151,8 @@ __device__ __forceinline__ void indexer_logits_mma_impl(int64_t rows, int64_t nc
   const int tid = threadIdx.x, wg = tid >> 7, wt = tid & 127, warp = wt >> 5, lane = tid & 31;
   const float NEG_INF = __int_as_float(0xff800000);
   const int64_t width = ncols;
-  const int64_t c0 = (int64_t)blockIdx.x * MMA_CHUNK;
-  const int64_t cend = c0 + MMA_CHUNK < width ? c0 + MMA_CHUNK : width;
+  const int64_t c0 = (int64_t)blockIdx.x * chunk;
+  const int64_t cend = c0 + chunk < width ? c0 + chunk : width;
   if (c0 >= cend) return;
   const int64_t bps = PAGED ? (next_n + QB - 1) / QB : 0;  // query blocks per sequence
   const int64_t nblocks = PAGED ? (rows / next_n) * bps : (rows + QB - 1) / QB;
@@ -310,15 +310,15 @@ __device__ __forceinline__ void indexer_logits_mma_impl(int64_t rows, int64_t nc
 // 256 for the wide ones (prefill at H ≥ 16).
 #define INDEXER_MMA(H, NT)                                                                                                           \
   extern "C" __global__ void __launch_bounds__(MMA_THREADS, 1)                                                                        \
-      indexer_logits_mma_h##H##_n##NT(int64_t rows, int64_t tk, const uint8_t* q, const float* w, const uint8_t* k, const float* ks, \
-                                      const int* start, const int* end, float* out) {                                                 \
-    indexer_logits_mma_impl<H, NT, false>(rows, tk, tk, 1, 0, 0, q, w, k, ks, start, end, nullptr, nullptr, out);                   \
+      indexer_logits_mma_h##H##_n##NT(int64_t rows, int64_t tk, int64_t chunk, const uint8_t* q, const float* w, const uint8_t* k,  \
+                                      const float* ks, const int* start, const int* end, float* out) {                                 \
+    indexer_logits_mma_impl<H, NT, false>(rows, tk, chunk, tk, 1, 0, 0, q, w, k, ks, start, end, nullptr, nullptr, out);            \
   }                                                                                                                                    \
   extern "C" __global__ void __launch_bounds__(MMA_THREADS, 1)                                                                        \
-      indexer_logits_mma_paged_h##H##_n##NT(int64_t rows, int64_t max_ctx, int64_t next_n, int64_t max_blocks, int64_t num_blocks,   \
-                                            const uint8_t* q, const float* w, const uint8_t* cache, const int* block_table,           \
-                                            const int* ctx, float* out) {                                                             \
-    indexer_logits_mma_impl<H, NT, true>(rows, max_ctx, 0, next_n, max_blocks, num_blocks, q, w, cache, nullptr, nullptr, nullptr,  \
+      indexer_logits_mma_paged_h##H##_n##NT(int64_t rows, int64_t max_ctx, int64_t chunk, int64_t next_n, int64_t max_blocks,        \
+                                            int64_t num_blocks, const uint8_t* q, const float* w, const uint8_t* cache,               \
+                                            const int* block_table, const int* ctx, float* out) {                                     \
+    indexer_logits_mma_impl<H, NT, true>(rows, max_ctx, chunk, 0, next_n, max_blocks, num_blocks, q, w, cache, nullptr, nullptr, nullptr, \
                                          block_table, ctx, out);                                                                      \
   }
 INDEXER_MMA(4, 64)

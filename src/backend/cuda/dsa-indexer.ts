@@ -23,8 +23,8 @@ const SIG: Record<string, readonly ParamKind[]> = {
 /** The fused wgmma kernels' instances (kernels/dsa_indexer_mma.cu): heads H × B-tile columns NT. */
 const MMA_INSTANCES = ['4_64', '8_64', '16_64', '32_64', '64_64', '16_256', '32_256', '64_256', '128_256'] as const;
 const MMA_SIG = {
-  dense: ['i64', 'i64', 'p', 'p', 'p', 'p', 'p', 'p', 'p'] as const,
-  paged: ['i64', 'i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'p', 'p'] as const,
+  dense: ['i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'p', 'p', 'p'] as const,
+  paged: ['i64', 'i64', 'i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'p', 'p'] as const,
 };
 
 /**
@@ -49,6 +49,18 @@ export const indexerTune = { mma: gemmPathOn('indexer-mma', true), gemm: gemmPat
 
 const MMA_CHUNK = 2048;
 const MMA_THREADS = 256;
+/**
+ * Keys per CTA of the fused kernel and its grid: 2048 (each CTA loads its q block once per chunk), fewer
+ * (down to 256, multiples of 64) when the query blocks × chunks would not give every SM two CTAs — a
+ * decode step of a small batch has a query block or two per sequence, and its keys are then split wider.
+ */
+function mmaGrid(be: CudaBackend, width: number, blocks: number): { chunk: number; x: number; y: number } {
+  const y = Math.min(blocks, MAX_GRID_Y);
+  let chunk = MMA_CHUNK;
+  const want = 2 * be.rt.info.multiprocessors;
+  if (y * Math.ceil(width / chunk) < want) chunk = Math.max(256, Math.min(MMA_CHUNK, Math.ceil((width * y) / want / 64) * 64));
+  return { chunk, x: Math.ceil(width / chunk), y };
+}
 
 /**
  * The fused kernel for H heads and `perBlock` queries that may share a B tile (a sequence's next_n in the
@@ -138,8 +150,8 @@ export function indexerLogitsCuda(be: CudaBackend, out: View, q: View, k: View, 
   if (mma) {
     const qa = aligned16(be, q);
     const ka = aligned16(be, k);
-    mma.k.launch(Math.ceil(Tk / MMA_CHUNK), MMA_THREADS, mma.smem, [Tq, Tk, qa.ptr, be.address(w), ka.ptr, be.address(kScale), be.address(start), be.address(end), be.address(out)],
-      Math.min(Math.ceil(Tq / mma.qb), MAX_GRID_Y));
+    const g = mmaGrid(be, Tk, Math.ceil(Tq / mma.qb));
+    mma.k.launch(g.x, MMA_THREADS, mma.smem, [Tq, Tk, g.chunk, qa.ptr, be.address(w), ka.ptr, be.address(kScale), be.address(start), be.address(end), be.address(out)], g.y);
     qa.tmp?.dispose();
     ka.tmp?.dispose();
     return;
@@ -180,8 +192,9 @@ export function indexerLogitsPagedCuda(be: CudaBackend, out: View, q: View, cach
   if (mma) {
     const qa = aligned16(be, q);
     const ca = aligned16(be, cache);
-    mma.k.launch(Math.ceil(maxCtx / MMA_CHUNK), MMA_THREADS, mma.smem, [rows, maxCtx, N, blockTable.shape[1]!, cache.shape[0]!, qa.ptr, be.address(w), ca.ptr,
-      be.address(blockTable), be.address(contextLens), be.address(out)], Math.min(B * Math.ceil(N / mma.qb), MAX_GRID_Y));
+    const g = mmaGrid(be, maxCtx, B * Math.ceil(N / mma.qb));
+    mma.k.launch(g.x, MMA_THREADS, mma.smem, [rows, maxCtx, g.chunk, N, blockTable.shape[1]!, cache.shape[0]!, qa.ptr, be.address(w), ca.ptr,
+      be.address(blockTable), be.address(contextLens), be.address(out)], g.y);
     qa.tmp?.dispose();
     ca.tmp?.dispose();
     return;
