@@ -34,9 +34,9 @@
 //
 //   node dist/bench/dsa-cost.js [--device auto|cpu|cuda] [--sq 1024] [--contexts 4096,16384,...] [--batch 64]
 //       [--indexer mma|gemm|cores] [--no-torch | --torch ref.json] [--json] [--out result.json] [--csv fig3.csv]
-// (--indexer: the indexer logits' CUDA path, src/backend/cuda/dsa-indexer.ts: the fused wgmma kernels (default
-// since 2026-12-07), the FP8 cuBLASLt GEMM + reduce (the default of 2026-12-06), or the CUDA-core kernels;
-// the older --indexer-gemm and --indexer-kernel still mean gemm and cores)
+// (--indexer: the indexer logits' CUDA path, src/backend/cuda/dsa-indexer.ts: the fused wgmma kernels, the
+// FP8 cuBLASLt GEMM + reduce, or the CUDA-core kernels; without it, indexerTune's default; the older
+// --indexer-gemm and --indexer-kernel still mean gemm and cores)
 // Without a CUDA driver (or with --device cpu) it runs tiny shapes on the CPU references and says so.
 // --csv writes one row per context (µs per token per method), which `dsv32 plot` draws directly:
 //   node dist/src/cli/main.js plot --csv fig3.csv --x context --log-y --y-title 'µs per token, one attention layer' --out docs/fig3-dsa-cost.png

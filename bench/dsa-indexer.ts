@@ -4,7 +4,7 @@
 //                [64, 9295]); also with causal ranges (row r of a 4096-query prefill sees r + 1 + offset keys)
 //   indexerLogits   s_q × s_kv × 64 heads × 128 (target ≥ 600 TFLOPS; FLOPs = 2·s_q·s_kv·H·128 over the
 //                whole [s_q, s_kv] rectangle), on each CUDA path (src/backend/cuda/dsa-indexer.ts): the
-//                fused wgmma kernels (the default), the FP8 cuBLASLt GEMM + reduce, the CUDA-core kernels;
+//                fused wgmma kernels, the FP8 cuBLASLt GEMM + reduce, the CUDA-core kernels;
 //                s_q defaults to 256 because the CUDA-core kernels are slow (--full runs the 4096),
 //                and a causal case (query i of the chunk sees the first s_kv − s_q + i + 1 keys)
 //   indexerLogitsPaged   decode, b 64, next_n 1 and 2, context 32K, 64 heads (GB/s of key cache read)

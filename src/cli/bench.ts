@@ -112,7 +112,7 @@ export function register(program: Command): void {
     .option('--sq <n>', 'prefill chunk of query tokens at the end of the context (default 1024; 8 on the CPU)')
     .option('--contexts <list>', 'comma-separated contexts (default 4096,16384,32768,65536,131072)')
     .option('--batch <n>', 'decode batch (default 64)')
-    .addOption(new Option('--indexer <path>', 'the indexer logits\' CUDA path: the fused FP8 wgmma kernels (default), the FP8 cuBLASLt GEMM + reduce, or the CUDA-core kernels').choices(['mma', 'gemm', 'cores']))
+    .addOption(new Option('--indexer <path>', 'the indexer logits\' CUDA path: the fused FP8 wgmma kernels, the FP8 cuBLASLt GEMM + reduce, or the CUDA-core kernels (default: src/backend/cuda/dsa-indexer.ts indexerTune)').choices(['mma', 'gemm', 'cores']))
     .option('--no-torch', 'skip the PyTorch SDPA reference')
     .action((o: BenchDsaCostOptions) => benchDsaCost(o));
   bench

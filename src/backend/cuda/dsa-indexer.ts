@@ -30,9 +30,10 @@ const MMA_SIG = {
 /**
  * Path choice, for tests and benchmarks, tried in this order. mma: the fused FP8 wgmma kernels of
  * kernels/dsa_indexer_mma.cu (H in 4, 8, 16, 32, 64, 128), which keep the per-head scores in registers;
- * gemm: the per-head dot products as one FP8 cuBLASLt GEMM per
- * sequence (and chunk of queries) with f32 output, then kernels/dsa_indexer_gemm.cu's reduce; off: the
- * CUDA-core kernels of dsa_indexer.cu. On by default since 2026-12-06. Its logits are 1.1e-4–2.7e-4
+ * off by default until a GPU has run their tests (written 2026-12-07; DSV32_CUDA_GEMM=all or a list
+ * naming indexer-mma turns them on). gemm: the per-head dot products as one FP8 cuBLASLt GEMM per
+ * sequence (and chunk of queries) with f32 output, then kernels/dsa_indexer_gemm.cu's reduce; neither: the
+ * CUDA-core kernels of dsa_indexer.cu. gemm is on by default since 2026-12-06. Its logits are 1.1e-4–2.7e-4
  * relative from the exact f32 reference on an H100 (2026-12-05; Hopper's FP8 MMA accumulates with ~14
  * mantissa bits, and DeepGEMM's fp8_mqa_logits, the official kernel, shares this), where the CUDA-core
  * kernels stay within 1e-5, so a near-tied key can be selected differently from the CPU backend. It
@@ -45,7 +46,7 @@ const MMA_SIG = {
  */
 /** scoreBytes: bytes of the f32 per-head score block S [rows·H, keys] per GEMM (bounds the temporary at long
  * context; tests lower it to run many query chunks at small shapes). */
-export const indexerTune = { mma: gemmPathOn('indexer-mma', true), gemm: gemmPathOn('indexer', true), scoreBytes: 1 << 30 };
+export const indexerTune = { mma: gemmPathOn('indexer-mma', false), gemm: gemmPathOn('indexer', true), scoreBytes: 1 << 30 };
 
 const MMA_CHUNK = 2048;
 const MMA_THREADS = 256;
