@@ -101,6 +101,30 @@ export function mlaPrefillCase(T, c, dtype, r, makeIdx) {
   return { D, scale: 1.5 / Math.sqrt(D), q, kv, idx };
 }
 
+/**
+ * A paged indexer-key cache for the indexer runners: B = ctx.length sequences with ctx[b] random e4m3 keys
+ * (D 128, values nrm()·30) and scales, pages scattered by a block table of maxBlocks = ⌈maxCtx/64⌉ + 1 pages a
+ * sequence over a pool of 3B + 2, whose entry maxBlocks − 1 of sequence 0 points past the cache (outside
+ * every context: it must read as zeros). maxCtx = max ctx + 3.
+ */
+export function pagedIndexerCache(T, ctx, nrm) {
+  const D = 128;
+  const B = ctx.length;
+  const maxCtx = Math.max(...ctx) + 3;
+  const maxBlocks = Math.ceil(maxCtx / 64) + 1;
+  const pool = 3 * B + 2;
+  const table = Array.from({ length: B * maxBlocks }, (_, i) => (i * 5 + 3) % pool);
+  table[maxBlocks - 1] = pool + 7;
+  const cache = T.indexerCache(pool, D, T.getBackend('cpu'));
+  const i32 = (a) => T.fromArray(Int32Array.from(a), [a.length], { dtype: 'i32' });
+  for (let b = 0; b < B; b++) {
+    const k = T.cast(T.fromArray(Float32Array.from({ length: ctx[b] * D }, () => nrm() * 30), [ctx[b], D]), 'f8e4m3');
+    const ks = T.fromArray(Float32Array.from({ length: ctx[b] }, () => Math.abs(nrm()) + 0.01), [ctx[b]]);
+    T.indexerCacheWrite(cache, k, ks, i32(Array.from({ length: ctx[b] }, (_, p) => table[b * maxBlocks + (p >> 6)] * 64 + (p & 63))));
+  }
+  return { B, maxCtx, maxBlocks, pool, table, cache };
+}
+
 // ---- files --------------------------------------------------------------------------------------------
 /** A tensor's bytes as the device holds them. */
 export const tensorBytes = (T, t) => T.hostBytes(t.toHost());

@@ -9,7 +9,7 @@
 //   npm run build && node scripts/kernel-emu/run-indexer-gemm.mjs
 import { join } from 'node:path';
 import { writeFileSync } from 'node:fs';
-import { build, emulate, mulberry32, readValues, reporter, setup, writeData } from './emu-runner.mjs';
+import { build, emulate, mulberry32, pagedIndexerCache, readValues, reporter, setup, writeData } from './emu-runner.mjs';
 
 const { T, dir } = await setup('indexer-gemm');
 const emu = build(dir, { cu: 'dsa_indexer_gemm.cu', driver: 'indexer-gemm-emu.cpp', flags: ['-O1', '-ffp-contract=off'] });
@@ -25,19 +25,9 @@ const scores = (q8, k8) => T.matmul(T.cast(q8, 'f32'), T.transpose(T.cast(k8, 'f
 
 // ---- paged: gather, then per sequence (and query chunk) the reduce ----------------------------------------
 for (const [H, N, ctx, qc] of [[16, 1, [1, 64, 200], 1], [64, 2, [65, 2, 130], 1], [8, 3, [70, 17], 2]]) {
-  const B = ctx.length;
-  const maxCtx = Math.max(...ctx) + 3;
+  // an entry past the cache (never inside a context here): must read as zeros
+  const { B, maxCtx, maxBlocks, pool, table, cache } = pagedIndexerCache(T, ctx, nrm);
   const ctxPad = Math.ceil(maxCtx / 16) * 16;
-  const maxBlocks = Math.ceil(maxCtx / 64) + 1;
-  const pool = 3 * B + 2;
-  const table = Array.from({ length: B * maxBlocks }, (_, i) => (i * 5 + 3) % pool);
-  table[maxBlocks - 1] = pool + 7; // an entry past the cache (never inside a context here): must read as zeros
-  const cache = T.indexerCache(pool, D, T.getBackend('cpu'));
-  for (let b = 0; b < B; b++) {
-    const k = e4m3(ctx[b] * D, 30);
-    const ks = T.fromArray(Float32Array.from({ length: ctx[b] }, () => Math.abs(nrm()) + 0.01), [ctx[b]]);
-    T.indexerCacheWrite(cache, k, ks, i32(Array.from({ length: ctx[b] }, (_, p) => table[b * maxBlocks + (p >> 6)] * 64 + (p & 63))));
-  }
   const q = T.reshape(e4m3(B * N * H * D, 30), [B, N, H, D]);
   const w = T.fromArray(Float32Array.from({ length: B * N * H }, () => nrm()), [B, N, H]);
   const want = T.indexerLogitsPaged(q, cache, w, i32(table, [B, maxBlocks]), i32(ctx), maxCtx).toFloat32();

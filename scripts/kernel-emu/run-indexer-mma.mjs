@@ -11,7 +11,7 @@
 //   npm run build && node scripts/kernel-emu/run-indexer-mma.mjs
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { build, emulate, mulberry32, readValues, reporter, root, setup, writeData } from './emu-runner.mjs';
+import { build, emulate, mulberry32, pagedIndexerCache, readValues, reporter, root, setup, writeData } from './emu-runner.mjs';
 
 const { T, dir } = await setup('indexer-mma');
 const src = readFileSync(join(root, 'kernels', 'dsa_indexer_mma.cu'), 'utf8');
@@ -77,18 +77,8 @@ for (const [Tq, H, Tk, chunk, causal] of [[37, 4, 200, 128], [19, 8, 65, 2048], 
 
 // ---- paged --------------------------------------------------------------------------------------------------
 for (const [H, N, ctx, chunk] of [[16, 1, [1, 64, 200], 128], [64, 2, [65, 2, 130], 64], [16, 37, [70, 150], 2048], [4, 3, [70, 17], 128], [128, 1, [129, 3], 64], [8, 9, [40, 90], 192]]) {
-  const B = ctx.length;
-  const maxCtx = Math.max(...ctx) + 3;
-  const maxBlocks = Math.ceil(maxCtx / 64) + 1;
-  const pool = 3 * B + 2;
-  const table = Array.from({ length: B * maxBlocks }, (_, i) => (i * 5 + 3) % pool);
-  table[maxBlocks - 1] = pool + 7; // an entry past the cache, outside every context here: reads as zeros
-  const cache = T.indexerCache(pool, D, T.getBackend('cpu'));
-  for (let b = 0; b < B; b++) {
-    const k = e4m3(ctx[b] * D, 30);
-    const ks = T.fromArray(Float32Array.from({ length: ctx[b] }, () => Math.abs(nrm()) + 0.01), [ctx[b]]);
-    T.indexerCacheWrite(cache, k, ks, i32(Array.from({ length: ctx[b] }, (_, p) => table[b * maxBlocks + (p >> 6)] * 64 + (p & 63))));
-  }
+  // one block-table entry points past the cache, outside every context: it must read as zeros
+  const { B, maxCtx, maxBlocks, pool, table, cache } = pagedIndexerCache(T, ctx, nrm);
   const q = T.reshape(e4m3(B * N * H * D, 30), [B, N, H, D]);
   const w = T.fromArray(Float32Array.from({ length: B * N * H }, () => nrm()), [B, N, H]);
   const want = T.indexerLogitsPaged(q, cache, w, i32(table, [B, maxBlocks]), i32(ctx), maxCtx).toFloat32();
