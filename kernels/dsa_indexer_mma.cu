@@ -12,8 +12,8 @@
 // The GEMM, per CTA: a query block of QB = NT/H queries (NT = 64 or 256 columns: query-major, head-minor,
 // the q rows [QB·H, 128] as they lie in memory) against a chunk of `chunk` keys (a multiple of 64 the
 // launcher picks: 2048, less when the query blocks alone leave SMs idle, as in a small decode batch) in
-// tiles of 64 keys (a tile is one paged-cache page). wgmma m64nNTk32: A = the key tile [64 keys × 128 B] and B = the q
-// block [NT × 128 B], both K-major in shared memory with the 128-byte swizzle (a 128-byte row is exactly
+// tiles of 64 keys (a tile is one paged-cache page). wgmma m64nNTk32: A = the key tile [64 keys × 128 B]
+// and B = the q block [NT × 128 B], both K-major in shared memory with the 128-byte swizzle (a 128-byte row is exactly
 // one e4m3 row of D = 128, so a tile is rows of 8 16-byte chunks, chunk c of row r stored at c ^ (r mod 8));
 // four k32 steps cover D, each advancing both descriptors' start by 32 bytes. Accumulator fragment
 // (thread = warp w of the warpgroup, lane l): d[i] is key row 16w + l/4 + 8·((i>>1)&1), column
@@ -28,14 +28,18 @@
 //
 // Numerics: Hopper's FP8 MMA accumulates e4m3 products with ~14 mantissa bits (as the cuBLASLt path and
 // DeepGEMM's fp8_mqa_logits), and the head sum is f32 in the fragment's order rather than the reference's
-// double in head order: the logits are ~1e-4 relative from the exact reference, so tests use a tolerance
-// and a near-tied key can be selected differently from the CPU backend (as on the cuBLASLt path).
+// double in head order: the logits are expected ~1e-4 relative from the exact reference (as measured for
+// the cuBLASLt path), so tests use a tolerance and a near-tied key can be selected differently from the
+// CPU backend.
 //
 // Paged variant: row b·N + j (query j of sequence b) sees [0, ctx_b − N + j + 1); key tile i of sequence
 // b is page block_table[b, i]: its 64 × 128 key bytes, then 64 f32 scales (DeepGEMM's layout, 132 B a
 // key). A block id outside [0, num_blocks) or a page past the table reads zeros (the CPU throws).
-// Heads: H in {4, 8, 16, 32, 64, 128} (one instance each); the launcher (src/backend/cuda/dsa-indexer.ts)
-// sends any other H to the other paths.
+// Heads: H in {4, 8, 16, 32, 64, 128} (instances at NT 64 and, from H 16, 256); the launcher
+// (src/backend/cuda/dsa-indexer.ts) sends any other H to the other paths.
+//
+// Status (2026-12-07): not yet run on a GPU (off by default); its logic runs on the CPU in
+// scripts/kernel-emu/run-indexer-mma.mjs, with wgmma, cp.async and the barriers modelled as stated there.
 #include "common.cuh"
 
 #define MMA_D 128
