@@ -3,8 +3,8 @@
 # dist/kernels/*.cubin) and node_modules holding koffi. Nothing is compiled here except the cuBLASLt
 # constants, which are generated from this machine's cublasLt.h (a C probe built with its cc).
 #   OUT=/some/dir bash scripts/device-test.sh [tests|bench|all|model|train|gemm]
-# (gemm: the DSA ops' tests on both CUDA paths, the model's and the engine's CUDA tests with every GEMM path
-#  on (DSV32_CUDA_GEMM=all), and bench/dsa-train.ts; train: NUMERICS=bf16 and DSV32_CUDA_GEMM pass through)
+# (gemm: the DSA ops' tests on each CUDA path, the model's and the engine's CUDA tests with every GEMM path
+#  on (DSV32_CUDA_GEMM=all: the fused wgmma indexer included), and bench/dsa-train.ts; train: NUMERICS=bf16 and DSV32_CUDA_GEMM pass through)
 # (model: the official reference and bench/model-speed.ts + bench/engine.ts on the mid config's random weights;
 #  needs a copy of ../shared/reference in tmp/reference, carried; PART=ref|ours splits it over two calls)
 # Logs and JSON go to $OUT; a short table is printed last.
@@ -62,11 +62,12 @@ if [ "$what" = all ] || [ "$what" = train ]; then
   summary+=("train steps (dsv32-mini, $tag): $(grep -hE '^(pretrain|warmup|sparse) ' "$OUT"/profile-*-$tag.txt | tr -s ' ' | tr '\n' ';')")
 fi
 if [ "$what" = gemm ]; then
-  # both paths of every DSA op against the CPU backend (the test bodies set each path: test/tensor/gemm-paths.ts)
+  # each path of every DSA op against the CPU backend (the test bodies set each path: test/tensor/gemm-paths.ts,
+  # and the indexer's three in dsa-indexer.test.ts)
   DSV32_TEST_DEVICES=cpu,cuda timeout 200 node --import ./dist/src/backend/cuda/index.js --test --test-reporter=tap \
     dist/test/tensor/sparse-mla-backward.test.js dist/test/tensor/indexer-train.test.js dist/test/tensor/sparse-mla.test.js dist/test/tensor/dsa-indexer.test.js > "$OUT/test-gemm-ops.log" 2>&1
-  summary+=("DSA ops, both paths (cpu+cuda): $(grep -E '^# (pass|fail|skipped)' "$OUT/test-gemm-ops.log" | tr '\n' ' ')")
-  # the model against the goldens and the engine, on cuda, with every GEMM path on (the FP8-GEMM indexer included)
+  summary+=("DSA ops, each path (cpu+cuda): $(grep -E '^# (pass|fail|skipped)' "$OUT/test-gemm-ops.log" | tr '\n' ' ')")
+  # the model against the goldens and the engine, on cuda, with every GEMM path on (the fused indexer included)
   [ -d tmp/fixtures ] && export DSV32_FIXTURES=${DSV32_FIXTURES:-$PWD/tmp/fixtures}
   DSV32_CUDA_GEMM=all timeout 240 node --test --test-reporter=tap --test-name-pattern="cuda|CUDA" dist/test/model/devices.test.js dist/test/model/ragged.test.js \
     dist/test/engine/engine-model.test.js dist/test/engine/engine-graphs.test.js > "$OUT/test-gemm-model.log" 2>&1
