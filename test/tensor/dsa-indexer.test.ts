@@ -309,7 +309,7 @@ for (const [dev, opts] of DEVICES) {
     // chunks each multiply only the keys their causal rows reach (the bound in dsa-indexer.ts)
     const pagedCases: (readonly [number, number])[] = [[16, 1], [64, 2], [16, 70]];
     if (dev !== 'cpu') pagedCases.push([64, 1], [4, 3], [128, 1], [32, 2], [8, 9], [16, 37]);
-    for (const path of paths(dev)) test(`paged cache write + paged logits (H 4…128, next_n 1…9, a 70-query prefill, contexts 1/64/65/200, scattered pages) == dense logits${tag(path)}`, () => withPath(path, () => {
+    for (const path of paths(dev)) test(`paged cache write + paged logits (H 4…128, next_n 1…70, a 70-query prefill, contexts 1/64/65/200, scattered pages) == dense logits${tag(path)}`, () => withPath(path, () => {
       const rng = new T.Rng(202);
       const D = 128;
       for (const [H, N] of pagedCases) {
