@@ -5,7 +5,7 @@
 // the head sum is f32 in fragment order; the reference sums heads in double). Every element must be written
 // (the output starts as NaN). Cases: every head count and B-tile width the launcher picks (H 4 … 128, NT 64
 // and 256), keys not a multiple of 64, chunks of 128 … 2048 keys, start > 0, empty and clamped ranges,
-// causal rows, next_n 1 … 9, scattered pages and a block-table entry past the cache. What it checks is this
+// causal rows, next_n 1 … 37, scattered pages and a block-table entry past the cache. What it checks is this
 // code's own logic — tile and range bookkeeping, the swizzled stores against the swizzle rule, the fragment
 // walk of the epilogue — under this code's reading of the hardware; it is no substitute for a GPU run.
 //   npm run build && node scripts/kernel-emu/run-indexer-mma.mjs
@@ -40,8 +40,8 @@ const nrm = () => Math.sqrt(-2 * Math.log(Math.max(r(), 1e-12))) * Math.cos(2 * 
 const i32 = (a, shape = [a.length]) => T.fromArray(Int32Array.from(a), shape, { dtype: 'i32' });
 const e4m3 = (n, s) => T.cast(T.fromArray(Float32Array.from({ length: n }, () => nrm() * s), [n / D, D]), 'f8e4m3');
 const file = (n) => join(dir, n);
-// the launcher's choices (src/backend/cuda/dsa-indexer.ts mmaKernel / mmaGrid)
-const ntFor = (H, perBlock) => (perBlock * H > 64 && H >= 16 ? 256 : 64);
+// the launcher's B-tile width (src/backend/cuda/dsa-indexer.ts; the chunk is each case's own, to cover the edges)
+const { mmaColumns: ntFor } = await import(join(root, 'dist', 'src', 'backend', 'cuda', 'dsa-indexer.js'));
 
 /** −∞ pattern equal, no element left unwritten, worst relative difference of the finite ones. */
 function compare(got, want) {

@@ -64,27 +64,25 @@ function mmaGrid(be: CudaBackend, width: number, blocks: number): { chunk: numbe
 }
 
 /**
- * The fused kernel for H heads and `perBlock` queries that may share a B tile (a sequence's next_n in the
- * paged op, any number in the dense one): NT = 64 when that many queries' heads fit 64 columns (decode)
- * or H ≤ 8 (where 256 columns would be 32–64 queries' partial sums per thread), else 256 (more queries
- * share each key tile). Null when no instance has these heads.
+ * The fused kernel's B-tile columns NT for H heads and `perBlock` queries that may share a tile (a
+ * sequence's next_n in the paged op, any number in the dense one): 64 when that many queries' heads fit
+ * 64 columns (decode) or H ≤ 8 (where 256 columns would be 32–64 queries' partial sums per thread), else
+ * 256 (more queries share each key tile). Also the CPU emulation's choice (scripts/kernel-emu).
  */
+export const mmaColumns = (H: number, perBlock: number): 64 | 256 => (perBlock * H > 64 && H >= 16 ? 256 : 64);
+/** The fused kernel for these heads and queries, its queries per B tile and shared memory; null when no instance has these heads. */
 function mmaKernel(be: CudaBackend, H: number, perBlock: number, paged: boolean): { k: Kernel; qb: number; smem: number } | null {
   if (!indexerTune.mma) return null;
-  const nt = perBlock * H > 64 && H >= 16 ? 256 : 64;
+  const nt = mmaColumns(H, perBlock);
   if (!(MMA_INSTANCES as readonly string[]).includes(`${H}_${nt}`)) return null;
   const name = `indexer_logits_mma${paged ? '_paged' : ''}_h${H}_n${nt}`;
   const k = be.rt.modules.get('dsa_indexer_mma', name, paged ? MMA_SIG.paged : MMA_SIG.dense);
   const qb = nt / H;
   // 1024 (alignment of the swizzled tiles) + q block + two warpgroups' four-stage key rings + w + ranges
   const smem = 1024 + nt * D + 2 * 4 * 64 * D + 4 * nt + 8 * qb;
-  if (!mmaSmemSet.has(k)) {
-    k.setMaxDynamicSmem(smem, C.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES);
-    mmaSmemSet.add(k);
-  }
+  k.setMaxDynamicSmem(smem, C.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES);
   return { k, qb, smem };
 }
-const mmaSmemSet = new WeakSet<Kernel>();
 
 const units = new WeakMap<CudaBackend, CudaStorage>();
 /** A device f32 1.0: the per-tensor scale of both GEMM operands (the real scales are applied in the reduce). */

@@ -98,8 +98,12 @@ export class Kernel {
     return this.regs;
   }
 
+  private maxDynamicSmem = -1;
+  /** Raises the kernel's dynamic shared-memory limit; a call with the limit already set makes no driver call (launchers call it per launch). */
   setMaxDynamicSmem(bytes: number, attrib: number): void {
+    if (bytes === this.maxDynamicSmem) return;
     check(this.cu.cuFuncSetAttribute(this.fn, attrib, bytes), `cuFuncSetAttribute(${this.name}, MAX_DYNAMIC_SHARED_SIZE_BYTES)`);
+    this.maxDynamicSmem = bytes;
   }
 }
 
