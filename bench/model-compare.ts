@@ -22,7 +22,14 @@ if (!Number.isInteger(warmup) || warmup < 0) argError(`model-compare: --warmup w
 if (!Number.isInteger(repeat) || repeat < 1) argError(`model-compare: --repeat wants an integer ≥ 1, got ${opt('--repeat')}`);
 const M = (await import(path.join(root, 'dist', 'src', 'model', 'index.js'))) as typeof import('../src/model/index.js');
 const modelDir = opt('--model');
-const model = modelDir ? M.DeepseekV32.load(path.resolve(modelDir)) : (() => {
+const loadDir = (dir: string): InstanceType<typeof M.DeepseekV32> => {
+  try {
+    return M.DeepseekV32.load(path.resolve(dir));
+  } catch (e) {
+    return argError(`model-compare: --model ${dir}: ${(e as Error).message}`);
+  }
+};
+const model = modelDir ? loadDir(modelDir) : (() => {
   const cfg = M.randomConfig(SHAPES['cpu-mid']!);
   return M.DeepseekV32.fromSource(cfg, M.mapSource(M.randomCheckpoint(cfg, 1)));
 })();
