@@ -11,7 +11,9 @@
 // attention with −inf outside the set gives exactly these numbers: exp(−inf) adds zeros. A query whose
 // set has no visible key gets a zero output (the FlashMLA convention; dense softmax would give NaN).
 // Softmax: max-subtracted, sum in double, probabilities rounded to the activation dtype; the weighted
-// value sum accumulates in double and is rounded once.
+// value sum accumulates in double and is rounded once. e^x is the CPU backend's expd (within an ulp of
+// Math.exp, faster): the oracle checks the loops' order and roundings, the backend's exp is shared.
+import { expd } from '../../src/backend/cpu/exp.js';
 
 export interface SelectionRows {
   /** ascending key positions per query, −1 padded: idx[off + i·width + j] */
@@ -60,7 +62,7 @@ function softmaxCombine(
 ): void {
   let z = 0;
   for (let j = 0; j < n; j++) {
-    const e = Math.exp(sc[j]! - m);
+    const e = expd(sc[j]! - m);
     sc[j] = e;
     z += e;
   }

@@ -18,6 +18,7 @@ import { indexerKlLossCpu, indexerScoresBackwardCpu, indexerScoresCpu } from './
 import { groupedMatmulBackwardCpu, groupedMatmulCpu, groupedMatmulFp8Cpu, moeCombineCpu, moeDispatchCpu, moeRouteCpu } from './moe.js';
 import { fp8BlockLinearCpu } from './fp8-linear.js';
 import { adamwStepCpu } from './adamw.js';
+import { expd } from './exp.js';
 
 const fround = Math.fround;
 
@@ -39,13 +40,13 @@ function commit(out: View, vals: FArr): void {
 function unaryFn(op: UnaryOp, alpha: number): (x: number) => number {
   switch (op) {
     case 'neg': return (x) => -x;
-    case 'exp': return Math.exp;
+    case 'exp': return expd;
     case 'log': return Math.log;
     case 'sqrt': return Math.sqrt;
     case 'rsqrt': return (x) => 1 / Math.sqrt(x);
     case 'abs': return Math.abs;
-    case 'sigmoid': return (x) => 1 / (1 + Math.exp(-x));
-    case 'silu': return (x) => x / (1 + Math.exp(-x));
+    case 'sigmoid': return (x) => 1 / (1 + expd(-x));
+    case 'silu': return (x) => x / (1 + expd(-x));
     case 'relu': return (x) => (x > 0 ? x : x === 0 || x < 0 ? 0 : x);
     case 'tanh': return Math.tanh;
     case 'sign': return (x) => (x > 0 ? 1 : x < 0 ? -1 : x === 0 ? 0 : NaN);
@@ -295,11 +296,11 @@ export class CpuBackend implements Backend {
     const n = o.length;
     switch (op) {
       // the hot ones get their own loops (no closure call per element)
-      case 'exp': for (let i = 0; i < n; i++) o[i] = Math.exp(a[i]!); break;
+      case 'exp': for (let i = 0; i < n; i++) o[i] = expd(a[i]!); break;
       case 'muls': for (let i = 0; i < n; i++) o[i] = a[i]! * alpha; break;
       case 'adds': for (let i = 0; i < n; i++) o[i] = a[i]! + alpha; break;
-      case 'silu': for (let i = 0; i < n; i++) { const v = a[i]!; o[i] = v / (1 + Math.exp(-v)); } break;
-      case 'sigmoid': for (let i = 0; i < n; i++) o[i] = 1 / (1 + Math.exp(-a[i]!)); break;
+      case 'silu': for (let i = 0; i < n; i++) { const v = a[i]!; o[i] = v / (1 + expd(-v)); } break;
+      case 'sigmoid': for (let i = 0; i < n; i++) o[i] = 1 / (1 + expd(-a[i]!)); break;
       default: {
         const f = unaryFn(op, alpha);
         for (let i = 0; i < n; i++) o[i] = f(a[i]!);
@@ -421,13 +422,13 @@ export class CpuBackend implements Backend {
       if (m === -Infinity) m = 0; // a fully masked row: exp(-inf - 0) = 0 → 0/0 = NaN as in torch
       let s = 0;
       if (log) {
-        for (let j = 0; j < D; j++) s += Math.exp(v[base + j]! - m);
+        for (let j = 0; j < D; j++) s += expd(v[base + j]! - m);
         const ls = Math.log(s) + m;
         for (let j = 0; j < D; j++) o[base + j] = v[base + j]! - ls;
       } else {
         // one exp per element: o holds exp(x − m) until the row sum is known (o never aliases v)
         for (let j = 0; j < D; j++) {
-          const e = Math.exp(v[base + j]! - m);
+          const e = expd(v[base + j]! - m);
           o[base + j] = e;
           s += e;
         }
@@ -480,12 +481,12 @@ export class CpuBackend implements Backend {
       const fr = Math.fround;
       for (let i = 0; i < o.length; i++) {
         const v = a[i]!;
-        o[i] = fr(v / (1 + Math.exp(-v))) * b[i]!;
+        o[i] = fr(v / (1 + expd(-v))) * b[i]!;
       }
     } else {
       for (let i = 0; i < o.length; i++) {
         const v = a[i]!;
-        o[i] = (v / (1 + Math.exp(-v))) * b[i]!;
+        o[i] = (v / (1 + expd(-v))) * b[i]!;
       }
     }
     commit(out, o);

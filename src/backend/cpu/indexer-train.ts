@@ -33,6 +33,7 @@ import { logitsCore } from './dsa-indexer.js';
 import { actRounder } from './sparse-mla-backward.js';
 import { headDots } from './head-dots.js';
 import { dataOf, readF, readIndex } from './strided.js';
+import { expd } from './exp.js';
 
 function store(v: View, src: ArrayLike<number>): void {
   const d = dataOf(v);
@@ -233,7 +234,7 @@ export function indexerKlLossCpu(loss: View, grad: View, scores: View, q: View, 
       for (let h = 0; h < H; h++) {
         const l = lv[i * H + h]!;
         if (l === -Infinity) continue;
-        s += Math.exp(rnd(rnd(rnd(d1[h]!) + rnd(d2[h]!)) * scale) - l);
+        s += expd(rnd(rnd(rnd(d1[h]!) + rnd(d2[h]!)) * scale) - l);
       }
       a[col] = s;
       P += s;
@@ -242,14 +243,14 @@ export function indexerKlLossCpu(loss: View, grad: View, scores: View, q: View, 
     if (!n || !(P > 0)) continue;
     const cols = colA.subarray(0, n);
     let z = 0;
-    for (const col of cols) z += Math.exp(I[i * N + col]! - m);
+    for (const col of cols) z += expd(I[i * N + col]! - m);
     const lz = m + Math.log(z);
     let li = 0;
     for (const col of cols) {
       const p = a[col]! / P;
       const lq = I[i * N + col]! - lz;
       if (p > 0) li += p * (Math.log(p) - lq);
-      G[i * N + col] = Math.exp(lq) - p;
+      G[i * N + col] = expd(lq) - p;
     }
     L[i] = li;
   }

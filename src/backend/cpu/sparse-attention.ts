@@ -16,6 +16,7 @@ import type { View } from '../../tensor/backend.js';
 import { bf16Round, fromFloatArray, type HostArray } from '../../tensor/dtype.js';
 import { dataOf, readF, readIndex } from './strided.js';
 import { dgemm } from './gemm.js';
+import { expd } from './exp.js';
 
 export function rounderOf(dtype: string): (x: number) => number {
   return dtype === 'bf16' ? bf16Round : Math.fround;
@@ -142,7 +143,7 @@ export function attendSparse(out: View, lse: View, a: AttendSpec): void {
       }
       let z = 0;
       for (let j = 0; j < n; j++) {
-        const e = Math.exp(sc[j]! - m);
+        const e = expd(sc[j]! - m);
         sc[j] = e;
         z += e;
       }
@@ -256,7 +257,7 @@ export function sparseMhaPrefillCpu(out: View, lse: View, q: View, k: View, v: V
         // e_j = exp(s_j − m) once, kept (as a double) for both z and p_j = rnd(e_j / z)
         let z = 0;
         for (let j = 0; j < n; j++) {
-          const e = Math.exp(sc[j]! - m);
+          const e = expd(sc[j]! - m);
           sc[j] = e;
           z += e;
         }

@@ -19,6 +19,7 @@
 import type { View } from '../../tensor/backend.js';
 import { bf16Round, fromFloatArray, type HostArray } from '../../tensor/dtype.js';
 import { type FArr, dataOf, readF, readIndex } from './strided.js';
+import { expd } from './exp.js';
 
 /** The activation dtype's rounding: f32, bf16, or none (f64). */
 export function actRounder(dtype: string): (x: number) => number {
@@ -110,10 +111,10 @@ export function sparseMlaBackwardCpu(dq: View, dkv: View, dout: View, q: View, k
             r2 += x * kvv[b2 + c]!;
             r3 += x * kvv[b3 + c]!;
           }
-          ps[0] = Math.exp(rnd(rnd(rnd(s0) + rnd(r0)) * scale) - l);
-          ps[1] = Math.exp(rnd(rnd(rnd(s1) + rnd(r1)) * scale) - l);
-          ps[2] = Math.exp(rnd(rnd(rnd(s2) + rnd(r2)) * scale) - l);
-          ps[3] = Math.exp(rnd(rnd(rnd(s3) + rnd(r3)) * scale) - l);
+          ps[0] = expd(rnd(rnd(rnd(s0) + rnd(r0)) * scale) - l);
+          ps[1] = expd(rnd(rnd(rnd(s1) + rnd(r1)) * scale) - l);
+          ps[2] = expd(rnd(rnd(rnd(s2) + rnd(r2)) * scale) - l);
+          ps[3] = expd(rnd(rnd(rnd(s3) + rnd(r3)) * scale) - l);
           dss[0] = ps[0]! * (p0 - delta) * scale;
           dss[1] = ps[1]! * (p1 - delta) * scale;
           dss[2] = ps[2]! * (p2 - delta) * scale;
@@ -124,7 +125,7 @@ export function sparseMlaBackwardCpu(dq: View, dkv: View, dout: View, q: View, k
           for (let u = 0; u < m; u++) {
             const t = keys[j0 + u]!;
             const kb = t * D;
-            const p = Math.exp(mlaScore(qv, qa, kvv, t, D, dv, scale, rnd) - l);
+            const p = expd(mlaScore(qv, qa, kvv, t, D, dv, scale, rnd) - l);
             let dp = 0;
             for (let c = 0; c < dv; c++) dp += go[oa + c]! * kvv[kb + c]!;
             ps[u] = p;
@@ -187,7 +188,7 @@ export function sparseMlaPrefillF64Cpu(out: View, lse: View, q: View, kv: View, 
       }
       let z = 0;
       for (let j = 0; j < n; j++) {
-        s[j] = Math.exp(s[j]! - m);
+        s[j] = expd(s[j]! - m);
         z += s[j]!;
       }
       const oa = (i * H + h) * dv;
