@@ -1,7 +1,7 @@
 // e^x in double precision for the CPU backend's hot loops (softmax numerators, SiLU, sparse attention).
 //
-// Math.exp is a call out of optimised code into V8's C++ fdlibm port, ~10 ns an element on the 2-core
-// EPYC CI host; this one is inlined arithmetic, ~4.5 ns (tmp measurements: 2^20 arguments, median of 15).
+// Math.exp is a call out of optimised code into V8's C++ fdlibm port: 12.7 ms per 2^20 arguments on the
+// 2-core EPYC CI host, against 6.7 ms for this inlined arithmetic (docs/benchmarks.md, 2026-12-07 05:10).
 // The cpu-mid 512-token prefill takes ~7 M exponentials (SwiGLU's 3 M, the sparse attention's 4 M).
 //
 //   x = k·(ln 2)/64 + r,  k = round(x·64/ln 2),  |r| ≤ (ln 2)/128 ≈ 0.0054
@@ -10,9 +10,9 @@
 // by its Taylor polynomial to r⁶ (the r⁷/7! term is < 3e-20 relative, far below an ulp), and the power
 // of two a table lookup (exact). (ln 2)/64 is split hi + lo, hi with 32 significant bits (fdlibm's
 // ln2_hi/64), so k·hi is exact for |k| < 2^21 and r carries ~1e-19 absolute error. The result is within
-// about one ulp of e^x, as Math.exp is: the two differ in the last bit of a double for some arguments and
-// so, after an f32 rounding, about once in 10^8 (none in 2·10^6 random arguments; test/backend/exp.test.ts
-// bounds the double difference at 2 ulps over the whole range).
+// about one ulp of e^x, as Math.exp is: the two differ in the last bit of a double for about a quarter of
+// arguments, and after an f32 rounding for none of 4·10^6 random ones (test/backend/exp.test.ts holds the
+// difference to one ulp and the f32 roundings equal over 3·10^5 seeded arguments).
 //
 // Outside (−700, 700) — and for NaN and ±∞ — Math.exp itself answers (subnormal and overflowing
 // results, where the table's power of two would not be exact).
