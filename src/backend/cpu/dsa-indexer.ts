@@ -33,6 +33,7 @@ import { e4m3BitsToF32 } from '../../tensor/dtype.js';
 import { sgemm } from './gemm.js';
 import { dataOf, isContiguousView, rawContiguous, readF, readIndex } from './strided.js';
 import { selectTopkRow } from './topk-select.js';
+import { scratchF32 } from './scratch.js';
 
 /** Tokens per page of the paged indexer-key cache (DeepGEMM's block size). */
 export const INDEXER_PAGE = 64;
@@ -75,8 +76,8 @@ export function logitsCore(
   if (Tk === 0) return;
   const chunk = Math.max(1, Math.floor(SCORE_BLOCK_ELEMS / Math.max(1, Tk))); // selectRows
   const block = Math.max(1, Math.floor(SCORE_BLOCK_ELEMS / Math.max(1, H * Tk))); // indexScores
-  let C = new Float32Array(0);
-  let Ci = new Int32Array(0); // C's bits
+  let C: Float32Array = new Float32Array(0);
+  let Ci: Int32Array = new Int32Array(0); // C's bits
   for (let c0 = 0; c0 < Tq; c0 += chunk) {
     const cn = Math.min(chunk, Tq - c0);
     for (let b0 = 0; b0 < cn; b0 += block) {
@@ -93,8 +94,8 @@ export function logitsCore(
       if (lo >= hi) continue;
       const N = hi - lo;
       if (C.length < n * H * N) {
-        C = new Float32Array(n * H * N);
-        Ci = new Int32Array(C.buffer);
+        C = scratchF32('indexer.scores', n * H * N);
+        Ci = new Int32Array(C.buffer, C.byteOffset, C.length);
       }
       sgemm(false, true, n * H, N, D, 1, q, i0 * H * D, D, keys, lo * D, D, 0, C, 0, N);
       for (let i = 0; i < n; i++) {

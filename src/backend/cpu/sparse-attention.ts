@@ -17,6 +17,7 @@ import { bf16Round, fromFloatArray, type HostArray } from '../../tensor/dtype.js
 import { dataOf, readF, readIndex } from './strided.js';
 import { dgemm } from './gemm.js';
 import { expd } from './exp.js';
+import { scratchF64 } from './scratch.js';
 
 export function rounderOf(dtype: string): (x: number) => number {
   return dtype === 'bf16' ? bf16Round : Math.fround;
@@ -190,6 +191,12 @@ export function attendSparse(out: View, lse: View, a: AttendSpec): void {
 const TB = 64;
 const DENSE_FACTOR = 16;
 
+function widen(slot: string, x: Float32Array): Float64Array {
+  const w = scratchF64(slot, x.length);
+  w.set(x);
+  return w;
+}
+
 export function sparseMhaPrefillCpu(out: View, lse: View, q: View, k: View, v: View, indices: View, scale: number): void {
   const [Tq, H, dq] = q.shape as [number, number, number];
   const Tk = k.shape[0]!;
@@ -228,14 +235,14 @@ export function sparseMhaPrefillCpu(out: View, lse: View, q: View, k: View, v: V
       attendSparse(bOut, bLse, { ...spec, Tq: tb, idx: bIdx, q: qv.subarray(i0 * H * dq) });
       continue;
     }
-    // widened once (the typed-array constructor converts natively; Float64Array.from walks the source
-    // element by element through its iterator)
-    q64 ??= new Float64Array(qv);
-    k64 ??= new Float64Array(kv);
-    v64 ??= new Float64Array(vv);
-    const S = new Float64Array(tb * span);
-    const P = new Float64Array(tb * span);
-    const O = new Float64Array(tb * H * dv);
+    // widened once a call (TypedArray.set converts natively), into reused arrays
+    q64 ??= widen('mha.q', qv);
+    k64 ??= widen('mha.k', kv);
+    v64 ??= widen('mha.v', vv);
+    // reused between blocks and calls (scratch.ts); S and O are wholly written by their dgemm, P is cleared per head
+    const S = scratchF64('mha.S', tb * span);
+    const P = scratchF64('mha.P', tb * span);
+    const O = scratchF64('mha.O', tb * H * dv);
     const sc = new Float64Array(kk);
     for (let h = 0; h < H; h++) {
       dgemm(false, true, tb, span, dq, 1, q64, (i0 * H + h) * dq, H * dq, k64, (lo * H + h) * dq, H * dq, 0, S, 0, span);
