@@ -4,8 +4,10 @@
 // implementation and with this one, alternately, --repeat times, and the medians (and minima) of the
 // per-prefill sums are printed. Alternating in one process is what makes a 10–20 % change visible on a
 // noisy host, where whole-model runs of one build spread ±20 % (docs/benchmarks.md, 2026-12-07 05:10).
+// With --decode N the calls recorded are those of N decode steps after the prefill (batch 1, context
+// --tokens), and the figures are ms a step.
 // Every op named must write only its outputs (re-running a call is idempotent), as the backend's ops do.
-//   node dist/bench/cpu-op-compare.js --root DIR --ops swiglu,sparseMhaPrefill [--model DIR] [--tokens 512] [--repeat 15]
+//   node dist/bench/cpu-op-compare.js --root DIR --ops swiglu,sparseMhaPrefill [--model DIR] [--tokens 512] [--decode N] [--repeat 15]
 // DIR holds the other build (a worktree of an older commit with `npx tsc` run in it: DIR/dist).
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,6 +22,8 @@ const ops = (opt('--ops') ?? '').split(',').filter(Boolean);
 if (ops.length === 0) argError('cpu-op-compare: --ops wants a comma-separated list of CpuBackend methods, e.g. swiglu,sparseMhaPrefill');
 const tokens = Number(opt('--tokens') ?? 512);
 const repeat = Number(opt('--repeat') ?? 15);
+const decode = Number(opt('--decode') ?? 0);
+if (!Number.isInteger(decode) || decode < 0) argError(`cpu-op-compare: --decode wants an integer ≥ 0, got ${opt('--decode')}`);
 if (!Number.isInteger(tokens) || tokens < 1) argError(`cpu-op-compare: --tokens wants an integer ≥ 1, got ${opt('--tokens')}`);
 if (!Number.isInteger(repeat) || repeat < 1) argError(`cpu-op-compare: --repeat wants an integer ≥ 1, got ${opt('--repeat')}`);
 
@@ -59,11 +63,22 @@ const model = modelDir
       const cfg = M.randomConfig(SHAPES['cpu-mid']!);
       return M.DeepseekV32.fromSource(cfg, M.mapSource(M.randomCheckpoint(cfg, 1)));
     })();
-const toks = Array.from({ length: tokens }, (_, i) => (i * 7919 + 13) % model.cfg.vocabSize);
-model.forward([toks], { cache: model.newCache(1), logits: 'last' });
-recording = true;
-model.forward([toks], { cache: model.newCache(1), logits: 'last' });
-recording = false;
+const toks = Array.from({ length: tokens + 2 * decode }, (_, i) => (i * 7919 + 13) % model.cfg.vocabSize);
+const prompt = toks.slice(0, tokens);
+if (decode === 0) {
+  model.forward([prompt], { cache: model.newCache(1), logits: 'last' });
+  recording = true;
+  model.forward([prompt], { cache: model.newCache(1), logits: 'last' });
+  recording = false;
+} else {
+  const cache = model.newCache(1);
+  model.forward([prompt], { cache, logits: 'last' });
+  for (let i = 0; i < decode; i++) model.forward([[toks[tokens + i]!]], { cache }); // untimed: lazily made weights
+  recording = true;
+  for (let i = 0; i < decode; i++) model.forward([[toks[tokens + decode + i]!]], { cache });
+  recording = false;
+}
+const per = decode === 0 ? 1 : decode; // figures per prefill, or per decode step
 
 const be = new CpuBackend();
 const ob = new OtherBackend();
@@ -80,9 +95,10 @@ for (const op of ops) {
     for (const args of list) mine[op]!.apply(be, args);
     b.push(performance.now() - t);
   }
-  const ma = median(a);
-  const mb = median(b);
-  rows.push([op, String(list.length), ma.toFixed(2), a[0]!.toFixed(2), mb.toFixed(2), b[0]!.toFixed(2), (ma / mb).toFixed(2)]);
+  const ma = median(a) / per;
+  const mb = median(b) / per;
+  rows.push([op, String(list.length / per), ma.toFixed(3), (a[0]! / per).toFixed(3), mb.toFixed(3), (b[0]! / per).toFixed(3), (ma / mb).toFixed(2)]);
 }
-console.log(`cpu-op-compare: ${tokens}-token prefill of ${modelDir ?? 'random cpu-mid'}; other build ${path.resolve(other)}, this build ${path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')}; ms a prefill, ${repeat} alternating runs`);
-printTable(['op', 'calls', 'other median', 'other min', 'this median', 'this min', 'other / this'], rows);
+const what = decode === 0 ? `${tokens}-token prefill` : `${decode} decode steps at context ${tokens}`;
+console.log(`cpu-op-compare: ${what} of ${modelDir ?? 'random cpu-mid'}; other build ${path.resolve(other)}, this build ${path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')}; ms a ${decode === 0 ? 'prefill' : 'step'}, ${repeat} alternating runs`);
+printTable(['op', decode === 0 ? 'calls' : 'calls a step', 'other median', 'other min', 'this median', 'this min', 'other / this'], rows);

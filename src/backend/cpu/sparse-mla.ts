@@ -1,7 +1,8 @@
 // CPU reference of sparse MLA (absorbed-MQA form) and of the MLA latent-cache writer; the contract is
-// in src/tensor/ops/sparse-mla.ts. The attention loop reproduces the host MQA path of the model
-// (formerly src/model/sparse-attention.ts, now the test oracle test/oracles/sparse-attention.ts) operation for operation, so in f32 (and in bf16)
-// the outputs are bit-identical to it wherever both compute the same thing:
+// in src/tensor/ops/sparse-mla.ts. The attention reproduces the host MQA path of the model (formerly
+// src/model/sparse-attention.ts, now the test oracle test/oracles/sparse-attention.ts) rounding for
+// rounding; its double sums run as GEMMs (attendShared), in another order, so in f32 (and in bf16) the
+// outputs are bit-identical to it unless a sum lies within ~1e-16 of a rounding boundary:
 //   for each query i, head h, over the valid entries t of indices[i] in row order:
 //     d1 = Σ_c q[c]·kv[t, c] (c < dv, double), d2 = Σ_c q[dv+c]·kv[t, dv+c] (rope part, double)
 //     s_t = rnd(rnd(rnd(d1) + rnd(d2)) · scale)          rnd = rounding to q's dtype (f32 or bf16)
@@ -13,7 +14,7 @@ import type { View } from '../../tensor/backend.js';
 import { DsvError } from '../../errors.js';
 import { E4M3_MAX, bf16BitsToF32, e4m3BitsToF32, f32Bits, f32ToBf16Bits, f32ToE4m3Bits } from '../../tensor/dtype.js';
 import { dataOf, readF, readIndex } from './strided.js';
-import { attendSparse, rounderOf } from './sparse-attention.js';
+import { attendShared, rounderOf } from './sparse-attention.js';
 
 const fround = Math.fround;
 
@@ -75,7 +76,7 @@ function cacheRows(cache: View, dv: number, dr: number, idx: Int32Array | Float6
  */
 function attend(out: View, lse: View, qv: Float32Array, Tq: number, H: number, D: number, dv: number, kv: Float32Array, rows: number, idx: Int32Array | Float64Array, k: number,
   scale: number, rnd: (x: number) => number): void {
-  attendSparse(out, lse, { Tq, H, dv, rows, idx, k, rnd, q: qv, dq: D, keys: kv, kRow: D, kHead: 0, split: dv, scale, values: kv, vRow: D, vHead: 0 });
+  attendShared(out, lse, { Tq, H, dv, rows, idx, k, rnd, q: qv, dq: D, keys: kv, kRow: D, kHead: 0, split: dv, scale, values: kv, vRow: D, vHead: 0 });
 }
 
 /** q [Tq, H, D], kv [Tk, D], indices i32 [Tq, k] (all contiguous) → out [Tq, H, dv], lse f32 [Tq, H]. */
