@@ -3,7 +3,7 @@
 // recorded (their argument views); then each op's recorded calls are re-run with the other build's
 // implementation and with this one, alternately, --repeat times, and the medians (and minima) of the
 // per-prefill sums are printed. Alternating in one process is what makes a 10–20 % change visible on a
-// noisy host, where whole-model runs of one build spread ±20 % (docs/benchmarks.md, 2026-12-07 05:10).
+// noisy host, where whole-model runs of one build spread ±20 % (docs/benchmarks.md, CPU 2026-12-07 05:10–06:40).
 // With --decode N the calls recorded are those of N decode steps after the prefill (batch 1, context
 // --tokens), and the figures are ms a step.
 // Every op named must write only its outputs (re-running a call is idempotent), as the backend's ops do.

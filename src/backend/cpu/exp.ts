@@ -1,7 +1,7 @@
 // e^x in double precision for the CPU backend's hot loops (softmax numerators, SiLU, sparse attention).
 //
 // Math.exp is a call out of optimised code into V8's C++ fdlibm port: 12.7 ms per 2^20 arguments on the
-// 2-core EPYC CI host, against 6.7 ms for this inlined arithmetic (docs/benchmarks.md, 2026-12-07 05:10).
+// 2-core EPYC CI host, against 6.7 ms for this inlined arithmetic (docs/benchmarks.md, CPU 2026-12-07 05:10–06:40).
 // The cpu-mid 512-token prefill takes ~7 M exponentials (SwiGLU's 3 M, the sparse attention's 4 M).
 //
 //   x = k·(ln 2)/64 + r,  k = round(x·64/ln 2),  |r| ≤ (ln 2)/128 ≈ 0.0054
