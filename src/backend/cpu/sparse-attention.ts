@@ -1,15 +1,15 @@
-// The CPU core of sparse attention, shared by the MQA (src/backend/cpu/sparse-mla.ts) and MHA
-// (sparseMhaPrefill below) forms: per query i and head h, over the valid entries t of indices[i] (row
-// order; −1 or out of [0, rows) is a hole):
+// The CPU cores of sparse attention, for the MQA (src/backend/cpu/sparse-mla.ts: attendShared) and MHA
+// (sparseMhaPrefill below: a dense span through dgemm, or the scalar attendSparse) forms: per query i and
+// head h, over the valid entries t of indices[i] (row order; −1 or out of [0, rows) is a hole):
 //   s_t = score(i, h, t)                         (the form's own dot products and roundings)
 //   m = max s_t; e_t = exp(s_t − m), z = Σ e_t   (double, row order); p_t = rnd(e_t / z)
 //   out[i, h, :] = rnd(Σ_t p_t · value(t, h))    (double accumulation)
 //   lse[i, h] = f32(m + ln z)                    (natural log of the scaled scores)
 // A row with no valid entry gives out = 0 and lse = −∞ (the FlashMLA convention; dense softmax gives NaN).
-// These are the host model's roundings (the reference's einsums and softmax in the activation dtype),
-// so the outputs are bit-identical to it.
-// Every sum keeps that order (each score's dot in c order, each output element's sum in row order); the
-// loops take four selected keys per pass only so that four independent serial sums overlap in the CPU
+// These are the host model's roundings (the reference's einsums and softmax in the activation dtype).
+// The scalar core keeps every sum's order too (each score's dot in c order, each output element's sum in
+// row order), so its outputs are bit-identical to the host's; the GEMM forms sum in the GEMM's order (see
+// each). The scalar loops take four selected keys per pass only so that four independent serial sums overlap in the CPU
 // instead of each waiting on its adder latency (training step of 13 M params at B 8 × S 256: the sparse
 // MLA forward about 2.2× faster, same bits in f32, bf16 and the f64 paths' tests).
 import type { View } from '../../tensor/backend.js';
@@ -25,11 +25,11 @@ export function rounderOf(dtype: string): (x: number) => number {
 }
 
 /**
- * Flat operands of the core (no per-score callbacks: the loops below are the hot path of CPU prefill).
+ * Flat operands of the cores (no per-score callbacks: the loops below are the hot path of CPU prefill).
  *   q      row (i, h) at (i·H + h)·dq, dq values
  *   keys   row (t, h) at t·kRow + h·kHead, dq values; s_t = rnd(rnd(d)·scale) with d = q·k in double over
  *          all dq dims when split = dq, else rnd(rnd(rnd(d₁) + rnd(d₂))·scale) with d₁ over [0, split)
- *          and d₂ over [split, dq) (the MQA form's latent and RoPE einsums)
+ *          and d₂ over [split, dq) (the MQA form's latent and RoPE einsums; attendShared only)
  *   values row (t, h) at t·vRow + h·vHead, dv values
  */
 export interface AttendSpec {
@@ -54,45 +54,37 @@ export interface AttendSpec {
 }
 
 /**
- * Four dot products of q's row at qa with the key rows at k0..k3: out[u] = Σ_{c < split} (the latent
- * part, or the whole dot when split = dq) and out[4 + u] = Σ_{split ≤ c < dq}, each a serial double sum in
- * c order, so each equals the one-key loop's bit for bit. A serial sum runs at the adder's latency; four
- * independent ones in the same loop overlap.
+ * Four dot products of q's row at qa with the key rows at k0..k3 (dq values each), out[u], each a serial
+ * double sum in c order, so each equals the one-key loop's bit for bit. A serial sum runs at the adder's
+ * latency; four independent ones in the same loop overlap.
  */
-function scoreBlock(q: Float32Array, qa: number, K: Float32Array, k0: number, k1: number, k2: number, k3: number, split: number, dq: number, out: Float64Array): void {
+function scoreBlock(q: Float32Array, qa: number, K: Float32Array, k0: number, k1: number, k2: number, k3: number, dq: number, out: Float64Array): void {
   let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-  for (let c = 0; c < split; c++) {
+  for (let c = 0; c < dq; c++) {
     const x = q[qa + c]!;
     s0 += x * K[k0 + c]!;
     s1 += x * K[k1 + c]!;
     s2 += x * K[k2 + c]!;
     s3 += x * K[k3 + c]!;
   }
-  let r0 = 0, r1 = 0, r2 = 0, r3 = 0;
-  for (let c = split; c < dq; c++) {
-    const x = q[qa + c]!;
-    r0 += x * K[k0 + c]!;
-    r1 += x * K[k1 + c]!;
-    r2 += x * K[k2 + c]!;
-    r3 += x * K[k3 + c]!;
-  }
   out[0] = s0;
   out[1] = s1;
   out[2] = s2;
   out[3] = s3;
-  out[4] = r0;
-  out[5] = r1;
-  out[6] = r2;
-  out[7] = r3;
 }
 
+/**
+ * The scalar core, for the MHA form's selections too spread for a dense span (sparseMhaPrefillCpu): one
+ * dot over all dq dims per score (split = dq), per-head key and value rows.
+ */
 export function attendSparse(out: View, lse: View, a: AttendSpec): void {
   const { Tq, H, dv, k, rnd, q, dq, keys: K, kRow, kHead, split, scale, values: V, vRow, vHead } = a;
+  if (split !== dq) throw new DsvError('attendSparse: scores one dot over all dq dims (split = dq); the MQA form takes attendShared');
   const o = new Float64Array(Tq * H * dv);
   const ls = dataOf(lse) as Float32Array;
   const sc = new Float64Array(k);
   const acc = new Float64Array(dv);
-  const d4 = new Float64Array(8);
+  const d4 = new Float64Array(4);
   // every query's valid keys first, then heads outermost: a head's key rows (MHA: its own [Tk, dq]
   // slice) stay in cache across the queries (measured on cpu-mid at 2048 tokens: see docs/benchmarks.md)
   const cnt = new Int32Array(Tq);
@@ -119,27 +111,18 @@ export function attendSparse(out: View, lse: View, a: AttendSpec): void {
       // four keys at a time: four independent dot chains in one loop (see scoreBlock)
       let j = 0;
       for (; j + 4 <= n; j += 4) {
-        scoreBlock(q, qa, K, sel[sb + j]! * kRow + hk, sel[sb + j + 1]! * kRow + hk, sel[sb + j + 2]! * kRow + hk, sel[sb + j + 3]! * kRow + hk, split, dq, d4);
+        scoreBlock(q, qa, K, sel[sb + j]! * kRow + hk, sel[sb + j + 1]! * kRow + hk, sel[sb + j + 2]! * kRow + hk, sel[sb + j + 3]! * kRow + hk, dq, d4);
         for (let u = 0; u < 4; u++) {
-          const s = split === dq ? rnd(rnd(d4[u]!) * scale) : rnd(rnd(rnd(d4[u]!) + rnd(d4[4 + u]!)) * scale);
+          const s = rnd(rnd(d4[u]!) * scale);
           sc[j + u] = s;
           if (s > m) m = s;
         }
       }
       for (; j < n; j++) {
         const ka = sel[sb + j]! * kRow + hk;
-        let s: number;
-        if (split === dq) {
-          let d = 0;
-          for (let c = 0; c < dq; c++) d += q[qa + c]! * K[ka + c]!;
-          s = rnd(rnd(d) * scale);
-        } else {
-          let d1 = 0;
-          for (let c = 0; c < split; c++) d1 += q[qa + c]! * K[ka + c]!;
-          let d2 = 0;
-          for (let c = split; c < dq; c++) d2 += q[qa + c]! * K[ka + c]!;
-          s = rnd(rnd(rnd(d1) + rnd(d2)) * scale);
-        }
+        let d = 0;
+        for (let c = 0; c < dq; c++) d += q[qa + c]! * K[ka + c]!;
+        const s = rnd(rnd(d) * scale);
         sc[j] = s;
         if (s > m) m = s;
       }
