@@ -12,7 +12,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { argError, median, opt, printTable } from './harness.js';
-import { SHAPES } from './shapes.js';
+import { cpuMidModel } from './shapes.js';
 import { CpuBackend } from '../src/backend/cpu/cpu-backend.js';
 import * as M from '../src/model/index.js';
 
@@ -29,7 +29,7 @@ if (!Number.isInteger(repeat) || repeat < 1) argError(`cpu-op-compare: --repeat 
 
 type Method = (...a: unknown[]) => unknown;
 const proto = CpuBackend.prototype as unknown as Record<string, Method>;
-for (const op of ops) if (typeof proto[op] !== 'function') argError(`cpu-op-compare: --ops: '${op}' is not a CpuBackend method`);
+for (const op of ops) if (op === 'constructor' || typeof proto[op] !== 'function') argError(`cpu-op-compare: --ops: '${op}' is not a CpuBackend method`);
 const otherFile = path.join(path.resolve(other), 'dist', 'src', 'backend', 'cpu', 'cpu-backend.js');
 let OtherBackend: typeof CpuBackend;
 try {
@@ -51,18 +51,8 @@ for (const op of ops) {
   };
 }
 const modelDir = opt('--model');
-const model = modelDir
-  ? (() => {
-      try {
-        return M.DeepseekV32.load(path.resolve(modelDir));
-      } catch (e) {
-        return argError(`cpu-op-compare: --model ${modelDir}: ${(e as Error).message}`);
-      }
-    })()
-  : (() => {
-      const cfg = M.randomConfig(SHAPES['cpu-mid']!);
-      return M.DeepseekV32.fromSource(cfg, M.mapSource(M.randomCheckpoint(cfg, 1)));
-    })();
+const model = cpuMidModel(M, modelDir, 'cpu-op-compare');
+if (tokens + 2 * decode > model.cfg.maxPositions) argError(`cpu-op-compare: --tokens ${tokens} plus 2 × --decode ${decode} exceed the model's ${model.cfg.maxPositions} positions`);
 const toks = Array.from({ length: tokens + 2 * decode }, (_, i) => (i * 7919 + 13) % model.cfg.vocabSize);
 const prompt = toks.slice(0, tokens);
 if (decode === 0) {
@@ -85,6 +75,10 @@ const ob = new OtherBackend();
 const rows: string[][] = [];
 for (const op of ops) {
   const list = calls[op]!;
+  if (list.length === 0) {
+    console.log(`cpu-op-compare: ${op} made no calls in this run; nothing to time`);
+    continue;
+  }
   const a: number[] = [];
   const b: number[] = [];
   for (let r = 0; r < repeat; r++) {

@@ -11,7 +11,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { argError, median, opt } from './harness.js';
-import { SHAPES } from './shapes.js';
+import { cpuMidModel } from './shapes.js';
 
 const here = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const root = path.resolve(opt('--root') ?? here);
@@ -22,18 +22,12 @@ if (!Number.isInteger(warmup) || warmup < 0) argError(`model-compare: --warmup w
 if (!Number.isInteger(repeat) || repeat < 1) argError(`model-compare: --repeat wants an integer ≥ 1, got ${opt('--repeat')}`);
 const M = (await import(path.join(root, 'dist', 'src', 'model', 'index.js'))) as typeof import('../src/model/index.js');
 const modelDir = opt('--model');
-const loadDir = (dir: string): InstanceType<typeof M.DeepseekV32> => {
-  try {
-    return M.DeepseekV32.load(path.resolve(dir));
-  } catch (e) {
-    return argError(`model-compare: --model ${dir}: ${(e as Error).message}`);
-  }
-};
-const model = modelDir ? loadDir(modelDir) : (() => {
-  const cfg = M.randomConfig(SHAPES['cpu-mid']!);
-  return M.DeepseekV32.fromSource(cfg, M.mapSource(M.randomCheckpoint(cfg, 1)));
-})();
+const model = cpuMidModel(M, modelDir, 'model-compare');
 const vocab = model.cfg.vocabSize;
+for (const L of lengths) {
+  // each length is prefilled, then decoded 16 steps further
+  if (!Number.isInteger(L) || L < 1 || L + 16 > model.cfg.maxPositions) argError(`model-compare: --tokens wants integers from 1 to ${model.cfg.maxPositions - 16} (the model's positions less 16 decode steps), got ${opt('--tokens')}`);
+}
 
 // time inside each module's forward (MLA includes its indexer)
 const times: Record<string, number> = {};

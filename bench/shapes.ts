@@ -1,6 +1,7 @@
 // The model shapes the benchmarks build with random weights (randomConfig overrides), named as the official
 // reference's configs (../shared/reference/configs): tiny (CI size), cpu-mid (74 M parameters, the CPU
 // comparison), mid (530 M parameters, the GPU comparison).
+import path from 'node:path';
 import type { RandomConfigOverrides } from '../src/model/index.js';
 
 export const SHAPES: Record<string, RandomConfigOverrides> = {
@@ -25,4 +26,24 @@ export function shapeOf(name: string): RandomConfigOverrides {
     process.exit(2);
   }
   return s;
+}
+
+type ModelModule = typeof import('../src/model/index.js');
+/**
+ * The CPU comparisons' model (bench/model-compare.ts, bench/cpu-op-compare.ts): the checkpoint in `dir`
+ * (the official reference's dump, so both run the same weights), or cpu-mid's random weights. M is the
+ * model module of the build being timed (another build's, with model-compare's --root). A checkpoint
+ * that cannot be read is one line naming the folder and the cause, exit status 2.
+ */
+export function cpuMidModel(M: ModelModule, dir: string | undefined, who: string): InstanceType<ModelModule['DeepseekV32']> {
+  if (dir === undefined) {
+    const cfg = M.randomConfig(SHAPES['cpu-mid']!);
+    return M.DeepseekV32.fromSource(cfg, M.mapSource(M.randomCheckpoint(cfg, 1)));
+  }
+  try {
+    return M.DeepseekV32.load(path.resolve(dir));
+  } catch (e) {
+    console.error(`${who}: --model ${dir}: ${(e as Error).message}`);
+    process.exit(2);
+  }
 }
