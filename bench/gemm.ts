@@ -2,7 +2,8 @@
 // through the OpenBLAS path and the TypeScript fallback of src/backend/cpu/gemm.ts, beside numpy's matmul
 // timed in the same run. Run: `node dist/bench/gemm.js [--quick] [--reps N] [--min-time S] [--threads N] [--rounds R]`.
 import { parseArgs } from 'node:util';
-import { gemmInfo, sgemm, warmGemmPool } from '../src/backend/cpu/gemm.js';
+import { gemmInfo, sgemm } from '../src/backend/cpu/gemm.js';
+import { warmCpuPool } from '../src/backend/cpu/pool.js';
 import { geomean, machine, medianSeconds, numpyReference, printTable } from './harness.js';
 
 const { values } = parseArgs({
@@ -24,7 +25,7 @@ if (values.threads !== undefined) {
   const t = Number(values.threads);
   if (!Number.isInteger(t) || t < 1) throw new Error(`--threads must be a positive integer, got ${values.threads}`);
   process.env.OPENBLAS_NUM_THREADS = String(t);
-  process.env.DSV32_GEMM_THREADS = String(t);
+  process.env.DSV32_CPU_THREADS = String(t);
 }
 const reps = Number(values.reps);
 const minTime = Number(values['min-time']);
@@ -67,7 +68,7 @@ const tsInfo = gemmInfo();
 delete process.env.DSV32_BLAS;
 console.log(`openblas path: ${blasInfo.path === 'openblas' ? `${blasInfo.library} (${blasInfo.config ?? '?'}), ${blasInfo.threads} threads` : 'not installed'}`);
 console.log(`typescript path: ${tsInfo.kernel} kernels, ${tsInfo.threads} threads; OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? '(unset)'}`);
-if (tsInfo.threads > 1 && !warmGemmPool(30_000)) console.log('warning: GEMM worker threads not ready after 30 s');
+if (tsInfo.threads > 1 && !warmCpuPool(30_000)) console.log('warning: GEMM worker threads not ready after 30 s');
 
 // numpy is timed shape by shape between our two paths, so all three see the same machine load.
 const np0 = numpyReference('gemm', [[1, 1, 1]], 1, 0);

@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { dgemm, gemmInfo, GemmArgumentError, sgemm, warmGemmPool } from '../../src/backend/cpu/gemm.js';
+import { dgemm, gemmInfo, GemmArgumentError, sgemm } from '../../src/backend/cpu/gemm.js';
 import { BlasLoadError, blasCandidates, loadBlas } from '../../src/backend/cpu/blas.js';
-import { GemmConfigError, gemmThreads } from '../../src/backend/cpu/gemm-pool.js';
+import { CpuThreadsError, cpuThreads, warmCpuPool } from '../../src/backend/cpu/pool.js';
 import { parallelChunks, splitC, typescriptGemmPlan } from '../../src/backend/cpu/gemm.js';
 import { instantiateWasmKernel } from '../../src/backend/cpu/gemm-wasm.js';
 
@@ -162,7 +162,7 @@ for (const path of PATHS) {
 }
 
 test('typescript path splits large products across worker threads, with plain and shared arrays', () => {
-  withEnv({ DSV32_BLAS: 'off', DSV32_GEMM_THREADS: '2' }, () => {
+  withEnv({ DSV32_BLAS: 'off', DSV32_CPU_THREADS: '2' }, () => {
     assert.equal(gemmInfo().threads, 2);
     assert.equal(typescriptGemmPlan(130, 130, 130, 3 * 130 * 130, 2), 'parallel');
     assert.equal(typescriptGemmPlan(130, 130, 130, 3 * 130 * 130, 1), 'serial');
@@ -175,7 +175,7 @@ test('typescript path splits large products across worker threads, with plain an
     assert.deepEqual(Array.from(splitC(40, 2000, 2, 64, false)!), [0, 40, 0, 504, 0, 40, 504, 1008, 0, 40, 1008, 1512, 0, 40, 1512, 2000]);
     assert.equal(splitC(600, 40, 2, 256, true), null, 'a dot-kernel product never splits M');
     assert.deepEqual(Array.from(splitC(3, 1000, 2, 64, true)!), [0, 3, 0, 256, 0, 3, 256, 512, 0, 3, 512, 768, 0, 3, 768, 1000]);
-    assert.ok(warmGemmPool(20_000), 'gemm worker threads did not start within 20 s');
+    assert.ok(warmCpuPool(20_000), 'gemm worker threads did not start within 20 s');
     let seed = 100;
     for (const fn of ['sgemm', 'dgemm'] as const) {
       for (const shared of [false, true]) {
@@ -192,7 +192,7 @@ test('typescript path splits large products across worker threads, with plain an
 });
 
 test('typescript path with one thread gives the same results', () => {
-  withEnv({ DSV32_BLAS: 'off', DSV32_GEMM_THREADS: '1' }, () => {
+  withEnv({ DSV32_BLAS: 'off', DSV32_CPU_THREADS: '1' }, () => {
     assert.equal(gemmInfo().threads, 1);
     check('sgemm', { ta: true, tb: true, M: 130, N: 129, K: 131, alpha: 1, beta: 0.25, pad: 2, off: 4 }, 200);
   });
@@ -202,7 +202,7 @@ test('f32 typescript path: the WebAssembly SIMD kernel and the scalar kernel agr
   assert.ok(instantiateWasmKernel(), 'WebAssembly SIMD should be available in Node >= 20');
   let seed = 300;
   for (const wasm of [undefined, 'off']) {
-    withEnv({ DSV32_BLAS: 'off', DSV32_GEMM_THREADS: '1', DSV32_GEMM_WASM: wasm }, () => {
+    withEnv({ DSV32_BLAS: 'off', DSV32_CPU_THREADS: '1', DSV32_GEMM_WASM: wasm }, () => {
       // K > KC (256) and N > NC (2048) cross block boundaries; 9 x 13 leaves partial 4 x 8 tiles.
       check('sgemm', { ta: false, tb: true, M: 9, N: 13, K: 300, alpha: 1, beta: 0, pad: 1, off: 2 }, seed++);
       check('sgemm', { ta: true, tb: false, M: 6, N: 2050, K: 5, alpha: 2, beta: 1, pad: 0, off: 0 }, seed++);
@@ -273,14 +273,14 @@ test('library lookup: DSV32_BLAS_LIB wins, and a bad one is an error, not a sile
     assert.equal(info.path, 'openblas');
     assert.ok(info.library && info.threads >= 1);
   }
-  assert.deepEqual(withInfo({ DSV32_BLAS: 'off', DSV32_GEMM_THREADS: '3' }), { path: 'typescript', threads: 3, kernel: 'wasm-simd' });
-  assert.deepEqual(withInfo({ DSV32_BLAS: 'off', DSV32_GEMM_THREADS: '1', DSV32_GEMM_WASM: 'off' }), { path: 'typescript', threads: 1, kernel: 'scalar' });
+  assert.deepEqual(withInfo({ DSV32_BLAS: 'off', DSV32_CPU_THREADS: '3' }), { path: 'typescript', threads: 3, kernel: 'wasm-simd' });
+  assert.deepEqual(withInfo({ DSV32_BLAS: 'off', DSV32_CPU_THREADS: '1', DSV32_GEMM_WASM: 'off' }), { path: 'typescript', threads: 1, kernel: 'scalar' });
 });
 
-test('DSV32_GEMM_THREADS must be a positive integer', () => {
-  assert.equal(gemmThreads({ DSV32_GEMM_THREADS: '5' }), 5);
-  assert.throws(() => gemmThreads({ DSV32_GEMM_THREADS: 'two' }), (e: unknown) => e instanceof GemmConfigError && /DSV32_GEMM_THREADS=two/.test(e.message));
-  assert.throws(() => gemmThreads({ DSV32_GEMM_THREADS: '0' }), GemmConfigError);
+test('DSV32_CPU_THREADS must be a positive integer', () => {
+  assert.equal(cpuThreads({ DSV32_CPU_THREADS: '5' }), 5);
+  assert.throws(() => cpuThreads({ DSV32_CPU_THREADS: 'two' }), (e: unknown) => e instanceof CpuThreadsError && /DSV32_CPU_THREADS=two/.test(e.message));
+  assert.throws(() => cpuThreads({ DSV32_CPU_THREADS: '0' }), CpuThreadsError);
 });
 
 function withInfo(env: Record<string, string | undefined>): ReturnType<typeof gemmInfo> {

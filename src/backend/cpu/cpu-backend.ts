@@ -2,7 +2,7 @@
 // tensors), computes with double-precision intermediates, and rounds once into the output dtype.
 import type { AdamWScalars, Backend, BinaryOp, ReduceOp, UnaryOp, View } from '../../tensor/backend.js';
 import {
-  type DType, type HostArray, allocHost, fromFloatArray, e4m3SatFromF32Bits, f32Bits, E4M3_MAX, convertHost,
+  type DType, type HostArray, allocHost, fromFloatArray, convertHost,
 } from '../../tensor/dtype.js';
 import { CpuStorage } from './storage.js';
 import { contiguousStrides } from '../../tensor/tensor.js';
@@ -19,6 +19,8 @@ import { groupedMatmulBackwardCpu, groupedMatmulCpu, groupedMatmulFp8Cpu, moeCom
 import { fp8BlockLinearCpu } from './fp8-linear.js';
 import { adamwStepCpu } from './adamw.js';
 import { expd } from './exp.js';
+import { parallelRows } from './pool.js';
+import { actQuant, hadamardF32, rmsNormF32, rmsNormF64, rmsNormResidualF32, swiglu } from './row-kernels.js';
 
 const fround = Math.fround;
 
@@ -84,161 +86,19 @@ function binaryFn(op: BinaryOp): (a: number, b: number) => number {
   }
 }
 
+/** RMSNorm rows of the compute type, split across threads when worth it. */
+function normRows(ct: 'f32' | 'f64', a: { o: FArr; v: FArr; w: FArr; eps: number }): void {
+  const D = a.w.length;
+  const rows = D === 0 ? 0 : a.v.length / D;
+  if (ct === 'f32') parallelRows('rmsNormF32', rmsNormF32, a, rows, 2 * D, ['o']);
+  else parallelRows('rmsNormF64', rmsNormF64, a, rows, 2 * D, ['o']);
+}
+
 /** Integer dtypes compute in f64 so i64 values up to 2^53 stay exact. */
 function ctFor(...views: View[]): 'f32' | 'f64' {
   const ds = views.map((v) => v.dtype);
   if (ds.some((d) => d === 'i64' || d === 'i32')) return 'f64';
   return computeType(...ds);
-}
-
-/**
- * The reference's RMSNorm over rows of v into o (src/model/norm.ts says why): the squares summed as a
- * halving tree (j + ⌊n/2⌋ onto j, an odd row's last element carried to ⌊n/2⌋), × 1/D, + eps, sqrt, 1 ÷,
- * then w·(x·inv), each step rounded to the compute type (f32, f64 for f64 rows). A double result of +, ×,
- * ÷ or sqrt on f32 values rounds to the correctly rounded f32 one, so fround after each is exactly f32
- * arithmetic, as the CUDA kernel's explicitly rounded intrinsics (kernels/norm.cu rmsnorm_tree); only the
- * mean's factor differs (the double 1/D here, its f32 rounding there, as the two backends' muls), for
- * non-power-of-two D.
- */
-function rmsNormRows(o: Float32Array | Float64Array, v: Float32Array | Float64Array, wv: Float32Array | Float64Array, eps: number, ct: 'f32' | 'f64'): void {
-  if (ct === 'f32') rmsNormRowsF32(o as Float32Array, v as Float32Array, wv as Float32Array, eps);
-  else rmsNormRowsF64(o as Float64Array, v as Float64Array, wv as Float64Array, eps);
-}
-
-/**
- * The f32 rows: the intermediates live in Float32Arrays, whose stores are the f32 roundings; Math.fround
- * only where two rounded values meet in one expression (the squares summed by the tree's first level).
- */
-function rmsNormRowsF32(o: Float32Array, v: Float32Array, wv: Float32Array, eps: number): void {
-  const D = wv.length;
-  const rows = D === 0 ? 0 : v.length / D;
-  const t = new Float32Array(D);
-  const h0 = D >> 1;
-  for (let r = 0; r < rows; r++) {
-    const base = r * D;
-    // the squares and the tree's first level (j + ⌊D/2⌋ onto j) in one pass
-    for (let j = 0; j < h0; j++) {
-      const x = v[base + j]!;
-      const y = v[base + h0 + j]!;
-      t[j] = Math.fround(x * x) + Math.fround(y * y);
-    }
-    if (D & 1) {
-      const x = v[base + D - 1]!;
-      t[h0] = x * x;
-    }
-    normRowF32(o, v, base, t, wv, eps);
-  }
-}
-
-/**
- * The rest of one f32 row after the tree's first level is in t (the squares when D = 1): the remaining
- * halvings from n = ⌊D/2⌋ + (D mod 2), 1/rms, and o = w·(v·inv).
- */
-function normRowF32(o: Float32Array, v: Float32Array, base: number, t: Float32Array, wv: Float32Array, eps: number): void {
-  const D = wv.length;
-  const fr = Math.fround;
-  for (let n = D === 1 ? 1 : (D >> 1) + (D & 1); n > 1;) {
-    const h = n >> 1;
-    for (let j = 0; j < h; j++) t[j] = t[j]! + t[j + h]!;
-    if (n & 1) t[h] = t[n - 1]!;
-    n = h + (n & 1);
-  }
-  const inv = fr(1 / fr(Math.sqrt(fr(fr(t[0]! * (1 / D)) + eps))));
-  for (let j = 0; j < D; j++) o[base + j] = wv[j]! * fr(v[base + j]! * inv);
-}
-
-/**
- * rmsNormResidual's f32 rows in one pass each: h = x + r (stored rounded to f32 into hv, the residual
- * output) with the squares and the tree's first level, then the rest of rmsNormRowsF32's row. Row i of o
- * is stored after row i of a, b and hv is read, so o may be x or r itself (not another part of them).
- */
-function rmsNormResidualRowsF32(o: Float32Array, hv: Float32Array, a: Float32Array, b: Float32Array, wv: Float32Array, eps: number): void {
-  const D = wv.length;
-  const rows = D === 0 ? 0 : a.length / D;
-  const t = new Float32Array(D);
-  const h0 = D >> 1;
-  const fr = Math.fround;
-  for (let r = 0; r < rows; r++) {
-    const base = r * D;
-    for (let j = 0; j < h0; j++) {
-      const x = fr(a[base + j]! + b[base + j]!);
-      const y = fr(a[base + h0 + j]! + b[base + h0 + j]!);
-      hv[base + j] = x;
-      hv[base + h0 + j] = y;
-      t[j] = fr(x * x) + fr(y * y);
-    }
-    if (D & 1) {
-      const x = fr(a[base + D - 1]! + b[base + D - 1]!);
-      hv[base + D - 1] = x;
-      t[h0] = x * x;
-    }
-    normRowF32(o, hv, base, t, wv, eps);
-  }
-}
-
-function rmsNormRowsF64(o: Float64Array, v: Float64Array, wv: Float64Array, eps: number): void {
-  const D = wv.length;
-  const rows = D === 0 ? 0 : v.length / D;
-  const t = new Float64Array(D);
-  for (let r = 0; r < rows; r++) {
-    const base = r * D;
-    for (let j = 0; j < D; j++) t[j] = v[base + j]! * v[base + j]!;
-    for (let n = D; n > 1;) {
-      const h = n >> 1;
-      for (let j = 0; j < h; j++) t[j] = t[j]! + t[j + h]!;
-      if (n & 1) t[h] = t[n - 1]!;
-      n = h + (n & 1);
-    }
-    const inv = 1 / Math.sqrt(t[0]! * (1 / D) + eps);
-    for (let j = 0; j < D; j++) o[base + j] = wv[j]! * (v[base + j]! * inv);
-  }
-}
-
-/**
- * The Hadamard butterflies of f32 rows (n a power of two) in a double row, two levels per pass: for each
- * quadruple x₀..x₃ at j, j + h, j + 2h, j + 3h, level h gives y = (x₀ + x₁, x₀ − x₁, x₂ + x₃, x₂ − x₃) and
- * level 2h z = (y₀ + y₂, y₁ + y₃, y₀ − y₂, y₁ − y₃): the same double operations on the same operands as two
- * single-level passes, with half the row traffic. The first pass reads the f32 row (one level when log₂ n
- * is odd), the last product with scale is stored rounded into o.
- */
-function hadamardRowsF32(o: Float32Array, v: Float32Array, n: number, rows: number, scale: number): void {
-  const row = new Float64Array(n);
-  const odd = (31 - Math.clz32(n)) & 1;
-  for (let r = 0; r < rows; r++) {
-    const base = r * n;
-    let h: number;
-    if (n === 1) row[0] = v[base]!;
-    else if (odd) {
-      for (let j = 0; j < n; j += 2) {
-        const a0 = v[base + j]!;
-        const b0 = v[base + j + 1]!;
-        row[j] = a0 + b0;
-        row[j + 1] = a0 - b0;
-      }
-    } else {
-      for (let j = 0; j < n; j += 4) {
-        const x0 = v[base + j]!, x1 = v[base + j + 1]!, x2 = v[base + j + 2]!, x3 = v[base + j + 3]!;
-        const y0 = x0 + x1, y1 = x0 - x1, y2 = x2 + x3, y3 = x2 - x3;
-        row[j] = y0 + y2;
-        row[j + 1] = y1 + y3;
-        row[j + 2] = y0 - y2;
-        row[j + 3] = y1 - y3;
-      }
-    }
-    for (h = odd ? 2 : 4; 4 * h <= n; h <<= 2) {
-      for (let i = 0; i < n; i += 4 * h) {
-        for (let j = i; j < i + h; j++) {
-          const x0 = row[j]!, x1 = row[j + h]!, x2 = row[j + 2 * h]!, x3 = row[j + 3 * h]!;
-          const y0 = x0 + x1, y1 = x0 - x1, y2 = x2 + x3, y3 = x2 - x3;
-          row[j] = y0 + y2;
-          row[j + h] = y1 + y3;
-          row[j + 2 * h] = y0 - y2;
-          row[j + 3 * h] = y1 - y3;
-        }
-      }
-    }
-    for (let j = 0; j < n; j++) o[base + j] = row[j]! * scale;
-  }
 }
 
 export class CpuBackend implements Backend {
@@ -453,11 +313,11 @@ export class CpuBackend implements Backend {
     commit(out, o);
   }
 
-  /** The reference's RMSNorm (rmsNormRows). */
+  /** The reference's RMSNorm (row-kernels.ts rmsNormF32 / rmsNormF64). */
   rmsNorm(out: View, x: View, w: View, eps: number): void {
     const ct = ctFor(x, out);
     const o = outBuffer(out, ct);
-    rmsNormRows(o, readF(x, ct), readF(w, ct), eps, ct);
+    normRows(ct, { o, v: readF(x, ct), w: readF(w, ct), eps });
     commit(out, o);
   }
 
@@ -472,15 +332,17 @@ export class CpuBackend implements Backend {
     if (ct === 'f32' && hOut.dtype === 'f32' && out.dtype === 'f32' && isContiguousView(hOut) && isContiguousView(out) && own(out, hOut)
       && (own(hOut, x) || same(hOut, x)) && (own(hOut, r) || same(hOut, r)) && (own(out, x) || same(out, x)) && (own(out, r) || same(out, r))) {
       const n = a.length;
-      rmsNormResidualRowsF32(dataOf(out).subarray(out.offset, out.offset + n) as Float32Array, dataOf(hOut).subarray(hOut.offset, hOut.offset + n) as Float32Array,
-        a as Float32Array, b as Float32Array, readF(w, ct) as Float32Array, eps);
+      const wv = readF(w, ct) as Float32Array;
+      const args = { o: dataOf(out).subarray(out.offset, out.offset + n) as Float32Array, h: dataOf(hOut).subarray(hOut.offset, hOut.offset + n) as Float32Array,
+        x: a as Float32Array, r: b as Float32Array, w: wv, eps };
+      parallelRows('rmsNormResidualF32', rmsNormResidualF32, args, wv.length === 0 ? 0 : n / wv.length, 4 * wv.length, ['o', 'h']);
       return;
     }
     // h in a buffer of the compute type (its stores round), not hOut's: the norm reads the unrounded sum
     const h = ct === 'f32' ? new Float32Array(a.length) : new Float64Array(a.length);
     for (let i = 0; i < h.length; i++) h[i] = a[i]! + b[i]!;
     const o = outBuffer(out, ct);
-    rmsNormRows(o, h, readF(w, ct), eps, ct);
+    normRows(ct, { o, v: h, w: readF(w, ct), eps });
     commit(hOut, h);
     commit(out, o);
   }
@@ -490,19 +352,7 @@ export class CpuBackend implements Backend {
     const a = readF(g, ct);
     const b = readF(u, ct);
     const o = outBuffer(out, ct);
-    // the unary silu's value (v / (1 + e^−v), rounded to ct), then the product (rounded by the store)
-    if (ct === 'f32') {
-      const fr = Math.fround;
-      for (let i = 0; i < o.length; i++) {
-        const v = a[i]!;
-        o[i] = fr(v / (1 + expd(-v))) * b[i]!;
-      }
-    } else {
-      for (let i = 0; i < o.length; i++) {
-        const v = a[i]!;
-        o[i] = (v / (1 + expd(-v))) * b[i]!;
-      }
-    }
+    parallelRows('swiglu', swiglu, { o, g: a, u: b }, o.length, 7, ['o']);
     commit(out, o);
   }
 
@@ -566,7 +416,7 @@ export class CpuBackend implements Backend {
     const n = x.shape[x.shape.length - 1] ?? 1;
     const rows = n === 0 ? 0 : v.length / n;
     const o = outBuffer(out, ct);
-    if (ct === 'f32' && (n & (n - 1)) === 0) hadamardRowsF32(o as Float32Array, v as Float32Array, n, rows, scale);
+    if (ct === 'f32' && (n & (n - 1)) === 0) parallelRows('hadamardF32', hadamardF32, { o: o as Float32Array, v: v as Float32Array, n, scale }, rows, 2 * n, ['o']);
     else {
       const row = new Float64Array(n);
       for (let r = 0; r < rows; r++) {
@@ -791,47 +641,11 @@ export class CpuBackend implements Backend {
   }
 
   actQuant(q: View, s: View, x: View, block: number, ue8m0: boolean): void {
-    const v = readF(x, 'f32');
+    const v = readF(x, 'f32') as Float32Array;
     const N = x.shape[x.shape.length - 1] ?? 0;
-    const nb = Math.ceil(N / block);
     const rows = N === 0 ? 0 : v.length / N;
-    const qd = dataOf(q) as Uint8Array;
-    const sd = dataOf(s) as Float32Array;
-    const inv448 = fround(1 / E4M3_MAX);
-    const yb = new Float32Array(Math.min(block, N));
-    const yu = new Uint32Array(yb.buffer);
-    for (let r = 0; r < rows; r++) {
-      for (let bi = 0; bi < nb; bi++) {
-        const lo = r * N + bi * block;
-        const hi = r * N + Math.min(N, (bi + 1) * block);
-        let amax = 0;
-        for (let j = lo; j < hi; j++) {
-          const a = Math.abs(v[j]!);
-          if (a > amax || a !== a) amax = a;
-        }
-        amax = Math.max(amax, fround(1e-4)); // the clamp happens in f32: 1e-4 rounded to f32
-        let sc = fround(amax * inv448);
-        if (ue8m0) {
-          // 2^ceil(log2(sc)) from the f32 bits: exponent, plus one when any mantissa bit is set
-          const bits = f32Bits(sc);
-          const e = ((bits >>> 23) & 0xff) - 127 + ((bits & 0x7fffff) !== 0 ? 1 : 0);
-          sc = 2 ** e;
-        }
-        sd[s.offset + r * nb + bi] = sc;
-        // y = fround(x / sc) by the Float32Array store, then its bits through the Uint32Array view:
-        // e4m3SatFromF32Bits is f32ToE4m3Bits of y clamped to ±448. A ue8m0 scale is a power of two
-        // (2^−22 .. 2^129 here), so x·(1/sc) is the quotient exactly, without a division per value.
-        const n = hi - lo;
-        if (ue8m0) {
-          const rs = 1 / sc;
-          for (let j = 0; j < n; j++) yb[j] = v[lo + j]! * rs;
-        } else {
-          for (let j = 0; j < n; j++) yb[j] = v[lo + j]! / sc;
-        }
-        const qo = q.offset + lo;
-        for (let j = 0; j < n; j++) qd[qo + j] = e4m3SatFromF32Bits(yu[j]!);
-      }
-    }
+    const args = { q: dataOf(q) as Uint8Array, qOff: q.offset, s: dataOf(s) as Float32Array, sOff: s.offset, v, N, block, ue8m0 };
+    parallelRows('actQuant', actQuant, args, rows, 3 * N, ['q', 's']);
   }
 }
 

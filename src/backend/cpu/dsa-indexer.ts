@@ -34,6 +34,7 @@ import { sgemm } from './gemm.js';
 import { dataOf, isContiguousView, rawContiguous, readF, readIndex } from './strided.js';
 import { selectTopkRow } from './topk-select.js';
 import { scratchF32 } from './scratch.js';
+import { parallelRows } from './pool.js';
 
 /** Tokens per page of the paged indexer-key cache (DeepGEMM's block size). */
 export const INDEXER_PAGE = 64;
@@ -77,7 +78,6 @@ export function logitsCore(
   const chunk = Math.max(1, Math.floor(SCORE_BLOCK_ELEMS / Math.max(1, Tk))); // selectRows
   const block = Math.max(1, Math.floor(SCORE_BLOCK_ELEMS / Math.max(1, H * Tk))); // indexScores
   let C: Float32Array = new Float32Array(0);
-  let Ci: Int32Array = new Int32Array(0); // C's bits
   for (let c0 = 0; c0 < Tq; c0 += chunk) {
     const cn = Math.min(chunk, Tq - c0);
     for (let b0 = 0; b0 < cn; b0 += block) {
@@ -93,29 +93,40 @@ export function logitsCore(
       }
       if (lo >= hi) continue;
       const N = hi - lo;
-      if (C.length < n * H * N) {
-        C = scratchF32('indexer.scores', n * H * N);
-        Ci = new Int32Array(C.buffer, C.byteOffset, C.length);
-      }
+      if (C.length < n * H * N) C = scratchF32('indexer.scores', n * H * N);
       sgemm(false, true, n * H, N, D, 1, q, i0 * H * D, D, keys, lo * D, D, 0, C, 0, N);
-      for (let i = 0; i < n; i++) {
-        const r = i0 + i;
-        const row = outOff + r * outStride;
-        for (let t = start[r]!; t < end[r]!; t++) {
-          let acc = 0;
-          for (let h = 0; h < H; h++) {
-            const c = (i * H + h) * N + (t - lo);
-            const l = C[c]!;
-            // relu without a branch on the sign (half the logits are negative, at random: the branch
-            // mispredicted ~half the time, 7.8 → 2.7 ms a layer at cpu-mid's 512-token prefill): l times
-            // 1 − its sign bit, so a negative logit adds ±0 (acc + ±0 = acc, acc never being −0) and the
-            // sum is the branchy one's bit for bit. NaN stays skipped (a predictable branch).
-            if (l !== l) continue;
-            acc += l * (1 - (Ci[c]! >>> 31)) * w[r * H + h]!;
-          }
-          out[row + t] = Math.fround(Math.fround(acc) * ks[t]!);
-        }
+      const args = { C, w, ks, start, end, out, outOff, outStride, i0, H, N, lo };
+      parallelRows('indexerHeadSumRows', indexerHeadSumRows, args, n, 1.5 * H * N, ['out']);
+    }
+  }
+}
+
+/**
+ * Rows [r0, r1) of a score block's head sum (logitsCore): block row i is query i0 + i, whose scores
+ * C[(i·H + h)·N + t − lo] it reduces over its range [start, end).
+ */
+export function indexerHeadSumRows(
+  a: { C: Float32Array; w: Float32Array; ks: Float32Array; start: ArrayLike<number>; end: ArrayLike<number>; out: Float32Array; outOff: number; outStride: number; i0: number; H: number; N: number; lo: number },
+  r0: number, r1: number,
+): void {
+  const { C, w, ks, start, end, out, H, N, lo } = a;
+  const Ci = new Int32Array(C.buffer, C.byteOffset, C.length); // C's bits
+  for (let i = r0; i < r1; i++) {
+    const r = a.i0 + i;
+    const row = a.outOff + r * a.outStride;
+    for (let t = start[r]!; t < end[r]!; t++) {
+      let acc = 0;
+      for (let h = 0; h < H; h++) {
+        const c = (i * H + h) * N + (t - lo);
+        const l = C[c]!;
+        // relu without a branch on the sign (half the logits are negative, at random: the branch
+        // mispredicted ~half the time, 7.8 → 2.7 ms a layer at cpu-mid's 512-token prefill): l times
+        // 1 − its sign bit, so a negative logit adds ±0 (acc + ±0 = acc, acc never being −0) and the
+        // sum is the branchy one's bit for bit. NaN stays skipped (a predictable branch).
+        if (l !== l) continue;
+        acc += l * (1 - (Ci[c]! >>> 31)) * w[r * H + h]!;
       }
+      out[row + t] = Math.fround(Math.fround(acc) * ks[t]!);
     }
   }
 }
@@ -226,19 +237,28 @@ export function topkSelectCpu(out: View, x: View, k: number, start: View | null,
   const bt = blockTable ? ints(blockTable) : null;
   const maxBlocks = blockTable ? blockTable.shape[1]! : 0;
   if (!isContiguousView(out) || out.dtype !== 'i32') throw new DsvError('topkSelect: out must be contiguous i32');
-  const o = dataOf(out) as Int32Array;
+  const args = { xs, N, k, s, e, bt, maxBlocks, rowsPerSeq, o: dataOf(out) as Int32Array, outOff: out.offset };
+  parallelRows('topkRows', topkRows, args, R, 9 * Math.max(1, N), ['o']);
+}
+
+/** Rows [r0, r1) of topkSelectCpu. */
+export function topkRows(
+  a: { xs: Float32Array; N: number; k: number; s: ArrayLike<number> | null; e: ArrayLike<number> | null; bt: ArrayLike<number> | null; maxBlocks: number; rowsPerSeq: number; o: Int32Array; outOff: number },
+  r0: number, r1: number,
+): void {
+  const { xs, N, k, s, e, bt, maxBlocks, rowsPerSeq, o } = a;
   const scratch = new Float32Array(N);
   const row = new Int32Array(k);
-  for (let r = 0; r < R; r++) {
-    const a = s ? Math.max(0, Math.min(N, s[r]!)) : 0;
-    const b = e ? Math.max(a, Math.min(N, e[r]!)) : N;
-    selectTopkRow(xs, r * N + a, b - a, k, row, 0, k, scratch);
-    const ob = out.offset + r * k;
+  for (let r = r0; r < r1; r++) {
+    const lo = s ? Math.max(0, Math.min(N, s[r]!)) : 0;
+    const hi = e ? Math.max(lo, Math.min(N, e[r]!)) : N;
+    selectTopkRow(xs, r * N + lo, hi - lo, k, row, 0, k, scratch);
+    const ob = a.outOff + r * k;
     const seq = bt ? Math.floor(r / rowsPerSeq) : 0;
     for (let j = 0; j < k; j++) {
       const p = row[j]!;
       if (p < 0) o[ob + j] = -1;
-      else if (!bt) o[ob + j] = a + p;
+      else if (!bt) o[ob + j] = lo + p;
       else {
         const pg = p >> 6;
         const blk = pg < maxBlocks ? bt[seq * maxBlocks + pg]! : -1;

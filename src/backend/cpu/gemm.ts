@@ -2,14 +2,14 @@
 //   C[m, n] = alpha * sum_k op(A)[m, k] * op(B)[k, n] + beta * C[m, n]
 // where op(X) is X or X^T and each matrix is addressed as X[off + row * ld + col].
 // Calls go to OpenBLAS when it is installed (blas.ts) and to the TypeScript kernel (gemm-kernel.ts)
-// otherwise, split across worker threads (gemm-pool.ts) when the problem is large enough to pay for it.
+// otherwise, split across the CPU pool's worker threads (pool.ts) when the problem is large enough to pay for it.
 // Environment: DSV32_BLAS=off forces the TypeScript path; DSV32_BLAS_LIB names the BLAS library to load;
-// DSV32_GEMM_THREADS sets the TypeScript path's threads (default: all cores); DSV32_GEMM_WASM=off makes
+// DSV32_CPU_THREADS sets the TypeScript path's threads (default: all cores); DSV32_GEMM_WASM=off makes
 // its f32 kernels scalar. Operands in SharedArrayBuffers reach the worker threads without being copied.
 import { DsvError } from '../../errors.js';
 import { loadBlas, type Blas } from './blas.js';
 import { GemmScratch, MR, gemmRect, usesDotKernel, wasmEnabled, type FloatArray, type GemmProblem } from './gemm-kernel.js';
-import { GemmPool, gemmThreads } from './gemm-pool.js';
+import { cpuPool, cpuThreads, newCounters, type CpuPool } from './pool.js';
 import { wasmSimdAvailable } from './gemm-wasm.js';
 
 /** A GEMM argument is out of range: a negative size, a leading dimension too small, or an array too short. */
@@ -38,7 +38,7 @@ function blas(): Blas | null {
 export function gemmInfo(): GemmInfo {
   const b = blas();
   if (b) return { path: 'openblas', library: b.library, config: b.config, threads: b.threads };
-  return { path: 'typescript', threads: gemmThreads(), kernel: wasmEnabled() && wasmSimdAvailable() ? 'wasm-simd' : 'scalar' };
+  return { path: 'typescript', threads: cpuThreads(), kernel: wasmEnabled() && wasmSimdAvailable() ? 'wasm-simd' : 'scalar' };
 }
 
 export function sgemm(
@@ -145,7 +145,6 @@ const COPY_ELEMS_PER_S = 1.5e9;
 const PARALLEL_OVERHEAD_S = 50e-6;
 
 const mainScratch = new GemmScratch();
-let pool: GemmPool | undefined;
 
 /**
  * Serial or parallel, for an M x N x K product on `threads` threads when `copyElems` elements must first be
@@ -182,11 +181,10 @@ export function parallelChunks(p: GemmProblem, threads: number): Int32Array | nu
 }
 
 function gemmTypeScript<T extends FloatArray>(p: GemmProblem<T>, ctor: FloatCtor<T>): void {
-  const threads = gemmThreads();
+  const threads = cpuThreads();
   const chunks = parallelChunks(p, threads);
   if (chunks) {
-    pool ??= new GemmPool(threads - 1);
-    gemmParallel(p, ctor, chunks, pool);
+    gemmParallel(p, ctor, chunks, cpuPool(threads));
   } else {
     gemmSerial(p);
   }
@@ -226,7 +224,7 @@ function stagingBuffer(role: 0 | 1 | 2, bytes: number): SharedArrayBuffer {
   return buf;
 }
 
-function gemmParallel<T extends FloatArray>(p: GemmProblem<T>, ctor: FloatCtor<T>, chunks: Int32Array, workers: GemmPool): void {
+function gemmParallel<T extends FloatArray>(p: GemmProblem<T>, ctor: FloatCtor<T>, chunks: Int32Array, workers: CpuPool): void {
   const aSpan = spanA(p), bSpan = spanB(p), cSpan = spanC(p);
   const q: GemmProblem<T> = { ...p };
   const toShared = (role: 0 | 1 | 2, x: T, off: number, len: number, copyIn: boolean): T => {
@@ -239,7 +237,7 @@ function gemmParallel<T extends FloatArray>(p: GemmProblem<T>, ctor: FloatCtor<T
   const copyC = !shared(p.C);
   // With beta = 0 the old C is never read (the kernel overwrites each chunk), so it is not copied in.
   if (copyC) { q.C = toShared(2, p.C, p.cOff, cSpan, p.beta !== 0); q.cOff = 0; }
-  workers.run(q, chunks, mainScratch);
+  workers.run({ kind: 'gemm', problem: q, chunks, counters: newCounters() }, mainScratch);
   if (copyC) {
     // Row by row: the shared copy's ld padding was never copied in (beta = 0) and must not be copied out.
     for (let i = 0; i < p.M; i++) p.C.set(q.C.subarray(i * p.ldc, i * p.ldc + p.N), p.cOff + i * p.ldc);
@@ -269,12 +267,4 @@ export function splitC(M: number, N: number, threads: number, minWidth: number, 
     else out.set([a, b, 0, N], 4 * c);
   }
   return out;
-}
-
-/** Starts the TypeScript path's worker threads now and waits (up to timeoutMs) until they listen. */
-export function warmGemmPool(timeoutMs = 10_000): boolean {
-  const threads = gemmThreads();
-  if (threads <= 1) return true;
-  pool ??= new GemmPool(threads - 1);
-  return pool.waitReady(timeoutMs);
 }
