@@ -81,6 +81,36 @@ export function burstMs(fn: () => void, reps: number, burst: number, warm = 1, h
   return median(ts);
 }
 
+/**
+ * The device time of fn alone (ms per call): each burst is enqueued behind a hold of `holdMs`
+ * (kernels/spin.cu), so the events around it see the kernels run back to back, as a CUDA graph replays
+ * them, without the host's per-call cost that burstMs includes when the host is the slower side. NaN
+ * when a burst's enqueue outlasted the hold (then the host's gaps would be in the time).
+ */
+export function heldBurstMs(fn: () => void, reps: number, burst: number, warm = 1, holdMs = 5): number {
+  for (let i = 0; i < warm; i++) fn();
+  const b = cudaBackend();
+  if (!events) events = [b.event(), b.event()];
+  const [e0, e1] = events;
+  const ts: number[] = [];
+  const checks = b.eagerIndexChecks; // they read the device, which would wait for the hold
+  b.eagerIndexChecks = false;
+  try {
+    for (let i = 0; i < reps; i++) {
+      b.hold(holdMs);
+      e0.record();
+      for (let j = 0; j < burst; j++) fn();
+      const held = !e0.done();
+      e1.record();
+      e1.synchronize();
+      ts.push(held ? e1.since(e0) / burst : NaN);
+    }
+  } finally {
+    b.eagerIndexChecks = checks;
+  }
+  return ts.some(Number.isNaN) ? NaN : median(ts);
+}
+
 /** rows × k distinct random values of [0, n) per row (mulberry32 from `seed`), mapped through f(row, value). */
 export function distinctRows(rows: number, k: number, n: number, seed: number, f: (row: number, v: number) => number = (_r, v) => v): Int32Array {
   const rnd = mulberry32(seed);

@@ -115,10 +115,14 @@ TOPK(topk_f16, __half)
 //     cumulative count (from the largest digit down) reaches the remaining rank (a warp scan over 8 bins
 //     per lane). The result is the threshold key thr and ties = how many keys equal to thr are taken
 //     (k − #keys > thr);
-//  3. ordered compaction in chunks of 1024 columns: a block-wide exclusive scan of the packed pair
-//     (is greater) << 16 | (is tie) gives every column its rank among the greater keys and among the ties
-//     before it; a greater key, or a tie of tie-rank < ties, goes to output position
-//     #greater before + min(#ties before, ties). The scan stops once k columns are placed.
+//  3. ordered compaction: a greater key, or a tie of tie-rank < ties, goes to output position
+//     #greater before + min(#ties before, ties). A cached row (< 2^16 columns) takes one block-wide
+//     exclusive scan of each thread's packed counts (greater) << 16 | (ties) over a contiguous run of
+//     columns, then each thread places its run in order; an uncached row goes in chunks of 1024
+//     columns, a scan of the packed pair (is greater) << 16 | (is tie) per chunk, stopping once k
+//     columns are placed.
+// The histograms are warp-aggregated (__match_any_sync): the lanes holding one digit add their count with
+// one shared atomic.
 // Exactly selectTopkRow's set and order. Performance notes: at [64, 9295] the row sits in shared memory
 // and the kernel is a few passes over 37 KB per CTA; at 131,072 columns the row (512 KB) is read 5 times
 // from global/L2. Ideas not done: an 11-bit first pass (3 passes), keeping only the candidates of the
@@ -169,17 +173,19 @@ extern "C" __global__ void __launch_bounds__(1024) topk_select_f32(int64_t rows,
   __shared__ uint32_t prefix_s, rem_s;
   const int tid = threadIdx.x;
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
-    int64_t s = start ? start[row] : 0;
-    int64_t e = end ? end[row] : n;
-    s = s < 0 ? 0 : (s > n ? n : s);
-    e = e < s ? s : (e > n ? n : e);
-    const int64_t valid = e - s;
+    // 32-bit column arithmetic: the launcher refuses rows of 2^31 columns or more
+    const int nn = (int)n;
+    int s = start ? start[row] : 0;
+    int e = end ? end[row] : nn;
+    s = s < 0 ? 0 : (s > nn ? nn : s);
+    e = e < s ? s : (e > nn ? nn : e);
+    const int valid = e - s;
     const float* xr = x + row * n + s;
     int* orow = out + row * k;
     const int* btr = block_table ? block_table + (row / rows_per_seq) * max_blocks : nullptr;
-    auto emit = [&](int64_t p) -> int {
+    auto emit = [&](int p) -> int {
       if (!btr) return (int)(s + p);
-      const int64_t pg = p >> 6;
+      const int pg = p >> 6;
       const int blk = pg < max_blocks ? btr[pg] : -1;
       return blk < 0 ? -1 : blk * 64 + (int)(p & 63);
     };
@@ -190,15 +196,21 @@ extern "C" __global__ void __launch_bounds__(1024) topk_select_f32(int64_t rows,
     const bool cached = valid <= cache_cap;
     __syncthreads();  // the previous row's readers of kc are done
     if (cached)
-      for (int64_t i = tid; i < valid; i += blockDim.x) kc[i] = select_key(xr[i]);
+      for (int i = tid; i < valid; i += blockDim.x) kc[i] = select_key(xr[i]);
     uint32_t prefix = 0, mask = 0, rem = (uint32_t)k;
     for (int pass = 3; pass >= 0; pass--) {
       const int shift = pass * 8;
       for (int d = tid; d < 256; d += blockDim.x) hist[d] = 0;
       __syncthreads();
-      for (int64_t i = tid; i < valid; i += blockDim.x) {
-        const uint32_t key = cached ? kc[i] : select_key(xr[i]);
-        if ((key & mask) == prefix) atomicAdd(&hist[(key >> shift) & 0xffu], 1u);
+      // warp-aggregated: the lanes holding one digit add their count once (a row's first digit — sign and
+      // high exponent bits — falls in a handful of bins, where 9 295 one-by-one shared atomics serialise)
+      for (int base = 0; base < valid; base += blockDim.x) {
+        const int i = base + tid;
+        const uint32_t key = i < valid ? (cached ? kc[i] : select_key(xr[i])) : 0;
+        const bool m = i < valid && (key & mask) == prefix;
+        const uint32_t d = (key >> shift) & 0xffu;
+        const unsigned peers = __match_any_sync(0xffffffffu, m ? d : 256u + (tid & 31));
+        if (m && (tid & 31) == __ffs(peers) - 1) atomicAdd(&hist[d], (uint32_t)__popc(peers));
       }
       __syncthreads();
       if (tid < 32) {
@@ -239,9 +251,35 @@ extern "C" __global__ void __launch_bounds__(1024) topk_select_f32(int64_t rows,
     }
     const uint32_t thr = prefix;
     const uint32_t ties = rem;
+    if (cached && valid < 65536) {
+      // one scan: thread t owns the contiguous columns [t·per, (t+1)·per) of the cached keys, counts its
+      // greater keys and ties (each count < 2^16: valid < 2^16), and the block's exclusive scan of the
+      // packed pair gives each of its columns the same output position as the chunked loop below
+      const int per = (valid + blockDim.x - 1) / blockDim.x;
+      const int lo = tid * per;
+      const int hi = lo + per < valid ? lo + per : valid;
+      uint32_t g = 0, t = 0;
+      for (int i = lo; i < hi; i++) {
+        g += kc[i] > thr;
+        t += kc[i] == thr;
+      }
+      const uint32_t packed = (g << 16) | t;
+      uint32_t total;
+      const uint32_t ex = block_scan_incl(packed, wsum, &total) - packed;
+      uint32_t before = ex >> 16, tie_rank = ex & 0xffffu;
+      for (int i = lo; i < hi; i++) {
+        const uint32_t key = kc[i];
+        if (key > thr) orow[before++ + (tie_rank < ties ? tie_rank : ties)] = emit(i);
+        else if (key == thr) {
+          if (tie_rank < ties) orow[before + tie_rank] = emit(i);
+          tie_rank++;
+        }
+      }
+      continue;
+    }
     uint32_t run_g = 0, run_t = 0;
-    for (int64_t base = 0; base < valid; base += blockDim.x) {
-      const int64_t i = base + tid;
+    for (int base = 0; base < valid; base += blockDim.x) {
+      const int i = base + tid;
       uint32_t key = 0;
       if (i < valid) key = cached ? kc[i] : select_key(xr[i]);
       const uint32_t is_g = i < valid && key > thr;

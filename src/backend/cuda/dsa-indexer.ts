@@ -30,8 +30,10 @@ const MMA_SIG = {
 /**
  * Path choice, for tests and benchmarks, tried in this order. mma: the fused FP8 wgmma kernels of
  * kernels/dsa_indexer_mma.cu (H in 4, 8, 16, 32, 64, 128), which keep the per-head scores in registers;
- * off by default until a GPU has run their tests (written 2026-12-07; DSV32_CUDA_GEMM=all or a list
- * naming indexer-mma turns them on). gemm: the per-head dot products as one FP8 cuBLASLt GEMM per
+ * on by default since their first GPU run (H100, 2026-12-07): the indexer tests of every path against the
+ * CPU (16 of 16), the model's goldens, ragged steps and engine tests on CUDA with them on (15 of 15), and
+ * the logits of 4096 queries × 131072 keys × 64 heads in 19.1 ms (460 TFLOPS) against 103.3 ms on the
+ * gemm path (5.4×) and 384.5 ms for torch's bf16 einsum; other heads fall through to gemm. gemm: the per-head dot products as one FP8 cuBLASLt GEMM per
  * sequence (and chunk of queries) with f32 output, then kernels/dsa_indexer_gemm.cu's reduce; neither: the
  * CUDA-core kernels of dsa_indexer.cu. gemm is on by default since 2026-12-06. Its logits are 1.1e-4–2.7e-4
  * relative from the exact f32 reference on an H100 (2026-12-05; Hopper's FP8 MMA accumulates with ~14
@@ -46,7 +48,7 @@ const MMA_SIG = {
  */
 /** scoreBytes: bytes of the f32 per-head score block S [rows·H, keys] per GEMM (bounds the temporary at long
  * context; tests lower it to run many query chunks at small shapes). */
-export const indexerTune = { mma: gemmPathOn('indexer-mma', false), gemm: gemmPathOn('indexer', true), scoreBytes: 1 << 30 };
+export const indexerTune = { mma: gemmPathOn('indexer-mma', true), gemm: gemmPathOn('indexer', true), scoreBytes: 1 << 30 };
 
 const MMA_CHUNK = 2048;
 const MMA_THREADS = 256;
