@@ -29,6 +29,9 @@ __device__ __forceinline__ float quant_mul(float amax, int ue8m0) {
   return exp2f((float)-e);
 }
 __device__ __forceinline__ uint8_t quant_one(float v, float sc, float mul) {
+  // a NaN keeps its sign, as on the CPU (x86 arithmetic passes a NaN operand through; the GPU's returns the
+  // canonical +NaN, which turned −NaN's 0xFF into 0x7F: test/tensor/e4m3-sat.test.ts on an H100, 2026-12-07)
+  if (v != v) return (uint8_t)(0x7fu | ((__float_as_uint(v) >> 24) & 0x80u));
   float y = mul != 0.0f ? v * mul : v / sc;
   y = y > 448.0f ? 448.0f : (y < -448.0f ? -448.0f : y);
   return f32_to_e4m3_bits(y);
