@@ -191,6 +191,7 @@ export function actQuant(a: { q: Uint8Array; qOff: number; s: Float32Array; sOff
   const inv448 = fround(1 / E4M3_MAX);
   const yb = new Float32Array(Math.min(block, N));
   const yu = new Uint32Array(yb.buffer);
+  const vu = new Uint32Array(v.buffer, v.byteOffset, v.length); // v's bits: a NaN's sign
   for (let r = r0; r < r1; r++) {
     for (let bi = 0; bi < nb; bi++) {
       const lo = r * N + bi * block;
@@ -213,13 +214,25 @@ export function actQuant(a: { q: Uint8Array; qOff: number; s: Float32Array; sOff
       // e4m3SatFromF32Bits is f32ToE4m3Bits of y clamped to ±448. A ue8m0 scale is a power of two
       // (2^−22 .. 2^129 here), so x·(1/sc) is the quotient exactly, without a division per value.
       const n = hi - lo;
+      const qo = a.qOff + lo;
+      if (sc - sc !== 0) {
+        // a NaN or infinite scale (a NaN or ±inf in the block, without ue8m0): the quotient's NaNs get
+        // platform-independent codes, as the CUDA kernel writes them: a NaN input keeps its sign
+        // (0x7F | sign), any other NaN quotient (finite / NaN, ±inf / inf) is 0x7F. Left to the hardware,
+        // x86 gives its default NaN, which is negative (0xFF), and a GPU its canonical NaN, positive.
+        for (let j = 0; j < n; j++) {
+          yb[0] = v[lo + j]! / sc;
+          const x = v[lo + j]!;
+          qd[qo + j] = yb[0]! === yb[0]! ? e4m3SatFromF32Bits(yu[0]!) : x === x ? 0x7f : 0x7f | ((vu[lo + j]! >>> 24) & 0x80);
+        }
+        continue;
+      }
       if (ue8m0) {
         const rs = 1 / sc;
         for (let j = 0; j < n; j++) yb[j] = v[lo + j]! * rs;
       } else {
         for (let j = 0; j < n; j++) yb[j] = v[lo + j]! / sc;
       }
-      const qo = a.qOff + lo;
       for (let j = 0; j < n; j++) qd[qo + j] = e4m3SatFromF32Bits(yu[j]!);
     }
   }

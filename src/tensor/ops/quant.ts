@@ -5,6 +5,9 @@
 //   q = e4m3(clamp(x/s, −448, 448)) with round-to-nearest-even.
 // A trailing partial block (N % block ≠ 0) is its own block with the amax of the values present
 // (the fixtures' extension; identical to the official kernel whenever N % block == 0).
+// Non-finite inputs: a NaN in a block makes its amax NaN; a NaN quotient x/s is encoded as e4m3's NaN
+// 0x7F with the sign of x when x is a NaN, and as 0x7F otherwise (finite / NaN, ±inf / inf), on every
+// backend: the hardware's own NaN would differ (x86's default NaN is negative, a GPU's positive).
 import { DsvError } from '../../errors.js';
 import { noGrad, record } from '../autograd.js';
 import { E4M3_MAX, e4m3BitsToF32, f32ToE4m3Bits } from '../dtype.js';
