@@ -95,7 +95,9 @@ export function logitsCore(
       const N = hi - lo;
       if (C.length < n * H * N) C = scratchF32('indexer.scores', n * H * N);
       sgemm(false, true, n * H, N, D, 1, q, i0 * H * D, D, keys, lo * D, D, 0, C, 0, N);
-      const args = { C, w, ks, start, end, out, outOff, outStride, i0, H, N, lo };
+      // the block's rows of out only: a split stages (copies) what it is given when out is not shared
+      const rows = out.subarray(outOff + i0 * outStride, outOff + (i0 + n) * outStride);
+      const args = { C, w, ks, start, end, out: rows, outStride, i0, H, N, lo };
       parallelRows('indexerHeadSumRows', indexerHeadSumRows, args, n, 1.5 * H * N, ['out']);
     }
   }
@@ -103,17 +105,18 @@ export function logitsCore(
 
 /**
  * Rows [r0, r1) of a score block's head sum (logitsCore): block row i is query i0 + i, whose scores
- * C[(i·H + h)·N + t − lo] it reduces over its range [start, end).
+ * C[(i·H + h)·N + t − lo] it reduces over its range [start, end) into out[i·outStride + t] (out: the
+ * block's rows).
  */
 export function indexerHeadSumRows(
-  a: { C: Float32Array; w: Float32Array; ks: Float32Array; start: ArrayLike<number>; end: ArrayLike<number>; out: Float32Array; outOff: number; outStride: number; i0: number; H: number; N: number; lo: number },
+  a: { C: Float32Array; w: Float32Array; ks: Float32Array; start: ArrayLike<number>; end: ArrayLike<number>; out: Float32Array; outStride: number; i0: number; H: number; N: number; lo: number },
   r0: number, r1: number,
 ): void {
   const { C, w, ks, start, end, out, H, N, lo } = a;
   const Ci = new Int32Array(C.buffer, C.byteOffset, C.length); // C's bits
   for (let i = r0; i < r1; i++) {
     const r = a.i0 + i;
-    const row = a.outOff + r * a.outStride;
+    const row = i * a.outStride;
     for (let t = start[r]!; t < end[r]!; t++) {
       let acc = 0;
       for (let h = 0; h < H; h++) {

@@ -160,7 +160,8 @@ export function warmCpuPool(timeoutMs = 10_000): boolean {
  * largest call and reused (up to STAGING_KEEP_BYTES): a fresh SharedArrayBuffer costs far more than the
  * copy (its pages are new to the process and its memory returns only after a full collection: 6–8 ms
  * for 2 MiB allocated and touched, against 0.3 ms for a plain ArrayBuffer, on the 2-core EPYC VM).
- * Reuse is safe: a call returns only after every range is done.
+ * Reuse is safe: a call returns only after every range is done. A call that would stage a larger array
+ * runs serially instead.
  */
 const slabs = new Map<string, SharedArrayBuffer>();
 const STAGING_KEEP_BYTES = 64 << 20;
@@ -168,7 +169,7 @@ function stagingSlab(slot: string, bytes: number): SharedArrayBuffer {
   const have = slabs.get(slot);
   if (have && have.byteLength >= bytes) return have;
   const b = new SharedArrayBuffer(Math.max(bytes, 8));
-  if (bytes <= STAGING_KEEP_BYTES) slabs.set(slot, b);
+  slabs.set(slot, b); // parallelRows stages nothing larger than STAGING_KEEP_BYTES
   return b;
 }
 
@@ -201,13 +202,16 @@ export function parallelRows<A extends object>(name: string, fn: RowKernel<A>, a
   const serialNs = rows * nsPerRow;
   const threads = rows >= 2 && (rowTune.force || serialNs >= rowTune.minNs) ? cpuThreads() : 1;
   let stageBytes = 0;
+  let huge = false; // an array to stage beyond the kept slabs' size: a fresh slab each call, never worth it
   if (threads > 1) {
     for (const key of Object.keys(args) as Array<keyof A>) {
       const x = args[key];
-      if (ArrayBuffer.isView(x) && !(x instanceof DataView) && !isShared(x)) stageBytes += x.byteLength * (outs.includes(key) ? 2 : 1);
+      if (!ArrayBuffer.isView(x) || x instanceof DataView || isShared(x)) continue;
+      stageBytes += x.byteLength * (outs.includes(key) ? 2 : 1);
+      if (x.byteLength > STAGING_KEEP_BYTES) huge = true;
     }
   }
-  if (threads <= 1 || (!rowTune.force && serialNs / threads + stageBytes / STAGE_BYTES_PER_NS + PARALLEL_OVERHEAD_NS >= serialNs)) {
+  if (threads <= 1 || huge || (!rowTune.force && serialNs / threads + stageBytes / STAGE_BYTES_PER_NS + PARALLEL_OVERHEAD_NS >= serialNs)) {
     fn(args, 0, rows);
     return;
   }

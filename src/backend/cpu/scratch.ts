@@ -9,9 +9,10 @@
 // and blocks are ~90 MB of those.
 //
 // Contents are NOT cleared: a caller that needs zeros fills them itself. A slot is used by one op at a
-// time (the CPU backend is synchronous; worker threads have their own module instance). The arrays lie
-// in SharedArrayBuffers, so an op's row-parallel loop (pool.ts parallelRows) hands them to the worker
-// threads without a copy.
+// time (the CPU backend is synchronous; worker threads have their own module instance). The kept arrays
+// lie in SharedArrayBuffers, so an op's row-parallel loop (pool.ts parallelRows) hands them to the worker
+// threads without a copy; a request above CAP gets a plain array (a fresh SharedArrayBuffer costs ~20×
+// a plain one to allocate and touch, pool.ts), which parallelRows copies if it splits the loop.
 
 const CAP = 1 << 23; // elements: 64 MiB of f64, 32 MiB of f32
 const f64 = new Map<string, Float64Array>();
@@ -19,7 +20,7 @@ const f32 = new Map<string, Float32Array>();
 
 /** At least n elements of this slot's f64 scratch (exactly n: a subarray), uncleared. */
 export function scratchF64(slot: string, n: number): Float64Array {
-  if (n > CAP) return new Float64Array(new SharedArrayBuffer(8 * n));
+  if (n > CAP) return new Float64Array(n);
   let a = f64.get(slot);
   if (!a || a.length < n) f64.set(slot, (a = new Float64Array(new SharedArrayBuffer(8 * n))));
   return a.length === n ? a : a.subarray(0, n);
@@ -27,7 +28,7 @@ export function scratchF64(slot: string, n: number): Float64Array {
 
 /** At least n elements of this slot's f32 scratch (exactly n: a subarray), uncleared. */
 export function scratchF32(slot: string, n: number): Float32Array {
-  if (n > CAP) return new Float32Array(new SharedArrayBuffer(4 * n));
+  if (n > CAP) return new Float32Array(n);
   let a = f32.get(slot);
   if (!a || a.length < n) f32.set(slot, (a = new Float32Array(new SharedArrayBuffer(4 * n))));
   return a.length === n ? a : a.subarray(0, n);
