@@ -9,6 +9,8 @@
 //   {"what":"decode","ctx":C,"ms":median ms per one-token forward at positions C..C+steps−1,"tokens_per_s":..,
 //    "bytes": what the step must read (decodeBytes), "copy_GBps", "roofline_ms" = bytes / copy bandwidth,
 //    "x_roofline" = ms / roofline_ms (issue 12's target: ≤ 1.5); the last three on the GPU only}
+// Decode lines also give the context's fill (a chunked prefill of --fill-chunk tokens a forward, each chunk
+// timed, as the engine prefills a long prompt) as fill_ms and fill_tokens_per_s.
 // Batch 1 as the reference's default; numerics bf16 (f32 with --dtype f32); the latent cache in the numerics'
 // own exact format (bf16 rows, or FP8 656 B rows with --kv-cache fp8, MQA decode either way). Prefill runs
 // the reference's 'auto' attention (MHA for multi-token steps). A decode context C is filled by a real
@@ -100,8 +102,11 @@ for (const C of contexts) {
   await releaseDeadTensors(device);
   const cache = model.newCache(1, { format, capacity: C + steps + 1 });
   const fill = tokens(C, C);
+  // the fill is a chunked prefill, as the engine runs a long prompt: its time (each chunk timed, the
+  // releases between them not) is reported as the context's prefill rate
+  let fillMs = 0;
   for (let p = 0; p < C; p += fillChunk) {
-    model.forward([fill.slice(p, p + fillChunk)], { numerics, mode, cache, logits: 'none' });
+    fillMs += timed(() => model.forward([fill.slice(p, p + fillChunk)], { numerics, mode, cache, logits: 'none' }));
     await releaseDeadTensors(device);
   }
   let next = 1;
@@ -123,7 +128,7 @@ for (const C of contexts) {
   const bytes = decodeBytes(C);
   const bw = copyGBps();
   const roofMs = bw === null ? null : bytes / (bw * 1e6);
-  line({ what: 'decode', ctx: C, ms, tokens_per_s: 1e3 / ms, bytes, copy_GBps: bw, ...(roofMs === null ? {} : { roofline_ms: roofMs, x_roofline: ms / roofMs }) });
+  line({ what: 'decode', ctx: C, ms, tokens_per_s: 1e3 / ms, fill_chunk: fillChunk, fill_ms: fillMs, fill_tokens_per_s: (C / fillMs) * 1e3, bytes, copy_GBps: bw, ...(roofMs === null ? {} : { roofline_ms: roofMs, x_roofline: ms / roofMs }) });
   if (profile) {
     await releaseDeadTensors(device);
     if (onGpu) {
