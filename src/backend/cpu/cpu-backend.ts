@@ -22,7 +22,6 @@ import { expd } from './exp.js';
 import { parallelRows } from './pool.js';
 import { actQuant, hadamardF32, rmsNormF32, rmsNormF64, rmsNormResidualF32, swiglu } from './row-kernels.js';
 
-const fround = Math.fround;
 
 /** Output buffer to compute into: the storage itself when out is contiguous f32/f64 of the compute type. */
 function outBuffer(out: View, ct: 'f32' | 'f64'): FArr {

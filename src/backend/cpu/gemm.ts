@@ -9,7 +9,7 @@
 import { DsvError } from '../../errors.js';
 import { loadBlas, type Blas } from './blas.js';
 import { GemmScratch, MR, gemmRect, usesDotKernel, wasmEnabled, type FloatArray, type GemmProblem } from './gemm-kernel.js';
-import { cpuPool, cpuThreads, newCounters, type CpuPool } from './pool.js';
+import { cpuPool, cpuThreads, isShared, newCounters, stagingSlab, type CpuPool } from './pool.js';
 import { wasmSimdAvailable } from './gemm-wasm.js';
 
 /** A GEMM argument is out of range: a negative size, a leading dimension too small, or an array too short. */
@@ -175,7 +175,7 @@ export function parallelChunks(p: GemmProblem, threads: number): Int32Array | nu
   const chunks = splitC(p.M, p.N, threads, simd && !dot ? 256 : 64, dot);
   if (!chunks) return null;
   // Operands that are not already in shared memory must be copied (and C copied back) for workers to see them.
-  const copy = (shared(p.A) ? 0 : spanA(p)) + (shared(p.B) ? 0 : spanB(p)) + (shared(p.C) ? 0 : 2 * spanC(p));
+  const copy = (isShared(p.A) ? 0 : spanA(p)) + (isShared(p.B) ? 0 : spanB(p)) + (isShared(p.C) ? 0 : 2 * spanC(p));
   const plan = typescriptGemmPlan(p.M, p.N, p.K, copy, threads, simd ? SIMD_FLOPS_PER_S : SCALAR_FLOPS_PER_S);
   return plan === 'parallel' ? chunks : null;
 }
@@ -202,41 +202,20 @@ const spanA = (p: GemmProblem): number => span(p.transA ? p.K : p.M, p.transA ? 
 const spanB = (p: GemmProblem): number => span(p.transB ? p.N : p.K, p.transB ? p.K : p.N, p.ldb);
 const spanC = (p: GemmProblem): number => span(p.M, p.N, p.ldc);
 
-function shared(x: FloatArray): boolean {
-  return typeof SharedArrayBuffer !== 'undefined' && x.buffer instanceof SharedArrayBuffer;
-}
-
-/**
- * Staging buffers for operands that are not SharedArrayBuffer-backed, one per role (A, B, C), reused
- * across calls: a fresh SharedArrayBuffer is zero-filled and page-faulted on first touch, which costs
- * as much as the copy itself. Reuse is safe because a call returns only after every chunk is written,
- * and a worker that wakes late finds no chunk left to claim. Buffers above STAGING_KEEP_BYTES are not
- * kept, so one huge product does not pin its memory for the life of the process.
- */
-const staging: Array<SharedArrayBuffer | undefined> = [undefined, undefined, undefined];
-const STAGING_KEEP_BYTES = 64 << 20;
-
-function stagingBuffer(role: 0 | 1 | 2, bytes: number): SharedArrayBuffer {
-  const have = staging[role];
-  if (have && have.byteLength >= bytes) return have;
-  const buf = new SharedArrayBuffer(bytes);
-  if (bytes <= STAGING_KEEP_BYTES) staging[role] = buf;
-  return buf;
-}
-
 function gemmParallel<T extends FloatArray>(p: GemmProblem<T>, ctor: FloatCtor<T>, chunks: Int32Array, workers: CpuPool): void {
   const aSpan = spanA(p), bSpan = spanB(p), cSpan = spanC(p);
   const q: GemmProblem<T> = { ...p };
-  const toShared = (role: 0 | 1 | 2, x: T, off: number, len: number, copyIn: boolean): T => {
-    const y = new ctor(stagingBuffer(role, len * ctor.BYTES_PER_ELEMENT), 0, len);
+  // into the pool's reused staging slabs (pool.ts stagingSlab), one per operand
+  const toShared = (role: 'A' | 'B' | 'C', x: T, off: number, len: number, copyIn: boolean): T => {
+    const y = new ctor(stagingSlab(`gemm.${role}`, len * ctor.BYTES_PER_ELEMENT), 0, len);
     if (copyIn) y.set(x.subarray(off, off + len));
     return y;
   };
-  if (!shared(p.A)) { q.A = toShared(0, p.A, p.aOff, aSpan, true); q.aOff = 0; }
-  if (!shared(p.B)) { q.B = toShared(1, p.B, p.bOff, bSpan, true); q.bOff = 0; }
-  const copyC = !shared(p.C);
+  if (!isShared(p.A)) { q.A = toShared('A', p.A, p.aOff, aSpan, true); q.aOff = 0; }
+  if (!isShared(p.B)) { q.B = toShared('B', p.B, p.bOff, bSpan, true); q.bOff = 0; }
+  const copyC = !isShared(p.C);
   // With beta = 0 the old C is never read (the kernel overwrites each chunk), so it is not copied in.
-  if (copyC) { q.C = toShared(2, p.C, p.cOff, cSpan, p.beta !== 0); q.cOff = 0; }
+  if (copyC) { q.C = toShared('C', p.C, p.cOff, cSpan, p.beta !== 0); q.cOff = 0; }
   workers.run({ kind: 'gemm', problem: q, chunks, counters: newCounters() }, mainScratch);
   if (copyC) {
     // Row by row: the shared copy's ld padding was never copied in (beta = 0) and must not be copied out.

@@ -156,22 +156,27 @@ export function warmCpuPool(timeoutMs = 10_000): boolean {
 // ---- row-parallel loops ----
 
 /**
- * Staging for arrays that are not SharedArrayBuffer-backed, one slab per kernel argument, grown to the
- * largest call and reused (up to STAGING_KEEP_BYTES): a fresh SharedArrayBuffer costs far more than the
- * copy (its pages are new to the process and its memory returns only after a full collection: 6–8 ms
- * for 2 MiB allocated and touched, against 0.3 ms for a plain ArrayBuffer, on the 2-core EPYC VM).
- * Reuse is safe: a call returns only after every range is done. A call that would stage a larger array
- * runs serially instead.
+ * Staging for arrays that are not SharedArrayBuffer-backed, which the workers cannot see: one slab per
+ * named slot (a GEMM operand's role, a row kernel's argument), grown to the largest request and reused.
+ * A fresh SharedArrayBuffer costs far more than the copy into it (its pages are new to the process and
+ * its memory returns only after a full collection: 6–8 ms for 2 MiB allocated and touched, against 0.3 ms
+ * for a plain ArrayBuffer, on the 2-core EPYC VM). Reuse is safe: a task returns only after every chunk
+ * is done, and a worker that wakes late finds no chunk left to claim. A request above STAGING_KEEP_BYTES
+ * gets a slab that is not kept, so one huge product does not pin its memory for the life of the process
+ * (parallelRows runs such a call serially instead).
  */
 const slabs = new Map<string, SharedArrayBuffer>();
-const STAGING_KEEP_BYTES = 64 << 20;
-function stagingSlab(slot: string, bytes: number): SharedArrayBuffer {
+export const STAGING_KEEP_BYTES = 64 << 20;
+export function stagingSlab(slot: string, bytes: number): SharedArrayBuffer {
   const have = slabs.get(slot);
   if (have && have.byteLength >= bytes) return have;
   const b = new SharedArrayBuffer(Math.max(bytes, 8));
-  slabs.set(slot, b); // parallelRows stages nothing larger than STAGING_KEEP_BYTES
+  if (bytes <= STAGING_KEEP_BYTES) slabs.set(slot, b);
   return b;
 }
+
+/** Whether workers see x without a copy (it lies in a SharedArrayBuffer). */
+export const isShared = (x: ArrayBufferView): boolean => typeof SharedArrayBuffer !== 'undefined' && x.buffer instanceof SharedArrayBuffer;
 
 /**
  * minNs: below about this much serial work a call stays on this thread, whatever the estimate below;
@@ -185,8 +190,6 @@ export const rowTune = { minNs: 250_000, force: false };
  */
 const PARALLEL_OVERHEAD_NS = 200_000;
 const STAGE_BYTES_PER_NS = 10;
-const isShared = (x: ArrayBufferView): boolean => typeof SharedArrayBuffer !== 'undefined' && x.buffer instanceof SharedArrayBuffer;
-
 /**
  * fn(args, 0, rows), split into row ranges across the pool when that is estimated to be faster: `rows ·
  * nsPerRow` (the caller's measure of one row's serial cost) over the threads, plus the fixed overhead and
@@ -201,27 +204,27 @@ const isShared = (x: ArrayBufferView): boolean => typeof SharedArrayBuffer !== '
 export function parallelRows<A extends object>(name: string, fn: RowKernel<A>, args: A, rows: number, nsPerRow: number, outs: readonly (keyof A)[] = []): void {
   const serialNs = rows * nsPerRow;
   const threads = rows >= 2 && (rowTune.force || serialNs >= rowTune.minNs) ? cpuThreads() : 1;
-  let stageBytes = 0;
-  let huge = false; // an array to stage beyond the kept slabs' size: a fresh slab each call, never worth it
-  if (threads > 1) {
-    for (const key of Object.keys(args) as Array<keyof A>) {
+  // the arguments the workers cannot see as they are: plain typed arrays, staged (outs copied back too)
+  const toStage = threads > 1
+    ? (Object.keys(args) as Array<keyof A>).filter((key) => {
       const x = args[key];
-      if (!ArrayBuffer.isView(x) || x instanceof DataView || isShared(x)) continue;
-      stageBytes += x.byteLength * (outs.includes(key) ? 2 : 1);
-      if (x.byteLength > STAGING_KEEP_BYTES) huge = true;
-    }
-  }
+      return ArrayBuffer.isView(x) && !(x instanceof DataView) && !isShared(x);
+    })
+    : [];
+  const bytesOf = (key: keyof A): number => (args[key] as ArrayBufferView).byteLength;
+  const stageBytes = toStage.reduce((b, key) => b + bytesOf(key) * (outs.includes(key) ? 2 : 1), 0);
+  // an array beyond the kept slabs' size would take a fresh slab each call: never worth it
+  const huge = toStage.some((key) => bytesOf(key) > STAGING_KEEP_BYTES);
   if (threads <= 1 || huge || (!rowTune.force && serialNs / threads + stageBytes / STAGE_BYTES_PER_NS + PARALLEL_OVERHEAD_NS >= serialNs)) {
     fn(args, 0, rows);
     return;
   }
   const staged: A = { ...args };
   const back: Array<[keyof A, ArrayBufferView]> = [];
-  for (const key of Object.keys(args) as Array<keyof A>) {
-    const x = args[key];
-    if (!ArrayBuffer.isView(x) || x instanceof DataView || isShared(x)) continue;
+  for (const key of toStage) {
+    const x = args[key] as ArrayBufferView & { BYTES_PER_ELEMENT: number };
     const T = x.constructor as new (b: SharedArrayBuffer, off: number, len: number) => ArrayBufferView & { set(a: ArrayLike<number>): void };
-    const y = new T(stagingSlab(`${name}.${String(key)}`, x.byteLength), 0, x.byteLength / (x as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT);
+    const y = new T(stagingSlab(`${name}.${String(key)}`, x.byteLength), 0, x.byteLength / x.BYTES_PER_ELEMENT);
     y.set(x as unknown as ArrayLike<number>);
     (staged as Record<keyof A, unknown>)[key] = y;
     if (outs.includes(key)) back.push([key, y]);
