@@ -82,3 +82,17 @@ test('parallel rows: indexer logits (uneven ranges, empty rows) and the DSA top-
   sameSplit('topkSelect k 8 with ranges', () => [T.topkSelect(logits!, 8, { start, end })]);
   sameSplit('topkSelect k 40 (more than any row holds)', () => [T.topkSelect(logits!, 40)]);
 });
+
+test('parallel rows: a bad DSV32_CPU_THREADS is reported by the first small op, naming the variable', () => {
+  const keep = process.env.DSV32_CPU_THREADS;
+  const g = T.randn([2, 3], new T.Rng(6));
+  try {
+    for (const bad of ['two', '0', '1.5']) {
+      process.env.DSV32_CPU_THREADS = bad;
+      assert.throws(() => T.swiglu(g, g), (e: unknown) => e instanceof Error && e.message === `DSV32_CPU_THREADS=${bad}: expected an integer from 1 to 256`);
+    }
+  } finally {
+    process.env.DSV32_CPU_THREADS = keep;
+  }
+  assert.equal(T.swiglu(g, g).shape.join(','), '2,3');
+});

@@ -203,7 +203,10 @@ const STAGE_BYTES_PER_NS = 10;
  */
 export function parallelRows<A extends object>(name: string, fn: RowKernel<A>, args: A, rows: number, nsPerRow: number, outs: readonly (keyof A)[] = []): void {
   const serialNs = rows * nsPerRow;
-  const threads = rows >= 2 && (rowTune.force || serialNs >= rowTune.minNs) ? cpuThreads() : 1;
+  // read on every call, small ones included, so a bad DSV32_CPU_THREADS is reported by the first op that
+  // could split (a one-line error inside the command), not only once some op is large enough to
+  const cores = cpuThreads();
+  const threads = rows >= 2 && (rowTune.force || serialNs >= rowTune.minNs) ? cores : 1;
   // the arguments the workers cannot see as they are: plain typed arrays, staged (outs copied back too)
   const toStage = threads > 1
     ? (Object.keys(args) as Array<keyof A>).filter((key) => {
