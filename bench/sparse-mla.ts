@@ -7,9 +7,10 @@
 // Medians of CUDA-event times (bursts of back-to-back calls between two events, as bench/cuda-bench.ts).
 // Indices are distinct per query row, uniformly random over the keys (over each sequence's own positions
 // for decode), so the gathers are as scattered as top-k selections at long context.
-// "ours" is the default path: bf16 queries gather their selected rows and run two batched cuBLASLt GEMMs
-// (kernels/sparse_mla_gemm.cu); the CUDA-core kernel (kernels/sparse_mla.cu, the f32 path) is timed beside
-// it on the same inputs.
+// "ours" is the default path: at these 128 heads the wgmma kernel (kernels/sparse_mla_wgmma.cu, 64 heads a
+// CTA, each selected row gathered or decoded once per CTA); the path without it (sparseMlaTune.wg off: the
+// gathered rows and two batched cuBLASLt GEMMs of kernels/sparse_mla_gemm.cu, the default before) is timed
+// beside it on the same inputs.
 //   node dist/bench/sparse-mla.js [--torch ref.json | --no-torch] [--out result.json] [--ctx 8192] [--quick]
 //   node dist/bench/sparse-mla.js --device cpu      (tiny shapes on the CPU reference; says so)
 // Without --torch the reference runs here: python3 (or $DSV32_PYTHON) bench/sparse_mla_ref.py.
@@ -33,14 +34,15 @@ const DECODE = onCpu ? [{ b: 2, s_q: 2, h: H, k: K, ctx }] : (quick ? [[64, 1]] 
 // ---- timing ---------------------------------------------------------------------------------------------
 /** Median ms per call: CUDA events around bursts of `burst` calls (host clock on the CPU). */
 const timeMs = (fn: () => void, reps: number, burst: number): number => burstMs(fn, reps, burst, 1, onCpu);
-/** The same call on the CUDA-core kernel (sparseMlaTune.gemm off; bf16 queries take the gemm path by default). */
-function kernelMs(fn: () => void, reps: number, burst: number): number | undefined {
+/** The same call without the wgmma kernel (sparseMlaTune.wg off: the gathered-GEMM path). */
+function withoutWgMs(fn: () => void, reps: number, burst: number): number | undefined {
   if (onCpu) return undefined;
-  sparseMlaTune.gemm = false;
+  const keep = sparseMlaTune.wg;
+  sparseMlaTune.wg = false;
   try {
     return timeMs(fn, reps, burst);
   } finally {
-    sparseMlaTune.gemm = true;
+    sparseMlaTune.wg = keep;
   }
 }
 
@@ -75,10 +77,10 @@ for (const [pi, p] of PREFILL.entries()) {
     res = T.sparseMlaPrefill(q, kv, idx, scale);
   };
   const ms = timeMs(call, onCpu ? 3 : quick ? 3 : 5, 1);
-  const kms = kernelMs(call, 3, 1);
+  const kms = withoutWgMs(call, 3, 1);
   const flops = 2 * p.s_q * p.h * p.k * (D + DV);
   const ref = torch?.prefill?.[pi];
-  const row: Row = { ...p, ms, tflops: flops / ms / 1e9, ...(kms !== undefined ? { cuda_core_kernel_ms: kms } : {}), ...(ref ?? {}) };
+  const row: Row = { ...p, ms, tflops: flops / ms / 1e9, ...(kms !== undefined ? { without_wg_ms: kms } : {}), ...(ref ?? {}) };
   prefillOut.push(row);
   rows.push([`prefill s_kv ${p.s_kv}`, `s_q ${p.s_q} h ${p.h} k ${p.k}`, fmt(ms), fmt(row.tflops, 1), fmt(kms), fmt(ref?.torch_sparse_ms), fmt(ref?.torch_sparse_tflops, 1),
     ref?.dense_sdpa_ms !== undefined ? `${fmt(ref.dense_sdpa_ms)} (${ref.dense_sdpa_backend})` : ref?.dense_sdpa_error ? 'failed' : '—', fmt(ref?.dense_matmul_ms), fmt(ref?.flashmla_tflops, 1)]);
@@ -116,8 +118,8 @@ for (const [di, p] of DECODE.entries()) {
     };
     const ms = timeMs(call, onCpu ? 3 : 20, onCpu ? 1 : 5);
     row[`${format}_ms`] = ms;
-    const kms = kernelMs(call, 5, 2);
-    if (kms !== undefined) row[`${format}_cuda_core_kernel_ms`] = kms;
+    const kms = withoutWgMs(call, 5, 2);
+    if (kms !== undefined) row[`${format}_without_wg_ms`] = kms;
     row[`${format}_tflops`] = (2 * p.b * p.s_q * p.h * p.k * (D + DV)) / ms / 1e9;
     row[`${format}_cache_GBps`] = (p.b * p.s_q * p.k * T.mlaCacheBytesPerToken(format)) / ms / 1e6; // bytes of the selected rows read per call
     dispose(cache);
@@ -126,7 +128,7 @@ for (const [di, p] of DECODE.entries()) {
   const ref = torch?.decode?.[di];
   Object.assign(row, ref ?? {});
   decodeOut.push(row);
-  rows.push([`decode b ${p.b} s_q ${p.s_q}`, `h ${p.h} k ${p.k} ctx ${p.ctx}`, `${fmt(row.fp8_ms)} (bf16 cache ${fmt(row.bf16_ms)})`, `${fmt(row.fp8_tflops, 1)} (${fmt(row.bf16_tflops, 1)})`, fmt(row.fp8_cuda_core_kernel_ms),
+  rows.push([`decode b ${p.b} s_q ${p.s_q}`, `h ${p.h} k ${p.k} ctx ${p.ctx}`, `${fmt(row.fp8_ms)} (bf16 cache ${fmt(row.bf16_ms)})`, `${fmt(row.fp8_tflops, 1)} (${fmt(row.bf16_tflops, 1)})`, `${fmt(row.fp8_without_wg_ms)} (${fmt(row.bf16_without_wg_ms)})`,
     fmt(ref?.torch_sparse_bf16_ms), fmt(ref?.torch_sparse_bf16_tflops, 1), '—', '—', '—']);
   dispose(q, idx);
 }
@@ -134,5 +136,5 @@ result.decode = decodeOut;
 
 console.log(`sparse MLA forward — ${result.device}; ${machine()}${torch ? `; torch ${torch.torch} on ${torch.device}${torch.flash_mla ? ', FlashMLA present' : ''}` : `; ${torchNote}`}`);
 if (onCpu) console.log('CPU run: tiny shapes on the CPU reference, not the issue\'s shapes (those need the GPU)');
-printTable(['case', 'shape', 'ours ms', 'ours TFLOPS', 'CUDA-core kernel ms', 'torch sparse ms', 'torch sparse TFLOPS', 'dense SDPA ms', 'dense matmul ms', 'FlashMLA TFLOPS'], rows);
+printTable(['case', 'shape', 'ours ms', 'ours TFLOPS', 'without wgmma kernel ms', 'torch sparse ms', 'torch sparse TFLOPS', 'dense SDPA ms', 'dense matmul ms', 'FlashMLA TFLOPS'], rows);
 if (opt('--out')) writeFileSync(opt('--out')!, JSON.stringify(result, null, 2));

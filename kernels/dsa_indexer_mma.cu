@@ -43,6 +43,7 @@
 // reduce path; docs/benchmarks.md). Its logic also runs on the CPU in scripts/kernel-emu/run-indexer-mma.mjs,
 // with wgmma, cp.async and the barriers modelled as stated there.
 #include "common.cuh"
+#include "wgmma.cuh"
 
 #define MMA_D 128
 #define MMA_TILE 64
@@ -100,28 +101,6 @@ __device__ __forceinline__ void wgmma_m64n256k32_e4m3(float (&d)[128], uint64_t 
       : "l"(da), "l"(db), "r"(accumulate));
 }
 
-// Shared-memory matrix descriptor: 128-byte swizzle, K-major; start address >> 4 in bits 0–13, the stride
-// between 8-row groups (8 × 128 B) >> 4 in bits 32–45, swizzle mode 1 (128 B) in bits 62–63. The leading
-// offset is unused for a swizzled K-major operand whose k extent (32 B) stays inside one 128-byte row.
-__device__ __forceinline__ uint64_t sw128_desc(uint32_t saddr) {
-  return (uint64_t)((saddr & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) | ((uint64_t)(1024 >> 4) << 32) | ((uint64_t)1 << 62);
-}
-__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmma_wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
-// keeps the compiler from moving accumulator reads or writes across the asynchronous MMA
-template <int N>
-__device__ __forceinline__ void fence_regs(float (&d)[N]) {
-#pragma unroll
-  for (int i = 0; i < N; i++) asm volatile("" : "+f"(d[i])::"memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
-// cp.async writes are generic-proxy writes; the tensor cores read through the async proxy
-__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
-__device__ __forceinline__ void bar_sync(int id, int n) { asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory"); }
-
 template <int NT>
 __device__ __forceinline__ void mma_tile(float (&d)[NT / 2], uint32_t a, uint32_t b) {
   const uint64_t da = sw128_desc(a), db = sw128_desc(b);
@@ -136,9 +115,6 @@ __device__ __forceinline__ void mma_tile(float (&d)[NT / 2], uint32_t a, uint32_
   wgmma_wait0();
   fence_regs(d);
 }
-
-// 16 bytes of row r (chunk c) of a 128-byte-row operand, at its swizzled place
-__device__ __forceinline__ uint8_t* sw128_at(uint8_t* tile, int r, int c) { return tile + r * 128 + ((c ^ (r & 7)) << 4); }
 
 template <int H, int NT, bool PAGED>
 __device__ __forceinline__ void indexer_logits_mma_impl(int64_t rows, int64_t ncols, int64_t chunk, int64_t tk, int64_t next_n, int64_t max_blocks,

@@ -51,6 +51,17 @@ export function hostKernel(cu, edits = [], { staticShared = false } = {}) {
 }
 
 /**
+ * The edit that inlines kernels/wgmma.cuh without its sm_90a section (the descriptors and the swizzle's
+ * addressing stay; a driver defines the fences, barriers and MMAs as the emulation has them).
+ */
+export function wgmmaHeaderEdit() {
+  const h = readFileSync(join(root, 'kernels', 'wgmma.cuh'), 'utf8');
+  const a = h.indexOf('// ---- sm_90a instructions ----');
+  if (a < 0 || h.indexOf('// ---- end of the sm_90a instructions ----') < 0) throw new Error('kernel-emu: kernels/wgmma.cuh lost its sm_90a section markers; update emu-runner.mjs');
+  return ['#include "wgmma.cuh"', h.slice(0, a).replace('#pragma once', '').replace('#include <stdint.h>', '')];
+}
+
+/**
  * Builds one emulator: the host kernel source as kernel.cpp in its own folder of `dir`, compiled into the
  * driver `driver` (a *-emu.cpp of this folder) with g++ -std=c++20 against shim/. Returns the executable.
  */

@@ -11,7 +11,7 @@
 //   npm run build && node scripts/kernel-emu/run-indexer-mma.mjs
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { build, emulate, mulberry32, pagedIndexerCache, readValues, reporter, root, setup, writeData } from './emu-runner.mjs';
+import { build, emulate, mulberry32, wgmmaHeaderEdit, pagedIndexerCache, readValues, reporter, root, setup, writeData } from './emu-runner.mjs';
 
 const { T, dir } = await setup('indexer-mma');
 const src = readFileSync(join(root, 'kernels', 'dsa_indexer_mma.cu'), 'utf8');
@@ -27,8 +27,8 @@ const emu = build(dir, {
   flags: ['-O2'],
   edits: [
     // the sm_90a section: the driver defines these (wgmma, cp.async, fences, named barriers)
-    cut('// ---- wgmma, fp8 (sm_90a)', '// Shared-memory matrix descriptor'),
-    cut('__device__ __forceinline__ void wgmma_fence()', 'template <int NT>\n__device__ __forceinline__ void mma_tile'),
+    cut('// ---- wgmma, fp8 (sm_90a)', 'template <int NT>\n__device__ __forceinline__ void mma_tile'),
+    wgmmaHeaderEdit(),
     ['extern __shared__ uint8_t smem_raw[];', 'uint8_t* smem_raw = (uint8_t*)g_smem;'],
     ['__launch_bounds__(MMA_THREADS, 1)', ''],
   ],

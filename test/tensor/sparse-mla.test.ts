@@ -15,19 +15,22 @@ import { sparseMqaAttention } from '../oracles/sparse-attention.js';
 import { sparseMlaTune } from '../../src/backend/cuda/sparse-mla.js';
 
 /**
- * On CUDA a bf16 query takes a fused tensor-core kernel (sparseMlaTune.fused, within its bounds: the
+ * On CUDA a bf16 query takes the wide-head wgmma kernel (sparseMlaTune.wg: at least 64 heads at D 576, dv 512,
+ * bf16 rows or the FP8 cache), a fused tensor-core kernel (sparseMlaTune.fused, within its bounds: the
  * one-pass kernel with sparseMlaTune.flash for bf16 rows where its layout fits, else the two-pass one) or
  * the gather + cuBLASLt path (sparseMlaTune.gemm), and f32 the CUDA-core kernel: run the body on each path
- * in turn (one-pass with its keys split over CTAs where few rows leave SMs idle, one-pass unsplit, two-pass,
- * gemm, kernel), so every path meets the same bounds.
+ * in turn (the wgmma kernel with its keys split over CTAs, as few rows make it, and unsplit; one-pass split
+ * and unsplit, two-pass, gemm, kernel), so every path meets the same bounds.
  */
 // the fused path with its speed bounds lifted, so the small cases here reach it at up to 64 heads
 const PATHS = [
-  { fused: true, flash: true, split: true, splitMinRows: 1, gemm: true, fusedMinRows: 0, fusedMaxHeads: 64 },
-  { fused: true, flash: true, split: false, gemm: true, fusedMinRows: 0, fusedMaxHeads: 64 },
-  { fused: true, flash: false, gemm: true, fusedMinRows: 0, fusedMaxHeads: 64 },
-  { fused: false, gemm: true },
-  { fused: false, gemm: false },
+  { wg: true, fused: true, flash: true, split: true, splitMinRows: 1, gemm: true, fusedMinRows: 0, fusedMaxHeads: 64 },
+  { wg: true, fused: true, flash: true, split: false, gemm: true, fusedMinRows: 0, fusedMaxHeads: 64 },
+  { wg: false, fused: true, flash: true, split: true, splitMinRows: 1, gemm: true, fusedMinRows: 0, fusedMaxHeads: 64 },
+  { wg: false, fused: true, flash: true, split: false, gemm: true, fusedMinRows: 0, fusedMaxHeads: 64 },
+  { wg: false, fused: true, flash: false, gemm: true, fusedMinRows: 0, fusedMaxHeads: 64 },
+  { wg: false, fused: false, gemm: true },
+  { wg: false, fused: false, gemm: false },
 ] as const;
 function bothPaths(dev: string, body: () => void): void {
   const keep = { ...sparseMlaTune };
@@ -43,7 +46,7 @@ function bothPaths(dev: string, body: () => void): void {
 
 /** The CUDA path a bf16 query of H heads takes now (for messages). */
 const pathName = (dev: string, H: number): string =>
-  dev === 'cpu' ? '' : sparseMlaTune.fused && H <= sparseMlaTune.fusedMaxHeads && sparseMlaTune.fusedMinRows === 0 ? (sparseMlaTune.flash ? ' (fused path, one-pass kernel where it applies)' : ' (fused path)') : sparseMlaTune.gemm ? ' (gemm path)' : ' (kernel path)';
+  dev === 'cpu' ? '' : sparseMlaTune.wg && H >= sparseMlaTune.wgMinHeads ? ` (wgmma kernel where it applies${sparseMlaTune.split ? ', split' : ''})` : sparseMlaTune.fused && H <= sparseMlaTune.fusedMaxHeads && sparseMlaTune.fusedMinRows === 0 ? (sparseMlaTune.flash ? ' (fused path, one-pass kernel where it applies)' : ' (fused path)') : sparseMlaTune.gemm ? ' (gemm path)' : ' (kernel path)';
 
 const bf16All = (a: Float32Array): Float32Array => a.map((x) => T.bf16Round(x));
 

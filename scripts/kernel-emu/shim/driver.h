@@ -49,18 +49,19 @@ unsigned __match_any_sync(unsigned, int v) {
   w.bar->arrive_and_wait();
   return m;
 }
-/** Runs f as a gx × gy grid of CTAs of `threads` threads, one CTA at a time. */
-template <class F> static void launch(unsigned gx, unsigned gy, unsigned threads, F f) {
-  gridDim = {gx, gy, 1};
+/** Runs f as a gx × gy (× gz) grid of CTAs of `threads` threads, one CTA at a time. */
+template <class F> static void launch(unsigned gx, unsigned gy, unsigned threads, F f, unsigned gz = 1) {
+  gridDim = {gx, gy, gz};
   blockDim = {threads, 1, 1};
-  for (unsigned by = 0; by < gy; by++)
-    for (unsigned bx = 0; bx < gx; bx++) {
-      g_bar = std::make_unique<std::barrier<>>(threads);
-      for (unsigned w = 0; w < (threads + 31) / 32; w++) g_w[w].bar = std::make_unique<std::barrier<>>(32);
-      std::vector<std::thread> ts;
-      for (unsigned t = 0; t < threads; t++) ts.emplace_back([=] { threadIdx = {t, 0, 0}; blockIdx = {bx, by, 0}; f(); });
-      for (auto& t : ts) t.join();
-    }
+  for (unsigned bz = 0; bz < gz; bz++)
+    for (unsigned by = 0; by < gy; by++)
+      for (unsigned bx = 0; bx < gx; bx++) {
+        g_bar = std::make_unique<std::barrier<>>(threads);
+        for (unsigned w = 0; w < (threads + 31) / 32; w++) g_w[w].bar = std::make_unique<std::barrier<>>(32);
+        std::vector<std::thread> ts;
+        for (unsigned t = 0; t < threads; t++) ts.emplace_back([=] { threadIdx = {t, 0, 0}; blockIdx = {bx, by, bz}; f(); });
+        for (auto& t : ts) t.join();
+      }
 }
 /** A file's bytes ("-": none, an empty vector), with `pad` zero bytes after them (reads a little past the end stay inside). */
 static std::vector<unsigned char> read_file(const char* p, size_t pad = 0) {

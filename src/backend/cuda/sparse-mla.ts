@@ -50,7 +50,7 @@ function fwd(b: CudaBackend, op: string, kvName: string, out: View, lse: View, q
  */
 export const sparseMlaTune = {
   gemm: gemmPathOn('mla', true), fused: gemmPathOn('mla-fused', true), flash: gemmPathOn('mla-flash', true), split: gemmPathOn('mla-split', true),
-  fusedMaxHeads: 16, fusedMinRows: 64, splitMinRows: 16,
+  wg: gemmPathOn('mla-wg', true), fusedMaxHeads: 16, fusedMinRows: 64, splitMinRows: 16, wgMinHeads: 64,
 };
 
 const SOFTMAX_SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'i64', 'f64', 'p', 'p', 'p'];
@@ -110,7 +110,7 @@ function fusedPath(b: CudaBackend, src: 'bf16' | 'f32' | 'fp8', out: View, lse: 
   if (!sparseMlaTune.fused || H > sparseMlaTune.fusedMaxHeads || q.dtype !== 'bf16' || out.dtype !== 'bf16') return false;
   if (D % 16 !== 0 || D > FUSED.D_MAX || dv % 64 !== 0 || dv > FUSED.DV_MAX || dv > D || k === 0 || k > FUSED.K_MAX || N === 0) return false;
   if (N > 2 ** 31 - 1 || Math.ceil(H / FUSED.HG) > 65535) return false;
-  const split = sparseMlaTune.split && N >= sparseMlaTune.splitMinRows ? splitsFor(b, N, H, k) : 1;
+  const split = sparseMlaTune.split && N >= sparseMlaTune.splitMinRows ? splitsFor(b, N * Math.ceil(H / FLASH.HG), k) : 1;
   if (N < sparseMlaTune.fusedMinRows && split === 1) return false;
   if (sparseMlaTune.flash && flashPath(b, src, out, lse, q, kv, indices, dv, scale, rows, W, split)) return true;
   if (N < sparseMlaTune.fusedMinRows) return false;
@@ -152,21 +152,31 @@ function flashPath(b: CudaBackend, src: 'bf16' | 'f32', out: View, lse: View, q:
     kern.launch(N, FLASH.NT, smem, [N, H, D, dv, k, rows, W, scale, b.address(out), b.address(lse), b.address(q), b.address(kv), b.address(indices)], groups);
     return true;
   }
-  const S = Math.ceil(tiles / tps);  // splits that hold a tile
+  const kern = b.rt.modules.get('sparse_mla_flash', `sparse_mla_flash_split_${src}`, SPLIT_SIG);
+  if (smem > 48 * 1024) kern.setMaxDynamicSmem(smem, C.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES);
+  splitLaunch(b, out, lse, N, H, dv, Math.ceil(tiles / tps), (po, plse) =>
+    kern.launch(N, FLASH.NT, smem, [N, H, D, dv, k, rows, W, scale, b.address(q), b.address(kv), b.address(indices), tps, po, plse], groups, Math.ceil(tiles / tps)));
+  return true;
+}
+
+/**
+ * A split launch (flash decoding): `partials(po, plse)` launches the S splits, each writing its normalised
+ * f32 partial output and lse into po [S, N, H, dv] and plse [S, N, H]; sparse_mla_split_combine
+ * (kernels/sparse_mla_flash.cu) merges them into out and lse.
+ */
+function splitLaunch(b: CudaBackend, out: View, lse: View, N: number, H: number, dv: number, S: number, partials: (po: number, plse: number) => void): void {
   const po = b.alloc('f32', S * N * H * dv);
   const plse = b.alloc('f32', S * N * H);
   try {
-    const kern = b.rt.modules.get('sparse_mla_flash', `sparse_mla_flash_split_${src}`, SPLIT_SIG);
-    if (smem > 48 * 1024) kern.setMaxDynamicSmem(smem, C.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES);
-    kern.launch(N, FLASH.NT, smem, [N, H, D, dv, k, rows, W, scale, b.address(q), b.address(kv), b.address(indices), tps, po.ptr, plse.ptr], groups, S);
+    partials(po.ptr, plse.ptr);
     const warps = 8;
     b.rt.modules.get('sparse_mla_flash', 'sparse_mla_split_combine', COMBINE_SIG)
       .launch(Math.ceil((N * H) / warps), 32 * warps, 0, [N * H, dv, S, po.ptr, plse.ptr, b.address(out), b.address(lse)]);
   } finally {
+    // stream-ordered reuse, as in gemmPath
     po.dispose();
     plse.dispose();
   }
-  return true;
 }
 
 const SPLIT_SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'i64', 'i64', 'i64', 'i64', 'f64', 'p', 'p', 'p', 'i64', 'p', 'p'];
@@ -175,19 +185,51 @@ const COMBINE_SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'p', 'p', 'p', '
 const MAX_SPLITS = 32;
 
 /**
- * Key splits for the one-pass kernel: 1 where N rows × ⌈H/16⌉ head groups already fill half the SMs, else
- * as many as bring the CTAs up to the SM count (one CTA per SM fits, ~183 KB of shared memory), at most one
- * per 64-key tile and MAX_SPLITS.
+ * Key splits for a one-pass kernel launching `ctas` CTAs over k selected keys: 1 where they already fill
+ * half the SMs, else as many as bring the CTAs up to the SM count (one CTA per SM fits either kernel's
+ * shared memory), at most one per 64-key tile and MAX_SPLITS.
  */
-function splitsFor(b: CudaBackend, N: number, H: number, k: number): number {
-  const ctas = N * Math.ceil(H / FLASH.HG);
+function splitsFor(b: CudaBackend, ctas: number, k: number): number {
   const sms = b.rt.info.multiprocessors;
   if (2 * ctas > sms) return 1;
   return Math.max(1, Math.min(Math.floor(sms / ctas), Math.ceil(k / FLASH.TK), MAX_SPLITS));
 }
 
+/** kernels/sparse_mla_wgmma.cu: heads a CTA, keys a tile, threads, the dims it takes, the FP8 row's bytes, shared memory (its header). */
+const WG = { H: 64, TK: 64, NT: 384, D: 576, DV: 512, FP8_W: 656, SMEM: 1024 + 3 * 73728 + 8192 + 2 * 64 * 4 + 2 * 64 * 4 };
+
+/**
+ * The wide-head kernel (kernels/sparse_mla_wgmma.cu: wgmma, 64 heads a CTA, a producer warpgroup gathering
+ * or decoding each selected row once per CTA): bf16 queries of at least `wgMinHeads` heads at D 576, dv 512,
+ * over bf16 rows or the 656-byte FP8 cache; split over the keys where the CTAs fill fewer than half the SMs.
+ */
+function wgPath(b: CudaBackend, src: 'bf16' | 'f32' | 'fp8', out: View, lse: View, q: View, kv: View, indices: View, dv: number, scale: number, rows: number, W: number): boolean {
+  const [N, H, D] = q.shape as [number, number, number];
+  const k = indices.shape[1]!;
+  if (!sparseMlaTune.wg || H < sparseMlaTune.wgMinHeads || q.dtype !== 'bf16' || out.dtype !== 'bf16' || src === 'f32') return false;
+  if (D !== WG.D || dv !== WG.DV || (src === 'fp8' && W !== WG.FP8_W) || k === 0 || N === 0 || N > 2 ** 31 - 1) return false;
+  if (Math.ceil(H / WG.H) > 65535 || WG.SMEM > b.rt.info.maxSharedPerBlockOptin) return false;
+  const groups = Math.ceil(H / WG.H);
+  const split = sparseMlaTune.split ? splitsFor(b, N * groups, k) : 1;
+  const args = [N, H, D, dv, k, rows, W, scale];
+  if (split === 1) {
+    const kern = b.rt.modules.get('sparse_mla_wgmma', `sparse_mla_wg_${src}`, FWD_SIG);
+    kern.setMaxDynamicSmem(WG.SMEM, C.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES);
+    kern.launch(N, WG.NT, WG.SMEM, [...args, b.address(out), b.address(lse), b.address(q), b.address(kv), b.address(indices)], groups);
+    return true;
+  }
+  const tiles = Math.ceil(k / WG.TK);
+  const tps = Math.ceil(tiles / split);
+  const S = Math.ceil(tiles / tps);
+  const kern = b.rt.modules.get('sparse_mla_wgmma', `sparse_mla_wg_split_${src}`, SPLIT_SIG);
+  kern.setMaxDynamicSmem(WG.SMEM, C.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES);
+  splitLaunch(b, out, lse, N, H, dv, S, (po, plse) => kern.launch(N, WG.NT, WG.SMEM, [...args, b.address(q), b.address(kv), b.address(indices), tps, po, plse], groups, S));
+  return true;
+}
+
 export function sparseMlaPrefillCuda(b: CudaBackend, out: View, lse: View, q: View, kv: View, indices: View, dv: number, scale: number): void {
   if (q.dtype !== kv.dtype) throw new DsvError(`sparseMlaPrefill on cuda: kv (${kv.dtype}) must have q's dtype (${q.dtype})`);
+  if (wgPath(b, sfx(kv.dtype) as 'bf16' | 'f32', out, lse, q, kv, indices, dv, scale, kv.shape[0]!, 0)) return;
   if (fusedPath(b, sfx(kv.dtype) as 'bf16' | 'f32', out, lse, q, kv, indices, dv, scale, kv.shape[0]!, 0)) return;
   if (gemmPath(b, sfx(kv.dtype) as 'bf16' | 'f32', out, lse, q, kv, indices, dv, scale, kv.shape[0]!, 0)) return;
   fwd(b, 'sparseMlaPrefill', sfx(kv.dtype), out, lse, q, kv, indices, dv, scale, kv.shape[0]!, 0);
@@ -197,6 +239,7 @@ export function sparseMlaDecodeCuda(b: CudaBackend, out: View, lse: View, q: Vie
   const [blocks, page, W] = cache.shape as [number, number, number];
   // the bf16 and f32 caches are dense row layouts [blocks·page, D] (q arrives as [B·s_q, H, D])
   const src = cache.dtype === 'u8' ? 'fp8' : (sfx(cache.dtype) as 'bf16' | 'f32');
+  if (wgPath(b, src, out, lse, q, cache, indices, dv, scale, blocks * page, cache.dtype === 'u8' ? W : 0)) return;
   if (fusedPath(b, src, out, lse, q, cache, indices, dv, scale, blocks * page, cache.dtype === 'u8' ? W : 0)) return;
   if (gemmPath(b, src, out, lse, q, cache, indices, dv, scale, blocks * page, cache.dtype === 'u8' ? W : 0)) return;
   fwd(b, 'sparseMlaDecode', cache.dtype === 'u8' ? 'fp8' : sfx(cache.dtype), out, lse, q, cache, indices, dv, scale, blocks * page, cache.dtype === 'u8' ? W : 0);

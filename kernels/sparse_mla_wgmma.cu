@@ -1,0 +1,301 @@
+// sparse_mla_wg_<src>: sparse MLA forward on Hopper's warpgroup MMA for the wide-head shapes — the 671B
+// layout's 128 heads (and 64) at D 576 = 512 latent + 64 RoPE, dv 512 — in prefill (bf16 rows) and in
+// decode over the bf16 or the FP8 paged cache (656-byte rows decoded on the way into shared memory).
+// Same contract as the other sparse MLA kernels (src/tensor/ops/sparse-mla.ts; CPU reference
+// src/backend/cpu/sparse-mla.ts); the host (src/backend/cuda/sparse-mla.ts, sparseMlaTune.wg) sends it
+// bf16 queries of at least 64 heads at exactly these dims.
+//
+// Why another kernel. The one-pass kernel (sparse_mla_flash.cu) takes 16 heads a CTA on mma.sync, so at
+// 128 heads each selected row is gathered 8 times (72 TFLOPS at s_q 4 096, H100, 2026-12-06), and the
+// gathered GEMMs write the rows out and read them back (135 TFLOPS). Here a CTA takes 64 heads: each row
+// is gathered twice at 128 heads, once into shared memory per CTA, and both products run on wgmma.
+//
+// One CTA per (query n, group of 64 heads), three warpgroups (384 threads):
+//   producer (warpgroup 2, 56 registers): gathers tile j's 64 selected rows [64 keys × 576] into stage
+//     j mod 2 as nine 128-byte-swizzled blocks [64 keys × 64 columns] (block b = columns 64b … 64b + 63),
+//     by cp.async (bf16 rows) or decoded through registers (FP8 rows: e4m3 · the block's power-of-two
+//     scale, exact in bf16), with a valid flag per key; then arrives on FULL(stage).
+//   consumers (warpgroups 0 and 1, 224 registers): w takes keys 32w … 32w + 31 of the tile for the
+//     scores and output columns 256w … 256w + 255 for the values:
+//       S_w = Q · K_wᵀ                 wgmma m64n32k16, A = Q [64 heads × 576] and B = the tile's rows 32w…,
+//                                       both K-major: 9 blocks × 4 k16 steps (32 bytes each);
+//       x = rnd_bf16(rnd_bf16(S)·scale), −inf at a hole;  row max of the two halves through shared memory;
+//       m' = max(m, max x);  α = exp(m − m');  P = rnd_bf16(exp(x − m'))  → P [64 heads × 64 keys] in
+//       shared memory (one swizzled block, each warpgroup its 32 keys);  l_w = α·l_w + Σ P (own half);
+//       O_w = α·O_w + P · V_w          wgmma m64n256k16, A = P (K-major, 4 k16 steps), B = the tile's
+//                                       blocks 4w … 4w + 3 read MN-major (row = key: LBO 8 KB between
+//                                       the 64-column blocks, SBO 1 KB between 8-key groups);
+//     then arrive on EMPTY(stage), which the producer waits on before refilling it.
+//   out = rnd_bf16(O / (l_0 + l_1)), lse = m + ln l (0 and −inf for a row without a valid entry).
+// The numerics are the one-pass kernel's (its header: p rounded to bf16 before normalising); only the
+// sums' order differs (wgmma's f32 accumulation, and l summed per thread, quad and warpgroup).
+// Accumulator fragments (warp v of a warpgroup, lane l): d[i] is head 16v + l/4 + 8·((i>>1)&1), column
+// 8·(i>>2) + 2·(l&3) + (i&1) — key of S_w, or output column of O_w.
+// Shared memory: Q 72 KB + two 72 KB stages + P 8 KB + row maxima and valid flags: 231 424 bytes with
+// the 1 024-byte alignment, one CTA per SM. Tiles past the row's last valid entry are skipped; a split
+// launch (grid.z, flash decoding for few query rows) takes tiles [z·tps, (z+1)·tps) and writes normalised
+// f32 partials for sparse_mla_flash.cu's combine.
+#include "mla_rows.cuh"
+#include "wgmma.cuh"
+
+#define WG_H 64                     // heads a CTA
+#define WG_TK 64                    // keys a tile
+#define WG_D 576                    // the only D and dv this kernel takes
+#define WG_DV 512
+#define WG_NB (WG_D / 64)           // 128-byte column blocks a row
+#define WG_BLK (64 * 128)           // bytes of one block [64 rows × 128 B]
+#define WG_TILE (WG_NB * WG_BLK)    // 73 728
+#define WG_THREADS 384
+#define WG_FULL 1                   // named barriers: FULL(s) = 1 + s, EMPTY(s) = 3 + s, the consumers' 5 and 6
+#define WG_EMPTY 3
+#define WG_MX 5
+#define WG_PR 6
+
+// ---- wgmma, bf16 (sm_90a) -------------------------------------------------------------------------------
+// d (+)= A·B, f32 accumulators; accumulate = 0 overwrites d. n32: A and B K-major; n256 (_nb): B MN-major.
+__device__ __forceinline__ void wgmma_m64n32k16_bf16(float (&d)[16], uint64_t da, uint64_t db, int accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 {"
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15"
+      "}, %16, %17, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+      : "l"(da), "l"(db), "r"(accumulate));
+}
+__device__ __forceinline__ void wgmma_m64n256k16_bf16_nb(float (&d)[128], uint64_t da, uint64_t db, int accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {"
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
+      "}, %128, %129, p, 1, 1, 0, 1;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
+        "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
+        "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]),
+        "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]),
+        "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]),
+        "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]),
+        "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]),
+        "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]),
+        "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+      : "l"(da), "l"(db), "r"(accumulate));
+}
+
+template <int SRC>
+__device__ __forceinline__ void sparse_mla_wg(int64_t N, int64_t H, int64_t k, int64_t rows, int64_t W, double scale, uint16_t* out, float* lse,
+                                              const uint16_t* q, const void* kv, const int32_t* idx, int64_t tps, float* po, float* plse) {
+  extern __shared__ uint8_t wg_smem[];
+  uint8_t* Qs = (uint8_t*)(((uintptr_t)wg_smem + 1023) & ~(uintptr_t)1023);
+  uint8_t* KV = Qs + WG_TILE;      // two stages
+  uint8_t* Ps = KV + 2 * WG_TILE;  // [64 heads × 64 keys] bf16
+  float* Mx = (float*)(Ps + WG_BLK);  // [2][64] the warpgroups' row maxima (at the end their row sums)
+  int* Vs = (int*)(Mx + 2 * WG_H);    // [2][64] the stage's valid keys
+  __shared__ int last;
+  const int tid = threadIdx.x, wg = tid >> 7, wt = tid & 127, warp = wt >> 5, lane = tid & 31;
+  const int64_t n = blockIdx.x;
+  const int h0 = blockIdx.y * WG_H;
+  const int32_t* ir = idx + n * k;
+
+  if (tid == 0) last = -1;
+  // Q rows h0 … h0 + 63 (zeros past H), 72 chunks of 16 bytes a row
+  for (int c = tid; c < WG_H * (WG_D / 8); c += WG_THREADS) {
+    const int h = c / (WG_D / 8), cc = c - h * (WG_D / 8);
+    const bool ok = h0 + h < H;
+    cp_async16_zfill(sw128_at(Qs + (cc >> 3) * WG_BLK, h, cc & 7), ok ? q + ((n * H + h0 + h) * WG_D + cc * 8) : q, ok);
+  }
+  cp_async_commit();
+  __syncthreads();  // `last` is reset
+  {
+    int mine = -1;
+    for (int t = tid; t < k; t += WG_THREADS) {
+      const int32_t r = ir[t];
+      if (r >= 0 && r < rows) mine = t;
+    }
+    if (mine >= 0) atomicMax(&last, mine);
+  }
+  cp_async_wait<0>();
+  fence_proxy_async();
+  __syncthreads();
+  const int ntile = (last + WG_TK) / WG_TK;  // tiles up to the last valid entry (0 when there is none)
+  const int j0 = po ? min(ntile, (int)(blockIdx.z * tps)) : 0;
+  const int j1 = po ? min(ntile, j0 + (int)tps) : ntile;
+
+  if (wg == 2) {
+    // ---- producer ----
+    setmaxnreg_dec<56>();
+    const int cq = wt & 7;  // this thread's 16-byte chunk of each 128-byte block row
+    for (int j = j0; j < j1; j++) {
+      const int s = (j - j0) & 1;
+      if (j - j0 >= 2) bar_sync(WG_EMPTY + s, WG_THREADS);  // the consumers are done with tile j − 2
+      uint8_t* st = KV + s * WG_TILE;
+      if (wt < WG_TK) {
+        const int t = j * WG_TK + wt;
+        const int32_t r = t < k ? ir[t] : -1;
+        Vs[s * WG_TK + wt] = r >= 0 && r < rows;
+      }
+#pragma unroll 1
+      for (int u = 0; u < 4; u++) {
+        const int key = (wt >> 3) + 16 * u;
+        const int t = j * WG_TK + key;
+        const int32_t r0 = t < k ? ir[t] : -1;
+        const bool ok = r0 >= 0 && r0 < rows;
+        if (SRC == SRC_BF16) {
+          const uint16_t* src = (const uint16_t*)kv + (ok ? (int64_t)r0 * WG_D : 0) + cq * 8;
+#pragma unroll
+          for (int b = 0; b < WG_NB; b++) cp_async16_zfill(sw128_at(st + b * WG_BLK, key, cq), src + b * 64, ok);
+        } else {  // SRC_FP8: 512 e4m3, 4 f32 scales (one a 128 columns), 64 bf16 RoPE values; W bytes a row
+          const uint8_t* row = (const uint8_t*)kv + (ok ? (int64_t)r0 * W : 0);
+          uint2 e[8];
+          float4 sc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+          uint4 rp = make_uint4(0, 0, 0, 0);
+          if (ok) {
+#pragma unroll
+            for (int b = 0; b < 8; b++) e[b] = *(const uint2*)(row + b * 64 + cq * 8);
+            sc = *(const float4*)(row + WG_DV);
+            rp = *(const uint4*)(row + WG_DV + 16 + cq * 16);
+          } else {
+#pragma unroll
+            for (int b = 0; b < 8; b++) e[b] = make_uint2(0, 0);
+          }
+#pragma unroll
+          for (int b = 0; b < 8; b++) {
+            const float f = b < 2 ? sc.x : b < 4 ? sc.y : b < 6 ? sc.z : sc.w;
+            const uint8_t* v = (const uint8_t*)&e[b];
+            uint32_t w4[4];
+#pragma unroll
+            for (int x = 0; x < 4; x++) w4[x] = pack2(f32_to_bf16_bits(e4m3_bits_to_f32(v[2 * x]) * f), f32_to_bf16_bits(e4m3_bits_to_f32(v[2 * x + 1]) * f));
+            *(uint4*)sw128_at(st + b * WG_BLK, key, cq) = make_uint4(w4[0], w4[1], w4[2], w4[3]);
+          }
+          *(uint4*)sw128_at(st + 8 * WG_BLK, key, cq) = rp;
+        }
+      }
+      if (SRC == SRC_BF16) {
+        cp_async_commit();
+        cp_async_wait<0>();
+      }
+      fence_proxy_async();
+      bar_arrive(WG_FULL + s, WG_THREADS);
+    }
+    return;
+  }
+
+  // ---- consumers ----
+  setmaxnreg_inc<224>();
+  const float NEG_INF = __int_as_float(0xff800000);
+  const uint32_t qa = (uint32_t)__cvta_generic_to_shared(Qs), pa = (uint32_t)__cvta_generic_to_shared(Ps);
+  const int r0 = 16 * warp + (lane >> 2);  // this thread's rows (heads) r0 and r0 + 8
+  float o[128];
+#pragma unroll
+  for (int i = 0; i < 128; i++) o[i] = 0.0f;
+  float m[2] = {NEG_INF, NEG_INF}, l[2] = {0.0f, 0.0f};
+  for (int j = j0; j < j1; j++) {
+    const int s = (j - j0) & 1;
+    const uint8_t* st = KV + s * WG_TILE;
+    const uint32_t sa = (uint32_t)__cvta_generic_to_shared(st);
+    bar_sync(WG_FULL + s, WG_THREADS);
+    float sc[16];
+    wgmma_fence();
+#pragma unroll
+    for (int b = 0; b < WG_NB; b++)
+#pragma unroll
+      for (int kk = 0; kk < 4; kk++)
+        wgmma_m64n32k16_bf16(sc, sw128_desc(qa + b * WG_BLK) + 2 * kk, sw128_desc(sa + b * WG_BLK + wg * 32 * 128) + 2 * kk, b + kk > 0);
+    wgmma_commit();
+    wgmma_wait0();
+    fence_regs(sc);
+    float mx[2] = {NEG_INF, NEG_INF};
+#pragma unroll
+    for (int i = 0; i < 16; i++) {
+      const int t = 32 * wg + 8 * (i >> 2) + 2 * (lane & 3) + (i & 1);
+      float x = NEG_INF;
+      if (Vs[s * WG_TK + t]) x = bf16_bits_to_f32(f32_to_bf16_bits((float)((double)bf16_bits_to_f32(f32_to_bf16_bits(sc[i])) * scale)));
+      sc[i] = x;
+      mx[(i >> 1) & 1] = fmaxf(mx[(i >> 1) & 1], x);
+    }
+#pragma unroll
+    for (int hf = 0; hf < 2; hf++) {
+      mx[hf] = fmaxf(mx[hf], __shfl_xor_sync(0xffffffffu, mx[hf], 1));
+      mx[hf] = fmaxf(mx[hf], __shfl_xor_sync(0xffffffffu, mx[hf], 2));
+      if ((lane & 3) == 0) Mx[wg * WG_H + r0 + 8 * hf] = mx[hf];
+    }
+    bar_sync(WG_MX, 256);
+    float alpha[2];
+#pragma unroll
+    for (int hf = 0; hf < 2; hf++) {
+      const int r = r0 + 8 * hf;
+      const float mn = fmaxf(m[hf], fmaxf(Mx[r], Mx[WG_H + r]));
+      alpha[hf] = mn == NEG_INF || m[hf] == NEG_INF ? (mn == NEG_INF ? 1.0f : 0.0f) : __expf(m[hf] - mn);
+      m[hf] = mn;
+      l[hf] *= alpha[hf];
+    }
+#pragma unroll
+    for (int i = 0; i < 16; i += 2) {
+      const int hf = (i >> 1) & 1, r = r0 + 8 * hf;
+      const int t = 32 * wg + 8 * (i >> 2) + 2 * (lane & 3);
+      const float p0 = sc[i] == NEG_INF ? 0.0f : bf16_bits_to_f32(f32_to_bf16_bits(__expf(sc[i] - m[hf])));
+      const float p1 = sc[i + 1] == NEG_INF ? 0.0f : bf16_bits_to_f32(f32_to_bf16_bits(__expf(sc[i + 1] - m[hf])));
+      l[hf] += p0 + p1;
+      *(uint32_t*)(sw128_at(Ps, r, t >> 3) + 2 * (t & 7)) = pack2(f32_to_bf16_bits(p0), f32_to_bf16_bits(p1));
+    }
+#pragma unroll
+    for (int i = 0; i < 128; i++) o[i] *= alpha[(i >> 1) & 1];
+    fence_proxy_async();
+    bar_sync(WG_PR, 256);  // P complete (both halves)
+    wgmma_fence();
+    fence_regs(o);
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++)
+      wgmma_m64n256k16_bf16_nb(o, sw128_desc(pa) + 2 * kk, sw128_desc_lbo(sa + 4 * wg * WG_BLK + kk * 2048, WG_BLK, 1024), 1);
+    wgmma_commit();
+    wgmma_wait0();
+    fence_regs(o);
+    if (j + 2 < j1) bar_arrive(WG_EMPTY + s, WG_THREADS);
+  }
+  // row sums: the quad's, then both warpgroups' (Mx is free: both are past their last reads of it)
+#pragma unroll
+  for (int hf = 0; hf < 2; hf++) {
+    l[hf] += __shfl_xor_sync(0xffffffffu, l[hf], 1);
+    l[hf] += __shfl_xor_sync(0xffffffffu, l[hf], 2);
+    if ((lane & 3) == 0) Mx[wg * WG_H + r0 + 8 * hf] = l[hf];
+  }
+  bar_sync(WG_MX, 256);
+#pragma unroll
+  for (int hf = 0; hf < 2; hf++) {
+    const int r = r0 + 8 * hf, h = h0 + r;
+    if (h >= H) continue;
+    const float L = Mx[r] + Mx[WG_H + r];
+    const float inv = L > 0.0f ? 1.0f / L : 0.0f;
+#pragma unroll
+    for (int i = 0; i < 128; i += 4) {
+      const int c = 256 * wg + 8 * (i >> 2) + 2 * (lane & 3);
+      const float a = o[i + 2 * hf] * inv, b = o[i + 2 * hf + 1] * inv;
+      if (po) *(float2*)(po + (n * H + h) * WG_DV + c) = make_float2(a, b);
+      else *(uint32_t*)(out + (n * H + h) * WG_DV + c) = pack2(f32_to_bf16_bits(a), f32_to_bf16_bits(b));
+    }
+    if (wg == 0 && (lane & 3) == 0) (po ? plse : lse)[n * H + h] = L > 0.0f ? m[hf] + logf(L) : NEG_INF;
+  }
+}
+
+// Entry points with the host's FWD_SIG and SPLIT_SIG (src/backend/cuda/sparse-mla.ts); D and dv are 576 and
+// 512 (the host checks), passed for the common signature.
+#define WG_ENTRIES(name, SRC)                                                                                                      \
+  extern "C" __global__ void __launch_bounds__(WG_THREADS, 1) sparse_mla_wg_##name(                                               \
+      int64_t N, int64_t H, int64_t D, int64_t dv, int64_t k, int64_t rows, int64_t W, double scale, uint16_t* out, float* lse,     \
+      const uint16_t* q, const void* src, const int32_t* idx) {                                                                     \
+    sparse_mla_wg<SRC>(N, H, k, rows, W, scale, out, lse, q, src, idx, 0, nullptr, nullptr);                                        \
+  }                                                                                                                                 \
+  extern "C" __global__ void __launch_bounds__(WG_THREADS, 1) sparse_mla_wg_split_##name(                                         \
+      int64_t N, int64_t H, int64_t D, int64_t dv, int64_t k, int64_t rows, int64_t W, double scale, const uint16_t* q,             \
+      const void* src, const int32_t* idx, int64_t tps, float* po, float* plse) {                                                   \
+    const int64_t z = blockIdx.z;                                                                                                   \
+    sparse_mla_wg<SRC>(N, H, k, rows, W, scale, nullptr, nullptr, q, src, idx, tps, po + z * N * H * WG_DV, plse + z * N * H);       \
+  }
+WG_ENTRIES(bf16, SRC_BF16)
+WG_ENTRIES(fp8, SRC_FP8)
