@@ -11,11 +11,11 @@
 // is gathered twice at 128 heads, once into shared memory per CTA, and both products run on wgmma.
 //
 // One CTA per (query n, group of 64 heads), three warpgroups (384 threads):
-//   producer (warpgroup 2, 56 registers): gathers tile j's 64 selected rows [64 keys × 576] into stage
+//   producer (warpgroup 2, 72 registers): gathers tile j's 64 selected rows [64 keys × 576] into stage
 //     j mod 2 as nine 128-byte-swizzled blocks [64 keys × 64 columns] (block b = columns 64b … 64b + 63),
 //     by cp.async (bf16 rows) or decoded through registers (FP8 rows: e4m3 · the block's power-of-two
 //     scale, exact in bf16), with a valid flag per key; then arrives on FULL(stage).
-//   consumers (warpgroups 0 and 1, 224 registers): w takes keys 32w … 32w + 31 of the tile for the
+//   consumers (warpgroups 0 and 1, 216 registers): w takes keys 32w … 32w + 31 of the tile for the
 //     scores and output columns 256w … 256w + 255 for the values:
 //       S_w = Q · K_wᵀ                 wgmma m64n32k16, A = Q [64 heads × 576] and B = the tile's rows 32w…,
 //                                       both K-major: 9 blocks × 4 k16 steps (32 bytes each);
@@ -37,6 +37,9 @@
 // f32 partials for sparse_mla_flash.cu's combine.
 #include "mla_rows.cuh"
 #include "wgmma.cuh"
+#ifdef __CUDA_ARCH__
+#include <cuda_fp8.h>
+#endif
 
 #define WG_H 64                     // heads a CTA
 #define WG_TK 64                    // keys a tile
@@ -50,6 +53,22 @@
 #define WG_EMPTY 3
 #define WG_MX 5
 #define WG_PR 6
+
+// Two e4m3 codes (the low byte first) times the block's power-of-two scale as two bf16 — exact, as an
+// e4m3 value has 3 mantissa bits and the scale only moves its exponent within f32's (and bf16's) range.
+// On the GPU through the hardware's e4m3x2 → f16x2 and f32x2 → bf16x2 conversions (a few instructions a
+// pair; the reference decoder, ~15 a byte, made the producer the FP8 path's bottleneck on paper); elsewhere
+// (the CPU emulation) through the reference decoder, to the same bits.
+__device__ __forceinline__ uint32_t e4m3x2_scaled_bf16x2(uint32_t two, float s) {
+#ifdef __CUDA_ARCH__
+  const __half2_raw r = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)(two & 0xffffu), __NV_E4M3);
+  const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&r));
+  const __nv_bfloat162 b = __floats2bfloat162_rn(f.x * s, f.y * s);
+  return *reinterpret_cast<const uint32_t*>(&b);
+#else
+  return pack2(f32_to_bf16_bits(e4m3_bits_to_f32(two & 0xff) * s), f32_to_bf16_bits(e4m3_bits_to_f32((two >> 8) & 0xff) * s));
+#endif
+}
 
 // ---- wgmma, bf16 (sm_90a) -------------------------------------------------------------------------------
 // d (+)= A·B, f32 accumulators; accumulate = 0 overwrites d. n32: A and B K-major; n256 (_nb): B MN-major.
@@ -129,7 +148,7 @@ __device__ __forceinline__ void sparse_mla_wg(int64_t N, int64_t H, int64_t k, i
 
   if (wg == 2) {
     // ---- producer ----
-    setmaxnreg_dec<56>();
+    setmaxnreg_dec<72>();
     const int cq = wt & 7;  // this thread's 16-byte chunk of each 128-byte block row
     for (int j = j0; j < j1; j++) {
       const int s = (j - j0) & 1;
@@ -167,11 +186,8 @@ __device__ __forceinline__ void sparse_mla_wg(int64_t N, int64_t H, int64_t k, i
 #pragma unroll
           for (int b = 0; b < 8; b++) {
             const float f = b < 2 ? sc.x : b < 4 ? sc.y : b < 6 ? sc.z : sc.w;
-            const uint8_t* v = (const uint8_t*)&e[b];
-            uint32_t w4[4];
-#pragma unroll
-            for (int x = 0; x < 4; x++) w4[x] = pack2(f32_to_bf16_bits(e4m3_bits_to_f32(v[2 * x]) * f), f32_to_bf16_bits(e4m3_bits_to_f32(v[2 * x + 1]) * f));
-            *(uint4*)sw128_at(st + b * WG_BLK, key, cq) = make_uint4(w4[0], w4[1], w4[2], w4[3]);
+            *(uint4*)sw128_at(st + b * WG_BLK, key, cq) = make_uint4(e4m3x2_scaled_bf16x2(e[b].x, f), e4m3x2_scaled_bf16x2(e[b].x >> 16, f),
+                                                                     e4m3x2_scaled_bf16x2(e[b].y, f), e4m3x2_scaled_bf16x2(e[b].y >> 16, f));
           }
           *(uint4*)sw128_at(st + 8 * WG_BLK, key, cq) = rp;
         }
@@ -187,7 +203,7 @@ __device__ __forceinline__ void sparse_mla_wg(int64_t N, int64_t H, int64_t k, i
   }
 
   // ---- consumers ----
-  setmaxnreg_inc<224>();
+  setmaxnreg_inc<216>();
   const float NEG_INF = __int_as_float(0xff800000);
   const uint32_t qa = (uint32_t)__cvta_generic_to_shared(Qs), pa = (uint32_t)__cvta_generic_to_shared(Ps);
   const int r0 = 16 * warp + (lane >> 2);  // this thread's rows (heads) r0 and r0 + 8
