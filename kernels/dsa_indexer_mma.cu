@@ -112,7 +112,7 @@ __device__ __forceinline__ void mma_tile(float (&d)[NT / 2], uint32_t a, uint32_
     else wgmma_m64n256k32_e4m3(d, da + 2 * k, db + 2 * k, k);
   }
   wgmma_commit();
-  wgmma_wait0();
+  wgmma_wait<0>();
   fence_regs(d);
 }
 

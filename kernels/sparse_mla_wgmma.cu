@@ -150,54 +150,69 @@ __device__ __forceinline__ void sparse_mla_wg(int64_t N, int64_t H, int64_t k, i
     // ---- producer ----
     setmaxnreg_dec<72>();
     const int cq = wt & 7;  // this thread's 16-byte chunk of each 128-byte block row
+    // the rows this thread moves in tile j: keys (wt >> 3) + 16u, u < 4 (−1: a hole); loaded a tile ahead,
+    // so a tile's copies start without waiting for its indices
+    auto rows_of = [&](int j, int32_t (&r)[4]) {
+#pragma unroll
+      for (int u = 0; u < 4; u++) {
+        const int t = j * WG_TK + (wt >> 3) + 16 * u;
+        const int32_t x = j < j1 && t < k ? ir[t] : -1;
+        r[u] = x >= 0 && x < rows ? x : -1;
+      }
+    };
+    int32_t cur[4], nxt[4];
+    rows_of(j0, cur);
     for (int j = j0; j < j1; j++) {
       const int s = (j - j0) & 1;
+      rows_of(j + 1, nxt);
       if (j - j0 >= 2) bar_sync(WG_EMPTY + s, WG_THREADS);  // the consumers are done with tile j − 2
       uint8_t* st = KV + s * WG_TILE;
-      if (wt < WG_TK) {
-        const int t = j * WG_TK + wt;
-        const int32_t r = t < k ? ir[t] : -1;
-        Vs[s * WG_TK + wt] = r >= 0 && r < rows;
-      }
-#pragma unroll 1
-      for (int u = 0; u < 4; u++) {
-        const int key = (wt >> 3) + 16 * u;
-        const int t = j * WG_TK + key;
-        const int32_t r0 = t < k ? ir[t] : -1;
-        const bool ok = r0 >= 0 && r0 < rows;
-        if (SRC == SRC_BF16) {
-          const uint16_t* src = (const uint16_t*)kv + (ok ? (int64_t)r0 * WG_D : 0) + cq * 8;
+      if (cq == 0)
 #pragma unroll
-          for (int b = 0; b < WG_NB; b++) cp_async16_zfill(sw128_at(st + b * WG_BLK, key, cq), src + b * 64, ok);
-        } else {  // SRC_FP8: 512 e4m3, 4 f32 scales (one a 128 columns), 64 bf16 RoPE values; W bytes a row
-          const uint8_t* row = (const uint8_t*)kv + (ok ? (int64_t)r0 * W : 0);
-          uint2 e[8];
-          float4 sc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-          uint4 rp = make_uint4(0, 0, 0, 0);
-          if (ok) {
-#pragma unroll
-            for (int b = 0; b < 8; b++) e[b] = *(const uint2*)(row + b * 64 + cq * 8);
-            sc = *(const float4*)(row + WG_DV);
-            rp = *(const uint4*)(row + WG_DV + 16 + cq * 16);
-          } else {
-#pragma unroll
-            for (int b = 0; b < 8; b++) e[b] = make_uint2(0, 0);
-          }
-#pragma unroll
-          for (int b = 0; b < 8; b++) {
-            const float f = b < 2 ? sc.x : b < 4 ? sc.y : b < 6 ? sc.z : sc.w;
-            *(uint4*)sw128_at(st + b * WG_BLK, key, cq) = make_uint4(e4m3x2_scaled_bf16x2(e[b].x, f), e4m3x2_scaled_bf16x2(e[b].x >> 16, f),
-                                                                     e4m3x2_scaled_bf16x2(e[b].y, f), e4m3x2_scaled_bf16x2(e[b].y >> 16, f));
-          }
-          *(uint4*)sw128_at(st + 8 * WG_BLK, key, cq) = rp;
-        }
-      }
+        for (int u = 0; u < 4; u++) Vs[s * WG_TK + (wt >> 3) + 16 * u] = cur[u] >= 0;
       if (SRC == SRC_BF16) {
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+          const uint16_t* src = (const uint16_t*)kv + (cur[u] >= 0 ? (int64_t)cur[u] * WG_D : 0) + cq * 8;
+#pragma unroll
+          for (int b = 0; b < WG_NB; b++) cp_async16_zfill(sw128_at(st + b * WG_BLK, (wt >> 3) + 16 * u, cq), src + b * 64, cur[u] >= 0);
+        }
         cp_async_commit();
         cp_async_wait<0>();
+      } else {
+        // SRC_FP8: 512 e4m3, 4 f32 scales (one a 128 columns), 64 bf16 RoPE values; W bytes a row. Two rows'
+        // loads in flight at a time (the registers allow no more), then decoded into the stage.
+#pragma unroll 1
+        for (int u0 = 0; u0 < 4; u0 += 2) {
+          uint2 e[2][8];
+          float4 sc[2];
+          uint4 rp[2];
+#pragma unroll
+          for (int v = 0; v < 2; v++) {
+            const int32_t r = u0 + v == 0 ? cur[0] : u0 + v == 1 ? cur[1] : u0 + v == 2 ? cur[2] : cur[3];
+            const uint8_t* row = (const uint8_t*)kv + (r >= 0 ? (int64_t)r * W : 0);
+#pragma unroll
+            for (int b = 0; b < 8; b++) e[v][b] = r >= 0 ? *(const uint2*)(row + b * 64 + cq * 8) : make_uint2(0, 0);
+            sc[v] = r >= 0 ? *(const float4*)(row + WG_DV) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            rp[v] = r >= 0 ? *(const uint4*)(row + WG_DV + 16 + cq * 16) : make_uint4(0, 0, 0, 0);
+          }
+#pragma unroll
+          for (int v = 0; v < 2; v++) {
+            const int key = (wt >> 3) + 16 * (u0 + v);
+#pragma unroll
+            for (int b = 0; b < 8; b++) {
+              const float f = b < 2 ? sc[v].x : b < 4 ? sc[v].y : b < 6 ? sc[v].z : sc[v].w;
+              *(uint4*)sw128_at(st + b * WG_BLK, key, cq) = make_uint4(e4m3x2_scaled_bf16x2(e[v][b].x, f), e4m3x2_scaled_bf16x2(e[v][b].x >> 16, f),
+                                                                       e4m3x2_scaled_bf16x2(e[v][b].y, f), e4m3x2_scaled_bf16x2(e[v][b].y >> 16, f));
+            }
+            *(uint4*)sw128_at(st + 8 * WG_BLK, key, cq) = rp[v];
+          }
+        }
       }
       fence_proxy_async();
       bar_arrive(WG_FULL + s, WG_THREADS);
+#pragma unroll
+      for (int u = 0; u < 4; u++) cur[u] = nxt[u];
     }
     return;
   }
@@ -211,12 +226,11 @@ __device__ __forceinline__ void sparse_mla_wg(int64_t N, int64_t H, int64_t k, i
 #pragma unroll
   for (int i = 0; i < 128; i++) o[i] = 0.0f;
   float m[2] = {NEG_INF, NEG_INF}, l[2] = {0.0f, 0.0f};
-  for (int j = j0; j < j1; j++) {
-    const int s = (j - j0) & 1;
-    const uint8_t* st = KV + s * WG_TILE;
-    const uint32_t sa = (uint32_t)__cvta_generic_to_shared(st);
-    bar_sync(WG_FULL + s, WG_THREADS);
-    float sc[16];
+  float sc[16];
+  // S_w of tile j into sc, once its stage is full (issued, not waited for)
+  auto scores = [&](int j) {
+    const uint32_t sa = (uint32_t)__cvta_generic_to_shared(KV + ((j - j0) & 1) * WG_TILE);
+    bar_sync(WG_FULL + ((j - j0) & 1), WG_THREADS);
     wgmma_fence();
 #pragma unroll
     for (int b = 0; b < WG_NB; b++)
@@ -224,8 +238,15 @@ __device__ __forceinline__ void sparse_mla_wg(int64_t N, int64_t H, int64_t k, i
       for (int kk = 0; kk < 4; kk++)
         wgmma_m64n32k16_bf16(sc, sw128_desc(qa + b * WG_BLK) + 2 * kk, sw128_desc(sa + b * WG_BLK + wg * 32 * 128) + 2 * kk, b + kk > 0);
     wgmma_commit();
-    wgmma_wait0();
+  };
+  if (j0 < j1) {
+    scores(j0);
+    wgmma_wait<0>();
     fence_regs(sc);
+  }
+  for (int j = j0; j < j1; j++) {
+    const int s = (j - j0) & 1;
+    const uint32_t sa = (uint32_t)__cvta_generic_to_shared(KV + s * WG_TILE);
     float mx[2] = {NEG_INF, NEG_INF};
 #pragma unroll
     for (int i = 0; i < 16; i++) {
@@ -270,9 +291,20 @@ __device__ __forceinline__ void sparse_mla_wg(int64_t N, int64_t H, int64_t k, i
     for (int kk = 0; kk < 4; kk++)
       wgmma_m64n256k16_bf16_nb(o, sw128_desc(pa) + 2 * kk, sw128_desc_lbo(sa + 4 * wg * WG_BLK + kk * 2048, WG_BLK, 1024), 1);
     wgmma_commit();
-    wgmma_wait0();
+    // the next tile's scores queue behind these values on the tensor cores (sc is free: P is in shared
+    // memory); then the values are waited for, the stage released, and the scores waited for
+    if (j + 1 < j1) {
+      scores(j + 1);
+      wgmma_wait<1>();
+    } else {
+      wgmma_wait<0>();
+    }
     fence_regs(o);
     if (j + 2 < j1) bar_arrive(WG_EMPTY + s, WG_THREADS);
+    if (j + 1 < j1) {
+      wgmma_wait<0>();
+      fence_regs(sc);
+    }
   }
   // row sums: the quad's, then both warpgroups' (Mx is free: both are past their last reads of it)
 #pragma unroll

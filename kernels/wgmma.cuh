@@ -27,7 +27,9 @@ __device__ __forceinline__ uint8_t* sw128_at(uint8_t* tile, int r, int c) { retu
 // ---- sm_90a instructions ----
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmma_wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+// until at most N committed groups of this warpgroup's MMAs are still running
+template <int N>
+__device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory"); }
 // keeps the compiler from moving accumulator reads or writes across the asynchronous MMA
 template <int N>
 __device__ __forceinline__ void fence_regs(float (&d)[N]) {

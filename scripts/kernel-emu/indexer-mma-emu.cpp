@@ -51,7 +51,7 @@ inline void wgmma_m64n64k32_e4m3(float (&d)[32], uint64_t da, uint64_t db, int a
 inline void wgmma_m64n256k32_e4m3(float (&d)[128], uint64_t da, uint64_t db, int acc) { wgmma_emu<256>(d, da, db, acc); }
 inline void wgmma_fence() {}
 inline void wgmma_commit() {}
-inline void wgmma_wait0() {}
+template <int N> inline void wgmma_wait() {}
 template <int N> inline void fence_regs(float (&)[N]) {}
 inline void cp_async_commit() {}
 template <int N> inline void cp_async_wait() {}
