@@ -89,6 +89,33 @@ for (const [pi, p] of PREFILL.entries()) {
 }
 result.prefill = prefillOut;
 
+// ---- where the default kernel's prefill time goes (not with --quick) -------------------------------------
+// the same 4096 × 128-head prefill at s_kv 8192 with indices that keep the kernel's work but not its loads:
+// every entry a hole but the last (all 32 key tiles run through the tensor cores, no row is gathered), and
+// every entry of a query the same row (the rows come from L2 at once)
+const probes: Row[] = [];
+if (!onCpu && !quick) {
+  const p = { s_q: 4096, s_kv: 8192, k: K, h: H };
+  const scale = D ** -0.5;
+  const q = rand([p.s_q, p.h, D], 'bf16', 1);
+  const kv = rand([p.s_kv, D], 'bf16', 2);
+  for (const [name, entry] of [['every entry a hole but the last', (n: number, j: number) => (j === p.k - 1 ? (n * 7) % p.s_kv : -1)],
+    ['every entry of a query one row', (n: number) => (n * 7) % p.s_kv]] as const) {
+    const idx = T.fromArray(Int32Array.from({ length: p.s_q * p.k }, (_, i) => entry(Math.floor(i / p.k), i % p.k)), [p.s_q, p.k], { dtype: 'i32', device });
+    let res: { out: T.Tensor; lse: T.Tensor } | null = null;
+    const ms = timeMs(() => {
+      if (res) dispose(res.out, res.lse);
+      res = T.sparseMlaPrefill(q, kv, idx, scale);
+    }, 5, 1);
+    probes.push({ ...p, probe: name, ms, tflops_equivalent: (2 * p.s_q * p.h * p.k * (D + DV)) / ms / 1e9 });
+    rows.push([`prefill probe: ${name}`, `s_q ${p.s_q} h ${p.h} k ${p.k}`, fmt(ms), fmt((2 * p.s_q * p.h * p.k * (D + DV)) / ms / 1e9, 1), '—', '—', '—', '—', '—', '—']);
+    dispose(idx);
+    if (res) dispose((res as { out: T.Tensor }).out, (res as { lse: T.Tensor }).lse);
+  }
+  dispose(q, kv);
+}
+result.prefill_probes = probes;
+
 // ---- decode ---------------------------------------------------------------------------------------------
 const decodeOut: Row[] = [];
 for (const [di, p] of DECODE.entries()) {
