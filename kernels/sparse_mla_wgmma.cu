@@ -27,8 +27,12 @@
 //                                       the 64-column blocks, SBO 1 KB between 8-key groups);
 //     then arrive on EMPTY(stage), which the producer waits on before refilling it.
 //   out = rnd_bf16(O / (l_0 + l_1)), lse = m + ln l (0 and −inf for a row without a valid entry).
-// The numerics are the one-pass kernel's (its header: p rounded to bf16 before normalising); only the
-// sums' order differs (wgmma's f32 accumulation, and l summed per thread, quad and warpgroup).
+// The numerics are the one-pass kernel's (its header: p rounded to bf16 before normalising) but for two
+// choices: the sums' order (wgmma's f32 accumulation, l summed per thread, quad and warpgroup), and the
+// scale multiply in f32 with the scale rounded to f32 — PyTorch's bf16 tensor × scalar computes it so; the
+// CPU reference and the other kernels multiply in double. The product can then land on the other side of
+// a bf16 rounding boundary, one step of x. Why: the consumers' per-tile work is their critical path, and
+// the double multiply costs two f32↔f64 conversions a score at the FP64 rate (measured: see below).
 // Accumulator fragments (warp v of a warpgroup, lane l): d[i] is head 16v + l/4 + 8·((i>>1)&1), column
 // 8·(i>>2) + 2·(l&3) + (i&1) — key of S_w, or output column of O_w.
 // Shared memory: Q 72 KB + two 72 KB stages + P 8 KB + row maxima and valid flags: 231 424 bytes with
@@ -53,6 +57,24 @@
 #define WG_EMPTY 3
 #define WG_MX 5
 #define WG_PR 6
+
+// x rounded to bf16 (nearest even), and two bf16-valued floats packed: the hardware's conversions on the GPU
+// (a NaN becomes 0x7FFF rather than the CPU's sign|0x7FC0 — still a NaN), the reference's elsewhere
+__device__ __forceinline__ float bf16r(float x) {
+#ifdef __CUDA_ARCH__
+  return __bfloat162float(__float2bfloat16_rn(x));
+#else
+  return bf16_bits_to_f32(f32_to_bf16_bits(x));
+#endif
+}
+__device__ __forceinline__ uint32_t bf16x2_bits(float lo, float hi) {
+#ifdef __CUDA_ARCH__
+  const __nv_bfloat162 b = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&b);
+#else
+  return pack2(f32_to_bf16_bits(lo), f32_to_bf16_bits(hi));
+#endif
+}
 
 // Two e4m3 codes (the low byte first) times the block's power-of-two scale as two bf16 — exact, as an
 // e4m3 value has 3 mantissa bits and the scale only moves its exponent within f32's (and bf16's) range.
@@ -220,8 +242,14 @@ __device__ __forceinline__ void sparse_mla_wg(int64_t N, int64_t H, int64_t k, i
   // ---- consumers ----
   setmaxnreg_inc<216>();
   const float NEG_INF = __int_as_float(0xff800000);
-  const uint32_t qa = (uint32_t)__cvta_generic_to_shared(Qs), pa = (uint32_t)__cvta_generic_to_shared(Ps);
+  const float fscale = (float)scale;
   const int r0 = 16 * warp + (lane >> 2);  // this thread's rows (heads) r0 and r0 + 8
+  // descriptors: Q, P, and per stage this warpgroup's keys (K-major) and value columns (MN-major); an
+  // instruction's operand is the base plus its block (8 KB: 512 in the descriptor's 16-byte units) and k step
+  const uint64_t dq = sw128_desc((uint32_t)__cvta_generic_to_shared(Qs)), dp = sw128_desc((uint32_t)__cvta_generic_to_shared(Ps));
+  const uint32_t sa0 = (uint32_t)__cvta_generic_to_shared(KV), sa1 = sa0 + WG_TILE;
+  const uint64_t dk0 = sw128_desc(sa0 + wg * 32 * 128), dk1 = sw128_desc(sa1 + wg * 32 * 128);  // (selected, not indexed: no local memory)
+  const uint64_t dv0 = sw128_desc_lbo(sa0 + 4 * wg * WG_BLK, WG_BLK, 1024), dv1 = sw128_desc_lbo(sa1 + 4 * wg * WG_BLK, WG_BLK, 1024);
   float o[128];
 #pragma unroll
   for (int i = 0; i < 128; i++) o[i] = 0.0f;
@@ -229,14 +257,13 @@ __device__ __forceinline__ void sparse_mla_wg(int64_t N, int64_t H, int64_t k, i
   float sc[16];
   // S_w of tile j into sc, once its stage is full (issued, not waited for)
   auto scores = [&](int j) {
-    const uint32_t sa = (uint32_t)__cvta_generic_to_shared(KV + ((j - j0) & 1) * WG_TILE);
+    const uint64_t k0 = ((j - j0) & 1) ? dk1 : dk0;
     bar_sync(WG_FULL + ((j - j0) & 1), WG_THREADS);
     wgmma_fence();
 #pragma unroll
     for (int b = 0; b < WG_NB; b++)
 #pragma unroll
-      for (int kk = 0; kk < 4; kk++)
-        wgmma_m64n32k16_bf16(sc, sw128_desc(qa + b * WG_BLK) + 2 * kk, sw128_desc(sa + b * WG_BLK + wg * 32 * 128) + 2 * kk, b + kk > 0);
+      for (int kk = 0; kk < 4; kk++) wgmma_m64n32k16_bf16(sc, dq + (WG_BLK >> 4) * b + 2 * kk, k0 + (WG_BLK >> 4) * b + 2 * kk, b + kk > 0);
     wgmma_commit();
   };
   if (j0 < j1) {
@@ -246,15 +273,17 @@ __device__ __forceinline__ void sparse_mla_wg(int64_t N, int64_t H, int64_t k, i
   }
   for (int j = j0; j < j1; j++) {
     const int s = (j - j0) & 1;
-    const uint32_t sa = (uint32_t)__cvta_generic_to_shared(KV + s * WG_TILE);
     float mx[2] = {NEG_INF, NEG_INF};
 #pragma unroll
-    for (int i = 0; i < 16; i++) {
-      const int t = 32 * wg + 8 * (i >> 2) + 2 * (lane & 3) + (i & 1);
-      float x = NEG_INF;
-      if (Vs[s * WG_TK + t]) x = bf16_bits_to_f32(f32_to_bf16_bits((float)((double)bf16_bits_to_f32(f32_to_bf16_bits(sc[i])) * scale)));
-      sc[i] = x;
-      mx[(i >> 1) & 1] = fmaxf(mx[(i >> 1) & 1], x);
+    for (int g = 0; g < 4; g++) {
+      const int2 ok = *(const int2*)(Vs + s * WG_TK + 32 * wg + 8 * g + 2 * (lane & 3));
+#pragma unroll
+      for (int u = 0; u < 4; u++) {
+        const int i = 4 * g + u;
+        const float x = ((u & 1) ? ok.y : ok.x) ? bf16r(bf16r(sc[i]) * fscale) : NEG_INF;
+        sc[i] = x;
+        mx[(i >> 1) & 1] = fmaxf(mx[(i >> 1) & 1], x);
+      }
     }
 #pragma unroll
     for (int hf = 0; hf < 2; hf++) {
@@ -276,10 +305,10 @@ __device__ __forceinline__ void sparse_mla_wg(int64_t N, int64_t H, int64_t k, i
     for (int i = 0; i < 16; i += 2) {
       const int hf = (i >> 1) & 1, r = r0 + 8 * hf;
       const int t = 32 * wg + 8 * (i >> 2) + 2 * (lane & 3);
-      const float p0 = sc[i] == NEG_INF ? 0.0f : bf16_bits_to_f32(f32_to_bf16_bits(__expf(sc[i] - m[hf])));
-      const float p1 = sc[i + 1] == NEG_INF ? 0.0f : bf16_bits_to_f32(f32_to_bf16_bits(__expf(sc[i + 1] - m[hf])));
+      const float p0 = sc[i] == NEG_INF ? 0.0f : bf16r(__expf(sc[i] - m[hf]));
+      const float p1 = sc[i + 1] == NEG_INF ? 0.0f : bf16r(__expf(sc[i + 1] - m[hf]));
       l[hf] += p0 + p1;
-      *(uint32_t*)(sw128_at(Ps, r, t >> 3) + 2 * (t & 7)) = pack2(f32_to_bf16_bits(p0), f32_to_bf16_bits(p1));
+      *(uint32_t*)(sw128_at(Ps, r, t >> 3) + 2 * (t & 7)) = bf16x2_bits(p0, p1);
     }
     if (alpha[0] != 1.0f || alpha[1] != 1.0f)  // most tiles once the maxima settle: no rescale
 #pragma unroll
@@ -289,8 +318,7 @@ __device__ __forceinline__ void sparse_mla_wg(int64_t N, int64_t H, int64_t k, i
     wgmma_fence();
     fence_regs(o);
 #pragma unroll
-    for (int kk = 0; kk < 4; kk++)
-      wgmma_m64n256k16_bf16_nb(o, sw128_desc(pa) + 2 * kk, sw128_desc_lbo(sa + 4 * wg * WG_BLK + kk * 2048, WG_BLK, 1024), 1);
+    for (int kk = 0; kk < 4; kk++) wgmma_m64n256k16_bf16_nb(o, dp + 2 * kk, (s ? dv1 : dv0) + (2048 >> 4) * kk, 1);
     wgmma_commit();
     wgmma_wait<0>();
     fence_regs(o);
