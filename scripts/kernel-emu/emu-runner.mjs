@@ -101,6 +101,26 @@ export function mulberry32(seed) {
 export const normals = (n, r, s = 1) => Float32Array.from({ length: n }, () => Math.sqrt(-2 * Math.log(Math.max(r(), 1e-12))) * Math.cos(2 * Math.PI * r()) * s);
 
 /**
+ * rows × k sparse-attention entries of [0, Tk) drawn from r: distinct, ~20% holes (−1), ~2% past Tk (holes
+ * too), row 1 all −1, and −1 from entry `tail` on (a row padded at its end, as the top-k pads short rows).
+ */
+export function makeIdx(rows, k, Tk, r, tail = k) {
+  const idx = new Int32Array(rows * k);
+  for (let i = 0; i < rows; i++) {
+    const perm = Int32Array.from({ length: Tk }, (_, j) => j);
+    for (let j = 0; j < Math.min(k, Tk); j++) {
+      const p = j + Math.floor(r() * (Tk - j));
+      [perm[j], perm[p]] = [perm[p], perm[j]];
+    }
+    for (let j = 0; j < k; j++) {
+      const u = r();
+      idx[i * k + j] = i === 1 || j >= Tk || j >= tail || u < 0.2 ? -1 : u < 0.22 ? Tk + 3 : perm[j];
+    }
+  }
+  return idx;
+}
+
+/**
  * A sparse MLA prefill case {Tq, H, Tk, k, dv, dr} in `dtype`, drawn from r in this order: q [Tq, H, D] and
  * kv [Tk, D] normals (D = dv + dr), idx [Tq, k] = makeIdx(Tq, k, Tk, r); scale 1.5 / √D.
  */

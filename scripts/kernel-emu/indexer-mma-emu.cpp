@@ -17,16 +17,8 @@
 #include <functional>
 #include <memory>
 struct float2 { float x, y; };
-inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }
-extern float g_smem[];
+#include "wgmma-emu.h"
 static std::unique_ptr<std::barrier<>> g_named[4];
-/** The shared window's origin: g_smem rounded down to 1024 bytes, so 1024-aligned pointers have 1024-aligned addresses. */
-inline uintptr_t smem_origin() { return (uintptr_t)g_smem & ~(uintptr_t)1023; }
-inline uint32_t __cvta_generic_to_shared(const void* p) { return (uint32_t)((uintptr_t)p - smem_origin()); }
-inline void cp_async16_zfill(void* smem, const void* gmem, bool valid) {
-  if (valid) memcpy(smem, gmem, 16);
-  else memset(smem, 0, 16);
-}
 inline uint8_t swizzled_byte(uint32_t s, int r, int kk) {
   uint32_t a = s + (uint32_t)r * 128 + (uint32_t)kk;
   a ^= ((a >> 7) & 7u) << 4;
@@ -49,13 +41,6 @@ inline void wgmma_emu(float (&d)[N / 2], uint64_t da, uint64_t db, int accumulat
 }
 inline void wgmma_m64n64k32_e4m3(float (&d)[32], uint64_t da, uint64_t db, int acc) { wgmma_emu<64>(d, da, db, acc); }
 inline void wgmma_m64n256k32_e4m3(float (&d)[128], uint64_t da, uint64_t db, int acc) { wgmma_emu<256>(d, da, db, acc); }
-inline void wgmma_fence() {}
-inline void wgmma_commit() {}
-template <int N> inline void wgmma_wait() {}
-template <int N> inline void fence_regs(float (&)[N]) {}
-inline void cp_async_commit() {}
-template <int N> inline void cp_async_wait() {}
-inline void fence_proxy_async() {}
 inline void bar_sync(int id, int n) {
   if (n != 128) { fprintf(stderr, "bar_sync: %d threads\n", n); exit(3); }
   g_named[id]->arrive_and_wait();

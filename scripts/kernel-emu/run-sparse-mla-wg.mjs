@@ -8,7 +8,7 @@
 //   npm run build && node scripts/kernel-emu/run-sparse-mla-wg.mjs
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { build, emulate, mulberry32, normals, relErr, reporter, root, setup, tensorBytes, wgmmaHeaderEdit, writeData } from './emu-runner.mjs';
+import { build, emulate, makeIdx, mulberry32, normals, relErr, reporter, root, setup, tensorBytes, wgmmaHeaderEdit, writeData } from './emu-runner.mjs';
 
 const { T, dir } = await setup('sparse-mla-wg');
 const src = readFileSync(join(root, 'kernels', 'sparse_mla_wgmma.cu'), 'utf8');
@@ -33,22 +33,6 @@ const file = (n) => join(dir, n);
 const D = 576;
 const dv = 512;
 
-/** rows × k entries of [0, Tk): distinct, ~20% holes, a few past Tk, row 1 all −1, and −1 from `tail` on. */
-function makeIdx(rows, k, Tk, r, tail = k) {
-  const idx = new Int32Array(rows * k);
-  for (let i = 0; i < rows; i++) {
-    const perm = Int32Array.from({ length: Tk }, (_, j) => j);
-    for (let j = 0; j < Math.min(k, Tk); j++) {
-      const p = j + Math.floor(r() * (Tk - j));
-      [perm[j], perm[p]] = [perm[p], perm[j]];
-    }
-    for (let j = 0; j < k; j++) {
-      const u = r();
-      idx[i * k + j] = i === 1 || j >= Tk || j >= tail || u < 0.2 ? -1 : u < 0.22 ? Tk + 3 : perm[j];
-    }
-  }
-  return idx;
-}
 
 /** Splits of tps tiles over k entries, as the host makes them (1: the plain kernel). */
 const splits = (k, tps) => (tps ? Math.ceil(Math.ceil(k / 64) / tps) : 1);

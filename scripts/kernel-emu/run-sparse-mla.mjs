@@ -9,7 +9,7 @@
 // Needs g++ with C++20 (std::barrier). Exit code 1 when a case differs. Shared parts: emu-runner.mjs.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { build, emulate, mlaPrefillCase, mulberry32, normals, relErr, reporter, setup, tensorBytes, writeData } from './emu-runner.mjs';
+import { build, emulate, makeIdx, mlaPrefillCase, mulberry32, normals, relErr, reporter, setup, tensorBytes, writeData } from './emu-runner.mjs';
 
 const { T, quick, dir } = await setup('sparse-mla', { quickMode: true });
 
@@ -29,22 +29,6 @@ const bytes = (t) => tensorBytes(T, t);
 const file = (name) => join(dir, name);
 const put = (name, data) => writeData(T, file(name), data);
 const sfx = (d) => (d === 'bf16' ? 'bf16' : 'f32');
-/** rows × k distinct indices of [0, Tk) with −1 holes, a few out of range, row 1 all holes. */
-function makeIdx(rows, k, Tk, r) {
-  const idx = new Int32Array(rows * k);
-  for (let i = 0; i < rows; i++) {
-    const perm = Int32Array.from({ length: Tk }, (_, j) => j);
-    for (let j = 0; j < Math.min(k, Tk); j++) {
-      const p = j + Math.floor(r() * (Tk - j));
-      [perm[j], perm[p]] = [perm[p], perm[j]];
-    }
-    for (let j = 0; j < k; j++) {
-      const u = r();
-      idx[i * k + j] = i === 1 || j >= Tk || u < 0.2 ? -1 : u < 0.22 ? Tk + 3 : perm[j];
-    }
-  }
-  return idx;
-}
 const { check: report, finish } = reporter('sparse-mla');
 /** The emulated forward kernel with the arguments src/backend/cuda/sparse-mla.ts passes. */
 function fwd(kernel, q, kvBytes, idx, d, scale) {

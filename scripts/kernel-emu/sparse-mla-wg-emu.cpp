@@ -9,7 +9,7 @@
 //   - wgmma m64nNk16 bf16: thread (warp w of its warpgroup, lane l) holds d[i] for A row 16w + l/4 + 8·((i>>1)&1)
 //     and column 8·(i>>2) + 2·(l&3) + (i&1); the 16 products of a step summed in f32 in k order; an A
 //     operand in registers is each warp's m16n8k16 A fragment (see wgmma_m64n256k16_bf16_rs_nb);
-//   - cp.async copies at once; commits, waits, fences and register budgets are no-ops;
+//   - cp.async, fences, commits, waits and register budgets as shim/wgmma-emu.h has them;
 //   - bar.sync / bar.arrive id, n: one std::barrier of n threads per id (arrive does not wait).
 //   emu fwd|split <fp8?0:1 …> see main()
 #include "common.cuh"
@@ -28,7 +28,6 @@ inline float2 make_float2(float x, float y) { return {x, y}; }
 inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 inline uint2 make_uint2(uint32_t x, uint32_t y) { return {x, y}; }
 inline uint4 make_uint4(uint32_t x, uint32_t y, uint32_t z, uint32_t w) { return {x, y, z, w}; }
-inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }
 inline float __expf(float x) { return expf(x); }
 inline int atomicMax(int* p, int v) {
   std::atomic_ref<int> a(*p);
@@ -37,13 +36,7 @@ inline int atomicMax(int* p, int v) {
   return o;
 }
 inline uint32_t pack2(uint16_t lo, uint16_t hi) { return (uint32_t)lo | ((uint32_t)hi << 16); }
-extern float g_smem[];
-inline uintptr_t smem_origin() { return (uintptr_t)g_smem & ~(uintptr_t)1023; }
-inline uint32_t __cvta_generic_to_shared(const void* p) { return (uint32_t)((uintptr_t)p - smem_origin()); }
-inline void cp_async16_zfill(void* smem, const void* gmem, bool valid) {
-  if (valid) memcpy(smem, gmem, 16);
-  else memset(smem, 0, 16);
-}
+#include "wgmma-emu.h"
 inline float bf16_at(uint32_t a) {
   a ^= ((a >> 7) & 7u) << 4;
   uint16_t h;
@@ -93,15 +86,6 @@ inline void wgmma_m64n256k16_bf16_rs_nb(float (&d)[128], const uint32_t (&a)[4],
   }
   named(100 + wg, 128).arrive_and_wait();
 }
-inline void wgmma_fence() {}
-inline void wgmma_commit() {}
-template <int N> inline void wgmma_wait() {}
-template <int N> inline void fence_regs(float (&)[N]) {}
-inline void cp_async_commit() {}
-template <int N> inline void cp_async_wait() {}
-inline void fence_proxy_async() {}
-template <int R> inline void setmaxnreg_inc() {}
-template <int R> inline void setmaxnreg_dec() {}
 static std::mutex g_named_mu;
 static std::map<int, std::pair<int, std::unique_ptr<std::barrier<>>>> g_named;
 std::barrier<>& named(int id, int n) {
