@@ -7,8 +7,7 @@
 //   - K-major operand (row r, k index kk): byte start + (r / 8)·SBO + (r mod 8)·128 + 2·kk;
 //   - MN-major operand B (k index kk, column n): byte start + (n / 64)·LBO + (kk / 8)·SBO + (kk mod 8)·128 + 2·(n mod 64);
 //   - wgmma m64nNk16 bf16: thread (warp w of its warpgroup, lane l) holds d[i] for A row 16w + l/4 + 8·((i>>1)&1)
-//     and column 8·(i>>2) + 2·(l&3) + (i&1); the 16 products of a step summed in f32 in k order; an A
-//     operand in registers is each warp's m16n8k16 A fragment (see wgmma_m64n256k16_bf16_rs_nb);
+//     and column 8·(i>>2) + 2·(l&3) + (i&1); the 16 products of a step summed in f32 in k order;
 //   - cp.async, fences, commits, waits and register budgets as shim/wgmma-emu.h has them;
 //   - bar.sync / bar.arrive id, n: one std::barrier of n threads per id (arrive does not wait).
 //   emu fwd|split <fp8?0:1 …> see main()
@@ -62,33 +61,11 @@ inline void wgmma_emu(float (&d)[N / 2], uint64_t da, uint64_t db, int accumulat
     d[i] = (accumulate ? d[i] : 0.0f) + s;
   }
 }
-inline void wgmma_m64n64k16_bf16(float (&d)[32], uint64_t da, uint64_t db, int acc) { wgmma_emu<64, false>(d, da, db, acc); }
-std::barrier<>& named(int id, int n);
-// A from registers: each warp's m16n8k16 A fragment of its 16 rows (lane 4g + t: regs {row g, row g + 8} ×
-// {columns 2t, 2t + 1; then + 8}, low half first), exchanged through a per-warpgroup array between two
-// barriers of its 128 threads
-static uint32_t g_afrag[4][128][4];
-inline void wgmma_m64n256k16_bf16_rs_nb(float (&d)[128], const uint32_t (&a)[4], uint64_t db, int acc) {
-  const int wg = threadIdx.x >> 7, wt = threadIdx.x & 127, w = wt >> 5, l = wt & 31;
-  for (int x = 0; x < 4; x++) g_afrag[wg][wt][x] = a[x];
-  named(100 + wg, 128).arrive_and_wait();
-  const Desc b = desc(db);
-  if (b.sbo != 1024) { fprintf(stderr, "wgmma_emu: SBO %u, expected 1024\n", b.sbo); exit(3); }
-  for (int i = 0; i < 128; i++) {
-    const int row = 16 * w + l / 4 + 8 * ((i >> 1) & 1), col = 8 * (i >> 2) + 2 * (l & 3) + (i & 1);
-    float s = 0.0f;
-    for (int kk = 0; kk < 16; kk++) {
-      const int r16 = row % 16, src = 32 * (row / 16) + 4 * (r16 % 8) + (kk % 8) / 2, reg = r16 / 8 + 2 * (kk / 8);
-      const uint32_t v = g_afrag[wg][src][reg];
-      s += bf16_bits_to_f32((uint16_t)((kk & 1) ? v >> 16 : v & 0xffff)) * mnmajor(b, kk, col);
-    }
-    d[i] = (acc ? d[i] : 0.0f) + s;
-  }
-  named(100 + wg, 128).arrive_and_wait();
-}
+inline void wgmma_m64n32k16_bf16(float (&d)[16], uint64_t da, uint64_t db, int acc) { wgmma_emu<32, false>(d, da, db, acc); }
+inline void wgmma_m64n256k16_bf16_nb(float (&d)[128], uint64_t da, uint64_t db, int acc) { wgmma_emu<256, true>(d, da, db, acc); }
 static std::mutex g_named_mu;
 static std::map<int, std::pair<int, std::unique_ptr<std::barrier<>>>> g_named;
-std::barrier<>& named(int id, int n) {
+inline std::barrier<>& named(int id, int n) {
   std::lock_guard<std::mutex> g(g_named_mu);
   auto& e = g_named[id];
   if (!e.second) e = {n, std::make_unique<std::barrier<>>(n)};

@@ -196,7 +196,7 @@ function splitsFor(b: CudaBackend, ctas: number, k: number): number {
 }
 
 /** kernels/sparse_mla_wgmma.cu: heads a CTA, keys a tile, threads, the dims it takes, the FP8 row's bytes, shared memory (its header). */
-const WG = { H: 64, TK: 64, NT: 384, D: 576, DV: 512, FP8_W: 656, SMEM: 1024 + 3 * 73728 + 2 * 64 * 4 };
+const WG = { H: 64, TK: 64, NT: 384, D: 576, DV: 512, FP8_W: 656, SMEM: 1024 + 3 * 73728 + 8192 + 2 * 64 * 4 + 2 * 64 * 4 };
 
 /**
  * The wide-head kernel (kernels/sparse_mla_wgmma.cu: wgmma, 64 heads a CTA, a producer warpgroup gathering
