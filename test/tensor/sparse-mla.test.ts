@@ -405,7 +405,8 @@ eachDevice('sparseMlaDecode: write the paged cache, read it back through decode 
         assert.deepEqual(dec.out.shape, [c.B, c.sq, c.H, c.dv]);
         assert.deepEqual(dec.lse.shape, [c.B, c.sq, c.H]);
         // prefill over the dequantised cache rows (exact in bf16 too: e4m3·2^k and bf16 values fit bf16), on the
-        // path the decode took: an FP8 cache never takes the fused kernels (src/backend/cuda/sparse-mla.ts)
+        // path the decode took: an FP8 cache never takes the fused few-head kernels (src/backend/cuda/sparse-mla.ts;
+        // at 64+ heads both take the wgmma kernel, whatever `fused` says)
         const tuned = { ...sparseMlaTune };
         if (format === 'fp8') sparseMlaTune.fused = false;
         const pre = T.sparseMlaPrefill(on(T.fromArray(qv, [c.B * c.sq, c.H, D], { dtype }), dev), on(T.fromArray(kvFull, [blocks * c.page, D], { dtype }), dev),
