@@ -107,8 +107,9 @@ if (!onCpu && !quick) {
       if (res) dispose(res.out, res.lse);
       res = T.sparseMlaPrefill(q, kv, idx, scale);
     }, 5, 1);
-    probes.push({ ...p, probe: name, ms, tflops_equivalent: (2 * p.s_q * p.h * p.k * (D + DV)) / ms / 1e9 });
-    rows.push([`prefill probe: ${name}`, `s_q ${p.s_q} h ${p.h} k ${p.k}`, fmt(ms), fmt((2 * p.s_q * p.h * p.k * (D + DV)) / ms / 1e9, 1), '—', '—', '—', '—', '—', '—']);
+    const tflops = (2 * p.s_q * p.h * p.k * (D + DV)) / ms / 1e9;
+    probes.push({ ...p, probe: name, ms, tflops_equivalent: tflops });
+    rows.push([`prefill probe: ${name}`, `s_q ${p.s_q} h ${p.h} k ${p.k}`, fmt(ms), fmt(tflops, 1), '—', '—', '—', '—', '—', '—']);
     dispose(idx);
     if (res) dispose((res as { out: T.Tensor }).out, (res as { lse: T.Tensor }).lse);
   }

@@ -200,6 +200,7 @@ __device__ __forceinline__ void sparse_mla_wg(int64_t N, int64_t H, int64_t k, i
           uint4 rp[2];
 #pragma unroll
           for (int v = 0; v < 2; v++) {
+            // (a selection, not cur[u0 + v]: u0 is a loop variable, and an indexed array would live in local memory)
             const int32_t r = u0 + v == 0 ? cur[0] : u0 + v == 1 ? cur[1] : u0 + v == 2 ? cur[2] : cur[3];
             const uint8_t* row = (const uint8_t*)kv + (r >= 0 ? (int64_t)r * W : 0);
 #pragma unroll

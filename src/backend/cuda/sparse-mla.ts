@@ -110,7 +110,7 @@ function fusedPath(b: CudaBackend, src: 'bf16' | 'f32' | 'fp8', out: View, lse: 
   if (!sparseMlaTune.fused || H > sparseMlaTune.fusedMaxHeads || q.dtype !== 'bf16' || out.dtype !== 'bf16') return false;
   if (D % 16 !== 0 || D > FUSED.D_MAX || dv % 64 !== 0 || dv > FUSED.DV_MAX || dv > D || k === 0 || k > FUSED.K_MAX || N === 0) return false;
   if (N > 2 ** 31 - 1 || Math.ceil(H / FUSED.HG) > 65535) return false;
-  const split = sparseMlaTune.split && N >= sparseMlaTune.splitMinRows ? splitsFor(b, N * Math.ceil(H / FLASH.HG), k) : 1;
+  const split = sparseMlaTune.split && N >= sparseMlaTune.splitMinRows ? splitsFor(b, N * Math.ceil(H / FLASH.HG), Math.ceil(k / FLASH.TK)) : 1;
   if (N < sparseMlaTune.fusedMinRows && split === 1) return false;
   if (sparseMlaTune.flash && flashPath(b, src, out, lse, q, kv, indices, dv, scale, rows, W, split)) return true;
   if (N < sparseMlaTune.fusedMinRows) return false;
@@ -154,8 +154,9 @@ function flashPath(b: CudaBackend, src: 'bf16' | 'f32', out: View, lse: View, q:
   }
   const kern = b.rt.modules.get('sparse_mla_flash', `sparse_mla_flash_split_${src}`, SPLIT_SIG);
   if (smem > 48 * 1024) kern.setMaxDynamicSmem(smem, C.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES);
-  splitLaunch(b, out, lse, N, H, dv, Math.ceil(tiles / tps), (po, plse) =>
-    kern.launch(N, FLASH.NT, smem, [N, H, D, dv, k, rows, W, scale, b.address(q), b.address(kv), b.address(indices), tps, po, plse], groups, Math.ceil(tiles / tps)));
+  const S = Math.ceil(tiles / tps); // splits that hold a tile
+  splitLaunch(b, out, lse, N, H, dv, S, (po, plse) =>
+    kern.launch(N, FLASH.NT, smem, [N, H, D, dv, k, rows, W, scale, b.address(q), b.address(kv), b.address(indices), tps, po, plse], groups, S));
   return true;
 }
 
@@ -185,14 +186,14 @@ const COMBINE_SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'p', 'p', 'p', '
 const MAX_SPLITS = 32;
 
 /**
- * Key splits for a one-pass kernel launching `ctas` CTAs over k selected keys: 1 where they already fill
- * half the SMs, else as many as bring the CTAs up to the SM count (one CTA per SM fits either kernel's
- * shared memory), at most one per 64-key tile and MAX_SPLITS.
+ * Key splits for a one-pass kernel launching `ctas` CTAs over `tiles` key tiles each: 1 where they already
+ * fill half the SMs, else as many as bring the CTAs up to the SM count (one CTA per SM fits either kernel's
+ * shared memory), at most one per tile and MAX_SPLITS.
  */
-function splitsFor(b: CudaBackend, ctas: number, k: number): number {
+function splitsFor(b: CudaBackend, ctas: number, tiles: number): number {
   const sms = b.rt.info.multiprocessors;
   if (2 * ctas > sms) return 1;
-  return Math.max(1, Math.min(Math.floor(sms / ctas), Math.ceil(k / FLASH.TK), MAX_SPLITS));
+  return Math.max(1, Math.min(Math.floor(sms / ctas), tiles, MAX_SPLITS));
 }
 
 /** kernels/sparse_mla_wgmma.cu: heads a CTA, keys a tile, threads, the dims it takes, the FP8 row's bytes, shared memory (its header). */
@@ -210,7 +211,8 @@ function wgPath(b: CudaBackend, src: 'bf16' | 'f32' | 'fp8', out: View, lse: Vie
   if (D !== WG.D || dv !== WG.DV || (src === 'fp8' && W !== WG.FP8_W) || k === 0 || N === 0 || N > 2 ** 31 - 1) return false;
   if (Math.ceil(H / WG.H) > 65535 || WG.SMEM > b.rt.info.maxSharedPerBlockOptin) return false;
   const groups = Math.ceil(H / WG.H);
-  const split = sparseMlaTune.split ? splitsFor(b, N * groups, k) : 1;
+  const tiles = Math.ceil(k / WG.TK);
+  const split = sparseMlaTune.split ? splitsFor(b, N * groups, tiles) : 1;
   const args = [N, H, D, dv, k, rows, W, scale];
   if (split === 1) {
     const kern = b.rt.modules.get('sparse_mla_wgmma', `sparse_mla_wg_${src}`, FWD_SIG);
@@ -218,7 +220,6 @@ function wgPath(b: CudaBackend, src: 'bf16' | 'f32' | 'fp8', out: View, lse: Vie
     kern.launch(N, WG.NT, WG.SMEM, [...args, b.address(out), b.address(lse), b.address(q), b.address(kv), b.address(indices)], groups);
     return true;
   }
-  const tiles = Math.ceil(k / WG.TK);
   const tps = Math.ceil(tiles / split);
   const S = Math.ceil(tiles / tps);
   const kern = b.rt.modules.get('sparse_mla_wgmma', `sparse_mla_wg_split_${src}`, SPLIT_SIG);
