@@ -1,7 +1,7 @@
 // Engine throughput on a random-weight model (a script, not a test):
 //   node dist/bench/engine.js [--device cpu|cuda] [--shape tiny|cpu-mid|mid | --model DIR] [--numerics f32|bf16]
 //        [--batches 1,4,16] [--prompt 64] [--gen 32] [--spec 0] [--vocab V] [--temperature 0] [--top-p 1] [--mask]
-//        [--cuda-graphs on|off|both] [--sampler-threads N] [--kv-cache fp8|bf16|f32] [--device-sampling on|off|both]
+//        [--cuda-graphs on|off|both] [--sampler-threads N] [--kv-cache fp8|bf16|f32] [--device-sampling on|off|both] [--dense]
 // For each batch size B, B concurrent requests (greedy unless --temperature; --top-p filters, --mask records
 // each token's sampling mask, as RL rollouts do) (distinct prompts, ignoreEos) of `prompt` tokens
 // generate `gen` tokens each. Reported per B: TTFT (first token after submission) mean, TPOT (mean gap
@@ -19,6 +19,8 @@
 // --device-sampling (default: the engine's, on off the CPU): tokens picked where the logits are
 // (EngineOptions.deviceSampling) instead of reading the logits back; 'both' runs it off
 // then on; deviceSampledSteps counts the steps that did.
+// --dense: dense attention (every causal key, no indexer: EngineOptions.denseAttention), the baseline DSA
+// is compared against, in the engine and in the model-alone steps; the line says keys "dense" (else "dsa").
 // One JSON line per B (per B and graph setting with 'both') on stdout.
 import { LLMEngine } from '../src/engine/engine.js';
 import type { EngineEvent } from '../src/engine/types.js';
@@ -70,6 +72,7 @@ if (kvCache !== undefined && !['fp8', 'bf16', 'f32'].includes(kvCache)) {
   process.exit(2);
 }
 const mode = kvCache === 'fp8' ? 'mqa' : undefined;
+const dense = process.argv.includes('--dense');
 const model = modelDir ? DeepseekV32.load(modelDir, { device }) : DeepseekV32.fromSource(cfg, mapSource(randomCheckpoint(cfg, 1)), { device });
 model.forward([[1, 2, 3, 4]], { numerics }); // load every weight
 // time inside the model's steps (main and MTP), to split the engine's time into model and the rest
@@ -98,16 +101,16 @@ for (const B of batches) {
   // (2026-12-06; nothing made in a synchronous job is reclaimed before it ends: src/tensor/memory.ts)
   const fill = Math.max(1, Math.floor(16384 / B));
   for (let p0 = 0; p0 < P; p0 += fill) {
-    model.forward(Array.from({ length: B }, (_, b) => prompt(b).slice(p0, p0 + fill)), { cache, logits: 'none', numerics, mode });
+    model.forward(Array.from({ length: B }, (_, b) => prompt(b).slice(p0, p0 + fill)), { cache, logits: 'none', numerics, mode, dense });
     await releaseDeadTensors(device);
   }
   const steps = 8;
   const m0 = now();
-  for (let i = 0; i < steps; i++) model.forward(Array.from({ length: B }, (_, b) => [(b + i) % cfg.vocabSize]), { cache, logits: 'last', numerics, mode }).logits!.toFloat32();
+  for (let i = 0; i < steps; i++) model.forward(Array.from({ length: B }, (_, b) => [(b + i) % cfg.vocabSize]), { cache, logits: 'last', numerics, mode, dense }).logits!.toFloat32();
   const modelStep = (now() - m0) / steps;
   for (const cudaGraphs of graphModes) for (const deviceSampling of samplingModes) {
     const blocksPer = Math.ceil((P + G + 4) / 64);
-    const engine = new LLMEngine(model, { numBlocks: B * blocksPer + 2, maxNumSeqs: Math.max(B, 1), maxBatchTokens: Math.max(2048, B * (1 + spec)), numerics, speculativeTokens: spec, cudaGraphs, samplerThreads, cacheFormat: kvCache, deviceSampling });
+    const engine = new LLMEngine(model, { numBlocks: B * blocksPer + 2, maxNumSeqs: Math.max(B, 1), maxBatchTokens: Math.max(2048, B * (1 + spec)), numerics, speculativeTokens: spec, cudaGraphs, samplerThreads, cacheFormat: kvCache, deviceSampling, denseAttention: dense });
     inModel.ms = 0;
     inModel.steps = 0;
     const t0 = now();
@@ -139,7 +142,7 @@ for (const B of batches) {
     engine.close();
     const mean = (a: number[]): number => a.reduce((x, y) => x + y, 0) / Math.max(1, a.length);
     console.log(JSON.stringify({
-      device, samplerThreads: samplerThreads ?? 'default', shape, vocab: cfg.vocabSize, numerics, kvCache: kvCache ?? 'default', temperature, topP, mask: returnSamplingMask, batch: B, prompt: P, gen: G, spec,
+      device, samplerThreads: samplerThreads ?? 'default', shape, vocab: cfg.vocabSize, numerics, keys: dense ? 'dense' : 'dsa', kvCache: kvCache ?? 'default', temperature, topP, mask: returnSamplingMask, batch: B, prompt: P, gen: G, spec,
       cudaGraphsAsked: cudaGraphs, cudaGraphs: gs !== null, graphReplays: gs?.replays ?? 0, graphCaptures: gs?.captures ?? 0,
       ...(gs?.failures.length ? { graphFailures: gs.failures } : {}),
       ttftMs: +mean(first.map((t) => t - t0)).toFixed(2),

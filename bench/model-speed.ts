@@ -23,6 +23,8 @@
 // decode steps, medians, after one untimed warm-up of each. --profile: one more prefill of each S with every
 // backend op synchronised and timed, its table on stderr; and one more decode step at each context with each
 // op's kernels timed by CUDA events behind a held stream (gpuTimedOnce: device time alone, as a graph runs).
+// --dense: dense attention (every causal key, no indexer: model.ts StepOptions.dense), the baseline DSA is
+// compared against on the same weights and kernels; the lines say "keys":"dense" (else "dsa").
 //   node dist/bench/model-speed.js --model ../shared/fixtures/tiny-f32 --device cpu --prefill 64 --decode-ctx 64 --steps 4
 import { cudaBackend } from '../src/backend/cuda/index.js';
 import { DeepseekV32 } from '../src/model/index.js';
@@ -48,6 +50,7 @@ const contexts = list('--decode-ctx', '1024,4096');
 const steps = Number(opt('--steps') ?? 32);
 const repeat = Number(opt('--repeat') ?? 3);
 const profile = process.argv.includes('--profile');
+const dense = process.argv.includes('--dense');
 
 const model = DeepseekV32.load(dir, { device });
 const V = model.cfg.vocabSize;
@@ -73,11 +76,11 @@ const attention = opt('--attention') ?? (format === 'fp8' ? 'mqa' : 'auto');
 if (attention !== 'auto' && attention !== 'mqa') argError(`model-speed: --attention must be auto or mqa, got ${attention}`);
 const mode = attention;
 let copyBW: number | null | undefined; // copyGBps()'s measurement, taken once
-const line = (o: Record<string, unknown>): void => console.log(JSON.stringify({ impl: 'dsv32', device, numerics, kv_cache: format, attention, ...o }));
+const line = (o: Record<string, unknown>): void => console.log(JSON.stringify({ impl: 'dsv32', device, numerics, kv_cache: format, attention, keys: dense ? 'dense' : 'dsa', ...o }));
 
 for (const S of prefills) {
   const run = (): void => {
-    const r = model.forward([tokens(S, S)], { numerics, mode, cache: model.newCache(1, { format, capacity: S }), logits: 'last' });
+    const r = model.forward([tokens(S, S)], { numerics, mode, dense, cache: model.newCache(1, { format, capacity: S }), logits: 'last' });
     r.logits!.toFloat32();
   };
   run();
@@ -106,12 +109,12 @@ for (const C of contexts) {
   // releases between them not) is reported as the context's prefill rate
   let fillMs = 0;
   for (let p = 0; p < C; p += fillChunk) {
-    fillMs += timed(() => model.forward([fill.slice(p, p + fillChunk)], { numerics, mode, cache, logits: 'none' }));
+    fillMs += timed(() => model.forward([fill.slice(p, p + fillChunk)], { numerics, mode, dense, cache, logits: 'none' }));
     await releaseDeadTensors(device);
   }
   let next = 1;
   // one decode step as the engine runs it (no positions' top-k), its logits left on the device
-  const forwardNext = () => model.forward([[next]], { numerics, mode, cache, logits: 'last', topk: false });
+  const forwardNext = () => model.forward([[next]], { numerics, mode, dense, cache, logits: 'last', topk: false });
   const step = (): void => {
     const l = forwardNext().logits!.toFloat32();
     let best = 0;
@@ -155,7 +158,7 @@ for (const C of contexts) {
  * main model's layers, embedding row and head as the checkpoint stores them (FP8 with its scales, bf16),
  * but of each MoE layer's routed experts only the k a token picks; per layer the indexer's cached keys of
  * the C positions (INDEXER_PAGE-token pages of indexerPageBytes) and the min(index_topk, C) selected latent
- * rows in the cache's format. The MTP modules do not run in a plain decode step.
+ * rows in the cache's format (with --dense: all C latent rows, no indexer key). The MTP modules do not run in a plain decode step.
  */
 function decodeBytes(C: number): number {
   const cfg = model.cfg;
@@ -170,8 +173,9 @@ function decodeBytes(C: number): number {
     else if (/\.mlp\.experts\.\d+\./.test(name)) b *= cfg.nActivatedExperts / cfg.nRoutedExperts;
     w += b;
   }
-  const keys = (C / INDEXER_PAGE) * indexerPageBytes(cfg.indexHeadDim);
-  const latents = Math.min(cfg.indexTopk, C) * mlaCacheBytesPerToken(format, cfg.kvLoraRank, cfg.qkRopeHeadDim);
+  // dense attention reads every cached latent row and no indexer key
+  const keys = dense ? 0 : (C / INDEXER_PAGE) * indexerPageBytes(cfg.indexHeadDim);
+  const latents = (dense ? C : Math.min(cfg.indexTopk, C)) * mlaCacheBytesPerToken(format, cfg.kvLoraRank, cfg.qkRopeHeadDim);
   return w + cfg.nLayers * (keys + latents);
 }
 

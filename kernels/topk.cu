@@ -163,6 +163,26 @@ __device__ __forceinline__ uint32_t block_scan_incl(uint32_t v, uint32_t* wsum, 
   return r;
 }
 
+// The paged-cache slot of position p through a sequence's block-table row (−1 past the table or at a −1 block).
+__device__ __forceinline__ int paged_slot(const int* btr, int64_t max_blocks, int p) {
+  const int pg = p >> 6;
+  const int blk = pg < max_blocks ? btr[pg] : -1;
+  return blk < 0 ? -1 : blk * 64 + (p & 63);
+}
+
+// Dense attention's selection (causalSelect, src/tensor/ops/dsa-indexer.ts): out[r, j] = j (or its slot)
+// for j < end[r], else −1 — topk_select_f32's output for a row of equal values, without reading one. A
+// grid-stride loop over the R·k elements: the row of a long context is one contiguous write.
+extern "C" __global__ void causal_select(int64_t rows, int64_t k, const int* __restrict__ end, const int* __restrict__ block_table,
+                                         int64_t max_blocks, int64_t rows_per_seq, int* __restrict__ out) {
+  const int64_t n = rows * k;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t r = i / k;
+    const int j = (int)(i - r * k);
+    out[i] = j >= end[r] ? -1 : block_table ? paged_slot(block_table + (r / rows_per_seq) * max_blocks, max_blocks, j) : j;
+  }
+}
+
 extern "C" __global__ void __launch_bounds__(1024) topk_select_f32(int64_t rows, int64_t n, int64_t k, const float* __restrict__ x,
                                                                    const int* __restrict__ start, const int* __restrict__ end,
                                                                    const int* __restrict__ block_table, int64_t max_blocks,
@@ -183,12 +203,7 @@ extern "C" __global__ void __launch_bounds__(1024) topk_select_f32(int64_t rows,
     const float* xr = x + row * n + s;
     int* orow = out + row * k;
     const int* btr = block_table ? block_table + (row / rows_per_seq) * max_blocks : nullptr;
-    auto emit = [&](int p) -> int {
-      if (!btr) return (int)(s + p);
-      const int pg = p >> 6;
-      const int blk = pg < max_blocks ? btr[pg] : -1;
-      return blk < 0 ? -1 : blk * 64 + (int)(p & 63);
-    };
+    auto emit = [&](int p) -> int { return btr ? paged_slot(btr, max_blocks, p) : (int)(s + p); };
     if (valid <= k) {
       for (int64_t i = tid; i < k; i += blockDim.x) orow[i] = i < valid ? emit(i) : -1;
       continue;

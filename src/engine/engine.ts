@@ -68,8 +68,8 @@ export interface EngineModel<P extends { readonly blocks: number }> {
   /** where the model's tensors live (the engine gives dead ones' device memory back between steps) */
   readonly device?: string;
   newPool(opts: { blocks: number; format?: MlaCacheFormat }): P;
-  step(batch: RaggedBatch, pool: P, opts?: { numerics?: 'f32' | 'bf16'; mode?: 'auto' | 'mha' | 'mqa'; record?: { topk?: boolean } }): { logits: Tensor | null; hidden: Tensor; topk: Selection[]; routes: (Tensor | null)[]; layout?: StepLayout };
-  mtpStep?(batch: RaggedBatch, hidden: Tensor, nextIds: Int32Array, pool: P, opts?: { numerics?: 'f32' | 'bf16'; mode?: 'auto' | 'mha' | 'mqa'; layout?: StepLayout }): { logits: Tensor; hidden: Tensor };
+  step(batch: RaggedBatch, pool: P, opts?: { numerics?: 'f32' | 'bf16'; mode?: 'auto' | 'mha' | 'mqa'; dense?: boolean; record?: { topk?: boolean } }): { logits: Tensor | null; hidden: Tensor; topk: Selection[]; routes: (Tensor | null)[]; layout?: StepLayout };
+  mtpStep?(batch: RaggedBatch, hidden: Tensor, nextIds: Int32Array, pool: P, opts?: { numerics?: 'f32' | 'bf16'; mode?: 'auto' | 'mha' | 'mqa'; dense?: boolean; layout?: StepLayout }): { logits: Tensor; hidden: Tensor };
   /** whether the model's device can capture graphs (CUDA) */
   readonly canCaptureGraphs?: boolean;
   /** a graph runner of plain decode steps over `pool` (src/model/decode-graph.ts), null where the device cannot capture */
@@ -101,6 +101,12 @@ export interface EngineOptions {
    * and the indexer's top-k can amplify)
    */
   attention?: 'auto' | 'mqa';
+  /**
+   * Dense attention: every query attends to every causal key and the lightning indexer does not run
+   * (model.ts StepOptions.dense) — the dense baseline DSA is compared against, on the same weights and
+   * kernels. Default false (DSA). Requests cannot ask for the indexer's top-k then.
+   */
+  denseAttention?: boolean;
   modelName?: string;
   /**
    * Plain decode steps (every chunk one token, no drafts, no routes or indexer selections recorded, at
@@ -175,7 +181,7 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
    * numerics, and the attention mode: the FP8 latent cache does not hold the latent rows in the clear,
    * which MHA (the reference's prefill path) reads, so with it every chunk runs absorbed MQA
    */
-  private readonly stepOpts: { numerics?: 'f32' | 'bf16'; mode: 'auto' | 'mqa' };
+  private readonly stepOpts: { numerics?: 'f32' | 'bf16'; mode: 'auto' | 'mqa'; dense: boolean };
   private nextKey = 0;
   private generated = 0;
   private draftProposed = 0;
@@ -213,7 +219,8 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
     if (!Number.isInteger(this.spec) || this.spec < 0 || this.spec > 3) bad('speculativeTokens', 'an integer in [0, 3]', this.spec);
     if (this.spec > 0 && (cfg.nMtpLayers < 1 || !model.mtpStep)) bad('speculativeTokens', '0 for a model without MTP layers', this.spec);
     if (opts.attention !== undefined && opts.attention !== 'auto' && opts.attention !== 'mqa') bad('attention', "'auto' or 'mqa'", opts.attention);
-    this.stepOpts = { numerics: opts.numerics, mode: opts.cacheFormat === 'fp8' ? 'mqa' : (opts.attention ?? 'auto') };
+    if (opts.denseAttention !== undefined && typeof opts.denseAttention !== 'boolean') bad('denseAttention', 'a boolean', opts.denseAttention);
+    this.stepOpts = { numerics: opts.numerics, mode: opts.cacheFormat === 'fp8' ? 'mqa' : (opts.attention ?? 'auto'), dense: opts.denseAttention ?? false };
     this.capacity = Math.min(maxModelLen, numBlocks * BLOCK_TOKENS);
     this.blockPool = new BlockPool(numBlocks);
     // graph decode pads its batches with rows that write into a block no sequence owns: one more block in
@@ -223,7 +230,7 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
     this.cachePool = model.newPool({ blocks: numBlocks + (graphs ? 1 : 0), format: opts.cacheFormat });
     if (graphs) {
       this.graphs = model.decodeGraphs!(this.cachePool, {
-        maxLen: this.capacity, scratchBlock: numBlocks, maxSeqs: maxNumSeqs, numerics: this.stepOpts.numerics, mode: this.stepOpts.mode,
+        maxLen: this.capacity, scratchBlock: numBlocks, maxSeqs: maxNumSeqs, numerics: this.stepOpts.numerics, mode: this.stepOpts.mode, dense: this.stepOpts.dense,
         // speculative engines graph their verification steps (the last token and `spec` drafts per row)
         // and the first MTP pass after them; plain ones their one-token decode steps
         ...(this.spec > 0 ? { rowTokens: 1 + this.spec, mtp: true } : {}),
@@ -351,6 +358,7 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
     for (const f of ['ignoreEos', 'returnSamplingMask', 'returnRoutedExperts', 'returnIndexerTopk'] as const) {
       if (typeof p[f] !== 'boolean') throw fail(`${f} must be a boolean, got ${p[f]}`, f);
     }
+    if (p.returnIndexerTopk && this.stepOpts.dense) throw fail('returnIndexerTopk: this engine runs dense attention (every causal key); the indexer makes no selection', 'returnIndexerTopk');
     return p;
   }
 

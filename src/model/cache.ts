@@ -95,8 +95,13 @@ export interface StepLayout {
   /** the largest position in the step (with `maxLen`: maxLen − 1, the bound, not the step's) */
   maxPosition: number;
   groups: ChunkGroup[];
-  /** selection width of the step: min(index_topk, longest context) (with `maxLen`: min(index_topk, maxLen)) */
+  /**
+   * selection width of the step: min(index_topk, longest context) (with `maxLen`: min(index_topk, maxLen));
+   * with dense attention the longest context (or maxLen) itself
+   */
   width: number;
+  /** dense attention (LayoutOptions.dense): every query attends to every causal key, the indexer does not run */
+  dense: boolean;
   /** flat rows whose logits are wanted */
   logitRows: Int32Array;
   /**
@@ -127,6 +132,12 @@ export interface LayoutOptions {
   maxLen?: number;
   /** an earlier layout of the same shapes (equal shapeKey): its arena is rewritten instead of a new one made */
   into?: StepLayout;
+  /**
+   * Dense attention: the step's selection is every causal key (causalSelect), of width the longest
+   * context (or maxLen), and the lightning indexer is not run — the dense model DSA is measured against
+   * (the same projections, cache and attention kernels, every key selected). Default false (DSA).
+   */
+  dense?: boolean;
 }
 
 /** Slot of position p in a sequence whose blocks are `blocks`. */
@@ -196,7 +207,7 @@ export function stepLayout(batch: RaggedBatch, pool: CachePool, indexTopk: numbe
   }
   const packed = new Int32Array(size);
   parts.forEach((p, k) => packed.set(p.data, offsets[k]!));
-  const shapeKey = `${dev} maxLen ${maxLen ?? '-'} ${parts.map((p) => `[${p.shape.join(',')}]`).join(' ')}`;
+  const shapeKey = `${dev} maxLen ${maxLen ?? '-'}${opts.dense ? ' dense' : ''} ${parts.map((p) => `[${p.shape.join(',')}]`).join(' ')}`;
   let arena: Tensor;
   if (opts.into) {
     if (opts.into.shapeKey !== shapeKey) {
@@ -222,7 +233,7 @@ export function stepLayout(batch: RaggedBatch, pool: CachePool, indexTopk: numbe
   return {
     T, ids: view(idsPart), slots: view(slotsPart), positions, positionsT: view(posPart), maxPosition: bound - 1,
     groups: groups.map(({ parts: [t, c, r], ...g }) => ({ ...g, table: view(t), contextLen: view(c), rowEnd: view(r) })),
-    width: Math.min(indexTopk, bound), logitRows: batch.logitRows ?? lastRows(batch), arena, shapeKey, contextSlots,
+    width: opts.dense ? bound : Math.min(indexTopk, bound), dense: opts.dense ?? false, logitRows: batch.logitRows ?? lastRows(batch), arena, shapeKey, contextSlots,
   };
 }
 

@@ -94,6 +94,8 @@ export interface DecodeGraphOptions {
   maxSeqs: number;
   numerics?: Numerics;
   mode?: AttentionMode;
+  /** dense attention (every causal key, no indexer: cache.ts LayoutOptions.dense); the selection is then L wide */
+  dense?: boolean;
   /** default: the device's (deviceCapture); tests on the CPU pass a stand-in */
   capture?: GraphCapture;
   /** told once per graph (bucket B, context tier L) whose capture failed (it stays eager) */
@@ -243,7 +245,7 @@ export class DecodeGraphs implements DecodeRunner {
     const rows = n * sT;
     if (!bk) {
       // first use (or new weights): the eager step does every host upload the step needs once, then capture
-      const layout = stepLayout(padded, this.pool, cfg.indexTopk, { maxLen: L });
+      const layout = stepLayout(padded, this.pool, cfg.indexTopk, { maxLen: L, dense: this.opts.dense });
       const first = this.model.step(padded, this.pool, { ...this.stepOpts, layout });
       const device = this.pool.device;
       const BT = B * sT;
@@ -267,7 +269,7 @@ export class DecodeGraphs implements DecodeRunner {
       this.last = { bk, padded, n };
       return rowsOf(first.logits!, first.routes, rows);
     }
-    stepLayout(padded, this.pool, cfg.indexTopk, { maxLen: L, into: bk.layout });
+    stepLayout(padded, this.pool, cfg.indexTopk, { maxLen: L, dense: this.opts.dense, into: bk.layout });
     this.last = { bk, padded, n };
     if (!bk.graph) {
       this.stats.eager++;

@@ -23,7 +23,7 @@ import { hadamard } from '../tensor/ops/hadamard.js';
 import { cat } from '../tensor/ops/indexing.js';
 import { linear } from '../tensor/ops/matmul.js';
 import { add, mul, muls } from '../tensor/ops/elementwise.js';
-import { indexerCacheWrite, indexerLogits, indexerLogitsPaged, topkSelect } from '../tensor/ops/dsa-indexer.js';
+import { causalSelect, indexerCacheWrite, indexerLogits, indexerLogitsPaged, topkSelect } from '../tensor/ops/dsa-indexer.js';
 import { layerNorm } from '../tensor/ops/norm.js';
 import { rope } from '../tensor/ops/rope.js';
 import { cast, narrow, reshape } from '../tensor/ops/view.js';
@@ -134,6 +134,8 @@ export class Indexer {
    * and a top-k of width layout.width, as key positions and/or as pool slots (`want(g)` says which
    * group needs which: MHA attention reads positions, MQA attention reads slots, a recorded selection
    * is positions). `forced` [T, index_topk] (positions, −1 padded, golden layout) replaces the choice.
+   * A dense layout (layout.dense) selects every causal key (causalSelect) and runs nothing of the
+   * indexer: no projection, no logits, and no key written to its cache (a dense model has no indexer).
    */
   forward(
     x2: Tensor,
@@ -151,6 +153,16 @@ export class Indexer {
     const Dh = cfg.indexHeadDim;
     const W = layout.width;
     const T = layout.T;
+    if (layout.dense) {
+      if (forced) throw new ForcedSelectionError(`${this.prefix}: a forced selection replaces the indexer's, which dense attention does not run`);
+      return layout.groups.map((g, gi) => {
+        const w = want(gi);
+        return {
+          positions: w.positions ? causalSelect(g.rowEnd, W) : null,
+          slots: w.slots ? causalSelect(g.rowEnd, W, { blockTable: g.table, rowsPerSeq: g.N }) : null,
+        };
+      });
+    }
     const qk = this.project(x2, qr, 1, T, rot, dt);
     indexerCacheWrite(cache.index, qk.k, qk.ks, layout.slots);
     const dev = x2.device;

@@ -34,6 +34,13 @@ import { ParallelError, TensorParallel } from './parallel.js';
 
 export class TokenError extends DsvError {}
 
+/** A layout handed to step/mtpStep is this batch's, and of the attention asked for. */
+function checkLayout(op: string, layout: StepLayout, batch: RaggedBatch, opts: StepOptions): void {
+  if (layout.T !== batch.ids.length) throw new DsvError(`${op}: the given layout is of a step of ${layout.T} rows, this batch has ${batch.ids.length}`);
+  if (opts.dense !== undefined && opts.dense !== layout.dense) throw new DsvError(`${op}: dense is ${opts.dense}, the given layout was built for ${layout.dense ? 'dense' : 'sparse'} attention`);
+  if (layout.dense && opts.forcedTopk?.some((f) => f)) throw new DsvError(`${op}: forcedTopk replaces the indexer's selection, which dense attention does not make`);
+}
+
 export interface ForwardOptions {
   /** cache to continue (default: a fresh one); the step's tokens go at positions cache.length.. */
   cache?: ModelCache;
@@ -50,6 +57,8 @@ export interface ForwardOptions {
   onLayer?: (layer: number) => void;
   /** return each layer's selection as `topk` (default true; false runs the step as the engine does, without the positions' top-k) */
   topk?: boolean;
+  /** dense attention: every causal key, no indexer (StepOptions.dense) */
+  dense?: boolean;
 }
 
 export interface StepOptions {
@@ -68,6 +77,12 @@ export interface StepOptions {
   onLayer?: (layer: number) => void;
   /** the layout of this batch, already built (stepLayout; a shape-static one for graph decode) */
   layout?: StepLayout;
+  /**
+   * Dense attention (cache.ts LayoutOptions.dense): every query attends to every causal key and the
+   * lightning indexer does not run — the dense baseline of DSA on the same weights, cache and kernels.
+   * Default false; a given layout says it itself (it must agree).
+   */
+  dense?: boolean;
 }
 
 export interface StepResult {
@@ -279,8 +294,8 @@ export class DeepseekV32 {
     for (const [name, list] of [['forcedTopk', opts.forcedTopk], ['forcedRoutes', opts.forcedRoutes]] as const) {
       if (list && list.length !== cfg.nLayers) throw new DsvError(`step: ${name} has ${list.length} layers, the model has ${cfg.nLayers}`);
     }
-    if (opts.layout && opts.layout.T !== batch.ids.length) throw new DsvError(`step: the given layout is of a step of ${opts.layout.T} rows, this batch has ${batch.ids.length}`);
-    const layout = opts.layout ?? stepLayout(batch, pool, cfg.indexTopk);
+    const layout = opts.layout ?? stepLayout(batch, pool, cfg.indexTopk, { dense: opts.dense });
+    checkLayout('step', layout, batch, opts);
     const step: AttentionStep = {
       batch, layout, numerics, mode: opts.mode ?? 'auto', forcedTopk: null, recordTopk: opts.record?.topk ?? false,
       rot: this.rotary.gather(layout.positionsT, layout.maxPosition),
@@ -381,8 +396,8 @@ export class DeepseekV32 {
     if (!m) throw new DsvError(`mtp: the model has ${this.mtp.length} MTP modules, asked for module ${opts.module ?? 0}`);
     // `layout`: the one step() built for these same rows (only the logit rows may differ), so the slots,
     // block tables and context slots are not built and uploaded a second time
-    if (opts.layout && opts.layout.T !== batch.ids.length) throw new DsvError(`mtp: the given layout is of a step of ${opts.layout.T} rows, this batch has ${batch.ids.length}`);
-    const layout = opts.layout ? { ...opts.layout, logitRows: batch.logitRows ?? opts.layout.logitRows } : stepLayout(batch, pool, this.cfg.indexTopk);
+    const layout = opts.layout ? { ...opts.layout, logitRows: batch.logitRows ?? opts.layout.logitRows } : stepLayout(batch, pool, this.cfg.indexTopk, { dense: opts.dense });
+    checkLayout('mtp', layout, batch, opts);
     const step: AttentionStep = {
       batch, layout, numerics: opts.numerics ?? 'f32', mode: opts.mode ?? 'auto', forcedTopk: null, recordTopk: opts.record?.topk ?? false,
       rot: this.rotary.gather(layout.positionsT, layout.maxPosition),

@@ -125,6 +125,11 @@ export interface Backend {
    */
   topkSelect?(out: View, x: View, k: number, start: View | null, end: View | null, blockTable: View | null, rowsPerSeq: number): void;
   /**
+   * Optional: dense attention's selection. out i32 [R, k] contiguous: row r holds 0 .. min(end[r], k) − 1,
+   * then −1 (end i32 [R]); or those positions' slots through blockTable, as topkSelect emits them.
+   */
+  causalSelect?(out: View, end: View, blockTable: View | null, rowsPerSeq: number): void;
+  /**
    * Optional: tokens picked from logits (src/tensor/ops/pick.ts). x f32 [R, V] contiguous, temperature and u
    * f64 [R]; filters null (none on any row) or topK i32 [R] (0: off, else < V), topP and minP f64 [R];
    * token i32 [R] (−1 where a logit is NaN or all are −∞), logprob f64 [R]; mask null or i32 [R, ⌈V/32⌉],

@@ -29,9 +29,9 @@ const argmax = (l: Float32Array): number => l.reduce((b, x, i) => (x > l[b]! ? i
  * Decode `tokens` (or greedy when absent) one token at a time with the equal-length API; per step the
  * logits row that produced the token, its routes per MoE layer and the argmax margin.
  */
-function reference(prompt: number[], n: number, tokens?: number[]): { tokens: number[]; logits: Float32Array[]; routes: number[][]; topk: number[][][]; margins: number[] } {
+function reference(prompt: number[], n: number, tokens?: number[], dense = false): { tokens: number[]; logits: Float32Array[]; routes: number[][]; topk: number[][][]; margins: number[] } {
   const cache = model.newCache(1);
-  let o = model.forward([prompt], { cache, logits: 'last' });
+  let o = model.forward([prompt], { cache, logits: 'last', dense });
   const out = { tokens: [] as number[], logits: [] as Float32Array[], routes: [] as number[][], topk: [] as number[][][], margins: [] as number[] };
   for (let i = 0; i < n; i++) {
     const l = o.logits!.toFloat32().slice(-cfg.vocabSize);
@@ -47,7 +47,7 @@ function reference(prompt: number[], n: number, tokens?: number[]): { tokens: nu
       return Array.from(idx.slice((R - 1) * sel.width, R * sel.width)).filter((x) => x >= 0);
     }));
     out.margins.push(sorted[0]! - sorted[1]!);
-    if (i + 1 < n) o = model.forward([[t]], { cache, logits: 'last' });
+    if (i + 1 < n) o = model.forward([[t]], { cache, logits: 'last', dense });
   }
   return out;
 }
@@ -69,6 +69,24 @@ for (const dev of devices) {
       assert.deepEqual(ev.indexerTopk!.map((x) => Array.from(x)), ref.topk[i], `token ${i} indexer top-k`);
     });
     assert.ok(ref.topk[11]!.every((l) => l.length === cfg.indexTopk), 'the selection is sparse: top-k below the context');
+    e.close();
+  });
+
+  test(`engine with dense attention (${dev.name}): greedy tokens equal model.forward's with dense attention, not DSA's; the indexer top-k is refused`, { skip: dev.skip }, async () => {
+    model = DeepseekV32.fromSource(cfg, mapSource(ckpt), { device: dev.name });
+    const e = new LLMEngine(model, { numBlocks: 16, maxBatchTokens: 40, denseAttention: true });
+    const p = prompt(70, 1);
+    const r = await collect(e.generate(req('d', p, { temperature: 0, maxTokens: 12 })));
+    const ref = reference(p, 12, undefined, true);
+    ref.margins.forEach((m, i) => assert.ok(m > MARGIN, `reference step ${i}: argmax margin ${m} is a near tie`));
+    assert.deepEqual(r.tokens[0], ref.tokens);
+    // the recorded selection of the dense reference is every causal key (70 + i of them at token i)
+    ref.topk.forEach((layers, i) => layers.forEach((l) => assert.deepEqual(l, Array.from({ length: p.length + i }, (_, j) => j), `token ${i}: every causal key`)));
+    // attending to 8 of ~75 keys is another function: DSA's logits differ by far more than rounding
+    const sparse = reference(p, 1, ref.tokens);
+    const gap = Math.max(...Array.from(sparse.logits[0]!, (x, j) => Math.abs(x - ref.logits[0]![j]!)));
+    assert.ok(gap > 1e-2, `dense and sparse logits of the prompt's last row differ by ${gap}`);
+    assert.throws(() => e.generate(req('t', p, { maxTokens: 2, returnIndexerTopk: true })), /returnIndexerTopk: this engine runs dense attention/);
     e.close();
   });
 

@@ -1,5 +1,5 @@
-// DSA indexer ops (issue 11): indexerLogits (dense and paged), the paged indexer-key cache writer, and
-// topkSelect.
+// DSA indexer ops (issue 11): indexerLogits (dense and paged), the paged indexer-key cache writer,
+// topkSelect, and dense attention's causalSelect (topkSelect on rows of equal logits).
 //  - CPU vs the host oracle: the model's indexer (which runs on these ops) reproduces indexScores (the
 //    host loop it replaced, kept as the oracle) and selectTopkRow's selections bit for bit, prefill and
 //    decode, on a random tiny model, with Hi = 16 and 64.
@@ -382,6 +382,30 @@ for (const [dev, opts] of DEVICES) {
           sameBits(gotS.toHost() as Int32Array, wantS.toHost() as Int32Array, `topkSelect slots R=${R} N=${Ncol} k=${k}`);
         }
       }
+    });
+
+    test('causalSelect: topkSelect on rows of equal logits — ends 0, 1, k − 1, k, past k; widths 1, 63, 65, 2049; slots, −1 blocks', () => {
+      // the definition (file header of src/tensor/ops/dsa-indexer.ts): every causal key, lowest first —
+      // what the top-k's tie rule picks from a row of equal values, computed here by the CPU's top-k
+      for (const [R, k, N, rowsPerSeq] of [[5, 1, 3, 1], [7, 63, 130, 2], [9, 65, 200, 3], [4, 2049, 2100, 1]] as const) {
+        const ends = Array.from({ length: R }, (_, r) => [0, 1, k - 1, k, N, Math.floor(k / 2) + 1, 3][r % 7]!);
+        const maxBlocks = Math.ceil(N / 64);
+        const S = Math.ceil(R / rowsPerSeq);
+        // sequence 1 has its second block missing (−1): its positions there are −1 slots
+        const table = Array.from({ length: S * maxBlocks }, (_, i) => (i === maxBlocks + 1 ? -1 : (i * 5 + 2) % 97));
+        const flat = T.fromArray(new Float32Array(R * N), [R, N]);
+        const bt = i32(table, [S, maxBlocks]);
+        const want = T.topkSelect(flat, k, { end: i32(ends) }).toHost() as Int32Array;
+        const wantS = T.topkSelect(flat, k, { end: i32(ends), blockTable: bt, rowsPerSeq }).toHost() as Int32Array;
+        for (let r = 0; r < R; r++) {
+          // the oracle itself: positions 0 .. min(end, k) − 1, then −1
+          const n = Math.min(k, ends[r]!);
+          assert.deepEqual(Array.from(want.subarray(r * k, (r + 1) * k)), Array.from({ length: k }, (_, j) => (j < n ? j : -1)), `oracle R=${R} k=${k} row ${r}`);
+        }
+        sameBits(T.causalSelect(i32(ends, [R], dev), k).toHost() as Int32Array, want, `causalSelect R=${R} k=${k}`);
+        sameBits(T.causalSelect(i32(ends, [R], dev), k, { blockTable: on(bt, dev), rowsPerSeq }).toHost() as Int32Array, wantS, `causalSelect slots R=${R} k=${k}`);
+      }
+      assert.throws(() => T.causalSelect(i32([1, 2], [2], dev), 4, { blockTable: on(i32([0], [1, 1]), dev) }), /blockTable must be \[≥ 2, maxBlocks\]/);
     });
   });
 }

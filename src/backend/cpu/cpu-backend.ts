@@ -10,7 +10,7 @@ import { type FArr, computeType, dataOf, isContiguousView, rawContiguous, readF,
 import { pickRow } from './pick.js';
 import { sgemm, dgemm } from './gemm.js';
 import { matrixLayout, type MatrixLayout } from '../matrix-layout.js';
-import { indexerCacheWriteCpu, indexerLogitsCpu, indexerLogitsPagedCpu, topkSelectCpu } from './dsa-indexer.js';
+import { causalSelectCpu, indexerCacheWriteCpu, indexerLogitsCpu, indexerLogitsPagedCpu, topkSelectCpu } from './dsa-indexer.js';
 import { mlaCacheWriteCpu, sparseMlaDecodeCpu, sparseMlaPrefillCpu } from './sparse-mla.js';
 import { sparseMhaPrefillCpu } from './sparse-attention.js';
 import { sparseMlaBackwardCpu } from './sparse-mla-backward.js';
@@ -449,6 +449,9 @@ export class CpuBackend implements Backend {
   }
   topkSelect(out: View, x: View, k: number, start: View | null, end: View | null, blockTable: View | null, rowsPerSeq: number): void {
     topkSelectCpu(out, x, k, start, end, blockTable, rowsPerSeq);
+  }
+  causalSelect(out: View, end: View, blockTable: View | null, rowsPerSeq: number): void {
+    causalSelectCpu(out, end, blockTable, rowsPerSeq);
   }
   pickTokens(token: View, logprob: View, x: View, temperature: View, u: View, filters: { topK: View; topP: View; minP: View } | null, mask: View | null, logZ: View | null): void {
     const [R, V] = x.shape as [number, number];

@@ -260,13 +260,35 @@ export function topkRows(
     const seq = bt ? Math.floor(r / rowsPerSeq) : 0;
     for (let j = 0; j < k; j++) {
       const p = row[j]!;
-      if (p < 0) o[ob + j] = -1;
-      else if (!bt) o[ob + j] = lo + p;
-      else {
-        const pg = p >> 6;
-        const blk = pg < maxBlocks ? bt[seq * maxBlocks + pg]! : -1;
-        o[ob + j] = blk < 0 ? -1 : blk * INDEXER_PAGE + (p & 63);
-      }
+      o[ob + j] = p < 0 ? -1 : bt ? pagedSlot(bt, seq, maxBlocks, p) : lo + p;
     }
+  }
+}
+
+/** The paged-cache slot of position p of sequence `seq` (block table bt [S, maxBlocks]); −1 past the table or at a −1 block. */
+function pagedSlot(bt: ArrayLike<number>, seq: number, maxBlocks: number, p: number): number {
+  const pg = p >> 6;
+  const blk = pg < maxBlocks ? bt[seq * maxBlocks + pg]! : -1;
+  return blk < 0 ? -1 : blk * INDEXER_PAGE + (p & 63);
+}
+
+/**
+ * Dense attention's selection (Backend.causalSelect): out i32 [R, k], row r the positions
+ * 0 .. min(end[r], k) − 1 (or their slots through blockTable [S, maxBlocks], row r in sequence
+ * ⌊r / rowsPerSeq⌋), then −1 — topkRows' output for a row of equal values.
+ */
+export function causalSelectCpu(out: View, end: View, blockTable: View | null, rowsPerSeq: number): void {
+  if (!isContiguousView(out) || out.dtype !== 'i32') throw new DsvError('causalSelect: out must be contiguous i32');
+  const [R, k] = out.shape as [number, number];
+  const e = ints(end);
+  const bt = blockTable ? ints(blockTable) : null;
+  const maxBlocks = blockTable ? blockTable.shape[1]! : 0;
+  const o = dataOf(out) as Int32Array;
+  for (let r = 0; r < R; r++) {
+    const n = Math.max(0, Math.min(k, e[r]!));
+    const ob = out.offset + r * k;
+    const seq = Math.floor(r / rowsPerSeq);
+    for (let j = 0; j < n; j++) o[ob + j] = bt ? pagedSlot(bt, seq, maxBlocks, j) : j;
+    o.fill(-1, ob + n, ob + k);
   }
 }

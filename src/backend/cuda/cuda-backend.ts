@@ -19,7 +19,7 @@ import { createHash } from 'node:crypto';
 import type { MemoryStats } from './allocator.js';
 import { matrixLayout } from '../matrix-layout.js';
 import { contiguousStrides, isContiguousLayout, numelOf } from '../../tensor/tensor.js';
-import { indexerCacheWriteCuda, indexerLogitsCuda, indexerLogitsPagedCuda, topkSelectCuda } from './dsa-indexer.js';
+import { causalSelectCuda, indexerCacheWriteCuda, indexerLogitsCuda, indexerLogitsPagedCuda, topkSelectCuda } from './dsa-indexer.js';
 import { mlaCacheWriteCuda, sparseMlaDecodeCuda, sparseMlaPrefillCuda } from './sparse-mla.js';
 import { sparseMhaPrefillCuda } from './sparse-mha.js';
 import { sparseMlaBackwardCuda } from './sparse-mla-backward.js';
@@ -901,6 +901,9 @@ export class CudaBackend implements Backend {
   }
   topkSelect(out: View, x: View, k: number, start: View | null, end: View | null, blockTable: View | null, rowsPerSeq: number): void {
     topkSelectCuda(this, out, x, k, start, end, blockTable, rowsPerSeq);
+  }
+  causalSelect(out: View, end: View, blockTable: View | null, rowsPerSeq: number): void {
+    causalSelectCuda(this, out, end, blockTable, rowsPerSeq);
   }
   /** Tokens picked from logits, a CTA of 512 threads per row (kernels/pick.cu; x contiguous f32, the op checks). */
   pickTokens(token: View, logprob: View, x: View, temperature: View, u: View, filters: { topK: View; topP: View; minP: View } | null, mask: View | null, logZ: View | null): void {

@@ -1,5 +1,5 @@
 // CUDA launchers of the DSA indexer operations (kernels/dsa_indexer.cu, kernels/dsa_indexer_mma.cu,
-// kernels/dsa_indexer_gemm.cu, topk_select_f32 in kernels/topk.cu).
+// kernels/dsa_indexer_gemm.cu, topk_select_f32 and causal_select in kernels/topk.cu).
 // Contracts: src/tensor/ops/dsa-indexer.ts; CPU reference: src/backend/cpu/dsa-indexer.ts. The op layer
 // hands over contiguous inputs; here only what the kernels need beyond that is checked (D = 128, H ≤ 128,
 // 16-byte alignment of the e4m3 rows, which are read as uint4).
@@ -17,6 +17,7 @@ const SIG: Record<string, readonly ParamKind[]> = {
   indexer_logits_paged: ['i64', 'i64', 'i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'p', 'p'],
   indexer_cache_write: ['i64', 'i64', 'i64', 'p', 'p', 'p', 'p'],
   topk_select_f32: ['i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'i64', 'i64', 'i64', 'p'],
+  causal_select: ['i64', 'i64', 'p', 'p', 'i64', 'i64', 'p'],
   indexer_gather_keys: ['i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'p'],
   indexer_reduce: ['i64', 'i64', 'i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'p', 'p', 'i64', 'i64', 'p'],
 };
@@ -253,6 +254,14 @@ export function indexerCacheWriteCuda(be: CudaBackend, cache: View, k: View, kSc
   const grid = Math.min(Math.ceil(T / warpsPerBlock), be.rt.info.multiprocessors * 16);
   kernel(be, 'dsa_indexer', 'indexer_cache_write').launch(grid, 32 * warpsPerBlock, 0,
     [T, Dk, cache.shape[0]!, be.address(cache), be.address(k), be.address(kScale), be.address(slots)]);
+}
+
+export function causalSelectCuda(be: CudaBackend, out: View, end: View, blockTable: View | null, rowsPerSeq: number): void {
+  const [R, k] = out.shape as [number, number];
+  if (k >= 2 ** 31) throw new DsvError(`causalSelect on cuda: width ${k} exceeds the kernel's 32-bit positions`);
+  const n = R * k;
+  kernel(be, 'topk', 'causal_select').launch(Math.max(1, Math.min(Math.ceil(n / 256), be.rt.info.multiprocessors * 32)), 256, 0,
+    [R, k, be.address(end), blockTable ? be.address(blockTable) : 0, blockTable ? blockTable.shape[1]! : 0, rowsPerSeq, be.address(out)]);
 }
 
 export function topkSelectCuda(be: CudaBackend, out: View, x: View, k: number, start: View | null, end: View | null, blockTable: View | null, rowsPerSeq: number): void {

@@ -18,6 +18,10 @@
 //     per row the k largest of x[r, start:end] (selectTopkRow's rule: NaN = +inf, ties → lowest column),
 //     ascending columns, −1 padded; or paged slots blockTable[⌊r/rowsPerSeq⌋, ⌊p/64⌋]·64 + p mod 64 of
 //     p = column − start.
+//   causalSelect(end, k, {blockTable, rowsPerSeq}) → i32 [R, k]
+//     dense attention's selection: row r takes every causal key, positions 0 .. min(end[r], k) − 1 in
+//     order, then −1; or their paged slots as topkSelect emits them. It is topkSelect's result on a row
+//     of equal logits (ties → lowest column), without the logits: a dense model has no indexer.
 // None is differentiable (the indexer's training signal is its own KL loss, built separately).
 import { DsvError } from '../../errors.js';
 import type { Backend } from '../backend.js';
@@ -121,6 +125,24 @@ export interface TopkSelectOptions {
   blockTable?: Tensor;
   /** rows per sequence of the block table (default 1; next_n for decode logits [B·next_n, ·]) */
   rowsPerSeq?: number;
+}
+
+/** Dense attention's selection i32 [R, k]: every causal key of each row (see the file header). */
+export function causalSelect(end: Tensor, k: number, opts: Omit<TopkSelectOptions, 'start' | 'end'> = {}): Tensor {
+  const op = 'causalSelect';
+  if (end.rank !== 1) throw new ShapeError(`${op}: end must be [R], got ${fmtShape(end.shape)}`);
+  const R = end.shape[0]!;
+  if (!Number.isInteger(k) || k < 0) throw new DsvError(`${op}: k must be a non-negative integer, got ${k}`);
+  const rowsPerSeq = opts.rowsPerSeq ?? 1;
+  if (!Number.isInteger(rowsPerSeq) || rowsPerSeq < 1) throw new DsvError(`${op}: rowsPerSeq must be a positive integer, got ${rowsPerSeq}`);
+  sameDevice(op, ...[end, opts.blockTable].filter((t): t is Tensor => t !== undefined));
+  const bt = opts.blockTable;
+  if (bt && (bt.rank !== 2 || bt.shape[0]! * rowsPerSeq < R)) throw new ShapeError(`${op}: blockTable must be [≥ ${Math.ceil(R / rowsPerSeq)}, maxBlocks] for ${R} rows of ${rowsPerSeq} per sequence, got ${fmtShape(bt.shape)}`);
+  return noGrad(() => {
+    const out = alloc(end.backend, [R, k], 'i32');
+    if (out.numel > 0) need(end.backend, 'causalSelect')(out, i32(end), bt ? i32(bt) : null, rowsPerSeq);
+    return out;
+  });
 }
 
 /** DSA top-k selection i32 [R, k] (see the file header). */
