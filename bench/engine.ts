@@ -1,7 +1,7 @@
 // Engine throughput on a random-weight model (a script, not a test):
 //   node dist/bench/engine.js [--device cpu|cuda] [--shape tiny|cpu-mid|mid | --model DIR] [--numerics f32|bf16]
 //        [--batches 1,4,16] [--prompt 64] [--gen 32] [--spec 0] [--vocab V] [--temperature 0] [--top-p 1] [--mask]
-//        [--cuda-graphs on|off|both] [--sampler-threads N] [--kv-cache fp8|bf16|f32] [--device-sampling on|off|both] [--dense]
+//        [--cuda-graphs on|off|both] [--sampler-threads N] [--kv-cache fp8|bf16|f32] [--device-sampling on|off|both] [--dense] [--attention auto|mqa]
 // For each batch size B, B concurrent requests (greedy unless --temperature; --top-p filters, --mask records
 // each token's sampling mask, as RL rollouts do) (distinct prompts, ignoreEos) of `prompt` tokens
 // generate `gen` tokens each. Reported per B: TTFT (first token after submission) mean, TPOT (mean gap
@@ -71,7 +71,14 @@ if (kvCache !== undefined && !['fp8', 'bf16', 'f32'].includes(kvCache)) {
   console.error(`--kv-cache must be fp8, bf16 or f32, got '${kvCache}'`);
   process.exit(2);
 }
-const mode = kvCache === 'fp8' ? 'mqa' : undefined;
+// --attention mqa: every chunk in the absorbed form (EngineOptions.attention), prefill included; default the
+// engine's own ('auto': MHA for prefill chunks; MQA with an FP8 cache)
+const attentionArg = opt('--attention');
+if (attentionArg !== undefined && attentionArg !== 'auto' && attentionArg !== 'mqa') {
+  console.error(`engine bench: --attention must be auto or mqa, got '${attentionArg}'`);
+  process.exit(2);
+}
+const mode = kvCache === 'fp8' || attentionArg === 'mqa' ? 'mqa' : undefined;
 const dense = process.argv.includes('--dense');
 const model = modelDir ? DeepseekV32.load(modelDir, { device }) : DeepseekV32.fromSource(cfg, mapSource(randomCheckpoint(cfg, 1)), { device });
 model.forward([[1, 2, 3, 4]], { numerics }); // load every weight
@@ -110,7 +117,7 @@ for (const B of batches) {
   const modelStep = (now() - m0) / steps;
   for (const cudaGraphs of graphModes) for (const deviceSampling of samplingModes) {
     const blocksPer = Math.ceil((P + G + 4) / 64);
-    const engine = new LLMEngine(model, { numBlocks: B * blocksPer + 2, maxNumSeqs: Math.max(B, 1), maxBatchTokens: Math.max(2048, B * (1 + spec)), numerics, speculativeTokens: spec, cudaGraphs, samplerThreads, cacheFormat: kvCache, deviceSampling, denseAttention: dense });
+    const engine = new LLMEngine(model, { numBlocks: B * blocksPer + 2, maxNumSeqs: Math.max(B, 1), maxBatchTokens: Math.max(2048, B * (1 + spec)), numerics, speculativeTokens: spec, cudaGraphs, samplerThreads, cacheFormat: kvCache, deviceSampling, denseAttention: dense, attention: mode });
     inModel.ms = 0;
     inModel.steps = 0;
     const t0 = now();
@@ -142,7 +149,7 @@ for (const B of batches) {
     engine.close();
     const mean = (a: number[]): number => a.reduce((x, y) => x + y, 0) / Math.max(1, a.length);
     console.log(JSON.stringify({
-      device, samplerThreads: samplerThreads ?? 'default', shape, vocab: cfg.vocabSize, numerics, keys: dense ? 'dense' : 'dsa', kvCache: kvCache ?? 'default', temperature, topP, mask: returnSamplingMask, batch: B, prompt: P, gen: G, spec,
+      device, samplerThreads: samplerThreads ?? 'default', shape, vocab: cfg.vocabSize, numerics, keys: dense ? 'dense' : 'dsa', attention: mode ?? 'auto', kvCache: kvCache ?? 'default', temperature, topP, mask: returnSamplingMask, batch: B, prompt: P, gen: G, spec,
       cudaGraphsAsked: cudaGraphs, cudaGraphs: gs !== null, graphReplays: gs?.replays ?? 0, graphCaptures: gs?.captures ?? 0,
       ...(gs?.failures.length ? { graphFailures: gs.failures } : {}),
       ttftMs: +mean(first.map((t) => t - t0)).toFixed(2),
