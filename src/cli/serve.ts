@@ -62,6 +62,7 @@ export function register(program: Command): void {
     .option('--speculative-tokens <n>', 'MTP draft tokens per step, 0 to 3 (needs MTP layers)', intArg('--speculative-tokens', 0, 3), 0)
     .option('--no-cuda-graphs', 'run every decode step eagerly (default on CUDA: plain decode steps replay a CUDA graph per batch-size bucket)')
     .option('--no-device-sampling', 'sample every row on the host (default on CUDA: rows are sampled on the GPU, filters, sampling masks and top logprobs included; tokens and masks the same but at rounding ties, logprobs equal to rounding)')
+    .option('--dense-attention', "dense attention: every query attends to every causal key and the lightning indexer does not run (the dense baseline of DSA on the same weights; default: DSA's top-k)")
     .option('--skip-tokenizer-init', 'serve without a tokenizer: prompts and outputs are token ids (/v1/completions only)')
     .option('--served-model-name <name>', 'model name clients send (default: the checkpoint directory name)')
     .option('--max-waiting <n>', 'requests waiting for their first token beyond which new ones get 429', intArg('--max-waiting', 1), 256)
@@ -106,6 +107,8 @@ export interface EngineFlags {
   cudaGraphs?: boolean;
   /** false: every row sampled on the host (--no-device-sampling) */
   deviceSampling?: boolean;
+  /** every query attends to every causal key, the indexer does not run (--dense-attention) */
+  denseAttention?: boolean;
   skipTokenizerInit?: boolean;
   servedModelName?: string;
 }
@@ -168,6 +171,7 @@ function engineOver(model: EngineModel<CachePool>, o: EngineFlags, name: string,
     ...(o.numBlocks !== undefined ? { numBlocks: o.numBlocks } : {}),
     ...(o.cudaGraphs === false ? { cudaGraphs: false } : {}),
     ...(o.deviceSampling === false ? { deviceSampling: false } : {}),
+    ...(o.denseAttention ? { denseAttention: true } : {}),
     ...(codec ? { detokenize: (ids: readonly number[]) => codec.decode(ids) } : {}),
   });
 }
@@ -229,7 +233,7 @@ async function serve(o: ServeOptions): Promise<void> {
   });
   const url = await server.listen(o.port, o.host);
   err.write(
-    `dsv32 serve: ${name} on ${url} (device ${device}${ranks ? `, rank 0 of ${ranks.worldSize} (the others follow its steps)` : ''}, dtype ${o.dtype}, kv cache ${cacheFormat}, max-num-seqs ${o.maxNumSeqs}, ` +
+    `dsv32 serve: ${name} on ${url} (device ${device}${ranks ? `, rank 0 of ${ranks.worldSize} (the others follow its steps)` : ''}, dtype ${o.dtype}, kv cache ${cacheFormat}${o.denseAttention ? ', dense attention' : ''}, max-num-seqs ${o.maxNumSeqs}, ` +
       `context ${engine.info.maxModelLen}${engine.graphStats() ? ', CUDA-graph decode' : ''}, ${codec ? 'tokenizer ' + codec.description : 'no tokenizer'}; loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s)\n`,
   );
 

@@ -358,7 +358,7 @@ export class LLMEngine<P extends { readonly blocks: number }> implements Engine 
     for (const f of ['ignoreEos', 'returnSamplingMask', 'returnRoutedExperts', 'returnIndexerTopk'] as const) {
       if (typeof p[f] !== 'boolean') throw fail(`${f} must be a boolean, got ${p[f]}`, f);
     }
-    if (p.returnIndexerTopk && this.stepOpts.dense) throw fail('returnIndexerTopk: this engine runs dense attention (every causal key); the indexer makes no selection', 'returnIndexerTopk');
+    if (p.returnIndexerTopk && this.stepOpts.dense) throw fail('the indexer top-k cannot be returned: this engine runs dense attention (every causal key), and the indexer makes no selection', 'returnIndexerTopk');
     return p;
   }
 

@@ -18,6 +18,7 @@
 //             mode                            0 absent, 1 'auto', 2 'mha', 3 'mqa'
 //             record                          0 absent, 1 {}, 2 { topk: false }, 3 { topk: true }
 //             logitsWanted                    0 absent, 1 false, 2 true
+//             dense                           0 absent, 1 false, 2 true (dense attention)
 //             ids[T]
 //             C × (offset, len, start, nBlocks, blocks[nBlocks])
 //             logitRows[L]
@@ -70,8 +71,9 @@ export interface BroadcastStepOptions {
   mode?: 'auto' | 'mha' | 'mqa';
   record?: { topk?: boolean };
   logitsWanted?: boolean;
+  dense?: boolean;
 }
-const STEP_KEYS = new Set(['numerics', 'mode', 'record', 'logitsWanted']);
+const STEP_KEYS = new Set(['numerics', 'mode', 'record', 'logitsWanted', 'dense']);
 
 export interface PoolOptions {
   blocks: number;
@@ -118,7 +120,9 @@ export function encodeStep(batch: RaggedBatch, opts: BroadcastStepOptions = {}):
   const rec = opts.record === undefined ? 0 : opts.record.topk === undefined ? 1 : opts.record.topk ? 3 : 2;
   if (opts.logitsWanted !== undefined && typeof opts.logitsWanted !== 'boolean') throw new StepBroadcastError(`step: logitsWanted must be a boolean, got ${JSON.stringify(opts.logitsWanted)}`);
   if (opts.record?.topk !== undefined && typeof opts.record.topk !== 'boolean') throw new StepBroadcastError(`step: record.topk must be a boolean, got ${JSON.stringify(opts.record.topk)}`);
-  const head = [T, C, L, code(opts.numerics, NUMERICS, 'step: numerics'), code(opts.mode, MODES, 'step: mode'), rec, opts.logitsWanted === undefined ? 0 : opts.logitsWanted ? 2 : 1];
+  if (opts.dense !== undefined && typeof opts.dense !== 'boolean') throw new StepBroadcastError(`step: dense must be a boolean, got ${JSON.stringify(opts.dense)}`);
+  const flag = (b: boolean | undefined): number => (b === undefined ? 0 : b ? 2 : 1);
+  const head = [T, C, L, code(opts.numerics, NUMERICS, 'step: numerics'), code(opts.mode, MODES, 'step: mode'), rec, flag(opts.logitsWanted), flag(opts.dense)];
   let n = head.length + T + Math.max(L, 0);
   for (const s of batch.seqs) n += 4 + s.blocks.length;
   const out = new Int32Array(n);
@@ -141,8 +145,8 @@ export function decodeStep(p: Int32Array): { batch: RaggedBatch; opts: Broadcast
   const bad = (msg: string): never => {
     throw new StepBroadcastError(`STEP payload (${p.length} words): ${msg}`);
   };
-  if (p.length < 7) bad('shorter than its 7-word head');
-  const [T, C, L, nu, mo, rec, lw] = Array.from(p.subarray(0, 7));
+  if (p.length < 8) bad('shorter than its 8-word head');
+  const [T, C, L, nu, mo, rec, lw, de] = Array.from(p.subarray(0, 8));
   if (T! < 1) bad(`T (token rows) must be positive, got ${T}`);
   if (C! < 1) bad(`C (chunks) must be positive, got ${C}`);
   if (L! < -1) bad(`L (logit rows) must be ≥ −1, got ${L}`);
@@ -150,7 +154,8 @@ export function decodeStep(p: Int32Array): { batch: RaggedBatch; opts: Broadcast
   if (mo! < 0 || mo! > MODES.length) bad(`mode code must be in [0, ${MODES.length}], got ${mo}`);
   if (rec! < 0 || rec! > 3) bad(`record code must be in [0, 3], got ${rec}`);
   if (lw! < 0 || lw! > 2) bad(`logitsWanted code must be in [0, 2], got ${lw}`);
-  let r = 7;
+  if (de! < 0 || de! > 2) bad(`dense code must be in [0, 2], got ${de}`);
+  let r = 8;
   const take = (n: number, what: string): Int32Array => {
     if (n > p.length - r) bad(`${what} needs ${n} words at word ${r}, only ${p.length - r} left`);
     const s = p.subarray(r, r + n);
@@ -171,6 +176,7 @@ export function decodeStep(p: Int32Array): { batch: RaggedBatch; opts: Broadcast
   if (mo) opts.mode = MODES[mo - 1]!;
   if (rec) opts.record = rec === 1 ? {} : { topk: rec === 3 };
   if (lw) opts.logitsWanted = lw === 2;
+  if (de) opts.dense = de === 2;
   return { batch: logitRows ? { ids, seqs, logitRows } : { ids, seqs }, opts };
 }
 

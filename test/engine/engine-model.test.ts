@@ -86,7 +86,7 @@ for (const dev of devices) {
     const sparse = reference(p, 1, ref.tokens);
     const gap = Math.max(...Array.from(sparse.logits[0]!, (x, j) => Math.abs(x - ref.logits[0]![j]!)));
     assert.ok(gap > 1e-2, `dense and sparse logits of the prompt's last row differ by ${gap}`);
-    assert.throws(() => e.generate(req('t', p, { maxTokens: 2, returnIndexerTopk: true })), /returnIndexerTopk: this engine runs dense attention/);
+    assert.throws(() => e.generate(req('t', p, { maxTokens: 2, returnIndexerTopk: true })), /the indexer top-k cannot be returned: this engine runs dense attention/);
     e.close();
   });
 

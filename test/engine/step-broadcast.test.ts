@@ -28,9 +28,9 @@ test('step broadcast: STEP and POOL payloads decode to exactly what was encoded'
   const batches: [RaggedBatch, BroadcastStepOptions][] = [
     // a prefill chunk over 3 blocks, a decode token, 1 + 2 drafts; logit rows given
     [{ ids: Int32Array.from([5, 6, 7, 8, 9, 1, 2, 3, 4]), seqs: [{ offset: 0, len: 5, start: 130, blocks: [4, 0, 7] }, { offset: 5, len: 1, start: 0, blocks: [2] }, { offset: 6, len: 3, start: 63, blocks: [1, 3, 9, 10] }], logitRows: Int32Array.from([4, 5, 6, 7, 8]) },
-      { numerics: 'bf16', mode: 'mqa', record: { topk: true }, logitsWanted: true }],
+      { numerics: 'bf16', mode: 'mqa', record: { topk: true }, logitsWanted: true, dense: true }],
     // empty logit rows, record without topk, logits not wanted
-    [{ ids: Int32Array.from([3]), seqs: [{ offset: 0, len: 1, start: 64, blocks: [0, 1] }], logitRows: new Int32Array(0) }, { numerics: 'f32', mode: 'mha', record: {}, logitsWanted: false }],
+    [{ ids: Int32Array.from([3]), seqs: [{ offset: 0, len: 1, start: 64, blocks: [0, 1] }], logitRows: new Int32Array(0) }, { numerics: 'f32', mode: 'mha', record: {}, logitsWanted: false, dense: false }],
     // no logit rows at all, no options
     [{ ids: Int32Array.from([3, 4]), seqs: [{ offset: 0, len: 2, start: 0, blocks: [6] }] }, {}],
     [{ ids: Int32Array.from([3]), seqs: [{ offset: 0, len: 1, start: 0, blocks: [6] }] }, { mode: 'auto', record: { topk: false } }],
@@ -50,10 +50,11 @@ test('step broadcast: STEP and POOL payloads decode to exactly what was encoded'
 
 test('step broadcast: malformed payloads and options unknown to the protocol are errors naming what is wrong', () => {
   const good = encodeStep({ ids: Int32Array.from([1, 2]), seqs: [{ offset: 0, len: 2, start: 0, blocks: [0] }] });
-  assert.throws(() => decodeStep(good.subarray(0, good.length - 1)), /STEP payload \(13 words\): chunk 0's blocks needs 1 words at word 13, only 0 left/);
+  assert.throws(() => decodeStep(good.subarray(0, good.length - 1)), /STEP payload \(14 words\): chunk 0's blocks needs 1 words at word 14, only 0 left/);
   assert.throws(() => decodeStep(Int32Array.from([...good, 0])), /1 words left over after the logit rows/);
-  assert.throws(() => decodeStep(Int32Array.from([1, 1, -1, 7, 0, 0, 0, 1, 0, 1, 0, 0])), /numerics code must be in \[0, 2\], got 7/);
-  assert.throws(() => decodeStep(Int32Array.from([1, 2])), /shorter than its 7-word head/);
+  assert.throws(() => decodeStep(Int32Array.from([1, 1, -1, 7, 0, 0, 0, 0, 1, 0, 1, 0, 0])), /numerics code must be in \[0, 2\], got 7/);
+  assert.throws(() => decodeStep(Int32Array.from([1, 2])), /shorter than its 8-word head/);
+  assert.throws(() => decodeStep(Int32Array.from([1, 1, -1, 0, 0, 0, 0, 3, 1, 0, 1, 0, 0])), /dense code must be in \[0, 2\], got 3/);
   assert.throws(() => decodePool(Int32Array.from([4, 9])), /POOL payload: format code must be in \[0, 3\], got 9/);
   const batch: RaggedBatch = { ids: Int32Array.from([1]), seqs: [{ offset: 0, len: 1, start: 0, blocks: [0] }] };
   assert.throws(() => encodeStep(batch, { forcedRoutes: [] } as BroadcastStepOptions), /option 'forcedRoutes' cannot be broadcast to the other ranks .*not supported with world size > 1/);
@@ -154,7 +155,7 @@ test('step broadcast: a step that fails on every rank fails its batch on rank 0 
 
 for (const [kind, msg] of [
   ['garbage-header', /^followSteps \(rank 1, command 0\): the header \[1, 2, 3, 4\] does not start with the magic word/],
-  ['garbage-payload', /^followSteps \(rank 1, command 0\): STEP payload \(13 words\): chunk 0's blocks needs 9 words at word 13, only 0 left$/],
+  ['garbage-payload', /^followSteps \(rank 1, command 0\): STEP payload \(14 words\): chunk 0's blocks needs 9 words at word 14, only 0 left$/],
   ['lost-command', /^followSteps \(rank 1, command 0\): the header's sequence number is 1, expected 0 \(a command was lost or repeated\)$/],
 ] as const) {
   test(`step broadcast: a follower receiving a malformed command (${kind}) fails with a clear message`, async () => {

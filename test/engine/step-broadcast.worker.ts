@@ -81,7 +81,7 @@ if (c.rank !== 0) {
   bcast([1, 2, 3, 4]);
 } else if (data.kind === 'garbage-payload') {
   // a STEP whose chunk claims more blocks than the payload holds
-  const payload = [2, 1, -1, 0, 0, 0, 0, 5, 6, 0, 2, 0, 9];
+  const payload = [2, 1, -1, 0, 0, 0, 0, 0, 5, 6, 0, 2, 0, 9];
   bcast([MAGIC, Cmd.STEP, payload.length, 0]);
   bcast(payload);
 } else {
