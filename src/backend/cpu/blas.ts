@@ -125,67 +125,30 @@ function bind(koffi: typeof Koffi, path: string): Blas {
   const d = lib.func(sig('cblas_dgemm', 'double')) as GemmFn<Float64Array>;
   let config: string | undefined;
   let threads = 1;
-  let setThreads: ((n: number) => void) | null = null;
-  let getThreads: (() => number) | null = null;
   try {
     config = (lib.func('const char *openblas_get_config(void)') as () => string)();
-    setThreads = lib.func('void openblas_set_num_threads(int)') as (n: number) => void;
-    getThreads = lib.func('int openblas_get_num_threads(void)') as () => number;
     // OpenBLAS's pthread server hangs, spinning, when several threads of one process call into it at
     // once (0.3.21: two data-parallel ranks as worker threads, src/dist/thread-collective.ts, hung in
     // about one run of three; with this, 20 runs in a row passed). Called from a worker thread it
     // therefore computes in the caller's thread alone; the setting is the process's, and such a
     // process already runs one rank per core.
-    if (!isMainThread) setThreads(1);
-    threads = getThreads();
+    if (!isMainThread) (lib.func('void openblas_set_num_threads(int)') as (n: number) => void)(1);
+    threads = (lib.func('int openblas_get_num_threads(void)') as () => number)();
   } catch {
     // a reference CBLAS has neither; it is single-threaded
   }
   const sv = lib.func(gemvSig('cblas_sgemv', 'float')) as GemvFn<Float32Array>;
   const dv = lib.func(gemvSig('cblas_dgemv', 'double')) as GemvFn<Float64Array>;
-  // Products below SMALL_PRODUCT multiply-adds run on the calling thread alone (see SMALL_PRODUCT). The
-  // count is OpenBLAS's process-wide setting: the main thread changes it only while it is the one that set
-  // it last — a worker thread's binding sets it to 1 for good (above), and then it is left alone
-  const full = threads;
-  let current = threads;
-  let managed = isMainThread && full > 1 && setThreads !== null && getThreads !== null;
-  const threadsFor = (M: number, N: number, K: number): void => {
-    if (!managed) return;
-    if (getThreads!() !== current) {
-      managed = false;
-      return;
-    }
-    const want = M * N * K < SMALL_PRODUCT ? 1 : full;
-    if (want !== current) setThreads!((current = want));
-  };
   return {
     library: path,
     config,
     threads,
-    sgemm: (ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) => {
-      threadsFor(M, N, K);
-      gemm(s, sv, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    },
-    dgemm: (ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) => {
-      threadsFor(M, N, K);
-      gemm(d, dv, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    },
+    sgemm: (ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) =>
+      gemm(s, sv, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc),
+    dgemm: (ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) =>
+      gemm(d, dv, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc),
   };
 }
-
-/**
- * OpenBLAS wakes its threads for any product past its own small bound (a 64 × 256 ?gemv included), and on
- * a 2-core machine the hand-off costs more than the split saves below about a million multiply-adds:
- * measured on the 2-core AMD EPYC (2026-12-07, OpenBLAS 0.3.21 Haswell kernels), a decode step of the
- * cpu-mid config in bf16 (its products one row each), every product with 2 threads against 1, ms a step:
- * the absorbed query's 8 per-head 1 × 64 × 256 products 2.50 / 0.25, the 1 × 1024 × 256 GEMVs (30 a step)
- * 2.51 / 2.28, 1 × 512 × 1024 1.89 / 1.13, 1 × 1024 × 512 0.62 / 0.55; while from 2M (1 × 1024 × 2048:
- * 0.62 / 1.28; the 1 × 1024 × 8192 head: 0.91 / 1.82) the second thread pays; the whole step 20.0–22.9 →
- * 17.1–18.7 ms (three runs each). The thread count can change a product's bits (OpenBLAS splits some sums
- * of small products between its threads: 9 of 42 shapes of 1–7 rows differed, 1 vs 2 threads); the
- * choice is a function of the shape, so each product's bits are still the same on every call.
- */
-const SMALL_PRODUCT = 1 << 20;
 
 function gemvSig(name: string, t: string): string {
   return `void ${name}(int order, int trans, int M, int N, ${t} alpha, const ${t} *A, int lda, ` +
