@@ -7,6 +7,7 @@
 // 128×128 scales on the device.
 import type { DType } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
+import { noGrad } from '../tensor/autograd.js';
 import { fp8Linear } from '../tensor/ops/fp8-linear.js';
 import { linear as denseLinear } from '../tensor/ops/matmul.js';
 import { cast } from '../tensor/ops/view.js';
@@ -28,5 +29,21 @@ export function applyLinear(x: Tensor, lw: LinearWeight, dt: DType, ue8m0: boole
     if (x.dtype === 'bf16' && dt === 'f32' && !train) return denseLinear(cast(x, 'f32'), lw.w);
     return cast(denseLinear(x, x.dtype === 'bf16' && lw.w.dtype === 'f32' && train ? cast(lw.w, 'bf16') : lw.w), dt);
   }
-  return fp8Linear(x, lw.w8, lw.scale, { ue8m0, outDtype: dt });
+  return fp8Linear(x, fp8Codes(lw.w8), lw.scale, { ue8m0, outDtype: dt });
+}
+
+const decoded = new WeakMap<Tensor, Tensor>();
+
+/**
+ * An FP8 weight's operand for the FP8 products: its e4m3 codes, or on a backend that widensFp8Weights (the
+ * CPU) their decoded f32 values, decoded once per weight tensor instead of once per product (4× the codes'
+ * bytes, held while the weight is). FP8 weights are frozen (the checkpoint's codes: training reads them
+ * dequantised into master weights, and new weights are new tensors), so a weight's decoded values never
+ * go stale.
+ */
+export function fp8Codes(w8: Tensor): Tensor {
+  if (!w8.backend.widensFp8Weights) return w8;
+  let d = decoded.get(w8);
+  if (!d) decoded.set(w8, (d = noGrad(() => cast(w8, 'f32'))));
+  return d;
 }

@@ -26,6 +26,7 @@ import { Mlp } from './mlp.js';
 import { wideDtype } from './numerics.js';
 import { localExperts, TensorParallel } from './parallel.js';
 import { dequantize, type LinearWeight, type ModelWeights } from './weights.js';
+import { fp8Codes } from './fp8-linear.js';
 
 type Proj = 'gate_proj' | 'up_proj' | 'down_proj';
 /** One projection of every routed expert, stacked [E, N, K]: dense f32, or e4m3 codes with scales. */
@@ -67,7 +68,7 @@ export class MoE {
   /** Rows of x sorted by expert → one projection of each row's expert, in dtype dt. */
   private project(p: Proj, x: Tensor, offsets: Tensor, dt: DType): Tensor {
     const s = this.experts(p);
-    return s.kind === 'dense' ? cast(groupedMatmul(x, s.w, offsets), dt) : groupedMatmulFp8(x, s.w8, s.scale, offsets, { ue8m0: this.ue8m0, outDtype: dt });
+    return s.kind === 'dense' ? cast(groupedMatmul(x, s.w, offsets), dt) : groupedMatmulFp8(x, fp8Codes(s.w8), s.scale, offsets, { ue8m0: this.ue8m0, outDtype: dt });
   }
 
   /**

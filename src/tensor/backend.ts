@@ -43,6 +43,13 @@ export interface Backend {
    * widening per call would double a decode step's weight reads).
    */
   readonly keepsBf16Weights?: boolean;
+  /**
+   * The backend has no e4m3 arithmetic: its FP8 products (fp8BlockLinear, groupedMatmulFp8) decode the
+   * weight's codes to f32 on every call. Callers holding a frozen weight across many calls may pass its
+   * decoded values instead (an f32 tensor whose every value is an e4m3 value: cast(w8, 'f32')), the same
+   * products without the per-call decode, at 4× the codes' bytes (src/model/fp8-linear.ts fp8Codes).
+   */
+  readonly widensFp8Weights?: boolean;
   alloc(dtype: DType, numel: number): Storage;
   /**
    * Device memory held by tensors now and at most since the last resetPeakMemory (bytes); devices only.

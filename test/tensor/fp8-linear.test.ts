@@ -5,7 +5,9 @@
 //    within f32 accumulation order, through the default path (cuBLASLt / FP8 GEMV where the shape allows)
 //    and through the fallback kernel (kernels/fp8_linear.cu) forced;
 //  - the tiny-fp8 fixture's real FP8 tensors (including the experts' K = 64) with leading dims [2, 5];
-//  - the straight-through backward dx = dy · W_dequant, and the argument checks.
+//  - the straight-through backward dx = dy · W_dequant, and the argument checks;
+//  - on the CPU (Backend.widensFp8Weights) the weight's decoded f32 values give the codes' product bit for
+//    bit; a backend with FP8 arithmetic (CUDA) refuses them, naming what it wants.
 // CUDA cases are skipped with the driver's reason where there is no GPU.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,6 +20,7 @@ import { bitsEqual, normal, on, relErr } from './helpers.js';
 import { fp8BlockLinearTune } from '../../src/backend/cuda/fp8-linear.js';
 import { hostFp8Linear } from '../oracles/fp8-linear.js';
 import { fixtureDir } from '../model/golden-data.js';
+import { fp8Codes } from '../../src/model/fp8-linear.js';
 
 /** An FP8 weight as a checkpoint stores it: per 128×128 tile amax/448 scales (magnitudes varying by tile). */
 function randomFp8Weight(N: number, K: number, rnd: () => number): { w8: T.Tensor; scale: Float32Array } {
@@ -68,7 +71,11 @@ function check(dev: string, x: T.Tensor, w8: T.Tensor, scale: Float32Array, ue8m
   const want = hostFp8Linear(x, w8, scale, outDtype, ue8m0);
   const sw = T.fromArray(scale, [Math.ceil(w8.shape[0]! / 128), Math.ceil(w8.shape[1]! / 128)]);
   const run = (): T.Tensor => T.fp8Linear(on(x, dev), on(w8, dev), on(sw, dev), { ue8m0, outDtype });
-  if (dev === 'cpu') return bitsEqual(run(), want, what);
+  if (dev === 'cpu') {
+    bitsEqual(run(), want, what);
+    // the CPU widens the codes on every product; the weight's decoded values (the model's fp8Codes) are the same product
+    return bitsEqual(T.fp8Linear(x, T.cast(w8, 'f32'), sw, { ue8m0, outDtype }), want, `${what} (decoded weight)`);
+  }
   const tol = outDtype === 'bf16' ? 8e-3 : 1e-5;
   const keep = fp8BlockLinearTune.forceKernel;
   try {
@@ -164,8 +171,27 @@ test('fp8Linear argument checks', () => {
   const x = randomX([4, 320], 'f32', rnd);
   assert.throws(() => T.fp8Linear(randomX([4, 256], 'f32', rnd), w8, sw), /must be \[\.\.\., 320\]/);
   assert.throws(() => T.fp8Linear(x, w8, T.fromArray(scale.subarray(0, 4), [2, 2])), /must be \[2, 3\]/);
-  assert.throws(() => T.fp8Linear(x, T.cast(w8, 'bf16'), sw), /f8e4m3/);
+  assert.throws(() => T.fp8Linear(x, T.cast(w8, 'bf16'), sw), /the weight must be f8e4m3 codes or their decoded f32 values, got bf16/);
   assert.throws(() => T.fp8Linear(x, w8, sw, { outDtype: 'f16' }), /outDtype/);
   assert.deepEqual(T.fp8Linear(T.full([0, 320], 0), w8, sw).shape, [0, 200]);
   assert.deepEqual(T.fp8Linear(randomX([320], 'f32', rnd), w8, sw).shape, [200]);
+});
+
+eachDevice('fp8Linear: decoded f32 weights are taken only where the backend widens FP8 codes (the CPU), else refused by name', (dev) => {
+  const rnd = mulberry32(4);
+  const { w8, scale } = randomFp8Weight(128, 256, rnd);
+  const sw = on(T.fromArray(scale, [1, 2]), dev);
+  const x = on(randomX([3, 256], 'bf16', rnd), dev);
+  const decoded = on(T.cast(w8, 'f32'), dev);
+  const w = on(w8, dev);
+  if (dev === 'cpu') {
+    bitsEqual(T.fp8Linear(x, decoded, sw), T.fp8Linear(x, w, sw), 'decoded vs codes');
+    // the model decodes a weight once and keeps it while the weight lives
+    assert.equal(fp8Codes(w).dtype, 'f32');
+    assert.equal(fp8Codes(w), fp8Codes(w), 'decoded once per weight tensor');
+    bitsEqual(fp8Codes(w), decoded, 'fp8Codes is the exact decode');
+  } else {
+    assert.equal(fp8Codes(w), w, 'a backend with FP8 arithmetic keeps the codes');
+    assert.throws(() => T.fp8Linear(x, decoded, sw), /fp8Linear: the weight must be f8e4m3 codes, got f32/);
+  }
 });

@@ -102,6 +102,8 @@ function ctFor(...views: View[]): 'f32' | 'f64' {
 
 export class CpuBackend implements Backend {
   readonly name = 'cpu';
+  /** FP8 products decode the weight's codes to f32 (fp8-linear.ts); frozen weights may come decoded */
+  readonly widensFp8Weights = true;
 
   alloc(dtype: DType, numel: number): CpuStorage {
     return new CpuStorage(this, dtype, allocHost(dtype, numel));

@@ -44,8 +44,8 @@ export function fp8BlockLinearCpu(b: Backend, out: View, q: View, sq: View, w8: 
     for (let kb = 0; kb < nbK; kb++) {
       const k0 = kb * BLOCK;
       const kl = Math.min(BLOCK, K - k0);
-      b.matmul(partV, { storage: a8, dtype: 'f32', shape: [M, kl], strides: [K, 1], offset: k0 },
-        { storage: b8, dtype: 'f32', shape: [kl, N], strides: [1, K], offset: k0 });
+      b.matmul(partV, { storage: a8.st, dtype: 'f32', shape: [M, kl], strides: [K, 1], offset: a8.off + k0 },
+        { storage: b8.st, dtype: 'f32', shape: [kl, N], strides: [1, K], offset: b8.off + k0 });
       for (let m = 0; m < M; m++) {
         const am = sa[m * nbK + kb]!;
         for (let n = 0; n < N; n++) {
@@ -79,21 +79,25 @@ function scratch(b: Backend, slot: number, n: number): View['storage'] {
 }
 
 /**
- * The e4m3 codes of a view as a contiguous f32 storage (exact), in scratch `slot`. Decoded on every call:
- * the weight is not cached as f32 (that would hold 4× its bytes and go stale if the codes were rewritten in
- * place); a table lookup is about twice as fast as the generic cast copy, which strided views still take.
+ * The e4m3 codes of a view as a contiguous f32 storage (exact) and the offset of its first value: in
+ * scratch `slot`, decoded on every call — unless the caller passed the decoded values themselves (an f32
+ * view, Backend.widensFp8Weights: a frozen inference weight decoded once by the model, fp8Codes in
+ * src/model/fp8-linear.ts; dsv32-mini's batch-1 decode step 38–40 → 17–19 ms on the 2-core CPU, the codes'
+ * decode having been half of it). A table lookup is about twice as fast as the generic cast copy, which
+ * strided views still take.
  */
-function decode(b: Backend, v: View, n: number, slot: number): View['storage'] {
+function decode(b: Backend, v: View, n: number, slot: number): { st: View['storage']; off: number } {
+  if (v.dtype === 'f32' && isContiguousView(v)) return { st: v.storage, off: v.offset };
   const st = scratch(b, slot, n);
   const dst: View = { storage: st, dtype: 'f32', shape: [...v.shape], strides: contiguousStrides(v.shape), offset: 0 };
-  if (!isContiguousView(v)) {
+  if (!isContiguousView(v) || v.dtype !== 'f8e4m3') {
     b.copy(dst, v);
-    return st;
+    return { st, off: 0 };
   }
   const src = dataOf(v) as Uint8Array;
   const o = dataOf(dst) as Float32Array;
   for (let i = 0, j = v.offset; i < n; i++, j++) o[i] = E4M3[src[j]!]!;
-  return st;
+  return { st, off: 0 };
 }
 
 function contiguousStrides(shape: readonly number[]): number[] {

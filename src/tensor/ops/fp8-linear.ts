@@ -5,6 +5,8 @@
 //
 // Shapes: x [..., K] (f32 or bf16), w8 f8e4m3 [N, K] (the checkpoint's `weight`), wScale [⌈N/128⌉, ⌈K/128⌉]
 // (the checkpoint's `weight_scale_inv`, f32), y [..., N] in outDtype (f32 or bf16; default x's dtype).
+// On a backend that widensFp8Weights (the CPU) w8 may also be the codes' decoded values (f32, each an e4m3
+// value: the same product without decoding the codes on every call; fp8Codes in src/model/fp8-linear.ts).
 // Math, with M = the product of x's leading dims:
 //   (a8, sa) = actQuant(x, 128, ue8m0)   a8 e4m3 [M, K], sa f32 [M, ⌈K/128⌉] (a trailing partial block of
 //                                        K is its own block, as in actQuant)
@@ -54,7 +56,7 @@ export function fp8Linear(x: Tensor, w8: Tensor, wScale: Tensor, opts: Fp8Linear
   const outDtype = opts.outDtype ?? x.dtype;
   if (!FLOAT.has(x.dtype)) throw new DsvError(`${op}: x must be f32 or bf16, got ${x.dtype}`);
   if (!FLOAT.has(outDtype)) throw new DsvError(`${op}: outDtype must be f32 or bf16, got ${outDtype}`);
-  if (w8.dtype !== 'f8e4m3') throw new DsvError(`${op}: the weight must be f8e4m3 codes, got ${w8.dtype} (dense weights go through linear)`);
+  fp8WeightDtype(op, w8);
   if (w8.rank !== 2) throw new ShapeError(`${op}: the weight must be [N, K], got ${fmtShape(w8.shape)}`);
   const [N, K] = w8.shape as [number, number];
   if (x.rank < 1 || x.shape[x.rank - 1] !== K) throw new ShapeError(`${op}: x ${fmtShape(x.shape)} must be [..., ${K}] for the weight ${fmtShape(w8.shape)}`);
@@ -82,6 +84,16 @@ export function fp8Linear(x: Tensor, w8: Tensor, wScale: Tensor, opts: Fp8Linear
   });
   const y = reshape(out, [...lead, N]);
   return record(y, op, [x], (g) => [fp8LinearBackward(g, w8, wScale, x)]);
+}
+
+/**
+ * The FP8 products' weight operand: e4m3 codes, or on a backend that widensFp8Weights their decoded f32
+ * values (see the header); anything else names what was expected.
+ */
+export function fp8WeightDtype(op: string, w8: Tensor): void {
+  if (w8.dtype === 'f8e4m3') return;
+  if (w8.dtype === 'f32' && w8.backend.widensFp8Weights) return;
+  throw new DsvError(`${op}: the weight must be f8e4m3 codes${w8.backend.widensFp8Weights ? ' or their decoded f32 values' : ''}, got ${w8.dtype} (dense weights go through linear)`);
 }
 
 /** dx = dy · W_dequant (f32 GEMM), in x's dtype and shape. */

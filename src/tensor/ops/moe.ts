@@ -38,7 +38,8 @@
 //   wScale [E, ⌈N/128⌉, ⌈K/128⌉] (the checkpoint's weight_scale_inv per expert): x is quantised per row and
 //   128 columns (actQuant, ue8m0 scales by default), and each segment is fp8Linear's math
 //   (src/tensor/ops/fp8-linear.ts: per 128-wide K block an f32 product promoted into an f32 accumulator with
-//   both scales). The CPU is the host applyLinear FP8 loop per expert bit for bit. Backward: dx only,
+//   both scales; w8 may be the codes' decoded f32 values where fp8Linear takes them). The CPU is the host
+//   applyLinear FP8 loop per expert bit for bit. Backward: dx only,
 //   straight through the quantisation with the dequantised weights (FP8 weights are frozen), as fp8Linear.
 // moeCombine: y[t] = Σ_j w[t, j]·ys[rows[t·k + j]] accumulated in f32 in slot order (= ascending expert id,
 //   the reference's order): acc = fround(acc + fround(ys·w)); then acc = fround(acc + shared[t]); rounded to
@@ -52,6 +53,7 @@ import { ShapeError, Tensor, fmtShape, fromArray } from '../tensor.js';
 import { div, mul, muls } from './elementwise.js';
 import { gather, indexAdd, indexSelect, stack } from './indexing.js';
 import { actQuant, weightDequant } from './quant.js';
+import { fp8WeightDtype } from './fp8-linear.js';
 import { sum } from './reduce.js';
 import { alloc, sameDevice } from './util.js';
 import { cast, contiguous, narrow, reshape, unsqueeze } from './view.js';
@@ -212,7 +214,7 @@ export function groupedMatmulFp8(x: Tensor, w8: Tensor, wScale: Tensor, offsets:
   sameDevice(op, x, w8, wScale, offsets);
   if (x.rank !== 2) throw new ShapeError(`${op}: x must be [M, K], got ${fmtShape(x.shape)}`);
   if (x.dtype !== 'f32' && x.dtype !== 'bf16') throw new DsvError(`${op}: x must be f32 or bf16, got ${x.dtype}`);
-  if (w8.dtype !== 'f8e4m3') throw new DsvError(`${op}: w8 must be f8e4m3 codes, got ${w8.dtype}`);
+  fp8WeightDtype(op, w8);
   const [M, K] = x.shape as [number, number];
   if (w8.rank !== 3 || w8.shape[2] !== K) throw new ShapeError(`${op}: w8 must be [E, N, ${K}] for x ${fmtShape(x.shape)}, got ${fmtShape(w8.shape)}`);
   const [E, N] = w8.shape as [number, number, number];
