@@ -82,7 +82,7 @@ function scratch(b: Backend, slot: number, n: number): View['storage'] {
  * The e4m3 codes of a view as a contiguous f32 storage (exact) and the offset of its first value: in
  * scratch `slot`, decoded on every call — unless the caller passed the decoded values themselves (an f32
  * view, Backend.widensFp8Weights: a frozen inference weight decoded once by the model, fp8Codes in
- * src/model/fp8-linear.ts; dsv32-mini's batch-1 decode step 38–40 → 17–19 ms on the 2-core CPU, the codes'
+ * src/model/fp8-linear.ts; dsv32-mini's batch-1 decode step 38–40 → 15.5–17.3 ms on the 2-core CPU, the codes'
  * decode having been half of it). A table lookup is about twice as fast as the generic cast copy, which
  * strided views still take.
  */
