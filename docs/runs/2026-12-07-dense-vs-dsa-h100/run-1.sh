@@ -19,17 +19,17 @@ for P in 8192 32768 65536; do
   for K in dsa dense; do
     left 300 || { echo "skip engine $K $P: time"; continue; }
     flag=$([ $K = dense ] && echo --dense)
-    timeout 120 node dist/bench/engine.js --device cuda --model $M --numerics bf16 --attention mqa --batches 1 --prompt $P --gen 64 --cuda-graphs on $flag > $OUT/engine-$K-$P.jsonl 2> $OUT/engine-$K-$P.err
+    timeout 90 node dist/bench/engine.js --device cuda --model $M --numerics bf16 --attention mqa --batches 1 --prompt $P --gen 64 --cuda-graphs on $flag > $OUT/engine-$K-$P.jsonl 2> $OUT/engine-$K-$P.err
     echo "engine $K prompt $P rc $? [$(( $(date +%s)-t0 ))s]"
     cat $OUT/engine-$K-$P.jsonl | cut -c1-900; tail -n 2 $OUT/engine-$K-$P.err
   done
 done
 for K in dsa dense; do
-  left 380 || { echo "skip model-speed $K: time"; continue; }
+  left 340 || { echo "skip model-speed $K: time"; continue; }
   flag=$([ $K = dense ] && echo --dense)
-  timeout 120 node dist/bench/model-speed.js --model $M --device cuda --attention mqa --prefill '' --decode-ctx 4096,8192,32768,65536 --steps 16 $flag > $OUT/speed-$K.jsonl 2> $OUT/speed-$K.err
+  timeout 80 node dist/bench/model-speed.js --model $M --device cuda --attention mqa --prefill '' --decode-ctx 4096,8192,32768,65536 --steps 16 $flag > $OUT/speed-$K.jsonl 2> $OUT/speed-$K.err
   echo "model-speed $K rc $? [$(( $(date +%s)-t0 ))s]"
   cat $OUT/speed-$K.jsonl; tail -n 2 $OUT/speed-$K.err
 done
-left 430 && { timeout 80 node dist/bench/dsa-cost.js --csv $OUT/fig3.csv > $OUT/dsa-cost.log 2>&1; echo "dsa-cost rc $? [$(( $(date +%s)-t0 ))s]"; tail -14 $OUT/dsa-cost.log; }
+left 420 && { timeout 60 node dist/bench/dsa-cost.js --csv $OUT/fig3.csv > $OUT/dsa-cost.log 2>&1; echo "dsa-cost rc $? [$(( $(date +%s)-t0 ))s]"; tail -14 $OUT/dsa-cost.log; }
 echo "done [$(( $(date +%s)-t0 ))s]"
