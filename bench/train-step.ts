@@ -1,7 +1,7 @@
 // Speed of one training step on this machine (forward + backward + AdamW), random weights, f32 master
 // weights: tokens/s per phase (dense pretrain, DSA warm-up, sparse stage) at a given shape, the model
 // TFLOPS (src/model/flops.ts) and, on an H100 or H200, the MFU.
-//   node dist/bench/train-step.js [--shape tiny|small|cpu-mid] [--config '{"hidden_size":384,...}'] [--batch 2] [--seq 64] [--steps 3] [--device cpu] [--numerics f32|bf16] [--profile] [--phases pretrain,warmup,sparse]
+//   node dist/bench/train-step.js [--shape tiny|small|cpu-mid|mid] [--config '{"hidden_size":384,...}'] [--batch 2] [--seq 64] [--steps 3] [--device cpu] [--numerics f32|bf16] [--profile] [--phases pretrain,warmup,sparse]
 // (--profile: after the timed steps, one more step per phase with every backend op timed on its own,
 //  printed as a table by total time with the costliest argument shapes and the kernels each op launched)
 // (--config: config.json fields laid over the shape, as inline JSON or a file)
@@ -22,6 +22,8 @@ const TRAIN_SHAPES: Record<string, Record<string, unknown>> = {
   // randomConfig's defaults (dim 256, 3 layers, 8 experts top-2) with one MTP layer
   small: { num_nextn_predict_layers: 1 },
   'cpu-mid': SHAPES['cpu-mid']!,
+  // issue 12's GPU comparison size (530 M parameters, index_topk 2 048)
+  mid: SHAPES['mid']!,
 };
 const shape = opt('--shape') ?? 'small';
 const B = Number(opt('--batch') ?? 2);
@@ -82,21 +84,27 @@ async function trainStep(phase: Phase): Promise<number> {
 for (const phase of PHASES.filter((p) => phases.includes(p))) {
   for (const [n, p] of params) p.requiresGrad = phase !== 'warmup' || n.includes('.indexer.');
   const times: number[] = [];
-  params[0]![1].backend.resetPeakMemory?.(); // the peak printed is this phase's
+  const be = params[0]![1].backend;
+  be.resetPeakMemory?.(); // the peak printed is this phase's
+  // allocations of the timed steps that went to the driver (each cuMemAlloc waits for the device) / the cache
+  let allocs0 = { driver: 0, cache: 0 };
   for (let i = 0; i < steps + 1; i++) {
+    if (i === 1) allocs0 = { driver: be.memoryStats?.().driverAllocs ?? 0, cache: be.memoryStats?.().cacheHits ?? 0 };
     const ms = await trainStep(phase);
     if (i > 0) times.push(ms); // the first step warms up
   }
+  const st = be.memoryStats?.();
+  const allocs = st?.driverAllocs === undefined ? '' : `  allocations a step: ${((st.driverAllocs - allocs0.driver) / steps).toFixed(0)} driver, ${(((st.cacheHits ?? 0) - allocs0.cache) / steps).toFixed(0)} cached`;
   if (profiling) {
-    const p = await profiledOnce(params[0]![1].backend, () => trainStep(phase));
+    const p = await profiledOnce(be, () => trainStep(phase));
     process.stdout.write(`--- ${phase}: one step with every op synchronised: ${p.ms.toFixed(0)} ms\n${p.table}\n`);
   }
 
   const ms = median(times);
-  const mem = params[0]![1].backend.memoryStats?.();
+  const mem = be.memoryStats?.();
   const gb = (n: number): string => (n / 2 ** 30).toFixed(1);
   const tps = (B * S * 1000) / ms;
   const tflops = (tps * trainFlopsPerToken(cfg, S, FLOPS_PHASE[phase])) / 1e12;
   const mfu = peak ? `, MFU ${((100 * tflops) / peak.tflops).toFixed(1)}% of the ${peak.what}` : '';
-  process.stdout.write(`${phase.padEnd(8)} ${ms.toFixed(0)} ms/step  ${tps.toFixed(0)} tokens/s  ${tflops.toFixed(2)} model TFLOPS${mfu}${mem ? `  device memory ${gb(mem.allocated)} GiB held, peak ${gb(mem.peak)} GiB` : ''}\n`);
+  process.stdout.write(`${phase.padEnd(8)} ${ms.toFixed(0)} ms/step  ${tps.toFixed(0)} tokens/s  ${tflops.toFixed(2)} model TFLOPS${mfu}${mem ? `  device memory ${gb(mem.allocated)} GiB held, peak ${gb(mem.peak)} GiB` : ''}${allocs}\n`);
 }
