@@ -79,8 +79,13 @@ const LN_EPS = 1e-6;
 /** A training step's selection: key positions [B·S, width] within each sequence (−1 holes). */
 export interface TrainSelection {
   width: number;
-  /** [B·S, width] key positions, −1 padded; shared between layers and steps when dense: read only */
-  positions: Int32Array;
+  /**
+   * [B·S, width] i32 on the step's device: each row's key positions within its own sequence, −1 padded.
+   * It stays on the device (a host copy of the mid config's selection is 32 MiB a sequence and a layer,
+   * and reading it back waits for the device: ~0.3 s of a 1.8 s sparse-stage step on an H100, 2026-12-07).
+   * Dense attention builds it only when read (attention itself takes every causal key without it).
+   */
+  readonly positions: Tensor;
   /** true when every query takes every causal key (dense attention): positions are a function of B, S */
   dense: boolean;
   /** the indexer's float q [B·S, Hi, Dh], k [B·S, Dh], w [B·S, Hi] from detached inputs (when computed) */
@@ -211,32 +216,41 @@ export class Indexer {
     const needScores = step.indexerLoss || (!dense && !step.forcedTopk && !step.fp8);
     const proj = (): IndexerQK => this.project(detach(x), detach(qr), 1, T, step.rot, dt, { quantize: false });
     const qk = needScores ? (step.indexerLoss ? proj() : noGrad(proj)) : null;
+    const dev = x.device;
     // dense: attention does not read the positions (causalMlaPrefillTrain); built only if a caller does
-    if (dense && !step.forcedTopk) return { width: W, get positions(): Int32Array { return denseCausalPositions(B, S); }, qk, dense: true };
-    const positions = new Int32Array(T * W);
+    if (dense && !step.forcedTopk) {
+      let p: Tensor | null = null;
+      const ends = (): Tensor => fromArray(Int32Array.from({ length: T }, (_, i) => (i % S) + 1), [T], { dtype: 'i32', device: dev });
+      return { width: W, get positions(): Tensor { return (p ??= causalSelect(ends(), W)); }, qk, dense: true };
+    }
+    let positions: Tensor;
     if (step.forcedTopk) {
       const pos = Int32Array.from({ length: T }, (_, i) => i % S);
-      fillForced(step.forcedTopk, this.cfg.indexTopk, positions, W, pos, this.prefix);
-    } else if (step.fp8) {
-      // with the inference round trips on (RL: the trainer must choose what the engine chose), the choice
-      // is the inference indexer's: FP8 q/k with their scales (indexerLogits over the sequence's own keys
-      // equals the engine's paged logits), then the same top-k
-      noGrad(() => {
-        const q8 = this.project(x, qr, 1, T, step.rot, dt);
-        for (let b = 0; b < B; b++) {
-          const c = causal(S, x.device);
-          const lg = indexerLogits(narrow(q8.q, 0, b * S, S), narrow(q8.k, 0, b * S, S), narrow(q8.ks, 0, b * S, S), narrow(q8.w, 0, b * S, S), c.start, c.end);
-          positions.set(topkSelect(lg, W, { end: c.end }).toHost() as Int32Array, b * S * W);
-        }
-      });
+      const host = new Int32Array(T * W);
+      fillForced(step.forcedTopk, this.cfg.indexTopk, host, W, pos, this.prefix);
+      positions = fromArray(host, [T, W], { dtype: 'i32', device: dev });
     } else {
+      // per sequence, on the device: its rows' top-W of the causal scores
+      const seqs: Tensor[] = [];
       noGrad(() => {
+        // with the inference round trips on (RL: the trainer must choose what the engine chose), the choice
+        // is the inference indexer's: FP8 q/k with their scales (indexerLogits over the sequence's own keys
+        // equals the engine's paged logits), then the same top-k
+        const q8 = step.fp8 ? this.project(x, qr, 1, T, step.rot, dt) : null;
         for (let b = 0; b < B; b++) {
-          const seq = this.seqOf(qk!, b, S);
-          const sc = indexerScores(seq.q, seq.k, seq.w, causal(S, x.device));
-          positions.set(topkSelect(sc, W, { end: causal(S, x.device).end }).toHost() as Int32Array, b * S * W);
+          const c = causal(S, dev);
+          let scores: Tensor;
+          if (q8) {
+            const rows = (t: Tensor): Tensor => narrow(t, 0, b * S, S);
+            scores = indexerLogits(rows(q8.q), rows(q8.k), rows(q8.ks), rows(q8.w), c.start, c.end);
+          } else {
+            const seq = this.seqOf(qk!, b, S);
+            scores = indexerScores(seq.q, seq.k, seq.w, c);
+          }
+          seqs.push(topkSelect(scores, W, { end: c.end }));
         }
       });
+      positions = seqs.length === 1 ? seqs[0]! : cat(seqs, 0);
     }
     return { width: W, positions, qk, dense: false };
   }
@@ -244,7 +258,6 @@ export class Indexer {
   /** Σ over the step's rows of KL(p ‖ softmax(I)) for this layer (see the file header). */
   trainLoss(sel: TrainSelection, attn: AttentionTarget, step: TrainStep): Tensor {
     const { B, S } = step;
-    const W = sel.width;
     const dev = attn.q.device;
     let total: Tensor | null = null;
     for (let b = 0; b < B; b++) {
@@ -253,7 +266,7 @@ export class Indexer {
       // dense attention: the warm-up's KL over every causal key; sparse: over the selected keys only
       const range: IndexerSelection = step.attention === 'dense'
         ? causal(S, dev)
-        : { indices: fromArray(sel.positions.subarray(b * S * W, (b + 1) * S * W), [S, W], { dtype: 'i32', device: dev }) };
+        : { indices: narrow(sel.positions, 0, b * S, S) };
       const l = indexerKlLoss(indexerScores(seq.q, seq.k, seq.w, range), target, range);
       total = total ? add(total, l) : l;
     }
@@ -263,25 +276,6 @@ export class Indexer {
   private seqOf(qk: IndexerQK, b: number, S: number): { q: Tensor; k: Tensor; w: Tensor } {
     return { q: narrow(qk.q, 0, b * S, S), k: narrow(qk.k, 0, b * S, S), w: narrow(qk.w, 0, b * S, S) };
   }
-}
-
-let denseMemo: { B: number; S: number; positions: Int32Array } | null = null;
-/**
- * Dense attention's selection [B·S, S]: row b·S + s takes keys 0..s, then −1. Only callers that read
- * the selections need it (attention does not); the same for every layer and step of a shape, so it is
- * built once (at B 32 × S 512 it is 8.4 M entries).
- */
-export function denseCausalPositions(B: number, S: number): Int32Array {
-  if (denseMemo && denseMemo.B === B && denseMemo.S === S) return denseMemo.positions;
-  const positions = new Int32Array(B * S * S);
-  for (let i = 0; i < B * S; i++) {
-    const s = i % S;
-    const row = positions.subarray(i * S, (i + 1) * S);
-    for (let j = 0; j <= s; j++) row[j] = j;
-    row.fill(-1, s + 1);
-  }
-  denseMemo = { B, S, positions };
-  return positions;
 }
 
 /** Causal key ranges [0, s + 1) of the S rows of one sequence. */

@@ -28,6 +28,7 @@ import { getBackend } from '../tensor/backend.js';
 import type { DType } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { matmul } from '../tensor/ops/matmul.js';
+import { add, adds, clamp, mul } from '../tensor/ops/elementwise.js';
 import { rope } from '../tensor/ops/rope.js';
 import { cast, contiguous, expand, narrow, permute, reshape, transpose, unsqueeze } from '../tensor/ops/view.js';
 import { DsvError } from '../errors.js';
@@ -221,9 +222,8 @@ export class MLA {
       : sparseMlaPrefillTrain(q, kv, flatRows(sel, B, S, x.device), cfg.softmaxScale, { dv: c });
     if (step.indexerLoss) step.indexerLosses.push(this.indexer.trainLoss(sel, { q, kv, lse: a.lse, scale: cfg.softmaxScale, dv: c }, step));
     const out = applyLinear(expandOutput(a.out, uv, dt), this.lin('o_proj'), dt, this.ue8m0);
-    // uploaded only if a caller reads it (RL's indexer replay, tests): the training step does not
-    let idx: Tensor | null = null;
-    return { out, selection: { width: W, get idx(): Tensor { return (idx ??= fromArray(sel.positions, [T, W], { dtype: 'i32', device: x.device })); } } };
+    // dense: built only if a caller reads it (RL's indexer replay, tests); the training step does not
+    return { out, selection: { width: W, get idx(): Tensor { return sel.positions; } } };
   }
 
   /**
@@ -271,16 +271,13 @@ function expandOutput(lat: Tensor, uv: Tensor, dt: DType): Tensor {
   return reshape(contiguous(permute(oh, [1, 0, 2])), [T, H * uv.shape[1]!]);
 }
 
-/** A training selection's key positions p of sequence b as flat kv rows b·S + p (holes stay −1): [B·S, width] i32. */
+/**
+ * A training selection's key positions p of sequence b as flat kv rows b·S + p, holes staying −1:
+ * [B·S, width] i32, on the device (for p ≥ −1, min(p + 1, 1) is 1 exactly where p is a key).
+ */
 function flatRows(sel: TrainSelection, B: number, S: number, device: string): Tensor {
-  const W = sel.width;
-  const flat = new Int32Array(B * S * W);
-  for (let b = 0; b < B; b++) {
-    const o = b * S * W;
-    for (let i = 0; i < S * W; i++) {
-      const p = sel.positions[o + i]!;
-      flat[o + i] = p < 0 ? -1 : b * S + p;
-    }
-  }
-  return fromArray(flat, [B * S, W], { dtype: 'i32', device });
+  const p = sel.positions;
+  if (B === 1) return p;
+  const base = fromArray(Int32Array.from({ length: B * S }, (_, i) => i - (i % S)), [B * S, 1], { dtype: 'i32', device });
+  return add(p, mul(base, clamp(adds(p, 1), null, 1)));
 }

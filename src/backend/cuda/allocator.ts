@@ -43,27 +43,52 @@ export class CachingAllocator {
   malloc(bytes: number): [number, number] {
     const size = roundSize(bytes);
     if (size === 0) return [0, 0];
-    const list = this.free.get(size);
-    let ptr: number;
-    if (list && list.length) {
-      ptr = list.pop()!;
-      this.cacheHits++;
-    } else {
-      ptr = this.driverAlloc(size);
-    }
+    let ptr = this.take(size);
+    if (ptr !== undefined) this.cacheHits++;
+    else ptr = this.driverAlloc(size);
     this.allocated += size;
     if (this.allocated > this.peak) this.peak = this.allocated;
     return [ptr, size];
   }
 
+  /** A cached block of exactly `size`, if one is free. */
+  private take(size: number): number | undefined {
+    return this.free.get(size)?.pop();
+  }
+
+  /**
+   * A block from the driver. When the card is full: wait for the stream and collect dead tensors (their
+   * blocks come back to the cache, which may now hold one of this size), then give cached blocks back to
+   * the driver, largest first, only until the request fits, and only then all of them. Emptying the whole
+   * cache on the first failure made every later allocation a driver call: the mid config's dense training
+   * step (73 GiB peak on an 80 GB H100) made 506 cuMemAlloc calls a step, each of them a wait for the
+   * device (2026-12-07, docs/benchmarks.md).
+   */
   private driverAlloc(size: number): number {
     const out = [0];
     let rc = this.cu.cuMemAlloc(out, size);
     if (rc === CUDA_ERROR_OUT_OF_MEMORY) {
-      // give cached blocks back (after the stream drains) and try once more
       this.beforeRetry();
-      this.emptyCache();
-      rc = this.cu.cuMemAlloc(out, size);
+      const hit = this.take(size);
+      if (hit !== undefined) {
+        this.cacheHits++;
+        return hit;
+      }
+      const sizes = [...this.free.keys()].sort((a, b) => b - a);
+      let freed = 0;
+      for (const s of sizes) {
+        const list = this.free.get(s)!;
+        while (list.length && rc === CUDA_ERROR_OUT_OF_MEMORY) {
+          check(this.cu.cuMemFree(list.pop()!), 'cuMemFree');
+          this.reserved -= s;
+          freed += s;
+          // fragmentation can keep a request from fitting in as many bytes as it needs: retry as we go
+          if (freed >= size) rc = this.cu.cuMemAlloc(out, size);
+        }
+        if (!list.length) this.free.delete(s);
+        if (rc !== CUDA_ERROR_OUT_OF_MEMORY) break;
+      }
+      if (rc === CUDA_ERROR_OUT_OF_MEMORY) rc = this.cu.cuMemAlloc(out, size);
     }
     if (rc !== 0) {
       try {
