@@ -168,6 +168,44 @@ testEachDevice('matmul of mixed bf16 and f32 operands is the product of their ex
   check(T.matmul(bT, T.transpose(a, 1, 2)), 'f32 [N,K] · bf16 [B,K,M]', true);
 });
 
+// matmul(a, b, { out: 'f32' }) of bf16 operands (dense training attention's scores): the f32 product of their
+// exact values, f32-accumulated; its backward rounds the incoming f32 gradient to bf16 and runs bf16 GEMMs,
+// so each operand's gradient is the bf16 product of that rounded gradient (torch autocast's backward).
+testEachDevice('matmul with a wider out: bf16 operands into an f32 product, the backward in bf16', (dev) => {
+  const rng = new T.Rng(11);
+  const [B, M, K, N] = [2, 19, 70, 33];
+  const a = to(T.cast(T.randn([B, M, K], rng), 'bf16'), dev);
+  const b = to(T.cast(T.randn([K, N], rng), 'bf16'), dev);
+  a.requiresGrad = true;
+  b.requiresGrad = true;
+  const y = T.matmul(a, b, { out: 'f32' });
+  assert.equal(y.dtype, 'f32');
+  const a64 = T.cast(to(a, 'cpu'), 'f64').toArray() as number[][][];
+  const b64 = T.cast(to(b, 'cpu'), 'f64').toArray() as number[][];
+  const yv = y.toArray() as number[][][];
+  let worst = 0;
+  for (let z = 0; z < B; z++) for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) {
+    let ref = 0;
+    let mag = 0;
+    for (let k = 0; k < K; k++) {
+      ref += a64[z]![i]![k]! * b64[k]![j]!;
+      mag += Math.abs(a64[z]![i]![k]! * b64[k]![j]!);
+    }
+    worst = Math.max(worst, Math.abs(yv[z]![i]![j]! - ref) / mag);
+  }
+  // a bf16 product would be off by up to 2^-9 of it; f32 accumulation stays ≲ 1e-6
+  assert.ok(worst < 1e-5, `worst error ${worst.toExponential(2)} of Σ|a·b|`);
+  const g = to(T.randn([B, M, N], rng), dev);
+  T.backward(y, g);
+  assert.equal(a.grad!.dtype, 'bf16');
+  assert.equal(b.grad!.dtype, 'bf16');
+  const g16 = T.cast(g, 'bf16');
+  assert.deepEqual(a.grad!.toHost(), T.matmul(g16, T.transpose(T.detach(b))).toHost());
+  assert.deepEqual(b.grad!.toHost(), T.sum(T.matmul(T.transpose(T.detach(a), 1, 2), g16), 0).toHost());
+  const f = to(T.randn([2, 2], rng), dev);
+  assert.throws(() => T.matmul(f, f, { out: 'bf16' }), /matmul: out bf16 is narrower than the operands' f32/);
+});
+
 // The CPU matmul widens an operand of another dtype before BLAS. A column-major one (a bf16 weight read as
 // transpose(w)) must stay column-major: BLAS sums an element's products in a different order for the
 // transposed and the plain layout (OpenBLAS's SkylakeX kernels differ in the last bit), and the model's

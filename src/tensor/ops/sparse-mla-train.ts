@@ -101,18 +101,23 @@ function causalBias(S: number, H: number, dtype: 'f32' | 'f64', device: string):
  * Dense causal MLA on the autograd tape: sparseMlaPrefillTrain's math for the selection where query s
  * of each of B sequences of S rows takes every key 0..s (dense attention: pretraining, the indexer's
  * dense warm-up), with the same contract: q [B·S, H, D], kv [B·S, D] → out [B·S, H, dv] (q's dtype),
- * lse [B·S, H] detached. As GEMMs over each sequence's S·H query rows (row s·H + h), in f32 (f64 for
- * f64):
- *   scores[b] = scale · q[b] [S·H, D] · kv[b]ᵀ [D, S] + causal bias (−∞ for keys after s)
+ * lse [B·S, H] detached. As GEMMs over each sequence's S·H query rows (row s·H + h):
+ *   scores[b] = scale · q[b] [S·H, D] · kv[b]ᵀ [D, S] + causal bias (−∞ for keys after s)   (f32; f64 for f64)
  *   p[b]      = softmax(scores[b]),   out[b] = p[b] · kv[b][:, :dv],   lse = s₀ − log p₀ (key 0 is always visible)
- * and the backward is the ops' own (matmul, softmax). Why a second way to the same numbers: with every
+ * and the backward is the ops' own (matmul, softmax). bf16 q and kv stay bf16 in the GEMMs: the scores
+ * are the bf16 GEMM's f32 product (the products of bf16 values are exact in f32, so these are the f32
+ * GEMM's scores up to the order of the sums) and p is rounded to bf16 for p·kv, as the sparse op and the
+ * reference round their probabilities; the backward's GEMMs run in bf16 (torch autocast's rule). The f32
+ * GEMMs of the widened operands were 168 ms of the mid config's 1.2 s dense training step (every op
+ * synchronised, H100, 2026-12-07: docs/runs/2026-12-07-train-profile-h100). Why a second way to the same numbers: with every
  * key selected the sparse kernel gathers S keys per query on CUDA cores, and on an H100 the dense
  * forward + backward through it took 37% of a dsv32-mini training step (docs/gpu.md); these are
  * cuBLASLt GEMMs. The cost is memory, O(B·S²·H): ~1 GB a layer at B 32 × S 512 × H 8 (f32), so this is
  * for training shapes; inference prefill stays on the paged sparse ops. Same values as the sparse op up to
- * rounding (test/tensor/sparse-mla-backward.test.ts).
+ * rounding (test/tensor/sparse-mla-backward.test.ts). lse is computed when first read (pretraining
+ * never reads it: only the indexer's loss does).
  */
-export function causalMlaPrefillTrain(q: Tensor, kv: Tensor, B: number, S: number, scale: number, opts: SparseMlaOptions = {}): { out: Tensor; lse: Tensor } {
+export function causalMlaPrefillTrain(q: Tensor, kv: Tensor, B: number, S: number, scale: number, opts: SparseMlaOptions = {}): { out: Tensor; readonly lse: Tensor } {
   const op = 'causalMlaPrefillTrain';
   const dv = opts.dv ?? 512;
   sameDevice(op, q, kv);
@@ -123,16 +128,23 @@ export function causalMlaPrefillTrain(q: Tensor, kv: Tensor, B: number, S: numbe
   if (kv.rank !== 2 || kv.shape[0] !== B * S || kv.shape[1] !== D) throw new ShapeError(`${op}: kv ${fmtShape(kv.shape)} must be [${B * S}, ${D}] for q ${fmtShape(q.shape)}`);
   if (kv.dtype !== q.dtype) throw new DsvError(`${op}: kv (${kv.dtype}) must have q's dtype (${q.dtype})`);
   const wide = q.dtype === 'f64' ? 'f64' : 'f32';
-  const qw = reshape(contiguous(cast(q, wide)), [B, S * H, D]);
-  const kw = reshape(contiguous(cast(kv, wide)), [B, S, D]);
-  const scores = add(muls(matmul(qw, transpose(kw, 1, 2)), scale), causalBias(S, H, wide, q.device)); // [B, S·H, S]
+  // bf16 operands stay bf16 (f32 products, see above); f32 and f64 as they are
+  const gd = q.dtype === 'bf16' ? 'bf16' : wide;
+  const qw = reshape(contiguous(cast(q, gd)), [B, S * H, D]);
+  const kw = reshape(contiguous(cast(kv, gd)), [B, S, D]);
+  const scores = add(muls(matmul(qw, transpose(kw, 1, 2), { out: wide }), scale), causalBias(S, H, wide, q.device)); // [B, S·H, S]
   const p = softmax(scores);
-  const o = matmul(p, narrow(kw, 2, 0, dv)); // [B, S·H, dv]
+  const o = matmul(cast(p, gd), narrow(kw, 2, 0, dv)); // [B, S·H, dv]
   const out = cast(reshape(o, [B * S, H, dv]), q.dtype);
-  const lse = noGrad(() => {
-    const s0 = narrow(scores, 2, 0, 1);
-    const l0 = narrow(logSoftmax(scores), 2, 0, 1);
-    return reshape(contiguous(sub(s0, l0)), [B * S, H]);
-  });
-  return { out, lse };
+  let lse: Tensor | null = null;
+  return {
+    out,
+    get lse(): Tensor {
+      return (lse ??= noGrad(() => {
+        const s0 = narrow(scores, 2, 0, 1);
+        const l0 = narrow(logSoftmax(scores), 2, 0, 1);
+        return reshape(contiguous(sub(s0, l0)), [B * S, H]);
+      }));
+    },
+  };
 }
