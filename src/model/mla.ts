@@ -28,7 +28,7 @@ import { getBackend } from '../tensor/backend.js';
 import type { DType } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { matmul } from '../tensor/ops/matmul.js';
-import { add, adds, clamp, mul } from '../tensor/ops/elementwise.js';
+import { add, ge, where } from '../tensor/ops/elementwise.js';
 import { rope } from '../tensor/ops/rope.js';
 import { cast, contiguous, expand, narrow, permute, reshape, transpose, unsqueeze } from '../tensor/ops/view.js';
 import { DsvError } from '../errors.js';
@@ -218,7 +218,7 @@ export class MLA {
     const W = sel.width;
     // every causal key (dense attention) as GEMMs; a selection through the sparse op
     const a = sel.dense
-      ? causalMlaPrefillTrain(q, kv, B, S, cfg.softmaxScale, { dv: c })
+      ? causalMlaPrefillTrain(q, kv, B, S, cfg.softmaxScale, { dv: c, lse: step.indexerLoss })
       : sparseMlaPrefillTrain(q, kv, flatRows(sel, B, S, x.device), cfg.softmaxScale, { dv: c });
     if (step.indexerLoss) step.indexerLosses.push(this.indexer.trainLoss(sel, { q, kv, lse: a.lse, scale: cfg.softmaxScale, dv: c }, step));
     const out = applyLinear(expandOutput(a.out, uv, dt), this.lin('o_proj'), dt, this.ue8m0);
@@ -271,13 +271,10 @@ function expandOutput(lat: Tensor, uv: Tensor, dt: DType): Tensor {
   return reshape(contiguous(permute(oh, [1, 0, 2])), [T, H * uv.shape[1]!]);
 }
 
-/**
- * A training selection's key positions p of sequence b as flat kv rows b·S + p, holes staying −1:
- * [B·S, width] i32, on the device (for p ≥ −1, min(p + 1, 1) is 1 exactly where p is a key).
- */
+/** A training selection's key positions p of sequence b as flat kv rows b·S + p, holes staying −1: [B·S, width] i32, on the device. */
 function flatRows(sel: TrainSelection, B: number, S: number, device: string): Tensor {
   const p = sel.positions;
   if (B === 1) return p;
   const base = fromArray(Int32Array.from({ length: B * S }, (_, i) => i - (i % S)), [B * S, 1], { dtype: 'i32', device });
-  return add(p, mul(base, clamp(adds(p, 1), null, 1)));
+  return where(ge(p, 0), add(p, base), p);
 }

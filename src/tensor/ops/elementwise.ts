@@ -48,7 +48,8 @@ export function add(a: Operand, b: Operand): Tensor {
   if (typeof b === 'number') return adds(a as Tensor, b);
   if (typeof a === 'number') return adds(b, a);
   const out = rawBinary('add', a, b);
-  return record(out, 'add', [a, b], (g) => [sumTo(g, a.shape), sumTo(g, b.shape)]);
+  // an input that needs no gradient gets none computed (a broadcast causal bias's would be a full reduction)
+  return record(out, 'add', [a, b], (g) => [a.requiresGrad ? sumTo(g, a.shape) : null, b.requiresGrad ? sumTo(g, b.shape) : null]);
 }
 _setGradAdd((a, b) => add(a, b));
 
@@ -56,7 +57,7 @@ export function sub(a: Operand, b: Operand): Tensor {
   if (typeof b === 'number') return adds(a as Tensor, -b);
   if (typeof a === 'number') return adds(neg(b), a);
   const out = rawBinary('sub', a, b);
-  return record(out, 'sub', [a, b], (g) => [sumTo(g, a.shape), sumTo(neg(g), b.shape)]);
+  return record(out, 'sub', [a, b], (g) => [a.requiresGrad ? sumTo(g, a.shape) : null, b.requiresGrad ? sumTo(neg(g), b.shape) : null]);
 }
 
 export function mul(a: Operand, b: Operand): Tensor {
@@ -206,14 +207,14 @@ export function maximum(a: Tensor, b: Tensor): Tensor {
   const out = rawBinary('maximum', a, b);
   return record(out, 'maximum', [a, b], (g) => {
     const ma = rawBinary('ge', a, b, g.dtype); // ties send the gradient to a
-    return [sumTo(mul(g, expand(ma, g.shape)), a.shape), sumTo(mul(g, rsubs(expand(ma, g.shape), 1)), b.shape)];
+    return [a.requiresGrad ? sumTo(mul(g, expand(ma, g.shape)), a.shape) : null, b.requiresGrad ? sumTo(mul(g, rsubs(expand(ma, g.shape), 1)), b.shape) : null];
   });
 }
 export function minimum(a: Tensor, b: Tensor): Tensor {
   const out = rawBinary('minimum', a, b);
   return record(out, 'minimum', [a, b], (g) => {
     const ma = rawBinary('le', a, b, g.dtype);
-    return [sumTo(mul(g, expand(ma, g.shape)), a.shape), sumTo(mul(g, rsubs(expand(ma, g.shape), 1)), b.shape)];
+    return [a.requiresGrad ? sumTo(mul(g, expand(ma, g.shape)), a.shape) : null, b.requiresGrad ? sumTo(mul(g, rsubs(expand(ma, g.shape), 1)), b.shape) : null];
   });
 }
 

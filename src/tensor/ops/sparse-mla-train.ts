@@ -31,6 +31,7 @@ import { cast, contiguous, narrow, reshape, transpose } from './view.js';
 import { add, muls, sub } from './elementwise.js';
 import { matmul } from './matmul.js';
 import { logSoftmax, softmax } from './softmax.js';
+import { freeNow } from '../memory.js';
 import { fromArray } from '../tensor.js';
 import type { SparseMlaOptions } from './sparse-mla.js';
 
@@ -114,10 +115,10 @@ function causalBias(S: number, H: number, dtype: 'f32' | 'f64', device: string):
  * forward + backward through it took 37% of a dsv32-mini training step (docs/gpu.md); these are
  * cuBLASLt GEMMs. The cost is memory, O(B·S²·H): ~1 GB a layer at B 32 × S 512 × H 8 (f32), so this is
  * for training shapes; inference prefill stays on the paged sparse ops. Same values as the sparse op up to
- * rounding (test/tensor/sparse-mla-backward.test.ts). lse is computed when first read (pretraining
- * never reads it: only the indexer's loss does).
+ * rounding (test/tensor/sparse-mla-backward.test.ts). opts.lse false skips lse (pretraining never reads
+ * it: only the indexer's loss does).
  */
-export function causalMlaPrefillTrain(q: Tensor, kv: Tensor, B: number, S: number, scale: number, opts: SparseMlaOptions = {}): { out: Tensor; readonly lse: Tensor } {
+export function causalMlaPrefillTrain(q: Tensor, kv: Tensor, B: number, S: number, scale: number, opts: SparseMlaOptions & { lse?: boolean } = {}): { out: Tensor; readonly lse: Tensor } {
   const op = 'causalMlaPrefillTrain';
   const dv = opts.dv ?? 512;
   sameDevice(op, q, kv);
@@ -132,19 +133,28 @@ export function causalMlaPrefillTrain(q: Tensor, kv: Tensor, B: number, S: numbe
   const gd = q.dtype === 'bf16' ? 'bf16' : wide;
   const qw = reshape(contiguous(cast(q, gd)), [B, S * H, D]);
   const kw = reshape(contiguous(cast(kv, gd)), [B, S, D]);
-  const scores = add(muls(matmul(qw, transpose(kw, 1, 2), { out: wide }), scale), causalBias(S, H, wide, q.device)); // [B, S·H, S]
+  // [B, S·H, S] blocks, each freed as soon as it is dead (freeNow): the backward needs only p (softmax's
+  // saved output) and p's cast (the second GEMM's operand)
+  const prod = matmul(qw, transpose(kw, 1, 2), { out: wide });
+  const scaled = muls(prod, scale);
+  freeNow(prod);
+  const scores = add(scaled, causalBias(S, H, wide, q.device));
+  freeNow(scaled);
   const p = softmax(scores);
+  const lse = opts.lse === false ? null : noGrad(() => {
+    const ls = logSoftmax(scores);
+    const l = reshape(contiguous(sub(narrow(scores, 2, 0, 1), narrow(ls, 2, 0, 1))), [B * S, H]);
+    freeNow(ls);
+    return l;
+  });
+  freeNow(scores);
   const o = matmul(cast(p, gd), narrow(kw, 2, 0, dv)); // [B, S·H, dv]
   const out = cast(reshape(o, [B * S, H, dv]), q.dtype);
-  let lse: Tensor | null = null;
   return {
     out,
     get lse(): Tensor {
-      return (lse ??= noGrad(() => {
-        const s0 = narrow(scores, 2, 0, 1);
-        const l0 = narrow(logSoftmax(scores), 2, 0, 1);
-        return reshape(contiguous(sub(s0, l0)), [B * S, H]);
-      }));
+      if (!lse) throw new DsvError(`${op}: lse was not asked for (opts.lse false)`);
+      return lse;
     },
   };
 }
