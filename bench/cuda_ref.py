@@ -62,6 +62,7 @@ w = torch.randn(D, device=dev, dtype=torch.bfloat16)
 out['mem']['add_ms'] = med(lambda: torch.add(x, y))
 out['mem']['rmsnorm_ms'] = med(lambda: torch.nn.functional.rms_norm(x, (D,), w, 1e-6))
 out['mem']['softmax_ms'] = med(lambda: torch.softmax(x, -1))
+out['mem']['softmax_bwd_ms'] = med(lambda: torch._softmax_backward_data(y, x, -1, torch.bfloat16))
 out['mem']['swiglu_ms'] = med(lambda: torch.nn.functional.silu(x) * y)
 out['mem']['rows'], out['mem']['D'] = rows, D
 del x, y, a, b

@@ -240,3 +240,59 @@ SMC(softmax_bf16_v8, __nv_bfloat16, 8, 1)
 SMC(softmax_bf16_v8, __nv_bfloat16, 8, 2)
 SMC(softmax_bf16_v8, __nv_bfloat16, 8, 4)
 SMC(softmax_bf16_v8, __nv_bfloat16, 8, 8)
+
+// Softmax's backward over the last dim, one block per row (grid-stride over rows), from the forward's
+// output y and the incoming gradient g:
+//   dx_j = y_j · (g_j − Δ),   Δ = Σ_i g_i · y_i
+// Pass 1 sums g·y per thread in the accumulation type (f32; f64 for f64), then across the block; pass 2
+// re-reads the row (from L2) and writes. One kernel instead of the four passes of the composed formula
+// (mul, row sum, sub, mul) and their three row-sized temporaries: the dense training attention's
+// [B, S·H, S] f32 blocks (2 GiB each for the mid config) are read twice and written once.
+template <class T, int VEC>
+__device__ void softmax_bwd_row(int64_t rows, int64_t D, T* dx, const T* y, const T* g) {
+  typedef typename Acc<T>::type A;
+  __shared__ A red[32];
+  __shared__ A total;
+  const int64_t nv = D / VEC;
+  const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+    const Vec<T, VEC>* yr = reinterpret_cast<const Vec<T, VEC>*>(y + row * D);
+    const Vec<T, VEC>* gr = reinterpret_cast<const Vec<T, VEC>*>(g + row * D);
+    Vec<T, VEC>* xr = reinterpret_cast<Vec<T, VEC>*>(dx + row * D);
+    A acc = (A)0;
+    for (int64_t j = threadIdx.x; j < nv; j += blockDim.x) {
+      const Vec<T, VEC> a = yr[j], b = gr[j];
+#pragma unroll
+      for (int k = 0; k < VEC; k++) acc += to_acc<T>(a.v[k]) * to_acc<T>(b.v[k]);
+    }
+    for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+    if (lane == 0) red[wid] = acc;
+    __syncthreads();
+    if (wid == 0) {
+      A t = lane < nw ? red[lane] : (A)0;
+      for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
+      if (lane == 0) total = t;
+    }
+    __syncthreads();
+    const A delta = total;
+    for (int64_t j = threadIdx.x; j < nv; j += blockDim.x) {
+      const Vec<T, VEC> a = yr[j], b = gr[j];
+      Vec<T, VEC> r;
+#pragma unroll
+      for (int k = 0; k < VEC; k++) r.v[k] = from_acc<T>(to_acc<T>(a.v[k]) * (to_acc<T>(b.v[k]) - delta));
+      xr[j] = r;
+    }
+    __syncthreads();  // red/total are reused by the next row
+  }
+}
+
+#define SOFTMAX_BWD(NAME, T, VEC)                                                                              \
+  extern "C" __global__ void NAME(int64_t rows, int64_t D, T* dx, const T* y, const T* g) {                   \
+    softmax_bwd_row<T, VEC>(rows, D, dx, y, g);                                                                \
+  }
+SOFTMAX_BWD(softmax_bwd_f32, float, 1)
+SOFTMAX_BWD(softmax_bwd_f32_v4, float, 4)
+SOFTMAX_BWD(softmax_bwd_bf16, __nv_bfloat16, 1)
+SOFTMAX_BWD(softmax_bwd_bf16_v8, __nv_bfloat16, 8)
+SOFTMAX_BWD(softmax_bwd_f16, __half, 1)
+SOFTMAX_BWD(softmax_bwd_f64, double, 1)

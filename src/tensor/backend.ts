@@ -83,6 +83,12 @@ export interface Backend {
   /** Softmax (or log-softmax) over the last dim; x contiguous. */
   softmax(out: View, x: View, log: boolean): void;
   /**
+   * Optional: softmax's backward over the last dim from its output y and the gradient g (contiguous, dx's
+   * shape and dtype): dx = y ⊙ (g − Δ) with Δ = Σ_row g⊙y, in the compute type (f32 for narrow floats,
+   * f64 for f64), rounded to dx's dtype. Without it the op composes it from mul, sum and sub.
+   */
+  softmaxBackward?(dx: View, y: View, g: View): void;
+  /**
    * out = x / sqrt(mean(x², last) + eps) · w in the reference's order (a halving tree for the sum, 1/sqrt,
    * w·(x·inv), each rounded in f32; f64 rows in f64); x contiguous [..., D], w [D]; out x's dtype or f32 ↔ bf16.
    */

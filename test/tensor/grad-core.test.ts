@@ -105,6 +105,43 @@ testEachDevice('gradcheck: matmul/bmm with transposed operands, broadcast batch,
   assertGradcheck((a, w, bias) => T.linear(a, w, bias), [a, w, bias]);
 });
 
+// The backward of softmax is one backend pass (Backend.softmaxBackward: CPU reference, kernels/softmax.cu
+// softmax_bwd). Against dx = y ⊙ (g − Σ g⊙y) in f64 from the same y and g, per element within the dtype's
+// rounding of |y|·(|g| + Σ|g⊙y|) (the bound of the two products and the difference), at widths that take
+// the scalar and vector kernels, one element, and rows wider than a block's threads.
+testEachDevice('softmax backward in one pass equals y ⊙ (g − Σ g⊙y) in f64 (f32, bf16, f64; awkward widths)', (dev) => {
+  const eps: Record<string, number> = { f32: 2 ** -22, bf16: 2 ** -7, f64: 2 ** -50 };
+  let seed = 40;
+  for (const dtype of ['f32', 'bf16', 'f64'] as const) {
+    for (const D of [1, 3, 8, 64, 1000, 4097]) {
+      const rows = 5;
+      const x = T.cast(randn([rows, D], seed++, dev), dtype);
+      x.requiresGrad = true;
+      const y = T.softmax(x);
+      const g = T.cast(randn([rows, D], seed++, dev), dtype);
+      T.backward(y, g);
+      const yv = y.toFloat64();
+      const gv = g.toFloat64();
+      const dx = x.grad!.toFloat64();
+      assert.equal(x.grad!.dtype, dtype);
+      for (let r = 0; r < rows; r++) {
+        let d = 0;
+        let m = 0;
+        for (let j = 0; j < D; j++) {
+          d += yv[r * D + j]! * gv[r * D + j]!;
+          m += Math.abs(yv[r * D + j]! * gv[r * D + j]!);
+        }
+        for (let j = 0; j < D; j++) {
+          const i = r * D + j;
+          const want = yv[i]! * (gv[i]! - d);
+          const bound = 4 * eps[dtype]! * Math.abs(yv[i]!) * (Math.abs(gv[i]!) + m) + 1e-300;
+          assert.ok(Math.abs(dx[i]! - want) <= bound, `${dtype} D ${D} row ${r} col ${j}: got ${dx[i]}, want ${want} (bound ${bound})`);
+        }
+      }
+    }
+  }
+});
+
 testEachDevice('gradcheck: softmax/logSoftmax over the last and an inner dim', (dev) => {
   const x = randn([3, 4, 5], 17, dev);
   assertGradcheck((x) => T.softmax(x), [x]);

@@ -314,6 +314,25 @@ export class CpuBackend implements Backend {
     commit(out, o);
   }
 
+  /** dx = y ⊙ (g − Δ), Δ = Σ_row g⊙y summed in double and rounded to the compute type (Backend.softmaxBackward). */
+  softmaxBackward(dx: View, y: View, g: View): void {
+    const ct = ctFor(y, g, dx);
+    const yv = readF(y, ct);
+    const gv = readF(g, ct);
+    const o = outBuffer(dx, ct);
+    const D = y.shape[y.shape.length - 1] ?? 1;
+    const rows = D === 0 ? 0 : yv.length / D;
+    const rnd = ct === 'f64' ? (x: number) => x : Math.fround;
+    for (let r = 0; r < rows; r++) {
+      const base = r * D;
+      let d = 0;
+      for (let j = 0; j < D; j++) d += yv[base + j]! * gv[base + j]!;
+      const delta = rnd(d);
+      for (let j = 0; j < D; j++) o[base + j] = yv[base + j]! * rnd(gv[base + j]! - delta);
+    }
+    commit(dx, o);
+  }
+
   /** The reference's RMSNorm (row-kernels.ts rmsNormF32 / rmsNormF64). */
   rmsNorm(out: View, x: View, w: View, eps: number): void {
     const ct = ctFor(x, out);

@@ -104,6 +104,7 @@ const SIG: Record<string, readonly ParamKind[]> = {
   reduce_cols_partial: ['iter', 'iter', 'i64', 'i64', 'i64', 'i32', 'p', 'p', 'i32'],
   reduce_cols_finish: ['iter', 'i64', 'i64', 'i32', 'p', 'i32', 'p'],
   softmax: ['i64', 'i64', 'f64', 'p', 'p', 'p', 'i64', 'i32'],
+  softmax_bwd: ['i64', 'i64', 'p', 'p', 'p'],
   rmsnorm: ['i64', 'i64', 'f64', 'p', 'p', 'p', 'p', 'p'],
   layernorm: ['i64', 'i64', 'f64', 'p', 'p', 'p', 'p'],
   rope: ['i64', 'i64', 'i64', 'i64', 'i32', 'i32', 'p', 'p', 'p', 'p'],
@@ -739,6 +740,18 @@ export class CudaBackend implements Backend {
       [rows, D, o.scale ?? 1, this.ptr(out), this.ptr(xc.view), maskPtr, maskRows, o.log ? 1 : 0]);
     xc.tmp?.dispose();
     mtmp?.dispose();
+  }
+
+  /** dx = y ⊙ (g − Σ_row g⊙y) over the last dim (kernels/softmax.cu softmax_bwd); y, g contiguous with dx's shape and dtype. */
+  softmaxBackward(dx: View, y: View, g: View): void {
+    const D = y.shape[y.shape.length - 1] ?? 1;
+    const n = numelOf(y.shape);
+    if (n === 0 || D === 0) return;
+    const sfx = this.suffix('softmax backward', y.dtype);
+    const v = VEC[y.dtype];
+    const vec = v && D % v === 0 && this.aligned16(dx, y, g) ? v : 1;
+    this.k('softmax', vec > 1 ? `softmax_bwd_${sfx}_v${vec}` : `softmax_bwd_${sfx}`, 'softmax_bwd')
+      .launch(this.rowGrid(n / D), this.rowThreads(D / vec), 0, [n / D, D, this.ptr(dx), this.ptr(y), this.ptr(g)]);
   }
 
   /** The reference's RMSNorm in its order and roundings (kernels/norm.cu rmsnorm_tree): out x's dtype or f32 ↔ bf16. */

@@ -1,5 +1,5 @@
 // Numerically stable softmax and log-softmax over one dim (max-subtracted; fused in the backend).
-import { record } from '../autograd.js';
+import { isGradEnabled, record } from '../autograd.js';
 import { Tensor, normAxis } from '../tensor.js';
 import { exp, mul, sub } from './elementwise.js';
 import { sum } from './reduce.js';
@@ -18,9 +18,19 @@ export function softmax(x: Tensor, axis = -1): Tensor {
     const c = contiguous(xc);
     const out = alloc(c.backend, c.shape, c.dtype);
     c.backend.softmax(out, c, false);
-    // dx = y ⊙ (g − Σ g⊙y)
-    return record(out, 'softmax', [c], (g) => [mul(out, sub(g, sum(mul(g, out), -1, true)))]);
+    // dx = y ⊙ (g − Σ g⊙y): one backend pass where it has one, else composed
+    return record(out, 'softmax', [c], (g) => [softmaxBackward(out, g)]);
   });
+}
+
+function softmaxBackward(y: Tensor, g: Tensor): Tensor {
+  const be = y.backend;
+  // composed where the backend has no fused pass, and when the backward itself is being recorded
+  if (!be.softmaxBackward || isGradEnabled() || g.dtype !== y.dtype) return mul(y, sub(g, sum(mul(g, y), -1, true)));
+  const gc = contiguous(g);
+  const dx = alloc(be, y.shape, y.dtype);
+  be.softmaxBackward(dx, y, gc);
+  return dx;
 }
 
 export function logSoftmax(x: Tensor, axis = -1): Tensor {
