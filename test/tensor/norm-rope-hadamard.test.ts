@@ -50,7 +50,9 @@ function rmsNormOpByOp(x: T.Tensor, w: T.Tensor, eps: number): T.Tensor {
 }
 
 testEachDevice('rmsNorm is the reference\'s op-by-op RMSNorm bit for bit (f32 and bf16 rows, odd widths, bf16 out)', (dev) => {
-  for (const D of [1, 7, 33, 768, 2048, 2049, 7168]) {
+  // widths for each of the CUDA kernel's register depths (kernels/norm.cu: 2^5 | D, 2^3 | D, neither), with
+  // the shared levels' odd carries at block level (1000 → 125, 4104 → 513) and within one warp
+  for (const D of [1, 7, 33, 40, 768, 1000, 2048, 2049, 4104, 7168]) {
     const x = T.muls(randn([5, D], 11 + D, dev, 'f32'), 3);
     const w = randn([D], 12 + D, dev, 'f32');
     const want = rmsNormOpByOp(x, w, 1e-6);

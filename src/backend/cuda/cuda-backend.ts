@@ -774,12 +774,14 @@ export class CudaBackend implements Backend {
     if (r && r.dtype !== x.dtype) throw new DsvError(`rmsNormResidual on cuda: the residual must have x's dtype (${x.dtype}), got ${r.dtype}`);
     if (hOut && (hOut.dtype !== out.dtype || !isContig(hOut))) throw new DsvError(`rmsNormResidual on cuda: the new residual must be contiguous in out's dtype (${out.dtype})`);
     const wide = x.dtype === 'f64' ? 'f64' : 'f32';
-    const smem = D * (wide === 'f64' ? 8 : 4);
+    // the tree's first L levels in registers where 2^L divides D (kernels/norm.cu): D / 2^L shared words
+    const L = D % 32 === 0 ? 5 : D % 8 === 0 ? 3 : 0;
+    const smem = (D >> L) * (wide === 'f64' ? 8 : 4);
     if (smem > this.rt.info.maxSharedPerBlockOptin) throw new DsvError(`rmsNorm on cuda: rows of ${D} exceed the shared memory of one block`);
     const xc = this.contiguous(x);
     const rc = r ? this.contiguous(r) : null;
     const wc = this.contiguous(w, wide);
-    const kern = this.k('norm', `rmsnorm_tree_${ti}_${to}`, 'rmsnorm');
+    const kern = this.k('norm', `rmsnorm_tree_${ti}_${to}_l${L}`, 'rmsnorm');
     if (smem > 48 * 1024) kern.setMaxDynamicSmem(smem, C.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES);
     kern.launch(this.rowGrid(n / D), D >= 1024 ? 256 : 128, smem,
       [n / D, D, eps, this.ptr(out), hOut ? this.ptr(hOut) : 0, this.ptr(xc.view), rc ? this.ptr(rc.view) : 0, this.ptr(wc.view)]);
