@@ -140,7 +140,7 @@ memCase('rmsnorm bf16', 2 * X, () => b.rmsNorm(o, x, w, 1e-6), torch?.mem?.rmsno
 memCase('rmsnorm+residual bf16', 4 * X, () => b.rmsNormResidual(o, h, x, y, w, 1e-6));
 memCase('softmax bf16', 2 * X, () => b.softmax(o, x, false), torch?.mem?.softmax_ms);
 // dx from y and g (x and y stand in for them): read both once, write dx once
-memCase('softmax backward bf16', 3 * X, () => b.softmaxBackward(o, x, y), torch?.mem?.softmax_bwd_ms);
+memCase('softmax backward bf16', 3 * X, () => b.softmaxBackward(o, x, y, 1), torch?.mem?.softmax_bwd_ms);
 memCase('swiglu bf16', 3 * X, () => b.swiglu(o, x, y), torch?.mem?.swiglu_ms);
 memCase('act_quant bf16→e4m3', X + X / 2 + (X / 2 / 128) * 4, () => b.actQuant(q, s, x, 128, true));
 // RMSNorm weight gradients: f32 [16384, 512] summed over axis 0 (the split column reduction; 8.7 ms before it)

@@ -1,6 +1,7 @@
 // Softmax / log-softmax over the last dim, one block per row, optional boolean mask and pre-scale:
 //   z_j = scale · x_j, or −∞ where mask[(row mod mask_rows), j] == 0
 //   softmax_j = exp(z_j − m) / Σ exp(z − m),  log-softmax_j = z_j − m − log Σ exp(z − m)
+//   and, where lse is given, lse[row] = m + log Σ exp(z − m) (attention's log-sum-exp, for its backward)
 // Pass 1 keeps a running (max, sum) pair per thread (the online-softmax recurrence
 // s ← s·e^(m_old − m_new) + e^(z − m_new)), merged across the block; pass 2 re-reads the row (from L2:
 // a row is at most a few hundred KB) and writes. A fully masked row gives NaN, as torch does.
@@ -18,7 +19,8 @@ __device__ __forceinline__ MS<A> ms_merge(MS<A> a, MS<A> b) {
 }
 
 template <class T, int VEC>
-__device__ void softmax_row(int64_t rows, int64_t D, double scale, T* out, const T* x, const uint8_t* mask, int64_t mask_rows, int logm) {
+__device__ void softmax_row(int64_t rows, int64_t D, double scale, T* out, const T* x, const uint8_t* mask, int64_t mask_rows, int logm,
+                            typename Acc<T>::type* lse) {
   typedef typename Acc<T>::type A;
   typedef MS<A> M;
   __shared__ M red[32];
@@ -63,6 +65,7 @@ __device__ void softmax_row(int64_t rows, int64_t D, double scale, T* out, const
     const A s = total.s;
     const A inv = (A)1 / s;
     const A logs = log(s);
+    if (lse && threadIdx.x == 0) lse[row] = total.m + logs;  // log Σ exp(z): −∞ for a fully masked row
     for (int64_t j = threadIdx.x; j < nv; j += blockDim.x) {
       const Vec<T, VEC> v = xr[j];
       Vec<T, VEC> r;
@@ -80,8 +83,8 @@ __device__ void softmax_row(int64_t rows, int64_t D, double scale, T* out, const
 
 #define SOFTMAX(NAME, T, VEC)                                                                                  \
   extern "C" __global__ void NAME(int64_t rows, int64_t D, double scale, T* out, const T* x, const uint8_t* mask, \
-                                  int64_t mask_rows, int logm) {                                                \
-    softmax_row<T, VEC>(rows, D, scale, out, x, mask, mask_rows, logm);                                         \
+                                  int64_t mask_rows, int logm, typename Acc<T>::type* lse) {                    \
+    softmax_row<T, VEC>(rows, D, scale, out, x, mask, mask_rows, logm, lse);                                    \
   }
 SOFTMAX(softmax_f32, float, 1)
 SOFTMAX(softmax_f32_v4, float, 4)
@@ -133,7 +136,7 @@ __device__ __forceinline__ float vec_extreme<__nv_bfloat16, 8>(const Vec<__nv_bf
   return hi ? fmaxf(x, y) : fminf(x, y);
 }
 template <class T, int VEC, int NV, bool LOGM, bool MASK>
-__device__ void softmax_cached(int64_t rows, int64_t D, float sc, T* out, const T* x, const uint8_t* mask, int64_t mask_rows) {
+__device__ void softmax_cached(int64_t rows, int64_t D, float sc, T* out, const T* x, const uint8_t* mask, int64_t mask_rows, float* lse) {
   constexpr float LOG2E = 1.4426950408889634f, LN2 = 0.6931471805599453f;
   const float c = sc * LOG2E;
   const bool hi = c >= 0.0f;
@@ -199,6 +202,7 @@ __device__ void softmax_cached(int64_t rows, int64_t D, float sc, T* out, const 
     Vec<T, VEC>* orow = reinterpret_cast<Vec<T, VEC>*>(out + row * D);
     const float inv = 1.0f / s;
     const float off = Kz * LN2 + logf(s);  // log-softmax: x·scale − (K ln 2 + ln S)
+    if (lse && threadIdx.x == 0) lse[row] = K == -INFINITY ? -INFINITY : off;  // log Σ exp(x·scale)
     row_vectors<NV>(nv, [&](int i, int64_t j) {
       float f[VEC];
 #pragma unroll
@@ -224,8 +228,8 @@ __device__ void softmax_cached(int64_t rows, int64_t D, float sc, T* out, const 
 // so the common unmasked softmax is not held to the masked log-softmax's register count.
 #define SMC1(NAME, SFX, T, VEC, NV, LOGM, MASK)                                                                        \
   extern "C" __global__ void NAME##_r##NV##SFX(int64_t rows, int64_t D, double scale, T* out, const T* x,              \
-                                               const uint8_t* mask, int64_t mask_rows, int logm) {                    \
-    softmax_cached<T, VEC, NV, LOGM, MASK>(rows, D, (float)scale, out, x, mask, mask_rows);                            \
+                                               const uint8_t* mask, int64_t mask_rows, int logm, float* lse) {        \
+    softmax_cached<T, VEC, NV, LOGM, MASK>(rows, D, (float)scale, out, x, mask, mask_rows, lse);                       \
   }
 #define SMC(NAME, T, VEC, NV)                     \
   SMC1(NAME, , T, VEC, NV, false, false)          \
@@ -242,14 +246,14 @@ SMC(softmax_bf16_v8, __nv_bfloat16, 8, 4)
 SMC(softmax_bf16_v8, __nv_bfloat16, 8, 8)
 
 // Softmax's backward over the last dim, one block per row (grid-stride over rows), from the forward's
-// output y and the incoming gradient g:
-//   dx_j = y_j · (g_j − Δ),   Δ = Σ_i g_i · y_i
+// output y and the incoming gradient g (scale: the forward's pre-scale, whose chain rule is one more product):
+//   dx_j = y_j · (g_j − Δ) · scale,   Δ = Σ_i g_i · y_i
 // Pass 1 sums g·y per thread in the accumulation type (f32; f64 for f64), then across the block; pass 2
 // re-reads the row (from L2) and writes. One kernel instead of the four passes of the composed formula
 // (mul, row sum, sub, mul) and their three row-sized temporaries: the dense training attention's
 // [B, S·H, S] f32 blocks (2 GiB each for the mid config) are read twice and written once.
 template <class T, int VEC>
-__device__ void softmax_bwd_row(int64_t rows, int64_t D, T* dx, const T* y, const T* g) {
+__device__ void softmax_bwd_row(int64_t rows, int64_t D, double scale, T* dx, const T* y, const T* g) {
   typedef typename Acc<T>::type A;
   __shared__ A red[32];
   __shared__ A total;
@@ -279,7 +283,7 @@ __device__ void softmax_bwd_row(int64_t rows, int64_t D, T* dx, const T* y, cons
       const Vec<T, VEC> a = yr[j], b = gr[j];
       Vec<T, VEC> r;
 #pragma unroll
-      for (int k = 0; k < VEC; k++) r.v[k] = from_acc<T>(to_acc<T>(a.v[k]) * (to_acc<T>(b.v[k]) - delta));
+      for (int k = 0; k < VEC; k++) r.v[k] = from_acc<T>(to_acc<T>(a.v[k]) * (to_acc<T>(b.v[k]) - delta) * (A)scale);
       xr[j] = r;
     }
     __syncthreads();  // red/total are reused by the next row
@@ -287,8 +291,8 @@ __device__ void softmax_bwd_row(int64_t rows, int64_t D, T* dx, const T* y, cons
 }
 
 #define SOFTMAX_BWD(NAME, T, VEC)                                                                              \
-  extern "C" __global__ void NAME(int64_t rows, int64_t D, T* dx, const T* y, const T* g) {                   \
-    softmax_bwd_row<T, VEC>(rows, D, dx, y, g);                                                                \
+  extern "C" __global__ void NAME(int64_t rows, int64_t D, double scale, T* dx, const T* y, const T* g) {     \
+    softmax_bwd_row<T, VEC>(rows, D, scale, dx, y, g);                                                         \
   }
 SOFTMAX_BWD(softmax_bwd_f32, float, 1)
 SOFTMAX_BWD(softmax_bwd_f32_v4, float, 4)

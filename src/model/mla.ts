@@ -218,7 +218,7 @@ export class MLA {
     const W = sel.width;
     // every causal key (dense attention) as GEMMs; a selection through the sparse op
     const a = sel.dense
-      ? causalMlaPrefillTrain(q, kv, B, S, cfg.softmaxScale, { dv: c, lse: step.indexerLoss })
+      ? causalMlaPrefillTrain(q, kv, B, S, cfg.softmaxScale, { dv: c })
       : sparseMlaPrefillTrain(q, kv, flatRows(sel, B, S, x.device), cfg.softmaxScale, { dv: c });
     if (step.indexerLoss) step.indexerLosses.push(this.indexer.trainLoss(sel, { q, kv, lse: a.lse, scale: cfg.softmaxScale, dv: c }, step));
     const out = applyLinear(expandOutput(a.out, uv, dt), this.lin('o_proj'), dt, this.ue8m0);

@@ -15,6 +15,16 @@ export interface Storage {
   readonly numel: number;
 }
 
+/** Backend.softmax's options: z = scale · x, −∞ where masked; lse[row] = log Σ exp(z) when given. */
+export interface SoftmaxOptions {
+  /** multiply x by this before the softmax (attention's softmax scale) */
+  scale?: number;
+  /** bool [R, D] with R dividing the row count: row r uses mask row r mod R; false = masked out (−∞) */
+  mask?: View;
+  /** contiguous [rows], the compute type (f32; f64 for f64): each row's log-sum-exp of the scaled, masked z */
+  lse?: View;
+}
+
 /** A strided window onto a Storage; Tensor implements it. */
 export interface View {
   readonly storage: Storage;
@@ -80,14 +90,14 @@ export interface Backend {
    * each matrix's last two dims may be row- or column-major (transposed views stay zero-copy).
    */
   matmul(out: View, a: View, b: View): void;
-  /** Softmax (or log-softmax) over the last dim; x contiguous. */
-  softmax(out: View, x: View, log: boolean): void;
+  /** Softmax (or log-softmax) over the last dim; x contiguous; opts: pre-scale, mask, per-row log-sum-exp. */
+  softmax(out: View, x: View, log: boolean, opts?: SoftmaxOptions): void;
   /**
    * Optional: softmax's backward over the last dim from its output y and the gradient g (contiguous, dx's
-   * shape and dtype): dx = y ⊙ (g − Δ) with Δ = Σ_row g⊙y, in the compute type (f32 for narrow floats,
-   * f64 for f64), rounded to dx's dtype. Without it the op composes it from mul, sum and sub.
+   * shape and dtype): dx = y ⊙ (g − Δ) · scale with Δ = Σ_row g⊙y, in the compute type (f32 for narrow
+   * floats, f64 for f64), rounded to dx's dtype. Without it the op composes it from mul, sum and sub.
    */
-  softmaxBackward?(dx: View, y: View, g: View): void;
+  softmaxBackward?(dx: View, y: View, g: View, scale: number): void;
   /**
    * out = x / sqrt(mean(x², last) + eps) · w in the reference's order (a halving tree for the sum, 1/sqrt,
    * w·(x·inv), each rounded in f32; f64 rows in f64); x contiguous [..., D], w [D]; out x's dtype or f32 ↔ bf16.

@@ -142,6 +142,43 @@ testEachDevice('softmax backward in one pass equals y ⊙ (g − Σ g⊙y) in f6
   }
 });
 
+// maskedSoftmax (dense training attention's scale + causal mask + softmax + lse in one backend pass) against
+// the f64 formula, a mask repeating over leading dims with a fully masked row (NaN, lse −∞), and its
+// gradient by central differences; a mask that does not match x's trailing dims is refused.
+testEachDevice('maskedSoftmax: softmax(scale·x, −∞ where masked) and its lse; gradcheck; bad masks named', (dev) => {
+  const [B, R, D] = [2, 3, 5];
+  const scale = 0.7;
+  const m = [1, 1, 0, 1, 0, /**/ 0, 0, 0, 0, 0, /**/ 1, 1, 1, 1, 1];
+  const mask = to(T.fromArray(Uint8Array.from(m), [R, D], { dtype: 'bool' }), dev);
+  for (const dtype of ['f64', 'f32', 'bf16'] as const) {
+    const x = T.cast(randn([B, R, D], 70, dev), dtype);
+    const { p, lse } = T.maskedSoftmax(x, scale, mask);
+    assert.equal(lse.dtype, dtype === 'f64' ? 'f64' : 'f32');
+    assert.deepEqual(lse.shape, [B, R]);
+    const xv = x.toFloat64();
+    const pv = p.toFloat64();
+    const lv = lse.toFloat64();
+    const tol = dtype === 'f64' ? 1e-12 : dtype === 'f32' ? 1e-6 : 1e-2;
+    for (let b = 0; b < B; b++) for (let r = 0; r < R; r++) {
+      const row = b * R + r;
+      const z = Array.from({ length: D }, (_, j) => (m[r * D + j] ? scale * xv[row * D + j]! : -Infinity));
+      const mx = Math.max(...z);
+      const sum = z.reduce((a, v) => a + Math.exp(v - mx), 0);
+      if (mx === -Infinity) {
+        assert.equal(lv[row], -Infinity, `${dtype} fully masked row: lse`);
+        for (let j = 0; j < D; j++) assert.ok(Number.isNaN(pv[row * D + j]!), `${dtype} fully masked row: NaN`);
+        continue;
+      }
+      assert.ok(Math.abs(lv[row]! - (mx + Math.log(sum))) <= tol * 4, `${dtype} lse row ${row}: ${lv[row]} vs ${mx + Math.log(sum)}`);
+      for (let j = 0; j < D; j++) assert.ok(Math.abs(pv[row * D + j]! - Math.exp(z[j]! - mx) / sum) <= tol, `${dtype} p[${row}, ${j}]`);
+    }
+  }
+  // gradient (rows with something unmasked; f64)
+  const keep = to(T.fromArray(Uint8Array.from([1, 0, 1, 1, 0, 1, 1, 1, 0, 1]), [2, D], { dtype: 'bool' }), dev);
+  assertGradcheck((x) => T.maskedSoftmax(x, scale, keep).p, [randn([3, 2, D], 71, dev, 'f64', true)]);
+  assertThrowsWith(() => T.maskedSoftmax(randn([2, 4], 72, dev), 1, to(T.fromArray(Uint8Array.from([1, 1, 1]), [3], { dtype: 'bool' }), dev)), ['maskedSoftmax', 'mask', '[3]']);
+});
+
 testEachDevice('gradcheck: softmax/logSoftmax over the last and an inner dim', (dev) => {
   const x = randn([3, 4, 5], 17, dev);
   assertGradcheck((x) => T.softmax(x), [x]);

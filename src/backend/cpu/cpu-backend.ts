@@ -1,6 +1,6 @@
 // The CPU backend: the numerical reference. Every kernel decodes its inputs to f32 (f64 for f64
 // tensors), computes with double-precision intermediates, and rounds once into the output dtype.
-import type { AdamWScalars, Backend, BinaryOp, ReduceOp, UnaryOp, View } from '../../tensor/backend.js';
+import type { AdamWScalars, Backend, BinaryOp, ReduceOp, SoftmaxOptions, UnaryOp, View } from '../../tensor/backend.js';
 import {
   type DType, type HostArray, allocHost, fromFloatArray, convertHost,
 } from '../../tensor/dtype.js';
@@ -284,38 +284,56 @@ export class CpuBackend implements Backend {
     commit(out, o);
   }
 
-  softmax(out: View, x: View, log: boolean): void {
+  /**
+   * z = rnd(scale·x) (−∞ where opts.mask is false; rows of the mask repeat), m = max z, s = Σ e^(z − m) in
+   * double; softmax e^(z − m)/s or log-softmax z − (m + ln s); opts.lse[row] = m + ln s.
+   */
+  softmax(out: View, x: View, log: boolean, opts: SoftmaxOptions = {}): void {
     const ct = ctFor(x, out);
     const v = readF(x, ct);
     const o = outBuffer(out, ct);
     const D = x.shape[x.shape.length - 1] ?? 1;
     const rows = D === 0 ? 0 : v.length / D;
+    const scale = opts.scale ?? 1;
+    const rnd = ct === 'f64' ? (y: number) => y : Math.fround;
+    const mask = opts.mask ? (readF(opts.mask, 'f64') as Float64Array) : null;
+    const maskRows = mask ? mask.length / D : 1;
+    const lse = opts.lse ? new Float64Array(rows) : null;
+    const z = scale === 1 && !mask ? v : new Float64Array(D);
     for (let r = 0; r < rows; r++) {
       const base = r * D;
+      let zb = base;
+      if (z !== v) {
+        zb = 0;
+        const mb = mask ? (r % maskRows) * D : 0;
+        for (let j = 0; j < D; j++) z[j] = mask && mask[mb + j] === 0 ? -Infinity : rnd(v[base + j]! * scale);
+      }
       let m = -Infinity;
-      for (let j = 0; j < D; j++) if (v[base + j]! > m) m = v[base + j]!;
-      if (m === -Infinity) m = 0; // a fully masked row: exp(-inf - 0) = 0 → 0/0 = NaN as in torch
+      for (let j = 0; j < D; j++) if (z[zb + j]! > m) m = z[zb + j]!;
+      const m0 = m === -Infinity ? 0 : m; // a fully masked row: exp(-inf - 0) = 0 → 0/0 = NaN as in torch
       let s = 0;
       if (log) {
-        for (let j = 0; j < D; j++) s += expd(v[base + j]! - m);
-        const ls = Math.log(s) + m;
-        for (let j = 0; j < D; j++) o[base + j] = v[base + j]! - ls;
+        for (let j = 0; j < D; j++) s += expd(z[zb + j]! - m0);
+        const ls = Math.log(s) + m0;
+        for (let j = 0; j < D; j++) o[base + j] = z[zb + j]! - ls;
       } else {
-        // one exp per element: o holds exp(x − m) until the row sum is known (o never aliases v)
+        // one exp per element: o holds exp(z − m) until the row sum is known (o never aliases v)
         for (let j = 0; j < D; j++) {
-          const e = expd(v[base + j]! - m);
+          const e = expd(z[zb + j]! - m0);
           o[base + j] = e;
           s += e;
         }
         const inv = 1 / s;
         for (let j = 0; j < D; j++) o[base + j] = o[base + j]! * inv;
       }
+      if (lse) lse[r] = m === -Infinity ? -Infinity : m + Math.log(s);
     }
     commit(out, o);
+    if (lse && opts.lse) commit(opts.lse, lse);
   }
 
-  /** dx = y ⊙ (g − Δ), Δ = Σ_row g⊙y summed in double and rounded to the compute type (Backend.softmaxBackward). */
-  softmaxBackward(dx: View, y: View, g: View): void {
+  /** dx = rnd(y ⊙ rnd(g − Δ))·scale, Δ = Σ_row g⊙y summed in double and rounded to the compute type (Backend.softmaxBackward). */
+  softmaxBackward(dx: View, y: View, g: View, scale: number): void {
     const ct = ctFor(y, g, dx);
     const yv = readF(y, ct);
     const gv = readF(g, ct);
@@ -328,7 +346,7 @@ export class CpuBackend implements Backend {
       let d = 0;
       for (let j = 0; j < D; j++) d += yv[base + j]! * gv[base + j]!;
       const delta = rnd(d);
-      for (let j = 0; j < D; j++) o[base + j] = yv[base + j]! * rnd(gv[base + j]! - delta);
+      for (let j = 0; j < D; j++) o[base + j] = rnd(yv[base + j]! * rnd(gv[base + j]! - delta)) * scale;
     }
     commit(dx, o);
   }

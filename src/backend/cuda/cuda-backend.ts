@@ -4,7 +4,7 @@
 // Extras beyond the interface (fused kernels the model uses, graphs, timing, memory stats) are public
 // methods of CudaBackend.
 import { DsvError } from '../../errors.js';
-import type { AdamWScalars, Backend, BinaryOp, ReduceOp, Storage, UnaryOp, View } from '../../tensor/backend.js';
+import type { AdamWScalars, Backend, BinaryOp, ReduceOp, SoftmaxOptions, Storage, UnaryOp, View } from '../../tensor/backend.js';
 import { type DType, type HostArray, ITEMSIZE, allocHost, fromFloatArray, hostBytes } from '../../tensor/dtype.js';
 import { BlasLt } from './blaslt.js';
 import { binaryCode, dtCode, reduceCode, unaryCode } from './codes.js';
@@ -103,8 +103,8 @@ const SIG: Record<string, readonly ParamKind[]> = {
   reduce: ['iter', 'iter', 'i64', 'i64', 'i32', 'p', 'i32', 'p', 'i32'],
   reduce_cols_partial: ['iter', 'iter', 'i64', 'i64', 'i64', 'i32', 'p', 'p', 'i32'],
   reduce_cols_finish: ['iter', 'i64', 'i64', 'i32', 'p', 'i32', 'p'],
-  softmax: ['i64', 'i64', 'f64', 'p', 'p', 'p', 'i64', 'i32'],
-  softmax_bwd: ['i64', 'i64', 'p', 'p', 'p'],
+  softmax: ['i64', 'i64', 'f64', 'p', 'p', 'p', 'i64', 'i32', 'p'],
+  softmax_bwd: ['i64', 'i64', 'f64', 'p', 'p', 'p'],
   rmsnorm: ['i64', 'i64', 'f64', 'p', 'p', 'p', 'p', 'p'],
   layernorm: ['i64', 'i64', 'f64', 'p', 'p', 'p', 'p'],
   rope: ['i64', 'i64', 'i64', 'i64', 'i32', 'i32', 'p', 'p', 'p', 'p'],
@@ -125,12 +125,8 @@ const SIG: Record<string, readonly ParamKind[]> = {
   adamw: ADAMW_SIG,
 };
 
-export interface SoftmaxOptions {
+export interface SoftmaxExOptions extends SoftmaxOptions {
   log?: boolean;
-  /** multiply x by this before the softmax (attention's 1/sqrt(d)) */
-  scale?: number;
-  /** bool/u8 [R, D] with R dividing the row count: row r uses mask row r mod R; 0 = masked out (−∞) */
-  mask?: View;
 }
 
 export class CudaBackend implements Backend {
@@ -706,12 +702,12 @@ export class CudaBackend implements Backend {
     return { view, tmp: s };
   }
 
-  softmax(out: View, x: View, log: boolean): void {
-    this.softmaxEx(out, x, { log });
+  softmax(out: View, x: View, log: boolean, opts: SoftmaxOptions = {}): void {
+    this.softmaxEx(out, x, { ...opts, log });
   }
 
-  /** Softmax with an optional pre-scale and boolean mask (see SoftmaxOptions). */
-  softmaxEx(out: View, x: View, o: SoftmaxOptions = {}): void {
+  /** Softmax with an optional pre-scale, boolean mask and log-sum-exp output (SoftmaxOptions), or log-softmax. */
+  softmaxEx(out: View, x: View, o: SoftmaxExOptions = {}): void {
     const D = x.shape[x.shape.length - 1] ?? 1;
     const n = numelOf(x.shape);
     if (n === 0 || D === 0) return;
@@ -737,13 +733,13 @@ export class CudaBackend implements Backend {
     const name = cached ? `softmax_${sfx}_v${vec}_r${cached.nv}${variant ? `_${variant}` : ''}` : vec > 1 ? `softmax_${sfx}_v${vec}` : `softmax_${sfx}`;
     const kern = this.k('softmax', name, 'softmax');
     kern.launch(cached ? this.persistentGrid(kern, cached.threads, rows) : this.rowGrid(rows), cached ? cached.threads : this.rowThreads(D / vec), 0,
-      [rows, D, o.scale ?? 1, this.ptr(out), this.ptr(xc.view), maskPtr, maskRows, o.log ? 1 : 0]);
+      [rows, D, o.scale ?? 1, this.ptr(out), this.ptr(xc.view), maskPtr, maskRows, o.log ? 1 : 0, o.lse ? this.ptr(o.lse) : 0]);
     xc.tmp?.dispose();
     mtmp?.dispose();
   }
 
-  /** dx = y ⊙ (g − Σ_row g⊙y) over the last dim (kernels/softmax.cu softmax_bwd); y, g contiguous with dx's shape and dtype. */
-  softmaxBackward(dx: View, y: View, g: View): void {
+  /** dx = y ⊙ (g − Σ_row g⊙y) · scale over the last dim (kernels/softmax.cu softmax_bwd); y, g contiguous with dx's shape and dtype. */
+  softmaxBackward(dx: View, y: View, g: View, scale: number): void {
     const D = y.shape[y.shape.length - 1] ?? 1;
     const n = numelOf(y.shape);
     if (n === 0 || D === 0) return;
@@ -751,7 +747,7 @@ export class CudaBackend implements Backend {
     const v = VEC[y.dtype];
     const vec = v && D % v === 0 && this.aligned16(dx, y, g) ? v : 1;
     this.k('softmax', vec > 1 ? `softmax_bwd_${sfx}_v${vec}` : `softmax_bwd_${sfx}`, 'softmax_bwd')
-      .launch(this.rowGrid(n / D), this.rowThreads(D / vec), 0, [n / D, D, this.ptr(dx), this.ptr(y), this.ptr(g)]);
+      .launch(this.rowGrid(n / D), this.rowThreads(D / vec), 0, [n / D, D, scale, this.ptr(dx), this.ptr(y), this.ptr(g)]);
   }
 
   /** The reference's RMSNorm in its order and roundings (kernels/norm.cu rmsnorm_tree): out x's dtype or f32 ↔ bf16. */

@@ -36,7 +36,7 @@ export function cudaBackend(): CudaBackend {
 }
 
 export { CudaBackend, CudaUnavailableError };
-export { CudaStorage, type SoftmaxOptions } from './cuda-backend.js';
+export { CudaStorage, type SoftmaxExOptions } from './cuda-backend.js';
 export { CudaError, CudaIndexError } from './errors.js';
 export type { CudaGraph, CudaEvent, DeviceInfo } from './runtime.js';
 export type { PinnedBuffer } from './pinned.js';

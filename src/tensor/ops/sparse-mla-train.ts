@@ -28,9 +28,8 @@ import { ShapeError, Tensor, fmtShape } from '../tensor.js';
 import { sparseMlaPrefillF64Cpu } from '../../backend/cpu/sparse-mla-backward.js';
 import { alloc, sameDevice } from './util.js';
 import { cast, contiguous, narrow, reshape, transpose } from './view.js';
-import { add, muls, sub } from './elementwise.js';
 import { matmul } from './matmul.js';
-import { logSoftmax, softmax } from './softmax.js';
+import { maskedSoftmax } from './softmax.js';
 import { freeNow } from '../memory.js';
 import { fromArray } from '../tensor.js';
 import type { SparseMlaOptions } from './sparse-mla.js';
@@ -87,15 +86,15 @@ export function sparseMlaPrefillTrain(q: Tensor, kv: Tensor, indices: Tensor, sc
   return { out, lse };
 }
 
-let biasMemo: { key: string; bias: Tensor } | null = null;
-/** [S·H, S]: 0 where key t ≤ s = row / H (causally visible), −∞ after; one per shape, dtype and device. */
-function causalBias(S: number, H: number, dtype: 'f32' | 'f64', device: string): Tensor {
-  const key = `${S}/${H}/${dtype}/${device}`;
-  if (biasMemo?.key === key) return biasMemo.bias;
-  const v = dtype === 'f64' ? new Float64Array(S * H * S) : new Float32Array(S * H * S);
-  for (let r = 0; r < S * H; r++) v.fill(-Infinity, r * S + Math.floor(r / H) + 1, (r + 1) * S);
-  biasMemo = { key, bias: fromArray(v, [S * H, S], { dtype, device }) };
-  return biasMemo.bias;
+let maskMemo: { key: string; mask: Tensor } | null = null;
+/** bool [S·H, S]: true where key t ≤ s = row / H (causally visible); one per shape and device. */
+function causalMask(S: number, H: number, device: string): Tensor {
+  const key = `${S}/${H}/${device}`;
+  if (maskMemo?.key === key) return maskMemo.mask;
+  const v = new Uint8Array(S * H * S);
+  for (let r = 0; r < S * H; r++) v.fill(1, r * S, r * S + Math.floor(r / H) + 1);
+  maskMemo = { key, mask: fromArray(v, [S * H, S], { dtype: 'bool', device }) };
+  return maskMemo.mask;
 }
 
 /**
@@ -103,9 +102,10 @@ function causalBias(S: number, H: number, dtype: 'f32' | 'f64', device: string):
  * of each of B sequences of S rows takes every key 0..s (dense attention: pretraining, the indexer's
  * dense warm-up), with the same contract: q [B·S, H, D], kv [B·S, D] → out [B·S, H, dv] (q's dtype),
  * lse [B·S, H] detached. As GEMMs over each sequence's S·H query rows (row s·H + h):
- *   scores[b] = scale · q[b] [S·H, D] · kv[b]ᵀ [D, S] + causal bias (−∞ for keys after s)   (f32; f64 for f64)
- *   p[b]      = softmax(scores[b]),   out[b] = p[b] · kv[b][:, :dv],   lse = s₀ − log p₀ (key 0 is always visible)
- * and the backward is the ops' own (matmul, softmax). bf16 q and kv stay bf16 in the GEMMs: the scores
+ *   scores[b] = scale · q[b] [S·H, D] · kv[b]ᵀ [D, S], −∞ for keys after s   (f32; f64 for f64)
+ *   p[b]      = softmax(scores[b]),   out[b] = p[b] · kv[b][:, :dv],   lse = log Σ exp(scores) per row
+ * the scale, mask, softmax and lse in one pass over the product (maskedSoftmax), and the backward the ops'
+ * own (matmul, the softmax's one-pass backward). bf16 q and kv stay bf16 in the GEMMs: the scores
  * are the bf16 GEMM's f32 product (the products of bf16 values are exact in f32, so these are the f32
  * GEMM's scores up to the order of the sums) and p is rounded to bf16 for p·kv, as the sparse op and the
  * reference round their probabilities; the backward's GEMMs run in bf16 (torch autocast's rule). The f32
@@ -115,10 +115,9 @@ function causalBias(S: number, H: number, dtype: 'f32' | 'f64', device: string):
  * forward + backward through it took 37% of a dsv32-mini training step (docs/gpu.md); these are
  * cuBLASLt GEMMs. The cost is memory, O(B·S²·H): ~1 GB a layer at B 32 × S 512 × H 8 (f32), so this is
  * for training shapes; inference prefill stays on the paged sparse ops. Same values as the sparse op up to
- * rounding (test/tensor/sparse-mla-backward.test.ts). opts.lse false skips lse (pretraining never reads
- * it: only the indexer's loss does).
+ * rounding (test/tensor/sparse-mla-backward.test.ts).
  */
-export function causalMlaPrefillTrain(q: Tensor, kv: Tensor, B: number, S: number, scale: number, opts: SparseMlaOptions & { lse?: boolean } = {}): { out: Tensor; readonly lse: Tensor } {
+export function causalMlaPrefillTrain(q: Tensor, kv: Tensor, B: number, S: number, scale: number, opts: SparseMlaOptions = {}): { out: Tensor; lse: Tensor } {
   const op = 'causalMlaPrefillTrain';
   const dv = opts.dv ?? 512;
   sameDevice(op, q, kv);
@@ -133,28 +132,11 @@ export function causalMlaPrefillTrain(q: Tensor, kv: Tensor, B: number, S: numbe
   const gd = q.dtype === 'bf16' ? 'bf16' : wide;
   const qw = reshape(contiguous(cast(q, gd)), [B, S * H, D]);
   const kw = reshape(contiguous(cast(kv, gd)), [B, S, D]);
-  // [B, S·H, S] blocks, each freed as soon as it is dead (freeNow): the backward needs only p (softmax's
-  // saved output) and p's cast (the second GEMM's operand)
-  const prod = matmul(qw, transpose(kw, 1, 2), { out: wide });
-  const scaled = muls(prod, scale);
+  // scale, causal mask, softmax and lse in one pass (maskedSoftmax); the f32 product is freed at once
+  // (freeNow): the backward needs only p (the softmax's saved output) and p's cast (the second GEMM's operand)
+  const prod = matmul(qw, transpose(kw, 1, 2), { out: wide }); // [B, S·H, S]
+  const { p, lse } = maskedSoftmax(prod, scale, causalMask(S, H, q.device));
   freeNow(prod);
-  const scores = add(scaled, causalBias(S, H, wide, q.device));
-  freeNow(scaled);
-  const p = softmax(scores);
-  const lse = opts.lse === false ? null : noGrad(() => {
-    const ls = logSoftmax(scores);
-    const l = reshape(contiguous(sub(narrow(scores, 2, 0, 1), narrow(ls, 2, 0, 1))), [B * S, H]);
-    freeNow(ls);
-    return l;
-  });
-  freeNow(scores);
   const o = matmul(cast(p, gd), narrow(kw, 2, 0, dv)); // [B, S·H, dv]
-  const out = cast(reshape(o, [B * S, H, dv]), q.dtype);
-  return {
-    out,
-    get lse(): Tensor {
-      if (!lse) throw new DsvError(`${op}: lse was not asked for (opts.lse false)`);
-      return lse;
-    },
-  };
+  return { out: cast(reshape(o, [B * S, H, dv]), q.dtype), lse: reshape(lse, [B * S, H]) };
 }
