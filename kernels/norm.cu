@@ -177,13 +177,17 @@ __device__ void rmsnorm_tree_rows(int64_t rows, int64_t D, double eps, TO* out, 
     const TI* xr = x + row * D;
     const TI* rr = r ? r + row * D : nullptr;
     for (int j = threadIdx.x; j < n0; j += blockDim.x) {
+      // all loads first, then the stores: a store to hout between them could alias x or r (no restrict), which
+      // kept the compiler from issuing the loads together (the residual kernel ran at half the plain one's speed)
       A v[M];
 #pragma unroll
-      for (int m = 0; m < M; m++) {
-        const A h = h_of(xr, rr, j + m * n0);
-        if (rr) hout[row * D + j + m * n0] = from_acc<TO>(h);
-        v[m] = rn_mul<A>(h, h);
+      for (int m = 0; m < M; m++) v[m] = h_of(xr, rr, j + m * n0);
+      if (rr) {
+#pragma unroll
+        for (int m = 0; m < M; m++) hout[row * D + j + m * n0] = from_acc<TO>(v[m]);
       }
+#pragma unroll
+      for (int m = 0; m < M; m++) v[m] = rn_mul<A>(v[m], v[m]);
       tree_fold<A, M / 2>(v);
       s[j] = v[0];
     }
@@ -215,7 +219,22 @@ __device__ void rmsnorm_tree_rows(int64_t rows, int64_t D, double eps, TO* out, 
     __syncthreads();
     const A inv = rn_div<A>((A)1, rn_sqrt<A>(rn_add<A>(rn_mul<A>(s[0], (A)(1.0 / (double)D)), (A)eps)));
     TO* orow = out + row * D;
-    for (int j = threadIdx.x; j < (int)D; j += blockDim.x) orow[j] = from_acc<TO>(rn_mul<A>(w[j], rn_mul<A>(h_of(xr, rr, j), inv)));
+    // four elements' loads before their stores (a store may alias the next loads for all the compiler
+    // knows; each thread reads and writes only its own indices, so out may be x)
+    const int T = blockDim.x;
+    for (int j0 = threadIdx.x; j0 < (int)D; j0 += 4 * T) {
+      A y[4];
+#pragma unroll
+      for (int u = 0; u < 4; u++) {
+        const int j = j0 + u * T;
+        if (j < (int)D) y[u] = rn_mul<A>(w[j], rn_mul<A>(h_of(xr, rr, j), inv));
+      }
+#pragma unroll
+      for (int u = 0; u < 4; u++) {
+        const int j = j0 + u * T;
+        if (j < (int)D) orow[j] = from_acc<TO>(y[u]);
+      }
+    }
     __syncthreads();  // s[0] read by every thread before the next row's squares overwrite it
   }
 }
