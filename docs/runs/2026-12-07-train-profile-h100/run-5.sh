@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# session 21, call 5: this session's training changes against its starting point on the same card, one
+# session 21, calls 5–6: this session's training changes against its starting point on the same card, one
 # process after the other: dist-base/ is the build of 3c3c390 (the session's first commit), dist/ this one.
 # The changed ops' tests on cpu + cuda first; then bench/train-step.js for both builds, alternating, on the
 # mid config (mid.json: bf16, B 2 × S 4096) and dsv32-mini's config (pretrain B 32 × S 512, DSA B 8 × S 2048);
