@@ -206,7 +206,6 @@ export class MLA {
   private trainForward(x: Tensor, step: TrainStep): { out: Tensor; selection: Selection } {
     const cfg = this.cfg;
     const { B, S } = step;
-    const T = B * S;
     const dt = actDtype(step.numerics);
     const c = cfg.kvLoraRank;
     const { qr, qNope, qPe, kvn, kPe } = this.project(x, step.rot, dt);
