@@ -163,7 +163,7 @@ __device__ __forceinline__ void tree_fold(A* v) {
     tree_fold<A, H / 2>(v);
   }
 }
-template <class TI, class TO, int L>
+template <class TI, class TO, int L, int V>
 __device__ void rmsnorm_tree_rows(int64_t rows, int64_t D, double eps, TO* out, TO* hout, const TI* x, const TI* r,
                                   const typename Acc<TI>::type* w) {
   typedef typename Acc<TI>::type A;
@@ -219,31 +219,66 @@ __device__ void rmsnorm_tree_rows(int64_t rows, int64_t D, double eps, TO* out, 
     __syncthreads();
     const A inv = rn_div<A>((A)1, rn_sqrt<A>(rn_add<A>(rn_mul<A>(s[0], (A)(1.0 / (double)D)), (A)eps)));
     TO* orow = out + row * D;
-    // four elements' loads before their stores (a store may alias the next loads for all the compiler
-    // knows; each thread reads and writes only its own indices, so out may be x)
     const int T = blockDim.x;
-    for (int j0 = threadIdx.x; j0 < (int)D; j0 += 4 * T) {
-      A y[4];
+    if constexpr (V > 1) {
+      // V elements a thread per 16-byte load of x (and r): two vectors' loads before their stores
+      const int nv = (int)(D / V);
+      const Vec<TI, V>* xv = reinterpret_cast<const Vec<TI, V>*>(xr);
+      const Vec<TI, V>* rv = reinterpret_cast<const Vec<TI, V>*>(rr);
+      const Vec<A, V>* wv = reinterpret_cast<const Vec<A, V>*>(w);
+      Vec<TO, V>* ov = reinterpret_cast<Vec<TO, V>*>(orow);
+      for (int i0 = threadIdx.x; i0 < nv; i0 += 2 * T) {
+        Vec<TO, V> y[2];
 #pragma unroll
-      for (int u = 0; u < 4; u++) {
-        const int j = j0 + u * T;
-        if (j < (int)D) y[u] = rn_mul<A>(w[j], rn_mul<A>(h_of(xr, rr, j), inv));
+        for (int u = 0; u < 2; u++) {
+          const int i = i0 + u * T;
+          if (i < nv) {
+            const Vec<TI, V> a = xv[i];
+            const Vec<A, V> ww = wv[i];
+            Vec<TI, V> b;
+            if (rr) b = rv[i];
+#pragma unroll
+            for (int k = 0; k < V; k++) {
+              const A h = rr ? rn_add<A>(to_acc<TI>(a.v[k]), to_acc<TI>(b.v[k])) : to_acc<TI>(a.v[k]);
+              y[u].v[k] = from_acc<TO>(rn_mul<A>(ww.v[k], rn_mul<A>(h, inv)));
+            }
+          }
+        }
+#pragma unroll
+        for (int u = 0; u < 2; u++) {
+          const int i = i0 + u * T;
+          if (i < nv) ov[i] = y[u];
+        }
       }
+    } else {
+      // four elements' loads before their stores (a store may alias the next loads for all the compiler
+      // knows; each thread reads and writes only its own indices, so out may be x)
+      for (int j0 = threadIdx.x; j0 < (int)D; j0 += 4 * T) {
+        A y[4];
 #pragma unroll
-      for (int u = 0; u < 4; u++) {
-        const int j = j0 + u * T;
-        if (j < (int)D) orow[j] = from_acc<TO>(y[u]);
+        for (int u = 0; u < 4; u++) {
+          const int j = j0 + u * T;
+          if (j < (int)D) y[u] = rn_mul<A>(w[j], rn_mul<A>(h_of(xr, rr, j), inv));
+        }
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+          const int j = j0 + u * T;
+          if (j < (int)D) orow[j] = from_acc<TO>(y[u]);
+        }
       }
     }
     __syncthreads();  // s[0] read by every thread before the next row's squares overwrite it
   }
 }
-#define RMST1(NAME, TI, TO, L)                                                                                             \
-  extern "C" __global__ void NAME##_l##L(int64_t rows, int64_t D, double eps, TO* out, TO* hout, const TI* x, const TI* r, \
-                                         const typename Acc<TI>::type* w) {                                               \
-    rmsnorm_tree_rows<TI, TO, L>(rows, D, eps, out, hout, x, r, w);                                                       \
+// _l<L>: the register depth; _v: the output pass in 16-byte vectors of x (the host checks D and alignment)
+#define RMST1(NAME, TI, TO, L, V, SFX)                                                                                     \
+  extern "C" __global__ void NAME##_l##L##SFX(int64_t rows, int64_t D, double eps, TO* out, TO* hout, const TI* x,         \
+                                              const TI* r, const typename Acc<TI>::type* w) {                             \
+    rmsnorm_tree_rows<TI, TO, L, V>(rows, D, eps, out, hout, x, r, w);                                                    \
   }
-#define RMST(NAME, TI, TO) RMST1(NAME, TI, TO, 0) RMST1(NAME, TI, TO, 3) RMST1(NAME, TI, TO, 5)
+#define RMST(NAME, TI, TO)                                                                                   \
+  RMST1(NAME, TI, TO, 0, 1, ) RMST1(NAME, TI, TO, 3, 1, ) RMST1(NAME, TI, TO, 5, 1, )                       \
+  RMST1(NAME, TI, TO, 3, 16 / sizeof(TI), _v) RMST1(NAME, TI, TO, 5, 16 / sizeof(TI), _v)
 RMST(rmsnorm_tree_f32_f32, float, float)
 RMST(rmsnorm_tree_f32_bf16, float, __nv_bfloat16)
 RMST(rmsnorm_tree_bf16_bf16, __nv_bfloat16, __nv_bfloat16)

@@ -62,6 +62,10 @@ testEachDevice('rmsNorm is the reference\'s op-by-op RMSNorm bit for bit (f32 an
     const wantB = rmsNormOpByOp(T.cast(xb, 'f32'), w, 1e-6);
     assert.deepEqual(Array.from(T.rmsNorm(xb, w, 1e-6).toFloat32()), Array.from(T.cast(wantB, 'bf16').toFloat32()), `bf16 D ${D}`);
     assert.deepEqual(Array.from(T.rmsNorm(xb, w, 1e-6, 'f32').toFloat32()), Array.from(wantB.toFloat32()), `bf16 → f32 D ${D}`);
+    // rows one element off 16-byte alignment (the CUDA kernel's scalar output pass)
+    const off = T.reshape(T.narrow(T.reshape(T.cat([T.reshape(xb, [-1]), T.reshape(xb, [-1])], 0), [-1]), 0, 1, 5 * D), [5, D]);
+    const wantOff = rmsNormOpByOp(T.cast(off, 'f32'), w, 1e-6);
+    assert.deepEqual(Array.from(T.rmsNorm(off, w, 1e-6).toFloat32()), Array.from(T.cast(wantOff, 'bf16').toFloat32()), `bf16 D ${D}, unaligned rows`);
   }
   assertThrowsWith(() => T.rmsNorm(randn([2, 4], 1, dev, 'f32'), randn([4], 2, dev, 'f32'), 1e-6, 'i32'), ['rmsNorm', 'i32', 'expected f32 or bf16'], DsvError);
 });

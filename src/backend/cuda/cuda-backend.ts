@@ -777,7 +777,10 @@ export class CudaBackend implements Backend {
     const xc = this.contiguous(x);
     const rc = r ? this.contiguous(r) : null;
     const wc = this.contiguous(w, wide);
-    const kern = this.k('norm', `rmsnorm_tree_${ti}_${to}_l${L}`, 'rmsnorm');
+    // the output pass in 16-byte vectors of x where every row pointer allows it (2^L | D makes V | D)
+    const V = 16 / ITEMSIZE[x.dtype];
+    const vec = L >= 3 && this.alignedVec(V, xc.view, wc.view, out, ...(rc ? [rc.view] : []), ...(hOut ? [hOut] : []));
+    const kern = this.k('norm', `rmsnorm_tree_${ti}_${to}_l${L}${vec ? '_v' : ''}`, 'rmsnorm');
     if (smem > 48 * 1024) kern.setMaxDynamicSmem(smem, C.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES);
     kern.launch(this.rowGrid(n / D), D >= 1024 ? 256 : 128, smem,
       [n / D, D, eps, this.ptr(out), hOut ? this.ptr(hOut) : 0, this.ptr(xc.view), rc ? this.ptr(rc.view) : 0, this.ptr(wc.view)]);
