@@ -133,6 +133,36 @@ test('AdamW first step by hand: decoupled decay, then a bias-corrected step of s
   assert.equal(opt2.stateDict().state.size, 0);
 });
 
+test('AdamW: a transposed (strided) f32 gradient takes the fused step and updates as its contiguous copy does', () => {
+  const rng = new T.Rng(5);
+  const w0 = T.randn([6, 10], rng);
+  const gT = T.randn([10, 6], rng);
+  const run = (grad: T.Tensor): Float32Array => {
+    const p = param(T.fromArray(w0.toFloat32(), [6, 10])); // a fresh copy: the step updates in place
+    const opt = new AdamW([p], { lr: 0.01, weightDecay: 0.1 });
+    for (let s = 0; s < 3; s++) {
+      p.grad = grad;
+      opt.step();
+    }
+    return p.toFloat32();
+  };
+  const strided = T.transpose(gT);
+  assert.equal(strided.isContiguous(), false);
+  const be = T.getBackend('cpu');
+  const fused = be.adamwStep!;
+  let calls = 0;
+  be.adamwStep = (...a: Parameters<typeof fused>) => {
+    calls++;
+    fused.apply(be, a);
+  };
+  try {
+    assert.deepEqual(run(strided), run(T.contiguous(strided)));
+  } finally {
+    be.adamwStep = fused;
+  }
+  assert.equal(calls, 6, 'every step of both runs took the fused update');
+});
+
 class Mlp extends Module {
   w1: T.Tensor;
   w2: T.Tensor;
