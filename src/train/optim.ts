@@ -110,12 +110,12 @@ export class AdamW {
         const sc = sd === 'f32' ? Math.fround : (v: number): number => v;
         const b = p.backend;
         // a transposed gradient (a linear's weight, through its transpose) is copied once for the fused step:
-        // the composed ops below took ~1.2 s of a 5 s cpu-mid bf16 training step for its LM head's [8192, 1024]
+        // the composed ops below took ~1.2 s of a 5.7 s cpu-mid bf16 training step for its LM head's [8192, 1024]
         // on the 2-core CPU, the copy and the fused step ~0.85 s (synchronised profiles, 2026-12-07); on the GPU
         // they were ten launches a step
         const fused = b.adamwStep && sd === 'f32' && p.dtype === 'f32' && p.grad.dtype === 'f32' && [p, st.expAvg, st.expAvgSq].every((t) => t.isContiguous());
         if (fused) {
-          const grad = p.grad.isContiguous() ? p.grad : contiguous(p.grad);
+          const grad = contiguous(p.grad);
           // the same f32 operations in one pass (Backend.adamwStep; bit for bit the ops below)
           const w = 1 - b1;
           b.adamwStep!(p, grad, st.expAvg, st.expAvgSq, {

@@ -13,7 +13,7 @@ import { matrixLayout, type MatrixLayout } from '../matrix-layout.js';
 import { causalSelectCpu, indexerCacheWriteCpu, indexerLogitsCpu, indexerLogitsPagedCpu, topkSelectCpu } from './dsa-indexer.js';
 import { mlaCacheWriteCpu, sparseMlaDecodeCpu, sparseMlaPrefillCpu } from './sparse-mla.js';
 import { sparseMhaPrefillCpu } from './sparse-attention.js';
-import { sparseMlaBackwardCpu } from './sparse-mla-backward.js';
+import { actRounder, sparseMlaBackwardCpu } from './sparse-mla-backward.js';
 import { indexerKlLossCpu, indexerScoresBackwardCpu, indexerScoresCpu } from './indexer-train.js';
 import { groupedMatmulBackwardCpu, groupedMatmulCpu, groupedMatmulFp8Cpu, moeCombineCpu, moeDispatchCpu, moeRouteCpu } from './moe.js';
 import { fp8BlockLinearCpu } from './fp8-linear.js';
@@ -295,8 +295,8 @@ export class CpuBackend implements Backend {
     const D = x.shape[x.shape.length - 1] ?? 1;
     const rows = D === 0 ? 0 : v.length / D;
     const scale = opts.scale ?? 1;
-    const rnd = ct === 'f64' ? (y: number) => y : Math.fround;
-    const mask = opts.mask ? (readF(opts.mask, 'f64') as Float64Array) : null;
+    const rnd = actRounder(ct);
+    const mask = opts.mask ? readIndex(opts.mask) : null;
     const maskRows = mask ? mask.length / D : 1;
     const lse = opts.lse ? new Float64Array(rows) : null;
     const z = scale === 1 && !mask ? v : new Float64Array(D);
@@ -340,7 +340,7 @@ export class CpuBackend implements Backend {
     const o = outBuffer(dx, ct);
     const D = y.shape[y.shape.length - 1] ?? 1;
     const rows = D === 0 ? 0 : yv.length / D;
-    const rnd = ct === 'f64' ? (x: number) => x : Math.fround;
+    const rnd = actRounder(ct);
     for (let r = 0; r < rows; r++) {
       const base = r * D;
       let d = 0;
