@@ -8,10 +8,12 @@
 //                         H 64 × D 128, bf16; FLOPs = 2·H·D per entry (fwd), 3× that (bwd: l, dq, dk)
 //   indexer KL loss       sparse, s_q 4096, k 2048, and dense causal (s_q 2048 over 8K keys), against
 //                         h 128 × 576 attention: 2·h·576 per entry
-// Medians of CUDA-event times over bursts (as bench/sparse-mla.ts). The sparse MLA backward is timed on both
-// CUDA paths (sparseMlaBackwardTune.gemm): the bf16 gather + cuBLASLt path (kernels/sparse_mla_bwd_gemm.cu,
-// not yet the default: no GPU has run its tests) and the correctness-first CUDA-core kernel (kernels/sparse_mla_bwd.cu, the f32 path;
-// fewer repetitions: ~1.8 s a call on an H100). The indexer KL loss is timed on both paths
+//   sparse MLA backward   at 16 heads too: s_q 8192, s_kv 8192, k 2048 (the mid config's layer: B 2 × S 4096)
+// Medians of CUDA-event times over bursts (as bench/sparse-mla.ts). The sparse MLA backward is timed on each
+// CUDA path: the bf16 gather + cuBLASLt path (kernels/sparse_mla_bwd_gemm.cu, sparseMlaBackwardTune.gemm),
+// at 16 heads the one-pass kernel (kernels/sparse_mla_bwd_flash.cu, sparseMlaBackwardTune.flash), and at
+// 128 heads the correctness-first CUDA-core kernel (kernels/sparse_mla_bwd.cu, the f32 path; fewer
+// repetitions: ~1.8 s a call on an H100). The indexer KL loss is timed on both paths
 // (indexerTrainTune.gemm), and so are the indexer scores forward and backward: the bf16 GEMM paths
 // (kernels/indexer_train_gemm.cu: the q·kᵀ products through cuBLASLt, gathered rows when sparse, every key
 // when dense) and the CUDA-core kernels (kernels/indexer_train.cu; the KL's ~0.4 s a call). The dense
@@ -32,6 +34,7 @@ const cpuBe = T.getBackend('cpu');
 const be = onCpu ? cpuBe : T.getBackend('cuda');
 
 const MLA = onCpu ? { s_q: 4, s_kv: 300, k: 100, h: 16 } : { s_q: quick ? 1024 : 4096, s_kv: 32768, k: 2048, h: 128 };
+const MLA16 = onCpu ? null : { s_q: quick ? 2048 : 8192, s_kv: 8192, k: 2048, h: 16 };
 const IDX = onCpu ? { s_q: 8, k: 64, dense_q: 8, dense_kv: 200, h: 8 } : { s_q: quick ? 1024 : 4096, k: 2048, dense_q: quick ? 512 : 2048, dense_kv: 8192, h: 64 };
 const D = 576;
 const DV = 512;
@@ -54,14 +57,14 @@ let torch: Record<string, number> | null = null;
 let torchNote = '';
 if (onCpu || args.includes('--no-torch')) torchNote = onCpu ? 'no torch reference on the CPU run' : 'torch reference skipped (--no-torch)';
 else {
-  const r = runReference('dsa_train_ref.py', { mla: MLA, idx: IDX }, process.env.DSV32_PYTHON ?? 'python3');
+  const r = runReference('dsa_train_ref.py', { mla: MLA, mla16: MLA16, idx: IDX }, process.env.DSV32_PYTHON ?? 'python3');
   if (r.error || r.status !== 0) torchNote = `torch reference failed: ${r.error?.message ?? r.stderr.trim().split('\n').slice(-2).join(' / ')}`;
   else torch = JSON.parse(r.stdout);
 }
 
 // ---- sparse MLA backward -----------------------------------------------------------------------------
-{
-  const { s_q, s_kv, k, h } = MLA;
+function mlaBackward(m: { s_q: number; s_kv: number; k: number; h: number }, ref: number | undefined): void {
+  const { s_q, s_kv, k, h } = m;
   const scale = D ** -0.5;
   const q = rand([s_q, h, D], 'bf16', 1);
   const kv = rand([s_kv, D], 'bf16', 2);
@@ -73,19 +76,28 @@ else {
   const call = (): void => be.sparseMlaBackward!(dq, dkv, g, q, kv, o, lse, idx, DV, scale);
   const shape = `s_q ${s_q} s_kv ${s_kv} k ${k} h ${h}`;
   const flop = 2 * s_q * h * k * (3 * D + 2 * DV);
-  if (onCpu) add('sparse MLA backward', shape, timeMs(call), flop, torch?.mla_bwd_ms);
-  else {
-    const dflt = sparseMlaBackwardTune.gemm;
-    try {
-      sparseMlaBackwardTune.gemm = true;
-      add('sparse MLA backward, gemm', shape, timeMs(call), flop, torch?.mla_bwd_ms);
-      sparseMlaBackwardTune.gemm = false;
-      add('sparse MLA backward, CUDA cores', shape, timeMs(call, 3, 1), flop, torch?.mla_bwd_ms);
-    } finally {
-      sparseMlaBackwardTune.gemm = dflt;
-    }
+  if (onCpu) {
+    add('sparse MLA backward', shape, timeMs(call), flop, ref);
+    return;
   }
+  const keep = { ...sparseMlaBackwardTune };
+  try {
+    Object.assign(sparseMlaBackwardTune, { gemm: true, flash: false });
+    add('sparse MLA backward, gemm', shape, timeMs(call), flop, ref);
+    if (h <= keep.flashMaxHeads) {
+      Object.assign(sparseMlaBackwardTune, { flash: true });
+      add('sparse MLA backward, one pass', shape, timeMs(call), flop, ref);
+    } else {
+      Object.assign(sparseMlaBackwardTune, { gemm: false });
+      add('sparse MLA backward, CUDA cores', shape, timeMs(call, 3, 1), flop, ref);
+    }
+  } finally {
+    Object.assign(sparseMlaBackwardTune, keep);
+  }
+  T.freeNow(q, kv, idx, o, lse, g, dq, dkv);
 }
+mlaBackward(MLA, torch?.mla_bwd_ms);
+if (MLA16) mlaBackward(MLA16, torch?.mla16_bwd_ms);
 
 // ---- indexer scores and KL ---------------------------------------------------------------------------
 {

@@ -3,6 +3,7 @@
 # with median CUDA-event milliseconds. Plain torch autograd at the same shapes, bf16 with f32 softmax:
 #   mla_bwd_ms          sparse MLA: gather the k selected rows per query, scores, softmax, P·V; the
 #                       backward's time = (forward + backward) − forward, chunked over queries
+#   mla16_bwd_ms        the same at the few-head shape req['mla16'] (when given)
 #   idx_sparse_fwd/bwd  Σ_h w·relu(q·k) over the gathered selected keys (bwd: grads of q, k, w)
 #   idx_dense_fwd/bwd   the same over all keys with the causal mask (−inf above the diagonal)
 #   kl_sparse_ms        the KL target p = normalize(Σ_h exp(s − lse)) recomputed from q/kv/lse, KL against
@@ -29,30 +30,35 @@ def distinct(rows, k, n):
 
 
 out = {}
-m = req['mla']
-sq, skv, k, h = m['s_q'], m['s_kv'], m['k'], m['h']
-q = torch.randn(sq, h, D, device=dev, dtype=torch.bfloat16, requires_grad=True)
-kv = torch.randn(skv, D, device=dev, dtype=torch.bfloat16, requires_grad=True)
-idx = distinct(sq, k, skv)
-g = torch.randn(sq, h, DV, device=dev, dtype=torch.bfloat16)
 CH = 512
-scale = D ** -0.5
 
 
-def mla(backward):
-    for c0 in range(0, sq, CH):
-        qc = q[c0:c0 + CH]
-        kg = kv[idx[c0:c0 + CH]]  # [c, k, D]
-        s = torch.einsum('chd,ckd->chk', qc, kg).float() * scale
-        p = torch.softmax(s, -1).to(torch.bfloat16)
-        o = torch.einsum('chk,ckd->chd', p, kg[..., :DV])
-        if backward:
-            o.backward(g[c0:c0 + CH])
+def mla_bwd_ms(m):
+    sq, skv, k, h = m['s_q'], m['s_kv'], m['k'], m['h']
+    q = torch.randn(sq, h, D, device=dev, dtype=torch.bfloat16, requires_grad=True)
+    kv = torch.randn(skv, D, device=dev, dtype=torch.bfloat16, requires_grad=True)
+    idx = distinct(sq, k, skv)
+    g = torch.randn(sq, h, DV, device=dev, dtype=torch.bfloat16)
+    scale = D ** -0.5
+
+    def mla(backward):
+        for c0 in range(0, sq, CH):
+            qc = q[c0:c0 + CH]
+            kg = kv[idx[c0:c0 + CH]]  # [c, k, D]
+            s = torch.einsum('chd,ckd->chk', qc, kg).float() * scale
+            p = torch.softmax(s, -1).to(torch.bfloat16)
+            o = torch.einsum('chk,ckd->chd', p, kg[..., :DV])
+            if backward:
+                o.backward(g[c0:c0 + CH])
+
+    with torch.no_grad():
+        fwd = med(lambda: mla(False))
+    return med(lambda: mla(True)) - fwd
 
 
-with torch.no_grad():
-    fwd = med(lambda: mla(False))
-out['mla_bwd_ms'] = med(lambda: mla(True)) - fwd
+out['mla_bwd_ms'] = mla_bwd_ms(req['mla'])
+if 'mla16' in req:
+    out['mla16_bwd_ms'] = mla_bwd_ms(req['mla16'])
 
 x = req['idx']
 sq, k, h, nq, T = x['s_q'], x['k'], x['h'], x['dense_q'], x['dense_kv']

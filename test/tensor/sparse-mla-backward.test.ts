@@ -15,7 +15,7 @@ import { eachDevice } from '../cuda/common.js';
 import { rng as mulberry32 } from '../chat/rng.js';
 import { normals64 as normals, on, relErr } from './helpers.js';
 import { sparseMlaBackwardBytesPerQuery, sparseMlaBackwardTune } from '../../src/backend/cuda/sparse-mla-backward.js';
-import { GEMM_PATHS, onGemmPath } from './gemm-paths.js';
+import { BACKWARD_PATHS, onGemmPath } from './gemm-paths.js';
 
 /** rows × k indices into [0, Tk): distinct valid entries, ~20% −1 holes, a few ≥ Tk (holes too), `empty` rows all −1. */
 function makeIndices(rows: number, k: number, Tk: number, rnd: () => number, empty: number[] = []): Int32Array {
@@ -93,12 +93,14 @@ const CASES: GradCase[] = [
   { Tq: 5, H: 20, Tk: 12, k: 19, dv: 96, dr: 24 }, // H not a multiple of 16, k > Tk
   { Tq: 4, H: 3, Tk: 30, k: 17, dv: 8, dr: 4 }, // D % 8 ≠ 0: the CUDA-core kernel even on the gemm path
   { Tq: 6, H: 3, Tk: 40, k: 33, dv: 24, dr: 8 }, // the gemm path at tiny, odd H
+  { Tq: 4, H: 19, Tk: 200, k: 150, dv: 96, dr: 32 }, // the flash path: two head groups, the second of 3; k past two tiles
 ];
 
-// On CUDA the body below runs each of GEMM_PATHS (gemm-paths.ts; the CPU has one path), each backward with
-// its own forward: f32 always takes the CUDA-core kernels, which round the score as the CPU reference does;
-// the gemm backward recomputes p from the gemm forward's rounding of the score (kernels/sparse_mla_bwd_gemm.cu,
-// Numerics).
+// On CUDA the body below runs each of BACKWARD_PATHS (gemm-paths.ts; the CPU has one path), each backward
+// with its own forward: f32 always takes the CUDA-core kernels, which round the score as the CPU reference
+// does; the gemm and flash backwards recompute p from the gemm forward's rounding of the score
+// (kernels/sparse_mla_bwd_gemm.cu, Numerics). The flash path takes the cases whose D is a multiple of 64
+// (D 576, 128) and leaves the others to the gemm path or the kernel.
 
 /** Row r's first valid entry repeated at its last two positions (three occurrences of one kv row). */
 function repeatIndex(idx: Int32Array, r: number, k: number, Tk: number): void {
@@ -140,7 +142,7 @@ eachDevice('sparse MLA backward in f32 and bf16 at awkward shapes against the f6
       };
       const ref = grads(T.cast(q0, 'f64'), T.cast(kv0, 'f64'), T.cast(g0, 'f64'), 'cpu');
       const cpu = dev === 'cpu' ? null : grads(q0, kv0, g0, 'cpu');
-      for (const path of dev === 'cpu' ? [null] : GEMM_PATHS) {
+      for (const path of dev === 'cpu' ? [null] : BACKWARD_PATHS) {
         const what = `${dev}${path ? ` (${path})` : ''} ${dtype} ${JSON.stringify(c)}`;
         const got = onGemmPath(sparseMlaBackwardTune, path, sparseMlaBackwardBytesPerQuery(c.H, c.k, c.dv + c.dr), () => grads(q0, kv0, g0, dev));
         const tol = dtype === 'f32' ? 1e-4 : 3e-2;

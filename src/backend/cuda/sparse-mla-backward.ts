@@ -1,8 +1,10 @@
 // CUDA launches of the sparse MLA backward. Contract: src/tensor/ops/sparse-mla-train.ts; CPU reference:
-// src/backend/cpu/sparse-mla-backward.ts. Two paths: bf16 inputs with sparseMlaBackwardTune.gemm on take the
-// gather + cuBLASLt path (kernels/sparse_mla_bwd_gemm.cu has the math), everything else (f32, the switch off,
-// shapes the gemm path does not take) the CUDA-core kernel (kernels/sparse_mla_bwd.cu). The op layer
-// has checked shapes and dtypes and made every input contiguous; here only the kernels' limits are checked.
+// src/backend/cpu/sparse-mla-backward.ts. Three paths: bf16 inputs of few heads take the one-pass
+// tensor-core kernel (kernels/sparse_mla_bwd_flash.cu; sparseMlaBackwardTune.flash) where its limits
+// allow, other bf16 inputs with sparseMlaBackwardTune.gemm on the gather + cuBLASLt path
+// (kernels/sparse_mla_bwd_gemm.cu has the math), everything else (f32, the switches off, shapes neither
+// takes) the CUDA-core kernel (kernels/sparse_mla_bwd.cu). The op layer has checked shapes and dtypes and
+// made every input contiguous; here only the kernels' limits are checked.
 import { DsvError } from '../../errors.js';
 import type { View } from '../../tensor/backend.js';
 import type { CudaBackend } from './cuda-backend.js';
@@ -27,7 +29,42 @@ const D_MAX = 768;
  * one), where it took 59.1 ms against the CUDA-core kernel's 1,772.6 ms and torch's 107.1 ms
  * (bench/dsa-train.ts: s_q 4096, k 2048, h 128; 100 TFLOPS).
  */
-export const sparseMlaBackwardTune = { gemm: gemmPathOn('mla-bwd', true), chunkBytes: 1 << 30 };
+export const sparseMlaBackwardTune = {
+  gemm: gemmPathOn('mla-bwd', true),
+  chunkBytes: 1 << 30,
+  /** The one-pass kernel for bf16 queries of at most flashMaxHeads heads (kernels/sparse_mla_bwd_flash.cu). */
+  flash: gemmPathOn('mla-bwd-flash', true),
+  flashMaxHeads: 16,
+};
+
+/** kernels/sparse_mla_bwd_flash.cu: heads per CTA, key tile, threads, and the shapes it takes (its header). */
+const FLASH = { HG: 16, TK: 64, NT: 256, D_MAX: 576, DV_MAX: 512, K_MAX: 2048 };
+const FLASH_SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'i64', 'i64', 'i64', 'f64', 'p', 'p', 'p', 'p', 'p', 'p', 'p', 'p'];
+
+/**
+ * bf16 queries of few heads over bf16 rows: one CTA per (query, 16 heads) walks the query's selected rows
+ * once, each products' operand read from shared memory, dG added into dkv from registers (no gathered
+ * block, no f32 dG in device memory). dkv must be zeroed already. Returns false where it does not apply.
+ */
+function flashPath(b: CudaBackend, dq: View, dkv: View, dout: View, q: View, kv: View, out: View, lse: View, indices: View, dv: number, scale: number): boolean {
+  const [Tq, H, D] = q.shape as [number, number, number];
+  const k = indices.shape[1]!;
+  if (!sparseMlaBackwardTune.flash || H > sparseMlaBackwardTune.flashMaxHeads || q.dtype !== 'bf16') return false;
+  if (D % 64 !== 0 || D > FLASH.D_MAX || dv % 32 !== 0 || dv > FLASH.DV_MAX || dv > D || k === 0 || k > FLASH.K_MAX) return false;
+  if (Tq > 2 ** 31 - 1 || Math.ceil(H / FLASH.HG) > 65535) return false;
+  // 16-byte vector loads of q, dO, O and kv rows, float4 atomics into dkv
+  if ([dq, dkv, dout, q, kv, out].some((v) => b.address(v) % 16 !== 0)) return false;
+  const kall = Math.ceil(k / FLASH.TK) * FLASH.TK;
+  // Q [16][D + 8], dO [16][dv + 8], two tiles [TK][D + 8], P and dS [16][TK + 8] (bf16); lse, Δ [16] and the
+  // indices [kall] (i32)
+  const smem = 2 * (FLASH.HG * (D + 8) + FLASH.HG * (dv + 8) + 2 * FLASH.TK * (D + 8) + 2 * FLASH.HG * (FLASH.TK + 8)) + 4 * (2 * FLASH.HG + kall);
+  if (smem > b.rt.info.maxSharedPerBlockOptin) return false;
+  const kern = b.rt.modules.get('sparse_mla_bwd_flash', 'sparse_mla_bwd_flash', FLASH_SIG);
+  if (smem > 48 * 1024) kern.setMaxDynamicSmem(smem, C.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES);
+  kern.launch(Tq, FLASH.NT, smem, [Tq, H, D, dv, k, kv.shape[0]!, scale, b.address(dq), b.address(dkv), b.address(dout), b.address(q), b.address(kv),
+    b.address(out), b.address(lse), b.address(indices)], Math.ceil(H / FLASH.HG));
+  return true;
+}
 
 /**
  * Bytes of the gemm path's temporaries per query of a chunk: G [k, D] bf16, S [H, k] bf16, dP [H, k] f32,
@@ -117,6 +154,7 @@ export function sparseMlaBackwardCuda(b: CudaBackend, dq: View, dkv: View, dout:
   if (Tk > 2 ** 31 - 1) throw new DsvError(`${op}: ${Tk} key rows exceed the i32 index space`);
   b.fill(dkv, 0); // both paths accumulate into it with atomics
   if (Tq * H === 0) return;
+  if (flashPath(b, dq, dkv, dout, q, kv, out, lse, indices, dv, scale)) return;
   if (gemmPath(b, dq, dkv, dout, q, kv, out, lse, indices, dv, scale)) return;
   if (D > D_MAX) throw new DsvError(`${op}: D = ${D} exceeds the kernel's ${D_MAX} columns`);
   if (Math.ceil(H / HG) > 65535) throw new DsvError(`${op}: ${H} heads exceed the grid`);
