@@ -105,6 +105,21 @@ __device__ __forceinline__ void gather_stage(uint16_t* dst, int ldd, int nrow, i
   }
 }
 
+// A row's selection entries [0, kt) into shared Is: the row's first kr entries, −1 for a hole (an index
+// outside [0, rows)) and for entries past kr; *last (shared, −1 before) becomes the last valid entry's
+// position. The caller's barrier makes both visible.
+template <int NT>
+__device__ __forceinline__ void load_selection(int32_t* Is, const int32_t* ir, int kt, int64_t kr, int64_t rows, int* last) {
+  int mine = -1;
+  for (int t = threadIdx.x; t < kt; t += NT) {
+    const int32_t r = t < kr ? ir[t] : -1;
+    const int32_t v = r < 0 || (int64_t)r >= rows ? -1 : r;
+    Is[t] = v;
+    if (v >= 0) mine = t;
+  }
+  if (mine >= 0) atomicMax(last, mine);
+}
+
 // The entry points of a fused sparse MLA kernel template fn<SRC>, one per dense-row source, all with the
 // host's FWD_SIG (src/backend/cuda/sparse-mla.ts): prefix_bf16, prefix_f32.
 #define MLA_ENTRY(prefix, name, fn, NT, SRC)                                                                          \

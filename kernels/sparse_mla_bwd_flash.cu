@@ -102,14 +102,7 @@ extern "C" __global__ void __launch_bounds__(BF_NT) sparse_mla_bwd_flash(int64_t
       Ls[h] = l;
     }
   }
-  int mine = -1;
-  for (int t = threadIdx.x; t < kall; t += BF_NT) {
-    const int32_t r = t < k ? ir[t] : -1;
-    const int32_t v = r < 0 || (int64_t)r >= rows ? -1 : r;
-    Is[t] = v;
-    if (v >= 0) mine = t;
-  }
-  if (mine >= 0) atomicMax(&last, mine);
+  load_selection<BF_NT>(Is, ir, kall, k, rows, &last);
   __syncthreads();
   const int ntile = (last + BF_TK) / BF_TK;  // tiles up to the last valid entry (0 when there is none)
 

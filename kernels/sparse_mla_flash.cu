@@ -80,14 +80,7 @@ __device__ void sparse_mla_flash(int64_t N, int64_t H, int64_t D, int64_t dv, in
     Ll[threadIdx.x] = 0.0f;
   }
   __syncthreads();
-  int mine = -1;
-  for (int t = threadIdx.x; t < kt; t += FL_NT) {
-    const int32_t r = t < kr ? ir[t] : -1;
-    const int32_t v = r < 0 || (int64_t)r >= rows ? -1 : r;
-    Is[t] = v;
-    if (v >= 0) mine = t;
-  }
-  if (mine >= 0) atomicMax(&last, mine);
+  load_selection<FL_NT>(Is, ir, kt, kr, rows, &last);
   __syncthreads();
   const int ntile = (last + FL_TK) / FL_TK;  // tiles up to the last valid entry (0 when there is none)
 
