@@ -11,7 +11,8 @@
 //   sparse MLA backward   at 16 heads too: s_q 8192, s_kv 8192, k 2048 (the mid config's layer: B 2 × S 4096)
 // Medians of CUDA-event times over bursts (as bench/sparse-mla.ts). The sparse MLA backward is timed on each
 // CUDA path: the bf16 gather + cuBLASLt path (kernels/sparse_mla_bwd_gemm.cu, sparseMlaBackwardTune.gemm),
-// at 16 heads the one-pass kernel (kernels/sparse_mla_bwd_flash.cu, sparseMlaBackwardTune.flash), and at
+// at 16 heads the one-pass kernel (kernels/sparse_mla_bwd_flash.cu, sparseMlaBackwardTune.flash; with a
+// probe row: the kernel without its dkv atomics, whose time is what the atomics cost), and at
 // 128 heads the correctness-first CUDA-core kernel (kernels/sparse_mla_bwd.cu, the f32 path; fewer
 // repetitions: ~1.8 s a call on an H100). The indexer KL loss is timed on both paths
 // (indexerTrainTune.gemm), and so are the indexer scores forward and backward: the bf16 GEMM paths
@@ -87,6 +88,9 @@ function mlaBackward(m: { s_q: number; s_kv: number; k: number; h: number }, ref
     if (h <= keep.flashMaxHeads) {
       Object.assign(sparseMlaBackwardTune, { flash: true });
       add('sparse MLA backward, one pass', shape, timeMs(call), flop, ref);
+      // probe: the same kernel without its dkv atomics (a wrong dkv; only its time is read)
+      Object.assign(sparseMlaBackwardTune, { probeNoAtomics: true });
+      add('  probe: one pass without the dkv atomics', shape, timeMs(call), flop);
     } else {
       Object.assign(sparseMlaBackwardTune, { gemm: false });
       add('sparse MLA backward, CUDA cores', shape, timeMs(call, 3, 1), flop, ref);

@@ -35,6 +35,8 @@ export const sparseMlaBackwardTune = {
   /** The one-pass kernel for bf16 queries of at most flashMaxHeads heads (kernels/sparse_mla_bwd_flash.cu). */
   flash: gemmPathOn('mla-bwd-flash', true),
   flashMaxHeads: 16,
+  /** bench/dsa-train.ts's probe only: the one-pass kernel without its dkv atomics (dkv stays zero), to time them. */
+  probeNoAtomics: false,
 };
 
 /** kernels/sparse_mla_bwd_flash.cu: heads per CTA, key tile, threads, and the shapes it takes (its header). */
@@ -59,7 +61,7 @@ function flashPath(b: CudaBackend, dq: View, dkv: View, dout: View, q: View, kv:
   // indices [kall] (i32)
   const smem = 2 * (FLASH.HG * (D + 8) + FLASH.HG * (dv + 8) + 2 * FLASH.TK * (D + 8) + 2 * FLASH.HG * (FLASH.TK + 8)) + 4 * (2 * FLASH.HG + kall);
   if (smem > b.rt.info.maxSharedPerBlockOptin) return false;
-  const kern = b.rt.modules.get('sparse_mla_bwd_flash', 'sparse_mla_bwd_flash', FLASH_SIG);
+  const kern = b.rt.modules.get('sparse_mla_bwd_flash', sparseMlaBackwardTune.probeNoAtomics ? 'sparse_mla_bwd_flash_probe' : 'sparse_mla_bwd_flash', FLASH_SIG);
   if (smem > 48 * 1024) kern.setMaxDynamicSmem(smem, C.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES);
   kern.launch(Tq, FLASH.NT, smem, [Tq, H, D, dv, k, kv.shape[0]!, scale, b.address(dq), b.address(dkv), b.address(dout), b.address(q), b.address(kv),
     b.address(out), b.address(lse), b.address(indices)], Math.ceil(H / FLASH.HG));
