@@ -157,6 +157,14 @@ if (MLA16) mlaBackward(MLA16, torch?.mla16_bwd_ms);
   const G = T.empty([s_q, k], { dtype: 'f32', device });
   bothPaths('indexer KL loss, sparse', `s_q ${s_q} k ${k} h ${hm}`, () => be.indexerKlLoss!(L, G, sc, qm, kvm, lse, null, null, idx, DV, D ** -0.5),
     2 * s_q * k * hm * D, torch?.kl_sparse_ms);
+  // and at the mid config's 16 heads (the default path only): the sparse stage's KL target per layer
+  if (!onCpu) {
+    const qm16 = rand([s_q, 16, D], 'bf16', 13);
+    const { lse: lse16 } = T.sparseMlaPrefill(qm16, kvm, idx, D ** -0.5, { dv: DV });
+    add('indexer KL loss, sparse (default path)', `s_q ${s_q} k ${k} h 16`,
+      timeMs(() => be.indexerKlLoss!(L, G, sc, qm16, kvm, lse16, null, null, idx, DV, D ** -0.5)), 2 * s_q * k * 16 * D);
+    T.freeNow(qm16, lse16);
+  }
   // dense causal over the indexer's dense ranges; the lse of any finite forward serves for timing (the
   // model's dense lse comes from causalMlaPrefillTrain, whose Tq = Tk shape this is not)
   const qmd = T.contiguous(T.narrow(qm, 0, 0, nq));

@@ -31,6 +31,7 @@ def distinct(rows, k, n):
 
 out = {}
 CH = 512
+scale = D ** -0.5
 
 
 def mla_bwd_ms(m):
@@ -39,7 +40,6 @@ def mla_bwd_ms(m):
     kv = torch.randn(skv, D, device=dev, dtype=torch.bfloat16, requires_grad=True)
     idx = distinct(sq, k, skv)
     g = torch.randn(sq, h, DV, device=dev, dtype=torch.bfloat16)
-    scale = D ** -0.5
 
     def mla(backward):
         for c0 in range(0, sq, CH):

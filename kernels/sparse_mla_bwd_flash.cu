@@ -132,7 +132,9 @@ __device__ void sparse_mla_bwd_flash(int64_t N, int64_t H, int64_t D, int64_t dv
 
     // s and dp of keys warp·8 .. +7 (B fragments: key rows × 32 columns a load)
     {
+      // two accumulators each (even and odd 16-column steps), summed at the end: half the dependent mma chain
       float s[4] = {0.0f, 0.0f, 0.0f, 0.0f}, dp[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      float s2[4] = {0.0f, 0.0f, 0.0f, 0.0f}, dp2[4] = {0.0f, 0.0f, 0.0f, 0.0f};
       const uint16_t* qa = Qs + (lane & 15) * Dp + ((lane >> 4) << 3);
       const uint16_t* oa = Os + (lane & 15) * Vp + ((lane >> 4) << 3);
       const uint16_t* kb = Kt + (warp * 8 + r8) * Dp + (qd << 3);
@@ -143,13 +145,18 @@ __device__ void sparse_mla_bwd_flash(int64_t N, int64_t H, int64_t D, int64_t dv
         ldmatrix_x4(a0, qa + c0);
         ldmatrix_x4(a1, qa + c0 + 16);
         mma_bf16_16816(s, a0, b[0], b[1]);
-        mma_bf16_16816(s, a1, b[2], b[3]);
+        mma_bf16_16816(s2, a1, b[2], b[3]);
         if (c0 < (int)dv) {
           ldmatrix_x4(a0, oa + c0);
           ldmatrix_x4(a1, oa + c0 + 16);
           mma_bf16_16816(dp, a0, b[0], b[1]);
-          mma_bf16_16816(dp, a1, b[2], b[3]);
+          mma_bf16_16816(dp2, a1, b[2], b[3]);
         }
+      }
+#pragma unroll
+      for (int u = 0; u < 4; u++) {
+        s[u] += s2[u];
+        dp[u] += dp2[u];
       }
       // s[u], dp[u]: head g + (u / 2)·8, key warp·8 + tig·2 + u % 2
 #pragma unroll
@@ -203,6 +210,7 @@ __device__ void sparse_mla_bwd_flash(int64_t N, int64_t H, int64_t D, int64_t dv
       const bool even = (tig & 1) == 0;
       float* dlo = dkv + (int64_t)(rlo < 0 ? 0 : rlo) * D;
       float* dhi = dkv + (int64_t)(rhi < 0 ? 0 : rhi) * D;
+#pragma unroll 2
       for (int c = cbeg; c < cbeg + half; c += 16) {
         float o[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
         uint32_t t[4];

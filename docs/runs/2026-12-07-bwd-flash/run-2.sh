@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# session 22, call 2: issue 11's kernel table on this card, each reference in the same command — the
-# indexer logits and top-k (dsa-indexer --full, torch), sparse MLA prefill and decode (sparse-mla, torch),
-# and Fig. 3 at the paper's dimensions (dsa-cost). Later steps start only while their time is left.
+# session 22, call 2: the one-pass backward with two accumulators per product chain; its tests on cpu + cuda,
+# the DSA training-op benchmark with the torch reference (fixed: call 1's reference script failed), now
+# with the sparse KL at 16 heads, and the mid config's training step, all three phases.
 set -uo pipefail
+export DSV32_FIXTURES=$PWD/tmp/fixtures
 t0=$(date +%s)
-L=${LIMIT:-560}
-left() { [ $(( $(date +%s) - t0 )) -lt $(( L - $1 )) ]; }
-nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,clocks.max.mem --format=csv,noheader
-timeout 200 node dist/bench/sparse-mla.js --out $OUT/bench-mla.json > $OUT/bench-mla.txt 2>&1
-echo "sparse-mla rc $? [$(( $(date +%s)-t0 ))s]"; tail -16 $OUT/bench-mla.txt
-left 150 && { timeout 150 node dist/bench/dsa-indexer.js --full --out $OUT/bench-indexer.json > $OUT/bench-indexer.txt 2>&1; echo "dsa-indexer --full rc $? [$(( $(date +%s)-t0 ))s]"; grep -A9 "## indexerLogits\|## topkSelect" $OUT/bench-indexer.txt | head -30; }
-left 100 && { timeout 100 node dist/bench/dsa-cost.js --csv $OUT/fig3.csv > $OUT/dsa-cost.txt 2>&1; echo "dsa-cost rc $? [$(( $(date +%s)-t0 ))s]"; tail -14 $OUT/dsa-cost.txt; }
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+DSV32_TEST_DEVICES=cpu,cuda timeout 100 node --import ./dist/src/backend/cuda/index.js --test --test-reporter=tap dist/test/tensor/sparse-mla-backward.test.js > $OUT/tests.txt 2>&1
+echo "tests cpu+cuda rc $? $(grep -E '^# (pass|fail|skipped)' $OUT/tests.txt | tr '\n' ' ') [$(( $(date +%s)-t0 ))s]"
+grep -E '^\s*not ok|AssertionError|relative error|Error:' $OUT/tests.txt | head -12
+timeout 240 node dist/bench/dsa-train.js --out $OUT/dsa-train.json > $OUT/dsa-train.txt 2>&1
+echo "dsa-train rc $? [$(( $(date +%s)-t0 ))s]"; cut -c1-160 $OUT/dsa-train.txt | head -30
+timeout 150 node dist/bench/train-step.js --device cuda --shape mid --numerics bf16 --batch 2 --seq 4096 --steps 3 > $OUT/mid.txt 2>&1
+echo "mid rc $? [$(( $(date +%s)-t0 ))s]"; grep -E "ms/step|Error" $OUT/mid.txt | cut -c1-330
 echo "done [$(( $(date +%s)-t0 ))s]"
