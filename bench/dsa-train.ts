@@ -7,7 +7,8 @@
 //   indexer scores        fwd and bwd, sparse (s_q 4096, k 2048) and dense causal (s_q 2048 over 8K keys),
 //                         H 64 × D 128, bf16; FLOPs = 2·H·D per entry (fwd), 3× that (bwd: l, dq, dk)
 //   indexer KL loss       sparse, s_q 4096, k 2048, and dense causal (s_q 2048 over 8K keys), against
-//                         h 128 × 576 attention: 2·h·576 per entry
+//                         h 128 × 576 attention: 2·h·576 per entry; sparse at 16 heads too (the gemm path
+//                         against the one-pass kernel, kernels/indexer_kl_flash.cu)
 //   sparse MLA backward   at 16 heads too: s_q 8192, s_kv 8192, k 2048 (the mid config's layer: B 2 × S 4096)
 // Medians of CUDA-event times over bursts (as bench/sparse-mla.ts). The sparse MLA backward is timed on each
 // CUDA path: the bf16 gather + cuBLASLt path (kernels/sparse_mla_bwd_gemm.cu, sparseMlaBackwardTune.gemm),
@@ -157,12 +158,20 @@ if (MLA16) mlaBackward(MLA16, torch?.mla16_bwd_ms);
   const G = T.empty([s_q, k], { dtype: 'f32', device });
   bothPaths('indexer KL loss, sparse', `s_q ${s_q} k ${k} h ${hm}`, () => be.indexerKlLoss!(L, G, sc, qm, kvm, lse, null, null, idx, DV, D ** -0.5),
     2 * s_q * k * hm * D, torch?.kl_sparse_ms);
-  // and at the mid config's 16 heads (the default path only): the sparse stage's KL target per layer
+  // and at the mid config's 16 heads: the gemm path against the one-pass kernel (kernels/indexer_kl_flash.cu)
   if (!onCpu) {
     const qm16 = rand([s_q, 16, D], 'bf16', 13);
     const { lse: lse16 } = T.sparseMlaPrefill(qm16, kvm, idx, D ** -0.5, { dv: DV });
-    add('indexer KL loss, sparse (default path)', `s_q ${s_q} k ${k} h 16`,
-      timeMs(() => be.indexerKlLoss!(L, G, sc, qm16, kvm, lse16, null, null, idx, DV, D ** -0.5)), 2 * s_q * k * 16 * D);
+    const call16 = (): void => be.indexerKlLoss!(L, G, sc, qm16, kvm, lse16, null, null, idx, DV, D ** -0.5);
+    const keep = { ...indexerTrainTune };
+    try {
+      for (const flash of [false, true]) {
+        Object.assign(indexerTrainTune, { gemm: true, flash });
+        add(`indexer KL loss, sparse, ${flash ? 'one pass' : 'gemm'}`, `s_q ${s_q} k ${k} h 16`, timeMs(call16), 2 * s_q * k * 16 * D);
+      }
+    } finally {
+      Object.assign(indexerTrainTune, keep);
+    }
     T.freeNow(qm16, lse16);
   }
   // dense causal over the indexer's dense ranges; the lse of any finite forward serves for timing (the

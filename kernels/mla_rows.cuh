@@ -105,6 +105,35 @@ __device__ __forceinline__ void gather_stage(uint16_t* dst, int ldd, int nrow, i
   }
 }
 
+// The scores of a key tile's 8 keys kr .. kr + 7 against 16 query rows, as the m16n8k16 C fragment s
+// (rows g and g + 8, keys 2·tig and 2·tig + 1 of the 8): s = A [16][ap] · B[kr .. kr + 7][·]ᵀ over columns
+// [0, D), D % 32 == 0, 32 columns a load (ldmatrix; B's rows are the keys, read as the col-major operand);
+// the two 16-column halves go into separate accumulators (half the dependent mma chain), summed at the end.
+__device__ __forceinline__ void scores16x8(float (&s)[4], const uint16_t* A, int ap, const uint16_t* B, int bp, int kr, int D, int lane) {
+  float s2[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+  for (int u = 0; u < 4; u++) s[u] = 0.0f;
+  const uint16_t* qa = A + (lane & 15) * ap + ((lane >> 4) << 3);
+  const uint16_t* kb = B + (kr + (lane & 7)) * bp + ((lane >> 3) << 3);
+#pragma unroll 2
+  for (int c0 = 0; c0 < D; c0 += 32) {
+    uint32_t a0[4], a1[4], b[4];
+    ldmatrix_x4(b, kb + c0);
+    ldmatrix_x4(a0, qa + c0);
+    ldmatrix_x4(a1, qa + c0 + 16);
+    mma_bf16_16816(s, a0, b[0], b[1]);
+    mma_bf16_16816(s2, a1, b[2], b[3]);
+  }
+#pragma unroll
+  for (int u = 0; u < 4; u++) s[u] += s2[u];
+}
+
+// x = rnd_bf16(rnd_bf16(s)·scale): a score as the sparse MLA kernels and the gemm paths round it (the
+// GEMM's bf16 output, then the scaled score rounded again).
+__device__ __forceinline__ float mla_score_x(float s, double scale) {
+  return bf16_bits_to_f32(f32_to_bf16_bits((float)((double)bf16_bits_to_f32(f32_to_bf16_bits(s)) * scale)));
+}
+
 // A row's selection entries [0, kt) into shared Is: the row's first kr entries, −1 for a hole (an index
 // outside [0, rows)) and for entries past kr; *last (shared, −1 before) becomes the last valid entry's
 // position. The caller's barrier makes both visible.

@@ -166,7 +166,7 @@ __device__ void sparse_mla_bwd_flash(int64_t N, int64_t H, int64_t D, int64_t dv
         const float l = u < 2 ? lse_lo : lse_hi;
         float p = 0.0f, ds = 0.0f;
         if (Is[j * BF_TK + t] >= 0 && l != -INFINITY) {
-          const float x = bf16_bits_to_f32(f32_to_bf16_bits((float)((double)bf16_bits_to_f32(f32_to_bf16_bits(s[u])) * scale)));
+          const float x = mla_score_x(s[u], scale);
           p = expf(x - l);
           ds = (float)((double)(p * (dp[u] - (u < 2 ? d_lo : d_hi))) * scale);
         }

@@ -108,28 +108,16 @@ __device__ void sparse_mla_flash(int64_t N, int64_t H, int64_t D, int64_t dv, in
     issue(j + 1);
     const uint16_t* Kt = Ks + (j & 1) * FL_TK * Dp;
 
-    // scores of keys warp·8 .. +7: B fragments from rows key (n) × 32 columns (k) a load
-    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    {
-      const uint16_t* qa = Qs + (lane & 15) * Dp + ((lane >> 4) << 3);
-      const uint16_t* kb = Kt + (warp * 8 + (lane & 7)) * Dp + ((lane >> 3) << 3);
-#pragma unroll 2
-      for (int c0 = 0; c0 < (int)D; c0 += 32) {
-        uint32_t a0[4], a1[4], b[4];
-        ldmatrix_x4(a0, qa + c0);
-        ldmatrix_x4(a1, qa + c0 + 16);
-        ldmatrix_x4(b, kb + c0);
-        mma_bf16_16816(acc, a0, b[0], b[1]);
-        mma_bf16_16816(acc, a1, b[2], b[3]);
-      }
-    }
+    // scores of keys warp·8 .. +7
+    float acc[4];
+    scores16x8(acc, Qs, Dp, Kt, Dp, warp * 8, (int)D, lane);
     // acc: heads g and g + 8, keys warp·8 + tig·2 + {0, 1}
 #pragma unroll
     for (int u = 0; u < 4; u++) {
       const int h = g + (u >> 1) * 8;
       const int t = warp * 8 + tig * 2 + (u & 1);
       float x = -INFINITY;
-      if (Is[j * FL_TK + t] >= 0) x = bf16_bits_to_f32(f32_to_bf16_bits((float)((double)bf16_bits_to_f32(f32_to_bf16_bits(acc[u])) * scale)));
+      if (Is[j * FL_TK + t] >= 0) x = mla_score_x(acc[u], scale);
       Ss[h * (FL_TK + 4) + t] = x;
     }
     __syncthreads();

@@ -3,8 +3,8 @@
 // GEMM path with a budget of two queries a chunk (several chunks run, the last short for odd Tq). Each path
 // is set explicitly, whatever the defaults (DSV32_CUDA_GEMM may change them); the 'kernel' path
 // also sends the sparse MLA forward to its kernel (neither fused nor gathered GEMM), so each backward is
-// paired with its own forward. The sparse MLA backward has a fourth path, 'flash' (its one-pass kernel, at
-// any head count); the other paths turn it off.
+// paired with its own forward. The sparse MLA backward and the indexer's sparse KL loss have a fourth path,
+// 'flash' (their one-pass kernels, as many heads as each takes); the other paths turn it off.
 import { sparseMlaTune } from '../../src/backend/cuda/sparse-mla.js';
 
 export const GEMM_PATHS = ['kernel', 'gemm', 'gemm, 2 queries a chunk'] as const;

@@ -18,7 +18,7 @@ import { rng as mulberry32 } from '../chat/rng.js';
 import { normals64 as normals, on, relErr, to } from './helpers.js';
 import { indexScores } from '../oracles/indexer.js';
 import { indexerKlBytesPerQuery, indexerScoresBytesPerQuery, indexerTrainTune } from '../../src/backend/cuda/indexer-train.js';
-import { GEMM_PATHS, onGemmPath } from './gemm-paths.js';
+import { BACKWARD_PATHS, GEMM_PATHS, onGemmPath } from './gemm-paths.js';
 
 /** Causal ranges of Tq queries at positions pos0.. over Tk keys: [0, pos + 1); row `empty` gets [3, 3). */
 function causal(Tq: number, pos0: number, empty = -1): { start: T.Tensor; end: T.Tensor } {
@@ -282,6 +282,7 @@ eachDevice('indexerKlLoss in f32 and bf16 at awkward shapes against f64 (and, on
     { Tq: 5, H: 3, dv: 16, dr: 8, Tk: 13, k: 9 }, // tiny odd H
     { Tq: 3, H: 128, dv: 512, dr: 64, Tk: 24, k: 21 }, // the 671B main attention's heads and dims
     { Tq: 5, H: 4, dv: 8, dr: 4, Tk: 11, k: 7 }, // D % 8 ≠ 0: sparse stays on the kernel even on the gemm path
+    { Tq: 5, H: 11, dv: 96, dr: 32, Tk: 160, k: 140 }, // sparse on the flash path: H < 16, k past two tiles
   ];
   for (const c of cases) {
     const rnd = mulberry32(seed++);
@@ -315,7 +316,7 @@ eachDevice('indexerKlLoss in f32 and bf16 at awkward shapes against f64 (and, on
         const [q64, kv64] = [T.cast(q0, 'f64'), T.cast(kv0, 'f64')];
         const ref = kl(q64, kv64, lseOn(q64, kv64), 'f64');
         assert.ok(ref.loss > 0.1, `${mode} ${JSON.stringify(c)}: a non-trivial loss (${ref.loss})`);
-        for (const path of dev === 'cpu' ? [null] : dtype === 'bf16' ? GEMM_PATHS : (['kernel'] as const)) {
+        for (const path of dev === 'cpu' ? [null] : dtype === 'bf16' ? BACKWARD_PATHS : (['kernel'] as const)) {
           const what = `${dev}${path ? ` (${path})` : ''} ${dtype} ${mode} ${JSON.stringify(c)}`;
           const { got, cpu } = onGemmPath(indexerTrainTune, path, bytes, () => {
             const [ql, kl_] = [to(q0, dev), to(kv0, dev)];

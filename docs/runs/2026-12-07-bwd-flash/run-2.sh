@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# session 22, call 2: the one-pass backward with two accumulators per product chain; its tests on cpu + cuda,
-# the DSA training-op benchmark with the torch reference (fixed: call 1's reference script failed), now
-# with the sparse KL at 16 heads, and the mid config's training step, all three phases.
+# session 22, call 2: the one-pass backward with two accumulators per product chain, and the sparse KL
+# loss's one-pass kernel (kernels/indexer_kl_flash.cu, new); the DSA training ops' tests and the sparse MLA
+# forward's on cpu + cuda, the DSA training-op benchmark with the torch reference (fixed: call 1's
+# reference script failed), now with the sparse KL at 16 heads on both paths, and the mid config's
+# training step, all three phases.
 set -uo pipefail
 export DSV32_FIXTURES=$PWD/tmp/fixtures
 t0=$(date +%s)
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
-DSV32_TEST_DEVICES=cpu,cuda timeout 100 node --import ./dist/src/backend/cuda/index.js --test --test-reporter=tap dist/test/tensor/sparse-mla-backward.test.js > $OUT/tests.txt 2>&1
+DSV32_TEST_DEVICES=cpu,cuda timeout 150 node --import ./dist/src/backend/cuda/index.js --test --test-reporter=tap dist/test/tensor/sparse-mla-backward.test.js dist/test/tensor/indexer-train.test.js dist/test/tensor/sparse-mla.test.js > $OUT/tests.txt 2>&1
 echo "tests cpu+cuda rc $? $(grep -E '^# (pass|fail|skipped)' $OUT/tests.txt | tr '\n' ' ') [$(( $(date +%s)-t0 ))s]"
 grep -E '^\s*not ok|AssertionError|relative error|Error:' $OUT/tests.txt | head -12
 timeout 240 node dist/bench/dsa-train.js --out $OUT/dsa-train.json > $OUT/dsa-train.txt 2>&1

@@ -82,7 +82,13 @@ export function indexerScoresBackwardCuda(b: CudaBackend, dq: View, dk: View, dw
  * (bench/dsa-train.ts) the GEMM paths were 5–38× faster than the CUDA-core kernels and 1.7–4.0× faster
  * than torch (the sparse KL loss: 14.1 ms against 385.9 ms and torch's 24.5 ms).
  */
-export const indexerTrainTune = { gemm: gemmPathOn('indexer-train', true), chunkBytes: 1 << 30 };
+export const indexerTrainTune = {
+  gemm: gemmPathOn('indexer-train', true),
+  chunkBytes: 1 << 30,
+  /** The sparse KL loss's one-pass kernel (kernels/indexer_kl_flash.cu) for bf16 queries of at most min(16, flashMaxHeads) heads. */
+  flash: gemmPathOn('indexer-kl-flash', true),
+  flashMaxHeads: 16,
+};
 
 /**
  * Bytes of the KL GEMM path's temporaries per query of a chunk: sparse (N = k selected) G [k, D] bf16 and
@@ -239,6 +245,32 @@ function klGemmPath(b: CudaBackend, loss: View, grad: View, scores: View, q: Vie
   return true;
 }
 
+/** kernels/indexer_kl_flash.cu: heads a CTA holds (all of the row's), key tile, and the shapes it takes. */
+const KL_FLASH = { HG: 16, TK: 64, D_MAX: 576, K_MAX: 2048 };
+const KL_FLASH_SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'i64', 'f64', 'p', 'p', 'p', 'p', 'p', 'p', 'p'];
+
+/**
+ * The sparse KL loss in one pass (bf16 q and kv, at most 16 heads): one CTA per query row gathers its
+ * selected rows once into shared memory, forms the head-summed attention mass there and finishes the row's
+ * loss and gradient (no gathered block, no scores in device memory). Returns false where it does not apply.
+ */
+function klFlashPath(b: CudaBackend, loss: View, grad: View, scores: View, q: View, kv: View, lse: View, indices: View, scale: number): boolean {
+  const [Tq, H, D] = q.shape as [number, number, number];
+  const Tk = kv.shape[0]!;
+  const N = scores.shape[1]!;
+  if (!indexerTrainTune.flash || H > Math.min(KL_FLASH.HG, indexerTrainTune.flashMaxHeads) || q.dtype !== 'bf16' || kv.dtype !== 'bf16') return false;
+  if (D % 32 !== 0 || D > KL_FLASH.D_MAX || N === 0 || N > KL_FLASH.K_MAX || Tk === 0 || Tq > 2 ** 31 - 1) return false;
+  if (b.address(q) % 16 !== 0 || b.address(kv) % 16 !== 0) return false;  // 16-byte row loads
+  // Q [16][D + 8] and two tiles [TK][D + 8] bf16, the indices [k rounded up to TK] i32
+  const smem = 2 * (KL_FLASH.HG + 2 * KL_FLASH.TK) * (D + 8) + 4 * Math.ceil(N / KL_FLASH.TK) * KL_FLASH.TK;
+  if (smem > b.rt.info.maxSharedPerBlockOptin - 1024) return false;  // smemFor's margin for the static reductions
+  const kern = b.rt.modules.get('indexer_kl_flash', 'indexer_kl_flash', KL_FLASH_SIG);
+  smemFor(b, 'indexerKlLoss', smem, kern);
+  kern.launch(Tq, NT, smem, [H, N, D, Tk, scale, b.address(q), b.address(kv), b.address(lse), b.address(scores), b.address(loss), b.address(grad),
+    b.address(indices)]);
+  return true;
+}
+
 export function indexerKlLossCuda(b: CudaBackend, loss: View, grad: View, scores: View, q: View, kv: View, lse: View, start: View | null, end: View | null, indices: View | null,
   dv: number, scale: number): void {
   const op = 'indexerKlLoss';
@@ -248,6 +280,7 @@ export function indexerKlLossCuda(b: CudaBackend, loss: View, grad: View, scores
   const kern = b.rt.modules.get('indexer_train', `indexer_kl_loss_${sfx(op, q, kv)}`, KL_SIG);
   if (loss.dtype !== 'f32' || grad.dtype !== 'f32' || scores.dtype !== 'f32' || lse.dtype !== 'f32') throw new DsvError(`${op} on cuda: scores, lse, loss and grad must be f32`);
   if (Tq === 0) return;
+  if (indices && klFlashPath(b, loss, grad, scores, q, kv, lse, indices, scale)) return;
   if (klGemmPath(b, loss, grad, scores, q, kv, lse, start, end, indices, scale)) return;
   const smem = 4 * (HG * D + TKL * D + HG * TKL + HG);
   smemFor(b, op, smem, kern);
