@@ -109,11 +109,16 @@ __device__ __forceinline__ void gather_stage(uint16_t* dst, int ldd, int nrow, i
 // (rows g and g + 8, keys 2·tig and 2·tig + 1 of the 8): s = A [16][ap] · B[kr .. kr + 7][·]ᵀ over columns
 // [0, D), D % 32 == 0, 32 columns a load (ldmatrix; B's rows are the keys, read as the col-major operand);
 // the two 16-column halves go into separate accumulators (half the dependent mma chain), summed at the end.
-__device__ __forceinline__ void scores16x8(float (&s)[4], const uint16_t* A, int ap, const uint16_t* B, int bp, int kr, int D, int lane) {
-  float s2[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+// TWO: also t = A2 [16][a2p] · B[kr ..][0, D2)ᵀ (D2 ≤ D, D2 % 32 == 0) from the same B fragments (the
+// backward's dp = dO·vᵀ beside s = q·kᵀ).
+template <bool TWO>
+__device__ __forceinline__ void products16x8(float (&s)[4], float (&t)[4], const uint16_t* A, int ap, const uint16_t* A2, int a2p, int D2,
+                                             const uint16_t* B, int bp, int kr, int D, int lane) {
+  float s2[4] = {0.0f, 0.0f, 0.0f, 0.0f}, t2[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
-  for (int u = 0; u < 4; u++) s[u] = 0.0f;
+  for (int u = 0; u < 4; u++) s[u] = t[u] = 0.0f;
   const uint16_t* qa = A + (lane & 15) * ap + ((lane >> 4) << 3);
+  const uint16_t* oa = TWO ? A2 + (lane & 15) * a2p + ((lane >> 4) << 3) : nullptr;
   const uint16_t* kb = B + (kr + (lane & 7)) * bp + ((lane >> 3) << 3);
 #pragma unroll 2
   for (int c0 = 0; c0 < D; c0 += 32) {
@@ -123,9 +128,23 @@ __device__ __forceinline__ void scores16x8(float (&s)[4], const uint16_t* A, int
     ldmatrix_x4(a1, qa + c0 + 16);
     mma_bf16_16816(s, a0, b[0], b[1]);
     mma_bf16_16816(s2, a1, b[2], b[3]);
+    if (TWO && c0 < D2) {
+      ldmatrix_x4(a0, oa + c0);
+      ldmatrix_x4(a1, oa + c0 + 16);
+      mma_bf16_16816(t, a0, b[0], b[1]);
+      mma_bf16_16816(t2, a1, b[2], b[3]);
+    }
   }
 #pragma unroll
-  for (int u = 0; u < 4; u++) s[u] += s2[u];
+  for (int u = 0; u < 4; u++) {
+    s[u] += s2[u];
+    t[u] += t2[u];
+  }
+}
+
+__device__ __forceinline__ void scores16x8(float (&s)[4], const uint16_t* A, int ap, const uint16_t* B, int bp, int kr, int D, int lane) {
+  float unused[4];
+  products16x8<false>(s, unused, A, ap, nullptr, 0, 0, B, bp, kr, D, lane);
 }
 
 // x = rnd_bf16(rnd_bf16(s)·scale): a score as the sparse MLA kernels and the gemm paths round it (the

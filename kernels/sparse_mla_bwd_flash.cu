@@ -130,34 +130,10 @@ __device__ void sparse_mla_bwd_flash(int64_t N, int64_t H, int64_t D, int64_t dv
     issue(j + 1);
     const uint16_t* Kt = Ks + (j & 1) * BF_TK * Dp;
 
-    // s and dp of keys warp·8 .. +7 (B fragments: key rows × 32 columns a load)
+    // s and dp of keys warp·8 .. +7, sharing the key rows' fragments
     {
-      // two accumulators each (even and odd 16-column steps), summed at the end: half the dependent mma chain
-      float s[4] = {0.0f, 0.0f, 0.0f, 0.0f}, dp[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-      float s2[4] = {0.0f, 0.0f, 0.0f, 0.0f}, dp2[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-      const uint16_t* qa = Qs + (lane & 15) * Dp + ((lane >> 4) << 3);
-      const uint16_t* oa = Os + (lane & 15) * Vp + ((lane >> 4) << 3);
-      const uint16_t* kb = Kt + (warp * 8 + r8) * Dp + (qd << 3);
-#pragma unroll 2
-      for (int c0 = 0; c0 < (int)D; c0 += 32) {
-        uint32_t a0[4], a1[4], b[4];
-        ldmatrix_x4(b, kb + c0);
-        ldmatrix_x4(a0, qa + c0);
-        ldmatrix_x4(a1, qa + c0 + 16);
-        mma_bf16_16816(s, a0, b[0], b[1]);
-        mma_bf16_16816(s2, a1, b[2], b[3]);
-        if (c0 < (int)dv) {
-          ldmatrix_x4(a0, oa + c0);
-          ldmatrix_x4(a1, oa + c0 + 16);
-          mma_bf16_16816(dp, a0, b[0], b[1]);
-          mma_bf16_16816(dp2, a1, b[2], b[3]);
-        }
-      }
-#pragma unroll
-      for (int u = 0; u < 4; u++) {
-        s[u] += s2[u];
-        dp[u] += dp2[u];
-      }
+      float s[4], dp[4];
+      products16x8<true>(s, dp, Qs, Dp, Os, Vp, (int)dv, Kt, Dp, warp * 8, (int)D, lane);
       // s[u], dp[u]: head g + (u / 2)·8, key warp·8 + tig·2 + u % 2
 #pragma unroll
       for (int u = 0; u < 4; u++) {
