@@ -47,13 +47,7 @@ extern "C" __global__ void __launch_bounds__(NT) indexer_kl_flash(int64_t H, int
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tig = lane & 3;
 
   if (threadIdx.x == 0) last = -1;
-  for (int e = threadIdx.x; e < KF_HG * (int)(D >> 3); e += NT) {
-    const int h = e / (int)(D >> 3);
-    const int c = (e - h * (int)(D >> 3)) << 3;
-    uint4 v = make_uint4(0, 0, 0, 0);
-    if (h < H) v = *(const uint4*)(q + (i * H + h) * D + c);
-    *(uint4*)(Qs + h * Dp + c) = v;
-  }
+  load_head_rows<NT>(Qs, Dp, q, i, H, 0, (int)D);
   if (threadIdx.x < KF_HG) Ls[threadIdx.x] = threadIdx.x < H ? lse[i * H + threadIdx.x] : -INFINITY;
   load_selection<NT>(Is, indices + i * N, kall, N, Tk, &last);
   __syncthreads();

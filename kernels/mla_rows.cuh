@@ -153,6 +153,19 @@ __device__ __forceinline__ float mla_score_x(float s, double scale) {
   return bf16_bits_to_f32(f32_to_bf16_bits((float)((double)bf16_bits_to_f32(f32_to_bf16_bits(s)) * scale)));
 }
 
+// Heads h0 .. h0 + 15 of query n of a [·, H, C] bf16 block (rows of C values, C % 8 == 0, 16-byte aligned)
+// into S [16][pitch] in shared memory, zero rows past H.
+template <int NT>
+__device__ __forceinline__ void load_head_rows(uint16_t* S, int pitch, const uint16_t* src, int64_t n, int64_t H, int h0, int C) {
+  for (int e = threadIdx.x; e < 16 * (C >> 3); e += NT) {
+    const int h = e / (C >> 3);
+    const int c = (e - h * (C >> 3)) << 3;
+    uint4 v = make_uint4(0, 0, 0, 0);
+    if (h0 + h < H) v = *(const uint4*)(src + (n * H + h0 + h) * C + c);
+    *(uint4*)(S + h * pitch + c) = v;
+  }
+}
+
 // A row's selection entries [0, kt) into shared Is: the row's first kr entries, −1 for a hole (an index
 // outside [0, rows)) and for entries past kr; *last (shared, −1 before) becomes the last valid entry's
 // position. The caller's barrier makes both visible.

@@ -73,20 +73,8 @@ __device__ void sparse_mla_bwd_flash(int64_t N, int64_t H, int64_t D, int64_t dv
 
   if (threadIdx.x == 0) last = -1;
   // q and dO of the group's heads (zero rows past H)
-  for (int e = threadIdx.x; e < BF_HG * (int)(D >> 3); e += BF_NT) {
-    const int h = e / (int)(D >> 3);
-    const int c = (e - h * (int)(D >> 3)) << 3;
-    uint4 v = make_uint4(0, 0, 0, 0);
-    if (h0 + h < H) v = *(const uint4*)(q + (n * H + h0 + h) * D + c);
-    *(uint4*)(Qs + h * Dp + c) = v;
-  }
-  for (int e = threadIdx.x; e < BF_HG * (int)(dv >> 3); e += BF_NT) {
-    const int h = e / (int)(dv >> 3);
-    const int c = (e - h * (int)(dv >> 3)) << 3;
-    uint4 v = make_uint4(0, 0, 0, 0);
-    if (h0 + h < H) v = *(const uint4*)(dout + (n * H + h0 + h) * dv + c);
-    *(uint4*)(Os + h * Vp + c) = v;
-  }
+  load_head_rows<BF_NT>(Qs, Dp, q, n, H, h0, (int)D);
+  load_head_rows<BF_NT>(Os, Vp, dout, n, H, h0, (int)dv);
   // Δ and lse, heads 2·warp and 2·warp + 1 (a head past H: lse = −inf, so all its p are 0)
 #pragma unroll
   for (int hh = 0; hh < 2; hh++) {

@@ -68,13 +68,7 @@ __device__ void sparse_mla_flash(int64_t N, int64_t H, int64_t D, int64_t dv, in
   const int64_t kr = k - t0;  // entries of the row from t0 on
 
   if (threadIdx.x == 0) last = -1;
-  for (int e = threadIdx.x; e < FL_HG * (int)(D >> 3); e += FL_NT) {
-    const int h = e / (int)(D >> 3);
-    const int c = (e - h * (int)(D >> 3)) << 3;
-    uint4 v = make_uint4(0, 0, 0, 0);
-    if (h0 + h < H) v = *(const uint4*)(q + (n * H + h0 + h) * D + c);
-    *(uint4*)(Qs + h * Dp + c) = v;
-  }
+  load_head_rows<FL_NT>(Qs, Dp, q, n, H, h0, (int)D);
   if (threadIdx.x < FL_HG) {
     Ml[threadIdx.x] = -INFINITY;
     Ll[threadIdx.x] = 0.0f;
