@@ -50,7 +50,7 @@ const FLASH_SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'i64', 'i64', 'i64
 
 /**
  * bf16 queries of few heads over bf16 rows: one CTA per (query, 16 heads) walks the query's selected rows
- * once, each products' operand read from shared memory, dG added into dkv from registers (no gathered
+ * once, each product's operands read from shared memory, dG added into dkv from registers (no gathered
  * block, no f32 dG in device memory). dkv must be zeroed already. Returns false where it does not apply.
  */
 function flashPath(b: CudaBackend, dq: View, dkv: View, dout: View, q: View, kv: View, out: View, lse: View, indices: View, dv: number, scale: number): boolean {
@@ -65,7 +65,7 @@ function flashPath(b: CudaBackend, dq: View, dkv: View, dout: View, q: View, kv:
   // Q [16][D + 8], dO [16][dv + 8], two tiles [TK][D + 8], P and dS [16][TK + 8] (bf16); lse, Δ [16] and the
   // indices [kall] (i32)
   const smem = 2 * (FLASH.HG * (D + 8) + FLASH.HG * (dv + 8) + 2 * FLASH.TK * (D + 8) + 2 * FLASH.HG * (FLASH.TK + 8)) + 4 * (2 * FLASH.HG + kall);
-  if (smem > b.rt.info.maxSharedPerBlockOptin) return false;
+  if (smem > b.rt.info.maxSharedPerBlockOptin - 1024) return false;  // room for the kernel's static shared memory
   const kern = b.rt.modules.get('sparse_mla_bwd_flash', sparseMlaBackwardTune.probeNoAtomics ? 'sparse_mla_bwd_flash_probe' : 'sparse_mla_bwd_flash', FLASH_SIG);
   if (smem > 48 * 1024) kern.setMaxDynamicSmem(smem, C.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES);
   kern.launch(Tq, FLASH.NT, smem, [Tq, H, D, dv, k, kv.shape[0]!, scale, b.address(dq), b.address(dkv), b.address(dout), b.address(q), b.address(kv),
