@@ -53,6 +53,11 @@ __device__ __forceinline__ uint16_t f32_to_bf16_bits(float x) {
   return (uint16_t)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
 }
 __device__ __forceinline__ float bf16_bits_to_f32(uint16_t h) { return __uint_as_float(((uint32_t)h) << 16); }
+// The DSA attention kernels' scaled score: x = rnd_bf16(S·scale) of a bf16 score S (a GEMM's bf16 output, or
+// an f32 accumulator rounded to bf16 first), the product in double — as the reference rounds its scores.
+__device__ __forceinline__ float bf16_score_x(uint16_t s, double scale) {
+  return bf16_bits_to_f32(f32_to_bf16_bits((float)((double)bf16_bits_to_f32(s) * scale)));
+}
 
 // f32 → f16: IEEE round to nearest even via the hardware conversion; NaN → 0x7E00 with the sign kept.
 __device__ __forceinline__ uint16_t f32_to_f16_bits(float x) {

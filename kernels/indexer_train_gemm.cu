@@ -50,9 +50,7 @@
 #define NT 256
 #include "indexer_kl.cuh"
 
-__device__ __forceinline__ float kl_x(uint16_t s, double scale) {
-  return bf16_bits_to_f32(f32_to_bf16_bits((float)((double)bf16_bits_to_f32(s) * scale)));
-}
+__device__ __forceinline__ float kl_x(uint16_t s, double scale) { return bf16_score_x(s, scale); }
 __device__ __forceinline__ float kl_x(float s, double scale) { return (float)((double)s * scale); }
 
 // One CTA per row i of the chunk. S [n, H, N] (ST: uint16_t = bf16 bits, or float), lse [n, H], scores and

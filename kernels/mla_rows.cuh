@@ -147,11 +147,9 @@ __device__ __forceinline__ void scores16x8(float (&s)[4], const uint16_t* A, int
   products16x8<false>(s, unused, A, ap, nullptr, 0, 0, B, bp, kr, D, lane);
 }
 
-// x = rnd_bf16(rnd_bf16(s)·scale): a score as the sparse MLA kernels and the gemm paths round it (the
-// GEMM's bf16 output, then the scaled score rounded again).
-__device__ __forceinline__ float mla_score_x(float s, double scale) {
-  return bf16_bits_to_f32(f32_to_bf16_bits((float)((double)bf16_bits_to_f32(f32_to_bf16_bits(s)) * scale)));
-}
+// x = rnd_bf16(rnd_bf16(s)·scale) of an f32 accumulator s: rounded to bf16 as the gemm paths' GEMM output
+// is, then bf16_score_x (common.cuh).
+__device__ __forceinline__ float mla_score_x(float s, double scale) { return bf16_score_x(f32_to_bf16_bits(s), scale); }
 
 // Heads h0 .. h0 + 15 of query n of a [·, H, C] bf16 block (rows of C values, C % 8 == 0, 16-byte aligned)
 // into S [16][pitch] in shared memory, zero rows past H.

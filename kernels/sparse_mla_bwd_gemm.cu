@@ -67,7 +67,7 @@ extern "C" __global__ void __launch_bounds__(256) sparse_mla_bwd_softmax(int64_t
     const int32_t r = ir[t];
     float p = 0.0f, ds = 0.0f;
     if (r >= 0 && (int64_t)r < rows && l != -INFINITY) {
-      const float x = bf16_bits_to_f32(f32_to_bf16_bits((float)((double)bf16_bits_to_f32(s[t]) * scale)));
+      const float x = bf16_score_x(s[t], scale);
       p = expf(x - l);
       ds = (float)((double)(p * (dp[t] - delta)) * scale);
     }

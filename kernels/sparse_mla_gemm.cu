@@ -60,7 +60,7 @@ extern "C" __global__ void __launch_bounds__(256) sparse_softmax_lse(int64_t N, 
   auto x_of = [&](int64_t t) -> float {
     const int32_t r = ir[t];
     if (r < 0 || (int64_t)r >= rows) return -INFINITY;
-    return bf16_bits_to_f32(f32_to_bf16_bits((float)((double)bf16_bits_to_f32(s[t]) * scale)));
+    return bf16_score_x(s[t], scale);
   };
   float m = -INFINITY;
   for (int64_t t = lane; t < k; t += 32) m = fmaxf(m, x_of(t));
@@ -217,7 +217,7 @@ __device__ void sparse_mla_fused(int64_t N, int64_t H, int64_t D, int64_t dv, in
       const int h = g + (u >> 1) * 8;
       const int t = (s >> 1) * FUSED_TK1 + warp * 8 + tig * 2 + (u & 1);
       float x = -INFINITY;
-      if (Is[t] >= 0) x = bf16_bits_to_f32(f32_to_bf16_bits((float)((double)bf16_bits_to_f32(f32_to_bf16_bits(acc[u])) * scale)));
+      if (Is[t] >= 0) x = mla_score_x(acc[u], scale);
       Xs[h * kp + t] = f32_to_bf16_bits(x);
     }
   }
