@@ -5,7 +5,8 @@
 //                         FLOPs = 2·s_q·h·k·(3·576 + 2·512): s and dq and dkv-key over 576 dims, dp and
 //                         dkv-value over 512 (the products the backward actually forms)
 //   indexer scores        fwd and bwd, sparse (s_q 4096, k 2048) and dense causal (s_q 2048 over 8K keys),
-//                         H 64 × D 128, bf16; FLOPs = 2·H·D per entry (fwd), 3× that (bwd: l, dq, dk)
+//                         H 64 × D 128, bf16; FLOPs = 2·H·D per entry (fwd), 3× that (bwd: l, dq, dk); sparse
+//                         at 16 heads too (the gemm path against the one-pass kernels, indexer_scores_flash.cu)
 //   indexer KL loss       sparse, s_q 4096, k 2048, and dense causal (s_q 2048 over 8K keys), against
 //                         h 128 × 576 attention: 2·h·576 per entry; sparse at 16 heads too (the gemm path
 //                         against the one-pass kernel, kernels/indexer_kl_flash.cu)
@@ -133,6 +134,26 @@ if (MLA16) mlaBackward(MLA16, torch?.mla16_bwd_ms);
   const g = rand([s_q, k], 'f32', 9);
   bothPaths('indexer scores bwd, sparse', `s_q ${s_q} k ${k} H ${h}`, () => be.indexerScoresBackward!(dq, dk, dw, g, q, kk, w, null, null, idx),
     3 * 2 * s_q * k * h * DI, torch?.idx_sparse_bwd_ms);
+  // and at the mid config's indexer (16 heads): the gemm path against the one-pass kernels (kernels/indexer_scores_flash.cu)
+  if (!onCpu) {
+    const q16 = rand([s_q, 16, DI], 'bf16', 14);
+    const w16 = rand([s_q, 16], 'f32', 15, 0.1);
+    const dq16 = T.empty([s_q, 16, DI], { dtype: 'bf16', device });
+    const dw16 = T.empty([s_q, 16], { dtype: 'f32', device });
+    const keep = { ...indexerTrainTune };
+    try {
+      for (const scoresFlash of [false, true]) {
+        Object.assign(indexerTrainTune, { gemm: true, scoresFlash });
+        const how = scoresFlash ? 'one pass' : 'gemm';
+        add(`indexer scores fwd, sparse, ${how}`, `s_q ${s_q} k ${k} H 16`, timeMs(() => be.indexerScores!(sc, q16, kk, w16, null, null, idx)), 2 * s_q * k * 16 * DI);
+        add(`indexer scores bwd, sparse, ${how}`, `s_q ${s_q} k ${k} H 16`, timeMs(() => be.indexerScoresBackward!(dq16, dk, dw16, g, q16, kk, w16, null, null, idx)),
+          3 * 2 * s_q * k * 16 * DI);
+      }
+    } finally {
+      Object.assign(indexerTrainTune, keep);
+    }
+    T.freeNow(q16, w16, dq16, dw16);
+  }
   // dense causal: query i of the last dense_q positions sees [0, dense_kv − dense_q + i + 1)
   const nq = IDX.dense_q;
   const T0 = IDX.dense_kv - nq;

@@ -48,7 +48,6 @@ extern "C" __global__ void __launch_bounds__(NT) indexer_kl_flash(int64_t H, int
   const int64_t i = blockIdx.x;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tig = lane & 3;
 
-  if (threadIdx.x == 0) last = -1;
   load_head_rows<NT>(Qs, Dp, q, i, H, 0, (int)D);
   if (threadIdx.x < KF_HG) Ls[threadIdx.x] = threadIdx.x < H ? lse[i * H + threadIdx.x] : -INFINITY;
   load_selection<NT>(Is, indices + i * N, kall, N, Tk, &last);

@@ -151,6 +151,106 @@ __device__ __forceinline__ void scores16x8(float (&s)[4], const uint16_t* A, int
 // is, then bf16_score_x (common.cuh).
 __device__ __forceinline__ float mla_score_x(float s, double scale) { return bf16_score_x(f32_to_bf16_bits(s), scale); }
 
+// The backward half of a one-pass kernel's key tile (sparse_mla_bwd_flash.cu, indexer_scores_flash.cu), 8
+// warps over a tile of 64 keys whose rows G [64][gp] (D columns, D % 64 == 0) are in shared memory, with
+// the tile's coefficients A [16 heads][64 keys] (bf16, pitch ap: the softmax's dS, or the indexer's g·w):
+//   tile_dq: dq (16 × D) += A (16 × 64) · G (64 × D); warp w owns columns [w·D/8, (w+1)·D/8) as D/64 n-tiles
+//            acc[i] (QT ≥ D/64; one spare: an odd pair's second tile is computed and dropped), K = the tile's
+//            64 keys in four k16 steps, G read transposed by ldmatrix;
+//   tile_dg: dG (64 × D) = Aᵀ (64 × 16) · Q (16 × D) + (TWO) Pᵀ · [O | 0] (columns < dv, dv % 32 == 0),
+//            one k16 step each; warp w owns keys (w % 4)·16 .. +15 and the column half w / 4 (D % 32 == 0),
+//            A and P read as Aᵀ, Pᵀ by ldmatrix.trans; each 16 × 8 result is added into dst row It[key]
+//            (holes: It < 0, skipped) with one float4 atomic a lane — a quad's lanes swap halves so that
+//            each holds four consecutive columns of one row. !ADD (a benchmark probe): summed into sink.
+template <int QT>
+__device__ __forceinline__ void tile_dq(float (&acc)[QT + 1][4], const uint16_t* A, int ap, const uint16_t* G, int gp, int D, int warp, int lane) {
+  const int qw = D >> 6, qc0 = warp * (D >> 3);
+  const int qd = lane >> 3, r8 = lane & 7;
+#pragma unroll
+  for (int kk = 0; kk < 64; kk += 16) {
+    uint32_t a[4];
+    ldmatrix_x4(a, A + (lane & 15) * ap + kk + ((lane >> 4) << 3));
+    const uint16_t* vb = G + (kk + ((qd & 1) << 3) + r8) * gp + qc0 + ((qd >> 1) << 3);
+#pragma unroll
+    for (int i = 0; i < QT; i += 2) {
+      if (i < qw) {
+        uint32_t t[4];
+        ldmatrix_x4_trans(t, vb + i * 8);  // past the warp's columns: the next warp's, or the row's pitch padding
+        mma_bf16_16816(acc[i], a, t[0], t[1]);
+        mma_bf16_16816(acc[i + 1], a, t[2], t[3]);
+      }
+    }
+  }
+}
+
+// tile_dq's acc (rows g and g + 8 of the 16 heads h0 .., columns qc0 + i·8 + tig·2 + {0, 1}) rounded to
+// bf16 into dq [·, H, D] row n (heads past H dropped).
+template <int QT>
+__device__ __forceinline__ void store_dq(uint16_t* dq, const float (&acc)[QT + 1][4], int64_t n, int64_t H, int h0, int D, int warp, int lane) {
+  const int qw = D >> 6, qc0 = warp * (D >> 3), g = lane >> 2, tig = lane & 3;
+#pragma unroll
+  for (int hf = 0; hf < 2; hf++) {
+    const int h = h0 + g + hf * 8;
+    if (h >= H) continue;
+#pragma unroll
+    for (int i = 0; i < QT; i++) {
+      if (i < qw) {
+        const int c = qc0 + i * 8 + tig * 2;
+        *(uint32_t*)(dq + (n * H + h) * D + c) = pack2(f32_to_bf16_bits(acc[i][hf * 2]), f32_to_bf16_bits(acc[i][hf * 2 + 1]));
+      }
+    }
+  }
+}
+
+template <bool ADD, bool TWO>
+__device__ __forceinline__ void tile_dg(float* dst, int64_t D, const int32_t* It, const uint16_t* A, const uint16_t* P, int ap, const uint16_t* Q, int qp,
+                                        const uint16_t* O, int op, int dv, int warp, int lane, float& sink) {
+  const int g = lane >> 2, tig = lane & 3, qd = lane >> 3, r8 = lane & 7;
+  const int kb0 = (warp & 3) * 16;
+  // Aᵀ and Pᵀ (key m × head k) from the [head][key] blocks: matrix qd holds heads (qd / 2)·8 .., keys kb0 + (qd % 2)·8 ..
+  uint32_t as[4], aq[4];
+  ldmatrix_x4_trans(as, A + (((qd >> 1) << 3) + r8) * ap + kb0 + ((qd & 1) << 3));
+  if (TWO) ldmatrix_x4_trans(aq, P + (((qd >> 1) << 3) + r8) * ap + kb0 + ((qd & 1) << 3));
+  const int32_t rlo = It[kb0 + g], rhi = It[kb0 + g + 8];
+  const int half = (int)(D >> 1);
+  const int cbeg = (warp >> 2) * half;
+  // B = Q and O (head k × column n), rows = heads
+  const uint16_t* qb = Q + (((qd & 1) << 3) + r8) * qp + ((qd >> 1) << 3);
+  const uint16_t* ob = TWO ? O + (((qd & 1) << 3) + r8) * op + ((qd >> 1) << 3) : nullptr;
+  const bool even = (tig & 1) == 0;
+  float* dlo = dst + (int64_t)(rlo < 0 ? 0 : rlo) * D;
+  float* dhi = dst + (int64_t)(rhi < 0 ? 0 : rhi) * D;
+#pragma unroll 2
+  for (int c = cbeg; c < cbeg + half; c += 16) {
+    float o[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+    uint32_t t[4];
+    ldmatrix_x4_trans(t, qb + c);
+    mma_bf16_16816(o[0], as, t[0], t[1]);
+    mma_bf16_16816(o[1], as, t[2], t[3]);
+    if (TWO && c < dv) {  // dv % 32 == 0 and half % 16 == 0: a 16-column pair lies wholly inside or outside dv
+      ldmatrix_x4_trans(t, ob + c);
+      mma_bf16_16816(o[0], aq, t[0], t[1]);
+      mma_bf16_16816(o[1], aq, t[2], t[3]);
+    }
+    // o[i][0..1]: key row g, columns c + 8i + 2·tig + {0, 1}; o[i][2..3]: row g + 8. Lanes tig and tig ^ 1
+    // swap halves: the even lane then holds row g's four columns from c + 8i + 2·tig, the odd lane row
+    // g + 8's four from c + 8i + 2·(tig − 1).
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+      const float s0 = even ? o[i][2] : o[i][0], s1 = even ? o[i][3] : o[i][1];
+      const float r0 = __shfl_xor_sync(0xffffffffu, s0, 1), r1 = __shfl_xor_sync(0xffffffffu, s1, 1);
+      const int col = c + 8 * i + 2 * (tig & ~1);
+      if (!ADD) {
+        sink += (even ? o[i][0] + o[i][1] : o[i][2] + o[i][3]) + r0 + r1;
+      } else if (even) {
+        if (rlo >= 0) atomicAdd((float4*)(dlo + col), make_float4(o[i][0], o[i][1], r0, r1));
+      } else {
+        if (rhi >= 0) atomicAdd((float4*)(dhi + col), make_float4(r0, r1, o[i][2], o[i][3]));
+      }
+    }
+  }
+}
+
 // Heads h0 .. h0 + 15 of query n of a [·, H, C] bf16 block (rows of C values, C % 8 == 0, 16-byte aligned)
 // into S [16][pitch] in shared memory, zero rows past H.
 template <int NT>
@@ -165,10 +265,14 @@ __device__ __forceinline__ void load_head_rows(uint16_t* S, int pitch, const uin
 }
 
 // A row's selection entries [0, kt) into shared Is: the row's first kr entries, −1 for a hole (an index
-// outside [0, rows)) and for entries past kr; *last (shared, −1 before) becomes the last valid entry's
-// position. The caller's barrier makes both visible.
+// outside [0, rows)) and for entries past kr; *last (shared) becomes the last valid entry's position, −1
+// when there is none. Called by every thread of the CTA; the caller's barrier after it makes both visible.
+// (*last is reset here, before a barrier: a reset by thread 0 alone, unordered with the other warps'
+// atomicMax, could land after one of them and lose it.)
 template <int NT>
 __device__ __forceinline__ void load_selection(int32_t* Is, const int32_t* ir, int kt, int64_t kr, int64_t rows, int* last) {
+  if (threadIdx.x == 0) *last = -1;
+  __syncthreads();
   int mine = -1;
   for (int t = threadIdx.x; t < kt; t += NT) {
     const int32_t r = t < kr ? ir[t] : -1;

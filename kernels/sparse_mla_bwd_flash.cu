@@ -28,13 +28,9 @@
 //   scores and dP: warp w owns the tile's keys w·8 .. w·8 + 7: m16n8k16 chains over D for s (A = q)
 //                  and over dv for dp (A = dO), sharing each B fragment (products16x8, mla_rows.cuh);
 //                  p and dS go to P, dS [16][TK + 8] bf16 in shared memory;
-//   dq:            warp w owns columns [w·D/8, (w+1)·D/8) (D/64 n-tiles, ≤ 9 at D 576: 36 f32 registers
-//                  and a spare tile, the odd pair's second half),
-//                  K = the tile's 64 keys (four k16 steps, G read transposed by ldmatrix);
-//   dG:            warp w owns keys (w % 4)·16 .. +15 and the column half w / 4; A = dSᵀ, Pᵀ by ldmatrix.trans
-//                  from the [16][TK + 8] blocks, B = q, dO by ldmatrix.trans; each 16 × 8 result is added
-//                  into dkv with one float4 atomic a lane (a quad's lanes swap halves so that each holds four
-//                  consecutive columns of one row).
+//   dq, dG:        tile_dq and tile_dg (mla_rows.cuh, shared with indexer_scores_flash.cu): dq's columns split
+//                  over the warps (D/64 n-tiles each, in registers to the end), dG's keys and column halves
+//                  over the warps, each 16 × 8 piece added into dkv with one float4 atomic a lane.
 // Pipeline: two tile buffers; tile j + 1's rows are requested (cp.async) right after the barrier that starts
 // tile j. Shared memory at D 576, dv 512, k 2 048: q 18.7 KB + dO 16.6 KB + 2 × 74.8 KB tiles + P, dS 4.6 KB
 // + indices 8 KB ≈ 197 KB: one CTA per SM. Tiles past a row's last valid entry are skipped.
@@ -74,7 +70,6 @@ __device__ void sparse_mla_bwd_flash(int64_t N, int64_t H, int64_t D, int64_t dv
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tig = lane & 3;
   const int32_t* ir = idx + n * k;
 
-  if (threadIdx.x == 0) last = -1;
   // q and dO of the group's heads (zero rows past H)
   load_head_rows<BF_NT>(Qs, Dp, q, n, H, h0, (int)D);
   load_head_rows<BF_NT>(Os, Vp, dout, n, H, h0, (int)dv);
@@ -103,8 +98,6 @@ __device__ void sparse_mla_bwd_flash(int64_t N, int64_t H, int64_t D, int64_t dv
     asm volatile("cp.async.commit_group;\n" ::: "memory");
   };
 
-  const int qw = (int)(D >> 6);  // dq n-tiles of this warp
-  const int qc0 = warp * (int)(D >> 3);
   float acc[BF_QT + 1][4];       // one spare: a pair's second tile past the warp's last is computed and dropped
 #pragma unroll
   for (int i = 0; i <= BF_QT; i++)
@@ -112,7 +105,6 @@ __device__ void sparse_mla_bwd_flash(int64_t N, int64_t H, int64_t D, int64_t dv
     for (int u = 0; u < 4; u++) acc[i][u] = 0.0f;
   const float lse_lo = Ls[g], lse_hi = Ls[g + 8], d_lo = Dl[g], d_hi = Dl[g + 8];
   float sink = 0.0f;  // the probe's use of dG, so that the compiler keeps its products
-  const int qd = lane >> 3, r8 = lane & 7;  // ldmatrix: this lane's matrix and row within it
 
   issue(0);
   for (int j = 0; j < ntile; j++) {
@@ -143,87 +135,13 @@ __device__ void sparse_mla_bwd_flash(int64_t N, int64_t H, int64_t D, int64_t dv
     }
     __syncthreads();
 
-    // dq += dS·G over this warp's columns
-#pragma unroll
-    for (int kk = 0; kk < BF_TK; kk += 16) {
-      uint32_t a[4];
-      ldmatrix_x4(a, Ss + (lane & 15) * BF_PP + kk + ((lane >> 4) << 3));
-      const uint16_t* vb = Kt + (kk + ((qd & 1) << 3) + r8) * Dp + qc0 + ((qd >> 1) << 3);
-#pragma unroll
-      for (int i = 0; i < BF_QT; i += 2) {
-        if (i < qw) {
-          uint32_t t[4];
-          ldmatrix_x4_trans(t, vb + i * 8);  // past the warp's columns: the next warp's, or the row's pitch padding
-          mma_bf16_16816(acc[i], a, t[0], t[1]);
-          mma_bf16_16816(acc[i + 1], a, t[2], t[3]);
-        }
-      }
-    }
-
-    // dG of keys (warp % 4)·16 .. +15, columns of half warp / 4, into dkv
-    {
-      const int kb0 = (warp & 3) * 16;
-      // A = dSᵀ and Pᵀ (key m × head k) from the [head][key] blocks: matrix qd holds heads (qd / 2)·8 ..,
-      // keys kb0 + (qd % 2)·8 ..
-      uint32_t as[4], ap[4];
-      ldmatrix_x4_trans(as, Ss + (((qd >> 1) << 3) + r8) * BF_PP + kb0 + ((qd & 1) << 3));
-      ldmatrix_x4_trans(ap, Ps + (((qd >> 1) << 3) + r8) * BF_PP + kb0 + ((qd & 1) << 3));
-      const int32_t rlo = Is[j * BF_TK + kb0 + g], rhi = Is[j * BF_TK + kb0 + g + 8];
-      const int half = (int)(D >> 1);
-      const int cbeg = (warp >> 2) * half;
-      // B = q and dO (head k × column n), rows = heads
-      const uint16_t* qb = Qs + (((qd & 1) << 3) + r8) * Dp + ((qd >> 1) << 3);
-      const uint16_t* ob = Os + (((qd & 1) << 3) + r8) * Vp + ((qd >> 1) << 3);
-      const bool even = (tig & 1) == 0;
-      float* dlo = dkv + (int64_t)(rlo < 0 ? 0 : rlo) * D;
-      float* dhi = dkv + (int64_t)(rhi < 0 ? 0 : rhi) * D;
-#pragma unroll 2
-      for (int c = cbeg; c < cbeg + half; c += 16) {
-        float o[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
-        uint32_t t[4];
-        ldmatrix_x4_trans(t, qb + c);
-        mma_bf16_16816(o[0], as, t[0], t[1]);
-        mma_bf16_16816(o[1], as, t[2], t[3]);
-        if (c < (int)dv) {  // dv % 32 == 0 and half % 16 == 0: a 16-column pair lies wholly inside or outside dv
-          ldmatrix_x4_trans(t, ob + c);
-          mma_bf16_16816(o[0], ap, t[0], t[1]);
-          mma_bf16_16816(o[1], ap, t[2], t[3]);
-        }
-        // o[i][0..1]: key row g, columns c + 8i + 2·tig + {0, 1}; o[i][2..3]: row g + 8. Lanes tig and tig ^ 1
-        // swap halves: the even lane then holds row g's four columns from c + 8i + 2·tig, the odd lane row
-        // g + 8's four from c + 8i + 2·(tig − 1).
-#pragma unroll
-        for (int i = 0; i < 2; i++) {
-          const float s0 = even ? o[i][2] : o[i][0], s1 = even ? o[i][3] : o[i][1];
-          const float r0 = __shfl_xor_sync(0xffffffffu, s0, 1), r1 = __shfl_xor_sync(0xffffffffu, s1, 1);
-          const int col = c + 8 * i + 2 * (tig & ~1);
-          if (!ADD) {
-            sink += (even ? o[i][0] + o[i][1] : o[i][2] + o[i][3]) + r0 + r1;
-          } else if (even) {
-            if (rlo >= 0) atomicAdd((float4*)(dlo + col), make_float4(o[i][0], o[i][1], r0, r1));
-          } else {
-            if (rhi >= 0) atomicAdd((float4*)(dhi + col), make_float4(r0, r1, o[i][2], o[i][3]));
-          }
-        }
-      }
-    }
+    tile_dq<BF_QT>(acc, Ss, BF_PP, Kt, Dp, (int)D, warp, lane);                                       // dq += dS·G
+    tile_dg<ADD, true>(dkv, D, Is + j * BF_TK, Ss, Ps, BF_PP, Qs, Dp, Os, Vp, (int)dv, warp, lane, sink);  // dkv += dSᵀ·q + Pᵀ·dO
   }
   asm volatile("cp.async.wait_group 0;\n" ::: "memory");
   if (!ADD && __float_as_uint(sink) == 0x7fc00001u) dkv[threadIdx.x] = sink;  // one NaN pattern: never in practice
 
-  // acc[i]: heads g and g + 8, columns qc0 + i·8 + tig·2 + {0, 1}
-#pragma unroll
-  for (int hf = 0; hf < 2; hf++) {
-    const int h = h0 + g + hf * 8;
-    if (h >= H) continue;
-#pragma unroll
-    for (int i = 0; i < BF_QT; i++) {
-      if (i < qw) {
-        const int c = qc0 + i * 8 + tig * 2;
-        *(uint32_t*)(dq + (n * H + h) * D + c) = pack2(f32_to_bf16_bits(acc[i][hf * 2]), f32_to_bf16_bits(acc[i][hf * 2 + 1]));
-      }
-    }
-  }
+  store_dq<BF_QT>(dq, acc, n, H, h0, (int)D, warp, lane);
 }
 
 #define BWD_FLASH_ENTRY(name, ADD)                                                                                         \

@@ -67,13 +67,11 @@ __device__ void sparse_mla_flash(int64_t N, int64_t H, int64_t D, int64_t dv, in
   const int32_t* ir = idx + n * k + t0;
   const int64_t kr = k - t0;  // entries of the row from t0 on
 
-  if (threadIdx.x == 0) last = -1;
   load_head_rows<FL_NT>(Qs, Dp, q, n, H, h0, (int)D);
   if (threadIdx.x < FL_HG) {
     Ml[threadIdx.x] = -INFINITY;
     Ll[threadIdx.x] = 0.0f;
   }
-  __syncthreads();
   load_selection<FL_NT>(Is, ir, kt, kr, rows, &last);
   __syncthreads();
   const int ntile = (last + FL_TK) / FL_TK;  // tiles up to the last valid entry (0 when there is none)

@@ -101,3 +101,37 @@ inline A block_reduce(A v, A* red, W warp_op, A idle) {  // common.cuh's block_s
 }
 template <class A> inline A block_sum(A v, A* red) { return block_reduce(v, red, [](A x) { return warp_sum(x); }, (A)0); }
 template <class A> inline A block_max(A v, A* red) { return block_reduce(v, red, [](A x) { return warp_max(x); }, (A)(-INFINITY)); }
+// ---- the one-pass kernels' pieces (mla_rows.cuh): vectors, the score rounding, sm_80 tensor-core ops ----
+#define __align__(n) alignas(n)
+struct uint2 { uint32_t x, y; };
+struct uint4 { uint32_t x, y, z, w; };
+struct float4 { float x, y, z, w; };
+inline uint4 make_uint4(uint32_t x, uint32_t y, uint32_t z, uint32_t w) { return {x, y, z, w}; }
+inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
+inline float4 atomicAdd(float4* p, float4 v) {  // sm_90's vector atomic: four independent f32 adds here
+  float* f = (float*)p;
+  float4 old{atomicAdd(f, v.x), atomicAdd(f + 1, v.y), atomicAdd(f + 2, v.z), atomicAdd(f + 3, v.w)};
+  return old;
+}
+inline int atomicMax(int* p, int v) {
+  std::atomic_ref<int> a(*p);
+  int o = a.load();
+  while (o < v && !a.compare_exchange_weak(o, v)) {}
+  return o;
+}
+template <class T, int VEC> struct alignas(sizeof(T) * VEC) Vec { T v[VEC]; };
+template <class T, int VEC> inline Vec<T, VEC> pack_vec(const float (&f)[VEC]) {
+  Vec<T, VEC> o;
+  for (int k = 0; k < VEC; k++) o.v[k] = from_f<T>(f[k]);
+  return o;
+}
+// common.cuh's scaled-score rounding x = rnd_bf16(rnd_bf16(s)·scale) of a bf16 score s
+inline float bf16_score_x(uint16_t s, double scale) { return bf16_bits_to_f32(f32_to_bf16_bits((float)((double)bf16_bits_to_f32(s) * scale))); }
+inline uint32_t pack2(uint16_t lo, uint16_t hi) { return (uint32_t)lo | ((uint32_t)hi << 16); }
+// cp.async completes at once here (a copy), so the commit and wait edits are empty: the tiles' barriers are
+// what orders them, as on the GPU; a read of a tile before its wait would not show.
+inline void cp_async16(void* smem, const void* gmem) { memcpy(smem, gmem, 16); }
+// warp-wide (mma-emu.h, the driver's): ldmatrix .x4 (.trans) and mma.sync m16n8k16 bf16 → f32
+void ldmatrix_x4(uint32_t (&r)[4], const uint16_t* p);
+void ldmatrix_x4_trans(uint32_t (&r)[4], const uint16_t* p);
+void mma_bf16_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);

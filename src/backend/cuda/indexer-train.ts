@@ -2,7 +2,10 @@
 // and the KL loss. Contract: src/tensor/ops/indexer-train.ts; CPU reference: src/backend/cpu/indexer-train.ts.
 // Each op has two paths: bf16 q and k/kv take the GEMM path (the q·kᵀ products through cuBLASLt — gathered
 // rows in sparse mode, every key in dense mode — with small kernels between; kernels/indexer_train_gemm.cu
-// has the math), f32 inputs (and bf16 with indexerTrainTune.gemm off) the CUDA-core kernels.
+// has the math), f32 inputs (and bf16 with indexerTrainTune.gemm off) the CUDA-core kernels. In sparse mode
+// (the DSA sparse stage) bf16 inputs of at most 16 heads take one-pass kernels before both: the KL loss
+// (kernels/indexer_kl_flash.cu, indexerTrainTune.flash) and the scores with their backward
+// (kernels/indexer_scores_flash.cu, indexerTrainTune.scoresFlash).
 // The op layer has checked shapes and made every input contiguous; here only the kernels' limits (shared
 // memory, H ≤ 256 for the backward's per-thread dw) and dtypes are checked. A null start/end/indices view
 // is passed as a null pointer: the kernels read the range (dense) or the indices (sparse).
@@ -38,6 +41,26 @@ function smemFor(b: CudaBackend, op: string, bytes: number, kern: { setMaxDynami
   if (bytes > 46 * 1024) kern.setMaxDynamicSmem(bytes, C.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES);
 }
 
+/** kernels/indexer_scores_flash.cu: heads a CTA holds (all of the row's), key tile, C's pitch, and the shapes it takes. */
+const SCORES_FLASH = { HG: 16, TK: 64, PP: 72, D_MAX: 256, K_MAX: 2048 };
+const SCORES_FLASH_SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'p'];
+const SCORES_BWD_FLASH_SIG: readonly ParamKind[] = ['i64', 'i64', 'i64', 'i64', 'p', 'p', 'p', 'p', 'p', 'p', 'p', 'p'];
+
+/**
+ * The one-pass scores kernels' dynamic shared memory for these sparse inputs (Q [16][D + 8] and two tiles
+ * [TK][D + 8] bf16, the backward's C [16][PP] bf16, the indices [k rounded up to TK] i32), or null where
+ * they do not apply (then the gemm path runs).
+ */
+function scoresFlashSmem(b: CudaBackend, q: View, k: View, N: number, backward: boolean): number | null {
+  const [Tq, H, D] = q.shape as [number, number, number];
+  if (!indexerTrainTune.scoresFlash || H > SCORES_FLASH.HG || q.dtype !== 'bf16' || k.dtype !== 'bf16') return null;
+  if (D % 64 !== 0 || D > SCORES_FLASH.D_MAX || N === 0 || N > SCORES_FLASH.K_MAX || k.shape[0] === 0 || Tq > 2 ** 31 - 1) return null;
+  if (b.address(q) % 16 !== 0 || b.address(k) % 16 !== 0) return null; // 16-byte row loads
+  const smem = 2 * (SCORES_FLASH.HG + 2 * SCORES_FLASH.TK) * (D + 8) + (backward ? 2 * SCORES_FLASH.HG * SCORES_FLASH.PP : 0)
+    + 4 * Math.ceil(N / SCORES_FLASH.TK) * SCORES_FLASH.TK;
+  return smem > b.rt.info.maxSharedPerBlockOptin - 2048 ? null : smem; // room for the static dw partials
+}
+
 export function indexerScoresCuda(b: CudaBackend, out: View, q: View, k: View, w: View, start: View | null, end: View | null, indices: View | null): void {
   const op = 'indexerScores';
   const [Tq, H, D] = q.shape as [number, number, number];
@@ -46,6 +69,13 @@ export function indexerScoresCuda(b: CudaBackend, out: View, q: View, k: View, w
   const kern = b.rt.modules.get('indexer_train', `indexer_scores_fwd_${sfx(op, q, k)}`, SCORES_SIG);
   if (out.dtype !== 'f32' || w.dtype !== 'f32') throw new DsvError(`${op} on cuda: out and w must be f32`);
   if (Tq * N === 0) return;
+  const flash = indices && scoresFlashSmem(b, q, k, N, false);
+  if (flash) {
+    const fk = b.rt.modules.get('indexer_scores_flash', 'indexer_scores_flash', SCORES_FLASH_SIG);
+    smemFor(b, op, flash, fk);
+    fk.launch(Tq, NT, flash, [H, N, D, Tk, b.address(q), b.address(k), b.address(w), b.address(out), b.address(indices)]);
+    return;
+  }
   if (scoresGemmPath(b, out, q, k, w, start, end, indices)) return;
   const tiles = Math.ceil(N / TKI);
   if (tiles > MAX_GRID_Y) throw new DsvError(`${op} on cuda: ${N} columns exceed the grid (${MAX_GRID_Y} tiles of ${TKI})`);
@@ -65,6 +95,14 @@ export function indexerScoresBackwardCuda(b: CudaBackend, dq: View, dk: View, dw
   }
   b.fill(dk, 0); // accumulated with atomics (both paths)
   if (Tq === 0) return;
+  const flash = indices && dq.dtype === 'bf16' && scoresFlashSmem(b, q, k, N, true);
+  if (flash) {
+    const fk = b.rt.modules.get('indexer_scores_flash', 'indexer_scores_bwd_flash', SCORES_BWD_FLASH_SIG);
+    smemFor(b, op, flash, fk);
+    fk.launch(Tq, NT, flash, [H, N, D, Tk, b.address(dq), b.address(dk), b.address(dw), b.address(dout), b.address(q), b.address(k), b.address(w),
+      b.address(indices)]);
+    return;
+  }
   if (scoresBwdGemmPath(b, dq, dk, dw, dout, q, k, w, start, end, indices)) return;
   if (H > NT) throw new DsvError(`${op} on cuda: at most ${NT} heads, got ${H}`);
   const smem = 4 * (2 * H * D + TKI * (D + 1) + 2 * H * TKI + H + TKI);
@@ -93,6 +131,11 @@ export const indexerTrainTune = {
    */
   flash: gemmPathOn('indexer-kl-flash', true),
   flashMaxHeads: 16,
+  /**
+   * The sparse scores' and their backward's one-pass kernels (kernels/indexer_scores_flash.cu) for bf16 q and
+   * k of at most 16 heads, D % 64 == 0, D ≤ 256. Off by default until their tests have passed on a GPU.
+   */
+  scoresFlash: gemmPathOn('indexer-scores-flash', false),
 };
 
 /**
