@@ -73,7 +73,8 @@ if [ "$server" = 1 ]; then
     console.log([...seen].map((d) => relative(join(process.cwd(), "node_modules"), d)).join("\n"));
   ' | while read -r m; do mkdir -p "$stage/dist/node_modules/$(dirname "$m")" && cp -r "node_modules/$m" "$stage/dist/node_modules/$m"; done
 fi
-tar -C "$stage" -cJf .gpu/dist.tar.xz dist
+# written aside, then renamed: a run that starts meanwhile carries the previous archive whole, never half of this one
+tar -C "$stage" -cJf .gpu/dist.tar.xz.part dist && mv .gpu/dist.tar.xz.part .gpu/dist.tar.xz
 cat > .gpu/gpu-cli.mjs <<'JS'
 // dsv32 train, quantize and rl without the CLI's other dependencies (copied into dist/ on the GPU machine)
 import { Command } from 'commander';
