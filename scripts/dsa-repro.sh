@@ -15,6 +15,8 @@
 # usage (from the repository root, after the build and `bash scripts/train-mini.sh --data-only`):
 #   bash scripts/dsa-repro.sh mini [--trials N]    # GPU when usable (~6 min on an H200)
 #   bash scripts/dsa-repro.sh mini-long            # both continuations twice as long (128 main-model steps)
+#   bash scripts/dsa-repro.sh mini-4k              # mini with the extension and both continuations at S 4096
+#                                                  # (4 rows a step: the same tokens), so every passkey length is in context
 #   bash scripts/dsa-repro.sh toy                  # the 2.67 M-parameter model on the CPU (~30 min, 2 cores)
 #   bash scripts/dsa-repro.sh toy-long             # toy's two continuations twice as long, from toy's extension
 # Every stage resumes from its checkpoint when run again; a finished stage is skipped.
