@@ -57,17 +57,9 @@ extern "C" __global__ void __launch_bounds__(NT) indexer_kl_flash(int64_t H, int
   for (int64_t c = (int64_t)ntile * KF_TK + threadIdx.x; c < N; c += NT) gr[c] = 0.0f;  // past the last valid entry
   const float l_lo = Ls[g], l_hi = Ls[g + 8];
 
-  auto issue = [&](int j) {
-    if (j < ntile) gather_stage<SRC_BF16, NT>(Ks + (j & 1) * KF_TK * Dp, Dp, KF_TK, 0, (int)D, (int)D, (int)D, 0, kv, Is, j * KF_TK);
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
-  };
-  issue(0);
-  for (int j = 0; j < ntile; j++) {
-    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
-    __syncthreads();
-    issue(j + 1);
+  for_each_key_tile<NT, KF_TK>(Ks, Dp, (int)D, kv, Is, ntile, [&](int j, const uint16_t* Kt) {
     float s[4];
-    scores16x8(s, Qs, Dp, Ks + (j & 1) * KF_TK * Dp, Dp, warp * 8, (int)D, lane);
+    scores16x8(s, Qs, Dp, Kt, Dp, warp * 8, (int)D, lane);
     // s[u]: head g + (u / 2)·8, key warp·8 + tig·2 + u % 2
     float a[2] = {0.0f, 0.0f};
 #pragma unroll
@@ -75,12 +67,7 @@ extern "C" __global__ void __launch_bounds__(NT) indexer_kl_flash(int64_t H, int
       const float l = u < 2 ? l_lo : l_hi;
       if (l != -INFINITY) a[u & 1] += expf(mla_score_x(s[u], scale) - l);
     }
-#pragma unroll
-    for (int v = 0; v < 2; v++) {
-      a[v] += __shfl_xor_sync(0xffffffffu, a[v], 4);
-      a[v] += __shfl_xor_sync(0xffffffffu, a[v], 8);
-      a[v] += __shfl_xor_sync(0xffffffffu, a[v], 16);
-    }
+    sum_heads(a);
     if (g == 0) {
 #pragma unroll
       for (int v = 0; v < 2; v++) {
@@ -88,8 +75,7 @@ extern "C" __global__ void __launch_bounds__(NT) indexer_kl_flash(int64_t H, int
         if (c < N) gr[c] = Is[c] >= 0 ? a[v] : 0.0f;
       }
     }
-  }
-  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+  });
   __syncthreads();  // every mass written above is read back by other threads below
   indexer_kl_finish(i, 0, N, N, Tk, nullptr, nullptr, indices, scores + i * N, gr, loss, redd);
 }

@@ -72,28 +72,15 @@ extern "C" __global__ void __launch_bounds__(SF_NT) indexer_scores_flash(int64_t
   for (int64_t c = (int64_t)ntile * SF_TK + threadIdx.x; c < N; c += SF_NT) o[c] = -INFINITY;  // past the last valid entry
   const double w_lo = Ws[g], w_hi = Ws[g + 8];
 
-  auto issue = [&](int j) {
-    if (j < ntile) gather_stage<SRC_BF16, SF_NT>(Ks + (j & 1) * SF_TK * Dp, Dp, SF_TK, 0, (int)D, (int)D, (int)D, 0, k, Is, j * SF_TK);
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
-  };
-  issue(0);
-  for (int j = 0; j < ntile; j++) {
-    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
-    __syncthreads();
-    issue(j + 1);
+  for_each_key_tile<SF_NT, SF_TK>(Ks, Dp, (int)D, k, Is, ntile, [&](int j, const uint16_t* Kt) {
     float s[4];
-    scores16x8(s, Qs, Dp, Ks + (j & 1) * SF_TK * Dp, Dp, warp * 8, (int)D, lane);
+    scores16x8(s, Qs, Dp, Kt, Dp, warp * 8, (int)D, lane);
     // s[u]: head g + (u / 2)·8, key warp·8 + tig·2 + u % 2
     double a[2] = {0.0, 0.0};
 #pragma unroll
     for (int u = 0; u < 4; u++)
       if (s[u] > 0.0f) a[u & 1] += (double)s[u] * (u < 2 ? w_lo : w_hi);
-#pragma unroll
-    for (int v = 0; v < 2; v++) {
-      a[v] += __shfl_xor_sync(0xffffffffu, a[v], 4);
-      a[v] += __shfl_xor_sync(0xffffffffu, a[v], 8);
-      a[v] += __shfl_xor_sync(0xffffffffu, a[v], 16);
-    }
+    sum_heads(a);
     if (g == 0) {
 #pragma unroll
       for (int v = 0; v < 2; v++) {
@@ -101,8 +88,7 @@ extern "C" __global__ void __launch_bounds__(SF_NT) indexer_scores_flash(int64_t
         if (c < N) o[c] = Is[c] >= 0 ? (float)a[v] : -INFINITY;
       }
     }
-  }
-  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+  });
 }
 
 // dq [Tq, H, D] bf16 (written), dk [Tk, D] f32 (accumulated into: zeroed by the host), dw [Tq, H] f32
@@ -125,10 +111,6 @@ extern "C" __global__ void __launch_bounds__(SF_NT) indexer_scores_bwd_flash(int
   const float* gi = dout + i * N;
   const float w_lo = Ws[g], w_hi = Ws[g + 8];
 
-  auto issue = [&](int j) {
-    if (j < ntile) gather_stage<SRC_BF16, SF_NT>(Ks + (j & 1) * SF_TK * Dp, Dp, SF_TK, 0, (int)D, (int)D, (int)D, 0, k, Is, j * SF_TK);
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
-  };
   float acc[SF_QT + 1][4];
 #pragma unroll
   for (int t = 0; t <= SF_QT; t++)
@@ -137,12 +119,7 @@ extern "C" __global__ void __launch_bounds__(SF_NT) indexer_scores_bwd_flash(int
   double dwl[2] = {0.0, 0.0};  // heads g and g + 8 over this lane's keys
   float sink = 0.0f;           // tile_dg's probe output, unused here
 
-  issue(0);
-  for (int j = 0; j < ntile; j++) {
-    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
-    __syncthreads();
-    issue(j + 1);
-    const uint16_t* Kt = Ks + (j & 1) * SF_TK * Dp;
+  for_each_key_tile<SF_NT, SF_TK>(Ks, Dp, (int)D, k, Is, ntile, [&](int j, const uint16_t* Kt) {
     {
       float s[4];
       scores16x8(s, Qs, Dp, Kt, Dp, warp * 8, (int)D, lane);
@@ -161,8 +138,7 @@ extern "C" __global__ void __launch_bounds__(SF_NT) indexer_scores_bwd_flash(int
     __syncthreads();
     tile_dq<SF_QT>(acc, Cs, SF_PP, Kt, Dp, (int)D, warp, lane);                                            // dq += C·G
     tile_dg<true, false>(dk, D, Is + j * SF_TK, Cs, nullptr, SF_PP, Qs, Dp, nullptr, 0, 0, warp, lane, sink);  // dk += Cᵀ·q
-  }
-  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+  });
   store_dq<SF_QT>(dq, acc, i, H, 0, (int)D, warp, lane);
   // dw: the quad's lanes hold other keys of the same two heads; then the 8 warps in order
 #pragma unroll

@@ -105,6 +105,27 @@ __device__ __forceinline__ void gather_stage(uint16_t* dst, int ldd, int nrow, i
   }
 }
 
+// The few-head one-pass training kernels' tile loop over a row's selected bf16 rows (indexer_kl_flash.cu,
+// indexer_scores_flash.cu, sparse_mla_bwd_flash.cu): ntile tiles of TK rows Is[j·TK ..] (all D columns)
+// through two buffers [TK][Dp] at Ks; tile j + 1 is requested (cp.async) right after the barrier that
+// starts tile j, so its gather overlaps tile j's products; body(j, rows of tile j) runs on every thread.
+// Every cp.async is waited for on return.
+template <int NT, int TK, class Body>
+__device__ __forceinline__ void for_each_key_tile(uint16_t* Ks, int Dp, int D, const uint16_t* src, const int32_t* Is, int ntile, Body body) {
+  auto issue = [&](int j) {
+    if (j < ntile) gather_stage<SRC_BF16, NT>(Ks + (j & 1) * TK * Dp, Dp, TK, 0, D, D, D, 0, src, Is, j * TK);
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+  };
+  issue(0);
+  for (int j = 0; j < ntile; j++) {
+    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+    __syncthreads();
+    issue(j + 1);
+    body(j, (const uint16_t*)(Ks + (j & 1) * TK * Dp));
+  }
+  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+}
+
 // The scores of a key tile's 8 keys kr .. kr + 7 against 16 query rows, as the m16n8k16 C fragment s
 // (rows g and g + 8, keys 2·tig and 2·tig + 1 of the 8): s = A [16][ap] · B[kr .. kr + 7][·]ᵀ over columns
 // [0, D), D % 32 == 0, 32 columns a load (ldmatrix; B's rows are the keys, read as the col-major operand);
@@ -145,6 +166,19 @@ __device__ __forceinline__ void products16x8(float (&s)[4], float (&t)[4], const
 __device__ __forceinline__ void scores16x8(float (&s)[4], const uint16_t* A, int ap, const uint16_t* B, int bp, int kr, int D, int lane) {
   float unused[4];
   products16x8<false>(s, unused, A, ap, nullptr, 0, 0, B, bp, kr, D, lane);
+}
+
+// The sum over the 16 heads of a key's per-head terms, after scores16x8: lane (g, tig) holds a[v] for heads
+// g and g + 8 of key 2·tig + v; the 8 lanes of a tig (xor 4, 8, 16) add theirs, so every lane ends with
+// its two keys' sums. (Pairwise across lanes, not in head order: a different rounding of the same terms.)
+template <class A>
+__device__ __forceinline__ void sum_heads(A (&a)[2]) {
+#pragma unroll
+  for (int v = 0; v < 2; v++) {
+    a[v] += __shfl_xor_sync(0xffffffffu, a[v], 4);
+    a[v] += __shfl_xor_sync(0xffffffffu, a[v], 8);
+    a[v] += __shfl_xor_sync(0xffffffffu, a[v], 16);
+  }
 }
 
 // x = rnd_bf16(rnd_bf16(s)·scale) of an f32 accumulator s: rounded to bf16 as the gemm paths' GEMM output

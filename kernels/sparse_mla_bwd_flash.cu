@@ -93,11 +93,6 @@ __device__ void sparse_mla_bwd_flash(int64_t N, int64_t H, int64_t D, int64_t dv
   __syncthreads();
   const int ntile = (last + BF_TK) / BF_TK;  // tiles up to the last valid entry (0 when there is none)
 
-  auto issue = [&](int j) {
-    if (j < ntile) gather_stage<SRC_BF16, BF_NT>(Ks + (j & 1) * BF_TK * Dp, Dp, BF_TK, 0, (int)D, (int)D, (int)dv, 0, kv, Is, j * BF_TK);
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
-  };
-
   float acc[BF_QT + 1][4];       // one spare: a pair's second tile past the warp's last is computed and dropped
 #pragma unroll
   for (int i = 0; i <= BF_QT; i++)
@@ -106,13 +101,7 @@ __device__ void sparse_mla_bwd_flash(int64_t N, int64_t H, int64_t D, int64_t dv
   const float lse_lo = Ls[g], lse_hi = Ls[g + 8], d_lo = Dl[g], d_hi = Dl[g + 8];
   float sink = 0.0f;  // the probe's use of dG, so that the compiler keeps its products
 
-  issue(0);
-  for (int j = 0; j < ntile; j++) {
-    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
-    __syncthreads();
-    issue(j + 1);
-    const uint16_t* Kt = Ks + (j & 1) * BF_TK * Dp;
-
+  for_each_key_tile<BF_NT, BF_TK>(Ks, Dp, (int)D, kv, Is, ntile, [&](int j, const uint16_t* Kt) {
     // s and dp of keys warp·8 .. +7, sharing the key rows' fragments
     {
       float s[4], dp[4];
@@ -137,8 +126,7 @@ __device__ void sparse_mla_bwd_flash(int64_t N, int64_t H, int64_t D, int64_t dv
 
     tile_dq<BF_QT>(acc, Ss, BF_PP, Kt, Dp, (int)D, warp, lane);                                       // dq += dS·G
     tile_dg<ADD, true>(dkv, D, Is + j * BF_TK, Ss, Ps, BF_PP, Qs, Dp, Os, Vp, (int)dv, warp, lane, sink);  // dkv += dSᵀ·q + Pᵀ·dO
-  }
-  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+  });
   if (!ADD && __float_as_uint(sink) == 0x7fc00001u) dkv[threadIdx.x] = sink;  // one NaN pattern: never in practice
 
   store_dq<BF_QT>(dq, acc, n, H, h0, (int)D, warp, lane);
