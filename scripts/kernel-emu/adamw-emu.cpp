@@ -1,6 +1,6 @@
 // Host driver of the emulated kernels/adamw.cu (see run-adamw.mjs), on the machinery of shim/driver.h
-// (one std::thread per CUDA thread, CTAs one after another). The intrinsics and float4 that adamw.cu uses
-// beyond the shared shim are defined here, each one correctly rounded f32 operation (the build passes
+// (one std::thread per CUDA thread, CTAs one after another). The intrinsics that adamw.cu uses beyond the
+// shared shim (which has float4) are defined here, each one correctly rounded f32 operation (the build passes
 // -ffp-contract=off; x86-64 SSE arithmetic and sqrtf are IEEE round-to-nearest, without flush-to-zero).
 // The four files are whole storages, updated in place at element offsets (misaligned addresses as on the GPU).
 //   emu n gridX threads offP offG offM offV decay lerp w oneMinusW b2 oneMinusB2 bc2Sqrt eps negStepSize p.bin g.bin m.bin v.bin
@@ -8,7 +8,6 @@
 #include <cstdint>
 #include <cmath>
 #include <cstring>
-struct alignas(16) float4 { float x, y, z, w; };
 inline float __fsub_rn(float a, float b) { volatile float r = a - b; return r; }
 inline float __fdiv_rn(float a, float b) { volatile float r = a / b; return r; }
 inline float __fsqrt_rn(float a) { volatile float r = std::sqrt(a); return r; }

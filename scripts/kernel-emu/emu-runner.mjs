@@ -51,6 +51,14 @@ export function hostKernel(cu, edits = [], { staticShared = false } = {}) {
 }
 
 /**
+ * The edit that inlines a kernel header (kernels/<name>) into the kernel source: a header's own
+ * #include "common.cuh" would find the CUDA one beside it, while from kernel.cpp it finds the shim's.
+ */
+export function headerEdit(name) {
+  return [`#include "${name}"`, readFileSync(join(root, 'kernels', name), 'utf8').replace('#pragma once', '')];
+}
+
+/**
  * The edit that inlines kernels/wgmma.cuh without its sm_90a section (the descriptors and the swizzle's
  * addressing stay; a driver defines the fences, barriers and MMAs as the emulation has them).
  */

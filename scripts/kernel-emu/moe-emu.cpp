@@ -11,6 +11,7 @@
 // Each prints the device error record "err <code> <index> <size>".
 #include "kernel.cpp"  // kernels/moe.cu with its __shared__ declarations made host C++
 #include "driver.h"
+#include "mma-emu.h"
 #include <algorithm>
 static int err_rec[6];
 int main(int argc, char** argv) {

@@ -11,22 +11,20 @@
 // no substitute for a GPU run.
 //   npm run build && node scripts/kernel-emu/run-dsa-flash.mjs
 // Needs g++ with C++20. Exit code 1 when a case differs. Shared parts: emu-runner.mjs.
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { build, emulate, makeIdx, mlaPrefillCase, mulberry32, normals, readValues, relErr as relErrOf, reporter, root, setup, writeData } from './emu-runner.mjs';
+import { build, emulate, headerEdit, makeIdx, mlaPrefillCase, mulberry32, normals, readValues, relErr as relErrOf, reporter, setup, writeData } from './emu-runner.mjs';
 
 const { T, dir } = await setup('dsa-flash');
 const cpu = T.getBackend('cpu');
 
-// ---- build: one binary per kernel file, mla_rows.cuh inlined (its #include "common.cuh" would find kernels/' CUDA one beside it; from kernel.cpp it finds the shim's) ----
-const rowsHeader = readFileSync(join(root, 'kernels', 'mla_rows.cuh'), 'utf8').replace('#pragma once', '');
+// ---- build: one binary per kernel file, mla_rows.cuh inlined (headerEdit) ----
 const kernel = (cu, def, smem) => build(dir, {
   cu,
   driver: 'dsa-flash-emu.cpp',
   sub: def,
   defines: [def],
   edits: [
-    ['#include "mla_rows.cuh"', rowsHeader],
+    headerEdit('mla_rows.cuh'),
     ['asm volatile("cp.async.commit_group;\\n" ::: "memory");', ''],
     ['asm volatile("cp.async.wait_group 0;\\n" ::: "memory");', ''],
     [`extern __shared__ __align__(16) uint16_t ${smem}[];`, `uint16_t* ${smem} = (uint16_t*)g_smem;`],

@@ -9,7 +9,7 @@
 // Needs g++ with C++20 (std::barrier). Exit code 1 when a case differs. Shared parts: emu-runner.mjs.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { build, emulate, errRecord, mulberry32, normals as normalsOf, readI32, readValues, reporter, same, setup, worstRel, writeData } from './emu-runner.mjs';
+import { build, emulate, errRecord, headerEdit, mulberry32, normals as normalsOf, readI32, readValues, reporter, same, setup, worstRel, writeData } from './emu-runner.mjs';
 
 const { T, dir } = await setup('moe');
 const emu = build(dir, {
@@ -17,6 +17,7 @@ const emu = build(dir, {
   driver: 'moe-emu.cpp',
   flags: ['-O2', '-ffp-contract=off'],
   edits: [
+    headerEdit('segments.cuh'),
     ['extern __shared__ float route_smem[];', 'float* route_smem = (float*)g_smem;'],
     ['extern __shared__ int cnt[];', 'int* cnt = (int*)g_smem;'],
     ['__shared__ float As', 'static float As'], // also As8 (the FP8 kernel)
@@ -25,6 +26,11 @@ const emu = build(dir, {
     ['__shared__ int seg8_s', 'static int seg8_s'],
     ['__shared__ float Gs', 'static float Gs'],
     ['__shared__ float Xs', 'static float Xs'],
+    // the tensor-core grouped GEMM (mma.sync, ldmatrix: shim/mma-emu.h; cp.async completes at once there)
+    ['extern __shared__ __align__(16) uint16_t tsm[];', 'uint16_t* tsm = (uint16_t*)g_smem;'],
+    ['asm volatile("cp.async.commit_group;\\n" ::);', ''],
+    ['asm volatile("cp.async.wait_group %0;\\n" ::"n"(TC_ST - 2));', ''],
+    ['asm volatile("cp.async.wait_group 0;\\n" ::);', ''],
   ],
 });
 

@@ -18,23 +18,12 @@
 #include <map>
 #include <memory>
 #include <mutex>
+// (float4, uint2, uint4, their make_*, atomicMax and pack2 are the shim's)
 struct float2 { float x, y; };
-struct alignas(16) float4 { float x, y, z, w; };
-struct alignas(8) uint2 { uint32_t x, y; };
 struct alignas(8) int2 { int x, y; };
-struct alignas(16) uint4 { uint32_t x, y, z, w; };
 inline float2 make_float2(float x, float y) { return {x, y}; }
-inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 inline uint2 make_uint2(uint32_t x, uint32_t y) { return {x, y}; }
-inline uint4 make_uint4(uint32_t x, uint32_t y, uint32_t z, uint32_t w) { return {x, y, z, w}; }
 inline float __expf(float x) { return expf(x); }
-inline int atomicMax(int* p, int v) {
-  std::atomic_ref<int> a(*p);
-  int o = a.load();
-  while (o < v && !a.compare_exchange_weak(o, v)) {}
-  return o;
-}
-inline uint32_t pack2(uint16_t lo, uint16_t hi) { return (uint32_t)lo | ((uint32_t)hi << 16); }
 #include "wgmma-emu.h"
 inline float bf16_at(uint32_t a) {
   a ^= ((a >> 7) & 7u) << 4;

@@ -103,9 +103,9 @@ template <class A> inline A block_sum(A v, A* red) { return block_reduce(v, red,
 template <class A> inline A block_max(A v, A* red) { return block_reduce(v, red, [](A x) { return warp_max(x); }, (A)(-INFINITY)); }
 // ---- the one-pass kernels' pieces (mla_rows.cuh): vectors, the score rounding, sm_80 tensor-core ops ----
 #define __align__(n) alignas(n)
-struct uint2 { uint32_t x, y; };
-struct uint4 { uint32_t x, y, z, w; };
-struct float4 { float x, y, z, w; };
+struct alignas(8) uint2 { uint32_t x, y; };
+struct alignas(16) uint4 { uint32_t x, y, z, w; };
+struct alignas(16) float4 { float x, y, z, w; };
 inline uint4 make_uint4(uint32_t x, uint32_t y, uint32_t z, uint32_t w) { return {x, y, z, w}; }
 inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 inline float4 atomicAdd(float4* p, float4 v) {  // sm_90's vector atomic: four independent f32 adds here
@@ -131,6 +131,10 @@ inline uint32_t pack2(uint16_t lo, uint16_t hi) { return (uint32_t)lo | ((uint32
 // cp.async completes at once here (a copy), so the commit and wait edits are empty: the tiles' barriers are
 // what orders them, as on the GPU; a read of a tile before its wait would not show.
 inline void cp_async16(void* smem, const void* gmem) { memcpy(smem, gmem, 16); }
+inline void cp_async16_zfill(void* smem, const void* gmem, bool valid) {
+  if (valid) memcpy(smem, gmem, 16);
+  else memset(smem, 0, 16);
+}
 // warp-wide (mma-emu.h, the driver's): ldmatrix .x4 (.trans) and mma.sync m16n8k16 bf16 → f32
 void ldmatrix_x4(uint32_t (&r)[4], const uint16_t* p);
 void ldmatrix_x4_trans(uint32_t (&r)[4], const uint16_t* p);
