@@ -6,6 +6,8 @@
 //   emu scores_bwd Tq H N D Tk dq dk dw dout q k w idx
 //   emu mla_bwd N H D dv k rows scale dq dkv dout q kv out lse idx      (-DEMU_MLA: sparse_mla_bwd_flash.cu)
 //   emu kl Tq H N D Tk scale q kv lse scores loss grad idx               (-DEMU_KL: indexer_kl_flash.cu)
+//   emu mla_fwd N H D dv k rows scale tps out lse q kv idx              (-DEMU_FWD: sparse_mla_flash.cu, bf16 rows;
+//                                                                        tps 0: one pass, else splits of tps tiles and the combine)
 #include "kernel.cpp"
 #include "driver.h"
 #include "mma-emu.h"
@@ -56,6 +58,26 @@ int main(int argc, char** argv) {
     auto ix = rd<int32_t>(argv[14]);
     launch((unsigned)Tq, 1, NT, [&] { indexer_kl_flash(H, N, D, Tk, scale, q, kv, lse, sc, loss, grad, ix); });
     wr(argv[12]); wr(argv[13]);
+#endif
+#ifdef EMU_FWD
+  } else if (mode == "mla_fwd") {
+    const int64_t N = I(2), H = I(3), D = I(4), dv = I(5), k = I(6), rows = I(7);
+    const double scale = atof(argv[8]);
+    const int64_t tps = I(9);
+    auto out = rd<uint16_t>(argv[10]);
+    auto lse = rd<float>(argv[11]);
+    auto q = rd<uint16_t>(argv[12]), kv = rd<uint16_t>(argv[13]);
+    auto ix = rd<int32_t>(argv[14]);
+    const unsigned groups = (unsigned)((H + 15) / 16);
+    if (tps == 0) {
+      launch((unsigned)N, groups, FL_NT, [&] { sparse_mla_flash_bf16(N, H, D, dv, k, rows, 0, scale, out, lse, q, kv, ix); });
+    } else {
+      const int64_t tiles = (k + FL_TK - 1) / FL_TK, S = (tiles + tps - 1) / tps;
+      std::vector<float> po(S * N * H * dv), plse(S * N * H);
+      launch((unsigned)N, groups, FL_NT, [&] { sparse_mla_flash_split_bf16(N, H, D, dv, k, rows, 0, scale, q, kv, ix, tps, po.data(), plse.data()); }, (unsigned)S);
+      launch((unsigned)((N * H + 7) / 8), 1, 256, [&] { sparse_mla_split_combine(N * H, dv, S, po.data(), plse.data(), out, lse); });
+    }
+    wr(argv[10]); wr(argv[11]);
 #endif
   } else { fprintf(stderr, "unknown mode %s\n", mode.c_str()); return 2; }
 }

@@ -16,7 +16,6 @@
 #include <cstdio>
 #include <functional>
 #include <memory>
-struct float2 { float x, y; };
 #include "wgmma-emu.h"
 static std::unique_ptr<std::barrier<>> g_named[4];
 inline uint8_t swizzled_byte(uint32_t s, int r, int kk) {

@@ -1,6 +1,7 @@
-// Runs the one-pass DSA training kernels — kernels/indexer_scores_flash.cu (the indexer's sparse scores and
-// their backward), sparse_mla_bwd_flash.cu (the sparse MLA backward at ≤ 16 heads a CTA) and
-// indexer_kl_flash.cu (the indexer's sparse KL loss) — on the CPU, one host thread per CUDA thread, with
+// Runs the one-pass few-head DSA kernels — kernels/sparse_mla_flash.cu (the sparse MLA forward, one pass and
+// split over the keys with its combine), indexer_scores_flash.cu (the indexer's sparse scores and their
+// backward), sparse_mla_bwd_flash.cu (the sparse MLA backward at ≤ 16 heads a CTA) and indexer_kl_flash.cu
+// (the indexer's sparse KL loss) — on the CPU, one host thread per CUDA thread, with
 // ldmatrix and mma.sync emulated (shim/mma-emu.h says how) and cp.async as a plain copy, and compares them
 // with the CPU reference ops (src/backend/cpu/indexer-train.ts, sparse-mla-backward.ts) at awkward shapes:
 // k past two key tiles and not a multiple of 64, −1 holes and entries past the rows, a row of only holes,
@@ -25,8 +26,9 @@ const kernel = (cu, def, smem) => build(dir, {
   defines: [def],
   edits: [
     headerEdit('mla_rows.cuh'),
-    ['asm volatile("cp.async.commit_group;\\n" ::: "memory");', ''],
-    ['asm volatile("cp.async.wait_group 0;\\n" ::: "memory");', ''],
+    // cp.async completes at once here: its commit and wait become empty statements
+    ['asm volatile("cp.async.commit_group;\\n" ::: "memory");', ';'],
+    ['asm volatile("cp.async.wait_group 0;\\n" ::: "memory");', ';'],
     [`extern __shared__ __align__(16) uint16_t ${smem}[];`, `uint16_t* ${smem} = (uint16_t*)g_smem;`],
   ],
   staticShared: true,
@@ -34,6 +36,7 @@ const kernel = (cu, def, smem) => build(dir, {
 const emuScores = kernel('indexer_scores_flash.cu', 'EMU_SCORES', 'fsm');
 const emuMla = kernel('sparse_mla_bwd_flash.cu', 'EMU_MLA', 'bsm');
 const emuKl = kernel('indexer_kl_flash.cu', 'EMU_KL', 'ksm');
+const emuFwd = kernel('sparse_mla_flash.cu', 'EMU_FWD', 'fsm');
 
 // ---- helpers ------------------------------------------------------------------------------------------
 let nfile = 0;
@@ -105,6 +108,27 @@ for (const c of [{ Tq: 4, H: 19, Tk: 200, k: 150, dv: 96, dr: 32 }, { Tq: 3, H: 
   // against f64 there). The refactor into tile_dq / tile_dg gave the previous kernel's bits (2026-12-07).
   report(e1 <= 2e-2 && e2 <= 2e-2 && empty && finite(gq) && finite(gk),
     `sparse_mla_bwd_flash ${JSON.stringify(c)}: dq ${e1.toExponential(2)}, dkv ${e2.toExponential(2)}, empty row ${empty ? 'zero' : 'NOT zero'}`);
+}
+
+// ---- sparse MLA forward, one pass and split over the keys (flash decoding) with the combine ----------------
+for (const [c, tps] of [[{ Tq: 4, H: 19, Tk: 200, k: 150, dv: 128, dr: 32 }, 0], [{ Tq: 3, H: 16, Tk: 300, k: 260, dv: 512, dr: 64 }, 0], [{ Tq: 3, H: 16, Tk: 300, k: 260, dv: 512, dr: 64 }, 2],
+  [{ Tq: 2, H: 5, Tk: 90, k: 70, dv: 128, dr: 64 }, 1]]) {
+  const r = mulberry32(seed++);
+  const { D, scale, q, kv, idx } = mlaPrefillCase(T, c, 'bf16', r, makeIdx);
+  const ref = T.sparseMlaPrefill(q, kv, idx, scale, { dv: c.dv });
+  const fo = put(T.full([c.Tq, c.H, c.dv], NaN, { dtype: 'bf16' }));
+  const fl = put(T.full([c.Tq, c.H], NaN, { dtype: 'f32' }));
+  emulate(emuFwd, ['mla_fwd', c.Tq, c.H, D, c.dv, c.k, c.Tk, scale, tps, fo, fl, put(q), put(kv), put(idx)]);
+  const go = get(fo, ref.out);
+  const gl = get(fl, ref.lse);
+  const rl = ref.lse.toFloat64();
+  const eo = relErr(go, ref.out.toFloat64());
+  const el = relErr(gl, rl);
+  // row 1 has only holes: out 0 and lse −∞ on every path
+  const empty = go.subarray(c.H * c.dv, 2 * c.H * c.dv).every((x) => x === 0) && gl.subarray(c.H, 2 * c.H).every((x) => x === -Infinity);
+  // the kernel rounds each score once to bf16, the CPU op its latent and RoPE halves apart
+  report(eo <= 2e-2 && el <= 1e-2 && infPattern(gl, rl) && empty && finite(go),
+    `sparse_mla_flash ${tps ? `split (${tps} tiles a split)` : 'one pass'} ${JSON.stringify(c)}: out ${eo.toExponential(2)}, lse ${el.toExponential(2)}, empty row ${empty ? 'zero / −inf' : 'WRONG'}`);
 }
 
 // ---- indexer sparse KL loss (its main attention: H heads × (dv + dr) over the same selection) ----------

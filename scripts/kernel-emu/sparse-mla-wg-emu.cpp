@@ -18,12 +18,9 @@
 #include <map>
 #include <memory>
 #include <mutex>
-// (float4, uint2, uint4, their make_*, atomicMax and pack2 are the shim's)
-struct float2 { float x, y; };
+// (float2, float4, uint2, uint4, their make_*, atomicMax, pack2 and __expf are the shim's)
 struct alignas(8) int2 { int x, y; };
-inline float2 make_float2(float x, float y) { return {x, y}; }
 inline uint2 make_uint2(uint32_t x, uint32_t y) { return {x, y}; }
-inline float __expf(float x) { return expf(x); }
 #include "wgmma-emu.h"
 inline float bf16_at(uint32_t a) {
   a ^= ((a >> 7) & 7u) << 4;

@@ -84,6 +84,7 @@ float __shfl_xor_sync(unsigned, float v, int o);
 double __shfl_xor_sync(unsigned, double v, int o);
 int __shfl_xor_sync(unsigned, int v, int o);
 int __shfl_sync(unsigned, int v, int src);
+float __shfl_sync(unsigned, float v, int src);
 int __shfl_up_sync(unsigned, int v, int d);
 unsigned __match_any_sync(unsigned, int v);
 // ---- common.cuh's warp and block reductions ----
@@ -103,10 +104,12 @@ template <class A> inline A block_sum(A v, A* red) { return block_reduce(v, red,
 template <class A> inline A block_max(A v, A* red) { return block_reduce(v, red, [](A x) { return warp_max(x); }, (A)(-INFINITY)); }
 // ---- the one-pass kernels' pieces (mla_rows.cuh): vectors, the score rounding, sm_80 tensor-core ops ----
 #define __align__(n) alignas(n)
+struct float2 { float x, y; };
 struct alignas(8) uint2 { uint32_t x, y; };
 struct alignas(16) uint4 { uint32_t x, y, z, w; };
 struct alignas(16) float4 { float x, y, z, w; };
 inline uint4 make_uint4(uint32_t x, uint32_t y, uint32_t z, uint32_t w) { return {x, y, z, w}; }
+inline float2 make_float2(float x, float y) { return {x, y}; }
 inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 inline float4 atomicAdd(float4* p, float4 v) {  // sm_90's vector atomic: four independent f32 adds here
   float* f = (float*)p;
@@ -127,6 +130,7 @@ template <class T, int VEC> inline Vec<T, VEC> pack_vec(const float (&f)[VEC]) {
 }
 // common.cuh's scaled-score rounding x = rnd_bf16(rnd_bf16(s)·scale) of a bf16 score s
 inline float bf16_score_x(uint16_t s, double scale) { return bf16_bits_to_f32(f32_to_bf16_bits((float)((double)bf16_bits_to_f32(s) * scale))); }
+inline float __expf(float x) { return expf(x); }  // the hardware's approximation is not modelled
 inline uint32_t pack2(uint16_t lo, uint16_t hi) { return (uint32_t)lo | ((uint32_t)hi << 16); }
 // cp.async completes at once here (a copy), so the commit and wait edits are empty: the tiles' barriers are
 // what orders them, as on the GPU; a read of a tile before its wait would not show.

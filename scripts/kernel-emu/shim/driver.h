@@ -38,6 +38,7 @@ float __shfl_xor_sync(unsigned, float v, int o) { return exchange(v, [o](int l) 
 double __shfl_xor_sync(unsigned, double v, int o) { return exchange(v, [o](int l) { return l ^ o; }); }
 int __shfl_xor_sync(unsigned, int v, int o) { return exchange(v, [o](int l) { return l ^ o; }); }
 int __shfl_sync(unsigned, int v, int s) { return exchange(v, [s](int) { return s & 31; }); }
+float __shfl_sync(unsigned, float v, int s) { return exchange(v, [s](int) { return s & 31; }); }
 int __shfl_up_sync(unsigned, int v, int d) { return exchange(v, [d](int l) { return l - d; }); }
 unsigned __match_any_sync(unsigned, int v) {
   Warp& w = g_w[threadIdx.x / 32];
