@@ -28,6 +28,7 @@ function setup(over: Record<string, unknown> = {}): { dir: string; raw: Record<s
     steps: 3,
     schedule: { kind: 'cosine', lr: 3e-3, totalSteps: 3, warmupSteps: 1 },
     numerics: 'f64',
+    device: 'cpu', // f64 numerics (the only way every difference is rounding) run on the CPU only
     out: join(dir, 'out'),
     saveEvery: 100,
     ...over,

@@ -16,10 +16,16 @@ import { TRAIN_MODEL as MODEL, tinyCorpus } from './tiny.js';
 const MAIN = resolve(fileURLToPath(import.meta.url), '../../../src/cli/main.js');
 
 
-/** A work directory with a JSONL of pre-tokenized documents and a dsa config (2 warm-up steps, then sparse). */
+/**
+ * A work directory with a JSONL of pre-tokenized documents and a dsa config (2 warm-up steps, then sparse).
+ * On the CPU whatever the machine: a resumed run equals the uninterrupted one bit for bit there; on CUDA the
+ * backward's float atomics add in arrival order, so two runs differ by rounding (test/cuda/train.test.ts
+ * covers CUDA training; 'auto' would pick the GPU on a GPU machine, where these checks do not hold).
+ */
 function setup(steps: number): { dir: string; raw: Record<string, unknown> } {
   const { dir, data } = tinyCorpus('dsv32-train-');
   const raw = {
+    device: 'cpu',
     model: { config: MODEL, seed: 1 },
     data: { path: data, seqLen: 16, batchSize: 2, seed: 3 },
     steps,
