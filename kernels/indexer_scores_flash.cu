@@ -12,7 +12,7 @@
 // synchronised) the two took 85 ms of 900. Here each selected row is gathered once into shared memory (from
 // L2: a sequence's keys are read by every later query) and l, C and dG never leave the SM. Measured on an
 // H100 (2026-12-07, docs/runs/2026-12-07-late/call1): the two took 25 ms of that synchronised step, and the
-// step itself went 516 → 438 ms.
+// step itself went 516 → 438 ms (one timed step against the median of three).
 //
 // Math (the gemm path's, indexer_train_gemm.cu):
 //   forward, per tile of 64 entries c: l = q·g_cᵀ (16 heads, f32 by mma.sync),

@@ -11,8 +11,9 @@ import { spawnSync } from 'node:child_process';
 const cxx20 = spawnSync('g++', ['-std=c++20', '-x', 'c++', '-fsyntax-only', '-'], { input: '#include <barrier>\n#include <atomic>\nint main() {}\n', encoding: 'utf8' });
 const skip = cxx20.status === 0 ? false : `no g++ with C++20 here (${cxx20.error?.message ?? cxx20.stderr.trim().split('\n')[0]})`;
 
-// [runner, its arguments]: the one-pass few-head DSA kernels (sparse MLA forward and backward, indexer scores, KL), the fused FP8 indexer, its GEMM path, the FP8
-// block-scaled linear, AdamW (its quick set), the wgmma sparse MLA, the MoE kernels
+// [runner, its arguments]: the one-pass few-head DSA kernels (sparse MLA forward and backward, indexer
+// scores, KL), the fused FP8 indexer, its GEMM path, the FP8 block-scaled linear, AdamW (its quick set), the
+// wgmma sparse MLA, the MoE kernels
 const RUNNERS: Array<[string, string[]]> = [
   ['dsa-flash', []], ['indexer-mma', []], ['indexer-gemm', []], ['fp8-linear', []], ['adamw', ['--quick']], ['sparse-mla-wg', []], ['moe', []],
 ];

@@ -134,8 +134,9 @@ export const indexerTrainTune = {
   /**
    * The sparse scores' and their backward's one-pass kernels (kernels/indexer_scores_flash.cu) for bf16 q and
    * k of at most 16 heads, D % 64 == 0, D ≤ 256. On by default since their tests passed on an H100
-   * (2026-12-07, docs/runs/2026-12-07-late/call1: every case and path of test/tensor/indexer-train.test.ts's scores test), where
-   * the mid config's sparse-stage step took 438 ms with them against 516 without (bench/train-step.ts).
+   * (2026-12-07, docs/runs/2026-12-07-late/call1: every case and path of test/tensor/indexer-train.test.ts's
+   * scores test), where the mid config's sparse-stage step took 438 ms with them against 516 without
+   * (bench/train-step.ts; one timed step against the median of three).
    */
   scoresFlash: gemmPathOn('indexer-scores-flash', true),
 };
