@@ -18,6 +18,7 @@ import { LLMEngine, type EngineModel } from '../../src/engine/engine.js';
 import { BroadcastModel, decodePool, decodeStep, encodePool, encodeStep, followSteps, type BroadcastStepOptions } from '../../src/engine/step-broadcast.js';
 import type { RaggedBatch } from '../../src/model/batch.js';
 import type { CachePool } from '../../src/model/cache.js';
+import { MAX_FP8_TIE_FLIPS, resolveFp8Ties } from '../../src/model/fp8-ties.js';
 import { DeepseekV32, mapSource, randomCheckpoint, randomConfig } from '../../src/model/index.js';
 import { cfg, SEED, requests, type Generated, type RankCase } from './step-broadcast-cases.js';
 
@@ -104,18 +105,31 @@ test('step broadcast: an engine on rank 0 of 2 thread ranks generates what the p
   const model = DeepseekV32.fromSource(cfg, mapSource(randomCheckpoint(cfg, SEED)));
   const V = cfg.vocabSize;
   let worst = 0;
+  let flips = 0;
   for (const g of gen) {
     const req = requests.find((r) => r.id === g.id)!;
     const want = req.params!.maxTokens!;
     assert.equal(g.finish, 'length', `${g.id}/${g.index} finished by length`);
     assert.equal(g.tokens.length, want, `${g.id}/${g.index}: ${want} tokens`);
     assert.equal(g.completionTokens, want);
-    // teacher forcing: the logits at position P − 1 + i are those the engine sampled token i from
+    // teacher forcing: the logits at position P − 1 + i are those the engine sampled token i from. The
+    // ranks' GEMMs reduce over shards, so their rounding differs from the whole model's by ~1e-8, which
+    // can tip an e4m3 rounding of the latent (fp8-ties.ts: measured with OpenBLAS's SkylakeX kernels, the
+    // input of layer 1's output projection moved 3.8e-6 and a logprob 4.2e-4); such a tie may be rounded
+    // the other way in the reference, as the tensor-parallel test does.
     const seq = [...req.promptIds, ...g.tokens.slice(0, -1)];
-    const logits = model.forward([seq]).logits!.toFloat32();
-    g.tokens.forEach((t, i) => {
-      const pos = req.promptIds.length - 1 + i;
-      const ref = logSoftmaxAt(logits.subarray(pos * V, (pos + 1) * V), t);
+    const refLogprobs = (logits: Float32Array): number[] =>
+      g.tokens.map((t, i) => {
+        const pos = req.promptIds.length - 1 + i;
+        return logSoftmaxAt(logits.subarray(pos * V, (pos + 1) * V), t);
+      });
+    const res = resolveFp8Ties(() => refLogprobs(model.forward([seq]).logits!.toFloat32()), (ref) => {
+      const i = ref.findIndex((r, j) => !(Math.abs(r - g.logprobs[j]!) <= 1e-4));
+      return i < 0 ? Infinity : i;
+    });
+    assert.ok(res.flips.length <= MAX_FP8_TIE_FLIPS, `${g.id}/${g.index}: ${res.flips.length} FP8 tie flips`);
+    flips += res.flips.length;
+    res.result.forEach((ref, i) => {
       const d = Math.abs(ref - g.logprobs[i]!);
       worst = Math.max(worst, d);
       assert.ok(d <= 1e-4, `${g.id}/${g.index} token ${i}: logprob ${g.logprobs[i]} vs the model's ${ref}`);
@@ -135,7 +149,7 @@ test('step broadcast: an engine on rank 0 of 2 thread ranks generates what the p
     l.forEach((v, i) => assert.ok(Math.abs(v - l1[s]![i]!) <= 1e-5, `step ${s} logit ${i}: rank 0 ${v}, rank 1 ${l1[s]![i]}`));
   });
   assert.match(String(outs[0]!.afterClose), /^newPool: the broadcast model was closed \(STOP sent\)$/);
-  process.stdout.write(`# 2 thread ranks: ${gen.length} sequences, ${sum.steps} steps, worst logprob difference ${worst.toExponential(2)}\n`);
+  process.stdout.write(`# 2 thread ranks: ${gen.length} sequences, ${sum.steps} steps, worst logprob difference ${worst.toExponential(2)} after ${flips} FP8 tie flips\n`);
 });
 
 test("step broadcast: rank 0's close (sent once however often called) ends the follower's loop and its thread", async () => {
