@@ -10,7 +10,8 @@
 // bf16 on CUDA: the GEMMs run on the default path (the grouped GEMV up to moeTune.gemvMaxRows rows where the
 // inner dim is at least the width, else the tensor-core kernel grouped_matmul_tc_*), again on the tensor-core
 // kernel at those row counts,
-// and on the SIMT kernel (the `simt` columns), in the same run; bench/moe_ref.py times PyTorch's torch._grouped_mm and a
+// and on the SIMT kernel (the `simt` columns), in the same run; from 64 rows also the gate projection's
+// training forward + backward (dx and dW through autograd) on the default (tensor-core) and the SIMT kernels; bench/moe_ref.py times PyTorch's torch._grouped_mm and a
 // per-expert torch.mm loop at the same shapes (run it beside this for the ratio).
 //   node dist/bench/moe.js [--tokens 1,8,64,2048] [--dim 7168] [--inter 2048] [--experts 256] [--k 8]
 //                          [--dtype bf16|f32|fp8] [--out result.json]
@@ -95,6 +96,23 @@ for (const Tn of TOKENS) {
     }
   };
   const simt = both ? await alt(false, false) : { gateUp: NaN, down: NaN };
+  // training: the gate projection's forward and backward (dx and dW, 3× the forward's flops) through
+  // autograd, on the default path and on the SIMT kernels (from 64 rows: the sizes of a training step)
+  const train = async (tc: boolean): Promise<number> => {
+    const keep = { ...moeTune };
+    Object.assign(moeTune, { tc });
+    try {
+      const xl = T.contiguous(xs);
+      xl.requiresGrad = true;
+      const wl = T.contiguous(wg);
+      wl.requiresGrad = true;
+      const g = rand([Tn * K, F], 40 + Tn);
+      return await timeMs(() => T.backward(T.groupedMatmul(xl, wl, d.offsets), g), onCpu ? 3 : 10, onCpu ? 1 : 2);
+    } finally {
+      Object.assign(moeTune, keep);
+    }
+  };
+  const trainMs = both && Tn * K >= 64 ? { tc: await train(true), simt: await train(false) } : null;
   const tcOnly = both && moeTune.gemv && Tn * K <= moeTune.gemvMaxRows ? await alt(false, true) : { gateUp: NaN, down: NaN };
   void wu; // up_proj has gate_proj's shape and time
   const flopsGU = 2 * Tn * K * F * DIM;
@@ -103,14 +121,15 @@ for (const Tn of TOKENS) {
   const gbs = (b: number, ms: number): string => (b / (ms * 1e-3) / 1e9).toFixed(0);
   rows.push([String(Tn), String(active), t.route.toFixed(3), t.dispatch.toFixed(3), t.gateUp.toFixed(3), tflops(flopsGU, t.gateUp), gbs(wBytes, t.gateUp),
     t.down.toFixed(3), tflops(flopsGU, t.down), gbs(wBytes, t.down), t.combine.toFixed(3),
-    ...(both ? [tcOnly.gateUp.toFixed(3), tcOnly.down.toFixed(3), simt.gateUp.toFixed(3), simt.down.toFixed(3)] : [])]);
+    ...(both ? [tcOnly.gateUp.toFixed(3), tcOnly.down.toFixed(3), simt.gateUp.toFixed(3), simt.down.toFixed(3),
+      trainMs ? `${trainMs.tc.toFixed(3)} (${tflops(3 * flopsGU, trainMs.tc)})` : '', trainMs ? `${trainMs.simt.toFixed(3)} (${tflops(3 * flopsGU, trainMs.simt)})` : ''] : [])]);
   results.push({ tokens: Tn, activeExperts: active, gateUpPath: both && Tn * K <= moeTune.gemvMaxRows && moeTune.gemv && DIM >= F ? 'grouped-gemv' : 'default', ms: t,
     gateUpTflops: +tflops(flopsGU, t.gateUp), downTflops: +tflops(flopsGU, t.down),
-    gateUpGBs: +gbs(wBytes, t.gateUp), downGBs: +gbs(wBytes, t.down), ...(both ? { tcMs: tcOnly, simtMs: simt } : {}) });
+    gateUpGBs: +gbs(wBytes, t.gateUp), downGBs: +gbs(wBytes, t.down), ...(both ? { tcMs: tcOnly, simtMs: simt, gateFwdBwdMs: trainMs } : {}) });
 }
 console.log(`MoE ops on ${onCpu ? 'cpu (tiny shapes, CPU reference)' : cudaBackend().rt.info.name}: dim ${DIM}, expert dim ${F}, ${E} experts, k ${K}, groups ${G}/${TG}, ${fp8 ? 'FP8 weights, bf16 activations' : dt}`);
 printTable(['T', 'experts', 'route ms', 'dispatch ms', 'gate|up ms', 'TFLOPS', 'GB/s', 'down ms', 'TFLOPS', 'GB/s', 'combine ms',
-  ...(rows[0]!.length > 11 ? ['tensor-core gate|up ms', 'tensor-core down ms', 'simt gate|up ms', 'simt down ms'] : [])], rows);
+  ...(rows[0]!.length > 11 ? ['tensor-core gate|up ms', 'tensor-core down ms', 'simt gate|up ms', 'simt down ms', 'gate fwd+bwd ms (TFLOPS)', 'simt fwd+bwd ms (TFLOPS)'] : [])], rows);
 if (rows[0]!.length > 11) console.log(`(up to ${moeTune.gemvMaxRows} rows, T·k, the default for a projection whose inner dim is at least its width — gate|up here when dim ≥ expert dim — is the grouped GEMV; the tensor-core columns time the kernel it replaced there)`);
 const out = opt('--out');
 if (out) writeFileSync(out, JSON.stringify({ date: new Date().toISOString().slice(0, 10), machine: machine(), device: onCpu ? 'cpu' : cudaBackend().rt.info.name, dim: DIM, inter: F, experts: E, k: K, dtype: fp8 ? 'fp8' : dt, results }, null, 2));

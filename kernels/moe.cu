@@ -1,7 +1,8 @@
 // Mixture-of-experts on the device with no host read inside a step: routing, dispatch (a stable counting
 // sort of the (token, slot) pairs by expert), a grouped GEMM over the expert segments, and the combine.
 // Contract: src/tensor/ops/moe.ts; CPU reference: src/backend/cpu/moe.ts (bit-identical to the host model's
-// src/model/gate.ts and moe.ts). Correctness first: CUDA cores only, no tensor cores.
+// src/model/gate.ts and moe.ts). SIMT kernels for every dtype; bf16 products also run on the tensor cores
+// (grouped_matmul_tc_*: the forward and dx; grouped_matmul_dw_tc_*: dW).
 //
 // moe_route (one warp per token, 4 warps = 128 threads per CTA; dynamic shared memory 4·E floats of
 // selection scores + 4·32 group scores; a warp only touches its own part, so __syncwarp suffices). For token t:
@@ -538,6 +539,116 @@ GMMDW(grouped_matmul_dw_f32_f32, float, float)
 GMMDW(grouped_matmul_dw_f32_bf16, float, uint16_t)
 GMMDW(grouped_matmul_dw_bf16_f32, uint16_t, float)
 GMMDW(grouped_matmul_dw_bf16_bf16, uint16_t, uint16_t)
+
+// ---- grouped_matmul_dw_tc_bf16_*: the weight gradient on the tensor cores (bf16 g and x) -------------------
+// dw[e] [N, K] = g_segᵀ · x_seg, the segment's rows p ∈ [off[e], off[e+1]) being the reduction dim: per expert a
+// plain GEMM C [N, K] = A [N, P] · B [P, K] with A = g_segᵀ (stored [P, N], N contiguous) and B = x_seg (stored
+// [P, K], K contiguous). Training the mid config (B 2 × S 4 096, 32 experts, k 4) runs ~1 000 rows an expert.
+//   Grid: blockIdx.x = e · ⌈K/128⌉ + k tile (expert-major, as the SIMT kernel), blockIdx.y = N tile. CTA tile
+//   128 (n) × 128 (k), 8 warps as 2 × 4, each warp 64 × 32 = 4 × 4 m16n8 tiles, 32 rows of the segment a
+//   stage in the forward kernel's 3-stage cp.async ring (its shared memory size: a stage here is 2 · 32 · 136
+//   bf16 ≤ its 2 · 128 · 40). Both operands are staged as they are stored, rows of the segment by 128
+//   columns pitched at 136 bf16 (272 B ≡ 4 banks: the 8 rows of an 8 × 8 matrix start in 8 different 4-bank
+//   groups), and both fragments come from ldmatrix.trans: A's 8 × 8 matrices (n 0–7, p 0–7), (n 8–15, p 0–7),
+//   (n 0–7, p 8–15), (n 8–15, p 8–15) are read from stored rows p, B's as the forward's N-major path reads
+//   them. Rows past the segment's end and columns past N or K are zero-filled by the copy, so they add 0.
+//   An expert with no rows writes zeros.
+//   Rounding: one f32 sum per output (the tensor core's order within a k16 step, steps in row order), rounded
+//   once to OT: the SIMT kernel's result to accumulation order (f32) or one ulp (bf16).
+//   Limits (the host falls back to the SIMT kernel otherwise): N % 8 == 0 and K % 8 == 0, 16-byte aligned operands.
+template <class OT>
+__device__ void grouped_matmul_dw_tc(int64_t N, int64_t K, OT* dw, const uint16_t* g, const uint16_t* x, const int32_t* off) {
+  extern __shared__ __align__(16) uint16_t tsm[];
+  const int64_t ktiles = (K + TC_BN - 1) / TC_BN;
+  const int64_t e = blockIdx.x / ktiles;
+  const int64_t k0 = (int64_t)(blockIdx.x - e * ktiles) * TC_BN, n0 = (int64_t)blockIdx.y * TC_BM;
+  const int64_t p0 = off[e], p1 = off[e + 1];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gq = lane >> 2, tig = lane & 3;
+  const int wm = warp >> 2, wn = warp & 3;
+  float acc[4][4][4];
+#pragma unroll
+  for (int i = 0; i < 4; i++)
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+#pragma unroll
+      for (int u = 0; u < 4; u++) acc[i][j][u] = 0.0f;
+  const int np = p1 > p0 ? (int)((p1 - p0 + TC_BK - 1) / TC_BK) : 0;
+  // one stage: 32 rows × 128 columns of g and of x, 512 + 512 pieces of 16 bytes, 2 + 2 a thread
+  auto load = [&](int buf, int64_t q0) {
+    uint16_t* As = tsm + buf * TC_STAGE;
+    uint16_t* Bs = As + TC_BK * TC_BP;
+#pragma unroll
+    for (int u = 0; u < 2; u++) {
+      const int idx = threadIdx.x + u * 256;
+      const int r = idx >> 4, c = (idx & 15) << 3;
+      const int64_t p = q0 + r;
+      const bool oka = p < p1 && n0 + c < N, okb = p < p1 && k0 + c < K;
+      cp_async16_zfill(As + r * TC_BP + c, oka ? g + p * N + n0 + c : g, oka);
+      cp_async16_zfill(Bs + r * TC_BP + c, okb ? x + p * K + k0 + c : x, okb);
+    }
+  };
+#pragma unroll
+  for (int s = 0; s < TC_ST - 1; s++) {
+    if (s < np) load(s, p0 + (int64_t)s * TC_BK);
+    asm volatile("cp.async.commit_group;\n" ::);
+  }
+  for (int pt = 0; pt < np; pt++) {
+    // as the forward's ring: stage pt has landed, and every warp is done with the buffer the next load fills
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(TC_ST - 2));
+    __syncthreads();
+    if (pt + TC_ST - 1 < np) load((pt + TC_ST - 1) % TC_ST, p0 + (int64_t)(pt + TC_ST - 1) * TC_BK);
+    asm volatile("cp.async.commit_group;\n" ::);
+    const uint16_t* As = tsm + (pt % TC_ST) * TC_STAGE;
+    const uint16_t* Bs = As + TC_BK * TC_BP;
+    const int q = lane >> 3, r = lane & 7;
+#pragma unroll
+    for (int ks = 0; ks < TC_BK; ks += 16) {
+      uint32_t a[4][4], b[4][2];
+#pragma unroll
+      for (int i = 0; i < 4; i++) ldmatrix_x4_trans(a[i], As + (ks + ((q >> 1) << 3) + r) * TC_BP + wm * 64 + i * 16 + ((q & 1) << 3));
+#pragma unroll
+      for (int jj = 0; jj < 2; jj++) {
+        uint32_t t[4];
+        ldmatrix_x4_trans(t, Bs + (ks + ((q & 1) << 3) + r) * TC_BP + wn * 32 + jj * 16 + ((q >> 1) << 3));
+        b[jj * 2][0] = t[0];
+        b[jj * 2][1] = t[1];
+        b[jj * 2 + 1][0] = t[2];
+        b[jj * 2 + 1][1] = t[3];
+      }
+#pragma unroll
+      for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) mma_bf16_16816(acc[i][j], a[i], b[j][0], b[j][1]);
+    }
+  }
+  asm volatile("cp.async.wait_group 0;\n" ::);
+  // acc[i][j]: n = n0 + wm·64 + i·16 + gq (+8 for u ≥ 2), k = k0 + wn·32 + j·8 + tig·2 + {0, 1} (K % 8 == 0: a pair
+  // is wholly inside or outside)
+#pragma unroll
+  for (int i = 0; i < 4; i++)
+#pragma unroll
+    for (int half = 0; half < 2; half++) {
+      const int64_t n = n0 + wm * 64 + i * 16 + gq + half * 8;
+      if (n >= N) continue;
+#pragma unroll
+      for (int j = 0; j < 4; j++) {
+        const int64_t k = k0 + wn * 32 + j * 8 + tig * 2;
+        if (k >= K) continue;
+        const int64_t o = (e * N + n) * K + k;
+        gm_store<OT>(dw, o, acc[i][j][half * 2]);
+        gm_store<OT>(dw, o + 1, acc[i][j][half * 2 + 1]);
+      }
+    }
+}
+
+#define GMMDWTC(name, OT)                                                                                                       \
+  extern "C" __global__ void __launch_bounds__(256) name(int64_t M, int64_t N, int64_t K, void* dw, const void* g, const void* x, \
+                                                         const int32_t* off) {                                                   \
+    (void)M;                                                                                                                      \
+    grouped_matmul_dw_tc<OT>(N, K, (OT*)dw, (const uint16_t*)g, (const uint16_t*)x, off);                                       \
+  }
+GMMDWTC(grouped_matmul_dw_tc_bf16_f32, float)
+GMMDWTC(grouped_matmul_dw_tc_bf16_bf16, uint16_t)
 
 // FP8 weights (grouped_matmul_fp8_*): q e4m3 [M, K] with sq f32 [M, ⌈K/128⌉] (actQuant of the sorted rows),
 // w8 e4m3 [E, N, K] with sw f32 [E, ⌈N/128⌉, ⌈K/128⌉]. The same tiles; e4m3 codes are decoded exactly to f32

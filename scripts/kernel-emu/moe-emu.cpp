@@ -6,6 +6,8 @@
 //   emu gmm xdt wdt M N K E x.bin w.bin off.bin out.bin          (dt: f32 | bf16)
 //   emu gmmdx xdt wdt M N K E g.bin w.bin off.bin out.bin      (out [M, N] = g [M, K]·W[e], W [E, K, N])
 //   emu gmmdw xdt odt M N K E g.bin x.bin off.bin dw.bin       (dw [E, N, K] = Σ_seg g[p, n]·x[p, k])
+//   emu gmmtc fwd|dx M N K E x.bin w.bin off.bin out.bin      (the tensor-core kernels, bf16; dx: W [E, K, N])
+//   emu gmmdwtc odt M N K E g.bin x.bin off.bin dw.bin         (the tensor-core dw, bf16 g and x)
 //   emu gmm8 odt M N K E q.bin sq.bin w8.bin sw.bin off.bin out.bin
 //   emu combine T k D out_dt ys_dt sh_dt ys.bin w.bin rows.bin sh.bin|- out.bin
 // Each prints the device error record "err <code> <index> <size>".
@@ -68,6 +70,28 @@ int main(int argc, char** argv) {
       else grouped_matmul_dw_bf16_bf16(M, N, K, out.data(), g.data(), x.data(), op);
     });
     write_file(argv[11], out.data(), out.size());
+  } else if (cmd == "gmmtc") {
+    // the tensor-core kernels, bf16 only: "fwd" W[e] stored [N, K]; "dx" W[e] stored [K, N] (ldmatrix.trans)
+    const bool dxmode = std::string(argv[2]) == "dx";
+    const int64_t M = I(3), N = I(4), K = I(5), E = I(6);
+    auto x = read_file(argv[7], 16), w = read_file(argv[8], 16), off = read_file(argv[9], 16);
+    std::vector<unsigned char> out(M * N * 2, 0xAB);
+    launch((unsigned)((N + 127) / 128), (unsigned)((M + 127) / 128 + E + 2), 256, [&] {
+      const int64_t sc = dxmode ? 1 : K, si = dxmode ? N : 1;
+      if (dxmode) grouped_matmul_tc_bf16_nmajor(M, N, K, E, out.data(), x.data(), w.data(), (const int32_t*)off.data(), sc, si, N * K);
+      else grouped_matmul_tc_bf16(M, N, K, E, out.data(), x.data(), w.data(), (const int32_t*)off.data(), sc, si, N * K);
+    });
+    write_file(argv[10], out.data(), out.size());
+  } else if (cmd == "gmmdwtc") {
+    const std::string odt = argv[2];
+    const int64_t M = I(3), N = I(4), K = I(5), E = I(6);
+    auto g = read_file(argv[7], 16), x = read_file(argv[8], 16), off = read_file(argv[9], 16);
+    std::vector<unsigned char> out(E * N * K * (odt == "bf16" ? 2 : 4), 0xAB);
+    launch((unsigned)(E * ((K + 127) / 128)), (unsigned)((N + 127) / 128), 256, [&] {
+      if (odt == "f32") grouped_matmul_dw_tc_bf16_f32(M, N, K, out.data(), g.data(), x.data(), (const int32_t*)off.data());
+      else grouped_matmul_dw_tc_bf16_bf16(M, N, K, out.data(), g.data(), x.data(), (const int32_t*)off.data());
+    });
+    write_file(argv[10], out.data(), out.size());
   } else if (cmd == "gmm8") {
     const std::string odt = argv[2];
     const int64_t M = I(3), N = I(4), K = I(5), E = I(6);

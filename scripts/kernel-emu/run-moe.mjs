@@ -123,6 +123,44 @@ for (const [M, K, N, offs] of [[37, 40, 24, [2, 2, 9, 9, 30, 35]], [130, 72, 136
   }
 }
 
+// ---- the tensor-core grouped GEMMs (bf16): forward, dx (W[e] read transposed) and dW. Shapes: tiles of 128
+// rows cut by segments, N and K multiples of 8 but not of 128, segments longer than a 32-row stage, empty ones,
+// rows outside every segment; an expert with no rows gets dW = 0.
+for (const [M, K, N, offs] of [[37, 40, 24, [2, 2, 9, 9, 30, 35]], [300, 136, 72, [0, 0, 129, 130, 290, 300]], [70, 16, 200, [5, 70]]]) {
+  const E = offs.length - 1;
+  const off = T.fromArray(Int32Array.from(offs), [E + 1], { dtype: 'i32' });
+  const x = T.cast(T.fromArray(normals(M * K), [M, K]), 'bf16');
+  const w = T.cast(T.fromArray(normals(E * N * K, K ** -0.5), [E, N, K]), 'bf16');
+  const g = T.cast(T.fromArray(normals(M * N), [M, N]), 'bf16');
+  const y = T.groupedMatmul(x, w, off).toFloat64();
+  const o = out('gmmtc');
+  run('gmmtc', 'fwd', M, N, K, E, f('x', T.hostBytes(x.toHost())), f('w', T.hostBytes(w.toHost())), f('off', Int32Array.from(offs)), o);
+  const got = readValues(T, o, 'bf16', [M, N]);
+  const zeros = Array.from(got.subarray(0, offs[0] * N)).every((v) => v === 0) && Array.from(got.subarray(offs[E] * N)).every((v) => v === 0);
+  check(worstRel(got, y) < 1e-2 && zeros, `gmm tensor cores M ${M} K ${K} N ${N} E ${E}: worst |error| / max |y| ${worstRel(got, y).toExponential(2)}`);
+  x.requiresGrad = true;
+  w.requiresGrad = true;
+  T.backward(T.groupedMatmul(x, w, off), g);
+  const o1 = out('dxtc');
+  run('gmmtc', 'dx', M, K, N, E, f('g', T.hostBytes(g.toHost())), f('w', T.hostBytes(w.toHost())), f('off', Int32Array.from(offs)), o1);
+  const e1 = worstRel(readValues(T, o1, 'bf16', [M, K]), x.grad.toFloat64());
+  // dW in f32: the product of the same bf16 values in f32 (the f32 reference's sum order differs: 1e-5)
+  const x32 = T.cast(T.fromArray(x.toFloat64(), [M, K]), 'f32');
+  const w32 = T.cast(T.fromArray(w.toFloat64(), [E, N, K]), 'f32');
+  w32.requiresGrad = true;
+  T.backward(T.groupedMatmul(x32, w32, off), T.cast(g, 'f32'));
+  const dws = { bf16: w.grad.toFloat64(), f32: w32.grad.toFloat64() };
+  for (const odt of ['bf16', 'f32']) {
+    const o2 = out('dwtc');
+    run('gmmdwtc', odt, M, N, K, E, f('g', T.hostBytes(g.toHost())), f('x', T.hostBytes(x.toHost())), f('off', Int32Array.from(offs)), o2);
+    const got2 = readValues(T, o2, odt, [E, N, K]);
+    const e2 = worstRel(got2, dws[odt]);
+    const empty = offs.slice(0, E).map((p, e) => offs[e + 1] === p ? e : -1).filter((e) => e >= 0);
+    const zeroDw = empty.every((e) => Array.from(got2.subarray(e * N * K, (e + 1) * N * K)).every((v) => v === 0));
+    check(e1 < 1e-2 && e2 < (odt === 'f32' ? 1e-5 : 1e-2) && zeroDw, `gmm backward tensor cores M ${M} K ${K} N ${N} E ${E} → dW ${odt}: dx ${e1.toExponential(2)}, dW ${e2.toExponential(2)}, empty experts' dW 0: ${zeroDw}`);
+  }
+}
+
 // ---- grouped GEMM, FP8 weights ----
 for (const [M, K, N, offs] of [[37, 200, 136, [2, 2, 9, 9, 30, 35]], [1, 128, 64, [0, 1]], [70, 300, 24, [0, 0, 64, 65, 70]]]) {
   const E = offs.length - 1;

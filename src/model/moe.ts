@@ -7,8 +7,8 @@
 // The combine is differentiable in w (the gradient reaches the gate when routes are replayed under
 // autograd) and in the expert outputs.
 // Training: the stacked expert weights [E, N, K] are the tape's stack of the per-expert parameters
-// (the checkpoint keeps one tensor per expert), rebuilt every forward that records gradients, so
-// groupedMatmul's dW reaches each expert's own master weight; inference caches the stack until the
+// (the checkpoint keeps one tensor per expert; in bf16 numerics its bf16 copy), rebuilt every forward
+// that records gradients, so groupedMatmul's dW reaches each expert's own master weight; inference caches the stack until the
 // weights' generation moves (an optimizer step).
 // Expert parallel (parallel.ts): a rank stacks only its experts [first, first + count) and runs the grouped
 // GEMMs over their segments of the full dispatch (offsets[first .. first + count]); the other pairs' rows
@@ -46,10 +46,19 @@ export class MoE {
     this.local = localExperts(cfg, weights.shard);
   }
 
-  private experts(p: Proj): Stacked {
+  /**
+   * One projection of this rank's experts. Training (on the tape, not cached): the stack of the master
+   * weights; a bf16 input meets it through its bf16 copy, autocast's rule as applyLinear (fp8-linear.ts)
+   * has it for every other linear, so the grouped GEMMs are bf16 × bf16 on the tensor cores and the cast's
+   * backward carries dW (rounded once to bf16, as a dense linear's) to the f32 masters.
+   */
+  private experts(p: Proj, act: DType): Stacked {
     const { first, count } = this.local;
     const lws: LinearWeight[] = Array.from({ length: count }, (_, e) => this.weights.linear(`${this.prefix}.experts.${first + e}.${p}.weight`));
-    if (isGradEnabled() && lws.some((l) => l.kind === 'dense' && l.w.requiresGrad)) return { kind: 'dense', w: stack(lws.map(dequantize)) }; // on the tape, not cached
+    if (isGradEnabled() && lws.some((l) => l.kind === 'dense' && l.w.requiresGrad)) {
+      const w = stack(lws.map(dequantize));
+      return { kind: 'dense', w: act === 'bf16' && w.dtype === 'f32' ? cast(w, 'bf16') : w };
+    }
     if (this.stackedAt !== this.weights.generation) {
       this.stacked.clear();
       this.stackedAt = this.weights.generation;
@@ -67,7 +76,7 @@ export class MoE {
 
   /** Rows of x sorted by expert → one projection of each row's expert, in dtype dt. */
   private project(p: Proj, x: Tensor, offsets: Tensor, dt: DType): Tensor {
-    const s = this.experts(p);
+    const s = this.experts(p, x.dtype);
     return s.kind === 'dense' ? cast(groupedMatmul(x, s.w, offsets), dt) : groupedMatmulFp8(x, fp8Codes(s.w8), s.scale, offsets, { ue8m0: this.ue8m0, outDtype: dt });
   }
 

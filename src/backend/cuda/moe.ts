@@ -33,8 +33,8 @@ const TC_SMEM = 3 * 2 * 128 * 40 * 2;
 
 /**
  * Path choice, for tests and benchmarks: `tc` sends bf16 × bf16 grouped GEMMs (the forward and the backward's
- * dx) to the tensor-core kernel where its limits hold (K and N multiples of 8, 16-byte aligned operands),
- * else to the SIMT kernel. DSV32_CUDA_GEMM's word for it is `moe`. `gemv` (word `moe-gemv`) sends forwards of
+ * dx) and the weight gradient of bf16 g and x to the tensor-core kernels where their limits hold (K and N
+ * multiples of 8, 16-byte aligned operands), else to the SIMT kernels. DSV32_CUDA_GEMM's word for it is `moe`. `gemv` (word `moe-gemv`) sends forwards of
  * at most `gemvMaxRows` rows whose inner dim is at least their output width (the gate and up projections of a
  * decode step) to the grouped GEMVs (kernels/gemv.cu): bf16 under the same limits, FP8 weights where
  * K % 16 == 0 and the codes are 16-byte aligned. Measured (bench/moe.ts, H100, mid config: 32 experts, k 4,
@@ -129,6 +129,14 @@ export function groupedMatmulBackwardCuda(b: CudaBackend, dx: View | null, dw: V
   if (dw) {
     if (Math.ceil(N / BM) > MAX_GRID_Y) throw new DsvError(`groupedMatmul backward on cuda: ${N} weight rows exceed the grid`);
     if (g.dtype !== x.dtype) throw new DsvError(`groupedMatmul backward on cuda: g (${g.dtype}) must have x's dtype (${x.dtype})`);
+    if (moeTune.tc && x.dtype === 'bf16' && N % 8 === 0 && K % 8 === 0 && b.address(g) % 16 === 0 && b.address(x) % 16 === 0) {
+      // the tensor-core kernel: grid.x = E · ⌈K/128⌉ (expert-major), grid.y = ⌈N/128⌉
+      if (Math.ceil(N / TC_BM) > MAX_GRID_Y) throw new DsvError(`groupedMatmul backward on cuda: ${N} weight rows exceed the grid`);
+      const tc = b.rt.modules.get('moe', `grouped_matmul_dw_tc_bf16_${sfx(dw.dtype)}`, SIG.grouped_matmul_dw!);
+      tc.setMaxDynamicSmem(TC_SMEM, C.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES);
+      tc.launch(E * Math.ceil(K / TC_BN), 256, TC_SMEM, [M, N, K, b.address(dw), b.address(g), b.address(x), b.address(offsets)], Math.ceil(N / TC_BM));
+      return;
+    }
     const kern = b.rt.modules.get('moe', `grouped_matmul_dw_${sfx(x.dtype)}_${sfx(dw.dtype)}`, SIG.grouped_matmul_dw!);
     // grid.x = E · ⌈K/64⌉ (expert-major), grid.y = ⌈N/64⌉
     kern.launch(E * Math.ceil(K / BN), 256, 0, [M, N, K, b.address(dw), b.address(g), b.address(x), b.address(offsets)], Math.ceil(N / BM));
