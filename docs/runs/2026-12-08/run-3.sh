@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# session 24, call 3: MoE training on the tensor cores (commit 8bfe28b: bf16 copies of the expert masters,
+# dW on grouped_matmul_dw_tc_*). The MoE op tests on cpu + cuda (every path, the new dW kernel at awkward
+# shapes), the MoE bench at the mid config's shapes (gate projection forward + backward, tensor cores against
+# SIMT), then the mid config's sparse-stage step, three timed steps, with the MoE tensor-core kernels on
+# (default) and off (DSV32_CUDA_GEMM without `moe`), one process after the other on one card.
+set -uo pipefail
+export DSV32_FIXTURES=$PWD/tmp/fixtures
+t0=$(date +%s)
+L=${LIMIT:-400}
+left() { [ $(( $(date +%s) - t0 )) -lt $(( L - $1 )) ]; }
+el() { echo "[$(( $(date +%s)-t0 ))s]"; }
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+timeout 150 node --test dist/test/tensor/moe.test.js > $OUT/tests-moe.txt 2>&1
+echo "moe tests rc $? $(el)"; grep -E "^# (tests|pass|fail|skipped)" $OUT/tests-moe.txt; grep -E "^not ok" -A3 $OUT/tests-moe.txt | head -20
+timeout 100 node dist/bench/moe.js --dim 2048 --inter 512 --experts 32 --k 4 --groups 8 --topk-groups 4 --tokens 64,2048,8192 --out $OUT/moe.json > $OUT/moe.txt 2>&1
+echo "moe bench rc $? $(el)"; grep -E "^\|" $OUT/moe.txt | cut -c1-250
+ALL_BUT_MOE=indexer,indexer-mma,mla,mla-fused,mla-flash,mla-split,mla-wg,mla-bwd,mla-bwd-flash,indexer-train,indexer-kl-flash,indexer-scores-flash,moe-gemv
+for mode in tc simt; do
+  left 50 || break
+  if [ $mode = tc ]; then g=all; else g=$ALL_BUT_MOE; fi
+  DSV32_CUDA_GEMM=$g timeout 75 node dist/bench/train-step.js --device cuda --shape mid --numerics bf16 --batch 2 --seq 4096 --steps 3 --phases sparse > $OUT/mid-$mode.txt 2>&1
+  echo "mid sparse (MoE $mode) rc $? $(el)"; grep -E "ms/step|Error" $OUT/mid-$mode.txt | cut -c1-200
+done
+if left 40; then
+  DSV32_CUDA_GEMM=all timeout 60 node dist/bench/train-step.js --device cuda --shape mid --numerics bf16 --batch 2 --seq 4096 --steps 1 --phases sparse --profile > $OUT/mid-profile.txt 2>&1
+  echo "mid profile rc $? $(el)"; grep -E "one step with every op|^(matmul|copy|grouped|sparseMla|binary)" $OUT/mid-profile.txt | cut -c1-120
+fi
+echo "done $(el)"
