@@ -45,9 +45,12 @@ function initial(): Record<string, Float64Array> {
 }
 
 // Tolerances: every difference is f64 rounding (~1e-16 relative) summed over a few hundred terms and
-// carried through 3 AdamW steps; 1e-12 on the weights is ~1e-10 of what the steps move them (~1e-2)
-// and 1e-12 relative on the logged numbers. The control runs show what a real mistake costs: 1 rank
-// on only rank 0's rows is off by ~1e-3 in the weights.
+// carried through 3 AdamW steps, 1e-12 relative on the logged numbers. On the weights AdamW divides each
+// gradient by its own running magnitude, so a component that nearly cancels carries its rounding into a
+// whole step: the dsa stage's weights differed by 1.07e-12 with OpenBLAS's SkylakeX kernels (this AMD EPYC's
+// own choice too), 1.6e-13 with the Haswell ones and 1.3e-13 with the TypeScript GEMM; 1e-10 is ~1e-8 of
+// what the steps move them (~6e-3). The control runs show what a real
+// mistake costs: 1 rank on only rank 0's rows is off by ~1e-3 in the weights.
 for (const [stage, over] of [['pretrain', {}], ['dsa', { dsa: { warmupSteps: 1 } }]] as const) {
   test(`${stage}: 2 ranks of 2 rows equal 1 rank of the same 4 rows (losses, grad norms, weights after 3 steps, f64); the ranks stay identical bit for bit`, async () => {
     const { dir, raw } = setup(over);
@@ -75,7 +78,8 @@ for (const [stage, over] of [['pretrain', {}], ['dsa', { dsa: { warmupSteps: 1 }
     const moved = maxDiff(initial(), w1);
     const d = maxDiff(ranks[0]!.weights, w1);
     assert.ok(moved > 1e-3, `the steps moved the weights (max ${moved})`);
-    assert.ok(d < 1e-12, `2 ranks vs 1: max |Δw| ${d}`);
+    assert.ok(d < 1e-10, `2 ranks vs 1: max |Δw| ${d}`);
+    process.stdout.write(`# ${stage}: 2 ranks vs 1, max |Δw| ${d.toExponential(2)} (weights moved up to ${moved.toExponential(2)})\n`);
     // control: one rank on rank 0's rows alone is far outside the tolerance
     const half = await train(stage, parseTrainConfig({ ...raw, data: { ...(raw.data as object), batchSize: 2 }, out: join(dir, 'half') }));
     assert.ok(maxDiff(weightsOf(half.model), w1) > 1e-6);
