@@ -48,9 +48,9 @@ function initial(): Record<string, Float64Array> {
 // carried through 3 AdamW steps, 1e-12 relative on the logged numbers. On the weights AdamW divides each
 // gradient by its own running magnitude, so a component that nearly cancels carries its rounding into a
 // whole step: the dsa stage's weights differed by 1.07e-12 with OpenBLAS's SkylakeX kernels (AVX-512
-// machines), 1.6e-13 with the Haswell ones (this AMD EPYC's) and 1.3e-13 with the TypeScript GEMM; 1e-10 is ~1e-8 of
-// what the steps move them (~6e-3). The control runs show what a real
-// mistake costs: 1 rank on only rank 0's rows is off by ~1e-3 in the weights.
+// machines), 1.6e-13 with the Haswell ones (this host sets OPENBLAS_CORETYPE=Haswell) and 1.3e-13 with
+// the TypeScript GEMM; 1e-10 is ~1e-8 of what the steps move them (~6e-3). The control runs show what a
+// real mistake costs: 1 rank on only rank 0's rows is off by ~1e-3 in the weights.
 for (const [stage, over] of [['pretrain', {}], ['dsa', { dsa: { warmupSteps: 1 } }]] as const) {
   test(`${stage}: 2 ranks of 2 rows equal 1 rank of the same 4 rows (losses, grad norms, weights after 3 steps, f64); the ranks stay identical bit for bit`, async () => {
     const { dir, raw } = setup(over);
