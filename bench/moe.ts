@@ -100,7 +100,7 @@ for (const Tn of TOKENS) {
   // autograd, on the default path and on the SIMT kernels (from 64 rows: the sizes of a training step)
   const train = async (tc: boolean): Promise<number> => {
     const keep = { ...moeTune };
-    Object.assign(moeTune, { tc });
+    Object.assign(moeTune, { tc, dwTc: tc });
     try {
       const xl = T.contiguous(xs);
       xl.requiresGrad = true;

@@ -556,6 +556,8 @@ GMMDW(grouped_matmul_dw_bf16_bf16, uint16_t, uint16_t)
 //   Rounding: one f32 sum per output (the tensor core's order within a k16 step, steps in row order), rounded
 //   once to OT: the SIMT kernel's result to accumulation order (f32) or one ulp (bf16).
 //   Limits (the host falls back to the SIMT kernel otherwise): N % 8 == 0 and K % 8 == 0, 16-byte aligned operands.
+//   Off by default (moeTune.dwTc, DSV32_CUDA_GEMM word `moe-dw`) until a GPU run has checked it: written and
+//   emulated on 2026-12-08 (scripts/kernel-emu/run-moe.mjs), when no device was lent.
 template <class OT>
 __device__ void grouped_matmul_dw_tc(int64_t N, int64_t K, OT* dw, const uint16_t* g, const uint16_t* x, const int32_t* off) {
   extern __shared__ __align__(16) uint16_t tsm[];

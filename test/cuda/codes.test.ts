@@ -43,7 +43,7 @@ test('DSV32_CUDA_GEMM switches the named GEMM paths, keeps the defaults when uns
   assert.equal(gemmPathOn('mla-fused', true, { DSV32_CUDA_GEMM: 'indexer,mla' }), false);
   // a bad value keeps the defaults at module load and is reported when the CUDA backend is created
   assert.equal(gemmPathOn('mla', true, { DSV32_CUDA_GEMM: 'indexer,mla_bwd' }), true);
-  assert.match(gemmSwitchError({ DSV32_CUDA_GEMM: 'indexer,mla_bwd' }) ?? '', /DSV32_CUDA_GEMM: unknown path 'mla_bwd'.*indexer, indexer-mma, mla, mla-fused, mla-flash, mla-split, mla-wg, mla-bwd, mla-bwd-flash, indexer-train, indexer-kl-flash, indexer-scores-flash, moe, moe-gemv/);
+  assert.match(gemmSwitchError({ DSV32_CUDA_GEMM: 'indexer,mla_bwd' }) ?? '', /DSV32_CUDA_GEMM: unknown path 'mla_bwd'.*indexer, indexer-mma, mla, mla-fused, mla-flash, mla-split, mla-wg, mla-bwd, mla-bwd-flash, indexer-train, indexer-kl-flash, indexer-scores-flash, moe, moe-gemv, moe-dw/);
   assert.equal(gemmSwitchError({ DSV32_CUDA_GEMM: 'all' }), null);
   assert.equal(gemmSwitchError({}), null);
 });

@@ -29,15 +29,15 @@ import { moeTune } from '../../src/backend/cuda/moe.js';
 
 /**
  * fn() on each CUDA path of the bf16 grouped GEMM (the grouped GEMV for decode-sized row counts, the
- * tensor-core kernel, then SIMT), once elsewhere; tag names the path.
+ * tensor-core kernels with the dW one, then SIMT), once elsewhere; tag names the path.
  */
 function eachMoePath(dev: string, fn: (tag: string) => void): void {
   if (dev !== 'cuda') return fn('');
   const keep = { ...moeTune };
   try {
     // the GEMV path with its bounds lifted (64 rows, any K), so every shape below reaches it
-    for (const [gemv, tc, tag] of [[true, true, ' (grouped GEMV to 64 rows)'], [false, true, ' (tensor cores)'], [false, false, ' (simt)']] as const) {
-      Object.assign(moeTune, { gemv, tc, gemvMaxRows: gemv ? 64 : keep.gemvMaxRows, gemvAnyWidth: gemv });
+    for (const [gemv, tc, dwTc, tag] of [[true, true, false, ' (grouped GEMV to 64 rows)'], [false, true, true, ' (tensor cores, dW too)'], [false, false, false, ' (simt)']] as const) {
+      Object.assign(moeTune, { gemv, tc, dwTc, gemvMaxRows: gemv ? 64 : keep.gemvMaxRows, gemvAnyWidth: gemv });
       fn(tag);
     }
   } finally {

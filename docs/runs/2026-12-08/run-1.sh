@@ -3,7 +3,8 @@
 # dW on grouped_matmul_dw_tc_*), from .gpu/dist-new.tar.xz (HEAD 94a0262; the command line unpacked the
 # older .gpu/dist.tar.xz that call 2's mini-4k run keeps). The MoE op tests on cpu + cuda (every path, the
 # new dW kernel at awkward shapes), the mid config's sparse-stage step (three timed steps) with the MoE
-# tensor-core kernels on (default) and off (DSV32_CUDA_GEMM without `moe`), the MoE bench at the mid
+# tensor-core kernels on (`all`: the forward/dx default and the new dW kernel, `moe-dw`, off by default until
+# this round checks it) and off (DSV32_CUDA_GEMM without `moe`), the MoE bench at the mid
 # config's shapes (gate projection forward + backward, tensor cores against SIMT).
 # (This replaced the first version, the DSA benchmark rows of 2026-12-07-late/run-3.sh, before it ran.)
 set -uo pipefail

@@ -2,12 +2,12 @@
 // Each op with two or three CUDA paths (tensor-core GEMM or fused paths and a CUDA-core kernel) keeps its switch in a tune
 // object (indexerTune, sparseMlaTune, sparseMlaBackwardTune, indexerTrainTune); tests and benchmarks set
 // those directly. Whole runs (a training job, the engine's tests, an RL run) are switched from outside by
-//   DSV32_CUDA_GEMM=all | none | name[,name…]      names: indexer, indexer-mma, mla, mla-fused, mla-flash, mla-split, mla-wg, mla-bwd, mla-bwd-flash, indexer-train, indexer-kl-flash, indexer-scores-flash, moe, moe-gemv
+//   DSV32_CUDA_GEMM=all | none | name[,name…]      names: indexer, indexer-mma, mla, mla-fused, mla-flash, mla-split, mla-wg, mla-bwd, mla-bwd-flash, indexer-train, indexer-kl-flash, indexer-scores-flash, moe, moe-gemv, moe-dw
 // where a list turns exactly the named paths on and the others off. Unset, each path keeps its default.
 // The tune objects read it when their modules load; a bad value is reported when the CUDA backend is
 // created (gemmSwitchError), inside the command that uses it, as one line rather than a load-time trace.
 
-export const GEMM_PATH_NAMES = ['indexer', 'indexer-mma', 'mla', 'mla-fused', 'mla-flash', 'mla-split', 'mla-wg', 'mla-bwd', 'mla-bwd-flash', 'indexer-train', 'indexer-kl-flash', 'indexer-scores-flash', 'moe', 'moe-gemv'] as const;
+export const GEMM_PATH_NAMES = ['indexer', 'indexer-mma', 'mla', 'mla-fused', 'mla-flash', 'mla-split', 'mla-wg', 'mla-bwd', 'mla-bwd-flash', 'indexer-train', 'indexer-kl-flash', 'indexer-scores-flash', 'moe', 'moe-gemv', 'moe-dw'] as const;
 export type GemmPathName = (typeof GEMM_PATH_NAMES)[number];
 
 /** What is wrong with DSV32_CUDA_GEMM, or null when it is unset or valid. */

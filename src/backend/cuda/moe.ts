@@ -33,8 +33,11 @@ const TC_SMEM = 3 * 2 * 128 * 40 * 2;
 
 /**
  * Path choice, for tests and benchmarks: `tc` sends bf16 × bf16 grouped GEMMs (the forward and the backward's
- * dx) and the weight gradient of bf16 g and x to the tensor-core kernels where their limits hold (K and N
- * multiples of 8, 16-byte aligned operands), else to the SIMT kernels. DSV32_CUDA_GEMM's word for it is `moe`. `gemv` (word `moe-gemv`) sends forwards of
+ * dx) to the tensor-core kernel where its limits hold (K and N multiples of 8, 16-byte aligned operands),
+ * else to the SIMT kernel. `dwTc` (word `moe-dw`) sends the weight gradient of bf16 g and x to the
+ * tensor-core dW kernel (grouped_matmul_dw_tc_*) under the same limits; it is off by default until a GPU
+ * run has checked it (2026-12-08: written and emulated, scripts/kernel-emu/run-moe.mjs, but no device was
+ * lent; docs/runs/2026-12-08/run-1.sh is the round that turns it on). DSV32_CUDA_GEMM's word for it is `moe`. `gemv` (word `moe-gemv`) sends forwards of
  * at most `gemvMaxRows` rows whose inner dim is at least their output width (the gate and up projections of a
  * decode step) to the grouped GEMVs (kernels/gemv.cu): bf16 under the same limits, FP8 weights where
  * K % 16 == 0 and the codes are 16-byte aligned. Measured (bench/moe.ts, H100, mid config: 32 experts, k 4,
@@ -42,7 +45,7 @@ const TC_SMEM = 3 * 2 * 128 * 40 * 2;
  * 0.044, but the down projection (K 512, N 2 048) 0.024 against 0.018; at 64 rows 0.117 against 0.045.
  * `gemvAnyWidth` lifts the width bound (tests).
  */
-export const moeTune = { tc: gemmPathOn('moe', true), gemv: gemmPathOn('moe-gemv', true), gemvMaxRows: 8, gemvAnyWidth: false };
+export const moeTune = { tc: gemmPathOn('moe', true), gemv: gemmPathOn('moe-gemv', true), dwTc: gemmPathOn('moe-dw', false), gemvMaxRows: 8, gemvAnyWidth: false };
 
 /** The tensor-core kernel's limits: whole 16-byte pieces along both operands' contiguous dims. */
 function tcFits(b: CudaBackend, out: View, x: View, w: View, inner: number, cols: number): boolean {
@@ -129,7 +132,7 @@ export function groupedMatmulBackwardCuda(b: CudaBackend, dx: View | null, dw: V
   if (dw) {
     if (Math.ceil(N / BM) > MAX_GRID_Y) throw new DsvError(`groupedMatmul backward on cuda: ${N} weight rows exceed the grid`);
     if (g.dtype !== x.dtype) throw new DsvError(`groupedMatmul backward on cuda: g (${g.dtype}) must have x's dtype (${x.dtype})`);
-    if (moeTune.tc && x.dtype === 'bf16' && N % 8 === 0 && K % 8 === 0 && b.address(g) % 16 === 0 && b.address(x) % 16 === 0) {
+    if (moeTune.dwTc && x.dtype === 'bf16' && N % 8 === 0 && K % 8 === 0 && b.address(g) % 16 === 0 && b.address(x) % 16 === 0) {
       // the tensor-core kernel: grid.x = E · ⌈K/128⌉ (expert-major), grid.y = ⌈N/128⌉
       if (Math.ceil(N / TC_BM) > MAX_GRID_Y) throw new DsvError(`groupedMatmul backward on cuda: ${N} weight rows exceed the grid`);
       const tc = b.rt.modules.get('moe', `grouped_matmul_dw_tc_bf16_${sfx(dw.dtype)}`, SIG.grouped_matmul_dw!);
