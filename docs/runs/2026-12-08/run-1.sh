@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # session 24, call 1: MoE training on the tensor cores (commit 8bfe28b: bf16 copies of the expert masters,
-# dW on grouped_matmul_dw_tc_*), from .gpu/dist-new.tar.xz (HEAD 94a0262; the command line unpacked the
-# older .gpu/dist.tar.xz that call 2's mini-4k run keeps). The MoE op tests on cpu + cuda (every path, the
+# dW on grouped_matmul_dw_tc_*, `moe-dw`). Carry .gpu from `bash scripts/gpu-carry.sh --pack tmp/mini/pack`
+# at the commit to test; a .gpu/dist-new.tar.xz, if present, replaces the dist/ the command line unpacked
+# (so that run-2.sh can keep an older build in .gpu/dist.tar.xz). The MoE op tests on cpu + cuda (every path, the
 # new dW kernel at awkward shapes), the mid config's sparse-stage step (three timed steps) with the MoE
 # tensor-core kernels on (`all`: the forward/dx default and the new dW kernel, `moe-dw`, off by default until
 # this round checks it) and off (DSV32_CUDA_GEMM without `moe`), the MoE bench at the mid
