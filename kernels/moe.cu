@@ -361,6 +361,55 @@ GMM(grouped_matmul_bf16_bf16, uint16_t, uint16_t)
 // bf16 elements of one stage: A [128][40], then B as [128][40] (K-major) or [32][136] (N-major)
 #define TC_STAGE (2 * TC_BM * TC_AP)
 
+// The tensor-core kernels' pipeline (this GEMM and grouped_matmul_dw_tc): n stages of TC_BK reduction steps
+// through the TC_ST-deep cp.async ring. load(buf, t) issues stage t's copies into ring buffer buf; mul(buf)
+// multiplies the stage held in buffer buf.
+template <class Load, class Mul>
+__device__ __forceinline__ void tc_ring(int n, Load load, Mul mul) {
+#pragma unroll
+  for (int s = 0; s < TC_ST - 1; s++) {
+    if (s < n) load(s, s);
+    asm volatile("cp.async.commit_group;\n" ::);
+  }
+  for (int t = 0; t < n; t++) {
+    // stage t has landed (at most TC_ST − 2 younger groups pending); the barrier also says every warp is
+    // done with stage t − 1, whose buffer the next load overwrites
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(TC_ST - 2));
+    __syncthreads();
+    if (t + TC_ST - 1 < n) load((t + TC_ST - 1) % TC_ST, t + TC_ST - 1);
+    asm volatile("cp.async.commit_group;\n" ::);
+    mul(t % TC_ST);
+  }
+  asm volatile("cp.async.wait_group 0;\n" ::);
+}
+
+// A warp's B fragments for its 32 columns [col0, col0 + 32) at reduction offset ks, from ldmatrix x4: the
+// matrices q = lane / 8 are (n 0–7, k 0–7), (n 0–7, k 8–15), (n 8–15, k 0–7), (n 8–15, k 8–15) of each 16
+// columns. K-major rows (column n's reduction dim contiguous, pitch TC_AP) by ldmatrix; N-major rows
+// (reduction index k's columns contiguous, pitch TC_BP) by ldmatrix.trans.
+template <bool NMAJOR>
+__device__ __forceinline__ void tc_b_frags(uint32_t (&b)[4][2], const uint16_t* Bs, int ks, int col0, int lane) {
+  const int q = lane >> 3, r = lane & 7;
+#pragma unroll
+  for (int jj = 0; jj < 2; jj++) {
+    uint32_t t[4];
+    if (!NMAJOR) ldmatrix_x4(t, Bs + (col0 + jj * 16 + ((q >> 1) << 3) + r) * TC_AP + ks + ((q & 1) << 3));
+    else ldmatrix_x4_trans(t, Bs + (ks + ((q & 1) << 3) + r) * TC_BP + col0 + jj * 16 + ((q >> 1) << 3));
+    b[jj * 2][0] = t[0];
+    b[jj * 2][1] = t[1];
+    b[jj * 2 + 1][0] = t[2];
+    b[jj * 2 + 1][1] = t[3];
+  }
+}
+
+// acc[i][j] += a[i] · b[j]: a warp's 4 × 4 m16n8 tiles for one k16 step
+__device__ __forceinline__ void tc_mma_4x4(float (&acc)[4][4][4], const uint32_t (&a)[4][4], const uint32_t (&b)[4][2]) {
+#pragma unroll
+  for (int i = 0; i < 4; i++)
+#pragma unroll
+    for (int j = 0; j < 4; j++) mma_bf16_16816(acc[i][j], a[i], b[j][0], b[j][1]);
+}
+
 template <bool B_NMAJOR>
 __device__ void grouped_matmul_tc(int64_t M, int64_t N, int64_t K, int64_t E, uint16_t* out, const uint16_t* x, const uint16_t* W,
                                   const int32_t* off, int64_t sc, int64_t si, int64_t es) {
@@ -386,7 +435,8 @@ __device__ void grouped_matmul_tc(int64_t M, int64_t N, int64_t K, int64_t E, ui
     const uint16_t* We = W + (int64_t)seg * es;
     const int nk = (int)((K + TC_BK - 1) / TC_BK);
     // one stage: 128 × 32 of A and 32 × 128 of B, 512 + 512 pieces of 16 bytes, 2 + 2 a thread
-    auto load = [&](int buf, int64_t k0) {
+    auto load = [&](int buf, int t) {
+      const int64_t k0 = (int64_t)t * TC_BK;
       uint16_t* As = tsm + buf * TC_STAGE;
       uint16_t* Bs = As + TC_BM * TC_AP;
 #pragma unroll
@@ -410,44 +460,18 @@ __device__ void grouped_matmul_tc(int64_t M, int64_t N, int64_t K, int64_t E, ui
         }
       }
     };
-#pragma unroll
-    for (int s = 0; s < TC_ST - 1; s++) {
-      if (s < nk) load(s, (int64_t)s * TC_BK);
-      asm volatile("cp.async.commit_group;\n" ::);
-    }
-    for (int kt = 0; kt < nk; kt++) {
-      // stage kt has landed (at most TC_ST − 2 younger groups pending); the barrier also says every warp is
-      // done with stage kt − 1, whose buffer the next load overwrites
-      asm volatile("cp.async.wait_group %0;\n" ::"n"(TC_ST - 2));
-      __syncthreads();
-      if (kt + TC_ST - 1 < nk) load((kt + TC_ST - 1) % TC_ST, (int64_t)(kt + TC_ST - 1) * TC_BK);
-      asm volatile("cp.async.commit_group;\n" ::);
-      const uint16_t* As = tsm + (kt % TC_ST) * TC_STAGE;
+    tc_ring(nk, load, [&](int buf) {
+      const uint16_t* As = tsm + buf * TC_STAGE;
       const uint16_t* Bs = As + TC_BM * TC_AP;
 #pragma unroll
       for (int ks = 0; ks < TC_BK; ks += 16) {
         uint32_t a[4][4], b[4][2];
 #pragma unroll
         for (int i = 0; i < 4; i++) ldmatrix_x4(a[i], As + (wm * 64 + i * 16 + (lane & 15)) * TC_AP + ks + ((lane >> 4) << 3));
-#pragma unroll
-        for (int jj = 0; jj < 2; jj++) {
-          // matrices q = lane / 8: (n 0–7, k 0–7), (n 0–7, k 8–15), (n 8–15, k 0–7), (n 8–15, k 8–15)
-          const int q = lane >> 3, r = lane & 7;
-          uint32_t t[4];
-          if (!B_NMAJOR) ldmatrix_x4(t, Bs + (wn * 32 + jj * 16 + ((q >> 1) << 3) + r) * TC_AP + ks + ((q & 1) << 3));
-          else ldmatrix_x4_trans(t, Bs + (ks + ((q & 1) << 3) + r) * TC_BP + wn * 32 + jj * 16 + ((q >> 1) << 3));
-          b[jj * 2][0] = t[0];
-          b[jj * 2][1] = t[1];
-          b[jj * 2 + 1][0] = t[2];
-          b[jj * 2 + 1][1] = t[3];
-        }
-#pragma unroll
-        for (int i = 0; i < 4; i++)
-#pragma unroll
-          for (int j = 0; j < 4; j++) mma_bf16_16816(acc[i][j], a[i], b[j][0], b[j][1]);
+        tc_b_frags<B_NMAJOR>(b, Bs, ks, wn * 32, lane);
+        tc_mma_4x4(acc, a, b);
       }
-    }
-    asm volatile("cp.async.wait_group 0;\n" ::);
+    });
   }
   // acc[i][j]: rows wm·64 + i·16 + g (+8 for u ≥ 2), columns wn·32 + j·8 + tig·2 + {0, 1}; N % 8 == 0, so a
   // column pair is wholly inside or outside
@@ -576,7 +600,8 @@ __device__ void grouped_matmul_dw_tc(int64_t N, int64_t K, OT* dw, const uint16_
       for (int u = 0; u < 4; u++) acc[i][j][u] = 0.0f;
   const int np = p1 > p0 ? (int)((p1 - p0 + TC_BK - 1) / TC_BK) : 0;
   // one stage: 32 rows × 128 columns of g and of x, 512 + 512 pieces of 16 bytes, 2 + 2 a thread
-  auto load = [&](int buf, int64_t q0) {
+  auto load = [&](int buf, int t) {
+    const int64_t q0 = p0 + (int64_t)t * TC_BK;
     uint16_t* As = tsm + buf * TC_STAGE;
     uint16_t* Bs = As + TC_BK * TC_BP;
 #pragma unroll
@@ -589,41 +614,20 @@ __device__ void grouped_matmul_dw_tc(int64_t N, int64_t K, OT* dw, const uint16_
       cp_async16_zfill(Bs + r * TC_BP + c, okb ? x + p * K + k0 + c : x, okb);
     }
   };
-#pragma unroll
-  for (int s = 0; s < TC_ST - 1; s++) {
-    if (s < np) load(s, p0 + (int64_t)s * TC_BK);
-    asm volatile("cp.async.commit_group;\n" ::);
-  }
-  for (int pt = 0; pt < np; pt++) {
-    // as the forward's ring: stage pt has landed, and every warp is done with the buffer the next load fills
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(TC_ST - 2));
-    __syncthreads();
-    if (pt + TC_ST - 1 < np) load((pt + TC_ST - 1) % TC_ST, p0 + (int64_t)(pt + TC_ST - 1) * TC_BK);
-    asm volatile("cp.async.commit_group;\n" ::);
-    const uint16_t* As = tsm + (pt % TC_ST) * TC_STAGE;
+  tc_ring(np, load, [&](int buf) {
+    const uint16_t* As = tsm + buf * TC_STAGE;
     const uint16_t* Bs = As + TC_BK * TC_BP;
     const int q = lane >> 3, r = lane & 7;
 #pragma unroll
     for (int ks = 0; ks < TC_BK; ks += 16) {
       uint32_t a[4][4], b[4][2];
+      // A = g_segᵀ: its matrices (n 0–7, p 0–7), (n 8–15, p 0–7), (n 0–7, p 8–15), (n 8–15, p 8–15) from stored rows p
 #pragma unroll
       for (int i = 0; i < 4; i++) ldmatrix_x4_trans(a[i], As + (ks + ((q >> 1) << 3) + r) * TC_BP + wm * 64 + i * 16 + ((q & 1) << 3));
-#pragma unroll
-      for (int jj = 0; jj < 2; jj++) {
-        uint32_t t[4];
-        ldmatrix_x4_trans(t, Bs + (ks + ((q & 1) << 3) + r) * TC_BP + wn * 32 + jj * 16 + ((q >> 1) << 3));
-        b[jj * 2][0] = t[0];
-        b[jj * 2][1] = t[1];
-        b[jj * 2 + 1][0] = t[2];
-        b[jj * 2 + 1][1] = t[3];
-      }
-#pragma unroll
-      for (int i = 0; i < 4; i++)
-#pragma unroll
-        for (int j = 0; j < 4; j++) mma_bf16_16816(acc[i][j], a[i], b[j][0], b[j][1]);
+      tc_b_frags<true>(b, Bs, ks, wn * 32, lane);
+      tc_mma_4x4(acc, a, b);
     }
-  }
-  asm volatile("cp.async.wait_group 0;\n" ::);
+  });
   // acc[i][j]: n = n0 + wm·64 + i·16 + gq (+8 for u ≥ 2), k = k0 + wn·32 + j·8 + tig·2 + {0, 1} (K % 8 == 0: a pair
   // is wholly inside or outside)
 #pragma unroll

@@ -34,10 +34,11 @@ const TC_SMEM = 3 * 2 * 128 * 40 * 2;
 /**
  * Path choice, for tests and benchmarks: `tc` sends bf16 × bf16 grouped GEMMs (the forward and the backward's
  * dx) to the tensor-core kernel where its limits hold (K and N multiples of 8, 16-byte aligned operands),
- * else to the SIMT kernel. `dwTc` (word `moe-dw`) sends the weight gradient of bf16 g and x to the
- * tensor-core dW kernel (grouped_matmul_dw_tc_*) under the same limits; it is off by default until a GPU
- * run has checked it (2026-12-08: written and emulated, scripts/kernel-emu/run-moe.mjs, but no device was
- * lent; docs/runs/2026-12-08/run-1.sh is the round that turns it on). DSV32_CUDA_GEMM's word for it is `moe`. `gemv` (word `moe-gemv`) sends forwards of
+ * else to the SIMT kernel. DSV32_CUDA_GEMM's word for it is `moe`. `dwTc` (word `moe-dw`) sends the weight
+ * gradient of bf16 g and x to the tensor-core dW kernel (grouped_matmul_dw_tc_*) under the same limits; it
+ * is off by default until a GPU run has checked it (2026-12-08: written and emulated,
+ * scripts/kernel-emu/run-moe.mjs, but no device was lent; docs/runs/2026-12-08/run-1.sh is the round that
+ * checks it). `gemv` (word `moe-gemv`) sends forwards of
  * at most `gemvMaxRows` rows whose inner dim is at least their output width (the gate and up projections of a
  * decode step) to the grouped GEMVs (kernels/gemv.cu): bf16 under the same limits, FP8 weights where
  * K % 16 == 0 and the codes are 16-byte aligned. Measured (bench/moe.ts, H100, mid config: 32 experts, k 4,
